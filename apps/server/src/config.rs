@@ -1,0 +1,393 @@
+//! Configuration: defaults, then an optional TOML file (`CONFIG_FILE`), then
+//! environment variables. Validated once at start-up; every bad value is reported on
+//! its own line, all at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret string (a URL with a password, a key): never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    #[must_use]
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret value, for the one place that needs it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Human-readable, coloured (for a terminal).
+    Pretty,
+}
+
+/// The validated settings of one server process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on (`BIND_ADDR`, default `127.0.0.1:8080`).
+    pub bind_addr: SocketAddr,
+    /// Data directory for the SQLite file and the generated signing key (`DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Primary database URL (`DATABASE_URL`); `None` = SQLite in `data_dir`.
+    pub database_url: Option<Secret>,
+    /// Read-replica URL (`DATABASE_READ_URL`).
+    pub database_read_url: Option<Secret>,
+    /// Pool size per database pool (`DATABASE_MAX_CONNECTIONS`, default 16).
+    pub database_max_connections: u32,
+    /// Redis URL for the shared cache (`REDIS_URL`); `None` = in-process cache only.
+    pub redis_url: Option<Secret>,
+    /// Log format (`LOG_FORMAT`: `json` | `pretty`; default pretty on a terminal).
+    pub log_format: LogFormat,
+    /// Log filter (`LOG_LEVEL`, an env-filter directive; default `info`).
+    pub log_level: String,
+    /// OTLP/gRPC endpoint for traces (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub otel_endpoint: Option<String>,
+    /// Token signing key, PEM (`SIGNING_KEY`); `None` = generated under `data_dir`.
+    pub signing_key: Option<Secret>,
+    /// Seconds to let in-flight requests finish on SIGTERM (`SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout: Duration,
+    /// HTTP worker threads (`WORKERS`; default: number of CPUs).
+    pub workers: Option<usize>,
+}
+
+/// Every problem found in the configuration, one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for line in &self.0 {
+            writeln!(f, "  - {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The names of every setting, as environment variables (the TOML file uses the same
+/// names in lower case).
+pub const KEYS: &[&str] = &[
+    "BIND_ADDR",
+    "DATA_DIR",
+    "DATABASE_URL",
+    "DATABASE_READ_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "REDIS_URL",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "SIGNING_KEY",
+    "SHUTDOWN_TIMEOUT_SECS",
+    "WORKERS",
+];
+
+impl Settings {
+    /// Loads settings from the process environment (and `CONFIG_FILE` if set).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let is_tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        Self::from_sources(&env, is_tty)
+    }
+
+    /// Loads settings from the given variables; `CONFIG_FILE` among them names an
+    /// optional TOML file whose values the variables override.
+    pub fn from_sources(
+        env: &BTreeMap<String, String>,
+        stdout_is_terminal: bool,
+    ) -> Result<Self, ConfigError> {
+        let mut errors = Vec::new();
+        let mut values: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(path) = env.get("CONFIG_FILE").filter(|p| !p.is_empty()) {
+            match read_file(path) {
+                Ok(file) => values.extend(file),
+                Err(e) => errors.push(e),
+            }
+        }
+        for key in KEYS {
+            if let Some(v) = env.get(*key) {
+                values.insert((*key).to_owned(), v.clone());
+            }
+        }
+        // An empty value means "unset", as is conventional for env files.
+        values.retain(|_, v| !v.trim().is_empty());
+        let get = |k: &str| values.get(k).map(|v| v.trim().to_owned());
+
+        let bind_addr = match get("BIND_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                errors.push(format!(
+                    "BIND_ADDR: {v:?} is not a socket address (expected host:port, e.g. 127.0.0.1:8080)"
+                ));
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }),
+        };
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url = get("DATABASE_URL").map(Secret::new);
+        if let Some(url) = &database_url
+            && !is_postgres(url.expose())
+            && !url.expose().starts_with("sqlite:")
+        {
+            errors.push(
+                "DATABASE_URL: must start with postgres://, postgresql:// or sqlite: (leave unset for the embedded SQLite file)"
+                    .into(),
+            );
+        }
+        let database_read_url = get("DATABASE_READ_URL").map(Secret::new);
+        if let Some(url) = &database_read_url {
+            if !is_postgres(url.expose()) {
+                errors
+                    .push("DATABASE_READ_URL: must start with postgres:// or postgresql://".into());
+            } else if !database_url
+                .as_ref()
+                .is_some_and(|u| is_postgres(u.expose()))
+            {
+                errors.push(
+                    "DATABASE_READ_URL: needs DATABASE_URL to point at PostgreSQL too".into(),
+                );
+            }
+        }
+        let database_max_connections = parse_num(
+            &mut errors,
+            "DATABASE_MAX_CONNECTIONS",
+            get("DATABASE_MAX_CONNECTIONS"),
+            16,
+            1..=1000,
+        );
+        let redis_url = get("REDIS_URL").map(Secret::new);
+        if let Some(url) = &redis_url
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+        {
+            errors.push("REDIS_URL: must start with redis:// or rediss://".into());
+        }
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None if stdout_is_terminal => LogFormat::Pretty,
+            None => LogFormat::Json,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                errors.push(format!("LOG_FORMAT: {other:?} is not one of json, pretty"));
+                LogFormat::Json
+            }
+        };
+        let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            errors.push(format!(
+                "LOG_LEVEL: {log_level:?} is not a valid filter (e.g. info, or info,pto_server=debug)"
+            ));
+        }
+        let otel_endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT");
+        if let Some(e) = &otel_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            errors.push(format!(
+                "OTEL_EXPORTER_OTLP_ENDPOINT: {e:?} must be an http:// or https:// URL"
+            ));
+        }
+        let signing_key = get("SIGNING_KEY").map(Secret::new);
+        if let Some(k) = &signing_key
+            && credentials::SigningKey::from_pem(k.expose()).is_err()
+        {
+            errors.push("SIGNING_KEY: not a valid Ed25519 private key in PEM form".into());
+        }
+        let shutdown_secs: u64 = parse_num(
+            &mut errors,
+            "SHUTDOWN_TIMEOUT_SECS",
+            get("SHUTDOWN_TIMEOUT_SECS"),
+            30,
+            0..=3600,
+        );
+        let workers =
+            get("WORKERS").map(|v| parse_num(&mut errors, "WORKERS", Some(v), 1, 1..=512));
+
+        if !errors.is_empty() {
+            return Err(ConfigError(errors));
+        }
+        Ok(Self {
+            bind_addr,
+            data_dir,
+            database_url,
+            database_read_url,
+            database_max_connections,
+            redis_url,
+            log_format,
+            log_level,
+            otel_endpoint,
+            signing_key,
+            shutdown_timeout: Duration::from_secs(shutdown_secs),
+            workers,
+        })
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn parse_num<T>(
+    errors: &mut Vec<String>,
+    key: &str,
+    raw: Option<String>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> T
+where
+    T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
+{
+    let Some(raw) = raw else { return default };
+    match raw.parse::<T>() {
+        Ok(v) if range.contains(&v) => v,
+        _ => {
+            errors.push(format!(
+                "{key}: {raw:?} is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ));
+            default
+        }
+    }
+}
+
+fn read_file(path: &str) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("CONFIG_FILE: cannot read {path:?}: {e}"))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| format!("CONFIG_FILE: {path:?} is not valid TOML: {e}"))?;
+    let mut out = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (k, v) in table {
+        let upper = k.to_ascii_uppercase();
+        if !KEYS.contains(&upper.as_str()) {
+            unknown.push(k);
+            continue;
+        }
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "CONFIG_FILE: {k} must be a string or number, not a {}",
+                    other.type_str()
+                ));
+            }
+        };
+        out.insert(upper, s);
+    }
+    if !unknown.is_empty() {
+        return Err(format!(
+            "CONFIG_FILE: unknown setting(s) {} (known: {})",
+            unknown.join(", "),
+            KEYS.iter()
+                .map(|k| k.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = Settings::from_sources(&env(&[]), false).expect("defaults are valid");
+        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(s.database_url.is_none() && s.redis_url.is_none());
+        assert_eq!(s.log_format, LogFormat::Json);
+        let on_tty = Settings::from_sources(&env(&[]), true).expect("defaults are valid");
+        assert_eq!(on_tty.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn reports_every_bad_value_on_its_own_line() {
+        let err = Settings::from_sources(
+            &env(&[
+                ("BIND_ADDR", "nope"),
+                ("DATABASE_URL", "mysql://x"),
+                ("REDIS_URL", "http://x"),
+                ("LOG_FORMAT", "xml"),
+                ("SHUTDOWN_TIMEOUT_SECS", "-1"),
+            ]),
+            false,
+        )
+        .expect_err("invalid");
+        assert_eq!(err.0.len(), 5, "{err}");
+        for key in [
+            "BIND_ADDR",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "LOG_FORMAT",
+            "SHUTDOWN_TIMEOUT_SECS",
+        ] {
+            assert!(
+                err.0.iter().any(|l| l.starts_with(key)),
+                "no line for {key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::from_sources(
+            &env(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]),
+            false,
+        )
+        .expect("valid");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn env_overrides_file_and_file_keys_are_checked() {
+        let dir = std::env::temp_dir().join(format!("ptoc-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "bind_addr = \"0.0.0.0:9000\"\nworkers = 3\n").expect("write");
+        let path = file.display().to_string();
+        let s = Settings::from_sources(&env(&[("CONFIG_FILE", &path)]), false).expect("valid");
+        assert_eq!(s.bind_addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.workers, Some(3));
+        let s = Settings::from_sources(
+            &env(&[("CONFIG_FILE", &path), ("BIND_ADDR", "127.0.0.1:1")]),
+            false,
+        )
+        .expect("valid");
+        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:1");
+        std::fs::write(&file, "bindaddr = 1\n").expect("write");
+        let err = Settings::from_sources(&env(&[("CONFIG_FILE", &path)]), false)
+            .expect_err("unknown key");
+        assert!(err.0[0].contains("unknown setting"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,309 @@
+//! Request extractors that also document themselves (actix `FromRequest` + aide
+//! `OperationInput`), so a handler's signature is its documentation.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use aide::generate::GenContext;
+use aide::openapi::{MediaType, Operation, RequestBody, Response, SchemaObject, StatusCode};
+use aide::operation::{ParamLocation, add_parameters, parameters_from_schema, set_body};
+use futures_util::StreamExt;
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, ErrorCode, FieldError};
+use super::openapi::error_responses;
+use crate::state::AppState;
+
+/// The default cap on JSON request bodies.
+pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
+
+/// The shared application state.
+#[derive(Clone)]
+pub struct State(pub web::Data<AppState>);
+
+impl std::ops::Deref for State {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+impl FromRequest for State {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            req.app_data::<web::Data<AppState>>()
+                .cloned()
+                .map(State)
+                .ok_or_else(|| ApiError::internal("application state missing from the app".into())),
+        )
+    }
+}
+
+impl aide::OperationInput for State {}
+
+/// A JSON body: content type checked, size capped, unknown fields rejected (by the
+/// DTO's `deny_unknown_fields`), then validated with garde; every problem is reported
+/// at once as a field error.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T> FromRequest for Json<T>
+where
+    T: DeserializeOwned + garde::Validate<Context = ()> + 'static,
+{
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type_ok = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "the body must be JSON, sent with Content-Type: application/json",
+                ));
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::ValidationFailed,
+                        "the request body could not be read",
+                    )
+                })?;
+                if body.len() + chunk.len() > DEFAULT_JSON_LIMIT {
+                    return Err(ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("the body exceeds {DEFAULT_JSON_LIMIT} bytes"),
+                    )
+                    .with_details(serde_json::json!({ "limit_bytes": DEFAULT_JSON_LIMIT })));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let value: T = parse_json(&body)?;
+            value
+                .validate()
+                .map_err(|report| ApiError::validation(garde_fields(&report)))?;
+            Ok(Json(value))
+        })
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let msg = inner.to_string();
+        let (code, field) = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ("invalid_json", String::new())
+            }
+            _ if msg.starts_with("unknown field") => ("unknown_field", path),
+            _ if msg.starts_with("missing field") => {
+                let name = msg.split('`').nth(1).unwrap_or_default();
+                let field = if path == "." || path.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                };
+                ("required", field)
+            }
+            _ => ("invalid_type", path),
+        };
+        let field = if field == "." { String::new() } else { field };
+        // Strip serde's " at line N column M" suffix: positions are noise for clients.
+        let message = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        ApiError::validation(vec![FieldError {
+            field,
+            code: code.to_owned(),
+            message,
+        }])
+    })
+}
+
+/// Every garde failure as a field error.
+pub fn garde_fields(report: &garde::Report) -> Vec<FieldError> {
+    report
+        .iter()
+        .map(|(path, error)| FieldError {
+            field: path.to_string(),
+            code: "invalid".to_owned(),
+            message: error.message().to_string(),
+        })
+        .collect()
+}
+
+impl<T: JsonSchema> aide::OperationInput for Json<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let json_schema = ctx.schema.subschema_for::<T>();
+        set_body(
+            ctx,
+            operation,
+            RequestBody {
+                description: None,
+                content: IndexMap::from_iter([(
+                    "application/json".to_owned(),
+                    MediaType {
+                        schema: Some(SchemaObject {
+                            json_schema,
+                            example: None,
+                            external_docs: None,
+                        }),
+                        ..Default::default()
+                    },
+                )]),
+                required: true,
+                extensions: IndexMap::default(),
+            },
+        );
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut GenContext,
+        _operation: &mut Operation,
+    ) -> Vec<(Option<StatusCode>, Response)> {
+        error_responses(
+            ctx,
+            &[
+                ErrorCode::ValidationFailed,
+                ErrorCode::PayloadTooLarge,
+                ErrorCode::UnsupportedMediaType,
+            ],
+        )
+    }
+}
+
+/// Path parameters; a value that does not parse (e.g. a malformed id) is a 404: no
+/// such resource can exist.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Path<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let result = web::Path::<T>::from_request(req, payload)
+            .into_inner()
+            .map(|p| Path(p.into_inner()))
+            .map_err(|_| ApiError::not_found("no such resource"));
+        std::future::ready(result)
+    }
+}
+
+impl<T: JsonSchema> aide::OperationInput for Path<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let schema = ctx.schema.subschema_for::<T>();
+        let params = parameters_from_schema(ctx, schema, ParamLocation::Path);
+        add_parameters(ctx, operation, params);
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut GenContext,
+        _operation: &mut Operation,
+    ) -> Vec<(Option<StatusCode>, Response)> {
+        error_responses(ctx, &[ErrorCode::NotFound])
+    }
+}
+
+/// Query parameters, validated with garde; problems come back as field errors.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T> FromRequest for Query<T>
+where
+    T: DeserializeOwned + garde::Validate<Context = ()> + 'static,
+{
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let parsed = serde_urlencoded_from(req.query_string()).and_then(|v: T| {
+            v.validate()
+                .map_err(|r| ApiError::validation(garde_fields(&r)))?;
+            Ok(Query(v))
+        });
+        std::future::ready(parsed)
+    }
+}
+
+fn serde_urlencoded_from<T: DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(qs)
+        .map(web::Query::into_inner)
+        .map_err(|e| {
+            ApiError::validation(vec![FieldError {
+                field: String::new(),
+                code: "invalid_query".to_owned(),
+                message: e.to_string(),
+            }])
+        })
+}
+
+impl<T: JsonSchema> aide::OperationInput for Query<T> {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let schema = ctx.schema.subschema_for::<T>();
+        let params = parameters_from_schema(ctx, schema, ParamLocation::Query);
+        add_parameters(ctx, operation, params);
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut GenContext,
+        _operation: &mut Operation,
+    ) -> Vec<(Option<StatusCode>, Response)> {
+        error_responses(ctx, &[ErrorCode::ValidationFailed])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code, reason = "fields exist to be deserialized")]
+    struct Body {
+        email: String,
+        nested: Option<Nested>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code, reason = "fields exist to be deserialized")]
+    struct Nested {
+        n: u8,
+    }
+
+    fn field_of(body: &str) -> (String, String) {
+        let err = parse_json::<Body>(body.as_bytes()).expect_err("must fail");
+        let fields = err.details.expect("details")["fields"].clone();
+        (
+            fields[0]["field"].as_str().unwrap_or_default().to_owned(),
+            fields[0]["code"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    #[test]
+    fn json_errors_name_the_field_and_kind() {
+        assert_eq!(field_of("{"), (String::new(), "invalid_json".into()));
+        assert_eq!(field_of("{}"), ("email".into(), "required".into()));
+        assert_eq!(
+            field_of(r#"{"email":"a","x":1}"#),
+            ("x".into(), "unknown_field".into())
+        );
+        assert_eq!(
+            field_of(r#"{"email":"a","nested":{"n":300}}"#),
+            ("nested.n".into(), "invalid_type".into())
+        );
+    }
+}

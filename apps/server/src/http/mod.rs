@@ -1,0 +1,14 @@
+//! The HTTP edge: envelope, error model, extractors, request context and the
+//! route-registration layer that keeps routes and their OpenAPI document in one place.
+
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod raw;
+pub mod request_context;
+
+pub use envelope::{Created, Paged, Pagination, Reply};
+pub use error::{ApiError, ErrorCode, FieldError};
+pub use extract::{Json, Path, Query, State};
+pub use openapi::{Api, ApiRoutes, RouteDoc};

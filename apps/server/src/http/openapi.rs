@@ -1,0 +1,377 @@
+//! The route-registration layer: one declaration per route registers the actix
+//! handler *and* its OpenAPI operation (inputs and outputs from the handler's types,
+//! error responses, auth and required permission), so no route can exist undocumented
+//! and the document cannot drift from the code.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, Responder, web};
+use aide::generate::GenContext;
+use aide::openapi::{
+    Components, Info, OpenApi, Operation, PathItem, Paths, ReferenceOr, Response,
+    SecurityRequirement, SecurityScheme, StatusCode, Tag,
+};
+use aide::{OperationInput, OperationOutput};
+use indexmap::IndexMap;
+
+use super::envelope::{ErrorEnvelope, json_response};
+use super::error::{ApiError, ErrorCode};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, unauthenticated.
+    Public,
+    /// A caller with a valid session token or API key.
+    Authenticated,
+}
+
+/// The documentation of one route, declared next to its registration.
+#[derive(Debug, Clone)]
+pub struct RouteDoc {
+    operation_id: &'static str,
+    summary: &'static str,
+    description: Option<&'static str>,
+    tag: &'static str,
+    access: Access,
+    permission: Option<&'static str>,
+    errors: Vec<ErrorCode>,
+}
+
+impl RouteDoc {
+    /// A route with a unique operation id, a one-line summary and a tag (group).
+    #[must_use]
+    pub fn new(operation_id: &'static str, summary: &'static str, tag: &'static str) -> Self {
+        Self {
+            operation_id,
+            summary,
+            description: None,
+            tag,
+            access: Access::Authenticated,
+            permission: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// A longer description (Markdown).
+    #[must_use]
+    pub fn description(mut self, text: &'static str) -> Self {
+        self.description = Some(text);
+        self
+    }
+
+    /// Callable without credentials.
+    #[must_use]
+    pub fn public(mut self) -> Self {
+        self.access = Access::Public;
+        self
+    }
+
+    /// Requires the given permission key (documented as `x-required-permission`).
+    #[must_use]
+    pub fn permission(mut self, key: &'static str) -> Self {
+        self.permission = Some(key);
+        self
+    }
+
+    /// Error codes the handler itself may answer with (extractors add their own).
+    #[must_use]
+    pub fn errors(mut self, codes: &[ErrorCode]) -> Self {
+        self.errors.extend_from_slice(codes);
+        self
+    }
+}
+
+type RouteFactory = Arc<dyn Fn() -> actix_web::Route + Send + Sync>;
+
+/// One registered route.
+#[derive(Clone)]
+pub struct RegisteredRoute {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template, e.g. `/api/v2/orgs/{org_id}`.
+    pub path: &'static str,
+    factory: RouteFactory,
+}
+
+/// Collects routes; [`ApiRoutes::finish`] yields the actix configuration and the
+/// OpenAPI document built from the same list.
+pub struct ApiRoutes {
+    routes: Vec<RegisteredRoute>,
+    paths: IndexMap<String, PathItem>,
+}
+
+impl Default for ApiRoutes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ApiRoutes {
+    /// An empty route table (resets aide's schema collection for this thread).
+    #[must_use]
+    pub fn new() -> Self {
+        aide::generate::reset_context();
+        aide::generate::infer_responses(true);
+        aide::generate::extract_schemas(true);
+        Self {
+            routes: Vec::new(),
+            paths: IndexMap::new(),
+        }
+    }
+
+    /// Registers `handler` for `method path`, documented by `doc` and the handler's
+    /// extractor and output types.
+    pub fn route<H, Args>(
+        &mut self,
+        method: Method,
+        path: &'static str,
+        handler: H,
+        doc: RouteDoc,
+    ) -> &mut Self
+    where
+        H: Handler<Args> + Send + Sync,
+        Args: FromRequest + OperationInput + 'static,
+        H::Output: Responder + OperationOutput + 'static,
+    {
+        let operation =
+            aide::generate::in_context(|ctx| operation_for::<Args, H::Output>(ctx, &doc));
+        let item = self.paths.entry(path.to_owned()).or_default();
+        let slot = match method.as_str() {
+            "GET" => &mut item.get,
+            "POST" => &mut item.post,
+            "PUT" => &mut item.put,
+            "PATCH" => &mut item.patch,
+            "DELETE" => &mut item.delete,
+            other => panic!("unsupported method {other} for {path}"),
+        };
+        assert!(slot.is_none(), "route {method} {path} registered twice");
+        *slot = Some(operation);
+        let m = method.clone();
+        self.routes.push(RegisteredRoute {
+            method,
+            path,
+            factory: Arc::new(move || web::method(m.clone()).to(handler.clone())),
+        });
+        self
+    }
+
+    /// `GET` shorthand.
+    pub fn get<H, Args>(&mut self, path: &'static str, handler: H, doc: RouteDoc) -> &mut Self
+    where
+        H: Handler<Args> + Send + Sync,
+        Args: FromRequest + OperationInput + 'static,
+        H::Output: Responder + OperationOutput + 'static,
+    {
+        self.route(Method::GET, path, handler, doc)
+    }
+
+    /// `POST` shorthand.
+    pub fn post<H, Args>(&mut self, path: &'static str, handler: H, doc: RouteDoc) -> &mut Self
+    where
+        H: Handler<Args> + Send + Sync,
+        Args: FromRequest + OperationInput + 'static,
+        H::Output: Responder + OperationOutput + 'static,
+    {
+        self.route(Method::POST, path, handler, doc)
+    }
+
+    /// Builds the document and freezes the table.
+    #[must_use]
+    pub fn finish(self) -> Api {
+        let mut api = OpenApi {
+            info: Info {
+                title: "PTO Connect API".to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                description: Some(API_DESCRIPTION.to_owned()),
+                ..Info::default()
+            },
+            ..OpenApi::default()
+        };
+        let mut tags = BTreeSet::new();
+        let mut paths = Paths::default();
+        for (path, item) in self.paths {
+            for (_, op) in item.iter() {
+                tags.extend(op.tags.iter().cloned());
+            }
+            paths.paths.insert(path, ReferenceOr::Item(item));
+        }
+        api.paths = Some(paths);
+        api.tags = tags
+            .into_iter()
+            .map(|name| Tag {
+                name,
+                ..Tag::default()
+            })
+            .collect();
+        let mut components = Components::default();
+        components.security_schemes.insert(
+            "bearer".to_owned(),
+            ReferenceOr::Item(SecurityScheme::Http {
+                scheme: "bearer".to_owned(),
+                bearer_format: Some("Biscuit".to_owned()),
+                description: Some(
+                    "A session token from `POST /api/v2/auth/login`, or an API key.".to_owned(),
+                ),
+                extensions: IndexMap::default(),
+            }),
+        );
+        aide::generate::in_context(|ctx| {
+            for (name, schema) in ctx.schema.take_definitions(true) {
+                if let Ok(json_schema) = schema.try_into() {
+                    components.schemas.insert(
+                        name,
+                        aide::openapi::SchemaObject {
+                            json_schema,
+                            example: None,
+                            external_docs: None,
+                        },
+                    );
+                }
+            }
+        });
+        api.components = Some(components);
+        aide::generate::reset_context();
+        Api {
+            routes: self.routes,
+            document: Arc::new(api),
+        }
+    }
+}
+
+const API_DESCRIPTION: &str = "REST API for parent-teacher organizations and their districts. \
+Every response uses one envelope (`success`, `data` or `error`, `meta`); errors carry a closed \
+`code` (see `ErrorCode`). Tenant-scoped resources live under their tenant's path.";
+
+/// The frozen route table and its OpenAPI document.
+#[derive(Clone)]
+pub struct Api {
+    routes: Vec<RegisteredRoute>,
+    document: Arc<OpenApi>,
+}
+
+impl Api {
+    /// Registers every route on an actix app (one resource per path, so an unmatched
+    /// method on a known path answers 405 in the envelope).
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let mut by_path: IndexMap<&'static str, Vec<&RegisteredRoute>> = IndexMap::new();
+        for r in &self.routes {
+            by_path.entry(r.path).or_default().push(r);
+        }
+        for (path, routes) in by_path {
+            let mut resource = web::resource(path);
+            for r in routes {
+                resource = resource.route((r.factory)());
+            }
+            cfg.service(resource.default_service(web::to(method_not_allowed)));
+        }
+    }
+
+    /// The registered routes.
+    #[must_use]
+    pub fn routes(&self) -> &[RegisteredRoute] {
+        &self.routes
+    }
+
+    /// The OpenAPI document.
+    #[must_use]
+    pub fn document(&self) -> &Arc<OpenApi> {
+        &self.document
+    }
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not accept that method",
+    ))
+}
+
+fn operation_for<Args: OperationInput, Out: OperationOutput>(
+    ctx: &mut GenContext,
+    doc: &RouteDoc,
+) -> Operation {
+    let mut op = Operation {
+        operation_id: Some(doc.operation_id.to_owned()),
+        summary: Some(doc.summary.to_owned()),
+        tags: vec![doc.tag.to_owned()],
+        ..Operation::default()
+    };
+    let mut description = doc.description.map(str::to_owned).unwrap_or_default();
+    Args::operation_input(ctx, &mut op);
+    let mut responses: Vec<(Option<StatusCode>, Response)> = Out::inferred_responses(ctx, &mut op);
+    responses.extend(Args::inferred_early_responses(ctx, &mut op));
+    let mut codes = doc.errors.clone();
+    if doc.access == Access::Authenticated {
+        codes.push(ErrorCode::Unauthenticated);
+        op.security = vec![SecurityRequirement::from_iter([(
+            "bearer".to_owned(),
+            Vec::new(),
+        )])];
+    }
+    if let Some(key) = doc.permission {
+        codes.push(ErrorCode::PermissionDenied);
+        op.extensions
+            .insert("x-required-permission".to_owned(), serde_json::json!(key));
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str(&format!("Requires permission `{key}`."));
+    }
+    codes.extend([ErrorCode::Internal, ErrorCode::ServiceUnavailable]);
+    responses.extend(error_responses(ctx, &codes));
+    if !description.is_empty() {
+        op.description = Some(description);
+    }
+    let out = op.responses.get_or_insert_with(Default::default);
+    for (status, response) in responses {
+        match status {
+            Some(status) => {
+                // Several codes may share a status: merge their descriptions.
+                match out.responses.get_mut(&status) {
+                    Some(ReferenceOr::Item(existing))
+                        if existing.description != response.description =>
+                    {
+                        if !existing.description.contains(&response.description) {
+                            existing.description =
+                                format!("{}; {}", existing.description, response.description);
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        out.responses.insert(status, ReferenceOr::Item(response));
+                    }
+                }
+            }
+            None => out.default = Some(ReferenceOr::Item(response)),
+        }
+    }
+    out.responses.sort_keys();
+    op
+}
+
+/// Documented error responses for the given codes, one per HTTP status, each naming
+/// its codes and referencing the error envelope schema.
+pub fn error_responses(
+    ctx: &mut GenContext,
+    codes: &[ErrorCode],
+) -> Vec<(Option<StatusCode>, Response)> {
+    let mut by_status: IndexMap<u16, Vec<ErrorCode>> = IndexMap::new();
+    for code in codes {
+        let list = by_status.entry(code.status().as_u16()).or_default();
+        if !list.contains(code) {
+            list.push(*code);
+        }
+    }
+    by_status
+        .into_iter()
+        .map(|(status, codes)| {
+            let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+            let response =
+                json_response::<ErrorEnvelope>(ctx, &format!("Error: {}", names.join(", ")));
+            (Some(StatusCode::Code(status)), response)
+        })
+        .collect()
+}

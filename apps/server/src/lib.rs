@@ -1,0 +1,9 @@
+//! The PTO Connect API server: wires the domain services and adapters behind
+//! actix-web. `main.rs` is a thin shell around [`startup::Application`].
+
+pub mod config;
+pub mod http;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,16 @@
+//! Route handlers, one module per group, and the single table that registers them.
+
+mod auth;
+mod system;
+
+use crate::http::{Api, ApiRoutes};
+
+/// Every route of the API. The only place routes are registered: the actix app and
+/// the OpenAPI document are both built from it.
+#[must_use]
+pub fn api() -> Api {
+    let mut routes = ApiRoutes::new();
+    system::register(&mut routes);
+    auth::register(&mut routes);
+    routes.finish()
+}

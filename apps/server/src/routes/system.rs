@@ -1,0 +1,115 @@
+//! Liveness, readiness and the API documentation.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::http::raw::{Html, RawJson};
+use crate::http::{ApiError, ApiRoutes, ErrorCode, Reply, RouteDoc, State};
+
+pub(super) fn register(r: &mut ApiRoutes) {
+    r.get(
+        "/health",
+        health,
+        RouteDoc::new("health", "Liveness: the process is up", "system").public(),
+    );
+    r.get(
+        "/ready",
+        ready,
+        RouteDoc::new(
+            "ready",
+            "Readiness: the database (and Redis, if configured) answer",
+            "system",
+        )
+        .public()
+        .errors(&[ErrorCode::ServiceUnavailable]),
+    );
+    r.get(
+        "/openapi.json",
+        openapi_json,
+        RouteDoc::new("openapi", "This OpenAPI 3.1 document", "system").public(),
+    );
+    r.get(
+        "/docs",
+        docs,
+        RouteDoc::new("docs", "Interactive API documentation (Scalar)", "system").public(),
+    );
+}
+
+/// Liveness answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// Server version.
+    pub version: &'static str,
+}
+
+async fn health() -> Reply<Health> {
+    Reply(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// State of one dependency.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckState {
+    /// Reachable.
+    Ok,
+    /// Not reachable.
+    Unavailable,
+    /// Not configured (e.g. Redis in the embedded setup).
+    NotConfigured,
+}
+
+/// Readiness answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Readiness {
+    /// The database engine in use (`sqlite` or `postgres`).
+    pub database_backend: &'static str,
+    /// Database state.
+    pub database: CheckState,
+    /// Redis state.
+    pub redis: CheckState,
+}
+
+async fn ready(state: State) -> Result<Reply<Readiness>, ApiError> {
+    let database = match state.db.ping().await {
+        Ok(()) => CheckState::Ok,
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unavailable");
+            CheckState::Unavailable
+        }
+    };
+    let redis = match &state.redis {
+        None => CheckState::NotConfigured,
+        Some(r) => match r.ping().await {
+            Ok(()) => CheckState::Ok,
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: redis unavailable");
+                CheckState::Unavailable
+            }
+        },
+    };
+    let report = Readiness {
+        database_backend: state.db.backend().as_str(),
+        database,
+        redis,
+    };
+    if database == CheckState::Unavailable || redis == CheckState::Unavailable {
+        return Err(
+            ApiError::new(ErrorCode::ServiceUnavailable, "a dependency is unavailable")
+                .with_details(serde_json::to_value(&report).unwrap_or_default()),
+        );
+    }
+    Ok(Reply(report))
+}
+
+async fn openapi_json(state: State) -> RawJson {
+    RawJson(state.openapi_json.clone())
+}
+
+async fn docs(state: State) -> Html {
+    Html(state.docs_html.clone())
+}

@@ -1,0 +1,225 @@
+//! The composition root: adapters → services → HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::web::Bytes;
+use actix_web::{App, HttpServer, middleware, web};
+use cache::RedisCache;
+use credentials::{Argon2Hasher, KeySource, SigningKey};
+use persistence::{Database, DatabaseSettings, SeaOrmUserRepository};
+use tenancy::service::AccountService;
+
+use crate::config::Settings;
+use crate::http::request_context;
+use crate::http::{Api, ApiError};
+use crate::state::AppState;
+
+/// Why the server could not start. Each variant says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The data directory could not be created.
+    #[error("DATA_DIR {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] persistence::ConnectError),
+    /// Redis could not be configured.
+    #[error(transparent)]
+    Redis(#[from] cache::RedisError),
+    /// The signing key could not be loaded or created.
+    #[error(transparent)]
+    SigningKey(#[from] credentials::KeyError),
+    /// The password hasher could not be configured.
+    #[error("password hasher: {0}")]
+    Hasher(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The OpenAPI document could not be serialized.
+    #[error("openapi: {0}")]
+    OpenApi(#[from] serde_json::Error),
+}
+
+/// Which password-hashing cost to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashingCost {
+    /// OWASP-recommended argon2id parameters (production).
+    Recommended,
+    /// Minimal parameters (tests).
+    FastForTests,
+}
+
+/// Opens the adapters described by `settings` and builds the shared state.
+pub async fn build_state(
+    settings: &Settings,
+    api: &Api,
+    cost: HashingCost,
+) -> Result<web::Data<AppState>, StartupError> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartupError::DataDir {
+        path: settings.data_dir.display().to_string(),
+        source,
+    })?;
+    let mut db_settings = match &settings.database_url {
+        Some(url) => DatabaseSettings {
+            url: url.expose().to_owned(),
+            read_url: settings
+                .database_read_url
+                .as_ref()
+                .map(|u| u.expose().to_owned()),
+            max_connections: settings.database_max_connections,
+            acquire_timeout: Duration::from_secs(5),
+        },
+        None => DatabaseSettings::sqlite_in(&settings.data_dir),
+    };
+    db_settings.max_connections = settings.database_max_connections;
+    let db = Database::connect(&db_settings).await?;
+    db.migrate().await?;
+    tracing::info!(
+        backend = db.backend().as_str(),
+        "database ready (migrations applied)"
+    );
+
+    let redis = match &settings.redis_url {
+        Some(url) => Some(RedisCache::connect(url.expose(), Duration::from_secs(2)).await?),
+        None => None,
+    };
+
+    let signing_key = match &settings.signing_key {
+        Some(pem) => SigningKey::from_pem(pem.expose())?,
+        None => {
+            let (key, source) =
+                SigningKey::load_or_create(&settings.data_dir.join("signing_key.pem"))?;
+            if source == KeySource::Generated {
+                tracing::info!(public_key = %key.public_hex(), "generated a new token signing key in DATA_DIR");
+            }
+            key
+        }
+    };
+    let hasher = match cost {
+        HashingCost::Recommended => Argon2Hasher::recommended(),
+        HashingCost::FastForTests => Argon2Hasher::fast_for_tests(),
+    }
+    .map_err(|e| StartupError::Hasher(e.to_string()))?;
+
+    let openapi_json = Bytes::from(serde_json::to_vec(api.document().as_ref())?);
+    let docs_html = Bytes::from(
+        aide::scalar::Scalar::new("/openapi.json")
+            .with_title("PTO Connect API")
+            .html(),
+    );
+    Ok(web::Data::new(AppState {
+        accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
+        db,
+        redis,
+        signing_key: Arc::new(signing_key),
+        openapi_json,
+        docs_html,
+    }))
+}
+
+/// The actix app: middleware, every registered route, and the envelope 404.
+pub fn app(
+    state: web::Data<AppState>,
+    api: Api,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .configure(move |cfg| api.configure(cfg))
+        .default_service(web::to(route_not_found))
+        .wrap(middleware::Compress::default())
+        .wrap(middleware::from_fn(request_context::middleware))
+}
+
+async fn route_not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such route"))
+}
+
+/// A running server bound to a port.
+pub struct Application {
+    server: Server,
+    port: u16,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens the adapters, binds the listener (port 0 picks a free port) and prepares
+    /// the server; [`Application::run_until_stopped`] serves.
+    pub async fn build(settings: Settings, cost: HashingCost) -> Result<Self, StartupError> {
+        let api = crate::routes::api();
+        let state = build_state(&settings, &api, cost).await?;
+        let listener =
+            TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
+                addr: settings.bind_addr.to_string(),
+                source,
+            })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let factory_state = state.clone();
+        let mut server = HttpServer::new(move || app(factory_state.clone(), api.clone()))
+            .shutdown_timeout(settings.shutdown_timeout.as_secs());
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind {
+                addr: settings.bind_addr.to_string(),
+                source,
+            })?
+            .run();
+        Ok(Self {
+            server,
+            port,
+            state,
+        })
+    }
+
+    /// The bound port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully.
+    #[must_use]
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (graceful: in-flight requests finish), then closes
+    /// the database pools and the Redis connection.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        tracing::info!("server stopped; closing connections");
+        if let Some(redis) = &self.state.redis {
+            redis.shutdown().await;
+        }
+        if let Err(e) = self.state.db.close().await {
+            tracing::warn!(error = %e, "closing the database pools");
+        }
+        result
+    }
+}

@@ -1,0 +1,215 @@
+//! The test harness: spawns the app on an isolated database per test.
+
+use std::collections::BTreeMap;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::test;
+use actix_web::web;
+use pto_server::config::Settings;
+use pto_server::startup::{HashingCost, app, build_state};
+use pto_server::state::AppState;
+use sea_orm::{ConnectionTrait, Database};
+
+/// Which backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh PostgreSQL database (plus Redis when `TEST_REDIS_URL` is set).
+    Postgres,
+}
+
+/// Defines one test per backend: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if let Some(ctx) = $crate::helpers::TestContext::new($crate::helpers::Backend::Sqlite).await {
+                        super::$name(ctx).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if let Some(ctx) = $crate::helpers::TestContext::new($crate::helpers::Backend::Postgres).await {
+                        super::$name(ctx).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// An isolated environment: its own data directory and database, removed on drop.
+pub struct TestContext {
+    /// The backend in use.
+    pub backend: Backend,
+    /// The app's shared state (to inspect or break dependencies).
+    pub state: web::Data<AppState>,
+    /// The route table.
+    pub api: pto_server::http::Api,
+    data_dir: std::path::PathBuf,
+    pg: Option<(String, String)>,
+}
+
+impl TestContext {
+    /// A fresh environment; `None` (test skipped, with a note) when the backend is
+    /// not configured outside CI. Under `CI=true` a missing backend is a failure.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let data_dir =
+            std::env::temp_dir().join(format!("ptoc-test-{}", uuid::Uuid::now_v7().simple()));
+        let mut env = BTreeMap::new();
+        env.insert("DATA_DIR".to_owned(), data_dir.display().to_string());
+        env.insert("BIND_ADDR".to_owned(), "127.0.0.1:0".to_owned());
+        env.insert("DATABASE_MAX_CONNECTIONS".to_owned(), "4".to_owned());
+        let mut pg = None;
+        if backend == Backend::Postgres {
+            let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "TEST_DATABASE_URL must be set under CI=true (PostgreSQL tests may not be skipped)"
+                );
+                eprintln!("postgres backend not configured (TEST_DATABASE_URL unset): skipped");
+                return None;
+            };
+            let name = format!("ptoc_t_{}", uuid::Uuid::now_v7().simple());
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            env.insert("DATABASE_URL".to_owned(), with_database(&admin_url, &name));
+            if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
+                env.insert("REDIS_URL".to_owned(), redis);
+            } else {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "TEST_REDIS_URL must be set under CI=true"
+                );
+            }
+            pg = Some((admin_url, name));
+        }
+        let settings = Settings::from_sources(&env, false).expect("test settings are valid");
+        let api = pto_server::routes::api();
+        let state = build_state(&settings, &api, HashingCost::FastForTests)
+            .await
+            .expect("app state builds");
+        Some(Self {
+            backend,
+            state,
+            api,
+            data_dir,
+            pg,
+        })
+    }
+
+    /// The app as an in-process service.
+    pub async fn service(
+        &self,
+    ) -> impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+    > {
+        test::init_service(app(self.state.clone(), self.api.clone())).await
+    }
+}
+
+/// Replaces the database name of a PostgreSQL URL.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some((admin_url, name)) = self.pg.take() {
+            // The test's runtime is blocked in this drop, so its pool cannot be closed
+            // gracefully from here: FORCE terminates its connections server-side. A
+            // private runtime on another thread does the dropping.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(rt) = rt {
+                    rt.block_on(async move {
+                        if let Ok(admin) = Database::connect(&admin_url).await {
+                            let _ = admin
+                                .execute_unprepared(&format!(
+                                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                                ))
+                                .await;
+                            let _ = admin.close().await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// The JSON body of a response.
+pub async fn json_body<B: MessageBody>(res: ServiceResponse<B>) -> serde_json::Value {
+    let bytes = test::read_body(res).await;
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// Asserts the error envelope shape and code; returns the body.
+pub async fn expect_error<B: MessageBody>(
+    res: ServiceResponse<B>,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    assert!(
+        res.headers().contains_key("x-request-id"),
+        "x-request-id header"
+    );
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let body = json_body(res).await;
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert!(
+        body["meta"]["request_id"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body.get("data").is_none());
+    body
+}

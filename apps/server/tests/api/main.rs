@@ -1,0 +1,13 @@
+//! API tests: the real app, driven in-process, against every configured backend.
+//!
+//! Each test runs once per backend (`sqlite::…` always; `postgres::…` when
+//! `TEST_DATABASE_URL` is set, which `.ci/run` does), each on its own fresh database.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr, reason = "test code")]
+
+mod helpers;
+
+mod docs;
+mod errors;
+mod health;
+mod register;

@@ -1,0 +1,269 @@
+//! The check: may this member use this key in this org, now?
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::compiled::CompiledOrg;
+use crate::keys::{KeySet, PermissionKey};
+use crate::member::{MemberContext, MemberStatus};
+use crate::resolve::Effective;
+
+/// Why a check allowed or denied, in one word. Denials are reported in the order the
+/// formula tests them (membership, user, enabled, role); allowances in the order role rank,
+/// extra key, direct grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionReason {
+    /// Allowed: the role's rank reaches the minimum role.
+    RoleRank,
+    /// Allowed: the member's custom role carries the key.
+    ExtraKey,
+    /// Allowed: the member holds an unexpired direct grant of the key.
+    DirectGrant,
+    /// Denied: the membership is invited, suspended or removed.
+    MembershipInactive,
+    /// Denied: the user account is disabled or deleted.
+    UserInactive,
+    /// Denied: the key is disabled for the org (no role, extra key or grant beats that).
+    KeyDisabled,
+    /// Denied: the role ranks too low and no extra key or unexpired grant applies.
+    InsufficientRole,
+}
+
+impl DecisionReason {
+    /// Whether this reason is an allowance.
+    #[must_use]
+    pub const fn is_allowed(self) -> bool {
+        matches!(self, Self::RoleRank | Self::ExtraKey | Self::DirectGrant)
+    }
+}
+
+/// Whether `member` may use `key` in `org` at `now`:
+///
+/// ```text
+/// membership is active and the user is active
+/// and effective(org, key).enabled
+/// and ( rank(role) >= rank(effective(org, key).min_role)
+///       or key in role.extra_keys
+///       or an unexpired direct grant of key exists )
+/// ```
+///
+/// Allocation-free: a table lookup, a few comparisons and bit tests (a grant scan only when
+/// the member has a grant of this key with an expiry). `member` must be a member of `org`;
+/// a caller without a membership is denied before this is called.
+///
+/// ```
+/// use permissions::{check, BuiltinRole, CompiledOrg, MemberContext, MemberStatus, OrgChain, PermissionKey, RoleRef};
+/// use time::OffsetDateTime;
+/// use uuid::Uuid;
+///
+/// let org = CompiledOrg::compile(&OrgChain::standalone(Uuid::from_u128(1)), 0);
+/// let lead = MemberContext::active(Uuid::from_u128(2), RoleRef::builtin(BuiltinRole::CommitteeLead));
+/// let now = OffsetDateTime::now_utc();
+///
+/// assert!(check(&org, &lead, PermissionKey::EventsCreate, now));
+/// assert!(!check(&org, &lead, PermissionKey::BudgetApprove, now));
+/// let suspended = lead.with_status(MemberStatus::Suspended);
+/// assert!(!check(&org, &suspended, PermissionKey::EventsCreate, now));
+/// ```
+#[must_use]
+pub fn check(
+    org: &CompiledOrg,
+    member: &MemberContext,
+    key: PermissionKey,
+    now: OffsetDateTime,
+) -> bool {
+    decide(org, member, key, now).is_allowed()
+}
+
+/// The check's answer together with its short reason. `decide(..).is_allowed()` is
+/// [`check`].
+#[must_use]
+pub fn decide(
+    org: &CompiledOrg,
+    member: &MemberContext,
+    key: PermissionKey,
+    now: OffsetDateTime,
+) -> DecisionReason {
+    decide_with(org.effective(key), member, key, now)
+}
+
+/// The check formula against one effective setting. Shared by [`check`] and
+/// [`explain`](crate::explain()).
+pub(crate) fn decide_with(
+    effective: &Effective,
+    member: &MemberContext,
+    key: PermissionKey,
+    now: OffsetDateTime,
+) -> DecisionReason {
+    if member.status != MemberStatus::Active {
+        DecisionReason::MembershipInactive
+    } else if !member.user_active {
+        DecisionReason::UserInactive
+    } else if !effective.enabled {
+        DecisionReason::KeyDisabled
+    } else if member.role.counts_as >= effective.min_role {
+        DecisionReason::RoleRank
+    } else if member.role.extra_keys.contains(key) {
+        DecisionReason::ExtraKey
+    } else if member.grants.holds(key, now) {
+        DecisionReason::DirectGrant
+    } else {
+        DecisionReason::InsufficientRole
+    }
+}
+
+/// Batch check, many keys for one member: the set of keys `member` may use in `org` at `now`.
+#[must_use]
+pub fn allowed_keys(org: &CompiledOrg, member: &MemberContext, now: OffsetDateTime) -> KeySet {
+    PermissionKey::ALL
+        .into_iter()
+        .filter(|&key| check(org, member, key, now))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::member::{Grant, RoleRef};
+    use crate::role::BuiltinRole;
+    use crate::scope::{OrgChain, ScopeSettings, ScopedSetting};
+
+    const NOW: OffsetDateTime = datetime!(2025-03-01 9:00 UTC);
+    const ORG: Uuid = Uuid::from_u128(0x0);
+    const USER: Uuid = Uuid::from_u128(0x1);
+
+    fn org_with(key: PermissionKey, setting: ScopedSetting) -> CompiledOrg {
+        let settings: ScopeSettings = [(key, setting)].into_iter().collect();
+        CompiledOrg::compile(&OrgChain::standalone(ORG).with_org_settings(settings), 1)
+    }
+
+    fn member(role: BuiltinRole) -> MemberContext {
+        MemberContext::active(USER, RoleRef::builtin(role))
+    }
+
+    fn grant(key: PermissionKey, expires_at: Option<OffsetDateTime>) -> Grant {
+        Grant {
+            key,
+            expires_at,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn rank_at_or_above_min_role_allows() {
+        let org = CompiledOrg::compile(&OrgChain::standalone(ORG), 0);
+        let key = PermissionKey::BudgetApprove; // board_member by default
+        assert!(!check(&org, &member(BuiltinRole::CommitteeLead), key, NOW));
+        assert!(check(&org, &member(BuiltinRole::BoardMember), key, NOW));
+        assert!(check(&org, &member(BuiltinRole::Admin), key, NOW));
+        assert_eq!(
+            decide(&org, &member(BuiltinRole::Volunteer), key, NOW),
+            DecisionReason::InsufficientRole
+        );
+    }
+
+    #[test]
+    fn disabled_beats_grant_extra_key_and_rank() {
+        let key = PermissionKey::FundraisingCreate;
+        let org = org_with(key, ScopedSetting::new(BuiltinRole::Volunteer, false));
+        let admin = member(BuiltinRole::Admin);
+        assert_eq!(decide(&org, &admin, key, NOW), DecisionReason::KeyDisabled);
+        let granted = member(BuiltinRole::Volunteer).with_grants(vec![grant(key, None)]);
+        assert!(!check(&org, &granted, key, NOW));
+        let mut extra = member(BuiltinRole::Volunteer);
+        extra.role = RoleRef::custom(
+            "Fundraiser",
+            BuiltinRole::Volunteer,
+            [key].into_iter().collect(),
+        );
+        assert!(!check(&org, &extra, key, NOW));
+    }
+
+    #[test]
+    fn expired_grant_denies_and_unexpired_grant_allows() {
+        let org = CompiledOrg::compile(&OrgChain::standalone(ORG), 0);
+        let key = PermissionKey::UsersRemove;
+        let expired = member(BuiltinRole::Volunteer)
+            .with_grants(vec![grant(key, Some(datetime!(2025-02-28 0:00 UTC)))]);
+        assert_eq!(
+            decide(&org, &expired, key, NOW),
+            DecisionReason::InsufficientRole
+        );
+        let at_expiry = member(BuiltinRole::Volunteer).with_grants(vec![grant(key, Some(NOW))]);
+        assert!(!check(&org, &at_expiry, key, NOW));
+        let unexpired = member(BuiltinRole::Volunteer)
+            .with_grants(vec![grant(key, Some(datetime!(2025-03-02 0:00 UTC)))]);
+        assert_eq!(
+            decide(&org, &unexpired, key, NOW),
+            DecisionReason::DirectGrant
+        );
+        let permanent = member(BuiltinRole::Volunteer).with_grants(vec![grant(key, None)]);
+        assert!(check(&org, &permanent, key, NOW));
+        let other_key = member(BuiltinRole::Volunteer)
+            .with_grants(vec![grant(PermissionKey::UsersInvite, None)]);
+        assert!(!check(&org, &other_key, key, NOW));
+    }
+
+    #[test]
+    fn suspended_removed_invited_or_disabled_user_is_denied() {
+        let org = CompiledOrg::compile(&OrgChain::standalone(ORG), 0);
+        let key = PermissionKey::EventsView;
+        let admin = member(BuiltinRole::Admin).with_grants(vec![grant(key, None)]);
+        assert!(check(&org, &admin, key, NOW));
+        for status in [
+            MemberStatus::Suspended,
+            MemberStatus::Removed,
+            MemberStatus::Invited,
+        ] {
+            let inactive = admin.clone().with_status(status);
+            assert_eq!(
+                decide(&org, &inactive, key, NOW),
+                DecisionReason::MembershipInactive
+            );
+        }
+        let mut disabled_user = admin;
+        disabled_user.user_active = false;
+        assert_eq!(
+            decide(&org, &disabled_user, key, NOW),
+            DecisionReason::UserInactive
+        );
+    }
+
+    #[test]
+    fn custom_role_counts_as_its_rank_and_holds_its_extra_keys() {
+        let org = CompiledOrg::compile(&OrgChain::standalone(ORG), 0);
+        let treasurer = MemberContext::active(
+            USER,
+            RoleRef::custom(
+                "Treasurer",
+                BuiltinRole::CommitteeLead,
+                [PermissionKey::BudgetApprove].into_iter().collect(),
+            ),
+        );
+        assert_eq!(
+            decide(&org, &treasurer, PermissionKey::BudgetCreate, NOW),
+            DecisionReason::RoleRank
+        );
+        assert_eq!(
+            decide(&org, &treasurer, PermissionKey::BudgetApprove, NOW),
+            DecisionReason::ExtraKey
+        );
+        assert!(!check(&org, &treasurer, PermissionKey::BudgetDelete, NOW));
+    }
+
+    #[test]
+    fn allowed_keys_collects_every_allowed_key() {
+        let org = CompiledOrg::compile(&OrgChain::standalone(ORG), 0);
+        assert_eq!(
+            allowed_keys(&org, &member(BuiltinRole::Admin), NOW),
+            KeySet::all()
+        );
+        let volunteer = allowed_keys(&org, &member(BuiltinRole::Volunteer), NOW);
+        assert!(volunteer.iter().all(|key| key.as_str().ends_with(".view")));
+        assert_eq!(volunteer.len(), 7);
+    }
+}

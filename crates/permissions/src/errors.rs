@@ -1,0 +1,49 @@
+//! Errors of the operations and ports, one enum per operation.
+
+use crate::keys::PermissionKey;
+use crate::scope::ScopeRef;
+
+/// Loading permission data failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The stored data could not be turned into domain values (e.g. an unknown key or role).
+    #[error("stored permission data is invalid: {0}")]
+    InvalidData(String),
+    /// The store failed (connection, timeout, …). The message is for logs, not for clients.
+    #[error("permission store failure: {0}")]
+    Unexpected(String),
+}
+
+/// Updating (or resetting) an org's settings was refused or failed. Nothing was saved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateSettingsError {
+    /// A change targets a key locked by a district or school (`PERMISSION_LOCKED`). Names
+    /// the first locked key of the batch.
+    #[error("`{key}` is locked by {by} and cannot be changed by the organization")]
+    Locked {
+        /// The locked key.
+        key: PermissionKey,
+        /// The scope that locked it.
+        by: ScopeRef,
+    },
+    /// The org's settings changed since the caller read them (`VERSION_MISMATCH`).
+    #[error("settings version {expected} is stale; the current version is {actual}")]
+    VersionMismatch {
+        /// The version the caller based its changes on.
+        expected: u64,
+        /// The current version.
+        actual: u64,
+    },
+    /// No such org.
+    #[error("organization not found")]
+    NotFound,
+    /// The store failed. The message is for logs, not for clients.
+    #[error("permission store failure: {0}")]
+    Unexpected(String),
+}
+
+impl From<LoadError> for UpdateSettingsError {
+    fn from(error: LoadError) -> Self {
+        Self::Unexpected(error.to_string())
+    }
+}

@@ -1,0 +1,3 @@
+//! SeaORM entities: the adapter's private view of the tables.
+
+pub(crate) mod users;

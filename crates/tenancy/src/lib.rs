@@ -1,0 +1,25 @@
+//! Tenancy domain: organizations (PTOs/PTAs, the primary tenant), users and their
+//! memberships, with the ports the adapters implement.
+//!
+//! This crate is pure: it depends on no framework, database or cache crate. Values are
+//! parsed once at the edge into types that cannot hold invalid states
+//! ([`Email`], [`SignupCode`], [`PersonName`]), and persistence is reached only through
+//! the port traits in [`ports`].
+
+mod email;
+mod ids;
+mod names;
+mod org;
+mod password;
+pub mod ports;
+pub mod service;
+mod signup_code;
+mod user;
+
+pub use email::{Email, EmailError};
+pub use ids::{OrgId, UserId};
+pub use names::{NameError, PersonName};
+pub use org::{OrgKind, OrgStatus, Organization};
+pub use password::{Password, PasswordError};
+pub use signup_code::{SignupCode, SignupCodeError};
+pub use user::{User, UserStatus};

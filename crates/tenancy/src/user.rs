@@ -1,0 +1,31 @@
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{Email, PersonName, UserId};
+
+/// Whether a user account may sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    /// May sign in.
+    Active,
+    /// Disabled by an administrator.
+    Disabled,
+}
+
+/// A user account. A user may belong to several organizations, one role in each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Identifier.
+    pub id: UserId,
+    /// Unique, case-insensitive sign-in address.
+    pub email: Email,
+    /// Given name.
+    pub first_name: PersonName,
+    /// Family name.
+    pub last_name: PersonName,
+    /// Account status.
+    pub status: UserStatus,
+    /// When the account was created.
+    pub created_at: OffsetDateTime,
+}

@@ -1,0 +1,90 @@
+//! `cargo xtask test` and `cargo xtask lint` (together: `cargo xtask ci`).
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::bail;
+
+fn cargo() -> Command {
+    Command::new(env!("CARGO"))
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    let start = Instant::now();
+    println!("==> {name}");
+    let status = cmd.status()?;
+    println!(
+        "<== {name}: {} in {:.1}s",
+        if status.success() { "ok" } else { "FAILED" },
+        start.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!("{name} failed");
+    }
+    Ok(())
+}
+
+/// The backends the API tests will run against, from the environment.
+fn backends() -> String {
+    let mut list = vec!["sqlite"];
+    if std::env::var_os("TEST_DATABASE_URL").is_some() {
+        list.push("postgres");
+    }
+    let redis = if std::env::var_os("TEST_REDIS_URL").is_some() {
+        " (+redis)"
+    } else {
+        ""
+    };
+    format!("{}{redis}", list.join(", "))
+}
+
+pub fn test() -> anyhow::Result<()> {
+    println!("test: API backends: {}", backends());
+    if has_nextest() {
+        step(
+            "tests (nextest)",
+            cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]),
+        )?;
+        step("doc tests", cargo().args(["test", "--workspace", "--doc"]))?;
+    } else {
+        step(
+            "tests (cargo test)",
+            cargo().args(["test", "--workspace", "--no-fail-fast"]),
+        )?;
+    }
+    println!("test: done; API backends exercised: {}", backends());
+    Ok(())
+}
+
+pub fn lint() -> anyhow::Result<()> {
+    step("fmt", cargo().args(["fmt", "--all", "--check"]))?;
+    step(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    crate::purity::run()?;
+    if cargo()
+        .args(["deny", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        step("cargo-deny", cargo().args(["deny", "--offline", "check"]))?;
+    } else {
+        println!("cargo-deny not installed: skipped (install with `cargo install cargo-deny`)");
+    }
+    crate::openapi::run(true)
+}

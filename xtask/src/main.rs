@@ -1,0 +1,56 @@
+//! `cargo xtask`: project automation. Run `cargo xtask --help`.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a CLI reports on the terminal"
+)]
+
+mod ci;
+mod migrate;
+mod openapi;
+mod purity;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Project automation for PTO Connect")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Database migrations against DATABASE_URL (default: the embedded SQLite file in DATA_DIR).
+    Migrate {
+        #[command(subcommand)]
+        action: migrate::Action,
+    },
+    /// Write docs/openapi.json from the code; with --check, fail if it is stale.
+    Openapi {
+        /// Compare instead of writing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run the test suite (cargo-nextest when installed, else cargo test).
+    Test,
+    /// Static checks: fmt, clippy, domain purity, cargo-deny (when installed), OpenAPI freshness.
+    Lint,
+    /// Everything CI checks: `lint`, then `test`.
+    Ci,
+    /// Check that the domain crates depend on no framework, database or cache crate.
+    CheckPurity,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Migrate { action } => migrate::run(action),
+        Command::Openapi { check } => openapi::run(check),
+        Command::Test => ci::test(),
+        Command::Lint => ci::lint(),
+        Command::Ci => ci::lint().and_then(|()| ci::test()),
+        Command::CheckPurity => purity::run(),
+    }
+}
