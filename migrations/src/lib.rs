@@ -10,6 +10,10 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_users;
+mod m20261122_000002_create_tenancy;
+mod m20261122_000003_create_auth;
+mod m20261122_000004_create_permissions;
+mod m20261122_000005_create_audit;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -17,6 +21,12 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_create_users::Migration)]
+        vec![
+            Box::new(m20261121_000001_create_users::Migration),
+            Box::new(m20261122_000002_create_tenancy::Migration),
+            Box::new(m20261122_000003_create_auth::Migration),
+            Box::new(m20261122_000004_create_permissions::Migration),
+            Box::new(m20261122_000005_create_audit::Migration),
+        ]
     }
 }
