@@ -8,10 +8,13 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::web::Bytes;
 use actix_web::{App, HttpServer, middleware, web};
-use cache::RedisCache;
-use credentials::{Argon2Hasher, KeySource, SigningKey};
-use persistence::{Database, DatabaseSettings, SeaOrmUserRepository};
+use cache::{InvalidationBus, RedisCache};
+use credentials::{Argon2Hasher, KeySource, SigningKey, TokenIssuer};
+use persistence::{Database, DatabaseSettings};
 use tenancy::service::AccountService;
+use tenancy_store::{SeaOrmOrgRepository, SeaOrmSessionRepository, SeaOrmUserRepository};
+
+use crate::auth::{AuthService, SessionSettings};
 
 use crate::config::Settings;
 use crate::http::request_context;
@@ -95,9 +98,15 @@ pub async fn build_state(
         "database ready (migrations applied)"
     );
 
-    let redis = match &settings.redis_url {
-        Some(url) => Some(RedisCache::connect(url.expose(), Duration::from_secs(2)).await?),
-        None => None,
+    let (redis, bus) = match &settings.redis_url {
+        Some(url) => {
+            let redis = RedisCache::connect(url.expose(), Duration::from_secs(2)).await?;
+            let bus =
+                InvalidationBus::with_redis(url.expose(), redis.clone(), Duration::from_secs(2))
+                    .await?;
+            (Some(redis), bus)
+        }
+        None => (None, InvalidationBus::local_only()),
     };
 
     let signing_key = match &settings.signing_key {
@@ -123,11 +132,22 @@ pub async fn build_state(
             .with_title("PTO Connect API")
             .html(),
     );
+    let auth = AuthService::new(
+        TokenIssuer::new(Arc::new(signing_key)),
+        SeaOrmSessionRepository::new(db.clone()),
+        hasher.clone(),
+        bus.clone(),
+        SessionSettings::default(),
+    )
+    .await
+    .map_err(|e| StartupError::Hasher(e.to_string()))?;
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
+        orgs: SeaOrmOrgRepository::new(db.clone()),
+        auth,
         db,
         redis,
-        signing_key: Arc::new(signing_key),
+        bus,
         openapi_json,
         docs_html,
     }))

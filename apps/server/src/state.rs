@@ -1,26 +1,31 @@
 //! The application state shared by all handlers.
 
-use std::sync::Arc;
-
 use actix_web::web::Bytes;
-use cache::RedisCache;
-use credentials::{Argon2Hasher, SigningKey};
-use persistence::{Database, SeaOrmUserRepository};
+use cache::{InvalidationBus, RedisCache};
+use credentials::Argon2Hasher;
+use persistence::Database;
 use tenancy::service::AccountService;
+use tenancy_store::{SeaOrmOrgRepository, SeaOrmUserRepository};
+
+use crate::auth::AuthService;
 
 /// The account service as wired in this app.
 pub type Accounts = AccountService<SeaOrmUserRepository, Argon2Hasher>;
 
-/// Everything a handler may need; cheap to clone (all shared).
+/// Everything a handler may need; shared by all workers.
 pub struct AppState {
     /// The database pools.
     pub db: Database,
     /// The shared cache, when configured.
     pub redis: Option<RedisCache>,
+    /// Cross-instance cache invalidations.
+    pub bus: InvalidationBus,
     /// Account use cases.
     pub accounts: Accounts,
-    /// The token-signing key.
-    pub signing_key: Arc<SigningKey>,
+    /// Sign-in, tokens, sessions.
+    pub auth: AuthService,
+    /// Organizations, memberships, custom roles.
+    pub orgs: SeaOrmOrgRepository,
     /// The serialized OpenAPI document.
     pub openapi_json: Bytes,
     /// The rendered docs page.

@@ -5,8 +5,10 @@
 //! correctness: when Redis is unreachable, callers fall back to L1 and the database,
 //! and the client reconnects by itself in the background.
 
+mod bus;
 mod local;
 mod redis;
 
+pub use bus::{INVALIDATION_CHANNEL, InvalidationBus};
 pub use local::{CacheStats, LocalCache};
 pub use redis::{RedisCache, RedisError};

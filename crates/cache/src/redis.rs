@@ -67,6 +67,16 @@ impl RedisCache {
             .map_err(|e| RedisError::Unavailable(e.to_string()))
     }
 
+    /// Publishes `message` on `channel`.
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), RedisError> {
+        use fred::prelude::PubsubInterface;
+        self.client
+            .publish::<i64, _, _>(channel, message)
+            .await
+            .map(|_| ())
+            .map_err(|e| RedisError::Unavailable(e.to_string()))
+    }
+
     /// Closes the connection.
     pub async fn shutdown(&self) {
         let _ = self.client.quit().await;

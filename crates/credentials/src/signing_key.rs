@@ -53,6 +53,14 @@ impl SigningKey {
             .map_err(|_| KeyError::Invalid)
     }
 
+    /// A fresh random Ed25519 key that is not stored anywhere (tests, throw-away setups).
+    #[must_use]
+    pub fn generate() -> Self {
+        Self {
+            pair: KeyPair::new(),
+        }
+    }
+
     /// Reads the key stored at `path`, or generates one and stores it there with
     /// owner-only permissions (the development default of the embedded setup).
     pub fn load_or_create(path: &Path) -> Result<(Self, KeySource), KeyError> {

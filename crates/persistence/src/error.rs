@@ -31,6 +31,6 @@ impl From<DbErr> for StorageError {
 
 /// Boxes a driver error for a domain `Unexpected(..)` variant; the edge downcasts it
 /// back to [`StorageError`] to tell an outage (503) from a bug (500).
-pub(crate) fn boxed(err: DbErr) -> Box<dyn std::error::Error + Send + Sync> {
+pub fn boxed(err: DbErr) -> Box<dyn std::error::Error + Send + Sync> {
     Box::new(StorageError::from(err))
 }

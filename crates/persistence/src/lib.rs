@@ -1,15 +1,15 @@
-//! SeaORM adapter: implements the domain ports on PostgreSQL (production) and SQLite
-//! (the embedded default) with one schema, created by the `migration` crate.
+//! The shared database layer of the SeaORM adapters: one schema on PostgreSQL
+//! (production) and SQLite (the embedded default), created by the `migration` crate;
+//! connection pools (primary and optional read replica); and the classification of
+//! driver errors (`StorageError`: unavailable → 503, other → 500).
 //!
-//! Domain types cross the port boundary; SeaORM types never do. Driver errors are
-//! translated here into the domain's per-operation errors (a unique violation becomes
-//! `Duplicate`, and so on).
+//! The per-domain adapters (`tenancy-store`, `audit-store`, …) build on it; domain
+//! types cross their ports, SeaORM types never do.
 
 mod database;
-mod entity;
 mod error;
-mod users;
+mod time_util;
 
 pub use database::{Backend, ConnectError, Database, DatabaseSettings, MigrationStatus};
-pub use error::StorageError;
-pub use users::SeaOrmUserRepository;
+pub use error::{StorageError, boxed};
+pub use time_util::now_micros;

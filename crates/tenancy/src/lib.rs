@@ -8,18 +8,23 @@
 
 mod email;
 mod ids;
+mod membership;
 mod names;
 mod org;
 mod password;
 pub mod ports;
+pub mod rules;
 pub mod service;
+mod session;
 mod signup_code;
 mod user;
 
 pub use email::{Email, EmailError};
 pub use ids::{OrgId, UserId};
+pub use membership::{Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId};
 pub use names::{NameError, PersonName};
 pub use org::{OrgKind, OrgStatus, Organization};
 pub use password::{Password, PasswordError};
+pub use session::Session;
 pub use signup_code::{SignupCode, SignupCodeError};
 pub use user::{User, UserStatus};

@@ -31,7 +31,7 @@ pub enum OrgStatus {
 }
 
 /// An organization (PTO/PTA): the primary tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Organization {
     /// Identifier.
     pub id: OrgId,
@@ -39,10 +39,14 @@ pub struct Organization {
     pub name: String,
     /// Kind of organization.
     pub kind: OrgKind,
-    /// The school it belongs to, if any (and through it, a district).
+    /// The school it belongs to, if any.
     pub school_id: Option<Uuid>,
+    /// The district above it (through its school), if any.
+    pub district_id: Option<Uuid>,
     /// The code people use to join it.
     pub signup_code: SignupCode,
+    /// Branding (free-form JSON: colours, logo URL).
+    pub branding: serde_json::Value,
     /// Lifecycle status.
     pub status: OrgStatus,
     /// Optimistic-concurrency version, bumped on every update.

@@ -46,9 +46,11 @@ pub enum FindUserError {
 /// Storage of user accounts.
 #[cfg_attr(test, mockall::automock)]
 pub trait UserRepository: Send + Sync + 'static {
-    /// Creates a user; fails with [`CreateUserError::Duplicate`] if the e-mail is taken.
+    /// Creates a user (audited); fails with [`CreateUserError::Duplicate`] if the
+    /// e-mail is taken.
     fn create_user(
         &self,
+        ctx: &AuditContext,
         req: CreateUserRequest,
     ) -> impl Future<Output = Result<User, CreateUserError>> + Send;
 
@@ -72,4 +74,353 @@ pub trait PasswordHasher: Send + Sync + 'static {
         password: String,
         phc: String,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
+}
+
+/// Who is making a change and from where: written to the audit event of every write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditContext {
+    /// The acting user, API key or system.
+    pub actor: audit::Actor,
+    /// Client IP, user agent and request id.
+    pub request: audit::RequestMeta,
+}
+
+/// A storage failure that is not a domain outcome.
+#[derive(Debug, thiserror::Error)]
+#[error("storage failure")]
+pub struct StorageFailure(#[source] pub BoxError);
+
+/// A request to create an organization; its creator becomes its first admin.
+#[derive(Debug, Clone)]
+pub struct CreateOrgRequest {
+    /// Display name.
+    pub name: String,
+    /// Kind.
+    pub kind: crate::OrgKind,
+    /// The school it belongs to (and through it a district), if any.
+    pub school_id: Option<uuid::Uuid>,
+    /// Its signup code.
+    pub signup_code: crate::SignupCode,
+    /// The creator, who becomes the first admin.
+    pub creator: crate::UserId,
+}
+
+/// Why an organization could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateOrgError {
+    /// The signup code is in use.
+    #[error("signup code already in use")]
+    SignupCodeTaken,
+    /// The school does not exist.
+    #[error("no such school")]
+    SchoolNotFound,
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// Changes to an organization's settings (absent fields stay as they are).
+#[derive(Debug, Clone, Default)]
+pub struct OrgChanges {
+    /// New name.
+    pub name: Option<String>,
+    /// New kind.
+    pub kind: Option<crate::OrgKind>,
+    /// New branding (free-form JSON: colours, logo URL).
+    pub branding: Option<serde_json::Value>,
+    /// New signup code (rotation).
+    pub signup_code: Option<crate::SignupCode>,
+}
+
+/// Why an organization could not be updated.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateOrgError {
+    /// No such org.
+    #[error("no such organization")]
+    NotFound,
+    /// It changed since the version the caller saw.
+    #[error("the organization changed (now at version {current})")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
+    /// The new signup code is in use.
+    #[error("signup code already in use")]
+    SignupCodeTaken,
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// Why joining an organization failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinOrgError {
+    /// No org has that code (or it is not active).
+    #[error("no organization has that signup code")]
+    UnknownCode,
+    /// The user is a member already.
+    #[error("already a member of this organization")]
+    AlreadyMember,
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// A change of one member's role (or status), checked against
+/// [`crate::rules`] inside the storing transaction so concurrent changes cannot break
+/// the invariants (e.g. two admins demoting each other).
+#[derive(Debug, Clone)]
+pub struct ChangeMemberRequest {
+    /// The org.
+    pub org_id: crate::OrgId,
+    /// Who asks (must be a member).
+    pub actor: crate::UserId,
+    /// Whose membership changes.
+    pub target: crate::UserId,
+    /// The version the caller saw, if it sent one.
+    pub expected_version: Option<i64>,
+    /// New role, if changing.
+    pub role: Option<RoleChoice>,
+    /// New status, if changing.
+    pub status: Option<crate::MembershipStatus>,
+    /// New end of term (`Some(None)` clears it).
+    pub role_ends_at: Option<Option<time::OffsetDateTime>>,
+}
+
+/// A role named by the client: built-in, or a custom role of the org by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChoice {
+    /// A built-in role.
+    Builtin(permissions::BuiltinRole),
+    /// A custom role of the org.
+    Custom(crate::RoleId),
+}
+
+/// Why a membership change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeMemberError {
+    /// The target (or the actor) is not a member.
+    #[error("no such member")]
+    NotFound,
+    /// The custom role does not exist in this org.
+    #[error("no such role in this organization")]
+    UnknownRole,
+    /// The membership changed since the version the caller saw.
+    #[error("the member changed (now at version {current})")]
+    VersionMismatch {
+        /// Current version.
+        current: i64,
+    },
+    /// A rule refused it.
+    #[error(transparent)]
+    Refused(#[from] crate::rules::RoleChangeRefused),
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// A request to define a custom role.
+#[derive(Debug, Clone)]
+pub struct CreateRoleRequest {
+    /// The org.
+    pub org_id: crate::OrgId,
+    /// Name (unique in the org, case-insensitively).
+    pub name: String,
+    /// Rank it counts as.
+    pub counts_as: permissions::BuiltinRole,
+    /// Keys it always holds.
+    pub extra_keys: permissions::KeySet,
+    /// Maximum holders.
+    pub max_holders: Option<u32>,
+}
+
+/// Why a custom role could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateRoleError {
+    /// The name is taken in this org.
+    #[error("a role with this name exists")]
+    DuplicateName,
+    /// The name is a built-in role's name.
+    #[error("the name of a built-in role cannot be reused")]
+    ReservedName,
+    /// No such organization.
+    #[error("no such organization")]
+    OrgNotFound,
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// Storage of organizations, memberships and custom roles. Every write method stores
+/// its audit event in the same transaction as the change.
+pub trait OrgRepository: Send + Sync + 'static {
+    /// Creates an org with its creator as first admin.
+    fn create_org(
+        &self,
+        ctx: &AuditContext,
+        req: CreateOrgRequest,
+    ) -> impl Future<Output = Result<(crate::Organization, crate::Membership), CreateOrgError>> + Send;
+
+    /// Loads an org.
+    fn get_org(
+        &self,
+        id: crate::OrgId,
+    ) -> impl Future<Output = Result<Option<crate::Organization>, StorageFailure>> + Send;
+
+    /// Updates an org's settings (optimistic concurrency when a version is given).
+    fn update_org(
+        &self,
+        ctx: &AuditContext,
+        id: crate::OrgId,
+        expected_version: Option<i64>,
+        changes: OrgChanges,
+    ) -> impl Future<Output = Result<crate::Organization, UpdateOrgError>> + Send;
+
+    /// Adds `user` as an active volunteer of the active org with `code`.
+    fn join_by_code(
+        &self,
+        ctx: &AuditContext,
+        code: &crate::SignupCode,
+        user: crate::UserId,
+    ) -> impl Future<Output = Result<(crate::Organization, crate::Membership), JoinOrgError>> + Send;
+
+    /// One membership.
+    fn get_membership(
+        &self,
+        org: crate::OrgId,
+        user: crate::UserId,
+    ) -> impl Future<Output = Result<Option<crate::Membership>, StorageFailure>> + Send;
+
+    /// Every membership of a user, with its org.
+    fn memberships_of(
+        &self,
+        user: crate::UserId,
+    ) -> impl Future<Output = Result<Vec<(crate::Organization, crate::Membership)>, StorageFailure>> + Send;
+
+    /// Changes a member's role/status/term, enforcing [`crate::rules`] atomically.
+    fn change_member(
+        &self,
+        ctx: &AuditContext,
+        req: ChangeMemberRequest,
+    ) -> impl Future<Output = Result<crate::Membership, ChangeMemberError>> + Send;
+
+    /// Removes a member (never the last active admin).
+    fn remove_member(
+        &self,
+        ctx: &AuditContext,
+        org: crate::OrgId,
+        actor: crate::UserId,
+        target: crate::UserId,
+    ) -> impl Future<Output = Result<(), ChangeMemberError>> + Send;
+
+    /// Defines a custom role.
+    fn create_role(
+        &self,
+        ctx: &AuditContext,
+        req: CreateRoleRequest,
+    ) -> impl Future<Output = Result<crate::CustomRole, CreateRoleError>> + Send;
+
+    /// The org's custom roles.
+    fn list_roles(
+        &self,
+        org: crate::OrgId,
+    ) -> impl Future<Output = Result<Vec<crate::CustomRole>, StorageFailure>> + Send;
+
+    /// Ends every officer term that is over at `now` (the member falls back to
+    /// volunteer), auditing each; returns how many were ended.
+    fn end_expired_terms(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StorageFailure>> + Send;
+}
+
+/// A session to store at sign-in.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Session id (in the token).
+    pub id: uuid::Uuid,
+    /// The user.
+    pub user_id: crate::UserId,
+    /// The token's revocation id.
+    pub revocation_id: String,
+    /// Token expiry.
+    pub expires_at: time::OffsetDateTime,
+}
+
+/// A user's stored credentials, for sign-in.
+#[derive(Debug, Clone)]
+pub struct StoredCredentials {
+    /// The user.
+    pub user: User,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+    /// Whether the user is a platform admin.
+    pub is_platform_admin: bool,
+}
+
+/// Storage of sessions and credentials. Writes are audited as activity events.
+pub trait SessionRepository: Send + Sync + 'static {
+    /// The credentials of the (non-deleted) user with this e-mail.
+    fn credentials(
+        &self,
+        email: &Email,
+    ) -> impl Future<Output = Result<Option<StoredCredentials>, StorageFailure>> + Send;
+
+    /// The credentials of a user by id.
+    fn credentials_by_id(
+        &self,
+        user: crate::UserId,
+    ) -> impl Future<Output = Result<Option<StoredCredentials>, StorageFailure>> + Send;
+
+    /// Stores a new session (activity `auth.sign_in`).
+    fn create_session(
+        &self,
+        ctx: &AuditContext,
+        session: NewSession,
+    ) -> impl Future<Output = Result<crate::Session, StorageFailure>> + Send;
+
+    /// Records a failed sign-in (activity `auth.sign_in_failed`) for a known user.
+    fn record_failed_sign_in(
+        &self,
+        ctx: &AuditContext,
+        user: crate::UserId,
+    ) -> impl Future<Output = Result<(), StorageFailure>> + Send;
+
+    /// One session of a user (`None` if absent or another user's).
+    fn get_session(
+        &self,
+        user: crate::UserId,
+        session: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<crate::Session>, StorageFailure>> + Send;
+
+    /// The user's sessions, newest first.
+    fn list_sessions(
+        &self,
+        user: crate::UserId,
+    ) -> impl Future<Output = Result<Vec<crate::Session>, StorageFailure>> + Send;
+
+    /// Revokes one of the user's sessions; returns its revocation id if it was live.
+    fn revoke_session(
+        &self,
+        ctx: &AuditContext,
+        user: crate::UserId,
+        session: uuid::Uuid,
+    ) -> impl Future<Output = Result<Option<String>, StorageFailure>> + Send;
+
+    /// Replaces the password hash and revokes every other session of the user
+    /// (activity `auth.password_change`); returns the revoked revocation ids.
+    fn change_password(
+        &self,
+        ctx: &AuditContext,
+        user: crate::UserId,
+        new_hash: String,
+        keep_session: Option<uuid::Uuid>,
+    ) -> impl Future<Output = Result<Vec<String>, StorageFailure>> + Send;
+
+    /// Whether the session with this id is live (not revoked, not expired) at `now`.
+    fn session_is_live(
+        &self,
+        session: uuid::Uuid,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StorageFailure>> + Send;
 }

@@ -1,6 +1,8 @@
 //! The tenancy service: use cases over the ports.
 
-use crate::ports::{BoxError, CreateUserError, CreateUserRequest, PasswordHasher, UserRepository};
+use crate::ports::{
+    AuditContext, BoxError, CreateUserError, CreateUserRequest, PasswordHasher, UserRepository,
+};
 use crate::{Email, Password, PersonName, User};
 
 /// A request to open an account.
@@ -44,19 +46,26 @@ impl<R: UserRepository, H: PasswordHasher> AccountService<R, H> {
     }
 
     /// Opens an account: hashes the password and stores the user.
-    pub async fn register(&self, req: RegisterRequest) -> Result<User, RegisterError> {
+    pub async fn register(
+        &self,
+        ctx: &AuditContext,
+        req: RegisterRequest,
+    ) -> Result<User, RegisterError> {
         let password_hash = self
             .hasher
             .hash(req.password)
             .await
             .map_err(RegisterError::Unexpected)?;
         self.users
-            .create_user(CreateUserRequest {
-                email: req.email,
-                first_name: req.first_name,
-                last_name: req.last_name,
-                password_hash,
-            })
+            .create_user(
+                ctx,
+                CreateUserRequest {
+                    email: req.email,
+                    first_name: req.first_name,
+                    last_name: req.last_name,
+                    password_hash,
+                },
+            )
             .await
             .map_err(|e| match e {
                 CreateUserError::Duplicate { email } => RegisterError::EmailTaken { email },
@@ -70,6 +79,13 @@ mod tests {
     use super::*;
     use crate::ports::{MockPasswordHasher, MockUserRepository};
     use crate::{UserId, UserStatus};
+
+    fn ctx() -> AuditContext {
+        AuditContext {
+            actor: audit::Actor::System,
+            request: audit::RequestMeta::default(),
+        }
+    }
 
     fn request() -> RegisterRequest {
         RegisterRequest {
@@ -89,8 +105,8 @@ mod tests {
         let mut users = MockUserRepository::new();
         users
             .expect_create_user()
-            .withf(|r| r.password_hash == "$argon2id$fake")
-            .returning(|r| {
+            .withf(|_, r| r.password_hash == "$argon2id$fake")
+            .returning(|_, r| {
                 Box::pin(async move {
                     Ok(User {
                         id: UserId::new(),
@@ -103,7 +119,7 @@ mod tests {
                 })
             });
         let user = AccountService::new(users, hasher)
-            .register(request())
+            .register(&ctx(), request())
             .await
             .expect("registered");
         assert_eq!(user.email.as_str(), "a@b.org");
@@ -116,11 +132,11 @@ mod tests {
             .expect_hash()
             .returning(|_| Box::pin(async { Ok("h".to_owned()) }));
         let mut users = MockUserRepository::new();
-        users.expect_create_user().returning(|r| {
+        users.expect_create_user().returning(|_, r| {
             Box::pin(async move { Err(CreateUserError::Duplicate { email: r.email }) })
         });
         let err = AccountService::new(users, hasher)
-            .register(request())
+            .register(&ctx(), request())
             .await
             .expect_err("duplicate");
         assert!(matches!(err, RegisterError::EmailTaken { .. }));

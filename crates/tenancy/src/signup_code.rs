@@ -45,6 +45,19 @@ impl SignupCode {
         }
     }
 
+    /// A code made from random bytes: 10 characters from an alphabet without look-alikes
+    /// (no 0/O, 1/I). Infallible: every such string is a valid code.
+    #[must_use]
+    pub fn from_random(bytes: [u8; 10]) -> Self {
+        const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        Self(
+            bytes
+                .iter()
+                .map(|b| char::from(ALPHABET[usize::from(*b) % 32]))
+                .collect(),
+        )
+    }
+
     /// The normalized code.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -81,6 +94,13 @@ mod tests {
             SignupCode::parse("ab_c-1 2").map(|c| c.0),
             Ok("ABC12".into())
         );
+    }
+
+    #[test]
+    fn random_codes_are_valid() {
+        let c = SignupCode::from_random([0, 1, 2, 3, 4, 5, 6, 7, 8, 255]);
+        assert_eq!(SignupCode::parse(c.as_str()), Ok(c.clone()));
+        assert_eq!(c.as_str().len(), 10);
     }
 
     #[test]

@@ -307,3 +307,61 @@ mod tests {
         );
     }
 }
+
+/// The version from an `If-Match` header (`"3"`, `W/"3"` or `3`), if sent.
+#[derive(Debug, Clone, Copy)]
+pub struct IfMatch(pub Option<i64>);
+
+impl FromRequest for IfMatch {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let parsed = match req.headers().get(actix_web::http::header::IF_MATCH) {
+            None => Ok(Self(None)),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(|n| Self(Some(n)))
+                .ok_or_else(|| {
+                    ApiError::validation(vec![FieldError {
+                        field: "If-Match".to_owned(),
+                        code: "invalid".to_owned(),
+                        message: "If-Match must be the resource version, e.g. \"3\"".to_owned(),
+                    }])
+                }),
+        };
+        std::future::ready(parsed)
+    }
+}
+
+impl aide::OperationInput for IfMatch {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let schema = ctx.schema.subschema_for::<String>();
+        add_parameters(
+            ctx,
+            operation,
+            [aide::openapi::Parameter::Header {
+                parameter_data: aide::openapi::ParameterData {
+                    name: "If-Match".to_owned(),
+                    description: Some(
+                        "The version you read, e.g. `\"3\"`; a stale one answers 412.".to_owned(),
+                    ),
+                    required: false,
+                    format: aide::openapi::ParameterSchemaOrContent::Schema(SchemaObject {
+                        json_schema: schema,
+                        example: None,
+                        external_docs: None,
+                    }),
+                    extensions: IndexMap::default(),
+                    deprecated: None,
+                    example: None,
+                    examples: IndexMap::default(),
+                    explode: None,
+                },
+                style: aide::openapi::HeaderStyle::Simple,
+            }],
+        );
+    }
+}

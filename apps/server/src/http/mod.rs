@@ -10,5 +10,5 @@ pub mod request_context;
 
 pub use envelope::{Created, Paged, Pagination, Reply};
 pub use error::{ApiError, ErrorCode, FieldError};
-pub use extract::{Json, Path, Query, State};
+pub use extract::{IfMatch, Json, Path, Query, State};
 pub use openapi::{Api, ApiRoutes, RouteDoc};

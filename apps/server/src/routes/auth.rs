@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use tenancy::service::{RegisterError, RegisterRequest};
 use tenancy::{Email, Password, PersonName, User};
 
-use crate::http::{ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, RouteDoc, State};
+use crate::auth::{Caller, ClientMeta, Principal};
+use crate::http::{
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc, State,
+};
 
 pub(super) fn register(r: &mut ApiRoutes) {
     r.post(
@@ -16,6 +19,55 @@ pub(super) fn register(r: &mut ApiRoutes) {
             .public()
             .description("Creates a user. Join an organization afterwards with its signup code.")
             .errors(&[ErrorCode::Conflict]),
+    );
+    r.post(
+        "/api/v2/auth/login",
+        login,
+        RouteDoc::new("login", "Sign in with e-mail and password", "auth")
+            .public()
+            .description(
+                "Returns a session token (a Biscuit) to send as `Authorization: Bearer <token>`.",
+            )
+            .errors(&[ErrorCode::Unauthenticated]),
+    );
+    r.post(
+        "/api/v2/auth/logout",
+        logout,
+        RouteDoc::new(
+            "logout",
+            "Sign out: revoke the presented session token",
+            "auth",
+        ),
+    );
+    r.get(
+        "/api/v2/auth/sessions",
+        list_sessions,
+        RouteDoc::new(
+            "list_sessions",
+            "The caller's sessions, newest first",
+            "auth",
+        ),
+    );
+    r.route(
+        actix_web::http::Method::DELETE,
+        "/api/v2/auth/sessions/{session_id}",
+        revoke_session,
+        RouteDoc::new(
+            "revoke_session",
+            "Revoke one of the caller's sessions",
+            "auth",
+        )
+        .errors(&[ErrorCode::NotFound]),
+    );
+    r.post(
+        "/api/v2/auth/password",
+        change_password,
+        RouteDoc::new(
+            "change_password",
+            "Change the password; every other session is revoked",
+            "auth",
+        )
+        .errors(&[ErrorCode::ValidationFailed]),
     );
 }
 
@@ -47,7 +99,7 @@ pub struct RegisterBody {
 
 /// A garde rule from a domain parser, so the domain's rules are reported with all
 /// other field errors at once.
-fn domain_rule<T, E: std::fmt::Display>(
+pub(crate) fn domain_rule<T, E: std::fmt::Display>(
     parse: impl Fn(&str) -> Result<T, E>,
 ) -> impl FnOnce(&String, &()) -> garde::Result {
     move |value, ()| {
@@ -101,7 +153,7 @@ impl From<User> for UserView {
     }
 }
 
-fn field(field: &str, message: impl ToString) -> FieldError {
+pub(crate) fn field(field: &str, message: impl ToString) -> FieldError {
     FieldError {
         field: field.to_owned(),
         code: "invalid".to_owned(),
@@ -111,6 +163,7 @@ fn field(field: &str, message: impl ToString) -> FieldError {
 
 async fn register_account(
     state: State,
+    meta: ClientMeta,
     Json(body): Json<RegisterBody>,
 ) -> Result<Created<UserView>, ApiError> {
     // The extractor ran the domain rules already; parsing again yields the typed values.
@@ -121,12 +174,15 @@ async fn register_account(
     let last_name = PersonName::parse(&body.last_name).map_err(|e| invalid("last_name", &e))?;
     let user = state
         .accounts
-        .register(RegisterRequest {
-            email,
-            password,
-            first_name,
-            last_name,
-        })
+        .register(
+            &meta.audit_context(audit::Actor::System),
+            RegisterRequest {
+                email,
+                password,
+                first_name,
+                last_name,
+            },
+        )
         .await
         .map_err(|e| match e {
             RegisterError::EmailTaken { .. } => ApiError::new(
@@ -137,4 +193,187 @@ async fn register_account(
             RegisterError::Unexpected(source) => ApiError::internal(source),
         })?;
     Ok(Created(user.into()))
+}
+
+/// Credentials.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    /// Sign-in address.
+    #[garde(length(min = 1, max = 254))]
+    pub email: String,
+    /// Password.
+    #[garde(length(min = 1, max = 128))]
+    pub password: String,
+}
+
+/// A new session.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LoginResponse {
+    /// The session token: send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// When it expires (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub expires_at: time::OffsetDateTime,
+    /// The signed-in user.
+    pub user: UserView,
+}
+
+async fn login(
+    state: State,
+    meta: ClientMeta,
+    Json(body): Json<LoginBody>,
+) -> Result<Reply<LoginResponse>, ApiError> {
+    let (token, creds) = state
+        .auth
+        .sign_in(
+            &meta.audit_context(audit::Actor::System),
+            &body.email,
+            body.password,
+        )
+        .await?;
+    Ok(Reply(LoginResponse {
+        token: token.token,
+        expires_at: token.expires_at,
+        user: creds.user.into(),
+    }))
+}
+
+/// The outcome of a revocation.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Revoked {
+    /// Whether a live session was revoked.
+    pub revoked: bool,
+}
+
+async fn logout(state: State, caller: Caller) -> Result<Reply<Revoked>, ApiError> {
+    let Principal::User {
+        user_id,
+        session_id,
+    } = caller.principal;
+    let revoked = state
+        .auth
+        .revoke(&caller.audit_context(), user_id, session_id)
+        .await?;
+    Ok(Reply(Revoked { revoked }))
+}
+
+/// A session as its owner sees it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionView {
+    /// Session id.
+    pub id: uuid::Uuid,
+    /// Created (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub created_at: time::OffsetDateTime,
+    /// Expires (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub expires_at: time::OffsetDateTime,
+    /// Whether it can still be used.
+    pub active: bool,
+    /// Whether it is the one making this request.
+    pub current: bool,
+    /// Client IP at sign-in.
+    pub ip: Option<String>,
+    /// Client user agent at sign-in.
+    pub user_agent: Option<String>,
+}
+
+async fn list_sessions(state: State, caller: Caller) -> Result<Reply<Vec<SessionView>>, ApiError> {
+    use tenancy::ports::SessionRepository;
+    let Principal::User {
+        user_id,
+        session_id,
+    } = caller.principal;
+    let now = time::OffsetDateTime::now_utc();
+    let sessions = state
+        .auth
+        .sessions()
+        .list_sessions(user_id)
+        .await
+        .map_err(|e| ApiError::internal(e.0))?;
+    Ok(Reply(
+        sessions
+            .into_iter()
+            .map(|s| SessionView {
+                active: s.is_live(now),
+                current: s.id == session_id,
+                id: s.id,
+                created_at: s.created_at,
+                expires_at: s.expires_at,
+                ip: s.ip,
+                user_agent: s.user_agent,
+            })
+            .collect(),
+    ))
+}
+
+/// Path of one session.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SessionPath {
+    /// Session id.
+    pub session_id: uuid::Uuid,
+}
+
+async fn revoke_session(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SessionPath>,
+) -> Result<Reply<Revoked>, ApiError> {
+    use tenancy::ports::SessionRepository;
+    let user = caller.user_id();
+    if state
+        .auth
+        .sessions()
+        .get_session(user, p.session_id)
+        .await
+        .map_err(|e| ApiError::internal(e.0))?
+        .is_none()
+    {
+        return Err(ApiError::not_found("no such session"));
+    }
+    let revoked = state
+        .auth
+        .revoke(&caller.audit_context(), user, p.session_id)
+        .await?;
+    Ok(Reply(Revoked { revoked }))
+}
+
+/// A password change.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordBody {
+    /// The current password.
+    #[garde(length(min = 1, max = 128))]
+    pub current_password: String,
+    /// The new password (12 to 128 characters).
+    #[garde(length(chars, min = 12, max = 128), custom(domain_rule(|p: &str| Password::parse(p.to_owned()))))]
+    pub new_password: String,
+}
+
+async fn change_password(
+    state: State,
+    caller: Caller,
+    Json(body): Json<ChangePasswordBody>,
+) -> Result<Reply<Revoked>, ApiError> {
+    let Principal::User {
+        user_id,
+        session_id,
+    } = caller.principal;
+    let new = Password::parse(body.new_password)
+        .map_err(|e| ApiError::validation(vec![field("new_password", e)]))?;
+    state
+        .auth
+        .change_password(
+            &caller.audit_context(),
+            user_id,
+            Some(session_id),
+            body.current_password,
+            new,
+        )
+        .await?;
+    Ok(Reply(Revoked { revoked: true }))
 }

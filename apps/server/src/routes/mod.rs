@@ -1,6 +1,7 @@
 //! Route handlers, one module per group, and the single table that registers them.
 
 mod auth;
+mod orgs;
 mod system;
 
 use crate::http::{Api, ApiRoutes};
@@ -12,5 +13,6 @@ pub fn api() -> Api {
     let mut routes = ApiRoutes::new();
     system::register(&mut routes);
     auth::register(&mut routes);
+    orgs::register(&mut routes);
     routes.finish()
 }

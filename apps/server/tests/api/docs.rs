@@ -21,6 +21,22 @@ fn documented(doc: &serde_json::Value) -> BTreeSet<(String, String)> {
     out
 }
 
+/// Replaces every `{name}` of a path template with a fresh UUID.
+fn fill_placeholders(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .map_or(rest.len(), |e| start + e + 1);
+        out.push_str(&uuid::Uuid::now_v7().to_string());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 async fn every_route_is_documented_and_routed(ctx: TestContext) {
     let app = ctx.service().await;
     let res = test::call_service(
@@ -42,7 +58,7 @@ async fn every_route_is_documented_and_routed(ctx: TestContext) {
     assert_eq!(registered, documented);
     // …and each documented operation must reach a handler (not the router's 404/405).
     for (method, path) in &documented {
-        let uri = path.replace("{org_id}", &uuid::Uuid::now_v7().to_string());
+        let uri = fill_placeholders(path);
         let req = test::TestRequest::default()
             .method(method.parse().unwrap())
             .uri(&uri)

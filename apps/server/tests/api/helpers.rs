@@ -213,3 +213,73 @@ pub async fn expect_error<B: MessageBody>(
     assert!(body.get("data").is_none());
     body
 }
+
+/// Sends a JSON request (with an optional bearer token) and returns status and body.
+pub async fn send<S, B>(
+    app: &S,
+    method: actix_web::http::Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req = test::TestRequest::default().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.insert_header(("authorization", format!("Bearer {t}")));
+    }
+    if let Some(b) = body {
+        req = req.set_json(b);
+    }
+    let res = test::call_service(app, req.to_request()).await;
+    let status = res.status().as_u16();
+    let bytes = test::read_body(res).await;
+    let json = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        })
+    };
+    (status, json)
+}
+
+/// Registers a user and signs in; returns (user id, token).
+pub async fn signed_up<S, B>(app: &S, email: &str) -> (String, String)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    use actix_web::http::Method;
+    let (status, body) = send(
+        app,
+        Method::POST,
+        "/api/v2/auth/register",
+        None,
+        Some(serde_json::json!({"email": email, "password": "correct horse battery", "first_name": "Test", "last_name": "User"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    (id, login(app, email, "correct horse battery").await)
+}
+
+/// Signs in; returns the token.
+pub async fn login<S, B>(app: &S, email: &str, password: &str) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (status, body) = send(
+        app,
+        actix_web::http::Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(serde_json::json!({"email": email, "password": password})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["token"].as_str().unwrap().to_owned()
+}

@@ -7,7 +7,9 @@
 
 mod helpers;
 
+mod auth;
 mod docs;
 mod errors;
 mod health;
+mod orgs;
 mod register;

@@ -1,0 +1,11 @@
+//! Authentication at the edge: who is calling (a session or an API key), verified
+//! from the Biscuit token with a cache in front, and revocation checked on every
+//! request against a cached, bus-invalidated view of the session table.
+
+mod caller;
+mod org_member;
+mod service;
+
+pub use caller::{Caller, ClientMeta, Principal};
+pub use org_member::OrgMember;
+pub use service::{AuthService, SessionSettings};

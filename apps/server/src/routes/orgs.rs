@@ -1,0 +1,437 @@
+//! Organizations: create, list the caller's, read, edit, rotate the signup code, join.
+
+use garde::Validate;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tenancy::ports::{
+    CreateOrgError, CreateOrgRequest, JoinOrgError, OrgChanges, OrgRepository, UpdateOrgError,
+};
+use tenancy::{Membership, MembershipStatus, OrgKind, Organization, SignupCode};
+
+use super::auth::domain_rule;
+use crate::auth::{Caller, OrgMember};
+use crate::http::{ApiError, ApiRoutes, Created, ErrorCode, Json, Reply, RouteDoc, State};
+
+pub(super) fn register(r: &mut ApiRoutes) {
+    r.get(
+        "/api/v2/me",
+        me,
+        RouteDoc::new("me", "The caller, with their memberships", "me"),
+    );
+    r.post(
+        "/api/v2/orgs",
+        create_org,
+        RouteDoc::new(
+            "create_org",
+            "Create a standalone organization; the caller becomes its first admin",
+            "orgs",
+        )
+        .errors(&[ErrorCode::Conflict, ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/orgs",
+        list_my_orgs,
+        RouteDoc::new(
+            "list_orgs",
+            "The organizations the caller belongs to",
+            "orgs",
+        ),
+    );
+    r.post(
+        "/api/v2/orgs/join",
+        join_org,
+        RouteDoc::new(
+            "join_org",
+            "Join an organization with its signup code (as a volunteer)",
+            "orgs",
+        )
+        .errors(&[ErrorCode::NotFound, ErrorCode::Conflict]),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}",
+        get_org,
+        RouteDoc::new("get_org", "One organization (members only)", "orgs"),
+    );
+    r.route(
+        actix_web::http::Method::PATCH,
+        "/api/v2/orgs/{org_id}",
+        update_org,
+        RouteDoc::new(
+            "update_org",
+            "Edit the organization's settings (admins)",
+            "orgs",
+        )
+        .description("Send the `version` you read; a stale one answers 412 `VERSION_MISMATCH`.")
+        .errors(&[
+            ErrorCode::VersionMismatch,
+            ErrorCode::Conflict,
+            ErrorCode::PermissionDenied,
+        ]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/signup-code",
+        rotate_signup_code,
+        RouteDoc::new(
+            "rotate_signup_code",
+            "Replace the signup code (admins); the old one stops working",
+            "orgs",
+        )
+        .errors(&[ErrorCode::Conflict, ErrorCode::PermissionDenied]),
+    );
+}
+
+/// The kind of organization.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgKindDto {
+    /// Parent-Teacher Organization.
+    Pto,
+    /// Parent-Teacher Association.
+    Pta,
+    /// Parent-Teacher-Student Association.
+    Ptsa,
+    /// Another parent group.
+    Other,
+}
+
+impl From<OrgKindDto> for OrgKind {
+    fn from(k: OrgKindDto) -> Self {
+        match k {
+            OrgKindDto::Pto => Self::Pto,
+            OrgKindDto::Pta => Self::Pta,
+            OrgKindDto::Ptsa => Self::Ptsa,
+            OrgKindDto::Other => Self::Other,
+        }
+    }
+}
+
+/// An organization as members see it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OrgView {
+    /// Org id.
+    pub id: uuid::Uuid,
+    /// Name.
+    pub name: String,
+    /// `pto`, `pta`, `ptsa` or `other`.
+    pub kind: String,
+    /// Its school, if any.
+    pub school_id: Option<uuid::Uuid>,
+    /// Its district, if any.
+    pub district_id: Option<uuid::Uuid>,
+    /// Signup code (shown to admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signup_code: Option<String>,
+    /// Branding.
+    pub branding: serde_json::Value,
+    /// `active`, `suspended` or `archived`.
+    pub status: String,
+    /// Version, for `PATCH`.
+    pub version: i64,
+}
+
+fn enum_str<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn org_view(o: Organization, show_code: bool) -> OrgView {
+    OrgView {
+        id: o.id.as_uuid(),
+        name: o.name,
+        kind: enum_str(&o.kind),
+        school_id: o.school_id,
+        district_id: o.district_id,
+        signup_code: show_code.then(|| o.signup_code.to_string()),
+        branding: o.branding,
+        status: enum_str(&o.status),
+        version: o.version,
+    }
+}
+
+/// A membership as its member sees it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MembershipView {
+    /// Org id.
+    pub org_id: uuid::Uuid,
+    /// Org name.
+    pub org_name: String,
+    /// Role name (`admin`, or a custom role's name).
+    pub role: String,
+    /// The built-in rank the role counts as.
+    pub rank: String,
+    /// `active`, `invited` or `suspended`.
+    pub status: String,
+}
+
+fn membership_view(org: &Organization, m: &Membership) -> MembershipView {
+    MembershipView {
+        org_id: org.id.as_uuid(),
+        org_name: org.name.clone(),
+        role: m.role.name().to_owned(),
+        rank: m.role.rank().as_str().to_owned(),
+        status: enum_str(&m.status),
+    }
+}
+
+/// The caller.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MeView {
+    /// The user.
+    pub user: super::auth::UserView,
+    /// Their memberships.
+    pub memberships: Vec<MembershipView>,
+}
+
+async fn me(state: State, caller: Caller) -> Result<Reply<MeView>, ApiError> {
+    use tenancy::ports::SessionRepository;
+    let creds = state
+        .auth
+        .sessions()
+        .credentials_by_id(caller.user_id())
+        .await
+        .map_err(|e| ApiError::internal(e.0))?
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
+    let memberships = state
+        .orgs
+        .memberships_of(caller.user_id())
+        .await
+        .map_err(|e| ApiError::internal(e.0))?;
+    Ok(Reply(MeView {
+        user: creds.user.into(),
+        memberships: memberships
+            .iter()
+            .map(|(o, m)| membership_view(o, m))
+            .collect(),
+    }))
+}
+
+/// A new organization.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = create_org_example())]
+pub struct CreateOrgBody {
+    /// Display name.
+    #[garde(length(chars, min = 2, max = 200))]
+    pub name: String,
+    /// `pto`, `pta`, `ptsa` or `other` (default `pto`).
+    #[garde(skip)]
+    pub kind: Option<OrgKindDto>,
+    /// Signup code (4–32 letters/digits); generated when absent.
+    #[garde(inner(custom(domain_rule(SignupCode::parse))))]
+    pub signup_code: Option<String>,
+}
+
+fn create_org_example() -> serde_json::Value {
+    serde_json::json!({"name": "Sunset Elementary PTO", "kind": "pto", "signup_code": "SUNSET2024"})
+}
+
+/// A fresh random signup code.
+fn generate_code() -> SignupCode {
+    let random = uuid::Uuid::new_v4().into_bytes();
+    let mut bytes = [0u8; 10];
+    bytes.copy_from_slice(&random[..10]);
+    SignupCode::from_random(bytes)
+}
+
+/// An org with the caller's membership in it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OrgWithMembership {
+    /// The org.
+    pub org: OrgView,
+    /// The caller's membership.
+    pub membership: MembershipView,
+}
+
+async fn create_org(
+    state: State,
+    caller: Caller,
+    Json(body): Json<CreateOrgBody>,
+) -> Result<Created<OrgWithMembership>, ApiError> {
+    let signup_code = match &body.signup_code {
+        Some(c) => SignupCode::parse(c)
+            .map_err(|e| ApiError::validation(vec![super::auth::field("signup_code", e)]))?,
+        None => generate_code(),
+    };
+    let (org, membership) = state
+        .orgs
+        .create_org(
+            &caller.audit_context(),
+            CreateOrgRequest {
+                name: body.name,
+                kind: body.kind.map_or(OrgKind::Pto, OrgKind::from),
+                school_id: None,
+                signup_code,
+                creator: caller.user_id(),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            CreateOrgError::SignupCodeTaken => {
+                ApiError::new(ErrorCode::Conflict, "that signup code is in use")
+                    .with_details(serde_json::json!({"field": "signup_code"}))
+            }
+            CreateOrgError::SchoolNotFound => ApiError::not_found("no such school"),
+            CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
+        })?;
+    let membership = membership_view(&org, &membership);
+    Ok(Created(OrgWithMembership {
+        org: org_view(org, true),
+        membership,
+    }))
+}
+
+async fn list_my_orgs(
+    state: State,
+    caller: Caller,
+) -> Result<Reply<Vec<OrgWithMembership>>, ApiError> {
+    let list = state
+        .orgs
+        .memberships_of(caller.user_id())
+        .await
+        .map_err(|e| ApiError::internal(e.0))?;
+    Ok(Reply(
+        list.into_iter()
+            .filter(|(_, m)| m.status == MembershipStatus::Active)
+            .map(|(o, m)| {
+                let membership = membership_view(&o, &m);
+                let admin = m.is_active_admin();
+                OrgWithMembership {
+                    org: org_view(o, admin),
+                    membership,
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// A signup code.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct JoinBody {
+    /// The organization's signup code (case and separators do not matter).
+    #[garde(length(max = 64))]
+    pub signup_code: String,
+}
+
+async fn join_org(
+    state: State,
+    caller: Caller,
+    Json(body): Json<JoinBody>,
+) -> Result<Created<OrgWithMembership>, ApiError> {
+    let unknown =
+        || ApiError::not_found("no organization has that signup code; check it with your PTO");
+    let code = SignupCode::parse(&body.signup_code).map_err(|_| unknown())?;
+    let (org, m) = state
+        .orgs
+        .join_by_code(&caller.audit_context(), &code, caller.user_id())
+        .await
+        .map_err(|e| match e {
+            JoinOrgError::UnknownCode => unknown(),
+            JoinOrgError::AlreadyMember => ApiError::new(
+                ErrorCode::Conflict,
+                "you are already a member of this organization",
+            ),
+            JoinOrgError::Unexpected(e) => ApiError::internal(e.0),
+        })?;
+    let membership = membership_view(&org, &m);
+    Ok(Created(OrgWithMembership {
+        org: org_view(org, false),
+        membership,
+    }))
+}
+
+async fn get_org(member: OrgMember) -> Reply<OrgView> {
+    let admin = member.membership.is_active_admin();
+    Reply(org_view(member.org, admin))
+}
+
+/// Changes to an organization.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrgBody {
+    /// The version you read (optimistic concurrency); or send `If-Match`.
+    #[garde(skip)]
+    pub version: Option<i64>,
+    /// New name.
+    #[garde(inner(length(chars, min = 2, max = 200)))]
+    pub name: Option<String>,
+    /// New kind.
+    #[garde(skip)]
+    pub kind: Option<OrgKindDto>,
+    /// New branding (JSON object).
+    #[garde(skip)]
+    pub branding: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn require_admin(member: &OrgMember) -> Result<(), ApiError> {
+    if member.membership.is_active_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only an admin of this organization may do this",
+        )
+        .with_details(serde_json::json!({"required_role": "admin"})))
+    }
+}
+
+fn update_error(e: UpdateOrgError) -> ApiError {
+    match e {
+        UpdateOrgError::NotFound => ApiError::not_found("no such organization"),
+        UpdateOrgError::VersionMismatch { current } => ApiError::new(
+            ErrorCode::VersionMismatch,
+            "the organization changed since you read it",
+        )
+        .with_details(serde_json::json!({"current_version": current})),
+        UpdateOrgError::SignupCodeTaken => {
+            ApiError::new(ErrorCode::Conflict, "that signup code is in use")
+        }
+        UpdateOrgError::Unexpected(e) => ApiError::internal(e.0),
+    }
+}
+
+async fn update_org(
+    state: State,
+    member: OrgMember,
+    if_match: crate::http::IfMatch,
+    Json(body): Json<UpdateOrgBody>,
+) -> Result<Reply<OrgView>, ApiError> {
+    require_admin(&member)?;
+    let version = body.version.or(if_match.0);
+    let org = state
+        .orgs
+        .update_org(
+            &member.caller.audit_context(),
+            member.org_id(),
+            version,
+            OrgChanges {
+                name: body.name,
+                kind: body.kind.map(OrgKind::from),
+                branding: body.branding.map(serde_json::Value::Object),
+                signup_code: None,
+            },
+        )
+        .await
+        .map_err(update_error)?;
+    Ok(Reply(org_view(org, true)))
+}
+
+async fn rotate_signup_code(state: State, member: OrgMember) -> Result<Reply<OrgView>, ApiError> {
+    require_admin(&member)?;
+    let org = state
+        .orgs
+        .update_org(
+            &member.caller.audit_context(),
+            member.org_id(),
+            None,
+            OrgChanges {
+                signup_code: Some(generate_code()),
+                ..OrgChanges::default()
+            },
+        )
+        .await
+        .map_err(update_error)?;
+    Ok(Reply(org_view(org, true)))
+}

@@ -1,0 +1,380 @@
+//! The query side: [`SeaOrmAuditLog`] implements the domain's [`AuditLog`] port.
+
+use std::collections::BTreeMap;
+
+use audit::truncate_to_micros;
+use audit::{
+    Action, ActionCount, AuditCursor, AuditEvent, AuditFilter, AuditLog, AuditStats, BoxError,
+    ChainHead, ChainId, ChainReadError, DayCount, GetAuditError, Page, PageRequest,
+    QueryAuditError, StatsAuditError, TimeRange,
+};
+use persistence::{Database, StorageError};
+use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Order, Query, SelectStatement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Value};
+use time::macros::format_description;
+use time::{Date, Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::schema::{
+    AuditChainHeads, AuditEvents, CorruptRow, RowLocation, event_from_row, head_from_row,
+    parse_chain, seq_value, time_expr,
+};
+
+/// [`AuditLog`] on SeaORM (PostgreSQL or SQLite). Reads go to [`Database::reader`] (the
+/// replica, if configured), so a listing may lag the primary slightly.
+///
+/// Every query is confined to one chain (`chain_id = …`) and additionally constrains
+/// `org_id` / `district_id`, so that the planner uses the tenant-leading indexes.
+#[derive(Debug, Clone)]
+pub struct SeaOrmAuditLog {
+    db: Database,
+}
+
+impl SeaOrmAuditLog {
+    /// A log over `db`.
+    #[must_use]
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// The database this log reads.
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl AuditLog for SeaOrmAuditLog {
+    async fn find(
+        &self,
+        filter: AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, QueryAuditError> {
+        find(self.db.reader(), &filter, &page).await
+    }
+
+    async fn get(&self, tenant: ChainId, id: Uuid) -> Result<Option<AuditEvent>, GetAuditError> {
+        get(self.db.reader(), tenant, id)
+            .await
+            .map_err(GetAuditError::Storage)
+    }
+
+    async fn stats(
+        &self,
+        tenant: ChainId,
+        range: TimeRange,
+    ) -> Result<AuditStats, StatsAuditError> {
+        stats(self.db.reader(), tenant, range)
+            .await
+            .map_err(StatsAuditError::Storage)
+    }
+
+    async fn chain_head(&self, chain: ChainId) -> Result<Option<ChainHead>, ChainReadError> {
+        chain_head(self.db.reader(), chain)
+            .await
+            .map_err(ChainReadError::Storage)
+    }
+
+    async fn chain_events(
+        &self,
+        chain: ChainId,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, ChainReadError> {
+        chain_events(self.db.reader(), chain, from_seq, limit)
+            .await
+            .map_err(ChainReadError::Storage)
+    }
+}
+
+fn db_err(err: DbErr) -> BoxError {
+    Box::new(StorageError::from(err))
+}
+
+fn corrupt(err: CorruptRow) -> BoxError {
+    Box::new(err)
+}
+
+/// `chain_id = …` plus the tenant column the indexes lead with.
+fn tenant_cond(chain: ChainId) -> Cond {
+    let cond = Cond::all().add(Expr::col(AuditEvents::ChainId).eq(chain.to_string()));
+    match chain {
+        ChainId::Org(org) => cond.add(Expr::col(AuditEvents::OrgId).eq(Value::Uuid(Some(org)))),
+        ChainId::District(district) => cond
+            .add(Expr::col(AuditEvents::DistrictId).eq(Value::Uuid(Some(district))))
+            .add(Expr::col(AuditEvents::OrgId).is_null()),
+        ChainId::Platform => cond,
+    }
+}
+
+fn select_events() -> SelectStatement {
+    Query::select()
+        .columns(AuditEvents::COLUMNS)
+        .from(AuditEvents::Table)
+        .to_owned()
+}
+
+fn filter_cond(filter: &AuditFilter, backend: DbBackend) -> Cond {
+    let mut cond = tenant_cond(filter.tenant);
+    if let Some(actor) = filter.actor {
+        cond = cond.add(Expr::col(AuditEvents::ActorKind).eq(actor.kind()));
+        cond = cond.add(match actor.id() {
+            Some(id) => Expr::col(AuditEvents::ActorId).eq(Value::Uuid(Some(id))),
+            None => Expr::col(AuditEvents::ActorId).is_null(),
+        });
+    }
+    if let Some(action) = &filter.action {
+        cond = cond.add(Expr::col(AuditEvents::Action).eq(action.as_str()));
+    }
+    if let Some(entity_type) = &filter.entity_type {
+        cond = cond.add(Expr::col(AuditEvents::EntityType).eq(entity_type.as_str()));
+    }
+    if let Some(entity_id) = &filter.entity_id {
+        cond = cond.add(Expr::col(AuditEvents::EntityId).eq(entity_id.as_str()));
+    }
+    if let Some(change_type) = filter.change_type {
+        cond = cond.add(Expr::col(AuditEvents::ChangeType).eq(change_type.as_str()));
+    }
+    if let Some(category) = filter.category {
+        cond = cond.add(Expr::col(AuditEvents::Category).eq(category.as_str()));
+    }
+    // Stored times are whole microseconds, so `t >= b` (and `t < b`) is the same as
+    // comparing with `b` rounded *up* to the microsecond; a bound rounded down would
+    // admit an event the domain's `AuditFilter::matches` rejects.
+    if let Some(from) = filter.from {
+        cond =
+            cond.add(Expr::col(AuditEvents::OccurredAt).gte(time_expr(backend, ceil_micros(from))));
+    }
+    if let Some(to) = filter.to {
+        cond = cond.add(Expr::col(AuditEvents::OccurredAt).lt(time_expr(backend, ceil_micros(to))));
+    }
+    cond
+}
+
+/// `at` rounded up to whole microseconds (UTC).
+fn ceil_micros(at: OffsetDateTime) -> OffsetDateTime {
+    let floor = truncate_to_micros(at);
+    if floor == at {
+        floor
+    } else {
+        floor
+            .checked_add(Duration::microseconds(1))
+            .unwrap_or(floor)
+    }
+}
+
+/// `(occurred_at, id) < (cursor.occurred_at, cursor.id)`, spelled out for portability.
+fn cursor_cond(cursor: &AuditCursor, backend: DbBackend) -> Cond {
+    let at = || time_expr(backend, cursor.occurred_at());
+    Cond::any()
+        .add(Expr::col(AuditEvents::OccurredAt).lt(at()))
+        .add(
+            Cond::all()
+                .add(Expr::col(AuditEvents::OccurredAt).eq(at()))
+                .add(Expr::col(AuditEvents::Id).lt(Value::Uuid(Some(cursor.id())))),
+        )
+}
+
+pub(crate) async fn find<C: ConnectionTrait>(
+    conn: &C,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> Result<Page<AuditEvent>, QueryAuditError> {
+    filter.validate()?;
+    let backend = conn.get_database_backend();
+    let mut cond = filter_cond(filter, backend);
+    if let Some(cursor) = page.cursor() {
+        cond = cond.add(cursor_cond(&cursor, backend));
+    }
+    let query = select_events()
+        .cond_where(cond)
+        .order_by(AuditEvents::OccurredAt, Order::Desc)
+        .order_by(AuditEvents::Id, Order::Desc)
+        .limit(u64::from(page.fetch_limit()))
+        .to_owned();
+    let rows = conn
+        .query_all(&query)
+        .await
+        .map_err(|e| QueryAuditError::Storage(db_err(e)))?;
+    let events = rows
+        .iter()
+        .map(|row| event_from_row(row, backend))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| QueryAuditError::Storage(corrupt(e)))?;
+    Ok(Page::from_overfetch(events, page, None))
+}
+
+pub(crate) async fn get<C: ConnectionTrait>(
+    conn: &C,
+    tenant: ChainId,
+    id: Uuid,
+) -> Result<Option<AuditEvent>, BoxError> {
+    let backend = conn.get_database_backend();
+    let query = select_events()
+        .cond_where(tenant_cond(tenant).add(Expr::col(AuditEvents::Id).eq(Value::Uuid(Some(id)))))
+        .to_owned();
+    let row = conn.query_one(&query).await.map_err(db_err)?;
+    row.map(|row| event_from_row(&row, backend))
+        .transpose()
+        .map_err(corrupt)
+}
+
+pub(crate) async fn stats<C: ConnectionTrait>(
+    conn: &C,
+    tenant: ChainId,
+    range: TimeRange,
+) -> Result<AuditStats, BoxError> {
+    let backend = conn.get_database_backend();
+    let in_range = tenant_cond(tenant)
+        .add(Expr::col(AuditEvents::OccurredAt).gte(time_expr(backend, range.from())))
+        .add(Expr::col(AuditEvents::OccurredAt).lt(time_expr(backend, range.to())));
+
+    let per_action_query = Query::select()
+        .column(AuditEvents::Action)
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(AuditEvents::Table)
+        .cond_where(in_range.clone())
+        .group_by_col(AuditEvents::Action)
+        .to_owned();
+    let mut total = 0_u64;
+    let mut per_action = Vec::new();
+    for row in conn.query_all(&per_action_query).await.map_err(db_err)? {
+        let action: String = row.try_get("", "action").map_err(db_err)?;
+        let count = count_of(&row)?;
+        let action = Action::new(action.clone()).map_err(|e| {
+            corrupt(CorruptRow {
+                location: RowLocation {
+                    chain_id: Some(tenant.to_string()),
+                    ..RowLocation::default()
+                },
+                column: "action",
+                detail: format!("{e}: {action:?}"),
+            })
+        })?;
+        total += count;
+        per_action.push(ActionCount { action, count });
+    }
+    per_action.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.action.cmp(&b.action)));
+
+    // The UTC calendar day of each event: PostgreSQL converts the timestamptz; SQLite
+    // stores UTC text whose first ten characters are the date.
+    let day_expr = match backend {
+        DbBackend::Sqlite => "substr(occurred_at, 1, 10)",
+        _ => "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    };
+    let per_day_query = Query::select()
+        .expr_as(Expr::cust(day_expr), Alias::new("day"))
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(AuditEvents::Table)
+        .cond_where(in_range)
+        .add_group_by([Expr::cust(day_expr)])
+        .to_owned();
+    let mut per_day = BTreeMap::new();
+    for row in conn.query_all(&per_day_query).await.map_err(db_err)? {
+        let day: String = row.try_get("", "day").map_err(db_err)?;
+        let date = Date::parse(&day, format_description!("[year]-[month]-[day]")).map_err(|e| {
+            corrupt(CorruptRow {
+                location: RowLocation {
+                    chain_id: Some(tenant.to_string()),
+                    ..RowLocation::default()
+                },
+                column: "occurred_at",
+                detail: format!("{e}: {day:?}"),
+            })
+        })?;
+        *per_day.entry(date).or_insert(0) += count_of(&row)?;
+    }
+    Ok(AuditStats {
+        range,
+        total,
+        per_action,
+        per_day: per_day
+            .into_iter()
+            .map(|(day, count)| DayCount { day, count })
+            .collect(),
+    })
+}
+
+fn count_of(row: &sea_orm::QueryResult) -> Result<u64, BoxError> {
+    let n: i64 = row.try_get("", "n").map_err(db_err)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+pub(crate) async fn chain_head<C: ConnectionTrait>(
+    conn: &C,
+    chain: ChainId,
+) -> Result<Option<ChainHead>, BoxError> {
+    let backend = conn.get_database_backend();
+    let query = Query::select()
+        .columns([AuditChainHeads::Seq, AuditChainHeads::Hash])
+        .from(AuditChainHeads::Table)
+        .and_where(Expr::col(AuditChainHeads::ChainId).eq(chain.to_string()))
+        .and_where(Expr::col(AuditChainHeads::Seq).gt(0))
+        .to_owned();
+    let Some(row) = conn.query_one(&query).await.map_err(db_err)? else {
+        return Ok(None);
+    };
+    let head = head_from_row(&row, backend, Some(chain)).map_err(corrupt)?;
+    Ok(Some(ChainHead {
+        chain,
+        seq: head.seq,
+        hash: head.hash,
+    }))
+}
+
+/// The heads of every non-empty chain (one consistent read).
+pub(crate) async fn all_chain_heads<C: ConnectionTrait>(
+    conn: &C,
+) -> Result<Vec<ChainHead>, BoxError> {
+    let backend = conn.get_database_backend();
+    let query = Query::select()
+        .columns([
+            AuditChainHeads::ChainId,
+            AuditChainHeads::Seq,
+            AuditChainHeads::Hash,
+        ])
+        .from(AuditChainHeads::Table)
+        .and_where(Expr::col(AuditChainHeads::Seq).gt(0))
+        .order_by(AuditChainHeads::ChainId, Order::Asc)
+        .to_owned();
+    conn.query_all(&query)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|row| {
+            let head = head_from_row(row, backend, None).map_err(corrupt)?;
+            Ok(ChainHead {
+                chain: parse_chain(&head.chain_id).map_err(corrupt)?,
+                seq: head.seq,
+                hash: head.hash,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn chain_events<C: ConnectionTrait>(
+    conn: &C,
+    chain: ChainId,
+    from_seq: u64,
+    limit: u32,
+) -> Result<Vec<AuditEvent>, BoxError> {
+    let Some(from) = seq_value(from_seq) else {
+        return Ok(Vec::new());
+    };
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let backend = conn.get_database_backend();
+    let query = select_events()
+        .and_where(Expr::col(AuditEvents::ChainId).eq(chain.to_string()))
+        .and_where(Expr::col(AuditEvents::Seq).gte(from))
+        .order_by(AuditEvents::Seq, Order::Asc)
+        .limit(u64::from(limit))
+        .to_owned();
+    conn.query_all(&query)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|row| event_from_row(row, backend).map_err(corrupt))
+        .collect()
+}

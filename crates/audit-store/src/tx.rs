@@ -1,0 +1,254 @@
+//! The audited unit of work: one database transaction for a change and its audit events.
+
+use std::sync::{Mutex, PoisonError};
+
+use audit::{AppendAuditError, AuditEvent, AuditSink, NewAuditEvent};
+use persistence::{Database, StorageError};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use crate::append::append_event;
+
+/// Why an audited unit of work could not be committed. In every case the transaction
+/// was rolled back: neither the change nor its events are stored.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// [`AuditedTx::commit`] was called but no event was recorded. Record the event, or
+    /// call [`AuditedTx::commit_unaudited`] with a reason if the change needs none.
+    #[error("refusing to commit a unit of work without an audit event")]
+    NothingRecorded,
+    /// An append failed earlier in this unit of work, so the transaction may hold a
+    /// partial append (and on PostgreSQL is aborted anyway).
+    #[error("an audit append failed in this unit of work; it was rolled back")]
+    AuditFailed,
+    /// The database failed to commit (or to roll back after one of the above).
+    #[error("commit failed")]
+    Storage(#[source] StorageError),
+}
+
+/// Why an audited unit of work could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("could not begin the audited transaction")]
+pub struct BeginError(#[source] pub StorageError);
+
+#[derive(Debug, Default)]
+struct State {
+    recorded: Vec<AuditEvent>,
+    failed: bool,
+}
+
+/// One database transaction holding a change **and** the audit events that describe it:
+/// they commit together or not at all.
+///
+/// * [`AuditedTx::conn`]: the transaction, for the business writes;
+/// * [`AuditedTx::record`] (or the [`AuditSink`] from [`AuditedTx::sink`]): appends an
+///   event to its chain in the same transaction ([`crate::append_event`]);
+/// * [`AuditedTx::commit`]: commits, and **fails (rolling back) if no event was
+///   recorded**, or if an append failed; [`AuditedTx::commit_unaudited`] is the explicit,
+///   logged way to commit a change that needs no event;
+/// * dropping it (or [`AuditedTx::rollback`]) rolls both back.
+///
+/// On SQLite the transaction starts with `BEGIN IMMEDIATE`: it holds the database write
+/// lock from the first statement, so reads before the first write can never turn into a
+/// "database is locked" upgrade failure.
+///
+/// ```no_run
+/// # use audit::{Action, Actor, ChangeType, NewAuditEvent, TenantScope};
+/// # async fn demo(db: &persistence::Database, org: uuid::Uuid) -> Result<(), Box<dyn std::error::Error>> {
+/// use sea_orm::ConnectionTrait;
+/// let tx = audit_store::AuditedTx::begin(db).await?;
+/// tx.conn().execute_unprepared("UPDATE organizations SET name = 'New' WHERE 1 = 0").await?;
+/// tx.record(NewAuditEvent::audit(
+///     TenantScope::org(org),
+///     Actor::System,
+///     Action::new("organization.rename")?,
+///     "organization",
+///     org.to_string(),
+///     ChangeType::Update,
+/// ))
+/// .await?;
+/// let events = tx.commit().await?;
+/// # let _ = events; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct AuditedTx {
+    tx: DatabaseTransaction,
+    state: Mutex<State>,
+    /// Serialises `record` calls: two appends interleaved on one transaction would both
+    /// seal after the same head.
+    appending: tokio::sync::Mutex<()>,
+}
+
+impl AuditedTx {
+    /// Begins a unit of work on the primary database.
+    ///
+    /// # Errors
+    /// [`BeginError`] if the transaction cannot be started.
+    pub async fn begin(db: &Database) -> Result<Self, BeginError> {
+        Self::begin_on(db.primary()).await
+    }
+
+    /// Begins a unit of work on a connection pool (`BEGIN IMMEDIATE` on SQLite).
+    ///
+    /// # Errors
+    /// [`BeginError`] if the transaction cannot be started.
+    pub async fn begin_on(conn: &DatabaseConnection) -> Result<Self, BeginError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: (conn.get_database_backend() == DbBackend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let tx = conn
+            .begin_with_options(options)
+            .await
+            .map_err(|e| BeginError(e.into()))?;
+        Ok(Self {
+            tx,
+            state: Mutex::new(State::default()),
+            appending: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The transaction, for the business writes of this unit of work.
+    #[must_use]
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.tx
+    }
+
+    /// Appends `event` to its chain in this transaction (see [`crate::append_event`]).
+    ///
+    /// # Errors
+    /// As [`crate::append_event`]. After an error the unit of work can only be rolled
+    /// back: [`AuditedTx::commit`] will fail with [`CommitError::AuditFailed`].
+    pub async fn record(&self, event: NewAuditEvent) -> Result<AuditEvent, AppendAuditError> {
+        let appending = self.appending.lock().await;
+        let result = append_event(&self.tx, event).await;
+        drop(appending);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match &result {
+            Ok(event) => state.recorded.push(event.clone()),
+            Err(_) => state.failed = true,
+        }
+        result
+    }
+
+    /// An [`AuditSink`] writing into this unit of work, for domain services that take
+    /// the port.
+    #[must_use]
+    pub fn sink(&self) -> SeaOrmAuditSink<'_> {
+        SeaOrmAuditSink { tx: self }
+    }
+
+    /// The events recorded so far.
+    #[must_use]
+    pub fn recorded(&self) -> Vec<AuditEvent> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recorded
+            .clone()
+    }
+
+    /// Commits the change and its events, returning the events.
+    ///
+    /// # Errors
+    /// [`CommitError::NothingRecorded`] if no event was recorded and
+    /// [`CommitError::AuditFailed`] if an append failed — both after rolling back;
+    /// [`CommitError::Storage`] if the commit itself fails.
+    pub async fn commit(self) -> Result<Vec<AuditEvent>, CommitError> {
+        let state = self
+            .state
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let refusal = if state.failed {
+            Some(CommitError::AuditFailed)
+        } else if state.recorded.is_empty() {
+            Some(CommitError::NothingRecorded)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            tracing::error!(error = %refusal, "audited unit of work rolled back");
+            self.tx.rollback().await.map_err(storage)?;
+            return Err(refusal);
+        }
+        self.tx.commit().await.map_err(storage)?;
+        Ok(state.recorded)
+    }
+
+    /// Commits a change that deliberately has no audit event, logging `reason` (a
+    /// short, static explanation such as `"session touch"`).
+    ///
+    /// # Errors
+    /// [`CommitError::AuditFailed`] (after rolling back) if an append failed;
+    /// [`CommitError::Storage`] if the commit fails.
+    pub async fn commit_unaudited(self, reason: &'static str) -> Result<(), CommitError> {
+        let state = self
+            .state
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.failed {
+            self.tx.rollback().await.map_err(storage)?;
+            return Err(CommitError::AuditFailed);
+        }
+        tracing::info!(
+            reason,
+            events = state.recorded.len(),
+            "committing a unit of work without requiring an audit event"
+        );
+        self.tx.commit().await.map_err(storage)
+    }
+
+    /// Rolls back the change and its events (dropping the value does the same).
+    ///
+    /// # Errors
+    /// [`StorageError`] if the rollback statement fails (the database then discards the
+    /// transaction when the connection is recycled).
+    pub async fn rollback(self) -> Result<(), StorageError> {
+        self.tx.rollback().await.map_err(StorageError::from)
+    }
+}
+
+fn storage(err: DbErr) -> CommitError {
+    CommitError::Storage(err.into())
+}
+
+/// The [`AuditSink`] port on an [`AuditedTx`]: appends go into that unit of work and
+/// count towards its commit check.
+#[derive(Debug, Clone, Copy)]
+pub struct SeaOrmAuditSink<'a> {
+    tx: &'a AuditedTx,
+}
+
+impl AuditSink for SeaOrmAuditSink<'_> {
+    async fn append(&self, event: NewAuditEvent) -> Result<AuditEvent, AppendAuditError> {
+        self.tx.record(event).await
+    }
+}
+
+/// An [`AuditSink`] on a caller-managed transaction (or any connection), for code that
+/// already owns its [`DatabaseTransaction`]. Prefer [`AuditedTx`], which also refuses
+/// to commit without an event.
+///
+/// The caller must use the same transaction for the change and commit it afterwards,
+/// and must not run two appends on it concurrently; see [`crate::append_event`].
+#[derive(Debug, Clone, Copy)]
+pub struct TxAuditSink<'a, C> {
+    conn: &'a C,
+}
+
+impl<'a, C: ConnectionTrait + Sync> TxAuditSink<'a, C> {
+    /// A sink appending through `conn` (normally a [`DatabaseTransaction`]).
+    #[must_use]
+    pub const fn new(conn: &'a C) -> Self {
+        Self { conn }
+    }
+}
+
+impl<C: ConnectionTrait + Sync> AuditSink for TxAuditSink<'_, C> {
+    async fn append(&self, event: NewAuditEvent) -> Result<AuditEvent, AppendAuditError> {
+        append_event(self.conn, event).await
+    }
+}

@@ -1,0 +1,461 @@
+//! [`SeaOrmPermissionStore`]: the [`PermissionStore`] port and the store's own operations.
+
+use audit::{Actor, RequestMeta};
+use permissions::{
+    CompiledOrg, LoadError, MemberContext, OrgChain, PermissionKey, PermissionStore, ScopeSettings,
+    ScopedSetting, SettingWrite, UpdateSettingsError,
+};
+use persistence::Database;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use tenancy::ports::AuditContext;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::chain;
+use crate::convert::{db, get, invalid};
+use crate::error::{Failure, GrantError, TemplateError};
+use crate::grants::{self, GrantRecord, NewGrant};
+use crate::lookup::{self, HoldersPage};
+use crate::members;
+use crate::sql::Sql;
+use crate::templates::{self, Level};
+use crate::write;
+
+/// The permission store on SeaORM (PostgreSQL or SQLite).
+///
+/// Implements [`PermissionStore`]; its [`save_org_settings`](PermissionStore::save_org_settings)
+/// records the [`Actor::System`] as the actor, because the port carries no caller. Request
+/// handlers use [`with_context`](Self::with_context) (or
+/// [`save_org_settings_audited`](Self::save_org_settings_audited)) so the audit log names
+/// the real actor. Cloning is cheap (the pools are shared).
+#[derive(Debug, Clone)]
+pub struct SeaOrmPermissionStore {
+    db: Database,
+}
+
+/// The context of changes made through the port without one.
+fn system_context() -> AuditContext {
+    AuditContext {
+        actor: Actor::System,
+        request: RequestMeta::default(),
+    }
+}
+
+impl SeaOrmPermissionStore {
+    /// A store over `db` (migrated).
+    #[must_use]
+    pub const fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// The database.
+    #[must_use]
+    pub const fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// This store as a [`PermissionStore`] whose writes are audited as made by `ctx`'s
+    /// actor from `ctx`'s request (e.g. `PermissionService::new(store.with_context(ctx))`).
+    #[must_use]
+    pub fn with_context(&self, ctx: AuditContext) -> AuditedPermissionStore {
+        AuditedPermissionStore {
+            store: self.clone(),
+            ctx,
+        }
+    }
+
+    /// The chain of `org_id` and its `permissions_version`, read by one statement (a
+    /// `UNION ALL` over the district, school and org settings joined from the org row);
+    /// `None` for an unknown org. Compile the chain stamped with the version
+    /// ([`CompiledOrg::compile`]) and a cached table can be checked for staleness with
+    /// [`permissions_version`](Self::permissions_version).
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails or holds invalid data.
+    pub async fn load_org_chain_versioned(
+        &self,
+        org_id: Uuid,
+    ) -> Result<Option<(OrgChain, u64)>, LoadError> {
+        Ok(chain::load(self.db.primary(), org_id)
+            .await?
+            .map(|loaded| (loaded.chain, loaded.version)))
+    }
+
+    /// The compiled table of `org_id`, stamped with its `permissions_version` as
+    /// generation; `None` for an unknown org.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails or holds invalid data.
+    pub async fn compile_org(&self, org_id: Uuid) -> Result<Option<CompiledOrg>, LoadError> {
+        Ok(self
+            .load_org_chain_versioned(org_id)
+            .await?
+            .map(|(chain, version)| CompiledOrg::compile(&chain, version)))
+    }
+
+    /// The current `permissions_version` of `org_id` (one indexed read); `None` for an
+    /// unknown org. Every change that can alter the org's effective settings or its
+    /// members' grants bumps it in the same transaction.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails.
+    pub async fn permissions_version(&self, org_id: Uuid) -> Result<Option<u64>, LoadError> {
+        let conn = self.db.primary();
+        let mut sql = Sql::new(conn.get_database_backend());
+        sql.push("SELECT permissions_version FROM organizations WHERE id = ")
+            .bind(org_id);
+        let Some(row) = conn.query_one_raw(sql.build()).await.map_err(db)? else {
+            return Ok(None);
+        };
+        let version: i64 = get(&row, "permissions_version")?;
+        u64::try_from(version).map(Some).map_err(|_| {
+            invalid(format!(
+                "organization {org_id}: negative permissions_version"
+            ))
+        })
+    }
+
+    /// Every member of `org_id` (any status) with role and all grants, ordered by user id,
+    /// read by one statement; empty for an unknown org. For previews and matrices.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails or holds invalid data.
+    pub async fn load_members(&self, org_id: Uuid) -> Result<Vec<MemberContext>, LoadError> {
+        members::load_all(self.db.primary(), org_id).await
+    }
+
+    /// Applies `writes` to the org's settings in one transaction, audited as `ctx`:
+    ///
+    /// 1. lock the org row (`UPDATE organizations SET permissions_version =
+    ///    permissions_version …`);
+    /// 2. re-read the chain under that lock and refuse a write that sets a key locked by
+    ///    the **current** district or school settings ([`UpdateSettingsError::Locked`],
+    ///    naming the first such write); removals are never refused (they only clean up a
+    ///    shadowed org setting, as [`permissions::plan_reset`] plans them);
+    /// 3. compare `permissions_version` with `expected_version`
+    ///    ([`UpdateSettingsError::VersionMismatch`]);
+    /// 4. upsert (`after: Some`) or delete (`after: None`) one `org_permission_settings`
+    ///    row per changed key, append one `permission.update` audit event per changed key
+    ///    (entity `permission_setting` / key; change `CREATE`, `UPDATE`, or `RESET` for a
+    ///    removal; old and new values the settings as JSON), bump `permissions_version`.
+    ///
+    /// Several writes of one key coalesce (one row, one event). Returns the new version —
+    /// or the current one, unchanged and with nothing written, when no write changes
+    /// anything.
+    ///
+    /// # Errors
+    /// [`UpdateSettingsError::NotFound`] for an unknown org, `Locked`, `VersionMismatch`,
+    /// and `Unexpected` when the store or the audit log fails.
+    pub async fn save_org_settings_audited(
+        &self,
+        ctx: &AuditContext,
+        org_id: Uuid,
+        expected_version: u64,
+        writes: &[SettingWrite],
+    ) -> Result<u64, UpdateSettingsError> {
+        let txn = self.db.primary().begin().await.map_err(Failure::from)?;
+        let version = write::save_org_settings(&txn, ctx, org_id, expected_version, writes).await?;
+        txn.commit().await.map_err(Failure::from)?;
+        Ok(version)
+    }
+
+    async fn change_template(
+        &self,
+        ctx: &AuditContext,
+        level: Level,
+        id: Uuid,
+        key: PermissionKey,
+        setting: Option<ScopedSetting>,
+    ) -> Result<Vec<Uuid>, TemplateError> {
+        let txn = self.db.primary().begin().await.map_err(Failure::from)?;
+        let orgs = templates::change(&txn, ctx, level, id, key, setting).await?;
+        txn.commit().await.map_err(Failure::from)?;
+        Ok(orgs)
+    }
+
+    /// Sets the district's setting of `key` (its template), in one audited transaction
+    /// that also bumps `permissions_version` of every org of the district. Returns those
+    /// orgs, in id order, for the cache to invalidate; empty (and nothing written) when
+    /// the district already holds exactly this setting.
+    ///
+    /// Audited as `permission.update` on `district_permission_setting` / key in the
+    /// district's chain (`CREATE` or `UPDATE`; values carry the setting and its scope).
+    ///
+    /// # Errors
+    /// [`TemplateError::NotFound`] for an unknown district, `Storage` on failure.
+    pub async fn set_district_setting(
+        &self,
+        ctx: &AuditContext,
+        district_id: Uuid,
+        key: PermissionKey,
+        setting: ScopedSetting,
+    ) -> Result<Vec<Uuid>, TemplateError> {
+        self.change_template(ctx, Level::District, district_id, key, Some(setting))
+            .await
+    }
+
+    /// Removes the district's setting of `key` (audited as `DELETE`), bumping its orgs'
+    /// versions; returns the orgs, or nothing when there was no such setting.
+    ///
+    /// # Errors
+    /// [`TemplateError::NotFound`] for an unknown district, `Storage` on failure.
+    pub async fn clear_district_setting(
+        &self,
+        ctx: &AuditContext,
+        district_id: Uuid,
+        key: PermissionKey,
+    ) -> Result<Vec<Uuid>, TemplateError> {
+        self.change_template(ctx, Level::District, district_id, key, None)
+            .await
+    }
+
+    /// The settings the district holds; `None` for an unknown district.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails or holds invalid data.
+    pub async fn list_district_settings(
+        &self,
+        district_id: Uuid,
+    ) -> Result<Option<ScopeSettings>, LoadError> {
+        let settings = Level::District.settings();
+        chain::load_scope(
+            self.db.primary(),
+            Level::District.owner(),
+            settings.table,
+            settings.fk,
+            district_id,
+        )
+        .await
+    }
+
+    /// Sets the school's setting of `key`, in one audited transaction that also bumps
+    /// `permissions_version` of every org of the school; returns those orgs (empty when
+    /// nothing changed). Audited in the school's district's chain (the platform chain for
+    /// a standalone school) as `permission.update` on `school_permission_setting` / key.
+    ///
+    /// # Errors
+    /// [`TemplateError::NotFound`] for an unknown school; [`TemplateError::Locked`] when
+    /// the school's district locked `key` (checked inside the transaction); `Storage`.
+    pub async fn set_school_setting(
+        &self,
+        ctx: &AuditContext,
+        school_id: Uuid,
+        key: PermissionKey,
+        setting: ScopedSetting,
+    ) -> Result<Vec<Uuid>, TemplateError> {
+        self.change_template(ctx, Level::School, school_id, key, Some(setting))
+            .await
+    }
+
+    /// Removes the school's setting of `key` (audited as `DELETE`; allowed even when the
+    /// district locked the key), bumping its orgs' versions; returns the orgs, or nothing
+    /// when there was no such setting.
+    ///
+    /// # Errors
+    /// [`TemplateError::NotFound`] for an unknown school, `Storage` on failure.
+    pub async fn clear_school_setting(
+        &self,
+        ctx: &AuditContext,
+        school_id: Uuid,
+        key: PermissionKey,
+    ) -> Result<Vec<Uuid>, TemplateError> {
+        self.change_template(ctx, Level::School, school_id, key, None)
+            .await
+    }
+
+    /// The settings the school holds; `None` for an unknown school.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails or holds invalid data.
+    pub async fn list_school_settings(
+        &self,
+        school_id: Uuid,
+    ) -> Result<Option<ScopeSettings>, LoadError> {
+        let settings = Level::School.settings();
+        chain::load_scope(
+            self.db.primary(),
+            Level::School.owner(),
+            settings.table,
+            settings.fk,
+            school_id,
+        )
+        .await
+    }
+
+    /// Grants `key` directly to member `user_id` of `org_id` (or replaces their grant of
+    /// it), optionally until `expires_at` (stored in UTC, to the microsecond), in one
+    /// transaction that locks the org row, bumps its `permissions_version` and appends a
+    /// `permission.grant` audit event (`permission_grant` / `<user>:<key>`, `CREATE` or
+    /// `UPDATE`). A grant cannot beat a disabled key; that is the check's business, not
+    /// the store's. Returns the org's new version (the current one, with nothing written,
+    /// when the very same grant exists).
+    ///
+    /// # Errors
+    /// [`GrantError::OrgNotFound`], [`GrantError::NotMember`] (any membership status
+    /// counts as a member), [`GrantError::ReasonTooLong`], `Storage` on failure
+    /// (including a `granted_by` that is not a user).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the grant's columns; a request struct would only rename them"
+    )]
+    pub async fn grant(
+        &self,
+        ctx: &AuditContext,
+        org_id: Uuid,
+        user_id: Uuid,
+        key: PermissionKey,
+        expires_at: Option<OffsetDateTime>,
+        reason: Option<String>,
+        granted_by: Option<Uuid>,
+    ) -> Result<u64, GrantError> {
+        let txn = self.db.primary().begin().await.map_err(Failure::from)?;
+        let new = NewGrant {
+            user_id,
+            key,
+            expires_at,
+            reason,
+            granted_by,
+        };
+        let version = grants::grant(&txn, ctx, org_id, new).await?;
+        txn.commit().await.map_err(Failure::from)?;
+        Ok(version)
+    }
+
+    /// Revokes member `user_id`'s direct grant of `key` in `org_id`: whether there was one.
+    /// When there was, in one transaction: delete it, bump the org's
+    /// `permissions_version`, append a `permission.revoke` audit event (`DELETE`).
+    ///
+    /// # Errors
+    /// [`GrantError::OrgNotFound`], `Storage` on failure.
+    pub async fn revoke_grant(
+        &self,
+        ctx: &AuditContext,
+        org_id: Uuid,
+        user_id: Uuid,
+        key: PermissionKey,
+    ) -> Result<bool, GrantError> {
+        let txn = self.db.primary().begin().await.map_err(Failure::from)?;
+        let revoked = grants::revoke(&txn, ctx, org_id, user_id, key).await?;
+        txn.commit().await.map_err(Failure::from)?;
+        Ok(revoked)
+    }
+
+    /// The direct grants in `org_id` (of one member when `user_id` is given), expired ones
+    /// included, ordered by user id then key.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails or holds invalid data.
+    pub async fn list_grants(
+        &self,
+        org_id: Uuid,
+        user_id: Option<Uuid>,
+    ) -> Result<Vec<GrantRecord>, LoadError> {
+        grants::list(self.db.primary(), org_id, user_id).await
+    }
+
+    /// Which members of `org_id` hold `key` at `now`: the page of at most `limit` (at
+    /// least 1) user ids greater than `after`, ascending, and the cursor of the next page.
+    /// `None` for an unknown org.
+    ///
+    /// Complete and exact: the org's table is compiled, SQL narrows the members to a
+    /// superset of the holders (see the crate documentation) in user-id order after the
+    /// cursor, and the domain's [`permissions::check`] decides each candidate (grant
+    /// expiry included). Walking all pages gives exactly
+    /// [`permissions::members_holding`] over [`load_members`](Self::load_members).
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails or holds invalid data.
+    pub async fn members_holding(
+        &self,
+        org_id: Uuid,
+        key: PermissionKey,
+        now: OffsetDateTime,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Option<HoldersPage>, LoadError> {
+        let Some(org) = self.compile_org(org_id).await? else {
+            return Ok(None);
+        };
+        lookup::members_holding(self.db.primary(), &org, key, now, after, limit)
+            .await
+            .map(Some)
+    }
+}
+
+impl PermissionStore for SeaOrmPermissionStore {
+    async fn load_org_chain(&self, org_id: Uuid) -> Result<Option<OrgChain>, LoadError> {
+        Ok(self
+            .load_org_chain_versioned(org_id)
+            .await?
+            .map(|(chain, _)| chain))
+    }
+
+    async fn load_member(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<MemberContext>, LoadError> {
+        members::load_one(self.db.primary(), org_id, user_id).await
+    }
+
+    /// Saves audited as [`Actor::System`]; see
+    /// [`SeaOrmPermissionStore::save_org_settings_audited`].
+    async fn save_org_settings(
+        &self,
+        org_id: Uuid,
+        expected_version: u64,
+        writes: &[SettingWrite],
+    ) -> Result<u64, UpdateSettingsError> {
+        self.save_org_settings_audited(&system_context(), org_id, expected_version, writes)
+            .await
+    }
+}
+
+/// A [`SeaOrmPermissionStore`] bound to the [`AuditContext`] of one request: as a
+/// [`PermissionStore`], its writes are audited as made by that actor. Made by
+/// [`SeaOrmPermissionStore::with_context`].
+#[derive(Debug, Clone)]
+pub struct AuditedPermissionStore {
+    store: SeaOrmPermissionStore,
+    ctx: AuditContext,
+}
+
+impl AuditedPermissionStore {
+    /// The underlying store.
+    #[must_use]
+    pub const fn store(&self) -> &SeaOrmPermissionStore {
+        &self.store
+    }
+
+    /// The actor and request the writes are audited as.
+    #[must_use]
+    pub const fn context(&self) -> &AuditContext {
+        &self.ctx
+    }
+}
+
+impl PermissionStore for AuditedPermissionStore {
+    async fn load_org_chain(&self, org_id: Uuid) -> Result<Option<OrgChain>, LoadError> {
+        self.store.load_org_chain(org_id).await
+    }
+
+    async fn load_member(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<MemberContext>, LoadError> {
+        self.store.load_member(org_id, user_id).await
+    }
+
+    /// See [`SeaOrmPermissionStore::save_org_settings_audited`].
+    async fn save_org_settings(
+        &self,
+        org_id: Uuid,
+        expected_version: u64,
+        writes: &[SettingWrite],
+    ) -> Result<u64, UpdateSettingsError> {
+        self.store
+            .save_org_settings_audited(&self.ctx, org_id, expected_version, writes)
+            .await
+    }
+}

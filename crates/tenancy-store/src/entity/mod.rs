@@ -1,0 +1,8 @@
+//! SeaORM entities: this adapter's private view of the tables.
+
+pub(crate) mod memberships;
+pub(crate) mod org_roles;
+pub(crate) mod organizations;
+pub(crate) mod schools;
+pub(crate) mod sessions;
+pub(crate) mod users;

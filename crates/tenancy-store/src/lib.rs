@@ -1,0 +1,19 @@
+//! SeaORM adapter of the tenancy ports (users, sessions, organizations, memberships,
+//! custom roles) on PostgreSQL and SQLite.
+//!
+//! Every write runs in one database transaction together with its audit event
+//! (`audit_store::append_event`), so a change and its record commit or roll back
+//! together. Changes guarded by an org-wide invariant (the last admin, a role's
+//! maximum holders) first lock the org row (`UPDATE organizations SET version =
+//! version …`: a row lock on PostgreSQL, the write lock on SQLite), then re-check the
+//! rule from `tenancy::rules` on what they read — so concurrent changes cannot break it.
+
+mod convert;
+mod entity;
+mod orgs;
+mod sessions;
+mod users;
+
+pub use orgs::SeaOrmOrgRepository;
+pub use sessions::SeaOrmSessionRepository;
+pub use users::SeaOrmUserRepository;

@@ -1,0 +1,666 @@
+use audit::ChangeType;
+use permissions::BuiltinRole;
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
+};
+use tenancy::ports::{
+    AuditContext, ChangeMemberError, ChangeMemberRequest, CreateOrgError, CreateOrgRequest,
+    CreateRoleError, CreateRoleRequest, JoinOrgError, OrgChanges, OrgRepository, RoleChoice,
+    StorageFailure, UpdateOrgError,
+};
+use tenancy::rules::{self, RoleChangeRefused};
+use tenancy::{
+    CustomRole, Membership, MembershipStatus, OrgId, Organization, RoleAssignment, SignupCode,
+    UserId,
+};
+use time::OffsetDateTime;
+
+use crate::convert::{self, failure, record};
+use crate::entity::{memberships, org_roles, organizations, schools};
+use persistence::{Database, now_micros};
+
+/// [`OrgRepository`] on SeaORM (PostgreSQL or SQLite).
+#[derive(Debug, Clone)]
+pub struct SeaOrmOrgRepository {
+    db: Database,
+}
+
+impl SeaOrmOrgRepository {
+    /// A repository over the given database.
+    #[must_use]
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(v).ok()
+}
+
+/// Takes the org's write lock for the rest of the transaction (a row lock on
+/// PostgreSQL, the database write lock on SQLite) and returns the org row.
+async fn lock_org(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+) -> Result<Option<organizations::Model>, StorageFailure> {
+    let stmt = Query::update()
+        .table(organizations::Entity)
+        .value(
+            organizations::Column::Version,
+            Expr::col(organizations::Column::Version),
+        )
+        .and_where(organizations::Column::Id.eq(org.as_uuid()))
+        .to_owned();
+    let locked = txn.execute(&stmt).await.map_err(failure)?;
+    if locked.rows_affected() == 0 {
+        return Ok(None);
+    }
+    organizations::Entity::find_by_id(org.as_uuid())
+        .one(txn)
+        .await
+        .map_err(failure)
+}
+
+/// Loads one membership with its custom role.
+async fn load_membership<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    user: UserId,
+) -> Result<Option<Membership>, StorageFailure> {
+    let Some(row) = memberships::Entity::find_by_id((org.as_uuid(), user.as_uuid()))
+        .one(conn)
+        .await
+        .map_err(failure)?
+    else {
+        return Ok(None);
+    };
+    let custom = match row.custom_role_id {
+        Some(id) => org_roles::Entity::find_by_id((org.as_uuid(), id))
+            .one(conn)
+            .await
+            .map_err(failure)?,
+        None => None,
+    };
+    convert::membership(row, custom.as_ref()).map(Some)
+}
+
+/// Active members whose role counts as admin (built-in or custom).
+async fn count_active_admins<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+) -> Result<u64, StorageFailure> {
+    let builtin = memberships::Entity::find()
+        .filter(memberships::Column::OrgId.eq(org.as_uuid()))
+        .filter(memberships::Column::Status.eq("active"))
+        .filter(memberships::Column::BuiltinRole.eq(BuiltinRole::Admin.as_str()))
+        .count(conn)
+        .await
+        .map_err(failure)?;
+    let admin_roles: Vec<uuid::Uuid> = org_roles::Entity::find()
+        .filter(org_roles::Column::OrgId.eq(org.as_uuid()))
+        .filter(org_roles::Column::CountsAs.eq(BuiltinRole::Admin.as_str()))
+        .all(conn)
+        .await
+        .map_err(failure)?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let custom = if admin_roles.is_empty() {
+        0
+    } else {
+        memberships::Entity::find()
+            .filter(memberships::Column::OrgId.eq(org.as_uuid()))
+            .filter(memberships::Column::Status.eq("active"))
+            .filter(memberships::Column::CustomRoleId.is_in(admin_roles))
+            .count(conn)
+            .await
+            .map_err(failure)?
+    };
+    Ok(builtin + custom)
+}
+
+impl OrgRepository for SeaOrmOrgRepository {
+    async fn create_org(
+        &self,
+        ctx: &AuditContext,
+        req: CreateOrgRequest,
+    ) -> Result<(Organization, Membership), CreateOrgError> {
+        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let district_id = match req.school_id {
+            Some(school) => {
+                let Some(s) = schools::Entity::find_by_id(school)
+                    .one(&txn)
+                    .await
+                    .map_err(failure)?
+                else {
+                    return Err(CreateOrgError::SchoolNotFound);
+                };
+                s.district_id
+            }
+            None => None,
+        };
+        let now = now_micros();
+        let org_row = organizations::ActiveModel {
+            id: Set(OrgId::new().as_uuid()),
+            name: Set(req.name.trim().to_owned()),
+            kind: Set(convert::org_kind_str(req.kind).to_owned()),
+            school_id: Set(req.school_id),
+            district_id: Set(district_id),
+            signup_code: Set(req.signup_code.as_str().to_owned()),
+            branding: Set(serde_json::json!({})),
+            status: Set("active".to_owned()),
+            version: Set(1),
+            permissions_version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                CreateOrgError::SignupCodeTaken
+            } else {
+                failure(e).into()
+            }
+        })?;
+        let member_row = memberships::ActiveModel {
+            org_id: Set(org_row.id),
+            user_id: Set(req.creator.as_uuid()),
+            builtin_role: Set(Some(BuiltinRole::Admin.as_str().to_owned())),
+            custom_role_id: Set(None),
+            status: Set("active".to_owned()),
+            committee: Set(None),
+            profile: Set(serde_json::json!({})),
+            role_ends_at: Set(None),
+            version: Set(1),
+            joined_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(failure)?;
+        let scope = convert::org_scope(&org_row);
+        let org = convert::org(org_row)?;
+        let membership = convert::membership(member_row, None)?;
+        record(
+            &txn,
+            ctx,
+            scope,
+            "org.create",
+            ("organization", org.id.to_string()),
+            ChangeType::Create,
+            (None, json(&org)),
+        )
+        .await?;
+        record(
+            &txn,
+            ctx,
+            scope,
+            "member.create",
+            ("member", membership.user_id.to_string()),
+            ChangeType::Create,
+            (None, json(&membership)),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok((org, membership))
+    }
+
+    async fn get_org(&self, id: OrgId) -> Result<Option<Organization>, StorageFailure> {
+        organizations::Entity::find_by_id(id.as_uuid())
+            .one(self.db.primary())
+            .await
+            .map_err(failure)?
+            .map(convert::org)
+            .transpose()
+    }
+
+    async fn update_org(
+        &self,
+        ctx: &AuditContext,
+        id: OrgId,
+        expected_version: Option<i64>,
+        changes: OrgChanges,
+    ) -> Result<Organization, UpdateOrgError> {
+        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let Some(row) = lock_org(&txn, id).await? else {
+            return Err(UpdateOrgError::NotFound);
+        };
+        if let Some(v) = expected_version
+            && v != row.version
+        {
+            return Err(UpdateOrgError::VersionMismatch {
+                current: row.version,
+            });
+        }
+        let scope = convert::org_scope(&row);
+        let before = convert::org(row.clone())?;
+        let mut active: organizations::ActiveModel = row.clone().into();
+        if let Some(name) = changes.name {
+            active.name = Set(name.trim().to_owned());
+        }
+        if let Some(kind) = changes.kind {
+            active.kind = Set(convert::org_kind_str(kind).to_owned());
+        }
+        if let Some(branding) = changes.branding {
+            active.branding = Set(branding);
+        }
+        if let Some(code) = &changes.signup_code {
+            active.signup_code = Set(code.as_str().to_owned());
+        }
+        active.version = Set(row.version + 1);
+        active.updated_at = Set(now_micros());
+        let updated = active.update(&txn).await.map_err(|e| {
+            if is_unique_violation(&e) {
+                UpdateOrgError::SignupCodeTaken
+            } else {
+                failure(e).into()
+            }
+        })?;
+        let after = convert::org(updated)?;
+        let action = if changes.signup_code.is_some() {
+            "org.signup_code.rotate"
+        } else {
+            "org.update"
+        };
+        record(
+            &txn,
+            ctx,
+            scope,
+            action,
+            ("organization", id.to_string()),
+            ChangeType::Update,
+            (json(&before), json(&after)),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(after)
+    }
+
+    async fn join_by_code(
+        &self,
+        ctx: &AuditContext,
+        code: &SignupCode,
+        user: UserId,
+    ) -> Result<(Organization, Membership), JoinOrgError> {
+        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let Some(org_row) = organizations::Entity::find()
+            .filter(organizations::Column::SignupCode.eq(code.as_str()))
+            .filter(organizations::Column::Status.eq("active"))
+            .one(&txn)
+            .await
+            .map_err(failure)?
+        else {
+            return Err(JoinOrgError::UnknownCode);
+        };
+        let now = now_micros();
+        let inserted = memberships::ActiveModel {
+            org_id: Set(org_row.id),
+            user_id: Set(user.as_uuid()),
+            builtin_role: Set(Some(BuiltinRole::Volunteer.as_str().to_owned())),
+            custom_role_id: Set(None),
+            status: Set("active".to_owned()),
+            committee: Set(None),
+            profile: Set(serde_json::json!({})),
+            role_ends_at: Set(None),
+            version: Set(1),
+            joined_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                JoinOrgError::AlreadyMember
+            } else {
+                failure(e).into()
+            }
+        })?;
+        let scope = convert::org_scope(&org_row);
+        let membership = convert::membership(inserted, None)?;
+        record(
+            &txn,
+            ctx,
+            scope,
+            "member.join",
+            ("member", user.to_string()),
+            ChangeType::Create,
+            (None, json(&membership)),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok((convert::org(org_row)?, membership))
+    }
+
+    async fn get_membership(
+        &self,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Option<Membership>, StorageFailure> {
+        load_membership(self.db.primary(), org, user).await
+    }
+
+    async fn memberships_of(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(Organization, Membership)>, StorageFailure> {
+        let conn = self.db.primary();
+        let rows = memberships::Entity::find()
+            .filter(memberships::Column::UserId.eq(user.as_uuid()))
+            .order_by_asc(memberships::Column::JoinedAt)
+            .all(conn)
+            .await
+            .map_err(failure)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(org_row) = organizations::Entity::find_by_id(row.org_id)
+                .one(conn)
+                .await
+                .map_err(failure)?
+            else {
+                continue;
+            };
+            let custom = match row.custom_role_id {
+                Some(id) => org_roles::Entity::find_by_id((row.org_id, id))
+                    .one(conn)
+                    .await
+                    .map_err(failure)?,
+                None => None,
+            };
+            out.push((
+                convert::org(org_row)?,
+                convert::membership(row, custom.as_ref())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn change_member(
+        &self,
+        ctx: &AuditContext,
+        req: ChangeMemberRequest,
+    ) -> Result<Membership, ChangeMemberError> {
+        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let Some(org_row) = lock_org(&txn, req.org_id).await? else {
+            return Err(ChangeMemberError::NotFound);
+        };
+        let actor = load_membership(&txn, req.org_id, req.actor)
+            .await?
+            .ok_or(ChangeMemberError::NotFound)?;
+        let target = load_membership(&txn, req.org_id, req.target)
+            .await?
+            .ok_or(ChangeMemberError::NotFound)?;
+        if let Some(v) = req.expected_version
+            && v != target.version
+        {
+            return Err(ChangeMemberError::VersionMismatch {
+                current: target.version,
+            });
+        }
+        let admins = count_active_admins(&txn, req.org_id).await?;
+        let mut active: memberships::ActiveModel =
+            memberships::Entity::find_by_id((req.org_id.as_uuid(), req.target.as_uuid()))
+                .one(&txn)
+                .await
+                .map_err(failure)?
+                .ok_or(ChangeMemberError::NotFound)?
+                .into();
+        let mut custom_row = None;
+        if let Some(choice) = &req.role {
+            let (new_role, holders) = match choice {
+                RoleChoice::Builtin(r) => (RoleAssignment::builtin(*r), None),
+                RoleChoice::Custom(id) => {
+                    let row = org_roles::Entity::find_by_id((req.org_id.as_uuid(), id.0))
+                        .one(&txn)
+                        .await
+                        .map_err(failure)?
+                        .ok_or(ChangeMemberError::UnknownRole)?;
+                    let role = convert::role(row.clone())?;
+                    let holders = match role.max_holders {
+                        Some(max) => {
+                            let n = memberships::Entity::find()
+                                .filter(memberships::Column::OrgId.eq(req.org_id.as_uuid()))
+                                .filter(memberships::Column::CustomRoleId.eq(id.0))
+                                .count(&txn)
+                                .await
+                                .map_err(failure)?;
+                            Some((n, max))
+                        }
+                        None => None,
+                    };
+                    custom_row = Some(row);
+                    (
+                        RoleAssignment::Custom {
+                            id: role.id,
+                            name: role.name,
+                            counts_as: role.counts_as,
+                            extra_keys: role.extra_keys,
+                        },
+                        holders,
+                    )
+                }
+            };
+            rules::check_role_change(&actor, &target, &new_role, admins, holders)?;
+            match choice {
+                RoleChoice::Builtin(r) => {
+                    active.builtin_role = Set(Some(r.as_str().to_owned()));
+                    active.custom_role_id = Set(None);
+                }
+                RoleChoice::Custom(id) => {
+                    active.builtin_role = Set(None);
+                    active.custom_role_id = Set(Some(id.0));
+                }
+            }
+        }
+        if let Some(status) = req.status {
+            if target.role.rank() > actor.role.rank() {
+                return Err(RoleChangeRefused::TargetOutranksActor.into());
+            }
+            if status != MembershipStatus::Active {
+                rules::check_removal(&target, admins)?;
+            }
+            active.status = Set(convert::status_str(status).to_owned());
+        }
+        if let Some(ends) = req.role_ends_at {
+            active.role_ends_at = Set(ends);
+        }
+        active.version = Set(target.version + 1);
+        active.updated_at = Set(now_micros());
+        let updated = active.update(&txn).await.map_err(failure)?;
+        let custom = match (custom_row, updated.custom_role_id) {
+            (Some(row), _) => Some(row),
+            (None, Some(id)) => org_roles::Entity::find_by_id((req.org_id.as_uuid(), id))
+                .one(&txn)
+                .await
+                .map_err(failure)?,
+            (None, None) => None,
+        };
+        let after = convert::membership(updated, custom.as_ref())?;
+        record(
+            &txn,
+            ctx,
+            convert::org_scope(&org_row),
+            "member.update",
+            ("member", req.target.to_string()),
+            ChangeType::Update,
+            (json(&target), json(&after)),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(after)
+    }
+
+    async fn remove_member(
+        &self,
+        ctx: &AuditContext,
+        org: OrgId,
+        actor: UserId,
+        target: UserId,
+    ) -> Result<(), ChangeMemberError> {
+        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let Some(org_row) = lock_org(&txn, org).await? else {
+            return Err(ChangeMemberError::NotFound);
+        };
+        let actor_m = load_membership(&txn, org, actor)
+            .await?
+            .ok_or(ChangeMemberError::NotFound)?;
+        let target_m = load_membership(&txn, org, target)
+            .await?
+            .ok_or(ChangeMemberError::NotFound)?;
+        if actor != target && target_m.role.rank() > actor_m.role.rank() {
+            return Err(RoleChangeRefused::TargetOutranksActor.into());
+        }
+        let admins = count_active_admins(&txn, org).await?;
+        rules::check_removal(&target_m, admins)?;
+        memberships::Entity::delete_by_id((org.as_uuid(), target.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(failure)?;
+        record(
+            &txn,
+            ctx,
+            convert::org_scope(&org_row),
+            "member.remove",
+            ("member", target.to_string()),
+            ChangeType::Delete,
+            (json(&target_m), None),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(())
+    }
+
+    async fn create_role(
+        &self,
+        ctx: &AuditContext,
+        req: CreateRoleRequest,
+    ) -> Result<CustomRole, CreateRoleError> {
+        let name = req.name.trim().to_owned();
+        if BuiltinRole::ALL
+            .iter()
+            .any(|b| b.as_str().eq_ignore_ascii_case(&name.replace(' ', "_")))
+        {
+            return Err(CreateRoleError::ReservedName);
+        }
+        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let Some(org_row) = lock_org(&txn, req.org_id).await? else {
+            return Err(CreateRoleError::OrgNotFound);
+        };
+        let taken = org_roles::Entity::find()
+            .filter(org_roles::Column::OrgId.eq(req.org_id.as_uuid()))
+            .all(&txn)
+            .await
+            .map_err(failure)?
+            .iter()
+            .any(|r| r.name.to_lowercase() == name.to_lowercase());
+        if taken {
+            return Err(CreateRoleError::DuplicateName);
+        }
+        let now = now_micros();
+        let row = org_roles::ActiveModel {
+            org_id: Set(req.org_id.as_uuid()),
+            id: Set(uuid::Uuid::now_v7()),
+            name: Set(name),
+            counts_as: Set(req.counts_as.as_str().to_owned()),
+            extra_keys: Set(serde_json::to_value(req.extra_keys).unwrap_or_default()),
+            max_holders: Set(req
+                .max_holders
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                CreateRoleError::DuplicateName
+            } else {
+                failure(e).into()
+            }
+        })?;
+        let role = convert::role(row)?;
+        record(
+            &txn,
+            ctx,
+            convert::org_scope(&org_row),
+            "role.create",
+            ("role", role.id.0.to_string()),
+            ChangeType::Create,
+            (None, json(&role)),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(role)
+    }
+
+    async fn list_roles(&self, org: OrgId) -> Result<Vec<CustomRole>, StorageFailure> {
+        org_roles::Entity::find()
+            .filter(org_roles::Column::OrgId.eq(org.as_uuid()))
+            .order_by_asc(org_roles::Column::Name)
+            .all(self.db.primary())
+            .await
+            .map_err(failure)?
+            .into_iter()
+            .map(convert::role)
+            .collect()
+    }
+
+    async fn end_expired_terms(&self, now: OffsetDateTime) -> Result<u64, StorageFailure> {
+        let due = memberships::Entity::find()
+            .filter(memberships::Column::RoleEndsAt.lte(now))
+            .all(self.db.primary())
+            .await
+            .map_err(failure)?;
+        let system = AuditContext {
+            actor: audit::Actor::System,
+            request: audit::RequestMeta::default(),
+        };
+        let mut ended = 0;
+        for row in due {
+            let (org, user) = (OrgId::from_uuid(row.org_id), UserId::from_uuid(row.user_id));
+            let txn = self.db.primary().begin().await.map_err(failure)?;
+            let Some(org_row) = lock_org(&txn, org).await? else {
+                continue;
+            };
+            let Some(m) = load_membership(&txn, org, user).await? else {
+                continue;
+            };
+            if !m.term_ended(now) {
+                continue;
+            }
+            let admins = count_active_admins(&txn, org).await?;
+            if m.is_active_admin() && admins <= 1 {
+                tracing::warn!(%org, %user, "officer term ended for the last admin; keeping the role until another admin exists");
+                continue;
+            }
+            let mut active: memberships::ActiveModel = row.into();
+            active.builtin_role = Set(Some(BuiltinRole::Volunteer.as_str().to_owned()));
+            active.custom_role_id = Set(None);
+            active.role_ends_at = Set(None);
+            active.version = Set(m.version + 1);
+            active.updated_at = Set(now_micros());
+            let updated = active.update(&txn).await.map_err(failure)?;
+            let after = convert::membership(updated, None)?;
+            record(
+                &txn,
+                &system,
+                convert::org_scope(&org_row),
+                "member.term_end",
+                ("member", user.to_string()),
+                ChangeType::Update,
+                (json(&m), json(&after)),
+            )
+            .await?;
+            txn.commit().await.map_err(failure)?;
+            ended += 1;
+        }
+        Ok(ended)
+    }
+}

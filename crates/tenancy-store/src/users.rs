@@ -1,0 +1,81 @@
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
+};
+use tenancy::ports::{
+    AuditContext, CreateUserError, CreateUserRequest, FindUserError, UserRepository,
+};
+use tenancy::{Email, User, UserId};
+
+use crate::convert;
+use crate::entity::users;
+use persistence::{Database, now_micros};
+
+/// Activity: an account was opened.
+const REGISTER: audit::Action = audit::Action::from_static("auth.register");
+
+/// [`UserRepository`] on SeaORM (PostgreSQL or SQLite).
+#[derive(Debug, Clone)]
+pub struct SeaOrmUserRepository {
+    db: Database,
+}
+
+impl SeaOrmUserRepository {
+    /// A repository over the given database.
+    #[must_use]
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+impl UserRepository for SeaOrmUserRepository {
+    async fn create_user(
+        &self,
+        ctx: &AuditContext,
+        req: CreateUserRequest,
+    ) -> Result<User, CreateUserError> {
+        let unexpected = |e| CreateUserError::Unexpected(persistence::boxed(e));
+        let now = now_micros();
+        let txn = self.db.primary().begin().await.map_err(unexpected)?;
+        let row = users::ActiveModel {
+            id: Set(UserId::new().as_uuid()),
+            email: Set(req.email.as_str().to_owned()),
+            first_name: Set(req.first_name.as_str().to_owned()),
+            last_name: Set(req.last_name.as_str().to_owned()),
+            password_hash: Set(req.password_hash),
+            status: Set("active".to_owned()),
+            is_platform_admin: Set(false),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        };
+        let model = row.insert(&txn).await.map_err(|e| {
+            if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+                CreateUserError::Duplicate {
+                    email: req.email.clone(),
+                }
+            } else {
+                CreateUserError::Unexpected(persistence::boxed(e))
+            }
+        })?;
+        let user = convert::user(model).map_err(|e| CreateUserError::Unexpected(e.0))?;
+        convert::record_activity(&txn, ctx, REGISTER, user.id)
+            .await
+            .map_err(|e| CreateUserError::Unexpected(e.0))?;
+        txn.commit().await.map_err(unexpected)?;
+        Ok(user)
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, FindUserError> {
+        let found = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .filter(users::Column::DeletedAt.is_null())
+            .one(self.db.primary())
+            .await
+            .map_err(|e| FindUserError::Unexpected(persistence::boxed(e)))?;
+        found
+            .map(convert::user)
+            .transpose()
+            .map_err(|e| FindUserError::Unexpected(e.0))
+    }
+}
