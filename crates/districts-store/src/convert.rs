@@ -1,0 +1,173 @@
+//! Row ↔ domain conversions and the shared write helpers.
+
+use audit::{Action, ChangeType, NewAuditEvent, TenantScope};
+use districts::ports::{
+    AuditContext, BoxError, CreateDistrictError, CreateSchoolError, DeleteDistrictError,
+    MoveSchoolError, ReadError, RemoveStaffError, SetStaffError, UpdateDistrictError,
+    UpdateSchoolError,
+};
+use districts::{
+    District, DistrictCode, DistrictId, DistrictStaff, DistrictStaffRole, School, SchoolId,
+    SubscriptionTier,
+};
+use persistence::StorageError;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use tenancy::UserId;
+
+use crate::entity::{district_rows, district_staff, schools};
+
+/// A storage failure on its way to a domain error's `Unexpected` variant.
+#[derive(Debug)]
+pub(crate) struct Failure(pub(crate) BoxError);
+
+impl From<DbErr> for Failure {
+    fn from(e: DbErr) -> Self {
+        Self(persistence::boxed(e))
+    }
+}
+
+macro_rules! unexpected_from_failure {
+    ($($t:ty),*) => {$(
+        impl From<Failure> for $t {
+            fn from(f: Failure) -> Self {
+                Self::Unexpected(f.0)
+            }
+        }
+    )*};
+}
+
+unexpected_from_failure!(
+    ReadError,
+    CreateDistrictError,
+    UpdateDistrictError,
+    DeleteDistrictError,
+    CreateSchoolError,
+    UpdateSchoolError,
+    MoveSchoolError,
+    SetStaffError,
+    RemoveStaffError
+);
+
+/// A driver error as a [`Failure`].
+pub(crate) fn failure(e: DbErr) -> Failure {
+    Failure::from(e)
+}
+
+/// Data that should have been impossible to store.
+pub(crate) fn corrupt(what: String) -> Failure {
+    Failure(Box::new(StorageError::Query(what)))
+}
+
+/// Whether a write failed on a unique index.
+pub(crate) fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Whether a write failed on a foreign key.
+pub(crate) fn is_foreign_key_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::ForeignKeyConstraintViolation(_)))
+}
+
+/// Begins a write transaction; on SQLite with `BEGIN IMMEDIATE`, so that it holds the
+/// write lock from its first statement and a read can never need upgrading to a write
+/// (which fails with "database is locked" under WAL).
+pub(crate) async fn begin(conn: &DatabaseConnection) -> Result<DatabaseTransaction, Failure> {
+    let options = TransactionOptions {
+        sqlite_transaction_mode: (conn.get_database_backend() == DbBackend::Sqlite)
+            .then_some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    };
+    conn.begin_with_options(options).await.map_err(failure)
+}
+
+/// A value as JSON for an audit event's old/new value.
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(v).ok()
+}
+
+/// The audit scope of an event about a district, or the platform when there is none.
+pub(crate) fn district_scope(district: Option<DistrictId>) -> TenantScope {
+    district.map_or(TenantScope::PLATFORM, |d| {
+        TenantScope::district(d.as_uuid())
+    })
+}
+
+/// Appends the audit event of a change inside the caller's transaction.
+pub(crate) async fn record<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuditContext,
+    scope: TenantScope,
+    action: &'static str,
+    entity: (&str, String),
+    change: ChangeType,
+    values: (Option<serde_json::Value>, Option<serde_json::Value>),
+) -> Result<(), Failure> {
+    let mut event = NewAuditEvent::audit(
+        scope,
+        ctx.actor,
+        Action::from_static(action),
+        entity.0,
+        entity.1,
+        change,
+    )
+    .with_request(&ctx.request);
+    event.old_value = values.0;
+    event.new_value = values.1;
+    audit_store::append_event(conn, event)
+        .await
+        .map(|_| ())
+        .map_err(|e| Failure(Box::new(e)))
+}
+
+pub(crate) fn district(m: district_rows::Model) -> Result<District, Failure> {
+    let bad = |what: &str| corrupt(format!("districts row {}: bad {what}", m.id));
+    Ok(District {
+        id: DistrictId(m.id),
+        name: m.name.clone(),
+        code: DistrictCode::parse(&m.code).map_err(|_| bad("code"))?,
+        tier: SubscriptionTier::parse(&m.tier).map_err(|_| bad("tier"))?,
+        settings: match m.settings {
+            serde_json::Value::Object(ref map) => map.clone(),
+            _ => return Err(bad("settings")),
+        },
+        version: m.version,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+pub(crate) fn school(m: schools::Model) -> Result<School, Failure> {
+    let bad = |what: &str| corrupt(format!("schools row {}: bad {what}", m.id));
+    Ok(School {
+        id: SchoolId(m.id),
+        district_id: m.district_id.map(DistrictId),
+        name: m.name.clone(),
+        code: DistrictCode::parse(&m.code).map_err(|_| bad("code"))?,
+        grade_levels: serde_json::from_value(m.grade_levels.clone())
+            .map_err(|_| bad("grade_levels"))?,
+        version: m.version,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+pub(crate) fn staff(m: district_staff::Model) -> Result<DistrictStaff, Failure> {
+    Ok(DistrictStaff {
+        district_id: DistrictId(m.district_id),
+        user_id: UserId::from_uuid(m.user_id),
+        role: staff_role(&m.role).map_err(|_| {
+            corrupt(format!(
+                "district_staff row ({}, {}): bad role",
+                m.district_id, m.user_id
+            ))
+        })?,
+        created_at: m.created_at,
+    })
+}
+
+pub(crate) fn staff_role(s: &str) -> Result<DistrictStaffRole, Failure> {
+    DistrictStaffRole::parse(s).map_err(|e| corrupt(e.to_string()))
+}

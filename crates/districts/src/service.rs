@@ -1,0 +1,557 @@
+//! District use cases over the port: the authority rules of [`crate::rules`] applied
+//! before anything is written.
+
+use tenancy::UserId;
+
+use crate::ports::{
+    AuditContext, CreateDistrictError, CreateDistrictRequest, CreateSchoolError,
+    CreateSchoolRequest, DeleteDistrictError, DeletedDistrict, DistrictChanges, DistrictRepository,
+    MoveSchoolError, ReadError, RemoveStaffError, SchoolChanges, SchoolMove, SetStaffError,
+    UpdateDistrictError, UpdateSchoolError,
+};
+use crate::rules::{
+    self, DistrictAction, Forbidden, MovePlan, Placement, authorize, authorize_placement,
+};
+use crate::{District, DistrictId, DistrictStaff, DistrictStaffRole, School, SchoolId};
+
+/// Who is asking, as far as district authority goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The signed-in user.
+    pub user: UserId,
+    /// Whether they are a platform admin.
+    pub platform_admin: bool,
+}
+
+/// Why a use case failed: refused by the rules, or by the port.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError<E: std::error::Error + 'static> {
+    /// The caller may not do this.
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    /// The port refused or failed.
+    #[error(transparent)]
+    Store(E),
+}
+
+impl<E: std::error::Error + From<ReadError> + 'static> From<ReadError> for ServiceError<E> {
+    fn from(e: ReadError) -> Self {
+        Self::Store(E::from(e))
+    }
+}
+
+/// District use cases, generic over the port so tests can use a mock.
+#[derive(Debug, Clone)]
+pub struct DistrictService<R> {
+    repo: R,
+}
+
+impl<R: DistrictRepository> DistrictService<R> {
+    /// A service over the given repository.
+    pub fn new(repo: R) -> Self {
+        Self { repo }
+    }
+
+    /// The repository, for reads the caller has already authorized.
+    pub fn repository(&self) -> &R {
+        &self.repo
+    }
+
+    async fn role(
+        &self,
+        caller: &Caller,
+        district: DistrictId,
+    ) -> Result<Option<DistrictStaffRole>, ReadError> {
+        if caller.platform_admin {
+            // Platform admins need no staff role; skip the lookup.
+            return Ok(None);
+        }
+        self.repo.staff_role(district, caller.user).await
+    }
+
+    async fn placement(
+        &self,
+        caller: &Caller,
+        district: Option<DistrictId>,
+    ) -> Result<Placement, ReadError> {
+        Ok(match district {
+            None => Placement::Standalone,
+            Some(d) => Placement::InDistrict {
+                caller_role: self.role(caller, d).await?,
+            },
+        })
+    }
+
+    async fn check<E>(
+        &self,
+        caller: &Caller,
+        district: DistrictId,
+        action: DistrictAction,
+    ) -> Result<(), ServiceError<E>>
+    where
+        E: std::error::Error + From<ReadError> + 'static,
+    {
+        let role = self.role(caller, district).await?;
+        authorize(action, caller.platform_admin, role)?;
+        Ok(())
+    }
+
+    /// Creates a district (platform admins only).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`CreateDistrictError`].
+    pub async fn create_district(
+        &self,
+        caller: &Caller,
+        ctx: &AuditContext,
+        req: CreateDistrictRequest,
+    ) -> Result<District, ServiceError<CreateDistrictError>> {
+        authorize(DistrictAction::CreateDistrict, caller.platform_admin, None)?;
+        self.repo
+            .create_district(ctx, req)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Loads a district the caller may see; `None` if it does not exist.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for a district the caller has no standing in (also
+    /// when it does not exist, so its existence is not revealed).
+    pub async fn get_district(
+        &self,
+        caller: &Caller,
+        id: DistrictId,
+    ) -> Result<Option<District>, ServiceError<ReadError>> {
+        let role = self.role(caller, id).await.map_err(ServiceError::Store)?;
+        authorize(DistrictAction::View, caller.platform_admin, role)?;
+        self.repo
+            .get_district(id)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Changes a district: name and settings by its admins, tier and code by platform
+    /// admins only.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`UpdateDistrictError`].
+    pub async fn update_district(
+        &self,
+        caller: &Caller,
+        ctx: &AuditContext,
+        id: DistrictId,
+        expected_version: Option<i64>,
+        changes: DistrictChanges,
+    ) -> Result<District, ServiceError<UpdateDistrictError>> {
+        let action = if changes.touches_tier_or_code() {
+            DistrictAction::ChangeTierOrCode
+        } else {
+            DistrictAction::EditDistrict
+        };
+        self.check(caller, id, action).await?;
+        self.repo
+            .update_district(ctx, id, expected_version, changes)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Deletes a district (platform admins only); see
+    /// [`DistrictRepository::delete_district`].
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`DeleteDistrictError`].
+    pub async fn delete_district(
+        &self,
+        caller: &Caller,
+        ctx: &AuditContext,
+        id: DistrictId,
+        expected_version: Option<i64>,
+    ) -> Result<DeletedDistrict, ServiceError<DeleteDistrictError>> {
+        authorize(DistrictAction::DeleteDistrict, caller.platform_admin, None)?;
+        self.repo
+            .delete_district(ctx, id, expected_version)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Creates a school: in a district by its admins, standalone by platform admins.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`CreateSchoolError`].
+    pub async fn create_school(
+        &self,
+        caller: &Caller,
+        ctx: &AuditContext,
+        req: CreateSchoolRequest,
+    ) -> Result<School, ServiceError<CreateSchoolError>> {
+        let placement = self.placement(caller, req.district_id).await?;
+        authorize_placement(caller.platform_admin, placement)?;
+        self.repo
+            .create_school(ctx, req)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Loads a school the caller may manage, or `NotFound`.
+    async fn managed_school<E>(
+        &self,
+        caller: &Caller,
+        id: SchoolId,
+        not_found: E,
+    ) -> Result<School, ServiceError<E>>
+    where
+        E: std::error::Error + From<ReadError> + 'static,
+    {
+        let Some(school) = self.repo.get_school(id).await? else {
+            return Err(ServiceError::Store(not_found));
+        };
+        let placement = self.placement(caller, school.district_id).await?;
+        authorize_placement(caller.platform_admin, placement)?;
+        Ok(school)
+    }
+
+    /// Changes a school (its district's admins, or platform admins for a standalone
+    /// school). The write is conditional on the version the rules were checked
+    /// against, so a concurrent move cannot slip past them.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`UpdateSchoolError`].
+    pub async fn update_school(
+        &self,
+        caller: &Caller,
+        ctx: &AuditContext,
+        id: SchoolId,
+        expected_version: Option<i64>,
+        changes: SchoolChanges,
+    ) -> Result<School, ServiceError<UpdateSchoolError>> {
+        let school = self
+            .managed_school(caller, id, UpdateSchoolError::NotFound)
+            .await?;
+        let version = expected_version.unwrap_or(school.version);
+        self.repo
+            .update_school(ctx, id, Some(version), changes)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Moves a school (and its orgs) to another district or out of any: needs
+    /// authority over both the district it leaves and the one it joins (a standalone
+    /// end needs a platform admin). Moving it where it already is writes nothing.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`MoveSchoolError`].
+    pub async fn move_school(
+        &self,
+        caller: &Caller,
+        ctx: &AuditContext,
+        id: SchoolId,
+        to: Option<DistrictId>,
+        expected_version: Option<i64>,
+    ) -> Result<SchoolMove, ServiceError<MoveSchoolError>> {
+        let school = self
+            .managed_school(caller, id, MoveSchoolError::NotFound)
+            .await?;
+        if let Some(v) = expected_version
+            && v != school.version
+        {
+            return Err(ServiceError::Store(MoveSchoolError::VersionMismatch {
+                current: school.version,
+            }));
+        }
+        match rules::plan_move(school.district_id, to) {
+            MovePlan::Unchanged => Ok(SchoolMove {
+                from: school.district_id,
+                school,
+                affected_orgs: Vec::new(),
+            }),
+            MovePlan::Move { to, .. } => {
+                let target = self.placement(caller, to).await?;
+                authorize_placement(caller.platform_admin, target)?;
+                self.repo
+                    .move_school(ctx, id, to, Some(school.version))
+                    .await
+                    .map_err(ServiceError::Store)
+            }
+        }
+    }
+
+    /// Adds a staff member or changes their role (the district's admins).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`SetStaffError`].
+    pub async fn set_staff(
+        &self,
+        caller: &Caller,
+        ctx: &AuditContext,
+        district: DistrictId,
+        user: UserId,
+        role: DistrictStaffRole,
+    ) -> Result<DistrictStaff, ServiceError<SetStaffError>> {
+        self.check(caller, district, DistrictAction::ManageStaff)
+            .await?;
+        self.repo
+            .set_staff(ctx, district, user, role)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Removes a staff member (the district's admins).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`RemoveStaffError`].
+    pub async fn remove_staff(
+        &self,
+        caller: &Caller,
+        ctx: &AuditContext,
+        district: DistrictId,
+        user: UserId,
+    ) -> Result<DistrictStaff, ServiceError<RemoveStaffError>> {
+        self.check(caller, district, DistrictAction::ManageStaff)
+            .await?;
+        self.repo
+            .remove_staff(ctx, district, user)
+            .await
+            .map_err(ServiceError::Store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::MockDistrictRepository;
+    use crate::{DisplayName, DistrictCode, GradeLevels};
+    use time::OffsetDateTime;
+
+    fn ctx() -> AuditContext {
+        AuditContext {
+            actor: audit::Actor::System,
+            request: audit::RequestMeta::default(),
+        }
+    }
+
+    fn platform() -> Caller {
+        Caller {
+            user: UserId::new(),
+            platform_admin: true,
+        }
+    }
+
+    fn staff() -> Caller {
+        Caller {
+            user: UserId::new(),
+            platform_admin: false,
+        }
+    }
+
+    fn school(district: Option<DistrictId>, version: i64) -> School {
+        School {
+            id: SchoolId::new(),
+            district_id: district,
+            name: "Lincoln Elementary".into(),
+            code: DistrictCode::parse("LINCOLN").expect("code"),
+            grade_levels: vec!["K".into()],
+            version,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    /// `staff_role` answers `role` for `district` and nothing elsewhere.
+    fn with_roles(repo: &mut MockDistrictRepository, roles: Vec<(DistrictId, DistrictStaffRole)>) {
+        repo.expect_staff_role().returning(move |d, _| {
+            let role = roles.iter().find(|(id, _)| *id == d).map(|(_, r)| *r);
+            Box::pin(async move { Ok(role) })
+        });
+    }
+
+    fn with_school(repo: &mut MockDistrictRepository, s: School) {
+        repo.expect_get_school().returning(move |_| {
+            let s = s.clone();
+            Box::pin(async move { Ok(Some(s)) })
+        });
+    }
+
+    #[tokio::test]
+    async fn moving_a_school_where_it_is_writes_nothing() {
+        let d = DistrictId::new();
+        let s = school(Some(d), 3);
+        let mut repo = MockDistrictRepository::new();
+        with_school(&mut repo, s.clone());
+        with_roles(&mut repo, vec![(d, DistrictStaffRole::DistrictAdmin)]);
+        repo.expect_move_school().never();
+        let moved = DistrictService::new(repo)
+            .move_school(&staff(), &ctx(), s.id, Some(d), None)
+            .await
+            .expect("no-op move");
+        assert_eq!(moved.school, s);
+        assert_eq!(moved.from, Some(d));
+        assert!(moved.affected_orgs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn moving_needs_authority_over_both_districts() {
+        let (a, b) = (DistrictId::new(), DistrictId::new());
+        let s = school(Some(a), 1);
+        let mut repo = MockDistrictRepository::new();
+        with_school(&mut repo, s.clone());
+        with_roles(
+            &mut repo,
+            vec![
+                (a, DistrictStaffRole::DistrictAdmin),
+                (b, DistrictStaffRole::DistrictViewer),
+            ],
+        );
+        repo.expect_move_school().never();
+        let service = DistrictService::new(repo);
+        let err = service
+            .move_school(&staff(), &ctx(), s.id, Some(b), None)
+            .await
+            .expect_err("viewer of the target");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+        let err = service
+            .move_school(&staff(), &ctx(), s.id, None, None)
+            .await
+            .expect_err("standalone needs a platform admin");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+    }
+
+    #[tokio::test]
+    async fn a_move_is_conditional_on_the_checked_version() {
+        let (a, b) = (DistrictId::new(), DistrictId::new());
+        let s = school(Some(a), 7);
+        let id = s.id;
+        let mut repo = MockDistrictRepository::new();
+        with_school(&mut repo, s.clone());
+        repo.expect_staff_role().never();
+        repo.expect_move_school()
+            .withf(move |_, school, to, version| {
+                *school == id && *to == Some(b) && *version == Some(7)
+            })
+            .times(1)
+            .returning(move |_, _, to, _| {
+                let mut moved = s.clone();
+                moved.district_id = to;
+                moved.version += 1;
+                Box::pin(async move {
+                    Ok(SchoolMove {
+                        school: moved,
+                        from: Some(a),
+                        affected_orgs: vec![tenancy::OrgId::new()],
+                    })
+                })
+            });
+        let service = DistrictService::new(repo);
+        let moved = service
+            .move_school(&platform(), &ctx(), id, Some(b), None)
+            .await
+            .expect("moved");
+        assert_eq!(moved.school.district_id, Some(b));
+        assert_eq!(moved.affected_orgs.len(), 1);
+        let stale = service
+            .move_school(&platform(), &ctx(), id, Some(b), Some(6))
+            .await
+            .expect_err("stale version");
+        assert!(matches!(
+            stale,
+            ServiceError::Store(MoveSchoolError::VersionMismatch { current: 7 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn district_admins_edit_but_do_not_change_tier() {
+        let d = DistrictId::new();
+        let mut repo = MockDistrictRepository::new();
+        with_roles(&mut repo, vec![(d, DistrictStaffRole::DistrictAdmin)]);
+        repo.expect_update_district()
+            .withf(|_, _, _, c| c.tier.is_none())
+            .times(1)
+            .returning(|_, _, _, _| Box::pin(async { Err(UpdateDistrictError::NotFound) }));
+        let service = DistrictService::new(repo);
+        let rename = DistrictChanges {
+            name: Some(DisplayName::parse("New").expect("name")),
+            ..DistrictChanges::default()
+        };
+        let err = service
+            .update_district(&staff(), &ctx(), d, None, rename)
+            .await
+            .expect_err("mock answers NotFound");
+        assert!(matches!(
+            err,
+            ServiceError::Store(UpdateDistrictError::NotFound)
+        ));
+        let upgrade = DistrictChanges {
+            tier: Some(crate::SubscriptionTier::Enterprise),
+            ..DistrictChanges::default()
+        };
+        let err = service
+            .update_district(&staff(), &ctx(), d, None, upgrade)
+            .await
+            .expect_err("tier is a platform decision");
+        assert!(matches!(
+            err,
+            ServiceError::Forbidden(Forbidden {
+                action: DistrictAction::ChangeTierOrCode
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn only_platform_admins_create_standalone_schools_and_districts() {
+        let mut repo = MockDistrictRepository::new();
+        repo.expect_create_school().never();
+        repo.expect_create_district().never();
+        let service = DistrictService::new(repo);
+        let req = CreateSchoolRequest {
+            district_id: None,
+            name: DisplayName::parse("Solo").expect("name"),
+            code: DistrictCode::parse("SOLO").expect("code"),
+            grade_levels: GradeLevels::default(),
+        };
+        let err = service
+            .create_school(&staff(), &ctx(), req)
+            .await
+            .expect_err("forbidden");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+        let err = service
+            .create_district(
+                &staff(),
+                &ctx(),
+                CreateDistrictRequest {
+                    name: DisplayName::parse("D").expect("name"),
+                    code: DistrictCode::parse("DD").expect("code"),
+                    tier: crate::SubscriptionTier::Basic,
+                    settings: crate::DistrictSettings::new(),
+                },
+            )
+            .await
+            .expect_err("forbidden");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+    }
+
+    #[tokio::test]
+    async fn viewers_cannot_manage_staff_and_strangers_cannot_see() {
+        let d = DistrictId::new();
+        let mut repo = MockDistrictRepository::new();
+        with_roles(&mut repo, vec![(d, DistrictStaffRole::DistrictViewer)]);
+        repo.expect_set_staff().never();
+        repo.expect_get_district().never();
+        let service = DistrictService::new(repo);
+        let err = service
+            .set_staff(
+                &staff(),
+                &ctx(),
+                d,
+                UserId::new(),
+                DistrictStaffRole::DistrictAdmin,
+            )
+            .await
+            .expect_err("viewer");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+        let err = service
+            .get_district(&staff(), DistrictId::new())
+            .await
+            .expect_err("stranger");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+    }
+}
