@@ -2,6 +2,7 @@
 //! actix-web. `main.rs` is a thin shell around [`startup::Application`].
 
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod http;
 pub mod routes;

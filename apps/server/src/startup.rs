@@ -144,6 +144,8 @@ pub async fn build_state(
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs: SeaOrmOrgRepository::new(db.clone()),
+        authz: crate::authz::Authz::new(permissions_store::SeaOrmPermissionStore::new(db.clone())),
+        districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),
         auth,
         db,
         redis,

@@ -26,6 +26,10 @@ pub struct AppState {
     pub auth: AuthService,
     /// Organizations, memberships, custom roles.
     pub orgs: SeaOrmOrgRepository,
+    /// The permission engine.
+    pub authz: crate::authz::Authz,
+    /// Districts, schools, district staff.
+    pub districts: districts_store::SeaOrmDistrictRepository,
     /// The serialized OpenAPI document.
     pub openapi_json: Bytes,
     /// The rendered docs page.

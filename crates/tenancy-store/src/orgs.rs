@@ -3,7 +3,7 @@ use permissions::BuiltinRole;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 use tenancy::ports::{
     AuditContext, ChangeMemberError, ChangeMemberRequest, CreateOrgError, CreateOrgRequest,
@@ -13,12 +13,12 @@ use tenancy::ports::{
 use tenancy::rules::{self, RoleChangeRefused};
 use tenancy::{
     CustomRole, Membership, MembershipStatus, OrgId, Organization, RoleAssignment, SignupCode,
-    UserId,
+    User, UserId,
 };
 use time::OffsetDateTime;
 
 use crate::convert::{self, failure, record};
-use crate::entity::{memberships, org_roles, organizations, schools};
+use crate::entity::{memberships, org_roles, organizations, schools, users};
 use persistence::{Database, now_micros};
 
 /// [`OrgRepository`] on SeaORM (PostgreSQL or SQLite).
@@ -344,6 +344,70 @@ impl OrgRepository for SeaOrmOrgRepository {
         user: UserId,
     ) -> Result<Option<Membership>, StorageFailure> {
         load_membership(self.db.primary(), org, user).await
+    }
+
+    async fn list_members(
+        &self,
+        org: OrgId,
+        after: Option<UserId>,
+        limit: u64,
+    ) -> Result<Vec<(User, Membership)>, StorageFailure> {
+        let conn = self.db.primary();
+        let mut q =
+            memberships::Entity::find().filter(memberships::Column::OrgId.eq(org.as_uuid()));
+        if let Some(after) = after {
+            q = q.filter(memberships::Column::UserId.gt(after.as_uuid()));
+        }
+        let rows = q
+            .order_by_asc(memberships::Column::UserId)
+            .limit(limit)
+            .all(conn)
+            .await
+            .map_err(failure)?;
+        let roles: Vec<org_roles::Model> = org_roles::Entity::find()
+            .filter(org_roles::Column::OrgId.eq(org.as_uuid()))
+            .all(conn)
+            .await
+            .map_err(failure)?;
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.user_id).collect();
+        let users: std::collections::HashMap<uuid::Uuid, users::Model> = users::Entity::find()
+            .filter(users::Column::Id.is_in(ids))
+            .all(conn)
+            .await
+            .map_err(failure)?
+            .into_iter()
+            .map(|u| (u.id, u))
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(user) = users.get(&row.user_id).cloned() else {
+                continue;
+            };
+            let custom = row
+                .custom_role_id
+                .and_then(|id| roles.iter().find(|r| r.id == id));
+            out.push((convert::user(user)?, convert::membership(row, custom)?));
+        }
+        Ok(out)
+    }
+
+    async fn get_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<Option<(User, Membership)>, StorageFailure> {
+        let conn = self.db.primary();
+        let Some(m) = load_membership(conn, org, user).await? else {
+            return Ok(None);
+        };
+        let Some(u) = users::Entity::find_by_id(user.as_uuid())
+            .one(conn)
+            .await
+            .map_err(failure)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((convert::user(u)?, m)))
     }
 
     async fn memberships_of(

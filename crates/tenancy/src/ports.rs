@@ -291,6 +291,22 @@ pub trait OrgRepository: Send + Sync + 'static {
         user: crate::UserId,
     ) -> impl Future<Output = Result<Option<crate::Membership>, StorageFailure>> + Send;
 
+    /// A page of the org's members (with their accounts), ordered by user id, after
+    /// `after`; at most `limit`.
+    fn list_members(
+        &self,
+        org: crate::OrgId,
+        after: Option<crate::UserId>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<(User, crate::Membership)>, StorageFailure>> + Send;
+
+    /// One member with their account.
+    fn get_member(
+        &self,
+        org: crate::OrgId,
+        user: crate::UserId,
+    ) -> impl Future<Output = Result<Option<(User, crate::Membership)>, StorageFailure>> + Send;
+
     /// Every membership of a user, with its org.
     fn memberships_of(
         &self,

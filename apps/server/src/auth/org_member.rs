@@ -2,7 +2,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use aide::generate::GenContext;
 use aide::openapi::{Operation, Response, StatusCode};
 use tenancy::ports::OrgRepository;
@@ -41,6 +41,11 @@ impl FromRequest for OrgMember {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        // Already resolved by the route's guard.
+        if let Some(member) = req.extensions().get::<OrgMember>() {
+            let member = member.clone();
+            return Box::pin(async move { Ok(member) });
+        }
         let caller = Caller::from_request(req, payload);
         let req = req.clone();
         Box::pin(async move {

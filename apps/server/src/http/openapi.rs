@@ -16,8 +16,11 @@ use aide::openapi::{
 use aide::{OperationInput, OperationOutput};
 use indexmap::IndexMap;
 
+use permissions::PermissionKey;
+
 use super::envelope::{ErrorEnvelope, json_response};
 use super::error::{ApiError, ErrorCode};
+use crate::authz::{Requirement, guard};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +39,7 @@ pub struct RouteDoc {
     description: Option<&'static str>,
     tag: &'static str,
     access: Access,
-    permission: Option<&'static str>,
+    requirement: Option<Requirement>,
     errors: Vec<ErrorCode>,
 }
 
@@ -50,7 +53,7 @@ impl RouteDoc {
             description: None,
             tag,
             access: Access::Authenticated,
-            permission: None,
+            requirement: None,
             errors: Vec::new(),
         }
     }
@@ -69,10 +72,19 @@ impl RouteDoc {
         self
     }
 
-    /// Requires the given permission key (documented as `x-required-permission`).
+    /// Requires the caller to hold `key` in the path's org: enforced by the route's
+    /// guard and documented as `x-required-permission`.
     #[must_use]
-    pub fn permission(mut self, key: &'static str) -> Self {
-        self.permission = Some(key);
+    pub fn permission(mut self, key: PermissionKey) -> Self {
+        self.requirement = Some(Requirement::Permission(key));
+        self
+    }
+
+    /// Requires the caller to be an admin of the path's org: enforced by the route's
+    /// guard and documented as `x-required-role: admin`.
+    #[must_use]
+    pub fn org_admin(mut self) -> Self {
+        self.requirement = Some(Requirement::OrgAdmin);
         self
     }
 
@@ -150,10 +162,19 @@ impl ApiRoutes {
         assert!(slot.is_none(), "route {method} {path} registered twice");
         *slot = Some(operation);
         let m = method.clone();
+        let requirement = doc.requirement;
         self.routes.push(RegisteredRoute {
             method,
             path,
-            factory: Arc::new(move || web::method(m.clone()).to(handler.clone())),
+            factory: Arc::new(move || {
+                let route = web::method(m.clone()).to(handler.clone());
+                match requirement {
+                    Some(req) => {
+                        route.wrap(actix_web::middleware::from_fn(move |r, n| guard(req, r, n)))
+                    }
+                    None => route,
+                }
+            }),
         });
         self
     }
@@ -311,14 +332,29 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
             Vec::new(),
         )])];
     }
-    if let Some(key) = doc.permission {
-        codes.push(ErrorCode::PermissionDenied);
-        op.extensions
-            .insert("x-required-permission".to_owned(), serde_json::json!(key));
+    if let Some(requirement) = doc.requirement {
+        codes.extend([ErrorCode::PermissionDenied, ErrorCode::NotFound]);
+        let sentence = match requirement {
+            Requirement::Permission(key) => {
+                op.extensions.insert(
+                    "x-required-permission".to_owned(),
+                    serde_json::json!(key.as_str()),
+                );
+                format!(
+                    "Requires permission `{}` in the organization.",
+                    key.as_str()
+                )
+            }
+            Requirement::OrgAdmin => {
+                op.extensions
+                    .insert("x-required-role".to_owned(), serde_json::json!("admin"));
+                "Requires the `admin` role in the organization.".to_owned()
+            }
+        };
         if !description.is_empty() {
             description.push_str("\n\n");
         }
-        description.push_str(&format!("Requires permission `{key}`."));
+        description.push_str(&sentence);
     }
     codes.extend([ErrorCode::Internal, ErrorCode::ServiceUnavailable]);
     responses.extend(error_responses(ctx, &codes));

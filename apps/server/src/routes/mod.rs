@@ -1,7 +1,9 @@
 //! Route handlers, one module per group, and the single table that registers them.
 
 mod auth;
+mod members;
 mod orgs;
+mod permissions;
 mod system;
 
 use crate::http::{Api, ApiRoutes};
@@ -14,5 +16,7 @@ pub fn api() -> Api {
     system::register(&mut routes);
     auth::register(&mut routes);
     orgs::register(&mut routes);
+    permissions::register(&mut routes);
+    members::register(&mut routes);
     routes.finish()
 }

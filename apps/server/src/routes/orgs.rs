@@ -56,27 +56,23 @@ pub(super) fn register(r: &mut ApiRoutes) {
         actix_web::http::Method::PATCH,
         "/api/v2/orgs/{org_id}",
         update_org,
-        RouteDoc::new(
-            "update_org",
-            "Edit the organization's settings (admins)",
-            "orgs",
-        )
-        .description("Send the `version` you read; a stale one answers 412 `VERSION_MISMATCH`.")
-        .errors(&[
-            ErrorCode::VersionMismatch,
-            ErrorCode::Conflict,
-            ErrorCode::PermissionDenied,
-        ]),
+        RouteDoc::new("update_org", "Edit the organization's settings", "orgs")
+            .description(
+                "Send the `version` you read (or `If-Match`); a stale one answers 412 `VERSION_MISMATCH`.",
+            )
+            .org_admin()
+            .errors(&[ErrorCode::VersionMismatch, ErrorCode::Conflict]),
     );
     r.post(
         "/api/v2/orgs/{org_id}/signup-code",
         rotate_signup_code,
         RouteDoc::new(
             "rotate_signup_code",
-            "Replace the signup code (admins); the old one stops working",
+            "Replace the signup code; the old one stops working",
             "orgs",
         )
-        .errors(&[ErrorCode::Conflict, ErrorCode::PermissionDenied]),
+        .org_admin()
+        .errors(&[ErrorCode::Conflict]),
     );
 }
 
@@ -365,18 +361,6 @@ pub struct UpdateOrgBody {
     pub branding: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn require_admin(member: &OrgMember) -> Result<(), ApiError> {
-    if member.membership.is_active_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "only an admin of this organization may do this",
-        )
-        .with_details(serde_json::json!({"required_role": "admin"})))
-    }
-}
-
 fn update_error(e: UpdateOrgError) -> ApiError {
     match e {
         UpdateOrgError::NotFound => ApiError::not_found("no such organization"),
@@ -398,7 +382,6 @@ async fn update_org(
     if_match: crate::http::IfMatch,
     Json(body): Json<UpdateOrgBody>,
 ) -> Result<Reply<OrgView>, ApiError> {
-    require_admin(&member)?;
     let version = body.version.or(if_match.0);
     let org = state
         .orgs
@@ -419,7 +402,6 @@ async fn update_org(
 }
 
 async fn rotate_signup_code(state: State, member: OrgMember) -> Result<Reply<OrgView>, ApiError> {
-    require_admin(&member)?;
     let org = state
         .orgs
         .update_org(

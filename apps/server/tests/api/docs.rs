@@ -8,8 +8,48 @@ use crate::helpers::{TestContext, json_body};
 backend_tests!(
     every_route_is_documented_and_routed,
     docs_page_renders,
-    served_document_matches_committed
+    served_document_matches_committed,
+    every_org_route_declares_its_requirement,
 );
+
+/// Org-scoped routes open to every active member (their answers are about the caller).
+const MEMBER_LEVEL: &[(&str, &str)] = &[
+    ("GET", "/api/v2/orgs/{org_id}"),
+    ("GET", "/api/v2/orgs/{org_id}/permissions/check"),
+    ("POST", "/api/v2/orgs/{org_id}/permissions/check"),
+    ("GET", "/api/v2/orgs/{org_id}/permissions/explain"),
+];
+
+async fn every_org_route_declares_its_requirement(ctx: TestContext) {
+    let app = ctx.service().await;
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/openapi.json").to_request(),
+    )
+    .await;
+    let doc = json_body(res).await;
+    let mut org_routes = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.contains("{org_id}") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            org_routes += 1;
+            let method = method.to_uppercase();
+            let declared =
+                op.get("x-required-permission").is_some() || op.get("x-required-role").is_some();
+            let member_level = MEMBER_LEVEL.contains(&(method.as_str(), path.as_str()));
+            assert!(
+                declared != member_level,
+                "{method} {path}: org routes declare a permission or role, unless listed as member-level (declared={declared})"
+            );
+        }
+    }
+    assert!(
+        org_routes > MEMBER_LEVEL.len(),
+        "the check saw the org routes"
+    );
+}
 
 fn documented(doc: &serde_json::Value) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();

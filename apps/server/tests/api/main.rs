@@ -12,4 +12,5 @@ mod docs;
 mod errors;
 mod health;
 mod orgs;
+mod permissions;
 mod register;

@@ -1,0 +1,146 @@
+//! Authorization at the edge: the permission engine as the app uses it, and the one
+//! guard every org-scoped route declares next to its registration
+//! ([`crate::http::RouteDoc::permission`] / [`crate::http::RouteDoc::org_admin`]).
+
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage};
+use permissions::{CompiledOrg, MemberContext, PermissionKey};
+use permissions_store::SeaOrmPermissionStore;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::OrgMember;
+use crate::http::{ApiError, ErrorCode};
+
+/// What a route requires of its caller, beyond being an active member of the path's org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// One of the 28 configurable permission keys.
+    Permission(PermissionKey),
+    /// The `admin` role: administrative capabilities (permission settings, audit log,
+    /// API keys, org settings) are not configurable.
+    OrgAdmin,
+}
+
+/// The permission engine as the app uses it: compiled org tables and member contexts
+/// from the store, checked with the pure domain `check`.
+#[derive(Clone)]
+pub struct Authz {
+    store: SeaOrmPermissionStore,
+}
+
+impl Authz {
+    /// An engine over the store.
+    #[must_use]
+    pub fn new(store: SeaOrmPermissionStore) -> Self {
+        Self { store }
+    }
+
+    /// The underlying store (for writes and admin reads).
+    #[must_use]
+    pub fn store(&self) -> &SeaOrmPermissionStore {
+        &self.store
+    }
+
+    /// The org's compiled table.
+    pub async fn compiled(&self, org: Uuid) -> Result<Option<Arc<CompiledOrg>>, ApiError> {
+        Ok(self
+            .store
+            .compile_org(org)
+            .await
+            .map_err(|e| ApiError::internal(Box::new(e)))?
+            .map(Arc::new))
+    }
+
+    /// A member's context.
+    pub async fn member(
+        &self,
+        org: Uuid,
+        user: Uuid,
+    ) -> Result<Option<Arc<MemberContext>>, ApiError> {
+        use permissions::PermissionStore;
+        Ok(self
+            .store
+            .load_member(org, user)
+            .await
+            .map_err(|e| ApiError::internal(Box::new(e)))?
+            .map(Arc::new))
+    }
+
+    /// Whether `user` holds `key` in `org` now (false for non-members and unknown orgs).
+    pub async fn check(&self, org: Uuid, user: Uuid, key: PermissionKey) -> Result<bool, ApiError> {
+        let (Some(compiled), Some(member)) =
+            (self.compiled(org).await?, self.member(org, user).await?)
+        else {
+            return Ok(false);
+        };
+        Ok(permissions::check(
+            &compiled,
+            &member,
+            key,
+            OffsetDateTime::now_utc(),
+        ))
+    }
+}
+
+/// The guard: resolves the caller's membership in the path's org (404 if none),
+/// checks the requirement (403 naming what is missing), and leaves the resolved
+/// [`OrgMember`] in the request for the handler.
+pub async fn guard(
+    requirement: Requirement,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let (http_req, mut payload) = req.into_parts();
+    let member = OrgMember::from_request(&http_req, &mut payload).await;
+    let req = ServiceRequest::from_parts(http_req, payload);
+    let member = match member {
+        Ok(m) => m,
+        Err(e) => return Ok(req.error_response(e)),
+    };
+    let allowed = match requirement {
+        Requirement::OrgAdmin => Ok(member.membership.is_active_admin()),
+        Requirement::Permission(key) => {
+            match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+                Some(state) => {
+                    state
+                        .authz
+                        .check(
+                            member.org_id().as_uuid(),
+                            member.caller.user_id().as_uuid(),
+                            key,
+                        )
+                        .await
+                }
+                None => Err(ApiError::internal("application state missing".into())),
+            }
+        }
+    };
+    match allowed {
+        Ok(true) => {
+            req.extensions_mut().insert(member);
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
+        Ok(false) => Ok(req.error_response(denied(requirement))),
+        Err(e) => Ok(req.error_response(e)),
+    }
+}
+
+fn denied(requirement: Requirement) -> ApiError {
+    match requirement {
+        Requirement::Permission(key) => ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("this needs the permission {}", key.as_str()),
+        )
+        .with_details(serde_json::json!({ "required_permission": key.as_str() })),
+        Requirement::OrgAdmin => ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only an admin of this organization may do this",
+        )
+        .with_details(serde_json::json!({ "required_role": "admin" })),
+    }
+}

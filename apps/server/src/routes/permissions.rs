@@ -1,0 +1,868 @@
+//! The permission system over HTTP: catalog, matrices, check (single and batch),
+//! explain, preview, bulk update, reset, grants and reverse lookup.
+
+use actix_web::http::Method;
+use garde::Validate;
+use permissions::{
+    BuiltinRole, Module, PermissionKey, PermissionService, ScopeRef, SettingChange,
+    UpdateSettingsError,
+};
+use permissions_store::{GrantError, SeaOrmPermissionStore};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::auth::domain_rule;
+use crate::auth::OrgMember;
+use crate::http::{
+    ApiError, ApiRoutes, ErrorCode, FieldError, Json, Path, Query, Reply, RouteDoc, State,
+};
+
+pub(super) fn register(r: &mut ApiRoutes) {
+    const TAG: &str = "permissions";
+    r.get(
+        "/api/v2/permissions/catalog",
+        catalog,
+        RouteDoc::new(
+            "permission_catalog",
+            "The 28 configurable permissions with their platform defaults",
+            TAG,
+        )
+        .public(),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/permissions",
+        org_matrix,
+        RouteDoc::new(
+            "permission_matrix",
+            "The org's effective settings: one row per key, with source and lock",
+            TAG,
+        )
+        .org_admin(),
+    );
+    r.route(
+        Method::PUT,
+        "/api/v2/orgs/{org_id}/permissions/settings",
+        update_settings,
+        RouteDoc::new("update_permission_settings", "Change settings in bulk: all or nothing", TAG)
+            .description("Send the matrix `version` you read: a stale one answers 412. A key locked by the district or school answers 409 `PERMISSION_LOCKED` naming the locking scope. The response's `version` is also a consistency token.")
+            .org_admin()
+            .errors(&[ErrorCode::VersionMismatch, ErrorCode::PermissionLocked, ErrorCode::ValidationFailed]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/permissions/reset",
+        reset_settings,
+        RouteDoc::new(
+            "reset_permission_settings",
+            "Reset the org (or one module) to inherited settings",
+            TAG,
+        )
+        .org_admin()
+        .errors(&[ErrorCode::VersionMismatch]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/permissions/preview",
+        preview,
+        RouteDoc::new(
+            "preview_permission_settings",
+            "What-if: who would gain or lose which permission",
+            TAG,
+        )
+        .org_admin()
+        .errors(&[ErrorCode::PermissionLocked]),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/permissions/check",
+        check_one,
+        RouteDoc::new(
+            "check_permission",
+            "Check one key: the caller's own, or (admins) another member's",
+            TAG,
+        )
+        .errors(&[ErrorCode::ValidationFailed, ErrorCode::NotFound]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/permissions/check",
+        check_batch,
+        RouteDoc::new("check_permissions", "Check many keys for one member", TAG)
+            .errors(&[ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/permissions/explain",
+        explain,
+        RouteDoc::new("explain_permission", "The steps that decide a check", TAG)
+            .errors(&[ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/permissions/holders",
+        holders,
+        RouteDoc::new(
+            "permission_holders",
+            "Members holding a key: complete, cursor-paginated",
+            TAG,
+        )
+        .org_admin(),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/permissions/grants",
+        list_grants,
+        RouteDoc::new("list_permission_grants", "Direct grants of the org", TAG).org_admin(),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/permissions/grants",
+        create_grant,
+        RouteDoc::new(
+            "grant_permission",
+            "Grant one key to one member (optionally until a time)",
+            TAG,
+        )
+        .org_admin()
+        .errors(&[ErrorCode::ValidationFailed]),
+    );
+    r.route(
+        Method::DELETE,
+        "/api/v2/orgs/{org_id}/permissions/grants/{user_id}/{key}",
+        revoke_grant,
+        RouteDoc::new("revoke_permission_grant", "Revoke a direct grant", TAG).org_admin(),
+    );
+}
+
+/// A built-in role.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleDto {
+    /// Rank 1.
+    Volunteer,
+    /// Rank 2.
+    CommitteeLead,
+    /// Rank 3.
+    BoardMember,
+    /// Rank 4.
+    Admin,
+}
+
+impl From<BuiltinRole> for RoleDto {
+    fn from(r: BuiltinRole) -> Self {
+        match r {
+            BuiltinRole::Volunteer => Self::Volunteer,
+            BuiltinRole::CommitteeLead => Self::CommitteeLead,
+            BuiltinRole::BoardMember => Self::BoardMember,
+            BuiltinRole::Admin => Self::Admin,
+        }
+    }
+}
+
+impl From<RoleDto> for BuiltinRole {
+    fn from(r: RoleDto) -> Self {
+        match r {
+            RoleDto::Volunteer => Self::Volunteer,
+            RoleDto::CommitteeLead => Self::CommitteeLead,
+            RoleDto::BoardMember => Self::BoardMember,
+            RoleDto::Admin => Self::Admin,
+        }
+    }
+}
+
+/// A scope of the hierarchy.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ScopeDto {
+    /// `platform`, `district`, `school` or `org`.
+    pub kind: &'static str,
+    /// Its id (absent for the platform).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+}
+
+impl From<ScopeRef> for ScopeDto {
+    fn from(s: ScopeRef) -> Self {
+        match s {
+            ScopeRef::Platform => Self {
+                kind: "platform",
+                id: None,
+            },
+            ScopeRef::District(id) => Self {
+                kind: "district",
+                id: Some(id),
+            },
+            ScopeRef::School(id) => Self {
+                kind: "school",
+                id: Some(id),
+            },
+            ScopeRef::Org(id) => Self {
+                kind: "org",
+                id: Some(id),
+            },
+        }
+    }
+}
+
+/// A catalog entry.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CatalogEntryDto {
+    /// The key, e.g. `budget.approve`.
+    pub key: &'static str,
+    /// Its module.
+    pub module: &'static str,
+    /// What it allows.
+    pub description: &'static str,
+    /// Platform default minimum role.
+    pub default_min_role: RoleDto,
+    /// Platform default enabled flag.
+    pub default_enabled: bool,
+}
+
+/// The catalog.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CatalogDto {
+    /// Catalog version.
+    pub version: u32,
+    /// The 28 entries, in module order.
+    pub permissions: Vec<CatalogEntryDto>,
+}
+
+async fn catalog() -> Reply<CatalogDto> {
+    Reply(CatalogDto {
+        version: permissions::CATALOG_VERSION,
+        permissions: permissions::catalog()
+            .iter()
+            .map(|e| CatalogEntryDto {
+                key: e.key.as_str(),
+                module: e.module.as_str(),
+                description: e.description,
+                default_min_role: e.default.min_role.into(),
+                default_enabled: e.default.enabled,
+            })
+            .collect(),
+    })
+}
+
+/// One row of the org's matrix.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MatrixRowDto {
+    /// The key.
+    pub key: &'static str,
+    /// Its module.
+    pub module: &'static str,
+    /// Effective minimum role.
+    pub min_role: RoleDto,
+    /// Effective enabled flag.
+    pub enabled: bool,
+    /// The scope the setting comes from.
+    pub source: ScopeDto,
+    /// The scope that locked it (greyed out for the org), if any.
+    pub locked_by: Option<ScopeDto>,
+}
+
+/// The org's matrix.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MatrixDto {
+    /// The settings version: send it back with updates (and as a consistency token).
+    pub version: u64,
+    /// One row per key.
+    pub permissions: Vec<MatrixRowDto>,
+}
+
+async fn compiled(
+    state: &State,
+    member: &OrgMember,
+) -> Result<std::sync::Arc<permissions::CompiledOrg>, ApiError> {
+    state
+        .authz
+        .compiled(member.org_id().as_uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such organization"))
+}
+
+async fn org_matrix(state: State, member: OrgMember) -> Result<Reply<MatrixDto>, ApiError> {
+    let org = compiled(&state, &member).await?;
+    Ok(Reply(MatrixDto {
+        version: org.generation(),
+        permissions: permissions::org_matrix(&org)
+            .iter()
+            .map(|row| MatrixRowDto {
+                key: row.key.as_str(),
+                module: row.module.as_str(),
+                min_role: row.min_role.into(),
+                enabled: row.enabled,
+                source: row.source.into(),
+                locked_by: row.locked_by.map(Into::into),
+            })
+            .collect(),
+    }))
+}
+
+/// One change of a bulk update.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeDto {
+    /// The key, e.g. `events.create`.
+    #[garde(custom(domain_rule(PermissionKey::parse)))]
+    pub key: String,
+    /// New minimum role.
+    #[garde(skip)]
+    pub min_role: Option<RoleDto>,
+    /// New enabled flag.
+    #[garde(skip)]
+    pub enabled: Option<bool>,
+}
+
+/// A bulk update.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = update_example())]
+pub struct UpdateSettingsBody {
+    /// The matrix version you read.
+    #[garde(skip)]
+    pub version: u64,
+    /// The changes, applied all or nothing.
+    #[garde(length(min = 1, max = 28), dive)]
+    pub changes: Vec<ChangeDto>,
+}
+
+fn update_example() -> serde_json::Value {
+    serde_json::json!({"version": 3, "changes": [{"key": "events.create", "min_role": "volunteer"}, {"key": "budget.delete", "enabled": false}]})
+}
+
+fn to_changes(changes: &[ChangeDto]) -> Result<Vec<SettingChange>, ApiError> {
+    changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let key = PermissionKey::parse(&c.key).map_err(|e| {
+                ApiError::validation(vec![FieldError {
+                    field: format!("changes[{i}].key"),
+                    code: "invalid".into(),
+                    message: e.to_string(),
+                }])
+            })?;
+            Ok(SettingChange {
+                key,
+                min_role: c.min_role.map(Into::into),
+                enabled: c.enabled,
+            })
+        })
+        .collect()
+}
+
+/// The outcome of a settings write.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SettingsWritten {
+    /// The new settings version; also a consistency token.
+    pub version: u64,
+}
+
+fn settings_error(e: UpdateSettingsError) -> ApiError {
+    match e {
+        UpdateSettingsError::Locked { key, by } => ApiError::new(
+            ErrorCode::PermissionLocked,
+            format!(
+                "{} is locked by the {}",
+                key.as_str(),
+                ScopeDto::from(by).kind
+            ),
+        )
+        .with_details(serde_json::json!({"key": key.as_str(), "locked_by": ScopeDto::from(by)})),
+        UpdateSettingsError::VersionMismatch { expected, actual } => ApiError::new(
+            ErrorCode::VersionMismatch,
+            "the settings changed since you read them",
+        )
+        .with_details(serde_json::json!({"expected_version": expected, "current_version": actual})),
+        UpdateSettingsError::NotFound => ApiError::not_found("no such organization"),
+        UpdateSettingsError::Unexpected(m) => ApiError::internal(m.into()),
+    }
+}
+
+fn service(
+    state: &State,
+    member: &OrgMember,
+) -> PermissionService<permissions_store::AuditedPermissionStore> {
+    PermissionService::new(
+        state
+            .authz
+            .store()
+            .with_context(member.caller.audit_context()),
+    )
+}
+
+async fn update_settings(
+    state: State,
+    member: OrgMember,
+    Json(body): Json<UpdateSettingsBody>,
+) -> Result<Reply<SettingsWritten>, ApiError> {
+    let changes = to_changes(&body.changes)?;
+    let version = service(&state, &member)
+        .update_settings(member.org_id().as_uuid(), body.version, &changes)
+        .await
+        .map_err(settings_error)?;
+    Ok(Reply(SettingsWritten { version }))
+}
+
+/// A reset.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    /// The matrix version you read.
+    #[garde(skip)]
+    pub version: u64,
+    /// Only this module (e.g. `budget`); all modules when absent.
+    #[garde(inner(custom(domain_rule(Module::parse))))]
+    pub module: Option<String>,
+}
+
+async fn reset_settings(
+    state: State,
+    member: OrgMember,
+    Json(body): Json<ResetBody>,
+) -> Result<Reply<SettingsWritten>, ApiError> {
+    let module = body
+        .module
+        .as_deref()
+        .map(Module::parse)
+        .transpose()
+        .map_err(|e| {
+            ApiError::validation(vec![FieldError {
+                field: "module".into(),
+                code: "invalid".into(),
+                message: e.to_string(),
+            }])
+        })?;
+    let version = service(&state, &member)
+        .reset_settings(member.org_id().as_uuid(), body.version, module)
+        .await
+        .map_err(settings_error)?;
+    Ok(Reply(SettingsWritten { version }))
+}
+
+/// Proposed changes to preview.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewBody {
+    /// The changes, as for an update.
+    #[garde(length(min = 1, max = 28), dive)]
+    pub changes: Vec<ChangeDto>,
+}
+
+/// One member's change of answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PreviewChangeDto {
+    /// The member.
+    pub user_id: Uuid,
+    /// The key.
+    pub key: &'static str,
+    /// `gained` or `lost`.
+    pub change: &'static str,
+}
+
+async fn preview(
+    state: State,
+    member: OrgMember,
+    Json(body): Json<PreviewBody>,
+) -> Result<Reply<Vec<PreviewChangeDto>>, ApiError> {
+    let changes = to_changes(&body.changes)?;
+    let store: &SeaOrmPermissionStore = state.authz.store();
+    let org = member.org_id().as_uuid();
+    let Some((chain, version)) = store
+        .load_org_chain_versioned(org)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?
+    else {
+        return Err(ApiError::not_found("no such organization"));
+    };
+    let after_chain = permissions::apply_org_changes(&chain, &changes).map_err(settings_error)?;
+    let before = permissions::CompiledOrg::compile(&chain, version);
+    let after = permissions::CompiledOrg::compile(&after_chain, version);
+    let members = store
+        .load_members(org)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    Ok(Reply(
+        permissions::preview(&before, &after, &members, OffsetDateTime::now_utc())
+            .into_iter()
+            .map(|c| PreviewChangeDto {
+                user_id: c.user_id,
+                key: c.key.as_str(),
+                change: match c.change {
+                    permissions::ChangeKind::Gained => "gained",
+                    permissions::ChangeKind::Lost => "lost",
+                },
+            })
+            .collect(),
+    ))
+}
+
+/// Which check.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CheckQuery {
+    /// The key, e.g. `budget.approve`.
+    #[garde(custom(domain_rule(PermissionKey::parse)))]
+    pub key: String,
+    /// Whose permission (default: the caller). Checking someone else needs `admin`.
+    #[garde(skip)]
+    pub user_id: Option<Uuid>,
+}
+
+/// The effective setting behind a check.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EffectiveDto {
+    /// Minimum role.
+    pub min_role: RoleDto,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Where it comes from.
+    pub source: ScopeDto,
+    /// Who locked it, if anyone.
+    pub locked_by: Option<ScopeDto>,
+}
+
+/// A check's answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CheckDto {
+    /// The answer.
+    pub allowed: bool,
+    /// The key.
+    pub key: &'static str,
+    /// Whose.
+    pub user_id: Uuid,
+    /// The effective setting.
+    pub effective: EffectiveDto,
+}
+
+fn subject(member: &OrgMember, user: Option<Uuid>) -> Result<Uuid, ApiError> {
+    let me = member.caller.user_id().as_uuid();
+    match user {
+        Some(u) if u != me && !member.membership.is_active_admin() => Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only an admin may check another member's permissions",
+        )
+        .with_details(serde_json::json!({"required_role": "admin"}))),
+        Some(u) => Ok(u),
+        None => Ok(me),
+    }
+}
+
+fn parse_key(raw: &str) -> Result<PermissionKey, ApiError> {
+    PermissionKey::parse(raw).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: "key".into(),
+            code: "invalid".into(),
+            message: e.to_string(),
+        }])
+    })
+}
+
+async fn member_context(
+    state: &State,
+    org: Uuid,
+    user: Uuid,
+) -> Result<std::sync::Arc<permissions::MemberContext>, ApiError> {
+    state
+        .authz
+        .member(org, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such member"))
+}
+
+fn effective_dto(e: &permissions::Effective) -> EffectiveDto {
+    EffectiveDto {
+        min_role: e.min_role.into(),
+        enabled: e.enabled,
+        source: e.source.into(),
+        locked_by: e.locked_by.map(Into::into),
+    }
+}
+
+async fn check_one(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<CheckQuery>,
+) -> Result<Reply<CheckDto>, ApiError> {
+    let key = parse_key(&q.key)?;
+    let user = subject(&member, q.user_id)?;
+    let org = compiled(&state, &member).await?;
+    let m = member_context(&state, member.org_id().as_uuid(), user).await?;
+    Ok(Reply(CheckDto {
+        allowed: permissions::check(&org, &m, key, OffsetDateTime::now_utc()),
+        key: key.as_str(),
+        user_id: user,
+        effective: effective_dto(org.effective(key)),
+    }))
+}
+
+/// A batch check.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCheckBody {
+    /// Whose permissions (default: the caller).
+    #[garde(skip)]
+    pub user_id: Option<Uuid>,
+    /// The keys (at most 28).
+    #[garde(
+        length(min = 1, max = 28),
+        inner(custom(domain_rule(PermissionKey::parse)))
+    )]
+    pub keys: Vec<String>,
+}
+
+/// One answer of a batch.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BatchAnswer {
+    /// The key.
+    pub key: &'static str,
+    /// The answer.
+    pub allowed: bool,
+}
+
+async fn check_batch(
+    state: State,
+    member: OrgMember,
+    Json(body): Json<BatchCheckBody>,
+) -> Result<Reply<Vec<BatchAnswer>>, ApiError> {
+    let user = subject(&member, body.user_id)?;
+    let org = compiled(&state, &member).await?;
+    let m = member_context(&state, member.org_id().as_uuid(), user).await?;
+    let now = OffsetDateTime::now_utc();
+    body.keys
+        .iter()
+        .map(|k| {
+            let key = parse_key(k)?;
+            Ok(BatchAnswer {
+                key: key.as_str(),
+                allowed: permissions::check(&org, &m, key, now),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()
+        .map(Reply)
+}
+
+/// An explanation.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExplainDto {
+    /// The answer (always equal to the check's).
+    pub allowed: bool,
+    /// The key.
+    pub key: &'static str,
+    /// Whose.
+    pub user_id: Uuid,
+    /// The effective setting.
+    pub effective: EffectiveDto,
+    /// The ordered steps: platform default, district, school, org, membership, user,
+    /// enabled, role rank, extra key, grant, decision.
+    pub steps: Vec<serde_json::Value>,
+}
+
+async fn explain(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<CheckQuery>,
+) -> Result<Reply<ExplainDto>, ApiError> {
+    let key = parse_key(&q.key)?;
+    let user = subject(&member, q.user_id)?;
+    let Some((chain, _)) = state
+        .authz
+        .store()
+        .load_org_chain_versioned(member.org_id().as_uuid())
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?
+    else {
+        return Err(ApiError::not_found("no such organization"));
+    };
+    let m = member_context(&state, member.org_id().as_uuid(), user).await?;
+    let e = permissions::explain(&chain, &m, key, OffsetDateTime::now_utc());
+    Ok(Reply(ExplainDto {
+        allowed: e.allowed,
+        key: key.as_str(),
+        user_id: user,
+        effective: effective_dto(&e.effective),
+        steps: e
+            .steps
+            .iter()
+            .filter_map(|s| serde_json::to_value(s).ok())
+            .collect(),
+    }))
+}
+
+/// A reverse lookup page request.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct HoldersQuery {
+    /// The key.
+    #[garde(custom(domain_rule(PermissionKey::parse)))]
+    pub key: String,
+    /// The `next_cursor` of the previous page.
+    #[garde(skip)]
+    pub cursor: Option<Uuid>,
+    /// Page size, 1–500 (default 100).
+    #[garde(inner(range(min = 1, max = 500)))]
+    pub limit: Option<u32>,
+}
+
+async fn holders(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<HoldersQuery>,
+) -> Result<crate::http::Paged<Uuid>, ApiError> {
+    let key = parse_key(&q.key)?;
+    let limit = q.limit.unwrap_or(100);
+    let page = state
+        .authz
+        .store()
+        .members_holding(
+            member.org_id().as_uuid(),
+            key,
+            OffsetDateTime::now_utc(),
+            q.cursor,
+            limit as usize,
+        )
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?
+        .ok_or_else(|| ApiError::not_found("no such organization"))?;
+    Ok(crate::http::Paged {
+        items: page.user_ids,
+        pagination: crate::http::Pagination {
+            limit,
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+            total: None,
+        },
+    })
+}
+
+/// A direct grant.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct GrantDto {
+    /// The member.
+    pub user_id: Uuid,
+    /// The key.
+    pub key: &'static str,
+    /// Until when (RFC 3339), if limited.
+    pub expires_at: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Who granted it.
+    pub granted_by: Option<Uuid>,
+}
+
+fn rfc3339(t: OffsetDateTime) -> Option<String> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+async fn list_grants(state: State, member: OrgMember) -> Result<Reply<Vec<GrantDto>>, ApiError> {
+    let grants = state
+        .authz
+        .store()
+        .list_grants(member.org_id().as_uuid(), None)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    Ok(Reply(
+        grants
+            .into_iter()
+            .map(|g| GrantDto {
+                user_id: g.user_id,
+                key: g.grant.key.as_str(),
+                expires_at: g.grant.expires_at.and_then(rfc3339),
+                reason: g.grant.reason,
+                granted_by: g.granted_by,
+            })
+            .collect(),
+    ))
+}
+
+/// A new grant.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// The member.
+    #[garde(skip)]
+    pub user_id: Uuid,
+    /// The key.
+    #[garde(custom(domain_rule(PermissionKey::parse)))]
+    pub key: String,
+    /// Until when (RFC 3339); permanent when absent.
+    #[garde(skip)]
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// Why (shown in the audit log).
+    #[garde(inner(length(max = 500)))]
+    pub reason: Option<String>,
+}
+
+async fn create_grant(
+    state: State,
+    member: OrgMember,
+    Json(body): Json<GrantBody>,
+) -> Result<Reply<SettingsWritten>, ApiError> {
+    let key = parse_key(&body.key)?;
+    if body.user_id == member.caller.user_id().as_uuid() {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "you cannot grant yourself a permission",
+        ));
+    }
+    let version = state
+        .authz
+        .store()
+        .grant(
+            &member.caller.audit_context(),
+            member.org_id().as_uuid(),
+            body.user_id,
+            key,
+            body.expires_at,
+            body.reason,
+            Some(member.caller.user_id().as_uuid()),
+        )
+        .await
+        .map_err(grant_error)?;
+    Ok(Reply(SettingsWritten { version }))
+}
+
+fn grant_error(e: GrantError) -> ApiError {
+    match e {
+        GrantError::OrgNotFound => ApiError::not_found("no such organization"),
+        GrantError::NotMember => ApiError::not_found("no such member"),
+        GrantError::ReasonTooLong => ApiError::validation(vec![FieldError {
+            field: "reason".into(),
+            code: "length".into(),
+            message: "the reason is longer than 500 characters".into(),
+        }]),
+        GrantError::Storage(e) => ApiError::internal(e),
+    }
+}
+
+/// Path of one grant.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct GrantPath {
+    /// Org id.
+    pub org_id: Uuid,
+    /// The member.
+    pub user_id: Uuid,
+    /// The key.
+    pub key: String,
+}
+
+/// The outcome of a revocation.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct GrantRevoked {
+    /// Whether a grant existed.
+    pub revoked: bool,
+}
+
+async fn revoke_grant(
+    state: State,
+    member: OrgMember,
+    Path(p): Path<GrantPath>,
+) -> Result<Reply<GrantRevoked>, ApiError> {
+    let key = PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such grant"))?;
+    let revoked = state
+        .authz
+        .store()
+        .revoke_grant(&member.caller.audit_context(), p.org_id, p.user_id, key)
+        .await
+        .map_err(grant_error)?;
+    if !revoked {
+        return Err(ApiError::not_found("no such grant"));
+    }
+    Ok(Reply(GrantRevoked { revoked }))
+}
