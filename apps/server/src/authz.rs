@@ -13,7 +13,7 @@ use permissions_store::SeaOrmPermissionStore;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::OrgMember;
+use crate::auth::{OrgActor, OrgMember};
 use crate::http::{ApiError, ErrorCode};
 
 /// What a route requires of its caller, beyond being an active member of the path's org.
@@ -102,18 +102,18 @@ pub async fn guard(
         Ok(m) => m,
         Err(e) => return Ok(req.error_response(e)),
     };
-    let allowed = match requirement {
-        Requirement::OrgAdmin => Ok(member.membership.is_active_admin()),
-        Requirement::Permission(key) => {
+    let allowed = match (&member.actor, requirement) {
+        (_, Requirement::OrgAdmin) => Ok(member.is_admin()),
+        // An API key is authorized exactly as its grants say.
+        (OrgActor::ApiKey { permissions, .. }, Requirement::Permission(key)) => {
+            Ok(permissions.contains(key))
+        }
+        (OrgActor::Member { caller, .. }, Requirement::Permission(key)) => {
             match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
                 Some(state) => {
                     state
                         .authz
-                        .check(
-                            member.org_id().as_uuid(),
-                            member.caller.user_id().as_uuid(),
-                            key,
-                        )
+                        .check(member.org_id().as_uuid(), caller.user_id().as_uuid(), key)
                         .await
                 }
                 None => Err(ApiError::internal("application state missing".into())),

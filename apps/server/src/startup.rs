@@ -135,6 +135,7 @@ pub async fn build_state(
     let auth = AuthService::new(
         TokenIssuer::new(Arc::new(signing_key)),
         SeaOrmSessionRepository::new(db.clone()),
+        tenancy_store::SeaOrmApiKeyRepository::new(db.clone()),
         hasher.clone(),
         bus.clone(),
         SessionSettings::default(),

@@ -8,12 +8,14 @@
 //! version …`: a row lock on PostgreSQL, the write lock on SQLite), then re-check the
 //! rule from `tenancy::rules` on what they read — so concurrent changes cannot break it.
 
+mod api_keys;
 mod convert;
 mod entity;
 mod orgs;
 mod sessions;
 mod users;
 
+pub use api_keys::SeaOrmApiKeyRepository;
 pub use orgs::SeaOrmOrgRepository;
 pub use sessions::SeaOrmSessionRepository;
 pub use users::SeaOrmUserRepository;

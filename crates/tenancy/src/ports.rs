@@ -440,3 +440,85 @@ pub trait SessionRepository: Send + Sync + 'static {
         now: time::OffsetDateTime,
     ) -> impl Future<Output = Result<bool, StorageFailure>> + Send;
 }
+
+/// An integration's API key, as stored: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Key id (in the token).
+    pub id: uuid::Uuid,
+    /// The org it is bound to.
+    pub org_id: crate::OrgId,
+    /// A name for people.
+    pub name: String,
+    /// The permission keys it grants.
+    pub permissions: permissions::KeySet,
+    /// Who created it.
+    pub created_by: Option<crate::UserId>,
+    /// When it was created.
+    pub created_at: time::OffsetDateTime,
+    /// When it expires.
+    pub expires_at: time::OffsetDateTime,
+    /// When it was last used (updated at most about once a minute).
+    pub last_used_at: Option<time::OffsetDateTime>,
+    /// When it was revoked.
+    pub revoked_at: Option<time::OffsetDateTime>,
+}
+
+/// An API key to store.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// Key id (in the token).
+    pub id: uuid::Uuid,
+    /// The org.
+    pub org_id: crate::OrgId,
+    /// Name.
+    pub name: String,
+    /// The token's revocation id.
+    pub revocation_id: String,
+    /// Granted keys.
+    pub permissions: permissions::KeySet,
+    /// Creator.
+    pub created_by: crate::UserId,
+    /// Expiry.
+    pub expires_at: time::OffsetDateTime,
+}
+
+/// Storage of API keys; writes are audited.
+pub trait ApiKeyRepository: Send + Sync + 'static {
+    /// Stores a new key.
+    fn create_api_key(
+        &self,
+        ctx: &AuditContext,
+        key: NewApiKey,
+    ) -> impl Future<Output = Result<ApiKey, StorageFailure>> + Send;
+
+    /// The org's keys, newest first.
+    fn list_api_keys(
+        &self,
+        org: crate::OrgId,
+    ) -> impl Future<Output = Result<Vec<ApiKey>, StorageFailure>> + Send;
+
+    /// Revokes a key of the org; `false` if there was no live key with that id.
+    fn revoke_api_key(
+        &self,
+        ctx: &AuditContext,
+        org: crate::OrgId,
+        id: uuid::Uuid,
+    ) -> impl Future<Output = Result<bool, StorageFailure>> + Send;
+
+    /// Whether the key is live (not revoked, not expired) at `now`.
+    fn api_key_is_live(
+        &self,
+        org: crate::OrgId,
+        id: uuid::Uuid,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StorageFailure>> + Send;
+
+    /// Records a use of the key.
+    fn touch_api_key(
+        &self,
+        org: crate::OrgId,
+        id: uuid::Uuid,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<(), StorageFailure>> + Send;
+}

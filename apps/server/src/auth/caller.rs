@@ -6,6 +6,7 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use aide::generate::GenContext;
 use aide::openapi::{Operation, Response, StatusCode};
+use permissions::KeySet;
 use tenancy::UserId;
 use tenancy::ports::AuditContext;
 use uuid::Uuid;
@@ -106,52 +107,96 @@ fn bearer(req: &HttpRequest) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
+/// Who a verified credential speaks for, before deciding whether the route accepts it.
+#[derive(Debug, Clone)]
+pub(crate) enum Authenticated {
+    /// A signed-in user.
+    User(Caller),
+    /// An API key (bound to one org, holding some keys).
+    ApiKey {
+        /// Its id.
+        key_id: Uuid,
+        /// The org it is bound to (verified against the path's org by the token itself).
+        org_id: Uuid,
+        /// The keys it grants.
+        permissions: KeySet,
+        /// Client metadata.
+        meta: audit::RequestMeta,
+    },
+}
+
+impl Authenticated {
+    /// Verifies the request's bearer token (once per request; cached in its extensions).
+    pub(crate) async fn of(req: &HttpRequest) -> Result<Self, ApiError> {
+        if let Some(done) = req.extensions().get::<Authenticated>() {
+            return Ok(done.clone());
+        }
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("application state missing".into()))?;
+        let token = bearer(req).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "missing bearer token (Authorization: Bearer <token>)",
+            )
+        })?;
+        let org = req
+            .match_info()
+            .get("org_id")
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let verified: Arc<credentials::VerifiedToken> =
+            state.auth.authenticate(&token, org).await?;
+        let meta = request_meta(req);
+        let done = match &verified.principal {
+            credentials::Principal::Session {
+                user_id,
+                session_id,
+            } => {
+                tracing::Span::current().record("user_id", tracing::field::display(user_id));
+                Self::User(Caller {
+                    principal: Principal::User {
+                        user_id: UserId::from_uuid(*user_id),
+                        session_id: *session_id,
+                    },
+                    meta,
+                })
+            }
+            credentials::Principal::ApiKey {
+                org_id,
+                key_id,
+                permissions,
+            } => Self::ApiKey {
+                key_id: *key_id,
+                org_id: *org_id,
+                permissions: permissions
+                    .iter()
+                    .filter_map(|k| permissions::PermissionKey::parse(k).ok())
+                    .collect(),
+                meta,
+            },
+        };
+        req.extensions_mut().insert(done.clone());
+        Ok(done)
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
+    /// A signed-in user; an API key is refused here (403): keys only work on the
+    /// organization routes whose permission they carry.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        if let Some(caller) = req.extensions().get::<Caller>() {
-            let caller = caller.clone();
-            return Box::pin(async move { Ok(caller) });
-        }
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::internal("application state missing".into()))?;
-            let token = bearer(&req).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "missing bearer token (Authorization: Bearer <token>)",
-                )
-            })?;
-            let org = req
-                .match_info()
-                .get("org_id")
-                .and_then(|s| Uuid::parse_str(s).ok());
-            let verified: Arc<credentials::VerifiedToken> =
-                state.auth.authenticate(&token, org).await?;
-            let principal = match &verified.principal {
-                credentials::Principal::Session {
-                    user_id,
-                    session_id,
-                } => Principal::User {
-                    user_id: UserId::from_uuid(*user_id),
-                    session_id: *session_id,
-                },
-                credentials::Principal::ApiKey { .. } => {
-                    return Err(ApiError::new(ErrorCode::Unauthenticated, "unknown API key"));
-                }
-            };
-            let caller = Caller {
-                principal,
-                meta: request_meta(&req),
-            };
-            tracing::Span::current().record("user_id", tracing::field::display(caller.user_id()));
-            req.extensions_mut().insert(caller.clone());
-            Ok(caller)
+            match Authenticated::of(&req).await? {
+                Authenticated::User(caller) => Ok(caller),
+                Authenticated::ApiKey { .. } => Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    "API keys can only be used on the organization routes they are granted",
+                )),
+            }
         })
     }
 }

@@ -7,5 +7,5 @@ mod org_member;
 mod service;
 
 pub use caller::{Caller, ClientMeta, Principal};
-pub use org_member::OrgMember;
+pub use org_member::{OrgActor, OrgMember};
 pub use service::{AuthService, SessionSettings};

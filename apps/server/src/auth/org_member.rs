@@ -5,27 +5,49 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use aide::generate::GenContext;
 use aide::openapi::{Operation, Response, StatusCode};
-use tenancy::ports::OrgRepository;
-use tenancy::{Membership, MembershipStatus, OrgId, Organization};
+use permissions::KeySet;
+use tenancy::ports::{AuditContext, OrgRepository};
+use tenancy::{Membership, MembershipStatus, OrgId, Organization, UserId};
 use uuid::Uuid;
 
 use super::Caller;
+use super::caller::Authenticated;
 use crate::http::openapi::error_responses;
 use crate::http::{ApiError, ErrorCode};
 use crate::state::AppState;
 
-/// The caller as an active member of the org named by the path's `{org_id}`.
+/// Who acts in an org.
+#[derive(Debug, Clone)]
+pub enum OrgActor {
+    /// An active member, signed in.
+    Member {
+        /// The caller.
+        caller: Caller,
+        /// Their membership.
+        membership: Membership,
+    },
+    /// An API key bound to this org.
+    ApiKey {
+        /// Its id.
+        key_id: Uuid,
+        /// The keys it grants.
+        permissions: KeySet,
+        /// Client metadata.
+        meta: audit::RequestMeta,
+    },
+}
+
+/// The caller acting in the org named by the path's `{org_id}`: an active member, or
+/// an API key bound to that org.
 ///
 /// An org that does not exist and an org the caller is not a member of look the same:
 /// 404, so ids cannot be probed.
 #[derive(Debug, Clone)]
 pub struct OrgMember {
-    /// The authenticated caller.
-    pub caller: Caller,
     /// The org.
     pub org: Organization,
-    /// The caller's membership in it.
-    pub membership: Membership,
+    /// Who acts.
+    pub actor: OrgActor,
 }
 
 impl OrgMember {
@@ -34,42 +56,67 @@ impl OrgMember {
     pub fn org_id(&self) -> OrgId {
         self.org.id
     }
+
+    /// The context audit events are written with (the user, or the API key).
+    #[must_use]
+    pub fn audit_context(&self) -> AuditContext {
+        match &self.actor {
+            OrgActor::Member { caller, .. } => caller.audit_context(),
+            OrgActor::ApiKey { key_id, meta, .. } => AuditContext {
+                actor: audit::Actor::ApiKey(*key_id),
+                request: meta.clone(),
+            },
+        }
+    }
+
+    /// The acting member's membership; 403 for an API key (the action needs a person).
+    pub fn membership(&self) -> Result<&Membership, ApiError> {
+        match &self.actor {
+            OrgActor::Member { membership, .. } => Ok(membership),
+            OrgActor::ApiKey { .. } => Err(needs_a_person()),
+        }
+    }
+
+    /// The acting member's user id; 403 for an API key.
+    pub fn user_id(&self) -> Result<UserId, ApiError> {
+        match &self.actor {
+            OrgActor::Member { caller, .. } => Ok(caller.user_id()),
+            OrgActor::ApiKey { .. } => Err(needs_a_person()),
+        }
+    }
+
+    /// Whether the actor is an active admin of the org (never an API key).
+    #[must_use]
+    pub fn is_admin(&self) -> bool {
+        matches!(&self.actor, OrgActor::Member { membership, .. } if membership.is_active_admin())
+    }
 }
 
-impl FromRequest for OrgMember {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+fn needs_a_person() -> ApiError {
+    ApiError::new(
+        ErrorCode::PermissionDenied,
+        "this action needs a signed-in member, not an API key",
+    )
+}
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        // Already resolved by the route's guard.
-        if let Some(member) = req.extensions().get::<OrgMember>() {
-            let member = member.clone();
-            return Box::pin(async move { Ok(member) });
-        }
-        let caller = Caller::from_request(req, payload);
-        let req = req.clone();
-        Box::pin(async move {
-            let caller = caller.await?;
-            let not_found = || ApiError::not_found("no such organization");
-            let org_id = req
-                .match_info()
-                .get("org_id")
-                .and_then(|s| Uuid::parse_str(s).ok())
-                .map(OrgId::from_uuid)
-                .ok_or_else(not_found)?;
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::internal("application state missing".into()))?;
+async fn resolve(req: &HttpRequest) -> Result<OrgMember, ApiError> {
+    let authenticated = Authenticated::of(req).await?;
+    let not_found = || ApiError::not_found("no such organization");
+    let org_id = req
+        .match_info()
+        .get("org_id")
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .map(OrgId::from_uuid)
+        .ok_or_else(not_found)?;
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("application state missing".into()))?;
+    let actor = match authenticated {
+        Authenticated::User(caller) => {
             let membership = state
                 .orgs
                 .get_membership(org_id, caller.user_id())
-                .await
-                .map_err(|e| ApiError::internal(e.0))?
-                .ok_or_else(not_found)?;
-            let org = state
-                .orgs
-                .get_org(org_id)
                 .await
                 .map_err(|e| ApiError::internal(e.0))?
                 .ok_or_else(not_found)?;
@@ -79,12 +126,51 @@ impl FromRequest for OrgMember {
                     "your membership in this organization is not active",
                 ));
             }
-            tracing::Span::current().record("org_id", tracing::field::display(org_id));
-            Ok(Self {
-                caller,
-                org,
-                membership,
-            })
+            OrgActor::Member { caller, membership }
+        }
+        Authenticated::ApiKey {
+            key_id,
+            org_id: key_org,
+            permissions,
+            meta,
+        } => {
+            // The token's own attenuation already refused another org; keep the
+            // invariant visible here too.
+            if key_org != org_id.as_uuid() {
+                return Err(not_found());
+            }
+            OrgActor::ApiKey {
+                key_id,
+                permissions,
+                meta,
+            }
+        }
+    };
+    let org = state
+        .orgs
+        .get_org(org_id)
+        .await
+        .map_err(|e| ApiError::internal(e.0))?
+        .ok_or_else(not_found)?;
+    tracing::Span::current().record("org_id", tracing::field::display(org_id));
+    Ok(OrgMember { org, actor })
+}
+
+impl FromRequest for OrgMember {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Already resolved by the route's guard.
+        if let Some(member) = req.extensions().get::<OrgMember>() {
+            let member = member.clone();
+            return Box::pin(async move { Ok(member) });
+        }
+        let req = req.clone();
+        Box::pin(async move {
+            let member = resolve(&req).await?;
+            req.extensions_mut().insert(member.clone());
+            Ok(member)
         })
     }
 }

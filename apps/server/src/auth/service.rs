@@ -3,11 +3,13 @@ use std::time::Duration;
 
 use cache::{InvalidationBus, LocalCache};
 use credentials::{Argon2Hasher, IssuedToken, TokenError, TokenIssuer, VerifiedToken};
+use tenancy::OrgId;
 use tenancy::ports::{
-    AuditContext, NewSession, PasswordHasher, SessionRepository, StoredCredentials,
+    ApiKeyRepository, AuditContext, NewSession, PasswordHasher, SessionRepository,
+    StoredCredentials,
 };
 use tenancy::{Email, Password, UserId, UserStatus};
-use tenancy_store::SeaOrmSessionRepository;
+use tenancy_store::{SeaOrmApiKeyRepository, SeaOrmSessionRepository};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -32,19 +34,23 @@ impl Default for SessionSettings {
     }
 }
 
-/// The prefix of session invalidation messages on the bus.
-const SESSION_MESSAGE: &str = "session:";
+/// The prefix of credential (session or API key) revocation messages on the bus.
+const CREDENTIAL_MESSAGE: &str = "credential:";
 
 /// Sign-in, sign-out and token verification.
 pub struct AuthService {
     issuer: TokenIssuer,
     sessions: SeaOrmSessionRepository,
+    api_keys: SeaOrmApiKeyRepository,
     hasher: Argon2Hasher,
     /// A hash to verify against when the e-mail is unknown, so timing does not reveal
     /// which addresses have accounts.
     dummy_hash: String,
     verified: LocalCache<([u8; 32], Option<Uuid>), Arc<VerifiedToken>>,
+    /// Liveness of sessions and API keys by id (both UUID v7, so one map serves).
     live: LocalCache<Uuid, bool>,
+    /// API keys whose last use was recorded within the last minute.
+    touched: LocalCache<Uuid, ()>,
     bus: InvalidationBus,
     settings: SessionSettings,
 }
@@ -54,6 +60,7 @@ impl AuthService {
     pub async fn new(
         issuer: TokenIssuer,
         sessions: SeaOrmSessionRepository,
+        api_keys: SeaOrmApiKeyRepository,
         hasher: Argon2Hasher,
         bus: InvalidationBus,
         settings: SessionSettings,
@@ -70,7 +77,7 @@ impl AuthService {
         tokio::spawn(async move {
             while let Ok(message) = rx.recv().await {
                 if let Some(id) = message
-                    .strip_prefix(SESSION_MESSAGE)
+                    .strip_prefix(CREDENTIAL_MESSAGE)
                     .and_then(|s| Uuid::parse_str(s).ok())
                 {
                     evict.invalidate(&id).await;
@@ -80,10 +87,12 @@ impl AuthService {
         Ok(Self {
             issuer,
             sessions,
+            api_keys,
             hasher,
             dummy_hash,
             verified: LocalCache::new(100_000, settings.cache_ttl),
             live,
+            touched: LocalCache::new(100_000, Duration::from_secs(60)),
             bus,
             settings,
         })
@@ -92,6 +101,16 @@ impl AuthService {
     /// The session repository.
     pub fn sessions(&self) -> &SeaOrmSessionRepository {
         &self.sessions
+    }
+
+    /// The API key repository.
+    pub fn api_keys(&self) -> &SeaOrmApiKeyRepository {
+        &self.api_keys
+    }
+
+    /// The token issuer (for API keys).
+    pub fn issuer(&self) -> &TokenIssuer {
+        &self.issuer
     }
 
     /// The password hasher.
@@ -198,11 +217,46 @@ impl AuthService {
                     ));
                 }
             }
-            credentials::Principal::ApiKey { .. } => {
-                return Err(ApiError::new(ErrorCode::Unauthenticated, "unknown API key"));
+            credentials::Principal::ApiKey { org_id, key_id, .. } => {
+                let org = OrgId::from_uuid(*org_id);
+                if !self.api_key_live(org, *key_id, now).await? {
+                    return Err(ApiError::new(
+                        ErrorCode::Unauthenticated,
+                        "the API key has been revoked",
+                    ));
+                }
+                if self.touched.get(key_id).await.is_none() {
+                    self.touched.insert(*key_id, ()).await;
+                    if let Err(e) = self.api_keys.touch_api_key(org, *key_id, now).await {
+                        tracing::warn!(error = %e, "recording API key use");
+                    }
+                }
             }
         }
         Ok(verified)
+    }
+
+    async fn api_key_live(
+        &self,
+        org: OrgId,
+        key: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, ApiError> {
+        if let Some(live) = self.live.get(&key).await {
+            return Ok(live);
+        }
+        let live = self
+            .api_keys
+            .api_key_is_live(org, key, now)
+            .await
+            .map_err(|e| ApiError::internal(e.0))?;
+        self.live.insert(key, live).await;
+        Ok(live)
+    }
+
+    /// Announces that an API key was revoked (this instance at once, others via the bus).
+    pub async fn api_key_revoked(&self, key: Uuid) {
+        self.announce_revoked(key).await;
     }
 
     async fn session_live(&self, session: Uuid, now: OffsetDateTime) -> Result<bool, ApiError> {
@@ -278,10 +332,10 @@ impl AuthService {
         Ok(())
     }
 
-    async fn announce_revoked(&self, session: Uuid) {
-        self.live.invalidate(&session).await;
+    async fn announce_revoked(&self, credential: Uuid) {
+        self.live.invalidate(&credential).await;
         self.bus
-            .publish(&format!("{SESSION_MESSAGE}{session}"))
+            .publish(&format!("{CREDENTIAL_MESSAGE}{credential}"))
             .await;
     }
 }

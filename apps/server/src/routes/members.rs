@@ -316,10 +316,10 @@ async fn update_member(
     state
         .orgs
         .change_member(
-            &member.caller.audit_context(),
+            &member.audit_context(),
             ChangeMemberRequest {
                 org_id: member.org_id(),
-                actor: member.caller.user_id(),
+                actor: member.user_id()?,
                 target,
                 expected_version: body.version.or(if_match.0),
                 role: body.role.map(|r| match r {
@@ -361,9 +361,9 @@ async fn remove_member(
     state
         .orgs
         .remove_member(
-            &member.caller.audit_context(),
+            &member.audit_context(),
             member.org_id(),
-            member.caller.user_id(),
+            member.user_id()?,
             UserId::from_uuid(p.user_id),
         )
         .await
@@ -433,7 +433,7 @@ async fn create_role(
     Json(body): Json<CreateRoleBody>,
 ) -> Result<Created<CustomRoleView>, ApiError> {
     let counts_as: permissions::BuiltinRole = body.counts_as.into();
-    if counts_as > member.membership.role.rank() {
+    if counts_as > member.membership()?.role.rank() {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "you cannot define a role above your own",
@@ -447,7 +447,7 @@ async fn create_role(
     let role = state
         .orgs
         .create_role(
-            &member.caller.audit_context(),
+            &member.audit_context(),
             CreateRoleRequest {
                 org_id: member.org_id(),
                 name: body.name,

@@ -1,5 +1,6 @@
 //! Route handlers, one module per group, and the single table that registers them.
 
+mod api_keys;
 mod auth;
 mod members;
 mod orgs;
@@ -18,5 +19,6 @@ pub fn api() -> Api {
     orgs::register(&mut routes);
     permissions::register(&mut routes);
     members::register(&mut routes);
+    api_keys::register(&mut routes);
     routes.finish()
 }

@@ -339,7 +339,7 @@ async fn join_org(
 }
 
 async fn get_org(member: OrgMember) -> Reply<OrgView> {
-    let admin = member.membership.is_active_admin();
+    let admin = member.is_admin();
     Reply(org_view(member.org, admin))
 }
 
@@ -386,7 +386,7 @@ async fn update_org(
     let org = state
         .orgs
         .update_org(
-            &member.caller.audit_context(),
+            &member.audit_context(),
             member.org_id(),
             version,
             OrgChanges {
@@ -405,7 +405,7 @@ async fn rotate_signup_code(state: State, member: OrgMember) -> Result<Reply<Org
     let org = state
         .orgs
         .update_org(
-            &member.caller.audit_context(),
+            &member.audit_context(),
             member.org_id(),
             None,
             OrgChanges {

@@ -377,12 +377,7 @@ fn service(
     state: &State,
     member: &OrgMember,
 ) -> PermissionService<permissions_store::AuditedPermissionStore> {
-    PermissionService::new(
-        state
-            .authz
-            .store()
-            .with_context(member.caller.audit_context()),
-    )
+    PermissionService::new(state.authz.store().with_context(member.audit_context()))
 }
 
 async fn update_settings(
@@ -530,9 +525,9 @@ pub struct CheckDto {
 }
 
 fn subject(member: &OrgMember, user: Option<Uuid>) -> Result<Uuid, ApiError> {
-    let me = member.caller.user_id().as_uuid();
+    let me = member.user_id()?.as_uuid();
     match user {
-        Some(u) if u != me && !member.membership.is_active_admin() => Err(ApiError::new(
+        Some(u) if u != me && !member.is_admin() => Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "only an admin may check another member's permissions",
         )
@@ -795,7 +790,7 @@ async fn create_grant(
     Json(body): Json<GrantBody>,
 ) -> Result<Reply<SettingsWritten>, ApiError> {
     let key = parse_key(&body.key)?;
-    if body.user_id == member.caller.user_id().as_uuid() {
+    if body.user_id == member.user_id()?.as_uuid() {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "you cannot grant yourself a permission",
@@ -805,13 +800,13 @@ async fn create_grant(
         .authz
         .store()
         .grant(
-            &member.caller.audit_context(),
+            &member.audit_context(),
             member.org_id().as_uuid(),
             body.user_id,
             key,
             body.expires_at,
             body.reason,
-            Some(member.caller.user_id().as_uuid()),
+            Some(member.user_id()?.as_uuid()),
         )
         .await
         .map_err(grant_error)?;
@@ -858,7 +853,7 @@ async fn revoke_grant(
     let revoked = state
         .authz
         .store()
-        .revoke_grant(&member.caller.audit_context(), p.org_id, p.user_id, key)
+        .revoke_grant(&member.audit_context(), p.org_id, p.user_id, key)
         .await
         .map_err(grant_error)?;
     if !revoked {

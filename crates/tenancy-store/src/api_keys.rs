@@ -1,0 +1,178 @@
+use audit::ChangeType;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+use tenancy::ports::{ApiKey, ApiKeyRepository, AuditContext, NewApiKey, StorageFailure};
+use tenancy::{OrgId, UserId};
+use time::OffsetDateTime;
+
+use crate::convert::{self, corrupt, failure, record};
+use crate::entity::{api_keys, organizations};
+use persistence::{Database, now_micros};
+
+/// [`ApiKeyRepository`] on SeaORM (PostgreSQL or SQLite).
+#[derive(Debug, Clone)]
+pub struct SeaOrmApiKeyRepository {
+    db: Database,
+}
+
+impl SeaOrmApiKeyRepository {
+    /// A repository over the given database.
+    #[must_use]
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn api_key(m: api_keys::Model) -> Result<ApiKey, StorageFailure> {
+    Ok(ApiKey {
+        id: m.id,
+        org_id: OrgId::from_uuid(m.org_id),
+        name: m.name,
+        permissions: serde_json::from_value(m.permissions)
+            .map_err(|_| corrupt(format!("api_keys row {}: bad permissions", m.id)))?,
+        created_by: m.created_by.map(UserId::from_uuid),
+        created_at: m.created_at,
+        expires_at: m.expires_at,
+        last_used_at: m.last_used_at,
+        revoked_at: m.revoked_at,
+    })
+}
+
+/// The audit view of a key (never its token or revocation id).
+fn json(k: &ApiKey) -> Option<serde_json::Value> {
+    Some(serde_json::json!({
+        "id": k.id,
+        "name": k.name,
+        "permissions": k.permissions,
+        "expires_at": k.expires_at.unix_timestamp(),
+        "revoked": k.revoked_at.is_some(),
+    }))
+}
+
+async fn scope_of(
+    txn: &sea_orm::DatabaseTransaction,
+    org: OrgId,
+) -> Result<audit::TenantScope, StorageFailure> {
+    let row = organizations::Entity::find_by_id(org.as_uuid())
+        .one(txn)
+        .await
+        .map_err(failure)?
+        .ok_or_else(|| corrupt(format!("no organization {org}")))?;
+    Ok(convert::org_scope(&row))
+}
+
+impl ApiKeyRepository for SeaOrmApiKeyRepository {
+    async fn create_api_key(
+        &self,
+        ctx: &AuditContext,
+        new: NewApiKey,
+    ) -> Result<ApiKey, StorageFailure> {
+        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let scope = scope_of(&txn, new.org_id).await?;
+        let row = api_keys::ActiveModel {
+            org_id: Set(new.org_id.as_uuid()),
+            id: Set(new.id),
+            name: Set(new.name),
+            revocation_id: Set(new.revocation_id),
+            permissions: Set(serde_json::to_value(new.permissions).unwrap_or_default()),
+            created_by: Set(Some(new.created_by.as_uuid())),
+            created_at: Set(now_micros()),
+            expires_at: Set(new.expires_at),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(&txn)
+        .await
+        .map_err(failure)?;
+        let key = api_key(row)?;
+        record(
+            &txn,
+            ctx,
+            scope,
+            "api_key.create",
+            ("api_key", key.id.to_string()),
+            ChangeType::Create,
+            (None, json(&key)),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(key)
+    }
+
+    async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKey>, StorageFailure> {
+        api_keys::Entity::find()
+            .filter(api_keys::Column::OrgId.eq(org.as_uuid()))
+            .order_by_desc(api_keys::Column::Id)
+            .all(self.db.primary())
+            .await
+            .map_err(failure)?
+            .into_iter()
+            .map(api_key)
+            .collect()
+    }
+
+    async fn revoke_api_key(
+        &self,
+        ctx: &AuditContext,
+        org: OrgId,
+        id: uuid::Uuid,
+    ) -> Result<bool, StorageFailure> {
+        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let Some(row) = api_keys::Entity::find_by_id((org.as_uuid(), id))
+            .filter(api_keys::Column::RevokedAt.is_null())
+            .one(&txn)
+            .await
+            .map_err(failure)?
+        else {
+            return Ok(false);
+        };
+        let before = api_key(row.clone())?;
+        let mut active: api_keys::ActiveModel = row.into();
+        active.revoked_at = Set(Some(now_micros()));
+        let after = api_key(active.update(&txn).await.map_err(failure)?)?;
+        let scope = scope_of(&txn, org).await?;
+        record(
+            &txn,
+            ctx,
+            scope,
+            "api_key.revoke",
+            ("api_key", id.to_string()),
+            ChangeType::Update,
+            (json(&before), json(&after)),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(true)
+    }
+
+    async fn api_key_is_live(
+        &self,
+        org: OrgId,
+        id: uuid::Uuid,
+        now: OffsetDateTime,
+    ) -> Result<bool, StorageFailure> {
+        Ok(api_keys::Entity::find_by_id((org.as_uuid(), id))
+            .one(self.db.primary())
+            .await
+            .map_err(failure)?
+            .is_some_and(|k| k.revoked_at.is_none() && now < k.expires_at))
+    }
+
+    async fn touch_api_key(
+        &self,
+        org: OrgId,
+        id: uuid::Uuid,
+        now: OffsetDateTime,
+    ) -> Result<(), StorageFailure> {
+        api_keys::Entity::update_many()
+            .col_expr(api_keys::Column::LastUsedAt, Expr::value(Some(now)))
+            .filter(api_keys::Column::OrgId.eq(org.as_uuid()))
+            .filter(api_keys::Column::Id.eq(id))
+            .exec(self.db.primary())
+            .await
+            .map_err(failure)?;
+        Ok(())
+    }
+}
