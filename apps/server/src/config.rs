@@ -64,6 +64,9 @@ pub struct Settings {
     pub otel_endpoint: Option<String>,
     /// Token signing key, PEM (`SIGNING_KEY`); `None` = generated under `data_dir`.
     pub signing_key: Option<Secret>,
+    /// One-time token that lets the first signed-in user become platform admin
+    /// (`BOOTSTRAP_TOKEN`, at least 32 characters); useless once an admin exists.
+    pub bootstrap_token: Option<Secret>,
     /// Seconds to let in-flight requests finish on SIGTERM (`SHUTDOWN_TIMEOUT_SECS`).
     pub shutdown_timeout: Duration,
     /// HTTP worker threads (`WORKERS`; default: number of CPUs).
@@ -99,6 +102,7 @@ pub const KEYS: &[&str] = &[
     "LOG_LEVEL",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "SIGNING_KEY",
+    "BOOTSTRAP_TOKEN",
     "SHUTDOWN_TIMEOUT_SECS",
     "WORKERS",
 ];
@@ -211,6 +215,15 @@ impl Settings {
         {
             errors.push("SIGNING_KEY: not a valid Ed25519 private key in PEM form".into());
         }
+        let bootstrap_token = get("BOOTSTRAP_TOKEN").map(Secret::new);
+        if bootstrap_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 32)
+        {
+            errors.push(
+                "BOOTSTRAP_TOKEN: must be at least 32 characters (use a random string)".into(),
+            );
+        }
         let shutdown_secs: u64 = parse_num(
             &mut errors,
             "SHUTDOWN_TIMEOUT_SECS",
@@ -235,6 +248,7 @@ impl Settings {
             log_level,
             otel_endpoint,
             signing_key,
+            bootstrap_token,
             shutdown_timeout: Duration::from_secs(shutdown_secs),
             workers,
         })

@@ -151,6 +151,7 @@ pub async fn build_state(
         db,
         redis,
         bus,
+        bootstrap_token: settings.bootstrap_token.clone(),
         openapi_json,
         docs_html,
     }))

@@ -30,6 +30,8 @@ pub struct AppState {
     pub authz: crate::authz::Authz,
     /// Districts, schools, district staff.
     pub districts: districts_store::SeaOrmDistrictRepository,
+    /// The one-time platform-admin bootstrap token, if configured.
+    pub bootstrap_token: Option<crate::config::Secret>,
     /// The serialized OpenAPI document.
     pub openapi_json: Bytes,
     /// The rendered docs page.

@@ -13,6 +13,9 @@ use persistence::{Database, now_micros};
 /// Activity: an account was opened.
 const REGISTER: audit::Action = audit::Action::from_static("auth.register");
 
+/// Activity: the first platform admin was appointed.
+const BOOTSTRAP: audit::Action = audit::Action::from_static("platform.admin_bootstrap");
+
 /// [`UserRepository`] on SeaORM (PostgreSQL or SQLite).
 #[derive(Debug, Clone)]
 pub struct SeaOrmUserRepository {
@@ -64,6 +67,52 @@ impl UserRepository for SeaOrmUserRepository {
             .map_err(|e| CreateUserError::Unexpected(e.0))?;
         txn.commit().await.map_err(unexpected)?;
         Ok(user)
+    }
+
+    async fn promote_first_platform_admin(
+        &self,
+        ctx: &AuditContext,
+        user: UserId,
+    ) -> Result<bool, FindUserError> {
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ConnectionTrait, PaginatorTrait};
+        let unexpected = |e| FindUserError::Unexpected(persistence::boxed(e));
+        let txn = self.db.primary().begin().await.map_err(unexpected)?;
+        // Take the write lock first (row lock on PostgreSQL, database lock on SQLite) so
+        // two concurrent bootstraps cannot both see "no admin yet".
+        let lock = sea_orm::sea_query::Query::update()
+            .table(users::Entity)
+            .value(users::Column::Version, Expr::col(users::Column::Version))
+            .and_where(users::Column::Id.eq(user.as_uuid()))
+            .to_owned();
+        if txn
+            .execute(&lock)
+            .await
+            .map_err(unexpected)?
+            .rows_affected()
+            == 0
+        {
+            return Ok(false);
+        }
+        let existing = users::Entity::find()
+            .filter(users::Column::IsPlatformAdmin.eq(true))
+            .count(&txn)
+            .await
+            .map_err(unexpected)?;
+        if existing > 0 {
+            return Ok(false);
+        }
+        users::Entity::update_many()
+            .col_expr(users::Column::IsPlatformAdmin, Expr::value(true))
+            .filter(users::Column::Id.eq(user.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(unexpected)?;
+        convert::record_activity(&txn, ctx, BOOTSTRAP, user)
+            .await
+            .map_err(|e| FindUserError::Unexpected(e.0))?;
+        txn.commit().await.map_err(unexpected)?;
+        Ok(true)
     }
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, FindUserError> {

@@ -54,6 +54,14 @@ pub trait UserRepository: Send + Sync + 'static {
         req: CreateUserRequest,
     ) -> impl Future<Output = Result<User, CreateUserError>> + Send;
 
+    /// Makes `user` a platform admin if and only if there is none yet (atomic,
+    /// audited); returns whether it did.
+    fn promote_first_platform_admin(
+        &self,
+        ctx: &AuditContext,
+        user: crate::UserId,
+    ) -> impl Future<Output = Result<bool, FindUserError>> + Send;
+
     /// Finds a user by (normalized) e-mail address.
     fn find_user_by_email(
         &self,

@@ -45,6 +45,11 @@ impl<R: UserRepository, H: PasswordHasher> AccountService<R, H> {
         Self { users, hasher }
     }
 
+    /// The user repository.
+    pub fn users(&self) -> &R {
+        &self.users
+    }
+
     /// Opens an account: hashes the password and stores the user.
     pub async fn register(
         &self,

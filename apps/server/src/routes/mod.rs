@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod auth;
+mod districts;
 mod members;
 mod orgs;
 mod permissions;
@@ -20,5 +21,6 @@ pub fn api() -> Api {
     permissions::register(&mut routes);
     members::register(&mut routes);
     api_keys::register(&mut routes);
+    districts::register(&mut routes);
     routes.finish()
 }

@@ -11,6 +11,9 @@ use pto_server::startup::{HashingCost, app, build_state};
 use pto_server::state::AppState;
 use sea_orm::{ConnectionTrait, Database};
 
+/// The bootstrap token every test app is started with.
+pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789abcdef-xyz";
+
 /// Which backend a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -69,6 +72,7 @@ impl TestContext {
         env.insert("DATA_DIR".to_owned(), data_dir.display().to_string());
         env.insert("BIND_ADDR".to_owned(), "127.0.0.1:0".to_owned());
         env.insert("DATABASE_MAX_CONNECTIONS".to_owned(), "4".to_owned());
+        env.insert("BOOTSTRAP_TOKEN".to_owned(), BOOTSTRAP_TOKEN.to_owned());
         let mut pg = None;
         if backend == Backend::Postgres {
             let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {

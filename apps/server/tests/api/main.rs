@@ -9,6 +9,7 @@ mod helpers;
 
 mod api_keys;
 mod auth;
+mod districts;
 mod docs;
 mod errors;
 mod health;

@@ -1,0 +1,828 @@
+//! The district tier: platform bootstrap, districts, schools, staff, permission
+//! templates with locks, and orgs created by district staff under their schools.
+
+use actix_web::http::Method;
+use districts::ports::{
+    CreateDistrictError, CreateDistrictRequest, CreateSchoolError, CreateSchoolRequest,
+    DistrictPageRequest, DistrictRepository, MoveSchoolError, ReadError, SetStaffError,
+};
+use districts::service::{Caller as DistrictCaller, DistrictService, ServiceError};
+use districts::{
+    DisplayName, District, DistrictCode, DistrictId, DistrictStaffRole, GradeLevels, School,
+    SchoolId, SubscriptionTier,
+};
+use districts_store::SeaOrmDistrictRepository;
+use garde::Validate;
+use permissions::{PermissionKey, ScopedSetting};
+use permissions_store::TemplateError;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tenancy::ports::{
+    CreateOrgError, CreateOrgRequest, OrgRepository, SessionRepository, UserRepository,
+};
+use tenancy::{OrgKind, SignupCode, UserId};
+use uuid::Uuid;
+
+use super::auth::domain_rule;
+use super::permissions::{RoleDto, ScopeDto};
+use crate::auth::Caller;
+use crate::http::{
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc, State,
+};
+
+pub(super) fn register(r: &mut ApiRoutes) {
+    const TAG: &str = "districts";
+    r.post(
+        "/api/v2/platform/bootstrap",
+        bootstrap,
+        RouteDoc::new("bootstrap_platform_admin", "Become the first platform admin with the one-time BOOTSTRAP_TOKEN", "platform")
+            .description("Works only while no platform admin exists and the server was started with `BOOTSTRAP_TOKEN`.")
+            .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied, ErrorCode::Conflict]),
+    );
+    r.get(
+        "/api/v2/districts",
+        list_districts,
+        RouteDoc::new("list_districts", "Districts the caller may see", TAG),
+    );
+    r.post(
+        "/api/v2/districts",
+        create_district,
+        RouteDoc::new(
+            "create_district",
+            "Create a district (platform admins)",
+            TAG,
+        )
+        .errors(&[
+            ErrorCode::PermissionDenied,
+            ErrorCode::Conflict,
+            ErrorCode::ValidationFailed,
+        ]),
+    );
+    r.get(
+        "/api/v2/districts/{district_id}",
+        get_district,
+        RouteDoc::new(
+            "get_district",
+            "One district (its staff and platform admins)",
+            TAG,
+        )
+        .errors(&[ErrorCode::NotFound]),
+    );
+    r.get(
+        "/api/v2/districts/{district_id}/schools",
+        list_schools,
+        RouteDoc::new("list_schools", "The district's schools", TAG).errors(&[ErrorCode::NotFound]),
+    );
+    r.post(
+        "/api/v2/districts/{district_id}/schools",
+        create_school,
+        RouteDoc::new(
+            "create_school",
+            "Add a school to the district (district admins)",
+            TAG,
+        )
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::Conflict,
+            ErrorCode::ValidationFailed,
+        ]),
+    );
+    r.post(
+        "/api/v2/schools/{school_id}/move",
+        move_school,
+        RouteDoc::new(
+            "move_school",
+            "Move a school to another district (or none)",
+            TAG,
+        )
+        .description("Every org of the school takes the new district's templates at once; audited.")
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::Conflict,
+        ]),
+    );
+    r.route(
+        Method::PUT,
+        "/api/v2/districts/{district_id}/staff/{user_id}",
+        set_staff,
+        RouteDoc::new(
+            "set_district_staff",
+            "Make a user district admin or viewer (district admins)",
+            TAG,
+        )
+        .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
+    );
+    r.get(
+        "/api/v2/districts/{district_id}/permission-templates",
+        list_templates,
+        RouteDoc::new(
+            "list_permission_templates",
+            "The district's permission settings (templates) and locks",
+            TAG,
+        )
+        .errors(&[ErrorCode::NotFound]),
+    );
+    r.route(
+        Method::PUT,
+        "/api/v2/districts/{district_id}/permission-templates/{key}",
+        set_template,
+        RouteDoc::new("set_permission_template", "Set (and optionally lock) a key for every org of the district", TAG)
+            .description("Applies to every org below the district at once; a locked key cannot be overridden by schools or orgs.")
+            .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied, ErrorCode::ValidationFailed]),
+    );
+    r.route(
+        Method::DELETE,
+        "/api/v2/districts/{district_id}/permission-templates/{key}",
+        clear_template,
+        RouteDoc::new(
+            "clear_permission_template",
+            "Remove the district's setting (and lock) of a key",
+            TAG,
+        )
+        .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
+    );
+    r.post(
+        "/api/v2/districts/{district_id}/orgs",
+        create_district_org,
+        RouteDoc::new(
+            "create_district_org",
+            "Create an organization under one of the district's schools (district admins)",
+            TAG,
+        )
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::Conflict,
+            ErrorCode::ValidationFailed,
+        ]),
+    );
+}
+
+type Service = DistrictService<SeaOrmDistrictRepository>;
+
+fn service(state: &State) -> Service {
+    DistrictService::new(state.districts.clone())
+}
+
+async fn district_caller(state: &State, caller: &Caller) -> Result<DistrictCaller, ApiError> {
+    let creds = state
+        .auth
+        .sessions()
+        .credentials_by_id(caller.user_id())
+        .await
+        .map_err(|e| ApiError::internal(e.0))?
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
+    Ok(DistrictCaller {
+        user: caller.user_id(),
+        platform_admin: creds.is_platform_admin,
+    })
+}
+
+fn service_error<E: std::error::Error + Send + Sync + 'static>(
+    e: ServiceError<E>,
+    store: impl FnOnce(E) -> ApiError,
+) -> ApiError {
+    match e {
+        ServiceError::Forbidden(_) => ApiError::new(
+            ErrorCode::PermissionDenied,
+            "you do not have the district role this needs",
+        ),
+        ServiceError::Store(e) => store(e),
+    }
+}
+
+fn read_error(e: ReadError) -> ApiError {
+    ApiError::internal(Box::new(e))
+}
+
+/// The bootstrap token.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapBody {
+    /// The server's `BOOTSTRAP_TOKEN`.
+    #[garde(length(max = 512))]
+    pub token: String,
+}
+
+/// The outcome of the bootstrap.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Bootstrapped {
+    /// Always `true`: the caller is now platform admin.
+    pub platform_admin: bool,
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn bootstrap(
+    state: State,
+    caller: Caller,
+    Json(body): Json<BootstrapBody>,
+) -> Result<Reply<Bootstrapped>, ApiError> {
+    let Some(expected) = &state.bootstrap_token else {
+        return Err(ApiError::not_found(
+            "bootstrap is not enabled on this server",
+        ));
+    };
+    if !constant_time_eq(expected.expose().as_bytes(), body.token.as_bytes()) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "wrong bootstrap token",
+        ));
+    }
+    let promoted = state
+        .accounts
+        .users()
+        .promote_first_platform_admin(&caller.audit_context(), caller.user_id())
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    if !promoted {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "a platform admin already exists",
+        ));
+    }
+    Ok(Reply(Bootstrapped {
+        platform_admin: true,
+    }))
+}
+
+/// A district.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DistrictView {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Code.
+    pub code: String,
+    /// `basic`, `professional` or `enterprise`.
+    pub tier: &'static str,
+    /// Version.
+    pub version: i64,
+}
+
+fn district_view(d: District) -> DistrictView {
+    DistrictView {
+        id: d.id.as_uuid(),
+        name: d.name.to_string(),
+        code: d.code.to_string(),
+        tier: d.tier.as_str(),
+        version: d.version,
+    }
+}
+
+async fn list_districts(
+    state: State,
+    caller: Caller,
+) -> Result<Reply<Vec<DistrictView>>, ApiError> {
+    let who = district_caller(&state, &caller).await?;
+    let repo = &state.districts;
+    let list = if who.platform_admin {
+        repo.list_districts(DistrictPageRequest::new(None, 200))
+            .await
+            .map_err(read_error)?
+            .items
+    } else {
+        let mut out = Vec::new();
+        for (id, _) in repo.districts_of(who.user).await.map_err(read_error)? {
+            if let Some(d) = repo.get_district(id).await.map_err(read_error)? {
+                out.push(d);
+            }
+        }
+        out
+    };
+    Ok(Reply(list.into_iter().map(district_view).collect()))
+}
+
+/// A new district.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDistrictBody {
+    /// Name.
+    #[garde(custom(domain_rule(DisplayName::parse)))]
+    pub name: String,
+    /// Unique code, e.g. `SPRINGFIELD-USD`.
+    #[garde(custom(domain_rule(DistrictCode::parse)))]
+    pub code: String,
+    /// `basic`, `professional` or `enterprise` (default `enterprise`).
+    #[garde(inner(custom(domain_rule(SubscriptionTier::parse))))]
+    pub tier: Option<String>,
+}
+
+fn invalid(field: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: field.into(),
+        code: "invalid".into(),
+        message: e.to_string(),
+    }])
+}
+
+async fn create_district(
+    state: State,
+    caller: Caller,
+    Json(body): Json<CreateDistrictBody>,
+) -> Result<Created<DistrictView>, ApiError> {
+    let who = district_caller(&state, &caller).await?;
+    let req = CreateDistrictRequest {
+        name: DisplayName::parse(&body.name).map_err(|e| invalid("name", e))?,
+        code: DistrictCode::parse(&body.code).map_err(|e| invalid("code", e))?,
+        tier: body
+            .tier
+            .as_deref()
+            .map_or(Ok(SubscriptionTier::Enterprise), SubscriptionTier::parse)
+            .map_err(|e| invalid("tier", e))?,
+        settings: serde_json::Map::new(),
+    };
+    let d = service(&state)
+        .create_district(&who, &caller.audit_context(), req)
+        .await
+        .map_err(|e| {
+            service_error(e, |e| match e {
+                CreateDistrictError::DuplicateCode { .. } => {
+                    ApiError::new(ErrorCode::Conflict, "a district with this code exists")
+                }
+                other => ApiError::internal(Box::new(other)),
+            })
+        })?;
+    Ok(Created(district_view(d)))
+}
+
+/// Path of a district.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DistrictPath {
+    /// District id.
+    pub district_id: Uuid,
+}
+
+/// Loads a district the caller may see, or 404 (existence is not revealed).
+async fn visible_district(
+    state: &State,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<(DistrictCaller, District), ApiError> {
+    let who = district_caller(state, caller).await?;
+    let not_found = || ApiError::not_found("no such district");
+    let d = service(state)
+        .get_district(&who, DistrictId(id))
+        .await
+        .map_err(|e| match e {
+            ServiceError::Forbidden(_) => not_found(),
+            ServiceError::Store(e) => read_error(e),
+        })?
+        .ok_or_else(not_found)?;
+    Ok((who, d))
+}
+
+async fn get_district(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+) -> Result<Reply<DistrictView>, ApiError> {
+    let (_, d) = visible_district(&state, &caller, p.district_id).await?;
+    Ok(Reply(district_view(d)))
+}
+
+/// A school.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SchoolView {
+    /// Id.
+    pub id: Uuid,
+    /// Its district.
+    pub district_id: Option<Uuid>,
+    /// Name.
+    pub name: String,
+    /// Code (unique in the district).
+    pub code: String,
+    /// Grades taught.
+    pub grade_levels: Vec<String>,
+    /// Version.
+    pub version: i64,
+}
+
+fn school_view(s: School) -> SchoolView {
+    SchoolView {
+        id: s.id.as_uuid(),
+        district_id: s.district_id.map(|d| d.as_uuid()),
+        name: s.name.to_string(),
+        code: s.code.to_string(),
+        grade_levels: s.grade_levels.iter().map(ToString::to_string).collect(),
+        version: s.version,
+    }
+}
+
+async fn list_schools(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+) -> Result<Reply<Vec<SchoolView>>, ApiError> {
+    let (_, d) = visible_district(&state, &caller, p.district_id).await?;
+    let schools = state
+        .districts
+        .list_schools(d.id)
+        .await
+        .map_err(read_error)?;
+    Ok(Reply(schools.into_iter().map(school_view).collect()))
+}
+
+/// A new school.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSchoolBody {
+    /// Name.
+    #[garde(custom(domain_rule(DisplayName::parse)))]
+    pub name: String,
+    /// Code, unique within the district.
+    #[garde(custom(domain_rule(DistrictCode::parse)))]
+    pub code: String,
+    /// Grades taught, e.g. `["K", "1", "2"]`.
+    #[garde(length(max = 16))]
+    #[serde(default)]
+    pub grade_levels: Vec<String>,
+}
+
+async fn create_school(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+    Json(body): Json<CreateSchoolBody>,
+) -> Result<Created<SchoolView>, ApiError> {
+    let (who, d) = visible_district(&state, &caller, p.district_id).await?;
+    let req = CreateSchoolRequest {
+        district_id: Some(d.id),
+        name: DisplayName::parse(&body.name).map_err(|e| invalid("name", e))?,
+        code: DistrictCode::parse(&body.code).map_err(|e| invalid("code", e))?,
+        grade_levels: GradeLevels::parse(body.grade_levels.iter())
+            .map_err(|e| invalid("grade_levels", e))?,
+    };
+    let s = service(&state)
+        .create_school(&who, &caller.audit_context(), req)
+        .await
+        .map_err(|e| {
+            service_error(e, |e| match e {
+                CreateSchoolError::DuplicateCode { .. } => ApiError::new(
+                    ErrorCode::Conflict,
+                    "a school with this code exists in the district",
+                ),
+                CreateSchoolError::DistrictNotFound => ApiError::not_found("no such district"),
+                other => ApiError::internal(Box::new(other)),
+            })
+        })?;
+    Ok(Created(school_view(s)))
+}
+
+/// Path of a school.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SchoolPath {
+    /// School id.
+    pub school_id: Uuid,
+}
+
+/// Where to move a school.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct MoveSchoolBody {
+    /// The new district; `null` to make the school standalone.
+    #[garde(skip)]
+    pub district_id: Option<Uuid>,
+    /// The school version you read.
+    #[garde(skip)]
+    pub version: Option<i64>,
+}
+
+/// The outcome of a move.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MovedSchool {
+    /// The school after the move.
+    pub school: SchoolView,
+    /// The orgs whose permissions were re-resolved.
+    pub affected_orgs: Vec<Uuid>,
+}
+
+async fn move_school(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SchoolPath>,
+    Json(body): Json<MoveSchoolBody>,
+) -> Result<Reply<MovedSchool>, ApiError> {
+    let who = district_caller(&state, &caller).await?;
+    let moved = service(&state)
+        .move_school(
+            &who,
+            &caller.audit_context(),
+            SchoolId(p.school_id),
+            body.district_id.map(DistrictId),
+            body.version,
+        )
+        .await
+        .map_err(|e| {
+            service_error(e, |e| match e {
+                MoveSchoolError::NotFound => ApiError::not_found("no such school"),
+                MoveSchoolError::DistrictNotFound => ApiError::not_found("no such district"),
+                MoveSchoolError::VersionMismatch { current } => {
+                    ApiError::new(ErrorCode::VersionMismatch, "the school changed")
+                        .with_details(serde_json::json!({"current_version": current}))
+                }
+                MoveSchoolError::DuplicateCode { .. } => ApiError::new(
+                    ErrorCode::Conflict,
+                    "the target district has a school with this code",
+                ),
+                other => ApiError::internal(Box::new(other)),
+            })
+        })?;
+    Ok(Reply(MovedSchool {
+        school: school_view(moved.school),
+        affected_orgs: moved.affected_orgs.iter().map(|o| o.as_uuid()).collect(),
+    }))
+}
+
+/// Path of a staff member.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StaffPath {
+    /// District id.
+    pub district_id: Uuid,
+    /// User id.
+    pub user_id: Uuid,
+}
+
+/// A staff role.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct StaffBody {
+    /// `district_admin` or `district_viewer`.
+    #[garde(custom(domain_rule(DistrictStaffRole::parse)))]
+    pub role: String,
+}
+
+/// A staff member.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StaffView {
+    /// User id.
+    pub user_id: Uuid,
+    /// Role.
+    pub role: &'static str,
+}
+
+async fn set_staff(
+    state: State,
+    caller: Caller,
+    Path(p): Path<StaffPath>,
+    Json(body): Json<StaffBody>,
+) -> Result<Reply<StaffView>, ApiError> {
+    let (who, d) = visible_district(&state, &caller, p.district_id).await?;
+    let role = DistrictStaffRole::parse(&body.role).map_err(|e| invalid("role", e))?;
+    let staff = service(&state)
+        .set_staff(
+            &who,
+            &caller.audit_context(),
+            d.id,
+            UserId::from_uuid(p.user_id),
+            role,
+        )
+        .await
+        .map_err(|e| {
+            service_error(e, |e| match e {
+                SetStaffError::UserNotFound => ApiError::not_found("no such user"),
+                SetStaffError::DistrictNotFound => ApiError::not_found("no such district"),
+                other => ApiError::internal(Box::new(other)),
+            })
+        })?;
+    Ok(Reply(StaffView {
+        user_id: staff.user_id.as_uuid(),
+        role: staff.role.as_str(),
+    }))
+}
+
+/// One template setting of the district.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TemplateRow {
+    /// The key.
+    pub key: &'static str,
+    /// Minimum role for every org below.
+    pub min_role: RoleDto,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Whether schools and orgs may not override it.
+    pub locked: bool,
+}
+
+async fn list_templates(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+) -> Result<Reply<Vec<TemplateRow>>, ApiError> {
+    let (_, d) = visible_district(&state, &caller, p.district_id).await?;
+    let settings = state
+        .authz
+        .store()
+        .list_district_settings(d.id.as_uuid())
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?
+        .ok_or_else(|| ApiError::not_found("no such district"))?;
+    Ok(Reply(
+        settings
+            .held()
+            .map(|(key, s)| TemplateRow {
+                key: key.as_str(),
+                min_role: s.min_role.into(),
+                enabled: s.enabled,
+                locked: s.locked,
+            })
+            .collect(),
+    ))
+}
+
+/// Path of one template key.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TemplatePath {
+    /// District id.
+    pub district_id: Uuid,
+    /// Permission key, e.g. `budget.approve`.
+    pub key: String,
+}
+
+/// A template setting.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBody {
+    /// Minimum role.
+    #[garde(skip)]
+    pub min_role: RoleDto,
+    /// Enabled flag.
+    #[garde(skip)]
+    pub enabled: bool,
+    /// Lock it: schools and orgs may not override it.
+    #[garde(skip)]
+    #[serde(default)]
+    pub locked: bool,
+}
+
+/// The outcome of a template change.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TemplateChanged {
+    /// The orgs whose effective settings changed version (re-resolved at once).
+    pub affected_orgs: Vec<Uuid>,
+    /// The scope written.
+    pub scope: ScopeDto,
+}
+
+async fn template_admin(
+    state: &State,
+    caller: &Caller,
+    district: Uuid,
+) -> Result<District, ApiError> {
+    let (who, d) = visible_district(state, caller, district).await?;
+    let role = state
+        .districts
+        .staff_role(d.id, who.user)
+        .await
+        .map_err(read_error)?;
+    if who.platform_admin || role == Some(DistrictStaffRole::DistrictAdmin) {
+        Ok(d)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only a district admin may change templates",
+        )
+        .with_details(serde_json::json!({"required_role": "district_admin"})))
+    }
+}
+
+fn template_error(e: TemplateError) -> ApiError {
+    match e {
+        TemplateError::NotFound => ApiError::not_found("no such district"),
+        TemplateError::Locked { key, by } => ApiError::new(
+            ErrorCode::PermissionLocked,
+            format!("{} is locked above", key.as_str()),
+        )
+        .with_details(serde_json::json!({"key": key.as_str(), "locked_by": ScopeDto::from(by)})),
+        TemplateError::Storage(e) => ApiError::internal(e),
+    }
+}
+
+async fn set_template(
+    state: State,
+    caller: Caller,
+    Path(p): Path<TemplatePath>,
+    Json(body): Json<TemplateBody>,
+) -> Result<Reply<TemplateChanged>, ApiError> {
+    let d = template_admin(&state, &caller, p.district_id).await?;
+    let key =
+        PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such permission key"))?;
+    let setting = ScopedSetting {
+        min_role: body.min_role.into(),
+        enabled: body.enabled,
+        locked: body.locked,
+    };
+    let orgs = state
+        .authz
+        .store()
+        .set_district_setting(&caller.audit_context(), d.id.as_uuid(), key, setting)
+        .await
+        .map_err(template_error)?;
+    Ok(Reply(TemplateChanged {
+        affected_orgs: orgs,
+        scope: ScopeDto::from(permissions::ScopeRef::District(d.id.as_uuid())),
+    }))
+}
+
+async fn clear_template(
+    state: State,
+    caller: Caller,
+    Path(p): Path<TemplatePath>,
+) -> Result<Reply<TemplateChanged>, ApiError> {
+    let d = template_admin(&state, &caller, p.district_id).await?;
+    let key =
+        PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such permission key"))?;
+    let orgs = state
+        .authz
+        .store()
+        .clear_district_setting(&caller.audit_context(), d.id.as_uuid(), key)
+        .await
+        .map_err(template_error)?;
+    Ok(Reply(TemplateChanged {
+        affected_orgs: orgs,
+        scope: ScopeDto::from(permissions::ScopeRef::District(d.id.as_uuid())),
+    }))
+}
+
+/// A new org under a school of the district.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDistrictOrgBody {
+    /// Name.
+    #[garde(length(chars, min = 2, max = 200))]
+    pub name: String,
+    /// The school (must belong to this district).
+    #[garde(skip)]
+    pub school_id: Uuid,
+    /// Signup code; generated when absent.
+    #[garde(inner(custom(domain_rule(SignupCode::parse))))]
+    pub signup_code: Option<String>,
+}
+
+/// The created org.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DistrictOrgCreated {
+    /// Org id.
+    pub id: Uuid,
+    /// Its signup code.
+    pub signup_code: String,
+}
+
+async fn create_district_org(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+    Json(body): Json<CreateDistrictOrgBody>,
+) -> Result<Created<DistrictOrgCreated>, ApiError> {
+    let d = template_admin(&state, &caller, p.district_id).await?;
+    let school = state
+        .districts
+        .get_school(SchoolId(body.school_id))
+        .await
+        .map_err(read_error)?;
+    if school.as_ref().and_then(|s| s.district_id) != Some(d.id) {
+        return Err(ApiError::not_found("no such school in this district"));
+    }
+    let signup_code = match &body.signup_code {
+        Some(c) => SignupCode::parse(c).map_err(|e| invalid("signup_code", e))?,
+        None => {
+            let random = Uuid::new_v4().into_bytes();
+            let mut bytes = [0u8; 10];
+            bytes.copy_from_slice(&random[..10]);
+            SignupCode::from_random(bytes)
+        }
+    };
+    let (org, _) = state
+        .orgs
+        .create_org(
+            &caller.audit_context(),
+            CreateOrgRequest {
+                name: body.name,
+                kind: OrgKind::Pto,
+                school_id: Some(body.school_id),
+                signup_code,
+                creator: caller.user_id(),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            CreateOrgError::SignupCodeTaken => {
+                ApiError::new(ErrorCode::Conflict, "that signup code is in use")
+            }
+            CreateOrgError::SchoolNotFound => ApiError::not_found("no such school"),
+            CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
+        })?;
+    Ok(Created(DistrictOrgCreated {
+        id: org.id.as_uuid(),
+        signup_code: org.signup_code.to_string(),
+    }))
+}

@@ -1,0 +1,236 @@
+use actix_web::http::Method;
+use permissions::{BuiltinRole, PermissionKey, ScopedSetting};
+
+use crate::backend_tests;
+use crate::helpers::{BOOTSTRAP_TOKEN, TestContext, send, signed_up};
+
+backend_tests!(
+    bootstrap_is_one_time_and_guarded,
+    district_templates_locks_schools_and_moves
+);
+
+async fn bootstrap_is_one_time_and_guarded(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, first) = signed_up(&app, "root@example.org").await;
+    let (_, second) = signed_up(&app, "late-root@example.org").await;
+    let uri = "/api/v2/platform/bootstrap";
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        uri,
+        Some(&first),
+        Some(serde_json::json!({"token": "wrong"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(&first),
+        Some(serde_json::json!({"name": "D", "code": "D1"})),
+    )
+    .await;
+    assert_eq!(status, 403, "not yet a platform admin");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        uri,
+        Some(&first),
+        Some(serde_json::json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        uri,
+        Some(&second),
+        Some(serde_json::json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    assert_eq!(status, 409, "only the first");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(&first),
+        Some(serde_json::json!({"name": "Springfield Unified", "code": "springfield usd"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["code"], "SPRINGFIELD-USD");
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(&second),
+        Some(serde_json::json!({"name": "X", "code": "X1"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, root) = signed_up(&app, "root2@example.org").await;
+    send(
+        &app,
+        Method::POST,
+        "/api/v2/platform/bootstrap",
+        Some(&root),
+        Some(serde_json::json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    let (_, d) = send(
+        &app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(&root),
+        Some(serde_json::json!({"name": "Shelbyville", "code": "SHELBY"})),
+    )
+    .await;
+    let district = d["data"]["id"].as_str().unwrap().to_owned();
+    let (status, s) = send(&app, Method::POST, &format!("/api/v2/districts/{district}/schools"), Some(&root), Some(serde_json::json!({"name": "Sunset Elementary", "code": "SUNSET", "grade_levels": ["K", "1", "2"]}))).await;
+    assert_eq!(status, 201, "{s}");
+    let school = s["data"]["id"].as_str().unwrap().to_owned();
+    let (staff_id, staff) = signed_up(&app, "staff@example.org").await;
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{district}/staff/{staff_id}"),
+        Some(&root),
+        Some(serde_json::json!({"role": "district_admin"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, mine) = send(&app, Method::GET, "/api/v2/districts", Some(&staff), None).await;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 1);
+    // District staff create an org under their school; they become its first admin.
+    let (status, o) = send(&app, Method::POST, &format!("/api/v2/districts/{district}/orgs"), Some(&staff), Some(serde_json::json!({"name": "Sunset PTO", "school_id": school, "signup_code": "SUNSETPTO"}))).await;
+    assert_eq!(status, 201, "{o}");
+    let org = o["data"]["id"].as_str().unwrap().to_owned();
+    let (_, vol) = signed_up(&app, "vol-d@example.org").await;
+    send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&vol),
+        Some(serde_json::json!({"signup_code": "SUNSETPTO"})),
+    )
+    .await;
+    let check = |key: &'static str| format!("/api/v2/orgs/{org}/permissions/check?key={key}");
+
+    // The org opens events.create to volunteers…
+    let (_, matrix) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/permissions"),
+        Some(&staff),
+        None,
+    )
+    .await;
+    let version = matrix["data"]["version"].as_u64().unwrap();
+    let settings = format!("/api/v2/orgs/{org}/permissions/settings");
+    let (status, _) = send(&app, Method::PUT, &settings, Some(&staff), Some(serde_json::json!({"version": version, "changes": [{"key": "events.create", "min_role": "volunteer"}]}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        send(&app, Method::GET, &check("events.create"), Some(&vol), None)
+            .await
+            .1["data"]["allowed"],
+        true
+    );
+    // …then the district locks it at board_member: the lock beats the org override.
+    let (status, t) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{district}/permission-templates/events.create"),
+        Some(&staff),
+        Some(serde_json::json!({"min_role": "board_member", "enabled": true, "locked": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["data"]["affected_orgs"][0], org.as_str());
+    let (_, c) = send(&app, Method::GET, &check("events.create"), Some(&vol), None).await;
+    assert_eq!(c["data"]["allowed"], false);
+    assert_eq!(c["data"]["effective"]["locked_by"]["kind"], "district");
+    let (_, matrix) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/permissions"),
+        Some(&staff),
+        None,
+    )
+    .await;
+    let version = matrix["data"]["version"].as_u64().unwrap();
+    let (status, body) = send(&app, Method::PUT, &settings, Some(&staff), Some(serde_json::json!({"version": version, "changes": [{"key": "events.create", "min_role": "volunteer"}]}))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("PERMISSION_LOCKED")),
+        "{body}"
+    );
+    assert_eq!(body["error"]["details"]["locked_by"]["kind"], "district");
+    // A school setting applies between district and org.
+    ctx.state
+        .authz
+        .store()
+        .set_school_setting(
+            &tenancy::ports::AuditContext {
+                actor: audit::Actor::System,
+                request: audit::RequestMeta::default(),
+            },
+            uuid::Uuid::parse_str(&school).unwrap(),
+            PermissionKey::BudgetView,
+            ScopedSetting {
+                min_role: BuiltinRole::CommitteeLead,
+                enabled: true,
+                locked: false,
+            },
+        )
+        .await
+        .unwrap();
+    let (_, c) = send(&app, Method::GET, &check("budget.view"), Some(&vol), None).await;
+    assert_eq!(
+        (
+            c["data"]["allowed"].as_bool(),
+            c["data"]["effective"]["source"]["kind"].as_str()
+        ),
+        (Some(false), Some("school"))
+    );
+    // A viewer cannot change templates.
+    let (viewer_id, viewer) = signed_up(&app, "viewer@example.org").await;
+    send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
+        Some(&root),
+        Some(serde_json::json!({"role": "district_viewer"})),
+    )
+    .await;
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v2/districts/{district}/permission-templates/events.create"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Moving the school out of the district re-resolves the org at once: the lock is gone.
+    let (status, moved) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/schools/{school}/move"),
+        Some(&root),
+        Some(serde_json::json!({"district_id": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["data"]["affected_orgs"][0], org.as_str());
+    assert_eq!(
+        send(&app, Method::GET, &check("events.create"), Some(&vol), None)
+            .await
+            .1["data"]["allowed"],
+        true
+    );
+}
