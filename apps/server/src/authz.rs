@@ -21,6 +21,10 @@ use crate::http::{ApiError, ErrorCode};
 pub enum Requirement {
     /// One of the 28 configurable permission keys.
     Permission(PermissionKey),
+    /// Any active member of the org (or an API key bound to it): the default of every
+    /// route under `/orgs/{org_id}`, so membership is settled before anything else of
+    /// the request is looked at.
+    Member,
     /// The `admin` role: administrative capabilities (permission settings, audit log,
     /// API keys, org settings) are not configurable.
     OrgAdmin,
@@ -103,6 +107,7 @@ pub async fn guard(
         Err(e) => return Ok(req.error_response(e)),
     };
     let allowed = match (&member.actor, requirement) {
+        (_, Requirement::Member) => Ok(true),
         (_, Requirement::OrgAdmin) => Ok(member.is_admin()),
         // An API key is authorized exactly as its grants say.
         (OrgActor::ApiKey { permissions, .. }, Requirement::Permission(key)) => {
@@ -137,6 +142,10 @@ fn denied(requirement: Requirement) -> ApiError {
             format!("this needs the permission {}", key.as_str()),
         )
         .with_details(serde_json::json!({ "required_permission": key.as_str() })),
+        Requirement::Member => ApiError::new(
+            ErrorCode::PermissionDenied,
+            "this needs an active membership",
+        ),
         Requirement::OrgAdmin => ApiError::new(
             ErrorCode::PermissionDenied,
             "only an admin of this organization may do this",

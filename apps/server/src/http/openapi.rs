@@ -148,6 +148,12 @@ impl ApiRoutes {
         Args: FromRequest + OperationInput + 'static,
         H::Output: Responder + OperationOutput + 'static,
     {
+        // Every route under an org is guarded: by its declared requirement, else by
+        // membership. Nothing can be registered there unguarded.
+        let mut doc = doc;
+        if doc.requirement.is_none() && path.contains("{org_id}") {
+            doc.requirement = Some(Requirement::Member);
+        }
         let operation =
             aide::generate::in_context(|ctx| operation_for::<Args, H::Output>(ctx, &doc));
         let item = self.paths.entry(path.to_owned()).or_default();
@@ -344,6 +350,12 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
                     "Requires permission `{}` in the organization.",
                     key.as_str()
                 )
+            }
+            Requirement::Member => {
+                op.extensions
+                    .insert("x-required-role".to_owned(), serde_json::json!("member"));
+                "Requires an active membership of the organization (or an API key bound to it)."
+                    .to_owned()
             }
             Requirement::OrgAdmin => {
                 op.extensions

@@ -13,6 +13,7 @@ mod districts;
 mod docs;
 mod errors;
 mod health;
+mod isolation;
 mod orgs;
 mod permissions;
 mod register;
