@@ -54,6 +54,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The audit digest key or directory could not be opened.
+    #[error("audit digests: {0}")]
+    Audit(String),
     /// The OpenAPI document could not be serialized.
     #[error("openapi: {0}")]
     OpenApi(#[from] serde_json::Error),
@@ -132,6 +135,12 @@ pub async fn build_state(
             .with_title("PTO Connect API")
             .html(),
     );
+    let (audit_signer, _) = audit_store::Ed25519DigestSigner::load_or_create(
+        &settings.data_dir.join("audit_digest_key.pem"),
+    )
+    .map_err(|e| StartupError::Audit(e.to_string()))?;
+    let audit_digests = audit_store::FileDigestStore::in_data_dir(&settings.data_dir)
+        .map_err(|e| StartupError::Audit(e.to_string()))?;
     let auth = AuthService::new(
         TokenIssuer::new(Arc::new(signing_key)),
         SeaOrmSessionRepository::new(db.clone()),
@@ -145,12 +154,16 @@ pub async fn build_state(
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs: SeaOrmOrgRepository::new(db.clone()),
+        audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz: crate::authz::Authz::new(permissions_store::SeaOrmPermissionStore::new(db.clone())),
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),
         auth,
         db,
         redis,
         bus,
+
+        audit_signer,
+        audit_digests,
         bootstrap_token: settings.bootstrap_token.clone(),
         openapi_json,
         docs_html,

@@ -30,6 +30,12 @@ pub struct AppState {
     pub authz: crate::authz::Authz,
     /// Districts, schools, district staff.
     pub districts: districts_store::SeaOrmDistrictRepository,
+    /// The audit log (queries).
+    pub audit_log: audit_store::SeaOrmAuditLog,
+    /// Signs (and verifies) the audit digests.
+    pub audit_signer: audit_store::Ed25519DigestSigner,
+    /// Where the signed audit digests are kept.
+    pub audit_digests: audit_store::FileDigestStore,
     /// The one-time platform-admin bootstrap token, if configured.
     pub bootstrap_token: Option<crate::config::Secret>,
     /// The serialized OpenAPI document.

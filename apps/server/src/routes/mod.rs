@@ -1,6 +1,7 @@
 //! Route handlers, one module per group, and the single table that registers them.
 
 mod api_keys;
+mod audit_logs;
 mod auth;
 mod districts;
 mod members;
@@ -22,5 +23,6 @@ pub fn api() -> Api {
     members::register(&mut routes);
     api_keys::register(&mut routes);
     districts::register(&mut routes);
+    audit_logs::register(&mut routes);
     routes.finish()
 }

@@ -8,6 +8,7 @@
 mod helpers;
 
 mod api_keys;
+mod audit_logs;
 mod auth;
 mod districts;
 mod docs;
