@@ -67,6 +67,9 @@ pub struct Settings {
     /// One-time token that lets the first signed-in user become platform admin
     /// (`BOOTSTRAP_TOKEN`, at least 32 characters); useless once an admin exists.
     pub bootstrap_token: Option<Secret>,
+    /// How often the audit chain heads are signed into a digest
+    /// (`AUDIT_DIGEST_INTERVAL_SECS`, default 300).
+    pub audit_digest_interval: Duration,
     /// Seconds to let in-flight requests finish on SIGTERM (`SHUTDOWN_TIMEOUT_SECS`).
     pub shutdown_timeout: Duration,
     /// HTTP worker threads (`WORKERS`; default: number of CPUs).
@@ -103,6 +106,7 @@ pub const KEYS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "SIGNING_KEY",
     "BOOTSTRAP_TOKEN",
+    "AUDIT_DIGEST_INTERVAL_SECS",
     "SHUTDOWN_TIMEOUT_SECS",
     "WORKERS",
 ];
@@ -224,6 +228,13 @@ impl Settings {
                 "BOOTSTRAP_TOKEN: must be at least 32 characters (use a random string)".into(),
             );
         }
+        let digest_secs: u64 = parse_num(
+            &mut errors,
+            "AUDIT_DIGEST_INTERVAL_SECS",
+            get("AUDIT_DIGEST_INTERVAL_SECS"),
+            300,
+            10..=86_400,
+        );
         let shutdown_secs: u64 = parse_num(
             &mut errors,
             "SHUTDOWN_TIMEOUT_SECS",
@@ -249,6 +260,7 @@ impl Settings {
             otel_endpoint,
             signing_key,
             bootstrap_token,
+            audit_digest_interval: Duration::from_secs(digest_secs),
             shutdown_timeout: Duration::from_secs(shutdown_secs),
             workers,
         })

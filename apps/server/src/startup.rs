@@ -195,6 +195,25 @@ async fn route_not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found("no such route"))
 }
 
+/// Anchors the audit chains: every `interval`, signs all chain heads into the digest
+/// file (CloudTrail-style), so a chain rewritten later fails verification.
+fn spawn_digest_writer(state: web::Data<AppState>, interval: Duration) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = time::OffsetDateTime::now_utc();
+            if let Err(e) =
+                audit_store::write_digest(&state.db, &state.audit_digests, &state.audit_signer, now)
+                    .await
+            {
+                tracing::warn!(error = %e, "writing the audit digest failed; retrying next interval");
+            }
+        }
+    });
+}
+
 /// A running server bound to a port.
 pub struct Application {
     server: Server,
@@ -214,6 +233,7 @@ impl Application {
                 source,
             })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        spawn_digest_writer(state.clone(), settings.audit_digest_interval);
         let factory_state = state.clone();
         let mut server = HttpServer::new(move || app(factory_state.clone(), api.clone()))
             .shutdown_timeout(settings.shutdown_timeout.as_secs());
