@@ -175,7 +175,24 @@ impl FromRequest for OrgMember {
     }
 }
 
+/// The `{org_id}` path parameter every org route has.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct OrgPath {
+    /// Organization id (UUID).
+    #[allow(dead_code, reason = "schema only")]
+    org_id: Uuid,
+}
+
 impl aide::OperationInput for OrgMember {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        let schema = ctx.schema.subschema_for::<OrgPath>();
+        let params = aide::operation::parameters_from_schema(
+            ctx,
+            schema,
+            aide::operation::ParamLocation::Path,
+        );
+        crate::http::extract::add_missing_parameters(ctx, operation, params);
+    }
     fn inferred_early_responses(
         ctx: &mut GenContext,
         _: &mut Operation,

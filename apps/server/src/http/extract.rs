@@ -203,11 +203,33 @@ impl<T: DeserializeOwned + 'static> FromRequest for Path<T> {
     }
 }
 
+/// Adds the parameters the operation does not have yet (several extractors may
+/// describe the same path parameter, e.g. `{org_id}`).
+pub fn add_missing_parameters(
+    ctx: &mut GenContext,
+    operation: &mut Operation,
+    params: Vec<aide::openapi::Parameter>,
+) {
+    let present: Vec<String> = operation
+        .parameters
+        .iter()
+        .filter_map(|p| match p {
+            aide::openapi::ReferenceOr::Item(p) => Some(p.parameter_data_ref().name.clone()),
+            aide::openapi::ReferenceOr::Reference { .. } => None,
+        })
+        .collect();
+    let missing: Vec<_> = params
+        .into_iter()
+        .filter(|p| !present.contains(&p.parameter_data_ref().name))
+        .collect();
+    add_parameters(ctx, operation, missing);
+}
+
 impl<T: JsonSchema> aide::OperationInput for Path<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
         let schema = ctx.schema.subschema_for::<T>();
         let params = parameters_from_schema(ctx, schema, ParamLocation::Path);
-        add_parameters(ctx, operation, params);
+        add_missing_parameters(ctx, operation, params);
     }
 
     fn inferred_early_responses(

@@ -253,9 +253,18 @@ pub struct StatsView {
     /// Events in the range.
     pub total: u64,
     /// Counts per action.
-    pub per_action: Vec<(String, u64)>,
+    pub per_action: Vec<Count>,
     /// Counts per UTC day (`YYYY-MM-DD`).
-    pub per_day: Vec<(String, u64)>,
+    pub per_day: Vec<Count>,
+}
+
+/// A labelled count.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Count {
+    /// The action, or the day (`YYYY-MM-DD`).
+    pub label: String,
+    /// How many events.
+    pub count: u64,
 }
 
 async fn stats(
@@ -277,12 +286,18 @@ async fn stats(
         per_action: s
             .per_action
             .into_iter()
-            .map(|a| (a.action.to_string(), a.count))
+            .map(|a| Count {
+                label: a.action.to_string(),
+                count: a.count,
+            })
             .collect(),
         per_day: s
             .per_day
             .into_iter()
-            .map(|d| (d.day.to_string(), d.count))
+            .map(|d| Count {
+                label: d.day.to_string(),
+                count: d.count,
+            })
             .collect(),
     }))
 }
