@@ -214,6 +214,29 @@ fn spawn_digest_writer(state: web::Data<AppState>, interval: Duration) {
     });
 }
 
+/// Ends officer terms that are over (the member falls back to volunteer, audited),
+/// once a minute. Idempotent, so several instances may run it.
+fn spawn_term_ender(state: web::Data<AppState>) {
+    use tenancy::ports::OrgRepository;
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match state
+                .orgs
+                .end_expired_terms(time::OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(ended = n, "officer terms ended"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ending officer terms failed; retrying next minute")
+                }
+            }
+        }
+    });
+}
+
 /// A running server bound to a port.
 pub struct Application {
     server: Server,
@@ -234,6 +257,7 @@ impl Application {
             })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         spawn_digest_writer(state.clone(), settings.audit_digest_interval);
+        spawn_term_ender(state.clone());
         let factory_state = state.clone();
         let mut server = HttpServer::new(move || app(factory_state.clone(), api.clone()))
             .shutdown_timeout(settings.shutdown_timeout.as_secs());

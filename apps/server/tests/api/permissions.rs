@@ -9,7 +9,62 @@ backend_tests!(
     member_rules_last_admin_and_self_escalation,
     custom_role_counts_as_rank_with_extra_keys,
     routes_enforce_their_declared_permission,
+    officer_terms_end_by_themselves,
 );
+
+async fn officer_terms_end_by_themselves(ctx: TestContext) {
+    use tenancy::ports::OrgRepository;
+    let app = ctx.service().await;
+    let (org, admin, vol_id, vol) = org_with_volunteer(&app, "t1").await;
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v2/orgs/{org}/users/{vol_id}"),
+        Some(&admin),
+        Some(serde_json::json!({
+        "role": "board_member", "role_ends_at": "2026-06-30T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["role"]["name"], "board_member");
+    let ended = ctx
+        .state
+        .orgs
+        .end_expired_terms(time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    let (_, member) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/users/{vol_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(member["data"]["role"]["name"], "volunteer");
+    assert!(member["data"]["role_ends_at"].is_null());
+    assert!(!allowed(&app, &org, &vol, "budget.delete").await);
+    let (_, logs) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs?action=member.term_end"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(logs["data"].as_array().unwrap().len(), 1, "{logs}");
+    assert_eq!(logs["data"][0]["actor"], "system");
+    // Nothing left to end.
+    assert_eq!(
+        ctx.state
+            .orgs
+            .end_expired_terms(time::OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        0
+    );
+}
 
 /// An org with an admin and a volunteer; returns (org id, admin token, volunteer id, volunteer token).
 async fn org_with_volunteer<S, B>(app: &S, tag: &str) -> (String, String, String, String)
