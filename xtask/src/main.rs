@@ -10,6 +10,7 @@ mod ci;
 mod migrate;
 mod openapi;
 mod purity;
+mod seed;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,9 @@ enum Command {
     Ci,
     /// Check that the domain crates depend on no framework, database or cache crate.
     CheckPurity,
+    /// Sample data on the configured database (migrated first): a demo tenant with
+    /// printed sign-ins (--demo), or the bulk benchmark dataset (--enterprise [--large]).
+    Seed(seed::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Command::Lint => ci::lint(),
         Command::Ci => ci::lint().and_then(|()| ci::test()),
         Command::CheckPurity => purity::run(),
+        Command::Seed(args) => seed::run(&args),
     }
 }

@@ -9,6 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage};
 use permissions::{CompiledOrg, MemberContext, PermissionKey};
+use permissions_cache::PermissionCache;
 use permissions_store::SeaOrmPermissionStore;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -31,17 +32,25 @@ pub enum Requirement {
 }
 
 /// The permission engine as the app uses it: compiled org tables and member contexts
-/// from the store, checked with the pure domain `check`.
+/// from the two-level cache (moka L1 → Redis L2 → store), checked with the pure
+/// domain `check`.
 #[derive(Clone)]
 pub struct Authz {
     store: SeaOrmPermissionStore,
+    cache: PermissionCache,
 }
 
 impl Authz {
-    /// An engine over the store.
+    /// An engine over the store and its cache.
     #[must_use]
-    pub fn new(store: SeaOrmPermissionStore) -> Self {
-        Self { store }
+    pub fn new(store: SeaOrmPermissionStore, cache: PermissionCache) -> Self {
+        Self { store, cache }
+    }
+
+    /// The cache (for invalidation after writes and for metrics).
+    #[must_use]
+    pub fn cache(&self) -> &PermissionCache {
+        &self.cache
     }
 
     /// The underlying store (for writes and admin reads).
@@ -52,12 +61,10 @@ impl Authz {
 
     /// The org's compiled table.
     pub async fn compiled(&self, org: Uuid) -> Result<Option<Arc<CompiledOrg>>, ApiError> {
-        Ok(self
-            .store
-            .compile_org(org)
+        self.cache
+            .compiled_org(org, crate::http::request_context::consistency_token())
             .await
-            .map_err(|e| ApiError::internal(Box::new(e)))?
-            .map(Arc::new))
+            .map_err(|e| ApiError::internal(Box::new(e)))
     }
 
     /// A member's context.
@@ -66,28 +73,37 @@ impl Authz {
         org: Uuid,
         user: Uuid,
     ) -> Result<Option<Arc<MemberContext>>, ApiError> {
-        use permissions::PermissionStore;
-        Ok(self
-            .store
-            .load_member(org, user)
+        self.cache
+            .member(org, user, crate::http::request_context::consistency_token())
             .await
-            .map_err(|e| ApiError::internal(Box::new(e)))?
-            .map(Arc::new))
+            .map_err(|e| ApiError::internal(Box::new(e)))
     }
 
     /// Whether `user` holds `key` in `org` now (false for non-members and unknown orgs).
     pub async fn check(&self, org: Uuid, user: Uuid, key: PermissionKey) -> Result<bool, ApiError> {
-        let (Some(compiled), Some(member)) =
-            (self.compiled(org).await?, self.member(org, user).await?)
-        else {
-            return Ok(false);
-        };
-        Ok(permissions::check(
-            &compiled,
-            &member,
-            key,
-            OffsetDateTime::now_utc(),
-        ))
+        Ok(self
+            .cache
+            .check(
+                org,
+                user,
+                key,
+                OffsetDateTime::now_utc(),
+                crate::http::request_context::consistency_token(),
+            )
+            .await
+            .map_err(|e| ApiError::internal(Box::new(e)))?
+            .unwrap_or(false))
+    }
+
+    /// After a write that changed orgs' settings (or their district/school): every
+    /// instance re-resolves them on its next request.
+    pub async fn orgs_changed(&self, orgs: &[Uuid]) {
+        self.cache.org_changed(orgs).await;
+    }
+
+    /// After a change of one member (role, status, membership).
+    pub async fn member_changed(&self, org: Uuid, user: Uuid) {
+        self.cache.member_changed(org, user).await;
     }
 }
 

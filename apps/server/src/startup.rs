@@ -54,6 +54,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The permission cache could not be configured.
+    #[error("permission cache: {0}")]
+    Cache(String),
     /// The audit digest key or directory could not be opened.
     #[error("audit digests: {0}")]
     Audit(String),
@@ -141,6 +144,15 @@ pub async fn build_state(
     .map_err(|e| StartupError::Audit(e.to_string()))?;
     let audit_digests = audit_store::FileDigestStore::in_data_dir(&settings.data_dir)
         .map_err(|e| StartupError::Audit(e.to_string()))?;
+    let permission_store = permissions_store::SeaOrmPermissionStore::new(db.clone());
+    let permission_cache = permissions_cache::PermissionCache::new(
+        permission_store.clone(),
+        settings.redis_url.as_ref().map(|u| u.expose()),
+        bus.clone(),
+        permissions_cache::CacheSettings::default(),
+    )
+    .await
+    .map_err(|e| StartupError::Cache(e.to_string()))?;
     let auth = AuthService::new(
         TokenIssuer::new(Arc::new(signing_key)),
         SeaOrmSessionRepository::new(db.clone()),
@@ -155,7 +167,7 @@ pub async fn build_state(
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs: SeaOrmOrgRepository::new(db.clone()),
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
-        authz: crate::authz::Authz::new(permissions_store::SeaOrmPermissionStore::new(db.clone())),
+        authz: crate::authz::Authz::new(permission_store, permission_cache),
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),
         auth,
         db,

@@ -61,7 +61,9 @@ impl InvalidationBus {
             publisher: Some(publisher),
             ..Self::local_only()
         };
-        let config = Config::from_url(url).map_err(|e| RedisError::InvalidUrl(e.to_string()))?;
+        let mut config =
+            Config::from_url(url).map_err(|e| RedisError::InvalidUrl(e.to_string()))?;
+        config.fail_fast = false;
         let subscriber = Builder::from_config(config)
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build_subscriber_client()

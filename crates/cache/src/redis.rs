@@ -32,7 +32,11 @@ impl RedisCache {
     /// `wait` for the first connection; if Redis is not up by then the client keeps
     /// retrying on its own and the cache works in degraded (L1-only) mode meanwhile.
     pub async fn connect(url: &str, wait: Duration) -> Result<Self, RedisError> {
-        let config = Config::from_url(url).map_err(|e| RedisError::InvalidUrl(e.to_string()))?;
+        let mut config =
+            Config::from_url(url).map_err(|e| RedisError::InvalidUrl(e.to_string()))?;
+        // Keep retrying the first connection too: an instance that starts while Redis is
+        // down must join the shared cache once it is back.
+        config.fail_fast = false;
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);

@@ -98,6 +98,14 @@ impl AuthService {
         })
     }
 
+    /// Hit/miss counters of the verified-token and liveness caches.
+    pub fn cache_stats(&self) -> [(&'static str, cache::CacheStats); 2] {
+        [
+            ("token_verify", self.verified.stats()),
+            ("credential_live", self.live.stats()),
+        ]
+    }
+
     /// The session repository.
     pub fn sessions(&self) -> &SeaOrmSessionRepository {
         &self.sessions

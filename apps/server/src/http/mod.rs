@@ -4,6 +4,7 @@
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod raw;
 pub mod request_context;

@@ -66,3 +66,29 @@ impl aide::OperationOutput for Html {
         )]
     }
 }
+
+/// Plain text (Prometheus exposition format).
+#[derive(Debug, Clone)]
+pub struct PlainText(pub String);
+
+impl Responder for PlainText {
+    type Body = BoxBody;
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(self.0)
+    }
+}
+
+impl aide::OperationOutput for PlainText {
+    type Inner = ();
+    fn inferred_responses(
+        _: &mut GenContext,
+        _: &mut Operation,
+    ) -> Vec<(Option<StatusCode>, Response)> {
+        vec![(
+            Some(StatusCode::Code(200)),
+            plain_response("text/plain", "Prometheus text format"),
+        )]
+    }
+}

@@ -11,6 +11,17 @@ use tracing::Instrument;
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    static CONSISTENCY_TOKEN: Option<u64>;
+}
+
+/// The header with which a client asks for state at least as fresh as a write it made
+/// (the `version` that write returned).
+pub const CONSISTENCY_TOKEN_HEADER: &str = "x-consistency-token";
+
+/// The consistency token the client sent with the request being served, if any.
+#[must_use]
+pub fn consistency_token() -> Option<u64> {
+    CONSISTENCY_TOKEN.try_with(|t| *t).ok().flatten()
 }
 
 /// The header carrying the request id.
@@ -55,8 +66,16 @@ pub async fn middleware(
         org_id = tracing::field::Empty,
         user_id = tracing::field::Empty,
     );
+    let token = req
+        .headers()
+        .get(CONSISTENCY_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let result = REQUEST_ID
-        .scope(id.clone(), next.call(req).instrument(span.clone()))
+        .scope(
+            id.clone(),
+            CONSISTENCY_TOKEN.scope(token, next.call(req).instrument(span.clone())),
+        )
         .await;
     // Handlers and extractors turn their errors into responses inside the scope;
     // an `Err` here can only come from inner middleware and is rendered by actix.
@@ -68,6 +87,7 @@ pub async fn middleware(
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".into());
     span.record("route", route.as_str());
+    super::metrics::requests().observe(&route, status, elapsed);
     span.record("status", status);
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {

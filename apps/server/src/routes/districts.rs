@@ -537,9 +537,11 @@ async fn move_school(
                 other => ApiError::internal(Box::new(other)),
             })
         })?;
+    let affected: Vec<Uuid> = moved.affected_orgs.iter().map(|o| o.as_uuid()).collect();
+    state.authz.orgs_changed(&affected).await;
     Ok(Reply(MovedSchool {
         school: school_view(moved.school),
-        affected_orgs: moved.affected_orgs.iter().map(|o| o.as_uuid()).collect(),
+        affected_orgs: affected,
     }))
 }
 
@@ -727,6 +729,7 @@ async fn set_template(
         .set_district_setting(&caller.audit_context(), d.id.as_uuid(), key, setting)
         .await
         .map_err(template_error)?;
+    state.authz.orgs_changed(&orgs).await;
     Ok(Reply(TemplateChanged {
         affected_orgs: orgs,
         scope: ScopeDto::from(permissions::ScopeRef::District(d.id.as_uuid())),
@@ -747,6 +750,7 @@ async fn clear_template(
         .clear_district_setting(&caller.audit_context(), d.id.as_uuid(), key)
         .await
         .map_err(template_error)?;
+    state.authz.orgs_changed(&orgs).await;
     Ok(Reply(TemplateChanged {
         affected_orgs: orgs,
         scope: ScopeDto::from(permissions::ScopeRef::District(d.id.as_uuid())),
@@ -821,6 +825,10 @@ async fn create_district_org(
             CreateOrgError::SchoolNotFound => ApiError::not_found("no such school"),
             CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;
+    state
+        .authz
+        .member_changed(org.id.as_uuid(), caller.user_id().as_uuid())
+        .await;
     Ok(Created(DistrictOrgCreated {
         id: org.id.as_uuid(),
         signup_code: org.signup_code.to_string(),

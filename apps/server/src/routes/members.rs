@@ -337,6 +337,10 @@ async fn update_member(
         )
         .await
         .map_err(change_error)?;
+    state
+        .authz
+        .member_changed(member.org_id().as_uuid(), target.as_uuid())
+        .await;
     let (u, m) = state
         .orgs
         .get_member(member.org_id(), target)
@@ -368,6 +372,10 @@ async fn remove_member(
         )
         .await
         .map_err(change_error)?;
+    state
+        .authz
+        .member_changed(member.org_id().as_uuid(), p.user_id)
+        .await;
     Ok(Reply(Removed { removed: true }))
 }
 

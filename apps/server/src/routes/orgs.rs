@@ -271,6 +271,10 @@ async fn create_org(
             CreateOrgError::SchoolNotFound => ApiError::not_found("no such school"),
             CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;
+    state
+        .authz
+        .member_changed(org.id.as_uuid(), caller.user_id().as_uuid())
+        .await;
     let membership = membership_view(&org, &membership);
     Ok(Created(OrgWithMembership {
         org: org_view(org, true),
@@ -331,6 +335,10 @@ async fn join_org(
             ),
             JoinOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;
+    state
+        .authz
+        .member_changed(org.id.as_uuid(), caller.user_id().as_uuid())
+        .await;
     let membership = membership_view(&org, &m);
     Ok(Created(OrgWithMembership {
         org: org_view(org, false),

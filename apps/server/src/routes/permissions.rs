@@ -373,11 +373,20 @@ fn settings_error(e: UpdateSettingsError) -> ApiError {
     }
 }
 
+/// The permission service over the audited store, behind the cache: a save
+/// invalidates the org on every instance as part of the write.
 fn service(
     state: &State,
     member: &OrgMember,
-) -> PermissionService<permissions_store::AuditedPermissionStore> {
-    PermissionService::new(state.authz.store().with_context(member.audit_context()))
+) -> PermissionService<
+    permissions_cache::CachedPermissionStore<permissions_store::AuditedPermissionStore>,
+> {
+    PermissionService::new(
+        state
+            .authz
+            .cache()
+            .port(state.authz.store().with_context(member.audit_context())),
+    )
 }
 
 async fn update_settings(
@@ -810,6 +819,7 @@ async fn create_grant(
         )
         .await
         .map_err(grant_error)?;
+    state.authz.orgs_changed(&[member.org_id().as_uuid()]).await;
     Ok(Reply(SettingsWritten { version }))
 }
 
@@ -856,6 +866,7 @@ async fn revoke_grant(
         .revoke_grant(&member.audit_context(), p.org_id, p.user_id, key)
         .await
         .map_err(grant_error)?;
+    state.authz.orgs_changed(&[p.org_id]).await;
     if !revoked {
         return Err(ApiError::not_found("no such grant"));
     }

@@ -24,6 +24,11 @@ pub(super) fn register(r: &mut ApiRoutes) {
         .errors(&[ErrorCode::ServiceUnavailable]),
     );
     r.get(
+        "/metrics",
+        metrics,
+        RouteDoc::new("metrics", "Prometheus metrics of this instance", "system").public(),
+    );
+    r.get(
         "/openapi.json",
         openapi_json,
         RouteDoc::new("openapi", "This OpenAPI 3.1 document", "system").public(),
@@ -104,6 +109,44 @@ async fn ready(state: State) -> Result<Reply<Readiness>, ApiError> {
         );
     }
     Ok(Reply(report))
+}
+
+async fn metrics(state: State) -> crate::http::raw::PlainText {
+    let mut out = String::new();
+    crate::http::metrics::requests().render(&mut out);
+    out.push_str("# HELP ptoc_cache_hits_total Cache hits by cache and layer.\n# TYPE ptoc_cache_hits_total counter\n");
+    out.push_str("# HELP ptoc_cache_misses_total Cache misses by cache and layer.\n# TYPE ptoc_cache_misses_total counter\n");
+    for (name, stats) in state.auth.cache_stats() {
+        crate::http::metrics::render_cache(&mut out, name, "l1", stats);
+    }
+    let p = state.authz.cache().stats();
+    let layers = [
+        (
+            "l1",
+            cache::CacheStats {
+                hits: p.l1_hits,
+                misses: p.l1_misses,
+            },
+        ),
+        (
+            "l2",
+            cache::CacheStats {
+                hits: p.l2_hits,
+                misses: p.l2_misses,
+            },
+        ),
+    ];
+    for (layer, stats) in layers {
+        crate::http::metrics::render_cache(&mut out, "permissions", layer, stats);
+    }
+    let _ = std::fmt::Write::write_fmt(
+        &mut out,
+        format_args!(
+            "# HELP ptoc_permission_db_loads_total Permission loads that reached the database.\n# TYPE ptoc_permission_db_loads_total counter\nptoc_permission_db_loads_total {}\n# HELP ptoc_cache_redis_errors_total Redis failures of the permission cache.\n# TYPE ptoc_cache_redis_errors_total counter\nptoc_cache_redis_errors_total {}\n",
+            p.db_loads, p.redis_errors
+        ),
+    );
+    crate::http::raw::PlainText(out)
 }
 
 async fn openapi_json(state: State) -> RawJson {

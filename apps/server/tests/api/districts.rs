@@ -171,7 +171,8 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
     );
     assert_eq!(body["error"]["details"]["locked_by"]["kind"], "district");
     // A school setting applies between district and org.
-    ctx.state
+    let affected = ctx
+        .state
         .authz
         .store()
         .set_school_setting(
@@ -189,6 +190,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
         )
         .await
         .unwrap();
+    ctx.state.authz.orgs_changed(&affected).await;
     let (_, c) = send(&app, Method::GET, &check("budget.view"), Some(&vol), None).await;
     assert_eq!(
         (

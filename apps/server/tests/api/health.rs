@@ -87,3 +87,46 @@ async fn client_request_id_is_echoed_only_if_sane(ctx: TestContext) {
         "generated ids are UUIDs: {id}"
     );
 }
+
+mod metrics {
+    use actix_web::test;
+
+    use crate::helpers::{Backend, TestContext};
+
+    fn series(text: &str, prefix: &str) -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    #[actix_web::test]
+    async fn metrics_move_after_traffic() {
+        let ctx = TestContext::new(Backend::Sqlite).await.unwrap();
+        let app = ctx.service().await;
+        let scrape = || test::TestRequest::get().uri("/metrics").to_request();
+        let before = String::from_utf8(
+            test::read_body(test::call_service(&app, scrape()).await)
+                .await
+                .to_vec(),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await;
+        }
+        let res = test::call_service(&app, scrape()).await;
+        assert!(
+            res.headers()
+                .get("content-type")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        let after = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+        let key = "ptoc_http_requests_total{route=\"/health\",status=\"200\"}";
+        assert!(series(&after, key) >= series(&before, key) + 3, "{after}");
+        assert!(after.contains("ptoc_http_request_duration_seconds_bucket{route=\"/health\",status=\"200\",le=\"+Inf\"}"));
+        assert!(after.contains("ptoc_cache_hits_total{cache=\"token_verify\",layer=\"l1\"}"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Per-instance Prometheus metrics: request counts and latency by route template and
+//! status, and the caches' hit/miss counters, served as text at `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+#[derive(Default)]
+struct RouteStats {
+    count: u64,
+    sum: f64,
+    buckets: [u64; BUCKETS.len()],
+}
+
+/// The request metrics of this process.
+#[derive(Default)]
+pub struct RequestMetrics {
+    by_route: Mutex<BTreeMap<(String, u16), RouteStats>>,
+}
+
+/// The process-wide request metrics.
+pub fn requests() -> &'static RequestMetrics {
+    static METRICS: OnceLock<RequestMetrics> = OnceLock::new();
+    METRICS.get_or_init(RequestMetrics::default)
+}
+
+impl RequestMetrics {
+    /// Records one finished request.
+    pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let Ok(mut map) = self.by_route.lock() else {
+            return;
+        };
+        let stats = map.entry((route.to_owned(), status)).or_default();
+        stats.count += 1;
+        stats.sum += secs;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                stats.buckets[i] += 1;
+            }
+        }
+    }
+
+    /// Appends the request series in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let Ok(map) = self.by_route.lock() else {
+            return;
+        };
+        out.push_str("# HELP ptoc_http_requests_total Requests by route template and status.\n");
+        out.push_str("# TYPE ptoc_http_requests_total counter\n");
+        for ((route, status), s) in map.iter() {
+            let _ = writeln!(
+                out,
+                "ptoc_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {}",
+                s.count
+            );
+        }
+        out.push_str("# HELP ptoc_http_request_duration_seconds Request latency by route template and status.\n");
+        out.push_str("# TYPE ptoc_http_request_duration_seconds histogram\n");
+        for ((route, status), s) in map.iter() {
+            let labels = format!("route=\"{route}\",status=\"{status}\"");
+            for (bound, n) in BUCKETS.iter().zip(s.buckets) {
+                let _ = writeln!(
+                    out,
+                    "ptoc_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "ptoc_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "ptoc_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "ptoc_http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
+        }
+    }
+}
+
+/// Appends one cache layer's counters.
+pub fn render_cache(out: &mut String, cache: &str, layer: &str, stats: cache::CacheStats) {
+    let _ = writeln!(
+        out,
+        "ptoc_cache_hits_total{{cache=\"{cache}\",layer=\"{layer}\"}} {}",
+        stats.hits
+    );
+    let _ = writeln!(
+        out,
+        "ptoc_cache_misses_total{{cache=\"{cache}\",layer=\"{layer}\"}} {}",
+        stats.misses
+    );
+}

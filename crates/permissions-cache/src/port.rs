@@ -1,0 +1,77 @@
+//! [`CachedPermissionStore`]: the cache behind the domain's [`PermissionStore`] port.
+
+use permissions::{
+    LoadError, MemberContext, OrgChain, PermissionStore, SettingWrite, UpdateSettingsError,
+};
+use uuid::Uuid;
+
+use crate::error::CacheError;
+use crate::permission_cache::PermissionCache;
+
+/// A [`PermissionStore`] (typically the request's audited SeaORM store) with the cache in
+/// front: members are read through the cache, and a successful settings save calls
+/// [`PermissionCache::org_changed`] before it returns, so the change is effective on the
+/// next request everywhere. Made by [`PermissionCache::port`].
+///
+/// Org chains are read from the inner store (the cache keeps compiled tables, not chains;
+/// use [`PermissionCache::compiled_org`] for those).
+#[derive(Debug, Clone)]
+pub struct CachedPermissionStore<S> {
+    cache: PermissionCache,
+    store: S,
+}
+
+impl<S> CachedPermissionStore<S> {
+    pub(crate) const fn new(cache: PermissionCache, store: S) -> Self {
+        Self { cache, store }
+    }
+
+    /// The cache.
+    #[must_use]
+    pub const fn cache(&self) -> &PermissionCache {
+        &self.cache
+    }
+
+    /// The inner store.
+    #[must_use]
+    pub const fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<S: PermissionStore> PermissionStore for CachedPermissionStore<S> {
+    async fn load_org_chain(&self, org_id: Uuid) -> Result<Option<OrgChain>, LoadError> {
+        self.store.load_org_chain(org_id).await
+    }
+
+    /// From the cache (cloned out of its `Arc`).
+    async fn load_member(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<MemberContext>, LoadError> {
+        match self.cache.member(org_id, user_id, None).await {
+            Ok(member) => Ok(member.map(|member| MemberContext::clone(&member))),
+            Err(CacheError::Load(error)) => Err(error),
+            Err(other) => Err(LoadError::Unexpected(other.to_string())),
+        }
+    }
+
+    /// Saves through the inner store, then (when a new version was written) invalidates
+    /// the org everywhere. Returns the new version: the consistency token.
+    async fn save_org_settings(
+        &self,
+        org_id: Uuid,
+        expected_version: u64,
+        writes: &[SettingWrite],
+    ) -> Result<u64, UpdateSettingsError> {
+        let version = self
+            .store
+            .save_org_settings(org_id, expected_version, writes)
+            .await?;
+        if version != expected_version {
+            self.cache.org_changed(&[org_id]).await;
+        }
+        Ok(version)
+    }
+}
