@@ -6,6 +6,7 @@
     reason = "a CLI reports on the terminal"
 )]
 
+mod bench;
 mod ci;
 mod migrate;
 mod openapi;
@@ -40,6 +41,8 @@ enum Command {
     Lint,
     /// Everything CI checks: `lint`, then `test`.
     Ci,
+    /// Run the benchmarks (release builds; see docs/benchmarks.md).
+    Bench,
     /// Check that the domain crates depend on no framework, database or cache crate.
     CheckPurity,
     /// Sample data on the configured database (migrated first): a demo tenant with
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Lint => ci::lint(),
         Command::Ci => ci::lint().and_then(|()| ci::test()),
         Command::CheckPurity => purity::run(),
+        Command::Bench => bench::run_all(),
         Command::Seed(args) => seed::run(&args),
     }
 }
