@@ -134,6 +134,20 @@ impl OrgRepository for SeaOrmOrgRepository {
         let txn = self.db.primary().begin().await.map_err(failure)?;
         let district_id = match req.school_id {
             Some(school) => {
+                // Lock the school row first (a row lock on PostgreSQL, the write lock on
+                // SQLite) so a concurrent move of the school cannot leave the new org
+                // with the old district.
+                let lock = Query::update()
+                    .table(schools::Entity)
+                    .value(
+                        schools::Column::Version,
+                        Expr::col(schools::Column::Version),
+                    )
+                    .and_where(schools::Column::Id.eq(school))
+                    .to_owned();
+                if txn.execute(&lock).await.map_err(failure)?.rows_affected() == 0 {
+                    return Err(CreateOrgError::SchoolNotFound);
+                }
                 let Some(s) = schools::Entity::find_by_id(school)
                     .one(&txn)
                     .await
