@@ -10,7 +10,49 @@ backend_tests!(
     custom_role_counts_as_rank_with_extra_keys,
     routes_enforce_their_declared_permission,
     officer_terms_end_by_themselves,
+    suspended_member_denies,
 );
+
+async fn suspended_member_denies(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin, vol_id, vol) = org_with_volunteer(&app, "x1").await;
+    let check = format!("/api/v2/orgs/{org}/permissions/check?key=events.view&user_id={vol_id}");
+    let (_, before) = send(&app, Method::GET, &check, Some(&admin), None).await;
+    assert_eq!(before["data"]["allowed"], true, "{before}");
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v2/orgs/{org}/users/{vol_id}"),
+        Some(&admin),
+        Some(serde_json::json!({"status": "suspended"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, after) = send(&app, Method::GET, &check, Some(&admin), None).await;
+    assert_eq!(
+        after["data"]["allowed"], false,
+        "a suspended member holds nothing: {after}"
+    );
+    let (_, explained) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/permissions/explain?key=events.view&user_id={vol_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(explained["data"]["allowed"], false);
+    // The suspended member cannot act in the org at all.
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/users"),
+        Some(&vol),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+}
 
 async fn officer_terms_end_by_themselves(ctx: TestContext) {
     use tenancy::ports::OrgRepository;
