@@ -143,6 +143,43 @@ pub(super) fn register(r: &mut ApiRoutes) {
         )
         .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
     );
+    r.get(
+        "/api/v2/schools/{school_id}/permission-templates",
+        list_school_templates,
+        RouteDoc::new(
+            "list_school_permission_templates",
+            "The school's permission settings (between district and org)",
+            TAG,
+        )
+        .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
+    );
+    r.route(
+        Method::PUT,
+        "/api/v2/schools/{school_id}/permission-templates/{key}",
+        set_school_template,
+        RouteDoc::new(
+            "set_school_permission_template",
+            "Set (and optionally lock) a key for every org of the school",
+            TAG,
+        )
+        .description("Refused with 409 `PERMISSION_LOCKED` when the district locked the key.")
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::PermissionLocked,
+        ]),
+    );
+    r.route(
+        Method::DELETE,
+        "/api/v2/schools/{school_id}/permission-templates/{key}",
+        clear_school_template,
+        RouteDoc::new(
+            "clear_school_permission_template",
+            "Remove the school's setting of a key",
+            TAG,
+        )
+        .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
+    );
     r.post(
         "/api/v2/districts/{district_id}/orgs",
         create_district_org,
@@ -754,6 +791,115 @@ async fn clear_template(
     Ok(Reply(TemplateChanged {
         affected_orgs: orgs,
         scope: ScopeDto::from(permissions::ScopeRef::District(d.id.as_uuid())),
+    }))
+}
+
+/// Path of one school template key.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SchoolTemplatePath {
+    /// School id.
+    pub school_id: Uuid,
+    /// Permission key.
+    pub key: String,
+}
+
+/// The school, if the caller administers it: its district's admins, or platform admins
+/// (for a standalone school too). Others get 404 (existence is not revealed).
+async fn school_admin(state: &State, caller: &Caller, school: Uuid) -> Result<School, ApiError> {
+    let who = district_caller(state, caller).await?;
+    let not_found = || ApiError::not_found("no such school");
+    let s = state
+        .districts
+        .get_school(SchoolId(school))
+        .await
+        .map_err(read_error)?
+        .ok_or_else(not_found)?;
+    let allowed = who.platform_admin
+        || match s.district_id {
+            Some(d) => {
+                state
+                    .districts
+                    .staff_role(d, who.user)
+                    .await
+                    .map_err(read_error)?
+                    == Some(DistrictStaffRole::DistrictAdmin)
+            }
+            None => false,
+        };
+    if allowed { Ok(s) } else { Err(not_found()) }
+}
+
+async fn list_school_templates(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SchoolPath>,
+) -> Result<Reply<Vec<TemplateRow>>, ApiError> {
+    let s = school_admin(&state, &caller, p.school_id).await?;
+    let settings = state
+        .authz
+        .store()
+        .list_school_settings(s.id.as_uuid())
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?
+        .ok_or_else(|| ApiError::not_found("no such school"))?;
+    Ok(Reply(
+        settings
+            .held()
+            .map(|(key, s)| TemplateRow {
+                key: key.as_str(),
+                min_role: s.min_role.into(),
+                enabled: s.enabled,
+                locked: s.locked,
+            })
+            .collect(),
+    ))
+}
+
+async fn set_school_template(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SchoolTemplatePath>,
+    Json(body): Json<TemplateBody>,
+) -> Result<Reply<TemplateChanged>, ApiError> {
+    let s = school_admin(&state, &caller, p.school_id).await?;
+    let key =
+        PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such permission key"))?;
+    let setting = ScopedSetting {
+        min_role: body.min_role.into(),
+        enabled: body.enabled,
+        locked: body.locked,
+    };
+    let orgs = state
+        .authz
+        .store()
+        .set_school_setting(&caller.audit_context(), s.id.as_uuid(), key, setting)
+        .await
+        .map_err(template_error)?;
+    state.authz.orgs_changed(&orgs).await;
+    Ok(Reply(TemplateChanged {
+        affected_orgs: orgs,
+        scope: ScopeDto::from(permissions::ScopeRef::School(s.id.as_uuid())),
+    }))
+}
+
+async fn clear_school_template(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SchoolTemplatePath>,
+) -> Result<Reply<TemplateChanged>, ApiError> {
+    let s = school_admin(&state, &caller, p.school_id).await?;
+    let key =
+        PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such permission key"))?;
+    let orgs = state
+        .authz
+        .store()
+        .clear_school_setting(&caller.audit_context(), s.id.as_uuid(), key)
+        .await
+        .map_err(template_error)?;
+    state.authz.orgs_changed(&orgs).await;
+    Ok(Reply(TemplateChanged {
+        affected_orgs: orgs,
+        scope: ScopeDto::from(permissions::ScopeRef::School(s.id.as_uuid())),
     }))
 }
 

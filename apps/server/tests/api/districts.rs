@@ -1,5 +1,4 @@
 use actix_web::http::Method;
-use permissions::{BuiltinRole, PermissionKey, ScopedSetting};
 
 use crate::backend_tests;
 use crate::helpers::{BOOTSTRAP_TOKEN, TestContext, send, signed_up};
@@ -171,26 +170,26 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
     );
     assert_eq!(body["error"]["details"]["locked_by"]["kind"], "district");
     // A school setting applies between district and org.
-    let affected = ctx
-        .state
-        .authz
-        .store()
-        .set_school_setting(
-            &tenancy::ports::AuditContext {
-                actor: audit::Actor::System,
-                request: audit::RequestMeta::default(),
-            },
-            uuid::Uuid::parse_str(&school).unwrap(),
-            PermissionKey::BudgetView,
-            ScopedSetting {
-                min_role: BuiltinRole::CommitteeLead,
-                enabled: true,
-                locked: false,
-            },
-        )
-        .await
-        .unwrap();
-    ctx.state.authz.orgs_changed(&affected).await;
+    let (status, t) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/schools/{school}/permission-templates/budget.view"),
+        Some(&staff),
+        Some(serde_json::json!({"min_role": "committee_lead", "enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["data"]["scope"]["kind"], "school");
+    // The school cannot override what the district locked.
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/schools/{school}/permission-templates/events.create"),
+        Some(&staff),
+        Some(serde_json::json!({"min_role": "volunteer", "enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 409);
     let (_, c) = send(&app, Method::GET, &check("budget.view"), Some(&vol), None).await;
     assert_eq!(
         (
