@@ -1,12 +1,18 @@
-//! The audit trail over HTTP (admins only): filtered, cursor-paginated events, one
-//! event, statistics, and verification of the tenant's hash chain against the signed
-//! digests.
+//! The audit trail over HTTP: filtered, cursor-paginated events, one event, a streamed
+//! CSV export, statistics and verification of the tenant's hash chain against the signed
+//! digests (admins only), plus the activity feed (admins, or a member for themselves).
 
+use actix_web::body::BoxBody;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, Responder};
+use aide::generate::GenContext;
+use aide::openapi::{MediaType, Operation, Response, StatusCode};
 use audit::{
     Action, Actor, AuditCursor, AuditEvent, AuditFilter, Category, ChainId, ChangeType,
     PageRequest, TimeRange,
 };
 use audit::{AuditLog, DigestStore};
+use futures_util::stream::{self, BoxStream, StreamExt};
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -16,7 +22,8 @@ use uuid::Uuid;
 
 use crate::auth::OrgMember;
 use crate::http::{
-    ApiError, ApiRoutes, FieldError, Paged, Pagination, Path, Query, Reply, RouteDoc, State,
+    ApiError, ApiRoutes, ErrorCode, FieldError, Paged, Pagination, Path, Query, Reply, RouteDoc,
+    State,
 };
 
 pub(super) fn register(r: &mut ApiRoutes) {
@@ -27,6 +34,13 @@ pub(super) fn register(r: &mut ApiRoutes) {
         verify,
         RouteDoc::new("verify_audit_log", "Verify the org's hash chain and its signed digests", TAG)
             .description("Walks the whole chain (constant memory) and reports the first broken link: an edited, deleted, reordered or rewritten event.")
+            .org_admin(),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/audit-logs/export",
+        export,
+        RouteDoc::new("export_audit_logs", "Export the org's events as CSV", TAG)
+            .description("Same filters as the list; streamed page by page (constant memory), newest first. The export itself is recorded as a `data.export` activity event.")
             .org_admin(),
     );
     r.get(
@@ -53,6 +67,13 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/audit-logs/{event_id}",
         get_one,
         RouteDoc::new("get_audit_log", "One audit event", TAG).org_admin(),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/activities",
+        activities,
+        RouteDoc::new("list_activities", "Activity events, or one user's events, newest first", TAG)
+            .description("Without `user_id`, an admin sees the org's activity events and a member their own events. With `user_id`, every event that user did (activity and audit); members may only ask for themselves.")
+            .errors(&[ErrorCode::PermissionDenied]),
     );
 }
 
@@ -154,6 +175,70 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
+impl AuditQuery {
+    /// Splits into the filters and the paging (cursor, limit).
+    fn split(self) -> (ExportQuery, Option<String>, Option<u32>) {
+        let filters = ExportQuery {
+            actor: self.actor,
+            action: self.action,
+            entity_type: self.entity_type,
+            entity_id: self.entity_id,
+            change_type: self.change_type,
+            category: self.category,
+            from: self.from,
+            to: self.to,
+        };
+        (filters, self.cursor, self.limit)
+    }
+}
+
+/// The list's filters, without paging: what the CSV export accepts.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// Only events by this actor (`user:<id>`, `api_key:<id>`, `system`).
+    #[garde(skip)]
+    pub actor: Option<String>,
+    /// Only this action, e.g. `member.update`.
+    #[garde(skip)]
+    pub action: Option<String>,
+    /// Only this entity type.
+    #[garde(inner(length(max = 64)))]
+    pub entity_type: Option<String>,
+    /// Only this entity id.
+    #[garde(inner(length(max = 128)))]
+    pub entity_id: Option<String>,
+    /// Only this change type.
+    #[garde(skip)]
+    pub change_type: Option<String>,
+    /// `audit` or `activity`.
+    #[garde(skip)]
+    pub category: Option<String>,
+    /// From (inclusive, RFC 3339).
+    #[garde(skip)]
+    pub from: Option<String>,
+    /// To (exclusive, RFC 3339).
+    #[garde(skip)]
+    pub to: Option<String>,
+}
+
+impl ExportQuery {
+    /// The store filter over `chain`; 422 for an unparsable criterion.
+    fn filter(self, chain: ChainId) -> Result<AuditFilter, ApiError> {
+        let mut filter = AuditFilter::new(chain);
+        filter.actor = parse_opt::<Actor>("actor", self.actor.as_deref())?;
+        filter.action = parse_opt::<Action>("action", self.action.as_deref())?;
+        filter.entity_type = self.entity_type;
+        filter.entity_id = self.entity_id;
+        filter.change_type = parse_opt::<ChangeType>("change_type", self.change_type.as_deref())?;
+        filter.category = parse_opt::<Category>("category", self.category.as_deref())?;
+        filter.from = parse_time("from", self.from.as_deref())?;
+        filter.to = parse_time("to", self.to.as_deref())?;
+        filter.validate().map_err(|e| bad("from", e))?;
+        Ok(filter)
+    }
+}
+
 fn bad(field: &str, message: impl ToString) -> ApiError {
     ApiError::validation(vec![FieldError {
         field: field.into(),
@@ -184,18 +269,20 @@ async fn list(
     member: OrgMember,
     Query(q): Query<AuditQuery>,
 ) -> Result<Paged<AuditEventView>, ApiError> {
-    let mut filter = AuditFilter::new(chain(&member));
-    filter.actor = parse_opt::<Actor>("actor", q.actor.as_deref())?;
-    filter.action = parse_opt::<Action>("action", q.action.as_deref())?;
-    filter.entity_type = q.entity_type;
-    filter.entity_id = q.entity_id;
-    filter.change_type = parse_opt::<ChangeType>("change_type", q.change_type.as_deref())?;
-    filter.category = parse_opt::<Category>("category", q.category.as_deref())?;
-    filter.from = parse_time("from", q.from.as_deref())?;
-    filter.to = parse_time("to", q.to.as_deref())?;
-    filter.validate().map_err(|e| bad("from", e))?;
-    let cursor = parse_opt::<AuditCursor>("cursor", q.cursor.as_deref())?;
-    let limit = q.limit.unwrap_or(PageRequest::DEFAULT_LIMIT);
+    let (filters, cursor, limit) = q.split();
+    let filter = filters.filter(chain(&member))?;
+    page_of(&state, filter, cursor.as_deref(), limit).await
+}
+
+/// One page of `filter`, as the list and the activity feed answer.
+async fn page_of(
+    state: &State,
+    filter: AuditFilter,
+    cursor: Option<&str>,
+    limit: Option<u32>,
+) -> Result<Paged<AuditEventView>, ApiError> {
+    let cursor = parse_opt::<AuditCursor>("cursor", cursor)?;
+    let limit = limit.unwrap_or(PageRequest::DEFAULT_LIMIT);
     let page = state
         .audit_log
         .find(filter, PageRequest::new(limit, cursor))
@@ -333,4 +420,201 @@ async fn verify(state: State, member: OrgMember) -> Result<Reply<VerifyView>, Ap
             serde_json::json!({"seq": b.seq, "event_id": b.event_id, "kind": b.kind.code(), "reason": b.kind.to_string()})
         }),
     }))
+}
+
+/// Events per store query while exporting (the largest page the store serves).
+const EXPORT_PAGE: u32 = PageRequest::MAX_LIMIT;
+
+/// The export's columns, in order.
+const CSV_HEADER: &str = "id,seq,occurred_at,actor,action,category,change_type,entity_type,entity_id,ip,request_id,old_value,new_value\r\n";
+
+/// Appends `field` to `buf` as one CSV field (RFC 4180): quoted, with inner quotes
+/// doubled, when it holds a comma, a quote, CR or LF.
+fn push_field(buf: &mut String, field: &str) {
+    if field.contains([',', '"', '\r', '\n']) {
+        buf.push('"');
+        buf.push_str(&field.replace('"', "\"\""));
+        buf.push('"');
+    } else {
+        buf.push_str(field);
+    }
+}
+
+/// Appends one event as a CSV row (CRLF-terminated); JSON values are written compact.
+fn push_row(buf: &mut String, e: &AuditEvent) {
+    let json = |v: &Option<serde_json::Value>| v.as_ref().map(ToString::to_string);
+    let b = &e.body;
+    let fields = [
+        Some(b.id.to_string()),
+        Some(e.seq.to_string()),
+        Some(rfc3339(b.occurred_at)),
+        Some(b.actor.to_string()),
+        Some(b.action.to_string()),
+        Some(b.category.as_str().to_owned()),
+        Some(b.change_type.as_str().to_owned()),
+        Some(b.entity_type.clone()),
+        Some(b.entity_id.clone()),
+        b.ip.clone(),
+        b.request_id.clone(),
+        json(&b.old_value),
+        json(&b.new_value),
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        push_field(buf, field.as_deref().unwrap_or_default());
+    }
+    buf.push_str("\r\n");
+}
+
+/// The CSV body: the header, then one chunk per page of `filter`, following
+/// `next_cursor`, so that at most one page is in memory at a time.
+fn csv_stream(
+    log: audit_store::SeaOrmAuditLog,
+    filter: AuditFilter,
+) -> BoxStream<'static, Result<Bytes, audit::QueryAuditError>> {
+    let header = stream::once(async { Ok(Bytes::from_static(CSV_HEADER.as_bytes())) });
+    // State: `Some(cursor)` while there is a page to read, `None` when done.
+    let pages = stream::unfold(Some(None), move |next: Option<Option<AuditCursor>>| {
+        let (log, filter) = (log.clone(), filter.clone());
+        async move {
+            let cursor = next?;
+            match log
+                .find(filter, PageRequest::new(EXPORT_PAGE, cursor))
+                .await
+            {
+                Ok(page) => {
+                    let mut buf = String::new();
+                    for e in &page.items {
+                        push_row(&mut buf, e);
+                    }
+                    Some((Ok(Bytes::from(buf)), page.next_cursor.map(Some)))
+                }
+                // The status line is already sent: end the body with the error.
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    });
+    header.chain(pages).boxed()
+}
+
+/// A streamed CSV attachment (`text/csv; charset=utf-8`).
+pub struct CsvExport {
+    filename: String,
+    body: BoxStream<'static, Result<Bytes, audit::QueryAuditError>>,
+}
+
+impl std::fmt::Debug for CsvExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsvExport")
+            .field("filename", &self.filename)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder for CsvExport {
+    type Body = BoxBody;
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                actix_web::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", self.filename),
+            ))
+            .streaming(self.body)
+    }
+}
+
+impl aide::OperationOutput for CsvExport {
+    type Inner = ();
+    fn inferred_responses(
+        _: &mut GenContext,
+        _: &mut Operation,
+    ) -> Vec<(Option<StatusCode>, Response)> {
+        vec![(
+            Some(StatusCode::Code(200)),
+            Response {
+                description: "CSV (RFC 4180), one header row then one row per event".to_owned(),
+                content: indexmap::IndexMap::from_iter([(
+                    "text/csv".to_owned(),
+                    MediaType::default(),
+                )]),
+                ..Default::default()
+            },
+        )]
+    }
+}
+
+/// Records the export (`data.export`, committed on its own) and streams the CSV.
+async fn export(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<ExportQuery>,
+) -> Result<CsvExport, ApiError> {
+    let org = member.org_id().as_uuid();
+    let filter = q.filter(chain(&member))?;
+    let ctx = member.audit_context();
+    let event = audit::NewAuditEvent::activity(
+        audit::TenantScope::org(org),
+        ctx.actor,
+        audit::action::activity::DATA_EXPORT,
+        "audit_log",
+        org.to_string(),
+    )
+    .with_request(&ctx.request);
+    let tx = audit_store::AuditedTx::begin(&state.db)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    tx.record(event)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    tx.commit()
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    Ok(CsvExport {
+        filename: format!("audit-{org}.csv"),
+        body: csv_stream(state.audit_log.clone(), filter),
+    })
+}
+
+/// The activity feed's query.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityQuery {
+    /// Only this user's events (activity and audit); members may only name themselves.
+    #[garde(skip)]
+    pub user_id: Option<Uuid>,
+    /// The `next_cursor` of the previous page.
+    #[garde(skip)]
+    pub cursor: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[garde(inner(range(min = 1, max = 200)))]
+    pub limit: Option<u32>,
+}
+
+/// Activity events (admins), or everything one user did: an admin may name anyone, a
+/// member only themselves (the default for a member); 403 otherwise.
+async fn activities(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<ActivityQuery>,
+) -> Result<Paged<AuditEventView>, ApiError> {
+    let mut filter = AuditFilter::new(chain(&member));
+    let user = match q.user_id {
+        None if member.is_admin() => None,
+        None => Some(member.user_id()?.as_uuid()),
+        Some(id) if member.is_admin() || member.user_id()?.as_uuid() == id => Some(id),
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "only admins may read another member's activities",
+            ));
+        }
+    };
+    match user {
+        Some(id) => filter.actor = Some(Actor::User(id)),
+        None => filter.category = Some(Category::Activity),
+    }
+    page_of(&state, filter, q.cursor.as_deref(), q.limit).await
 }
