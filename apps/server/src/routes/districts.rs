@@ -68,6 +68,31 @@ pub(super) fn register(r: &mut ApiRoutes) {
         )
         .errors(&[ErrorCode::NotFound]),
     );
+    r.route(
+        Method::PATCH,
+        "/api/v2/districts/{district_id}",
+        update_district,
+        RouteDoc::new(
+            "update_district",
+            "Rename a district (its admins) or change its code or tier (platform admins)",
+            TAG,
+        )
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::Conflict,
+            ErrorCode::VersionMismatch,
+            ErrorCode::ValidationFailed,
+        ]),
+    );
+    r.route(
+        Method::DELETE,
+        "/api/v2/districts/{district_id}",
+        delete_district,
+        RouteDoc::new("delete_district", "Delete a district (platform admins)", TAG)
+            .description("Its schools and orgs are detached (they carry on standalone, their permissions re-resolved at once); its staff and templates are removed.")
+            .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied, ErrorCode::VersionMismatch]),
+    );
     r.get(
         "/api/v2/districts/{district_id}/schools",
         list_schools,
@@ -425,6 +450,131 @@ async fn get_district(
 ) -> Result<Reply<DistrictView>, ApiError> {
     let (_, d) = visible_district(&state, &caller, p.district_id).await?;
     Ok(Reply(district_view(d)))
+}
+
+/// Changes to a district.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDistrictBody {
+    /// The version you read.
+    #[garde(skip)]
+    pub version: Option<i64>,
+    /// New name.
+    #[garde(inner(custom(domain_rule(DisplayName::parse))))]
+    pub name: Option<String>,
+    /// New code (platform admins).
+    #[garde(inner(custom(domain_rule(DistrictCode::parse))))]
+    pub code: Option<String>,
+    /// New tier (platform admins).
+    #[garde(inner(custom(domain_rule(SubscriptionTier::parse))))]
+    pub tier: Option<String>,
+}
+
+async fn update_district(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+    Json(body): Json<UpdateDistrictBody>,
+) -> Result<Reply<DistrictView>, ApiError> {
+    let (who, d) = visible_district(&state, &caller, p.district_id).await?;
+    let changes = districts::ports::DistrictChanges {
+        name: body
+            .name
+            .as_deref()
+            .map(DisplayName::parse)
+            .transpose()
+            .map_err(|e| invalid("name", e))?,
+        code: body
+            .code
+            .as_deref()
+            .map(DistrictCode::parse)
+            .transpose()
+            .map_err(|e| invalid("code", e))?,
+        tier: body
+            .tier
+            .as_deref()
+            .map(SubscriptionTier::parse)
+            .transpose()
+            .map_err(|e| invalid("tier", e))?,
+        settings: None,
+    };
+    let updated = service(&state)
+        .update_district(&who, &caller.audit_context(), d.id, body.version, changes)
+        .await
+        .map_err(|e| {
+            service_error(e, |e| match e {
+                districts::ports::UpdateDistrictError::NotFound => {
+                    ApiError::not_found("no such district")
+                }
+                districts::ports::UpdateDistrictError::VersionMismatch { current } => {
+                    ApiError::new(
+                        ErrorCode::VersionMismatch,
+                        "the district changed since you read it",
+                    )
+                    .with_details(serde_json::json!({"current_version": current}))
+                }
+                districts::ports::UpdateDistrictError::DuplicateCode { .. } => {
+                    ApiError::new(ErrorCode::Conflict, "a district with this code exists")
+                }
+                other => ApiError::internal(Box::new(other)),
+            })
+        })?;
+    Ok(Reply(district_view(updated)))
+}
+
+/// What deleting a district did.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeletedView {
+    /// Schools now standalone.
+    pub detached_schools: Vec<Uuid>,
+    /// Orgs now standalone (their permissions re-resolved).
+    pub detached_orgs: Vec<Uuid>,
+}
+
+/// The version to delete.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// The version you read (optional).
+    #[garde(skip)]
+    pub version: Option<i64>,
+}
+
+async fn delete_district(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+    crate::http::Query(q): crate::http::Query<DeleteQuery>,
+) -> Result<Reply<DeletedView>, ApiError> {
+    let (who, d) = visible_district(&state, &caller, p.district_id).await?;
+    let deleted = service(&state)
+        .delete_district(&who, &caller.audit_context(), d.id, q.version)
+        .await
+        .map_err(|e| {
+            service_error(e, |e| match e {
+                districts::ports::DeleteDistrictError::NotFound => {
+                    ApiError::not_found("no such district")
+                }
+                districts::ports::DeleteDistrictError::VersionMismatch { current } => {
+                    ApiError::new(
+                        ErrorCode::VersionMismatch,
+                        "the district changed since you read it",
+                    )
+                    .with_details(serde_json::json!({"current_version": current}))
+                }
+                other => ApiError::internal(Box::new(other)),
+            })
+        })?;
+    let orgs: Vec<Uuid> = deleted.detached_orgs.iter().map(|o| o.as_uuid()).collect();
+    state.authz.orgs_changed(&orgs).await;
+    Ok(Reply(DeletedView {
+        detached_schools: deleted
+            .detached_schools
+            .iter()
+            .map(|s| s.as_uuid())
+            .collect(),
+        detached_orgs: orgs,
+    }))
 }
 
 /// A school.

@@ -68,6 +68,42 @@ async fn bootstrap_is_one_time_and_guarded(ctx: TestContext) {
     )
     .await;
     assert_eq!(status, 403);
+    // Edit (versioned) and delete.
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/v2/districts/{id}");
+    let (status, edited) = send(
+        &app,
+        Method::PATCH,
+        &uri,
+        Some(&first),
+        Some(serde_json::json!({"version": 1, "name": "Springfield USD", "tier": "professional"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(
+        (
+            edited["data"]["name"].as_str(),
+            edited["data"]["tier"].as_str()
+        ),
+        (Some("Springfield USD"), Some("professional"))
+    );
+    let (status, _) = send(
+        &app,
+        Method::PATCH,
+        &uri,
+        Some(&first),
+        Some(serde_json::json!({"version": 1, "name": "Stale"})),
+    )
+    .await;
+    assert_eq!(status, 412);
+    let (status, _) = send(&app, Method::DELETE, &uri, Some(&second), None).await;
+    assert_eq!(status, 404, "a stranger cannot even see it");
+    let (status, deleted) = send(&app, Method::DELETE, &uri, Some(&first), None).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(
+        send(&app, Method::GET, &uri, Some(&first), None).await.0,
+        404
+    );
 }
 
 async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
