@@ -815,17 +815,7 @@ async fn list_templates(
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?
         .ok_or_else(|| ApiError::not_found("no such district"))?;
-    Ok(Reply(
-        settings
-            .held()
-            .map(|(key, s)| TemplateRow {
-                key: key.as_str(),
-                min_role: s.min_role.into(),
-                enabled: s.enabled,
-                locked: s.locked,
-            })
-            .collect(),
-    ))
+    Ok(Reply(template_rows(&settings)))
 }
 
 /// Path of one template key.
@@ -903,24 +893,8 @@ async fn set_template(
     Json(body): Json<TemplateBody>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let d = template_admin(&state, &caller, p.district_id).await?;
-    let key =
-        PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such permission key"))?;
-    let setting = ScopedSetting {
-        min_role: body.min_role.into(),
-        enabled: body.enabled,
-        locked: body.locked,
-    };
-    let orgs = state
-        .authz
-        .store()
-        .set_district_setting(&caller.audit_context(), d.id.as_uuid(), key, setting)
-        .await
-        .map_err(template_error)?;
-    state.authz.orgs_changed(&orgs).await;
-    Ok(Reply(TemplateChanged {
-        affected_orgs: orgs,
-        scope: ScopeDto::from(permissions::ScopeRef::District(d.id.as_uuid())),
-    }))
+    let scope = permissions::ScopeRef::District(d.id.as_uuid());
+    write_template(&state, &caller, scope, &p.key, Some(body.into())).await
 }
 
 async fn clear_template(
@@ -929,18 +903,70 @@ async fn clear_template(
     Path(p): Path<TemplatePath>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let d = template_admin(&state, &caller, p.district_id).await?;
+    let scope = permissions::ScopeRef::District(d.id.as_uuid());
+    write_template(&state, &caller, scope, &p.key, None).await
+}
+
+impl From<TemplateBody> for ScopedSetting {
+    fn from(b: TemplateBody) -> Self {
+        Self {
+            min_role: b.min_role.into(),
+            enabled: b.enabled,
+            locked: b.locked,
+        }
+    }
+}
+
+/// The rows of a district's or school's settings.
+fn template_rows(settings: &permissions::ScopeSettings) -> Vec<TemplateRow> {
+    settings
+        .held()
+        .map(|(key, s)| TemplateRow {
+            key: key.as_str(),
+            min_role: s.min_role.into(),
+            enabled: s.enabled,
+            locked: s.locked,
+        })
+        .collect()
+}
+
+/// Sets (`Some`) or clears (`None`) a district's or school's setting of `raw_key`, then
+/// has every org below re-resolve it on every instance.
+async fn write_template(
+    state: &State,
+    caller: &Caller,
+    scope: permissions::ScopeRef,
+    raw_key: &str,
+    setting: Option<ScopedSetting>,
+) -> Result<Reply<TemplateChanged>, ApiError> {
     let key =
-        PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such permission key"))?;
-    let orgs = state
-        .authz
-        .store()
-        .clear_district_setting(&caller.audit_context(), d.id.as_uuid(), key)
-        .await
-        .map_err(template_error)?;
+        PermissionKey::parse(raw_key).map_err(|_| ApiError::not_found("no such permission key"))?;
+    let store = state.authz.store();
+    let ctx = caller.audit_context();
+    let orgs = match (scope, setting) {
+        (permissions::ScopeRef::District(id), Some(s)) => {
+            store.set_district_setting(&ctx, id, key, s).await
+        }
+        (permissions::ScopeRef::District(id), None) => {
+            store.clear_district_setting(&ctx, id, key).await
+        }
+        (permissions::ScopeRef::School(id), Some(s)) => {
+            store.set_school_setting(&ctx, id, key, s).await
+        }
+        (permissions::ScopeRef::School(id), None) => {
+            store.clear_school_setting(&ctx, id, key).await
+        }
+        (permissions::ScopeRef::Platform | permissions::ScopeRef::Org(_), _) => {
+            return Err(ApiError::internal(
+                "templates exist only for districts and schools".into(),
+            ));
+        }
+    }
+    .map_err(template_error)?;
     state.authz.orgs_changed(&orgs).await;
     Ok(Reply(TemplateChanged {
         affected_orgs: orgs,
-        scope: ScopeDto::from(permissions::ScopeRef::District(d.id.as_uuid())),
+        scope: ScopeDto::from(scope),
     }))
 }
 
@@ -992,17 +1018,7 @@ async fn list_school_templates(
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?
         .ok_or_else(|| ApiError::not_found("no such school"))?;
-    Ok(Reply(
-        settings
-            .held()
-            .map(|(key, s)| TemplateRow {
-                key: key.as_str(),
-                min_role: s.min_role.into(),
-                enabled: s.enabled,
-                locked: s.locked,
-            })
-            .collect(),
-    ))
+    Ok(Reply(template_rows(&settings)))
 }
 
 async fn set_school_template(
@@ -1012,24 +1028,8 @@ async fn set_school_template(
     Json(body): Json<TemplateBody>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
-    let key =
-        PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such permission key"))?;
-    let setting = ScopedSetting {
-        min_role: body.min_role.into(),
-        enabled: body.enabled,
-        locked: body.locked,
-    };
-    let orgs = state
-        .authz
-        .store()
-        .set_school_setting(&caller.audit_context(), s.id.as_uuid(), key, setting)
-        .await
-        .map_err(template_error)?;
-    state.authz.orgs_changed(&orgs).await;
-    Ok(Reply(TemplateChanged {
-        affected_orgs: orgs,
-        scope: ScopeDto::from(permissions::ScopeRef::School(s.id.as_uuid())),
-    }))
+    let scope = permissions::ScopeRef::School(s.id.as_uuid());
+    write_template(&state, &caller, scope, &p.key, Some(body.into())).await
 }
 
 async fn clear_school_template(
@@ -1038,19 +1038,8 @@ async fn clear_school_template(
     Path(p): Path<SchoolTemplatePath>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
-    let key =
-        PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such permission key"))?;
-    let orgs = state
-        .authz
-        .store()
-        .clear_school_setting(&caller.audit_context(), s.id.as_uuid(), key)
-        .await
-        .map_err(template_error)?;
-    state.authz.orgs_changed(&orgs).await;
-    Ok(Reply(TemplateChanged {
-        affected_orgs: orgs,
-        scope: ScopeDto::from(permissions::ScopeRef::School(s.id.as_uuid())),
-    }))
+    let scope = permissions::ScopeRef::School(s.id.as_uuid());
+    write_template(&state, &caller, scope, &p.key, None).await
 }
 
 /// A new org under a school of the district.
@@ -1094,12 +1083,7 @@ async fn create_district_org(
     }
     let signup_code = match &body.signup_code {
         Some(c) => SignupCode::parse(c).map_err(|e| invalid("signup_code", e))?,
-        None => {
-            let random = Uuid::new_v4().into_bytes();
-            let mut bytes = [0u8; 10];
-            bytes.copy_from_slice(&random[..10]);
-            SignupCode::from_random(bytes)
-        }
+        None => super::orgs::generate_code(),
     };
     let (org, _) = state
         .orgs

@@ -224,7 +224,7 @@ fn create_org_example() -> serde_json::Value {
 }
 
 /// A fresh random signup code.
-fn generate_code() -> SignupCode {
+pub(super) fn generate_code() -> SignupCode {
     let random = uuid::Uuid::new_v4().into_bytes();
     let mut bytes = [0u8; 10];
     bytes.copy_from_slice(&random[..10]);
