@@ -548,6 +548,20 @@ impl OrgRepository for SeaOrmOrgRepository {
         if let Some(ends) = req.role_ends_at {
             active.role_ends_at = Set(ends);
         }
+        if req.committee.is_some() || req.children.is_some() {
+            rules::check_profile_edit(&actor, &target)?;
+        }
+        if let Some(committee) = &req.committee {
+            active.committee = Set(committee.clone());
+        }
+        if let Some(children) = &req.children {
+            let mut profile = match active.profile.take() {
+                Some(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            profile.insert("children".to_owned(), serde_json::json!(children));
+            active.profile = Set(serde_json::Value::Object(profile));
+        }
         active.version = Set(target.version + 1);
         active.updated_at = Set(now_micros());
         let updated = active.update(&txn).await.map_err(failure)?;

@@ -193,6 +193,19 @@ pub struct ChangeMemberRequest {
     pub status: Option<crate::MembershipStatus>,
     /// New end of term (`Some(None)` clears it).
     pub role_ends_at: Option<Option<time::OffsetDateTime>>,
+    /// New committee (`Some(None)` clears it).
+    pub committee: Option<Option<String>>,
+    /// New list of children (replaces the old list).
+    pub children: Option<Vec<crate::Child>>,
+}
+
+impl ChangeMemberRequest {
+    /// Whether the request changes only profile data (committee, children), which a
+    /// member may do for themselves.
+    #[must_use]
+    pub fn is_profile_only(&self) -> bool {
+        self.role.is_none() && self.status.is_none() && self.role_ends_at.is_none()
+    }
 }
 
 /// A role named by the client: built-in, or a custom role of the org by id.

@@ -70,6 +70,18 @@ pub fn check_role_change(
     Ok(())
 }
 
+/// Checks that `actor` may edit `target`'s profile (committee, children): their own
+/// always, someone else's only if that member does not rank above them.
+pub fn check_profile_edit(
+    actor: &Membership,
+    target: &Membership,
+) -> Result<(), RoleChangeRefused> {
+    if actor.user_id != target.user_id && target.role.rank() > actor.role.rank() {
+        return Err(RoleChangeRefused::TargetOutranksActor);
+    }
+    Ok(())
+}
+
 /// Checks that removing (or suspending) `target` keeps an active admin.
 pub fn check_removal(target: &Membership, active_admins: u64) -> Result<(), RoleChangeRefused> {
     if target.is_active_admin() && active_admins <= 1 {
@@ -113,6 +125,18 @@ mod tests {
         assert_eq!(
             check_role_change(&admin, &admin, &RoleAssignment::builtin(Volunteer), 2, None),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn profiles_are_editable_by_self_and_by_members_not_outranked() {
+        let vol = member(Volunteer);
+        let lead = member(CommitteeLead);
+        assert_eq!(check_profile_edit(&vol, &vol), Ok(()));
+        assert_eq!(check_profile_edit(&lead, &vol), Ok(()));
+        assert_eq!(
+            check_profile_edit(&vol, &lead),
+            Err(RoleChangeRefused::TargetOutranksActor)
         );
     }
 

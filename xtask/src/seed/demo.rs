@@ -265,6 +265,8 @@ pub async fn run(db: &Database, hasher: &credentials::Argon2Hasher) -> anyhow::R
                     role: Some(choice),
                     status: None,
                     role_ends_at: None,
+                    committee: None,
+                    children: None,
                 },
             )
             .await?;

@@ -10,7 +10,9 @@ use tenancy::ports::{
     ChangeMemberError, ChangeMemberRequest, CreateRoleError, CreateRoleRequest, OrgRepository,
     RoleChoice,
 };
-use tenancy::{CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId};
+use tenancy::{
+    Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId,
+};
 use uuid::Uuid;
 
 use super::auth::domain_rule;
@@ -43,8 +45,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
         Method::PATCH,
         "/api/v2/orgs/{org_id}/users/{user_id}",
         update_member,
-        RouteDoc::new("update_member", "Change a member's role, status or term", TAG)
-            .description("Nobody raises their own role or assigns a role above their own; the last active admin cannot be demoted or suspended (409). Send `version` or `If-Match`.")
+        RouteDoc::new("update_member", "Change a member's role, status, term or profile", TAG)
+            .description("Nobody raises their own role or assigns a role above their own, nor changes a member ranking above them; the last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too. Send `version` or `If-Match`.")
             .permission(PermissionKey::UsersEditRoles)
             .errors(&[ErrorCode::Conflict, ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
     );
@@ -56,6 +58,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
             .description("The last active admin cannot be removed (409).")
             .permission(PermissionKey::UsersRemove)
             .errors(&[ErrorCode::Conflict]),
+    );
+    r.route(
+        Method::PATCH,
+        "/api/v2/orgs/{org_id}/me",
+        update_own_profile,
+        RouteDoc::new("update_own_profile", "Edit your own profile in this org", TAG)
+            .description("Any member may change their own committee and children here; role and status are not editable by oneself. Send `version` or `If-Match`.")
+            .errors(&[ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
     );
     r.get(
         "/api/v2/orgs/{org_id}/roles",
@@ -103,6 +113,8 @@ pub struct MemberView {
     pub status: &'static str,
     /// Committee, if any.
     pub committee: Option<String>,
+    /// Children (profile data).
+    pub children: Vec<ChildDto>,
     /// End of the officer term (RFC 3339), if any.
     pub role_ends_at: Option<String>,
     /// Version, for updates.
@@ -148,12 +160,54 @@ fn member_view(u: User, m: Membership) -> MemberView {
         role: role_view(&m.role),
         status: status_str(m.status),
         committee: m.committee,
+        children: m.children.into_iter().map(ChildDto::from).collect(),
         role_ends_at: m.role_ends_at.and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         }),
         version: m.version,
     }
+}
+
+/// A member's child (profile data).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ChildDto {
+    /// The child's name (1–100 characters).
+    #[garde(length(chars, min = 1, max = 100))]
+    pub name: String,
+    /// Grade, e.g. `K` or `3` (up to 20 characters).
+    #[garde(inner(length(chars, min = 1, max = 20)))]
+    #[serde(default)]
+    pub grade: Option<String>,
+}
+
+impl From<Child> for ChildDto {
+    fn from(c: Child) -> Self {
+        Self {
+            name: c.name,
+            grade: c.grade,
+        }
+    }
+}
+
+impl From<ChildDto> for Child {
+    fn from(c: ChildDto) -> Self {
+        Self {
+            name: c.name.trim().to_owned(),
+            grade: c.grade.map(|g| g.trim().to_owned()),
+        }
+    }
+}
+
+/// Absent → no change; `null` → clear; a string → set (blank clears).
+fn committee_change<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    Ok(Some(
+        raw.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()),
+    ))
 }
 
 /// Paging of the member list.
@@ -215,13 +269,7 @@ async fn get_member(
     member: OrgMember,
     Path(p): Path<MemberPath>,
 ) -> Result<Reply<MemberView>, ApiError> {
-    let (u, m) = state
-        .orgs
-        .get_member(member.org_id(), UserId::from_uuid(p.user_id))
-        .await
-        .map_err(|e| ApiError::internal(e.0))?
-        .ok_or_else(|| ApiError::not_found("no such member"))?;
-    Ok(Reply(member_view(u, m)))
+    read_member(&state, member.org_id(), UserId::from_uuid(p.user_id)).await
 }
 
 /// A role named by the client.
@@ -265,6 +313,31 @@ pub struct UpdateMemberBody {
     #[serde(default, deserialize_with = "term_end")]
     #[schemars(with = "Option<String>")]
     pub role_ends_at: Option<Option<time::OffsetDateTime>>,
+    /// Committee or department (up to 100 characters); `null` clears it.
+    #[garde(inner(inner(length(chars, max = 100))))]
+    #[serde(default, deserialize_with = "committee_change")]
+    #[schemars(with = "Option<String>")]
+    pub committee: Option<Option<String>>,
+    /// The member's children (replaces the list; at most 20).
+    #[garde(dive, length(max = 20))]
+    pub children: Option<Vec<ChildDto>>,
+}
+
+/// Changes to your own profile in an org.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOwnProfileBody {
+    /// The version you read.
+    #[garde(skip)]
+    pub version: Option<i64>,
+    /// Committee or department (up to 100 characters); `null` clears it.
+    #[garde(inner(inner(length(chars, max = 100))))]
+    #[serde(default, deserialize_with = "committee_change")]
+    #[schemars(with = "Option<String>")]
+    pub committee: Option<Option<String>>,
+    /// Your children (replaces the list; at most 20).
+    #[garde(dive, length(max = 20))]
+    pub children: Option<Vec<ChildDto>>,
 }
 
 /// Absent → no change; `null` → clear; an RFC 3339 time → set.
@@ -333,6 +406,8 @@ async fn update_member(
                     StatusDto::Suspended => MembershipStatus::Suspended,
                 }),
                 role_ends_at: body.role_ends_at,
+                committee: body.committee,
+                children: children(body.children),
             },
         )
         .await
@@ -341,9 +416,50 @@ async fn update_member(
         .authz
         .member_changed(member.org_id().as_uuid(), target.as_uuid())
         .await;
+    read_member(&state, member.org_id(), target).await
+}
+
+async fn update_own_profile(
+    state: State,
+    member: OrgMember,
+    if_match: IfMatch,
+    Json(body): Json<UpdateOwnProfileBody>,
+) -> Result<Reply<MemberView>, ApiError> {
+    let me = member.user_id()?;
+    state
+        .orgs
+        .change_member(
+            &member.audit_context(),
+            ChangeMemberRequest {
+                org_id: member.org_id(),
+                actor: me,
+                target: me,
+                expected_version: body.version.or(if_match.0),
+                role: None,
+                status: None,
+                role_ends_at: None,
+                committee: body.committee,
+                children: children(body.children),
+            },
+        )
+        .await
+        .map_err(change_error)?;
+    read_member(&state, member.org_id(), me).await
+}
+
+fn children(list: Option<Vec<ChildDto>>) -> Option<Vec<Child>> {
+    list.map(|cs| cs.into_iter().map(Child::from).collect())
+}
+
+/// One member as the API shows them (404 if not a member).
+async fn read_member(
+    state: &State,
+    org: tenancy::OrgId,
+    user: UserId,
+) -> Result<Reply<MemberView>, ApiError> {
     let (u, m) = state
         .orgs
-        .get_member(member.org_id(), target)
+        .get_member(org, user)
         .await
         .map_err(|e| ApiError::internal(e.0))?
         .ok_or_else(|| ApiError::not_found("no such member"))?;

@@ -20,6 +20,8 @@ const MEMBER_LEVEL: &[(&str, &str)] = &[
     ("GET", "/api/v2/orgs/{org_id}/permissions/explain"),
     // A member's own activity timeline (another member's needs admin, checked inside).
     ("GET", "/api/v2/orgs/{org_id}/activities"),
+    // A member's own profile in the org (committee, children).
+    ("PATCH", "/api/v2/orgs/{org_id}/me"),
 ];
 
 async fn every_org_route_declares_its_requirement(ctx: TestContext) {

@@ -15,6 +15,7 @@ mod docs;
 mod errors;
 mod health;
 mod isolation;
+mod members;
 mod orgs;
 mod permissions;
 mod register;

@@ -109,7 +109,7 @@ async fn officer_terms_end_by_themselves(ctx: TestContext) {
 }
 
 /// An org with an admin and a volunteer; returns (org id, admin token, volunteer id, volunteer token).
-async fn org_with_volunteer<S, B>(app: &S, tag: &str) -> (String, String, String, String)
+pub(crate) async fn org_with_volunteer<S, B>(app: &S, tag: &str) -> (String, String, String, String)
 where
     S: actix_web::dev::Service<
             actix_http::Request,

@@ -1,0 +1,187 @@
+//! Member profiles: committee and children, edited by the member or by an admin.
+
+use actix_web::http::Method;
+
+use crate::backend_tests;
+use crate::helpers::{TestContext, send};
+use crate::permissions::org_with_volunteer;
+
+backend_tests!(
+    members_edit_their_own_profile,
+    admins_edit_profiles_and_bad_profiles_are_refused,
+);
+
+async fn members_edit_their_own_profile(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin, vol_id, vol) = org_with_volunteer(&app, "p1").await;
+    let me = format!("/api/v2/orgs/{org}/me");
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &me,
+        Some(&vol),
+        Some(serde_json::json!({
+            "committee": "  Book Fair ",
+            "children": [{"name": "Mia", "grade": "3"}, {"name": "Leo"}]
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["committee"], "Book Fair", "trimmed");
+    assert_eq!(
+        body["data"]["children"],
+        serde_json::json!([{"name": "Mia", "grade": "3"}, {"name": "Leo", "grade": null}])
+    );
+    let version = body["data"]["version"].as_i64().unwrap();
+
+    // The admin reads the same profile through the member resource.
+    let (status, got) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/users/{vol_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(got["data"]["children"][0]["name"], "Mia");
+    assert_eq!(got["data"]["committee"], "Book Fair");
+
+    // A stale version is refused and changes nothing.
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &me,
+        Some(&vol),
+        Some(serde_json::json!({"version": version - 1, "children": []})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (412, Some("VERSION_MISMATCH"))
+    );
+
+    // Role and status are not editable through one's own profile.
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &me,
+        Some(&vol),
+        Some(serde_json::json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+
+    // `null` clears the committee; the children stay.
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &me,
+        Some(&vol),
+        Some(serde_json::json!({"version": version, "committee": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["committee"].is_null());
+    assert_eq!(body["data"]["children"].as_array().map(Vec::len), Some(2));
+
+    // The change is in the audit log with before and after.
+    let (status, log) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs?action=member.update"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    let events = log["data"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{log}");
+    let first = events
+        .iter()
+        .find(|e| e["new_value"]["committee"] == "Book Fair")
+        .expect("the first edit is audited");
+    assert!(first["old_value"]["committee"].is_null());
+    assert_eq!(first["new_value"]["children"][1]["name"], "Leo");
+}
+
+async fn admins_edit_profiles_and_bad_profiles_are_refused(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin, vol_id, vol) = org_with_volunteer(&app, "p2").await;
+    let users = format!("/api/v2/orgs/{org}/users");
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &format!("{users}/{vol_id}"),
+        Some(&admin),
+        Some(serde_json::json!({"committee": "Fundraising", "children": [{"name": "Ada", "grade": "K"}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["committee"], "Fundraising");
+    assert_eq!(body["data"]["children"][0]["grade"], "K");
+
+    // Every invalid field is reported at once, and nothing changes.
+    let too_many: Vec<_> = (0..21)
+        .map(|i| serde_json::json!({"name": format!("Child {i}")}))
+        .collect();
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &format!("{users}/{vol_id}"),
+        Some(&admin),
+        Some(serde_json::json!({"committee": "x".repeat(101), "children": too_many})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("VALIDATION_FAILED")),
+        "{body}"
+    );
+    let fields: Vec<&str> = body["error"]["details"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert!(
+        fields.iter().any(|f| f.starts_with("committee")),
+        "{fields:?}"
+    );
+    assert!(
+        fields.iter().any(|f| f.starts_with("children")),
+        "{fields:?}"
+    );
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v2/orgs/{org}/me"),
+        Some(&vol),
+        Some(serde_json::json!({"children": [{"name": ""}]})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (_, got) = send(
+        &app,
+        Method::GET,
+        &format!("{users}/{vol_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(got["data"]["committee"], "Fundraising");
+    assert_eq!(got["data"]["children"].as_array().map(Vec::len), Some(1));
+
+    // A volunteer cannot edit someone else's profile (users.edit_roles is admin-only).
+    let (_, me) = send(&app, Method::GET, "/api/v2/me", Some(&admin), None).await;
+    let admin_id = me["data"]["user"]["id"].as_str().unwrap();
+    let (status, _) = send(
+        &app,
+        Method::PATCH,
+        &format!("{users}/{admin_id}"),
+        Some(&vol),
+        Some(serde_json::json!({"committee": "Hijacked"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
