@@ -29,6 +29,11 @@ pub enum Requirement {
     /// The `admin` role: administrative capabilities (permission settings, audit log,
     /// API keys, org settings) are not configurable.
     OrgAdmin,
+    /// Authority over the org's place in the hierarchy: its district's admins (or
+    /// platform admins), with the org's own admin for a standalone end. District staff
+    /// need not be members, so the guard only settles that the caller has some standing
+    /// towards the org (404 otherwise); the districts service checks both ends.
+    DistrictAuthority,
 }
 
 /// The permission engine as the app uses it: compiled org tables and member contexts
@@ -115,6 +120,9 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if requirement == Requirement::DistrictAuthority {
+        return district_guard(req, next).await;
+    }
     let (http_req, mut payload) = req.into_parts();
     let member = OrgMember::from_request(&http_req, &mut payload).await;
     let req = ServiceRequest::from_parts(http_req, payload);
@@ -125,6 +133,8 @@ pub async fn guard(
     let allowed = match (&member.actor, requirement) {
         (_, Requirement::Member) => Ok(true),
         (_, Requirement::OrgAdmin) => Ok(member.is_admin()),
+        // Settled by `district_guard` above.
+        (_, Requirement::DistrictAuthority) => Ok(false),
         // An API key is authorized exactly as its grants say.
         (OrgActor::ApiKey { permissions, .. }, Requirement::Permission(key)) => {
             Ok(permissions.contains(key))
@@ -151,6 +161,43 @@ pub async fn guard(
     }
 }
 
+/// The guard of [`Requirement::DistrictAuthority`] routes: 404 unless the caller is a
+/// member of the path's org, staff of its district, or a platform admin.
+async fn district_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let (http_req, mut payload) = req.into_parts();
+    let caller = crate::auth::Caller::from_request(&http_req, &mut payload).await;
+    let req = ServiceRequest::from_parts(http_req, payload);
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return Ok(req.error_response(e)),
+    };
+    let org = req
+        .match_info()
+        .get("org_id")
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let Some(org) = org else {
+        return Ok(req.error_response(ApiError::not_found("no such organization")));
+    };
+    let reach = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+        Some(state) => {
+            crate::routes::districts::org_in_reach(
+                &crate::http::State(state.clone()),
+                &caller,
+                tenancy::OrgId::from_uuid(org),
+            )
+            .await
+        }
+        None => Err(ApiError::internal("application state missing".into())),
+    };
+    match reach {
+        Ok(_) => Ok(next.call(req).await?.map_into_boxed_body()),
+        Err(e) => Ok(req.error_response(e)),
+    }
+}
+
 fn denied(requirement: Requirement) -> ApiError {
     match requirement {
         Requirement::Permission(key) => ApiError::new(
@@ -167,5 +214,8 @@ fn denied(requirement: Requirement) -> ApiError {
             "only an admin of this organization may do this",
         )
         .with_details(serde_json::json!({ "required_role": "admin" })),
+        Requirement::DistrictAuthority => {
+            ApiError::new(ErrorCode::PermissionDenied, "this needs district authority")
+        }
     }
 }

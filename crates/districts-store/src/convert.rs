@@ -3,7 +3,7 @@
 use audit::{Action, ChangeType, NewAuditEvent, TenantScope};
 use districts::ports::{
     AuditContext, BoxError, CreateDistrictError, CreateSchoolError, DeleteDistrictError,
-    MoveSchoolError, ReadError, RemoveStaffError, SetStaffError, UpdateDistrictError,
+    MoveOrgError, MoveSchoolError, ReadError, RemoveStaffError, SetStaffError, UpdateDistrictError,
     UpdateSchoolError,
 };
 use districts::{
@@ -47,6 +47,7 @@ unexpected_from_failure!(
     CreateSchoolError,
     UpdateSchoolError,
     MoveSchoolError,
+    MoveOrgError,
     SetStaffError,
     RemoveStaffError
 );

@@ -4,8 +4,9 @@ use audit::{ChangeType, TenantScope};
 use districts::ports::{
     AuditContext, CreateDistrictError, CreateDistrictRequest, CreateSchoolError,
     CreateSchoolRequest, DeleteDistrictError, DeletedDistrict, DistrictChanges, DistrictPage,
-    DistrictPageRequest, DistrictRepository, MoveSchoolError, ReadError, RemoveStaffError,
-    SchoolChanges, SchoolMove, SetStaffError, UpdateDistrictError, UpdateSchoolError,
+    DistrictPageRequest, DistrictRepository, MoveOrgError, MoveSchoolError, OrgMove, OrgPlacement,
+    ReadError, RemoveStaffError, SchoolChanges, SchoolMove, SetStaffError, UpdateDistrictError,
+    UpdateSchoolError,
 };
 use districts::rules::{self, MovePlan};
 use districts::{District, DistrictId, DistrictStaff, DistrictStaffRole, School, SchoolId};
@@ -58,6 +59,15 @@ fn org_scope(org: Uuid, before: Option<Uuid>, after: Option<Uuid>) -> TenantScop
     match after.or(before) {
         Some(d) => TenantScope::org_in_district(org, d),
         None => TenantScope::org(org),
+    }
+}
+
+fn placement_of(row: &organizations::Model) -> OrgPlacement {
+    OrgPlacement {
+        org_id: OrgId::from_uuid(row.id),
+        school_id: row.school_id.map(SchoolId),
+        district_id: row.district_id.map(DistrictId),
+        version: row.version,
     }
 }
 
@@ -580,6 +590,108 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             from,
             affected_orgs,
         })
+    }
+
+    async fn org_placement(&self, org: OrgId) -> Result<Option<OrgPlacement>, ReadError> {
+        Ok(organizations::Entity::find_by_id(org.as_uuid())
+            .one(self.db.primary())
+            .await
+            .map_err(failure)?
+            .map(|row| placement_of(&row)))
+    }
+
+    async fn move_org(
+        &self,
+        ctx: &AuditContext,
+        org: OrgId,
+        to: Option<SchoolId>,
+        expected_version: Option<i64>,
+    ) -> Result<OrgMove, MoveOrgError> {
+        let txn = begin(self.db.primary()).await?;
+        let Some(row) = organizations::Entity::find_by_id(org.as_uuid())
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .map_err(failure)?
+        else {
+            return Err(MoveOrgError::NotFound);
+        };
+        if let Some(v) = expected_version
+            && v != row.version
+        {
+            return Err(MoveOrgError::VersionMismatch {
+                current: row.version,
+            });
+        }
+        let before = placement_of(&row);
+        // The school is locked too, so a concurrent school move cannot leave the org
+        // with its school's old district.
+        let to_district = match to {
+            Some(school) => {
+                schools::Entity::find_by_id(school.as_uuid())
+                    .lock_exclusive()
+                    .one(&txn)
+                    .await
+                    .map_err(failure)?
+                    .ok_or(MoveOrgError::SchoolNotFound)?
+                    .district_id
+            }
+            None => None,
+        }
+        .map(DistrictId);
+        if before.school_id == to && before.district_id == to_district {
+            txn.rollback().await.map_err(failure)?;
+            return Ok(OrgMove {
+                before,
+                after: before,
+            });
+        }
+        let mut active: organizations::ActiveModel = row.clone().into();
+        active.school_id = Set(to.map(|s| s.as_uuid()));
+        active.district_id = Set(to_district.map(|d| d.as_uuid()));
+        active.version = Set(row.version + 1);
+        active.permissions_version = Set(row.permissions_version + 1);
+        active.updated_at = Set(now_micros());
+        let updated = active.update(&txn).await.map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                MoveOrgError::SchoolNotFound
+            } else {
+                failure(e).into()
+            }
+        })?;
+        let after = placement_of(&updated);
+        let values = (
+            Some(json!({ "placement": before, "permissions_version": row.permissions_version })),
+            Some(json!({ "placement": after, "permissions_version": updated.permissions_version })),
+        );
+        // The org's own history, and that of each district it leaves or joins.
+        let mut scopes = vec![org_scope(
+            org.as_uuid(),
+            before.district_id.map(|d| d.as_uuid()),
+            after.district_id.map(|d| d.as_uuid()),
+        )];
+        for d in [before.district_id, after.district_id]
+            .into_iter()
+            .flatten()
+        {
+            if !scopes.contains(&district_scope(Some(d))) {
+                scopes.push(district_scope(Some(d)));
+            }
+        }
+        for scope in scopes {
+            record(
+                &txn,
+                ctx,
+                scope,
+                "org.move",
+                ("organization", org.to_string()),
+                ChangeType::Update,
+                values.clone(),
+            )
+            .await?;
+        }
+        txn.commit().await.map_err(failure)?;
+        Ok(OrgMove { before, after })
     }
 
     async fn district_of_school(&self, school: SchoolId) -> Result<Option<DistrictId>, ReadError> {

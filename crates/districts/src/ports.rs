@@ -14,6 +14,7 @@
 //! | [`create_school`](DistrictRepository::create_school) | `school.create` |
 //! | [`update_school`](DistrictRepository::update_school) | `school.update` |
 //! | [`move_school`](DistrictRepository::move_school) | `school.move` (in the chain of each district involved), `org.district.change` per org of the school |
+//! | [`move_org`](DistrictRepository::move_org) | `org.move` (in the org's chain, scoped to the district it is in afterwards, else before) |
 //! | [`set_staff`](DistrictRepository::set_staff) | `district_staff.add` or `district_staff.change` |
 //! | [`remove_staff`](DistrictRepository::remove_staff) | `district_staff.remove` |
 //!
@@ -331,6 +332,58 @@ pub enum SetStaffError {
     Unexpected(#[source] BoxError),
 }
 
+/// Where an org sits in the hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct OrgPlacement {
+    /// The org.
+    pub org_id: OrgId,
+    /// Its school, if any.
+    pub school_id: Option<SchoolId>,
+    /// Its district (its school's, if it has a school), if any.
+    pub district_id: Option<DistrictId>,
+    /// The org's version (bumped by a move).
+    pub version: i64,
+}
+
+/// The outcome of moving an org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrgMove {
+    /// Where it was.
+    pub before: OrgPlacement,
+    /// Where it is now.
+    pub after: OrgPlacement,
+}
+
+impl OrgMove {
+    /// Whether the org's effective permissions may have changed (its school or
+    /// district changed: templates apply per school and district).
+    #[must_use]
+    pub fn permissions_changed(&self) -> bool {
+        self.before.school_id != self.after.school_id
+            || self.before.district_id != self.after.district_id
+    }
+}
+
+/// Why an org could not be moved.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveOrgError {
+    /// No such org (or the caller may not see it).
+    #[error("no such organization")]
+    NotFound,
+    /// The target school does not exist.
+    #[error("no such school")]
+    SchoolNotFound,
+    /// It changed since the version the caller saw.
+    #[error("the organization changed (now at version {current})")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
+    /// Storage failed.
+    #[error("storage failure")]
+    Unexpected(#[source] BoxError),
+}
+
 /// Why a staff member could not be removed.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveStaffError {
@@ -361,6 +414,7 @@ from_read_error!(
     CreateSchoolError,
     UpdateSchoolError,
     MoveSchoolError,
+    MoveOrgError,
     SetStaffError,
     RemoveStaffError
 );
@@ -463,6 +517,25 @@ pub trait DistrictRepository: Send + Sync + 'static {
         to: Option<DistrictId>,
         expected_version: Option<i64>,
     ) -> impl Future<Output = Result<SchoolMove, MoveSchoolError>> + Send;
+
+    /// Where an org sits; `None` if there is no such org.
+    fn org_placement(
+        &self,
+        org: OrgId,
+    ) -> impl Future<Output = Result<Option<OrgPlacement>, ReadError>> + Send;
+
+    /// Moves an org to a school (taking that school's district) or out of any
+    /// (`to: None`; it keeps no district). With `expected_version`, refuses if the org
+    /// changed since. Bumps the org's version and, when its school or district
+    /// changes, its `permissions_version`. Moving it where it already is writes
+    /// nothing.
+    fn move_org(
+        &self,
+        ctx: &AuditContext,
+        org: OrgId,
+        to: Option<SchoolId>,
+        expected_version: Option<i64>,
+    ) -> impl Future<Output = Result<OrgMove, MoveOrgError>> + Send;
 
     /// The district of a school; `None` for a standalone or unknown school.
     fn district_of_school(

@@ -24,6 +24,8 @@ pub enum DistrictAction {
     ManageSchools,
     /// Add, change or remove the district's staff.
     ManageStaff,
+    /// Move an org into or out of the district (see [`authorize_org_move`]).
+    MoveOrg,
     /// See the district, its schools and staff.
     View,
 }
@@ -55,6 +57,7 @@ pub fn authorize(
                 DistrictAction::EditDistrict
                     | DistrictAction::ManageSchools
                     | DistrictAction::ManageStaff
+                    | DistrictAction::MoveOrg
                     | DistrictAction::View
             ),
             (Some(DistrictStaffRole::DistrictViewer), a) => a == DistrictAction::View,
@@ -96,6 +99,46 @@ pub fn authorize_placement(platform_admin: bool, placement: Placement) -> Result
     }
 }
 
+/// The caller's membership in an org, as far as moving the org goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgStanding {
+    /// Not a member.
+    Outsider,
+    /// A member without the admin role.
+    Member,
+    /// An admin of the org.
+    Admin,
+}
+
+/// Whether the caller may move an org from `from` to `to` (the districts of its old
+/// and new school). An end in a district needs that district's admin; a standalone end
+/// needs the org's own admin, so a district cannot annex a standalone PTO, nor a PTO
+/// leave for or join a district, without both sides agreeing (one person holding both
+/// roles, or a platform admin, who may do anything).
+///
+/// # Errors
+/// [`Forbidden`] with [`DistrictAction::MoveOrg`].
+pub fn authorize_org_move(
+    platform_admin: bool,
+    standing: OrgStanding,
+    from: Placement,
+    to: Placement,
+) -> Result<(), Forbidden> {
+    let end_ok = |end: Placement| match end {
+        Placement::Standalone => platform_admin || standing == OrgStanding::Admin,
+        Placement::InDistrict { caller_role } => {
+            authorize(DistrictAction::MoveOrg, platform_admin, caller_role).is_ok()
+        }
+    };
+    if end_ok(from) && end_ok(to) {
+        Ok(())
+    } else {
+        Err(Forbidden {
+            action: DistrictAction::MoveOrg,
+        })
+    }
+}
+
 /// What moving a school from one district (or none) to another (or none) amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MovePlan {
@@ -131,13 +174,14 @@ mod tests {
     use DistrictAction::*;
     use DistrictStaffRole::*;
 
-    const ALL: [DistrictAction; 7] = [
+    const ALL: [DistrictAction; 8] = [
         CreateDistrict,
         DeleteDistrict,
         ChangeTierOrCode,
         EditDistrict,
         ManageSchools,
         ManageStaff,
+        MoveOrg,
         View,
     ];
 
@@ -150,7 +194,7 @@ mod tests {
 
     #[test]
     fn district_admin_manages_but_does_not_own_the_district() {
-        for a in [EditDistrict, ManageSchools, ManageStaff, View] {
+        for a in [EditDistrict, ManageSchools, ManageStaff, MoveOrg, View] {
             assert_eq!(authorize(a, false, Some(DistrictAdmin)), Ok(()));
         }
         for a in [CreateDistrict, DeleteDistrict, ChangeTierOrCode] {
@@ -181,6 +225,31 @@ mod tests {
         };
         assert!(authorize_placement(false, mine).is_ok());
         assert!(authorize_placement(false, seen).is_err());
+    }
+
+    #[test]
+    fn moving_an_org_needs_both_ends() {
+        let admin_of = Placement::InDistrict {
+            caller_role: Some(DistrictAdmin),
+        };
+        let viewer_of = Placement::InDistrict {
+            caller_role: Some(DistrictViewer),
+        };
+        let stranger_to = Placement::InDistrict { caller_role: None };
+        let alone = Placement::Standalone;
+        use OrgStanding::*;
+        // District to district: admin of both districts; the org's own role is irrelevant.
+        assert!(authorize_org_move(false, Outsider, admin_of, admin_of).is_ok());
+        assert!(authorize_org_move(false, Admin, admin_of, stranger_to).is_err());
+        assert!(authorize_org_move(false, Admin, viewer_of, admin_of).is_err());
+        // A standalone end needs the org's admin.
+        assert!(authorize_org_move(false, Admin, alone, admin_of).is_ok());
+        assert!(authorize_org_move(false, Member, alone, admin_of).is_err());
+        assert!(authorize_org_move(false, Outsider, admin_of, alone).is_err());
+        assert!(authorize_org_move(false, Admin, admin_of, alone).is_ok());
+        assert!(authorize_org_move(false, Admin, alone, alone).is_ok());
+        // Platform admins may do anything.
+        assert!(authorize_org_move(true, Outsider, stranger_to, alone).is_ok());
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! District use cases over the port: the authority rules of [`crate::rules`] applied
 //! before anything is written.
 
-use tenancy::UserId;
+use tenancy::{OrgId, UserId};
 
 use crate::ports::{
     AuditContext, CreateDistrictError, CreateDistrictRequest, CreateSchoolError,
     CreateSchoolRequest, DeleteDistrictError, DeletedDistrict, DistrictChanges, DistrictRepository,
-    MoveSchoolError, ReadError, RemoveStaffError, SchoolChanges, SchoolMove, SetStaffError,
-    UpdateDistrictError, UpdateSchoolError,
+    MoveOrgError, MoveSchoolError, OrgMove, OrgPlacement, ReadError, RemoveStaffError,
+    SchoolChanges, SchoolMove, SetStaffError, UpdateDistrictError, UpdateSchoolError,
 };
 use crate::rules::{
-    self, DistrictAction, Forbidden, MovePlan, Placement, authorize, authorize_placement,
+    self, DistrictAction, Forbidden, MovePlan, OrgStanding, Placement, authorize,
+    authorize_org_move, authorize_placement,
 };
 use crate::{District, DistrictId, DistrictStaff, DistrictStaffRole, School, SchoolId};
 
@@ -276,6 +277,82 @@ impl<R: DistrictRepository> DistrictService<R> {
         }
     }
 
+    /// Moves an org to a school (and that school's district) or out of any
+    /// (`to: None`). Authority over both ends is needed ([`authorize_org_move`]);
+    /// `standing` is the caller's membership in the org. A caller who is neither a
+    /// member, nor staff of the org's district, nor a platform admin is told the org
+    /// does not exist. Moving it where it already is writes nothing.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`MoveOrgError`].
+    pub async fn move_org(
+        &self,
+        caller: &Caller,
+        standing: OrgStanding,
+        ctx: &AuditContext,
+        org: OrgId,
+        to: Option<SchoolId>,
+        expected_version: Option<i64>,
+    ) -> Result<OrgMove, ServiceError<MoveOrgError>> {
+        let (current, from) = self.org_in_reach(caller, standing, org).await?;
+        if let Some(v) = expected_version
+            && v != current.version
+        {
+            return Err(ServiceError::Store(MoveOrgError::VersionMismatch {
+                current: current.version,
+            }));
+        }
+        let target_district = match to {
+            Some(school) => match self.repo.get_school(school).await? {
+                Some(s) => s.district_id,
+                None => return Err(ServiceError::Store(MoveOrgError::SchoolNotFound)),
+            },
+            None => None,
+        };
+        if to == current.school_id && target_district == current.district_id {
+            return Ok(OrgMove {
+                before: current,
+                after: current,
+            });
+        }
+        let target = self.placement(caller, target_district).await?;
+        authorize_org_move(caller.platform_admin, standing, from, target)?;
+        self.repo
+            .move_org(ctx, org, to, Some(current.version))
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Where an org sits, if the caller has any standing towards it: a member, staff of
+    /// its district, or a platform admin. Anyone else is told it does not exist.
+    ///
+    /// # Errors
+    /// [`MoveOrgError::NotFound`], or a storage failure.
+    pub async fn org_in_reach(
+        &self,
+        caller: &Caller,
+        standing: OrgStanding,
+        org: OrgId,
+    ) -> Result<(OrgPlacement, Placement), ServiceError<MoveOrgError>> {
+        let Some(current) = self.repo.org_placement(org).await? else {
+            return Err(ServiceError::Store(MoveOrgError::NotFound));
+        };
+        let placement = self.placement(caller, current.district_id).await?;
+        let sees_it = caller.platform_admin
+            || standing != OrgStanding::Outsider
+            || matches!(
+                placement,
+                Placement::InDistrict {
+                    caller_role: Some(_)
+                }
+            );
+        if sees_it {
+            Ok((current, placement))
+        } else {
+            Err(ServiceError::Store(MoveOrgError::NotFound))
+        }
+    }
+
     /// Adds a staff member or changes their role (the district's admins).
     ///
     /// # Errors
@@ -370,6 +447,147 @@ mod tests {
             let s = s.clone();
             Box::pin(async move { Ok(Some(s)) })
         });
+    }
+
+    fn with_org(repo: &mut MockDistrictRepository, placement: crate::ports::OrgPlacement) {
+        repo.expect_org_placement()
+            .returning(move |_| Box::pin(async move { Ok(Some(placement)) }));
+    }
+
+    fn placed(district: Option<DistrictId>) -> crate::ports::OrgPlacement {
+        crate::ports::OrgPlacement {
+            org_id: OrgId::new(),
+            school_id: district.map(|_| SchoolId::new()),
+            district_id: district,
+            version: 4,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outsider_is_told_the_org_does_not_exist() {
+        let d = DistrictId::new();
+        let org = placed(Some(d));
+        let mut repo = MockDistrictRepository::new();
+        with_org(&mut repo, org);
+        with_roles(&mut repo, vec![]);
+        repo.expect_move_org().never();
+        let err = DistrictService::new(repo)
+            .move_org(
+                &staff(),
+                OrgStanding::Outsider,
+                &ctx(),
+                org.org_id,
+                None,
+                None,
+            )
+            .await
+            .expect_err("outsider");
+        assert!(matches!(err, ServiceError::Store(MoveOrgError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn a_standalone_org_joins_a_district_with_both_admins_agreeing() {
+        let d = DistrictId::new();
+        let org = placed(None);
+        let target = school(Some(d), 1);
+        let target_id = target.id;
+        let mut repo = MockDistrictRepository::new();
+        with_org(&mut repo, org);
+        with_school(&mut repo, target);
+        with_roles(&mut repo, vec![(d, DistrictStaffRole::DistrictAdmin)]);
+        repo.expect_move_org()
+            .withf(move |_, o, to, v| *o == org.org_id && *to == Some(target_id) && *v == Some(4))
+            .times(1)
+            .returning(move |_, _, to, _| {
+                let after = crate::ports::OrgPlacement {
+                    school_id: to,
+                    district_id: Some(d),
+                    version: 5,
+                    ..org
+                };
+                Box::pin(async move { Ok(OrgMove { before: org, after }) })
+            });
+        let service = DistrictService::new(repo);
+        // The district admin alone may not annex the PTO…
+        let err = service
+            .move_org(
+                &staff(),
+                OrgStanding::Outsider,
+                &ctx(),
+                org.org_id,
+                Some(target_id),
+                None,
+            )
+            .await
+            .expect_err("no consent of the org");
+        assert!(matches!(err, ServiceError::Store(MoveOrgError::NotFound)));
+        let err = service
+            .move_org(
+                &staff(),
+                OrgStanding::Member,
+                &ctx(),
+                org.org_id,
+                Some(target_id),
+                None,
+            )
+            .await
+            .expect_err("a plain member does not decide");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+        // …but an org admin who is also the district's admin may.
+        let moved = service
+            .move_org(
+                &staff(),
+                OrgStanding::Admin,
+                &ctx(),
+                org.org_id,
+                Some(target_id),
+                None,
+            )
+            .await
+            .expect("both ends");
+        assert!(moved.permissions_changed());
+        assert_eq!(moved.after.district_id, Some(d));
+    }
+
+    #[tokio::test]
+    async fn a_stale_version_or_unknown_school_is_refused_before_writing() {
+        let org = placed(None);
+        let mut repo = MockDistrictRepository::new();
+        with_org(&mut repo, org);
+        repo.expect_get_school()
+            .returning(|_| Box::pin(async { Ok(None) }));
+        repo.expect_move_org().never();
+        let service = DistrictService::new(repo);
+        let err = service
+            .move_org(
+                &platform(),
+                OrgStanding::Outsider,
+                &ctx(),
+                org.org_id,
+                None,
+                Some(3),
+            )
+            .await
+            .expect_err("stale");
+        assert!(matches!(
+            err,
+            ServiceError::Store(MoveOrgError::VersionMismatch { current: 4 })
+        ));
+        let err = service
+            .move_org(
+                &platform(),
+                OrgStanding::Outsider,
+                &ctx(),
+                org.org_id,
+                Some(SchoolId::new()),
+                None,
+            )
+            .await
+            .expect_err("unknown school");
+        assert!(matches!(
+            err,
+            ServiceError::Store(MoveOrgError::SchoolNotFound)
+        ));
     }
 
     #[tokio::test]

@@ -88,6 +88,16 @@ impl RouteDoc {
         self
     }
 
+    /// Requires authority over the org's place in the hierarchy (district admins,
+    /// platform admins, the org's admin for a standalone end). The guard settles that the
+    /// caller has some standing towards the org (404 otherwise); the districts service
+    /// checks both ends. Documented as `x-required-role: district_admin`.
+    #[must_use]
+    pub fn district_authority(mut self) -> Self {
+        self.requirement = Some(Requirement::DistrictAuthority);
+        self
+    }
+
     /// Error codes the handler itself may answer with (extractors add their own).
     #[must_use]
     pub fn errors(mut self, codes: &[ErrorCode]) -> Self {
@@ -361,6 +371,14 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
                 op.extensions
                     .insert("x-required-role".to_owned(), serde_json::json!("admin"));
                 "Requires the `admin` role in the organization.".to_owned()
+            }
+            Requirement::DistrictAuthority => {
+                op.extensions.insert(
+                    "x-required-role".to_owned(),
+                    serde_json::json!("district_admin"),
+                );
+                "Requires authority over both ends: an admin of each district involved (or a platform admin); where an end has no district, the organization's own admin. Callers without any standing in the organization get 404."
+                    .to_owned()
             }
         };
         if !description.is_empty() {

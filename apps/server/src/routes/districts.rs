@@ -4,8 +4,10 @@
 use actix_web::http::Method;
 use districts::ports::{
     CreateDistrictError, CreateDistrictRequest, CreateSchoolError, CreateSchoolRequest,
-    DistrictPageRequest, DistrictRepository, MoveSchoolError, ReadError, SetStaffError,
+    DistrictPageRequest, DistrictRepository, MoveOrgError, MoveSchoolError, OrgPlacement,
+    ReadError, SetStaffError,
 };
+use districts::rules::OrgStanding;
 use districts::service::{Caller as DistrictCaller, DistrictService, ServiceError};
 use districts::{
     DisplayName, District, DistrictCode, DistrictId, DistrictStaffRole, GradeLevels, School,
@@ -20,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tenancy::ports::{
     CreateOrgError, CreateOrgRequest, OrgRepository, SessionRepository, UserRepository,
 };
-use tenancy::{OrgKind, SignupCode, UserId};
+use tenancy::{MembershipStatus, OrgId, OrgKind, SignupCode, UserId};
 use uuid::Uuid;
 
 use super::auth::domain_rule;
@@ -112,6 +114,18 @@ pub(super) fn register(r: &mut ApiRoutes) {
             ErrorCode::Conflict,
             ErrorCode::ValidationFailed,
         ]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/move",
+        move_org,
+        RouteDoc::new(
+            "move_org",
+            "Move an org to another school (and its district), or make it standalone",
+            TAG,
+        )
+        .description("The org takes its new school's and district's permission templates at once (its cached permissions are invalidated everywhere). Recorded as `org.move` in the org's audit chain and in each district's. Send the org `version` you read to guard against concurrent changes.")
+        .district_authority()
+        .errors(&[ErrorCode::NotFound, ErrorCode::VersionMismatch]),
     );
     r.post(
         "/api/v2/schools/{school_id}/move",
@@ -729,6 +743,126 @@ async fn move_school(
     Ok(Reply(MovedSchool {
         school: school_view(moved.school),
         affected_orgs: affected,
+    }))
+}
+
+/// Path of an org.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct OrgPath {
+    /// Org id.
+    pub org_id: Uuid,
+}
+
+/// Where to move an org.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct MoveOrgBody {
+    /// The new school (the org takes its district); `null` to make the org standalone.
+    #[garde(skip)]
+    pub school_id: Option<Uuid>,
+    /// The org version you read.
+    #[garde(skip)]
+    pub version: Option<i64>,
+}
+
+/// An org's place in the hierarchy.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OrgPlacementView {
+    /// Org id.
+    pub org_id: Uuid,
+    /// Its school, if any.
+    pub school_id: Option<Uuid>,
+    /// Its district, if any.
+    pub district_id: Option<Uuid>,
+    /// The org's version.
+    pub version: i64,
+}
+
+impl From<OrgPlacement> for OrgPlacementView {
+    fn from(p: OrgPlacement) -> Self {
+        Self {
+            org_id: p.org_id.as_uuid(),
+            school_id: p.school_id.map(|s| s.0),
+            district_id: p.district_id.map(|d| d.as_uuid()),
+            version: p.version,
+        }
+    }
+}
+
+/// The outcome of an org move.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MovedOrg {
+    /// Where it was.
+    pub before: OrgPlacementView,
+    /// Where it is now.
+    pub after: OrgPlacementView,
+    /// Whether its effective permissions were re-resolved.
+    pub permissions_changed: bool,
+}
+
+fn move_org_error(e: ServiceError<MoveOrgError>) -> ApiError {
+    service_error(e, |e| match e {
+        MoveOrgError::NotFound => ApiError::not_found("no such organization"),
+        MoveOrgError::SchoolNotFound => ApiError::not_found("no such school"),
+        MoveOrgError::VersionMismatch { current } => {
+            ApiError::new(ErrorCode::VersionMismatch, "the organization changed")
+                .with_details(serde_json::json!({"current_version": current}))
+        }
+        other => ApiError::internal(Box::new(other)),
+    })
+}
+
+/// The caller's district standing and membership in `org`, if they have any standing
+/// towards it (member, staff of its district, platform admin); else 404.
+pub(crate) async fn org_in_reach(
+    state: &State,
+    caller: &Caller,
+    org: OrgId,
+) -> Result<(DistrictCaller, OrgStanding), ApiError> {
+    let who = district_caller(state, caller).await?;
+    let standing = match state
+        .orgs
+        .get_member(org, caller.user_id())
+        .await
+        .map_err(|e| ApiError::internal(e.0))?
+    {
+        Some((_, m)) if m.is_active_admin() => OrgStanding::Admin,
+        Some((_, m)) if m.status == MembershipStatus::Active => OrgStanding::Member,
+        _ => OrgStanding::Outsider,
+    };
+    service(state)
+        .org_in_reach(&who, standing, org)
+        .await
+        .map_err(move_org_error)?;
+    Ok((who, standing))
+}
+
+async fn move_org(
+    state: State,
+    caller: Caller,
+    Path(p): Path<OrgPath>,
+    Json(body): Json<MoveOrgBody>,
+) -> Result<Reply<MovedOrg>, ApiError> {
+    let org = OrgId::from_uuid(p.org_id);
+    let (who, standing) = org_in_reach(&state, &caller, org).await?;
+    let moved = service(&state)
+        .move_org(
+            &who,
+            standing,
+            &caller.audit_context(),
+            org,
+            body.school_id.map(SchoolId),
+            body.version,
+        )
+        .await
+        .map_err(move_org_error)?;
+    if moved.permissions_changed() {
+        state.authz.orgs_changed(&[p.org_id]).await;
+    }
+    Ok(Reply(MovedOrg {
+        before: moved.before.into(),
+        after: moved.after.into(),
+        permissions_changed: moved.permissions_changed(),
     }))
 }
 

@@ -3,7 +3,7 @@
 mod api_keys;
 mod audit_logs;
 mod auth;
-mod districts;
+pub(crate) mod districts;
 mod members;
 mod orgs;
 mod permissions;

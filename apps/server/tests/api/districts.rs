@@ -5,7 +5,8 @@ use crate::helpers::{BOOTSTRAP_TOKEN, TestContext, send, signed_up};
 
 backend_tests!(
     bootstrap_is_one_time_and_guarded,
-    district_templates_locks_schools_and_moves
+    district_templates_locks_schools_and_moves,
+    orgs_move_with_authority_over_both_ends,
 );
 
 async fn bootstrap_is_one_time_and_guarded(ctx: TestContext) {
@@ -270,4 +271,182 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
             .1["data"]["allowed"],
         true
     );
+}
+
+async fn orgs_move_with_authority_over_both_ends(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, root) = signed_up(&app, "root3@example.org").await;
+    send(
+        &app,
+        Method::POST,
+        "/api/v2/platform/bootstrap",
+        Some(&root),
+        Some(serde_json::json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    let mut schools = Vec::new();
+    for code in ["NORTH", "SOUTH"] {
+        let (_, d) = send(
+            &app,
+            Method::POST,
+            "/api/v2/districts",
+            Some(&root),
+            Some(serde_json::json!({"name": code, "code": code})),
+        )
+        .await;
+        let district = d["data"]["id"].as_str().unwrap().to_owned();
+        let (status, s) = send(
+            &app,
+            Method::POST,
+            &format!("/api/v2/districts/{district}/schools"),
+            Some(&root),
+            Some(serde_json::json!({"name": format!("{code} Elementary"), "code": "ELEM"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{s}");
+        schools.push((district, s["data"]["id"].as_str().unwrap().to_owned()));
+    }
+    let [(north, north_school), (south, south_school)] = [schools[0].clone(), schools[1].clone()];
+    // North locks events.create at board_member; South leaves it alone.
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{north}/permission-templates/events.create"),
+        Some(&root),
+        Some(serde_json::json!({"min_role": "board_member", "enabled": true, "locked": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (staff_id, staff) = signed_up(&app, "north-admin@example.org").await;
+    send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{north}/staff/{staff_id}"),
+        Some(&root),
+        Some(serde_json::json!({"role": "district_admin"})),
+    )
+    .await;
+
+    // A standalone PTO whose volunteers may create events.
+    let (org, pto_admin, _, vol) = crate::permissions::org_with_volunteer(&app, "mv").await;
+    let (_, matrix) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/permissions"),
+        Some(&pto_admin),
+        None,
+    )
+    .await;
+    let version = matrix["data"]["version"].as_u64().unwrap();
+    send(&app, Method::PUT, &format!("/api/v2/orgs/{org}/permissions/settings"), Some(&pto_admin), Some(serde_json::json!({"version": version, "changes": [{"key": "events.create", "min_role": "volunteer"}]}))).await;
+    let can_create = || async {
+        let (_, c) = send(
+            &app,
+            Method::GET,
+            &format!("/api/v2/orgs/{org}/permissions/check?key=events.create"),
+            Some(&vol),
+            None,
+        )
+        .await;
+        c["data"]["allowed"].as_bool().unwrap()
+    };
+    assert!(can_create().await);
+
+    let mv = format!("/api/v2/orgs/{org}/move");
+    let to = |school: &str| Some(serde_json::json!({"school_id": school}));
+    // The district's admin cannot annex a standalone PTO (it is not even visible to them)…
+    let (status, _) = send(&app, Method::POST, &mv, Some(&staff), to(&north_school)).await;
+    assert_eq!(status, 404);
+    // …a plain member does not decide, and the PTO's admin alone cannot join a district.
+    let (status, _) = send(&app, Method::POST, &mv, Some(&vol), to(&north_school)).await;
+    assert_eq!(status, 403);
+    let (status, _) = send(&app, Method::POST, &mv, Some(&pto_admin), to(&north_school)).await;
+    assert_eq!(status, 403);
+    // An outsider learns nothing; an unknown school is 404.
+    let (_, stranger) = signed_up(&app, "stranger-mv@example.org").await;
+    let (status, _) = send(&app, Method::POST, &mv, Some(&stranger), to(&north_school)).await;
+    assert_eq!(status, 404);
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &mv,
+        Some(&root),
+        to(&uuid::Uuid::new_v4().to_string()),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(can_create().await, "refused moves change nothing");
+
+    // The platform admin places it in North: North's lock applies at once.
+    let (status, moved) = send(&app, Method::POST, &mv, Some(&root), to(&north_school)).await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["data"]["after"]["district_id"], north.as_str());
+    assert_eq!(moved["data"]["permissions_changed"], true);
+    assert!(!can_create().await, "the district lock applies");
+    let version = moved["data"]["after"]["version"].as_i64().unwrap();
+
+    // North's admin moves it on to South only once they also administer South.
+    let (status, _) = send(&app, Method::POST, &mv, Some(&staff), to(&south_school)).await;
+    assert_eq!(status, 403);
+    send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{south}/staff/{staff_id}"),
+        Some(&root),
+        Some(serde_json::json!({"role": "district_admin"})),
+    )
+    .await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &mv,
+        Some(&staff),
+        Some(serde_json::json!({"school_id": south_school, "version": version - 1})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (412, Some("VERSION_MISMATCH")),
+        "{body}"
+    );
+    let (status, moved) = send(
+        &app,
+        Method::POST,
+        &mv,
+        Some(&staff),
+        Some(serde_json::json!({"school_id": south_school, "version": version})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["data"]["before"]["district_id"], north.as_str());
+    assert_eq!(moved["data"]["after"]["school_id"], south_school.as_str());
+    assert!(can_create().await, "South has no lock");
+
+    // Leaving for standalone needs the PTO's own admin too.
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &mv,
+        Some(&staff),
+        Some(serde_json::json!({"school_id": null})),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Each move is in the org's audit log.
+    let (status, log) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs?action=org.move"),
+        Some(&pto_admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    let events = log["data"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{log}");
+    assert!(events.iter().any(
+        |e| e["new_value"]["placement"]["district_id"] == south.as_str()
+            && e["old_value"]["placement"]["district_id"] == north.as_str()
+    ));
 }

@@ -9,6 +9,7 @@ pub struct Model {
     pub id: Uuid,
     pub school_id: Option<Uuid>,
     pub district_id: Option<Uuid>,
+    pub version: i64,
     pub permissions_version: i64,
     pub updated_at: TimeDateTimeWithTimeZone,
 }
