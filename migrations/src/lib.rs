@@ -14,6 +14,9 @@ mod m20261122_000002_create_tenancy;
 mod m20261122_000003_create_auth;
 mod m20261122_000004_create_permissions;
 mod m20261122_000005_create_audit;
+mod m20261122_000006_row_level_security;
+
+pub use m20261122_000006_row_level_security::TENANT_TABLES;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -27,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_auth::Migration),
             Box::new(m20261122_000004_create_permissions::Migration),
             Box::new(m20261122_000005_create_audit::Migration),
+            Box::new(m20261122_000006_row_level_security::Migration),
         ]
     }
 }

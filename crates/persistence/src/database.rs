@@ -2,8 +2,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    Statement, TransactionTrait,
+};
 
 use crate::StorageError;
 
@@ -127,6 +131,26 @@ impl Database {
         self.replica.as_ref().unwrap_or(&self.primary)
     }
 
+    /// Begins a transaction on the primary confined to one org's rows: on PostgreSQL
+    /// the transaction leaves the connection's system scope for `ptoc.org_id = org`,
+    /// so row-level security hides every other tenant's rows even from a query that
+    /// forgot its `WHERE org_id = …` (and refuses writes of them). On SQLite it is a
+    /// plain transaction.
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub async fn begin_for_org(&self, org: uuid::Uuid) -> Result<DatabaseTransaction, DbErr> {
+        tenant_txn(&self.primary, self.backend, org).await
+    }
+
+    /// Like [`Database::begin_for_org`], on the reader pool (for lag-tolerant reads).
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub async fn read_for_org(&self, org: uuid::Uuid) -> Result<DatabaseTransaction, DbErr> {
+        tenant_txn(self.reader(), self.backend, org).await
+    }
+
     /// Applies all pending migrations.
     pub async fn migrate(&self) -> Result<(), ConnectError> {
         Migrator::up(&self.primary, None)
@@ -192,6 +216,23 @@ fn backend_of(url: &str) -> Option<Backend> {
     }
 }
 
+async fn tenant_txn(
+    conn: &DatabaseConnection,
+    backend: Backend,
+    org: uuid::Uuid,
+) -> Result<DatabaseTransaction, DbErr> {
+    let txn = conn.begin().await?;
+    if backend == Backend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('ptoc.scope', 'tenant', true), set_config('ptoc.org_id', $1, true)",
+            [org.to_string().into()],
+        ))
+        .await?;
+    }
+    Ok(txn)
+}
+
 async fn open(url: &str, settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(settings.max_connections)
@@ -205,7 +246,10 @@ async fn open(url: &str, settings: &DatabaseSettings) -> Result<DatabaseConnecti
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
-        });
+        })
+        // Row-level security (migration 000006): connections start in the system
+        // scope; tenant-scoped units of work narrow it (`Database::begin_for_org`).
+        .map_sqlx_postgres_opts(|o: PgConnectOptions| o.options([("ptoc.scope", "system")]));
     let conn = sea_orm::Database::connect(opts)
         .await
         .map_err(ConnectError::Connect)?;

@@ -366,7 +366,13 @@ impl OrgRepository for SeaOrmOrgRepository {
         after: Option<UserId>,
         limit: u64,
     ) -> Result<Vec<(User, Membership)>, StorageFailure> {
-        let conn = self.db.primary();
+        // Confined to the org's rows by row-level security too (PostgreSQL).
+        let txn = self
+            .db
+            .begin_for_org(org.as_uuid())
+            .await
+            .map_err(failure)?;
+        let conn = &txn;
         let mut q =
             memberships::Entity::find().filter(memberships::Column::OrgId.eq(org.as_uuid()));
         if let Some(after) = after {
@@ -402,6 +408,7 @@ impl OrgRepository for SeaOrmOrgRepository {
                 .and_then(|id| roles.iter().find(|r| r.id == id));
             out.push((convert::user(user)?, convert::membership(row, custom)?));
         }
+        txn.commit().await.map_err(failure)?;
         Ok(out)
     }
 
@@ -410,17 +417,22 @@ impl OrgRepository for SeaOrmOrgRepository {
         org: OrgId,
         user: UserId,
     ) -> Result<Option<(User, Membership)>, StorageFailure> {
-        let conn = self.db.primary();
-        let Some(m) = load_membership(conn, org, user).await? else {
+        let txn = self
+            .db
+            .begin_for_org(org.as_uuid())
+            .await
+            .map_err(failure)?;
+        let Some(m) = load_membership(&txn, org, user).await? else {
             return Ok(None);
         };
         let Some(u) = users::Entity::find_by_id(user.as_uuid())
-            .one(conn)
+            .one(&txn)
             .await
             .map_err(failure)?
         else {
             return Ok(None);
         };
+        txn.commit().await.map_err(failure)?;
         Ok(Some((convert::user(u)?, m)))
     }
 
@@ -464,7 +476,11 @@ impl OrgRepository for SeaOrmOrgRepository {
         ctx: &AuditContext,
         req: ChangeMemberRequest,
     ) -> Result<Membership, ChangeMemberError> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self
+            .db
+            .begin_for_org(req.org_id.as_uuid())
+            .await
+            .map_err(failure)?;
         let Some(org_row) = lock_org(&txn, req.org_id).await? else {
             return Err(ChangeMemberError::NotFound);
         };
@@ -595,7 +611,11 @@ impl OrgRepository for SeaOrmOrgRepository {
         actor: UserId,
         target: UserId,
     ) -> Result<(), ChangeMemberError> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self
+            .db
+            .begin_for_org(org.as_uuid())
+            .await
+            .map_err(failure)?;
         let Some(org_row) = lock_org(&txn, org).await? else {
             return Err(ChangeMemberError::NotFound);
         };

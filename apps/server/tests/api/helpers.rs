@@ -87,12 +87,18 @@ impl TestContext {
             let admin = Database::connect(&admin_url)
                 .await
                 .expect("connect to TEST_DATABASE_URL");
+            // The app connects as a plain role owning its database, never as a
+            // superuser, so PostgreSQL row-level security binds it in every test.
+            ensure_app_role(&admin).await;
             admin
-                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\" OWNER {APP_ROLE}"))
                 .await
                 .expect("create test database");
             admin.close().await.ok();
-            env.insert("DATABASE_URL".to_owned(), with_database(&admin_url, &name));
+            env.insert(
+                "DATABASE_URL".to_owned(),
+                with_user(&with_database(&admin_url, &name), APP_ROLE),
+            );
             if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
                 env.insert("REDIS_URL".to_owned(), redis);
             } else {
@@ -117,6 +123,15 @@ impl TestContext {
         })
     }
 
+    /// The PostgreSQL test database's URL for the app's role, and for the superuser;
+    /// `None` on SQLite.
+    pub fn postgres_urls(&self) -> Option<(String, String)> {
+        self.pg.as_ref().map(|(admin, name)| {
+            let superuser = with_database(admin, name);
+            (with_user(&superuser, APP_ROLE), superuser)
+        })
+    }
+
     /// The app as an in-process service.
     pub async fn service(
         &self,
@@ -130,6 +145,33 @@ impl TestContext {
 }
 
 /// Replaces the database name of a PostgreSQL URL.
+/// The role the app connects as in PostgreSQL tests: `LOGIN`, not a superuser, no
+/// `BYPASSRLS` (trust authentication on the test server, so no password).
+pub const APP_ROLE: &str = "ptoc_app_test";
+
+/// Creates [`APP_ROLE`] unless it exists (roles are cluster-wide; tests race to create it).
+async fn ensure_app_role(admin: &sea_orm::DatabaseConnection) {
+    let create = format!(
+        "DO $$ BEGIN
+           CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+         END $$"
+    );
+    admin
+        .execute_unprepared(&create)
+        .await
+        .expect("create the app role");
+}
+
+/// `url` with its user replaced by `user` (and no password).
+pub fn with_user(url: &str, user: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}@{host}")
+}
+
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url
         .split_once('?')

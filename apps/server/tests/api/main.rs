@@ -19,3 +19,4 @@ mod members;
 mod orgs;
 mod permissions;
 mod register;
+mod rls;
