@@ -15,6 +15,7 @@ mod m20261122_000003_create_auth;
 mod m20261122_000004_create_permissions;
 mod m20261122_000005_create_audit;
 mod m20261122_000006_row_level_security;
+mod m20261122_000008_member_directory;
 
 pub use m20261122_000006_row_level_security::TENANT_TABLES;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_permissions::Migration),
             Box::new(m20261122_000005_create_audit::Migration),
             Box::new(m20261122_000006_row_level_security::Migration),
+            Box::new(m20261122_000008_member_directory::Migration),
         ]
     }
 }

@@ -166,6 +166,7 @@ pub async fn build_state(
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs: SeaOrmOrgRepository::new(db.clone()),
+        directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz: crate::authz::Authz::new(permission_store, permission_cache),
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),

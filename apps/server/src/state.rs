@@ -26,6 +26,8 @@ pub struct AppState {
     pub auth: AuthService,
     /// Organizations, memberships, custom roles.
     pub orgs: SeaOrmOrgRepository,
+    /// The member directory (lists, search).
+    pub directory: tenancy_store::SeaOrmMemberDirectory,
     /// The permission engine.
     pub authz: crate::authz::Authz,
     /// Districts, schools, district staff.

@@ -83,6 +83,8 @@ pub(crate) fn user(m: users::Model) -> Result<User, StorageFailure> {
             _ => return Err(bad("status")),
         },
         created_at: m.created_at,
+        phone: m.phone,
+        last_active_at: m.last_active_at,
     })
 }
 

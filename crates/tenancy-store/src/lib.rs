@@ -10,12 +10,14 @@
 
 mod api_keys;
 mod convert;
+mod directory;
 mod entity;
 mod orgs;
 mod sessions;
 mod users;
 
 pub use api_keys::SeaOrmApiKeyRepository;
+pub use directory::{SEARCH_CANDIDATES, SeaOrmMemberDirectory};
 pub use orgs::SeaOrmOrgRepository;
 pub use sessions::SeaOrmSessionRepository;
 pub use users::SeaOrmUserRepository;

@@ -3,7 +3,7 @@ use permissions::BuiltinRole;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
 };
 use tenancy::ports::{
     AuditContext, ChangeMemberError, ChangeMemberRequest, CreateOrgError, CreateOrgRequest,
@@ -88,6 +88,39 @@ async fn load_membership<C: ConnectionTrait>(
         None => None,
     };
     convert::membership(row, custom.as_ref()).map(Some)
+}
+
+/// The search document of `user`'s membership (`tenancy::search::document`), from their
+/// account and the membership's committee and profile.
+pub(crate) async fn member_search_doc<C: ConnectionTrait>(
+    conn: &C,
+    user: uuid::Uuid,
+    committee: Option<&str>,
+    profile: &serde_json::Value,
+) -> Result<String, StorageFailure> {
+    let u = users::Entity::find_by_id(user)
+        .one(conn)
+        .await
+        .map_err(failure)?
+        .ok_or_else(|| convert::corrupt(format!("membership of unknown user {user}")))?;
+    let children: Vec<String> = profile
+        .get("children")
+        .and_then(serde_json::Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("name").and_then(serde_json::Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(tenancy::search::document(
+        &u.first_name,
+        &u.last_name,
+        &u.email,
+        u.phone.as_deref(),
+        committee,
+        &children,
+    ))
 }
 
 /// Active members whose role counts as admin (built-in or custom).
@@ -195,6 +228,14 @@ impl OrgRepository for SeaOrmOrgRepository {
             version: Set(1),
             joined_at: Set(now),
             updated_at: Set(now),
+            deleted_at: Set(None),
+            search_doc: Set(member_search_doc(
+                &txn,
+                req.creator.as_uuid(),
+                None,
+                &serde_json::json!({}),
+            )
+            .await?),
         }
         .insert(&txn)
         .await
@@ -326,6 +367,10 @@ impl OrgRepository for SeaOrmOrgRepository {
             version: Set(1),
             joined_at: Set(now),
             updated_at: Set(now),
+            deleted_at: Set(None),
+            search_doc: Set(
+                member_search_doc(&txn, user.as_uuid(), None, &serde_json::json!({})).await?,
+            ),
         }
         .insert(&txn)
         .await
@@ -358,58 +403,6 @@ impl OrgRepository for SeaOrmOrgRepository {
         user: UserId,
     ) -> Result<Option<Membership>, StorageFailure> {
         load_membership(self.db.primary(), org, user).await
-    }
-
-    async fn list_members(
-        &self,
-        org: OrgId,
-        after: Option<UserId>,
-        limit: u64,
-    ) -> Result<Vec<(User, Membership)>, StorageFailure> {
-        // Confined to the org's rows by row-level security too (PostgreSQL).
-        let txn = self
-            .db
-            .begin_for_org(org.as_uuid())
-            .await
-            .map_err(failure)?;
-        let conn = &txn;
-        let mut q =
-            memberships::Entity::find().filter(memberships::Column::OrgId.eq(org.as_uuid()));
-        if let Some(after) = after {
-            q = q.filter(memberships::Column::UserId.gt(after.as_uuid()));
-        }
-        let rows = q
-            .order_by_asc(memberships::Column::UserId)
-            .limit(limit)
-            .all(conn)
-            .await
-            .map_err(failure)?;
-        let roles: Vec<org_roles::Model> = org_roles::Entity::find()
-            .filter(org_roles::Column::OrgId.eq(org.as_uuid()))
-            .all(conn)
-            .await
-            .map_err(failure)?;
-        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.user_id).collect();
-        let users: std::collections::HashMap<uuid::Uuid, users::Model> = users::Entity::find()
-            .filter(users::Column::Id.is_in(ids))
-            .all(conn)
-            .await
-            .map_err(failure)?
-            .into_iter()
-            .map(|u| (u.id, u))
-            .collect();
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let Some(user) = users.get(&row.user_id).cloned() else {
-                continue;
-            };
-            let custom = row
-                .custom_role_id
-                .and_then(|id| roles.iter().find(|r| r.id == id));
-            out.push((convert::user(user)?, convert::membership(row, custom)?));
-        }
-        txn.commit().await.map_err(failure)?;
-        Ok(out)
     }
 
     async fn get_member(
@@ -577,6 +570,21 @@ impl OrgRepository for SeaOrmOrgRepository {
             };
             profile.insert("children".to_owned(), serde_json::json!(children));
             active.profile = Set(serde_json::Value::Object(profile));
+        }
+        if req.committee.is_some() || req.children.is_some() {
+            let committee = match &active.committee {
+                sea_orm::ActiveValue::Set(c) | sea_orm::ActiveValue::Unchanged(c) => c.clone(),
+                sea_orm::ActiveValue::NotSet => None,
+            };
+            let profile = match &active.profile {
+                sea_orm::ActiveValue::Set(p) | sea_orm::ActiveValue::Unchanged(p) => p.clone(),
+                sea_orm::ActiveValue::NotSet => serde_json::json!({}),
+            };
+            active.search_doc =
+                Set(
+                    member_search_doc(&txn, req.target.as_uuid(), committee.as_deref(), &profile)
+                        .await?,
+                );
         }
         active.version = Set(target.version + 1);
         active.updated_at = Set(now_micros());

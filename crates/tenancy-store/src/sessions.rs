@@ -101,6 +101,13 @@ impl SessionRepository for SeaOrmSessionRepository {
         .insert(&txn)
         .await
         .map_err(failure)?;
+        // "Last active" in the member directory is the last sign-in.
+        users::Entity::update_many()
+            .col_expr(users::Column::LastActiveAt, Expr::value(row.created_at))
+            .filter(users::Column::Id.eq(new.user_id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(failure)?;
         convert::record_activity(&txn, ctx, activity::SIGN_IN, new.user_id).await?;
         txn.commit().await.map_err(failure)?;
         Ok(session(row))

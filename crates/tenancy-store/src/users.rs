@@ -51,6 +51,8 @@ impl UserRepository for SeaOrmUserRepository {
             created_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
+            phone: Set(None),
+            last_active_at: Set(None),
         };
         let model = row.insert(&txn).await.map_err(|e| {
             if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {

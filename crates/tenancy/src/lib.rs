@@ -6,6 +6,7 @@
 //! ([`Email`], [`SignupCode`], [`PersonName`]), and persistence is reached only through
 //! the port traits in [`ports`].
 
+pub mod directory;
 mod email;
 mod ids;
 mod membership;
@@ -14,6 +15,7 @@ mod org;
 mod password;
 pub mod ports;
 pub mod rules;
+pub mod search;
 pub mod service;
 mod session;
 mod signup_code;

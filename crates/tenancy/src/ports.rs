@@ -312,15 +312,6 @@ pub trait OrgRepository: Send + Sync + 'static {
         user: crate::UserId,
     ) -> impl Future<Output = Result<Option<crate::Membership>, StorageFailure>> + Send;
 
-    /// A page of the org's members (with their accounts), ordered by user id, after
-    /// `after`; at most `limit`.
-    fn list_members(
-        &self,
-        org: crate::OrgId,
-        after: Option<crate::UserId>,
-        limit: u64,
-    ) -> impl Future<Output = Result<Vec<(User, crate::Membership)>, StorageFailure>> + Send;
-
     /// One member with their account.
     fn get_member(
         &self,

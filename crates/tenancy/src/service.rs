@@ -120,6 +120,8 @@ mod tests {
                         last_name: r.last_name,
                         status: UserStatus::Active,
                         created_at: time::OffsetDateTime::UNIX_EPOCH,
+                        phone: None,
+                        last_active_at: None,
                     })
                 })
             });

@@ -28,4 +28,8 @@ pub struct User {
     pub status: UserStatus,
     /// When the account was created.
     pub created_at: OffsetDateTime,
+    /// Phone number, as entered (profile data).
+    pub phone: Option<String>,
+    /// When they last signed in, if ever.
+    pub last_active_at: Option<OffsetDateTime>,
 }

@@ -6,10 +6,15 @@ use garde::Validate;
 use permissions::{KeySet, PermissionKey};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tenancy::directory::{
+    MemberCursor, MemberDirectory, MemberFilter, MemberListRequest, MemberSearchRequest,
+    MemberSort, RoleFilter,
+};
 use tenancy::ports::{
     ChangeMemberError, ChangeMemberRequest, CreateRoleError, CreateRoleRequest, OrgRepository,
     RoleChoice,
 };
+use tenancy::search::SearchQuery;
 use tenancy::{
     Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId,
 };
@@ -30,9 +35,22 @@ pub(super) fn register(r: &mut ApiRoutes) {
         list_members,
         RouteDoc::new(
             "list_members",
-            "The org's members, ordered by user id (cursor-paginated)",
+            "The org's members: filtered, sorted, cursor-paginated",
             TAG,
         )
+        .description("Sort by `name`, `email`, `joined` or `last_active` (`order=desc` to reverse); filter by role, status, committee and joined range. Pages are keyset-paginated: members added or removed between fetches cause no gaps or duplicates. A cursor belongs to its sort order.")
+        .permission(PermissionKey::UsersView)
+        .errors(&[ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/users/search",
+        search_members,
+        RouteDoc::new(
+            "search_members",
+            "Search the org's members, typo-tolerant, best match first",
+            TAG,
+        )
+        .description("Matches names, e-mail, phone, committee and children's names. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).")
         .permission(PermissionKey::UsersView)
         .errors(&[ErrorCode::ValidationFailed]),
     );
@@ -210,42 +228,237 @@ fn committee_change<'de, D: serde::Deserializer<'de>>(
     ))
 }
 
-/// Paging of the member list.
+/// Sort keys of the member list.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortDto {
+    /// Last name, then first name.
+    #[default]
+    Name,
+    /// E-mail.
+    Email,
+    /// Join date.
+    Joined,
+    /// Last sign-in (else account creation).
+    LastActive,
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderDto {
+    /// Ascending.
+    #[default]
+    Asc,
+    /// Descending.
+    Desc,
+}
+
+/// Member status to filter by.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusFilterDto {
+    /// Active.
+    Active,
+    /// Invited.
+    Invited,
+    /// Suspended.
+    Suspended,
+}
+
+/// Filters, sort and paging of the member list.
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
-pub struct MemberPageQuery {
-    /// The `next_cursor` of the previous page.
-    #[garde(skip)]
-    pub cursor: Option<Uuid>,
+pub struct MemberListQuery {
+    /// The `next_cursor` of the previous page (for the same sort and order).
+    #[garde(inner(length(max = 2048)))]
+    pub cursor: Option<String>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = 200)))]
     pub limit: Option<u32>,
+    /// Sort key (default `name`).
+    #[garde(skip)]
+    #[serde(default)]
+    pub sort: SortDto,
+    /// Direction (default `asc`).
+    #[garde(skip)]
+    #[serde(default)]
+    pub order: OrderDto,
+    #[garde(dive)]
+    #[serde(flatten)]
+    #[allow(missing_docs, reason = "flattened")]
+    pub filter: MemberFilterQuery,
+}
+
+/// Filters of the member list and search.
+#[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
+pub struct MemberFilterQuery {
+    /// Only members with this role: a built-in name or a custom role's id.
+    #[garde(inner(length(max = 64)))]
+    pub role: Option<String>,
+    /// Only members with this status.
+    #[garde(skip)]
+    pub status: Option<StatusFilterDto>,
+    /// Only members of this committee (case-insensitive).
+    #[garde(inner(length(chars, min = 1, max = 100)))]
+    pub committee: Option<String>,
+    /// Joined at or after (RFC 3339).
+    #[garde(skip)]
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub joined_from: Option<time::OffsetDateTime>,
+    /// Joined before (RFC 3339).
+    #[garde(skip)]
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub joined_to: Option<time::OffsetDateTime>,
+}
+
+impl MemberFilterQuery {
+    fn to_domain(&self) -> Result<MemberFilter, ApiError> {
+        let role = match self.role.as_deref() {
+            None => None,
+            Some(r) => Some(match Uuid::parse_str(r) {
+                Ok(id) => RoleFilter::Custom(RoleId(id)),
+                Err(_) => {
+                    RoleFilter::Builtin(permissions::BuiltinRole::parse(r).map_err(|_| {
+                        ApiError::validation(vec![FieldError {
+                            field: "role".into(),
+                            code: "unknown".into(),
+                            message: "a built-in role name or a custom role id".into(),
+                        }])
+                    })?)
+                }
+            }),
+        };
+        Ok(MemberFilter {
+            role,
+            status: self.status.map(|s| match s {
+                StatusFilterDto::Active => MembershipStatus::Active,
+                StatusFilterDto::Invited => MembershipStatus::Invited,
+                StatusFilterDto::Suspended => MembershipStatus::Suspended,
+            }),
+            committee: self.committee.clone(),
+            joined_from: self.joined_from,
+            joined_to: self.joined_to,
+            removed: false,
+        })
+    }
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: "cursor".into(),
+        code: "invalid".into(),
+        message: "the cursor is invalid or belongs to another sort order".into(),
+    }])
 }
 
 async fn list_members(
     state: State,
     member: OrgMember,
-    Query(q): Query<MemberPageQuery>,
+    Query(q): Query<MemberListQuery>,
 ) -> Result<Paged<MemberView>, ApiError> {
     let limit = q.limit.unwrap_or(50);
-    let mut rows = state
-        .orgs
-        .list_members(
-            member.org_id(),
-            q.cursor.map(UserId::from_uuid),
-            u64::from(limit) + 1,
-        )
+    let sort = match q.sort {
+        SortDto::Name => MemberSort::Name,
+        SortDto::Email => MemberSort::Email,
+        SortDto::Joined => MemberSort::Joined,
+        SortDto::LastActive => MemberSort::LastActive,
+    };
+    let descending = matches!(q.order, OrderDto::Desc);
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| MemberCursor::decode(c, sort, descending).map_err(|_| bad_cursor()))
+        .transpose()?;
+    let page = state
+        .directory
+        .list(&MemberListRequest {
+            org: member.org_id(),
+            filter: q.filter.to_domain()?,
+            sort,
+            descending,
+            after,
+            limit,
+        })
         .await
         .map_err(|e| ApiError::internal(e.0))?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = if more {
-        rows.last().map(|(u, _)| u.id.to_string())
+    let next_cursor = if page.more {
+        page.rows
+            .last()
+            .map(|(u, m)| MemberCursor::after(sort, descending, u, m).encode())
     } else {
         None
     };
     Ok(Paged {
-        items: rows.into_iter().map(|(u, m)| member_view(u, m)).collect(),
+        items: page
+            .rows
+            .into_iter()
+            .map(|(u, m)| member_view(u, m))
+            .collect(),
+        pagination: Pagination {
+            limit,
+            next_cursor,
+            total: None,
+        },
+    })
+}
+
+/// A member search.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSearchQuery {
+    /// What to look for (1–100 characters, up to 8 words).
+    #[garde(length(chars, min = 1, max = 100))]
+    pub q: String,
+    /// The `next_cursor` of the previous page.
+    #[garde(inner(length(max = 12)))]
+    pub cursor: Option<String>,
+    /// Page size, 1–100 (default 20).
+    #[garde(inner(range(min = 1, max = 100)))]
+    pub limit: Option<u32>,
+    #[garde(dive)]
+    #[serde(flatten)]
+    #[allow(missing_docs, reason = "flattened")]
+    pub filter: MemberFilterQuery,
+}
+
+async fn search_members(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<MemberSearchQuery>,
+) -> Result<Paged<MemberView>, ApiError> {
+    let limit = q.limit.unwrap_or(20);
+    let query = SearchQuery::parse(&q.q).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: "q".into(),
+            code: "invalid".into(),
+            message: e.to_string(),
+        }])
+    })?;
+    let offset = match q.cursor.as_deref() {
+        None => 0,
+        Some(c) => c.parse::<u32>().map_err(|_| bad_cursor())?,
+    };
+    let page = state
+        .directory
+        .search(&MemberSearchRequest {
+            org: member.org_id(),
+            query,
+            filter: q.filter.to_domain()?,
+            offset,
+            limit,
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.0))?;
+    let next_cursor = page.more.then(|| (offset + limit).to_string());
+    Ok(Paged {
+        items: page
+            .rows
+            .into_iter()
+            .map(|(u, m)| member_view(u, m))
+            .collect(),
         pagination: Pagination {
             limit,
             next_cursor,

@@ -329,3 +329,17 @@ where
     assert_eq!(status, 200, "{body}");
     body["data"]["token"].as_str().unwrap().to_owned()
 }
+
+/// A tiny deterministic generator (splitmix64), so a failure is reproducible.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next pseudo-random number.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}

@@ -4,22 +4,9 @@
 use actix_web::http::Method;
 
 use crate::backend_tests;
-use crate::helpers::{TestContext, send, signed_up};
+use crate::helpers::{Rng, TestContext, send, signed_up};
 
 backend_tests!(members_of_one_org_never_see_another);
-
-/// A tiny deterministic generator (splitmix64), so a failure is reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 async fn members_of_one_org_never_see_another(ctx: TestContext) {
     let app = ctx.service().await;

@@ -10,6 +10,7 @@ mod helpers;
 mod api_keys;
 mod audit_logs;
 mod auth;
+mod directory;
 mod districts;
 mod docs;
 mod errors;

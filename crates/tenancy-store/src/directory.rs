@@ -1,0 +1,285 @@
+//! [`MemberDirectory`] on SeaORM: filtered, sorted, keyset-paged member lists and fuzzy
+//! search, inside a tenant-scoped transaction (row-level security on PostgreSQL).
+
+use sea_orm::sea_query::{Expr, ExprTrait, Func, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, Order, QueryFilter, QueryOrder,
+    QuerySelect, SelectTwo,
+};
+use tenancy::directory::{
+    MemberDirectory, MemberFilter, MemberListRequest, MemberPage, MemberRow, MemberSearchRequest,
+    MemberSort, RoleFilter, SortKey,
+};
+use tenancy::ports::StorageFailure;
+use tenancy::{MembershipStatus, OrgId};
+
+use crate::convert::{self, failure};
+use crate::entity::{memberships, org_roles, users};
+use persistence::{Backend, Database};
+
+/// The most candidate rows a search ranks; the best of them are returned. A search
+/// this unspecific should be narrowed (it says so by returning a full first page).
+pub const SEARCH_CANDIDATES: u64 = 5_000;
+
+/// [`MemberDirectory`] on SeaORM (PostgreSQL or SQLite).
+#[derive(Debug, Clone)]
+pub struct SeaOrmMemberDirectory {
+    db: Database,
+}
+
+impl SeaOrmMemberDirectory {
+    /// A directory over the given database.
+    #[must_use]
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+type Rows = SelectTwo<memberships::Entity, users::Entity>;
+
+fn base(org: OrgId, filter: &MemberFilter) -> Rows {
+    let mut q = memberships::Entity::find()
+        .find_also_related(users::Entity)
+        .filter(memberships::Column::OrgId.eq(org.as_uuid()))
+        .filter(users::Column::DeletedAt.is_null());
+    q = if filter.removed {
+        q.filter(memberships::Column::DeletedAt.is_not_null())
+    } else {
+        q.filter(memberships::Column::DeletedAt.is_null())
+    };
+    match filter.role {
+        Some(RoleFilter::Builtin(r)) => {
+            q = q.filter(memberships::Column::BuiltinRole.eq(r.as_str()));
+        }
+        Some(RoleFilter::Custom(id)) => {
+            q = q.filter(memberships::Column::CustomRoleId.eq(id.0));
+        }
+        None => {}
+    }
+    if let Some(status) = filter.status {
+        q = q.filter(memberships::Column::Status.eq(status_str(status)));
+    }
+    if let Some(c) = &filter.committee {
+        q = q.filter(
+            Expr::expr(Func::lower(Expr::col((
+                memberships::Entity,
+                memberships::Column::Committee,
+            ))))
+            .eq(c.to_lowercase()),
+        );
+    }
+    if let Some(from) = filter.joined_from {
+        q = q.filter(memberships::Column::JoinedAt.gte(from));
+    }
+    if let Some(to) = filter.joined_to {
+        q = q.filter(memberships::Column::JoinedAt.lt(to));
+    }
+    q
+}
+
+fn status_str(s: MembershipStatus) -> &'static str {
+    match s {
+        MembershipStatus::Active => "active",
+        MembershipStatus::Invited => "invited",
+        MembershipStatus::Suspended => "suspended",
+    }
+}
+
+fn lower(col: users::Column) -> SimpleExpr {
+    Func::lower(Expr::col((users::Entity, col))).into()
+}
+
+/// The expressions a sort orders by (before the user-id tie-breaker).
+fn sort_exprs(sort: MemberSort) -> Vec<SimpleExpr> {
+    match sort {
+        MemberSort::Name => vec![
+            lower(users::Column::LastName),
+            lower(users::Column::FirstName),
+        ],
+        MemberSort::Email => vec![Expr::col((users::Entity, users::Column::Email))],
+        MemberSort::Joined => {
+            vec![Expr::col((
+                memberships::Entity,
+                memberships::Column::JoinedAt,
+            ))]
+        }
+        MemberSort::LastActive => vec![
+            Func::coalesce([
+                Expr::col((users::Entity, users::Column::LastActiveAt)),
+                Expr::col((users::Entity, users::Column::CreatedAt)),
+            ])
+            .into(),
+        ],
+    }
+}
+
+fn key_values(key: &SortKey) -> Vec<SimpleExpr> {
+    match key {
+        SortKey::Name(last, first) => vec![Expr::val(last.clone()), Expr::val(first.clone())],
+        SortKey::Email(e) => vec![Expr::val(e.clone())],
+        SortKey::Time(t) => vec![Expr::val(*t)],
+    }
+}
+
+async fn rows_with_roles(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    rows: Vec<(memberships::Model, Option<users::Model>)>,
+) -> Result<Vec<MemberRow>, StorageFailure> {
+    let roles: Vec<org_roles::Model> = if rows.iter().any(|(m, _)| m.custom_role_id.is_some()) {
+        org_roles::Entity::find()
+            .filter(org_roles::Column::OrgId.eq(org.as_uuid()))
+            .all(txn)
+            .await
+            .map_err(failure)?
+    } else {
+        Vec::new()
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (m, u) in rows {
+        let Some(u) = u else { continue };
+        let custom = m
+            .custom_role_id
+            .and_then(|id| roles.iter().find(|r| r.id == id));
+        out.push((convert::user(u)?, convert::membership(m, custom)?));
+    }
+    Ok(out)
+}
+
+/// The trigrams that propose candidates for one query word: those of the word with a
+/// leading word boundary (`" jonh"` → `" jo"`, `"jon"`, `"onh"`). Words shorter than
+/// two characters propose nothing (they are matched by the ranking alone).
+fn word_trigrams(word: &str) -> Vec<String> {
+    let chars: Vec<char> = std::iter::once(' ').chain(word.chars()).collect();
+    chars
+        .windows(3)
+        .map(|w| w.iter().collect::<String>())
+        .collect()
+}
+
+impl MemberDirectory for SeaOrmMemberDirectory {
+    async fn list(&self, req: &MemberListRequest) -> Result<MemberPage, StorageFailure> {
+        let txn = self
+            .db
+            .read_for_org(req.org.as_uuid())
+            .await
+            .map_err(failure)?;
+        let exprs = sort_exprs(req.sort);
+        let mut q = base(req.org, &req.filter);
+        if let Some(after) = &req.after {
+            let mut left = exprs.clone();
+            left.push(Expr::col((
+                memberships::Entity,
+                memberships::Column::UserId,
+            )));
+            let mut right = key_values(&after.key);
+            right.push(Expr::val(after.user_id.as_uuid()));
+            let (l, r) = (Expr::tuple(left), Expr::tuple(right));
+            q = q.filter(if req.descending { l.lt(r) } else { l.gt(r) });
+        }
+        let order = if req.descending {
+            Order::Desc
+        } else {
+            Order::Asc
+        };
+        for e in exprs {
+            q = q.order_by(e, order.clone());
+        }
+        q = q.order_by(memberships::Column::UserId, order);
+        let mut rows = q
+            .limit(u64::from(req.limit) + 1)
+            .all(&txn)
+            .await
+            .map_err(failure)?;
+        let more = rows.len() > req.limit as usize;
+        rows.truncate(req.limit as usize);
+        let rows = rows_with_roles(&txn, req.org, rows).await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(MemberPage { rows, more })
+    }
+
+    async fn search(&self, req: &MemberSearchRequest) -> Result<MemberPage, StorageFailure> {
+        let txn = self
+            .db
+            .read_for_org(req.org.as_uuid())
+            .await
+            .map_err(failure)?;
+        let mut q = base(req.org, &req.filter);
+        let words: Vec<Vec<String>> = req
+            .query
+            .words()
+            .iter()
+            .map(|w| word_trigrams(w))
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !words.is_empty() {
+            q = match self.db.backend() {
+                Backend::Postgres => {
+                    // The same predicate as SQLite's: the document contains one of each
+                    // word's trigrams (answered by the trigram GIN index).
+                    let mut all = Condition::all();
+                    for trigrams in &words {
+                        let mut any = Condition::any();
+                        for t in trigrams {
+                            any = any.add(memberships::Column::SearchDoc.contains(t.as_str()));
+                        }
+                        all = all.add(any);
+                    }
+                    q.filter(all)
+                }
+                Backend::Sqlite => {
+                    let fts = words
+                        .iter()
+                        .map(|ts| {
+                            let any: Vec<String> = ts.iter().map(|t| format!("\"{t}\"")).collect();
+                            format!("({})", any.join(" OR "))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" AND ");
+                    q.filter(Expr::cust_with_values(
+                        "memberships.rowid IN (SELECT rowid FROM member_search WHERE member_search MATCH ?)",
+                        [fts],
+                    ))
+                }
+            };
+        }
+        let candidates = q
+            .order_by_asc(memberships::Column::UserId)
+            .limit(SEARCH_CANDIDATES)
+            .all(&txn)
+            .await
+            .map_err(failure)?;
+        let mut scored: Vec<(f32, (memberships::Model, Option<users::Model>))> = candidates
+            .into_iter()
+            .filter_map(|(m, u)| req.query.score(&m.search_doc).map(|s| (s, (m, u))))
+            .collect();
+        scored.sort_by(|(sa, (ma, ua)), (sb, (mb, ub))| {
+            let name = |u: &Option<users::Model>| {
+                u.as_ref()
+                    .map(|u| (u.last_name.to_lowercase(), u.first_name.to_lowercase()))
+            };
+            sb.total_cmp(sa)
+                .then_with(|| name(ua).cmp(&name(ub)))
+                .then_with(|| ma.user_id.cmp(&mb.user_id))
+        });
+        let start = (req.offset as usize).min(scored.len());
+        let end = (start + req.limit as usize).min(scored.len());
+        let more = scored.len() > end;
+        let page: Vec<_> = scored.drain(start..end).map(|(_, r)| r).collect();
+        let rows = rows_with_roles(&txn, req.org, page).await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(MemberPage { rows, more })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigrams_start_at_a_word_boundary() {
+        assert_eq!(word_trigrams("jonh"), vec![" jo", "jon", "onh"]);
+        assert_eq!(word_trigrams("jo"), vec![" jo"]);
+        assert!(word_trigrams("j").is_empty());
+    }
+}
