@@ -4,6 +4,7 @@
 use actix_web::http::Method;
 use garde::Validate;
 use permissions::{KeySet, PermissionKey};
+use rate_limit::RateClass;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenancy::ports::{
@@ -32,6 +33,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             TAG,
         )
         .permission(PermissionKey::UsersView)
+        .rate_class(RateClass::List)
         .errors(&[ErrorCode::ValidationFailed]),
     );
     r.get(
@@ -46,6 +48,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         RouteDoc::new("update_member", "Change a member's role, status or term", TAG)
             .description("Nobody raises their own role or assigns a role above their own; the last active admin cannot be demoted or suspended (409). Send `version` or `If-Match`.")
             .permission(PermissionKey::UsersEditRoles)
+            .rate_class(RateClass::Update)
             .errors(&[ErrorCode::Conflict, ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
     );
     r.route(
@@ -55,6 +58,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         RouteDoc::new("remove_member", "Remove a member from the org", TAG)
             .description("The last active admin cannot be removed (409).")
             .permission(PermissionKey::UsersRemove)
+            .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict]),
     );
     r.get(

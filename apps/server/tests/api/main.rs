@@ -17,4 +17,5 @@ mod health;
 mod isolation;
 mod orgs;
 mod permissions;
+mod rate_limits;
 mod register;
