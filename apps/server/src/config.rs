@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rate_limit::{BackoffPolicy, IpNet, Policy, Quota, RateClass, Tier};
+
 /// A secret string (a URL with a password, a key): never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -74,6 +76,53 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// HTTP worker threads (`WORKERS`; default: number of CPUs).
     pub workers: Option<usize>,
+    /// Rate limits (`RATE_LIMIT_*`, `SIGN_IN_*`, `TRUSTED_PROXIES`).
+    pub rate_limit: RateLimitSettings,
+}
+
+/// How requests are rate-limited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Whether requests are limited at all (`RATE_LIMIT_ENABLED`, default `true`).
+    pub enabled: bool,
+    /// Quotas per tier (`RATE_LIMIT_ADMIN`, …, `RATE_LIMIT_ANONYMOUS`) and per endpoint
+    /// class (`RATE_LIMIT_LIST`, …, `RATE_LIMIT_SIGN_IN`), each `<requests>/<period>`
+    /// or `off`; sign-in back-off (`SIGN_IN_*`).
+    pub policy: Policy,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`, comma-
+    /// separated addresses or CIDR ranges; default none: the peer address counts).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Prefix of the limiter's Redis keys (`RATE_LIMIT_KEY_PREFIX`, default
+    /// `ptoc:rl:v1:`).
+    pub key_prefix: String,
+}
+
+/// The variable holding a tier's quota.
+#[must_use]
+pub fn tier_key(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Admin => "RATE_LIMIT_ADMIN",
+        Tier::BoardMember => "RATE_LIMIT_BOARD_MEMBER",
+        Tier::CommitteeLead => "RATE_LIMIT_COMMITTEE_LEAD",
+        Tier::Volunteer => "RATE_LIMIT_VOLUNTEER",
+        Tier::ApiKey => "RATE_LIMIT_API_KEY",
+        Tier::Authenticated => "RATE_LIMIT_AUTHENTICATED",
+        Tier::Anonymous => "RATE_LIMIT_ANONYMOUS",
+    }
+}
+
+/// The variable holding an endpoint class's quota.
+#[must_use]
+pub fn class_key(class: RateClass) -> &'static str {
+    match class {
+        RateClass::List => "RATE_LIMIT_LIST",
+        RateClass::Create => "RATE_LIMIT_CREATE",
+        RateClass::Update => "RATE_LIMIT_UPDATE",
+        RateClass::Delete => "RATE_LIMIT_DELETE",
+        RateClass::Search => "RATE_LIMIT_SEARCH",
+        RateClass::Export => "RATE_LIMIT_EXPORT",
+        RateClass::SignIn => "RATE_LIMIT_SIGN_IN",
+    }
 }
 
 /// Every problem found in the configuration, one line each.
@@ -109,6 +158,28 @@ pub const KEYS: &[&str] = &[
     "AUDIT_DIGEST_INTERVAL_SECS",
     "SHUTDOWN_TIMEOUT_SECS",
     "WORKERS",
+    "RATE_LIMIT_ENABLED",
+    "RATE_LIMIT_ADMIN",
+    "RATE_LIMIT_BOARD_MEMBER",
+    "RATE_LIMIT_COMMITTEE_LEAD",
+    "RATE_LIMIT_VOLUNTEER",
+    "RATE_LIMIT_API_KEY",
+    "RATE_LIMIT_AUTHENTICATED",
+    "RATE_LIMIT_ANONYMOUS",
+    "RATE_LIMIT_LIST",
+    "RATE_LIMIT_CREATE",
+    "RATE_LIMIT_UPDATE",
+    "RATE_LIMIT_DELETE",
+    "RATE_LIMIT_SEARCH",
+    "RATE_LIMIT_EXPORT",
+    "RATE_LIMIT_SIGN_IN",
+    "RATE_LIMIT_KEY_PREFIX",
+    "SIGN_IN_FREE_FAILURES_PER_ACCOUNT",
+    "SIGN_IN_FREE_FAILURES_PER_IP",
+    "SIGN_IN_LOCKOUT_BASE_SECS",
+    "SIGN_IN_LOCKOUT_MAX_SECS",
+    "SIGN_IN_FAILURE_WINDOW_SECS",
+    "TRUSTED_PROXIES",
 ];
 
 impl Settings {
@@ -244,6 +315,7 @@ impl Settings {
         );
         let workers =
             get("WORKERS").map(|v| parse_num(&mut errors, "WORKERS", Some(v), 1, 1..=512));
+        let rate_limit = rate_limit_settings(&mut errors, &get);
 
         if !errors.is_empty() {
             return Err(ConfigError(errors));
@@ -263,7 +335,115 @@ impl Settings {
             audit_digest_interval: Duration::from_secs(digest_secs),
             shutdown_timeout: Duration::from_secs(shutdown_secs),
             workers,
+            rate_limit,
         })
+    }
+}
+
+fn parse_bool(errors: &mut Vec<String>, key: &str, raw: Option<String>, default: bool) -> bool {
+    match raw.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => default,
+        Some("true" | "1" | "yes" | "on") => true,
+        Some("false" | "0" | "no" | "off") => false,
+        Some(other) => {
+            errors.push(format!("{key}: {other:?} is not one of true, false"));
+            default
+        }
+    }
+}
+
+fn rate_limit_settings(
+    errors: &mut Vec<String>,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> RateLimitSettings {
+    let mut policy = Policy::default();
+    let mut quota = |key: &str, default: Option<Quota>| match get(key) {
+        None => default,
+        Some(raw) => Quota::parse(&raw).unwrap_or_else(|e| {
+            errors.push(format!("{key}: {e}"));
+            default
+        }),
+    };
+    for tier in Tier::ALL {
+        let default = policy.tiers.get(&tier).copied().flatten();
+        policy.tiers.insert(tier, quota(tier_key(tier), default));
+    }
+    for class in RateClass::ALL {
+        let default = policy.classes.get(&class).copied().flatten();
+        policy
+            .classes
+            .insert(class, quota(class_key(class), default));
+    }
+    let free_account = parse_num(
+        errors,
+        "SIGN_IN_FREE_FAILURES_PER_ACCOUNT",
+        get("SIGN_IN_FREE_FAILURES_PER_ACCOUNT"),
+        policy.sign_in_account.free_failures,
+        1..=1000,
+    );
+    let free_ip = parse_num(
+        errors,
+        "SIGN_IN_FREE_FAILURES_PER_IP",
+        get("SIGN_IN_FREE_FAILURES_PER_IP"),
+        policy.sign_in_ip.free_failures,
+        1..=100_000,
+    );
+    let base: u64 = parse_num(
+        errors,
+        "SIGN_IN_LOCKOUT_BASE_SECS",
+        get("SIGN_IN_LOCKOUT_BASE_SECS"),
+        policy.sign_in_account.base.as_secs(),
+        1..=3600,
+    );
+    let max: u64 = parse_num(
+        errors,
+        "SIGN_IN_LOCKOUT_MAX_SECS",
+        get("SIGN_IN_LOCKOUT_MAX_SECS"),
+        policy.sign_in_account.max.as_secs(),
+        1..=86_400,
+    );
+    if max < base {
+        errors.push(format!(
+            "SIGN_IN_LOCKOUT_MAX_SECS: {max} is shorter than SIGN_IN_LOCKOUT_BASE_SECS ({base})"
+        ));
+    }
+    let window: u64 = parse_num(
+        errors,
+        "SIGN_IN_FAILURE_WINDOW_SECS",
+        get("SIGN_IN_FAILURE_WINDOW_SECS"),
+        policy.sign_in_account.window.as_secs(),
+        60..=86_400,
+    );
+    let backoff = |free_failures| BackoffPolicy {
+        free_failures,
+        base: Duration::from_secs(base),
+        max: Duration::from_secs(max.max(base)),
+        window: Duration::from_secs(window),
+    };
+    policy.sign_in_account = backoff(free_account);
+    policy.sign_in_ip = backoff(free_ip);
+    let mut trusted_proxies = Vec::new();
+    for entry in get("TRUSTED_PROXIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        match IpNet::parse(entry) {
+            Ok(net) => trusted_proxies.push(net),
+            Err(e) => errors.push(format!("TRUSTED_PROXIES: {e}")),
+        }
+    }
+    RateLimitSettings {
+        enabled: parse_bool(
+            errors,
+            "RATE_LIMIT_ENABLED",
+            get("RATE_LIMIT_ENABLED"),
+            true,
+        ),
+        policy,
+        trusted_proxies,
+        key_prefix: get("RATE_LIMIT_KEY_PREFIX").unwrap_or_else(|| "ptoc:rl:v1:".to_owned()),
     }
 }
 
@@ -379,6 +559,70 @@ mod tests {
         ] {
             assert!(
                 err.0.iter().any(|l| l.starts_with(key)),
+                "no line for {key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rate_limits_default_to_the_issue_and_are_configurable() {
+        let s = Settings::from_sources(&env(&[]), false).expect("defaults are valid");
+        let r = &s.rate_limit;
+        assert!(r.enabled && r.trusted_proxies.is_empty());
+        assert_eq!(r.policy, Policy::default());
+        let s = Settings::from_sources(
+            &env(&[
+                ("RATE_LIMIT_VOLUNTEER", "3/1m"),
+                ("RATE_LIMIT_EXPORT", "off"),
+                ("RATE_LIMIT_ENABLED", "false"),
+                ("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1"),
+                ("SIGN_IN_FREE_FAILURES_PER_ACCOUNT", "2"),
+            ]),
+            false,
+        )
+        .expect("valid");
+        let r = &s.rate_limit;
+        assert!(!r.enabled);
+        assert_eq!(
+            r.policy.tiers[&Tier::Volunteer].map(|q| q.to_string()),
+            Some("3/1m".into())
+        );
+        assert_eq!(r.policy.classes[&RateClass::Export], None);
+        assert_eq!(r.trusted_proxies.len(), 2);
+        assert_eq!(r.policy.sign_in_account.free_failures, 2);
+        // Every tier and class has its variable among the known keys.
+        for tier in Tier::ALL {
+            assert!(KEYS.contains(&tier_key(tier)), "{tier:?}");
+        }
+        for class in RateClass::ALL {
+            assert!(KEYS.contains(&class_key(class)), "{class:?}");
+        }
+    }
+
+    #[test]
+    fn bad_rate_limits_are_reported_one_line_each() {
+        let err = Settings::from_sources(
+            &env(&[
+                ("RATE_LIMIT_ADMIN", "lots"),
+                ("RATE_LIMIT_SEARCH", "0/1m"),
+                ("RATE_LIMIT_ENABLED", "maybe"),
+                ("TRUSTED_PROXIES", "10.0.0.0/40"),
+                ("SIGN_IN_LOCKOUT_BASE_SECS", "60"),
+                ("SIGN_IN_LOCKOUT_MAX_SECS", "10"),
+            ]),
+            false,
+        )
+        .expect_err("invalid");
+        assert_eq!(err.0.len(), 5, "{err}");
+        for (key, says) in [
+            ("RATE_LIMIT_ADMIN", "e.g. 100/1m"),
+            ("RATE_LIMIT_SEARCH", "out of range"),
+            ("RATE_LIMIT_ENABLED", "true, false"),
+            ("TRUSTED_PROXIES", "CIDR"),
+            ("SIGN_IN_LOCKOUT_MAX_SECS", "shorter than"),
+        ] {
+            assert!(
+                err.0.iter().any(|l| l.starts_with(key) && l.contains(says)),
                 "no line for {key}: {err}"
             );
         }

@@ -60,6 +60,9 @@ pub enum StartupError {
     /// The audit digest key or directory could not be opened.
     #[error("audit digests: {0}")]
     Audit(String),
+    /// The rate limiter could not be configured.
+    #[error("rate limits: {0}")]
+    RateLimit(#[from] rate_limit::StoreError),
     /// The OpenAPI document could not be serialized.
     #[error("openapi: {0}")]
     OpenApi(#[from] serde_json::Error),
@@ -163,6 +166,12 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartupError::Hasher(e.to_string()))?;
+    let rate_limits = crate::http::rate_limit::RateLimits::new(
+        &settings.rate_limit,
+        settings.redis_url.as_ref().map(|u| u.expose()),
+        Arc::new(rate_limit::SystemClock),
+    )
+    .await?;
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs: SeaOrmOrgRepository::new(db.clone()),
@@ -180,6 +189,7 @@ pub async fn build_state(
         bootstrap_token: settings.bootstrap_token.clone(),
         openapi_json,
         docs_html,
+        rate_limits,
     }))
 }
 

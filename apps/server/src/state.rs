@@ -44,4 +44,6 @@ pub struct AppState {
     pub openapi_json: Bytes,
     /// The rendered docs page.
     pub docs_html: Bytes,
+    /// Rate limits (shared through Redis when configured).
+    pub rate_limits: crate::http::rate_limit::RateLimits,
 }

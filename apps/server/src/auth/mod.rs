@@ -6,6 +6,7 @@ mod caller;
 mod org_member;
 mod service;
 
+pub(crate) use caller::Authenticated;
 pub use caller::{Caller, ClientMeta, Principal};
 pub use org_member::{OrgActor, OrgMember};
 pub use service::{AuthService, SessionSettings};

@@ -224,6 +224,16 @@ impl ResponseError for ApiError {
         if self.code == ErrorCode::ServiceUnavailable {
             res.insert_header(("Retry-After", "1"));
         }
+        // A 429 says when to come back (`details.retry_after_secs`, whole seconds).
+        if self.code == ErrorCode::RateLimited
+            && let Some(secs) = self
+                .details
+                .as_ref()
+                .and_then(|d| d.get("retry_after_secs"))
+                .and_then(serde_json::Value::as_u64)
+        {
+            res.insert_header(("Retry-After", secs.to_string()));
+        }
         res.json(body)
     }
 }

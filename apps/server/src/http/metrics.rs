@@ -101,3 +101,36 @@ pub fn render_cache(out: &mut String, cache: &str, layer: &str, stats: cache::Ca
         stats.misses
     );
 }
+
+/// Appends the rate limiter's series: refusals by endpoint class or tier
+/// (`class="list"`, `class="volunteer"`, `class="sign_in_backoff"`, …), which store
+/// decides now, and its Redis failures.
+pub fn render_rate_limits(out: &mut String, limits: &super::rate_limit::RateLimits) {
+    out.push_str("# HELP ptoc_rate_limit_rejections_total Requests refused with 429, by endpoint class or caller tier.\n");
+    out.push_str("# TYPE ptoc_rate_limit_rejections_total counter\n");
+    for (class, n) in limits.rejections() {
+        let _ = writeln!(
+            out,
+            "ptoc_rate_limit_rejections_total{{class=\"{class}\"}} {n}"
+        );
+    }
+    out.push_str("# HELP ptoc_rate_limit_backend The store the rate limiter decides with (1: in use; redis is shared, local is this instance only).\n");
+    out.push_str("# TYPE ptoc_rate_limit_backend gauge\n");
+    let current = limits.backend();
+    for backend in [rate_limit::Backend::Redis, rate_limit::Backend::Local] {
+        let _ = writeln!(
+            out,
+            "ptoc_rate_limit_backend{{backend=\"{}\"}} {}",
+            backend.as_str(),
+            u8::from(backend == current)
+        );
+    }
+    let stats = limits.stats();
+    out.push_str("# HELP ptoc_rate_limit_redis_errors_total Redis failures of the rate limiter (each decided locally instead).\n");
+    out.push_str("# TYPE ptoc_rate_limit_redis_errors_total counter\n");
+    let _ = writeln!(
+        out,
+        "ptoc_rate_limit_redis_errors_total {}",
+        stats.redis_errors
+    );
+}

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod rate_limit;
 pub mod raw;
 pub mod request_context;
 

@@ -20,6 +20,7 @@ use permissions::PermissionKey;
 
 use super::envelope::{ErrorEnvelope, json_response};
 use super::error::{ApiError, ErrorCode};
+use super::rate_limit::RouteRate;
 use crate::authz::{Requirement, guard};
 
 /// Who may call a route.
@@ -40,6 +41,7 @@ pub struct RouteDoc {
     tag: &'static str,
     access: Access,
     requirement: Option<Requirement>,
+    rate: RouteRate,
     errors: Vec<ErrorCode>,
 }
 
@@ -54,6 +56,7 @@ impl RouteDoc {
             tag,
             access: Access::Authenticated,
             requirement: None,
+            rate: RouteRate::Tier,
             errors: Vec::new(),
         }
     }
@@ -95,6 +98,22 @@ impl RouteDoc {
     #[must_use]
     pub fn district_authority(mut self) -> Self {
         self.requirement = Some(Requirement::DistrictAuthority);
+        self
+    }
+
+    /// Counts the route in `class` too (its own, stricter budget per caller), besides the
+    /// caller's tier: enforced by the route's rate-limit middleware and documented as
+    /// `x-rate-limit-class`.
+    #[must_use]
+    pub fn rate_class(mut self, class: rate_limit::RateClass) -> Self {
+        self.rate = RouteRate::Class(class);
+        self
+    }
+
+    /// Not rate-limited (liveness and readiness probes only).
+    #[must_use]
+    pub fn rate_exempt(mut self) -> Self {
+        self.rate = RouteRate::Exempt;
         self
     }
 
@@ -179,17 +198,22 @@ impl ApiRoutes {
         *slot = Some(operation);
         let m = method.clone();
         let requirement = doc.requirement;
+        let rate = doc.rate;
         self.routes.push(RegisteredRoute {
             method,
             path,
             factory: Arc::new(move || {
                 let route = web::method(m.clone()).to(handler.clone());
-                match requirement {
+                let route = match requirement {
                     Some(req) => {
                         route.wrap(actix_web::middleware::from_fn(move |r, n| guard(req, r, n)))
                     }
                     None => route,
-                }
+                };
+                // Outermost: a refused request costs no membership lookup or body read.
+                route.wrap(actix_web::middleware::from_fn(move |r, n| {
+                    super::rate_limit::middleware(rate, r, n)
+                }))
             }),
         });
         self
@@ -280,7 +304,11 @@ impl ApiRoutes {
 
 const API_DESCRIPTION: &str = "REST API for parent-teacher organizations and their districts. \
 Every response uses one envelope (`success`, `data` or `error`, `meta`); errors carry a closed \
-`code` (see `ErrorCode`). Tenant-scoped resources live under their tenant's path.";
+`code` (see `ErrorCode`). Tenant-scoped resources live under their tenant's path. \
+Requests are rate-limited per API key, else user, else client address, by the caller's role in \
+the path's org and by endpoint class (`x-rate-limit-class`): limited responses carry \
+`RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a refusal is 429 `RATE_LIMITED` \
+with `Retry-After`.";
 
 /// The frozen route table and its OpenAPI document.
 #[derive(Clone)]
@@ -385,6 +413,17 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
             description.push_str("\n\n");
         }
         description.push_str(&sentence);
+    }
+    match doc.rate {
+        RouteRate::Exempt => {}
+        RouteRate::Tier => codes.push(ErrorCode::RateLimited),
+        RouteRate::Class(class) => {
+            codes.push(ErrorCode::RateLimited);
+            op.extensions.insert(
+                "x-rate-limit-class".to_owned(),
+                serde_json::json!(class.as_str()),
+            );
+        }
     }
     codes.extend([ErrorCode::Internal, ErrorCode::ServiceUnavailable]);
     responses.extend(error_responses(ctx, &codes));

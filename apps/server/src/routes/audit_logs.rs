@@ -41,7 +41,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
         export,
         RouteDoc::new("export_audit_logs", "Export the org's events as CSV", TAG)
             .description("Same filters as the list; streamed page by page (constant memory), newest first. The export itself is recorded as a `data.export` activity event.")
-            .org_admin(),
+            .org_admin()
+            .rate_class(rate_limit::RateClass::Export),
     );
     r.get(
         "/api/v2/orgs/{org_id}/audit-logs/stats",

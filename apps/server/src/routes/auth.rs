@@ -7,9 +7,11 @@ use tenancy::service::{RegisterError, RegisterRequest};
 use tenancy::{Email, Password, PersonName, User};
 
 use crate::auth::{Caller, ClientMeta, Principal};
+use crate::http::rate_limit::{ClientIp, rate_limited};
 use crate::http::{
     ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc, State,
 };
+use rate_limit::RateClass;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     r.post(
@@ -17,6 +19,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         register_account,
         RouteDoc::new("register", "Open an account (no organization yet)", "auth")
             .public()
+            .rate_class(RateClass::Create)
             .description("Creates a user. Join an organization afterwards with its signup code.")
             .errors(&[ErrorCode::Conflict]),
     );
@@ -25,8 +28,12 @@ pub(super) fn register(r: &mut ApiRoutes) {
         login,
         RouteDoc::new("login", "Sign in with e-mail and password", "auth")
             .public()
+            .rate_class(RateClass::SignIn)
             .description(
-                "Returns a session token (a Biscuit) to send as `Authorization: Bearer <token>`.",
+                "Returns a session token (a Biscuit) to send as `Authorization: Bearer <token>`. \
+                 Repeated failures lock the account and the client address out for a while, \
+                 doubling with each further failure (429 with `Retry-After`); a success \
+                 clears the account's failures.",
             )
             .errors(&[ErrorCode::Unauthenticated]),
     );
@@ -223,16 +230,37 @@ pub struct LoginResponse {
 async fn login(
     state: State,
     meta: ClientMeta,
+    ClientIp(ip): ClientIp,
     Json(body): Json<LoginBody>,
 ) -> Result<Reply<LoginResponse>, ApiError> {
-    let (token, creds) = state
+    let limits = &state.rate_limits;
+    // Checked before the password is: a locked-out guess is not even tried.
+    if let Some(wait) = limits.sign_in_locked(&body.email, ip).await {
+        return Err(rate_limited(
+            wait,
+            "too many failed sign-ins for this account or address; retry after the time in Retry-After",
+        ));
+    }
+    let signed_in = state
         .auth
         .sign_in(
             &meta.audit_context(audit::Actor::System),
             &body.email,
             body.password,
         )
-        .await?;
+        .await;
+    let (token, creds) = match signed_in {
+        Ok(done) => {
+            limits.sign_in_succeeded(&body.email).await;
+            done
+        }
+        Err(e) => {
+            if e.code == ErrorCode::Unauthenticated {
+                limits.sign_in_failed(&body.email, ip).await;
+            }
+            return Err(e);
+        }
+    };
     Ok(Reply(LoginResponse {
         token: token.token,
         expires_at: token.expires_at,

@@ -4,6 +4,7 @@
 use actix_web::http::Method;
 use garde::Validate;
 use permissions::{KeySet, PermissionKey};
+use rate_limit::RateClass;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenancy::directory::{
@@ -40,6 +41,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         )
         .description("Sort by `name`, `email`, `joined` or `last_active` (`order=desc` to reverse); filter by role, status, committee and joined range. Pages are keyset-paginated: members added or removed between fetches cause no gaps or duplicates. A cursor belongs to its sort order.")
         .permission(PermissionKey::UsersView)
+        .rate_class(RateClass::List)
         .errors(&[ErrorCode::ValidationFailed]),
     );
     r.get(
@@ -52,6 +54,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         )
         .description("Matches names, e-mail, phone, committee and children's names. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).")
         .permission(PermissionKey::UsersView)
+        .rate_class(RateClass::Search)
         .errors(&[ErrorCode::ValidationFailed]),
     );
     r.get(
@@ -66,6 +69,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         RouteDoc::new("update_member", "Change a member's role, status, term or profile", TAG)
             .description("Nobody raises their own role or assigns a role above their own, nor changes a member ranking above them; the last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too. Send `version` or `If-Match`.")
             .permission(PermissionKey::UsersEditRoles)
+            .rate_class(RateClass::Update)
             .errors(&[ErrorCode::Conflict, ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
     );
     r.route(
@@ -75,6 +79,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         RouteDoc::new("remove_member", "Remove a member from the org", TAG)
             .description("The last active admin cannot be removed (409).")
             .permission(PermissionKey::UsersRemove)
+            .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict]),
     );
     r.route(

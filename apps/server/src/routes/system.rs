@@ -10,7 +10,9 @@ pub(super) fn register(r: &mut ApiRoutes) {
     r.get(
         "/health",
         health,
-        RouteDoc::new("health", "Liveness: the process is up", "system").public(),
+        RouteDoc::new("health", "Liveness: the process is up", "system")
+            .public()
+            .rate_exempt(),
     );
     r.get(
         "/ready",
@@ -21,6 +23,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "system",
         )
         .public()
+        .rate_exempt()
         .errors(&[ErrorCode::ServiceUnavailable]),
     );
     r.get(
@@ -146,6 +149,7 @@ async fn metrics(state: State) -> crate::http::raw::PlainText {
             p.db_loads, p.redis_errors
         ),
     );
+    crate::http::metrics::render_rate_limits(&mut out, &state.rate_limits);
     crate::http::raw::PlainText(out)
 }
 

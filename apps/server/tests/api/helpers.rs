@@ -58,6 +58,8 @@ pub struct TestContext {
     pub state: web::Data<AppState>,
     /// The route table.
     pub api: pto_server::http::Api,
+    /// The settings the app was built with.
+    pub settings: Settings,
     data_dir: std::path::PathBuf,
     pg: Option<(String, String)>,
 }
@@ -66,6 +68,13 @@ impl TestContext {
     /// A fresh environment; `None` (test skipped, with a note) when the backend is
     /// not configured outside CI. Under `CI=true` a missing backend is a failure.
     pub async fn new(backend: Backend) -> Option<Self> {
+        Self::with_env(backend, &[]).await
+    }
+
+    /// [`TestContext::new`] with extra settings (they win over the defaults here).
+    /// Rate limiting is off unless `RATE_LIMIT_ENABLED` is among them: the other tests
+    /// send many requests from one (unknown) address.
+    pub async fn with_env(backend: Backend, extra: &[(&str, &str)]) -> Option<Self> {
         let data_dir =
             std::env::temp_dir().join(format!("ptoc-test-{}", uuid::Uuid::now_v7().simple()));
         let mut env = BTreeMap::new();
@@ -109,6 +118,10 @@ impl TestContext {
             }
             pg = Some((admin_url, name));
         }
+        env.insert("RATE_LIMIT_ENABLED".to_owned(), "false".to_owned());
+        for (k, v) in extra {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
         let settings = Settings::from_sources(&env, false).expect("test settings are valid");
         let api = pto_server::routes::api();
         let state = build_state(&settings, &api, HashingCost::FastForTests)
@@ -118,6 +131,7 @@ impl TestContext {
             backend,
             state,
             api,
+            settings,
             data_dir,
             pg,
         })
@@ -130,6 +144,13 @@ impl TestContext {
             let superuser = with_database(admin, name);
             (with_user(&superuser, APP_ROLE), superuser)
         })
+    }
+
+    /// A second instance of the app on the same database, Redis and settings.
+    pub async fn another_instance(&self) -> web::Data<AppState> {
+        build_state(&self.settings, &self.api, HashingCost::FastForTests)
+            .await
+            .expect("app state builds")
     }
 
     /// The app as an in-process service.

@@ -19,5 +19,6 @@ mod isolation;
 mod members;
 mod orgs;
 mod permissions;
+mod rate_limits;
 mod register;
 mod rls;

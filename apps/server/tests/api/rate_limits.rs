@@ -1,0 +1,751 @@
+//! Rate limits: per role in the path's org, per API key, per endpoint class, per client
+//! address (behind trusted proxies), the sign-in back-off, the headers and the 429, the
+//! metrics, and the Redis backend: two instances sharing one budget, an unreachable
+//! Redis (local limits, no 5xx) and an outage with recovery.
+//!
+//! Every test uses small limits and its own Redis key prefix (the keys expire by
+//! themselves). The Redis parts use `TEST_REDIS_URL` on both database backends and are
+//! skipped without it (a failure under `CI=true`).
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::test;
+use rate_limit::testing::TcpProxy;
+
+use crate::helpers::{Backend, TestContext, signed_up};
+
+/// Like `backend_tests!`, but each test builds its own context (with its settings).
+macro_rules! rate_limit_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+rate_limit_tests!(
+    role_limits_follow_the_callers_role_in_each_org,
+    api_keys_have_their_own_budget,
+    endpoint_classes_have_their_own_budget,
+    anonymous_clients_are_limited_per_address,
+    sign_in_backs_off_per_account_and_per_address,
+    two_instances_share_one_budget_through_redis,
+    unreachable_redis_means_local_limits_and_no_5xx,
+    redis_outage_falls_back_to_local_and_recovers,
+);
+
+/// A response's status, the headers the tests look at and its JSON body.
+struct Answer {
+    status: u16,
+    limit: Option<u32>,
+    remaining: Option<u32>,
+    reset: Option<u64>,
+    retry_after: Option<u64>,
+    body: serde_json::Value,
+}
+
+fn header<B>(res: &ServiceResponse<B>, name: &str) -> Option<u64> {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Sends `method uri` from `peer` (with a bearer token if given).
+async fn call<S, B>(
+    app: &S,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    peer: &str,
+    extra: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> Answer
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req = test::TestRequest::default()
+        .method(method)
+        .uri(uri)
+        .peer_addr(format!("{peer}:40000").parse().unwrap());
+    if let Some(t) = token {
+        req = req.insert_header(("authorization", format!("Bearer {t}")));
+    }
+    for (k, v) in extra {
+        req = req.insert_header((*k, *v));
+    }
+    if let Some(b) = body {
+        req = req.set_json(b);
+    }
+    let res = test::call_service(app, req.to_request()).await;
+    let to_u32 = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok());
+    let answer = Answer {
+        status: res.status().as_u16(),
+        limit: to_u32(header(&res, "ratelimit-limit")),
+        remaining: to_u32(header(&res, "ratelimit-remaining")),
+        reset: header(&res, "ratelimit-reset"),
+        retry_after: header(&res, "retry-after"),
+        body: serde_json::Value::Null,
+    };
+    let bytes = test::read_body(res).await;
+    Answer {
+        body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        ..answer
+    }
+}
+
+async fn get<S, B>(app: &S, uri: &str, token: Option<&str>, peer: &str) -> Answer
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    call(app, Method::GET, uri, token, peer, &[], None).await
+}
+
+/// Asserts an allowed answer with its headers.
+fn allowed(a: &Answer, limit: u32, remaining: u32) {
+    assert!(
+        a.status < 400,
+        "expected success, got {}: {}",
+        a.status,
+        a.body
+    );
+    assert_eq!(
+        (a.limit, a.remaining),
+        (Some(limit), Some(remaining)),
+        "headers of {}",
+        a.body
+    );
+    assert!(a.reset.is_some_and(|r| r > 0), "RateLimit-Reset");
+    assert_eq!(a.retry_after, None);
+}
+
+/// Asserts a 429 `RATE_LIMITED` in the envelope, with `Retry-After` = `retry_after`.
+fn refused(a: &Answer, limit: u32, retry_after: u64) {
+    assert_eq!(a.status, 429, "{}", a.body);
+    assert_eq!(a.body["success"], false);
+    assert_eq!(a.body["error"]["code"], "RATE_LIMITED", "{}", a.body);
+    assert_eq!(a.body["error"]["details"]["retry_after_secs"], retry_after);
+    assert_eq!(a.retry_after, Some(retry_after), "Retry-After");
+    assert_eq!((a.limit, a.remaining), (Some(limit), Some(0)));
+    assert!(a.reset.is_some_and(|r| r >= retry_after), "RateLimit-Reset");
+}
+
+/// Settings for a test: limits on, a unique Redis key prefix, everything not under test
+/// off, then `extra`.
+fn limits<'a>(prefix: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("RATE_LIMIT_ENABLED", "true"),
+        ("RATE_LIMIT_KEY_PREFIX", prefix),
+    ];
+    for key in pto_server::config::KEYS {
+        if key.starts_with("RATE_LIMIT_")
+            && !matches!(*key, "RATE_LIMIT_ENABLED" | "RATE_LIMIT_KEY_PREFIX")
+        {
+            env.push((key, "off"));
+        }
+    }
+    env.extend_from_slice(extra);
+    env
+}
+
+fn prefix() -> String {
+    format!("ptoc:test:rlapi:{}:", uuid::Uuid::now_v7().simple())
+}
+
+/// `TEST_REDIS_URL`, or `None` (skipped with a note; a failure under `CI=true`).
+fn redis_url() -> Option<String> {
+    if let Ok(url) = std::env::var("TEST_REDIS_URL") {
+        return Some(url);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "TEST_REDIS_URL must be set under CI=true"
+    );
+    eprintln!("redis not configured (TEST_REDIS_URL unset): skipped");
+    None
+}
+
+/// A context with `env`; `None` when the backend is not configured (skipped).
+async fn context(backend: Backend, env: &[(&str, &str)]) -> Option<TestContext> {
+    TestContext::with_env(backend, env).await
+}
+
+/// One sign-in attempt from `peer`.
+async fn login_from<S, B>(app: &S, email: &str, password: &str, peer: &str) -> Answer
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    call(
+        app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        peer,
+        &[],
+        Some(serde_json::json!({"email": email, "password": password})),
+    )
+    .await
+}
+
+async fn create_org<S, B>(app: &S, token: &str, code: &str) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let a = call(
+        app,
+        Method::POST,
+        "/api/v2/orgs",
+        Some(token),
+        "192.0.2.1",
+        &[],
+        Some(serde_json::json!({"name": format!("{code} PTO"), "signup_code": code})),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    a.body["data"]["org"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn metrics<S, B>(app: &S) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let req = test::TestRequest::get().uri("/metrics").to_request();
+    let res = test::call_service(app, req).await;
+    assert_eq!(res.status().as_u16(), 200);
+    String::from_utf8(test::read_body(res).await.to_vec()).unwrap()
+}
+
+async fn role_limits_follow_the_callers_role_in_each_org(backend: Backend) {
+    let prefix = prefix();
+    let env = limits(
+        &prefix,
+        &[
+            ("RATE_LIMIT_ADMIN", "6/15m"),
+            ("RATE_LIMIT_VOLUNTEER", "3/15m"),
+        ],
+    );
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "rl-admin@example.org").await;
+    let org = create_org(&app, &admin, "RLROLE1").await;
+    let (_, vol) = signed_up(&app, "rl-vol@example.org").await;
+    let joined = call(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&vol),
+        "192.0.2.2",
+        &[],
+        Some(serde_json::json!({"signup_code": "RLROLE1"})),
+    )
+    .await;
+    assert_eq!(joined.status, 201, "{}", joined.body);
+
+    let uri = format!("/api/v2/orgs/{org}");
+    for left in [2, 1, 0] {
+        allowed(&get(&app, &uri, Some(&vol), "192.0.2.2").await, 3, left);
+    }
+    // 15 min / 3 = one request every 300 s.
+    let a = get(&app, &uri, Some(&vol), "192.0.2.2").await;
+    refused(&a, 3, 300);
+    // Keyed by user, not address: another address does not help.
+    refused(&get(&app, &uri, Some(&vol), "192.0.2.99").await, 3, 300);
+    // The admin of that org has the admin budget.
+    allowed(&get(&app, &uri, Some(&admin), "192.0.2.2").await, 6, 5);
+    // The volunteer is admin of an org of their own: the admin budget there.
+    let own = create_org(&app, &vol, "RLROLE2").await;
+    allowed(
+        &get(
+            &app,
+            &format!("/api/v2/orgs/{own}"),
+            Some(&vol),
+            "192.0.2.2",
+        )
+        .await,
+        6,
+        5,
+    );
+    // Outside org routes the signed-in tier applies (off here: no headers).
+    let me = get(&app, "/api/v2/me", Some(&vol), "192.0.2.2").await;
+    assert_eq!((me.status, me.limit), (200, None));
+    let text = metrics(&app).await;
+    assert!(
+        text.contains("ptoc_rate_limit_rejections_total{class=\"volunteer\"} 2"),
+        "{text}"
+    );
+}
+
+async fn api_keys_have_their_own_budget(backend: Backend) {
+    let prefix = prefix();
+    let env = limits(&prefix, &[("RATE_LIMIT_API_KEY", "2/10m")]);
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "rl-keys@example.org").await;
+    let org = create_org(&app, &admin, "RLKEYS").await;
+    let mut tokens = Vec::new();
+    for name in ["one", "two"] {
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/api/v2/orgs/{org}/api-keys"),
+            Some(&admin),
+            "192.0.2.3",
+            &[],
+            Some(serde_json::json!({"name": name, "permissions": ["users.view"], "expires_in_days": 1})),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        tokens.push(a.body["data"]["token"].as_str().unwrap().to_owned());
+    }
+    let users = format!("/api/v2/orgs/{org}/users");
+    allowed(
+        &get(&app, &users, Some(&tokens[0]), "192.0.2.3").await,
+        2,
+        1,
+    );
+    allowed(
+        &get(&app, &users, Some(&tokens[0]), "192.0.2.3").await,
+        2,
+        0,
+    );
+    refused(
+        &get(&app, &users, Some(&tokens[0]), "192.0.2.3").await,
+        2,
+        300,
+    );
+    // Each key has its own budget, from the same address too.
+    allowed(
+        &get(&app, &users, Some(&tokens[1]), "192.0.2.3").await,
+        2,
+        1,
+    );
+    // An invalid token counts as anonymous (off here) and is answered 401, not 429.
+    let bad = get(&app, &users, Some("not-a-token"), "192.0.2.3").await;
+    assert_eq!(bad.status, 401);
+}
+
+async fn endpoint_classes_have_their_own_budget(backend: Backend) {
+    let prefix = prefix();
+    let env = limits(
+        &prefix,
+        &[
+            ("RATE_LIMIT_ADMIN", "1000/15m"),
+            ("RATE_LIMIT_LIST", "2/1m"),
+            ("RATE_LIMIT_EXPORT", "1/5m"),
+            ("RATE_LIMIT_CREATE", "2/1m"),
+        ],
+    );
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    // Registration is the "create user" class, per address (the tier is off).
+    let (_, admin) = signed_up(&app, "rl-class@example.org").await;
+    let register = |email: &'static str| serde_json::json!({"email": email, "password": "correct horse battery", "first_name": "A", "last_name": "B"});
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/v2/auth/register",
+        None,
+        "192.0.2.4",
+        &[],
+        Some(register("rl-c1@example.org")),
+    )
+    .await;
+    allowed(&a, 2, 1);
+    let _ = call(
+        &app,
+        Method::POST,
+        "/api/v2/auth/register",
+        None,
+        "192.0.2.4",
+        &[],
+        Some(register("rl-c2@example.org")),
+    )
+    .await;
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/v2/auth/register",
+        None,
+        "192.0.2.4",
+        &[],
+        Some(register("rl-c3@example.org")),
+    )
+    .await;
+    refused(&a, 2, 30);
+
+    let org = create_org(&app, &admin, "RLCLASS").await;
+    let users = format!("/api/v2/orgs/{org}/users");
+    // The class binds (fewer left than the admin tier): its numbers in the headers.
+    allowed(&get(&app, &users, Some(&admin), "192.0.2.5").await, 2, 1);
+    allowed(&get(&app, &users, Some(&admin), "192.0.2.5").await, 2, 0);
+    refused(&get(&app, &users, Some(&admin), "192.0.2.5").await, 2, 30);
+    // Other routes of the org draw on the tier only.
+    allowed(
+        &get(
+            &app,
+            &format!("/api/v2/orgs/{org}"),
+            Some(&admin),
+            "192.0.2.5",
+        )
+        .await,
+        1000,
+        997,
+    );
+    let export = format!("/api/v2/orgs/{org}/audit-logs/export");
+    let first = get(&app, &export, Some(&admin), "192.0.2.5").await;
+    allowed(&first, 1, 0);
+    refused(&get(&app, &export, Some(&admin), "192.0.2.5").await, 1, 300);
+
+    let text = metrics(&app).await;
+    for class in ["create", "list", "export"] {
+        assert!(
+            text.contains(&format!(
+                "ptoc_rate_limit_rejections_total{{class=\"{class}\"}} 1"
+            )),
+            "{class}: {text}"
+        );
+    }
+    assert!(text.contains("ptoc_rate_limit_backend{backend="), "{text}");
+}
+
+async fn anonymous_clients_are_limited_per_address(backend: Backend) {
+    let prefix = prefix();
+    let env = limits(
+        &prefix,
+        &[
+            ("RATE_LIMIT_ANONYMOUS", "2/1m"),
+            ("TRUSTED_PROXIES", "10.0.0.1"),
+        ],
+    );
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    allowed(&get(&app, "/openapi.json", None, "203.0.113.1").await, 2, 1);
+    allowed(&get(&app, "/openapi.json", None, "203.0.113.1").await, 2, 0);
+    refused(
+        &get(&app, "/openapi.json", None, "203.0.113.1").await,
+        2,
+        30,
+    );
+    // Another address has its own budget.
+    allowed(&get(&app, "/openapi.json", None, "203.0.113.2").await, 2, 1);
+    // X-Forwarded-For from an untrusted peer is ignored...
+    let spoofed = call(
+        &app,
+        Method::GET,
+        "/openapi.json",
+        None,
+        "203.0.113.1",
+        &[("x-forwarded-for", "198.51.100.9")],
+        None,
+    )
+    .await;
+    assert_eq!(spoofed.status, 429);
+    // ...and from the trusted proxy names the client.
+    for left in [1, 0] {
+        let via = call(
+            &app,
+            Method::GET,
+            "/openapi.json",
+            None,
+            "10.0.0.1",
+            &[("x-forwarded-for", "203.0.113.1, 198.51.100.7")],
+            None,
+        )
+        .await;
+        allowed(&via, 2, left);
+    }
+    let via = call(
+        &app,
+        Method::GET,
+        "/openapi.json",
+        None,
+        "10.0.0.1",
+        &[("x-forwarded-for", "198.51.100.8")],
+        None,
+    )
+    .await;
+    allowed(&via, 2, 1);
+    // Liveness and readiness probes are never limited.
+    for _ in 0..5 {
+        let a = get(&app, "/health", None, "203.0.113.1").await;
+        assert_eq!((a.status, a.limit), (200, None));
+    }
+}
+
+async fn sign_in_backs_off_per_account_and_per_address(backend: Backend) {
+    let prefix = prefix();
+    let env = limits(
+        &prefix,
+        &[
+            ("SIGN_IN_FREE_FAILURES_PER_ACCOUNT", "2"),
+            ("SIGN_IN_FREE_FAILURES_PER_IP", "4"),
+            ("SIGN_IN_LOCKOUT_BASE_SECS", "60"),
+        ],
+    );
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    let _ = signed_up(&app, "rl-signin@example.org").await;
+    let _ = signed_up(&app, "rl-other@example.org").await;
+    const GOOD: &str = "correct horse battery";
+    let attempt = |email, password, peer| login_from(&app, email, password, peer);
+    // Two free failures, then a success clears the account's count.
+    for _ in 0..2 {
+        assert_eq!(
+            attempt("rl-signin@example.org", "wrong", "198.51.100.1")
+                .await
+                .status,
+            401
+        );
+    }
+    assert_eq!(
+        attempt("rl-signin@example.org", GOOD, "198.51.100.1")
+            .await
+            .status,
+        200
+    );
+    // Three failures (from three addresses): the third locks the account for 60 s.
+    for peer in ["198.51.100.2", "198.51.100.3", "198.51.100.4"] {
+        assert_eq!(
+            attempt("RL-Signin@Example.org ", "wrong", peer)
+                .await
+                .status,
+            401
+        );
+    }
+    // Locked for everyone, even with the right password, from any address.
+    let locked = attempt("rl-signin@example.org", GOOD, "198.51.100.5").await;
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert_eq!(locked.body["error"]["code"], "RATE_LIMITED");
+    assert_eq!(locked.retry_after, Some(60));
+    // Another account is not affected.
+    assert_eq!(
+        attempt("rl-other@example.org", GOOD, "198.51.100.5")
+            .await
+            .status,
+        200
+    );
+    // Per address: five failures on five unknown accounts lock the address.
+    for n in 0..5 {
+        let email = ["a@x.org", "b@x.org", "c@x.org", "d@x.org", "e@x.org"][n];
+        assert_eq!(attempt(email, "wrong", "198.51.100.6").await.status, 401);
+    }
+    let a = attempt("rl-other@example.org", GOOD, "198.51.100.6").await;
+    assert_eq!((a.status, a.retry_after), (429, Some(60)), "{}", a.body);
+    assert_eq!(
+        attempt("rl-other@example.org", GOOD, "198.51.100.7")
+            .await
+            .status,
+        200
+    );
+    let text = metrics(&app).await;
+    assert!(
+        text.contains("ptoc_rate_limit_rejections_total{class=\"sign_in_backoff\"} 2"),
+        "{text}"
+    );
+}
+
+async fn two_instances_share_one_budget_through_redis(backend: Backend) {
+    let Some(url) = redis_url() else { return };
+    let prefix = prefix();
+    let env = limits(
+        &prefix,
+        &[("REDIS_URL", &url), ("RATE_LIMIT_AUTHENTICATED", "4/15m")],
+    );
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    let first = ctx.service().await;
+    let second_state = ctx.another_instance().await;
+    let second = test::init_service(pto_server::startup::app(second_state, ctx.api.clone())).await;
+    let (_, token) = signed_up(&first, "rl-shared@example.org").await;
+    // Alternating instances draw on one budget.
+    allowed(
+        &get(&first, "/api/v2/me", Some(&token), "192.0.2.7").await,
+        4,
+        3,
+    );
+    allowed(
+        &get(&second, "/api/v2/me", Some(&token), "192.0.2.8").await,
+        4,
+        2,
+    );
+    allowed(
+        &get(&first, "/api/v2/me", Some(&token), "192.0.2.7").await,
+        4,
+        1,
+    );
+    allowed(
+        &get(&second, "/api/v2/me", Some(&token), "192.0.2.8").await,
+        4,
+        0,
+    );
+    refused(
+        &get(&first, "/api/v2/me", Some(&token), "192.0.2.7").await,
+        4,
+        225,
+    );
+    refused(
+        &get(&second, "/api/v2/me", Some(&token), "192.0.2.8").await,
+        4,
+        225,
+    );
+    for app_metrics in [metrics(&first).await, metrics(&second).await] {
+        assert!(
+            app_metrics.contains("ptoc_rate_limit_backend{backend=\"redis\"} 1"),
+            "{app_metrics}"
+        );
+        assert!(
+            app_metrics.contains("ptoc_rate_limit_rejections_total{class=\"authenticated\"} 1")
+        );
+    }
+}
+
+async fn unreachable_redis_means_local_limits_and_no_5xx(backend: Backend) {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let dead = format!("redis://127.0.0.1:{port}");
+    let prefix = prefix();
+    let env = limits(
+        &prefix,
+        &[("REDIS_URL", &dead), ("RATE_LIMIT_AUTHENTICATED", "2/1m")],
+    );
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    assert_eq!(ctx.state.rate_limits.backend(), rate_limit::Backend::Local);
+    let app = ctx.service().await;
+    let (_, token) = signed_up(&app, "rl-dead@example.org").await;
+    allowed(
+        &get(&app, "/api/v2/me", Some(&token), "192.0.2.9").await,
+        2,
+        1,
+    );
+    allowed(
+        &get(&app, "/api/v2/me", Some(&token), "192.0.2.9").await,
+        2,
+        0,
+    );
+    refused(
+        &get(&app, "/api/v2/me", Some(&token), "192.0.2.9").await,
+        2,
+        30,
+    );
+    let text = metrics(&app).await;
+    assert!(
+        text.contains("ptoc_rate_limit_backend{backend=\"local\"} 1"),
+        "{text}"
+    );
+}
+
+async fn redis_outage_falls_back_to_local_and_recovers(backend: Backend) {
+    let Some(url) = redis_url() else { return };
+    let proxy = TcpProxy::start(&url).await;
+    let proxied = proxy.url();
+    let prefix = prefix();
+    let env = limits(
+        &prefix,
+        &[
+            ("REDIS_URL", &proxied),
+            ("RATE_LIMIT_AUTHENTICATED", "3/15m"),
+        ],
+    );
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    let limits = &ctx.state.rate_limits;
+    assert_eq!(limits.backend(), rate_limit::Backend::Redis);
+    let app = ctx.service().await;
+    let (_, token) = signed_up(&app, "rl-outage@example.org").await;
+    allowed(
+        &get(&app, "/api/v2/me", Some(&token), "192.0.2.10").await,
+        3,
+        2,
+    );
+
+    proxy.cut();
+    // Redis is gone: the next requests are decided locally (a fresh bucket), never 5xx.
+    allowed(
+        &get(&app, "/api/v2/me", Some(&token), "192.0.2.10").await,
+        3,
+        2,
+    );
+    assert_eq!(limits.backend(), rate_limit::Backend::Local);
+    allowed(
+        &get(&app, "/api/v2/me", Some(&token), "192.0.2.10").await,
+        3,
+        1,
+    );
+    allowed(
+        &get(&app, "/api/v2/me", Some(&token), "192.0.2.10").await,
+        3,
+        0,
+    );
+    refused(
+        &get(&app, "/api/v2/me", Some(&token), "192.0.2.10").await,
+        3,
+        300,
+    );
+    let text = metrics(&app).await;
+    assert!(
+        text.contains("ptoc_rate_limit_backend{backend=\"local\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ptoc_rate_limit_redis_errors_total 0"),
+        "{text}"
+    );
+
+    proxy.restore();
+    // The client reconnects in the background: probe until Redis answers (≤ 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !limits.limiter().probe_now().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Shared again: the Redis bucket (one request spent before the outage) decides.
+    allowed(
+        &get(&app, "/api/v2/me", Some(&token), "192.0.2.10").await,
+        3,
+        1,
+    );
+    let text = metrics(&app).await;
+    assert!(
+        text.contains("ptoc_rate_limit_backend{backend=\"redis\"} 1"),
+        "{text}"
+    );
+}
