@@ -36,6 +36,17 @@ pub fn run_all() -> anyhow::Result<()> {
             "warm_check",
         ]),
     )?;
+    run(
+        "HTTP check under load, cold checks, propagation between instances",
+        Command::new(env!("CARGO")).current_dir(root).args([
+            "run",
+            "--release",
+            "-p",
+            "xtask",
+            "--",
+            "bench-http",
+        ]),
+    )?;
     println!("bench: copy the results into docs/benchmarks.md with the machine and date");
     Ok(())
 }

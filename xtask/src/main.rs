@@ -7,6 +7,7 @@
 )]
 
 mod bench;
+mod bench_http;
 mod ci;
 mod migrate;
 mod openapi;
@@ -43,6 +44,9 @@ enum Command {
     Ci,
     /// Run the benchmarks (release builds; see docs/benchmarks.md).
     Bench,
+    /// The HTTP targets (check load with wrk, cold checks, cross-instance propagation)
+    /// against the release server on PostgreSQL + Redis.
+    BenchHttp,
     /// Check that the domain crates depend on no framework, database or cache crate.
     CheckPurity,
     /// Sample data on the configured database (migrated first): a demo tenant with
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ci => ci::lint().and_then(|()| ci::test()),
         Command::CheckPurity => purity::run(),
         Command::Bench => bench::run_all(),
+        Command::BenchHttp => bench_http::run(),
         Command::Seed(args) => seed::run(&args),
     }
 }
