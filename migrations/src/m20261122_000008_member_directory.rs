@@ -2,10 +2,12 @@
 //! need.
 //!
 //! - `users.phone`, `users.last_active_at` (set at sign-in; sort key "last active");
-//! - `memberships.deleted_at` (a member removed softly can be restored) and
-//!   `memberships.search_doc`: the member's searchable text (names, e-mail, phone,
+//! - `memberships.search_doc`: the member's searchable text (names, e-mail, phone,
 //!   committee, children), normalized by the domain (`tenancy::search::document`) and
 //!   written by the application with every change to any of its parts;
+//! - `removed_memberships`: removal is soft — the membership moves here (role, status,
+//!   profile, who removed it and when) and can be restored. Keeping removed rows out of
+//!   `memberships` means no query that decides access can forget to skip them;
 //! - indexes for every sort key of the member list, tenant first;
 //! - search indexes answering the same candidate predicate (the document contains one of
 //!   a word's trigrams): on PostgreSQL a trigram GIN index (`pg_trgm`, with `btree_gin`
@@ -36,9 +38,31 @@ enum Memberships {
     Table,
     OrgId,
     UserId,
-    DeletedAt,
     SearchDoc,
     JoinedAt,
+}
+
+#[derive(DeriveIden)]
+enum RemovedMemberships {
+    Table,
+    OrgId,
+    UserId,
+    BuiltinRole,
+    CustomRoleId,
+    Status,
+    Committee,
+    Profile,
+    RoleEndsAt,
+    Version,
+    JoinedAt,
+    RemovedAt,
+    RemovedBy,
+}
+
+#[derive(DeriveIden)]
+enum Organizations {
+    Table,
+    Id,
 }
 
 const PG_UP: &str = r"
@@ -46,6 +70,10 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE EXTENSION IF NOT EXISTS btree_gin;
 CREATE INDEX ix_memberships_search_trgm ON memberships
   USING gin (org_id, search_doc gin_trgm_ops);
+ALTER TABLE removed_memberships ENABLE ROW LEVEL SECURITY;
+ALTER TABLE removed_memberships FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_wall ON removed_memberships
+  USING (ptoc_row_visible(org_id, NULL)) WITH CHECK (ptoc_row_visible(org_id, NULL));
 ";
 
 const PG_DOWN: &str = r"
@@ -97,14 +125,77 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.alter_table(
-            Table::alter()
-                .table(Memberships::Table)
-                .add_column(
-                    ColumnDef::new(Memberships::DeletedAt)
+        m.create_table(
+            Table::create()
+                .table(RemovedMemberships::Table)
+                .col(ColumnDef::new(RemovedMemberships::OrgId).uuid().not_null())
+                .col(ColumnDef::new(RemovedMemberships::UserId).uuid().not_null())
+                .col(
+                    ColumnDef::new(RemovedMemberships::BuiltinRole)
+                        .string_len(32)
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(RemovedMemberships::CustomRoleId)
+                        .uuid()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(RemovedMemberships::Status)
+                        .string_len(16)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(RemovedMemberships::Committee)
+                        .string_len(100)
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(RemovedMemberships::Profile)
+                        .json()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(RemovedMemberships::RoleEndsAt)
                         .timestamp_with_time_zone()
                         .null(),
                 )
+                .col(
+                    ColumnDef::new(RemovedMemberships::Version)
+                        .big_integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(RemovedMemberships::JoinedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(RemovedMemberships::RemovedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(ColumnDef::new(RemovedMemberships::RemovedBy).uuid().null())
+                .primary_key(
+                    Index::create()
+                        .col(RemovedMemberships::OrgId)
+                        .col(RemovedMemberships::UserId),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(RemovedMemberships::Table, RemovedMemberships::OrgId)
+                        .to(Organizations::Table, Organizations::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("ix_removed_memberships_org_removed")
+                .table(RemovedMemberships::Table)
+                .col(RemovedMemberships::OrgId)
+                .col(RemovedMemberships::RemovedAt)
                 .to_owned(),
         )
         .await?;
@@ -163,15 +254,15 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        for col in [Memberships::SearchDoc, Memberships::DeletedAt] {
-            m.alter_table(
-                Table::alter()
-                    .table(Memberships::Table)
-                    .drop_column(col)
-                    .to_owned(),
-            )
+        m.drop_table(Table::drop().table(RemovedMemberships::Table).to_owned())
             .await?;
-        }
+        m.alter_table(
+            Table::alter()
+                .table(Memberships::Table)
+                .drop_column(Memberships::SearchDoc)
+                .to_owned(),
+        )
+        .await?;
         for col in [Users::LastActiveAt, Users::Phone] {
             m.alter_table(
                 Table::alter()

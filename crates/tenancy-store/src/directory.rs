@@ -42,11 +42,6 @@ fn base(org: OrgId, filter: &MemberFilter) -> Rows {
         .find_also_related(users::Entity)
         .filter(memberships::Column::OrgId.eq(org.as_uuid()))
         .filter(users::Column::DeletedAt.is_null());
-    q = if filter.removed {
-        q.filter(memberships::Column::DeletedAt.is_not_null())
-    } else {
-        q.filter(memberships::Column::DeletedAt.is_null())
-    };
     match filter.role {
         Some(RoleFilter::Builtin(r)) => {
             q = q.filter(memberships::Column::BuiltinRole.eq(r.as_str()));

@@ -3,12 +3,12 @@ use permissions::BuiltinRole;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, Set, SqlErr, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 use tenancy::ports::{
     AuditContext, ChangeMemberError, ChangeMemberRequest, CreateOrgError, CreateOrgRequest,
-    CreateRoleError, CreateRoleRequest, JoinOrgError, OrgChanges, OrgRepository, RoleChoice,
-    StorageFailure, UpdateOrgError,
+    CreateRoleError, CreateRoleRequest, JoinOrgError, OrgChanges, OrgRepository, RemovedMember,
+    RestoreMemberError, RoleChoice, StorageFailure, UpdateOrgError,
 };
 use tenancy::rules::{self, RoleChangeRefused};
 use tenancy::{
@@ -18,7 +18,7 @@ use tenancy::{
 use time::OffsetDateTime;
 
 use crate::convert::{self, failure, record};
-use crate::entity::{memberships, org_roles, organizations, schools, users};
+use crate::entity::{memberships, org_roles, organizations, removed_memberships, schools, users};
 use persistence::{Database, now_micros};
 
 /// [`OrgRepository`] on SeaORM (PostgreSQL or SQLite).
@@ -228,7 +228,6 @@ impl OrgRepository for SeaOrmOrgRepository {
             version: Set(1),
             joined_at: Set(now),
             updated_at: Set(now),
-            deleted_at: Set(None),
             search_doc: Set(member_search_doc(
                 &txn,
                 req.creator.as_uuid(),
@@ -367,7 +366,6 @@ impl OrgRepository for SeaOrmOrgRepository {
             version: Set(1),
             joined_at: Set(now),
             updated_at: Set(now),
-            deleted_at: Set(None),
             search_doc: Set(
                 member_search_doc(&txn, user.as_uuid(), None, &serde_json::json!({})).await?,
             ),
@@ -638,6 +636,34 @@ impl OrgRepository for SeaOrmOrgRepository {
         }
         let admins = count_active_admins(&txn, org).await?;
         rules::check_removal(&target_m, admins)?;
+        // Soft removal: the row moves aside (replacing an older removal of the same
+        // user), so nothing that decides access can see it, and it can be restored.
+        let row = memberships::Entity::find_by_id((org.as_uuid(), target.as_uuid()))
+            .one(&txn)
+            .await
+            .map_err(failure)?
+            .ok_or(ChangeMemberError::NotFound)?;
+        removed_memberships::Entity::delete_by_id((org.as_uuid(), target.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(failure)?;
+        removed_memberships::ActiveModel {
+            org_id: Set(row.org_id),
+            user_id: Set(row.user_id),
+            builtin_role: Set(row.builtin_role),
+            custom_role_id: Set(row.custom_role_id),
+            status: Set(row.status),
+            committee: Set(row.committee),
+            profile: Set(row.profile),
+            role_ends_at: Set(row.role_ends_at),
+            version: Set(row.version),
+            joined_at: Set(row.joined_at),
+            removed_at: Set(now_micros()),
+            removed_by: Set(Some(actor.as_uuid())),
+        }
+        .insert(&txn)
+        .await
+        .map_err(failure)?;
         memberships::Entity::delete_by_id((org.as_uuid(), target.as_uuid()))
             .exec(&txn)
             .await
@@ -654,6 +680,185 @@ impl OrgRepository for SeaOrmOrgRepository {
         .await?;
         txn.commit().await.map_err(failure)?;
         Ok(())
+    }
+
+    async fn restore_member(
+        &self,
+        ctx: &AuditContext,
+        org: OrgId,
+        actor: UserId,
+        target: UserId,
+    ) -> Result<Membership, RestoreMemberError> {
+        let txn = self
+            .db
+            .begin_for_org(org.as_uuid())
+            .await
+            .map_err(failure)?;
+        let Some(org_row) = lock_org(&txn, org).await? else {
+            return Err(RestoreMemberError::NotFound);
+        };
+        let actor_m = load_membership(&txn, org, actor)
+            .await?
+            .ok_or(RestoreMemberError::NotFound)?;
+        if load_membership(&txn, org, target).await?.is_some() {
+            return Err(RestoreMemberError::AlreadyMember);
+        }
+        let Some(archived) =
+            removed_memberships::Entity::find_by_id((org.as_uuid(), target.as_uuid()))
+                .one(&txn)
+                .await
+                .map_err(failure)?
+        else {
+            return Err(RestoreMemberError::NotFound);
+        };
+        let live_user = users::Entity::find_by_id(target.as_uuid())
+            .one(&txn)
+            .await
+            .map_err(failure)?
+            .is_some_and(|u| u.deleted_at.is_none());
+        if !live_user {
+            return Err(RestoreMemberError::NotFound);
+        }
+        // The custom role may be gone (→ volunteer) or full (→ refused).
+        let custom = match archived.custom_role_id {
+            Some(id) => org_roles::Entity::find_by_id((org.as_uuid(), id))
+                .one(&txn)
+                .await
+                .map_err(failure)?,
+            None => None,
+        };
+        let (builtin_role, custom_role_id) = match (&archived.builtin_role, &custom) {
+            (_, Some(role)) => {
+                let r = convert::role(role.clone())?;
+                if let Some(max) = r.max_holders {
+                    let holders = memberships::Entity::find()
+                        .filter(memberships::Column::OrgId.eq(org.as_uuid()))
+                        .filter(memberships::Column::CustomRoleId.eq(role.id))
+                        .count(&txn)
+                        .await
+                        .map_err(failure)?;
+                    if holders >= u64::from(max) {
+                        return Err(RoleChangeRefused::RoleFull { role: r.name, max }.into());
+                    }
+                }
+                (None, Some(role.id))
+            }
+            (Some(b), None) => (Some(b.clone()), None),
+            (None, None) => (Some(BuiltinRole::Volunteer.as_str().to_owned()), None),
+        };
+        let now = now_micros();
+        let inserted = memberships::ActiveModel {
+            org_id: Set(archived.org_id),
+            user_id: Set(archived.user_id),
+            builtin_role: Set(builtin_role),
+            custom_role_id: Set(custom_role_id),
+            status: Set(archived.status.clone()),
+            committee: Set(archived.committee.clone()),
+            profile: Set(archived.profile.clone()),
+            role_ends_at: Set(archived.role_ends_at),
+            version: Set(archived.version + 1),
+            joined_at: Set(archived.joined_at),
+            updated_at: Set(now),
+            search_doc: Set(member_search_doc(
+                &txn,
+                archived.user_id,
+                archived.committee.as_deref(),
+                &archived.profile,
+            )
+            .await?),
+        }
+        .insert(&txn)
+        .await
+        .map_err(failure)?;
+        let restored = convert::membership(inserted, custom.as_ref())?;
+        // Nobody restores someone into a role above their own.
+        if restored.role.rank() > actor_m.role.rank() {
+            return Err(RoleChangeRefused::TargetOutranksActor.into());
+        }
+        removed_memberships::Entity::delete_by_id((org.as_uuid(), target.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(failure)?;
+        record(
+            &txn,
+            ctx,
+            convert::org_scope(&org_row),
+            "member.restore",
+            ("member", target.to_string()),
+            ChangeType::Create,
+            (None, json(&restored)),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(restored)
+    }
+
+    async fn list_removed(
+        &self,
+        org: OrgId,
+        after: Option<UserId>,
+        limit: u64,
+    ) -> Result<Vec<(User, RemovedMember)>, StorageFailure> {
+        let txn = self.db.read_for_org(org.as_uuid()).await.map_err(failure)?;
+        let mut q = removed_memberships::Entity::find()
+            .filter(removed_memberships::Column::OrgId.eq(org.as_uuid()));
+        if let Some(after) = after {
+            q = q.filter(removed_memberships::Column::UserId.gt(after.as_uuid()));
+        }
+        let rows = q
+            .order_by_asc(removed_memberships::Column::UserId)
+            .limit(limit)
+            .all(&txn)
+            .await
+            .map_err(failure)?;
+        let roles = org_roles::Entity::find()
+            .filter(org_roles::Column::OrgId.eq(org.as_uuid()))
+            .all(&txn)
+            .await
+            .map_err(failure)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let Some(u) = users::Entity::find_by_id(r.user_id)
+                .one(&txn)
+                .await
+                .map_err(failure)?
+            else {
+                continue;
+            };
+            // A deleted custom role reads as volunteer, as a restore would make it.
+            let custom = r
+                .custom_role_id
+                .and_then(|id| roles.iter().find(|x| x.id == id));
+            let builtin_role = if r.custom_role_id.is_some() && custom.is_none() {
+                Some(BuiltinRole::Volunteer.as_str().to_owned())
+            } else {
+                r.builtin_role.clone()
+            };
+            let as_member = memberships::Model {
+                org_id: r.org_id,
+                user_id: r.user_id,
+                builtin_role,
+                custom_role_id: custom.map(|c| c.id),
+                status: r.status.clone(),
+                committee: r.committee.clone(),
+                profile: r.profile.clone(),
+                role_ends_at: r.role_ends_at,
+                version: r.version,
+                joined_at: r.joined_at,
+                updated_at: r.removed_at,
+                search_doc: String::new(),
+            };
+            out.push((
+                convert::user(u)?,
+                RemovedMember {
+                    membership: convert::membership(as_member, custom)?,
+                    removed_at: r.removed_at,
+                    removed_by: r.removed_by.map(UserId::from_uuid),
+                },
+            ));
+        }
+        txn.commit().await.map_err(failure)?;
+        Ok(out)
     }
 
     async fn create_role(

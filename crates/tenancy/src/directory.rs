@@ -70,8 +70,6 @@ pub struct MemberFilter {
     pub joined_from: Option<OffsetDateTime>,
     /// Joined before.
     pub joined_to: Option<OffsetDateTime>,
-    /// Only members removed softly (restorable) instead of current ones.
-    pub removed: bool,
 }
 
 /// The sort key of one row, as a cursor carries it.

@@ -240,6 +240,35 @@ pub enum ChangeMemberError {
     Unexpected(#[from] StorageFailure),
 }
 
+/// A member removed softly, as kept for restoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedMember {
+    /// The membership as it was at removal.
+    pub membership: crate::Membership,
+    /// When it was removed.
+    pub removed_at: time::OffsetDateTime,
+    /// Who removed it (a user; `None` for the system or an API key).
+    pub removed_by: Option<crate::UserId>,
+}
+
+/// Why a removed member could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreMemberError {
+    /// There is no removed membership of that user in the org (or the actor is not a
+    /// member).
+    #[error("no removed member to restore")]
+    NotFound,
+    /// The user is a member again (they rejoined).
+    #[error("the user is already a member")]
+    AlreadyMember,
+    /// A rule refused it (a role above the actor's; a full custom role).
+    #[error(transparent)]
+    Refused(#[from] crate::rules::RoleChangeRefused),
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
 /// A request to define a custom role.
 #[derive(Debug, Clone)]
 pub struct CreateRoleRequest {
@@ -332,7 +361,9 @@ pub trait OrgRepository: Send + Sync + 'static {
         req: ChangeMemberRequest,
     ) -> impl Future<Output = Result<crate::Membership, ChangeMemberError>> + Send;
 
-    /// Removes a member (never the last active admin).
+    /// Removes a member (never the last active admin), softly: the membership is kept
+    /// aside (`member.remove`) and [`restore_member`](Self::restore_member) brings it
+    /// back. A removed member holds no permissions.
     fn remove_member(
         &self,
         ctx: &AuditContext,
@@ -340,6 +371,25 @@ pub trait OrgRepository: Send + Sync + 'static {
         actor: crate::UserId,
         target: crate::UserId,
     ) -> impl Future<Output = Result<(), ChangeMemberError>> + Send;
+
+    /// Restores a removed member with their role, status and profile (`member.restore`).
+    /// Their custom role, if it was deleted meanwhile, becomes `volunteer`.
+    fn restore_member(
+        &self,
+        ctx: &AuditContext,
+        org: crate::OrgId,
+        actor: crate::UserId,
+        target: crate::UserId,
+    ) -> impl Future<Output = Result<crate::Membership, RestoreMemberError>> + Send;
+
+    /// Removed (restorable) members of the org with their accounts, by user id after
+    /// `after`; at most `limit`.
+    fn list_removed(
+        &self,
+        org: crate::OrgId,
+        after: Option<crate::UserId>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<(User, RemovedMember)>, StorageFailure>> + Send;
 
     /// Defines a custom role.
     fn create_role(

@@ -13,7 +13,7 @@ use tenancy::directory::{
 };
 use tenancy::ports::{
     ChangeMemberError, ChangeMemberRequest, CreateRoleError, CreateRoleRequest, OrgRepository,
-    RoleChoice,
+    RestoreMemberError, RoleChoice,
 };
 use tenancy::search::SearchQuery;
 use tenancy::{
@@ -58,6 +58,27 @@ pub(super) fn register(r: &mut ApiRoutes) {
         .errors(&[ErrorCode::ValidationFailed]),
     );
     r.get(
+        "/api/v2/orgs/{org_id}/users/removed",
+        list_removed,
+        RouteDoc::new(
+            "list_removed_members",
+            "Removed members, restorable (cursor-paginated by user id)",
+            TAG,
+        )
+        .permission(PermissionKey::UsersRemove)
+        .rate_class(RateClass::List)
+        .errors(&[ErrorCode::ValidationFailed]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/users/{user_id}/restore",
+        restore_member,
+        RouteDoc::new("restore_member", "Restore a removed member", TAG)
+            .description("Brings back the member's role, status, committee and children. Their custom role, if deleted meanwhile, becomes `volunteer`; a full custom role (maximum holders) or a role above your own refuses the restore (409/403). 409 if they rejoined meanwhile.")
+            .permission(PermissionKey::UsersRemove)
+            .rate_class(RateClass::Update)
+            .errors(&[ErrorCode::Conflict]),
+    );
+    r.get(
         "/api/v2/orgs/{org_id}/users/{user_id}",
         get_member,
         RouteDoc::new("get_member", "One member", TAG).permission(PermissionKey::UsersView),
@@ -76,8 +97,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
         Method::DELETE,
         "/api/v2/orgs/{org_id}/users/{user_id}",
         remove_member,
-        RouteDoc::new("remove_member", "Remove a member from the org", TAG)
-            .description("The last active admin cannot be removed (409).")
+                RouteDoc::new("remove_member", "Remove a member from the org (restorable)", TAG)
+            .description("Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. The last active admin cannot be removed (409).")
             .permission(PermissionKey::UsersRemove)
             .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict]),
@@ -346,7 +367,6 @@ impl MemberFilterQuery {
             committee: self.committee.clone(),
             joined_from: self.joined_from,
             joined_to: self.joined_to,
-            removed: false,
         })
     }
 }
@@ -682,6 +702,100 @@ async fn read_member(
         .map_err(|e| ApiError::internal(e.0))?
         .ok_or_else(|| ApiError::not_found("no such member"))?;
     Ok(Reply(member_view(u, m)))
+}
+
+/// Paging of the removed members.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct RemovedPageQuery {
+    /// The `next_cursor` of the previous page.
+    #[garde(skip)]
+    pub cursor: Option<Uuid>,
+    /// Page size, 1–200 (default 50).
+    #[garde(inner(range(min = 1, max = 200)))]
+    pub limit: Option<u32>,
+}
+
+/// A removed member.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RemovedMemberView {
+    /// The member as they were when removed.
+    #[serde(flatten)]
+    pub member: MemberView,
+    /// When they were removed (RFC 3339).
+    pub removed_at: String,
+    /// Who removed them.
+    pub removed_by: Option<Uuid>,
+}
+
+async fn list_removed(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<RemovedPageQuery>,
+) -> Result<Paged<RemovedMemberView>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    let mut rows = state
+        .orgs
+        .list_removed(
+            member.org_id(),
+            q.cursor.map(UserId::from_uuid),
+            u64::from(limit) + 1,
+        )
+        .await
+        .map_err(|e| ApiError::internal(e.0))?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|(u, _)| u.id.to_string()))
+        .flatten();
+    Ok(Paged {
+        items: rows
+            .into_iter()
+            .map(|(u, r)| RemovedMemberView {
+                member: member_view(u, r.membership),
+                removed_at: r
+                    .removed_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                removed_by: r.removed_by.map(|u| u.as_uuid()),
+            })
+            .collect(),
+        pagination: Pagination {
+            limit,
+            next_cursor,
+            total: None,
+        },
+    })
+}
+
+async fn restore_member(
+    state: State,
+    member: OrgMember,
+    Path(p): Path<MemberPath>,
+) -> Result<Reply<MemberView>, ApiError> {
+    let target = UserId::from_uuid(p.user_id);
+    state
+        .orgs
+        .restore_member(
+            &member.audit_context(),
+            member.org_id(),
+            member.user_id()?,
+            target,
+        )
+        .await
+        .map_err(|e| match e {
+            RestoreMemberError::NotFound => ApiError::not_found("no removed member to restore"),
+            RestoreMemberError::AlreadyMember => {
+                ApiError::new(ErrorCode::Conflict, "the user is already a member")
+            }
+            RestoreMemberError::Refused(r) => change_error(ChangeMemberError::Refused(r)),
+            RestoreMemberError::Unexpected(e) => ApiError::internal(e.0),
+        })?;
+    state
+        .authz
+        .member_changed(member.org_id().as_uuid(), target.as_uuid())
+        .await;
+    read_member(&state, member.org_id(), target).await
 }
 
 /// The outcome of a removal.

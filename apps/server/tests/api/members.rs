@@ -9,6 +9,7 @@ use crate::permissions::org_with_volunteer;
 backend_tests!(
     members_edit_their_own_profile,
     admins_edit_profiles_and_bad_profiles_are_refused,
+    removal_is_soft_and_restorable,
 );
 
 async fn members_edit_their_own_profile(ctx: TestContext) {
@@ -184,4 +185,178 @@ async fn admins_edit_profiles_and_bad_profiles_are_refused(ctx: TestContext) {
     )
     .await;
     assert_eq!(status, 403);
+}
+
+async fn removal_is_soft_and_restorable(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin, vol_id, vol) = org_with_volunteer(&app, "rm").await;
+    let users = format!("/api/v2/orgs/{org}/users");
+    let check = format!("/api/v2/orgs/{org}/permissions/check?key=events.view");
+    send(
+        &app,
+        Method::PATCH,
+        &format!("{users}/{vol_id}"),
+        Some(&admin),
+        Some(serde_json::json!({"committee": "Garden", "children": [{"name": "Ivy"}]})),
+    )
+    .await;
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        &format!("{users}/{vol_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Removed: no access at all, not in the directory.
+    let (status, _) = send(&app, Method::GET, &check, Some(&vol), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("{users}/{vol_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, list) = send(&app, Method::GET, &users, Some(&admin), None).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+    // Listed as removed, with what a restore brings back.
+    let (status, removed) = send(
+        &app,
+        Method::GET,
+        &format!("{users}/removed"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["data"][0]["user_id"], vol_id.as_str());
+    assert_eq!(removed["data"][0]["committee"], "Garden");
+    assert!(removed["data"][0]["removed_at"].is_string());
+    // Restored as they were; access is back at once.
+    let restore = format!("{users}/{vol_id}/restore");
+    let (status, back) = send(&app, Method::POST, &restore, Some(&admin), None).await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["data"]["committee"], "Garden");
+    assert_eq!(back["data"]["children"][0]["name"], "Ivy");
+    assert_eq!(back["data"]["role"]["name"], "volunteer");
+    let (status, _) = send(&app, Method::GET, &check, Some(&vol), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(&app, Method::POST, &restore, Some(&admin), None).await;
+    assert_eq!(status, 409, "a member again: nothing to restore");
+    let nobody = format!("{users}/{}/restore", uuid::Uuid::new_v4());
+    let (status, _) = send(&app, Method::POST, &nobody, Some(&admin), None).await;
+    assert_eq!(status, 404, "never removed: nothing to restore");
+    // Removed again, rejoining by code makes a new membership; a restore then conflicts.
+    send(
+        &app,
+        Method::DELETE,
+        &format!("{users}/{vol_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&vol),
+        Some(serde_json::json!({"signup_code": "CODErm"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) = send(&app, Method::POST, &restore, Some(&admin), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("CONFLICT"))
+    );
+    // Both removals and the restore are audited.
+    let (_, log) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs?entity_type=member"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let actions: Vec<&str> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "member.remove").count(),
+        2,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| **a == "member.restore").count(),
+        1,
+        "{actions:?}"
+    );
+
+    // Nobody restores someone into a role above their own.
+    let (admin2_id, _) = crate::helpers::signed_up(&app, "second-admin-rm@example.org").await;
+    let (_, t2) = (
+        admin2_id.clone(),
+        crate::helpers::login(&app, "second-admin-rm@example.org", "correct horse battery").await,
+    );
+    send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&t2),
+        Some(serde_json::json!({"signup_code": "CODErm"})),
+    )
+    .await;
+    let (status, _) = send(
+        &app,
+        Method::PATCH,
+        &format!("{users}/{admin2_id}"),
+        Some(&admin),
+        Some(serde_json::json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        &format!("{users}/{admin2_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, matrix) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/permissions"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let version = matrix["data"]["version"].as_u64().unwrap();
+    send(&app, Method::PUT, &format!("/api/v2/orgs/{org}/permissions/settings"), Some(&admin), Some(serde_json::json!({"version": version, "changes": [{"key": "users.remove", "min_role": "volunteer"}]}))).await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &format!("{users}/{admin2_id}/restore"),
+        Some(&vol),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &format!("{users}/{admin2_id}/restore"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
 }

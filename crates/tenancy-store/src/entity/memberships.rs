@@ -16,7 +16,6 @@ pub struct Model {
     pub version: i64,
     pub joined_at: TimeDateTimeWithTimeZone,
     pub updated_at: TimeDateTimeWithTimeZone,
-    pub deleted_at: Option<TimeDateTimeWithTimeZone>,
     pub search_doc: String,
 }
 

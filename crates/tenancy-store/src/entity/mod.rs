@@ -4,6 +4,7 @@ pub(crate) mod api_keys;
 pub(crate) mod memberships;
 pub(crate) mod org_roles;
 pub(crate) mod organizations;
+pub(crate) mod removed_memberships;
 pub(crate) mod schools;
 pub(crate) mod sessions;
 pub(crate) mod users;
