@@ -14,6 +14,7 @@ mod m20261122_000002_create_tenancy;
 mod m20261122_000003_create_auth;
 mod m20261122_000004_create_permissions;
 mod m20261122_000005_create_audit;
+mod m20261122_000006_create_audit_retention;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_auth::Migration),
             Box::new(m20261122_000004_create_permissions::Migration),
             Box::new(m20261122_000005_create_audit::Migration),
+            Box::new(m20261122_000006_create_audit_retention::Migration),
         ]
     }
 }

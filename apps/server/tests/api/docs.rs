@@ -20,6 +20,7 @@ const MEMBER_LEVEL: &[(&str, &str)] = &[
     ("GET", "/api/v2/orgs/{org_id}/permissions/explain"),
     // A member's own activity timeline (another member's needs admin, checked inside).
     ("GET", "/api/v2/orgs/{org_id}/activities"),
+    ("GET", "/api/v2/orgs/{org_id}/activities/daily"),
 ];
 
 async fn every_org_route_declares_its_requirement(ctx: TestContext) {
