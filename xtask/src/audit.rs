@@ -43,6 +43,24 @@ pub enum Action {
         #[arg(long, value_name = "DATE")]
         before: Option<String>,
     },
+    /// Benchmark (run by `cargo xtask bench`, release build): peak RSS growth while
+    /// streaming the CSV export of N events of one org, per N.
+    #[command(hide = true)]
+    BenchExport {
+        /// Event counts to compare.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        events: Vec<u64>,
+    },
+    /// One measurement of `bench-export`, in a fresh process (internal).
+    #[command(hide = true)]
+    BenchExportMeasure {
+        /// The seeded data directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The org whose chain is exported.
+        #[arg(long)]
+        org: Uuid,
+    },
 }
 
 /// Name of the archive directory inside `DATA_DIR`.
@@ -82,6 +100,13 @@ pub fn signer_in(data_dir: &Path) -> anyhow::Result<Ed25519DigestSigner> {
 }
 
 pub fn run(action: Action) -> anyhow::Result<()> {
+    match action {
+        Action::BenchExport { events } => return crate::bench::audit_export(&events),
+        Action::BenchExportMeasure { dir, org } => {
+            return crate::bench::audit_export_measure(&dir, org);
+        }
+        _ => {}
+    }
     let env = env()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -102,6 +127,7 @@ pub fn run(action: Action) -> anyhow::Result<()> {
                 let out = out.unwrap_or_else(|| env.data_dir.join(ARCHIVE_DIR));
                 archive(&db, &out, &signer, org, before.as_deref()).await
             }
+            Action::BenchExport { .. } | Action::BenchExportMeasure { .. } => Ok(()),
         };
         db.close().await.ok();
         result
