@@ -14,10 +14,11 @@ mod m20261122_000002_create_tenancy;
 mod m20261122_000003_create_auth;
 mod m20261122_000004_create_permissions;
 mod m20261122_000005_create_audit;
-mod m20261122_000006_row_level_security;
+mod m20261122_000006_create_audit_retention;
+mod m20261122_000007_row_level_security;
 mod m20261122_000008_member_directory;
 
-pub use m20261122_000006_row_level_security::TENANT_TABLES;
+pub use m20261122_000007_row_level_security::TENANT_TABLES;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -31,7 +32,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_auth::Migration),
             Box::new(m20261122_000004_create_permissions::Migration),
             Box::new(m20261122_000005_create_audit::Migration),
-            Box::new(m20261122_000006_row_level_security::Migration),
+            Box::new(m20261122_000006_create_audit_retention::Migration),
+            Box::new(m20261122_000007_row_level_security::Migration),
             Box::new(m20261122_000008_member_directory::Migration),
         ]
     }

@@ -6,6 +6,7 @@
     reason = "a CLI reports on the terminal"
 )]
 
+mod audit;
 mod bench;
 mod bench_http;
 mod ci;
@@ -49,6 +50,11 @@ enum Command {
     BenchHttp,
     /// Check that the domain crates depend on no framework, database or cache crate.
     CheckPurity,
+    /// Audit chains: verify them (or an archive directory), or archive expired events.
+    Audit {
+        #[command(subcommand)]
+        action: audit::Action,
+    },
     /// Sample data on the configured database (migrated first): a demo tenant with
     /// printed sign-ins (--demo), or the bulk benchmark dataset (--enterprise [--large]).
     Seed(seed::Args),
@@ -66,5 +72,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench => bench::run_all(),
         Command::BenchHttp => bench_http::run(),
         Command::Seed(args) => seed::run(&args),
+        Command::Audit { action } => audit::run(action),
     }
 }

@@ -10,6 +10,10 @@
 //!   paginated listings, single events, statistics, chain heads and chain segments.
 //! * **Verifying** — [`verify_chain_in_db`] streams a chain through the domain's
 //!   [`audit::ChainVerifier`] in constant memory and checks it against signed digests.
+//! * **Retention** — [`retention_of`] / [`set_retention`] (per-org period, audited);
+//!   [`archive_all`] moves expired events to gzip JSON Lines files with signed manifests
+//!   and deletes them in resumable batches; [`verify_live_chain`] starts from the
+//!   recorded cut; [`verify_archive_dir`] checks the files against their manifests.
 //! * **Anchoring** — [`write_digest`] signs the heads of all chains with an
 //!   [`Ed25519DigestSigner`] (key in a PEM file outside the database) and appends the
 //!   digest to a [`FileDigestStore`] (JSON Lines, fsync'd), so that a chain rewritten
@@ -58,18 +62,31 @@
 //! both backends.
 
 mod append;
+mod archive;
 mod digest;
 mod log;
+mod retention;
 mod schema;
 mod tx;
 mod verify;
 
 pub use append::{ChainStateError, InvalidEvent, append_event};
+pub use archive::{
+    ARCHIVE_ACTION, ArchiveChainReport, ArchiveError, ArchiveHalt, ArchiveOptions, ArchiveProblem,
+    ArchiveVerification, ChainArchiveOutcome, archive_all, archive_chain, verify_archive_dir,
+};
 pub use digest::{
     DigestFileError, Ed25519DigestSigner, FileDigestStore, KeySource, SignerKeyError,
     WriteDigestError, write_digest,
 };
 pub use log::SeaOrmAuditLog;
+pub use retention::{
+    RETENTION_UPDATE, SetRetentionError, archive_record_count, archived_segments, retention_of,
+    retention_policies, set_retention,
+};
 pub use schema::{CorruptRow, RowLocation};
 pub use tx::{AuditedTx, BeginError, CommitError, SeaOrmAuditSink, TxAuditSink};
-pub use verify::{VERIFY_PAGE_SIZE, VerifyDbError, verify_chain_in_db, verify_chain_in_log};
+pub use verify::{
+    ChainVerification, VERIFY_PAGE_SIZE, VerifyDbError, verify_all_chains, verify_chain_in_db,
+    verify_chain_in_log, verify_live_chain,
+};

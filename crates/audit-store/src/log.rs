@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use audit::truncate_to_micros;
 use audit::{
     Action, ActionCount, AuditCursor, AuditEvent, AuditFilter, AuditLog, AuditStats, BoxError,
-    ChainHead, ChainId, ChainReadError, DayCount, GetAuditError, Page, PageRequest,
-    QueryAuditError, StatsAuditError, TimeRange,
+    CategoryDayCount, ChainHead, ChainId, ChainReadError, DayCount, GetAuditError, Page,
+    PageRequest, QueryAuditError, StatsAuditError, TimeRange,
 };
 use persistence::{Database, StorageError};
 use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Order, Query, SelectStatement};
@@ -65,6 +65,12 @@ impl AuditLog for SeaOrmAuditLog {
         range: TimeRange,
     ) -> Result<AuditStats, StatsAuditError> {
         stats(self.db.reader(), tenant, range)
+            .await
+            .map_err(StatsAuditError::Storage)
+    }
+
+    async fn daily(&self, filter: AuditFilter) -> Result<Vec<CategoryDayCount>, StatsAuditError> {
+        daily(self.db.reader(), &filter)
             .await
             .map_err(StatsAuditError::Storage)
     }
@@ -293,6 +299,63 @@ pub(crate) async fn stats<C: ConnectionTrait>(
             .map(|(day, count)| DayCount { day, count })
             .collect(),
     })
+}
+
+/// The UTC calendar day of `occurred_at`: PostgreSQL converts the timestamptz; SQLite
+/// stores UTC text whose first ten characters are the date.
+fn day_expr(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Sqlite => "substr(occurred_at, 1, 10)",
+        _ => "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    }
+}
+
+fn parse_day(tenant: ChainId, day: &str) -> Result<Date, BoxError> {
+    Date::parse(day, format_description!("[year]-[month]-[day]")).map_err(|e| {
+        corrupt(CorruptRow {
+            location: RowLocation {
+                chain_id: Some(tenant.to_string()),
+                ..RowLocation::default()
+            },
+            column: "occurred_at",
+            detail: format!("{e}: {day:?}"),
+        })
+    })
+}
+
+/// Counts per UTC day and category of the events matching `filter`.
+pub(crate) async fn daily<C: ConnectionTrait>(
+    conn: &C,
+    filter: &AuditFilter,
+) -> Result<Vec<CategoryDayCount>, BoxError> {
+    filter.validate().map_err(|e| Box::new(e) as BoxError)?;
+    let backend = conn.get_database_backend();
+    let day = day_expr(backend);
+    let query = Query::select()
+        .expr_as(Expr::cust(day), Alias::new("day"))
+        .column(AuditEvents::Category)
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(AuditEvents::Table)
+        .cond_where(filter_cond(filter, backend))
+        .add_group_by([Expr::cust(day), Expr::col(AuditEvents::Category)])
+        .to_owned();
+    let mut days: BTreeMap<Date, CategoryDayCount> = BTreeMap::new();
+    for row in conn.query_all(&query).await.map_err(db_err)? {
+        let text: String = row.try_get("", "day").map_err(db_err)?;
+        let date = parse_day(filter.tenant, &text)?;
+        let category: String = row.try_get("", "category").map_err(db_err)?;
+        let n = count_of(&row)?;
+        let entry = days.entry(date).or_insert(CategoryDayCount {
+            day: date,
+            audit: 0,
+            activity: 0,
+        });
+        match category.as_str() {
+            "activity" => entry.activity += n,
+            _ => entry.audit += n,
+        }
+    }
+    Ok(days.into_values().collect())
 }
 
 fn count_of(row: &sea_orm::QueryResult) -> Result<u64, BoxError> {

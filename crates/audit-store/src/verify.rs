@@ -1,12 +1,13 @@
 //! Verifying stored chains page by page, against signed digests.
 
 use audit::{
-    AuditEvent, AuditLog, BoxError, ChainStart, ChainVerifier, DigestError, DigestSigner,
-    SignedDigest, VerifyReport, anchors_for, verify_digest_series,
+    AuditEvent, AuditLog, BoxError, BreakKind, BrokenLink, ChainId, ChainStart, ChainVerifier,
+    DigestError, DigestSigner, SignedDigest, VerifyReport, anchors_for, verify_digest_series,
 };
 use persistence::Database;
 
-use crate::log::chain_events;
+use crate::log::{all_chain_heads, chain_events};
+use crate::retention::{StoredCut, latest_cut};
 use crate::schema::CorruptRow;
 
 /// How many events verification fetches per page.
@@ -120,4 +121,90 @@ pub async fn verify_chain_in_log(
         }
     }
     Ok(verifier.finish())
+}
+
+/// Verifies the live part of `chain`: from its latest recorded archive cut (whose signed
+/// manifest must verify with `signer`, else the report's first break is
+/// [`audit::BreakKind::UntrustedCut`]), or from genesis when nothing was archived.
+/// Digest anchors at or before the cut are not checked (those events are archived; see
+/// [`crate::verify_archive_dir`]); an anchor at the cut itself must match it.
+///
+/// # Errors
+/// As [`verify_chain_in_db`].
+pub async fn verify_live_chain(
+    db: &Database,
+    chain: ChainId,
+    digests: &[SignedDigest],
+    signer: &(impl DigestSigner + ?Sized),
+) -> Result<VerifyReport, VerifyDbError> {
+    let cut = latest_cut(db.primary(), chain)
+        .await
+        .map_err(VerifyDbError::from_read)?;
+    match cut {
+        None => verify_chain_in_db(db, chain, digests, signer).await,
+        Some(StoredCut {
+            manifest: Some(m), ..
+        }) if m.is_signed_by(signer)
+            && m.manifest.chain == chain
+            && m.manifest.validate().is_ok() =>
+        {
+            verify_chain_in_db(db, m.manifest.cut(), digests, signer).await
+        }
+        Some(stored) => Ok(VerifyReport {
+            chain,
+            start: None,
+            checked: 0,
+            head: None,
+            anchors_confirmed: 0,
+            first_break: Some(BrokenLink {
+                seq: stored.last_seq,
+                event_id: None,
+                kind: BreakKind::UntrustedCut,
+            }),
+        }),
+    }
+}
+
+/// The verification of one chain by [`verify_all_chains`].
+#[derive(Debug)]
+pub struct ChainVerification {
+    /// The chain.
+    pub chain: ChainId,
+    /// Its report, or why it could not be verified.
+    pub outcome: Result<VerifyReport, VerifyDbError>,
+}
+
+impl ChainVerification {
+    /// Whether the chain verified without a break.
+    #[must_use]
+    pub fn is_intact(&self) -> bool {
+        self.outcome.as_ref().is_ok_and(VerifyReport::is_intact)
+    }
+}
+
+/// [`verify_live_chain`] for every chain with events (or only `only`), in chain order:
+/// what `cargo xtask audit verify` runs.
+///
+/// # Errors
+/// If the list of chains cannot be read.
+pub async fn verify_all_chains(
+    db: &Database,
+    digests: &[SignedDigest],
+    signer: &(impl DigestSigner + ?Sized),
+    only: Option<ChainId>,
+) -> Result<Vec<ChainVerification>, BoxError> {
+    let chains: Vec<ChainId> = match only {
+        Some(chain) => vec![chain],
+        None => all_chain_heads(db.primary())
+            .await?
+            .into_iter()
+            .map(|h| h.chain)
+            .collect(),
+    };
+    let mut out = Vec::with_capacity(chains.len());
+    for chain in chains {
+        let outcome = verify_live_chain(db, chain, digests, signer).await;
+        out.push(ChainVerification { chain, outcome });
+    }
+    Ok(out)
 }

@@ -37,9 +37,10 @@
 //!
 //! # Retention and archives
 //! Events older than the [`RetentionPolicy`] (400 days by default) are moved to archive
-//! files described by an [`ArchiveManifest`]; verification of the remaining chain starts
-//! from the manifest's cut head ([`ChainStart::After`]), so chains stay verifiable
-//! across archive boundaries.
+//! files described by an [`ArchiveManifest`], signed with the digest key
+//! ([`SignedManifest`]); verification of the remaining chain starts from the manifest's
+//! cut head ([`ChainStart::After`]), so chains stay verifiable across archive
+//! boundaries, and a cut that is not signed is reported ([`BreakKind::UntrustedCut`]).
 //!
 //! # Example
 //! ```
@@ -110,9 +111,12 @@ pub use ports::{
     GetAuditError, QueryAuditError, StatsAuditError,
 };
 pub use query::{
-    ActionCount, AuditCursor, AuditFilter, AuditStats, CursorError, DayCount, InvalidTimeRange,
-    Page, PageRequest, TimeRange,
+    ActionCount, AuditCursor, AuditFilter, AuditStats, CategoryDayCount, CursorError, DayCount,
+    InvalidTimeRange, Page, PageRequest, TimeRange,
 };
-pub use retention::{ArchiveManifest, InvalidRetention, ManifestError, RetentionPolicy};
+pub use retention::{
+    ARCHIVE_MANIFEST_ENCODING_V1, ArchiveManifest, InvalidRetention, ManifestError,
+    RetentionPolicy, SignedManifest,
+};
 pub use scope::{ChainId, ParseError, TenantScope};
 pub use verify::{BreakKind, BrokenLink, ChainStart, ChainVerifier, VerifyReport, verify_chain};

@@ -11,7 +11,9 @@ use uuid::Uuid;
 use crate::chain::{ChainHead, SealError};
 use crate::digest::SignedDigest;
 use crate::event::{AuditEvent, NewAuditEvent};
-use crate::query::{AuditFilter, AuditStats, InvalidTimeRange, Page, PageRequest, TimeRange};
+use crate::query::{
+    AuditFilter, AuditStats, CategoryDayCount, InvalidTimeRange, Page, PageRequest, TimeRange,
+};
 use crate::scope::ChainId;
 
 /// An adapter's underlying error (database, I/O), kept as the source of a port error.
@@ -124,6 +126,13 @@ pub trait AuditLog: Send + Sync {
         tenant: ChainId,
         range: TimeRange,
     ) -> impl Future<Output = Result<AuditStats, StatsAuditError>> + Send;
+
+    /// Events matching `filter` counted per UTC day and category (as
+    /// [`CategoryDayCount::from_events`]); callers bound `filter.from`/`filter.to`.
+    fn daily(
+        &self,
+        filter: AuditFilter,
+    ) -> impl Future<Output = Result<Vec<CategoryDayCount>, StatsAuditError>> + Send;
 
     /// The current head of `chain` (`None` while empty).
     fn chain_head(

@@ -376,6 +376,50 @@ pub struct DayCount {
     pub count: u64,
 }
 
+/// Events of one UTC day, per category (the per-day activity timeline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryDayCount {
+    /// The day (UTC), `YYYY-MM-DD` in JSON.
+    #[serde(with = "iso_date")]
+    pub day: Date,
+    /// Audit events (changes).
+    pub audit: u64,
+    /// Activity events (sign-ins, exports, …).
+    pub activity: u64,
+}
+
+impl CategoryDayCount {
+    /// Both categories together.
+    #[must_use]
+    pub const fn total(&self) -> u64 {
+        self.audit + self.activity
+    }
+
+    /// Counts the events matching `filter` per UTC day and category, oldest day first;
+    /// days without a matching event are omitted (the reference semantics; adapters
+    /// compute the same with `GROUP BY`).
+    #[must_use]
+    pub fn from_events<'a>(
+        filter: &AuditFilter,
+        events: impl IntoIterator<Item = &'a AuditEvent>,
+    ) -> Vec<Self> {
+        let mut days: BTreeMap<Date, Self> = BTreeMap::new();
+        for event in events.into_iter().filter(|e| filter.matches(e)) {
+            let day = event.body.occurred_at.to_offset(UtcOffset::UTC).date();
+            let entry = days.entry(day).or_insert(Self {
+                day,
+                audit: 0,
+                activity: 0,
+            });
+            match event.body.category {
+                Category::Audit => entry.audit += 1,
+                Category::Activity => entry.activity += 1,
+            }
+        }
+        days.into_values().collect()
+    }
+}
+
 /// Aggregates of a tenant's log over a time range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditStats {
@@ -572,5 +616,49 @@ mod tests {
         let json = serde_json::to_value(&stats).expect("serialize");
         assert_eq!(json["per_day"][0]["day"], "2025-01-01");
         assert!(TimeRange::new(range.to(), range.from()).is_err());
+    }
+
+    #[test]
+    fn daily_counts_split_categories_per_utc_day() {
+        use crate::testkit::T0;
+        let mut events = chain_of(ORG, 6);
+        // Two days: 23:30 and 00:30 fall on different UTC days.
+        let times = [
+            T0 - time::Duration::minutes(30),
+            T0 - time::Duration::minutes(30),
+            T0 + time::Duration::minutes(30),
+            T0 + time::Duration::minutes(30),
+            T0 + time::Duration::minutes(30),
+            T0 + time::Duration::days(3),
+        ];
+        for (i, (e, t)) in events.iter_mut().zip(times).enumerate() {
+            e.body.occurred_at = t;
+            if i % 2 == 1 {
+                e.body.category = Category::Activity;
+            }
+        }
+        let filter = AuditFilter {
+            to: Some(T0 + time::Duration::days(2)),
+            ..AuditFilter::new(ChainId::Org(ORG))
+        };
+        let days = CategoryDayCount::from_events(&filter, &events);
+        assert_eq!(
+            days,
+            [
+                CategoryDayCount {
+                    day: date!(2024 - 12 - 31),
+                    audit: 1,
+                    activity: 1
+                },
+                CategoryDayCount {
+                    day: date!(2025 - 01 - 01),
+                    audit: 2,
+                    activity: 1
+                },
+            ]
+        );
+        assert_eq!(days[1].total(), 3);
+        let json = serde_json::to_value(days[0]).expect("serialize");
+        assert_eq!(json["day"], "2024-12-31");
     }
 }

@@ -3,8 +3,10 @@
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 
+use crate::canonical::Encoder;
 use crate::chain::ChainHead;
-use crate::event::{AuditEvent, truncate_to_micros};
+use crate::digest::DigestSigner;
+use crate::event::{AuditEvent, truncate_to_micros, unix_micros};
 use crate::hash::Hash32;
 use crate::scope::ChainId;
 use crate::verify::ChainStart;
@@ -124,6 +126,32 @@ pub enum ManifestError {
     NotContinuous(ChainId),
 }
 
+/// Version tag of the archive manifest encoding (first field of
+/// [`ArchiveManifest::canonical_bytes`]).
+pub const ARCHIVE_MANIFEST_ENCODING_V1: &str = "ptoc.audit.archive.v1";
+
+/// An [`ArchiveManifest`] with the digest key's signature: what is written beside the
+/// archive file and recorded in the database as the chain's cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedManifest {
+    /// The manifest.
+    pub manifest: ArchiveManifest,
+    /// The signing key ([`DigestSigner::key_id`]).
+    pub key_id: String,
+    /// Signature of [`ArchiveManifest::canonical_bytes`] (hex in JSON).
+    #[serde(with = "crate::digest::hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl SignedManifest {
+    /// Whether `signer`'s key signed exactly this manifest.
+    #[must_use]
+    pub fn is_signed_by(&self, signer: &(impl DigestSigner + ?Sized)) -> bool {
+        self.key_id == signer.key_id()
+            && signer.verify(&self.manifest.canonical_bytes(), &self.signature)
+    }
+}
+
 /// Describes one archived, contiguous segment of a chain (a file moved out of the live
 /// log). The live chain (or the next segment) is verified from [`ArchiveManifest::cut`];
 /// the segment itself from [`ArchiveManifest::start`].
@@ -186,12 +214,49 @@ impl ArchiveManifest {
         Ok(manifest)
     }
 
-    /// The conventional file name of a segment, e.g.
-    /// `audit_org-<uuid>_00000000000000000001-00000000000000000400.jsonl`.
+    /// The conventional file name of a segment (gzip-compressed JSON Lines), e.g.
+    /// `audit_org-<uuid>_00000000000000000001-00000000000000000400.jsonl.gz`.
     #[must_use]
     pub fn file_name_for(chain: ChainId, first_seq: u64, last_seq: u64) -> String {
         let chain = chain.to_string().replace(':', "-");
-        format!("audit_{chain}_{first_seq:020}-{last_seq:020}.jsonl")
+        format!("audit_{chain}_{first_seq:020}-{last_seq:020}.jsonl.gz")
+    }
+
+    /// The file name of this manifest beside its archive file (`<file_name>.manifest.json`).
+    #[must_use]
+    pub fn manifest_file_name(&self) -> String {
+        format!("{}.manifest.json", self.file_name)
+    }
+
+    /// The bytes that are signed ([`ARCHIVE_MANIFEST_ENCODING_V1`]): with the primitives
+    /// of [`crate::canonical`], `str(tag)`, `str(chain id)`, `u64(first_seq)`,
+    /// `u64(last_seq)`, `fixed(prev_hash)`, `fixed(head_hash)`, `u64(event_count)`,
+    /// `str(file_name)`, `fixed(file_sha256)`, `i64(created_at in µs)`.
+    #[must_use]
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut e = Encoder::new(ARCHIVE_MANIFEST_ENCODING_V1);
+        e.str(&self.chain.to_string());
+        e.u64(self.first_seq);
+        e.u64(self.last_seq);
+        e.fixed(self.prev_hash.as_bytes());
+        e.fixed(self.head_hash.as_bytes());
+        e.u64(self.event_count);
+        e.str(&self.file_name);
+        e.fixed(self.file_sha256.as_bytes());
+        e.i64(unix_micros(self.created_at));
+        e.finish()
+    }
+
+    /// Signs the manifest with the digest key, so that a cut recorded in the database
+    /// cannot be forged by someone who can only write the database.
+    #[must_use]
+    pub fn sign(self, signer: &(impl DigestSigner + ?Sized)) -> SignedManifest {
+        let signature = signer.sign(&self.canonical_bytes());
+        SignedManifest {
+            manifest: self,
+            key_id: signer.key_id(),
+            signature,
+        }
     }
 
     /// Checks internal consistency.
@@ -326,6 +391,30 @@ mod tests {
             serde_json::from_str::<ArchiveManifest>(&json).expect("parse"),
             second
         );
+    }
+
+    #[test]
+    fn signed_manifests_detect_any_change() {
+        let events = chain_of(ORG, 3);
+        let manifest =
+            ArchiveManifest::new(&events[0], &events[2], Hash32::of(b"f"), NOW).expect("manifest");
+        assert!(manifest.file_name.ends_with(".jsonl.gz"));
+        assert_eq!(
+            manifest.manifest_file_name(),
+            format!("{}.manifest.json", manifest.file_name)
+        );
+        let signer = crate::testkit::FakeSigner::new(b"k");
+        let signed = manifest.clone().sign(&signer);
+        assert!(signed.is_signed_by(&signer));
+        let json = serde_json::to_string(&signed).expect("serialize");
+        let parsed: SignedManifest = serde_json::from_str(&json).expect("parse");
+        assert!(parsed.is_signed_by(&signer));
+        let mut forged = signed.clone();
+        forged.manifest.head_hash = Hash32::of(b"other");
+        assert!(!forged.is_signed_by(&signer));
+        let mut other_key = signed;
+        other_key.key_id = "another".into();
+        assert!(!other_key.is_signed_by(&signer));
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub enum BreakKind {
         /// Hash of the digest that recorded it.
         digest: Hash32,
     },
+    /// The archive cut the live chain starts from is not signed by the digest key: the
+    /// record of what was archived was forged or altered (e.g. to hide deleted events).
+    UntrustedCut,
 }
 
 impl BreakKind {
@@ -124,6 +127,7 @@ impl BreakKind {
             Self::PrevHashMismatch { .. } => "prev_hash_mismatch",
             Self::AnchorMismatch { .. } => "anchor_mismatch",
             Self::Truncated { .. } => "truncated",
+            Self::UntrustedCut => "untrusted_cut",
         }
     }
 }
@@ -151,6 +155,9 @@ impl fmt::Display for BreakKind {
             Self::Truncated { digest, .. } => write!(
                 f,
                 "missing although signed digest {digest} recorded it (chain truncated)"
+            ),
+            Self::UntrustedCut => f.write_str(
+                "the archive cut is not signed by the digest key (archive record forged)",
             ),
         }
     }

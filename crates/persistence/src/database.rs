@@ -247,7 +247,7 @@ async fn open(url: &str, settings: &DatabaseSettings) -> Result<DatabaseConnecti
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
         })
-        // Row-level security (migration 000006): connections start in the system
+        // Row-level security (migration 000007): connections start in the system
         // scope; tenant-scoped units of work narrow it (`Database::begin_for_org`).
         .map_sqlx_postgres_opts(|o: PgConnectOptions| o.options([("ptoc.scope", "system")]));
     let conn = sea_orm::Database::connect(opts)

@@ -20,15 +20,37 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::auth::OrgMember;
+use actix_web::http::Method;
+use audit::RetentionPolicy;
+use time::{Date, Duration};
+
+use super::districts::visible_district;
+use tenancy::ports::AuditContext;
+
+use crate::auth::{Caller, OrgMember};
 use crate::http::{
-    ApiError, ApiRoutes, ErrorCode, FieldError, Paged, Pagination, Path, Query, Reply, RouteDoc,
-    State,
+    ApiError, ApiRoutes, ErrorCode, FieldError, Json, Paged, Pagination, Path, Query, Reply,
+    RouteDoc, State,
 };
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "audit";
     // Literal paths first: actix matches resources in registration order.
+    r.get(
+        "/api/v2/orgs/{org_id}/audit-logs/retention",
+        get_retention,
+        RouteDoc::new("get_audit_retention", "The org's audit retention period", TAG)
+            .description("Events older than this many days are moved to archive files by `cargo xtask audit archive` (default 400).")
+            .org_admin(),
+    );
+    r.route(
+        Method::PUT,
+        "/api/v2/orgs/{org_id}/audit-logs/retention",
+        set_retention,
+        RouteDoc::new("set_audit_retention", "Change the org's audit retention period", TAG)
+            .description("1–36,500 days; audited (`audit.retention_update`). Takes effect at the next archive run.")
+            .org_admin(),
+    );
     r.get(
         "/api/v2/orgs/{org_id}/audit-logs/verify",
         verify,
@@ -70,11 +92,74 @@ pub(super) fn register(r: &mut ApiRoutes) {
         RouteDoc::new("get_audit_log", "One audit event", TAG).org_admin(),
     );
     r.get(
+        "/api/v2/orgs/{org_id}/activities/daily",
+        daily_activities,
+        RouteDoc::new("daily_activities", "Per-day timeline: event counts per UTC day and category", TAG)
+            .description("Days `from`..=`to` (UTC dates, at most 366 days; default the last 30). Days without events are omitted. Same visibility as the activity feed: admins see everyone (or `user_id`), members only themselves.")
+            .errors(&[ErrorCode::PermissionDenied]),
+    );
+    r.get(
         "/api/v2/orgs/{org_id}/activities",
         activities,
         RouteDoc::new("list_activities", "Activity events, or one user's events, newest first", TAG)
             .description("Without `user_id`, an admin sees the org's activity events and a member their own events. With `user_id`, every event that user did (activity and audit); members may only ask for themselves.")
             .errors(&[ErrorCode::PermissionDenied]),
+    );
+    const DISTRICT: &str = "The district's own chain (district-level events: schools, staff, templates); its staff and platform admins, 404 for anyone else.";
+    r.get(
+        "/api/v2/districts/{district_id}/audit-logs/verify",
+        district_verify,
+        RouteDoc::new(
+            "verify_district_audit_log",
+            "Verify the district's hash chain and its signed digests",
+            TAG,
+        )
+        .description(DISTRICT)
+        .errors(&[ErrorCode::NotFound]),
+    );
+    r.get(
+        "/api/v2/districts/{district_id}/audit-logs/export",
+        district_export,
+        RouteDoc::new(
+            "export_district_audit_logs",
+            "Export the district's events as CSV",
+            TAG,
+        )
+        .description(DISTRICT)
+        .errors(&[ErrorCode::NotFound, ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/districts/{district_id}/audit-logs/stats",
+        district_stats,
+        RouteDoc::new(
+            "district_audit_log_stats",
+            "Counts per action and per day of the district's events",
+            TAG,
+        )
+        .description(DISTRICT)
+        .errors(&[ErrorCode::NotFound, ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/districts/{district_id}/audit-logs",
+        district_list,
+        RouteDoc::new(
+            "list_district_audit_logs",
+            "The district's audit and activity events, newest first",
+            TAG,
+        )
+        .description(DISTRICT)
+        .errors(&[ErrorCode::NotFound, ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/districts/{district_id}/audit-logs/{event_id}",
+        district_get_one,
+        RouteDoc::new(
+            "get_district_audit_log",
+            "One event of the district's chain",
+            TAG,
+        )
+        .description(DISTRICT)
+        .errors(&[ErrorCode::NotFound]),
     );
 }
 
@@ -270,9 +355,17 @@ async fn list(
     member: OrgMember,
     Query(q): Query<AuditQuery>,
 ) -> Result<Paged<AuditEventView>, ApiError> {
+    list_in(&state, chain(&member), q).await
+}
+
+async fn list_in(
+    state: &State,
+    chain: ChainId,
+    q: AuditQuery,
+) -> Result<Paged<AuditEventView>, ApiError> {
     let (filters, cursor, limit) = q.split();
-    let filter = filters.filter(chain(&member))?;
-    page_of(&state, filter, cursor.as_deref(), limit).await
+    let filter = filters.filter(chain)?;
+    page_of(state, filter, cursor.as_deref(), limit).await
 }
 
 /// One page of `filter`, as the list and the activity feed answer.
@@ -314,9 +407,17 @@ async fn get_one(
     member: OrgMember,
     Path(p): Path<EventPath>,
 ) -> Result<Reply<AuditEventView>, ApiError> {
+    get_in(&state, chain(&member), p.event_id).await
+}
+
+async fn get_in(
+    state: &State,
+    chain: ChainId,
+    event_id: Uuid,
+) -> Result<Reply<AuditEventView>, ApiError> {
     let event = state
         .audit_log
-        .get(chain(&member), p.event_id)
+        .get(chain, event_id)
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?
         .ok_or_else(|| ApiError::not_found("no such audit event"))?;
@@ -360,13 +461,21 @@ async fn stats(
     member: OrgMember,
     Query(q): Query<RangeQuery>,
 ) -> Result<Reply<StatsView>, ApiError> {
+    stats_in(&state, chain(&member), q).await
+}
+
+async fn stats_in(
+    state: &State,
+    chain: ChainId,
+    q: RangeQuery,
+) -> Result<Reply<StatsView>, ApiError> {
     let now = OffsetDateTime::now_utc();
     let from = parse_time("from", q.from.as_deref())?.unwrap_or(now - time::Duration::days(30));
     let to = parse_time("to", q.to.as_deref())?.unwrap_or(now);
     let range = TimeRange::new(from, to).map_err(|e| bad("from", e))?;
     let s = state
         .audit_log
-        .stats(chain(&member), range)
+        .stats(chain, range)
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?;
     Ok(Reply(StatsView {
@@ -404,15 +513,19 @@ pub struct VerifyView {
 }
 
 async fn verify(state: State, member: OrgMember) -> Result<Reply<VerifyView>, ApiError> {
+    verify_in(&state, chain(&member)).await
+}
+
+/// Verifies the live chain from its archive cut (if any) against the signed digests.
+async fn verify_in(state: &State, chain: ChainId) -> Result<Reply<VerifyView>, ApiError> {
     let digests = state
         .audit_digests
         .list(None, u32::MAX)
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?;
-    let report =
-        audit_store::verify_chain_in_db(&state.db, chain(&member), &digests, &state.audit_signer)
-            .await
-            .map_err(|e| ApiError::internal(Box::new(e)))?;
+    let report = audit_store::verify_live_chain(&state.db, chain, &digests, &state.audit_signer)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
     Ok(Reply(VerifyView {
         intact: report.is_intact(),
         checked: report.checked,
@@ -470,8 +583,9 @@ fn push_row(buf: &mut String, e: &AuditEvent) {
 }
 
 /// The CSV body: the header, then one chunk per page of `filter`, following
-/// `next_cursor`, so that at most one page is in memory at a time.
-fn csv_stream(
+/// `next_cursor`, so that at most one page is in memory at a time. Public so that the
+/// export benchmark (`cargo xtask bench`) measures exactly what the route streams.
+pub fn csv_stream(
     log: audit_store::SeaOrmAuditLog,
     filter: AuditFilter,
 ) -> BoxStream<'static, Result<Bytes, audit::QueryAuditError>> {
@@ -554,14 +668,28 @@ async fn export(
     Query(q): Query<ExportQuery>,
 ) -> Result<CsvExport, ApiError> {
     let org = member.org_id().as_uuid();
-    let filter = q.filter(chain(&member))?;
-    let ctx = member.audit_context();
+    export_in(&state, ChainId::Org(org), member.audit_context(), q).await
+}
+
+/// Records the export in `chain` (`data.export`, committed on its own) and streams it.
+async fn export_in(
+    state: &State,
+    chain: ChainId,
+    ctx: AuditContext,
+    q: ExportQuery,
+) -> Result<CsvExport, ApiError> {
+    let filter = q.filter(chain)?;
+    let (scope, tenant) = match chain {
+        ChainId::Org(id) => (audit::TenantScope::org(id), id),
+        ChainId::District(id) => (audit::TenantScope::district(id), id),
+        ChainId::Platform => (audit::TenantScope::PLATFORM, Uuid::nil()),
+    };
     let event = audit::NewAuditEvent::activity(
-        audit::TenantScope::org(org),
+        scope,
         ctx.actor,
         audit::action::activity::DATA_EXPORT,
         "audit_log",
-        org.to_string(),
+        tenant.to_string(),
     )
     .with_request(&ctx.request);
     let tx = audit_store::AuditedTx::begin(&state.db)
@@ -573,8 +701,12 @@ async fn export(
     tx.commit()
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?;
+    let filename = match chain {
+        ChainId::District(id) => format!("audit-district-{id}.csv"),
+        _ => format!("audit-{tenant}.csv"),
+    };
     Ok(CsvExport {
-        filename: format!("audit-{org}.csv"),
+        filename,
         body: csv_stream(state.audit_log.clone(), filter),
     })
 }
@@ -602,20 +734,252 @@ async fn activities(
     Query(q): Query<ActivityQuery>,
 ) -> Result<Paged<AuditEventView>, ApiError> {
     let mut filter = AuditFilter::new(chain(&member));
-    let user = match q.user_id {
-        None if member.is_admin() => None,
-        None => Some(member.user_id()?.as_uuid()),
-        Some(id) if member.is_admin() || member.user_id()?.as_uuid() == id => Some(id),
-        Some(_) => {
-            return Err(ApiError::new(
-                ErrorCode::PermissionDenied,
-                "only admins may read another member's activities",
-            ));
-        }
-    };
+    let user = visible_user(&member, q.user_id)?;
     match user {
         Some(id) => filter.actor = Some(Actor::User(id)),
         None => filter.category = Some(Category::Activity),
     }
     page_of(&state, filter, q.cursor.as_deref(), q.limit).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-day activity timeline
+
+/// The timeline's query.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct DailyQuery {
+    /// First day (UTC date `YYYY-MM-DD`, inclusive); default 29 days before `to`.
+    #[garde(skip)]
+    pub from: Option<String>,
+    /// Last day (UTC date `YYYY-MM-DD`, inclusive); default today.
+    #[garde(skip)]
+    pub to: Option<String>,
+    /// Only this user's events; members may only name themselves (their default).
+    #[garde(skip)]
+    pub user_id: Option<Uuid>,
+}
+
+/// Events of one UTC day.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DayView {
+    /// The day (`YYYY-MM-DD`, UTC).
+    pub day: String,
+    /// Audit events (changes).
+    pub audit: u64,
+    /// Activity events (sign-ins, exports, …).
+    pub activity: u64,
+    /// Both.
+    pub total: u64,
+}
+
+/// The per-day timeline.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DailyView {
+    /// First day covered.
+    pub from: String,
+    /// Last day covered.
+    pub to: String,
+    /// The user whose events are counted (absent: everyone's).
+    pub user_id: Option<Uuid>,
+    /// Days with at least one event, oldest first (days without events are omitted).
+    pub days: Vec<DayView>,
+}
+
+/// The longest timeline served, in days.
+pub const MAX_TIMELINE_DAYS: i64 = 366;
+
+fn parse_date(field: &str, raw: Option<&str>) -> Result<Option<Date>, ApiError> {
+    raw.map(|s| {
+        Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|e| bad(field, format!("expected YYYY-MM-DD: {e}")))
+    })
+    .transpose()
+}
+
+/// Who the caller may ask about: everyone or anyone (admins), else only themselves.
+fn visible_user(member: &OrgMember, asked: Option<Uuid>) -> Result<Option<Uuid>, ApiError> {
+    match asked {
+        None if member.is_admin() => Ok(None),
+        None => Ok(Some(member.user_id()?.as_uuid())),
+        Some(id) if member.is_admin() || member.user_id()?.as_uuid() == id => Ok(Some(id)),
+        Some(_) => Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only admins may read another member's activities",
+        )),
+    }
+}
+
+async fn daily_activities(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<DailyQuery>,
+) -> Result<Reply<DailyView>, ApiError> {
+    let user = visible_user(&member, q.user_id)?;
+    let today = OffsetDateTime::now_utc().date();
+    let to = parse_date("to", q.to.as_deref())?.unwrap_or(today);
+    let from = match parse_date("from", q.from.as_deref())? {
+        Some(from) => from,
+        None => to.checked_sub(Duration::days(29)).unwrap_or(to),
+    };
+    if from > to {
+        return Err(bad("from", "from is after to"));
+    }
+    if (to - from).whole_days() >= MAX_TIMELINE_DAYS {
+        return Err(bad(
+            "from",
+            format!("at most {MAX_TIMELINE_DAYS} days per request"),
+        ));
+    }
+    let mut filter = AuditFilter::new(chain(&member));
+    filter.from = Some(from.midnight().assume_utc());
+    filter.to = to.next_day().map(|d| d.midnight().assume_utc());
+    filter.actor = user.map(Actor::User);
+    let days = state
+        .audit_log
+        .daily(filter)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    Ok(Reply(DailyView {
+        from: from.to_string(),
+        to: to.to_string(),
+        user_id: user,
+        days: days
+            .into_iter()
+            .map(|d| DayView {
+                day: d.day.to_string(),
+                audit: d.audit,
+                activity: d.activity,
+                total: d.total(),
+            })
+            .collect(),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Retention
+
+/// The org's retention period.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RetentionView {
+    /// Days events stay in the live log before `cargo xtask audit archive` moves them to
+    /// archive files.
+    pub days: u32,
+    /// The default (400).
+    pub default_days: u32,
+}
+
+/// A new retention period.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionBody {
+    /// Days, 1–36,500.
+    #[garde(range(min = 1, max = 36_500))]
+    pub days: u32,
+}
+
+fn retention_view(policy: RetentionPolicy) -> RetentionView {
+    RetentionView {
+        days: policy.days(),
+        default_days: RetentionPolicy::DEFAULT_DAYS,
+    }
+}
+
+async fn get_retention(state: State, member: OrgMember) -> Result<Reply<RetentionView>, ApiError> {
+    let policy = audit_store::retention_of(state.db.primary(), member.org_id().as_uuid())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Reply(retention_view(policy)))
+}
+
+async fn set_retention(
+    state: State,
+    member: OrgMember,
+    Json(body): Json<RetentionBody>,
+) -> Result<Reply<RetentionView>, ApiError> {
+    let policy = RetentionPolicy::new(body.days).map_err(|e| bad("days", e))?;
+    let ctx = member.audit_context();
+    audit_store::set_retention(
+        &state.db,
+        member.org_id().as_uuid(),
+        policy,
+        ctx.actor,
+        &ctx.request,
+    )
+    .await
+    .map_err(|e| ApiError::internal(Box::new(e)))?;
+    Ok(Reply(retention_view(policy)))
+}
+
+// ---------------------------------------------------------------------------------------
+// The district's chain
+
+/// Path of a district.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DistrictAuditPath {
+    /// District id.
+    pub district_id: Uuid,
+}
+
+/// Path of one event of a district.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DistrictEventPath {
+    /// District id.
+    pub district_id: Uuid,
+    /// Event id.
+    pub event_id: Uuid,
+}
+
+/// The district's chain, if the caller is its staff or a platform admin; 404 otherwise.
+async fn district_chain(state: &State, caller: &Caller, id: Uuid) -> Result<ChainId, ApiError> {
+    let (_, district) = visible_district(state, caller, id).await?;
+    Ok(ChainId::District(district.id.as_uuid()))
+}
+
+async fn district_list(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictAuditPath>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Paged<AuditEventView>, ApiError> {
+    let chain = district_chain(&state, &caller, p.district_id).await?;
+    list_in(&state, chain, q).await
+}
+
+async fn district_get_one(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictEventPath>,
+) -> Result<Reply<AuditEventView>, ApiError> {
+    let chain = district_chain(&state, &caller, p.district_id).await?;
+    get_in(&state, chain, p.event_id).await
+}
+
+async fn district_stats(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictAuditPath>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Reply<StatsView>, ApiError> {
+    let chain = district_chain(&state, &caller, p.district_id).await?;
+    stats_in(&state, chain, q).await
+}
+
+async fn district_verify(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictAuditPath>,
+) -> Result<Reply<VerifyView>, ApiError> {
+    let chain = district_chain(&state, &caller, p.district_id).await?;
+    verify_in(&state, chain).await
+}
+
+async fn district_export(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictAuditPath>,
+    Query(q): Query<ExportQuery>,
+) -> Result<CsvExport, ApiError> {
+    let chain = district_chain(&state, &caller, p.district_id).await?;
+    export_in(&state, chain, caller.audit_context(), q).await
 }

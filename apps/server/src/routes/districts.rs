@@ -439,7 +439,7 @@ pub struct DistrictPath {
 }
 
 /// Loads a district the caller may see, or 404 (existence is not revealed).
-async fn visible_district(
+pub(super) async fn visible_district(
     state: &State,
     caller: &Caller,
     id: Uuid,

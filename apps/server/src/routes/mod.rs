@@ -9,6 +9,8 @@ mod orgs;
 mod permissions;
 mod system;
 
+pub use audit_logs::csv_stream;
+
 use crate::http::{Api, ApiRoutes};
 
 /// Every route of the API. The only place routes are registered: the actix app and

@@ -22,6 +22,7 @@ const MEMBER_LEVEL: &[(&str, &str)] = &[
     ("GET", "/api/v2/orgs/{org_id}/activities"),
     // A member's own profile in the org (committee, children).
     ("PATCH", "/api/v2/orgs/{org_id}/me"),
+    ("GET", "/api/v2/orgs/{org_id}/activities/daily"),
 ];
 
 async fn every_org_route_declares_its_requirement(ctx: TestContext) {

@@ -9,6 +9,7 @@ mod helpers;
 
 mod api_keys;
 mod audit_logs;
+mod audit_more;
 mod auth;
 mod directory;
 mod districts;

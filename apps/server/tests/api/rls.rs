@@ -1,5 +1,5 @@
 //! PostgreSQL row-level security: the second wall behind the app's own tenant scoping
-//! (migration 000006). Every API test already runs as a plain role bound by it; these
+//! (migration 000007). Every API test already runs as a plain role bound by it; these
 //! tests show what the wall does on its own.
 
 use actix_web::http::Method;

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod archive;
 mod atomicity;
 mod concurrency;
 mod digests;

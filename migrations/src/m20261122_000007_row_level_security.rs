@@ -21,7 +21,7 @@ pub(crate) struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
-        "m20261122_000006_row_level_security"
+        "m20261122_000007_row_level_security"
     }
 }
 
@@ -33,6 +33,7 @@ pub const TENANT_TABLES: &[(&str, &str, &str)] = &[
     ("org_roles", "org_id", "NULL"),
     ("memberships", "org_id", "NULL"),
     ("removed_memberships", "org_id", "NULL"),
+    ("audit_retention", "org_id", "NULL"),
     ("api_keys", "org_id", "NULL"),
     ("org_permission_settings", "org_id", "NULL"),
     ("permission_grants", "org_id", "NULL"),
