@@ -156,6 +156,7 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartupError::Cache(e.to_string()))?;
+    let confirmations = credentials::ConfirmationKey::derive(&signing_key);
     let auth = AuthService::new(
         TokenIssuer::new(Arc::new(signing_key)),
         SeaOrmSessionRepository::new(db.clone()),
@@ -175,6 +176,7 @@ pub async fn build_state(
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs: SeaOrmOrgRepository::new(db.clone()),
+        confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz: crate::authz::Authz::new(permission_store, permission_cache),

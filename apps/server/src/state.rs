@@ -26,6 +26,8 @@ pub struct AppState {
     pub auth: AuthService,
     /// Organizations, memberships, custom roles.
     pub orgs: SeaOrmOrgRepository,
+    /// Signs the confirmation tokens of destructive bulk operations.
+    pub confirmations: credentials::ConfirmationKey,
     /// The member directory (lists, search).
     pub directory: tenancy_store::SeaOrmMemberDirectory,
     /// The permission engine.

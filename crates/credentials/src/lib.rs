@@ -12,10 +12,12 @@
 //!   key; tokens themselves are never logged nor put in errors.
 //! - [`Argon2Hasher`]: argon2id password hashing on the blocking pool.
 
+mod confirmation;
 mod password;
 mod signing_key;
 pub mod tokens;
 
+pub use confirmation::ConfirmationKey;
 pub use password::Argon2Hasher;
 pub use signing_key::{KeyError, KeySource, SigningKey};
 pub use tokens::{

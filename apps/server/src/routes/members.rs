@@ -57,6 +57,24 @@ pub(super) fn register(r: &mut ApiRoutes) {
         .rate_class(RateClass::Search)
         .errors(&[ErrorCode::ValidationFailed]),
     );
+    r.post(
+        "/api/v2/orgs/{org_id}/users/bulk-update",
+        bulk_update,
+        RouteDoc::new("bulk_update_members", "Change the role or status of many members", TAG)
+            .description("Up to 500 members; each is changed in its own transaction under the same rules as a single update (rank, last admin, role capacity) and reported on its own: one refusal does not undo the others. Each change is audited.")
+            .permission(PermissionKey::UsersEditRoles)
+            .rate_class(RateClass::Update)
+            .errors(&[ErrorCode::ValidationFailed]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/users/bulk-remove",
+        bulk_remove,
+        RouteDoc::new("bulk_remove_members", "Remove many members (two steps)", TAG)
+            .description("Without `confirmation_token`, nothing is removed: the answer is `confirmation_required` with a token valid for 5 minutes for exactly these members. Send the same ids with that token to remove them, each in its own transaction (soft removal, restorable), each reported.")
+            .permission(PermissionKey::UsersRemove)
+            .rate_class(RateClass::Delete)
+            .errors(&[ErrorCode::ValidationFailed]),
+    );
     r.get(
         "/api/v2/orgs/{org_id}/users/removed",
         list_removed,
@@ -702,6 +720,231 @@ async fn read_member(
         .map_err(|e| ApiError::internal(e.0))?
         .ok_or_else(|| ApiError::not_found("no such member"))?;
     Ok(Reply(member_view(u, m)))
+}
+
+/// How long a bulk-removal confirmation token is valid.
+const CONFIRMATION_TTL_SECS: i64 = 300;
+
+/// Member ids of a bulk operation: 1–500, no duplicates.
+fn distinct_ids(ids: &[Uuid], _ctx: &()) -> garde::Result {
+    let unique: std::collections::HashSet<&Uuid> = ids.iter().collect();
+    if unique.len() == ids.len() {
+        Ok(())
+    } else {
+        Err(garde::Error::new("the ids must be distinct"))
+    }
+}
+
+/// A bulk change of role and/or status.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct BulkUpdateBody {
+    /// The members (1–500 distinct user ids).
+    #[garde(length(min = 1, max = 500), custom(distinct_ids))]
+    pub user_ids: Vec<Uuid>,
+    /// New role for all of them.
+    #[garde(skip)]
+    pub role: Option<RoleChoiceDto>,
+    /// New status for all of them.
+    #[garde(skip)]
+    pub status: Option<StatusDto>,
+}
+
+/// A bulk removal.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRemoveBody {
+    /// The members (1–500 distinct user ids).
+    #[garde(length(min = 1, max = 500), custom(distinct_ids))]
+    pub user_ids: Vec<Uuid>,
+    /// The token from the first step, for exactly these ids.
+    #[garde(inner(length(max = 200)))]
+    pub confirmation_token: Option<String>,
+}
+
+/// An item's failure.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ItemError {
+    /// The error code a single request would have answered with.
+    pub code: ErrorCode,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The outcome for one member of a bulk operation.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BulkItem {
+    /// The member.
+    pub user_id: Uuid,
+    /// Whether it was applied.
+    pub ok: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}
+
+/// The outcome of a bulk operation.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct BulkOutcome {
+    /// `done`, or `confirmation_required` (nothing was changed).
+    pub status: &'static str,
+    /// Items applied.
+    pub succeeded: usize,
+    /// Items refused.
+    pub failed: usize,
+    /// Per member, in request order (empty until confirmed).
+    pub results: Vec<BulkItem>,
+    /// The token to send back to confirm (when `confirmation_required`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation_token: Option<String>,
+    /// Until when the token is valid (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirmation_expires_at: Option<String>,
+}
+
+impl BulkOutcome {
+    fn done(results: Vec<BulkItem>) -> Self {
+        let succeeded = results.iter().filter(|r| r.ok).count();
+        Self {
+            status: "done",
+            succeeded,
+            failed: results.len() - succeeded,
+            results,
+            confirmation_token: None,
+            confirmation_expires_at: None,
+        }
+    }
+}
+
+fn item(user_id: Uuid, result: Result<(), ApiError>) -> BulkItem {
+    match result {
+        Ok(()) => BulkItem {
+            user_id,
+            ok: true,
+            error: None,
+        },
+        Err(e) => BulkItem {
+            user_id,
+            ok: false,
+            error: Some(ItemError {
+                code: e.code,
+                message: e.message,
+            }),
+        },
+    }
+}
+
+async fn bulk_update(
+    state: State,
+    member: OrgMember,
+    Json(body): Json<BulkUpdateBody>,
+) -> Result<Reply<BulkOutcome>, ApiError> {
+    if body.role.is_none() && body.status.is_none() {
+        return Err(ApiError::validation(vec![FieldError {
+            field: "role".into(),
+            code: "required".into(),
+            message: "give a role, a status or both".into(),
+        }]));
+    }
+    let actor = member.user_id()?;
+    let ctx = member.audit_context();
+    let role = body.role.map(|r| match r {
+        RoleChoiceDto::Builtin(b) => RoleChoice::Builtin(b.into()),
+        RoleChoiceDto::Custom { custom_role_id } => RoleChoice::Custom(RoleId(custom_role_id)),
+    });
+    let status = body.status.map(|s| match s {
+        StatusDto::Active => MembershipStatus::Active,
+        StatusDto::Suspended => MembershipStatus::Suspended,
+    });
+    let mut results = Vec::with_capacity(body.user_ids.len());
+    for id in body.user_ids {
+        let outcome = state
+            .orgs
+            .change_member(
+                &ctx,
+                ChangeMemberRequest {
+                    org_id: member.org_id(),
+                    actor,
+                    target: UserId::from_uuid(id),
+                    expected_version: None,
+                    role: role.clone(),
+                    status,
+                    role_ends_at: None,
+                    committee: None,
+                    children: None,
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(change_error);
+        if outcome.is_ok() {
+            state
+                .authz
+                .member_changed(member.org_id().as_uuid(), id)
+                .await;
+        }
+        results.push(item(id, outcome));
+    }
+    Ok(Reply(BulkOutcome::done(results)))
+}
+
+/// What a bulk-removal token confirms: the org, the actor and the sorted ids.
+fn removal_subject(org: Uuid, actor: Uuid, ids: &[Uuid]) -> String {
+    let mut sorted: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    sorted.sort();
+    format!("bulk-remove|{org}|{actor}|{}", sorted.join(","))
+}
+
+async fn bulk_remove(
+    state: State,
+    member: OrgMember,
+    Json(body): Json<BulkRemoveBody>,
+) -> Result<Reply<BulkOutcome>, ApiError> {
+    let actor = member.user_id()?;
+    let org = member.org_id();
+    let subject = removal_subject(org.as_uuid(), actor.as_uuid(), &body.user_ids);
+    let now = time::OffsetDateTime::now_utc();
+    let Some(token) = body.confirmation_token else {
+        let expires = now + time::Duration::seconds(CONFIRMATION_TTL_SECS);
+        return Ok(Reply(BulkOutcome {
+            status: "confirmation_required",
+            succeeded: 0,
+            failed: 0,
+            results: Vec::new(),
+            confirmation_token: Some(
+                state
+                    .confirmations
+                    .issue(&subject, expires.unix_timestamp()),
+            ),
+            confirmation_expires_at: expires
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok(),
+        }));
+    };
+    if !state
+        .confirmations
+        .verify(&token, &subject, now.unix_timestamp())
+    {
+        return Err(ApiError::validation(vec![FieldError {
+            field: "confirmation_token".into(),
+            code: "invalid".into(),
+            message: "the token is invalid, expired, or was issued for other members".into(),
+        }]));
+    }
+    let ctx = member.audit_context();
+    let mut results = Vec::with_capacity(body.user_ids.len());
+    for id in body.user_ids {
+        let outcome = state
+            .orgs
+            .remove_member(&ctx, org, actor, UserId::from_uuid(id))
+            .await
+            .map_err(change_error);
+        if outcome.is_ok() {
+            state.authz.member_changed(org.as_uuid(), id).await;
+        }
+        results.push(item(id, outcome));
+    }
+    Ok(Reply(BulkOutcome::done(results)))
 }
 
 /// Paging of the removed members.

@@ -10,6 +10,7 @@ backend_tests!(
     members_edit_their_own_profile,
     admins_edit_profiles_and_bad_profiles_are_refused,
     removal_is_soft_and_restorable,
+    bulk_changes_report_each_member_and_removal_needs_confirmation,
 );
 
 async fn members_edit_their_own_profile(ctx: TestContext) {
@@ -359,4 +360,152 @@ async fn removal_is_soft_and_restorable(ctx: TestContext) {
     )
     .await;
     assert_eq!(status, 200);
+}
+
+async fn bulk_changes_report_each_member_and_removal_needs_confirmation(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin, vol_id, _) = org_with_volunteer(&app, "bk").await;
+    let users = format!("/api/v2/orgs/{org}/users");
+    let mut ids = vec![vol_id.clone()];
+    for i in 0..3 {
+        let (id, token) = crate::helpers::signed_up(&app, &format!("bulk{i}@example.org")).await;
+        send(
+            &app,
+            Method::POST,
+            "/api/v2/orgs/join",
+            Some(&token),
+            Some(serde_json::json!({"signup_code": "CODEbk"})),
+        )
+        .await;
+        ids.push(id);
+    }
+    let (_, me) = send(&app, Method::GET, "/api/v2/me", Some(&admin), None).await;
+    let admin_id = me["data"]["user"]["id"].as_str().unwrap().to_owned();
+    let stranger = uuid::Uuid::new_v4().to_string();
+
+    // Each item on its own: the last admin and a non-member fail, the rest succeed.
+    let mut targets = ids.clone();
+    targets.extend([admin_id.clone(), stranger.clone()]);
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &format!("{users}/bulk-update"),
+        Some(&admin),
+        Some(serde_json::json!({"user_ids": targets, "role": "committee_lead"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["data"]["succeeded"].as_u64(),
+            body["data"]["failed"].as_u64()
+        ),
+        (Some(4), Some(2)),
+        "{body}"
+    );
+    let results = body["data"]["results"].as_array().unwrap();
+    assert_eq!(results[4]["user_id"], admin_id.as_str());
+    assert_eq!(
+        results[4]["error"]["code"], "CONFLICT",
+        "the last admin stays"
+    );
+    assert_eq!(results[5]["error"]["code"], "NOT_FOUND");
+    let (_, page) = send(
+        &app,
+        Method::GET,
+        &format!("{users}?role=committee_lead"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(4));
+
+    // Bad input: duplicates, nothing to change, too many.
+    for bad in [
+        serde_json::json!({"user_ids": [vol_id, vol_id], "status": "suspended"}),
+        serde_json::json!({"user_ids": [vol_id]}),
+        serde_json::json!({"user_ids": (0..501).map(|_| uuid::Uuid::new_v4()).collect::<Vec<_>>(), "status": "active"}),
+    ] {
+        let (status, body) = send(
+            &app,
+            Method::POST,
+            &format!("{users}/bulk-update"),
+            Some(&admin),
+            Some(bad),
+        )
+        .await;
+        assert_eq!(status, 422, "{body}");
+    }
+
+    // Removal: the first call changes nothing and returns a token for exactly these ids.
+    let remove = format!("{users}/bulk-remove");
+    let two = &ids[..2];
+    let (status, step1) = send(
+        &app,
+        Method::POST,
+        &remove,
+        Some(&admin),
+        Some(serde_json::json!({"user_ids": two})),
+    )
+    .await;
+    assert_eq!(status, 200, "{step1}");
+    assert_eq!(step1["data"]["status"], "confirmation_required");
+    let token = step1["data"]["confirmation_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, page) = send(&app, Method::GET, &users, Some(&admin), None).await;
+    assert_eq!(
+        page["data"].as_array().map(Vec::len),
+        Some(5),
+        "nothing removed yet"
+    );
+    // The token does not confirm other members, nor a forged one anything.
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &remove,
+        Some(&admin),
+        Some(serde_json::json!({"user_ids": &ids[..3], "confirmation_token": token})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &remove,
+        Some(&admin),
+        Some(serde_json::json!({"user_ids": two, "confirmation_token": format!("{token}0")})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    // Same ids in another order, with the token: removed, each reported and audited.
+    let reversed: Vec<&String> = two.iter().rev().collect();
+    let (status, done) = send(
+        &app,
+        Method::POST,
+        &remove,
+        Some(&admin),
+        Some(serde_json::json!({"user_ids": reversed, "confirmation_token": token})),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (
+            done["data"]["status"].as_str(),
+            done["data"]["succeeded"].as_u64()
+        ),
+        (Some("done"), Some(2))
+    );
+    let (_, page) = send(&app, Method::GET, &users, Some(&admin), None).await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(3));
+    let (_, removed) = send(
+        &app,
+        Method::GET,
+        &format!("{users}/removed"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(removed["data"].as_array().map(Vec::len), Some(2));
 }
