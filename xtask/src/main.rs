@@ -8,6 +8,7 @@
 
 mod audit;
 mod bench;
+mod bench_directory;
 mod bench_http;
 mod ci;
 mod migrate;
@@ -48,6 +49,9 @@ enum Command {
     /// The HTTP targets (check load with wrk, cold checks, cross-instance propagation)
     /// against the release server on PostgreSQL + Redis.
     BenchHttp,
+    /// The member-directory targets (list, search, fuzzy search) on the enterprise seed,
+    /// PostgreSQL.
+    BenchDirectory,
     /// Check that the domain crates depend on no framework, database or cache crate.
     CheckPurity,
     /// Audit chains: verify them (or an archive directory), or archive expired events.
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::CheckPurity => purity::run(),
         Command::Bench => bench::run_all(),
         Command::BenchHttp => bench_http::run(),
+        Command::BenchDirectory => bench_directory::run(),
         Command::Seed(args) => seed::run(&args),
         Command::Audit { action } => audit::run(action),
     }

@@ -5,10 +5,10 @@
 //! * [`enterprise`]: the synthetic benchmark dataset, in bulk (see its docs for why it
 //!   writes a single audit event).
 
-mod bulk;
+pub(crate) mod bulk;
 mod demo;
 mod enterprise;
-mod rng;
+pub(crate) mod rng;
 #[cfg(test)]
 mod tests;
 

@@ -3,6 +3,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod examples;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;

@@ -294,6 +294,7 @@ impl ApiRoutes {
             }
         });
         api.components = Some(components);
+        super::examples::fill(&mut api);
         aide::generate::reset_context();
         Api {
             routes: self.routes,

@@ -10,6 +10,7 @@ backend_tests!(
     docs_page_renders,
     served_document_matches_committed,
     every_org_route_declares_its_requirement,
+    every_operation_has_examples,
 );
 
 /// Org-scoped routes open to every active member (their answers are about the caller).
@@ -172,5 +173,61 @@ async fn served_document_matches_committed(ctx: TestContext) {
     assert!(
         served == committed,
         "docs/openapi.json is stale: run `cargo xtask openapi`"
+    );
+}
+
+async fn every_operation_has_examples(ctx: TestContext) {
+    let app = ctx.service().await;
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/openapi.json").to_request(),
+    )
+    .await;
+    let doc = json_body(res).await;
+    let mut bodies = 0;
+    let mut responses = 0;
+    // The API (system routes answer raw documents, not the envelope).
+    let api_paths = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p.starts_with("/api/"));
+    for (path, item) in api_paths {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(content) = op["requestBody"]["content"].as_object() {
+                for (ct, media) in content {
+                    if ct.starts_with("application/json") {
+                        bodies += 1;
+                        assert!(
+                            media.get("example").is_some_and(|e| !e.is_null()),
+                            "{method} {path}: request body without an example"
+                        );
+                    }
+                }
+            }
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if !status.starts_with('2') {
+                    continue;
+                }
+                for (ct, media) in response["content"].as_object().into_iter().flatten() {
+                    if ct.starts_with("application/json") {
+                        responses += 1;
+                        let example = &media["example"];
+                        assert_eq!(
+                            example["success"], true,
+                            "{method} {path} {status}: response example is an envelope"
+                        );
+                        assert!(
+                            example.get("data").is_some(),
+                            "{method} {path} {status}: response example without data"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        bodies > 20 && responses > 50,
+        "{bodies} bodies, {responses} responses"
     );
 }

@@ -43,6 +43,19 @@ const GRADE_BANDS: [&[&str]; 3] = [
     &["9", "10", "11", "12"],
 ];
 
+/// The generated first and last name of user `u` (the same stream the users table uses).
+pub(crate) fn user_names(seed: u64, u: usize) -> (&'static str, &'static str) {
+    let mut rng = SplitMix64::stream(seed, tag::USER, u as u64 + (1 << 40));
+    let first = *rng.pick(&FIRST_NAMES);
+    (first, *rng.pick(&LAST_NAMES))
+}
+
+/// The search document of user `u`'s membership with this committee.
+fn search_doc(seed: u64, u: usize, committee: Option<&str>) -> String {
+    let (first, last) = user_names(seed, u);
+    tenancy::search::document(first, last, &user_email(u), None, committee, &[])
+}
+
 pub(super) fn v<T: Into<Value>>(x: T) -> Value {
     x.into()
 }
@@ -81,12 +94,12 @@ pub(super) async fn write_all(
         plan.users.len() as u64,
     );
     for (u, id) in plan.users.iter().enumerate() {
-        let mut rng = SplitMix64::stream(seed, tag::USER, u as u64 + (1 << 40));
+        let (first, last) = user_names(seed, u);
         out.push([
             v(*id),
             v(user_email(u)),
-            v(*rng.pick(&FIRST_NAMES)),
-            v(*rng.pick(&LAST_NAMES)),
+            v(first),
+            v(last),
             v(hash),
             v("active"),
             v(false),
@@ -266,6 +279,7 @@ pub(super) async fn write_all(
             "version",
             "joined_at",
             "updated_at",
+            "search_doc",
         ],
         p.batch,
         plan.memberships(p),
@@ -288,6 +302,7 @@ pub(super) async fn write_all(
             };
             let committee =
                 (role == BuiltinRole::CommitteeLead).then(|| (*rng.pick(&COMMITTEES)).to_owned());
+            let doc = search_doc(seed, u, committee.as_deref());
             out.push([
                 v(plan.orgs[o]),
                 v(plan.users[u]),
@@ -300,6 +315,7 @@ pub(super) async fn write_all(
                 v(1i64),
                 v(now),
                 v(now),
+                v(doc),
             ])
             .await?;
         }
@@ -318,6 +334,7 @@ pub(super) async fn write_all(
                 v(1i64),
                 v(now),
                 v(now),
+                v(search_doc(seed, u, None)),
             ])
             .await?;
         }
