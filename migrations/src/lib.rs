@@ -16,8 +16,10 @@ mod m20261122_000004_create_permissions;
 mod m20261122_000005_create_audit;
 mod m20261122_000006_row_level_security;
 mod m20261122_000008_member_directory;
+mod m20261122_000009_jobs;
 
 pub use m20261122_000006_row_level_security::TENANT_TABLES;
+pub use m20261122_000009_jobs::JOB_TABLES;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -33,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_create_audit::Migration),
             Box::new(m20261122_000006_row_level_security::Migration),
             Box::new(m20261122_000008_member_directory::Migration),
+            Box::new(m20261122_000009_jobs::Migration),
         ]
     }
 }
