@@ -17,8 +17,10 @@ mod m20261122_000005_create_audit;
 mod m20261122_000006_create_audit_retention;
 mod m20261122_000007_row_level_security;
 mod m20261122_000008_member_directory;
+mod m20261122_000009_jobs;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
+pub use m20261122_000009_jobs::JOB_TABLES;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -35,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_create_audit_retention::Migration),
             Box::new(m20261122_000007_row_level_security::Migration),
             Box::new(m20261122_000008_member_directory::Migration),
+            Box::new(m20261122_000009_jobs::Migration),
         ]
     }
 }

@@ -167,6 +167,11 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartupError::Hasher(e.to_string()))?;
+    let tmp_dir = settings.data_dir.join("tmp");
+    std::fs::create_dir_all(&tmp_dir).map_err(|source| StartupError::DataDir {
+        path: tmp_dir.display().to_string(),
+        source,
+    })?;
     let rate_limits = crate::http::rate_limit::RateLimits::new(
         &settings.rate_limit,
         settings.redis_url.as_ref().map(|u| u.expose()),
@@ -178,6 +183,9 @@ pub async fn build_state(
         orgs: SeaOrmOrgRepository::new(db.clone()),
         confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
+        jobs: jobs::JobQueue::new(db.clone()),
+        job_wake: Arc::new(tokio::sync::Notify::new()),
+        tmp_dir,
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz: crate::authz::Authz::new(permission_store, permission_cache),
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),
@@ -262,6 +270,17 @@ fn spawn_term_ender(state: web::Data<AppState>) {
     });
 }
 
+/// Starts this instance's job worker: it runs jobs created here at once (woken) and
+/// picks up any runnable job, including ones a crashed instance left, every few seconds.
+fn spawn_job_worker(state: &web::Data<AppState>) {
+    let worker = jobs::Worker::new(
+        state.jobs.clone(),
+        state.directory.clone(),
+        jobs::WorkerSettings::new(state.tmp_dir.clone()),
+    );
+    worker.spawn(state.job_wake.clone(), Duration::from_secs(5));
+}
+
 /// A running server bound to a port.
 pub struct Application {
     server: Server,
@@ -283,6 +302,7 @@ impl Application {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         spawn_digest_writer(state.clone(), settings.audit_digest_interval);
         spawn_term_ender(state.clone());
+        spawn_job_worker(&state);
         let factory_state = state.clone();
         let mut server = HttpServer::new(move || app(factory_state.clone(), api.clone()))
             .shutdown_timeout(settings.shutdown_timeout.as_secs());

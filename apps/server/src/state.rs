@@ -48,4 +48,10 @@ pub struct AppState {
     pub docs_html: Bytes,
     /// Rate limits (shared through Redis when configured).
     pub rate_limits: crate::http::rate_limit::RateLimits,
+    /// Durable background jobs (member import and export).
+    pub jobs: jobs::JobQueue,
+    /// Wakes this instance's job worker when a job is created here.
+    pub job_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Where uploads and export files are staged (`DATA_DIR/tmp`).
+    pub tmp_dir: std::path::PathBuf,
 }

@@ -18,6 +18,6 @@ mod users;
 
 pub use api_keys::SeaOrmApiKeyRepository;
 pub use directory::{SEARCH_CANDIDATES, SeaOrmMemberDirectory};
-pub use orgs::SeaOrmOrgRepository;
+pub use orgs::{SeaOrmOrgRepository, add_member_in};
 pub use sessions::SeaOrmSessionRepository;
 pub use users::SeaOrmUserRepository;

@@ -301,6 +301,76 @@ pub enum CreateRoleError {
     Unexpected(#[from] StorageFailure),
 }
 
+/// A request to add a member: an existing account (by e-mail) is invited into the org,
+/// otherwise an account is created for them (with no usable password: they set one
+/// later) together with the membership. The membership starts `invited`.
+#[derive(Debug, Clone)]
+pub struct AddMemberRequest {
+    /// The org.
+    pub org_id: crate::OrgId,
+    /// Who adds them (must be a member; may not assign a role above their own).
+    pub actor: crate::UserId,
+    /// Their e-mail address (finds or creates the account).
+    pub email: Email,
+    /// Given name (for a new account).
+    pub first_name: PersonName,
+    /// Family name (for a new account).
+    pub last_name: PersonName,
+    /// Phone number (for a new account).
+    pub phone: Option<String>,
+    /// Their role.
+    pub role: RoleChoice,
+    /// Committee, if any.
+    pub committee: Option<String>,
+    /// Children (profile data).
+    pub children: Vec<crate::Child>,
+}
+
+/// What adding a member did.
+#[derive(Debug, Clone)]
+pub struct AddedMember {
+    /// The account (existing or new).
+    pub user: User,
+    /// The new membership.
+    pub membership: crate::Membership,
+    /// Whether the account was created by this request.
+    pub user_created: bool,
+}
+
+/// Why a member could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddMemberError {
+    /// The org does not exist, or the actor is not a member of it.
+    #[error("no such organization or member")]
+    NotFound,
+    /// The user is a member of the org already.
+    #[error("{email} is already a member of this organization")]
+    AlreadyMember {
+        /// Their address.
+        email: Email,
+    },
+    /// The custom role does not exist in this org.
+    #[error("no such role in this organization")]
+    UnknownRole,
+    /// A rule refused it (a role above the actor's own, a full custom role).
+    #[error(transparent)]
+    Refused(#[from] crate::rules::RoleChangeRefused),
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// Adding members (the org's invite flow and bulk import); audited like every write.
+pub trait MemberAdder: Send + Sync + 'static {
+    /// Adds a member (see [`AddMemberRequest`]); fails with
+    /// [`AddMemberError::AlreadyMember`] if they are one.
+    fn add_member(
+        &self,
+        ctx: &AuditContext,
+        req: AddMemberRequest,
+    ) -> impl Future<Output = Result<AddedMember, AddMemberError>> + Send;
+}
+
 /// Storage of organizations, memberships and custom roles. Every write method stores
 /// its audit event in the same transaction as the change.
 pub trait OrgRepository: Send + Sync + 'static {

@@ -164,6 +164,10 @@ responder!(
     /// 201 with the created resource in the envelope.
     Created, StatusCode::CREATED, "Created"
 );
+responder!(
+    /// 202: accepted for background processing (`data` says where to follow it).
+    Accepted, StatusCode::ACCEPTED, "Accepted"
+);
 
 /// 200 with a list in `data` and paging in `meta.pagination`.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ pub mod rate_limit;
 pub mod raw;
 pub mod request_context;
 
-pub use envelope::{Created, Paged, Pagination, Reply};
+pub use envelope::{Accepted, Created, Paged, Pagination, Reply};
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use extract::{IfMatch, Json, Path, Query, State};
 pub use openapi::{Api, ApiRoutes, RouteDoc};

@@ -213,7 +213,7 @@ fn role_view(r: &RoleAssignment) -> RoleView {
     }
 }
 
-fn member_view(u: User, m: Membership) -> MemberView {
+pub(super) fn member_view(u: User, m: Membership) -> MemberView {
     MemberView {
         user_id: u.id.as_uuid(),
         email: u.email.to_string(),
@@ -609,6 +609,10 @@ fn term_end<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+pub(super) fn children(list: Option<Vec<ChildDto>>) -> Option<Vec<Child>> {
+    list.map(|cs| cs.into_iter().map(Child::from).collect())
+}
+
 fn change_error(e: ChangeMemberError) -> ApiError {
     match e {
         ChangeMemberError::NotFound => ApiError::not_found("no such member"),
@@ -701,10 +705,6 @@ async fn update_own_profile(
         .await
         .map_err(change_error)?;
     read_member(&state, member.org_id(), me).await
-}
-
-fn children(list: Option<Vec<ChildDto>>) -> Option<Vec<Child>> {
-    list.map(|cs| cs.into_iter().map(Child::from).collect())
 }
 
 /// One member as the API shows them (404 if not a member).

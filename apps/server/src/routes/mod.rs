@@ -4,6 +4,8 @@ mod api_keys;
 mod audit_logs;
 mod auth;
 pub(crate) mod districts;
+mod jobs;
+mod member_io;
 mod members;
 mod orgs;
 mod permissions;
@@ -22,7 +24,11 @@ pub fn api() -> Api {
     auth::register(&mut routes);
     orgs::register(&mut routes);
     permissions::register(&mut routes);
+    // Before the member routes: `/users/export` and `/users/import` must match before
+    // `/users/{user_id}`.
+    member_io::register(&mut routes);
     members::register(&mut routes);
+    jobs::register(&mut routes);
     api_keys::register(&mut routes);
     districts::register(&mut routes);
     audit_logs::register(&mut routes);

@@ -17,6 +17,7 @@ mod docs;
 mod errors;
 mod health;
 mod isolation;
+mod member_io;
 mod members;
 mod orgs;
 mod permissions;

@@ -51,7 +51,7 @@ async fn without_a_tenant_every_tenant_table_is_empty() {
     let (app_url, superuser_url) = ctx.postgres_urls().expect("postgres");
     // The app's role, on a connection that set no scope at all.
     let bare = connect(&app_url).await;
-    for (table, _, _) in migration::TENANT_TABLES {
+    for (table, _, _) in migration::TENANT_TABLES.iter().chain(migration::JOB_TABLES) {
         assert_eq!(
             count(&bare, &format!("SELECT count(*) FROM {table}")).await,
             0,

@@ -1,0 +1,687 @@
+//! Adding members one at a time, and in bulk: import (CSV or XLSX upload; a dry run
+//! reports errors and duplicates, a real run is a durable background job) and export
+//! (CSV or XLSX, streamed; large exports run as a job with a download link).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::Payload;
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, Responder};
+use aide::generate::GenContext;
+use aide::openapi::{MediaType, Operation, RequestBody, Response, StatusCode};
+use futures_util::StreamExt;
+use futures_util::stream::{self, BoxStream};
+use garde::Validate;
+use jobs::export::{ExportParams, ExportSpec, MemberPages, TempFile};
+use jobs::import::{DryRun, DryRunReport, ExistingMembers, ImportParams};
+use jobs::table::{RawRow, SheetFormat};
+use jobs::{JobKind, JobStoreError};
+use permissions::PermissionKey;
+use rate_limit::RateClass;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tenancy::ports::{AddMemberError, AddMemberRequest, MemberAdder, OrgRepository};
+use tenancy::{Email, PersonName, RoleId};
+
+use super::jobs::{JobView, job_view};
+use super::members::{
+    ChildDto, MemberFilterQuery, MemberView, OrderDto, RoleChoiceDto, SortDto, StatusFilterDto,
+    children, member_view,
+};
+use crate::auth::OrgMember;
+use crate::http::{
+    Accepted, ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Query, Reply, RouteDoc,
+    State,
+};
+
+/// Exports of orgs with more members than this run as a background job (unless the
+/// caller asks otherwise with `async=false`).
+pub const ASYNC_EXPORT_THRESHOLD: u64 = 5_000;
+
+/// The largest accepted upload.
+pub const MAX_UPLOAD_BYTES: usize = 20 * 1024 * 1024;
+
+pub(super) fn register(r: &mut ApiRoutes) {
+    const TAG: &str = "members";
+    r.post(
+        "/api/v2/orgs/{org_id}/users",
+        add_member,
+        RouteDoc::new("add_member", "Add a member: invite an existing account or create one", TAG)
+            .description("If an account with the e-mail exists it is added to the org; otherwise an account is created with no usable password (the person sets one later). The membership starts `invited`. You cannot assign a role above your own; 409 if they are a member already.")
+            .permission(PermissionKey::UsersInvite)
+            .rate_class(RateClass::Create)
+            .errors(&[ErrorCode::Conflict, ErrorCode::ValidationFailed, ErrorCode::PermissionDenied]),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/users/export",
+        export_members,
+        RouteDoc::new("export_members", "Export members as CSV or Excel", TAG)
+            .description("The whole list or a filtered list (same filters and sort as the list) or a search (`q`). Streamed page by page. Orgs with more than 5,000 members (or `async=true`) get a background job instead (202): follow it at `/jobs/{job_id}` and download the file when it is done. Recorded as a `data.export` activity.")
+            .permission(PermissionKey::UsersView)
+            .rate_class(RateClass::Export)
+            .errors(&[ErrorCode::ValidationFailed]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/users/import",
+        import_members,
+        RouteDoc::new("import_members", "Import members from a CSV or Excel file", TAG)
+            .description("Send the file as the body (`text/csv` or the .xlsx type), up to 20 MB, with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.")
+            .permission(PermissionKey::UsersInvite)
+            .rate_class(RateClass::Create)
+            .errors(&[ErrorCode::ValidationFailed, ErrorCode::PayloadTooLarge, ErrorCode::UnsupportedMediaType]),
+    );
+}
+
+/// A new member.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberBody {
+    /// E-mail address (finds or creates the account).
+    #[garde(length(max = 254), custom(super::auth::domain_rule(Email::parse)))]
+    pub email: String,
+    /// Given name (for a new account).
+    #[garde(custom(super::auth::domain_rule(PersonName::parse)))]
+    pub first_name: String,
+    /// Family name (for a new account).
+    #[garde(custom(super::auth::domain_rule(PersonName::parse)))]
+    pub last_name: String,
+    /// Phone (for a new account; up to 40 characters).
+    #[garde(inner(length(chars, max = 40)))]
+    pub phone: Option<String>,
+    /// Role: a built-in name or `{"custom_role_id": "…"}` (default `volunteer`).
+    #[garde(skip)]
+    pub role: Option<RoleChoiceDto>,
+    /// Committee (up to 100 characters).
+    #[garde(inner(length(chars, max = 100)))]
+    pub committee: Option<String>,
+    /// Children (at most 20).
+    #[garde(dive, length(max = 20))]
+    pub children: Option<Vec<ChildDto>>,
+}
+
+async fn add_member(
+    state: State,
+    member: OrgMember,
+    Json(body): Json<AddMemberBody>,
+) -> Result<Created<MemberView>, ApiError> {
+    let invalid = |field: &str, msg: String| {
+        ApiError::validation(vec![FieldError {
+            field: field.into(),
+            code: "invalid".into(),
+            message: msg,
+        }])
+    };
+    let email = Email::parse(&body.email).map_err(|e| invalid("email", e.to_string()))?;
+    let first_name =
+        PersonName::parse(&body.first_name).map_err(|e| invalid("first_name", e.to_string()))?;
+    let last_name =
+        PersonName::parse(&body.last_name).map_err(|e| invalid("last_name", e.to_string()))?;
+    let role = match body.role {
+        None => tenancy::ports::RoleChoice::Builtin(permissions::BuiltinRole::Volunteer),
+        Some(RoleChoiceDto::Builtin(b)) => tenancy::ports::RoleChoice::Builtin(b.into()),
+        Some(RoleChoiceDto::Custom { custom_role_id }) => {
+            tenancy::ports::RoleChoice::Custom(RoleId(custom_role_id))
+        }
+    };
+    let added = state
+        .orgs
+        .add_member(
+            &member.audit_context(),
+            AddMemberRequest {
+                org_id: member.org_id(),
+                actor: member.user_id()?,
+                email,
+                first_name,
+                last_name,
+                phone: body.phone,
+                role,
+                committee: body.committee,
+                children: children(body.children).unwrap_or_default(),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            AddMemberError::NotFound => ApiError::not_found("no such organization"),
+            AddMemberError::AlreadyMember { .. } => {
+                ApiError::new(ErrorCode::Conflict, e.to_string())
+            }
+            AddMemberError::UnknownRole => ApiError::validation(vec![FieldError {
+                field: "role.custom_role_id".into(),
+                code: "unknown".into(),
+                message: "no such role in this organization".into(),
+            }]),
+            AddMemberError::Refused(r) => {
+                let code = match r {
+                    tenancy::rules::RoleChangeRefused::RoleFull { .. } => ErrorCode::Conflict,
+                    _ => ErrorCode::PermissionDenied,
+                };
+                ApiError::new(code, r.to_string())
+            }
+            AddMemberError::Unexpected(e) => ApiError::internal(e.0),
+        })?;
+    state
+        .authz
+        .member_changed(member.org_id().as_uuid(), added.user.id.as_uuid())
+        .await;
+    // Read back through the org repository so the view matches `GET /users/{id}`.
+    let (u, m) = state
+        .orgs
+        .get_member(member.org_id(), added.user.id)
+        .await
+        .map_err(|e| ApiError::internal(e.0))?
+        .unwrap_or((added.user, added.membership));
+    Ok(Created(member_view(u, m)))
+}
+
+/// A file format.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatDto {
+    /// CSV (RFC 4180, UTF-8).
+    #[default]
+    Csv,
+    /// Excel workbook (.xlsx): a header row, dates as dates.
+    Xlsx,
+}
+
+impl From<FormatDto> for SheetFormat {
+    fn from(f: FormatDto) -> Self {
+        match f {
+            FormatDto::Csv => Self::Csv,
+            FormatDto::Xlsx => Self::Xlsx,
+        }
+    }
+}
+
+/// What to export and how.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `csv` (default) or `xlsx`.
+    #[garde(skip)]
+    #[serde(default)]
+    pub format: FormatDto,
+    /// `true`: always a background job; `false`: always streamed now; absent: a job
+    /// for orgs with more than 5,000 members.
+    #[garde(skip)]
+    #[serde(rename = "async")]
+    pub run_async: Option<bool>,
+    /// Export the results of this search instead of the list (best match first).
+    #[garde(inner(length(chars, min = 1, max = 100)))]
+    pub q: Option<String>,
+    /// Sort key of the list (default `name`).
+    #[garde(skip)]
+    #[serde(default)]
+    pub sort: SortDto,
+    /// Direction (default `asc`).
+    #[garde(skip)]
+    #[serde(default)]
+    pub order: OrderDto,
+    #[garde(dive)]
+    #[serde(flatten)]
+    #[allow(missing_docs, reason = "flattened")]
+    pub filter: MemberFilterQuery,
+}
+
+impl ExportQuery {
+    fn spec(&self) -> ExportSpec {
+        ExportSpec {
+            role: self.filter.role.clone(),
+            status: self.filter.status.map(|s| {
+                match s {
+                    StatusFilterDto::Active => "active",
+                    StatusFilterDto::Invited => "invited",
+                    StatusFilterDto::Suspended => "suspended",
+                }
+                .to_owned()
+            }),
+            committee: self.filter.committee.clone(),
+            joined_from: self.filter.joined_from,
+            joined_to: self.filter.joined_to,
+            q: self.q.clone(),
+            sort: Some(
+                match self.sort {
+                    SortDto::Name => "name",
+                    SortDto::Email => "email",
+                    SortDto::Joined => "joined",
+                    SortDto::LastActive => "last_active",
+                }
+                .to_owned(),
+            ),
+            descending: matches!(self.order, OrderDto::Desc),
+        }
+    }
+}
+
+type FileStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// A streamed file attachment, or a background job (202).
+pub enum ExportResponse {
+    /// The file, streamed.
+    File {
+        /// Its format.
+        format: SheetFormat,
+        /// The download name.
+        filename: String,
+        /// The body.
+        body: FileStream,
+    },
+    /// A job was created.
+    Job(Accepted<JobView>),
+}
+
+impl std::fmt::Debug for ExportResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File { filename, .. } => f
+                .debug_struct("File")
+                .field("filename", filename)
+                .finish_non_exhaustive(),
+            Self::Job(j) => f.debug_tuple("Job").field(j).finish(),
+        }
+    }
+}
+
+/// A streamed attachment response.
+pub(super) fn attachment(content_type: &str, filename: &str, body: FileStream) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type.to_owned())
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .streaming(body)
+}
+
+impl Responder for ExportResponse {
+    type Body = BoxBody;
+    fn respond_to(self, req: &HttpRequest) -> HttpResponse {
+        match self {
+            Self::File {
+                format,
+                filename,
+                body,
+            } => attachment(format.content_type(), &filename, body),
+            Self::Job(j) => j.respond_to(req),
+        }
+    }
+}
+
+/// The OpenAPI description of a file download (CSV or XLSX).
+pub(super) fn file_response(description: &str) -> Response {
+    Response {
+        description: description.to_owned(),
+        content: indexmap::IndexMap::from_iter([
+            ("text/csv".to_owned(), MediaType::default()),
+            (
+                SheetFormat::Xlsx.content_type().to_owned(),
+                MediaType::default(),
+            ),
+        ]),
+        ..Default::default()
+    }
+}
+
+impl aide::OperationOutput for ExportResponse {
+    type Inner = ();
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<StatusCode>, Response)> {
+        let mut out = vec![(
+            Some(StatusCode::Code(200)),
+            file_response("The members: a header row, then one row per member"),
+        )];
+        out.extend(Accepted::<JobView>::inferred_responses(ctx, op));
+        out
+    }
+}
+
+/// Reads a file in chunks (off the async threads); the file is removed at the end.
+pub(super) fn file_stream(file: TempFile) -> FileStream {
+    let reader = std::fs::File::open(file.path());
+    match reader {
+        Err(e) => stream::once(async move { Err(e) }).boxed(),
+        Ok(f) => stream::unfold(Some((f, file)), |state| async move {
+            let (mut f, file) = state?;
+            let read = tokio::task::spawn_blocking(move || {
+                use std::io::Read as _;
+                let mut buf = vec![0; 64 * 1024];
+                let n = f.read(&mut buf);
+                (
+                    f,
+                    n.map(|n| {
+                        buf.truncate(n);
+                        buf
+                    }),
+                )
+            })
+            .await;
+            match read {
+                Ok((f, Ok(buf))) if !buf.is_empty() => {
+                    Some((Ok(Bytes::from(buf)), Some((f, file))))
+                }
+                Ok((_, Ok(_))) => None,
+                Ok((_, Err(e))) => Some((Err(e), None)),
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            }
+        })
+        .boxed(),
+    }
+}
+
+fn storage(e: JobStoreError) -> ApiError {
+    ApiError::internal(e.0)
+}
+
+fn bad_spec(e: jobs::export::BadSpec) -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: e.field.into(),
+        code: "invalid".into(),
+        message: e.message,
+    }])
+}
+
+async fn export_members(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<ExportQuery>,
+) -> Result<ExportResponse, ApiError> {
+    let org = member.org_id().as_uuid();
+    let spec = q.spec();
+    let format: SheetFormat = q.format.into();
+    // Validate before recording anything.
+    MemberPages::new(state.directory.clone(), org, &spec).map_err(bad_spec)?;
+    let run_async = match q.run_async {
+        Some(a) => a,
+        None => {
+            jobs::export::member_count(&state.db, org)
+                .await
+                .map_err(storage)?
+                > ASYNC_EXPORT_THRESHOLD
+        }
+    };
+    let ctx = member.audit_context();
+    let event = audit::NewAuditEvent::activity(
+        audit::TenantScope::org(org),
+        ctx.actor,
+        audit::action::activity::DATA_EXPORT,
+        "members",
+        org.to_string(),
+    )
+    .with_request(&ctx.request);
+    let tx = audit_store::AuditedTx::begin(&state.db)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    tx.record(event)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    tx.commit()
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    if run_async {
+        let params = serde_json::to_value(ExportParams { format, spec })
+            .map_err(|e| ApiError::internal(Box::new(e)))?;
+        let draft = state
+            .jobs
+            .draft(
+                org,
+                JobKind::MemberExport,
+                member.user_id().ok().map(|u| u.as_uuid()),
+                params,
+            )
+            .await
+            .map_err(storage)?;
+        let job = draft.submit().await.map_err(storage)?;
+        state.job_wake.notify_one();
+        return Ok(ExportResponse::Job(Accepted(job_view(&job))));
+    }
+    let filename = format!("members-{org}.{}", format.extension());
+    let body = match format {
+        SheetFormat::Csv => {
+            let pages = MemberPages::new(state.directory.clone(), org, &spec).map_err(bad_spec)?;
+            let header = stream::once(async { Ok(Bytes::from(jobs::table::csv_header())) });
+            let rows = stream::unfold(Some(pages), |pages| async move {
+                let mut pages = pages?;
+                match pages.next_page().await {
+                    Ok(Some(rows)) => {
+                        Some((Ok(Bytes::from(jobs::export::csv_page(&rows))), Some(pages)))
+                    }
+                    Ok(None) => None,
+                    // The status line is already sent: end the body with the error.
+                    Err(e) => Some((Err(std::io::Error::other(e)), None)),
+                }
+            });
+            header.chain(rows).boxed()
+        }
+        SheetFormat::Xlsx => {
+            let (file, _) = jobs::export::write_export_file(
+                state.directory.clone(),
+                org,
+                &spec,
+                SheetFormat::Xlsx,
+                &state.tmp_dir,
+                None,
+            )
+            .await
+            .map_err(|e| ApiError::internal(Box::new(e)))?;
+            file_stream(file)
+        }
+    };
+    Ok(ExportResponse::File {
+        format,
+        filename,
+        body,
+    })
+}
+
+/// An uploaded spreadsheet, staged in a temporary file (never held in memory whole).
+pub struct Upload {
+    file: TempFile,
+    format: SheetFormat,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromRequest for Upload {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let format = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .and_then(|v| match v.as_str() {
+                "text/csv" | "application/csv" => Some(SheetFormat::Csv),
+                t if t == SheetFormat::Xlsx.content_type() => Some(SheetFormat::Xlsx),
+                _ => None,
+            });
+        let tmp_dir = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .map(|s| s.tmp_dir.clone());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let Some(format) = format else {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "send the file as text/csv or application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                ));
+            };
+            let tmp_dir =
+                tmp_dir.ok_or_else(|| ApiError::internal("application state missing".into()))?;
+            let file = TempFile::new_in(&tmp_dir, format.extension());
+            let mut out =
+                std::fs::File::create(file.path()).map_err(|e| ApiError::internal(Box::new(e)))?;
+            let mut size = 0;
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::ValidationFailed,
+                        "the request body could not be read",
+                    )
+                })?;
+                size += chunk.len();
+                if size > MAX_UPLOAD_BYTES {
+                    return Err(ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("the file exceeds {MAX_UPLOAD_BYTES} bytes"),
+                    )
+                    .with_details(serde_json::json!({ "limit_bytes": MAX_UPLOAD_BYTES })));
+                }
+                std::io::Write::write_all(&mut out, &chunk)
+                    .map_err(|e| ApiError::internal(Box::new(e)))?;
+            }
+            Ok(Upload { file, format })
+        })
+    }
+}
+
+impl aide::OperationInput for Upload {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        aide::operation::set_body(
+            ctx,
+            operation,
+            RequestBody {
+                description: Some("The file: CSV or XLSX, with a header row".to_owned()),
+                content: indexmap::IndexMap::from_iter([
+                    ("text/csv".to_owned(), MediaType::default()),
+                    (
+                        SheetFormat::Xlsx.content_type().to_owned(),
+                        MediaType::default(),
+                    ),
+                ]),
+                required: true,
+                extensions: indexmap::IndexMap::default(),
+            },
+        );
+    }
+}
+
+/// Import options.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// Only validate and report; write nothing.
+    #[garde(skip)]
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A dry run's report (200) or the import job (202).
+pub enum ImportResponse {
+    /// The dry run's findings.
+    DryRun(Reply<DryRunReport>),
+    /// The job adding the rows.
+    Job(Accepted<JobView>),
+}
+
+impl std::fmt::Debug for ImportResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DryRun(r) => f.debug_tuple("DryRun").field(r).finish(),
+            Self::Job(j) => f.debug_tuple("Job").field(j).finish(),
+        }
+    }
+}
+
+impl Responder for ImportResponse {
+    type Body = BoxBody;
+    fn respond_to(self, req: &HttpRequest) -> HttpResponse {
+        match self {
+            Self::DryRun(r) => r.respond_to(req),
+            Self::Job(j) => j.respond_to(req),
+        }
+    }
+}
+
+impl aide::OperationOutput for ImportResponse {
+    type Inner = ();
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<StatusCode>, Response)> {
+        let mut out = Reply::<DryRunReport>::inferred_responses(ctx, op);
+        out.extend(Accepted::<JobView>::inferred_responses(ctx, op));
+        out
+    }
+}
+
+fn unreadable(e: jobs::table::ReadError) -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: String::new(),
+        code: "unreadable_file".into(),
+        message: e.to_string(),
+    }])
+}
+
+async fn import_members(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<ImportQuery>,
+    upload: Upload,
+) -> Result<ImportResponse, ApiError> {
+    let org = member.org_id().as_uuid();
+    let actor = member.user_id()?;
+    let rank = member.membership()?.role.rank();
+    let Upload { file, format } = upload;
+    if q.dry_run {
+        let roles = jobs::import::roles_of(&state.db, org)
+            .await
+            .map_err(storage)?;
+        let members = ExistingMembers::load(&state.db, org)
+            .await
+            .map_err(storage)?;
+        let mut dry = DryRun::new(roles, rank, members);
+        let report = tokio::task::spawn_blocking(move || {
+            jobs::table::read_rows(file.path(), format, |row| {
+                dry.check(&row);
+                true
+            })
+            .map(|()| dry.finish())
+        })
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?
+        .map_err(unreadable)?;
+        return Ok(ImportResponse::DryRun(Reply(report)));
+    }
+    let ctx = member.audit_context();
+    let params = serde_json::to_value(ImportParams {
+        actor: actor.as_uuid(),
+        request: ctx.request,
+        format,
+    })
+    .map_err(|e| ApiError::internal(Box::new(e)))?;
+    let mut draft = state
+        .jobs
+        .draft(org, JobKind::MemberImport, Some(actor.as_uuid()), params)
+        .await
+        .map_err(storage)?;
+    // The file is read on a blocking thread and handed over row by row (bounded), so
+    // memory does not grow with the file.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<RawRow>(256);
+    let reader = tokio::task::spawn_blocking(move || {
+        jobs::table::read_rows(file.path(), format, |row| tx.blocking_send(row).is_ok())
+    });
+    while let Some(row) = rx.recv().await {
+        let value = serde_json::to_value(&row).map_err(|e| ApiError::internal(Box::new(e)))?;
+        draft.push(row.row, value).await.map_err(storage)?;
+    }
+    reader
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?
+        .map_err(unreadable)?;
+    let job = draft.submit().await.map_err(storage)?;
+    state.job_wake.notify_one();
+    Ok(ImportResponse::Job(Accepted(job_view(&job))))
+}

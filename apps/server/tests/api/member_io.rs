@@ -1,0 +1,660 @@
+//! Adding members, bulk import (dry run, durable exactly-once job) and export (CSV,
+//! XLSX, async jobs), on both backends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use actix_web::http::Method;
+use actix_web::test;
+use jobs::{RunOutcome, Worker, WorkerSettings};
+
+use crate::backend_tests;
+use crate::helpers::{Rng, TestContext, send, signed_up};
+
+backend_tests!(
+    add_member_invites_or_creates_and_refuses_duplicates,
+    import_dry_run_reports_row_errors_and_duplicates_and_writes_nothing,
+    killed_import_resumes_and_applies_each_row_exactly_once,
+    export_round_trips_through_the_importer_and_xlsx_has_typed_cells,
+    exports_and_jobs_never_cross_orgs,
+);
+
+macro_rules! svc_bound {
+    () => {
+        impl actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+            Error = actix_web::Error,
+        >
+    };
+}
+
+async fn new_org(app: &svc_bound!(), email: &str, code: &str) -> (String, String) {
+    let (_, token) = signed_up(app, email).await;
+    let (status, body) = send(
+        app,
+        Method::POST,
+        "/api/v2/orgs",
+        Some(&token),
+        Some(serde_json::json!({"name": "IO PTO", "signup_code": code})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["data"]["org"]["id"].as_str().unwrap().to_owned(),
+        token,
+    )
+}
+
+/// Uploads `body` to the import route; returns status and JSON body.
+async fn upload(
+    app: &svc_bound!(),
+    token: &str,
+    org: &str,
+    query: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let req = test::TestRequest::post()
+        .uri(&format!("/api/v2/orgs/{org}/users/import{query}"))
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .insert_header(("content-type", content_type.to_owned()))
+        .set_payload(body)
+        .to_request();
+    let res = test::call_service(app, req).await;
+    let status = res.status().as_u16();
+    let bytes = test::read_body(res).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// GETs a file route; returns status, content type and bytes.
+async fn download(app: &svc_bound!(), token: &str, uri: &str) -> (u16, String, Vec<u8>) {
+    let req = test::TestRequest::get()
+        .uri(uri)
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .to_request();
+    let res = test::call_service(app, req).await;
+    let status = res.status().as_u16();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, ct, test::read_body(res).await.to_vec())
+}
+
+fn worker(ctx: &TestContext, crash_before_row: Option<i64>, batch: u64) -> Worker {
+    let mut s = WorkerSettings::new(ctx.state.tmp_dir.clone());
+    s.batch = batch;
+    s.crash_before_row = crash_before_row;
+    // A crashed worker's lease must be claimable at once by the next one (no waiting
+    // in tests): a zero lease is always expired, and exactly-once does not depend on it.
+    s.lease = Duration::ZERO;
+    Worker::new(ctx.state.jobs.clone(), ctx.state.directory.clone(), s)
+}
+
+async fn members(app: &svc_bound!(), token: &str, org: &str) -> Vec<serde_json::Value> {
+    let (status, body) = send(
+        app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/users?limit=200"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().unwrap().clone()
+}
+
+async fn count(ctx: &TestContext, sql: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let db = ctx.state.db.primary();
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+async fn add_member_invites_or_creates_and_refuses_duplicates(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin) = new_org(&app, "admin@io.test", "IOADD001").await;
+    let (existing_id, existing_token) = signed_up(&app, "existing@io.test").await;
+    let uri = format!("/api/v2/orgs/{org}/users");
+    // An existing account is invited.
+    let (status, body) = send(&app, Method::POST, &uri, Some(&admin), Some(serde_json::json!({
+        "email": "Existing@io.test", "first_name": "Ignored", "last_name": "Name", "role": "committee_lead",
+        "committee": "Garden", "children": [{"name": "Ana", "grade": "3"}]
+    }))).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["user_id"], existing_id.as_str());
+    assert_eq!(body["data"]["status"], "invited");
+    assert_eq!(body["data"]["role"]["name"], "committee_lead");
+    assert_eq!(body["data"]["committee"], "Garden");
+    assert_eq!(body["data"]["children"][0]["name"], "Ana");
+    // Invited members hold no permissions yet.
+    let (status, _) = send(&app, Method::GET, &uri, Some(&existing_token), None).await;
+    assert_eq!(status, 403);
+    // A new account is created without a usable password.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &uri,
+        Some(&admin),
+        Some(serde_json::json!({
+            "email": "new@io.test", "first_name": "Nina", "last_name": "New", "phone": "+1 555 0100"
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["role"]["name"], "volunteer");
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(serde_json::json!({
+            "email": "new@io.test", "password": "correct horse battery"
+        })),
+    )
+    .await;
+    assert_eq!(status, 401, "an invited account has no usable password");
+    // Twice: 409. Bad input: 422.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &uri,
+        Some(&admin),
+        Some(serde_json::json!({
+            "email": "new@io.test", "first_name": "Nina", "last_name": "New"
+        })),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &uri,
+        Some(&admin),
+        Some(serde_json::json!({
+            "email": "nope", "first_name": "", "last_name": "New"
+        })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    // Audited once per added member.
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM audit_events WHERE action = 'member.add'"
+        )
+        .await,
+        2
+    );
+}
+
+const BAD_CSV: &str = "Email,First Name,Last Name,Role,Committee\r\n\
+ok@io.test,Olga,Okay,volunteer,Garden\r\n\
+not-an-email,Bad,Email,volunteer,\r\n\
+nobody@io.test,No,Role,wizard,\r\n\
+ok@io.test,Olga,Again,,\r\n\
+admin@io.test,Already,Member,,\r\n\
+,,Nameless,,\r\n\
+olga2@io.test,Olga,Okay,,\r\n";
+
+async fn import_dry_run_reports_row_errors_and_duplicates_and_writes_nothing(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin) = new_org(&app, "admin@io.test", "IODRY001").await;
+    let events_before = count(&ctx, "SELECT count(*) FROM audit_events").await;
+    let (status, body) = upload(
+        &app,
+        &admin,
+        &org,
+        "?dry_run=true",
+        "text/csv",
+        BAD_CSV.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let r = &body["data"];
+    assert_eq!(r["total_rows"], 7);
+    let errors: BTreeSet<(i64, String, String)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_i64().unwrap(),
+                e["field"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        errors.contains(&(3, "email".into(), "invalid_email".into())),
+        "{errors:?}"
+    );
+    assert!(
+        errors.contains(&(4, "role".into(), "unknown_role".into())),
+        "{errors:?}"
+    );
+    assert!(
+        errors.contains(&(7, "email".into(), "missing".into())),
+        "{errors:?}"
+    );
+    assert!(
+        errors.contains(&(7, "first_name".into(), "missing".into())),
+        "{errors:?}"
+    );
+    let dups: BTreeSet<(i64, String)> = r["duplicates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["row"].as_i64().unwrap(),
+                d["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dups,
+        BTreeSet::from([
+            (5, "email_in_file".into()),
+            (6, "already_member".into()),
+            (8, "similar_name".into()),
+        ])
+    );
+    assert_eq!(r["valid_rows"], 2);
+    // Nothing written.
+    assert_eq!(members(&app, &admin, &org).await.len(), 1);
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM audit_events").await,
+        events_before
+    );
+    assert_eq!(count(&ctx, "SELECT count(*) FROM jobs").await, 0);
+    // Not a spreadsheet: 415.
+    let (status, _) = upload(
+        &app,
+        &admin,
+        &org,
+        "?dry_run=true",
+        "application/json",
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 415);
+}
+
+async fn killed_import_resumes_and_applies_each_row_exactly_once(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin) = new_org(&app, "admin@io.test", "IOKIL001").await;
+    // 12 valid rows (one an existing account), 2 invalid, 1 duplicate of an earlier row.
+    let (_, _) = signed_up(&app, "has.account@io.test").await;
+    let mut csv = String::from("email,first_name,last_name,role,children\r\n");
+    for i in 0..11 {
+        csv.push_str(&format!(
+            "m{i}@io.test,First{i},Last{i},volunteer,Kid{i} (K)\r\n"
+        ));
+    }
+    csv.push_str("has.account@io.test,Has,Account,board_member,\r\n");
+    csv.push_str("bad-email,X,Y,,\r\n");
+    csv.push_str("m3@io.test,First3,Last3,,\r\n");
+    csv.push_str("z@io.test,Zed,Zulu,wizard,\r\n");
+    let (status, body) = upload(&app, &admin, &org, "", "text/csv", csv.into()).await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["data"]["status"], "queued");
+    assert_eq!(body["data"]["total_rows"], 15);
+    let status_uri = format!("/api/v2/orgs/{org}/jobs/{job}");
+
+    // The first worker is killed before row 7 (in its second batch of 4): rows 2–5 are
+    // committed, 6 was applied in the uncommitted step and is rolled back.
+    let first = worker(&ctx, Some(7), 4);
+    let (_, outcome) = first.run_next().await.unwrap().expect("a job to run");
+    assert_eq!(outcome, RunOutcome::Crashed);
+    let (_, body) = send(&app, Method::GET, &status_uri, Some(&admin), None).await;
+    assert_eq!(body["data"]["status"], "running");
+    assert_eq!(body["data"]["processed_rows"], 4, "{body}");
+    assert_eq!(members(&app, &admin, &org).await.len(), 1 + 4);
+
+    // The second is killed too, later; a third (on "another instance") finishes.
+    let second = worker(&ctx, Some(13), 3);
+    assert_eq!(
+        second.run_next().await.unwrap().unwrap().1,
+        RunOutcome::Crashed
+    );
+    let other = ctx.another_instance().await;
+    let mut s = WorkerSettings::new(other.tmp_dir.clone());
+    s.batch = 5;
+    let third = Worker::new(other.jobs.clone(), other.directory.clone(), s);
+    assert_eq!(third.run_until_idle().await.unwrap(), 1);
+    assert!(third.run_next().await.unwrap().is_none(), "nothing left");
+
+    let (_, body) = send(&app, Method::GET, &status_uri, Some(&admin), None).await;
+    let d = &body["data"];
+    assert_eq!(d["status"], "succeeded", "{body}");
+    assert_eq!(
+        (d["succeeded_rows"].as_i64(), d["failed_rows"].as_i64()),
+        (Some(12), Some(3))
+    );
+    // Each valid row exactly once: members, accounts, audit events.
+    let listed = members(&app, &admin, &org).await;
+    assert_eq!(listed.len(), 1 + 12);
+    let emails: BTreeSet<&str> = listed
+        .iter()
+        .map(|m| m["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails.len(), 13);
+    assert!(emails.contains("has.account@io.test"));
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM users WHERE email LIKE 'm%@io.test'"
+        )
+        .await,
+        11
+    );
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM audit_events WHERE action = 'member.add'"
+        )
+        .await,
+        12
+    );
+    let kid = listed.iter().find(|m| m["email"] == "m7@io.test").unwrap();
+    assert_eq!(
+        kid["children"][0],
+        serde_json::json!({"name": "Kid7", "grade": "K"})
+    );
+    // The error report lists the three refused rows with their reasons.
+    let (status, ct, bytes) = download(&app, &admin, &format!("{status_uri}/errors")).await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/csv"));
+    let report = String::from_utf8(bytes).unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(
+        lines[0],
+        "row,reason,email,first_name,last_name,role,phone,committee,children"
+    );
+    assert_eq!(lines.len(), 4, "{report}");
+    assert!(
+        lines[1].starts_with("14,") && lines[1].contains("email"),
+        "{report}"
+    );
+    assert!(
+        lines[2].starts_with("15,") && lines[2].contains("already a member"),
+        "{report}"
+    );
+    assert!(
+        lines[3].starts_with("16,") && lines[3].contains("role"),
+        "{report}"
+    );
+}
+
+fn parse_csv(bytes: &[u8]) -> Vec<BTreeMap<String, String>> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    lines
+        .map(|l| {
+            // The test data has no quoted fields except children (no commas inside).
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+async fn export_round_trips_through_the_importer_and_xlsx_has_typed_cells(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org_a, admin_a) = new_org(&app, "admin.a@io.test", "IORTA001").await;
+    let (org_b, admin_b) = new_org(&app, "admin.b@io.test", "IORTB001").await;
+    let (status, treasurer) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org_a}/roles"),
+        Some(&admin_a),
+        Some(serde_json::json!({"name": "Treasurer", "counts_as": "board_member"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{treasurer}");
+    send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org_b}/roles"),
+        Some(&admin_b),
+        Some(serde_json::json!({"name": "Treasurer", "counts_as": "board_member"})),
+    )
+    .await;
+    for (i, role) in ["volunteer", "committee_lead", "Treasurer"]
+        .iter()
+        .enumerate()
+    {
+        let role = if *role == "Treasurer" {
+            serde_json::json!({"custom_role_id": role_id(&treasurer)})
+        } else {
+            serde_json::json!(role)
+        };
+        let (status, body) = send(&app, Method::POST, &format!("/api/v2/orgs/{org_a}/users"), Some(&admin_a), Some(serde_json::json!({
+            "email": format!("p{i}@io.test"), "first_name": format!("Pat{i}"), "last_name": "O'Round",
+            "phone": "+1 555 010{i}", "role": role, "committee": if i == 1 { Some("Book Fair") } else { None },
+            "children": [{"name": format!("Kid{i}"), "grade": "2"}, {"name": "Sib"}]
+        }))).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    fn role_id(v: &serde_json::Value) -> String {
+        v["data"]["id"].as_str().unwrap().to_owned()
+    }
+    let (status, ct, csv) = download(
+        &app,
+        &admin_a,
+        &format!("/api/v2/orgs/{org_a}/users/export?format=csv"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/csv"));
+    let exported = parse_csv(&csv);
+    assert_eq!(exported.len(), 4, "admin + 3");
+    // Import into org B (the admin of A is not imported twice: B's admin is another).
+    let (status, body) = upload(&app, &admin_b, &org_b, "", "text/csv", csv.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    worker(&ctx, None, 50).run_until_idle().await.unwrap();
+    let (_, _, csv_b) = download(
+        &app,
+        &admin_b,
+        &format!("/api/v2/orgs/{org_b}/users/export"),
+    )
+    .await;
+    let key = |r: &BTreeMap<String, String>| {
+        [
+            "email",
+            "first_name",
+            "last_name",
+            "phone",
+            "role",
+            "committee",
+            "children",
+        ]
+        .map(|k| r.get(k).cloned().unwrap_or_default())
+    };
+    let a: BTreeSet<_> = exported.iter().map(key).collect();
+    let b: BTreeSet<_> = parse_csv(&csv_b)
+        .iter()
+        .filter(|r| r["email"] != "admin.b@io.test")
+        .map(key)
+        .collect();
+    assert_eq!(a, b, "org B holds the same members as org A");
+    assert!(
+        b.iter()
+            .any(|r| r[4] == "Treasurer" && r[6] == "Kid2 (2); Sib")
+    );
+
+    // XLSX: parse it back with the importer's crate.
+    let (status, ct, xlsx) = download(
+        &app,
+        &admin_a,
+        &format!("/api/v2/orgs/{org_a}/users/export?format=xlsx&sort=email"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(ct.contains("spreadsheetml"));
+    use calamine::{Data, Reader};
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(xlsx.clone())).unwrap();
+    let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+    let rows: Vec<&[Data]> = sheet.rows().collect();
+    assert_eq!(rows.len(), 5);
+    let header: Vec<String> = rows[0].iter().map(ToString::to_string).collect();
+    assert_eq!(
+        &header[..4],
+        ["user_id", "email", "first_name", "last_name"]
+    );
+    let joined = header.iter().position(|h| h == "joined_at").unwrap();
+    for r in &rows[1..] {
+        assert!(matches!(r[1], Data::String(_)));
+        assert!(
+            matches!(&r[joined], Data::DateTime(d) if d.is_datetime()),
+            "{:?}",
+            r[joined]
+        );
+    }
+    // The xlsx imports too (dry run: everyone is already a member of A).
+    let (status, body) = upload(
+        &app,
+        &admin_a,
+        &org_a,
+        "?dry_run=true",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        xlsx,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["total_rows"], 4);
+    assert_eq!(body["data"]["duplicates"].as_array().unwrap().len(), 4);
+
+    // Async export: a job, then the same file.
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org_a}/users/export?async=true"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let status_url = body["data"]["status_url"].as_str().unwrap().to_owned();
+    assert!(body["data"]["download_url"].is_null());
+    worker(&ctx, None, 50).run_until_idle().await.unwrap();
+    let (_, body) = send(&app, Method::GET, &status_url, Some(&admin_a), None).await;
+    assert_eq!(body["data"]["status"], "succeeded", "{body}");
+    assert_eq!(body["data"]["total_rows"], 4);
+    let (status, _, file) = download(
+        &app,
+        &admin_a,
+        body["data"]["download_url"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(file, csv, "the job's file is the streamed export");
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM audit_events WHERE action = 'data.export'"
+        )
+        .await,
+        4
+    );
+}
+
+async fn exports_and_jobs_never_cross_orgs(ctx: TestContext) {
+    let app = ctx.service().await;
+    let mut rng = Rng(0x10_5eed);
+    let mut orgs = Vec::new();
+    for o in 0..3 {
+        let (org, admin) =
+            new_org(&app, &format!("admin{o}@io.test"), &format!("IOISO00{o}")).await;
+        orgs.push((org, admin, BTreeSet::from([format!("admin{o}@io.test")])));
+    }
+    for i in 0..24 {
+        let o = usize::try_from(rng.next() % 3).unwrap();
+        let email = format!("x{i}@io.test");
+        let (org, admin, set) = &mut orgs[o];
+        let (status, _) = send(
+            &app,
+            Method::POST,
+            &format!("/api/v2/orgs/{org}/users"),
+            Some(admin),
+            Some(serde_json::json!({
+                "email": email, "first_name": "Same", "last_name": "Name"
+            })),
+        )
+        .await;
+        assert_eq!(status, 201);
+        set.insert(email);
+    }
+    for (org, admin, expected) in &orgs {
+        for q in ["", "&q=same", "&status=invited"] {
+            let (status, _, csv) = download(
+                &app,
+                admin,
+                &format!("/api/v2/orgs/{org}/users/export?format=csv{q}"),
+            )
+            .await;
+            assert_eq!(status, 200);
+            let got: BTreeSet<String> = parse_csv(&csv)
+                .into_iter()
+                .map(|r| r["email"].clone())
+                .collect();
+            assert!(got.is_subset(expected), "{q}: {got:?} ⊄ {expected:?}");
+            if q.is_empty() {
+                assert_eq!(&got, expected);
+            }
+        }
+    }
+    // A job of org 0 is 404 for org 1's admin, on its own org's path and on org 0's.
+    let (org0, admin0, _) = &orgs[0];
+    let (org1, admin1, _) = &orgs[1];
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org0}/users/export?async=true"),
+        Some(admin0),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let job = body["data"]["id"].as_str().unwrap();
+    for uri in [
+        format!("/api/v2/orgs/{org1}/jobs/{job}"),
+        format!("/api/v2/orgs/{org0}/jobs/{job}"),
+        format!("/api/v2/orgs/{org1}/jobs/{job}/download"),
+    ] {
+        let (status, _) = send(&app, Method::GET, &uri, Some(admin1), None).await;
+        assert_eq!(status, 404, "{uri}");
+    }
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org0}/jobs/{job}"),
+        Some(admin0),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+}

@@ -1,0 +1,22 @@
+//! Durable background jobs on the application database, and the member import and
+//! export that run as such jobs.
+//!
+//! - [`queue`]: the job table. A job and its input rows live in the database; a worker
+//!   claims a job with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock
+//!   on SQLite) and applies it in steps, each step's work and the move of the job's
+//!   cursor committed in one transaction, so a crash neither loses nor repeats a row.
+//! - [`import`]: validating rows, the dry run (row-level errors, duplicates), the import
+//!   step (rows added through `tenancy_store::add_member_in`, audited one by one).
+//! - [`export`]: member pages written as CSV or XLSX; the export job.
+//! - [`table`]: the spreadsheet columns, reading uploads, writing XLSX.
+//! - [`worker`]: the loop that claims and runs jobs.
+
+mod entity;
+pub mod export;
+pub mod import;
+pub mod queue;
+pub mod table;
+pub mod worker;
+
+pub use queue::{Job, JobKind, JobQueue, JobStatus, JobStoreError};
+pub use worker::{RunOutcome, Worker, WorkerSettings};

@@ -1,0 +1,711 @@
+//! The durable job table: creating a job with its input rows, claiming one with a lease,
+//! advancing its cursor inside the transaction that does the work, finishing it.
+//!
+//! Exactly-once rests on one rule: a worker applies the rows after `cursor` and moves
+//! `cursor` past them **in the same transaction**, with a conditional update
+//! (`… WHERE cursor = <what it read> AND lease_owner = <me>`). A crash before the commit
+//! loses the work and the cursor move together; a worker whose lease was taken over
+//! finds the condition false and rolls back. Claiming is `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL and the database write lock on SQLite.
+
+use std::time::Duration;
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::entity::{job_errors, job_files, job_items, jobs};
+use persistence::{Database, now_micros};
+
+/// A storage failure of the job queue.
+#[derive(Debug, thiserror::Error)]
+#[error("job storage failure")]
+pub struct JobStoreError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+impl From<sea_orm::DbErr> for JobStoreError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self(persistence::boxed(e))
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Bulk member import from an uploaded CSV or XLSX file.
+    MemberImport,
+    /// A member export (CSV or XLSX) too large to stream in the request.
+    MemberExport,
+}
+
+impl JobKind {
+    /// The stored name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MemberImport => "member_import",
+            Self::MemberExport => "member_export",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::MemberImport, Self::MemberExport]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Claimed by a worker (or waiting for a new one after a crash).
+    Running,
+    /// Done (an import may still have failed rows: see the error report).
+    Succeeded,
+    /// Given up (see `error`).
+    Failed,
+}
+
+impl JobStatus {
+    /// The stored name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "queued" => Self::Queued,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            _ => Self::Running,
+        }
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The org it belongs to.
+    pub org_id: Uuid,
+    /// Its id.
+    pub id: Uuid,
+    /// What it does.
+    pub kind: JobKind,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// Who started it.
+    pub created_by: Option<Uuid>,
+    /// Kind-specific parameters.
+    pub params: serde_json::Value,
+    /// Input rows (import) or rows written (export, when done).
+    pub total: i64,
+    /// The last input row processed (its sequence number).
+    pub cursor: i64,
+    /// Rows applied.
+    pub succeeded: i64,
+    /// Rows refused (in the error report).
+    pub failed: i64,
+    /// Why the job failed, if it did.
+    pub error: Option<String>,
+    /// Claims so far.
+    pub attempts: i32,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// Last progress.
+    pub updated_at: OffsetDateTime,
+    /// When it ended.
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+fn job(m: jobs::Model) -> Job {
+    Job {
+        org_id: m.org_id,
+        id: m.id,
+        kind: JobKind::parse(&m.kind).unwrap_or(JobKind::MemberImport),
+        status: JobStatus::parse(&m.status),
+        created_by: m.created_by,
+        params: m.params,
+        total: m.total,
+        cursor: m.cursor,
+        succeeded: m.succeeded,
+        failed: m.failed,
+        error: m.error,
+        attempts: m.attempts,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        finished_at: m.finished_at,
+    }
+}
+
+/// One input row of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobItem {
+    /// Its sequence number (for imports: the row number in the file).
+    pub seq: i64,
+    /// Its content.
+    pub payload: serde_json::Value,
+}
+
+/// One refused row of a job's error report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFailure {
+    /// The row's sequence number.
+    pub seq: i64,
+    /// The row as read.
+    pub payload: serde_json::Value,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// A claim on a job: who holds it and for how long each renewal lasts.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The job's org.
+    pub org_id: Uuid,
+    /// The job.
+    pub job_id: Uuid,
+    /// The worker holding it.
+    pub owner: String,
+    /// How long a renewal lasts.
+    pub duration: Duration,
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn until_ms(d: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Rows per multi-row insert of job items.
+const ITEM_CHUNK: usize = 500;
+
+/// A job being created: its input rows are inserted as they are pushed (in chunks), and
+/// the job becomes visible to workers only when [`JobDraft::submit`] commits.
+pub struct JobDraft {
+    txn: DatabaseTransaction,
+    org_id: Uuid,
+    id: Uuid,
+    kind: JobKind,
+    created_by: Option<Uuid>,
+    params: serde_json::Value,
+    buffer: Vec<job_items::ActiveModel>,
+    count: i64,
+}
+
+impl std::fmt::Debug for JobDraft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobDraft")
+            .field("id", &self.id)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobDraft {
+    /// The job's id.
+    #[must_use]
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Adds an input row with sequence number `seq` (increasing).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn push(
+        &mut self,
+        seq: i64,
+        payload: serde_json::Value,
+    ) -> Result<(), JobStoreError> {
+        self.buffer.push(job_items::ActiveModel {
+            org_id: Set(self.org_id),
+            job_id: Set(self.id),
+            seq: Set(seq),
+            payload: Set(payload),
+        });
+        self.count += 1;
+        if self.buffer.len() >= ITEM_CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), JobStoreError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.buffer);
+        job_items::Entity::insert_many(rows).exec(&self.txn).await?;
+        Ok(())
+    }
+
+    /// Stores the job (queued) with its rows and commits.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn submit(mut self) -> Result<Job, JobStoreError> {
+        self.flush().await?;
+        let now = now_micros();
+        let row = jobs::ActiveModel {
+            org_id: Set(self.org_id),
+            id: Set(self.id),
+            kind: Set(self.kind.as_str().to_owned()),
+            status: Set(JobStatus::Queued.as_str().to_owned()),
+            created_by: Set(self.created_by),
+            params: Set(self.params),
+            total: Set(self.count),
+            cursor: Set(0),
+            succeeded: Set(0),
+            failed: Set(0),
+            lease_owner: Set(None),
+            lease_until_ms: Set(0),
+            attempts: Set(0),
+            error: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            finished_at: Set(None),
+        }
+        .insert(&self.txn)
+        .await?;
+        self.txn.commit().await?;
+        Ok(job(row))
+    }
+}
+
+/// The job queue over the application database.
+#[derive(Debug, Clone)]
+pub struct JobQueue {
+    db: Database,
+}
+
+impl JobQueue {
+    /// A queue over `db`.
+    #[must_use]
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// The database.
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Starts creating a job of `org` (in a transaction scoped to the org).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn draft(
+        &self,
+        org_id: Uuid,
+        kind: JobKind,
+        created_by: Option<Uuid>,
+        params: serde_json::Value,
+    ) -> Result<JobDraft, JobStoreError> {
+        let txn = self.db.begin_for_org(org_id).await?;
+        Ok(JobDraft {
+            txn,
+            org_id,
+            id: Uuid::now_v7(),
+            kind,
+            created_by,
+            params,
+            buffer: Vec::new(),
+            count: 0,
+        })
+    }
+
+    /// One job of `org` (`None` if it does not exist there).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn get(&self, org_id: Uuid, id: Uuid) -> Result<Option<Job>, JobStoreError> {
+        let txn = self.db.read_for_org(org_id).await?;
+        let row = jobs::Entity::find_by_id((org_id, id)).one(&txn).await?;
+        txn.commit().await?;
+        Ok(row.map(job))
+    }
+
+    /// Refused rows of a job after `after_seq`, in order, at most `limit`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn failures(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        after_seq: i64,
+        limit: u64,
+    ) -> Result<Vec<JobFailure>, JobStoreError> {
+        let txn = self.db.read_for_org(org_id).await?;
+        let rows = job_errors::Entity::find()
+            .filter(job_errors::Column::OrgId.eq(org_id))
+            .filter(job_errors::Column::JobId.eq(id))
+            .filter(job_errors::Column::Seq.gt(after_seq))
+            .order_by_asc(job_errors::Column::Seq)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| JobFailure {
+                seq: r.seq,
+                payload: r.payload,
+                reason: r.reason,
+            })
+            .collect())
+    }
+
+    /// Part `part` of a job's result file.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn file_part(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        part: i32,
+    ) -> Result<Option<Vec<u8>>, JobStoreError> {
+        let txn = self.db.read_for_org(org_id).await?;
+        let row = job_files::Entity::find_by_id((org_id, id, part))
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(row.map(|r| r.data))
+    }
+
+    /// Claims the oldest runnable job (queued, or running with an expired lease: its
+    /// worker died) for `owner`; `None` when there is none.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<(Job, Lease)>, JobStoreError> {
+        let conn = self.db.primary();
+        let backend = conn.get_database_backend();
+        let (sql, lock) = match backend {
+            DbBackend::Postgres => ("$1, $2, $3", " FOR UPDATE SKIP LOCKED"),
+            _ => ("?, ?, ?", ""),
+        };
+        let mut params = sql.split(", ");
+        let (p1, p2, p3) = (
+            params.next().unwrap_or("?"),
+            params.next().unwrap_or("?"),
+            params.next().unwrap_or("?"),
+        );
+        let stmt = format!(
+            "UPDATE jobs SET status = 'running', lease_owner = {p1}, lease_until_ms = {p2}, \
+             attempts = attempts + 1 \
+             WHERE (org_id, id) = (SELECT org_id, id FROM jobs \
+               WHERE status IN ('queued', 'running') AND lease_until_ms <= {p3} \
+               ORDER BY created_at, id LIMIT 1{lock}) \
+             RETURNING org_id, id"
+        );
+        let row = conn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                stmt,
+                [owner.into(), until_ms(lease).into(), now_ms().into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let org_id: Uuid = row.try_get("", "org_id")?;
+        let id: Uuid = row.try_get("", "id")?;
+        let Some(model) = jobs::Entity::find_by_id((org_id, id)).one(conn).await? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            job(model),
+            Lease {
+                org_id,
+                job_id: id,
+                owner: owner.to_owned(),
+                duration: lease,
+            },
+        )))
+    }
+
+    /// Begins one step of work on a claimed job: a transaction scoped to its org that
+    /// has renewed the lease on condition that the cursor is still `cursor` and the
+    /// lease still ours (on PostgreSQL this also locks the job row until the step
+    /// commits). `None` if the lease was lost.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn begin_step(
+        &self,
+        lease: &Lease,
+        cursor: i64,
+    ) -> Result<Option<DatabaseTransaction>, JobStoreError> {
+        let txn = self.db.begin_for_org(lease.org_id).await?;
+        let touched = jobs::Entity::update_many()
+            .col_expr(
+                jobs::Column::LeaseUntilMs,
+                Expr::value(until_ms(lease.duration)),
+            )
+            .filter(jobs::Column::OrgId.eq(lease.org_id))
+            .filter(jobs::Column::Id.eq(lease.job_id))
+            .filter(jobs::Column::Cursor.eq(cursor))
+            .filter(jobs::Column::LeaseOwner.eq(lease.owner.as_str()))
+            .exec(&txn)
+            .await?;
+        if touched.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        Ok(Some(txn))
+    }
+
+    /// Input rows after `cursor`, at most `limit`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn items<C: ConnectionTrait>(
+        conn: &C,
+        lease: &Lease,
+        cursor: i64,
+        limit: u64,
+    ) -> Result<Vec<JobItem>, JobStoreError> {
+        Ok(job_items::Entity::find()
+            .filter(job_items::Column::OrgId.eq(lease.org_id))
+            .filter(job_items::Column::JobId.eq(lease.job_id))
+            .filter(job_items::Column::Seq.gt(cursor))
+            .order_by_asc(job_items::Column::Seq)
+            .limit(limit)
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|r| JobItem {
+                seq: r.seq,
+                payload: r.payload,
+            })
+            .collect())
+    }
+
+    /// Records a refused row (inside the step's transaction).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn record_failure<C: ConnectionTrait>(
+        conn: &C,
+        lease: &Lease,
+        failure: JobFailure,
+    ) -> Result<(), JobStoreError> {
+        job_errors::ActiveModel {
+            org_id: Set(lease.org_id),
+            job_id: Set(lease.job_id),
+            seq: Set(failure.seq),
+            payload: Set(failure.payload),
+            reason: Set(failure.reason),
+        }
+        .insert(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves the cursor from `from` to `to` and adds to the counters, then commits the
+    /// step; `false` (rolled back) if the cursor or the lease changed meanwhile.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn commit_step(
+        txn: DatabaseTransaction,
+        lease: &Lease,
+        from: i64,
+        to: i64,
+        succeeded: i64,
+        failed: i64,
+    ) -> Result<bool, JobStoreError> {
+        let moved = jobs::Entity::update_many()
+            .col_expr(jobs::Column::Cursor, Expr::value(to))
+            .col_expr(
+                jobs::Column::Succeeded,
+                Expr::col(jobs::Column::Succeeded).add(succeeded),
+            )
+            .col_expr(
+                jobs::Column::Failed,
+                Expr::col(jobs::Column::Failed).add(failed),
+            )
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now_micros()))
+            .filter(jobs::Column::OrgId.eq(lease.org_id))
+            .filter(jobs::Column::Id.eq(lease.job_id))
+            .filter(jobs::Column::Cursor.eq(from))
+            .filter(jobs::Column::LeaseOwner.eq(lease.owner.as_str()))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Renews the lease (long single steps, e.g. an export); `false` if it was lost.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn renew(&self, lease: &Lease) -> Result<bool, JobStoreError> {
+        let txn = self.db.begin_for_org(lease.org_id).await?;
+        let touched = jobs::Entity::update_many()
+            .col_expr(
+                jobs::Column::LeaseUntilMs,
+                Expr::value(until_ms(lease.duration)),
+            )
+            .filter(jobs::Column::OrgId.eq(lease.org_id))
+            .filter(jobs::Column::Id.eq(lease.job_id))
+            .filter(jobs::Column::LeaseOwner.eq(lease.owner.as_str()))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(touched.rows_affected > 0)
+    }
+
+    /// Ends the job (`Succeeded`, or `Failed` with `error`), releasing the lease;
+    /// `total` replaces the stored total when given (exports count as they write).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn finish(
+        &self,
+        lease: &Lease,
+        outcome: Result<Option<i64>, String>,
+    ) -> Result<bool, JobStoreError> {
+        let txn = self.db.begin_for_org(lease.org_id).await?;
+        let done = Self::finish_in(&txn, lease, outcome).await?;
+        txn.commit().await?;
+        Ok(done)
+    }
+
+    /// [`JobQueue::finish`] inside the caller's transaction.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn finish_in<C: ConnectionTrait>(
+        conn: &C,
+        lease: &Lease,
+        outcome: Result<Option<i64>, String>,
+    ) -> Result<bool, JobStoreError> {
+        let now = now_micros();
+        let mut update = jobs::Entity::update_many()
+            .col_expr(
+                jobs::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(jobs::Column::LeaseUntilMs, Expr::value(0_i64))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .col_expr(jobs::Column::FinishedAt, Expr::value(Some(now)));
+        match outcome {
+            Ok(total) => {
+                update = update.col_expr(
+                    jobs::Column::Status,
+                    Expr::value(JobStatus::Succeeded.as_str()),
+                );
+                if let Some(t) = total {
+                    update = update
+                        .col_expr(jobs::Column::Total, Expr::value(t))
+                        .col_expr(jobs::Column::Succeeded, Expr::value(t))
+                        .col_expr(jobs::Column::Cursor, Expr::value(t));
+                }
+            }
+            Err(e) => {
+                update = update
+                    .col_expr(
+                        jobs::Column::Status,
+                        Expr::value(JobStatus::Failed.as_str()),
+                    )
+                    .col_expr(jobs::Column::Error, Expr::value(Some(e)));
+            }
+        }
+        let res = update
+            .filter(jobs::Column::OrgId.eq(lease.org_id))
+            .filter(jobs::Column::Id.eq(lease.job_id))
+            .filter(jobs::Column::LeaseOwner.eq(lease.owner.as_str()))
+            .exec(conn)
+            .await?;
+        Ok(res.rows_affected > 0)
+    }
+
+    /// Gives the job back after a transient failure: the lease ends now, so any worker
+    /// (this one included) may claim it again.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn release(&self, lease: &Lease, error: &str) -> Result<(), JobStoreError> {
+        let txn = self.db.begin_for_org(lease.org_id).await?;
+        jobs::Entity::update_many()
+            .col_expr(
+                jobs::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(jobs::Column::LeaseUntilMs, Expr::value(0_i64))
+            .col_expr(jobs::Column::Error, Expr::value(Some(error.to_owned())))
+            .filter(jobs::Column::OrgId.eq(lease.org_id))
+            .filter(jobs::Column::Id.eq(lease.job_id))
+            .filter(jobs::Column::LeaseOwner.eq(lease.owner.as_str()))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the job's result file with the contents of `parts` (in order), inside
+    /// the caller's transaction.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn store_file_part<C: ConnectionTrait>(
+        conn: &C,
+        lease: &Lease,
+        part: i32,
+        data: Vec<u8>,
+    ) -> Result<(), JobStoreError> {
+        if part == 0 {
+            job_files::Entity::delete_many()
+                .filter(job_files::Column::OrgId.eq(lease.org_id))
+                .filter(job_files::Column::JobId.eq(lease.job_id))
+                .exec(conn)
+                .await?;
+        }
+        job_files::ActiveModel {
+            org_id: Set(lease.org_id),
+            job_id: Set(lease.job_id),
+            part: Set(part),
+            data: Set(data),
+        }
+        .insert(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Begins a nested transaction (a savepoint) so one row's failure can be undone without
+/// losing the step.
+///
+/// # Errors
+/// Storage failures.
+pub async fn savepoint(txn: &DatabaseTransaction) -> Result<DatabaseTransaction, JobStoreError> {
+    Ok(txn.begin().await?)
+}
