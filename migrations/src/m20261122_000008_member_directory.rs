@@ -39,6 +39,9 @@ enum Memberships {
     OrgId,
     UserId,
     SearchDoc,
+    SortName,
+    Email,
+    ActiveAt,
     JoinedAt,
 }
 
@@ -211,6 +214,50 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        // The member list's sort keys, kept with the membership so every order is an
+        // index range scan within the org (names and e-mails never change without the
+        // memberships being rewritten; sign-in writes `active_at` of every membership).
+        for col in [Memberships::SortName, Memberships::Email] {
+            m.alter_table(
+                Table::alter()
+                    .table(Memberships::Table)
+                    .add_column(ColumnDef::new(col).text().not_null().default(""))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.alter_table(
+            Table::alter()
+                .table(Memberships::Table)
+                .add_column(
+                    ColumnDef::new(Memberships::ActiveAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        for (name, col) in [
+            ("ix_memberships_org_sort_name", Memberships::SortName),
+            ("ix_memberships_org_email", Memberships::Email),
+        ] {
+            m.create_index(
+                Index::create()
+                    .name(name)
+                    .table(Memberships::Table)
+                    .col(Memberships::OrgId)
+                    .col(col)
+                    .col(Memberships::UserId)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE INDEX ix_memberships_org_active ON memberships \
+                 (org_id, (coalesce(active_at, joined_at)), user_id)",
+            )
+            .await?;
         m.create_index(
             Index::create()
                 .name("ix_memberships_org_joined")
@@ -256,13 +303,32 @@ impl MigrationTrait for Migration {
         .await?;
         m.drop_table(Table::drop().table(RemovedMemberships::Table).to_owned())
             .await?;
-        m.alter_table(
-            Table::alter()
-                .table(Memberships::Table)
-                .drop_column(Memberships::SearchDoc)
-                .to_owned(),
-        )
-        .await?;
+        m.get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS ix_memberships_org_active")
+            .await?;
+        for name in ["ix_memberships_org_sort_name", "ix_memberships_org_email"] {
+            m.drop_index(
+                Index::drop()
+                    .name(name)
+                    .table(Memberships::Table)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        for col in [
+            Memberships::SearchDoc,
+            Memberships::SortName,
+            Memberships::Email,
+            Memberships::ActiveAt,
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(Memberships::Table)
+                    .drop_column(col)
+                    .to_owned(),
+            )
+            .await?;
+        }
         for col in [Users::LastActiveAt, Users::Phone] {
             m.alter_table(
                 Table::alter()

@@ -23,7 +23,7 @@ use crate::seed::rng::SplitMix64;
 
 const BIG_ORG_MEMBERS: usize = 10_000;
 const ROUNDS: usize = 200;
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 11] = [
     "org_id",
     "user_id",
     "builtin_role",
@@ -33,6 +33,8 @@ const COLUMNS: [&str; 9] = [
     "joined_at",
     "updated_at",
     "search_doc",
+    "sort_name",
+    "email",
 ];
 
 fn p(sorted: &[Duration], q: f64) -> f64 {
@@ -147,6 +149,8 @@ async fn measure(url: &str) -> anyhow::Result<()> {
                 Value::from(joined),
                 Value::from(now),
                 Value::from(doc),
+                Value::from(tenancy::search::sort_name(&first, &last)),
+                Value::from(email.clone()),
             ])
             .await?;
             names.push((first, last));

@@ -389,9 +389,7 @@ pub async fn member_count(db: &persistence::Database, org: Uuid) -> Result<u64, 
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            format!(
-                "SELECT count(*) AS n FROM memberships WHERE org_id = {p}"
-            ),
+            format!("SELECT count(*) AS n FROM memberships WHERE org_id = {p}"),
             [org.into()],
         ))
         .await?;

@@ -199,6 +199,7 @@ pub(crate) fn membership(
         role_ends_at: m.role_ends_at,
         version: m.version,
         joined_at: m.joined_at,
+        last_active_at: m.active_at,
     })
 }
 

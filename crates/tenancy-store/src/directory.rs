@@ -80,28 +80,18 @@ fn status_str(s: MembershipStatus) -> &'static str {
     }
 }
 
-fn lower(col: users::Column) -> SimpleExpr {
-    Func::lower(Expr::col((users::Entity, col))).into()
-}
-
-/// The expressions a sort orders by (before the user-id tie-breaker).
+/// The expressions a sort orders by (before the user-id tie-breaker): the
+/// membership's own columns, each leading an index after the org id (migration 000008).
 fn sort_exprs(sort: MemberSort) -> Vec<SimpleExpr> {
+    let col = |c: memberships::Column| Expr::col((memberships::Entity, c));
     match sort {
-        MemberSort::Name => vec![
-            lower(users::Column::LastName),
-            lower(users::Column::FirstName),
-        ],
-        MemberSort::Email => vec![Expr::col((users::Entity, users::Column::Email))],
-        MemberSort::Joined => {
-            vec![Expr::col((
-                memberships::Entity,
-                memberships::Column::JoinedAt,
-            ))]
-        }
+        MemberSort::Name => vec![col(memberships::Column::SortName)],
+        MemberSort::Email => vec![col(memberships::Column::Email)],
+        MemberSort::Joined => vec![col(memberships::Column::JoinedAt)],
         MemberSort::LastActive => vec![
             Func::coalesce([
-                Expr::col((users::Entity, users::Column::LastActiveAt)),
-                Expr::col((users::Entity, users::Column::CreatedAt)),
+                col(memberships::Column::ActiveAt),
+                col(memberships::Column::JoinedAt),
             ])
             .into(),
         ],
@@ -110,7 +100,7 @@ fn sort_exprs(sort: MemberSort) -> Vec<SimpleExpr> {
 
 fn key_values(key: &SortKey) -> Vec<SimpleExpr> {
     match key {
-        SortKey::Name(last, first) => vec![Expr::val(last.clone()), Expr::val(first.clone())],
+        SortKey::Name(name) => vec![Expr::val(name.clone())],
         SortKey::Email(e) => vec![Expr::val(e.clone())],
         SortKey::Time(t) => vec![Expr::val(*t)],
     }

@@ -124,6 +124,29 @@ pub(crate) async fn member_search_doc<C: ConnectionTrait>(
     ))
 }
 
+/// The directory columns of `user`'s membership: the search document, the name and
+/// e-mail sort keys and the last sign-in (`ActiveModel` with only those fields set, to be
+/// completed by the caller).
+pub(crate) async fn member_directory_fields<C: ConnectionTrait>(
+    conn: &C,
+    user: uuid::Uuid,
+    committee: Option<&str>,
+    profile: &serde_json::Value,
+) -> Result<memberships::ActiveModel, StorageFailure> {
+    let u = users::Entity::find_by_id(user)
+        .one(conn)
+        .await
+        .map_err(failure)?
+        .ok_or_else(|| convert::corrupt(format!("membership of unknown user {user}")))?;
+    Ok(memberships::ActiveModel {
+        search_doc: Set(member_search_doc(conn, user, committee, profile).await?),
+        sort_name: Set(tenancy::search::sort_name(&u.first_name, &u.last_name)),
+        email: Set(u.email),
+        active_at: Set(u.last_active_at),
+        ..Default::default()
+    })
+}
+
 /// Active members whose role counts as admin (built-in or custom).
 async fn count_active_admins<C: ConnectionTrait>(
     conn: &C,
@@ -229,13 +252,8 @@ impl OrgRepository for SeaOrmOrgRepository {
             version: Set(1),
             joined_at: Set(now),
             updated_at: Set(now),
-            search_doc: Set(member_search_doc(
-                &txn,
-                req.creator.as_uuid(),
-                None,
-                &serde_json::json!({}),
-            )
-            .await?),
+            ..member_directory_fields(&txn, req.creator.as_uuid(), None, &serde_json::json!({}))
+                .await?
         }
         .insert(&txn)
         .await
@@ -367,9 +385,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             version: Set(1),
             joined_at: Set(now),
             updated_at: Set(now),
-            search_doc: Set(
-                member_search_doc(&txn, user.as_uuid(), None, &serde_json::json!({})).await?,
-            ),
+            ..member_directory_fields(&txn, user.as_uuid(), None, &serde_json::json!({})).await?
         }
         .insert(&txn)
         .await
@@ -760,13 +776,13 @@ impl OrgRepository for SeaOrmOrgRepository {
             version: Set(archived.version + 1),
             joined_at: Set(archived.joined_at),
             updated_at: Set(now),
-            search_doc: Set(member_search_doc(
+            ..member_directory_fields(
                 &txn,
                 archived.user_id,
                 archived.committee.as_deref(),
                 &archived.profile,
             )
-            .await?),
+            .await?
         }
         .insert(&txn)
         .await
@@ -848,6 +864,9 @@ impl OrgRepository for SeaOrmOrgRepository {
                 joined_at: r.joined_at,
                 updated_at: r.removed_at,
                 search_doc: String::new(),
+                sort_name: String::new(),
+                email: String::new(),
+                active_at: None,
             };
             out.push((
                 convert::user(u)?,
@@ -1133,7 +1152,7 @@ pub async fn add_member_in(
         version: Set(1),
         joined_at: Set(now),
         updated_at: Set(now),
-        search_doc: Set(member_search_doc(txn, user_row.id, committee.as_deref(), &profile).await?),
+        ..member_directory_fields(txn, user_row.id, committee.as_deref(), &profile).await?
     }
     .insert(txn)
     .await

@@ -10,7 +10,7 @@ use tenancy::{Email, Session, UserId};
 use time::OffsetDateTime;
 
 use crate::convert::{self, failure};
-use crate::entity::{sessions, users};
+use crate::entity::{memberships, sessions, users};
 use persistence::{Database, now_micros};
 
 /// [`SessionRepository`] on SeaORM (PostgreSQL or SQLite).
@@ -101,10 +101,17 @@ impl SessionRepository for SeaOrmSessionRepository {
         .insert(&txn)
         .await
         .map_err(failure)?;
-        // "Last active" in the member directory is the last sign-in.
+        // "Last active" in the member directory is the last sign-in (kept with each
+        // membership too, so the directory sorts by it from an index).
         users::Entity::update_many()
             .col_expr(users::Column::LastActiveAt, Expr::value(row.created_at))
             .filter(users::Column::Id.eq(new.user_id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(failure)?;
+        memberships::Entity::update_many()
+            .col_expr(memberships::Column::ActiveAt, Expr::value(row.created_at))
+            .filter(memberships::Column::UserId.eq(new.user_id.as_uuid()))
             .exec(&txn)
             .await
             .map_err(failure)?;

@@ -25,7 +25,7 @@ pub enum MemberSort {
     Email,
     /// When they joined the org.
     Joined,
-    /// When they last signed in (else when their account was created).
+    /// When they last signed in (else when they joined).
     LastActive,
 }
 
@@ -75,8 +75,8 @@ pub struct MemberFilter {
 /// The sort key of one row, as a cursor carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SortKey {
-    /// Lower-cased last and first name.
-    Name(String, String),
+    /// The stored name key ([`crate::search::sort_name`]).
+    Name(String),
     /// Lower-cased e-mail.
     Email(String),
     /// A time (joined, last active).
@@ -106,13 +106,13 @@ impl MemberCursor {
     #[must_use]
     pub fn after(sort: MemberSort, descending: bool, user: &User, m: &Membership) -> Self {
         let key = match sort {
-            MemberSort::Name => SortKey::Name(
-                user.last_name.as_str().to_lowercase(),
-                user.first_name.as_str().to_lowercase(),
-            ),
+            MemberSort::Name => SortKey::Name(crate::search::sort_name(
+                user.first_name.as_str(),
+                user.last_name.as_str(),
+            )),
             MemberSort::Email => SortKey::Email(user.email.to_string()),
             MemberSort::Joined => SortKey::Time(m.joined_at),
-            MemberSort::LastActive => SortKey::Time(user.last_active_at.unwrap_or(user.created_at)),
+            MemberSort::LastActive => SortKey::Time(m.last_active_at.unwrap_or(m.joined_at)),
         };
         Self {
             sort,
@@ -126,7 +126,7 @@ impl MemberCursor {
     #[must_use]
     pub fn encode(&self) -> String {
         let key = match &self.key {
-            SortKey::Name(last, first) => format!("{last}\u{1f}{first}"),
+            SortKey::Name(name) => name.clone(),
             SortKey::Email(e) => e.clone(),
             SortKey::Time(t) => t.format(&Rfc3339).unwrap_or_default(),
         };
@@ -171,10 +171,7 @@ impl MemberCursor {
         }
         let user_id = UserId::from_uuid(uuid::Uuid::parse_str(user).map_err(|_| BadCursor)?);
         let key = match sort {
-            MemberSort::Name => {
-                let (last, first) = key.split_once('\u{1f}').ok_or(BadCursor)?;
-                SortKey::Name(last.to_owned(), first.to_owned())
-            }
+            MemberSort::Name => SortKey::Name(key.to_owned()),
             MemberSort::Email => SortKey::Email(key.to_owned()),
             MemberSort::Joined | MemberSort::LastActive => {
                 SortKey::Time(OffsetDateTime::parse(key, &Rfc3339).map_err(|_| BadCursor)?)
@@ -256,7 +253,7 @@ mod tests {
     fn cursors_round_trip_and_refuse_another_order() {
         let user_id = UserId::new();
         for key in [
-            SortKey::Name("o'brien".into(), "ana maría".into()),
+            SortKey::Name(crate::search::sort_name("Ana María", "O'Brien")),
             SortKey::Email("a|b@example.org".into()),
         ] {
             let sort = if matches!(key, SortKey::Name(..)) {

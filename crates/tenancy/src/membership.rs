@@ -130,6 +130,8 @@ pub struct Membership {
     pub version: i64,
     /// When they joined.
     pub joined_at: OffsetDateTime,
+    /// When they last signed in (any org), if since joining.
+    pub last_active_at: Option<OffsetDateTime>,
 }
 
 impl Membership {

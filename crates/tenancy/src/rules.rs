@@ -108,6 +108,7 @@ mod tests {
             role_ends_at: None,
             version: 1,
             joined_at: OffsetDateTime::UNIX_EPOCH,
+            last_active_at: None,
         }
     }
 

@@ -110,6 +110,17 @@ pub fn document(
     format!(" {body} ")
 }
 
+/// The stored sort key of the member list's name order: last name, then first name,
+/// lower-cased (kept with each membership so the order is served by an index).
+#[must_use]
+pub fn sort_name(first_name: &str, last_name: &str) -> String {
+    format!(
+        "{}\u{1f}{}",
+        last_name.to_lowercase(),
+        first_name.to_lowercase()
+    )
+}
+
 /// A parsed search text: its normalized words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {

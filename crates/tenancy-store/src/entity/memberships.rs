@@ -17,6 +17,9 @@ pub struct Model {
     pub joined_at: TimeDateTimeWithTimeZone,
     pub updated_at: TimeDateTimeWithTimeZone,
     pub search_doc: String,
+    pub sort_name: String,
+    pub email: String,
+    pub active_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -280,6 +280,8 @@ pub(super) async fn write_all(
             "joined_at",
             "updated_at",
             "search_doc",
+            "sort_name",
+            "email",
         ],
         p.batch,
         plan.memberships(p),
@@ -303,6 +305,7 @@ pub(super) async fn write_all(
             let committee =
                 (role == BuiltinRole::CommitteeLead).then(|| (*rng.pick(&COMMITTEES)).to_owned());
             let doc = search_doc(seed, u, committee.as_deref());
+            let (first, last) = user_names(seed, u);
             out.push([
                 v(plan.orgs[o]),
                 v(plan.users[u]),
@@ -316,6 +319,8 @@ pub(super) async fn write_all(
                 v(now),
                 v(now),
                 v(doc),
+                v(tenancy::search::sort_name(first, last)),
+                v(user_email(u)),
             ])
             .await?;
         }
@@ -335,6 +340,11 @@ pub(super) async fn write_all(
                 v(now),
                 v(now),
                 v(search_doc(seed, u, None)),
+                v({
+                    let (first, last) = user_names(seed, u);
+                    tenancy::search::sort_name(first, last)
+                }),
+                v(user_email(u)),
             ])
             .await?;
         }
