@@ -46,4 +46,6 @@ pub struct AppState {
     pub docs_html: Bytes,
     /// Rate limits (shared through Redis when configured).
     pub rate_limits: crate::http::rate_limit::RateLimits,
+    /// Security headers, HSTS and CORS.
+    pub security: crate::http::security::SecurityPolicy,
 }

@@ -4,11 +4,13 @@
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod json_limits;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
 pub mod raw;
 pub mod request_context;
+pub mod security;
 
 pub use envelope::{Created, Paged, Pagination, Reply};
 pub use error::{ApiError, ErrorCode, FieldError};

@@ -42,6 +42,7 @@ pub struct RouteDoc {
     access: Access,
     requirement: Option<Requirement>,
     rate: RouteRate,
+    body_limit: usize,
     errors: Vec<ErrorCode>,
 }
 
@@ -57,6 +58,7 @@ impl RouteDoc {
             access: Access::Authenticated,
             requirement: None,
             rate: RouteRate::Tier,
+            body_limit: super::extract::DEFAULT_JSON_LIMIT,
             errors: Vec::new(),
         }
     }
@@ -115,6 +117,21 @@ impl RouteDoc {
     pub fn rate_exempt(mut self) -> Self {
         self.rate = RouteRate::Exempt;
         self
+    }
+
+    /// Caps the request body at `bytes` (default 64 KiB): larger bodies answer 413.
+    /// Documented as `x-body-limit` when not the default.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// An upload route: the body cap is [`UPLOAD_BODY_LIMIT`](super::extract::UPLOAD_BODY_LIMIT)
+    /// (10 MiB); the handler reads the body as a stream within it.
+    #[must_use]
+    pub fn upload(self) -> Self {
+        self.body_limit(super::extract::UPLOAD_BODY_LIMIT)
     }
 
     /// Error codes the handler itself may answer with (extractors add their own).
@@ -199,11 +216,16 @@ impl ApiRoutes {
         let m = method.clone();
         let requirement = doc.requirement;
         let rate = doc.rate;
+        let limit = super::extract::BodyLimit(doc.body_limit);
         self.routes.push(RegisteredRoute {
             method,
             path,
             factory: Arc::new(move || {
-                let route = web::method(m.clone()).to(handler.clone());
+                let route = web::method(m.clone()).to(handler.clone()).wrap(
+                    actix_web::middleware::from_fn(move |r, n| {
+                        super::extract::with_body_limit(limit, r, n)
+                    }),
+                );
                 let route = match requirement {
                     Some(req) => {
                         route.wrap(actix_web::middleware::from_fn(move |r, n| guard(req, r, n)))
@@ -424,6 +446,10 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
                 serde_json::json!(class.as_str()),
             );
         }
+    }
+    if doc.body_limit != super::extract::DEFAULT_JSON_LIMIT {
+        op.extensions
+            .insert("x-body-limit".to_owned(), serde_json::json!(doc.body_limit));
     }
     codes.extend([ErrorCode::Internal, ErrorCode::ServiceUnavailable]);
     responses.extend(error_responses(ctx, &codes));

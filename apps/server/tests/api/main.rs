@@ -14,6 +14,7 @@ mod directory;
 mod districts;
 mod docs;
 mod errors;
+mod hardening;
 mod health;
 mod isolation;
 mod members;
