@@ -152,7 +152,7 @@ async fn resolve(req: &HttpRequest) -> Result<OrgMember, ApiError> {
         .await
         .map_err(|e| ApiError::internal(e.0))?
         .ok_or_else(not_found)?;
-    tracing::Span::current().record("org_id", tracing::field::display(org_id));
+    crate::http::request_context::record_org(org_id);
     Ok(OrgMember { org, actor })
 }
 

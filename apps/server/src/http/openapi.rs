@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use actix_web::http::Method;
+use actix_web::middleware::Next;
 use actix_web::{FromRequest, Handler, Responder, web};
 use aide::generate::GenContext;
 use aide::openapi::{
@@ -15,6 +16,7 @@ use aide::openapi::{
 };
 use aide::{OperationInput, OperationOutput};
 use indexmap::IndexMap;
+use tracing::Instrument;
 
 use permissions::PermissionKey;
 
@@ -221,20 +223,25 @@ impl ApiRoutes {
             method,
             path,
             factory: Arc::new(move || {
-                let route = web::method(m.clone()).to(handler.clone()).wrap(
-                    actix_web::middleware::from_fn(move |r, n| {
+                // Debug-level spans name the stages for the slow-request report.
+                let route = web::method(m.clone())
+                    .to(handler.clone())
+                    .wrap(actix_web::middleware::from_fn(|r, n: Next<_>| {
+                        n.call(r).instrument(tracing::debug_span!("handler"))
+                    }))
+                    .wrap(actix_web::middleware::from_fn(move |r, n| {
                         super::extract::with_body_limit(limit, r, n)
-                    }),
-                );
+                    }));
                 let route = match requirement {
-                    Some(req) => {
-                        route.wrap(actix_web::middleware::from_fn(move |r, n| guard(req, r, n)))
-                    }
+                    Some(req) => route.wrap(actix_web::middleware::from_fn(move |r, n| {
+                        guard(req, r, n).instrument(tracing::debug_span!("authz"))
+                    })),
                     None => route,
                 };
                 // Outermost: a refused request costs no membership lookup or body read.
                 route.wrap(actix_web::middleware::from_fn(move |r, n| {
                     super::rate_limit::middleware(rate, r, n)
+                        .instrument(tracing::debug_span!("rate_limit"))
                 }))
             }),
         });

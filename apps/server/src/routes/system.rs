@@ -150,6 +150,8 @@ async fn metrics(state: State) -> crate::http::raw::PlainText {
         ),
     );
     crate::http::metrics::render_rate_limits(&mut out, &state.rate_limits);
+    crate::http::metrics::render_pools(&mut out, &state.db);
+    crate::http::metrics::render_jobs(&mut out);
     crate::http::raw::PlainText(out)
 }
 

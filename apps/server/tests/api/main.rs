@@ -18,6 +18,7 @@ mod hardening;
 mod health;
 mod isolation;
 mod members;
+mod observability;
 mod orgs;
 mod permissions;
 mod rate_limits;
