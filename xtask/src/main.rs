@@ -11,6 +11,7 @@ mod ci;
 mod migrate;
 mod openapi;
 mod purity;
+mod replica;
 mod seed;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,11 @@ enum Command {
     /// Sample data on the configured database (migrated first): a demo tenant with
     /// printed sign-ins (--demo), or the bulk benchmark dataset (--enterprise [--large]).
     Seed(seed::Args),
+    /// A local streaming read replica of the local PostgreSQL (setup, status, teardown).
+    Replica {
+        #[command(subcommand)]
+        action: replica::Action,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,5 +67,6 @@ fn main() -> anyhow::Result<()> {
         Command::CheckPurity => purity::run(),
         Command::Bench => bench::run_all(),
         Command::Seed(args) => seed::run(&args),
+        Command::Replica { action } => replica::run(&action),
     }
 }

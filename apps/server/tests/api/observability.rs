@@ -270,3 +270,186 @@ async fn passwords_are_never_logged(ctx: TestContext) {
         );
     }
 }
+
+/// Read routing with `DATABASE_READ_URL` (PostgreSQL only).
+mod replica {
+    use actix_web::http::Method;
+    use actix_web::test;
+    use pto_server::config::Secret;
+    use pto_server::startup::{HashingCost, app, build_state};
+    use sea_orm::ConnectionTrait;
+
+    use super::{new_org, scrape, series};
+    use crate::helpers::{APP_ROLE, Backend, TestContext, with_database, with_user};
+
+    /// The PostgreSQL admin URL, or `None` (skipped) outside CI when unset.
+    fn admin_url() -> Option<String> {
+        let url = std::env::var("TEST_DATABASE_URL").ok();
+        assert!(
+            url.is_some() || std::env::var("CI").as_deref() != Ok("true"),
+            "TEST_DATABASE_URL must be set under CI=true"
+        );
+        if url.is_none() {
+            eprintln!("postgres backend not configured (TEST_DATABASE_URL unset): skipped");
+        }
+        url
+    }
+
+    async fn members_seen<S, B>(app: &S, org: &str, token: &str, consistency: bool) -> usize
+    where
+        S: actix_web::dev::Service<
+                actix_http::Request,
+                Response = actix_web::dev::ServiceResponse<B>,
+                Error = actix_web::Error,
+            >,
+        B: actix_web::body::MessageBody,
+    {
+        let mut req = test::TestRequest::get()
+            .uri(&format!("/api/v2/orgs/{org}/users"))
+            .insert_header(("authorization", format!("Bearer {token}")));
+        if consistency {
+            req = req.insert_header(("x-consistency-token", "1"));
+        }
+        let res = test::call_service(app, req.to_request()).await;
+        assert_eq!(res.status().as_u16(), 200);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        body["data"].as_array().expect("a list").len()
+    }
+
+    /// Without a real replica: `DATABASE_READ_URL` names a second database with the
+    /// same schema and none of the data, so the answer shows which pool served a read.
+    #[actix_web::test]
+    async fn lag_tolerant_reads_use_the_replica_and_consistent_reads_the_primary() {
+        let Some(admin_url) = admin_url() else { return };
+        let ctx = TestContext::new(Backend::Postgres).await.expect("postgres");
+        let name = format!("ptoc_r_{}", uuid::Uuid::now_v7().simple());
+        let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\" OWNER {APP_ROLE}"))
+            .await
+            .unwrap();
+        let replica_url = with_user(&with_database(&admin_url, &name), APP_ROLE);
+        let replica = persistence::Database::connect(&persistence::DatabaseSettings {
+            url: replica_url.clone(),
+            read_url: None,
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+        replica.migrate().await.unwrap();
+        replica.close().await.unwrap();
+
+        let mut settings = ctx.settings.clone();
+        settings.database_read_url = Some(Secret::new(replica_url));
+        let state = build_state(&settings, &ctx.api, HashingCost::FastForTests)
+            .await
+            .unwrap();
+        assert!(state.db.has_replica());
+        let app = test::init_service(app(state.clone(), ctx.api.clone())).await;
+        let (org, _, token) = new_org(&app, "routing@example.org").await;
+
+        // The list tolerates lag: served by the (empty) replica.
+        assert_eq!(members_seen(&app, &org, &token, false).await, 0);
+        // Asking for one's own writes: served by the primary, which has the admin.
+        assert_eq!(members_seen(&app, &org, &token, true).await, 1);
+        let metrics = scrape(&app).await;
+        let replica_waits = series(
+            &metrics,
+            "ptoc_db_pool_acquire_seconds_count{pool=\"replica\"}",
+        );
+        assert_eq!(replica_waits, Some(1.0), "{metrics}");
+        assert!(series(&metrics, "ptoc_db_pool_max{pool=\"replica\"}").is_some());
+
+        // A write request reads the primary too (e.g. the org it just created).
+        let (status, body) = crate::helpers::send(
+            &app,
+            Method::POST,
+            "/api/v2/orgs",
+            Some(&token),
+            Some(serde_json::json!({"name": "Second PTO", "signup_code": "SECOND24"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+
+        state.db.close().await.ok();
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+
+    /// With a real streaming replica (`cargo xtask replica setup`, then
+    /// `TEST_REPLICA_URL=postgres://postgres@127.0.0.1:5433/postgres`): a write on the
+    /// primary is read back through the replica pool once replayed.
+    #[actix_web::test]
+    async fn writes_on_the_primary_are_read_through_a_real_replica() {
+        let Ok(replica_base) = std::env::var("TEST_REPLICA_URL") else {
+            eprintln!("TEST_REPLICA_URL unset (see `cargo xtask replica setup`): skipped");
+            return;
+        };
+        let Some(admin_url) = admin_url() else { return };
+        let ctx = TestContext::new(Backend::Postgres).await.expect("postgres");
+        let (app_url, _) = ctx.postgres_urls().unwrap();
+        let name = app_url.rsplit('/').next().unwrap().to_owned();
+        let primary_app = ctx.service().await;
+        let (org, _, token) = new_org(&primary_app, "streamed@example.org").await;
+
+        // Wait (bounded) until the replica has replayed the primary's WAL up to now.
+        let primary = sea_orm::Database::connect(&admin_url).await.unwrap();
+        let lsn = primary
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_current_wal_lsn()::text AS lsn",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "lsn")
+            .unwrap();
+        let standby = sea_orm::Database::connect(&replica_base).await.unwrap();
+        let caught_up = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn AS ok");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ok = standby
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    caught_up.clone(),
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<bool>("", "ok")
+                .unwrap();
+            if ok {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica did not catch up"
+            );
+            // Polling a condition with a deadline, not timing a behaviour.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        let mut settings = ctx.settings.clone();
+        settings.database_read_url = Some(Secret::new(with_user(
+            &with_database(&replica_base, &name),
+            APP_ROLE,
+        )));
+        let state = build_state(&settings, &ctx.api, HashingCost::FastForTests)
+            .await
+            .unwrap();
+        let app = test::init_service(app(state.clone(), ctx.api.clone())).await;
+        assert_eq!(members_seen(&app, &org, &token, false).await, 1);
+        let metrics = scrape(&app).await;
+        assert_eq!(
+            series(
+                &metrics,
+                "ptoc_db_pool_acquire_seconds_count{pool=\"replica\"}"
+            ),
+            Some(1.0)
+        );
+        state.db.close().await.ok();
+    }
+}
