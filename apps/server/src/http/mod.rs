@@ -7,6 +7,8 @@ pub mod extract;
 pub mod json_limits;
 pub mod metrics;
 pub mod openapi;
+#[cfg(test)]
+mod parser_props;
 pub mod rate_limit;
 pub mod raw;
 pub mod request_context;

@@ -13,6 +13,7 @@ backend_tests!(
     docs_page_has_a_strict_csp_pinning_its_scripts,
     hsts_only_behind_tls,
     cors_preflight_follows_the_allow_list,
+    member_list_query_strings_never_fail_the_server,
 );
 
 fn post_json(uri: &str, body: String) -> test::TestRequest {
@@ -275,4 +276,70 @@ async fn cors_preflight_follows_the_allow_list(ctx: TestContext) {
     let default_app = ctx.service().await;
     let res = test::call_service(&default_app, preflight(allowed)).await;
     assert_eq!(res.status().as_u16(), 403);
+}
+
+/// A property test through the real `Query` extractor of the member list
+/// (`MemberListQuery`: filters, sort, order, cursor, limit): generated query strings,
+/// valid and not, answer 200 or a 422 envelope, never a 5xx.
+async fn member_list_query_strings_never_fail_the_server(ctx: TestContext) {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+
+    let app = ctx.service().await;
+    let (_, token) = crate::helpers::signed_up(&app, "query@example.org").await;
+    let (status, body) = crate::helpers::send(
+        &app,
+        actix_web::http::Method::POST,
+        "/api/v2/orgs",
+        Some(&token),
+        Some(serde_json::json!({"name": "Query PTO", "signup_code": "QUERY2024"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let org = body["data"]["org"]["id"].as_str().unwrap().to_owned();
+
+    let key = proptest::prop_oneof![
+        proptest::strategy::Just("sort"),
+        proptest::strategy::Just("order"),
+        proptest::strategy::Just("limit"),
+        proptest::strategy::Just("cursor"),
+        proptest::strategy::Just("role"),
+        proptest::strategy::Just("status"),
+        proptest::strategy::Just("committee"),
+        proptest::strategy::Just("joined_from"),
+        proptest::strategy::Just("joined_to"),
+        proptest::strategy::Just("bogus"),
+    ];
+    let value = proptest::prop_oneof![
+        proptest::strategy::Just("name".to_owned()),
+        proptest::strategy::Just("email".to_owned()),
+        proptest::strategy::Just("last_active".to_owned()),
+        proptest::strategy::Just("desc".to_owned()),
+        proptest::strategy::Just("admin".to_owned()),
+        proptest::strategy::Just("active".to_owned()),
+        proptest::strategy::Just("2026-01-01T00:00:00Z".to_owned()),
+        "-?[0-9]{1,12}",
+        "[0-9a-f]{0,64}",
+        "(%[0-9A-F]{2}|[a-zA-Z0-9+&=%:._-]){0,30}",
+    ];
+    let pairs = proptest::collection::vec((key, value), 0..5);
+    let mut runner = TestRunner::deterministic();
+    for _ in 0..96 {
+        let query: Vec<(&str, String)> = pairs.new_tree(&mut runner).unwrap().current();
+        let qs = query
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let req = test::TestRequest::get()
+            .uri(&format!("/api/v2/orgs/{org}/users?{qs}"))
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        let status = res.status().as_u16();
+        assert!(status == 200 || status == 422, "{status} for ?{qs}");
+        if status == 422 {
+            expect_error(res, 422, "VALIDATION_FAILED").await;
+        }
+    }
 }
