@@ -12,6 +12,7 @@ mod migrate;
 mod openapi;
 mod purity;
 mod replica;
+mod schemathesis;
 mod seed;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,8 @@ enum Command {
     /// Sample data on the configured database (migrated first): a demo tenant with
     /// printed sign-ins (--demo), or the bulk benchmark dataset (--enterprise [--large]).
     Seed(seed::Args),
+    /// Schemathesis against the served OpenAPI document (debug server, temp SQLite).
+    Schemathesis(schemathesis::Args),
     /// A local streaming read replica of the local PostgreSQL (setup, status, teardown).
     Replica {
         #[command(subcommand)]
@@ -68,5 +71,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench => bench::run_all(),
         Command::Seed(args) => seed::run(&args),
         Command::Replica { action } => replica::run(&action),
+        Command::Schemathesis(args) => schemathesis::run(&args),
     }
 }

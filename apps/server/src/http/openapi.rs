@@ -356,10 +356,18 @@ impl Api {
         }
         for (path, routes) in by_path {
             let mut resource = web::resource(path);
+            let allow = routes
+                .iter()
+                .map(|r| r.method.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             for r in routes {
                 resource = resource.route((r.factory)());
             }
-            cfg.service(resource.default_service(web::to(method_not_allowed)));
+            cfg.service(resource.default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { method_not_allowed(allow) }
+            })));
         }
     }
 
@@ -376,11 +384,16 @@ impl Api {
     }
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(
+/// 405 in the envelope, with the `Allow` header RFC 9110 requires.
+fn method_not_allowed(allow: String) -> actix_web::HttpResponse {
+    let mut res = actix_web::ResponseError::error_response(&ApiError::new(
         ErrorCode::MethodNotAllowed,
         "this route does not accept that method",
-    ))
+    ));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
 }
 
 fn operation_for<Args: OperationInput, Out: OperationOutput>(
