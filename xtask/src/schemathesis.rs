@@ -165,7 +165,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let org = json_field(&b, "/data/org/id")?;
     println!("schemathesis: server on :{port}, org {org}");
     let report = std::env::temp_dir().join("ptoc-schemathesis-report");
+    // Schemathesis keeps a cache in its working directory: not in the work tree.
     let status = Command::new("schemathesis")
+        .current_dir(std::env::temp_dir())
         .arg("run")
         .arg(format!("http://127.0.0.1:{port}/openapi.json"))
         .args(["--checks", "all"])
