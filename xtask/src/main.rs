@@ -14,6 +14,8 @@ mod ci;
 mod migrate;
 mod openapi;
 mod purity;
+mod replica;
+mod schemathesis;
 mod seed;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +64,13 @@ enum Command {
     /// Sample data on the configured database (migrated first): a demo tenant with
     /// printed sign-ins (--demo), or the bulk benchmark dataset (--enterprise [--large]).
     Seed(seed::Args),
+    /// Schemathesis against the served OpenAPI document (debug server, temp SQLite).
+    Schemathesis(schemathesis::Args),
+    /// A local streaming read replica of the local PostgreSQL (setup, status, teardown).
+    Replica {
+        #[command(subcommand)]
+        action: replica::Action,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,5 +87,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchDirectory => bench_directory::run(),
         Command::Seed(args) => seed::run(&args),
         Command::Audit { action } => audit::run(action),
+        Command::Replica { action } => replica::run(&action),
+        Command::Schemathesis(args) => schemathesis::run(&args),
     }
 }

@@ -78,6 +78,22 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Rate limits (`RATE_LIMIT_*`, `SIGN_IN_*`, `TRUSTED_PROXIES`).
     pub rate_limit: RateLimitSettings,
+    /// Response hardening: HSTS and the CORS allow-list.
+    pub http: HttpSettings,
+    /// Requests slower than this log one warning naming their slowest spans
+    /// (`SLOW_REQUEST_MS`, default 500; `0` logs every request).
+    pub slow_request: Duration,
+}
+
+/// Response hardening settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpSettings {
+    /// Always send `Strict-Transport-Security` (`HSTS`, default `false`: only when a
+    /// trusted proxy says the client connection was HTTPS).
+    pub hsts: bool,
+    /// Origins allowed to call the API from a browser (`CORS_ALLOWED_ORIGINS`,
+    /// comma-separated `scheme://host[:port]`; default none: no cross-origin access).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// How requests are rate-limited.
@@ -180,6 +196,9 @@ pub const KEYS: &[&str] = &[
     "SIGN_IN_LOCKOUT_MAX_SECS",
     "SIGN_IN_FAILURE_WINDOW_SECS",
     "TRUSTED_PROXIES",
+    "HSTS",
+    "CORS_ALLOWED_ORIGINS",
+    "SLOW_REQUEST_MS",
 ];
 
 impl Settings {
@@ -316,6 +335,17 @@ impl Settings {
         let workers =
             get("WORKERS").map(|v| parse_num(&mut errors, "WORKERS", Some(v), 1, 1..=512));
         let rate_limit = rate_limit_settings(&mut errors, &get);
+        let hsts = parse_bool(&mut errors, "HSTS", get("HSTS"), false);
+        let cors_allowed_origins = get("CORS_ALLOWED_ORIGINS")
+            .map(|raw| parse_origins(&mut errors, &raw))
+            .unwrap_or_default();
+        let slow_ms: u64 = parse_num(
+            &mut errors,
+            "SLOW_REQUEST_MS",
+            get("SLOW_REQUEST_MS"),
+            500,
+            0..=3_600_000,
+        );
 
         if !errors.is_empty() {
             return Err(ConfigError(errors));
@@ -336,8 +366,41 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(shutdown_secs),
             workers,
             rate_limit,
+            http: HttpSettings {
+                hsts,
+                cors_allowed_origins,
+            },
+            slow_request: Duration::from_millis(slow_ms),
         })
     }
+}
+
+/// Parses the CORS allow-list: exact origins only (`*` is refused: with bearer
+/// credentials a wildcard would let any site act as the signed-in user's browser).
+fn parse_origins(errors: &mut Vec<String>, raw: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for origin in raw
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/'))
+        .filter(|o| !o.is_empty())
+    {
+        let plain = origin
+            .split_once("://")
+            .filter(|(scheme, host)| {
+                matches!(*scheme, "http" | "https")
+                    && !host.is_empty()
+                    && !host.contains(['/', '*', ' ', '?', '#'])
+            })
+            .is_some();
+        if plain {
+            out.push(origin.to_ascii_lowercase());
+        } else {
+            errors.push(format!(
+                "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (expected scheme://host[:port], no wildcards or paths)"
+            ));
+        }
+    }
+    out
 }
 
 fn parse_bool(errors: &mut Vec<String>, key: &str, raw: Option<String>, default: bool) -> bool {
@@ -562,6 +625,37 @@ mod tests {
                 "no line for {key}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn hardening_settings_parse_and_refuse_wildcards() {
+        let s = Settings::from_sources(&env(&[]), false).expect("defaults are valid");
+        assert!(!s.http.hsts && s.http.cors_allowed_origins.is_empty());
+        assert_eq!(s.slow_request, Duration::from_millis(500));
+        let s = Settings::from_sources(
+            &env(&[
+                ("HSTS", "true"),
+                (
+                    "CORS_ALLOWED_ORIGINS",
+                    "https://App.example.org/, http://localhost:5173",
+                ),
+                ("SLOW_REQUEST_MS", "0"),
+            ]),
+            false,
+        )
+        .expect("valid");
+        assert!(s.http.hsts);
+        assert_eq!(
+            s.http.cors_allowed_origins,
+            ["https://app.example.org", "http://localhost:5173"]
+        );
+        assert_eq!(s.slow_request, Duration::ZERO);
+        let err = Settings::from_sources(
+            &env(&[("CORS_ALLOWED_ORIGINS", "*, https://x.org/path, ftp://y")]),
+            false,
+        )
+        .expect_err("wildcards, paths and other schemes are refused");
+        assert_eq!(err.0.len(), 3, "{err}");
     }
 
     #[test]

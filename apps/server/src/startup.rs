@@ -136,11 +136,15 @@ pub async fn build_state(
     .map_err(|e| StartupError::Hasher(e.to_string()))?;
 
     let openapi_json = Bytes::from(serde_json::to_vec(api.document().as_ref())?);
-    let docs_html = Bytes::from(
-        aide::scalar::Scalar::new("/openapi.json")
-            .with_title("PTO Connect API")
-            .html(),
+    let docs_page = aide::scalar::Scalar::new("/openapi.json")
+        .with_title("PTO Connect API")
+        .html();
+    let security = crate::http::security::SecurityPolicy::new(
+        &settings.http,
+        &settings.rate_limit.trusted_proxies,
+        &docs_page,
     );
+    let docs_html = Bytes::from(docs_page);
     let (audit_signer, _) = audit_store::Ed25519DigestSigner::load_or_create(
         &settings.data_dir.join("audit_digest_key.pem"),
     )
@@ -200,6 +204,7 @@ pub async fn build_state(
         openapi_json,
         docs_html,
         rate_limits,
+        security,
     }))
 }
 
@@ -221,6 +226,7 @@ pub fn app(
         .configure(move |cfg| api.configure(cfg))
         .default_service(web::to(route_not_found))
         .wrap(middleware::Compress::default())
+        .wrap(middleware::from_fn(crate::http::security::middleware))
         .wrap(middleware::from_fn(request_context::middleware))
 }
 

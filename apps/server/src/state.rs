@@ -54,4 +54,6 @@ pub struct AppState {
     pub job_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Where uploads and export files are staged (`DATA_DIR/tmp`).
     pub tmp_dir: std::path::PathBuf,
+    /// Security headers, HSTS and CORS.
+    pub security: crate::http::security::SecurityPolicy,
 }

@@ -307,6 +307,28 @@ impl JobQueue {
         &self.db
     }
 
+    /// How many jobs of every org are in each status (for `/metrics`).
+    ///
+    /// # Errors
+    /// [`JobStoreError`] when the database fails.
+    pub async fn count_by_status(&self) -> Result<Vec<(String, u64)>, JobStoreError> {
+        let rows = self
+            .db
+            .reader()
+            .query_all_raw(sea_orm::Statement::from_string(
+                self.db.reader().get_database_backend(),
+                "SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status",
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get_by_index(0)?;
+                let n: i64 = r.try_get_by_index(1)?;
+                Ok((status, u64::try_from(n).unwrap_or_default()))
+            })
+            .collect()
+    }
+
     /// Starts creating a job of `org` (in a transaction scoped to the org).
     ///
     /// # Errors

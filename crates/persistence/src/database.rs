@@ -1,5 +1,7 @@
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::postgres::PgConnectOptions;
@@ -81,6 +83,72 @@ pub struct MigrationStatus {
     pub applied: bool,
 }
 
+/// Which pool a statistic is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolRole {
+    /// The read-write primary.
+    Primary,
+    /// The read replica.
+    Replica,
+}
+
+impl PoolRole {
+    /// `primary` or `replica`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Replica => "replica",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the connection-wait histogram buckets.
+pub const WAIT_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
+
+/// A pool's state now, and how long units of work waited for a connection so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolStats {
+    /// Which pool.
+    pub role: PoolRole,
+    /// The configured maximum of connections.
+    pub max: u32,
+    /// Open connections (in use + idle).
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Transactions begun through [`Database`] (each waited for a connection).
+    pub waits: u64,
+    /// Their total wait, in seconds.
+    pub wait_sum_secs: f64,
+    /// Cumulative counts per [`WAIT_BUCKETS`] bound.
+    pub wait_buckets: [u64; WAIT_BUCKETS.len()],
+}
+
+/// Connection-wait histogram of one pool (lock-free counters).
+#[derive(Debug, Default)]
+struct WaitHistogram {
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    buckets: [AtomicU64; WAIT_BUCKETS.len()],
+}
+
+impl WaitHistogram {
+    fn observe(&self, wait: Duration) {
+        let secs = wait.as_secs_f64();
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(wait.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        for (bound, n) in WAIT_BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *bound {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// The application's database: a primary pool and, optionally, a read-replica pool.
 ///
 /// Cloning is cheap (pools are reference-counted).
@@ -89,6 +157,7 @@ pub struct Database {
     primary: DatabaseConnection,
     replica: Option<DatabaseConnection>,
     backend: Backend,
+    waits: Arc<[WaitHistogram; 2]>,
 }
 
 impl Database {
@@ -109,7 +178,53 @@ impl Database {
             primary,
             replica,
             backend,
+            waits: Arc::default(),
         })
+    }
+
+    /// Whether a read replica is configured.
+    #[must_use]
+    pub fn has_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// The state of each pool (primary, then the replica if any).
+    #[must_use]
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        let mut out = vec![self.stats_of(PoolRole::Primary, &self.primary)];
+        if let Some(replica) = &self.replica {
+            out.push(self.stats_of(PoolRole::Replica, replica));
+        }
+        out
+    }
+
+    fn stats_of(&self, role: PoolRole, conn: &DatabaseConnection) -> PoolStats {
+        let (max, size, idle) = match conn.get_database_backend() {
+            DbBackend::Postgres => {
+                let p = conn.get_postgres_connection_pool();
+                (p.options().get_max_connections(), p.size(), p.num_idle())
+            }
+            DbBackend::Sqlite => {
+                let p = conn.get_sqlite_connection_pool();
+                (p.options().get_max_connections(), p.size(), p.num_idle())
+            }
+            _ => (0, 0, 0),
+        };
+        let h = &self.waits[role as usize];
+        let mut wait_buckets = [0; WAIT_BUCKETS.len()];
+        for (out, n) in wait_buckets.iter_mut().zip(&h.buckets) {
+            *out = n.load(Ordering::Relaxed);
+        }
+        PoolStats {
+            role,
+            max,
+            size,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            waits: h.count.load(Ordering::Relaxed),
+            #[allow(clippy::cast_precision_loss, reason = "a metric, not money")]
+            wait_sum_secs: h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            wait_buckets,
+        }
     }
 
     /// Which engine this is.
@@ -124,11 +239,19 @@ impl Database {
         &self.primary
     }
 
-    /// The pool for reads that tolerate replication lag (the replica if configured,
-    /// else the primary).
+    /// The pool for reads that tolerate replication lag: the replica if configured,
+    /// unless the current unit of work must see its own writes
+    /// ([`crate::routing`]: it wrote, or carries a consistency token); else the primary.
     #[must_use]
     pub fn reader(&self) -> &DatabaseConnection {
-        self.replica.as_ref().unwrap_or(&self.primary)
+        self.reader_role().1
+    }
+
+    fn reader_role(&self) -> (PoolRole, &DatabaseConnection) {
+        match &self.replica {
+            Some(replica) if !crate::routing::primary_only() => (PoolRole::Replica, replica),
+            _ => (PoolRole::Primary, &self.primary),
+        }
     }
 
     /// Begins a transaction on the primary confined to one org's rows: on PostgreSQL
@@ -140,7 +263,8 @@ impl Database {
     /// # Errors
     /// The driver's error.
     pub async fn begin_for_org(&self, org: uuid::Uuid) -> Result<DatabaseTransaction, DbErr> {
-        tenant_txn(&self.primary, self.backend, org).await
+        crate::routing::mark_written();
+        self.timed_txn(PoolRole::Primary, &self.primary, org).await
     }
 
     /// Like [`Database::begin_for_org`], on the reader pool (for lag-tolerant reads).
@@ -148,7 +272,21 @@ impl Database {
     /// # Errors
     /// The driver's error.
     pub async fn read_for_org(&self, org: uuid::Uuid) -> Result<DatabaseTransaction, DbErr> {
-        tenant_txn(self.reader(), self.backend, org).await
+        let (role, conn) = self.reader_role();
+        self.timed_txn(role, conn, org).await
+    }
+
+    #[tracing::instrument(name = "db.begin", level = "debug", skip_all, fields(pool = role.as_str()))]
+    async fn timed_txn(
+        &self,
+        role: PoolRole,
+        conn: &DatabaseConnection,
+        org: uuid::Uuid,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        let started = Instant::now();
+        let txn = tenant_txn(conn, self.backend, org).await;
+        self.waits[role as usize].observe(started.elapsed());
+        txn
     }
 
     /// Applies all pending migrations.

@@ -8,8 +8,12 @@
 
 mod database;
 mod error;
+pub mod routing;
 mod time_util;
 
-pub use database::{Backend, ConnectError, Database, DatabaseSettings, MigrationStatus};
+pub use database::{
+    Backend, ConnectError, Database, DatabaseSettings, MigrationStatus, PoolRole, PoolStats,
+    WAIT_BUCKETS,
+};
 pub use error::{StorageError, boxed};
 pub use time_util::now_micros;

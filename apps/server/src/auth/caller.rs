@@ -153,7 +153,7 @@ impl Authenticated {
                 user_id,
                 session_id,
             } => {
-                tracing::Span::current().record("user_id", tracing::field::display(user_id));
+                crate::http::request_context::record_user(user_id);
                 Self::User(Caller {
                     principal: Principal::User {
                         user_id: UserId::from_uuid(*user_id),

@@ -18,6 +18,10 @@ use crate::state::AppState;
 
 /// Who acts in an org.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per request, built once and borrowed; boxing would only add an allocation"
+)]
 pub enum OrgActor {
     /// An active member, signed in.
     Member {
@@ -152,7 +156,7 @@ async fn resolve(req: &HttpRequest) -> Result<OrgMember, ApiError> {
         .await
         .map_err(|e| ApiError::internal(e.0))?
         .ok_or_else(not_found)?;
-    tracing::Span::current().record("org_id", tracing::field::display(org_id));
+    crate::http::request_context::record_org(org_id);
     Ok(OrgMember { org, actor })
 }
 

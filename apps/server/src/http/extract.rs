@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use aide::generate::GenContext;
 use aide::openapi::{MediaType, Operation, RequestBody, Response, SchemaObject, StatusCode};
 use aide::operation::{ParamLocation, add_parameters, parameters_from_schema, set_body};
@@ -20,6 +20,42 @@ use crate::state::AppState;
 
 /// The default cap on JSON request bodies.
 pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
+
+/// The cap for routes declared as uploads (`RouteDoc::upload`).
+pub const UPLOAD_BODY_LIMIT: usize = 10 * 1024 * 1024;
+
+/// The body cap of the route serving a request (set by the registration layer from
+/// `RouteDoc::body_limit`; [`DEFAULT_JSON_LIMIT`] when absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub usize);
+
+impl BodyLimit {
+    /// The cap for `req`.
+    #[must_use]
+    pub fn of(req: &HttpRequest) -> usize {
+        req.extensions()
+            .get::<Self>()
+            .map_or(DEFAULT_JSON_LIMIT, |l| l.0)
+    }
+}
+
+/// Route middleware: records the route's body cap for the extractors.
+pub async fn with_body_limit(
+    limit: BodyLimit,
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    req.extensions_mut().insert(limit);
+    next.call(req).await
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the body exceeds {limit} bytes"),
+    )
+    .with_details(serde_json::json!({ "limit_bytes": limit }))
+}
 
 /// The shared application state.
 #[derive(Clone)]
@@ -67,6 +103,14 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        let limit = BodyLimit::of(req);
+        // A declared length over the cap is refused before a byte is read.
+        let declared_too_large = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > limit as u64);
         let mut payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
@@ -74,6 +118,9 @@ where
                     ErrorCode::UnsupportedMediaType,
                     "the body must be JSON, sent with Content-Type: application/json",
                 ));
+            }
+            if declared_too_large {
+                return Err(too_large(limit));
             }
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
@@ -83,22 +130,38 @@ where
                         "the request body could not be read",
                     )
                 })?;
-                if body.len() + chunk.len() > DEFAULT_JSON_LIMIT {
-                    return Err(ApiError::new(
-                        ErrorCode::PayloadTooLarge,
-                        format!("the body exceeds {DEFAULT_JSON_LIMIT} bytes"),
-                    )
-                    .with_details(serde_json::json!({ "limit_bytes": DEFAULT_JSON_LIMIT })));
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large(limit));
                 }
                 body.extend_from_slice(&chunk);
             }
-            let value: T = parse_json(&body)?;
-            value
-                .validate()
-                .map_err(|report| ApiError::validation(garde_fields(&report)))?;
-            Ok(Json(value))
+            decode_body(&body).map(Json)
         })
     }
+}
+
+/// A JSON body's bytes to a validated value: structural limits
+/// ([`JsonLimits::DEFAULT`](super::json_limits::JsonLimits::DEFAULT)), then serde with
+/// field paths, then garde. Every failure is a 422 with field errors.
+///
+/// # Errors
+/// `VALIDATION_FAILED` naming what is wrong.
+pub fn decode_body<T>(body: &[u8]) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + garde::Validate<Context = ()>,
+{
+    super::json_limits::check(body, super::json_limits::JsonLimits::DEFAULT).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: String::new(),
+            code: e.code().to_owned(),
+            message: e.message(),
+        }])
+    })?;
+    let value: T = parse_json(body)?;
+    value
+        .validate()
+        .map_err(|report| ApiError::validation(garde_fields(&report)))?;
+    Ok(value)
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -313,6 +376,63 @@ mod tests {
             fields[0]["field"].as_str().unwrap_or_default().to_owned(),
             fields[0]["code"].as_str().unwrap_or_default().to_owned(),
         )
+    }
+
+    #[derive(Debug, serde::Deserialize, garde::Validate, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Echo {
+        #[garde(length(max = 100))]
+        text: String,
+    }
+
+    async fn echo(Json(body): Json<Echo>) -> super::super::Reply<String> {
+        super::super::Reply(body.text)
+    }
+
+    #[actix_web::test]
+    async fn body_caps_are_declared_per_route() {
+        use actix_web::test;
+        let mut routes = super::super::ApiRoutes::new();
+        routes.post(
+            "/small",
+            echo,
+            super::super::RouteDoc::new("small", "s", "t")
+                .public()
+                .rate_exempt()
+                .body_limit(32),
+        );
+        routes.post(
+            "/default",
+            echo,
+            super::super::RouteDoc::new("default", "d", "t")
+                .public()
+                .rate_exempt(),
+        );
+        let api = routes.finish();
+        let app =
+            test::init_service(actix_web::App::new().configure(|cfg| api.configure(cfg))).await;
+        let body = format!(r#"{{"text":"{}"}}"#, "x".repeat(40));
+        let call = |path: &'static str, body: String| {
+            test::TestRequest::post()
+                .uri(path)
+                .insert_header(("content-type", "application/json"))
+                .set_payload(body)
+                .to_request()
+        };
+        let res = test::call_service(&app, call("/small", body.clone())).await;
+        assert_eq!(res.status().as_u16(), 413);
+        let res = test::call_service(&app, call("/default", body)).await;
+        assert_eq!(res.status().as_u16(), 200);
+        let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(DEFAULT_JSON_LIMIT));
+        let res = test::call_service(&app, call("/default", big)).await;
+        assert_eq!(res.status().as_u16(), 413);
+        let doc = serde_json::to_value(api.document().as_ref()).expect("document");
+        assert_eq!(doc["paths"]["/small"]["post"]["x-body-limit"], 32);
+        assert!(
+            doc["paths"]["/default"]["post"]
+                .get("x-body-limit")
+                .is_none()
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Per-instance Prometheus metrics: request counts and latency by route template and
-//! status, and the caches' hit/miss counters, served as text at `GET /metrics`.
+//! status, the caches' hit/miss counters, rate-limit refusals, database pools and
+//! background jobs, served as text at `GET /metrics`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -133,4 +134,91 @@ pub fn render_rate_limits(out: &mut String, limits: &super::rate_limit::RateLimi
         "ptoc_rate_limit_redis_errors_total {}",
         stats.redis_errors
     );
+}
+
+/// Appends the database pools' series: connections open, idle and in use per pool, the
+/// configured maximum, and how long transactions waited to start (connection acquire
+/// plus `BEGIN`) as a histogram.
+pub fn render_pools(out: &mut String, db: &persistence::Database) {
+    let pools = db.pool_stats();
+    type Gauge = (
+        &'static str,
+        &'static str,
+        fn(&persistence::PoolStats) -> u32,
+    );
+    let gauges: [Gauge; 4] = [
+        (
+            "ptoc_db_pool_connections",
+            "Open connections (in use + idle) by pool.",
+            |p| p.size,
+        ),
+        (
+            "ptoc_db_pool_idle",
+            "Open connections not in use by pool.",
+            |p| p.idle,
+        ),
+        ("ptoc_db_pool_in_use", "Connections in use by pool.", |p| {
+            p.size.saturating_sub(p.idle)
+        }),
+        (
+            "ptoc_db_pool_max",
+            "Configured maximum connections by pool.",
+            |p| p.max,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for p in &pools {
+            let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", p.role.as_str(), value(p));
+        }
+    }
+    let name = "ptoc_db_pool_acquire_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time to start a transaction (connection acquire + BEGIN) by pool.\n# TYPE {name} histogram"
+    );
+    for p in &pools {
+        let pool = p.role.as_str();
+        for (bound, n) in persistence::WAIT_BUCKETS.iter().zip(p.wait_buckets) {
+            let _ = writeln!(out, "{name}_bucket{{pool=\"{pool}\",le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{pool=\"{pool}\",le=\"+Inf\"}} {}",
+            p.waits
+        );
+        let _ = writeln!(out, "{name}_sum{{pool=\"{pool}\"}} {}", p.wait_sum_secs);
+        let _ = writeln!(out, "{name}_count{{pool=\"{pool}\"}} {}", p.waits);
+    }
+}
+
+/// Background jobs by state (`queued`, `running`, `failed`, …), as last reported.
+fn jobs() -> &'static Mutex<BTreeMap<String, u64>> {
+    static JOBS: OnceLock<Mutex<BTreeMap<String, u64>>> = OnceLock::new();
+    JOBS.get_or_init(Mutex::default)
+}
+
+/// The hook for background-job runners: sets how many jobs are in `state` now
+/// (exported as `ptoc_jobs{state="…"}`). Call it whenever a count changes, or
+/// periodically; the last value wins.
+pub fn jobs_gauge(state: &str, n: u64) {
+    let mut map = jobs()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    map.insert(state.to_owned(), n);
+}
+
+/// Appends the background-job series.
+pub fn render_jobs(out: &mut String) {
+    let map = jobs()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    out.push_str("# HELP ptoc_jobs Background jobs by state (as reported by the job runner).\n# TYPE ptoc_jobs gauge\n");
+    for (state, n) in map.iter() {
+        let state: String = state
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let _ = writeln!(out, "ptoc_jobs{{state=\"{state}\"}} {n}");
+    }
 }

@@ -5,11 +5,15 @@ pub mod envelope;
 pub mod error;
 pub mod examples;
 pub mod extract;
+pub mod json_limits;
 pub mod metrics;
 pub mod openapi;
+#[cfg(test)]
+mod parser_props;
 pub mod rate_limit;
 pub mod raw;
 pub mod request_context;
+pub mod security;
 
 pub use envelope::{Accepted, Created, Paged, Pagination, Reply};
 pub use error::{ApiError, ErrorCode, FieldError};

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use actix_web::http::Method;
+use actix_web::middleware::Next;
 use actix_web::{FromRequest, Handler, Responder, web};
 use aide::generate::GenContext;
 use aide::openapi::{
@@ -15,6 +16,7 @@ use aide::openapi::{
 };
 use aide::{OperationInput, OperationOutput};
 use indexmap::IndexMap;
+use tracing::Instrument;
 
 use permissions::PermissionKey;
 
@@ -42,6 +44,7 @@ pub struct RouteDoc {
     access: Access,
     requirement: Option<Requirement>,
     rate: RouteRate,
+    body_limit: usize,
     errors: Vec<ErrorCode>,
 }
 
@@ -57,6 +60,7 @@ impl RouteDoc {
             access: Access::Authenticated,
             requirement: None,
             rate: RouteRate::Tier,
+            body_limit: super::extract::DEFAULT_JSON_LIMIT,
             errors: Vec::new(),
         }
     }
@@ -115,6 +119,21 @@ impl RouteDoc {
     pub fn rate_exempt(mut self) -> Self {
         self.rate = RouteRate::Exempt;
         self
+    }
+
+    /// Caps the request body at `bytes` (default 64 KiB): larger bodies answer 413.
+    /// Documented as `x-body-limit` when not the default.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// An upload route: the body cap is [`UPLOAD_BODY_LIMIT`](super::extract::UPLOAD_BODY_LIMIT)
+    /// (10 MiB); the handler reads the body as a stream within it.
+    #[must_use]
+    pub fn upload(self) -> Self {
+        self.body_limit(super::extract::UPLOAD_BODY_LIMIT)
     }
 
     /// Error codes the handler itself may answer with (extractors add their own).
@@ -199,20 +218,30 @@ impl ApiRoutes {
         let m = method.clone();
         let requirement = doc.requirement;
         let rate = doc.rate;
+        let limit = super::extract::BodyLimit(doc.body_limit);
         self.routes.push(RegisteredRoute {
             method,
             path,
             factory: Arc::new(move || {
-                let route = web::method(m.clone()).to(handler.clone());
+                // Debug-level spans name the stages for the slow-request report.
+                let route = web::method(m.clone())
+                    .to(handler.clone())
+                    .wrap(actix_web::middleware::from_fn(|r, n: Next<_>| {
+                        n.call(r).instrument(tracing::debug_span!("handler"))
+                    }))
+                    .wrap(actix_web::middleware::from_fn(move |r, n| {
+                        super::extract::with_body_limit(limit, r, n)
+                    }));
                 let route = match requirement {
-                    Some(req) => {
-                        route.wrap(actix_web::middleware::from_fn(move |r, n| guard(req, r, n)))
-                    }
+                    Some(req) => route.wrap(actix_web::middleware::from_fn(move |r, n| {
+                        guard(req, r, n).instrument(tracing::debug_span!("authz"))
+                    })),
                     None => route,
                 };
                 // Outermost: a refused request costs no membership lookup or body read.
                 route.wrap(actix_web::middleware::from_fn(move |r, n| {
                     super::rate_limit::middleware(rate, r, n)
+                        .instrument(tracing::debug_span!("rate_limit"))
                 }))
             }),
         });
@@ -328,10 +357,18 @@ impl Api {
         }
         for (path, routes) in by_path {
             let mut resource = web::resource(path);
+            let allow = routes
+                .iter()
+                .map(|r| r.method.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             for r in routes {
                 resource = resource.route((r.factory)());
             }
-            cfg.service(resource.default_service(web::to(method_not_allowed)));
+            cfg.service(resource.default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { method_not_allowed(allow) }
+            })));
         }
     }
 
@@ -348,11 +385,16 @@ impl Api {
     }
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(
+/// 405 in the envelope, with the `Allow` header RFC 9110 requires.
+fn method_not_allowed(allow: String) -> actix_web::HttpResponse {
+    let mut res = actix_web::ResponseError::error_response(&ApiError::new(
         ErrorCode::MethodNotAllowed,
         "this route does not accept that method",
-    ))
+    ));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
 }
 
 fn operation_for<Args: OperationInput, Out: OperationOutput>(
@@ -425,6 +467,10 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
                 serde_json::json!(class.as_str()),
             );
         }
+    }
+    if doc.body_limit != super::extract::DEFAULT_JSON_LIMIT {
+        op.extensions
+            .insert("x-body-limit".to_owned(), serde_json::json!(doc.body_limit));
     }
     codes.extend([ErrorCode::Internal, ErrorCode::ServiceUnavailable]);
     responses.extend(error_responses(ctx, &codes));

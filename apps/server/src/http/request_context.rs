@@ -12,6 +12,22 @@ use tracing::Instrument;
 tokio::task_local! {
     static REQUEST_ID: String;
     static CONSISTENCY_TOKEN: Option<u64>;
+    static REQUEST_SPAN: tracing::Span;
+}
+
+/// Records the signed-in user on the request span (called once auth resolves it), so
+/// every later log line of the request and its exported span carry it.
+pub fn record_user(user: impl std::fmt::Display) {
+    let _ = REQUEST_SPAN.try_with(|s| {
+        s.record("user_id", tracing::field::display(user));
+    });
+}
+
+/// Records the org the request acts in on the request span (once auth resolves it).
+pub fn record_org(org: impl std::fmt::Display) {
+    let _ = REQUEST_SPAN.try_with(|s| {
+        s.record("org_id", tracing::field::display(org));
+    });
 }
 
 /// The header with which a client asks for state at least as fresh as a write it made
@@ -57,7 +73,7 @@ pub async fn middleware(
         .filter(|s| sane(s))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let span = tracing::info_span!(
-        "request",
+        crate::telemetry::REQUEST_SPAN,
         request_id = %id,
         method = %req.method(),
         path = %req.path(),
@@ -71,10 +87,15 @@ pub async fn middleware(
         .get(CONSISTENCY_TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    // Writes, and reads asking for a version they wrote, are served by the primary;
+    // lag-tolerant reads may go to the read replica (`persistence::routing`).
+    let read_your_writes = token.is_some() || !req.method().is_safe();
+    let inner =
+        persistence::routing::scope(read_your_writes, next.call(req).instrument(span.clone()));
     let result = REQUEST_ID
         .scope(
             id.clone(),
-            CONSISTENCY_TOKEN.scope(token, next.call(req).instrument(span.clone())),
+            CONSISTENCY_TOKEN.scope(token, REQUEST_SPAN.scope(span.clone(), inner)),
         )
         .await;
     // Handlers and extractors turn their errors into responses inside the scope;

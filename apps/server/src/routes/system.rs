@@ -115,6 +115,12 @@ async fn ready(state: State) -> Result<Reply<Readiness>, ApiError> {
 }
 
 async fn metrics(state: State) -> crate::http::raw::PlainText {
+    // Background jobs by status, counted at scrape time (all instances share the table).
+    if let Ok(counts) = state.jobs.count_by_status().await {
+        for (status, n) in counts {
+            crate::http::metrics::jobs_gauge(&status, n);
+        }
+    }
     let mut out = String::new();
     crate::http::metrics::requests().render(&mut out);
     out.push_str("# HELP ptoc_cache_hits_total Cache hits by cache and layer.\n# TYPE ptoc_cache_hits_total counter\n");
@@ -150,6 +156,8 @@ async fn metrics(state: State) -> crate::http::raw::PlainText {
         ),
     );
     crate::http::metrics::render_rate_limits(&mut out, &state.rate_limits);
+    crate::http::metrics::render_pools(&mut out, &state.db);
+    crate::http::metrics::render_jobs(&mut out);
     crate::http::raw::PlainText(out)
 }
 

@@ -193,7 +193,8 @@ pub fn with_user(url: &str, user: &str) -> String {
     format!("{scheme}://{user}@{host}")
 }
 
-fn with_database(url: &str, name: &str) -> String {
+/// `url` with its database replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));

@@ -399,6 +399,20 @@ async fn killed_import_resumes_and_applies_each_row_exactly_once(ctx: TestContex
         lines[3].starts_with("16,") && lines[3].contains("role"),
         "{report}"
     );
+    // /metrics counts the finished job (jobs by status, counted at scrape time).
+    let res = actix_web::test::call_service(
+        &app,
+        actix_web::test::TestRequest::get()
+            .uri("/metrics")
+            .to_request(),
+    )
+    .await;
+    let text = String::from_utf8(actix_web::test::read_body(res).await.to_vec()).unwrap();
+    let succeeded = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ptoc_jobs{state=\"succeeded\"} "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(succeeded.is_some_and(|n| n >= 1), "{text}");
 }
 
 fn parse_csv(bytes: &[u8]) -> Vec<BTreeMap<String, String>> {

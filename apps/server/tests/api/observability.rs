@@ -1,0 +1,455 @@
+//! Observability: `/metrics` series for the database pools and background jobs move
+//! with traffic; the request span carries the org and user; slow requests name their
+//! slowest spans; passwords never reach the logs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use actix_web::http::Method;
+use actix_web::test;
+use pto_server::telemetry::SlowRequestLayer;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::backend_tests;
+use crate::helpers::{TestContext, login, send, signed_up};
+
+backend_tests!(
+    metrics_show_pool_and_job_series_moving_after_traffic,
+    request_span_carries_org_and_user_and_slow_requests_name_their_spans,
+    passwords_are_never_logged,
+);
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    fn lines(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON log line"))
+            .collect()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+/// Captures every log line (all levels, JSON with the full span list) of this thread,
+/// with the slow-request report at threshold 0, until the guard drops.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(captured.clone())
+                .with_filter(LevelFilter::TRACE),
+        )
+        .with(SlowRequestLayer::new(std::time::Duration::ZERO).with_filter(LevelFilter::DEBUG));
+    let guard = tracing::subscriber::set_default(subscriber);
+    (captured, guard)
+}
+
+async fn scrape<S, B>(app: &S) -> String
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let res = test::call_service(app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(res.status().as_u16(), 200);
+    String::from_utf8(test::read_body(res).await.to_vec()).unwrap()
+}
+
+/// The value of one series (`name{labels}`), if present.
+fn series(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn new_org<S, B>(app: &S, email: &str) -> (String, String, String)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let (user_id, token) = signed_up(app, email).await;
+    let (status, body) = send(
+        app,
+        Method::POST,
+        "/api/v2/orgs",
+        Some(&token),
+        Some(serde_json::json!({"name": "Observed PTO", "signup_code": "OBSERVE24"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let org = body["data"]["org"]["id"].as_str().unwrap().to_owned();
+    (org, user_id, token)
+}
+
+async fn metrics_show_pool_and_job_series_moving_after_traffic(ctx: TestContext) {
+    let app = ctx.service().await;
+    let before = scrape(&app).await;
+    let primary = "{pool=\"primary\"}";
+    assert_eq!(
+        series(&before, &format!("ptoc_db_pool_max{primary}")),
+        Some(4.0)
+    );
+    for name in [
+        "ptoc_db_pool_connections",
+        "ptoc_db_pool_idle",
+        "ptoc_db_pool_in_use",
+    ] {
+        assert!(
+            series(&before, &format!("{name}{primary}")).is_some(),
+            "{name}"
+        );
+    }
+    assert!(before.contains("# TYPE ptoc_db_pool_acquire_seconds histogram"));
+    assert!(before.contains("# TYPE ptoc_jobs gauge"));
+    let waits = |t: &str| series(t, &format!("ptoc_db_pool_acquire_seconds_count{primary}"));
+    let waits_before = waits(&before).unwrap();
+
+    let (org, _, token) = new_org(&app, "metrics@example.org").await;
+    for _ in 0..3 {
+        let (status, body) = send(
+            &app,
+            Method::GET,
+            &format!("/api/v2/orgs/{org}/users"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    pto_server::http::metrics::jobs_gauge("queued", 3);
+    pto_server::http::metrics::jobs_gauge("failed", 1);
+
+    let after = scrape(&app).await;
+    assert!(
+        waits(&after).unwrap() >= waits_before + 3.0,
+        "every member list waited for a tenant-scoped transaction:\n{after}"
+    );
+    let inf = series(
+        &after,
+        "ptoc_db_pool_acquire_seconds_bucket{pool=\"primary\",le=\"+Inf\"}",
+    );
+    assert_eq!(inf, waits(&after));
+    assert!(series(&after, &format!("ptoc_db_pool_connections{primary}")).unwrap() >= 1.0);
+    assert_eq!(series(&after, "ptoc_jobs{state=\"queued\"}"), Some(3.0));
+    assert_eq!(series(&after, "ptoc_jobs{state=\"failed\"}"), Some(1.0));
+    let listed = "ptoc_http_requests_total{route=\"/api/v2/orgs/{org_id}/users\",status=\"200\"}";
+    assert_eq!(series(&after, listed), Some(3.0), "{after}");
+    // No replica configured: no replica series.
+    assert!(!after.contains("pool=\"replica\""));
+}
+
+async fn request_span_carries_org_and_user_and_slow_requests_name_their_spans(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, user, token) = new_org(&app, "spans@example.org").await;
+    let (captured, guard) = capture_logs();
+    let req = test::TestRequest::get()
+        .uri(&format!("/api/v2/orgs/{org}/users"))
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .insert_header(("x-request-id", "observe-1"))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status().as_u16(), 200);
+    drop(guard);
+    let lines = captured.lines();
+    let completed = lines
+        .iter()
+        .find(|l| l["message"] == "request completed")
+        .unwrap_or_else(|| panic!("no access line in {}", captured.text()));
+    let span = &completed["span"];
+    assert_eq!(span["name"], "request");
+    assert_eq!(span["request_id"], "observe-1");
+    assert_eq!(span["org_id"], org.as_str());
+    assert_eq!(span["user_id"], user.as_str());
+    assert_eq!(span["route"], "/api/v2/orgs/{org_id}/users");
+
+    let slow = lines
+        .iter()
+        .find(|l| l["message"] == "slow request")
+        .unwrap_or_else(|| panic!("no slow-request line in {}", captured.text()));
+    assert_eq!(slow["level"], "WARN");
+    assert_eq!(slow["request_id"], "observe-1");
+    assert_eq!(slow["route"], "/api/v2/orgs/{org_id}/users");
+    let slowest = slow["slowest"].as_str().unwrap();
+    for stage in ["handler=", "authz=", "db.begin=", "(request)="] {
+        assert!(slowest.contains(stage), "{stage} missing from {slowest}");
+    }
+}
+
+async fn passwords_are_never_logged(ctx: TestContext) {
+    let app = ctx.service().await;
+    let first = "Unlogged-Secret-Passphrase-1";
+    let wrong = "Wrong-Guess-Passphrase-2";
+    let second = "Second-Unlogged-Passphrase-3";
+    let (captured, guard) = capture_logs();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/register",
+        None,
+        Some(serde_json::json!({"email": "quiet@example.org", "password": first, "first_name": "Q", "last_name": "U"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token = login(&app, "quiet@example.org", first).await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(serde_json::json!({"email": "quiet@example.org", "password": wrong})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/password",
+        Some(&token),
+        Some(serde_json::json!({"current_password": first, "new_password": second})),
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    login(&app, "quiet@example.org", second).await;
+    // A validation failure echoes field names, never the values.
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/password",
+        Some(&token),
+        Some(serde_json::json!({"current_password": second, "new_password": "short"})),
+    )
+    .await;
+    assert!(status == 422 || status == 401);
+    drop(guard);
+    let logs = captured.text();
+    assert!(
+        logs.matches("request completed").count() >= 6,
+        "the capture saw the requests:\n{logs}"
+    );
+    for secret in [first, wrong, second, "short\""] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} appears in the logs:\n{logs}"
+        );
+    }
+}
+
+/// Read routing with `DATABASE_READ_URL` (PostgreSQL only).
+mod replica {
+    use actix_web::http::Method;
+    use actix_web::test;
+    use pto_server::config::Secret;
+    use pto_server::startup::{HashingCost, app, build_state};
+    use sea_orm::ConnectionTrait;
+
+    use super::{new_org, scrape, series};
+    use crate::helpers::{APP_ROLE, Backend, TestContext, with_database, with_user};
+
+    /// The PostgreSQL admin URL, or `None` (skipped) outside CI when unset.
+    fn admin_url() -> Option<String> {
+        let url = std::env::var("TEST_DATABASE_URL").ok();
+        assert!(
+            url.is_some() || std::env::var("CI").as_deref() != Ok("true"),
+            "TEST_DATABASE_URL must be set under CI=true"
+        );
+        if url.is_none() {
+            eprintln!("postgres backend not configured (TEST_DATABASE_URL unset): skipped");
+        }
+        url
+    }
+
+    async fn members_seen<S, B>(app: &S, org: &str, token: &str, consistency: bool) -> usize
+    where
+        S: actix_web::dev::Service<
+                actix_http::Request,
+                Response = actix_web::dev::ServiceResponse<B>,
+                Error = actix_web::Error,
+            >,
+        B: actix_web::body::MessageBody,
+    {
+        let mut req = test::TestRequest::get()
+            .uri(&format!("/api/v2/orgs/{org}/users"))
+            .insert_header(("authorization", format!("Bearer {token}")));
+        if consistency {
+            req = req.insert_header(("x-consistency-token", "1"));
+        }
+        let res = test::call_service(app, req.to_request()).await;
+        assert_eq!(res.status().as_u16(), 200);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        body["data"].as_array().expect("a list").len()
+    }
+
+    /// Without a real replica: `DATABASE_READ_URL` names a second database with the
+    /// same schema and none of the data, so the answer shows which pool served a read.
+    #[actix_web::test]
+    async fn lag_tolerant_reads_use_the_replica_and_consistent_reads_the_primary() {
+        let Some(admin_url) = admin_url() else { return };
+        let ctx = TestContext::new(Backend::Postgres).await.expect("postgres");
+        let name = format!("ptoc_r_{}", uuid::Uuid::now_v7().simple());
+        let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\" OWNER {APP_ROLE}"))
+            .await
+            .unwrap();
+        let replica_url = with_user(&with_database(&admin_url, &name), APP_ROLE);
+        let replica = persistence::Database::connect(&persistence::DatabaseSettings {
+            url: replica_url.clone(),
+            read_url: None,
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+        replica.migrate().await.unwrap();
+        replica.close().await.unwrap();
+
+        let mut settings = ctx.settings.clone();
+        settings.database_read_url = Some(Secret::new(replica_url));
+        let state = build_state(&settings, &ctx.api, HashingCost::FastForTests)
+            .await
+            .unwrap();
+        assert!(state.db.has_replica());
+        let app = test::init_service(app(state.clone(), ctx.api.clone())).await;
+        let (org, _, token) = new_org(&app, "routing@example.org").await;
+
+        // The list tolerates lag: served by the (empty) replica.
+        assert_eq!(members_seen(&app, &org, &token, false).await, 0);
+        // Asking for one's own writes: served by the primary, which has the admin.
+        assert_eq!(members_seen(&app, &org, &token, true).await, 1);
+        let metrics = scrape(&app).await;
+        let replica_waits = series(
+            &metrics,
+            "ptoc_db_pool_acquire_seconds_count{pool=\"replica\"}",
+        );
+        assert_eq!(replica_waits, Some(1.0), "{metrics}");
+        assert!(series(&metrics, "ptoc_db_pool_max{pool=\"replica\"}").is_some());
+
+        // A write request reads the primary too (e.g. the org it just created).
+        let (status, body) = crate::helpers::send(
+            &app,
+            Method::POST,
+            "/api/v2/orgs",
+            Some(&token),
+            Some(serde_json::json!({"name": "Second PTO", "signup_code": "SECOND24"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+
+        state.db.close().await.ok();
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+
+    /// With a real streaming replica (`cargo xtask replica setup`, then
+    /// `TEST_REPLICA_URL=postgres://postgres@127.0.0.1:5433/postgres`): a write on the
+    /// primary is read back through the replica pool once replayed.
+    #[actix_web::test]
+    async fn writes_on_the_primary_are_read_through_a_real_replica() {
+        let Ok(replica_base) = std::env::var("TEST_REPLICA_URL") else {
+            eprintln!("TEST_REPLICA_URL unset (see `cargo xtask replica setup`): skipped");
+            return;
+        };
+        let Some(admin_url) = admin_url() else { return };
+        let ctx = TestContext::new(Backend::Postgres).await.expect("postgres");
+        let (app_url, _) = ctx.postgres_urls().unwrap();
+        let name = app_url.rsplit('/').next().unwrap().to_owned();
+        let primary_app = ctx.service().await;
+        let (org, _, token) = new_org(&primary_app, "streamed@example.org").await;
+
+        // Wait (bounded) until the replica has replayed the primary's WAL up to now.
+        let primary = sea_orm::Database::connect(&admin_url).await.unwrap();
+        let lsn = primary
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_current_wal_lsn()::text AS lsn",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "lsn")
+            .unwrap();
+        let standby = sea_orm::Database::connect(&replica_base).await.unwrap();
+        let caught_up = format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn AS ok");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ok = standby
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    caught_up.clone(),
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<bool>("", "ok")
+                .unwrap();
+            if ok {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica did not catch up"
+            );
+            // Polling a condition with a deadline, not timing a behaviour.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        let mut settings = ctx.settings.clone();
+        settings.database_read_url = Some(Secret::new(with_user(
+            &with_database(&replica_base, &name),
+            APP_ROLE,
+        )));
+        let state = build_state(&settings, &ctx.api, HashingCost::FastForTests)
+            .await
+            .unwrap();
+        let app = test::init_service(app(state.clone(), ctx.api.clone())).await;
+        assert_eq!(members_seen(&app, &org, &token, false).await, 1);
+        let metrics = scrape(&app).await;
+        assert_eq!(
+            series(
+                &metrics,
+                "ptoc_db_pool_acquire_seconds_count{pool=\"replica\"}"
+            ),
+            Some(1.0)
+        );
+        state.db.close().await.ok();
+    }
+}
