@@ -14,6 +14,8 @@
 mod entity;
 pub mod export;
 pub mod import;
+#[cfg(test)]
+mod import_props;
 pub mod queue;
 pub mod table;
 pub mod worker;
