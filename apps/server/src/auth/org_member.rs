@@ -5,9 +5,11 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use aide::generate::GenContext;
 use aide::openapi::{Operation, Response, StatusCode};
-use permissions::KeySet;
-use tenancy::ports::{AuditContext, OrgRepository};
-use tenancy::{Membership, MembershipStatus, OrgId, Organization, UserId};
+use std::sync::Arc;
+
+use permissions::{BuiltinRole, KeySet, MemberContext, MemberStatus};
+use tenancy::ports::AuditContext;
+use tenancy::{OrgId, UserId};
 use uuid::Uuid;
 
 use super::Caller;
@@ -18,17 +20,14 @@ use crate::state::AppState;
 
 /// Who acts in an org.
 #[derive(Debug, Clone)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one per request, built once and borrowed; boxing would only add an allocation"
-)]
 pub enum OrgActor {
     /// An active member, signed in.
     Member {
         /// The caller.
         caller: Caller,
-        /// Their membership.
-        membership: Membership,
+        /// Their membership as the permission engine sees it (from the two-level cache,
+        /// invalidated by every membership change).
+        context: Arc<MemberContext>,
     },
     /// An API key bound to this org.
     ApiKey {
@@ -49,7 +48,7 @@ pub enum OrgActor {
 #[derive(Debug, Clone)]
 pub struct OrgMember {
     /// The org.
-    pub org: Organization,
+    pub org_id: OrgId,
     /// Who acts.
     pub actor: OrgActor,
 }
@@ -58,7 +57,7 @@ impl OrgMember {
     /// The org's id.
     #[must_use]
     pub fn org_id(&self) -> OrgId {
-        self.org.id
+        self.org_id
     }
 
     /// The context audit events are written with (the user, or the API key).
@@ -73,10 +72,11 @@ impl OrgMember {
         }
     }
 
-    /// The acting member's membership; 403 for an API key (the action needs a person).
-    pub fn membership(&self) -> Result<&Membership, ApiError> {
+    /// The rank of the acting member's role; 403 for an API key (the action needs a
+    /// person).
+    pub fn rank(&self) -> Result<BuiltinRole, ApiError> {
         match &self.actor {
-            OrgActor::Member { membership, .. } => Ok(membership),
+            OrgActor::Member { context, .. } => Ok(context.role.counts_as),
             OrgActor::ApiKey { .. } => Err(needs_a_person()),
         }
     }
@@ -92,7 +92,8 @@ impl OrgMember {
     /// Whether the actor is an active admin of the org (never an API key).
     #[must_use]
     pub fn is_admin(&self) -> bool {
-        matches!(&self.actor, OrgActor::Member { membership, .. } if membership.is_active_admin())
+        matches!(&self.actor, OrgActor::Member { context, .. }
+            if context.status == MemberStatus::Active && context.role.counts_as == BuiltinRole::Admin)
     }
 }
 
@@ -118,19 +119,24 @@ async fn resolve(req: &HttpRequest) -> Result<OrgMember, ApiError> {
         .ok_or_else(|| ApiError::internal("application state missing".into()))?;
     let actor = match authenticated {
         Authenticated::User(caller) => {
-            let membership = state
-                .orgs
-                .get_membership(org_id, caller.user_id())
-                .await
-                .map_err(|e| ApiError::internal(e.0))?
+            // From the permission engine's two-level cache (no database read when
+            // warm); an unknown org has no members, so it is 404 like a foreign one.
+            let context = state
+                .authz
+                .member(org_id.as_uuid(), caller.user_id().as_uuid())
+                .await?
                 .ok_or_else(not_found)?;
-            if membership.status != MembershipStatus::Active {
-                return Err(ApiError::new(
-                    ErrorCode::PermissionDenied,
-                    "your membership in this organization is not active",
-                ));
+            match context.status {
+                MemberStatus::Active => {}
+                MemberStatus::Removed => return Err(not_found()),
+                MemberStatus::Invited | MemberStatus::Suspended => {
+                    return Err(ApiError::new(
+                        ErrorCode::PermissionDenied,
+                        "your membership in this organization is not active",
+                    ));
+                }
             }
-            OrgActor::Member { caller, membership }
+            OrgActor::Member { caller, context }
         }
         Authenticated::ApiKey {
             key_id,
@@ -150,14 +156,8 @@ async fn resolve(req: &HttpRequest) -> Result<OrgMember, ApiError> {
             }
         }
     };
-    let org = state
-        .orgs
-        .get_org(org_id)
-        .await
-        .map_err(|e| ApiError::internal(e.0))?
-        .ok_or_else(not_found)?;
     crate::http::request_context::record_org(org_id);
-    Ok(OrgMember { org, actor })
+    Ok(OrgMember { org_id, actor })
 }
 
 impl FromRequest for OrgMember {

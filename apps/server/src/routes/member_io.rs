@@ -633,7 +633,7 @@ async fn import_members(
 ) -> Result<ImportResponse, ApiError> {
     let org = member.org_id().as_uuid();
     let actor = member.user_id()?;
-    let rank = member.membership()?.role.rank();
+    let rank = member.rank()?;
     let Upload { file, format } = upload;
     if q.dry_run {
         let roles = jobs::import::roles_of(&state.db, org)

@@ -1132,7 +1132,7 @@ async fn create_role(
     Json(body): Json<CreateRoleBody>,
 ) -> Result<Created<CustomRoleView>, ApiError> {
     let counts_as: permissions::BuiltinRole = body.counts_as.into();
-    if counts_as > member.membership()?.role.rank() {
+    if counts_as > member.rank()? {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "you cannot define a role above your own",

@@ -346,9 +346,14 @@ async fn join_org(
     }))
 }
 
-async fn get_org(member: OrgMember) -> Reply<OrgView> {
-    let admin = member.is_admin();
-    Reply(org_view(member.org, admin))
+async fn get_org(state: State, member: OrgMember) -> Result<Reply<OrgView>, ApiError> {
+    let org = state
+        .orgs
+        .get_org(member.org_id())
+        .await
+        .map_err(|e| ApiError::internal(e.0))?
+        .ok_or_else(|| ApiError::not_found("no such organization"))?;
+    Ok(Reply(org_view(org, member.is_admin())))
 }
 
 /// Changes to an organization.
