@@ -91,19 +91,20 @@ async fn load_membership<C: ConnectionTrait>(
     convert::membership(row, custom.as_ref()).map(Some)
 }
 
-/// The search document of `user`'s membership (`tenancy::search::document`), from their
-/// account and the membership's committee and profile.
-pub(crate) async fn member_search_doc<C: ConnectionTrait>(
+async fn load_user<C: ConnectionTrait>(
     conn: &C,
     user: uuid::Uuid,
-    committee: Option<&str>,
-    profile: &serde_json::Value,
-) -> Result<String, StorageFailure> {
-    let u = users::Entity::find_by_id(user)
+) -> Result<users::Model, StorageFailure> {
+    users::Entity::find_by_id(user)
         .one(conn)
         .await
         .map_err(failure)?
-        .ok_or_else(|| convert::corrupt(format!("membership of unknown user {user}")))?;
+        .ok_or_else(|| convert::corrupt(format!("membership of unknown user {user}")))
+}
+
+/// The search document of a membership (`tenancy::search::document`), from the user's
+/// account and the membership's committee and profile.
+fn search_doc_of(u: &users::Model, committee: Option<&str>, profile: &serde_json::Value) -> String {
     let children: Vec<String> = profile
         .get("children")
         .and_then(serde_json::Value::as_array)
@@ -114,32 +115,42 @@ pub(crate) async fn member_search_doc<C: ConnectionTrait>(
                 .collect()
         })
         .unwrap_or_default();
-    Ok(tenancy::search::document(
+    tenancy::search::document(
         &u.first_name,
         &u.last_name,
         &u.email,
         u.phone.as_deref(),
         committee,
         &children,
+    )
+}
+
+/// The search document of `user`'s membership with this committee and profile.
+pub(crate) async fn member_search_doc<C: ConnectionTrait>(
+    conn: &C,
+    user: uuid::Uuid,
+    committee: Option<&str>,
+    profile: &serde_json::Value,
+) -> Result<String, StorageFailure> {
+    Ok(search_doc_of(
+        &load_user(conn, user).await?,
+        committee,
+        profile,
     ))
 }
 
 /// The directory columns of `user`'s membership: the search document, the name and
 /// e-mail sort keys and the last sign-in (`ActiveModel` with only those fields set, to be
-/// completed by the caller).
+/// completed by the caller). One read of the account.
 pub(crate) async fn member_directory_fields<C: ConnectionTrait>(
     conn: &C,
     user: uuid::Uuid,
     committee: Option<&str>,
     profile: &serde_json::Value,
 ) -> Result<memberships::ActiveModel, StorageFailure> {
-    let u = users::Entity::find_by_id(user)
-        .one(conn)
-        .await
-        .map_err(failure)?
-        .ok_or_else(|| convert::corrupt(format!("membership of unknown user {user}")))?;
+    let u = load_user(conn, user).await?;
     Ok(memberships::ActiveModel {
-        search_doc: Set(member_search_doc(conn, user, committee, profile).await?),
+        search_doc: Set(search_doc_of(&u, committee, profile)),
         sort_name: Set(tenancy::search::sort_name(&u.first_name, &u.last_name)),
         email: Set(u.email),
         active_at: Set(u.last_active_at),
