@@ -6,9 +6,12 @@
 //! and the client reconnects by itself in the background.
 
 mod bus;
+pub mod generations;
 mod local;
 mod redis;
+pub mod scoped;
 
 pub use bus::{INVALIDATION_CHANNEL, InvalidationBus};
 pub use local::{CacheStats, LocalCache};
 pub use redis::{RedisCache, RedisError};
+pub use scoped::{ScopedCache, ScopedSettings, ScopedStats};

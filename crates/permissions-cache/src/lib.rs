@@ -103,7 +103,7 @@
 
 mod codec;
 mod error;
-mod l2;
+
 mod message;
 mod permission_cache;
 mod port;

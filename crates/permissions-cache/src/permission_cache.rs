@@ -15,11 +15,11 @@ use uuid::Uuid;
 
 use crate::codec;
 use crate::error::CacheError;
-use crate::l2::{L2, Lookup};
 use crate::message::Invalidation;
 use crate::port::CachedPermissionStore;
 use crate::settings::CacheSettings;
 use crate::stats::{CacheLayerStats, Counters, bump};
+use cache::generations::{Lookup, SharedGenerations as L2};
 
 /// Number of invalidation stripes (a power of two).
 const STRIPES: usize = 1024;
@@ -46,6 +46,16 @@ impl MemberSlot {
     fn fits(&self, org: &OrgSlot) -> bool {
         self.epoch >= org.epoch && self.org_generation >= org.compiled.generation()
     }
+}
+
+/// The L2 key of `org`'s compiled table without its generation suffix.
+fn org_base(l2: &L2, org: Uuid) -> String {
+    format!("{}org:{org}:g", l2.prefix())
+}
+
+/// The L2 key of a member context without its generation suffix.
+fn member_base(l2: &L2, org: Uuid, user: Uuid) -> String {
+    format!("{}member:{org}:{user}:g", l2.prefix())
 }
 
 fn fresh_enough(compiled: &CompiledOrg, min_generation: Option<u64>) -> bool {
@@ -121,7 +131,11 @@ impl PermissionCache {
     ) -> Result<Self, CacheError> {
         let counters = Arc::new(Counters::default());
         let l2 = match redis_url {
-            Some(url) => Some(L2::connect(url, &settings, counters.clone()).await?),
+            Some(url) => Some(
+                L2::connect(url, &settings.generations())
+                    .await
+                    .map_err(|e| CacheError::InvalidRedisUrl(e.to_string()))?,
+            ),
             None => None,
         };
         let receiver = bus.subscribe();
@@ -145,7 +159,7 @@ impl PermissionCache {
         });
         let mut tasks = vec![tokio::spawn(listen(Arc::downgrade(&inner), receiver)).abort_handle()];
         if let Some(l2) = &inner.l2 {
-            let wake = l2.wake.clone();
+            let wake = l2.wake();
             tasks.push(tokio::spawn(probe(Arc::downgrade(&inner), wake)).abort_handle());
         }
         *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
@@ -270,7 +284,9 @@ impl PermissionCache {
     /// Hit and miss counts per layer since creation.
     #[must_use]
     pub fn stats(&self) -> CacheLayerStats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        stats.redis_errors = self.inner.l2.as_ref().map_or(0, L2::errors);
+        stats
     }
 
     /// Whether Redis is configured and currently used (the circuit is closed).
@@ -407,7 +423,7 @@ impl Inner {
             if !l2.usable() {
                 bump(&self.counters.l2_skipped);
             } else {
-                match l2.lookup(org, l2.org_base(org)).await {
+                match l2.lookup(org, org_base(l2, org)).await {
                     Some(Lookup::Found { counter, value }) => {
                         if let Some(compiled) = value
                             .as_deref()
@@ -434,7 +450,7 @@ impl Inner {
             let Some(version) = self.store.permissions_version(org).await? else {
                 return Ok(None);
             };
-            store_under = l2.seed(org, version).await;
+            store_under = l2.seed(org, version, org_base(l2, org)).await;
         }
         bump(&self.counters.db_loads);
         let Some(compiled) = self.store.compile_org(org).await? else {
@@ -443,7 +459,7 @@ impl Inner {
         if let (Some(counter), Some(l2)) = (store_under, l2)
             && let Some(value) = codec::encode_org(&compiled)
         {
-            l2.store(format!("{}{counter}", l2.org_base(org)), value)
+            l2.store(format!("{}{counter}", org_base(l2, org)), value)
                 .await;
         }
         Ok(Some(Arc::new(compiled)))
@@ -506,7 +522,7 @@ impl Inner {
             if !l2.usable() {
                 bump(&self.counters.l2_skipped);
             } else {
-                match l2.lookup(org, l2.member_base(org, user)).await {
+                match l2.lookup(org, member_base(l2, org, user)).await {
                     Some(Lookup::Found { counter, value }) => {
                         if let Some((generation, member)) = value
                             .as_deref()
@@ -530,7 +546,7 @@ impl Inner {
         if let (Some(counter), Some(l2)) = (store_under, l2)
             && let Some(value) = codec::encode_member(org_generation, member.as_ref())
         {
-            l2.store(format!("{}{counter}", l2.member_base(org, user)), value)
+            l2.store(format!("{}{counter}", member_base(l2, org, user)), value)
                 .await;
         }
         Ok((org_generation, member.map(Arc::new)))
@@ -571,7 +587,7 @@ async fn probe(inner: Weak<Inner>, wake: Arc<tokio::sync::Notify>) {
         loop {
             let Some(interval) = inner
                 .upgrade()
-                .and_then(|inner| inner.l2.as_ref().map(|l2| l2.retry_interval))
+                .and_then(|inner| inner.l2.as_ref().map(L2::retry_interval))
             else {
                 return;
             };

@@ -51,6 +51,18 @@ impl Default for CacheSettings {
 }
 
 impl CacheSettings {
+    /// The L2's Redis settings.
+    #[must_use]
+    pub(crate) fn generations(&self) -> cache::generations::GenerationSettings {
+        cache::generations::GenerationSettings {
+            key_prefix: self.key_prefix.clone(),
+            ttl: self.l2_ttl,
+            timeout: self.redis_timeout,
+            retry_interval: self.redis_retry_interval,
+            connect_wait: self.redis_connect_wait,
+        }
+    }
+
     /// These settings with `prefix` as the Redis key prefix.
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {

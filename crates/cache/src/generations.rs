@@ -1,7 +1,16 @@
-//! The Redis L2: generation counters, values, the circuit breaker and deferred bumps.
+//! [`SharedGenerations`]: the Redis side of a two-level cache whose values are grouped in
+//! *scopes* (one per tenant) and invalidated a whole scope at a time.
+//!
+//! Each scope has a generation counter (`{prefix}gen:{scope}`, no TTL); values live under
+//! keys ending in `g{counter}` (with a TTL). Reading is one round trip (a script reads the
+//! counter and the value under it); invalidating a scope is one `INCR`, after which the
+//! old values are unreachable and expire by themselves. Every operation is time-bounded;
+//! the first failure opens a circuit (callers then skip Redis), increments that failed
+//! meanwhile are remembered and performed by [`SharedGenerations::recover`] before the
+//! circuit closes again.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,9 +23,7 @@ use fred::types::scripts::Script;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::error::CacheError;
-use crate::settings::CacheSettings;
-use crate::stats::{Counters, bump};
+use crate::RedisError;
 
 /// `KEYS[1]` = the generation counter, `ARGV[1]` = the value key without its generation.
 /// Returns `{}` when the counter is missing, else `{counter, value or nil}`.
@@ -26,8 +33,8 @@ if not g then return {} end
 return {g, redis.call('GET', ARGV[1] .. g)}
 ";
 
-/// `KEYS[1]` = the generation counter, `ARGV[1]` = the seed (the org's database version),
-/// `ARGV[2]` = the compiled table's key without its generation. Creates the counter if it
+/// `KEYS[1]` = the generation counter, `ARGV[1]` = the seed, `ARGV[2]` = a value key
+/// without its generation. Creates the counter if it
 /// is missing (deleting a table a previous life of the counter may have left under that
 /// number) and returns the counter.
 const SEED: &str = r"
@@ -62,39 +69,58 @@ impl Lua {
 }
 
 /// What a lookup found.
-pub(crate) enum Lookup {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
     /// The generation counter does not exist (never seeded, or lost).
     NoCounter,
     /// The counter, and the value stored under it if any.
     Found {
+        /// The scope's generation counter.
         counter: u64,
+        /// The value stored under it, if any.
         value: Option<Vec<u8>>,
     },
 }
 
-/// The shared L2 on one Redis (standalone; the scripts build value keys from arguments).
-pub(crate) struct L2 {
+/// Where and how [`SharedGenerations`] talks to Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationSettings {
+    /// Prefix of every key (`{prefix}gen:{scope}` and the callers' value keys).
+    pub key_prefix: String,
+    /// How long a stored value lives.
+    pub ttl: Duration,
+    /// Time bound of one operation (retries included); on expiry it counts as a failure.
+    pub timeout: Duration,
+    /// While Redis fails, how often the owner's probe should retry it.
+    pub retry_interval: Duration,
+    /// How long [`SharedGenerations::connect`] waits for the first connection.
+    pub connect_wait: Duration,
+}
+
+/// Generation counters and generation-numbered values on one Redis (standalone, or a
+/// primary: the scripts build value keys from arguments), behind a circuit breaker.
+pub struct SharedGenerations {
     client: Client,
     options: Options,
     prefix: String,
     ttl: Duration,
     timeout: Duration,
-    pub(crate) retry_interval: Duration,
+    retry_interval: Duration,
     lookup: Lua,
     seed: Lua,
     bump: Lua,
     healthy: AtomicBool,
     /// Wakes the probe when Redis starts failing.
-    pub(crate) wake: Arc<Notify>,
-    /// Orgs whose generation bump failed while Redis was failing: bumped (and their
-    /// invalidations re-published) on recovery, before L2 is read again.
+    wake: Arc<Notify>,
+    /// Scopes whose generation bump failed while Redis was failing: bumped (and their
+    /// invalidations re-published by the owner) on recovery, before values are read again.
     pending: Mutex<HashSet<Uuid>>,
-    counters: Arc<Counters>,
+    errors: AtomicU64,
 }
 
-impl std::fmt::Debug for L2 {
+impl std::fmt::Debug for SharedGenerations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("L2")
+        f.debug_struct("SharedGenerations")
             .field("prefix", &self.prefix)
             .field("healthy", &self.usable())
             .finish_non_exhaustive()
@@ -116,20 +142,19 @@ fn u64_of(value: &Value) -> Option<u64> {
     }
 }
 
-impl L2 {
+impl SharedGenerations {
     /// A client for `url` that connects (and reconnects) in the background. Waits up to
-    /// `settings.redis_connect_wait` for the first connection; without one it starts
-    /// unhealthy (the probe takes over).
-    pub(crate) async fn connect(
-        url: &str,
-        settings: &CacheSettings,
-        counters: Arc<Counters>,
-    ) -> Result<Self, CacheError> {
+    /// `settings.connect_wait` for the first connection; without one it starts with the
+    /// circuit open (the owner's probe takes over).
+    ///
+    /// # Errors
+    /// [`RedisError::InvalidUrl`] when `url` is not a Redis URL.
+    pub async fn connect(url: &str, settings: &GenerationSettings) -> Result<Self, RedisError> {
         let mut config =
-            Config::from_url(url).map_err(|e| CacheError::InvalidRedisUrl(e.to_string()))?;
+            Config::from_url(url).map_err(|e| RedisError::InvalidUrl(e.to_string()))?;
         // Keep retrying the first connection too (the default gives up on it).
         config.fail_fast = false;
-        let timeout = settings.redis_timeout;
+        let timeout = settings.timeout;
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(1);
@@ -139,7 +164,7 @@ impl L2 {
             .with_performance_config(|p| p.default_command_timeout = timeout)
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build()
-            .map_err(|e| CacheError::InvalidRedisUrl(e.to_string()))?;
+            .map_err(|e| RedisError::InvalidUrl(e.to_string()))?;
         let _connection = client.connect();
         let l2 = Self {
             client,
@@ -150,23 +175,22 @@ impl L2 {
                 ..Options::default()
             },
             prefix: settings.key_prefix.clone(),
-            ttl: settings.l2_ttl,
+            ttl: settings.ttl,
             timeout,
-            retry_interval: settings.redis_retry_interval,
+            retry_interval: settings.retry_interval,
             lookup: Lua::new(LOOKUP),
             seed: Lua::new(SEED),
             bump: Lua::new(BUMP),
             healthy: AtomicBool::new(true),
             wake: Arc::new(Notify::new()),
             pending: Mutex::new(HashSet::new()),
-            counters,
+            errors: AtomicU64::new(0),
         };
-        let connected =
-            tokio::time::timeout(settings.redis_connect_wait, l2.client.wait_for_connect())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .is_some();
+        let connected = tokio::time::timeout(settings.connect_wait, l2.client.wait_for_connect())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .is_some();
         if !connected {
             l2.failed("connect", &"no connection yet");
         }
@@ -174,36 +198,53 @@ impl L2 {
     }
 
     /// Whether requests may use Redis (the circuit is closed).
-    pub(crate) fn usable(&self) -> bool {
+    #[must_use]
+    pub fn usable(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Failed or timed-out operations since start.
+    #[must_use]
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Notified when the circuit opens: the owner's probe waits on it, then calls
+    /// [`Self::ping`] every [`Self::retry_interval`] and [`Self::recover`] once it works.
+    #[must_use]
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// How often the owner's probe should retry a failing Redis.
+    #[must_use]
+    pub fn retry_interval(&self) -> Duration {
+        self.retry_interval
+    }
+
+    /// The key prefix (callers build their value keys under it).
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Records a failure: counts it, opens the circuit, logs once per outage and wakes
     /// the probe.
     fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
-        bump(&self.counters.redis_errors);
+        self.errors.fetch_add(1, Ordering::Relaxed);
         if self.healthy.swap(false, Ordering::AcqRel) {
             tracing::warn!(
                 operation = what,
                 error = %error,
-                "redis unavailable; permission cache continues on L1 and the database until it is back"
+                prefix = %self.prefix,
+                "redis unavailable; the cache continues on L1 and the database until it is back"
             );
             self.wake.notify_one();
         }
     }
 
-    fn gen_key(&self, org: Uuid) -> String {
-        format!("{}gen:{org}", self.prefix)
-    }
-
-    /// The key of `org`'s compiled table without its generation suffix.
-    pub(crate) fn org_base(&self, org: Uuid) -> String {
-        format!("{}org:{org}:g", self.prefix)
-    }
-
-    /// The key of a member context without its generation suffix.
-    pub(crate) fn member_base(&self, org: Uuid, user: Uuid) -> String {
-        format!("{}member:{org}:{user}:g", self.prefix)
+    fn gen_key(&self, scope: Uuid) -> String {
+        format!("{}gen:{scope}", self.prefix)
     }
 
     /// Runs `script` within the time bound.
@@ -235,11 +276,11 @@ impl L2 {
             })
     }
 
-    /// One round trip: the org's generation counter and the value under `base{counter}`.
-    /// `None` when Redis failed.
-    pub(crate) async fn lookup(&self, org: Uuid, base: String) -> Option<Lookup> {
+    /// One round trip: the scope's generation counter and the value under
+    /// `base{counter}`. `None` when Redis failed.
+    pub async fn lookup(&self, scope: Uuid, base: String) -> Option<Lookup> {
         match self
-            .run(&self.lookup, vec![self.gen_key(org)], vec![base])
+            .run(&self.lookup, vec![self.gen_key(scope)], vec![base])
             .await
         {
             Ok(Value::Array(items)) => match items.as_slice() {
@@ -267,11 +308,12 @@ impl L2 {
         }
     }
 
-    /// Creates the org's counter from `version` unless it exists; the counter to store
-    /// under. `None` when Redis failed.
-    pub(crate) async fn seed(&self, org: Uuid, version: u64) -> Option<u64> {
-        let args = vec![version.to_string(), self.org_base(org)];
-        match self.run(&self.seed, vec![self.gen_key(org)], args).await {
+    /// Creates the scope's counter at `seed` unless it exists (deleting a value a former
+    /// life of the counter may have left under `base{seed}`); the counter to store under.
+    /// `None` when Redis failed.
+    pub async fn seed(&self, scope: Uuid, seed: u64, base: String) -> Option<u64> {
+        let args = vec![seed.to_string(), base];
+        match self.run(&self.seed, vec![self.gen_key(scope)], args).await {
             Ok(value) => u64_of(&value).or_else(|| {
                 self.failed("seed", &"malformed generation counter");
                 None
@@ -283,9 +325,14 @@ impl L2 {
         }
     }
 
-    /// Stores `value` under `key` for the L2 TTL.
-    pub(crate) async fn store(&self, key: String, value: String) {
-        let ttl = i64::try_from(self.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+    /// Stores `value` under `key` for the configured TTL.
+    pub async fn store(&self, key: String, value: String) {
+        self.store_for(key, value, self.ttl).await;
+    }
+
+    /// Stores `value` under `key` for `ttl` (at least a second).
+    pub async fn store_for(&self, key: String, value: String, ttl: Duration) {
+        let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let client = self.client.with_options(&self.options);
         let call = client.set::<(), _, _>(key, value, Some(Expiration::EX(ttl)), None, false);
         match tokio::time::timeout(self.timeout, call).await {
@@ -295,9 +342,9 @@ impl L2 {
         }
     }
 
-    /// Increments the counters of `orgs` in one round trip; whether it worked.
-    pub(crate) async fn bump(&self, orgs: &[Uuid]) -> bool {
-        let keys = orgs.iter().map(|org| self.gen_key(*org)).collect();
+    /// Increments the counters of `scopes` in one round trip; whether it worked.
+    async fn bump(&self, scopes: &[Uuid]) -> bool {
+        let keys = scopes.iter().map(|scope| self.gen_key(*scope)).collect();
         match self.run(&self.bump, keys, Vec::<String>::new()).await {
             Ok(_) => true,
             Err(e) => {
@@ -307,9 +354,9 @@ impl L2 {
         }
     }
 
-    /// Bumps `orgs` now, or (Redis failing) remembers them for the recovery. Returns
-    /// whether the bump happened now.
-    pub(crate) async fn bump_or_defer(&self, orgs: &[Uuid]) -> bool {
+    /// Bumps the counters of `orgs` (scopes) now, or (Redis failing) remembers them for
+    /// the recovery. Returns whether the bump happened now.
+    pub async fn bump_or_defer(&self, orgs: &[Uuid]) -> bool {
         loop {
             if self.usable() && self.bump(orgs).await {
                 return true;
@@ -325,7 +372,7 @@ impl L2 {
     }
 
     /// Round-trips a `PING` within the time bound.
-    pub(crate) async fn ping(&self) -> bool {
+    pub async fn ping(&self) -> bool {
         let client = self.client.with_options(&self.options);
         matches!(
             tokio::time::timeout(self.timeout, client.ping::<String>(None)).await,
@@ -333,10 +380,10 @@ impl L2 {
         )
     }
 
-    /// After a successful probe: bumps the deferred orgs, then closes the circuit (only
-    /// once nothing is pending). Returns the orgs bumped (to re-publish), or `None` when
+    /// After a successful probe: bumps the deferred scopes, then closes the circuit (only
+    /// once nothing is pending). Returns the scopes bumped (to re-publish), or `None` when
     /// Redis failed again.
-    pub(crate) async fn recover(&self) -> Option<Vec<Uuid>> {
+    pub async fn recover(&self) -> Option<Vec<Uuid>> {
         let mut flushed = Vec::new();
         loop {
             let batch: Vec<Uuid> = {
@@ -357,7 +404,7 @@ impl L2 {
     }
 
     /// Closes the connection (best effort, in the background).
-    pub(crate) fn shutdown(&self) {
+    pub fn shutdown(&self) {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let client = self.client.clone();
             handle.spawn(async move {
