@@ -160,6 +160,15 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartupError::Cache(e.to_string()))?;
+    // Cache fills read the primary: a page from a lagging replica would otherwise stay
+    // stale for the cache's lifetime instead of the replication lag.
+    let directory_cache = directory_cache::CachedDirectory::new(
+        tenancy_store::SeaOrmMemberDirectory::new(db.clone()).reading_primary(),
+        settings.redis_url.as_ref().map(|u| u.expose()),
+        bus.clone(),
+    )
+    .await
+    .map_err(|e| StartupError::Cache(e.to_string()))?;
     let confirmations = credentials::ConfirmationKey::derive(&signing_key);
     let auth = AuthService::new(
         TokenIssuer::new(Arc::new(signing_key)),
@@ -187,6 +196,7 @@ pub async fn build_state(
         orgs: SeaOrmOrgRepository::new(db.clone()),
         confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
+        directory_cache,
         jobs: jobs::JobQueue::new(db.clone()),
         job_wake: Arc::new(tokio::sync::Notify::new()),
         tmp_dir,
@@ -256,13 +266,11 @@ fn spawn_digest_writer(state: web::Data<AppState>, interval: Duration) {
 /// Ends officer terms that are over (the member falls back to volunteer, audited),
 /// once a minute. Idempotent, so several instances may run it.
 fn spawn_term_ender(state: web::Data<AppState>) {
-    use tenancy::ports::OrgRepository;
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             match state
-                .orgs
                 .end_expired_terms(time::OffsetDateTime::now_utc())
                 .await
             {
@@ -279,12 +287,20 @@ fn spawn_term_ender(state: web::Data<AppState>) {
 /// Starts this instance's job worker: it runs jobs created here at once (woken) and
 /// picks up any runnable job, including ones a crashed instance left, every few seconds.
 fn spawn_job_worker(state: &web::Data<AppState>) {
-    let worker = jobs::Worker::new(
-        state.jobs.clone(),
-        state.directory.clone(),
-        jobs::WorkerSettings::new(state.tmp_dir.clone()),
-    );
+    let worker = job_worker(state, jobs::WorkerSettings::new(state.tmp_dir.clone()));
     worker.spawn(state.job_wake.clone(), Duration::from_secs(5));
+}
+
+/// A job worker over the app's queue that retires the caches of an org's members after
+/// every import step it commits (on every instance).
+pub fn job_worker(state: &web::Data<AppState>, settings: jobs::WorkerSettings) -> jobs::Worker {
+    let hook_state = state.clone();
+    jobs::Worker::new(state.jobs.clone(), state.directory.clone(), settings).on_members_changed(
+        Arc::new(move |org| {
+            let state = hook_state.clone();
+            Box::pin(async move { state.org_members_changed(org).await })
+        }),
+    )
 }
 
 /// A running server bound to a port.

@@ -28,8 +28,10 @@ pub struct AppState {
     pub orgs: SeaOrmOrgRepository,
     /// Signs the confirmation tokens of destructive bulk operations.
     pub confirmations: credentials::ConfirmationKey,
-    /// The member directory (lists, search).
+    /// The member directory (lists, search), uncached: exports and jobs page through it.
     pub directory: tenancy_store::SeaOrmMemberDirectory,
+    /// The member directory behind the two-level cache (profiles, list and search pages).
+    pub directory_cache: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
     /// The permission engine.
     pub authz: crate::authz::Authz,
     /// Districts, schools, district staff.
@@ -56,4 +58,38 @@ pub struct AppState {
     pub tmp_dir: std::path::PathBuf,
     /// Security headers, HSTS and CORS.
     pub security: crate::http::security::SecurityPolicy,
+}
+
+impl AppState {
+    /// After a committed change of one member (added, invited, changed, suspended,
+    /// removed, restored, profile edited, joined or left): the permission engine and the
+    /// directory cache forget what they hold about it, on every instance.
+    pub async fn member_changed(&self, org: uuid::Uuid, user: uuid::Uuid) {
+        self.authz.member_changed(org, user).await;
+        self.directory_cache.org_changed(&[org]).await;
+    }
+
+    /// After a committed change of many members of `org` at once (an import step):
+    /// every cached member context and directory entry of the org is retired.
+    pub async fn org_members_changed(&self, org: uuid::Uuid) {
+        self.authz.orgs_changed(&[org]).await;
+        self.directory_cache.org_changed(&[org]).await;
+    }
+
+    /// Ends the officer terms that are over (each falls back to volunteer, audited) and
+    /// retires the cached directory entries of their orgs; how many ended.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn end_expired_terms(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Result<usize, tenancy::ports::StorageFailure> {
+        use tenancy::ports::OrgRepository;
+        let ended = self.orgs.end_expired_terms(now).await?;
+        for (org, user) in &ended {
+            self.member_changed(org.as_uuid(), user.as_uuid()).await;
+        }
+        Ok(ended.len())
+    }
 }

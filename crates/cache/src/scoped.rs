@@ -12,8 +12,10 @@
 //! 1. increments each scope's L2 generation counter (one round trip for all; deferred to
 //!    Redis's recovery while it fails), so no instance reads the old L2 values again;
 //! 2. increments the scope's L1 stripe epoch here (read-your-writes on this instance);
-//! 3. publishes `{name}:scope:{scope}` on the [`InvalidationBus`]; every instance's
-//!    listener increments the stripe epoch on receipt.
+//! 3. publishes `{name}:scope:{scope}:{origin}` on the [`InvalidationBus`]; every other
+//!    instance's listener increments the stripe epoch on receipt (the writer's own
+//!    message, `origin` being its id, is skipped: applying it again would retire values
+//!    loaded after the write for nothing).
 //!
 //! Nothing is enumerated or deleted: an L1 entry counts only if it was loaded under the
 //! current epoch of its scope's stripe (1 024 stripes by scope id; a stripe shared with
@@ -49,7 +51,7 @@ const STRIPES: usize = 1024;
 /// How a [`ScopedCache`] is named, sized and bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopedSettings {
-    /// The cache's name: bus messages are `{name}:scope:{uuid}`; metrics use it too.
+    /// The cache's name: bus messages are `{name}:scope:{scope}:{origin}`.
     pub name: String,
     /// Prefix of every Redis key (bump its version part when the value format changes).
     pub key_prefix: String,
@@ -155,6 +157,8 @@ struct Stored<K, T> {
 
 struct Inner<V> {
     settings: ScopedSettings,
+    /// This cache's id in the messages it publishes.
+    origin: Uuid,
     l1: moka::future::Cache<(Uuid, String), Slot<V>>,
     l2: Option<SharedGenerations>,
     bus: InvalidationBus,
@@ -241,6 +245,7 @@ where
                 .expire_after(PerValueTtl)
                 .build(),
             settings,
+            origin: Uuid::new_v4(),
             l2,
             bus,
             epochs: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
@@ -354,7 +359,21 @@ where
     }
 
     fn message(&self, scope: Uuid) -> String {
-        format!("{}:scope:{scope}", self.settings.name)
+        format!("{}:scope:{scope}:{}", self.settings.name, self.origin)
+    }
+
+    /// The scope a bus message retires, unless it is not this cache's kind of message or
+    /// this very cache sent it.
+    fn parse(&self, message: &str) -> Option<Uuid> {
+        let rest = message
+            .strip_prefix(self.settings.name.as_str())?
+            .strip_prefix(":scope:")?;
+        let (scope, origin) = rest.split_once(':')?;
+        let origin = Uuid::parse_str(origin).ok()?;
+        if origin == self.origin {
+            return None;
+        }
+        Uuid::parse_str(scope).ok()
     }
 
     /// Retires the L1 values of `scope` (`None`: of every scope).
@@ -404,7 +423,9 @@ where
                     Some(Lookup::Found { counter, value }) => {
                         if let Some(stored) = value
                             .as_deref()
-                            .and_then(|bytes| serde_json::from_slice::<Stored<String, V>>(bytes).ok())
+                            .and_then(|bytes| {
+                                serde_json::from_slice::<Stored<String, V>>(bytes).ok()
+                            })
                             .filter(|stored| stored.k == key)
                         {
                             bump(&self.counters.l2_hits);
@@ -460,11 +481,7 @@ where
         };
         match received {
             Ok(text) => {
-                let prefix = format!("{}:scope:", inner.settings.name);
-                if let Some(scope) = text
-                    .strip_prefix(&prefix)
-                    .and_then(|id| Uuid::parse_str(id).ok())
-                {
+                if let Some(scope) = inner.parse(&text) {
                     inner.apply(Some(scope));
                 }
             }
@@ -567,10 +584,15 @@ mod tests {
         let racing = cache.clone();
         // The write commits and is invalidated while the load is reading older state.
         let got = cache
-            .get_or_load::<Infallible, _>(scope, "k".into(), Duration::from_secs(60), async {
-                racing.invalidate(&[scope]).await;
-                Ok(1)
-            })
+            .get_or_load::<Infallible, _>(
+                scope,
+                "k".into(),
+                Duration::from_secs(60),
+                Box::pin(async {
+                    racing.invalidate(&[scope]).await;
+                    Ok(1)
+                }),
+            )
             .await
             .map_or(0, |v| *v);
         assert_eq!(
@@ -607,6 +629,31 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(read(&two, scope, "k", 2).await, 2);
+    }
+
+    #[tokio::test]
+    async fn messages_name_their_scope_and_origin_and_foreign_ones_are_ignored() {
+        let cache: ScopedCache<u32> =
+            ScopedCache::new(None, InvalidationBus::local_only(), settings())
+                .await
+                .expect("no redis url");
+        let inner = &cache.inner;
+        let scope = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        assert_eq!(inner.parse(&inner.message(scope)), None, "its own message");
+        assert_eq!(
+            inner.parse(&format!("t:scope:{scope}:{other}")),
+            Some(scope)
+        );
+        for foreign in [
+            format!("u:scope:{scope}:{other}"),
+            format!("t:scope:{scope}"),
+            format!("t:scope:nope:{other}"),
+            format!("perm:org:{scope}"),
+            String::new(),
+        ] {
+            assert_eq!(inner.parse(&foreign), None, "{foreign}");
+        }
     }
 
     #[tokio::test]

@@ -21,4 +21,4 @@ pub mod table;
 pub mod worker;
 
 pub use queue::{Job, JobKind, JobQueue, JobStatus, JobStoreError};
-pub use worker::{RunOutcome, Worker, WorkerSettings};
+pub use worker::{MembersChanged, RunOutcome, Worker, WorkerSettings};

@@ -25,13 +25,33 @@ pub const SEARCH_CANDIDATES: u64 = 5_000;
 #[derive(Debug, Clone)]
 pub struct SeaOrmMemberDirectory {
     db: Database,
+    primary: bool,
 }
 
 impl SeaOrmMemberDirectory {
-    /// A directory over the given database.
+    /// A directory over the given database; its reads tolerate replication lag (they use
+    /// the read replica when the request may).
     #[must_use]
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, primary: false }
+    }
+
+    /// This directory reading the primary only: for filling a cache, where a page read
+    /// from a lagging replica would outlive the lag by the cache's lifetime.
+    #[must_use]
+    pub fn reading_primary(mut self) -> Self {
+        self.primary = true;
+        self
+    }
+
+    async fn read_txn(&self, org: OrgId) -> Result<sea_orm::DatabaseTransaction, StorageFailure> {
+        let begin = self.db.read_for_org(org.as_uuid());
+        if self.primary {
+            persistence::routing::scope(true, begin).await
+        } else {
+            begin.await
+        }
+        .map_err(failure)
     }
 }
 
@@ -144,11 +164,7 @@ fn word_trigrams(word: &str) -> Vec<String> {
 
 impl MemberDirectory for SeaOrmMemberDirectory {
     async fn list(&self, req: &MemberListRequest) -> Result<MemberPage, StorageFailure> {
-        let txn = self
-            .db
-            .read_for_org(req.org.as_uuid())
-            .await
-            .map_err(failure)?;
+        let txn = self.read_txn(req.org).await?;
         let exprs = sort_exprs(req.sort);
         let mut q = base(req.org, &req.filter);
         if let Some(after) = &req.after {
@@ -184,11 +200,7 @@ impl MemberDirectory for SeaOrmMemberDirectory {
     }
 
     async fn search(&self, req: &MemberSearchRequest) -> Result<MemberPage, StorageFailure> {
-        let txn = self
-            .db
-            .read_for_org(req.org.as_uuid())
-            .await
-            .map_err(failure)?;
+        let txn = self.read_txn(req.org).await?;
         let mut q = base(req.org, &req.filter);
         let words: Vec<Vec<String>> = req
             .query

@@ -968,7 +968,10 @@ impl OrgRepository for SeaOrmOrgRepository {
             .collect()
     }
 
-    async fn end_expired_terms(&self, now: OffsetDateTime) -> Result<u64, StorageFailure> {
+    async fn end_expired_terms(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(OrgId, UserId)>, StorageFailure> {
         let due = memberships::Entity::find()
             .filter(memberships::Column::RoleEndsAt.lte(now))
             .all(self.db.primary())
@@ -978,7 +981,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             actor: audit::Actor::System,
             request: audit::RequestMeta::default(),
         };
-        let mut ended = 0;
+        let mut ended = Vec::new();
         for row in due {
             let (org, user) = (OrgId::from_uuid(row.org_id), UserId::from_uuid(row.user_id));
             let txn = self.db.primary().begin().await.map_err(failure)?;
@@ -1015,7 +1018,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             )
             .await?;
             txn.commit().await.map_err(failure)?;
-            ended += 1;
+            ended.push((org, user));
         }
         Ok(ended)
     }

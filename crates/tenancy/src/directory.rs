@@ -222,7 +222,7 @@ pub struct MemberSearchRequest {
 pub type MemberRow = (User, Membership);
 
 /// One page: the rows and whether more follow.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MemberPage {
     /// The rows of this page.
     pub rows: Vec<MemberRow>,

@@ -475,11 +475,11 @@ pub trait OrgRepository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<crate::CustomRole>, StorageFailure>> + Send;
 
     /// Ends every officer term that is over at `now` (the member falls back to
-    /// volunteer), auditing each; returns how many were ended.
+    /// volunteer), auditing each; returns the members whose term ended.
     fn end_expired_terms(
         &self,
         now: time::OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StorageFailure>> + Send;
+    ) -> impl Future<Output = Result<Vec<(crate::OrgId, crate::UserId)>, StorageFailure>> + Send;
 }
 
 /// A session to store at sign-in.

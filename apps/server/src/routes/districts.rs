@@ -1240,7 +1240,6 @@ async fn create_district_org(
             CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;
     state
-        .authz
         .member_changed(org.id.as_uuid(), caller.user_id().as_uuid())
         .await;
     Ok(Created(DistrictOrgCreated {

@@ -162,7 +162,6 @@ async fn add_member(
             AddMemberError::Unexpected(e) => ApiError::internal(e.0),
         })?;
     state
-        .authz
         .member_changed(member.org_id().as_uuid(), added.user.id.as_uuid())
         .await;
     // Read back through the org repository so the view matches `GET /users/{id}`.

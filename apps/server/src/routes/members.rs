@@ -389,6 +389,13 @@ impl MemberFilterQuery {
     }
 }
 
+/// Whether the request carries a consistency token: it then reads the database (the
+/// primary), not the directory cache, whose other instances may not have applied the
+/// writer's invalidation yet.
+fn wants_own_writes() -> bool {
+    crate::http::request_context::consistency_token().is_some()
+}
+
 fn bad_cursor() -> ApiError {
     ApiError::validation(vec![FieldError {
         field: "cursor".into(),
@@ -415,18 +422,20 @@ async fn list_members(
         .as_deref()
         .map(|c| MemberCursor::decode(c, sort, descending).map_err(|_| bad_cursor()))
         .transpose()?;
-    let page = state
-        .directory
-        .list(&MemberListRequest {
-            org: member.org_id(),
-            filter: q.filter.to_domain()?,
-            sort,
-            descending,
-            after,
-            limit,
-        })
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+    let req = MemberListRequest {
+        org: member.org_id(),
+        filter: q.filter.to_domain()?,
+        sort,
+        descending,
+        after,
+        limit,
+    };
+    let page = if wants_own_writes() {
+        state.directory_cache.uncached().list(&req).await
+    } else {
+        state.directory_cache.list(&req).await
+    }
+    .map_err(|e| ApiError::internal(e.0))?;
     let next_cursor = if page.more {
         page.rows
             .last()
@@ -484,17 +493,19 @@ async fn search_members(
         None => 0,
         Some(c) => c.parse::<u32>().map_err(|_| bad_cursor())?,
     };
-    let page = state
-        .directory
-        .search(&MemberSearchRequest {
-            org: member.org_id(),
-            query,
-            filter: q.filter.to_domain()?,
-            offset,
-            limit,
-        })
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+    let req = MemberSearchRequest {
+        org: member.org_id(),
+        query,
+        filter: q.filter.to_domain()?,
+        offset,
+        limit,
+    };
+    let page = if wants_own_writes() {
+        state.directory_cache.uncached().search(&req).await
+    } else {
+        state.directory_cache.search(&req).await
+    }
+    .map_err(|e| ApiError::internal(e.0))?;
     let next_cursor = page.more.then(|| (offset + limit).to_string());
     Ok(Paged {
         items: page
@@ -673,7 +684,6 @@ async fn update_member(
         .await
         .map_err(change_error)?;
     state
-        .authz
         .member_changed(member.org_id().as_uuid(), target.as_uuid())
         .await;
     read_member(&state, member.org_id(), target).await
@@ -704,6 +714,9 @@ async fn update_own_profile(
         )
         .await
         .map_err(change_error)?;
+    state
+        .member_changed(member.org_id().as_uuid(), me.as_uuid())
+        .await;
     read_member(&state, member.org_id(), me).await
 }
 
@@ -713,10 +726,15 @@ async fn read_member(
     org: tenancy::OrgId,
     user: UserId,
 ) -> Result<Reply<MemberView>, ApiError> {
-    let (u, m) = state
-        .orgs
-        .get_member(org, user)
-        .await
+    let found = if wants_own_writes() {
+        state.orgs.get_member(org, user).await
+    } else {
+        state
+            .directory_cache
+            .profile(org, user, state.orgs.get_member(org, user))
+            .await
+    };
+    let (u, m) = found
         .map_err(|e| ApiError::internal(e.0))?
         .ok_or_else(|| ApiError::not_found("no such member"))?;
     Ok(Reply(member_view(u, m)))
@@ -878,10 +896,7 @@ async fn bulk_update(
             .map(|_| ())
             .map_err(change_error);
         if outcome.is_ok() {
-            state
-                .authz
-                .member_changed(member.org_id().as_uuid(), id)
-                .await;
+            state.member_changed(member.org_id().as_uuid(), id).await;
         }
         results.push(item(id, outcome));
     }
@@ -940,7 +955,7 @@ async fn bulk_remove(
             .await
             .map_err(change_error);
         if outcome.is_ok() {
-            state.authz.member_changed(org.as_uuid(), id).await;
+            state.member_changed(org.as_uuid(), id).await;
         }
         results.push(item(id, outcome));
     }
@@ -1035,7 +1050,6 @@ async fn restore_member(
             RestoreMemberError::Unexpected(e) => ApiError::internal(e.0),
         })?;
     state
-        .authz
         .member_changed(member.org_id().as_uuid(), target.as_uuid())
         .await;
     read_member(&state, member.org_id(), target).await
@@ -1064,7 +1078,6 @@ async fn remove_member(
         .await
         .map_err(change_error)?;
     state
-        .authz
         .member_changed(member.org_id().as_uuid(), p.user_id)
         .await;
     Ok(Reply(Removed { removed: true }))

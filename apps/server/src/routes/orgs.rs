@@ -272,7 +272,6 @@ async fn create_org(
             CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;
     state
-        .authz
         .member_changed(org.id.as_uuid(), caller.user_id().as_uuid())
         .await;
     let membership = membership_view(&org, &membership);
@@ -336,7 +335,6 @@ async fn join_org(
             JoinOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;
     state
-        .authz
         .member_changed(org.id.as_uuid(), caller.user_id().as_uuid())
         .await;
     let membership = membership_view(&org, &m);

@@ -148,6 +148,18 @@ async fn metrics(state: State) -> crate::http::raw::PlainText {
     for (layer, stats) in layers {
         crate::http::metrics::render_cache(&mut out, "permissions", layer, stats);
     }
+    let d = state.directory_cache.stats();
+    for (layer, hits, misses) in [
+        ("l1", d.l1_hits, d.l1_misses),
+        ("l2", d.l2_hits, d.l2_misses),
+    ] {
+        crate::http::metrics::render_cache(
+            &mut out,
+            "directory",
+            layer,
+            cache::CacheStats { hits, misses },
+        );
+    }
     let _ = std::fmt::Write::write_fmt(
         &mut out,
         format_args!(

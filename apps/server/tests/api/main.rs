@@ -12,6 +12,7 @@ mod audit_logs;
 mod audit_more;
 mod auth;
 mod directory;
+mod directory_cache;
 mod districts;
 mod docs;
 mod errors;

@@ -94,7 +94,7 @@ fn worker(ctx: &TestContext, crash_before_row: Option<i64>, batch: u64) -> Worke
     // A crashed worker's lease must be claimable at once by the next one (no waiting
     // in tests): a zero lease is always expired, and exactly-once does not depend on it.
     s.lease = Duration::ZERO;
-    Worker::new(ctx.state.jobs.clone(), ctx.state.directory.clone(), s)
+    pto_server::startup::job_worker(&ctx.state, s)
 }
 
 async fn members(app: &svc_bound!(), token: &str, org: &str) -> Vec<serde_json::Value> {
@@ -335,7 +335,7 @@ async fn killed_import_resumes_and_applies_each_row_exactly_once(ctx: TestContex
     let other = ctx.another_instance().await;
     let mut s = WorkerSettings::new(other.tmp_dir.clone());
     s.batch = 5;
-    let third = Worker::new(other.jobs.clone(), other.directory.clone(), s);
+    let third = pto_server::startup::job_worker(&other, s);
     assert_eq!(third.run_until_idle().await.unwrap(), 1);
     assert!(third.run_next().await.unwrap().is_none(), "nothing left");
 

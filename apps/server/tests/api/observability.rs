@@ -74,7 +74,7 @@ fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     (captured, guard)
 }
 
-async fn scrape<S, B>(app: &S) -> String
+pub(crate) async fn scrape<S, B>(app: &S) -> String
 where
     S: actix_web::dev::Service<
             actix_http::Request,
@@ -89,7 +89,7 @@ where
 }
 
 /// The value of one series (`name{labels}`), if present.
-fn series(text: &str, name_and_labels: &str) -> Option<f64> {
+pub(crate) fn series(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
@@ -142,11 +142,12 @@ async fn metrics_show_pool_and_job_series_moving_after_traffic(ctx: TestContext)
     let waits_before = waits(&before).unwrap();
 
     let (org, _, token) = new_org(&app, "metrics@example.org").await;
-    for _ in 0..3 {
+    // Three different pages (the same page twice would come from the directory cache).
+    for limit in 1..=3 {
         let (status, body) = send(
             &app,
             Method::GET,
-            &format!("/api/v2/orgs/{org}/users"),
+            &format!("/api/v2/orgs/{org}/users?limit={limit}"),
             Some(&token),
             None,
         )
@@ -287,7 +288,7 @@ mod replica {
         url
     }
 
-    async fn members_seen<S, B>(app: &S, org: &str, token: &str, consistency: bool) -> usize
+    async fn audit_events_seen<S, B>(app: &S, org: &str, token: &str, consistency: bool) -> usize
     where
         S: actix_web::dev::Service<
                 actix_http::Request,
@@ -297,7 +298,7 @@ mod replica {
         B: actix_web::body::MessageBody,
     {
         let mut req = test::TestRequest::get()
-            .uri(&format!("/api/v2/orgs/{org}/users"))
+            .uri(&format!("/api/v2/orgs/{org}/audit-logs"))
             .insert_header(("authorization", format!("Bearer {token}")));
         if consistency {
             req = req.insert_header(("x-consistency-token", "1"));
@@ -341,16 +342,31 @@ mod replica {
         let app = test::init_service(app(state.clone(), ctx.api.clone())).await;
         let (org, _, token) = new_org(&app, "routing@example.org").await;
 
-        // The list tolerates lag: served by the (empty) replica.
-        assert_eq!(members_seen(&app, &org, &token, false).await, 0);
-        // Asking for one's own writes: served by the primary, which has the admin.
-        assert_eq!(members_seen(&app, &org, &token, true).await, 1);
+        // The audit log tolerates lag: served by the (empty) replica. (Member lists are
+        // answered by the directory cache, which fills from the primary.)
+        assert_eq!(audit_events_seen(&app, &org, &token, false).await, 0);
+        // Asking for one's own writes: served by the primary, which has the org's events.
+        assert!(audit_events_seen(&app, &org, &token, true).await > 0);
+        // The member list may use the replica, but it is answered by the directory cache,
+        // whose fills read the primary (a page read from a lagging replica would stay
+        // stale for the cache's lifetime): the admin is there, and no tenant transaction
+        // was opened on the replica.
+        let (status, list) = crate::helpers::send(
+            &app,
+            Method::GET,
+            &format!("/api/v2/orgs/{org}/users"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
         let metrics = scrape(&app).await;
         let replica_waits = series(
             &metrics,
             "ptoc_db_pool_acquire_seconds_count{pool=\"replica\"}",
         );
-        assert_eq!(replica_waits, Some(1.0), "{metrics}");
+        assert_eq!(replica_waits.unwrap_or(0.0), 0.0, "{metrics}");
         assert!(series(&metrics, "ptoc_db_pool_max{pool=\"replica\"}").is_some());
 
         // A write request reads the primary too (e.g. the org it just created).
@@ -433,7 +449,7 @@ mod replica {
             .await
             .unwrap();
         let app = test::init_service(app(state.clone(), ctx.api.clone())).await;
-        assert_eq!(members_seen(&app, &org, &token, false).await, 1);
+        assert!(audit_events_seen(&app, &org, &token, false).await > 0);
         let metrics = scrape(&app).await;
         assert_eq!(
             series(

@@ -55,7 +55,6 @@ async fn suspended_member_denies(ctx: TestContext) {
 }
 
 async fn officer_terms_end_by_themselves(ctx: TestContext) {
-    use tenancy::ports::OrgRepository;
     let app = ctx.service().await;
     let (org, admin, vol_id, vol) = org_with_volunteer(&app, "t1").await;
     let (status, body) = send(
@@ -71,7 +70,6 @@ async fn officer_terms_end_by_themselves(ctx: TestContext) {
     assert_eq!(body["data"]["role"]["name"], "board_member");
     let ended = ctx
         .state
-        .orgs
         .end_expired_terms(time::OffsetDateTime::now_utc())
         .await
         .unwrap();
@@ -100,7 +98,6 @@ async fn officer_terms_end_by_themselves(ctx: TestContext) {
     // Nothing left to end.
     assert_eq!(
         ctx.state
-            .orgs
             .end_expired_terms(time::OffsetDateTime::now_utc())
             .await
             .unwrap(),
