@@ -72,6 +72,9 @@ pub struct Settings {
     /// How often the audit chain heads are signed into a digest
     /// (`AUDIT_DIGEST_INTERVAL_SECS`, default 300).
     pub audit_digest_interval: Duration,
+    /// How long an ended background job (its error report, its export file) is kept
+    /// (`JOB_RETENTION_DAYS`, default 7).
+    pub job_retention: Duration,
     /// Seconds to let in-flight requests finish on SIGTERM (`SHUTDOWN_TIMEOUT_SECS`).
     pub shutdown_timeout: Duration,
     /// HTTP worker threads (`WORKERS`; default: number of CPUs).
@@ -172,6 +175,7 @@ pub const KEYS: &[&str] = &[
     "SIGNING_KEY",
     "BOOTSTRAP_TOKEN",
     "AUDIT_DIGEST_INTERVAL_SECS",
+    "JOB_RETENTION_DAYS",
     "SHUTDOWN_TIMEOUT_SECS",
     "WORKERS",
     "RATE_LIMIT_ENABLED",
@@ -325,6 +329,13 @@ impl Settings {
             300,
             10..=86_400,
         );
+        let job_retention_days: u64 = parse_num(
+            &mut errors,
+            "JOB_RETENTION_DAYS",
+            get("JOB_RETENTION_DAYS"),
+            7,
+            1..=3650,
+        );
         let shutdown_secs: u64 = parse_num(
             &mut errors,
             "SHUTDOWN_TIMEOUT_SECS",
@@ -363,6 +374,7 @@ impl Settings {
             signing_key,
             bootstrap_token,
             audit_digest_interval: Duration::from_secs(digest_secs),
+            job_retention: Duration::from_secs(job_retention_days * 86_400),
             shutdown_timeout: Duration::from_secs(shutdown_secs),
             workers,
             rate_limit,

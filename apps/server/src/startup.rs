@@ -199,6 +199,7 @@ pub async fn build_state(
         directory_cache,
         jobs: jobs::JobQueue::new(db.clone()),
         job_wake: Arc::new(tokio::sync::Notify::new()),
+        job_retention: settings.job_retention,
         tmp_dir,
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz: crate::authz::Authz::new(permission_store, permission_cache),
@@ -291,6 +292,44 @@ fn spawn_job_worker(state: &web::Data<AppState>) {
     worker.spawn(state.job_wake.clone(), Duration::from_secs(5));
 }
 
+/// How long a staged upload or export file may sit in `DATA_DIR/tmp` before it is taken
+/// for the leftover of a process that died.
+const STALE_STAGED_FILE: Duration = Duration::from_secs(24 * 3600);
+
+/// Every 10 minutes (and at start): removes ended jobs past their retention with their
+/// error reports and files, and staged files a dead process left. Idempotent, so several
+/// instances may run it.
+fn spawn_job_sweeper(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let cutoff = time::OffsetDateTime::now_utc()
+                - time::Duration::try_from(state.job_retention).unwrap_or(time::Duration::WEEK);
+            match state.jobs.sweep(cutoff, 100).await {
+                Ok(r) if r.jobs > 0 => tracing::info!(jobs = r.jobs, "ended jobs removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "removing ended jobs failed; retrying later"),
+            }
+            let dir = state.tmp_dir.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                jobs::cleanup::remove_stale_files(
+                    &dir,
+                    STALE_STAGED_FILE,
+                    std::time::SystemTime::now(),
+                )
+            })
+            .await;
+            match swept {
+                Ok(Ok(n)) if n > 0 => tracing::info!(files = n, "stale staged files removed"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "listing the staging directory failed"),
+                Err(e) => tracing::warn!(error = %e, "the staged-file sweep panicked"),
+            }
+        }
+    });
+}
+
 /// A job worker over the app's queue that retires the caches of an org's members after
 /// every import step it commits (on every instance).
 pub fn job_worker(state: &web::Data<AppState>, settings: jobs::WorkerSettings) -> jobs::Worker {
@@ -325,6 +364,7 @@ impl Application {
         spawn_digest_writer(state.clone(), settings.audit_digest_interval);
         spawn_term_ender(state.clone());
         spawn_job_worker(&state);
+        spawn_job_sweeper(state.clone());
         let factory_state = state.clone();
         let mut server = HttpServer::new(move || app(factory_state.clone(), api.clone()))
             .shutdown_timeout(settings.shutdown_timeout.as_secs());

@@ -54,6 +54,8 @@ pub struct AppState {
     pub jobs: jobs::JobQueue,
     /// Wakes this instance's job worker when a job is created here.
     pub job_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// How long an ended job is kept before the sweeper removes it.
+    pub job_retention: std::time::Duration,
     /// Where uploads and export files are staged (`DATA_DIR/tmp`).
     pub tmp_dir: std::path::PathBuf,
     /// Security headers, HSTS and CORS.

@@ -10,7 +10,14 @@
 //! - [`export`]: member pages written as CSV or XLSX; the export job.
 //! - [`table`]: the spreadsheet columns, reading uploads, writing XLSX.
 //! - [`worker`]: the loop that claims and runs jobs.
+//! - [`cleanup`]: removing ended jobs past their retention and stale staged files.
+//!
+//! A job can be cancelled while queued or running ([`JobQueue::cancel_in`]): its lease is
+//! revoked, so its worker stops at the next step; rows applied before stay applied. Input
+//! rows are deleted when a job ends; an ended job (its error report, its export file) is
+//! kept for the retention period, then [`JobQueue::sweep`] removes it.
 
+pub mod cleanup;
 mod entity;
 pub mod export;
 pub mod import;
@@ -20,5 +27,5 @@ pub mod queue;
 pub mod table;
 pub mod worker;
 
-pub use queue::{Job, JobKind, JobQueue, JobStatus, JobStoreError};
+pub use queue::{Job, JobKind, JobQueue, JobStatus, JobStoreError, SweepReport};
 pub use worker::{MembersChanged, RunOutcome, Worker, WorkerSettings};

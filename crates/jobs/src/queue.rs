@@ -72,6 +72,8 @@ pub enum JobStatus {
     Succeeded,
     /// Given up (see `error`).
     Failed,
+    /// Stopped on request: the rows applied before stay applied.
+    Cancelled,
 }
 
 impl JobStatus {
@@ -83,7 +85,14 @@ impl JobStatus {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether the job has ended (nothing will change it any more).
+    #[must_use]
+    pub const fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
 
     fn parse(s: &str) -> Self {
@@ -91,6 +100,7 @@ impl JobStatus {
             "queued" => Self::Queued,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
             _ => Self::Running,
         }
     }
@@ -190,6 +200,16 @@ fn now_ms() -> i64 {
 
 fn until_ms(d: Duration) -> i64 {
     now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The stored names of the statuses of ended jobs.
+const FINISHED: [&str; 3] = ["succeeded", "failed", "cancelled"];
+
+/// What [`JobQueue::sweep`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Jobs removed with everything they kept (error reports, result files).
+    pub jobs: u64,
 }
 
 /// Rows per multi-row insert of job items.
@@ -667,7 +687,107 @@ impl JobQueue {
             .filter(jobs::Column::LeaseOwner.eq(lease.owner.as_str()))
             .exec(conn)
             .await?;
-        Ok(res.rows_affected > 0)
+        if res.rows_affected == 0 {
+            return Ok(false);
+        }
+        // The input rows are not needed any more (refused ones are in the error report):
+        // uploaded personal data is kept no longer than the job runs.
+        delete_items(conn, lease.org_id, lease.job_id).await?;
+        Ok(true)
+    }
+
+    /// Cancels the job `id` of `org_id` inside the caller's transaction, unless it has
+    /// ended: its lease is revoked, so its worker stops at its next step (a step in flight
+    /// commits or rolls back whole first — on PostgreSQL this waits for it), and its input
+    /// rows are removed. Returns the job as it was before, or `None` when there is no such
+    /// job or it had already ended.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn cancel_in<C: ConnectionTrait>(
+        conn: &C,
+        org_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<Job>, JobStoreError> {
+        let now = now_micros();
+        let res = jobs::Entity::update_many()
+            .col_expr(
+                jobs::Column::Status,
+                Expr::value(JobStatus::Cancelled.as_str()),
+            )
+            .col_expr(
+                jobs::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(jobs::Column::LeaseUntilMs, Expr::value(0_i64))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .col_expr(jobs::Column::FinishedAt, Expr::value(Some(now)))
+            .filter(jobs::Column::OrgId.eq(org_id))
+            .filter(jobs::Column::Id.eq(id))
+            .filter(jobs::Column::Status.is_not_in(FINISHED))
+            .exec(conn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Ok(None);
+        }
+        delete_items(conn, org_id, id).await?;
+        Ok(jobs::Entity::find_by_id((org_id, id))
+            .one(conn)
+            .await?
+            .map(job))
+    }
+
+    /// Removes jobs that ended before `ended_before`, with their error reports and result
+    /// files, at most `batch` jobs per transaction until none is left; safe to run on
+    /// several instances at once.
+    ///
+    /// # Errors
+    /// Storage failures (what was removed before stays removed).
+    pub async fn sweep(
+        &self,
+        ended_before: OffsetDateTime,
+        batch: u64,
+    ) -> Result<SweepReport, JobStoreError> {
+        let batch = Ord::max(batch, 1);
+        let mut report = SweepReport::default();
+        loop {
+            let txn = self.db.primary().begin().await?;
+            let due: Vec<(Uuid, Uuid)> = jobs::Entity::find()
+                .select_only()
+                .column(jobs::Column::OrgId)
+                .column(jobs::Column::Id)
+                .filter(jobs::Column::Status.is_in(FINISHED))
+                .filter(jobs::Column::FinishedAt.lt(ended_before))
+                .order_by_asc(jobs::Column::FinishedAt)
+                .limit(batch)
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            for &(org_id, id) in &due {
+                delete_items(&txn, org_id, id).await?;
+                job_errors::Entity::delete_many()
+                    .filter(job_errors::Column::OrgId.eq(org_id))
+                    .filter(job_errors::Column::JobId.eq(id))
+                    .exec(&txn)
+                    .await?;
+                job_files::Entity::delete_many()
+                    .filter(job_files::Column::OrgId.eq(org_id))
+                    .filter(job_files::Column::JobId.eq(id))
+                    .exec(&txn)
+                    .await?;
+                let gone = jobs::Entity::delete_many()
+                    .filter(jobs::Column::OrgId.eq(org_id))
+                    .filter(jobs::Column::Id.eq(id))
+                    .filter(jobs::Column::Status.is_in(FINISHED))
+                    .exec(&txn)
+                    .await?;
+                report.jobs += gone.rows_affected;
+            }
+            txn.commit().await?;
+            if (due.len() as u64) < batch {
+                return Ok(report);
+            }
+        }
     }
 
     /// Gives the job back after a transient failure: the lease ends now, so any worker
@@ -721,6 +841,20 @@ impl JobQueue {
         .await?;
         Ok(())
     }
+}
+
+/// Deletes a job's input rows.
+async fn delete_items<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<(), JobStoreError> {
+    job_items::Entity::delete_many()
+        .filter(job_items::Column::OrgId.eq(org_id))
+        .filter(job_items::Column::JobId.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// Begins a nested transaction (a savepoint) so one row's failure can be undone without

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use jobs::export::ExportParams;
 use jobs::table::{SheetFormat, push_csv_line};
-use jobs::{Job, JobKind, JobStatus};
+use jobs::{Job, JobKind, JobQueue, JobStatus};
 use permissions::PermissionKey;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,15 @@ pub(super) fn register(r: &mut ApiRoutes) {
         RouteDoc::new("get_job", "A background job's progress", TAG)
             .description("Rows done out of the total, failures so far, and links to the error report (imports) or the file (exports, when done). Visible to the member who started the job and to admins.")
             .permission(PermissionKey::UsersView),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/jobs/{job_id}/cancel",
+        cancel_job,
+        RouteDoc::new("cancel_job", "Cancel a queued or running job", TAG)
+            .description("The job stops at its next step; rows an import applied before stay applied (each audited) and are counted in `succeeded_rows`, no row is ever half-applied. Its uploaded input rows are deleted. 409 once the job has ended. Allowed to the member who started the job and to admins; audited (`job.cancel`).")
+            .permission(PermissionKey::UsersView)
+            .rate_class(rate_limit::RateClass::Update)
+            .errors(&[ErrorCode::Conflict]),
     );
     r.get(
         "/api/v2/orgs/{org_id}/jobs/{job_id}/errors",
@@ -57,7 +66,7 @@ pub struct JobView {
     pub id: Uuid,
     /// `member_import` or `member_export`.
     pub kind: &'static str,
-    /// `queued`, `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub status: &'static str,
     /// Rows in the input (import) or written (export, when done).
     pub total_rows: i64,
@@ -73,6 +82,8 @@ pub struct JobView {
     pub created_at: String,
     /// When it ended (RFC 3339).
     pub finished_at: Option<String>,
+    /// When an ended job, with its error report and file, will be deleted (RFC 3339).
+    pub expires_at: Option<String>,
     /// Where to follow it.
     pub status_url: String,
     /// The error report (imports).
@@ -81,8 +92,8 @@ pub struct JobView {
     pub download_url: Option<String>,
 }
 
-/// The API view of a job.
-pub(super) fn job_view(job: &Job) -> JobView {
+/// The API view of a job, kept for `retention` after it ends.
+pub(super) fn job_view(job: &Job, retention: std::time::Duration) -> JobView {
     let base = format!("/api/v2/orgs/{}/jobs/{}", job.org_id, job.id);
     JobView {
         id: job.id,
@@ -95,6 +106,11 @@ pub(super) fn job_view(job: &Job) -> JobView {
         error: job.error.clone(),
         created_at: job.created_at.format(&Rfc3339).unwrap_or_default(),
         finished_at: job.finished_at.and_then(|t| t.format(&Rfc3339).ok()),
+        expires_at: job
+            .finished_at
+            .filter(|_| job.status.is_finished())
+            .and_then(|t| t.checked_add(time::Duration::try_from(retention).ok()?))
+            .and_then(|t| t.format(&Rfc3339).ok()),
         error_report_url: (job.kind == JobKind::MemberImport).then(|| format!("{base}/errors")),
         download_url: (job.kind == JobKind::MemberExport && job.status == JobStatus::Succeeded)
             .then(|| format!("{base}/download")),
@@ -137,7 +153,60 @@ async fn get_job(
 ) -> Result<Reply<JobView>, ApiError> {
     Ok(Reply(job_view(
         &visible_job(&state, &member, p.job_id).await?,
+        state.job_retention,
     )))
+}
+
+async fn cancel_job(
+    state: State,
+    member: OrgMember,
+    Path(p): Path<JobPath>,
+) -> Result<Reply<JobView>, ApiError> {
+    let job = visible_job(&state, &member, p.job_id).await?;
+    let ended = || {
+        ApiError::new(
+            ErrorCode::Conflict,
+            "the job has already ended and cannot be cancelled",
+        )
+    };
+    if job.status.is_finished() {
+        return Err(ended());
+    }
+    let internal = |e: Box<dyn std::error::Error + Send + Sync>| ApiError::internal(e);
+    let tx = audit_store::AuditedTx::begin(&state.db)
+        .await
+        .map_err(|e| internal(Box::new(e)))?;
+    let Some(cancelled) = JobQueue::cancel_in(tx.conn(), job.org_id, job.id)
+        .await
+        .map_err(|e| internal(e.0))?
+    else {
+        // It ended between the read and the update.
+        tx.rollback().await.map_err(|e| internal(Box::new(e)))?;
+        return Err(ended());
+    };
+    let ctx = member.audit_context();
+    let event = audit::NewAuditEvent::audit(
+        audit::TenantScope::org(member.org_id().as_uuid()),
+        ctx.actor,
+        audit::Action::from_static("job.cancel"),
+        "job",
+        job.id.to_string(),
+        audit::ChangeType::Update,
+    )
+    .with_old_value(serde_json::json!({"status": job.status.as_str(), "kind": job.kind.as_str()}))
+    .with_new_value(serde_json::json!({
+        "status": cancelled.status.as_str(),
+        "succeeded_rows": cancelled.succeeded,
+        "failed_rows": cancelled.failed,
+    }))
+    .with_request(&ctx.request);
+    tx.record(event).await.map_err(|e| internal(Box::new(e)))?;
+    tx.commit().await.map_err(|e| internal(Box::new(e)))?;
+    if cancelled.kind == JobKind::MemberImport {
+        // Rows applied before the cancellation are members now.
+        state.org_members_changed(cancelled.org_id).await;
+    }
+    Ok(Reply(job_view(&cancelled, state.job_retention)))
 }
 
 type Body = BoxStream<'static, Result<Bytes, std::io::Error>>;

@@ -268,7 +268,7 @@ pub enum ExportResponse {
         body: FileStream,
     },
     /// A job was created.
-    Job(Accepted<JobView>),
+    Job(Box<Accepted<JobView>>),
 }
 
 impl std::fmt::Debug for ExportResponse {
@@ -435,7 +435,10 @@ async fn export_members(
             .map_err(storage)?;
         let job = draft.submit().await.map_err(storage)?;
         state.job_wake.notify_one();
-        return Ok(ExportResponse::Job(Accepted(job_view(&job))));
+        return Ok(ExportResponse::Job(Box::new(Accepted(job_view(
+            &job,
+            state.job_retention,
+        )))));
     }
     let filename = format!("members-{org}.{}", format.extension());
     let body = match format {
@@ -682,5 +685,8 @@ async fn import_members(
         .map_err(unreadable)?;
     let job = draft.submit().await.map_err(storage)?;
     state.job_wake.notify_one();
-    Ok(ImportResponse::Job(Accepted(job_view(&job))))
+    Ok(ImportResponse::Job(Accepted(job_view(
+        &job,
+        state.job_retention,
+    ))))
 }

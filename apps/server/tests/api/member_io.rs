@@ -17,6 +17,7 @@ backend_tests!(
     killed_import_resumes_and_applies_each_row_exactly_once,
     export_round_trips_through_the_importer_and_xlsx_has_typed_cells,
     exports_and_jobs_never_cross_orgs,
+    jobs_can_be_cancelled_and_ended_jobs_are_swept,
 );
 
 macro_rules! svc_bound {
@@ -671,4 +672,143 @@ async fn exports_and_jobs_never_cross_orgs(ctx: TestContext) {
     )
     .await;
     assert_eq!(status, 200);
+}
+
+/// A CSV of `n` valid rows `c{i}@io.test`.
+fn valid_rows(n: usize) -> Vec<u8> {
+    let mut csv = String::from("email,first_name,last_name,role\r\n");
+    for i in 0..n {
+        csv.push_str(&format!("c{i}@io.test,Cancel{i},Row{i},volunteer\r\n"));
+    }
+    csv.into_bytes()
+}
+
+async fn jobs_can_be_cancelled_and_ended_jobs_are_swept(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin) = new_org(&app, "admin@io.test", "IOCAN001").await;
+    let (_, stranger) = signed_up(&app, "stranger@io.test").await;
+
+    // A queued import is cancelled before any worker saw it: nothing is applied.
+    let (status, body) = upload(&app, &admin, &org, "", "text/csv", valid_rows(6)).await;
+    assert_eq!(status, 202, "{body}");
+    let queued = body["data"]["id"].as_str().unwrap().to_owned();
+    let cancel = |job: &str| format!("/api/v2/orgs/{org}/jobs/{job}/cancel");
+    // Not visible to a non-member: 404, and nothing changes.
+    let (status, _) = send(&app, Method::POST, &cancel(&queued), Some(&stranger), None).await;
+    assert_eq!(status, 404);
+    let (status, body) = send(&app, Method::POST, &cancel(&queued), Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "cancelled");
+    assert_eq!(body["data"]["succeeded_rows"], 0);
+    assert!(body["data"]["expires_at"].is_string(), "{body}");
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM job_items").await,
+        0,
+        "the uploaded rows are deleted"
+    );
+    assert_eq!(
+        worker(&ctx, None, 2).run_until_idle().await.unwrap(),
+        0,
+        "nothing to run"
+    );
+    assert_eq!(members(&app, &admin, &org).await.len(), 1);
+    // Cancelling again: the job has ended.
+    let (status, body) = send(&app, Method::POST, &cancel(&queued), Some(&admin), None).await;
+    assert_eq!(status, 409, "{body}");
+
+    // A running import is cancelled between steps: the steps committed before stay
+    // applied, whole; no worker picks the job up again.
+    let (status, body) = upload(&app, &admin, &org, "", "text/csv", valid_rows(8)).await;
+    assert_eq!(status, 202, "{body}");
+    let running = body["data"]["id"].as_str().unwrap().to_owned();
+    // Killed before row 6 (its rows are 2–9): the step with rows 2–3 and 4–5 committed.
+    let killed = worker(&ctx, Some(6), 2);
+    assert_eq!(
+        killed.run_next().await.unwrap().unwrap().1,
+        RunOutcome::Crashed
+    );
+    // Its lease has expired (zero lease in tests): the job would be claimable again.
+    let (status, body) = send(&app, Method::POST, &cancel(&running), Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "cancelled");
+    assert_eq!(body["data"]["succeeded_rows"], 4);
+    assert_eq!(worker(&ctx, None, 2).run_until_idle().await.unwrap(), 0);
+    let listed = members(&app, &admin, &org).await;
+    assert_eq!(listed.len(), 1 + 4, "exactly the committed steps' rows");
+    let (_, logs) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs?action=job.cancel"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(logs["data"].as_array().map(Vec::len), Some(2), "{logs}");
+    assert_eq!(logs["data"][0]["new_value"]["status"], "cancelled");
+
+    // A finished export, kept until its retention ends, then swept with its file.
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/users/export?format=csv&async=true"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let export = body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(worker(&ctx, None, 50).run_until_idle().await.unwrap(), 1);
+    let download = format!("/api/v2/orgs/{org}/jobs/{export}/download");
+    assert_eq!(download_status(&app, &admin, &download).await, 200);
+    // A job still queued is never swept.
+    let (status, body) = upload(&app, &admin, &org, "", "text/csv", valid_rows(1)).await;
+    assert_eq!(status, 202, "{body}");
+    let pending = body["data"]["id"].as_str().unwrap().to_owned();
+
+    let now = time::OffsetDateTime::now_utc();
+    let kept = ctx
+        .state
+        .jobs
+        .sweep(now - time::Duration::DAY, 2)
+        .await
+        .unwrap();
+    assert_eq!(kept.jobs, 0, "nothing ended a day ago");
+    let swept = ctx
+        .state
+        .jobs
+        .sweep(now + time::Duration::SECOND, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        swept.jobs, 3,
+        "two cancelled imports and the export, in batches of 2"
+    );
+    for job in [&queued, &running, &export] {
+        let (status, _) = send(
+            &app,
+            Method::GET,
+            &format!("/api/v2/orgs/{org}/jobs/{job}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+        assert_eq!(status, 404, "{job} was swept");
+    }
+    assert_eq!(download_status(&app, &admin, &download).await, 404);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM job_files").await, 0);
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/jobs/{pending}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["status"], "queued");
+    assert!(body["data"]["expires_at"].is_null());
+}
+
+async fn download_status(app: &svc_bound!(), token: &str, uri: &str) -> u16 {
+    download(app, token, uri).await.0
 }
