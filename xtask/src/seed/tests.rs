@@ -181,25 +181,12 @@ where
 /// The single number a `SELECT COUNT(*) …` returns (`?` placeholders on both backends).
 async fn count(db: &Database, sql: &str, values: Vec<Value>) -> i64 {
     let conn = db.primary();
-    let backend = conn.get_database_backend();
-    let sql = if backend == sea_orm::DbBackend::Postgres {
-        // `?` → `$n`.
-        let mut out = String::new();
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        sql.to_owned()
-    };
     let row = conn
-        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .query_one_raw(test_support::statement(
+            conn.get_database_backend(),
+            sql,
+            values,
+        ))
         .await
         .expect("query")
         .expect("a row");

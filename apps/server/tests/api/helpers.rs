@@ -84,14 +84,7 @@ impl TestContext {
         env.insert("BOOTSTRAP_TOKEN".to_owned(), BOOTSTRAP_TOKEN.to_owned());
         let mut pg = None;
         if backend == Backend::Postgres {
-            let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "TEST_DATABASE_URL must be set under CI=true (PostgreSQL tests may not be skipped)"
-                );
-                eprintln!("postgres backend not configured (TEST_DATABASE_URL unset): skipped");
-                return None;
-            };
+            let admin_url = test_support::postgres_admin_url()?;
             let name = format!("ptoc_t_{}", uuid::Uuid::now_v7().simple());
             let admin = Database::connect(&admin_url)
                 .await
@@ -184,55 +177,17 @@ async fn ensure_app_role(admin: &sea_orm::DatabaseConnection) {
         .expect("create the app role");
 }
 
-/// `url` with its user replaced by `user` (and no password).
-pub fn with_user(url: &str, user: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
-    format!("{scheme}://{user}@{host}")
-}
-
-/// `url` with its database replaced by `name`.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = match base.rfind('/') {
-        Some(i) if i > "postgres://".len() => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
+pub use test_support::{with_database, with_user};
 
 impl Drop for TestContext {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data_dir);
         if let Some((admin_url, name)) = self.pg.take() {
             // The test's runtime is blocked in this drop, so its pool cannot be closed
-            // gracefully from here: FORCE terminates its connections server-side. A
-            // private runtime on another thread does the dropping.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                if let Ok(rt) = rt {
-                    rt.block_on(async move {
-                        if let Ok(admin) = Database::connect(&admin_url).await {
-                            let _ = admin
-                                .execute_unprepared(&format!(
-                                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                                ))
-                                .await;
-                            let _ = admin.close().await;
-                        }
-                    });
-                }
-            })
-            .join();
+            // gracefully from here: FORCE terminates its connections server-side.
+            test_support::block_on_side_thread(async move {
+                test_support::drop_database(&admin_url, &name).await;
+            });
         }
     }
 }

@@ -1,178 +1,50 @@
-//! Test databases: a fresh SQLite file per test, and a fresh PostgreSQL database per test
-//! when `TEST_DATABASE_URL` (an admin URL) is set. Under `CI=true` a missing
-//! `TEST_DATABASE_URL` fails the PostgreSQL tests instead of skipping them.
-
-use std::path::PathBuf;
-use std::time::Duration;
+//! Test databases ([`test_support::ScratchDb`]: a fresh SQLite file, or a fresh
+//! PostgreSQL database when `TEST_DATABASE_URL` is set) and audit fixtures.
 
 use audit::{Action, Actor, AuditEvent, AuditLog, ChainId, ChangeType, NewAuditEvent, TenantScope};
 use audit_store::{AuditedTx, SeaOrmAuditLog};
-use persistence::{Backend, Database, DatabaseSettings};
-use sea_orm::ConnectionTrait;
+use persistence::{Backend, Database};
+use test_support::{ScratchDb, TestEnv};
 
 /// Defines `sqlite` and `postgres` variants of each scenario `async fn name(&TestDb)`.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let db = $crate::harness::TestDb::sqlite().await;
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(db) = $crate::harness::TestDb::postgres().await else { return };
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
+        test_support::both_backends!($crate::harness::TestDb; $($name),*);
     };
 }
 
-/// A migrated database of its own, plus a scratch directory.
+/// A migrated database of its own, plus a scratch directory (`dir`, through `Deref`).
 pub struct TestDb {
-    pub db: Database,
-    pub dir: PathBuf,
-    pg: Option<(String, String)>,
-    finished: bool,
+    scratch: ScratchDb,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = ScratchDb;
+    fn deref(&self) -> &ScratchDb {
+        &self.scratch
+    }
+}
+
+impl TestEnv for TestDb {
+    async fn open(backend: test_support::Backend) -> Option<Self> {
+        Some(Self {
+            scratch: ScratchDb::open(backend, "ptoc_as", 16).await?,
+        })
+    }
+
+    async fn finish(self) {
+        self.scratch.finish().await;
+    }
 }
 
 impl TestDb {
-    fn scratch_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ptoc-as-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
-    }
-
-    pub async fn sqlite() -> Self {
-        let dir = Self::scratch_dir();
-        let db = Database::connect(&DatabaseSettings::sqlite_in(&dir))
-            .await
-            .expect("open sqlite");
-        db.migrate().await.expect("migrate sqlite");
-        Self {
-            db,
-            dir,
-            pg: None,
-            finished: false,
-        }
-    }
-
-    /// `None` (skipped, with a note) without `TEST_DATABASE_URL`, unless `CI=true`.
-    pub async fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "TEST_DATABASE_URL must be set under CI=true (PostgreSQL tests may not be skipped)"
-            );
-            eprintln!("TEST_DATABASE_URL unset: PostgreSQL variant skipped");
-            return None;
-        };
-        let name = format!("ptoc_as_{}", uuid::Uuid::now_v7().simple());
-        let admin = sea_orm::Database::connect(&admin_url)
-            .await
-            .expect("connect to TEST_DATABASE_URL");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let settings = DatabaseSettings {
-            url: with_database(&admin_url, &name),
-            read_url: None,
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(30),
-        };
-        let mut this = Self {
-            db: Database::connect(&settings).await.expect("open postgres"),
-            dir: Self::scratch_dir(),
-            pg: Some((admin_url, name)),
-            finished: false,
-        };
-        if let Err(e) = this.db.migrate().await {
-            this.drop_pg_blocking();
-            panic!("migrate postgres: {e}");
-        }
-        Some(this)
-    }
-
     pub fn backend(&self) -> Backend {
         self.db.backend()
     }
 
     pub fn log(&self) -> SeaOrmAuditLog {
         SeaOrmAuditLog::new(self.db.clone())
-    }
-
-    /// Closes the pools and drops the PostgreSQL database (explicitly, on the test's own
-    /// runtime). A test that panics earlier is cleaned up by `Drop` instead.
-    pub async fn finish(mut self) {
-        self.finished = true;
-        self.db.close().await.ok();
-        if let Some((admin_url, name)) = self.pg.take() {
-            drop_database(&admin_url, &name).await;
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-
-    fn drop_pg_blocking(&mut self) {
-        if let Some((admin_url, name)) = self.pg.take() {
-            // Called while the test's runtime is blocked (panic unwinding): a private
-            // runtime on another thread drops the database, FORCE ends our connections.
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    rt.block_on(drop_database(&admin_url, &name));
-                }
-            })
-            .join();
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.drop_pg_blocking();
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-async fn drop_database(admin_url: &str, name: &str) {
-    if let Ok(admin) = sea_orm::Database::connect(admin_url).await {
-        if let Err(e) = admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await
-        {
-            eprintln!("could not drop test database {name}: {e}");
-        }
-        let _ = admin.close().await;
-    }
-}
-
-/// Replaces the database name of a PostgreSQL URL.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = match base.rfind('/') {
-        Some(i) if i > "postgres://".len() => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
 

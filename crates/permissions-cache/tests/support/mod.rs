@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,53 +13,15 @@ use cache::{InvalidationBus, RedisCache};
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface, LuaInterface};
 use permissions_cache::{CacheSettings, Invalidation, PermissionCache};
 use permissions_store::SeaOrmPermissionStore;
-use persistence::{Database, DatabaseSettings};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
-use serde_json::json;
+use test_support::{Backend, ScratchDb, TestEnv};
 use tokio::sync::broadcast;
 use uuid::Uuid;
-
-/// Which backend a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A SQLite file in a temporary directory.
-    Sqlite,
-    /// A fresh database on the server of `TEST_DATABASE_URL`.
-    Postgres,
-}
 
 /// Defines each listed `async fn name(env: &Env)` as `sqlite::name` and `postgres::name`.
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let env = $crate::support::Env::new($crate::support::Kind::Sqlite)
-                        .await
-                        .expect("sqlite is always available");
-                    super::$name(&env).await;
-                    env.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(env) = $crate::support::Env::new($crate::support::Kind::Postgres).await {
-                        super::$name(&env).await;
-                        env.finish().await;
-                    }
-                }
-            )*
-        }
+        test_support::both_backends!($crate::support::Env; $($name),*);
     };
-}
-
-/// Whether missing test services must fail the tests (`CI=true`).
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
 }
 
 /// The shared Redis of `TEST_REDIS_URL`; `None` (skipped, with a note) when unset —
@@ -70,57 +31,77 @@ pub fn redis_url() -> Option<String> {
         return Some(url);
     }
     assert!(
-        !in_ci(),
+        !test_support::in_ci(),
         "TEST_REDIS_URL must be set under CI=true (Redis tests may not be skipped)"
     );
     eprintln!("redis not configured (TEST_REDIS_URL unset): redis part skipped");
     None
 }
 
-/// One test's database, store and Redis key prefix.
+/// One test's database (with the shared SQL fixtures, through `Deref`), store and Redis
+/// key prefix.
 pub struct Env {
-    /// The backend.
-    pub kind: Kind,
-    /// The migrated database.
-    pub db: Database,
+    scratch: ScratchDb,
     /// The store behind the caches.
     pub store: SeaOrmPermissionStore,
     /// This test's Redis key prefix (unique).
     pub prefix: String,
-    sqlite_dir: Option<PathBuf>,
-    pg: Option<(String, String)>,
+    keys: RedisKeys,
 }
 
-/// Replaces the database name of a PostgreSQL URL.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let base = match base.rfind('/') {
-        Some(i) if i > "postgres://".len() => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
+/// Removes a test's Redis keys when dropped (a test that failed before `finish`).
+struct RedisKeys {
+    prefix: String,
+    done: bool,
+}
+
+impl RedisKeys {
+    async fn remove(mut self) {
+        self.done = true;
+        if let Ok(url) = std::env::var("TEST_REDIS_URL") {
+            delete_prefix(&url, &self.prefix).await;
+        }
     }
 }
 
-fn db_settings(url: String) -> DatabaseSettings {
-    DatabaseSettings {
-        url,
-        read_url: None,
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(20),
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Ok(url) = std::env::var("TEST_REDIS_URL") {
+            let prefix = std::mem::take(&mut self.prefix);
+            test_support::block_on_side_thread(async move { delete_prefix(&url, &prefix).await });
+        }
     }
 }
 
-async fn drop_pg_database(admin_url: &str, name: &str) {
-    if let Ok(admin) = sea_orm::Database::connect(admin_url).await {
-        let _ = admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await;
-        let _ = admin.close().await;
+impl std::ops::Deref for Env {
+    type Target = ScratchDb;
+    fn deref(&self) -> &ScratchDb {
+        &self.scratch
+    }
+}
+
+impl TestEnv for Env {
+    async fn open(backend: Backend) -> Option<Self> {
+        let scratch = ScratchDb::open(backend, "ptoc_pc", 4).await?;
+        let prefix = format!("ptoc:test:pcache:{}:", Uuid::now_v7().simple());
+        Some(Self {
+            store: SeaOrmPermissionStore::new(scratch.db.clone()),
+            scratch,
+            keys: RedisKeys {
+                prefix: prefix.clone(),
+                done: false,
+            },
+            prefix,
+        })
+    }
+
+    /// Removes this test's Redis keys, then the database.
+    async fn finish(self) {
+        self.keys.remove().await;
+        self.scratch.finish().await;
     }
 }
 
@@ -164,69 +145,6 @@ pub async fn redis_get(url: &str, key: &str) -> Option<String> {
 }
 
 impl Env {
-    /// A fresh environment; `None` (skipped, with a note) for PostgreSQL when
-    /// `TEST_DATABASE_URL` is unset — except under `CI=true`, where that fails the test.
-    pub async fn new(kind: Kind) -> Option<Self> {
-        let prefix = format!("ptoc:test:pcache:{}:", Uuid::now_v7().simple());
-        match kind {
-            Kind::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("ptoc_pc_{}", Uuid::now_v7().simple()));
-                std::fs::create_dir_all(&dir).expect("create temp dir");
-                let url = format!("sqlite://{}?mode=rwc", dir.join("db.sqlite3").display());
-                let db = Database::connect(&db_settings(url))
-                    .await
-                    .expect("open sqlite");
-                db.migrate().await.expect("migrate sqlite");
-                Some(Self {
-                    kind,
-                    store: SeaOrmPermissionStore::new(db.clone()),
-                    db,
-                    prefix,
-                    sqlite_dir: Some(dir),
-                    pg: None,
-                })
-            }
-            Kind::Postgres => {
-                let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-                    assert!(
-                        !in_ci(),
-                        "TEST_DATABASE_URL must be set under CI=true (PostgreSQL tests may not be skipped)"
-                    );
-                    eprintln!("postgres backend not configured (TEST_DATABASE_URL unset): skipped");
-                    return None;
-                };
-                let name = format!("ptoc_pc_{}", Uuid::now_v7().simple());
-                let admin = sea_orm::Database::connect(&admin_url)
-                    .await
-                    .expect("connect to TEST_DATABASE_URL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-                    .await
-                    .expect("create test database");
-                let _ = admin.close().await;
-                let db =
-                    match Database::connect(&db_settings(with_database(&admin_url, &name))).await {
-                        Ok(db) => db,
-                        Err(e) => {
-                            drop_pg_database(&admin_url, &name).await;
-                            panic!("connect to the test database: {e}");
-                        }
-                    };
-                // From here on, `Drop` removes the database if the test fails.
-                let env = Self {
-                    kind,
-                    store: SeaOrmPermissionStore::new(db.clone()),
-                    db,
-                    prefix,
-                    sqlite_dir: None,
-                    pg: Some((admin_url, name)),
-                };
-                env.db.migrate().await.expect("migrate postgres");
-                Some(env)
-            }
-        }
-    }
-
     /// Settings with this test's key prefix.
     pub fn settings(&self) -> CacheSettings {
         CacheSettings::default().with_key_prefix(self.prefix.clone())
@@ -265,50 +183,6 @@ impl Env {
         .expect("cache")
     }
 
-    /// Explicit cleanup at the end of a passing test: removes this test's Redis keys,
-    /// closes the pools on the test's runtime, then drops the database (PostgreSQL) or its
-    /// directory (SQLite).
-    pub async fn finish(mut self) {
-        if let Ok(url) = std::env::var("TEST_REDIS_URL") {
-            delete_prefix(&url, &self.prefix).await;
-        }
-        let _ = self.db.close().await;
-        if let Some((admin_url, name)) = self.pg.take() {
-            drop_pg_database(&admin_url, &name).await;
-        }
-        if let Some(dir) = self.sqlite_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-
-    /// Runs `sql` (with `?` placeholders, numbered for PostgreSQL) bound to `values`.
-    pub async fn exec(&self, sql: &str, values: Vec<Value>) {
-        let conn = self.db.primary();
-        conn.execute_raw(self.statement(sql, values))
-            .await
-            .unwrap_or_else(|e| panic!("fixture `{sql}` failed: {e}"));
-    }
-
-    fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let backend = self.db.primary().get_database_backend();
-        let sql = if backend == DbBackend::Postgres {
-            let mut out = String::with_capacity(sql.len() + 8);
-            let mut n = 0;
-            for c in sql.chars() {
-                if c == '?' {
-                    n += 1;
-                    out.push_str(&format!("${n}"));
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        } else {
-            sql.to_owned()
-        };
-        Statement::from_sql_and_values(backend, sql, values)
-    }
-
     /// The stored `permissions_version` of an org.
     pub async fn version(&self, org: Uuid) -> u64 {
         self.store
@@ -320,121 +194,17 @@ impl Env {
 
     /// An active user.
     pub async fn user(&self, id: Uuid) {
-        let now = persistence::now_micros();
-        self.exec(
-            "INSERT INTO users (id, email, first_name, last_name, password_hash, status, \
-             is_platform_admin, version, created_at, updated_at, deleted_at) \
-             VALUES (?, ?, 'Test', 'User', 'x', 'active', ?, 1, ?, ?, NULL)",
-            vec![
-                id.into(),
-                format!("{}@example.test", id.simple()).into(),
-                false.into(),
-                now.into(),
-                now.into(),
-            ],
-        )
-        .await;
+        self.scratch.user(id, "active", false).await;
     }
 
     /// A standalone organization (`permissions_version` 1).
     pub async fn org(&self, id: Uuid) {
-        let now = persistence::now_micros();
-        self.exec(
-            "INSERT INTO organizations (id, name, kind, school_id, district_id, signup_code, \
-             branding, status, version, permissions_version, created_at, updated_at) \
-             VALUES (?, 'PTO', 'pto', NULL, NULL, ?, ?, 'active', 1, 1, ?, ?)",
-            vec![
-                id.into(),
-                id.simple().to_string().into(),
-                json!({}).into(),
-                now.into(),
-                now.into(),
-            ],
-        )
-        .await;
-    }
-
-    /// A custom role.
-    pub async fn role(&self, org: Uuid, id: Uuid, name: &str, counts_as: &str, extra: &[&str]) {
-        let now = persistence::now_micros();
-        self.exec(
-            "INSERT INTO org_roles (org_id, id, name, counts_as, extra_keys, max_holders, version, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, NULL, 1, ?, ?)",
-            vec![
-                org.into(),
-                id.into(),
-                name.into(),
-                counts_as.into(),
-                json!(extra).into(),
-                now.into(),
-                now.into(),
-            ],
-        )
-        .await;
-    }
-
-    /// A membership with a built-in role (`Ok(name)`) or a custom role (`Err(id)`).
-    pub async fn member(&self, org: Uuid, user: Uuid, role: Result<&str, Uuid>, status: &str) {
-        let now = persistence::now_micros();
-        let (builtin, custom): (Option<String>, Option<Uuid>) = match role {
-            Ok(name) => (Some(name.to_owned()), None),
-            Err(id) => (None, Some(id)),
-        };
-        self.exec(
-            "INSERT INTO memberships (org_id, user_id, builtin_role, custom_role_id, status, \
-             committee, profile, role_ends_at, version, joined_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, 1, ?, ?)",
-            vec![
-                org.into(),
-                user.into(),
-                builtin.into(),
-                custom.into(),
-                status.into(),
-                json!({}).into(),
-                now.into(),
-                now.into(),
-            ],
-        )
-        .await;
+        self.scratch.org(id, None, None).await;
     }
 
     /// An active user who is an active member of `org` with a built-in role.
     pub async fn active_member(&self, org: Uuid, user: Uuid, role: &str) {
-        self.user(user).await;
-        self.member(org, user, Ok(role), "active").await;
-    }
-}
-
-impl Drop for Env {
-    /// Best-effort cleanup when a test failed before [`Env::finish`] (see the
-    /// permissions-store harness): removes the SQLite directory, drops the PostgreSQL
-    /// database and this test's Redis keys from a private runtime on another thread.
-    fn drop(&mut self) {
-        if let Some(dir) = self.sqlite_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        let pg = self.pg.take();
-        let redis = std::env::var("TEST_REDIS_URL").ok();
-        let prefix = self.prefix.clone();
-        if pg.is_none() && redis.is_none() {
-            return;
-        }
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(async {
-                    if let Some((admin_url, name)) = pg {
-                        drop_pg_database(&admin_url, &name).await;
-                    }
-                    if let Some(url) = redis {
-                        delete_prefix(&url, &prefix).await;
-                    }
-                });
-            }
-        })
-        .join();
+        self.scratch.active_member(org, user, role).await;
     }
 }
 
