@@ -67,7 +67,18 @@ impl AppState {
     /// removed, restored, profile edited, joined or left): the permission engine and the
     /// directory cache forget what they hold about it, on every instance.
     pub async fn member_changed(&self, org: uuid::Uuid, user: uuid::Uuid) {
-        self.authz.member_changed(org, user).await;
+        self.members_changed(org, &[user]).await;
+    }
+
+    /// [`Self::member_changed`] for several members of one org (a bulk operation): each
+    /// member context is evicted, the org's directory entries are retired once.
+    pub async fn members_changed(&self, org: uuid::Uuid, users: &[uuid::Uuid]) {
+        if users.is_empty() {
+            return;
+        }
+        for &user in users {
+            self.authz.member_changed(org, user).await;
+        }
         self.directory_cache.org_changed(&[org]).await;
     }
 

@@ -201,11 +201,8 @@ async fn cancel_job(
     }))
     .with_request(&ctx.request);
     tx.record(event).await.map_err(|e| internal(Box::new(e)))?;
+    // (The rows an import applied before were announced to the caches step by step.)
     tx.commit().await.map_err(|e| internal(Box::new(e)))?;
-    if cancelled.kind == JobKind::MemberImport {
-        // Rows applied before the cancellation are members now.
-        state.org_members_changed(cancelled.org_id).await;
-    }
     Ok(Reply(job_view(&cancelled, state.job_retention)))
 }
 

@@ -875,6 +875,7 @@ async fn bulk_update(
         StatusDto::Suspended => MembershipStatus::Suspended,
     });
     let mut results = Vec::with_capacity(body.user_ids.len());
+    let mut changed = Vec::with_capacity(body.user_ids.len());
     for id in body.user_ids {
         let outcome = state
             .orgs
@@ -896,10 +897,13 @@ async fn bulk_update(
             .map(|_| ())
             .map_err(change_error);
         if outcome.is_ok() {
-            state.member_changed(member.org_id().as_uuid(), id).await;
+            changed.push(id);
         }
         results.push(item(id, outcome));
     }
+    state
+        .members_changed(member.org_id().as_uuid(), &changed)
+        .await;
     Ok(Reply(BulkOutcome::done(results)))
 }
 
@@ -948,6 +952,7 @@ async fn bulk_remove(
     }
     let ctx = member.audit_context();
     let mut results = Vec::with_capacity(body.user_ids.len());
+    let mut changed = Vec::with_capacity(body.user_ids.len());
     for id in body.user_ids {
         let outcome = state
             .orgs
@@ -955,10 +960,11 @@ async fn bulk_remove(
             .await
             .map_err(change_error);
         if outcome.is_ok() {
-            state.member_changed(org.as_uuid(), id).await;
+            changed.push(id);
         }
         results.push(item(id, outcome));
     }
+    state.members_changed(org.as_uuid(), &changed).await;
     Ok(Reply(BulkOutcome::done(results)))
 }
 
