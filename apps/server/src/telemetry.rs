@@ -91,16 +91,24 @@ pub const REQUEST_SPAN: &str = "request";
 /// that of its children) to the request's tally by span name; when the request span
 /// closes after `threshold` or more, the top spans are listed (`slowest`), with the time
 /// spent outside any span as `(request)`.
-#[derive(Debug, Clone, Copy)]
+///
+/// The report goes to the subscriber this layer belongs to, whichever thread closes the
+/// request span (its last holder may be a task on another thread, where another
+/// subscriber — or none — is the default).
+#[derive(Debug, Clone)]
 pub struct SlowRequestLayer {
     threshold: std::time::Duration,
+    dispatch: std::sync::Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>,
 }
 
 impl SlowRequestLayer {
     /// A layer reporting requests that take `threshold` or longer.
     #[must_use]
     pub fn new(threshold: std::time::Duration) -> Self {
-        Self { threshold }
+        Self {
+            threshold,
+            dispatch: std::sync::Arc::default(),
+        }
     }
 }
 
@@ -151,6 +159,11 @@ impl<S> Layer<S> for SlowRequestLayer
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        // Weak: the subscriber owns this layer.
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_new_span(
         &self,
         attrs: &tracing::span::Attributes<'_>,
@@ -234,16 +247,26 @@ where
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
-            tracing::warn!(
-                request_id = %tally.request_id,
-                method = %tally.method,
-                path = %tally.path,
-                route = %tally.route,
-                elapsed_ms = elapsed.as_secs_f64() * 1e3,
-                threshold_ms = self.threshold.as_secs_f64() * 1e3,
-                slowest = %slowest,
-                "slow request"
-            );
+            let report = || {
+                tracing::warn!(
+                    request_id = %tally.request_id,
+                    method = %tally.method,
+                    path = %tally.path,
+                    route = %tally.route,
+                    elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                    threshold_ms = self.threshold.as_secs_f64() * 1e3,
+                    slowest = %slowest,
+                    "slow request"
+                );
+            };
+            match self
+                .dispatch
+                .get()
+                .and_then(tracing::dispatcher::WeakDispatch::upgrade)
+            {
+                Some(own) => tracing::dispatcher::with_default(&own, report),
+                None => report(),
+            }
             return;
         }
         // Charge the parent with this span's whole time, the request with its own.

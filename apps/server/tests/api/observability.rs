@@ -498,3 +498,37 @@ fn slow_requests_name_the_spans_that_took_the_time() {
         assert!(slowest.contains(stage), "{stage} missing from {slowest}");
     }
 }
+
+/// The report reaches the layer's own subscriber even when the request span closes on a
+/// thread where that subscriber is not the default (an actix task may hold it last).
+#[::core::prelude::v1::test]
+fn the_slow_request_report_reaches_its_subscriber_from_any_thread() {
+    let (captured, guard) = capture_logs();
+    let request = tracing::info_span!(
+        "request",
+        request_id = "slow-2",
+        method = "GET",
+        path = "/p",
+        route = "/p",
+    );
+    {
+        let _r = request.enter();
+        let _e = tracing::debug_span!("handler").entered();
+    }
+    // Closed on another thread, which has no default subscriber.
+    std::thread::spawn(move || drop(request))
+        .join()
+        .expect("the closing thread");
+    drop(guard);
+    let lines = captured.lines();
+    let slow = lines
+        .iter()
+        .find(|l| l["message"] == "slow request")
+        .unwrap_or_else(|| panic!("no slow-request line in {}", captured.text()));
+    assert_eq!(slow["request_id"], "slow-2");
+    assert!(
+        slow["slowest"]
+            .as_str()
+            .is_some_and(|s| s.contains("handler="))
+    );
+}
