@@ -390,6 +390,7 @@ pub struct CreateDistrictBody {
     pub code: String,
     /// `basic`, `professional` or `enterprise` (default `enterprise`).
     #[garde(inner(custom(domain_rule(SubscriptionTier::parse))))]
+    #[schemars(with = "Option<TierName>")]
     pub tier: Option<String>,
 }
 
@@ -481,6 +482,7 @@ pub struct UpdateDistrictBody {
     pub code: Option<String>,
     /// New tier (platform admins).
     #[garde(inner(custom(domain_rule(SubscriptionTier::parse))))]
+    #[schemars(with = "Option<TierName>")]
     pub tier: Option<String>,
 }
 
@@ -876,11 +878,31 @@ pub struct StaffPath {
 }
 
 /// A staff role.
+/// The subscription tiers, as the `tier` fields' schema (the field is parsed by the domain).
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code, reason = "schema only")]
+enum TierName {
+    Basic,
+    Professional,
+    Enterprise,
+}
+
+/// The district staff roles, as the `role` field's schema.
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code, reason = "schema only")]
+enum StaffRoleName {
+    DistrictAdmin,
+    DistrictViewer,
+}
+
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct StaffBody {
     /// `district_admin` or `district_viewer`.
     #[garde(custom(domain_rule(DistrictStaffRole::parse)))]
+    #[schemars(with = "StaffRoleName")]
     pub role: String,
 }
 
@@ -1246,4 +1268,24 @@ async fn create_district_org(
         id: org.id.as_uuid(),
         signup_code: org.signup_code.to_string(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::permissions::tests::documented;
+
+    #[test]
+    fn the_documented_tiers_and_staff_roles_parse() {
+        let tiers = documented::<TierName>();
+        assert_eq!(tiers, ["basic", "professional", "enterprise"]);
+        for t in &tiers {
+            assert!(SubscriptionTier::parse(t).is_ok(), "{t}");
+        }
+        let roles = documented::<StaffRoleName>();
+        assert_eq!(roles, ["district_admin", "district_viewer"]);
+        for r in &roles {
+            assert!(DistrictStaffRole::parse(r).is_ok(), "{r}");
+        }
+    }
 }

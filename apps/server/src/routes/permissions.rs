@@ -403,6 +403,20 @@ async fn update_settings(
 }
 
 /// A reset.
+/// The seven permission modules, as the `module` field's schema (parsed by the domain).
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code, reason = "schema only")]
+enum ModuleName {
+    Communications,
+    Budget,
+    Events,
+    Fundraising,
+    Documents,
+    TeacherRequests,
+    UserManagement,
+}
+
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
@@ -411,6 +425,7 @@ pub struct ResetBody {
     pub version: u64,
     /// Only this module (e.g. `budget`); all modules when absent.
     #[garde(inner(custom(domain_rule(Module::parse))))]
+    #[schemars(with = "Option<ModuleName>")]
     pub module: Option<String>,
 }
 
@@ -871,4 +886,30 @@ async fn revoke_grant(
         return Err(ApiError::not_found("no such grant"));
     }
     Ok(Reply(GrantRevoked { revoked }))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The names a schema-only enum documents.
+    pub(crate) fn documented<T: JsonSchema>() -> Vec<String> {
+        let schema = schemars::schema_for!(T);
+        schema
+            .get("enum")
+            .and_then(serde_json::Value::as_array)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_documented_modules_are_the_domains() {
+        let expected: Vec<String> = Module::ALL.iter().map(|m| m.as_str().to_owned()).collect();
+        assert_eq!(documented::<ModuleName>(), expected);
+    }
 }
