@@ -14,6 +14,15 @@ fn run(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo run --release -p xtask -- <args>` in the workspace root.
+fn release_xtask(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["run", "--release", "-p", "xtask", "--"])
+        .args(args);
+    cmd
+}
+
 pub fn run_all() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     run(
@@ -38,26 +47,11 @@ pub fn run_all() -> anyhow::Result<()> {
     )?;
     run(
         "audit CSV export memory, 10k vs 100k events (streamed, constant memory)",
-        Command::new(env!("CARGO")).current_dir(root).args([
-            "run",
-            "--release",
-            "-p",
-            "xtask",
-            "--",
-            "audit",
-            "bench-export",
-        ]),
+        &mut release_xtask(&["audit", "bench-export"]),
     )?;
     run(
         "HTTP check under load, cold checks, propagation between instances",
-        Command::new(env!("CARGO")).current_dir(root).args([
-            "run",
-            "--release",
-            "-p",
-            "xtask",
-            "--",
-            "bench-http",
-        ]),
+        &mut release_xtask(&["bench-http"]),
     )?;
     println!("bench: copy the results into docs/benchmarks.md with the machine and date");
     Ok(())
