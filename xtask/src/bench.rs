@@ -53,6 +53,10 @@ pub fn run_all() -> anyhow::Result<()> {
         "HTTP check under load, cold checks, propagation between instances",
         &mut release_xtask(&["bench-http"]),
     )?;
+    run(
+        "member import (10k rows ≤ 15 s) and CSV export memory, over HTTP on PostgreSQL",
+        &mut release_xtask(&["bench-member-io"]),
+    )?;
     println!("bench: copy the results into docs/benchmarks.md with the machine and date");
     Ok(())
 }
@@ -182,8 +186,10 @@ fn seed_events(dir: &std::path::Path, n: u64) -> anyhow::Result<uuid::Uuid> {
     })
 }
 
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `/proc/<process>/status` field in KiB (`VmRSS:`, `VmHWM:`; `process` is a pid or
+/// `self`); 0 if it cannot be read.
+pub(crate) fn proc_status_kib(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -214,7 +220,7 @@ pub fn audit_export_measure(dir: &std::path::Path, org: uuid::Uuid) -> anyhow::R
         let _ = warm.next().await;
         drop(warm);
         let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let before = proc_status_kib("VmRSS:");
+        let before = proc_status_kib("self", "VmRSS:");
         let started = std::time::Instant::now();
         let mut stream =
             pto_server::routes::csv_stream(log, audit::AuditFilter::new(audit::ChainId::Org(org)));
@@ -225,7 +231,7 @@ pub fn audit_export_measure(dir: &std::path::Path, org: uuid::Uuid) -> anyhow::R
             rows += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
         }
         let seconds = started.elapsed().as_secs_f64();
-        let peak = proc_status_kib("VmHWM:");
+        let peak = proc_status_kib("self", "VmHWM:");
         db.close().await.ok();
         println!(
             "{}",

@@ -22,7 +22,9 @@ use crate::seed::rng::SplitMix64;
 
 const BIG_ORG_MEMBERS: usize = 10_000;
 const ROUNDS: usize = 200;
-const COLUMNS: [&str; 11] = [
+/// The columns of a bulk-inserted membership (with the directory's search and sort
+/// columns).
+pub(crate) const MEMBERSHIP_COLUMNS: [&str; 11] = [
     "org_id",
     "user_id",
     "builtin_role",
@@ -110,7 +112,13 @@ async fn measure(url: &str) -> anyhow::Result<()> {
     let mut names = Vec::with_capacity(users.len());
     {
         let txn = sea_orm::TransactionTrait::begin(conn).await?;
-        let mut out = BulkInsert::new(&txn, "memberships", &COLUMNS, 1000, users.len() as u64);
+        let mut out = BulkInsert::new(
+            &txn,
+            "memberships",
+            &MEMBERSHIP_COLUMNS,
+            1000,
+            users.len() as u64,
+        );
         let mut rng = SplitMix64::stream(7, 1, 0);
         for (i, u) in users.iter().enumerate() {
             let id: uuid::Uuid = u.try_get_by_index(0)?;

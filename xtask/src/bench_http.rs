@@ -150,6 +150,11 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {
