@@ -14,11 +14,45 @@ fn run(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `cargo` command without the package variables `cargo run` gave this process
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …). Build scripts such as ring's rerun when
+/// those change, so a nested build that inherited them rebuilt ring and everything above
+/// it (rustls, sqlx, sea-orm, …), and the next build from a shell rebuilt them again.
+pub(crate) fn cargo() -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "OUT_DIR"
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
+}
+
+/// `cargo run --release -p xtask -- <args>` in the workspace root.
+fn release_xtask(args: &[&str]) -> Command {
+    let mut cmd = cargo();
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(["run", "--release", "-p", "xtask", "--"])
+        .args(args);
+    cmd
+}
+
 pub fn run_all() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     run(
         "permission check vs casbin-rs and cedar-policy (writes benches/engine-peers/RESULTS.md)",
-        Command::new(env!("CARGO")).current_dir(root).args([
+        cargo().current_dir(root).args([
             "run",
             "--release",
             "--manifest-path",
@@ -27,7 +61,7 @@ pub fn run_all() -> anyhow::Result<()> {
     )?;
     run(
         "warm check through the permission cache",
-        Command::new(env!("CARGO")).current_dir(root).args([
+        cargo().current_dir(root).args([
             "run",
             "--release",
             "-p",
@@ -38,26 +72,15 @@ pub fn run_all() -> anyhow::Result<()> {
     )?;
     run(
         "audit CSV export memory, 10k vs 100k events (streamed, constant memory)",
-        Command::new(env!("CARGO")).current_dir(root).args([
-            "run",
-            "--release",
-            "-p",
-            "xtask",
-            "--",
-            "audit",
-            "bench-export",
-        ]),
+        &mut release_xtask(&["audit", "bench-export"]),
     )?;
     run(
         "HTTP check under load, cold checks, propagation between instances",
-        Command::new(env!("CARGO")).current_dir(root).args([
-            "run",
-            "--release",
-            "-p",
-            "xtask",
-            "--",
-            "bench-http",
-        ]),
+        &mut release_xtask(&["bench-http"]),
+    )?;
+    run(
+        "member import (10k rows ≤ 15 s) and CSV export memory, over HTTP on PostgreSQL",
+        &mut release_xtask(&["bench-member-io"]),
     )?;
     println!("bench: copy the results into docs/benchmarks.md with the machine and date");
     Ok(())
@@ -188,8 +211,10 @@ fn seed_events(dir: &std::path::Path, n: u64) -> anyhow::Result<uuid::Uuid> {
     })
 }
 
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `/proc/<process>/status` field in KiB (`VmRSS:`, `VmHWM:`; `process` is a pid or
+/// `self`); 0 if it cannot be read.
+pub(crate) fn proc_status_kib(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -220,7 +245,7 @@ pub fn audit_export_measure(dir: &std::path::Path, org: uuid::Uuid) -> anyhow::R
         let _ = warm.next().await;
         drop(warm);
         let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let before = proc_status_kib("VmRSS:");
+        let before = proc_status_kib("self", "VmRSS:");
         let started = std::time::Instant::now();
         let mut stream =
             pto_server::routes::csv_stream(log, audit::AuditFilter::new(audit::ChainId::Org(org)));
@@ -231,7 +256,7 @@ pub fn audit_export_measure(dir: &std::path::Path, org: uuid::Uuid) -> anyhow::R
             rows += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
         }
         let seconds = started.elapsed().as_secs_f64();
-        let peak = proc_status_kib("VmHWM:");
+        let peak = proc_status_kib("self", "VmHWM:");
         db.close().await.ok();
         println!(
             "{}",

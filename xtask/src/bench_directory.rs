@@ -4,7 +4,6 @@
 //! 10,000 members, measured through the directory adapter the API handlers call
 //! (server-side: the SQL, the ranking and the conversion; no HTTP).
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,9 @@ use crate::seed::rng::SplitMix64;
 
 const BIG_ORG_MEMBERS: usize = 10_000;
 const ROUNDS: usize = 200;
-const COLUMNS: [&str; 11] = [
+/// The columns of a bulk-inserted membership (with the directory's search and sort
+/// columns).
+pub(crate) const MEMBERSHIP_COLUMNS: [&str; 11] = [
     "org_id",
     "user_id",
     "builtin_role",
@@ -61,45 +62,26 @@ struct Row {
 /// Seeds a fresh PostgreSQL database, measures, prints a Markdown report; fails if a
 /// target is missed.
 pub fn run() -> anyhow::Result<()> {
-    let admin_url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let name = format!("ptoc_bench_dir_{}", uuid::Uuid::now_v7().simple());
-    let psql = |sql: &str| {
-        Command::new("psql")
-            .args([admin_url.as_str(), "-qAtc", sql])
-            .status()
-    };
-    if !psql(&format!("CREATE DATABASE \"{name}\""))?.success() {
-        bail!("could not create the bench database");
+    let (admin_url, _) = crate::bench_http::service_urls();
+    let db = crate::bench_http::BenchDatabase::create(&admin_url, "ptoc_bench_dir")?;
+    let data_dir = crate::bench_http::ScratchDir::create("ptoc-bench-dir")?;
+    let started = Instant::now();
+    let status = Command::new(std::env::current_exe()?)
+        .args(["seed", "--enterprise"])
+        .env("DATABASE_URL", &db.url)
+        .env("DATA_DIR", &data_dir.0)
+        .status()?;
+    if !status.success() {
+        bail!("seeding failed");
     }
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => bail!("TEST_DATABASE_URL has no database part"),
-    };
-    let data_dir =
-        std::env::temp_dir().join(format!("ptoc-bench-dir-{}", uuid::Uuid::now_v7().simple()));
-    let result = (|| {
-        let started = Instant::now();
-        let status = Command::new(std::env::current_exe()?)
-            .args(["seed", "--enterprise"])
-            .env("DATABASE_URL", &url)
-            .env("DATA_DIR", &data_dir)
-            .status()?;
-        if !status.success() {
-            bail!("seeding failed");
-        }
-        println!(
-            "bench-directory: enterprise seed in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(measure(&url))
-    })();
-    let _ = psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-    let _ = std::fs::remove_dir_all(PathBuf::from(&data_dir));
-    result
+    println!(
+        "bench-directory: enterprise seed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(measure(&db.url))
 }
 
 async fn measure(url: &str) -> anyhow::Result<()> {
@@ -130,7 +112,13 @@ async fn measure(url: &str) -> anyhow::Result<()> {
     let mut names = Vec::with_capacity(users.len());
     {
         let txn = sea_orm::TransactionTrait::begin(conn).await?;
-        let mut out = BulkInsert::new(&txn, "memberships", &COLUMNS, 1000, users.len() as u64);
+        let mut out = BulkInsert::new(
+            &txn,
+            "memberships",
+            &MEMBERSHIP_COLUMNS,
+            1000,
+            users.len() as u64,
+        );
         let mut rng = SplitMix64::stream(7, 1, 0);
         for (i, u) in users.iter().enumerate() {
             let id: uuid::Uuid = u.try_get_by_index(0)?;

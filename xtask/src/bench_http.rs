@@ -31,30 +31,31 @@ const KEYS: [&str; 6] = [
 ];
 const PASSWORD: &str = "correct horse battery staple";
 
-/// One HTTP/1.1 exchange on a fresh connection (`Connection: close`): status and body.
-fn http(
+/// The head of an HTTP/1.1 request on a fresh connection (`Connection: close`), with a
+/// bearer token and a body's type and length when given.
+pub(crate) fn request_head(
     addr: SocketAddr,
     method: &str,
     path: &str,
     token: Option<&str>,
-    body: Option<&serde_json::Value>,
-) -> anyhow::Result<(u16, serde_json::Value)> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let payload = body.map(serde_json::Value::to_string).unwrap_or_default();
+    body: Option<(&str, u64)>,
+) -> String {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
-    if body.is_some() {
+    if let Some((content_type, len)) = body {
         req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            payload.len()
+            "Content-Type: {content_type}\r\nContent-Length: {len}\r\n"
         ));
     }
     req.push_str("\r\n");
-    req.push_str(&payload);
-    stream.write_all(req.as_bytes())?;
+    req
+}
+
+/// A whole (not chunked) response read to its end: status and JSON body (`Null` if the
+/// body is not JSON).
+pub(crate) fn read_response(stream: &mut TcpStream) -> anyhow::Result<(u16, serde_json::Value)> {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -68,7 +69,31 @@ fn http(
     Ok((status, json))
 }
 
-fn expect(
+/// One HTTP/1.1 exchange on a fresh connection (`Connection: close`): status and body.
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let payload = body.map(serde_json::Value::to_string).unwrap_or_default();
+    let mut req = request_head(
+        addr,
+        method,
+        path,
+        token,
+        body.map(|_| ("application/json", payload.len() as u64)),
+    );
+    req.push_str(&payload);
+    stream.write_all(req.as_bytes())?;
+    read_response(&mut stream)
+}
+
+/// The JSON body of a response with status `want`; an error naming `what` otherwise.
+pub(crate) fn expect(
     what: &str,
     want: u16,
     got: anyhow::Result<(u16, serde_json::Value)>,
@@ -84,13 +109,22 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-struct Server {
+/// The release server as a child process (killed when dropped).
+pub(crate) struct Server {
     child: Child,
-    addr: SocketAddr,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
 }
 
 impl Server {
-    fn start(bin: &Path, db_url: &str, redis_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
+    /// Starts `bin` on a free port with the database, Redis and data directory given
+    /// (JSON logs at `warn`, rate limits off) and waits until `/ready` answers.
+    pub(crate) fn start(
+        bin: &Path,
+        db_url: &str,
+        redis_url: &str,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let addr = free_addr()?;
         let child = Command::new(bin)
             .env("BIND_ADDR", addr.to_string())
@@ -116,6 +150,11 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {
@@ -126,7 +165,7 @@ impl Drop for Server {
 }
 
 /// A signed-up, signed-in user: (user id, token).
-fn sign_up(addr: SocketAddr, email: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn sign_up(addr: SocketAddr, email: &str) -> anyhow::Result<(String, String)> {
     let body = expect(
         "register",
         201,
@@ -158,6 +197,30 @@ fn sign_up(addr: SocketAddr, email: &str) -> anyhow::Result<(String, String)> {
     ))
 }
 
+/// Creates an org as the user of `token` (who becomes its admin); returns its id.
+pub(crate) fn create_org(
+    addr: SocketAddr,
+    token: &str,
+    name: &str,
+    code: &str,
+) -> anyhow::Result<String> {
+    let body = expect(
+        "create org",
+        201,
+        http(
+            addr,
+            "POST",
+            "/api/v2/orgs",
+            Some(token),
+            Some(&serde_json::json!({"name": name, "signup_code": code})),
+        ),
+    )?;
+    Ok(body["data"]["org"]["id"]
+        .as_str()
+        .context("org id")?
+        .to_owned())
+}
+
 struct Fixture {
     /// (org id, admin token)
     orgs: Vec<(String, String)>,
@@ -172,21 +235,7 @@ fn fixture(addr: SocketAddr) -> anyhow::Result<Fixture> {
     for o in 0..ORGS {
         let (_, admin) = sign_up(addr, &format!("admin{o}-{run}@bench.example"))?;
         let code = format!("B{}{o}", &run[run.len() - 8..]).to_uppercase();
-        let body = expect(
-            "create org",
-            201,
-            http(
-                addr,
-                "POST",
-                "/api/v2/orgs",
-                Some(&admin),
-                Some(&serde_json::json!({"name": format!("Bench PTO {o}"), "signup_code": code})),
-            ),
-        )?;
-        let org = body["data"]["org"]["id"]
-            .as_str()
-            .context("org id")?
-            .to_owned();
+        let org = create_org(addr, &admin, &format!("Bench PTO {o}"), &code)?;
         members.push((org.clone(), admin.clone()));
         for m in 1..MEMBERS_PER_ORG {
             let (_, token) = sign_up(addr, &format!("m{o}-{m}-{run}@bench.example"))?;
@@ -309,7 +358,8 @@ fn flush_l2(redis_url: &str, orgs: &[(String, String)]) -> anyhow::Result<u64> {
     Ok(deleted)
 }
 
-fn machine() -> String {
+/// The CPU (count × model) and the load average, for a report.
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -327,14 +377,21 @@ fn machine() -> String {
     )
 }
 
-/// Runs the three measurements and prints a Markdown report; fails if a target is missed.
-pub fn run() -> anyhow::Result<()> {
+/// `TEST_DATABASE_URL` (a PostgreSQL role that may create databases) and
+/// `TEST_REDIS_URL`, or the local services.
+pub(crate) fn service_urls() -> (String, String) {
+    (
+        std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+    )
+}
+
+/// Builds the release server (`cargo build --release -p pto-server`; a no-op when it is
+/// fresh) and returns the binary's path.
+pub(crate) fn release_server() -> anyhow::Result<PathBuf> {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    let admin_url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let redis_url =
-        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let status = Command::new(env!("CARGO"))
+    let status = crate::bench::cargo()
         .current_dir(&root)
         .args(["build", "--release", "-p", "pto-server"])
         .status()?;
@@ -343,27 +400,81 @@ pub fn run() -> anyhow::Result<()> {
     }
     let target =
         std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
-    let bin = target.join("release/pto-server");
-    let name = format!("ptoc_bench_{}", uuid::Uuid::now_v7().simple());
-    let psql = |sql: &str| {
-        Command::new("psql")
-            .args([admin_url.as_str(), "-qAtc", sql])
-            .status()
-    };
-    if !psql(&format!("CREATE DATABASE \"{name}\""))?.success() {
-        bail!("could not create the bench database");
+    Ok(target.join("release/pto-server"))
+}
+
+/// A fresh PostgreSQL database next to the one `admin_url` names (created with `psql`),
+/// dropped with `FORCE` when this goes out of scope.
+pub(crate) struct BenchDatabase {
+    admin_url: String,
+    name: String,
+    /// The new database's URL.
+    pub(crate) url: String,
+}
+
+impl BenchDatabase {
+    /// Creates `<prefix>_<uuid>`.
+    pub(crate) fn create(admin_url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => bail!("TEST_DATABASE_URL has no database part"),
+        };
+        let db = Self {
+            admin_url: admin_url.to_owned(),
+            name,
+            url,
+        };
+        if !db
+            .psql(&format!("CREATE DATABASE \"{}\"", db.name))?
+            .success()
+        {
+            bail!("could not create the bench database");
+        }
+        Ok(db)
     }
-    let db_url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => bail!("TEST_DATABASE_URL has no database part"),
-    };
-    let dir =
-        std::env::temp_dir().join(format!("ptoc-bench-http-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let result = measure(&bin, &db_url, &redis_url, &dir);
-    let _ = psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+
+    fn psql(&self, sql: &str) -> std::io::Result<std::process::ExitStatus> {
+        Command::new("psql")
+            .args([self.admin_url.as_str(), "-qAtc", sql])
+            .status()
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        let _ = self.psql(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+pub(crate) struct ScratchDir(pub(crate) PathBuf);
+
+impl ScratchDir {
+    /// Creates `<prefix>-<uuid>`.
+    pub(crate) fn create(prefix: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the three measurements and prints a Markdown report; fails if a target is missed.
+pub fn run() -> anyhow::Result<()> {
+    let (admin_url, redis_url) = service_urls();
+    let bin = release_server()?;
+    let db = BenchDatabase::create(&admin_url, "ptoc_bench")?;
+    let dir = ScratchDir::create("ptoc-bench-http")?;
+    measure(&bin, &db.url, &redis_url, &dir.0)
 }
 
 fn measure(bin: &Path, db_url: &str, redis_url: &str, dir: &Path) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ mod audit;
 mod bench;
 mod bench_directory;
 mod bench_http;
+mod bench_member_io;
 mod ci;
 mod migrate;
 mod openapi;
@@ -54,6 +55,10 @@ enum Command {
     /// The member-directory targets (list, search, fuzzy search) on the enterprise seed,
     /// PostgreSQL.
     BenchDirectory,
+    /// The member import/export targets (10k-row import time; memory of 10k vs 40k-row
+    /// imports and 10k vs 100k-member CSV exports) against the release server on
+    /// PostgreSQL + Redis.
+    BenchMemberIo,
     /// Check that the domain crates depend on no framework, database or cache crate.
     CheckPurity,
     /// Audit chains: verify them (or an archive directory), or archive expired events.
@@ -85,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench => bench::run_all(),
         Command::BenchHttp => bench_http::run(),
         Command::BenchDirectory => bench_directory::run(),
+        Command::BenchMemberIo => bench_member_io::run(),
         Command::Seed(args) => seed::run(&args),
         Command::Audit { action } => audit::run(action),
         Command::Replica { action } => replica::run(&action),

@@ -12,6 +12,8 @@ pub(crate) mod rng;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use enterprise::{COMMITTEES, FIRST_NAMES, GRADE_BANDS, LAST_NAMES, USER_COLUMNS};
+
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;

@@ -22,7 +22,14 @@ use crate::table::{SheetFormat, XlsxWriter, csv_header, push_csv_line, text_cell
 pub const EXPORT_PAGE: u32 = 500;
 
 /// Bytes per stored part of an export file.
-pub const FILE_PART_BYTES: usize = 1 << 20;
+///
+/// Small on purpose: a database connection keeps the capacity of the largest message it
+/// has sent or received (sqlx never shrinks its buffers), and the parts of one download
+/// are read on whichever pooled connections come up, so every connection that carried a
+/// part keeps a buffer of this size. With 1 MiB parts, downloading a 100,000-member export
+/// (16 parts) left ~6 MiB more resident than a 10,000-member one (2 parts), up to pool
+/// size × 1 MiB.
+pub const FILE_PART_BYTES: usize = 256 * 1024;
 
 /// What to export: the list's filters and sort, or a search.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,6 +42,7 @@ use uuid::Uuid;
 
 use super::bulk::{Progress, seconds, thousands};
 use super::rng::{SplitMix64, random_password, uuid_v7};
+pub(crate) use write::{COMMITTEES, FIRST_NAMES, GRADE_BANDS, LAST_NAMES, USER_COLUMNS};
 use write::{v, write_all};
 
 mod write;

@@ -20,27 +20,42 @@ fn setting_value(seed: u64, tag: u64, scope: usize, key: usize) -> (BuiltinRole,
     (role, enabled)
 }
 
-const FIRST_NAMES: [&str; 24] = [
+pub(crate) const FIRST_NAMES: [&str; 24] = [
     "Ava", "Ben", "Carla", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kira",
     "Liam", "Maya", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Wes",
     "Yuki",
 ];
-const LAST_NAMES: [&str; 24] = [
+pub(crate) const LAST_NAMES: [&str; 24] = [
     "Adams", "Baker", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jones",
     "Khan", "Lopez", "Miller", "Nguyen", "Okafor", "Patel", "Quist", "Rossi", "Smith", "Tanaka",
     "Usman", "Varga", "Walsh", "Young",
 ];
-const COMMITTEES: [&str; 5] = [
+pub(crate) const COMMITTEES: [&str; 5] = [
     "Events",
     "Fundraising",
     "Hospitality",
     "Communications",
     "Grants",
 ];
-const GRADE_BANDS: [&[&str]; 3] = [
+pub(crate) const GRADE_BANDS: [&[&str]; 3] = [
     &["K", "1", "2", "3", "4", "5"],
     &["6", "7", "8"],
     &["9", "10", "11", "12"],
+];
+
+/// The columns of a bulk-inserted user.
+pub(crate) const USER_COLUMNS: [&str; 11] = [
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "password_hash",
+    "status",
+    "is_platform_admin",
+    "version",
+    "created_at",
+    "updated_at",
+    "deleted_at",
 ];
 
 /// The generated first and last name of user `u` (the same stream the users table uses).
@@ -77,19 +92,7 @@ pub(super) async fn write_all(
     let mut out = BulkInsert::new(
         txn,
         "users",
-        &[
-            "id",
-            "email",
-            "first_name",
-            "last_name",
-            "password_hash",
-            "status",
-            "is_platform_admin",
-            "version",
-            "created_at",
-            "updated_at",
-            "deleted_at",
-        ],
+        &USER_COLUMNS,
         p.batch,
         plan.users.len() as u64,
     );
