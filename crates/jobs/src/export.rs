@@ -27,7 +27,7 @@ pub const EXPORT_PAGE: u32 = 500;
 /// has sent or received (sqlx never shrinks its buffers), and the parts of one download
 /// are read on whichever pooled connections come up, so every connection that carried a
 /// part keeps a buffer of this size. With 1 MiB parts, downloading a 100,000-member export
-/// (16 parts) left ~6 MiB more resident than a 10,000-member one (2 parts), up to pool
+/// (16 parts) left 5–6 MiB more resident than a 10,000-member one (2 parts), up to pool
 /// size × 1 MiB.
 pub const FILE_PART_BYTES: usize = 256 * 1024;
 

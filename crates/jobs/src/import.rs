@@ -516,9 +516,8 @@ pub async fn import_step(
                 // failure abandons the whole step anyway. A savepoint per row cost two
                 // more round trips per row and made every row a subtransaction, whose
                 // row locks on the same rows (the org row, the audit chain head, the
-                // foreign-key checks) PostgreSQL tracks as ever-growing multixacts: a
-                // quarter more database time per row in a 200-row step, more in longer
-                // ones.
+                // foreign-key checks) PostgreSQL tracks as ever-growing multixacts: 10–25%
+                // more database time per row in a 200-row step, more in longer ones.
                 Ok(c) => {
                     match tenancy_store::add_member_in(&txn, &ctx, c.request(org, actor)).await {
                         Ok(_) => None,
