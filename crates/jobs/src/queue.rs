@@ -856,12 +856,3 @@ async fn delete_items<C: ConnectionTrait>(
         .await?;
     Ok(())
 }
-
-/// Begins a nested transaction (a savepoint) so one row's failure can be undone without
-/// losing the step.
-///
-/// # Errors
-/// Storage failures.
-pub async fn savepoint(txn: &DatabaseTransaction) -> Result<DatabaseTransaction, JobStoreError> {
-    Ok(txn.begin().await?)
-}
