@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use fred::clients::Client;
@@ -410,6 +410,46 @@ impl SharedGenerations {
             handle.spawn(async move {
                 let _ = client.quit().await;
             });
+        }
+    }
+}
+
+/// The recovery probe of a cache that owns a [`SharedGenerations`] (`l2` finds it in the
+/// owner): each time the circuit opens, retries Redis every retry interval until a `PING`
+/// works and the deferred bumps are done, then calls `recovered` with the owner and the
+/// scopes bumped (to retire its L1 and re-publish them). Ends when the owner is dropped.
+pub async fn probe<T, F>(
+    owner: Weak<T>,
+    l2: for<'a> fn(&'a T) -> Option<&'a SharedGenerations>,
+    wake: Arc<Notify>,
+    recovered: impl Fn(Arc<T>, Vec<Uuid>) -> F,
+) where
+    F: Future<Output = ()>,
+{
+    loop {
+        wake.notified().await;
+        loop {
+            let Some(interval) = owner
+                .upgrade()
+                .and_then(|o| l2(&o).map(SharedGenerations::retry_interval))
+            else {
+                return;
+            };
+            tokio::time::sleep(interval).await;
+            let Some(strong) = owner.upgrade() else {
+                return;
+            };
+            let Some(generations) = l2(&strong) else {
+                return;
+            };
+            if !generations.ping().await {
+                continue;
+            }
+            let Some(flushed) = generations.recover().await else {
+                continue;
+            };
+            recovered(strong, flushed).await;
+            break;
         }
     }
 }

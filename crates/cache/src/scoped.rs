@@ -254,7 +254,13 @@ where
         });
         let mut tasks = vec![tokio::spawn(listen(Arc::downgrade(&inner), receiver)).abort_handle()];
         if let Some(l2) = &inner.l2 {
-            tasks.push(tokio::spawn(probe(Arc::downgrade(&inner), l2.wake())).abort_handle());
+            let probe = crate::generations::probe(
+                Arc::downgrade(&inner),
+                |inner| inner.l2.as_ref(),
+                l2.wake(),
+                recovered,
+            );
+            tasks.push(tokio::spawn(probe).abort_handle());
         }
         *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
         Ok(Self { inner })
@@ -498,42 +504,17 @@ where
     }
 }
 
-/// While Redis fails, pings it; on success performs the deferred bumps, re-publishes
-/// them, retires the whole L1 (messages may have been missed) and closes the circuit.
-async fn probe<V>(inner: Weak<Inner<V>>, wake: Arc<tokio::sync::Notify>)
+/// Once Redis is back (see [`crate::generations::probe`]): retires the whole L1 (messages
+/// may have been missed) and re-publishes the deferred invalidations.
+async fn recovered<V>(inner: Arc<Inner<V>>, flushed: Vec<Uuid>)
 where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    loop {
-        wake.notified().await;
-        loop {
-            let Some(interval) = inner
-                .upgrade()
-                .and_then(|inner| inner.l2.as_ref().map(SharedGenerations::retry_interval))
-            else {
-                return;
-            };
-            tokio::time::sleep(interval).await;
-            let Some(strong) = inner.upgrade() else {
-                return;
-            };
-            let Some(l2) = strong.l2.as_ref() else {
-                return;
-            };
-            if !l2.ping().await {
-                continue;
-            }
-            let Some(flushed) = l2.recover().await else {
-                continue;
-            };
-            strong.apply(None);
-            for scope in flushed {
-                strong.bus.publish(&strong.message(scope)).await;
-            }
-            tracing::info!(cache = %strong.settings.name, "redis is reachable again; the cache uses L2 again");
-            break;
-        }
+    inner.apply(None);
+    for scope in flushed {
+        inner.bus.publish(&inner.message(scope)).await;
     }
+    tracing::info!(cache = %inner.settings.name, "redis is reachable again; the cache uses L2 again");
 }
 
 #[cfg(test)]

@@ -159,8 +159,13 @@ impl PermissionCache {
         });
         let mut tasks = vec![tokio::spawn(listen(Arc::downgrade(&inner), receiver)).abort_handle()];
         if let Some(l2) = &inner.l2 {
-            let wake = l2.wake();
-            tasks.push(tokio::spawn(probe(Arc::downgrade(&inner), wake)).abort_handle());
+            let probe = cache::generations::probe(
+                Arc::downgrade(&inner),
+                |inner| inner.l2.as_ref(),
+                l2.wake(),
+                recovered,
+            );
+            tasks.push(tokio::spawn(probe).abort_handle());
         }
         *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
         Ok(Self { inner })
@@ -578,40 +583,15 @@ async fn listen(inner: Weak<Inner>, mut messages: broadcast::Receiver<String>) {
     }
 }
 
-/// While Redis fails, pings it every retry interval; on success, bumps the deferred
-/// generations, re-publishes their invalidations, closes the circuit and evicts the whole
-/// L1 (invalidations from other instances may have been missed meanwhile).
-async fn probe(inner: Weak<Inner>, wake: Arc<tokio::sync::Notify>) {
-    loop {
-        wake.notified().await;
-        loop {
-            let Some(interval) = inner
-                .upgrade()
-                .and_then(|inner| inner.l2.as_ref().map(L2::retry_interval))
-            else {
-                return;
-            };
-            tokio::time::sleep(interval).await;
-            let Some(strong) = inner.upgrade() else {
-                return;
-            };
-            let Some(l2) = strong.l2.as_ref() else {
-                return;
-            };
-            if !l2.ping().await {
-                continue;
-            }
-            let Some(flushed) = l2.recover().await else {
-                continue;
-            };
-            strong.apply(Invalidation::All).await;
-            for org in flushed {
-                if let Some(message) = Invalidation::Org(org).to_message() {
-                    strong.bus.publish(&message).await;
-                }
-            }
-            tracing::info!("redis is reachable again; permission cache uses L2 again");
-            break;
+/// Once Redis is back (see [`cache::generations::probe`]): evicts the whole L1
+/// (invalidations from other instances may have been missed meanwhile) and re-publishes
+/// the deferred generation bumps.
+async fn recovered(inner: Arc<Inner>, flushed: Vec<Uuid>) {
+    inner.apply(Invalidation::All).await;
+    for org in flushed {
+        if let Some(message) = Invalidation::Org(org).to_message() {
+            inner.bus.publish(&message).await;
         }
     }
+    tracing::info!("redis is reachable again; permission cache uses L2 again");
 }
