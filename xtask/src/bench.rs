@@ -14,34 +14,9 @@ fn run(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A `cargo` command without the package variables `cargo run` gave this process
-/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …). Build scripts such as ring's rerun when
-/// those change, so a nested build that inherited them rebuilt ring and everything above
-/// it (rustls, sqlx, sea-orm, …), and the next build from a shell rebuilt them again.
-pub(crate) fn cargo() -> Command {
-    let mut cmd = Command::new(env!("CARGO"));
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-        ]
-        .iter()
-        .any(|p| key.starts_with(p))
-            || key == "CARGO_PRIMARY_PACKAGE"
-            || key == "OUT_DIR"
-        {
-            cmd.env_remove(key.as_ref());
-        }
-    }
-    cmd
-}
-
 /// `cargo run --release -p xtask -- <args>` in the workspace root.
 fn release_xtask(args: &[&str]) -> Command {
-    let mut cmd = cargo();
+    let mut cmd = crate::cargo();
     cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .args(["run", "--release", "-p", "xtask", "--"])
         .args(args);
@@ -52,7 +27,7 @@ pub fn run_all() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     run(
         "permission check vs casbin-rs and cedar-policy (writes benches/engine-peers/RESULTS.md)",
-        cargo().current_dir(root).args([
+        crate::cargo().current_dir(root).args([
             "run",
             "--release",
             "--manifest-path",
@@ -61,7 +36,7 @@ pub fn run_all() -> anyhow::Result<()> {
     )?;
     run(
         "warm check through the permission cache",
-        cargo().current_dir(root).args([
+        crate::cargo().current_dir(root).args([
             "run",
             "--release",
             "-p",
@@ -77,6 +52,10 @@ pub fn run_all() -> anyhow::Result<()> {
     run(
         "HTTP check under load, cold checks, propagation between instances",
         &mut release_xtask(&["bench-http"]),
+    )?;
+    run(
+        "member directory list, search and fuzzy search on the enterprise seed",
+        &mut release_xtask(&["bench-directory"]),
     )?;
     run(
         "member import (10k rows ≤ 15 s) and CSV export memory, over HTTP on PostgreSQL",

@@ -391,7 +391,7 @@ pub(crate) fn service_urls() -> (String, String) {
 /// fresh) and returns the binary's path.
 pub(crate) fn release_server() -> anyhow::Result<PathBuf> {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    let status = crate::bench::cargo()
+    let status = crate::cargo()
         .current_dir(&root)
         .args(["build", "--release", "-p", "pto-server"])
         .status()?;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::bail;
 
 fn cargo() -> Command {
-    Command::new(env!("CARGO"))
+    crate::cargo()
 }
 
 fn has_nextest() -> bool {

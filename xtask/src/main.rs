@@ -97,3 +97,28 @@ fn main() -> anyhow::Result<()> {
         Command::Schemathesis(args) => schemathesis::run(&args),
     }
 }
+
+/// A `cargo` command without the package variables `cargo run` gave this process
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …). Build scripts such as ring's rerun when
+/// those change, so a nested build that inherited them rebuilt ring and everything above
+/// it (rustls, sqlx, sea-orm, …), and the next build from a shell rebuilt them again.
+pub(crate) fn cargo() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "OUT_DIR"
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
+}

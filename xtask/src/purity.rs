@@ -2,7 +2,6 @@
 //! database, cache or async-runtime crate. Checked from `cargo metadata`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use anyhow::{Context, bail};
 
@@ -31,10 +30,34 @@ pub const FORBIDDEN: &[&str] = &[
     "garde",
 ];
 
+/// The target triple of this machine's Rust toolchain (`rustc -vV`).
+fn host_triple() -> anyhow::Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = std::process::Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .context("running rustc -vV")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV names no host")
+}
+
 /// Returns each violating (domain crate, forbidden dependency) pair.
 pub fn violations() -> anyhow::Result<Vec<(String, String)>> {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
+    // The host's dependency graph only: `cargo metadata` needs the manifest of every
+    // package it reports, and offline it has only those a build here downloaded (not,
+    // say, Android-only crates).
+    let out = crate::cargo()
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
+        .arg(host_triple()?)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .context("running cargo metadata")?;

@@ -90,7 +90,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if !st_ok {
         bail!("schemathesis is not installed: python3 -m pip install schemathesis");
     }
-    let status = Command::new(env!("CARGO"))
+    let status = crate::cargo()
         .args(["build", "-p", "pto-server"])
         .status()?;
     if !status.success() {

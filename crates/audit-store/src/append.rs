@@ -1,9 +1,11 @@
-//! Appending one event to its chain inside the caller's transaction.
+//! Appending events to their chains inside the caller's transaction.
 
 use std::ops::Deref;
 
+use std::collections::BTreeMap;
+
 use audit::{
-    AppendAuditError, AuditEvent, ChainHead, ChainId, Hash32, NewAuditEvent, seal,
+    AppendAuditError, AuditEvent, ChainBuilder, ChainHead, ChainId, Hash32, NewAuditEvent,
     truncate_to_micros,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
@@ -112,12 +114,125 @@ pub async fn append_event<C: ConnectionTrait>(
     conn: &C,
     new: NewAuditEvent,
 ) -> Result<AuditEvent, AppendAuditError> {
-    let new = normalise(new).map_err(|e| AppendAuditError::Storage(Box::new(e)))?;
     let chain = new.chain();
+    append_events(conn, vec![new]).await?.pop().ok_or_else(|| {
+        chain_state(ChainStateError::CorruptHead {
+            chain,
+            detail: "an append stored no event".to_owned(),
+        })
+    })
+}
+
+/// Events per multi-row `INSERT` (20 columns each: 5,120 bind parameters, well within
+/// PostgreSQL's 65,535 and SQLite's 32,766).
+const INSERT_CHUNK: usize = 256;
+
+/// Appends `events` (in this order within each chain) **inside the caller's open
+/// transaction**, exactly as [`append_event`] would one by one, but in three statements
+/// per chain instead of three per event: lock the chain's head once, seal the events
+/// after it, insert them with multi-row inserts, move the head once.
+///
+/// Chains are locked in ascending [`ChainId`] order, so two transactions appending to
+/// the same chains cannot deadlock on each other's head rows. Returns the sealed events
+/// in the order given. Everything said of [`append_event`] holds: call it in the
+/// transaction of the change the events describe, and roll back after an error.
+///
+/// # Errors
+/// As [`append_event`]; an invalid event refuses the whole batch before any write.
+pub async fn append_events<C: ConnectionTrait>(
+    conn: &C,
+    events: Vec<NewAuditEvent>,
+) -> Result<Vec<AuditEvent>, AppendAuditError> {
+    let events = events
+        .into_iter()
+        .map(normalise)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AppendAuditError::Storage(Box::new(e)))?;
     let backend = conn.get_database_backend();
     let now = truncate_to_micros(OffsetDateTime::now_utc());
+    let mut by_chain: BTreeMap<ChainId, Vec<usize>> = BTreeMap::new();
+    for (i, e) in events.iter().enumerate() {
+        by_chain.entry(e.chain()).or_default().push(i);
+    }
+    let mut pending: Vec<Option<NewAuditEvent>> = events.into_iter().map(Some).collect();
+    let mut sealed: Vec<Option<AuditEvent>> = std::iter::repeat_with(|| None)
+        .take(pending.len())
+        .collect();
+    for (chain, positions) in by_chain {
+        // 1. Lock the chain (creating its head row if needed) and read the head under
+        //    the lock.
+        let mut builder = match lock_head(conn, chain, backend, now).await? {
+            None => ChainBuilder::new(chain),
+            Some(head) => ChainBuilder::resume(head),
+        };
+        // 2. Seal after the locked head, in the given order.
+        let mut batch = Vec::with_capacity(positions.len());
+        for &i in &positions {
+            let Some(new) = pending[i].take() else {
+                continue;
+            };
+            let event = builder.seal(new)?;
+            let seq = seq_value(event.seq).ok_or(AppendAuditError::Seal(
+                audit::SealError::SeqExhausted(chain),
+            ))?;
+            batch.push((i, seq, event));
+        }
+        // 3. Store the events and advance the head.
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let insert = insert_statement(chunk.iter().map(|(_, seq, e)| (e, *seq)), backend)?;
+            conn.execute(&insert).await.map_err(|e| match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(msg)) if is_position_conflict(&msg) => {
+                    chain_state(ChainStateError::HeadOutOfSync {
+                        chain,
+                        seq: chunk.first().map_or(0, |(_, _, e)| e.seq),
+                    })
+                }
+                Some(SqlErr::UniqueConstraintViolation(_)) => {
+                    chain_state(ChainStateError::DuplicateId(
+                        chunk
+                            .first()
+                            .map_or_else(uuid::Uuid::nil, |(_, _, e)| e.id()),
+                    ))
+                }
+                _ => classify(e, chain),
+            })?;
+        }
+        let Some((_, seq, last)) = batch.last() else {
+            continue;
+        };
+        let advance = Query::update()
+            .table(AuditChainHeads::Table)
+            .value(AuditChainHeads::Seq, *seq)
+            .value(AuditChainHeads::Hash, last.hash.to_hex())
+            .value(AuditChainHeads::UpdatedAt, time_expr(backend, now))
+            .and_where(Expr::col(AuditChainHeads::ChainId).eq(chain.to_string()))
+            .to_owned();
+        let updated = conn
+            .execute(&advance)
+            .await
+            .map_err(|e| classify(e, chain))?;
+        if updated.rows_affected() != 1 {
+            return Err(chain_state(ChainStateError::CorruptHead {
+                chain,
+                detail: "head row vanished while locked".to_owned(),
+            }));
+        }
+        tracing::trace!(chain = %chain, seq = last.seq, events = batch.len(), "audit events appended");
+        for (i, _, event) in batch {
+            sealed[i] = Some(event);
+        }
+    }
+    Ok(sealed.into_iter().flatten().collect())
+}
 
-    // 1. Lock the chain (creating its head row if needed) and read the head under the lock.
+/// Takes the chain's write lock (creating its head row if the chain is new) and returns
+/// its head as seen under the lock (`None` for an empty chain).
+async fn lock_head<C: ConnectionTrait>(
+    conn: &C,
+    chain: ChainId,
+    backend: DbBackend,
+    now: OffsetDateTime,
+) -> Result<Option<ChainHead>, AppendAuditError> {
     let lock = Query::insert()
         .into_table(AuditChainHeads::Table)
         .columns([
@@ -146,93 +261,54 @@ pub async fn append_event<C: ConnectionTrait>(
         .map_err(|e| classify(e, chain))?
         .ok_or(AppendAuditError::Conflict(chain))?;
     let head = head_from_row(&row, backend, Some(chain)).map_err(|e| corrupt_head(chain, &e))?;
-    let prev = match (head.seq, head.hash) {
-        (0, hash) if hash.is_genesis() => None,
-        (0, _) => {
-            return Err(chain_state(ChainStateError::CorruptHead {
-                chain,
-                detail: "seq 0 with a non-genesis hash".to_owned(),
-            }));
-        }
-        (seq, hash) => Some(ChainHead { chain, seq, hash }),
-    };
-
-    // 2. Seal after the locked head.
-    let event = seal(new, prev.as_ref())?;
-    let seq = seq_value(event.seq).ok_or(AppendAuditError::Seal(
-        audit::SealError::SeqExhausted(chain),
-    ))?;
-
-    // 3. Store the event and advance the head.
-    let insert = insert_statement(&event, seq, backend)?;
-    conn.execute(&insert).await.map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(msg)) if is_position_conflict(&msg) => {
-            chain_state(ChainStateError::HeadOutOfSync {
-                chain,
-                seq: event.seq,
-            })
-        }
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            chain_state(ChainStateError::DuplicateId(event.id()))
-        }
-        _ => classify(e, chain),
-    })?;
-    let advance = Query::update()
-        .table(AuditChainHeads::Table)
-        .value(AuditChainHeads::Seq, seq)
-        .value(AuditChainHeads::Hash, event.hash.to_hex())
-        .value(AuditChainHeads::UpdatedAt, time_expr(backend, now))
-        .and_where(Expr::col(AuditChainHeads::ChainId).eq(chain.to_string()))
-        .to_owned();
-    let updated = conn
-        .execute(&advance)
-        .await
-        .map_err(|e| classify(e, chain))?;
-    if updated.rows_affected() != 1 {
-        return Err(chain_state(ChainStateError::CorruptHead {
+    match (head.seq, head.hash) {
+        (0, hash) if hash.is_genesis() => Ok(None),
+        (0, _) => Err(chain_state(ChainStateError::CorruptHead {
             chain,
-            detail: "head row vanished while locked".to_owned(),
-        }));
+            detail: "seq 0 with a non-genesis hash".to_owned(),
+        })),
+        (seq, hash) => Ok(Some(ChainHead { chain, seq, hash })),
     }
-    tracing::trace!(chain = %chain, seq = event.seq, id = %event.id(), "audit event appended");
-    Ok(event)
 }
 
-fn insert_statement(
-    event: &AuditEvent,
-    seq: i64,
+/// One multi-row `INSERT` of sealed events (each with its seq as stored).
+fn insert_statement<'a>(
+    events: impl Iterator<Item = (&'a AuditEvent, i64)>,
     backend: DbBackend,
 ) -> Result<sea_orm::sea_query::InsertStatement, AppendAuditError> {
-    let b = &event.body;
     let uuid = |id: Option<uuid::Uuid>| Expr::val(Value::Uuid(id));
     let text = |s: Option<&str>| Expr::val(Value::String(s.map(str::to_owned)));
     let mut insert = Query::insert();
     insert
         .into_table(AuditEvents::Table)
-        .columns(AuditEvents::COLUMNS)
-        .values([
-            Expr::val(event.chain().to_string()),
-            Expr::val(seq),
-            uuid(Some(b.id)),
-            uuid(b.scope.org_id),
-            uuid(b.scope.district_id),
-            Expr::val(b.actor.kind()),
-            uuid(b.actor.id()),
-            Expr::val(b.action.as_str()),
-            Expr::val(b.category.as_str()),
-            Expr::val(b.entity_type.as_str()),
-            Expr::val(b.entity_id.as_str()),
-            Expr::val(b.change_type.as_str()),
-            Expr::val(json_value(backend, b.old_value.as_ref())),
-            Expr::val(json_value(backend, b.new_value.as_ref())),
-            text(b.ip.as_deref()),
-            text(b.user_agent.as_deref()),
-            text(b.request_id.as_deref()),
-            time_expr(backend, b.occurred_at),
-            Expr::val(event.prev_hash.to_hex()),
-            Expr::val(event.hash.to_hex()),
-        ])
-        .map_err(|e| storage(DbErr::Custom(e.to_string())))?;
+        .columns(AuditEvents::COLUMNS);
+    for (event, seq) in events {
+        let b = &event.body;
+        insert
+            .values([
+                Expr::val(event.chain().to_string()),
+                Expr::val(seq),
+                uuid(Some(b.id)),
+                uuid(b.scope.org_id),
+                uuid(b.scope.district_id),
+                Expr::val(b.actor.kind()),
+                uuid(b.actor.id()),
+                Expr::val(b.action.as_str()),
+                Expr::val(b.category.as_str()),
+                Expr::val(b.entity_type.as_str()),
+                Expr::val(b.entity_id.as_str()),
+                Expr::val(b.change_type.as_str()),
+                Expr::val(json_value(backend, b.old_value.as_ref())),
+                Expr::val(json_value(backend, b.new_value.as_ref())),
+                text(b.ip.as_deref()),
+                text(b.user_agent.as_deref()),
+                text(b.request_id.as_deref()),
+                time_expr(backend, b.occurred_at),
+                Expr::val(event.prev_hash.to_hex()),
+                Expr::val(event.hash.to_hex()),
+            ])
+            .map_err(|e| storage(DbErr::Custom(e.to_string())))?;
+    }
     Ok(insert)
 }
 

@@ -70,7 +70,7 @@ mod schema;
 mod tx;
 mod verify;
 
-pub use append::{ChainStateError, InvalidEvent, append_event};
+pub use append::{ChainStateError, InvalidEvent, append_event, append_events};
 pub use archive::{
     ARCHIVE_ACTION, ArchiveChainReport, ArchiveError, ArchiveHalt, ArchiveOptions, ArchiveProblem,
     ArchiveVerification, ChainArchiveOutcome, archive_all, archive_chain, verify_archive_dir,

@@ -458,10 +458,12 @@ pub enum StepOutcome {
     Crashed,
 }
 
-/// Applies the next `batch` rows after `cursor` in one transaction: each row through the
-/// add-member operation (with its audit event), refused rows into the error report, and the cursor moved past them, all committed together.
-/// `crash_before` (tests) abandons the step without committing when it would apply the
-/// row with that sequence number.
+/// Applies the next `batch` rows after `cursor` in one transaction: the valid rows
+/// through the batched add-member operation (`tenancy_store::add_members_in`, each
+/// added member with its audit event), refused rows into the error report, and the
+/// cursor moved past them, all committed together.
+/// `crash_before` (tests) abandons the step without committing once the rows before
+/// the one with that sequence number are applied.
 ///
 /// # Errors
 /// Storage failures (the step is rolled back; the job can be retried).
@@ -476,11 +478,15 @@ pub async fn import_step(
     let Some(txn) = queue.begin_step(lease, cursor).await? else {
         return Ok(StepOutcome::LeaseLost);
     };
-    let items = JobQueue::items(&txn, lease, cursor, batch).await?;
+    let mut items = JobQueue::items(&txn, lease, cursor, batch).await?;
     let Some(last) = items.last().map(|i| i.seq) else {
         txn.rollback().await?;
         return Ok(StepOutcome::Done);
     };
+    let crashing = crash_before.is_some_and(|seq| items.iter().any(|i| i.seq == seq));
+    if let Some(seq) = crash_before.filter(|_| crashing) {
+        items.retain(|i| i.seq < seq);
+    }
     let org = OrgId::from_uuid(lease.org_id);
     let actor = UserId::from_uuid(params.actor);
     let roles = RoleIndex::new(&custom_roles(&txn, lease.org_id).await?);
@@ -489,63 +495,57 @@ pub async fn import_step(
         actor: audit::Actor::User(params.actor),
         request: params.request.clone(),
     };
-    let (mut ok, mut failed) = (0, 0);
+    // Validate every row; the valid ones are added together, in file order.
+    let mut failures = Vec::new();
+    let mut valid = Vec::with_capacity(items.len());
     for item in items {
-        if crash_before == Some(item.seq) {
-            drop(txn);
-            return Ok(StepOutcome::Crashed);
-        }
         let raw: RawRow = serde_json::from_value(item.payload.clone()).unwrap_or(RawRow {
             row: item.seq,
             cells: std::collections::BTreeMap::new(),
         });
-        let reason = match actor_rank {
+        let checked = match actor_rank {
             None => {
-                Some("the importing member is no longer a member of this organization".to_owned())
+                Err("the importing member is no longer a member of this organization".to_owned())
             }
-            Some(rank) => match validate(&raw, &roles, rank) {
-                Err(issues) => Some(
-                    issues
-                        .iter()
-                        .map(|i| format!("{}: {}", i.field, i.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
-                // No savepoint around the row: `add_member_in` detects every refusal
-                // before it writes (the transaction stays usable), and an unexpected
-                // failure abandons the whole step anyway. A savepoint per row cost two
-                // more round trips per row and made every row a subtransaction, whose
-                // row locks on the same rows (the org row, the audit chain head, the
-                // foreign-key checks) PostgreSQL tracks as ever-growing multixacts: 10–25%
-                // more database time per row in a 200-row step, more in longer ones.
-                Ok(c) => {
-                    match tenancy_store::add_member_in(&txn, &ctx, c.request(org, actor)).await {
-                        Ok(_) => None,
-                        Err(AddMemberError::Unexpected(e)) => {
-                            return Err(JobStoreError(e.0));
-                        }
-                        Err(e) => Some(e.to_string()),
-                    }
-                }
-            },
+            Some(rank) => validate(&raw, &roles, rank).map_err(|issues| {
+                issues
+                    .iter()
+                    .map(|i| format!("{}: {}", i.field, i.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }),
         };
-        match reason {
-            None => ok += 1,
-            Some(reason) => {
-                failed += 1;
-                JobQueue::record_failure(
-                    &txn,
-                    lease,
-                    JobFailure {
-                        seq: item.seq,
-                        payload: item.payload,
-                        reason,
-                    },
-                )
-                .await?;
-            }
+        match checked {
+            Ok(c) => valid.push((item, c.request(org, actor))),
+            Err(reason) => failures.push(JobFailure {
+                seq: item.seq,
+                payload: item.payload,
+                reason,
+            }),
         }
     }
+    let (valid_items, requests): (Vec<_>, Vec<_>) = valid.into_iter().unzip();
+    let outcomes = tenancy_store::add_members_in(&txn, &ctx, requests)
+        .await
+        .map_err(|e| JobStoreError(e.0))?;
+    let mut ok = 0;
+    for (item, outcome) in valid_items.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(_) => ok += 1,
+            Err(AddMemberError::Unexpected(e)) => return Err(JobStoreError(e.0)),
+            Err(e) => failures.push(JobFailure {
+                seq: item.seq,
+                payload: item.payload,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    if crashing {
+        drop(txn);
+        return Ok(StepOutcome::Crashed);
+    }
+    let failed = i64::try_from(failures.len()).unwrap_or(i64::MAX);
+    JobQueue::record_failures(&txn, lease, failures).await?;
     if JobQueue::commit_step(txn, lease, cursor, last, ok, failed).await? {
         Ok(StepOutcome::Advanced(last))
     } else {

@@ -546,24 +546,30 @@ impl JobQueue {
             .collect())
     }
 
-    /// Records a refused row (inside the step's transaction).
+    /// Records refused rows (inside the step's transaction), with multi-row inserts.
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn record_failure<C: ConnectionTrait>(
+    pub async fn record_failures<C: ConnectionTrait>(
         conn: &C,
         lease: &Lease,
-        failure: JobFailure,
+        failures: Vec<JobFailure>,
     ) -> Result<(), JobStoreError> {
-        job_errors::ActiveModel {
-            org_id: Set(lease.org_id),
-            job_id: Set(lease.job_id),
-            seq: Set(failure.seq),
-            payload: Set(failure.payload),
-            reason: Set(failure.reason),
+        let rows: Vec<job_errors::ActiveModel> = failures
+            .into_iter()
+            .map(|f| job_errors::ActiveModel {
+                org_id: Set(lease.org_id),
+                job_id: Set(lease.job_id),
+                seq: Set(f.seq),
+                payload: Set(f.payload),
+                reason: Set(f.reason),
+            })
+            .collect();
+        for chunk in rows.chunks(ITEM_CHUNK) {
+            job_errors::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(conn)
+                .await?;
         }
-        .insert(conn)
-        .await?;
         Ok(())
     }
 

@@ -32,6 +32,22 @@ pub(crate) async fn record<C: ConnectionTrait>(
     change: ChangeType,
     values: (Option<serde_json::Value>, Option<serde_json::Value>),
 ) -> Result<(), StorageFailure> {
+    record_all(
+        conn,
+        vec![audit_event(ctx, scope, action, entity, change, values)],
+    )
+    .await
+}
+
+/// The audit event of a change (see [`record`]).
+pub(crate) fn audit_event(
+    ctx: &AuditContext,
+    scope: TenantScope,
+    action: &'static str,
+    entity: (&str, String),
+    change: ChangeType,
+    values: (Option<serde_json::Value>, Option<serde_json::Value>),
+) -> NewAuditEvent {
     let mut event = NewAuditEvent::audit(
         scope,
         ctx.actor,
@@ -43,7 +59,16 @@ pub(crate) async fn record<C: ConnectionTrait>(
     .with_request(&ctx.request);
     event.old_value = values.0;
     event.new_value = values.1;
-    audit_store::append_event(conn, event)
+    event
+}
+
+/// Appends audit events inside the caller's transaction, one head lock per chain
+/// (`audit_store::append_events`).
+pub(crate) async fn record_all<C: ConnectionTrait>(
+    conn: &C,
+    events: Vec<NewAuditEvent>,
+) -> Result<(), StorageFailure> {
+    audit_store::append_events(conn, events)
         .await
         .map(|_| ())
         .map_err(|e| StorageFailure(Box::new(e)))

@@ -8,6 +8,7 @@
 //! version …`: a row lock on PostgreSQL, the write lock on SQLite), then re-check the
 //! rule from `tenancy::rules` on what they read — so concurrent changes cannot break it.
 
+mod add_members;
 mod api_keys;
 mod convert;
 mod directory;
@@ -16,8 +17,9 @@ mod orgs;
 mod sessions;
 mod users;
 
+pub use add_members::{add_member_in, add_members_in};
 pub use api_keys::SeaOrmApiKeyRepository;
 pub use directory::{SEARCH_CANDIDATES, SeaOrmMemberDirectory};
-pub use orgs::{SeaOrmOrgRepository, add_member_in};
+pub use orgs::SeaOrmOrgRepository;
 pub use sessions::SeaOrmSessionRepository;
 pub use users::SeaOrmUserRepository;

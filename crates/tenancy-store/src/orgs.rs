@@ -46,7 +46,7 @@ fn json<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
 
 /// Takes the org's write lock for the rest of the transaction (a row lock on
 /// PostgreSQL, the database write lock on SQLite) and returns the org row.
-async fn lock_org(
+pub(crate) async fn lock_org(
     txn: &DatabaseTransaction,
     org: OrgId,
 ) -> Result<Option<organizations::Model>, StorageFailure> {
@@ -69,7 +69,7 @@ async fn lock_org(
 }
 
 /// Loads one membership with its custom role.
-async fn load_membership<C: ConnectionTrait>(
+pub(crate) async fn load_membership<C: ConnectionTrait>(
     conn: &C,
     org: OrgId,
     user: UserId,
@@ -148,14 +148,27 @@ pub(crate) async fn member_directory_fields<C: ConnectionTrait>(
     committee: Option<&str>,
     profile: &serde_json::Value,
 ) -> Result<memberships::ActiveModel, StorageFailure> {
-    let u = load_user(conn, user).await?;
-    Ok(memberships::ActiveModel {
-        search_doc: Set(search_doc_of(&u, committee, profile)),
+    Ok(directory_fields(
+        &load_user(conn, user).await?,
+        committee,
+        profile,
+    ))
+}
+
+/// The directory columns of a membership of account `u` (see
+/// [`member_directory_fields`]), when the account is at hand.
+pub(crate) fn directory_fields(
+    u: &users::Model,
+    committee: Option<&str>,
+    profile: &serde_json::Value,
+) -> memberships::ActiveModel {
+    memberships::ActiveModel {
+        search_doc: Set(search_doc_of(u, committee, profile)),
         sort_name: Set(tenancy::search::sort_name(&u.first_name, &u.last_name)),
-        email: Set(u.email),
+        email: Set(u.email.clone()),
         active_at: Set(u.last_active_at),
         ..Default::default()
-    })
+    }
 }
 
 /// Active members whose role counts as admin (built-in or custom).
@@ -1028,173 +1041,12 @@ impl OrgRepository for SeaOrmOrgRepository {
 /// string whose salt and digest are random, so no password can ever verify against it
 /// (sign-in fails exactly as for a wrong password, at the same cost) until the user sets
 /// one.
-fn unusable_password_hash() -> String {
+pub(crate) fn unusable_password_hash() -> String {
     format!(
         "$argon2id$v=19$m=19456,t=2,p=1${}${}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
-}
-
-/// Adds a member inside the caller's transaction (which should be scoped to
-/// `req.org_id` with `Database::begin_for_org`): locks the org row, checks the actor's
-/// rank and the custom role's maximum, finds or creates the account, inserts the
-/// membership (`invited`, with its search document) and appends its `member.add` audit
-/// event. Nothing is committed here, so a caller can apply it together with other
-/// writes (the import job advances its cursor in the same transaction). Refusals are
-/// detected before any write, so a failed call leaves the transaction usable.
-///
-/// # Errors
-/// See [`AddMemberError`].
-pub async fn add_member_in(
-    txn: &DatabaseTransaction,
-    ctx: &AuditContext,
-    req: AddMemberRequest,
-) -> Result<AddedMember, AddMemberError> {
-    let Some(org_row) = lock_org(txn, req.org_id).await? else {
-        return Err(AddMemberError::NotFound);
-    };
-    let actor = load_membership(txn, req.org_id, req.actor)
-        .await?
-        .ok_or(AddMemberError::NotFound)?;
-    let (role, custom_row) = match &req.role {
-        RoleChoice::Builtin(r) => (RoleAssignment::builtin(*r), None),
-        RoleChoice::Custom(id) => {
-            let row = org_roles::Entity::find_by_id((req.org_id.as_uuid(), id.0))
-                .one(txn)
-                .await
-                .map_err(failure)?
-                .ok_or(AddMemberError::UnknownRole)?;
-            let r = convert::role(row.clone())?;
-            if let Some(max) = r.max_holders {
-                let n = memberships::Entity::find()
-                    .filter(memberships::Column::OrgId.eq(req.org_id.as_uuid()))
-                    .filter(memberships::Column::CustomRoleId.eq(id.0))
-                    .count(txn)
-                    .await
-                    .map_err(failure)?;
-                if n >= u64::from(max) {
-                    return Err(RoleChangeRefused::RoleFull { role: r.name, max }.into());
-                }
-            }
-            (
-                RoleAssignment::Custom {
-                    id: r.id,
-                    name: r.name,
-                    counts_as: r.counts_as,
-                    extra_keys: r.extra_keys,
-                },
-                Some(row),
-            )
-        }
-    };
-    if role.rank() > actor.role.rank() {
-        return Err(RoleChangeRefused::AboveOwnRank {
-            actor: actor.role.rank(),
-        }
-        .into());
-    }
-    let existing = users::Entity::find()
-        .filter(users::Column::Email.eq(req.email.as_str()))
-        .filter(users::Column::DeletedAt.is_null())
-        .one(txn)
-        .await
-        .map_err(failure)?;
-    let now = now_micros();
-    let (user_row, user_created) = match existing {
-        Some(u) => {
-            let taken = memberships::Entity::find_by_id((req.org_id.as_uuid(), u.id))
-                .one(txn)
-                .await
-                .map_err(failure)?;
-            if taken.is_some() {
-                return Err(AddMemberError::AlreadyMember { email: req.email });
-            }
-            (u, false)
-        }
-        None => {
-            let row = users::ActiveModel {
-                id: Set(UserId::new().as_uuid()),
-                email: Set(req.email.as_str().to_owned()),
-                first_name: Set(req.first_name.as_str().to_owned()),
-                last_name: Set(req.last_name.as_str().to_owned()),
-                password_hash: Set(unusable_password_hash()),
-                status: Set("active".to_owned()),
-                is_platform_admin: Set(false),
-                version: Set(1),
-                created_at: Set(now),
-                updated_at: Set(now),
-                deleted_at: Set(None),
-                phone: Set(req
-                    .phone
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned)),
-                last_active_at: Set(None),
-            }
-            .insert(txn)
-            .await
-            .map_err(failure)?;
-            (row, true)
-        }
-    };
-    let committee = req
-        .committee
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned);
-    let profile = if req.children.is_empty() {
-        serde_json::json!({})
-    } else {
-        serde_json::json!({ "children": req.children })
-    };
-    let (builtin, custom_id) = match &req.role {
-        RoleChoice::Builtin(r) => (Some(r.as_str().to_owned()), None),
-        RoleChoice::Custom(id) => (None, Some(id.0)),
-    };
-    let inserted = memberships::ActiveModel {
-        org_id: Set(req.org_id.as_uuid()),
-        user_id: Set(user_row.id),
-        builtin_role: Set(builtin),
-        custom_role_id: Set(custom_id),
-        status: Set("invited".to_owned()),
-        committee: Set(committee.clone()),
-        profile: Set(profile.clone()),
-        role_ends_at: Set(None),
-        version: Set(1),
-        joined_at: Set(now),
-        updated_at: Set(now),
-        ..member_directory_fields(txn, user_row.id, committee.as_deref(), &profile).await?
-    }
-    .insert(txn)
-    .await
-    .map_err(failure)?;
-    let membership = convert::membership(inserted, custom_row.as_ref())?;
-    let user = convert::user(user_row)?;
-    record(
-        txn,
-        ctx,
-        convert::org_scope(&org_row),
-        "member.add",
-        ("member", user.id.to_string()),
-        ChangeType::Create,
-        (
-            None,
-            json(&serde_json::json!({
-                "email": user.email,
-                "user_created": user_created,
-                "membership": membership,
-            })),
-        ),
-    )
-    .await?;
-    Ok(AddedMember {
-        user,
-        membership,
-        user_created,
-    })
 }
 
 impl MemberAdder for SeaOrmOrgRepository {
@@ -1208,7 +1060,7 @@ impl MemberAdder for SeaOrmOrgRepository {
             .begin_for_org(req.org_id.as_uuid())
             .await
             .map_err(failure)?;
-        let added = add_member_in(&txn, ctx, req).await?;
+        let added = crate::add_members::add_member_in(&txn, ctx, req).await?;
         txn.commit().await.map_err(failure)?;
         Ok(added)
     }

@@ -7,6 +7,7 @@ mod harness;
 
 mod archive;
 mod atomicity;
+mod batch;
 mod concurrency;
 mod digests;
 mod query;

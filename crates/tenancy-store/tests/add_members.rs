@@ -1,0 +1,340 @@
+//! Batched member additions (`add_members_in`, the import job's path) on SQLite and
+//! (when `TEST_DATABASE_URL` is set) PostgreSQL: each request is decided exactly as the
+//! one-by-one operation would, in order, and the batch's rows and audit events are all
+//! written.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use audit::{AuditLog, ChainVerifier, TenantScope};
+use audit_store::SeaOrmAuditLog;
+use permissions::BuiltinRole;
+use tenancy::ports::{AddMemberError, AddMemberRequest, AuditContext, RoleChoice};
+use tenancy::rules::RoleChangeRefused;
+use tenancy::{Email, OrgId, PersonName, RoleId, UserId};
+use tenancy_store::add_members_in;
+use test_support::{Backend, ScratchDb, TestEnv};
+use uuid::Uuid;
+
+struct Env(ScratchDb);
+
+impl TestEnv for Env {
+    async fn open(backend: Backend) -> Option<Self> {
+        Some(Self(ScratchDb::open(backend, "ptoc_ts", 4).await?))
+    }
+
+    async fn finish(self) {
+        self.0.finish().await;
+    }
+}
+
+test_support::both_backends!(crate::Env; a_batch_decides_each_request_in_order, the_actor_rank_and_the_org_bind_the_whole_batch);
+
+fn request(org: Uuid, actor: Uuid, email: &str, first: &str, role: RoleChoice) -> AddMemberRequest {
+    AddMemberRequest {
+        org_id: OrgId::from_uuid(org),
+        actor: UserId::from_uuid(actor),
+        email: Email::parse(email).unwrap(),
+        first_name: PersonName::parse(first).unwrap(),
+        last_name: PersonName::parse("Rivera").unwrap(),
+        phone: Some(" 555-0100 ".into()),
+        role,
+        committee: Some("Garden".into()),
+        children: Vec::new(),
+    }
+}
+
+fn ctx(actor: Uuid) -> AuditContext {
+    AuditContext {
+        actor: audit::Actor::User(actor),
+        request: audit::RequestMeta::default(),
+    }
+}
+
+/// What an outcome was, in a comparable form.
+fn kind<T>(outcome: &Result<T, AddMemberError>) -> String {
+    match outcome {
+        Ok(_) => "added".into(),
+        Err(AddMemberError::AlreadyMember { .. }) => "already_member".into(),
+        Err(AddMemberError::UnknownRole) => "unknown_role".into(),
+        Err(AddMemberError::Refused(RoleChangeRefused::RoleFull { .. })) => "role_full".into(),
+        Err(AddMemberError::Refused(RoleChangeRefused::AboveOwnRank { .. })) => {
+            "above_own_rank".into()
+        }
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+async fn member_adds(db: &ScratchDb, org: Uuid) -> Vec<audit::AuditEvent> {
+    let log = SeaOrmAuditLog::new(db.db.clone());
+    let chain = TenantScope::org(org).chain_id();
+    let events = log.chain_events(chain, 1, 10_000).await.unwrap();
+    let mut verifier = ChainVerifier::new(chain);
+    for e in &events {
+        verifier.push(e).expect("the org's chain is intact");
+    }
+    events
+        .into_iter()
+        .filter(|e| e.body.action.as_str() == "member.add")
+        .collect()
+}
+
+async fn a_batch_decides_each_request_in_order(env: &Env) {
+    let db = &env.0;
+    let (org, admin, account, member) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    db.org(org, None, None).await;
+    db.active_member(org, admin, "admin").await;
+    db.user(account, "active", false).await; // an account, not yet a member
+    db.active_member(org, member, "volunteer").await;
+    let treasurer = Uuid::now_v7();
+    db.role(org, treasurer, "Treasurer", "board_member", &[])
+        .await;
+    db.exec(
+        "UPDATE org_roles SET max_holders = 1 WHERE id = ?",
+        vec![treasurer.into()],
+    )
+    .await;
+    let email_of = |id: Uuid| format!("{}@example.test", id.simple());
+    let builtin = RoleChoice::Builtin;
+
+    let mut reqs = vec![
+        request(
+            org,
+            admin,
+            "ana@example.org",
+            "Ana",
+            builtin(BuiltinRole::Volunteer),
+        ),
+        request(
+            org,
+            admin,
+            &email_of(account),
+            "Ignored",
+            builtin(BuiltinRole::CommitteeLead),
+        ),
+        request(
+            org,
+            admin,
+            &email_of(member),
+            "Mo",
+            builtin(BuiltinRole::Volunteer),
+        ),
+        request(
+            org,
+            admin,
+            "ANA@example.org",
+            "Ana",
+            builtin(BuiltinRole::Volunteer),
+        ),
+        request(
+            org,
+            admin,
+            "tre@example.org",
+            "Tre",
+            RoleChoice::Custom(RoleId(treasurer)),
+        ),
+        request(
+            org,
+            admin,
+            "tre2@example.org",
+            "Tre",
+            RoleChoice::Custom(RoleId(treasurer)),
+        ),
+        request(
+            org,
+            admin,
+            "who@example.org",
+            "Who",
+            RoleChoice::Custom(RoleId(Uuid::now_v7())),
+        ),
+    ];
+    // Enough more to need several multi-row inserts.
+    for i in 0..300 {
+        reqs.push(request(
+            org,
+            admin,
+            &format!("p{i}@example.org"),
+            "Pat",
+            builtin(BuiltinRole::Volunteer),
+        ));
+    }
+    let txn = db.db.begin_for_org(org).await.unwrap();
+    let outcomes = add_members_in(&txn, &ctx(admin), reqs).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let kinds: Vec<String> = outcomes.iter().map(kind).collect();
+    assert_eq!(
+        kinds[..7],
+        [
+            "added",
+            "added",
+            "already_member",
+            "already_member",
+            "added",
+            "role_full",
+            "unknown_role"
+        ]
+    );
+    assert!(kinds[7..].iter().all(|k| k == "added"), "{kinds:?}");
+    let added: Vec<_> = outcomes.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(added.len(), 303);
+    assert!(added[0].user_created);
+    assert!(
+        !added[1].user_created,
+        "an existing account is attached, not created"
+    );
+    assert_eq!(added[1].user.id, UserId::from_uuid(account));
+    assert_eq!(added[1].membership.role.rank(), BuiltinRole::CommitteeLead);
+    assert_eq!(
+        added[2].membership.role.rank(),
+        BuiltinRole::BoardMember,
+        "the treasurer"
+    );
+
+    // Stored: every membership (invited, with its directory columns), every new account.
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ?",
+            vec![org.into()]
+        )
+        .await,
+        2 + 303
+    );
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ? AND status = 'invited' \
+             AND search_doc LIKE '%garden%' AND sort_name <> '' AND email LIKE '%@example.%'",
+            vec![org.into()]
+        )
+        .await,
+        303
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) AS n FROM users", vec![]).await,
+        3 + 302
+    );
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) AS n FROM users WHERE phone = '555-0100'",
+            vec![]
+        )
+        .await,
+        302,
+        "new accounts keep the trimmed phone"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ? AND search_doc LIKE '%555%'",
+            vec![org.into()]
+        )
+        .await,
+        302,
+        "the new accounts' phones are searchable"
+    );
+
+    // One `member.add` event per added member, in order, on an intact chain.
+    let events = member_adds(db, org).await;
+    assert_eq!(events.len(), 303);
+    let audited: Vec<String> = events.iter().map(|e| e.body.entity_id.clone()).collect();
+    let expected: Vec<String> = added.iter().map(|a| a.user.id.to_string()).collect();
+    assert_eq!(audited, expected);
+}
+
+async fn the_actor_rank_and_the_org_bind_the_whole_batch(env: &Env) {
+    let db = &env.0;
+    let (org, other, board) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    db.org(org, None, None).await;
+    db.org(other, None, None).await;
+    db.active_member(org, board, "board_member").await;
+    let builtin = RoleChoice::Builtin;
+
+    let txn = db.db.begin_for_org(org).await.unwrap();
+    let outcomes = add_members_in(
+        &txn,
+        &ctx(board),
+        vec![
+            request(
+                org,
+                board,
+                "a@example.org",
+                "Al",
+                builtin(BuiltinRole::Admin),
+            ),
+            request(
+                org,
+                board,
+                "b@example.org",
+                "Bo",
+                builtin(BuiltinRole::BoardMember),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcomes.iter().map(kind).collect::<Vec<_>>(),
+        ["above_own_rank", "added"]
+    );
+
+    // Not a member of the other org: every request is refused, nothing written.
+    let outcomes = add_members_in(
+        &txn,
+        &ctx(board),
+        vec![request(
+            other,
+            board,
+            "c@example.org",
+            "Cy",
+            builtin(BuiltinRole::Volunteer),
+        )],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(outcomes[..], [Err(AddMemberError::NotFound)]));
+
+    // A batch may not mix orgs.
+    let mixed = add_members_in(
+        &txn,
+        &ctx(board),
+        vec![
+            request(
+                org,
+                board,
+                "d@example.org",
+                "Di",
+                builtin(BuiltinRole::Volunteer),
+            ),
+            request(
+                other,
+                board,
+                "e@example.org",
+                "Ed",
+                builtin(BuiltinRole::Volunteer),
+            ),
+        ],
+    )
+    .await;
+    assert!(mixed.is_err());
+    txn.commit().await.unwrap();
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ?",
+            vec![org.into()]
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ?",
+            vec![other.into()]
+        )
+        .await,
+        0
+    );
+    assert_eq!(member_adds(db, org).await.len(), 1);
+}
