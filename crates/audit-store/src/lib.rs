@@ -2,6 +2,7 @@
 //! `audit_events` / `audit_chain_heads` on PostgreSQL (production) or SQLite (embedded).
 //!
 //! * **Writing** — [`append_event`] appends one event to its tenant's hash chain
+//!   ([`append_events`] many, with one head lock per chain)
 //!   **inside the caller's transaction**; [`AuditedTx`] is the unit of work that owns that
 //!   transaction, hands out [`AuditedTx::conn`] for the business writes and an
 //!   [`audit::AuditSink`] ([`SeaOrmAuditSink`]) for the events, and refuses to commit

@@ -6,7 +6,8 @@
 //!   on SQLite) and applies it in steps, each step's work and the move of the job's
 //!   cursor committed in one transaction, so a crash neither loses nor repeats a row.
 //! - [`import`]: validating rows, the dry run (row-level errors, duplicates), the import
-//!   step (rows added through `tenancy_store::add_member_in`, audited one by one).
+//!   step (a step's valid rows added together through `tenancy_store::add_members_in`,
+//!   each audited).
 //! - [`export`]: member pages written as CSV or XLSX; the export job.
 //! - [`table`]: the spreadsheet columns, reading uploads, writing XLSX.
 //! - [`worker`]: the loop that claims and runs jobs.
