@@ -21,8 +21,8 @@ use crate::state::AppState;
 /// The default cap on JSON request bodies.
 pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
 
-/// The cap for routes declared as uploads (`RouteDoc::upload`).
-pub const UPLOAD_BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// The cap for routes declared as uploads (`RouteDoc::upload`): 20 MiB.
+pub const UPLOAD_BODY_LIMIT: usize = 20 * 1024 * 1024;
 
 /// The body cap of the route serving a request (set by the registration layer from
 /// `RouteDoc::body_limit`; [`DEFAULT_JSON_LIMIT`] when absent).
@@ -49,7 +49,20 @@ pub async fn with_body_limit(
     next.call(req).await
 }
 
-fn too_large(limit: usize) -> ApiError {
+/// Whether `req` declares (`Content-Length`) a body larger than `limit`: refused before
+/// a byte is read.
+#[must_use]
+pub fn declared_over(req: &HttpRequest, limit: usize) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
+}
+
+/// The 413 answer for a body over `limit`.
+#[must_use]
+pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
         format!("the body exceeds {limit} bytes"),
@@ -104,13 +117,7 @@ where
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
         let limit = BodyLimit::of(req);
-        // A declared length over the cap is refused before a byte is read.
-        let declared_too_large = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > limit as u64);
+        let declared_too_large = declared_over(req, limit);
         let mut payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {

@@ -130,7 +130,7 @@ impl RouteDoc {
     }
 
     /// An upload route: the body cap is [`UPLOAD_BODY_LIMIT`](super::extract::UPLOAD_BODY_LIMIT)
-    /// (10 MiB); the handler reads the body as a stream within it.
+    /// (20 MiB); the handler reads the body as a stream within it.
     #[must_use]
     pub fn upload(self) -> Self {
         self.body_limit(super::extract::UPLOAD_BODY_LIMIT)

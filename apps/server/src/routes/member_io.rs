@@ -31,6 +31,7 @@ use super::members::{
     children, member_view,
 };
 use crate::auth::OrgMember;
+use crate::http::extract::{BodyLimit, declared_over, too_large};
 use crate::http::{
     Accepted, ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Query, Reply, RouteDoc,
     State,
@@ -39,9 +40,6 @@ use crate::http::{
 /// Exports of orgs with more members than this run as a background job (unless the
 /// caller asks otherwise with `async=false`).
 pub const ASYNC_EXPORT_THRESHOLD: u64 = 5_000;
-
-/// The largest accepted upload.
-pub const MAX_UPLOAD_BYTES: usize = 20 * 1024 * 1024;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "members";
@@ -67,9 +65,10 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/import",
         import_members,
         RouteDoc::new("import_members", "Import members from a CSV or Excel file", TAG)
-            .description("Send the file as the body (`text/csv` or the .xlsx type), up to 20 MB, with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.")
+            .description("Send the file as the body (`text/csv` or the .xlsx type), up to 20 MiB, with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.")
             .permission(PermissionKey::UsersInvite)
             .rate_class(RateClass::Create)
+            .upload()
             .errors(&[ErrorCode::ValidationFailed, ErrorCode::PayloadTooLarge, ErrorCode::UnsupportedMediaType]),
     );
 }
@@ -512,8 +511,13 @@ impl FromRequest for Upload {
         let tmp_dir = req
             .app_data::<actix_web::web::Data<crate::state::AppState>>()
             .map(|s| s.tmp_dir.clone());
+        let limit = BodyLimit::of(req);
+        let declared_too_large = declared_over(req, limit);
         let mut payload = payload.take();
         Box::pin(async move {
+            if declared_too_large {
+                return Err(too_large(limit));
+            }
             let Some(format) = format else {
                 return Err(ApiError::new(
                     ErrorCode::UnsupportedMediaType,
@@ -534,12 +538,8 @@ impl FromRequest for Upload {
                     )
                 })?;
                 size += chunk.len();
-                if size > MAX_UPLOAD_BYTES {
-                    return Err(ApiError::new(
-                        ErrorCode::PayloadTooLarge,
-                        format!("the file exceeds {MAX_UPLOAD_BYTES} bytes"),
-                    )
-                    .with_details(serde_json::json!({ "limit_bytes": MAX_UPLOAD_BYTES })));
+                if size > limit {
+                    return Err(too_large(limit));
                 }
                 std::io::Write::write_all(&mut out, &chunk)
                     .map_err(|e| ApiError::internal(Box::new(e)))?;

@@ -293,6 +293,24 @@ async fn import_dry_run_reports_row_errors_and_duplicates_and_writes_nothing(ctx
     )
     .await;
     assert_eq!(status, 415);
+    // Over the route's documented cap (x-body-limit): 413, on the declared length before
+    // a byte is read.
+    let (_, doc) = send(&app, Method::GET, "/openapi.json", None, None).await;
+    let cap = doc["paths"]["/api/v2/orgs/{org_id}/users/import"]["post"]["x-body-limit"]
+        .as_u64()
+        .expect("the import documents its cap");
+    assert_eq!(cap, 20 * 1024 * 1024);
+    let req = test::TestRequest::post()
+        .uri(&format!("/api/v2/orgs/{org}/users/import?dry_run=true"))
+        .insert_header(("authorization", format!("Bearer {admin}")))
+        .insert_header(("content-type", "text/csv"))
+        .set_payload(b"email\n".to_vec())
+        .insert_header(("content-length", (cap + 1).to_string()))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status().as_u16(), 413);
+    let body: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    assert_eq!(body["error"]["details"]["limit_bytes"], cap);
 }
 
 async fn killed_import_resumes_and_applies_each_row_exactly_once(ctx: TestContext) {
