@@ -1,8 +1,7 @@
 //! Appending events to their chains inside the caller's transaction.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
-
-use std::collections::BTreeMap;
 
 use audit::{
     AppendAuditError, AuditEvent, ChainBuilder, ChainHead, ChainId, Hash32, NewAuditEvent,
@@ -150,60 +149,66 @@ pub async fn append_events<C: ConnectionTrait>(
         .map_err(|e| AppendAuditError::Storage(Box::new(e)))?;
     let backend = conn.get_database_backend();
     let now = truncate_to_micros(OffsetDateTime::now_utc());
-    let mut by_chain: BTreeMap<ChainId, Vec<usize>> = BTreeMap::new();
-    for (i, e) in events.iter().enumerate() {
-        by_chain.entry(e.chain()).or_default().push(i);
-    }
-    let mut pending: Vec<Option<NewAuditEvent>> = events.into_iter().map(Some).collect();
-    let mut sealed: Vec<Option<AuditEvent>> = std::iter::repeat_with(|| None)
-        .take(pending.len())
-        .collect();
-    for (chain, positions) in by_chain {
-        // 1. Lock the chain (creating its head row if needed) and read the head under
-        //    the lock.
-        let mut builder = match lock_head(conn, chain, backend, now).await? {
+    // 1. Lock each chain (creating its head row if needed) and read its head under the
+    //    lock, in ascending chain order.
+    let mut builders = BTreeMap::new();
+    for chain in events
+        .iter()
+        .map(NewAuditEvent::chain)
+        .collect::<BTreeSet<_>>()
+    {
+        let builder = match lock_head(conn, chain, backend, now).await? {
             None => ChainBuilder::new(chain),
             Some(head) => ChainBuilder::resume(head),
         };
-        // 2. Seal after the locked head, in the given order.
-        let mut batch = Vec::with_capacity(positions.len());
-        for &i in &positions {
-            let Some(new) = pending[i].take() else {
-                continue;
-            };
-            let event = builder.seal(new)?;
-            let seq = seq_value(event.seq).ok_or(AppendAuditError::Seal(
-                audit::SealError::SeqExhausted(chain),
-            ))?;
-            batch.push((i, seq, event));
-        }
-        // 3. Store the events and advance the head.
-        for chunk in batch.chunks(INSERT_CHUNK) {
-            let insert = insert_statement(chunk.iter().map(|(_, seq, e)| (e, *seq)), backend)?;
-            conn.execute(&insert).await.map_err(|e| match e.sql_err() {
-                Some(SqlErr::UniqueConstraintViolation(msg)) if is_position_conflict(&msg) => {
-                    chain_state(ChainStateError::HeadOutOfSync {
-                        chain,
-                        seq: chunk.first().map_or(0, |(_, _, e)| e.seq),
-                    })
-                }
-                Some(SqlErr::UniqueConstraintViolation(_)) => {
-                    chain_state(ChainStateError::DuplicateId(
-                        chunk
-                            .first()
-                            .map_or_else(uuid::Uuid::nil, |(_, _, e)| e.id()),
-                    ))
-                }
-                _ => classify(e, chain),
-            })?;
-        }
-        let Some((_, seq, last)) = batch.last() else {
+        builders.insert(chain, builder);
+    }
+    // 2. Seal each event after its chain's head, in the given order.
+    let mut sealed = Vec::with_capacity(events.len());
+    for new in events {
+        let chain = new.chain();
+        let builder = builders.get_mut(&chain).ok_or_else(|| {
+            chain_state(ChainStateError::CorruptHead {
+                chain,
+                detail: "the chain was not locked".to_owned(),
+            })
+        })?;
+        let event = builder.seal(new)?;
+        let seq = seq_value(event.seq).ok_or(AppendAuditError::Seal(
+            audit::SealError::SeqExhausted(chain),
+        ))?;
+        sealed.push((seq, event));
+    }
+    // 3. Store the events and advance the heads.
+    for chunk in sealed.chunks(INSERT_CHUNK) {
+        let Some((_, first)) = chunk.first() else {
             continue;
         };
+        let insert = insert_statement(chunk.iter().map(|(seq, e)| (e, *seq)), backend)?;
+        conn.execute(&insert).await.map_err(|e| match e.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(msg)) if is_position_conflict(&msg) => {
+                chain_state(ChainStateError::HeadOutOfSync {
+                    chain: first.chain(),
+                    seq: first.seq,
+                })
+            }
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                chain_state(ChainStateError::DuplicateId(first.id()))
+            }
+            _ => classify(e, first.chain()),
+        })?;
+    }
+    for (chain, builder) in builders {
+        let Some(head) = builder.head() else {
+            continue;
+        };
+        let seq = seq_value(head.seq).ok_or(AppendAuditError::Seal(
+            audit::SealError::SeqExhausted(chain),
+        ))?;
         let advance = Query::update()
             .table(AuditChainHeads::Table)
-            .value(AuditChainHeads::Seq, *seq)
-            .value(AuditChainHeads::Hash, last.hash.to_hex())
+            .value(AuditChainHeads::Seq, seq)
+            .value(AuditChainHeads::Hash, head.hash.to_hex())
             .value(AuditChainHeads::UpdatedAt, time_expr(backend, now))
             .and_where(Expr::col(AuditChainHeads::ChainId).eq(chain.to_string()))
             .to_owned();
@@ -217,12 +222,9 @@ pub async fn append_events<C: ConnectionTrait>(
                 detail: "head row vanished while locked".to_owned(),
             }));
         }
-        tracing::trace!(chain = %chain, seq = last.seq, events = batch.len(), "audit events appended");
-        for (i, _, event) in batch {
-            sealed[i] = Some(event);
-        }
+        tracing::trace!(chain = %chain, seq = head.seq, "audit events appended");
     }
-    Ok(sealed.into_iter().flatten().collect())
+    Ok(sealed.into_iter().map(|(_, e)| e).collect())
 }
 
 /// Takes the chain's write lock (creating its head row if the chain is new) and returns

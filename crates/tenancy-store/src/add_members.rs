@@ -77,16 +77,12 @@ pub async fn add_members_in(
             "add_members_in: every request must name the same org and actor".into(),
         ));
     }
-    let refuse_all = |reqs: Vec<AddMemberRequest>| {
-        reqs.iter()
-            .map(|_| Err(AddMemberError::NotFound))
-            .collect::<Vec<_>>()
-    };
+    let not_found = || reqs.iter().map(|_| Err(AddMemberError::NotFound)).collect();
     let Some(org_row) = lock_org(txn, org).await? else {
-        return Ok(refuse_all(reqs));
+        return Ok(not_found());
     };
     let Some(actor) = load_membership(txn, org, actor_id).await? else {
-        return Ok(refuse_all(reqs));
+        return Ok(not_found());
     };
     let mut roles = custom_roles_named(txn, org.as_uuid(), &reqs).await?;
     let mut accounts = accounts_of(txn, &reqs).await?;
