@@ -483,8 +483,8 @@ pub async fn import_step(
         txn.rollback().await?;
         return Ok(StepOutcome::Done);
     };
-    let crashing = crash_before.is_some_and(|seq| items.iter().any(|i| i.seq == seq));
-    if let Some(seq) = crash_before.filter(|_| crashing) {
+    let crash_at = crash_before.filter(|seq| items.iter().any(|i| i.seq == *seq));
+    if let Some(seq) = crash_at {
         items.retain(|i| i.seq < seq);
     }
     let org = OrgId::from_uuid(lease.org_id);
@@ -540,7 +540,7 @@ pub async fn import_step(
             }),
         }
     }
-    if crashing {
+    if crash_at.is_some() {
         drop(txn);
         return Ok(StepOutcome::Crashed);
     }

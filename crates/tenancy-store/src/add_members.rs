@@ -90,7 +90,7 @@ pub async fn add_members_in(
 
     // Decide every request, in order, before writing anything.
     let now = now_micros();
-    let mut outcomes: Vec<Result<usize, AddMemberError>> = Vec::with_capacity(reqs.len());
+    let mut outcomes: Vec<Result<(), AddMemberError>> = Vec::with_capacity(reqs.len());
     let mut planned: Vec<Planned> = Vec::new();
     for req in reqs {
         let (role, custom_row) = match &req.role {
@@ -147,7 +147,7 @@ pub async fn add_members_in(
             held.holders += 1;
         }
         let membership = new_membership(&req, &account, now)?;
-        outcomes.push(Ok(planned.len()));
+        outcomes.push(Ok(()));
         planned.push(Planned {
             account,
             user_created,
@@ -157,26 +157,28 @@ pub async fn add_members_in(
     }
 
     // Write: the new accounts, the memberships, then the audit events.
-    let new_accounts: Vec<users::ActiveModel> = planned
-        .iter()
-        .filter(|p| p.user_created)
-        .map(|p| users::ActiveModel::from(p.account.clone()).reset_all())
-        .collect();
-    for chunk in new_accounts.chunks(CHUNK) {
-        users::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(txn)
-            .await
-            .map_err(failure)?;
+    for chunk in planned.chunks(CHUNK) {
+        let created: Vec<users::ActiveModel> = chunk
+            .iter()
+            .filter(|p| p.user_created)
+            .map(|p| users::ActiveModel::from(p.account.clone()).reset_all())
+            .collect();
+        if !created.is_empty() {
+            users::Entity::insert_many(created)
+                .exec_without_returning(txn)
+                .await
+                .map_err(failure)?;
+        }
     }
-    let rows: Vec<memberships::ActiveModel> = planned
-        .iter()
-        .map(|p| memberships::ActiveModel::from(p.membership.clone()).reset_all())
-        .collect();
-    for chunk in rows.chunks(CHUNK) {
-        memberships::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(txn)
-            .await
-            .map_err(failure)?;
+    for chunk in planned.chunks(CHUNK) {
+        memberships::Entity::insert_many(
+            chunk
+                .iter()
+                .map(|p| memberships::ActiveModel::from(p.membership.clone()).reset_all()),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(failure)?;
     }
     let mut added = Vec::with_capacity(planned.len());
     let mut events = Vec::with_capacity(planned.len());
@@ -191,28 +193,28 @@ pub async fn add_members_in(
             audit::ChangeType::Create,
             (
                 None,
-                serde_json::to_value(serde_json::json!({
+                Some(serde_json::json!({
                     "email": user.email,
                     "user_created": p.user_created,
                     "membership": membership,
-                }))
-                .ok(),
+                })),
             ),
         ));
-        added.push(Some(AddedMember {
+        added.push(AddedMember {
             user,
             membership,
             user_created: p.user_created,
-        }));
+        });
     }
     convert::record_all(txn, events).await?;
+    // The added members come in the order of the accepted requests.
+    let mut added = added.into_iter();
     Ok(outcomes
         .into_iter()
         .map(|o| {
-            o.and_then(|i| {
+            o.and_then(|()| {
                 added
-                    .get_mut(i)
-                    .and_then(Option::take)
+                    .next()
                     .ok_or_else(|| StorageFailure("a planned member was lost".into()).into())
             })
         })
