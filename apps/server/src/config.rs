@@ -97,6 +97,23 @@ pub struct HttpSettings {
     /// Origins allowed to call the API from a browser (`CORS_ALLOWED_ORIGINS`,
     /// comma-separated `scheme://host[:port]`; default none: no cross-origin access).
     pub cors_allowed_origins: Vec<String>,
+    /// Who may read `GET /metrics` (`METRICS_TOKEN`, `METRICS_PUBLIC`).
+    pub metrics: MetricsAccess,
+}
+
+/// Who may read `GET /metrics`: it names routes, caches, job counts and rate-limit
+/// refusals, so it is off unless asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MetricsAccess {
+    /// Not served (404): the default.
+    #[default]
+    Off,
+    /// Served to `Authorization: Bearer <token>` (`METRICS_TOKEN`, at least 32
+    /// characters); anything else is 401.
+    Token(Secret),
+    /// Served to anyone who reaches the listener (`METRICS_PUBLIC=true`): for a server
+    /// whose `BIND_ADDR` only the scraper's network reaches.
+    Public,
 }
 
 /// How requests are rate-limited.
@@ -202,6 +219,8 @@ pub const KEYS: &[&str] = &[
     "TRUSTED_PROXIES",
     "HSTS",
     "CORS_ALLOWED_ORIGINS",
+    "METRICS_TOKEN",
+    "METRICS_PUBLIC",
     "SLOW_REQUEST_MS",
 ];
 
@@ -350,6 +369,26 @@ impl Settings {
         let cors_allowed_origins = get("CORS_ALLOWED_ORIGINS")
             .map(|raw| parse_origins(&mut errors, &raw))
             .unwrap_or_default();
+        let metrics_public =
+            parse_bool(&mut errors, "METRICS_PUBLIC", get("METRICS_PUBLIC"), false);
+        let metrics = match (get("METRICS_TOKEN").map(Secret::new), metrics_public) {
+            (Some(_), true) => {
+                errors.push(
+                    "METRICS_TOKEN: set either METRICS_TOKEN or METRICS_PUBLIC=true, not both"
+                        .into(),
+                );
+                MetricsAccess::Off
+            }
+            (Some(t), false) if t.expose().len() < 32 => {
+                errors.push(
+                    "METRICS_TOKEN: must be at least 32 characters (use a random string)".into(),
+                );
+                MetricsAccess::Off
+            }
+            (Some(t), false) => MetricsAccess::Token(t),
+            (None, true) => MetricsAccess::Public,
+            (None, false) => MetricsAccess::Off,
+        };
         let slow_ms: u64 = parse_num(
             &mut errors,
             "SLOW_REQUEST_MS",
@@ -381,6 +420,7 @@ impl Settings {
             http: HttpSettings {
                 hsts,
                 cors_allowed_origins,
+                metrics,
             },
             slow_request: Duration::from_millis(slow_ms),
         })

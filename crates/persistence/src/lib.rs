@@ -15,5 +15,5 @@ pub use database::{
     Backend, ConnectError, Database, DatabaseSettings, MigrationStatus, PoolRole, PoolStats,
     WAIT_BUCKETS,
 };
-pub use error::{StorageError, boxed};
+pub use error::{StorageError, boxed, is_transient};
 pub use time_util::now_micros;

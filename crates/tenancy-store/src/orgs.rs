@@ -396,6 +396,14 @@ impl OrgRepository for SeaOrmOrgRepository {
         else {
             return Err(JoinOrgError::UnknownCode);
         };
+        // Removed by someone else: the code is not a way back (an admin restores).
+        let removed = removed_memberships::Entity::find_by_id((org_row.id, user.as_uuid()))
+            .one(&txn)
+            .await
+            .map_err(failure)?;
+        if removed.is_some_and(|r| r.removed_by != Some(user.as_uuid())) {
+            return Err(JoinOrgError::RemovedByAdmin);
+        }
         let now = now_micros();
         let inserted = memberships::ActiveModel {
             org_id: Set(org_row.id),

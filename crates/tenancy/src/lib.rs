@@ -19,6 +19,7 @@ pub mod search;
 pub mod service;
 mod session;
 mod signup_code;
+pub mod text;
 mod user;
 
 pub use email::{Email, EmailError};

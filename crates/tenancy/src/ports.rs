@@ -169,6 +169,10 @@ pub enum JoinOrgError {
     /// The user is a member already.
     #[error("already a member of this organization")]
     AlreadyMember,
+    /// An admin removed the user from this org: only an admin can bring them back
+    /// (by restoring the membership); the signup code does not.
+    #[error("you were removed from this organization; an admin can restore your membership")]
+    RemovedByAdmin,
     /// Storage failed.
     #[error(transparent)]
     Unexpected(#[from] StorageFailure),

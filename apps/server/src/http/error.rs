@@ -28,6 +28,8 @@ pub enum ErrorCode {
     VersionMismatch,
     /// 413: the body is larger than this route accepts.
     PayloadTooLarge,
+    /// 414: the URL (path and query) is longer than the server accepts.
+    UriTooLong,
     /// 415: the body is not of a content type this route accepts.
     UnsupportedMediaType,
     /// 422: the request is malformed or fails validation (fields in details).
@@ -42,7 +44,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Unauthenticated,
         Self::PermissionDenied,
         Self::NotFound,
@@ -51,6 +53,7 @@ impl ErrorCode {
         Self::PermissionLocked,
         Self::VersionMismatch,
         Self::PayloadTooLarge,
+        Self::UriTooLong,
         Self::UnsupportedMediaType,
         Self::ValidationFailed,
         Self::RateLimited,
@@ -69,6 +72,7 @@ impl ErrorCode {
             Self::Conflict | Self::PermissionLocked => StatusCode::CONFLICT,
             Self::VersionMismatch => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -89,6 +93,7 @@ impl ErrorCode {
             Self::PermissionLocked => "PERMISSION_LOCKED",
             Self::VersionMismatch => "VERSION_MISMATCH",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::UriTooLong => "URI_TOO_LONG",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::ValidationFailed => "VALIDATION_FAILED",
             Self::RateLimited => "RATE_LIMITED",

@@ -159,7 +159,7 @@ where
 {
     super::json_limits::check(body, super::json_limits::JsonLimits::DEFAULT).map_err(|e| {
         ApiError::validation(vec![FieldError {
-            field: String::new(),
+            field: e.field(),
             code: e.code().to_owned(),
             message: e.message(),
         }])
@@ -173,7 +173,7 @@ where
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let msg = inner.to_string();
@@ -201,7 +201,16 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             code: code.to_owned(),
             message,
         }])
-    })
+    })?;
+    // Nothing but white space may follow the value (`{"name":"a"} xx` is not JSON).
+    de.end().map_err(|_| {
+        ApiError::validation(vec![FieldError {
+            field: String::new(),
+            code: "invalid_json".to_owned(),
+            message: "the body holds more than one JSON value (trailing characters)".to_owned(),
+        }])
+    })?;
+    Ok(value)
 }
 
 /// Every garde failure as a field error.
@@ -331,6 +340,7 @@ where
 }
 
 fn serde_urlencoded_from<T: DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
+    check_query_text(qs)?;
     web::Query::<T>::from_query(qs)
         .map(web::Query::into_inner)
         .map_err(|e| {
@@ -340,6 +350,29 @@ fn serde_urlencoded_from<T: DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
                 message: e.to_string(),
             }])
         })
+}
+
+/// Refuses a query string whose decoded names or values hold a control character
+/// ([`tenancy::text::is_forbidden`]), naming the parameter.
+fn check_query_text(qs: &str) -> Result<(), ApiError> {
+    if !qs.contains('%') && !qs.chars().any(tenancy::text::is_forbidden) {
+        return Ok(());
+    }
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(qs)
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
+    for (name, value) in pairs {
+        if let Some(c) =
+            tenancy::text::first_forbidden(&name).or_else(|| tenancy::text::first_forbidden(&value))
+        {
+            return Err(ApiError::validation(vec![FieldError {
+                field: tenancy::text::first_forbidden(&name).map_or(name, |_| String::new()),
+                code: "control_character".to_owned(),
+                message: tenancy::text::forbidden_message(c),
+            }]));
+        }
+    }
+    Ok(())
 }
 
 impl<T: JsonSchema> aide::OperationInput for Query<T> {
@@ -454,6 +487,36 @@ mod tests {
             field_of(r#"{"email":"a","nested":{"n":300}}"#),
             ("nested.n".into(), "invalid_type".into())
         );
+        // One value and only white space after it.
+        assert_eq!(
+            field_of(r#"{"email":"a"} xx"#),
+            (String::new(), "invalid_json".into())
+        );
+        assert_eq!(
+            field_of(r#"{"email":"a"}{"email":"b"}"#),
+            (String::new(), "invalid_json".into())
+        );
+        assert!(parse_json::<Body>(b"{\"email\":\"a\"} \r\n\t").is_ok());
+    }
+
+    #[derive(Debug, serde::Deserialize, garde::Validate)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code, reason = "fields exist to be deserialized")]
+    struct Filter {
+        #[garde(skip)]
+        q: Option<String>,
+    }
+
+    #[test]
+    fn query_values_with_control_characters_are_refused_by_name() {
+        let err = serde_urlencoded_from::<Filter>("q=ab%00c").expect_err("refused");
+        let fields = err.details.expect("details")["fields"].clone();
+        assert_eq!(fields[0]["field"], "q");
+        assert_eq!(fields[0]["code"], "control_character");
+        assert!(serde_urlencoded_from::<Filter>("q=%1B").is_err());
+        assert!(serde_urlencoded_from::<Filter>("q=%C2%85").is_err());
+        let ok = serde_urlencoded_from::<Filter>("q=Jos%C3%A9%20%E6%9D%8E").expect("plain text");
+        assert_eq!(ok.q.as_deref(), Some("José 李"));
     }
 }
 

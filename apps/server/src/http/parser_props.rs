@@ -104,9 +104,23 @@ proptest! {
                 _ => 0,
             }
         }
+        fn control(v: &serde_json::Value) -> bool {
+            let bad = |s: &str| tenancy::text::first_forbidden(s).is_some();
+            match v {
+                serde_json::Value::String(s) => bad(s),
+                serde_json::Value::Array(a) => a.iter().any(control),
+                serde_json::Value::Object(o) => o.iter().any(|(k, v)| bad(k) || control(v)),
+                _ => false,
+            }
+        }
         let text = serde_json::to_vec(&value).unwrap_or_default();
         let limits = JsonLimits { max_depth: 8, max_string_bytes: 1 << 20, max_array_items: 1 << 20 };
-        prop_assert_eq!(check(&text, limits).is_ok(), depth(&value) <= 8);
+        let result = check(&text, limits);
+        if depth(&value) > 8 {
+            prop_assert!(result.is_err());
+        } else {
+            prop_assert_eq!(result.is_ok(), !control(&value), "{:?}", result);
+        }
     }
 
     /// Cursor decoding never panics on any text.

@@ -9,6 +9,8 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 
+use super::error::{ApiError, ErrorCode};
+
 tokio::task_local! {
     static REQUEST_ID: String;
     static CONSISTENCY_TOKEN: Option<u64>;
@@ -59,8 +61,13 @@ fn sane(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// The longest URL (path and query string) served: 8 KiB, as common proxies allow.
+/// Longer ones get a 414 in the envelope. (Past 64 KiB the HTTP parser refuses the
+/// request line itself, before any middleware runs; see docs/security.md.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// Outermost middleware: runs the request inside its context and span, adds the two
-/// headers and logs one line.
+/// headers and logs one line; a URL over [`MAX_URI_BYTES`] is answered 414 here.
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -90,8 +97,21 @@ pub async fn middleware(
     // Writes, and reads asking for a version they wrote, are served by the primary;
     // lag-tolerant reads may go to the read replica (`persistence::routing`).
     let read_your_writes = token.is_some() || !req.method().is_safe();
-    let inner =
-        persistence::routing::scope(read_your_writes, next.call(req).instrument(span.clone()));
+    let too_long = req.path().len() + req.query_string().len() > MAX_URI_BYTES;
+    let call = async move {
+        if too_long {
+            let err = ApiError::new(
+                ErrorCode::UriTooLong,
+                format!("the URL is longer than {MAX_URI_BYTES} bytes"),
+            )
+            .with_details(serde_json::json!({ "limit_bytes": MAX_URI_BYTES }));
+            return Ok(req.error_response(err));
+        }
+        next.call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body)
+    };
+    let inner = persistence::routing::scope(read_your_writes, call.instrument(span.clone()));
     let result = REQUEST_ID
         .scope(
             id.clone(),

@@ -12,7 +12,7 @@ use rate_limit::IpNet;
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ErrorCode};
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, MetricsAccess};
 use crate::state::AppState;
 
 /// The CSP of every response but the docs page: nothing may load, nothing may frame it.
@@ -38,6 +38,7 @@ pub struct SecurityPolicy {
     trusted_proxies: Vec<IpNet>,
     allowed_origins: Vec<String>,
     docs_csp: HeaderValue,
+    metrics: MetricsAccess,
 }
 
 impl SecurityPolicy {
@@ -52,7 +53,14 @@ impl SecurityPolicy {
             allowed_origins: http.cors_allowed_origins.clone(),
             docs_csp: HeaderValue::from_str(&csp)
                 .unwrap_or_else(|_| HeaderValue::from_static(API_CSP)),
+            metrics: http.metrics.clone(),
         }
+    }
+
+    /// Who may read `GET /metrics`.
+    #[must_use]
+    pub fn metrics_access(&self) -> &MetricsAccess {
+        &self.metrics
     }
 
     /// Whether the client's connection was HTTPS: our own TLS, or a trusted proxy's
@@ -206,6 +214,15 @@ pub async fn middleware(
         }
     }
     Ok(res)
+}
+
+/// Compares secrets in time independent of where they differ.
+#[must_use]
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

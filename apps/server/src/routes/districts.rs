@@ -289,14 +289,6 @@ pub struct Bootstrapped {
     pub platform_admin: bool,
 }
 
-/// Compares secrets in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn bootstrap(
     state: State,
     caller: Caller,
@@ -307,7 +299,8 @@ async fn bootstrap(
             "bootstrap is not enabled on this server",
         ));
     };
-    if !constant_time_eq(expected.expose().as_bytes(), body.token.as_bytes()) {
+    if !crate::http::security::constant_time_eq(expected.expose().as_bytes(), body.token.as_bytes())
+    {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "wrong bootstrap token",

@@ -907,11 +907,29 @@ async fn bulk_update(
     Ok(Reply(BulkOutcome::done(results)))
 }
 
-/// What a bulk-removal token confirms: the org, the actor and the sorted ids.
-fn removal_subject(org: Uuid, actor: Uuid, ids: &[Uuid]) -> String {
-    let mut sorted: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+/// What a bulk-removal token confirms: the org, the actor, and each member (sorted by
+/// id) with the version of their membership as it is now (`-`: not a member). Removing
+/// a member moves their membership away and restoring one raises its version, so a
+/// token stops matching once used: it confirms exactly the state the admin saw, once.
+async fn removal_subject(
+    state: &State,
+    org: tenancy::OrgId,
+    actor: Uuid,
+    ids: &[Uuid],
+) -> Result<String, ApiError> {
+    let mut sorted = ids.to_vec();
     sorted.sort();
-    format!("bulk-remove|{org}|{actor}|{}", sorted.join(","))
+    let mut parts = Vec::with_capacity(sorted.len());
+    for id in sorted {
+        let version = state
+            .orgs
+            .get_membership(org, UserId::from_uuid(id))
+            .await
+            .map_err(|e| ApiError::internal(e.0))?
+            .map_or_else(|| "-".to_owned(), |m| m.version.to_string());
+        parts.push(format!("{id}:{version}"));
+    }
+    Ok(format!("bulk-remove|{org}|{actor}|{}", parts.join(",")))
 }
 
 async fn bulk_remove(
@@ -921,7 +939,7 @@ async fn bulk_remove(
 ) -> Result<Reply<BulkOutcome>, ApiError> {
     let actor = member.user_id()?;
     let org = member.org_id();
-    let subject = removal_subject(org.as_uuid(), actor.as_uuid(), &body.user_ids);
+    let subject = removal_subject(&state, org, actor.as_uuid(), &body.user_ids).await?;
     let now = time::OffsetDateTime::now_utc();
     let Some(token) = body.confirmation_token else {
         let expires = now + time::Duration::seconds(CONFIRMATION_TTL_SECS);
@@ -947,7 +965,9 @@ async fn bulk_remove(
         return Err(ApiError::validation(vec![FieldError {
             field: "confirmation_token".into(),
             code: "invalid".into(),
-            message: "the token is invalid, expired, or was issued for other members".into(),
+            message: "the token is invalid, expired, already used, or was issued for other \
+                      members or before one of them changed"
+                .into(),
         }]));
     }
     let ctx = member.audit_context();

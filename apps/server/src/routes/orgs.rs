@@ -45,7 +45,15 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Join an organization with its signup code (as a volunteer)",
             "orgs",
         )
-        .errors(&[ErrorCode::NotFound, ErrorCode::Conflict]),
+        .description(
+            "A member an admin removed cannot rejoin with the code (403): an admin \
+             restores the membership instead. Someone who left on their own may rejoin.",
+        )
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::Conflict,
+            ErrorCode::PermissionDenied,
+        ]),
     );
     r.get(
         "/api/v2/orgs/{org_id}",
@@ -331,6 +339,10 @@ async fn join_org(
             JoinOrgError::AlreadyMember => ApiError::new(
                 ErrorCode::Conflict,
                 "you are already a member of this organization",
+            ),
+            JoinOrgError::RemovedByAdmin => ApiError::new(
+                ErrorCode::PermissionDenied,
+                JoinOrgError::RemovedByAdmin.to_string(),
             ),
             JoinOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;

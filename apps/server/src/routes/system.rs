@@ -3,6 +3,9 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use actix_web::HttpRequest;
+
+use crate::config::MetricsAccess;
 use crate::http::raw::{Html, RawJson};
 use crate::http::{ApiError, ApiRoutes, ErrorCode, Reply, RouteDoc, State};
 
@@ -29,7 +32,15 @@ pub(super) fn register(r: &mut ApiRoutes) {
     r.get(
         "/metrics",
         metrics,
-        RouteDoc::new("metrics", "Prometheus metrics of this instance", "system").public(),
+        RouteDoc::new("metrics", "Prometheus metrics of this instance", "system")
+            .description(
+                "Off unless configured: with `METRICS_TOKEN` it needs \
+                 `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise); with \
+                 `METRICS_PUBLIC=true` it is open to whoever reaches the listener; \
+                 otherwise 404.",
+            )
+            .public()
+            .errors(&[ErrorCode::Unauthenticated, ErrorCode::NotFound]),
     );
     r.get(
         "/openapi.json",
@@ -114,7 +125,55 @@ async fn ready(state: State) -> Result<Reply<Readiness>, ApiError> {
     Ok(Reply(report))
 }
 
-async fn metrics(state: State) -> crate::http::raw::PlainText {
+/// A caller allowed to read the metrics under the server's [`MetricsAccess`].
+struct MetricsReader;
+
+impl actix_web::FromRequest for MetricsReader {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let access = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .map_or(MetricsAccess::Off, |s| s.security.metrics_access().clone());
+        std::future::ready(metrics_allowed(&access, req).map(|()| Self))
+    }
+}
+
+impl aide::OperationInput for MetricsReader {}
+
+/// Whether `req` may read the metrics under `access`.
+fn metrics_allowed(access: &MetricsAccess, req: &HttpRequest) -> Result<(), ApiError> {
+    match access {
+        MetricsAccess::Public => Ok(()),
+        MetricsAccess::Off => Err(ApiError::not_found(
+            "metrics are off on this server (set METRICS_TOKEN or METRICS_PUBLIC)",
+        )),
+        MetricsAccess::Token(expected) => {
+            let presented = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if crate::http::security::constant_time_eq(
+                expected.expose().as_bytes(),
+                presented.trim().as_bytes(),
+            ) {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "metrics need Authorization: Bearer <METRICS_TOKEN>",
+                ))
+            }
+        }
+    }
+}
+
+async fn metrics(
+    state: State,
+    _reader: MetricsReader,
+) -> Result<crate::http::raw::PlainText, ApiError> {
     // Background jobs by status, counted at scrape time (all instances share the table).
     if let Ok(counts) = state.jobs.count_by_status().await {
         for (status, n) in counts {
@@ -170,7 +229,7 @@ async fn metrics(state: State) -> crate::http::raw::PlainText {
     crate::http::metrics::render_rate_limits(&mut out, &state.rate_limits);
     crate::http::metrics::render_pools(&mut out, &state.db);
     crate::http::metrics::render_jobs(&mut out);
-    crate::http::raw::PlainText(out)
+    Ok(crate::http::raw::PlainText(out))
 }
 
 async fn openapi_json(state: State) -> RawJson {

@@ -73,7 +73,8 @@ impl TestContext {
 
     /// [`TestContext::new`] with extra settings (they win over the defaults here).
     /// Rate limiting is off unless `RATE_LIMIT_ENABLED` is among them: the other tests
-    /// send many requests from one (unknown) address.
+    /// send many requests from one (unknown) address. `/metrics` is public unless
+    /// `METRICS_PUBLIC` is among them.
     pub async fn with_env(backend: Backend, extra: &[(&str, &str)]) -> Option<Self> {
         let data_dir =
             std::env::temp_dir().join(format!("ptoc-test-{}", uuid::Uuid::now_v7().simple()));
@@ -112,6 +113,9 @@ impl TestContext {
             pg = Some((admin_url, name));
         }
         env.insert("RATE_LIMIT_ENABLED".to_owned(), "false".to_owned());
+        // Tests read `/metrics` freely; `security_review` tests the default (off) and
+        // the bearer token.
+        env.insert("METRICS_PUBLIC".to_owned(), "true".to_owned());
         for (k, v) in extra {
             env.insert((*k).to_owned(), (*v).to_owned());
         }

@@ -27,3 +27,4 @@ mod permissions;
 mod rate_limits;
 mod register;
 mod rls;
+mod security_review;

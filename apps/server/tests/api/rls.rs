@@ -51,7 +51,12 @@ async fn without_a_tenant_every_tenant_table_is_empty() {
     let (app_url, superuser_url) = ctx.postgres_urls().expect("postgres");
     // The app's role, on a connection that set no scope at all.
     let bare = connect(&app_url).await;
-    for (table, _, _) in migration::TENANT_TABLES.iter().chain(migration::JOB_TABLES) {
+    let tables = migration::TENANT_TABLES
+        .iter()
+        .chain(migration::JOB_TABLES)
+        .map(|(t, _, _)| *t)
+        .chain(migration::SCHOOL_TABLES.iter().copied());
+    for table in tables {
         assert_eq!(
             count(&bare, &format!("SELECT count(*) FROM {table}")).await,
             0,
@@ -67,7 +72,8 @@ async fn without_a_tenant_every_tenant_table_is_empty() {
         &root,
         "SELECT count(DISTINCT c.oid) FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
-           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname IN ('org_id', 'district_id')
+           JOIN pg_attribute a ON a.attrelid = c.oid
+                AND a.attname IN ('org_id', 'district_id', 'school_id')
           WHERE c.relkind = 'r' AND NOT (c.relrowsecurity AND c.relforcerowsecurity)",
     )
     .await;
