@@ -38,7 +38,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use persistence::{Database, StorageError};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DbErr, Value};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
@@ -530,7 +530,7 @@ async fn delete_through(
             return Ok(deleted);
         };
         let upper = Ord::min(through, lowest.saturating_add(batch - 1));
-        let tx = db.primary().begin().await.map_err(db_err)?;
+        let tx = db.begin_write().await.map_err(db_err)?;
         let delete = Query::delete()
             .from_table(AuditEvents::Table)
             .and_where(Expr::col(AuditEvents::ChainId).eq(chain.to_string()))

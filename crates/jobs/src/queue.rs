@@ -13,7 +13,7 @@ use std::time::Duration;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -757,7 +757,7 @@ impl JobQueue {
         let batch = Ord::max(batch, 1);
         let mut report = SweepReport::default();
         loop {
-            let txn = self.db.primary().begin().await?;
+            let txn = self.db.begin_write().await?;
             let due: Vec<(Uuid, Uuid)> = jobs::Entity::find()
                 .select_only()
                 .column(jobs::Column::OrgId)

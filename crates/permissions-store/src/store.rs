@@ -6,7 +6,7 @@ use permissions::{
     ScopedSetting, SettingWrite, UpdateSettingsError,
 };
 use persistence::Database;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use tenancy::ports::AuditContext;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -153,7 +153,7 @@ impl SeaOrmPermissionStore {
         expected_version: u64,
         writes: &[SettingWrite],
     ) -> Result<u64, UpdateSettingsError> {
-        let txn = self.db.primary().begin().await.map_err(Failure::from)?;
+        let txn = self.db.begin_write().await.map_err(Failure::from)?;
         let version = write::save_org_settings(&txn, ctx, org_id, expected_version, writes).await?;
         txn.commit().await.map_err(Failure::from)?;
         Ok(version)
@@ -167,7 +167,7 @@ impl SeaOrmPermissionStore {
         key: PermissionKey,
         setting: Option<ScopedSetting>,
     ) -> Result<Vec<Uuid>, TemplateError> {
-        let txn = self.db.primary().begin().await.map_err(Failure::from)?;
+        let txn = self.db.begin_write().await.map_err(Failure::from)?;
         let orgs = templates::change(&txn, ctx, level, id, key, setting).await?;
         txn.commit().await.map_err(Failure::from)?;
         Ok(orgs)
@@ -308,7 +308,7 @@ impl SeaOrmPermissionStore {
         reason: Option<String>,
         granted_by: Option<Uuid>,
     ) -> Result<u64, GrantError> {
-        let txn = self.db.primary().begin().await.map_err(Failure::from)?;
+        let txn = self.db.begin_write().await.map_err(Failure::from)?;
         let new = NewGrant {
             user_id,
             key,
@@ -334,7 +334,7 @@ impl SeaOrmPermissionStore {
         user_id: Uuid,
         key: PermissionKey,
     ) -> Result<bool, GrantError> {
-        let txn = self.db.primary().begin().await.map_err(Failure::from)?;
+        let txn = self.db.begin_write().await.map_err(Failure::from)?;
         let revoked = grants::revoke(&txn, ctx, org_id, user_id, key).await?;
         txn.commit().await.map_err(Failure::from)?;
         Ok(revoked)

@@ -8,7 +8,7 @@ use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    Statement, TransactionTrait,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 use crate::StorageError;
@@ -251,6 +251,30 @@ impl Database {
         match &self.replica {
             Some(replica) if !crate::routing::primary_only() => (PoolRole::Replica, replica),
             _ => (PoolRole::Primary, &self.primary),
+        }
+    }
+
+    /// Begins a transaction on the primary for a unit of work that writes. On SQLite it
+    /// is `BEGIN IMMEDIATE`: it takes the single write lock at once, queueing behind
+    /// another writer for the busy timeout, instead of reading first and then failing
+    /// with `SQLITE_BUSY` when it tries to upgrade after another writer committed (the
+    /// failure a deferred transaction gets under concurrent writes). On PostgreSQL it is
+    /// a plain transaction in the connection's system scope.
+    ///
+    /// # Errors
+    /// The driver's error.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        crate::routing::mark_written();
+        match self.backend {
+            Backend::Sqlite => {
+                self.primary
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..TransactionOptions::default()
+                    })
+                    .await
+            }
+            Backend::Postgres => self.primary.begin().await,
         }
     }
 

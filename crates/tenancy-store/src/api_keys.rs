@@ -1,8 +1,6 @@
 use audit::ChangeType;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use tenancy::ports::{ApiKey, ApiKeyRepository, AuditContext, NewApiKey, StorageFailure};
 use tenancy::{OrgId, UserId};
 use time::OffsetDateTime;
@@ -69,7 +67,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         ctx: &AuditContext,
         new: NewApiKey,
     ) -> Result<ApiKey, StorageFailure> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         let scope = scope_of(&txn, new.org_id).await?;
         let row = api_keys::ActiveModel {
             org_id: Set(new.org_id.as_uuid()),
@@ -119,7 +117,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         org: OrgId,
         id: uuid::Uuid,
     ) -> Result<bool, StorageFailure> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         let Some(row) = api_keys::Entity::find_by_id((org.as_uuid(), id))
             .filter(api_keys::Column::RevokedAt.is_null())
             .one(&txn)

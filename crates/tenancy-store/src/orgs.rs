@@ -3,7 +3,7 @@ use permissions::BuiltinRole;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 use tenancy::ports::{
     AddMemberError, AddMemberRequest, AddedMember, AuditContext, ChangeMemberError,
@@ -212,7 +212,7 @@ impl OrgRepository for SeaOrmOrgRepository {
         ctx: &AuditContext,
         req: CreateOrgRequest,
     ) -> Result<(Organization, Membership), CreateOrgError> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         let district_id = match req.school_id {
             Some(school) => {
                 // Lock the school row first (a row lock on PostgreSQL, the write lock on
@@ -325,7 +325,7 @@ impl OrgRepository for SeaOrmOrgRepository {
         expected_version: Option<i64>,
         changes: OrgChanges,
     ) -> Result<Organization, UpdateOrgError> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         let Some(row) = lock_org(&txn, id).await? else {
             return Err(UpdateOrgError::NotFound);
         };
@@ -386,7 +386,7 @@ impl OrgRepository for SeaOrmOrgRepository {
         code: &SignupCode,
         user: UserId,
     ) -> Result<(Organization, Membership), JoinOrgError> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         let Some(org_row) = organizations::Entity::find()
             .filter(organizations::Column::SignupCode.eq(code.as_str()))
             .filter(organizations::Column::Status.eq("active"))
@@ -925,7 +925,7 @@ impl OrgRepository for SeaOrmOrgRepository {
         {
             return Err(CreateRoleError::ReservedName);
         }
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         let Some(org_row) = lock_org(&txn, req.org_id).await? else {
             return Err(CreateRoleError::OrgNotFound);
         };
@@ -1005,7 +1005,7 @@ impl OrgRepository for SeaOrmOrgRepository {
         let mut ended = Vec::new();
         for row in due {
             let (org, user) = (OrgId::from_uuid(row.org_id), UserId::from_uuid(row.user_id));
-            let txn = self.db.primary().begin().await.map_err(failure)?;
+            let txn = self.db.begin_write().await.map_err(failure)?;
             let Some(org_row) = lock_org(&txn, org).await? else {
                 continue;
             };

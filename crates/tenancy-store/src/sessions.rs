@@ -1,8 +1,6 @@
 use audit::action::activity;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use tenancy::ports::{
     AuditContext, NewSession, SessionRepository, StorageFailure, StoredCredentials,
 };
@@ -82,7 +80,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         ctx: &AuditContext,
         new: NewSession,
     ) -> Result<Session, StorageFailure> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         let row = sessions::ActiveModel {
             id: Set(new.id),
             user_id: Set(new.user_id.as_uuid()),
@@ -125,7 +123,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         ctx: &AuditContext,
         user: UserId,
     ) -> Result<(), StorageFailure> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         convert::record_activity(&txn, ctx, activity::SIGN_IN_FAILED, user).await?;
         txn.commit().await.map_err(failure)
     }
@@ -161,7 +159,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         user: UserId,
         id: uuid::Uuid,
     ) -> Result<Option<String>, StorageFailure> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         let Some(row) = sessions::Entity::find_by_id(id)
             .filter(sessions::Column::UserId.eq(user.as_uuid()))
             .filter(sessions::Column::RevokedAt.is_null())
@@ -187,7 +185,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         new_hash: String,
         keep_session: Option<uuid::Uuid>,
     ) -> Result<Vec<String>, StorageFailure> {
-        let txn = self.db.primary().begin().await.map_err(failure)?;
+        let txn = self.db.begin_write().await.map_err(failure)?;
         let now = now_micros();
         users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, Expr::value(new_hash))

@@ -1,6 +1,4 @@
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
 use tenancy::ports::{
     AuditContext, CreateUserError, CreateUserRequest, FindUserError, UserRepository,
 };
@@ -38,7 +36,7 @@ impl UserRepository for SeaOrmUserRepository {
     ) -> Result<User, CreateUserError> {
         let unexpected = |e| CreateUserError::Unexpected(persistence::boxed(e));
         let now = now_micros();
-        let txn = self.db.primary().begin().await.map_err(unexpected)?;
+        let txn = self.db.begin_write().await.map_err(unexpected)?;
         let row = users::ActiveModel {
             id: Set(UserId::new().as_uuid()),
             email: Set(req.email.as_str().to_owned()),
@@ -79,7 +77,7 @@ impl UserRepository for SeaOrmUserRepository {
         use sea_orm::sea_query::Expr;
         use sea_orm::{ConnectionTrait, PaginatorTrait};
         let unexpected = |e| FindUserError::Unexpected(persistence::boxed(e));
-        let txn = self.db.primary().begin().await.map_err(unexpected)?;
+        let txn = self.db.begin_write().await.map_err(unexpected)?;
         // Take the write lock first (row lock on PostgreSQL, database lock on SQLite) so
         // two concurrent bootstraps cannot both see "no admin yet".
         let lock = sea_orm::sea_query::Query::update()

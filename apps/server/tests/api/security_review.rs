@@ -395,3 +395,40 @@ async fn a_busy_sqlite_database_is_503_with_retry_after() {
         "nothing was lost: the retry applies"
     );
 }
+
+/// SQLite: parallel joins (each a read then a write) all succeed: write transactions
+/// take the write lock up front, so none fails on upgrading a stale read snapshot.
+#[actix_web::test]
+async fn parallel_joins_on_sqlite_all_succeed() {
+    let ctx = TestContext::new(Backend::Sqlite).await.expect("sqlite");
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "par-admin@example.org").await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs",
+        Some(&admin),
+        Some(json!({"name": "Parallel PTO", "signup_code": "PARALLEL1"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut tokens = Vec::new();
+    for i in 0..12 {
+        tokens.push(signed_up(&app, &format!("par{i}@example.org")).await.1);
+    }
+    let joins = tokens.iter().map(|t| {
+        send(
+            &app,
+            Method::POST,
+            "/api/v2/orgs/join",
+            Some(t),
+            Some(json!({"signup_code": "PARALLEL1"})),
+        )
+    });
+    let results = futures_util::future::join_all(joins).await;
+    let statuses: Vec<u16> = results.iter().map(|(s, _)| *s).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 201),
+        "{statuses:?} {results:?}"
+    );
+}
