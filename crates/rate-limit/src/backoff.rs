@@ -3,31 +3,32 @@
 
 use std::time::Duration;
 
-/// Exponential lock-out: the first `free_failures` failures cost nothing; failure
-/// number `free_failures + k` (k ≥ 1) locks the key for `base · 2^(k-1)`, at most `max`.
-/// Failures are forgotten `window` after the last one (or at once on a success, for an
-/// account).
+/// Exponential back-off over *attempts*, counted before the password is verified (an
+/// attempt is reserved as a failure and refunded if it was not one): the first
+/// `free_failures` attempts go through at once; reserving attempt number
+/// `free_failures + k` (k ≥ 0) makes the next one wait `base · 2^k`, at most `max`.
+/// So a burst gets exactly `free_failures` password checks, and after them one check
+/// per (doubling) interval. Failures are forgotten `window` after the last one (an
+/// account's at once on a success).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackoffPolicy {
-    /// Failures allowed before the first lock-out.
+    /// Attempts allowed before the first wait.
     pub free_failures: u32,
-    /// The first lock-out.
+    /// The first wait.
     pub base: Duration,
-    /// The longest lock-out.
+    /// The longest wait.
     pub max: Duration,
     /// How long failures are remembered after the last one.
     pub window: Duration,
 }
 
 impl BackoffPolicy {
-    /// The lock-out after the `failures`-th consecutive failure (`None`: not locked).
+    /// The wait before the next attempt once `failures` attempts are counted (`None`:
+    /// the next one may go at once).
     #[must_use]
     pub fn lockout(&self, failures: u64) -> Option<Duration> {
         let over = failures.checked_sub(u64::from(self.free_failures))?;
-        if over == 0 {
-            return None;
-        }
-        let doublings = u32::try_from(over - 1).unwrap_or(u32::MAX).min(40);
+        let doublings = u32::try_from(over).unwrap_or(u32::MAX).min(40);
         let base = u64::try_from(self.base.as_micros()).unwrap_or(u64::MAX);
         let lock = base.saturating_mul(1u64 << doublings);
         Some(Duration::from_micros(lock).min(self.max))
@@ -60,10 +61,10 @@ mod tests {
         let locks: Vec<Option<u64>> = (0..=9)
             .map(|n| policy.lockout(n).map(|d| d.as_secs()))
             .collect();
+        // Three attempts at once; the third makes the fourth wait 1 s, then 2, 4, 8, 10.
         assert_eq!(
             locks,
             [
-                None,
                 None,
                 None,
                 None,
@@ -71,6 +72,7 @@ mod tests {
                 Some(2),
                 Some(4),
                 Some(8),
+                Some(10),
                 Some(10),
                 Some(10)
             ]

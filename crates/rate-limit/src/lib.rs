@@ -8,8 +8,11 @@
 //! anonymous client address) and [`RateClass`] (list, create, update, delete, search,
 //! export, sign-in) to its quota and gives a request its [`Bucket`]s; [`Subject`] is whom
 //! a request counts against (API key, else user, else client address, IPv6 by /64) and
-//! [`bucket_key`] where its buckets live. [`BackoffPolicy`] is the sign-in lock-out
-//! (exponential after so many failures). [`client_ip`] honours `X-Forwarded-For` only
+//! [`bucket_key`] where its buckets live. [`BackoffPolicy`] is the sign-in back-off
+//! (exponential after so many attempts), applied to attempts *reserved before* the
+//! password is checked ([`RateLimiter::sign_in_begin`]), per address and per account —
+//! or per device token, for a client that signed in to the account before
+//! ([`SignInAs`]). [`client_ip`] honours `X-Forwarded-For` only
 //! from [`IpNet`]s configured as trusted proxies.
 //!
 //! # Stores (the port [`RateStore`])
@@ -46,10 +49,11 @@ pub use backoff::BackoffPolicy;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use gcra::{Decision, Status, ceil_secs};
 pub use ip::{IpNet, IpNetError, client_ip};
-pub use limiter::{Backend, LimiterSettings, LimiterStats, RateLimiter};
+pub use limiter::{Backend, LimiterSettings, LimiterStats, RateLimiter, SignInAs, SignInPermit};
 pub use local::LocalStore;
 pub use policy::{
-    Bucket, Policy, RateClass, Subject, Tier, account_backoff_key, bucket_key, ip_backoff_key,
+    Bucket, Policy, RateClass, Subject, Tier, account_backoff_key, account_digest, bucket_key,
+    device_backoff_key, ip_backoff_key,
 };
 pub use quota::{Quota, QuotaError};
 pub use redis::{RedisSettings, RedisStore};

@@ -13,7 +13,9 @@ use crate::backoff::BackoffPolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::gcra::Decision;
 use crate::local::LocalStore;
-use crate::policy::{Bucket, Subject, account_backoff_key, bucket_key, ip_backoff_key};
+use crate::policy::{
+    Bucket, Subject, account_backoff_key, bucket_key, device_backoff_key, ip_backoff_key,
+};
 use crate::redis::{RedisSettings, RedisStore};
 use crate::store::{RateStore, StoreError};
 
@@ -33,6 +35,39 @@ impl Backend {
         match self {
             Self::Redis => "redis",
             Self::Local => "local",
+        }
+    }
+}
+
+/// Whose attempts a sign-in is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInAs<'a> {
+    /// The account with this e-mail, from a client not known to it: everyone who does
+    /// not hold a device token for the account shares this budget.
+    Account(&'a str),
+    /// A device token for the account (its id, already verified by the caller): a
+    /// client that signed in to this account before. It has a budget of its own, so
+    /// others' failures on the account do not lock it out.
+    Device(&'a str),
+}
+
+/// A reserved sign-in attempt (see [`RateLimiter::sign_in_begin`]). Dropping it leaves
+/// the attempt counted as a failure (a client that disconnects mid-check, too).
+#[derive(Debug)]
+#[must_use = "report the outcome: sign_in_succeeded, sign_in_failed or sign_in_abandoned"]
+pub struct SignInPermit {
+    /// The account's (or device token's) key, then the address's, with their policies.
+    keys: Vec<(String, BackoffPolicy)>,
+    /// Where the attempt was reserved.
+    backend: Backend,
+}
+
+impl SignInPermit {
+    /// A permit that counted nothing (rate limiting off).
+    pub fn unlimited() -> Self {
+        Self {
+            keys: Vec::new(),
+            backend: Backend::Local,
         }
     }
 }
@@ -217,67 +252,97 @@ impl RateLimiter {
         self.inner.local.acquire_now(now, &keys, &quotas)
     }
 
-    /// The back-off keys of an account and a client address with their policies.
-    fn sign_in_keys(
+    /// Reserves a sign-in attempt for `who` from `ip` **before** the password is checked
+    /// (counted as a failure until the outcome says otherwise): on the account's key (or
+    /// the device token's, see [`SignInAs`]) under `account`, and on the address's under
+    /// `by_ip`, both at once or neither. `Err(wait)`: refused, retry after `wait` — a
+    /// concurrent burst gets only the free attempts, the rest are refused without a
+    /// password check. Pass the permit to [`RateLimiter::sign_in_succeeded`],
+    /// [`RateLimiter::sign_in_failed`] or [`RateLimiter::sign_in_abandoned`].
+    ///
+    /// # Errors
+    /// The wait when a key is backing off.
+    pub async fn sign_in_begin(
         &self,
-        email: &str,
+        who: SignInAs<'_>,
         ip: Option<IpAddr>,
         account: BackoffPolicy,
         by_ip: BackoffPolicy,
-    ) -> [(String, BackoffPolicy); 2] {
-        [
-            (account_backoff_key(&self.inner.prefix, email), account),
-            (ip_backoff_key(&self.inner.prefix, ip), by_ip),
-        ]
-    }
-
-    /// How long sign-ins for `email` from `ip` stay refused (`None`: allowed).
-    pub async fn sign_in_locked(&self, email: &str, ip: Option<IpAddr>) -> Option<Duration> {
+    ) -> Result<SignInPermit, Duration> {
+        let prefix = &self.inner.prefix;
+        let first = match who {
+            SignInAs::Account(email) => account_backoff_key(prefix, email),
+            SignInAs::Device(device) => device_backoff_key(prefix, device),
+        };
+        let keys = vec![(first, account), (ip_backoff_key(prefix, ip), by_ip)];
         let now = self.inner.clock.now_us();
-        let keys = [
-            account_backoff_key(&self.inner.prefix, email),
-            ip_backoff_key(&self.inner.prefix, ip),
-        ];
         if let Some(redis) = self.redis() {
-            match redis.locked(now, &keys).await {
-                Ok(locked) => return locked,
-                Err(e) => self.inner.failed("sign_in_locked", &e),
+            match redis.reserve(now, &keys).await {
+                Ok(None) => {
+                    return Ok(SignInPermit {
+                        keys,
+                        backend: Backend::Redis,
+                    });
+                }
+                Ok(Some(wait)) => return Err(wait),
+                Err(e) => self.inner.failed("sign_in_begin", &e),
             }
         }
-        self.inner.local.locked(now, &keys).await.ok().flatten()
-    }
-
-    /// Counts a failed sign-in against the account and the address; the lock-out it
-    /// caused (`None`: still free).
-    pub async fn sign_in_failed(
-        &self,
-        email: &str,
-        ip: Option<IpAddr>,
-        account: BackoffPolicy,
-        by_ip: BackoffPolicy,
-    ) -> Option<Duration> {
-        let now = self.inner.clock.now_us();
-        let keys = self.sign_in_keys(email, ip, account, by_ip);
-        if let Some(redis) = self.redis() {
-            match redis.fail(now, &keys).await {
-                Ok(locked) => return locked,
-                Err(e) => self.inner.failed("sign_in_failed", &e),
-            }
+        self.count_local();
+        match self.inner.local.reserve_now(now, &keys) {
+            None => Ok(SignInPermit {
+                keys,
+                backend: Backend::Local,
+            }),
+            Some(wait) => Err(wait),
         }
-        self.inner.local.fail(now, &keys).await.ok().flatten()
     }
 
-    /// A successful sign-in: the account's failures are forgotten (the address's are
-    /// not: one good account must not launder an address's failures on others).
-    pub async fn sign_in_succeeded(&self, email: &str) {
-        let key = account_backoff_key(&self.inner.prefix, email);
-        if let Some(redis) = self.redis()
-            && let Err(e) = redis.reset(&key).await
+    /// The attempt of `permit` signed in: its account's (or device token's) attempts
+    /// are forgotten, and its reservation on the address is refunded (the address's
+    /// earlier failures stay: one good account must not launder an address's failures
+    /// on others).
+    pub async fn sign_in_succeeded(&self, permit: SignInPermit) {
+        let [(first, _), ip] = permit.keys.as_slice() else {
+            return;
+        };
+        let now = self.inner.clock.now_us();
+        let ip = std::slice::from_ref(ip);
+        if permit.backend == Backend::Redis
+            && let Some(redis) = self.redis()
         {
-            self.inner.failed("sign_in_succeeded", &e);
+            let (reset, released) = tokio::join!(redis.reset(first), redis.release(now, ip));
+            if let Err(e) = reset.and(released) {
+                self.inner.failed("sign_in_succeeded", &e);
+            }
+        } else if permit.backend == Backend::Local {
+            self.inner.local.release_now(now, ip);
         }
         // Locally too: failures counted during an outage must not outlive a success.
-        let _ = self.inner.local.reset(&key).await;
+        self.inner.local.forget(first);
+    }
+
+    /// The attempt of `permit` was a wrong password: it stays counted.
+    pub fn sign_in_failed(&self, permit: SignInPermit) {
+        drop(permit);
+    }
+
+    /// The attempt of `permit` ended without an answer on the password (an internal
+    /// error): its reservation is refunded on every key.
+    pub async fn sign_in_abandoned(&self, permit: SignInPermit) {
+        if permit.keys.is_empty() {
+            return;
+        }
+        let now = self.inner.clock.now_us();
+        if permit.backend == Backend::Redis
+            && let Some(redis) = self.redis()
+        {
+            if let Err(e) = redis.release(now, &permit.keys).await {
+                self.inner.failed("sign_in_abandoned", &e);
+            }
+        } else if permit.backend == Backend::Local {
+            self.inner.local.release_now(now, &permit.keys);
+        }
     }
 
     fn count_local(&self) {

@@ -114,33 +114,29 @@ impl LocalStore {
         decision
     }
 
-    fn locked_now(&self, now_us: u64, keys: &[String]) -> Option<Duration> {
-        let map = lock(&self.failures);
-        keys.iter()
-            .filter_map(|k| map.get(k))
-            .filter(|f| f.forget_at > now_us && f.locked_until > now_us)
-            .map(|f| Duration::from_micros(f.locked_until - now_us))
-            .max()
-    }
-
-    fn fail_now(&self, now_us: u64, keys: &[(String, BackoffPolicy)]) -> Option<Duration> {
+    /// [`RateStore::reserve`] under the one lock of the back-off counters.
+    pub(crate) fn reserve_now(
+        &self,
+        now_us: u64,
+        keys: &[(String, BackoffPolicy)],
+    ) -> Option<Duration> {
         let mut map = lock(&self.failures);
         if map.len() >= self.sweep_at {
             map.retain(|_, f| f.forget_at > now_us);
         }
-        let mut longest = None;
+        let wait = keys
+            .iter()
+            .filter_map(|(k, _)| map.get(k))
+            .filter(|f| f.forget_at > now_us && f.locked_until > now_us)
+            .map(|f| f.locked_until - now_us)
+            .max();
+        if let Some(wait) = wait {
+            return Some(Duration::from_micros(wait));
+        }
         for (key, policy) in keys {
-            let entry = map.entry(key.clone()).or_insert(Failures {
-                count: 0,
-                locked_until: 0,
-                forget_at: 0,
-            });
+            let entry = map.entry(key.clone()).or_insert(FORGOTTEN);
             if entry.forget_at <= now_us {
-                *entry = Failures {
-                    count: 0,
-                    locked_until: 0,
-                    forget_at: 0,
-                };
+                *entry = FORGOTTEN;
             }
             entry.count += 1;
             let lock = policy.lockout(entry.count);
@@ -150,11 +146,40 @@ impl LocalStore {
             entry.forget_at = now_us
                 .saturating_add(micros(policy.window))
                 .saturating_add(lock.map_or(0, micros));
-            longest = longest.max(lock);
         }
-        longest
+        None
+    }
+
+    /// [`RateStore::release`] under the same lock: one attempt less on each key, and no
+    /// wait once the count is back under the free attempts.
+    pub(crate) fn release_now(&self, now_us: u64, keys: &[(String, BackoffPolicy)]) {
+        let mut map = lock(&self.failures);
+        for (key, policy) in keys {
+            let Some(entry) = map.get_mut(key) else {
+                continue;
+            };
+            entry.count = entry.count.saturating_sub(1);
+            if entry.count == 0 || entry.forget_at <= now_us {
+                map.remove(key);
+            } else if policy.lockout(entry.count).is_none() {
+                entry.locked_until = 0;
+            }
+        }
     }
 }
+
+impl LocalStore {
+    /// Forgets the attempts counted on `key`.
+    pub(crate) fn forget(&self, key: &str) {
+        lock(&self.failures).remove(key);
+    }
+}
+
+const FORGOTTEN: Failures = Failures {
+    count: 0,
+    locked_until: 0,
+    forget_at: 0,
+};
 
 impl RateStore for LocalStore {
     async fn acquire(
@@ -166,20 +191,25 @@ impl RateStore for LocalStore {
         Ok(self.acquire_now(now_us, keys, quotas))
     }
 
-    async fn locked(&self, now_us: u64, keys: &[String]) -> Result<Option<Duration>, StoreError> {
-        Ok(self.locked_now(now_us, keys))
-    }
-
-    async fn fail(
+    async fn reserve(
         &self,
         now_us: u64,
         keys: &[(String, BackoffPolicy)],
     ) -> Result<Option<Duration>, StoreError> {
-        Ok(self.fail_now(now_us, keys))
+        Ok(self.reserve_now(now_us, keys))
+    }
+
+    async fn release(
+        &self,
+        now_us: u64,
+        keys: &[(String, BackoffPolicy)],
+    ) -> Result<(), StoreError> {
+        self.release_now(now_us, keys);
+        Ok(())
     }
 
     async fn reset(&self, key: &str) -> Result<(), StoreError> {
-        lock(&self.failures).remove(key);
+        self.forget(key);
         Ok(())
     }
 }
@@ -263,45 +293,112 @@ mod tests {
         assert_eq!(d.status.map(|s| s.remaining), Some(9));
     }
 
-    #[tokio::test]
-    async fn failures_lock_out_exponentially_and_reset() {
-        let store = LocalStore::new();
-        let policy = BackoffPolicy {
-            free_failures: 2,
+    fn backoff(free: u32) -> BackoffPolicy {
+        BackoffPolicy {
+            free_failures: free,
             base: Duration::from_secs(1),
             max: Duration::from_secs(60),
             window: Duration::from_secs(900),
-        };
-        let k = vec![("acct".to_owned(), policy)];
-        let names = keys(&["acct"]);
-        assert_eq!(store.fail(NOW, &k).await.expect("local"), None);
-        assert_eq!(store.fail(NOW, &k).await.expect("local"), None);
-        assert_eq!(store.locked(NOW, &names).await.expect("local"), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn attempts_are_reserved_then_wait_exponentially_and_reset() {
+        let store = LocalStore::new();
+        let k = vec![("acct".to_owned(), backoff(2))];
+        let reserve = |at| store.reserve(at, &k);
+        assert_eq!(reserve(NOW).await.expect("local"), None);
+        assert_eq!(reserve(NOW).await.expect("local"), None);
+        // Two attempts counted: the third waits 1 s after the second, then 2 s, …
         assert_eq!(
-            store.fail(NOW, &k).await.expect("local"),
+            reserve(NOW).await.expect("local"),
             Some(Duration::from_secs(1))
         );
+        assert_eq!(reserve(NOW + SEC).await.expect("local"), None);
         assert_eq!(
-            store.locked(NOW, &names).await.expect("local"),
+            reserve(NOW + 2 * SEC).await.expect("local"),
             Some(Duration::from_secs(1))
         );
+        assert_eq!(reserve(NOW + 3 * SEC).await.expect("local"), None);
         assert_eq!(
-            store.fail(NOW + SEC, &k).await.expect("local"),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            store.locked(NOW + 2 * SEC, &names).await.expect("local"),
-            Some(Duration::from_secs(1))
-        );
-        assert_eq!(
-            store.locked(NOW + 3 * SEC, &names).await.expect("local"),
-            None
+            reserve(NOW + 3 * SEC).await.expect("local"),
+            Some(Duration::from_secs(4))
         );
         store.reset("acct").await.expect("local");
-        assert_eq!(store.fail(NOW + 4 * SEC, &k).await.expect("local"), None);
+        assert_eq!(reserve(NOW + 4 * SEC).await.expect("local"), None);
         // Failures are forgotten a window after the last one.
-        let _ = store.fail(NOW + 4 * SEC, &k).await;
+        assert_eq!(reserve(NOW + 4 * SEC).await.expect("local"), None);
         let later = NOW + 4 * SEC + 901 * SEC;
-        assert_eq!(store.fail(later, &k).await.expect("local"), None);
+        assert_eq!(reserve(later).await.expect("local"), None);
+        assert_eq!(reserve(later).await.expect("local"), None);
+    }
+
+    #[tokio::test]
+    async fn a_release_refunds_the_attempt_and_its_wait() {
+        let store = LocalStore::new();
+        let k = vec![("ip".to_owned(), backoff(2))];
+        assert_eq!(store.reserve(NOW, &k).await.expect("local"), None);
+        assert_eq!(store.reserve(NOW, &k).await.expect("local"), None);
+        // The second attempt was not a failure: refunded, no wait for the third.
+        store.release(NOW, &k).await.expect("local");
+        assert_eq!(store.reserve(NOW, &k).await.expect("local"), None);
+        assert!(store.reserve(NOW, &k).await.expect("local").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_key_refuses_the_attempt_on_every_key() {
+        let store = LocalStore::new();
+        let ip = ("ip".to_owned(), backoff(1));
+        let a = ("acct:a".to_owned(), backoff(5));
+        let b = ("acct:b".to_owned(), backoff(5));
+        assert_eq!(
+            store
+                .reserve(NOW, &[a.clone(), ip.clone()])
+                .await
+                .expect("local"),
+            None
+        );
+        // The address must wait: nothing is counted on account b either.
+        assert!(
+            store
+                .reserve(NOW, &[b.clone(), ip.clone()])
+                .await
+                .expect("local")
+                .is_some()
+        );
+        for _ in 0..5 {
+            assert_eq!(
+                store
+                    .reserve(NOW, std::slice::from_ref(&b))
+                    .await
+                    .expect("local"),
+                None
+            );
+        }
+        assert!(store.reserve(NOW, &[b]).await.expect("local").is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_attempts_get_at_most_the_free_ones() {
+        let store = std::sync::Arc::new(LocalStore::new());
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    let keys = [
+                        ("acct".to_owned(), backoff(5)),
+                        (format!("ip:{}", i % 4), backoff(20)),
+                    ];
+                    barrier.wait().await;
+                    store.reserve(NOW, &keys).await.expect("local").is_none()
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += usize::from(t.await.expect("task"));
+        }
+        assert_eq!(admitted, 5, "only the free attempts are let through");
     }
 }

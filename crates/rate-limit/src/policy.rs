@@ -211,14 +211,15 @@ pub struct Policy {
     pub tiers: BTreeMap<Tier, Option<Quota>>,
     /// Per endpoint class.
     pub classes: BTreeMap<RateClass, Option<Quota>>,
-    /// Failed sign-ins per account (normalized e-mail).
+    /// Sign-in attempts per account (normalized e-mail) from clients without a device
+    /// token for it, and per device token.
     pub sign_in_account: BackoffPolicy,
-    /// Failed sign-ins per client address.
+    /// Sign-in attempts per client address.
     pub sign_in_ip: BackoffPolicy,
 }
 
 impl Default for Policy {
-    /// The defaults; sign-in: 5 free failures per account and 20 per address,
+    /// The defaults; sign-in: 5 free attempts per account and 20 per address,
     /// then 1 s doubling up to 15 min, forgotten 15 min after the last failure.
     fn default() -> Self {
         let backoff = |free| BackoffPolicy {
@@ -274,19 +275,35 @@ pub fn bucket_key(prefix: &str, subject: &Subject, bucket: &str) -> String {
     format!("{prefix}rl:{{{}}}:{bucket}", subject.key())
 }
 
-/// The back-off key of an account: a digest of its normalized (trimmed, lower-case)
-/// e-mail, so addresses are not stored.
+/// The hex digest identifying an account in back-off keys (and device tokens): SHA-256
+/// of its normalized (trimmed, lower-case) e-mail, first 16 bytes, so addresses are not
+/// stored.
 #[must_use]
-pub fn account_backoff_key(prefix: &str, email: &str) -> String {
+pub fn account_digest(email: &str) -> String {
     let normalized = email.trim().to_lowercase();
     let digest = Sha256::digest(normalized.as_bytes());
-    format!("{prefix}bo:acct:{}", hex::encode(&digest[..16]))
+    hex::encode(&digest[..16])
+}
+
+/// The back-off key of an account. Every back-off key carries the hash tag
+/// `{sign_in}`, so one attempt's keys (account or device, and address) share a Redis
+/// Cluster slot and are reserved by one script.
+#[must_use]
+pub fn account_backoff_key(prefix: &str, email: &str) -> String {
+    format!("{prefix}bo:{{sign_in}}:acct:{}", account_digest(email))
+}
+
+/// The back-off key of a device token (by its id, hashed).
+#[must_use]
+pub fn device_backoff_key(prefix: &str, device: &str) -> String {
+    let digest = Sha256::digest(device.as_bytes());
+    format!("{prefix}bo:{{sign_in}}:dev:{}", hex::encode(&digest[..16]))
 }
 
 /// The back-off key of a client address.
 #[must_use]
 pub fn ip_backoff_key(prefix: &str, ip: Option<IpAddr>) -> String {
-    format!("{prefix}bo:{}", Subject::Ip(ip).key())
+    format!("{prefix}bo:{{sign_in}}:{}", Subject::Ip(ip).key())
 }
 
 #[cfg(test)]
@@ -330,11 +347,13 @@ mod tests {
         );
         let a = account_backoff_key("p:", " Jane@Example.org ");
         assert_eq!(a, account_backoff_key("p:", "jane@example.org"));
-        assert!(a.starts_with("p:bo:acct:") && !a.contains("jane"));
+        assert!(a.starts_with("p:bo:{sign_in}:acct:") && !a.contains("jane"));
         assert_eq!(
             ip_backoff_key("p:", "10.0.0.1".parse().ok()),
-            "p:bo:ip:10.0.0.1"
+            "p:bo:{sign_in}:ip:10.0.0.1"
         );
+        let d = device_backoff_key("p:", "0123");
+        assert!(d.starts_with("p:bo:{sign_in}:dev:") && !d.contains("0123"));
     }
 
     #[test]

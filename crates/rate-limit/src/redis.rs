@@ -44,20 +44,27 @@ for i = 1, #read do out[i + 1] = string.format('%.0f', read[i]) end
 return out
 ";
 
-/// `KEYS[i]` = back-off hash of key i (`f` failures, `u` locked until, µs); `ARGV[1]` =
-/// now (µs), then per key four numbers: free failures, base lock (µs), max lock (µs),
-/// window (ms). Counts a failure on each key; the lock-out of [`BackoffPolicy::lockout`].
-/// Returns each key's locked-until (`0`: not locked).
-const FAIL: &str = r"
+/// `KEYS[i]` = back-off hash of key i (`f` attempts counted, `u` next attempt not
+/// before, µs); `ARGV[1]` = now (µs), then per key four numbers: free attempts, base
+/// wait (µs), max wait (µs), window (ms). If no key makes the attempt wait, counts it on
+/// every key and sets the wait of [`BackoffPolicy::lockout`]; the check and the count are
+/// one script, so concurrent attempts cannot all pass the check. Returns `{1, 0}` when
+/// reserved, `{0, wait µs}` when refused (nothing counted).
+const RESERVE: &str = r"
 local now = tonumber(ARGV[1])
-local out = {}
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local u = tonumber(redis.call('HGET', key, 'u') or '0') or 0
+  if u - now > wait then wait = u - now end
+end
+if wait > 0 then return {0, string.format('%.0f', wait)} end
 for i, key in ipairs(KEYS) do
   local j = 4 * (i - 1) + 2
   local free, base, max, window = tonumber(ARGV[j]), tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2]), tonumber(ARGV[j + 3])
   local n = redis.call('HINCRBY', key, 'f', 1)
   local lock = 0
-  if n > free then
-    local d = base * 2 ^ math.min(n - free - 1, 40)
+  if n >= free then
+    local d = base * 2 ^ math.min(n - free, 40)
     if d > max then d = max end
     lock = now + d
     redis.call('HSET', key, 'u', string.format('%.0f', lock))
@@ -65,16 +72,26 @@ for i, key in ipairs(KEYS) do
   local keep = window
   if lock > now then keep = keep + math.ceil((lock - now) / 1000) end
   redis.call('PEXPIRE', key, keep)
-  out[i] = string.format('%.0f', lock)
 end
-return out
+return {1, 0}
 ";
 
-/// `KEYS` = back-off hashes. Returns each one's locked-until (`0`: none).
-const LOCKED: &str = r"
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, 'u') or '0' end
-return out
+/// `KEYS[i]` = back-off hash of key i; `ARGV[i]` = its free attempts. Refunds one
+/// reserved attempt on each (a forgotten key stays forgotten) and lifts the wait once the
+/// count is under the free attempts again.
+const RELEASE: &str = r"
+for i, key in ipairs(KEYS) do
+  local n = tonumber(redis.call('HGET', key, 'f') or '0') or 0
+  if n > 0 then
+    n = redis.call('HINCRBY', key, 'f', -1)
+    if n <= 0 then
+      redis.call('DEL', key)
+    elseif n < tonumber(ARGV[i]) then
+      redis.call('HDEL', key, 'u')
+    end
+  end
+end
+return 0
 ";
 
 /// A Lua script run by `EVALSHA`, falling back to `EVAL` (which caches it) on
@@ -119,8 +136,8 @@ pub struct RedisStore {
     options: Options,
     timeout: Duration,
     gcra: Lua,
-    fail: Lua,
-    locked: Lua,
+    reserve: Lua,
+    release: Lua,
 }
 
 fn parse_u64(value: &Value) -> Option<u64> {
@@ -189,8 +206,8 @@ impl RedisStore {
             },
             timeout,
             gcra: Lua::new(GCRA),
-            fail: Lua::new(FAIL),
-            locked: Lua::new(LOCKED),
+            reserve: Lua::new(RESERVE),
+            release: Lua::new(RELEASE),
         };
         Ok((store, connected))
     }
@@ -282,19 +299,7 @@ impl RateStore for RedisStore {
         Ok(decision)
     }
 
-    async fn locked(&self, now_us: u64, keys: &[String]) -> Result<Option<Duration>, StoreError> {
-        if keys.is_empty() {
-            return Ok(None);
-        }
-        let until = numbers(self.run(&self.locked, keys.to_vec(), Vec::new()).await?)?;
-        Ok(until
-            .into_iter()
-            .filter(|&u| u > now_us)
-            .map(|u| Duration::from_micros(u - now_us))
-            .max())
-    }
-
-    async fn fail(
+    async fn reserve(
         &self,
         now_us: u64,
         keys: &[(String, BackoffPolicy)],
@@ -307,12 +312,27 @@ impl RateStore for RedisStore {
             args.extend(policy.script_args());
         }
         let names = keys.iter().map(|(k, _)| k.clone()).collect();
-        let until = numbers(self.run(&self.fail, names, args).await?)?;
-        Ok(until
-            .into_iter()
-            .filter(|&u| u > now_us)
-            .map(|u| Duration::from_micros(u - now_us))
-            .max())
+        match numbers(self.run(&self.reserve, names, args).await?)?.as_slice() {
+            [1, _] => Ok(None),
+            [0, wait] => Ok(Some(Duration::from_micros((*wait).max(1)))),
+            other => Err(StoreError(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn release(
+        &self,
+        _now_us: u64,
+        keys: &[(String, BackoffPolicy)],
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let names = keys.iter().map(|(k, _)| k.clone()).collect();
+        let args = keys
+            .iter()
+            .map(|(_, p)| p.free_failures.to_string())
+            .collect();
+        self.run(&self.release, names, args).await.map(|_| ())
     }
 
     async fn reset(&self, key: &str) -> Result<(), StoreError> {

@@ -1,5 +1,5 @@
 //! The port both stores implement: one atomic GCRA decision over several buckets, and
-//! the sign-in back-off counters.
+//! the sign-in back-off counters (reserved atomically before a password is checked).
 
 use std::future::Future;
 use std::time::Duration;
@@ -24,19 +24,23 @@ pub trait RateStore: Send + Sync {
         quotas: &[Quota],
     ) -> impl Future<Output = Result<Decision, StoreError>> + Send;
 
-    /// The longest remaining lock-out among `keys` (`None`: none is locked).
-    fn locked(
-        &self,
-        now_us: u64,
-        keys: &[String],
-    ) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send;
-
-    /// Counts a failure on each key under its policy; the longest lock-out it caused.
-    fn fail(
+    /// Reserves one sign-in attempt on every key at once, before the password is
+    /// checked: when no key makes it wait, counts the attempt on each as a failure under
+    /// its policy (see [`BackoffPolicy`]; [`RateStore::release`] refunds it) and answers
+    /// `None`; otherwise counts nothing and answers the longest wait. Atomic: concurrent
+    /// attempts beyond a key's free ones are refused, never all let through.
+    fn reserve(
         &self,
         now_us: u64,
         keys: &[(String, BackoffPolicy)],
     ) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send;
+
+    /// Refunds one attempt reserved on each key (it turned out not to be a failure).
+    fn release(
+        &self,
+        now_us: u64,
+        keys: &[(String, BackoffPolicy)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Forgets the failures of `key`.
     fn reset(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -1,6 +1,7 @@
 //! The Redis adapter against the real Redis of `TEST_REDIS_URL` (a unique key prefix per
 //! test, deleted at the end), and the limiter's fallback through a proxy the test cuts.
 //! Without `TEST_REDIS_URL` the Redis parts are skipped (a failure under `CI=true`).
+//! The sign-in back-off on Redis is in `sign_in.rs`.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, reason = "test code")]
 
@@ -10,8 +11,8 @@ use std::time::Duration;
 use fred::prelude::{Builder, ClientLike, Config, LuaInterface};
 use rate_limit::testing::TcpProxy;
 use rate_limit::{
-    Backend, BackoffPolicy, Bucket, Clock, LimiterSettings, LocalStore, ManualClock, Quota,
-    RateLimiter, RateStore, RedisSettings, RedisStore, Subject,
+    Backend, Bucket, Clock, LimiterSettings, LocalStore, ManualClock, Quota, RateLimiter,
+    RateStore, RedisSettings, RedisStore, Subject,
 };
 use uuid::Uuid;
 
@@ -177,48 +178,6 @@ async fn scripts_reload_after_a_script_flush() {
     assert!(d.allowed);
     assert_eq!(d.status.map(|s| s.remaining), Some(0));
     let _ = client.quit().await;
-    cleanup(&url, &prefix).await;
-}
-
-#[tokio::test]
-async fn sign_in_backoff_on_redis_follows_the_policy_and_resets() {
-    let Some(url) = redis_url() else { return };
-    let prefix = prefix();
-    let clock = Arc::new(ManualClock::starting_now());
-    let limiter = RateLimiter::new(Some(&url), settings(&prefix), clock.clone())
-        .await
-        .unwrap();
-    let account = BackoffPolicy {
-        free_failures: 2,
-        base: Duration::from_secs(2),
-        max: Duration::from_secs(5),
-        window: Duration::from_secs(900),
-    };
-    let by_ip = BackoffPolicy {
-        free_failures: 100,
-        ..account
-    };
-    let ip = "203.0.113.5".parse().ok();
-    let email = "Jane@Example.org";
-    let mut locks = Vec::new();
-    for _ in 0..5 {
-        locks.push(limiter.sign_in_failed(email, ip, account, by_ip).await);
-    }
-    let expected: Vec<_> = (1..=5).map(|n| account.lockout(n)).collect();
-    assert_eq!(locks, expected);
-    // Locked for the last lock-out, whatever the case of the address.
-    assert_eq!(
-        limiter.sign_in_locked("jane@example.org", None).await,
-        Some(Duration::from_secs(5))
-    );
-    clock.advance(Duration::from_secs(5));
-    assert_eq!(limiter.sign_in_locked(email, ip).await, None);
-    limiter.sign_in_succeeded(email).await;
-    assert_eq!(
-        limiter.sign_in_failed(email, ip, account, by_ip).await,
-        None
-    );
-    assert_eq!(limiter.backend(), Backend::Redis);
     cleanup(&url, &prefix).await;
 }
 

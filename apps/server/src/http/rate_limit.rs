@@ -23,7 +23,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use permissions::MemberStatus;
 use rate_limit::{
     Backend, Clock, Decision, IpNet, LimiterSettings, LimiterStats, Policy, RateClass, RateLimiter,
-    StoreError, Subject, Tier, ceil_secs, client_ip,
+    SignInAs, SignInPermit, StoreError, Subject, Tier, ceil_secs, client_ip,
 };
 use uuid::Uuid;
 
@@ -149,39 +149,47 @@ impl RateLimits {
         )
     }
 
-    /// How long sign-ins for `email` from `ip` stay refused; `None` when allowed (or
-    /// rate limiting is off).
-    pub async fn sign_in_locked(&self, email: &str, ip: Option<IpAddr>) -> Option<Duration> {
+    /// Reserves a sign-in attempt for `email` (or, with `device`, the id of a valid
+    /// device token for it) from `ip` before the password is checked; see
+    /// [`RateLimiter::sign_in_begin`]. A permit that counts nothing when rate limiting
+    /// is off.
+    ///
+    /// # Errors
+    /// How long to wait when the account (or device token) or the address backs off.
+    pub async fn sign_in_begin(
+        &self,
+        email: &str,
+        device: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<SignInPermit, Duration> {
         if !self.enabled {
-            return None;
+            return Ok(SignInPermit::unlimited());
         }
-        let locked = self.limiter.sign_in_locked(email, ip).await;
-        if locked.is_some() {
+        let who = device.map_or(SignInAs::Account(email), SignInAs::Device);
+        let begun = self
+            .limiter
+            .sign_in_begin(who, ip, self.policy.sign_in_account, self.policy.sign_in_ip)
+            .await;
+        if begun.is_err() {
             self.rejected(SIGN_IN_BACKOFF);
         }
-        locked
+        begun
     }
 
-    /// Counts a failed sign-in against the account and the address.
-    pub async fn sign_in_failed(&self, email: &str, ip: Option<IpAddr>) {
-        if self.enabled {
-            let _ = self
-                .limiter
-                .sign_in_failed(
-                    email,
-                    ip,
-                    self.policy.sign_in_account,
-                    self.policy.sign_in_ip,
-                )
-                .await;
-        }
+    /// The attempt was a wrong password: it stays counted.
+    pub fn sign_in_failed(&self, permit: SignInPermit) {
+        self.limiter.sign_in_failed(permit);
     }
 
-    /// A successful sign-in: the account's failures are forgotten.
-    pub async fn sign_in_succeeded(&self, email: &str) {
-        if self.enabled {
-            self.limiter.sign_in_succeeded(email).await;
-        }
+    /// The attempt signed in: the account's (or device token's) failures are
+    /// forgotten, the address's reservation refunded.
+    pub async fn sign_in_succeeded(&self, permit: SignInPermit) {
+        self.limiter.sign_in_succeeded(permit).await;
+    }
+
+    /// The attempt ended in an internal error: refunded.
+    pub async fn sign_in_abandoned(&self, permit: SignInPermit) {
+        self.limiter.sign_in_abandoned(permit).await;
     }
 
     /// Who `req` counts against, and in which tier.

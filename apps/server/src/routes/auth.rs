@@ -30,10 +30,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
             .public()
             .rate_class(RateClass::SignIn)
             .description(
-                "Returns a session token (a Biscuit) to send as `Authorization: Bearer <token>`. \
-                 Repeated failures lock the account and the client address out for a while, \
-                 doubling with each further failure (429 with `Retry-After`); a success \
-                 clears the account's failures.",
+                "Returns a session token (a Biscuit) to send as `Authorization: Bearer <token>`, \
+                 and a `device_token` to send with later sign-ins from this client. \
+                 Attempts are counted before the password is checked, per client address and \
+                 per account: after the free ones, each further attempt must wait an interval \
+                 doubling with every failure (429 with `Retry-After`; concurrent attempts \
+                 beyond the free ones are refused unchecked). A valid `device_token` replaces \
+                 the account's count by its own, so others' failures do not lock its client \
+                 out. A success clears the account's (or the token's) failures.",
             )
             .errors(&[ErrorCode::Unauthenticated]),
     );
@@ -212,6 +216,14 @@ pub struct LoginBody {
     /// Password.
     #[garde(length(min = 1, max = 128))]
     pub password: String,
+    /// The `device_token` of an earlier successful sign-in to this account from this
+    /// client, if it kept one: the attempt then counts against that token's own
+    /// back-off instead of the account's, so others' failed guesses on the account do
+    /// not lock this client out (the client address's back-off still applies). An
+    /// invalid, expired or other account's token is ignored.
+    #[serde(default)]
+    #[garde(inner(length(max = 256)))]
+    pub device_token: Option<String>,
 }
 
 /// A new session.
@@ -225,6 +237,48 @@ pub struct LoginResponse {
     pub expires_at: time::OffsetDateTime,
     /// The signed-in user.
     pub user: UserView,
+    /// Proof that this client signed in to this account: keep it (it is not a
+    /// credential) and send it as `device_token` with later sign-ins from this client.
+    /// Valid 90 days; a fresh one comes with every sign-in.
+    pub device_token: String,
+}
+
+/// How long a device token is honoured.
+const DEVICE_TOKEN_TTL: time::Duration = time::Duration::days(90);
+
+/// What a device token signs: the account (digest of its normalized e-mail) and the
+/// token's id.
+fn device_subject(email: &str, id: &str) -> String {
+    format!(
+        "sign-in device v1|{}|{id}",
+        rate_limit::account_digest(email)
+    )
+}
+
+/// A device token for `email`: `<id>.<expiry>.<tag>`, an HMAC under the server's
+/// confirmation key (no state stored; every instance accepts it).
+fn issue_device_token(
+    key: &credentials::ConfirmationKey,
+    email: &str,
+    now: time::OffsetDateTime,
+) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let expires = (now + DEVICE_TOKEN_TTL).unix_timestamp();
+    format!("{id}.{}", key.issue(&device_subject(email, &id), expires))
+}
+
+/// The id of `token` when it is a live device token for `email`.
+fn device_id<'t>(
+    key: &credentials::ConfirmationKey,
+    token: &'t str,
+    email: &str,
+    now: time::OffsetDateTime,
+) -> Option<&'t str> {
+    let (id, signed) = token.split_once('.')?;
+    (id.len() == 32
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+        && key.verify(signed, &device_subject(email, id), now.unix_timestamp()))
+    .then_some(id)
 }
 
 async fn login(
@@ -234,13 +288,23 @@ async fn login(
     Json(body): Json<LoginBody>,
 ) -> Result<Reply<LoginResponse>, ApiError> {
     let limits = &state.rate_limits;
-    // Checked before the password is: a locked-out guess is not even tried.
-    if let Some(wait) = limits.sign_in_locked(&body.email, ip).await {
-        return Err(rate_limited(
-            wait,
-            "too many failed sign-ins for this account or address; retry after the time in Retry-After",
-        ));
-    }
+    let now = time::OffsetDateTime::now_utc();
+    let device = body
+        .device_token
+        .as_deref()
+        .and_then(|t| device_id(&state.confirmations, t, &body.email, now));
+    // The attempt is reserved (counted as a failure) before the password is checked, in
+    // one atomic step per store: concurrent guesses beyond the free ones are refused
+    // without a check. A success or an internal error refunds it below.
+    let permit = match limits.sign_in_begin(&body.email, device, ip).await {
+        Ok(permit) => permit,
+        Err(wait) => {
+            return Err(rate_limited(
+                wait,
+                "too many failed sign-ins for this account or address; retry after the time in Retry-After",
+            ));
+        }
+    };
     let signed_in = state
         .auth
         .sign_in(
@@ -251,12 +315,14 @@ async fn login(
         .await;
     let (token, creds) = match signed_in {
         Ok(done) => {
-            limits.sign_in_succeeded(&body.email).await;
+            limits.sign_in_succeeded(permit).await;
             done
         }
         Err(e) => {
             if e.code == ErrorCode::Unauthenticated {
-                limits.sign_in_failed(&body.email, ip).await;
+                limits.sign_in_failed(permit);
+            } else {
+                limits.sign_in_abandoned(permit).await;
             }
             return Err(e);
         }
@@ -267,6 +333,7 @@ async fn login(
         token: token.token,
         expires_at: token.expires_at,
         user: creds.user.into(),
+        device_token: issue_device_token(&state.confirmations, &body.email, now),
     }))
 }
 

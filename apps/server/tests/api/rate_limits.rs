@@ -43,6 +43,8 @@ rate_limit_tests!(
     endpoint_classes_have_their_own_budget,
     anonymous_clients_are_limited_per_address,
     sign_in_backs_off_per_account_and_per_address,
+    parallel_wrong_passwords_get_only_the_free_checks,
+    the_owner_gets_past_an_attack_on_their_account,
     two_instances_share_one_budget_through_redis,
     unreachable_redis_means_local_limits_and_no_5xx,
     redis_outage_falls_back_to_local_and_recovers,
@@ -517,7 +519,8 @@ async fn sign_in_backs_off_per_account_and_per_address(backend: Backend) {
     let _ = signed_up(&app, "rl-other@example.org").await;
     const GOOD: &str = "correct horse battery";
     let attempt = |email, password, peer| login_from(&app, email, password, peer);
-    // Two free failures, then a success clears the account's count.
+    // Two free attempts, then a success clears the account's count (and hands out a
+    // device token).
     for _ in 0..2 {
         assert_eq!(
             attempt("rl-signin@example.org", "wrong", "198.51.100.1")
@@ -526,14 +529,11 @@ async fn sign_in_backs_off_per_account_and_per_address(backend: Backend) {
             401
         );
     }
-    assert_eq!(
-        attempt("rl-signin@example.org", GOOD, "198.51.100.1")
-            .await
-            .status,
-        200
-    );
-    // Three failures (from three addresses): the third locks the account for 60 s.
-    for peer in ["198.51.100.2", "198.51.100.3", "198.51.100.4"] {
+    let ok = attempt("rl-signin@example.org", GOOD, "198.51.100.1").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let device = ok.body["data"]["device_token"].as_str().unwrap().to_owned();
+    // Two failures (from two addresses) use the free attempts: the next waits 60 s.
+    for peer in ["198.51.100.2", "198.51.100.3"] {
         assert_eq!(
             attempt("RL-Signin@Example.org ", "wrong", peer)
                 .await
@@ -541,11 +541,26 @@ async fn sign_in_backs_off_per_account_and_per_address(backend: Backend) {
             401
         );
     }
-    // Locked for everyone, even with the right password, from any address.
+    let locked = attempt("rl-signin@example.org", "wrong", "198.51.100.4").await;
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    // Refused for clients unknown to the account, even with the right password...
     let locked = attempt("rl-signin@example.org", GOOD, "198.51.100.5").await;
     assert_eq!(locked.status, 429, "{}", locked.body);
     assert_eq!(locked.body["error"]["code"], "RATE_LIMITED");
     assert_eq!(locked.retry_after, Some(60));
+    // ...but not for the client holding a device token from an earlier sign-in.
+    let known = with_device("rl-signin@example.org", GOOD, &device);
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        "198.51.100.5",
+        &[],
+        Some(known),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
     // Another account is not affected.
     assert_eq!(
         attempt("rl-other@example.org", GOOD, "198.51.100.5")
@@ -553,12 +568,24 @@ async fn sign_in_backs_off_per_account_and_per_address(backend: Backend) {
             .status,
         200
     );
-    // Per address: five failures on five unknown accounts lock the address.
-    for n in 0..5 {
-        let email = ["a@x.org", "b@x.org", "c@x.org", "d@x.org", "e@x.org"][n];
+    // Per address: four failures on four unknown accounts use the address's free
+    // attempts; the next waits, whatever the account, device token or not.
+    for email in ["a@x.org", "b@x.org", "c@x.org", "d@x.org"] {
         assert_eq!(attempt(email, "wrong", "198.51.100.6").await.status, 401);
     }
     let a = attempt("rl-other@example.org", GOOD, "198.51.100.6").await;
+    assert_eq!((a.status, a.retry_after), (429, Some(60)), "{}", a.body);
+    let known = with_device("rl-signin@example.org", GOOD, &device);
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        "198.51.100.6",
+        &[],
+        Some(known),
+    )
+    .await;
     assert_eq!((a.status, a.retry_after), (429, Some(60)), "{}", a.body);
     assert_eq!(
         attempt("rl-other@example.org", GOOD, "198.51.100.7")
@@ -568,9 +595,167 @@ async fn sign_in_backs_off_per_account_and_per_address(backend: Backend) {
     );
     let text = metrics(&app).await;
     assert!(
-        text.contains("ptoc_rate_limit_rejections_total{class=\"sign_in_backoff\"} 2"),
+        text.contains("ptoc_rate_limit_rejections_total{class=\"sign_in_backoff\"} 4"),
         "{text}"
     );
+}
+
+/// A sign-in body with a device token.
+fn with_device(email: &str, password: &str, device: &str) -> serde_json::Value {
+    serde_json::json!({"email": email, "password": password, "device_token": device})
+}
+
+/// `n` sign-ins sent at once from `peer`, the i-th for `email(i)`; their statuses.
+async fn burst<S, B>(
+    app: &S,
+    n: usize,
+    email: impl Fn(usize) -> String,
+    password: &str,
+    peer: &str,
+) -> Vec<u16>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let attempts = (0..n).map(|i| {
+        let email = email(i);
+        async move { login_from(app, &email, password, peer).await.status }
+    });
+    futures_util::future::join_all(attempts).await
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+async fn parallel_wrong_passwords_get_only_the_free_checks(backend: Backend) {
+    let prefix = prefix();
+    let env = limits(
+        &prefix,
+        &[
+            ("SIGN_IN_FREE_FAILURES_PER_ACCOUNT", "5"),
+            ("SIGN_IN_FREE_FAILURES_PER_IP", "5"),
+            ("SIGN_IN_LOCKOUT_BASE_SECS", "60"),
+        ],
+    );
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    let _ = signed_up(&app, "rl-burst@example.org").await;
+    // 20 wrong passwords for one account at once, from 20 addresses: 5 are checked.
+    let attempts = (0..20).map(|i| {
+        let app = &app;
+        async move {
+            login_from(
+                app,
+                "rl-burst@example.org",
+                "wrong",
+                &format!("198.51.100.{}", 100 + i),
+            )
+            .await
+            .status
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    assert_eq!(count(&statuses, 401), 5, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 15, "{statuses:?}");
+    // 20 wrong passwords from one address at once, each for another account: 5 checked.
+    let statuses = burst(
+        &app,
+        20,
+        |i| format!("nobody{i}@x.org"),
+        "wrong",
+        "198.51.100.60",
+    )
+    .await;
+    assert_eq!(count(&statuses, 401), 5, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 15, "{statuses:?}");
+}
+
+async fn the_owner_gets_past_an_attack_on_their_account(backend: Backend) {
+    let prefix = prefix();
+    // 5 free attempts per account, 20 per address (the defaults), then one attempt per
+    // interval, the first 60 s (long enough that the test's own time cannot run it out).
+    let env = limits(&prefix, &[("SIGN_IN_LOCKOUT_BASE_SECS", "60")]);
+    let Some(ctx) = context(backend, &env).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    const GOOD: &str = "correct horse battery";
+    let _ = signed_up(&app, "rl-owner@example.org").await;
+    let _ = signed_up(&app, "rl-attacker@example.org").await;
+    // The owner signed in from their laptop before: it kept the device token.
+    let laptop = login_from(&app, "rl-owner@example.org", GOOD, "192.0.2.10").await;
+    assert_eq!(laptop.status, 200, "{}", laptop.body);
+    let device = laptop.body["data"]["device_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The attacker has a device token too, for their own account.
+    let own = login_from(&app, "rl-attacker@example.org", GOOD, "203.0.113.66").await;
+    let stolen_elsewhere = own.body["data"]["device_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A parallel burst of wrong passwords from the attacker's address.
+    let statuses = burst(
+        &app,
+        20,
+        |_| "rl-owner@example.org".to_owned(),
+        "wrong",
+        "203.0.113.66",
+    )
+    .await;
+    assert_eq!(count(&statuses, 401), 5, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 15, "{statuses:?}");
+    // The attacker's own device token, a forged one or garbage: ignored, still refused.
+    let forged = format!("{}.{}", "0".repeat(32), device.split_once('.').unwrap().1);
+    for token in [stolen_elsewhere.as_str(), forged.as_str(), "garbage"] {
+        let body = with_device("rl-owner@example.org", "wrong", token);
+        let a = call(
+            &app,
+            Method::POST,
+            "/api/v2/auth/login",
+            None,
+            "203.0.113.67",
+            &[],
+            Some(body),
+        )
+        .await;
+        assert_eq!(a.status, 429, "{token}: {}", a.body);
+    }
+
+    // The owner on a new phone from a clean address: slowed down by one interval (the
+    // next check comes after it; the crate's tests move a clock through it).
+    let phone = login_from(&app, "rl-owner@example.org", GOOD, "192.0.2.20").await;
+    assert_eq!(
+        (phone.status, phone.retry_after),
+        (429, Some(60)),
+        "{}",
+        phone.body
+    );
+    // The owner with the device token, from their laptop or anywhere clean: in at once.
+    for peer in ["192.0.2.10", "192.0.2.21"] {
+        let body = with_device("rl-owner@example.org", GOOD, &device);
+        let a = call(
+            &app,
+            Method::POST,
+            "/api/v2/auth/login",
+            None,
+            peer,
+            &[],
+            Some(body),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(
+            a.body["data"]["device_token"]
+                .as_str()
+                .is_some_and(|t| t != device)
+        );
+    }
 }
 
 async fn two_instances_share_one_budget_through_redis(backend: Backend) {
