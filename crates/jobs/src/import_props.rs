@@ -73,7 +73,11 @@ proptest! {
         match read_all(&bytes) {
             Ok(rows) => validate_all(&rows),
             // A clear error: malformed (e.g. invalid UTF-8) or no e-mail column.
-            Err(ReadError::Malformed { .. } | ReadError::MissingColumn(_)) => {}
+            Err(ReadError::Sheet(sheets::ReadError::Malformed { .. }) | ReadError::MissingColumn(_)) => {}
+            // The header is fixed: no column twice, no cap reached by 400 bytes.
+            Err(e @ (ReadError::DuplicateColumn { .. } | ReadError::Sheet(_))) => {
+                prop_assert!(false, "unexpected refusal: {e}");
+            }
         }
     }
 
