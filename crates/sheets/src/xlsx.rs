@@ -680,7 +680,7 @@ mod tests {
     #[test]
     fn a_zip_bomb_trips_the_inflated_cap_early() {
         let limits = SheetLimits::default();
-        // ~1 GiB of whitespace in the sheet, from a file of about a megabyte.
+        // ~1 GiB of whitespace in the sheet, from a file of under 7 MB.
         let file = testing::workbook_with_sheet_entry(
             testing::repeated(
                 "xl/worksheets/sheet1.xml",

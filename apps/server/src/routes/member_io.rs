@@ -65,7 +65,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/import",
         import_members,
         RouteDoc::new("import_members", "Import members from a CSV or Excel file", TAG)
-            .description("Send the file as the body (`text/csv` or the .xlsx type), up to 20 MiB, with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.")
+            .description("Send the file as the body (`text/csv` or the .xlsx type), up to 20 MiB, with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). Caps, checked while reading: 50,000 rows after the header, 64 columns, 4 KiB per cell, 64 KiB per row; an .xlsx may unpack to 64 MiB per part (96 MiB in all). A file past a size cap (rows, unpacked bytes) is refused with 413 (`details.cap` names it); a malformed file, a value beyond column 64, a cell or row too long, or a header naming a column twice (`email` and `E-mail`) with 422. `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.")
             .permission(PermissionKey::UsersInvite)
             .rate_class(RateClass::Create)
             .upload()
@@ -637,11 +637,13 @@ fn unreadable(e: ReadError) -> ApiError {
         ReadError::MissingColumn(name) => ((*name).to_owned(), "missing_column"),
         ReadError::Sheet(_) => (String::new(), "unreadable_file"),
     };
-    ApiError::validation(vec![FieldError {
+    let fields = vec![FieldError {
         field,
         code: code.into(),
-        message,
-    }])
+        message: message.clone(),
+    }];
+    ApiError::new(ErrorCode::ValidationFailed, message)
+        .with_details(serde_json::json!({ "fields": fields }))
 }
 
 async fn import_members(
