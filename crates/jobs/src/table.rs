@@ -634,4 +634,55 @@ mod tests {
             );
         }
     }
+    /// The caps fit the service's own export: a sheet written like the XLSX export
+    /// (constant memory, text cells, dates as dates), measured per row, fits 50,000
+    /// rows with generous values in the per-part unpacked cap.
+    #[test]
+    fn the_caps_fit_a_full_export() {
+        const ROWS: u32 = 2_000;
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("ptoc-caps-{}.xlsx", uuid::Uuid::now_v7()));
+        let mut book = rust_xlsxwriter::Workbook::new();
+        book.set_tempdir(&dir).unwrap();
+        let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+        let sheet = book.add_worksheet_with_constant_memory().unwrap();
+        for (col, name) in (0_u16..).zip(COLUMNS) {
+            sheet.write_string(0, col, name).unwrap();
+        }
+        for row in 1..=ROWS {
+            let cells = [
+                uuid::Uuid::now_v7().to_string(),
+                format!("firstname.lastname{row}@some-long-school-domain.org"),
+                "Maximiliana-Jo".to_owned(),
+                "Featherstonehaugh".to_owned(),
+                "+1 (555) 123-4567".to_owned(),
+                "committee_lead".to_owned(),
+                "active".to_owned(),
+                "Fundraising and Events".to_owned(),
+                "Ana (3); Benjamin (K); Cleo (5)".to_owned(),
+            ];
+            for (col, text) in (0_u16..).zip(&cells) {
+                sheet.write_string(row, col, text).unwrap();
+            }
+            let t = rust_xlsxwriter::ExcelDateTime::from_timestamp(1_700_000_000).unwrap();
+            sheet.write_datetime_with_format(row, 9, &t, &date).unwrap();
+            sheet.write_datetime_with_format(row, 10, &t, &date).unwrap();
+        }
+        book.save(&path).unwrap();
+        let limits = SheetLimits::default();
+        let mut counters = Counters::default();
+        let mut rows = 0;
+        read_rows_with(&path, SheetFormat::Xlsx, &limits, &mut counters, |r| {
+            rows += 1;
+            r.get("joined_at").starts_with("45")
+        })
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(rows, ROWS);
+        let per_row = counters.bytes / u64::from(ROWS);
+        assert!(
+            per_row * limits.max_rows < limits.max_entry_inflated_bytes,
+            "{per_row} bytes per row: 50,000 rows must fit the cap"
+        );
+    }
 }
