@@ -666,7 +666,9 @@ mod tests {
             }
             let t = rust_xlsxwriter::ExcelDateTime::from_timestamp(1_700_000_000).unwrap();
             sheet.write_datetime_with_format(row, 9, &t, &date).unwrap();
-            sheet.write_datetime_with_format(row, 10, &t, &date).unwrap();
+            sheet
+                .write_datetime_with_format(row, 10, &t, &date)
+                .unwrap();
         }
         book.save(&path).unwrap();
         let limits = SheetLimits::default();
