@@ -47,11 +47,7 @@ fn validate_all(rows: &[RawRow]) {
 
 /// A cell as the reader gives it back: trimmed, without the export's formula guard.
 fn as_read(v: &str) -> &str {
-    let v = v.trim();
-    match v.strip_prefix('\'') {
-        Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest,
-        _ => v,
-    }
+    sheets::csv::unguard(v.trim()).trim()
 }
 
 fn cell() -> impl Strategy<Value = String> {

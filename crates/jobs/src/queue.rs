@@ -350,9 +350,17 @@ impl JobDraft {
     }
 }
 
+/// Deletes a draft's staged rows — unless its job row exists (a commit that reported
+/// an error but went through: the job keeps its rows).
 async fn discard_items(db: &Database, org_id: Uuid, id: Uuid) -> Result<(), JobStoreError> {
     let txn = db.begin_for_org(org_id).await?;
-    delete_items(&txn, org_id, id).await?;
+    if jobs::Entity::find_by_id((org_id, id))
+        .one(&txn)
+        .await?
+        .is_none()
+    {
+        delete_items(&txn, org_id, id).await?;
+    }
     txn.commit().await?;
     Ok(())
 }

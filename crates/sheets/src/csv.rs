@@ -9,7 +9,7 @@
 
 use std::io::Read;
 
-use crate::{Counters, ReadError, RowBuilder, SheetLimits, SheetRow, count_row};
+use crate::{Counters, ReadError, RowBuilder, SheetLimits, SheetRow};
 
 /// Whether `field` needs the formula guard (see the module documentation).
 #[must_use]
@@ -90,6 +90,7 @@ pub fn read_csv(
     let mut column: u64 = 0;
     let mut row: Option<RowBuilder> = None;
     let mut record_bytes = 0_usize;
+    let mut records = 0_u64;
     let mut at_eof = false;
     loop {
         let chunk: &[u8] = if at_eof {
@@ -105,7 +106,7 @@ pub fn read_csv(
         counters.bytes += read as u64;
         record_bytes += read;
         len += written;
-        let number = counters.rows + 1;
+        let number = records + 1;
         if record_bytes > limits.max_row_bytes {
             return Err(ReadError::RowTooLarge {
                 row: number,
@@ -146,10 +147,14 @@ pub fn read_csv(
                 len = 0;
                 column += 1;
                 if record_end {
-                    count_row(counters, limits)?;
+                    records += 1;
                     column = 0;
                     record_bytes = 0;
-                    if let Some(done) = row.take().and_then(|b| b.finish(counters))
+                    let done = match row.take() {
+                        Some(b) => b.finish(counters, limits)?,
+                        None => None,
+                    };
+                    if let Some(done) = done
                         && !each(done)
                     {
                         return Ok(());
@@ -212,9 +217,10 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].cells, ["email", "name"]);
         assert_eq!((rows[1].number, rows[1].cells[1].as_str()), (2, "Ann, B"));
-        // The record of empty fields counts as a row but is not delivered.
+        // The record of empty fields keeps its number but is neither delivered nor
+        // counted.
         assert_eq!((rows[2].number, rows[2].cells[0].as_str()), (4, "b@x.org"));
-        assert_eq!(c.rows, 4);
+        assert_eq!(c.rows, 3);
     }
 
     #[test]

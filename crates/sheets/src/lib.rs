@@ -36,7 +36,8 @@ pub use xlsx::read_xlsx;
 /// the file holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SheetLimits {
-    /// Rows after the header (CSV records; XLSX `<row>` elements, empty ones too).
+    /// Rows after the header (rows with a non-empty cell: blank rows and records are
+    /// bounded by the bytes that hold them).
     pub max_rows: u64,
     /// Columns: a non-empty cell beyond this column is refused.
     pub max_columns: usize,
@@ -177,10 +178,8 @@ impl ReadError {
 /// far a refused file got).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Rows seen (the header included; XLSX: `<row>` elements, empty ones too).
+    /// Rows with a non-empty cell handed to the callback (the header included).
     pub rows: u64,
-    /// Non-empty rows handed to the callback.
-    pub rows_delivered: u64,
     /// Non-empty cells handed to the callback.
     pub cells_delivered: u64,
     /// The longest cell handed to the callback (bytes).
@@ -262,13 +261,19 @@ impl RowBuilder {
         Ok(())
     }
 
-    /// The row, or `None` when it has no non-empty cell.
-    fn finish(self, counters: &mut Counters) -> Option<SheetRow> {
+    /// The row, counted against [`SheetLimits::max_rows`], or `None` when it has no
+    /// non-empty cell (blank rows are not counted: they cost no more than the bytes
+    /// that hold them, which the other caps bound).
+    fn finish(
+        self,
+        counters: &mut Counters,
+        limits: &SheetLimits,
+    ) -> Result<Option<SheetRow>, ReadError> {
         let filled = self.cells.iter().filter(|c| !c.is_empty()).count();
         if filled == 0 {
-            return None;
+            return Ok(None);
         }
-        counters.rows_delivered += 1;
+        count_row(counters, limits)?;
         counters.cells_delivered += filled as u64;
         counters.widest_row = counters.widest_row.max(self.cells.len());
         counters.largest_cell = self
@@ -278,10 +283,10 @@ impl RowBuilder {
             .max()
             .unwrap_or_default()
             .max(counters.largest_cell);
-        Some(SheetRow {
+        Ok(Some(SheetRow {
             number: self.number,
             cells: self.cells,
-        })
+        }))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The reader's fuzz target, as property tests in the normal test run (bounded: 512
+//! The reader's fuzz target, as property tests in the normal test run (bounded: 256
 //! small cases per property, seconds in all; see [`cases`]): random workbooks (random sheet
 //! XML with random cell references, huge ones included, random shared strings, random
 //! sizes; truncated and corrupted zips) and random CSV bytes, read under random small
@@ -52,8 +52,7 @@ fn check_caps(rows: &[SheetRow], c: &Counters, limits: &SheetLimits) {
         "{} rows",
         rows.len()
     );
-    assert_eq!(rows.len() as u64, c.rows_delivered);
-    assert!(c.rows <= limits.max_rows + 1);
+    assert_eq!(rows.len() as u64, c.rows);
     for r in rows {
         assert!(
             r.cells.len() <= limits.max_columns,
@@ -218,13 +217,13 @@ fn model_rows(rows: &[Vec<(u64, String)>]) -> Vec<(u64, BTreeMap<u64, String>)> 
         .collect()
 }
 
-/// Cases per property: 512 by default (a few seconds in all); `SHEETS_FUZZ_CASES`
+/// Cases per property: 256 by default (a few seconds in all); `SHEETS_FUZZ_CASES`
 /// runs longer (`SHEETS_FUZZ_CASES=100000 cargo nextest run -p sheets props`).
 fn cases() -> u32 {
     std::env::var("SHEETS_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(512)
+        .unwrap_or(256)
 }
 
 proptest! {

@@ -19,7 +19,7 @@ use std::io::{BufReader, Read, Seek};
 
 use quick_xml::events::{BytesRef, BytesStart, Event};
 
-use crate::{Cap, Counters, ReadError, RowBuilder, SheetLimits, SheetRow, count_row};
+use crate::{Cap, Counters, ReadError, RowBuilder, SheetLimits, SheetRow};
 
 /// Whitespace kept of a whitespace-only text between tags.
 const KEPT_WHITESPACE: usize = 64;
@@ -461,7 +461,6 @@ fn read_workbook<R: Read + Seek>(
                 match e.local_name().as_ref() {
                     "sheetData" => in_data = true,
                     "row" if in_data => {
-                        count_row(counters, limits)?;
                         let number = match attr(&e, "r")? {
                             Some(r) => r
                                 .trim()
@@ -508,7 +507,11 @@ fn read_workbook<R: Read + Seek>(
                     "sheetData" => return Ok(()),
                     "row" => {
                         cell = None;
-                        if let Some(done) = row.take().and_then(|b| b.finish(counters))
+                        let done = match row.take() {
+                            Some(b) => b.finish(counters, limits)?,
+                            None => None,
+                        };
+                        if let Some(done) = done
                             && !each(done)
                         {
                             return Ok(());
@@ -642,7 +645,7 @@ mod tests {
         );
         assert_eq!(rows[1].cells, ["5551234567", "1.5", "true"]);
         assert_eq!(rows[2].cells, ["", "rich text"]);
-        assert_eq!(c.rows, 4);
+        assert_eq!(c.rows, 3, "the blank row 5 is not counted");
         assert_eq!(c.shared_strings, 2);
     }
 
@@ -666,7 +669,7 @@ mod tests {
             ),
             "{r:?}"
         );
-        assert_eq!(c.rows, 2);
+        assert_eq!(c.rows, 1, "the header; the refused row is not counted");
         // An empty (formatted) cell there is harmless and ignored.
         let sheet = r#"<worksheet><sheetData>
             <row r="1"><c r="A1" t="inlineStr"><is><t>email</t></is></c></row>
