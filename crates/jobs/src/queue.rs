@@ -212,13 +212,20 @@ pub struct SweepReport {
     pub jobs: u64,
 }
 
-/// Rows per multi-row insert of job items.
-const ITEM_CHUNK: usize = 500;
+/// Rows per multi-row insert of job items, and per staging transaction.
+pub const ITEM_CHUNK: usize = 500;
 
-/// A job being created: its input rows are inserted as they are pushed (in chunks), and
-/// the job becomes visible to workers only when [`JobDraft::submit`] commits.
+/// A job being created. Its input rows are staged in batches of [`ITEM_CHUNK`], each
+/// batch inserted and committed in a short transaction of its own, so that no write
+/// transaction stays open while the file is read (on SQLite one open write
+/// transaction blocks every other tenant's writes). Staged rows are invisible to
+/// workers — a worker only looks for rows of a job it claimed — until
+/// [`JobDraft::submit`] inserts the job row itself. Rows of a draft that is never
+/// submitted are removed by [`JobDraft::discard`], in the background when the draft
+/// is dropped, and in any case by [`JobQueue::sweep`] once they are older than its
+/// cut-off.
 pub struct JobDraft {
-    txn: DatabaseTransaction,
+    db: Database,
     org_id: Uuid,
     id: Uuid,
     kind: JobKind,
@@ -226,6 +233,8 @@ pub struct JobDraft {
     params: serde_json::Value,
     buffer: Vec<job_items::ActiveModel>,
     count: i64,
+    batches: u64,
+    ended: bool,
 }
 
 impl std::fmt::Debug for JobDraft {
@@ -233,6 +242,7 @@ impl std::fmt::Debug for JobDraft {
         f.debug_struct("JobDraft")
             .field("id", &self.id)
             .field("count", &self.count)
+            .field("batches", &self.batches)
             .finish_non_exhaustive()
     }
 }
@@ -244,7 +254,14 @@ impl JobDraft {
         self.id
     }
 
-    /// Adds an input row with sequence number `seq` (increasing).
+    /// Batches of input rows committed so far (each in its own transaction).
+    #[must_use]
+    pub fn batches_committed(&self) -> u64 {
+        self.batches
+    }
+
+    /// Adds an input row with sequence number `seq` (increasing); every
+    /// [`ITEM_CHUNK`] rows are committed as one batch.
     ///
     /// # Errors
     /// Storage failures.
@@ -271,24 +288,36 @@ impl JobDraft {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.buffer);
-        job_items::Entity::insert_many(rows).exec(&self.txn).await?;
+        let txn = self.db.begin_for_org(self.org_id).await?;
+        job_items::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        self.batches += 1;
         Ok(())
     }
 
-    /// Stores the job (queued) with its rows and commits.
+    /// Stores the job (queued) with the rows staged so far (the last batch and the
+    /// job row in one short transaction).
     ///
     /// # Errors
-    /// Storage failures.
+    /// Storage failures (the staged rows are then discarded in the background).
     pub async fn submit(mut self) -> Result<Job, JobStoreError> {
-        self.flush().await?;
+        let rows = std::mem::take(&mut self.buffer);
         let now = now_micros();
+        let txn = self.db.begin_for_org(self.org_id).await?;
+        if !rows.is_empty() {
+            job_items::Entity::insert_many(rows)
+                .exec_without_returning(&txn)
+                .await?;
+        }
         let row = jobs::ActiveModel {
             org_id: Set(self.org_id),
             id: Set(self.id),
             kind: Set(self.kind.as_str().to_owned()),
             status: Set(JobStatus::Queued.as_str().to_owned()),
             created_by: Set(self.created_by),
-            params: Set(self.params),
+            params: Set(std::mem::take(&mut self.params)),
             total: Set(self.count),
             cursor: Set(0),
             succeeded: Set(0),
@@ -301,10 +330,56 @@ impl JobDraft {
             updated_at: Set(now),
             finished_at: Set(None),
         }
-        .insert(&self.txn)
+        .insert(&txn)
         .await?;
-        self.txn.commit().await?;
+        txn.commit().await?;
+        self.ended = true;
         Ok(job(row))
+    }
+
+    /// Removes the rows staged so far (the job is not created).
+    ///
+    /// # Errors
+    /// Storage failures (the sweep removes the rows later).
+    pub async fn discard(mut self) -> Result<(), JobStoreError> {
+        self.ended = true;
+        if self.batches == 0 {
+            return Ok(());
+        }
+        discard_items(&self.db, self.org_id, self.id).await
+    }
+}
+
+/// Deletes a draft's staged rows — unless its job row exists (a commit that reported
+/// an error but went through: the job keeps its rows).
+async fn discard_items(db: &Database, org_id: Uuid, id: Uuid) -> Result<(), JobStoreError> {
+    let txn = db.begin_for_org(org_id).await?;
+    if jobs::Entity::find_by_id((org_id, id))
+        .one(&txn)
+        .await?
+        .is_none()
+    {
+        delete_items(&txn, org_id, id).await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+impl Drop for JobDraft {
+    fn drop(&mut self) {
+        // Neither submitted nor discarded (the request was dropped, or failed): remove
+        // what was staged in the background when there is a runtime to do it.
+        if self.ended || self.batches == 0 {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (db, org_id, id) = (self.db.clone(), self.org_id, self.id);
+            rt.spawn(async move {
+                if let Err(e) = discard_items(&db, org_id, id).await {
+                    tracing::warn!(error = %e, job = %id, "staged import rows not removed; the sweep will");
+                }
+            });
+        }
     }
 }
 
@@ -349,7 +424,8 @@ impl JobQueue {
             .collect()
     }
 
-    /// Starts creating a job of `org` (in a transaction scoped to the org).
+    /// Starts creating a job of `org` (see [`JobDraft`]: nothing is written until the
+    /// first batch of rows).
     ///
     /// # Errors
     /// Storage failures.
@@ -360,9 +436,8 @@ impl JobQueue {
         created_by: Option<Uuid>,
         params: serde_json::Value,
     ) -> Result<JobDraft, JobStoreError> {
-        let txn = self.db.begin_for_org(org_id).await?;
         Ok(JobDraft {
-            txn,
+            db: self.db.clone(),
             org_id,
             id: Uuid::now_v7(),
             kind,
@@ -370,6 +445,8 @@ impl JobQueue {
             params,
             buffer: Vec::new(),
             count: 0,
+            batches: 0,
+            ended: false,
         })
     }
 
@@ -756,6 +833,7 @@ impl JobQueue {
     ) -> Result<SweepReport, JobStoreError> {
         let batch = Ord::max(batch, 1);
         let mut report = SweepReport::default();
+        self.sweep_orphan_items(ended_before).await?;
         loop {
             let txn = self.db.begin_write().await?;
             let due: Vec<(Uuid, Uuid)> = jobs::Entity::find()
@@ -794,6 +872,31 @@ impl JobQueue {
                 return Ok(report);
             }
         }
+    }
+
+    /// Removes staged input rows of drafts never submitted nor discarded (the process
+    /// died while an upload was being staged) whose job id — a UUIDv7, so a time — is
+    /// older than `before`.
+    async fn sweep_orphan_items(&self, before: OffsetDateTime) -> Result<u64, JobStoreError> {
+        let conn = self.db.primary();
+        let backend = conn.get_database_backend();
+        let p = if backend == DbBackend::Postgres {
+            "$1"
+        } else {
+            "?"
+        };
+        let done = conn
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "DELETE FROM job_items WHERE job_id < {p} AND NOT EXISTS \
+                     (SELECT 1 FROM jobs WHERE jobs.org_id = job_items.org_id \
+                     AND jobs.id = job_items.job_id)"
+                ),
+                [v7_floor(before).into()],
+            ))
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Gives the job back after a transient failure: the lease ends now, so any worker
@@ -847,6 +950,16 @@ impl JobQueue {
         .await?;
         Ok(())
     }
+}
+
+/// The smallest UUIDv7 of the millisecond `t`: every v7 id made before `t` sorts below.
+fn v7_floor(t: OffsetDateTime) -> Uuid {
+    let ms = u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or_default();
+    let mut bytes = [0_u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
 }
 
 /// Deletes a job's input rows.

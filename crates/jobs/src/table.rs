@@ -1,5 +1,6 @@
-//! Member spreadsheets: the columns, reading an uploaded CSV or XLSX file row by row, and
-//! writing rows as CSV or XLSX.
+//! Member spreadsheets: the columns, reading an uploaded CSV or XLSX file row by row
+//! (through the capped stream reader of the `sheets` crate), and writing rows as CSV
+//! (the `sheets` writer, formula-guarded) or XLSX.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -115,35 +116,8 @@ pub fn text_cells(u: &User, m: &Membership) -> [String; 11] {
     ]
 }
 
-/// Appends `field` as one CSV field (quoted when needed; a leading `=`, `+`, `-`, `@`
-/// is prefixed with `'` so a spreadsheet does not run it as a formula).
-pub fn push_csv_field(buf: &mut String, field: &str) {
-    let guarded;
-    let field = if field.starts_with(['=', '+', '-', '@']) {
-        guarded = format!("'{field}");
-        guarded.as_str()
-    } else {
-        field
-    };
-    if field.contains([',', '"', '\r', '\n']) {
-        buf.push('"');
-        buf.push_str(&field.replace('"', "\"\""));
-        buf.push('"');
-    } else {
-        buf.push_str(field);
-    }
-}
-
-/// Appends one CSV line (CRLF-terminated).
-pub fn push_csv_line<S: AsRef<str>>(buf: &mut String, cells: &[S]) {
-    for (i, c) in cells.iter().enumerate() {
-        if i > 0 {
-            buf.push(',');
-        }
-        push_csv_field(buf, c.as_ref());
-    }
-    buf.push_str("\r\n");
-}
+pub use sheets::csv::{push_field as push_csv_field, push_line as push_csv_line};
+pub use sheets::{Counters, SheetLimits};
 
 /// The CSV header line.
 #[must_use]
@@ -174,17 +148,31 @@ impl RawRow {
 /// Why an uploaded file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    /// The file is not valid CSV / XLSX.
-    #[error("the file cannot be read as {format}: {message}")]
-    Malformed {
-        /// The expected format.
-        format: &'static str,
-        /// What went wrong.
-        message: String,
-    },
+    /// The reader refused the file: malformed, or past a cap of [`SheetLimits`]
+    /// ([`sheets::ReadError::is_too_large`] tells the size caps apart).
+    #[error(transparent)]
+    Sheet(#[from] sheets::ReadError),
     /// The header row lacks a required column.
     #[error("the header row has no `{0}` column")]
     MissingColumn(&'static str),
+    /// Two header cells name the same column (after normalization: `email`, `E-mail`).
+    #[error("the header row has the column `{name}` twice (columns {first} and {second})")]
+    DuplicateColumn {
+        /// The normalized name.
+        name: String,
+        /// The first one's position (the first column is 1).
+        first: usize,
+        /// The second one's position.
+        second: usize,
+    },
+}
+
+impl ReadError {
+    /// Whether a size cap refused the file (HTTP 413 rather than 422).
+    #[must_use]
+    pub const fn is_too_large(&self) -> bool {
+        matches!(self, Self::Sheet(e) if e.is_too_large())
+    }
 }
 
 /// A header cell as a column name: lower case, runs of other characters as `_`
@@ -209,139 +197,175 @@ pub fn column_name(header: &str) -> String {
     }
 }
 
-fn row_of(headers: &[String], row: i64, cells: impl Iterator<Item = String>) -> RawRow {
+fn row_of(headers: &[String], row: &sheets::SheetRow) -> RawRow {
     let cells = headers
         .iter()
-        .zip(cells)
+        .zip(&row.cells)
         .filter_map(|(h, c)| {
-            let c = c.trim();
             // Undo the CSV export's formula guard (`'=…`, `'+…`).
-            let c = match c.strip_prefix('\'') {
-                Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest,
-                _ => c,
-            }
-            .to_owned();
+            let c = sheets::csv::unguard(c.trim()).trim().to_owned();
             (!h.is_empty() && !c.is_empty()).then(|| (h.clone(), c))
         })
         .collect();
-    RawRow { row, cells }
+    RawRow {
+        row: i64::try_from(row.number).unwrap_or(i64::MAX),
+        cells,
+    }
 }
 
-/// Reads `path` row by row, calling `each` for every non-empty data row; stops early
-/// when `each` returns `false`. CSV is streamed (constant memory); an XLSX sheet is
-/// loaded whole (the upload is size-capped). Blocking: run it off the async runtime.
+/// The header row's column names; refuses a header without `email` and one naming a
+/// column twice.
+fn header_names(header: Option<&sheets::SheetRow>) -> Result<Vec<String>, ReadError> {
+    let headers: Vec<String> = header
+        .map(|h| h.cells.iter().map(|c| column_name(c)).collect())
+        .unwrap_or_default();
+    for (i, h) in headers.iter().enumerate() {
+        if h.is_empty() {
+            continue;
+        }
+        if let Some(first) = headers[..i].iter().position(|x| x == h) {
+            return Err(ReadError::DuplicateColumn {
+                name: h.clone(),
+                first: first + 1,
+                second: i + 1,
+            });
+        }
+    }
+    if !headers.iter().any(|h| h == "email") {
+        return Err(ReadError::MissingColumn("email"));
+    }
+    Ok(headers)
+}
+
+/// Reads `path` row by row under the default [`SheetLimits`], calling `each` for every
+/// non-empty data row; stops early when `each` returns `false`. See [`read_rows_with`].
 ///
 /// # Errors
-/// [`ReadError`] for a malformed file or a header without `email`.
+/// [`ReadError`]: a malformed file, a cap exceeded, a bad header.
 pub fn read_rows(
     path: &Path,
     format: SheetFormat,
+    each: impl FnMut(RawRow) -> bool,
+) -> Result<(), ReadError> {
+    read_rows_with(
+        path,
+        format,
+        &SheetLimits::default(),
+        &mut Counters::default(),
+        each,
+    )
+}
+
+/// Reads `path` as a stream (CSV or the first XLSX sheet) under `limits`, calling
+/// `each` for every non-empty data row (the first non-empty row is the header); stops
+/// early when `each` returns `false`. Memory stays bounded by the caps whatever the
+/// file holds; `counters` tells how far the read got. Blocking: run it off the async
+/// runtime.
+///
+/// # Errors
+/// [`ReadError`]: a malformed file, a cap exceeded (checked while reading), a header
+/// without `email` or with a column twice.
+pub fn read_rows_with(
+    path: &Path,
+    format: SheetFormat,
+    limits: &SheetLimits,
+    counters: &mut Counters,
     mut each: impl FnMut(RawRow) -> bool,
 ) -> Result<(), ReadError> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        ReadError::Sheet(sheets::ReadError::Malformed {
+            format: "upload",
+            message: e.to_string(),
+        })
+    })?;
+    let mut headers: Option<Vec<String>> = None;
+    let mut failed = None;
+    let on_row = |row: sheets::SheetRow| -> bool {
+        match &headers {
+            None => match header_names(Some(&row)) {
+                Ok(h) => {
+                    headers = Some(h);
+                    true
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            },
+            Some(h) => {
+                let raw = row_of(h, &row);
+                raw.cells.is_empty() || each(raw)
+            }
+        }
+    };
     match format {
         SheetFormat::Csv => {
-            let bad = |e: csv::Error| ReadError::Malformed {
-                format: "CSV",
-                message: e.to_string(),
-            };
-            let mut reader = csv::ReaderBuilder::new()
-                .flexible(true)
-                .has_headers(true)
-                .from_path(path)
-                .map_err(bad)?;
-            let headers: Vec<String> = reader
-                .headers()
-                .map_err(bad)?
-                .iter()
-                .map(|h| column_name(h.trim_start_matches('\u{feff}')))
-                .collect();
-            if !headers.iter().any(|h| h == "email") {
-                return Err(ReadError::MissingColumn("email"));
-            }
-            let mut record = csv::StringRecord::new();
-            let mut row = 1;
-            while reader.read_record(&mut record).map_err(bad)? {
-                row += 1;
-                let raw = row_of(&headers, row, record.iter().map(str::to_owned));
-                if raw.cells.is_empty() {
-                    continue;
-                }
-                if !each(raw) {
-                    break;
-                }
-            }
-            Ok(())
+            sheets::read_csv(std::io::BufReader::new(file), limits, counters, on_row)?
         }
         SheetFormat::Xlsx => {
-            use calamine::Reader;
-            let bad = |e: String| ReadError::Malformed {
-                format: "XLSX",
-                message: e,
-            };
-            let mut book: calamine::Xlsx<_> = calamine::open_workbook(path)
-                .map_err(|e: calamine::XlsxError| bad(e.to_string()))?;
-            let sheet = book
-                .worksheet_range_at(0)
-                .ok_or_else(|| bad("the workbook has no sheet".to_owned()))?
-                .map_err(|e| bad(e.to_string()))?;
-            let mut rows = sheet.rows();
-            let headers: Vec<String> = rows
-                .next()
-                .map(|r| r.iter().map(|c| column_name(&cell_text(c))).collect())
-                .unwrap_or_default();
-            if !headers.iter().any(|h| h == "email") {
-                return Err(ReadError::MissingColumn("email"));
-            }
-            let first = i64::from(sheet.start().map_or(0, |(r, _)| r)) + 1;
-            for (i, r) in rows.enumerate() {
-                let raw = row_of(
-                    &headers,
-                    first + 1 + i64::try_from(i).unwrap_or(i64::MAX),
-                    r.iter().map(cell_text),
-                );
-                if raw.cells.is_empty() {
-                    continue;
-                }
-                if !each(raw) {
-                    break;
-                }
-            }
-            Ok(())
+            sheets::read_xlsx(std::io::BufReader::new(file), limits, counters, on_row)?
         }
     }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if headers.is_none() {
+        header_names(None)?;
+    }
+    Ok(())
 }
 
-/// A cell's text: numbers without a trailing `.0` (phone numbers typed as numbers),
-/// dates as RFC 3339.
-fn cell_text(c: &calamine::Data) -> String {
-    use calamine::Data;
-    match c {
-        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
-        Data::Int(i) => i.to_string(),
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
-        Data::Float(f) => f.to_string(),
-        Data::Bool(b) => b.to_string(),
-        Data::DateTime(d) => excel_serial_to_rfc3339(d.as_f64()).unwrap_or_default(),
-        Data::Error(_) | Data::Empty => String::new(),
+/// A flag that stops a read (or any blocking work checking it) when the request that
+/// started it is gone: keep the [`CancelOnDrop`] of [`Cancel::on_drop`] in the request's
+/// future and check [`Cancel::is_cancelled`] per row on the blocking thread.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    /// Whether the work should stop.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Asks the work to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A guard that cancels when dropped (the request future was dropped, or ended).
+    #[must_use]
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(self.clone())
     }
 }
 
-/// Seconds from the Excel epoch (1899-12-30) to the Unix epoch.
-const EXCEL_UNIX_OFFSET_DAYS: f64 = 25_569.0;
+/// Cancels its [`Cancel`] when dropped.
+#[derive(Debug)]
+pub struct CancelOnDrop(Cancel);
 
-/// An Excel date serial (days since 1899-12-30, UTC) as an RFC 3339 time.
-#[must_use]
-pub fn excel_serial_to_rfc3339(serial: f64) -> Option<String> {
-    let secs = ((serial - EXCEL_UNIX_OFFSET_DAYS) * 86_400.0).round();
-    if !secs.is_finite() {
-        return None;
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
-    #[allow(
-        clippy::cast_possible_truncation,
-        reason = "rounded and range-checked by time"
-    )]
-    let t = OffsetDateTime::from_unix_timestamp(secs as i64).ok()?;
-    t.format(&Rfc3339).ok()
+}
+
+/// [`read_rows_with`] that also stops (with `Ok`) at the first row after `cancel` was
+/// set: the rows delivered after a cancellation are at most one.
+///
+/// # Errors
+/// As [`read_rows_with`].
+pub fn read_rows_until(
+    path: &Path,
+    format: SheetFormat,
+    limits: &SheetLimits,
+    counters: &mut Counters,
+    cancel: &Cancel,
+    mut each: impl FnMut(RawRow) -> bool,
+) -> Result<(), ReadError> {
+    read_rows_with(path, format, limits, counters, |row| {
+        !cancel.is_cancelled() && each(row)
+    })
 }
 
 /// Writes members into an XLSX workbook in constant-memory mode (rows go to a temporary
@@ -477,5 +501,190 @@ mod tests {
         let mut s = String::new();
         push_csv_line(&mut s, &["a,b", "say \"hi\"", "=SUM(A1)", "plain"]);
         assert_eq!(s, "\"a,b\",\"say \"\"hi\"\"\",'=SUM(A1),plain\r\n");
+    }
+    fn temp(bytes: &[u8], ext: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("ptoc-table-{}.{ext}", uuid::Uuid::now_v7()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn read(bytes: &[u8], format: SheetFormat) -> Result<Vec<RawRow>, ReadError> {
+        let path = temp(bytes, format.extension());
+        let mut rows = Vec::new();
+        let r = read_rows(&path, format, |r| {
+            rows.push(r);
+            true
+        });
+        std::fs::remove_file(&path).unwrap();
+        r.map(|()| rows)
+    }
+
+    #[test]
+    fn duplicate_header_columns_are_refused_naming_the_column() {
+        let r = read(
+            b"email,First Name,E-mail\na@x.org,Ann,b@x.org\n",
+            SheetFormat::Csv,
+        );
+        match r {
+            Err(ReadError::DuplicateColumn {
+                name,
+                first,
+                second,
+            }) => {
+                assert_eq!((name.as_str(), first, second), ("email", 1, 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = read(b"email,First Name,E-mail\n", SheetFormat::Csv).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the header row has the column `email` twice (columns 1 and 3)"
+        );
+        let xlsx = sheets::testing::workbook(
+            &sheets::testing::sheet_xml(&[vec!["Email", "Phone", "phone number"]]),
+            None,
+        );
+        assert!(matches!(
+            read(&xlsx, SheetFormat::Xlsx),
+            Err(ReadError::DuplicateColumn { ref name, .. }) if name == "phone"
+        ));
+        // Unnamed columns may repeat.
+        assert_eq!(
+            read(b"email,,\na@x.org,1,2\n", SheetFormat::Csv)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn xlsx_rows_read_by_header_with_sheet_row_numbers() {
+        let xlsx = sheets::testing::workbook(
+            &sheets::testing::sheet_xml(&[
+                vec!["E-mail", "First Name", "Phone"],
+                vec!["a@x.org", " Ann ", "'+1 555"],
+                vec!["", "", ""],
+                vec!["b@x.org", "Bo", ""],
+            ]),
+            None,
+        );
+        let rows = read(&xlsx, SheetFormat::Xlsx).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].row, 2);
+        assert_eq!(rows[0].get("first_name"), "Ann");
+        assert_eq!(rows[0].get("phone"), "+1 555");
+        assert_eq!(rows[1].row, 4);
+        assert!(matches!(
+            read(b"name\nAnn\n", SheetFormat::Csv),
+            Err(ReadError::MissingColumn("email"))
+        ));
+        assert!(matches!(
+            read(b"", SheetFormat::Csv),
+            Err(ReadError::MissingColumn("email"))
+        ));
+    }
+
+    #[test]
+    fn a_cancelled_read_stops_at_the_next_row() {
+        let mut body = b"email\n".to_vec();
+        for i in 0..40_000 {
+            body.extend(format!("p{i}@x.org\n").as_bytes());
+        }
+        for format in [SheetFormat::Csv, SheetFormat::Xlsx] {
+            let bytes = match format {
+                SheetFormat::Csv => body.clone(),
+                SheetFormat::Xlsx => sheets::testing::workbook_with_sheet_entry(
+                    sheets::testing::repeated(
+                        "xl/worksheets/sheet1.xml",
+                        b"<worksheet><sheetData><row><c t=\"inlineStr\"><is><t>email</t></is></c></row>",
+                        b"<row><c t=\"inlineStr\"><is><t>p@x.org</t></is></c></row>",
+                        40_000,
+                        b"</sheetData></worksheet>",
+                    ),
+                    None,
+                ),
+            };
+            let path = temp(&bytes, format.extension());
+            let cancel = Cancel::default();
+            // The request future holds the guard; dropping it (the client went away)
+            // sets the flag, which the reader sees at its next row.
+            let mut guard = Some(cancel.on_drop());
+            let mut counters = Counters::default();
+            let mut seen = 0;
+            read_rows_until(
+                &path,
+                format,
+                &SheetLimits::default(),
+                &mut counters,
+                &cancel,
+                |_| {
+                    seen += 1;
+                    if seen == 10 {
+                        drop(guard.take());
+                    }
+                    true
+                },
+            )
+            .unwrap();
+            std::fs::remove_file(&path).unwrap();
+            assert_eq!(seen, 10, "{format:?}: no row after the cancellation");
+            assert_eq!(
+                counters.rows, 12,
+                "{format:?}: the header, 10 rows, and the one that saw the flag"
+            );
+        }
+    }
+    /// The caps fit the service's own export: a sheet written like the XLSX export
+    /// (constant memory, text cells, dates as dates), measured per row, fits 50,000
+    /// rows with generous values in the per-part unpacked cap.
+    #[test]
+    fn the_caps_fit_a_full_export() {
+        const ROWS: u32 = 2_000;
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("ptoc-caps-{}.xlsx", uuid::Uuid::now_v7()));
+        let mut book = rust_xlsxwriter::Workbook::new();
+        book.set_tempdir(&dir).unwrap();
+        let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+        let sheet = book.add_worksheet_with_constant_memory().unwrap();
+        for (col, name) in (0_u16..).zip(COLUMNS) {
+            sheet.write_string(0, col, name).unwrap();
+        }
+        for row in 1..=ROWS {
+            let cells = [
+                uuid::Uuid::now_v7().to_string(),
+                format!("firstname.lastname{row}@some-long-school-domain.org"),
+                "Maximiliana-Jo".to_owned(),
+                "Featherstonehaugh".to_owned(),
+                "+1 (555) 123-4567".to_owned(),
+                "committee_lead".to_owned(),
+                "active".to_owned(),
+                "Fundraising and Events".to_owned(),
+                "Ana (3); Benjamin (K); Cleo (5)".to_owned(),
+            ];
+            for (col, text) in (0_u16..).zip(&cells) {
+                sheet.write_string(row, col, text).unwrap();
+            }
+            let t = rust_xlsxwriter::ExcelDateTime::from_timestamp(1_700_000_000).unwrap();
+            sheet.write_datetime_with_format(row, 9, &t, &date).unwrap();
+            sheet
+                .write_datetime_with_format(row, 10, &t, &date)
+                .unwrap();
+        }
+        book.save(&path).unwrap();
+        let limits = SheetLimits::default();
+        let mut counters = Counters::default();
+        let mut rows = 0;
+        read_rows_with(&path, SheetFormat::Xlsx, &limits, &mut counters, |r| {
+            rows += 1;
+            r.get("joined_at").starts_with("45")
+        })
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(rows, ROWS);
+        let per_row = counters.bytes / u64::from(ROWS);
+        assert!(
+            per_row * limits.max_rows < limits.max_entry_inflated_bytes,
+            "{per_row} bytes per row: 50,000 rows must fit the cap"
+        );
     }
 }

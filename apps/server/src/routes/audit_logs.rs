@@ -542,19 +542,9 @@ const EXPORT_PAGE: u32 = PageRequest::MAX_LIMIT;
 /// The export's columns, in order.
 const CSV_HEADER: &str = "id,seq,occurred_at,actor,action,category,change_type,entity_type,entity_id,ip,request_id,old_value,new_value\r\n";
 
-/// Appends `field` to `buf` as one CSV field (RFC 4180): quoted, with inner quotes
-/// doubled, when it holds a comma, a quote, CR or LF.
-fn push_field(buf: &mut String, field: &str) {
-    if field.contains([',', '"', '\r', '\n']) {
-        buf.push('"');
-        buf.push_str(&field.replace('"', "\"\""));
-        buf.push('"');
-    } else {
-        buf.push_str(field);
-    }
-}
-
-/// Appends one event as a CSV row (CRLF-terminated); JSON values are written compact.
+/// Appends one event as a CSV row with the project's CSV writer (RFC 4180, CRLF, and
+/// the formula guard: a value an actor chose cannot run as a spreadsheet formula); JSON
+/// values are written compact.
 fn push_row(buf: &mut String, e: &AuditEvent) {
     let json = |v: &Option<serde_json::Value>| v.as_ref().map(ToString::to_string);
     let b = &e.body;
@@ -573,13 +563,7 @@ fn push_row(buf: &mut String, e: &AuditEvent) {
         json(&b.old_value),
         json(&b.new_value),
     ];
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            buf.push(',');
-        }
-        push_field(buf, field.as_deref().unwrap_or_default());
-    }
-    buf.push_str("\r\n");
+    sheets::csv::push_line(buf, &fields.map(Option::unwrap_or_default));
 }
 
 /// The CSV body: the header, then one chunk per page of `filter`, following

@@ -16,7 +16,7 @@ use futures_util::stream::{self, BoxStream};
 use garde::Validate;
 use jobs::export::{ExportParams, ExportSpec, MemberPages, TempFile};
 use jobs::import::{DryRun, DryRunReport, ExistingMembers, ImportParams};
-use jobs::table::{RawRow, SheetFormat};
+use jobs::table::{Cancel, Counters, RawRow, ReadError, SheetFormat, SheetLimits};
 use jobs::{JobKind, JobStoreError};
 use permissions::PermissionKey;
 use rate_limit::RateClass;
@@ -65,7 +65,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/import",
         import_members,
         RouteDoc::new("import_members", "Import members from a CSV or Excel file", TAG)
-            .description("Send the file as the body (`text/csv` or the .xlsx type), up to 20 MiB, with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.")
+            .description("Send the file as the body (`text/csv` or the .xlsx type), up to 20 MiB, with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). Caps, checked while reading: 50,000 rows after the header, 64 columns, 4 KiB per cell, 64 KiB per row; an .xlsx may unpack to 64 MiB per part (96 MiB in all). A file past a size cap (rows, unpacked bytes) is refused with 413 (`details.cap` names it); a malformed file, a value beyond column 64, a cell or row too long, or a header naming a column twice (`email` and `E-mail`) with 422. `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.")
             .permission(PermissionKey::UsersInvite)
             .rate_class(RateClass::Create)
             .upload()
@@ -619,12 +619,31 @@ impl aide::OperationOutput for ImportResponse {
     }
 }
 
-fn unreadable(e: jobs::table::ReadError) -> ApiError {
-    ApiError::validation(vec![FieldError {
-        field: String::new(),
-        code: "unreadable_file".into(),
-        message: e.to_string(),
-    }])
+/// A refused upload: 413 for the size caps (rows, unpacked bytes, shared strings, zip
+/// parts; `details.cap` names it), 422 otherwise (malformed, too many columns, a cell
+/// or row too long, a bad header), with a message saying which.
+fn unreadable(e: ReadError) -> ApiError {
+    use sheets::ReadError as Sheet;
+    let message = e.to_string();
+    if let ReadError::Sheet(Sheet::TooLarge { cap, limit }) = &e {
+        return ApiError::new(ErrorCode::PayloadTooLarge, message)
+            .with_details(serde_json::json!({ "cap": cap.as_str(), "limit": limit }));
+    }
+    let (field, code) = match &e {
+        ReadError::Sheet(Sheet::TooManyColumns { .. }) => (String::new(), "too_many_columns"),
+        ReadError::Sheet(Sheet::CellTooLarge { .. }) => (String::new(), "cell_too_large"),
+        ReadError::Sheet(Sheet::RowTooLarge { .. }) => (String::new(), "row_too_large"),
+        ReadError::DuplicateColumn { name, .. } => (name.clone(), "duplicate_column"),
+        ReadError::MissingColumn(name) => ((*name).to_owned(), "missing_column"),
+        ReadError::Sheet(_) => (String::new(), "unreadable_file"),
+    };
+    let fields = vec![FieldError {
+        field,
+        code: code.into(),
+        message: message.clone(),
+    }];
+    ApiError::new(ErrorCode::ValidationFailed, message)
+        .with_details(serde_json::json!({ "fields": fields }))
 }
 
 async fn import_members(
@@ -645,11 +664,22 @@ async fn import_members(
             .await
             .map_err(storage)?;
         let mut dry = DryRun::new(roles, rank, members);
+        // The read stops at the next row once this future is dropped (the client went
+        // away): the guard sets the flag the blocking reader checks per row.
+        let cancel = Cancel::default();
+        let _stop_when_dropped = cancel.on_drop();
         let report = tokio::task::spawn_blocking(move || {
-            jobs::table::read_rows(file.path(), format, |row| {
-                dry.check(&row);
-                true
-            })
+            jobs::table::read_rows_until(
+                file.path(),
+                format,
+                &SheetLimits::default(),
+                &mut Counters::default(),
+                &cancel,
+                |row| {
+                    dry.check(&row);
+                    true
+                },
+            )
             .map(|()| dry.finish())
         })
         .await
@@ -670,19 +700,34 @@ async fn import_members(
         .await
         .map_err(storage)?;
     // The file is read on a blocking thread and handed over row by row (bounded), so
-    // memory does not grow with the file.
+    // memory does not grow with the file; the rows are staged in batches, each
+    // committed on its own (no transaction stays open while the file is read). When
+    // this future is dropped the channel closes, which stops the reader at its next
+    // row, and the dropped draft removes what it staged.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RawRow>(256);
     let reader = tokio::task::spawn_blocking(move || {
         jobs::table::read_rows(file.path(), format, |row| tx.blocking_send(row).is_ok())
     });
+    let mut staged = Ok(());
     while let Some(row) = rx.recv().await {
-        let value = serde_json::to_value(&row).map_err(|e| ApiError::internal(Box::new(e)))?;
-        draft.push(row.row, value).await.map_err(storage)?;
+        staged = match serde_json::to_value(&row) {
+            Ok(value) => draft.push(row.row, value).await.map_err(storage),
+            Err(e) => Err(ApiError::internal(Box::new(e))),
+        };
+        if staged.is_err() {
+            break;
+        }
     }
-    reader
+    drop(rx);
+    let read = reader
         .await
-        .map_err(|e| ApiError::internal(Box::new(e)))?
-        .map_err(unreadable)?;
+        .map_err(|e| ApiError::internal(Box::new(e)))
+        .and_then(|r| r.map_err(unreadable));
+    if let Err(e) = read.and(staged) {
+        // Best effort: a dropped draft removes its rows too, and the sweep after it.
+        let _ = draft.discard().await;
+        return Err(e);
+    }
     let job = draft.submit().await.map_err(storage)?;
     state.job_wake.notify_one();
     Ok(ImportResponse::Job(Accepted(job_view(

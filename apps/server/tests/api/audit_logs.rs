@@ -9,6 +9,7 @@ use crate::helpers::{TestContext, send, signed_up};
 backend_tests!(
     audit_log_lists_filters_pages_and_detects_tampering,
     audit_log_exports_csv_matching_the_list,
+    audit_csv_export_guards_formulas,
     activities_are_visible_to_admins_and_to_the_member_themselves,
 );
 
@@ -413,4 +414,62 @@ async fn activities_are_visible_to_admins_and_to_the_member_themselves(ctx: Test
     .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "PERMISSION_DENIED");
+}
+
+/// The audit CSV uses the project's one CSV writer: a value an actor chose that a
+/// spreadsheet would run as a formula (`=`, `+`, `-`, `@`, also after leading blanks,
+/// and a leading tab or CR) is written with a leading `'`.
+async fn audit_csv_export_guards_formulas(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "guard-admin@example.org").await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs",
+        Some(&admin),
+        Some(serde_json::json!({"name": "Guard PTO", "signup_code": "GUARD1"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let org = body["data"]["org"]["id"].as_str().unwrap().to_owned();
+    let org_uuid: uuid::Uuid = org.parse().unwrap();
+    let hostile = [
+        "=HYPERLINK(\"http://evil.example\",\"x\")",
+        "+1+1",
+        "-2+3",
+        "@SUM(A1)",
+        "\t=1",
+        "\r=1",
+        "  =1",
+    ];
+    let tx = audit_store::AuditedTx::begin(&ctx.state.db).await.unwrap();
+    for (i, v) in hostile.iter().enumerate() {
+        tx.record(audit::NewAuditEvent::activity(
+            audit::TenantScope::org(org_uuid),
+            audit::Actor::System,
+            audit::Action::from_static("test.guard"),
+            format!("@type{i}"),
+            (*v).to_owned(),
+        ))
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let (status, _, _, csv) = get_raw(
+        &app,
+        &format!("/api/v2/orgs/{org}/audit-logs/export?action=test.guard"),
+        &admin,
+    )
+    .await;
+    assert_eq!(status, 200, "{csv}");
+    let rows = parse_csv(&csv);
+    assert_eq!(rows.len(), hostile.len() + 1);
+    let mut ids: Vec<&str> = rows[1..].iter().map(|r| r[8].as_str()).collect();
+    ids.sort_unstable();
+    let mut expected: Vec<String> = hostile.iter().map(|v| format!("'{v}")).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "every entity id guarded");
+    for r in &rows[1..] {
+        assert!(r[7].starts_with("'@type"), "{r:?}");
+    }
 }

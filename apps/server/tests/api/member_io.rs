@@ -18,6 +18,9 @@ backend_tests!(
     export_round_trips_through_the_importer_and_xlsx_has_typed_cells,
     exports_and_jobs_never_cross_orgs,
     jobs_can_be_cancelled_and_ended_jobs_are_swept,
+    hostile_spreadsheets_are_refused_early_and_the_server_keeps_answering,
+    hostile_csv_is_refused_at_its_caps_and_duplicate_headers_name_the_column,
+    import_rows_are_staged_in_batches_each_committed_alone,
 );
 
 macro_rules! svc_bound {
@@ -829,4 +832,266 @@ async fn jobs_can_be_cancelled_and_ended_jobs_are_swept(ctx: TestContext) {
 
 async fn download_status(app: &svc_bound!(), token: &str, uri: &str) -> u16 {
     download(app, token, uri).await.0
+}
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// Asserts a refusal: its status, its code (`details.cap` for 413, the field error's
+/// code for 422), and that the message says something.
+fn refused(status: u16, body: &serde_json::Value, want_status: u16, want: &str) {
+    assert_eq!(status, want_status, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.len() > 20, "a clear message: {body}");
+    if want_status == 413 {
+        assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE", "{body}");
+        assert_eq!(body["error"]["details"]["cap"], want, "{body}");
+    } else {
+        assert_eq!(body["error"]["code"], "VALIDATION_FAILED", "{body}");
+        assert_eq!(
+            body["error"]["details"]["fields"][0]["code"], want,
+            "{body}"
+        );
+    }
+}
+
+/// The attack review's files, made here: a 2 KiB workbook with one cell at XFD1048576
+/// (it made calamine allocate 512 GiB and abort the process), a zip bomb (256 MiB of
+/// whitespace, four times the cap, in 1.7 MB; the reader's own test inflates 1 GiB) and ten million tiny rows. Each is refused at a cap
+/// — the reader's own tests show how little it read — and the server keeps answering.
+async fn hostile_spreadsheets_are_refused_early_and_the_server_keeps_answering(ctx: TestContext) {
+    use sheets::testing::{repeated, workbook, workbook_with_sheet_entry};
+    let app = ctx.service().await;
+    let (org, admin) = new_org(&app, "admin@io.test", "IOHOS001").await;
+
+    let sparse = workbook(
+        r#"<worksheet><dimension ref="A1:XFD1048576"/><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>email</t></is></c></row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData></worksheet>"#,
+        None,
+    );
+    assert!(sparse.len() < 4096, "{}", sparse.len());
+    let (status, body) = upload(&app, &admin, &org, "?dry_run=true", XLSX, sparse.clone()).await;
+    refused(status, &body, 422, "too_many_columns");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("column 16384"),
+        "{body}"
+    );
+    // Still answering, and the real import refuses it the same way.
+    assert_eq!(members(&app, &admin, &org).await.len(), 1);
+    let (status, body) = upload(&app, &admin, &org, "", XLSX, sparse).await;
+    refused(status, &body, 422, "too_many_columns");
+
+    let bomb = workbook_with_sheet_entry(
+        repeated(
+            "xl/worksheets/sheet1.xml",
+            b"<worksheet><sheetData>",
+            b" ",
+            256 << 20,
+            b"</sheetData></worksheet>",
+        ),
+        None,
+    );
+    assert!(bomb.len() < 2 << 20, "{}", bomb.len());
+    let (status, body) = upload(&app, &admin, &org, "?dry_run=true", XLSX, bomb.clone()).await;
+    refused(status, &body, 413, "inflated_bytes");
+    assert_eq!(body["error"]["details"]["limit"], 64 << 20);
+    let (status, body) = upload(&app, &admin, &org, "", XLSX, bomb).await;
+    refused(status, &body, 413, "inflated_bytes");
+
+    let many_rows = workbook_with_sheet_entry(
+        repeated(
+            "xl/worksheets/sheet1.xml",
+            b"<worksheet><sheetData><row><c t=\"inlineStr\"><is><t>email</t></is></c></row>",
+            b"<row><c><v>1</v></c></row>",
+            10_000_000,
+            b"</sheetData></worksheet>",
+        ),
+        None,
+    );
+    assert!(many_rows.len() < 2 << 20, "{}", many_rows.len());
+    let (status, body) = upload(&app, &admin, &org, "?dry_run=true", XLSX, many_rows).await;
+    refused(status, &body, 413, "rows");
+    assert_eq!(body["error"]["details"]["limit"], 50_000);
+
+    // Nothing was created, nothing staged is left, and the server still answers.
+    assert_eq!(count(&ctx, "SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 0);
+    assert_eq!(members(&app, &admin, &org).await.len(), 1);
+}
+
+/// The same caps for CSV: too many rows (413), a huge cell, too many columns, a
+/// header naming a column twice (422) — on the dry run and on the real import, which
+/// leaves no job and no staged row behind.
+async fn hostile_csv_is_refused_at_its_caps_and_duplicate_headers_name_the_column(
+    ctx: TestContext,
+) {
+    let app = ctx.service().await;
+    let (org, admin) = new_org(&app, "admin@io.test", "IOCSV001").await;
+    let too_many = valid_rows(50_001);
+    let (status, body) = upload(
+        &app,
+        &admin,
+        &org,
+        "?dry_run=true",
+        "text/csv",
+        too_many.clone(),
+    )
+    .await;
+    refused(status, &body, 413, "rows");
+    // The real import stages rows in batches before it meets the cap: they are removed.
+    let (status, body) = upload(&app, &admin, &org, "", "text/csv", too_many).await;
+    refused(status, &body, 413, "rows");
+    assert_eq!(count(&ctx, "SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 0);
+
+    let mut huge_cell = b"email,first_name,last_name\r\nbig@io.test,".to_vec();
+    huge_cell.extend(std::iter::repeat_n(b'a', 5 << 20));
+    huge_cell.extend(b",Cell\r\n");
+    let (status, body) = upload(&app, &admin, &org, "?dry_run=true", "text/csv", huge_cell).await;
+    refused(status, &body, 422, "cell_too_large");
+
+    let mut wide = String::from("email,first_name,last_name");
+    for i in 0..100 {
+        wide.push_str(&format!(",extra{i}"));
+    }
+    wide.push_str("\r\n");
+    let (status, body) = upload(
+        &app,
+        &admin,
+        &org,
+        "?dry_run=true",
+        "text/csv",
+        wide.into_bytes(),
+    )
+    .await;
+    refused(status, &body, 422, "too_many_columns");
+
+    let dup = b"email,first_name,last_name,E-mail\r\na@io.test,Ann,Able,b@io.test\r\n".to_vec();
+    let (status, body) = upload(&app, &admin, &org, "?dry_run=true", "text/csv", dup.clone()).await;
+    refused(status, &body, 422, "duplicate_column");
+    assert_eq!(body["error"]["details"]["fields"][0]["field"], "email");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`email` twice"),
+        "{body}"
+    );
+    let (status, body) = upload(&app, &admin, &org, "", "text/csv", dup).await;
+    refused(status, &body, 422, "duplicate_column");
+    assert_eq!(count(&ctx, "SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(members(&app, &admin, &org).await.len(), 1);
+}
+
+/// Staging an import does not hold a write transaction while the file is read: every
+/// 500 rows are committed on their own (visible to another connection, invisible to
+/// workers — no job row yet), and another org's write succeeds between two batches
+/// (on SQLite an open write transaction made it wait for the busy timeout and fail).
+async fn import_rows_are_staged_in_batches_each_committed_alone(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org_a, _) = new_org(&app, "a@io.test", "IOSTG001").await;
+    let (org_b, _) = new_org(&app, "b@io.test", "IOSTG002").await;
+    let (org_a, org_b): (uuid::Uuid, uuid::Uuid) = (org_a.parse().unwrap(), org_b.parse().unwrap());
+    let row = |i: i64| serde_json::json!({"row": i, "cells": {"email": format!("s{i}@io.test")}});
+    let mut draft = ctx
+        .state
+        .jobs
+        .draft(
+            org_a,
+            jobs::JobKind::MemberImport,
+            None,
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    for i in 1..=1_200 {
+        draft.push(i, row(i)).await.unwrap();
+    }
+    assert_eq!(draft.batches_committed(), 2);
+    // Committed, so another connection sees them; no job row, so no worker runs them.
+    assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 1_000);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM jobs").await, 0);
+    // Another tenant writes meanwhile: a whole job, submitted.
+    let mut other = ctx
+        .state
+        .jobs
+        .draft(
+            org_b,
+            jobs::JobKind::MemberImport,
+            None,
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    other.push(1, row(1)).await.unwrap();
+    let other = other.submit().await.unwrap();
+    assert_eq!(other.total, 1);
+    // The first draft goes on and is submitted with every row.
+    for i in 1_201..=1_300 {
+        draft.push(i, row(i)).await.unwrap();
+    }
+    let job = draft.submit().await.unwrap();
+    assert_eq!(job.total, 1_300);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 1_301);
+
+    // A draft given up is removed; one left by a dead process goes with the sweep.
+    let mut dropped = ctx
+        .state
+        .jobs
+        .draft(
+            org_a,
+            jobs::JobKind::MemberImport,
+            None,
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    for i in 1..=600 {
+        dropped.push(i, row(i)).await.unwrap();
+    }
+    dropped.discard().await.unwrap();
+    assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 1_301);
+    let mut orphan = ctx
+        .state
+        .jobs
+        .draft(
+            org_a,
+            jobs::JobKind::MemberImport,
+            None,
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    for i in 1..=500 {
+        orphan.push(i, row(i)).await.unwrap();
+    }
+    std::mem::forget(orphan); // as if the process died: no drop, no discard
+    assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 1_801);
+    ctx.state
+        .jobs
+        .sweep(
+            time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM job_items").await,
+        1_801,
+        "younger than the cut-off: kept"
+    );
+    ctx.state
+        .jobs
+        .sweep(
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(1),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM job_items").await,
+        1_301,
+        "the orphaned rows are swept, the submitted jobs' rows stay"
+    );
 }
