@@ -83,3 +83,29 @@ pub use error::{BoxError, GrantError, TemplateError};
 pub use grants::{GrantRecord, MAX_REASON_CHARS};
 pub use lookup::HoldersPage;
 pub use store::{AuditedPermissionStore, SeaOrmPermissionStore};
+
+/// The keys `user_id` holds in `org_id` at `now` — the engine's check for each key
+/// ([`permissions::allowed_keys`]) over the chain and the member as `conn` sees them (two
+/// statements). Empty when the org is unknown or the user is not a member.
+///
+/// For writes that must decide "who may hand out what" inside their own transaction
+/// (the membership changes of the tenancy adapter), so the answer is as current as the
+/// write itself.
+///
+/// # Errors
+/// [`permissions::LoadError`] when the store fails or holds invalid data.
+pub async fn held_keys_in<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    org_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    now: time::OffsetDateTime,
+) -> Result<permissions::KeySet, permissions::LoadError> {
+    let Some(loaded) = chain::load(conn, org_id).await? else {
+        return Ok(permissions::KeySet::new());
+    };
+    let Some(member) = members::load_one(conn, org_id, user_id).await? else {
+        return Ok(permissions::KeySet::new());
+    };
+    let org = permissions::CompiledOrg::compile(&loaded.chain, loaded.version);
+    Ok(permissions::allowed_keys(&org, &member, now))
+}

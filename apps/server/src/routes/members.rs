@@ -15,6 +15,7 @@ use tenancy::ports::{
     ChangeMemberError, ChangeMemberRequest, CreateRoleError, CreateRoleRequest, OrgRepository,
     RestoreMemberError, RoleChoice,
 };
+use tenancy::rules::RoleChangeRefused;
 use tenancy::search::SearchQuery;
 use tenancy::{
     Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId,
@@ -624,6 +625,19 @@ pub(super) fn children(list: Option<Vec<ChildDto>>) -> Option<Vec<Child>> {
     list.map(|cs| cs.into_iter().map(Child::from).collect())
 }
 
+/// A rule of "who may hand out what" refused a change: 409 for the org's invariants
+/// (last admin, a full role), 403 otherwise (naming unheld keys in
+/// `details.keys_not_held`).
+pub(super) fn refused(r: &RoleChangeRefused) -> ApiError {
+    match r {
+        RoleChangeRefused::LastAdmin | RoleChangeRefused::RoleFull { .. } => {
+            ApiError::new(ErrorCode::Conflict, r.to_string())
+        }
+        RoleChangeRefused::KeysNotHeld(e) => super::permissions::not_held(e),
+        _ => ApiError::new(ErrorCode::PermissionDenied, r.to_string()),
+    }
+}
+
 fn change_error(e: ChangeMemberError) -> ApiError {
     match e {
         ChangeMemberError::NotFound => ApiError::not_found("no such member"),
@@ -637,14 +651,7 @@ fn change_error(e: ChangeMemberError) -> ApiError {
             "the member changed since you read it",
         )
         .with_details(serde_json::json!({"current_version": current})),
-        ChangeMemberError::Refused(r) => {
-            let code = match r {
-                tenancy::rules::RoleChangeRefused::LastAdmin
-                | tenancy::rules::RoleChangeRefused::RoleFull { .. } => ErrorCode::Conflict,
-                _ => ErrorCode::PermissionDenied,
-            };
-            ApiError::new(code, r.to_string())
-        }
+        ChangeMemberError::Refused(r) => refused(&r),
         ChangeMemberError::Unexpected(e) => ApiError::internal(e.0),
     }
 }
@@ -657,6 +664,7 @@ async fn update_member(
     Json(body): Json<UpdateMemberBody>,
 ) -> Result<Reply<MemberView>, ApiError> {
     let target = UserId::from_uuid(p.user_id);
+    let role_changed = body.role.is_some();
     state
         .orgs
         .change_member(
@@ -686,6 +694,12 @@ async fn update_member(
     state
         .member_changed(member.org_id().as_uuid(), target.as_uuid())
         .await;
+    if role_changed {
+        state
+            .auth
+            .creators_lost_rights(member.org_id(), &[target.as_uuid()])
+            .await;
+    }
     read_member(&state, member.org_id(), target).await
 }
 
@@ -904,6 +918,12 @@ async fn bulk_update(
     state
         .members_changed(member.org_id().as_uuid(), &changed)
         .await;
+    if role.is_some() {
+        state
+            .auth
+            .creators_lost_rights(member.org_id(), &changed)
+            .await;
+    }
     Ok(Reply(BulkOutcome::done(results)))
 }
 
@@ -965,6 +985,7 @@ async fn bulk_remove(
         results.push(item(id, outcome));
     }
     state.members_changed(org.as_uuid(), &changed).await;
+    state.auth.creators_lost_rights(org, &changed).await;
     Ok(Reply(BulkOutcome::done(results)))
 }
 
@@ -1086,6 +1107,10 @@ async fn remove_member(
     state
         .member_changed(member.org_id().as_uuid(), p.user_id)
         .await;
+    state
+        .auth
+        .creators_lost_rights(member.org_id(), &[p.user_id])
+        .await;
     Ok(Reply(Removed { removed: true }))
 }
 
@@ -1151,17 +1176,18 @@ async fn create_role(
     Json(body): Json<CreateRoleBody>,
 ) -> Result<Created<CustomRoleView>, ApiError> {
     let counts_as: permissions::BuiltinRole = body.counts_as.into();
-    if counts_as > member.rank()? {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "you cannot define a role above your own",
-        ));
-    }
     let extra_keys: KeySet = body
         .extra_keys
         .iter()
         .filter_map(|k| PermissionKey::parse(k).ok())
         .collect();
+    // No rank above one's own, no key one doesn't hold now.
+    let held = state
+        .authz
+        .held_keys(member.org_id().as_uuid(), member.user_id()?.as_uuid())
+        .await?;
+    tenancy::rules::check_role_definition(member.rank()?, held, counts_as, extra_keys)
+        .map_err(|r| refused(&r))?;
     let role = state
         .orgs
         .create_role(
