@@ -62,7 +62,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/bulk-update",
         bulk_update,
         RouteDoc::new("bulk_update_members", "Change the role or status of many members", TAG)
-            .description("Up to 500 members; each is changed in its own transaction under the same rules as a single update (rank, last admin, role capacity) and reported on its own: one refusal does not undo the others. Each change is audited.")
+            .description("Up to 500 members; each is changed in its own transaction under the same rules as a single update (only members below your rank, no role above your own or carrying keys you don't hold, last admin, role capacity) and reported on its own: one refusal does not undo the others. Each change is audited.")
             .permission(PermissionKey::UsersEditRoles)
             .rate_class(RateClass::Update)
             .errors(&[ErrorCode::ValidationFailed]),
@@ -92,7 +92,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/{user_id}/restore",
         restore_member,
         RouteDoc::new("restore_member", "Restore a removed member", TAG)
-            .description("Brings back the member's role, status, committee and children. Their custom role, if deleted meanwhile, becomes `volunteer`; a full custom role (maximum holders) or a role above your own refuses the restore (409/403). 409 if they rejoined meanwhile.")
+            .description("Brings back the member's role, status, committee and children. Their custom role, if deleted meanwhile, becomes `volunteer`; a full custom role (maximum holders) or a role above your own or carrying keys you don't hold refuses the restore (409/403). 409 if they rejoined meanwhile.")
             .permission(PermissionKey::UsersRemove)
             .rate_class(RateClass::Update)
             .errors(&[ErrorCode::Conflict]),
@@ -107,7 +107,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/{user_id}",
         update_member,
         RouteDoc::new("update_member", "Change a member's role, status, term or profile", TAG)
-            .description("Nobody raises their own role or assigns a role above their own, nor changes a member ranking above them; the last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too. Send `version` or `If-Match`.")
+            .description("Who may hand out what: role, status and term end (`role_ends_at`) are changed only for members ranking below you (admins: any member); a role is assigned only at or below your own rank and only if you hold every extra key it carries (403, `details.keys_not_held`); your own role, status and term may go down, never up (no raising your role, no clearing or extending your term end). The last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too, for members not ranking above you. Send `version` or `If-Match`.")
             .permission(PermissionKey::UsersEditRoles)
             .rate_class(RateClass::Update)
             .errors(&[ErrorCode::Conflict, ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
@@ -117,7 +117,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/{user_id}",
         remove_member,
                 RouteDoc::new("remove_member", "Remove a member from the org (restorable)", TAG)
-            .description("Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. The last active admin cannot be removed (409).")
+            .description("Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. Only members ranking below you (admins: any member; anyone may leave). The last active admin cannot be removed (409). API keys the member created are revoked.")
             .permission(PermissionKey::UsersRemove)
             .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict]),
@@ -140,6 +140,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/roles",
         create_role,
         RouteDoc::new("create_role", "Define a custom role (e.g. Treasurer)", TAG)
+            .description("The role counts as a rank at or below your own, and names only extra keys you hold now (403 otherwise, naming them in `details.keys_not_held`).")
             .permission(PermissionKey::UsersEditRoles)
             .errors(&[ErrorCode::Conflict, ErrorCode::ValidationFailed]),
     );

@@ -117,6 +117,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Grant one key to one member (optionally until a time)",
             TAG,
         )
+        .description("Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything.")
         .org_admin()
         .errors(&[ErrorCode::ValidationFailed]),
     );
