@@ -100,17 +100,17 @@ impl Authz {
             .unwrap_or(false))
     }
 
-    /// The keys `user` holds in `org` now (empty for non-members and unknown orgs): what
-    /// they may hand out (spec: "Who may hand out what"). From the cache, like
-    /// [`check`](Self::check).
-    pub async fn held_keys(&self, org: Uuid, user: Uuid) -> Result<KeySet, ApiError> {
+    /// The keys `user` may hand out in `org` now ([`permissions::keys_to_hand_out`]: held
+    /// through their rank or role; empty for non-members and unknown orgs). From the
+    /// cache, like [`check`](Self::check).
+    pub async fn keys_to_hand_out(&self, org: Uuid, user: Uuid) -> Result<KeySet, ApiError> {
         let Some(compiled) = self.compiled(org).await? else {
             return Ok(KeySet::new());
         };
         let Some(member) = self.member(org, user).await? else {
             return Ok(KeySet::new());
         };
-        Ok(permissions::allowed_keys(
+        Ok(permissions::keys_to_hand_out(
             &compiled,
             &member,
             OffsetDateTime::now_utc(),

@@ -84,9 +84,10 @@ pub use grants::{GrantRecord, MAX_REASON_CHARS};
 pub use lookup::HoldersPage;
 pub use store::{AuditedPermissionStore, SeaOrmPermissionStore};
 
-/// The keys `user_id` holds in `org_id` at `now` — the engine's check for each key
-/// ([`permissions::allowed_keys`]) over the chain and the member as `conn` sees them (two
-/// statements). Empty when the org is unknown or the user is not a member.
+/// The keys `user_id` may hand out in `org_id` at `now` ([`permissions::keys_to_hand_out`]:
+/// held through their rank or role, not only through a direct grant) over the chain and
+/// the member as `conn` sees them (two statements). Empty when the org is unknown or the
+/// user is not a member.
 ///
 /// For writes that must decide "who may hand out what" inside their own transaction
 /// (the membership changes of the tenancy adapter), so the answer is as current as the
@@ -94,7 +95,7 @@ pub use store::{AuditedPermissionStore, SeaOrmPermissionStore};
 ///
 /// # Errors
 /// [`permissions::LoadError`] when the store fails or holds invalid data.
-pub async fn held_keys_in<C: sea_orm::ConnectionTrait>(
+pub async fn keys_to_hand_out_in<C: sea_orm::ConnectionTrait>(
     conn: &C,
     org_id: uuid::Uuid,
     user_id: uuid::Uuid,
@@ -107,5 +108,5 @@ pub async fn held_keys_in<C: sea_orm::ConnectionTrait>(
         return Ok(permissions::KeySet::new());
     };
     let org = permissions::CompiledOrg::compile(&loaded.chain, loaded.version);
-    Ok(permissions::allowed_keys(&org, &member, now))
+    Ok(permissions::keys_to_hand_out(&org, &member, now))
 }

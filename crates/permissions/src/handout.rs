@@ -1,15 +1,17 @@
 //! Who may hand out what (spec: "Who may hand out what"): nobody can give what they
 //! don't hold, and an API key carries at most what its creator holds *now*.
 //!
-//! "Hold" is always the check's answer for that key in that org right now
-//! ([`allowed_keys`](crate::allowed_keys)), so a disabled key, a lapsed grant or a lost
-//! rank counts as not held.
+//! "Hold" is always the check's answer for that key in that org right now, so a disabled
+//! key or a lost rank counts as not held. What one may hand *on* is narrower: a key held
+//! only through a direct grant is the grantee's, for the grant's time — it is not passed
+//! into a custom role, a role assignment, a grant or an API key, where it would outlive
+//! the grant ([`keys_to_hand_out`]).
 
 use std::fmt;
 
 use time::OffsetDateTime;
 
-use crate::check::check;
+use crate::check::{DecisionReason, check, decide};
 use crate::compiled::CompiledOrg;
 use crate::keys::{KeySet, PermissionKey};
 use crate::member::{MemberContext, MemberStatus};
@@ -18,7 +20,10 @@ use crate::role::BuiltinRole;
 /// Keys an actor wanted to hand out (in a custom role, a grant, an API key or a role
 /// they assign) without holding them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("you do not hold {} yourself, so you cannot hand it out", KeyList(*.keys))]
+#[error(
+    "you cannot hand out {}: nobody gives what they don't hold through their own role",
+    KeyList(*.keys)
+)]
 pub struct NotHeld {
     /// The keys not held (never empty).
     pub keys: KeySet,
@@ -46,7 +51,25 @@ impl fmt::Display for KeyList {
     }
 }
 
-/// Checks that an actor who holds `held` may hand out every key of `wanted`.
+/// The keys `member` may hand out in `org` at `now`: those the check allows through the
+/// member's rank or role (its extra keys), not those held only through a direct grant —
+/// a grant is personal and may expire or be revoked, and handing it on (into a role one
+/// then takes, say) would keep it after the grant is gone.
+#[must_use]
+pub fn keys_to_hand_out(org: &CompiledOrg, member: &MemberContext, now: OffsetDateTime) -> KeySet {
+    PermissionKey::ALL
+        .into_iter()
+        .filter(|&key| {
+            matches!(
+                decide(org, member, key, now),
+                DecisionReason::RoleRank | DecisionReason::ExtraKey
+            )
+        })
+        .collect()
+}
+
+/// Checks that an actor who may hand out `held` ([`keys_to_hand_out`]) may hand out every
+/// key of `wanted`.
 ///
 /// # Errors
 /// [`NotHeld`] naming every key of `wanted` outside `held`.
@@ -119,11 +142,39 @@ mod tests {
         assert_eq!(err.key_names(), vec!["budget.delete", "budget.approve"]);
         assert_eq!(
             err.to_string(),
-            "you do not hold budget.delete and budget.approve yourself, so you cannot hand it out"
+            "you cannot hand out budget.delete and budget.approve: nobody gives what they don't hold through their own role"
         );
         // Every key, held by nobody but an all-holding actor.
         assert!(check_holds(KeySet::new(), KeySet::all()).is_err());
         assert_eq!(check_holds(KeySet::all(), KeySet::all()), Ok(()));
+    }
+
+    #[test]
+    fn a_granted_key_is_held_but_not_handed_on() {
+        use crate::member::Grant;
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let org = CompiledOrg::compile(&OrgChain::standalone(ORG), 0);
+        let lead = MemberContext::active(
+            USER,
+            RoleRef::custom(
+                "Helper",
+                BuiltinRole::CommitteeLead,
+                [PermissionKey::BudgetView].into_iter().collect(),
+            ),
+        )
+        .with_grants(vec![Grant {
+            key: PermissionKey::UsersEditRoles,
+            expires_at: None,
+            reason: None,
+        }]);
+        assert!(check(&org, &lead, PermissionKey::UsersEditRoles, now));
+        let mine = keys_to_hand_out(&org, &lead, now);
+        assert!(!mine.contains(PermissionKey::UsersEditRoles), "granted");
+        assert!(mine.contains(PermissionKey::EventsCreate), "by rank");
+        assert!(mine.contains(PermissionKey::BudgetView), "extra key");
+        assert!(!mine.contains(PermissionKey::BudgetApprove), "not held");
+        let admin = MemberContext::active(USER, RoleRef::builtin(BuiltinRole::Admin));
+        assert_eq!(keys_to_hand_out(&org, &admin, now), KeySet::all());
     }
 
     fn admin() -> MemberContext {

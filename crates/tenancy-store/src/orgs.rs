@@ -171,14 +171,15 @@ pub(crate) fn directory_fields(
 }
 
 /// Active members whose role counts as admin (built-in or custom).
-/// The keys `user` holds in `org` now, as the permission engine decides them, read in
-/// `conn` (the write's own transaction): "who may hand out what" compares against it.
+/// The keys `user` may hand out in `org` now (held through their rank or role, as the
+/// permission engine decides it), read in `conn` (the write's own transaction): "who may
+/// hand out what" compares against it.
 pub(crate) async fn held_keys<C: ConnectionTrait>(
     conn: &C,
     org: OrgId,
     user: UserId,
 ) -> Result<permissions::KeySet, StorageFailure> {
-    permissions_store::held_keys_in(
+    permissions_store::keys_to_hand_out_in(
         conn,
         org.as_uuid(),
         user.as_uuid(),

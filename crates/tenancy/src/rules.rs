@@ -6,7 +6,8 @@
 //! it carries; may set a member's term end, status or role only for members below their
 //! own rank (admins: any member, but the org keeps an active admin); may lower but never
 //! raise their own role, status or term. "Hold" is the permission engine's check for the
-//! key in the org right now; callers pass the set of keys the actor holds.
+//! key in the org right now, through the actor's rank or role (a key granted directly is
+//! not handed on: [`permissions::keys_to_hand_out`]); callers pass that set.
 
 use permissions::{BuiltinRole, KeySet, NotHeld};
 use time::OffsetDateTime;
@@ -349,8 +350,9 @@ mod tests {
 
     #[test]
     fn taking_a_role_with_keys_one_does_not_hold_is_self_escalation() {
-        // A committee lead granted users.edit_roles: a role counting as their own rank
-        // with all 28 extra keys is refused, naming the keys they lack.
+        // A committee lead (who may hand out their rank's keys and users.edit_roles,
+        // say through a custom role): a role counting as their own rank with all 28
+        // extra keys is refused, naming the keys they lack.
         let lead = member(CommitteeLead);
         let held =
             holds(CommitteeLead).union([PermissionKey::UsersEditRoles].into_iter().collect());

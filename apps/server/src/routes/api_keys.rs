@@ -136,7 +136,7 @@ async fn create_key(
     // A key carries at most what its creator holds (and, per request, holds still).
     let held = state
         .authz
-        .held_keys(member.org_id().as_uuid(), creator.as_uuid())
+        .keys_to_hand_out(member.org_id().as_uuid(), creator.as_uuid())
         .await?;
     permissions::check_holds(held, keys).map_err(|e| super::permissions::not_held(&e))?;
     let id = Uuid::now_v7();

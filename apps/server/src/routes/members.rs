@@ -1185,7 +1185,7 @@ async fn create_role(
     // No rank above one's own, no key one doesn't hold now.
     let held = state
         .authz
-        .held_keys(member.org_id().as_uuid(), member.user_id()?.as_uuid())
+        .keys_to_hand_out(member.org_id().as_uuid(), member.user_id()?.as_uuid())
         .await?;
     tenancy::rules::check_role_definition(member.rank()?, held, counts_as, extra_keys)
         .map_err(|r| refused(&r))?;

@@ -832,7 +832,7 @@ async fn create_grant(
     // Nobody grants what they don't hold (a key disabled for the org, for one).
     let held = state
         .authz
-        .held_keys(member.org_id().as_uuid(), actor.as_uuid())
+        .keys_to_hand_out(member.org_id().as_uuid(), actor.as_uuid())
         .await?;
     permissions::check_holds(held, [key].into_iter().collect()).map_err(|e| not_held(&e))?;
     let version = state

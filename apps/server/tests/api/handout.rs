@@ -231,9 +231,23 @@ async fn committee_lead_cannot_escalate_through_custom_roles(ctx: TestContext) {
     assert!(missing.contains(&"budget.approve".to_owned()), "{body}");
     assert!(missing.contains(&"users.remove".to_owned()), "{body}");
     assert!(
-        !missing.contains(&"users.edit_roles".to_owned()),
-        "held through the grant: {body}"
+        missing.contains(&"users.edit_roles".to_owned()),
+        "a granted key is the grantee's alone: {body}"
     );
+    assert!(!missing.contains(&"events.create".to_owned()), "{body}");
+    // Even the one key the grant gives: passed into a role the lead then takes, it
+    // would outlive the grant.
+    let (status, body) = create_role(
+        &app,
+        &org,
+        &lead,
+        "Deputy",
+        "committee_lead",
+        &["users.edit_roles"],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(not_held(&body), vec!["users.edit_roles".to_owned()]);
     // Nor a role above the lead's rank.
     let (status, body) = create_role(&app, &org, &lead, "Chair", "board_member", &[]).await;
     assert_eq!(status, 403, "{body}");
