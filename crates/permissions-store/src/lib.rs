@@ -101,7 +101,7 @@ pub async fn keys_to_hand_out_in<C: sea_orm::ConnectionTrait>(
     user_id: uuid::Uuid,
     now: time::OffsetDateTime,
 ) -> Result<permissions::KeySet, permissions::LoadError> {
-    let Some(loaded) = chain::load(conn, org_id).await? else {
+    let Some(loaded) = chain_past_the_org_wall(conn, org_id).await? else {
         return Ok(permissions::KeySet::new());
     };
     let Some(member) = members::load_one(conn, org_id, user_id).await? else {
@@ -109,4 +109,43 @@ pub async fn keys_to_hand_out_in<C: sea_orm::ConnectionTrait>(
     };
     let org = permissions::CompiledOrg::compile(&loaded.chain, loaded.version);
     Ok(permissions::keys_to_hand_out(&org, &member, now))
+}
+
+/// The org's chain read in a tenant transaction. On PostgreSQL an org's transaction sees
+/// only the org's rows (row-level security), not its district's settings, which decide
+/// what the org's members hold; the chain read alone runs in the system scope the
+/// permission cache reads with, and the transaction's scope is restored right after.
+async fn chain_past_the_org_wall<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    org_id: uuid::Uuid,
+) -> Result<Option<chain::LoadedChain>, permissions::LoadError> {
+    use sea_orm::{DbBackend, Statement};
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return chain::load(conn, org_id).await;
+    }
+    let scope = |to: &str| {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('ptoc.scope', $1, true)",
+            [to.into()],
+        )
+    };
+    let before: String = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT coalesce(current_setting('ptoc.scope', true), '') AS scope",
+        ))
+        .await
+        .map_err(convert::db)?
+        .map(|row| convert::get::<String>(&row, "scope"))
+        .transpose()?
+        .unwrap_or_default();
+    conn.execute_raw(scope("system"))
+        .await
+        .map_err(convert::db)?;
+    let loaded = chain::load(conn, org_id).await;
+    conn.execute_raw(scope(&before))
+        .await
+        .map_err(convert::db)?;
+    loaded
 }

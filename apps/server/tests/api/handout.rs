@@ -5,7 +5,7 @@ use actix_web::http::Method;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{TestContext, send, signed_up};
+use crate::helpers::{BOOTSTRAP_TOKEN, TestContext, send, signed_up};
 
 backend_tests!(
     committee_lead_cannot_escalate_through_custom_roles,
@@ -14,6 +14,7 @@ backend_tests!(
     nobody_grants_a_key_they_do_not_hold,
     api_keys_follow_the_orgs_current_settings,
     api_keys_die_with_their_creators_rights,
+    district_settings_bind_what_may_be_handed_out,
 );
 
 /// Something that serves requests, as the helpers take it.
@@ -675,4 +676,88 @@ async fn api_keys_die_with_their_creators_rights(ctx: TestContext) {
             .0,
         200
     );
+}
+
+/// The keys an actor holds are decided by the whole chain: a key the district disabled
+/// is held by nobody in its orgs, so nobody there hands it out (the membership write
+/// reads the chain in its own transaction, past the org's row-level wall).
+async fn district_settings_bind_what_may_be_handed_out(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, root) = signed_up(&app, "root-h1@example.org").await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/platform/bootstrap",
+        Some(&root),
+        Some(json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{body}");
+    let (status, d) = send(
+        &app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(&root),
+        Some(json!({"name": "Handout District", "code": "HANDD"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let district = d["data"]["id"].as_str().unwrap().to_owned();
+    let (status, s) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/districts/{district}/schools"),
+        Some(&root),
+        Some(json!({"name": "Handout Elementary", "code": "HANDS", "grade_levels": ["K"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{s}");
+    let school = s["data"]["id"].as_str().unwrap().to_owned();
+    let (status, o) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/districts/{district}/orgs"),
+        Some(&root),
+        Some(json!({"name": "Handout PTO", "school_id": school, "signup_code": "HANDh1"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{o}");
+    let org = o["data"]["id"].as_str().unwrap().to_owned();
+    let admin = root;
+    let (board_id, board) = member(&app, &org, &admin, "h1", "board", "board_member").await;
+    let (vol_id, _) = member(&app, &org, &admin, "h1", "vol", "volunteer").await;
+    let (status, body) = grant(&app, &org, &admin, &board_id, "users.edit_roles").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = create_role(
+        &app,
+        &org,
+        &admin,
+        "Approver",
+        "volunteer",
+        &["budget.approve"],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let approver = body["data"]["id"].as_str().unwrap().to_owned();
+
+    let (status, t) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{district}/permission-templates/budget.approve"),
+        Some(&admin),
+        Some(json!({"min_role": "board_member", "enabled": false, "locked": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    assert!(!holds(&app, &org, &admin, &board_id, "budget.approve").await);
+    let (status, body) = patch_member(
+        &app,
+        &org,
+        &board,
+        &vol_id,
+        json!({"role": {"custom_role_id": approver}}),
+    )
+    .await;
+    assert_eq!(status, 403, "a key the district disabled: {body}");
+    assert_eq!(not_held(&body), vec!["budget.approve".to_owned()]);
 }
