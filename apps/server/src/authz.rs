@@ -8,7 +8,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage};
-use permissions::{CompiledOrg, MemberContext, PermissionKey};
+use permissions::{CompiledOrg, KeySet, MemberContext, PermissionKey};
 use permissions_cache::PermissionCache;
 use permissions_store::SeaOrmPermissionStore;
 use time::OffsetDateTime;
@@ -100,6 +100,47 @@ impl Authz {
             .unwrap_or(false))
     }
 
+    /// The keys `user` may hand out in `org` now ([`permissions::keys_to_hand_out`]: held
+    /// through their rank or role; empty for non-members and unknown orgs). From the
+    /// cache, like [`check`](Self::check).
+    pub async fn keys_to_hand_out(&self, org: Uuid, user: Uuid) -> Result<KeySet, ApiError> {
+        let Some(compiled) = self.compiled(org).await? else {
+            return Ok(KeySet::new());
+        };
+        let Some(member) = self.member(org, user).await? else {
+            return Ok(KeySet::new());
+        };
+        Ok(permissions::keys_to_hand_out(
+            &compiled,
+            &member,
+            OffsetDateTime::now_utc(),
+        ))
+    }
+
+    /// Whether an API key of `org` granting `granted`, created by `creator`, may use
+    /// `key` now ([`permissions::api_key_allows`]): the org's current settings and the
+    /// creator's current rights decide, from the same cache as members' checks (no
+    /// database read when warm).
+    pub async fn api_key_allows(
+        &self,
+        org: Uuid,
+        creator: Uuid,
+        granted: KeySet,
+        key: PermissionKey,
+    ) -> Result<bool, ApiError> {
+        let Some(compiled) = self.compiled(org).await? else {
+            return Ok(false);
+        };
+        let creator = self.member(org, creator).await?;
+        Ok(permissions::api_key_allows(
+            &compiled,
+            creator.as_deref(),
+            granted,
+            key,
+            OffsetDateTime::now_utc(),
+        ))
+    }
+
     /// After a write that changed orgs' settings (or their district/school): every
     /// instance re-resolves them on its next request.
     pub async fn orgs_changed(&self, orgs: &[Uuid]) {
@@ -135,10 +176,29 @@ pub async fn guard(
         (_, Requirement::OrgAdmin) => Ok(member.is_admin()),
         // Settled by `district_guard` above.
         (_, Requirement::DistrictAuthority) => Ok(false),
-        // An API key is authorized exactly as its grants say.
-        (OrgActor::ApiKey { permissions, .. }, Requirement::Permission(key)) => {
-            Ok(permissions.contains(key))
-        }
+        // An API key: its grants, bounded by what its creator holds now under the
+        // org's current settings.
+        (
+            OrgActor::ApiKey {
+                permissions,
+                creator,
+                ..
+            },
+            Requirement::Permission(key),
+        ) => match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+            Some(state) => {
+                state
+                    .authz
+                    .api_key_allows(
+                        member.org_id().as_uuid(),
+                        creator.as_uuid(),
+                        *permissions,
+                        key,
+                    )
+                    .await
+            }
+            None => Err(ApiError::internal("application state missing".into())),
+        },
         (OrgActor::Member { caller, .. }, Requirement::Permission(key)) => {
             match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
                 Some(state) => {

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
 use tenancy::ports::{AddMemberError, AddMemberRequest, AuditContext, RoleChoice};
+use tenancy::rules::check_rank_assignable;
 use tenancy::search::{edit_distance, normalize};
 use tenancy::{Child, CustomRole, Email, OrgId, PersonName, UserId};
 use uuid::Uuid;
@@ -178,16 +179,13 @@ pub fn validate(
             ));
             None
         }
-        Some((_, rank)) if rank > actor_rank => {
-            issues.push(issue(
-                row,
-                "role",
-                "role_above_yours",
-                format!("you cannot assign a role above your own ({actor_rank})"),
-            ));
-            None
-        }
-        Some((choice, _)) => Some(choice),
+        Some((choice, rank)) => match check_rank_assignable(actor_rank, rank) {
+            Ok(()) => Some(choice),
+            Err(refused) => {
+                issues.push(issue(row, "role", "role_above_yours", refused.to_string()));
+                None
+            }
+        },
     };
     let mut bounded = |field: &str, max: usize| {
         let v = raw.get(field);

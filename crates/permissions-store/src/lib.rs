@@ -83,3 +83,69 @@ pub use error::{BoxError, GrantError, TemplateError};
 pub use grants::{GrantRecord, MAX_REASON_CHARS};
 pub use lookup::HoldersPage;
 pub use store::{AuditedPermissionStore, SeaOrmPermissionStore};
+
+/// The keys `user_id` may hand out in `org_id` at `now` ([`permissions::keys_to_hand_out`]:
+/// held through their rank or role, not only through a direct grant) over the chain and
+/// the member as `conn` sees them (two statements). Empty when the org is unknown or the
+/// user is not a member.
+///
+/// For writes that must decide "who may hand out what" inside their own transaction
+/// (the membership changes of the tenancy adapter), so the answer is as current as the
+/// write itself.
+///
+/// # Errors
+/// [`permissions::LoadError`] when the store fails or holds invalid data.
+pub async fn keys_to_hand_out_in<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    org_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    now: time::OffsetDateTime,
+) -> Result<permissions::KeySet, permissions::LoadError> {
+    let Some(loaded) = chain_past_the_org_wall(conn, org_id).await? else {
+        return Ok(permissions::KeySet::new());
+    };
+    let Some(member) = members::load_one(conn, org_id, user_id).await? else {
+        return Ok(permissions::KeySet::new());
+    };
+    let org = permissions::CompiledOrg::compile(&loaded.chain, loaded.version);
+    Ok(permissions::keys_to_hand_out(&org, &member, now))
+}
+
+/// The org's chain read in a tenant transaction. On PostgreSQL an org's transaction sees
+/// only the org's rows (row-level security), not its district's settings, which decide
+/// what the org's members hold; the chain read alone runs in the system scope the
+/// permission cache reads with, and the transaction's scope is restored right after.
+async fn chain_past_the_org_wall<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    org_id: uuid::Uuid,
+) -> Result<Option<chain::LoadedChain>, permissions::LoadError> {
+    use sea_orm::{DbBackend, Statement};
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return chain::load(conn, org_id).await;
+    }
+    let scope = |to: &str| {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('ptoc.scope', $1, true)",
+            [to.into()],
+        )
+    };
+    let before: String = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT coalesce(current_setting('ptoc.scope', true), '') AS scope",
+        ))
+        .await
+        .map_err(convert::db)?
+        .map(|row| convert::get::<String>(&row, "scope"))
+        .transpose()?
+        .unwrap_or_default();
+    conn.execute_raw(scope("system"))
+        .await
+        .map_err(convert::db)?;
+    let loaded = chain::load(conn, org_id).await;
+    conn.execute_raw(scope(&before))
+        .await
+        .map_err(convert::db)?;
+    loaded
+}

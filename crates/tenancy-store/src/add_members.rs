@@ -22,7 +22,7 @@ use tenancy::{CustomRole, RoleAssignment, UserId};
 
 use crate::convert::{self, audit_event, failure};
 use crate::entity::{memberships, org_roles, users};
-use crate::orgs::{directory_fields, load_membership, lock_org, unusable_password_hash};
+use crate::orgs::{directory_fields, held_keys, load_membership, lock_org, unusable_password_hash};
 use persistence::now_micros;
 
 /// Rows per multi-row insert and values per `IN (…)` list: at most 16 columns × 256
@@ -84,6 +84,7 @@ pub async fn add_members_in(
     let Some(actor) = load_membership(txn, org, actor_id).await? else {
         return Ok(not_found());
     };
+    let actor_holds = held_keys(txn, org, actor_id).await?;
     let mut roles = custom_roles_named(txn, org.as_uuid(), &reqs).await?;
     let mut accounts = accounts_of(txn, &reqs).await?;
     let mut members = members_among(txn, org.as_uuid(), accounts.values()).await?;
@@ -121,11 +122,8 @@ pub async fn add_members_in(
                 )
             }
         };
-        if role.rank() > actor.role.rank() {
-            outcomes.push(Err(RoleChangeRefused::AboveOwnRank {
-                actor: actor.role.rank(),
-            }
-            .into()));
+        if let Err(refused) = tenancy::rules::check_assignable_role(&actor, &role, actor_holds) {
+            outcomes.push(Err(refused.into()));
             continue;
         }
         let (account, user_created) = match accounts.get(req.email.as_str()) {

@@ -61,6 +61,47 @@ async fn scope_of(
     Ok(convert::org_scope(&row))
 }
 
+/// Revokes, audited, every live API key `creator` made in `org`, inside the caller's
+/// transaction: a key dies with its creator's membership or admin rights. (Requests
+/// check the creator anyway, so this only makes the death visible and permanent.)
+/// Returns the revoked keys' ids.
+pub(crate) async fn revoke_keys_of_creator(
+    txn: &sea_orm::DatabaseTransaction,
+    ctx: &AuditContext,
+    scope: audit::TenantScope,
+    org: OrgId,
+    creator: UserId,
+) -> Result<Vec<uuid::Uuid>, StorageFailure> {
+    let rows = api_keys::Entity::find()
+        .filter(api_keys::Column::OrgId.eq(org.as_uuid()))
+        .filter(api_keys::Column::CreatedBy.eq(creator.as_uuid()))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .all(txn)
+        .await
+        .map_err(failure)?;
+    let mut revoked = Vec::with_capacity(rows.len());
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let before = api_key(row.clone())?;
+        let mut active: api_keys::ActiveModel = row.into();
+        active.revoked_at = Set(Some(now_micros()));
+        let after = api_key(active.update(txn).await.map_err(failure)?)?;
+        events.push(convert::audit_event(
+            ctx,
+            scope,
+            "api_key.revoke",
+            ("api_key", after.id.to_string()),
+            ChangeType::Update,
+            (json(&before), json(&after)),
+        ));
+        revoked.push(after.id);
+    }
+    if !events.is_empty() {
+        convert::record_all(txn, events).await?;
+    }
+    Ok(revoked)
+}
+
 impl ApiKeyRepository for SeaOrmApiKeyRepository {
     async fn create_api_key(
         &self,
@@ -145,17 +186,19 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
         Ok(true)
     }
 
-    async fn api_key_is_live(
+    async fn live_api_key_creator(
         &self,
         org: OrgId,
         id: uuid::Uuid,
         now: OffsetDateTime,
-    ) -> Result<bool, StorageFailure> {
+    ) -> Result<Option<UserId>, StorageFailure> {
         Ok(api_keys::Entity::find_by_id((org.as_uuid(), id))
             .one(self.db.primary())
             .await
             .map_err(failure)?
-            .is_some_and(|k| k.revoked_at.is_none() && now < k.expires_at))
+            .filter(|k| k.revoked_at.is_none() && now < k.expires_at)
+            .and_then(|k| k.created_by)
+            .map(UserId::from_uuid))
     }
 
     async fn touch_api_key(

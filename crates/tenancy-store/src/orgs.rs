@@ -13,8 +13,7 @@ use tenancy::ports::{
 };
 use tenancy::rules::{self, RoleChangeRefused};
 use tenancy::{
-    CustomRole, Membership, MembershipStatus, OrgId, Organization, RoleAssignment, SignupCode,
-    User, UserId,
+    CustomRole, Membership, OrgId, Organization, RoleAssignment, SignupCode, User, UserId,
 };
 use time::OffsetDateTime;
 
@@ -172,6 +171,24 @@ pub(crate) fn directory_fields(
 }
 
 /// Active members whose role counts as admin (built-in or custom).
+/// The keys `user` may hand out in `org` now (held through their rank or role, as the
+/// permission engine decides it), read in `conn` (the write's own transaction): "who may
+/// hand out what" compares against it.
+pub(crate) async fn held_keys<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    user: UserId,
+) -> Result<permissions::KeySet, StorageFailure> {
+    permissions_store::keys_to_hand_out_in(
+        conn,
+        org.as_uuid(),
+        user.as_uuid(),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(|e| StorageFailure(Box::new(e)))
+}
+
 async fn count_active_admins<C: ConnectionTrait>(
     conn: &C,
     org: OrgId,
@@ -546,6 +563,7 @@ impl OrgRepository for SeaOrmOrgRepository {
                 .ok_or(ChangeMemberError::NotFound)?
                 .into();
         let mut custom_row = None;
+        let mut new_role_checked = None;
         if let Some(choice) = &req.role {
             let (new_role, holders) = match choice {
                 RoleChoice::Builtin(r) => (RoleAssignment::builtin(*r), None),
@@ -580,7 +598,7 @@ impl OrgRepository for SeaOrmOrgRepository {
                     )
                 }
             };
-            rules::check_role_change(&actor, &target, &new_role, admins, holders)?;
+            new_role_checked = Some((new_role, holders));
             match choice {
                 RoleChoice::Builtin(r) => {
                     active.builtin_role = Set(Some(r.as_str().to_owned()));
@@ -592,20 +610,35 @@ impl OrgRepository for SeaOrmOrgRepository {
                 }
             }
         }
+        // One check for the whole change (role, status, term, profile), against the
+        // keys the actor holds now.
+        let holds = if new_role_checked.is_some() {
+            held_keys(&txn, req.org_id, req.actor).await?
+        } else {
+            permissions::KeySet::new()
+        };
+        rules::check_member_change(
+            &actor,
+            holds,
+            &target,
+            &rules::MemberChange {
+                role: new_role_checked
+                    .as_ref()
+                    .map(|(role, holders)| rules::NewRole {
+                        role,
+                        holders: *holders,
+                    }),
+                status: req.status,
+                role_ends_at: req.role_ends_at,
+                profile: req.committee.is_some() || req.children.is_some(),
+            },
+            admins,
+        )?;
         if let Some(status) = req.status {
-            if target.role.rank() > actor.role.rank() {
-                return Err(RoleChangeRefused::TargetOutranksActor.into());
-            }
-            if status != MembershipStatus::Active {
-                rules::check_removal(&target, admins)?;
-            }
             active.status = Set(convert::status_str(status).to_owned());
         }
         if let Some(ends) = req.role_ends_at {
             active.role_ends_at = Set(ends);
-        }
-        if req.committee.is_some() || req.children.is_some() {
-            rules::check_profile_edit(&actor, &target)?;
         }
         if let Some(committee) = &req.committee {
             active.committee = Set(committee.clone());
@@ -645,6 +678,17 @@ impl OrgRepository for SeaOrmOrgRepository {
             (None, None) => None,
         };
         let after = convert::membership(updated, custom.as_ref())?;
+        if target.role.rank() == BuiltinRole::Admin && after.role.rank() != BuiltinRole::Admin {
+            // API keys are an admin's: they die with the creator's admin rights.
+            crate::api_keys::revoke_keys_of_creator(
+                &txn,
+                ctx,
+                convert::org_scope(&org_row),
+                req.org_id,
+                req.target,
+            )
+            .await?;
+        }
         record(
             &txn,
             ctx,
@@ -680,11 +724,8 @@ impl OrgRepository for SeaOrmOrgRepository {
         let target_m = load_membership(&txn, org, target)
             .await?
             .ok_or(ChangeMemberError::NotFound)?;
-        if actor != target && target_m.role.rank() > actor_m.role.rank() {
-            return Err(RoleChangeRefused::TargetOutranksActor.into());
-        }
         let admins = count_active_admins(&txn, org).await?;
-        rules::check_removal(&target_m, admins)?;
+        rules::check_member_removal(&actor_m, &target_m, admins)?;
         // Soft removal: the row moves aside (replacing an older removal of the same
         // user), so nothing that decides access can see it, and it can be restored.
         let row = memberships::Entity::find_by_id((org.as_uuid(), target.as_uuid()))
@@ -717,6 +758,15 @@ impl OrgRepository for SeaOrmOrgRepository {
             .exec(&txn)
             .await
             .map_err(failure)?;
+        // Their API keys die with the membership (requests check the creator anyway).
+        crate::api_keys::revoke_keys_of_creator(
+            &txn,
+            ctx,
+            convert::org_scope(&org_row),
+            org,
+            target,
+        )
+        .await?;
         record(
             &txn,
             ctx,
@@ -820,10 +870,9 @@ impl OrgRepository for SeaOrmOrgRepository {
         .await
         .map_err(failure)?;
         let restored = convert::membership(inserted, custom.as_ref())?;
-        // Nobody restores someone into a role above their own.
-        if restored.role.rank() > actor_m.role.rank() {
-            return Err(RoleChangeRefused::TargetOutranksActor.into());
-        }
+        // Restoring gives the role back: nobody restores someone into a role above
+        // their own or carrying keys they don't hold.
+        rules::check_assignable_role(&actor_m, &restored.role, held_keys(&txn, org, actor).await?)?;
         removed_memberships::Entity::delete_by_id((org.as_uuid(), target.as_uuid()))
             .exec(&txn)
             .await
@@ -1016,7 +1065,7 @@ impl OrgRepository for SeaOrmOrgRepository {
                 continue;
             }
             let admins = count_active_admins(&txn, org).await?;
-            if m.is_active_admin() && admins <= 1 {
+            if rules::check_last_admin(&m, admins).is_err() {
                 tracing::warn!(%org, %user, "officer term ended for the last admin; keeping the role until another admin exists");
                 continue;
             }

@@ -642,13 +642,15 @@ pub trait ApiKeyRepository: Send + Sync + 'static {
         id: uuid::Uuid,
     ) -> impl Future<Output = Result<bool, StorageFailure>> + Send;
 
-    /// Whether the key is live (not revoked, not expired) at `now`.
-    fn api_key_is_live(
+    /// The creator of the key if it is live (not revoked, not expired) at `now`; `None`
+    /// for a dead key, or one whose creator's account is gone. Requests then check the
+    /// creator's current rights: a key dies with them.
+    fn live_api_key_creator(
         &self,
         org: crate::OrgId,
         id: uuid::Uuid,
         now: time::OffsetDateTime,
-    ) -> impl Future<Output = Result<bool, StorageFailure>> + Send;
+    ) -> impl Future<Output = Result<Option<crate::UserId>, StorageFailure>> + Send;
 
     /// Records a use of the key.
     fn touch_api_key(

@@ -1,25 +1,44 @@
-//! The invariants of membership changes, as pure functions the service (and tests)
-//! call before anything is written.
+//! The invariants of membership changes, as pure functions every path (the REST routes,
+//! bulk changes, imports, jobs) calls before anything is written.
+//!
+//! "Who may hand out what" (spec): nobody can give what they don't hold. An actor may
+//! assign a role only at or below their own rank, and only if they hold every extra key
+//! it carries; may set a member's term end, status or role only for members below their
+//! own rank (admins: any member, but the org keeps an active admin); may lower but never
+//! raise their own role, status or term. "Hold" is the permission engine's check for the
+//! key in the org right now, through the actor's rank or role (a key granted directly is
+//! not handed on: [`permissions::keys_to_hand_out`]); callers pass that set.
 
-use permissions::BuiltinRole;
+use permissions::{BuiltinRole, KeySet, NotHeld};
+use time::OffsetDateTime;
 
-use crate::{Membership, RoleAssignment};
+use crate::{Membership, MembershipStatus, RoleAssignment};
 
-/// Why a role change is refused.
+/// Why a membership change (role, status, term, profile, removal) is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoleChangeRefused {
-    /// Nobody raises their own role.
+    /// Nobody raises their own role (or clears or extends their own term end).
     #[error("you cannot raise your own role")]
     SelfEscalation,
+    /// Nobody clears or extends their own term end (it would keep their role longer).
+    #[error("you cannot clear or extend your own term end")]
+    OwnTermExtended,
     /// Nobody assigns a role ranking above their own.
     #[error("you cannot assign a role above your own ({actor})")]
     AboveOwnRank {
         /// The actor's rank.
         actor: BuiltinRole,
     },
-    /// Nobody changes the role of someone ranking above them.
-    #[error("you cannot change the role of someone ranking above you")]
+    /// Nobody gives keys they don't hold (a custom role's extra keys, a grant).
+    #[error(transparent)]
+    KeysNotHeld(#[from] NotHeld),
+    /// Nobody changes the profile of (or removes) someone ranking above them.
+    #[error("you cannot change a member ranking above you")]
     TargetOutranksActor,
+    /// Role, status and term of a member are changed only by someone ranking above
+    /// them (or by an admin).
+    #[error("you can change the role, status or term of members ranking below you only")]
+    NotBelowActor,
     /// The org must keep at least one active admin.
     #[error("the organization must keep at least one active admin")]
     LastAdmin,
@@ -33,45 +52,166 @@ pub enum RoleChangeRefused {
     },
 }
 
-/// Checks that `actor` may give `target` the role `new_role`.
+/// The new role of a [`MemberChange`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewRole<'a> {
+    /// The role.
+    pub role: &'a RoleAssignment,
+    /// `(current holders, maximum)` if it is a custom role with a maximum.
+    pub holders: Option<(u64, u32)>,
+}
+
+/// What a membership change touches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemberChange<'a> {
+    /// A new role.
+    pub role: Option<NewRole<'a>>,
+    /// A new status.
+    pub status: Option<MembershipStatus>,
+    /// A new term end (`Some(None)` clears it).
+    pub role_ends_at: Option<Option<OffsetDateTime>>,
+    /// Whether profile data (committee, children) changes.
+    pub profile: bool,
+}
+
+impl MemberChange<'_> {
+    /// Whether role, status or term change (the rank-guarded part).
+    #[must_use]
+    pub const fn touches_standing(&self) -> bool {
+        self.role.is_some() || self.status.is_some() || self.role_ends_at.is_some()
+    }
+}
+
+/// Checks that `actor`, holding `actor_holds` now, may make `change` to `target`.
 ///
-/// `active_admins` is the org's current number of active admins; `holders` the current
-/// number of holders of `new_role` if it is a custom role with a maximum.
-pub fn check_role_change(
+/// `active_admins` is the org's current number of active admins. This is the one check
+/// of every membership change: single and bulk updates alike.
+///
+/// # Errors
+/// The first rule the change breaks.
+pub fn check_member_change(
     actor: &Membership,
+    actor_holds: KeySet,
     target: &Membership,
-    new_role: &RoleAssignment,
+    change: &MemberChange<'_>,
     active_admins: u64,
-    holders: Option<(u64, u32)>,
 ) -> Result<(), RoleChangeRefused> {
-    let actor_rank = actor.role.rank();
-    let new_rank = new_role.rank();
-    if actor.user_id == target.user_id && new_rank > target.role.rank() {
-        return Err(RoleChangeRefused::SelfEscalation);
+    if change.profile {
+        check_profile_edit(actor, target)?;
     }
-    if target.role.rank() > actor_rank {
-        return Err(RoleChangeRefused::TargetOutranksActor);
+    if !change.touches_standing() {
+        return Ok(());
     }
-    if new_rank > actor_rank {
-        return Err(RoleChangeRefused::AboveOwnRank { actor: actor_rank });
+    let own = actor.user_id == target.user_id;
+    if own {
+        check_own_standing(target, change)?;
+    } else if actor.role.rank() != BuiltinRole::Admin && target.role.rank() >= actor.role.rank() {
+        return Err(RoleChangeRefused::NotBelowActor);
     }
-    if target.is_active_admin() && new_rank != BuiltinRole::Admin && active_admins <= 1 {
-        return Err(RoleChangeRefused::LastAdmin);
+    if let Some(new) = change.role {
+        check_assignable_role(actor, new.role, actor_holds)?;
     }
-    if let Some((current, max)) = holders
-        && &target.role != new_role
+    let stays_admin = change
+        .role
+        .is_none_or(|new| new.role.rank() == BuiltinRole::Admin)
+        && change
+            .status
+            .is_none_or(|status| status == MembershipStatus::Active);
+    if !stays_admin {
+        check_last_admin(target, active_admins)?;
+    }
+    if let Some(NewRole {
+        role,
+        holders: Some((current, max)),
+    }) = change.role
+        && &target.role != role
         && current >= u64::from(max)
     {
         return Err(RoleChangeRefused::RoleFull {
-            role: new_role.name().to_owned(),
+            role: role.name().to_owned(),
             max,
         });
     }
     Ok(())
 }
 
+/// One's own role, status and term may go down, never up: no higher rank, no clearing
+/// or extending the term end. (Keys the new role carries are checked as for anyone.)
+fn check_own_standing(me: &Membership, change: &MemberChange<'_>) -> Result<(), RoleChangeRefused> {
+    if change
+        .role
+        .is_some_and(|new| new.role.rank() > me.role.rank())
+    {
+        return Err(RoleChangeRefused::SelfEscalation);
+    }
+    if change.status.is_some_and(|s| s == MembershipStatus::Active)
+        && me.status != MembershipStatus::Active
+    {
+        return Err(RoleChangeRefused::SelfEscalation);
+    }
+    match (change.role_ends_at, me.role_ends_at) {
+        (None, _) | (Some(None), None) => Ok(()),
+        (Some(Some(new)), current) if current.is_none_or(|c| new <= c) => Ok(()),
+        _ => Err(RoleChangeRefused::OwnTermExtended),
+    }
+}
+
+/// Checks that `actor`, holding `actor_holds` now, may give `role` to someone (an update,
+/// an added or imported member, an invitation, a restore): at or below their own rank,
+/// and only with extra keys they hold. Taking a role oneself is the same check: a role
+/// carrying keys one doesn't hold is refused.
+///
+/// # Errors
+/// [`RoleChangeRefused::AboveOwnRank`] or [`RoleChangeRefused::KeysNotHeld`].
+pub fn check_assignable_role(
+    actor: &Membership,
+    role: &RoleAssignment,
+    actor_holds: KeySet,
+) -> Result<(), RoleChangeRefused> {
+    check_rank_assignable(actor.role.rank(), role.rank())?;
+    if let RoleAssignment::Custom { extra_keys, .. } = role {
+        permissions::check_holds(actor_holds, *extra_keys)?;
+    }
+    Ok(())
+}
+
+/// The rank part of [`check_assignable_role`], for callers that know only ranks (an
+/// import's dry run, which validates rows before the role's keys are looked at).
+///
+/// # Errors
+/// [`RoleChangeRefused::AboveOwnRank`].
+pub fn check_rank_assignable(
+    actor_rank: BuiltinRole,
+    role_rank: BuiltinRole,
+) -> Result<(), RoleChangeRefused> {
+    if role_rank > actor_rank {
+        return Err(RoleChangeRefused::AboveOwnRank { actor: actor_rank });
+    }
+    Ok(())
+}
+
+/// Checks that an actor of `actor_rank`, holding `actor_holds` now, may define (create or edit) a custom
+/// role counting as `counts_as` with `extra_keys`: no rank above their own, no key they
+/// don't hold.
+///
+/// # Errors
+/// [`RoleChangeRefused::AboveOwnRank`] or [`RoleChangeRefused::KeysNotHeld`].
+pub fn check_role_definition(
+    actor_rank: BuiltinRole,
+    actor_holds: KeySet,
+    counts_as: BuiltinRole,
+    extra_keys: KeySet,
+) -> Result<(), RoleChangeRefused> {
+    check_rank_assignable(actor_rank, counts_as)?;
+    permissions::check_holds(actor_holds, extra_keys)?;
+    Ok(())
+}
+
 /// Checks that `actor` may edit `target`'s profile (committee, children): their own
 /// always, someone else's only if that member does not rank above them.
+///
+/// # Errors
+/// [`RoleChangeRefused::TargetOutranksActor`].
 pub fn check_profile_edit(
     actor: &Membership,
     target: &Membership,
@@ -82,8 +222,31 @@ pub fn check_profile_edit(
     Ok(())
 }
 
-/// Checks that removing (or suspending) `target` keeps an active admin.
-pub fn check_removal(target: &Membership, active_admins: u64) -> Result<(), RoleChangeRefused> {
+/// Checks that `actor` may remove `target`: oneself (leaving), anyone ranking below,
+/// anyone for an admin; the org keeps an active admin.
+///
+/// # Errors
+/// [`RoleChangeRefused::NotBelowActor`] or [`RoleChangeRefused::LastAdmin`].
+pub fn check_member_removal(
+    actor: &Membership,
+    target: &Membership,
+    active_admins: u64,
+) -> Result<(), RoleChangeRefused> {
+    if actor.user_id != target.user_id
+        && actor.role.rank() != BuiltinRole::Admin
+        && target.role.rank() >= actor.role.rank()
+    {
+        return Err(RoleChangeRefused::NotBelowActor);
+    }
+    check_last_admin(target, active_admins)
+}
+
+/// Checks that `target` may stop being an active admin (demoted, suspended, removed,
+/// term ended): the org keeps at least one.
+///
+/// # Errors
+/// [`RoleChangeRefused::LastAdmin`].
+pub fn check_last_admin(target: &Membership, active_admins: u64) -> Result<(), RoleChangeRefused> {
     if target.is_active_admin() && active_admins <= 1 {
         return Err(RoleChangeRefused::LastAdmin);
     }
@@ -93,8 +256,8 @@ pub fn check_removal(target: &Membership, active_admins: u64) -> Result<(), Role
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MembershipStatus, OrgId, RoleId, UserId};
-    use permissions::KeySet;
+    use crate::{OrgId, RoleId, UserId};
+    use permissions::PermissionKey;
     use time::OffsetDateTime;
 
     fn member(role: BuiltinRole) -> Membership {
@@ -114,18 +277,167 @@ mod tests {
 
     use BuiltinRole::*;
 
+    /// The keys a member of `rank` holds with the platform defaults.
+    fn holds(rank: BuiltinRole) -> KeySet {
+        permissions::catalog()
+            .iter()
+            .filter(|e| e.default.enabled && e.default.min_role <= rank)
+            .map(|e| e.key)
+            .collect()
+    }
+
+    fn custom(counts_as: BuiltinRole, extra_keys: KeySet) -> RoleAssignment {
+        RoleAssignment::Custom {
+            id: RoleId(uuid::Uuid::nil()),
+            name: "Custom".into(),
+            counts_as,
+            extra_keys,
+        }
+    }
+
+    fn role(role: &RoleAssignment) -> MemberChange<'_> {
+        MemberChange {
+            role: Some(NewRole {
+                role,
+                holders: None,
+            }),
+            ..MemberChange::default()
+        }
+    }
+
+    fn term(end: Option<OffsetDateTime>) -> MemberChange<'static> {
+        MemberChange {
+            role_ends_at: Some(end),
+            ..MemberChange::default()
+        }
+    }
+
+    fn status(s: MembershipStatus) -> MemberChange<'static> {
+        MemberChange {
+            status: Some(s),
+            ..MemberChange::default()
+        }
+    }
+
+    fn change(
+        actor: &Membership,
+        target: &Membership,
+        change: &MemberChange<'_>,
+        admins: u64,
+    ) -> Result<(), RoleChangeRefused> {
+        check_member_change(actor, holds(actor.role.rank()), target, change, admins)
+    }
+
+    const T0: OffsetDateTime = OffsetDateTime::UNIX_EPOCH;
+
     #[test]
     fn nobody_raises_their_own_role() {
         let me = member(BoardMember);
+        let admin = RoleAssignment::builtin(Admin);
         assert_eq!(
-            check_role_change(&me, &me, &RoleAssignment::builtin(Admin), 1, None),
+            change(&me, &me, &role(&admin), 1),
             Err(RoleChangeRefused::SelfEscalation)
         );
         // Lowering one's own role is fine (while another admin remains).
-        let admin = member(Admin);
+        let a = member(Admin);
+        let vol = RoleAssignment::builtin(Volunteer);
+        assert_eq!(change(&a, &a, &role(&vol), 2), Ok(()));
         assert_eq!(
-            check_role_change(&admin, &admin, &RoleAssignment::builtin(Volunteer), 2, None),
+            change(&a, &a, &role(&vol), 1),
+            Err(RoleChangeRefused::LastAdmin)
+        );
+    }
+
+    #[test]
+    fn taking_a_role_with_keys_one_does_not_hold_is_self_escalation() {
+        // A committee lead (who may hand out their rank's keys and users.edit_roles,
+        // say through a custom role): a role counting as their own rank with all 28
+        // extra keys is refused, naming the keys they lack.
+        let lead = member(CommitteeLead);
+        let held =
+            holds(CommitteeLead).union([PermissionKey::UsersEditRoles].into_iter().collect());
+        let everything = custom(CommitteeLead, KeySet::all());
+        let refused = check_member_change(&lead, held, &lead, &role(&everything), 1);
+        let Err(RoleChangeRefused::KeysNotHeld(not_held)) = refused else {
+            panic!("expected KeysNotHeld, got {refused:?}");
+        };
+        assert_eq!(not_held.keys, KeySet::all().difference(held));
+        assert!(not_held.keys.contains(PermissionKey::BudgetApprove));
+        // A role with keys they hold is theirs to take.
+        let modest = custom(
+            CommitteeLead,
+            [PermissionKey::EventsCreate].into_iter().collect(),
+        );
+        assert_eq!(
+            check_member_change(&lead, held, &lead, &role(&modest), 1),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn nobody_gives_a_role_carrying_keys_they_do_not_hold() {
+        let board = member(BoardMember);
+        let vol = member(Volunteer);
+        let treasurer = custom(
+            CommitteeLead,
+            [PermissionKey::BudgetApprove, PermissionKey::UsersRemove]
+                .into_iter()
+                .collect(),
+        );
+        // Board members hold budget.approve by default, not users.remove.
+        assert_eq!(
+            change(&board, &vol, &role(&treasurer), 1),
+            Err(RoleChangeRefused::KeysNotHeld(NotHeld {
+                keys: [PermissionKey::UsersRemove].into_iter().collect()
+            }))
+        );
+        assert_eq!(
+            check_assignable_role(&board, &treasurer, holds(BoardMember)),
+            Err(RoleChangeRefused::KeysNotHeld(NotHeld {
+                keys: [PermissionKey::UsersRemove].into_iter().collect()
+            }))
+        );
+        // A key disabled for the org is held by nobody: not even an admin gives it.
+        let admin = member(Admin);
+        let mut admin_holds = holds(Admin);
+        admin_holds.remove(PermissionKey::BudgetApprove);
+        assert!(matches!(
+            check_assignable_role(&admin, &treasurer, admin_holds),
+            Err(RoleChangeRefused::KeysNotHeld(_))
+        ));
+        assert_eq!(
+            check_assignable_role(&admin, &treasurer, holds(Admin)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn role_definitions_need_the_rank_and_every_key() {
+        let lead = CommitteeLead;
+        let held = holds(CommitteeLead);
+        assert_eq!(
+            check_role_definition(lead, held, BoardMember, KeySet::new()),
+            Err(RoleChangeRefused::AboveOwnRank {
+                actor: CommitteeLead
+            })
+        );
+        assert!(matches!(
+            check_role_definition(lead, held, CommitteeLead, KeySet::all()),
+            Err(RoleChangeRefused::KeysNotHeld(_))
+        ));
+        assert_eq!(
+            check_role_definition(
+                lead,
+                held,
+                CommitteeLead,
+                [PermissionKey::EventsCreate].into_iter().collect()
+            ),
+            Ok(())
+        );
+        assert_eq!(check_rank_assignable(Admin, Admin), Ok(()));
+        assert_eq!(
+            check_rank_assignable(Volunteer, CommitteeLead),
+            Err(RoleChangeRefused::AboveOwnRank { actor: Volunteer })
         );
     }
 
@@ -139,52 +451,141 @@ mod tests {
             check_profile_edit(&vol, &lead),
             Err(RoleChangeRefused::TargetOutranksActor)
         );
+        let profile = MemberChange {
+            profile: true,
+            ..MemberChange::default()
+        };
+        assert_eq!(change(&vol, &vol, &profile, 1), Ok(()));
+        assert_eq!(
+            change(&vol, &lead, &profile, 1),
+            Err(RoleChangeRefused::TargetOutranksActor)
+        );
     }
 
     #[test]
-    fn nobody_assigns_above_their_rank_or_touches_a_superior() {
+    fn nobody_assigns_above_their_rank_or_touches_a_peer_or_superior() {
         let lead = member(CommitteeLead);
         let vol = member(Volunteer);
         assert_eq!(
-            check_role_change(&lead, &vol, &RoleAssignment::builtin(BoardMember), 1, None),
+            change(&lead, &vol, &role(&RoleAssignment::builtin(BoardMember)), 1),
             Err(RoleChangeRefused::AboveOwnRank {
                 actor: CommitteeLead
             })
         );
         let board = member(BoardMember);
         assert_eq!(
-            check_role_change(&lead, &board, &RoleAssignment::builtin(Volunteer), 1, None),
-            Err(RoleChangeRefused::TargetOutranksActor)
+            change(&lead, &board, &role(&RoleAssignment::builtin(Volunteer)), 1),
+            Err(RoleChangeRefused::NotBelowActor)
+        );
+        let peer = member(CommitteeLead);
+        assert_eq!(
+            change(&lead, &peer, &role(&RoleAssignment::builtin(Volunteer)), 1),
+            Err(RoleChangeRefused::NotBelowActor)
         );
         assert_eq!(
-            check_role_change(
+            change(
                 &lead,
                 &vol,
-                &RoleAssignment::builtin(CommitteeLead),
-                1,
-                None
+                &role(&RoleAssignment::builtin(CommitteeLead)),
+                1
             ),
             Ok(())
         );
+        // Status follows the same rank rule.
+        assert_eq!(
+            change(
+                &board,
+                &member(Admin),
+                &status(MembershipStatus::Suspended),
+                2
+            ),
+            Err(RoleChangeRefused::NotBelowActor)
+        );
+        assert_eq!(
+            change(&board, &lead, &status(MembershipStatus::Suspended), 2),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn term_ends_only_below_ones_rank_and_never_extended_for_oneself() {
+        let board = member(BoardMember);
+        let admin = member(Admin);
+        let past = Some(T0);
+        // A board member cannot end an admin's term (nor a peer's).
+        assert_eq!(
+            change(&board, &admin, &term(past), 2),
+            Err(RoleChangeRefused::NotBelowActor)
+        );
+        assert_eq!(
+            change(&board, &member(BoardMember), &term(past), 2),
+            Err(RoleChangeRefused::NotBelowActor)
+        );
+        assert_eq!(
+            change(&board, &member(CommitteeLead), &term(past), 2),
+            Ok(())
+        );
+        // An admin may set any member's term, another admin's too.
+        assert_eq!(change(&admin, &board, &term(past), 1), Ok(()));
+        assert_eq!(change(&admin, &member(Admin), &term(past), 2), Ok(()));
+        // Oneself: clearing or extending is refused; shortening or setting one is fine.
+        let mut me = member(BoardMember);
+        me.role_ends_at = Some(T0 + time::Duration::days(30));
+        assert_eq!(
+            change(&me, &me, &term(None), 1),
+            Err(RoleChangeRefused::OwnTermExtended)
+        );
+        assert_eq!(
+            change(&me, &me, &term(Some(T0 + time::Duration::days(31))), 1),
+            Err(RoleChangeRefused::OwnTermExtended)
+        );
+        assert_eq!(
+            change(&me, &me, &term(Some(T0 + time::Duration::days(1))), 1),
+            Ok(())
+        );
+        let open = member(BoardMember);
+        assert_eq!(change(&open, &open, &term(None), 1), Ok(()));
+        assert_eq!(change(&open, &open, &term(past), 1), Ok(()));
     }
 
     #[test]
     fn the_last_admin_stays() {
         let a = member(Admin);
         let b = member(Admin);
+        let vol = RoleAssignment::builtin(Volunteer);
         assert_eq!(
-            check_role_change(&a, &b, &RoleAssignment::builtin(Volunteer), 1, None),
+            change(&a, &b, &role(&vol), 1),
+            Err(RoleChangeRefused::LastAdmin)
+        );
+        assert_eq!(change(&a, &b, &role(&vol), 2), Ok(()));
+        assert_eq!(
+            change(&a, &b, &status(MembershipStatus::Suspended), 1),
             Err(RoleChangeRefused::LastAdmin)
         );
         assert_eq!(
-            check_role_change(&a, &b, &RoleAssignment::builtin(Volunteer), 2, None),
-            Ok(())
+            check_member_removal(&a, &b, 1),
+            Err(RoleChangeRefused::LastAdmin)
         );
-        assert_eq!(check_removal(&b, 1), Err(RoleChangeRefused::LastAdmin));
-        assert_eq!(check_removal(&b, 2), Ok(()));
+        assert_eq!(check_member_removal(&a, &b, 2), Ok(()));
         let mut suspended = member(Admin);
         suspended.status = MembershipStatus::Suspended;
-        assert_eq!(check_removal(&suspended, 1), Ok(()));
+        assert_eq!(check_member_removal(&a, &suspended, 1), Ok(()));
+        assert_eq!(check_last_admin(&suspended, 1), Ok(()));
+    }
+
+    #[test]
+    fn removal_follows_the_rank_rule() {
+        let lead = member(CommitteeLead);
+        assert_eq!(
+            check_member_removal(&lead, &member(BoardMember), 1),
+            Err(RoleChangeRefused::NotBelowActor)
+        );
+        assert_eq!(
+            check_member_removal(&lead, &member(CommitteeLead), 1),
+            Err(RoleChangeRefused::NotBelowActor)
+        );
+        assert_eq!(check_member_removal(&lead, &member(Volunteer), 1), Ok(()));
+        assert_eq!(check_member_removal(&lead, &lead, 1), Ok(()), "leaving");
     }
 
     #[test]
@@ -197,17 +598,28 @@ mod tests {
             counts_as: BoardMember,
             extra_keys: KeySet::new(),
         };
+        let full = MemberChange {
+            role: Some(NewRole {
+                role: &president,
+                holders: Some((1, 1)),
+            }),
+            ..MemberChange::default()
+        };
         assert_eq!(
-            check_role_change(&admin, &vol, &president, 1, Some((1, 1))),
+            change(&admin, &vol, &full, 1),
             Err(RoleChangeRefused::RoleFull {
                 role: "President".into(),
                 max: 1
             })
         );
-        assert_eq!(
-            check_role_change(&admin, &vol, &president, 1, Some((0, 1))),
-            Ok(())
-        );
+        let room = MemberChange {
+            role: Some(NewRole {
+                role: &president,
+                holders: Some((0, 1)),
+            }),
+            ..MemberChange::default()
+        };
+        assert_eq!(change(&admin, &vol, &room, 1), Ok(()));
     }
 
     #[test]

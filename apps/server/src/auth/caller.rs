@@ -120,6 +120,8 @@ pub(crate) enum Authenticated {
         org_id: Uuid,
         /// The keys it grants.
         permissions: KeySet,
+        /// The user who created it: the key never carries more than they hold now.
+        creator: Uuid,
         /// Client metadata.
         meta: audit::RequestMeta,
     },
@@ -145,8 +147,8 @@ impl Authenticated {
             .match_info()
             .get("org_id")
             .and_then(|s| Uuid::parse_str(s).ok());
-        let verified: Arc<credentials::VerifiedToken> =
-            state.auth.authenticate(&token, org).await?;
+        let authentication = state.auth.authenticate(&token, org).await?;
+        let verified: Arc<credentials::VerifiedToken> = authentication.verified;
         let meta = request_meta(req);
         let done = match &verified.principal {
             credentials::Principal::Session {
@@ -173,6 +175,9 @@ impl Authenticated {
                     .iter()
                     .filter_map(|k| permissions::PermissionKey::parse(k).ok())
                     .collect(),
+                creator: authentication.api_key_creator.ok_or_else(|| {
+                    ApiError::new(ErrorCode::Unauthenticated, "the API key has been revoked")
+                })?,
                 meta,
             },
         };

@@ -9,4 +9,4 @@ mod service;
 pub(crate) use caller::Authenticated;
 pub use caller::{Caller, ClientMeta, Principal};
 pub use org_member::{OrgActor, OrgMember};
-pub use service::{AuthService, SessionSettings};
+pub use service::{AuthService, Authentication, SessionSettings};

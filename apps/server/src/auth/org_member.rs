@@ -33,8 +33,10 @@ pub enum OrgActor {
     ApiKey {
         /// Its id.
         key_id: Uuid,
-        /// The keys it grants.
+        /// The keys it grants (each request also needs the creator to hold the key now).
         permissions: KeySet,
+        /// The admin who created it.
+        creator: UserId,
         /// Client metadata.
         meta: audit::RequestMeta,
     },
@@ -142,6 +144,7 @@ async fn resolve(req: &HttpRequest) -> Result<OrgMember, ApiError> {
             key_id,
             org_id: key_org,
             permissions,
+            creator,
             meta,
         } => {
             // The token's own attenuation already refused another org; keep the
@@ -149,9 +152,20 @@ async fn resolve(req: &HttpRequest) -> Result<OrgMember, ApiError> {
             if key_org != org_id.as_uuid() {
                 return Err(not_found());
             }
+            // A key dies with its creator's membership or admin rights: checked on
+            // every request through the cached member context (no database read when
+            // warm), so a removal or demotion takes effect at once.
+            let creator_context = state.authz.member(org_id.as_uuid(), creator).await?;
+            if !permissions::api_key_alive(creator_context.as_deref()) {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "the API key is no longer valid: its creator is no longer an admin of this organization",
+                ));
+            }
             OrgActor::ApiKey {
                 key_id,
                 permissions,
+                creator: UserId::from_uuid(creator),
                 meta,
             }
         }

@@ -37,6 +37,16 @@ impl Default for SessionSettings {
 /// The prefix of credential (session or API key) revocation messages on the bus.
 const CREDENTIAL_MESSAGE: &str = "credential:";
 
+/// A verified, live bearer token.
+#[derive(Debug, Clone)]
+pub struct Authentication {
+    /// What the token says.
+    pub verified: Arc<VerifiedToken>,
+    /// For an API key: the user who created it (its rights bound the key's on every
+    /// request).
+    pub api_key_creator: Option<Uuid>,
+}
+
 /// Sign-in, sign-out and token verification.
 pub struct AuthService {
     issuer: TokenIssuer,
@@ -47,8 +57,10 @@ pub struct AuthService {
     /// which addresses have accounts.
     dummy_hash: String,
     verified: LocalCache<([u8; 32], Option<Uuid>), Arc<VerifiedToken>>,
-    /// Liveness of sessions and API keys by id (both UUID v7, so one map serves).
+    /// Liveness of sessions by id.
     live: LocalCache<Uuid, bool>,
+    /// Live API keys by id, with their creator (`None`: the key is dead).
+    key_creators: LocalCache<Uuid, Option<Uuid>>,
     /// API keys whose last use was recorded within the last minute.
     touched: LocalCache<Uuid, ()>,
     bus: InvalidationBus,
@@ -72,8 +84,11 @@ impl AuthService {
             )
             .await?;
         let live: LocalCache<Uuid, bool> = LocalCache::new(100_000, settings.cache_ttl);
+        let key_creators: LocalCache<Uuid, Option<Uuid>> =
+            LocalCache::new(100_000, settings.cache_ttl);
         let mut rx = bus.subscribe();
         let evict = live.clone();
+        let evict_keys = key_creators.clone();
         tokio::spawn(async move {
             while let Ok(message) = rx.recv().await {
                 if let Some(id) = message
@@ -81,6 +96,7 @@ impl AuthService {
                     .and_then(|s| Uuid::parse_str(s).ok())
                 {
                     evict.invalidate(&id).await;
+                    evict_keys.invalidate(&id).await;
                 }
             }
         });
@@ -92,17 +108,19 @@ impl AuthService {
             dummy_hash,
             verified: LocalCache::new(100_000, settings.cache_ttl),
             live,
+            key_creators,
             touched: LocalCache::new(100_000, Duration::from_secs(60)),
             bus,
             settings,
         })
     }
 
-    /// Hit/miss counters of the verified-token and liveness caches.
-    pub fn cache_stats(&self) -> [(&'static str, cache::CacheStats); 2] {
+    /// Hit/miss counters of the verified-token, session-liveness and API-key caches.
+    pub fn cache_stats(&self) -> [(&'static str, cache::CacheStats); 3] {
         [
             ("token_verify", self.verified.stats()),
             ("credential_live", self.live.stats()),
+            ("api_key_live", self.key_creators.stats()),
         ]
     }
 
@@ -190,12 +208,12 @@ impl AuthService {
     }
 
     /// Verifies a bearer token for a request on `org` (if the route has one): cached
-    /// signature/Datalog verification, then the liveness of its session.
+    /// signature/Datalog verification, then the liveness of its session or API key.
     pub async fn authenticate(
         &self,
         token: &str,
         org: Option<Uuid>,
-    ) -> Result<Arc<VerifiedToken>, ApiError> {
+    ) -> Result<Authentication, ApiError> {
         let now = OffsetDateTime::now_utc();
         let key = (credentials::hash_token(token), org);
         let verified = match self.verified.get(&key).await {
@@ -216,6 +234,7 @@ impl AuthService {
                 "the token has expired",
             ));
         }
+        let mut api_key_creator = None;
         match &verified.principal {
             credentials::Principal::Session { session_id, .. } => {
                 if !self.session_live(*session_id, now).await? {
@@ -227,12 +246,13 @@ impl AuthService {
             }
             credentials::Principal::ApiKey { org_id, key_id, .. } => {
                 let org = OrgId::from_uuid(*org_id);
-                if !self.api_key_live(org, *key_id, now).await? {
+                let Some(creator) = self.live_api_key_creator(org, *key_id, now).await? else {
                     return Err(ApiError::new(
                         ErrorCode::Unauthenticated,
                         "the API key has been revoked",
                     ));
-                }
+                };
+                api_key_creator = Some(creator);
                 if self.touched.get(key_id).await.is_none() {
                     self.touched.insert(*key_id, ()).await;
                     if let Err(e) = self.api_keys.touch_api_key(org, *key_id, now).await {
@@ -241,25 +261,57 @@ impl AuthService {
                 }
             }
         }
-        Ok(verified)
+        Ok(Authentication {
+            verified,
+            api_key_creator,
+        })
     }
 
-    async fn api_key_live(
+    /// The creator of a live API key (`None`: revoked, expired, or its creator's account
+    /// is gone), cached like sessions' liveness.
+    async fn live_api_key_creator(
         &self,
         org: OrgId,
         key: Uuid,
         now: OffsetDateTime,
-    ) -> Result<bool, ApiError> {
-        if let Some(live) = self.live.get(&key).await {
-            return Ok(live);
+    ) -> Result<Option<Uuid>, ApiError> {
+        if let Some(creator) = self.key_creators.get(&key).await {
+            return Ok(creator);
         }
-        let live = self
+        let creator = self
             .api_keys
-            .api_key_is_live(org, key, now)
+            .live_api_key_creator(org, key, now)
             .await
-            .map_err(|e| ApiError::internal(e.0))?;
-        self.live.insert(key, live).await;
-        Ok(live)
+            .map_err(|e| ApiError::internal(e.0))?
+            .map(|creator| creator.as_uuid());
+        self.key_creators.insert(key, creator).await;
+        Ok(creator)
+    }
+
+    /// After `creators` lost their membership or admin rights in `org` (removal,
+    /// demotion): the store revoked their keys in the same transaction; this evicts
+    /// those keys from every instance's cache, so a later return of the creator's rights
+    /// does not revive them. (Until then requests refuse them anyway: the creator check.)
+    pub async fn creators_lost_rights(&self, org: OrgId, creators: &[Uuid]) {
+        if creators.is_empty() {
+            return;
+        }
+        match self.api_keys.list_api_keys(org).await {
+            Ok(keys) => {
+                for key in keys {
+                    if key.revoked_at.is_some()
+                        && key
+                            .created_by
+                            .is_some_and(|c| creators.contains(&c.as_uuid()))
+                    {
+                        self.announce_revoked(key.id).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %org, "evicting the revoked API keys of changed members")
+            }
+        }
     }
 
     /// Announces that an API key was revoked (this instance at once, others via the bus).
@@ -342,6 +394,7 @@ impl AuthService {
 
     async fn announce_revoked(&self, credential: Uuid) {
         self.live.invalidate(&credential).await;
+        self.key_creators.invalidate(&credential).await;
         self.bus
             .publish(&format!("{CREDENTIAL_MESSAGE}{credential}"))
             .await;

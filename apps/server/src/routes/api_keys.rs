@@ -25,7 +25,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             TAG,
         )
         .description(
-            "The key is bound to this org and may hold only permission keys its creator holds.",
+            "The key is bound to this org and may hold only permission keys its creator holds (403 otherwise, naming them in `details.keys_not_held`). On every request it is checked against the org's current settings and its creator's current rights: a key disabled for the org is disabled for keys too, and a key dies with its creator's membership or admin rights (revoked when the creator is removed or demoted).",
         )
         .org_admin()
         .errors(&[ErrorCode::ValidationFailed]),
@@ -133,22 +133,12 @@ async fn create_key(
         .iter()
         .filter_map(|k| PermissionKey::parse(k).ok())
         .collect();
-    for key in keys.iter() {
-        if !state
-            .authz
-            .check(member.org_id().as_uuid(), creator.as_uuid(), key)
-            .await?
-        {
-            return Err(ApiError::new(
-                ErrorCode::PermissionDenied,
-                format!(
-                    "you do not hold {} yourself, so a key of yours cannot either",
-                    key.as_str()
-                ),
-            )
-            .with_details(serde_json::json!({"required_permission": key.as_str()})));
-        }
-    }
+    // A key carries at most what its creator holds (and, per request, holds still).
+    let held = state
+        .authz
+        .keys_to_hand_out(member.org_id().as_uuid(), creator.as_uuid())
+        .await?;
+    permissions::check_holds(held, keys).map_err(|e| super::permissions::not_held(&e))?;
     let id = Uuid::now_v7();
     let expires_at =
         OffsetDateTime::now_utc() + time::Duration::days(i64::from(body.expires_in_days));

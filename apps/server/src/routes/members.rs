@@ -15,6 +15,7 @@ use tenancy::ports::{
     ChangeMemberError, ChangeMemberRequest, CreateRoleError, CreateRoleRequest, OrgRepository,
     RestoreMemberError, RoleChoice,
 };
+use tenancy::rules::RoleChangeRefused;
 use tenancy::search::SearchQuery;
 use tenancy::{
     Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId,
@@ -61,7 +62,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/bulk-update",
         bulk_update,
         RouteDoc::new("bulk_update_members", "Change the role or status of many members", TAG)
-            .description("Up to 500 members; each is changed in its own transaction under the same rules as a single update (rank, last admin, role capacity) and reported on its own: one refusal does not undo the others. Each change is audited.")
+            .description("Up to 500 members; each is changed in its own transaction under the same rules as a single update (only members below your rank, no role above your own or carrying keys you don't hold, last admin, role capacity) and reported on its own: one refusal does not undo the others. Each change is audited.")
             .permission(PermissionKey::UsersEditRoles)
             .rate_class(RateClass::Update)
             .errors(&[ErrorCode::ValidationFailed]),
@@ -91,7 +92,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/{user_id}/restore",
         restore_member,
         RouteDoc::new("restore_member", "Restore a removed member", TAG)
-            .description("Brings back the member's role, status, committee and children. Their custom role, if deleted meanwhile, becomes `volunteer`; a full custom role (maximum holders) or a role above your own refuses the restore (409/403). 409 if they rejoined meanwhile.")
+            .description("Brings back the member's role, status, committee and children. Their custom role, if deleted meanwhile, becomes `volunteer`; a full custom role (maximum holders) or a role above your own or carrying keys you don't hold refuses the restore (409/403). 409 if they rejoined meanwhile.")
             .permission(PermissionKey::UsersRemove)
             .rate_class(RateClass::Update)
             .errors(&[ErrorCode::Conflict]),
@@ -106,7 +107,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/{user_id}",
         update_member,
         RouteDoc::new("update_member", "Change a member's role, status, term or profile", TAG)
-            .description("Nobody raises their own role or assigns a role above their own, nor changes a member ranking above them; the last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too. Send `version` or `If-Match`.")
+            .description("Who may hand out what: role, status and term end (`role_ends_at`) are changed only for members ranking below you (admins: any member); a role is assigned only at or below your own rank and only if you hold every extra key it carries (403, `details.keys_not_held`); your own role, status and term may go down, never up (no raising your role, no clearing or extending your term end). The last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too, for members not ranking above you. Send `version` or `If-Match`.")
             .permission(PermissionKey::UsersEditRoles)
             .rate_class(RateClass::Update)
             .errors(&[ErrorCode::Conflict, ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
@@ -116,7 +117,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/{user_id}",
         remove_member,
                 RouteDoc::new("remove_member", "Remove a member from the org (restorable)", TAG)
-            .description("Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. The last active admin cannot be removed (409).")
+            .description("Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. Only members ranking below you (admins: any member; anyone may leave). The last active admin cannot be removed (409). API keys the member created are revoked.")
             .permission(PermissionKey::UsersRemove)
             .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict]),
@@ -139,6 +140,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/roles",
         create_role,
         RouteDoc::new("create_role", "Define a custom role (e.g. Treasurer)", TAG)
+            .description("The role counts as a rank at or below your own, and names only extra keys you hold now (403 otherwise, naming them in `details.keys_not_held`).")
             .permission(PermissionKey::UsersEditRoles)
             .errors(&[ErrorCode::Conflict, ErrorCode::ValidationFailed]),
     );
@@ -624,6 +626,19 @@ pub(super) fn children(list: Option<Vec<ChildDto>>) -> Option<Vec<Child>> {
     list.map(|cs| cs.into_iter().map(Child::from).collect())
 }
 
+/// A rule of "who may hand out what" refused a change: 409 for the org's invariants
+/// (last admin, a full role), 403 otherwise (naming unheld keys in
+/// `details.keys_not_held`).
+pub(super) fn refused(r: &RoleChangeRefused) -> ApiError {
+    match r {
+        RoleChangeRefused::LastAdmin | RoleChangeRefused::RoleFull { .. } => {
+            ApiError::new(ErrorCode::Conflict, r.to_string())
+        }
+        RoleChangeRefused::KeysNotHeld(e) => super::permissions::not_held(e),
+        _ => ApiError::new(ErrorCode::PermissionDenied, r.to_string()),
+    }
+}
+
 fn change_error(e: ChangeMemberError) -> ApiError {
     match e {
         ChangeMemberError::NotFound => ApiError::not_found("no such member"),
@@ -637,14 +652,7 @@ fn change_error(e: ChangeMemberError) -> ApiError {
             "the member changed since you read it",
         )
         .with_details(serde_json::json!({"current_version": current})),
-        ChangeMemberError::Refused(r) => {
-            let code = match r {
-                tenancy::rules::RoleChangeRefused::LastAdmin
-                | tenancy::rules::RoleChangeRefused::RoleFull { .. } => ErrorCode::Conflict,
-                _ => ErrorCode::PermissionDenied,
-            };
-            ApiError::new(code, r.to_string())
-        }
+        ChangeMemberError::Refused(r) => refused(&r),
         ChangeMemberError::Unexpected(e) => ApiError::internal(e.0),
     }
 }
@@ -657,6 +665,7 @@ async fn update_member(
     Json(body): Json<UpdateMemberBody>,
 ) -> Result<Reply<MemberView>, ApiError> {
     let target = UserId::from_uuid(p.user_id);
+    let role_changed = body.role.is_some();
     state
         .orgs
         .change_member(
@@ -686,6 +695,12 @@ async fn update_member(
     state
         .member_changed(member.org_id().as_uuid(), target.as_uuid())
         .await;
+    if role_changed {
+        state
+            .auth
+            .creators_lost_rights(member.org_id(), &[target.as_uuid()])
+            .await;
+    }
     read_member(&state, member.org_id(), target).await
 }
 
@@ -904,6 +919,12 @@ async fn bulk_update(
     state
         .members_changed(member.org_id().as_uuid(), &changed)
         .await;
+    if role.is_some() {
+        state
+            .auth
+            .creators_lost_rights(member.org_id(), &changed)
+            .await;
+    }
     Ok(Reply(BulkOutcome::done(results)))
 }
 
@@ -985,6 +1006,7 @@ async fn bulk_remove(
         results.push(item(id, outcome));
     }
     state.members_changed(org.as_uuid(), &changed).await;
+    state.auth.creators_lost_rights(org, &changed).await;
     Ok(Reply(BulkOutcome::done(results)))
 }
 
@@ -1106,6 +1128,10 @@ async fn remove_member(
     state
         .member_changed(member.org_id().as_uuid(), p.user_id)
         .await;
+    state
+        .auth
+        .creators_lost_rights(member.org_id(), &[p.user_id])
+        .await;
     Ok(Reply(Removed { removed: true }))
 }
 
@@ -1171,17 +1197,18 @@ async fn create_role(
     Json(body): Json<CreateRoleBody>,
 ) -> Result<Created<CustomRoleView>, ApiError> {
     let counts_as: permissions::BuiltinRole = body.counts_as.into();
-    if counts_as > member.rank()? {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "you cannot define a role above your own",
-        ));
-    }
     let extra_keys: KeySet = body
         .extra_keys
         .iter()
         .filter_map(|k| PermissionKey::parse(k).ok())
         .collect();
+    // No rank above one's own, no key one doesn't hold now.
+    let held = state
+        .authz
+        .keys_to_hand_out(member.org_id().as_uuid(), member.user_id()?.as_uuid())
+        .await?;
+    tenancy::rules::check_role_definition(member.rank()?, held, counts_as, extra_keys)
+        .map_err(|r| refused(&r))?;
     let role = state
         .orgs
         .create_role(

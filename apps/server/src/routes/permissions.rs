@@ -117,6 +117,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Grant one key to one member (optionally until a time)",
             TAG,
         )
+        .description("Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything.")
         .org_admin()
         .errors(&[ErrorCode::ValidationFailed]),
     );
@@ -808,18 +809,32 @@ pub struct GrantBody {
     pub reason: Option<String>,
 }
 
+/// 403 for keys an actor tried to hand out without holding them (spec: "Who may hand
+/// out what"), naming them in `details.keys_not_held`.
+pub(super) fn not_held(e: &permissions::NotHeld) -> ApiError {
+    ApiError::new(ErrorCode::PermissionDenied, e.to_string())
+        .with_details(serde_json::json!({ "keys_not_held": e.key_names() }))
+}
+
 async fn create_grant(
     state: State,
     member: OrgMember,
     Json(body): Json<GrantBody>,
 ) -> Result<Reply<SettingsWritten>, ApiError> {
     let key = parse_key(&body.key)?;
-    if body.user_id == member.user_id()?.as_uuid() {
+    let actor = member.user_id()?;
+    if body.user_id == actor.as_uuid() {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "you cannot grant yourself a permission",
         ));
     }
+    // Nobody grants what they don't hold (a key disabled for the org, for one).
+    let held = state
+        .authz
+        .keys_to_hand_out(member.org_id().as_uuid(), actor.as_uuid())
+        .await?;
+    permissions::check_holds(held, [key].into_iter().collect()).map_err(|e| not_held(&e))?;
     let version = state
         .authz
         .store()

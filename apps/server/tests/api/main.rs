@@ -16,6 +16,7 @@ mod directory_cache;
 mod districts;
 mod docs;
 mod errors;
+mod handout;
 mod hardening;
 mod health;
 mod isolation;
