@@ -11,7 +11,7 @@ pub(crate) struct Migration;
 
 impl MigrationName for Migration {
     fn name(&self) -> &str {
-        "m20261206_000010_school_settings_rls"
+        "m20261206_000011_school_settings_rls"
     }
 }
 
