@@ -5,11 +5,15 @@
 //!   claims a job with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the write lock
 //!   on SQLite) and applies it in steps, each step's work and the move of the job's
 //!   cursor committed in one transaction, so a crash neither loses nor repeats a row.
+//!   A new job's input rows are staged in batches, each committed alone ([`JobDraft`]):
+//!   no transaction stays open while an upload is read.
 //! - [`import`]: validating rows, the dry run (row-level errors, duplicates), the import
 //!   step (a step's valid rows added together through `tenancy_store::add_members_in`,
 //!   each audited).
 //! - [`export`]: member pages written as CSV or XLSX; the export job.
-//! - [`table`]: the spreadsheet columns, reading uploads, writing XLSX.
+//! - [`table`]: the spreadsheet columns and header names, reading uploads (through the
+//!   capped stream reader of `sheets`), writing XLSX; [`table::Cancel`] stops a read whose
+//!   request is gone.
 //! - [`worker`]: the loop that claims and runs jobs.
 //! - [`cleanup`]: removing ended jobs past their retention and stale staged files.
 //!
@@ -28,5 +32,5 @@ pub mod queue;
 pub mod table;
 pub mod worker;
 
-pub use queue::{Job, JobKind, JobQueue, JobStatus, JobStoreError, SweepReport};
+pub use queue::{Job, JobDraft, JobKind, JobQueue, JobStatus, JobStoreError, SweepReport};
 pub use worker::{MembersChanged, RunOutcome, Worker, WorkerSettings};

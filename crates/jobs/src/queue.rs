@@ -212,6 +212,10 @@ pub struct SweepReport {
     pub jobs: u64,
 }
 
+/// How old a draft's staged rows must be before the sweep takes them for a dead
+/// process's leftovers (an upload is staged in seconds).
+pub const STAGING_GRACE: time::Duration = time::Duration::hours(1);
+
 /// Rows per multi-row insert of job items, and per staging transaction.
 pub const ITEM_CHUNK: usize = 500;
 
@@ -223,7 +227,7 @@ pub const ITEM_CHUNK: usize = 500;
 /// [`JobDraft::submit`] inserts the job row itself. Rows of a draft that is never
 /// submitted are removed by [`JobDraft::discard`], in the background when the draft
 /// is dropped, and in any case by [`JobQueue::sweep`] once they are older than its
-/// cut-off.
+/// cut-off (and [`STAGING_GRACE`]).
 pub struct JobDraft {
     db: Database,
     org_id: Uuid,
@@ -833,7 +837,11 @@ impl JobQueue {
     ) -> Result<SweepReport, JobStoreError> {
         let batch = Ord::max(batch, 1);
         let mut report = SweepReport::default();
-        self.sweep_orphan_items(ended_before).await?;
+        self.sweep_orphan_items(Ord::min(
+            ended_before,
+            OffsetDateTime::now_utc() - STAGING_GRACE,
+        ))
+        .await?;
         loop {
             let txn = self.db.begin_write().await?;
             let due: Vec<(Uuid, Uuid)> = jobs::Entity::find()
@@ -876,7 +884,8 @@ impl JobQueue {
 
     /// Removes staged input rows of drafts never submitted nor discarded (the process
     /// died while an upload was being staged) whose job id — a UUIDv7, so a time — is
-    /// older than `before`.
+    /// older than `before` (at most now − [`STAGING_GRACE`], so a draft being staged
+    /// keeps its rows whatever the retention).
     async fn sweep_orphan_items(&self, before: OffsetDateTime) -> Result<u64, JobStoreError> {
         let conn = self.db.primary();
         let backend = conn.get_database_backend();

@@ -687,4 +687,36 @@ mod tests {
             "{per_row} bytes per row: 50,000 rows must fit the cap"
         );
     }
+    /// A workbook as a spreadsheet program saves it (shared strings, numbers, booleans,
+    /// a second sheet) reads back by header from the first sheet.
+    #[test]
+    fn a_saved_workbook_with_shared_strings_reads_back() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("ptoc-sst-{}.xlsx", uuid::Uuid::now_v7()));
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        for (col, name) in (0_u16..).zip(["E-Mail", "First name", "Last name", "Phone", "Active"]) {
+            sheet.write_string(0, col, name).unwrap();
+        }
+        sheet.write_string(1, 0, "ann@x.org").unwrap();
+        sheet.write_string(1, 1, "Ann & <Bo>").unwrap();
+        sheet.write_string(1, 2, "Able").unwrap();
+        sheet.write_number(1, 3, 5_551_234_567.0).unwrap();
+        sheet.write_boolean(1, 4, true).unwrap();
+        sheet.write_string(3, 0, "cy@x.org").unwrap();
+        sheet.write_number(3, 3, 1.5).unwrap();
+        let other = book.add_worksheet();
+        other.write_string(0, 0, "not this sheet").unwrap();
+        book.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let rows = read(&bytes, SheetFormat::Xlsx).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].row, 2);
+        assert_eq!(rows[0].get("email"), "ann@x.org");
+        assert_eq!(rows[0].get("first_name"), "Ann & <Bo>");
+        assert_eq!(rows[0].get("phone"), "5551234567");
+        assert_eq!(rows[0].get("active"), "true");
+        assert_eq!((rows[1].row, rows[1].get("phone")), (4, "1.5"));
+    }
 }

@@ -34,7 +34,8 @@ fn malformed(message: impl Into<String>) -> ReadError {
 /// Why the guard stopped a zip entry.
 #[derive(Debug, Clone, Copy)]
 enum Tripped {
-    Inflated,
+    /// Past this inflated-bytes cap (the entry's or the total's).
+    Inflated(u64),
     Token,
     Markup,
 }
@@ -42,7 +43,7 @@ enum Tripped {
 impl std::fmt::Display for Tripped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Inflated => "inflated size cap",
+            Self::Inflated(_) => "inflated size cap",
             Self::Token => "XML token cap",
             Self::Markup => "markup declaration",
         })
@@ -90,10 +91,13 @@ impl<R: Read> Read for Guard<'_, R> {
             self.entry += n as u64;
             let total = self.total.get() + n as u64;
             self.total.set(total);
-            if self.entry > self.limits.max_entry_inflated_bytes
-                || total > self.limits.max_total_inflated_bytes
-            {
-                return Err(std::io::Error::other(Tripped::Inflated));
+            if self.entry > self.limits.max_entry_inflated_bytes {
+                let cap = self.limits.max_entry_inflated_bytes;
+                return Err(std::io::Error::other(Tripped::Inflated(cap)));
+            }
+            if total > self.limits.max_total_inflated_bytes {
+                let cap = self.limits.max_total_inflated_bytes;
+                return Err(std::io::Error::other(Tripped::Inflated(cap)));
             }
             let mut kept = 0;
             for i in 0..n {
@@ -163,15 +167,10 @@ fn xml_error(e: &quick_xml::Error, limits: &SheetLimits) -> ReadError {
         && let Some(tripped) = io.get_ref().and_then(|e| e.downcast_ref::<Tripped>())
     {
         return match tripped {
-            Tripped::Inflated => {
-                // Which of the two caps: the smaller one that can have tripped.
-                ReadError::TooLarge {
-                    cap: Cap::InflatedBytes,
-                    limit: limits
-                        .max_entry_inflated_bytes
-                        .min(limits.max_total_inflated_bytes),
-                }
-            }
+            Tripped::Inflated(limit) => ReadError::TooLarge {
+                cap: Cap::InflatedBytes,
+                limit: *limit,
+            },
             Tripped::Token => malformed(format!(
                 "a tag or value is longer than {} bytes",
                 limits.max_xml_token_bytes
@@ -817,6 +816,33 @@ mod tests {
         .unwrap();
         assert_eq!(seen, 7);
         assert_eq!(counters.rows, 7);
+    }
+
+    #[test]
+    fn the_total_inflated_cap_counts_every_part() {
+        let limits = SheetLimits {
+            max_entry_inflated_bytes: 100_000,
+            max_total_inflated_bytes: 150_000,
+            ..SheetLimits::default()
+        };
+        let strings = format!("<sst>{}</sst>", "<si><t>abc</t></si>".repeat(4_000));
+        let sheet = format!(
+            "<worksheet><sheetData>{}</sheetData></worksheet>",
+            "<row><c t=\"s\"><v>1</v></c></row>".repeat(3_000)
+        );
+        assert!(strings.len() < 100_000 && sheet.len() < 100_000);
+        let (r, c) = read(&testing::workbook(&sheet, Some(&strings)), &limits);
+        assert!(
+            matches!(
+                r,
+                Err(ReadError::TooLarge {
+                    cap: Cap::InflatedBytes,
+                    limit: 150_000
+                })
+            ),
+            "{r:?}"
+        );
+        assert!(c.bytes <= 150_000 + 64 * 1024, "{c:?}");
     }
 
     #[test]

@@ -1052,7 +1052,9 @@ async fn import_rows_are_staged_in_batches_each_committed_alone(ctx: TestContext
     }
     dropped.discard().await.unwrap();
     assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 1_301);
-    let mut orphan = ctx
+    // Rows a dead process left (a draft of two hours ago, never submitted) go with the
+    // sweep, even with a cut-off in the future; a draft being staged keeps its rows.
+    let mut inflight = ctx
         .state
         .jobs
         .draft(
@@ -1064,14 +1066,52 @@ async fn import_rows_are_staged_in_batches_each_committed_alone(ctx: TestContext
         .await
         .unwrap();
     for i in 1..=500 {
-        orphan.push(i, row(i)).await.unwrap();
+        inflight.push(i, row(i)).await.unwrap();
     }
-    std::mem::forget(orphan); // as if the process died: no drop, no discard
-    assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 1_801);
+    let two_hours_ago = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp() - 7_200).unwrap(),
+        0,
+    );
+    let dead = uuid::Uuid::new_v7(two_hours_ago);
+    {
+        use sea_orm::ConnectionTrait;
+        let db = ctx.state.db.primary();
+        let backend = db.get_database_backend();
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => {
+                "INSERT INTO job_items (org_id, job_id, seq, payload) VALUES ($1, $2, $3, $4)"
+            }
+            _ => "INSERT INTO job_items (org_id, job_id, seq, payload) VALUES (?, ?, ?, ?)",
+        };
+        for seq in 1..=3_i64 {
+            db.execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                sql,
+                [org_a.into(), dead.into(), seq.into(), row(seq).into()],
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 1_804);
     ctx.state
         .jobs
         .sweep(
-            time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+            time::OffsetDateTime::now_utc() - time::Duration::hours(3),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM job_items").await,
+        1_804,
+        "younger than the cut-off: kept"
+    );
+    ctx.state
+        .jobs
+        .sweep(
+            time::OffsetDateTime::now_utc() + time::Duration::hours(1),
             10,
         )
         .await
@@ -1079,19 +1119,7 @@ async fn import_rows_are_staged_in_batches_each_committed_alone(ctx: TestContext
     assert_eq!(
         count(&ctx, "SELECT count(*) FROM job_items").await,
         1_801,
-        "younger than the cut-off: kept"
+        "the dead draft's rows are swept; the jobs' and the draft in flight's stay"
     );
-    ctx.state
-        .jobs
-        .sweep(
-            time::OffsetDateTime::now_utc() + time::Duration::seconds(1),
-            10,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        count(&ctx, "SELECT count(*) FROM job_items").await,
-        1_301,
-        "the orphaned rows are swept, the submitted jobs' rows stay"
-    );
+    assert_eq!(inflight.submit().await.unwrap().total, 500);
 }
