@@ -492,3 +492,35 @@ async fn change_password(
         .await?;
     Ok(Reply(Revoked { revoked: true }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_tokens_name_their_account_and_expire() {
+        let key = credentials::ConfirmationKey::derive(&credentials::SigningKey::generate());
+        let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid");
+        let token = issue_device_token(&key, "Jane@Example.org", now);
+        let id = device_id(&key, &token, " jane@example.org", now).expect("same account");
+        assert_eq!(token.split_once('.').map(|(i, _)| i), Some(id));
+        // Another account, a later sign-in after expiry, a forged id or tag: ignored.
+        assert_eq!(device_id(&key, &token, "john@example.org", now), None);
+        let expired = now + DEVICE_TOKEN_TTL + time::Duration::seconds(1);
+        assert_eq!(device_id(&key, &token, "jane@example.org", expired), None);
+        let (_, signed) = token.split_once('.').expect("id.rest");
+        let forged = format!("{}.{signed}", "a".repeat(32));
+        assert_eq!(device_id(&key, &forged, "jane@example.org", now), None);
+        let other = credentials::ConfirmationKey::derive(&credentials::SigningKey::generate());
+        assert_eq!(device_id(&other, &token, "jane@example.org", now), None);
+        for bad in ["", ".", "x.y.z", "garbage"] {
+            assert_eq!(
+                device_id(&key, bad, "jane@example.org", now),
+                None,
+                "{bad:?}"
+            );
+        }
+        // Every sign-in gets a fresh id.
+        assert_ne!(issue_device_token(&key, "jane@example.org", now), token);
+    }
+}
