@@ -98,9 +98,10 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// The add-member request for this row, made by `actor` in `org`.
+    /// The add-member request for this row, made by `actor` in `org`: an invitation
+    /// open for `valid_for`.
     #[must_use]
-    pub fn request(self, org: OrgId, actor: UserId) -> AddMemberRequest {
+    pub fn request(self, org: OrgId, actor: UserId, valid_for: time::Duration) -> AddMemberRequest {
         AddMemberRequest {
             org_id: org,
             actor,
@@ -111,6 +112,7 @@ impl Candidate {
             role: self.role,
             committee: self.committee,
             children: self.children,
+            valid_for,
         }
     }
 }
@@ -443,6 +445,14 @@ pub struct ImportParams {
     pub request: audit::RequestMeta,
     /// The file's format.
     pub format: crate::table::SheetFormat,
+    /// How many days the invitations the rows create stay open (jobs queued before
+    /// this field existed: the default, 14).
+    #[serde(default = "default_invitation_days")]
+    pub invitation_days: u16,
+}
+
+fn default_invitation_days() -> u16 {
+    14
 }
 
 /// How a step ended.
@@ -459,9 +469,10 @@ pub enum StepOutcome {
 }
 
 /// Applies the next `batch` rows after `cursor` in one transaction: the valid rows
-/// through the batched add-member operation (`tenancy_store::add_members_in`, each
-/// added member with its audit event), refused rows into the error report, and the
-/// cursor moved past them, all committed together.
+/// through the batched add-member operation (`tenancy_store::add_members_in`: each row
+/// becomes an invitation of the org, with its audit event; an address that is a member
+/// or has a pending invitation is refused), refused rows into the error report, and
+/// the cursor moved past them, all committed together.
 /// `crash_before` (tests) abandons the step without committing once the rows before
 /// the one with that sequence number are applied.
 ///
@@ -489,6 +500,7 @@ pub async fn import_step(
     }
     let org = OrgId::from_uuid(lease.org_id);
     let actor = UserId::from_uuid(params.actor);
+    let valid_for = time::Duration::days(i64::from(params.invitation_days));
     let roles = RoleIndex::new(&custom_roles(&txn, lease.org_id).await?);
     let actor_rank = actor_rank(&txn, lease.org_id, params.actor).await?;
     let ctx = AuditContext {
@@ -516,7 +528,7 @@ pub async fn import_step(
             }),
         };
         match checked {
-            Ok(c) => valid.push((item, c.request(org, actor))),
+            Ok(c) => valid.push((item, c.request(org, actor, valid_for))),
             Err(reason) => failures.push(JobFailure {
                 seq: item.seq,
                 payload: item.payload,

@@ -4,6 +4,7 @@ mod api_keys;
 mod audit_logs;
 mod auth;
 pub(crate) mod districts;
+mod invitations;
 mod jobs;
 mod member_io;
 mod members;
@@ -27,6 +28,7 @@ pub fn api() -> Api {
     // Before the member routes: `/users/export` and `/users/import` must match before
     // `/users/{user_id}`.
     member_io::register(&mut routes);
+    invitations::register(&mut routes);
     members::register(&mut routes);
     jobs::register(&mut routes);
     api_keys::register(&mut routes);

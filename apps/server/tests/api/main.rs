@@ -18,6 +18,7 @@ mod docs;
 mod errors;
 mod hardening;
 mod health;
+mod invitations;
 mod isolation;
 mod member_io;
 mod members;
