@@ -27,8 +27,8 @@ pub fn api() -> Api {
     permissions::register(&mut routes);
     // Before the member routes: `/users/export` and `/users/import` must match before
     // `/users/{user_id}`.
-    member_io::register(&mut routes);
     invitations::register(&mut routes);
+    member_io::register(&mut routes);
     members::register(&mut routes);
     jobs::register(&mut routes);
     api_keys::register(&mut routes);
