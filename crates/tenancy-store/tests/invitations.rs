@@ -33,6 +33,9 @@ test_support::both_backends!(crate::Env;
 
 const MIGRATION: &str = "m20261206_000010_invitations";
 
+/// An invitation row: address, built-in role, phone, committee, status.
+type Row = (String, String, Option<String>, Option<String>, String);
+
 fn ctx(actor: Uuid) -> AuditContext {
     AuditContext {
         actor: audit::Actor::User(actor),
@@ -119,7 +122,7 @@ async fn the_migration_moves_invited_members_to_invitations_and_frees_unclaimed_
             vec![org.into()],
         )
         .await;
-    let got: Vec<(String, String, Option<String>, Option<String>, String)> = rows
+    let got: Vec<Row> = rows
         .iter()
         .map(|r| {
             (
