@@ -239,8 +239,10 @@ pub struct Duplicate {
     /// The row number.
     pub row: i64,
     /// `email_in_file` (the address appears on an earlier row; this row would fail),
-    /// `already_member` (this row would fail) or `similar_name` (same or nearly the same
-    /// name as an earlier row or a member, with another address: a warning).
+    /// `already_member` (this row would fail), `already_invited` (the address has a
+    /// pending invitation of the org: this row would fail) or `similar_name` (same or
+    /// nearly the same name as an earlier row or a member, with another address: a
+    /// warning).
     pub kind: String,
     /// The row's e-mail.
     pub email: String,
@@ -271,23 +273,36 @@ pub struct DryRunReport {
 #[derive(Debug, Default)]
 pub struct ExistingMembers {
     emails: HashSet<String>,
+    /// Addresses with a pending invitation of the org.
+    invited: HashSet<String>,
     /// Normalized last name → (normalized full name, e-mail).
     by_last: HashMap<String, Vec<(String, String)>>,
 }
 
 impl ExistingMembers {
-    /// Loads the (current) members of `org`.
+    /// Loads the (current) members of `org`, and the addresses of its pending
+    /// invitations.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn load(db: &Database, org: Uuid) -> Result<Self, JobStoreError> {
         let txn = db.read_for_org(org).await?;
         let backend = txn.get_database_backend();
-        let p = if backend == DbBackend::Postgres {
-            "$1"
+        let (p, p2) = if backend == DbBackend::Postgres {
+            ("$1", "$2")
         } else {
-            "?"
+            ("?", "?")
         };
+        let invited = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT email FROM invitations \
+                     WHERE org_id = {p} AND status = 'pending' AND expires_at > {p2}"
+                ),
+                [org.into(), persistence::now_micros().into()],
+            ))
+            .await?;
         let rows = txn
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
@@ -301,6 +316,9 @@ impl ExistingMembers {
             .await?;
         txn.commit().await?;
         let mut out = Self::default();
+        for r in invited {
+            out.invited.insert(r.try_get("", "email")?);
+        }
         for r in rows {
             let email: String = r.try_get("", "email")?;
             let first: String = r.try_get("", "first_name")?;
@@ -399,6 +417,16 @@ impl DryRun {
                     self.note_dup(Duplicate {
                         row: c.row,
                         kind: "already_member".into(),
+                        email,
+                        other_row: None,
+                        other_email: None,
+                    });
+                    return;
+                }
+                if self.members.invited.contains(&email) {
+                    self.note_dup(Duplicate {
+                        row: c.row,
+                        kind: "already_invited".into(),
                         email,
                         other_row: None,
                         other_email: None,
@@ -700,6 +728,7 @@ mod tests {
     fn dry_run_finds_duplicates_in_the_file_and_among_members() {
         let mut members = ExistingMembers::default();
         members.add("old@example.org", "Maria", "Lopez");
+        members.invited.insert("asked@example.org".into());
         let mut dry = DryRun::new(RoleIndex::default(), BuiltinRole::Admin, members);
         let row = |n, e: &str, f: &str, l: &str| {
             raw(n, &[("email", e), ("first_name", f), ("last_name", l)])
@@ -709,6 +738,7 @@ mod tests {
         dry.check(&row(4, "old@example.org", "X", "Y"));
         dry.check(&row(5, "new@example.org", "María", "López"));
         dry.check(&row(6, "b@example.org", "Anna", "Smith"));
+        dry.check(&row(7, "Asked@example.org", "Ask", "Ed"));
         let report = dry.finish();
         let kinds: Vec<_> = report
             .duplicates
@@ -722,8 +752,9 @@ mod tests {
                 (4, "already_member", None),
                 (5, "similar_name", None),
                 (6, "similar_name", Some(2)),
+                (7, "already_invited", None),
             ]
         );
-        assert_eq!((report.total_rows, report.valid_rows), (5, 3));
+        assert_eq!((report.total_rows, report.valid_rows), (6, 3));
     }
 }

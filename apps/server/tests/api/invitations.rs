@@ -500,6 +500,21 @@ async fn an_import_creates_one_invitation_per_new_address_and_a_dry_run_none(ctx
         .await,
         2
     );
+    // A dry run of the same file now reports the invited addresses.
+    let (status, body) = upload(&app, &admin, &org, "?dry_run=true", csv).await;
+    assert_eq!(status, 200, "{body}");
+    let invited: BTreeSet<&str> = body["data"]["duplicates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "already_invited")
+        .map(|d| d["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        invited,
+        BTreeSet::from(["new1@inv.test", "has.account@inv.test"])
+    );
+    assert_eq!(body["data"]["valid_rows"], 0, "{body}");
     // The refused rows are reported: the repeated address and my own member.
     let req = test::TestRequest::get()
         .uri(&format!("/api/v2/orgs/{org}/jobs/{job}/errors"))
