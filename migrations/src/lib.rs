@@ -18,6 +18,7 @@ mod m20261122_000006_create_audit_retention;
 mod m20261122_000007_row_level_security;
 mod m20261122_000008_member_directory;
 mod m20261122_000009_jobs;
+mod m20261206_000010_invitations;
 mod m20261206_000011_school_settings_rls;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_row_level_security::Migration),
             Box::new(m20261122_000008_member_directory::Migration),
             Box::new(m20261122_000009_jobs::Migration),
+            Box::new(m20261206_000010_invitations::Migration),
             Box::new(m20261206_000011_school_settings_rls::Migration),
         ]
     }

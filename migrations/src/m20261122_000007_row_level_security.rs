@@ -33,6 +33,7 @@ pub const TENANT_TABLES: &[(&str, &str, &str)] = &[
     ("org_roles", "org_id", "NULL"),
     ("memberships", "org_id", "NULL"),
     ("removed_memberships", "org_id", "NULL"),
+    ("invitations", "org_id", "NULL"),
     ("audit_retention", "org_id", "NULL"),
     ("api_keys", "org_id", "NULL"),
     ("org_permission_settings", "org_id", "NULL"),
@@ -45,7 +46,7 @@ pub const TENANT_TABLES: &[(&str, &str, &str)] = &[
 ];
 
 /// Tenant tables created after this migration (their migration adds the policy).
-const LATER: &[&str] = &["removed_memberships"];
+const LATER: &[&str] = &["removed_memberships", "invitations"];
 
 const VISIBLE_FN: &str = r"
 CREATE OR REPLACE FUNCTION ptoc_row_visible(row_org uuid, row_district uuid)

@@ -75,6 +75,9 @@ pub struct Settings {
     /// How long an ended background job (its error report, its export file) is kept
     /// (`JOB_RETENTION_DAYS`, default 7).
     pub job_retention: Duration,
+    /// How many days an invitation (adding someone to an org) stays open
+    /// (`INVITATION_TTL_DAYS`, default 14).
+    pub invitation_ttl_days: u16,
     /// Seconds to let in-flight requests finish on SIGTERM (`SHUTDOWN_TIMEOUT_SECS`).
     pub shutdown_timeout: Duration,
     /// HTTP worker threads (`WORKERS`; default: number of CPUs).
@@ -193,6 +196,7 @@ pub const KEYS: &[&str] = &[
     "BOOTSTRAP_TOKEN",
     "AUDIT_DIGEST_INTERVAL_SECS",
     "JOB_RETENTION_DAYS",
+    "INVITATION_TTL_DAYS",
     "SHUTDOWN_TIMEOUT_SECS",
     "WORKERS",
     "RATE_LIMIT_ENABLED",
@@ -355,6 +359,13 @@ impl Settings {
             7,
             1..=3650,
         );
+        let invitation_ttl_days: u16 = parse_num(
+            &mut errors,
+            "INVITATION_TTL_DAYS",
+            get("INVITATION_TTL_DAYS"),
+            14,
+            1..=365,
+        );
         let shutdown_secs: u64 = parse_num(
             &mut errors,
             "SHUTDOWN_TIMEOUT_SECS",
@@ -414,6 +425,7 @@ impl Settings {
             bootstrap_token,
             audit_digest_interval: Duration::from_secs(digest_secs),
             job_retention: Duration::from_secs(job_retention_days * 86_400),
+            invitation_ttl_days,
             shutdown_timeout: Duration::from_secs(shutdown_secs),
             workers,
             rate_limit,

@@ -200,6 +200,7 @@ pub async fn build_state(
         jobs: jobs::JobQueue::new(db.clone()),
         job_wake: Arc::new(tokio::sync::Notify::new()),
         job_retention: settings.job_retention,
+        invitation_ttl_days: settings.invitation_ttl_days,
         tmp_dir,
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz: crate::authz::Authz::new(permission_store, permission_cache),

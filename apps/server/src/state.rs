@@ -56,6 +56,8 @@ pub struct AppState {
     pub job_wake: std::sync::Arc<tokio::sync::Notify>,
     /// How long an ended job is kept before the sweeper removes it.
     pub job_retention: std::time::Duration,
+    /// How many days an invitation stays open (`INVITATION_TTL_DAYS`).
+    pub invitation_ttl_days: u16,
     /// Where uploads and export files are staged (`DATA_DIR/tmp`).
     pub tmp_dir: std::path::PathBuf,
     /// Security headers, HSTS and CORS.

@@ -99,9 +99,10 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// The add-member request for this row, made by `actor` in `org`.
+    /// The add-member request for this row, made by `actor` in `org`: an invitation
+    /// open for `valid_for`.
     #[must_use]
-    pub fn request(self, org: OrgId, actor: UserId) -> AddMemberRequest {
+    pub fn request(self, org: OrgId, actor: UserId, valid_for: time::Duration) -> AddMemberRequest {
         AddMemberRequest {
             org_id: org,
             actor,
@@ -112,6 +113,7 @@ impl Candidate {
             role: self.role,
             committee: self.committee,
             children: self.children,
+            valid_for,
         }
     }
 }
@@ -235,8 +237,10 @@ pub struct Duplicate {
     /// The row number.
     pub row: i64,
     /// `email_in_file` (the address appears on an earlier row; this row would fail),
-    /// `already_member` (this row would fail) or `similar_name` (same or nearly the same
-    /// name as an earlier row or a member, with another address: a warning).
+    /// `already_member` (this row would fail), `already_invited` (the address has a
+    /// pending invitation of the org: this row would fail) or `similar_name` (same or
+    /// nearly the same name as an earlier row or a member, with another address: a
+    /// warning).
     pub kind: String,
     /// The row's e-mail.
     pub email: String,
@@ -267,23 +271,36 @@ pub struct DryRunReport {
 #[derive(Debug, Default)]
 pub struct ExistingMembers {
     emails: HashSet<String>,
+    /// Addresses with a pending invitation of the org.
+    invited: HashSet<String>,
     /// Normalized last name → (normalized full name, e-mail).
     by_last: HashMap<String, Vec<(String, String)>>,
 }
 
 impl ExistingMembers {
-    /// Loads the (current) members of `org`.
+    /// Loads the (current) members of `org`, and the addresses of its pending
+    /// invitations.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn load(db: &Database, org: Uuid) -> Result<Self, JobStoreError> {
         let txn = db.read_for_org(org).await?;
         let backend = txn.get_database_backend();
-        let p = if backend == DbBackend::Postgres {
-            "$1"
+        let (p, p2) = if backend == DbBackend::Postgres {
+            ("$1", "$2")
         } else {
-            "?"
+            ("?", "?")
         };
+        let invited = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT email FROM invitations \
+                     WHERE org_id = {p} AND status = 'pending' AND expires_at > {p2}"
+                ),
+                [org.into(), persistence::now_micros().into()],
+            ))
+            .await?;
         let rows = txn
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
@@ -297,6 +314,9 @@ impl ExistingMembers {
             .await?;
         txn.commit().await?;
         let mut out = Self::default();
+        for r in invited {
+            out.invited.insert(r.try_get("", "email")?);
+        }
         for r in rows {
             let email: String = r.try_get("", "email")?;
             let first: String = r.try_get("", "first_name")?;
@@ -401,6 +421,16 @@ impl DryRun {
                     });
                     return;
                 }
+                if self.members.invited.contains(&email) {
+                    self.note_dup(Duplicate {
+                        row: c.row,
+                        kind: "already_invited".into(),
+                        email,
+                        other_row: None,
+                        other_email: None,
+                    });
+                    return;
+                }
                 let similar = self
                     .members
                     .similar(&email, first, last)
@@ -441,6 +471,14 @@ pub struct ImportParams {
     pub request: audit::RequestMeta,
     /// The file's format.
     pub format: crate::table::SheetFormat,
+    /// How many days the invitations the rows create stay open (jobs queued before
+    /// this field existed: the default, 14).
+    #[serde(default = "default_invitation_days")]
+    pub invitation_days: u16,
+}
+
+fn default_invitation_days() -> u16 {
+    14
 }
 
 /// How a step ended.
@@ -457,9 +495,10 @@ pub enum StepOutcome {
 }
 
 /// Applies the next `batch` rows after `cursor` in one transaction: the valid rows
-/// through the batched add-member operation (`tenancy_store::add_members_in`, each
-/// added member with its audit event), refused rows into the error report, and the
-/// cursor moved past them, all committed together.
+/// through the batched add-member operation (`tenancy_store::add_members_in`: each row
+/// becomes an invitation of the org, with its audit event; an address that is a member
+/// or has a pending invitation is refused), refused rows into the error report, and
+/// the cursor moved past them, all committed together.
 /// `crash_before` (tests) abandons the step without committing once the rows before
 /// the one with that sequence number are applied.
 ///
@@ -487,6 +526,7 @@ pub async fn import_step(
     }
     let org = OrgId::from_uuid(lease.org_id);
     let actor = UserId::from_uuid(params.actor);
+    let valid_for = time::Duration::days(i64::from(params.invitation_days));
     let roles = RoleIndex::new(&custom_roles(&txn, lease.org_id).await?);
     let actor_rank = actor_rank(&txn, lease.org_id, params.actor).await?;
     let ctx = AuditContext {
@@ -514,7 +554,7 @@ pub async fn import_step(
             }),
         };
         match checked {
-            Ok(c) => valid.push((item, c.request(org, actor))),
+            Ok(c) => valid.push((item, c.request(org, actor, valid_for))),
             Err(reason) => failures.push(JobFailure {
                 seq: item.seq,
                 payload: item.payload,
@@ -686,6 +726,7 @@ mod tests {
     fn dry_run_finds_duplicates_in_the_file_and_among_members() {
         let mut members = ExistingMembers::default();
         members.add("old@example.org", "Maria", "Lopez");
+        members.invited.insert("asked@example.org".into());
         let mut dry = DryRun::new(RoleIndex::default(), BuiltinRole::Admin, members);
         let row = |n, e: &str, f: &str, l: &str| {
             raw(n, &[("email", e), ("first_name", f), ("last_name", l)])
@@ -695,6 +736,7 @@ mod tests {
         dry.check(&row(4, "old@example.org", "X", "Y"));
         dry.check(&row(5, "new@example.org", "María", "López"));
         dry.check(&row(6, "b@example.org", "Anna", "Smith"));
+        dry.check(&row(7, "Asked@example.org", "Ask", "Ed"));
         let report = dry.finish();
         let kinds: Vec<_> = report
             .duplicates
@@ -708,8 +750,9 @@ mod tests {
                 (4, "already_member", None),
                 (5, "similar_name", None),
                 (6, "similar_name", Some(2)),
+                (7, "already_invited", None),
             ]
         );
-        assert_eq!((report.total_rows, report.valid_rows), (5, 3));
+        assert_eq!((report.total_rows, report.valid_rows), (6, 3));
     }
 }

@@ -1,41 +1,49 @@
 //! Adding members inside the caller's transaction: one (the invite flow) or many at once
 //! (a step of the import job), with the same rules, rows and audit events either way.
 //!
+//! Adding someone creates an **invitation** of the org (`tenancy::Invitation`): the
+//! address, the role and the profile exactly as typed. No account is read, attached or
+//! created (accounts are read only to find this org's own members) — so the outcome is
+//! the same whether or not the address has an account, and nobody's address is taken by
+//! an account they did not claim (see docs/decisions.md, "Invitations instead of attached
+//! accounts"). What is checked is the org's own data: its members' addresses and its
+//! pending invitations.
+//!
 //! A batch costs a fixed number of statements, whatever its size: lock the org, read
-//! the actor, the custom roles named and their holders, the accounts of the e-mails and
-//! which of them are members already; then insert the new accounts and the memberships
-//! with multi-row inserts and append the audit events to the org's chain with one lock
-//! of its head ([`audit_store::append_events`]). Every refusal is decided before the
-//! first write, so a refused row writes nothing and leaves the transaction usable.
+//! the actor, the custom roles named and their holders, which addresses are members or
+//! have a pending invitation already; then mark the lapsed pending invitations of these
+//! addresses expired, insert the invitations with multi-row inserts and append the audit
+//! events to the org's chain with one lock of its head
+//! ([`audit_store::append_events`]). Every refusal is decided before the first write, so
+//! a refused row writes nothing and leaves the transaction usable.
 
 use std::collections::{HashMap, HashSet};
 
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    Set, TryIntoModel,
+    QuerySelect,
 };
-use tenancy::ports::{
-    AddMemberError, AddMemberRequest, AddedMember, AuditContext, RoleChoice, StorageFailure,
-};
+use tenancy::ports::{AddMemberError, AddMemberRequest, AuditContext, RoleChoice, StorageFailure};
 use tenancy::rules::RoleChangeRefused;
-use tenancy::{CustomRole, RoleAssignment, UserId};
+use tenancy::{CustomRole, Invitation, InvitationStatus, InvitedProfile, RoleAssignment};
 
 use crate::convert::{self, audit_event, failure};
-use crate::entity::{memberships, org_roles, users};
-use crate::orgs::{directory_fields, held_keys, load_membership, lock_org, unusable_password_hash};
+use crate::entity::{invitations, memberships, org_roles, users};
+use crate::invitations::{row, status_at};
+use crate::orgs::{held_keys, load_membership, lock_org};
 use persistence::now_micros;
 
 /// Rows per multi-row insert and values per `IN (…)` list: at most 16 columns × 256
 /// rows = 4,096 bind parameters, within PostgreSQL's and SQLite's limits.
 const CHUNK: usize = 256;
 
-/// Adds a member inside the caller's transaction (which should be scoped to
+/// Adds someone inside the caller's transaction (which should be scoped to
 /// `req.org_id` with `Database::begin_for_org`): locks the org row, checks the actor's
-/// rank and the custom role's maximum, finds or creates the account, inserts the
-/// membership (`invited`, with its search document) and appends its `member.add` audit
-/// event. Nothing is committed here, so a caller can apply it together with other
-/// writes. Refusals are detected before any write, so a failed call leaves the
-/// transaction usable. [`add_members_in`] adds many at once.
+/// rank and the custom role's maximum, and creates a pending invitation with its
+/// `member.invite` audit event. Nothing is committed here, so a caller can apply it
+/// together with other writes. Refusals are detected before any write, so a failed
+/// call leaves the transaction usable. [`add_members_in`] adds many at once.
 ///
 /// # Errors
 /// See [`AddMemberError`].
@@ -43,7 +51,7 @@ pub async fn add_member_in(
     txn: &DatabaseTransaction,
     ctx: &AuditContext,
     req: AddMemberRequest,
-) -> Result<AddedMember, AddMemberError> {
+) -> Result<Invitation, AddMemberError> {
     add_members_in(txn, ctx, vec![req])
         .await?
         .pop()
@@ -52,9 +60,9 @@ pub async fn add_member_in(
         })?
 }
 
-/// Adds members inside the caller's transaction, each exactly as [`add_member_in`]
+/// Adds people inside the caller's transaction, each exactly as [`add_member_in`]
 /// would in the given order (a later request sees the earlier ones: the same e-mail
-/// twice is [`AddMemberError::AlreadyMember`] the second time, and additions count
+/// twice is [`AddMemberError::AlreadyInvited`] the second time, and invitations count
 /// toward a custom role's maximum), in a fixed number of statements for the whole batch.
 /// Returns one outcome per request, in order; refused requests write nothing.
 ///
@@ -68,7 +76,7 @@ pub async fn add_members_in(
     txn: &DatabaseTransaction,
     ctx: &AuditContext,
     reqs: Vec<AddMemberRequest>,
-) -> Result<Vec<Result<AddedMember, AddMemberError>>, StorageFailure> {
+) -> Result<Vec<Result<Invitation, AddMemberError>>, StorageFailure> {
     let Some((org, actor_id)) = reqs.first().map(|r| (r.org_id, r.actor)) else {
         return Ok(Vec::new());
     };
@@ -85,17 +93,23 @@ pub async fn add_members_in(
         return Ok(not_found());
     };
     let actor_holds = held_keys(txn, org, actor_id).await?;
-    let mut roles = custom_roles_named(txn, org.as_uuid(), &reqs).await?;
-    let mut accounts = accounts_of(txn, &reqs).await?;
-    let mut members = members_among(txn, org.as_uuid(), accounts.values()).await?;
+    let now = now_micros();
+    let mut roles = custom_roles_named(txn, org.as_uuid(), &reqs, now).await?;
+    let emails: Vec<&str> = reqs
+        .iter()
+        .map(|r| r.email.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let members = members_among(txn, org.as_uuid(), &emails).await?;
+    let (mut pending, lapsed) = pending_among(txn, org.as_uuid(), &emails, now).await?;
 
     // Decide every request, in order, before writing anything.
-    let now = now_micros();
     let mut outcomes: Vec<Result<(), AddMemberError>> = Vec::with_capacity(reqs.len());
-    let mut planned: Vec<Planned> = Vec::new();
+    let mut planned: Vec<Invitation> = Vec::new();
     for req in reqs {
-        let (role, custom_row) = match &req.role {
-            RoleChoice::Builtin(r) => (RoleAssignment::builtin(*r), None),
+        let role = match &req.role {
+            RoleChoice::Builtin(r) => RoleAssignment::builtin(*r),
             RoleChoice::Custom(id) => {
                 let Some(held) = roles.get(&id.0) else {
                     outcomes.push(Err(AddMemberError::UnknownRole));
@@ -111,125 +125,118 @@ pub async fn add_members_in(
                     .into()));
                     continue;
                 }
-                (
-                    RoleAssignment::Custom {
-                        id: held.role.id,
-                        name: held.role.name.clone(),
-                        counts_as: held.role.counts_as,
-                        extra_keys: held.role.extra_keys,
-                    },
-                    Some(held.row.clone()),
-                )
+                RoleAssignment::Custom {
+                    id: held.role.id,
+                    name: held.role.name.clone(),
+                    counts_as: held.role.counts_as,
+                    extra_keys: held.role.extra_keys,
+                }
             }
         };
         if let Err(refused) = tenancy::rules::check_assignable_role(&actor, &role, actor_holds) {
             outcomes.push(Err(refused.into()));
             continue;
         }
-        let (account, user_created) = match accounts.get(req.email.as_str()) {
-            Some(u) if members.contains(&u.id) => {
-                outcomes.push(Err(AddMemberError::AlreadyMember { email: req.email }));
-                continue;
-            }
-            Some(u) => (u.clone(), false),
-            None => {
-                let u = new_account(&req, now);
-                accounts.insert(u.email.clone(), u.clone());
-                (u, true)
-            }
-        };
-        members.insert(account.id);
+        if members.contains(req.email.as_str()) {
+            outcomes.push(Err(AddMemberError::AlreadyMember { email: req.email }));
+            continue;
+        }
+        if !pending.insert(req.email.as_str().to_owned()) {
+            outcomes.push(Err(AddMemberError::AlreadyInvited { email: req.email }));
+            continue;
+        }
         if let RoleChoice::Custom(id) = &req.role
             && let Some(held) = roles.get_mut(&id.0)
         {
             held.holders += 1;
         }
-        let membership = new_membership(&req, &account, now)?;
+        let profile = InvitedProfile::new(
+            req.first_name,
+            req.last_name,
+            req.phone.as_deref(),
+            req.committee.as_deref(),
+            req.children,
+        );
         outcomes.push(Ok(()));
-        planned.push(Planned {
-            account,
-            user_created,
-            membership,
-            custom_row,
-        });
+        planned.push(Invitation::new(
+            org,
+            req.email,
+            role,
+            profile,
+            Some(actor_id),
+            now,
+            req.valid_for,
+        ));
     }
 
-    // Write: the new accounts, the memberships, then the audit events.
-    for chunk in planned.chunks(CHUNK) {
-        let created: Vec<users::ActiveModel> = chunk
-            .iter()
-            .filter(|p| p.user_created)
-            .map(|p| users::ActiveModel::from(p.account.clone()).reset_all())
-            .collect();
-        if !created.is_empty() {
-            users::Entity::insert_many(created)
-                .exec_without_returning(txn)
-                .await
-                .map_err(failure)?;
-        }
+    // Write: lapsed invitations of these addresses become expired (the unique index
+    // admits one pending invitation per address), then the new ones, then the events.
+    let planned_emails: HashSet<&str> = planned.iter().map(|p| p.email.as_str()).collect();
+    let lapsed: Vec<&str> = lapsed
+        .iter()
+        .map(String::as_str)
+        .filter(|e| planned_emails.contains(e))
+        .collect();
+    for chunk in lapsed.chunks(CHUNK) {
+        invitations::Entity::update_many()
+            .col_expr(
+                invitations::Column::Status,
+                Expr::value(InvitationStatus::Expired.as_str()),
+            )
+            .col_expr(
+                invitations::Column::Version,
+                Expr::col(invitations::Column::Version).add(1),
+            )
+            .col_expr(invitations::Column::UpdatedAt, Expr::value(now))
+            .filter(invitations::Column::OrgId.eq(org.as_uuid()))
+            .filter(invitations::Column::Status.eq(InvitationStatus::Pending.as_str()))
+            .filter(invitations::Column::ExpiresAt.lte(now))
+            .filter(invitations::Column::Email.is_in(chunk.iter().copied()))
+            .exec(txn)
+            .await
+            .map_err(failure)?;
     }
     for chunk in planned.chunks(CHUNK) {
-        memberships::Entity::insert_many(
+        invitations::Entity::insert_many(
             chunk
                 .iter()
-                .map(|p| memberships::ActiveModel::from(p.membership.clone()).reset_all()),
+                .map(|inv| invitations::ActiveModel::from(row(inv, now)).reset_all()),
         )
         .exec_without_returning(txn)
         .await
         .map_err(failure)?;
     }
-    let mut added = Vec::with_capacity(planned.len());
     let mut events = Vec::with_capacity(planned.len());
-    for p in planned {
-        let membership = convert::membership(p.membership, p.custom_row.as_ref())?;
-        let user = convert::user(p.account)?;
+    for inv in &planned {
+        // Only what this org typed: the invitation itself.
+        let value = serde_json::to_value(inv).map_err(|e| StorageFailure(Box::new(e)))?;
         events.push(audit_event(
             ctx,
             convert::org_scope(&org_row),
-            "member.add",
-            ("member", user.id.to_string()),
+            "member.invite",
+            ("invitation", inv.id.to_string()),
             audit::ChangeType::Create,
-            (
-                None,
-                Some(serde_json::json!({
-                    "email": user.email,
-                    "user_created": p.user_created,
-                    "membership": membership,
-                })),
-            ),
+            (None, Some(value)),
         ));
-        added.push(AddedMember {
-            user,
-            membership,
-            user_created: p.user_created,
-        });
     }
     convert::record_all(txn, events).await?;
-    // The added members come in the order of the accepted requests.
-    let mut added = added.into_iter();
+    // The invitations come in the order of the accepted requests.
+    let mut added = planned.into_iter();
     Ok(outcomes
         .into_iter()
         .map(|o| {
             o.and_then(|()| {
                 added
                     .next()
-                    .ok_or_else(|| StorageFailure("a planned member was lost".into()).into())
+                    .ok_or_else(|| StorageFailure("a planned invitation was lost".into()).into())
             })
         })
         .collect())
 }
 
-/// A request that passed every rule: the rows it will write.
-struct Planned {
-    account: users::Model,
-    user_created: bool,
-    membership: memberships::Model,
-    custom_row: Option<org_roles::Model>,
-}
-
-/// A custom role named by a request, with its current number of holders.
+/// A custom role named by a request, with its current number of holders (members
+/// holding it and pending invitations to it: an invitation reserves a seat).
 struct HeldRole {
-    row: org_roles::Model,
     role: CustomRole,
     holders: u64,
 }
@@ -240,6 +247,7 @@ async fn custom_roles_named(
     txn: &DatabaseTransaction,
     org: uuid::Uuid,
     reqs: &[AddMemberRequest],
+    now: time::OffsetDateTime,
 ) -> Result<HashMap<uuid::Uuid, HeldRole>, StorageFailure> {
     let ids: HashSet<uuid::Uuid> = reqs
         .iter()
@@ -261,124 +269,82 @@ async fn custom_roles_named(
     for row in rows {
         let role = convert::role(row.clone())?;
         let holders = if role.max_holders.is_some() {
-            memberships::Entity::find()
+            let members = memberships::Entity::find()
                 .filter(memberships::Column::OrgId.eq(org))
                 .filter(memberships::Column::CustomRoleId.eq(row.id))
                 .count(txn)
                 .await
-                .map_err(failure)?
+                .map_err(failure)?;
+            let invited = invitations::Entity::find()
+                .filter(invitations::Column::OrgId.eq(org))
+                .filter(invitations::Column::CustomRoleId.eq(row.id))
+                .filter(status_at(InvitationStatus::Pending, now))
+                .count(txn)
+                .await
+                .map_err(failure)?;
+            members + invited
         } else {
             0
         };
-        out.insert(row.id, HeldRole { row, role, holders });
+        out.insert(row.id, HeldRole { role, holders });
     }
     Ok(out)
 }
 
-/// The live accounts of the requests' e-mail addresses, by address.
-async fn accounts_of(
-    txn: &DatabaseTransaction,
-    reqs: &[AddMemberRequest],
-) -> Result<HashMap<String, users::Model>, StorageFailure> {
-    let emails: Vec<&str> = reqs
-        .iter()
-        .map(|r| r.email.as_str())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let mut out = HashMap::with_capacity(emails.len());
-    for chunk in emails.chunks(CHUNK) {
-        let found = users::Entity::find()
-            .filter(users::Column::Email.is_in(chunk.iter().copied()))
-            .filter(users::Column::DeletedAt.is_null())
-            .all(txn)
-            .await
-            .map_err(failure)?;
-        out.extend(found.into_iter().map(|u| (u.email.clone(), u)));
-    }
-    Ok(out)
-}
-
-/// Which of these accounts are members of `org` already.
+/// Which of these addresses belong to members of `org` (only this org's members'
+/// accounts are read).
 async fn members_among(
     txn: &DatabaseTransaction,
     org: uuid::Uuid,
-    accounts: impl Iterator<Item = &users::Model>,
-) -> Result<HashSet<uuid::Uuid>, StorageFailure> {
-    let ids: Vec<uuid::Uuid> = accounts.map(|u| u.id).collect();
+    emails: &[&str],
+) -> Result<HashSet<String>, StorageFailure> {
     let mut out = HashSet::new();
-    for chunk in ids.chunks(CHUNK) {
-        let found = memberships::Entity::find()
+    for chunk in emails.chunks(CHUNK) {
+        let found: Vec<String> = memberships::Entity::find()
+            .select_only()
+            .column(users::Column::Email)
+            .inner_join(users::Entity)
             .filter(memberships::Column::OrgId.eq(org))
-            .filter(memberships::Column::UserId.is_in(chunk.iter().copied()))
+            .filter(users::Column::Email.is_in(chunk.iter().copied()))
+            .into_tuple()
             .all(txn)
             .await
             .map_err(failure)?;
-        out.extend(found.into_iter().map(|m| m.user_id));
+        out.extend(found);
     }
     Ok(out)
 }
 
-/// The account an invitation creates: no usable password until the user sets one.
-fn new_account(req: &AddMemberRequest, now: time::OffsetDateTime) -> users::Model {
-    users::Model {
-        id: UserId::new().as_uuid(),
-        email: req.email.as_str().to_owned(),
-        first_name: req.first_name.as_str().to_owned(),
-        last_name: req.last_name.as_str().to_owned(),
-        password_hash: unusable_password_hash(),
-        status: "active".to_owned(),
-        is_platform_admin: false,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-        phone: req
-            .phone
-            .as_deref()
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned),
-        last_active_at: None,
-    }
-}
-
-/// The membership row of an added member (`invited`), with its directory columns.
-fn new_membership(
-    req: &AddMemberRequest,
-    account: &users::Model,
+/// Of these addresses, those with a pending invitation of `org` that is still open at
+/// `now`, and those whose pending invitation has lapsed (expired but stored pending).
+async fn pending_among(
+    txn: &DatabaseTransaction,
+    org: uuid::Uuid,
+    emails: &[&str],
     now: time::OffsetDateTime,
-) -> Result<memberships::Model, StorageFailure> {
-    let committee = req
-        .committee
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned);
-    let profile = if req.children.is_empty() {
-        serde_json::json!({})
-    } else {
-        serde_json::json!({ "children": req.children })
-    };
-    let (builtin, custom_id) = match &req.role {
-        RoleChoice::Builtin(r) => (Some(r.as_str().to_owned()), None),
-        RoleChoice::Custom(id) => (None, Some(id.0)),
-    };
-    let directory = directory_fields(account, committee.as_deref(), &profile);
-    memberships::ActiveModel {
-        org_id: Set(req.org_id.as_uuid()),
-        user_id: Set(account.id),
-        builtin_role: Set(builtin),
-        custom_role_id: Set(custom_id),
-        status: Set("invited".to_owned()),
-        committee: Set(committee),
-        profile: Set(profile),
-        role_ends_at: Set(None),
-        version: Set(1),
-        joined_at: Set(now),
-        updated_at: Set(now),
-        ..directory
+) -> Result<(HashSet<String>, HashSet<String>), StorageFailure> {
+    let mut open = HashSet::new();
+    let mut lapsed = HashSet::new();
+    for chunk in emails.chunks(CHUNK) {
+        let found: Vec<(String, time::OffsetDateTime)> = invitations::Entity::find()
+            .select_only()
+            .column(invitations::Column::Email)
+            .column(invitations::Column::ExpiresAt)
+            .filter(invitations::Column::OrgId.eq(org))
+            .filter(invitations::Column::Status.eq(InvitationStatus::Pending.as_str()))
+            .filter(invitations::Column::Email.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(failure)?;
+        for (email, expires_at) in found {
+            // As `Invitation::status_at`: expired from `expires_at` on.
+            if now >= expires_at {
+                lapsed.insert(email);
+            } else {
+                open.insert(email);
+            }
+        }
     }
-    .try_into_model()
-    .map_err(failure)
+    Ok((open, lapsed))
 }

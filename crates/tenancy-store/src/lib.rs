@@ -13,6 +13,7 @@ mod api_keys;
 mod convert;
 mod directory;
 mod entity;
+mod invitations;
 mod orgs;
 mod sessions;
 mod users;

@@ -6,10 +6,9 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 use tenancy::ports::{
-    AddMemberError, AddMemberRequest, AddedMember, AuditContext, ChangeMemberError,
-    ChangeMemberRequest, CreateOrgError, CreateOrgRequest, CreateRoleError, CreateRoleRequest,
-    JoinOrgError, MemberAdder, OrgChanges, OrgRepository, RemovedMember, RestoreMemberError,
-    RoleChoice, StorageFailure, UpdateOrgError,
+    AuditContext, ChangeMemberError, ChangeMemberRequest, CreateOrgError, CreateOrgRequest,
+    CreateRoleError, CreateRoleRequest, JoinOrgError, OrgChanges, OrgRepository, RemovedMember,
+    RestoreMemberError, RoleChoice, StorageFailure, UpdateOrgError,
 };
 use tenancy::rules::{self, RoleChangeRefused};
 use tenancy::{
@@ -24,7 +23,7 @@ use persistence::{Database, now_micros};
 /// [`OrgRepository`] on SeaORM (PostgreSQL or SQLite).
 #[derive(Debug, Clone)]
 pub struct SeaOrmOrgRepository {
-    db: Database,
+    pub(crate) db: Database,
 }
 
 impl SeaOrmOrgRepository {
@@ -1091,34 +1090,5 @@ impl OrgRepository for SeaOrmOrgRepository {
             ended.push((org, user));
         }
         Ok(ended)
-    }
-}
-
-/// The password hash of an account created by an invitation: a well-formed argon2id PHC
-/// string whose salt and digest are random, so no password can ever verify against it
-/// (sign-in fails exactly as for a wrong password, at the same cost) until the user sets
-/// one.
-pub(crate) fn unusable_password_hash() -> String {
-    format!(
-        "$argon2id$v=19$m=19456,t=2,p=1${}${}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
-impl MemberAdder for SeaOrmOrgRepository {
-    async fn add_member(
-        &self,
-        ctx: &AuditContext,
-        req: AddMemberRequest,
-    ) -> Result<AddedMember, AddMemberError> {
-        let txn = self
-            .db
-            .begin_for_org(req.org_id.as_uuid())
-            .await
-            .map_err(failure)?;
-        let added = crate::add_members::add_member_in(&txn, ctx, req).await?;
-        txn.commit().await.map_err(failure)?;
-        Ok(added)
     }
 }

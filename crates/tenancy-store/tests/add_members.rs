@@ -1,7 +1,7 @@
 //! Batched member additions (`add_members_in`, the import job's path) on SQLite and
 //! (when `TEST_DATABASE_URL` is set) PostgreSQL: each request is decided exactly as the
-//! one-by-one operation would, in order, and the batch's rows and audit events are all
-//! written.
+//! one-by-one operation would, in order, and becomes an invitation of the org with its
+//! audit event; no account is attached or created.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -10,7 +10,7 @@ use audit_store::SeaOrmAuditLog;
 use permissions::BuiltinRole;
 use tenancy::ports::{AddMemberError, AddMemberRequest, AuditContext, RoleChoice};
 use tenancy::rules::RoleChangeRefused;
-use tenancy::{Email, OrgId, PersonName, RoleId, UserId};
+use tenancy::{Email, InvitationStatus, OrgId, PersonName, RoleId, UserId};
 use tenancy_store::add_members_in;
 use test_support::{Backend, ScratchDb, TestEnv};
 use uuid::Uuid;
@@ -27,7 +27,7 @@ impl TestEnv for Env {
     }
 }
 
-test_support::both_backends!(crate::Env; a_batch_decides_each_request_in_order, the_actor_rank_and_the_org_bind_the_whole_batch);
+test_support::both_backends!(crate::Env; a_batch_decides_each_request_in_order, the_actor_rank_and_the_org_bind_the_whole_batch, a_lapsed_invitation_makes_room_for_a_new_one);
 
 fn request(org: Uuid, actor: Uuid, email: &str, first: &str, role: RoleChoice) -> AddMemberRequest {
     AddMemberRequest {
@@ -40,6 +40,7 @@ fn request(org: Uuid, actor: Uuid, email: &str, first: &str, role: RoleChoice) -
         role,
         committee: Some("Garden".into()),
         children: Vec::new(),
+        valid_for: tenancy::DEFAULT_INVITATION_TTL,
     }
 }
 
@@ -55,6 +56,7 @@ fn kind<T>(outcome: &Result<T, AddMemberError>) -> String {
     match outcome {
         Ok(_) => "added".into(),
         Err(AddMemberError::AlreadyMember { .. }) => "already_member".into(),
+        Err(AddMemberError::AlreadyInvited { .. }) => "already_invited".into(),
         Err(AddMemberError::UnknownRole) => "unknown_role".into(),
         Err(AddMemberError::Refused(RoleChangeRefused::RoleFull { .. })) => "role_full".into(),
         Err(AddMemberError::Refused(RoleChangeRefused::AboveOwnRank { .. })) => {
@@ -64,7 +66,7 @@ fn kind<T>(outcome: &Result<T, AddMemberError>) -> String {
     }
 }
 
-async fn member_adds(db: &ScratchDb, org: Uuid) -> Vec<audit::AuditEvent> {
+async fn member_invites(db: &ScratchDb, org: Uuid) -> Vec<audit::AuditEvent> {
     let log = SeaOrmAuditLog::new(db.db.clone());
     let chain = TenantScope::org(org).chain_id();
     let events = log.chain_events(chain, 1, 10_000).await.unwrap();
@@ -74,7 +76,7 @@ async fn member_adds(db: &ScratchDb, org: Uuid) -> Vec<audit::AuditEvent> {
     }
     events
         .into_iter()
-        .filter(|e| e.body.action.as_str() == "member.add")
+        .filter(|e| e.body.action.as_str() == "member.invite")
         .collect()
 }
 
@@ -88,7 +90,7 @@ async fn a_batch_decides_each_request_in_order(env: &Env) {
     );
     db.org(org, None, None).await;
     db.active_member(org, admin, "admin").await;
-    db.user(account, "active", false).await; // an account, not yet a member
+    db.user(account, "active", false).await; // an account, not a member of this org
     db.active_member(org, member, "volunteer").await;
     let treasurer = Uuid::now_v7();
     db.role(org, treasurer, "Treasurer", "board_member", &[])
@@ -113,7 +115,7 @@ async fn a_batch_decides_each_request_in_order(env: &Env) {
             org,
             admin,
             &email_of(account),
-            "Ignored",
+            "Typed",
             builtin(BuiltinRole::CommitteeLead),
         ),
         request(
@@ -173,7 +175,7 @@ async fn a_batch_decides_each_request_in_order(env: &Env) {
             "added",
             "added",
             "already_member",
-            "already_member",
+            "already_invited",
             "added",
             "role_full",
             "unknown_role"
@@ -182,32 +184,38 @@ async fn a_batch_decides_each_request_in_order(env: &Env) {
     assert!(kinds[7..].iter().all(|k| k == "added"), "{kinds:?}");
     let added: Vec<_> = outcomes.into_iter().filter_map(Result::ok).collect();
     assert_eq!(added.len(), 303);
-    assert!(added[0].user_created);
-    assert!(
-        !added[1].user_created,
-        "an existing account is attached, not created"
-    );
-    assert_eq!(added[1].user.id, UserId::from_uuid(account));
-    assert_eq!(added[1].membership.role.rank(), BuiltinRole::CommitteeLead);
+    // The address with an account is invited exactly like the others: what was typed,
+    // nothing of the account.
+    let with_account = &added[1];
+    assert_eq!(with_account.email.as_str(), email_of(account));
+    assert_eq!(with_account.profile.first_name.as_str(), "Typed");
+    assert_eq!(with_account.role.rank(), BuiltinRole::CommitteeLead);
+    assert_eq!(with_account.status, InvitationStatus::Pending);
+    assert_eq!(with_account.invited_by, Some(UserId::from_uuid(admin)));
     assert_eq!(
-        added[2].membership.role.rank(),
+        added[0].profile.phone.as_deref(),
+        Some("555-0100"),
+        "trimmed"
+    );
+    assert_eq!(
+        added[2].role.rank(),
         BuiltinRole::BoardMember,
         "the treasurer"
     );
 
-    // Stored: every membership (invited, with its directory columns), every new account.
+    // Stored: the invitations; no membership, no account.
     assert_eq!(
         db.count(
             "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ?",
             vec![org.into()]
         )
         .await,
-        2 + 303
+        2
     );
     assert_eq!(
         db.count(
-            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ? AND status = 'invited' \
-             AND search_doc LIKE '%garden%' AND sort_name <> '' AND email LIKE '%@example.%'",
+            "SELECT COUNT(*) AS n FROM invitations WHERE org_id = ? AND status = 'pending' \
+             AND committee = 'Garden' AND phone = '555-0100'",
             vec![org.into()]
         )
         .await,
@@ -215,33 +223,73 @@ async fn a_batch_decides_each_request_in_order(env: &Env) {
     );
     assert_eq!(
         db.count("SELECT COUNT(*) AS n FROM users", vec![]).await,
-        3 + 302
-    );
-    assert_eq!(
-        db.count(
-            "SELECT COUNT(*) AS n FROM users WHERE phone = '555-0100'",
-            vec![]
-        )
-        .await,
-        302,
-        "new accounts keep the trimmed phone"
-    );
-    assert_eq!(
-        db.count(
-            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ? AND search_doc LIKE '%555%'",
-            vec![org.into()]
-        )
-        .await,
-        302,
-        "the new accounts' phones are searchable"
+        3,
+        "no account is created"
     );
 
-    // One `member.add` event per added member, in order, on an intact chain.
-    let events = member_adds(db, org).await;
+    // One `member.invite` event per invitation, in order, on an intact chain, holding
+    // what was typed.
+    let events = member_invites(db, org).await;
     assert_eq!(events.len(), 303);
     let audited: Vec<String> = events.iter().map(|e| e.body.entity_id.clone()).collect();
-    let expected: Vec<String> = added.iter().map(|a| a.user.id.to_string()).collect();
+    let expected: Vec<String> = added.iter().map(|a| a.id.to_string()).collect();
     assert_eq!(audited, expected);
+    let logged = events[1].body.new_value.as_ref().unwrap();
+    assert_eq!(logged["profile"]["first_name"], "Typed");
+    assert!(
+        !logged.to_string().contains(&account.to_string()),
+        "the account's id is not logged"
+    );
+}
+
+async fn a_lapsed_invitation_makes_room_for_a_new_one(env: &Env) {
+    let db = &env.0;
+    let (org, admin) = (Uuid::now_v7(), Uuid::now_v7());
+    db.org(org, None, None).await;
+    db.active_member(org, admin, "admin").await;
+    let add = |email: &'static str| async move {
+        let txn = db.db.begin_for_org(org).await.unwrap();
+        let out = add_members_in(
+            &txn,
+            &ctx(admin),
+            vec![request(
+                org,
+                admin,
+                email,
+                "Ana",
+                RoleChoice::Builtin(BuiltinRole::Volunteer),
+            )],
+        )
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+        txn.commit().await.unwrap();
+        out
+    };
+    let first = add("ana@example.org").await.unwrap();
+    assert_eq!(kind(&add("ana@example.org").await), "already_invited");
+    // Past its expiry: the address can be invited again; the old one is stored expired.
+    db.exec(
+        "UPDATE invitations SET expires_at = ? WHERE id = ?",
+        vec![
+            (persistence::now_micros() - time::Duration::DAY).into(),
+            first.id.as_uuid().into(),
+        ],
+    )
+    .await;
+    let second = add("ana@example.org").await.unwrap();
+    assert_ne!(second.id, first.id);
+    let statuses = db
+        .rows(
+            "SELECT status FROM invitations WHERE org_id = ? ORDER BY id",
+            vec![org.into()],
+        )
+        .await
+        .iter()
+        .map(|r| r.try_get::<String>("", "status").unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(statuses, ["expired", "pending"]);
 }
 
 async fn the_actor_rank_and_the_org_bind_the_whole_batch(env: &Env) {
@@ -322,19 +370,19 @@ async fn the_actor_rank_and_the_org_bind_the_whole_batch(env: &Env) {
     txn.commit().await.unwrap();
     assert_eq!(
         db.count(
-            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ?",
+            "SELECT COUNT(*) AS n FROM invitations WHERE org_id = ?",
             vec![org.into()]
         )
         .await,
-        2
+        1
     );
     assert_eq!(
         db.count(
-            "SELECT COUNT(*) AS n FROM memberships WHERE org_id = ?",
+            "SELECT COUNT(*) AS n FROM invitations WHERE org_id = ?",
             vec![other.into()]
         )
         .await,
         0
     );
-    assert_eq!(member_adds(db, org).await.len(), 1);
+    assert_eq!(member_invites(db, org).await.len(), 1);
 }

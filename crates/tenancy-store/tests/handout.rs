@@ -153,6 +153,7 @@ async fn roles_are_given_only_with_keys_held_now(env: &Env) {
             role: RoleChoice::Custom(RoleId(registrar)),
             committee: None,
             children: Vec::new(),
+            valid_for: time::Duration::days(14),
         }],
     )
     .await

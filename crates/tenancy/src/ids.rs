@@ -57,6 +57,10 @@ id_type!(
     /// Identifies a user account (one person, possibly in several orgs).
     UserId
 );
+id_type!(
+    /// Identifies an invitation (unique within its org; time-ordered).
+    InvitationId
+);
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 pub mod directory;
 mod email;
 mod ids;
+mod invitation;
 mod membership;
 mod names;
 mod org;
@@ -23,7 +24,10 @@ pub mod text;
 mod user;
 
 pub use email::{Email, EmailError};
-pub use ids::{OrgId, UserId};
+pub use ids::{InvitationId, OrgId, UserId};
+pub use invitation::{
+    DEFAULT_INVITATION_TTL, Invitation, InvitationEnded, InvitationStatus, InvitedProfile,
+};
 pub use membership::{Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId};
 pub use names::{NameError, PersonName};
 pub use org::{OrgKind, OrgStatus, Organization};

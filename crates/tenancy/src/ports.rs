@@ -305,22 +305,22 @@ pub enum CreateRoleError {
     Unexpected(#[from] StorageFailure),
 }
 
-/// A request to add a member: an existing account (by e-mail) is invited into the org,
-/// otherwise an account is created for them (with no usable password: they set one
-/// later) together with the membership. The membership starts `invited`.
+/// A request to add someone to an org: it becomes an [`crate::Invitation`] of the org
+/// with the role and the profile exactly as typed. No account is looked up, attached or
+/// created, so the outcome is the same whether or not the address has an account.
 #[derive(Debug, Clone)]
 pub struct AddMemberRequest {
     /// The org.
     pub org_id: crate::OrgId,
     /// Who adds them (must be a member; may not assign a role above their own).
     pub actor: crate::UserId,
-    /// Their e-mail address (finds or creates the account).
+    /// Their e-mail address.
     pub email: Email,
-    /// Given name (for a new account).
+    /// Given name, as typed.
     pub first_name: PersonName,
-    /// Family name (for a new account).
+    /// Family name, as typed.
     pub last_name: PersonName,
-    /// Phone number (for a new account).
+    /// Phone number, as typed.
     pub phone: Option<String>,
     /// Their role.
     pub role: RoleChoice,
@@ -328,28 +328,25 @@ pub struct AddMemberRequest {
     pub committee: Option<String>,
     /// Children (profile data).
     pub children: Vec<crate::Child>,
+    /// How long the invitation stays open.
+    pub valid_for: time::Duration,
 }
 
-/// What adding a member did.
-#[derive(Debug, Clone)]
-pub struct AddedMember {
-    /// The account (existing or new).
-    pub user: User,
-    /// The new membership.
-    pub membership: crate::Membership,
-    /// Whether the account was created by this request.
-    pub user_created: bool,
-}
-
-/// Why a member could not be added.
+/// Why someone could not be added.
 #[derive(Debug, thiserror::Error)]
 pub enum AddMemberError {
     /// The org does not exist, or the actor is not a member of it.
     #[error("no such organization or member")]
     NotFound,
-    /// The user is a member of the org already.
+    /// The address belongs to a member of this org (this org's own data).
     #[error("{email} is already a member of this organization")]
     AlreadyMember {
+        /// Their address.
+        email: Email,
+    },
+    /// This org has a pending invitation for the address.
+    #[error("{email} has a pending invitation to this organization")]
+    AlreadyInvited {
         /// Their address.
         email: Email,
     },
@@ -366,13 +363,50 @@ pub enum AddMemberError {
 
 /// Adding members (the org's invite flow and bulk import); audited like every write.
 pub trait MemberAdder: Send + Sync + 'static {
-    /// Adds a member (see [`AddMemberRequest`]); fails with
-    /// [`AddMemberError::AlreadyMember`] if they are one.
+    /// Invites someone (see [`AddMemberRequest`]); fails with
+    /// [`AddMemberError::AlreadyMember`] or [`AddMemberError::AlreadyInvited`].
     fn add_member(
         &self,
         ctx: &AuditContext,
         req: AddMemberRequest,
-    ) -> impl Future<Output = Result<AddedMember, AddMemberError>> + Send;
+    ) -> impl Future<Output = Result<crate::Invitation, AddMemberError>> + Send;
+}
+
+/// Why an invitation could not be revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeInvitationError {
+    /// The org has no invitation with that id.
+    #[error("no such invitation")]
+    NotFound,
+    /// It is no longer pending.
+    #[error(transparent)]
+    Ended(#[from] crate::InvitationEnded),
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// An org's invitations, as its admins list and revoke them.
+pub trait InvitationRepository: Send + Sync + 'static {
+    /// The org's invitations, newest first, after `after` (an id of the previous
+    /// page); at most `limit`; only those with status `status` at `now` if given.
+    fn list_invitations(
+        &self,
+        org: crate::OrgId,
+        status: Option<crate::InvitationStatus>,
+        after: Option<crate::InvitationId>,
+        limit: u64,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<crate::Invitation>, StorageFailure>> + Send;
+
+    /// Revokes a pending invitation of the org (audited `invitation.revoke`).
+    fn revoke_invitation(
+        &self,
+        ctx: &AuditContext,
+        org: crate::OrgId,
+        id: crate::InvitationId,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<crate::Invitation, RevokeInvitationError>> + Send;
 }
 
 /// Storage of organizations, memberships and custom roles. Every write method stores

@@ -1,4 +1,4 @@
-//! Adding members one at a time, and in bulk: import (CSV or XLSX upload; a dry run
+//! Adding members in bulk: import (CSV or XLSX upload; a dry run
 //! reports errors and duplicates, a real run is a durable background job) and export
 //! (CSV or XLSX, streamed; large exports run as a job with a download link).
 
@@ -22,19 +22,13 @@ use permissions::PermissionKey;
 use rate_limit::RateClass;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tenancy::ports::{AddMemberError, AddMemberRequest, MemberAdder, OrgRepository};
-use tenancy::{Email, PersonName, RoleId};
 
 use super::jobs::{JobView, job_view};
-use super::members::{
-    ChildDto, MemberFilterQuery, MemberView, OrderDto, RoleChoiceDto, SortDto, StatusFilterDto,
-    children, member_view,
-};
+use super::members::{MemberFilterQuery, OrderDto, SortDto, StatusFilterDto};
 use crate::auth::OrgMember;
 use crate::http::extract::{BodyLimit, declared_over, too_large};
 use crate::http::{
-    Accepted, ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Query, Reply, RouteDoc,
-    State,
+    Accepted, ApiError, ApiRoutes, ErrorCode, FieldError, Query, Reply, RouteDoc, State,
 };
 
 /// Exports of orgs with more members than this run as a background job (unless the
@@ -43,15 +37,6 @@ pub const ASYNC_EXPORT_THRESHOLD: u64 = 5_000;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "members";
-    r.post(
-        "/api/v2/orgs/{org_id}/users",
-        add_member,
-        RouteDoc::new("add_member", "Add a member: invite an existing account or create one", TAG)
-            .description("If an account with the e-mail exists it is added to the org; otherwise an account is created with no usable password (the person sets one later). The membership starts `invited`. You cannot assign a role above your own; 409 if they are a member already.")
-            .permission(PermissionKey::UsersInvite)
-            .rate_class(RateClass::Create)
-            .errors(&[ErrorCode::Conflict, ErrorCode::ValidationFailed, ErrorCode::PermissionDenied]),
-    );
     r.get(
         "/api/v2/orgs/{org_id}/users/export",
         export_members,
@@ -71,106 +56,6 @@ pub(super) fn register(r: &mut ApiRoutes) {
             .upload()
             .errors(&[ErrorCode::ValidationFailed, ErrorCode::PayloadTooLarge, ErrorCode::UnsupportedMediaType]),
     );
-}
-
-/// A new member.
-#[derive(Debug, Deserialize, JsonSchema, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct AddMemberBody {
-    /// E-mail address (finds or creates the account).
-    #[garde(length(max = 254), custom(super::auth::domain_rule(Email::parse)))]
-    pub email: String,
-    /// Given name (for a new account).
-    #[garde(custom(super::auth::domain_rule(PersonName::parse)))]
-    pub first_name: String,
-    /// Family name (for a new account).
-    #[garde(custom(super::auth::domain_rule(PersonName::parse)))]
-    pub last_name: String,
-    /// Phone (for a new account; up to 40 characters).
-    #[garde(inner(length(chars, max = 40)))]
-    pub phone: Option<String>,
-    /// Role: a built-in name or `{"custom_role_id": "…"}` (default `volunteer`).
-    #[garde(skip)]
-    pub role: Option<RoleChoiceDto>,
-    /// Committee (up to 100 characters).
-    #[garde(inner(length(chars, max = 100)))]
-    pub committee: Option<String>,
-    /// Children (at most 20).
-    #[garde(dive, length(max = 20))]
-    pub children: Option<Vec<ChildDto>>,
-}
-
-async fn add_member(
-    state: State,
-    member: OrgMember,
-    Json(body): Json<AddMemberBody>,
-) -> Result<Created<MemberView>, ApiError> {
-    let invalid = |field: &str, msg: String| {
-        ApiError::validation(vec![FieldError {
-            field: field.into(),
-            code: "invalid".into(),
-            message: msg,
-        }])
-    };
-    let email = Email::parse(&body.email).map_err(|e| invalid("email", e.to_string()))?;
-    let first_name =
-        PersonName::parse(&body.first_name).map_err(|e| invalid("first_name", e.to_string()))?;
-    let last_name =
-        PersonName::parse(&body.last_name).map_err(|e| invalid("last_name", e.to_string()))?;
-    let role = match body.role {
-        None => tenancy::ports::RoleChoice::Builtin(permissions::BuiltinRole::Volunteer),
-        Some(RoleChoiceDto::Builtin(b)) => tenancy::ports::RoleChoice::Builtin(b.into()),
-        Some(RoleChoiceDto::Custom { custom_role_id }) => {
-            tenancy::ports::RoleChoice::Custom(RoleId(custom_role_id))
-        }
-    };
-    let added = state
-        .orgs
-        .add_member(
-            &member.audit_context(),
-            AddMemberRequest {
-                org_id: member.org_id(),
-                actor: member.user_id()?,
-                email,
-                first_name,
-                last_name,
-                phone: body.phone,
-                role,
-                committee: body.committee,
-                children: children(body.children).unwrap_or_default(),
-            },
-        )
-        .await
-        .map_err(|e| match e {
-            AddMemberError::NotFound => ApiError::not_found("no such organization"),
-            AddMemberError::AlreadyMember { .. } => {
-                ApiError::new(ErrorCode::Conflict, e.to_string())
-            }
-            AddMemberError::UnknownRole => ApiError::validation(vec![FieldError {
-                field: "role.custom_role_id".into(),
-                code: "unknown".into(),
-                message: "no such role in this organization".into(),
-            }]),
-            AddMemberError::Refused(r) => {
-                let code = match r {
-                    tenancy::rules::RoleChangeRefused::RoleFull { .. } => ErrorCode::Conflict,
-                    _ => ErrorCode::PermissionDenied,
-                };
-                ApiError::new(code, r.to_string())
-            }
-            AddMemberError::Unexpected(e) => ApiError::internal(e.0),
-        })?;
-    state
-        .member_changed(member.org_id().as_uuid(), added.user.id.as_uuid())
-        .await;
-    // Read back through the org repository so the view matches `GET /users/{id}`.
-    let (u, m) = state
-        .orgs
-        .get_member(member.org_id(), added.user.id)
-        .await
-        .map_err(|e| ApiError::internal(e.0))?
-        .unwrap_or((added.user, added.membership));
-    Ok(Created(member_view(u, m)))
 }
 
 /// A file format.
@@ -692,6 +577,7 @@ async fn import_members(
         actor: actor.as_uuid(),
         request: ctx.request,
         format,
+        invitation_days: state.invitation_ttl_days,
     })
     .map_err(|e| ApiError::internal(Box::new(e)))?;
     let mut draft = state

@@ -193,7 +193,7 @@ fn status_str(s: MembershipStatus) -> &'static str {
     }
 }
 
-fn role_view(r: &RoleAssignment) -> RoleView {
+pub(super) fn role_view(r: &RoleAssignment) -> RoleView {
     match r {
         RoleAssignment::Builtin { role } => RoleView {
             kind: "builtin",

@@ -4,6 +4,7 @@ mod api_keys;
 mod audit_logs;
 mod auth;
 pub(crate) mod districts;
+mod invitations;
 mod jobs;
 mod member_io;
 mod members;
@@ -26,6 +27,7 @@ pub fn api() -> Api {
     permissions::register(&mut routes);
     // Before the member routes: `/users/export` and `/users/import` must match before
     // `/users/{user_id}`.
+    invitations::register(&mut routes);
     member_io::register(&mut routes);
     members::register(&mut routes);
     jobs::register(&mut routes);

@@ -130,13 +130,24 @@ async fn reads_are_cached_and_every_write_that_shows_retires_them(ctx: TestConte
     let _ = login(&app, "cache-vol@example.org", "correct horse battery").await;
     assert_eq!(ids(&get(&app, &admin, &by_activity).await)[0], vol_id);
 
-    // Adding a member shows in the cached list.
+    // A new member (joining by code) shows in the cached list; an invitation does not.
     let (status, body) = send(
         &app,
         Method::POST,
         &users,
         Some(&admin),
-        Some(serde_json::json!({"email": "new@example.org", "first_name": "Nia", "last_name": "Added"})),
+        Some(serde_json::json!({"email": "invited@example.org", "first_name": "Ivy", "last_name": "Invited"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(ids(&get(&app, &admin, &list).await).len(), 2);
+    let (_, new) = signed_up(&app, "new@example.org").await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&new),
+        Some(serde_json::json!({"signup_code": "CACHE001"})),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -225,12 +236,13 @@ async fn a_write_on_one_instance_is_seen_by_the_others() {
     assert_eq!(ids(&get(&b, &admin, &users).await).len(), 1);
     let applied_before = b_state.directory_cache.stats().invalidations_applied;
 
+    let (_, second) = signed_up(&a, "second@example.org").await;
     let (status, body) = send(
         &a,
         Method::POST,
-        &users,
-        Some(&admin),
-        Some(serde_json::json!({"email": "second@example.org", "first_name": "Sam", "last_name": "Second"})),
+        "/api/v2/orgs/join",
+        Some(&second),
+        Some(serde_json::json!({"signup_code": "MULTI001"})),
     )
     .await;
     assert_eq!(status, 201, "{body}");

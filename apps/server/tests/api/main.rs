@@ -19,6 +19,7 @@ mod errors;
 mod handout;
 mod hardening;
 mod health;
+mod invitations;
 mod isolation;
 mod member_io;
 mod members;

@@ -1,6 +1,7 @@
 //! SeaORM entities: this adapter's private view of the tables.
 
 pub(crate) mod api_keys;
+pub(crate) mod invitations;
 pub(crate) mod memberships;
 pub(crate) mod org_roles;
 pub(crate) mod organizations;
