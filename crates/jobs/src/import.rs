@@ -127,6 +127,17 @@ fn issue(row: i64, field: &str, code: &str, message: impl Into<String>) -> RowIs
     }
 }
 
+/// The columns the importer reads (the rest of a row is ignored).
+pub const READ_COLUMNS: [&str; 7] = [
+    "email",
+    "first_name",
+    "last_name",
+    "phone",
+    "role",
+    "committee",
+    "children",
+];
+
 /// Validates one row: every problem at once.
 ///
 /// # Errors
@@ -137,6 +148,25 @@ pub fn validate(
     actor_rank: BuiltinRole,
 ) -> Result<Candidate, Vec<RowIssue>> {
     let row = raw.row;
+    // The one rule for free text (`tenancy::text`), as for JSON bodies: a control
+    // character in a column the importer reads refuses the row here, in the dry run and
+    // the real import alike, before any other check of that cell.
+    let controls: Vec<RowIssue> = READ_COLUMNS
+        .iter()
+        .filter_map(|column| {
+            tenancy::text::first_forbidden(raw.get(column)).map(|c| {
+                issue(
+                    row,
+                    column,
+                    "control_character",
+                    tenancy::text::forbidden_message(c),
+                )
+            })
+        })
+        .collect();
+    if !controls.is_empty() {
+        return Err(controls);
+    }
     let mut issues = Vec::new();
     let email = match raw.get("email") {
         "" => {
@@ -720,6 +750,56 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(above[0].code, "role_above_yours");
+    }
+
+    #[test]
+    fn control_characters_refuse_the_row_naming_each_column() {
+        let roles = RoleIndex::default();
+        let issues = validate(
+            &raw(
+                4,
+                &[
+                    ("email", "a@example.org"),
+                    ("first_name", "Ana"),
+                    ("last_name", "Li"),
+                    ("phone", "555\u{0}1234"),
+                    ("committee", "Book\u{1b}Fair"),
+                    ("status", "ignored\u{0}"),
+                ],
+            ),
+            &roles,
+            BuiltinRole::Admin,
+        )
+        .unwrap_err();
+        let got: Vec<_> = issues
+            .iter()
+            .map(|i| (i.row, i.field.as_str(), i.code.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (4, "phone", "control_character"),
+                (4, "committee", "control_character")
+            ]
+        );
+        // Tabs are text; a column the importer ignores is not looked at.
+        assert!(
+            validate(
+                &raw(
+                    5,
+                    &[
+                        ("email", "b@example.org"),
+                        ("first_name", "Bo"),
+                        ("last_name", "Li"),
+                        ("committee", "Book\tFair"),
+                        ("status", "x\u{0}"),
+                    ],
+                ),
+                &roles,
+                BuiltinRole::Admin,
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ backend_tests!(
     a_url_over_the_cap_is_414_in_the_envelope,
     a_member_removed_by_an_admin_cannot_rejoin_with_the_code,
     a_bulk_removal_token_confirms_once,
+    an_import_row_with_a_control_character_is_refused_by_the_dry_run,
 );
 
 async fn control_characters_in_free_text_are_422_and_change_nothing(ctx: TestContext) {
@@ -431,4 +432,37 @@ async fn parallel_joins_on_sqlite_all_succeed() {
         statuses.iter().all(|s| *s == 201),
         "{statuses:?} {results:?}"
     );
+}
+
+/// A NUL in a spreadsheet cell is a row error in the dry run (the real import validates
+/// rows with the same function), not a surprise when the real import writes.
+async fn an_import_row_with_a_control_character_is_refused_by_the_dry_run(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin, _, _) = org_with_volunteer(&app, "nulimp").await;
+    let csv = "email,first_name,last_name,committee\r\n\
+               ok@example.org,Ok,Row,Garden\r\n\
+               nul@example.org,Nul,Row,Book\u{0}Fair\r\n";
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri(&format!("/api/v2/orgs/{org}/users/import?dry_run=true"))
+            .insert_header(("authorization", format!("Bearer {admin}")))
+            .insert_header(("content-type", "text/csv"))
+            .set_payload(csv)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 200);
+    let body: serde_json::Value = test::read_body_json(res).await;
+    let r = &body["data"];
+    assert_eq!(
+        (r["total_rows"].as_i64(), r["valid_rows"].as_i64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{r}");
+    assert_eq!(errors[0]["row"], 3);
+    assert_eq!(errors[0]["field"], "committee");
+    assert_eq!(errors[0]["code"], "control_character");
 }
