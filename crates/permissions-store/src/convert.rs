@@ -12,7 +12,12 @@ use uuid::Uuid;
 /// A driver error as the domain's load failure (classified by [`StorageError`] first, so
 /// the message says whether the database was unavailable).
 pub(crate) fn db(err: DbErr) -> LoadError {
-    LoadError::Unexpected(StorageError::from(err).to_string())
+    let err = StorageError::from(err);
+    if err.is_unavailable() {
+        LoadError::Unavailable(err.to_string())
+    } else {
+        LoadError::Unexpected(err.to_string())
+    }
 }
 
 /// Stored data that cannot be turned into domain values.

@@ -100,8 +100,14 @@ impl From<Failure> for GrantError {
 impl From<Failure> for UpdateSettingsError {
     fn from(failure: Failure) -> Self {
         let message = match failure {
-            Failure::Db(err) => persistence::StorageError::from(err).to_string(),
-            Failure::Load(err) => err.to_string(),
+            Failure::Db(err) => {
+                let err = persistence::StorageError::from(err);
+                if err.is_unavailable() {
+                    return Self::Unavailable(err.to_string());
+                }
+                err.to_string()
+            }
+            Failure::Load(err) => return err.into(),
             Failure::Audit(err) => match std::error::Error::source(&err) {
                 Some(source) => format!("{err}: {source}"),
                 None => err.to_string(),

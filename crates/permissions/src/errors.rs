@@ -9,7 +9,11 @@ pub enum LoadError {
     /// The stored data could not be turned into domain values (e.g. an unknown key or role).
     #[error("stored permission data is invalid: {0}")]
     InvalidData(String),
-    /// The store failed (connection, timeout, …). The message is for logs, not for clients.
+    /// The store cannot answer now but may in a moment (unreachable, connection lost,
+    /// busy): the caller should retry. The message is for logs, not for clients.
+    #[error("permission store unavailable: {0}")]
+    Unavailable(String),
+    /// The store failed otherwise. The message is for logs, not for clients.
     #[error("permission store failure: {0}")]
     Unexpected(String),
 }
@@ -37,6 +41,9 @@ pub enum UpdateSettingsError {
     /// No such org.
     #[error("organization not found")]
     NotFound,
+    /// The store cannot answer now but may in a moment (see [`LoadError::Unavailable`]).
+    #[error("permission store unavailable: {0}")]
+    Unavailable(String),
     /// The store failed. The message is for logs, not for clients.
     #[error("permission store failure: {0}")]
     Unexpected(String),
@@ -44,6 +51,25 @@ pub enum UpdateSettingsError {
 
 impl From<LoadError> for UpdateSettingsError {
     fn from(error: LoadError) -> Self {
-        Self::Unexpected(error.to_string())
+        match error {
+            LoadError::Unavailable(m) => Self::Unavailable(m),
+            other => Self::Unexpected(other.to_string()),
+        }
+    }
+}
+
+impl LoadError {
+    /// Whether a retry may succeed (the store was unavailable).
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl UpdateSettingsError {
+    /// Whether a retry may succeed (the store was unavailable).
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
     }
 }

@@ -103,6 +103,30 @@ impl ErrorCode {
     }
 }
 
+/// Whether `err` (or an error it wraps) says a dependency cannot answer now but may in a
+/// moment: the one place the edge tells a 503 from a 500.
+fn is_unavailable(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let transient = e
+            .downcast_ref::<persistence::StorageError>()
+            .is_some_and(persistence::StorageError::is_unavailable)
+            || e.downcast_ref::<permissions::LoadError>()
+                .is_some_and(permissions::LoadError::is_unavailable)
+            || e.downcast_ref::<permissions::UpdateSettingsError>()
+                .is_some_and(permissions::UpdateSettingsError::is_unavailable)
+            || e.downcast_ref::<permissions_cache::CacheError>()
+                .is_some_and(
+                    |c| matches!(c, permissions_cache::CacheError::Load(l) if l.is_unavailable()),
+                );
+        if transient {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct FieldError {
@@ -168,9 +192,7 @@ impl ApiError {
     /// 500 (or 503 if the cause is an unreachable database), keeping the cause for
     /// the log only.
     pub fn internal(source: Box<dyn std::error::Error + Send + Sync>) -> Self {
-        let unavailable = source
-            .downcast_ref::<persistence::StorageError>()
-            .is_some_and(persistence::StorageError::is_unavailable);
+        let unavailable = is_unavailable(source.as_ref());
         if unavailable {
             Self {
                 source: Some(source),
@@ -273,5 +295,19 @@ mod tests {
         assert_eq!(down.code, ErrorCode::ServiceUnavailable);
         let bug = ApiError::internal(Box::new(persistence::StorageError::Query("x".into())));
         assert_eq!(bug.code, ErrorCode::Internal);
+        // The permission engine's errors keep their kind through its cache.
+        let load = |e| permissions_cache::CacheError::Load(e);
+        let down = ApiError::internal(Box::new(load(permissions::LoadError::Unavailable(
+            "x".into(),
+        ))));
+        assert_eq!(down.code, ErrorCode::ServiceUnavailable);
+        let bug = ApiError::internal(Box::new(load(permissions::LoadError::Unexpected(
+            "x".into(),
+        ))));
+        assert_eq!(bug.code, ErrorCode::Internal);
+        let down = ApiError::internal(Box::new(permissions::UpdateSettingsError::Unavailable(
+            "x".into(),
+        )));
+        assert_eq!(down.code, ErrorCode::ServiceUnavailable);
     }
 }

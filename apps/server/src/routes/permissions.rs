@@ -370,7 +370,9 @@ fn settings_error(e: UpdateSettingsError) -> ApiError {
         )
         .with_details(serde_json::json!({"expected_version": expected, "current_version": actual})),
         UpdateSettingsError::NotFound => ApiError::not_found("no such organization"),
-        UpdateSettingsError::Unexpected(m) => ApiError::internal(m.into()),
+        e @ (UpdateSettingsError::Unexpected(_) | UpdateSettingsError::Unavailable(_)) => {
+            ApiError::internal(Box::new(e))
+        }
     }
 }
 

@@ -18,6 +18,7 @@ backend_tests!(
     a_member_removed_by_an_admin_cannot_rejoin_with_the_code,
     a_bulk_removal_token_confirms_once,
     an_import_row_with_a_control_character_is_refused_by_the_dry_run,
+    a_database_outage_during_a_settings_write_is_503,
 );
 
 async fn control_characters_in_free_text_are_422_and_change_nothing(ctx: TestContext) {
@@ -465,4 +466,40 @@ async fn an_import_row_with_a_control_character_is_refused_by_the_dry_run(ctx: T
     assert_eq!(errors[0]["row"], 3);
     assert_eq!(errors[0]["field"], "committee");
     assert_eq!(errors[0]["code"], "control_character");
+}
+
+/// The permission store's failures keep their kind up to the edge: a database outage
+/// while saving org settings is a 503 with `Retry-After` (was a 500: the store's error
+/// travelled as a bare string).
+async fn a_database_outage_during_a_settings_write_is_503(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin, _, _) = org_with_volunteer(&app, "outage").await;
+    let uri = format!("/api/v2/orgs/{org}/permissions/settings");
+    // Warm the guard's cache (membership and the org's settings).
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/permissions"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    ctx.state.db.close().await.unwrap();
+    let res = test::call_service(
+        &app,
+        test::TestRequest::put()
+            .uri(&uri)
+            .insert_header(("authorization", format!("Bearer {admin}")))
+            .set_json(json!({"version": 1, "changes": [{"key": "events.create", "min_role": "volunteer"}]}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    expect_error(res, 503, "SERVICE_UNAVAILABLE").await;
 }
