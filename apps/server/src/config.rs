@@ -134,6 +134,9 @@ pub struct RateLimitSettings {
     /// Prefix of the limiter's Redis keys (`RATE_LIMIT_KEY_PREFIX`, default
     /// `ptoc:rl:v1:`).
     pub key_prefix: String,
+    /// How long one limiter call to Redis may take before the limiter decides locally
+    /// (`RATE_LIMIT_REDIS_TIMEOUT_MS`, default 75).
+    pub redis_timeout: Duration,
 }
 
 /// The variable holding a tier's quota.
@@ -215,6 +218,7 @@ pub const KEYS: &[&str] = &[
     "RATE_LIMIT_EXPORT",
     "RATE_LIMIT_SIGN_IN",
     "RATE_LIMIT_KEY_PREFIX",
+    "RATE_LIMIT_REDIS_TIMEOUT_MS",
     "SIGN_IN_FREE_FAILURES_PER_ACCOUNT",
     "SIGN_IN_FREE_FAILURES_PER_IP",
     "SIGN_IN_LOCKOUT_BASE_SECS",
@@ -571,6 +575,13 @@ fn rate_limit_settings(
         policy,
         trusted_proxies,
         key_prefix: get("RATE_LIMIT_KEY_PREFIX").unwrap_or_else(|| "ptoc:rl:v1:".to_owned()),
+        redis_timeout: Duration::from_millis(parse_num(
+            errors,
+            "RATE_LIMIT_REDIS_TIMEOUT_MS",
+            get("RATE_LIMIT_REDIS_TIMEOUT_MS"),
+            75,
+            5..=10_000,
+        )),
     }
 }
 

@@ -12,6 +12,8 @@ use super::envelope::{ErrorBody, ErrorEnvelope, Meta};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
+    /// 400: the request is not valid HTTP (answered by the HTTP parser, before routing).
+    BadRequest,
     /// 401: missing, invalid, expired or revoked credentials.
     Unauthenticated,
     /// 403: a known caller lacks the required permission (named in details).
@@ -30,6 +32,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 414: the URL (path and query) is longer than the server accepts.
     UriTooLong,
+    /// 431: the request's headers are larger than the server accepts (answered by the
+    /// HTTP parser, before routing).
+    HeadersTooLarge,
     /// 415: the body is not of a content type this route accepts.
     UnsupportedMediaType,
     /// 422: the request is malformed or fails validation (fields in details).
@@ -44,7 +49,8 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
+        Self::BadRequest,
         Self::Unauthenticated,
         Self::PermissionDenied,
         Self::NotFound,
@@ -54,6 +60,7 @@ impl ErrorCode {
         Self::VersionMismatch,
         Self::PayloadTooLarge,
         Self::UriTooLong,
+        Self::HeadersTooLarge,
         Self::UnsupportedMediaType,
         Self::ValidationFailed,
         Self::RateLimited,
@@ -65,6 +72,7 @@ impl ErrorCode {
     #[must_use]
     pub fn status(self) -> StatusCode {
         match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -73,6 +81,7 @@ impl ErrorCode {
             Self::VersionMismatch => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -85,6 +94,7 @@ impl ErrorCode {
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::BadRequest => "BAD_REQUEST",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::PermissionDenied => "PERMISSION_DENIED",
             Self::NotFound => "NOT_FOUND",
@@ -94,6 +104,7 @@ impl ErrorCode {
             Self::VersionMismatch => "VERSION_MISMATCH",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::UriTooLong => "URI_TOO_LONG",
+            Self::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::ValidationFailed => "VALIDATION_FAILED",
             Self::RateLimited => "RATE_LIMITED",

@@ -73,6 +73,10 @@ impl RateLimits {
                 redis_url,
                 LimiterSettings {
                     key_prefix: settings.key_prefix.clone(),
+                    redis: rate_limit::RedisSettings {
+                        timeout: settings.redis_timeout,
+                        ..rate_limit::RedisSettings::default()
+                    },
                     ..LimiterSettings::default()
                 },
                 clock,

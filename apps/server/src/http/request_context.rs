@@ -63,7 +63,8 @@ fn sane(id: &str) -> bool {
 
 /// The longest URL (path and query string) served: 8 KiB, as common proxies allow.
 /// Longer ones get a 414 in the envelope. (Past 64 KiB the HTTP parser refuses the
-/// request line itself, before any middleware runs; see docs/security.md.)
+/// request line itself, before any middleware runs: the patched actix-http answers it,
+/// also in the envelope; see vendor/README.md.)
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// Outermost middleware: runs the request inside its context and span, adds the two

@@ -157,7 +157,10 @@ fn limits<'a>(prefix: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'
     ];
     for key in pto_server::config::KEYS {
         if key.starts_with("RATE_LIMIT_")
-            && !matches!(*key, "RATE_LIMIT_ENABLED" | "RATE_LIMIT_KEY_PREFIX")
+            && !matches!(
+                *key,
+                "RATE_LIMIT_ENABLED" | "RATE_LIMIT_KEY_PREFIX" | "RATE_LIMIT_REDIS_TIMEOUT_MS"
+            )
         {
             env.push((key, "off"));
         }
@@ -634,6 +637,7 @@ async fn parallel_wrong_passwords_get_only_the_free_checks(backend: Backend) {
             ("SIGN_IN_FREE_FAILURES_PER_ACCOUNT", "5"),
             ("SIGN_IN_FREE_FAILURES_PER_IP", "5"),
             ("SIGN_IN_LOCKOUT_BASE_SECS", "60"),
+            ("RATE_LIMIT_REDIS_TIMEOUT_MS", "5000"),
         ],
     );
     let Some(ctx) = context(backend, &env).await else {
@@ -675,7 +679,15 @@ async fn the_owner_gets_past_an_attack_on_their_account(backend: Backend) {
     let prefix = prefix();
     // 5 free attempts per account, 20 per address (the defaults), then one attempt per
     // interval, the first 60 s (long enough that the test's own time cannot run it out).
-    let env = limits(&prefix, &[("SIGN_IN_LOCKOUT_BASE_SECS", "60")]);
+    // Redis gets a generous time bound: on a loaded machine a 75 ms timeout would let a
+    // few attempts be decided by the local store instead (the outage fallback).
+    let env = limits(
+        &prefix,
+        &[
+            ("SIGN_IN_LOCKOUT_BASE_SECS", "60"),
+            ("RATE_LIMIT_REDIS_TIMEOUT_MS", "5000"),
+        ],
+    );
     let Some(ctx) = context(backend, &env).await else {
         return;
     };

@@ -503,3 +503,81 @@ async fn a_database_outage_during_a_settings_write_is_503(ctx: TestContext) {
     );
     expect_error(res, 503, "SERVICE_UNAVAILABLE").await;
 }
+
+/// Over a real socket: requests the HTTP parser refuses before the app runs (a 100 KB
+/// URL, a request line that isn't HTTP, a head over the parser's buffer) are answered in
+/// the error envelope with their own status, and the server keeps serving.
+#[actix_web::test]
+async fn requests_the_http_parser_refuses_get_the_envelope() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = TestContext::new(Backend::Sqlite).await.expect("sqlite");
+    let app = pto_server::startup::Application::build(
+        ctx.settings.clone(),
+        pto_server::startup::HashingCost::FastForTests,
+    )
+    .await
+    .expect("server builds");
+    let port = app.port();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let exchange = |request: Vec<u8>| async move {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        stream.write_all(&request).await.expect("send");
+        // Read what comes until the server closes (a reset after the answer is fine).
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    assert!(!answer.is_empty(), "no answer before {e}");
+                    break;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default();
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (status, text, body)
+    };
+    let long_url = format!(
+        "GET /api/v2/orgs?q={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let big_header = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(200 * 1024)
+    );
+    for (request, status, code) in [
+        (long_url.into_bytes(), 414, "URI_TOO_LONG"),
+        (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400, "BAD_REQUEST"),
+        (big_header.into_bytes(), 431, "HEADERS_TOO_LARGE"),
+    ] {
+        let (got, text, body) = exchange(request).await;
+        assert_eq!(got, status, "{}", &text[..text.len().min(400)]);
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{text}"
+        );
+        let env: serde_json::Value = serde_json::from_str(body.trim()).expect("a JSON body");
+        assert_eq!(env["success"], false);
+        assert_eq!(env["error"]["code"], code);
+        assert!(
+            env["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let (status, _, body) =
+        exchange(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()).await;
+    assert_eq!(status, 200, "{body}");
+    handle.stop(true).await;
+}
