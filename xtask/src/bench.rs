@@ -50,7 +50,7 @@ pub fn run_all() -> anyhow::Result<()> {
         &mut release_xtask(&["audit", "bench-export"]),
     )?;
     run(
-        "HTTP check under load, cold checks, propagation between instances",
+        "HTTP check under load, cold checks, propagation between instances, the edge with Accept-Encoding",
         &mut release_xtask(&["bench-http"]),
     )?;
     run(

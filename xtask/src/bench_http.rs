@@ -7,11 +7,18 @@
 //!    keys deleted (empty L2); the first check of every member, one at a time; p99 ≤ 25 ms.
 //! 3. **Propagation**: two instances on the same database and Redis; a setting changed
 //!    on one is visible to checks on the other within 50 ms (p99 over 200 changes).
+//! 4. **Edge** (issue 14; alone: `--edge`): the permission catalog, `/openapi.json` and a
+//!    5-row member list on keep-alive connections with `Accept-Encoding: gzip, br`; p50 ≤
+//!    1 ms each.
+//!
+//! Every request sends `Accept-Encoding: gzip, br` ([`ACCEPT_ENCODING`]), as browsers do:
+//! without it no answer is compressed, and the ~40 ms stall of compressed, chunked answers
+//! (Nagle on the server's sockets) went unmeasured.
 //!
 //! Needs `TEST_DATABASE_URL` (a PostgreSQL role that may create databases) and
 //! `TEST_REDIS_URL` (defaults: the local services), and `wrk` on the PATH.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,8 +38,13 @@ const KEYS: [&str; 6] = [
 ];
 const PASSWORD: &str = "correct horse battery staple";
 
-/// The head of an HTTP/1.1 request on a fresh connection (`Connection: close`), with a
-/// bearer token and a body's type and length when given.
+/// What every benchmark request offers, as browsers do: a server that compresses answers
+/// it for real (compressed, chunked bodies — the shape that waited ~40 ms for delayed ACKs
+/// while Nagle was on; docs/decisions.md, "TCP_NODELAY at the edge").
+pub(crate) const ACCEPT_ENCODING: &str = "gzip, br";
+
+/// The head of an HTTP/1.1 request on a fresh connection (`Connection: close`), with
+/// [`ACCEPT_ENCODING`], a bearer token and a body's type and length when given.
 pub(crate) fn request_head(
     addr: SocketAddr,
     method: &str,
@@ -40,7 +52,9 @@ pub(crate) fn request_head(
     token: Option<&str>,
     body: Option<(&str, u64)>,
 ) -> String {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept-Encoding: {ACCEPT_ENCODING}\r\n"
+    );
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
@@ -53,20 +67,63 @@ pub(crate) fn request_head(
     req
 }
 
-/// A whole (not chunked) response read to its end: status and JSON body (`Null` if the
-/// body is not JSON).
+/// A whole response read to its end (`Connection: close`): status and JSON body (`Null`
+/// if the body is not JSON), de-chunked and decompressed as sent.
 pub(crate) fn read_response(stream: &mut TcpStream) -> anyhow::Result<(u16, serde_json::Value)> {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP header end")?;
+    let head = String::from_utf8_lossy(&raw[..end]);
     let status: u16 = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("no HTTP status")?;
-    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            l.split_once(':')
+                .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_ascii_lowercase())
+        })
+    };
+    let mut body = raw[end + 4..].to_vec();
+    if header("transfer-encoding").as_deref() == Some("chunked") {
+        body = dechunk(&body)?;
+    }
+    let text = match header("content-encoding").as_deref() {
+        None | Some("identity") => String::from_utf8_lossy(&body).into_owned(),
+        Some("gzip") => {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(body.as_slice()).read_to_string(&mut text)?;
+            text
+        }
+        Some(other) => bail!("a body in an unexpected content encoding: {other}"),
+    };
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     Ok((status, json))
+}
+
+/// The payload of a whole chunked body.
+fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("a truncated chunk size")?;
+        let size = std::str::from_utf8(&raw[..eol])?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .context("a bad chunk size")?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(raw.get(..size).context("a truncated chunk")?);
+        raw = raw.get(size + 2..).context("a truncated chunk")?;
+    }
 }
 
 /// One HTTP/1.1 exchange on a fresh connection (`Connection: close`): status and body.
@@ -273,7 +330,7 @@ fn wrk_script(members: &[(String, String)], dir: &Path) -> anyhow::Result<PathBu
 request = function()
   counter = counter + 1
   local n = (counter % #paths) + 1
-  return wrk.format("GET", paths[n], { ["Authorization"] = tokens[n] })
+  return wrk.format("GET", paths[n], { ["Authorization"] = tokens[n], ["Accept-Encoding"] = "gzip, br" })
 end
 local errors = 0
 response = function(status, headers, body)
@@ -474,7 +531,8 @@ pub fn run() -> anyhow::Result<()> {
     let bin = release_server()?;
     let db = BenchDatabase::create(&admin_url, "ptoc_bench")?;
     let dir = ScratchDir::create("ptoc-bench-http")?;
-    measure(&bin, &db.url, &redis_url, &dir.0)
+    measure(&bin, &db.url, &redis_url, &dir.0)?;
+    edge(&bin, &db.url, &redis_url, &dir.0)
 }
 
 fn measure(bin: &Path, db_url: &str, redis_url: &str, dir: &Path) -> anyhow::Result<()> {
@@ -628,6 +686,244 @@ fn measure(bin: &Path, db_url: &str, redis_url: &str, dir: &Path) -> anyhow::Res
     );
     if rps < 10_000.0 || p99_warm > 10.0 || cold_p99 > 25.0 || lag_p99 > 50.0 {
         bail!("a target was missed (see the table)");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The edge as browsers meet it (issue 14)
+
+/// Timed requests per route and header set, after [`EDGE_WARMUP`] untimed ones.
+const EDGE_ROUNDS: usize = 500;
+const EDGE_WARMUP: usize = 50;
+/// The target p50 of each edge route, asked as a browser asks.
+const EDGE_TARGET_MS: f64 = 1.0;
+
+/// One response read off a keep-alive connection.
+struct Answer {
+    status: u16,
+    /// `Content-Encoding: gzip`.
+    gzip: bool,
+    /// `Transfer-Encoding: chunked`.
+    chunked: bool,
+    /// The body's size as sent (compressed, without the chunk framing).
+    bytes: usize,
+}
+
+fn read_line(r: &mut BufReader<TcpStream>) -> anyhow::Result<String> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    match line.strip_suffix("\r\n") {
+        Some(l) => Ok(l.to_owned()),
+        None => bail!("a truncated line: {line:?}"),
+    }
+}
+
+/// Reads one whole response (head, then a chunked or a sized body) off a keep-alive
+/// connection.
+fn read_answer(r: &mut BufReader<TcpStream>) -> anyhow::Result<Answer> {
+    let status_line = read_line(r)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {status_line:?}"))?;
+    let (mut gzip, mut chunked, mut length) = (false, false, 0);
+    loop {
+        let line = read_line(r)?;
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-encoding" => gzip = value.eq_ignore_ascii_case("gzip"),
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                "content-length" => length = value.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    let mut bytes = 0;
+    let mut sink = vec![0; 64 * 1024];
+    if chunked {
+        loop {
+            let size = read_line(r)?;
+            let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                .context("a bad chunk size")?;
+            if size == 0 {
+                read_line(r)?;
+                break;
+            }
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(sink.len());
+                r.read_exact(&mut sink[..n])?;
+                left -= n;
+            }
+            read_line(r)?;
+            bytes += size;
+        }
+    } else {
+        let mut left = length;
+        while left > 0 {
+            let n = left.min(sink.len());
+            r.read_exact(&mut sink[..n])?;
+            left -= n;
+        }
+        bytes = length;
+    }
+    Ok(Answer {
+        status,
+        gzip,
+        chunked,
+        bytes,
+    })
+}
+
+/// Sequential requests of `path` on one keep-alive connection (warm-up, then
+/// [`EDGE_ROUNDS`] timed, request written to body read): the sorted durations and the
+/// last answer.
+fn time_keep_alive(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    accept_encoding: Option<&str>,
+) -> anyhow::Result<(Vec<Duration>, Answer)> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n");
+    if let Some(t) = token {
+        request.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(e) = accept_encoding {
+        request.push_str(&format!("Accept-Encoding: {e}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut times = Vec::with_capacity(EDGE_ROUNDS);
+    let mut last = None;
+    for round in 0..EDGE_WARMUP + EDGE_ROUNDS {
+        let started = Instant::now();
+        writer.write_all(request.as_bytes())?;
+        let answer = read_answer(&mut reader)?;
+        let took = started.elapsed();
+        if answer.status != 200 {
+            bail!("{path}: status {}", answer.status);
+        }
+        if round >= EDGE_WARMUP {
+            times.push(took);
+        }
+        last = Some(answer);
+    }
+    times.sort();
+    Ok((times, last.context("no answer")?))
+}
+
+/// `cargo xtask bench-http --edge`: only the edge measurement, on a fresh database.
+pub fn run_edge() -> anyhow::Result<()> {
+    let (admin_url, redis_url) = service_urls();
+    let bin = release_server()?;
+    let db = BenchDatabase::create(&admin_url, "ptoc_bench_edge")?;
+    let dir = ScratchDir::create("ptoc-bench-edge")?;
+    edge(&bin, &db.url, &redis_url, &dir.0)
+}
+
+/// The routes browsers fetch whose answers are over ~1 KB — the permission catalog, the
+/// OpenAPI document and a 5-row member list — timed on keep-alive connections with
+/// `Accept-Encoding: gzip, br` (compressed, chunked answers) and without (for
+/// comparison); prints a Markdown table and fails if a p50 with the header is over
+/// [`EDGE_TARGET_MS`].
+fn edge(bin: &Path, db_url: &str, redis_url: &str, dir: &Path) -> anyhow::Result<()> {
+    let machine = machine();
+    let server = Server::start(bin, db_url, redis_url, dir)?;
+    let addr = server.addr;
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let (_, admin) = sign_up(addr, &format!("edge-admin-{run}@bench.example"))?;
+    let code = format!("E{}", &run[run.len() - 8..]).to_uppercase();
+    let org = create_org(addr, &admin, "Edge Bench PTO", &code)?;
+    for m in 1..5 {
+        let (_, token) = sign_up(addr, &format!("edge-{m}-{run}@bench.example"))?;
+        expect(
+            "join",
+            201,
+            http(
+                addr,
+                "POST",
+                "/api/v2/orgs/join",
+                Some(&token),
+                Some(&serde_json::json!({"signup_code": code})),
+            ),
+        )?;
+    }
+    let members = format!("/api/v2/orgs/{org}/users");
+    let list = expect(
+        "member list",
+        200,
+        http(addr, "GET", &members, Some(&admin), None),
+    )?;
+    let rows = list["data"]
+        .as_array()
+        .or_else(|| {
+            list["data"]
+                .as_object()
+                .and_then(|o| o.values().find_map(serde_json::Value::as_array))
+        })
+        .map_or(0, Vec::len);
+    if rows != 5 {
+        bail!("the member list has {rows} rows, not 5: {list}");
+    }
+    let routes = [
+        (
+            "`GET /api/v2/permissions/catalog`",
+            "/api/v2/permissions/catalog".to_owned(),
+            None,
+        ),
+        ("`GET /openapi.json`", "/openapi.json".to_owned(), None),
+        (
+            "`GET /api/v2/orgs/{id}/users` (5 members)",
+            members,
+            Some(admin.as_str()),
+        ),
+    ];
+    let mut table = Vec::new();
+    let mut missed = false;
+    for (name, path, token) in &routes {
+        let (with, answer) = time_keep_alive(addr, path, *token, Some(ACCEPT_ENCODING))?;
+        let (without, plain) = time_keep_alive(addr, path, *token, None)?;
+        let p50 = ms(percentile(&with, 0.5));
+        let ok = p50 <= EDGE_TARGET_MS;
+        missed |= !ok;
+        table.push(format!(
+            "| {name} | {} B {}{} ({} B plain) | {p50:.2} / {:.2} / {:.2} ms | {:.2} / {:.2} ms | ≤ {EDGE_TARGET_MS} ms | {} |",
+            answer.bytes,
+            if answer.gzip { "gzip" } else { "not compressed" },
+            if answer.chunked { ", chunked" } else { "" },
+            plain.bytes,
+            ms(percentile(&with, 0.99)),
+            ms(percentile(&with, 1.0)),
+            ms(percentile(&without, 0.5)),
+            ms(percentile(&without, 0.99)),
+            if ok { "PASS" } else { "MISS" }
+        ));
+    }
+    drop(server);
+    println!("\n## The edge as browsers meet it (issue 14)\n");
+    println!(
+        "Run: `cargo xtask bench-http --edge` (release server on PostgreSQL + Redis; one keep-alive connection per route and header set, {EDGE_WARMUP} untimed then {EDGE_ROUNDS} timed sequential requests, request written to body read). Recorded {}.\n",
+        time::OffsetDateTime::now_utc()
+    );
+    println!("Machine: {machine}.\n");
+    println!(
+        "| route | answer with `Accept-Encoding: {ACCEPT_ENCODING}` | p50 / p99 / max with the header | p50 / p99 without | target p50 (with) | |\n|---|---|---:|---:|---:|---|"
+    );
+    for row in &table {
+        println!("{row}");
+    }
+    if missed {
+        bail!("an edge route missed its p50 target (see the table)");
     }
     Ok(())
 }

@@ -348,7 +348,7 @@ fn download_csv(addr: SocketAddr, token: &str, path: &str) -> anyhow::Result<(u6
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let status = line.split(' ').nth(1).unwrap_or_default().to_owned();
-    let (mut chunked, mut length) = (false, None);
+    let (mut chunked, mut length, mut gzip) = (false, None, false);
     loop {
         line.clear();
         reader.read_line(&mut line)?;
@@ -360,6 +360,7 @@ fn download_csv(addr: SocketAddr, token: &str, path: &str) -> anyhow::Result<(u6
             match name.trim().to_ascii_lowercase().as_str() {
                 "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
                 "content-length" => length = value.trim().parse::<u64>().ok(),
+                "content-encoding" => gzip = value.trim().eq_ignore_ascii_case("gzip"),
                 _ => {}
             }
         }
@@ -375,6 +376,13 @@ fn download_csv(addr: SocketAddr, token: &str, path: &str) -> anyhow::Result<(u6
         })
     } else {
         Box::new(reader.take(length.unwrap_or(u64::MAX)))
+    };
+    // Asked with `Accept-Encoding: gzip, br` (as browsers ask); the CSV is counted and
+    // parsed decompressed.
+    let body: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::GzDecoder::new(body))
+    } else {
+        body
     };
     let mut body = Counted {
         inner: body,

@@ -51,7 +51,11 @@ enum Command {
     Bench,
     /// The HTTP targets (check load with wrk, cold checks, cross-instance propagation)
     /// against the release server on PostgreSQL + Redis.
-    BenchHttp,
+    BenchHttp {
+        /// Only the edge routes as browsers ask for them (`Accept-Encoding: gzip, br`).
+        #[arg(long)]
+        edge: bool,
+    },
     /// The member-directory targets (list, search, fuzzy search) on the enterprise seed,
     /// PostgreSQL.
     BenchDirectory,
@@ -88,7 +92,8 @@ fn main() -> anyhow::Result<()> {
         Command::Ci => ci::lint().and_then(|()| ci::test()),
         Command::CheckPurity => purity::run(),
         Command::Bench => bench::run_all(),
-        Command::BenchHttp => bench_http::run(),
+        Command::BenchHttp { edge: false } => bench_http::run(),
+        Command::BenchHttp { edge: true } => bench_http::run_edge(),
         Command::BenchDirectory => bench_directory::run(),
         Command::BenchMemberIo => bench_member_io::run(),
         Command::Seed(args) => seed::run(&args),

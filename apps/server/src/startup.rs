@@ -367,7 +367,11 @@ impl Application {
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
         let factory_state = state.clone();
+        // TCP_NODELAY on every accepted connection: with Nagle's algorithm on, a response
+        // written in several segments (a compressed, chunked body over ~1 KB) waits for the
+        // client's delayed ACK, ~40 ms (docs/decisions.md, "TCP_NODELAY at the edge").
         let mut server = HttpServer::new(move || app(factory_state.clone(), api.clone()))
+            .tcp_nodelay(true)
             .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if let Some(workers) = settings.workers {
             server = server.workers(workers);

@@ -15,6 +15,7 @@ mod directory;
 mod directory_cache;
 mod districts;
 mod docs;
+mod edge;
 mod errors;
 mod handout;
 mod hardening;
