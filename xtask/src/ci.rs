@@ -77,6 +77,7 @@ pub fn lint() -> anyhow::Result<()> {
         ]),
     )?;
     crate::purity::run()?;
+    crate::modgraph::run()?;
     if cargo()
         .args(["deny", "--version"])
         .output()

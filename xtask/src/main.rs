@@ -13,6 +13,7 @@ mod bench_http;
 mod bench_member_io;
 mod ci;
 mod migrate;
+mod modgraph;
 mod openapi;
 mod purity;
 mod replica;
@@ -43,7 +44,7 @@ enum Command {
     },
     /// Run the test suite (cargo-nextest when installed, else cargo test).
     Test,
-    /// Static checks: fmt, clippy, domain purity, cargo-deny (when installed), OpenAPI freshness.
+    /// Static checks: fmt, clippy, domain purity, no import cycle in the app, cargo-deny (when installed), OpenAPI freshness.
     Lint,
     /// Everything CI checks: `lint`, then `test`.
     Ci,
@@ -65,6 +66,8 @@ enum Command {
     BenchMemberIo,
     /// Check that the domain crates depend on no framework, database or cache crate.
     CheckPurity,
+    /// Check that the import graph of apps/server/src has no cycle (part of `lint`).
+    Modgraph,
     /// Audit chains: verify them (or an archive directory), or archive expired events.
     Audit {
         #[command(subcommand)]
@@ -91,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         Command::Lint => ci::lint(),
         Command::Ci => ci::lint().and_then(|()| ci::test()),
         Command::CheckPurity => purity::run(),
+        Command::Modgraph => modgraph::run(),
         Command::Bench => bench::run_all(),
         Command::BenchHttp { edge: false } => bench_http::run(),
         Command::BenchHttp { edge: true } => bench_http::run_edge(),

@@ -17,8 +17,10 @@ use tenancy_store::{SeaOrmOrgRepository, SeaOrmSessionRepository, SeaOrmUserRepo
 use crate::auth::{AuthService, SessionSettings};
 
 use crate::config::Settings;
+use crate::http::guard::RouteGuard;
+use crate::http::rate_limit::CallerIdentity;
 use crate::http::request_context;
-use crate::http::{Api, ApiError};
+use crate::http::{Api, ApiError, Requirement};
 use crate::state::AppState;
 
 /// Why the server could not start. Each variant says what to fix.
@@ -203,9 +205,9 @@ pub async fn build_state(
         invitation_ttl_days: settings.invitation_ttl_days,
         tmp_dir,
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
-        authz: crate::authz::Authz::new(permission_store, permission_cache),
+        authz: Arc::new(crate::authz::Authz::new(permission_store, permission_cache)),
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),
-        auth,
+        auth: Arc::new(auth),
         db,
         redis,
         bus,
@@ -215,7 +217,7 @@ pub async fn build_state(
         bootstrap_token: settings.bootstrap_token.clone(),
         openapi_json,
         docs_html,
-        rate_limits,
+        rate_limits: Arc::new(rate_limits),
         security,
     }))
 }
@@ -233,7 +235,20 @@ pub fn app(
         InitError = (),
     >,
 > {
+    // The edge's injected parts: the guard of the org routes, who a request counts
+    // against for rate limiting, the limiter and the security policy.
+    let guard = RouteGuard::new(|requirement, req| match requirement {
+        Requirement::DistrictAuthority => Box::pin(crate::routes::district_authority(req)),
+        _ => Box::pin(crate::authz::check(requirement, req)),
+    });
+    let identity = CallerIdentity::new(|req| Box::pin(crate::authz::rate_identity(req)));
     App::new()
+        .app_data(web::Data::new(guard))
+        .app_data(web::Data::new(identity))
+        .app_data(web::Data::from(state.rate_limits.clone()))
+        .app_data(web::Data::from(state.auth.clone()))
+        .app_data(web::Data::from(state.authz.clone()))
+        .app_data(web::Data::new(state.security.clone()))
         .app_data(state)
         .configure(move |cfg| api.configure(cfg))
         .default_service(web::to(route_not_found))

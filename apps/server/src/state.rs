@@ -1,6 +1,8 @@
 //! The application state shared by all handlers.
 
-use actix_web::web::Bytes;
+use actix_web::dev::Payload;
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, HttpRequest};
 use cache::{InvalidationBus, RedisCache};
 use credentials::Argon2Hasher;
 use persistence::Database;
@@ -8,6 +10,7 @@ use tenancy::service::AccountService;
 use tenancy_store::{SeaOrmOrgRepository, SeaOrmUserRepository};
 
 use crate::auth::AuthService;
+use crate::http::ApiError;
 
 /// The account service as wired in this app.
 pub type Accounts = AccountService<SeaOrmUserRepository, Argon2Hasher>;
@@ -23,7 +26,7 @@ pub struct AppState {
     /// Account use cases.
     pub accounts: Accounts,
     /// Sign-in, tokens, sessions.
-    pub auth: AuthService,
+    pub auth: std::sync::Arc<AuthService>,
     /// Organizations, memberships, custom roles.
     pub orgs: SeaOrmOrgRepository,
     /// Signs the confirmation tokens of destructive bulk operations.
@@ -33,7 +36,7 @@ pub struct AppState {
     /// The member directory behind the two-level cache (profiles, list and search pages).
     pub directory_cache: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
     /// The permission engine.
-    pub authz: crate::authz::Authz,
+    pub authz: std::sync::Arc<crate::authz::Authz>,
     /// Districts, schools, district staff.
     pub districts: districts_store::SeaOrmDistrictRepository,
     /// The audit log (queries).
@@ -49,7 +52,7 @@ pub struct AppState {
     /// The rendered docs page.
     pub docs_html: Bytes,
     /// Rate limits (shared through Redis when configured).
-    pub rate_limits: crate::http::rate_limit::RateLimits,
+    pub rate_limits: std::sync::Arc<crate::http::rate_limit::RateLimits>,
     /// Durable background jobs (member import and export).
     pub jobs: jobs::JobQueue,
     /// Wakes this instance's job worker when a job is created here.
@@ -108,3 +111,29 @@ impl AppState {
         Ok(ended.len())
     }
 }
+
+/// The shared application state, as a handler argument.
+#[derive(Clone)]
+pub struct State(pub web::Data<AppState>);
+
+impl std::ops::Deref for State {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+impl FromRequest for State {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            req.app_data::<web::Data<AppState>>()
+                .cloned()
+                .map(State)
+                .ok_or_else(|| ApiError::internal("application state missing from the app".into())),
+        )
+    }
+}
+
+impl aide::OperationInput for State {}

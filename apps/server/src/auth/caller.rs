@@ -11,10 +11,10 @@ use tenancy::UserId;
 use tenancy::ports::AuditContext;
 use uuid::Uuid;
 
+use super::AuthService;
 use crate::http::openapi::error_responses;
 use crate::http::request_context::current_request_id;
 use crate::http::{ApiError, ErrorCode};
-use crate::state::AppState;
 
 /// Who a verified request speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,8 +133,8 @@ impl Authenticated {
         if let Some(done) = req.extensions().get::<Authenticated>() {
             return Ok(done.clone());
         }
-        let state = req
-            .app_data::<web::Data<AppState>>()
+        let auth = req
+            .app_data::<web::Data<AuthService>>()
             .cloned()
             .ok_or_else(|| ApiError::internal("application state missing".into()))?;
         let token = bearer(req).ok_or_else(|| {
@@ -147,7 +147,7 @@ impl Authenticated {
             .match_info()
             .get("org_id")
             .and_then(|s| Uuid::parse_str(s).ok());
-        let authentication = state.auth.authenticate(&token, org).await?;
+        let authentication = auth.authenticate(&token, org).await?;
         let verified: Arc<credentials::VerifiedToken> = authentication.verified;
         let meta = request_meta(req);
         let done = match &verified.principal {

@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::Caller;
 use super::caller::Authenticated;
+use crate::authz::Authz;
 use crate::http::openapi::error_responses;
 use crate::http::{ApiError, ErrorCode};
-use crate::state::AppState;
 
 /// Who acts in an org.
 #[derive(Debug, Clone)]
@@ -115,16 +115,15 @@ async fn resolve(req: &HttpRequest) -> Result<OrgMember, ApiError> {
         .and_then(|s| Uuid::parse_str(s).ok())
         .map(OrgId::from_uuid)
         .ok_or_else(not_found)?;
-    let state = req
-        .app_data::<web::Data<AppState>>()
+    let authz = req
+        .app_data::<web::Data<Authz>>()
         .cloned()
         .ok_or_else(|| ApiError::internal("application state missing".into()))?;
     let actor = match authenticated {
         Authenticated::User(caller) => {
             // From the permission engine's two-level cache (no database read when
             // warm); an unknown org has no members, so it is 404 like a foreign one.
-            let context = state
-                .authz
+            let context = authz
                 .member(org_id.as_uuid(), caller.user_id().as_uuid())
                 .await?
                 .ok_or_else(not_found)?;
@@ -155,7 +154,7 @@ async fn resolve(req: &HttpRequest) -> Result<OrgMember, ApiError> {
             // A key dies with its creator's membership or admin rights: checked on
             // every request through the cached member context (no database read when
             // warm), so a removal or demotion takes effect at once.
-            let creator_context = state.authz.member(org_id.as_uuid(), creator).await?;
+            let creator_context = authz.member(org_id.as_uuid(), creator).await?;
             if !permissions::api_key_alive(creator_context.as_deref()) {
                 return Err(ApiError::new(
                     ErrorCode::Unauthenticated,

@@ -12,8 +12,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::error::ErrorCode;
-use super::request_context;
+use super::context as request_context;
 
 /// Paging information of a list response.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -65,29 +64,6 @@ pub struct SuccessEnvelope<T> {
     pub success: bool,
     /// The payload.
     pub data: T,
-    /// Metadata.
-    pub meta: Meta,
-}
-
-/// The error object of a failed response.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ErrorBody {
-    /// Machine-readable code (decides the HTTP status).
-    pub code: ErrorCode,
-    /// Human sentence.
-    pub message: String,
-    /// Structured details, e.g. `{"fields": [...]}` for validation failures.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<serde_json::Value>,
-}
-
-/// A failed response.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ErrorEnvelope {
-    /// Always `false`.
-    pub success: bool,
-    /// What went wrong.
-    pub error: ErrorBody,
     /// Metadata.
     pub meta: Meta,
 }

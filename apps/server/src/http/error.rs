@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::envelope::{ErrorBody, ErrorEnvelope, Meta};
+use super::envelope::Meta;
 
 /// Every error code the API can answer with. Closed: clients may match on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
@@ -286,6 +286,29 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     out
+}
+
+/// The error object of a failed response.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// Machine-readable code (decides the HTTP status).
+    pub code: ErrorCode,
+    /// Human sentence.
+    pub message: String,
+    /// Structured details, e.g. `{"fields": [...]}` for validation failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+/// A failed response.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorEnvelope {
+    /// Always `false`.
+    pub success: bool,
+    /// What went wrong.
+    pub error: ErrorBody,
+    /// Metadata.
+    pub meta: Meta,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest, web};
 use aide::generate::GenContext;
 use aide::openapi::{MediaType, Operation, RequestBody, Response, SchemaObject, StatusCode};
 use aide::operation::{ParamLocation, add_parameters, parameters_from_schema, set_body};
@@ -16,38 +16,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ErrorCode, FieldError};
 use super::openapi::error_responses;
-use crate::state::AppState;
 
-/// The default cap on JSON request bodies.
-pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
-
-/// The cap for routes declared as uploads (`RouteDoc::upload`): 20 MiB.
-pub const UPLOAD_BODY_LIMIT: usize = 20 * 1024 * 1024;
-
-/// The body cap of the route serving a request (set by the registration layer from
-/// `RouteDoc::body_limit`; [`DEFAULT_JSON_LIMIT`] when absent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyLimit(pub usize);
-
-impl BodyLimit {
-    /// The cap for `req`.
-    #[must_use]
-    pub fn of(req: &HttpRequest) -> usize {
-        req.extensions()
-            .get::<Self>()
-            .map_or(DEFAULT_JSON_LIMIT, |l| l.0)
-    }
-}
-
-/// Route middleware: records the route's body cap for the extractors.
-pub async fn with_body_limit(
-    limit: BodyLimit,
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    req.extensions_mut().insert(limit);
-    next.call(req).await
-}
+pub use super::body_limit::{BodyLimit, DEFAULT_JSON_LIMIT, UPLOAD_BODY_LIMIT, with_body_limit};
 
 /// Whether `req` declares (`Content-Length`) a body larger than `limit`: refused before
 /// a byte is read.
@@ -69,32 +39,6 @@ pub fn too_large(limit: usize) -> ApiError {
     )
     .with_details(serde_json::json!({ "limit_bytes": limit }))
 }
-
-/// The shared application state.
-#[derive(Clone)]
-pub struct State(pub web::Data<AppState>);
-
-impl std::ops::Deref for State {
-    type Target = AppState;
-    fn deref(&self) -> &AppState {
-        &self.0
-    }
-}
-
-impl FromRequest for State {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(
-            req.app_data::<web::Data<AppState>>()
-                .cloned()
-                .map(State)
-                .ok_or_else(|| ApiError::internal("application state missing from the app".into())),
-        )
-    }
-}
-
-impl aide::OperationInput for State {}
 
 /// A JSON body: content type checked, size capped, unknown fields rejected (by the
 /// DTO's `deny_unknown_fields`), then validated with garde; every problem is reported

@@ -1,10 +1,13 @@
 //! The HTTP edge: envelope, error model, extractors, request context and the
 //! route-registration layer that keeps routes and their OpenAPI document in one place.
 
+pub mod body_limit;
+pub mod context;
 pub mod envelope;
 pub mod error;
 pub mod examples;
 pub mod extract;
+pub mod guard;
 pub mod json_limits;
 pub mod metrics;
 pub mod openapi;
@@ -17,5 +20,6 @@ pub mod security;
 
 pub use envelope::{Accepted, Created, Paged, Pagination, Reply};
 pub use error::{ApiError, ErrorCode, FieldError};
-pub use extract::{IfMatch, Json, Path, Query, State};
+pub use extract::{IfMatch, Json, Path, Query};
+pub use guard::Requirement;
 pub use openapi::{Api, ApiRoutes, RouteDoc};

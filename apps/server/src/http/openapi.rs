@@ -20,10 +20,11 @@ use tracing::Instrument;
 
 use permissions::PermissionKey;
 
-use super::envelope::{ErrorEnvelope, json_response};
+use super::envelope::json_response;
+use super::error::ErrorEnvelope;
 use super::error::{ApiError, ErrorCode};
+use super::guard::{self, Requirement};
 use super::rate_limit::RouteRate;
-use crate::authz::{Requirement, guard};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +61,7 @@ impl RouteDoc {
             access: Access::Authenticated,
             requirement: None,
             rate: RouteRate::Tier,
-            body_limit: super::extract::DEFAULT_JSON_LIMIT,
+            body_limit: super::body_limit::DEFAULT_JSON_LIMIT,
             errors: Vec::new(),
         }
     }
@@ -129,11 +130,11 @@ impl RouteDoc {
         self
     }
 
-    /// An upload route: the body cap is [`UPLOAD_BODY_LIMIT`](super::extract::UPLOAD_BODY_LIMIT)
+    /// An upload route: the body cap is [`UPLOAD_BODY_LIMIT`](super::body_limit::UPLOAD_BODY_LIMIT)
     /// (20 MiB); the handler reads the body as a stream within it.
     #[must_use]
     pub fn upload(self) -> Self {
-        self.body_limit(super::extract::UPLOAD_BODY_LIMIT)
+        self.body_limit(super::body_limit::UPLOAD_BODY_LIMIT)
     }
 
     /// Error codes the handler itself may answer with (extractors add their own).
@@ -218,7 +219,7 @@ impl ApiRoutes {
         let m = method.clone();
         let requirement = doc.requirement;
         let rate = doc.rate;
-        let limit = super::extract::BodyLimit(doc.body_limit);
+        let limit = super::body_limit::BodyLimit(doc.body_limit);
         self.routes.push(RegisteredRoute {
             method,
             path,
@@ -230,11 +231,11 @@ impl ApiRoutes {
                         n.call(r).instrument(tracing::debug_span!("handler"))
                     }))
                     .wrap(actix_web::middleware::from_fn(move |r, n| {
-                        super::extract::with_body_limit(limit, r, n)
+                        super::body_limit::with_body_limit(limit, r, n)
                     }));
                 let route = match requirement {
                     Some(req) => route.wrap(actix_web::middleware::from_fn(move |r, n| {
-                        guard(req, r, n).instrument(tracing::debug_span!("authz"))
+                        guard::middleware(req, r, n).instrument(tracing::debug_span!("authz"))
                     })),
                     None => route,
                 };
@@ -468,7 +469,7 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
             );
         }
     }
-    if doc.body_limit != super::extract::DEFAULT_JSON_LIMIT {
+    if doc.body_limit != super::body_limit::DEFAULT_JSON_LIMIT {
         op.extensions
             .insert("x-body-limit".to_owned(), serde_json::json!(doc.body_limit));
     }

@@ -20,7 +20,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use permissions::MemberStatus;
+use futures_util::future::LocalBoxFuture;
 use rate_limit::{
     Backend, Clock, Decision, IpNet, LimiterSettings, LimiterStats, Policy, RateClass, RateLimiter,
     SignInAs, SignInPermit, StoreError, Subject, Tier, ceil_secs, client_ip,
@@ -28,9 +28,7 @@ use rate_limit::{
 use uuid::Uuid;
 
 use super::{ApiError, ErrorCode};
-use crate::auth::Authenticated;
 use crate::config::RateLimitSettings;
-use crate::state::AppState;
 
 /// What a route declares about its rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,6 +40,27 @@ pub enum RouteRate {
     Class(RateClass),
     /// Not limited (liveness and readiness probes).
     Exempt,
+}
+
+type IdentifyFn =
+    dyn Fn(HttpRequest) -> LocalBoxFuture<'static, Option<(Subject, Tier)>> + Send + Sync;
+
+/// Who a request with credentials counts against, and in which tier: the app's
+/// authentication, injected (registered as `web::Data<CallerIdentity>`). `None` (an
+/// invalid credential, or no identity registered) counts as anonymous, per address.
+#[derive(Clone)]
+pub struct CallerIdentity(Arc<IdentifyFn>);
+
+impl CallerIdentity {
+    /// An identity from its lookup.
+    pub fn new(
+        identify: impl Fn(HttpRequest) -> LocalBoxFuture<'static, Option<(Subject, Tier)>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self(Arc::new(identify))
+    }
 }
 
 /// The rejection label of a sign-in refused by the back-off.
@@ -197,7 +216,7 @@ impl RateLimits {
     }
 
     /// Who `req` counts against, and in which tier.
-    async fn caller(&self, req: &HttpRequest, state: &AppState) -> (Subject, Tier) {
+    async fn caller(&self, req: &HttpRequest) -> (Subject, Tier) {
         let anonymous = || (Subject::ip(self.client_ip(req)), Tier::Anonymous);
         if !req
             .headers()
@@ -207,32 +226,23 @@ impl RateLimits {
         }
         // Verified once per request: the result waits in the extensions for the
         // extractors. An invalid credential counts as anonymous (per address).
-        match Authenticated::of(req).await {
-            Ok(Authenticated::ApiKey { key_id, .. }) => (Subject::ApiKey(key_id), Tier::ApiKey),
-            Ok(Authenticated::User(caller)) => {
-                let user = caller.user_id().as_uuid();
-                let tier = match org_of(req) {
-                    Some(org) => match state.authz.member(org, user).await {
-                        Ok(Some(m)) if m.status == MemberStatus::Active => {
-                            Tier::of_role(m.role.counts_as.as_str()).unwrap_or(Tier::Authenticated)
-                        }
-                        _ => Tier::Authenticated,
-                    },
-                    None => Tier::Authenticated,
-                };
-                (Subject::User(user), tier)
-            }
-            Err(_) => anonymous(),
+        let Some(identify) = req.app_data::<web::Data<CallerIdentity>>().cloned() else {
+            return anonymous();
+        };
+        match (identify.0)(req.clone()).await {
+            Some(found) => found,
+            None => anonymous(),
         }
     }
 }
 
-fn org_of(req: &HttpRequest) -> Option<Uuid> {
+/// The org of the path (`{org_id}`), if any.
+#[must_use]
+pub fn org_of(req: &HttpRequest) -> Option<Uuid> {
     req.match_info()
         .get("org_id")
         .and_then(|s| Uuid::parse_str(s).ok())
 }
-
 /// 429 `RATE_LIMITED`, retry after `wait` (whole seconds, at least 1).
 #[must_use]
 pub fn rate_limited(wait: Duration, message: &str) -> ApiError {
@@ -271,10 +281,9 @@ pub async fn middleware(
         RouteRate::Tier => None,
         RouteRate::Class(class) => Some(class),
     };
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(limits) = req.app_data::<web::Data<RateLimits>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let limits = &state.rate_limits;
     if !limits.enabled {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
@@ -285,7 +294,7 @@ pub async fn middleware(
             Tier::Anonymous,
         )
     } else {
-        limits.caller(req.request(), &state).await
+        limits.caller(req.request()).await
     };
     let buckets = limits.policy.buckets(tier, class);
     let decision = limits.limiter.acquire(&subject, &buckets).await;
@@ -325,8 +334,8 @@ impl FromRequest for ClientIp {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let ip = req.extensions().get::<ClientIp>().copied().or_else(|| {
-            req.app_data::<web::Data<AppState>>()
-                .map(|state| ClientIp(state.rate_limits.client_ip(req)))
+            req.app_data::<web::Data<RateLimits>>()
+                .map(|limits| ClientIp(limits.client_ip(req)))
         });
         std::future::ready(Ok(ip.unwrap_or(ClientIp(req.peer_addr().map(|a| a.ip())))))
     }

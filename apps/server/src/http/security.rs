@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ErrorCode};
 use crate::config::{HttpSettings, MetricsAccess};
-use crate::state::AppState;
 
 /// The CSP of every response but the docs page: nothing may load, nothing may frame it.
 pub const API_CSP: &str =
@@ -153,10 +152,7 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(policy) = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.security.clone())
-    else {
+    let Some(policy) = req.app_data::<web::Data<SecurityPolicy>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let origin = policy.allowed_origin(req.headers());

@@ -10,9 +10,10 @@ use tenancy::ports::{ApiKey, ApiKeyRepository, NewApiKey};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::auth::domain_rule;
+use super::common::domain_rule;
 use crate::auth::OrgMember;
-use crate::http::{ApiError, ApiRoutes, Created, ErrorCode, Json, Path, Reply, RouteDoc, State};
+use crate::http::{ApiError, ApiRoutes, Created, ErrorCode, Json, Path, Reply, RouteDoc};
+use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "api-keys";

@@ -30,8 +30,9 @@ use tenancy::ports::AuditContext;
 use crate::auth::{Caller, OrgMember};
 use crate::http::{
     ApiError, ApiRoutes, ErrorCode, FieldError, Json, Paged, Pagination, Path, Query, Reply,
-    RouteDoc, State,
+    RouteDoc,
 };
+use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "audit";

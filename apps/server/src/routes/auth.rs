@@ -6,11 +6,13 @@ use serde::{Deserialize, Serialize};
 use tenancy::service::{RegisterError, RegisterRequest};
 use tenancy::{Email, Password, PersonName, User};
 
+use super::common::domain_rule;
 use crate::auth::{Caller, ClientMeta, Principal};
 use crate::http::rate_limit::{ClientIp, rate_limited};
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc, State,
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc,
 };
+use crate::state::State;
 use rate_limit::RateClass;
 
 pub(super) fn register(r: &mut ApiRoutes) {
@@ -106,18 +108,6 @@ pub struct RegisterBody {
         custom(domain_rule(PersonName::parse))
     )]
     pub last_name: String,
-}
-
-/// A garde rule from a domain parser, so the domain's rules are reported with all
-/// other field errors at once.
-pub(crate) fn domain_rule<T, E: std::fmt::Display>(
-    parse: impl Fn(&str) -> Result<T, E>,
-) -> impl FnOnce(&String, &()) -> garde::Result {
-    move |value, ()| {
-        parse(value)
-            .map(|_| ())
-            .map_err(|e| garde::Error::new(e.to_string()))
-    }
 }
 
 fn register_example() -> serde_json::Value {

@@ -1,6 +1,8 @@
 //! The district tier: platform bootstrap, districts, schools, staff, permission
 //! templates with locks, and orgs created by district staff under their schools.
 
+use actix_web::FromRequest;
+use actix_web::dev::ServiceRequest;
 use actix_web::http::Method;
 use districts::ports::{
     CreateDistrictError, CreateDistrictRequest, CreateSchoolError, CreateSchoolRequest,
@@ -25,12 +27,14 @@ use tenancy::ports::{
 use tenancy::{MembershipStatus, OrgId, OrgKind, SignupCode, UserId};
 use uuid::Uuid;
 
-use super::auth::domain_rule;
+use super::common::domain_rule;
 use super::permissions::{RoleDto, ScopeDto};
 use crate::auth::Caller;
+use crate::http::guard::GuardOutcome;
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc, State,
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc,
 };
+use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "districts";
@@ -832,6 +836,31 @@ pub(crate) async fn org_in_reach(
     Ok((who, standing))
 }
 
+/// The guard of [`crate::http::Requirement::DistrictAuthority`] routes (the app
+/// registers it with the edge's [`crate::http::guard::RouteGuard`]): 404 unless the
+/// caller is a member of the path's org, staff of its district, or a platform admin.
+pub async fn district_authority(req: ServiceRequest) -> GuardOutcome {
+    let (http_req, mut payload) = req.into_parts();
+    let caller = Caller::from_request(&http_req, &mut payload).await;
+    let req = ServiceRequest::from_parts(http_req, payload);
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return (req, Err(e)),
+    };
+    let org = req
+        .match_info()
+        .get("org_id")
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let Some(org) = org else {
+        return (req, Err(ApiError::not_found("no such organization")));
+    };
+    let reach = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+        Some(state) => org_in_reach(&State(state.clone()), &caller, OrgId::from_uuid(org)).await,
+        None => Err(ApiError::internal("application state missing".into())),
+    };
+    (req, reach.map(|_| ()))
+}
+
 async fn move_org(
     state: State,
     caller: Caller,
@@ -1232,7 +1261,7 @@ async fn create_district_org(
     }
     let signup_code = match &body.signup_code {
         Some(c) => SignupCode::parse(c).map_err(|e| invalid("signup_code", e))?,
-        None => super::orgs::generate_code(),
+        None => super::common::generate_code(),
     };
     let (org, _) = state
         .orgs

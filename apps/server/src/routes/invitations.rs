@@ -19,8 +19,9 @@ use super::members::{ChildDto, RoleChoiceDto, RoleView, children, role_view};
 use crate::auth::OrgMember;
 use crate::http::{
     ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Paged, Pagination, Path, Query,
-    Reply, RouteDoc, State,
+    Reply, RouteDoc,
 };
+use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "members";
@@ -65,13 +66,13 @@ pub(super) fn register(r: &mut ApiRoutes) {
 #[serde(deny_unknown_fields)]
 pub struct AddMemberBody {
     /// E-mail address.
-    #[garde(length(max = 254), custom(super::auth::domain_rule(Email::parse)))]
+    #[garde(length(max = 254), custom(super::common::domain_rule(Email::parse)))]
     pub email: String,
     /// Given name.
-    #[garde(custom(super::auth::domain_rule(PersonName::parse)))]
+    #[garde(custom(super::common::domain_rule(PersonName::parse)))]
     pub first_name: String,
     /// Family name.
-    #[garde(custom(super::auth::domain_rule(PersonName::parse)))]
+    #[garde(custom(super::common::domain_rule(PersonName::parse)))]
     pub last_name: String,
     /// Phone (up to 40 characters).
     #[garde(inner(length(chars, max = 40)))]

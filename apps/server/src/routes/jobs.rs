@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::member_io::{attachment, file_response};
+use super::common::{attachment, file_response};
 use crate::auth::OrgMember;
-use crate::http::{ApiError, ApiRoutes, ErrorCode, Path, Reply, RouteDoc, State};
+use crate::http::{ApiError, ApiRoutes, ErrorCode, Path, Reply, RouteDoc};
+use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "jobs";

@@ -12,7 +12,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, Responder};
 use aide::generate::GenContext;
 use aide::openapi::{MediaType, Operation, RequestBody, Response, StatusCode};
 use futures_util::StreamExt;
-use futures_util::stream::{self, BoxStream};
+use futures_util::stream;
 use garde::Validate;
 use jobs::export::{ExportParams, ExportSpec, MemberPages, TempFile};
 use jobs::import::{DryRun, DryRunReport, ExistingMembers, ImportParams};
@@ -23,13 +23,13 @@ use rate_limit::RateClass;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::common::{FileStream, attachment, file_response};
 use super::jobs::{JobView, job_view};
 use super::members::{MemberFilterQuery, OrderDto, SortDto, StatusFilterDto};
 use crate::auth::OrgMember;
 use crate::http::extract::{BodyLimit, declared_over, too_large};
-use crate::http::{
-    Accepted, ApiError, ApiRoutes, ErrorCode, FieldError, Query, Reply, RouteDoc, State,
-};
+use crate::http::{Accepted, ApiError, ApiRoutes, ErrorCode, FieldError, Query, Reply, RouteDoc};
+use crate::state::State;
 
 /// Exports of orgs with more members than this run as a background job (unless the
 /// caller asks otherwise with `async=false`).
@@ -138,8 +138,6 @@ impl ExportQuery {
     }
 }
 
-type FileStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
-
 /// A streamed file attachment, or a background job (202).
 pub enum ExportResponse {
     /// The file, streamed.
@@ -167,17 +165,6 @@ impl std::fmt::Debug for ExportResponse {
     }
 }
 
-/// A streamed attachment response.
-pub(super) fn attachment(content_type: &str, filename: &str, body: FileStream) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(content_type.to_owned())
-        .insert_header((
-            actix_web::http::header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{filename}\""),
-        ))
-        .streaming(body)
-}
-
 impl Responder for ExportResponse {
     type Body = BoxBody;
     fn respond_to(self, req: &HttpRequest) -> HttpResponse {
@@ -189,21 +176,6 @@ impl Responder for ExportResponse {
             } => attachment(format.content_type(), &filename, body),
             Self::Job(j) => j.respond_to(req),
         }
-    }
-}
-
-/// The OpenAPI description of a file download (CSV or XLSX).
-pub(super) fn file_response(description: &str) -> Response {
-    Response {
-        description: description.to_owned(),
-        content: indexmap::IndexMap::from_iter([
-            ("text/csv".to_owned(), MediaType::default()),
-            (
-                SheetFormat::Xlsx.content_type().to_owned(),
-                MediaType::default(),
-            ),
-        ]),
-        ..Default::default()
     }
 }
 

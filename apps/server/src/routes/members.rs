@@ -22,13 +22,14 @@ use tenancy::{
 };
 use uuid::Uuid;
 
-use super::auth::domain_rule;
+use super::common::domain_rule;
 use super::permissions::RoleDto;
 use crate::auth::OrgMember;
 use crate::http::{
     ApiError, ApiRoutes, Created, ErrorCode, FieldError, IfMatch, Json, Paged, Pagination, Path,
-    Query, Reply, RouteDoc, State,
+    Query, Reply, RouteDoc,
 };
+use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "members";

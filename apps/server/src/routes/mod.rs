@@ -3,6 +3,7 @@
 mod api_keys;
 mod audit_logs;
 mod auth;
+mod common;
 pub(crate) mod districts;
 mod invitations;
 mod jobs;
@@ -13,6 +14,7 @@ mod permissions;
 mod system;
 
 pub use audit_logs::csv_stream;
+pub use districts::district_authority;
 
 use crate::http::{Api, ApiRoutes};
 

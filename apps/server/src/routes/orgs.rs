@@ -8,9 +8,10 @@ use tenancy::ports::{
 };
 use tenancy::{Membership, MembershipStatus, OrgKind, Organization, SignupCode};
 
-use super::auth::domain_rule;
+use super::common::{domain_rule, generate_code};
 use crate::auth::{Caller, OrgMember};
-use crate::http::{ApiError, ApiRoutes, Created, ErrorCode, Json, Reply, RouteDoc, State};
+use crate::http::{ApiError, ApiRoutes, Created, ErrorCode, Json, Reply, RouteDoc};
+use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     r.get(
@@ -229,14 +230,6 @@ pub struct CreateOrgBody {
 
 fn create_org_example() -> serde_json::Value {
     serde_json::json!({"name": "Sunset Elementary PTO", "kind": "pto", "signup_code": "SUNSET2024"})
-}
-
-/// A fresh random signup code.
-pub(super) fn generate_code() -> SignupCode {
-    let random = uuid::Uuid::new_v4().into_bytes();
-    let mut bytes = [0u8; 10];
-    bytes.copy_from_slice(&random[..10]);
-    SignupCode::from_random(bytes)
 }
 
 /// An org with the caller's membership in it.

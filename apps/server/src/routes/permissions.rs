@@ -13,11 +13,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::auth::domain_rule;
+use super::common::domain_rule;
 use crate::auth::OrgMember;
-use crate::http::{
-    ApiError, ApiRoutes, ErrorCode, FieldError, Json, Path, Query, Reply, RouteDoc, State,
-};
+use crate::http::{ApiError, ApiRoutes, ErrorCode, FieldError, Json, Path, Query, Reply, RouteDoc};
+use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "permissions";

@@ -7,7 +7,8 @@ use actix_web::HttpRequest;
 
 use crate::config::MetricsAccess;
 use crate::http::raw::{Html, RawJson};
-use crate::http::{ApiError, ApiRoutes, ErrorCode, Reply, RouteDoc, State};
+use crate::http::{ApiError, ApiRoutes, ErrorCode, Reply, RouteDoc};
+use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     r.get(

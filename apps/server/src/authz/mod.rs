@@ -1,0 +1,124 @@
+//! Authorization at the edge: the permission engine as the app uses it, and the one
+//! guard every org-scoped route declares next to its registration
+//! ([`crate::http::RouteDoc::permission`] / [`crate::http::RouteDoc::org_admin`]).
+
+use actix_web::dev::ServiceRequest;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use permissions::MemberStatus;
+use rate_limit::{Subject, Tier};
+
+mod engine;
+
+pub use engine::Authz;
+
+use crate::auth::{Authenticated, OrgActor, OrgMember};
+use crate::http::guard::GuardOutcome;
+use crate::http::{ApiError, ErrorCode, Requirement};
+
+/// The guard of the org routes (the app registers it as the edge's
+/// [`crate::http::guard::RouteGuard`]; `DistrictAuthority` routes are settled by the
+/// districts routes' own check): resolves the caller's membership in the path's org
+/// (404 if none), checks the requirement (403 naming what is missing), and leaves the
+/// resolved [`OrgMember`] in the request for the handler.
+pub async fn check(requirement: Requirement, req: ServiceRequest) -> GuardOutcome {
+    let (http_req, mut payload) = req.into_parts();
+    let member = OrgMember::from_request(&http_req, &mut payload).await;
+    let req = ServiceRequest::from_parts(http_req, payload);
+    let member = match member {
+        Ok(m) => m,
+        Err(e) => return (req, Err(e)),
+    };
+    let allowed = match (&member.actor, requirement) {
+        (_, Requirement::Member) => Ok(true),
+        (_, Requirement::OrgAdmin) => Ok(member.is_admin()),
+        // Settled by the districts routes' own check (`routes::district_authority`).
+        (_, Requirement::DistrictAuthority) => Ok(false),
+        // An API key: its grants, bounded by what its creator holds now under the
+        // org's current settings.
+        (
+            OrgActor::ApiKey {
+                permissions,
+                creator,
+                ..
+            },
+            Requirement::Permission(key),
+        ) => match req.app_data::<actix_web::web::Data<Authz>>() {
+            Some(authz) => {
+                authz
+                    .api_key_allows(
+                        member.org_id().as_uuid(),
+                        creator.as_uuid(),
+                        *permissions,
+                        key,
+                    )
+                    .await
+            }
+            None => Err(ApiError::internal("application state missing".into())),
+        },
+        (OrgActor::Member { caller, .. }, Requirement::Permission(key)) => {
+            match req.app_data::<actix_web::web::Data<Authz>>() {
+                Some(authz) => {
+                    authz
+                        .check(member.org_id().as_uuid(), caller.user_id().as_uuid(), key)
+                        .await
+                }
+                None => Err(ApiError::internal("application state missing".into())),
+            }
+        }
+    };
+    match allowed {
+        Ok(true) => {
+            req.extensions_mut().insert(member);
+            (req, Ok(()))
+        }
+        Ok(false) => (req, Err(denied(requirement))),
+        Err(e) => (req, Err(e)),
+    }
+}
+
+/// Who a request with credentials counts against for rate limiting, and in which tier
+/// (for a route under `/orgs/{org_id}`, the caller's role there): the app registers it
+/// as the edge's [`crate::http::rate_limit::CallerIdentity`]. `None` for an invalid
+/// credential.
+pub async fn rate_identity(req: HttpRequest) -> Option<(Subject, Tier)> {
+    match Authenticated::of(&req).await {
+        Ok(Authenticated::ApiKey { key_id, .. }) => Some((Subject::ApiKey(key_id), Tier::ApiKey)),
+        Ok(Authenticated::User(caller)) => {
+            let user = caller.user_id().as_uuid();
+            let authz = req.app_data::<actix_web::web::Data<Authz>>();
+            let tier = match (crate::http::rate_limit::org_of(&req), authz) {
+                (Some(org), Some(authz)) => match authz.member(org, user).await {
+                    Ok(Some(m)) if m.status == MemberStatus::Active => {
+                        Tier::of_role(m.role.counts_as.as_str()).unwrap_or(Tier::Authenticated)
+                    }
+                    _ => Tier::Authenticated,
+                },
+                _ => Tier::Authenticated,
+            };
+            Some((Subject::User(user), tier))
+        }
+        Err(_) => None,
+    }
+}
+
+fn denied(requirement: Requirement) -> ApiError {
+    match requirement {
+        Requirement::Permission(key) => ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("this needs the permission {}", key.as_str()),
+        )
+        .with_details(serde_json::json!({ "required_permission": key.as_str() })),
+        Requirement::Member => ApiError::new(
+            ErrorCode::PermissionDenied,
+            "this needs an active membership",
+        ),
+        Requirement::OrgAdmin => ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only an admin of this organization may do this",
+        )
+        .with_details(serde_json::json!({ "required_role": "admin" })),
+        Requirement::DistrictAuthority => {
+            ApiError::new(ErrorCode::PermissionDenied, "this needs district authority")
+        }
+    }
+}
