@@ -76,7 +76,10 @@ fn deny() -> anyhow::Result<()> {
     if installed {
         return step(
             "cargo-deny",
-            cargo().args(["deny", "--locked", "check", "bans", "licenses", "sources"]),
+            cargo()
+                .args(["deny", "--locked", "check", "bans", "licenses", "sources"])
+                // deny.toml is read from the working directory: the workspace root.
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")),
         );
     }
     if std::env::var("CI").as_deref() == Ok("true") {
