@@ -1,5 +1,7 @@
 //! The domain crates must not depend (directly or transitively) on any framework,
-//! database, cache or async-runtime crate. Checked from `cargo metadata`.
+//! database, cache or async-runtime crate, and no crate may depend on a test-only crate
+//! outside its dev-dependencies (nothing test-only is linked into what ships). Checked
+//! from `cargo metadata`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +32,9 @@ pub const FORBIDDEN: &[&str] = &[
     "garde",
 ];
 
+/// Crates for tests only: never a normal dependency of any package.
+pub const TEST_ONLY: &[&str] = &["test-support", "mockall", "proptest"];
+
 /// The target triple of this machine's Rust toolchain (`rustc -vV`).
 fn host_triple() -> anyhow::Result<String> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
@@ -44,8 +49,12 @@ fn host_triple() -> anyhow::Result<String> {
         .context("rustc -vV names no host")
 }
 
-/// Returns each violating (domain crate, forbidden dependency) pair.
-pub fn violations() -> anyhow::Result<Vec<(String, String)>> {
+/// The host's resolved graph: package id → name, and package id → the ids of its normal
+/// (non-dev, non-build) dependencies.
+type Graph = (BTreeMap<String, String>, BTreeMap<String, Vec<String>>);
+
+/// Reads [`Graph`] from `cargo metadata`.
+fn graph() -> anyhow::Result<Graph> {
     // The host's dependency graph only: `cargo metadata` needs the manifest of every
     // package it reports, and offline it has only those a build here downloaded (not,
     // say, Android-only crates).
@@ -92,6 +101,12 @@ pub fn violations() -> anyhow::Result<Vec<(String, String)>> {
                 .collect(),
         );
     }
+    Ok((name_of, edges))
+}
+
+/// Returns each violating (domain crate, forbidden dependency) pair.
+pub fn violations() -> anyhow::Result<Vec<(String, String)>> {
+    let (name_of, edges) = graph()?;
     let mut found = Vec::new();
     for (id, name) in &name_of {
         if !DOMAIN_CRATES.contains(&name.as_str()) {
@@ -113,6 +128,31 @@ pub fn violations() -> anyhow::Result<Vec<(String, String)>> {
     Ok(found)
 }
 
+/// Returns each (package, test-only crate) pair where the package has the test-only
+/// crate as a normal dependency.
+pub fn test_only_violations() -> anyhow::Result<Vec<(String, String)>> {
+    let (name_of, edges) = graph()?;
+    Ok(test_only_in(&name_of, &edges))
+}
+
+/// [`test_only_violations`] on a given graph.
+fn test_only_in(
+    name_of: &BTreeMap<String, String>,
+    edges: &BTreeMap<String, Vec<String>>,
+) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (id, deps) in edges {
+        for dep in deps {
+            let dep_name = name_of.get(dep).map_or("", String::as_str);
+            if TEST_ONLY.contains(&dep_name) {
+                let name = name_of.get(id).cloned().unwrap_or_default();
+                found.push((name, dep_name.to_owned()));
+            }
+        }
+    }
+    found
+}
+
 pub fn run() -> anyhow::Result<()> {
     let v = violations()?;
     if !v.is_empty() {
@@ -125,6 +165,19 @@ pub fn run() -> anyhow::Result<()> {
         "purity: {} are free of framework, database and cache crates",
         DOMAIN_CRATES.join(", ")
     );
+    let t = test_only_violations()?;
+    if !t.is_empty() {
+        for (krate, dep) in &t {
+            eprintln!(
+                "`{krate}` depends on the test-only crate `{dep}` outside [dev-dependencies]"
+            );
+        }
+        bail!(
+            "test-only crates linked into non-test code ({} dependencies)",
+            t.len()
+        );
+    }
+    println!("purity: {} only in dev-dependencies", TEST_ONLY.join(", "));
     Ok(())
 }
 
@@ -136,6 +189,33 @@ mod tests {
         assert!(
             v.is_empty(),
             "domain crates depend on forbidden crates: {v:?}"
+        );
+    }
+
+    #[test]
+    fn test_only_crates_are_dev_dependencies_only() {
+        let v = super::test_only_violations().expect("cargo metadata");
+        assert!(
+            v.is_empty(),
+            "test-only crates as normal dependencies: {v:?}"
+        );
+    }
+
+    #[test]
+    fn the_test_only_check_sees_a_normal_edge() {
+        // Guard against a check that cannot fail: the graph as it was before issue 14
+        // (pto-server → test-support as a normal dependency) is reported.
+        let name_of = [("s", "pto-server"), ("t", "test-support"), ("u", "uuid")]
+            .map(|(id, name)| (id.to_owned(), name.to_owned()))
+            .into();
+        let edges = [
+            ("s".to_owned(), vec!["t".to_owned(), "u".to_owned()]),
+            ("t".to_owned(), vec!["u".to_owned()]),
+        ]
+        .into();
+        assert_eq!(
+            super::test_only_in(&name_of, &edges),
+            vec![("pto-server".to_owned(), "test-support".to_owned())]
         );
     }
 
