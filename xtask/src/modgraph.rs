@@ -10,7 +10,8 @@
 //! `http/error.rs`, not to `http/mod.rs`. A `mod` declaration is not an edge. An edge from
 //! a file to itself (an inline `mod tests` using `super::*`) is ignored. Every strongly
 //! connected component with more than one file is a cycle and is reported with the edges
-//! (file, line, path) that close it.
+//! (file, line, path) that close it. Layer rules ([`FORBIDDEN`]) name imports a layer
+//! may not make even without a cycle (the edge `http/` imports nothing above it).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,14 @@ use anyhow::{Context, bail};
 /// sorted). The list only shrinks: a new cycle fails, and so does an entry that no longer
 /// matches a cycle.
 const ALLOWED: &[&[&str]] = &[];
+
+/// Layer rules beside the no-cycle rule: files under the first prefix may not import
+/// files under any of the others. The edge (`http/`) imports nothing of the app's upper
+/// layers; what it needs is injected (see docs/architecture.md).
+const FORBIDDEN: &[(&str, &[&str])] = &[(
+    "http/",
+    &["routes/", "state.rs", "authz", "auth/", "startup.rs"],
+)];
 
 /// The lint step: fails when `apps/server/src` has an import cycle not in [`ALLOWED`].
 pub fn run() -> anyhow::Result<()> {
@@ -46,6 +55,10 @@ pub fn run() -> anyhow::Result<()> {
         for (from, to, at) in graph.edges_within(cycle) {
             eprintln!("  {from} -> {to}   ({at})");
         }
+    }
+    for (from, to, at) in graph.forbidden(FORBIDDEN) {
+        failed = true;
+        eprintln!("layer rule broken: {from} imports {to}   ({at})");
     }
     for stale in allowed.difference(&found) {
         failed = true;
@@ -458,6 +471,20 @@ impl Graph {
         out
     }
 
+    /// The edges that break a layer rule: (from, to, where).
+    pub fn forbidden(&self, rules: &[(&str, &[&str])]) -> Vec<(String, String, String)> {
+        self.edges
+            .iter()
+            .map(|((a, b), at)| (&self.files[*a], &self.files[*b], at))
+            .filter(|(from, to, _)| {
+                rules.iter().any(|(layer, banned)| {
+                    from.starts_with(layer) && banned.iter().any(|x| to.starts_with(x))
+                })
+            })
+            .map(|(from, to, at)| (from.clone(), to.clone(), at.clone()))
+            .collect()
+    }
+
     /// The edges between the files of one cycle: (from, to, where).
     pub fn edges_within(&self, cycle: &[String]) -> Vec<(String, String, String)> {
         let inside: BTreeSet<usize> = self
@@ -845,10 +872,34 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_rule_names_the_edge_that_breaks_it() {
+        let files = [
+            ("lib.rs", "pub mod http;\npub mod state;\n"),
+            ("http/mod.rs", "pub mod rate;\n"),
+            (
+                "http/rate.rs",
+                "fn f() { let _ = crate::state::AppState; }\n",
+            ),
+            ("state.rs", "pub struct AppState;\n"),
+        ];
+        let dir = tree("layers", &files);
+        let graph = Graph::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let broken = graph.forbidden(FORBIDDEN);
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert_eq!(
+            (broken[0].0.as_str(), broken[0].1.as_str()),
+            ("http/rate.rs", "state.rs")
+        );
+    }
+
+    #[test]
     fn the_server_sources_parse() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/server/src");
         let graph = Graph::load(&src).unwrap();
         assert!(graph.files.iter().any(|f| f == "http/openapi.rs"));
         assert!(graph.edges.len() > 20);
+        assert!(graph.cycles().is_empty(), "{:?}", graph.cycles());
+        assert!(graph.forbidden(FORBIDDEN).is_empty());
     }
 }
