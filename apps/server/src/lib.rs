@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod authz;
 pub mod config;
+pub mod dispatch;
 pub mod http;
 pub mod routes;
 pub mod startup;

@@ -193,9 +193,20 @@ pub async fn build_state(
         Arc::new(rate_limit::SystemClock),
     )
     .await?;
+    let authz = Arc::new(crate::authz::Authz::new(permission_store, permission_cache));
+    let auth = Arc::new(auth);
+    let orgs = SeaOrmOrgRepository::new(db.clone());
+    // The one place committed changes become invalidations (every store's `WriteTx`
+    // hands its events here after commit).
+    db.set_after_commit(Arc::new(crate::dispatch::Dispatcher::new(
+        authz.clone(),
+        directory_cache.clone(),
+        auth.clone(),
+        orgs.clone(),
+    )));
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
-        orgs: SeaOrmOrgRepository::new(db.clone()),
+        orgs,
         confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
         directory_cache,
@@ -205,9 +216,9 @@ pub async fn build_state(
         invitation_ttl_days: settings.invitation_ttl_days,
         tmp_dir,
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
-        authz: Arc::new(crate::authz::Authz::new(permission_store, permission_cache)),
+        authz,
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),
-        auth: Arc::new(auth),
+        auth,
         db,
         redis,
         bus,
@@ -346,16 +357,10 @@ fn spawn_job_sweeper(state: web::Data<AppState>) {
     });
 }
 
-/// A job worker over the app's queue that retires the caches of an org's members after
-/// every import step it commits (on every instance).
+/// A job worker over the app's queue (the caches learn of its steps' changes from the
+/// after-commit dispatcher, like every other write).
 pub fn job_worker(state: &web::Data<AppState>, settings: jobs::WorkerSettings) -> jobs::Worker {
-    let hook_state = state.clone();
-    jobs::Worker::new(state.jobs.clone(), state.directory.clone(), settings).on_members_changed(
-        Arc::new(move |org| {
-            let state = hook_state.clone();
-            Box::pin(async move { state.org_members_changed(org).await })
-        }),
-    )
+    jobs::Worker::new(state.jobs.clone(), state.directory.clone(), settings)
 }
 
 /// A running server bound to a port.

@@ -68,34 +68,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// After a committed change of one member (added, invited, changed, suspended,
-    /// removed, restored, profile edited, joined or left): the permission engine and the
-    /// directory cache forget what they hold about it, on every instance.
-    pub async fn member_changed(&self, org: uuid::Uuid, user: uuid::Uuid) {
-        self.members_changed(org, &[user]).await;
-    }
-
-    /// [`Self::member_changed`] for several members of one org (a bulk operation): each
-    /// member context is evicted, the org's directory entries are retired once.
-    pub async fn members_changed(&self, org: uuid::Uuid, users: &[uuid::Uuid]) {
-        if users.is_empty() {
-            return;
-        }
-        for &user in users {
-            self.authz.member_changed(org, user).await;
-        }
-        self.directory_cache.org_changed(&[org]).await;
-    }
-
-    /// After a committed change of many members of `org` at once (an import step):
-    /// every cached member context and directory entry of the org is retired.
-    pub async fn org_members_changed(&self, org: uuid::Uuid) {
-        self.authz.orgs_changed(&[org]).await;
-        self.directory_cache.org_changed(&[org]).await;
-    }
-
-    /// Ends the officer terms that are over (each falls back to volunteer, audited) and
-    /// retires the cached directory entries of their orgs; how many ended.
+    /// Ends the officer terms that are over (each falls back to volunteer, audited; the
+    /// dispatcher retires what the caches hold of them); how many ended.
     ///
     /// # Errors
     /// Storage failures.
@@ -104,11 +78,7 @@ impl AppState {
         now: time::OffsetDateTime,
     ) -> Result<usize, tenancy::ports::StorageFailure> {
         use tenancy::ports::OrgRepository;
-        let ended = self.orgs.end_expired_terms(now).await?;
-        for (org, user) in &ended {
-            self.member_changed(org.as_uuid(), user.as_uuid()).await;
-        }
-        Ok(ended.len())
+        Ok(self.orgs.end_expired_terms(now).await?.len())
     }
 }
 

@@ -122,6 +122,22 @@ pub async fn append_event<C: ConnectionTrait>(
     })
 }
 
+/// Appends `events` inside the write transaction `tx` (as [`append_events`]) and notes
+/// them as the transaction's change events: once `tx` commits they go to the
+/// after-commit dispatcher ([`persistence::WriteTx::commit`]). This is how every store
+/// records what it changed.
+///
+/// # Errors
+/// As [`append_events`]; roll back after an error.
+pub async fn append_in(
+    tx: &persistence::WriteTx,
+    events: Vec<NewAuditEvent>,
+) -> Result<Vec<AuditEvent>, AppendAuditError> {
+    let sealed = append_events(tx, events).await?;
+    tx.note_events(&sealed);
+    Ok(sealed)
+}
+
 /// Events per multi-row `INSERT` (20 columns each: 5,120 bind parameters, well within
 /// PostgreSQL's 65,535 and SQLite's 32,766).
 const INSERT_CHUNK: usize = 256;

@@ -71,7 +71,7 @@ mod schema;
 mod tx;
 mod verify;
 
-pub use append::{ChainStateError, InvalidEvent, append_event, append_events};
+pub use append::{ChainStateError, InvalidEvent, append_event, append_events, append_in};
 pub use archive::{
     ARCHIVE_ACTION, ArchiveChainReport, ArchiveError, ArchiveHalt, ArchiveOptions, ArchiveProblem,
     ArchiveVerification, ChainArchiveOutcome, archive_all, archive_chain, verify_archive_dir,

@@ -1,15 +1,12 @@
 //! The audited unit of work: one database transaction for a change and its audit events.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use audit::{AppendAuditError, AuditEvent, AuditSink, NewAuditEvent};
-use persistence::{Database, StorageError};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
-};
+use persistence::{Database, StorageError, WriteTx};
+use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::append::append_event;
+use crate::append::{append_event, append_in};
 
 /// Why an audited unit of work could not be committed. In every case the transaction
 /// was rolled back: neither the change nor its events are stored.
@@ -32,12 +29,6 @@ pub enum CommitError {
 #[derive(Debug, thiserror::Error)]
 #[error("could not begin the audited transaction")]
 pub struct BeginError(#[source] pub StorageError);
-
-#[derive(Debug, Default)]
-struct State {
-    recorded: Vec<AuditEvent>,
-    failed: bool,
-}
 
 /// One database transaction holding a change **and** the audit events that describe it:
 /// they commit together or not at all.
@@ -74,46 +65,31 @@ struct State {
 /// ```
 #[derive(Debug)]
 pub struct AuditedTx {
-    tx: DatabaseTransaction,
-    state: Mutex<State>,
+    tx: WriteTx,
+    failed: AtomicBool,
     /// Serialises `record` calls: two appends interleaved on one transaction would both
     /// seal after the same head.
     appending: tokio::sync::Mutex<()>,
 }
 
 impl AuditedTx {
-    /// Begins a unit of work on the primary database.
+    /// Begins a unit of work on the primary database ([`Database::begin_write`]: `BEGIN
+    /// IMMEDIATE` on SQLite); its events reach the database's after-commit dispatcher.
     ///
     /// # Errors
     /// [`BeginError`] if the transaction cannot be started.
     pub async fn begin(db: &Database) -> Result<Self, BeginError> {
-        Self::begin_on(db.primary()).await
-    }
-
-    /// Begins a unit of work on a connection pool (`BEGIN IMMEDIATE` on SQLite).
-    ///
-    /// # Errors
-    /// [`BeginError`] if the transaction cannot be started.
-    pub async fn begin_on(conn: &DatabaseConnection) -> Result<Self, BeginError> {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: (conn.get_database_backend() == DbBackend::Sqlite)
-                .then_some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        let tx = conn
-            .begin_with_options(options)
-            .await
-            .map_err(|e| BeginError(e.into()))?;
+        let tx = db.begin_write().await.map_err(|e| BeginError(e.into()))?;
         Ok(Self {
             tx,
-            state: Mutex::new(State::default()),
+            failed: AtomicBool::new(false),
             appending: tokio::sync::Mutex::new(()),
         })
     }
 
     /// The transaction, for the business writes of this unit of work.
     #[must_use]
-    pub fn conn(&self) -> &DatabaseTransaction {
+    pub fn conn(&self) -> &WriteTx {
         &self.tx
     }
 
@@ -124,14 +100,22 @@ impl AuditedTx {
     /// back: [`AuditedTx::commit`] will fail with [`CommitError::AuditFailed`].
     pub async fn record(&self, event: NewAuditEvent) -> Result<AuditEvent, AppendAuditError> {
         let appending = self.appending.lock().await;
-        let result = append_event(&self.tx, event).await;
+        let chain = event.chain();
+        let result = append_in(&self.tx, vec![event]).await;
         drop(appending);
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match &result {
-            Ok(event) => state.recorded.push(event.clone()),
-            Err(_) => state.failed = true,
+        match result {
+            Ok(mut sealed) => sealed.pop().ok_or_else(|| {
+                self.failed.store(true, Ordering::Relaxed);
+                AppendAuditError::Storage(Box::new(crate::ChainStateError::CorruptHead {
+                    chain,
+                    detail: "an append stored no event".to_owned(),
+                }))
+            }),
+            Err(e) => {
+                self.failed.store(true, Ordering::Relaxed);
+                Err(e)
+            }
         }
-        result
     }
 
     /// An [`AuditSink`] writing into this unit of work, for domain services that take
@@ -144,11 +128,7 @@ impl AuditedTx {
     /// The events recorded so far.
     #[must_use]
     pub fn recorded(&self) -> Vec<AuditEvent> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .recorded
-            .clone()
+        self.tx.events()
     }
 
     /// Commits the change and its events, returning the events.
@@ -158,13 +138,9 @@ impl AuditedTx {
     /// [`CommitError::AuditFailed`] if an append failed — both after rolling back;
     /// [`CommitError::Storage`] if the commit itself fails.
     pub async fn commit(self) -> Result<Vec<AuditEvent>, CommitError> {
-        let state = self
-            .state
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        let refusal = if state.failed {
+        let refusal = if self.failed.load(Ordering::Relaxed) {
             Some(CommitError::AuditFailed)
-        } else if state.recorded.is_empty() {
+        } else if self.tx.events().is_empty() {
             Some(CommitError::NothingRecorded)
         } else {
             None
@@ -174,8 +150,9 @@ impl AuditedTx {
             self.tx.rollback().await.map_err(storage)?;
             return Err(refusal);
         }
+        let events = self.tx.events();
         self.tx.commit().await.map_err(storage)?;
-        Ok(state.recorded)
+        Ok(events)
     }
 
     /// Commits a change that deliberately has no audit event, logging `reason` (a
@@ -185,17 +162,13 @@ impl AuditedTx {
     /// [`CommitError::AuditFailed`] (after rolling back) if an append failed;
     /// [`CommitError::Storage`] if the commit fails.
     pub async fn commit_unaudited(self, reason: &'static str) -> Result<(), CommitError> {
-        let state = self
-            .state
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        if state.failed {
+        if self.failed.load(Ordering::Relaxed) {
             self.tx.rollback().await.map_err(storage)?;
             return Err(CommitError::AuditFailed);
         }
         tracing::info!(
             reason,
-            events = state.recorded.len(),
+            events = self.tx.events().len(),
             "committing a unit of work without requiring an audit event"
         );
         self.tx.commit().await.map_err(storage)
@@ -229,7 +202,7 @@ impl AuditSink for SeaOrmAuditSink<'_> {
 }
 
 /// An [`AuditSink`] on a caller-managed transaction (or any connection), for code that
-/// already owns its [`DatabaseTransaction`]. Prefer [`AuditedTx`], which also refuses
+/// already owns its [`sea_orm::DatabaseTransaction`]. Prefer [`AuditedTx`], which also refuses
 /// to commit without an event.
 ///
 /// The caller must use the same transaction for the change and commit it afterwards,
@@ -240,7 +213,7 @@ pub struct TxAuditSink<'a, C> {
 }
 
 impl<'a, C: ConnectionTrait + Sync> TxAuditSink<'a, C> {
-    /// A sink appending through `conn` (normally a [`DatabaseTransaction`]).
+    /// A sink appending through `conn` (normally a [`sea_orm::DatabaseTransaction`]).
     #[must_use]
     pub const fn new(conn: &'a C) -> Self {
         Self { conn }

@@ -496,3 +496,33 @@ mod tests {
         assert!("update".parse::<ChangeType>().is_err());
     }
 }
+
+/// Who is making a change and from where: written to the audit event of every write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditContext {
+    /// The acting user, API key or system.
+    pub actor: Actor,
+    /// Client IP, user agent and request id.
+    pub request: RequestMeta,
+}
+
+impl AuditContext {
+    /// The audit event of a change made in this context: `what` happened to `entity`
+    /// (type, id) in `scope`, with the entity's values before and after.
+    #[must_use]
+    pub fn change(
+        &self,
+        scope: crate::TenantScope,
+        what: crate::EventType,
+        entity: (&str, String),
+        change: ChangeType,
+        values: (Option<Value>, Option<Value>),
+    ) -> NewAuditEvent {
+        let mut event =
+            NewAuditEvent::audit(scope, self.actor, what.action(), entity.0, entity.1, change)
+                .with_request(&self.request);
+        event.old_value = values.0;
+        event.new_value = values.1;
+        event
+    }
+}

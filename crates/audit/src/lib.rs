@@ -79,6 +79,7 @@
 
 pub mod action;
 pub mod canonical;
+pub mod catalog;
 mod chain;
 mod digest;
 mod event;
@@ -96,14 +97,15 @@ mod testkit;
 
 pub use action::{Action, ActionError};
 pub use canonical::{EVENT_ENCODING_V1, canonical_bytes, canonical_json};
+pub use catalog::{AfterCommit, EventType};
 pub use chain::{ChainBuilder, ChainHead, SealError, seal};
 pub use digest::{
     Anchor, DIGEST_ENCODING_V1, Digest, DigestError, DigestSigner, SignedDigest, anchors_for,
     verify_against_digests, verify_digest_series,
 };
 pub use event::{
-    Actor, AuditEvent, Category, ChangeType, NewAuditEvent, RequestMeta, truncate_to_micros,
-    unix_micros,
+    Actor, AuditContext, AuditEvent, Category, ChangeType, NewAuditEvent, RequestMeta,
+    truncate_to_micros, unix_micros,
 };
 pub use hash::{Hash32, ParseHashError};
 pub use ports::{

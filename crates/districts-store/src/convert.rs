@@ -1,6 +1,7 @@
 //! Row ↔ domain conversions and the shared write helpers.
 
-use audit::{Action, ChangeType, NewAuditEvent, TenantScope};
+use audit::EventType;
+use audit::{ChangeType, TenantScope};
 use districts::ports::{
     AuditContext, BoxError, CreateDistrictError, CreateSchoolError, DeleteDistrictError,
     MoveOrgError, MoveSchoolError, ReadError, RemoveStaffError, SetStaffError, UpdateDistrictError,
@@ -11,10 +12,8 @@ use districts::{
     SubscriptionTier,
 };
 use persistence::StorageError;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
-};
+use persistence::WriteTx;
+use sea_orm::{DbErr, SqlErr};
 use tenancy::UserId;
 
 use crate::entity::{district_rows, district_staff, schools};
@@ -75,13 +74,8 @@ pub(crate) fn is_foreign_key_violation(e: &DbErr) -> bool {
 /// Begins a write transaction; on SQLite with `BEGIN IMMEDIATE`, so that it holds the
 /// write lock from its first statement and a read can never need upgrading to a write
 /// (which fails with "database is locked" under WAL).
-pub(crate) async fn begin(conn: &DatabaseConnection) -> Result<DatabaseTransaction, Failure> {
-    let options = TransactionOptions {
-        sqlite_transaction_mode: (conn.get_database_backend() == DbBackend::Sqlite)
-            .then_some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    };
-    conn.begin_with_options(options).await.map_err(failure)
+pub(crate) async fn begin(db: &persistence::Database) -> Result<WriteTx, Failure> {
+    db.begin_write().await.map_err(failure)
 }
 
 /// A value as JSON for an audit event's old/new value.
@@ -96,28 +90,17 @@ pub(crate) fn district_scope(district: Option<DistrictId>) -> TenantScope {
     })
 }
 
-/// Appends the audit event of a change inside the caller's transaction.
-pub(crate) async fn record<C: ConnectionTrait>(
-    conn: &C,
+/// Appends the audit event of a change inside the caller's write transaction.
+pub(crate) async fn record(
+    txn: &WriteTx,
     ctx: &AuditContext,
     scope: TenantScope,
-    action: &'static str,
+    what: EventType,
     entity: (&str, String),
     change: ChangeType,
     values: (Option<serde_json::Value>, Option<serde_json::Value>),
 ) -> Result<(), Failure> {
-    let mut event = NewAuditEvent::audit(
-        scope,
-        ctx.actor,
-        Action::from_static(action),
-        entity.0,
-        entity.1,
-        change,
-    )
-    .with_request(&ctx.request);
-    event.old_value = values.0;
-    event.new_value = values.1;
-    audit_store::append_event(conn, event)
+    audit_store::append_in(txn, vec![ctx.change(scope, what, entity, change, values)])
         .await
         .map(|_| ())
         .map_err(|e| Failure(Box::new(e)))

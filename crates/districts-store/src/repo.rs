@@ -1,5 +1,6 @@
 //! [`DistrictRepository`] on SeaORM.
 
+use audit::EventType;
 use audit::{ChangeType, TenantScope};
 use districts::ports::{
     AuditContext, CreateDistrictError, CreateDistrictRequest, CreateSchoolError,
@@ -10,11 +11,12 @@ use districts::ports::{
 };
 use districts::rules::{self, MovePlan};
 use districts::{District, DistrictId, DistrictStaff, DistrictStaffRole, School, SchoolId};
+use persistence::WriteTx;
 use persistence::{Database, now_micros};
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
 };
 use serde_json::json;
 use tenancy::{OrgId, UserId};
@@ -74,8 +76,8 @@ fn placement_of(row: &organizations::Model) -> OrgPlacement {
 /// Sets the district of the given (locked) orgs, bumps their `permissions_version`
 /// (their effective permissions change now) and records `org.district.change` on each
 /// org's chain. Returns their ids.
-async fn reassign_orgs<C: ConnectionTrait>(
-    conn: &C,
+async fn reassign_orgs(
+    conn: &WriteTx,
     ctx: &AuditContext,
     orgs: &[organizations::Model],
     to: Option<DistrictId>,
@@ -101,7 +103,7 @@ async fn reassign_orgs<C: ConnectionTrait>(
             conn,
             ctx,
             org_scope(org.id, org.district_id, to),
-            "org.district.change",
+            EventType::OrgDistrictChange,
             ("organization", org.id.to_string()),
             ChangeType::Update,
             (
@@ -120,7 +122,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         ctx: &AuditContext,
         req: CreateDistrictRequest,
     ) -> Result<District, CreateDistrictError> {
-        let txn = begin(self.db.primary()).await?;
+        let txn = begin(&self.db).await?;
         let now = now_micros();
         let row = district_rows::ActiveModel {
             id: Set(DistrictId::new().as_uuid()),
@@ -148,7 +150,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             &txn,
             ctx,
             TenantScope::district(district.id.as_uuid()),
-            "district.create",
+            EventType::DistrictCreate,
             ("district", district.id.to_string()),
             ChangeType::Create,
             (None, json(&district)),
@@ -191,7 +193,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         expected_version: Option<i64>,
         changes: DistrictChanges,
     ) -> Result<District, UpdateDistrictError> {
-        let txn = begin(self.db.primary()).await?;
+        let txn = begin(&self.db).await?;
         let Some(row) = district_rows::Entity::find_by_id(id.as_uuid())
             .lock_exclusive()
             .one(&txn)
@@ -234,7 +236,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             &txn,
             ctx,
             TenantScope::district(id.as_uuid()),
-            "district.update",
+            EventType::DistrictUpdate,
             ("district", id.to_string()),
             ChangeType::Update,
             (json(&before), json(&after)),
@@ -250,7 +252,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         id: DistrictId,
         expected_version: Option<i64>,
     ) -> Result<DeletedDistrict, DeleteDistrictError> {
-        let txn = begin(self.db.primary()).await?;
+        let txn = begin(&self.db).await?;
         let Some(row) = district_rows::Entity::find_by_id(id.as_uuid())
             .lock_exclusive()
             .one(&txn)
@@ -340,7 +342,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             &txn,
             ctx,
             TenantScope::district(id.as_uuid()),
-            "district.delete",
+            EventType::DistrictDelete,
             ("district", id.to_string()),
             ChangeType::Delete,
             (
@@ -363,7 +365,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         ctx: &AuditContext,
         req: CreateSchoolRequest,
     ) -> Result<School, CreateSchoolError> {
-        let txn = begin(self.db.primary()).await?;
+        let txn = begin(&self.db).await?;
         if let Some(d) = req.district_id
             && district_rows::Entity::find_by_id(d.as_uuid())
                 .one(&txn)
@@ -402,7 +404,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             &txn,
             ctx,
             district_scope(school.district_id),
-            "school.create",
+            EventType::SchoolCreate,
             ("school", school.id.to_string()),
             ChangeType::Create,
             (None, json(&school)),
@@ -441,7 +443,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         expected_version: Option<i64>,
         changes: SchoolChanges,
     ) -> Result<School, UpdateSchoolError> {
-        let txn = begin(self.db.primary()).await?;
+        let txn = begin(&self.db).await?;
         let Some(row) = schools::Entity::find_by_id(id.as_uuid())
             .lock_exclusive()
             .one(&txn)
@@ -481,7 +483,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             &txn,
             ctx,
             district_scope(after.district_id),
-            "school.update",
+            EventType::SchoolUpdate,
             ("school", id.to_string()),
             ChangeType::Update,
             (json(&before), json(&after)),
@@ -498,7 +500,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         to: Option<DistrictId>,
         expected_version: Option<i64>,
     ) -> Result<SchoolMove, MoveSchoolError> {
-        let txn = begin(self.db.primary()).await?;
+        let txn = begin(&self.db).await?;
         let Some(row) = schools::Entity::find_by_id(id.as_uuid())
             .lock_exclusive()
             .one(&txn)
@@ -577,7 +579,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
                 &txn,
                 ctx,
                 scope,
-                "school.move",
+                EventType::SchoolMove,
                 ("school", id.to_string()),
                 ChangeType::Update,
                 values.clone(),
@@ -607,7 +609,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         to: Option<SchoolId>,
         expected_version: Option<i64>,
     ) -> Result<OrgMove, MoveOrgError> {
-        let txn = begin(self.db.primary()).await?;
+        let txn = begin(&self.db).await?;
         let Some(row) = organizations::Entity::find_by_id(org.as_uuid())
             .lock_exclusive()
             .one(&txn)
@@ -683,7 +685,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
                 &txn,
                 ctx,
                 scope,
-                "org.move",
+                EventType::OrgMove,
                 ("organization", org.to_string()),
                 ChangeType::Update,
                 values.clone(),
@@ -710,7 +712,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         user: UserId,
         role: DistrictStaffRole,
     ) -> Result<DistrictStaff, SetStaffError> {
-        let txn = begin(self.db.primary()).await?;
+        let txn = begin(&self.db).await?;
         if district_rows::Entity::find_by_id(district.as_uuid())
             .one(&txn)
             .await
@@ -748,7 +750,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
                     &txn,
                     ctx,
                     scope,
-                    "district_staff.change",
+                    EventType::DistrictStaffChange,
                     entity,
                     ChangeType::Update,
                     (json(&before), json(&after)),
@@ -778,7 +780,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
                     &txn,
                     ctx,
                     scope,
-                    "district_staff.add",
+                    EventType::DistrictStaffAdd,
                     entity,
                     ChangeType::Create,
                     (None, json(&after)),
@@ -797,7 +799,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         district: DistrictId,
         user: UserId,
     ) -> Result<DistrictStaff, RemoveStaffError> {
-        let txn = begin(self.db.primary()).await?;
+        let txn = begin(&self.db).await?;
         let Some(row) = district_staff::Entity::find_by_id((district.as_uuid(), user.as_uuid()))
             .lock_exclusive()
             .one(&txn)
@@ -815,7 +817,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             &txn,
             ctx,
             TenantScope::district(district.as_uuid()),
-            "district_staff.remove",
+            EventType::DistrictStaffRemove,
             ("district_staff", user.to_string()),
             ChangeType::Delete,
             (json(&before), None),

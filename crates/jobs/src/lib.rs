@@ -33,4 +33,4 @@ pub mod table;
 pub mod worker;
 
 pub use queue::{Job, JobDraft, JobKind, JobQueue, JobStatus, JobStoreError, SweepReport};
-pub use worker::{MembersChanged, RunOutcome, Worker, WorkerSettings};
+pub use worker::{RunOutcome, Worker, WorkerSettings};

@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::entity::{job_errors, job_files, job_items, jobs};
-use persistence::{Database, now_micros};
+use persistence::{Database, WriteTx, now_micros};
 
 /// A storage failure of the job queue.
 #[derive(Debug, thiserror::Error)]
@@ -581,7 +581,7 @@ impl JobQueue {
         &self,
         lease: &Lease,
         cursor: i64,
-    ) -> Result<Option<DatabaseTransaction>, JobStoreError> {
+    ) -> Result<Option<WriteTx>, JobStoreError> {
         let txn = self.db.begin_for_org(lease.org_id).await?;
         let touched = jobs::Entity::update_many()
             .col_expr(
@@ -660,7 +660,7 @@ impl JobQueue {
     /// # Errors
     /// Storage failures.
     pub async fn commit_step(
-        txn: DatabaseTransaction,
+        txn: WriteTx,
         lease: &Lease,
         from: i64,
         to: i64,

@@ -52,25 +52,18 @@ pub enum RunOutcome {
     Crashed,
 }
 
-/// Called with an org's id after an import step committed members into it, so caches
-/// of its members (permissions, directory) can be retired on every instance.
-pub type MembersChanged =
-    Arc<dyn Fn(uuid::Uuid) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
 /// Runs jobs from the queue.
 #[derive(Clone)]
 pub struct Worker {
     queue: JobQueue,
     directory: tenancy_store::SeaOrmMemberDirectory,
     settings: WorkerSettings,
-    members_changed: Option<MembersChanged>,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("settings", &self.settings)
-            .field("members_changed", &self.members_changed.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -87,15 +80,7 @@ impl Worker {
             queue,
             directory,
             settings,
-            members_changed: None,
         }
-    }
-
-    /// This worker, calling `hook` after every committed import step with the job's org.
-    #[must_use]
-    pub fn on_members_changed(mut self, hook: MembersChanged) -> Self {
-        self.members_changed = Some(hook);
-        self
     }
 
     /// Claims one runnable job and runs it; `None` when the queue has nothing to run.
@@ -163,9 +148,6 @@ impl Worker {
                     {
                         StepOutcome::Advanced(to) => {
                             cursor = to;
-                            if let Some(hook) = &self.members_changed {
-                                hook(job.org_id).await;
-                            }
                         }
                         StepOutcome::Done => {
                             self.queue.finish(lease, Ok(None)).await?;

@@ -9,9 +9,10 @@ use crate::error::CacheError;
 use crate::permission_cache::PermissionCache;
 
 /// A [`PermissionStore`] (typically the request's audited SeaORM store) with the cache in
-/// front: members are read through the cache, and a successful settings save calls
-/// [`PermissionCache::org_changed`] before it returns, so the change is effective on the
-/// next request everywhere. Made by [`PermissionCache::port`].
+/// front: members are read through the cache; saves go to the store, whose committed
+/// change event reaches [`PermissionCache::org_changed`] through the app's after-commit
+/// dispatcher (`persistence::Database::set_after_commit`), before the save returns.
+/// Made by [`PermissionCache::port`].
 ///
 /// Org chains are read from the inner store (the cache keeps compiled tables, not chains;
 /// use [`PermissionCache::compiled_org`] for those).
@@ -57,21 +58,16 @@ impl<S: PermissionStore> PermissionStore for CachedPermissionStore<S> {
         }
     }
 
-    /// Saves through the inner store, then (when a new version was written) invalidates
-    /// the org everywhere. Returns the new version: the consistency token.
+    /// Saves through the inner store (its commit dispatches the invalidation). Returns
+    /// the new version: the consistency token.
     async fn save_org_settings(
         &self,
         org_id: Uuid,
         expected_version: u64,
         writes: &[SettingWrite],
     ) -> Result<u64, UpdateSettingsError> {
-        let version = self
-            .store
+        self.store
             .save_org_settings(org_id, expected_version, writes)
-            .await?;
-        if version != expected_version {
-            self.cache.org_changed(&[org_id]).await;
-        }
-        Ok(version)
+            .await
     }
 }

@@ -471,11 +471,13 @@ async fn member_contexts_follow_member_and_org_changes(env: &Env) {
 }
 
 /// A `PermissionService` over the cached port: its save invalidates as part of the write
-/// (here at once, on the other instance on receipt), members come from the cache, and a
-/// save that changes nothing invalidates nothing.
+/// (here at once, on the other instance on receipt) through the database's after-commit
+/// dispatcher, members come from the cache, and a save that changes nothing invalidates
+/// nothing.
 async fn service_writes_through_the_port_invalidate(env: &Env) {
     let (org, lead) = org_with_lead(env).await;
     let a = env.cache().await;
+    env.dispatch_to(a.clone());
     let b = match redis_url() {
         Some(url) => Some(env.cache_on(&url, env.settings()).await),
         None => None,

@@ -1,9 +1,11 @@
 //! Direct grants: one key granted to one member, optionally until an expiry time.
 
-use audit::{Action, ChangeType, TenantScope, truncate_to_micros};
+use audit::EventType;
+use audit::{ChangeType, TenantScope, truncate_to_micros};
 use permissions::{Grant, LoadError, PermissionKey};
+use persistence::WriteTx;
 use persistence::now_micros;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, QueryResult};
+use sea_orm::{ConnectionTrait, QueryResult};
 use serde::Serialize;
 use serde_json::Value;
 use tenancy::ports::AuditContext;
@@ -18,8 +20,8 @@ use crate::write::{Change, bump_versions, lock_org, record};
 /// The longest reason a grant may carry, in characters (the column's length).
 pub const MAX_REASON_CHARS: usize = 500;
 
-const ACTION_GRANT: Action = Action::from_static("permission.grant");
-const ACTION_REVOKE: Action = Action::from_static("permission.revoke");
+const ACTION_GRANT: EventType = EventType::PermissionGrant;
+const ACTION_REVOKE: EventType = EventType::PermissionRevoke;
 
 /// A stored direct grant with who granted it and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,7 +89,7 @@ pub(crate) async fn list<C: ConnectionTrait>(
 
 /// The grant of `key` to `user_id` in `org_id`, if any.
 async fn read_one(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     org_id: Uuid,
     user_id: Uuid,
     key: PermissionKey,
@@ -107,7 +109,7 @@ async fn read_one(
 }
 
 /// The org's `permissions_version` and district, read after [`lock_org`].
-async fn org_head(txn: &DatabaseTransaction, org_id: Uuid) -> Result<(u64, TenantScope), Failure> {
+async fn org_head(txn: &WriteTx, org_id: Uuid) -> Result<(u64, TenantScope), Failure> {
     let mut sql = Sql::new(txn.get_database_backend());
     sql.push("SELECT permissions_version, district_id FROM organizations WHERE id = ")
         .bind(org_id);
@@ -130,11 +132,7 @@ async fn org_head(txn: &DatabaseTransaction, org_id: Uuid) -> Result<(u64, Tenan
 }
 
 /// Whether `user_id` is a member of `org_id` (any status).
-async fn is_member(
-    txn: &DatabaseTransaction,
-    org_id: Uuid,
-    user_id: Uuid,
-) -> Result<bool, Failure> {
+async fn is_member(txn: &WriteTx, org_id: Uuid, user_id: Uuid) -> Result<bool, Failure> {
     let mut sql = Sql::new(txn.get_database_backend());
     sql.push("SELECT user_id FROM memberships WHERE org_id = ")
         .bind(org_id)
@@ -160,7 +158,7 @@ pub(crate) struct NewGrant {
 /// Upserts a grant inside `txn`; returns the org's new `permissions_version` (unchanged
 /// when the same grant already exists).
 pub(crate) async fn grant(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     ctx: &AuditContext,
     org_id: Uuid,
     new: NewGrant,
@@ -223,7 +221,7 @@ pub(crate) async fn grant(
         .map_err(Failure::from)?;
     let change = Change {
         scope,
-        action: ACTION_GRANT,
+        what: ACTION_GRANT,
         entity_type: "permission_grant",
         entity_id: format!("{}:{}", after.user_id, after.grant.key),
         change_type: if before.is_some() {
@@ -240,7 +238,7 @@ pub(crate) async fn grant(
 
 /// Deletes a grant inside `txn`; whether there was one.
 pub(crate) async fn revoke(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     ctx: &AuditContext,
     org_id: Uuid,
     user_id: Uuid,
@@ -266,7 +264,7 @@ pub(crate) async fn revoke(
         .map_err(Failure::from)?;
     let change = Change {
         scope,
-        action: ACTION_REVOKE,
+        what: ACTION_REVOKE,
         entity_type: "permission_grant",
         entity_id: format!("{user_id}:{key}"),
         change_type: ChangeType::Delete,

@@ -1,9 +1,11 @@
 //! District and school settings (templates with locks).
 
+use audit::EventType;
 use audit::{ChangeType, TenantScope};
 use permissions::{PermissionKey, ScopeRef, ScopedSetting};
+use persistence::WriteTx;
 use persistence::now_micros;
-use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use sea_orm::ConnectionTrait;
 use serde_json::Value;
 use tenancy::ports::AuditContext;
 use uuid::Uuid;
@@ -12,8 +14,8 @@ use crate::convert::get;
 use crate::error::{Failure, TemplateError};
 use crate::sql::Sql;
 use crate::write::{
-    ACTION_UPDATE, Change, SettingsTable, acting_user, bump_versions, change_type, lock_orgs_below,
-    lock_row, read_setting, record, setting_json, write_setting,
+    ACTION_UPDATE, SettingsTable, acting_user, bump_versions, change_type, lock_orgs_below,
+    lock_row, read_setting, setting_json, write_setting,
 };
 
 /// A level above orgs that holds a template.
@@ -83,10 +85,7 @@ fn template_json(scope: ScopeRef, setting: Option<ScopedSetting>) -> Option<Valu
 }
 
 /// The district of school `school_id` (`None` for a standalone school).
-async fn district_of_school(
-    txn: &DatabaseTransaction,
-    school_id: Uuid,
-) -> Result<Option<Uuid>, Failure> {
+async fn district_of_school(txn: &WriteTx, school_id: Uuid) -> Result<Option<Uuid>, Failure> {
     let mut sql = Sql::new(txn.get_database_backend());
     sql.push("SELECT district_id FROM schools WHERE id = ")
         .bind(school_id);
@@ -103,7 +102,7 @@ async fn district_of_school(
 /// `permissions_version`, append the audit event. Returns the orgs below (empty when
 /// nothing changed, in which case nothing is bumped or recorded).
 pub(crate) async fn change(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     ctx: &AuditContext,
     level: Level,
     id: Uuid,
@@ -154,15 +153,33 @@ pub(crate) async fn change(
         .await
         .map_err(Failure::from)?;
     let scope = level.scope(id);
-    let change = Change {
-        scope: audit_scope,
-        action: ACTION_UPDATE,
-        entity_type: level.entity_type(),
-        entity_id: key.as_str().to_owned(),
-        change_type: change_type(before, after, ChangeType::Delete),
-        old_value: template_json(scope, before),
-        new_value: template_json(scope, after),
-    };
-    record(txn, ctx, change).await?;
+    let kind = change_type(before, after, ChangeType::Delete);
+    let values = (template_json(scope, before), template_json(scope, after));
+    let entity = (level.entity_type(), key.as_str().to_owned());
+    // The template's own event, and one in each org below: every org's chain says its
+    // effective settings changed (the change event its caches and streams follow). One
+    // batch, so chains are locked in id order like every other multi-chain append.
+    let mut events = vec![ctx.change(
+        audit_scope,
+        ACTION_UPDATE,
+        entity.clone(),
+        kind,
+        values.clone(),
+    )];
+    events.extend(orgs.iter().map(|&org| {
+        ctx.change(
+            TenantScope {
+                org_id: Some(org),
+                district_id: audit_scope.district_id,
+            },
+            EventType::PermissionInheritedUpdate,
+            entity.clone(),
+            kind,
+            values.clone(),
+        )
+    }));
+    audit_store::append_in(txn, events)
+        .await
+        .map_err(Failure::from)?;
     Ok(orgs)
 }

@@ -1,12 +1,14 @@
 //! Shared write helpers (row locks, version bumps, setting rows, audit events) and the
 //! audited save of an org's settings.
 
-use audit::{Action, Actor, ChangeType, NewAuditEvent, TenantScope};
+use audit::EventType;
+use audit::{Actor, ChangeType, TenantScope};
 use permissions::{
     OrgChain, PermissionKey, ScopedSetting, SettingWrite, UpdateSettingsError, locked_above,
 };
+use persistence::WriteTx;
 use persistence::now_micros;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use serde_json::{Value, json};
 use tenancy::ports::AuditContext;
 use time::OffsetDateTime;
@@ -18,12 +20,12 @@ use crate::error::Failure;
 use crate::sql::Sql;
 
 /// The action of every settings change (org, school or district).
-pub(crate) const ACTION_UPDATE: Action = Action::from_static("permission.update");
+pub(crate) const ACTION_UPDATE: EventType = EventType::PermissionUpdate;
 
 /// Takes the write lock of `org_id`'s row for the rest of the transaction (a row lock on
 /// PostgreSQL, the database write lock on SQLite) without changing it. `false` when there
 /// is no such org.
-pub(crate) async fn lock_org(txn: &DatabaseTransaction, org_id: Uuid) -> Result<bool, DbErr> {
+pub(crate) async fn lock_org(txn: &WriteTx, org_id: Uuid) -> Result<bool, DbErr> {
     let mut sql = Sql::new(txn.get_database_backend());
     sql.push("UPDATE organizations SET permissions_version = permissions_version WHERE id = ")
         .bind(org_id);
@@ -32,11 +34,7 @@ pub(crate) async fn lock_org(txn: &DatabaseTransaction, org_id: Uuid) -> Result<
 
 /// Takes the write lock of a district's or school's row (`table` is `districts` or
 /// `schools`). `false` when there is no such row.
-pub(crate) async fn lock_row(
-    txn: &DatabaseTransaction,
-    table: &str,
-    id: Uuid,
-) -> Result<bool, DbErr> {
+pub(crate) async fn lock_row(txn: &WriteTx, table: &str, id: Uuid) -> Result<bool, DbErr> {
     let mut sql = Sql::new(txn.get_database_backend());
     sql.push("UPDATE ")
         .push(table)
@@ -50,7 +48,7 @@ pub(crate) async fn lock_row(
 /// their ids in that order. On SQLite the transaction already holds the database write
 /// lock.
 pub(crate) async fn lock_orgs_below(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     column: &str,
     id: Uuid,
 ) -> Result<Vec<Uuid>, Failure> {
@@ -73,11 +71,7 @@ pub(crate) async fn lock_orgs_below(
 
 /// Bumps `permissions_version` of the orgs whose `column` is `id` (`id` itself for the
 /// org's own column).
-pub(crate) async fn bump_versions(
-    txn: &DatabaseTransaction,
-    column: &str,
-    id: Uuid,
-) -> Result<(), DbErr> {
+pub(crate) async fn bump_versions(txn: &WriteTx, column: &str, id: Uuid) -> Result<(), DbErr> {
     let mut sql = Sql::new(txn.get_database_backend());
     sql.push("UPDATE organizations SET permissions_version = permissions_version + 1 WHERE ")
         .push(column)
@@ -126,7 +120,7 @@ pub(crate) async fn read_setting<C: ConnectionTrait>(
 
 /// Inserts, replaces (`Some`) or deletes (`None`) the setting `scope_id` holds for `key`.
 pub(crate) async fn write_setting(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     table: SettingsTable,
     scope_id: Uuid,
     key: PermissionKey,
@@ -198,7 +192,7 @@ pub(crate) struct Change {
     /// Where the event is chained.
     pub(crate) scope: TenantScope,
     /// What happened.
-    pub(crate) action: Action,
+    pub(crate) what: EventType,
     /// The entity's type.
     pub(crate) entity_type: &'static str,
     /// The entity's id.
@@ -214,22 +208,18 @@ pub(crate) struct Change {
 /// Appends the audit event of `change` inside `txn`, so that it commits (or rolls back)
 /// with the change itself.
 pub(crate) async fn record(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     ctx: &AuditContext,
     change: Change,
 ) -> Result<(), Failure> {
-    let mut event = NewAuditEvent::audit(
+    let event = ctx.change(
         change.scope,
-        ctx.actor,
-        change.action,
-        change.entity_type,
-        change.entity_id,
+        change.what,
+        (change.entity_type, change.entity_id),
         change.change_type,
-    )
-    .with_request(&ctx.request);
-    event.old_value = change.old_value;
-    event.new_value = change.new_value;
-    audit_store::append_event(txn, event).await?;
+        (change.old_value, change.new_value),
+    );
+    audit_store::append_in(txn, vec![event]).await?;
     Ok(())
 }
 
@@ -255,7 +245,7 @@ pub(crate) fn setting_json(setting: Option<ScopedSetting>) -> Option<Value> {
 /// The body of the audited save, inside `txn`. See
 /// [`SeaOrmPermissionStore::save_org_settings_audited`](crate::SeaOrmPermissionStore::save_org_settings_audited).
 pub(crate) async fn save_org_settings(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     ctx: &AuditContext,
     org_id: Uuid,
     expected_version: u64,
@@ -304,7 +294,7 @@ pub(crate) async fn save_org_settings(
             .map_err(Failure::from)?;
         let change = Change {
             scope,
-            action: ACTION_UPDATE,
+            what: ACTION_UPDATE,
             entity_type: "permission_setting",
             entity_id: key.as_str().to_owned(),
             change_type: change_type(before, after, ChangeType::Reset),

@@ -776,7 +776,8 @@ async fn changes_write_audit_events_in_their_transaction(env: &Env) {
         Some(district)
     );
 
-    // Templates are recorded in the district's chain, grants in the org's.
+    // Templates are recorded in the district's chain (and echoed in each org's below),
+    // grants in the org's.
     let before = env.audit_count().await;
     env.store
         .set_district_setting(
@@ -797,7 +798,16 @@ async fn changes_write_audit_events_in_their_transaction(env: &Env) {
             .await
             .expect("revoke")
     );
-    assert_eq!(env.audit_count().await, before + 3);
+    // The template's event, its echo in the org below, the grant, the revoke.
+    assert_eq!(env.audit_count().await, before + 4);
+    let inherited = env
+        .count(
+            "SELECT COUNT(*) AS n FROM audit_events WHERE org_id = ? AND district_id = ? \
+             AND action = 'permission.inherited_update' AND entity_id = 'budget.approve'",
+            vec![org.into(), district.into()],
+        )
+        .await;
+    assert_eq!(inherited, 1, "the org's chain records the inherited change");
     let district_rows = env
         .count(
             "SELECT COUNT(*) AS n FROM audit_events WHERE district_id = ? AND org_id IS NULL \

@@ -12,6 +12,7 @@ use sea_orm::{
 };
 
 use crate::StorageError;
+use crate::write_tx::{AfterCommitSlot, WriteTx};
 
 /// Which database engine a connection talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +159,7 @@ pub struct Database {
     replica: Option<DatabaseConnection>,
     backend: Backend,
     waits: Arc<[WaitHistogram; 2]>,
+    after_commit: AfterCommitSlot,
 }
 
 impl Database {
@@ -179,6 +181,7 @@ impl Database {
             replica,
             backend,
             waits: Arc::default(),
+            after_commit: AfterCommitSlot::default(),
         })
     }
 
@@ -263,19 +266,17 @@ impl Database {
     ///
     /// # Errors
     /// The driver's error.
-    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+    pub async fn begin_write(&self) -> Result<WriteTx, DbErr> {
         crate::routing::mark_written();
-        match self.backend {
-            Backend::Sqlite => {
-                self.primary
-                    .begin_with_options(TransactionOptions {
-                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                        ..TransactionOptions::default()
-                    })
-                    .await
-            }
-            Backend::Postgres => self.primary.begin().await,
-        }
+        let tx = begin_on(&self.primary, self.backend).await?;
+        Ok(WriteTx::new(tx, &self.after_commit))
+    }
+
+    /// Installs the after-commit dispatcher for this database and every clone of it
+    /// (the composition root does this once; a second call is ignored and returns
+    /// `false`). Every [`WriteTx`] begun afterwards hands its committed events to it.
+    pub fn set_after_commit(&self, dispatcher: Arc<dyn audit::AfterCommit>) -> bool {
+        self.after_commit.set(dispatcher)
     }
 
     /// Begins a transaction on the primary confined to one org's rows: on PostgreSQL
@@ -286,9 +287,12 @@ impl Database {
     ///
     /// # Errors
     /// The driver's error.
-    pub async fn begin_for_org(&self, org: uuid::Uuid) -> Result<DatabaseTransaction, DbErr> {
+    pub async fn begin_for_org(&self, org: uuid::Uuid) -> Result<WriteTx, DbErr> {
         crate::routing::mark_written();
-        self.timed_txn(PoolRole::Primary, &self.primary, org).await
+        let tx = self
+            .timed_txn(PoolRole::Primary, &self.primary, org)
+            .await?;
+        Ok(WriteTx::new(tx, &self.after_commit))
     }
 
     /// Like [`Database::begin_for_org`], on the reader pool (for lag-tolerant reads).
@@ -375,6 +379,24 @@ fn backend_of(url: &str) -> Option<Backend> {
         Some(Backend::Sqlite)
     } else {
         None
+    }
+}
+
+/// `BEGIN` (PostgreSQL) or `BEGIN IMMEDIATE` (SQLite: the write lock from the first
+/// statement, so a read-then-write unit of work never fails to upgrade).
+async fn begin_on(
+    conn: &DatabaseConnection,
+    backend: Backend,
+) -> Result<DatabaseTransaction, DbErr> {
+    match backend {
+        Backend::Sqlite => {
+            conn.begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+        }
+        Backend::Postgres => conn.begin().await,
     }
 }
 

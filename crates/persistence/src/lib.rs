@@ -10,6 +10,7 @@ mod database;
 mod error;
 pub mod routing;
 mod time_util;
+mod write_tx;
 
 pub use database::{
     Backend, ConnectError, Database, DatabaseSettings, MigrationStatus, PoolRole, PoolStats,
@@ -17,3 +18,4 @@ pub use database::{
 };
 pub use error::{StorageError, boxed, is_transient};
 pub use time_util::now_micros;
+pub use write_tx::WriteTx;

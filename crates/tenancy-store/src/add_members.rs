@@ -17,18 +17,19 @@
 //! ([`audit_store::append_events`]). Every refusal is decided before the first write, so
 //! a refused row writes nothing and leaves the transaction usable.
 
+use audit::EventType;
+use persistence::WriteTx;
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QuerySelect,
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
 };
 use tenancy::ports::{AddMemberError, AddMemberRequest, AuditContext, RoleChoice, StorageFailure};
 use tenancy::rules::RoleChangeRefused;
 use tenancy::{CustomRole, Invitation, InvitationStatus, InvitedProfile, RoleAssignment};
 
-use crate::convert::{self, audit_event, failure};
+use crate::convert::{self, failure};
 use crate::entity::{invitations, memberships, org_roles, users};
 use crate::invitations::{row, status_at};
 use crate::orgs::{held_keys, load_membership, lock_org};
@@ -48,7 +49,7 @@ const CHUNK: usize = 256;
 /// # Errors
 /// See [`AddMemberError`].
 pub async fn add_member_in(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     ctx: &AuditContext,
     req: AddMemberRequest,
 ) -> Result<Invitation, AddMemberError> {
@@ -73,7 +74,7 @@ pub async fn add_member_in(
 /// Storage failures, and a batch that mixes orgs or actors: the caller must then roll
 /// the transaction back.
 pub async fn add_members_in(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     ctx: &AuditContext,
     reqs: Vec<AddMemberRequest>,
 ) -> Result<Vec<Result<Invitation, AddMemberError>>, StorageFailure> {
@@ -210,10 +211,9 @@ pub async fn add_members_in(
     for inv in &planned {
         // Only what this org typed: the invitation itself.
         let value = serde_json::to_value(inv).map_err(|e| StorageFailure(Box::new(e)))?;
-        events.push(audit_event(
-            ctx,
+        events.push(ctx.change(
             convert::org_scope(&org_row),
-            "member.invite",
+            EventType::MemberInvite,
             ("invitation", inv.id.to_string()),
             audit::ChangeType::Create,
             (None, Some(value)),
@@ -244,7 +244,7 @@ struct HeldRole {
 /// The org's custom roles that the requests name (unknown ids are simply absent), with
 /// their holders counted where the role has a maximum.
 async fn custom_roles_named(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     org: uuid::Uuid,
     reqs: &[AddMemberRequest],
     now: time::OffsetDateTime,
@@ -294,7 +294,7 @@ async fn custom_roles_named(
 /// Which of these addresses belong to members of `org` (only this org's members'
 /// accounts are read).
 async fn members_among(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     org: uuid::Uuid,
     emails: &[&str],
 ) -> Result<HashSet<String>, StorageFailure> {
@@ -318,7 +318,7 @@ async fn members_among(
 /// Of these addresses, those with a pending invitation of `org` that is still open at
 /// `now`, and those whose pending invitation has lapsed (expired but stored pending).
 async fn pending_among(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     org: uuid::Uuid,
     emails: &[&str],
     now: time::OffsetDateTime,

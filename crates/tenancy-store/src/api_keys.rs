@@ -1,4 +1,6 @@
 use audit::ChangeType;
+use audit::EventType;
+use persistence::WriteTx;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use tenancy::ports::{ApiKey, ApiKeyRepository, AuditContext, NewApiKey, StorageFailure};
@@ -49,10 +51,7 @@ fn json(k: &ApiKey) -> Option<serde_json::Value> {
     }))
 }
 
-async fn scope_of(
-    txn: &sea_orm::DatabaseTransaction,
-    org: OrgId,
-) -> Result<audit::TenantScope, StorageFailure> {
+async fn scope_of(txn: &WriteTx, org: OrgId) -> Result<audit::TenantScope, StorageFailure> {
     let row = organizations::Entity::find_by_id(org.as_uuid())
         .one(txn)
         .await
@@ -66,7 +65,7 @@ async fn scope_of(
 /// check the creator anyway, so this only makes the death visible and permanent.)
 /// Returns the revoked keys' ids.
 pub(crate) async fn revoke_keys_of_creator(
-    txn: &sea_orm::DatabaseTransaction,
+    txn: &WriteTx,
     ctx: &AuditContext,
     scope: audit::TenantScope,
     org: OrgId,
@@ -86,10 +85,9 @@ pub(crate) async fn revoke_keys_of_creator(
         let mut active: api_keys::ActiveModel = row.into();
         active.revoked_at = Set(Some(now_micros()));
         let after = api_key(active.update(txn).await.map_err(failure)?)?;
-        events.push(convert::audit_event(
-            ctx,
+        events.push(ctx.change(
             scope,
-            "api_key.revoke",
+            EventType::ApiKeyRevoke,
             ("api_key", after.id.to_string()),
             ChangeType::Update,
             (json(&before), json(&after)),
@@ -130,7 +128,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
             &txn,
             ctx,
             scope,
-            "api_key.create",
+            EventType::ApiKeyCreate,
             ("api_key", key.id.to_string()),
             ChangeType::Create,
             (None, json(&key)),
@@ -176,7 +174,7 @@ impl ApiKeyRepository for SeaOrmApiKeyRepository {
             &txn,
             ctx,
             scope,
-            "api_key.revoke",
+            EventType::ApiKeyRevoke,
             ("api_key", id.to_string()),
             ChangeType::Update,
             (json(&before), json(&after)),

@@ -1,9 +1,9 @@
 //! Row ↔ domain conversions and the shared write helpers.
 
-use audit::{Action, ChangeType, NewAuditEvent, TenantScope};
+use audit::{ChangeType, EventType, NewAuditEvent, TenantScope};
 use permissions::{BuiltinRole, KeySet};
-use persistence::StorageError;
-use sea_orm::{ConnectionTrait, DbErr};
+use persistence::{StorageError, WriteTx};
+use sea_orm::DbErr;
 use tenancy::ports::{AuditContext, StorageFailure};
 use tenancy::{
     Child, CustomRole, Email, Membership, MembershipStatus, OrgId, OrgKind, OrgStatus,
@@ -22,77 +22,47 @@ pub(crate) fn corrupt(what: String) -> StorageFailure {
     StorageFailure(Box::new(StorageError::Query(what)))
 }
 
-/// Appends the audit event of a change inside the caller's transaction.
-pub(crate) async fn record<C: ConnectionTrait>(
-    conn: &C,
+/// Appends the audit event of a change inside the caller's write transaction.
+pub(crate) async fn record(
+    txn: &WriteTx,
     ctx: &AuditContext,
     scope: TenantScope,
-    action: &'static str,
+    what: EventType,
     entity: (&str, String),
     change: ChangeType,
     values: (Option<serde_json::Value>, Option<serde_json::Value>),
 ) -> Result<(), StorageFailure> {
-    record_all(
-        conn,
-        vec![audit_event(ctx, scope, action, entity, change, values)],
-    )
-    .await
+    record_all(txn, vec![ctx.change(scope, what, entity, change, values)]).await
 }
 
-/// The audit event of a change (see [`record`]).
-pub(crate) fn audit_event(
-    ctx: &AuditContext,
-    scope: TenantScope,
-    action: &'static str,
-    entity: (&str, String),
-    change: ChangeType,
-    values: (Option<serde_json::Value>, Option<serde_json::Value>),
-) -> NewAuditEvent {
-    let mut event = NewAuditEvent::audit(
-        scope,
-        ctx.actor,
-        Action::from_static(action),
-        entity.0,
-        entity.1,
-        change,
-    )
-    .with_request(&ctx.request);
-    event.old_value = values.0;
-    event.new_value = values.1;
-    event
-}
-
-/// Appends audit events inside the caller's transaction, one head lock per chain
-/// (`audit_store::append_events`).
-pub(crate) async fn record_all<C: ConnectionTrait>(
-    conn: &C,
+/// Appends audit events inside the caller's write transaction, one head lock per chain
+/// (`audit_store::append_in`).
+pub(crate) async fn record_all(
+    txn: &WriteTx,
     events: Vec<NewAuditEvent>,
 ) -> Result<(), StorageFailure> {
-    audit_store::append_events(conn, events)
+    audit_store::append_in(txn, events)
         .await
         .map(|_| ())
         .map_err(|e| StorageFailure(Box::new(e)))
 }
 
 /// Appends an activity event (sign-in, sign-out, …) inside the caller's transaction.
-pub(crate) async fn record_activity<C: ConnectionTrait>(
-    conn: &C,
+pub(crate) async fn record_activity(
+    txn: &WriteTx,
     ctx: &AuditContext,
-    action: Action,
+    what: EventType,
     user: UserId,
 ) -> Result<(), StorageFailure> {
     let event = NewAuditEvent::activity(
         TenantScope::PLATFORM,
         ctx.actor,
-        action,
+        what.action(),
         "user",
         user.to_string(),
     )
     .with_request(&ctx.request);
-    audit_store::append_event(conn, event)
-        .await
-        .map(|_| ())
-        .map_err(|e| StorageFailure(Box::new(e)))
+    record_all(txn, vec![event]).await
 }
 
 pub(crate) fn user(m: users::Model) -> Result<User, StorageFailure> {

@@ -1,6 +1,7 @@
 //! An org's invitations: the rows, and listing and revoking them (adding them is
 //! [`crate::add_members_in`]).
 
+use audit::EventType;
 use std::collections::HashMap;
 
 use sea_orm::sea_query::{Condition, Expr};
@@ -245,7 +246,7 @@ impl InvitationRepository for SeaOrmOrgRepository {
             &txn,
             ctx,
             convert::org_scope(&org_row),
-            "invitation.revoke",
+            EventType::InvitationRevoke,
             ("invitation", id.to_string()),
             audit::ChangeType::Update,
             (

@@ -1,9 +1,11 @@
 use audit::ChangeType;
+use audit::EventType;
 use permissions::BuiltinRole;
+use persistence::WriteTx;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, SqlErr,
 };
 use tenancy::ports::{
     AuditContext, ChangeMemberError, ChangeMemberRequest, CreateOrgError, CreateOrgRequest,
@@ -45,7 +47,7 @@ fn json<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
 /// Takes the org's write lock for the rest of the transaction (a row lock on
 /// PostgreSQL, the database write lock on SQLite) and returns the org row.
 pub(crate) async fn lock_org(
-    txn: &DatabaseTransaction,
+    txn: &WriteTx,
     org: OrgId,
 ) -> Result<Option<organizations::Model>, StorageFailure> {
     let stmt = Query::update()
@@ -305,7 +307,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             &txn,
             ctx,
             scope,
-            "org.create",
+            EventType::OrgCreate,
             ("organization", org.id.to_string()),
             ChangeType::Create,
             (None, json(&org)),
@@ -315,7 +317,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             &txn,
             ctx,
             scope,
-            "member.create",
+            EventType::MemberCreate,
             ("member", membership.user_id.to_string()),
             ChangeType::Create,
             (None, json(&membership)),
@@ -378,9 +380,9 @@ impl OrgRepository for SeaOrmOrgRepository {
         })?;
         let after = convert::org(updated)?;
         let action = if changes.signup_code.is_some() {
-            "org.signup_code.rotate"
+            EventType::OrgSignupCodeRotate
         } else {
-            "org.update"
+            EventType::OrgUpdate
         };
         record(
             &txn,
@@ -450,7 +452,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             &txn,
             ctx,
             scope,
-            "member.join",
+            EventType::MemberJoin,
             ("member", user.to_string()),
             ChangeType::Create,
             (None, json(&membership)),
@@ -692,7 +694,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             &txn,
             ctx,
             convert::org_scope(&org_row),
-            "member.update",
+            EventType::MemberUpdate,
             ("member", req.target.to_string()),
             ChangeType::Update,
             (json(&target), json(&after)),
@@ -770,7 +772,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             &txn,
             ctx,
             convert::org_scope(&org_row),
-            "member.remove",
+            EventType::MemberRemove,
             ("member", target.to_string()),
             ChangeType::Delete,
             (json(&target_m), None),
@@ -880,7 +882,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             &txn,
             ctx,
             convert::org_scope(&org_row),
-            "member.restore",
+            EventType::MemberRestore,
             ("member", target.to_string()),
             ChangeType::Create,
             (None, json(&restored)),
@@ -1015,7 +1017,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             &txn,
             ctx,
             convert::org_scope(&org_row),
-            "role.create",
+            EventType::RoleCreate,
             ("role", role.id.0.to_string()),
             ChangeType::Create,
             (None, json(&role)),
@@ -1080,7 +1082,7 @@ impl OrgRepository for SeaOrmOrgRepository {
                 &txn,
                 &system,
                 convert::org_scope(&org_row),
-                "member.term_end",
+                EventType::MemberTermEnd,
                 ("member", user.to_string()),
                 ChangeType::Update,
                 (json(&m), json(&after)),

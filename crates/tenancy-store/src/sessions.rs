@@ -1,4 +1,4 @@
-use audit::action::activity;
+use audit::EventType;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use tenancy::ports::{
@@ -113,7 +113,7 @@ impl SessionRepository for SeaOrmSessionRepository {
             .exec(&txn)
             .await
             .map_err(failure)?;
-        convert::record_activity(&txn, ctx, activity::SIGN_IN, new.user_id).await?;
+        convert::record_activity(&txn, ctx, EventType::AuthSignIn, new.user_id).await?;
         txn.commit().await.map_err(failure)?;
         Ok(session(row))
     }
@@ -124,7 +124,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         user: UserId,
     ) -> Result<(), StorageFailure> {
         let txn = self.db.begin_write().await.map_err(failure)?;
-        convert::record_activity(&txn, ctx, activity::SIGN_IN_FAILED, user).await?;
+        convert::record_activity(&txn, ctx, EventType::AuthSignInFailed, user).await?;
         txn.commit().await.map_err(failure)
     }
 
@@ -173,7 +173,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         let mut active: sessions::ActiveModel = row.into();
         active.revoked_at = Set(Some(now_micros()));
         active.update(&txn).await.map_err(failure)?;
-        convert::record_activity(&txn, ctx, activity::SIGN_OUT, user).await?;
+        convert::record_activity(&txn, ctx, EventType::AuthSignOut, user).await?;
         txn.commit().await.map_err(failure)?;
         Ok(Some(revocation_id))
     }
@@ -219,7 +219,7 @@ impl SessionRepository for SeaOrmSessionRepository {
                 .await
                 .map_err(failure)?;
         }
-        convert::record_activity(&txn, ctx, activity::PASSWORD_CHANGE, user).await?;
+        convert::record_activity(&txn, ctx, EventType::AuthPasswordChange, user).await?;
         txn.commit().await.map_err(failure)?;
         Ok(revoked)
     }

@@ -9,10 +9,10 @@ use crate::entity::users;
 use persistence::{Database, now_micros};
 
 /// Activity: an account was opened.
-const REGISTER: audit::Action = audit::Action::from_static("auth.register");
+const REGISTER: audit::EventType = audit::EventType::AuthRegister;
 
 /// Activity: the first platform admin was appointed.
-const BOOTSTRAP: audit::Action = audit::Action::from_static("platform.admin_bootstrap");
+const BOOTSTRAP: audit::EventType = audit::EventType::PlatformAdminBootstrap;
 
 /// [`UserRepository`] on SeaORM (PostgreSQL or SQLite).
 #[derive(Debug, Clone)]

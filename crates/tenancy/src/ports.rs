@@ -84,14 +84,7 @@ pub trait PasswordHasher: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 }
 
-/// Who is making a change and from where: written to the audit event of every write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditContext {
-    /// The acting user, API key or system.
-    pub actor: audit::Actor,
-    /// Client IP, user agent and request id.
-    pub request: audit::RequestMeta,
-}
+pub use audit::AuditContext;
 
 /// A storage failure that is not a domain outcome.
 #[derive(Debug, thiserror::Error)]

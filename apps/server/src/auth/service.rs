@@ -288,32 +288,6 @@ impl AuthService {
         Ok(creator)
     }
 
-    /// After `creators` lost their membership or admin rights in `org` (removal,
-    /// demotion): the store revoked their keys in the same transaction; this evicts
-    /// those keys from every instance's cache, so a later return of the creator's rights
-    /// does not revive them. (Until then requests refuse them anyway: the creator check.)
-    pub async fn creators_lost_rights(&self, org: OrgId, creators: &[Uuid]) {
-        if creators.is_empty() {
-            return;
-        }
-        match self.api_keys.list_api_keys(org).await {
-            Ok(keys) => {
-                for key in keys {
-                    if key.revoked_at.is_some()
-                        && key
-                            .created_by
-                            .is_some_and(|c| creators.contains(&c.as_uuid()))
-                    {
-                        self.announce_revoked(key.id).await;
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %org, "evicting the revoked API keys of changed members")
-            }
-        }
-    }
-
     /// Announces that an API key was revoked (this instance at once, others via the bus).
     pub async fn api_key_revoked(&self, key: Uuid) {
         self.announce_revoked(key).await;

@@ -213,6 +213,5 @@ async fn revoke_key(
     if !revoked {
         return Err(ApiError::not_found("no such live API key"));
     }
-    state.auth.api_key_revoked(p.key_id).await;
     Ok(Reply(KeyRevoked { revoked }))
 }

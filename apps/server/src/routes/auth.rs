@@ -317,32 +317,12 @@ async fn login(
             return Err(e);
         }
     };
-    // The sign-in moved the user's "last active" in every org's directory.
-    directory_touched(&state, creds.user.id).await;
     Ok(Reply(LoginResponse {
         token: token.token,
         expires_at: token.expires_at,
         user: creds.user.into(),
         device_token: issue_device_token(&state.confirmations, &body.email, now),
     }))
-}
-
-/// Retires the cached directory entries of every org `user` belongs to. A failure to
-/// list them is logged, not returned (the sign-in is done; the cache's TTL bounds it).
-async fn directory_touched(state: &State, user: tenancy::UserId) {
-    use tenancy::ports::OrgRepository;
-    match state.orgs.memberships_of(user).await {
-        Ok(memberships) => {
-            let orgs: Vec<uuid::Uuid> = memberships
-                .iter()
-                .map(|(org, _)| org.id.as_uuid())
-                .collect();
-            state.directory_cache.org_changed(&orgs).await;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, %user, "could not list the orgs whose directory a sign-in changed");
-        }
-    }
 }
 
 /// The outcome of a revocation.

@@ -578,15 +578,13 @@ async fn delete_district(
                 other => ApiError::internal(Box::new(other)),
             })
         })?;
-    let orgs: Vec<Uuid> = deleted.detached_orgs.iter().map(|o| o.as_uuid()).collect();
-    state.authz.orgs_changed(&orgs).await;
     Ok(Reply(DeletedView {
         detached_schools: deleted
             .detached_schools
             .iter()
             .map(|s| s.as_uuid())
             .collect(),
-        detached_orgs: orgs,
+        detached_orgs: deleted.detached_orgs.iter().map(|o| o.as_uuid()).collect(),
     }))
 }
 
@@ -738,7 +736,6 @@ async fn move_school(
             })
         })?;
     let affected: Vec<Uuid> = moved.affected_orgs.iter().map(|o| o.as_uuid()).collect();
-    state.authz.orgs_changed(&affected).await;
     Ok(Reply(MovedSchool {
         school: school_view(moved.school),
         affected_orgs: affected,
@@ -880,9 +877,6 @@ async fn move_org(
         )
         .await
         .map_err(move_org_error)?;
-    if moved.permissions_changed() {
-        state.authz.orgs_changed(&[p.org_id]).await;
-    }
     Ok(Reply(MovedOrg {
         before: moved.before.into(),
         after: moved.after.into(),
@@ -1141,7 +1135,6 @@ async fn write_template(
         }
     }
     .map_err(template_error)?;
-    state.authz.orgs_changed(&orgs).await;
     Ok(Reply(TemplateChanged {
         affected_orgs: orgs,
         scope: ScopeDto::from(scope),
@@ -1283,9 +1276,6 @@ async fn create_district_org(
             CreateOrgError::SchoolNotFound => ApiError::not_found("no such school"),
             CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;
-    state
-        .member_changed(org.id.as_uuid(), caller.user_id().as_uuid())
-        .await;
     Ok(Created(DistrictOrgCreated {
         id: org.id.as_uuid(),
         signup_code: org.signup_code.to_string(),

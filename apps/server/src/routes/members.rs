@@ -666,7 +666,6 @@ async fn update_member(
     Json(body): Json<UpdateMemberBody>,
 ) -> Result<Reply<MemberView>, ApiError> {
     let target = UserId::from_uuid(p.user_id);
-    let role_changed = body.role.is_some();
     state
         .orgs
         .change_member(
@@ -693,15 +692,6 @@ async fn update_member(
         )
         .await
         .map_err(change_error)?;
-    state
-        .member_changed(member.org_id().as_uuid(), target.as_uuid())
-        .await;
-    if role_changed {
-        state
-            .auth
-            .creators_lost_rights(member.org_id(), &[target.as_uuid()])
-            .await;
-    }
     read_member(&state, member.org_id(), target).await
 }
 
@@ -730,9 +720,6 @@ async fn update_own_profile(
         )
         .await
         .map_err(change_error)?;
-    state
-        .member_changed(member.org_id().as_uuid(), me.as_uuid())
-        .await;
     read_member(&state, member.org_id(), me).await
 }
 
@@ -917,15 +904,6 @@ async fn bulk_update(
         }
         results.push(item(id, outcome));
     }
-    state
-        .members_changed(member.org_id().as_uuid(), &changed)
-        .await;
-    if role.is_some() {
-        state
-            .auth
-            .creators_lost_rights(member.org_id(), &changed)
-            .await;
-    }
     Ok(Reply(BulkOutcome::done(results)))
 }
 
@@ -1006,8 +984,6 @@ async fn bulk_remove(
         }
         results.push(item(id, outcome));
     }
-    state.members_changed(org.as_uuid(), &changed).await;
-    state.auth.creators_lost_rights(org, &changed).await;
     Ok(Reply(BulkOutcome::done(results)))
 }
 
@@ -1098,9 +1074,6 @@ async fn restore_member(
             RestoreMemberError::Refused(r) => change_error(ChangeMemberError::Refused(r)),
             RestoreMemberError::Unexpected(e) => ApiError::internal(e.0),
         })?;
-    state
-        .member_changed(member.org_id().as_uuid(), target.as_uuid())
-        .await;
     read_member(&state, member.org_id(), target).await
 }
 
@@ -1126,13 +1099,6 @@ async fn remove_member(
         )
         .await
         .map_err(change_error)?;
-    state
-        .member_changed(member.org_id().as_uuid(), p.user_id)
-        .await;
-    state
-        .auth
-        .creators_lost_rights(member.org_id(), &[p.user_id])
-        .await;
     Ok(Reply(Removed { removed: true }))
 }
 

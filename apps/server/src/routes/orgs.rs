@@ -272,9 +272,6 @@ async fn create_org(
             CreateOrgError::SchoolNotFound => ApiError::not_found("no such school"),
             CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;
-    state
-        .member_changed(org.id.as_uuid(), caller.user_id().as_uuid())
-        .await;
     let membership = membership_view(&org, &membership);
     Ok(Created(OrgWithMembership {
         org: org_view(org, true),
@@ -339,9 +336,6 @@ async fn join_org(
             ),
             JoinOrgError::Unexpected(e) => ApiError::internal(e.0),
         })?;
-    state
-        .member_changed(org.id.as_uuid(), caller.user_id().as_uuid())
-        .await;
     let membership = membership_view(&org, &m);
     Ok(Created(OrgWithMembership {
         org: org_view(org, false),

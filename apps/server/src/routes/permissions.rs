@@ -850,7 +850,6 @@ async fn create_grant(
         )
         .await
         .map_err(grant_error)?;
-    state.authz.orgs_changed(&[member.org_id().as_uuid()]).await;
     Ok(Reply(SettingsWritten { version }))
 }
 
@@ -897,7 +896,6 @@ async fn revoke_grant(
         .revoke_grant(&member.audit_context(), p.org_id, p.user_id, key)
         .await
         .map_err(grant_error)?;
-    state.authz.orgs_changed(&[p.org_id]).await;
     if !revoked {
         return Err(ApiError::not_found("no such grant"));
     }

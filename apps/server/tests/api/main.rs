@@ -31,3 +31,4 @@ mod rate_limits;
 mod register;
 mod rls;
 mod security_review;
+mod write_path;

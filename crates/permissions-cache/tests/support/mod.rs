@@ -171,6 +171,31 @@ impl Env {
         }
     }
 
+    /// Installs, on this test's database, an after-commit dispatcher that retires the
+    /// org of every committed org-scoped event in `cache` (the app's dispatcher does
+    /// this and more).
+    pub fn dispatch_to(&self, cache: PermissionCache) {
+        struct ToCache(PermissionCache);
+        impl audit::AfterCommit for ToCache {
+            fn committed<'a>(
+                &'a self,
+                events: &'a [audit::AuditEvent],
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+                Box::pin(async move {
+                    let orgs: Vec<Uuid> =
+                        events.iter().filter_map(|e| e.body.scope.org_id).collect();
+                    self.0.org_changed(&orgs).await;
+                })
+            }
+        }
+        assert!(
+            self.scratch
+                .db
+                .set_after_commit(std::sync::Arc::new(ToCache(cache))),
+            "one dispatcher per test database"
+        );
+    }
+
     /// An instance without Redis (L1 and database, in-process bus).
     pub async fn cache_without_redis(&self) -> PermissionCache {
         PermissionCache::new(

@@ -2,7 +2,7 @@
 //! table in foreign-key order, all in the caller's transaction.
 
 use permissions::{BuiltinRole, Module, PermissionKey};
-use sea_orm::{DatabaseTransaction, Value};
+use sea_orm::Value;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -77,7 +77,7 @@ pub(super) fn v<T: Into<Value>>(x: T) -> Value {
 
 /// Every phase, in foreign-key order; returns the rows per table.
 pub(super) async fn write_all(
-    txn: &DatabaseTransaction,
+    txn: &persistence::WriteTx,
     p: &Params,
     plan: &Plan,
     hash: &str,

@@ -1,0 +1,321 @@
+//! The after-commit dispatcher: the one place a committed transaction's change events
+//! become cache invalidations on every instance.
+//!
+//! Every store appends its events with `audit_store::append_in` inside its
+//! [`persistence::WriteTx`]; the transaction hands them here after it committed (the
+//! composition root installs [`Dispatcher`] with [`persistence::Database::set_after_commit`]).
+//! [`effects`] is the table — one exhaustive `match` over [`EventType`] — of what each
+//! kind of change invalidates; [`Dispatcher`] coalesces a transaction's effects (a
+//! 500-row import retires its org once, not 500 times) and applies them. No route or
+//! store invalidates a cache by hand.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use audit::{AfterCommit, AuditEvent, EventType};
+use uuid::Uuid;
+
+use crate::auth::AuthService;
+use crate::authz::Authz;
+
+/// Members changed in one org in one transaction above which the whole org is retired
+/// at once (one counter bump) instead of member by member.
+const MEMBERS_PER_ORG_COALESCED: usize = 16;
+
+/// A cache invalidation a change implies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Effect {
+    /// The org's permission table and every member context of it, and its directory
+    /// pages (settings, templates, grants, roles, placement, bulk member changes).
+    Org(Uuid),
+    /// One member's context and the org's directory pages.
+    Member {
+        /// The org.
+        org: Uuid,
+        /// The member.
+        user: Uuid,
+    },
+    /// The org's directory pages only (pending invitations, "last active").
+    Directory(Uuid),
+    /// The directory pages of every org the user belongs to (a sign-in moves "last
+    /// active"; a profile edit changes names).
+    UserDirectories(Uuid),
+    /// A revoked credential (API key), forgotten by every instance's credential cache.
+    Credential(Uuid),
+}
+
+/// What a committed event of type `kind` invalidates. The table of the write path:
+/// adding an [`EventType`] does not compile until its row is written here.
+#[must_use]
+pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
+    let org = event.body.scope.org_id;
+    let entity = || Uuid::parse_str(&event.body.entity_id).ok();
+    let member = || match (org, entity()) {
+        (Some(org), Some(user)) => vec![Effect::Member { org, user }],
+        (Some(org), None) => vec![Effect::Org(org)],
+        _ => Vec::new(),
+    };
+    let whole_org = || org.map(Effect::Org).into_iter().collect();
+    match kind {
+        EventType::MemberCreate
+        | EventType::MemberJoin
+        | EventType::MemberRemove
+        | EventType::MemberRestore
+        | EventType::MemberRoleChange
+        | EventType::MemberTermEnd
+        | EventType::MemberUpdate => member(),
+        EventType::MemberInvite | EventType::InvitationRevoke => {
+            org.map(Effect::Directory).into_iter().collect()
+        }
+        // The creator's first membership; the org's placement; anything that changes
+        // what its settings resolve to or who holds what.
+        EventType::OrgCreate
+        | EventType::OrgDistrictChange
+        | EventType::OrgMove
+        | EventType::PermissionGrant
+        | EventType::PermissionRevoke
+        | EventType::PermissionInheritedUpdate
+        | EventType::RoleCreate => whole_org(),
+        // An org's own setting; a template's change reaches each org below through its
+        // own `permission.inherited_update` event.
+        EventType::PermissionUpdate => whole_org(),
+        EventType::ApiKeyRevoke => entity().map(Effect::Credential).into_iter().collect(),
+        EventType::AuthSignIn | EventType::UserProfileUpdate => {
+            entity().map(Effect::UserDirectories).into_iter().collect()
+        }
+        // Nothing cached depends on these (sessions are evicted by `AuthService`, which
+        // revokes them: the credential cache is keyed by the session it holds).
+        EventType::ApiKeyCreate
+        | EventType::AuditArchive
+        | EventType::AuditRetentionUpdate
+        | EventType::AuthPasswordChange
+        | EventType::AuthRegister
+        | EventType::AuthSignInFailed
+        | EventType::AuthSignOut
+        | EventType::DataExport
+        | EventType::DistrictCreate
+        | EventType::DistrictDelete
+        | EventType::DistrictUpdate
+        | EventType::DistrictStaffAdd
+        | EventType::DistrictStaffChange
+        | EventType::DistrictStaffRemove
+        | EventType::JobCancel
+        | EventType::OrgSignupCodeRotate
+        | EventType::OrgUpdate
+        | EventType::PlatformAdminBootstrap
+        | EventType::SchoolCreate
+        | EventType::SchoolMove
+        | EventType::SchoolUpdate => Vec::new(),
+    }
+}
+
+/// The effects of one committed transaction, deduplicated and coalesced: an org
+/// retired whole absorbs its members and directory; many members of one org become
+/// the org.
+#[must_use]
+pub fn plan(events: &[AuditEvent]) -> BTreeSet<Effect> {
+    let mut all = BTreeSet::new();
+    for event in events {
+        match EventType::of(&event.body.action) {
+            Some(kind) => all.extend(effects(kind, event)),
+            None => {
+                // Not in the catalog (an event recorded outside the stores): be safe.
+                tracing::warn!(action = %event.body.action, "dispatching an event outside the catalog");
+                all.extend(event.body.scope.org_id.map(Effect::Org));
+            }
+        }
+    }
+    let mut members_per_org = std::collections::BTreeMap::<Uuid, usize>::new();
+    for effect in &all {
+        if let Effect::Member { org, .. } = effect {
+            *members_per_org.entry(*org).or_default() += 1;
+        }
+    }
+    for (org, n) in members_per_org {
+        if n > MEMBERS_PER_ORG_COALESCED {
+            all.insert(Effect::Org(org));
+        }
+    }
+    let whole: BTreeSet<Uuid> = all
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Org(o) => Some(*o),
+            _ => None,
+        })
+        .collect();
+    all.retain(|e| match e {
+        Effect::Member { org, .. } | Effect::Directory(org) => !whole.contains(org),
+        _ => true,
+    });
+    all
+}
+
+/// Applies the plan of every committed transaction to the caches. Installed once on the
+/// database by the composition root.
+pub struct Dispatcher {
+    authz: Arc<Authz>,
+    directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
+    auth: Arc<AuthService>,
+    orgs: tenancy_store::SeaOrmOrgRepository,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the app's caches; `orgs` finds a user's orgs.
+    #[must_use]
+    pub fn new(
+        authz: Arc<Authz>,
+        directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
+        auth: Arc<AuthService>,
+        orgs: tenancy_store::SeaOrmOrgRepository,
+    ) -> Self {
+        Self {
+            authz,
+            directory,
+            auth,
+            orgs,
+        }
+    }
+
+    async fn apply(&self, plan: BTreeSet<Effect>) {
+        let mut directory = BTreeSet::new();
+        let mut whole = Vec::new();
+        for effect in plan {
+            match effect {
+                Effect::Org(org) => {
+                    whole.push(org);
+                    directory.insert(org);
+                }
+                Effect::Member { org, user } => {
+                    self.authz.member_changed(org, user).await;
+                    directory.insert(org);
+                }
+                Effect::Directory(org) => {
+                    directory.insert(org);
+                }
+                Effect::UserDirectories(user) => {
+                    directory.extend(self.orgs_of(user).await);
+                }
+                Effect::Credential(key) => self.auth.api_key_revoked(key).await,
+            }
+        }
+        if !whole.is_empty() {
+            self.authz.orgs_changed(&whole).await;
+        }
+        if !directory.is_empty() {
+            let orgs: Vec<Uuid> = directory.into_iter().collect();
+            self.directory.org_changed(&orgs).await;
+        }
+    }
+
+    /// The orgs `user` belongs to; none (logged) when they cannot be listed — the
+    /// directory's TTL then bounds the staleness.
+    async fn orgs_of(&self, user: Uuid) -> Vec<Uuid> {
+        use tenancy::ports::OrgRepository;
+        match self
+            .orgs
+            .memberships_of(tenancy::UserId::from_uuid(user))
+            .await
+        {
+            Ok(memberships) => memberships
+                .iter()
+                .map(|(org, _)| org.id.as_uuid())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, %user, "could not list a user's orgs to retire their directory pages");
+                Vec::new()
+            }
+        }
+    }
+}
+
+impl AfterCommit for Dispatcher {
+    fn committed<'a>(
+        &'a self,
+        events: &'a [AuditEvent],
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.apply(plan(events)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audit::{Actor, AuditContext, ChangeType, RequestMeta, TenantScope};
+
+    fn sealed(scope: TenantScope, kind: EventType, entity: Uuid) -> AuditEvent {
+        let ctx = AuditContext {
+            actor: Actor::System,
+            request: RequestMeta::default(),
+        };
+        let new = ctx.change(
+            scope,
+            kind,
+            ("x", entity.to_string()),
+            ChangeType::Update,
+            (None, None),
+        );
+        audit::seal(new, None).expect("seal")
+    }
+
+    #[test]
+    fn a_bulk_change_retires_its_org_once_and_absorbs_members() {
+        let org = Uuid::now_v7();
+        let events: Vec<AuditEvent> = (0..40)
+            .map(|_| {
+                sealed(
+                    TenantScope::org(org),
+                    EventType::MemberCreate,
+                    Uuid::now_v7(),
+                )
+            })
+            .collect();
+        let plan = plan(&events);
+        assert_eq!(plan, BTreeSet::from([Effect::Org(org)]));
+    }
+
+    #[test]
+    fn a_few_member_changes_stay_per_member() {
+        let org = Uuid::now_v7();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let events = [
+            sealed(TenantScope::org(org), EventType::MemberRoleChange, a),
+            sealed(TenantScope::org(org), EventType::MemberRemove, b),
+            sealed(
+                TenantScope::org(org),
+                EventType::MemberInvite,
+                Uuid::now_v7(),
+            ),
+        ];
+        assert_eq!(
+            plan(&events),
+            BTreeSet::from([
+                Effect::Member { org, user: a },
+                Effect::Member { org, user: b },
+                Effect::Directory(org),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_template_change_reaches_orgs_only_through_their_own_events() {
+        let district = Uuid::now_v7();
+        let org = Uuid::now_v7();
+        let template = sealed(
+            TenantScope::district(district),
+            EventType::PermissionUpdate,
+            Uuid::now_v7(),
+        );
+        assert!(plan(std::slice::from_ref(&template)).is_empty());
+        let inherited = sealed(
+            TenantScope::org_in_district(org, district),
+            EventType::PermissionInheritedUpdate,
+            Uuid::now_v7(),
+        );
+        assert_eq!(
+            plan(&[template, inherited]),
+            BTreeSet::from([Effect::Org(org)])
+        );
+    }
+}
