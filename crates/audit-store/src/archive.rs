@@ -49,7 +49,7 @@ use crate::tx::AuditedTx;
 use crate::verify::VERIFY_PAGE_SIZE;
 
 /// The action recorded in a chain when a segment of it is archived.
-pub const ARCHIVE_ACTION: Action = Action::from_static("audit.archive");
+pub const ARCHIVE_ACTION: Action = audit::EventType::AuditArchive.action();
 
 /// Where a run stops early (to limit the work of one run, or to simulate an
 /// interrupted run in tests).

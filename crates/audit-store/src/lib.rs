@@ -86,7 +86,7 @@ pub use retention::{
     retention_policies, set_retention,
 };
 pub use schema::{CorruptRow, RowLocation};
-pub use tx::{AuditedTx, BeginError, CommitError, SeaOrmAuditSink, TxAuditSink};
+pub use tx::{AuditedTx, BeginError, CommitError, RecordAloneError, SeaOrmAuditSink, TxAuditSink};
 pub use verify::{
     ChainVerification, VERIFY_PAGE_SIZE, VerifyDbError, verify_all_chains, verify_chain_in_db,
     verify_chain_in_log, verify_live_chain,

@@ -39,7 +39,7 @@ pub(crate) enum AuditArchives {
 }
 
 /// The action recorded when an org's retention period changes.
-pub const RETENTION_UPDATE: Action = Action::from_static("audit.retention_update");
+pub const RETENTION_UPDATE: Action = audit::EventType::AuditRetentionUpdate.action();
 
 fn db_err(err: DbErr) -> BoxError {
     Box::new(StorageError::from(err))

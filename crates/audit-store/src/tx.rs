@@ -25,6 +25,20 @@ pub enum CommitError {
     Storage(#[source] StorageError),
 }
 
+/// Why [`AuditedTx::record_alone`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordAloneError {
+    /// The transaction could not begin.
+    #[error(transparent)]
+    Begin(#[from] BeginError),
+    /// The append failed.
+    #[error(transparent)]
+    Append(#[from] AppendAuditError),
+    /// The commit failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
 /// Why an audited unit of work could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("could not begin the audited transaction")]
@@ -85,6 +99,22 @@ impl AuditedTx {
             failed: AtomicBool::new(false),
             appending: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Records `event` alone in its own unit of work: for events that are the change
+    /// themselves (an export, an archive), not the record of another write.
+    ///
+    /// # Errors
+    /// [`RecordAloneError`] when the transaction cannot begin, the append fails or the
+    /// commit fails; nothing is stored then.
+    pub async fn record_alone(
+        db: &Database,
+        event: NewAuditEvent,
+    ) -> Result<AuditEvent, RecordAloneError> {
+        let tx = Self::begin(db).await?;
+        let sealed = tx.record(event).await?;
+        tx.commit().await?;
+        Ok(sealed)
     }
 
     /// The transaction, for the business writes of this unit of work.

@@ -168,24 +168,23 @@ impl AsRef<str> for Action {
     }
 }
 
-/// Well-known activity actions (recorded with [`crate::Category::Activity`]).
+/// Well-known activity actions (recorded with [`crate::Category::Activity`]), from the
+/// catalog [`crate::EventType`].
 pub mod activity {
     use super::Action;
 
     /// A user signed in.
-    pub const SIGN_IN: Action = Action::from_static("auth.sign_in");
+    pub const SIGN_IN: Action = crate::EventType::AuthSignIn.action();
     /// A user signed out (session revoked by its owner).
-    pub const SIGN_OUT: Action = Action::from_static("auth.sign_out");
+    pub const SIGN_OUT: Action = crate::EventType::AuthSignOut.action();
     /// A sign-in attempt failed.
-    pub const SIGN_IN_FAILED: Action = Action::from_static("auth.sign_in_failed");
+    pub const SIGN_IN_FAILED: Action = crate::EventType::AuthSignInFailed.action();
     /// A user changed their password.
-    pub const PASSWORD_CHANGE: Action = Action::from_static("auth.password_change");
+    pub const PASSWORD_CHANGE: Action = crate::EventType::AuthPasswordChange.action();
     /// A user updated their profile.
-    pub const PROFILE_UPDATE: Action = Action::from_static("user.profile_update");
+    pub const PROFILE_UPDATE: Action = crate::EventType::UserProfileUpdate.action();
     /// Data was exported (e.g. a member list).
-    pub const DATA_EXPORT: Action = Action::from_static("data.export");
-    /// A permission setting or grant was changed (the activity-feed view of it).
-    pub const PERMISSION_CHANGE: Action = Action::from_static("permission.change");
+    pub const DATA_EXPORT: Action = crate::EventType::DataExport.action();
 }
 
 #[cfg(test)]

@@ -783,6 +783,43 @@ impl JobQueue {
         Ok(true)
     }
 
+    /// Cancels `job` (as the caller last read it) in one audited unit of work:
+    /// [`JobQueue::cancel_in`] and its `job.cancel` event commit together. Returns the
+    /// cancelled job, or `None` when it had ended meanwhile (nothing is written then).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn cancel(
+        &self,
+        ctx: &audit::AuditContext,
+        job: &Job,
+    ) -> Result<Option<Job>, JobStoreError> {
+        let tx = self.db.begin_write().await?;
+        let Some(cancelled) = Self::cancel_in(&tx, job.org_id, job.id).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let event = ctx.change(
+            audit::TenantScope::org(job.org_id),
+            audit::EventType::JobCancel,
+            ("job", job.id.to_string()),
+            audit::ChangeType::Update,
+            (
+                Some(serde_json::json!({"status": job.status.as_str(), "kind": job.kind.as_str()})),
+                Some(serde_json::json!({
+                    "status": cancelled.status.as_str(),
+                    "succeeded_rows": cancelled.succeeded,
+                    "failed_rows": cancelled.failed,
+                })),
+            ),
+        );
+        audit_store::append_in(&tx, vec![event])
+            .await
+            .map_err(|e| JobStoreError(Box::new(e)))?;
+        tx.commit().await?;
+        Ok(Some(cancelled))
+    }
+
     /// Cancels the job `id` of `org_id` inside the caller's transaction, unless it has
     /// ended: its lease is revoked, so its worker stops at its next step (a step in flight
     /// commits or rolls back whole first — on PostgreSQL this waits for it), and its input

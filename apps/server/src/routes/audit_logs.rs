@@ -677,13 +677,7 @@ async fn export_in(
         tenant.to_string(),
     )
     .with_request(&ctx.request);
-    let tx = audit_store::AuditedTx::begin(&state.db)
-        .await
-        .map_err(|e| ApiError::internal(Box::new(e)))?;
-    tx.record(event)
-        .await
-        .map_err(|e| ApiError::internal(Box::new(e)))?;
-    tx.commit()
+    audit_store::AuditedTx::record_alone(&state.db, event)
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?;
     let filename = match chain {

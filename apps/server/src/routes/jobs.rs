@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use jobs::export::ExportParams;
 use jobs::table::{SheetFormat, push_csv_line};
-use jobs::{Job, JobKind, JobQueue, JobStatus};
+use jobs::{Job, JobKind, JobStatus};
 use permissions::PermissionKey;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -173,37 +173,15 @@ async fn cancel_job(
     if job.status.is_finished() {
         return Err(ended());
     }
-    let internal = |e: Box<dyn std::error::Error + Send + Sync>| ApiError::internal(e);
-    let tx = audit_store::AuditedTx::begin(&state.db)
+    let Some(cancelled) = state
+        .jobs
+        .cancel(&member.audit_context(), &job)
         .await
-        .map_err(|e| internal(Box::new(e)))?;
-    let Some(cancelled) = JobQueue::cancel_in(tx.conn(), job.org_id, job.id)
-        .await
-        .map_err(|e| internal(e.0))?
+        .map_err(|e| ApiError::internal(e.0))?
     else {
         // It ended between the read and the update.
-        tx.rollback().await.map_err(|e| internal(Box::new(e)))?;
         return Err(ended());
     };
-    let ctx = member.audit_context();
-    let event = audit::NewAuditEvent::audit(
-        audit::TenantScope::org(member.org_id().as_uuid()),
-        ctx.actor,
-        audit::Action::from_static("job.cancel"),
-        "job",
-        job.id.to_string(),
-        audit::ChangeType::Update,
-    )
-    .with_old_value(serde_json::json!({"status": job.status.as_str(), "kind": job.kind.as_str()}))
-    .with_new_value(serde_json::json!({
-        "status": cancelled.status.as_str(),
-        "succeeded_rows": cancelled.succeeded,
-        "failed_rows": cancelled.failed,
-    }))
-    .with_request(&ctx.request);
-    tx.record(event).await.map_err(|e| internal(Box::new(e)))?;
-    // (The rows an import applied before were announced to the caches step by step.)
-    tx.commit().await.map_err(|e| internal(Box::new(e)))?;
     Ok(Reply(job_view(&cancelled, state.job_retention)))
 }
 

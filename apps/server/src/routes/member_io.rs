@@ -267,13 +267,7 @@ async fn export_members(
         org.to_string(),
     )
     .with_request(&ctx.request);
-    let tx = audit_store::AuditedTx::begin(&state.db)
-        .await
-        .map_err(|e| ApiError::internal(Box::new(e)))?;
-    tx.record(event)
-        .await
-        .map_err(|e| ApiError::internal(Box::new(e)))?;
-    tx.commit()
+    audit_store::AuditedTx::record_alone(&state.db, event)
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?;
     if run_async {
