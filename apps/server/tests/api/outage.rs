@@ -227,7 +227,9 @@ struct Acknowledged {
     org: String,
     admin: String,
     vol_id: String,
+    signup_code: String,
     settings_version: u64,
+    key_id: String,
     tag: String,
 }
 
@@ -242,7 +244,7 @@ where
         assert_eq!(status, want, "{what}: {body}");
         body
     };
-    ok(
+    let renamed = ok(
         "rename",
         call(
             app,
@@ -304,7 +306,7 @@ where
         200,
     );
     let settings_version = saved["data"]["version"].as_u64().expect("new version");
-    ok(
+    let key = ok(
         "api key",
         call(
             app,
@@ -320,7 +322,15 @@ where
         org,
         admin,
         vol_id,
+        signup_code: renamed["data"]["signup_code"]
+            .as_str()
+            .expect("signup code")
+            .to_owned(),
         settings_version,
+        key_id: key["data"]["key"]["id"]
+            .as_str()
+            .expect("key id")
+            .to_owned(),
         tag: tag.to_owned(),
     }
 }
@@ -336,49 +346,93 @@ where
         org, admin, vol_id, ..
     } = a;
     let tag = format!("{}-{phase}", a.tag);
+    let key_id = &a.key_id;
     let writes = [
         (
             "create org",
             Method::POST,
             "/api/v2/orgs".to_owned(),
-            json!({"name": "Lost In The Outage"}),
+            Some(json!({"name": "Lost In The Outage"})),
         ),
         (
             "update org",
             Method::PATCH,
             format!("/api/v2/orgs/{org}"),
-            json!({"name": "Renamed In The Outage", "version": 2}),
+            Some(json!({"name": "Renamed In The Outage", "version": 2})),
+        ),
+        (
+            "rotate signup code",
+            Method::POST,
+            format!("/api/v2/orgs/{org}/signup-code"),
+            None,
         ),
         (
             "add member",
             Method::POST,
             format!("/api/v2/orgs/{org}/users"),
-            json!({"email": format!("lost-{tag}@example.org"), "first_name": "Lost", "last_name": "Invite"}),
+            Some(
+                json!({"email": format!("lost-{tag}@example.org"), "first_name": "Lost", "last_name": "Invite"}),
+            ),
         ),
         (
             "change role",
             Method::PATCH,
             format!("/api/v2/orgs/{org}/users/{vol_id}"),
-            json!({"role": "volunteer"}),
+            Some(json!({"role": "volunteer"})),
+        ),
+        (
+            "remove member",
+            Method::DELETE,
+            format!("/api/v2/orgs/{org}/users/{vol_id}"),
+            None,
+        ),
+        (
+            "create role",
+            Method::POST,
+            format!("/api/v2/orgs/{org}/roles"),
+            Some(json!({"name": "Treasurer", "counts_as": "board_member", "extra_keys": []})),
         ),
         (
             "permission settings",
             Method::PUT,
             format!("/api/v2/orgs/{org}/permissions/settings"),
-            json!({"version": a.settings_version, "changes": [{"key": "events.edit", "min_role": "volunteer"}]}),
+            Some(
+                json!({"version": a.settings_version, "changes": [{"key": "events.edit", "min_role": "volunteer"}]}),
+            ),
+        ),
+        (
+            "reset permissions",
+            Method::POST,
+            format!("/api/v2/orgs/{org}/permissions/reset"),
+            Some(json!({"version": a.settings_version, "module": "events"})),
+        ),
+        (
+            "grant",
+            Method::POST,
+            format!("/api/v2/orgs/{org}/permissions/grants"),
+            Some(json!({"user_id": vol_id, "key": "budget.view", "reason": "outage"})),
         ),
         (
             "create api key",
             Method::POST,
             format!("/api/v2/orgs/{org}/api-keys"),
-            json!({"name": format!("lost-{tag}"), "permissions": ["users.view"], "expires_in_days": 30}),
+            Some(
+                json!({"name": format!("lost-{tag}"), "permissions": ["users.view"], "expires_in_days": 30}),
+            ),
+        ),
+        (
+            "revoke api key",
+            Method::DELETE,
+            format!("/api/v2/orgs/{org}/api-keys/{key_id}"),
+            None,
         ),
     ];
-    let answers =
-        futures_util::future::join_all(writes.iter().map(|(_, method, uri, body)| {
-            call(app, method.clone(), uri, admin, Some(body.clone()))
-        }))
-        .await;
+    let answers = futures_util::future::join_all(
+        writes
+            .iter()
+            .map(|(_, method, uri, body)| call(app, method.clone(), uri, admin, body.clone())),
+    )
+    .await;
     for ((what, ..), (status, retry_after, body)) in writes.iter().zip(answers) {
         assert_eq!(
             (status, body["error"]["code"].as_str()),
@@ -413,6 +467,11 @@ where
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["name"], "Before The Outage", "{body}");
     assert_eq!(body["data"]["version"], 2, "{body}");
+    assert_eq!(
+        body["data"]["signup_code"],
+        a.signup_code.as_str(),
+        "{body}"
+    );
 
     let (status, _, body) = get(format!("/api/v2/orgs/{org}/invitations")).await;
     assert_eq!(status, 200, "{body}");
@@ -438,13 +497,24 @@ where
 
     let (status, _, body) = get(format!("/api/v2/orgs/{org}/api-keys")).await;
     assert_eq!(status, 200, "{body}");
-    let keys: Vec<&str> = body["data"]
+    let keys: Vec<(&str, bool)> = body["data"]
         .as_array()
         .expect("api keys")
         .iter()
-        .filter_map(|k| k["name"].as_str())
+        .filter_map(|k| Some((k["name"].as_str()?, k["revoked"].as_bool()?)))
         .collect();
-    assert_eq!(keys, [format!("kept-{tag}")], "{body}");
+    assert_eq!(keys, [(format!("kept-{tag}").as_str(), false)], "{body}");
+
+    let (status, _, body) = get(format!("/api/v2/orgs/{org}/roles")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], json!([]), "no role was created: {body}");
+
+    let (status, _, body) = get(format!("/api/v2/orgs/{org}/permissions/grants")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.to_string().contains("budget.view"),
+        "no grant was made: {body}"
+    );
 
     let (status, _, body) = get("/api/v2/orgs".to_owned()).await;
     assert_eq!(status, 200, "{body}");
