@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{Backend, TestContext};
+use crate::helpers::{Backend, TestContext, signed_up};
 use crate::permissions::org_with_volunteer;
 
 /// What the proxy does with traffic.
@@ -230,6 +230,7 @@ struct Acknowledged {
     signup_code: String,
     settings_version: u64,
     key_id: String,
+    joiner: String,
     tag: String,
 }
 
@@ -331,6 +332,7 @@ where
             .as_str()
             .expect("key id")
             .to_owned(),
+        joiner: signed_up(app, &format!("joiner-{tag}@example.org")).await.1,
         tag: tag.to_owned(),
     }
 }
@@ -426,12 +428,34 @@ where
             format!("/api/v2/orgs/{org}/api-keys/{key_id}"),
             None,
         ),
+        (
+            "join org",
+            Method::POST,
+            "/api/v2/orgs/join".to_owned(),
+            Some(json!({"signup_code": a.signup_code})),
+        ),
+        (
+            "register",
+            Method::POST,
+            "/api/v2/auth/register".to_owned(),
+            Some(
+                json!({"email": format!("new-{tag}@example.org"), "password": "correct horse battery", "first_name": "New", "last_name": "User"}),
+            ),
+        ),
+        (
+            "login",
+            Method::POST,
+            "/api/v2/auth/login".to_owned(),
+            Some(
+                json!({"email": format!("admin-{}@example.org", a.tag), "password": "correct horse battery"}),
+            ),
+        ),
     ];
-    let answers = futures_util::future::join_all(
-        writes
-            .iter()
-            .map(|(_, method, uri, body)| call(app, method.clone(), uri, admin, body.clone())),
-    )
+    // The joiner is not a member yet (the admin would be refused before any write).
+    let token = |what: &str| if what == "join org" { &a.joiner } else { admin };
+    let answers = futures_util::future::join_all(writes.iter().map(|(what, method, uri, body)| {
+        call(app, method.clone(), uri, token(what), body.clone())
+    }))
     .await;
     // Every route's answer is checked before failing, so one run names every gap.
     let wrong: Vec<String> = writes
@@ -522,6 +546,14 @@ where
     assert!(
         !body.to_string().contains("budget.view"),
         "no grant was made: {body}"
+    );
+
+    let (status, _, body) = call(app, Method::GET, "/api/v2/orgs", &a.joiner, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"],
+        json!([]),
+        "the refused join did not apply: {body}"
     );
 
     let (status, _, body) = get("/api/v2/orgs".to_owned()).await;
