@@ -666,20 +666,32 @@ async fn sqlite_outage_answers_503_and_keeps_acknowledged_writes() {
 }
 
 /// PostgreSQL, mid-transaction: another session locks the audit table, so every write's
-/// unit of work begins, then waits on its audit append until the server's `lock_timeout`
-/// cancels it (`55P03`). Each write answers 503 with `Retry-After`, whichever store
+/// unit of work begins, then waits on its audit append until the server cancels it:
+/// `lock_timeout` (`55P03`). Each write answers 503 with `Retry-After`, whichever store
 /// met the failure, and nothing of it was applied.
 #[actix_web::test]
 async fn postgres_lock_timeouts_mid_write_answer_503() {
+    writes_behind_a_locked_audit_table("lock_timeout").await;
+}
+
+/// The same with `statement_timeout` (`57014`, the statement is cancelled).
+#[actix_web::test]
+async fn postgres_statement_timeouts_mid_write_answer_503() {
+    writes_behind_a_locked_audit_table("statement_timeout").await;
+}
+
+/// Starts the app with `timeout` = 300 ms on its connections, locks `audit_events` from
+/// another session, and drives the writes.
+async fn writes_behind_a_locked_audit_table(timeout: &str) {
     let Some(ctx) = TestContext::with_env_and_db_url(Backend::Postgres, &[], |url| {
-        format!("{url}?options=-c%20lock_timeout%3D300")
+        format!("{url}?options=-c%20{timeout}%3D300")
     })
     .await
     else {
         return;
     };
     let app = ctx.service().await;
-    let a = acknowledged_writes(&app, "pglock").await;
+    let a = acknowledged_writes(&app, &format!("pg{}", &timeout[..4])).await;
     let (_, superuser) = ctx.postgres_urls().expect("postgres");
     let other = sea_orm::Database::connect(superuser)
         .await
