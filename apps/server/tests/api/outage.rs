@@ -7,7 +7,9 @@
 //! "stall" (sockets are kept, nothing is forwarded: a hung database) and to "cut" (every
 //! connection is closed, new ones are dropped: an unreachable database). SQLite: another
 //! connection holds the write lock (`BEGIN EXCLUSIVE`: busy), and the test holds every
-//! pooled connection (acquire times out: a hung database).
+//! pooled connection (acquire times out: a hung database). PostgreSQL mid-transaction:
+//! another session locks the audit table, so each write begins, then is cancelled by the
+//! server's `lock_timeout` or `statement_timeout` while it waits on its audit append.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -630,7 +632,7 @@ async fn sqlite_outage_answers_503_and_keeps_acknowledged_writes() {
     let app = ctx.service().await;
     let a = acknowledged_writes(&app, "liteout").await;
 
-    // Busy: another process holds the write lock.
+    // Busy: another connection holds the write lock.
     let file = ctx.settings.data_dir.join("pto.sqlite3");
     let other = sea_orm::Database::connect(format!("sqlite://{}", file.display()))
         .await
