@@ -34,6 +34,18 @@ pub enum AppendAuditError {
     Storage(#[source] BoxError),
 }
 
+impl AppendAuditError {
+    /// Whether retrying the caller's whole unit of work may succeed: another writer held
+    /// or advanced the chain ([`AppendAuditError::Conflict`]: a serialization failure,
+    /// a deadlock, a lock wait that timed out, a busy database). The edge answers it like
+    /// an unavailable database (503 with `Retry-After`), not as a bug. Storage failures
+    /// are classified by their source.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Conflict(_))
+    }
+}
+
 /// Why a listing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryAuditError {

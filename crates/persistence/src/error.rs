@@ -32,8 +32,9 @@ impl From<DbErr> for StorageError {
 
 /// Whether `err` says the database cannot serve the request *now* but may in a moment:
 /// unreachable, a connection lost mid-query, a pool exhausted or closed, SQLite busy or
-/// locked, PostgreSQL shutting down, out of connections, or a serialization failure or
-/// deadlock (the transaction was rolled back; retrying it is safe). The edge answers
+/// locked, PostgreSQL shutting down, out of connections, a statement cancelled by its
+/// `statement_timeout`, or a serialization failure or deadlock (the transaction was
+/// rolled back; retrying it is safe). The edge answers
 /// these with 503 and `Retry-After`, never 500.
 #[must_use]
 pub fn is_transient(err: &DbErr) -> bool {
@@ -64,8 +65,9 @@ fn is_transient_sqlx(err: &sea_orm::sqlx::Error) -> bool {
 /// Driver error codes that mean "try again": SQLite's primary and extended result
 /// codes for BUSY (5, 261, 517, 773) and LOCKED (6, 262, 518); PostgreSQL's SQLSTATE
 /// classes 08 (connection exception) and 53 (insufficient resources), `57P01`–`57P03`
-/// (shutdown, cannot connect now), `40001` (serialization failure), `40P01`
-/// (deadlock) and `55P03` (lock not available).
+/// (shutdown, cannot connect now), `57014` (query cancelled: a `statement_timeout` or
+/// an operator's cancel), `40001` (serialization failure), `40P01` (deadlock) and
+/// `55P03` (lock not available).
 fn transient_code(code: &str) -> bool {
     matches!(
         code,
@@ -78,6 +80,7 @@ fn transient_code(code: &str) -> bool {
             | "57P01"
             | "57P02"
             | "57P03"
+            | "57014"
             | "40001"
             | "40P01"
             | "55P03"
@@ -98,7 +101,8 @@ mod tests {
     #[test]
     fn outages_busy_databases_and_retryable_conflicts_are_transient() {
         for code in [
-            "5", "517", "6", "08006", "08003", "57P01", "57P03", "53300", "40001", "40P01", "55P03",
+            "5", "517", "6", "08006", "08003", "57P01", "57P03", "57014", "53300", "40001",
+            "40P01", "55P03",
         ] {
             assert!(transient_code(code), "{code}");
         }

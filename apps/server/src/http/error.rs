@@ -126,6 +126,8 @@ fn is_unavailable(err: &(dyn std::error::Error + 'static)) -> bool {
                 .is_some_and(permissions::LoadError::is_unavailable)
             || e.downcast_ref::<permissions::UpdateSettingsError>()
                 .is_some_and(permissions::UpdateSettingsError::is_unavailable)
+            || e.downcast_ref::<audit::AppendAuditError>()
+                .is_some_and(audit::AppendAuditError::is_retryable)
             || e.downcast_ref::<permissions_cache::CacheError>()
                 .is_some_and(
                     |c| matches!(c, permissions_cache::CacheError::Load(l) if l.is_unavailable()),
@@ -343,5 +345,14 @@ mod tests {
             "x".into(),
         )));
         assert_eq!(down.code, ErrorCode::ServiceUnavailable);
+        // An audit append that lost a race for its chain (deadlock, lock timeout): the
+        // unit of work may be retried, however deep the error is wrapped.
+        let raced = tenancy::ports::StorageFailure(Box::new(audit::AppendAuditError::Conflict(
+            audit::ChainId::Platform,
+        )));
+        assert_eq!(
+            ApiError::internal(Box::new(raced)).code,
+            ErrorCode::ServiceUnavailable
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod body_limit;
 pub mod context;
+pub mod domain_errors;
 pub mod envelope;
 pub mod error;
 pub mod examples;

@@ -139,7 +139,7 @@ async fn create_key(
         .authz
         .keys_to_hand_out(member.org_id().as_uuid(), creator.as_uuid())
         .await?;
-    permissions::check_holds(held, keys).map_err(|e| super::permissions::not_held(&e))?;
+    permissions::check_holds(held, keys)?;
     let id = Uuid::now_v7();
     let expires_at =
         OffsetDateTime::now_utc() + time::Duration::days(i64::from(body.expires_in_days));
@@ -164,8 +164,7 @@ async fn create_key(
                 expires_at: issued.expires_at,
             },
         )
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+        .await?;
     Ok(Created(CreatedKey {
         key: view(key),
         token: issued.token,
@@ -173,12 +172,7 @@ async fn create_key(
 }
 
 async fn list_keys(state: State, member: OrgMember) -> Result<Reply<Vec<ApiKeyView>>, ApiError> {
-    let keys = state
-        .auth
-        .api_keys()
-        .list_api_keys(member.org_id())
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+    let keys = state.auth.api_keys().list_api_keys(member.org_id()).await?;
     Ok(Reply(keys.into_iter().map(view).collect()))
 }
 
@@ -208,8 +202,7 @@ async fn revoke_key(
         .auth
         .api_keys()
         .revoke_api_key(&member.audit_context(), member.org_id(), p.key_id)
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+        .await?;
     if !revoked {
         return Err(ApiError::not_found("no such live API key"));
     }

@@ -374,12 +374,7 @@ async fn list_sessions(state: State, caller: Caller) -> Result<Reply<Vec<Session
         session_id,
     } = caller.principal;
     let now = time::OffsetDateTime::now_utc();
-    let sessions = state
-        .auth
-        .sessions()
-        .list_sessions(user_id)
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+    let sessions = state.auth.sessions().list_sessions(user_id).await?;
     Ok(Reply(
         sessions
             .into_iter()
@@ -414,8 +409,7 @@ async fn revoke_session(
         .auth
         .sessions()
         .get_session(user, p.session_id)
-        .await
-        .map_err(|e| ApiError::internal(e.0))?
+        .await?
         .is_none()
     {
         return Err(ApiError::not_found("no such session"));

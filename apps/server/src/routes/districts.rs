@@ -21,9 +21,7 @@ use permissions::{PermissionKey, ScopedSetting};
 use permissions_store::TemplateError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tenancy::ports::{
-    CreateOrgError, CreateOrgRequest, OrgRepository, SessionRepository, UserRepository,
-};
+use tenancy::ports::{CreateOrgRequest, OrgRepository, SessionRepository, UserRepository};
 use tenancy::{MembershipStatus, OrgId, OrgKind, SignupCode, UserId};
 use uuid::Uuid;
 
@@ -251,8 +249,7 @@ async fn district_caller(state: &State, caller: &Caller) -> Result<DistrictCalle
         .auth
         .sessions()
         .credentials_by_id(caller.user_id())
-        .await
-        .map_err(|e| ApiError::internal(e.0))?
+        .await?
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
     Ok(DistrictCaller {
         user: caller.user_id(),
@@ -816,12 +813,7 @@ pub(crate) async fn org_in_reach(
     org: OrgId,
 ) -> Result<(DistrictCaller, OrgStanding), ApiError> {
     let who = district_caller(state, caller).await?;
-    let standing = match state
-        .orgs
-        .get_member(org, caller.user_id())
-        .await
-        .map_err(|e| ApiError::internal(e.0))?
-    {
+    let standing = match state.orgs.get_member(org, caller.user_id()).await? {
         Some((_, m)) if m.is_active_admin() => OrgStanding::Admin,
         Some((_, m)) if m.status == MembershipStatus::Active => OrgStanding::Member,
         _ => OrgStanding::Outsider,
@@ -1268,14 +1260,7 @@ async fn create_district_org(
                 creator: caller.user_id(),
             },
         )
-        .await
-        .map_err(|e| match e {
-            CreateOrgError::SignupCodeTaken => {
-                ApiError::new(ErrorCode::Conflict, "that signup code is in use")
-            }
-            CreateOrgError::SchoolNotFound => ApiError::not_found("no such school"),
-            CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
-        })?;
+        .await?;
     Ok(Created(DistrictOrgCreated {
         id: org.id.as_uuid(),
         signup_code: org.signup_code.to_string(),

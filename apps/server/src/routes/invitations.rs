@@ -9,8 +9,7 @@ use rate_limit::RateClass;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenancy::ports::{
-    AddMemberError, AddMemberRequest, InvitationRepository, MemberAdder, RevokeInvitationError,
-    RoleChoice,
+    AddMemberRequest, InvitationRepository, MemberAdder, RevokeInvitationError, RoleChoice,
 };
 use tenancy::{Email, Invitation, InvitationId, InvitationStatus, PersonName, RoleId};
 use uuid::Uuid;
@@ -228,26 +227,7 @@ async fn add_member(
                 valid_for: time::Duration::days(i64::from(state.invitation_ttl_days)),
             },
         )
-        .await
-        .map_err(|e| match e {
-            AddMemberError::NotFound => ApiError::not_found("no such organization"),
-            AddMemberError::AlreadyMember { .. } | AddMemberError::AlreadyInvited { .. } => {
-                ApiError::new(ErrorCode::Conflict, e.to_string())
-            }
-            AddMemberError::UnknownRole => ApiError::validation(vec![FieldError {
-                field: "role.custom_role_id".into(),
-                code: "unknown".into(),
-                message: "no such role in this organization".into(),
-            }]),
-            AddMemberError::Refused(r) => {
-                let code = match r {
-                    tenancy::rules::RoleChangeRefused::RoleFull { .. } => ErrorCode::Conflict,
-                    _ => ErrorCode::PermissionDenied,
-                };
-                ApiError::new(code, r.to_string())
-            }
-            AddMemberError::Unexpected(e) => ApiError::internal(e.0),
-        })?;
+        .await?;
     Ok(Created(invitation_view(
         invitation,
         time::OffsetDateTime::now_utc(),
@@ -285,8 +265,7 @@ async fn list_invitations(
             u64::from(limit) + 1,
             now,
         )
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+        .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = more

@@ -11,11 +11,7 @@ use tenancy::directory::{
     MemberCursor, MemberDirectory, MemberFilter, MemberListRequest, MemberSearchRequest,
     MemberSort, RoleFilter,
 };
-use tenancy::ports::{
-    ChangeMemberError, ChangeMemberRequest, CreateRoleError, CreateRoleRequest, OrgRepository,
-    RestoreMemberError, RoleChoice,
-};
-use tenancy::rules::RoleChangeRefused;
+use tenancy::ports::{ChangeMemberRequest, CreateRoleRequest, OrgRepository, RoleChoice};
 use tenancy::search::SearchQuery;
 use tenancy::{
     Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId,
@@ -437,8 +433,7 @@ async fn list_members(
         state.directory_cache.uncached().list(&req).await
     } else {
         state.directory_cache.list(&req).await
-    }
-    .map_err(|e| ApiError::internal(e.0))?;
+    }?;
     let next_cursor = if page.more {
         page.rows
             .last()
@@ -507,8 +502,7 @@ async fn search_members(
         state.directory_cache.uncached().search(&req).await
     } else {
         state.directory_cache.search(&req).await
-    }
-    .map_err(|e| ApiError::internal(e.0))?;
+    }?;
     let next_cursor = page.more.then(|| (offset + limit).to_string());
     Ok(Paged {
         items: page
@@ -627,37 +621,6 @@ pub(super) fn children(list: Option<Vec<ChildDto>>) -> Option<Vec<Child>> {
     list.map(|cs| cs.into_iter().map(Child::from).collect())
 }
 
-/// A rule of "who may hand out what" refused a change: 409 for the org's invariants
-/// (last admin, a full role), 403 otherwise (naming unheld keys in
-/// `details.keys_not_held`).
-pub(super) fn refused(r: &RoleChangeRefused) -> ApiError {
-    match r {
-        RoleChangeRefused::LastAdmin | RoleChangeRefused::RoleFull { .. } => {
-            ApiError::new(ErrorCode::Conflict, r.to_string())
-        }
-        RoleChangeRefused::KeysNotHeld(e) => super::permissions::not_held(e),
-        _ => ApiError::new(ErrorCode::PermissionDenied, r.to_string()),
-    }
-}
-
-fn change_error(e: ChangeMemberError) -> ApiError {
-    match e {
-        ChangeMemberError::NotFound => ApiError::not_found("no such member"),
-        ChangeMemberError::UnknownRole => ApiError::validation(vec![FieldError {
-            field: "role.custom_role_id".into(),
-            code: "unknown".into(),
-            message: "no such role in this organization".into(),
-        }]),
-        ChangeMemberError::VersionMismatch { current } => ApiError::new(
-            ErrorCode::VersionMismatch,
-            "the member changed since you read it",
-        )
-        .with_details(serde_json::json!({"current_version": current})),
-        ChangeMemberError::Refused(r) => refused(&r),
-        ChangeMemberError::Unexpected(e) => ApiError::internal(e.0),
-    }
-}
-
 async fn update_member(
     state: State,
     member: OrgMember,
@@ -690,8 +653,7 @@ async fn update_member(
                 children: children(body.children),
             },
         )
-        .await
-        .map_err(change_error)?;
+        .await?;
     read_member(&state, member.org_id(), target).await
 }
 
@@ -718,8 +680,7 @@ async fn update_own_profile(
                 children: children(body.children),
             },
         )
-        .await
-        .map_err(change_error)?;
+        .await?;
     read_member(&state, member.org_id(), me).await
 }
 
@@ -737,9 +698,7 @@ async fn read_member(
             .profile(org, user, state.orgs.get_member(org, user))
             .await
     };
-    let (u, m) = found
-        .map_err(|e| ApiError::internal(e.0))?
-        .ok_or_else(|| ApiError::not_found("no such member"))?;
+    let (u, m) = found?.ok_or_else(|| ApiError::not_found("no such member"))?;
     Ok(Reply(member_view(u, m)))
 }
 
@@ -898,7 +857,7 @@ async fn bulk_update(
             )
             .await
             .map(|_| ())
-            .map_err(change_error);
+            .map_err(ApiError::from);
         if outcome.is_ok() {
             changed.push(id);
         }
@@ -924,8 +883,7 @@ async fn removal_subject(
         let version = state
             .orgs
             .get_membership(org, UserId::from_uuid(id))
-            .await
-            .map_err(|e| ApiError::internal(e.0))?
+            .await?
             .map_or_else(|| "-".to_owned(), |m| m.version.to_string());
         parts.push(format!("{id}:{version}"));
     }
@@ -978,7 +936,7 @@ async fn bulk_remove(
             .orgs
             .remove_member(&ctx, org, actor, UserId::from_uuid(id))
             .await
-            .map_err(change_error);
+            .map_err(ApiError::from);
         if outcome.is_ok() {
             changed.push(id);
         }
@@ -1024,8 +982,7 @@ async fn list_removed(
             q.cursor.map(UserId::from_uuid),
             u64::from(limit) + 1,
         )
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+        .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = more
@@ -1065,15 +1022,7 @@ async fn restore_member(
             member.user_id()?,
             target,
         )
-        .await
-        .map_err(|e| match e {
-            RestoreMemberError::NotFound => ApiError::not_found("no removed member to restore"),
-            RestoreMemberError::AlreadyMember => {
-                ApiError::new(ErrorCode::Conflict, "the user is already a member")
-            }
-            RestoreMemberError::Refused(r) => change_error(ChangeMemberError::Refused(r)),
-            RestoreMemberError::Unexpected(e) => ApiError::internal(e.0),
-        })?;
+        .await?;
     read_member(&state, member.org_id(), target).await
 }
 
@@ -1097,8 +1046,7 @@ async fn remove_member(
             member.user_id()?,
             UserId::from_uuid(p.user_id),
         )
-        .await
-        .map_err(change_error)?;
+        .await?;
     Ok(Reply(Removed { removed: true }))
 }
 
@@ -1131,11 +1079,7 @@ async fn list_roles(
     state: State,
     member: OrgMember,
 ) -> Result<Reply<Vec<CustomRoleView>>, ApiError> {
-    let roles = state
-        .orgs
-        .list_roles(member.org_id())
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+    let roles = state.orgs.list_roles(member.org_id()).await?;
     Ok(Reply(roles.into_iter().map(custom_role_view).collect()))
 }
 
@@ -1174,8 +1118,7 @@ async fn create_role(
         .authz
         .keys_to_hand_out(member.org_id().as_uuid(), member.user_id()?.as_uuid())
         .await?;
-    tenancy::rules::check_role_definition(member.rank()?, held, counts_as, extra_keys)
-        .map_err(|r| refused(&r))?;
+    tenancy::rules::check_role_definition(member.rank()?, held, counts_as, extra_keys)?;
     let role = state
         .orgs
         .create_role(
@@ -1188,18 +1131,6 @@ async fn create_role(
                 max_holders: body.max_holders,
             },
         )
-        .await
-        .map_err(|e| match e {
-            CreateRoleError::DuplicateName => {
-                ApiError::new(ErrorCode::Conflict, "a role with this name exists")
-            }
-            CreateRoleError::ReservedName => ApiError::validation(vec![FieldError {
-                field: "name".into(),
-                code: "reserved".into(),
-                message: "the name of a built-in role cannot be reused".into(),
-            }]),
-            CreateRoleError::OrgNotFound => ApiError::not_found("no such organization"),
-            CreateRoleError::Unexpected(e) => ApiError::internal(e.0),
-        })?;
+        .await?;
     Ok(Created(custom_role_view(role)))
 }

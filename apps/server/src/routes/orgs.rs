@@ -3,9 +3,7 @@
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tenancy::ports::{
-    CreateOrgError, CreateOrgRequest, JoinOrgError, OrgChanges, OrgRepository, UpdateOrgError,
-};
+use tenancy::ports::{CreateOrgRequest, OrgChanges, OrgRepository};
 use tenancy::{Membership, MembershipStatus, OrgKind, Organization, SignupCode};
 
 use super::common::{domain_rule, generate_code};
@@ -195,14 +193,9 @@ async fn me(state: State, caller: Caller) -> Result<Reply<MeView>, ApiError> {
         .auth
         .sessions()
         .credentials_by_id(caller.user_id())
-        .await
-        .map_err(|e| ApiError::internal(e.0))?
+        .await?
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
-    let memberships = state
-        .orgs
-        .memberships_of(caller.user_id())
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+    let memberships = state.orgs.memberships_of(caller.user_id()).await?;
     Ok(Reply(MeView {
         user: creds.user.into(),
         memberships: memberships
@@ -263,15 +256,7 @@ async fn create_org(
                 creator: caller.user_id(),
             },
         )
-        .await
-        .map_err(|e| match e {
-            CreateOrgError::SignupCodeTaken => {
-                ApiError::new(ErrorCode::Conflict, "that signup code is in use")
-                    .with_details(serde_json::json!({"field": "signup_code"}))
-            }
-            CreateOrgError::SchoolNotFound => ApiError::not_found("no such school"),
-            CreateOrgError::Unexpected(e) => ApiError::internal(e.0),
-        })?;
+        .await?;
     let membership = membership_view(&org, &membership);
     Ok(Created(OrgWithMembership {
         org: org_view(org, true),
@@ -283,11 +268,7 @@ async fn list_my_orgs(
     state: State,
     caller: Caller,
 ) -> Result<Reply<Vec<OrgWithMembership>>, ApiError> {
-    let list = state
-        .orgs
-        .memberships_of(caller.user_id())
-        .await
-        .map_err(|e| ApiError::internal(e.0))?;
+    let list = state.orgs.memberships_of(caller.user_id()).await?;
     Ok(Reply(
         list.into_iter()
             .filter(|(_, m)| m.status == MembershipStatus::Active)
@@ -323,19 +304,7 @@ async fn join_org(
     let (org, m) = state
         .orgs
         .join_by_code(&caller.audit_context(), &code, caller.user_id())
-        .await
-        .map_err(|e| match e {
-            JoinOrgError::UnknownCode => unknown(),
-            JoinOrgError::AlreadyMember => ApiError::new(
-                ErrorCode::Conflict,
-                "you are already a member of this organization",
-            ),
-            JoinOrgError::RemovedByAdmin => ApiError::new(
-                ErrorCode::PermissionDenied,
-                JoinOrgError::RemovedByAdmin.to_string(),
-            ),
-            JoinOrgError::Unexpected(e) => ApiError::internal(e.0),
-        })?;
+        .await?;
     let membership = membership_view(&org, &m);
     Ok(Created(OrgWithMembership {
         org: org_view(org, false),
@@ -347,8 +316,7 @@ async fn get_org(state: State, member: OrgMember) -> Result<Reply<OrgView>, ApiE
     let org = state
         .orgs
         .get_org(member.org_id())
-        .await
-        .map_err(|e| ApiError::internal(e.0))?
+        .await?
         .ok_or_else(|| ApiError::not_found("no such organization"))?;
     Ok(Reply(org_view(org, member.is_admin())))
 }
@@ -371,21 +339,6 @@ pub struct UpdateOrgBody {
     pub branding: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn update_error(e: UpdateOrgError) -> ApiError {
-    match e {
-        UpdateOrgError::NotFound => ApiError::not_found("no such organization"),
-        UpdateOrgError::VersionMismatch { current } => ApiError::new(
-            ErrorCode::VersionMismatch,
-            "the organization changed since you read it",
-        )
-        .with_details(serde_json::json!({"current_version": current})),
-        UpdateOrgError::SignupCodeTaken => {
-            ApiError::new(ErrorCode::Conflict, "that signup code is in use")
-        }
-        UpdateOrgError::Unexpected(e) => ApiError::internal(e.0),
-    }
-}
-
 async fn update_org(
     state: State,
     member: OrgMember,
@@ -406,8 +359,7 @@ async fn update_org(
                 signup_code: None,
             },
         )
-        .await
-        .map_err(update_error)?;
+        .await?;
     Ok(Reply(org_view(org, true)))
 }
 
@@ -423,7 +375,6 @@ async fn rotate_signup_code(state: State, member: OrgMember) -> Result<Reply<Org
                 ..OrgChanges::default()
             },
         )
-        .await
-        .map_err(update_error)?;
+        .await?;
     Ok(Reply(org_view(org, true)))
 }

@@ -810,13 +810,6 @@ pub struct GrantBody {
     pub reason: Option<String>,
 }
 
-/// 403 for keys an actor tried to hand out without holding them (spec: "Who may hand
-/// out what"), naming them in `details.keys_not_held`.
-pub(super) fn not_held(e: &permissions::NotHeld) -> ApiError {
-    ApiError::new(ErrorCode::PermissionDenied, e.to_string())
-        .with_details(serde_json::json!({ "keys_not_held": e.key_names() }))
-}
-
 async fn create_grant(
     state: State,
     member: OrgMember,
@@ -835,7 +828,7 @@ async fn create_grant(
         .authz
         .keys_to_hand_out(member.org_id().as_uuid(), actor.as_uuid())
         .await?;
-    permissions::check_holds(held, [key].into_iter().collect()).map_err(|e| not_held(&e))?;
+    permissions::check_holds(held, [key].into_iter().collect())?;
     let version = state
         .authz
         .store()

@@ -94,24 +94,41 @@ pub struct Readiness {
     pub redis: CheckState,
 }
 
-async fn ready(state: State) -> Result<Reply<Readiness>, ApiError> {
-    let database = match state.db.ping().await {
-        Ok(()) => CheckState::Ok,
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unavailable");
+/// How long `/ready` waits for each dependency: both checks run concurrently, so the
+/// probe answers within this bound (plus scheduling) even when a dependency hangs.
+pub const READY_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs one readiness check, bounded by [`READY_CHECK_TIMEOUT`]; a failure or a timeout
+/// reports the dependency as unavailable.
+async fn check<E: std::fmt::Display>(
+    name: &'static str,
+    ping: impl std::future::Future<Output = Result<(), E>>,
+) -> CheckState {
+    match tokio::time::timeout(READY_CHECK_TIMEOUT, ping).await {
+        Ok(Ok(())) => CheckState::Ok,
+        Ok(Err(e)) => {
+            tracing::warn!(dependency = name, error = %e, "readiness: dependency unavailable");
             CheckState::Unavailable
         }
+        Err(_) => {
+            tracing::warn!(
+                dependency = name,
+                timeout_ms = READY_CHECK_TIMEOUT.as_millis(),
+                "readiness: dependency did not answer in time"
+            );
+            CheckState::Unavailable
+        }
+    }
+}
+
+async fn ready(state: State) -> Result<Reply<Readiness>, ApiError> {
+    let redis = async {
+        match &state.redis {
+            None => CheckState::NotConfigured,
+            Some(r) => check("redis", r.ping()).await,
+        }
     };
-    let redis = match &state.redis {
-        None => CheckState::NotConfigured,
-        Some(r) => match r.ping().await {
-            Ok(()) => CheckState::Ok,
-            Err(e) => {
-                tracing::warn!(error = %e, "readiness: redis unavailable");
-                CheckState::Unavailable
-            }
-        },
-    };
+    let (database, redis) = tokio::join!(check("database", state.db.ping()), redis);
     let report = Readiness {
         database_backend: state.db.backend().as_str(),
         database,

@@ -76,6 +76,17 @@ impl TestContext {
     /// send many requests from one (unknown) address. `/metrics` is public unless
     /// `METRICS_PUBLIC` is among them.
     pub async fn with_env(backend: Backend, extra: &[(&str, &str)]) -> Option<Self> {
+        Self::with_env_and_db_url(backend, extra, |url| url).await
+    }
+
+    /// [`TestContext::with_env`], with the PostgreSQL URL the app connects with passed
+    /// through `route` first (e.g. to send it through a proxy the test controls). The
+    /// test database itself is created and dropped directly, never through `route`.
+    pub async fn with_env_and_db_url(
+        backend: Backend,
+        extra: &[(&str, &str)],
+        route: impl FnOnce(String) -> String,
+    ) -> Option<Self> {
         let data_dir =
             std::env::temp_dir().join(format!("ptoc-test-{}", uuid::Uuid::now_v7().simple()));
         let mut env = BTreeMap::new();
@@ -100,7 +111,7 @@ impl TestContext {
             admin.close().await.ok();
             env.insert(
                 "DATABASE_URL".to_owned(),
-                with_user(&with_database(&admin_url, &name), APP_ROLE),
+                route(with_user(&with_database(&admin_url, &name), APP_ROLE)),
             );
             if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
                 env.insert("REDIS_URL".to_owned(), redis);

@@ -26,6 +26,7 @@ mod member_io;
 mod members;
 mod observability;
 mod orgs;
+mod outage;
 mod permissions;
 mod rate_limits;
 mod register;

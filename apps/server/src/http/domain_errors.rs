@@ -1,0 +1,231 @@
+//! Domain errors meet HTTP here, once: one `From<DomainError> for ApiError` per domain
+//! error type, so every route that meets a condition answers it with the same status,
+//! code and message, and routes just use `?`.
+//!
+//! Storage failures keep their source ([`ApiError::internal`]), which the edge walks to
+//! tell an outage (503 with `Retry-After`) from a bug (500).
+
+use tenancy::ports::{
+    AddMemberError, ChangeMemberError, CreateOrgError, CreateRoleError, JoinOrgError,
+    RestoreMemberError, StorageFailure, UpdateOrgError,
+};
+use tenancy::rules::RoleChangeRefused;
+
+use super::{ApiError, ErrorCode, FieldError};
+
+/// 500, or 503 when the source says the database is unavailable.
+impl From<StorageFailure> for ApiError {
+    fn from(e: StorageFailure) -> Self {
+        Self::internal(e.0)
+    }
+}
+
+/// 403 for keys an actor tried to hand out without holding them (spec: "Who may hand
+/// out what"), naming them in `details.keys_not_held`.
+impl From<&permissions::NotHeld> for ApiError {
+    fn from(e: &permissions::NotHeld) -> Self {
+        Self::new(ErrorCode::PermissionDenied, e.to_string())
+            .with_details(serde_json::json!({ "keys_not_held": e.key_names() }))
+    }
+}
+
+impl From<permissions::NotHeld> for ApiError {
+    fn from(e: permissions::NotHeld) -> Self {
+        Self::from(&e)
+    }
+}
+
+/// A rule of "who may hand out what" refused a change: 409 for the org's invariants
+/// (last admin, a full role), 403 otherwise (naming unheld keys in
+/// `details.keys_not_held`).
+impl From<&RoleChangeRefused> for ApiError {
+    fn from(r: &RoleChangeRefused) -> Self {
+        match r {
+            RoleChangeRefused::LastAdmin | RoleChangeRefused::RoleFull { .. } => {
+                Self::new(ErrorCode::Conflict, r.to_string())
+            }
+            RoleChangeRefused::KeysNotHeld(e) => Self::from(e),
+            RoleChangeRefused::SelfEscalation
+            | RoleChangeRefused::OwnTermExtended
+            | RoleChangeRefused::AboveOwnRank { .. }
+            | RoleChangeRefused::TargetOutranksActor
+            | RoleChangeRefused::NotBelowActor => {
+                Self::new(ErrorCode::PermissionDenied, r.to_string())
+            }
+        }
+    }
+}
+
+impl From<RoleChangeRefused> for ApiError {
+    fn from(r: RoleChangeRefused) -> Self {
+        Self::from(&r)
+    }
+}
+
+/// 422 on `role.custom_role_id`: the custom role is not one of the org's.
+fn unknown_role() -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: "role.custom_role_id".into(),
+        code: "unknown".into(),
+        message: "no such role in this organization".into(),
+    }])
+}
+
+impl From<CreateOrgError> for ApiError {
+    fn from(e: CreateOrgError) -> Self {
+        match e {
+            CreateOrgError::SignupCodeTaken => {
+                Self::new(ErrorCode::Conflict, "that signup code is in use")
+                    .with_details(serde_json::json!({"field": "signup_code"}))
+            }
+            CreateOrgError::SchoolNotFound => Self::not_found("no such school"),
+            CreateOrgError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+impl From<UpdateOrgError> for ApiError {
+    fn from(e: UpdateOrgError) -> Self {
+        match e {
+            UpdateOrgError::NotFound => Self::not_found("no such organization"),
+            UpdateOrgError::VersionMismatch { current } => Self::new(
+                ErrorCode::VersionMismatch,
+                "the organization changed since you read it",
+            )
+            .with_details(serde_json::json!({"current_version": current})),
+            UpdateOrgError::SignupCodeTaken => {
+                Self::new(ErrorCode::Conflict, "that signup code is in use")
+                    .with_details(serde_json::json!({"field": "signup_code"}))
+            }
+            UpdateOrgError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+impl From<JoinOrgError> for ApiError {
+    fn from(e: JoinOrgError) -> Self {
+        match e {
+            JoinOrgError::UnknownCode => {
+                Self::not_found("no organization has that signup code; check it with your PTO")
+            }
+            JoinOrgError::AlreadyMember => Self::new(
+                ErrorCode::Conflict,
+                "you are already a member of this organization",
+            ),
+            JoinOrgError::RemovedByAdmin => Self::new(ErrorCode::PermissionDenied, e.to_string()),
+            JoinOrgError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+impl From<ChangeMemberError> for ApiError {
+    fn from(e: ChangeMemberError) -> Self {
+        match e {
+            ChangeMemberError::NotFound => Self::not_found("no such member"),
+            ChangeMemberError::UnknownRole => unknown_role(),
+            ChangeMemberError::VersionMismatch { current } => Self::new(
+                ErrorCode::VersionMismatch,
+                "the member changed since you read it",
+            )
+            .with_details(serde_json::json!({"current_version": current})),
+            ChangeMemberError::Refused(r) => r.into(),
+            ChangeMemberError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+impl From<RestoreMemberError> for ApiError {
+    fn from(e: RestoreMemberError) -> Self {
+        match e {
+            RestoreMemberError::NotFound => Self::not_found("no removed member to restore"),
+            RestoreMemberError::AlreadyMember => {
+                Self::new(ErrorCode::Conflict, "the user is already a member")
+            }
+            RestoreMemberError::Refused(r) => r.into(),
+            RestoreMemberError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+impl From<CreateRoleError> for ApiError {
+    fn from(e: CreateRoleError) -> Self {
+        match e {
+            CreateRoleError::DuplicateName => {
+                Self::new(ErrorCode::Conflict, "a role with this name exists")
+            }
+            CreateRoleError::ReservedName => Self::validation(vec![FieldError {
+                field: "name".into(),
+                code: "reserved".into(),
+                message: "the name of a built-in role cannot be reused".into(),
+            }]),
+            CreateRoleError::OrgNotFound => Self::not_found("no such organization"),
+            CreateRoleError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+impl From<AddMemberError> for ApiError {
+    fn from(e: AddMemberError) -> Self {
+        match e {
+            AddMemberError::NotFound => Self::not_found("no such organization"),
+            AddMemberError::AlreadyMember { .. } | AddMemberError::AlreadyInvited { .. } => {
+                Self::new(ErrorCode::Conflict, e.to_string())
+            }
+            AddMemberError::UnknownRole => unknown_role(),
+            AddMemberError::Refused(r) => r.into(),
+            AddMemberError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_outage_is_503_whatever_the_domain_error() {
+        let outage = || {
+            StorageFailure(Box::new(persistence::StorageError::Unavailable(
+                "pool timed out".into(),
+            )))
+        };
+        let answers = [
+            ApiError::from(CreateOrgError::Unexpected(outage())),
+            ApiError::from(UpdateOrgError::Unexpected(outage())),
+            ApiError::from(JoinOrgError::Unexpected(outage())),
+            ApiError::from(ChangeMemberError::Unexpected(outage())),
+            ApiError::from(RestoreMemberError::Unexpected(outage())),
+            ApiError::from(CreateRoleError::Unexpected(outage())),
+            ApiError::from(AddMemberError::Unexpected(outage())),
+        ];
+        for answer in answers {
+            assert_eq!(answer.code, ErrorCode::ServiceUnavailable, "{answer}");
+            assert!(answer.source.is_some(), "the cause is kept for the log");
+        }
+        let bug = ApiError::from(StorageFailure(Box::new(persistence::StorageError::Query(
+            "syntax".into(),
+        ))));
+        assert_eq!(bug.code, ErrorCode::Internal);
+    }
+
+    #[test]
+    fn one_refusal_is_one_answer() {
+        let full = RoleChangeRefused::RoleFull {
+            role: "President".into(),
+            max: 1,
+        };
+        assert_eq!(ApiError::from(&full).code, ErrorCode::Conflict);
+        assert_eq!(
+            ApiError::from(AddMemberError::Refused(full.clone())).code,
+            ErrorCode::Conflict
+        );
+        assert_eq!(
+            ApiError::from(ChangeMemberError::Refused(RoleChangeRefused::LastAdmin)).code,
+            ErrorCode::Conflict
+        );
+        assert_eq!(
+            ApiError::from(AddMemberError::Refused(RoleChangeRefused::NotBelowActor)).code,
+            ErrorCode::PermissionDenied
+        );
+    }
+}
