@@ -122,7 +122,6 @@ pub struct MailWorker {
     renderer: Arc<Renderer>,
     settings: WorkerSettings,
     owner: String,
-    wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for MailWorker {
@@ -144,15 +143,7 @@ impl MailWorker {
             renderer: Arc::new(Renderer::new()),
             settings,
             owner: format!("mail-{}", Uuid::now_v7().simple()),
-            wake: Arc::new(Notify::new()),
         }
-    }
-
-    /// A handle that wakes the spawned worker at once (e.g. after a commit that
-    /// enqueued messages); without it the worker looks every poll interval.
-    #[must_use]
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
     }
 
     /// Claims one batch and delivers it.
@@ -220,14 +211,16 @@ impl MailWorker {
         }
     }
 
-    /// Runs in the background: drains the outbox, then waits for the waker or `poll`.
-    pub fn spawn(self, poll: Duration) -> tokio::task::JoinHandle<()> {
+    /// Runs in the background: drains the outbox, then waits until `wake` is notified
+    /// (a caller that committed messages may call `notify_one` to have them sent at
+    /// once) or `poll` has passed (messages committed by other instances, retries).
+    pub fn spawn(self, wake: Arc<Notify>, poll: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 if let Err(e) = self.drain().await {
                     tracing::warn!(error = %e, "mail worker: storage failure; retrying");
                 }
-                let _ = tokio::time::timeout(poll, self.wake.notified()).await;
+                let _ = tokio::time::timeout(poll, wake.notified()).await;
             }
         })
     }
