@@ -20,10 +20,12 @@ mod m20261122_000008_member_directory;
 mod m20261122_000009_jobs;
 mod m20261206_000010_invitations;
 mod m20261206_000011_school_settings_rls;
+mod m20261206_000020_mail_outbox;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
 pub use m20261206_000011_school_settings_rls::SCHOOL_TABLES;
+pub use m20261206_000020_mail_outbox::MAIL_TABLES;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -43,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000009_jobs::Migration),
             Box::new(m20261206_000010_invitations::Migration),
             Box::new(m20261206_000011_school_settings_rls::Migration),
+            Box::new(m20261206_000020_mail_outbox::Migration),
         ]
     }
 }

@@ -61,8 +61,23 @@ pub fn run_all() -> anyhow::Result<()> {
         "member import (10k rows ≤ 15 s) and CSV export memory, over HTTP on PostgreSQL",
         &mut release_xtask(&["bench-member-io"]),
     )?;
+    run(
+        "mail delivery: 10,000 messages to a local SMTP server (≥ 200 messages/s, flat memory)",
+        &mut release_xtask(&["bench-mail"]),
+    )?;
     println!("bench: copy the results into docs/benchmarks.md with the machine and date");
     Ok(())
+}
+
+/// The mail delivery benchmark: `crates/mail/examples/bench_mail.rs` in release (an
+/// example, so it can use test-support's scratch database and SMTP server).
+pub fn mail() -> anyhow::Result<()> {
+    run(
+        "mail delivery to aiosmtpd",
+        crate::cargo()
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args(["run", "--release", "-p", "mail", "--example", "bench_mail"]),
+    )
 }
 
 // ---------------------------------------------------------------------------------------

@@ -64,6 +64,10 @@ enum Command {
     /// imports and 10k vs 100k-member CSV exports) against the release server on
     /// PostgreSQL + Redis.
     BenchMemberIo,
+    /// The mail delivery target: 10,000 queued messages delivered to a local SMTP server
+    /// (aiosmtpd) at ≥ 200 messages/s with flat memory (SQLite; PostgreSQL too with
+    /// `TEST_DATABASE_URL`).
+    BenchMail,
     /// Check that the domain crates depend on no framework, database or cache crate.
     CheckPurity,
     /// Check that the import graph of apps/server/src has no cycle (part of `lint`).
@@ -100,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchHttp { edge: true } => bench_http::run_edge(),
         Command::BenchDirectory => bench_directory::run(),
         Command::BenchMemberIo => bench_member_io::run(),
+        Command::BenchMail => bench::mail(),
         Command::Seed(args) => seed::run(&args),
         Command::Audit { action } => audit::run(action),
         Command::Replica { action } => replica::run(&action),

@@ -89,6 +89,23 @@ pub struct Settings {
     /// Requests slower than this log one warning naming their slowest spans
     /// (`SLOW_REQUEST_MS`, default 500; `0` logs every request).
     pub slow_request: Duration,
+    /// E-mail delivery (`SMTP_URL`, `MAIL_FROM`, `PUBLIC_BASE_URL`).
+    pub mail: MailSettings,
+}
+
+/// E-mail delivery settings.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// The SMTP server (`SMTP_URL`: `smtp://[user:password@]host[:port]` — STARTTLS
+    /// when offered, required with credentials — or `smtps://…` for implicit TLS);
+    /// `None` = messages are written as `.eml` files under `DATA_DIR/outbox/` and their
+    /// links logged (the embedded default). Its `Debug` hides the password.
+    pub smtp: Option<mail::SmtpConfig>,
+    /// The sender (`MAIL_FROM`, default `PTO Connect <no-reply@localhost>`).
+    pub from: mail::Sender,
+    /// The base of every link in a message (`PUBLIC_BASE_URL`, default
+    /// `http://localhost:<port of BIND_ADDR>`).
+    pub public_urls: mail::PublicUrls,
 }
 
 /// Response hardening settings.
@@ -230,6 +247,9 @@ pub const KEYS: &[&str] = &[
     "METRICS_TOKEN",
     "METRICS_PUBLIC",
     "SLOW_REQUEST_MS",
+    "SMTP_URL",
+    "MAIL_FROM",
+    "PUBLIC_BASE_URL",
 ];
 
 impl Settings {
@@ -412,9 +432,16 @@ impl Settings {
             0..=3_600_000,
         );
 
+        let mail = mail_settings(&mut errors, &get, bind_addr.port());
+
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
+        let Some(mail) = mail else {
+            return Err(ConfigError(vec![
+                "MAIL_FROM/PUBLIC_BASE_URL: the built-in defaults do not parse".into(),
+            ]));
+        };
         Ok(Self {
             bind_addr,
             data_dir,
@@ -439,8 +466,51 @@ impl Settings {
                 metrics,
             },
             slow_request: Duration::from_millis(slow_ms),
+            mail,
         })
     }
+}
+
+/// The default sender.
+const DEFAULT_MAIL_FROM: &str = "PTO Connect <no-reply@localhost>";
+
+/// Parses the e-mail settings (one line per bad value; never the SMTP password).
+fn mail_settings(
+    errors: &mut Vec<String>,
+    get: &impl Fn(&str) -> Option<String>,
+    port: u16,
+) -> Option<MailSettings> {
+    let smtp = get("SMTP_URL").and_then(|url| match mail::SmtpConfig::parse(&url) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errors.push(format!("SMTP_URL: {e}"));
+            None
+        }
+    });
+    let from = get("MAIL_FROM")
+        .and_then(|v| match mail::Sender::parse(&v) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.push(format!("MAIL_FROM: {e}"));
+                None
+            }
+        })
+        .or_else(|| mail::Sender::parse(DEFAULT_MAIL_FROM).ok());
+    let public_urls = get("PUBLIC_BASE_URL")
+        .and_then(|v| match mail::PublicUrls::new(&v) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                errors.push(format!("PUBLIC_BASE_URL: {e}"));
+                None
+            }
+        })
+        .or_else(|| mail::PublicUrls::new(&format!("http://localhost:{port}")).ok());
+    // Both are `None` only after an error line (the built-in defaults parse: tested).
+    Some(MailSettings {
+        smtp,
+        from: from?,
+        public_urls: public_urls?,
+    })
 }
 
 /// Parses the CORS allow-list: exact origins only (`*` is refused: with bearer
@@ -672,6 +742,52 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Json);
         let on_tty = Settings::from_sources(&env(&[]), true).expect("defaults are valid");
         assert_eq!(on_tty.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn mail_settings_default_to_files_and_localhost() {
+        let s = Settings::from_sources(&env(&[("BIND_ADDR", "127.0.0.1:9000")]), false)
+            .expect("defaults are valid");
+        assert!(s.mail.smtp.is_none());
+        assert_eq!(s.mail.public_urls.base(), "http://localhost:9000");
+        assert_eq!(s.mail.from.domain(), "localhost");
+        let s = Settings::from_sources(
+            &env(&[
+                ("SMTP_URL", "smtps://mailer:s3cret@smtp.example.org"),
+                ("MAIL_FROM", "PTO <pto@example.org>"),
+                ("PUBLIC_BASE_URL", "https://pto.example.org/"),
+            ]),
+            false,
+        )
+        .expect("valid");
+        let smtp = s.mail.smtp.as_ref().expect("smtp");
+        assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.org", 465));
+        assert_eq!(s.mail.public_urls.base(), "https://pto.example.org");
+        assert!(
+            !format!("{s:?}").contains("s3cret"),
+            "the password is never printed"
+        );
+    }
+
+    #[test]
+    fn bad_mail_settings_are_one_line_each_without_the_password() {
+        let err = Settings::from_sources(
+            &env(&[
+                ("SMTP_URL", "smtp://u:s3cret@mail.example.org:notaport"),
+                ("MAIL_FROM", "nobody"),
+                ("PUBLIC_BASE_URL", "pto.example.org"),
+            ]),
+            false,
+        )
+        .expect_err("invalid");
+        assert_eq!(err.0.len(), 3, "{err}");
+        for key in ["SMTP_URL", "MAIL_FROM", "PUBLIC_BASE_URL"] {
+            assert!(
+                err.0.iter().any(|l| l.starts_with(key)),
+                "no line for {key}: {err}"
+            );
+        }
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

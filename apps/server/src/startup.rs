@@ -47,6 +47,9 @@ pub enum StartupError {
     /// The password hasher could not be configured.
     #[error("password hasher: {0}")]
     Hasher(String),
+    /// The mail transport could not be configured.
+    #[error("mail: {0}")]
+    Mail(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -215,6 +218,8 @@ pub async fn build_state(
         job_retention: settings.job_retention,
         invitation_ttl_days: settings.invitation_ttl_days,
         tmp_dir,
+        mail_urls: settings.mail.public_urls.clone(),
+        mail_wake: Arc::new(tokio::sync::Notify::new()),
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz,
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),
@@ -319,6 +324,39 @@ fn spawn_job_worker(state: &web::Data<AppState>) {
     worker.spawn(state.job_wake.clone(), Duration::from_secs(5));
 }
 
+/// How often the mail worker looks for messages committed by other instances and for
+/// retries that came due (messages committed here wake it at once via `mail_wake`).
+const MAIL_POLL: Duration = Duration::from_secs(2);
+
+/// The transport of `settings`: SMTP when `SMTP_URL` is set, else `.eml` files under
+/// `DATA_DIR/outbox/` (the embedded default: the links are logged).
+pub fn mail_transport(settings: &Settings) -> Result<Arc<dyn mail::Transport>, StartupError> {
+    match &settings.mail.smtp {
+        Some(smtp) => {
+            tracing::info!(host = %smtp.host, port = smtp.port, security = ?smtp.security, "mail: delivering through SMTP");
+            let transport =
+                mail::SmtpTransport::new(smtp).map_err(|e| StartupError::Mail(e.to_string()))?;
+            Ok(Arc::new(transport))
+        }
+        None => {
+            let dir = settings.data_dir.join("outbox");
+            tracing::info!(dir = %dir.display(), "mail: no SMTP_URL; messages are written as .eml files and their links logged");
+            Ok(Arc::new(mail::FileTransport::new(dir)))
+        }
+    }
+}
+
+/// Starts this instance's mail worker (several instances share the outbox).
+fn spawn_mail_worker(state: &web::Data<AppState>, settings: &Settings) -> Result<(), StartupError> {
+    let worker = mail::MailWorker::new(
+        state.db.clone(),
+        mail_transport(settings)?,
+        mail::WorkerSettings::new(settings.mail.from.clone()),
+    );
+    worker.spawn(state.mail_wake.clone(), MAIL_POLL);
+    Ok(())
+}
+
 /// How long a staged upload or export file may sit in `DATA_DIR/tmp` before it is taken
 /// for the leftover of a process that died.
 const STALE_STAGED_FILE: Duration = Duration::from_secs(24 * 3600);
@@ -386,6 +424,7 @@ impl Application {
         spawn_term_ender(state.clone());
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
+        spawn_mail_worker(&state, &settings)?;
         let factory_state = state.clone();
         // TCP_NODELAY on every accepted connection: with Nagle's algorithm on, a response
         // written in several segments (a compressed, chunked body over ~1 KB) waits for the

@@ -65,6 +65,12 @@ pub struct AppState {
     pub tmp_dir: std::path::PathBuf,
     /// Security headers, HSTS and CORS.
     pub security: crate::http::security::SecurityPolicy,
+    /// Builds the links of e-mail messages (`PUBLIC_BASE_URL`): pass them to
+    /// `mail::MailKind`, enqueue with `mail::Outbox::enqueue` in the write transaction.
+    pub mail_urls: mail::PublicUrls,
+    /// Wakes this instance's mail worker (`notify_one` after committing messages);
+    /// without it they go within the worker's poll interval.
+    pub mail_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl AppState {

@@ -8,6 +8,8 @@
 //! - SQL fixtures ([`ScratchDb::exec`], [`ScratchDb::user`], [`ScratchDb::org`], …) that
 //!   write rows the way the adapters store them, for tests of one adapter that need rows
 //!   another adapter owns.
+//! - [`SmtpSink`]: a real SMTP server (Python's `aiosmtpd`) whose received messages a
+//!   test reads; skipped with a note when unavailable, except under `CI=true`.
 //!
 //! Cleanup is explicit and async at the end of a passing test ([`ScratchDb::finish`], on
 //! the test's own runtime). A test that panicked falls back to `Drop`, which never
@@ -16,6 +18,9 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod smtp;
+pub use smtp::{SmtpSink, header};
 
 use persistence::{Database, DatabaseSettings};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};

@@ -54,6 +54,7 @@ async fn without_a_tenant_every_tenant_table_is_empty() {
     let tables = migration::TENANT_TABLES
         .iter()
         .chain(migration::JOB_TABLES)
+        .chain(migration::MAIL_TABLES)
         .map(|(t, _, _)| *t)
         .chain(migration::SCHOOL_TABLES.iter().copied());
     for table in tables {
