@@ -44,6 +44,9 @@ pub enum Effect {
     UserDirectories(Uuid),
     /// A revoked credential (API key), forgotten by every instance's credential cache.
     Credential(Uuid),
+    /// The change queued e-mail: wake this instance's mail worker (the others find it
+    /// on their next poll).
+    Mail,
 }
 
 /// What a committed event of type `kind` invalidates. The table of the write path:
@@ -66,9 +69,19 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::MemberRoleChange
         | EventType::MemberTermEnd
         | EventType::MemberUpdate => member(),
-        EventType::MemberInvite | EventType::InvitationRevoke => {
-            org.map(Effect::Directory).into_iter().collect()
-        }
+        // Invitations queue their e-mail with them.
+        EventType::MemberInvite | EventType::InvitationResend => org
+            .map(Effect::Directory)
+            .into_iter()
+            .chain([Effect::Mail])
+            .collect(),
+        EventType::InvitationAccept
+        | EventType::InvitationDecline
+        | EventType::InvitationRevoke => org.map(Effect::Directory).into_iter().collect(),
+        // Links and notices by e-mail.
+        EventType::AuthEmailVerificationSent
+        | EventType::AuthPasswordResetRequest
+        | EventType::AuthPasswordReset => vec![Effect::Mail],
         // The creator's first membership; the org's placement; anything that changes
         // what its settings resolve to or who holds what.
         EventType::OrgCreate
@@ -90,6 +103,7 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         EventType::ApiKeyCreate
         | EventType::AuditArchive
         | EventType::AuditRetentionUpdate
+        | EventType::AuthEmailVerified
         | EventType::AuthPasswordChange
         | EventType::AuthRegister
         | EventType::AuthSignInFailed
@@ -159,22 +173,26 @@ pub struct Dispatcher {
     directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
     auth: Arc<AuthService>,
     orgs: tenancy_store::SeaOrmOrgRepository,
+    mail_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Dispatcher {
-    /// A dispatcher over the app's caches; `orgs` finds a user's orgs.
+    /// A dispatcher over the app's caches; `orgs` finds a user's orgs; `mail_wake`
+    /// wakes the mail worker.
     #[must_use]
     pub fn new(
         authz: Arc<Authz>,
         directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
         auth: Arc<AuthService>,
         orgs: tenancy_store::SeaOrmOrgRepository,
+        mail_wake: Arc<tokio::sync::Notify>,
     ) -> Self {
         Self {
             authz,
             directory,
             auth,
             orgs,
+            mail_wake,
         }
     }
 
@@ -198,6 +216,7 @@ impl Dispatcher {
                     directory.extend(self.orgs_of(user).await);
                 }
                 Effect::Credential(key) => self.auth.api_key_revoked(key).await,
+                Effect::Mail => self.mail_wake.notify_one(),
             }
         }
         if !whole.is_empty() {
@@ -294,6 +313,7 @@ mod tests {
                 Effect::Member { org, user: a },
                 Effect::Member { org, user: b },
                 Effect::Directory(org),
+                Effect::Mail,
             ])
         );
     }

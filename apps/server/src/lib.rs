@@ -6,6 +6,7 @@ pub mod authz;
 pub mod config;
 pub mod dispatch;
 pub mod http;
+pub mod mailer;
 pub mod routes;
 pub mod startup;
 pub mod state;

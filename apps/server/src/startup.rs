@@ -198,28 +198,35 @@ pub async fn build_state(
     .await?;
     let authz = Arc::new(crate::authz::Authz::new(permission_store, permission_cache));
     let auth = Arc::new(auth);
-    let orgs = SeaOrmOrgRepository::new(db.clone());
+    // What the stores tell people by e-mail, queued with the change that causes it.
+    let notices = tenancy_store::Notices::new(Arc::new(crate::mailer::MailNotifier::new(
+        settings.mail.public_urls.clone(),
+    )));
+    let orgs = SeaOrmOrgRepository::new(db.clone()).with_notices(notices.clone());
     // The one place committed changes become invalidations (every store's `WriteTx`
     // hands its events here after commit).
+    let mail_wake = Arc::new(tokio::sync::Notify::new());
     db.set_after_commit(Arc::new(crate::dispatch::Dispatcher::new(
         authz.clone(),
         directory_cache.clone(),
         auth.clone(),
         orgs.clone(),
+        mail_wake.clone(),
     )));
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs,
+        account_tokens: tenancy_store::SeaOrmAccountTokens::new(db.clone(), notices.clone()),
         confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
         directory_cache,
-        jobs: jobs::JobQueue::new(db.clone()),
+        jobs: jobs::JobQueue::new(db.clone()).with_notices(notices.clone()),
         job_wake: Arc::new(tokio::sync::Notify::new()),
         job_retention: settings.job_retention,
         invitation_ttl_days: settings.invitation_ttl_days,
         tmp_dir,
         mail_urls: settings.mail.public_urls.clone(),
-        mail_wake: Arc::new(tokio::sync::Notify::new()),
+        mail_wake,
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz,
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),

@@ -29,6 +29,8 @@ pub struct AppState {
     pub auth: std::sync::Arc<AuthService>,
     /// Organizations, memberships, custom roles.
     pub orgs: SeaOrmOrgRepository,
+    /// Address verification and password-reset links.
+    pub account_tokens: tenancy_store::SeaOrmAccountTokens,
     /// Signs the confirmation tokens of destructive bulk operations.
     pub confirmations: credentials::ConfirmationKey,
     /// The member directory (lists, search), uncached: exports and jobs page through it.

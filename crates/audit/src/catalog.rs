@@ -46,8 +46,16 @@ catalog! {
     AuditArchive = "audit.archive",
     /// An org's audit retention changed.
     AuditRetentionUpdate = "audit.retention_update",
+    /// A user proved their address (a verification link).
+    AuthEmailVerified = "auth.email_verified",
+    /// A link to prove an address was sent.
+    AuthEmailVerificationSent = "auth.email_verification_sent",
     /// A user changed their password (their other sessions end).
     AuthPasswordChange = "auth.password_change",
+    /// A password was set from a reset link (every session ends).
+    AuthPasswordReset = "auth.password_reset",
+    /// A password-reset link was sent (only when the account exists).
+    AuthPasswordResetRequest = "auth.password_reset_request",
     /// An account was registered.
     AuthRegister = "auth.register",
     /// A user signed in.
@@ -70,6 +78,12 @@ catalog! {
     DistrictStaffChange = "district_staff.change",
     /// Someone stopped being district staff.
     DistrictStaffRemove = "district_staff.remove",
+    /// An invitation was accepted (its member is recorded as `member.create`).
+    InvitationAccept = "invitation.accept",
+    /// An invitation was declined by the owner of its address.
+    InvitationDecline = "invitation.decline",
+    /// An invitation's e-mail was sent again, with a new link.
+    InvitationResend = "invitation.resend",
     /// A pending invitation was revoked.
     InvitationRevoke = "invitation.revoke",
     /// A background job was cancelled.

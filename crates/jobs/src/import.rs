@@ -593,7 +593,7 @@ pub async fn import_step(
         }
     }
     let (valid_items, requests): (Vec<_>, Vec<_>) = valid.into_iter().unzip();
-    let outcomes = tenancy_store::add_members_in(&txn, &ctx, requests)
+    let outcomes = tenancy_store::add_members_in(&txn, &ctx, queue.notices(), requests)
         .await
         .map_err(|e| JobStoreError(e.0))?;
     let mut ok = 0;

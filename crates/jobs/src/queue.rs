@@ -391,13 +391,32 @@ impl Drop for JobDraft {
 #[derive(Debug, Clone)]
 pub struct JobQueue {
     db: Database,
+    notices: tenancy_store::Notices,
 }
 
 impl JobQueue {
-    /// A queue over `db`.
+    /// A queue over `db` (its imports queue no messages: see
+    /// [`JobQueue::with_notices`]).
     #[must_use]
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            notices: tenancy_store::Notices::none(),
+        }
+    }
+
+    /// The same queue, its imports queueing their invitations' messages through
+    /// `notices`.
+    #[must_use]
+    pub fn with_notices(mut self, notices: tenancy_store::Notices) -> Self {
+        self.notices = notices;
+        self
+    }
+
+    /// Where its imports queue messages.
+    #[must_use]
+    pub fn notices(&self) -> &tenancy_store::Notices {
+        &self.notices
     }
 
     /// The database.

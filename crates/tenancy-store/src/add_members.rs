@@ -32,8 +32,10 @@ use tenancy::{CustomRole, Invitation, InvitationStatus, InvitedProfile, RoleAssi
 use crate::convert::{self, failure};
 use crate::entity::{invitations, memberships, org_roles, users};
 use crate::invitations::{row, status_at};
+use crate::notices::{Notice, Notices};
 use crate::orgs::{held_keys, load_membership, lock_org};
 use persistence::now_micros;
+use tenancy::OneTimeToken;
 
 /// Rows per multi-row insert and values per `IN (…)` list: at most 16 columns × 256
 /// rows = 4,096 bind parameters, within PostgreSQL's and SQLite's limits.
@@ -51,9 +53,10 @@ const CHUNK: usize = 256;
 pub async fn add_member_in(
     txn: &WriteTx,
     ctx: &AuditContext,
+    notices: &Notices,
     req: AddMemberRequest,
 ) -> Result<Invitation, AddMemberError> {
-    add_members_in(txn, ctx, vec![req])
+    add_members_in(txn, ctx, notices, vec![req])
         .await?
         .pop()
         .ok_or_else(|| {
@@ -76,6 +79,7 @@ pub async fn add_member_in(
 pub async fn add_members_in(
     txn: &WriteTx,
     ctx: &AuditContext,
+    notices: &Notices,
     reqs: Vec<AddMemberRequest>,
 ) -> Result<Vec<Result<Invitation, AddMemberError>>, StorageFailure> {
     let Some((org, actor_id)) = reqs.first().map(|r| (r.org_id, r.actor)) else {
@@ -197,12 +201,12 @@ pub async fn add_members_in(
             .await
             .map_err(failure)?;
     }
-    for chunk in planned.chunks(CHUNK) {
-        invitations::Entity::insert_many(
-            chunk
-                .iter()
-                .map(|inv| invitations::ActiveModel::from(row(inv, now)).reset_all()),
-        )
+    // Each invitation's link carries its own token; only the digest is stored.
+    let tokens: Vec<OneTimeToken> = planned.iter().map(|_| OneTimeToken::generate()).collect();
+    for (chunk, tokens) in planned.chunks(CHUNK).zip(tokens.chunks(CHUNK)) {
+        invitations::Entity::insert_many(chunk.iter().zip(tokens).map(|(inv, token)| {
+            invitations::ActiveModel::from(row(inv, Some(token.digest()), now)).reset_all()
+        }))
         .exec_without_returning(txn)
         .await
         .map_err(failure)?;
@@ -220,6 +224,27 @@ pub async fn add_members_in(
         ));
     }
     convert::record_all(txn, events).await?;
+    let inviter = crate::invitations::display_name(txn, actor_id.as_uuid()).await?;
+    notices
+        .queue_all(
+            txn,
+            planned
+                .iter()
+                .zip(tokens)
+                .map(|(inv, token)| {
+                    (
+                        inv.email.clone(),
+                        Notice::Invitation {
+                            org_id: org.as_uuid(),
+                            org_name: org_row.name.clone(),
+                            inviter: inviter.clone(),
+                            token,
+                        },
+                    )
+                })
+                .collect(),
+        )
+        .await?;
     // The invitations come in the order of the accepted requests.
     let mut added = planned.into_iter();
     Ok(outcomes

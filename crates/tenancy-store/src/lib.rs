@@ -8,19 +8,23 @@
 //! version …`: a row lock on PostgreSQL, the write lock on SQLite), then re-check the
 //! rule from `tenancy::rules` on what they read — so concurrent changes cannot break it.
 
+mod account_tokens;
 mod add_members;
 mod api_keys;
 mod convert;
 mod directory;
 mod entity;
 mod invitations;
+mod notices;
 mod orgs;
 mod sessions;
 mod users;
 
+pub use account_tokens::SeaOrmAccountTokens;
 pub use add_members::{add_member_in, add_members_in};
 pub use api_keys::SeaOrmApiKeyRepository;
 pub use directory::{SEARCH_CANDIDATES, SeaOrmMemberDirectory};
+pub use notices::{Notice, Notices, Notifier};
 pub use orgs::SeaOrmOrgRepository;
 pub use sessions::SeaOrmSessionRepository;
 pub use users::SeaOrmUserRepository;

@@ -26,13 +26,25 @@ use persistence::{Database, now_micros};
 #[derive(Debug, Clone)]
 pub struct SeaOrmOrgRepository {
     pub(crate) db: Database,
+    pub(crate) notices: crate::Notices,
 }
 
 impl SeaOrmOrgRepository {
-    /// A repository over the given database.
+    /// A repository over the given database (queueing no messages: see
+    /// [`SeaOrmOrgRepository::with_notices`]).
     #[must_use]
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            notices: crate::Notices::none(),
+        }
+    }
+
+    /// The same repository, queueing its messages (invitations) through `notices`.
+    #[must_use]
+    pub fn with_notices(mut self, notices: crate::Notices) -> Self {
+        self.notices = notices;
+        self
     }
 }
 

@@ -40,10 +40,12 @@ fn session(m: sessions::Model) -> Session {
 fn credentials(m: users::Model) -> Result<StoredCredentials, StorageFailure> {
     let password_hash = m.password_hash.clone();
     let is_platform_admin = m.is_platform_admin;
+    let email_verified = m.email_verified_at.is_some();
     Ok(StoredCredentials {
         user: convert::user(m)?,
         password_hash,
         is_platform_admin,
+        email_verified,
     })
 }
 

@@ -51,6 +51,7 @@ impl UserRepository for SeaOrmUserRepository {
             deleted_at: Set(None),
             phone: Set(None),
             last_active_at: Set(None),
+            email_verified_at: Set(None),
         };
         let model = row.insert(&txn).await.map_err(|e| {
             if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {

@@ -11,7 +11,7 @@ use permissions::BuiltinRole;
 use tenancy::ports::{AddMemberError, AddMemberRequest, AuditContext, RoleChoice};
 use tenancy::rules::RoleChangeRefused;
 use tenancy::{Email, InvitationStatus, OrgId, PersonName, RoleId, UserId};
-use tenancy_store::add_members_in;
+use tenancy_store::{Notices, add_members_in};
 use test_support::{Backend, ScratchDb, TestEnv};
 use uuid::Uuid;
 
@@ -165,7 +165,9 @@ async fn a_batch_decides_each_request_in_order(env: &Env) {
         ));
     }
     let txn = db.db.begin_for_org(org).await.unwrap();
-    let outcomes = add_members_in(&txn, &ctx(admin), reqs).await.unwrap();
+    let outcomes = add_members_in(&txn, &ctx(admin), &Notices::none(), reqs)
+        .await
+        .unwrap();
     txn.commit().await.unwrap();
 
     let kinds: Vec<String> = outcomes.iter().map(kind).collect();
@@ -252,6 +254,7 @@ async fn a_lapsed_invitation_makes_room_for_a_new_one(env: &Env) {
         let out = add_members_in(
             &txn,
             &ctx(admin),
+            &Notices::none(),
             vec![request(
                 org,
                 admin,
@@ -304,6 +307,7 @@ async fn the_actor_rank_and_the_org_bind_the_whole_batch(env: &Env) {
     let outcomes = add_members_in(
         &txn,
         &ctx(board),
+        &Notices::none(),
         vec![
             request(
                 org,
@@ -332,6 +336,7 @@ async fn the_actor_rank_and_the_org_bind_the_whole_batch(env: &Env) {
     let outcomes = add_members_in(
         &txn,
         &ctx(board),
+        &Notices::none(),
         vec![request(
             other,
             board,
@@ -348,6 +353,7 @@ async fn the_actor_rank_and_the_org_bind_the_whole_batch(env: &Env) {
     let mixed = add_members_in(
         &txn,
         &ctx(board),
+        &Notices::none(),
         vec![
             request(
                 org,

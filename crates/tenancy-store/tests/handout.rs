@@ -12,7 +12,7 @@ use tenancy::ports::{
 };
 use tenancy::rules::RoleChangeRefused;
 use tenancy::{Email, OrgId, PersonName, RoleId, UserId};
-use tenancy_store::{SeaOrmOrgRepository, add_members_in};
+use tenancy_store::{Notices, SeaOrmOrgRepository, add_members_in};
 use test_support::{Backend, ScratchDb, TestEnv};
 use uuid::Uuid;
 
@@ -143,6 +143,7 @@ async fn roles_are_given_only_with_keys_held_now(env: &Env) {
     let outcomes = add_members_in(
         &txn,
         &ctx(board),
+        &Notices::none(),
         vec![AddMemberRequest {
             org_id: OrgId::from_uuid(org),
             actor: UserId::from_uuid(board),

@@ -21,6 +21,7 @@ pub mod service;
 mod session;
 mod signup_code;
 pub mod text;
+mod token;
 mod user;
 
 pub use email::{Email, EmailError};
@@ -34,4 +35,5 @@ pub use org::{OrgKind, OrgStatus, Organization};
 pub use password::{Password, PasswordError};
 pub use session::Session;
 pub use signup_code::{SignupCode, SignupCodeError};
+pub use token::{OneTimeToken, PASSWORD_RESET_TTL, TokenPurpose, TokenRefused, VERIFY_EMAIL_TTL};
 pub use user::{User, UserStatus};

@@ -379,6 +379,62 @@ pub enum RevokeInvitationError {
     Unexpected(#[from] StorageFailure),
 }
 
+/// Who accepts an invitation from its link.
+#[derive(Debug, Clone)]
+pub enum Claimant {
+    /// A signed-in account; its address must be the invited one.
+    Account(crate::UserId),
+    /// A new account for the invited address (the link proves it), with these names
+    /// and this password (hashed).
+    NewAccount {
+        /// Given name.
+        first_name: crate::PersonName,
+        /// Family name.
+        last_name: crate::PersonName,
+        /// The password's hash.
+        password_hash: String,
+    },
+}
+
+/// An accepted invitation: the account (new or existing) and its new membership.
+#[derive(Debug, Clone)]
+pub struct AcceptedInvitation {
+    /// The account.
+    pub user: User,
+    /// Whether the account was created by this acceptance.
+    pub created: bool,
+    /// The org.
+    pub org: crate::Organization,
+    /// The membership, active.
+    pub membership: crate::Membership,
+}
+
+/// Why an invitation could not be accepted or declined.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerInvitationError {
+    /// The link is unknown or the invitation expired.
+    #[error(transparent)]
+    Refused(#[from] crate::TokenRefused),
+    /// The invitation was accepted, declined or revoked already.
+    #[error(transparent)]
+    Ended(#[from] crate::InvitationEnded),
+    /// A new account was asked for, but the address has one: sign in, then accept.
+    #[error("an account with this address exists; sign in to accept")]
+    AccountExists,
+    /// The signed-in account's address is not the invited one.
+    #[error("the invitation is for another address")]
+    WrongAccount,
+    /// The signed-in account's address is not verified yet.
+    #[error("verify your e-mail address first")]
+    NotVerified,
+    /// The account is a member of the org already.
+    #[error("you are a member of this organization already")]
+    AlreadyMember,
+    /// Storage failure.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
 /// An org's invitations, as its admins list and revoke them.
 pub trait InvitationRepository: Send + Sync + 'static {
     /// The org's invitations, newest first, after `after` (an id of the previous
@@ -400,6 +456,107 @@ pub trait InvitationRepository: Send + Sync + 'static {
         id: crate::InvitationId,
         now: time::OffsetDateTime,
     ) -> impl Future<Output = Result<crate::Invitation, RevokeInvitationError>> + Send;
+
+    /// Sends a pending invitation again with a new link (the old link stops working),
+    /// audited `invitation.resend`.
+    fn resend_invitation(
+        &self,
+        ctx: &AuditContext,
+        org: crate::OrgId,
+        id: crate::InvitationId,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<crate::Invitation, RevokeInvitationError>> + Send;
+
+    /// Accepts the pending invitation whose link carries `token`, as `claimant`: the
+    /// membership is created with the invited role and profile, the address counts as
+    /// proven, and (for a new account) the account is created — in one transaction,
+    /// audited (`invitation.accept`, `member.create`, and `auth.register` for a new
+    /// account).
+    fn accept_invitation(
+        &self,
+        ctx: &AuditContext,
+        token: &crate::OneTimeToken,
+        claimant: Claimant,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<AcceptedInvitation, AnswerInvitationError>> + Send;
+
+    /// The pending invitations to `email` in every org, newest first.
+    fn invitations_to(
+        &self,
+        email: &crate::Email,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<crate::Invitation>, StorageFailure>> + Send;
+
+    /// Accepts (`accept`) or declines a pending invitation of `org` to the signed-in
+    /// `user`, whose address must be the invited one and verified. Returns the
+    /// membership when accepted.
+    fn answer_invitation(
+        &self,
+        ctx: &AuditContext,
+        user: crate::UserId,
+        org: crate::OrgId,
+        id: crate::InvitationId,
+        accept: bool,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<AcceptedInvitation>, AnswerInvitationError>> + Send;
+}
+
+/// Why an e-mailed link could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UseTokenError {
+    /// The link is unknown, expired or used.
+    #[error(transparent)]
+    Refused(#[from] crate::TokenRefused),
+    /// Storage failure.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// Address verification and password reset. Tokens are stored by digest only, are for
+/// one user and one address, expire, and open something once; every step is audited in
+/// its transaction, and the message carrying a token is queued in that same
+/// transaction (so a rolled-back step sends nothing).
+pub trait AccountTokenRepository: Send + Sync + 'static {
+    /// Issues `token` to prove `user`'s current address (earlier unused ones stop
+    /// working) and queues its message. Returns the address; `None` when there is no
+    /// such active user.
+    fn issue_email_verification(
+        &self,
+        ctx: &AuditContext,
+        user: crate::UserId,
+        token: &crate::OneTimeToken,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<crate::Email>, StorageFailure>> + Send;
+
+    /// Marks the address the token was sent to as proven, if it is still the user's.
+    fn verify_email(
+        &self,
+        ctx: &AuditContext,
+        token: &crate::OneTimeToken,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<crate::UserId, UseTokenError>> + Send;
+
+    /// Issues `token` to reset the password of the active account with `email`, if there
+    /// is one, and queues its message; whether there was (the caller answers the same
+    /// either way).
+    fn issue_password_reset(
+        &self,
+        ctx: &AuditContext,
+        email: &crate::Email,
+        token: &crate::OneTimeToken,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StorageFailure>> + Send;
+
+    /// Sets the password of the token's user to `password_hash`, ends every session of
+    /// theirs and every other reset link, proves the address (the link reached it), and
+    /// queues the "password changed" message. Returns the user and the ended sessions.
+    fn reset_password(
+        &self,
+        ctx: &AuditContext,
+        token: &crate::OneTimeToken,
+        password_hash: String,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<(crate::UserId, Vec<uuid::Uuid>), UseTokenError>> + Send;
 }
 
 /// Storage of organizations, memberships and custom roles. Every write method stores
@@ -535,6 +692,8 @@ pub struct StoredCredentials {
     pub password_hash: String,
     /// Whether the user is a platform admin.
     pub is_platform_admin: bool,
+    /// Whether the user proved their address (a verification or invitation link).
+    pub email_verified: bool,
 }
 
 /// Storage of sessions and credentials. Writes are audited as activity events.

@@ -186,6 +186,23 @@ impl Authenticated {
     }
 }
 
+impl Caller {
+    /// The signed-in user of `req` (as the extractor), for routes where signing in is
+    /// optional and decided by the presence of `Authorization`.
+    ///
+    /// # Errors
+    /// 401 for missing or invalid credentials, 403 for an API key.
+    pub async fn of(req: &HttpRequest) -> Result<Self, ApiError> {
+        match Authenticated::of(req).await? {
+            Authenticated::User(caller) => Ok(caller),
+            Authenticated::ApiKey { .. } => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "API keys can only be used on the organization routes they are granted",
+            )),
+        }
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
@@ -194,15 +211,40 @@ impl FromRequest for Caller {
     /// organization routes whose permission they carry.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
+        Box::pin(async move { Self::of(&req).await })
+    }
+}
+
+/// The signed-in user when the request carries `Authorization`, else nobody (for routes
+/// open to both); credentials that are sent must be valid (401 otherwise).
+#[derive(Debug, Clone)]
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl FromRequest for MaybeCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
         Box::pin(async move {
-            match Authenticated::of(&req).await? {
-                Authenticated::User(caller) => Ok(caller),
-                Authenticated::ApiKey { .. } => Err(ApiError::new(
-                    ErrorCode::PermissionDenied,
-                    "API keys can only be used on the organization routes they are granted",
-                )),
+            if req
+                .headers()
+                .contains_key(actix_web::http::header::AUTHORIZATION)
+            {
+                Caller::of(&req).await.map(|c| Self(Some(c)))
+            } else {
+                Ok(Self(None))
             }
         })
+    }
+}
+
+impl aide::OperationInput for MaybeCaller {
+    fn inferred_early_responses(
+        ctx: &mut GenContext,
+        _: &mut Operation,
+    ) -> Vec<(Option<StatusCode>, Response)> {
+        error_responses(ctx, &[ErrorCode::Unauthenticated])
     }
 }
 

@@ -7,6 +7,6 @@ mod org_member;
 mod service;
 
 pub(crate) use caller::Authenticated;
-pub use caller::{Caller, ClientMeta, Principal};
+pub use caller::{Caller, ClientMeta, MaybeCaller, Principal};
 pub use org_member::{OrgActor, OrgMember};
 pub use service::{AuthService, Authentication, SessionSettings};

@@ -182,14 +182,25 @@ impl AuthService {
                 .map_err(|e| ApiError::internal(e.0))?;
             return Err(invalid());
         }
+        let token = self.open_session(ctx, creds.user.id).await?;
+        Ok((token, creds))
+    }
+
+    /// Opens a session for `user` (whose sign-in was proven another way: a password, an
+    /// invitation link) and returns its token; audited `auth.sign_in`.
+    pub async fn open_session(
+        &self,
+        ctx: &AuditContext,
+        user: UserId,
+    ) -> Result<IssuedToken, ApiError> {
         let session_id = Uuid::now_v7();
         let expires_at = truncate_secs(OffsetDateTime::now_utc() + self.settings.ttl);
         let token = self
             .issuer
-            .issue_session(creds.user.id.as_uuid(), session_id, expires_at)
+            .issue_session(user.as_uuid(), session_id, expires_at)
             .map_err(|e| ApiError::internal(Box::new(e)))?;
         let ctx = AuditContext {
-            actor: audit::Actor::User(creds.user.id.as_uuid()),
+            actor: audit::Actor::User(user.as_uuid()),
             ..ctx.clone()
         };
         self.sessions
@@ -197,14 +208,22 @@ impl AuthService {
                 &ctx,
                 NewSession {
                     id: session_id,
-                    user_id: creds.user.id,
+                    user_id: user,
                     revocation_id: token.revocation_id.clone(),
                     expires_at,
                 },
             )
             .await
             .map_err(|e| ApiError::internal(e.0))?;
-        Ok((token, creds))
+        Ok(token)
+    }
+
+    /// After sessions ended in the store (a password reset): every instance forgets
+    /// them.
+    pub async fn sessions_ended(&self, sessions: &[Uuid]) {
+        for &session in sessions {
+            self.announce_revoked(session).await;
+        }
     }
 
     /// Verifies a bearer token for a request on `org` (if the route has one): cached

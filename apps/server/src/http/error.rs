@@ -45,11 +45,22 @@ pub enum ErrorCode {
     Internal,
     /// 503: a dependency (database) is unavailable; retry later.
     ServiceUnavailable,
+    /// 400: an e-mailed link's token is not valid (mistyped, or replaced by a newer
+    /// link): ask for a new one.
+    LinkInvalid,
+    /// 410: an e-mailed link has expired: ask for a new one.
+    LinkExpired,
+    /// 410: an e-mailed link was used already.
+    LinkUsed,
+    /// 410: the invitation was accepted, declined or revoked already (`details.status`).
+    InvitationEnded,
+    /// 403: the account's e-mail address must be verified first.
+    EmailNotVerified,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 21] = [
         Self::BadRequest,
         Self::Unauthenticated,
         Self::PermissionDenied,
@@ -66,6 +77,11 @@ impl ErrorCode {
         Self::RateLimited,
         Self::Internal,
         Self::ServiceUnavailable,
+        Self::LinkInvalid,
+        Self::LinkExpired,
+        Self::LinkUsed,
+        Self::InvitationEnded,
+        Self::EmailNotVerified,
     ];
 
     /// The HTTP status this code is always answered with.
@@ -87,6 +103,9 @@ impl ErrorCode {
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LinkInvalid => StatusCode::BAD_REQUEST,
+            Self::LinkExpired | Self::LinkUsed | Self::InvitationEnded => StatusCode::GONE,
+            Self::EmailNotVerified => StatusCode::FORBIDDEN,
         }
     }
 
@@ -110,6 +129,11 @@ impl ErrorCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::Internal => "INTERNAL",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Self::LinkInvalid => "LINK_INVALID",
+            Self::LinkExpired => "LINK_EXPIRED",
+            Self::LinkUsed => "LINK_USED",
+            Self::InvitationEnded => "INVITATION_ENDED",
+            Self::EmailNotVerified => "EMAIL_NOT_VERIFIED",
         }
     }
 }

@@ -3,6 +3,7 @@
 use garde::Validate;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tenancy::ports::AccountTokenRepository;
 use tenancy::service::{RegisterError, RegisterRequest};
 use tenancy::{Email, Password, PersonName, User};
 
@@ -22,7 +23,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         RouteDoc::new("register", "Open an account (no organization yet)", "auth")
             .public()
             .rate_class(RateClass::Create)
-            .description("Creates a user. Join an organization afterwards with its signup code.")
+            .description("Creates a user and e-mails a link to prove the address (`POST /auth/verify-email`). Join an organization afterwards with its signup code, or accept an invitation.")
             .errors(&[ErrorCode::Conflict]),
     );
     r.post(
@@ -193,6 +194,17 @@ async fn register_account(
             .with_details(serde_json::json!({ "field": "email" })),
             RegisterError::Unexpected(source) => ApiError::internal(source),
         })?;
+    // The link that proves the address (claiming invitations needs a proven address).
+    state
+        .account_tokens
+        .issue_email_verification(
+            &meta.audit_context(audit::Actor::User(user.id.as_uuid())),
+            user.id,
+            &tenancy::OneTimeToken::generate(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(|e| ApiError::internal(e.0))?;
     Ok(Created(user.into()))
 }
 

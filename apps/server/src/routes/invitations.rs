@@ -58,6 +58,15 @@ pub(super) fn register(r: &mut ApiRoutes) {
             .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict]),
     );
+    r.post(
+        "/api/v2/orgs/{org_id}/invitations/{invitation_id}/resend",
+        resend_invitation,
+        RouteDoc::new("resend_invitation", "Send a pending invitation again", TAG)
+            .description("A new e-mail with a new link; the earlier link stops working (audited `invitation.resend`). 409 if it is no longer pending.")
+            .permission(PermissionKey::UsersInvite)
+            .rate_class(RateClass::Create)
+            .errors(&[ErrorCode::Conflict]),
+    );
 }
 
 /// Someone to invite: their address, role and profile as the org knows them.
@@ -291,6 +300,16 @@ pub struct InvitationPath {
     pub invitation_id: Uuid,
 }
 
+fn pending_only(e: RevokeInvitationError) -> ApiError {
+    match e {
+        RevokeInvitationError::NotFound => ApiError::not_found("no such invitation"),
+        RevokeInvitationError::Ended(ended) => {
+            ApiError::new(ErrorCode::Conflict, ended.to_string())
+        }
+        RevokeInvitationError::Unexpected(e) => ApiError::internal(e.0),
+    }
+}
+
 async fn revoke_invitation(
     state: State,
     member: OrgMember,
@@ -306,12 +325,25 @@ async fn revoke_invitation(
             now,
         )
         .await
-        .map_err(|e| match e {
-            RevokeInvitationError::NotFound => ApiError::not_found("no such invitation"),
-            RevokeInvitationError::Ended(ended) => {
-                ApiError::new(ErrorCode::Conflict, ended.to_string())
-            }
-            RevokeInvitationError::Unexpected(e) => ApiError::internal(e.0),
-        })?;
+        .map_err(pending_only)?;
     Ok(Reply(invitation_view(revoked, now)))
+}
+
+async fn resend_invitation(
+    state: State,
+    member: OrgMember,
+    Path(p): Path<InvitationPath>,
+) -> Result<Reply<InvitationView>, ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let sent = state
+        .orgs
+        .resend_invitation(
+            &member.audit_context(),
+            member.org_id(),
+            InvitationId::from_uuid(p.invitation_id),
+            now,
+        )
+        .await
+        .map_err(pending_only)?;
+    Ok(Reply(invitation_view(sent, now)))
 }

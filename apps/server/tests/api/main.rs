@@ -22,6 +22,7 @@ mod hardening;
 mod health;
 mod invitations;
 mod isolation;
+mod journeys;
 mod mail;
 mod member_io;
 mod members;

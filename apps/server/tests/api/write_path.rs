@@ -141,6 +141,39 @@ where
         body
     }
 
+    /// The token of the latest queued message of `template` to `to` (read from the
+    /// outbox, as the mail worker would send it).
+    async fn outbox_token(&self, to: &str, template: &str) -> String {
+        use sea_orm::ConnectionTrait;
+        let db = self.ctx.state.db.primary();
+        let sql = match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                "SELECT payload FROM mail_outbox WHERE recipient = $1 AND template = $2 ORDER BY id DESC"
+            }
+            _ => {
+                "SELECT payload FROM mail_outbox WHERE recipient = ? AND template = ? ORDER BY id DESC"
+            }
+        };
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql,
+                [to.into(), template.into()],
+            ))
+            .await
+            .expect("read the outbox")
+            .unwrap_or_else(|| panic!("no {template} message to {to}"));
+        let payload: String = row
+            .try_get::<String>("", "payload")
+            .or_else(|_| row.try_get::<Value>("", "payload").map(|v| v.to_string()))
+            .expect("payload");
+        let at = payload.find("token=").expect("a link with a token") + "token=".len();
+        payload[at..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect()
+    }
+
     /// The actions recorded under `request_id`.
     async fn recorded(&self, request_id: &str) -> Vec<String> {
         use sea_orm::ConnectionTrait;
@@ -219,7 +252,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
             "/api/v2/auth/register",
             None,
             Some(json!({"email": "root@wp.test", "password": "correct horse battery", "first_name": "Root", "last_name": "Admin"})),
-            &["auth.register"],
+            &["auth.register", "auth.email_verification_sent"],
             &[],
         )
         .await;
@@ -414,6 +447,15 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         )
         .await;
     let invitation = id(&added, "/data/id");
+    w.write(
+        "POST /api/v2/orgs/{org_id}/invitations/{invitation_id}/resend",
+        &format!("/api/v2/orgs/{org2}/invitations/{invitation}/resend"),
+        Some(&admin),
+        None,
+        &["invitation.resend"],
+        &[Directory],
+    )
+    .await;
     w.write(
         "DELETE /api/v2/orgs/{org_id}/invitations/{invitation_id}",
         &format!("/api/v2/orgs/{org2}/invitations/{invitation}"),
@@ -697,9 +739,139 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
     .await;
     let _ = admin_uuid;
 
+    // Links by e-mail: the tokens are read from the queued messages.
+    let (_, cara) = signed_up(&w.a, "cara@wp.test").await;
+    let verify = w.outbox_token("cara@wp.test", "verify_email").await;
+    w.write(
+        "POST /api/v2/auth/verify-email/resend",
+        "/api/v2/auth/verify-email/resend",
+        Some(&cara),
+        None,
+        &["auth.email_verification_sent"],
+        &[],
+    )
+    .await;
+    let verify_again = w.outbox_token("cara@wp.test", "verify_email").await;
+    assert_ne!(verify, verify_again);
+    w.write(
+        "POST /api/v2/auth/verify-email",
+        "/api/v2/auth/verify-email",
+        None,
+        Some(json!({"token": verify_again})),
+        &["auth.email_verified"],
+        &[],
+    )
+    .await;
+    w.write(
+        "POST /api/v2/auth/password-reset",
+        "/api/v2/auth/password-reset",
+        None,
+        Some(json!({"email": "cara@wp.test"})),
+        &["auth.password_reset_request"],
+        &[],
+    )
+    .await;
+    let reset = w.outbox_token("cara@wp.test", "password_reset").await;
+    w.write(
+        "POST /api/v2/auth/password-reset/confirm",
+        "/api/v2/auth/password-reset/confirm",
+        None,
+        Some(json!({"token": reset, "password": "cara's new passphrase"})),
+        &["auth.password_reset"],
+        &[],
+    )
+    .await;
+    let cara = crate::helpers::login(&w.a, "cara@wp.test", "cara's new passphrase").await;
+    let cara_id = get(&w.a, &cara, "/api/v2/me").await["data"]["user"]["id"]
+        .as_str()
+        .map(uuid)
+        .expect("id");
+    let invite = |email: &str| json!({"email": email, "first_name": "Cara", "last_name": "Lind"});
+    let (status, _) = send(
+        &w.a,
+        Method::POST,
+        &format!("/api/v2/orgs/{org2}/users"),
+        Some(&admin_token_after_password(&w.a).await),
+        Some(invite("cara@wp.test")),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let invited = w.outbox_token("cara@wp.test", "invitation").await;
+    w.write(
+        "POST /api/v2/invitations/accept",
+        "/api/v2/invitations/accept",
+        Some(&cara),
+        Some(json!({"token": invited})),
+        &["invitation.accept", "member.create", "auth.sign_in"],
+        &[Member(org2_id, cara_id), Directory],
+    )
+    .await;
+    let list = get(&w.a, &cara, "/api/v2/me/invitations").await;
+    assert_eq!(list["data"], json!([]));
+    for (email, route, verb, events) in [
+        (
+            "dan@wp.test",
+            "POST /api/v2/me/invitations/{invitation_id}/accept",
+            "accept",
+            &["invitation.accept", "member.create"][..],
+        ),
+        (
+            "eve@wp.test",
+            "POST /api/v2/me/invitations/{invitation_id}/decline",
+            "decline",
+            &["invitation.decline"][..],
+        ),
+    ] {
+        let (_, who) = signed_up(&w.a, email).await;
+        let token = w.outbox_token(email, "verify_email").await;
+        let (status, _) = send(
+            &w.a,
+            Method::POST,
+            "/api/v2/auth/verify-email",
+            None,
+            Some(json!({"token": token})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let admin = admin_token_after_password(&w.a).await;
+        let (status, _) = send(
+            &w.a,
+            Method::POST,
+            &format!("/api/v2/orgs/{org2}/users"),
+            Some(&admin),
+            Some(invite(email)),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let pending = get(&w.a, &who, "/api/v2/me/invitations").await;
+        let inv = id(&pending, "/data/0/id");
+        w.write(
+            route,
+            &format!("/api/v2/me/invitations/{inv}/{verb}"),
+            Some(&who),
+            None,
+            events,
+            &[Directory],
+        )
+        .await;
+    }
+
     let missing: Vec<&String> = write_routes.difference(&w.covered).collect();
     assert!(
         missing.is_empty(),
         "write routes without a row in the write-path table: {missing:?}"
     );
+}
+
+/// A fresh session of the table's org admin (after its password change and sign-out).
+async fn admin_token_after_password<S, B>(app: &S) -> String
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    crate::helpers::login(app, "admin@wp.test", "another long passphrase").await
 }

@@ -1,5 +1,6 @@
 //! SeaORM entities: this adapter's private view of the tables.
 
+pub(crate) mod account_tokens;
 pub(crate) mod api_keys;
 pub(crate) mod invitations;
 pub(crate) mod memberships;

@@ -17,6 +17,7 @@ pub struct Model {
     pub deleted_at: Option<TimeDateTimeWithTimeZone>,
     pub phone: Option<String>,
     pub last_active_at: Option<TimeDateTimeWithTimeZone>,
+    pub email_verified_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,605 @@
+//! Account journeys with mail read from a real SMTP server (`aiosmtpd`): a parent added
+//! by a CSV import follows the invitation link, sets a password, is an active member
+//! and signs in; an existing account accepts while signed in; a password reset end to
+//! end; address verification; expired and revoked links refused with clear codes.
+
+use actix_web::http::Method;
+use actix_web::test;
+use pto_server::startup::mail_transport;
+use serde_json::json;
+use test_support::{SmtpSink, header};
+
+use crate::helpers::{Backend, TestContext, login, send, signed_up};
+
+/// One test per backend, each with its own SMTP server (skipped with a note outside CI
+/// when `aiosmtpd` is missing; a failure under `CI=true`).
+macro_rules! smtp_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::run(super::Backend::Sqlite, super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::run(super::Backend::Postgres, super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+smtp_tests!(
+    a_parent_added_by_import_joins_from_the_link_and_signs_in,
+    an_existing_account_accepts_its_invitation,
+    password_reset_end_to_end,
+    addresses_are_proven_before_invitations_are_answered,
+    expired_and_revoked_links_are_refused_clearly,
+);
+
+async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(TestContext, SmtpSink) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some(ctx) = with_smtp(backend, &sink).await else {
+        return;
+    };
+    test(ctx, sink).await;
+}
+
+macro_rules! svc_bound {
+    () => {
+        impl actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+            Error = actix_web::Error,
+        >
+    };
+}
+
+/// A test context whose mail goes to `sink`.
+async fn with_smtp(backend: Backend, sink: &SmtpSink) -> Option<TestContext> {
+    let url = sink.url();
+    TestContext::with_env(
+        backend,
+        &[
+            ("SMTP_URL", url.as_str()),
+            ("MAIL_FROM", "PTO Connect <pto@school.test>"),
+            ("PUBLIC_BASE_URL", "https://pto.school.test"),
+        ],
+    )
+    .await
+}
+
+/// Delivers everything queued (the server's mail worker, run to completion here).
+async fn deliver(ctx: &TestContext) -> usize {
+    let worker = mail::MailWorker::new(
+        ctx.state.db.clone(),
+        mail_transport(&ctx.settings).expect("transport"),
+        mail::WorkerSettings::new(ctx.settings.mail.from.clone()),
+    );
+    let done = worker.drain().await.expect("deliver");
+    done.sent
+}
+
+/// The messages `sink` received for `to`, decoded from quoted-printable.
+fn mail_to(sink: &SmtpSink, to: &str) -> Vec<String> {
+    sink.messages()
+        .into_iter()
+        .filter(|m| header(m, "To").is_some_and(|t| t.contains(to)))
+        .map(|m| {
+            m.replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=")
+        })
+        .collect()
+}
+
+/// The token of the link to `path` in the latest message to `to` that has one.
+fn token_in(sink: &SmtpSink, to: &str, path: &str) -> String {
+    let marker = format!("https://pto.school.test{path}?token=");
+    let mail = mail_to(sink, to);
+    let last = mail
+        .iter()
+        .rev()
+        .find(|m| m.contains(&marker))
+        .unwrap_or_else(|| panic!("no {path} link in the {} messages to {to}", mail.len()));
+    let at = last.rfind(&marker).unwrap_or_default();
+    let token: String = last[at + marker.len()..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    assert_eq!(token.len(), 64, "a full token in {last}");
+    token
+}
+
+async fn org_with_admin(app: &svc_bound!(), email: &str, code: &str) -> (String, String) {
+    let (_, admin) = signed_up(app, email).await;
+    let (status, body) = send(
+        app,
+        Method::POST,
+        "/api/v2/orgs",
+        Some(&admin),
+        Some(json!({"name": "Maple PTO", "signup_code": code})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["data"]["org"]["id"].as_str().unwrap().to_owned(),
+        admin,
+    )
+}
+
+async fn a_parent_added_by_import_joins_from_the_link_and_signs_in(
+    ctx: TestContext,
+    sink: SmtpSink,
+) {
+    let app = ctx.service().await;
+    let (org, admin) = org_with_admin(&app, "admin@maple.test", "MAPLE001").await;
+    let csv = "email,first_name,last_name\r\nines.garcia@home.test,Inés,García\r\n";
+    let upload = |query: &'static str| {
+        test::TestRequest::post()
+            .uri(&format!("/api/v2/orgs/{org}/users/import{query}"))
+            .insert_header(("authorization", format!("Bearer {admin}")))
+            .insert_header(("content-type", "text/csv"))
+            .set_payload(csv)
+            .to_request()
+    };
+    // A dry run queues nothing.
+    let res = test::call_service(&app, upload("?dry_run=true")).await;
+    assert_eq!(res.status().as_u16(), 200);
+    deliver(&ctx).await;
+    assert!(mail_to(&sink, "ines.garcia@home.test").is_empty());
+    // The import: one invitation, one e-mail.
+    let res = test::call_service(&app, upload("")).await;
+    assert_eq!(res.status().as_u16(), 202);
+    let mut s = jobs::WorkerSettings::new(ctx.state.tmp_dir.clone());
+    s.lease = std::time::Duration::ZERO;
+    pto_server::startup::job_worker(&ctx.state, s)
+        .run_until_idle()
+        .await
+        .expect("import runs");
+    assert_eq!(deliver(&ctx).await, 1);
+    let mails = mail_to(&sink, "ines.garcia@home.test");
+    assert_eq!(mails.len(), 1);
+    assert!(header(&mails[0], "Subject").is_some());
+    assert!(mails[0].contains("Maple PTO"), "{}", mails[0]);
+    let token = token_in(&sink, "ines.garcia@home.test", "/invitations/accept");
+
+    // A new person needs names and a password with the link.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        None,
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("VALIDATION_FAILED"))
+    );
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        None,
+        Some(json!({"token": token, "first_name": "Inés", "last_name": "García", "password": "a long garden path"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["account_created"], true);
+    assert_eq!(body["data"]["org_id"], org.as_str());
+    assert_eq!(body["data"]["role"], "volunteer");
+    let session = body["data"]["token"].as_str().unwrap().to_owned();
+    // An active member, through the session the link gave…
+    let (status, me) = send(&app, Method::GET, "/api/v2/me", Some(&session), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["data"]["memberships"][0]["org_id"], org.as_str(), "{me}");
+    assert_eq!(me["data"]["memberships"][0]["status"], "active");
+    // …and by signing in with the password just set.
+    let signed_in = login(&app, "ines.garcia@home.test", "a long garden path").await;
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/users"),
+        Some(&signed_in),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The link works once.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        None,
+        Some(json!({"token": token, "first_name": "X", "last_name": "Y", "password": "another long one"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("LINK_INVALID")),
+        "{body}"
+    );
+}
+
+async fn an_existing_account_accepts_its_invitation(ctx: TestContext, sink: SmtpSink) {
+    let app = ctx.service().await;
+    let (org, admin) = org_with_admin(&app, "admin@birch.test", "BIRCH001").await;
+    let (_, parent) = signed_up(&app, "sam.okafor@home.test").await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org}/users"),
+        Some(&admin),
+        Some(json!({"email": "sam.okafor@home.test", "first_name": "Sam", "last_name": "Okafor", "role": "committee_lead"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    deliver(&ctx).await;
+    let token = token_in(&sink, "sam.okafor@home.test", "/invitations/accept");
+    // Not signed in: the address has an account, so sign in first.
+    let (status, body) = send(&app, Method::POST, "/api/v2/invitations/accept", None, Some(json!({"token": token, "first_name": "Sam", "last_name": "Okafor", "password": "not my account"}))).await;
+    assert_eq!(
+        (status, body["error"]["details"]["reason"].as_str()),
+        (409, Some("account_exists")),
+        "{body}"
+    );
+    // Signed in as someone else: refused.
+    let (_, other) = signed_up(&app, "someone.else@home.test").await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        Some(&other),
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Signed in as the invited account: a member with the invited role.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        Some(&parent),
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["account_created"], false);
+    assert_eq!(body["data"]["role"], "committee_lead");
+    let (status, me) = send(&app, Method::GET, "/api/v2/me", Some(&parent), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["data"]["memberships"][0]["org_id"], org.as_str(), "{me}");
+    assert_eq!(
+        me["data"]["memberships"][0]["role"], "committee_lead",
+        "{me}"
+    );
+    // The admin sees it accepted.
+    let (_, list) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/invitations"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(list["data"][0]["status"], "accepted", "{list}");
+}
+
+async fn password_reset_end_to_end(ctx: TestContext, sink: SmtpSink) {
+    let app = ctx.service().await;
+    let (_, old_session) = signed_up(&app, "rosa@home.test").await;
+    // Unknown and known addresses answer alike; only the known one gets mail.
+    for email in ["nobody@home.test", "rosa@home.test"] {
+        let (status, body) = send(
+            &app,
+            Method::POST,
+            "/api/v2/auth/password-reset",
+            None,
+            Some(json!({"email": email})),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["data"], json!({"accepted": true}));
+    }
+    deliver(&ctx).await;
+    assert!(mail_to(&sink, "nobody@home.test").is_empty());
+    let token = token_in(&sink, "rosa@home.test", "/reset-password");
+    // A too-short password is refused and the link still works.
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/password-reset/confirm",
+        None,
+        Some(json!({"token": token, "password": "short"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/password-reset/confirm",
+        None,
+        Some(json!({"token": token, "password": "a brand new passphrase"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"]["sessions_ended"].as_u64().unwrap() >= 1);
+    // Every session ended; the new password signs in; the old one does not.
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        "/api/v2/auth/sessions",
+        Some(&old_session),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    login(&app, "rosa@home.test", "a brand new passphrase").await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(json!({"email": "rosa@home.test", "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // Single use.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/password-reset/confirm",
+        None,
+        Some(json!({"token": token, "password": "yet another passphrase"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("LINK_USED"))
+    );
+    // The account holder is told.
+    deliver(&ctx).await;
+    let told = mail_to(&sink, "rosa@home.test");
+    assert!(
+        told.len() >= 3,
+        "verification, reset, changed: {}",
+        told.len()
+    );
+    assert_ne!(
+        header(told.last().unwrap(), "Subject"),
+        header(&told[told.len() - 2], "Subject")
+    );
+}
+
+async fn addresses_are_proven_before_invitations_are_answered(ctx: TestContext, sink: SmtpSink) {
+    let app = ctx.service().await;
+    let (org, admin) = org_with_admin(&app, "admin@cedar.test", "CEDAR001").await;
+    let (_, lee) = signed_up(&app, "lee@home.test").await;
+    send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org}/users"),
+        Some(&admin),
+        Some(json!({"email": "lee@home.test", "first_name": "Lee", "last_name": "Park"})),
+    )
+    .await;
+    // Not proven yet: the list is refused.
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        "/api/v2/me/invitations",
+        Some(&lee),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("EMAIL_NOT_VERIFIED"))
+    );
+    deliver(&ctx).await;
+    let token = token_in(&sink, "lee@home.test", "/verify-email");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/verify-email",
+        None,
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/verify-email",
+        None,
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("LINK_USED"))
+    );
+    // Proven: Lee sees and declines the invitation.
+    let (status, list) = send(
+        &app,
+        Method::GET,
+        "/api/v2/me/invitations",
+        Some(&lee),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let id = list["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/me/invitations/{id}/decline"),
+        Some(&lee),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["status"].as_str()),
+        (200, Some("declined")),
+        "{body}"
+    );
+    let (_, list) = send(
+        &app,
+        Method::GET,
+        "/api/v2/me/invitations",
+        Some(&lee),
+        None,
+    )
+    .await;
+    assert!(list["data"].as_array().unwrap().is_empty());
+    // A declined invitation's link is dead.
+    let link = token_in(&sink, "lee@home.test", "/invitations/accept");
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        Some(&lee),
+        Some(json!({"token": link})),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+async fn expired_and_revoked_links_are_refused_clearly(ctx: TestContext, sink: SmtpSink) {
+    use sea_orm::ConnectionTrait;
+    let app = ctx.service().await;
+    let (org, admin) = org_with_admin(&app, "admin@elm.test", "ELM00001").await;
+    let (status, revoked) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org}/users"),
+        Some(&admin),
+        Some(json!({"email": "gone@home.test", "first_name": "Gone", "last_name": "Away"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org}/users"),
+        Some(&admin),
+        Some(json!({"email": "late@home.test", "first_name": "Late", "last_name": "Comer"})),
+    )
+    .await;
+    deliver(&ctx).await;
+    let gone = token_in(&sink, "gone@home.test", "/invitations/accept");
+    let first_late = token_in(&sink, "late@home.test", "/invitations/accept");
+    // Sent again: a new link, and the first one stops working.
+    let (_, pending) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/invitations?status=pending"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let late_id = pending["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["email"] == "late@home.test")
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .expect("late's invitation");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org}/invitations/{late_id}/resend"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    deliver(&ctx).await;
+    let late = token_in(&sink, "late@home.test", "/invitations/accept");
+    assert_ne!(late, first_late);
+    let old = json!({"token": first_late, "first_name": "A", "last_name": "B", "password": "long enough password"});
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        None,
+        Some(old),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("LINK_INVALID")),
+        "{body}"
+    );
+    let id = revoked["data"]["id"].as_str().unwrap();
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v2/orgs/{org}/invitations/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let accept = |token: &str| json!({"token": token, "first_name": "A", "last_name": "B", "password": "long enough password"});
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        None,
+        Some(accept(&gone)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("INVITATION_ENDED")),
+        "{body}"
+    );
+    assert_eq!(body["error"]["details"]["status"], "revoked");
+    // The other one runs out.
+    let db = ctx.state.db.primary();
+    db.execute_unprepared(
+        "UPDATE invitations SET expires_at = created_at WHERE email = 'late@home.test'",
+    )
+    .await
+    .unwrap();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        None,
+        Some(accept(&late)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("LINK_EXPIRED")),
+        "{body}"
+    );
+    // A malformed token is refused without a lookup.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/invitations/accept",
+        None,
+        Some(accept("' OR 1=1 --")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("LINK_INVALID"))
+    );
+}
