@@ -7,8 +7,9 @@
 //!   (`payload`, cleared once the message is sent or has failed, so links with tokens do
 //!   not stay at rest), the delivery state (`status`, `attempts`, `due_ms`: when a
 //!   pending message may next be tried, or when a claimed one's lease runs out).
-//! - Indexes: the worker's claim (`due_ms` of the unfinished messages, a partial index)
-//!   and a tenant's messages (`org_id`, `created_at`).
+//! - Indexes: the worker's claim (`due_ms` of the unfinished messages, a partial index),
+//!   a tenant's messages (`org_id`, `created_at`) and the purge of finished ones
+//!   (`created_at` of the sent and failed messages, a partial index).
 //! - Forced row-level security on PostgreSQL like every tenant table: a tenant-scoped
 //!   transaction sees and writes only its org's messages (so a message enqueued in one
 //!   must carry that org); the worker works in the system scope.
@@ -130,6 +131,12 @@ impl MigrationTrait for Migration {
         .await?;
         db.execute_unprepared(
             "CREATE INDEX ix_mail_outbox_org ON mail_outbox (org_id, created_at)",
+        )
+        .await?;
+        // The purge of finished messages.
+        db.execute_unprepared(
+            "CREATE INDEX ix_mail_outbox_finished ON mail_outbox (created_at) \
+             WHERE status IN ('sent', 'failed')",
         )
         .await?;
         if db.get_database_backend() == DbBackend::Postgres {

@@ -353,7 +353,8 @@ pub fn mail_transport(settings: &Settings) -> Result<Arc<dyn mail::Transport>, S
     }
 }
 
-/// Starts this instance's mail worker (several instances share the outbox).
+/// Starts this instance's mail worker (several instances share the outbox) and, every
+/// 10 minutes, the purge of messages finished more than [`MAIL_RETENTION`] ago.
 fn spawn_mail_worker(state: &web::Data<AppState>, settings: &Settings) -> Result<(), StartupError> {
     let worker = mail::MailWorker::new(
         state.db.clone(),
@@ -361,8 +362,25 @@ fn spawn_mail_worker(state: &web::Data<AppState>, settings: &Settings) -> Result
         mail::WorkerSettings::new(settings.mail.from.clone()),
     );
     worker.spawn(state.mail_wake.clone(), MAIL_POLL);
+    let db = state.db.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let before = time::OffsetDateTime::now_utc() - MAIL_RETENTION;
+            match mail::Outbox::purge_finished(&db, before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "mail: finished messages purged"),
+                Err(e) => tracing::warn!(error = %e, "mail: purging finished messages failed"),
+            }
+        }
+    });
     Ok(())
 }
+
+/// How long sent and failed messages stay in the outbox (for support: was it sent,
+/// when, after how many attempts); their variables are cleared at once.
+const MAIL_RETENTION: time::Duration = time::Duration::days(30);
 
 /// How long a staged upload or export file may sit in `DATA_DIR/tmp` before it is taken
 /// for the leftover of a process that died.

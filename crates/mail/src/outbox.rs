@@ -169,6 +169,28 @@ impl Outbox {
         }))
     }
 
+    /// Deletes sent and failed messages created before `before` (at most 5,000 per
+    /// call, so no statement runs long); how many were deleted.
+    ///
+    /// # Errors
+    /// [`MailError::Storage`].
+    pub async fn purge_finished(
+        db: &Database,
+        before: time::OffsetDateTime,
+    ) -> Result<u64, MailError> {
+        let conn = db.primary();
+        let done = conn
+            .execute_raw(stmt(
+                conn.get_database_backend(),
+                "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox \
+                 WHERE status IN ('sent', 'failed') AND created_at < ? LIMIT 5000)",
+                vec![before.into()],
+            ))
+            .await
+            .map_err(MailError::Storage)?;
+        Ok(done.rows_affected())
+    }
+
     /// Claims up to `limit` due messages for `owner` until `lease_until_ms`.
     pub(crate) async fn claim(
         db: &Database,

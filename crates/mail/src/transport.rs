@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use uuid::Uuid;
 
@@ -228,9 +229,114 @@ impl SmtpConfig {
 }
 
 /// SMTP delivery through lettre (rustls with the system's root certificates, Mozilla's
-/// as fallback), with a small connection pool.
+/// as fallback), keeping up to [`POOL_SIZE`] connections open between messages.
+///
+/// `smtp://` connections are opened here with `TCP_NODELAY` (lettre writes a message's
+/// body and its terminating `.` separately: with Nagle's algorithm on, the terminator
+/// waits for the server's delayed ACK, ~40 ms a message) and kept in a small pool of
+/// our own; `smtps://` goes through lettre's own transport and pool (it opens the socket
+/// itself, so Nagle stays on there).
 pub struct SmtpTransport {
-    inner: AsyncSmtpTransport<Tokio1Executor>,
+    inner: Inner,
+}
+
+enum Inner {
+    /// Plain or STARTTLS, our sockets and pool.
+    Direct(Direct),
+    /// Implicit TLS, lettre's transport.
+    Lettre(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// Idle connections kept open.
+pub const POOL_SIZE: usize = 10;
+
+/// How long connecting and each command may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Direct {
+    host: String,
+    port: u16,
+    tls: Option<(TlsParameters, bool)>,
+    credentials: Option<Credentials>,
+    idle: tokio::sync::Mutex<Vec<AsyncSmtpConnection>>,
+}
+
+impl Direct {
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let hello = ClientId::default();
+        let tcp = tokio::time::timeout(
+            TIMEOUT,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+        .and_then(|r| r)
+        .map_err(io_error)?;
+        tcp.set_nodelay(true).map_err(io_error)?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+            .await
+            .map_err(smtp_error)?;
+        if let Some((params, required)) = &self.tls {
+            if conn.can_starttls() {
+                conn.starttls(params.clone(), &hello)
+                    .await
+                    .map_err(smtp_error)?;
+            } else if *required {
+                conn.abort().await;
+                return Err(io_error(std::io::Error::other(
+                    "the server does not offer STARTTLS, which SMTP_URL requires",
+                )));
+            }
+        }
+        if let Some(credentials) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(smtp_error)?;
+        }
+        Ok(conn)
+    }
+
+    async fn send(&self, message: &Outgoing) -> Result<(), SendError> {
+        let pooled = self.idle.lock().await.pop();
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        let mut result = conn.send(&message.envelope, &message.formatted).await;
+        if result.as_ref().is_err_and(|e| !e.is_permanent()) && reused {
+            // An idle connection the server closed meanwhile: once more on a new one.
+            conn.abort().await;
+            conn = self.connect().await?;
+            result = conn.send(&message.envelope, &message.formatted).await;
+        }
+        match result {
+            Ok(_) if !conn.has_broken() => {
+                let mut idle = self.idle.lock().await;
+                if idle.len() < POOL_SIZE {
+                    idle.push(conn);
+                }
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                conn.abort().await;
+                Err(smtp_error(e))
+            }
+        }
+    }
+}
+
+fn smtp_error(e: lettre::transport::smtp::Error) -> SendError {
+    SendError {
+        permanent: e.is_permanent(),
+        what: "the SMTP server did not accept the message".into(),
+        source: Some(Box::new(e)),
+    }
+}
+
+fn io_error(e: std::io::Error) -> SendError {
+    SendError::transient("the SMTP connection failed", e)
 }
 
 impl std::fmt::Debug for SmtpTransport {
@@ -249,38 +355,47 @@ impl SmtpTransport {
             TlsParameters::new(host.to_owned())
                 .map_err(|e| SendError::transient("building the TLS parameters failed", e))
         };
-        let security = match config.security {
-            SmtpSecurity::Opportunistic => Tls::Opportunistic(tls(&config.host)?),
-            SmtpSecurity::StartTls => Tls::Required(tls(&config.host)?),
-            SmtpSecurity::Implicit => Tls::Wrapper(tls(&config.host)?),
+        let credentials = config
+            .credentials
+            .as_ref()
+            .map(|(user, pass)| Credentials::new(user.clone(), pass.clone()));
+        let inner = match config.security {
+            SmtpSecurity::Opportunistic | SmtpSecurity::StartTls => Inner::Direct(Direct {
+                host: config.host.clone(),
+                port: config.port,
+                tls: Some((
+                    tls(&config.host)?,
+                    config.security == SmtpSecurity::StartTls,
+                )),
+                credentials,
+                idle: tokio::sync::Mutex::new(Vec::new()),
+            }),
+            SmtpSecurity::Implicit => {
+                let mut builder =
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+                        .port(config.port)
+                        .tls(Tls::Wrapper(tls(&config.host)?))
+                        .timeout(Some(TIMEOUT));
+                if let Some(c) = credentials {
+                    builder = builder.credentials(c);
+                }
+                Inner::Lettre(builder.build())
+            }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
-            .port(config.port)
-            .tls(security)
-            .timeout(Some(Duration::from_secs(30)));
-        if let Some((user, pass)) = &config.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
-        }
-        Ok(Self {
-            inner: builder.build(),
-        })
+        Ok(Self { inner })
     }
 }
 
 #[async_trait::async_trait]
 impl Transport for SmtpTransport {
     async fn send(&self, message: &Outgoing) -> Result<(), SendError> {
-        match self
-            .inner
-            .send_raw(&message.envelope, &message.formatted)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(SendError {
-                permanent: e.is_permanent(),
-                what: "the SMTP server did not accept the message".into(),
-                source: Some(Box::new(e)),
-            }),
+        match &self.inner {
+            Inner::Direct(d) => d.send(message).await,
+            Inner::Lettre(t) => t
+                .send_raw(&message.envelope, &message.formatted)
+                .await
+                .map(|_| ())
+                .map_err(smtp_error),
         }
     }
 

@@ -32,6 +32,7 @@ test_support::both_backends!(crate::Env;
     failures_back_off_and_end_in_failed,
     the_file_transport_writes_eml_files,
     concurrent_workers_send_each_message_once,
+    finished_messages_are_purged_and_unfinished_ones_kept,
 );
 
 fn urls() -> PublicUrls {
@@ -559,5 +560,41 @@ async fn concurrent_workers_send_each_message_once(env: &Env) {
     assert_eq!(
         sent, expected,
         "each message sent once by one of the workers"
+    );
+}
+
+async fn finished_messages_are_purged_and_unfinished_ones_kept(env: &Env) {
+    let db = &env.0.db;
+    let messages: Vec<Message> = (0..4)
+        .map(|i| invitation(&format!("x{i}@example.org"), Locale::En, "x"))
+        .collect();
+    let tx = db.begin_write().await.expect("begin");
+    Outbox::enqueue_all(&tx, &messages[..3])
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    let recorder = Arc::new(Recorder::default());
+    MailWorker::new(db.clone(), recorder, settings())
+        .drain()
+        .await
+        .expect("drain");
+    let tx = db.begin_write().await.expect("begin");
+    Outbox::enqueue(&tx, &messages[3]).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+
+    let past = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    assert_eq!(Outbox::purge_finished(db, past).await.expect("purge"), 0);
+    let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(5);
+    assert_eq!(Outbox::purge_finished(db, later).await.expect("purge"), 3);
+    for m in &messages[..3] {
+        assert_eq!(Outbox::state(db, m.id).await.expect("state"), None);
+    }
+    assert_eq!(
+        Outbox::state(db, messages[3].id)
+            .await
+            .expect("state")
+            .map(|s| s.status),
+        Some(Status::Pending),
+        "a pending message is never purged"
     );
 }

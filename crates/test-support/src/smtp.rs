@@ -43,6 +43,17 @@ impl SmtpSink {
         }
         let dir = std::env::temp_dir().join(format!("smtp-sink-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("create the Maildir directory");
+        // The free port is picked, then released for aiosmtpd: another process may take
+        // it in between, so a server that exits at start is tried again on a new port.
+        for _ in 0..5 {
+            if let Some(sink) = Self::spawn(&dir) {
+                return Some(sink);
+            }
+        }
+        panic!("aiosmtpd exited at start five times");
+    }
+
+    fn spawn(dir: &std::path::Path) -> Option<Self> {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -56,11 +67,17 @@ impl SmtpSink {
             .stderr(Stdio::null())
             .spawn()
             .expect("start aiosmtpd");
-        let mut sink = Self { child, dir, port };
+        let mut sink = Self {
+            child,
+            dir: dir.to_owned(),
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            if let Ok(Some(status)) = sink.child.try_wait() {
-                panic!("aiosmtpd exited at start: {status}");
+            if let Ok(Some(_)) = sink.child.try_wait() {
+                // Exited (the port was taken meanwhile): keep the directory for the retry.
+                sink.dir = PathBuf::new();
+                return None;
             }
             assert!(
                 Instant::now() < deadline,
@@ -122,7 +139,9 @@ impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
