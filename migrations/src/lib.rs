@@ -20,6 +20,7 @@ mod m20261122_000008_member_directory;
 mod m20261122_000009_jobs;
 mod m20261206_000010_invitations;
 mod m20261206_000011_school_settings_rls;
+mod m20261206_000030_account_security;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000009_jobs::Migration),
             Box::new(m20261206_000010_invitations::Migration),
             Box::new(m20261206_000011_school_settings_rls::Migration),
+            Box::new(m20261206_000030_account_security::Migration),
         ]
     }
 }

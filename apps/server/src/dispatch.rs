@@ -61,6 +61,7 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
     match kind {
         EventType::MemberCreate
         | EventType::MemberJoin
+        | EventType::MemberLeave
         | EventType::MemberRemove
         | EventType::MemberRestore
         | EventType::MemberRoleChange
@@ -91,9 +92,17 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::AuditArchive
         | EventType::AuditRetentionUpdate
         | EventType::AuthPasswordChange
+        | EventType::AuthRecoveryCodeUse
+        | EventType::AuthRefreshReuse
         | EventType::AuthRegister
+        | EventType::AuthSignInChallenge
         | EventType::AuthSignInFailed
         | EventType::AuthSignOut
+        | EventType::AuthTokenRefresh
+        | EventType::AuthTwoFactorDisable
+        | EventType::AuthTwoFactorEnable
+        | EventType::AuthTwoFactorEnrol
+        | EventType::AuthTwoFactorFailed
         | EventType::DataExport
         | EventType::DistrictCreate
         | EventType::DistrictDelete

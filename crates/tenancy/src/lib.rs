@@ -32,6 +32,8 @@ pub use membership::{Child, CustomRole, Membership, MembershipStatus, RoleAssign
 pub use names::{NameError, PersonName};
 pub use org::{OrgKind, OrgStatus, Organization};
 pub use password::{Password, PasswordError};
-pub use session::Session;
+pub use session::{
+    CHALLENGE_MAX_FAILURES, RefreshRefused, SecondFactorRefused, Session, totp_step_is_fresh,
+};
 pub use signup_code::{SignupCode, SignupCodeError};
 pub use user::{User, UserStatus};

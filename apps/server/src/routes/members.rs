@@ -124,6 +124,15 @@ pub(super) fn register(r: &mut ApiRoutes) {
             .errors(&[ErrorCode::Conflict]),
     );
     r.route(
+        Method::DELETE,
+        "/api/v2/orgs/{org_id}/me",
+        leave_org,
+        RouteDoc::new("leave_org", "Leave this org", TAG)
+            .description("Any member may leave (`member.leave`): the membership is removed softly, as by `DELETE …/users/{user_id}`, and an admin can restore it. The org's last active admin cannot leave: 409 with `details.reason = last_admin` (make someone else admin first). API keys you created in the org are revoked.")
+            .rate_class(RateClass::Delete)
+            .errors(&[ErrorCode::Conflict]),
+    );
+    r.route(
         Method::PATCH,
         "/api/v2/orgs/{org_id}/me",
         update_own_profile,
@@ -632,9 +641,10 @@ pub(super) fn children(list: Option<Vec<ChildDto>>) -> Option<Vec<Child>> {
 /// `details.keys_not_held`).
 pub(super) fn refused(r: &RoleChangeRefused) -> ApiError {
     match r {
-        RoleChangeRefused::LastAdmin | RoleChangeRefused::RoleFull { .. } => {
-            ApiError::new(ErrorCode::Conflict, r.to_string())
-        }
+        RoleChangeRefused::LastAdmin => ApiError::new(ErrorCode::Conflict, r.to_string())
+            .with_details(serde_json::json!({ "reason": "last_admin" })),
+        RoleChangeRefused::RoleFull { .. } => ApiError::new(ErrorCode::Conflict, r.to_string())
+            .with_details(serde_json::json!({ "reason": "role_full" })),
         RoleChangeRefused::KeysNotHeld(e) => super::permissions::not_held(e),
         _ => ApiError::new(ErrorCode::PermissionDenied, r.to_string()),
     }
@@ -1100,6 +1110,23 @@ async fn remove_member(
         .await
         .map_err(change_error)?;
     Ok(Reply(Removed { removed: true }))
+}
+
+/// The outcome of leaving an org.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Left {
+    /// Always `true`.
+    pub left: bool,
+}
+
+async fn leave_org(state: State, member: OrgMember) -> Result<Reply<Left>, ApiError> {
+    let me = member.user_id()?;
+    state
+        .orgs
+        .remove_member(&member.audit_context(), member.org_id(), me, me)
+        .await
+        .map_err(change_error)?;
+    Ok(Reply(Left { left: true }))
 }
 
 /// A custom role.
