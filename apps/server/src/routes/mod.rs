@@ -1,6 +1,6 @@
 //! Route handlers, one module per group, and the single table that registers them.
 
-mod account;
+mod account_security;
 mod api_keys;
 mod audit_logs;
 mod auth;
@@ -26,7 +26,7 @@ pub fn api() -> Api {
     let mut routes = ApiRoutes::new();
     system::register(&mut routes);
     auth::register(&mut routes);
-    account::register(&mut routes);
+    account_security::register(&mut routes);
     orgs::register(&mut routes);
     permissions::register(&mut routes);
     // Before the member routes: `/users/export` and `/users/import` must match before

@@ -19,6 +19,23 @@ backend_tests!(
     leaving_an_org_and_the_last_admin_cannot,
 );
 
+mod backoff {
+    #[actix_web::test]
+    async fn sqlite() {
+        super::wrong_second_factor_codes_count_against_the_sign_in_backoff(
+            crate::helpers::Backend::Sqlite,
+        )
+        .await;
+    }
+    #[actix_web::test]
+    async fn postgres() {
+        super::wrong_second_factor_codes_count_against_the_sign_in_backoff(
+            crate::helpers::Backend::Postgres,
+        )
+        .await;
+    }
+}
+
 const PASSWORD: &str = "correct horse battery";
 
 async fn login_body<S, B>(app: &S, email: &str) -> Value
@@ -593,4 +610,62 @@ async fn leaving_an_org_and_the_last_admin_cannot(ctx: TestContext) {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+async fn wrong_second_factor_codes_count_against_the_sign_in_backoff(
+    backend: crate::helpers::Backend,
+) {
+    let prefix = format!("ptoc:test:2fa:{}:", uuid::Uuid::now_v7().simple());
+    let mut env = vec![
+        ("RATE_LIMIT_ENABLED", "true"),
+        ("RATE_LIMIT_KEY_PREFIX", prefix.as_str()),
+        ("SIGN_IN_FREE_FAILURES_PER_ACCOUNT", "2"),
+        ("SIGN_IN_FREE_FAILURES_PER_IP", "10"),
+        ("SIGN_IN_LOCKOUT_BASE_SECS", "60"),
+    ];
+    for key in pto_server::config::KEYS {
+        if key.starts_with("RATE_LIMIT_")
+            && !matches!(
+                *key,
+                "RATE_LIMIT_ENABLED" | "RATE_LIMIT_KEY_PREFIX" | "RATE_LIMIT_REDIS_TIMEOUT_MS"
+            )
+        {
+            env.push((key, "off"));
+        }
+    }
+    let Some(ctx) = TestContext::with_env(backend, &env).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    let (_, token) = signed_up(&app, "guess@example.org").await;
+    let (secret, _) = enrol(&app, &token).await;
+    let ch = challenge(&app, "guess@example.org").await;
+    let right = code(&secret, now() + 30);
+    let wrong = if right == "111111" {
+        "222222"
+    } else {
+        "111111"
+    };
+    for _ in 0..2 {
+        let (status, body) = send(
+            &app,
+            Method::POST,
+            "/api/v2/auth/login/2fa",
+            None,
+            Some(json!({"challenge": ch, "code": wrong})),
+        )
+        .await;
+        assert_eq!(status, 401, "{body}");
+    }
+    // The free attempts are used: even the right code waits now.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login/2fa",
+        None,
+        Some(json!({"challenge": ch, "code": right})),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
 }

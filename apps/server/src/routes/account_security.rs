@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::auth::factor;
 use crate::auth::Caller;
+use crate::http::rate_limit::{ClientIp, rate_limited};
 use crate::http::{
     ApiError, ApiRoutes, ErrorCode, FieldError, Json, Paged, Pagination, Query, Reply, RouteDoc,
 };
@@ -57,7 +58,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Answers 10 single-use recovery codes, shown this once (only their hashes are \
              kept). From now on, `POST /auth/login` answers a challenge to complete at \
              `POST /auth/login/2fa`. A wrong or reused code is 401 (`details.reason`: \
-             `code_invalid`, `code_reused`); no pending enrolment is 409.",
+             `code_invalid`, `code_reused`) and counts against the account's sign-in \
+             back-off (429 with `Retry-After` when exhausted); no pending enrolment is 409.",
         )
         .errors(&[
             ErrorCode::Unauthenticated,
@@ -72,7 +74,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
             .rate_class(RateClass::SignIn)
             .description(
                 "Proven by the app's current `code`, a `recovery_code` or the account's \
-                 `password` (exactly one). The secret and the recovery codes are deleted.",
+                 `password` (exactly one). The secret and the recovery codes are deleted. \
+                 A wrong code or password counts against the account's sign-in back-off.",
             )
             .errors(&[
                 ErrorCode::Unauthenticated,
@@ -146,19 +149,59 @@ pub struct TotpEnrolmentView {
     pub period: u32,
 }
 
-async fn enrol_totp(state: State, caller: Caller) -> Result<Reply<TotpEnrolmentView>, ApiError> {
+/// The caller's sign-in address.
+async fn email_of(state: &State, caller: &Caller) -> Result<String, ApiError> {
     use tenancy::ports::SessionRepository;
-    let user = caller.user_id();
-    let account = state
+    Ok(state
         .auth
         .sessions()
-        .credentials_by_id(user)
+        .credentials_by_id(caller.user_id())
         .await
         .map_err(|e| ApiError::internal(e.0))?
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?
         .user
         .email
-        .to_string();
+        .to_string())
+}
+
+/// Runs a check of a code or password for the signed-in `email` under the sign-in
+/// back-off of the account and the address (as `POST /auth/login`): a wrong code or
+/// password counts as a failed sign-in, so a stolen session cannot guess either.
+async fn under_sign_in_backoff<T>(
+    state: &State,
+    email: &str,
+    ip: Option<std::net::IpAddr>,
+    attempt: impl std::future::Future<Output = Result<T, ApiError>> + Send,
+) -> Result<T, ApiError> {
+    let limits = &state.rate_limits;
+    let permit = limits.sign_in_begin(email, None, ip).await.map_err(|wait| {
+        rate_limited(
+            wait,
+            "too many wrong codes or passwords for this account or address; retry after the time in Retry-After",
+        )
+    })?;
+    match attempt.await {
+        Ok(done) => {
+            limits.sign_in_succeeded(permit).await;
+            Ok(done)
+        }
+        Err(e) => {
+            if matches!(
+                e.code,
+                ErrorCode::Unauthenticated | ErrorCode::ValidationFailed
+            ) {
+                limits.sign_in_failed(permit);
+            } else {
+                limits.sign_in_abandoned(permit).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn enrol_totp(state: State, caller: Caller) -> Result<Reply<TotpEnrolmentView>, ApiError> {
+    let user = caller.user_id();
+    let account = email_of(&state, &caller).await?;
     let (secret, otpauth_uri) = state
         .auth
         .enrol_totp(&caller.audit_context(), user, &account)
@@ -192,12 +235,21 @@ pub struct TotpEnabled {
 async fn confirm_totp(
     state: State,
     caller: Caller,
+    ClientIp(ip): ClientIp,
     Json(body): Json<TotpCodeBody>,
 ) -> Result<Reply<TotpEnabled>, ApiError> {
-    let recovery_codes = state
-        .auth
-        .confirm_totp(&caller.audit_context(), caller.user_id(), body.code)
-        .await?;
+    let email = email_of(&state, &caller).await?;
+    let recovery_codes = under_sign_in_backoff(
+        &state,
+        &email,
+        ip,
+        Box::pin(
+            state
+                .auth
+                .confirm_totp(&caller.audit_context(), caller.user_id(), body.code),
+        ),
+    )
+    .await?;
     Ok(Reply(TotpEnabled {
         enabled: true,
         recovery_codes,
@@ -232,6 +284,7 @@ pub struct TotpDisabled {
 async fn disable_totp(
     state: State,
     caller: Caller,
+    ClientIp(ip): ClientIp,
     Json(body): Json<DisableTotpBody>,
 ) -> Result<Reply<TotpDisabled>, ApiError> {
     let proofs = [
@@ -251,15 +304,19 @@ async fn disable_totp(
     } else {
         Some(factor(body.code, body.recovery_code)?)
     };
-    state
-        .auth
-        .disable_totp(
+    let email = email_of(&state, &caller).await?;
+    under_sign_in_backoff(
+        &state,
+        &email,
+        ip,
+        Box::pin(state.auth.disable_totp(
             &caller.audit_context(),
             caller.user_id(),
             factor,
             body.password,
-        )
-        .await?;
+        )),
+    )
+    .await?;
     Ok(Reply(TotpDisabled { enabled: false }))
 }
 
