@@ -357,22 +357,25 @@ impl SeaOrmAccountSecurity {
     }
 
     /// The user a live challenge belongs to (for rate limiting before the code is
-    /// checked); `None` when unknown, spent or expired.
+    /// checked); refused when unknown, or spent, expired or dead of wrong codes.
     ///
     /// # Errors
-    /// A storage failure.
+    /// A storage failure; the refusal is the inner `Err`.
     pub async fn challenge_user(
         &self,
         digest: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<UserId>, StorageFailure> {
-        Ok(sign_in_challenges::Entity::find()
+    ) -> Committed<UserId, SecondFactorRefused> {
+        let challenge = sign_in_challenges::Entity::find()
             .filter(sign_in_challenges::Column::TokenHash.eq(digest))
             .one(self.db.primary())
             .await
-            .map_err(failure)?
-            .filter(|c| live_challenge(c, now))
-            .map(|c| UserId::from_uuid(c.user_id)))
+            .map_err(failure)?;
+        Ok(match challenge {
+            None => Err(SecondFactorRefused::UnknownChallenge),
+            Some(c) if !live_challenge(&c, now) => Err(SecondFactorRefused::ChallengeExpired),
+            Some(c) => Ok(UserId::from_uuid(c.user_id)),
+        })
     }
 
     /// Completes a sign-in challenge with a second factor: spends the challenge and the

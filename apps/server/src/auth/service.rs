@@ -393,23 +393,20 @@ impl AuthService {
     }
 
     /// The user a live sign-in challenge belongs to, with their credentials (to rate
-    /// limit the second step per account before the code is checked).
-    pub async fn challenge_owner(
-        &self,
-        challenge: &str,
-    ) -> Result<Option<StoredCredentials>, ApiError> {
-        let Some(user) = self
+    /// limit the second step per account before the code is checked); 401 with the
+    /// reason when the challenge is unknown or no longer live.
+    pub async fn challenge_owner(&self, challenge: &str) -> Result<StoredCredentials, ApiError> {
+        let user = self
             .security
             .challenge_user(&secrets::digest_hex(challenge), OffsetDateTime::now_utc())
             .await
             .map_err(|e| ApiError::internal(e.0))?
-        else {
-            return Ok(None);
-        };
+            .map_err(second_factor_error)?;
         self.sessions
             .credentials_by_id(user)
             .await
-            .map_err(|e| ApiError::internal(e.0))
+            .map_err(|e| ApiError::internal(e.0))?
+            .ok_or_else(|| second_factor_error(SecondFactorRefused::UnknownChallenge))
     }
 
     /// Completes a sign-in with its challenge and a second factor.

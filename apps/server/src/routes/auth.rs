@@ -470,11 +470,7 @@ async fn login_second_factor(
     Json(body): Json<SecondFactorBody>,
 ) -> Result<Reply<LoginResponse>, ApiError> {
     let factor = factor(body.code, body.recovery_code)?;
-    let invalid =
-        || crate::auth::second_factor_error(tenancy::SecondFactorRefused::UnknownChallenge);
-    let Some(owner) = state.auth.challenge_owner(&body.challenge).await? else {
-        return Err(invalid());
-    };
+    let owner = state.auth.challenge_owner(&body.challenge).await?;
     let email = owner.user.email.to_string();
     let limits = &state.rate_limits;
     let permit = match limits.sign_in_begin(&email, None, ip).await {

@@ -395,6 +395,7 @@ async fn two_factor_enrol_sign_in_code_reuse_and_recovery_codes(ctx: TestContext
     )
     .await;
     assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["details"]["reason"], "challenge_expired");
 
     // The same code again, on a fresh challenge: refused as reused.
     let ch = challenge(&app, "totp@example.org").await;
@@ -456,7 +457,30 @@ async fn two_factor_enrol_sign_in_code_reuse_and_recovery_codes(ctx: TestContext
     )
     .await;
     assert_eq!(status, 401, "{body}");
-    assert_eq!(body["error"]["details"]["reason"], "challenge_invalid");
+    assert_eq!(body["error"]["details"]["reason"], "challenge_expired");
+    // A challenge expires after its five minutes.
+    let ch = challenge(&app, "totp@example.org").await;
+    {
+        use sea_orm::ConnectionTrait;
+        ctx.state
+            .db
+            .primary()
+            .execute_unprepared(
+                "UPDATE sign_in_challenges SET expires_at = '2001-01-01 00:00:00+00:00'",
+            )
+            .await
+            .unwrap();
+    }
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login/2fa",
+        None,
+        Some(json!({"challenge": ch, "recovery_code": recovery[4]})),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["details"]["reason"], "challenge_expired");
     // An unknown challenge, and a body with neither or both factors.
     let (status, body) = send(
         &app,
