@@ -21,6 +21,7 @@ mod m20261122_000009_jobs;
 mod m20261206_000010_invitations;
 mod m20261206_000011_school_settings_rls;
 mod m20261206_000020_mail_outbox;
+mod m20261206_000030_account_security;
 mod m20261206_000040_account_tokens;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_invitations::Migration),
             Box::new(m20261206_000011_school_settings_rls::Migration),
             Box::new(m20261206_000020_mail_outbox::Migration),
+            Box::new(m20261206_000030_account_security::Migration),
             Box::new(m20261206_000040_account_tokens::Migration),
         ]
     }

@@ -64,6 +64,7 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
     match kind {
         EventType::MemberCreate
         | EventType::MemberJoin
+        | EventType::MemberLeave
         | EventType::MemberRemove
         | EventType::MemberRestore
         | EventType::MemberRoleChange
@@ -105,9 +106,17 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::AuditRetentionUpdate
         | EventType::AuthEmailVerified
         | EventType::AuthPasswordChange
+        | EventType::AuthRecoveryCodeUse
+        | EventType::AuthRefreshReuse
         | EventType::AuthRegister
+        | EventType::AuthSignInChallenge
         | EventType::AuthSignInFailed
         | EventType::AuthSignOut
+        | EventType::AuthTokenRefresh
+        | EventType::AuthTwoFactorDisable
+        | EventType::AuthTwoFactorEnable
+        | EventType::AuthTwoFactorEnrol
+        | EventType::AuthTwoFactorFailed
         | EventType::DataExport
         | EventType::DistrictCreate
         | EventType::DistrictDelete

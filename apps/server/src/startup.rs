@@ -175,9 +175,12 @@ pub async fn build_state(
     .await
     .map_err(|e| StartupError::Cache(e.to_string()))?;
     let confirmations = credentials::ConfirmationKey::derive(&signing_key);
+    let totp_key = credentials::TotpKey::derive(&signing_key);
     let auth = AuthService::new(
         TokenIssuer::new(Arc::new(signing_key)),
         SeaOrmSessionRepository::new(db.clone()),
+        tenancy_store::SeaOrmAccountSecurity::new(db.clone()),
+        totp_key,
         tenancy_store::SeaOrmApiKeyRepository::new(db.clone()),
         hasher.clone(),
         bus.clone(),

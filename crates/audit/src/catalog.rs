@@ -56,14 +56,32 @@ catalog! {
     AuthPasswordReset = "auth.password_reset",
     /// A password-reset link was sent (only when the account exists).
     AuthPasswordResetRequest = "auth.password_reset_request",
+    /// A recovery code was spent to complete a sign-in.
+    AuthRecoveryCodeUse = "auth.recovery_code_use",
+    /// An already-rotated refresh token was presented again: the whole session family
+    /// was revoked.
+    AuthRefreshReuse = "auth.refresh_reuse",
     /// An account was registered.
     AuthRegister = "auth.register",
     /// A user signed in.
     AuthSignIn = "auth.sign_in",
+    /// The password of an account with two-factor sign-in was right: a second-factor
+    /// challenge was issued.
+    AuthSignInChallenge = "auth.sign_in_challenge",
     /// A sign-in attempt failed.
     AuthSignInFailed = "auth.sign_in_failed",
     /// A user signed out (a session ended).
     AuthSignOut = "auth.sign_out",
+    /// A session's refresh token was rotated (a new access token issued).
+    AuthTokenRefresh = "auth.token_refresh",
+    /// Two-factor sign-in was turned off.
+    AuthTwoFactorDisable = "auth.two_factor_disable",
+    /// Two-factor sign-in was confirmed and is on (recovery codes issued).
+    AuthTwoFactorEnable = "auth.two_factor_enable",
+    /// A TOTP enrolment began (a secret issued, not yet confirmed).
+    AuthTwoFactorEnrol = "auth.two_factor_enrol",
+    /// A second-factor code (TOTP or recovery) was refused.
+    AuthTwoFactorFailed = "auth.two_factor_failed",
     /// Data was exported.
     DataExport = "data.export",
     /// A district was created.
@@ -94,6 +112,8 @@ catalog! {
     MemberInvite = "member.invite",
     /// Someone joined with the org's code.
     MemberJoin = "member.join",
+    /// A member left the org (removed themselves).
+    MemberLeave = "member.leave",
     /// A member was removed (or left).
     MemberRemove = "member.remove",
     /// A removed member was restored.

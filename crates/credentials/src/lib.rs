@@ -11,14 +11,18 @@
 //! - [`hash_token`]: the SHA-256 of a token, the only form in which a token may be a cache
 //!   key; tokens themselves are never logged nor put in errors.
 //! - [`Argon2Hasher`]: argon2id password hashing on the blocking pool.
+//! - [`secrets`]: refresh tokens, sign-in challenges and recovery codes (random, stored
+//!   as SHA-256), TOTP codes and secrets sealed at rest ([`TotpKey`]).
 
 mod confirmation;
 mod password;
+pub mod secrets;
 mod signing_key;
 pub mod tokens;
 
 pub use confirmation::ConfirmationKey;
 pub use password::Argon2Hasher;
+pub use secrets::{SecretError, TotpKey};
 pub use signing_key::{KeyError, KeySource, SigningKey};
 pub use tokens::{
     DEFAULT_MAX_TIME, IssuedToken, MAX_TOKEN_LEN, Principal, TokenError, TokenIssuer,

@@ -8,6 +8,7 @@
 //! version …`: a row lock on PostgreSQL, the write lock on SQLite), then re-check the
 //! rule from `tenancy::rules` on what they read — so concurrent changes cannot break it.
 
+mod account_security;
 mod account_tokens;
 mod add_members;
 mod api_keys;
@@ -20,6 +21,7 @@ mod orgs;
 mod sessions;
 mod users;
 
+pub use account_security::{Refreshed, SeaOrmAccountSecurity, SecondFactor, TotpEnrolment};
 pub use account_tokens::SeaOrmAccountTokens;
 pub use add_members::{add_member_in, add_members_in};
 pub use api_keys::SeaOrmApiKeyRepository;

@@ -780,11 +780,17 @@ impl OrgRepository for SeaOrmOrgRepository {
             target,
         )
         .await?;
+        // Removing oneself is leaving.
+        let what = if actor == target {
+            EventType::MemberLeave
+        } else {
+            EventType::MemberRemove
+        };
         record(
             &txn,
             ctx,
             convert::org_scope(&org_row),
-            EventType::MemberRemove,
+            what,
             ("member", target.to_string()),
             ChangeType::Delete,
             (json(&target_m), None),

@@ -8,7 +8,7 @@ use tenancy::{Email, Session, UserId};
 use time::OffsetDateTime;
 
 use crate::convert::{self, failure};
-use crate::entity::{memberships, sessions, users};
+use crate::entity::{memberships, refresh_tokens, sessions, users};
 use persistence::{Database, now_micros};
 
 /// [`SessionRepository`] on SeaORM (PostgreSQL or SQLite).
@@ -97,6 +97,18 @@ impl SessionRepository for SeaOrmSessionRepository {
                 .user_agent
                 .as_ref()
                 .map(|ua| ua.chars().take(512).collect())),
+        }
+        .insert(&txn)
+        .await
+        .map_err(failure)?;
+        refresh_tokens::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            session_id: Set(new.id),
+            user_id: Set(new.user_id.as_uuid()),
+            token_hash: Set(new.refresh_digest),
+            created_at: Set(row.created_at),
+            expires_at: Set(new.expires_at),
+            used_at: Set(None),
         }
         .insert(&txn)
         .await

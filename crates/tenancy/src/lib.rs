@@ -33,7 +33,9 @@ pub use membership::{Child, CustomRole, Membership, MembershipStatus, RoleAssign
 pub use names::{NameError, PersonName};
 pub use org::{OrgKind, OrgStatus, Organization};
 pub use password::{Password, PasswordError};
-pub use session::Session;
+pub use session::{
+    CHALLENGE_MAX_FAILURES, RefreshRefused, SecondFactorRefused, Session, totp_step_is_fresh,
+};
 pub use signup_code::{SignupCode, SignupCodeError};
 pub use token::{OneTimeToken, PASSWORD_RESET_TTL, TokenPurpose, TokenRefused, VERIFY_EMAIL_TTL};
 pub use user::{User, UserStatus};

@@ -679,8 +679,10 @@ pub struct NewSession {
     pub user_id: crate::UserId,
     /// The token's revocation id.
     pub revocation_id: String,
-    /// Token expiry.
+    /// When the session (its refresh tokens) ends; access tokens expire sooner.
     pub expires_at: time::OffsetDateTime,
+    /// The SHA-256 (hex) of the session's first refresh token.
+    pub refresh_digest: String,
 }
 
 /// A user's stored credentials, for sign-in.

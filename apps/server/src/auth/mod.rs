@@ -9,4 +9,7 @@ mod service;
 pub(crate) use caller::Authenticated;
 pub use caller::{Caller, ClientMeta, MaybeCaller, Principal};
 pub use org_member::{OrgActor, OrgMember};
-pub use service::{AuthService, Authentication, SessionSettings};
+pub use service::{
+    AuthService, Authentication, Factor, SessionSettings, SessionTokens, SignedIn,
+    second_factor_error,
+};

@@ -2,14 +2,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache::{InvalidationBus, LocalCache};
-use credentials::{Argon2Hasher, IssuedToken, TokenError, TokenIssuer, VerifiedToken};
+use credentials::{
+    Argon2Hasher, IssuedToken, TokenError, TokenIssuer, TotpKey, VerifiedToken, secrets,
+};
 use tenancy::OrgId;
 use tenancy::ports::{
     ApiKeyRepository, AuditContext, NewSession, PasswordHasher, SessionRepository,
     StoredCredentials,
 };
-use tenancy::{Email, Password, UserId, UserStatus};
-use tenancy_store::{SeaOrmApiKeyRepository, SeaOrmSessionRepository};
+use tenancy::{Email, Password, RefreshRefused, SecondFactorRefused, UserId, UserStatus};
+use tenancy_store::{
+    SeaOrmAccountSecurity, SeaOrmApiKeyRepository, SeaOrmSessionRepository, SecondFactor,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -18,8 +22,13 @@ use crate::http::{ApiError, ErrorCode};
 /// Session lifetime and cache bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings {
-    /// How long a session token is valid.
+    /// How long a session lasts: its refresh tokens are valid until then (rotation
+    /// does not extend it; signing in again starts a new session).
     pub ttl: time::Duration,
+    /// How long an access token (the bearer Biscuit) is valid; a refresh gets a new one.
+    pub access_ttl: time::Duration,
+    /// How long a second-factor challenge is valid after a right password.
+    pub challenge_ttl: time::Duration,
     /// Upper bound on how long a verified token or a session's liveness is trusted
     /// from the cache without an invalidation (missed pub/sub messages heal after it).
     pub cache_ttl: Duration,
@@ -28,7 +37,9 @@ pub struct SessionSettings {
 impl Default for SessionSettings {
     fn default() -> Self {
         Self {
-            ttl: time::Duration::hours(12),
+            ttl: time::Duration::days(30),
+            access_ttl: time::Duration::minutes(15),
+            challenge_ttl: time::Duration::minutes(5),
             cache_ttl: Duration::from_secs(30),
         }
     }
@@ -47,10 +58,73 @@ pub struct Authentication {
     pub api_key_creator: Option<Uuid>,
 }
 
+/// The tokens of a new or refreshed session.
+#[derive(Debug)]
+pub struct SessionTokens {
+    /// The access token (bearer) and its expiry.
+    pub access: IssuedToken,
+    /// The refresh token: spend it once at `POST /auth/refresh` for the next pair.
+    pub refresh_token: String,
+    /// When the session (and so the refresh token) ends.
+    pub session_expires_at: OffsetDateTime,
+    /// The session id.
+    pub session_id: Uuid,
+}
+
+/// The outcome of a right password.
+#[derive(Debug)]
+pub enum SignedIn {
+    /// A session is open.
+    Session(SessionTokens),
+    /// Two-factor sign-in is on: the second step needs this challenge and a code.
+    Challenge {
+        /// The challenge token (single use).
+        challenge: String,
+        /// When it expires.
+        expires_at: OffsetDateTime,
+    },
+}
+
+/// A second factor as typed by the user.
+#[derive(Debug)]
+pub enum Factor {
+    /// A TOTP code.
+    Totp(String),
+    /// A recovery code.
+    Recovery(String),
+}
+
+/// The issuer shown in authenticator apps.
+const TOTP_ISSUER: &str = "PTO Central";
+
+/// A 401 with a machine-readable `details.reason`.
+fn unauthenticated(reason: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, message)
+        .with_details(serde_json::json!({ "reason": reason }))
+}
+
+/// The API error of a refused second factor.
+#[must_use]
+pub fn second_factor_error(e: SecondFactorRefused) -> ApiError {
+    let reason = match e {
+        SecondFactorRefused::UnknownChallenge => "challenge_invalid",
+        SecondFactorRefused::ChallengeExpired => "challenge_expired",
+        SecondFactorRefused::NotEnrolled => {
+            return ApiError::new(ErrorCode::Conflict, e.to_string())
+                .with_details(serde_json::json!({ "reason": "two_factor_not_enrolled" }));
+        }
+        SecondFactorRefused::WrongCode => "code_invalid",
+        SecondFactorRefused::CodeReused => "code_reused",
+    };
+    unauthenticated(reason, e.to_string())
+}
+
 /// Sign-in, sign-out and token verification.
 pub struct AuthService {
     issuer: TokenIssuer,
     sessions: SeaOrmSessionRepository,
+    security: SeaOrmAccountSecurity,
+    totp_key: TotpKey,
     api_keys: SeaOrmApiKeyRepository,
     hasher: Argon2Hasher,
     /// A hash to verify against when the e-mail is unknown, so timing does not reveal
@@ -69,9 +143,12 @@ pub struct AuthService {
 
 impl AuthService {
     /// Wires the service and starts listening for session invalidations on `bus`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         issuer: TokenIssuer,
         sessions: SeaOrmSessionRepository,
+        security: SeaOrmAccountSecurity,
+        totp_key: TotpKey,
         api_keys: SeaOrmApiKeyRepository,
         hasher: Argon2Hasher,
         bus: InvalidationBus,
@@ -103,6 +180,8 @@ impl AuthService {
         Ok(Self {
             issuer,
             sessions,
+            security,
+            totp_key,
             api_keys,
             hasher,
             dummy_hash,
@@ -144,13 +223,19 @@ impl AuthService {
         &self.hasher
     }
 
-    /// Checks e-mail and password; on success opens a session and returns its token.
+    /// The refresh tokens, TOTP enrolments and recovery codes.
+    pub fn security(&self) -> &SeaOrmAccountSecurity {
+        &self.security
+    }
+
+    /// Checks e-mail and password; on success opens a session (or, with two-factor
+    /// sign-in on, issues a challenge for the second step).
     pub async fn sign_in(
         &self,
         ctx: &AuditContext,
         email: &str,
         password: String,
-    ) -> Result<(IssuedToken, StoredCredentials), ApiError> {
+    ) -> Result<(SignedIn, StoredCredentials), ApiError> {
         let invalid = || ApiError::new(ErrorCode::Unauthenticated, "invalid email or password");
         let creds = match Email::parse(email) {
             Ok(email) => self
@@ -171,59 +256,311 @@ impl AuthService {
         let Some(creds) = creds else {
             return Err(invalid());
         };
+        let ctx = AuditContext {
+            actor: audit::Actor::User(creds.user.id.as_uuid()),
+            ..ctx.clone()
+        };
         if !ok || creds.user.status != UserStatus::Active {
-            let ctx = AuditContext {
-                actor: audit::Actor::User(creds.user.id.as_uuid()),
-                ..ctx.clone()
-            };
             self.sessions
                 .record_failed_sign_in(&ctx, creds.user.id)
                 .await
                 .map_err(|e| ApiError::internal(e.0))?;
             return Err(invalid());
         }
-        let token = self.open_session(ctx, creds.user.id).await?;
-        Ok((token, creds))
+        if self
+            .security
+            .two_factor_on(creds.user.id)
+            .await
+            .map_err(|e| ApiError::internal(e.0))?
+        {
+            let challenge = secrets::random_token("ch").map_err(internal)?;
+            let expires_at = truncate_secs(OffsetDateTime::now_utc() + self.settings.challenge_ttl);
+            self.security
+                .create_challenge(
+                    &ctx,
+                    creds.user.id,
+                    secrets::digest_hex(&challenge),
+                    expires_at,
+                )
+                .await
+                .map_err(|e| ApiError::internal(e.0))?;
+            return Ok((
+                SignedIn::Challenge {
+                    challenge,
+                    expires_at,
+                },
+                creds,
+            ));
+        }
+        let tokens = self.open_session(&ctx, creds.user.id).await?;
+        Ok((SignedIn::Session(tokens), creds))
     }
 
-    /// Opens a session for `user` (whose sign-in was proven another way: a password, an
-    /// invitation link) and returns its token; audited `auth.sign_in`.
+    /// Opens a session for `user` (who has proven who they are): an access token and
+    /// the first refresh token of the session (`auth.sign_in`).
     pub async fn open_session(
         &self,
         ctx: &AuditContext,
         user: UserId,
-    ) -> Result<IssuedToken, ApiError> {
+    ) -> Result<SessionTokens, ApiError> {
         let session_id = Uuid::now_v7();
-        let expires_at = truncate_secs(OffsetDateTime::now_utc() + self.settings.ttl);
-        let token = self
-            .issuer
-            .issue_session(user.as_uuid(), session_id, expires_at)
-            .map_err(|e| ApiError::internal(Box::new(e)))?;
-        let ctx = AuditContext {
-            actor: audit::Actor::User(user.as_uuid()),
-            ..ctx.clone()
-        };
+        let now = OffsetDateTime::now_utc();
+        let session_expires_at = truncate_secs(now + self.settings.ttl);
+        let access = self.access_token(user, session_id, now, session_expires_at)?;
+        let refresh_token = secrets::random_token("rt").map_err(internal)?;
         self.sessions
             .create_session(
-                &ctx,
+                ctx,
                 NewSession {
                     id: session_id,
                     user_id: user,
-                    revocation_id: token.revocation_id.clone(),
-                    expires_at,
+                    revocation_id: access.revocation_id.clone(),
+                    expires_at: session_expires_at,
+                    refresh_digest: secrets::digest_hex(&refresh_token),
                 },
             )
             .await
             .map_err(|e| ApiError::internal(e.0))?;
-        Ok(token)
+        Ok(SessionTokens {
+            access,
+            refresh_token,
+            session_expires_at,
+            session_id,
+        })
     }
 
-    /// After sessions ended in the store (a password reset): every instance forgets
-    /// them.
-    pub async fn sessions_ended(&self, sessions: &[Uuid]) {
-        for &session in sessions {
-            self.announce_revoked(session).await;
+    fn access_token(
+        &self,
+        user: UserId,
+        session: Uuid,
+        now: OffsetDateTime,
+        session_expires_at: OffsetDateTime,
+    ) -> Result<IssuedToken, ApiError> {
+        let expires_at = truncate_secs(now + self.settings.access_ttl).min(session_expires_at);
+        self.issuer
+            .issue_session(user.as_uuid(), session, expires_at)
+            .map_err(|e| ApiError::internal(Box::new(e)))
+    }
+
+    /// Spends a refresh token for a new access token and a new refresh token. A token
+    /// spent before revokes its whole session everywhere and is refused.
+    pub async fn refresh(
+        &self,
+        ctx: &AuditContext,
+        refresh_token: &str,
+    ) -> Result<(SessionTokens, UserId), ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let next = secrets::random_token("rt").map_err(internal)?;
+        let outcome = self
+            .security
+            .rotate_refresh(
+                ctx,
+                &secrets::digest_hex(refresh_token),
+                secrets::digest_hex(&next),
+                now,
+            )
+            .await
+            .map_err(|e| ApiError::internal(e.0))?;
+        let refreshed = match outcome {
+            Ok(refreshed) => refreshed,
+            Err(refused) => {
+                let reason = match refused {
+                    RefreshRefused::Unknown => "refresh_token_invalid",
+                    RefreshRefused::Expired => "refresh_token_expired",
+                    RefreshRefused::Reused { session } => {
+                        self.announce_revoked(session).await;
+                        "refresh_token_reused"
+                    }
+                };
+                return Err(unauthenticated(reason, refused.to_string()));
+            }
+        };
+        let access = self.access_token(
+            refreshed.user,
+            refreshed.session,
+            now,
+            refreshed.session_expires_at,
+        )?;
+        Ok((
+            SessionTokens {
+                access,
+                refresh_token: next,
+                session_expires_at: refreshed.session_expires_at,
+                session_id: refreshed.session,
+            },
+            refreshed.user,
+        ))
+    }
+
+    /// The user a live sign-in challenge belongs to, with their credentials (to rate
+    /// limit the second step per account before the code is checked); 401 with the
+    /// reason when the challenge is unknown or no longer live.
+    pub async fn challenge_owner(&self, challenge: &str) -> Result<StoredCredentials, ApiError> {
+        let user = self
+            .security
+            .challenge_user(&secrets::digest_hex(challenge), OffsetDateTime::now_utc())
+            .await
+            .map_err(|e| ApiError::internal(e.0))?
+            .map_err(second_factor_error)?;
+        self.sessions
+            .credentials_by_id(user)
+            .await
+            .map_err(|e| ApiError::internal(e.0))?
+            .ok_or_else(|| second_factor_error(SecondFactorRefused::UnknownChallenge))
+    }
+
+    /// Completes a sign-in with its challenge and a second factor.
+    pub async fn complete_sign_in(
+        &self,
+        ctx: &AuditContext,
+        challenge: &str,
+        factor: Factor,
+    ) -> Result<(SessionTokens, UserId), ApiError> {
+        let now = OffsetDateTime::now_utc();
+        let outcome = self
+            .security
+            .complete_challenge(
+                ctx,
+                &secrets::digest_hex(challenge),
+                self.second_factor(factor, now),
+                now,
+            )
+            .await
+            .map_err(|e| ApiError::internal(e.0))?;
+        let user = outcome.map_err(second_factor_error)?;
+        let ctx = AuditContext {
+            actor: audit::Actor::User(user.as_uuid()),
+            ..ctx.clone()
+        };
+        let tokens = self.open_session(&ctx, user).await?;
+        Ok((tokens, user))
+    }
+
+    /// The checker of a typed factor: a TOTP code checked against the sealed secret
+    /// of whoever the store finds, or a recovery code's digest.
+    fn second_factor(
+        &self,
+        factor: Factor,
+        now: OffsetDateTime,
+    ) -> SecondFactor<impl FnOnce(Uuid, &str) -> Option<u64> + Send + use<'_>> {
+        match factor {
+            Factor::Totp(code) => {
+                let key = self.totp_key.clone();
+                SecondFactor::Totp(move |owner: Uuid, sealed: &str| {
+                    let secret = key.open(owner.as_bytes(), sealed).ok()?;
+                    secrets::totp_matching_step(&secret, &code, unix(now))
+                })
+            }
+            Factor::Recovery(code) => SecondFactor::Recovery(secrets::digest_hex(
+                &secrets::normalize_recovery_code(&code),
+            )),
         }
+    }
+
+    /// Starts a TOTP enrolment: a new secret, its base-32 form and `otpauth://` URI.
+    /// 409 when two-factor sign-in is already on.
+    pub async fn enrol_totp(
+        &self,
+        ctx: &AuditContext,
+        user: UserId,
+        account: &str,
+    ) -> Result<(String, String), ApiError> {
+        let secret = secrets::totp_secret().map_err(internal)?;
+        let sealed = self
+            .totp_key
+            .seal(user.as_uuid().as_bytes(), &secret)
+            .map_err(internal)?;
+        let provisioning =
+            secrets::totp_provisioning(&secret, account, TOTP_ISSUER).map_err(internal)?;
+        if !self
+            .security
+            .begin_totp(ctx, user, sealed)
+            .await
+            .map_err(|e| ApiError::internal(e.0))?
+        {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "two-factor sign-in is already on; turn it off first to enrol again",
+            )
+            .with_details(serde_json::json!({ "reason": "two_factor_enabled" })));
+        }
+        Ok(provisioning)
+    }
+
+    /// Confirms the pending enrolment with a code; returns the recovery codes (shown
+    /// once: only their digests are kept).
+    pub async fn confirm_totp(
+        &self,
+        ctx: &AuditContext,
+        user: UserId,
+        code: String,
+    ) -> Result<Vec<String>, ApiError> {
+        let codes = (0..secrets::RECOVERY_CODES)
+            .map(|_| secrets::recovery_code())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(internal)?;
+        let digests = codes
+            .iter()
+            .map(|c| secrets::digest_hex(&secrets::normalize_recovery_code(c)))
+            .collect();
+        let now = OffsetDateTime::now_utc();
+        let SecondFactor::Totp(check) = self.second_factor(Factor::Totp(code), now) else {
+            return Err(ApiError::internal(
+                "a TOTP factor checks a TOTP code".into(),
+            ));
+        };
+        self.security
+            .confirm_totp(ctx, user, check, digests)
+            .await
+            .map_err(|e| ApiError::internal(e.0))?
+            .map_err(second_factor_error)?;
+        Ok(codes)
+    }
+
+    /// Turns two-factor sign-in off, proven by a code, a recovery code or the password.
+    pub async fn disable_totp(
+        &self,
+        ctx: &AuditContext,
+        user: UserId,
+        factor: Option<Factor>,
+        password: Option<String>,
+    ) -> Result<(), ApiError> {
+        let proof = match (factor, password) {
+            (Some(factor), _) => Some(self.second_factor(factor, OffsetDateTime::now_utc())),
+            (None, Some(password)) => {
+                let creds = self
+                    .sessions
+                    .credentials_by_id(user)
+                    .await
+                    .map_err(|e| ApiError::internal(e.0))?
+                    .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
+                if !self
+                    .hasher
+                    .verify(password, creds.password_hash)
+                    .await
+                    .map_err(ApiError::internal)?
+                {
+                    return Err(ApiError::validation(vec![crate::http::FieldError {
+                        field: "password".into(),
+                        code: "mismatch".into(),
+                        message: "the password is not correct".into(),
+                    }]));
+                }
+                None
+            }
+            (None, None) => {
+                return Err(ApiError::validation(vec![crate::http::FieldError {
+                    field: "code".into(),
+                    code: "required".into(),
+                    message: "send a code, a recovery code or the password".into(),
+                }]));
+            }
+        };
+        self.security
+            .disable_totp(ctx, user, proof)
+            .await
+            .map_err(|e| ApiError::internal(e.0))?
+            .map_err(second_factor_error)
     }
 
     /// Verifies a bearer token for a request on `org` (if the route has one): cached
@@ -385,6 +722,14 @@ impl AuthService {
         Ok(())
     }
 
+    /// After sessions ended in the store (a password reset): every instance forgets
+    /// them.
+    pub async fn sessions_ended(&self, sessions: &[Uuid]) {
+        for &session in sessions {
+            self.announce_revoked(session).await;
+        }
+    }
+
     async fn announce_revoked(&self, credential: Uuid) {
         self.live.invalidate(&credential).await;
         self.key_creators.invalidate(&credential).await;
@@ -399,6 +744,14 @@ fn token_error(e: TokenError) -> ApiError {
         TokenError::Expired => ApiError::new(ErrorCode::Unauthenticated, "the token has expired"),
         _ => ApiError::new(ErrorCode::Unauthenticated, "the token is invalid"),
     }
+}
+
+fn internal(e: credentials::SecretError) -> ApiError {
+    ApiError::internal(Box::new(e))
+}
+
+fn unix(t: OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp()).unwrap_or(0)
 }
 
 fn truncate_secs(t: OffsetDateTime) -> OffsetDateTime {

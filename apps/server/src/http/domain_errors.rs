@@ -41,9 +41,10 @@ impl From<permissions::NotHeld> for ApiError {
 impl From<&RoleChangeRefused> for ApiError {
     fn from(r: &RoleChangeRefused) -> Self {
         match r {
-            RoleChangeRefused::LastAdmin | RoleChangeRefused::RoleFull { .. } => {
-                Self::new(ErrorCode::Conflict, r.to_string())
-            }
+            RoleChangeRefused::LastAdmin => Self::new(ErrorCode::Conflict, r.to_string())
+                .with_details(serde_json::json!({ "reason": "last_admin" })),
+            RoleChangeRefused::RoleFull { .. } => Self::new(ErrorCode::Conflict, r.to_string())
+                .with_details(serde_json::json!({ "reason": "role_full" })),
             RoleChangeRefused::KeysNotHeld(e) => Self::from(e),
             RoleChangeRefused::SelfEscalation
             | RoleChangeRefused::OwnTermExtended

@@ -228,12 +228,18 @@ pub struct AcceptInvitationBody {
 /// A session from an accepted invitation.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct AcceptedView {
-    /// The session token: send it as `Authorization: Bearer <token>`.
+    /// The access token: send it as `Authorization: Bearer <token>`.
     pub token: String,
-    /// When it expires (RFC 3339).
+    /// When it expires (RFC 3339; then refresh).
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String")]
     pub expires_at: time::OffsetDateTime,
+    /// Spend it once at `POST /auth/refresh` for the next access and refresh token.
+    pub refresh_token: String,
+    /// When the session ends (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub refresh_expires_at: time::OffsetDateTime,
     /// The account.
     pub user: UserView,
     /// Whether the account was opened by this acceptance.
@@ -303,10 +309,12 @@ async fn accept_invitation(
     Ok(Reply(accepted_view(accepted, session)))
 }
 
-fn accepted_view(a: AcceptedInvitation, session: credentials::IssuedToken) -> AcceptedView {
+fn accepted_view(a: AcceptedInvitation, session: crate::auth::SessionTokens) -> AcceptedView {
     AcceptedView {
-        token: session.token,
-        expires_at: session.expires_at,
+        token: session.access.token,
+        expires_at: session.access.expires_at,
+        refresh_token: session.refresh_token,
+        refresh_expires_at: session.session_expires_at,
         account_created: a.created,
         org_id: a.org.id.as_uuid(),
         role: a.membership.role.name().to_owned(),

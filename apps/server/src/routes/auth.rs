@@ -8,7 +8,7 @@ use tenancy::service::{RegisterError, RegisterRequest};
 use tenancy::{Email, Password, PersonName, User};
 
 use super::common::domain_rule;
-use crate::auth::{Caller, ClientMeta, Principal};
+use crate::auth::{Caller, ClientMeta, Factor, Principal, SessionTokens, SignedIn};
 use crate::http::rate_limit::{ClientIp, rate_limited};
 use crate::http::{
     ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc,
@@ -43,6 +43,49 @@ pub(super) fn register(r: &mut ApiRoutes) {
                  out. A success clears the account's (or the token's) failures.",
             )
             .errors(&[ErrorCode::Unauthenticated]),
+    );
+    r.post(
+        "/api/v2/auth/login/2fa",
+        login_second_factor,
+        RouteDoc::new(
+            "login_second_factor",
+            "Complete a two-factor sign-in with a code or a recovery code",
+            "auth",
+        )
+        .public()
+        .rate_class(RateClass::SignIn)
+        .description(
+            "The second step of a sign-in to an account with two-factor sign-in: the \
+             `challenge` from `POST /auth/login` (valid 5 minutes, single use, dead after 5 \
+             wrong codes) and either the authenticator's current `code` (each code is \
+             accepted once) or one of the account's unused `recovery_code`s (each works \
+             once). Wrong codes count against the account's sign-in back-off like wrong \
+             passwords. Answers the session like `POST /auth/login`. Refusals are 401 with \
+             `details.reason`: `challenge_invalid`, `challenge_expired`, `code_invalid`, \
+             `code_reused`.",
+        )
+        .errors(&[ErrorCode::Unauthenticated, ErrorCode::ValidationFailed]),
+    );
+    r.post(
+        "/api/v2/auth/refresh",
+        refresh,
+        RouteDoc::new(
+            "refresh",
+            "Spend a refresh token for a new access token and refresh token",
+            "auth",
+        )
+        .public()
+        .rate_class(RateClass::SignIn)
+        .description(
+            "Access tokens last 15 minutes; the `refresh_token` of a sign-in (or of the \
+             previous refresh) gets a new pair until the session ends (30 days after \
+             sign-in). Each refresh token works once: presenting one that was already \
+             rotated means a copy exists, so the whole session is revoked (every access \
+             and refresh token of it) and the refusal says `details.reason = \
+             refresh_token_reused`. Other refusals (401): `refresh_token_invalid`, \
+             `refresh_token_expired` (expired, signed out or revoked).",
+        )
+        .errors(&[ErrorCode::Unauthenticated]),
     );
     r.post(
         "/api/v2/auth/logout",
@@ -231,18 +274,51 @@ pub struct LoginBody {
 /// A new session.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct LoginResponse {
-    /// The session token: send it as `Authorization: Bearer <token>`.
+    /// The access token: send it as `Authorization: Bearer <token>`.
     pub token: String,
-    /// When it expires (RFC 3339).
+    /// When it expires (RFC 3339; 15 minutes, then refresh).
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String")]
     pub expires_at: time::OffsetDateTime,
+    /// Spend it once at `POST /auth/refresh` for the next access and refresh token.
+    /// Keep it secret: whoever holds it holds the session.
+    pub refresh_token: String,
+    /// When the session ends: no refresh after this (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub refresh_expires_at: time::OffsetDateTime,
     /// The signed-in user.
     pub user: UserView,
     /// Proof that this client signed in to this account: keep it (it is not a
     /// credential) and send it as `device_token` with later sign-ins from this client.
     /// Valid 90 days; a fresh one comes with every sign-in.
     pub device_token: String,
+}
+
+/// A password was right, and the account has two-factor sign-in: complete the sign-in
+/// at `POST /auth/login/2fa` with this challenge and a code.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TwoFactorChallenge {
+    /// Always `true`.
+    pub two_factor_required: bool,
+    /// The challenge (single use).
+    pub challenge: String,
+    /// When it expires (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub challenge_expires_at: time::OffsetDateTime,
+    /// What the second step accepts: `totp`, `recovery_code`.
+    pub methods: Vec<&'static str>,
+}
+
+/// The answer to a right password: a session, or a second-factor challenge.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum LoginOutcome {
+    /// Signed in.
+    Session(LoginResponse),
+    /// Two-factor sign-in: one more step.
+    Challenge(TwoFactorChallenge),
 }
 
 /// How long a device token is honoured.
@@ -288,7 +364,7 @@ async fn login(
     meta: ClientMeta,
     ClientIp(ip): ClientIp,
     Json(body): Json<LoginBody>,
-) -> Result<Reply<LoginResponse>, ApiError> {
+) -> Result<Reply<LoginOutcome>, ApiError> {
     let limits = &state.rate_limits;
     let now = time::OffsetDateTime::now_utc();
     let device = body
@@ -315,7 +391,118 @@ async fn login(
             body.password,
         )
         .await;
-    let (token, creds) = match signed_in {
+    let outcome = match signed_in {
+        Ok((SignedIn::Session(tokens), creds)) => {
+            limits.sign_in_succeeded(permit).await;
+            LoginOutcome::Session(session_response(tokens, creds.user, ""))
+        }
+        Ok((
+            SignedIn::Challenge {
+                challenge,
+                expires_at,
+            },
+            _,
+        )) => {
+            // The password was right, but nobody is signed in yet: neither counted nor
+            // cleared. The second step counts its wrong codes against the account.
+            limits.sign_in_abandoned(permit).await;
+            LoginOutcome::Challenge(TwoFactorChallenge {
+                two_factor_required: true,
+                challenge,
+                challenge_expires_at: expires_at,
+                methods: vec!["totp", "recovery_code"],
+            })
+        }
+        Err(e) => {
+            if e.code == ErrorCode::Unauthenticated {
+                limits.sign_in_failed(permit);
+            } else {
+                limits.sign_in_abandoned(permit).await;
+            }
+            return Err(e);
+        }
+    };
+    Ok(Reply(match outcome {
+        LoginOutcome::Session(mut session) => {
+            session.device_token = issue_device_token(&state.confirmations, &body.email, now);
+            LoginOutcome::Session(session)
+        }
+        challenge @ LoginOutcome::Challenge(_) => challenge,
+    }))
+}
+
+fn session_response(tokens: SessionTokens, user: User, device_token: &str) -> LoginResponse {
+    LoginResponse {
+        token: tokens.access.token,
+        expires_at: tokens.access.expires_at,
+        refresh_token: tokens.refresh_token,
+        refresh_expires_at: tokens.session_expires_at,
+        user: user.into(),
+        device_token: device_token.to_owned(),
+    }
+}
+
+/// The second step of a two-factor sign-in.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactorBody {
+    /// The `challenge` from `POST /auth/login`.
+    #[garde(length(min = 1, max = 128))]
+    pub challenge: String,
+    /// The authenticator app's current 6-digit code (or send `recovery_code`).
+    #[serde(default)]
+    #[garde(inner(length(min = 6, max = 10)))]
+    pub code: Option<String>,
+    /// One of the recovery codes (dashes and spaces are ignored).
+    #[serde(default)]
+    #[garde(inner(length(min = 1, max = 64)))]
+    pub recovery_code: Option<String>,
+}
+
+/// The factor of a body with `code` or `recovery_code` (exactly one).
+pub(super) fn factor(
+    code: Option<String>,
+    recovery_code: Option<String>,
+) -> Result<Factor, ApiError> {
+    match (code, recovery_code) {
+        (Some(code), None) => Ok(Factor::Totp(code)),
+        (None, Some(recovery)) => Ok(Factor::Recovery(recovery)),
+        _ => Err(ApiError::validation(vec![FieldError {
+            field: "code".into(),
+            code: "one_of".into(),
+            message: "send either `code` or `recovery_code`".into(),
+        }])),
+    }
+}
+
+async fn login_second_factor(
+    state: State,
+    meta: ClientMeta,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<SecondFactorBody>,
+) -> Result<Reply<LoginResponse>, ApiError> {
+    let factor = factor(body.code, body.recovery_code)?;
+    let owner = state.auth.challenge_owner(&body.challenge).await?;
+    let email = owner.user.email.to_string();
+    let limits = &state.rate_limits;
+    let permit = match limits.sign_in_begin(&email, None, ip).await {
+        Ok(permit) => permit,
+        Err(wait) => {
+            return Err(rate_limited(
+                wait,
+                "too many failed sign-ins for this account or address; retry after the time in Retry-After",
+            ));
+        }
+    };
+    let done = state
+        .auth
+        .complete_sign_in(
+            &meta.audit_context(audit::Actor::System),
+            &body.challenge,
+            factor,
+        )
+        .await;
+    let (tokens, _) = match done {
         Ok(done) => {
             limits.sign_in_succeeded(permit).await;
             done
@@ -329,11 +516,57 @@ async fn login(
             return Err(e);
         }
     };
-    Ok(Reply(LoginResponse {
-        token: token.token,
-        expires_at: token.expires_at,
-        user: creds.user.into(),
-        device_token: issue_device_token(&state.confirmations, &body.email, now),
+    let now = time::OffsetDateTime::now_utc();
+    let device = issue_device_token(&state.confirmations, &email, now);
+    Ok(Reply(session_response(tokens, owner.user, &device)))
+}
+
+/// A refresh.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    /// The refresh token of the sign-in or of the previous refresh.
+    #[garde(length(min = 1, max = 256))]
+    pub refresh_token: String,
+}
+
+/// A refreshed session.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RefreshResponse {
+    /// The new access token.
+    pub token: String,
+    /// When it expires (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub expires_at: time::OffsetDateTime,
+    /// The next refresh token (the one sent is spent).
+    pub refresh_token: String,
+    /// When the session ends (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String")]
+    pub refresh_expires_at: time::OffsetDateTime,
+    /// The session.
+    pub session_id: uuid::Uuid,
+}
+
+async fn refresh(
+    state: State,
+    meta: ClientMeta,
+    Json(body): Json<RefreshBody>,
+) -> Result<Reply<RefreshResponse>, ApiError> {
+    let (tokens, _) = state
+        .auth
+        .refresh(
+            &meta.audit_context(audit::Actor::System),
+            &body.refresh_token,
+        )
+        .await?;
+    Ok(Reply(RefreshResponse {
+        token: tokens.access.token,
+        expires_at: tokens.access.expires_at,
+        refresh_token: tokens.refresh_token,
+        refresh_expires_at: tokens.session_expires_at,
+        session_id: tokens.session_id,
     }))
 }
 

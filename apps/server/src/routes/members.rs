@@ -120,6 +120,15 @@ pub(super) fn register(r: &mut ApiRoutes) {
             .errors(&[ErrorCode::Conflict]),
     );
     r.route(
+        Method::DELETE,
+        "/api/v2/orgs/{org_id}/me",
+        leave_org,
+        RouteDoc::new("leave_org", "Leave this org", TAG)
+            .description("Any member may leave (`member.leave`): the membership is removed softly, as by `DELETE …/users/{user_id}`, and an admin can restore it. The org's last active admin cannot leave: 409 with `details.reason = last_admin` (make someone else admin first). API keys you created in the org are revoked.")
+            .rate_class(RateClass::Delete)
+            .errors(&[ErrorCode::Conflict]),
+    );
+    r.route(
         Method::PATCH,
         "/api/v2/orgs/{org_id}/me",
         update_own_profile,
@@ -1048,6 +1057,22 @@ async fn remove_member(
         )
         .await?;
     Ok(Reply(Removed { removed: true }))
+}
+
+/// The outcome of leaving an org.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Left {
+    /// Always `true`.
+    pub left: bool,
+}
+
+async fn leave_org(state: State, member: OrgMember) -> Result<Reply<Left>, ApiError> {
+    let me = member.user_id()?;
+    state
+        .orgs
+        .remove_member(&member.audit_context(), member.org_id(), me, me)
+        .await?;
+    Ok(Reply(Left { left: true }))
 }
 
 /// A custom role.

@@ -1,6 +1,7 @@
 //! Route handlers, one module per group, and the single table that registers them.
 
 mod account;
+mod account_security;
 mod api_keys;
 mod audit_logs;
 mod auth;
@@ -27,6 +28,7 @@ pub fn api() -> Api {
     system::register(&mut routes);
     auth::register(&mut routes);
     account::register(&mut routes);
+    account_security::register(&mut routes);
     orgs::register(&mut routes);
     permissions::register(&mut routes);
     // Before the member routes: `/users/export` and `/users/import` must match before

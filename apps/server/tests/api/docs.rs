@@ -23,6 +23,8 @@ const MEMBER_LEVEL: &[(&str, &str)] = &[
     ("GET", "/api/v2/orgs/{org_id}/activities"),
     // A member's own profile in the org (committee, children).
     ("PATCH", "/api/v2/orgs/{org_id}/me"),
+    // Leaving the org (the last admin cannot: checked inside).
+    ("DELETE", "/api/v2/orgs/{org_id}/me"),
     ("GET", "/api/v2/orgs/{org_id}/activities/daily"),
 ];
 

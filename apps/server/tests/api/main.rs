@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod accounts;
 mod api_keys;
 mod audit_logs;
 mod audit_more;

@@ -1,6 +1,7 @@
 //! Observability: `/metrics` series for the database pools and background jobs move
 //! with traffic; the request span carries the org and user; slow requests name their
-//! slowest spans; passwords never reach the logs.
+//! slowest spans; passwords, refresh tokens, challenges, TOTP secrets and recovery codes
+//! never reach the logs.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ backend_tests!(
     metrics_show_pool_and_job_series_moving_after_traffic,
     request_span_carries_org_and_user_and_slow_requests_name_their_spans,
     passwords_are_never_logged,
+    account_tokens_and_codes_are_never_logged,
 );
 
 /// Log output captured in memory.
@@ -260,6 +262,127 @@ async fn passwords_are_never_logged(ctx: TestContext) {
         assert!(
             !logs.contains(secret),
             "{secret:?} appears in the logs:\n{logs}"
+        );
+    }
+}
+
+async fn account_tokens_and_codes_are_never_logged(ctx: TestContext) {
+    use serde_json::json;
+    let app = ctx.service().await;
+    let (captured, guard) = capture_logs();
+    let (_, token) = signed_up(&app, "hush@example.org").await;
+    let password = "correct horse battery";
+    let login_body = |body: serde_json::Value| body["data"].clone();
+    let (_, first) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(json!({"email": "hush@example.org", "password": password})),
+    )
+    .await;
+    let first = login_body(first);
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let (status, refreshed) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/refresh",
+        None,
+        Some(json!({"refresh_token": r1})),
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let r2 = refreshed["data"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Reuse (revokes the family), logged as a refusal without the token.
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/refresh",
+        None,
+        Some(json!({"refresh_token": r1})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (_, enrolment) = send(
+        &app,
+        Method::POST,
+        "/api/v2/me/2fa/totp",
+        Some(&token),
+        None,
+    )
+    .await;
+    let secret = enrolment["data"]["secret"].as_str().unwrap().to_owned();
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    let code = credentials::secrets::totp_code_base32(&secret, now).unwrap();
+    let (status, confirmed) = send(
+        &app,
+        Method::POST,
+        "/api/v2/me/2fa/totp/confirm",
+        Some(&token),
+        Some(json!({"code": code})),
+    )
+    .await;
+    assert_eq!(status, 200, "{confirmed}");
+    let recovery: Vec<String> = confirmed["data"]["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    let (_, challenged) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(json!({"email": "hush@example.org", "password": password})),
+    )
+    .await;
+    let challenge = challenged["data"]["challenge"].as_str().unwrap().to_owned();
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login/2fa",
+        None,
+        Some(json!({"challenge": challenge, "recovery_code": "Wrong-Recovery-Code-9"})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, session) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login/2fa",
+        None,
+        Some(json!({"challenge": challenge, "recovery_code": recovery[0]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let r3 = session["data"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(guard);
+    let logs = captured.text();
+    assert!(
+        logs.matches("request completed").count() >= 9,
+        "the capture saw the requests:\n{logs}"
+    );
+    let mut secrets = vec![
+        r1,
+        r2,
+        r3,
+        secret,
+        challenge,
+        "Wrong-Recovery-Code-9".to_owned(),
+    ];
+    secrets.extend(recovery.iter().cloned());
+    secrets.extend(recovery.iter().map(|c| c.replace('-', "")));
+    for s in &secrets {
+        assert!(
+            !logs.contains(s.as_str()),
+            "{s:?} appears in the logs:\n{logs}"
         );
     }
 }

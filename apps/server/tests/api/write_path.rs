@@ -362,6 +362,25 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Member(org2_id, vol_uuid), Directory],
     )
     .await;
+    let (leaver_id, leaver) = signed_up(&w.a, "leaver@wp.test").await;
+    let (status, joined) = send(
+        &w.a,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&leaver),
+        Some(json!({"signup_code": "RIVERSD1"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{joined}");
+    w.write(
+        "DELETE /api/v2/orgs/{org_id}/me",
+        &format!("/api/v2/orgs/{org2}/me"),
+        Some(&leaver),
+        None,
+        &["member.leave"],
+        &[Member(org2_id, uuid(&leaver_id)), Directory],
+    )
+    .await;
     let o = w
         .write(
             "PATCH /api/v2/orgs/{org_id}",
@@ -855,6 +874,76 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         )
         .await;
     }
+
+    // Refresh tokens and two-factor sign-in.
+    let (_, sec) = signed_up(&w.a, "sec@wp.test").await;
+    let (status, session) = send(
+        &w.a,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(json!({"email": "sec@wp.test", "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    w.write(
+        "POST /api/v2/auth/refresh",
+        "/api/v2/auth/refresh",
+        None,
+        Some(json!({"refresh_token": id(&session, "/data/refresh_token")})),
+        &["auth.token_refresh"],
+        &[],
+    )
+    .await;
+    let enrolment = w
+        .write(
+            "POST /api/v2/me/2fa/totp",
+            "/api/v2/me/2fa/totp",
+            Some(&sec),
+            None,
+            &["auth.two_factor_enrol"],
+            &[],
+        )
+        .await;
+    let secret = id(&enrolment, "/data/secret");
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).expect("after 1970");
+    let code = |at: u64| credentials::secrets::totp_code_base32(&secret, at).expect("code");
+    w.write(
+        "POST /api/v2/me/2fa/totp/confirm",
+        "/api/v2/me/2fa/totp/confirm",
+        Some(&sec),
+        Some(json!({"code": code(now)})),
+        &["auth.two_factor_enable"],
+        &[],
+    )
+    .await;
+    let (status, challenge) = send(
+        &w.a,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(json!({"email": "sec@wp.test", "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{challenge}");
+    w.write(
+        "POST /api/v2/auth/login/2fa",
+        "/api/v2/auth/login/2fa",
+        None,
+        Some(json!({"challenge": id(&challenge, "/data/challenge"), "code": code(now + 30)})),
+        &["auth.sign_in"],
+        &[],
+    )
+    .await;
+    w.write(
+        "POST /api/v2/me/2fa/totp/disable",
+        "/api/v2/me/2fa/totp/disable",
+        Some(&sec),
+        Some(json!({"password": "correct horse battery"})),
+        &["auth.two_factor_disable"],
+        &[],
+    )
+    .await;
 
     let missing: Vec<&String> = write_routes.difference(&w.covered).collect();
     assert!(
