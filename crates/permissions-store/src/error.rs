@@ -108,10 +108,23 @@ impl From<Failure> for UpdateSettingsError {
                 err.to_string()
             }
             Failure::Load(err) => return err.into(),
-            Failure::Audit(err) => match std::error::Error::source(&err) {
-                Some(source) => format!("{err}: {source}"),
-                None => err.to_string(),
-            },
+            Failure::Audit(err) => {
+                let source = std::error::Error::source(&err);
+                let message = match source {
+                    Some(source) => format!("{err}: {source}"),
+                    None => err.to_string(),
+                };
+                // A lost race for the audit chain, or the database gone mid-append: the
+                // save can be retried (503), it is not a bug.
+                let unavailable = err.is_retryable()
+                    || source
+                        .and_then(|s| s.downcast_ref::<persistence::StorageError>())
+                        .is_some_and(persistence::StorageError::is_unavailable);
+                if unavailable {
+                    return Self::Unavailable(message);
+                }
+                message
+            }
         };
         Self::Unexpected(message)
     }

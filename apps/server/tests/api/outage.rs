@@ -702,17 +702,7 @@ async fn writes_behind_a_locked_audit_table(timeout: &str) {
     txn.execute_unprepared("LOCK TABLE audit_events IN EXCLUSIVE MODE")
         .await
         .expect("lock the audit table");
-    // Known gap: the permission store turns a failed audit append into a bare string
-    // (`UpdateSettingsError::Unexpected`), so the edge cannot tell a lost race for the
-    // audit chain from a bug and answers 500 when the append is what times out
-    // (crates/permissions-store, `From<Failure> for UpdateSettingsError`).
-    writes_answer_503(
-        &app,
-        &a,
-        "locked",
-        &["permission settings", "reset permissions"],
-    )
-    .await;
+    writes_answer_503(&app, &a, "locked", &[]).await;
     txn.rollback().await.expect("release");
     other.close().await.ok();
     until_ready(&app).await;
