@@ -81,8 +81,19 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::InvitationRevoke => org.map(Effect::Directory).into_iter().collect(),
         // Links and notices by e-mail.
         EventType::AuthEmailVerificationSent
+        | EventType::AuthEmailChangeRequest
+        | EventType::AuthPasswordChange
         | EventType::AuthPasswordResetRequest
-        | EventType::AuthPasswordReset => vec![Effect::Mail],
+        | EventType::AuthPasswordReset
+        | EventType::AuthTwoFactorDisable => vec![Effect::Mail],
+        // A changed address shows in every directory the user is in.
+        EventType::AuthEmailChange => entity().map(Effect::UserDirectories).into_iter().collect(),
+        // A sign-in from a new device queues its notice with it.
+        EventType::AuthSignIn => entity()
+            .map(Effect::UserDirectories)
+            .into_iter()
+            .chain([Effect::Mail])
+            .collect(),
         // The creator's first membership; the org's placement; anything that changes
         // what its settings resolve to or who holds what.
         EventType::OrgCreate
@@ -96,16 +107,13 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         // own `permission.inherited_update` event.
         EventType::PermissionUpdate => whole_org(),
         EventType::ApiKeyRevoke => entity().map(Effect::Credential).into_iter().collect(),
-        EventType::AuthSignIn | EventType::UserProfileUpdate => {
-            entity().map(Effect::UserDirectories).into_iter().collect()
-        }
+        EventType::UserProfileUpdate => entity().map(Effect::UserDirectories).into_iter().collect(),
         // Nothing cached depends on these (sessions are evicted by `AuthService`, which
         // revokes them: the credential cache is keyed by the session it holds).
         EventType::ApiKeyCreate
         | EventType::AuditArchive
         | EventType::AuditRetentionUpdate
         | EventType::AuthEmailVerified
-        | EventType::AuthPasswordChange
         | EventType::AuthRecoveryCodeUse
         | EventType::AuthRefreshReuse
         | EventType::AuthRegister
@@ -113,7 +121,6 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::AuthSignInFailed
         | EventType::AuthSignOut
         | EventType::AuthTokenRefresh
-        | EventType::AuthTwoFactorDisable
         | EventType::AuthTwoFactorEnable
         | EventType::AuthTwoFactorEnrol
         | EventType::AuthTwoFactorFailed

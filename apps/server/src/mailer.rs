@@ -6,9 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use persistence::WriteTx;
-use tenancy::Email;
 use tenancy::ports::StorageFailure;
-use tenancy_store::{Notice, Notifier};
+use tenancy_store::{Notice, Notifier, Recipient};
 
 /// Queues notices as e-mail.
 #[derive(Debug, Clone)]
@@ -23,20 +22,27 @@ impl MailNotifier {
         Self { urls }
     }
 
-    /// The message of `notice` for `to`.
+    /// The message of `notice` for `to`, in the recipient's language (English when it
+    /// has no templates).
     ///
     /// # Errors
     /// [`mail::MailError::InvalidAddress`] for an address the mail adapter refuses.
-    pub fn message(&self, to: &Email, notice: Notice) -> Result<mail::Message, mail::MailError> {
-        let to = mail::Address::parse(to.as_str())?;
-        // Accounts carry no language yet: English, the templates' fallback.
-        let locale = mail::Locale::default();
+    pub fn message(
+        &self,
+        to: &Recipient,
+        notice: Notice,
+    ) -> Result<mail::Message, mail::MailError> {
+        let locale = to.locale.as_ref().map_or_else(mail::Locale::default, |l| {
+            mail::Locale::from_tag(l.as_str())
+        });
+        let to = mail::Address::parse(to.email.as_str())?;
         Ok(match notice {
             Notice::Invitation {
                 org_id,
                 org_name,
                 inviter,
                 token,
+                inviter_locale: _,
             } => mail::Message::new(
                 to,
                 locale,
@@ -64,6 +70,29 @@ impl MailNotifier {
             Notice::PasswordChanged => {
                 mail::Message::new(to, locale, mail::MailKind::PasswordChanged)
             }
+            Notice::NewSignIn {
+                when,
+                address,
+                user_agent,
+            } => mail::Message::new(
+                to,
+                locale,
+                mail::MailKind::NewSignIn {
+                    when,
+                    address,
+                    user_agent,
+                },
+            ),
+            Notice::TwoFactorDisabled => {
+                mail::Message::new(to, locale, mail::MailKind::TwoFactorDisabled)
+            }
+            Notice::EmailChanged { new_address } => mail::Message::new(
+                to,
+                locale,
+                mail::MailKind::EmailChanged {
+                    new_address: new_address.to_string(),
+                },
+            ),
         })
     }
 }
@@ -72,7 +101,7 @@ impl Notifier for MailNotifier {
     fn queue<'a>(
         &'a self,
         tx: &'a WriteTx,
-        notices: Vec<(Email, Notice)>,
+        notices: Vec<(Recipient, Notice)>,
     ) -> Pin<Box<dyn Future<Output = Result<(), StorageFailure>> + Send + 'a>> {
         Box::pin(async move {
             let messages = notices

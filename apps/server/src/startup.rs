@@ -174,12 +174,16 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartupError::Cache(e.to_string()))?;
+    // What the stores tell people by e-mail, queued with the change that causes it.
+    let notices = tenancy_store::Notices::new(Arc::new(crate::mailer::MailNotifier::new(
+        settings.mail.public_urls.clone(),
+    )));
     let confirmations = credentials::ConfirmationKey::derive(&signing_key);
     let totp_key = credentials::TotpKey::derive(&signing_key);
     let auth = AuthService::new(
         TokenIssuer::new(Arc::new(signing_key)),
-        SeaOrmSessionRepository::new(db.clone()),
-        tenancy_store::SeaOrmAccountSecurity::new(db.clone()),
+        SeaOrmSessionRepository::new(db.clone()).with_notices(notices.clone()),
+        tenancy_store::SeaOrmAccountSecurity::new(db.clone()).with_notices(notices.clone()),
         totp_key,
         tenancy_store::SeaOrmApiKeyRepository::new(db.clone()),
         hasher.clone(),
@@ -201,10 +205,6 @@ pub async fn build_state(
     .await?;
     let authz = Arc::new(crate::authz::Authz::new(permission_store, permission_cache));
     let auth = Arc::new(auth);
-    // What the stores tell people by e-mail, queued with the change that causes it.
-    let notices = tenancy_store::Notices::new(Arc::new(crate::mailer::MailNotifier::new(
-        settings.mail.public_urls.clone(),
-    )));
     let orgs = SeaOrmOrgRepository::new(db.clone()).with_notices(notices.clone());
     // The one place committed changes become invalidations (every store's `WriteTx`
     // hands its events here after commit).

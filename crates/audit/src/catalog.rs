@@ -46,6 +46,11 @@ catalog! {
     AuditArchive = "audit.archive",
     /// An org's audit retention changed.
     AuditRetentionUpdate = "audit.retention_update",
+    /// A user's address changed (the new one proven by its link).
+    AuthEmailChange = "auth.email_change",
+    /// A user asked to change their address: a link went to the new one, a notice to
+    /// the old one.
+    AuthEmailChangeRequest = "auth.email_change_request",
     /// A user proved their address (a verification link).
     AuthEmailVerified = "auth.email_verified",
     /// A link to prove an address was sent.

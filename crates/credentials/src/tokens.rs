@@ -8,7 +8,7 @@
 //!
 //! | kind | authority block (block 0) | further blocks |
 //! |---|---|---|
-//! | session | `kind("session")`, `user("<uuid>")`, `session("<uuid>")`, `expires(<date>)`, `check if time($t), $t < <date>` | none when issued |
+//! | session | `kind("session")`, `user("<uuid>")`, `session("<uuid>")`, `expires(<date>)`, `check if time($t), $t < <date>`, and `amr("otp")` when the sign-in passed a second factor | none when issued |
 //! | API key | `kind("api_key")`, `org("<uuid>")`, `api_key("<uuid>")`, `expires(<date>)`, one `permission("<key>")` per allowed key | block 1: `check if time($t), $t < <date>`, `check if operation_org("<uuid>")` |
 //!
 //! UUIDs are stored as their lowercase hyphenated strings; dates are whole seconds, so an
@@ -181,6 +181,8 @@ pub enum Principal {
         user_id: Uuid,
         /// The session (to revoke on logout).
         session_id: Uuid,
+        /// Whether the session's sign-in passed a second factor (`amr("otp")`).
+        second_factor: bool,
     },
     /// An integration's API key, bound to one org.
     ApiKey {
@@ -267,17 +269,19 @@ impl TokenIssuer {
     }
 
     /// Issues a session token for `user_id`'s session `session_id`, valid until
-    /// `expires_at` (truncated to the second). See the [module docs](self) for its content.
+    /// `expires_at` (truncated to the second), saying whether its sign-in passed a
+    /// `second_factor`. See the [module docs](self) for its content.
     pub fn issue_session(
         &self,
         user_id: Uuid,
         session_id: Uuid,
         expires_at: OffsetDateTime,
+        second_factor: bool,
     ) -> Result<IssuedToken, TokenError> {
         let (expires_at, exp) = expiry(expires_at)?;
         let user = user_id.to_string();
         let session = session_id.to_string();
-        let token = biscuit!(
+        let mut builder = biscuit!(
             r#"
             kind("session");
             user({user});
@@ -285,9 +289,13 @@ impl TokenIssuer {
             expires({exp});
             check if time($t), $t < {exp};
             "#
-        )
-        .build(self.key.key_pair())
-        .map_err(issue_error)?;
+        );
+        if second_factor {
+            builder = builder
+                .fact(builder::fact("amr", &[builder::string("otp")]))
+                .map_err(issue_error)?;
+        }
+        let token = builder.build(self.key.key_pair()).map_err(issue_error)?;
         finish(&token, expires_at)
     }
 
@@ -543,9 +551,17 @@ fn session_principal(authorizer: &mut Authorizer, limits: &AuthorizerLimits) -> 
         ),
         limits,
     ))?;
+    let second_factor = query(
+        authorizer,
+        rule!("session_amr($m) <- amr($m) trusting authority"),
+        limits,
+    )
+    .iter()
+    .any(|row| matches!(row.as_slice(), [Term::Str(m)] if m == "otp"));
     Some(Principal::Session {
         user_id: uuid_of(&user)?,
         session_id: uuid_of(&session)?,
+        second_factor,
     })
 }
 

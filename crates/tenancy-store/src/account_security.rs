@@ -32,6 +32,8 @@ pub struct Refreshed {
     pub user: UserId,
     /// When the session ends (the new refresh token's expiry).
     pub session_expires_at: OffsetDateTime,
+    /// Whether the session was opened with a second factor.
+    pub second_factor: bool,
 }
 
 /// A user's TOTP enrolment.
@@ -63,13 +65,24 @@ type Committed<T, E> = Result<Result<T, E>, StorageFailure>;
 #[derive(Debug, Clone)]
 pub struct SeaOrmAccountSecurity {
     db: Database,
+    notices: crate::notices::Notices,
 }
 
 impl SeaOrmAccountSecurity {
-    /// A store over the given database.
+    /// A store over the given database (telling nobody by e-mail).
     #[must_use]
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            notices: crate::notices::Notices::none(),
+        }
+    }
+
+    /// The same, telling the account's owner when two-factor sign-in is turned off.
+    #[must_use]
+    pub fn with_notices(mut self, notices: crate::notices::Notices) -> Self {
+        self.notices = notices;
+        self
     }
 
     /// Spends the refresh token whose digest is `digest` and stores `next_digest` in its
@@ -154,6 +167,7 @@ impl SeaOrmAccountSecurity {
             session: session.id,
             user,
             session_expires_at: session.expires_at,
+            second_factor: session.second_factor,
         }))
     }
 
@@ -311,6 +325,10 @@ impl SeaOrmAccountSecurity {
             .map_err(failure)?;
         replace_recovery_codes(&txn, user, Vec::new()).await?;
         record_activity(&txn, ctx, EventType::AuthTwoFactorDisable, user).await?;
+        if row.confirmed_at.is_some() {
+            let email = crate::sessions::account_email(&txn, user).await?;
+            self.notices.two_factor_disabled(&txn, &email).await?;
+        }
         txn.commit().await.map_err(failure)?;
         Ok(Ok(()))
     }

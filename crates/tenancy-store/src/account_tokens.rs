@@ -3,7 +3,9 @@
 use audit::{ChangeType, EventType, TenantScope};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
-use tenancy::ports::{AccountTokenRepository, AuditContext, StorageFailure, UseTokenError};
+use tenancy::ports::{
+    AccountTokenRepository, AuditContext, EmailChangeError, StorageFailure, UseTokenError,
+};
 use tenancy::{Email, OneTimeToken, TokenPurpose, TokenRefused, UserId};
 use time::OffsetDateTime;
 
@@ -73,16 +75,16 @@ async fn store_token(
     Ok(())
 }
 
-/// Takes the token for its single use: the row, if the token is known, of `purpose`,
-/// unused and unexpired at `now`; marks it used.
+/// Takes the token for its single use: the row, if the token is known, of one of
+/// `purposes`, unused and unexpired at `now`; marks it used.
 async fn take_token(
     txn: &WriteTx,
-    purpose: TokenPurpose,
+    purposes: &[TokenPurpose],
     token: &OneTimeToken,
     now: OffsetDateTime,
 ) -> Result<account_tokens::Model, UseTokenError> {
     let row = account_tokens::Entity::find_by_id(token.digest())
-        .filter(account_tokens::Column::Purpose.eq(purpose.as_str()))
+        .filter(account_tokens::Column::Purpose.is_in(purposes.iter().map(|p| p.as_str())))
         .one(txn)
         .await
         .map_err(failure)?
@@ -105,6 +107,75 @@ async fn take_token(
         return Err(TokenRefused::Used.into());
     }
     Ok(row)
+}
+
+/// Whether an account other than `except` (deleted ones included: their address
+/// stays reserved) has `email`.
+async fn address_taken(
+    txn: &WriteTx,
+    email: &Email,
+    except: uuid::Uuid,
+) -> Result<bool, StorageFailure> {
+    Ok(users::Entity::find()
+        .filter(users::Column::Email.eq(email.as_str()))
+        .filter(users::Column::Id.ne(except))
+        .one(txn)
+        .await
+        .map_err(failure)?
+        .is_some())
+}
+
+/// Makes `email` (proven by a change link just taken) the address of `user`.
+async fn change_email(
+    txn: &WriteTx,
+    ctx: &AuditContext,
+    user: users::Model,
+    email: &str,
+    now: OffsetDateTime,
+) -> Result<(), UseTokenError> {
+    let new_email = Email::parse(email)
+        .map_err(|_| convert::corrupt(format!("account token for {}: bad email", user.id)))?;
+    if address_taken(txn, &new_email, user.id).await? {
+        return Err(UseTokenError::AddressTaken { email: new_email });
+    }
+    let id = user.id;
+    let version = user.version;
+    let mut active: users::ActiveModel = user.into();
+    active.email = Set(new_email.as_str().to_owned());
+    active.email_verified_at = Set(Some(now));
+    active.version = Set(version + 1);
+    active.updated_at = Set(now_micros());
+    // Two accounts racing for one address: the unique index decides.
+    active.update(txn).await.map_err(|e| {
+        if matches!(
+            e.sql_err(),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+        ) {
+            UseTokenError::AddressTaken {
+                email: new_email.clone(),
+            }
+        } else {
+            failure(e).into()
+        }
+    })?;
+    // Other pending links for the old address prove nothing any more.
+    account_tokens::Entity::delete_many()
+        .filter(account_tokens::Column::UserId.eq(id))
+        .filter(account_tokens::Column::UsedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(failure)?;
+    convert::record_all(
+        txn,
+        vec![user_event(
+            ctx,
+            EventType::AuthEmailChange,
+            id,
+            (None, None),
+        )],
+    )
+    .await?;
+    Ok(())
 }
 
 fn user_event(
@@ -161,6 +232,58 @@ impl AccountTokenRepository for SeaOrmAccountTokens {
         Ok(Some(email))
     }
 
+    async fn request_email_change(
+        &self,
+        ctx: &AuditContext,
+        user: UserId,
+        new_email: &Email,
+        token: &OneTimeToken,
+        now: OffsetDateTime,
+    ) -> Result<(), EmailChangeError> {
+        let txn = self.db.begin_write().await.map_err(failure)?;
+        let Some(row) = active_user(&txn, user.as_uuid()).await? else {
+            return Err(EmailChangeError::NoAccount);
+        };
+        let current = Email::parse(&row.email)
+            .map_err(|_| convert::corrupt(format!("users row {}: bad email", row.id)))?;
+        if current == *new_email {
+            return Err(EmailChangeError::Unchanged);
+        }
+        if address_taken(&txn, new_email, row.id).await? {
+            return Err(EmailChangeError::Taken {
+                email: new_email.clone(),
+            });
+        }
+        store_token(
+            &txn,
+            TokenPurpose::ChangeEmail,
+            row.id,
+            new_email.as_str(),
+            token,
+            now,
+            tenancy::VERIFY_EMAIL_TTL,
+        )
+        .await?;
+        convert::record_all(
+            &txn,
+            vec![user_event(
+                ctx,
+                EventType::AuthEmailChangeRequest,
+                row.id,
+                (None, None),
+            )],
+        )
+        .await?;
+        // The link to the new address; the notice to the one in use, whose owner can
+        // still react (change the password) before the change takes effect.
+        self.notices.verify_email(&txn, new_email, token).await?;
+        self.notices
+            .email_changed(&txn, &current, new_email)
+            .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(())
+    }
+
     async fn verify_email(
         &self,
         ctx: &AuditContext,
@@ -168,10 +291,21 @@ impl AccountTokenRepository for SeaOrmAccountTokens {
         now: OffsetDateTime,
     ) -> Result<UserId, UseTokenError> {
         let txn = self.db.begin_write().await.map_err(failure)?;
-        let row = take_token(&txn, TokenPurpose::VerifyEmail, token, now).await?;
+        let row = take_token(
+            &txn,
+            &[TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail],
+            token,
+            now,
+        )
+        .await?;
         let Some(user) = active_user(&txn, row.user_id).await? else {
             return Err(TokenRefused::Unknown.into());
         };
+        if row.purpose == TokenPurpose::ChangeEmail.as_str() {
+            change_email(&txn, ctx, user, &row.email, now).await?;
+            txn.commit().await.map_err(failure)?;
+            return Ok(UserId::from_uuid(row.user_id));
+        }
         // A link sent to an address the account no longer has proves nothing.
         if !user.email.eq_ignore_ascii_case(&row.email) {
             return Err(TokenRefused::Unknown.into());
@@ -251,7 +385,7 @@ impl AccountTokenRepository for SeaOrmAccountTokens {
         now: OffsetDateTime,
     ) -> Result<(UserId, Vec<uuid::Uuid>), UseTokenError> {
         let txn = self.db.begin_write().await.map_err(failure)?;
-        let row = take_token(&txn, TokenPurpose::PasswordReset, token, now).await?;
+        let row = take_token(&txn, &[TokenPurpose::PasswordReset], token, now).await?;
         let Some(user) = active_user(&txn, row.user_id).await? else {
             return Err(TokenRefused::Unknown.into());
         };

@@ -224,7 +224,7 @@ pub async fn add_members_in(
         ));
     }
     convert::record_all(txn, events).await?;
-    let inviter = crate::invitations::display_name(txn, actor_id.as_uuid()).await?;
+    let (inviter, inviter_locale) = crate::invitations::inviter(txn, actor_id.as_uuid()).await?;
     notices
         .queue_all(
             txn,
@@ -239,6 +239,7 @@ pub async fn add_members_in(
                             org_name: org_row.name.clone(),
                             inviter: inviter.clone(),
                             token,
+                            inviter_locale: inviter_locale.clone(),
                         },
                     )
                 })

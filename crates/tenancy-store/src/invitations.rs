@@ -300,9 +300,9 @@ impl InvitationRepository for SeaOrmOrgRepository {
             (None, None),
         )
         .await?;
-        let inviter = match ctx.actor {
-            audit::Actor::User(u) => display_name(&txn, u).await?,
-            _ => String::new(),
+        let (inviter, inviter_locale) = match ctx.actor {
+            audit::Actor::User(u) => inviter(&txn, u).await?,
+            _ => (String::new(), None),
         };
         self.notices
             .queue_all(
@@ -314,6 +314,7 @@ impl InvitationRepository for SeaOrmOrgRepository {
                         org_name: org_row.name.clone(),
                         inviter,
                         token,
+                        inviter_locale,
                     },
                 )],
             )
@@ -675,6 +676,7 @@ async fn new_account(
         phone: Set(None),
         last_active_at: Set(None),
         email_verified_at: Set(Some(now)),
+        locale: Set(None),
     }
     .insert(txn)
     .await
@@ -699,14 +701,21 @@ async fn new_account(
 }
 
 /// The acting member's name, for the invitation's "who invited you".
-pub(crate) async fn display_name(
+/// The display name and language of an inviter.
+pub(crate) async fn inviter(
     txn: &WriteTx,
     user: uuid::Uuid,
-) -> Result<String, StorageFailure> {
+) -> Result<(String, Option<tenancy::Language>), StorageFailure> {
     Ok(users::Entity::find_by_id(user)
         .one(txn)
         .await
         .map_err(failure)?
-        .map(|u| format!("{} {}", u.first_name, u.last_name))
+        .map(|u| {
+            let locale = u
+                .locale
+                .as_deref()
+                .and_then(|l| tenancy::Language::parse(l).ok());
+            (format!("{} {}", u.first_name, u.last_name), locale)
+        })
         .unwrap_or_default())
 }

@@ -26,7 +26,7 @@ pub use account_tokens::SeaOrmAccountTokens;
 pub use add_members::{add_member_in, add_members_in};
 pub use api_keys::SeaOrmApiKeyRepository;
 pub use directory::{SEARCH_CANDIDATES, SeaOrmMemberDirectory};
-pub use notices::{Notice, Notices, Notifier};
+pub use notices::{Notice, Notices, Notifier, Recipient};
 pub use orgs::SeaOrmOrgRepository;
 pub use sessions::SeaOrmSessionRepository;
 pub use users::SeaOrmUserRepository;

@@ -9,19 +9,32 @@ use time::OffsetDateTime;
 
 use crate::convert::{self, failure};
 use crate::entity::{memberships, refresh_tokens, sessions, users};
+use crate::notices::Notices;
 use persistence::{Database, now_micros};
 
 /// [`SessionRepository`] on SeaORM (PostgreSQL or SQLite).
 #[derive(Debug, Clone)]
 pub struct SeaOrmSessionRepository {
     db: Database,
+    notices: Notices,
 }
 
 impl SeaOrmSessionRepository {
-    /// A repository over the given database.
+    /// A repository over the given database (telling nobody by e-mail).
     #[must_use]
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            notices: Notices::none(),
+        }
+    }
+
+    /// The same, queueing its security notices (new device, password changed) through
+    /// `notices`.
+    #[must_use]
+    pub fn with_notices(mut self, notices: Notices) -> Self {
+        self.notices = notices;
+        self
     }
 }
 
@@ -41,11 +54,16 @@ fn credentials(m: users::Model) -> Result<StoredCredentials, StorageFailure> {
     let password_hash = m.password_hash.clone();
     let is_platform_admin = m.is_platform_admin;
     let email_verified = m.email_verified_at.is_some();
+    let locale = m
+        .locale
+        .as_deref()
+        .and_then(|l| tenancy::Language::parse(l).ok());
     Ok(StoredCredentials {
         user: convert::user(m)?,
         password_hash,
         is_platform_admin,
         email_verified,
+        locale,
     })
 }
 
@@ -83,6 +101,15 @@ impl SessionRepository for SeaOrmSessionRepository {
         new: NewSession,
     ) -> Result<Session, StorageFailure> {
         let txn = self.db.begin_write().await.map_err(failure)?;
+        // A sign-in from a client that proved no earlier one, to an account that has
+        // signed in before, is told to the account's owner.
+        let first_sign_in = !new.known_device
+            && sessions::Entity::find()
+                .filter(sessions::Column::UserId.eq(new.user_id.as_uuid()))
+                .one(&txn)
+                .await
+                .map_err(failure)?
+                .is_none();
         let row = sessions::ActiveModel {
             id: Set(new.id),
             user_id: Set(new.user_id.as_uuid()),
@@ -97,6 +124,7 @@ impl SessionRepository for SeaOrmSessionRepository {
                 .user_agent
                 .as_ref()
                 .map(|ua| ua.chars().take(512).collect())),
+            second_factor: Set(new.second_factor),
         }
         .insert(&txn)
         .await
@@ -128,6 +156,18 @@ impl SessionRepository for SeaOrmSessionRepository {
             .await
             .map_err(failure)?;
         convert::record_activity(&txn, ctx, EventType::AuthSignIn, new.user_id).await?;
+        if !new.known_device && !first_sign_in {
+            let email = account_email(&txn, new.user_id).await?;
+            self.notices
+                .new_sign_in(
+                    &txn,
+                    &email,
+                    row.created_at,
+                    row.ip.clone().unwrap_or_default(),
+                    row.user_agent.clone().unwrap_or_default(),
+                )
+                .await?;
+        }
         txn.commit().await.map_err(failure)?;
         Ok(session(row))
     }
@@ -234,6 +274,8 @@ impl SessionRepository for SeaOrmSessionRepository {
                 .map_err(failure)?;
         }
         convert::record_activity(&txn, ctx, EventType::AuthPasswordChange, user).await?;
+        let email = account_email(&txn, user).await?;
+        self.notices.password_changed(&txn, &email).await?;
         txn.commit().await.map_err(failure)?;
         Ok(revoked)
     }
@@ -249,4 +291,17 @@ impl SessionRepository for SeaOrmSessionRepository {
             .map_err(failure)?
             .is_some_and(|s| s.revoked_at.is_none() && now < s.expires_at))
     }
+}
+
+/// The address of `user` (in the transaction).
+pub(crate) async fn account_email(
+    txn: &persistence::WriteTx,
+    user: UserId,
+) -> Result<Email, StorageFailure> {
+    let row = users::Entity::find_by_id(user.as_uuid())
+        .one(txn)
+        .await
+        .map_err(failure)?
+        .ok_or_else(|| convert::corrupt(format!("no users row {user}")))?;
+    Email::parse(&row.email).map_err(|_| convert::corrupt(format!("users row {user}: bad email")))
 }

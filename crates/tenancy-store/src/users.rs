@@ -52,6 +52,7 @@ impl UserRepository for SeaOrmUserRepository {
             phone: Set(None),
             last_active_at: Set(None),
             email_verified_at: Set(None),
+            locale: Set(req.locale.map(String::from)),
         };
         let model = row.insert(&txn).await.map_err(|e| {
             if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
@@ -127,5 +128,52 @@ impl UserRepository for SeaOrmUserRepository {
             .map(convert::user)
             .transpose()
             .map_err(|e| FindUserError::Unexpected(e.0))
+    }
+
+    async fn set_locale(
+        &self,
+        ctx: &AuditContext,
+        user: UserId,
+        locale: Option<tenancy::Language>,
+    ) -> Result<bool, FindUserError> {
+        use sea_orm::sea_query::Expr;
+        let unexpected = |e| FindUserError::Unexpected(persistence::boxed(e));
+        let txn = self.db.begin_write().await.map_err(unexpected)?;
+        let Some(row) = users::Entity::find_by_id(user.as_uuid())
+            .filter(users::Column::DeletedAt.is_null())
+            .one(&txn)
+            .await
+            .map_err(unexpected)?
+        else {
+            return Ok(false);
+        };
+        let after = locale.map(String::from);
+        if row.locale != after {
+            users::Entity::update_many()
+                .col_expr(users::Column::Locale, Expr::value(after.clone()))
+                .col_expr(users::Column::Version, Expr::value(row.version + 1))
+                .col_expr(users::Column::UpdatedAt, Expr::value(now_micros()))
+                .filter(users::Column::Id.eq(user.as_uuid()))
+                .exec(&txn)
+                .await
+                .map_err(unexpected)?;
+            convert::record_all(
+                &txn,
+                vec![ctx.change(
+                    audit::TenantScope::PLATFORM,
+                    audit::EventType::UserProfileUpdate,
+                    ("user", user.to_string()),
+                    audit::ChangeType::Update,
+                    (
+                        Some(serde_json::json!({ "locale": row.locale })),
+                        Some(serde_json::json!({ "locale": after })),
+                    ),
+                )],
+            )
+            .await
+            .map_err(|e| FindUserError::Unexpected(e.0))?;
+        }
+        txn.commit().await.map_err(unexpected)?;
+        Ok(true)
     }
 }

@@ -55,6 +55,8 @@ async fn concurrent_refreshes_spend_a_token_once_and_the_loser_revokes_the_famil
                 revocation_id: format!("rev-{session}"),
                 expires_at: later(),
                 refresh_digest: "a".repeat(64),
+                second_factor: false,
+                known_device: false,
             },
         )
         .await

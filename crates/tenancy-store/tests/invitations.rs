@@ -193,6 +193,7 @@ async fn the_migration_moves_invited_members_to_invitations_and_frees_unclaimed_
                 first_name: PersonName::parse("Sam").unwrap(),
                 last_name: PersonName::parse("Owner").unwrap(),
                 password_hash: "$argon2id$owner".into(),
+                locale: None,
             },
         )
         .await;

@@ -10,6 +10,7 @@ pub mod directory;
 mod email;
 mod ids;
 mod invitation;
+mod language;
 mod membership;
 mod names;
 mod org;
@@ -29,6 +30,7 @@ pub use ids::{InvitationId, OrgId, UserId};
 pub use invitation::{
     DEFAULT_INVITATION_TTL, Invitation, InvitationEnded, InvitationStatus, InvitedProfile,
 };
+pub use language::{Language, LanguageError};
 pub use membership::{Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId};
 pub use names::{NameError, PersonName};
 pub use org::{OrgKind, OrgStatus, Organization};

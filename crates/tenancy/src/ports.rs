@@ -19,6 +19,8 @@ pub struct CreateUserRequest {
     pub last_name: PersonName,
     /// An already-computed password hash (PHC string); the domain never sees passwords.
     pub password_hash: String,
+    /// The language messages to them are written in (`None`: English).
+    pub locale: Option<crate::Language>,
 }
 
 /// Why a user could not be created.
@@ -67,6 +69,15 @@ pub trait UserRepository: Send + Sync + 'static {
         &self,
         email: &Email,
     ) -> impl Future<Output = Result<Option<User>, FindUserError>> + Send;
+
+    /// Sets the language `user`'s messages are written in (`None`: English), audited
+    /// `user.profile_update`; `false` when there is no such active user.
+    fn set_locale(
+        &self,
+        ctx: &AuditContext,
+        user: crate::UserId,
+        locale: Option<crate::Language>,
+    ) -> impl Future<Output = Result<bool, FindUserError>> + Send;
 }
 
 /// One-way password hashing (argon2id in the adapter). Async because a good hash is
@@ -501,12 +512,38 @@ pub trait InvitationRepository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<AcceptedInvitation>, AnswerInvitationError>> + Send;
 }
 
+/// Why an e-mail change could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailChangeError {
+    /// No such active user.
+    #[error("no such account")]
+    NoAccount,
+    /// The new address is the current one.
+    #[error("this is already the account's address")]
+    Unchanged,
+    /// Another account has the address.
+    #[error("the address {email} belongs to another account")]
+    Taken {
+        /// The address.
+        email: crate::Email,
+    },
+    /// Storage failure.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
 /// Why an e-mailed link could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum UseTokenError {
     /// The link is unknown, expired or used.
     #[error(transparent)]
     Refused(#[from] crate::TokenRefused),
+    /// The new address of an e-mail change belongs to another account by now.
+    #[error("the address {email} belongs to another account")]
+    AddressTaken {
+        /// The address.
+        email: crate::Email,
+    },
     /// Storage failure.
     #[error(transparent)]
     Unexpected(#[from] StorageFailure),
@@ -528,7 +565,20 @@ pub trait AccountTokenRepository: Send + Sync + 'static {
         now: time::OffsetDateTime,
     ) -> impl Future<Output = Result<Option<crate::Email>, StorageFailure>> + Send;
 
-    /// Marks the address the token was sent to as proven, if it is still the user's.
+    /// Starts changing `user`'s address to `new_email`: issues `token` for the new
+    /// address (queueing the link to it) and tells the current address. The address
+    /// changes only when the link is followed ([`Self::verify_email`]).
+    fn request_email_change(
+        &self,
+        ctx: &AuditContext,
+        user: crate::UserId,
+        new_email: &crate::Email,
+        token: &crate::OneTimeToken,
+        now: time::OffsetDateTime,
+    ) -> impl Future<Output = Result<(), EmailChangeError>> + Send;
+
+    /// Marks the address the token was sent to as proven, if it is still the user's;
+    /// for an e-mail change's token, makes that address the user's (proven).
     fn verify_email(
         &self,
         ctx: &AuditContext,
@@ -683,6 +733,11 @@ pub struct NewSession {
     pub expires_at: time::OffsetDateTime,
     /// The SHA-256 (hex) of the session's first refresh token.
     pub refresh_digest: String,
+    /// Whether the sign-in passed a second factor (TOTP or recovery code).
+    pub second_factor: bool,
+    /// Whether the client proved an earlier sign-in to this account (a device token).
+    /// When not, and the account has signed in before, its owner is told by e-mail.
+    pub known_device: bool,
 }
 
 /// A user's stored credentials, for sign-in.
@@ -696,6 +751,8 @@ pub struct StoredCredentials {
     pub is_platform_admin: bool,
     /// Whether the user proved their address (a verification or invitation link).
     pub email_verified: bool,
+    /// The language messages to them are written in (`None`: English).
+    pub locale: Option<crate::Language>,
 }
 
 /// Storage of sessions and credentials. Writes are audited as activity events.

@@ -16,6 +16,8 @@ pub struct RegisterRequest {
     pub first_name: PersonName,
     /// Family name.
     pub last_name: PersonName,
+    /// The language messages to them are written in (`None`: English).
+    pub locale: Option<crate::Language>,
 }
 
 /// Why an account could not be opened.
@@ -69,6 +71,7 @@ impl<R: UserRepository, H: PasswordHasher> AccountService<R, H> {
                     first_name: req.first_name,
                     last_name: req.last_name,
                     password_hash,
+                    locale: req.locale,
                 },
             )
             .await
@@ -98,6 +101,7 @@ mod tests {
             password: Password::parse("long enough secret".into()).expect("password"),
             first_name: PersonName::parse("Ann").expect("name"),
             last_name: PersonName::parse("Lee").expect("name"),
+            locale: None,
         }
     }
 

@@ -69,6 +69,9 @@ pub enum TokenPurpose {
     VerifyEmail,
     /// Sets a new password.
     PasswordReset,
+    /// Proves a new address of an e-mail change (the row's address), which then
+    /// becomes the account's.
+    ChangeEmail,
 }
 
 impl TokenPurpose {
@@ -78,6 +81,7 @@ impl TokenPurpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::PasswordReset => "password_reset",
+            Self::ChangeEmail => "change_email",
         }
     }
 }

@@ -208,6 +208,7 @@ pub async fn run(db: &Database, hasher: &credentials::Argon2Hasher) -> anyhow::R
                     first_name: PersonName::parse(first)?,
                     last_name: PersonName::parse(last)?,
                     password_hash: hash,
+                    locale: None,
                 },
             )
             .await?;

@@ -25,6 +25,8 @@ pub enum Principal {
         user_id: UserId,
         /// The session.
         session_id: Uuid,
+        /// Whether the session's sign-in passed a second factor.
+        second_factor: bool,
     },
 }
 
@@ -43,6 +45,14 @@ impl Caller {
     pub fn user_id(&self) -> UserId {
         match &self.principal {
             Principal::User { user_id, .. } => *user_id,
+        }
+    }
+
+    /// Whether the caller's session was opened with a second factor.
+    #[must_use]
+    pub fn second_factor(&self) -> bool {
+        match &self.principal {
+            Principal::User { second_factor, .. } => *second_factor,
         }
     }
 
@@ -154,12 +164,14 @@ impl Authenticated {
             credentials::Principal::Session {
                 user_id,
                 session_id,
+                second_factor,
             } => {
                 crate::http::request_context::record_user(user_id);
                 Self::User(Caller {
                     principal: Principal::User {
                         user_id: UserId::from_uuid(*user_id),
                         session_id: *session_id,
+                        second_factor: *second_factor,
                     },
                     meta,
                 })

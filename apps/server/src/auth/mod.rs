@@ -10,6 +10,6 @@ pub(crate) use caller::Authenticated;
 pub use caller::{Caller, ClientMeta, MaybeCaller, Principal};
 pub use org_member::{OrgActor, OrgMember};
 pub use service::{
-    AuthService, Authentication, Factor, SessionSettings, SessionTokens, SignedIn,
+    AuthService, Authentication, Factor, HowSignedIn, SessionSettings, SessionTokens, SignedIn,
     second_factor_error,
 };

@@ -71,6 +71,16 @@ pub struct SessionTokens {
     pub session_id: Uuid,
 }
 
+/// How a session's sign-in went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HowSignedIn {
+    /// It passed a second factor.
+    pub second_factor: bool,
+    /// The client proved an earlier sign-in (a device token), or the sign-in is the
+    /// account's first: no "new sign-in" e-mail.
+    pub known_device: bool,
+}
+
 /// The outcome of a right password.
 #[derive(Debug)]
 pub enum SignedIn {
@@ -235,6 +245,7 @@ impl AuthService {
         ctx: &AuditContext,
         email: &str,
         password: String,
+        known_device: bool,
     ) -> Result<(SignedIn, StoredCredentials), ApiError> {
         let invalid = || ApiError::new(ErrorCode::Unauthenticated, "invalid email or password");
         let creds = match Email::parse(email) {
@@ -292,7 +303,11 @@ impl AuthService {
                 creds,
             ));
         }
-        let tokens = self.open_session(&ctx, creds.user.id).await?;
+        let how = HowSignedIn {
+            second_factor: false,
+            known_device,
+        };
+        let tokens = self.open_session(&ctx, creds.user.id, how).await?;
         Ok((SignedIn::Session(tokens), creds))
     }
 
@@ -302,11 +317,13 @@ impl AuthService {
         &self,
         ctx: &AuditContext,
         user: UserId,
+        how: HowSignedIn,
     ) -> Result<SessionTokens, ApiError> {
         let session_id = Uuid::now_v7();
         let now = OffsetDateTime::now_utc();
         let session_expires_at = truncate_secs(now + self.settings.ttl);
-        let access = self.access_token(user, session_id, now, session_expires_at)?;
+        let access =
+            self.access_token(user, session_id, now, session_expires_at, how.second_factor)?;
         let refresh_token = secrets::random_token("rt").map_err(internal)?;
         self.sessions
             .create_session(
@@ -317,6 +334,8 @@ impl AuthService {
                     revocation_id: access.revocation_id.clone(),
                     expires_at: session_expires_at,
                     refresh_digest: secrets::digest_hex(&refresh_token),
+                    second_factor: how.second_factor,
+                    known_device: how.known_device,
                 },
             )
             .await
@@ -335,10 +354,11 @@ impl AuthService {
         session: Uuid,
         now: OffsetDateTime,
         session_expires_at: OffsetDateTime,
+        second_factor: bool,
     ) -> Result<IssuedToken, ApiError> {
         let expires_at = truncate_secs(now + self.settings.access_ttl).min(session_expires_at);
         self.issuer
-            .issue_session(user.as_uuid(), session, expires_at)
+            .issue_session(user.as_uuid(), session, expires_at, second_factor)
             .map_err(|e| ApiError::internal(Box::new(e)))
     }
 
@@ -380,6 +400,7 @@ impl AuthService {
             refreshed.session,
             now,
             refreshed.session_expires_at,
+            refreshed.second_factor,
         )?;
         Ok((
             SessionTokens {
@@ -415,6 +436,7 @@ impl AuthService {
         ctx: &AuditContext,
         challenge: &str,
         factor: Factor,
+        known_device: bool,
     ) -> Result<(SessionTokens, UserId), ApiError> {
         let now = OffsetDateTime::now_utc();
         let outcome = self
@@ -432,7 +454,11 @@ impl AuthService {
             actor: audit::Actor::User(user.as_uuid()),
             ..ctx.clone()
         };
-        let tokens = self.open_session(&ctx, user).await?;
+        let how = HowSignedIn {
+            second_factor: true,
+            known_device,
+        };
+        let tokens = self.open_session(&ctx, user, how).await?;
         Ok((tokens, user))
     }
 
@@ -679,6 +705,36 @@ impl AuthService {
         Ok(revoked.is_some())
     }
 
+    /// Checks `user`'s password (a step-up before a sensitive change); 422 on `field`
+    /// when it is wrong.
+    pub async fn check_password(
+        &self,
+        user: UserId,
+        field: &str,
+        password: String,
+    ) -> Result<(), ApiError> {
+        let creds = self
+            .sessions
+            .credentials_by_id(user)
+            .await
+            .map_err(|e| ApiError::internal(e.0))?
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
+        if self
+            .hasher
+            .verify(password, creds.password_hash)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            Ok(())
+        } else {
+            Err(ApiError::validation(vec![crate::http::FieldError {
+                field: field.into(),
+                code: "mismatch".into(),
+                message: "the password is not correct".into(),
+            }]))
+        }
+    }
+
     /// Changes a password after checking the current one; revokes every other session.
     pub async fn change_password(
         &self,
@@ -688,24 +744,8 @@ impl AuthService {
         current: String,
         new: Password,
     ) -> Result<(), ApiError> {
-        let creds = self
-            .sessions
-            .credentials_by_id(user)
-            .await
-            .map_err(|e| ApiError::internal(e.0))?
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
-        if !self
-            .hasher
-            .verify(current, creds.password_hash)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            return Err(ApiError::validation(vec![crate::http::FieldError {
-                field: "current_password".into(),
-                code: "mismatch".into(),
-                message: "the current password is not correct".into(),
-            }]));
-        }
+        self.check_password(user, "current_password", current)
+            .await?;
         let hash = self.hasher.hash(new).await.map_err(ApiError::internal)?;
         let sessions = self
             .sessions

@@ -9,10 +9,10 @@ use rate_limit::RateClass;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenancy::ports::{
-    AcceptedInvitation, AccountTokenRepository, AnswerInvitationError, Claimant,
+    AcceptedInvitation, AccountTokenRepository, AnswerInvitationError, Claimant, EmailChangeError,
     InvitationRepository, PasswordHasher, SessionRepository, UseTokenError,
 };
-use tenancy::{Email, InvitationId, OneTimeToken, Password, PersonName, TokenRefused};
+use tenancy::{Email, InvitationId, Language, OneTimeToken, Password, PersonName, TokenRefused};
 
 use super::auth::UserView;
 use super::common::domain_rule;
@@ -104,7 +104,39 @@ pub(super) fn register(r: &mut ApiRoutes) {
             ErrorCode::LinkInvalid,
             ErrorCode::LinkExpired,
             ErrorCode::LinkUsed,
+            ErrorCode::Conflict,
         ]),
+    );
+    r.post(
+        "/api/v2/me/email",
+        change_email,
+        RouteDoc::new(
+            "change_email",
+            "Change the caller's address: confirm with the link sent to the new one",
+            "account",
+        )
+        .rate_class(RateClass::SignIn)
+        .description(
+            "Needs the account's `password`. A link (valid like a verification link, \
+             single-use) goes to the new address and a notice to the current one; the \
+             address changes only when the link is followed (`POST /auth/verify-email` \
+             with its token), and the new one counts as proven from then on. Until then \
+             sign-in, messages and invitations keep the current address. 409 when \
+             another account has the address (also when the link is followed, if it was \
+             taken meanwhile).",
+        )
+        .errors(&[ErrorCode::Conflict, ErrorCode::ValidationFailed]),
+    );
+    r.route(
+        actix_web::http::Method::PATCH,
+        "/api/v2/me",
+        update_me,
+        RouteDoc::new(
+            "update_me",
+            "Change the caller's account preferences (the language of their e-mail)",
+            "me",
+        )
+        .errors(&[ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/auth/verify-email/resend",
@@ -168,6 +200,11 @@ fn refused(r: TokenRefused) -> ApiError {
 fn use_token_error(e: UseTokenError) -> ApiError {
     match e {
         UseTokenError::Refused(r) => refused(r),
+        UseTokenError::AddressTaken { .. } => ApiError::new(
+            ErrorCode::Conflict,
+            "another account has this address by now; the change was not made",
+        )
+        .with_details(serde_json::json!({ "field": "email" })),
         UseTokenError::Unexpected(e) => ApiError::internal(e.0),
     }
 }
@@ -305,7 +342,13 @@ async fn accept_invitation(
         .accept_invitation(&ctx, &token, claimant, now)
         .await
         .map_err(answer_error)?;
-    let session = state.auth.open_session(&ctx, accepted.user.id).await?;
+    // A signed-in caller's new session is as strong as the one they signed in with; a
+    // new account's is its first.
+    let how = crate::auth::HowSignedIn {
+        second_factor: signed_in.as_ref().is_some_and(Caller::second_factor),
+        known_device: true,
+    };
+    let session = state.auth.open_session(&ctx, accepted.user.id, how).await?;
     Ok(Reply(accepted_view(accepted, session)))
 }
 
@@ -506,6 +549,119 @@ async fn resend_verification(state: State, caller: Caller) -> Result<Accepted<Qu
         .await
         .map_err(|e| ApiError::internal(e.0))?;
     Ok(Accepted(Queued { accepted: true }))
+}
+
+/// A new address for the caller's account.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEmailBody {
+    /// The new address.
+    #[garde(length(max = 254), custom(domain_rule(Email::parse)))]
+    #[schemars(email)]
+    pub email: String,
+    /// The account's password.
+    #[garde(length(min = 1, max = 128))]
+    pub password: String,
+}
+
+async fn change_email(
+    state: State,
+    caller: Caller,
+    Json(body): Json<ChangeEmailBody>,
+) -> Result<Accepted<Queued>, ApiError> {
+    let email =
+        Email::parse(&body.email).map_err(|e| ApiError::validation(vec![field("email", &e)]))?;
+    state
+        .auth
+        .check_password(caller.user_id(), "password", body.password)
+        .await?;
+    state
+        .account_tokens
+        .request_email_change(
+            &caller.audit_context(),
+            caller.user_id(),
+            &email,
+            &OneTimeToken::generate(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(|e| match e {
+            EmailChangeError::Taken { .. } => {
+                ApiError::new(ErrorCode::Conflict, "another account has this address")
+                    .with_details(serde_json::json!({ "field": "email" }))
+            }
+            EmailChangeError::Unchanged => ApiError::validation(vec![FieldError {
+                field: "email".into(),
+                code: "unchanged".into(),
+                message: "this is already the account's address".into(),
+            }]),
+            EmailChangeError::NoAccount => {
+                ApiError::new(ErrorCode::Unauthenticated, "unknown user")
+            }
+            EmailChangeError::Unexpected(e) => ApiError::internal(e.0),
+        })?;
+    Ok(Accepted(Queued { accepted: true }))
+}
+
+/// Account preferences to change (absent fields stay as they are).
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeBody {
+    /// The language of the account's e-mail (`en`, `es-MX`); `null` for the default
+    /// (English).
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
+    #[garde(inner(inner(length(max = 35), custom(domain_rule(Language::parse)))))]
+    pub locale: Option<Option<String>>,
+}
+
+/// Absent → `None` (no change); `null` → `Some(None)`; a value → `Some(Some(value))`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+/// The caller's preferences after the change.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MePreferences {
+    /// The language of the account's e-mail (`null`: English).
+    pub locale: Option<String>,
+}
+
+async fn update_me(
+    state: State,
+    caller: Caller,
+    Json(body): Json<UpdateMeBody>,
+) -> Result<Reply<MePreferences>, ApiError> {
+    use tenancy::ports::UserRepository;
+    let Some(locale) = body.locale else {
+        let creds = state
+            .auth
+            .sessions()
+            .credentials_by_id(caller.user_id())
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
+        return Ok(Reply(MePreferences {
+            locale: creds.locale.map(String::from),
+        }));
+    };
+    let locale = locale
+        .map(|tag| Language::parse(&tag))
+        .transpose()
+        .map_err(|e| ApiError::validation(vec![field("locale", &e)]))?;
+    let found = state
+        .accounts
+        .users()
+        .set_locale(&caller.audit_context(), caller.user_id(), locale.clone())
+        .await
+        .map_err(|e| match e {
+            tenancy::ports::FindUserError::Unexpected(e) => ApiError::internal(e),
+        })?;
+    if !found {
+        return Err(ApiError::new(ErrorCode::Unauthenticated, "unknown user"));
+    }
+    Ok(Reply(MePreferences {
+        locale: locale.map(String::from),
+    }))
 }
 
 /// Asking for a password-reset link.

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenancy::ports::AccountTokenRepository;
 use tenancy::service::{RegisterError, RegisterRequest};
-use tenancy::{Email, Password, PersonName, User};
+use tenancy::{Email, Language, Password, PersonName, User};
 
 use super::common::domain_rule;
 use crate::auth::{Caller, ClientMeta, Factor, Principal, SessionTokens, SignedIn};
@@ -152,6 +152,11 @@ pub struct RegisterBody {
         custom(domain_rule(PersonName::parse))
     )]
     pub last_name: String,
+    /// The language of the account's e-mail (a language tag: `en`, `es-MX`). Without
+    /// it, the first language of the request's `Accept-Language`; else English.
+    #[serde(default)]
+    #[garde(inner(length(max = 35), custom(domain_rule(Language::parse))))]
+    pub locale: Option<String>,
 }
 
 fn register_example() -> serde_json::Value {
@@ -206,9 +211,28 @@ pub(crate) fn field(field: &str, message: impl ToString) -> FieldError {
     }
 }
 
+/// The first language of the request's `Accept-Language` that is a tag, by weight.
+pub struct AcceptLanguage(pub Option<Language>);
+
+impl actix_web::FromRequest for AcceptLanguage {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Ok(Self(
+            req.headers()
+                .get(actix_web::http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Language::from_accept_language),
+        )))
+    }
+}
+
+impl aide::OperationInput for AcceptLanguage {}
+
 async fn register_account(
     state: State,
     meta: ClientMeta,
+    AcceptLanguage(accepted): AcceptLanguage,
     Json(body): Json<RegisterBody>,
 ) -> Result<Created<UserView>, ApiError> {
     // The extractor ran the domain rules already; parsing again yields the typed values.
@@ -217,6 +241,10 @@ async fn register_account(
     let password = Password::parse(body.password).map_err(|e| invalid("password", &e))?;
     let first_name = PersonName::parse(&body.first_name).map_err(|e| invalid("first_name", &e))?;
     let last_name = PersonName::parse(&body.last_name).map_err(|e| invalid("last_name", &e))?;
+    let locale = match body.locale.as_deref() {
+        Some(tag) => Some(Language::parse(tag).map_err(|e| invalid("locale", &e))?),
+        None => accepted,
+    };
     let user = state
         .accounts
         .register(
@@ -226,6 +254,7 @@ async fn register_account(
                 password,
                 first_name,
                 last_name,
+                locale,
             },
         )
         .await
@@ -389,6 +418,7 @@ async fn login(
             &meta.audit_context(audit::Actor::System),
             &body.email,
             body.password,
+            device.is_some(),
         )
         .await;
     let outcome = match signed_in {
@@ -457,6 +487,11 @@ pub struct SecondFactorBody {
     #[serde(default)]
     #[garde(inner(length(min = 1, max = 64)))]
     pub recovery_code: Option<String>,
+    /// The `device_token` of an earlier sign-in from this client, if it kept one
+    /// (without it, the account's owner is told of a sign-in from a new device).
+    #[serde(default)]
+    #[garde(inner(length(max = 256)))]
+    pub device_token: Option<String>,
 }
 
 /// The factor of a body with `code` or `recovery_code` (exactly one).
@@ -494,12 +529,19 @@ async fn login_second_factor(
             ));
         }
     };
+    let now = time::OffsetDateTime::now_utc();
+    let known_device = body
+        .device_token
+        .as_deref()
+        .and_then(|t| device_id(&state.confirmations, t, &email, now))
+        .is_some();
     let done = state
         .auth
         .complete_sign_in(
             &meta.audit_context(audit::Actor::System),
             &body.challenge,
             factor,
+            known_device,
         )
         .await;
     let (tokens, _) = match done {
@@ -516,7 +558,6 @@ async fn login_second_factor(
             return Err(e);
         }
     };
-    let now = time::OffsetDateTime::now_utc();
     let device = issue_device_token(&state.confirmations, &email, now);
     Ok(Reply(session_response(tokens, owner.user, &device)))
 }
@@ -581,6 +622,7 @@ async fn logout(state: State, caller: Caller) -> Result<Reply<Revoked>, ApiError
     let Principal::User {
         user_id,
         session_id,
+        ..
     } = caller.principal;
     let revoked = state
         .auth
@@ -617,6 +659,7 @@ async fn list_sessions(state: State, caller: Caller) -> Result<Reply<Vec<Session
     let Principal::User {
         user_id,
         session_id,
+        ..
     } = caller.principal;
     let now = time::OffsetDateTime::now_utc();
     let sessions = state.auth.sessions().list_sessions(user_id).await?;
@@ -686,6 +729,7 @@ async fn change_password(
     let Principal::User {
         user_id,
         session_id,
+        ..
     } = caller.principal;
     let new = Password::parse(body.new_password)
         .map_err(|e| ApiError::validation(vec![field("new_password", e)]))?;

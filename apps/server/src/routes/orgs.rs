@@ -183,6 +183,10 @@ fn membership_view(org: &Organization, m: &Membership) -> MembershipView {
 pub struct MeView {
     /// The user.
     pub user: super::auth::UserView,
+    /// Whether the address is proven (a verification or invitation link).
+    pub email_verified: bool,
+    /// The language of the account's e-mail (`null`: English); `PATCH /me` changes it.
+    pub locale: Option<String>,
     /// Their memberships.
     pub memberships: Vec<MembershipView>,
 }
@@ -197,6 +201,8 @@ async fn me(state: State, caller: Caller) -> Result<Reply<MeView>, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
     let memberships = state.orgs.memberships_of(caller.user_id()).await?;
     Ok(Reply(MeView {
+        email_verified: creds.email_verified,
+        locale: creds.locale.map(String::from),
         user: creds.user.into(),
         memberships: memberships
             .iter()

@@ -261,16 +261,16 @@ async fn invalid_and_expired_refresh_tokens_are_refused_with_their_reason(ctx: T
     assert_eq!(body["error"]["details"]["reason"], "refresh_token_expired");
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap()
 }
 
-fn code(secret: &str, at: u64) -> String {
+pub(crate) fn code(secret: &str, at: u64) -> String {
     credentials::secrets::totp_code_base32(secret, at).expect("a code")
 }
 
 /// Enrols and confirms TOTP for the signed-in `token`; returns (secret, recovery codes).
-async fn enrol<S, B>(app: &S, token: &str) -> (String, Vec<String>)
+pub(crate) async fn enrol<S, B>(app: &S, token: &str) -> (String, Vec<String>)
 where
     S: actix_web::dev::Service<
             actix_http::Request,

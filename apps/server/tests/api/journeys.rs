@@ -40,6 +40,9 @@ smtp_tests!(
     password_reset_end_to_end,
     addresses_are_proven_before_invitations_are_answered,
     expired_and_revoked_links_are_refused_clearly,
+    messages_are_written_in_the_recipients_language,
+    security_notices_reach_the_account_holder,
+    an_address_changes_only_when_the_new_one_is_proven,
 );
 
 async fn run<F, Fut>(backend: Backend, test: F)
@@ -602,4 +605,401 @@ async fn expired_and_revoked_links_are_refused_clearly(ctx: TestContext, sink: S
         (status, body["error"]["code"].as_str()),
         (400, Some("LINK_INVALID"))
     );
+}
+
+/// The JSON body of a request with extra headers.
+async fn send_with(
+    app: &svc_bound!(),
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut req = test::TestRequest::default()
+        .method(method)
+        .uri(uri)
+        .set_json(body);
+    for (name, value) in headers {
+        req = req.insert_header((*name, *value));
+    }
+    let res = test::call_service(app, req.to_request()).await;
+    let status = res.status().as_u16();
+    let bytes = test::read_body(res).await;
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+fn spanish(mail: &str) -> bool {
+    mail.contains("Hola:")
+}
+
+fn english(mail: &str) -> bool {
+    mail.contains("Hello,")
+}
+
+async fn messages_are_written_in_the_recipients_language(ctx: TestContext, sink: SmtpSink) {
+    let app = ctx.service().await;
+    let password = "correct horse battery";
+    // The body's `locale` wins; else `Accept-Language`; else English.
+    for (email, locale, accept, want_spanish) in [
+        ("lucia@home.test", Some("es-MX"), None, true),
+        (
+            "marta@home.test",
+            None,
+            Some("es-ES,es;q=0.9,en;q=0.5"),
+            true,
+        ),
+        ("tom@home.test", None, Some("fr;q=0.9, en;q=0.8"), false),
+        ("ann@home.test", None, None, false),
+    ] {
+        let mut body =
+            json!({"email": email, "password": password, "first_name": "A", "last_name": "B"});
+        if let Some(l) = locale {
+            body["locale"] = json!(l);
+        }
+        let headers: Vec<(&str, &str)> =
+            accept.map(|a| ("accept-language", a)).into_iter().collect();
+        let (status, body) =
+            send_with(&app, Method::POST, "/api/v2/auth/register", &headers, body).await;
+        assert_eq!(status, 201, "{body}");
+        deliver(&ctx).await;
+        let mail = mail_to(&sink, email);
+        assert_eq!(mail.len(), 1, "{email}");
+        assert_eq!(spanish(&mail[0]), want_spanish, "{email}: {}", mail[0]);
+        assert_eq!(english(&mail[0]), !want_spanish, "{email}: {}", mail[0]);
+    }
+    // A tag that is not one is refused, and nothing is created.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/register",
+        None,
+        Some(json!({"email": "x@home.test", "password": password, "first_name": "A", "last_name": "B", "locale": "<script>"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+
+    // The account holder changes their language; later messages follow it.
+    let ann = login(&app, "ann@home.test", password).await;
+    let (status, me) = send(&app, Method::GET, "/api/v2/me", Some(&ann), None).await;
+    assert_eq!((status, &me["data"]["locale"]), (200, &json!(null)), "{me}");
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        "/api/v2/me",
+        Some(&ann),
+        Some(json!({"locale": "es"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["data"]["locale"]),
+        (200, &json!("es")),
+        "{body}"
+    );
+    let (status, _) = send(
+        &app,
+        Method::PATCH,
+        "/api/v2/me",
+        Some(&ann),
+        Some(json!({"locale": "not a tag"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (_, me) = send(&app, Method::GET, "/api/v2/me", Some(&ann), None).await;
+    assert_eq!(me["data"]["locale"], "es", "{me}");
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/verify-email/resend",
+        Some(&ann),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    deliver(&ctx).await;
+    let mail = mail_to(&sink, "ann@home.test");
+    assert!(spanish(mail.last().unwrap()), "{}", mail.last().unwrap());
+
+    // Invitations: an account's own language; for someone without an account, the
+    // inviter's.
+    let lucia = login(&app, "lucia@home.test", password).await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs",
+        Some(&lucia),
+        Some(json!({"name": "Escuela Roble", "signup_code": "ROBLE001"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let org = body["data"]["org"]["id"].as_str().unwrap().to_owned();
+    for (email, want_spanish) in [("tom@home.test", false), ("new.family@home.test", true)] {
+        let (status, body) = send(
+            &app,
+            Method::POST,
+            &format!("/api/v2/orgs/{org}/users"),
+            Some(&lucia),
+            Some(json!({"email": email, "first_name": "N", "last_name": "F", "role": "volunteer"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        deliver(&ctx).await;
+        let mail = mail_to(&sink, email);
+        let invitation = mail.last().unwrap();
+        assert!(invitation.contains("Escuela Roble"), "{invitation}");
+        assert_eq!(spanish(invitation), want_spanish, "{email}: {invitation}");
+    }
+    // Clearing the language goes back to English.
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        "/api/v2/me",
+        Some(&ann),
+        Some(json!({"locale": null})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["data"]["locale"]),
+        (200, &json!(null)),
+        "{body}"
+    );
+    send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/verify-email/resend",
+        Some(&ann),
+        None,
+    )
+    .await;
+    deliver(&ctx).await;
+    assert!(english(mail_to(&sink, "ann@home.test").last().unwrap()));
+}
+
+/// The subjects of the messages to `to`.
+fn subjects(sink: &SmtpSink, to: &str) -> Vec<String> {
+    sink.messages()
+        .into_iter()
+        .filter(|m| header(m, "To").is_some_and(|t| t.contains(to)))
+        .filter_map(|m| header(&m, "Subject"))
+        .collect()
+}
+
+async fn security_notices_reach_the_account_holder(ctx: TestContext, sink: SmtpSink) {
+    let app = ctx.service().await;
+    let email = "guard@home.test";
+    let password = "correct horse battery";
+    let (_, first) = signed_up(&app, email).await;
+    deliver(&ctx).await;
+    // The first sign-in of an account tells nobody: only the verification link so far.
+    assert_eq!(
+        subjects(&sink, email).len(),
+        1,
+        "{:?}",
+        subjects(&sink, email)
+    );
+    // A second sign-in without the device token of the first: "new sign-in".
+    let sign_in = |device: Option<String>| {
+        let app = &app;
+        async move {
+            let mut body = json!({"email": email, "password": password});
+            if let Some(d) = device {
+                body["device_token"] = json!(d);
+            }
+            let (status, body) = send_with(
+                app,
+                Method::POST,
+                "/api/v2/auth/login",
+                &[("user-agent", "Firefox/140 (test)")],
+                body,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            (
+                body["data"]["token"].as_str().unwrap().to_owned(),
+                body["data"]["device_token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (_, device) = sign_in(None).await;
+    deliver(&ctx).await;
+    let mail = mail_to(&sink, email);
+    assert_eq!(mail.len(), 2);
+    let notice = mail.last().unwrap();
+    assert_eq!(
+        header(notice, "Subject").as_deref(),
+        Some("New sign-in to your account")
+    );
+    assert!(notice.contains("Firefox/140 (test)"), "{notice}");
+    // The same client, proving its earlier sign-in: no message.
+    let (session, _) = sign_in(Some(device)).await;
+    deliver(&ctx).await;
+    assert_eq!(mail_to(&sink, email).len(), 2);
+    // Changing the password tells the holder.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/password",
+        Some(&session),
+        Some(json!({"current_password": password, "new_password": "an even longer passphrase"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    deliver(&ctx).await;
+    assert_eq!(
+        subjects(&sink, email).last().map(String::as_str),
+        Some("Your password was changed")
+    );
+    // Turning two-factor sign-in off tells the holder; an unconfirmed enrolment
+    // dropped does not.
+    let (_, fresh) = signed_up(&app, "second@home.test").await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/me/2fa/totp",
+        Some(&fresh),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/me/2fa/totp/disable",
+        Some(&fresh),
+        Some(json!({"password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    deliver(&ctx).await;
+    assert!(
+        !subjects(&sink, "second@home.test")
+            .iter()
+            .any(|s| s.contains("Two-factor"))
+    );
+    crate::accounts::enrol(&app, &fresh).await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/me/2fa/totp/disable",
+        Some(&fresh),
+        Some(json!({"password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    deliver(&ctx).await;
+    assert_eq!(
+        subjects(&sink, "second@home.test")
+            .last()
+            .map(String::as_str),
+        Some("Two-factor sign-in was turned off")
+    );
+    drop(first);
+}
+
+async fn an_address_changes_only_when_the_new_one_is_proven(ctx: TestContext, sink: SmtpSink) {
+    let app = ctx.service().await;
+    let password = "correct horse battery";
+    let (_, session) = signed_up(&app, "old.address@home.test").await;
+    signed_up(&app, "taken@home.test").await;
+    let change = |email: &'static str, password: &'static str| {
+        let (app, session) = (&app, session.clone());
+        async move {
+            send(
+                app,
+                Method::POST,
+                "/api/v2/me/email",
+                Some(&session),
+                Some(json!({"email": email, "password": password})),
+            )
+            .await
+        }
+    };
+    // A wrong password, the same address, another account's address: refused.
+    let (status, body) = change("new.address@home.test", "not the password").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("VALIDATION_FAILED")),
+        "{body}"
+    );
+    let (status, _) = change("old.address@home.test", password).await;
+    assert_eq!(status, 422);
+    let (status, body) = change("taken@home.test", password).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "{body}"
+    );
+    // Asked: the new address gets a link, the old one a notice.
+    let (status, body) = change("New.Address@home.test", password).await;
+    assert_eq!(status, 202, "{body}");
+    deliver(&ctx).await;
+    let notice = mail_to(&sink, "old.address@home.test");
+    let notice = notice.last().unwrap();
+    assert_eq!(
+        header(notice, "Subject").as_deref(),
+        Some("Your e-mail address is being changed")
+    );
+    assert!(notice.contains("new.address@home.test"), "{notice}");
+    let token = token_in(&sink, "new.address@home.test", "/verify-email");
+    // Nothing changes before the link is followed.
+    login(&app, "old.address@home.test", password).await;
+    let (_, me) = send(&app, Method::GET, "/api/v2/me", Some(&session), None).await;
+    assert_eq!(me["data"]["user"]["email"], "old.address@home.test", "{me}");
+    // Followed: the new address is the account's, proven; the old one signs in no more.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/verify-email",
+        None,
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, me) = send(&app, Method::GET, "/api/v2/me", Some(&session), None).await;
+    assert_eq!(me["data"]["user"]["email"], "new.address@home.test", "{me}");
+    assert_eq!(me["data"]["email_verified"], true, "{me}");
+    login(&app, "new.address@home.test", password).await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(json!({"email": "old.address@home.test", "password": password})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // The link works once.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/verify-email",
+        None,
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("LINK_USED")),
+        "{body}"
+    );
+    // An address taken between the request and the link: 409, nothing changes.
+    let (status, _) = change("contested@home.test", password).await;
+    assert_eq!(status, 202);
+    deliver(&ctx).await;
+    let token = token_in(&sink, "contested@home.test", "/verify-email");
+    signed_up(&app, "contested@home.test").await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/verify-email",
+        None,
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "{body}"
+    );
+    let (_, me) = send(&app, Method::GET, "/api/v2/me", Some(&session), None).await;
+    assert_eq!(me["data"]["user"]["email"], "new.address@home.test", "{me}");
 }

@@ -945,6 +945,36 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
     )
     .await;
 
+    // Preferences and a new address (proven by the link sent to it).
+    w.write(
+        "PATCH /api/v2/me",
+        "/api/v2/me",
+        Some(&sec),
+        Some(json!({"locale": "es-MX"})),
+        &["user.profile_update"],
+        &[],
+    )
+    .await;
+    w.write(
+        "POST /api/v2/me/email",
+        "/api/v2/me/email",
+        Some(&sec),
+        Some(json!({"email": "sec.new@wp.test", "password": "correct horse battery"})),
+        &["auth.email_change_request"],
+        &[],
+    )
+    .await;
+    let change = w.outbox_token("sec.new@wp.test", "verify_email").await;
+    let (status, body) = send(
+        &w.a,
+        Method::POST,
+        "/api/v2/auth/verify-email",
+        None,
+        Some(json!({"token": change})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
     let missing: Vec<&String> = write_routes.difference(&w.covered).collect();
     assert!(
         missing.is_empty(),

@@ -37,7 +37,7 @@ fn session_round_trip() {
     let issuer = issuer();
     let (user_id, session_id) = (id(), id());
     let issued = issuer
-        .issue_session(user_id, session_id, EXP)
+        .issue_session(user_id, session_id, EXP, false)
         .expect("issue");
     assert_eq!(issued.expires_at, EXP_SECONDS);
     assert_eq!(issued.revocation_ids, vec![issued.revocation_id.clone()]);
@@ -47,7 +47,8 @@ fn session_round_trip() {
         verified.principal,
         Principal::Session {
             user_id,
-            session_id
+            session_id,
+            second_factor: false,
         }
     );
     assert_eq!(verified.expires_at, Some(EXP_SECONDS));
@@ -69,7 +70,7 @@ fn session_authority_block_layout() {
     let issuer = issuer();
     let (user_id, session_id) = (id(), id());
     let issued = issuer
-        .issue_session(user_id, session_id, EXP)
+        .issue_session(user_id, session_id, EXP, false)
         .expect("issue");
     let token = parse(&issuer, &issued.token);
     assert_eq!(token.block_count(), 1);
@@ -223,7 +224,9 @@ fn api_key_on_another_org_or_no_org_is_unauthorized() {
 fn token_signed_by_another_key_is_invalid_signature() {
     let (issuer, stranger) = (issuer(), issuer());
     let org_id = id();
-    let session = stranger.issue_session(id(), id(), EXP).expect("issue");
+    let session = stranger
+        .issue_session(id(), id(), EXP, false)
+        .expect("issue");
     let api_key = stranger
         .issue_api_key(org_id, id(), &keys(&["people.read"]), EXP)
         .expect("issue");
@@ -283,7 +286,7 @@ fn assert_tampering_refused(stride: usize, all_bits: bool) {
     let issuer = issuer();
     let org_id = id();
     let tokens = [
-        issuer.issue_session(id(), id(), EXP).expect("issue"),
+        issuer.issue_session(id(), id(), EXP, false).expect("issue"),
         issuer
             .issue_api_key(org_id, id(), &keys(&["people.read"]), EXP)
             .expect("issue"),
@@ -409,7 +412,7 @@ fn garbage_is_malformed() {
 #[test]
 fn expired_session_is_expired() {
     let issuer = issuer();
-    let issued = issuer.issue_session(id(), id(), EXP).expect("issue");
+    let issued = issuer.issue_session(id(), id(), EXP, false).expect("issue");
     let last_valid = datetime!(2029-12-31 23:59:59.999 UTC);
     assert!(issuer.verify(&issued.token, last_valid).is_ok());
     assert_eq!(
@@ -443,10 +446,10 @@ fn revocation_ids_are_stable_and_unique() {
     let issuer = issuer();
     let (user_id, session_id) = (id(), id());
     let a = issuer
-        .issue_session(user_id, session_id, EXP)
+        .issue_session(user_id, session_id, EXP, false)
         .expect("issue");
     let b = issuer
-        .issue_session(user_id, session_id, EXP)
+        .issue_session(user_id, session_id, EXP, false)
         .expect("issue");
     assert_ne!(a.revocation_id, b.revocation_id);
     assert_eq!(a.revocation_id.len(), 128, "hex of an Ed25519 signature");
@@ -511,7 +514,7 @@ fn appended_blocks_cannot_grant_or_impersonate() {
     // Same for a session: another user's facts in an appended block are ignored.
     let (user_id, session_id) = (id(), id());
     let session = issuer
-        .issue_session(user_id, session_id, EXP)
+        .issue_session(user_id, session_id, EXP, false)
         .expect("issue");
     let forged = parse(&issuer, &session.token)
         .append(block!(r#"user({other}); session({other});"#))
@@ -522,7 +525,8 @@ fn appended_blocks_cannot_grant_or_impersonate() {
         issuer.verify(&forged, BEFORE).expect("verify").principal,
         Principal::Session {
             user_id,
-            session_id
+            session_id,
+            second_factor: false,
         }
     );
 }
@@ -530,7 +534,7 @@ fn appended_blocks_cannot_grant_or_impersonate() {
 #[test]
 fn holder_attenuation_is_enforced() {
     let issuer = issuer();
-    let issued = issuer.issue_session(id(), id(), EXP).expect("issue");
+    let issued = issuer.issue_session(id(), id(), EXP, false).expect("issue");
     let sooner = date(datetime!(2029-01-01 00:00 UTC));
     let attenuated = parse(&issuer, &issued.token)
         .append(block!(r#"check if time($t), $t < {sooner};"#))
@@ -553,7 +557,7 @@ fn holder_attenuation_is_enforced() {
 #[test]
 fn hostile_rules_hit_the_run_limits() {
     let issuer = issuer();
-    let issued = issuer.issue_session(id(), id(), EXP).expect("issue");
+    let issued = issuer.issue_session(id(), id(), EXP, false).expect("issue");
     let mut bomb = block!(r#"cube($x, $y, $z) <- a($x), a($y), a($z);"#);
     for i in 0..20 {
         bomb = bomb
@@ -576,7 +580,7 @@ fn issuing_needs_an_expiry_after_1970() {
     let issuer = issuer();
     let before_epoch = datetime!(1969-12-31 23:59 UTC);
     assert!(matches!(
-        issuer.issue_session(id(), id(), before_epoch),
+        issuer.issue_session(id(), id(), before_epoch, false),
         Err(TokenError::Issue(_))
     ));
     assert!(matches!(
@@ -614,9 +618,46 @@ fn hash_token_is_sha256() {
 #[test]
 fn debug_output_never_shows_the_token() {
     let issuer = issuer();
-    let issued = issuer.issue_session(id(), id(), EXP).expect("issue");
+    let issued = issuer.issue_session(id(), id(), EXP, false).expect("issue");
     let shown = format!("{issued:?} {issuer:?}");
     assert!(!shown.contains(&issued.token));
     assert!(shown.contains("<redacted>"));
     assert!(shown.contains(&issuer.key.public_hex()));
+}
+
+#[test]
+fn the_second_factor_is_read_from_the_authority_block_only() {
+    let issuer = issuer();
+    let (user_id, session_id) = (id(), id());
+    let with = issuer
+        .issue_session(user_id, session_id, EXP, true)
+        .expect("issue");
+    assert_eq!(
+        issuer
+            .verify(&with.token, BEFORE)
+            .expect("verify")
+            .principal,
+        Principal::Session {
+            user_id,
+            session_id,
+            second_factor: true,
+        }
+    );
+    // A holder cannot claim a second factor by appending the fact.
+    let without = issuer
+        .issue_session(user_id, session_id, EXP, false)
+        .expect("issue");
+    let forged = parse(&issuer, &without.token)
+        .append(block!(r#"amr("otp");"#))
+        .expect("append")
+        .to_base64()
+        .expect("encode");
+    assert_eq!(
+        issuer.verify(&forged, BEFORE).expect("verify").principal,
+        Principal::Session {
+            user_id,
+            session_id,
+            second_factor: false,
+        }
+    );
 }

@@ -18,6 +18,7 @@ pub struct Model {
     pub phone: Option<String>,
     pub last_active_at: Option<TimeDateTimeWithTimeZone>,
     pub email_verified_at: Option<TimeDateTimeWithTimeZone>,
+    pub locale: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
