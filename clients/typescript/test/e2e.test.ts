@@ -295,7 +295,8 @@ async function journey(s: Server): Promise<void> {
   const admin = await signUp(anonymous, "ada.admin@maple.e2e.test", "Ada", "Admin");
   const parent = await signUp(anonymous, "lee.parent@home.e2e.test", "Lee", "Parent");
   const asAdmin = createPtoClient(s.baseUrl, admin.token);
-  const asParent = createPtoClient(s.baseUrl, parent.token);
+  // A token source may be a function (read before each request, e.g. after a refresh).
+  const asParent = createPtoClient(s.baseUrl, () => parent.token);
 
   const me = expectOk(await asAdmin.GET("/api/v2/me"), 200, "GET /me");
   assert.equal(me.data.user.email, "ada.admin@maple.e2e.test");
