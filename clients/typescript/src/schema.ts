@@ -328,6 +328,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/me/email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change the caller's address: confirm with the link sent to the new one
+         * @description Needs the account's `password`. A link (valid like a verification link, single-use) goes to the new address and a notice to the current one; the address changes only when the link is followed (`POST /auth/verify-email` with its token), and the new one counts as proven from then on. Until then sign-in, messages and invitations keep the current address. 409 when another account has the address (also when the link is followed, if it was taken meanwhile).
+         */
+        post: operations["change_email"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller, with their memberships */
+        get: operations["me"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Change the caller's account preferences (the language of their e-mail) */
+        patch: operations["update_me"];
+        trace?: never;
+    };
     "/api/v2/auth/verify-email/resend": {
         parameters: {
             query?: never;
@@ -458,23 +496,6 @@ export interface paths {
          * @description From the audit log's activity events on your account: successful sign-ins, wrong passwords, wrong second-factor codes, reused refresh tokens, with the client address and user agent.
          */
         get: operations["list_sign_ins"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v2/me": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The caller, with their memberships */
-        get: operations["me"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2227,6 +2248,16 @@ export interface components {
             /** @description New minimum role. */
             min_role?: components["schemas"]["RoleDto"] | null;
         };
+        /** @description A new address for the caller's account. */
+        ChangeEmailBody: {
+            /**
+             * Format: email
+             * @description The new address.
+             */
+            email: string;
+            /** @description The account's password. */
+            password: string;
+        };
         /** @description A password change. */
         ChangePasswordBody: {
             /** @description The current password. */
@@ -3173,8 +3204,26 @@ export interface components {
             /** @description The scope the setting comes from. */
             source: components["schemas"]["ScopeDto"];
         };
+        /** @description The caller's preferences after the change. */
+        MePreferences: {
+            /** @description The language of the account's e-mail (`null`: English). */
+            locale?: string | null;
+        };
+        /** @description A successful response. */
+        MePreferencesEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["MePreferences"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description The caller. */
         MeView: {
+            /** @description Whether the address is proven (a verification or invitation link). */
+            email_verified: boolean;
+            /** @description The language of the account's e-mail (`null`: English); `PATCH /me` changes it. */
+            locale?: string | null;
             /** @description Their memberships. */
             memberships: components["schemas"]["MembershipView"][];
             /** @description The user. */
@@ -3654,6 +3703,12 @@ export interface components {
             first_name: string;
             /** @description Family name. */
             last_name: string;
+            /**
+             * @description The language of the account's e-mail (a language tag: `en`, `es-MX`). Without
+             *     it, the first language of the request's `Accept-Language`; else English.
+             * @default null
+             */
+            locale?: string | null;
             /** @description 12 to 128 characters. */
             password: string;
         };
@@ -3897,6 +3952,12 @@ export interface components {
              * @default null
              */
             code?: string | null;
+            /**
+             * @description The `device_token` of an earlier sign-in from this client, if it kept one
+             *     (without it, the account's owner is told of a sign-in from a new device).
+             * @default null
+             */
+            device_token?: string | null;
             /**
              * @description One of the recovery codes (dashes and spaces are ignored).
              * @default null
@@ -4210,6 +4271,15 @@ export interface components {
              * @description The version you read.
              */
             version?: number | null;
+        };
+        /** @description Account preferences to change (absent fields stay as they are). */
+        UpdateMeBody: {
+            /**
+             * @description The language of the account's e-mail (`en`, `es-MX`); `null` for the default
+             *     (English).
+             * @default null
+             */
+            locale?: string | null;
         };
         /** @description Changes to a member. */
         UpdateMemberBody: {
@@ -4896,6 +4966,7 @@ export interface operations {
                  * @example {
                  *       "challenge": "string",
                  *       "code": "SUNSET",
+                 *       "device_token": "string",
                  *       "recovery_code": "string"
                  *     }
                  */
@@ -5998,8 +6069,339 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: LINK_EXPIRED, LINK_USED */
             410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    change_email: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "email": "ana.garcia@example.org",
+                 *       "password": "correct horse battery staple"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ChangeEmailBody"];
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "accepted": true
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["QueuedEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "email_verified": true,
+                     *         "locale": "string",
+                     *         "memberships": [
+                     *           {
+                     *             "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *             "org_name": "Sunset Elementary PTO",
+                     *             "rank": "string",
+                     *             "role": "board_member",
+                     *             "status": "active"
+                     *           }
+                     *         ],
+                     *         "user": {
+                     *           "created_at": "2026-09-01T15:30:00Z",
+                     *           "email": "ana.garcia@example.org",
+                     *           "first_name": "Ana",
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "last_name": "García",
+                     *           "status": "active"
+                     *         }
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["MeViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    update_me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "locale": "string"
+                 *     }
+                 */
+                "application/json": components["schemas"]["UpdateMeBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "locale": "string"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["MePreferencesEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6820,96 +7222,6 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: RATE_LIMITED */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: INTERNAL */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: SERVICE_UNAVAILABLE */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    me: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Success */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "memberships": [
-                     *           {
-                     *             "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *             "org_name": "Sunset Elementary PTO",
-                     *             "rank": "string",
-                     *             "role": "board_member",
-                     *             "status": "active"
-                     *           }
-                     *         ],
-                     *         "user": {
-                     *           "created_at": "2026-09-01T15:30:00Z",
-                     *           "email": "ana.garcia@example.org",
-                     *           "first_name": "Ana",
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "last_name": "García",
-                     *           "status": "active"
-                     *         }
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["MeViewEnvelope"];
-                };
-            };
-            /** @description Error: UNAUTHENTICATED */
-            401: {
                 headers: {
                     [name: string]: unknown;
                 };
