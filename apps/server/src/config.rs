@@ -78,6 +78,9 @@ pub struct Settings {
     /// How many days an invitation (adding someone to an org) stays open
     /// (`INVITATION_TTL_DAYS`, default 14).
     pub invitation_ttl_days: u16,
+    /// Whether platform admins act as such only from sessions opened with a second
+    /// factor (`PLATFORM_ADMIN_REQUIRE_2FA`, default false).
+    pub platform_admin_second_factor: bool,
     /// Seconds to let in-flight requests finish on SIGTERM (`SHUTDOWN_TIMEOUT_SECS`).
     pub shutdown_timeout: Duration,
     /// HTTP worker threads (`WORKERS`; default: number of CPUs).
@@ -217,6 +220,7 @@ pub const KEYS: &[&str] = &[
     "AUDIT_DIGEST_INTERVAL_SECS",
     "JOB_RETENTION_DAYS",
     "INVITATION_TTL_DAYS",
+    "PLATFORM_ADMIN_REQUIRE_2FA",
     "SHUTDOWN_TIMEOUT_SECS",
     "WORKERS",
     "RATE_LIMIT_ENABLED",
@@ -390,6 +394,12 @@ impl Settings {
             14,
             1..=365,
         );
+        let platform_admin_second_factor = parse_bool(
+            &mut errors,
+            "PLATFORM_ADMIN_REQUIRE_2FA",
+            get("PLATFORM_ADMIN_REQUIRE_2FA"),
+            false,
+        );
         let shutdown_secs: u64 = parse_num(
             &mut errors,
             "SHUTDOWN_TIMEOUT_SECS",
@@ -457,6 +467,7 @@ impl Settings {
             audit_digest_interval: Duration::from_secs(digest_secs),
             job_retention: Duration::from_secs(job_retention_days * 86_400),
             invitation_ttl_days,
+            platform_admin_second_factor,
             shutdown_timeout: Duration::from_secs(shutdown_secs),
             workers,
             rate_limit,

@@ -227,6 +227,7 @@ pub async fn build_state(
         job_wake: Arc::new(tokio::sync::Notify::new()),
         job_retention: settings.job_retention,
         invitation_ttl_days: settings.invitation_ttl_days,
+        platform_admin_second_factor: settings.platform_admin_second_factor,
         tmp_dir,
         mail_urls: settings.mail.public_urls.clone(),
         mail_wake,

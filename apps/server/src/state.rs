@@ -63,6 +63,8 @@ pub struct AppState {
     pub job_retention: std::time::Duration,
     /// How many days an invitation stays open (`INVITATION_TTL_DAYS`).
     pub invitation_ttl_days: u16,
+    /// Whether platform admins need a second-factor session (`PLATFORM_ADMIN_REQUIRE_2FA`).
+    pub platform_admin_second_factor: bool,
     /// Where uploads and export files are staged (`DATA_DIR/tmp`).
     pub tmp_dir: std::path::PathBuf,
     /// Security headers, HSTS and CORS.

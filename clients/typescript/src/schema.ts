@@ -2610,6 +2610,11 @@ export interface components {
             id: string;
             /** @description Name. */
             name: string;
+            /**
+             * @description Whether the district's staff act on it only from sessions opened with a second
+             *     factor (two-factor sign-in).
+             */
+            require_two_factor: boolean;
             /** @description `basic`, `professional` or `enterprise`. */
             tier: string;
             /**
@@ -4264,6 +4269,13 @@ export interface components {
             code?: string | null;
             /** @description New name. */
             name?: string | null;
+            /**
+             * @description Require a second factor of the district's staff: while on, staff signed in
+             *     without one are refused on the district's routes (403, `details.reason =
+             *     second_factor_required`) until they sign in with two-factor sign-in.
+             * @default null
+             */
+            require_two_factor?: boolean | null;
             /** @description New tier (platform admins). */
             tier?: components["schemas"]["TierName"] | null;
             /**
@@ -13059,6 +13071,7 @@ export interface operations {
                      *           "code": "SUNSET",
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "name": "Sunset Elementary PTO",
+                     *           "require_two_factor": true,
                      *           "tier": "string",
                      *           "version": 3
                      *         }
@@ -13149,6 +13162,7 @@ export interface operations {
                      *         "code": "SUNSET",
                      *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *         "name": "Sunset Elementary PTO",
+                     *         "require_two_factor": true,
                      *         "tier": "string",
                      *         "version": 3
                      *       },
@@ -13275,6 +13289,7 @@ export interface operations {
                      *         "code": "SUNSET",
                      *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *         "name": "Sunset Elementary PTO",
+                     *         "require_two_factor": true,
                      *         "tier": "string",
                      *         "version": 3
                      *       },
@@ -13478,6 +13493,7 @@ export interface operations {
                  * @example {
                  *       "code": "SUNSET",
                  *       "name": "Sunset Elementary PTO",
+                 *       "require_two_factor": true,
                  *       "tier": "basic",
                  *       "version": 3
                  *     }
@@ -13498,6 +13514,7 @@ export interface operations {
                      *         "code": "SUNSET",
                      *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *         "name": "Sunset Elementary PTO",
+                     *         "require_two_factor": true,
                      *         "tier": "string",
                      *         "version": 3
                      *       },

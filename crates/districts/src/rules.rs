@@ -7,7 +7,7 @@
 //! district) is managed by platform admins only, so moving a school between districts
 //! needs authority over both ends.
 
-use crate::{DistrictId, DistrictStaffRole};
+use crate::{DistrictId, DistrictSettings, DistrictStaffRole};
 
 /// Something a caller wants to do to (or in) one district.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +36,72 @@ pub enum DistrictAction {
 pub struct Forbidden {
     /// What was refused.
     pub action: DistrictAction,
+}
+
+/// The district setting by which its staff act only from sessions opened with a second
+/// factor (`{"require_two_factor": true}`).
+pub const REQUIRE_TWO_FACTOR: &str = "require_two_factor";
+
+/// Whether a district's settings require a second factor of its staff.
+#[must_use]
+pub fn requires_second_factor(settings: &DistrictSettings) -> bool {
+    settings
+        .get(REQUIRE_TWO_FACTOR)
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// District settings the rules read must have their type (the rest is free-form).
+///
+/// # Errors
+/// A sentence naming the key, when [`REQUIRE_TWO_FACTOR`] is not a boolean.
+pub fn check_settings(settings: &DistrictSettings) -> Result<(), String> {
+    match settings.get(REQUIRE_TWO_FACTOR) {
+        None | Some(serde_json::Value::Bool(_)) => Ok(()),
+        Some(_) => Err(format!("`{REQUIRE_TWO_FACTOR}` must be true or false")),
+    }
+}
+
+/// The caller's standing needs a session opened with a second factor (TOTP or a
+/// recovery code), which this one was not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this needs a session opened with a second factor: turn two-factor sign-in on and sign in again"
+)]
+pub struct SecondFactorRequired;
+
+/// The staff role a caller may act with in a district: theirs, unless the district
+/// requires a second factor and their session had none (then they may not act as staff
+/// at all, rather than silently as an outsider).
+///
+/// # Errors
+/// [`SecondFactorRequired`].
+pub fn usable_staff_role(
+    role: Option<DistrictStaffRole>,
+    district_requires: bool,
+    second_factor: bool,
+) -> Result<Option<DistrictStaffRole>, SecondFactorRequired> {
+    match role {
+        Some(_) if district_requires && !second_factor => Err(SecondFactorRequired),
+        role => Ok(role),
+    }
+}
+
+/// Whether a caller may act as platform admin: they are one, and, when the platform
+/// requires it, their session had a second factor.
+///
+/// # Errors
+/// [`SecondFactorRequired`] for a platform admin without one where it is required.
+pub fn usable_platform_admin(
+    is_platform_admin: bool,
+    platform_requires: bool,
+    second_factor: bool,
+) -> Result<bool, SecondFactorRequired> {
+    if is_platform_admin && platform_requires && !second_factor {
+        Err(SecondFactorRequired)
+    } else {
+        Ok(is_platform_admin)
+    }
 }
 
 /// Whether a caller with the given standing may perform `action` on one district.
@@ -271,6 +337,55 @@ mod tests {
                 from: Some(a),
                 to: None
             }
+        );
+    }
+}
+
+#[cfg(test)]
+mod second_factor_tests {
+    use super::*;
+
+    #[test]
+    fn staff_of_a_district_that_requires_it_need_a_second_factor() {
+        let admin = Some(DistrictStaffRole::DistrictAdmin);
+        assert_eq!(
+            usable_staff_role(admin, true, false),
+            Err(SecondFactorRequired)
+        );
+        assert_eq!(usable_staff_role(admin, true, true), Ok(admin));
+        assert_eq!(usable_staff_role(admin, false, false), Ok(admin));
+        // Outsiders are outsiders either way (no hint that a second factor would help).
+        assert_eq!(usable_staff_role(None, true, false), Ok(None));
+    }
+
+    #[test]
+    fn platform_admins_need_one_only_where_the_platform_requires_it() {
+        assert_eq!(
+            usable_platform_admin(true, true, false),
+            Err(SecondFactorRequired)
+        );
+        assert_eq!(usable_platform_admin(true, true, true), Ok(true));
+        assert_eq!(usable_platform_admin(true, false, false), Ok(true));
+        assert_eq!(usable_platform_admin(false, true, false), Ok(false));
+    }
+
+    #[test]
+    fn the_setting_is_a_boolean() {
+        let settings = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        assert!(requires_second_factor(&settings(
+            serde_json::json!({"require_two_factor": true})
+        )));
+        assert!(!requires_second_factor(&settings(
+            serde_json::json!({"theme": "blue"})
+        )));
+        assert!(
+            check_settings(&settings(serde_json::json!({"require_two_factor": "yes"}))).is_err()
+        );
+        assert!(
+            check_settings(&settings(
+                serde_json::json!({"require_two_factor": false, "x": 1})
+            ))
+            .is_ok()
         );
     }
 }

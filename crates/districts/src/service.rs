@@ -20,8 +20,11 @@ use crate::{District, DistrictId, DistrictStaff, DistrictStaffRole, School, Scho
 pub struct Caller {
     /// The signed-in user.
     pub user: UserId,
-    /// Whether they are a platform admin.
+    /// Whether they act as platform admin (they are one, with the second factor the
+    /// platform may require: [`rules::usable_platform_admin`]).
     pub platform_admin: bool,
+    /// Whether their session was opened with a second factor.
+    pub second_factor: bool,
 }
 
 /// Why a use case failed: refused by the rules, or by the port.
@@ -30,9 +33,32 @@ pub enum ServiceError<E: std::error::Error + 'static> {
     /// The caller may not do this.
     #[error(transparent)]
     Forbidden(#[from] Forbidden),
+    /// The caller's staff role needs a session with a second factor.
+    #[error(transparent)]
+    SecondFactorRequired(#[from] rules::SecondFactorRequired),
     /// The port refused or failed.
     #[error(transparent)]
     Store(E),
+}
+
+/// Why a caller's standing in a district could not be settled.
+#[derive(Debug, thiserror::Error)]
+pub enum StandingError {
+    /// Their role there needs a second factor their session lacks.
+    #[error(transparent)]
+    SecondFactorRequired(#[from] rules::SecondFactorRequired),
+    /// Reading failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+impl<E: std::error::Error + From<ReadError> + 'static> From<StandingError> for ServiceError<E> {
+    fn from(e: StandingError) -> Self {
+        match e {
+            StandingError::SecondFactorRequired(e) => Self::SecondFactorRequired(e),
+            StandingError::Read(e) => Self::Store(E::from(e)),
+        }
+    }
 }
 
 impl<E: std::error::Error + From<ReadError> + 'static> From<ReadError> for ServiceError<E> {
@@ -58,23 +84,44 @@ impl<R: DistrictRepository> DistrictService<R> {
         &self.repo
     }
 
-    async fn role(
+    /// The staff role the caller may act with in `district` (none for platform admins,
+    /// who need none): their role, if the district's second-factor rule lets them use
+    /// it ([`rules::usable_staff_role`]). Every path that asks "what is this caller in
+    /// that district" asks here.
+    ///
+    /// # Errors
+    /// [`StandingError::SecondFactorRequired`] for staff without the second factor
+    /// their district requires; a read failure.
+    pub async fn role(
         &self,
         caller: &Caller,
         district: DistrictId,
-    ) -> Result<Option<DistrictStaffRole>, ReadError> {
+    ) -> Result<Option<DistrictStaffRole>, StandingError> {
         if caller.platform_admin {
             // Platform admins need no staff role; skip the lookup.
             return Ok(None);
         }
-        self.repo.staff_role(district, caller.user).await
+        let role = self.repo.staff_role(district, caller.user).await?;
+        if role.is_none() || caller.second_factor {
+            return Ok(role);
+        }
+        let requires = self
+            .repo
+            .get_district(district)
+            .await?
+            .is_some_and(|d| rules::requires_second_factor(&d.settings));
+        Ok(rules::usable_staff_role(
+            role,
+            requires,
+            caller.second_factor,
+        )?)
     }
 
     async fn placement(
         &self,
         caller: &Caller,
         district: Option<DistrictId>,
-    ) -> Result<Placement, ReadError> {
+    ) -> Result<Placement, StandingError> {
         Ok(match district {
             None => Placement::Standalone,
             Some(d) => Placement::InDistrict {
@@ -124,7 +171,7 @@ impl<R: DistrictRepository> DistrictService<R> {
         caller: &Caller,
         id: DistrictId,
     ) -> Result<Option<District>, ServiceError<ReadError>> {
-        let role = self.role(caller, id).await.map_err(ServiceError::Store)?;
+        let role = self.role(caller, id).await?;
         authorize(DistrictAction::View, caller.platform_admin, role)?;
         self.repo
             .get_district(id)
@@ -411,6 +458,7 @@ mod tests {
         Caller {
             user: UserId::new(),
             platform_admin: true,
+            second_factor: true,
         }
     }
 
@@ -418,6 +466,7 @@ mod tests {
         Caller {
             user: UserId::new(),
             platform_admin: false,
+            second_factor: true,
         }
     }
 
@@ -771,5 +820,66 @@ mod tests {
             .await
             .expect_err("stranger");
         assert!(matches!(err, ServiceError::Forbidden(_)));
+    }
+
+    #[tokio::test]
+    async fn staff_need_the_second_factor_their_district_requires() {
+        let (strict, lax) = (DistrictId::new(), DistrictId::new());
+        let mut repo = MockDistrictRepository::new();
+        with_roles(
+            &mut repo,
+            vec![
+                (strict, DistrictStaffRole::DistrictAdmin),
+                (lax, DistrictStaffRole::DistrictAdmin),
+            ],
+        );
+        repo.expect_get_district().returning(move |id| {
+            let mut settings = crate::DistrictSettings::new();
+            settings.insert(
+                rules::REQUIRE_TWO_FACTOR.to_owned(),
+                serde_json::Value::Bool(id == strict),
+            );
+            Box::pin(async move {
+                Ok(Some(District {
+                    id,
+                    name: "D".into(),
+                    code: DistrictCode::parse("D1").expect("code"),
+                    tier: crate::SubscriptionTier::Basic,
+                    settings,
+                    version: 1,
+                    created_at: OffsetDateTime::UNIX_EPOCH,
+                    updated_at: OffsetDateTime::UNIX_EPOCH,
+                }))
+            })
+        });
+        let service = DistrictService::new(repo);
+        let without = Caller {
+            second_factor: false,
+            ..staff()
+        };
+        let err = service.role(&without, strict).await.expect_err("refused");
+        assert!(
+            matches!(err, StandingError::SecondFactorRequired(_)),
+            "{err:?}"
+        );
+        let err = service
+            .get_district(&without, strict)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, ServiceError::SecondFactorRequired(_)),
+            "{err:?}"
+        );
+        assert_eq!(
+            service.role(&without, lax).await.expect("lax"),
+            Some(DistrictStaffRole::DistrictAdmin)
+        );
+        assert_eq!(
+            service
+                .role(&staff(), strict)
+                .await
+                .expect("with a second factor"),
+            Some(DistrictStaffRole::DistrictAdmin)
+        );
     }
 }

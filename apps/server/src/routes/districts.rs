@@ -251,10 +251,39 @@ async fn district_caller(state: &State, caller: &Caller) -> Result<DistrictCalle
         .credentials_by_id(caller.user_id())
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
+    let platform_admin = districts::rules::usable_platform_admin(
+        creds.is_platform_admin,
+        state.platform_admin_second_factor,
+        caller.second_factor(),
+    )
+    .map_err(second_factor_required)?;
     Ok(DistrictCaller {
         user: caller.user_id(),
-        platform_admin: creds.is_platform_admin,
+        platform_admin,
+        second_factor: caller.second_factor(),
     })
+}
+
+/// 403 with `details.reason = second_factor_required`.
+fn second_factor_required(e: districts::rules::SecondFactorRequired) -> ApiError {
+    ApiError::new(ErrorCode::PermissionDenied, e.to_string())
+        .with_details(serde_json::json!({ "reason": "second_factor_required" }))
+}
+
+/// The staff role `who` may act with in `district` (the district's second-factor rule
+/// applied).
+async fn usable_role(
+    state: &State,
+    who: &DistrictCaller,
+    district: DistrictId,
+) -> Result<Option<DistrictStaffRole>, ApiError> {
+    service(state)
+        .role(who, district)
+        .await
+        .map_err(|e| match e {
+            districts::service::StandingError::SecondFactorRequired(e) => second_factor_required(e),
+            districts::service::StandingError::Read(e) => read_error(e),
+        })
 }
 
 fn service_error<E: std::error::Error + Send + Sync + 'static>(
@@ -266,6 +295,7 @@ fn service_error<E: std::error::Error + Send + Sync + 'static>(
             ErrorCode::PermissionDenied,
             "you do not have the district role this needs",
         ),
+        ServiceError::SecondFactorRequired(e) => second_factor_required(e),
         ServiceError::Store(e) => store(e),
     }
 }
@@ -335,6 +365,9 @@ pub struct DistrictView {
     pub code: String,
     /// `basic`, `professional` or `enterprise`.
     pub tier: &'static str,
+    /// Whether the district's staff act on it only from sessions opened with a second
+    /// factor (two-factor sign-in).
+    pub require_two_factor: bool,
     /// Version.
     pub version: i64,
 }
@@ -345,6 +378,7 @@ fn district_view(d: District) -> DistrictView {
         name: d.name.to_string(),
         code: d.code.to_string(),
         tier: d.tier.as_str(),
+        require_two_factor: districts::rules::requires_second_factor(&d.settings),
         version: d.version,
     }
 }
@@ -446,6 +480,7 @@ pub(super) async fn visible_district(
         .await
         .map_err(|e| match e {
             ServiceError::Forbidden(_) => not_found(),
+            ServiceError::SecondFactorRequired(e) => second_factor_required(e),
             ServiceError::Store(e) => read_error(e),
         })?
         .ok_or_else(not_found)?;
@@ -478,6 +513,12 @@ pub struct UpdateDistrictBody {
     #[garde(inner(custom(domain_rule(SubscriptionTier::parse))))]
     #[schemars(with = "Option<TierName>")]
     pub tier: Option<String>,
+    /// Require a second factor of the district's staff: while on, staff signed in
+    /// without one are refused on the district's routes (403, `details.reason =
+    /// second_factor_required`) until they sign in with two-factor sign-in.
+    #[serde(default)]
+    #[garde(skip)]
+    pub require_two_factor: Option<bool>,
 }
 
 async fn update_district(
@@ -487,6 +528,13 @@ async fn update_district(
     Json(body): Json<UpdateDistrictBody>,
 ) -> Result<Reply<DistrictView>, ApiError> {
     let (who, d) = visible_district(&state, &caller, p.district_id).await?;
+    // Whoever turns the requirement on shows they meet it (no one locks the district's
+    // staff out with a session they could not open again).
+    if body.require_two_factor == Some(true) && !caller.second_factor() {
+        return Err(second_factor_required(
+            districts::rules::SecondFactorRequired,
+        ));
+    }
     let changes = districts::ports::DistrictChanges {
         name: body
             .name
@@ -506,7 +554,14 @@ async fn update_district(
             .map(SubscriptionTier::parse)
             .transpose()
             .map_err(|e| invalid("tier", e))?,
-        settings: None,
+        settings: body.require_two_factor.map(|on| {
+            let mut settings = d.settings.clone();
+            settings.insert(
+                districts::rules::REQUIRE_TWO_FACTOR.to_owned(),
+                serde_json::Value::Bool(on),
+            );
+            settings
+        }),
     };
     let updated = service(&state)
         .update_district(&who, &caller.audit_context(), d.id, body.version, changes)
@@ -1022,11 +1077,7 @@ async fn template_admin(
     district: Uuid,
 ) -> Result<District, ApiError> {
     let (who, d) = visible_district(state, caller, district).await?;
-    let role = state
-        .districts
-        .staff_role(d.id, who.user)
-        .await
-        .map_err(read_error)?;
+    let role = usable_role(state, &who, d.id).await?;
     if who.platform_admin || role == Some(DistrictStaffRole::DistrictAdmin) {
         Ok(d)
     } else {
@@ -1155,14 +1206,7 @@ async fn school_admin(state: &State, caller: &Caller, school: Uuid) -> Result<Sc
         .ok_or_else(not_found)?;
     let allowed = who.platform_admin
         || match s.district_id {
-            Some(d) => {
-                state
-                    .districts
-                    .staff_role(d, who.user)
-                    .await
-                    .map_err(read_error)?
-                    == Some(DistrictStaffRole::DistrictAdmin)
-            }
+            Some(d) => usable_role(state, &who, d).await? == Some(DistrictStaffRole::DistrictAdmin),
             None => false,
         };
     if allowed { Ok(s) } else { Err(not_found()) }

@@ -7,6 +7,7 @@ backend_tests!(
     bootstrap_is_one_time_and_guarded,
     district_templates_locks_schools_and_moves,
     orgs_move_with_authority_over_both_ends,
+    districts_and_the_platform_can_require_a_second_factor,
 );
 
 async fn bootstrap_is_one_time_and_guarded(ctx: TestContext) {
@@ -449,4 +450,208 @@ async fn orgs_move_with_authority_over_both_ends(ctx: TestContext) {
         |e| e["new_value"]["placement"]["district_id"] == south.as_str()
             && e["old_value"]["placement"]["district_id"] == north.as_str()
     ));
+}
+
+/// Signs in with the password and the current TOTP code of `secret` (the next step's
+/// code: the current one was spent confirming the enrolment); returns the login body.
+async fn sign_in_with_code<S, B>(app: &S, email: &str, secret: &str) -> serde_json::Value
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let (status, first) = send(
+        app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(serde_json::json!({"email": email, "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let challenge = first["data"]["challenge"]
+        .as_str()
+        .expect("a challenge")
+        .to_owned();
+    let code = crate::accounts::code(secret, crate::accounts::now() + 30);
+    let (status, body) = send(
+        app,
+        Method::POST,
+        "/api/v2/auth/login/2fa",
+        None,
+        Some(serde_json::json!({"challenge": challenge, "code": code})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn reason(body: &serde_json::Value) -> Option<&str> {
+    body["error"]["details"]["reason"].as_str()
+}
+
+async fn districts_and_the_platform_can_require_a_second_factor(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, root) = signed_up(&app, "root3@example.org").await;
+    send(
+        &app,
+        Method::POST,
+        "/api/v2/platform/bootstrap",
+        Some(&root),
+        Some(serde_json::json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    let (status, d) = send(
+        &app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(&root),
+        Some(serde_json::json!({"name": "Ogdenville", "code": "OGDEN"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let district = d["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(d["data"]["require_two_factor"], false, "{d}");
+    let (staff_id, staff) = signed_up(&app, "ogden.staff@example.org").await;
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{district}/staff/{staff_id}"),
+        Some(&root),
+        Some(serde_json::json!({"role": "district_admin"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let uri = format!("/api/v2/districts/{district}");
+    let require = serde_json::json!({"require_two_factor": true});
+
+    // Turning it on needs a session that meets it.
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &uri,
+        Some(&staff),
+        Some(require.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (403, Some("second_factor_required")),
+        "{body}"
+    );
+    let (secret, _) = crate::accounts::enrol(&app, &staff).await;
+    let strong = sign_in_with_code(&app, "ogden.staff@example.org", &secret).await;
+    let strong_token = strong["data"]["token"].as_str().unwrap().to_owned();
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &uri,
+        Some(&strong_token),
+        Some(require),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["require_two_factor"], true, "{body}");
+
+    // On: the staff member's password-only session may not act as staff, on the
+    // service's routes and on the template routes alike…
+    let (status, body) = send(&app, Method::GET, &uri, Some(&staff), None).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (403, Some("second_factor_required")),
+        "{body}"
+    );
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("{uri}/staff"),
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert!(status == 403 || status == 404, "{status} {body}");
+    let templates = format!("{uri}/permission-templates/events.create");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &templates,
+        Some(&staff),
+        Some(serde_json::json!({"min_role": "volunteer", "enabled": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (403, Some("second_factor_required")),
+        "{body}"
+    );
+    // …while the session opened with the code may, and so does its refresh.
+    let (status, body) = send(&app, Method::GET, &uri, Some(&strong_token), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, refreshed) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/refresh",
+        None,
+        Some(serde_json::json!({"refresh_token": strong["data"]["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &uri,
+        Some(refreshed["data"]["token"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The platform admin is not bound by a district's rule (only by the platform's).
+    let (status, _) = send(&app, Method::GET, &uri, Some(&root), None).await;
+    assert_eq!(status, 200);
+
+    // A platform that requires it of its admins.
+    let Some(strict) =
+        TestContext::with_env(ctx.backend, &[("PLATFORM_ADMIN_REQUIRE_2FA", "true")]).await
+    else {
+        return;
+    };
+    let app = strict.service().await;
+    let (_, admin) = signed_up(&app, "strict.root@example.org").await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/platform/bootstrap",
+        Some(&admin),
+        Some(serde_json::json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let new_district = serde_json::json!({"name": "Capital City", "code": "CAPITAL"});
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(&admin),
+        Some(new_district.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (403, Some("second_factor_required")),
+        "{body}"
+    );
+    let (secret, _) = crate::accounts::enrol(&app, &admin).await;
+    let strong = sign_in_with_code(&app, "strict.root@example.org", &secret).await;
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(strong["data"]["token"].as_str().unwrap()),
+        Some(new_district),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
 }
