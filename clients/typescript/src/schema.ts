@@ -339,7 +339,7 @@ export interface paths {
         put?: never;
         /**
          * Change the caller's address: confirm with the link sent to the new one
-         * @description Needs the account's `password`. A link (valid like a verification link, single-use) goes to the new address and a notice to the current one; the address changes only when the link is followed (`POST /auth/verify-email` with its token), and the new one counts as proven from then on. Until then sign-in, messages and invitations keep the current address. 409 when another account has the address (also when the link is followed, if it was taken meanwhile).
+         * @description Needs the account's `password`. A link (valid like a verification link, single-use) goes to the new address and a notice to the current one; the address changes only when the link is followed (`POST /auth/verify-email` with its token), and the new one counts as proven from then on. Until then sign-in, messages and invitations keep the current address. 409 when another account has the address (also when the link is followed, if it was taken meanwhile). The new address counts against its 5 links an hour.
          */
         post: operations["change_email"];
         delete?: never;
@@ -375,7 +375,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Send a new link to prove the caller's address */
+        /**
+         * Send a new link to prove the caller's address
+         * @description At most 5 links an hour to one address (429 with `Retry-After`).
+         */
         post: operations["resend_verification"];
         delete?: never;
         options?: never;
@@ -394,7 +397,7 @@ export interface paths {
         put?: never;
         /**
          * Ask for a password-reset link
-         * @description Always answers 202, whether or not an account has the address: a link (valid one hour, single-use) is e-mailed only if one does.
+         * @description Always answers 202, whether or not an account has the address: a link (valid one hour, single-use) is e-mailed only if one does. One address is sent at most 5 links an hour (reset, verification, address change together), however many clients ask: 429 with `Retry-After` beyond that.
          */
         post: operations["request_password_reset"];
         delete?: never;

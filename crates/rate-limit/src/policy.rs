@@ -24,6 +24,9 @@ pub enum Subject {
     /// An unauthenticated client: its address (an IPv6 client by its /64, which one
     /// subscriber usually holds whole), or `None` when unknown.
     Ip(Option<IpAddr>),
+    /// An account's address, by [`account_digest`] (whether or not an account has it):
+    /// what is sent *to* someone, counted against them however many clients ask.
+    Account(String),
 }
 
 impl Subject {
@@ -39,6 +42,7 @@ impl Subject {
         match self {
             Self::ApiKey(id) => format!("key:{}", id.simple()),
             Self::User(id) => format!("user:{}", id.simple()),
+            Self::Account(digest) => format!("acct:{digest}"),
             Self::Ip(None) => "ip:unknown".to_owned(),
             Self::Ip(Some(IpAddr::V4(v4))) => format!("ip:{v4}"),
             Self::Ip(Some(IpAddr::V6(v6))) => match v6.to_ipv4_mapped() {

@@ -63,6 +63,12 @@ impl CallerIdentity {
     }
 }
 
+/// The rejection label of an e-mailed link refused for its recipient's sake.
+pub const ACCOUNT_MAIL: &str = "account_mail";
+
+/// How many e-mailed links one address may be sent an hour.
+pub const ACCOUNT_MAIL_PER_HOUR: u32 = 5;
+
 /// The rejection label of a sign-in refused by the back-off.
 pub const SIGN_IN_BACKOFF: &str = "sign_in_backoff";
 
@@ -197,6 +203,36 @@ impl RateLimits {
             self.rejected(SIGN_IN_BACKOFF);
         }
         begun
+    }
+
+    /// Charges one e-mailed link (password reset, address verification, address
+    /// change) to the address it goes to: [`ACCOUNT_MAIL_PER_HOUR`] an hour, however
+    /// many clients ask, so nobody floods someone's inbox through us. Free when rate
+    /// limiting is off.
+    ///
+    /// # Errors
+    /// How long to wait.
+    pub async fn account_mail(&self, email: &str) -> Result<(), Duration> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let Ok(quota) = rate_limit::Quota::new(ACCOUNT_MAIL_PER_HOUR, Duration::from_secs(3600))
+        else {
+            return Ok(());
+        };
+        let bucket = rate_limit::Bucket {
+            name: "account_mail".to_owned(),
+            quota,
+            label: ACCOUNT_MAIL,
+        };
+        let subject = Subject::Account(rate_limit::account_digest(email));
+        let decision = self.limiter.acquire(&subject, &[bucket]).await;
+        if decision.allowed {
+            Ok(())
+        } else {
+            self.rejected(ACCOUNT_MAIL);
+            Err(decision.retry_after.unwrap_or(Duration::from_secs(60)))
+        }
     }
 
     /// The attempt was a wrong password: it stays counted.

@@ -123,7 +123,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
              with its token), and the new one counts as proven from then on. Until then \
              sign-in, messages and invitations keep the current address. 409 when \
              another account has the address (also when the link is followed, if it was \
-             taken meanwhile).",
+             taken meanwhile). The new address counts against its 5 links an hour.",
         )
         .errors(&[ErrorCode::Conflict, ErrorCode::ValidationFailed]),
     );
@@ -146,7 +146,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Send a new link to prove the caller's address",
             "account",
         )
-        .rate_class(RateClass::SignIn),
+        .rate_class(RateClass::SignIn)
+        .description("At most 5 links an hour to one address (429 with `Retry-After`)."),
     );
     r.post(
         "/api/v2/auth/password-reset",
@@ -160,7 +161,9 @@ pub(super) fn register(r: &mut ApiRoutes) {
         .rate_class(RateClass::SignIn)
         .description(
             "Always answers 202, whether or not an account has the address: a link (valid \
-             one hour, single-use) is e-mailed only if one does.",
+             one hour, single-use) is e-mailed only if one does. One address is sent at \
+             most 5 links an hour (reset, verification, address change together), however \
+             many clients ask: 429 with `Retry-After` beyond that.",
         ),
     );
     r.post(
@@ -537,7 +540,24 @@ pub struct Queued {
     pub accepted: bool,
 }
 
+/// 429 when `email` was sent too many links this hour.
+async fn charge_mail(state: &State, email: &str) -> Result<(), ApiError> {
+    state.rate_limits.account_mail(email).await.map_err(|wait| {
+        crate::http::rate_limit::rate_limited(
+            wait,
+            "too many e-mailed links for this address this hour; retry after the time in Retry-After",
+        )
+    })
+}
+
 async fn resend_verification(state: State, caller: Caller) -> Result<Accepted<Queued>, ApiError> {
+    let creds = state
+        .auth
+        .sessions()
+        .credentials_by_id(caller.user_id())
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
+    charge_mail(&state, creds.user.email.as_str()).await?;
     state
         .account_tokens
         .issue_email_verification(
@@ -575,6 +595,7 @@ async fn change_email(
         .auth
         .check_password(caller.user_id(), "password", body.password)
         .await?;
+    charge_mail(&state, email.as_str()).await?;
     state
         .account_tokens
         .request_email_change(
@@ -682,6 +703,9 @@ async fn request_password_reset(
     // only when it exists, a token row and a queued message) is the same order of cost
     // either way, and nothing in the answer depends on it.
     if let Ok(email) = Email::parse(&body.email) {
+        // Counted per address whether or not an account has it (the answer tells
+        // nothing either way).
+        charge_mail(&state, email.as_str()).await?;
         state
             .account_tokens
             .issue_password_reset(

@@ -19,6 +19,19 @@ backend_tests!(
     leaving_an_org_and_the_last_admin_cannot,
 );
 
+mod link_flood {
+    #[actix_web::test]
+    async fn sqlite() {
+        super::one_address_gets_a_few_links_an_hour_whoever_asks(crate::helpers::Backend::Sqlite)
+            .await;
+    }
+    #[actix_web::test]
+    async fn postgres() {
+        super::one_address_gets_a_few_links_an_hour_whoever_asks(crate::helpers::Backend::Postgres)
+            .await;
+    }
+}
+
 mod backoff {
     #[actix_web::test]
     async fn sqlite() {
@@ -692,4 +705,86 @@ async fn wrong_second_factor_codes_count_against_the_sign_in_backoff(
     .await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "RATE_LIMITED");
+}
+
+async fn one_address_gets_a_few_links_an_hour_whoever_asks(backend: crate::helpers::Backend) {
+    let prefix = format!("ptoc:test:links:{}:", uuid::Uuid::now_v7().simple());
+    let mut env = vec![
+        ("RATE_LIMIT_ENABLED", "true"),
+        ("RATE_LIMIT_KEY_PREFIX", prefix.as_str()),
+    ];
+    // Only the per-address link budget is under test: every class and tier unlimited.
+    for key in pto_server::config::KEYS {
+        if key.starts_with("RATE_LIMIT_")
+            && !matches!(
+                *key,
+                "RATE_LIMIT_ENABLED" | "RATE_LIMIT_KEY_PREFIX" | "RATE_LIMIT_REDIS_TIMEOUT_MS"
+            )
+        {
+            env.push((key, "off"));
+        }
+    }
+    let Some(ctx) = TestContext::with_env(backend, &env).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    let (_, token) = signed_up(&app, "victim@example.org").await;
+    let reset = |email: &'static str, ip: &'static str| {
+        let app = &app;
+        async move {
+            let req = test::TestRequest::post()
+                .uri("/api/v2/auth/password-reset")
+                .peer_addr(ip.parse().expect("address"))
+                .set_json(json!({"email": email}))
+                .to_request();
+            let res = test::call_service(app, req).await;
+            (
+                res.status().as_u16(),
+                res.headers().get("retry-after").is_some(),
+            )
+        }
+    };
+    // Five links an hour to one address, asked from five different clients (and in
+    // different spellings of the address)…
+    let ips = [
+        "198.51.100.1:1",
+        "198.51.100.2:1",
+        "198.51.100.3:1",
+        "198.51.100.4:1",
+    ];
+    for ip in ips {
+        assert_eq!(reset("victim@example.org", ip).await, (202, false));
+    }
+    assert_eq!(
+        reset(" Victim@Example.org ", "198.51.100.5:1").await,
+        (202, false)
+    );
+    // …then the sixth, from yet another client, waits.
+    assert_eq!(
+        reset("victim@example.org", "198.51.100.6:1").await,
+        (429, true)
+    );
+    // Other links to the same address share the budget; other addresses have theirs.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/verify-email/resend",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    // An address without an account is counted the same way (the answer tells nothing).
+    for ip in ips {
+        assert_eq!(reset("nobody@example.org", ip).await, (202, false));
+    }
+    assert_eq!(
+        reset("nobody@example.org", "198.51.100.5:1").await,
+        (202, false)
+    );
+    assert_eq!(
+        reset("nobody@example.org", "198.51.100.6:1").await,
+        (429, true)
+    );
 }
