@@ -699,9 +699,11 @@ async fn request_password_reset(
     meta: ClientMeta,
     Json(body): Json<ResetRequestBody>,
 ) -> Result<Accepted<Queued>, ApiError> {
-    // The same answer whether or not the address has an account; the work (a lookup and,
-    // only when it exists, a token row and a queued message) is the same order of cost
-    // either way, and nothing in the answer depends on it.
+    // The same answer whether or not the address has an account, and at the same time:
+    // the work (a lookup and, only when it exists, a token row and a queued message)
+    // differs by milliseconds, so the answer waits until a fixed time after the request
+    // began (`RESET_ANSWER_AFTER`), far above that work, either way.
+    let answer_at = tokio::time::Instant::now() + RESET_ANSWER_AFTER;
     if let Ok(email) = Email::parse(&body.email) {
         // Counted per address whether or not an account has it (the answer tells
         // nothing either way).
@@ -717,8 +719,13 @@ async fn request_password_reset(
             .await
             .map_err(|e| ApiError::internal(e.0))?;
     }
+    tokio::time::sleep_until(answer_at).await;
     Ok(Accepted(Queued { accepted: true }))
 }
+
+/// When a password-reset request is answered, counted from its start: the same for
+/// addresses with and without an account (the work takes a few milliseconds).
+pub const RESET_ANSWER_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Setting a new password from a reset link.
 #[derive(Debug, Deserialize, JsonSchema, Validate)]

@@ -15,6 +15,7 @@ mod orgs;
 mod permissions;
 mod system;
 
+pub use account::RESET_ANSWER_AFTER;
 pub use audit_logs::csv_stream;
 pub use districts::district_authority;
 

@@ -17,6 +17,7 @@ backend_tests!(
     two_factor_can_be_turned_off_with_the_password,
     sign_ins_lists_successes_and_failures_with_address_and_agent,
     leaving_an_org_and_the_last_admin_cannot,
+    password_reset_answers_alike_with_or_without_an_account,
 );
 
 mod link_flood {
@@ -787,4 +788,32 @@ async fn one_address_gets_a_few_links_an_hour_whoever_asks(backend: crate::helpe
         reset("nobody@example.org", "198.51.100.6:1").await,
         (429, true)
     );
+}
+
+async fn password_reset_answers_alike_with_or_without_an_account(ctx: TestContext) {
+    let app = ctx.service().await;
+    signed_up(&app, "known@example.org").await;
+    for email in ["known@example.org", "unknown@example.org", "not an address"] {
+        let started = std::time::Instant::now();
+        let (status, body) = send(
+            &app,
+            Method::POST,
+            "/api/v2/auth/password-reset",
+            None,
+            Some(json!({"email": email})),
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(
+            (status, &body["data"]),
+            (202, &json!({"accepted": true})),
+            "{email}"
+        );
+        // Every answer waits for the same moment after the request began (the work
+        // behind it takes milliseconds), so its timing tells nothing either.
+        assert!(
+            took >= pto_server::routes::RESET_ANSWER_AFTER,
+            "{email}: answered after {took:?}"
+        );
+    }
 }
