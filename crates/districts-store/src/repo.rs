@@ -610,8 +610,10 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         expected_version: Option<i64>,
     ) -> Result<OrgMove, MoveOrgError> {
         let txn = begin(&self.db).await?;
+        if !txn.lock_org(org.as_uuid()).await.map_err(failure)? {
+            return Err(MoveOrgError::NotFound);
+        }
         let Some(row) = organizations::Entity::find_by_id(org.as_uuid())
-            .lock_exclusive()
             .one(&txn)
             .await
             .map_err(failure)?

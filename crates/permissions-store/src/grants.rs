@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::convert::{self, db, get, invalid};
 use crate::error::{Failure, GrantError};
 use crate::sql::Sql;
-use crate::write::{Change, bump_versions, lock_org, record};
+use crate::write::{Change, bump_versions, record};
 
 /// The longest reason a grant may carry, in characters (the column's length).
 pub const MAX_REASON_CHARS: usize = 500;
@@ -108,7 +108,7 @@ async fn read_one(
         .flatten())
 }
 
-/// The org's `permissions_version` and district, read after [`lock_org`].
+/// The org's `permissions_version` and district, read after `WriteTx::lock_org`.
 async fn org_head(txn: &WriteTx, org_id: Uuid) -> Result<(u64, TenantScope), Failure> {
     let mut sql = Sql::new(txn.get_database_backend());
     sql.push("SELECT permissions_version, district_id FROM organizations WHERE id = ")
@@ -170,7 +170,7 @@ pub(crate) async fn grant(
     {
         return Err(GrantError::ReasonTooLong);
     }
-    if !lock_org(txn, org_id).await.map_err(Failure::from)? {
+    if !txn.lock_org(org_id).await.map_err(Failure::from)? {
         return Err(GrantError::OrgNotFound);
     }
     let (version, scope) = org_head(txn, org_id).await?;
@@ -244,7 +244,7 @@ pub(crate) async fn revoke(
     user_id: Uuid,
     key: PermissionKey,
 ) -> Result<bool, GrantError> {
-    if !lock_org(txn, org_id).await.map_err(Failure::from)? {
+    if !txn.lock_org(org_id).await.map_err(Failure::from)? {
         return Err(GrantError::OrgNotFound);
     }
     let (_, scope) = org_head(txn, org_id).await?;

@@ -22,16 +22,6 @@ use crate::sql::Sql;
 /// The action of every settings change (org, school or district).
 pub(crate) const ACTION_UPDATE: EventType = EventType::PermissionUpdate;
 
-/// Takes the write lock of `org_id`'s row for the rest of the transaction (a row lock on
-/// PostgreSQL, the database write lock on SQLite) without changing it. `false` when there
-/// is no such org.
-pub(crate) async fn lock_org(txn: &WriteTx, org_id: Uuid) -> Result<bool, DbErr> {
-    let mut sql = Sql::new(txn.get_database_backend());
-    sql.push("UPDATE organizations SET permissions_version = permissions_version WHERE id = ")
-        .bind(org_id);
-    Ok(txn.execute_raw(sql.build()).await?.rows_affected() > 0)
-}
-
 /// Takes the write lock of a district's or school's row (`table` is `districts` or
 /// `schools`). `false` when there is no such row.
 pub(crate) async fn lock_row(txn: &WriteTx, table: &str, id: Uuid) -> Result<bool, DbErr> {
@@ -251,7 +241,7 @@ pub(crate) async fn save_org_settings(
     expected_version: u64,
     writes: &[SettingWrite],
 ) -> Result<u64, UpdateSettingsError> {
-    if !lock_org(txn, org_id).await.map_err(Failure::from)? {
+    if !txn.lock_org(org_id).await.map_err(Failure::from)? {
         return Err(UpdateSettingsError::NotFound);
     }
     // Read under the org's lock: the current district and school settings, not the ones

@@ -66,6 +66,28 @@ impl WriteTx {
         self.events.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Takes the write lock of org `org`'s row for the rest of the transaction, without
+    /// changing it: a row lock on PostgreSQL (held until commit; a concurrent writer of
+    /// the same org waits), the database write lock on SQLite (taken at `BEGIN
+    /// IMMEDIATE` already). Every unit of work that must serialize with others on one
+    /// org (membership counts, settings versions, moves) takes it here, first.
+    /// `false` when there is no such org.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn lock_org(&self, org: uuid::Uuid) -> Result<bool, DbErr> {
+        let backend = self.tx.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => "UPDATE organizations SET version = version WHERE id = $1",
+            _ => "UPDATE organizations SET version = version WHERE id = ?",
+        };
+        let done = self
+            .tx
+            .execute_raw(Statement::from_sql_and_values(backend, sql, [org.into()]))
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// The underlying transaction.
     #[must_use]
     pub fn inner(&self) -> &DatabaseTransaction {

@@ -62,16 +62,7 @@ pub(crate) async fn lock_org(
     txn: &WriteTx,
     org: OrgId,
 ) -> Result<Option<organizations::Model>, StorageFailure> {
-    let stmt = Query::update()
-        .table(organizations::Entity)
-        .value(
-            organizations::Column::Version,
-            Expr::col(organizations::Column::Version),
-        )
-        .and_where(organizations::Column::Id.eq(org.as_uuid()))
-        .to_owned();
-    let locked = txn.execute(&stmt).await.map_err(failure)?;
-    if locked.rows_affected() == 0 {
+    if !txn.lock_org(org.as_uuid()).await.map_err(failure)? {
         return Ok(None);
     }
     organizations::Entity::find_by_id(org.as_uuid())
