@@ -83,6 +83,7 @@ fn env() -> anyhow::Result<Env> {
             read_url: None,
             max_connections: 2,
             acquire_timeout: std::time::Duration::from_secs(10),
+            busy_timeout: std::time::Duration::from_secs(5),
         },
         None => DatabaseSettings::sqlite_in(&settings.data_dir),
     };

@@ -90,6 +90,7 @@ async fn measure(url: &str) -> anyhow::Result<()> {
         read_url: None,
         max_connections: 4,
         acquire_timeout: Duration::from_secs(10),
+        busy_timeout: Duration::from_secs(5),
     })
     .await?;
     let conn = db.primary();

@@ -610,6 +610,7 @@ pub fn run() -> anyhow::Result<()> {
         read_url: None,
         max_connections: 2,
         acquire_timeout: Duration::from_secs(10),
+        busy_timeout: Duration::from_secs(5),
     }))?;
     let bench = Bench {
         bin: &bin,

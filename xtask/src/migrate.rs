@@ -31,6 +31,7 @@ pub fn run(action: Action) -> anyhow::Result<()> {
             read_url: None,
             max_connections: 2,
             acquire_timeout: std::time::Duration::from_secs(10),
+            busy_timeout: std::time::Duration::from_secs(5),
         },
         None => {
             std::fs::create_dir_all(&settings.data_dir)

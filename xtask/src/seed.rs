@@ -220,6 +220,7 @@ fn database_settings(env: &BTreeMap<String, String>) -> anyhow::Result<DatabaseS
             read_url: None,
             max_connections: 2,
             acquire_timeout: std::time::Duration::from_secs(30),
+            busy_timeout: std::time::Duration::from_secs(5),
         },
         None => {
             std::fs::create_dir_all(&settings.data_dir)

@@ -56,6 +56,12 @@ pub struct Settings {
     pub database_read_url: Option<Secret>,
     /// Pool size per database pool (`DATABASE_MAX_CONNECTIONS`, default 16).
     pub database_max_connections: u32,
+    /// How long a request waits for a pooled connection before answering 503
+    /// (`DATABASE_ACQUIRE_TIMEOUT_MS`, default 5000).
+    pub database_acquire_timeout: Duration,
+    /// SQLite: how long a writer waits for the write lock before answering 503
+    /// (`DATABASE_BUSY_TIMEOUT_MS`, default 5000).
+    pub database_busy_timeout: Duration,
     /// Redis URL for the shared cache (`REDIS_URL`); `None` = in-process cache only.
     pub redis_url: Option<Secret>,
     /// Log format (`LOG_FORMAT`: `json` | `pretty`; default pretty on a terminal).
@@ -211,6 +217,8 @@ pub const KEYS: &[&str] = &[
     "DATABASE_URL",
     "DATABASE_READ_URL",
     "DATABASE_MAX_CONNECTIONS",
+    "DATABASE_ACQUIRE_TIMEOUT_MS",
+    "DATABASE_BUSY_TIMEOUT_MS",
     "REDIS_URL",
     "LOG_FORMAT",
     "LOG_LEVEL",
@@ -327,6 +335,20 @@ impl Settings {
             get("DATABASE_MAX_CONNECTIONS"),
             16,
             1..=1000,
+        );
+        let database_acquire_ms: u64 = parse_num(
+            &mut errors,
+            "DATABASE_ACQUIRE_TIMEOUT_MS",
+            get("DATABASE_ACQUIRE_TIMEOUT_MS"),
+            5000,
+            50..=600_000,
+        );
+        let database_busy_ms: u64 = parse_num(
+            &mut errors,
+            "DATABASE_BUSY_TIMEOUT_MS",
+            get("DATABASE_BUSY_TIMEOUT_MS"),
+            5000,
+            0..=600_000,
         );
         let redis_url = get("REDIS_URL").map(Secret::new);
         if let Some(url) = &redis_url
@@ -458,6 +480,8 @@ impl Settings {
             database_url,
             database_read_url,
             database_max_connections,
+            database_acquire_timeout: Duration::from_millis(database_acquire_ms),
+            database_busy_timeout: Duration::from_millis(database_busy_ms),
             redis_url,
             log_format,
             log_level,
@@ -799,6 +823,38 @@ mod tests {
             );
         }
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn database_timeouts_are_configurable_and_checked() {
+        let s = Settings::from_sources(&env(&[]), false).expect("defaults are valid");
+        assert_eq!(s.database_acquire_timeout, Duration::from_secs(5));
+        assert_eq!(s.database_busy_timeout, Duration::from_secs(5));
+        let s = Settings::from_sources(
+            &env(&[
+                ("DATABASE_ACQUIRE_TIMEOUT_MS", "250"),
+                ("DATABASE_BUSY_TIMEOUT_MS", "0"),
+            ]),
+            false,
+        )
+        .expect("valid");
+        assert_eq!(s.database_acquire_timeout, Duration::from_millis(250));
+        assert_eq!(s.database_busy_timeout, Duration::ZERO);
+        let err = Settings::from_sources(
+            &env(&[
+                ("DATABASE_ACQUIRE_TIMEOUT_MS", "10"),
+                ("DATABASE_BUSY_TIMEOUT_MS", "soon"),
+            ]),
+            false,
+        )
+        .expect_err("invalid");
+        assert_eq!(err.0.len(), 2, "{err}");
+        for key in ["DATABASE_ACQUIRE_TIMEOUT_MS", "DATABASE_BUSY_TIMEOUT_MS"] {
+            assert!(
+                err.0.iter().any(|l| l.starts_with(key)),
+                "no line for {key}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -100,11 +100,14 @@ pub async fn build_state(
                 .as_ref()
                 .map(|u| u.expose().to_owned()),
             max_connections: settings.database_max_connections,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: settings.database_acquire_timeout,
+            busy_timeout: settings.database_busy_timeout,
         },
         None => DatabaseSettings::sqlite_in(&settings.data_dir),
     };
     db_settings.max_connections = settings.database_max_connections;
+    db_settings.acquire_timeout = settings.database_acquire_timeout;
+    db_settings.busy_timeout = settings.database_busy_timeout;
     let db = Database::connect(&db_settings).await?;
     db.migrate().await?;
     tracing::info!(

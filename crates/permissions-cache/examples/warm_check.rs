@@ -79,6 +79,7 @@ async fn main() {
         read_url: None,
         max_connections: 2,
         acquire_timeout: Duration::from_secs(10),
+        busy_timeout: Duration::from_secs(5),
     })
     .await
     .expect("open sqlite");

@@ -45,6 +45,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before failing with 503.
     pub acquire_timeout: Duration,
+    /// SQLite: how long a writer waits for the database write lock before failing
+    /// (then 503); ignored on PostgreSQL.
+    pub busy_timeout: Duration,
 }
 
 impl DatabaseSettings {
@@ -57,6 +60,7 @@ impl DatabaseSettings {
             read_url: None,
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -418,6 +422,7 @@ async fn tenant_txn(
 }
 
 async fn open(url: &str, settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
+    let busy_timeout = settings.busy_timeout;
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
@@ -425,10 +430,10 @@ async fn open(url: &str, settings: &DatabaseSettings) -> Result<DatabaseConnecti
         .sqlx_logging(false)
         // WAL lets readers proceed during a write; a busy timeout queues writers
         // instead of failing them; foreign keys are enforced as on PostgreSQL.
-        .map_sqlx_sqlite_opts(|o: SqliteConnectOptions| {
+        .map_sqlx_sqlite_opts(move |o: SqliteConnectOptions| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(busy_timeout)
                 .foreign_keys(true)
         })
         // Row-level security (migration 000007): connections start in the system

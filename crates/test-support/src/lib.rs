@@ -212,6 +212,7 @@ impl ScratchDb {
             read_url: None,
             max_connections,
             acquire_timeout: Duration::from_secs(30),
+            busy_timeout: Duration::from_secs(5),
         };
         let (db, pg) = match backend {
             Backend::Sqlite => {

@@ -450,6 +450,7 @@ mod replica {
             read_url: None,
             max_connections: 2,
             acquire_timeout: std::time::Duration::from_secs(5),
+            busy_timeout: std::time::Duration::from_secs(5),
         })
         .await
         .unwrap();
