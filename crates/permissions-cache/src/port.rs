@@ -1,7 +1,7 @@
 //! [`CachedPermissionStore`]: the cache behind the domain's [`PermissionStore`] port.
 
 use permissions::{
-    LoadError, MemberContext, OrgChain, PermissionStore, SettingWrite, UpdateSettingsError,
+    LoadError, MemberContext, OrgChain, PermissionStore, SettingsUpdate, UpdateSettingsError,
 };
 use uuid::Uuid;
 
@@ -64,10 +64,10 @@ impl<S: PermissionStore> PermissionStore for CachedPermissionStore<S> {
         &self,
         org_id: Uuid,
         expected_version: u64,
-        writes: &[SettingWrite],
+        update: &SettingsUpdate,
     ) -> Result<u64, UpdateSettingsError> {
         self.store
-            .save_org_settings(org_id, expected_version, writes)
+            .save_org_settings(org_id, expected_version, update)
             .await
     }
 }

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use cache::{InvalidationBus, RedisCache};
 use permissions::BuiltinRole::{self, CommitteeLead};
 use permissions::{
-    PermissionKey as K, PermissionService, PermissionStore, ScopedSetting, SettingChange,
-    SettingWrite,
+    PermissionKey as K, PermissionService, PermissionStore, SettingChange, SettingsUpdate,
 };
 use permissions_cache::{CacheError, CacheLayerStats, Invalidation, PermissionCache};
 use support::{Env, PrivateRedis, eventually, redis_get, redis_url, wait_for};
@@ -36,19 +35,19 @@ const KEY: K = K::BudgetApprove;
 /// Sets the org's minimum role of `key` through the store; returns the new version (the
 /// consistency token).
 async fn set_min_role(env: &Env, org: Uuid, key: K, role: BuiltinRole) -> u64 {
-    let (chain, version) = env
+    let (_, version) = env
         .store
         .load_org_chain_versioned(org)
         .await
         .expect("load chain")
         .expect("org exists");
-    let write = SettingWrite {
+    let update = SettingsUpdate::Change(vec![SettingChange {
         key,
-        before: chain.org_settings.get(key),
-        after: Some(ScopedSetting::new(role, true)),
-    };
+        min_role: Some(role),
+        enabled: Some(true),
+    }]);
     env.store
-        .save_org_settings(org, version, &[write])
+        .save_org_settings(org, version, &update)
         .await
         .expect("save setting")
 }

@@ -3,7 +3,7 @@
 use audit::{Actor, RequestMeta};
 use permissions::{
     CompiledOrg, LoadError, MemberContext, OrgChain, PermissionKey, PermissionStore, ScopeSettings,
-    ScopedSetting, SettingWrite, UpdateSettingsError,
+    ScopedSetting, SettingsUpdate, UpdateSettingsError,
 };
 use persistence::Database;
 use sea_orm::ConnectionTrait;
@@ -124,14 +124,14 @@ impl SeaOrmPermissionStore {
         members::load_all(self.db.primary(), org_id).await
     }
 
-    /// Applies `writes` to the org's settings in one transaction, audited as `ctx`:
+    /// Applies `update` to the org's settings in one transaction, audited as `ctx`:
     ///
-    /// 1. lock the org row (`UPDATE organizations SET permissions_version =
-    ///    permissions_version …`);
-    /// 2. re-read the chain under that lock and refuse a write that sets a key locked by
-    ///    the **current** district or school settings ([`UpdateSettingsError::Locked`],
-    ///    naming the first such write); removals are never refused (they only clean up a
-    ///    shadowed org setting, as [`permissions::plan_reset`] plans them);
+    /// 1. lock the org row (`WriteTx::lock_org`);
+    /// 2. read the chain under that lock and plan the update against it
+    ///    ([`SettingsUpdate::plan`], the domain's rule, applied once): a change of a key
+    ///    locked by the **current** district or school settings is refused
+    ///    ([`UpdateSettingsError::Locked`], naming the first); a reset is never refused
+    ///    (it only cleans up shadowed org settings, as [`permissions::plan_reset`] plans);
     /// 3. compare `permissions_version` with `expected_version`
     ///    ([`UpdateSettingsError::VersionMismatch`]);
     /// 4. upsert (`after: Some`) or delete (`after: None`) one `org_permission_settings`
@@ -139,9 +139,8 @@ impl SeaOrmPermissionStore {
     ///    (entity `permission_setting` / key; change `CREATE`, `UPDATE`, or `RESET` for a
     ///    removal; old and new values the settings as JSON), bump `permissions_version`.
     ///
-    /// Several writes of one key coalesce (one row, one event). Returns the new version —
-    /// or the current one, unchanged and with nothing written, when no write changes
-    /// anything.
+    /// Returns the new version — or the current one, unchanged and with nothing written,
+    /// when the update changes nothing.
     ///
     /// # Errors
     /// [`UpdateSettingsError::NotFound`] for an unknown org, `Locked`, `VersionMismatch`,
@@ -151,10 +150,10 @@ impl SeaOrmPermissionStore {
         ctx: &AuditContext,
         org_id: Uuid,
         expected_version: u64,
-        writes: &[SettingWrite],
+        update: &SettingsUpdate,
     ) -> Result<u64, UpdateSettingsError> {
         let txn = self.db.begin_write().await.map_err(Failure::from)?;
-        let version = write::save_org_settings(&txn, ctx, org_id, expected_version, writes).await?;
+        let version = write::save_org_settings(&txn, ctx, org_id, expected_version, update).await?;
         txn.commit().await.map_err(Failure::from)?;
         Ok(version)
     }
@@ -404,9 +403,9 @@ impl PermissionStore for SeaOrmPermissionStore {
         &self,
         org_id: Uuid,
         expected_version: u64,
-        writes: &[SettingWrite],
+        update: &SettingsUpdate,
     ) -> Result<u64, UpdateSettingsError> {
-        self.save_org_settings_audited(&system_context(), org_id, expected_version, writes)
+        self.save_org_settings_audited(&system_context(), org_id, expected_version, update)
             .await
     }
 }
@@ -452,10 +451,10 @@ impl PermissionStore for AuditedPermissionStore {
         &self,
         org_id: Uuid,
         expected_version: u64,
-        writes: &[SettingWrite],
+        update: &SettingsUpdate,
     ) -> Result<u64, UpdateSettingsError> {
         self.store
-            .save_org_settings_audited(&self.ctx, org_id, expected_version, writes)
+            .save_org_settings_audited(&self.ctx, org_id, expected_version, update)
             .await
     }
 }

@@ -3,9 +3,7 @@
 
 use audit::EventType;
 use audit::{Actor, ChangeType, TenantScope};
-use permissions::{
-    OrgChain, PermissionKey, ScopedSetting, SettingWrite, UpdateSettingsError, locked_above,
-};
+use permissions::{OrgChain, PermissionKey, ScopedSetting, SettingsUpdate, UpdateSettingsError};
 use persistence::WriteTx;
 use persistence::now_micros;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr};
@@ -239,33 +237,21 @@ pub(crate) async fn save_org_settings(
     ctx: &AuditContext,
     org_id: Uuid,
     expected_version: u64,
-    writes: &[SettingWrite],
+    update: &SettingsUpdate,
 ) -> Result<u64, UpdateSettingsError> {
     if !txn.lock_org(org_id).await.map_err(Failure::from)? {
         return Err(UpdateSettingsError::NotFound);
     }
-    // Read under the org's lock: the current district and school settings, not the ones
-    // the caller planned against.
+    // Read under the org's lock and planned here, once: the district and school settings
+    // (and their locks) in force now, not the ones the caller saw.
     let loaded = chain::load(txn, org_id)
         .await?
         .ok_or(UpdateSettingsError::NotFound)?;
-    let mut changes: Vec<(PermissionKey, Option<ScopedSetting>, Option<ScopedSetting>)> =
-        Vec::with_capacity(writes.len());
-    for write in writes {
-        if write.after.is_some()
-            && let Some(by) = locked_above(&loaded.chain, write.key)
-        {
-            return Err(UpdateSettingsError::Locked { key: write.key, by });
-        }
-        match changes.iter_mut().find(|(key, _, _)| *key == write.key) {
-            Some(change) => change.2 = write.after,
-            None => changes.push((
-                write.key,
-                loaded.chain.org_settings.get(write.key),
-                write.after,
-            )),
-        }
-    }
+    let mut changes: Vec<(PermissionKey, Option<ScopedSetting>, Option<ScopedSetting>)> = update
+        .plan(&loaded.chain)?
+        .into_iter()
+        .map(|write| (write.key, write.before, write.after))
+        .collect();
     if loaded.version != expected_version {
         return Err(UpdateSettingsError::VersionMismatch {
             expected: expected_version,

@@ -7,7 +7,7 @@ mod support;
 use permissions::BuiltinRole::{Admin, BoardMember, CommitteeLead, Volunteer};
 use permissions::{
     MemberContext, MemberStatus, PermissionKey as K, PermissionService, PermissionStore, RoleRef,
-    ScopeRef, ScopeSettings, ScopedSetting, SettingChange, SettingWrite, UpdateSettingsError,
+    ScopeRef, ScopeSettings, ScopedSetting, SettingChange, SettingsUpdate, UpdateSettingsError,
     check, members_holding, plan_org_changes, platform_default,
 };
 use permissions_store::{GrantError, TemplateError};
@@ -33,21 +33,21 @@ const ACTOR: Uuid = id(999);
 /// Sets (or removes) one org setting through the audited save, from the current version;
 /// returns the new version.
 async fn set_org(env: &Env, org: Uuid, key: K, after: Option<ScopedSetting>) -> u64 {
-    let (chain, version) = env
-        .store
-        .load_org_chain_versioned(org)
-        .await
-        .expect("load chain")
-        .expect("org exists");
-    let write = SettingWrite {
-        key,
-        before: chain.org_settings.get(key),
-        after,
-    };
+    let version = env.version(org).await;
+    let after = after.expect("set_org sets a value");
     env.store
-        .save_org_settings_audited(&ctx(ACTOR), org, version, &[write])
+        .save_org_settings_audited(&ctx(ACTOR), org, version, &set(key, after))
         .await
         .expect("save org setting")
+}
+
+/// The update that sets `key` to `setting`'s role and flag.
+fn set(key: K, setting: ScopedSetting) -> SettingsUpdate {
+    SettingsUpdate::Change(vec![SettingChange {
+        key,
+        min_role: Some(setting.min_role),
+        enabled: Some(setting.enabled),
+    }])
 }
 
 async fn member(env: &Env, org: Uuid, user: Uuid) -> MemberContext {
@@ -292,14 +292,10 @@ async fn version_mismatch_is_refused(env: &Env) {
         .await
         .expect("load")
         .expect("org");
-    let write = SettingWrite {
-        key: K::BudgetView,
-        before: None,
-        after: Some(ScopedSetting::new(Admin, false)),
-    };
+    let write = set(K::BudgetView, ScopedSetting::new(Admin, false));
     assert_eq!(
         env.store
-            .save_org_settings_audited(&ctx(ACTOR), org, 1, &[write])
+            .save_org_settings_audited(&ctx(ACTOR), org, 1, &write)
             .await,
         Err(UpdateSettingsError::VersionMismatch {
             expected: 1,
@@ -307,7 +303,9 @@ async fn version_mismatch_is_refused(env: &Env) {
         })
     );
     assert_eq!(
-        env.store.save_org_settings(org, 3, &[]).await,
+        env.store
+            .save_org_settings(org, 3, &SettingsUpdate::Change(vec![]))
+            .await,
         Err(UpdateSettingsError::VersionMismatch {
             expected: 3,
             actual: 2
@@ -326,17 +324,18 @@ async fn version_mismatch_is_refused(env: &Env) {
         "no audit event for a refused save"
     );
     // No writes: the version is checked and returned unchanged.
-    assert_eq!(env.store.save_org_settings(org, 2, &[]).await, Ok(2));
+    assert_eq!(
+        env.store
+            .save_org_settings(org, 2, &SettingsUpdate::Change(vec![]))
+            .await,
+        Ok(2)
+    );
     // Writes that change nothing neither bump nor record.
-    let same = SettingWrite {
-        key: K::EventsView,
-        before: Some(ScopedSetting::new(Admin, true)),
-        after: Some(ScopedSetting::new(Admin, true)),
-    };
-    assert_eq!(env.store.save_org_settings(org, 2, &[same]).await, Ok(2));
+    let same = set(K::EventsView, ScopedSetting::new(Admin, true));
+    assert_eq!(env.store.save_org_settings(org, 2, &same).await, Ok(2));
     assert_eq!(env.audit_count().await, events);
     assert_eq!(
-        env.store.save_org_settings(id(404), 1, &[write]).await,
+        env.store.save_org_settings(id(404), 1, &write).await,
         Err(UpdateSettingsError::NotFound)
     );
 }
@@ -397,26 +396,27 @@ async fn locks_above_refuse_org_writes(env: &Env) {
         enabled: Some(enabled),
     };
 
-    let writes = plan_org_changes(&stale, &[change(K::BudgetApprove, false)])
+    // The caller's (stale) view saw no lock; the store plans against the settings in
+    // force and refuses.
+    plan_org_changes(&stale, &[change(K::BudgetApprove, false)])
         .expect("not locked in the stale chain");
+    let update = SettingsUpdate::Change(vec![change(K::BudgetApprove, false)]);
     assert_eq!(
         env.store
-            .save_org_settings_audited(&admin, org, version, &writes)
+            .save_org_settings_audited(&admin, org, version, &update)
             .await,
         Err(UpdateSettingsError::Locked {
             key: K::BudgetApprove,
             by: ScopeRef::District(district)
         })
     );
-    let writes = plan_org_changes(
-        &stale,
-        &[change(K::EventsCreate, false), change(K::UsersView, false)],
-    )
-    .expect("not locked in the stale chain");
+    let changes = [change(K::EventsCreate, false), change(K::UsersView, false)];
+    let writes = plan_org_changes(&stale, &changes).expect("not locked in the stale chain");
     assert_eq!(writes.len(), 2);
+    let update = SettingsUpdate::Change(changes.to_vec());
     assert_eq!(
         env.store
-            .save_org_settings_audited(&admin, org, version, &writes)
+            .save_org_settings_audited(&admin, org, version, &update)
             .await,
         Err(UpdateSettingsError::Locked {
             key: K::UsersView,
@@ -424,11 +424,10 @@ async fn locks_above_refuse_org_writes(env: &Env) {
         })
     );
     // Even with a stale version, the lock is what the caller is told about.
-    let stale_writes =
-        plan_org_changes(&stale, &[change(K::BudgetApprove, false)]).expect("planned");
+    let update = SettingsUpdate::Change(vec![change(K::BudgetApprove, false)]);
     assert!(matches!(
         env.store
-            .save_org_settings_audited(&admin, org, 1, &stale_writes)
+            .save_org_settings_audited(&admin, org, 1, &update)
             .await,
         Err(UpdateSettingsError::Locked { .. })
     ));
@@ -688,13 +687,9 @@ async fn changes_write_audit_events_in_their_transaction(env: &Env) {
     assert_eq!(v4, v3 + 1);
     assert_eq!(env.audit_count().await, start + 7);
     // The bare port audits as the system.
-    let write = SettingWrite {
-        key: K::UsersView,
-        before: None,
-        after: Some(ScopedSetting::new(Admin, true)),
-    };
+    let write = set(K::UsersView, ScopedSetting::new(Admin, true));
     assert_eq!(
-        env.store.save_org_settings(org, v4, &[write]).await,
+        env.store.save_org_settings(org, v4, &write).await,
         Ok(v4 + 1)
     );
 
@@ -1289,13 +1284,9 @@ async fn concurrent_saves_serialize_on_the_org_row(env: &Env) {
     for key in keys {
         let store = env.store.clone();
         tasks.push(tokio::spawn(async move {
-            let write = SettingWrite {
-                key,
-                before: None,
-                after: Some(ScopedSetting::new(Admin, true)),
-            };
+            let write = set(key, ScopedSetting::new(Admin, true));
             store
-                .save_org_settings_audited(&ctx(ACTOR), org, 1, &[write])
+                .save_org_settings_audited(&ctx(ACTOR), org, 1, &write)
                 .await
         }));
     }

@@ -88,6 +88,6 @@ pub use crate::role::{BuiltinRole, UnknownRoleError};
 pub use crate::scope::{ChainLevel, OrgChain, ScopeLevel, ScopeRef, ScopeSettings, ScopedSetting};
 pub use crate::service::PermissionService;
 pub use crate::settings::{
-    SettingChange, SettingWrite, apply_org_changes, apply_writes, locked_above, plan_org_changes,
-    plan_reset, reset_org,
+    SettingChange, SettingWrite, SettingsUpdate, apply_org_changes, apply_writes, locked_above,
+    plan_org_changes, plan_reset, reset_org,
 };

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::errors::{LoadError, UpdateSettingsError};
 use crate::member::MemberContext;
 use crate::scope::OrgChain;
-use crate::settings::SettingWrite;
+use crate::settings::SettingsUpdate;
 
 /// Where orgs' settings chains and members live. Shared across request handlers, hence
 /// `Send + Sync`; every method's future is `Send`.
@@ -29,23 +29,25 @@ pub trait PermissionStore: Send + Sync {
         user_id: Uuid,
     ) -> impl Future<Output = Result<Option<MemberContext>, LoadError>> + Send;
 
-    /// Atomically applies `writes` to the org's settings if its settings version is still
-    /// `expected_version`, bumps the version and returns the new one. With no writes, only
-    /// the version is checked and it is returned unchanged.
+    /// Atomically applies `update` to the org's settings if its settings version is
+    /// still `expected_version`, bumps the version and returns the new one; returns it
+    /// unchanged, writing nothing, when the update changes nothing.
     ///
-    /// The writes were validated against the chain read before; the implementation must
-    /// either re-check locks above the org inside its transaction (answering
-    /// [`UpdateSettingsError::Locked`]) or make district/school lock changes bump the version
-    /// of the orgs below them. It also writes the audit entries (from each write's
-    /// `before`/`after`) and invalidates cached compiled orgs in the same unit of work.
+    /// Inside one transaction, holding the org's row lock: read the org's chain, plan
+    /// the update against it with [`SettingsUpdate::plan`] (the domain's lock rule,
+    /// applied once, to the settings in force), check the version, write each row and
+    /// its audit entry (from the write's `before`/`after`). A lock is reported before a
+    /// stale version.
     ///
     /// # Errors
-    /// [`UpdateSettingsError::VersionMismatch`] on a stale version, [`UpdateSettingsError::NotFound`]
-    /// when the org is gone, [`UpdateSettingsError::Unexpected`] when the store fails.
+    /// [`UpdateSettingsError::Locked`] for a key locked above the org,
+    /// [`UpdateSettingsError::VersionMismatch`] on a stale version,
+    /// [`UpdateSettingsError::NotFound`] when the org is gone,
+    /// [`UpdateSettingsError::Unexpected`] when the store fails.
     fn save_org_settings(
         &self,
         org_id: Uuid,
         expected_version: u64,
-        writes: &[SettingWrite],
+        update: &SettingsUpdate,
     ) -> impl Future<Output = Result<u64, UpdateSettingsError>> + Send;
 }

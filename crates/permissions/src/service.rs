@@ -9,7 +9,7 @@ use crate::errors::{LoadError, UpdateSettingsError};
 use crate::explain::{Explanation, explain};
 use crate::keys::{Module, PermissionKey};
 use crate::ports::PermissionStore;
-use crate::settings::{SettingChange, SettingWrite, plan_org_changes, plan_reset};
+use crate::settings::{SettingChange, SettingsUpdate};
 
 /// Permission operations on top of a [`PermissionStore`]: loading, validating (locks) and
 /// saving (optimistic version). Pure logic stays in the free functions of this crate.
@@ -84,25 +84,24 @@ impl<S: PermissionStore> PermissionService<S> {
     }
 
     /// Applies `changes` to the org's settings, all or nothing, if the settings are still at
-    /// `expected_version`; returns the new version.
+    /// `expected_version`; returns the new version. The store plans them against the
+    /// org's settings under its lock ([`SettingsUpdate::plan`]): locks are checked once,
+    /// against the settings in force, before anything is written.
     ///
     /// # Errors
-    /// [`UpdateSettingsError::Locked`] (checked before anything is written) for a key locked
-    /// above the org, [`UpdateSettingsError::NotFound`] for an unknown org, and the store's
-    /// errors ([`UpdateSettingsError::VersionMismatch`], [`UpdateSettingsError::Unexpected`]).
+    /// [`UpdateSettingsError::Locked`] for a key locked above the org,
+    /// [`UpdateSettingsError::NotFound`] for an unknown org, and the store's errors
+    /// ([`UpdateSettingsError::VersionMismatch`], [`UpdateSettingsError::Unexpected`]).
     pub async fn update_settings(
         &self,
         org_id: Uuid,
         expected_version: u64,
         changes: &[SettingChange],
     ) -> Result<u64, UpdateSettingsError> {
-        let chain = self
-            .store
-            .load_org_chain(org_id)
-            .await?
-            .ok_or(UpdateSettingsError::NotFound)?;
-        let writes = plan_org_changes(&chain, changes)?;
-        self.save(org_id, expected_version, &writes).await
+        let update = SettingsUpdate::Change(changes.to_vec());
+        self.store
+            .save_org_settings(org_id, expected_version, &update)
+            .await
     }
 
     /// Removes the org's own settings (only those of `module` when given) so it inherits
@@ -116,23 +115,8 @@ impl<S: PermissionStore> PermissionService<S> {
         expected_version: u64,
         module: Option<Module>,
     ) -> Result<u64, UpdateSettingsError> {
-        let chain = self
-            .store
-            .load_org_chain(org_id)
-            .await?
-            .ok_or(UpdateSettingsError::NotFound)?;
-        let writes = plan_reset(&chain, module);
-        self.save(org_id, expected_version, &writes).await
-    }
-
-    async fn save(
-        &self,
-        org_id: Uuid,
-        expected_version: u64,
-        writes: &[SettingWrite],
-    ) -> Result<u64, UpdateSettingsError> {
         self.store
-            .save_org_settings(org_id, expected_version, writes)
+            .save_org_settings(org_id, expected_version, &SettingsUpdate::Reset(module))
             .await
     }
 }
@@ -188,91 +172,81 @@ mod tests {
     }
 
     #[test]
-    fn update_settings_saves_the_planned_writes() {
-        let mut store = store_with_chain(Some(chain()));
-        store
-            .expect_save_org_settings()
-            .withf(|org, version, writes| {
-                *org == ORG
-                    && *version == 4
-                    && writes.len() == 1
-                    && writes[0].key == PermissionKey::EventsCreate
-                    && writes[0].after == Some(ScopedSetting::new(BuiltinRole::Volunteer, true))
-            })
-            .times(1)
-            .returning(|_, _, _| Box::pin(ready(Ok(5))));
-        let service = PermissionService::new(store);
+    fn update_settings_hands_the_changes_to_the_store_to_plan_under_its_lock() {
         let change = SettingChange {
             key: PermissionKey::EventsCreate,
             min_role: Some(BuiltinRole::Volunteer),
             enabled: None,
         };
+        let mut store = MockPermissionStore::new();
+        // No chain read outside the store's transaction.
+        store.expect_load_org_chain().never();
+        store
+            .expect_save_org_settings()
+            .withf(move |org, version, update| {
+                *org == ORG && *version == 4 && *update == SettingsUpdate::Change(vec![change])
+            })
+            .times(1)
+            .returning(|_, _, _| Box::pin(ready(Ok(5))));
+        let service = PermissionService::new(store);
         assert_eq!(block_on(service.update_settings(ORG, 4, &[change])), Ok(5));
     }
 
     #[test]
-    fn update_settings_refuses_a_locked_key_without_saving() {
-        let mut store = store_with_chain(Some(chain()));
-        store.expect_save_org_settings().never();
-        let service = PermissionService::new(store);
-        let change = SettingChange {
+    fn a_plan_refuses_a_key_locked_above_and_writes_the_rest() {
+        let locked = SettingChange {
             key: PermissionKey::BudgetApprove,
             min_role: None,
             enabled: Some(false),
         };
+        let free = SettingChange {
+            key: PermissionKey::EventsCreate,
+            min_role: Some(BuiltinRole::Volunteer),
+            enabled: None,
+        };
         assert_eq!(
-            block_on(service.update_settings(ORG, 4, &[change])),
+            SettingsUpdate::Change(vec![free, locked]).plan(&chain()),
             Err(UpdateSettingsError::Locked {
                 key: PermissionKey::BudgetApprove,
                 by: ScopeRef::District(DISTRICT)
             })
         );
-    }
-
-    #[test]
-    fn update_settings_reports_unknown_org_and_store_errors() {
-        let mut store = store_with_chain(None);
-        store.expect_save_org_settings().never();
-        let service = PermissionService::new(store);
+        let writes = SettingsUpdate::Change(vec![free])
+            .plan(&chain())
+            .expect("free");
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].key, PermissionKey::EventsCreate);
         assert_eq!(
-            block_on(service.update_settings(ORG, 1, &[])),
-            Err(UpdateSettingsError::NotFound)
+            writes[0].after,
+            Some(ScopedSetting::new(BuiltinRole::Volunteer, true))
         );
-
-        let mut failing = MockPermissionStore::new();
-        failing
-            .expect_load_org_chain()
-            .returning(|_| Box::pin(ready(Err(LoadError::Unexpected("down".to_owned())))));
-        let service = PermissionService::new(failing);
-        assert!(matches!(
-            block_on(service.update_settings(ORG, 1, &[])),
-            Err(UpdateSettingsError::Unexpected(_))
-        ));
     }
 
     #[test]
-    fn update_settings_passes_version_mismatch_through() {
-        let mut store = store_with_chain(Some(chain()));
-        store
-            .expect_save_org_settings()
-            .returning(|_, expected, _| {
-                Box::pin(ready(Err(UpdateSettingsError::VersionMismatch {
-                    expected,
-                    actual: expected + 1,
-                })))
-            });
-        let service = PermissionService::new(store);
-        assert_eq!(
-            block_on(service.update_settings(ORG, 2, &[])),
-            Err(UpdateSettingsError::VersionMismatch {
+    fn update_settings_passes_the_stores_refusals_through() {
+        for refusal in [
+            UpdateSettingsError::NotFound,
+            UpdateSettingsError::VersionMismatch {
                 expected: 2,
-                actual: 3
-            })
-        );
+                actual: 3,
+            },
+            UpdateSettingsError::Locked {
+                key: PermissionKey::BudgetApprove,
+                by: ScopeRef::District(DISTRICT),
+            },
+        ] {
+            let mut store = MockPermissionStore::new();
+            let answer = refusal.clone();
+            store
+                .expect_save_org_settings()
+                .returning(move |_, _, _| Box::pin(ready(Err(answer.clone()))));
+            let service = PermissionService::new(store);
+            assert_eq!(block_on(service.update_settings(ORG, 2, &[])), Err(refusal));
+        }
     }
 
     #[test]
-    fn reset_settings_deletes_the_orgs_rows_of_the_module() {
+    fn a_reset_plan_deletes_the_orgs_rows_of_the_module() {
         let mut org_settings = ScopeSettings::new();
         org_settings.set(
             PermissionKey::EventsView,
@@ -282,14 +256,17 @@ mod tests {
             PermissionKey::BudgetView,
             ScopedSetting::new(BuiltinRole::Admin, true),
         );
-        let mut store = store_with_chain(Some(chain().with_org_settings(org_settings)));
+        let chain = chain().with_org_settings(org_settings);
+        let writes = SettingsUpdate::Reset(Some(Module::Events))
+            .plan(&chain)
+            .expect("a reset is never locked");
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].key, PermissionKey::EventsView);
+        assert!(writes[0].after.is_none());
+        let mut store = MockPermissionStore::new();
         store
             .expect_save_org_settings()
-            .withf(|_, _, writes| {
-                writes.len() == 1
-                    && writes[0].key == PermissionKey::EventsView
-                    && writes[0].after.is_none()
-            })
+            .withf(|_, _, update| *update == SettingsUpdate::Reset(Some(Module::Events)))
             .returning(|_, version, _| Box::pin(ready(Ok(version + 1))));
         let service = PermissionService::new(store);
         assert_eq!(

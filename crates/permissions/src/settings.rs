@@ -94,6 +94,31 @@ pub fn plan_org_changes(
         .collect())
 }
 
+/// A change of an org's own settings as it was asked for. The store plans it
+/// ([`SettingsUpdate::plan`]) against the org's chain read under the org's lock, inside
+/// the write: the locks and inherited values it is checked against are the ones in force
+/// when it is written, and the lock rule is applied once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsUpdate {
+    /// Set these keys, all or nothing (refused when one is locked above the org).
+    Change(Vec<SettingChange>),
+    /// Remove the org's own settings (of one module, when given) so it inherits again.
+    Reset(Option<Module>),
+}
+
+impl SettingsUpdate {
+    /// The rows to write against `chain` ([`plan_org_changes`] or [`plan_reset`]).
+    ///
+    /// # Errors
+    /// [`UpdateSettingsError::Locked`] for a change of a key locked above the org.
+    pub fn plan(&self, chain: &OrgChain) -> Result<Vec<SettingWrite>, UpdateSettingsError> {
+        match self {
+            Self::Change(changes) => plan_org_changes(chain, changes),
+            Self::Reset(module) => Ok(plan_reset(chain, *module)),
+        }
+    }
+}
+
 /// The writes that reset `chain`'s org to inherited settings: every org setting is removed
 /// (only those of `module` when given), in catalog order.
 #[must_use]
