@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, bail};
 
 /// The pure domain crates.
-pub const DOMAIN_CRATES: &[&str] = &["tenancy", "permissions", "audit", "districts"];
+pub const DOMAIN_CRATES: &[&str] = &["ids", "tenancy", "permissions", "audit", "districts"];
 
 /// Crates a domain crate may never pull in.
 pub const FORBIDDEN: &[&str] = &[

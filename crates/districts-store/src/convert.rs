@@ -109,7 +109,7 @@ pub(crate) async fn record(
 pub(crate) fn district(m: district_rows::Model) -> Result<District, Failure> {
     let bad = |what: &str| corrupt(format!("districts row {}: bad {what}", m.id));
     Ok(District {
-        id: DistrictId(m.id),
+        id: DistrictId::from_uuid(m.id),
         name: m.name.clone(),
         code: DistrictCode::parse(&m.code).map_err(|_| bad("code"))?,
         tier: SubscriptionTier::parse(&m.tier).map_err(|_| bad("tier"))?,
@@ -126,8 +126,8 @@ pub(crate) fn district(m: district_rows::Model) -> Result<District, Failure> {
 pub(crate) fn school(m: schools::Model) -> Result<School, Failure> {
     let bad = |what: &str| corrupt(format!("schools row {}: bad {what}", m.id));
     Ok(School {
-        id: SchoolId(m.id),
-        district_id: m.district_id.map(DistrictId),
+        id: SchoolId::from_uuid(m.id),
+        district_id: m.district_id.map(DistrictId::from_uuid),
         name: m.name.clone(),
         code: DistrictCode::parse(&m.code).map_err(|_| bad("code"))?,
         grade_levels: serde_json::from_value(m.grade_levels.clone())
@@ -140,7 +140,7 @@ pub(crate) fn school(m: schools::Model) -> Result<School, Failure> {
 
 pub(crate) fn staff(m: district_staff::Model) -> Result<DistrictStaff, Failure> {
     Ok(DistrictStaff {
-        district_id: DistrictId(m.district_id),
+        district_id: DistrictId::from_uuid(m.district_id),
         user_id: UserId::from_uuid(m.user_id),
         role: staff_role(&m.role).map_err(|_| {
             corrupt(format!(

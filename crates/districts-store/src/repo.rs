@@ -67,8 +67,8 @@ fn org_scope(org: Uuid, before: Option<Uuid>, after: Option<Uuid>) -> TenantScop
 fn placement_of(row: &organizations::Model) -> OrgPlacement {
     OrgPlacement {
         org_id: OrgId::from_uuid(row.id),
-        school_id: row.school_id.map(SchoolId),
-        district_id: row.district_id.map(DistrictId),
+        school_id: row.school_id.map(SchoolId::from_uuid),
+        district_id: row.district_id.map(DistrictId::from_uuid),
         version: row.version,
     }
 }
@@ -331,7 +331,8 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             .await
             .map_err(failure)?;
 
-        let detached_schools: Vec<SchoolId> = school_ids.into_iter().map(SchoolId).collect();
+        let detached_schools: Vec<SchoolId> =
+            school_ids.into_iter().map(SchoolId::from_uuid).collect();
         let deleted = DeletedDistrict {
             district,
             detached_schools,
@@ -642,7 +643,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             }
             None => None,
         }
-        .map(DistrictId);
+        .map(DistrictId::from_uuid);
         if before.school_id == to && before.district_id == to_district {
             txn.rollback().await.map_err(failure)?;
             return Ok(OrgMove {
@@ -704,7 +705,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             .await
             .map_err(failure)?
             .and_then(|s| s.district_id)
-            .map(DistrictId))
+            .map(DistrictId::from_uuid))
     }
 
     async fn set_staff(
@@ -869,7 +870,12 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             .await
             .map_err(failure)?
             .into_iter()
-            .map(|row| Ok((DistrictId(row.district_id), convert::staff_role(&row.role)?)))
+            .map(|row| {
+                Ok((
+                    DistrictId::from_uuid(row.district_id),
+                    convert::staff_role(&row.role)?,
+                ))
+            })
             .collect::<Result<Vec<_>, Failure>>()?)
     }
 }

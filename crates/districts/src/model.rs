@@ -1,60 +1,10 @@
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use tenancy::UserId;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::DistrictCode;
 
-/// Identifies a district.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DistrictId(pub Uuid);
-
-/// Identifies a school.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SchoolId(pub Uuid);
-
-macro_rules! id_impls {
-    ($name:ident) => {
-        impl $name {
-            /// A fresh, time-ordered (UUID v7) identifier.
-            #[must_use]
-            pub fn new() -> Self {
-                Self(Uuid::now_v7())
-            }
-
-            /// The underlying UUID.
-            #[must_use]
-            pub const fn as_uuid(&self) -> Uuid {
-                self.0
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-
-        impl From<Uuid> for $name {
-            fn from(id: Uuid) -> Self {
-                Self(id)
-            }
-        }
-    };
-}
-
-id_impls!(DistrictId);
-id_impls!(SchoolId);
+pub use ids::{DistrictId, SchoolId};
 
 /// A string is not one of the names of an enumeration stored as text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -589,7 +589,7 @@ mod tests {
 
     fn district(n: u128) -> District {
         District {
-            id: DistrictId(uuid::Uuid::from_u128(n)),
+            id: DistrictId::from_uuid(uuid::Uuid::from_u128(n)),
             name: format!("D{n}"),
             code: DistrictCode::parse(&format!("D{n}")).expect("code"),
             tier: SubscriptionTier::Basic,

@@ -8,7 +8,6 @@
 
 pub mod directory;
 mod email;
-mod ids;
 mod invitation;
 mod language;
 mod membership;

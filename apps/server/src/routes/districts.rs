@@ -476,7 +476,7 @@ pub(super) async fn visible_district(
     let who = district_caller(state, caller).await?;
     let not_found = || ApiError::not_found("no such district");
     let d = service(state)
-        .get_district(&who, DistrictId(id))
+        .get_district(&who, DistrictId::from_uuid(id))
         .await
         .map_err(|e| match e {
             ServiceError::Forbidden(_) => not_found(),
@@ -767,8 +767,8 @@ async fn move_school(
         .move_school(
             &who,
             &caller.audit_context(),
-            SchoolId(p.school_id),
-            body.district_id.map(DistrictId),
+            SchoolId::from_uuid(p.school_id),
+            body.district_id.map(DistrictId::from_uuid),
             body.version,
         )
         .await
@@ -830,7 +830,7 @@ impl From<OrgPlacement> for OrgPlacementView {
     fn from(p: OrgPlacement) -> Self {
         Self {
             org_id: p.org_id.as_uuid(),
-            school_id: p.school_id.map(|s| s.0),
+            school_id: p.school_id.map(|s| s.as_uuid()),
             district_id: p.district_id.map(|d| d.as_uuid()),
             version: p.version,
         }
@@ -919,7 +919,7 @@ async fn move_org(
             standing,
             &caller.audit_context(),
             org,
-            body.school_id.map(SchoolId),
+            body.school_id.map(SchoolId::from_uuid),
             body.version,
         )
         .await
@@ -1200,7 +1200,7 @@ async fn school_admin(state: &State, caller: &Caller, school: Uuid) -> Result<Sc
     let not_found = || ApiError::not_found("no such school");
     let s = state
         .districts
-        .get_school(SchoolId(school))
+        .get_school(SchoolId::from_uuid(school))
         .await
         .map_err(read_error)?
         .ok_or_else(not_found)?;
@@ -1282,7 +1282,7 @@ async fn create_district_org(
     let d = template_admin(&state, &caller, p.district_id).await?;
     let school = state
         .districts
-        .get_school(SchoolId(body.school_id))
+        .get_school(SchoolId::from_uuid(body.school_id))
         .await
         .map_err(read_error)?;
     if school.as_ref().and_then(|s| s.district_id) != Some(d.id) {

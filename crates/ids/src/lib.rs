@@ -1,6 +1,15 @@
-use serde::{Deserialize, Serialize};
+//! The identifiers the domains share, defined once: an org is an [`OrgId`] in tenancy,
+//! permissions-adjacent code, districts and audit alike, never a bare UUID in one place
+//! and a newtype in another.
+//!
+//! Every id wraps a UUID v7 (time-ordered, so new rows append to indexes), serializes as
+//! the plain UUID string, and converts from and to [`Uuid`] explicitly (reading storage
+//! or a path); [`Default`] and `new` mint a fresh one.
+
 use std::fmt;
-use uuid::Uuid;
+
+use serde::{Deserialize, Serialize};
+pub use uuid::Uuid;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -46,6 +55,12 @@ macro_rules! id_type {
                 Self(id)
             }
         }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
     };
 }
 
@@ -58,8 +73,16 @@ id_type!(
     UserId
 );
 id_type!(
-    /// Identifies an invitation (unique within its org; time-ordered).
+    /// Identifies an invitation (unique within its org).
     InvitationId
+);
+id_type!(
+    /// Identifies a school district.
+    DistrictId
+);
+id_type!(
+    /// Identifies a school.
+    SchoolId
 );
 
 #[cfg(test)]
@@ -72,5 +95,17 @@ mod tests {
         let b = OrgId::new();
         assert_eq!(a.as_uuid().get_version_num(), 7);
         assert!(a <= b);
+    }
+
+    #[test]
+    fn ids_serialize_as_their_uuid_and_convert_both_ways() {
+        let raw = Uuid::now_v7();
+        let id = DistrictId::from_uuid(raw);
+        assert_eq!(
+            serde_json::to_value(id).expect("serialize"),
+            serde_json::json!(raw.to_string())
+        );
+        assert_eq!(Uuid::from(id), raw);
+        assert_eq!(SchoolId::from(raw).to_string(), raw.to_string());
     }
 }
