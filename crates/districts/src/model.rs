@@ -1,5 +1,5 @@
 use serde::{Deserialize, Serialize};
-use tenancy::UserId;
+use ids::UserId;
 use time::OffsetDateTime;
 
 use crate::DistrictCode;

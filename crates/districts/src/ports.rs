@@ -22,14 +22,14 @@
 
 use std::future::Future;
 
-use tenancy::{OrgId, UserId};
+use ids::{OrgId, UserId};
 
 use crate::{
     DisplayName, District, DistrictCode, DistrictId, DistrictSettings, DistrictStaff,
     DistrictStaffRole, GradeLevels, School, SchoolId, SubscriptionTier,
 };
 
-pub use tenancy::ports::AuditContext;
+pub use audit::AuditContext;
 
 /// An adapter's own error, carried opaquely through the domain to the edge (which may
 /// downcast it to classify an outage).

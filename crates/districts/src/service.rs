@@ -1,7 +1,7 @@
 //! District use cases over the port: the authority rules of [`crate::rules`] applied
 //! before anything is written.
 
-use tenancy::{OrgId, UserId};
+use ids::{OrgId, UserId};
 
 use crate::ports::{
     AuditContext, CreateDistrictError, CreateDistrictRequest, CreateSchoolError,
@@ -704,7 +704,7 @@ mod tests {
                     Ok(SchoolMove {
                         school: moved,
                         from: Some(a),
-                        affected_orgs: vec![tenancy::OrgId::new()],
+                        affected_orgs: vec![OrgId::new()],
                     })
                 })
             });
