@@ -2821,7 +2821,8 @@ export interface components {
         /** @description A new grant. */
         GrantBody: {
             /**
-             * @description Until when (RFC 3339); permanent when absent.
+             * @description Until when (RFC 3339, after now: an already-expired grant is refused with 422);
+             *     permanent when absent.
              * @default null
              */
             expires_at?: string | null;

@@ -1,5 +1,5 @@
-use serde::{Deserialize, Serialize};
 use ids::UserId;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::DistrictCode;

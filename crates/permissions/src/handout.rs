@@ -82,6 +82,29 @@ pub fn check_holds(held: KeySet, wanted: KeySet) -> Result<(), NotHeld> {
     }
 }
 
+/// A grant whose expiry is not after its creation: it would never be active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the grant would expire at {expires_at}, which is not after now")]
+pub struct GrantExpired {
+    /// The expiry asked for.
+    pub expires_at: OffsetDateTime,
+}
+
+/// Checks a new grant's expiry: absent (permanent) or after `now`. A grant that is
+/// already expired would be listed as if it were active and never count.
+///
+/// # Errors
+/// [`GrantExpired`].
+pub fn check_grant_expiry(
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), GrantExpired> {
+    match expires_at {
+        Some(expires_at) if expires_at <= now => Err(GrantExpired { expires_at }),
+        _ => Ok(()),
+    }
+}
+
 /// Whether an API key whose creator is `creator` (their membership in the key's org as
 /// the engine sees it now; `None` if they are no longer a member) is still alive: a key
 /// dies with its creator's membership or admin rights (API keys are an administrative
@@ -243,5 +266,25 @@ mod tests {
             ),
             "a disabled key is disabled for keys too"
         );
+    }
+}
+
+#[cfg(test)]
+mod grant_expiry_tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_must_expire_after_now() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        assert_eq!(check_grant_expiry(None, now), Ok(()));
+        assert_eq!(
+            check_grant_expiry(Some(now + time::Duration::SECOND), now),
+            Ok(())
+        );
+        assert_eq!(
+            check_grant_expiry(Some(now), now),
+            Err(GrantExpired { expires_at: now })
+        );
+        assert!(check_grant_expiry(Some(now - time::Duration::days(1)), now).is_err());
     }
 }

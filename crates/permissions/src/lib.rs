@@ -74,7 +74,10 @@ pub use crate::check::{DecisionReason, allowed_keys, check, decide};
 pub use crate::compiled::CompiledOrg;
 pub use crate::errors::{LoadError, UpdateSettingsError};
 pub use crate::explain::{ExplainStep, Explanation, GrantState, explain};
-pub use crate::handout::{NotHeld, api_key_alive, api_key_allows, check_holds, keys_to_hand_out};
+pub use crate::handout::{
+    GrantExpired, NotHeld, api_key_alive, api_key_allows, check_grant_expiry, check_holds,
+    keys_to_hand_out,
+};
 pub use crate::keys::{
     KeySet, KeySetIter, Module, PermissionKey, UnknownKeyError, UnknownModuleError,
 };

@@ -800,7 +800,8 @@ pub struct GrantBody {
     /// The key.
     #[garde(custom(domain_rule(PermissionKey::parse)))]
     pub key: String,
-    /// Until when (RFC 3339); permanent when absent.
+    /// Until when (RFC 3339, after now: an already-expired grant is refused with 422);
+    /// permanent when absent.
     #[garde(skip)]
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schemars(with = "Option<String>")]
@@ -816,6 +817,13 @@ async fn create_grant(
     Json(body): Json<GrantBody>,
 ) -> Result<Reply<SettingsWritten>, ApiError> {
     let key = parse_key(&body.key)?;
+    permissions::check_grant_expiry(body.expires_at, OffsetDateTime::now_utc()).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: "expires_at".into(),
+            code: "in_the_past".into(),
+            message: e.to_string(),
+        }])
+    })?;
     let actor = member.user_id()?;
     if body.user_id == actor.as_uuid() {
         return Err(ApiError::new(

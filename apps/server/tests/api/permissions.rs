@@ -300,12 +300,22 @@ async fn grants_and_disabled_keys(ctx: TestContext) {
         !allowed(&app, &org, &vol, "budget.approve").await,
         "disabled beats grant"
     );
-    // An expired grant denies.
-    let (status, _) = send(&app, Method::POST, &grants, Some(&admin), Some(serde_json::json!({"user_id": vol_id, "key": "documents.delete", "expires_at": "2020-01-01T00:00:00Z"}))).await;
-    assert_eq!(status, 200);
+    // A grant that is already expired is refused (it would be listed as if active), and
+    // nothing is stored.
+    let (status, body) = send(&app, Method::POST, &grants, Some(&admin), Some(serde_json::json!({"user_id": vol_id, "key": "documents.delete", "expires_at": "2020-01-01T00:00:00Z"}))).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["details"]["fields"][0]["field"], "expires_at",
+        "{body}"
+    );
     assert!(
         !allowed(&app, &org, &vol, "documents.delete").await,
-        "expired grant denies"
+        "nothing granted"
+    );
+    let (_, list) = send(&app, Method::GET, &grants, Some(&admin), None).await;
+    assert!(
+        !list.to_string().contains("documents.delete"),
+        "no expired grant listed: {list}"
     );
     // Nobody grants themselves anything.
     let (status, _) = send(
