@@ -884,6 +884,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn schools_are_seen_by_staff_and_deleted_by_admins_only() {
+        let d = DistrictId::new();
+        let s = school(Some(d), 3);
+        let id = s.id;
+        let mut repo = MockDistrictRepository::new();
+        with_school(&mut repo, s);
+        with_roles(&mut repo, vec![(d, DistrictStaffRole::DistrictViewer)]);
+        repo.expect_delete_school().never();
+        repo.expect_list_orgs()
+            .returning(|_, _, _| Box::pin(async { Ok(Vec::new()) }));
+        repo.expect_count_orgs()
+            .returning(|_| Box::pin(async { Ok(0) }));
+        let service = DistrictService::new(repo);
+        let viewer = staff();
+        assert!(
+            service
+                .get_school(&viewer, id)
+                .await
+                .expect("seen")
+                .is_some()
+        );
+        let page = service
+            .list_orgs(&viewer, OrgScope::School(id), None, 51)
+            .await
+            .expect("listed");
+        assert_eq!(page.map(|(rows, total)| (rows.len(), total)), Some((0, 0)));
+        let err = service
+            .delete_school(&viewer, &ctx(), id, Some(3))
+            .await
+            .expect_err("viewers do not delete");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+        let err = service
+            .list_staff(&staff(), DistrictId::new())
+            .await
+            .expect_err("a stranger does not see another district's staff");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+    }
+
+    #[tokio::test]
+    async fn standalone_schools_are_seen_by_platform_admins_only() {
+        let s = school(None, 1);
+        let id = s.id;
+        let mut repo = MockDistrictRepository::new();
+        with_school(&mut repo, s);
+        repo.expect_staff_role().never();
+        let service = DistrictService::new(repo);
+        let err = service.get_school(&staff(), id).await.expect_err("hidden");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+        assert!(
+            service
+                .get_school(&platform(), id)
+                .await
+                .expect("seen")
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
     async fn viewers_cannot_manage_staff_and_strangers_cannot_see() {
         let d = DistrictId::new();
         let mut repo = MockDistrictRepository::new();
