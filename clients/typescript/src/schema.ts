@@ -1412,7 +1412,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The district's staff and their roles (its staff and platform admins) */
+        /**
+         * The district's staff and their roles (its staff and platform admins)
+         * @description In user id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
         get: operations["list_district_staff"];
         put?: never;
         post?: never;
@@ -3662,6 +3665,19 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list keyed by id (staff by user id, placed orgs by org id). */
+        PageQuery: {
+            /**
+             * Format: uuid
+             * @description The `next_cursor` of the previous page.
+             */
+            cursor?: string | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+        };
         /** @description Paging information of a list response. */
         Pagination: {
             /**
@@ -3720,19 +3736,6 @@ export interface components {
              * @description The org's version.
              */
             version: number;
-        };
-        /** @description A page of placed orgs. */
-        PlacedOrgsQuery: {
-            /**
-             * Format: uuid
-             * @description The `next_cursor` of the previous page.
-             */
-            cursor?: string | null;
-            /**
-             * Format: uint32
-             * @description Page size, 1–200 (default 50).
-             */
-            limit?: number | null;
         };
         /** @description Proposed changes to preview. */
         PreviewBody: {
@@ -14543,7 +14546,12 @@ export interface operations {
     };
     list_district_staff: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path: {
                 /** @description District id. */
@@ -14594,6 +14602,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -165,7 +165,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "The district's staff and their roles (its staff and platform admins)",
             TAG,
         )
-        .errors(&[ErrorCode::NotFound]),
+        .description("In user id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+        .errors(&[ErrorCode::NotFound, ErrorCode::ValidationFailed]),
     );
     r.route(
         Method::DELETE,
@@ -1440,15 +1441,29 @@ async fn list_staff(
     state: State,
     caller: Caller,
     Path(p): Path<DistrictPath>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Paged<StaffView>, ApiError> {
     let (who, d) = visible_district(&state, &caller, p.district_id).await?;
-    let staff = service(&state)
+    let mut staff = service(&state)
         .list_staff(&who, d.id)
         .await
         .map_err(|e| hidden(e, "no such district"))?;
+    // A district's staff are a handful of rows: paged here, in user id order.
     let total = staff.len() as u64;
+    staff.sort_by_key(|s| s.user_id.as_uuid());
+    let limit = q.limit.unwrap_or(50);
+    let mut page: Vec<_> = staff
+        .into_iter()
+        .filter(|s| q.cursor.is_none_or(|after| s.user_id.as_uuid() > after))
+        .take(limit as usize + 1)
+        .collect();
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| page.last().map(|s| s.user_id.to_string()))
+        .flatten();
     Ok(Paged {
-        items: staff
+        items: page
             .into_iter()
             .map(|s| StaffView {
                 user_id: s.user_id.as_uuid(),
@@ -1456,8 +1471,8 @@ async fn list_staff(
             })
             .collect(),
         pagination: Pagination {
-            limit: u32::try_from(total).unwrap_or(u32::MAX),
-            next_cursor: None,
+            limit,
+            next_cursor,
             total: Some(total),
         },
     })
@@ -1488,10 +1503,10 @@ async fn remove_staff(
     Ok(NoContent)
 }
 
-/// A page of placed orgs.
+/// A page of a list keyed by id (staff by user id, placed orgs by org id).
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
-pub struct PlacedOrgsQuery {
+pub struct PageQuery {
     /// The `next_cursor` of the previous page.
     #[garde(skip)]
     pub cursor: Option<Uuid>,
@@ -1521,7 +1536,7 @@ async fn placed_orgs(
     state: &State,
     caller: &Caller,
     scope: OrgScope,
-    q: PlacedOrgsQuery,
+    q: PageQuery,
 ) -> Result<Paged<PlacedOrgView>, ApiError> {
     let who = district_caller(state, caller).await?;
     let not_found = match scope {
@@ -1568,7 +1583,7 @@ async fn list_district_orgs(
     state: State,
     caller: Caller,
     Path(p): Path<DistrictPath>,
-    Query(q): Query<PlacedOrgsQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Paged<PlacedOrgView>, ApiError> {
     placed_orgs(
         &state,
@@ -1583,7 +1598,7 @@ async fn list_school_orgs(
     state: State,
     caller: Caller,
     Path(p): Path<SchoolPath>,
-    Query(q): Query<PlacedOrgsQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Paged<PlacedOrgView>, ApiError> {
     placed_orgs(&state, &caller, OrgScope::School(SchoolId(p.school_id)), q).await
 }

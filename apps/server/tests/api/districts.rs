@@ -734,6 +734,41 @@ async fn district_staff_are_listed_and_removed(ctx: TestContext) {
             .0,
         404
     );
+    let (status, first) = send(
+        &app,
+        Method::GET,
+        &format!("{list}?limit=1"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let cursor = first["meta"]["pagination"]["next_cursor"]
+        .as_str()
+        .expect("a second page");
+    let (_, second) = send(
+        &app,
+        Method::GET,
+        &format!("{list}?limit=1&cursor={cursor}"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(second["data"].as_array().unwrap().len(), 1, "{second}");
+    assert_ne!(first["data"][0]["user_id"], second["data"][0]["user_id"]);
+    assert!(
+        second["meta"]["pagination"]["next_cursor"].is_null(),
+        "{second}"
+    );
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("{list}?sort=role"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "unknown parameters are refused");
     // A viewer may not remove; an outsider does not see the district.
     let (status, _) = send(
         &app,
