@@ -136,6 +136,7 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::OrgUpdate
         | EventType::PlatformAdminBootstrap
         | EventType::SchoolCreate
+        | EventType::SchoolDelete
         | EventType::SchoolMove
         | EventType::SchoolUpdate => Vec::new(),
     }

@@ -1395,6 +1395,96 @@ export interface paths {
         /** Make a user district admin or viewer (district admins) */
         put: operations["set_district_staff"];
         post?: never;
+        /**
+         * Remove a user from the district's staff (district admins)
+         * @description Answers 404 when the user is not staff of the district.
+         */
+        delete: operations["remove_district_staff"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/districts/{district_id}/staff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The district's staff and their roles (its staff and platform admins)
+         * @description In user id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
+        get: operations["list_district_staff"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/districts/{district_id}/orgs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organizations placed in the district (its staff and platform admins)
+         * @description In id order, keyset-paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
+        get: operations["list_district_orgs"];
+        put?: never;
+        /** Create an organization under one of the district's schools (district admins) */
+        post: operations["create_district_org"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/schools/{school_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One school (its district's staff and platform admins) */
+        get: operations["get_school"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a school no organization is placed at (its district's admins)
+         * @description Send the `version` you read (`?version=` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412. Refused with 409 `CONFLICT` (`details.org_count`) while organizations are placed at the school: move them first. Its permission templates go with it.
+         */
+        delete: operations["delete_school"];
+        options?: never;
+        head?: never;
+        /**
+         * Rename a school or change its code or grades (its district's admins)
+         * @description Send the `version` you read (or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Its district changes only by moving it.
+         */
+        patch: operations["update_school"];
+        trace?: never;
+    };
+    "/api/v2/schools/{school_id}/orgs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organizations placed at the school (its district's staff and platform admins)
+         * @description In id order, keyset-paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
+        get: operations["list_school_orgs"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1472,23 +1562,6 @@ export interface paths {
         post?: never;
         /** Remove the school's setting of a key */
         delete: operations["clear_school_permission_template"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v2/districts/{district_id}/orgs": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Create an organization under one of the district's schools (district admins) */
-        post: operations["create_district_org"];
-        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1978,6 +2051,15 @@ export interface components {
             success: boolean;
         };
         /** @description A successful response. */
+        Array_of_PlacedOrgViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["PlacedOrgView"][];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A successful response. */
         Array_of_PreviewChangeDtoEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["PreviewChangeDto"][];
@@ -2017,6 +2099,15 @@ export interface components {
         Array_of_SignInViewEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["SignInView"][];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A successful response. */
+        Array_of_StaffViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["StaffView"][];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -2714,7 +2805,7 @@ export interface components {
             message: string;
         };
         /** @description Every error code the API can answer with. Closed: clients may match on it. */
-        ErrorCode: "BAD_REQUEST" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PERMISSION_LOCKED" | "VERSION_MISMATCH" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "HEADERS_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "LINK_INVALID" | "LINK_EXPIRED" | "LINK_USED" | "INVITATION_ENDED" | "EMAIL_NOT_VERIFIED";
+        ErrorCode: "BAD_REQUEST" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PERMISSION_LOCKED" | "VERSION_MISMATCH" | "PRECONDITION_REQUIRED" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "HEADERS_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "LINK_INVALID" | "LINK_EXPIRED" | "LINK_USED" | "INVITATION_ENDED" | "EMAIL_NOT_VERIFIED";
         /** @description A failed response. */
         ErrorEnvelope: {
             /** @description What went wrong. */
@@ -3575,6 +3666,19 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list keyed by id (staff by user id, placed orgs by org id). */
+        PageQuery: {
+            /**
+             * Format: uuid
+             * @description The `next_cursor` of the previous page.
+             */
+            cursor?: string | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+        };
         /** @description Paging information of a list response. */
         Pagination: {
             /**
@@ -3606,6 +3710,33 @@ export interface components {
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
             success: boolean;
+        };
+        /** @description An organization placed in a district or school. */
+        PlacedOrgView: {
+            /**
+             * Format: uuid
+             * @description Its district, if any.
+             */
+            district_id?: string | null;
+            /**
+             * Format: uuid
+             * @description Org id.
+             */
+            id: string;
+            /** @description Name. */
+            name: string;
+            /**
+             * Format: uuid
+             * @description Its school, if any.
+             */
+            school_id?: string | null;
+            /** @description Status (`active`, …). */
+            status: string;
+            /**
+             * Format: int64
+             * @description The org's version.
+             */
+            version: number;
         };
         /** @description Proposed changes to preview. */
         PreviewBody: {
@@ -4349,6 +4480,20 @@ export interface components {
             /**
              * Format: int64
              * @description The version you read.
+             */
+            version?: number | null;
+        };
+        /** @description Changes to a school (absent fields stay as they are). */
+        UpdateSchoolBody: {
+            /** @description New code, unique within the district. */
+            code?: string | null;
+            /** @description New grades taught, e.g. `["K", "1", "2"]`. */
+            grade_levels?: string[] | null;
+            /** @description New name. */
+            name?: string | null;
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`); required.
              */
             version?: number | null;
         };
@@ -14323,6 +14468,926 @@ export interface operations {
             };
         };
     };
+    remove_district_staff: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description District id. */
+                district_id: string;
+                /** @description User id. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (no body) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_district_staff: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path: {
+                /** @description District id. */
+                district_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "role": "board_member",
+                     *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Array_of_StaffViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_district_orgs: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path: {
+                /** @description District id. */
+                district_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "district_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "name": "Sunset Elementary PTO",
+                     *           "school_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "status": "active",
+                     *           "version": 3
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Array_of_PlacedOrgViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_district_org: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description District id. */
+                district_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Sunset Elementary PTO",
+                 *       "school_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                 *       "signup_code": "SUNSET2024"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateDistrictOrgBody"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "signup_code": "SUNSET2024"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["DistrictOrgCreatedEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_school: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description School id. */
+                school_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "code": "SUNSET",
+                     *         "district_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "grade_levels": [
+                     *           "string"
+                     *         ],
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "name": "Sunset Elementary PTO",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["SchoolViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_school: {
+        parameters: {
+            query?: {
+                /** @description The version you read (optional). */
+                version?: number | null;
+            };
+            header?: {
+                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description School id. */
+                school_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (no body) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    update_school: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description School id. */
+                school_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "code": "SUNSET",
+                 *       "grade_levels": [
+                 *         "string"
+                 *       ],
+                 *       "name": "Sunset Elementary PTO",
+                 *       "version": 3
+                 *     }
+                 */
+                "application/json": components["schemas"]["UpdateSchoolBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "code": "SUNSET",
+                     *         "district_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "grade_levels": [
+                     *           "string"
+                     *         ],
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "name": "Sunset Elementary PTO",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["SchoolViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_school_orgs: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path: {
+                /** @description School id. */
+                school_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "district_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "name": "Sunset Elementary PTO",
+                     *           "school_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "status": "active",
+                     *           "version": 3
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Array_of_PlacedOrgViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     list_permission_templates: {
         parameters: {
             query?: never;
@@ -14975,149 +16040,6 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: RATE_LIMITED */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: INTERNAL */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: SERVICE_UNAVAILABLE */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    create_district_org: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description District id. */
-                district_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                /**
-                 * @example {
-                 *       "name": "Sunset Elementary PTO",
-                 *       "school_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                 *       "signup_code": "SUNSET2024"
-                 *     }
-                 */
-                "application/json": components["schemas"]["CreateDistrictOrgBody"];
-            };
-        };
-        responses: {
-            /** @description Created */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "signup_code": "SUNSET2024"
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["DistrictOrgCreatedEnvelope"];
-                };
-            };
-            /** @description Error: UNAUTHENTICATED */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PERMISSION_DENIED */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: NOT_FOUND */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: CONFLICT */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PAYLOAD_TOO_LARGE */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: VALIDATION_FAILED */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -154,6 +154,8 @@ catalog! {
     RoleCreate = "role.create",
     /// A school was created.
     SchoolCreate = "school.create",
+    /// A school with no orgs left was deleted (its templates with it).
+    SchoolDelete = "school.delete",
     /// A school moved to another district (its orgs with it).
     SchoolMove = "school.move",
     /// A school was renamed or re-coded.

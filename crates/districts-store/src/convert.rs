@@ -4,8 +4,8 @@ use audit::EventType;
 use audit::{ChangeType, TenantScope};
 use districts::ports::{
     AuditContext, BoxError, CreateDistrictError, CreateSchoolError, DeleteDistrictError,
-    MoveOrgError, MoveSchoolError, ReadError, RemoveStaffError, SetStaffError, UpdateDistrictError,
-    UpdateSchoolError,
+    DeleteSchoolError, MoveOrgError, MoveSchoolError, ReadError, RemoveStaffError, SetStaffError,
+    UpdateDistrictError, UpdateSchoolError,
 };
 use districts::{
     District, DistrictCode, DistrictId, DistrictStaff, DistrictStaffRole, School, SchoolId,
@@ -43,6 +43,7 @@ unexpected_from_failure!(
     CreateDistrictError,
     UpdateDistrictError,
     DeleteDistrictError,
+    DeleteSchoolError,
     CreateSchoolError,
     UpdateSchoolError,
     MoveSchoolError,

@@ -4,10 +4,10 @@ use audit::EventType;
 use audit::{ChangeType, TenantScope};
 use districts::ports::{
     AuditContext, CreateDistrictError, CreateDistrictRequest, CreateSchoolError,
-    CreateSchoolRequest, DeleteDistrictError, DeletedDistrict, DistrictChanges, DistrictPage,
-    DistrictPageRequest, DistrictRepository, MoveOrgError, MoveSchoolError, OrgMove, OrgPlacement,
-    ReadError, RemoveStaffError, SchoolChanges, SchoolMove, SetStaffError, UpdateDistrictError,
-    UpdateSchoolError,
+    CreateSchoolRequest, DeleteDistrictError, DeleteSchoolError, DeletedDistrict, DistrictChanges,
+    DistrictPage, DistrictPageRequest, DistrictRepository, MoveOrgError, MoveSchoolError, OrgMove,
+    OrgPlacement, OrgScope, PlacedOrg, ReadError, RemoveStaffError, SchoolChanges, SchoolMove,
+    SetStaffError, UpdateDistrictError, UpdateSchoolError,
 };
 use districts::rules::{self, MovePlan};
 use districts::{District, DistrictId, DistrictStaff, DistrictStaffRole, School, SchoolId};
@@ -15,8 +15,8 @@ use persistence::WriteTx;
 use persistence::{Database, now_micros};
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use serde_json::json;
 use tenancy::{OrgId, UserId};
@@ -61,6 +61,14 @@ fn org_scope(org: Uuid, before: Option<Uuid>, after: Option<Uuid>) -> TenantScop
     match after.or(before) {
         Some(d) => TenantScope::org_in_district(org, d),
         None => TenantScope::org(org),
+    }
+}
+
+/// The orgs of a district (by their denormalized district) or of a school.
+fn org_scope_filter(scope: OrgScope) -> SimpleExpr {
+    match scope {
+        OrgScope::District(d) => organizations::Column::DistrictId.eq(d.as_uuid()),
+        OrgScope::School(s) => organizations::Column::SchoolId.eq(s.as_uuid()),
     }
 }
 
@@ -492,6 +500,90 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         .await?;
         txn.commit().await.map_err(failure)?;
         Ok(after)
+    }
+
+    async fn delete_school(
+        &self,
+        ctx: &AuditContext,
+        id: SchoolId,
+        expected_version: Option<i64>,
+    ) -> Result<School, DeleteSchoolError> {
+        let txn = begin(&self.db).await?;
+        // Locked, so an org moving in (which locks its new school) waits or is seen.
+        let Some(row) = schools::Entity::find_by_id(id.as_uuid())
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .map_err(failure)?
+        else {
+            return Err(DeleteSchoolError::NotFound);
+        };
+        if let Some(v) = expected_version
+            && v != row.version
+        {
+            return Err(DeleteSchoolError::VersionMismatch {
+                current: row.version,
+            });
+        }
+        let count = organizations::Entity::find()
+            .filter(organizations::Column::SchoolId.eq(id.as_uuid()))
+            .count(&txn)
+            .await
+            .map_err(failure)?;
+        if count > 0 {
+            return Err(DeleteSchoolError::HasOrgs { count });
+        }
+        let school = convert::school(row)?;
+        // Its permission templates go with it (ON DELETE CASCADE).
+        schools::Entity::delete_by_id(id.as_uuid())
+            .exec(&txn)
+            .await
+            .map_err(failure)?;
+        record(
+            &txn,
+            ctx,
+            district_scope(school.district_id),
+            EventType::SchoolDelete,
+            ("school", id.to_string()),
+            ChangeType::Delete,
+            (json(&school), None),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(school)
+    }
+
+    async fn list_orgs(
+        &self,
+        scope: OrgScope,
+        after: Option<OrgId>,
+        limit: u64,
+    ) -> Result<Vec<PlacedOrg>, ReadError> {
+        let mut query = organizations::Entity::find().filter(org_scope_filter(scope));
+        if let Some(after) = after {
+            query = query.filter(organizations::Column::Id.gt(after.as_uuid()));
+        }
+        Ok(query
+            .order_by_asc(organizations::Column::Id)
+            .limit(limit)
+            .all(self.db.primary())
+            .await
+            .map_err(failure)?
+            .into_iter()
+            .map(|row| PlacedOrg {
+                placement: placement_of(&row),
+                name: row.name,
+                status: row.status,
+            })
+            .collect())
+    }
+
+    async fn count_orgs(&self, scope: OrgScope) -> Result<u64, ReadError> {
+        Ok(organizations::Entity::find()
+            .filter(org_scope_filter(scope))
+            .count(self.db.primary())
+            .await
+            .map_err(failure)?)
     }
 
     async fn move_school(

@@ -13,6 +13,7 @@
 //! | [`delete_district`](DistrictRepository::delete_district) | `district.delete`, `org.district.change` per detached org |
 //! | [`create_school`](DistrictRepository::create_school) | `school.create` |
 //! | [`update_school`](DistrictRepository::update_school) | `school.update` |
+//! | [`delete_school`](DistrictRepository::delete_school) | `school.delete` |
 //! | [`move_school`](DistrictRepository::move_school) | `school.move` (in the chain of each district involved), `org.district.change` per org of the school |
 //! | [`move_org`](DistrictRepository::move_org) | `org.move` (in the org's chain, scoped to the district it is in afterwards, else before) |
 //! | [`set_staff`](DistrictRepository::set_staff) | `district_staff.add` or `district_staff.change` |
@@ -384,6 +385,49 @@ pub enum MoveOrgError {
     Unexpected(#[source] BoxError),
 }
 
+/// Why a school could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteSchoolError {
+    /// No such school.
+    #[error("no such school")]
+    NotFound,
+    /// It changed since the version the caller saw.
+    #[error("the school changed (now at version {current})")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
+    /// Orgs are still placed at the school (move them first).
+    #[error("{count} organization(s) are still placed at the school")]
+    HasOrgs {
+        /// How many.
+        count: u64,
+    },
+    /// Storage failed.
+    #[error("storage failure")]
+    Unexpected(#[source] BoxError),
+}
+
+/// Where to look for placed orgs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgScope {
+    /// The orgs of a district (through any of its schools).
+    District(DistrictId),
+    /// The orgs of one school.
+    School(SchoolId),
+}
+
+/// An org placed in a district or school, as a list of them shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedOrg {
+    /// Where it sits (and its version).
+    pub placement: OrgPlacement,
+    /// Its name.
+    pub name: String,
+    /// Its status (`active`, …).
+    pub status: String,
+}
+
 /// Why a staff member could not be removed.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveStaffError {
@@ -416,7 +460,8 @@ from_read_error!(
     MoveSchoolError,
     MoveOrgError,
     SetStaffError,
-    RemoveStaffError
+    RemoveStaffError,
+    DeleteSchoolError
 );
 
 /// Storage of districts, their schools and their staff.
@@ -506,6 +551,28 @@ pub trait DistrictRepository: Send + Sync + 'static {
         expected_version: Option<i64>,
         changes: SchoolChanges,
     ) -> impl Future<Output = Result<School, UpdateSchoolError>> + Send;
+
+    /// Deletes a school that no org is placed at any more (`school.delete`); with
+    /// `expected_version`, refuses if the school changed since. Its permission templates
+    /// go with it.
+    fn delete_school(
+        &self,
+        ctx: &AuditContext,
+        id: SchoolId,
+        expected_version: Option<i64>,
+    ) -> impl Future<Output = Result<School, DeleteSchoolError>> + Send;
+
+    /// The orgs placed in a district or school, in id order, at most `limit` of them
+    /// after the org `after` (keyset).
+    fn list_orgs(
+        &self,
+        scope: OrgScope,
+        after: Option<OrgId>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<PlacedOrg>, ReadError>> + Send;
+
+    /// How many orgs are placed in a district or school.
+    fn count_orgs(&self, scope: OrgScope) -> impl Future<Output = Result<u64, ReadError>> + Send;
 
     /// Moves a school to another district, or out of any (`to: None`), together with
     /// its orgs (see the trait documentation). Moving it where it already is changes

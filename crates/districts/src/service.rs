@@ -5,9 +5,10 @@ use ids::{OrgId, UserId};
 
 use crate::ports::{
     AuditContext, CreateDistrictError, CreateDistrictRequest, CreateSchoolError,
-    CreateSchoolRequest, DeleteDistrictError, DeletedDistrict, DistrictChanges, DistrictRepository,
-    MoveOrgError, MoveSchoolError, OrgMove, OrgPlacement, ReadError, RemoveStaffError,
-    SchoolChanges, SchoolMove, SetStaffError, UpdateDistrictError, UpdateSchoolError,
+    CreateSchoolRequest, DeleteDistrictError, DeleteSchoolError, DeletedDistrict, DistrictChanges,
+    DistrictRepository, MoveOrgError, MoveSchoolError, OrgMove, OrgPlacement, OrgScope, PlacedOrg,
+    ReadError, RemoveStaffError, SchoolChanges, SchoolMove, SetStaffError, UpdateDistrictError,
+    UpdateSchoolError,
 };
 use crate::rules::{
     self, DistrictAction, Forbidden, MovePlan, OrgStanding, Placement, authorize,
@@ -237,6 +238,92 @@ impl<R: DistrictRepository> DistrictService<R> {
         authorize_placement(caller.platform_admin, placement)?;
         self.repo
             .create_school(ctx, req)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// Loads a school the caller may see: staff of its district and platform admins
+    /// (only platform admins for a standalone school).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for a school the caller has no standing towards
+    /// (answer it as "not found", so its existence is not revealed).
+    pub async fn get_school(
+        &self,
+        caller: &Caller,
+        id: SchoolId,
+    ) -> Result<Option<School>, ServiceError<ReadError>> {
+        let Some(school) = self.repo.get_school(id).await? else {
+            return Ok(None);
+        };
+        match school.district_id {
+            Some(d) => self.check(caller, d, DistrictAction::View).await?,
+            None => authorize(DistrictAction::View, caller.platform_admin, None)?,
+        }
+        Ok(Some(school))
+    }
+
+    /// Deletes a school no org is placed at any more (its district's admins, or
+    /// platform admins for a standalone school). The write is conditional on the
+    /// version the rules were checked against.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], or the port's [`DeleteSchoolError`].
+    pub async fn delete_school(
+        &self,
+        caller: &Caller,
+        ctx: &AuditContext,
+        id: SchoolId,
+        expected_version: Option<i64>,
+    ) -> Result<School, ServiceError<DeleteSchoolError>> {
+        let school = self
+            .managed_school(caller, id, DeleteSchoolError::NotFound)
+            .await?;
+        let version = expected_version.unwrap_or(school.version);
+        self.repo
+            .delete_school(ctx, id, Some(version))
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    /// A page of the orgs placed in a district or school (anyone who may see the
+    /// district; platform admins for a standalone school), with their total; `None`
+    /// when the district or school does not exist.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] (answer it as "not found"); a read failure.
+    pub async fn list_orgs(
+        &self,
+        caller: &Caller,
+        scope: OrgScope,
+        after: Option<OrgId>,
+        limit: u64,
+    ) -> Result<Option<(Vec<PlacedOrg>, u64)>, ServiceError<ReadError>> {
+        let exists = match scope {
+            OrgScope::District(d) => self.get_district(caller, d).await?.is_some(),
+            OrgScope::School(s) => self.get_school(caller, s).await?.is_some(),
+        };
+        if !exists {
+            return Ok(None);
+        }
+        let rows = self.repo.list_orgs(scope, after, limit).await?;
+        let total = self.repo.count_orgs(scope).await?;
+        Ok(Some((rows, total)))
+    }
+
+    /// A district's staff with their roles, oldest first (anyone who may see the
+    /// district).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] (answer it as "not found"); a read failure.
+    pub async fn list_staff(
+        &self,
+        caller: &Caller,
+        district: DistrictId,
+    ) -> Result<Vec<DistrictStaff>, ServiceError<ReadError>> {
+        self.check(caller, district, DistrictAction::View).await?;
+        self.repo
+            .list_staff(district)
             .await
             .map_err(ServiceError::Store)
     }
@@ -794,6 +881,64 @@ mod tests {
             .await
             .expect_err("forbidden");
         assert!(matches!(err, ServiceError::Forbidden(_)));
+    }
+
+    #[tokio::test]
+    async fn schools_are_seen_by_staff_and_deleted_by_admins_only() {
+        let d = DistrictId::new();
+        let s = school(Some(d), 3);
+        let id = s.id;
+        let mut repo = MockDistrictRepository::new();
+        with_school(&mut repo, s);
+        with_roles(&mut repo, vec![(d, DistrictStaffRole::DistrictViewer)]);
+        repo.expect_delete_school().never();
+        repo.expect_list_orgs()
+            .returning(|_, _, _| Box::pin(async { Ok(Vec::new()) }));
+        repo.expect_count_orgs()
+            .returning(|_| Box::pin(async { Ok(0) }));
+        let service = DistrictService::new(repo);
+        let viewer = staff();
+        assert!(
+            service
+                .get_school(&viewer, id)
+                .await
+                .expect("seen")
+                .is_some()
+        );
+        let page = service
+            .list_orgs(&viewer, OrgScope::School(id), None, 51)
+            .await
+            .expect("listed");
+        assert_eq!(page.map(|(rows, total)| (rows.len(), total)), Some((0, 0)));
+        let err = service
+            .delete_school(&viewer, &ctx(), id, Some(3))
+            .await
+            .expect_err("viewers do not delete");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+        let err = service
+            .list_staff(&staff(), DistrictId::new())
+            .await
+            .expect_err("a stranger does not see another district's staff");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+    }
+
+    #[tokio::test]
+    async fn standalone_schools_are_seen_by_platform_admins_only() {
+        let s = school(None, 1);
+        let id = s.id;
+        let mut repo = MockDistrictRepository::new();
+        with_school(&mut repo, s);
+        repo.expect_staff_role().never();
+        let service = DistrictService::new(repo);
+        let err = service.get_school(&staff(), id).await.expect_err("hidden");
+        assert!(matches!(err, ServiceError::Forbidden(_)));
+        assert!(
+            service
+                .get_school(&platform(), id)
+                .await
+                .expect("seen")
+                .is_some()
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! The response envelope of the API spec: `{success, data|error, meta}`, and the
-//! responders handlers return (`Reply`, `Created`, `Paged`), each documenting itself.
+//! responders handlers return (`Reply`, `Created`, `Paged`, `NoContent`), each documenting itself.
 
 use actix_web::body::BoxBody;
 use actix_web::http::StatusCode;
@@ -144,6 +144,36 @@ responder!(
     /// 202: accepted for background processing (`data` says where to follow it).
     Accepted, StatusCode::ACCEPTED, "Accepted"
 );
+
+/// 204 with no body: a delete with nothing more to tell.
+#[derive(Debug, Clone, Copy)]
+pub struct NoContent;
+
+impl Responder for NoContent {
+    type Body = BoxBody;
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        HttpResponse::build(StatusCode::NO_CONTENT).finish()
+    }
+}
+
+impl aide::OperationOutput for NoContent {
+    type Inner = ();
+    fn operation_response(_ctx: &mut GenContext, _op: &mut Operation) -> Option<Response> {
+        Some(Response {
+            description: "Done (no body)".to_owned(),
+            ..Default::default()
+        })
+    }
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, Response)> {
+        Self::operation_response(ctx, op)
+            .map(|r| (Some(aide::openapi::StatusCode::Code(204)), r))
+            .into_iter()
+            .collect()
+    }
+}
 
 /// 200 with a list in `data` and paging in `meta.pagination`.
 #[derive(Debug)]

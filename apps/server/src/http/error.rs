@@ -28,6 +28,8 @@ pub enum ErrorCode {
     PermissionLocked,
     /// 412: the resource changed since the version the client sent.
     VersionMismatch,
+    /// 428: a mutation sent neither `If-Match` nor `version`.
+    PreconditionRequired,
     /// 413: the body is larger than this route accepts.
     PayloadTooLarge,
     /// 414: the URL (path and query) is longer than the server accepts.
@@ -60,7 +62,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 22] = [
         Self::BadRequest,
         Self::Unauthenticated,
         Self::PermissionDenied,
@@ -69,6 +71,7 @@ impl ErrorCode {
         Self::Conflict,
         Self::PermissionLocked,
         Self::VersionMismatch,
+        Self::PreconditionRequired,
         Self::PayloadTooLarge,
         Self::UriTooLong,
         Self::HeadersTooLarge,
@@ -95,6 +98,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict | Self::PermissionLocked => StatusCode::CONFLICT,
             Self::VersionMismatch => StatusCode::PRECONDITION_FAILED,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -121,6 +125,7 @@ impl ErrorCode {
             Self::Conflict => "CONFLICT",
             Self::PermissionLocked => "PERMISSION_LOCKED",
             Self::VersionMismatch => "VERSION_MISMATCH",
+            Self::PreconditionRequired => "PRECONDITION_REQUIRED",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::UriTooLong => "URI_TOO_LONG",
             Self::HeadersTooLarge => "HEADERS_TOO_LARGE",

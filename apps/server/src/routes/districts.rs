@@ -6,8 +6,9 @@ use actix_web::dev::ServiceRequest;
 use actix_web::http::Method;
 use districts::ports::{
     CreateDistrictError, CreateDistrictRequest, CreateSchoolError, CreateSchoolRequest,
-    DistrictPageRequest, DistrictRepository, MoveOrgError, MoveSchoolError, OrgPlacement,
-    ReadError, SetStaffError,
+    DeleteSchoolError, DistrictPageRequest, DistrictRepository, MoveOrgError, MoveSchoolError,
+    OrgPlacement, OrgScope, PlacedOrg, ReadError, RemoveStaffError, SchoolChanges, SetStaffError,
+    UpdateSchoolError,
 };
 use districts::rules::OrgStanding;
 use districts::service::{Caller as DistrictCaller, DistrictService, ServiceError};
@@ -30,7 +31,8 @@ use super::permissions::{RoleDto, ScopeDto};
 use crate::auth::Caller;
 use crate::http::guard::GuardOutcome;
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc,
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, IfMatch, Json, NoContent, Paged,
+    Pagination, Path, Query, Reply, RouteDoc,
 };
 use crate::state::State;
 
@@ -154,6 +156,98 @@ pub(super) fn register(r: &mut ApiRoutes) {
             TAG,
         )
         .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
+    );
+    r.get(
+        "/api/v2/districts/{district_id}/staff",
+        list_staff,
+        RouteDoc::new(
+            "list_district_staff",
+            "The district's staff and their roles (its staff and platform admins)",
+            TAG,
+        )
+        .description("In user id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+        .errors(&[ErrorCode::NotFound, ErrorCode::ValidationFailed]),
+    );
+    r.route(
+        Method::DELETE,
+        "/api/v2/districts/{district_id}/staff/{user_id}",
+        remove_staff,
+        RouteDoc::new(
+            "remove_district_staff",
+            "Remove a user from the district's staff (district admins)",
+            TAG,
+        )
+        .description("Answers 404 when the user is not staff of the district.")
+        .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
+    );
+    r.get(
+        "/api/v2/districts/{district_id}/orgs",
+        list_district_orgs,
+        RouteDoc::new(
+            "list_district_orgs",
+            "The organizations placed in the district (its staff and platform admins)",
+            TAG,
+        )
+        .description("In id order, keyset-paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+        .errors(&[ErrorCode::NotFound, ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/schools/{school_id}",
+        get_school,
+        RouteDoc::new(
+            "get_school",
+            "One school (its district's staff and platform admins)",
+            TAG,
+        )
+        .errors(&[ErrorCode::NotFound]),
+    );
+    r.route(
+        Method::PATCH,
+        "/api/v2/schools/{school_id}",
+        update_school,
+        RouteDoc::new(
+            "update_school",
+            "Rename a school or change its code or grades (its district's admins)",
+            TAG,
+        )
+        .description("Send the `version` you read (or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Its district changes only by moving it.")
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::Conflict,
+            ErrorCode::VersionMismatch,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::ValidationFailed,
+        ]),
+    );
+    r.route(
+        Method::DELETE,
+        "/api/v2/schools/{school_id}",
+        delete_school,
+        RouteDoc::new(
+            "delete_school",
+            "Delete a school no organization is placed at (its district's admins)",
+            TAG,
+        )
+        .description("Send the `version` you read (`?version=` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412. Refused with 409 `CONFLICT` (`details.org_count`) while organizations are placed at the school: move them first. Its permission templates go with it.")
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::Conflict,
+            ErrorCode::VersionMismatch,
+            ErrorCode::PreconditionRequired,
+        ]),
+    );
+    r.get(
+        "/api/v2/schools/{school_id}/orgs",
+        list_school_orgs,
+        RouteDoc::new(
+            "list_school_orgs",
+            "The organizations placed at the school (its district's staff and platform admins)",
+            TAG,
+        )
+        .description("In id order, keyset-paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+        .errors(&[ErrorCode::NotFound, ErrorCode::ValidationFailed]),
     );
     r.get(
         "/api/v2/districts/{district_id}/permission-templates",
@@ -1309,6 +1403,325 @@ async fn create_district_org(
         id: org.id.as_uuid(),
         signup_code: org.signup_code.to_string(),
     }))
+}
+
+/// The version a mutation is conditional on: the body's `version`, else `If-Match`;
+/// 428 when neither was sent.
+fn required_version(sent: Option<i64>, if_match: IfMatch) -> Result<i64, ApiError> {
+    sent.or(if_match.0).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::PreconditionRequired,
+            "send the version you read, as `version` or in an `If-Match` header",
+        )
+    })
+}
+
+/// 412 with the current version.
+fn stale(what: &str, current: i64) -> ApiError {
+    ApiError::new(
+        ErrorCode::VersionMismatch,
+        format!("the {what} changed since you read it"),
+    )
+    .with_details(serde_json::json!({ "current_version": current }))
+}
+
+/// A service refusal where the caller may not even see the thing: 404.
+fn hidden<E: std::error::Error + Send + Sync + 'static>(
+    e: ServiceError<E>,
+    what: &'static str,
+) -> ApiError {
+    match e {
+        ServiceError::Forbidden(_) => ApiError::not_found(what),
+        ServiceError::SecondFactorRequired(e) => second_factor_required(e),
+        ServiceError::Store(e) => ApiError::internal(Box::new(e)),
+    }
+}
+
+async fn list_staff(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<StaffView>, ApiError> {
+    let (who, d) = visible_district(&state, &caller, p.district_id).await?;
+    let mut staff = service(&state)
+        .list_staff(&who, d.id)
+        .await
+        .map_err(|e| hidden(e, "no such district"))?;
+    // A district's staff are a handful of rows: paged here, in user id order.
+    let total = staff.len() as u64;
+    staff.sort_by_key(|s| s.user_id.as_uuid());
+    let limit = q.limit.unwrap_or(50);
+    let mut page: Vec<_> = staff
+        .into_iter()
+        .filter(|s| q.cursor.is_none_or(|after| s.user_id.as_uuid() > after))
+        .take(limit as usize + 1)
+        .collect();
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| page.last().map(|s| s.user_id.to_string()))
+        .flatten();
+    Ok(Paged {
+        items: page
+            .into_iter()
+            .map(|s| StaffView {
+                user_id: s.user_id.as_uuid(),
+                role: s.role.as_str(),
+            })
+            .collect(),
+        pagination: Pagination {
+            limit,
+            next_cursor,
+            total: Some(total),
+        },
+    })
+}
+
+async fn remove_staff(
+    state: State,
+    caller: Caller,
+    Path(p): Path<StaffPath>,
+) -> Result<NoContent, ApiError> {
+    let (who, d) = visible_district(&state, &caller, p.district_id).await?;
+    service(&state)
+        .remove_staff(
+            &who,
+            &caller.audit_context(),
+            d.id,
+            UserId::from_uuid(p.user_id),
+        )
+        .await
+        .map_err(|e| {
+            service_error(e, |e| match e {
+                RemoveStaffError::NotFound => {
+                    ApiError::not_found("that user is not staff of this district")
+                }
+                other => ApiError::internal(Box::new(other)),
+            })
+        })?;
+    Ok(NoContent)
+}
+
+/// A page of a list keyed by id (staff by user id, placed orgs by org id).
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// The `next_cursor` of the previous page.
+    #[garde(skip)]
+    pub cursor: Option<Uuid>,
+    /// Page size, 1–200 (default 50).
+    #[garde(inner(range(min = 1, max = 200)))]
+    pub limit: Option<u32>,
+}
+
+/// An organization placed in a district or school.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PlacedOrgView {
+    /// Org id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Status (`active`, …).
+    pub status: String,
+    /// Its school, if any.
+    pub school_id: Option<Uuid>,
+    /// Its district, if any.
+    pub district_id: Option<Uuid>,
+    /// The org's version.
+    pub version: i64,
+}
+
+async fn placed_orgs(
+    state: &State,
+    caller: &Caller,
+    scope: OrgScope,
+    q: PageQuery,
+) -> Result<Paged<PlacedOrgView>, ApiError> {
+    let who = district_caller(state, caller).await?;
+    let not_found = match scope {
+        OrgScope::District(_) => "no such district",
+        OrgScope::School(_) => "no such school",
+    };
+    let limit = q.limit.unwrap_or(50);
+    let (mut rows, total) = service(state)
+        .list_orgs(
+            &who,
+            scope,
+            q.cursor.map(OrgId::from_uuid),
+            u64::from(limit) + 1,
+        )
+        .await
+        .map_err(|e| hidden(e, not_found))?
+        .ok_or_else(|| ApiError::not_found(not_found))?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|o| o.placement.org_id.to_string()))
+        .flatten();
+    Ok(Paged {
+        items: rows
+            .into_iter()
+            .map(|o: PlacedOrg| PlacedOrgView {
+                id: o.placement.org_id.as_uuid(),
+                name: o.name,
+                status: o.status,
+                school_id: o.placement.school_id.map(|s| s.0),
+                district_id: o.placement.district_id.map(|d| d.as_uuid()),
+                version: o.placement.version,
+            })
+            .collect(),
+        pagination: Pagination {
+            limit,
+            next_cursor,
+            total: Some(total),
+        },
+    })
+}
+
+async fn list_district_orgs(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<PlacedOrgView>, ApiError> {
+    placed_orgs(
+        &state,
+        &caller,
+        OrgScope::District(DistrictId(p.district_id)),
+        q,
+    )
+    .await
+}
+
+async fn list_school_orgs(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SchoolPath>,
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<PlacedOrgView>, ApiError> {
+    placed_orgs(&state, &caller, OrgScope::School(SchoolId(p.school_id)), q).await
+}
+
+/// Loads a school the caller may see, or 404 (existence is not revealed).
+async fn visible_school(
+    state: &State,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<(DistrictCaller, School), ApiError> {
+    let who = district_caller(state, caller).await?;
+    let school = service(state)
+        .get_school(&who, SchoolId(id))
+        .await
+        .map_err(|e| hidden(e, "no such school"))?
+        .ok_or_else(|| ApiError::not_found("no such school"))?;
+    Ok((who, school))
+}
+
+async fn get_school(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SchoolPath>,
+) -> Result<Reply<SchoolView>, ApiError> {
+    let (_, school) = visible_school(&state, &caller, p.school_id).await?;
+    Ok(Reply(school_view(school)))
+}
+
+/// Changes to a school (absent fields stay as they are).
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSchoolBody {
+    /// The version you read (or send `If-Match`); required.
+    #[garde(skip)]
+    pub version: Option<i64>,
+    /// New name.
+    #[garde(inner(custom(domain_rule(DisplayName::parse))))]
+    pub name: Option<String>,
+    /// New code, unique within the district.
+    #[garde(inner(custom(domain_rule(DistrictCode::parse))))]
+    pub code: Option<String>,
+    /// New grades taught, e.g. `["K", "1", "2"]`.
+    #[garde(inner(length(max = 16)))]
+    pub grade_levels: Option<Vec<String>>,
+}
+
+async fn update_school(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SchoolPath>,
+    if_match: IfMatch,
+    Json(body): Json<UpdateSchoolBody>,
+) -> Result<Reply<SchoolView>, ApiError> {
+    let (who, school) = visible_school(&state, &caller, p.school_id).await?;
+    let version = required_version(body.version, if_match)?;
+    let changes = SchoolChanges {
+        name: body
+            .name
+            .as_deref()
+            .map(DisplayName::parse)
+            .transpose()
+            .map_err(|e| invalid("name", e))?,
+        code: body
+            .code
+            .as_deref()
+            .map(DistrictCode::parse)
+            .transpose()
+            .map_err(|e| invalid("code", e))?,
+        grade_levels: body
+            .grade_levels
+            .as_ref()
+            .map(|g| GradeLevels::parse(g.iter()))
+            .transpose()
+            .map_err(|e| invalid("grade_levels", e))?,
+    };
+    let updated = service(&state)
+        .update_school(
+            &who,
+            &caller.audit_context(),
+            school.id,
+            Some(version),
+            changes,
+        )
+        .await
+        .map_err(|e| {
+            service_error(e, |e| match e {
+                UpdateSchoolError::NotFound => ApiError::not_found("no such school"),
+                UpdateSchoolError::VersionMismatch { current } => stale("school", current),
+                UpdateSchoolError::DuplicateCode { .. } => ApiError::new(
+                    ErrorCode::Conflict,
+                    "a school with this code exists in the district",
+                ),
+                other => ApiError::internal(Box::new(other)),
+            })
+        })?;
+    Ok(Reply(school_view(updated)))
+}
+
+async fn delete_school(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SchoolPath>,
+    if_match: IfMatch,
+    Query(q): Query<DeleteQuery>,
+) -> Result<NoContent, ApiError> {
+    let (who, school) = visible_school(&state, &caller, p.school_id).await?;
+    let version = required_version(q.version, if_match)?;
+    service(&state)
+        .delete_school(&who, &caller.audit_context(), school.id, Some(version))
+        .await
+        .map_err(|e| {
+            service_error(e, |e| match e {
+                DeleteSchoolError::NotFound => ApiError::not_found("no such school"),
+                DeleteSchoolError::VersionMismatch { current } => stale("school", current),
+                DeleteSchoolError::HasOrgs { count } => ApiError::new(
+                    ErrorCode::Conflict,
+                    "organizations are still placed at this school: move them first",
+                )
+                .with_details(serde_json::json!({ "org_count": count })),
+                other => ApiError::internal(Box::new(other)),
+            })
+        })?;
+    Ok(NoContent)
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ backend_tests!(
     district_templates_locks_schools_and_moves,
     orgs_move_with_authority_over_both_ends,
     districts_and_the_platform_can_require_a_second_factor,
+    district_staff_are_listed_and_removed,
+    placed_orgs_are_listed_and_schools_read_edited_and_deleted,
 );
 
 async fn bootstrap_is_one_time_and_guarded(ctx: TestContext) {
@@ -654,4 +656,391 @@ async fn districts_and_the_platform_can_require_a_second_factor(ctx: TestContext
     )
     .await;
     assert_eq!(status, 201, "{body}");
+}
+
+/// A platform admin (bootstrapped), one district, and its id.
+async fn platform_and_district<S, B>(app: &S, root_email: &str, code: &str) -> (String, String)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let (_, root) = signed_up(app, root_email).await;
+    let (status, body) = send(
+        app,
+        Method::POST,
+        "/api/v2/platform/bootstrap",
+        Some(&root),
+        Some(serde_json::json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, d) = send(
+        app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(&root),
+        Some(serde_json::json!({"name": "Ogdenville", "code": code})),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    (root, d["data"]["id"].as_str().unwrap().to_owned())
+}
+
+async fn district_staff_are_listed_and_removed(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (root, district) = platform_and_district(&app, "root-staff@example.org", "OGDEN").await;
+    let staff_uri = |user: &str| format!("/api/v2/districts/{district}/staff/{user}");
+    let (admin_id, admin) = signed_up(&app, "dadmin@example.org").await;
+    let (viewer_id, viewer) = signed_up(&app, "dviewer@example.org").await;
+    let (_, outsider) = signed_up(&app, "outsider@example.org").await;
+    for (id, role) in [
+        (&admin_id, "district_admin"),
+        (&viewer_id, "district_viewer"),
+    ] {
+        let (status, body) = send(
+            &app,
+            Method::PUT,
+            &staff_uri(id),
+            Some(&root),
+            Some(serde_json::json!({"role": role})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let list = format!("/api/v2/districts/{district}/staff");
+    // Every staff member sees the list, with roles; outsiders do not see the district.
+    for token in [&admin, &viewer, &root] {
+        let (status, body) = send(&app, Method::GET, &list, Some(token), None).await;
+        assert_eq!(status, 200, "{body}");
+        let rows = body["data"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{body}");
+        assert!(
+            rows.iter()
+                .any(|r| r["user_id"] == admin_id.as_str() && r["role"] == "district_admin")
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r["user_id"] == viewer_id.as_str() && r["role"] == "district_viewer")
+        );
+        assert_eq!(body["meta"]["pagination"]["total"], 2, "{body}");
+    }
+    assert_eq!(
+        send(&app, Method::GET, &list, Some(&outsider), None)
+            .await
+            .0,
+        404
+    );
+    let (status, first) = send(
+        &app,
+        Method::GET,
+        &format!("{list}?limit=1"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let cursor = first["meta"]["pagination"]["next_cursor"]
+        .as_str()
+        .expect("a second page");
+    let (_, second) = send(
+        &app,
+        Method::GET,
+        &format!("{list}?limit=1&cursor={cursor}"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(second["data"].as_array().unwrap().len(), 1, "{second}");
+    assert_ne!(first["data"][0]["user_id"], second["data"][0]["user_id"]);
+    assert!(
+        second["meta"]["pagination"]["next_cursor"].is_null(),
+        "{second}"
+    );
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("{list}?sort=role"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "unknown parameters are refused");
+    // A viewer may not remove; an outsider does not see the district.
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        &staff_uri(&admin_id),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        &staff_uri(&viewer_id),
+        Some(&outsider),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // The admin removes the viewer: 204, then 404 (no longer staff).
+    let (status, body) = send(
+        &app,
+        Method::DELETE,
+        &staff_uri(&viewer_id),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (204, serde_json::Value::Null));
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        &staff_uri(&viewer_id),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, body) = send(&app, Method::GET, &list, Some(&admin), None).await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 1, "{body}");
+    // The removed viewer no longer sees the district.
+    assert_eq!(
+        send(&app, Method::GET, &list, Some(&viewer), None).await.0,
+        404
+    );
+}
+
+async fn placed_orgs_are_listed_and_schools_read_edited_and_deleted(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (root, district) = platform_and_district(&app, "root-orgs@example.org", "NORTHHAV").await;
+    let (viewer_id, viewer) = signed_up(&app, "viewer-orgs@example.org").await;
+    let (_, outsider) = signed_up(&app, "outsider-orgs@example.org").await;
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
+        Some(&root),
+        Some(serde_json::json!({"role": "district_viewer"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut schools = Vec::new();
+    for code in ["NORTH", "EMPTY"] {
+        let (status, s) = send(
+            &app,
+            Method::POST,
+            &format!("/api/v2/districts/{district}/schools"),
+            Some(&root),
+            Some(serde_json::json!({"name": format!("{code} School"), "code": code, "grade_levels": ["K"]})),
+        )
+        .await;
+        assert_eq!(status, 201, "{s}");
+        schools.push(s["data"]["id"].as_str().unwrap().to_owned());
+    }
+    let (school, empty) = (&schools[0], &schools[1]);
+    let mut orgs = Vec::new();
+    for n in 1..=3 {
+        let (status, o) = send(
+            &app,
+            Method::POST,
+            &format!("/api/v2/districts/{district}/orgs"),
+            Some(&root),
+            Some(serde_json::json!({"name": format!("North PTO {n}"), "school_id": school, "signup_code": format!("NORTHPT{n}")})),
+        )
+        .await;
+        assert_eq!(status, 201, "{o}");
+        orgs.push(o["data"]["id"].as_str().unwrap().to_owned());
+    }
+    orgs.sort();
+
+    // Both lists hold the three orgs, two to a page.
+    for base in [
+        format!("/api/v2/districts/{district}/orgs"),
+        format!("/api/v2/schools/{school}/orgs"),
+    ] {
+        let (status, first) = send(
+            &app,
+            Method::GET,
+            &format!("{base}?limit=2"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{first}");
+        let page = &first["meta"]["pagination"];
+        assert_eq!(
+            (page["limit"].as_u64(), page["total"].as_u64()),
+            (Some(2), Some(3)),
+            "{first}"
+        );
+        let cursor = page["next_cursor"]
+            .as_str()
+            .expect("a next page")
+            .to_owned();
+        let (status, second) = send(
+            &app,
+            Method::GET,
+            &format!("{base}?limit=2&cursor={cursor}"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{second}");
+        assert!(
+            second["meta"]["pagination"]["next_cursor"].is_null(),
+            "{second}"
+        );
+        let ids: Vec<String> = first["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(second["data"].as_array().unwrap())
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, orgs);
+        assert_eq!(first["data"][0]["school_id"], school.as_str());
+        assert_eq!(first["data"][0]["district_id"], district.as_str());
+        assert!(
+            first["data"][0]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("North PTO")
+        );
+        assert_eq!(
+            send(&app, Method::GET, &base, Some(&outsider), None)
+                .await
+                .0,
+            404
+        );
+        let (status, _) = send(
+            &app,
+            Method::GET,
+            &format!("{base}?limit=0"),
+            Some(&root),
+            None,
+        )
+        .await;
+        assert_eq!(status, 422);
+    }
+
+    // One school: read by staff, hidden from outsiders.
+    let uri = format!("/api/v2/schools/{school}");
+    let (status, s) = send(&app, Method::GET, &uri, Some(&viewer), None).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(
+        (s["data"]["code"].as_str(), s["data"]["version"].as_i64()),
+        (Some("NORTH"), Some(1))
+    );
+    assert_eq!(
+        send(&app, Method::GET, &uri, Some(&outsider), None).await.0,
+        404
+    );
+    assert_eq!(
+        send(
+            &app,
+            Method::PATCH,
+            &uri,
+            Some(&outsider),
+            Some(serde_json::json!({"version": 1, "name": "X"}))
+        )
+        .await
+        .0,
+        404
+    );
+
+    // Edit: the version is required, a stale one refused, viewers refused.
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &uri,
+        Some(&root),
+        Some(serde_json::json!({"name": "North Elementary"})),
+    )
+    .await;
+    assert_eq!(status, 428, "{body}");
+    assert_eq!(body["error"]["code"], "PRECONDITION_REQUIRED");
+    let (status, _) = send(
+        &app,
+        Method::PATCH,
+        &uri,
+        Some(&viewer),
+        Some(serde_json::json!({"version": 1, "name": "North Elementary"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = send(&app, Method::PATCH, &uri, Some(&root), Some(serde_json::json!({"version": 1, "name": "North Elementary", "code": "north-el", "grade_levels": ["K", "1"]}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["data"]["name"].as_str(),
+            body["data"]["code"].as_str(),
+            body["data"]["version"].as_i64()
+        ),
+        (Some("North Elementary"), Some("NORTH-EL"), Some(2))
+    );
+    assert_eq!(body["data"]["grade_levels"], serde_json::json!(["K", "1"]));
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &uri,
+        Some(&root),
+        Some(serde_json::json!({"version": 1, "name": "Stale"})),
+    )
+    .await;
+    assert_eq!(status, 412, "{body}");
+    assert_eq!(body["error"]["code"], "VERSION_MISMATCH");
+
+    // Delete: refused while orgs are placed there; an empty school goes (204).
+    let (status, _) = send(&app, Method::DELETE, &uri, Some(&root), None).await;
+    assert_eq!(status, 428);
+    let (status, body) = send(
+        &app,
+        Method::DELETE,
+        &format!("{uri}?version=2"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["details"]["org_count"], 3, "{body}");
+    let empty_uri = format!("/api/v2/schools/{empty}");
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        &format!("{empty_uri}?version=1"),
+        Some(&viewer),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = send(
+        &app,
+        Method::DELETE,
+        &format!("{empty_uri}?version=1"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (204, serde_json::Value::Null));
+    assert_eq!(
+        send(&app, Method::GET, &empty_uri, Some(&root), None)
+            .await
+            .0,
+        404
+    );
+    let (_, list) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/districts/{district}/schools"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
 }

@@ -322,6 +322,56 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
     )
     .await;
 
+    // A second school, edited and deleted; a second staff member, removed.
+    let s2 = w
+        .write(
+            "POST /api/v2/districts/{district_id}/schools",
+            &format!("/api/v2/districts/{district}/schools"),
+            Some(&root),
+            Some(json!({"name": "Oakwood", "code": "OAKWOOD"})),
+            &["school.create"],
+            &[],
+        )
+        .await;
+    let school2 = id(&s2, "/data/id");
+    w.write(
+        "PATCH /api/v2/schools/{school_id}",
+        &format!("/api/v2/schools/{school2}"),
+        Some(&root),
+        Some(json!({"version": 1, "name": "Oakwood Elementary"})),
+        &["school.update"],
+        &[],
+    )
+    .await;
+    w.write(
+        "DELETE /api/v2/schools/{school_id}",
+        &format!("/api/v2/schools/{school2}?version=2"),
+        Some(&root),
+        None,
+        &["school.delete"],
+        &[],
+    )
+    .await;
+    let (viewer_id, _) = signed_up(&w.a, "viewer@wp.test").await;
+    w.write(
+        "PUT /api/v2/districts/{district_id}/staff/{user_id}",
+        &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
+        Some(&root),
+        Some(json!({"role": "district_viewer"})),
+        &["district_staff.add"],
+        &[],
+    )
+    .await;
+    w.write(
+        "DELETE /api/v2/districts/{district_id}/staff/{user_id}",
+        &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
+        Some(&staff),
+        None,
+        &["district_staff.remove"],
+        &[],
+    )
+    .await;
+
     // Orgs: one under the school (district staff), one standalone.
     let o = w
         .write(

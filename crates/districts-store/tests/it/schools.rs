@@ -1,5 +1,6 @@
 use districts::ports::{
-    CreateSchoolError, CreateSchoolRequest, DistrictRepository, SchoolChanges, UpdateSchoolError,
+    CreateSchoolError, CreateSchoolRequest, DeleteSchoolError, DistrictRepository, OrgScope,
+    SchoolChanges, UpdateSchoolError,
 };
 use districts::{DisplayName, DistrictCode, DistrictId, GradeLevels, SchoolId};
 
@@ -173,4 +174,73 @@ async fn update_school(t: &TestDb) {
     assert_eq!(t.events("school.update").await.len(), 1);
 }
 
-crate::both_backends!(codes_unique_within_a_district, update_school);
+async fn placed_orgs_and_deleting_a_school(t: &TestDb) {
+    let repo = t.repo();
+    let a = repo
+        .create_district(&ctx(), request("A", "DIST-A"))
+        .await
+        .unwrap();
+    let s = repo
+        .create_school(&ctx(), school(Some(a.id), "ADAMS"))
+        .await
+        .unwrap();
+    let other = repo
+        .create_school(&ctx(), school(Some(a.id), "POLK"))
+        .await
+        .unwrap();
+    let mut orgs = Vec::new();
+    for _ in 0..3 {
+        orgs.push(t.insert_org(Some(s.id), Some(a.id)).await);
+    }
+    t.insert_org(None, None).await;
+    orgs.sort_by_key(|o| o.as_uuid());
+
+    // Keyset pages in id order, by district and by school.
+    for scope in [OrgScope::District(a.id), OrgScope::School(s.id)] {
+        let first = repo.list_orgs(scope, None, 2).await.unwrap();
+        let ids: Vec<_> = first.iter().map(|o| o.placement.org_id).collect();
+        assert_eq!(ids, orgs[..2]);
+        let rest = repo.list_orgs(scope, Some(ids[1]), 2).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].placement.org_id, orgs[2]);
+        assert_eq!(rest[0].placement.school_id, Some(s.id));
+        assert_eq!(repo.count_orgs(scope).await.unwrap(), 3);
+    }
+    assert_eq!(
+        repo.count_orgs(OrgScope::School(other.id)).await.unwrap(),
+        0
+    );
+
+    // A school with orgs stays; a stale version is refused; an empty one goes.
+    let err = repo.delete_school(&ctx(), s.id, None).await.unwrap_err();
+    assert!(
+        matches!(err, DeleteSchoolError::HasOrgs { count: 3 }),
+        "{err:?}"
+    );
+    let err = repo
+        .delete_school(&ctx(), other.id, Some(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DeleteSchoolError::VersionMismatch { current: 1 }),
+        "{err:?}"
+    );
+    let deleted = repo.delete_school(&ctx(), other.id, Some(1)).await.unwrap();
+    assert_eq!(deleted.id, other.id);
+    assert_eq!(repo.get_school(other.id).await.unwrap(), None);
+    assert!(repo.get_school(s.id).await.unwrap().is_some());
+    let err = repo
+        .delete_school(&ctx(), other.id, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DeleteSchoolError::NotFound), "{err:?}");
+    let events = t.events("school.delete").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, district_chain(a.id));
+}
+
+crate::both_backends!(
+    codes_unique_within_a_district,
+    update_school,
+    placed_orgs_and_deleting_a_school
+);
