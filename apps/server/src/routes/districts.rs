@@ -1566,7 +1566,7 @@ async fn placed_orgs(
                 id: o.placement.org_id.as_uuid(),
                 name: o.name,
                 status: o.status,
-                school_id: o.placement.school_id.map(|s| s.0),
+                school_id: o.placement.school_id.map(|s| s.as_uuid()),
                 district_id: o.placement.district_id.map(|d| d.as_uuid()),
                 version: o.placement.version,
             })
@@ -1588,7 +1588,7 @@ async fn list_district_orgs(
     placed_orgs(
         &state,
         &caller,
-        OrgScope::District(DistrictId(p.district_id)),
+        OrgScope::District(DistrictId::from_uuid(p.district_id)),
         q,
     )
     .await
@@ -1600,7 +1600,13 @@ async fn list_school_orgs(
     Path(p): Path<SchoolPath>,
     Query(q): Query<PageQuery>,
 ) -> Result<Paged<PlacedOrgView>, ApiError> {
-    placed_orgs(&state, &caller, OrgScope::School(SchoolId(p.school_id)), q).await
+    placed_orgs(
+        &state,
+        &caller,
+        OrgScope::School(SchoolId::from_uuid(p.school_id)),
+        q,
+    )
+    .await
 }
 
 /// Loads a school the caller may see, or 404 (existence is not revealed).
@@ -1611,7 +1617,7 @@ async fn visible_school(
 ) -> Result<(DistrictCaller, School), ApiError> {
     let who = district_caller(state, caller).await?;
     let school = service(state)
-        .get_school(&who, SchoolId(id))
+        .get_school(&who, SchoolId::from_uuid(id))
         .await
         .map_err(|e| hidden(e, "no such school"))?
         .ok_or_else(|| ApiError::not_found("no such school"))?;
