@@ -103,13 +103,13 @@ impl SessionRepository for SeaOrmSessionRepository {
         let txn = self.db.begin_write().await.map_err(failure)?;
         // A sign-in from a client that proved no earlier one, to an account that has
         // signed in before, is told to the account's owner.
-        let first_sign_in = !new.known_device
+        let from_new_device = !new.known_device
             && sessions::Entity::find()
                 .filter(sessions::Column::UserId.eq(new.user_id.as_uuid()))
                 .one(&txn)
                 .await
                 .map_err(failure)?
-                .is_none();
+                .is_some();
         let row = sessions::ActiveModel {
             id: Set(new.id),
             user_id: Set(new.user_id.as_uuid()),
@@ -156,7 +156,7 @@ impl SessionRepository for SeaOrmSessionRepository {
             .await
             .map_err(failure)?;
         convert::record_activity(&txn, ctx, EventType::AuthSignIn, new.user_id).await?;
-        if !new.known_device && !first_sign_in {
+        if from_new_device {
             let email = account_email(&txn, new.user_id).await?;
             self.notices
                 .new_sign_in(
