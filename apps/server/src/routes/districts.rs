@@ -568,16 +568,11 @@ pub(super) async fn visible_district(
     id: Uuid,
 ) -> Result<(DistrictCaller, District), ApiError> {
     let who = district_caller(state, caller).await?;
-    let not_found = || ApiError::not_found("no such district");
     let d = service(state)
         .get_district(&who, DistrictId::from_uuid(id))
         .await
-        .map_err(|e| match e {
-            ServiceError::Forbidden(_) => not_found(),
-            ServiceError::SecondFactorRequired(e) => second_factor_required(e),
-            ServiceError::Store(e) => read_error(e),
-        })?
-        .ok_or_else(not_found)?;
+        .map_err(|e| hidden(e, "no such district"))?
+        .ok_or_else(|| ApiError::not_found("no such district"))?;
     Ok((who, d))
 }
 
