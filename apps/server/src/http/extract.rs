@@ -121,29 +121,43 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let msg = inner.to_string();
-        let (code, field) = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ("invalid_json", String::new())
-            }
-            _ if msg.starts_with("unknown field") => ("unknown_field", path),
-            _ if msg.starts_with("missing field") => {
-                let name = msg.split('`').nth(1).unwrap_or_default();
-                let field = if path == "." || path.is_empty() {
+        if matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
+            // Strip serde's " at line N column M" suffix: positions are noise for clients.
+            let what = msg
+                .split(" at line ")
+                .next()
+                .unwrap_or(&msg)
+                .replace('`', "\"");
+            return ApiError::validation(vec![FieldError {
+                field: String::new(),
+                code: "invalid_json".to_owned(),
+                message: format!("the body is not valid JSON: {what}"),
+            }]);
+        }
+        let plain = super::messages::for_people(&msg);
+        let path = if path == "." { String::new() } else { path };
+        let field = match msg.strip_prefix("missing field ") {
+            Some(name) => {
+                let name = name
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(name)
+                    .trim_matches('`');
+                if path.is_empty() {
                     name.to_owned()
                 } else {
                     format!("{path}.{name}")
-                };
-                ("required", field)
+                }
             }
-            _ => ("invalid_type", path),
+            None => path,
         };
-        let field = if field == "." { String::new() } else { field };
-        // Strip serde's " at line N column M" suffix: positions are noise for clients.
-        let message = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
         ApiError::validation(vec![FieldError {
             field,
-            code: code.to_owned(),
-            message,
+            code: plain.code.to_owned(),
+            message: plain.message,
         }])
     })?;
     // Nothing but white space may follow the value (`{"name":"a"} xx` is not JSON).
@@ -163,7 +177,7 @@ pub fn garde_fields(report: &garde::Report) -> Vec<FieldError> {
         .iter()
         .map(|(path, error)| FieldError {
             field: path.to_string(),
-            code: "invalid".to_owned(),
+            code: "invalid_value".to_owned(),
             message: error.message().to_string(),
         })
         .collect()
@@ -285,15 +299,25 @@ where
 
 fn serde_urlencoded_from<T: DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
     check_query_text(qs)?;
-    web::Query::<T>::from_query(qs)
-        .map(web::Query::into_inner)
-        .map_err(|e| {
-            ApiError::validation(vec![FieldError {
-                field: String::new(),
-                code: "invalid_query".to_owned(),
-                message: e.to_string(),
-            }])
-        })
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(qs.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let msg = err.into_inner().to_string();
+        let plain = super::messages::for_people(&msg);
+        // serde names the parameter in its message when the path can't (a missing or
+        // unknown one); the path names it otherwise.
+        let named = msg.split('`').nth(1).map(str::to_owned);
+        let field = if path == "." || path.is_empty() {
+            named.unwrap_or_default()
+        } else {
+            path
+        };
+        ApiError::validation(vec![FieldError {
+            field,
+            code: plain.code.to_owned(),
+            message: plain.message,
+        }])
+    })
 }
 
 /// Refuses a query string whose decoded names or values hold a control character
@@ -429,7 +453,7 @@ mod tests {
         );
         assert_eq!(
             field_of(r#"{"email":"a","nested":{"n":300}}"#),
-            ("nested.n".into(), "invalid_type".into())
+            ("nested.n".into(), "invalid_value".into())
         );
         // One value and only white space after it.
         assert_eq!(
@@ -483,7 +507,7 @@ impl FromRequest for IfMatch {
                 .ok_or_else(|| {
                     ApiError::validation(vec![FieldError {
                         field: "If-Match".to_owned(),
-                        code: "invalid".to_owned(),
+                        code: "invalid_value".to_owned(),
                         message: "If-Match must be the resource version, e.g. \"3\"".to_owned(),
                     }])
                 }),

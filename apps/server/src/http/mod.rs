@@ -10,10 +10,12 @@ pub mod examples;
 pub mod extract;
 pub mod guard;
 pub mod json_limits;
+pub mod messages;
 pub mod metrics;
 pub mod openapi;
 #[cfg(test)]
 mod parser_props;
+pub mod query_names;
 pub mod rate_limit;
 pub mod raw;
 pub mod request_context;

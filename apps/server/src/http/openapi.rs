@@ -215,6 +215,7 @@ impl ApiRoutes {
             other => panic!("unsupported method {other} for {path}"),
         };
         assert!(slot.is_none(), "route {method} {path} registered twice");
+        let known_query = super::query_names::KnownQuery::declared_by(&operation);
         *slot = Some(operation);
         let m = method.clone();
         let requirement = doc.requirement;
@@ -232,6 +233,10 @@ impl ApiRoutes {
                     }))
                     .wrap(actix_web::middleware::from_fn(move |r, n| {
                         super::body_limit::with_body_limit(limit, r, n)
+                    }))
+                    .wrap(actix_web::middleware::from_fn({
+                        let known = known_query.clone();
+                        move |r, n| super::query_names::refuse_unknown(known.clone(), r, n)
                     }));
                 let route = match requirement {
                     Some(req) => route.wrap(actix_web::middleware::from_fn(move |r, n| {

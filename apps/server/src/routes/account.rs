@@ -371,7 +371,7 @@ fn accepted_view(a: AcceptedInvitation, session: crate::auth::SessionTokens) -> 
 fn field(name: &str, e: &dyn std::fmt::Display) -> FieldError {
     FieldError {
         field: name.to_owned(),
-        code: "invalid".to_owned(),
+        code: "invalid_value".to_owned(),
         message: e.to_string(),
     }
 }

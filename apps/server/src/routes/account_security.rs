@@ -370,7 +370,7 @@ async fn sign_ins(
             c.parse::<AuditCursor>().map_err(|e| {
                 ApiError::validation(vec![FieldError {
                     field: "cursor".into(),
-                    code: "invalid".into(),
+                    code: "invalid_value".into(),
                     message: e.to_string(),
                 }])
             })

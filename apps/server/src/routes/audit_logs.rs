@@ -329,7 +329,7 @@ impl ExportQuery {
 fn bad(field: &str, message: impl ToString) -> ApiError {
     ApiError::validation(vec![FieldError {
         field: field.into(),
-        code: "invalid".into(),
+        code: "invalid_value".into(),
         message: message.to_string(),
     }])
 }

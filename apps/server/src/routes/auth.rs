@@ -206,7 +206,7 @@ impl From<User> for UserView {
 pub(crate) fn field(field: &str, message: impl ToString) -> FieldError {
     FieldError {
         field: field.to_owned(),
-        code: "invalid".to_owned(),
+        code: "invalid_value".to_owned(),
         message: message.to_string(),
     }
 }

@@ -203,7 +203,7 @@ async fn add_member(
     let invalid = |field: &str, msg: String| {
         ApiError::validation(vec![FieldError {
             field: field.into(),
-            code: "invalid".into(),
+            code: "invalid_value".into(),
             message: msg,
         }])
     };

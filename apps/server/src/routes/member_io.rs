@@ -234,7 +234,7 @@ fn storage(e: JobStoreError) -> ApiError {
 fn bad_spec(e: jobs::export::BadSpec) -> ApiError {
     ApiError::validation(vec![FieldError {
         field: e.field.into(),
-        code: "invalid".into(),
+        code: "invalid_value".into(),
         message: e.message,
     }])
 }

@@ -407,7 +407,7 @@ fn wants_own_writes() -> bool {
 fn bad_cursor() -> ApiError {
     ApiError::validation(vec![FieldError {
         field: "cursor".into(),
-        code: "invalid".into(),
+        code: "invalid_value".into(),
         message: "the cursor is invalid or belongs to another sort order".into(),
     }])
 }
@@ -492,7 +492,7 @@ async fn search_members(
     let query = SearchQuery::parse(&q.q).map_err(|e| {
         ApiError::validation(vec![FieldError {
             field: "q".into(),
-            code: "invalid".into(),
+            code: "invalid_value".into(),
             message: e.to_string(),
         }])
     })?;
@@ -931,7 +931,7 @@ async fn bulk_remove(
     {
         return Err(ApiError::validation(vec![FieldError {
             field: "confirmation_token".into(),
-            code: "invalid".into(),
+            code: "invalid_value".into(),
             message: "the token is invalid, expired, already used, or was issued for other \
                       members or before one of them changed"
                 .into(),

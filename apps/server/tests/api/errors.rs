@@ -1,7 +1,7 @@
 use actix_web::test;
 
 use crate::backend_tests;
-use crate::helpers::{TestContext, expect_error};
+use crate::helpers::{TestContext, expect_error, new_org, send, signed_up};
 
 backend_tests!(
     unknown_route_is_enveloped_404,
@@ -11,6 +11,8 @@ backend_tests!(
     wrong_content_type_is_415,
     oversized_body_is_413,
     database_outage_is_503_without_leaking,
+    query_strings_are_parsed_one_way_everywhere,
+    messages_are_written_for_people,
 );
 
 async fn unknown_route_is_enveloped_404(ctx: TestContext) {
@@ -112,5 +114,143 @@ async fn database_outage_is_503_without_leaking(ctx: TestContext) {
     let text = body.to_string().to_lowercase();
     for leak in ["select", "insert", "sqlx", "pool", "panicked", "backtrace"] {
         assert!(!text.contains(leak), "error body leaks {leak:?}: {text}");
+    }
+}
+
+/// The field errors of a 422 as `(field, code)` pairs.
+fn fields(body: &serde_json::Value) -> Vec<(String, String)> {
+    body["error"]["details"]["fields"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    (
+                        f["field"].as_str().unwrap_or_default().to_owned(),
+                        f["code"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn query_strings_are_parsed_one_way_everywhere(ctx: TestContext) {
+    use actix_web::http::Method;
+    let app = ctx.service().await;
+    let (_, token) = signed_up(&app, "query-rules@example.org").await;
+    let org = new_org(&app, &token, "Query PTO").await;
+    // Unknown parameters: refused by name on lists with and without parameters of their own.
+    for (uri, named) in [
+        ("/api/v2/orgs?bogus=1".to_owned(), vec!["bogus"]),
+        ("/api/v2/districts?limt=5".to_owned(), vec!["limt"]),
+        (
+            format!("/api/v2/orgs/{org}/roles?x=1&y=2&x=3"),
+            vec!["x", "y"],
+        ),
+        (
+            format!("/api/v2/orgs/{org}/users/export?limit=5"),
+            vec!["limit"],
+        ),
+        (format!("/api/v2/orgs/{org}/users?limt=5"), vec!["limt"]),
+        (
+            format!("/api/v2/orgs/{org}/audit-logs/export?limit=5"),
+            vec!["limit"],
+        ),
+    ] {
+        let (status, body) = send(&app, Method::GET, &uri, Some(&token), None).await;
+        assert_eq!(status, 422, "{uri}: {body}");
+        let got = fields(&body);
+        assert_eq!(
+            got.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
+            named,
+            "{uri}: {body}"
+        );
+        assert!(got.iter().all(|(_, c)| c == "unknown_parameter"), "{body}");
+    }
+    // Bad values name their parameter, with the same codes as body fields.
+    for (uri, field, code) in [
+        (
+            format!("/api/v2/orgs/{org}/users?limit=abc"),
+            "limit",
+            "invalid_type",
+        ),
+        (
+            format!("/api/v2/orgs/{org}/users?sort=height"),
+            "sort",
+            "invalid_value",
+        ),
+        (
+            format!("/api/v2/orgs/{org}/audit-logs?category=nope"),
+            "category",
+            "invalid_value",
+        ),
+    ] {
+        let (status, body) = send(&app, Method::GET, &uri, Some(&token), None).await;
+        assert_eq!(status, 422, "{uri}: {body}");
+        assert_eq!(
+            fields(&body).first().cloned(),
+            Some((field.to_owned(), code.to_owned())),
+            "{uri}: {body}"
+        );
+    }
+    // Declared parameters still work.
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/users?limit=5&sort=name"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn messages_are_written_for_people(ctx: TestContext) {
+    use actix_web::http::Method;
+    let app = ctx.service().await;
+    let (_, token) = signed_up(&app, "plain-words@example.org").await;
+    let org = new_org(&app, &token, "Words PTO").await;
+    let rust_words = [
+        "variant", "untagged", "struct", "enum ", "u64", "u32", "i64", "`",
+    ];
+    for (method, uri, json) in [
+        (
+            Method::POST,
+            format!("/api/v2/orgs/{org}/users"),
+            serde_json::json!({"email": "x@example.org", "first_name": "X", "last_name": "Y", "role": "emperor"}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v2/orgs/{org}/users"),
+            serde_json::json!({"email": "x@example.org", "first_name": "X", "last_name": "Y", "role": {"nope": 1}}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v2/orgs/{org}"),
+            serde_json::json!({"name": 5, "version": "one"}),
+        ),
+        (
+            Method::POST,
+            "/api/v2/orgs".to_owned(),
+            serde_json::json!({"name": "A", "colour": "red"}),
+        ),
+    ] {
+        let (status, body) = send(&app, method.clone(), &uri, Some(&token), Some(json)).await;
+        assert_eq!(status, 422, "{method} {uri}: {body}");
+        let list = body["error"]["details"]["fields"]
+            .as_array()
+            .expect("fields");
+        assert!(!list.is_empty(), "{body}");
+        for f in list {
+            let message = f["message"].as_str().expect("message");
+            assert!(
+                rust_words.iter().all(|w| !message.contains(w)),
+                "{method} {uri}: {message:?}"
+            );
+            assert!(
+                !f["field"].as_str().unwrap_or_default().is_empty(),
+                "{body}"
+            );
+        }
     }
 }

@@ -304,6 +304,32 @@ where
     (id, login(app, email, "correct horse battery").await)
 }
 
+/// Creates an org as `token`'s user (its admin); returns its id. (Older test files
+/// carry their own copies; new tests use this one.)
+pub async fn new_org<S, B>(app: &S, token: &str, name: &str) -> String
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let (status, body) = send(
+        app,
+        actix_web::http::Method::POST,
+        "/api/v2/orgs",
+        Some(token),
+        Some(serde_json::json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["org"]["id"]
+        .as_str()
+        .expect("org id")
+        .to_owned()
+}
+
 /// Signs in; returns the token.
 pub async fn login<S, B>(app: &S, email: &str, password: &str) -> String
 where
