@@ -6,9 +6,10 @@
 //!   before this migration have `NULL` and keep verifying with encoding v1 (nothing is
 //!   rewritten: their hashes are anchored in signed digests and archive manifests).
 //! - `audit_subject_keys`: one random 256-bit key per chain and data subject
-//!   (`user:<uuid>`, `invitation:<uuid>`), created by the first event that seals a field
-//!   of that subject in that chain and deleted to erase the subject
-//!   (`audit_store::erase_subject_in`). `org_id` / `district_id` say whose chain it is,
+//!   (`user:<uuid>`, `invitation:<uuid>`) with a random `key_id` the sealed parts name,
+//!   created by the first event that seals a field of that subject in that chain and
+//!   deleted to erase the subject (`audit_store::erase_subject_in`); a subject seen again
+//!   after an erasure gets a new key (and id). `org_id` / `district_id` say whose chain it is,
 //!   for row-level security (PostgreSQL) like `audit_events`.
 
 use sea_orm_migration::prelude::*;
@@ -32,6 +33,7 @@ ALTER TABLE audit_events ADD COLUMN sealed jsonb NULL;
 CREATE TABLE audit_subject_keys (
     chain_id varchar(64) NOT NULL,
     subject varchar(64) NOT NULL,
+    key_id uuid NOT NULL UNIQUE,
     org_id uuid NULL,
     district_id uuid NULL,
     key bytea NOT NULL CHECK (octet_length(key) = 32),
@@ -51,6 +53,7 @@ ALTER TABLE audit_events ADD COLUMN sealed text NULL;
 CREATE TABLE audit_subject_keys (
     chain_id varchar(64) NOT NULL,
     subject varchar(64) NOT NULL,
+    key_id blob NOT NULL UNIQUE,
     org_id blob NULL,
     district_id blob NULL,
     key blob NOT NULL CHECK (length(key) = 32),

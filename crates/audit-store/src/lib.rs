@@ -88,7 +88,9 @@ pub use digest::{
     WriteDigestError, write_digest,
 };
 pub use log::SeaOrmAuditLog;
-pub use personal::{SeaOrmAuditErasure, SealPartError, erase_subject_in, reclaim_erased_space};
+pub use personal::{
+    SeaOrmAuditErasure, SealPartError, erase_subject_in, open_events, reclaim_erased_space,
+};
 pub use retention::{
     RETENTION_UPDATE, SetRetentionError, archive_record_count, archived_segments, retention_of,
     retention_policies, set_retention,

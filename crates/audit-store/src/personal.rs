@@ -45,6 +45,7 @@ enum AuditSubjectKeys {
     Table,
     ChainId,
     Subject,
+    KeyId,
     OrgId,
     DistrictId,
     Key,
@@ -56,9 +57,12 @@ const NONCE_LEN: usize = 24;
 /// Subjects per `IN (…)` list.
 const LOOKUP_CHUNK: usize = 500;
 
-/// A subject's key for one chain.
+/// A subject's key for one chain, and its id.
 #[derive(Clone)]
-struct SubjectKey([u8; KEY_LEN]);
+struct SubjectKey {
+    id: uuid::Uuid,
+    key: [u8; KEY_LEN],
+}
 
 impl std::fmt::Debug for SubjectKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,7 +124,11 @@ impl KeyRing {
         for (chain, subjects) in by_chain {
             for chunk in subjects.chunks(LOOKUP_CHUNK) {
                 let query = Query::select()
-                    .columns([AuditSubjectKeys::Subject, AuditSubjectKeys::Key])
+                    .columns([
+                        AuditSubjectKeys::Subject,
+                        AuditSubjectKeys::KeyId,
+                        AuditSubjectKeys::Key,
+                    ])
                     .from(AuditSubjectKeys::Table)
                     .and_where(Expr::col(AuditSubjectKeys::ChainId).eq(chain.to_string()))
                     .and_where(
@@ -131,6 +139,7 @@ impl KeyRing {
                 for row in conn.query_all(&query).await? {
                     let subject: String = row.try_get("", "subject")?;
                     let key: Vec<u8> = row.try_get("", "key")?;
+                    let id: uuid::Uuid = row.try_get("", "key_id")?;
                     let (Ok(subject), Ok(key)) = (
                         subject.parse::<DataSubject>(),
                         <[u8; KEY_LEN]>::try_from(key),
@@ -139,7 +148,7 @@ impl KeyRing {
                             "audit_subject_keys row of chain {chain} is malformed"
                         )));
                     };
-                    ring.keys.insert((chain, subject), SubjectKey(key));
+                    ring.keys.insert((chain, subject), SubjectKey { id, key });
                 }
             }
         }
@@ -168,6 +177,7 @@ impl KeyRing {
             insert.into_table(AuditSubjectKeys::Table).columns([
                 AuditSubjectKeys::ChainId,
                 AuditSubjectKeys::Subject,
+                AuditSubjectKeys::KeyId,
                 AuditSubjectKeys::OrgId,
                 AuditSubjectKeys::DistrictId,
                 AuditSubjectKeys::Key,
@@ -179,6 +189,7 @@ impl KeyRing {
                     .values([
                         Expr::val(chain.to_string()),
                         Expr::val(subject.to_string()),
+                        Expr::val(Value::Uuid(Some(uuid::Uuid::from_bytes(random()?)))),
                         Expr::val(Value::Uuid(org)),
                         Expr::val(Value::Uuid(district)),
                         Expr::val(Value::Bytes(Some(random::<KEY_LEN>()?.to_vec()))),
@@ -198,10 +209,15 @@ impl KeyRing {
         Ok(ring)
     }
 
-    fn cipher(&self, chain: ChainId, subject: DataSubject) -> Option<XChaCha20Poly1305> {
+    /// The subject's current key id and cipher in `chain`.
+    fn cipher(
+        &self,
+        chain: ChainId,
+        subject: DataSubject,
+    ) -> Option<(uuid::Uuid, XChaCha20Poly1305)> {
         self.keys
             .get(&(chain, subject))
-            .map(|key| XChaCha20Poly1305::new(&key.0.into()))
+            .map(|k| (k.id, XChaCha20Poly1305::new(&k.key.into())))
     }
 
     /// Seals `new`'s personal fields ([`personal_plan`]) under the ring's keys.
@@ -210,11 +226,11 @@ impl KeyRing {
         personal_plan(new)
             .into_iter()
             .map(|(subject, fields)| {
-                let cipher = self
+                let (key_id, cipher) = self
                     .cipher(chain, subject)
                     .ok_or(SealPartError::MissingKey { chain, subject })?;
                 let nonce = random::<NONCE_LEN>()?;
-                let aad = SealedPart::associated_data(new.id, chain, subject, &fields);
+                let aad = SealedPart::associated_data(new.id, chain, subject, key_id, &fields);
                 let plaintext = new.personal_plaintext(&fields);
                 let sealed = cipher
                     .encrypt(
@@ -227,6 +243,7 @@ impl KeyRing {
                     .map_err(|_| SealPartError::Encrypt)?;
                 Ok(SealedPart {
                     subject,
+                    key_id,
                     fields,
                     ciphertext: [nonce.as_slice(), &sealed].concat(),
                 })
@@ -253,11 +270,15 @@ impl KeyRing {
         };
         for index in 0..event.sealed.len() {
             let part = &event.sealed[index];
-            let Some(cipher) = self.cipher(chain, part.subject) else {
-                event
-                    .erase_part(index)
-                    .map_err(|e| corrupt(e.to_string()))?;
-                continue;
+            let cipher = match self.cipher(chain, part.subject) {
+                Some((key_id, cipher)) if key_id == part.key_id => cipher,
+                // Erased (a later key, if any, is another one).
+                _ => {
+                    event
+                        .erase_part(index)
+                        .map_err(|e| corrupt(e.to_string()))?;
+                    continue;
+                }
             };
             if part.ciphertext.len() < NONCE_LEN {
                 return Err(corrupt(format!("part {index} is too short")));
@@ -265,7 +286,8 @@ impl KeyRing {
             let (nonce, sealed) = part.ciphertext.split_at(NONCE_LEN);
             let nonce = <[u8; NONCE_LEN]>::try_from(nonce)
                 .map_err(|_| corrupt(format!("part {index} is too short")))?;
-            let aad = SealedPart::associated_data(id, chain, part.subject, &part.fields);
+            let aad =
+                SealedPart::associated_data(id, chain, part.subject, part.key_id, &part.fields);
             let plaintext = cipher
                 .decrypt(
                     &XNonce::from(nonce),
@@ -300,8 +322,14 @@ fn pairs_of(events: &[AuditEvent]) -> BTreeSet<(ChainId, DataSubject)> {
         .collect()
 }
 
-/// Opens the sealed parts of `events` as read through `conn` (see [`KeyRing::open`]).
-pub(crate) async fn open_events<C: ConnectionTrait>(
+/// Opens the sealed parts of `events` read through `conn` (from `audit_events`, or
+/// parsed from an archive file): the subject's plaintext goes back into each body, or
+/// [`audit::ERASED`] where the subject's key was erased. The hashes are unchanged.
+///
+/// # Errors
+/// The keys cannot be read, or a part does not decrypt under its key (a
+/// [`CorruptRow`]: the event was tampered with).
+pub async fn open_events<C: ConnectionTrait>(
     conn: &C,
     events: &mut [AuditEvent],
 ) -> Result<(), audit::BoxError> {

@@ -42,8 +42,8 @@
 //!   encoded as absent (`0x00`), whatever the body carries (plaintext when opened,
 //!   `[erased]` after erasure, nothing as stored);
 //! * after field 19 come the parts: `u64(count)`, then for each part `str(subject)`
-//!   (`user:<uuid>`, `invitation:<uuid>`), `u64(field count)`, `str(field name)` for each
-//!   field, and `bytes(ciphertext)`.
+//!   (`user:<uuid>`, `invitation:<uuid>`), `fixed(16)` key id, `u64(field count)`,
+//!   `str(field name)` for each field, and `bytes(ciphertext)`.
 //!
 //! So the hash commits to the ciphertext, never to the plaintext: it verifies without
 //! any key, before and after a subject's key is erased. An event without parts is
@@ -130,6 +130,7 @@ pub(crate) fn encode_event(
         e.u64(parts.len() as u64);
         for part in parts {
             e.str(&part.subject.to_string());
+            e.fixed(part.key_id.as_bytes());
             e.u64(part.fields.len() as u64);
             for field in &part.fields {
                 e.str(field.as_str());

@@ -197,6 +197,9 @@ impl PersonalField {
 pub struct SealedPart {
     /// Whose key sealed it.
     pub subject: DataSubject,
+    /// Which of the subject's keys (a subject erased and seen again gets a new key: the
+    /// parts sealed under the erased one stay unreadable).
+    pub key_id: Uuid,
     /// The fields it holds, in [`PersonalField::ALL`] order, none twice.
     pub fields: Vec<PersonalField>,
     /// The adapter's ciphertext (nonce, encrypted [`NewAuditEvent::personal_plaintext`]
@@ -207,18 +210,19 @@ pub struct SealedPart {
 
 impl SealedPart {
     /// What the encryption authenticates besides the plaintext (AEAD associated data):
-    /// the event id, its chain, the subject and the field names, so a part cannot be
-    /// moved to another event, chain or subject undetected.
+    /// the event id, its chain, the subject, the key id and the field names, so a part
+    /// cannot be moved to another event, chain or subject undetected.
     #[must_use]
     pub fn associated_data(
         event_id: Uuid,
         chain: ChainId,
         subject: DataSubject,
+        key_id: Uuid,
         fields: &[PersonalField],
     ) -> Vec<u8> {
         let names: Vec<&str> = fields.iter().map(PersonalField::as_str).collect();
         format!(
-            "ptoc.audit.sealed.v1|{event_id}|{chain}|{subject}|{}",
+            "ptoc.audit.sealed.v1|{event_id}|{chain}|{subject}|{key_id}|{}",
             names.join(",")
         )
         .into_bytes()
