@@ -39,7 +39,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::canonical::canonical_json;
 use crate::event::{Actor, AuditEvent, NewAuditEvent};
 use crate::scope::{ChainId, ParseError, parse_canonical_uuid};
 
@@ -269,7 +268,7 @@ pub enum OpenPartError {
 }
 
 impl NewAuditEvent {
-    /// The plaintext a sealed part encrypts: the canonical JSON object of `fields` (all
+    /// The plaintext a sealed part encrypts: the JSON object of `fields` (all
     /// present, as [`personal_plan`] lists them; an absent one would read back as the
     /// JSON value `null`).
     #[must_use]
@@ -283,7 +282,9 @@ impl NewAuditEvent {
                 )
             })
             .collect();
-        canonical_json(&Value::Object(object)).into_bytes()
+        // serde_json's own text (not the canonical form): the plaintext is never hashed,
+        // and this keeps `3.0` a float when read back.
+        serde_json::to_vec(&Value::Object(object)).unwrap_or_default()
     }
 }
 
@@ -391,5 +392,235 @@ mod hex_bytes {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
         hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::action::Action;
+    use crate::chain::{ChainBuilder, seal_with_parts};
+    use crate::event::ChangeType;
+    use crate::scope::TenantScope;
+    use crate::testkit::ORG;
+    use crate::verify::verify_chain;
+    use serde_json::json;
+
+    const MEMBER: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0101);
+    const ADMIN: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0202);
+    const KEY: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0303);
+
+    pub(crate) fn member_event(actor: Actor, member: Uuid) -> NewAuditEvent {
+        NewAuditEvent::audit(
+            TenantScope::org(ORG),
+            actor,
+            Action::from_static("member.update"),
+            "member",
+            member.to_string(),
+            ChangeType::Update,
+        )
+        .with_old_value(json!({"phone": "+1 555 0100", "grade": 3.0}))
+        .with_new_value(json!({"phone": "+1 555 0199"}))
+        .with_ip("198.51.100.7")
+        .with_user_agent("agent")
+        .with_request_id("req-1")
+    }
+
+    /// A stand-in for the adapter's AEAD: the plaintext with every byte flipped.
+    pub(crate) fn fake_seal(new: &NewAuditEvent) -> Vec<SealedPart> {
+        personal_plan(new)
+            .into_iter()
+            .map(|(subject, fields)| SealedPart {
+                subject,
+                key_id: KEY,
+                ciphertext: new.personal_plaintext(&fields).iter().map(|b| !b).collect(),
+                fields,
+            })
+            .collect()
+    }
+
+    pub(crate) fn fake_open(event: &mut AuditEvent) {
+        for i in 0..event.sealed.len() {
+            let plaintext: Vec<u8> = event.sealed[i].ciphertext.iter().map(|b| !b).collect();
+            event.open_part(i, &plaintext).expect("opens");
+        }
+    }
+
+    #[test]
+    fn subjects_round_trip_and_derive_from_entities() {
+        for subject in [DataSubject::User(MEMBER), DataSubject::Invitation(ADMIN)] {
+            assert_eq!(subject.to_string().parse::<DataSubject>(), Ok(subject));
+            let json = serde_json::to_value(subject).expect("serialize");
+            assert_eq!(json, json!(subject.to_string()));
+            assert_eq!(
+                serde_json::from_value::<DataSubject>(json).expect("parse"),
+                subject
+            );
+        }
+        assert_eq!(
+            DataSubject::User(MEMBER).to_string(),
+            format!("user:{MEMBER}")
+        );
+        for bad in ["user", "org:00000000-0000-0000-0000-000000000001", "user:x"] {
+            assert!(bad.parse::<DataSubject>().is_err(), "{bad}");
+        }
+        let id = MEMBER.to_string();
+        assert_eq!(
+            subject_of_entity("member", &id),
+            Some(DataSubject::User(MEMBER))
+        );
+        assert_eq!(
+            subject_of_entity("user", &id),
+            Some(DataSubject::User(MEMBER))
+        );
+        assert_eq!(
+            subject_of_entity("invitation", &id),
+            Some(DataSubject::Invitation(MEMBER))
+        );
+        assert_eq!(subject_of_entity("permission_setting", &id), None);
+        assert_eq!(subject_of_entity("member", "budget.approve"), None);
+    }
+
+    #[test]
+    fn plan_seals_values_under_the_subject_and_request_fields_under_the_actor() {
+        use PersonalField::{Ip, NewValue, OldValue, UserAgent};
+        // A member editing themselves: one part.
+        let own = member_event(Actor::User(MEMBER), MEMBER);
+        assert_eq!(
+            personal_plan(&own),
+            vec![(
+                DataSubject::User(MEMBER),
+                vec![OldValue, NewValue, Ip, UserAgent]
+            )]
+        );
+        // An admin editing a member: the values are the member's, the IP the admin's.
+        let admin = member_event(Actor::User(ADMIN), MEMBER);
+        assert_eq!(
+            personal_plan(&admin),
+            vec![
+                (DataSubject::User(MEMBER), vec![OldValue, NewValue]),
+                (DataSubject::User(ADMIN), vec![Ip, UserAgent]),
+            ]
+        );
+        // The system about a user (a failed sign-in): the request is about them.
+        let mut system = member_event(Actor::System, MEMBER);
+        system.old_value = None;
+        assert_eq!(
+            personal_plan(&system),
+            vec![(DataSubject::User(MEMBER), vec![NewValue, Ip, UserAgent])]
+        );
+        // An API key changing a setting: nothing personal.
+        let mut setting = member_event(Actor::ApiKey(ADMIN), MEMBER);
+        setting.entity_type = "permission_setting".into();
+        assert!(personal_plan(&setting).is_empty());
+    }
+
+    #[test]
+    fn the_hash_covers_ciphertext_not_plaintext() {
+        let new = member_event(Actor::User(ADMIN), MEMBER);
+        let parts = fake_seal(&new);
+        let opened = seal_with_parts(new.clone(), parts.clone(), None).expect("seal");
+        assert_eq!(opened.compute_hash(), opened.hash);
+        assert!(
+            crate::canonical_bytes(&opened).starts_with(b"\0\0\0\0\0\0\0\x13ptoc.audit.event.v2")
+        );
+        // As stored (closed), opened again, or erased: one hash.
+        let closed = opened.clone().closed();
+        assert_eq!(closed.body.new_value, None);
+        assert_eq!(closed.body.ip, None);
+        assert_eq!(closed.body.request_id.as_deref(), Some("req-1"));
+        assert_eq!(closed.compute_hash(), opened.hash);
+        let mut reopened = closed.clone();
+        fake_open(&mut reopened);
+        assert_eq!(reopened, opened);
+        let mut erased = opened.clone();
+        erased.erase_part(0).expect("erase");
+        assert_eq!(erased.body.new_value, Some(json!(ERASED)));
+        assert_eq!(
+            erased.body.ip.as_deref(),
+            Some("198.51.100.7"),
+            "the admin's"
+        );
+        assert_eq!(erased.compute_hash(), opened.hash);
+        // Another ciphertext, key, subject, or no parts at all: another hash.
+        type Mutation = fn(&mut AuditEvent);
+        let mutations: [Mutation; 5] = [
+            |e| e.sealed[0].ciphertext[0] ^= 1,
+            |e| e.sealed[0].key_id = Uuid::from_u128(9),
+            |e| e.sealed[1].subject = DataSubject::Invitation(ADMIN),
+            |e| e.sealed.swap(0, 1),
+            |e| e.sealed.clear(),
+        ];
+        for (i, mutate) in mutations.iter().enumerate() {
+            let mut e = opened.clone();
+            mutate(&mut e);
+            assert_ne!(e.compute_hash(), opened.hash, "mutation {i}");
+        }
+        // A field sealed twice, or a part without fields, is refused.
+        let mut twice = parts.clone();
+        twice[1].fields.push(PersonalField::NewValue);
+        assert_eq!(
+            seal_with_parts(new.clone(), twice, None),
+            Err(crate::SealError::InvalidParts)
+        );
+        let mut empty = parts;
+        empty[1].fields.clear();
+        assert!(seal_with_parts(new, empty, None).is_err());
+    }
+
+    #[test]
+    fn events_without_personal_fields_keep_encoding_v1() {
+        let mut new = member_event(Actor::ApiKey(ADMIN), MEMBER);
+        new.entity_type = "permission_setting".into();
+        let event = seal_with_parts(new.clone(), fake_seal(&new), None).expect("seal");
+        assert!(event.sealed.is_empty());
+        assert_eq!(event, crate::seal(new, None).expect("seal"));
+        assert!(
+            crate::canonical_bytes(&event).starts_with(b"\0\0\0\0\0\0\0\x13ptoc.audit.event.v1")
+        );
+    }
+
+    #[test]
+    fn plaintext_round_trips_null_and_numbers() {
+        let mut new = member_event(Actor::User(MEMBER), MEMBER);
+        new.old_value = Some(Value::Null);
+        let event = seal_with_parts(new.clone(), fake_seal(&new), None).expect("seal");
+        let mut reopened = event.clone().closed();
+        fake_open(&mut reopened);
+        assert_eq!(reopened.body, new);
+        assert_eq!(
+            event.clone().closed().open_part(0, b"{\"ip\":1}"),
+            Err(OpenPartError::Malformed("old_value missing".into()))
+        );
+        assert_eq!(
+            event.clone().closed().open_part(3, b"{}"),
+            Err(OpenPartError::NoSuchPart(3))
+        );
+    }
+
+    #[test]
+    fn a_chain_with_sealed_parts_verifies_before_and_after_erasure() {
+        let mut builder = ChainBuilder::new(ChainId::Org(ORG));
+        let mut events: Vec<AuditEvent> = [
+            member_event(Actor::User(ADMIN), MEMBER),
+            member_event(Actor::User(MEMBER), MEMBER),
+            member_event(Actor::User(ADMIN), ADMIN),
+        ]
+        .into_iter()
+        .map(|new| {
+            let parts = fake_seal(&new);
+            builder.seal_with_parts(new, parts).expect("seal")
+        })
+        .collect();
+        assert!(verify_chain(&events, ChainId::Org(ORG)).is_intact());
+        for event in &mut events {
+            for i in 0..event.sealed.len() {
+                if event.sealed[i].subject == DataSubject::User(MEMBER) {
+                    event.erase_part(i).expect("erase");
+                }
+            }
+        }
+        assert_eq!(events[1].body.user_agent.as_deref(), Some(ERASED));
+        assert!(verify_chain(&events, ChainId::Org(ORG)).is_intact());
     }
 }
