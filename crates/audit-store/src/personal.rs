@@ -402,7 +402,7 @@ pub async fn erase_subject_in<C: ConnectionTrait>(
 /// the database file's, where `secure_delete` zeroed the deleted rows. Returns whether
 /// the checkpoint completed (`false` if a long-running reader kept it from finishing:
 /// call again). On PostgreSQL it returns `true` at once: deleted rows stay in dead
-/// tuples until autovacuum reclaims them (see docs/privacy.md).
+/// tuples until autovacuum reclaims them (see docs/decisions.md, "Erasure in the audit trail").
 ///
 /// # Errors
 /// [`StorageError`] when the database fails.
