@@ -11,9 +11,10 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, SqlErr, Value};
 use time::OffsetDateTime;
 
+use crate::personal::{EnsureKeysError, KeyRing};
 use crate::schema::{
-    AuditChainHeads, AuditEvents, CorruptRow, head_from_row, json_value, limits, seq_value,
-    storable_year, time_expr,
+    AuditChainHeads, AuditEvents, CorruptRow, head_from_row, json_owned, json_value, limits,
+    seq_value, storable_year, time_expr,
 };
 
 /// An event the adapter refuses to store, before anything is written.
@@ -138,7 +139,7 @@ pub async fn append_in(
     Ok(sealed)
 }
 
-/// Events per multi-row `INSERT` (20 columns each: 5,120 bind parameters, well within
+/// Events per multi-row `INSERT` (21 columns each: 5,376 bind parameters, well within
 /// PostgreSQL's 65,535 and SQLite's 32,766).
 const INSERT_CHUNK: usize = 256;
 
@@ -179,7 +180,28 @@ pub async fn append_events<C: ConnectionTrait>(
         };
         builders.insert(chain, builder);
     }
-    // 2. Seal each event after its chain's head, in the given order.
+    // 2. Load (or create) the keys of the data subjects whose personal fields the
+    //    events hold, under the chain locks; seal each event after its chain's head, in
+    //    the given order, with those fields encrypted (see `crate::personal`).
+    let pairs = events
+        .iter()
+        .flat_map(|e| {
+            audit::personal_plan(e)
+                .into_iter()
+                .map(move |(subject, _)| (e.chain(), subject))
+        })
+        .collect::<BTreeSet<_>>();
+    let ring = if pairs.is_empty() {
+        KeyRing::default()
+    } else {
+        let first = pairs.iter().next().map_or(ChainId::Platform, |p| p.0);
+        KeyRing::ensure(conn, &pairs, now)
+            .await
+            .map_err(|e| match e {
+                EnsureKeysError::Db(e) => classify(e, first),
+                EnsureKeysError::Seal(e) => AppendAuditError::Storage(Box::new(e)),
+            })?
+    };
     let mut sealed = Vec::with_capacity(events.len());
     for new in events {
         let chain = new.chain();
@@ -189,7 +211,10 @@ pub async fn append_events<C: ConnectionTrait>(
                 detail: "the chain was not locked".to_owned(),
             })
         })?;
-        let event = builder.seal(new)?;
+        let parts = ring
+            .seal(&new)
+            .map_err(|e| AppendAuditError::Storage(Box::new(e)))?;
+        let event = builder.seal_with_parts(new, parts)?;
         let seq = seq_value(event.seq).ok_or(AppendAuditError::Seal(
             audit::SealError::SeqExhausted(chain),
         ))?;
@@ -301,7 +326,17 @@ fn insert_statement<'a>(
         .into_table(AuditEvents::Table)
         .columns(AuditEvents::COLUMNS);
     for (event, seq) in events {
+        // Stored closed: the sealed fields only as ciphertext.
+        let event = event.clone().closed();
         let b = &event.body;
+        let sealed = if event.sealed.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_value(&event.sealed)
+                    .map_err(|e| storage(DbErr::Custom(e.to_string())))?,
+            )
+        };
         insert
             .values([
                 Expr::val(event.chain().to_string()),
@@ -324,6 +359,7 @@ fn insert_statement<'a>(
                 time_expr(backend, b.occurred_at),
                 Expr::val(event.prev_hash.to_hex()),
                 Expr::val(event.hash.to_hex()),
+                Expr::val(json_owned(backend, sealed)),
             ])
             .map_err(|e| storage(DbErr::Custom(e.to_string())))?;
     }

@@ -15,6 +15,12 @@
 //!   [`archive_all`] moves expired events to gzip JSON Lines files with signed manifests
 //!   and deletes them in resumable batches; [`verify_live_chain`] starts from the
 //!   recorded cut; [`verify_archive_dir`] checks the files against their manifests.
+//! * **Personal data** — the personal fields of an event (values of an event about a
+//!   person, the acting user's IP and user agent) are sealed per data subject under a
+//!   key of `audit_subject_keys` while appending; [`SeaOrmAuditLog`] opens them for
+//!   readers; [`erase_subject_in`] deletes a subject's keys ("crypto-shredding"), after
+//!   which every read, live or archived, shows [`audit::ERASED`] and every chain still
+//!   verifies ([`SeaOrmAuditErasure`] is the [`audit::AuditErasure`] port).
 //! * **Anchoring** — [`write_digest`] signs the heads of all chains with an
 //!   [`Ed25519DigestSigner`] (key in a PEM file outside the database) and appends the
 //!   digest to a [`FileDigestStore`] (JSON Lines, fsync'd), so that a chain rewritten
@@ -66,6 +72,7 @@ mod append;
 mod archive;
 mod digest;
 mod log;
+mod personal;
 mod retention;
 mod schema;
 mod tx;
@@ -81,6 +88,9 @@ pub use digest::{
     WriteDigestError, write_digest,
 };
 pub use log::SeaOrmAuditLog;
+pub use personal::{
+    SeaOrmAuditErasure, SealPartError, erase_subject_in, open_events, reclaim_erased_space,
+};
 pub use retention::{
     RETENTION_UPDATE, SetRetentionError, archive_record_count, archived_segments, retention_of,
     retention_policies, set_retention,

@@ -15,6 +15,7 @@ use time::macros::format_description;
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::personal::open_events;
 use crate::schema::{
     AuditChainHeads, AuditEvents, CorruptRow, RowLocation, event_from_row, head_from_row,
     parse_chain, seq_value, time_expr,
@@ -25,6 +26,11 @@ use crate::schema::{
 ///
 /// Every query is confined to one chain (`chain_id = …`) and additionally constrains
 /// `org_id` / `district_id`, so that the planner uses the tenant-leading indexes.
+///
+/// [`AuditLog::find`] and [`AuditLog::get`] return events *opened*: sealed personal
+/// fields decrypted, or [`audit::ERASED`] where the subject was erased.
+/// [`AuditLog::chain_events`] returns them as stored (closed), for verification and
+/// archiving; either form has the same hash.
 #[derive(Debug, Clone)]
 pub struct SeaOrmAuditLog {
     db: Database,
@@ -202,11 +208,14 @@ pub(crate) async fn find<C: ConnectionTrait>(
         .query_all(&query)
         .await
         .map_err(|e| QueryAuditError::Storage(db_err(e)))?;
-    let events = rows
+    let mut events = rows
         .iter()
         .map(|row| event_from_row(row, backend))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| QueryAuditError::Storage(corrupt(e)))?;
+    open_events(conn, &mut events)
+        .await
+        .map_err(QueryAuditError::Storage)?;
     Ok(Page::from_overfetch(events, page, None))
 }
 
@@ -220,9 +229,15 @@ pub(crate) async fn get<C: ConnectionTrait>(
         .cond_where(tenant_cond(tenant).add(Expr::col(AuditEvents::Id).eq(Value::Uuid(Some(id)))))
         .to_owned();
     let row = conn.query_one(&query).await.map_err(db_err)?;
-    row.map(|row| event_from_row(&row, backend))
+    let Some(mut event) = row
+        .map(|row| event_from_row(&row, backend))
         .transpose()
-        .map_err(corrupt)
+        .map_err(corrupt)?
+    else {
+        return Ok(None);
+    };
+    open_events(conn, std::slice::from_mut(&mut event)).await?;
+    Ok(Some(event))
 }
 
 pub(crate) async fn stats<C: ConnectionTrait>(

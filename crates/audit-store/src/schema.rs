@@ -8,6 +8,11 @@
 //! | `occurred_at`, `updated_at` | `timestamptz` | fixed-width UTC text `YYYY-MM-DDTHH:MM:SS.ffffffZ` |
 //! | `old_value`, `new_value` | `jsonb` | JSON text |
 //! | `prev_hash`, `hash` | 64 lowercase hex characters | same |
+//! | `sealed` (sealed personal fields, `NULL` when none) | `jsonb` array | JSON text |
+//!
+//! A field held by a sealed part is stored as `NULL` in its own column (the event is
+//! stored *closed*, see [`audit::AuditEvent::closed`]); a row that has a value there
+//! anyway is reported as corrupt rather than shown.
 //!
 //! SQLite compares text byte by byte, so times are written with exactly six fractional
 //! digits and a `Z` suffix: lexicographic order is then chronological order, which the
@@ -17,7 +22,8 @@
 use std::fmt;
 
 use audit::{
-    Action, Actor, AuditEvent, Category, ChainId, ChangeType, Hash32, NewAuditEvent, TenantScope,
+    Action, Actor, AuditEvent, Category, ChainId, ChangeType, Hash32, NewAuditEvent, SealedPart,
+    TenantScope,
 };
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{DbBackend, DeriveIden, QueryResult, Value};
@@ -52,11 +58,12 @@ pub(crate) enum AuditEvents {
     OccurredAt,
     PrevHash,
     Hash,
+    Sealed,
 }
 
 impl AuditEvents {
     /// Every column of a row, in the order [`event_from_row`] reads them.
-    pub(crate) const COLUMNS: [Self; 20] = [
+    pub(crate) const COLUMNS: [Self; 21] = [
         Self::ChainId,
         Self::Seq,
         Self::Id,
@@ -77,6 +84,7 @@ impl AuditEvents {
         Self::OccurredAt,
         Self::PrevHash,
         Self::Hash,
+        Self::Sealed,
     ];
 }
 
@@ -138,9 +146,14 @@ pub(crate) fn time_expr(backend: DbBackend, at: OffsetDateTime) -> SimpleExpr {
 /// An optional JSON value as a bind value for `backend` (`jsonb` on PostgreSQL, text on
 /// SQLite). `None` is SQL `NULL`; `Some(Json::Null)` is the JSON literal `null`.
 pub(crate) fn json_value(backend: DbBackend, value: Option<&Json>) -> Value {
+    json_owned(backend, value.cloned())
+}
+
+/// As [`json_value`], taking the value.
+pub(crate) fn json_owned(backend: DbBackend, value: Option<Json>) -> Value {
     match backend {
-        DbBackend::Sqlite => Value::String(value.map(Json::to_string)),
-        _ => Value::Json(value.map(|v| Box::new(v.clone()))),
+        DbBackend::Sqlite => Value::String(value.map(|v| v.to_string())),
+        _ => Value::Json(value.map(Box::new)),
     }
 }
 
@@ -277,6 +290,11 @@ pub(crate) fn event_from_row(
         .get::<String>("change_type")?
         .parse()
         .map_err(|e| r.corrupt("change_type", e))?;
+    let sealed: Vec<SealedPart> = r
+        .json("sealed")?
+        .map(|v| serde_json::from_value(v).map_err(|e| r.corrupt("sealed", e)))
+        .transpose()?
+        .unwrap_or_default();
     let body = NewAuditEvent {
         id,
         scope,
@@ -293,12 +311,17 @@ pub(crate) fn event_from_row(
         request_id: r.get("request_id")?,
         occurred_at: r.time("occurred_at")?,
     };
-    Ok(AuditEvent {
+    let event = AuditEvent {
         body,
         seq,
         prev_hash: r.hash("prev_hash")?,
         hash: r.hash("hash")?,
-    })
+        sealed,
+    };
+    if event != event.clone().closed() {
+        return Err(r.corrupt("sealed", "a sealed field also has a stored value"));
+    }
+    Ok(event)
 }
 
 /// A row of `audit_chain_heads`: `(chain_id, seq, hash)`.

@@ -35,6 +35,20 @@
 //!
 //! Only `hash` itself is left out. The event hash is `SHA-256` of these bytes.
 //!
+//! # Event encoding, version 2 ([`EVENT_ENCODING_V2`]): personal fields sealed
+//! An event with sealed parts (see [`crate::personal`]) is encoded as version 1 with
+//! the tag `ptoc.audit.event.v2`, except that
+//! * fields 14–17 (`old_value`, `new_value`, `ip`, `user_agent`) that a part holds are
+//!   encoded as absent (`0x00`), whatever the body carries (plaintext when opened,
+//!   `[erased]` after erasure, nothing as stored);
+//! * after field 19 come the parts: `u64(count)`, then for each part `str(subject)`
+//!   (`user:<uuid>`, `invitation:<uuid>`), `fixed(16)` key id, `u64(field count)`,
+//!   `str(field name)` for each field, and `bytes(ciphertext)`.
+//!
+//! So the hash commits to the ciphertext, never to the plaintext: it verifies without
+//! any key, before and after a subject's key is erased. An event without parts is
+//! encoded as version 1, exactly as before parts existed.
+//!
 //! # Canonical JSON ([`canonical_json`])
 //! No whitespace; object keys sorted by their UTF-8 bytes (recursively); strings escape
 //! only `"`, `\` and control characters (`\b \f \n \r \t`, else `\u00xx` lowercase);
@@ -53,20 +67,35 @@ use uuid::Uuid;
 
 use crate::event::{AuditEvent, NewAuditEvent, unix_micros};
 use crate::hash::Hash32;
+use crate::personal::{PersonalField, SealedPart};
 
 /// Version tag of the event encoding (first field of [`canonical_bytes`]).
 pub const EVENT_ENCODING_V1: &str = "ptoc.audit.event.v1";
+
+/// Version tag of the encoding of events with sealed personal fields.
+pub const EVENT_ENCODING_V2: &str = "ptoc.audit.event.v2";
 
 /// The canonical bytes of a stored event: every field except `hash` (see the module
 /// documentation for the exact layout).
 #[must_use]
 pub fn canonical_bytes(event: &AuditEvent) -> Vec<u8> {
-    encode_event(event.seq, &event.prev_hash, &event.body)
+    encode_event(event.seq, &event.prev_hash, &event.body, &event.sealed)
 }
 
-/// Encodes an event body at a chain position (used to seal before the hash exists).
-pub(crate) fn encode_event(seq: u64, prev_hash: &Hash32, body: &NewAuditEvent) -> Vec<u8> {
-    let mut e = Encoder::new(EVENT_ENCODING_V1);
+/// Encodes an event body at a chain position (used to seal before the hash exists):
+/// version 1 without parts, version 2 with.
+pub(crate) fn encode_event(
+    seq: u64,
+    prev_hash: &Hash32,
+    body: &NewAuditEvent,
+    parts: &[SealedPart],
+) -> Vec<u8> {
+    let sealed = |field: PersonalField| parts.iter().any(|p| p.fields.contains(&field));
+    let mut e = Encoder::new(if parts.is_empty() {
+        EVENT_ENCODING_V1
+    } else {
+        EVENT_ENCODING_V2
+    });
     e.str(&body.chain().to_string());
     e.u64(seq);
     e.fixed(prev_hash.as_bytes());
@@ -79,12 +108,36 @@ pub(crate) fn encode_event(seq: u64, prev_hash: &Hash32, body: &NewAuditEvent) -
     e.str(&body.entity_type);
     e.str(&body.entity_id);
     e.str(body.change_type.as_str());
-    e.opt_json(body.old_value.as_ref());
-    e.opt_json(body.new_value.as_ref());
-    e.opt_str(body.ip.as_deref());
-    e.opt_str(body.user_agent.as_deref());
+    e.opt_json(
+        body.old_value
+            .as_ref()
+            .filter(|_| !sealed(PersonalField::OldValue)),
+    );
+    e.opt_json(
+        body.new_value
+            .as_ref()
+            .filter(|_| !sealed(PersonalField::NewValue)),
+    );
+    e.opt_str(body.ip.as_deref().filter(|_| !sealed(PersonalField::Ip)));
+    e.opt_str(
+        body.user_agent
+            .as_deref()
+            .filter(|_| !sealed(PersonalField::UserAgent)),
+    );
     e.opt_str(body.request_id.as_deref());
     e.i64(unix_micros(body.occurred_at));
+    if !parts.is_empty() {
+        e.u64(parts.len() as u64);
+        for part in parts {
+            e.str(&part.subject.to_string());
+            e.fixed(part.key_id.as_bytes());
+            e.u64(part.fields.len() as u64);
+            for field in &part.fields {
+                e.str(field.as_str());
+            }
+            e.bytes(&part.ciphertext);
+        }
+    }
     e.finish()
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::canonical::encode_event;
 use crate::event::{AuditEvent, NewAuditEvent};
 use crate::hash::Hash32;
+use crate::personal::SealedPart;
 use crate::scope::ChainId;
 
 /// The last event of a chain: what the next event links to, and what digests anchor.
@@ -32,6 +33,9 @@ pub enum SealError {
     /// The chain reached `u64::MAX` events.
     #[error("chain {0} has no sequence numbers left")]
     SeqExhausted(ChainId),
+    /// Sealed parts that list a field twice, or no field.
+    #[error("sealed parts list a personal field twice or none")]
+    InvalidParts,
 }
 
 /// Seals `new` into its chain after `prev` (`None` for the first event of the chain):
@@ -45,7 +49,29 @@ pub enum SealError {
 /// [`SealError::ChainMismatch`] if `prev` is the head of another chain;
 /// [`SealError::SeqExhausted`] if `prev.seq == u64::MAX`.
 pub fn seal(new: NewAuditEvent, prev: Option<&ChainHead>) -> Result<AuditEvent, SealError> {
+    seal_with_parts(new, Vec::new(), prev)
+}
+
+/// Seals `new` as [`seal`] does, with its personal fields sealed in `parts` (the
+/// adapter's ciphertexts, see [`crate::personal`]): the hash covers the parts (canonical
+/// encoding v2) and skips the fields they hold, whatever `new` still carries in them.
+///
+/// # Errors
+/// As [`seal`]; [`SealError::InvalidParts`] if a field is listed twice or a part lists
+/// no field.
+pub fn seal_with_parts(
+    new: NewAuditEvent,
+    parts: Vec<SealedPart>,
+    prev: Option<&ChainHead>,
+) -> Result<AuditEvent, SealError> {
     let chain = new.chain();
+    let mut seen = Vec::new();
+    for part in &parts {
+        if part.fields.is_empty() || part.fields.iter().any(|f| seen.contains(f)) {
+            return Err(SealError::InvalidParts);
+        }
+        seen.extend_from_slice(&part.fields);
+    }
     let (seq, prev_hash) = match prev {
         None => (1, Hash32::GENESIS),
         Some(head) if head.chain != chain => {
@@ -61,12 +87,13 @@ pub fn seal(new: NewAuditEvent, prev: Option<&ChainHead>) -> Result<AuditEvent, 
             head.hash,
         ),
     };
-    let hash = Hash32::of(&encode_event(seq, &prev_hash, &new));
+    let hash = Hash32::of(&encode_event(seq, &prev_hash, &new, &parts));
     Ok(AuditEvent {
         body: new,
         seq,
         prev_hash,
         hash,
+        sealed: parts,
     })
 }
 
@@ -114,13 +141,26 @@ impl ChainBuilder {
     /// [`SealError::ChainMismatch`] if `new` belongs to another chain;
     /// [`SealError::SeqExhausted`] if the chain is full.
     pub fn seal(&mut self, new: NewAuditEvent) -> Result<AuditEvent, SealError> {
+        self.seal_with_parts(new, Vec::new())
+    }
+
+    /// Seals `new` with its personal fields in `parts` ([`seal_with_parts`]) as the next
+    /// event and advances the head.
+    ///
+    /// # Errors
+    /// As [`ChainBuilder::seal`] and [`seal_with_parts`].
+    pub fn seal_with_parts(
+        &mut self,
+        new: NewAuditEvent,
+        parts: Vec<SealedPart>,
+    ) -> Result<AuditEvent, SealError> {
         if new.chain() != self.chain {
             return Err(SealError::ChainMismatch {
                 event: new.chain(),
                 head: self.chain,
             });
         }
-        let event = seal(new, self.head.as_ref())?;
+        let event = seal_with_parts(new, parts, self.head.as_ref())?;
         self.head = Some(event.head());
         Ok(event)
     }

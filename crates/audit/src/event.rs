@@ -370,7 +370,8 @@ impl NewAuditEvent {
 
 /// A stored audit event: a [`NewAuditEvent`] sealed into its tenant's hash chain.
 ///
-/// Serialised flat: the fields of the body plus `seq`, `prev_hash` and `hash`.
+/// Serialised flat: the fields of the body plus `seq`, `prev_hash`, `hash` and, when
+/// personal fields are sealed, `sealed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// The event as the domain wrote it.
@@ -382,6 +383,11 @@ pub struct AuditEvent {
     pub prev_hash: Hash32,
     /// `sha256(canonical_bytes(self))`.
     pub hash: Hash32,
+    /// The personal fields sealed per data subject (empty: nothing personal, encoding
+    /// v1). The hash covers these ciphertexts, not the sealed fields of `body` (see
+    /// [`crate::personal`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed: Vec<crate::personal::SealedPart>,
 }
 
 impl AuditEvent {

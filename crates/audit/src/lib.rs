@@ -26,6 +26,13 @@
 //! PostgreSQL (`jsonb`, `timestamptz`) or SQLite. The exact layout is documented in
 //! [`canonical`].
 //!
+//! # Personal data (encoding version 2)
+//! The personal fields of an event about a person (its values; the acting user's IP and
+//! user agent) are sealed per data subject ([`DataSubject`]) under that subject's key
+//! by the adapter ([`SealedPart`]); the hash covers the ciphertexts, so erasing the key
+//! ("crypto-shredding") makes them unreadable everywhere while every chain, digest and
+//! archive still verifies. See [`personal`].
+//!
 //! # Signed digests
 //! A chain alone proves internal consistency only: whoever can write the table can
 //! recompute a whole chain. Periodically a [`Digest`] records the head of every chain,
@@ -84,6 +91,7 @@ mod chain;
 mod digest;
 mod event;
 mod hash;
+pub mod personal;
 mod ports;
 mod query;
 mod retention;
@@ -96,9 +104,9 @@ mod proptests;
 mod testkit;
 
 pub use action::{Action, ActionError};
-pub use canonical::{EVENT_ENCODING_V1, canonical_bytes, canonical_json};
+pub use canonical::{EVENT_ENCODING_V1, EVENT_ENCODING_V2, canonical_bytes, canonical_json};
 pub use catalog::{AfterCommit, EventType};
-pub use chain::{ChainBuilder, ChainHead, SealError, seal};
+pub use chain::{ChainBuilder, ChainHead, SealError, seal, seal_with_parts};
 pub use digest::{
     Anchor, DIGEST_ENCODING_V1, Digest, DigestError, DigestSigner, SignedDigest, anchors_for,
     verify_against_digests, verify_digest_series,
@@ -108,9 +116,13 @@ pub use event::{
     truncate_to_micros, unix_micros,
 };
 pub use hash::{Hash32, ParseHashError};
+pub use personal::{
+    DataSubject, ERASED, EraseSubjectError, ErasureScope, OpenPartError, PersonalField, SealedPart,
+    SubjectErasure, personal_plan, subject_of_entity,
+};
 pub use ports::{
-    AppendAuditError, AuditLog, AuditSink, BoxError, ChainReadError, DigestStore, DigestStoreError,
-    GetAuditError, QueryAuditError, StatsAuditError,
+    AppendAuditError, AuditErasure, AuditLog, AuditSink, BoxError, ChainReadError, DigestStore,
+    DigestStoreError, GetAuditError, QueryAuditError, StatsAuditError,
 };
 pub use query::{
     ActionCount, AuditCursor, AuditFilter, AuditStats, CategoryDayCount, CursorError, DayCount,

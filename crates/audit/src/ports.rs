@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::chain::{ChainHead, SealError};
 use crate::digest::SignedDigest;
 use crate::event::{AuditEvent, NewAuditEvent};
+use crate::personal::{DataSubject, EraseSubjectError, ErasureScope, SubjectErasure};
 use crate::query::{
     AuditFilter, AuditStats, CategoryDayCount, InvalidTimeRange, Page, PageRequest, TimeRange,
 };
@@ -111,6 +112,24 @@ pub trait AuditSink: Send + Sync {
         &self,
         event: NewAuditEvent,
     ) -> impl Future<Output = Result<AuditEvent, AppendAuditError>> + Send;
+}
+
+/// Erases a data subject's personal data from the audit trail by destroying the keys
+/// its fields were sealed with ("crypto-shredding", see [`crate::personal`]).
+///
+/// Adapters **must** delete the subject's keys (for the chains in `scope`) so that no
+/// copy remains that the store can read back, leave every event, digest and archive
+/// untouched (they still verify), and make later reads show the subject's fields as
+/// [`crate::ERASED`]. Events appended for the subject afterwards get a new key.
+#[cfg_attr(test, mockall::automock)]
+pub trait AuditErasure: Send + Sync {
+    /// Erases `subject`'s personal fields in the chains of `scope`; the receipt lists
+    /// the chains where there was something to erase.
+    fn erase_subject(
+        &self,
+        subject: DataSubject,
+        scope: ErasureScope,
+    ) -> impl Future<Output = Result<SubjectErasure, EraseSubjectError>> + Send;
 }
 
 /// Reads the audit log. Every read is confined to one tenant's chain.

@@ -137,3 +137,70 @@ proptest! {
         }
     }
 }
+
+/// People of the sealed-chain fixture: actors and members.
+const PEOPLE: [uuid::Uuid; 4] = [
+    uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0a01),
+    uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0a02),
+    uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0a03),
+    uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0a04),
+];
+
+/// A chain of member events, `(actor, member)` index pairs into [`PEOPLE`], with their
+/// personal fields sealed (the test stand-in for the AEAD).
+fn sealed_chain(pairs: &[(usize, usize)]) -> Vec<AuditEvent> {
+    use crate::personal::tests::{fake_seal, member_event};
+    let mut builder = ChainBuilder::new(ChainId::Org(ORG));
+    pairs
+        .iter()
+        .map(|&(actor, member)| {
+            let new = member_event(crate::Actor::User(PEOPLE[actor]), PEOPLE[member]);
+            let parts = fake_seal(&new);
+            builder.seal_with_parts(new, parts).expect("seal")
+        })
+        .collect()
+}
+
+proptest! {
+    /// Erasing any set of subjects (opened events get `[erased]`, closed ones stay
+    /// empty) never breaks the chain; flipping one ciphertext bit breaks it exactly there.
+    #[test]
+    fn erasure_keeps_sealed_chains_intact_and_ciphertext_is_covered(
+        pairs in proptest::collection::vec((0usize..4, 0usize..4), 1..16),
+        erased in proptest::collection::vec(any::<bool>(), 4),
+        closed in any::<bool>(),
+        tamper in (any::<proptest::sample::Index>(), any::<proptest::sample::Index>(), 0u8..8),
+    ) {
+        use crate::personal::{DataSubject, ERASED};
+        let chain = ChainId::Org(ORG);
+        let mut events = sealed_chain(&pairs);
+        if closed {
+            events = events.into_iter().map(AuditEvent::closed).collect();
+        }
+        let mut any_erased = false;
+        for event in &mut events {
+            for i in 0..event.sealed.len() {
+                let DataSubject::User(who) = event.sealed[i].subject else { continue };
+                let index = PEOPLE.iter().position(|p| *p == who).unwrap_or_default();
+                if erased[index] {
+                    any_erased = true;
+                    event.erase_part(i).expect("erase");
+                    prop_assert!(event.is_sealed(event.sealed[i].fields[0]));
+                }
+            }
+        }
+        let shown = serde_json::to_string(&events).unwrap_or_default();
+        prop_assert_eq!(shown.contains(ERASED), any_erased);
+        prop_assert!(verify_chain(&events, chain).is_intact());
+
+        // Every event has a part: the member's values at least.
+        let (at, part, bit) = tamper;
+        let index = at.index(events.len());
+        let part = part.index(events[index].sealed.len());
+        let byte = events[index].sealed[part].ciphertext.len() / 2;
+        events[index].sealed[part].ciphertext[byte] ^= 1 << bit;
+        let broken = verify_chain(&events, chain).first_break.expect("tampering detected");
+        prop_assert_eq!(broken.position(), index as u64 + 1);
+        prop_assert_eq!(broken.event_id, Some(events[index].id()));
+    }
+}

@@ -429,12 +429,15 @@ async fn open(url: &str, settings: &DatabaseSettings) -> Result<DatabaseConnecti
         .connect_timeout(settings.acquire_timeout)
         .sqlx_logging(false)
         // WAL lets readers proceed during a write; a busy timeout queues writers
-        // instead of failing them; foreign keys are enforced as on PostgreSQL.
+        // instead of failing them; foreign keys are enforced as on PostgreSQL;
+        // `secure_delete` zeroes deleted rows in their pages, so erased personal data
+        // and erased audit keys don't linger in free space (issue #17).
         .map_sqlx_sqlite_opts(move |o: SqliteConnectOptions| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(busy_timeout)
                 .foreign_keys(true)
+                .pragma("secure_delete", "ON")
         })
         // Row-level security (migration 000007): connections start in the system
         // scope; tenant-scoped units of work narrow it (`Database::begin_for_org`).

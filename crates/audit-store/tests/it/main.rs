@@ -10,6 +10,7 @@ mod atomicity;
 mod batch;
 mod concurrency;
 mod digests;
+mod erasure;
 mod query;
 mod roundtrip;
 mod tamper;

@@ -110,10 +110,11 @@ pub async fn loaded_events_equal_sealed_events(db: &TestDb) {
                 loaded.hash,
                 "hash recomputes: {loaded:?}"
             );
-            assert_eq!(loaded, original, "exact round trip");
+            // The chain is read as stored (personal fields sealed), single events opened.
+            assert_eq!(loaded, &original.clone().closed(), "exact round trip");
             assert_eq!(
                 log.get(chain, loaded.id()).await.unwrap().as_ref(),
-                Some(loaded)
+                Some(original)
             );
         }
         let report = verify_chain_in_db(&db.db, chain, &[], &NoSigner)
