@@ -55,6 +55,7 @@ async fn without_a_tenant_every_tenant_table_is_empty() {
         .iter()
         .chain(migration::JOB_TABLES)
         .chain(migration::MAIL_TABLES)
+        .chain(migration::PRIVACY_TABLES)
         .map(|(t, _, _)| *t)
         .chain(migration::SCHOOL_TABLES.iter().copied());
     for table in tables {
