@@ -24,12 +24,14 @@ mod m20261206_000020_mail_outbox;
 mod m20261206_000030_account_security;
 mod m20261206_000040_account_tokens;
 mod m20261206_000050_account_preferences;
+mod m20261206_000080_directory_privacy;
 mod m20261206_000090_audit_personal_data;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
 pub use m20261206_000011_school_settings_rls::SCHOOL_TABLES;
 pub use m20261206_000020_mail_outbox::MAIL_TABLES;
+pub use m20261206_000080_directory_privacy::PRIVACY_TABLES;
 pub use m20261206_000090_audit_personal_data::AUDIT_KEY_TABLES;
 
 /// The ordered list of all migrations.
@@ -54,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000030_account_security::Migration),
             Box::new(m20261206_000040_account_tokens::Migration),
             Box::new(m20261206_000050_account_preferences::Migration),
+            Box::new(m20261206_000080_directory_privacy::Migration),
             Box::new(m20261206_000090_audit_personal_data::Migration),
         ]
     }

@@ -108,6 +108,9 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         EventType::PermissionUpdate => whole_org(),
         EventType::ApiKeyRevoke => entity().map(Effect::Credential).into_iter().collect(),
         EventType::UserProfileUpdate => entity().map(Effect::UserDirectories).into_iter().collect(),
+        // The org's settings, its directory policy among them: what its directory
+        // pages hold and show.
+        EventType::OrgUpdate => org.map(Effect::Directory).into_iter().collect(),
         // Nothing cached depends on these (sessions are evicted by `AuthService`, which
         // revokes them: the credential cache is keyed by the session it holds).
         EventType::ApiKeyCreate
@@ -133,7 +136,6 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::DistrictStaffRemove
         | EventType::JobCancel
         | EventType::OrgSignupCodeRotate
-        | EventType::OrgUpdate
         | EventType::PlatformAdminBootstrap
         | EventType::SchoolCreate
         | EventType::SchoolDelete

@@ -222,6 +222,7 @@ pub async fn build_state(
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs,
+        privacy: tenancy_store::SeaOrmPrivacy::new(db.clone()),
         account_tokens: tenancy_store::SeaOrmAccountTokens::new(db.clone(), notices.clone()),
         confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),

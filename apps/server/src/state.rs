@@ -29,6 +29,8 @@ pub struct AppState {
     pub auth: std::sync::Arc<AuthService>,
     /// Organizations, memberships, custom roles.
     pub orgs: SeaOrmOrgRepository,
+    /// Directory policies, members' privacy choices, data-access activity.
+    pub privacy: tenancy_store::SeaOrmPrivacy,
     /// Address verification and password-reset links.
     pub account_tokens: tenancy_store::SeaOrmAccountTokens,
     /// Signs the confirmation tokens of destructive bulk operations.

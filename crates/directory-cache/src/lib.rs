@@ -17,7 +17,14 @@
 //! invalidation its instance applied: the writer's instance at once, the others when
 //! the bus message arrives (the TTLs bound staleness if it is lost).
 //!
-//! Cached values are domain rows (not API views): the API still shapes every response.
+//! Cached values are domain rows (not API views): the API still shapes every response,
+//! for each viewer, from the rows, the org's directory policy and the members' privacy
+//! choices cached with them (`tenancy::privacy::visibility`). Which members a page
+//! holds depends on its audience (`tenancy::directory::Audience`: the record for admins,
+//! the directory for other members), which is part of the request and so of the key: a
+//! page selected for admins is never served to a member, and no viewer's own fields are
+//! in a page's selection. A change of the directory policy (`org.update`) or of a
+//! member's choices (`member.update`) retires the org's pages like any other write.
 
 use std::time::Duration;
 
@@ -31,7 +38,7 @@ use tenancy::{OrgId, UserId};
 use uuid::Uuid;
 
 /// The Redis key prefix (bump the version when the cached format changes).
-pub const KEY_PREFIX: &str = "ptoc:dir:v1:";
+pub const KEY_PREFIX: &str = "ptoc:dir:v2:";
 
 /// How long a profile is kept (per layer).
 pub const PROFILE_TTL: Duration = Duration::from_secs(5 * 60);

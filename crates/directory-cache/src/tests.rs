@@ -25,6 +25,8 @@ impl CountingDirectory {
         MemberPage {
             rows: vec![row(org, &format!("Load{n}"))],
             more: false,
+            policy: tenancy::privacy::DirectoryPolicy::default(),
+            privacy: Vec::new(),
         }
     }
 }
@@ -75,6 +77,7 @@ fn list_request(org: OrgId, limit: u32) -> MemberListRequest {
         descending: false,
         after: None,
         limit,
+        audience: tenancy::directory::Audience::Record,
     }
 }
 
@@ -144,6 +147,35 @@ async fn pages_are_cached_per_request_until_their_org_changes() {
     assert_eq!(fake.loads(), 4);
     let stats = dir.stats();
     assert_eq!((stats.l1_hits, stats.loads), (2, 4));
+}
+
+#[tokio::test]
+async fn a_directory_page_and_a_record_page_never_share_an_entry() {
+    let (fake, dir) = cached(None, InvalidationBus::local_only(), settings()).await;
+    let (org, _) = two_orgs();
+    let record = list_request(org, 20);
+    let directory = MemberListRequest {
+        audience: tenancy::directory::Audience::Directory,
+        ..record.clone()
+    };
+    assert_eq!(
+        first_name(&dir.list(&record).await.expect("loads")),
+        "Load1"
+    );
+    // The same page for another audience is loaded for it, not served from the record's.
+    assert_eq!(
+        first_name(&dir.list(&directory).await.expect("loads")),
+        "Load2"
+    );
+    assert_eq!(
+        first_name(&dir.list(&record).await.expect("cached")),
+        "Load1"
+    );
+    assert_eq!(
+        first_name(&dir.list(&directory).await.expect("cached")),
+        "Load2"
+    );
+    assert_eq!(fake.loads(), 2);
 }
 
 #[tokio::test]

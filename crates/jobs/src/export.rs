@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tenancy::directory::{
-    MemberCursor, MemberDirectory, MemberFilter, MemberListRequest, MemberRow, MemberSearchRequest,
-    MemberSort, RoleFilter,
+    Audience, MemberCursor, MemberDirectory, MemberFilter, MemberListRequest, MemberPage,
+    MemberRow, MemberSearchRequest, MemberSort, RoleFilter,
 };
 use tenancy::ports::StorageFailure;
 use tenancy::search::SearchQuery;
@@ -129,6 +129,7 @@ pub struct MemberPages<D> {
     after: Option<MemberCursor>,
     offset: u32,
     done: bool,
+    audience: Audience,
 }
 
 impl<D: MemberDirectory> MemberPages<D> {
@@ -154,7 +155,16 @@ impl<D: MemberDirectory> MemberPages<D> {
             after: None,
             offset: 0,
             done: false,
+            audience: Audience::Record,
         })
+    }
+
+    /// The same pages for another audience (the printable directory is read as other
+    /// members see it; exports of records, the default, as the record).
+    #[must_use]
+    pub fn for_audience(mut self, audience: Audience) -> Self {
+        self.audience = audience;
+        self
     }
 
     /// The next page (`None` when done).
@@ -162,6 +172,15 @@ impl<D: MemberDirectory> MemberPages<D> {
     /// # Errors
     /// Storage failures.
     pub async fn next_page(&mut self) -> Result<Option<Vec<MemberRow>>, StorageFailure> {
+        Ok(self.next_full_page().await?.map(|page| page.rows))
+    }
+
+    /// The next page with the policy and privacy choices it was read with (`None` when
+    /// done).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn next_full_page(&mut self) -> Result<Option<MemberPage>, StorageFailure> {
         if self.done {
             return Ok(None);
         }
@@ -175,6 +194,7 @@ impl<D: MemberDirectory> MemberPages<D> {
                         filter: self.filter.clone(),
                         offset: self.offset,
                         limit: EXPORT_PAGE,
+                        audience: self.audience,
                     })
                     .await?;
                 self.offset += EXPORT_PAGE;
@@ -190,6 +210,7 @@ impl<D: MemberDirectory> MemberPages<D> {
                         descending: self.descending,
                         after: self.after.take(),
                         limit: EXPORT_PAGE,
+                        audience: self.audience,
                     })
                     .await?;
                 self.after = page
@@ -203,7 +224,7 @@ impl<D: MemberDirectory> MemberPages<D> {
         if page.rows.is_empty() {
             return Ok(None);
         }
-        Ok(Some(page.rows))
+        Ok(Some(page))
     }
 }
 
@@ -316,6 +337,24 @@ async fn renewed(lease: Option<(&JobQueue, &Lease)>) -> bool {
     }
 }
 
+/// The details a `data.export` activity of a member export records: the format, the
+/// filter (list filters, sort or search), the row count and the job, if any.
+#[must_use]
+pub fn export_details(
+    format: SheetFormat,
+    spec: &ExportSpec,
+    rows: u64,
+    job_id: Option<Uuid>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "members",
+        "format": format.extension(),
+        "filter": spec,
+        "rows": rows,
+        "job_id": job_id,
+    })
+}
+
 /// What the export job stores in its parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportParams {
@@ -325,8 +364,10 @@ pub struct ExportParams {
     pub spec: ExportSpec,
 }
 
-/// Runs an export job: writes the file, then stores it in parts and marks the job done,
-/// in one transaction (a crash before that leaves nothing; the next worker starts over).
+/// Runs an export job: writes the file, then stores it in parts, records the
+/// `data.export` activity (by `requested_by`, with the filter and the row count) and
+/// marks the job done, in one transaction (a crash before that leaves nothing; the next
+/// worker starts over). The file goes when the job is swept.
 ///
 /// # Errors
 /// Storage failures; a bad spec or file error is returned as `Ok(Err(reason))` (the
@@ -337,6 +378,7 @@ pub async fn run_export<D: MemberDirectory>(
     lease: &Lease,
     params: &ExportParams,
     tmp_dir: &Path,
+    requested_by: Option<Uuid>,
 ) -> Result<Result<u64, String>, JobStoreError> {
     let written = write_export_file(
         directory,
@@ -371,6 +413,22 @@ pub async fn run_export<D: MemberDirectory>(
         }
     }
     let total = i64::try_from(rows).unwrap_or(i64::MAX);
+    let event = audit::NewAuditEvent::activity(
+        audit::TenantScope::org(lease.org_id),
+        requested_by.map_or(audit::Actor::System, audit::Actor::User),
+        audit::action::activity::DATA_EXPORT,
+        "members",
+        lease.org_id.to_string(),
+    )
+    .with_new_value(export_details(
+        params.format,
+        &params.spec,
+        rows,
+        Some(lease.job_id),
+    ));
+    audit_store::append_in(&txn, vec![event])
+        .await
+        .map_err(|e| JobStoreError(Box::new(e)))?;
     if JobQueue::finish_in(&txn, lease, Ok(Some(total))).await? {
         txn.commit().await?;
     } else {

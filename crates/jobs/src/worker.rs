@@ -174,6 +174,7 @@ impl Worker {
                     lease,
                     &params,
                     &self.settings.tmp_dir,
+                    job.created_by,
                 )
                 .await?
                 {

@@ -1,20 +1,21 @@
 //! [`MemberDirectory`] on SeaORM: filtered, sorted, keyset-paged member lists and fuzzy
 //! search, inside a tenant-scoped transaction (row-level security on PostgreSQL).
 
-use sea_orm::sea_query::{Expr, ExprTrait, Func, SimpleExpr};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseTransaction, EntityTrait, Order, QueryFilter, QueryOrder,
     QuerySelect, SelectTwo,
 };
 use tenancy::directory::{
-    MemberDirectory, MemberFilter, MemberListRequest, MemberPage, MemberRow, MemberSearchRequest,
-    MemberSort, RoleFilter, SortKey,
+    Audience, MemberDirectory, MemberFilter, MemberListRequest, MemberPage, MemberRow,
+    MemberSearchRequest, MemberSort, RoleFilter, SortKey,
 };
 use tenancy::ports::StorageFailure;
+use tenancy::privacy::{Choice, DirectoryField, DirectoryPolicy, Viewer};
 use tenancy::{MembershipStatus, OrgId};
 
 use crate::convert::{self, failure};
-use crate::entity::{memberships, org_roles, users};
+use crate::entity::{member_privacy, memberships, org_roles, users};
 use persistence::{Backend, Database};
 
 /// The most candidate rows a search ranks; the best of them are returned. A search
@@ -57,7 +58,41 @@ impl SeaOrmMemberDirectory {
 
 type Rows = SelectTwo<memberships::Entity, users::Entity>;
 
-fn base(org: OrgId, filter: &MemberFilter) -> Rows {
+/// `member_privacy` has a row of this membership whose `column` is `value`.
+fn privacy_says(column: member_privacy::Column, value: Choice) -> SimpleExpr {
+    let p = Alias::new("p");
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from_as(member_privacy::Entity, p.clone())
+            .and_where(
+                Expr::col((p.clone(), member_privacy::Column::OrgId))
+                    .equals((memberships::Entity, memberships::Column::OrgId)),
+            )
+            .and_where(
+                Expr::col((p.clone(), member_privacy::Column::UserId))
+                    .equals((memberships::Entity, memberships::Column::UserId)),
+            )
+            .and_where(Expr::col((p, column)).eq(value.as_str()))
+            .to_owned(),
+    )
+}
+
+/// The members whose choice for `column` (`listing` or a field) is, or defaults to,
+/// `members` under `policy` (the SQL form of `tenancy::privacy::directory_shows`).
+fn chose_members(policy: &DirectoryPolicy, column: member_privacy::Column) -> SimpleExpr {
+    match policy.listing.default_choice() {
+        Choice::Members => privacy_says(column, Choice::Hidden).not(),
+        Choice::Hidden => privacy_says(column, Choice::Members),
+    }
+}
+
+/// The members a directory audience may see at all: listed ones.
+fn listed(policy: &DirectoryPolicy) -> SimpleExpr {
+    chose_members(policy, member_privacy::Column::Listing)
+}
+
+fn base(org: OrgId, filter: &MemberFilter, audience: Audience, policy: &DirectoryPolicy) -> Rows {
     let mut q = memberships::Entity::find()
         .find_also_related(users::Entity)
         .filter(memberships::Column::OrgId.eq(org.as_uuid()))
@@ -74,7 +109,18 @@ fn base(org: OrgId, filter: &MemberFilter) -> Rows {
     if let Some(status) = filter.status {
         q = q.filter(memberships::Column::Status.eq(status_str(status)));
     }
+    if audience == Audience::Directory {
+        q = q.filter(listed(policy));
+    }
     if let Some(c) = &filter.committee {
+        // A directory audience filters only on committees it is shown.
+        if audience == Audience::Directory {
+            q = q.filter(if policy.shows(DirectoryField::Committee) {
+                chose_members(policy, member_privacy::Column::Committee)
+            } else {
+                Expr::val(1).eq(0)
+            });
+        }
         q = q.filter(
             Expr::expr(Func::lower(Expr::col((
                 memberships::Entity,
@@ -165,8 +211,9 @@ fn word_trigrams(word: &str) -> Vec<String> {
 impl MemberDirectory for SeaOrmMemberDirectory {
     async fn list(&self, req: &MemberListRequest) -> Result<MemberPage, StorageFailure> {
         let txn = self.read_txn(req.org).await?;
+        let policy = crate::privacy::load_policy(&txn, req.org).await?;
         let exprs = sort_exprs(req.sort);
-        let mut q = base(req.org, &req.filter);
+        let mut q = base(req.org, &req.filter, req.audience, &policy);
         if let Some(after) = &req.after {
             let mut left = exprs.clone();
             left.push(Expr::col((
@@ -195,13 +242,25 @@ impl MemberDirectory for SeaOrmMemberDirectory {
         let more = rows.len() > req.limit as usize;
         rows.truncate(req.limit as usize);
         let rows = rows_with_roles(&txn, req.org, rows).await?;
+        let privacy = crate::privacy::load_choices(
+            &txn,
+            req.org,
+            Some(rows.iter().map(|(u, _)| u.id.as_uuid()).collect()),
+        )
+        .await?;
         txn.commit().await.map_err(failure)?;
-        Ok(MemberPage { rows, more })
+        Ok(MemberPage {
+            rows,
+            more,
+            policy,
+            privacy,
+        })
     }
 
     async fn search(&self, req: &MemberSearchRequest) -> Result<MemberPage, StorageFailure> {
         let txn = self.read_txn(req.org).await?;
-        let mut q = base(req.org, &req.filter);
+        let policy = crate::privacy::load_policy(&txn, req.org).await?;
+        let mut q = base(req.org, &req.filter, req.audience, &policy);
         let words: Vec<Vec<String>> = req
             .query
             .words()
@@ -246,9 +305,41 @@ impl MemberDirectory for SeaOrmMemberDirectory {
             .all(&txn)
             .await
             .map_err(failure)?;
+        // A directory audience is matched only on what it is shown of each member.
+        let everyone_choices = match req.audience {
+            Audience::Record => Vec::new(),
+            Audience::Directory => crate::privacy::load_choices(&txn, req.org, None).await?,
+        };
+        let choices_of = |user: uuid::Uuid| {
+            everyone_choices
+                .iter()
+                .find(|(u, _)| u.as_uuid() == user)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default()
+        };
         let mut scored: Vec<(f32, (memberships::Model, Option<users::Model>))> = candidates
             .into_iter()
-            .filter_map(|(m, u)| req.query.score(&m.search_doc).map(|s| (s, (m, u))))
+            .filter_map(|(m, u)| {
+                let score = match (req.audience, &u) {
+                    (Audience::Record, _) => req.query.score(&m.search_doc),
+                    (Audience::Directory, Some(user)) => {
+                        let shown = tenancy::privacy::visibility(
+                            Viewer::Member,
+                            &policy,
+                            &choices_of(m.user_id),
+                        );
+                        let doc = crate::orgs::visible_search_doc(
+                            user,
+                            m.committee.as_deref(),
+                            &m.profile,
+                            &shown,
+                        );
+                        req.query.score(&doc)
+                    }
+                    (Audience::Directory, None) => None,
+                };
+                score.map(|s| (s, (m, u)))
+            })
             .collect();
         scored.sort_by(|(sa, (ma, ua)), (sb, (mb, ub))| {
             let name = |u: &Option<users::Model>| {
@@ -264,8 +355,27 @@ impl MemberDirectory for SeaOrmMemberDirectory {
         let more = scored.len() > end;
         let page: Vec<_> = scored.drain(start..end).map(|(_, r)| r).collect();
         let rows = rows_with_roles(&txn, req.org, page).await?;
+        let privacy = match req.audience {
+            Audience::Directory => everyone_choices
+                .into_iter()
+                .filter(|(u, _)| rows.iter().any(|(r, _)| r.id == *u))
+                .collect(),
+            Audience::Record => {
+                crate::privacy::load_choices(
+                    &txn,
+                    req.org,
+                    Some(rows.iter().map(|(u, _)| u.id.as_uuid()).collect()),
+                )
+                .await?
+            }
+        };
         txn.commit().await.map_err(failure)?;
-        Ok(MemberPage { rows, more })
+        Ok(MemberPage {
+            rows,
+            more,
+            policy,
+            privacy,
+        })
     }
 }
 
@@ -278,5 +388,28 @@ mod tests {
         assert_eq!(word_trigrams("jonh"), vec![" jo", "jon", "onh"]);
         assert_eq!(word_trigrams("jo"), vec![" jo"]);
         assert!(word_trigrams("j").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod sql_tests {
+    use super::*;
+    use sea_orm::QueryTrait;
+
+    #[test]
+    fn directory_predicates_bind_their_values_on_postgres() {
+        let q = base(
+            OrgId::new(),
+            &MemberFilter {
+                committee: Some("x".into()),
+                ..MemberFilter::default()
+            },
+            Audience::Directory,
+            &DirectoryPolicy::default(),
+        );
+        let s = q.build(sea_orm::DbBackend::Postgres).to_string();
+        // Every value bound (shown inline here), none left as a bare placeholder.
+        assert!(!s.contains('?'), "{s}");
+        assert!(s.contains("EXISTS"), "{s}");
     }
 }

@@ -18,6 +18,7 @@ mod entity;
 mod invitations;
 mod notices;
 mod orgs;
+mod privacy;
 mod sessions;
 mod users;
 
@@ -28,5 +29,6 @@ pub use api_keys::SeaOrmApiKeyRepository;
 pub use directory::{SEARCH_CANDIDATES, SeaOrmMemberDirectory};
 pub use notices::{Notice, Notices, Notifier, Recipient};
 pub use orgs::SeaOrmOrgRepository;
+pub use privacy::SeaOrmPrivacy;
 pub use sessions::SeaOrmSessionRepository;
 pub use users::SeaOrmUserRepository;

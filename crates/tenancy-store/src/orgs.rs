@@ -108,16 +108,7 @@ async fn load_user<C: ConnectionTrait>(
 /// The search document of a membership (`tenancy::search::document`), from the user's
 /// account and the membership's committee and profile.
 fn search_doc_of(u: &users::Model, committee: Option<&str>, profile: &serde_json::Value) -> String {
-    let children: Vec<String> = profile
-        .get("children")
-        .and_then(serde_json::Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.get("name").and_then(serde_json::Value::as_str))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let children = children_names(profile);
     tenancy::search::document(
         &u.first_name,
         &u.last_name,
@@ -126,6 +117,38 @@ fn search_doc_of(u: &users::Model, committee: Option<&str>, profile: &serde_json
         committee,
         &children,
     )
+}
+
+/// The search document of a membership as `shown` lets a searcher see it
+/// (`tenancy::privacy::visible_document`).
+pub(crate) fn visible_search_doc(
+    u: &users::Model,
+    committee: Option<&str>,
+    profile: &serde_json::Value,
+    shown: &tenancy::privacy::Visibility,
+) -> String {
+    tenancy::privacy::visible_document(
+        shown,
+        &u.first_name,
+        &u.last_name,
+        &u.email,
+        u.phone.as_deref(),
+        committee,
+        &children_names(profile),
+    )
+}
+
+fn children_names(profile: &serde_json::Value) -> Vec<String> {
+    profile
+        .get("children")
+        .and_then(serde_json::Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.get("name").and_then(serde_json::Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The search document of `user`'s membership with this committee and profile.

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::ports::StorageFailure;
+use crate::privacy::{DirectoryPolicy, PrivacyChoices};
 use crate::search::SearchQuery;
 use crate::{Membership, MembershipStatus, OrgId, RoleId, User, UserId};
 
@@ -186,6 +187,27 @@ impl MemberCursor {
     }
 }
 
+/// Whom a page of the directory is for: it decides which members a page holds and
+/// what a search or a filter may match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Audience {
+    /// The org's admins (and exports of records): every member, every field.
+    Record,
+    /// Other members: only listed members, filters and search only on the fields each
+    /// member shows them ([`crate::privacy::directory_shows`]).
+    #[default]
+    Directory,
+}
+
+impl Audience {
+    /// Whether this audience may sort by `sort`: ordering by e-mail would reveal hidden
+    /// addresses (the cursor carries them), so only the record is sorted by e-mail.
+    #[must_use]
+    pub const fn may_sort_by(self, sort: MemberSort) -> bool {
+        !matches!((self, sort), (Self::Directory, MemberSort::Email))
+    }
+}
+
 /// A request for one page of the member list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberListRequest {
@@ -201,6 +223,8 @@ pub struct MemberListRequest {
     pub after: Option<MemberCursor>,
     /// Page size.
     pub limit: u32,
+    /// Whom the page is for.
+    pub audience: Audience,
 }
 
 /// A request for one page of search results.
@@ -216,18 +240,39 @@ pub struct MemberSearchRequest {
     pub offset: u32,
     /// Page size.
     pub limit: u32,
+    /// Whom the page is for.
+    pub audience: Audience,
 }
 
 /// A member and their account, as a list shows them.
 pub type MemberRow = (User, Membership);
 
-/// One page: the rows and whether more follow.
+/// One page: the rows and whether more follow, with the org's directory policy and the
+/// rows' members' privacy choices as they were read with the rows (so a page is shaped
+/// for each viewer by [`crate::privacy::visibility`] under the policy it was selected
+/// by).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MemberPage {
     /// The rows of this page.
     pub rows: Vec<MemberRow>,
     /// Whether another page follows.
     pub more: bool,
+    /// The org's directory policy.
+    pub policy: DirectoryPolicy,
+    /// The choices of the rows' members who made any (others: none).
+    pub privacy: Vec<(UserId, PrivacyChoices)>,
+}
+
+impl MemberPage {
+    /// The privacy choices of `user` (none made: the defaults).
+    #[must_use]
+    pub fn choices_of(&self, user: UserId) -> PrivacyChoices {
+        self.privacy
+            .iter()
+            .find(|(u, _)| *u == user)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Reads of an org's member directory.
@@ -248,6 +293,15 @@ pub trait MemberDirectory: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_record_is_sorted_by_email() {
+        for sort in [MemberSort::Name, MemberSort::Joined, MemberSort::LastActive] {
+            assert!(Audience::Directory.may_sort_by(sort));
+        }
+        assert!(!Audience::Directory.may_sort_by(MemberSort::Email));
+        assert!(Audience::Record.may_sort_by(MemberSort::Email));
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_another_order() {

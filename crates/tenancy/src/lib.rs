@@ -15,6 +15,7 @@ mod names;
 mod org;
 mod password;
 pub mod ports;
+pub mod privacy;
 pub mod rules;
 pub mod search;
 pub mod service;

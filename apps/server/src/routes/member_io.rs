@@ -41,8 +41,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/export",
         export_members,
         RouteDoc::new("export_members", "Export members as CSV or Excel", TAG)
-            .description("The whole list or a filtered list (same filters and sort as the list) or a search (`q`). Streamed page by page. Orgs with more than 5,000 members (or `async=true`) get a background job instead (202): follow it at `/jobs/{job_id}` and download the file when it is done. Recorded as a `data.export` activity.")
-            .permission(PermissionKey::UsersView)
+            .description("The members' full records (for the printable directory members may see, use `/directory/export`): the whole list or a filtered list (same filters and sort as the list) or a search (`q`). Only the org's admins (not configurable, like the audit log): 403 for everyone else and for API keys. Orgs with more than 5,000 members (or `async=true`) get a background job instead (202): follow it at `/jobs/{job_id}` and download the file when it is done; the file is removed with the job. Recorded as a `data.export` activity with the format, the filter and the row count (a job records it when its file is stored).")
+            .org_admin()
             .rate_class(RateClass::Export)
             .errors(&[ErrorCode::ValidationFailed]),
     );
@@ -258,19 +258,9 @@ async fn export_members(
                 > ASYNC_EXPORT_THRESHOLD
         }
     };
-    let ctx = member.audit_context();
-    let event = audit::NewAuditEvent::activity(
-        audit::TenantScope::org(org),
-        ctx.actor,
-        audit::action::activity::DATA_EXPORT,
-        "members",
-        org.to_string(),
-    )
-    .with_request(&ctx.request);
-    audit_store::AuditedTx::record_alone(&state.db, event)
-        .await
-        .map_err(|e| ApiError::internal(Box::new(e)))?;
     if run_async {
+        // The job records the `data.export` activity (with its row count) in the
+        // transaction that stores the file.
         let params = serde_json::to_value(ExportParams { format, spec })
             .map_err(|e| ApiError::internal(Box::new(e)))?;
         let draft = state
@@ -291,37 +281,35 @@ async fn export_members(
         )))));
     }
     let filename = format!("members-{org}.{}", format.extension());
-    let body = match format {
-        SheetFormat::Csv => {
-            let pages = MemberPages::new(state.directory.clone(), org, &spec).map_err(bad_spec)?;
-            let header = stream::once(async { Ok(Bytes::from(jobs::table::csv_header())) });
-            let rows = stream::unfold(Some(pages), |pages| async move {
-                let mut pages = pages?;
-                match pages.next_page().await {
-                    Ok(Some(rows)) => {
-                        Some((Ok(Bytes::from(jobs::export::csv_page(&rows))), Some(pages)))
-                    }
-                    Ok(None) => None,
-                    // The status line is already sent: end the body with the error.
-                    Err(e) => Some((Err(std::io::Error::other(e)), None)),
-                }
-            });
-            header.chain(rows).boxed()
-        }
-        SheetFormat::Xlsx => {
-            let (file, _) = jobs::export::write_export_file(
-                state.directory.clone(),
-                org,
-                &spec,
-                SheetFormat::Xlsx,
-                &state.tmp_dir,
-                None,
-            )
-            .await
-            .map_err(|e| ApiError::internal(Box::new(e)))?;
-            file_stream(file)
-        }
-    };
+    // Written whole to a temporary file first (one page in memory at a time), so the
+    // activity is recorded with its row count before anything is sent.
+    let (file, rows) = jobs::export::write_export_file(
+        state.directory.clone(),
+        org,
+        &spec,
+        format,
+        &state.tmp_dir,
+        None,
+    )
+    .await
+    .map_err(|e| match e {
+        jobs::export::ExportError::Storage(e) => ApiError::from(e),
+        e => ApiError::internal(Box::new(e)),
+    })?;
+    let ctx = member.audit_context();
+    let event = audit::NewAuditEvent::activity(
+        audit::TenantScope::org(org),
+        ctx.actor,
+        audit::action::activity::DATA_EXPORT,
+        "members",
+        org.to_string(),
+    )
+    .with_request(&ctx.request)
+    .with_new_value(jobs::export::export_details(format, &spec, rows, None));
+    audit_store::AuditedTx::record_alone(&state.db, event)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    let body = file_stream(file);
     Ok(ExportResponse::File {
         format,
         filename,

@@ -8,10 +8,11 @@ use rate_limit::RateClass;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenancy::directory::{
-    MemberCursor, MemberDirectory, MemberFilter, MemberListRequest, MemberSearchRequest,
-    MemberSort, RoleFilter,
+    Audience, MemberCursor, MemberDirectory, MemberFilter, MemberListRequest, MemberPage,
+    MemberSearchRequest, MemberSort, RoleFilter,
 };
 use tenancy::ports::{ChangeMemberRequest, CreateRoleRequest, OrgRepository, RoleChoice};
+use tenancy::privacy::{DirectoryField, PrivacyRepository, View, Viewer, Visibility, visibility};
 use tenancy::search::SearchQuery;
 use tenancy::{
     Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId,
@@ -37,7 +38,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "The org's members: filtered, sorted, cursor-paginated",
             TAG,
         )
-        .description("Sort by `name`, `email`, `joined` or `last_active` (`order=desc` to reverse); filter by role, status, committee and joined range. Pages are keyset-paginated: members added or removed between fetches cause no gaps or duplicates. A cursor belongs to its sort order.")
+        .description("Sort by `name`, `email` (admins only: addresses may be hidden from others), `joined` or `last_active` (`order=desc` to reverse); filter by role, status, committee and joined range. Admins see every member's record; other members see the directory: listed members only, each with the fields the org's directory policy and the member's own choices show (`view`, `hidden_fields`); a committee filter matches only shown committees. Pages are keyset-paginated: members added or removed between fetches cause no gaps or duplicates. A cursor belongs to its sort order.")
         .permission(PermissionKey::UsersView)
         .rate_class(RateClass::List)
         .errors(&[ErrorCode::ValidationFailed]),
@@ -50,7 +51,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Search the org's members, typo-tolerant, best match first",
             TAG,
         )
-        .description("Matches names, e-mail, phone, committee and children's names. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).")
+        .description("Matches names, e-mail, phone, committee and children's names — for members other than admins, only the fields each member shows them (a hidden e-mail or phone never matches), among listed members. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).")
         .permission(PermissionKey::UsersView)
         .rate_class(RateClass::Search)
         .errors(&[ErrorCode::ValidationFailed]),
@@ -97,7 +98,9 @@ pub(super) fn register(r: &mut ApiRoutes) {
     r.get(
         "/api/v2/orgs/{org_id}/users/{user_id}",
         get_member,
-        RouteDoc::new("get_member", "One member", TAG).permission(PermissionKey::UsersView),
+        RouteDoc::new("get_member", "One member", TAG)
+            .description("Yourself and, for the org's admins, anyone: the record. Other members: the directory entry (what the org's directory policy and the member's own choices show; 404 for a member not listed). An admin's read of someone else's record is recorded as data-access activity (`GET …/access-log`, and the member's `GET /me/access-log`).")
+            .permission(PermissionKey::UsersView),
     );
     r.route(
         Method::PATCH,
@@ -166,13 +169,17 @@ pub struct RoleView {
     pub id: Option<Uuid>,
 }
 
-/// A member as the org sees them.
+/// A member as the viewer may see them: their record (the member themself, the org's
+/// admins) or their directory entry (other members: only what the org's directory
+/// policy and the member's own choices show).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct MemberView {
     /// User id.
     pub user_id: Uuid,
-    /// E-mail.
-    pub email: String,
+    /// E-mail (`null` when hidden from you).
+    pub email: Option<String>,
+    /// Phone (`null` when none, or hidden from you).
+    pub phone: Option<String>,
     /// Given name.
     pub first_name: String,
     /// Family name.
@@ -181,14 +188,20 @@ pub struct MemberView {
     pub role: RoleView,
     /// `active`, `invited` or `suspended`.
     pub status: &'static str,
-    /// Committee, if any.
+    /// Committee, if any (`null` also when hidden from you).
     pub committee: Option<String>,
-    /// Children (profile data).
-    pub children: Vec<ChildDto>,
+    /// Children and their grades (`null` when hidden from you).
+    pub children: Option<Vec<ChildDto>>,
     /// End of the officer term (RFC 3339), if any.
     pub role_ends_at: Option<String>,
     /// Version, for updates.
     pub version: i64,
+    /// `record` (yourself, or you are an admin of the org) or `directory` (another
+    /// member's directory entry).
+    pub view: &'static str,
+    /// The fields hidden from you (`phone`, `email`, `committee`,
+    /// `children_and_grades`), by the org's directory policy or the member's choice.
+    pub hidden_fields: Vec<&'static str>,
 }
 
 fn status_str(s: MembershipStatus) -> &'static str {
@@ -221,22 +234,74 @@ pub(super) fn role_view(r: &RoleAssignment) -> RoleView {
     }
 }
 
+/// The member's record.
 pub(super) fn member_view(u: User, m: Membership) -> MemberView {
+    shown_view(u, m, &Visibility::RECORD)
+}
+
+/// The member as `shown` lets the viewer see them (`tenancy::privacy::visibility`).
+pub(super) fn shown_view(u: User, m: Membership, shown: &Visibility) -> MemberView {
     MemberView {
         user_id: u.id.as_uuid(),
-        email: u.email.to_string(),
+        email: shown.email.then(|| u.email.to_string()),
+        phone: u.phone.filter(|_| shown.phone),
         first_name: u.first_name.to_string(),
         last_name: u.last_name.to_string(),
         role: role_view(&m.role),
         status: status_str(m.status),
-        committee: m.committee,
-        children: m.children.into_iter().map(ChildDto::from).collect(),
+        committee: m.committee.filter(|_| shown.committee),
+        children: shown
+            .children_and_grades
+            .then(|| m.children.into_iter().map(ChildDto::from).collect()),
         role_ends_at: m.role_ends_at.and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         }),
         version: m.version,
+        view: match shown.view {
+            View::Record => "record",
+            View::Directory => "directory",
+        },
+        hidden_fields: shown
+            .hidden_fields()
+            .into_iter()
+            .map(DirectoryField::as_str)
+            .collect(),
     }
+}
+
+/// Whom the member directory is read for: the org's admins read the record, everyone
+/// else (other members, API keys) the directory.
+fn audience_of(member: &OrgMember) -> Audience {
+    if member.is_admin() {
+        Audience::Record
+    } else {
+        Audience::Directory
+    }
+}
+
+/// A page of the directory as `member` may see it: each row through
+/// `tenancy::privacy::visibility` under the policy and choices read with the page.
+fn shaped_page(member: &OrgMember, page: MemberPage) -> Vec<MemberView> {
+    let viewer = member.user_id().ok();
+    let admin = member.is_admin();
+    let shown: Vec<Visibility> = page
+        .rows
+        .iter()
+        .map(|(u, _)| {
+            visibility(
+                Viewer::of(viewer, u.id, admin),
+                &page.policy,
+                &page.choices_of(u.id),
+            )
+        })
+        .collect();
+    page.rows
+        .into_iter()
+        .zip(shown)
+        .filter(|(_, shown)| shown.listed)
+        .map(|((u, m), shown)| shown_view(u, m, &shown))
+        .collect()
 }
 
 /// A member's child (profile data).
@@ -425,6 +490,10 @@ async fn list_members(
         SortDto::LastActive => MemberSort::LastActive,
     };
     let descending = matches!(q.order, OrderDto::Desc);
+    let audience = audience_of(&member);
+    if !audience.may_sort_by(sort) {
+        return Err(super::privacy::email_sort_refused());
+    }
     let after = q
         .cursor
         .as_deref()
@@ -437,6 +506,7 @@ async fn list_members(
         descending,
         after,
         limit,
+        audience,
     };
     let page = if wants_own_writes() {
         state.directory_cache.uncached().list(&req).await
@@ -451,11 +521,7 @@ async fn list_members(
         None
     };
     Ok(Paged {
-        items: page
-            .rows
-            .into_iter()
-            .map(|(u, m)| member_view(u, m))
-            .collect(),
+        items: shaped_page(&member, page),
         pagination: Pagination {
             limit,
             next_cursor,
@@ -506,6 +572,7 @@ async fn search_members(
         filter: q.filter.to_domain()?,
         offset,
         limit,
+        audience: audience_of(&member),
     };
     let page = if wants_own_writes() {
         state.directory_cache.uncached().search(&req).await
@@ -514,11 +581,7 @@ async fn search_members(
     }?;
     let next_cursor = page.more.then(|| (offset + limit).to_string());
     Ok(Paged {
-        items: page
-            .rows
-            .into_iter()
-            .map(|(u, m)| member_view(u, m))
-            .collect(),
+        items: shaped_page(&member, page),
         pagination: Pagination {
             limit,
             next_cursor,
@@ -542,7 +605,7 @@ async fn get_member(
     member: OrgMember,
     Path(p): Path<MemberPath>,
 ) -> Result<Reply<MemberView>, ApiError> {
-    read_member(&state, member.org_id(), UserId::from_uuid(p.user_id)).await
+    read_member(&state, &member, UserId::from_uuid(p.user_id), true).await
 }
 
 /// A role named by the client.
@@ -663,7 +726,7 @@ async fn update_member(
             },
         )
         .await?;
-    read_member(&state, member.org_id(), target).await
+    read_member(&state, &member, target, false).await
 }
 
 async fn update_own_profile(
@@ -690,15 +753,19 @@ async fn update_own_profile(
             },
         )
         .await?;
-    read_member(&state, member.org_id(), me).await
+    read_member(&state, &member, me, false).await
 }
 
-/// One member as the API shows them (404 if not a member).
+/// One member as `viewer` may see them (404 if not a member). A read (`read`: not the
+/// answer to a write) of someone else's record by an admin is recorded as data-access
+/// activity before it is answered; another member reading an unlisted member gets 404.
 async fn read_member(
     state: &State,
-    org: tenancy::OrgId,
+    viewer: &OrgMember,
     user: UserId,
+    read: bool,
 ) -> Result<Reply<MemberView>, ApiError> {
+    let org = viewer.org_id();
     let found = if wants_own_writes() {
         state.orgs.get_member(org, user).await
     } else {
@@ -708,7 +775,22 @@ async fn read_member(
             .await
     };
     let (u, m) = found?.ok_or_else(|| ApiError::not_found("no such member"))?;
-    Ok(Reply(member_view(u, m)))
+    let who = super::privacy::viewer_of(state, viewer, user, read).await?;
+    let shown = match who {
+        Viewer::Themself | Viewer::Admin => Visibility::RECORD,
+        Viewer::Member => {
+            let (policy, choices) = state
+                .privacy
+                .choices(org, user)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no such member"))?;
+            visibility(who, &policy, &choices)
+        }
+    };
+    if read && !shown.listed {
+        return Err(ApiError::not_found("no such member"));
+    }
+    Ok(Reply(shown_view(u, m, &shown)))
 }
 
 /// How long a bulk-removal confirmation token is valid.
@@ -1032,7 +1114,7 @@ async fn restore_member(
             target,
         )
         .await?;
-    read_member(&state, member.org_id(), target).await
+    read_member(&state, &member, target, false).await
 }
 
 /// The outcome of a removal.

@@ -31,6 +31,7 @@ mod observability;
 mod orgs;
 mod outage;
 mod permissions;
+mod privacy;
 mod rate_limits;
 mod register;
 mod rls;

@@ -553,6 +553,28 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Member(org2_id, vol_uuid), Directory],
     )
     .await;
+    // Directory privacy: a member's choices retire the org's directory pages (and the
+    // member), the org's policy its pages.
+    let _ = get(&b, &vol, &format!("/api/v2/orgs/{org2}/users")).await;
+    w.write(
+        "PUT /api/v2/orgs/{org_id}/me/privacy",
+        &format!("/api/v2/orgs/{org2}/me/privacy"),
+        Some(&vol),
+        Some(json!({"email": "hidden"})),
+        &["member.update"],
+        &[Member(org2_id, vol_uuid), Directory],
+    )
+    .await;
+    let _ = get(&b, &vol, &format!("/api/v2/orgs/{org2}/users")).await;
+    w.write(
+        "PUT /api/v2/orgs/{org_id}/directory-policy",
+        &format!("/api/v2/orgs/{org2}/directory-policy"),
+        Some(&admin),
+        Some(json!({"version": 0, "phone": true, "email": true, "committee": true, "children_and_grades": false, "listing": "opt_out"})),
+        &["org.update"],
+        &[Directory],
+    )
+    .await;
     w.write(
         "POST /api/v2/orgs/{org_id}/users/bulk-update",
         &format!("/api/v2/orgs/{org2}/users/bulk-update"),

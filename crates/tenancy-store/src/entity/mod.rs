@@ -2,7 +2,10 @@
 
 pub(crate) mod account_tokens;
 pub(crate) mod api_keys;
+pub(crate) mod data_access_log;
+pub(crate) mod directory_policies;
 pub(crate) mod invitations;
+pub(crate) mod member_privacy;
 pub(crate) mod memberships;
 pub(crate) mod org_roles;
 pub(crate) mod organizations;
