@@ -24,6 +24,7 @@ mod m20261206_000020_mail_outbox;
 mod m20261206_000030_account_security;
 mod m20261206_000040_account_tokens;
 mod m20261206_000050_account_preferences;
+mod m20261206_000060_grant_windows_and_template_versions;
 mod m20261206_000080_directory_privacy;
 mod m20261206_000090_audit_personal_data;
 
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000030_account_security::Migration),
             Box::new(m20261206_000040_account_tokens::Migration),
             Box::new(m20261206_000050_account_preferences::Migration),
+            Box::new(m20261206_000060_grant_windows_and_template_versions::Migration),
             Box::new(m20261206_000080_directory_privacy::Migration),
             Box::new(m20261206_000090_audit_personal_data::Migration),
         ]

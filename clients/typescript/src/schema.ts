@@ -638,7 +638,7 @@ export interface paths {
         get?: never;
         /**
          * Change settings in bulk: all or nothing
-         * @description Send the matrix `version` you read: a stale one answers 412. A key locked by the district or school answers 409 `PERMISSION_LOCKED` naming the locking scope. The response's `version` is also a consistency token.
+         * @description Send the matrix `version` you read: a stale one answers 412. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -768,8 +768,8 @@ export interface paths {
         get: operations["list_permission_grants"];
         put?: never;
         /**
-         * Grant one key to one member (optionally until a time)
-         * @description Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything.
+         * Grant one key to one member (optionally from and until a time)
+         * @description A grant counts while `starts_at <= now < expires_at`. Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything. A key locked by the district or school is refused with 409 `PERMISSION_LOCKED` (a grant of it would not count).
          *
          *     Requires the `admin` role in the organization.
          */
@@ -1620,9 +1620,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The district's permission settings (templates) and locks */
+        /** The district's permission settings (templates) and locks, with their version */
         get: operations["list_permission_templates"];
-        put?: never;
+        /**
+         * Set and remove many of the district's template keys at once: all or nothing
+         * @description Send the template `version` you read (`version` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Applies to every org below at once (each re-resolves on every instance); every changed key is audited in the district's chain and each org's.
+         */
+        put: operations["write_permission_templates"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1658,9 +1662,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The school's permission settings (between district and org) */
+        /** The school's permission settings (between district and org), with their version */
         get: operations["list_school_permission_templates"];
-        put?: never;
+        /**
+         * Set and remove many of the school's template keys at once: all or nothing
+         * @description Send the template `version` you read (`version` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Keys the district locked answer 409 `PERMISSION_LOCKED` naming every one (`details.locked_keys`). Applies to every org of the school at once; audited.
+         */
+        put: operations["write_school_permission_templates"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1678,7 +1686,7 @@ export interface paths {
         get?: never;
         /**
          * Set (and optionally lock) a key for every org of the school
-         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key.
+         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Unconditional (no version); the many-key `PUT …/permission-templates` is versioned.
          */
         put: operations["set_school_permission_template"];
         post?: never;
@@ -2284,15 +2292,6 @@ export interface components {
         Array_of_StaffViewEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["StaffView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_TemplateRowEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["TemplateRow"][];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -3124,7 +3123,7 @@ export interface components {
         /** @description A new grant. */
         GrantBody: {
             /**
-             * @description Until when (RFC 3339, after now: an already-expired grant is refused with 422);
+             * @description Until when (RFC 3339, after now and after `starts_at`: otherwise 422);
              *     permanent when absent.
              * @default null
              */
@@ -3133,6 +3132,12 @@ export interface components {
             key: string;
             /** @description Why (shown in the audit log). */
             reason?: string | null;
+            /**
+             * @description From when (RFC 3339); at once when absent. Until then the grant is stored but does
+             *     not count.
+             * @default null
+             */
+            starts_at?: string | null;
             /**
              * Format: uuid
              * @description The member.
@@ -3152,6 +3157,8 @@ export interface components {
             key: string;
             /** @description Why. */
             reason?: string | null;
+            /** @description From when (RFC 3339), if it starts later than its creation. */
+            starts_at?: string | null;
             /**
              * Format: uuid
              * @description The member.
@@ -4640,6 +4647,100 @@ export interface components {
             locked: boolean;
             /** @description Minimum role for every org below. */
             min_role: components["schemas"]["RoleDto"];
+        };
+        /** @description One key a many-key template write sets. */
+        TemplateSetting: {
+            /** @description Enabled flag. */
+            enabled: boolean;
+            /** @description The key, e.g. `budget.approve`. */
+            key: string;
+            /**
+             * @description Lock it: schools and orgs below may not override it, and their exceptions (custom
+             *     roles' extra keys, direct grants) stop counting for it.
+             * @default false
+             */
+            locked?: boolean;
+            /** @description Minimum role. */
+            min_role: components["schemas"]["RoleDto"];
+        };
+        /**
+         * @description A many-key template write: all or nothing.
+         * @example {
+         *       "remove": [
+         *         "documents.delete"
+         *       ],
+         *       "set": [
+         *         {
+         *           "enabled": true,
+         *           "key": "budget.approve",
+         *           "locked": true,
+         *           "min_role": "board_member"
+         *         },
+         *         {
+         *           "enabled": true,
+         *           "key": "events.create",
+         *           "min_role": "volunteer"
+         *         }
+         *       ],
+         *       "version": 4
+         *     }
+         */
+        TemplatesBody: {
+            /**
+             * @description Keys whose setting (and lock) to remove (at most 28).
+             * @default []
+             */
+            remove?: string[];
+            /** @description Keys to set (at most 28). */
+            set?: components["schemas"]["TemplateSetting"][];
+            /**
+             * Format: int64
+             * @description The template version you read (or send it as `If-Match`).
+             */
+            version?: number | null;
+        };
+        /** @description A district's or school's template: its settings and their version. */
+        TemplatesView: {
+            /** @description The settings held, in catalog order. */
+            templates: components["schemas"]["TemplateRow"][];
+            /**
+             * Format: uint64
+             * @description The template version: send it back with a many-key write (or as `If-Match`).
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        TemplatesViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["TemplatesView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description The outcome of a many-key template write. */
+        TemplatesWritten: {
+            /**
+             * @description The orgs below, whose effective settings were re-resolved (empty when nothing
+             *     changed).
+             */
+            affected_orgs: string[];
+            /** @description The scope written. */
+            scope: components["schemas"]["ScopeDto"];
+            /**
+             * Format: uint64
+             * @description The template's new version (unchanged when nothing changed).
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        TemplatesWrittenEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["TemplatesWritten"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /**
          * @description A staff role.
@@ -9690,6 +9791,7 @@ export interface operations {
                      *           "granted_by": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "key": "events.create",
                      *           "reason": "string",
+                     *           "starts_at": "2026-09-01T15:30:00Z",
                      *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
                      *         }
                      *       ],
@@ -9782,6 +9884,7 @@ export interface operations {
                  *       "expires_at": "2026-09-01T15:30:00Z",
                  *       "key": "events.create",
                  *       "reason": "string",
+                 *       "starts_at": "2026-09-01T15:30:00Z",
                  *       "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
                  *     }
                  */
@@ -9836,6 +9939,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_LOCKED */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16670,14 +16782,17 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "data": [
-                     *         {
-                     *           "enabled": true,
-                     *           "key": "events.create",
-                     *           "locked": true,
-                     *           "min_role": "volunteer"
-                     *         }
-                     *       ],
+                     *       "data": {
+                     *         "templates": [
+                     *           {
+                     *             "enabled": true,
+                     *             "key": "events.create",
+                     *             "locked": true,
+                     *             "min_role": "volunteer"
+                     *           }
+                     *         ],
+                     *         "version": 3
+                     *       },
                      *       "meta": {
                      *         "pagination": {
                      *           "limit": 50,
@@ -16691,7 +16806,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_TemplateRowEnvelope"];
+                    "application/json": components["schemas"]["TemplatesViewEnvelope"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -16705,6 +16820,181 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    write_permission_templates: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description District id. */
+                district_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "remove": [
+                 *         "documents.delete"
+                 *       ],
+                 *       "set": [
+                 *         {
+                 *           "enabled": true,
+                 *           "key": "budget.approve",
+                 *           "locked": true,
+                 *           "min_role": "board_member"
+                 *         },
+                 *         {
+                 *           "enabled": true,
+                 *           "key": "events.create",
+                 *           "min_role": "volunteer"
+                 *         }
+                 *       ],
+                 *       "version": 4
+                 *     }
+                 */
+                "application/json": components["schemas"]["TemplatesBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "affected_orgs": [
+                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *         ],
+                     *         "scope": {
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "kind": "string"
+                     *         },
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TemplatesWrittenEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17005,14 +17295,17 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "data": [
-                     *         {
-                     *           "enabled": true,
-                     *           "key": "events.create",
-                     *           "locked": true,
-                     *           "min_role": "volunteer"
-                     *         }
-                     *       ],
+                     *       "data": {
+                     *         "templates": [
+                     *           {
+                     *             "enabled": true,
+                     *             "key": "events.create",
+                     *             "locked": true,
+                     *             "min_role": "volunteer"
+                     *           }
+                     *         ],
+                     *         "version": 3
+                     *       },
                      *       "meta": {
                      *         "pagination": {
                      *           "limit": 50,
@@ -17026,7 +17319,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_TemplateRowEnvelope"];
+                    "application/json": components["schemas"]["TemplatesViewEnvelope"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -17049,6 +17342,190 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    write_school_permission_templates: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description School id. */
+                school_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "remove": [
+                 *         "documents.delete"
+                 *       ],
+                 *       "set": [
+                 *         {
+                 *           "enabled": true,
+                 *           "key": "budget.approve",
+                 *           "locked": true,
+                 *           "min_role": "board_member"
+                 *         },
+                 *         {
+                 *           "enabled": true,
+                 *           "key": "events.create",
+                 *           "min_role": "volunteer"
+                 *         }
+                 *       ],
+                 *       "version": 4
+                 *     }
+                 */
+                "application/json": components["schemas"]["TemplatesBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "affected_orgs": [
+                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *         ],
+                     *         "scope": {
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "kind": "string"
+                     *         },
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TemplatesWrittenEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_LOCKED */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };

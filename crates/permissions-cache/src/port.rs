@@ -1,7 +1,9 @@
 //! [`CachedPermissionStore`]: the cache behind the domain's [`PermissionStore`] port.
 
 use permissions::{
-    LoadError, MemberContext, OrgChain, PermissionStore, SettingsUpdate, UpdateSettingsError,
+    GrantError, LoadError, MemberContext, NewGrant, OrgChain, PermissionKey, PermissionStore,
+    RevokeGrantError, SettingsUpdate, Template, TemplateError, TemplateSaved, TemplateScope,
+    TemplateUpdate, UpdateSettingsError,
 };
 use uuid::Uuid;
 
@@ -69,5 +71,33 @@ impl<S: PermissionStore> PermissionStore for CachedPermissionStore<S> {
         self.store
             .save_org_settings(org_id, expected_version, update)
             .await
+    }
+
+    /// Through the inner store (its commit dispatches the invalidation).
+    async fn save_grant(&self, org_id: Uuid, grant: &NewGrant) -> Result<u64, GrantError> {
+        self.store.save_grant(org_id, grant).await
+    }
+
+    /// Through the inner store (its commit dispatches the invalidation).
+    async fn delete_grant(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        key: PermissionKey,
+    ) -> Result<bool, RevokeGrantError> {
+        self.store.delete_grant(org_id, user_id, key).await
+    }
+
+    async fn load_template(&self, scope: TemplateScope) -> Result<Option<Template>, LoadError> {
+        self.store.load_template(scope).await
+    }
+
+    /// Through the inner store: its commit dispatches the invalidation of every org below.
+    async fn save_template(
+        &self,
+        scope: TemplateScope,
+        update: &TemplateUpdate,
+    ) -> Result<TemplateSaved, TemplateError> {
+        self.store.save_template(scope, update).await
     }
 }

@@ -97,7 +97,8 @@ pub(crate) const MEMBER_COLUMNS: &str = "m.user_id AS user_id, m.status AS membe
      m.builtin_role AS builtin_role, m.custom_role_id AS custom_role_id, \
      r.name AS role_name, r.counts_as AS counts_as, r.extra_keys AS extra_keys, \
      u.status AS user_status, CASE WHEN u.deleted_at IS NULL THEN 1 ELSE 0 END AS user_live, \
-     g.key AS grant_key, g.expires_at AS grant_expires_at, g.reason AS grant_reason";
+     g.key AS grant_key, g.starts_at AS grant_starts_at, g.expires_at AS grant_expires_at, \
+     g.reason AS grant_reason";
 
 /// One row of a member query: a member, and at most one of their grants.
 pub(crate) struct MemberRow {
@@ -145,6 +146,7 @@ impl MemberRow {
         let grant = match grant_key.as_deref().and_then(key) {
             Some(key) => Some(Grant {
                 key,
+                starts_at: get::<Option<OffsetDateTime>>(row, "grant_starts_at")?,
                 expires_at: get::<Option<OffsetDateTime>>(row, "grant_expires_at")?,
                 reason: get(row, "grant_reason")?,
             }),

@@ -1,49 +1,16 @@
-//! Errors of the store's own operations (templates and grants). The port's operations use
-//! the domain's [`permissions::LoadError`] and [`permissions::UpdateSettingsError`].
+//! Errors: the port's operations use the domain's enums ([`permissions::LoadError`],
+//! [`permissions::UpdateSettingsError`], [`GrantError`], [`RevokeGrantError`],
+//! [`TemplateError`]); a storage failure keeps its cause as a
+//! [`permissions::StoreFailure`] source.
 
-use permissions::{PermissionKey, ScopeRef, UpdateSettingsError};
+use permissions::{StoreFailure, UpdateSettingsError};
 
 /// A boxed error for `Storage` variants: a [`persistence::StorageError`] (the edge
 /// downcasts it to tell an outage from a bug), an [`audit::AppendAuditError`] or a
 /// [`permissions::LoadError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Changing a district's or school's settings (its template) was refused or failed.
-/// Nothing was saved.
-#[derive(Debug, thiserror::Error)]
-pub enum TemplateError {
-    /// No such district or school.
-    #[error("district or school not found")]
-    NotFound,
-    /// A school setting for a key its district locked (`PERMISSION_LOCKED`).
-    #[error("`{key}` is locked by {by} and cannot be changed here")]
-    Locked {
-        /// The locked key.
-        key: PermissionKey,
-        /// The scope that locked it.
-        by: ScopeRef,
-    },
-    /// The store (or the audit log) failed.
-    #[error("permission store failure")]
-    Storage(#[source] BoxError),
-}
-
-/// Granting or revoking a direct grant was refused or failed. Nothing was saved.
-#[derive(Debug, thiserror::Error)]
-pub enum GrantError {
-    /// No such org.
-    #[error("organization not found")]
-    OrgNotFound,
-    /// The user is not a member of the org (grants belong to memberships).
-    #[error("the user is not a member of the organization")]
-    NotMember,
-    /// The reason is longer than [`MAX_REASON_CHARS`](crate::MAX_REASON_CHARS) characters.
-    #[error("the reason is longer than {} characters", crate::MAX_REASON_CHARS)]
-    ReasonTooLong,
-    /// The store (or the audit log) failed.
-    #[error("permission store failure")]
-    Storage(#[source] BoxError),
-}
+pub use permissions::{GrantError, RevokeGrantError, TemplateError};
 
 /// Internal failure of a write, before it is mapped to the operation's error.
 #[derive(Debug)]
@@ -85,15 +52,27 @@ impl Failure {
     }
 }
 
+impl From<Failure> for StoreFailure {
+    fn from(failure: Failure) -> Self {
+        Self(failure.boxed())
+    }
+}
+
 impl From<Failure> for TemplateError {
     fn from(failure: Failure) -> Self {
-        Self::Storage(failure.boxed())
+        Self::Storage(failure.into())
     }
 }
 
 impl From<Failure> for GrantError {
     fn from(failure: Failure) -> Self {
-        Self::Storage(failure.boxed())
+        Self::Storage(failure.into())
+    }
+}
+
+impl From<Failure> for RevokeGrantError {
+    fn from(failure: Failure) -> Self {
+        Self::Storage(failure.into())
     }
 }
 

@@ -1,8 +1,12 @@
-//! Direct grants: one key granted to one member, optionally until an expiry time.
+//! Direct grants: one key granted to one member, optionally from a start time and until
+//! an expiry time.
 
 use audit::EventType;
 use audit::{ChangeType, TenantScope, truncate_to_micros};
-use permissions::{Grant, LoadError, PermissionKey};
+use permissions::{
+    Grant, GrantError, KeySet, LoadError, NewGrant, PermissionKey, RevokeGrantError,
+    refuse_locked_exceptions,
+};
 use persistence::WriteTx;
 use persistence::now_micros;
 use sea_orm::{ConnectionTrait, QueryResult};
@@ -12,13 +16,14 @@ use tenancy::ports::AuditContext;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::chain;
 use crate::convert::{self, db, get, invalid};
-use crate::error::{Failure, GrantError};
+use crate::error::Failure;
 use crate::sql::Sql;
-use crate::write::{Change, bump_versions, record};
+use crate::write::{Change, bump_versions, org_scope, record};
 
 /// The longest reason a grant may carry, in characters (the column's length).
-pub const MAX_REASON_CHARS: usize = 500;
+pub const MAX_REASON_CHARS: usize = permissions::MAX_GRANT_REASON_CHARS;
 
 const ACTION_GRANT: EventType = EventType::PermissionGrant;
 const ACTION_REVOKE: EventType = EventType::PermissionRevoke;
@@ -49,6 +54,7 @@ impl GrantRecord {
             user_id: get(row, "user_id")?,
             grant: Grant {
                 key,
+                starts_at: get(row, "starts_at")?,
                 expires_at: get(row, "expires_at")?,
                 reason: get(row, "reason")?,
             },
@@ -63,8 +69,8 @@ impl GrantRecord {
     }
 }
 
-const GRANT_COLUMNS: &str = "SELECT user_id, key, expires_at, reason, granted_by, created_at \
-                             FROM permission_grants WHERE org_id = ";
+const GRANT_COLUMNS: &str = "SELECT user_id, key, starts_at, expires_at, reason, granted_by, \
+                             created_at FROM permission_grants WHERE org_id = ";
 
 /// The grants of `org_id` (of one member when `user_id` is given), expired ones
 /// included, ordered by user id then key.
@@ -141,27 +147,14 @@ async fn is_member(txn: &WriteTx, org_id: Uuid, user_id: Uuid) -> Result<bool, F
     Ok(txn.query_one_raw(sql.build()).await?.is_some())
 }
 
-/// What a grant call asks for.
-pub(crate) struct NewGrant {
-    /// The member.
-    pub(crate) user_id: Uuid,
-    /// The key.
-    pub(crate) key: PermissionKey,
-    /// Until when; `None` for a permanent grant.
-    pub(crate) expires_at: Option<OffsetDateTime>,
-    /// Why.
-    pub(crate) reason: Option<String>,
-    /// Who granted it.
-    pub(crate) granted_by: Option<Uuid>,
-}
-
 /// Upserts a grant inside `txn`; returns the org's new `permissions_version` (unchanged
-/// when the same grant already exists).
+/// when the same grant already exists). Under the org's lock, a key locked above the org
+/// as its chain stands now is refused (a grant of it would not count).
 pub(crate) async fn grant(
     txn: &WriteTx,
     ctx: &AuditContext,
     org_id: Uuid,
-    new: NewGrant,
+    new: &NewGrant,
 ) -> Result<u64, GrantError> {
     if new
         .reason
@@ -173,7 +166,13 @@ pub(crate) async fn grant(
     if !txn.lock_org(org_id).await.map_err(Failure::from)? {
         return Err(GrantError::OrgNotFound);
     }
-    let (version, scope) = org_head(txn, org_id).await?;
+    let loaded = chain::load(txn, org_id)
+        .await
+        .map_err(Failure::from)?
+        .ok_or(GrantError::OrgNotFound)?;
+    let (version, scope) = (loaded.version, org_scope(&loaded.chain));
+    refuse_locked_exceptions(&loaded.chain, [new.key].into_iter().collect::<KeySet>())
+        .map_err(GrantError::Locked)?;
     if !is_member(txn, org_id, new.user_id).await? {
         return Err(GrantError::NotMember);
     }
@@ -182,8 +181,9 @@ pub(crate) async fn grant(
         user_id: new.user_id,
         grant: Grant {
             key: new.key,
+            starts_at: new.starts_at.map(truncate_to_micros),
             expires_at: new.expires_at.map(truncate_to_micros),
-            reason: new.reason,
+            reason: new.reason.clone(),
         },
         granted_by: new.granted_by,
         created_at: before
@@ -196,13 +196,15 @@ pub(crate) async fn grant(
     let mut sql = Sql::new(txn.get_database_backend());
     sql.push(
         "INSERT INTO permission_grants \
-         (org_id, user_id, key, expires_at, reason, granted_by, created_at) VALUES (",
+         (org_id, user_id, key, starts_at, expires_at, reason, granted_by, created_at) VALUES (",
     )
     .bind(org_id)
     .push(", ")
     .bind(after.user_id)
     .push(", ")
     .bind(after.grant.key.as_str())
+    .push(", ")
+    .bind(after.grant.starts_at)
     .push(", ")
     .bind(after.grant.expires_at)
     .push(", ")
@@ -212,8 +214,9 @@ pub(crate) async fn grant(
     .push(", ")
     .bind(after.created_at)
     .push(
-        ") ON CONFLICT (org_id, user_id, key) DO UPDATE SET expires_at = excluded.expires_at, \
-         reason = excluded.reason, granted_by = excluded.granted_by",
+        ") ON CONFLICT (org_id, user_id, key) DO UPDATE SET starts_at = excluded.starts_at, \
+         expires_at = excluded.expires_at, reason = excluded.reason, \
+         granted_by = excluded.granted_by",
     );
     txn.execute_raw(sql.build()).await.map_err(Failure::from)?;
     bump_versions(txn, "id", org_id)
@@ -243,9 +246,9 @@ pub(crate) async fn revoke(
     org_id: Uuid,
     user_id: Uuid,
     key: PermissionKey,
-) -> Result<bool, GrantError> {
+) -> Result<bool, RevokeGrantError> {
     if !txn.lock_org(org_id).await.map_err(Failure::from)? {
-        return Err(GrantError::OrgNotFound);
+        return Err(RevokeGrantError::OrgNotFound);
     }
     let (_, scope) = org_head(txn, org_id).await?;
     let Some(before) = read_one(txn, org_id, user_id, key).await? else {

@@ -79,7 +79,7 @@ mod store;
 mod templates;
 mod write;
 
-pub use error::{BoxError, GrantError, TemplateError};
+pub use error::{BoxError, GrantError, RevokeGrantError, TemplateError};
 pub use grants::{GrantRecord, MAX_REASON_CHARS};
 pub use lookup::HoldersPage;
 pub use store::{AuditedPermissionStore, SeaOrmPermissionStore};

@@ -2,8 +2,9 @@
 
 use audit::{Actor, RequestMeta};
 use permissions::{
-    CompiledOrg, LoadError, MemberContext, OrgChain, PermissionKey, PermissionStore, ScopeSettings,
-    ScopedSetting, SettingsUpdate, UpdateSettingsError,
+    CompiledOrg, GrantError, LoadError, MemberContext, NewGrant, OrgChain, PermissionKey,
+    PermissionStore, RevokeGrantError, ScopeSettings, ScopedSetting, SettingsUpdate, Template,
+    TemplateError, TemplateSaved, TemplateScope, TemplateUpdate, UpdateSettingsError,
 };
 use persistence::Database;
 use sea_orm::ConnectionTrait;
@@ -13,12 +14,23 @@ use uuid::Uuid;
 
 use crate::chain;
 use crate::convert::{db, get, invalid};
-use crate::error::{Failure, GrantError, TemplateError};
-use crate::grants::{self, GrantRecord, NewGrant};
+use crate::error::Failure;
+use crate::grants::{self, GrantRecord};
 use crate::lookup::{self, HoldersPage};
 use crate::members;
 use crate::sql::Sql;
 use crate::templates::{self, Level};
+
+/// Runs `body` in one write transaction: committed when it succeeds, rolled back (dropped)
+/// when it fails.
+macro_rules! in_write_tx {
+    ($db:expr, |$txn:ident| $body:expr) => {{
+        let $txn = $db.begin_write().await.map_err(Failure::from)?;
+        let value = $body.await?;
+        $txn.commit().await.map_err(Failure::from)?;
+        Ok(value)
+    }};
+}
 use crate::write;
 
 /// The permission store on SeaORM (PostgreSQL or SQLite).
@@ -158,6 +170,40 @@ impl SeaOrmPermissionStore {
         Ok(version)
     }
 
+    /// Applies `update` to `scope`'s template in one transaction, audited as `ctx`: lock
+    /// the district or school row, read its settings and `template_version` (and a
+    /// school's district's settings), plan with [`permissions::plan_template`] (a school
+    /// cannot set what its district locked — every locked key is named; a stale
+    /// `expected_version` is refused after that), lock the orgs below in id order, write
+    /// every changed row, bump `template_version` and every org's `permissions_version`,
+    /// and append per changed key a `permission.update` event in the scope's chain
+    /// (`district_permission_setting` / `school_permission_setting`, id = the key) and a
+    /// `permission.inherited_update` event in each org below (which the after-commit
+    /// dispatcher turns into the orgs' invalidation). Returns the new version and the
+    /// orgs below, in id order — the current version and no orgs, with nothing written,
+    /// when nothing changes.
+    ///
+    /// # Errors
+    /// [`TemplateError::NotFound`], [`TemplateError::Locked`],
+    /// [`TemplateError::VersionMismatch`], [`TemplateError::Storage`].
+    pub async fn save_template_audited(
+        &self,
+        ctx: &AuditContext,
+        scope: TemplateScope,
+        update: &TemplateUpdate,
+    ) -> Result<TemplateSaved, TemplateError> {
+        in_write_tx!(self.db, |txn| templates::save(&txn, ctx, scope, update))
+    }
+
+    /// The settings `scope` holds and their `template_version`; `None` for an unknown
+    /// district or school.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails or holds invalid data.
+    pub async fn load_template(&self, scope: TemplateScope) -> Result<Option<Template>, LoadError> {
+        templates::load(self.db.primary(), scope).await
+    }
+
     async fn change_template(
         &self,
         ctx: &AuditContext,
@@ -166,10 +212,13 @@ impl SeaOrmPermissionStore {
         key: PermissionKey,
         setting: Option<ScopedSetting>,
     ) -> Result<Vec<Uuid>, TemplateError> {
-        let txn = self.db.begin_write().await.map_err(Failure::from)?;
-        let orgs = templates::change(&txn, ctx, level, id, key, setting).await?;
-        txn.commit().await.map_err(Failure::from)?;
-        Ok(orgs)
+        let scope = match level {
+            Level::District => TemplateScope::District(id),
+            Level::School => TemplateScope::School(id),
+        };
+        self.save_template_audited(ctx, scope, &TemplateUpdate::one(key, setting))
+            .await
+            .map(|saved| saved.affected_orgs)
     }
 
     /// Sets the district's setting of `key` (its template), in one audited transaction
@@ -307,17 +356,35 @@ impl SeaOrmPermissionStore {
         reason: Option<String>,
         granted_by: Option<Uuid>,
     ) -> Result<u64, GrantError> {
-        let txn = self.db.begin_write().await.map_err(Failure::from)?;
         let new = NewGrant {
             user_id,
             key,
+            starts_at: None,
             expires_at,
             reason,
             granted_by,
         };
-        let version = grants::grant(&txn, ctx, org_id, new).await?;
-        txn.commit().await.map_err(Failure::from)?;
-        Ok(version)
+        self.save_grant_audited(ctx, org_id, &new).await
+    }
+
+    /// Stores `grant` for `org_id` (replacing the member's grant of the same key), audited
+    /// as `ctx`, in one transaction that locks the org row, refuses a key locked above the
+    /// org as its chain stands now ([`permissions::refuse_locked_exceptions`]), bumps its
+    /// `permissions_version` and appends a `permission.grant` audit event
+    /// (`permission_grant` / `<user>:<key>`, `CREATE` or `UPDATE`; `starts_at` and
+    /// `expires_at` stored in UTC, to the microsecond). Returns the org's new version (the
+    /// current one, with nothing written, when the very same grant exists).
+    ///
+    /// # Errors
+    /// [`GrantError::OrgNotFound`], [`GrantError::NotMember`], [`GrantError::ReasonTooLong`],
+    /// [`GrantError::Locked`], [`GrantError::Storage`].
+    pub async fn save_grant_audited(
+        &self,
+        ctx: &AuditContext,
+        org_id: Uuid,
+        grant: &NewGrant,
+    ) -> Result<u64, GrantError> {
+        in_write_tx!(self.db, |txn| grants::grant(&txn, ctx, org_id, grant))
     }
 
     /// Revokes member `user_id`'s direct grant of `key` in `org_id`: whether there was one.
@@ -325,18 +392,17 @@ impl SeaOrmPermissionStore {
     /// `permissions_version`, append a `permission.revoke` audit event (`DELETE`).
     ///
     /// # Errors
-    /// [`GrantError::OrgNotFound`], `Storage` on failure.
+    /// [`RevokeGrantError::OrgNotFound`], `Storage` on failure.
     pub async fn revoke_grant(
         &self,
         ctx: &AuditContext,
         org_id: Uuid,
         user_id: Uuid,
         key: PermissionKey,
-    ) -> Result<bool, GrantError> {
-        let txn = self.db.begin_write().await.map_err(Failure::from)?;
-        let revoked = grants::revoke(&txn, ctx, org_id, user_id, key).await?;
-        txn.commit().await.map_err(Failure::from)?;
-        Ok(revoked)
+    ) -> Result<bool, RevokeGrantError> {
+        in_write_tx!(self.db, |txn| grants::revoke(
+            &txn, ctx, org_id, user_id, key
+        ))
     }
 
     /// The direct grants in `org_id` (of one member when `user_id` is given), expired ones
@@ -408,6 +474,37 @@ impl PermissionStore for SeaOrmPermissionStore {
         self.save_org_settings_audited(&system_context(), org_id, expected_version, update)
             .await
     }
+
+    /// Audited as [`Actor::System`]; see [`SeaOrmPermissionStore::save_grant_audited`].
+    async fn save_grant(&self, org_id: Uuid, grant: &NewGrant) -> Result<u64, GrantError> {
+        self.save_grant_audited(&system_context(), org_id, grant)
+            .await
+    }
+
+    /// Audited as [`Actor::System`]; see [`SeaOrmPermissionStore::revoke_grant`].
+    async fn delete_grant(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        key: PermissionKey,
+    ) -> Result<bool, RevokeGrantError> {
+        self.revoke_grant(&system_context(), org_id, user_id, key)
+            .await
+    }
+
+    async fn load_template(&self, scope: TemplateScope) -> Result<Option<Template>, LoadError> {
+        Self::load_template(self, scope).await
+    }
+
+    /// Audited as [`Actor::System`]; see [`SeaOrmPermissionStore::save_template_audited`].
+    async fn save_template(
+        &self,
+        scope: TemplateScope,
+        update: &TemplateUpdate,
+    ) -> Result<TemplateSaved, TemplateError> {
+        self.save_template_audited(&system_context(), scope, update)
+            .await
+    }
 }
 
 /// A [`SeaOrmPermissionStore`] bound to the [`AuditContext`] of one request: as a
@@ -455,6 +552,40 @@ impl PermissionStore for AuditedPermissionStore {
     ) -> Result<u64, UpdateSettingsError> {
         self.store
             .save_org_settings_audited(&self.ctx, org_id, expected_version, update)
+            .await
+    }
+
+    /// See [`SeaOrmPermissionStore::save_grant_audited`].
+    async fn save_grant(&self, org_id: Uuid, grant: &NewGrant) -> Result<u64, GrantError> {
+        self.store
+            .save_grant_audited(&self.ctx, org_id, grant)
+            .await
+    }
+
+    /// See [`SeaOrmPermissionStore::revoke_grant`].
+    async fn delete_grant(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        key: PermissionKey,
+    ) -> Result<bool, RevokeGrantError> {
+        self.store
+            .revoke_grant(&self.ctx, org_id, user_id, key)
+            .await
+    }
+
+    async fn load_template(&self, scope: TemplateScope) -> Result<Option<Template>, LoadError> {
+        self.store.load_template(scope).await
+    }
+
+    /// See [`SeaOrmPermissionStore::save_template_audited`].
+    async fn save_template(
+        &self,
+        scope: TemplateScope,
+        update: &TemplateUpdate,
+    ) -> Result<TemplateSaved, TemplateError> {
+        self.store
+            .save_template_audited(&self.ctx, scope, update)
             .await
     }
 }

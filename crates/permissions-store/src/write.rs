@@ -83,29 +83,6 @@ pub(crate) const ORG_SETTINGS: SettingsTable = SettingsTable {
     fk: "org_id",
 };
 
-/// The setting `scope_id` holds for `key` in `table`.
-pub(crate) async fn read_setting<C: ConnectionTrait>(
-    conn: &C,
-    table: SettingsTable,
-    scope_id: Uuid,
-    key: PermissionKey,
-) -> Result<Option<ScopedSetting>, Failure> {
-    let mut sql = Sql::new(conn.get_database_backend());
-    sql.push("SELECT min_role, enabled, locked FROM ")
-        .push(table.table)
-        .push(" WHERE ")
-        .push(table.fk)
-        .push(" = ")
-        .bind(scope_id)
-        .push(" AND key = ")
-        .bind(key.as_str());
-    let row = conn.query_one_raw(sql.build()).await?;
-    let what = format!("{} ({scope_id}, {key})", table.table);
-    Ok(row
-        .map(|row| crate::convert::setting(&row, &what))
-        .transpose()?)
-}
-
 /// Inserts, replaces (`Some`) or deletes (`None`) the setting `scope_id` holds for `key`.
 pub(crate) async fn write_setting(
     txn: &WriteTx,

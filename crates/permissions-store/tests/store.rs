@@ -5,12 +5,13 @@
 mod support;
 
 use permissions::BuiltinRole::{Admin, BoardMember, CommitteeLead, Volunteer};
+use permissions::{LockedKeys, NewGrant, TemplateChange, TemplateScope, TemplateUpdate};
 use permissions::{
     MemberContext, MemberStatus, PermissionKey as K, PermissionService, PermissionStore, RoleRef,
     ScopeRef, ScopeSettings, ScopedSetting, SettingChange, SettingsUpdate, UpdateSettingsError,
     check, members_holding, plan_org_changes, platform_default,
 };
-use permissions_store::{GrantError, TemplateError};
+use permissions_store::{GrantError, RevokeGrantError, TemplateError};
 use support::{Env, ctx, id};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -25,6 +26,8 @@ both_backends!(
     grants_are_versioned_and_audited,
     members_load_with_roles_and_grants,
     concurrent_saves_serialize_on_the_org_row,
+    many_key_template_writes_are_versioned_and_all_or_nothing,
+    grants_have_windows_and_locks_bind_them,
 );
 
 /// The acting admin of the audit contexts (not necessarily a stored user).
@@ -238,7 +241,10 @@ async fn spec_examples_end_to_end(env: &Env) {
         allowed(v, K::UsersEditRoles).await,
         "an unexpired grant allows"
     );
-    assert!(allowed(t, K::BudgetApprove).await, "custom role extra key");
+    assert!(
+        !allowed(t, K::BudgetApprove).await,
+        "the district's lock makes the custom role's extra key inert"
+    );
     assert!(
         allowed(t, K::BudgetCreate).await,
         "custom role counts as committee lead"
@@ -262,7 +268,12 @@ async fn spec_examples_end_to_end(env: &Env) {
         service.check(org, b, K::BudgetApprove, now).await,
         Ok(false)
     );
-    assert_eq!(service.check(org, t, K::BudgetApprove, now).await, Ok(true));
+    assert_eq!(service.check(org, t, K::BudgetCreate, now).await, Ok(true));
+    assert_eq!(
+        service.check(org, t, K::BudgetApprove, now).await,
+        Ok(false),
+        "locked above: the extra key is inert"
+    );
     assert_eq!(
         service.check(org, id(77), K::BudgetView, now).await,
         Ok(false)
@@ -405,10 +416,10 @@ async fn locks_above_refuse_org_writes(env: &Env) {
         env.store
             .save_org_settings_audited(&admin, org, version, &update)
             .await,
-        Err(UpdateSettingsError::Locked {
-            key: K::BudgetApprove,
-            by: ScopeRef::District(district)
-        })
+        Err(UpdateSettingsError::Locked(LockedKeys::one(
+            K::BudgetApprove,
+            ScopeRef::District(district)
+        )))
     );
     let changes = [change(K::EventsCreate, false), change(K::UsersView, false)];
     let writes = plan_org_changes(&stale, &changes).expect("not locked in the stale chain");
@@ -418,10 +429,10 @@ async fn locks_above_refuse_org_writes(env: &Env) {
         env.store
             .save_org_settings_audited(&admin, org, version, &update)
             .await,
-        Err(UpdateSettingsError::Locked {
-            key: K::UsersView,
-            by: ScopeRef::School(school)
-        })
+        Err(UpdateSettingsError::Locked(LockedKeys::one(
+            K::UsersView,
+            ScopeRef::School(school)
+        )))
     );
     // Even with a stale version, the lock is what the caller is told about.
     let update = SettingsUpdate::Change(vec![change(K::BudgetApprove, false)]);
@@ -447,10 +458,10 @@ async fn locks_above_refuse_org_writes(env: &Env) {
         service
             .update_settings(org, version, &[change(K::UsersView, false)])
             .await,
-        Err(UpdateSettingsError::Locked {
-            key: K::UsersView,
-            by: ScopeRef::School(school)
-        })
+        Err(UpdateSettingsError::Locked(LockedKeys::one(
+            K::UsersView,
+            ScopeRef::School(school)
+        )))
     );
     // Removing the org's own (shadowed) setting of a locked key is a reset, not refused.
     let reset = service
@@ -531,7 +542,7 @@ async fn template_changes_bump_org_versions(env: &Env) {
     // A school cannot set what its district locked.
     assert!(matches!(
         store.set_school_setting(&admin, school, K::BudgetApprove, ScopedSetting::new(Volunteer, true)).await,
-        Err(TemplateError::Locked { key: K::BudgetApprove, by: ScopeRef::District(d) }) if d == district
+        Err(TemplateError::Locked(locked)) if locked == LockedKeys::one(K::BudgetApprove, ScopeRef::District(district))
     ));
     assert_eq!(versions().await, [2, 3, 1, 1]);
 
@@ -1102,7 +1113,7 @@ async fn grants_are_versioned_and_audited(env: &Env) {
     ));
     assert!(matches!(
         store.revoke_grant(&admin, id(404), v, K::UsersRemove).await,
-        Err(GrantError::OrgNotFound)
+        Err(RevokeGrantError::OrgNotFound)
     ));
     assert_eq!(env.version(org).await, 4);
 
@@ -1316,4 +1327,262 @@ async fn concurrent_saves_serialize_on_the_org_row(env: &Env) {
         .expect("load")
         .expect("org");
     assert_eq!(chain.org_settings.len(), 1);
+}
+
+async fn many_key_template_writes_are_versioned_and_all_or_nothing(env: &Env) {
+    let (district, school) = (id(1), id(3));
+    let (o1, o2) = (id(10), id(11));
+    env.district(district).await;
+    env.school(school, Some(district)).await;
+    env.org(o1, Some(district), None).await;
+    env.org(o2, Some(district), Some(school)).await;
+    let admin = ctx(ACTOR);
+    let store = &env.store;
+    let d = TemplateScope::District(district);
+    let s = TemplateScope::School(school);
+    let set = |key, setting| TemplateChange {
+        key,
+        setting: Some(setting),
+    };
+    let template = store
+        .load_template(d)
+        .await
+        .expect("load")
+        .expect("district");
+    assert_eq!((template.version, template.settings.len()), (0, 0));
+    assert!(
+        store
+            .load_template(TemplateScope::District(id(404)))
+            .await
+            .expect("load")
+            .is_none()
+    );
+
+    let events = env.audit_count().await;
+    let update = TemplateUpdate {
+        expected_version: Some(0),
+        changes: vec![
+            set(K::BudgetApprove, ScopedSetting::locked(BoardMember, true)),
+            set(K::EventsCreate, ScopedSetting::locked(Admin, true)),
+            set(K::EventsView, ScopedSetting::new(Volunteer, true)),
+        ],
+    };
+    let saved = store
+        .save_template_audited(&admin, d, &update)
+        .await
+        .expect("saved");
+    let mut below = vec![o1, o2];
+    below.sort();
+    assert_eq!(saved.version, 1);
+    assert_eq!(saved.affected_orgs, below);
+    assert_eq!(
+        env.audit_count().await,
+        events + 3 * 3,
+        "per key: the district's event and one in each org"
+    );
+    assert_eq!((env.version(o1).await, env.version(o2).await), (2, 2));
+    let template = store
+        .load_template(d)
+        .await
+        .expect("load")
+        .expect("district");
+    assert_eq!((template.version, template.settings.len()), (1, 3));
+
+    // Stale: refused, nothing written.
+    let stale = store.save_template_audited(&admin, d, &update).await;
+    assert!(matches!(
+        stale,
+        Err(TemplateError::VersionMismatch {
+            expected: 0,
+            actual: 1
+        })
+    ));
+    // The same settings again at the current version: nothing changes.
+    let again = TemplateUpdate {
+        expected_version: Some(1),
+        ..update.clone()
+    };
+    let saved = store
+        .save_template_audited(&admin, d, &again)
+        .await
+        .expect("no-op");
+    assert_eq!((saved.version, saved.affected_orgs.len()), (1, 0));
+    assert_eq!(env.audit_count().await, events + 9);
+
+    // A school naming two keys its district locked: both named, nothing written.
+    let refused = store
+        .save_template_audited(
+            &admin,
+            s,
+            &TemplateUpdate {
+                expected_version: Some(0),
+                changes: vec![
+                    set(K::DocumentsView, ScopedSetting::new(Admin, true)),
+                    set(K::EventsCreate, ScopedSetting::new(Volunteer, true)),
+                    set(K::BudgetApprove, ScopedSetting::new(Volunteer, true)),
+                ],
+            },
+        )
+        .await;
+    let Err(TemplateError::Locked(locked)) = refused else {
+        panic!("locked: {refused:?}");
+    };
+    assert_eq!(
+        locked.keys(),
+        [K::EventsCreate, K::BudgetApprove].into_iter().collect()
+    );
+    assert!(
+        locked
+            .locks()
+            .iter()
+            .all(|l| l.by == ScopeRef::District(district))
+    );
+    let template = store.load_template(s).await.expect("load").expect("school");
+    assert_eq!((template.version, template.settings.len()), (0, 0));
+    assert_eq!(env.version(o2).await, 2);
+
+    // A single-key write bumps the template version too (so a many-key write based on
+    // an older read is stale).
+    store
+        .set_district_setting(
+            &admin,
+            district,
+            K::DocumentsView,
+            ScopedSetting::new(Admin, true),
+        )
+        .await
+        .expect("set");
+    let template = store
+        .load_template(d)
+        .await
+        .expect("load")
+        .expect("district");
+    assert_eq!(template.version, 2);
+    let removal = TemplateUpdate {
+        expected_version: Some(2),
+        changes: vec![
+            TemplateChange {
+                key: K::EventsCreate,
+                setting: None,
+            },
+            TemplateChange {
+                key: K::DocumentsView,
+                setting: None,
+            },
+        ],
+    };
+    let saved = store
+        .save_template_audited(&admin, d, &removal)
+        .await
+        .expect("removed");
+    assert_eq!(saved.version, 3);
+    let template = store
+        .load_template(d)
+        .await
+        .expect("load")
+        .expect("district");
+    assert_eq!(
+        template.settings.keys(),
+        [K::BudgetApprove, K::EventsView].into_iter().collect()
+    );
+}
+
+async fn grants_have_windows_and_locks_bind_them(env: &Env) {
+    let (district, org, v, admin_user) = (id(1), id(3), id(10), id(11));
+    env.district(district).await;
+    env.org(org, Some(district), None).await;
+    env.active_member(org, v, "volunteer").await;
+    env.active_member(org, admin_user, "admin").await;
+    let admin = ctx(admin_user);
+    let store = &env.store;
+    let now = OffsetDateTime::now_utc();
+    let later = now + Duration::days(2);
+    let pending = NewGrant {
+        user_id: v,
+        key: K::BudgetApprove,
+        starts_at: Some(later),
+        expires_at: Some(later + Duration::days(1)),
+        reason: Some("next week".to_owned()),
+        granted_by: Some(admin_user),
+    };
+    store
+        .save_grant_audited(&admin, org, &pending)
+        .await
+        .expect("grant");
+    let now_grant = NewGrant {
+        key: K::UsersRemove,
+        starts_at: None,
+        expires_at: None,
+        ..pending.clone()
+    };
+    store
+        .save_grant_audited(&admin, org, &now_grant)
+        .await
+        .expect("grant");
+    let listed = store.list_grants(org, Some(v)).await.expect("list");
+    let stored = listed
+        .iter()
+        .find(|g| g.grant.key == K::BudgetApprove)
+        .expect("stored");
+    assert_eq!(
+        stored.grant.starts_at.map(|t| t.unix_timestamp()),
+        Some(later.unix_timestamp())
+    );
+    let member = store
+        .load_member(org, v)
+        .await
+        .expect("load")
+        .expect("member");
+    let compiled = store.compile_org(org).await.expect("compile").expect("org");
+    assert!(
+        !check(&compiled, &member, K::BudgetApprove, now),
+        "not started"
+    );
+    assert!(
+        check(&compiled, &member, K::BudgetApprove, later),
+        "started"
+    );
+    assert!(check(&compiled, &member, K::UsersRemove, now));
+
+    // The district locks users.remove: the existing grant stays stored but is inert,
+    // and a new grant of the key is refused by the store itself.
+    store
+        .set_district_setting(
+            &admin,
+            district,
+            K::UsersRemove,
+            ScopedSetting::locked(Admin, true),
+        )
+        .await
+        .expect("lock");
+    let compiled = store.compile_org(org).await.expect("compile").expect("org");
+    assert!(
+        !check(&compiled, &member, K::UsersRemove, now),
+        "inert under the lock"
+    );
+    assert_eq!(
+        store.list_grants(org, Some(v)).await.expect("list").len(),
+        2
+    );
+    let refused = store
+        .save_grant_audited(
+            &admin,
+            org,
+            &NewGrant {
+                reason: Some("again".to_owned()),
+                ..now_grant.clone()
+            },
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(GrantError::Locked(locked)) if *locked == LockedKeys::one(K::UsersRemove, ScopeRef::District(district))),
+        "{refused:?}"
+    );
+    // Lifting the lock makes the stored grant count again.
+    store
+        .clear_district_setting(&admin, district, K::UsersRemove)
+        .await
+        .expect("unlock");
+    let compiled = store.compile_org(org).await.expect("compile").expect("org");
+    assert!(check(&compiled, &member, K::UsersRemove, now));
 }

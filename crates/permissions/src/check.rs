@@ -11,6 +11,10 @@ use crate::resolve::Effective;
 /// Why a check allowed or denied, in one word. Denials are reported in the order the
 /// formula tests them (membership, user, enabled, role); allowances in the order role rank,
 /// extra key, direct grant.
+///
+/// A denial with `InsufficientRole` may still have an extra key or a grant of the key that
+/// does not count because a district or school locked the key; [`explain`](crate::explain())
+/// says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionReason {
@@ -26,7 +30,8 @@ pub enum DecisionReason {
     UserInactive,
     /// Denied: the key is disabled for the org (no role, extra key or grant beats that).
     KeyDisabled,
-    /// Denied: the role ranks too low and no extra key or unexpired grant applies.
+    /// Denied: the role ranks too low and no extra key or active grant applies (none
+    /// exists, or the key is locked above the org, which makes them inert).
     InsufficientRole,
 }
 
@@ -41,15 +46,19 @@ impl DecisionReason {
 /// Whether `member` may use `key` in `org` at `now`:
 ///
 /// ```text
+/// e = effective(org, key)        -- e.locked_above: a district or school locked the key
 /// membership is active and the user is active
-/// and effective(org, key).enabled
-/// and ( rank(role) >= rank(effective(org, key).min_role)
-///       or key in role.extra_keys
-///       or an unexpired direct grant of key exists )
+/// and e.enabled
+/// and ( rank(role) >= rank(e.min_role)
+///       or ( not e.locked_above
+///            and ( key in role.extra_keys
+///                  or an active direct grant of key exists ) ) )
 /// ```
 ///
+/// A grant is active when `starts_at <= now < expires_at`.
+///
 /// Allocation-free: a table lookup, a few comparisons and bit tests (a grant scan only when
-/// the member has a grant of this key with an expiry). `member` must be a member of `org`;
+/// the member has a timed grant of this key). `member` must be a member of `org`;
 /// a caller without a membership is denied before this is called.
 ///
 /// ```
@@ -104,6 +113,9 @@ pub(crate) fn decide_with(
         DecisionReason::KeyDisabled
     } else if member.role.counts_as >= effective.min_role {
         DecisionReason::RoleRank
+    } else if effective.locked_above().is_some() {
+        // Locks bind exceptions too: extra keys and grants do not count.
+        DecisionReason::InsufficientRole
     } else if member.role.extra_keys.contains(key) {
         DecisionReason::ExtraKey
     } else if member.grants.holds(key, now) {
@@ -147,9 +159,8 @@ mod tests {
 
     fn grant(key: PermissionKey, expires_at: Option<OffsetDateTime>) -> Grant {
         Grant {
-            key,
             expires_at,
-            reason: None,
+            ..Grant::permanent(key)
         }
     }
 
@@ -253,6 +264,78 @@ mod tests {
             DecisionReason::ExtraKey
         );
         assert!(!check(&org, &treasurer, PermissionKey::BudgetDelete, NOW));
+    }
+
+    #[test]
+    fn a_lock_above_makes_extra_keys_and_grants_inert_but_not_rank() {
+        use crate::scope::ScopeRef;
+        let key = PermissionKey::BudgetApprove;
+        let district = Uuid::from_u128(0xd);
+        let locked: ScopeSettings = [(key, ScopedSetting::locked(BuiltinRole::BoardMember, true))]
+            .into_iter()
+            .collect();
+        let chain = OrgChain::standalone(ORG).with_district(district, locked);
+        let org = CompiledOrg::compile(&chain, 1);
+        assert_eq!(
+            org.effective(key).locked_above(),
+            Some(ScopeRef::District(district))
+        );
+        let granted = member(BuiltinRole::Volunteer).with_grants(vec![grant(key, None)]);
+        assert_eq!(
+            decide(&org, &granted, key, NOW),
+            DecisionReason::InsufficientRole
+        );
+        let mut extra = member(BuiltinRole::Volunteer);
+        extra.role = RoleRef::custom(
+            "Treasurer",
+            BuiltinRole::Volunteer,
+            [key].into_iter().collect(),
+        );
+        assert!(!check(&org, &extra, key, NOW));
+        assert!(
+            check(&org, &member(BuiltinRole::BoardMember), key, NOW),
+            "rank still counts"
+        );
+        // The same exceptions count where nothing above locks the key, and under the
+        // org's own lock.
+        let own_lock: ScopeSettings =
+            [(key, ScopedSetting::locked(BuiltinRole::BoardMember, true))]
+                .into_iter()
+                .collect();
+        let org = CompiledOrg::compile(&OrgChain::standalone(ORG).with_org_settings(own_lock), 1);
+        assert_eq!(org.effective(key).locked_above(), None);
+        assert_eq!(
+            decide(&org, &granted, key, NOW),
+            DecisionReason::DirectGrant
+        );
+        assert_eq!(decide(&org, &extra, key, NOW), DecisionReason::ExtraKey);
+    }
+
+    #[test]
+    fn a_grant_counts_from_its_start_until_its_expiry() {
+        let org = CompiledOrg::compile(&OrgChain::standalone(ORG), 0);
+        let key = PermissionKey::UsersRemove;
+        let window = |starts_at, expires_at| {
+            member(BuiltinRole::Volunteer).with_grants(vec![Grant {
+                starts_at,
+                expires_at,
+                ..Grant::permanent(key)
+            }])
+        };
+        let later = datetime!(2025-03-02 0:00 UTC);
+        assert!(
+            !check(&org, &window(Some(later), None), key, NOW),
+            "not yet"
+        );
+        assert!(
+            check(&org, &window(Some(NOW), None), key, NOW),
+            "from exactly now"
+        );
+        assert!(check(&org, &window(Some(NOW), Some(later)), key, NOW));
+        assert!(
+            !check(&org, &window(Some(NOW), Some(NOW)), key, NOW),
+            "empty window"
+        );
     }
 
     #[test]

@@ -108,6 +108,18 @@ pub enum ExplainStep {
         /// The best grant found.
         grant: GrantState,
     },
+    /// An org-level exception the member holds for the key (an extra key of their role,
+    /// an active grant) that does not count, because a district or school locked the key
+    /// ("grant ignored: locked by district …"). It stays stored; it counts again when
+    /// the lock goes.
+    ExceptionIgnored {
+        /// Which exception.
+        exception: Exception,
+        /// The district or school that locked the key.
+        locked_by: ScopeRef,
+        /// The same in words, e.g. `grant ignored: locked by district 0190…`.
+        note: String,
+    },
     /// The answer.
     Decision {
         /// Whether the check allows.
@@ -117,8 +129,29 @@ pub enum ExplainStep {
     },
 }
 
+/// An org-level exception to the minimum role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exception {
+    /// An extra key of the member's custom role.
+    ExtraKey,
+    /// A direct grant.
+    Grant,
+}
+
+impl Exception {
+    /// `extra key` or `grant`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ExtraKey => "extra key",
+            Self::Grant => "grant",
+        }
+    }
+}
+
 /// The best direct grant of one key a member holds at a point in time: permanent beats
-/// active, which beats expired, which beats none.
+/// active, which beats pending (not started yet), which beats expired, which beats none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum GrantState {
@@ -134,6 +167,17 @@ pub enum GrantState {
         /// When it expires.
         #[serde(with = "time::serde::rfc3339")]
         expires_at: OffsetDateTime,
+        /// Why it was granted.
+        reason: Option<String>,
+    },
+    /// A grant that has not started yet (the one starting first).
+    Pending {
+        /// When it starts counting.
+        #[serde(with = "time::serde::rfc3339")]
+        starts_at: OffsetDateTime,
+        /// When it will expire, if it does.
+        #[serde(with = "time::serde::rfc3339::option")]
+        expires_at: Option<OffsetDateTime>,
         /// Why it was granted.
         reason: Option<String>,
     },
@@ -153,18 +197,16 @@ impl GrantState {
     pub fn of(grants: &Grants, key: PermissionKey, now: OffsetDateTime) -> Self {
         let mut best = Self::None;
         for grant in grants.of_key(key) {
-            let candidate = match grant.expires_at {
-                None => Self::Permanent {
-                    reason: grant.reason.clone(),
-                },
-                Some(expires_at) if grant.is_active_at(now) => Self::Active {
+            let reason = grant.reason.clone();
+            let candidate = match (grant.starts_at, grant.expires_at) {
+                (_, Some(expired_at)) if expired_at <= now => Self::Expired { expired_at, reason },
+                (Some(starts_at), expires_at) if now < starts_at => Self::Pending {
+                    starts_at,
                     expires_at,
-                    reason: grant.reason.clone(),
+                    reason,
                 },
-                Some(expired_at) => Self::Expired {
-                    expired_at,
-                    reason: grant.reason.clone(),
-                },
+                (_, None) => Self::Permanent { reason },
+                (_, Some(expires_at)) => Self::Active { expires_at, reason },
             };
             if candidate.outranks(&best) {
                 best = candidate;
@@ -183,6 +225,7 @@ impl GrantState {
         match (self, other) {
             (Self::Active { expires_at: a, .. }, Self::Active { expires_at: b, .. })
             | (Self::Expired { expired_at: a, .. }, Self::Expired { expired_at: b, .. }) => a > b,
+            (Self::Pending { starts_at: a, .. }, Self::Pending { starts_at: b, .. }) => a < b,
             _ => self.strength() > other.strength(),
         }
     }
@@ -191,8 +234,9 @@ impl GrantState {
         match self {
             Self::None => 0,
             Self::Expired { .. } => 1,
-            Self::Active { .. } => 2,
-            Self::Permanent { .. } => 3,
+            Self::Pending { .. } => 2,
+            Self::Active { .. } => 3,
+            Self::Permanent { .. } => 4,
         }
     }
 }
@@ -209,7 +253,8 @@ pub struct Explanation {
     /// The key's effective setting for the org.
     pub effective: Effective,
     /// The steps, in order: platform default, district, school, org, membership, user,
-    /// enabled, role rank, extra key, grant, decision.
+    /// enabled, role rank, extra key, grant, the exceptions a lock above makes inert (if
+    /// any), decision.
     pub steps: Vec<ExplainStep>,
 }
 
@@ -249,9 +294,24 @@ pub fn explain(
     key: PermissionKey,
     now: OffsetDateTime,
 ) -> Explanation {
-    let mut steps = Vec::with_capacity(11);
+    let mut steps = Vec::with_capacity(13);
     let effective = walk(chain, key, |step| steps.push(step));
     let role = &member.role;
+    let grant = GrantState::of(&member.grants, key, now);
+    let extra_key = role.extra_keys.contains(key);
+    let ignored = effective.locked_above().map(|locked_by| {
+        [
+            (Exception::ExtraKey, extra_key),
+            (Exception::Grant, grant.holds()),
+        ]
+        .into_iter()
+        .filter(|&(_, held)| held)
+        .map(move |(exception, _)| ExplainStep::ExceptionIgnored {
+            exception,
+            locked_by,
+            note: format!("{} ignored: locked by {locked_by}", exception.as_str()),
+        })
+    });
     steps.extend([
         ExplainStep::Membership {
             status: member.status,
@@ -274,12 +334,11 @@ pub fn explain(
         },
         ExplainStep::ExtraKey {
             role: role.name.clone(),
-            holds: role.extra_keys.contains(key),
+            holds: extra_key,
         },
-        ExplainStep::Grant {
-            grant: GrantState::of(&member.grants, key, now),
-        },
+        ExplainStep::Grant { grant },
     ]);
+    steps.extend(ignored.into_iter().flatten());
     let reason = decide_with(&effective, member, key, now);
     steps.push(ExplainStep::Decision {
         allowed: reason.is_allowed(),
@@ -316,9 +375,9 @@ mod tests {
 
     fn grant(expires_at: Option<OffsetDateTime>, reason: &str) -> Grant {
         Grant {
-            key: KEY,
             expires_at,
             reason: Some(reason.to_owned()),
+            ..Grant::permanent(KEY)
         }
     }
 
@@ -419,6 +478,86 @@ mod tests {
             GrantState::Permanent {
                 reason: Some("forever".to_owned())
             }
+        );
+    }
+
+    #[test]
+    fn a_pending_grant_is_shown_and_does_not_count() {
+        let starts_at = datetime!(2025-03-02 0:00 UTC);
+        let member =
+            MemberContext::active(Uuid::from_u128(9), RoleRef::builtin(BuiltinRole::Volunteer))
+                .with_grants(vec![
+                    grant(Some(datetime!(2025-01-01 0:00 UTC)), "expired"),
+                    Grant {
+                        starts_at: Some(starts_at),
+                        ..grant(None, "next week")
+                    },
+                ]);
+        assert_eq!(
+            GrantState::of(&member.grants, KEY, NOW),
+            GrantState::Pending {
+                starts_at,
+                expires_at: None,
+                reason: Some("next week".to_owned())
+            }
+        );
+        assert!(!explain(&chain(), &member, KEY, NOW).allowed);
+        assert!(explain(&chain(), &member, KEY, starts_at).allowed);
+    }
+
+    #[test]
+    fn exceptions_under_a_lock_above_are_reported_as_ignored() {
+        let district = Uuid::from_u128(1);
+        let locked: ScopeSettings = [(KEY, ScopedSetting::locked(BuiltinRole::Admin, true))]
+            .into_iter()
+            .collect();
+        let chain = chain().with_district(district, locked);
+        let member = MemberContext::active(
+            Uuid::from_u128(9),
+            RoleRef::custom("Clerk", BuiltinRole::Volunteer, [KEY].into_iter().collect()),
+        )
+        .with_grants(vec![grant(None, "filing")]);
+        let explanation = explain(&chain, &member, KEY, NOW);
+        assert!(!explanation.allowed);
+        assert_eq!(
+            explanation.allowed,
+            check(&CompiledOrg::compile(&chain, 0), &member, KEY, NOW)
+        );
+        let ignored: Vec<&ExplainStep> = explanation
+            .steps
+            .iter()
+            .filter(|step| matches!(step, ExplainStep::ExceptionIgnored { .. }))
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                &ExplainStep::ExceptionIgnored {
+                    exception: Exception::ExtraKey,
+                    locked_by: ScopeRef::District(district),
+                    note: format!("extra key ignored: locked by district {district}"),
+                },
+                &ExplainStep::ExceptionIgnored {
+                    exception: Exception::Grant,
+                    locked_by: ScopeRef::District(district),
+                    note: format!("grant ignored: locked by district {district}"),
+                },
+            ]
+        );
+        assert_eq!(
+            explanation.steps.last(),
+            Some(&ExplainStep::Decision {
+                allowed: false,
+                reason: DecisionReason::InsufficientRole
+            })
+        );
+        // Without the lock, neither is ignored and the extra key allows.
+        let explanation = explain(&self::chain(), &member, KEY, NOW);
+        assert!(explanation.allowed);
+        assert!(
+            !explanation
+                .steps
+                .iter()
+                .any(|step| matches!(step, ExplainStep::ExceptionIgnored { .. }))
         );
     }
 

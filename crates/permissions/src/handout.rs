@@ -105,6 +105,45 @@ pub fn check_grant_expiry(
     }
 }
 
+/// A new grant's time window that would never (or no longer) be active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GrantWindowError {
+    /// The expiry is not after now ([`GrantExpired`]).
+    #[error(transparent)]
+    Expired(#[from] GrantExpired),
+    /// The expiry is not after the start.
+    #[error("the grant would expire at {expires_at}, which is not after its start at {starts_at}")]
+    EndsBeforeStart {
+        /// The start asked for.
+        starts_at: OffsetDateTime,
+        /// The expiry asked for.
+        expires_at: OffsetDateTime,
+    },
+}
+
+/// Checks a new grant's window `starts_at <= now < expires_at`: the expiry, when given,
+/// must be after now ([`check_grant_expiry`]) and after the start. A start in the past or
+/// the future is fine (a future start makes the grant pending until then).
+///
+/// # Errors
+/// [`GrantWindowError`].
+pub fn check_grant_window(
+    starts_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), GrantWindowError> {
+    check_grant_expiry(expires_at, now)?;
+    match (starts_at, expires_at) {
+        (Some(starts_at), Some(expires_at)) if expires_at <= starts_at => {
+            Err(GrantWindowError::EndsBeforeStart {
+                starts_at,
+                expires_at,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether an API key whose creator is `creator` (their membership in the key's org as
 /// the engine sees it now; `None` if they are no longer a member) is still alive: a key
 /// dies with its creator's membership or admin rights (API keys are an administrative
@@ -185,11 +224,7 @@ mod tests {
                 [PermissionKey::BudgetView].into_iter().collect(),
             ),
         )
-        .with_grants(vec![Grant {
-            key: PermissionKey::UsersEditRoles,
-            expires_at: None,
-            reason: None,
-        }]);
+        .with_grants(vec![Grant::permanent(PermissionKey::UsersEditRoles)]);
         assert!(check(&org, &lead, PermissionKey::UsersEditRoles, now));
         let mine = keys_to_hand_out(&org, &lead, now);
         assert!(!mine.contains(PermissionKey::UsersEditRoles), "granted");
@@ -286,5 +321,34 @@ mod grant_expiry_tests {
             Err(GrantExpired { expires_at: now })
         );
         assert!(check_grant_expiry(Some(now - time::Duration::days(1)), now).is_err());
+    }
+
+    #[test]
+    fn a_grant_window_must_end_after_now_and_after_its_start() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let hour = time::Duration::HOUR;
+        assert_eq!(check_grant_window(None, None, now), Ok(()));
+        assert_eq!(check_grant_window(Some(now + hour), None, now), Ok(()));
+        assert_eq!(
+            check_grant_window(Some(now - hour), Some(now + hour), now),
+            Ok(())
+        );
+        assert_eq!(
+            check_grant_window(Some(now + hour), Some(now + 2 * hour), now),
+            Ok(())
+        );
+        assert_eq!(
+            check_grant_window(Some(now + 2 * hour), Some(now + hour), now),
+            Err(GrantWindowError::EndsBeforeStart {
+                starts_at: now + 2 * hour,
+                expires_at: now + hour
+            })
+        );
+        assert_eq!(
+            check_grant_window(Some(now - 2 * hour), Some(now - hour), now),
+            Err(GrantWindowError::Expired(GrantExpired {
+                expires_at: now - hour
+            }))
+        );
     }
 }

@@ -21,13 +21,17 @@
 //! check = membership active and user active
 //!     and effective.enabled
 //!     and ( rank(role) >= rank(effective.min_role)
-//!           or key in role.extra_keys
-//!           or an unexpired direct grant of key exists )
+//!           or ( not effective.locked_above
+//!                and ( key in role.extra_keys
+//!                      or an active direct grant of key exists ) ) )
 //! ```
 //!
 //! A member ([`MemberContext`]) has one role ([`RoleRef`]): a [`BuiltinRole`] or a custom role
-//! that counts as one and may carry extra keys. Direct [`Grant`]s may expire. Disabled beats
-//! everything; an invited, suspended or removed member, or a disabled user, is denied.
+//! that counts as one and may carry extra keys. Direct [`Grant`]s may start later and
+//! expire (active when `starts_at <= now < expires_at`). Disabled beats everything; an
+//! invited, suspended or removed member, or a disabled user, is denied. Locks bind
+//! exceptions too: where a district or school locked a key, extra keys and grants of it
+//! do not count, and new ones are refused ([`refuse_locked_exceptions`]).
 //!
 //! Around the check: [`explain`] reports every step (each level, membership, user, enabled,
 //! rank, extra key, grant, decision) and always agrees with [`check`]; [`org_matrix`] and
@@ -54,8 +58,10 @@ mod check;
 mod compiled;
 mod errors;
 mod explain;
+mod grants;
 mod handout;
 mod keys;
+mod locks;
 mod lookup;
 mod matrix;
 mod member;
@@ -66,21 +72,27 @@ mod role;
 mod scope;
 mod service;
 mod settings;
+mod template;
 
 pub use crate::catalog::{
     CATALOG_VERSION, CatalogEntry, DefaultSetting, catalog, platform_default,
 };
 pub use crate::check::{DecisionReason, allowed_keys, check, decide};
 pub use crate::compiled::CompiledOrg;
-pub use crate::errors::{LoadError, UpdateSettingsError};
-pub use crate::explain::{ExplainStep, Explanation, GrantState, explain};
+pub use crate::errors::{
+    BoxError, ExceptionKeysError, GrantError, LoadError, MAX_GRANT_REASON_CHARS, RevokeGrantError,
+    StoreFailure, TemplateError, UpdateSettingsError,
+};
+pub use crate::explain::{Exception, ExplainStep, Explanation, GrantState, explain};
+pub use crate::grants::NewGrant;
 pub use crate::handout::{
-    GrantExpired, NotHeld, api_key_alive, api_key_allows, check_grant_expiry, check_holds,
-    keys_to_hand_out,
+    GrantExpired, GrantWindowError, NotHeld, api_key_alive, api_key_allows, check_grant_expiry,
+    check_grant_window, check_holds, keys_to_hand_out,
 };
 pub use crate::keys::{
     KeySet, KeySetIter, Module, PermissionKey, UnknownKeyError, UnknownModuleError,
 };
+pub use crate::locks::{KeyLock, LockedKeys, locks_above, refuse_locked_exceptions};
 pub use crate::lookup::members_holding;
 pub use crate::matrix::{MemberMatrixRow, OrgMatrixRow, member_matrix, org_matrix};
 pub use crate::member::{Grant, Grants, MemberContext, MemberStatus, RoleRef};
@@ -93,4 +105,8 @@ pub use crate::service::PermissionService;
 pub use crate::settings::{
     SettingChange, SettingWrite, SettingsUpdate, apply_org_changes, apply_writes, locked_above,
     plan_org_changes, plan_reset, reset_org,
+};
+pub use crate::template::{
+    Template, TemplateChange, TemplateSaved, TemplateScope, TemplateUpdate, TemplateWrite,
+    plan_template,
 };

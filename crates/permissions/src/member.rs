@@ -57,12 +57,21 @@ impl RoleRef {
     }
 }
 
-/// A key granted directly to one member, optionally until an expiry time.
+/// A key granted directly to one member, optionally from a start time and until an expiry
+/// time: active when `starts_at <= now < expires_at` (a missing bound is no bound).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     /// The key granted.
     pub key: PermissionKey,
+    /// When the grant starts counting; `None` for "from its creation" (RFC 3339 in JSON,
+    /// omitted when absent so values written without it read the same).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub starts_at: Option<OffsetDateTime>,
     /// When the grant stops counting; `None` for a permanent grant. A grant is active while
     /// `now < expires_at` (RFC 3339 in JSON).
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -73,15 +82,33 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whether the grant counts at `now`.
+    /// A grant of `key` active from now on, without start, expiry or reason.
+    #[must_use]
+    pub const fn permanent(key: PermissionKey) -> Self {
+        Self {
+            key,
+            starts_at: None,
+            expires_at: None,
+            reason: None,
+        }
+    }
+
+    /// Whether the grant counts at `now`: `starts_at <= now < expires_at`.
     #[must_use]
     pub fn is_active_at(&self, now: OffsetDateTime) -> bool {
-        self.expires_at.is_none_or(|expires_at| now < expires_at)
+        self.starts_at.is_none_or(|starts_at| starts_at <= now)
+            && self.expires_at.is_none_or(|expires_at| now < expires_at)
+    }
+
+    /// Whether the grant has a time bound (a start or an expiry).
+    #[must_use]
+    pub const fn is_timed(&self) -> bool {
+        self.starts_at.is_some() || self.expires_at.is_some()
     }
 }
 
 /// A member's direct grants, with the sets the check's fast path reads: the keys held by a
-/// permanent grant, and the keys that have at least one grant with an expiry.
+/// permanent grant (no start, no expiry), and the keys that have at least one timed grant.
 ///
 /// Serialized as the plain list of grants.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -99,7 +126,7 @@ impl Grants {
         let mut permanent = KeySet::new();
         let mut expiring = KeySet::new();
         for grant in &grants {
-            if grant.expires_at.is_some() {
+            if grant.is_timed() {
                 expiring.insert(grant.key);
             } else {
                 permanent.insert(grant.key);
@@ -118,14 +145,15 @@ impl Grants {
         &self.all
     }
 
-    /// The keys held by a grant without expiry.
+    /// The keys held by a grant without start or expiry.
     #[must_use]
     pub const fn permanent(&self) -> KeySet {
         self.permanent
     }
 
-    /// Whether an unexpired grant of `key` exists at `now`. Without an expiring grant for the
-    /// key this is one bit test; otherwise it scans the member's grants.
+    /// Whether an active grant of `key` exists at `now` (`starts_at <= now < expires_at`).
+    /// Without a timed grant for the key this is one bit test; otherwise it scans the
+    /// member's grants.
     #[must_use]
     pub fn holds(&self, key: PermissionKey, now: OffsetDateTime) -> bool {
         self.permanent.contains(key)
@@ -229,19 +257,25 @@ mod tests {
         let now = datetime!(2025-01-01 12:00 UTC);
         let grants = Grants::new(vec![
             Grant {
-                key: PermissionKey::BudgetApprove,
-                expires_at: None,
                 reason: Some("treasurer stand-in".to_owned()),
+                ..Grant::permanent(PermissionKey::BudgetApprove)
             },
             Grant {
-                key: PermissionKey::EventsDelete,
                 expires_at: Some(now),
-                reason: None,
+                ..Grant::permanent(PermissionKey::EventsDelete)
             },
             Grant {
-                key: PermissionKey::UsersInvite,
                 expires_at: Some(datetime!(2025-01-02 0:00 UTC)),
-                reason: None,
+                ..Grant::permanent(PermissionKey::UsersInvite)
+            },
+            Grant {
+                starts_at: Some(datetime!(2025-01-01 12:00:01 UTC)),
+                ..Grant::permanent(PermissionKey::UsersRemove)
+            },
+            Grant {
+                starts_at: Some(now),
+                expires_at: Some(datetime!(2025-01-01 12:00:01 UTC)),
+                ..Grant::permanent(PermissionKey::FundraisingManage)
             },
         ]);
         assert_eq!(
@@ -258,9 +292,25 @@ mod tests {
             datetime!(2025-01-01 11:59:59 UTC)
         ));
         assert!(grants.holds(PermissionKey::UsersInvite, now));
-        assert!(!grants.holds(PermissionKey::UsersRemove, now));
+        assert!(
+            !grants.holds(PermissionKey::UsersRemove, now),
+            "starts later"
+        );
+        assert!(grants.holds(
+            PermissionKey::UsersRemove,
+            datetime!(2025-01-01 12:00:01 UTC)
+        ));
+        assert!(
+            grants.holds(PermissionKey::FundraisingManage, now),
+            "starts exactly now"
+        );
+        assert!(!grants.holds(
+            PermissionKey::FundraisingManage,
+            datetime!(2025-01-01 11:59:59 UTC)
+        ));
+        assert!(!grants.holds(PermissionKey::CommunicationsSend, now));
         assert_eq!(grants.of_key(PermissionKey::EventsDelete).count(), 1);
-        assert_eq!(grants.len(), 3);
+        assert_eq!(grants.len(), 5);
     }
 
     #[test]
@@ -272,6 +322,7 @@ mod tests {
             "role": {"name": "Treasurer", "counts_as": "committee_lead", "extra_keys": ["budget.approve"]},
             "grants": [
                 {"key": "events.delete", "expires_at": "2025-06-01T00:00:00Z", "reason": "spring fair"},
+                {"key": "events.edit", "starts_at": "2025-05-01T00:00:00Z", "expires_at": null},
                 {"key": "users.invite"}
             ]
         });

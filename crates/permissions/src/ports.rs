@@ -5,10 +5,13 @@ use std::future::Future;
 
 use uuid::Uuid;
 
-use crate::errors::{LoadError, UpdateSettingsError};
+use crate::errors::{GrantError, LoadError, RevokeGrantError, TemplateError, UpdateSettingsError};
+use crate::grants::NewGrant;
+use crate::keys::PermissionKey;
 use crate::member::MemberContext;
 use crate::scope::OrgChain;
 use crate::settings::SettingsUpdate;
+use crate::template::{Template, TemplateSaved, TemplateScope, TemplateUpdate};
 
 /// Where orgs' settings chains and members live. Shared across request handlers, hence
 /// `Send + Sync`; every method's future is `Send`.
@@ -50,4 +53,58 @@ pub trait PermissionStore: Send + Sync {
         expected_version: u64,
         update: &SettingsUpdate,
     ) -> impl Future<Output = Result<u64, UpdateSettingsError>> + Send;
+
+    /// Stores `grant` (replacing the member's grant of the same key, if any), bumps the
+    /// org's `permissions_version` and records the change for the audit log, in one
+    /// transaction; returns the org's new version (unchanged when the same grant exists).
+    ///
+    /// Inside the transaction, holding the org's lock, the store refuses a key locked
+    /// above the org as its chain stands then
+    /// ([`refuse_locked_exceptions`](crate::refuse_locked_exceptions)).
+    ///
+    /// # Errors
+    /// [`GrantError::OrgNotFound`], [`GrantError::NotMember`] (any membership status
+    /// counts), [`GrantError::ReasonTooLong`], [`GrantError::Locked`],
+    /// [`GrantError::Storage`].
+    fn save_grant(
+        &self,
+        org_id: Uuid,
+        grant: &NewGrant,
+    ) -> impl Future<Output = Result<u64, GrantError>> + Send;
+
+    /// Deletes member `user_id`'s grant of `key` in `org_id` (bumping the version and
+    /// recording the change, in one transaction): whether there was one.
+    ///
+    /// # Errors
+    /// [`RevokeGrantError::OrgNotFound`], [`RevokeGrantError::Storage`].
+    fn delete_grant(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        key: PermissionKey,
+    ) -> impl Future<Output = Result<bool, RevokeGrantError>> + Send;
+
+    /// The settings `scope` holds and their version; `None` for an unknown district or
+    /// school.
+    fn load_template(
+        &self,
+        scope: TemplateScope,
+    ) -> impl Future<Output = Result<Option<Template>, LoadError>> + Send;
+
+    /// Applies `update` to `scope`'s template, all or nothing, in one transaction holding
+    /// the scope's lock and its orgs' locks: read the template (and, for a school, its
+    /// district's settings), plan with [`plan_template`](crate::plan_template), write the
+    /// rows, bump the template's version and every org's `permissions_version`, and
+    /// record one audit event per key in the scope's chain and one per key in each org
+    /// below (the change event that has every org re-resolve). Nothing is written or
+    /// bumped when nothing changes.
+    ///
+    /// # Errors
+    /// [`TemplateError::NotFound`], [`TemplateError::Locked`],
+    /// [`TemplateError::VersionMismatch`], [`TemplateError::Storage`].
+    fn save_template(
+        &self,
+        scope: TemplateScope,
+        update: &TemplateUpdate,
+    ) -> impl Future<Output = Result<TemplateSaved, TemplateError>> + Send;
 }

@@ -146,4 +146,58 @@ mod tests {
         );
         assert!(preview(&before, &before, &[], now).is_empty());
     }
+
+    #[test]
+    fn a_new_lock_above_lists_who_loses_through_an_extra_key_or_a_grant() {
+        use crate::member::Grant;
+        let now = datetime!(2025-01-01 0:00 UTC);
+        let key = PermissionKey::BudgetApprove;
+        let district = Uuid::from_u128(9);
+        let unlocked: ScopeSettings = [(key, ScopedSetting::new(BuiltinRole::BoardMember, true))]
+            .into_iter()
+            .collect();
+        let locked: ScopeSettings = [(key, ScopedSetting::locked(BuiltinRole::BoardMember, true))]
+            .into_iter()
+            .collect();
+        let org = Uuid::from_u128(1);
+        let before = CompiledOrg::compile(
+            &OrgChain::standalone(org).with_district(district, unlocked),
+            0,
+        );
+        let after = CompiledOrg::compile(
+            &OrgChain::standalone(org).with_district(district, locked),
+            1,
+        );
+        let treasurer = MemberContext::active(
+            Uuid::from_u128(2),
+            RoleRef::custom(
+                "Treasurer",
+                BuiltinRole::Volunteer,
+                [key].into_iter().collect(),
+            ),
+        );
+        let granted =
+            MemberContext::active(Uuid::from_u128(3), RoleRef::builtin(BuiltinRole::Volunteer))
+                .with_grants(vec![Grant::permanent(key)]);
+        let board = MemberContext::active(
+            Uuid::from_u128(4),
+            RoleRef::builtin(BuiltinRole::BoardMember),
+        );
+        let changes = preview(&before, &after, &[treasurer, granted, board], now);
+        assert_eq!(
+            changes,
+            [
+                PermissionChange {
+                    user_id: Uuid::from_u128(2),
+                    key,
+                    change: ChangeKind::Lost
+                },
+                PermissionChange {
+                    user_id: Uuid::from_u128(3),
+                    key,
+                    change: ChangeKind::Lost
+                },
+            ]
+        );
+    }
 }

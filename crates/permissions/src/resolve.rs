@@ -35,6 +35,17 @@ impl Effective {
         }
     }
 
+    /// The district or school that locked the setting, if one did: then the org's
+    /// exceptions (a custom role's extra keys, direct grants) do not count for the key.
+    /// An org's own lock binds no one and is not "above".
+    #[must_use]
+    pub const fn locked_above(&self) -> Option<ScopeRef> {
+        match self.locked_by {
+            Some(scope @ (ScopeRef::District(_) | ScopeRef::School(_))) => Some(scope),
+            _ => None,
+        }
+    }
+
     /// The setting `scope` holds, as the one in effect.
     #[must_use]
     pub const fn from_setting(setting: ScopedSetting, scope: ScopeRef) -> Self {

@@ -5,11 +5,18 @@ use uuid::Uuid;
 
 use crate::check::check;
 use crate::compiled::CompiledOrg;
-use crate::errors::{LoadError, UpdateSettingsError};
+use crate::errors::{
+    ExceptionKeysError, GrantError, LoadError, MAX_GRANT_REASON_CHARS, RevokeGrantError,
+    TemplateError, UpdateSettingsError,
+};
 use crate::explain::{Explanation, explain};
-use crate::keys::{Module, PermissionKey};
+use crate::grants::NewGrant;
+use crate::handout::{check_grant_window, check_holds, keys_to_hand_out};
+use crate::keys::{KeySet, Module, PermissionKey};
+use crate::locks::refuse_locked_exceptions;
 use crate::ports::PermissionStore;
 use crate::settings::{SettingChange, SettingsUpdate};
+use crate::template::{Template, TemplateSaved, TemplateScope, TemplateUpdate};
 
 /// Permission operations on top of a [`PermissionStore`]: loading, validating (locks) and
 /// saving (optimistic version). Pure logic stays in the free functions of this crate.
@@ -119,6 +126,120 @@ impl<S: PermissionStore> PermissionService<S> {
             .save_org_settings(org_id, expected_version, &SettingsUpdate::Reset(module))
             .await
     }
+
+    /// `actor` grants `grant.key` directly to member `grant.user_id` of `org_id` at `now`
+    /// (recorded as granted by `actor`); returns the org's new version. The rules, in
+    /// order:
+    ///
+    /// 1. the window `starts_at <= now < expires_at` must be able to open
+    ///    ([`check_grant_window`]); the reason is at most [`MAX_GRANT_REASON_CHARS`];
+    /// 2. nobody grants themselves anything;
+    /// 3. a key locked above the org is refused (a grant of it would not count);
+    /// 4. nobody grants what they don't hold through their own role
+    ///    ([`keys_to_hand_out`]: a key disabled for the org is held by nobody).
+    ///
+    /// The store re-checks the lock under the org's lock when it writes.
+    ///
+    /// # Errors
+    /// [`GrantError::Window`], [`GrantError::ReasonTooLong`], [`GrantError::SelfGrant`],
+    /// [`GrantError::OrgNotFound`], [`GrantError::Locked`], [`GrantError::NotHeld`], and
+    /// the store's errors.
+    pub async fn grant(
+        &self,
+        org_id: Uuid,
+        actor: Uuid,
+        grant: NewGrant,
+        now: OffsetDateTime,
+    ) -> Result<u64, GrantError> {
+        check_grant_window(grant.starts_at, grant.expires_at, now)?;
+        if grant
+            .reason
+            .as_ref()
+            .is_some_and(|reason| reason.chars().count() > MAX_GRANT_REASON_CHARS)
+        {
+            return Err(GrantError::ReasonTooLong);
+        }
+        if grant.user_id == actor {
+            return Err(GrantError::SelfGrant);
+        }
+        let chain = self
+            .store
+            .load_org_chain(org_id)
+            .await?
+            .ok_or(GrantError::OrgNotFound)?;
+        let wanted: KeySet = [grant.key].into_iter().collect();
+        refuse_locked_exceptions(&chain, wanted).map_err(GrantError::Locked)?;
+        let held = match self.store.load_member(org_id, actor).await? {
+            Some(member) => keys_to_hand_out(&CompiledOrg::compile(&chain, 0), &member, now),
+            None => KeySet::new(),
+        };
+        check_holds(held, wanted)?;
+        let grant = NewGrant {
+            granted_by: Some(actor),
+            ..grant
+        };
+        self.store.save_grant(org_id, &grant).await
+    }
+
+    /// Revokes member `user_id`'s direct grant of `key` in `org_id`: whether there was one.
+    ///
+    /// # Errors
+    /// The store's [`RevokeGrantError`].
+    pub async fn revoke_grant(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        key: PermissionKey,
+    ) -> Result<bool, RevokeGrantError> {
+        self.store.delete_grant(org_id, user_id, key).await
+    }
+
+    /// Refuses `keys` as org-level exceptions (a custom role's extra keys) when any is
+    /// locked above `org_id` — every locked key is named, with who locked it. For the
+    /// custom-role writes of the tenancy side, before they store the role.
+    ///
+    /// # Errors
+    /// [`ExceptionKeysError::Locked`], [`ExceptionKeysError::OrgNotFound`],
+    /// [`ExceptionKeysError::Storage`].
+    pub async fn refuse_locked_exceptions(
+        &self,
+        org_id: Uuid,
+        keys: KeySet,
+    ) -> Result<(), ExceptionKeysError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let chain = self
+            .store
+            .load_org_chain(org_id)
+            .await?
+            .ok_or(ExceptionKeysError::OrgNotFound)?;
+        refuse_locked_exceptions(&chain, keys).map_err(ExceptionKeysError::Locked)
+    }
+
+    /// The settings `scope` holds and their version; `None` for an unknown district or
+    /// school.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the store fails.
+    pub async fn template(&self, scope: TemplateScope) -> Result<Option<Template>, LoadError> {
+        self.store.load_template(scope).await
+    }
+
+    /// Changes `scope`'s template, all or nothing: the store plans `update` under the
+    /// scope's lock ([`plan_template`](crate::plan_template): a school cannot set what its
+    /// district locked; a stale `expected_version` is refused) and has every org below
+    /// re-resolve.
+    ///
+    /// # Errors
+    /// The store's [`TemplateError`].
+    pub async fn change_template(
+        &self,
+        scope: TemplateScope,
+        update: &TemplateUpdate,
+    ) -> Result<TemplateSaved, TemplateError> {
+        self.store.save_template(scope, update).await
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +252,9 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::errors::StoreFailure;
+    use crate::handout::GrantWindowError;
+    use crate::locks::LockedKeys;
     use crate::member::{MemberContext, RoleRef};
     use crate::ports::MockPermissionStore;
     use crate::role::BuiltinRole;
@@ -206,10 +330,10 @@ mod tests {
         };
         assert_eq!(
             SettingsUpdate::Change(vec![free, locked]).plan(&chain()),
-            Err(UpdateSettingsError::Locked {
-                key: PermissionKey::BudgetApprove,
-                by: ScopeRef::District(DISTRICT)
-            })
+            Err(UpdateSettingsError::Locked(LockedKeys::one(
+                PermissionKey::BudgetApprove,
+                ScopeRef::District(DISTRICT)
+            )))
         );
         let writes = SettingsUpdate::Change(vec![free])
             .plan(&chain())
@@ -230,10 +354,10 @@ mod tests {
                 expected: 2,
                 actual: 3,
             },
-            UpdateSettingsError::Locked {
-                key: PermissionKey::BudgetApprove,
-                by: ScopeRef::District(DISTRICT),
-            },
+            UpdateSettingsError::Locked(LockedKeys::one(
+                PermissionKey::BudgetApprove,
+                ScopeRef::District(DISTRICT),
+            )),
         ] {
             let mut store = MockPermissionStore::new();
             let answer = refusal.clone();
@@ -326,5 +450,221 @@ mod tests {
             Ok(None)
         );
         assert_eq!(block_on(service.compile_org(ORG, 1)), Ok(None));
+    }
+
+    const ADMIN: Uuid = Uuid::from_u128(0xa);
+
+    fn new_grant(key: PermissionKey) -> NewGrant {
+        NewGrant {
+            user_id: USER,
+            key,
+            starts_at: None,
+            expires_at: None,
+            reason: Some("cover".to_owned()),
+            granted_by: None,
+        }
+    }
+
+    /// A store whose org has `chain()` and whose `ADMIN` is an admin, or a board member.
+    fn store_with_actor(role: BuiltinRole) -> MockPermissionStore {
+        let mut store = store_with_chain(Some(chain()));
+        store
+            .expect_load_member()
+            .with(eq(ORG), eq(ADMIN))
+            .returning(move |_, _| {
+                Box::pin(ready(Ok(Some(MemberContext::active(
+                    ADMIN,
+                    RoleRef::builtin(role),
+                )))))
+            });
+        store
+    }
+
+    #[test]
+    fn a_grant_is_saved_as_granted_by_the_actor() {
+        let mut store = store_with_actor(BuiltinRole::Admin);
+        store
+            .expect_save_grant()
+            .withf(|org, grant| {
+                *org == ORG
+                    && grant.granted_by == Some(ADMIN)
+                    && grant.key == PermissionKey::EventsDelete
+                    && grant.user_id == USER
+            })
+            .times(1)
+            .returning(|_, _| Box::pin(ready(Ok(9))));
+        let service = PermissionService::new(store);
+        let saved =
+            block_on(service.grant(ORG, ADMIN, new_grant(PermissionKey::EventsDelete), NOW));
+        assert_eq!(saved.expect("granted"), 9);
+    }
+
+    #[test]
+    fn a_grant_breaking_a_rule_never_reaches_the_store() {
+        let refused = |actor: Uuid, role: BuiltinRole, grant: NewGrant| {
+            let mut store = store_with_actor(role);
+            store.expect_save_grant().never();
+            let service = PermissionService::new(store);
+            block_on(service.grant(ORG, actor, grant, NOW)).expect_err("refused")
+        };
+        assert!(matches!(
+            refused(
+                USER,
+                BuiltinRole::Admin,
+                new_grant(PermissionKey::EventsView)
+            ),
+            GrantError::SelfGrant
+        ));
+        let expired = NewGrant {
+            expires_at: Some(NOW),
+            ..new_grant(PermissionKey::EventsView)
+        };
+        assert!(matches!(
+            refused(ADMIN, BuiltinRole::Admin, expired),
+            GrantError::Window(GrantWindowError::Expired(_))
+        ));
+        let backwards = NewGrant {
+            starts_at: Some(NOW + time::Duration::DAY),
+            expires_at: Some(NOW + time::Duration::HOUR),
+            ..new_grant(PermissionKey::EventsView)
+        };
+        assert!(matches!(
+            refused(ADMIN, BuiltinRole::Admin, backwards),
+            GrantError::Window(GrantWindowError::EndsBeforeStart { .. })
+        ));
+        let long = NewGrant {
+            reason: Some("x".repeat(MAX_GRANT_REASON_CHARS + 1)),
+            ..new_grant(PermissionKey::EventsView)
+        };
+        assert!(matches!(
+            refused(ADMIN, BuiltinRole::Admin, long),
+            GrantError::ReasonTooLong
+        ));
+        // Locked by the district: refused even for an admin, who holds it.
+        let GrantError::Locked(locked) = refused(
+            ADMIN,
+            BuiltinRole::Admin,
+            new_grant(PermissionKey::BudgetApprove),
+        ) else {
+            panic!("locked");
+        };
+        assert_eq!(
+            locked,
+            LockedKeys::one(PermissionKey::BudgetApprove, ScopeRef::District(DISTRICT))
+        );
+        // A board member does not hold users.remove (admin by default).
+        let GrantError::NotHeld(not_held) = refused(
+            ADMIN,
+            BuiltinRole::BoardMember,
+            new_grant(PermissionKey::UsersRemove),
+        ) else {
+            panic!("not held");
+        };
+        assert_eq!(not_held.key_names(), ["users.remove"]);
+    }
+
+    #[test]
+    fn a_store_outage_keeps_its_cause() {
+        let mut store = MockPermissionStore::new();
+        store.expect_load_org_chain().returning(|_| {
+            Box::pin(ready(Err(LoadError::Unavailable(
+                "connection refused".into(),
+            ))))
+        });
+        store.expect_save_grant().never();
+        let service = PermissionService::new(store);
+        let error = block_on(service.grant(ORG, ADMIN, new_grant(PermissionKey::EventsView), NOW))
+            .expect_err("down");
+        let source = std::error::Error::source(&error).expect("a source");
+        assert_eq!(
+            source.downcast_ref::<LoadError>(),
+            Some(&LoadError::Unavailable("connection refused".into())),
+            "the store's error itself, not its text"
+        );
+        let mut store = MockPermissionStore::new();
+        store.expect_delete_grant().returning(|_, _, _| {
+            Box::pin(ready(Err(RevokeGrantError::Storage(StoreFailure::new(
+                LoadError::Unavailable("gone".into()),
+            )))))
+        });
+        let service = PermissionService::new(store);
+        let error =
+            block_on(service.revoke_grant(ORG, USER, PermissionKey::EventsView)).expect_err("down");
+        assert!(
+            std::error::Error::source(&error)
+                .and_then(|s| s.downcast_ref::<LoadError>())
+                .is_some_and(LoadError::is_unavailable)
+        );
+    }
+
+    #[test]
+    fn custom_role_extra_keys_locked_above_are_refused_all_at_once() {
+        let store = store_with_chain(Some(chain()));
+        let service = PermissionService::new(store);
+        let keys: KeySet = [PermissionKey::BudgetApprove, PermissionKey::EventsCreate]
+            .into_iter()
+            .collect();
+        let Err(ExceptionKeysError::Locked(locked)) =
+            block_on(service.refuse_locked_exceptions(ORG, keys))
+        else {
+            panic!("locked");
+        };
+        assert_eq!(
+            locked.keys(),
+            [PermissionKey::BudgetApprove].into_iter().collect()
+        );
+        let free: KeySet = [PermissionKey::EventsCreate].into_iter().collect();
+        assert!(block_on(service.refuse_locked_exceptions(ORG, free)).is_ok());
+        assert!(block_on(service.refuse_locked_exceptions(ORG, KeySet::new())).is_ok());
+        let service = PermissionService::new(store_with_chain(None));
+        assert!(matches!(
+            block_on(service.refuse_locked_exceptions(ORG, free)),
+            Err(ExceptionKeysError::OrgNotFound)
+        ));
+    }
+
+    #[test]
+    fn template_changes_go_to_the_store_whole() {
+        let scope = TemplateScope::School(Uuid::from_u128(0x5));
+        let update = TemplateUpdate {
+            expected_version: Some(2),
+            changes: vec![
+                crate::template::TemplateChange {
+                    key: PermissionKey::EventsView,
+                    setting: Some(ScopedSetting::new(BuiltinRole::Admin, true)),
+                },
+                crate::template::TemplateChange {
+                    key: PermissionKey::EventsEdit,
+                    setting: None,
+                },
+            ],
+        };
+        let mut store = MockPermissionStore::new();
+        let expected = update.clone();
+        store
+            .expect_save_template()
+            .withf(move |s, u| *s == scope && *u == expected)
+            .times(1)
+            .returning(|_, _| {
+                Box::pin(ready(Ok(TemplateSaved {
+                    version: 3,
+                    affected_orgs: vec![ORG],
+                })))
+            });
+        store.expect_load_template().returning(|_| {
+            Box::pin(ready(Ok(Some(Template {
+                settings: ScopeSettings::new(),
+                version: 3,
+            }))))
+        });
+        let service = PermissionService::new(store);
+        let saved = block_on(service.change_template(scope, &update)).expect("saved");
+        assert_eq!(saved.affected_orgs, [ORG]);
+        assert_eq!(
+            block_on(service.template(scope))
+                .expect("read")
+                .map(|t| t.version),
+            Some(3)
+        );
     }
 }

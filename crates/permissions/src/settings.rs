@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::UpdateSettingsError;
 use crate::keys::{KeySet, Module, PermissionKey};
+use crate::locks::{KeyLock, LockedKeys};
 use crate::resolve::resolve;
 use crate::role::BuiltinRole;
 use crate::scope::{OrgChain, ScopeRef, ScopedSetting};
@@ -51,17 +52,23 @@ pub fn locked_above(chain: &OrgChain, key: PermissionKey) -> Option<ScopeRef> {
 /// only for keys whose org setting actually changes. Changes of the same key apply in order.
 ///
 /// # Errors
-/// [`UpdateSettingsError::Locked`] naming the first change (in the order given) whose key is
-/// locked above the org; then no write is planned at all.
+/// [`UpdateSettingsError::Locked`] naming every change (in the order given) whose key is
+/// locked above the org, with who locked it; then no write is planned at all.
 pub fn plan_org_changes(
     chain: &OrgChain,
     changes: &[SettingChange],
 ) -> Result<Vec<SettingWrite>, UpdateSettingsError> {
-    if let Some((key, by)) = changes
+    let locked = changes
         .iter()
-        .find_map(|change| locked_above(chain, change.key).map(|by| (change.key, by)))
-    {
-        return Err(UpdateSettingsError::Locked { key, by });
+        .filter_map(|change| {
+            locked_above(chain, change.key).map(|by| KeyLock {
+                key: change.key,
+                by,
+            })
+        })
+        .collect();
+    if let Some(locked) = LockedKeys::new(locked) {
+        return Err(UpdateSettingsError::Locked(locked));
     }
     let mut next = chain.org_settings;
     let mut touched = KeySet::new();
@@ -148,7 +155,7 @@ pub fn apply_writes(chain: &OrgChain, writes: &[SettingWrite]) -> OrgChain {
 /// `chain` with `changes` applied to the org's settings, all or nothing.
 ///
 /// ```
-/// use permissions::{apply_org_changes, BuiltinRole, OrgChain, PermissionKey, ScopeRef, ScopeSettings, ScopedSetting, SettingChange, UpdateSettingsError};
+/// use permissions::{apply_org_changes, BuiltinRole, LockedKeys, OrgChain, PermissionKey, ScopeRef, ScopeSettings, ScopedSetting, SettingChange, UpdateSettingsError};
 /// use uuid::Uuid;
 ///
 /// let district_id = Uuid::from_u128(1);
@@ -163,7 +170,7 @@ pub fn apply_writes(chain: &OrgChain, writes: &[SettingWrite]) -> OrgChain {
 /// let budget = SettingChange { key: PermissionKey::BudgetApprove, min_role: Some(BuiltinRole::Volunteer), enabled: None };
 /// assert_eq!(
 ///     apply_org_changes(&chain, &[events, budget]),
-///     Err(UpdateSettingsError::Locked { key: PermissionKey::BudgetApprove, by: ScopeRef::District(district_id) })
+///     Err(UpdateSettingsError::Locked(LockedKeys::one(PermissionKey::BudgetApprove, ScopeRef::District(district_id))))
 /// );
 /// # Ok::<(), UpdateSettingsError>(())
 /// ```
@@ -264,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_the_whole_batch_naming_the_first_locked_key() {
+    fn refuses_the_whole_batch_naming_every_locked_key() {
         let chain = chain();
         let result = apply_org_changes(
             &chain,
@@ -274,12 +281,21 @@ mod tests {
                 change(PermissionKey::BudgetApprove, None, Some(false)),
             ],
         );
+        let Err(UpdateSettingsError::Locked(locked)) = result else {
+            panic!("refused: {result:?}");
+        };
         assert_eq!(
-            result,
-            Err(UpdateSettingsError::Locked {
-                key: PermissionKey::UsersView,
-                by: ScopeRef::School(SCHOOL)
-            })
+            locked.locks(),
+            [
+                KeyLock {
+                    key: PermissionKey::UsersView,
+                    by: ScopeRef::School(SCHOOL)
+                },
+                KeyLock {
+                    key: PermissionKey::BudgetApprove,
+                    by: ScopeRef::District(DISTRICT)
+                },
+            ]
         );
     }
 

@@ -10,7 +10,7 @@ use permissions::{
     BuiltinRole, CompiledOrg, Grant, Grants, KeySet, MemberContext, MemberStatus, Module, OrgChain,
     PermissionKey, RoleRef, ScopeRef, ScopeSettings, ScopedSetting, SettingChange,
     UpdateSettingsError, apply_org_changes, catalog, check, explain, member_matrix,
-    members_holding, preview, reset_org, resolve,
+    members_holding, preview, refuse_locked_exceptions, reset_org, resolve,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -83,6 +83,18 @@ fn reference_effective(
     current
 }
 
+/// The spec's check:
+///
+/// ```text
+/// check(user, org, key) = membership(user, org) is active
+///   and e.enabled
+///   and ( rank(role) >= rank(e.min_role)
+///         or ( not e.locked_above
+///              and ( key in role.extra_keys
+///                    or an active direct grant (user, org, key) exists ) ) )
+/// ```
+///
+/// with a grant active when `starts_at <= now < expires_at`.
 fn reference_check(
     chain: &OrgChain,
     member: &MemberContext,
@@ -90,15 +102,16 @@ fn reference_check(
     now: OffsetDateTime,
 ) -> bool {
     let (min_role, enabled, _, _) = reference_effective(chain, key);
+    let locked_above = reference_locked_above(chain, key).is_some();
     let membership_active = member.status == MemberStatus::Active && member.user_active;
     let rank_ok = reference_rank(member.role.counts_as) >= reference_rank(min_role);
     let extra_key = member.role.extra_keys.iter().any(|extra| extra == key);
-    let unexpired_grant = member
-        .grants
-        .as_slice()
-        .iter()
-        .any(|grant| grant.key == key && grant.expires_at.is_none_or(|expiry| expiry > now));
-    membership_active && enabled && (rank_ok || extra_key || unexpired_grant)
+    let active_grant = member.grants.as_slice().iter().any(|grant| {
+        grant.key == key
+            && grant.starts_at.is_none_or(|start| start <= now)
+            && grant.expires_at.is_none_or(|expiry| now < expiry)
+    });
+    membership_active && enabled && (rank_ok || (!locked_above && (extra_key || active_grant)))
 }
 
 /// The key's district or school lock, as the spec's "locked above".
@@ -162,12 +175,18 @@ fn chain() -> impl Strategy<Value = OrgChain> {
 }
 
 fn grant() -> impl Strategy<Value = Grant> {
-    // Expiries within a few seconds of NOW, including exactly NOW.
-    (key(), prop::option::of(-3_i64..=3)).prop_map(|(key, offset)| Grant {
-        key,
-        expires_at: offset.map(|seconds| NOW + Duration::seconds(seconds)),
-        reason: None,
-    })
+    // Starts and expiries within a few seconds of NOW, including exactly NOW.
+    (
+        key(),
+        prop::option::of(-3_i64..=3),
+        prop::option::of(-3_i64..=3),
+    )
+        .prop_map(|(key, start, expiry)| Grant {
+            key,
+            starts_at: start.map(|seconds| NOW + Duration::seconds(seconds)),
+            expires_at: expiry.map(|seconds| NOW + Duration::seconds(seconds)),
+            reason: None,
+        })
 }
 
 fn status() -> impl Strategy<Value = MemberStatus> {
@@ -272,14 +291,21 @@ proptest! {
 
     #[test]
     fn org_changes_respect_locks_and_take_effect(chain in chain(), changes in prop::collection::vec(change(), 0..4)) {
-        let first_locked = changes
-            .iter()
-            .find_map(|change| reference_locked_above(&chain, change.key).map(|by| (change.key, by)));
-        match (apply_org_changes(&chain, &changes), first_locked) {
-            (Err(UpdateSettingsError::Locked { key, by }), Some(expected)) => {
-                prop_assert_eq!((key, by), expected);
+        let mut all_locked: Vec<(PermissionKey, ScopeRef)> = Vec::new();
+        for change in &changes {
+            if let Some(by) = reference_locked_above(&chain, change.key)
+                && !all_locked.iter().any(|(key, _)| *key == change.key)
+            {
+                all_locked.push((change.key, by));
             }
-            (Ok(after), None) => {
+        }
+        match (apply_org_changes(&chain, &changes), all_locked.is_empty()) {
+            (Err(UpdateSettingsError::Locked(locked)), false) => {
+                let named: Vec<(PermissionKey, ScopeRef)> =
+                    locked.locks().iter().map(|lock| (lock.key, lock.by)).collect();
+                prop_assert_eq!(named, all_locked, "every locked key, in the order named");
+            }
+            (Ok(after), true) => {
                 prop_assert_eq!(after.district, chain.district);
                 prop_assert_eq!(after.school, chain.school);
                 for key in PermissionKey::ALL {
@@ -301,7 +327,7 @@ proptest! {
                     }
                 }
             }
-            (result, expected) => prop_assert!(false, "got {:?}, expected lock {:?}", result, expected),
+            (result, _) => prop_assert!(false, "got {:?}, expected locks {:?}", result, all_locked),
         }
     }
 
@@ -337,6 +363,56 @@ proptest! {
             .map(|change| (change.user_id, change.key, change.change == permissions::ChangeKind::Gained))
             .collect();
         prop_assert_eq!(actual, expected);
+    }
+
+    /// A new (or lifted) lock above the org, as a template change: the preview lists
+    /// exactly the answers that change, including losses through extra keys and grants.
+    #[test]
+    fn preview_of_a_template_change_lists_every_changed_answer(
+        chain in chain(),
+        members in prop::collection::vec(member(), 0..4),
+        key in key(),
+        setting in prop::option::of(setting()),
+        at_school in any::<bool>(),
+    ) {
+        let mut after_chain = chain.clone();
+        let level = if at_school { after_chain.school.as_mut() } else { after_chain.district.as_mut() };
+        let Some(level) = level else { return Ok(()) };
+        level.settings.replace(key, setting);
+        let changes = preview(&CompiledOrg::compile(&chain, 1), &CompiledOrg::compile(&after_chain, 2), &members, NOW);
+        let mut expected = Vec::new();
+        for member in &members {
+            for key in PermissionKey::ALL {
+                let before = reference_check(&chain, member, key, NOW);
+                let after = reference_check(&after_chain, member, key, NOW);
+                if before != after {
+                    expected.push((member.user_id, key, after));
+                }
+            }
+        }
+        let actual: Vec<_> = changes
+            .iter()
+            .map(|change| (change.user_id, change.key, change.change == permissions::ChangeKind::Gained))
+            .collect();
+        prop_assert_eq!(actual, expected);
+    }
+
+    /// A grant or an extra key is refused exactly for the keys locked above, all named.
+    #[test]
+    fn exceptions_are_refused_exactly_for_keys_locked_above(chain in chain(), keys in prop::collection::vec(any_key(), 0..6)) {
+        let keys: KeySet = keys.into_iter().collect();
+        let expected: Vec<(PermissionKey, ScopeRef)> = keys
+            .iter()
+            .filter_map(|key| reference_locked_above(&chain, key).map(|by| (key, by)))
+            .collect();
+        match refuse_locked_exceptions(&chain, keys) {
+            Ok(()) => prop_assert!(expected.is_empty()),
+            Err(locked) => {
+                let named: Vec<(PermissionKey, ScopeRef)> =
+                    locked.locks().iter().map(|lock| (lock.key, lock.by)).collect();
+                prop_assert_eq!(named, expected);
+            }
+        }
     }
 
     #[test]

@@ -179,9 +179,152 @@ impl From<AddMemberError> for ApiError {
     }
 }
 
+/// 409 `PERMISSION_LOCKED` naming every locked key and who locked it:
+/// `details.locked_keys: [{key, locked_by}]`, and the first one as `details.key` /
+/// `details.locked_by`.
+impl From<&permissions::LockedKeys> for ApiError {
+    fn from(e: &permissions::LockedKeys) -> Self {
+        let first = e.first();
+        let locked: Vec<serde_json::Value> = e
+            .locks()
+            .iter()
+            .map(|lock| serde_json::json!({"key": lock.key.as_str(), "locked_by": lock.by}))
+            .collect();
+        Self::new(ErrorCode::PermissionLocked, e.to_string()).with_details(serde_json::json!({
+            "key": first.key.as_str(),
+            "locked_by": first.by,
+            "locked_keys": locked,
+        }))
+    }
+}
+
+impl From<permissions::LockedKeys> for ApiError {
+    fn from(e: permissions::LockedKeys) -> Self {
+        Self::from(&e)
+    }
+}
+
+/// 500, or 503 when the store's cause says the database is unavailable (the cause is
+/// kept, not flattened).
+impl From<permissions::StoreFailure> for ApiError {
+    fn from(e: permissions::StoreFailure) -> Self {
+        Self::internal(Box::new(e))
+    }
+}
+
+impl From<permissions::GrantError> for ApiError {
+    fn from(e: permissions::GrantError) -> Self {
+        use permissions::{GrantError, GrantWindowError};
+        match e {
+            GrantError::SelfGrant => Self::new(ErrorCode::PermissionDenied, e.to_string()),
+            GrantError::Window(window) => Self::validation(vec![FieldError {
+                field: "expires_at".into(),
+                code: match window {
+                    GrantWindowError::Expired(_) => "in_the_past",
+                    GrantWindowError::EndsBeforeStart { .. } => "before_start",
+                }
+                .into(),
+                message: window.to_string(),
+            }]),
+            GrantError::Locked(locked) => locked.into(),
+            GrantError::NotHeld(not_held) => not_held.into(),
+            GrantError::OrgNotFound => Self::not_found("no such organization"),
+            GrantError::NotMember => Self::not_found("no such member"),
+            GrantError::ReasonTooLong => Self::validation(vec![FieldError {
+                field: "reason".into(),
+                code: "length".into(),
+                message: e.to_string(),
+            }]),
+            GrantError::Storage(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<permissions::RevokeGrantError> for ApiError {
+    fn from(e: permissions::RevokeGrantError) -> Self {
+        match e {
+            permissions::RevokeGrantError::OrgNotFound => Self::not_found("no such organization"),
+            permissions::RevokeGrantError::Storage(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<permissions::TemplateError> for ApiError {
+    fn from(e: permissions::TemplateError) -> Self {
+        use permissions::TemplateError;
+        match e {
+            TemplateError::NotFound => Self::not_found("no such district or school"),
+            TemplateError::Locked(locked) => locked.into(),
+            TemplateError::VersionMismatch { expected, actual } => Self::new(
+                ErrorCode::VersionMismatch,
+                "the templates changed since you read them",
+            )
+            .with_details(
+                serde_json::json!({"expected_version": expected, "current_version": actual}),
+            ),
+            TemplateError::Storage(failure) => failure.into(),
+        }
+    }
+}
+
+/// For custom roles: extra keys locked above the org are refused with 409
+/// `PERMISSION_LOCKED`, every one named.
+impl From<permissions::ExceptionKeysError> for ApiError {
+    fn from(e: permissions::ExceptionKeysError) -> Self {
+        match e {
+            permissions::ExceptionKeysError::OrgNotFound => Self::not_found("no such organization"),
+            permissions::ExceptionKeysError::Locked(locked) => locked.into(),
+            permissions::ExceptionKeysError::Storage(failure) => failure.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permission_store_outages_are_503_and_locks_name_every_key() {
+        let outage = || {
+            permissions::StoreFailure::new(persistence::StorageError::Unavailable(
+                "pool timed out".into(),
+            ))
+        };
+        for answer in [
+            ApiError::from(permissions::GrantError::Storage(outage())),
+            ApiError::from(permissions::RevokeGrantError::Storage(outage())),
+            ApiError::from(permissions::TemplateError::Storage(outage())),
+            ApiError::from(permissions::ExceptionKeysError::Storage(outage())),
+        ] {
+            assert_eq!(answer.code, ErrorCode::ServiceUnavailable, "{answer}");
+        }
+        let bug =
+            permissions::StoreFailure::new(persistence::StorageError::Unavailable("x".into()));
+        assert!(ApiError::from(bug).source.is_some(), "the cause is kept");
+        let district = uuid::Uuid::from_u128(7);
+        let locked = permissions::LockedKeys::new(vec![
+            permissions::KeyLock {
+                key: permissions::PermissionKey::BudgetApprove,
+                by: permissions::ScopeRef::District(district),
+            },
+            permissions::KeyLock {
+                key: permissions::PermissionKey::EventsCreate,
+                by: permissions::ScopeRef::School(district),
+            },
+        ])
+        .expect("two");
+        let answer = ApiError::from(permissions::GrantError::Locked(locked));
+        assert_eq!(answer.code, ErrorCode::PermissionLocked);
+        let details = answer.details.expect("details");
+        assert_eq!(details["key"], "budget.approve");
+        assert_eq!(details["locked_by"]["kind"], "district");
+        assert_eq!(details["locked_keys"][1]["key"], "events.create");
+        assert_eq!(details["locked_keys"][1]["locked_by"]["kind"], "school");
+        assert_eq!(
+            details["locked_keys"][1]["locked_by"]["id"],
+            district.to_string()
+        );
+    }
 
     #[test]
     fn a_storage_outage_is_503_whatever_the_domain_error() {

@@ -18,8 +18,9 @@ use districts::{
 };
 use districts_store::SeaOrmDistrictRepository;
 use garde::Validate;
-use permissions::{PermissionKey, ScopedSetting};
-use permissions_store::TemplateError;
+use permissions::{
+    PermissionKey, ScopedSetting, TemplateChange, TemplateSaved, TemplateScope, TemplateUpdate,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tenancy::ports::{CreateOrgRequest, OrgRepository, SessionRepository, UserRepository};
@@ -254,10 +255,28 @@ pub(super) fn register(r: &mut ApiRoutes) {
         list_templates,
         RouteDoc::new(
             "list_permission_templates",
-            "The district's permission settings (templates) and locks",
+            "The district's permission settings (templates) and locks, with their version",
             TAG,
         )
         .errors(&[ErrorCode::NotFound]),
+    );
+    r.route(
+        Method::PUT,
+        "/api/v2/districts/{district_id}/permission-templates",
+        write_templates,
+        RouteDoc::new(
+            "write_permission_templates",
+            "Set and remove many of the district's template keys at once: all or nothing",
+            TAG,
+        )
+        .description("Send the template `version` you read (`version` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Applies to every org below at once (each re-resolves on every instance); every changed key is audited in the district's chain and each org's.")
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::ValidationFailed,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::VersionMismatch,
+        ]),
     );
     r.route(
         Method::PUT,
@@ -283,10 +302,29 @@ pub(super) fn register(r: &mut ApiRoutes) {
         list_school_templates,
         RouteDoc::new(
             "list_school_permission_templates",
-            "The school's permission settings (between district and org)",
+            "The school's permission settings (between district and org), with their version",
             TAG,
         )
         .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
+    );
+    r.route(
+        Method::PUT,
+        "/api/v2/schools/{school_id}/permission-templates",
+        write_school_templates,
+        RouteDoc::new(
+            "write_school_permission_templates",
+            "Set and remove many of the school's template keys at once: all or nothing",
+            TAG,
+        )
+        .description("Send the template `version` you read (`version` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Keys the district locked answer 409 `PERMISSION_LOCKED` naming every one (`details.locked_keys`). Applies to every org of the school at once; audited.")
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::PermissionLocked,
+            ErrorCode::ValidationFailed,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::VersionMismatch,
+        ]),
     );
     r.route(
         Method::PUT,
@@ -297,7 +335,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Set (and optionally lock) a key for every org of the school",
             TAG,
         )
-        .description("Refused with 409 `PERMISSION_LOCKED` when the district locked the key.")
+        .description("Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Unconditional (no version); the many-key `PUT …/permission-templates` is versioned.")
         .errors(&[
             ErrorCode::NotFound,
             ErrorCode::PermissionDenied,
@@ -1110,20 +1148,39 @@ pub struct TemplateRow {
     pub locked: bool,
 }
 
+/// A district's or school's template: its settings and their version.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TemplatesView {
+    /// The template version: send it back with a many-key write (or as `If-Match`).
+    pub version: u64,
+    /// The settings held, in catalog order.
+    pub templates: Vec<TemplateRow>,
+}
+
+/// The template of `scope`, as the caller may see it.
+async fn read_templates(
+    state: &State,
+    caller: &Caller,
+    scope: TemplateScope,
+) -> Result<Reply<TemplatesView>, ApiError> {
+    let template = super::permissions::service_as(state, caller.audit_context())
+        .template(scope)
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?
+        .ok_or_else(|| ApiError::not_found("no such district or school"))?;
+    Ok(Reply(TemplatesView {
+        version: template.version,
+        templates: template_rows(&template.settings),
+    }))
+}
+
 async fn list_templates(
     state: State,
     caller: Caller,
     Path(p): Path<DistrictPath>,
-) -> Result<Reply<Vec<TemplateRow>>, ApiError> {
+) -> Result<Reply<TemplatesView>, ApiError> {
     let (_, d) = visible_district(&state, &caller, p.district_id).await?;
-    let settings = state
-        .authz
-        .store()
-        .list_district_settings(d.id.as_uuid())
-        .await
-        .map_err(|e| ApiError::internal(Box::new(e)))?
-        .ok_or_else(|| ApiError::not_found("no such district"))?;
-    Ok(Reply(template_rows(&settings)))
+    read_templates(&state, &caller, TemplateScope::District(d.id.as_uuid())).await
 }
 
 /// Path of one template key.
@@ -1178,18 +1235,6 @@ async fn template_admin(
     }
 }
 
-fn template_error(e: TemplateError) -> ApiError {
-    match e {
-        TemplateError::NotFound => ApiError::not_found("no such district"),
-        TemplateError::Locked { key, by } => ApiError::new(
-            ErrorCode::PermissionLocked,
-            format!("{} is locked above", key.as_str()),
-        )
-        .with_details(serde_json::json!({"key": key.as_str(), "locked_by": ScopeDto::from(by)})),
-        TemplateError::Storage(e) => ApiError::internal(e),
-    }
-}
-
 async fn set_template(
     state: State,
     caller: Caller,
@@ -1197,7 +1242,7 @@ async fn set_template(
     Json(body): Json<TemplateBody>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let d = template_admin(&state, &caller, p.district_id).await?;
-    let scope = permissions::ScopeRef::District(d.id.as_uuid());
+    let scope = TemplateScope::District(d.id.as_uuid());
     write_template(&state, &caller, scope, &p.key, Some(body.into())).await
 }
 
@@ -1207,7 +1252,7 @@ async fn clear_template(
     Path(p): Path<TemplatePath>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let d = template_admin(&state, &caller, p.district_id).await?;
-    let scope = permissions::ScopeRef::District(d.id.as_uuid());
+    let scope = TemplateScope::District(d.id.as_uuid());
     write_template(&state, &caller, scope, &p.key, None).await
 }
 
@@ -1234,43 +1279,196 @@ fn template_rows(settings: &permissions::ScopeSettings) -> Vec<TemplateRow> {
         .collect()
 }
 
-/// Sets (`Some`) or clears (`None`) a district's or school's setting of `raw_key`, then
-/// has every org below re-resolve it on every instance.
+/// Sets (`Some`) or clears (`None`) a district's or school's setting of `raw_key`
+/// (unconditionally), then has every org below re-resolve it on every instance.
 async fn write_template(
     state: &State,
     caller: &Caller,
-    scope: permissions::ScopeRef,
+    scope: TemplateScope,
     raw_key: &str,
     setting: Option<ScopedSetting>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let key =
         PermissionKey::parse(raw_key).map_err(|_| ApiError::not_found("no such permission key"))?;
-    let store = state.authz.store();
-    let ctx = caller.audit_context();
-    let orgs = match (scope, setting) {
-        (permissions::ScopeRef::District(id), Some(s)) => {
-            store.set_district_setting(&ctx, id, key, s).await
-        }
-        (permissions::ScopeRef::District(id), None) => {
-            store.clear_district_setting(&ctx, id, key).await
-        }
-        (permissions::ScopeRef::School(id), Some(s)) => {
-            store.set_school_setting(&ctx, id, key, s).await
-        }
-        (permissions::ScopeRef::School(id), None) => {
-            store.clear_school_setting(&ctx, id, key).await
-        }
-        (permissions::ScopeRef::Platform | permissions::ScopeRef::Org(_), _) => {
-            return Err(ApiError::internal(
-                "templates exist only for districts and schools".into(),
-            ));
+    let saved = super::permissions::service_as(state, caller.audit_context())
+        .change_template(scope, &TemplateUpdate::one(key, setting))
+        .await?;
+    Ok(Reply(TemplateChanged {
+        affected_orgs: saved.affected_orgs,
+        scope: ScopeDto::from(scope.scope()),
+    }))
+}
+
+/// One key a many-key template write sets.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSetting {
+    /// The key, e.g. `budget.approve`.
+    #[garde(custom(domain_rule(PermissionKey::parse)))]
+    pub key: String,
+    /// Minimum role.
+    #[garde(skip)]
+    pub min_role: RoleDto,
+    /// Enabled flag.
+    #[garde(skip)]
+    pub enabled: bool,
+    /// Lock it: schools and orgs below may not override it, and their exceptions (custom
+    /// roles' extra keys, direct grants) stop counting for it.
+    #[garde(skip)]
+    #[serde(default)]
+    pub locked: bool,
+}
+
+/// A many-key template write: all or nothing.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+#[schemars(example = templates_example())]
+pub struct TemplatesBody {
+    /// The template version you read (or send it as `If-Match`).
+    #[garde(skip)]
+    pub version: Option<i64>,
+    /// Keys to set (at most 28).
+    #[garde(length(max = 28), dive)]
+    #[serde(default)]
+    pub set: Vec<TemplateSetting>,
+    /// Keys whose setting (and lock) to remove (at most 28).
+    #[garde(length(max = 28), inner(custom(domain_rule(PermissionKey::parse))))]
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+fn templates_example() -> serde_json::Value {
+    serde_json::json!({"version": 4, "set": [{"key": "budget.approve", "min_role": "board_member", "enabled": true, "locked": true}, {"key": "events.create", "min_role": "volunteer", "enabled": true}], "remove": ["documents.delete"]})
+}
+
+/// The outcome of a many-key template write.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TemplatesWritten {
+    /// The template's new version (unchanged when nothing changed).
+    pub version: u64,
+    /// The orgs below, whose effective settings were re-resolved (empty when nothing
+    /// changed).
+    pub affected_orgs: Vec<Uuid>,
+    /// The scope written.
+    pub scope: ScopeDto,
+}
+
+/// The changes of a many-key write, each key named once (422 otherwise, all fields at
+/// once).
+fn template_changes(body: &TemplatesBody) -> Result<Vec<TemplateChange>, ApiError> {
+    let mut errors = Vec::new();
+    let mut seen = permissions::KeySet::new();
+    let mut changes = Vec::with_capacity(body.set.len() + body.remove.len());
+    let entries = body
+        .set
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("set[{i}].key"), s.key.as_str(), Some(s)))
+        .chain(
+            body.remove
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (format!("remove[{i}]"), k.as_str(), None)),
+        );
+    for (field, raw, set) in entries {
+        match PermissionKey::parse(raw) {
+            Err(e) => errors.push(FieldError {
+                field,
+                code: "invalid".into(),
+                message: e.to_string(),
+            }),
+            Ok(key) if !seen.insert(key) => errors.push(FieldError {
+                field,
+                code: "duplicate".into(),
+                message: format!("{key} is named more than once"),
+            }),
+            Ok(key) => changes.push(TemplateChange {
+                key,
+                setting: set.map(|s| ScopedSetting {
+                    min_role: s.min_role.into(),
+                    enabled: s.enabled,
+                    locked: s.locked,
+                }),
+            }),
         }
     }
-    .map_err(template_error)?;
-    Ok(Reply(TemplateChanged {
-        affected_orgs: orgs,
-        scope: ScopeDto::from(scope),
+    if changes.is_empty() && errors.is_empty() {
+        errors.push(FieldError {
+            field: "set".into(),
+            code: "required".into(),
+            message: "name at least one key to set or remove".into(),
+        });
+    }
+    if errors.is_empty() {
+        Ok(changes)
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+/// Applies a many-key write to `scope`'s template, conditional on the version sent.
+async fn write_many(
+    state: &State,
+    caller: &Caller,
+    scope: TemplateScope,
+    body: &TemplatesBody,
+    if_match: IfMatch,
+) -> Result<Reply<TemplatesWritten>, ApiError> {
+    let version = required_version(body.version, if_match)?;
+    let changes = template_changes(body)?;
+    // A negative version matches nothing: refused as stale by the store.
+    let expected_version = u64::try_from(version).unwrap_or(u64::MAX);
+    let update = TemplateUpdate {
+        expected_version: Some(expected_version),
+        changes,
+    };
+    let TemplateSaved {
+        version,
+        affected_orgs,
+    } = super::permissions::service_as(state, caller.audit_context())
+        .change_template(scope, &update)
+        .await?;
+    Ok(Reply(TemplatesWritten {
+        version,
+        affected_orgs,
+        scope: ScopeDto::from(scope.scope()),
     }))
+}
+
+async fn write_templates(
+    state: State,
+    caller: Caller,
+    Path(p): Path<DistrictPath>,
+    if_match: IfMatch,
+    Json(body): Json<TemplatesBody>,
+) -> Result<Reply<TemplatesWritten>, ApiError> {
+    let d = template_admin(&state, &caller, p.district_id).await?;
+    write_many(
+        &state,
+        &caller,
+        TemplateScope::District(d.id.as_uuid()),
+        &body,
+        if_match,
+    )
+    .await
+}
+
+async fn write_school_templates(
+    state: State,
+    caller: Caller,
+    Path(p): Path<SchoolPath>,
+    if_match: IfMatch,
+    Json(body): Json<TemplatesBody>,
+) -> Result<Reply<TemplatesWritten>, ApiError> {
+    let s = school_admin(&state, &caller, p.school_id).await?;
+    write_many(
+        &state,
+        &caller,
+        TemplateScope::School(s.id.as_uuid()),
+        &body,
+        if_match,
+    )
+    .await
 }
 
 /// Path of one school template key.
@@ -1305,16 +1503,9 @@ async fn list_school_templates(
     state: State,
     caller: Caller,
     Path(p): Path<SchoolPath>,
-) -> Result<Reply<Vec<TemplateRow>>, ApiError> {
+) -> Result<Reply<TemplatesView>, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
-    let settings = state
-        .authz
-        .store()
-        .list_school_settings(s.id.as_uuid())
-        .await
-        .map_err(|e| ApiError::internal(Box::new(e)))?
-        .ok_or_else(|| ApiError::not_found("no such school"))?;
-    Ok(Reply(template_rows(&settings)))
+    read_templates(&state, &caller, TemplateScope::School(s.id.as_uuid())).await
 }
 
 async fn set_school_template(
@@ -1324,7 +1515,7 @@ async fn set_school_template(
     Json(body): Json<TemplateBody>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
-    let scope = permissions::ScopeRef::School(s.id.as_uuid());
+    let scope = TemplateScope::School(s.id.as_uuid());
     write_template(&state, &caller, scope, &p.key, Some(body.into())).await
 }
 
@@ -1334,7 +1525,7 @@ async fn clear_school_template(
     Path(p): Path<SchoolTemplatePath>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
-    let scope = permissions::ScopeRef::School(s.id.as_uuid());
+    let scope = TemplateScope::School(s.id.as_uuid());
     write_template(&state, &caller, scope, &p.key, None).await
 }
 

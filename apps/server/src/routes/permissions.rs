@@ -4,10 +4,10 @@
 use actix_web::http::Method;
 use garde::Validate;
 use permissions::{
-    BuiltinRole, Module, PermissionKey, PermissionService, ScopeRef, SettingChange,
+    BuiltinRole, Module, NewGrant, PermissionKey, PermissionService, ScopeRef, SettingChange,
     UpdateSettingsError,
 };
-use permissions_store::{GrantError, SeaOrmPermissionStore};
+use permissions_store::SeaOrmPermissionStore;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -45,7 +45,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/permissions/settings",
         update_settings,
         RouteDoc::new("update_permission_settings", "Change settings in bulk: all or nothing", TAG)
-            .description("Send the matrix `version` you read: a stale one answers 412. A key locked by the district or school answers 409 `PERMISSION_LOCKED` naming the locking scope. The response's `version` is also a consistency token.")
+            .description("Send the matrix `version` you read: a stale one answers 412. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.")
             .org_admin()
             .errors(&[ErrorCode::VersionMismatch, ErrorCode::PermissionLocked, ErrorCode::ValidationFailed]),
     );
@@ -113,12 +113,17 @@ pub(super) fn register(r: &mut ApiRoutes) {
         create_grant,
         RouteDoc::new(
             "grant_permission",
-            "Grant one key to one member (optionally until a time)",
+            "Grant one key to one member (optionally from and until a time)",
             TAG,
         )
-        .description("Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything.")
+        .description("A grant counts while `starts_at <= now < expires_at`. Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything. A key locked by the district or school is refused with 409 `PERMISSION_LOCKED` (a grant of it would not count).")
         .org_admin()
-        .errors(&[ErrorCode::ValidationFailed]),
+        .errors(&[
+            ErrorCode::ValidationFailed,
+            ErrorCode::PermissionDenied,
+            ErrorCode::PermissionLocked,
+            ErrorCode::NotFound,
+        ]),
     );
     r.route(
         Method::DELETE,
@@ -354,15 +359,7 @@ pub struct SettingsWritten {
 
 fn settings_error(e: UpdateSettingsError) -> ApiError {
     match e {
-        UpdateSettingsError::Locked { key, by } => ApiError::new(
-            ErrorCode::PermissionLocked,
-            format!(
-                "{} is locked by the {}",
-                key.as_str(),
-                ScopeDto::from(by).kind
-            ),
-        )
-        .with_details(serde_json::json!({"key": key.as_str(), "locked_by": ScopeDto::from(by)})),
+        UpdateSettingsError::Locked(locked) => locked.into(),
         UpdateSettingsError::VersionMismatch { expected, actual } => ApiError::new(
             ErrorCode::VersionMismatch,
             "the settings changed since you read them",
@@ -375,20 +372,26 @@ fn settings_error(e: UpdateSettingsError) -> ApiError {
     }
 }
 
-/// The permission service over the audited store, behind the cache: a save
-/// invalidates the org on every instance as part of the write.
-fn service(
-    state: &State,
-    member: &OrgMember,
-) -> PermissionService<
+/// The permission service of a request.
+pub(super) type Service = PermissionService<
     permissions_cache::CachedPermissionStore<permissions_store::AuditedPermissionStore>,
-> {
+>;
+
+/// The permission service over the store audited as `ctx`, behind the cache: members
+/// come from the cache, and a write's committed change events invalidate every instance
+/// (the after-commit dispatcher).
+pub(super) fn service_as(state: &State, ctx: tenancy::ports::AuditContext) -> Service {
     PermissionService::new(
         state
             .authz
             .cache()
-            .port(state.authz.store().with_context(member.audit_context())),
+            .port(state.authz.store().with_context(ctx)),
     )
+}
+
+/// [`service_as`] the org member's audit context.
+fn service(state: &State, member: &OrgMember) -> Service {
+    service_as(state, member.audit_context())
 }
 
 async fn update_settings(
@@ -756,6 +759,8 @@ pub struct GrantDto {
     pub user_id: Uuid,
     /// The key.
     pub key: &'static str,
+    /// From when (RFC 3339), if it starts later than its creation.
+    pub starts_at: Option<String>,
     /// Until when (RFC 3339), if limited.
     pub expires_at: Option<String>,
     /// Why.
@@ -782,6 +787,7 @@ async fn list_grants(state: State, member: OrgMember) -> Result<Reply<Vec<GrantD
             .map(|g| GrantDto {
                 user_id: g.user_id,
                 key: g.grant.key.as_str(),
+                starts_at: g.grant.starts_at.and_then(rfc3339),
                 expires_at: g.grant.expires_at.and_then(rfc3339),
                 reason: g.grant.reason,
                 granted_by: g.granted_by,
@@ -800,7 +806,13 @@ pub struct GrantBody {
     /// The key.
     #[garde(custom(domain_rule(PermissionKey::parse)))]
     pub key: String,
-    /// Until when (RFC 3339, after now: an already-expired grant is refused with 422);
+    /// From when (RFC 3339); at once when absent. Until then the grant is stored but does
+    /// not count.
+    #[garde(skip)]
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub starts_at: Option<OffsetDateTime>,
+    /// Until when (RFC 3339, after now and after `starts_at`: otherwise 422);
     /// permanent when absent.
     #[garde(skip)]
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -817,54 +829,24 @@ async fn create_grant(
     Json(body): Json<GrantBody>,
 ) -> Result<Reply<SettingsWritten>, ApiError> {
     let key = parse_key(&body.key)?;
-    permissions::check_grant_expiry(body.expires_at, OffsetDateTime::now_utc()).map_err(|e| {
-        ApiError::validation(vec![FieldError {
-            field: "expires_at".into(),
-            code: "in_the_past".into(),
-            message: e.to_string(),
-        }])
-    })?;
-    let actor = member.user_id()?;
-    if body.user_id == actor.as_uuid() {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "you cannot grant yourself a permission",
-        ));
-    }
-    // Nobody grants what they don't hold (a key disabled for the org, for one).
-    let held = state
-        .authz
-        .keys_to_hand_out(member.org_id().as_uuid(), actor.as_uuid())
-        .await?;
-    permissions::check_holds(held, [key].into_iter().collect())?;
-    let version = state
-        .authz
-        .store()
+    let actor = member.user_id()?.as_uuid();
+    let grant = NewGrant {
+        user_id: body.user_id,
+        key,
+        starts_at: body.starts_at,
+        expires_at: body.expires_at,
+        reason: body.reason,
+        granted_by: None,
+    };
+    let version = service(&state, &member)
         .grant(
-            &member.audit_context(),
             member.org_id().as_uuid(),
-            body.user_id,
-            key,
-            body.expires_at,
-            body.reason,
-            Some(member.user_id()?.as_uuid()),
+            actor,
+            grant,
+            OffsetDateTime::now_utc(),
         )
-        .await
-        .map_err(grant_error)?;
+        .await?;
     Ok(Reply(SettingsWritten { version }))
-}
-
-fn grant_error(e: GrantError) -> ApiError {
-    match e {
-        GrantError::OrgNotFound => ApiError::not_found("no such organization"),
-        GrantError::NotMember => ApiError::not_found("no such member"),
-        GrantError::ReasonTooLong => ApiError::validation(vec![FieldError {
-            field: "reason".into(),
-            code: "length".into(),
-            message: "the reason is longer than 500 characters".into(),
-        }]),
-        GrantError::Storage(e) => ApiError::internal(e),
-    }
 }
 
 /// Path of one grant.
@@ -891,12 +873,9 @@ async fn revoke_grant(
     Path(p): Path<GrantPath>,
 ) -> Result<Reply<GrantRevoked>, ApiError> {
     let key = PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such grant"))?;
-    let revoked = state
-        .authz
-        .store()
-        .revoke_grant(&member.audit_context(), p.org_id, p.user_id, key)
-        .await
-        .map_err(grant_error)?;
+    let revoked = service(&state, &member)
+        .revoke_grant(p.org_id, p.user_id, key)
+        .await?;
     if !revoked {
         return Err(ApiError::not_found("no such grant"));
     }

@@ -10,6 +10,7 @@ backend_tests!(
     districts_and_the_platform_can_require_a_second_factor,
     district_staff_are_listed_and_removed,
     placed_orgs_are_listed_and_schools_read_edited_and_deleted,
+    many_key_templates_are_versioned_and_locks_bind_exceptions,
 );
 
 async fn bootstrap_is_one_time_and_guarded(ctx: TestContext) {
@@ -1043,4 +1044,293 @@ async fn placed_orgs_are_listed_and_schools_read_edited_and_deleted(ctx: TestCon
     )
     .await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+}
+
+/// `PUT …/permission-templates` with a version header instead of a body version.
+async fn put_if_match<S, B>(
+    app: &S,
+    uri: &str,
+    token: &str,
+    version: u64,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let req = actix_web::test::TestRequest::put()
+        .uri(uri)
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .insert_header(("if-match", format!("\"{version}\"")))
+        .set_json(body)
+        .to_request();
+    let res = actix_web::test::call_service(app, req).await;
+    let status = res.status().as_u16();
+    (status, crate::helpers::json_body(res).await)
+}
+
+async fn many_key_templates_are_versioned_and_locks_bind_exceptions(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, root) = signed_up(&app, "root-mk@example.org").await;
+    send(
+        &app,
+        Method::POST,
+        "/api/v2/platform/bootstrap",
+        Some(&root),
+        Some(serde_json::json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    let (_, d) = send(
+        &app,
+        Method::POST,
+        "/api/v2/districts",
+        Some(&root),
+        Some(serde_json::json!({"name": "Capital City", "code": "CAPCITY"})),
+    )
+    .await;
+    let district = d["data"]["id"].as_str().unwrap().to_owned();
+    let (_, s) = send(&app, Method::POST, &format!("/api/v2/districts/{district}/schools"), Some(&root), Some(serde_json::json!({"name": "Capital Elementary", "code": "CAPEL", "grade_levels": ["K"]}))).await;
+    let school = s["data"]["id"].as_str().unwrap().to_owned();
+    let (status, o) = send(&app, Method::POST, &format!("/api/v2/districts/{district}/orgs"), Some(&root), Some(serde_json::json!({"name": "Capital PTO", "school_id": school, "signup_code": "CAPPTO1"}))).await;
+    assert_eq!(status, 201, "{o}");
+    let org = o["data"]["id"].as_str().unwrap().to_owned();
+    let (vol_id, vol) = signed_up(&app, "vol-mk@example.org").await;
+    send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&vol),
+        Some(serde_json::json!({"signup_code": "CAPPTO1"})),
+    )
+    .await;
+    let allowed = async |key: &str| {
+        send(
+            &app,
+            Method::GET,
+            &format!("/api/v2/orgs/{org}/permissions/check?key={key}"),
+            Some(&vol),
+            None,
+        )
+        .await
+        .1["data"]["allowed"]
+            .as_bool()
+            .unwrap()
+    };
+    let grants = format!("/api/v2/orgs/{org}/permissions/grants");
+    let (status, body) = send(&app, Method::POST, &grants, Some(&root), Some(serde_json::json!({"user_id": vol_id, "key": "budget.approve", "reason": "treasurer away"}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(allowed("budget.approve").await, "the grant counts");
+
+    // The district's templates carry a version; a write without one is 428.
+    let templates = format!("/api/v2/districts/{district}/permission-templates");
+    let (status, t) = send(&app, Method::GET, &templates, Some(&root), None).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["data"]["version"], 0);
+    assert_eq!(t["data"]["templates"].as_array().unwrap().len(), 0);
+    let lock_both = serde_json::json!([
+        {"key": "budget.approve", "min_role": "board_member", "enabled": true, "locked": true},
+        {"key": "events.delete", "min_role": "admin", "enabled": true, "locked": true},
+        {"key": "events.view", "min_role": "volunteer", "enabled": true},
+    ]);
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &templates,
+        Some(&root),
+        Some(serde_json::json!({"set": lock_both})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (428, Some("PRECONDITION_REQUIRED")),
+        "{body}"
+    );
+    // A key named twice, or an empty write: 422, nothing written.
+    let (status, body) = send(&app, Method::PUT, &templates, Some(&root), Some(serde_json::json!({"version": 0, "set": [{"key": "events.view", "min_role": "admin", "enabled": true}], "remove": ["events.view"]}))).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        (
+            body["error"]["details"]["fields"][0]["field"].as_str(),
+            body["error"]["details"]["fields"][0]["code"].as_str()
+        ),
+        (Some("remove[0]"), Some("duplicate")),
+        "{body}"
+    );
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &templates,
+        Some(&root),
+        Some(serde_json::json!({"version": 0})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, w) = send(
+        &app,
+        Method::PUT,
+        &templates,
+        Some(&root),
+        Some(serde_json::json!({"version": 0, "set": lock_both})),
+    )
+    .await;
+    assert_eq!(status, 200, "{w}");
+    assert_eq!(w["data"]["version"], 1);
+    assert_eq!(w["data"]["affected_orgs"][0], org.as_str());
+    let (_, t) = send(&app, Method::GET, &templates, Some(&root), None).await;
+    assert_eq!(t["data"]["version"], 1);
+    assert_eq!(t["data"]["templates"].as_array().unwrap().len(), 3);
+    // Stale: 412, nothing written.
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &templates,
+        Some(&root),
+        Some(serde_json::json!({"version": 0, "remove": ["events.view"]})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (412, Some("VERSION_MISMATCH")),
+        "{body}"
+    );
+    assert_eq!(body["error"]["details"]["current_version"], 1);
+
+    // The lock binds the grant: stored, listed, inert — and explain says why.
+    assert!(
+        !allowed("budget.approve").await,
+        "a grant under a lock is inert"
+    );
+    let (_, listed) = send(&app, Method::GET, &grants, Some(&root), None).await;
+    assert!(listed.to_string().contains("budget.approve"), "{listed}");
+    let (_, explained) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/permissions/explain?key=budget.approve&user_id={vol_id}"),
+        Some(&root),
+        None,
+    )
+    .await;
+    let ignored: Vec<&serde_json::Value> = explained["data"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["step"] == "exception_ignored")
+        .collect();
+    assert_eq!(ignored.len(), 1, "{explained}");
+    assert_eq!(ignored[0]["exception"], "grant");
+    assert_eq!(
+        ignored[0]["note"],
+        format!("grant ignored: locked by district {district}")
+    );
+    // A new grant of a locked key is refused, naming the key and who locked it.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &grants,
+        Some(&root),
+        Some(serde_json::json!({"user_id": vol_id, "key": "events.delete"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("PERMISSION_LOCKED")),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"]["locked_keys"][0]["key"],
+        "events.delete"
+    );
+    assert_eq!(
+        body["error"]["details"]["locked_keys"][0]["locked_by"]["id"],
+        district.as_str()
+    );
+    // An org settings write naming both locked keys reports both.
+    let (_, matrix) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/permissions"),
+        Some(&root),
+        None,
+    )
+    .await;
+    let version = matrix["data"]["version"].as_u64().unwrap();
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/orgs/{org}/permissions/settings"),
+        Some(&root),
+        Some(serde_json::json!({"version": version, "changes": [
+            {"key": "events.create", "min_role": "volunteer"},
+            {"key": "events.delete", "enabled": false},
+            {"key": "budget.approve", "min_role": "volunteer"},
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let named: Vec<&str> = body["error"]["details"]["locked_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["key"].as_str())
+        .collect();
+    assert_eq!(named, ["events.delete", "budget.approve"]);
+
+    // A school naming keys its district locked: every one named, nothing written.
+    let school_templates = format!("/api/v2/schools/{school}/permission-templates");
+    let (_, st) = send(&app, Method::GET, &school_templates, Some(&root), None).await;
+    assert_eq!(st["data"]["version"], 0, "{st}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &school_templates,
+        Some(&root),
+        Some(serde_json::json!({"version": 0, "set": [
+            {"key": "documents.view", "min_role": "committee_lead", "enabled": true},
+            {"key": "budget.approve", "min_role": "volunteer", "enabled": true},
+            {"key": "events.delete", "min_role": "volunteer", "enabled": true},
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["error"]["details"]["locked_keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{body}"
+    );
+    // The version may come as If-Match.
+    let (status, body) = put_if_match(
+        &app,
+        &school_templates,
+        &root,
+        0,
+        serde_json::json!({"set": [
+            {"key": "documents.view", "min_role": "committee_lead", "enabled": true},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["scope"]["kind"], "school");
+    assert!(
+        !allowed("documents.view").await,
+        "the school's setting reaches the org"
+    );
+
+    // Lifting the lock makes the stored grant count again, at once.
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &templates,
+        Some(&root),
+        Some(serde_json::json!({"version": 1, "remove": ["budget.approve"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(allowed("budget.approve").await, "the grant counts again");
 }

@@ -11,7 +11,71 @@ backend_tests!(
     routes_enforce_their_declared_permission,
     officer_terms_end_by_themselves,
     suspended_member_denies,
+    grants_may_start_later,
 );
+
+async fn grants_may_start_later(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin, vol_id, vol) = org_with_volunteer(&app, "s1").await;
+    let grants = format!("/api/v2/orgs/{org}/permissions/grants");
+    let now = time::OffsetDateTime::now_utc();
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let later = rfc(now + time::Duration::days(1));
+    let even_later = rfc(now + time::Duration::days(2));
+    // Ending before it starts: 422 on expires_at.
+    let (status, body) = send(&app, Method::POST, &grants, Some(&admin), Some(serde_json::json!({"user_id": vol_id, "key": "budget.approve", "starts_at": even_later, "expires_at": later}))).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["details"]["fields"][0]["code"],
+        "before_start"
+    );
+    let (status, body) = send(&app, Method::POST, &grants, Some(&admin), Some(serde_json::json!({"user_id": vol_id, "key": "budget.approve", "starts_at": later, "expires_at": even_later}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !allowed(&app, &org, &vol, "budget.approve").await,
+        "a grant counts only from its start"
+    );
+    let (_, list) = send(&app, Method::GET, &grants, Some(&admin), None).await;
+    let listed = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == "budget.approve")
+        .cloned()
+        .unwrap();
+    assert!(listed["starts_at"].is_string(), "{listed}");
+    let (_, explained) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/permissions/explain?key=budget.approve&user_id={vol_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let grant_step = explained["data"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "grant")
+        .cloned()
+        .unwrap();
+    assert_eq!(grant_step["grant"]["state"], "pending", "{explained}");
+    // Started in the past: counts now.
+    let earlier = rfc(now - time::Duration::hours(1));
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &grants,
+        Some(&admin),
+        Some(serde_json::json!({"user_id": vol_id, "key": "budget.approve", "starts_at": earlier})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(allowed(&app, &org, &vol, "budget.approve").await);
+}
 
 async fn suspended_member_denies(ctx: TestContext) {
     let app = ctx.service().await;

@@ -738,6 +738,49 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Org(org_id)],
     )
     .await;
+    // Many keys at once: one pair of events per changed key.
+    let version = get(
+        &b,
+        &staff,
+        &format!("/api/v2/districts/{district}/permission-templates"),
+    )
+    .await["data"]["version"]
+        .clone();
+    w.write(
+        "PUT /api/v2/districts/{district_id}/permission-templates",
+        &format!("/api/v2/districts/{district}/permission-templates"),
+        Some(&staff),
+        Some(json!({"version": version, "set": [
+            {"key": "events.edit", "min_role": "board_member", "enabled": true},
+            {"key": "events.delete", "min_role": "admin", "enabled": true, "locked": true},
+        ]})),
+        &[
+            "permission.update",
+            "permission.update",
+            "permission.inherited_update",
+            "permission.inherited_update",
+        ],
+        &[Org(org_id)],
+    )
+    .await;
+    let version = get(
+        &b,
+        &staff,
+        &format!("/api/v2/schools/{school}/permission-templates"),
+    )
+    .await["data"]["version"]
+        .clone();
+    w.write(
+        "PUT /api/v2/schools/{school_id}/permission-templates",
+        &format!("/api/v2/schools/{school}/permission-templates"),
+        Some(&staff),
+        Some(json!({"version": version, "set": [
+            {"key": "budget.view", "min_role": "committee_lead", "enabled": true},
+        ]})),
+        &["permission.update", "permission.inherited_update"],
+        &[Org(org_id)],
+    )
+    .await;
 
     // Placement: the org leaves its school and comes back; the school leaves the
     // district; the district is deleted.
