@@ -554,17 +554,25 @@ export interface paths {
         };
         /**
          * One organization (members only)
-         * @description Requires an active membership of the organization (or an API key bound to it).
+         * @description Carries an `ETag`; `If-None-Match` with it answers 304 while the organization is unchanged.
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
          */
         get: operations["get_org"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete the organization (its admins)
+         * @description Send the `version` you read (`?version=` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412. The org is closed at once for everyone: every membership ends (the org disappears from `GET /me` and `GET /orgs`, its routes answer 404), pending invitations and API keys are revoked, queued and running jobs are cancelled, its signup code stops working and it leaves its school and district. Nothing is erased: the org is archived with its settings, roles and the ended memberships, and its audit chain stays intact and verifiable. Answers 204; audited `org.delete` (with `api_key.revoke` and `job.cancel` for what it stopped).
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        delete: operations["delete_org"];
         options?: never;
         head?: never;
         /**
          * Edit the organization's settings
-         * @description Send the `version` you read (or `If-Match`); a stale one answers 412 `VERSION_MISMATCH`.
+         * @description Send the `version` you read (or `If-Match` with the `ETag`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -1055,7 +1063,9 @@ export interface paths {
         };
         /**
          * One member
-         * @description Requires permission `users.view` in the organization.
+         * @description Carries an `ETag`; `If-None-Match` with it answers 304 while the member is unchanged.
+         *
+         *     Requires permission `users.view` in the organization.
          */
         get: operations["get_member"];
         put?: never;
@@ -1070,8 +1080,8 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Change a member's role, status, term or profile
-         * @description Who may hand out what: role, status and term end (`role_ends_at`) are changed only for members ranking below you (admins: any member); a role is assigned only at or below your own rank and only if you hold every extra key it carries (403, `details.keys_not_held`); your own role, status and term may go down, never up (no raising your role, no clearing or extending your term end). The last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too, for members not ranking above you. Send `version` or `If-Match`.
+         * Change a member's role, status, term, profile or account details
+         * @description Who may hand out what: role, status and term end (`role_ends_at`) are changed only for members ranking below you (admins: any member); a role is assigned only at or below your own rank and only if you hold every extra key it carries (403, `details.keys_not_held`); your own role, status and term may go down, never up (no raising your role, no clearing or extending your term end). The last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too, for members not ranking above you. Account details (`first_name`, `last_name`, `phone`): your own, or those of a member not ranking above you whose account belongs to this org alone (409, `details.reason = shared_account`, otherwise: its owner changes it). `email`: not your own (`POST /api/v2/me/email` proves the new address: 422), another member's only by an admin, for an account of this org alone whose address its owner has not proven (403 otherwise); an address another account has is 409. Account changes are audited `user.profile_update`. Send the `version` you read (or `If-Match` with the `ETag`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires permission `users.edit_roles` in the organization.
          */
@@ -1099,7 +1109,7 @@ export interface paths {
         head?: never;
         /**
          * Edit your own profile in this org
-         * @description Any member may change their own committee and children here; role and status are not editable by oneself. Send `version` or `If-Match`.
+         * @description Any member may change their own committee and children here, and their account's names and phone (in every org they belong to; audited `user.profile_update`); role and status are not editable by oneself, the e-mail address changes with `POST /api/v2/me/email`. Send `version` or `If-Match`.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -1115,7 +1125,9 @@ export interface paths {
         };
         /**
          * The org's custom roles
-         * @description Requires permission `users.view` in the organization.
+         * @description In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         *
+         *     Requires permission `users.view` in the organization.
          */
         get: operations["list_roles"];
         put?: never;
@@ -1126,6 +1138,62 @@ export interface paths {
          *     Requires permission `users.edit_roles` in the organization.
          */
         post: operations["create_role"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/roles/{role_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One custom role
+         * @description Carries an `ETag`; `If-None-Match` with it answers 304 while the role is unchanged.
+         *
+         *     Requires permission `users.view` in the organization.
+         */
+        get: operations["get_role"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a custom role nobody holds
+         * @description Send the `version` you read (`?version=` or `If-Match`): without either 428, a stale one 412. Refused with 409 `CONFLICT` (`details.reason = role_in_use`, with `members` and `pending_invitations`) while members hold the role or pending invitations offer it: give them another role first (`POST …/users/bulk-update`), so nobody's rights change as a side effect. Only roles within your reach (as for `PATCH`). Ended invitations that offered it keep its rank as a built-in role; a removed member restored later becomes `volunteer`. Answers 204; audited `role.delete`.
+         *
+         *     Requires permission `users.edit_roles` in the organization.
+         */
+        delete: operations["delete_role"];
+        options?: never;
+        head?: never;
+        /**
+         * Rename a custom role or change its rank, extra keys or maximum of holders
+         * @description Send the `version` you read (or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Who may hand out what: the role before and after the change must both be within your reach — at or below your rank, naming only keys you hold now (403, `details.keys_not_held`). A role counting as admin keeps its rank while its holders are the only active admins (409, `details.reason = last_admin`); the maximum cannot go below its current holders (409, `details.reason = below_holders`). Its holders' permissions change at once (every instance); audited `role.update`.
+         *
+         *     Requires permission `users.edit_roles` in the organization.
+         */
+        patch: operations["update_role"];
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The org's background jobs, newest first
+         * @description Filter by `kind` and `status`; paginated (`limit`, `cursor`), with `meta.pagination.total`. Admins see every job of the org, other members the jobs they started (as for `GET …/jobs/{job_id}`); an API key sees none.
+         *
+         *     Requires permission `users.view` in the organization.
+         */
+        get: operations["list_jobs"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1320,7 +1388,10 @@ export interface paths {
         delete: operations["delete_district"];
         options?: never;
         head?: never;
-        /** Rename a district (its admins) or change its code or tier (platform admins) */
+        /**
+         * Rename a district (its admins) or change its code or tier (platform admins)
+         * @description Send the `version` you read (or `If-Match` with the `ETag`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
+         */
         patch: operations["update_district"];
         trace?: never;
     };
@@ -2024,6 +2095,15 @@ export interface components {
             success: boolean;
         };
         /** @description A successful response. */
+        Array_of_JobViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["JobView"][];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A successful response. */
         Array_of_MemberViewEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["MemberView"][];
@@ -2538,6 +2618,11 @@ export interface components {
             max_holders?: number | null;
             /** @description Name. */
             name: string;
+            /**
+             * Format: int64
+             * @description Version, for `PATCH` and `DELETE`.
+             */
+            version: number;
         };
         /** @description A successful response. */
         CustomRoleViewEnvelope: {
@@ -2602,6 +2687,14 @@ export interface components {
              * @description Both.
              */
             total: number;
+        };
+        /** @description The version to delete. */
+        DeleteOrgQuery: {
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`); required.
+             */
+            version?: number | null;
         };
         /** @description The version to delete. */
         DeleteQuery: {
@@ -3098,6 +3191,25 @@ export interface components {
             /** @description What went wrong. */
             message: string;
         };
+        /** @description A job kind to filter by. */
+        JobKindDto: "member_import" | "member_export";
+        /** @description Filters and paging of the job list. */
+        JobListQuery: {
+            /**
+             * Format: uuid
+             * @description The `next_cursor` of the previous page.
+             */
+            cursor?: string | null;
+            /** @description Only jobs of this kind. */
+            kind?: components["schemas"]["JobKindDto"] | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+            /** @description Only jobs in this status. */
+            status?: components["schemas"]["JobStatusDto"] | null;
+        };
         /** @description Path of one job. */
         JobPath: {
             /**
@@ -3111,6 +3223,8 @@ export interface components {
              */
             org_id: string;
         };
+        /** @description A job status to filter by. */
+        JobStatusDto: "queued" | "running" | "succeeded" | "failed" | "cancelled";
         /** @description A background job. */
         JobView: {
             /** @description When it was created (RFC 3339). */
@@ -3991,6 +4105,32 @@ export interface components {
         };
         /** @description A built-in role. */
         RoleDto: "volunteer" | "committee_lead" | "board_member" | "admin";
+        /** @description A page of roles. */
+        RolePageQuery: {
+            /**
+             * Format: uuid
+             * @description The `next_cursor` of the previous page.
+             */
+            cursor?: string | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+        };
+        /** @description Path of one custom role. */
+        RolePath: {
+            /**
+             * Format: uuid
+             * @description Org id (resolved by the route's guard).
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description Role id.
+             */
+            role_id: string;
+        };
         /** @description A member's role. */
         RoleView: {
             /**
@@ -4415,7 +4555,7 @@ export interface components {
             tier?: components["schemas"]["TierName"] | null;
             /**
              * Format: int64
-             * @description The version you read.
+             * @description The version you read (or send `If-Match`); required.
              */
             version?: number | null;
         };
@@ -4437,6 +4577,20 @@ export interface components {
              * @default null
              */
             committee?: string | null;
+            /**
+             * @description New sign-in address of another member (admins; see above); unique: 409 when
+             *     another account has it.
+             */
+            email?: string | null;
+            /** @description New given name (the member's account: see who may change it above). */
+            first_name?: string | null;
+            /** @description New family name (the member's account). */
+            last_name?: string | null;
+            /**
+             * @description New phone (up to 40 characters; the member's account); `null` clears it.
+             * @default null
+             */
+            phone?: string | null;
             /** @description New role: a built-in name (`board_member`) or `{"custom_role_id": "…"}`. */
             role?: components["schemas"]["RoleChoiceDto"] | null;
             /**
@@ -4448,7 +4602,7 @@ export interface components {
             status?: components["schemas"]["StatusDto"] | null;
             /**
              * Format: int64
-             * @description The version you read.
+             * @description The version you read (or send `If-Match` with the `ETag`); required.
              */
             version?: number | null;
         };
@@ -4464,7 +4618,7 @@ export interface components {
             name?: string | null;
             /**
              * Format: int64
-             * @description The version you read (optimistic concurrency); or send `If-Match`.
+             * @description The version you read (or send `If-Match`); required.
              */
             version?: number | null;
         };
@@ -4477,9 +4631,38 @@ export interface components {
              * @default null
              */
             committee?: string | null;
+            /** @description Your new given name (your account's, in every org you belong to). */
+            first_name?: string | null;
+            /** @description Your new family name. */
+            last_name?: string | null;
+            /**
+             * @description Your new phone (up to 40 characters); `null` clears it.
+             * @default null
+             */
+            phone?: string | null;
             /**
              * Format: int64
              * @description The version you read.
+             */
+            version?: number | null;
+        };
+        /** @description Changes to a custom role (absent fields stay as they are). */
+        UpdateRoleBody: {
+            /** @description New rank it counts as. */
+            counts_as?: components["schemas"]["RoleDto"] | null;
+            /** @description New extra keys (replaces the set; `[]` removes them all). */
+            extra_keys?: string[] | null;
+            /**
+             * Format: uint32
+             * @description New maximum of holders (1–10000); `null` lifts the limit.
+             * @default null
+             */
+            max_holders?: number | null;
+            /** @description New name, unique in the org (case-insensitively); not a built-in role's name. */
+            name?: string | null;
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`); required.
              */
             version?: number | null;
         };
@@ -4588,6 +4771,14 @@ export interface components {
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
             success: boolean;
+        };
+        /** @description The version to delete. */
+        VersionQuery: {
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`); required.
+             */
+            version?: number | null;
         };
     };
     responses: never;
@@ -7819,6 +8010,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7850,6 +8043,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["OrgViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -7907,11 +8107,119 @@ export interface operations {
             };
         };
     };
+    delete_org: {
+        parameters: {
+            query?: {
+                /** @description The version you read (or send `If-Match`); required. */
+                version?: number | null;
+            };
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (no body) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     update_org: {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
@@ -7937,6 +8245,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7968,6 +8278,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["OrgViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -8034,6 +8351,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11411,6 +11737,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -11453,6 +11781,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["MemberViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -11620,7 +11955,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
@@ -11642,6 +11977,10 @@ export interface operations {
                  *         }
                  *       ],
                  *       "committee": "Book Fair",
+                 *       "email": "ana.garcia@example.org",
+                 *       "first_name": "Ana",
+                 *       "last_name": "García",
+                 *       "phone": "+1 555 010 2030",
                  *       "role": "volunteer",
                  *       "role_ends_at": "2026-09-01T15:30:00Z",
                  *       "status": "active",
@@ -11655,6 +11994,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -11697,6 +12038,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["MemberViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -11763,6 +12111,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11907,7 +12264,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
@@ -11927,6 +12284,9 @@ export interface operations {
                  *         }
                  *       ],
                  *       "committee": "Book Fair",
+                 *       "first_name": "Ana",
+                 *       "last_name": "García",
+                 *       "phone": "+1 555 010 2030",
                  *       "version": 3
                  *     }
                  */
@@ -12074,7 +12434,12 @@ export interface operations {
     };
     list_roles: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path: {
                 /** @description Organization id (UUID). */
@@ -12084,7 +12449,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -12100,7 +12465,8 @@ export interface operations {
                      *           ],
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "max_holders": 1,
-                     *           "name": "Sunset Elementary PTO"
+                     *           "name": "Sunset Elementary PTO",
+                     *           "version": 3
                      *         }
                      *       ],
                      *       "meta": {
@@ -12139,6 +12505,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12214,7 +12589,8 @@ export interface operations {
                      *         ],
                      *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *         "max_holders": 1,
-                     *         "name": "Sunset Elementary PTO"
+                     *         "name": "Sunset Elementary PTO",
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -12279,6 +12655,551 @@ export interface operations {
             };
             /** @description Error: UNSUPPORTED_MEDIA_TYPE */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_role: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Role id. */
+                role_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "counts_as": "volunteer",
+                     *         "extra_keys": [
+                     *           "string"
+                     *         ],
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "max_holders": 1,
+                     *         "name": "Sunset Elementary PTO",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CustomRoleViewEnvelope"];
+                };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_role: {
+        parameters: {
+            query?: {
+                /** @description The version you read (or send `If-Match`); required. */
+                version?: number | null;
+            };
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Role id. */
+                role_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (no body) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    update_role: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Role id. */
+                role_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "counts_as": "volunteer",
+                 *       "extra_keys": [
+                 *         "string"
+                 *       ],
+                 *       "max_holders": 1,
+                 *       "name": "Sunset Elementary PTO",
+                 *       "version": 3
+                 *     }
+                 */
+                "application/json": components["schemas"]["UpdateRoleBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "counts_as": "volunteer",
+                     *         "extra_keys": [
+                     *           "string"
+                     *         ],
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "max_holders": 1,
+                     *         "name": "Sunset Elementary PTO",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CustomRoleViewEnvelope"];
+                };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_jobs: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Only jobs of this kind. */
+                kind?: components["schemas"]["JobKindDto"] | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+                /** @description Only jobs in this status. */
+                status?: components["schemas"]["JobStatusDto"] | null;
+            };
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "created_at": "2026-09-01T15:30:00Z",
+                     *           "download_url": "string",
+                     *           "error": "string",
+                     *           "error_report_url": "string",
+                     *           "expires_at": "2026-09-01T15:30:00Z",
+                     *           "failed_rows": 1,
+                     *           "finished_at": "2026-09-01T15:30:00Z",
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "kind": "string",
+                     *           "processed_rows": 1,
+                     *           "status": "active",
+                     *           "status_url": "string",
+                     *           "succeeded_rows": 1,
+                     *           "total_rows": 1
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Array_of_JobViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13429,6 +14350,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -13457,6 +14380,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["DistrictViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -13629,7 +14559,10 @@ export interface operations {
     update_district: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -13654,6 +14587,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -13682,6 +14617,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["DistrictViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -13748,6 +14690,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14913,6 +15864,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -14943,6 +15896,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["SchoolViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -14998,7 +15958,7 @@ export interface operations {
                 version?: number | null;
             };
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
@@ -15112,7 +16072,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {

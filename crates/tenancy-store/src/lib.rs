@@ -16,8 +16,10 @@ mod convert;
 mod directory;
 mod entity;
 mod invitations;
+mod member_account;
 mod notices;
 mod orgs;
+mod roles;
 mod sessions;
 mod users;
 

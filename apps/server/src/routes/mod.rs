@@ -13,6 +13,7 @@ mod member_io;
 mod members;
 mod orgs;
 mod permissions;
+mod roles;
 mod system;
 
 pub use account::RESET_ANSWER_AFTER;
@@ -37,6 +38,7 @@ pub fn api() -> Api {
     invitations::register(&mut routes);
     member_io::register(&mut routes);
     members::register(&mut routes);
+    roles::register(&mut routes);
     jobs::register(&mut routes);
     api_keys::register(&mut routes);
     districts::register(&mut routes);
