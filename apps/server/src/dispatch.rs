@@ -102,7 +102,11 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::PermissionGrant
         | EventType::PermissionRevoke
         | EventType::PermissionInheritedUpdate
-        | EventType::RoleCreate => whole_org(),
+        | EventType::RoleCreate
+        | EventType::RoleUpdate
+        | EventType::RoleDelete => whole_org(),
+        // Every member of a deleted org loses their membership at once.
+        EventType::OrgDelete => whole_org(),
         // An org's own setting; a template's change reaches each org below through its
         // own `permission.inherited_update` event.
         EventType::PermissionUpdate => whole_org(),

@@ -554,17 +554,25 @@ export interface paths {
         };
         /**
          * One organization (members only)
-         * @description Requires an active membership of the organization (or an API key bound to it).
+         * @description Carries an `ETag`; `If-None-Match` with it answers 304 while the organization is unchanged.
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
          */
         get: operations["get_org"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete the organization (its admins)
+         * @description Send the `version` you read (`?version=` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412. The org is closed at once for everyone: every membership ends (the org disappears from `GET /me` and `GET /orgs`, its routes answer 404), pending invitations and API keys are revoked, queued and running jobs are cancelled, its signup code stops working and it leaves its school and district. Nothing is erased: the org is archived with its settings, roles and the ended memberships, and its audit chain stays intact and verifiable. Answers 204; audited `org.delete` (with `api_key.revoke` and `job.cancel` for what it stopped).
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        delete: operations["delete_org"];
         options?: never;
         head?: never;
         /**
          * Edit the organization's settings
-         * @description Send the `version` you read (or `If-Match`); a stale one answers 412 `VERSION_MISMATCH`.
+         * @description Send the `version` you read (or `If-Match` with the `ETag`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -638,7 +646,7 @@ export interface paths {
         get?: never;
         /**
          * Change settings in bulk: all or nothing
-         * @description Send the matrix `version` you read: a stale one answers 412. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.
+         * @description Send the matrix `version` you read: a stale one answers 412. A key locked by the district or school answers 409 `PERMISSION_LOCKED` naming the locking scope. The response's `version` is also a consistency token.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -768,8 +776,8 @@ export interface paths {
         get: operations["list_permission_grants"];
         put?: never;
         /**
-         * Grant one key to one member (optionally from and until a time)
-         * @description A grant counts while `starts_at <= now < expires_at`. Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything. A key locked by the district or school is refused with 409 `PERMISSION_LOCKED` (a grant of it would not count).
+         * Grant one key to one member (optionally until a time)
+         * @description Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -809,7 +817,7 @@ export interface paths {
         };
         /**
          * The org's members: filtered, sorted, cursor-paginated
-         * @description Sort by `name`, `email` (admins only: addresses may be hidden from others), `joined` or `last_active` (`order=desc` to reverse); filter by role, status, committee and joined range. Admins see every member's record; other members see the directory: listed members only, each with the fields the org's directory policy and the member's own choices show (`view`, `hidden_fields`); a committee filter matches only shown committees. Pages are keyset-paginated: members added or removed between fetches cause no gaps or duplicates. A cursor belongs to its sort order.
+         * @description Sort by `name`, `email`, `joined` or `last_active` (`order=desc` to reverse); filter by role, status, committee and joined range. Pages are keyset-paginated: members added or removed between fetches cause no gaps or duplicates. A cursor belongs to its sort order.
          *
          *     Requires permission `users.view` in the organization.
          */
@@ -903,9 +911,9 @@ export interface paths {
         };
         /**
          * Export members as CSV or Excel
-         * @description The members' full records (for the printable directory members may see, use `/directory/export`): the whole list or a filtered list (same filters and sort as the list) or a search (`q`). Only the org's admins (not configurable, like the audit log): 403 for everyone else and for API keys. Orgs with more than 5,000 members (or `async=true`) get a background job instead (202): follow it at `/jobs/{job_id}` and download the file when it is done; the file is removed with the job. Recorded as a `data.export` activity with the format, the filter and the row count (a job records it when its file is stored).
+         * @description The whole list or a filtered list (same filters and sort as the list) or a search (`q`). Streamed page by page. Orgs with more than 5,000 members (or `async=true`) get a background job instead (202): follow it at `/jobs/{job_id}` and download the file when it is done. Recorded as a `data.export` activity.
          *
-         *     Requires the `admin` role in the organization.
+         *     Requires permission `users.view` in the organization.
          */
         get: operations["export_members"];
         put?: never;
@@ -947,7 +955,7 @@ export interface paths {
         };
         /**
          * Search the org's members, typo-tolerant, best match first
-         * @description Matches names, e-mail, phone, committee and children's names — for members other than admins, only the fields each member shows them (a hidden e-mail or phone never matches), among listed members. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).
+         * @description Matches names, e-mail, phone, committee and children's names. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).
          *
          *     Requires permission `users.view` in the organization.
          */
@@ -1055,7 +1063,7 @@ export interface paths {
         };
         /**
          * One member
-         * @description Yourself and, for the org's admins, anyone: the record. Other members: the directory entry (what the org's directory policy and the member's own choices show; 404 for a member not listed). An admin's read of someone else's record is recorded as data-access activity (`GET …/access-log`, and the member's `GET /me/access-log`).
+         * @description Carries an `ETag`; `If-None-Match` with it answers 304 while the member is unchanged.
          *
          *     Requires permission `users.view` in the organization.
          */
@@ -1072,8 +1080,8 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Change a member's role, status, term or profile
-         * @description Who may hand out what: role, status and term end (`role_ends_at`) are changed only for members ranking below you (admins: any member); a role is assigned only at or below your own rank and only if you hold every extra key it carries (403, `details.keys_not_held`); your own role, status and term may go down, never up (no raising your role, no clearing or extending your term end). The last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too, for members not ranking above you. Send `version` or `If-Match`.
+         * Change a member's role, status, term, profile or account details
+         * @description Who may hand out what: role, status and term end (`role_ends_at`) are changed only for members ranking below you (admins: any member); a role is assigned only at or below your own rank and only if you hold every extra key it carries (403, `details.keys_not_held`); your own role, status and term may go down, never up (no raising your role, no clearing or extending your term end). The last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too, for members not ranking above you. Account details (`first_name`, `last_name`, `phone`): your own, or those of a member not ranking above you whose account belongs to this org alone (409, `details.reason = shared_account`, otherwise: its owner changes it). `email`: not your own (`POST /api/v2/me/email` proves the new address: 422), another member's only by an admin, for an account of this org alone whose address its owner has not proven (403 otherwise); an address another account has is 409. Account changes are audited `user.profile_update`. Send the `version` you read (or `If-Match` with the `ETag`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires permission `users.edit_roles` in the organization.
          */
@@ -1101,7 +1109,7 @@ export interface paths {
         head?: never;
         /**
          * Edit your own profile in this org
-         * @description Any member may change their own committee and children here; role and status are not editable by oneself. Send `version` or `If-Match`.
+         * @description Any member may change their own committee and children here, and their account's names and phone (in every org they belong to; audited `user.profile_update`); role and status are not editable by oneself, the e-mail address changes with `POST /api/v2/me/email`. Send `version` or `If-Match`.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -1117,7 +1125,9 @@ export interface paths {
         };
         /**
          * The org's custom roles
-         * @description Requires permission `users.view` in the organization.
+         * @description In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         *
+         *     Requires permission `users.view` in the organization.
          */
         get: operations["list_roles"];
         put?: never;
@@ -1134,7 +1144,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v2/orgs/{org_id}/me/privacy": {
+    "/api/v2/orgs/{org_id}/roles/{role_id}": {
         parameters: {
             query?: never;
             header?: never;
@@ -1142,99 +1152,33 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Your directory privacy choices in this org
-         * @description Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now, `policy` what the org's directory shows at most.
-         *
-         *     Requires an active membership of the organization (or an API key bound to it).
-         */
-        get: operations["get_my_privacy"];
-        /**
-         * Set your directory privacy choices in this org
-         * @description Replaces your choices (a field left out or `null`: no choice, the org's listing mode decides). Recorded with the time and the policy version (`notice_version`, default: the current one) you chose under, and audited. No admin setting overrides a field you hide. `version` (or `If-Match`) is optional; a stale one answers 412.
-         *
-         *     Requires an active membership of the organization (or an API key bound to it).
-         */
-        put: operations["put_my_privacy"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v2/orgs/{org_id}/directory-policy": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The org's directory policy
-         * @description Which fields the directory (what members see of each other) may show, and whether members are listed unless they opt out (`opt_out`) or only once they opt in (`opt_in`). `version` 0: the org never set it (the defaults). Any member may read it: it is the notice their choices refer to.
-         *
-         *     Requires an active membership of the organization (or an API key bound to it).
-         */
-        get: operations["get_directory_policy"];
-        /**
-         * Set the org's directory policy (admins)
-         * @description Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. Audited (`org.update` on `directory_policy`).
-         *
-         *     Requires the `admin` role in the organization.
-         */
-        put: operations["put_directory_policy"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v2/orgs/{org_id}/directory/export": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * The printable directory (CSV)
-         * @description The directory as members see it — never the record, whoever asks: listed members only, with `first_name`, `last_name`, `role`, and `committee`, `email`, `phone`, `children` where the org's policy and each member's choices show them (blank otherwise). The list's filters and sort (not `email`), or a search (`q`) matched only on shown fields. Recorded as a `data.export` activity with its row count.
+         * One custom role
+         * @description Carries an `ETag`; `If-None-Match` with it answers 304 while the role is unchanged.
          *
          *     Requires permission `users.view` in the organization.
          */
-        get: operations["export_directory"];
+        get: operations["get_role"];
         put?: never;
         post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v2/orgs/{org_id}/access-log": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
         /**
-         * Reads of members' records by others (admins)
-         * @description Data-access activity, newest first: who read whose record (`GET …/users/{user_id}` by an admin) and when. Filter by `user_id` (whose record). Cursor-paginated.
+         * Delete a custom role nobody holds
+         * @description Send the `version` you read (`?version=` or `If-Match`): without either 428, a stale one 412. Refused with 409 `CONFLICT` (`details.reason = role_in_use`, with `members` and `pending_invitations`) while members hold the role or pending invitations offer it: give them another role first (`POST …/users/bulk-update`), so nobody's rights change as a side effect. Only roles within your reach (as for `PATCH`). Ended invitations that offered it keep its rank as a built-in role; a removed member restored later becomes `volunteer`. Answers 204; audited `role.delete`.
          *
-         *     Requires the `admin` role in the organization.
+         *     Requires permission `users.edit_roles` in the organization.
          */
-        get: operations["org_access_log"];
-        put?: never;
-        post?: never;
-        delete?: never;
+        delete: operations["delete_role"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Rename a custom role or change its rank, extra keys or maximum of holders
+         * @description Send the `version` you read (or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Who may hand out what: the role before and after the change must both be within your reach — at or below your rank, naming only keys you hold now (403, `details.keys_not_held`). A role counting as admin keeps its rank while its holders are the only active admins (409, `details.reason = last_admin`); the maximum cannot go below its current holders (409, `details.reason = below_holders`). Its holders' permissions change at once (every instance); audited `role.update`.
+         *
+         *     Requires permission `users.edit_roles` in the organization.
+         */
+        patch: operations["update_role"];
         trace?: never;
     };
-    "/api/v2/me/access-log": {
+    "/api/v2/orgs/{org_id}/jobs": {
         parameters: {
             query?: never;
             header?: never;
@@ -1242,10 +1186,12 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Who read your records, in every org
-         * @description Reads of your member record by someone else (an org's admins), in every org you belong or belonged to, newest first. Cursor-paginated.
+         * The org's background jobs, newest first
+         * @description Filter by `kind` and `status`; paginated (`limit`, `cursor`), with `meta.pagination.total`. Admins see every job of the org, other members the jobs they started (as for `GET …/jobs/{job_id}`); an API key sees none.
+         *
+         *     Requires permission `users.view` in the organization.
          */
-        get: operations["my_access_log"];
+        get: operations["list_jobs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1442,7 +1388,10 @@ export interface paths {
         delete: operations["delete_district"];
         options?: never;
         head?: never;
-        /** Rename a district (its admins) or change its code or tier (platform admins) */
+        /**
+         * Rename a district (its admins) or change its code or tier (platform admins)
+         * @description Send the `version` you read (or `If-Match` with the `ETag`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
+         */
         patch: operations["update_district"];
         trace?: never;
     };
@@ -1620,13 +1569,9 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The district's permission settings (templates) and locks, with their version */
+        /** The district's permission settings (templates) and locks */
         get: operations["list_permission_templates"];
-        /**
-         * Set and remove many of the district's template keys at once: all or nothing
-         * @description Send the template `version` you read (`version` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Applies to every org below at once (each re-resolves on every instance); every changed key is audited in the district's chain and each org's.
-         */
-        put: operations["write_permission_templates"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -1662,13 +1607,9 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The school's permission settings (between district and org), with their version */
+        /** The school's permission settings (between district and org) */
         get: operations["list_school_permission_templates"];
-        /**
-         * Set and remove many of the school's template keys at once: all or nothing
-         * @description Send the template `version` you read (`version` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Keys the district locked answer 409 `PERMISSION_LOCKED` naming every one (`details.locked_keys`). Applies to every org of the school at once; audited.
-         */
-        put: operations["write_school_permission_templates"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -1686,7 +1627,7 @@ export interface paths {
         get?: never;
         /**
          * Set (and optionally lock) a key for every org of the school
-         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Unconditional (no version); the many-key `PUT …/permission-templates` is versioned.
+         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key.
          */
         put: operations["set_school_permission_template"];
         post?: never;
@@ -2019,51 +1960,6 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
-        /** @description Paging of data-access activity. */
-        AccessLogPageQuery: {
-            /**
-             * Format: uuid
-             * @description The `next_cursor` of the previous page.
-             */
-            cursor?: string | null;
-            /**
-             * Format: uint32
-             * @description Page size, 1–200 (default 50).
-             */
-            limit?: number | null;
-            /**
-             * Format: uuid
-             * @description Only reads of this member's record (org log only).
-             */
-            user_id?: string | null;
-        };
-        /** @description One read of a member's record by someone else. */
-        AccessView: {
-            /**
-             * Format: uuid
-             * @description Who read it.
-             */
-            accessor_user_id: string;
-            /** @description When (RFC 3339). */
-            at: string;
-            /**
-             * Format: uuid
-             * @description Entry id (also the cursor).
-             */
-            id: string;
-            /**
-             * Format: uuid
-             * @description The org.
-             */
-            org_id: string;
-            /**
-             * Format: uuid
-             * @description Whose record.
-             */
-            subject_user_id: string;
-            /** @description What was read (`member.record`). */
-            what: string;
-        };
         /** @description The activity feed's query. */
         ActivityQuery: {
             /** @description The `next_cursor` of the previous page. */
@@ -2136,15 +2032,6 @@ export interface components {
             revoked: boolean;
         };
         /** @description A successful response. */
-        Array_of_AccessViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["AccessView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
         Array_of_ApiKeyViewEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["ApiKeyView"][];
@@ -2202,6 +2089,15 @@ export interface components {
         Array_of_InvitationViewEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["InvitationView"][];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A successful response. */
+        Array_of_JobViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["JobView"][];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -2292,6 +2188,15 @@ export interface components {
         Array_of_StaffViewEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["StaffView"][];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A successful response. */
+        Array_of_TemplateRowEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["TemplateRow"][];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -2579,8 +2484,6 @@ export interface components {
             /** @description The child's name (1–100 characters). */
             name: string;
         };
-        /** @description A choice: `hidden` or `members`. */
-        ChoiceDto: "hidden" | "members";
         /** @description A labelled count. */
         Count: {
             /**
@@ -2715,6 +2618,11 @@ export interface components {
             max_holders?: number | null;
             /** @description Name. */
             name: string;
+            /**
+             * Format: int64
+             * @description Version, for `PATCH` and `DELETE`.
+             */
+            version: number;
         };
         /** @description A successful response. */
         CustomRoleViewEnvelope: {
@@ -2781,6 +2689,14 @@ export interface components {
             total: number;
         };
         /** @description The version to delete. */
+        DeleteOrgQuery: {
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`); required.
+             */
+            version?: number | null;
+        };
+        /** @description The version to delete. */
         DeleteQuery: {
             /**
              * Format: int64
@@ -2803,31 +2719,6 @@ export interface components {
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
             success: boolean;
-        };
-        /** @description What to put in the printable directory. */
-        DirectoryExportQuery: {
-            /** @description Only members of this committee (case-insensitive). */
-            committee?: string | null;
-            /**
-             * @description Joined at or after (RFC 3339).
-             * @default null
-             */
-            joined_from?: string | null;
-            /**
-             * @description Joined before (RFC 3339).
-             * @default null
-             */
-            joined_to?: string | null;
-            /** @description Direction (default `asc`). */
-            order?: components["schemas"]["OrderDto"];
-            /** @description Only the members this search finds (on shown fields only), best match first. */
-            q?: string | null;
-            /** @description Only members with this role: a built-in name or a custom role's id. */
-            role?: string | null;
-            /** @description Sort key (default `name`; not `email`). */
-            sort?: components["schemas"]["SortDto"];
-            /** @description Only members with this status. */
-            status?: components["schemas"]["StatusFilterDto"] | null;
         };
         /** @description Proof for turning two-factor sign-in off: exactly one of the fields. */
         DisableTotpBody: {
@@ -2997,15 +2888,6 @@ export interface components {
             /** @description Where it comes from. */
             source: components["schemas"]["ScopeDto"];
         };
-        /** @description What other members see of you now. */
-        EffectiveDto2: {
-            /** @description Fields hidden from other members. */
-            hidden: string[];
-            /** @description Whether you are in the directory. */
-            listed: boolean;
-            /** @description Fields shown to other members. */
-            shown: string[];
-        };
         /** @description The error object of a failed response. */
         ErrorBody: {
             /** @description Machine-readable code (decides the HTTP status). */
@@ -3123,7 +3005,7 @@ export interface components {
         /** @description A new grant. */
         GrantBody: {
             /**
-             * @description Until when (RFC 3339, after now and after `starts_at`: otherwise 422);
+             * @description Until when (RFC 3339, after now: an already-expired grant is refused with 422);
              *     permanent when absent.
              * @default null
              */
@@ -3132,12 +3014,6 @@ export interface components {
             key: string;
             /** @description Why (shown in the audit log). */
             reason?: string | null;
-            /**
-             * @description From when (RFC 3339); at once when absent. Until then the grant is stored but does
-             *     not count.
-             * @default null
-             */
-            starts_at?: string | null;
             /**
              * Format: uuid
              * @description The member.
@@ -3157,8 +3033,6 @@ export interface components {
             key: string;
             /** @description Why. */
             reason?: string | null;
-            /** @description From when (RFC 3339), if it starts later than its creation. */
-            starts_at?: string | null;
             /**
              * Format: uuid
              * @description The member.
@@ -3317,6 +3191,25 @@ export interface components {
             /** @description What went wrong. */
             message: string;
         };
+        /** @description A job kind to filter by. */
+        JobKindDto: "member_import" | "member_export";
+        /** @description Filters and paging of the job list. */
+        JobListQuery: {
+            /**
+             * Format: uuid
+             * @description The `next_cursor` of the previous page.
+             */
+            cursor?: string | null;
+            /** @description Only jobs of this kind. */
+            kind?: components["schemas"]["JobKindDto"] | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+            /** @description Only jobs in this status. */
+            status?: components["schemas"]["JobStatusDto"] | null;
+        };
         /** @description Path of one job. */
         JobPath: {
             /**
@@ -3330,6 +3223,8 @@ export interface components {
              */
             org_id: string;
         };
+        /** @description A job status to filter by. */
+        JobStatusDto: "queued" | "running" | "succeeded" | "failed" | "cancelled";
         /** @description A background job. */
         JobView: {
             /** @description When it was created (RFC 3339). */
@@ -3431,8 +3326,6 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
-        /** @description Opt-out or opt-in listing. */
-        ListingDto: "opt_out" | "opt_in";
         /** @description Credentials. */
         LoginBody: {
             /**
@@ -3630,29 +3523,18 @@ export interface components {
             /** @description Only members with this status. */
             status?: components["schemas"]["StatusFilterDto"] | null;
         };
-        /**
-         * @description A member as the viewer may see them: their record (the member themself, the org's
-         *     admins) or their directory entry (other members: only what the org's directory
-         *     policy and the member's own choices show).
-         */
+        /** @description A member as the org sees them. */
         MemberView: {
-            /** @description Children and their grades (`null` when hidden from you). */
-            children?: components["schemas"]["ChildDto"][] | null;
-            /** @description Committee, if any (`null` also when hidden from you). */
+            /** @description Children (profile data). */
+            children: components["schemas"]["ChildDto"][];
+            /** @description Committee, if any. */
             committee?: string | null;
-            /** @description E-mail (`null` when hidden from you). */
-            email?: string | null;
+            /** @description E-mail. */
+            email: string;
             /** @description Given name. */
             first_name: string;
-            /**
-             * @description The fields hidden from you (`phone`, `email`, `committee`,
-             *     `children_and_grades`), by the org's directory policy or the member's choice.
-             */
-            hidden_fields: string[];
             /** @description Family name. */
             last_name: string;
-            /** @description Phone (`null` when none, or hidden from you). */
-            phone?: string | null;
             /** @description Their role. */
             role: components["schemas"]["RoleView"];
             /** @description End of the officer term (RFC 3339), if any. */
@@ -3669,11 +3551,6 @@ export interface components {
              * @description Version, for updates.
              */
             version: number;
-            /**
-             * @description `record` (yourself, or you are an admin of the org) or `directory` (another
-             *     member's directory entry).
-             */
-            view: string;
         };
         /** @description A successful response. */
         MemberViewEnvelope: {
@@ -3975,53 +3852,6 @@ export interface components {
              */
             version: number;
         };
-        /** @description A directory policy. */
-        PolicyBody: {
-            /** @description Show children and their grades. */
-            children_and_grades: boolean;
-            /** @description Show committees. */
-            committee: boolean;
-            /** @description Show e-mail addresses. */
-            email: boolean;
-            /** @description `opt_out` or `opt_in`. */
-            listing: components["schemas"]["ListingDto"];
-            /** @description Show phone numbers. */
-            phone: boolean;
-            /**
-             * Format: int64
-             * @description The version you read (or `If-Match`); required.
-             */
-            version?: number | null;
-        };
-        /** @description An org's directory policy. */
-        PolicyView: {
-            /** @description The directory may show children and their grades. */
-            children_and_grades: boolean;
-            /** @description The directory may show committees. */
-            committee: boolean;
-            /** @description The directory may show e-mail addresses. */
-            email: boolean;
-            /** @description `opt_out` (listed unless a member says no) or `opt_in`. */
-            listing: components["schemas"]["ListingDto"];
-            /** @description The directory may show phone numbers. */
-            phone: boolean;
-            /** @description When it last changed (RFC 3339). */
-            updated_at?: string | null;
-            /**
-             * Format: int64
-             * @description Version (0: never set, the defaults); also the privacy notice's version.
-             */
-            version: number;
-        };
-        /** @description A successful response. */
-        PolicyViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["PolicyView"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
         /** @description Proposed changes to preview. */
         PreviewBody: {
             /** @description The changes, as for an update. */
@@ -4038,67 +3868,6 @@ export interface components {
              * @description The member.
              */
             user_id: string;
-        };
-        /** @description Your choices (each absent or `null`: no choice). */
-        PrivacyBody: {
-            /** @description Children and their grades. */
-            children_and_grades?: components["schemas"]["ChoiceDto"] | null;
-            /** @description Committee. */
-            committee?: components["schemas"]["ChoiceDto"] | null;
-            /** @description E-mail address. */
-            email?: components["schemas"]["ChoiceDto"] | null;
-            /** @description Whether to be listed in the directory at all. */
-            listing?: components["schemas"]["ChoiceDto"] | null;
-            /**
-             * Format: int64
-             * @description The directory policy version (privacy notice) you saw; default: the current one.
-             */
-            notice_version?: number | null;
-            /** @description Phone number. */
-            phone?: components["schemas"]["ChoiceDto"] | null;
-            /**
-             * Format: int64
-             * @description The version you read (optional; a stale one answers 412).
-             */
-            version?: number | null;
-        };
-        /** @description Your privacy choices in an org. */
-        PrivacyView: {
-            /** @description Children and their grades. */
-            children_and_grades?: components["schemas"]["ChoiceDto"] | null;
-            /** @description When you last chose (RFC 3339); `null`: never. */
-            chosen_at?: string | null;
-            /** @description Committee. */
-            committee?: components["schemas"]["ChoiceDto"] | null;
-            /** @description What other members see of you now. */
-            effective: components["schemas"]["EffectiveDto2"];
-            /** @description E-mail address. */
-            email?: components["schemas"]["ChoiceDto"] | null;
-            /** @description Whether to be listed in the directory at all (`null`: the listing mode decides). */
-            listing?: components["schemas"]["ChoiceDto"] | null;
-            /**
-             * Format: int64
-             * @description The directory policy version (privacy notice) you chose under.
-             */
-            notice_version?: number | null;
-            /** @description Phone number. */
-            phone?: components["schemas"]["ChoiceDto"] | null;
-            /** @description The org's directory policy. */
-            policy: components["schemas"]["PolicyView"];
-            /**
-             * Format: int64
-             * @description Version of your choices (0: never chosen).
-             */
-            version: number;
-        };
-        /** @description A successful response. */
-        PrivacyViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["PrivacyView"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
         };
         /** @description A request that was taken (its effect, if any, arrives by e-mail). */
         Queued: {
@@ -4213,23 +3982,16 @@ export interface components {
         };
         /** @description A removed member. */
         RemovedMemberView: {
-            /** @description Children and their grades (`null` when hidden from you). */
-            children?: components["schemas"]["ChildDto"][] | null;
-            /** @description Committee, if any (`null` also when hidden from you). */
+            /** @description Children (profile data). */
+            children: components["schemas"]["ChildDto"][];
+            /** @description Committee, if any. */
             committee?: string | null;
-            /** @description E-mail (`null` when hidden from you). */
-            email?: string | null;
+            /** @description E-mail. */
+            email: string;
             /** @description Given name. */
             first_name: string;
-            /**
-             * @description The fields hidden from you (`phone`, `email`, `committee`,
-             *     `children_and_grades`), by the org's directory policy or the member's choice.
-             */
-            hidden_fields: string[];
             /** @description Family name. */
             last_name: string;
-            /** @description Phone (`null` when none, or hidden from you). */
-            phone?: string | null;
             /** @description When they were removed (RFC 3339). */
             removed_at: string;
             /**
@@ -4253,11 +4015,6 @@ export interface components {
              * @description Version, for updates.
              */
             version: number;
-            /**
-             * @description `record` (yourself, or you are an admin of the org) or `directory` (another
-             *     member's directory entry).
-             */
-            view: string;
         };
         /** @description Paging of the removed members. */
         RemovedPageQuery: {
@@ -4348,6 +4105,32 @@ export interface components {
         };
         /** @description A built-in role. */
         RoleDto: "volunteer" | "committee_lead" | "board_member" | "admin";
+        /** @description A page of roles. */
+        RolePageQuery: {
+            /**
+             * Format: uuid
+             * @description The `next_cursor` of the previous page.
+             */
+            cursor?: string | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+        };
+        /** @description Path of one custom role. */
+        RolePath: {
+            /**
+             * Format: uuid
+             * @description Org id (resolved by the route's guard).
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description Role id.
+             */
+            role_id: string;
+        };
         /** @description A member's role. */
         RoleView: {
             /**
@@ -4648,100 +4431,6 @@ export interface components {
             /** @description Minimum role for every org below. */
             min_role: components["schemas"]["RoleDto"];
         };
-        /** @description One key a many-key template write sets. */
-        TemplateSetting: {
-            /** @description Enabled flag. */
-            enabled: boolean;
-            /** @description The key, e.g. `budget.approve`. */
-            key: string;
-            /**
-             * @description Lock it: schools and orgs below may not override it, and their exceptions (custom
-             *     roles' extra keys, direct grants) stop counting for it.
-             * @default false
-             */
-            locked?: boolean;
-            /** @description Minimum role. */
-            min_role: components["schemas"]["RoleDto"];
-        };
-        /**
-         * @description A many-key template write: all or nothing.
-         * @example {
-         *       "remove": [
-         *         "documents.delete"
-         *       ],
-         *       "set": [
-         *         {
-         *           "enabled": true,
-         *           "key": "budget.approve",
-         *           "locked": true,
-         *           "min_role": "board_member"
-         *         },
-         *         {
-         *           "enabled": true,
-         *           "key": "events.create",
-         *           "min_role": "volunteer"
-         *         }
-         *       ],
-         *       "version": 4
-         *     }
-         */
-        TemplatesBody: {
-            /**
-             * @description Keys whose setting (and lock) to remove (at most 28).
-             * @default []
-             */
-            remove?: string[];
-            /** @description Keys to set (at most 28). */
-            set?: components["schemas"]["TemplateSetting"][];
-            /**
-             * Format: int64
-             * @description The template version you read (or send it as `If-Match`).
-             */
-            version?: number | null;
-        };
-        /** @description A district's or school's template: its settings and their version. */
-        TemplatesView: {
-            /** @description The settings held, in catalog order. */
-            templates: components["schemas"]["TemplateRow"][];
-            /**
-             * Format: uint64
-             * @description The template version: send it back with a many-key write (or as `If-Match`).
-             */
-            version: number;
-        };
-        /** @description A successful response. */
-        TemplatesViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["TemplatesView"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description The outcome of a many-key template write. */
-        TemplatesWritten: {
-            /**
-             * @description The orgs below, whose effective settings were re-resolved (empty when nothing
-             *     changed).
-             */
-            affected_orgs: string[];
-            /** @description The scope written. */
-            scope: components["schemas"]["ScopeDto"];
-            /**
-             * Format: uint64
-             * @description The template's new version (unchanged when nothing changed).
-             */
-            version: number;
-        };
-        /** @description A successful response. */
-        TemplatesWrittenEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["TemplatesWritten"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
         /**
          * @description A staff role.
          *     The subscription tiers, as the `tier` fields' schema (the field is parsed by the domain).
@@ -4866,7 +4555,7 @@ export interface components {
             tier?: components["schemas"]["TierName"] | null;
             /**
              * Format: int64
-             * @description The version you read.
+             * @description The version you read (or send `If-Match`); required.
              */
             version?: number | null;
         };
@@ -4888,6 +4577,20 @@ export interface components {
              * @default null
              */
             committee?: string | null;
+            /**
+             * @description New sign-in address of another member (admins; see above); unique: 409 when
+             *     another account has it.
+             */
+            email?: string | null;
+            /** @description New given name (the member's account: see who may change it above). */
+            first_name?: string | null;
+            /** @description New family name (the member's account). */
+            last_name?: string | null;
+            /**
+             * @description New phone (up to 40 characters; the member's account); `null` clears it.
+             * @default null
+             */
+            phone?: string | null;
             /** @description New role: a built-in name (`board_member`) or `{"custom_role_id": "…"}`. */
             role?: components["schemas"]["RoleChoiceDto"] | null;
             /**
@@ -4899,7 +4602,7 @@ export interface components {
             status?: components["schemas"]["StatusDto"] | null;
             /**
              * Format: int64
-             * @description The version you read.
+             * @description The version you read (or send `If-Match` with the `ETag`); required.
              */
             version?: number | null;
         };
@@ -4915,7 +4618,7 @@ export interface components {
             name?: string | null;
             /**
              * Format: int64
-             * @description The version you read (optimistic concurrency); or send `If-Match`.
+             * @description The version you read (or send `If-Match`); required.
              */
             version?: number | null;
         };
@@ -4928,9 +4631,38 @@ export interface components {
              * @default null
              */
             committee?: string | null;
+            /** @description Your new given name (your account's, in every org you belong to). */
+            first_name?: string | null;
+            /** @description Your new family name. */
+            last_name?: string | null;
+            /**
+             * @description Your new phone (up to 40 characters); `null` clears it.
+             * @default null
+             */
+            phone?: string | null;
             /**
              * Format: int64
              * @description The version you read.
+             */
+            version?: number | null;
+        };
+        /** @description Changes to a custom role (absent fields stay as they are). */
+        UpdateRoleBody: {
+            /** @description New rank it counts as. */
+            counts_as?: components["schemas"]["RoleDto"] | null;
+            /** @description New extra keys (replaces the set; `[]` removes them all). */
+            extra_keys?: string[] | null;
+            /**
+             * Format: uint32
+             * @description New maximum of holders (1–10000); `null` lifts the limit.
+             * @default null
+             */
+            max_holders?: number | null;
+            /** @description New name, unique in the org (case-insensitively); not a built-in role's name. */
+            name?: string | null;
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`); required.
              */
             version?: number | null;
         };
@@ -5039,6 +4771,14 @@ export interface components {
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
             success: boolean;
+        };
+        /** @description The version to delete. */
+        VersionQuery: {
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`); required.
+             */
+            version?: number | null;
         };
     };
     responses: never;
@@ -8270,6 +8010,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8301,6 +8043,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["OrgViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -8358,11 +8107,119 @@ export interface operations {
             };
         };
     };
+    delete_org: {
+        parameters: {
+            query?: {
+                /** @description The version you read (or send `If-Match`); required. */
+                version?: number | null;
+            };
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (no body) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     update_org: {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
@@ -8388,6 +8245,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8419,6 +8278,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["OrgViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -8485,6 +8351,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9791,7 +9666,6 @@ export interface operations {
                      *           "granted_by": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "key": "events.create",
                      *           "reason": "string",
-                     *           "starts_at": "2026-09-01T15:30:00Z",
                      *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
                      *         }
                      *       ],
@@ -9884,7 +9758,6 @@ export interface operations {
                  *       "expires_at": "2026-09-01T15:30:00Z",
                  *       "key": "events.create",
                  *       "reason": "string",
-                 *       "starts_at": "2026-09-01T15:30:00Z",
                  *       "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
                  *     }
                  */
@@ -9939,15 +9812,6 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PERMISSION_LOCKED */
-            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10160,11 +10024,7 @@ export interface operations {
                      *           "committee": "Book Fair",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
-                     *           "hidden_fields": [
-                     *             "string"
-                     *           ],
                      *           "last_name": "García",
-                     *           "phone": "+1 555 010 2030",
                      *           "role": {
                      *             "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *             "kind": "string",
@@ -10174,8 +10034,7 @@ export interface operations {
                      *           "role_ends_at": "2026-09-01T15:30:00Z",
                      *           "status": "active",
                      *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "version": 3,
-                     *           "view": "string"
+                     *           "version": 3
                      *         }
                      *       ],
                      *       "meta": {
@@ -11213,11 +11072,7 @@ export interface operations {
                      *           "committee": "Book Fair",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
-                     *           "hidden_fields": [
-                     *             "string"
-                     *           ],
                      *           "last_name": "García",
-                     *           "phone": "+1 555 010 2030",
                      *           "role": {
                      *             "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *             "kind": "string",
@@ -11227,8 +11082,7 @@ export interface operations {
                      *           "role_ends_at": "2026-09-01T15:30:00Z",
                      *           "status": "active",
                      *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "version": 3,
-                     *           "view": "string"
+                     *           "version": 3
                      *         }
                      *       ],
                      *       "meta": {
@@ -11645,11 +11499,7 @@ export interface operations {
                      *           "committee": "Book Fair",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
-                     *           "hidden_fields": [
-                     *             "string"
-                     *           ],
                      *           "last_name": "García",
-                     *           "phone": "+1 555 010 2030",
                      *           "removed_at": "2026-09-01T15:30:00Z",
                      *           "removed_by": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "role": {
@@ -11661,8 +11511,7 @@ export interface operations {
                      *           "role_ends_at": "2026-09-01T15:30:00Z",
                      *           "status": "active",
                      *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "version": 3,
-                     *           "view": "string"
+                     *           "version": 3
                      *         }
                      *       ],
                      *       "meta": {
@@ -11778,11 +11627,7 @@ export interface operations {
                      *         "committee": "Book Fair",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
-                     *         "hidden_fields": [
-                     *           "string"
-                     *         ],
                      *         "last_name": "García",
-                     *         "phone": "+1 555 010 2030",
                      *         "role": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string",
@@ -11792,8 +11637,7 @@ export interface operations {
                      *         "role_ends_at": "2026-09-01T15:30:00Z",
                      *         "status": "active",
                      *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "version": 3,
-                     *         "view": "string"
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -11893,6 +11737,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -11908,11 +11754,7 @@ export interface operations {
                      *         "committee": "Book Fair",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
-                     *         "hidden_fields": [
-                     *           "string"
-                     *         ],
                      *         "last_name": "García",
-                     *         "phone": "+1 555 010 2030",
                      *         "role": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string",
@@ -11922,8 +11764,7 @@ export interface operations {
                      *         "role_ends_at": "2026-09-01T15:30:00Z",
                      *         "status": "active",
                      *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "version": 3,
-                     *         "view": "string"
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -11940,6 +11781,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["MemberViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -12107,7 +11955,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
@@ -12129,6 +11977,10 @@ export interface operations {
                  *         }
                  *       ],
                  *       "committee": "Book Fair",
+                 *       "email": "ana.garcia@example.org",
+                 *       "first_name": "Ana",
+                 *       "last_name": "García",
+                 *       "phone": "+1 555 010 2030",
                  *       "role": "volunteer",
                  *       "role_ends_at": "2026-09-01T15:30:00Z",
                  *       "status": "active",
@@ -12142,6 +11994,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -12157,11 +12011,7 @@ export interface operations {
                      *         "committee": "Book Fair",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
-                     *         "hidden_fields": [
-                     *           "string"
-                     *         ],
                      *         "last_name": "García",
-                     *         "phone": "+1 555 010 2030",
                      *         "role": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string",
@@ -12171,8 +12021,7 @@ export interface operations {
                      *         "role_ends_at": "2026-09-01T15:30:00Z",
                      *         "status": "active",
                      *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "version": 3,
-                     *         "view": "string"
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -12189,6 +12038,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["MemberViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -12255,6 +12111,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12399,7 +12264,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
@@ -12419,6 +12284,9 @@ export interface operations {
                  *         }
                  *       ],
                  *       "committee": "Book Fair",
+                 *       "first_name": "Ana",
+                 *       "last_name": "García",
+                 *       "phone": "+1 555 010 2030",
                  *       "version": 3
                  *     }
                  */
@@ -12444,11 +12312,7 @@ export interface operations {
                      *         "committee": "Book Fair",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
-                     *         "hidden_fields": [
-                     *           "string"
-                     *         ],
                      *         "last_name": "García",
-                     *         "phone": "+1 555 010 2030",
                      *         "role": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string",
@@ -12458,8 +12322,7 @@ export interface operations {
                      *         "role_ends_at": "2026-09-01T15:30:00Z",
                      *         "status": "active",
                      *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "version": 3,
-                     *         "view": "string"
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -12571,7 +12434,12 @@ export interface operations {
     };
     list_roles: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path: {
                 /** @description Organization id (UUID). */
@@ -12581,7 +12449,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -12597,7 +12465,8 @@ export interface operations {
                      *           ],
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "max_holders": 1,
-                     *           "name": "Sunset Elementary PTO"
+                     *           "name": "Sunset Elementary PTO",
+                     *           "version": 3
                      *         }
                      *       ],
                      *       "meta": {
@@ -12636,6 +12505,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12711,7 +12589,8 @@ export interface operations {
                      *         ],
                      *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *         "max_holders": 1,
-                     *         "name": "Sunset Elementary PTO"
+                     *         "name": "Sunset Elementary PTO",
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -12821,13 +12700,15 @@ export interface operations {
             };
         };
     };
-    get_my_privacy: {
+    get_role: {
         parameters: {
             query?: never;
             header?: never;
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
+                /** @description Role id. */
+                role_id: string;
             };
             cookie?: never;
         };
@@ -12836,37 +12717,21 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
                     /**
                      * @example {
                      *       "data": {
-                     *         "children_and_grades": "hidden",
-                     *         "chosen_at": "2026-09-01T15:30:00Z",
-                     *         "committee": "hidden",
-                     *         "effective": {
-                     *           "hidden": [
-                     *             "string"
-                     *           ],
-                     *           "listed": true,
-                     *           "shown": [
-                     *             "string"
-                     *           ]
-                     *         },
-                     *         "email": "hidden",
-                     *         "listing": "hidden",
-                     *         "notice_version": 3,
-                     *         "phone": "hidden",
-                     *         "policy": {
-                     *           "children_and_grades": true,
-                     *           "committee": true,
-                     *           "email": true,
-                     *           "listing": "opt_out",
-                     *           "phone": true,
-                     *           "updated_at": "2026-09-01T15:30:00Z",
-                     *           "version": 3
-                     *         },
+                     *         "counts_as": "volunteer",
+                     *         "extra_keys": [
+                     *           "string"
+                     *         ],
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "max_holders": 1,
+                     *         "name": "Sunset Elementary PTO",
                      *         "version": 3
                      *       },
                      *       "meta": {
@@ -12882,8 +12747,15 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["PrivacyViewEnvelope"];
+                    "application/json": components["schemas"]["CustomRoleViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -12941,87 +12813,32 @@ export interface operations {
             };
         };
     };
-    put_my_privacy: {
+    delete_role: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The version you read (or send `If-Match`); required. */
+                version?: number | null;
+            };
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
+                /** @description Role id. */
+                role_id: string;
             };
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                /**
-                 * @example {
-                 *       "children_and_grades": "hidden",
-                 *       "committee": "hidden",
-                 *       "email": "hidden",
-                 *       "listing": "hidden",
-                 *       "notice_version": 3,
-                 *       "phone": "hidden",
-                 *       "version": 3
-                 *     }
-                 */
-                "application/json": components["schemas"]["PrivacyBody"];
-            };
-        };
+        requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "children_and_grades": "hidden",
-                     *         "chosen_at": "2026-09-01T15:30:00Z",
-                     *         "committee": "hidden",
-                     *         "effective": {
-                     *           "hidden": [
-                     *             "string"
-                     *           ],
-                     *           "listed": true,
-                     *           "shown": [
-                     *             "string"
-                     *           ]
-                     *         },
-                     *         "email": "hidden",
-                     *         "listing": "hidden",
-                     *         "notice_version": 3,
-                     *         "phone": "hidden",
-                     *         "policy": {
-                     *           "children_and_grades": true,
-                     *           "committee": true,
-                     *           "email": true,
-                     *           "listing": "opt_out",
-                     *           "phone": true,
-                     *           "updated_at": "2026-09-01T15:30:00Z",
-                     *           "version": 3
-                     *         },
-                     *         "version": 3
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["PrivacyViewEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -13043,6 +12860,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13059,24 +12885,6 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: PAYLOAD_TOO_LARGE */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
             /** @description Error: VALIDATION_FAILED */
             422: {
                 headers: {
@@ -13086,100 +12894,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: RATE_LIMITED */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: INTERNAL */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: SERVICE_UNAVAILABLE */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    get_directory_policy: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description Organization id (UUID). */
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Success */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "children_and_grades": true,
-                     *         "committee": true,
-                     *         "email": true,
-                     *         "listing": "opt_out",
-                     *         "phone": true,
-                     *         "updated_at": "2026-09-01T15:30:00Z",
-                     *         "version": 3
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["PolicyViewEnvelope"];
-                };
-            };
-            /** @description Error: UNAUTHENTICATED */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PERMISSION_DENIED */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: NOT_FOUND */
-            404: {
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13216,16 +12932,18 @@ export interface operations {
             };
         };
     };
-    put_directory_policy: {
+    update_role: {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
+                /** @description Role id. */
+                role_id: string;
             };
             cookie?: never;
         };
@@ -13233,33 +12951,37 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "children_and_grades": true,
-                 *       "committee": true,
-                 *       "email": true,
-                 *       "listing": "opt_out",
-                 *       "phone": true,
+                 *       "counts_as": "volunteer",
+                 *       "extra_keys": [
+                 *         "string"
+                 *       ],
+                 *       "max_holders": 1,
+                 *       "name": "Sunset Elementary PTO",
                  *       "version": 3
                  *     }
                  */
-                "application/json": components["schemas"]["PolicyBody"];
+                "application/json": components["schemas"]["UpdateRoleBody"];
             };
         };
         responses: {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
                     /**
                      * @example {
                      *       "data": {
-                     *         "children_and_grades": true,
-                     *         "committee": true,
-                     *         "email": true,
-                     *         "listing": "opt_out",
-                     *         "phone": true,
-                     *         "updated_at": "2026-09-01T15:30:00Z",
+                     *         "counts_as": "volunteer",
+                     *         "extra_keys": [
+                     *           "string"
+                     *         ],
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "max_holders": 1,
+                     *         "name": "Sunset Elementary PTO",
                      *         "version": 3
                      *       },
                      *       "meta": {
@@ -13275,8 +12997,15 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["PolicyViewEnvelope"];
+                    "application/json": components["schemas"]["CustomRoleViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -13298,6 +13027,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13379,25 +13117,17 @@ export interface operations {
             };
         };
     };
-    export_directory: {
+    list_jobs: {
         parameters: {
             query?: {
-                /** @description Only members of this committee (case-insensitive). */
-                committee?: string | null;
-                /** @description Joined at or after (RFC 3339). */
-                joined_from?: string | null;
-                /** @description Joined before (RFC 3339). */
-                joined_to?: string | null;
-                /** @description Direction (default `asc`). */
-                order?: components["schemas"]["OrderDto"];
-                /** @description Only the members this search finds (on shown fields only), best match first. */
-                q?: string | null;
-                /** @description Only members with this role: a built-in name or a custom role's id. */
-                role?: string | null;
-                /** @description Sort key (default `name`; not `email`). */
-                sort?: components["schemas"]["SortDto"];
-                /** @description Only members with this status. */
-                status?: components["schemas"]["StatusFilterDto"] | null;
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Only jobs of this kind. */
+                kind?: components["schemas"]["JobKindDto"] | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+                /** @description Only jobs in this status. */
+                status?: components["schemas"]["JobStatusDto"] | null;
             };
             header?: never;
             path: {
@@ -13408,14 +13138,46 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The directory: a header row, then one row per listed member */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/csv": unknown;
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "created_at": "2026-09-01T15:30:00Z",
+                     *           "download_url": "string",
+                     *           "error": "string",
+                     *           "error_report_url": "string",
+                     *           "expires_at": "2026-09-01T15:30:00Z",
+                     *           "failed_rows": 1,
+                     *           "finished_at": "2026-09-01T15:30:00Z",
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "kind": "string",
+                     *           "processed_rows": 1,
+                     *           "status": "active",
+                     *           "status_url": "string",
+                     *           "succeeded_rows": 1,
+                     *           "total_rows": 1
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Array_of_JobViewEnvelope"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -13438,221 +13200,6 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: VALIDATION_FAILED */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: RATE_LIMITED */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: INTERNAL */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: SERVICE_UNAVAILABLE */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    org_access_log: {
-        parameters: {
-            query?: {
-                /** @description The `next_cursor` of the previous page. */
-                cursor?: string | null;
-                /** @description Page size, 1–200 (default 50). */
-                limit?: number | null;
-                /** @description Only reads of this member's record (org log only). */
-                user_id?: string | null;
-            };
-            header?: never;
-            path: {
-                /** @description Organization id (UUID). */
-                org_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of results */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": [
-                     *         {
-                     *           "accessor_user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "at": "string",
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "subject_user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "what": "string"
-                     *         }
-                     *       ],
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["Array_of_AccessViewEnvelope"];
-                };
-            };
-            /** @description Error: UNAUTHENTICATED */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PERMISSION_DENIED */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: NOT_FOUND */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: VALIDATION_FAILED */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: RATE_LIMITED */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: INTERNAL */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: SERVICE_UNAVAILABLE */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    my_access_log: {
-        parameters: {
-            query?: {
-                /** @description The `next_cursor` of the previous page. */
-                cursor?: string | null;
-                /** @description Page size, 1–200 (default 50). */
-                limit?: number | null;
-                /** @description Only reads of this member's record (org log only). */
-                user_id?: string | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of results */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": [
-                     *         {
-                     *           "accessor_user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "at": "string",
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "subject_user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "what": "string"
-                     *         }
-                     *       ],
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["Array_of_AccessViewEnvelope"];
-                };
-            };
-            /** @description Error: UNAUTHENTICATED */
-            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14803,6 +14350,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -14831,6 +14380,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["DistrictViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -15003,7 +14559,10 @@ export interface operations {
     update_district: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -15028,6 +14587,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -15056,6 +14617,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["DistrictViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -15122,6 +14690,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16287,6 +15864,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -16317,6 +15896,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["SchoolViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -16372,7 +15958,7 @@ export interface operations {
                 version?: number | null;
             };
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
@@ -16486,7 +16072,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
                 "If-Match"?: string;
             };
             path: {
@@ -16782,17 +16368,14 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "data": {
-                     *         "templates": [
-                     *           {
-                     *             "enabled": true,
-                     *             "key": "events.create",
-                     *             "locked": true,
-                     *             "min_role": "volunteer"
-                     *           }
-                     *         ],
-                     *         "version": 3
-                     *       },
+                     *       "data": [
+                     *         {
+                     *           "enabled": true,
+                     *           "key": "events.create",
+                     *           "locked": true,
+                     *           "min_role": "volunteer"
+                     *         }
+                     *       ],
                      *       "meta": {
                      *         "pagination": {
                      *           "limit": 50,
@@ -16806,7 +16389,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["TemplatesViewEnvelope"];
+                    "application/json": components["schemas"]["Array_of_TemplateRowEnvelope"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -16820,181 +16403,6 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: RATE_LIMITED */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: INTERNAL */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: SERVICE_UNAVAILABLE */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    write_permission_templates: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
-                "If-Match"?: string;
-            };
-            path: {
-                /** @description District id. */
-                district_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                /**
-                 * @example {
-                 *       "remove": [
-                 *         "documents.delete"
-                 *       ],
-                 *       "set": [
-                 *         {
-                 *           "enabled": true,
-                 *           "key": "budget.approve",
-                 *           "locked": true,
-                 *           "min_role": "board_member"
-                 *         },
-                 *         {
-                 *           "enabled": true,
-                 *           "key": "events.create",
-                 *           "min_role": "volunteer"
-                 *         }
-                 *       ],
-                 *       "version": 4
-                 *     }
-                 */
-                "application/json": components["schemas"]["TemplatesBody"];
-            };
-        };
-        responses: {
-            /** @description Success */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "affected_orgs": [
-                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
-                     *         ],
-                     *         "scope": {
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "kind": "string"
-                     *         },
-                     *         "version": 3
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["TemplatesWrittenEnvelope"];
-                };
-            };
-            /** @description Error: UNAUTHENTICATED */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PERMISSION_DENIED */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: NOT_FOUND */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: VERSION_MISMATCH */
-            412: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PAYLOAD_TOO_LARGE */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: VALIDATION_FAILED */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PRECONDITION_REQUIRED */
-            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17295,17 +16703,14 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "data": {
-                     *         "templates": [
-                     *           {
-                     *             "enabled": true,
-                     *             "key": "events.create",
-                     *             "locked": true,
-                     *             "min_role": "volunteer"
-                     *           }
-                     *         ],
-                     *         "version": 3
-                     *       },
+                     *       "data": [
+                     *         {
+                     *           "enabled": true,
+                     *           "key": "events.create",
+                     *           "locked": true,
+                     *           "min_role": "volunteer"
+                     *         }
+                     *       ],
                      *       "meta": {
                      *         "pagination": {
                      *           "limit": 50,
@@ -17319,7 +16724,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["TemplatesViewEnvelope"];
+                    "application/json": components["schemas"]["Array_of_TemplateRowEnvelope"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -17342,190 +16747,6 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: RATE_LIMITED */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: INTERNAL */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: SERVICE_UNAVAILABLE */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    write_school_permission_templates: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description The version you read, e.g. `"3"`; a stale one answers 412. */
-                "If-Match"?: string;
-            };
-            path: {
-                /** @description School id. */
-                school_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                /**
-                 * @example {
-                 *       "remove": [
-                 *         "documents.delete"
-                 *       ],
-                 *       "set": [
-                 *         {
-                 *           "enabled": true,
-                 *           "key": "budget.approve",
-                 *           "locked": true,
-                 *           "min_role": "board_member"
-                 *         },
-                 *         {
-                 *           "enabled": true,
-                 *           "key": "events.create",
-                 *           "min_role": "volunteer"
-                 *         }
-                 *       ],
-                 *       "version": 4
-                 *     }
-                 */
-                "application/json": components["schemas"]["TemplatesBody"];
-            };
-        };
-        responses: {
-            /** @description Success */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "affected_orgs": [
-                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
-                     *         ],
-                     *         "scope": {
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "kind": "string"
-                     *         },
-                     *         "version": 3
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["TemplatesWrittenEnvelope"];
-                };
-            };
-            /** @description Error: UNAUTHENTICATED */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PERMISSION_DENIED */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: NOT_FOUND */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PERMISSION_LOCKED */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: VERSION_MISMATCH */
-            412: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PAYLOAD_TOO_LARGE */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: VALIDATION_FAILED */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description Error: PRECONDITION_REQUIRED */
-            428: {
                 headers: {
                     [name: string]: unknown;
                 };

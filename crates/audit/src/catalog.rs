@@ -131,6 +131,9 @@ catalog! {
     MemberUpdate = "member.update",
     /// An organization was created.
     OrgCreate = "org.create",
+    /// An organization was deleted (archived: its memberships ended, its invitations
+    /// and API keys revoked; its history kept).
+    OrgDelete = "org.delete",
     /// An org's district changed with its school's (a school move or a district delete).
     OrgDistrictChange = "org.district.change",
     /// An org moved to another school.
@@ -152,6 +155,10 @@ catalog! {
     PlatformAdminBootstrap = "platform.admin_bootstrap",
     /// A custom role was created.
     RoleCreate = "role.create",
+    /// A custom role nobody held was deleted.
+    RoleDelete = "role.delete",
+    /// A custom role's name, rank, extra keys or maximum changed.
+    RoleUpdate = "role.update",
     /// A school was created.
     SchoolCreate = "school.create",
     /// A school with no orgs left was deleted (its templates with it).

@@ -32,5 +32,7 @@ pub mod queue;
 pub mod table;
 pub mod worker;
 
-pub use queue::{Job, JobDraft, JobKind, JobQueue, JobStatus, JobStoreError, SweepReport};
+pub use queue::{
+    Job, JobDraft, JobFilter, JobKind, JobQueue, JobStatus, JobStoreError, SweepReport,
+};
 pub use worker::{RunOutcome, Worker, WorkerSettings};

@@ -161,6 +161,17 @@ fn job(m: jobs::Model) -> Job {
     }
 }
 
+/// Which of an org's jobs [`JobQueue::list`] lists (absent: any).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs of this kind.
+    pub kind: Option<JobKind>,
+    /// Only jobs in this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs this user started.
+    pub created_by: Option<Uuid>,
+}
+
 /// One input row of a job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobItem {
@@ -482,6 +493,92 @@ impl JobQueue {
         let row = jobs::Entity::find_by_id((org_id, id)).one(&txn).await?;
         txn.commit().await?;
         Ok(row.map(job))
+    }
+
+    /// The org's jobs matching `filter`, newest first (by id), after `before` (the last id
+    /// of the previous page), at most `limit`; with the number of all jobs matching
+    /// `filter`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn list(
+        &self,
+        org_id: Uuid,
+        filter: &JobFilter,
+        before: Option<Uuid>,
+        limit: u64,
+    ) -> Result<(Vec<Job>, u64), JobStoreError> {
+        use sea_orm::PaginatorTrait;
+        let txn = self.db.read_for_org(org_id).await?;
+        let mut q = jobs::Entity::find().filter(jobs::Column::OrgId.eq(org_id));
+        if let Some(kind) = filter.kind {
+            q = q.filter(jobs::Column::Kind.eq(kind.as_str()));
+        }
+        if let Some(status) = filter.status {
+            q = q.filter(jobs::Column::Status.eq(status.as_str()));
+        }
+        if let Some(creator) = filter.created_by {
+            q = q.filter(jobs::Column::CreatedBy.eq(creator));
+        }
+        let total = q.clone().count(&txn).await?;
+        if let Some(before) = before {
+            q = q.filter(jobs::Column::Id.lt(before));
+        }
+        let rows = q
+            .order_by_desc(jobs::Column::Id)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok((rows.into_iter().map(job).collect(), total))
+    }
+
+    /// Cancels every queued or running job of the org (as [`JobQueue::cancel`] does one),
+    /// in one transaction, each audited `job.cancel`; returns the cancelled jobs.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn cancel_unfinished(
+        &self,
+        ctx: &audit::AuditContext,
+        org_id: Uuid,
+    ) -> Result<Vec<Job>, JobStoreError> {
+        let tx = self.db.begin_write().await?;
+        let open = jobs::Entity::find()
+            .filter(jobs::Column::OrgId.eq(org_id))
+            .filter(jobs::Column::Status.is_not_in(FINISHED))
+            .all(&tx)
+            .await?;
+        let mut cancelled = Vec::with_capacity(open.len());
+        let mut events = Vec::with_capacity(open.len());
+        for row in open {
+            let before = job(row);
+            let Some(after) = Self::cancel_in(&tx, org_id, before.id).await? else {
+                continue;
+            };
+            events.push(ctx.change(
+                audit::TenantScope::org(org_id),
+                audit::EventType::JobCancel,
+                ("job", before.id.to_string()),
+                audit::ChangeType::Update,
+                (
+                    Some(serde_json::json!({"status": before.status.as_str(), "kind": before.kind.as_str()})),
+                    Some(serde_json::json!({
+                        "status": after.status.as_str(),
+                        "succeeded_rows": after.succeeded,
+                        "failed_rows": after.failed,
+                    })),
+                ),
+            ));
+            cancelled.push(after);
+        }
+        if !events.is_empty() {
+            audit_store::append_in(&tx, events)
+                .await
+                .map_err(|e| JobStoreError(Box::new(e)))?;
+        }
+        tx.commit().await?;
+        Ok(cancelled)
     }
 
     /// Refused rows of a job after `after_seq`, in order, at most `limit`.

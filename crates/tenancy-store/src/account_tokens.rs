@@ -146,7 +146,7 @@ async fn change_email(
     active.version = Set(version + 1);
     active.updated_at = Set(now_micros());
     // Two accounts racing for one address: the unique index decides.
-    active.update(txn).await.map_err(|e| {
+    let updated = active.update(txn).await.map_err(|e| {
         if matches!(
             e.sql_err(),
             Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
@@ -158,6 +158,8 @@ async fn change_email(
             failure(e).into()
         }
     })?;
+    // The member directories sort and find members by address too.
+    crate::member_account::refresh_memberships_in(txn, &updated, None).await?;
     // Other pending links for the old address prove nothing any more.
     account_tokens::Entity::delete_many()
         .filter(account_tokens::Column::UserId.eq(id))

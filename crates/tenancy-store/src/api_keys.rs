@@ -71,13 +71,25 @@ pub(crate) async fn revoke_keys_of_creator(
     org: OrgId,
     creator: UserId,
 ) -> Result<Vec<uuid::Uuid>, StorageFailure> {
-    let rows = api_keys::Entity::find()
+    revoke_keys(txn, ctx, scope, org, Some(creator)).await
+}
+
+/// Revokes the org's live API keys (only `creator`'s, if given) inside `txn`, each
+/// audited `api_key.revoke`; returns their ids.
+pub(crate) async fn revoke_keys(
+    txn: &WriteTx,
+    ctx: &AuditContext,
+    scope: audit::TenantScope,
+    org: OrgId,
+    creator: Option<UserId>,
+) -> Result<Vec<uuid::Uuid>, StorageFailure> {
+    let mut q = api_keys::Entity::find()
         .filter(api_keys::Column::OrgId.eq(org.as_uuid()))
-        .filter(api_keys::Column::CreatedBy.eq(creator.as_uuid()))
-        .filter(api_keys::Column::RevokedAt.is_null())
-        .all(txn)
-        .await
-        .map_err(failure)?;
+        .filter(api_keys::Column::RevokedAt.is_null());
+    if let Some(creator) = creator {
+        q = q.filter(api_keys::Column::CreatedBy.eq(creator.as_uuid()));
+    }
+    let rows = q.all(txn).await.map_err(failure)?;
     let mut revoked = Vec::with_capacity(rows.len());
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {

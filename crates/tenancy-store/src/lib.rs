@@ -16,9 +16,11 @@ mod convert;
 mod directory;
 mod entity;
 mod invitations;
+mod member_account;
 mod notices;
 mod orgs;
 mod privacy;
+mod roles;
 mod sessions;
 mod users;
 

@@ -48,11 +48,11 @@ impl SeaOrmOrgRepository {
     }
 }
 
-fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+pub(crate) fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
     matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Option<serde_json::Value> {
     serde_json::to_value(v).ok()
 }
 
@@ -216,7 +216,7 @@ pub(crate) async fn held_keys<C: ConnectionTrait>(
     .map_err(|e| StorageFailure(Box::new(e)))
 }
 
-async fn count_active_admins<C: ConnectionTrait>(
+pub(crate) async fn count_active_admins<C: ConnectionTrait>(
     conn: &C,
     org: OrgId,
 ) -> Result<u64, StorageFailure> {
@@ -661,6 +661,9 @@ impl OrgRepository for SeaOrmOrgRepository {
             },
             admins,
         )?;
+        let account =
+            crate::member_account::apply(&self.db, &txn, req.org_id, &actor, &target, &req.account)
+                .await?;
         if let Some(status) = req.status {
             active.status = Set(convert::status_str(status).to_owned());
         }
@@ -678,7 +681,7 @@ impl OrgRepository for SeaOrmOrgRepository {
             profile.insert("children".to_owned(), serde_json::json!(children));
             active.profile = Set(serde_json::Value::Object(profile));
         }
-        if req.committee.is_some() || req.children.is_some() {
+        if req.committee.is_some() || req.children.is_some() || account.is_some() {
             let committee = match &active.committee {
                 sea_orm::ActiveValue::Set(c) | sea_orm::ActiveValue::Unchanged(c) => c.clone(),
                 sea_orm::ActiveValue::NotSet => None,
@@ -687,11 +690,21 @@ impl OrgRepository for SeaOrmOrgRepository {
                 sea_orm::ActiveValue::Set(p) | sea_orm::ActiveValue::Unchanged(p) => p.clone(),
                 sea_orm::ActiveValue::NotSet => serde_json::json!({}),
             };
-            active.search_doc =
-                Set(
-                    member_search_doc(&txn, req.target.as_uuid(), committee.as_deref(), &profile)
-                        .await?,
-                );
+            if let Some(changed) = &account {
+                // Names and address sort and find the member too.
+                let fresh = directory_fields(&changed.user, committee.as_deref(), &profile);
+                active.search_doc = fresh.search_doc;
+                active.sort_name = fresh.sort_name;
+                active.email = fresh.email;
+            } else {
+                active.search_doc = Set(member_search_doc(
+                    &txn,
+                    req.target.as_uuid(),
+                    committee.as_deref(),
+                    &profile,
+                )
+                .await?);
+            }
         }
         active.version = Set(target.version + 1);
         active.updated_at = Set(now_micros());
@@ -726,7 +739,28 @@ impl OrgRepository for SeaOrmOrgRepository {
             (json(&target), json(&after)),
         )
         .await?;
+        if let Some(changed) = &account {
+            record(
+                &txn,
+                ctx,
+                convert::org_scope(&org_row),
+                EventType::UserProfileUpdate,
+                ("user", req.target.to_string()),
+                ChangeType::Update,
+                (Some(changed.before.clone()), Some(changed.after.clone())),
+            )
+            .await?;
+        }
         txn.commit().await.map_err(failure)?;
+        if let Some(changed) = account
+            && changed.elsewhere
+            && let Err(e) =
+                crate::member_account::refresh_elsewhere(&self.db, &changed.user, req.org_id).await
+        {
+            // The account is right everywhere; only other orgs' sort and search columns
+            // lag until the member's next change there.
+            tracing::warn!(error = %e, user = %req.target, "could not refresh the member's directory columns in their other orgs");
+        }
         Ok(after)
     }
 
@@ -1001,24 +1035,14 @@ impl OrgRepository for SeaOrmOrgRepository {
         req: CreateRoleRequest,
     ) -> Result<CustomRole, CreateRoleError> {
         let name = req.name.trim().to_owned();
-        if BuiltinRole::ALL
-            .iter()
-            .any(|b| b.as_str().eq_ignore_ascii_case(&name.replace(' ', "_")))
-        {
+        if crate::roles::reserved_name(&name) {
             return Err(CreateRoleError::ReservedName);
         }
         let txn = self.db.begin_write().await.map_err(failure)?;
         let Some(org_row) = lock_org(&txn, req.org_id).await? else {
             return Err(CreateRoleError::OrgNotFound);
         };
-        let taken = org_roles::Entity::find()
-            .filter(org_roles::Column::OrgId.eq(req.org_id.as_uuid()))
-            .all(&txn)
-            .await
-            .map_err(failure)?
-            .iter()
-            .any(|r| r.name.to_lowercase() == name.to_lowercase());
-        if taken {
+        if crate::roles::name_taken(&txn, req.org_id, &name, None).await? {
             return Err(CreateRoleError::DuplicateName);
         }
         let now = now_micros();
@@ -1057,6 +1081,42 @@ impl OrgRepository for SeaOrmOrgRepository {
         .await?;
         txn.commit().await.map_err(failure)?;
         Ok(role)
+    }
+
+    async fn get_role(
+        &self,
+        org: OrgId,
+        id: tenancy::RoleId,
+    ) -> Result<Option<CustomRole>, StorageFailure> {
+        crate::roles::get_role(&self.db, org, id).await
+    }
+
+    async fn update_role(
+        &self,
+        ctx: &AuditContext,
+        req: tenancy::ports::UpdateRoleRequest,
+    ) -> Result<CustomRole, tenancy::ports::UpdateRoleError> {
+        crate::roles::update_role(&self.db, ctx, req).await
+    }
+
+    async fn delete_role(
+        &self,
+        ctx: &AuditContext,
+        org: OrgId,
+        actor: UserId,
+        id: tenancy::RoleId,
+        expected_version: i64,
+    ) -> Result<(), tenancy::ports::DeleteRoleError> {
+        crate::roles::delete_role(&self.db, ctx, org, actor, id, expected_version).await
+    }
+
+    async fn delete_org(
+        &self,
+        ctx: &AuditContext,
+        org: OrgId,
+        expected_version: i64,
+    ) -> Result<tenancy::ports::DeletedOrg, tenancy::ports::DeleteOrgError> {
+        crate::roles::delete_org(&self.db, ctx, org, expected_version).await
     }
 
     async fn list_roles(&self, org: OrgId) -> Result<Vec<CustomRole>, StorageFailure> {

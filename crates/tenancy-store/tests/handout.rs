@@ -48,6 +48,7 @@ fn give(org: Uuid, actor: Uuid, target: Uuid, role: Uuid) -> ChangeMemberRequest
         role_ends_at: None,
         committee: None,
         children: None,
+        account: tenancy::ports::AccountChanges::default(),
     }
 }
 

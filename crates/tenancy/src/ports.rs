@@ -205,6 +205,30 @@ pub struct ChangeMemberRequest {
     pub committee: Option<Option<String>>,
     /// New list of children (replaces the old list).
     pub children: Option<Vec<crate::Child>>,
+    /// Changes to the member's account (names, phone, e-mail), under
+    /// [`crate::rules::check_account_edit`].
+    pub account: AccountChanges,
+}
+
+/// Changes to a member's account as the org shows it (absent fields stay as they are).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountChanges {
+    /// New given name.
+    pub first_name: Option<PersonName>,
+    /// New family name.
+    pub last_name: Option<PersonName>,
+    /// New phone number (`Some(None)` clears it).
+    pub phone: Option<Option<String>>,
+    /// New sign-in address.
+    pub email: Option<Email>,
+}
+
+impl AccountChanges {
+    /// Whether nothing changes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 impl ChangeMemberRequest {
@@ -243,6 +267,12 @@ pub enum ChangeMemberError {
     /// A rule refused it.
     #[error(transparent)]
     Refused(#[from] crate::rules::RoleChangeRefused),
+    /// Another account has the new e-mail address.
+    #[error("the address {email} belongs to another account")]
+    EmailTaken {
+        /// The address.
+        email: Email,
+    },
     /// Storage failed.
     #[error(transparent)]
     Unexpected(#[from] StorageFailure),
@@ -304,6 +334,126 @@ pub enum CreateRoleError {
     /// No such organization.
     #[error("no such organization")]
     OrgNotFound,
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// Changes to a custom role (absent fields stay as they are).
+#[derive(Debug, Clone, Default)]
+pub struct RoleChanges {
+    /// New name (unique in the org, case-insensitively; not a built-in role's name).
+    pub name: Option<String>,
+    /// New rank it counts as.
+    pub counts_as: Option<permissions::BuiltinRole>,
+    /// New set of extra keys (replaces the old set).
+    pub extra_keys: Option<permissions::KeySet>,
+    /// New maximum of holders (`Some(None)` lifts the limit).
+    pub max_holders: Option<Option<u32>>,
+}
+
+/// A request to change a custom role, checked against [`crate::rules`] inside the
+/// storing transaction.
+#[derive(Debug, Clone)]
+pub struct UpdateRoleRequest {
+    /// The org.
+    pub org_id: crate::OrgId,
+    /// Who asks (must be a member; see [`crate::rules::check_role_edit`]).
+    pub actor: crate::UserId,
+    /// The role.
+    pub role_id: crate::RoleId,
+    /// The version the caller read.
+    pub expected_version: i64,
+    /// What changes.
+    pub changes: RoleChanges,
+}
+
+/// Why a custom role could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateRoleError {
+    /// No such role in this org (or the actor is not a member).
+    #[error("no such role in this organization")]
+    NotFound,
+    /// The role changed since the version the caller saw.
+    #[error("the role changed (now at version {current})")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
+    /// The new name is taken in this org.
+    #[error("a role with this name exists")]
+    DuplicateName,
+    /// The new name is a built-in role's name.
+    #[error("the name of a built-in role cannot be reused")]
+    ReservedName,
+    /// The new maximum is below the number of members holding the role now.
+    #[error("{holders} member(s) hold the role: the maximum cannot go below that")]
+    BelowHolders {
+        /// Members holding it now.
+        holders: u64,
+    },
+    /// A rule refused it (a rank above the actor's, a key they don't hold, the last
+    /// admin).
+    #[error(transparent)]
+    Refused(#[from] crate::rules::RoleChangeRefused),
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// Why a custom role could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteRoleError {
+    /// No such role in this org (or the actor is not a member).
+    #[error("no such role in this organization")]
+    NotFound,
+    /// The role changed since the version the caller saw.
+    #[error("the role changed (now at version {current})")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
+    /// Members hold the role, or pending invitations offer it: they are moved to
+    /// another role first (nobody's rights change as a side effect of a delete).
+    #[error("{members} member(s) hold the role and {invitations} pending invitation(s) offer it")]
+    InUse {
+        /// Members holding it (any status).
+        members: u64,
+        /// Pending invitations offering it.
+        invitations: u64,
+    },
+    /// A rule refused it (a role above the actor's rank or carrying keys they don't
+    /// hold).
+    #[error(transparent)]
+    Refused(#[from] crate::rules::RoleChangeRefused),
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
+/// What deleting an org did, besides closing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeletedOrg {
+    /// Memberships ended (kept aside with the org, not restorable by members).
+    pub members: u64,
+    /// Pending invitations revoked.
+    pub invitations: u64,
+    /// Live API keys revoked.
+    pub api_keys: u64,
+}
+
+/// Why an org could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteOrgError {
+    /// No such (live) org.
+    #[error("no such organization")]
+    NotFound,
+    /// It changed since the version the caller saw.
+    #[error("the organization changed (now at version {current})")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
     /// Storage failed.
     #[error(transparent)]
     Unexpected(#[from] StorageFailure),
@@ -705,6 +855,44 @@ pub trait OrgRepository: Send + Sync + 'static {
         ctx: &AuditContext,
         req: CreateRoleRequest,
     ) -> impl Future<Output = Result<crate::CustomRole, CreateRoleError>> + Send;
+
+    /// One custom role of the org.
+    fn get_role(
+        &self,
+        org: crate::OrgId,
+        id: crate::RoleId,
+    ) -> impl Future<Output = Result<Option<crate::CustomRole>, StorageFailure>> + Send;
+
+    /// Changes a custom role (`role.update`), enforcing [`crate::rules::check_role_edit`]
+    /// and [`crate::rules::check_role_rerank`] atomically. Its holders' permissions
+    /// follow at once.
+    fn update_role(
+        &self,
+        ctx: &AuditContext,
+        req: UpdateRoleRequest,
+    ) -> impl Future<Output = Result<crate::CustomRole, UpdateRoleError>> + Send;
+
+    /// Deletes a custom role nobody holds and no pending invitation offers
+    /// (`role.delete`), within the actor's reach ([`crate::rules::check_role_edit`]).
+    /// Ended invitations that named it keep its rank as a built-in role.
+    fn delete_role(
+        &self,
+        ctx: &AuditContext,
+        org: crate::OrgId,
+        actor: crate::UserId,
+        id: crate::RoleId,
+        expected_version: i64,
+    ) -> impl Future<Output = Result<(), DeleteRoleError>> + Send;
+
+    /// Deletes an org softly (`org.delete`): it is archived and detached from its school,
+    /// every membership ends (kept aside with the org), pending invitations and live API
+    /// keys are revoked; the org row, its roles, settings and audit chain stay.
+    fn delete_org(
+        &self,
+        ctx: &AuditContext,
+        org: crate::OrgId,
+        expected_version: i64,
+    ) -> impl Future<Output = Result<DeletedOrg, DeleteOrgError>> + Send;
 
     /// The org's custom roles.
     fn list_roles(

@@ -42,6 +42,20 @@ pub enum RoleChangeRefused {
     /// The org must keep at least one active admin.
     #[error("the organization must keep at least one active admin")]
     LastAdmin,
+    /// A member's account belongs to other orgs too: only its owner changes it.
+    #[error("this member's account belongs to other organizations too: only its owner changes it")]
+    SharedAccount,
+    /// One's own sign-in address changes through the link that proves the new one.
+    #[error(
+        "change your own e-mail address with POST /api/v2/me/email: a link proves the new address"
+    )]
+    OwnEmail,
+    /// Another member's sign-in address is changed only by an admin, and only while
+    /// its owner has not proven it.
+    #[error(
+        "only an admin changes another member's e-mail address, and only while its owner has not proven it"
+    )]
+    EmailNotEditable,
     /// The custom role has as many holders as it allows.
     #[error("the role {role} already has its maximum of {max} holder(s)")]
     RoleFull {
@@ -207,6 +221,55 @@ pub fn check_role_definition(
     Ok(())
 }
 
+/// A custom role's definition as "who may hand out what" sees it: the rank it counts as
+/// and the extra keys it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleDefinition {
+    /// The built-in rank it counts as.
+    pub counts_as: BuiltinRole,
+    /// Keys its holders always hold.
+    pub extra_keys: KeySet,
+}
+
+/// Checks that an actor of `actor_rank`, holding `actor_holds` now, may change a custom
+/// role from `before` to `after`: both definitions must be within their reach
+/// ([`check_role_definition`]). Nobody edits (or deletes: pass the same definition
+/// twice) a role they could not have created, so a role carrying a key one does not
+/// hold, or ranking above one's own, is out of one's hands as a whole.
+///
+/// # Errors
+/// [`RoleChangeRefused::AboveOwnRank`] or [`RoleChangeRefused::KeysNotHeld`] (naming
+/// the keys of either definition the actor does not hold).
+pub fn check_role_edit(
+    actor_rank: BuiltinRole,
+    actor_holds: KeySet,
+    before: RoleDefinition,
+    after: RoleDefinition,
+) -> Result<(), RoleChangeRefused> {
+    check_rank_assignable(actor_rank, before.counts_as)?;
+    check_rank_assignable(actor_rank, after.counts_as)?;
+    permissions::check_holds(actor_holds, before.extra_keys.union(after.extra_keys))?;
+    Ok(())
+}
+
+/// Checks that re-ranking a custom role from `before` to `after` leaves the org an
+/// active admin: when the role stops counting as admin, its active holders stop being
+/// admins, so at least one active admin must hold another role
+/// (`active_admins_outside`).
+///
+/// # Errors
+/// [`RoleChangeRefused::LastAdmin`].
+pub fn check_role_rerank(
+    before: BuiltinRole,
+    after: BuiltinRole,
+    active_admins_outside: u64,
+) -> Result<(), RoleChangeRefused> {
+    if before == BuiltinRole::Admin && after != BuiltinRole::Admin && active_admins_outside == 0 {
+        return Err(RoleChangeRefused::LastAdmin);
+    }
+    Ok(())
+}
+
 /// Checks that `actor` may edit `target`'s profile (committee, children): their own
 /// always, someone else's only if that member does not rank above them.
 ///
@@ -218,6 +281,54 @@ pub fn check_profile_edit(
 ) -> Result<(), RoleChangeRefused> {
     if actor.user_id != target.user_id && target.role.rank() > actor.role.rank() {
         return Err(RoleChangeRefused::TargetOutranksActor);
+    }
+    Ok(())
+}
+
+/// What an account edit through an org touches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountEdit {
+    /// Names or phone change.
+    pub profile: bool,
+    /// The sign-in address changes.
+    pub email: bool,
+}
+
+/// Checks that `actor` may change `target`'s account (names, phone, e-mail) through the
+/// org. One's own names and phone: always. Someone else's: only for members not ranking
+/// above the actor ([`check_profile_edit`]) whose account belongs to this org alone
+/// (`other_orgs`: the other orgs it is a member of) — an org edits only what is its
+/// own to keep right. A sign-in address is the key to the account: one's own changes
+/// through the link that proves the new one (not here), someone else's only by an
+/// admin and only while its owner has not proven it (`email_verified`) — a typo at
+/// registration, not a takeover.
+///
+/// # Errors
+/// [`RoleChangeRefused::OwnEmail`], [`RoleChangeRefused::TargetOutranksActor`],
+/// [`RoleChangeRefused::SharedAccount`] or [`RoleChangeRefused::EmailNotEditable`].
+pub fn check_account_edit(
+    actor: &Membership,
+    target: &Membership,
+    other_orgs: u64,
+    email_verified: bool,
+    edit: AccountEdit,
+) -> Result<(), RoleChangeRefused> {
+    if actor.user_id == target.user_id {
+        return if edit.email {
+            Err(RoleChangeRefused::OwnEmail)
+        } else {
+            Ok(())
+        };
+    }
+    if !edit.profile && !edit.email {
+        return Ok(());
+    }
+    check_profile_edit(actor, target)?;
+    if other_orgs > 0 {
+        return Err(RoleChangeRefused::SharedAccount);
+    }
+    if edit.email && (actor.role.rank() != BuiltinRole::Admin || email_verified) {
+        return Err(RoleChangeRefused::EmailNotEditable);
     }
     Ok(())
 }
@@ -439,6 +550,104 @@ mod tests {
             check_rank_assignable(Volunteer, CommitteeLead),
             Err(RoleChangeRefused::AboveOwnRank { actor: Volunteer })
         );
+    }
+
+    #[test]
+    fn role_edits_need_both_definitions_within_reach() {
+        let held = holds(BoardMember);
+        let modest = RoleDefinition {
+            counts_as: CommitteeLead,
+            extra_keys: [PermissionKey::BudgetApprove].into_iter().collect(),
+        };
+        let removing = RoleDefinition {
+            counts_as: CommitteeLead,
+            extra_keys: [PermissionKey::UsersRemove].into_iter().collect(),
+        };
+        assert_eq!(check_role_edit(BoardMember, held, modest, modest), Ok(()));
+        // Adding a key one does not hold is refused, and so is taking one away.
+        assert_eq!(
+            check_role_edit(BoardMember, held, modest, removing),
+            Err(RoleChangeRefused::KeysNotHeld(NotHeld {
+                keys: [PermissionKey::UsersRemove].into_iter().collect()
+            }))
+        );
+        assert!(matches!(
+            check_role_edit(BoardMember, held, removing, modest),
+            Err(RoleChangeRefused::KeysNotHeld(_))
+        ));
+        // Raising it above one's rank, or touching a role above it, is refused.
+        let admin_role = RoleDefinition {
+            counts_as: Admin,
+            extra_keys: KeySet::new(),
+        };
+        assert_eq!(
+            check_role_edit(BoardMember, held, modest, admin_role),
+            Err(RoleChangeRefused::AboveOwnRank { actor: BoardMember })
+        );
+        assert_eq!(
+            check_role_edit(BoardMember, held, admin_role, modest),
+            Err(RoleChangeRefused::AboveOwnRank { actor: BoardMember })
+        );
+        assert_eq!(
+            check_role_edit(Admin, holds(Admin), admin_role, modest),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn accounts_are_edited_by_their_owner_or_for_an_org_alone() {
+        let me = member(Volunteer);
+        let lead = member(CommitteeLead);
+        let admin = member(Admin);
+        let names = AccountEdit {
+            profile: true,
+            email: false,
+        };
+        let email = AccountEdit {
+            profile: false,
+            email: true,
+        };
+        // Oneself: names and phone always (even when in other orgs), never the address.
+        assert_eq!(check_account_edit(&me, &me, 3, false, names), Ok(()));
+        assert_eq!(
+            check_account_edit(&me, &me, 0, false, email),
+            Err(RoleChangeRefused::OwnEmail)
+        );
+        // Others: not above oneself, and only an account of this org alone.
+        assert_eq!(check_account_edit(&lead, &me, 0, true, names), Ok(()));
+        assert_eq!(
+            check_account_edit(&me, &lead, 0, true, names),
+            Err(RoleChangeRefused::TargetOutranksActor)
+        );
+        assert_eq!(
+            check_account_edit(&admin, &me, 1, false, names),
+            Err(RoleChangeRefused::SharedAccount)
+        );
+        // Someone else's address: admins, while it is unproven.
+        assert_eq!(check_account_edit(&admin, &me, 0, false, email), Ok(()));
+        assert_eq!(
+            check_account_edit(&admin, &me, 0, true, email),
+            Err(RoleChangeRefused::EmailNotEditable)
+        );
+        assert_eq!(
+            check_account_edit(&lead, &me, 0, false, email),
+            Err(RoleChangeRefused::EmailNotEditable)
+        );
+        assert_eq!(
+            check_account_edit(&admin, &me, 2, false, email),
+            Err(RoleChangeRefused::SharedAccount)
+        );
+    }
+
+    #[test]
+    fn a_rerank_keeps_an_active_admin() {
+        assert_eq!(
+            check_role_rerank(Admin, BoardMember, 0),
+            Err(RoleChangeRefused::LastAdmin)
+        );
+        assert_eq!(check_role_rerank(Admin, BoardMember, 1), Ok(()));
+        assert_eq!(check_role_rerank(Admin, Admin, 0), Ok(()));
+        assert_eq!(check_role_rerank(BoardMember, Volunteer, 0), Ok(()));
     }
 
     #[test]

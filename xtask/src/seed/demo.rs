@@ -268,6 +268,7 @@ pub async fn run(db: &Database, hasher: &credentials::Argon2Hasher) -> anyhow::R
                     role_ends_at: None,
                     committee: None,
                     children: None,
+                    account: tenancy::ports::AccountChanges::default(),
                 },
             )
             .await?;

@@ -6,8 +6,9 @@
 //! tell an outage (503 with `Retry-After`) from a bug (500).
 
 use tenancy::ports::{
-    AddMemberError, ChangeMemberError, CreateOrgError, CreateRoleError, JoinOrgError,
-    RestoreMemberError, StorageFailure, UpdateOrgError,
+    AddMemberError, ChangeMemberError, CreateOrgError, CreateRoleError, DeleteOrgError,
+    DeleteRoleError, JoinOrgError, RestoreMemberError, StorageFailure, UpdateOrgError,
+    UpdateRoleError,
 };
 use tenancy::rules::RoleChangeRefused;
 
@@ -46,11 +47,19 @@ impl From<&RoleChangeRefused> for ApiError {
             RoleChangeRefused::RoleFull { .. } => Self::new(ErrorCode::Conflict, r.to_string())
                 .with_details(serde_json::json!({ "reason": "role_full" })),
             RoleChangeRefused::KeysNotHeld(e) => Self::from(e),
+            RoleChangeRefused::SharedAccount => Self::new(ErrorCode::Conflict, r.to_string())
+                .with_details(serde_json::json!({ "reason": "shared_account" })),
+            RoleChangeRefused::OwnEmail => Self::validation(vec![FieldError {
+                field: "email".into(),
+                code: "own_address".into(),
+                message: r.to_string(),
+            }]),
             RoleChangeRefused::SelfEscalation
             | RoleChangeRefused::OwnTermExtended
             | RoleChangeRefused::AboveOwnRank { .. }
             | RoleChangeRefused::TargetOutranksActor
-            | RoleChangeRefused::NotBelowActor => {
+            | RoleChangeRefused::NotBelowActor
+            | RoleChangeRefused::EmailNotEditable => {
                 Self::new(ErrorCode::PermissionDenied, r.to_string())
             }
         }
@@ -130,6 +139,11 @@ impl From<ChangeMemberError> for ApiError {
             )
             .with_details(serde_json::json!({"current_version": current})),
             ChangeMemberError::Refused(r) => r.into(),
+            ChangeMemberError::EmailTaken { .. } => Self::new(
+                ErrorCode::Conflict,
+                "another account has this e-mail address",
+            )
+            .with_details(serde_json::json!({"field": "email"})),
             ChangeMemberError::Unexpected(e) => e.into(),
         }
     }
@@ -161,6 +175,75 @@ impl From<CreateRoleError> for ApiError {
             }]),
             CreateRoleError::OrgNotFound => Self::not_found("no such organization"),
             CreateRoleError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+/// 412 with the current version.
+fn stale(what: &str, current: i64) -> ApiError {
+    ApiError::new(
+        ErrorCode::VersionMismatch,
+        format!("the {what} changed since you read it"),
+    )
+    .with_details(serde_json::json!({"current_version": current}))
+}
+
+impl From<UpdateRoleError> for ApiError {
+    fn from(e: UpdateRoleError) -> Self {
+        match e {
+            UpdateRoleError::NotFound => Self::not_found("no such role"),
+            UpdateRoleError::VersionMismatch { current } => stale("role", current),
+            UpdateRoleError::DuplicateName => {
+                Self::new(ErrorCode::Conflict, "a role with this name exists")
+                    .with_details(serde_json::json!({"field": "name"}))
+            }
+            UpdateRoleError::ReservedName => Self::validation(vec![FieldError {
+                field: "name".into(),
+                code: "reserved".into(),
+                message: "the name of a built-in role cannot be reused".into(),
+            }]),
+            UpdateRoleError::BelowHolders { holders } => {
+                Self::new(ErrorCode::Conflict, e.to_string()).with_details(
+                    serde_json::json!({"reason": "below_holders", "holders": holders}),
+                )
+            }
+            UpdateRoleError::Refused(r) => r.into(),
+            UpdateRoleError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeleteRoleError> for ApiError {
+    fn from(e: DeleteRoleError) -> Self {
+        match e {
+            DeleteRoleError::NotFound => Self::not_found("no such role"),
+            DeleteRoleError::VersionMismatch { current } => stale("role", current),
+            DeleteRoleError::InUse {
+                members,
+                invitations,
+            } => Self::new(
+                ErrorCode::Conflict,
+                format!(
+                    "the role is in use ({members} member(s), {invitations} pending invitation(s)): give them another role first"
+                ),
+            )
+            .with_details(serde_json::json!({
+                "reason": "role_in_use",
+                "members": members,
+                "pending_invitations": invitations,
+            })),
+            DeleteRoleError::Refused(r) => r.into(),
+            DeleteRoleError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeleteOrgError> for ApiError {
+    fn from(e: DeleteOrgError) -> Self {
+        match e {
+            DeleteOrgError::NotFound => Self::not_found("no such organization"),
+            DeleteOrgError::VersionMismatch { current } => stale("organization", current),
+            DeleteOrgError::Unexpected(e) => e.into(),
         }
     }
 }

@@ -502,13 +502,16 @@ impl FromRequest for IfMatch {
                 .to_str()
                 .ok()
                 .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+                // An `ETag` (`"<version>-<digest>"`) or a bare version.
+                .map(|s| s.split_once('-').map_or(s, |(version, _)| version))
                 .and_then(|s| s.parse::<i64>().ok())
                 .map(|n| Self(Some(n)))
                 .ok_or_else(|| {
                     ApiError::validation(vec![FieldError {
                         field: "If-Match".to_owned(),
                         code: "invalid_value".to_owned(),
-                        message: "If-Match must be the resource version, e.g. \"3\"".to_owned(),
+                        message: "If-Match must be the resource's ETag or version, e.g. \"3\""
+                            .to_owned(),
                     }])
                 }),
         };
@@ -526,7 +529,8 @@ impl aide::OperationInput for IfMatch {
                 parameter_data: aide::openapi::ParameterData {
                     name: "If-Match".to_owned(),
                     description: Some(
-                        "The version you read, e.g. `\"3\"`; a stale one answers 412.".to_owned(),
+                        "The `ETag` or version you read, e.g. `\"3\"`; a stale one answers 412."
+                            .to_owned(),
                     ),
                     required: false,
                     format: aide::openapi::ParameterSchemaOrContent::Schema(SchemaObject {

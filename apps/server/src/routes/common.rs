@@ -55,3 +55,17 @@ pub(crate) fn file_response(description: &str) -> Response {
         ..Default::default()
     }
 }
+
+/// The version a mutation is conditional on: the body's (or query's) `version`, else
+/// `If-Match`; 428 `PRECONDITION_REQUIRED` when neither was sent.
+pub(crate) fn required_version(
+    sent: Option<i64>,
+    if_match: crate::http::IfMatch,
+) -> Result<i64, crate::http::ApiError> {
+    sent.or(if_match.0).ok_or_else(|| {
+        crate::http::ApiError::new(
+            crate::http::ErrorCode::PreconditionRequired,
+            "send the version you read, as `version` or in an `If-Match` header",
+        )
+    })
+}

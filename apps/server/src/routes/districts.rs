@@ -27,13 +27,13 @@ use tenancy::ports::{CreateOrgRequest, OrgRepository, SessionRepository, UserRep
 use tenancy::{MembershipStatus, OrgId, OrgKind, SignupCode, UserId};
 use uuid::Uuid;
 
-use super::common::domain_rule;
+use super::common::{domain_rule, required_version};
 use super::permissions::{RoleDto, ScopeDto};
 use crate::auth::Caller;
 use crate::http::guard::GuardOutcome;
 use crate::http::{
     ApiError, ApiRoutes, Created, ErrorCode, FieldError, IfMatch, Json, NoContent, Paged,
-    Pagination, Path, Query, Reply, RouteDoc,
+    Pagination, Path, Query, Reply, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -84,11 +84,13 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Rename a district (its admins) or change its code or tier (platform admins)",
             TAG,
         )
+        .description("Send the `version` you read (or `If-Match` with the `ETag`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.")
         .errors(&[
             ErrorCode::NotFound,
             ErrorCode::PermissionDenied,
             ErrorCode::Conflict,
             ErrorCode::VersionMismatch,
+            ErrorCode::PreconditionRequired,
             ErrorCode::ValidationFailed,
         ]),
     );
@@ -618,16 +620,19 @@ async fn get_district(
     state: State,
     caller: Caller,
     Path(p): Path<DistrictPath>,
-) -> Result<Reply<DistrictView>, ApiError> {
+) -> Result<Tagged<DistrictView>, ApiError> {
     let (_, d) = visible_district(&state, &caller, p.district_id).await?;
-    Ok(Reply(district_view(d)))
+    Ok(Tagged {
+        version: d.version,
+        data: district_view(d),
+    })
 }
 
 /// Changes to a district.
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDistrictBody {
-    /// The version you read.
+    /// The version you read (or send `If-Match`); required.
     #[garde(skip)]
     pub version: Option<i64>,
     /// New name.
@@ -652,8 +657,9 @@ async fn update_district(
     state: State,
     caller: Caller,
     Path(p): Path<DistrictPath>,
+    if_match: IfMatch,
     Json(body): Json<UpdateDistrictBody>,
-) -> Result<Reply<DistrictView>, ApiError> {
+) -> Result<Tagged<DistrictView>, ApiError> {
     let (who, d) = visible_district(&state, &caller, p.district_id).await?;
     // Whoever turns the requirement on shows they meet it (no one locks the district's
     // staff out with a session they could not open again).
@@ -662,6 +668,7 @@ async fn update_district(
             districts::rules::SecondFactorRequired,
         ));
     }
+    let version = required_version(body.version, if_match)?;
     let changes = districts::ports::DistrictChanges {
         name: body
             .name
@@ -691,7 +698,7 @@ async fn update_district(
         }),
     };
     let updated = service(&state)
-        .update_district(&who, &caller.audit_context(), d.id, body.version, changes)
+        .update_district(&who, &caller.audit_context(), d.id, Some(version), changes)
         .await
         .map_err(|e| {
             service_error(e, |e| match e {
@@ -711,7 +718,10 @@ async fn update_district(
                 other => ApiError::internal(Box::new(other)),
             })
         })?;
-    Ok(Reply(district_view(updated)))
+    Ok(Tagged {
+        version: updated.version,
+        data: district_view(updated),
+    })
 }
 
 /// What deleting a district did.
@@ -1591,17 +1601,6 @@ async fn create_district_org(
     }))
 }
 
-/// The version a mutation is conditional on: the body's `version`, else `If-Match`;
-/// 428 when neither was sent.
-fn required_version(sent: Option<i64>, if_match: IfMatch) -> Result<i64, ApiError> {
-    sent.or(if_match.0).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::PreconditionRequired,
-            "send the version you read, as `version` or in an `If-Match` header",
-        )
-    })
-}
-
 /// 412 with the current version.
 fn stale(what: &str, current: i64) -> ApiError {
     ApiError::new(
@@ -1814,9 +1813,12 @@ async fn get_school(
     state: State,
     caller: Caller,
     Path(p): Path<SchoolPath>,
-) -> Result<Reply<SchoolView>, ApiError> {
+) -> Result<Tagged<SchoolView>, ApiError> {
     let (_, school) = visible_school(&state, &caller, p.school_id).await?;
-    Ok(Reply(school_view(school)))
+    Ok(Tagged {
+        version: school.version,
+        data: school_view(school),
+    })
 }
 
 /// Changes to a school (absent fields stay as they are).

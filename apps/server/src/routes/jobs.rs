@@ -7,9 +7,10 @@ use aide::generate::GenContext;
 use aide::openapi::{Operation, Response, StatusCode};
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
+use garde::Validate;
 use jobs::export::ExportParams;
 use jobs::table::{SheetFormat, push_csv_line};
-use jobs::{Job, JobKind, JobStatus};
+use jobs::{Job, JobFilter, JobKind, JobStatus};
 use permissions::PermissionKey;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -18,11 +19,21 @@ use uuid::Uuid;
 
 use super::common::{attachment, file_response};
 use crate::auth::OrgMember;
-use crate::http::{ApiError, ApiRoutes, ErrorCode, Path, Reply, RouteDoc};
+use crate::http::{
+    ApiError, ApiRoutes, ErrorCode, Paged, Pagination, Path, Query, Reply, RouteDoc,
+};
 use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
     const TAG: &str = "jobs";
+    r.get(
+        "/api/v2/orgs/{org_id}/jobs",
+        list_jobs,
+        RouteDoc::new("list_jobs", "The org's background jobs, newest first", TAG)
+            .description("Filter by `kind` and `status`; paginated (`limit`, `cursor`), with `meta.pagination.total`. Admins see every job of the org, other members the jobs they started (as for `GET …/jobs/{job_id}`); an API key sees none.")
+            .permission(PermissionKey::UsersView)
+            .errors(&[ErrorCode::ValidationFailed]),
+    );
     r.get(
         "/api/v2/orgs/{org_id}/jobs/{job_id}",
         get_job,
@@ -117,6 +128,116 @@ pub(super) fn job_view(job: &Job, retention: std::time::Duration) -> JobView {
             .then(|| format!("{base}/download")),
         status_url: base,
     }
+}
+
+/// A job kind to filter by.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKindDto {
+    /// Member imports.
+    MemberImport,
+    /// Member exports.
+    MemberExport,
+}
+
+/// A job status to filter by.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatusDto {
+    /// Waiting for a worker.
+    Queued,
+    /// Being worked on.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Given up.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+/// Filters and paging of the job list.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct JobListQuery {
+    /// The `next_cursor` of the previous page.
+    #[garde(skip)]
+    pub cursor: Option<Uuid>,
+    /// Page size, 1–200 (default 50).
+    #[garde(inner(range(min = 1, max = 200)))]
+    pub limit: Option<u32>,
+    /// Only jobs of this kind.
+    #[garde(skip)]
+    pub kind: Option<JobKindDto>,
+    /// Only jobs in this status.
+    #[garde(skip)]
+    pub status: Option<JobStatusDto>,
+}
+
+async fn list_jobs(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<JobListQuery>,
+) -> Result<Paged<JobView>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    // Who may see each job: its creator and the org's admins (an API key: none).
+    let created_by = if member.is_admin() {
+        None
+    } else {
+        match member.user_id() {
+            Ok(me) => Some(me.as_uuid()),
+            Err(_) => {
+                return Ok(Paged {
+                    items: Vec::new(),
+                    pagination: Pagination {
+                        limit,
+                        next_cursor: None,
+                        total: Some(0),
+                    },
+                });
+            }
+        }
+    };
+    let filter = JobFilter {
+        kind: q.kind.map(|k| match k {
+            JobKindDto::MemberImport => JobKind::MemberImport,
+            JobKindDto::MemberExport => JobKind::MemberExport,
+        }),
+        status: q.status.map(|s| match s {
+            JobStatusDto::Queued => JobStatus::Queued,
+            JobStatusDto::Running => JobStatus::Running,
+            JobStatusDto::Succeeded => JobStatus::Succeeded,
+            JobStatusDto::Failed => JobStatus::Failed,
+            JobStatusDto::Cancelled => JobStatus::Cancelled,
+        }),
+        created_by,
+    };
+    let (mut jobs, total) = state
+        .jobs
+        .list(
+            member.org_id().as_uuid(),
+            &filter,
+            q.cursor,
+            u64::from(limit) + 1,
+        )
+        .await
+        .map_err(|e| ApiError::internal(e.0))?;
+    let more = jobs.len() > limit as usize;
+    jobs.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| jobs.last().map(|j| j.id.to_string()))
+        .flatten();
+    Ok(Paged {
+        items: jobs
+            .iter()
+            .map(|j| job_view(j, state.job_retention))
+            .collect(),
+        pagination: Pagination {
+            limit,
+            next_cursor,
+            total: Some(total),
+        },
+    })
 }
 
 /// Path of one job.

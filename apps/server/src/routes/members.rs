@@ -1,9 +1,9 @@
-//! An org's members (`/orgs/{org_id}/users`: a user as seen in that org) and its
-//! custom roles.
+//! An org's members (`/orgs/{org_id}/users`: a user as seen in that org). Its custom
+//! roles are in `roles`.
 
 use actix_web::http::Method;
 use garde::Validate;
-use permissions::{KeySet, PermissionKey};
+use permissions::PermissionKey;
 use rate_limit::RateClass;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -11,20 +11,17 @@ use tenancy::directory::{
     Audience, MemberCursor, MemberDirectory, MemberFilter, MemberListRequest, MemberPage,
     MemberSearchRequest, MemberSort, RoleFilter,
 };
-use tenancy::ports::{ChangeMemberRequest, CreateRoleRequest, OrgRepository, RoleChoice};
+use tenancy::ports::{ChangeMemberRequest, OrgRepository, RoleChoice};
 use tenancy::privacy::{DirectoryField, PrivacyRepository, View, Viewer, Visibility, visibility};
 use tenancy::search::SearchQuery;
-use tenancy::{
-    Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId,
-};
+use tenancy::{Child, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId};
 use uuid::Uuid;
 
-use super::common::domain_rule;
 use super::permissions::RoleDto;
 use crate::auth::OrgMember;
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, FieldError, IfMatch, Json, Paged, Pagination, Path,
-    Query, Reply, RouteDoc,
+    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, Paged, Pagination, Path, Query,
+    Reply, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -99,18 +96,18 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/{user_id}",
         get_member,
         RouteDoc::new("get_member", "One member", TAG)
-            .description("Yourself and, for the org's admins, anyone: the record. Other members: the directory entry (what the org's directory policy and the member's own choices show; 404 for a member not listed). An admin's read of someone else's record is recorded as data-access activity (`GET …/access-log`, and the member's `GET /me/access-log`).")
+            .description("Yourself and, for the org's admins, anyone: the record. Other members: the directory entry (what the org's directory policy and the member's own choices show; 404 for a member not listed). An admin's read of someone else's record is recorded as data-access activity (`GET …/access-log`, and the member's `GET /me/access-log`). Carries an `ETag`; `If-None-Match` with it answers 304 while the member is unchanged.")
             .permission(PermissionKey::UsersView),
     );
     r.route(
         Method::PATCH,
         "/api/v2/orgs/{org_id}/users/{user_id}",
         update_member,
-        RouteDoc::new("update_member", "Change a member's role, status, term or profile", TAG)
-            .description("Who may hand out what: role, status and term end (`role_ends_at`) are changed only for members ranking below you (admins: any member); a role is assigned only at or below your own rank and only if you hold every extra key it carries (403, `details.keys_not_held`); your own role, status and term may go down, never up (no raising your role, no clearing or extending your term end). The last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too, for members not ranking above you. Send `version` or `If-Match`.")
+        RouteDoc::new("update_member", "Change a member's role, status, term, profile or account details", TAG)
+            .description("Who may hand out what: role, status and term end (`role_ends_at`) are changed only for members ranking below you (admins: any member); a role is assigned only at or below your own rank and only if you hold every extra key it carries (403, `details.keys_not_held`); your own role, status and term may go down, never up (no raising your role, no clearing or extending your term end). The last active admin cannot be demoted or suspended (409). Profile fields (committee, children) are edited here too, for members not ranking above you. Account details (`first_name`, `last_name`, `phone`): your own, or those of a member not ranking above you whose account belongs to this org alone (409, `details.reason = shared_account`, otherwise: its owner changes it). `email`: not your own (`POST /api/v2/me/email` proves the new address: 422), another member's only by an admin, for an account of this org alone whose address its owner has not proven (403 otherwise); an address another account has is 409. Account changes are audited `user.profile_update`. Send the `version` you read (or `If-Match` with the `ETag`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.")
             .permission(PermissionKey::UsersEditRoles)
             .rate_class(RateClass::Update)
-            .errors(&[ErrorCode::Conflict, ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
+            .errors(&[ErrorCode::Conflict, ErrorCode::VersionMismatch, ErrorCode::PreconditionRequired, ErrorCode::ValidationFailed]),
     );
     r.route(
         Method::DELETE,
@@ -136,22 +133,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/me",
         update_own_profile,
         RouteDoc::new("update_own_profile", "Edit your own profile in this org", TAG)
-            .description("Any member may change their own committee and children here; role and status are not editable by oneself. Send `version` or `If-Match`.")
+            .description("Any member may change their own committee and children here, and their account's names and phone (in every org they belong to; audited `user.profile_update`); role and status are not editable by oneself, the e-mail address changes with `POST /api/v2/me/email`. Send `version` or `If-Match`.")
             .errors(&[ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
-    );
-    r.get(
-        "/api/v2/orgs/{org_id}/roles",
-        list_roles,
-        RouteDoc::new("list_roles", "The org's custom roles", TAG)
-            .permission(PermissionKey::UsersView),
-    );
-    r.post(
-        "/api/v2/orgs/{org_id}/roles",
-        create_role,
-        RouteDoc::new("create_role", "Define a custom role (e.g. Treasurer)", TAG)
-            .description("The role counts as a rank at or below your own, and names only extra keys you hold now (403 otherwise, naming them in `details.keys_not_held`).")
-            .permission(PermissionKey::UsersEditRoles)
-            .errors(&[ErrorCode::Conflict, ErrorCode::ValidationFailed]),
     );
 }
 
@@ -604,8 +587,18 @@ async fn get_member(
     state: State,
     member: OrgMember,
     Path(p): Path<MemberPath>,
-) -> Result<Reply<MemberView>, ApiError> {
-    read_member(&state, &member, UserId::from_uuid(p.user_id), true).await
+) -> Result<Tagged<MemberView>, ApiError> {
+    read_member(&state, &member, UserId::from_uuid(p.user_id), true)
+        .await
+        .map(tagged)
+}
+
+/// A member with their `ETag`.
+fn tagged(Reply(view): Reply<MemberView>) -> Tagged<MemberView> {
+    Tagged {
+        version: view.version,
+        data: view,
+    }
 }
 
 /// A role named by the client.
@@ -635,7 +628,7 @@ pub enum StatusDto {
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMemberBody {
-    /// The version you read.
+    /// The version you read (or send `If-Match` with the `ETag`); required.
     #[garde(skip)]
     pub version: Option<i64>,
     /// New role: a built-in name (`board_member`) or `{"custom_role_id": "…"}`.
@@ -657,6 +650,24 @@ pub struct UpdateMemberBody {
     /// The member's children (replaces the list; at most 20).
     #[garde(dive, length(max = 20))]
     pub children: Option<Vec<ChildDto>>,
+    /// New given name (the member's account: see who may change it above).
+    #[garde(inner(custom(super::common::domain_rule(tenancy::PersonName::parse))))]
+    pub first_name: Option<String>,
+    /// New family name (the member's account).
+    #[garde(inner(custom(super::common::domain_rule(tenancy::PersonName::parse))))]
+    pub last_name: Option<String>,
+    /// New phone (up to 40 characters; the member's account); `null` clears it.
+    #[garde(inner(inner(length(chars, max = 40))))]
+    #[serde(default, deserialize_with = "committee_change")]
+    #[schemars(with = "Option<String>")]
+    pub phone: Option<Option<String>>,
+    /// New sign-in address of another member (admins; see above); unique: 409 when
+    /// another account has it.
+    #[garde(inner(
+        length(max = 254),
+        custom(super::common::domain_rule(tenancy::Email::parse))
+    ))]
+    pub email: Option<String>,
 }
 
 /// Changes to your own profile in an org.
@@ -674,6 +685,17 @@ pub struct UpdateOwnProfileBody {
     /// Your children (replaces the list; at most 20).
     #[garde(dive, length(max = 20))]
     pub children: Option<Vec<ChildDto>>,
+    /// Your new given name (your account's, in every org you belong to).
+    #[garde(inner(custom(super::common::domain_rule(tenancy::PersonName::parse))))]
+    pub first_name: Option<String>,
+    /// Your new family name.
+    #[garde(inner(custom(super::common::domain_rule(tenancy::PersonName::parse))))]
+    pub last_name: Option<String>,
+    /// Your new phone (up to 40 characters); `null` clears it.
+    #[garde(inner(inner(length(chars, max = 40))))]
+    #[serde(default, deserialize_with = "committee_change")]
+    #[schemars(with = "Option<String>")]
+    pub phone: Option<Option<String>>,
 }
 
 /// Absent → no change; `null` → clear; an RFC 3339 time → set.
@@ -689,6 +711,36 @@ fn term_end<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+/// The account changes of a member update, parsed (garde checked them already).
+fn account_changes(
+    first_name: Option<&String>,
+    last_name: Option<&String>,
+    phone: Option<&Option<String>>,
+    email: Option<&String>,
+) -> Result<tenancy::ports::AccountChanges, ApiError> {
+    let invalid = |field: &str, e: &dyn std::fmt::Display| {
+        ApiError::validation(vec![FieldError {
+            field: field.into(),
+            code: "invalid".into(),
+            message: e.to_string(),
+        }])
+    };
+    let name = |field: &str, raw: Option<&String>| {
+        raw.map(|n| tenancy::PersonName::parse(n))
+            .transpose()
+            .map_err(|e| invalid(field, &e))
+    };
+    Ok(tenancy::ports::AccountChanges {
+        first_name: name("first_name", first_name)?,
+        last_name: name("last_name", last_name)?,
+        phone: phone.cloned(),
+        email: email
+            .map(|e| tenancy::Email::parse(e))
+            .transpose()
+            .map_err(|e| invalid("email", &e))?,
+    })
+}
+
 pub(super) fn children(list: Option<Vec<ChildDto>>) -> Option<Vec<Child>> {
     list.map(|cs| cs.into_iter().map(Child::from).collect())
 }
@@ -699,8 +751,15 @@ async fn update_member(
     Path(p): Path<MemberPath>,
     if_match: IfMatch,
     Json(body): Json<UpdateMemberBody>,
-) -> Result<Reply<MemberView>, ApiError> {
+) -> Result<Tagged<MemberView>, ApiError> {
     let target = UserId::from_uuid(p.user_id);
+    let version = super::common::required_version(body.version, if_match)?;
+    let account = account_changes(
+        body.first_name.as_ref(),
+        body.last_name.as_ref(),
+        body.phone.as_ref(),
+        body.email.as_ref(),
+    )?;
     state
         .orgs
         .change_member(
@@ -709,7 +768,7 @@ async fn update_member(
                 org_id: member.org_id(),
                 actor: member.user_id()?,
                 target,
-                expected_version: body.version.or(if_match.0),
+                expected_version: Some(version),
                 role: body.role.map(|r| match r {
                     RoleChoiceDto::Builtin(b) => RoleChoice::Builtin(b.into()),
                     RoleChoiceDto::Custom { custom_role_id } => {
@@ -723,10 +782,13 @@ async fn update_member(
                 role_ends_at: body.role_ends_at,
                 committee: body.committee,
                 children: children(body.children),
+                account,
             },
         )
         .await?;
-    read_member(&state, &member, target, false).await
+    read_member(&state, &member, target, false)
+        .await
+        .map(tagged)
 }
 
 async fn update_own_profile(
@@ -736,6 +798,12 @@ async fn update_own_profile(
     Json(body): Json<UpdateOwnProfileBody>,
 ) -> Result<Reply<MemberView>, ApiError> {
     let me = member.user_id()?;
+    let account = account_changes(
+        body.first_name.as_ref(),
+        body.last_name.as_ref(),
+        body.phone.as_ref(),
+        None,
+    )?;
     state
         .orgs
         .change_member(
@@ -750,6 +818,7 @@ async fn update_own_profile(
                 role_ends_at: None,
                 committee: body.committee,
                 children: children(body.children),
+                account,
             },
         )
         .await?;
@@ -944,6 +1013,7 @@ async fn bulk_update(
                     role_ends_at: None,
                     committee: None,
                     children: None,
+                    account: tenancy::ports::AccountChanges::default(),
                 },
             )
             .await
@@ -1155,89 +1225,4 @@ async fn leave_org(state: State, member: OrgMember) -> Result<Reply<Left>, ApiEr
         .remove_member(&member.audit_context(), member.org_id(), me, me)
         .await?;
     Ok(Reply(Left { left: true }))
-}
-
-/// A custom role.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct CustomRoleView {
-    /// Role id.
-    pub id: Uuid,
-    /// Name.
-    pub name: String,
-    /// The built-in rank it counts as.
-    pub counts_as: RoleDto,
-    /// Keys its holders always hold.
-    pub extra_keys: Vec<&'static str>,
-    /// Maximum holders, if limited.
-    pub max_holders: Option<u32>,
-}
-
-fn custom_role_view(r: CustomRole) -> CustomRoleView {
-    CustomRoleView {
-        id: r.id.0,
-        name: r.name,
-        counts_as: r.counts_as.into(),
-        extra_keys: r.extra_keys.iter().map(PermissionKey::as_str).collect(),
-        max_holders: r.max_holders,
-    }
-}
-
-async fn list_roles(
-    state: State,
-    member: OrgMember,
-) -> Result<Reply<Vec<CustomRoleView>>, ApiError> {
-    let roles = state.orgs.list_roles(member.org_id()).await?;
-    Ok(Reply(roles.into_iter().map(custom_role_view).collect()))
-}
-
-/// A new custom role.
-#[derive(Debug, Deserialize, JsonSchema, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRoleBody {
-    /// Name, unique in the org (case-insensitively); not a built-in role's name.
-    #[garde(length(chars, min = 2, max = 60))]
-    pub name: String,
-    /// The built-in rank it counts as.
-    #[garde(skip)]
-    pub counts_as: RoleDto,
-    /// Keys its holders always hold.
-    #[garde(length(max = 28), inner(custom(domain_rule(PermissionKey::parse))))]
-    #[serde(default)]
-    pub extra_keys: Vec<String>,
-    /// At most this many holders (e.g. 1 for President).
-    #[garde(inner(range(min = 1, max = 10000)))]
-    pub max_holders: Option<u32>,
-}
-
-async fn create_role(
-    state: State,
-    member: OrgMember,
-    Json(body): Json<CreateRoleBody>,
-) -> Result<Created<CustomRoleView>, ApiError> {
-    let counts_as: permissions::BuiltinRole = body.counts_as.into();
-    let extra_keys: KeySet = body
-        .extra_keys
-        .iter()
-        .filter_map(|k| PermissionKey::parse(k).ok())
-        .collect();
-    // No rank above one's own, no key one doesn't hold now.
-    let held = state
-        .authz
-        .keys_to_hand_out(member.org_id().as_uuid(), member.user_id()?.as_uuid())
-        .await?;
-    tenancy::rules::check_role_definition(member.rank()?, held, counts_as, extra_keys)?;
-    let role = state
-        .orgs
-        .create_role(
-            &member.audit_context(),
-            CreateRoleRequest {
-                org_id: member.org_id(),
-                name: body.name,
-                counts_as,
-                extra_keys,
-                max_holders: body.max_holders,
-            },
-        )
-        .await?;
-    Ok(Created(custom_role_view(role)))
 }

@@ -14,6 +14,7 @@ mod members;
 mod orgs;
 mod permissions;
 mod privacy;
+mod roles;
 mod system;
 
 pub use account::RESET_ANSWER_AFTER;
@@ -39,6 +40,7 @@ pub fn api() -> Api {
     member_io::register(&mut routes);
     members::register(&mut routes);
     privacy::register(&mut routes);
+    roles::register(&mut routes);
     jobs::register(&mut routes);
     api_keys::register(&mut routes);
     districts::register(&mut routes);

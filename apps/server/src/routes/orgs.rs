@@ -8,7 +8,9 @@ use tenancy::{Membership, MembershipStatus, OrgKind, Organization, SignupCode};
 
 use super::common::{domain_rule, generate_code};
 use crate::auth::{Caller, OrgMember};
-use crate::http::{ApiError, ApiRoutes, Created, ErrorCode, Json, Reply, RouteDoc};
+use crate::http::{
+    ApiError, ApiRoutes, Created, ErrorCode, Json, NoContent, Reply, RouteDoc, Tagged,
+};
 use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
@@ -57,7 +59,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
     r.get(
         "/api/v2/orgs/{org_id}",
         get_org,
-        RouteDoc::new("get_org", "One organization (members only)", "orgs"),
+        RouteDoc::new("get_org", "One organization (members only)", "orgs")
+            .description("Carries an `ETag`; `If-None-Match` with it answers 304 while the organization is unchanged."),
     );
     r.route(
         actix_web::http::Method::PATCH,
@@ -65,10 +68,33 @@ pub(super) fn register(r: &mut ApiRoutes) {
         update_org,
         RouteDoc::new("update_org", "Edit the organization's settings", "orgs")
             .description(
-                "Send the `version` you read (or `If-Match`); a stale one answers 412 `VERSION_MISMATCH`.",
+                "Send the `version` you read (or `If-Match` with the `ETag`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.",
             )
             .org_admin()
-            .errors(&[ErrorCode::VersionMismatch, ErrorCode::Conflict]),
+            .errors(&[
+                ErrorCode::VersionMismatch,
+                ErrorCode::PreconditionRequired,
+                ErrorCode::Conflict,
+            ]),
+    );
+    r.route(
+        actix_web::http::Method::DELETE,
+        "/api/v2/orgs/{org_id}",
+        delete_org,
+        RouteDoc::new("delete_org", "Delete the organization (its admins)", "orgs")
+            .description(
+                "Send the `version` you read (`?version=` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412. \
+                 The org is closed at once for everyone: every membership ends (the org disappears from `GET /me` and `GET /orgs`, its routes answer 404), \
+                 pending invitations and API keys are revoked, queued and running jobs are cancelled, its signup code stops working and it leaves its school and district. \
+                 Nothing is erased: the org is archived with its settings, roles and the ended memberships, and its audit chain stays intact and verifiable. \
+                 Answers 204; audited `org.delete` (with `api_key.revoke` and `job.cancel` for what it stopped).",
+            )
+            .org_admin()
+            .rate_class(rate_limit::RateClass::Delete)
+            .errors(&[
+                ErrorCode::VersionMismatch,
+                ErrorCode::PreconditionRequired,
+            ]),
     );
     r.post(
         "/api/v2/orgs/{org_id}/signup-code",
@@ -318,20 +344,23 @@ async fn join_org(
     }))
 }
 
-async fn get_org(state: State, member: OrgMember) -> Result<Reply<OrgView>, ApiError> {
+async fn get_org(state: State, member: OrgMember) -> Result<Tagged<OrgView>, ApiError> {
     let org = state
         .orgs
         .get_org(member.org_id())
         .await?
         .ok_or_else(|| ApiError::not_found("no such organization"))?;
-    Ok(Reply(org_view(org, member.is_admin())))
+    Ok(Tagged {
+        version: org.version,
+        data: org_view(org, member.is_admin()),
+    })
 }
 
 /// Changes to an organization.
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrgBody {
-    /// The version you read (optimistic concurrency); or send `If-Match`.
+    /// The version you read (or send `If-Match`); required.
     #[garde(skip)]
     pub version: Option<i64>,
     /// New name.
@@ -350,8 +379,8 @@ async fn update_org(
     member: OrgMember,
     if_match: crate::http::IfMatch,
     Json(body): Json<UpdateOrgBody>,
-) -> Result<Reply<OrgView>, ApiError> {
-    let version = body.version.or(if_match.0);
+) -> Result<Tagged<OrgView>, ApiError> {
+    let version = Some(super::common::required_version(body.version, if_match)?);
     let org = state
         .orgs
         .update_org(
@@ -366,7 +395,10 @@ async fn update_org(
             },
         )
         .await?;
-    Ok(Reply(org_view(org, true)))
+    Ok(Tagged {
+        version: org.version,
+        data: org_view(org, true),
+    })
 }
 
 async fn rotate_signup_code(state: State, member: OrgMember) -> Result<Reply<OrgView>, ApiError> {
@@ -383,4 +415,33 @@ async fn rotate_signup_code(state: State, member: OrgMember) -> Result<Reply<Org
         )
         .await?;
     Ok(Reply(org_view(org, true)))
+}
+
+/// The version to delete.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteOrgQuery {
+    /// The version you read (or send `If-Match`); required.
+    #[garde(skip)]
+    pub version: Option<i64>,
+}
+
+async fn delete_org(
+    state: State,
+    member: OrgMember,
+    if_match: crate::http::IfMatch,
+    crate::http::Query(q): crate::http::Query<DeleteOrgQuery>,
+) -> Result<NoContent, ApiError> {
+    member.user_id()?;
+    let version = super::common::required_version(q.version, if_match)?;
+    let ctx = member.audit_context();
+    let org = member.org_id();
+    let deleted = state.orgs.delete_org(&ctx, org, version).await?;
+    tracing::info!(%org, members = deleted.members, invitations = deleted.invitations, api_keys = deleted.api_keys, "organization deleted");
+    // Its unfinished jobs stop too. Should this fail, they stop on their own: nobody
+    // is a member any more, so every row an import applies is refused.
+    if let Err(e) = state.jobs.cancel_unfinished(&ctx, org.as_uuid()).await {
+        tracing::warn!(error = %e, %org, "could not cancel the deleted organization's jobs");
+    }
+    Ok(NoContent)
 }

@@ -86,9 +86,8 @@ async fn district_audit_log_is_for_district_staff_only(ctx: TestContext) {
         Some(serde_json::json!({"signup_code": "NORTHPTO"})),
     )
     .await;
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("/api/v2/orgs/{org}/users/{pto_id}"),
         Some(&admin),
         Some(serde_json::json!({"role": "admin", "version": 1})),

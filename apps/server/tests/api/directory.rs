@@ -233,9 +233,8 @@ async fn lists_sort_filter_and_page_without_gaps_or_duplicates(ctx: TestContext)
         vec![people[0].0.clone()]
     );
     let target = by_join[3].clone();
-    send(
+    crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{target}"),
         Some(&admin),
         Some(serde_json::json!({"committee": "Book Fair", "status": "suspended"})),
@@ -322,7 +321,7 @@ async fn search_tolerates_typos_and_ranks_exact_matches_first(ctx: TestContext) 
     let (jane, jane_token) =
         join_as(&app, "DIRSEARCH", "Jane", "Smithers", "jane@example.org").await;
     let (_mo, _) = join_as(&app, "DIRSEARCH", "Mo", "Farah", "mo@example.org").await;
-    send(&app, Method::PATCH, &format!("/api/v2/orgs/{org}/me"), Some(&jane_token), Some(serde_json::json!({"committee": "Fundraising", "children": [{"name": "Ava", "grade": "2"}]}))).await;
+    crate::helpers::patch_current(&app, &format!("/api/v2/orgs/{org}/me"), Some(&jane_token), Some(serde_json::json!({"committee": "Fundraising", "children": [{"name": "Ava", "grade": "2"}]}))).await;
     let search = |q: &str| {
         format!(
             "/api/v2/orgs/{org}/users/search?q={}",

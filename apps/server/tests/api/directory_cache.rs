@@ -87,9 +87,8 @@ async fn reads_are_cached_and_every_write_that_shows_retires_them(ctx: TestConte
     assert!(ids(&get(&app, &admin, &search).await).is_empty());
 
     // An admin changes the member: profile and list show it.
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &profile,
         Some(&admin),
         Some(serde_json::json!({"role": "board_member"})),
@@ -109,9 +108,8 @@ async fn reads_are_cached_and_every_write_that_shows_retires_them(ctx: TestConte
     assert_eq!(row["role"]["name"], "board_member", "{rows}");
 
     // The member edits their own profile: the admin's cached search finds them now.
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("/api/v2/orgs/{org}/me"),
         Some(&vol),
         Some(serde_json::json!({"committee": "Fundraising"})),

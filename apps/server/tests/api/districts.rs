@@ -548,14 +548,8 @@ async fn districts_and_the_platform_can_require_a_second_factor(ctx: TestContext
     let (secret, _) = crate::accounts::enrol(&app, &staff).await;
     let strong = sign_in_with_code(&app, "ogden.staff@example.org", &secret).await;
     let strong_token = strong["data"]["token"].as_str().unwrap().to_owned();
-    let (status, body) = send(
-        &app,
-        Method::PATCH,
-        &uri,
-        Some(&strong_token),
-        Some(require),
-    )
-    .await;
+    let (status, body) =
+        crate::helpers::patch_current(&app, &uri, Some(&strong_token), Some(require)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["require_two_factor"], true, "{body}");
 

@@ -94,9 +94,8 @@ async fn patch_member(
     user: &str,
     body: Value,
 ) -> (u16, Value) {
-    send(
+    crate::helpers::patch_current(
         app,
-        Method::PATCH,
         &format!("/api/v2/orgs/{org}/users/{user}"),
         Some(token),
         Some(body),

@@ -361,3 +361,34 @@ impl Rng {
         z ^ (z >> 31)
     }
 }
+
+/// A `PATCH` of an org, a member or a district sending the version the resource has
+/// now — read with a `GET` of the same URI by the same caller — unless the body names
+/// one (or the caller cannot read it: then the body goes as it is). For tests about
+/// something other than concurrency; the version is required (428 without it).
+pub async fn patch_current<S, B>(
+    app: &S,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    use actix_web::http::Method;
+    let mut body = body;
+    let versioned = uri.starts_with("/api/v2/orgs/") || uri.starts_with("/api/v2/districts/");
+    if let Some(serde_json::Value::Object(fields)) = body.as_mut()
+        && versioned
+        && !fields.contains_key("version")
+    {
+        let (status, current) = send(app, Method::GET, uri, token, None).await;
+        if status == 200
+            && let Some(v) = current["data"]["version"].as_i64()
+        {
+            fields.insert("version".to_owned(), v.into());
+        }
+    }
+    send(app, Method::PATCH, uri, token, body).await
+}

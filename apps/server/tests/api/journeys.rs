@@ -682,9 +682,8 @@ async fn messages_are_written_in_the_recipients_language(ctx: TestContext, sink:
     let ann = login(&app, "ann@home.test", password).await;
     let (status, me) = send(&app, Method::GET, "/api/v2/me", Some(&ann), None).await;
     assert_eq!((status, &me["data"]["locale"]), (200, &json!(null)), "{me}");
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         "/api/v2/me",
         Some(&ann),
         Some(json!({"locale": "es"})),
@@ -695,9 +694,8 @@ async fn messages_are_written_in_the_recipients_language(ctx: TestContext, sink:
         (200, &json!("es")),
         "{body}"
     );
-    let (status, _) = send(
+    let (status, _) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         "/api/v2/me",
         Some(&ann),
         Some(json!({"locale": "not a tag"})),
@@ -749,9 +747,8 @@ async fn messages_are_written_in_the_recipients_language(ctx: TestContext, sink:
         assert_eq!(spanish(invitation), want_spanish, "{email}: {invitation}");
     }
     // Clearing the language goes back to English.
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         "/api/v2/me",
         Some(&ann),
         Some(json!({"locale": null})),

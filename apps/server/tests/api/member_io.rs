@@ -547,9 +547,8 @@ async fn export_round_trips_through_the_importer_and_xlsx_has_typed_cells(ctx: T
         // phone is the account's).
         let email = format!("p{i}@io.test");
         let id = joined(&app, &email, &format!("Pat{i}"), "O'Round", "IORTA001").await;
-        let (status, body) = send(
+        let (status, body) = crate::helpers::patch_current(
             &app,
-            Method::PATCH,
             &format!("/api/v2/orgs/{org_a}/users/{id}"),
             Some(&admin_a),
             Some(serde_json::json!({

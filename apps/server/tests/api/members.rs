@@ -17,9 +17,8 @@ async fn members_edit_their_own_profile(ctx: TestContext) {
     let app = ctx.service().await;
     let (org, admin, vol_id, vol) = org_with_volunteer(&app, "p1").await;
     let me = format!("/api/v2/orgs/{org}/me");
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &me,
         Some(&vol),
         Some(serde_json::json!({
@@ -50,9 +49,8 @@ async fn members_edit_their_own_profile(ctx: TestContext) {
     assert_eq!(got["data"]["committee"], "Book Fair");
 
     // A stale version is refused and changes nothing.
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &me,
         Some(&vol),
         Some(serde_json::json!({"version": version - 1, "children": []})),
@@ -64,9 +62,8 @@ async fn members_edit_their_own_profile(ctx: TestContext) {
     );
 
     // Role and status are not editable through one's own profile.
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &me,
         Some(&vol),
         Some(serde_json::json!({"role": "admin"})),
@@ -75,9 +72,8 @@ async fn members_edit_their_own_profile(ctx: TestContext) {
     assert_eq!(status, 422, "{body}");
 
     // `null` clears the committee; the children stay.
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &me,
         Some(&vol),
         Some(serde_json::json!({"version": version, "committee": null})),
@@ -111,9 +107,8 @@ async fn admins_edit_profiles_and_bad_profiles_are_refused(ctx: TestContext) {
     let app = ctx.service().await;
     let (org, admin, vol_id, vol) = org_with_volunteer(&app, "p2").await;
     let users = format!("/api/v2/orgs/{org}/users");
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{vol_id}"),
         Some(&admin),
         Some(serde_json::json!({"committee": "Fundraising", "children": [{"name": "Ada", "grade": "K"}]})),
@@ -127,9 +122,8 @@ async fn admins_edit_profiles_and_bad_profiles_are_refused(ctx: TestContext) {
     let too_many: Vec<_> = (0..21)
         .map(|i| serde_json::json!({"name": format!("Child {i}")}))
         .collect();
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{vol_id}"),
         Some(&admin),
         Some(serde_json::json!({"committee": "x".repeat(101), "children": too_many})),
@@ -154,9 +148,8 @@ async fn admins_edit_profiles_and_bad_profiles_are_refused(ctx: TestContext) {
         fields.iter().any(|f| f.starts_with("children")),
         "{fields:?}"
     );
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("/api/v2/orgs/{org}/me"),
         Some(&vol),
         Some(serde_json::json!({"children": [{"name": ""}]})),
@@ -177,9 +170,8 @@ async fn admins_edit_profiles_and_bad_profiles_are_refused(ctx: TestContext) {
     // A volunteer cannot edit someone else's profile (users.edit_roles is admin-only).
     let (_, me) = send(&app, Method::GET, "/api/v2/me", Some(&admin), None).await;
     let admin_id = me["data"]["user"]["id"].as_str().unwrap();
-    let (status, _) = send(
+    let (status, _) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{admin_id}"),
         Some(&vol),
         Some(serde_json::json!({"committee": "Hijacked"})),
@@ -193,9 +185,8 @@ async fn removal_is_soft_and_restorable(ctx: TestContext) {
     let (org, admin, vol_id, vol) = org_with_volunteer(&app, "rm").await;
     let users = format!("/api/v2/orgs/{org}/users");
     let check = format!("/api/v2/orgs/{org}/permissions/check?key=events.view");
-    send(
+    crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{vol_id}"),
         Some(&admin),
         Some(serde_json::json!({"committee": "Garden", "children": [{"name": "Ivy"}]})),
@@ -311,9 +302,8 @@ async fn removal_is_soft_and_restorable(ctx: TestContext) {
         Some(serde_json::json!({"signup_code": "CODErm"})),
     )
     .await;
-    let (status, _) = send(
+    let (status, _) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{admin2_id}"),
         Some(&admin),
         Some(serde_json::json!({"role": "admin"})),

@@ -160,18 +160,16 @@ async fn org_settings_need_admin_and_version(ctx: TestContext) {
     )
     .await;
     let uri = format!("/api/v2/orgs/{org_id}");
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &uri,
         Some(&vol),
         Some(serde_json::json!({"name": "Hijacked"})),
     )
     .await;
     assert_eq!(status, 403, "{body}");
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &uri,
         Some(&admin),
         Some(serde_json::json!({"version": 1, "name": "Oak Grove PTO"})),
@@ -179,9 +177,8 @@ async fn org_settings_need_admin_and_version(ctx: TestContext) {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["version"], 2);
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &uri,
         Some(&admin),
         Some(serde_json::json!({"version": 1, "name": "Stale"})),

@@ -278,7 +278,7 @@ where
             Method::PATCH,
             &format!("/api/v2/orgs/{org}/users/{vol_id}"),
             &admin,
-            Some(json!({"role": "board_member"})),
+            Some(json!({"role": "board_member", "version": 1})),
         )
         .await,
         200,
@@ -382,7 +382,7 @@ where
             "change role",
             Method::PATCH,
             format!("/api/v2/orgs/{org}/users/{vol_id}"),
-            Some(json!({"role": "volunteer"})),
+            Some(json!({"role": "volunteer", "version": 2})),
         ),
         (
             "remove member",

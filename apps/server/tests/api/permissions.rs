@@ -83,9 +83,8 @@ async fn suspended_member_denies(ctx: TestContext) {
     let check = format!("/api/v2/orgs/{org}/permissions/check?key=events.view&user_id={vol_id}");
     let (_, before) = send(&app, Method::GET, &check, Some(&admin), None).await;
     assert_eq!(before["data"]["allowed"], true, "{before}");
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("/api/v2/orgs/{org}/users/{vol_id}"),
         Some(&admin),
         Some(serde_json::json!({"status": "suspended"})),
@@ -121,9 +120,8 @@ async fn suspended_member_denies(ctx: TestContext) {
 async fn officer_terms_end_by_themselves(ctx: TestContext) {
     let app = ctx.service().await;
     let (org, admin, vol_id, vol) = org_with_volunteer(&app, "t1").await;
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("/api/v2/orgs/{org}/users/{vol_id}"),
         Some(&admin),
         Some(serde_json::json!({
@@ -432,9 +430,8 @@ async fn member_rules_last_admin_and_self_escalation(ctx: TestContext) {
     let (_, me) = send(&app, Method::GET, "/api/v2/me", Some(&admin), None).await;
     let admin_id = me["data"]["user"]["id"].as_str().unwrap().to_owned();
     let users = format!("/api/v2/orgs/{org}/users");
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{admin_id}"),
         Some(&admin),
         Some(serde_json::json!({"role": "volunteer"})),
@@ -454,9 +451,8 @@ async fn member_rules_last_admin_and_self_escalation(ctx: TestContext) {
     )
     .await;
     assert_eq!(status, 409);
-    let (status, _) = send(
+    let (status, _) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{admin_id}"),
         Some(&admin),
         Some(serde_json::json!({"status": "suspended"})),
@@ -464,9 +460,8 @@ async fn member_rules_last_admin_and_self_escalation(ctx: TestContext) {
     .await;
     assert_eq!(status, 409);
     // A volunteer cannot change roles at all (users.edit_roles is admin by default)…
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{vol_id}"),
         Some(&vol),
         Some(serde_json::json!({"role": "admin"})),
@@ -488,9 +483,8 @@ async fn member_rules_last_admin_and_self_escalation(ctx: TestContext) {
     .await;
     let version = matrix["data"]["version"].as_u64().unwrap();
     send(&app, Method::PUT, &format!("/api/v2/orgs/{org}/permissions/settings"), Some(&admin), Some(serde_json::json!({"version": version, "changes": [{"key": "users.edit_roles", "min_role": "volunteer"}]}))).await;
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{vol_id}"),
         Some(&vol),
         Some(serde_json::json!({"role": "board_member"})),
@@ -498,9 +492,8 @@ async fn member_rules_last_admin_and_self_escalation(ctx: TestContext) {
     .await;
     assert_eq!(status, 403, "{body}");
     // Promote, then the former sole admin may step down.
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{vol_id}"),
         Some(&admin),
         Some(serde_json::json!({"role": "admin", "version": 1})),
@@ -508,9 +501,8 @@ async fn member_rules_last_admin_and_self_escalation(ctx: TestContext) {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["role"]["name"], "admin");
-    let (status, _) = send(
+    let (status, _) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{users}/{admin_id}"),
         Some(&admin),
         Some(serde_json::json!({"role": "volunteer"})),
@@ -538,9 +530,8 @@ async fn custom_role_counts_as_rank_with_extra_keys(ctx: TestContext) {
     )
     .await;
     assert_eq!(status, 409, "names are unique case-insensitively");
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("/api/v2/orgs/{org}/users/{vol_id}"),
         Some(&admin),
         Some(serde_json::json!({"role": {"custom_role_id": role_id}})),
@@ -570,9 +561,8 @@ async fn custom_role_counts_as_rank_with_extra_keys(ctx: TestContext) {
         Some(serde_json::json!({"signup_code": "CODEr1"})),
     )
     .await;
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("/api/v2/orgs/{org}/users/{second_id}"),
         Some(&admin),
         Some(serde_json::json!({"role": {"custom_role_id": role_id}})),

@@ -135,9 +135,8 @@ async fn control_characters_in_free_text_are_422_and_change_nothing(ctx: TestCon
     .await;
     assert_eq!(keys["data"].as_array().map(Vec::len), Some(0), "{keys}");
     // Tab and line breaks are still text.
-    let (status, body) = send(
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::PATCH,
         &format!("{o}/me"),
         Some(&admin),
         Some(json!({"committee": "Book Fair\tSpring", "version": 1})),

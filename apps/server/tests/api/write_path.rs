@@ -294,7 +294,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
             "PATCH /api/v2/districts/{district_id}",
             &format!("/api/v2/districts/{district}"),
             Some(&root),
-            Some(json!({"name": "Springfield USD"})),
+            Some(json!({"name": "Springfield USD", "version": 1})),
             &["district.update"],
             &[],
         )
@@ -431,12 +431,13 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Member(org2_id, uuid(&leaver_id)), Directory],
     )
     .await;
+    let current = get(&w.a, &admin, &format!("/api/v2/orgs/{org2}")).await;
     let o = w
         .write(
             "PATCH /api/v2/orgs/{org_id}",
             &format!("/api/v2/orgs/{org2}"),
             Some(&admin),
-            Some(json!({"name": "Riverside PTSA"})),
+            Some(json!({"name": "Riverside PTSA", "version": current["data"]["version"]})),
             &["org.update"],
             &[],
         )
@@ -493,12 +494,44 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Org(org2_id)],
     )
     .await;
+    let role = w
+        .write(
+            "POST /api/v2/orgs/{org_id}/roles",
+            &format!("/api/v2/orgs/{org2}/roles"),
+            Some(&admin),
+            Some(json!({"name": "Treasurer", "counts_as": "board_member", "extra_keys": ["budget.view"], "max_holders": 1})),
+            &["role.create"],
+            &[Org(org2_id)],
+        )
+        .await;
+    let role_id = id(&role, "/data/id");
+    let _ = get(&b, &admin, &format!("/api/v2/orgs/{org2}/users")).await;
     w.write(
-        "POST /api/v2/orgs/{org_id}/roles",
-        &format!("/api/v2/orgs/{org2}/roles"),
+        "PATCH /api/v2/orgs/{org_id}/roles/{role_id}",
+        &format!("/api/v2/orgs/{org2}/roles/{role_id}"),
         Some(&admin),
-        Some(json!({"name": "Treasurer", "counts_as": "board_member", "extra_keys": ["budget.view"], "max_holders": 1})),
-        &["role.create"],
+        Some(json!({"version": 1, "name": "Bursar", "extra_keys": ["budget.approve"]})),
+        &["role.update"],
+        &[Org(org2_id)],
+    )
+    .await;
+    let spare = w
+        .write(
+            "POST /api/v2/orgs/{org_id}/roles",
+            &format!("/api/v2/orgs/{org2}/roles"),
+            Some(&admin),
+            Some(json!({"name": "Spare", "counts_as": "volunteer"})),
+            &["role.create"],
+            &[Org(org2_id)],
+        )
+        .await;
+    let spare_id = id(&spare, "/data/id");
+    w.write(
+        "DELETE /api/v2/orgs/{org_id}/roles/{role_id}",
+        &format!("/api/v2/orgs/{org2}/roles/{spare_id}?version=1"),
+        Some(&admin),
+        None,
+        &["role.delete"],
         &[Org(org2_id)],
     )
     .await;
@@ -535,11 +568,12 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
     )
     .await;
     let _ = get(&b, &vol, &format!("/api/v2/orgs/{org2}/users")).await;
+    let current = get(&w.a, &admin, &format!("/api/v2/orgs/{org2}/users/{vol_id}")).await;
     w.write(
         "PATCH /api/v2/orgs/{org_id}/users/{user_id}",
         &format!("/api/v2/orgs/{org2}/users/{vol_id}"),
         Some(&admin),
-        Some(json!({"role": "committee_lead"})),
+        Some(json!({"role": "committee_lead", "version": current["data"]["version"]})),
         &["member.update"],
         &[Member(org2_id, vol_uuid), Directory],
     )
@@ -820,6 +854,29 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         None,
         &["district.delete"],
         &[],
+    )
+    .await;
+
+    // An org deleted: its members, keys and jobs stop at once.
+    let o = w
+        .write(
+            "POST /api/v2/orgs",
+            "/api/v2/orgs",
+            Some(&admin),
+            Some(json!({"name": "Short-lived PTO", "signup_code": "SHORTLV1"})),
+            &["org.create", "member.create"],
+            &[],
+        )
+        .await;
+    let org3 = id(&o, "/data/org/id");
+    let _ = get(&b, &admin, &format!("/api/v2/orgs/{org3}/users")).await;
+    w.write(
+        "DELETE /api/v2/orgs/{org_id}",
+        &format!("/api/v2/orgs/{org3}?version=1"),
+        Some(&admin),
+        None,
+        &["org.delete"],
+        &[Org(uuid(&org3))],
     )
     .await;
 
