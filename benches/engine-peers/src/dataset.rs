@@ -330,6 +330,7 @@ impl Dataset {
                     };
                     grants.push(Grant {
                         key,
+                        starts_at: None,
                         expires_at,
                         reason: Some("benchmark grant".to_owned()),
                     });
