@@ -190,6 +190,10 @@ async fn create_role(
         .keys_to_hand_out(member.org_id().as_uuid(), member.user_id()?.as_uuid())
         .await?;
     tenancy::rules::check_role_definition(member.rank()?, held, counts_as, extra_keys)?;
+    // No extra key locked above the org (409 naming every locked key).
+    super::permissions::service_as(&state, member.audit_context())
+        .refuse_locked_exceptions(member.org_id().as_uuid(), extra_keys)
+        .await?;
     let role = state
         .orgs
         .create_role(
@@ -268,6 +272,13 @@ async fn update_role(
     Json(body): Json<UpdateRoleBody>,
 ) -> Result<Tagged<CustomRoleView>, ApiError> {
     let version = required_version(body.version, if_match)?;
+    let extra_keys = body.extra_keys.as_deref().map(key_set);
+    if let Some(keys) = extra_keys {
+        // No extra key locked above the org (409 naming every locked key).
+        super::permissions::service_as(&state, member.audit_context())
+            .refuse_locked_exceptions(member.org_id().as_uuid(), keys)
+            .await?;
+    }
     let role = state
         .orgs
         .update_role(
@@ -280,7 +291,7 @@ async fn update_role(
                 changes: RoleChanges {
                     name: body.name,
                     counts_as: body.counts_as.map(Into::into),
-                    extra_keys: body.extra_keys.as_deref().map(key_set),
+                    extra_keys,
                     max_holders: body.max_holders,
                 },
             },

@@ -1273,6 +1273,62 @@ async fn many_key_templates_are_versioned_and_locks_bind_exceptions(ctx: TestCon
         .collect();
     assert_eq!(named, ["events.delete", "budget.approve"]);
 
+    // A custom role naming locked keys: refused on create and on edit, every key named.
+    let roles = format!("/api/v2/orgs/{org}/roles");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &roles,
+        Some(&root),
+        Some(
+            serde_json::json!({"name": "Treasurer helper", "counts_as": "volunteer",
+            "extra_keys": ["budget.approve", "events.delete", "documents.view"]}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("PERMISSION_LOCKED")),
+        "{body}"
+    );
+    let mut named: Vec<&str> = body["error"]["details"]["locked_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["key"].as_str())
+        .collect();
+    named.sort_unstable();
+    assert_eq!(named, ["budget.approve", "events.delete"], "{body}");
+    let (status, role) = send(
+        &app,
+        Method::POST,
+        &roles,
+        Some(&root),
+        Some(
+            serde_json::json!({"name": "Doc helper", "counts_as": "volunteer",
+            "extra_keys": ["documents.view"]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{role}");
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &format!("{roles}/{}", role["data"]["id"].as_str().unwrap()),
+        Some(&root),
+        Some(serde_json::json!({"version": role["data"]["version"],
+            "extra_keys": ["documents.view", "budget.approve"]})),
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["details"]["locked_keys"][0]["key"].as_str()
+        ),
+        (409, Some("budget.approve")),
+        "{body}"
+    );
+
     // A school naming keys its district locked: every one named, nothing written.
     let school_templates = format!("/api/v2/schools/{school}/permission-templates");
     let (_, st) = send(&app, Method::GET, &school_templates, Some(&root), None).await;
