@@ -26,6 +26,11 @@ const MEMBER_LEVEL: &[(&str, &str)] = &[
     // Leaving the org (the last admin cannot: checked inside).
     ("DELETE", "/api/v2/orgs/{org_id}/me"),
     ("GET", "/api/v2/orgs/{org_id}/activities/daily"),
+    // A member's own directory privacy choices (issue #17).
+    ("GET", "/api/v2/orgs/{org_id}/me/privacy"),
+    ("PUT", "/api/v2/orgs/{org_id}/me/privacy"),
+    // The org's directory policy: the notice every member's choices refer to.
+    ("GET", "/api/v2/orgs/{org_id}/directory-policy"),
 ];
 
 async fn every_org_route_declares_its_requirement(ctx: TestContext) {
