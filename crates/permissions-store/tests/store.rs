@@ -761,12 +761,25 @@ async fn changes_write_audit_events_in_their_transaction(env: &Env) {
         json("new_value"),
         Some(serde_json::json!({"min_role": "board_member", "enabled": true, "locked": false}))
     );
+    // The acting user's request fields are personal (issue #17): sealed under their key,
+    // so the column stays empty; opened with the key they read as sent.
     assert_eq!(
-        rows[0]
-            .try_get::<Option<String>>("", "ip")
-            .expect("ip")
-            .as_deref(),
-        Some("192.0.2.1")
+        rows[0].try_get::<Option<String>>("", "ip").expect("ip"),
+        None
+    );
+    let log = audit_store::SeaOrmAuditLog::new(env.db.clone());
+    let chain = audit::TenantScope::org(org).chain_id();
+    let mut events = audit::AuditLog::chain_events(&log, chain, 1, 10_000)
+        .await
+        .expect("chain");
+    audit_store::open_events(env.db.primary(), &mut events)
+        .await
+        .expect("opened");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.body.ip.as_deref() == Some("192.0.2.1")),
+        "the caller's address is kept, sealed"
     );
     assert_eq!(
         rows[0]
