@@ -646,7 +646,7 @@ export interface paths {
         get?: never;
         /**
          * Change settings in bulk: all or nothing
-         * @description Send the matrix `version` you read: a stale one answers 412. A key locked by the district or school answers 409 `PERMISSION_LOCKED` naming the locking scope. The response's `version` is also a consistency token.
+         * @description Send the matrix `version` you read: a stale one answers 412. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -776,8 +776,8 @@ export interface paths {
         get: operations["list_permission_grants"];
         put?: never;
         /**
-         * Grant one key to one member (optionally until a time)
-         * @description Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything.
+         * Grant one key to one member (optionally from and until a time)
+         * @description A grant counts while `starts_at <= now < expires_at`. Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything. A key locked by the district or school is refused with 409 `PERMISSION_LOCKED` (a grant of it would not count).
          *
          *     Requires the `admin` role in the organization.
          */
@@ -817,7 +817,7 @@ export interface paths {
         };
         /**
          * The org's members: filtered, sorted, cursor-paginated
-         * @description Sort by `name`, `email`, `joined` or `last_active` (`order=desc` to reverse); filter by role, status, committee and joined range. Pages are keyset-paginated: members added or removed between fetches cause no gaps or duplicates. A cursor belongs to its sort order.
+         * @description Sort by `name`, `email` (admins only: addresses may be hidden from others), `joined` or `last_active` (`order=desc` to reverse); filter by role, status, committee and joined range. Admins see every member's record; other members see the directory: listed members only, each with the fields the org's directory policy and the member's own choices show (`view`, `hidden_fields`); a committee filter matches only shown committees. Pages are keyset-paginated: members added or removed between fetches cause no gaps or duplicates. A cursor belongs to its sort order.
          *
          *     Requires permission `users.view` in the organization.
          */
@@ -911,9 +911,9 @@ export interface paths {
         };
         /**
          * Export members as CSV or Excel
-         * @description The whole list or a filtered list (same filters and sort as the list) or a search (`q`). Streamed page by page. Orgs with more than 5,000 members (or `async=true`) get a background job instead (202): follow it at `/jobs/{job_id}` and download the file when it is done. Recorded as a `data.export` activity.
+         * @description The members' full records (for the printable directory members may see, use `/directory/export`): the whole list or a filtered list (same filters and sort as the list) or a search (`q`). Only the org's admins (not configurable, like the audit log): 403 for everyone else and for API keys. Orgs with more than 5,000 members (or `async=true`) get a background job instead (202): follow it at `/jobs/{job_id}` and download the file when it is done; the file is removed with the job. Recorded as a `data.export` activity with the format, the filter and the row count (a job records it when its file is stored).
          *
-         *     Requires permission `users.view` in the organization.
+         *     Requires the `admin` role in the organization.
          */
         get: operations["export_members"];
         put?: never;
@@ -955,7 +955,7 @@ export interface paths {
         };
         /**
          * Search the org's members, typo-tolerant, best match first
-         * @description Matches names, e-mail, phone, committee and children's names. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).
+         * @description Matches names, e-mail, phone, committee and children's names — for members other than admins, only the fields each member shows them (a hidden e-mail or phone never matches), among listed members. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).
          *
          *     Requires permission `users.view` in the organization.
          */
@@ -1063,7 +1063,7 @@ export interface paths {
         };
         /**
          * One member
-         * @description Carries an `ETag`; `If-None-Match` with it answers 304 while the member is unchanged.
+         * @description Yourself and, for the org's admins, anyone: the record. Other members: the directory entry (what the org's directory policy and the member's own choices show; 404 for a member not listed). An admin's read of someone else's record is recorded as data-access activity (`GET …/access-log`, and the member's `GET /me/access-log`). Carries an `ETag`; `If-None-Match` with it answers 304 while the member is unchanged.
          *
          *     Requires permission `users.view` in the organization.
          */
@@ -1114,6 +1114,126 @@ export interface paths {
          *     Requires an active membership of the organization (or an API key bound to it).
          */
         patch: operations["update_own_profile"];
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/me/privacy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your directory privacy choices in this org
+         * @description Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now, `policy` what the org's directory shows at most.
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
+         */
+        get: operations["get_my_privacy"];
+        /**
+         * Set your directory privacy choices in this org
+         * @description Replaces your choices (a field left out or `null`: no choice, the org's listing mode decides). Recorded with the time and the policy version (`notice_version`, default: the current one) you chose under, and audited. No admin setting overrides a field you hide. `version` (or `If-Match`) is optional; a stale one answers 412.
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
+         */
+        put: operations["put_my_privacy"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/directory-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The org's directory policy
+         * @description Which fields the directory (what members see of each other) may show, and whether members are listed unless they opt out (`opt_out`) or only once they opt in (`opt_in`). `version` 0: the org never set it (the defaults). Any member may read it: it is the notice their choices refer to.
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
+         */
+        get: operations["get_directory_policy"];
+        /**
+         * Set the org's directory policy (admins)
+         * @description Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. Audited (`org.update` on `directory_policy`).
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        put: operations["put_directory_policy"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/directory/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The printable directory (CSV)
+         * @description The directory as members see it — never the record, whoever asks: listed members only, with `first_name`, `last_name`, `role`, and `committee`, `email`, `phone`, `children` where the org's policy and each member's choices show them (blank otherwise). The list's filters and sort (not `email`), or a search (`q`) matched only on shown fields. Recorded as a `data.export` activity with its row count.
+         *
+         *     Requires permission `users.view` in the organization.
+         */
+        get: operations["export_directory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/access-log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Reads of members' records by others (admins)
+         * @description Data-access activity, newest first: who read whose record (`GET …/users/{user_id}` by an admin) and when. Filter by `user_id` (whose record). Cursor-paginated.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        get: operations["org_access_log"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/access-log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who read your records, in every org
+         * @description Reads of your member record by someone else (an org's admins), in every org you belong or belonged to, newest first. Cursor-paginated.
+         */
+        get: operations["my_access_log"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v2/orgs/{org_id}/roles": {
@@ -1569,9 +1689,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The district's permission settings (templates) and locks */
+        /** The district's permission settings (templates) and locks, with their version */
         get: operations["list_permission_templates"];
-        put?: never;
+        /**
+         * Set and remove many of the district's template keys at once: all or nothing
+         * @description Send the template `version` you read (`version` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Applies to every org below at once (each re-resolves on every instance); every changed key is audited in the district's chain and each org's.
+         */
+        put: operations["write_permission_templates"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1607,9 +1731,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The school's permission settings (between district and org) */
+        /** The school's permission settings (between district and org), with their version */
         get: operations["list_school_permission_templates"];
-        put?: never;
+        /**
+         * Set and remove many of the school's template keys at once: all or nothing
+         * @description Send the template `version` you read (`version` or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Keys the district locked answer 409 `PERMISSION_LOCKED` naming every one (`details.locked_keys`). Applies to every org of the school at once; audited.
+         */
+        put: operations["write_school_permission_templates"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1627,7 +1755,7 @@ export interface paths {
         get?: never;
         /**
          * Set (and optionally lock) a key for every org of the school
-         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key.
+         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Unconditional (no version); the many-key `PUT …/permission-templates` is versioned.
          */
         put: operations["set_school_permission_template"];
         post?: never;
@@ -1960,6 +2088,51 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description Paging of data-access activity. */
+        AccessLogPageQuery: {
+            /**
+             * Format: uuid
+             * @description The `next_cursor` of the previous page.
+             */
+            cursor?: string | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+            /**
+             * Format: uuid
+             * @description Only reads of this member's record (org log only).
+             */
+            user_id?: string | null;
+        };
+        /** @description One read of a member's record by someone else. */
+        AccessView: {
+            /**
+             * Format: uuid
+             * @description Who read it.
+             */
+            accessor_user_id: string;
+            /** @description When (RFC 3339). */
+            at: string;
+            /**
+             * Format: uuid
+             * @description Entry id (also the cursor).
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The org.
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description Whose record.
+             */
+            subject_user_id: string;
+            /** @description What was read (`member.record`). */
+            what: string;
+        };
         /** @description The activity feed's query. */
         ActivityQuery: {
             /** @description The `next_cursor` of the previous page. */
@@ -2030,6 +2203,15 @@ export interface components {
             permissions: string[];
             /** @description Whether it has been revoked. */
             revoked: boolean;
+        };
+        /** @description A successful response. */
+        Array_of_AccessViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["AccessView"][];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description A successful response. */
         Array_of_ApiKeyViewEnvelope: {
@@ -2188,15 +2370,6 @@ export interface components {
         Array_of_StaffViewEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["StaffView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_TemplateRowEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["TemplateRow"][];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -2484,6 +2657,8 @@ export interface components {
             /** @description The child's name (1–100 characters). */
             name: string;
         };
+        /** @description A choice: `hidden` or `members`. */
+        ChoiceDto: "hidden" | "members";
         /** @description A labelled count. */
         Count: {
             /**
@@ -2720,6 +2895,31 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description What to put in the printable directory. */
+        DirectoryExportQuery: {
+            /** @description Only members of this committee (case-insensitive). */
+            committee?: string | null;
+            /**
+             * @description Joined at or after (RFC 3339).
+             * @default null
+             */
+            joined_from?: string | null;
+            /**
+             * @description Joined before (RFC 3339).
+             * @default null
+             */
+            joined_to?: string | null;
+            /** @description Direction (default `asc`). */
+            order?: components["schemas"]["OrderDto"];
+            /** @description Only the members this search finds (on shown fields only), best match first. */
+            q?: string | null;
+            /** @description Only members with this role: a built-in name or a custom role's id. */
+            role?: string | null;
+            /** @description Sort key (default `name`; not `email`). */
+            sort?: components["schemas"]["SortDto"];
+            /** @description Only members with this status. */
+            status?: components["schemas"]["StatusFilterDto"] | null;
+        };
         /** @description Proof for turning two-factor sign-in off: exactly one of the fields. */
         DisableTotpBody: {
             /**
@@ -2888,6 +3088,15 @@ export interface components {
             /** @description Where it comes from. */
             source: components["schemas"]["ScopeDto"];
         };
+        /** @description What other members see of you now. */
+        EffectiveDto2: {
+            /** @description Fields hidden from other members. */
+            hidden: string[];
+            /** @description Whether you are in the directory. */
+            listed: boolean;
+            /** @description Fields shown to other members. */
+            shown: string[];
+        };
         /** @description The error object of a failed response. */
         ErrorBody: {
             /** @description Machine-readable code (decides the HTTP status). */
@@ -3005,7 +3214,7 @@ export interface components {
         /** @description A new grant. */
         GrantBody: {
             /**
-             * @description Until when (RFC 3339, after now: an already-expired grant is refused with 422);
+             * @description Until when (RFC 3339, after now and after `starts_at`: otherwise 422);
              *     permanent when absent.
              * @default null
              */
@@ -3014,6 +3223,12 @@ export interface components {
             key: string;
             /** @description Why (shown in the audit log). */
             reason?: string | null;
+            /**
+             * @description From when (RFC 3339); at once when absent. Until then the grant is stored but does
+             *     not count.
+             * @default null
+             */
+            starts_at?: string | null;
             /**
              * Format: uuid
              * @description The member.
@@ -3033,6 +3248,8 @@ export interface components {
             key: string;
             /** @description Why. */
             reason?: string | null;
+            /** @description From when (RFC 3339), if it starts later than its creation. */
+            starts_at?: string | null;
             /**
              * Format: uuid
              * @description The member.
@@ -3326,6 +3543,8 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description Opt-out or opt-in listing. */
+        ListingDto: "opt_out" | "opt_in";
         /** @description Credentials. */
         LoginBody: {
             /**
@@ -3523,18 +3742,29 @@ export interface components {
             /** @description Only members with this status. */
             status?: components["schemas"]["StatusFilterDto"] | null;
         };
-        /** @description A member as the org sees them. */
+        /**
+         * @description A member as the viewer may see them: their record (the member themself, the org's
+         *     admins) or their directory entry (other members: only what the org's directory
+         *     policy and the member's own choices show).
+         */
         MemberView: {
-            /** @description Children (profile data). */
-            children: components["schemas"]["ChildDto"][];
-            /** @description Committee, if any. */
+            /** @description Children and their grades (`null` when hidden from you). */
+            children?: components["schemas"]["ChildDto"][] | null;
+            /** @description Committee, if any (`null` also when hidden from you). */
             committee?: string | null;
-            /** @description E-mail. */
-            email: string;
+            /** @description E-mail (`null` when hidden from you). */
+            email?: string | null;
             /** @description Given name. */
             first_name: string;
+            /**
+             * @description The fields hidden from you (`phone`, `email`, `committee`,
+             *     `children_and_grades`), by the org's directory policy or the member's choice.
+             */
+            hidden_fields: string[];
             /** @description Family name. */
             last_name: string;
+            /** @description Phone (`null` when none, or hidden from you). */
+            phone?: string | null;
             /** @description Their role. */
             role: components["schemas"]["RoleView"];
             /** @description End of the officer term (RFC 3339), if any. */
@@ -3551,6 +3781,11 @@ export interface components {
              * @description Version, for updates.
              */
             version: number;
+            /**
+             * @description `record` (yourself, or you are an admin of the org) or `directory` (another
+             *     member's directory entry).
+             */
+            view: string;
         };
         /** @description A successful response. */
         MemberViewEnvelope: {
@@ -3852,6 +4087,53 @@ export interface components {
              */
             version: number;
         };
+        /** @description A directory policy. */
+        PolicyBody: {
+            /** @description Show children and their grades. */
+            children_and_grades: boolean;
+            /** @description Show committees. */
+            committee: boolean;
+            /** @description Show e-mail addresses. */
+            email: boolean;
+            /** @description `opt_out` or `opt_in`. */
+            listing: components["schemas"]["ListingDto"];
+            /** @description Show phone numbers. */
+            phone: boolean;
+            /**
+             * Format: int64
+             * @description The version you read (or `If-Match`); required.
+             */
+            version?: number | null;
+        };
+        /** @description An org's directory policy. */
+        PolicyView: {
+            /** @description The directory may show children and their grades. */
+            children_and_grades: boolean;
+            /** @description The directory may show committees. */
+            committee: boolean;
+            /** @description The directory may show e-mail addresses. */
+            email: boolean;
+            /** @description `opt_out` (listed unless a member says no) or `opt_in`. */
+            listing: components["schemas"]["ListingDto"];
+            /** @description The directory may show phone numbers. */
+            phone: boolean;
+            /** @description When it last changed (RFC 3339). */
+            updated_at?: string | null;
+            /**
+             * Format: int64
+             * @description Version (0: never set, the defaults); also the privacy notice's version.
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        PolicyViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["PolicyView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description Proposed changes to preview. */
         PreviewBody: {
             /** @description The changes, as for an update. */
@@ -3868,6 +4150,67 @@ export interface components {
              * @description The member.
              */
             user_id: string;
+        };
+        /** @description Your choices (each absent or `null`: no choice). */
+        PrivacyBody: {
+            /** @description Children and their grades. */
+            children_and_grades?: components["schemas"]["ChoiceDto"] | null;
+            /** @description Committee. */
+            committee?: components["schemas"]["ChoiceDto"] | null;
+            /** @description E-mail address. */
+            email?: components["schemas"]["ChoiceDto"] | null;
+            /** @description Whether to be listed in the directory at all. */
+            listing?: components["schemas"]["ChoiceDto"] | null;
+            /**
+             * Format: int64
+             * @description The directory policy version (privacy notice) you saw; default: the current one.
+             */
+            notice_version?: number | null;
+            /** @description Phone number. */
+            phone?: components["schemas"]["ChoiceDto"] | null;
+            /**
+             * Format: int64
+             * @description The version you read (optional; a stale one answers 412).
+             */
+            version?: number | null;
+        };
+        /** @description Your privacy choices in an org. */
+        PrivacyView: {
+            /** @description Children and their grades. */
+            children_and_grades?: components["schemas"]["ChoiceDto"] | null;
+            /** @description When you last chose (RFC 3339); `null`: never. */
+            chosen_at?: string | null;
+            /** @description Committee. */
+            committee?: components["schemas"]["ChoiceDto"] | null;
+            /** @description What other members see of you now. */
+            effective: components["schemas"]["EffectiveDto2"];
+            /** @description E-mail address. */
+            email?: components["schemas"]["ChoiceDto"] | null;
+            /** @description Whether to be listed in the directory at all (`null`: the listing mode decides). */
+            listing?: components["schemas"]["ChoiceDto"] | null;
+            /**
+             * Format: int64
+             * @description The directory policy version (privacy notice) you chose under.
+             */
+            notice_version?: number | null;
+            /** @description Phone number. */
+            phone?: components["schemas"]["ChoiceDto"] | null;
+            /** @description The org's directory policy. */
+            policy: components["schemas"]["PolicyView"];
+            /**
+             * Format: int64
+             * @description Version of your choices (0: never chosen).
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        PrivacyViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["PrivacyView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description A request that was taken (its effect, if any, arrives by e-mail). */
         Queued: {
@@ -3982,16 +4325,23 @@ export interface components {
         };
         /** @description A removed member. */
         RemovedMemberView: {
-            /** @description Children (profile data). */
-            children: components["schemas"]["ChildDto"][];
-            /** @description Committee, if any. */
+            /** @description Children and their grades (`null` when hidden from you). */
+            children?: components["schemas"]["ChildDto"][] | null;
+            /** @description Committee, if any (`null` also when hidden from you). */
             committee?: string | null;
-            /** @description E-mail. */
-            email: string;
+            /** @description E-mail (`null` when hidden from you). */
+            email?: string | null;
             /** @description Given name. */
             first_name: string;
+            /**
+             * @description The fields hidden from you (`phone`, `email`, `committee`,
+             *     `children_and_grades`), by the org's directory policy or the member's choice.
+             */
+            hidden_fields: string[];
             /** @description Family name. */
             last_name: string;
+            /** @description Phone (`null` when none, or hidden from you). */
+            phone?: string | null;
             /** @description When they were removed (RFC 3339). */
             removed_at: string;
             /**
@@ -4015,6 +4365,11 @@ export interface components {
              * @description Version, for updates.
              */
             version: number;
+            /**
+             * @description `record` (yourself, or you are an admin of the org) or `directory` (another
+             *     member's directory entry).
+             */
+            view: string;
         };
         /** @description Paging of the removed members. */
         RemovedPageQuery: {
@@ -4430,6 +4785,100 @@ export interface components {
             locked: boolean;
             /** @description Minimum role for every org below. */
             min_role: components["schemas"]["RoleDto"];
+        };
+        /** @description One key a many-key template write sets. */
+        TemplateSetting: {
+            /** @description Enabled flag. */
+            enabled: boolean;
+            /** @description The key, e.g. `budget.approve`. */
+            key: string;
+            /**
+             * @description Lock it: schools and orgs below may not override it, and their exceptions (custom
+             *     roles' extra keys, direct grants) stop counting for it.
+             * @default false
+             */
+            locked?: boolean;
+            /** @description Minimum role. */
+            min_role: components["schemas"]["RoleDto"];
+        };
+        /**
+         * @description A many-key template write: all or nothing.
+         * @example {
+         *       "remove": [
+         *         "documents.delete"
+         *       ],
+         *       "set": [
+         *         {
+         *           "enabled": true,
+         *           "key": "budget.approve",
+         *           "locked": true,
+         *           "min_role": "board_member"
+         *         },
+         *         {
+         *           "enabled": true,
+         *           "key": "events.create",
+         *           "min_role": "volunteer"
+         *         }
+         *       ],
+         *       "version": 4
+         *     }
+         */
+        TemplatesBody: {
+            /**
+             * @description Keys whose setting (and lock) to remove (at most 28).
+             * @default []
+             */
+            remove?: string[];
+            /** @description Keys to set (at most 28). */
+            set?: components["schemas"]["TemplateSetting"][];
+            /**
+             * Format: int64
+             * @description The template version you read (or send it as `If-Match`).
+             */
+            version?: number | null;
+        };
+        /** @description A district's or school's template: its settings and their version. */
+        TemplatesView: {
+            /** @description The settings held, in catalog order. */
+            templates: components["schemas"]["TemplateRow"][];
+            /**
+             * Format: uint64
+             * @description The template version: send it back with a many-key write (or as `If-Match`).
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        TemplatesViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["TemplatesView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description The outcome of a many-key template write. */
+        TemplatesWritten: {
+            /**
+             * @description The orgs below, whose effective settings were re-resolved (empty when nothing
+             *     changed).
+             */
+            affected_orgs: string[];
+            /** @description The scope written. */
+            scope: components["schemas"]["ScopeDto"];
+            /**
+             * Format: uint64
+             * @description The template's new version (unchanged when nothing changed).
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        TemplatesWrittenEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["TemplatesWritten"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /**
          * @description A staff role.
@@ -9666,6 +10115,7 @@ export interface operations {
                      *           "granted_by": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "key": "events.create",
                      *           "reason": "string",
+                     *           "starts_at": "2026-09-01T15:30:00Z",
                      *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
                      *         }
                      *       ],
@@ -9758,6 +10208,7 @@ export interface operations {
                  *       "expires_at": "2026-09-01T15:30:00Z",
                  *       "key": "events.create",
                  *       "reason": "string",
+                 *       "starts_at": "2026-09-01T15:30:00Z",
                  *       "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
                  *     }
                  */
@@ -9812,6 +10263,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_LOCKED */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10024,7 +10484,11 @@ export interface operations {
                      *           "committee": "Book Fair",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
+                     *           "hidden_fields": [
+                     *             "string"
+                     *           ],
                      *           "last_name": "García",
+                     *           "phone": "+1 555 010 2030",
                      *           "role": {
                      *             "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *             "kind": "string",
@@ -10034,7 +10498,8 @@ export interface operations {
                      *           "role_ends_at": "2026-09-01T15:30:00Z",
                      *           "status": "active",
                      *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "version": 3
+                     *           "version": 3,
+                     *           "view": "string"
                      *         }
                      *       ],
                      *       "meta": {
@@ -11072,7 +11537,11 @@ export interface operations {
                      *           "committee": "Book Fair",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
+                     *           "hidden_fields": [
+                     *             "string"
+                     *           ],
                      *           "last_name": "García",
+                     *           "phone": "+1 555 010 2030",
                      *           "role": {
                      *             "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *             "kind": "string",
@@ -11082,7 +11551,8 @@ export interface operations {
                      *           "role_ends_at": "2026-09-01T15:30:00Z",
                      *           "status": "active",
                      *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "version": 3
+                     *           "version": 3,
+                     *           "view": "string"
                      *         }
                      *       ],
                      *       "meta": {
@@ -11499,7 +11969,11 @@ export interface operations {
                      *           "committee": "Book Fair",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
+                     *           "hidden_fields": [
+                     *             "string"
+                     *           ],
                      *           "last_name": "García",
+                     *           "phone": "+1 555 010 2030",
                      *           "removed_at": "2026-09-01T15:30:00Z",
                      *           "removed_by": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "role": {
@@ -11511,7 +11985,8 @@ export interface operations {
                      *           "role_ends_at": "2026-09-01T15:30:00Z",
                      *           "status": "active",
                      *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "version": 3
+                     *           "version": 3,
+                     *           "view": "string"
                      *         }
                      *       ],
                      *       "meta": {
@@ -11627,7 +12102,11 @@ export interface operations {
                      *         "committee": "Book Fair",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
+                     *         "hidden_fields": [
+                     *           "string"
+                     *         ],
                      *         "last_name": "García",
+                     *         "phone": "+1 555 010 2030",
                      *         "role": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string",
@@ -11637,7 +12116,8 @@ export interface operations {
                      *         "role_ends_at": "2026-09-01T15:30:00Z",
                      *         "status": "active",
                      *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "version": 3
+                     *         "version": 3,
+                     *         "view": "string"
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -11754,7 +12234,11 @@ export interface operations {
                      *         "committee": "Book Fair",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
+                     *         "hidden_fields": [
+                     *           "string"
+                     *         ],
                      *         "last_name": "García",
+                     *         "phone": "+1 555 010 2030",
                      *         "role": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string",
@@ -11764,7 +12248,8 @@ export interface operations {
                      *         "role_ends_at": "2026-09-01T15:30:00Z",
                      *         "status": "active",
                      *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "version": 3
+                     *         "version": 3,
+                     *         "view": "string"
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -12011,7 +12496,11 @@ export interface operations {
                      *         "committee": "Book Fair",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
+                     *         "hidden_fields": [
+                     *           "string"
+                     *         ],
                      *         "last_name": "García",
+                     *         "phone": "+1 555 010 2030",
                      *         "role": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string",
@@ -12021,7 +12510,8 @@ export interface operations {
                      *         "role_ends_at": "2026-09-01T15:30:00Z",
                      *         "status": "active",
                      *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "version": 3
+                     *         "version": 3,
+                     *         "view": "string"
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -12312,7 +12802,11 @@ export interface operations {
                      *         "committee": "Book Fair",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
+                     *         "hidden_fields": [
+                     *           "string"
+                     *         ],
                      *         "last_name": "García",
+                     *         "phone": "+1 555 010 2030",
                      *         "role": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string",
@@ -12322,7 +12816,8 @@ export interface operations {
                      *         "role_ends_at": "2026-09-01T15:30:00Z",
                      *         "status": "active",
                      *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "version": 3
+                     *         "version": 3,
+                     *         "view": "string"
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -12387,6 +12882,883 @@ export interface operations {
             };
             /** @description Error: UNSUPPORTED_MEDIA_TYPE */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_my_privacy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "children_and_grades": "hidden",
+                     *         "chosen_at": "2026-09-01T15:30:00Z",
+                     *         "committee": "hidden",
+                     *         "effective": {
+                     *           "hidden": [
+                     *             "string"
+                     *           ],
+                     *           "listed": true,
+                     *           "shown": [
+                     *             "string"
+                     *           ]
+                     *         },
+                     *         "email": "hidden",
+                     *         "listing": "hidden",
+                     *         "notice_version": 3,
+                     *         "phone": "hidden",
+                     *         "policy": {
+                     *           "children_and_grades": true,
+                     *           "committee": true,
+                     *           "email": true,
+                     *           "listing": "opt_out",
+                     *           "phone": true,
+                     *           "updated_at": "2026-09-01T15:30:00Z",
+                     *           "version": 3
+                     *         },
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PrivacyViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_my_privacy: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "children_and_grades": "hidden",
+                 *       "committee": "hidden",
+                 *       "email": "hidden",
+                 *       "listing": "hidden",
+                 *       "notice_version": 3,
+                 *       "phone": "hidden",
+                 *       "version": 3
+                 *     }
+                 */
+                "application/json": components["schemas"]["PrivacyBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "children_and_grades": "hidden",
+                     *         "chosen_at": "2026-09-01T15:30:00Z",
+                     *         "committee": "hidden",
+                     *         "effective": {
+                     *           "hidden": [
+                     *             "string"
+                     *           ],
+                     *           "listed": true,
+                     *           "shown": [
+                     *             "string"
+                     *           ]
+                     *         },
+                     *         "email": "hidden",
+                     *         "listing": "hidden",
+                     *         "notice_version": 3,
+                     *         "phone": "hidden",
+                     *         "policy": {
+                     *           "children_and_grades": true,
+                     *           "committee": true,
+                     *           "email": true,
+                     *           "listing": "opt_out",
+                     *           "phone": true,
+                     *           "updated_at": "2026-09-01T15:30:00Z",
+                     *           "version": 3
+                     *         },
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PrivacyViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_directory_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "children_and_grades": true,
+                     *         "committee": true,
+                     *         "email": true,
+                     *         "listing": "opt_out",
+                     *         "phone": true,
+                     *         "updated_at": "2026-09-01T15:30:00Z",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PolicyViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_directory_policy: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "children_and_grades": true,
+                 *       "committee": true,
+                 *       "email": true,
+                 *       "listing": "opt_out",
+                 *       "phone": true,
+                 *       "version": 3
+                 *     }
+                 */
+                "application/json": components["schemas"]["PolicyBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "children_and_grades": true,
+                     *         "committee": true,
+                     *         "email": true,
+                     *         "listing": "opt_out",
+                     *         "phone": true,
+                     *         "updated_at": "2026-09-01T15:30:00Z",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PolicyViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    export_directory: {
+        parameters: {
+            query?: {
+                /** @description Only members of this committee (case-insensitive). */
+                committee?: string | null;
+                /** @description Joined at or after (RFC 3339). */
+                joined_from?: string | null;
+                /** @description Joined before (RFC 3339). */
+                joined_to?: string | null;
+                /** @description Direction (default `asc`). */
+                order?: components["schemas"]["OrderDto"];
+                /** @description Only the members this search finds (on shown fields only), best match first. */
+                q?: string | null;
+                /** @description Only members with this role: a built-in name or a custom role's id. */
+                role?: string | null;
+                /** @description Sort key (default `name`; not `email`). */
+                sort?: components["schemas"]["SortDto"];
+                /** @description Only members with this status. */
+                status?: components["schemas"]["StatusFilterDto"] | null;
+            };
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The directory: a header row, then one row per listed member */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": unknown;
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    org_access_log: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+                /** @description Only reads of this member's record (org log only). */
+                user_id?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "accessor_user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "at": "string",
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "subject_user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "what": "string"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Array_of_AccessViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    my_access_log: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+                /** @description Only reads of this member's record (org log only). */
+                user_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "accessor_user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "at": "string",
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "subject_user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "what": "string"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Array_of_AccessViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16368,14 +17740,17 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "data": [
-                     *         {
-                     *           "enabled": true,
-                     *           "key": "events.create",
-                     *           "locked": true,
-                     *           "min_role": "volunteer"
-                     *         }
-                     *       ],
+                     *       "data": {
+                     *         "templates": [
+                     *           {
+                     *             "enabled": true,
+                     *             "key": "events.create",
+                     *             "locked": true,
+                     *             "min_role": "volunteer"
+                     *           }
+                     *         ],
+                     *         "version": 3
+                     *       },
                      *       "meta": {
                      *         "pagination": {
                      *           "limit": 50,
@@ -16389,7 +17764,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_TemplateRowEnvelope"];
+                    "application/json": components["schemas"]["TemplatesViewEnvelope"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -16403,6 +17778,181 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    write_permission_templates: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description District id. */
+                district_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "remove": [
+                 *         "documents.delete"
+                 *       ],
+                 *       "set": [
+                 *         {
+                 *           "enabled": true,
+                 *           "key": "budget.approve",
+                 *           "locked": true,
+                 *           "min_role": "board_member"
+                 *         },
+                 *         {
+                 *           "enabled": true,
+                 *           "key": "events.create",
+                 *           "min_role": "volunteer"
+                 *         }
+                 *       ],
+                 *       "version": 4
+                 *     }
+                 */
+                "application/json": components["schemas"]["TemplatesBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "affected_orgs": [
+                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *         ],
+                     *         "scope": {
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "kind": "string"
+                     *         },
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TemplatesWrittenEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16703,14 +18253,17 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "data": [
-                     *         {
-                     *           "enabled": true,
-                     *           "key": "events.create",
-                     *           "locked": true,
-                     *           "min_role": "volunteer"
-                     *         }
-                     *       ],
+                     *       "data": {
+                     *         "templates": [
+                     *           {
+                     *             "enabled": true,
+                     *             "key": "events.create",
+                     *             "locked": true,
+                     *             "min_role": "volunteer"
+                     *           }
+                     *         ],
+                     *         "version": 3
+                     *       },
                      *       "meta": {
                      *         "pagination": {
                      *           "limit": 50,
@@ -16724,7 +18277,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_TemplateRowEnvelope"];
+                    "application/json": components["schemas"]["TemplatesViewEnvelope"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -16747,6 +18300,190 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    write_school_permission_templates: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description School id. */
+                school_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "remove": [
+                 *         "documents.delete"
+                 *       ],
+                 *       "set": [
+                 *         {
+                 *           "enabled": true,
+                 *           "key": "budget.approve",
+                 *           "locked": true,
+                 *           "min_role": "board_member"
+                 *         },
+                 *         {
+                 *           "enabled": true,
+                 *           "key": "events.create",
+                 *           "min_role": "volunteer"
+                 *         }
+                 *       ],
+                 *       "version": 4
+                 *     }
+                 */
+                "application/json": components["schemas"]["TemplatesBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "affected_orgs": [
+                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *         ],
+                     *         "scope": {
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "kind": "string"
+                     *         },
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TemplatesWrittenEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_LOCKED */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };

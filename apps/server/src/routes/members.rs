@@ -475,7 +475,7 @@ async fn list_members(
     let descending = matches!(q.order, OrderDto::Desc);
     let audience = audience_of(&member);
     if !audience.may_sort_by(sort) {
-        return Err(super::privacy::email_sort_refused());
+        return Err(email_sort_refused());
     }
     let after = q
         .cursor
@@ -844,7 +844,7 @@ async fn read_member(
             .await
     };
     let (u, m) = found?.ok_or_else(|| ApiError::not_found("no such member"))?;
-    let who = super::privacy::viewer_of(state, viewer, user, read).await?;
+    let who = viewer_of(state, viewer, user, read).await?;
     let shown = match who {
         Viewer::Themself | Viewer::Admin => Visibility::RECORD,
         Viewer::Member => {
@@ -1225,4 +1225,36 @@ async fn leave_org(state: State, member: OrgMember) -> Result<Reply<Left>, ApiEr
         .remove_member(&member.audit_context(), member.org_id(), me, me)
         .await?;
     Ok(Reply(Left { left: true }))
+}
+
+/// 422: ordering the directory by e-mail would reveal hidden addresses.
+pub(super) fn email_sort_refused() -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: "sort".into(),
+        code: "not_allowed".into(),
+        message: "sorting by e-mail is for the org's admins (addresses may be hidden from you)"
+            .into(),
+    }])
+}
+
+/// What `member` (the viewer) is to `subject`, and records a read of the record by an
+/// admin as data-access activity (one insert, before the record is returned).
+pub(super) async fn viewer_of(
+    state: &State,
+    member: &OrgMember,
+    subject: UserId,
+    log_record_read: bool,
+) -> Result<Viewer, ApiError> {
+    let viewer_id = member.user_id().ok();
+    let viewer = Viewer::of(viewer_id, subject, member.is_admin());
+    if log_record_read
+        && viewer == Viewer::Admin
+        && let Some(accessor) = viewer_id
+    {
+        state
+            .privacy
+            .record_access(member.org_id(), accessor, subject, "member.record")
+            .await?;
+    }
+    Ok(viewer)
 }

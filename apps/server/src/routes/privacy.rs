@@ -520,7 +520,7 @@ async fn export_directory(
     Query(q): Query<DirectoryExportQuery>,
 ) -> Result<DirectoryFile, ApiError> {
     if matches!(q.sort, SortDto::Email) {
-        return Err(email_sort_refused());
+        return Err(super::members::email_sort_refused());
     }
     let org = member.org_id().as_uuid();
     let spec = ExportSpec {
@@ -588,16 +588,6 @@ async fn export_directory(
         filename: format!("directory-{org}.csv"),
         body: stream::once(async move { Ok(Bytes::from(body)) }).boxed(),
     })
-}
-
-/// 422: ordering the directory by e-mail would reveal hidden addresses.
-pub(super) fn email_sort_refused() -> ApiError {
-    ApiError::validation(vec![FieldError {
-        field: "sort".into(),
-        code: "not_allowed".into(),
-        message: "sorting by e-mail is for the org's admins (addresses may be hidden from you)"
-            .into(),
-    }])
 }
 
 /// Paging of data-access activity.
@@ -704,26 +694,4 @@ async fn my_access_log(
         )
         .await?;
     Ok(access_page(rows, limit))
-}
-
-/// What `member` (the viewer) is to `subject`, and records a read of the record by an
-/// admin as data-access activity (one insert, before the record is returned).
-pub(super) async fn viewer_of(
-    state: &State,
-    member: &OrgMember,
-    subject: UserId,
-    log_record_read: bool,
-) -> Result<Viewer, ApiError> {
-    let viewer_id = member.user_id().ok();
-    let viewer = Viewer::of(viewer_id, subject, member.is_admin());
-    if log_record_read
-        && viewer == Viewer::Admin
-        && let Some(accessor) = viewer_id
-    {
-        state
-            .privacy
-            .record_access(member.org_id(), accessor, subject, "member.record")
-            .await?;
-    }
-    Ok(viewer)
 }
