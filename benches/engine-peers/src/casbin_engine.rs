@@ -10,9 +10,9 @@
 //! g, u<user>, r<rank>, o<org>        active membership of an active user, built-in role
 //! g, u<user>, c:<name>, o<org>       ... or custom role
 //! g, c:<name>, r<rank>, o<org>       custom role counts as a rank
-//! g, c:<name>, <key>, o<org>         custom role's extra key (only if the key is enabled)
+//! g, c:<name>, <key>, o<org>         custom role's extra key (enabled keys not locked above)
 //! g, r<rank>, <key>, o<org>          rank reaches the key's effective min_role (enabled keys only)
-//! g, u<user>, <key>, o<org>          unexpired direct grant (enabled keys only)
+//! g, u<user>, <key>, o<org>          active direct grant (enabled keys not locked above)
 //! ```
 //!
 //! with no `p` lines and the matcher `g(r.sub, r.obj, r.dom)`: one role-graph reachability
@@ -27,7 +27,9 @@ use casbin::Adapter;
 use casbin::prelude::*;
 use permissions::{MemberStatus, PermissionKey};
 
-use crate::dataset::{CUSTOM_ROLES, Dataset, Role, naive_effective, unexpired_grant_keys};
+use crate::dataset::{
+    CUSTOM_ROLES, Dataset, Role, exception_keys, naive_effective, unexpired_grant_keys,
+};
 
 pub const MODEL: &str = r#"
 [request_definition]
@@ -100,8 +102,9 @@ impl CasbinEngine {
                     format!("r{}", role.counts_as.rank()),
                     dom.clone(),
                 ]);
+                let exceptions = exception_keys(chain);
                 for key in role.extra_keys {
-                    if effective[key.index()].1 {
+                    if exceptions.contains(key) {
                         rules.push(vec![name.clone(), key.as_str().to_owned(), dom.clone()]);
                     }
                 }
@@ -120,8 +123,9 @@ impl CasbinEngine {
             };
             rules.push(vec![sub.clone(), role, dom.clone()]);
             let chain = &data.chains[m.org as usize];
+            let exceptions = exception_keys(chain);
             for key in unexpired_grant_keys(m).iter() {
-                if naive_effective(chain, key).1 {
+                if exceptions.contains(key) {
                     rules.push(vec![sub.clone(), key.as_str().to_owned(), dom.clone()]);
                 }
             }

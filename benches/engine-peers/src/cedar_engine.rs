@@ -43,7 +43,9 @@ use cedar_policy::{
 };
 use permissions::{MemberStatus, PermissionKey};
 
-use crate::dataset::{CUSTOM_ROLES, Dataset, Role, naive_effective, unexpired_grant_keys};
+use crate::dataset::{
+    CUSTOM_ROLES, Dataset, Role, exception_keys, naive_effective, unexpired_grant_keys,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -107,6 +109,7 @@ impl CedarEngine {
             .iter()
             .map(|k| uid(&action_ty, k.as_str()))
             .collect();
+        let exceptions: Vec<permissions::KeySet> = data.chains.iter().map(exception_keys).collect();
         let effective: Vec<[(u8, bool); PermissionKey::COUNT]> = data
             .chains
             .iter()
@@ -158,7 +161,7 @@ impl CedarEngine {
                         parents.extend(
                             role.extra_keys
                                 .into_iter()
-                                .filter(|k| effective[org][k.index()].1)
+                                .filter(|&k| exceptions[org].contains(k))
                                 .map(|k| perm(org, k)),
                         );
                         list.push(Entity::new_no_attrs(
@@ -180,7 +183,7 @@ impl CedarEngine {
                     p.extend(
                         unexpired_grant_keys(m)
                             .iter()
-                            .filter(|k| effective[org][k.index()].1)
+                            .filter(|&k| exceptions[org].contains(k))
                             .map(|k| perm(org, k)),
                     );
                 }
@@ -235,7 +238,11 @@ impl CedarEngine {
                 let mut tags: Vec<Vec<(String, RestrictedExpression)>> =
                     vec![Vec::new(); data.user_ids.len()];
                 for m in data.memberships.iter().filter(|m| active(m)) {
-                    let keys = m.role.extra_keys().union(unexpired_grant_keys(m));
+                    let keys = m
+                        .role
+                        .extra_keys()
+                        .union(unexpired_grant_keys(m))
+                        .intersection(exceptions[m.org as usize]);
                     let record = RestrictedExpression::new_record([
                         (
                             "rank".to_owned(),

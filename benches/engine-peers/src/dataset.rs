@@ -387,12 +387,29 @@ pub fn naive_effective(chain: &OrgChain, key: PermissionKey) -> (BuiltinRole, bo
     current
 }
 
+/// Whether a district or school setting of `key` is locked: then a custom role's extra
+/// key and a direct grant of it count for nothing in the org ("locks bind exceptions").
+pub fn locked_above(chain: &OrgChain, key: PermissionKey) -> bool {
+    let locked = |s: &ScopeSettings| s.get(key).is_some_and(|setting| setting.locked);
+    chain.district.as_ref().is_some_and(|d| locked(&d.settings))
+        || chain.school.as_ref().is_some_and(|s| locked(&s.settings))
+}
+
+/// The keys for which exceptions (extra keys, grants) count in the org of `chain`: enabled
+/// and not locked above the org.
+pub fn exception_keys(chain: &OrgChain) -> KeySet {
+    PermissionKey::ALL
+        .into_iter()
+        .filter(|&k| naive_effective(chain, k).1 && !locked_above(chain, k))
+        .collect()
+}
+
 /// The keys a membership holds through an unexpired grant at [`NOW`] (what the peers get,
 /// precomputed, since neither has our expiry semantics built in).
 pub fn unexpired_grant_keys(m: &Membership) -> KeySet {
     m.grants
         .iter()
-        .filter(|g| g.expires_at.is_none_or(|t| NOW < t))
+        .filter(|g| g.starts_at.is_none_or(|t| t <= NOW) && g.expires_at.is_none_or(|t| NOW < t))
         .map(|g| g.key)
         .collect()
 }
@@ -412,6 +429,6 @@ pub fn naive_check(
         && data.user_active[m.user as usize]
         && enabled
         && (m.role.counts_as().rank() >= min_role.rank()
-            || m.role.extra_keys().contains(key)
-            || unexpired_grant_keys(m).contains(key))
+            || (!locked_above(&data.chains[org], key)
+                && (m.role.extra_keys().contains(key) || unexpired_grant_keys(m).contains(key))))
 }
