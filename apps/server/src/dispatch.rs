@@ -63,6 +63,7 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
     let whole_org = || org.map(Effect::Org).into_iter().collect();
     match kind {
         EventType::MemberCreate
+        | EventType::MemberErase
         | EventType::MemberJoin
         | EventType::MemberLeave
         | EventType::MemberRemove
@@ -112,6 +113,9 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         EventType::PermissionUpdate => whole_org(),
         EventType::ApiKeyRevoke => entity().map(Effect::Credential).into_iter().collect(),
         EventType::UserProfileUpdate => entity().map(Effect::UserDirectories).into_iter().collect(),
+        // Each membership of an erased account is retired by its own `member.erase`
+        // event (same transaction); its sessions end through `AuthService`.
+        EventType::UserErase => Vec::new(),
         // The org's settings, its directory policy among them: what its directory
         // pages hold and show.
         EventType::OrgUpdate => org.map(Effect::Directory).into_iter().collect(),

@@ -235,6 +235,11 @@ pub async fn build_state(
         tmp_dir,
         mail_urls: settings.mail.public_urls.clone(),
         mail_wake,
+        mail_files: settings
+            .mail
+            .smtp
+            .is_none()
+            .then(|| settings.data_dir.join("outbox")),
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz,
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),

@@ -77,6 +77,9 @@ pub struct AppState {
     /// Wakes this instance's mail worker (`notify_one` after committing messages);
     /// without it they go within the worker's poll interval.
     pub mail_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Where messages are written as `.eml` files when there is no SMTP server (the
+    /// embedded default); an erasure removes the person's files there.
+    pub mail_files: Option<std::path::PathBuf>,
 }
 
 impl AppState {

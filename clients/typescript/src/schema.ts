@@ -359,7 +359,11 @@ export interface paths {
         get: operations["me"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Delete your account and erase your data
+         * @description Needs the account's `password`. Erases, at once and for good: every org's record of you (memberships, profiles, children, committees, privacy choices, removed memberships kept for restoring, direct grants, invitations to your address), reads of your record logged by orgs, your sessions, second factor, recovery codes and e-mailed links, your district roles, e-mails to you (queued, sent, and their files), job rows that name you and the stored export files of your orgs, and the account itself. In the audit trail the events stay (the chains and signed digests still verify) but every personal field about you — sealed under a key per person — becomes unreadable: its key is destroyed (`[erased]`). Answers a receipt of what was removed; recorded as `member.erase` in each org and `user.erase`, without your data. 409 (`details.reason`) for the last active admin of an org (`last_admin`, with `org_ids`: make someone else admin first) and for a platform admin (`platform_admin`).
+         */
+        delete: operations["erase_me"];
         options?: never;
         head?: never;
         /** Change the caller's account preferences (the language of their e-mail) */
@@ -1230,6 +1234,28 @@ export interface paths {
         get: operations["my_access_log"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/users/{user_id}/erase": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Erase a member's data on their request (admins)
+         * @description For a member's deletion request (give the `reason`, recorded with the erasure). Erases what this org holds about them — membership, profile, children, committee, privacy choices, a removed membership, direct grants, API keys they created (revoked), invitations to their address, reads of their record, e-mails from this org to them, job rows that name them and the org's stored export files — and destroys their keys in this org's audit chain (the events stay and verify; their personal fields read `[erased]`). When nothing else holds the account (no other membership, no district role, not a platform admin), the account goes too, as with `DELETE /api/v2/me`. Not undoable; answers a receipt. 409 for the org's last active admin (`last_admin`) and for yourself (`yourself`: delete your own account instead); 404 for someone who is not a member.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        post: operations["erase_member"];
         delete?: never;
         options?: never;
         head?: never;
@@ -3096,6 +3122,137 @@ export interface components {
             listed: boolean;
             /** @description Fields shown to other members. */
             shown: string[];
+        };
+        /** @description Confirms the deletion of the caller's account. */
+        EraseMeBody: {
+            /** @description The account's password. */
+            password: string;
+        };
+        /** @description Why the member's data is erased. */
+        EraseMemberBody: {
+            /** @description The request this fulfils (3 to 500 characters), e.g. "asked by e-mail on 2026-12-01". */
+            reason: string;
+        };
+        /** @description Path of one member. */
+        ErasePath: {
+            /**
+             * Format: uuid
+             * @description Org id (resolved by the route's guard).
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description The member's user id.
+             */
+            user_id: string;
+        };
+        /** @description What was removed, by kind. */
+        ErasedCountsView: {
+            /**
+             * Format: uint64
+             * @description Data-access log entries about the person.
+             */
+            access_log_entries: number;
+            /**
+             * Format: uint64
+             * @description The account itself (0 or 1).
+             */
+            accounts: number;
+            /**
+             * Format: uint64
+             * @description Audit chains that held personal fields about them (now unreadable there).
+             */
+            audit_chains: number;
+            /**
+             * Format: uint64
+             * @description Their keys destroyed in the audit trail (one per chain and person or invitation).
+             */
+            audit_keys: number;
+            /**
+             * Format: uint64
+             * @description District roles.
+             */
+            district_roles: number;
+            /**
+             * Format: uint64
+             * @description E-mails to them (queued or sent) and their files.
+             */
+            emails: number;
+            /**
+             * Format: uint64
+             * @description Stored export file parts withdrawn (an export lists many people: withdrawn whole).
+             */
+            export_files: number;
+            /**
+             * Format: uint64
+             * @description Invitations to their address.
+             */
+            invitations: number;
+            /**
+             * Format: uint64
+             * @description Rows of import and export jobs naming them.
+             */
+            job_records: number;
+            /**
+             * Format: uint64
+             * @description Memberships (role, committee, children, profile).
+             */
+            memberships: number;
+            /**
+             * Format: uint64
+             * @description Direct permission grants to them.
+             */
+            permission_grants: number;
+            /**
+             * Format: uint64
+             * @description Directory privacy choices.
+             */
+            privacy_choices: number;
+            /**
+             * Format: uint64
+             * @description Removed memberships kept for restoring.
+             */
+            removed_memberships: number;
+            /**
+             * Format: uint64
+             * @description Sessions and refresh tokens.
+             */
+            sessions: number;
+            /**
+             * Format: uint64
+             * @description Second factors, recovery codes, sign-in challenges, e-mailed links.
+             */
+            sign_in_secrets: number;
+        };
+        /** @description The receipt of an erasure: what was removed, and when. */
+        ErasureReceiptView: {
+            /** @description Whether the account itself was erased. */
+            account_erased: boolean;
+            /** @description When the erasure was committed (RFC 3339). */
+            erased_at: string;
+            /**
+             * Format: uuid
+             * @description The org, for `org`.
+             */
+            org_id?: string | null;
+            /** @description What was removed. */
+            removed: components["schemas"]["ErasedCountsView"];
+            /** @description `account` (everything) or `org` (what one org held). */
+            scope: string;
+            /**
+             * Format: uuid
+             * @description The erased person.
+             */
+            user_id: string;
+        };
+        /** @description A successful response. */
+        ErasureReceiptViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["ErasureReceiptView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description The error object of a failed response. */
         ErrorBody: {
@@ -7120,6 +7277,146 @@ export interface operations {
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    erase_me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "password": "correct horse battery staple"
+                 *     }
+                 */
+                "application/json": components["schemas"]["EraseMeBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "account_erased": true,
+                     *         "erased_at": "2026-09-01T15:30:00Z",
+                     *         "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "removed": {
+                     *           "access_log_entries": 1,
+                     *           "accounts": 1,
+                     *           "audit_chains": 1,
+                     *           "audit_keys": 1,
+                     *           "district_roles": 1,
+                     *           "emails": 1,
+                     *           "export_files": 1,
+                     *           "invitations": 1,
+                     *           "job_records": 1,
+                     *           "memberships": 1,
+                     *           "permission_grants": 1,
+                     *           "privacy_choices": 1,
+                     *           "removed_memberships": 1,
+                     *           "sessions": 1,
+                     *           "sign_in_secrets": 1
+                     *         },
+                     *         "scope": "string",
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErasureReceiptViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13759,6 +14056,169 @@ export interface operations {
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    erase_member: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description The member's user id. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "reason": "string"
+                 *     }
+                 */
+                "application/json": components["schemas"]["EraseMemberBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "account_erased": true,
+                     *         "erased_at": "2026-09-01T15:30:00Z",
+                     *         "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "removed": {
+                     *           "access_log_entries": 1,
+                     *           "accounts": 1,
+                     *           "audit_chains": 1,
+                     *           "audit_keys": 1,
+                     *           "district_roles": 1,
+                     *           "emails": 1,
+                     *           "export_files": 1,
+                     *           "invitations": 1,
+                     *           "job_records": 1,
+                     *           "memberships": 1,
+                     *           "permission_grants": 1,
+                     *           "privacy_choices": 1,
+                     *           "removed_memberships": 1,
+                     *           "sessions": 1,
+                     *           "sign_in_secrets": 1
+                     *         },
+                     *         "scope": "string",
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErasureReceiptViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

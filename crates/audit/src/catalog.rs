@@ -113,6 +113,8 @@ catalog! {
     JobCancel = "job.cancel",
     /// A member was added with an existing account.
     MemberCreate = "member.create",
+    /// What an org held about a member was erased on their request (issue #17).
+    MemberErase = "member.erase",
     /// Someone was invited (a pending membership).
     MemberInvite = "member.invite",
     /// Someone joined with the org's code.
@@ -167,6 +169,8 @@ catalog! {
     SchoolMove = "school.move",
     /// A school was renamed or re-coded.
     SchoolUpdate = "school.update",
+    /// An account was erased: its data gone, its audit keys destroyed.
+    UserErase = "user.erase",
     /// A user edited their own profile.
     UserProfileUpdate = "user.profile_update",
 }

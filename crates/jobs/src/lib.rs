@@ -24,6 +24,7 @@
 
 pub mod cleanup;
 mod entity;
+mod erasure;
 pub mod export;
 pub mod import;
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub mod queue;
 pub mod table;
 pub mod worker;
 
+pub use erasure::{JobErasure, JobScope, erase_person_in};
 pub use queue::{
     Job, JobDraft, JobFilter, JobKind, JobQueue, JobStatus, JobStoreError, SweepReport,
 };

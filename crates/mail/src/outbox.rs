@@ -17,23 +17,9 @@ use persistence::{Database, WriteTx, now_micros};
 /// Rows per multi-row insert.
 const INSERT_CHUNK: usize = 500;
 
-/// `sql` with `?` placeholders, numbered `$1, $2, …` for PostgreSQL.
+/// `sql` with `?` placeholders (see [`persistence::statement`]).
 pub(crate) fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    if backend != DbBackend::Postgres {
-        return Statement::from_sql_and_values(backend, sql, values);
-    }
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    Statement::from_sql_and_values(backend, out, values)
+    persistence::statement(backend, sql, values)
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -143,6 +129,53 @@ impl Outbox {
             .map_err(MailError::Storage)?;
         }
         Ok(())
+    }
+
+    /// Deletes every message to `address`, or naming it in its content, whatever its
+    /// status (only those of `org`, when given), in the caller's transaction (an
+    /// erasure); the ids deleted (their `.eml` files, without SMTP, go with
+    /// [`crate::FileTransport::forget_address`]).
+    ///
+    /// # Errors
+    /// [`MailError::Storage`]; roll back then.
+    pub async fn erase_recipient_in<C: ConnectionTrait>(
+        conn: &C,
+        address: &str,
+        org: Option<Uuid>,
+    ) -> Result<Vec<Uuid>, MailError> {
+        let backend = conn.get_database_backend();
+        let address = address.to_lowercase();
+        let mut condition = if backend == DbBackend::Postgres {
+            "(lower(recipient) = ? OR strpos(lower(payload::text), ?) > 0)".to_owned()
+        } else {
+            "(lower(recipient) = ? OR instr(lower(payload), ?) > 0)".to_owned()
+        };
+        let mut values: Vec<Value> = vec![address.clone().into(), address.into()];
+        if let Some(org) = org {
+            condition.push_str(" AND org_id = ?");
+            values.push(org.into());
+        }
+        let rows = conn
+            .query_all_raw(stmt(
+                backend,
+                &format!("SELECT id FROM mail_outbox WHERE {condition}"),
+                values.clone(),
+            ))
+            .await
+            .map_err(MailError::Storage)?;
+        let ids = rows
+            .iter()
+            .map(|r| r.try_get::<Uuid>("", "id"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(MailError::Storage)?;
+        conn.execute_raw(stmt(
+            backend,
+            &format!("DELETE FROM mail_outbox WHERE {condition}"),
+            values,
+        ))
+        .await
+        .map_err(MailError::Storage)?;
+        Ok(ids)
     }
 
     /// The state of one message (`None` if there is no such message).

@@ -425,6 +425,33 @@ impl FileTransport {
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
     }
+
+    /// Deletes every message file in `dir` addressed to or naming `address`
+    /// (case-insensitive; an erasure); how many. A missing directory holds none.
+    ///
+    /// # Errors
+    /// Reading the directory or removing a file failed.
+    pub fn forget_address(dir: &std::path::Path, address: &str) -> std::io::Result<u64> {
+        let needle = address.to_lowercase().into_bytes();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_none_or(|x| x != "eml" && x != "tmp") {
+                continue;
+            }
+            let bytes = std::fs::read(&path)?.to_ascii_lowercase();
+            if !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
 }
 
 #[async_trait::async_trait]

@@ -9,6 +9,7 @@
 mod database;
 mod error;
 pub mod routing;
+mod sql;
 mod time_util;
 mod write_tx;
 
@@ -17,5 +18,6 @@ pub use database::{
     WAIT_BUCKETS,
 };
 pub use error::{StorageError, boxed, is_transient};
+pub use sql::statement;
 pub use time_util::now_micros;
 pub use write_tx::WriteTx;

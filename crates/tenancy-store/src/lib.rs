@@ -15,6 +15,7 @@ mod api_keys;
 mod convert;
 mod directory;
 mod entity;
+pub mod erasure;
 mod invitations;
 mod member_account;
 mod notices;

@@ -8,6 +8,7 @@
 
 pub mod directory;
 mod email;
+pub mod erasure;
 mod invitation;
 mod language;
 mod membership;

@@ -19,11 +19,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod scan;
 mod smtp;
 pub use smtp::{SmtpSink, header};
 
 use persistence::{Database, DatabaseSettings};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, Statement, Value};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -156,27 +157,7 @@ where
     .join();
 }
 
-/// `sql` written with `?` placeholders, for `backend` (numbered `$1…` on PostgreSQL),
-/// bound to `values`.
-#[must_use]
-pub fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres {
-        let mut out = String::with_capacity(sql.len() + 8);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        sql.to_owned()
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
+pub use persistence::statement;
 
 /// A fresh, migrated database of one test, with a scratch directory.
 pub struct ScratchDb {

@@ -238,6 +238,37 @@ impl From<DeleteRoleError> for ApiError {
     }
 }
 
+/// An erasure refused by its rule: 404 for someone who is not there, 409 (with
+/// `details.reason`) for the invariants that keep orgs and the platform administered.
+impl From<tenancy::erasure::ErasureRefused> for ApiError {
+    fn from(r: tenancy::erasure::ErasureRefused) -> Self {
+        use tenancy::erasure::ErasureRefused;
+        let conflict = |reason: &str| {
+            Self::new(ErrorCode::Conflict, r.to_string())
+                .with_details(serde_json::json!({ "reason": reason }))
+        };
+        match &r {
+            ErasureRefused::NotFound => Self::not_found("no such member"),
+            ErasureRefused::LastAdmin(orgs) => Self::new(ErrorCode::Conflict, r.to_string())
+                .with_details(serde_json::json!({
+                    "reason": "last_admin",
+                    "org_ids": orgs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })),
+            ErasureRefused::Yourself => conflict("yourself"),
+            ErasureRefused::PlatformAdmin => conflict("platform_admin"),
+        }
+    }
+}
+
+impl From<tenancy::erasure::EraseError> for ApiError {
+    fn from(e: tenancy::erasure::EraseError) -> Self {
+        match e {
+            tenancy::erasure::EraseError::Refused(r) => r.into(),
+            tenancy::erasure::EraseError::Storage(e) => e.into(),
+        }
+    }
+}
+
 impl From<DeleteOrgError> for ApiError {
     fn from(e: DeleteOrgError) -> Self {
         match e {

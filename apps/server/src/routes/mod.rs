@@ -7,6 +7,7 @@ mod audit_logs;
 mod auth;
 mod common;
 pub(crate) mod districts;
+mod erasure;
 mod invitations;
 mod jobs;
 mod member_io;
@@ -40,6 +41,7 @@ pub fn api() -> Api {
     member_io::register(&mut routes);
     members::register(&mut routes);
     privacy::register(&mut routes);
+    erasure::register(&mut routes);
     roles::register(&mut routes);
     jobs::register(&mut routes);
     api_keys::register(&mut routes);

@@ -17,6 +17,7 @@ mod directory_cache;
 mod districts;
 mod docs;
 mod edge;
+mod erasure;
 mod errors;
 mod handout;
 mod hardening;

@@ -431,6 +431,42 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Member(org2_id, uuid(&leaver_id)), Directory],
     )
     .await;
+    // Erasure: by an admin (the account goes with it: nothing else holds it), and of
+    // one's own account.
+    for (email, by_admin) in [("erased@wp.test", true), ("quitter@wp.test", false)] {
+        let (erased_id, erased) = signed_up(&w.a, email).await;
+        let (status, joined) = send(
+            &w.a,
+            Method::POST,
+            "/api/v2/orgs/join",
+            Some(&erased),
+            Some(json!({"signup_code": "RIVERSD1"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{joined}");
+        let _ = get(&b, &admin, &format!("/api/v2/orgs/{org2}/users")).await;
+        if by_admin {
+            w.write(
+                "POST /api/v2/orgs/{org_id}/users/{user_id}/erase",
+                &format!("/api/v2/orgs/{org2}/users/{erased_id}/erase"),
+                Some(&admin),
+                Some(json!({"reason": "asked by e-mail"})),
+                &["member.erase", "user.erase"],
+                &[Member(org2_id, uuid(&erased_id)), Directory],
+            )
+            .await;
+        } else {
+            w.write(
+                "DELETE /api/v2/me",
+                "/api/v2/me",
+                Some(&erased),
+                Some(json!({"password": "correct horse battery"})),
+                &["member.erase", "user.erase"],
+                &[Member(org2_id, uuid(&erased_id)), Directory],
+            )
+            .await;
+        }
+    }
     let current = get(&w.a, &admin, &format!("/api/v2/orgs/{org2}")).await;
     let o = w
         .write(

@@ -15,7 +15,6 @@ use audit_store::{
     verify_live_chain, write_digest,
 };
 use persistence::Backend;
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -211,92 +210,11 @@ fn archived_events(dir: &Path) -> Vec<AuditEvent> {
 }
 
 /// Every file under `dir`, gzip files decompressed: its bytes.
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-            continue;
-        }
-        let mut bytes = std::fs::read(&path).unwrap();
-        if path.extension().is_some_and(|e| e == "gz") {
-            let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(bytes.as_slice())
-                .read_to_end(&mut plain)
-                .unwrap();
-            bytes = plain;
-        }
-        out.push((path.display().to_string(), bytes));
-    }
-    out
-}
+use test_support::scan::{contains, files_under};
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Every row of every table as text (PostgreSQL: `t::text`; SQLite: each column cast
-/// to text, blobs as hex — the raw file scan covers their bytes), tagged with its table.
+/// Every row of every table as text, tagged with its table.
 async fn table_texts(db: &TestDb) -> Vec<(String, String)> {
-    let conn = db.db.primary();
-    let backend = conn.get_database_backend();
-    let tables_sql = match db.backend() {
-        Backend::Postgres => {
-            "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
-        }
-        Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1",
-    };
-    let tables: Vec<String> = conn
-        .query_all_raw(Statement::from_string(backend, tables_sql))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get::<String>("", "name").unwrap())
-        .collect();
-    let mut out = Vec::new();
-    for table in tables {
-        let sql = match db.backend() {
-            Backend::Postgres => format!("SELECT t::text AS row FROM \"{table}\" t"),
-            Backend::Sqlite => {
-                let columns: Vec<String> = conn
-                    .query_all_raw(Statement::from_string(
-                        backend,
-                        format!("SELECT name FROM pragma_table_info('{table}')"),
-                    ))
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.try_get::<String>("", "name").unwrap())
-                    .collect();
-                let cells: Vec<String> = columns
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "coalesce(CASE WHEN typeof(\"{c}\") = 'blob' THEN hex(\"{c}\") \
-                             ELSE CAST(\"{c}\" AS TEXT) END, '')"
-                        )
-                    })
-                    .collect();
-                if cells.is_empty() {
-                    continue;
-                }
-                format!(
-                    "SELECT {} AS row FROM \"{table}\"",
-                    cells.join(" || '|' || ")
-                )
-            }
-        };
-        for row in conn
-            .query_all_raw(Statement::from_string(backend, sql))
-            .await
-            .unwrap()
-        {
-            let text: Option<String> = row.try_get("", "row").unwrap();
-            out.push((table.clone(), text.unwrap_or_default()));
-        }
-    }
-    out
+    test_support::scan::table_texts(db.db.primary()).await
 }
 
 /// The stored keys of `subject` (hex-free raw bytes).

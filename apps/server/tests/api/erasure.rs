@@ -1,0 +1,652 @@
+//! Erasure (issue #17): a member's distinctive values spread through memberships,
+//! invitations, imports, exports, audit events (live and archived), caches and
+//! e-mails (queued and written) are gone from every table and every file under
+//! `DATA_DIR` after `DELETE /me`, while the audit trail still verifies; an org's
+//! admin erases a member of their org.
+
+use std::path::Path;
+
+use actix_web::http::Method;
+use actix_web::test;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use test_support::scan::{self, contains};
+
+use crate::helpers::{TestContext, login, new_org, send, signed_up};
+
+backend_tests!(
+    erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_trail_verifies,
+    an_admin_erases_a_member_of_their_org_and_the_account_only_when_nothing_else_holds_it,
+);
+
+const EMAIL: &str = "zelda.quillfeather@erasure.test";
+const PASSWORD: &str = "correct horse battery";
+const FIRST: &str = "Zeldarine";
+const LAST: &str = "Quillfeather";
+const PHONE: &str = "+1 555 314 1592";
+const COMMITTEE: &str = "Xylophone Brigade";
+const CHILD: &str = "Ottoline Quaver";
+const INVITED_CHILD: &str = "Peregrine Quaver";
+
+/// What the scan looks for (lower-cased; a phone in any of its stored forms).
+fn needles() -> Vec<String> {
+    [
+        EMAIL,
+        "zelda.quillfeather",
+        FIRST,
+        LAST,
+        "555 314 1592",
+        "5553141592",
+        COMMITTEE,
+        CHILD,
+        INVITED_CHILD,
+    ]
+    .iter()
+    .map(|s| s.to_lowercase())
+    .collect()
+}
+
+/// Every row of every table, lower-cased (PostgreSQL through the superuser, so
+/// row-level security hides nothing).
+async fn table_texts(ctx: &TestContext) -> Vec<(String, String)> {
+    let rows = match ctx.postgres_urls() {
+        Some((_, superuser)) => {
+            let conn = sea_orm::Database::connect(&superuser).await.unwrap();
+            scan::table_texts(&conn).await
+        }
+        None => scan::table_texts(ctx.state.db.primary()).await,
+    };
+    assert!(
+        rows.iter().any(|(t, _)| t == "audit_subject_keys"),
+        "every table is read"
+    );
+    rows.into_iter()
+        .map(|(t, r)| (t, r.to_lowercase()))
+        .collect()
+}
+
+/// Every file under `DATA_DIR` (archives decompressed), lower-cased.
+fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    scan::files_under(dir)
+        .into_iter()
+        .map(|(p, b)| (p, b.to_ascii_lowercase()))
+        .collect()
+}
+
+/// Where each needle is found: (needle, place).
+async fn traces(ctx: &TestContext) -> Vec<(String, String)> {
+    let rows = table_texts(ctx).await;
+    let files = files_under(&ctx.settings.data_dir);
+    let mut found = Vec::new();
+    for needle in needles() {
+        let hex = hex::encode(needle.as_bytes());
+        for (table, text) in &rows {
+            if text.contains(&needle) || text.contains(&hex) {
+                found.push((needle.clone(), format!("table {table}")));
+            }
+        }
+        for (path, bytes) in &files {
+            if contains(bytes, needle.as_bytes()) {
+                found.push((needle.clone(), format!("file {path}")));
+            }
+        }
+    }
+    found
+}
+
+async fn import_csv(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    token: &str,
+    org: &str,
+    csv: Vec<u8>,
+) -> (u16, Value) {
+    let req = test::TestRequest::post()
+        .uri(&format!("/api/v2/orgs/{org}/users/import"))
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .insert_header(("content-type", "text/csv"))
+        .set_payload(csv)
+        .to_request();
+    let res = test::call_service(app, req).await;
+    let status = res.status().as_u16();
+    let bytes = test::read_body(res).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn download(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    token: &str,
+    uri: &str,
+) -> (u16, Vec<u8>) {
+    let req = test::TestRequest::get()
+        .uri(uri)
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .to_request();
+    let res = test::call_service(app, req).await;
+    let status = res.status().as_u16();
+    (status, test::read_body(res).await.to_vec())
+}
+
+fn job_worker(ctx: &TestContext) -> jobs::Worker {
+    let mut s = jobs::WorkerSettings::new(ctx.state.tmp_dir.clone());
+    s.lease = std::time::Duration::ZERO;
+    pto_server::startup::job_worker(&ctx.state, s)
+}
+
+/// Writes every queued message as an `.eml` file (the embedded default's transport).
+async fn deliver_mail(ctx: &TestContext) {
+    let worker = mail::MailWorker::new(
+        ctx.state.db.clone(),
+        pto_server::startup::mail_transport(&ctx.settings).unwrap(),
+        mail::WorkerSettings::new(ctx.settings.mail.from.clone()),
+    );
+    worker.drain().await.unwrap();
+}
+
+async fn erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_trail_verifies(
+    ctx: TestContext,
+) {
+    let app = ctx.service().await;
+    let (_, admin_a) = signed_up(&app, "admin.a@erasure.test").await;
+    let org_a = new_org(&app, &admin_a, "Erasure PTO A").await;
+    let (_, admin_b) = signed_up(&app, "admin.b@erasure.test").await;
+    let org_b = new_org(&app, &admin_b, "Erasure PTO B").await;
+
+    // B invites Zelda before she has an account: an invitation and its e-mail.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org_b}/users"),
+        Some(&admin_b),
+        Some(
+            json!({"email": EMAIL, "first_name": FIRST, "last_name": LAST, "phone": PHONE,
+                    "committee": COMMITTEE, "children": [{"name": INVITED_CHILD, "grade": "4"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Zelda registers (a verification e-mail), joins A and fills in her profile.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/register",
+        None,
+        Some(json!({"email": EMAIL, "password": PASSWORD, "first_name": FIRST, "last_name": LAST})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let zelda_id = body["data"]["id"].as_str().unwrap().to_owned();
+    let zelda = login(&app, EMAIL, PASSWORD).await;
+    let (_, org) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org_a}"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    let code = org["data"]["signup_code"].as_str().unwrap().to_owned();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&zelda),
+        Some(json!({"signup_code": code})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = crate::helpers::patch_current(
+        &app,
+        &format!("/api/v2/orgs/{org_a}/me"),
+        Some(&zelda),
+        Some(json!({"committee": COMMITTEE, "children": [{"name": CHILD, "grade": "2"}], "phone": PHONE})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/orgs/{org_a}/me/privacy"),
+        Some(&zelda),
+        Some(json!({"phone": "hidden"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The e-mails so far are written as files; a reset link stays queued.
+    deliver_mail(&ctx).await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/password-reset",
+        None,
+        Some(json!({"email": EMAIL})),
+    )
+    .await;
+    assert_eq!(status, 202);
+
+    // A's admin reads her record (an access-log entry), warms the cached list, exports
+    // the members (streamed) and imports that file into B (a job whose rows name her),
+    // and runs an export as a job (a stored file listing her).
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org_a}/users/{zelda_id}"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, list) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org_a}/users"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(list.to_string().contains(LAST), "{list}");
+    let (status, csv) = download(
+        &app,
+        &admin_a,
+        &format!("/api/v2/orgs/{org_a}/users/export?format=csv&async=false"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(contains(&csv, EMAIL.as_bytes()));
+    let (status, body) = import_csv(&app, &admin_b, &org_b, csv).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = download(
+        &app,
+        &admin_a,
+        &format!("/api/v2/orgs/{org_a}/users/export?format=csv&async=true"),
+    )
+    .await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    job_worker(&ctx).run_until_idle().await.unwrap();
+
+    // Archive every chain's events so far into DATA_DIR (archived events hold her too).
+    let archive_dir = ctx.settings.data_dir.join("audit-archive");
+    audit_store::archive_all(
+        &ctx.state.db,
+        &archive_dir,
+        &ctx.state.audit_signer,
+        audit_store::ArchiveOptions::at(
+            time::OffsetDateTime::now_utc() + time::Duration::days(1000),
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    // More live events about her after the archive.
+    let (status, body) = crate::helpers::patch_current(
+        &app,
+        &format!("/api/v2/orgs/{org_a}/me"),
+        Some(&zelda),
+        Some(json!({"committee": format!("{COMMITTEE} II")})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The audit trail holds her values sealed (no plaintext in its rows or archives);
+    // her org's admins read them opened, live and archived events alike.
+    assert!(
+        files_under(&archive_dir)
+            .iter()
+            .any(|(p, _)| p.ends_with(".gz")),
+        "archives written"
+    );
+    let (_, logs) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org_a}/audit-logs?limit=200"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    assert!(
+        logs.to_string().contains(&format!("{COMMITTEE} II")),
+        "{logs}"
+    );
+
+    // The scan finds her everywhere it should before the erasure (so it can fail).
+    let before = traces(&ctx).await;
+    let place = |p: &str| before.iter().any(|(_, w)| w.contains(p));
+    for expected in [
+        "users",
+        "memberships",
+        "invitations",
+        "mail_outbox",
+        "job_files",
+        "job_errors",
+        ".eml",
+    ] {
+        assert!(
+            place(expected),
+            "the scan should find her in {expected}: {before:?}"
+        );
+    }
+    for needle in needles() {
+        assert!(
+            before.iter().any(|(n, _)| *n == needle),
+            "{needle} not found before erasure"
+        );
+    }
+
+    // The last admin of an org cannot erase their account; a wrong password is 422.
+    let (status, body) = send(
+        &app,
+        Method::DELETE,
+        "/api/v2/me",
+        Some(&admin_a),
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["details"]["reason"], "last_admin");
+    assert_eq!(body["error"]["details"]["org_ids"][0], org_a.as_str());
+    let (status, body) = send(
+        &app,
+        Method::DELETE,
+        "/api/v2/me",
+        Some(&zelda),
+        Some(json!({"password": "wrong password"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+
+    let (status, receipt) = send(
+        &app,
+        Method::DELETE,
+        "/api/v2/me",
+        Some(&zelda),
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200, "{receipt}");
+    let r = &receipt["data"];
+    assert_eq!(r["user_id"], zelda_id.as_str());
+    assert_eq!(r["scope"], "account");
+    assert_eq!(r["account_erased"], true);
+    assert!(
+        time::OffsetDateTime::parse(
+            r["erased_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok()
+    );
+    let removed = &r["removed"];
+    for (what, at_least) in [
+        ("accounts", 1),
+        ("memberships", 1),
+        ("invitations", 1),
+        ("privacy_choices", 1),
+        ("access_log_entries", 1),
+        ("sessions", 1),
+        ("emails", 3),
+        ("job_records", 1),
+        ("export_files", 1),
+        ("audit_keys", 2),
+    ] {
+        assert!(
+            removed[what].as_u64().unwrap() >= at_least,
+            "{what}: {receipt}"
+        );
+    }
+
+    // Signed out everywhere, the account is gone, and no list shows her (cached pages
+    // were retired).
+    let (status, _) = send(&app, Method::GET, "/api/v2/me", Some(&zelda), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/login",
+        None,
+        Some(json!({"email": EMAIL, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (_, list) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org_a}/users"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    assert!(
+        !list
+            .to_string()
+            .to_lowercase()
+            .contains(&LAST.to_lowercase()),
+        "{list}"
+    );
+
+    // Nothing of her is left in any table or file.
+    let after = traces(&ctx).await;
+    assert!(after.is_empty(), "traces left after erasure: {after:?}");
+
+    // The audit trail keeps its events and still verifies, live and archived; her
+    // fields read [erased]; the erasure itself is recorded without her data.
+    for (org, admin) in [(&org_a, &admin_a), (&org_b, &admin_b)] {
+        let (status, report) = send(
+            &app,
+            Method::GET,
+            &format!("/api/v2/orgs/{org}/audit-logs/verify"),
+            Some(admin),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["data"]["intact"], true, "{report}");
+    }
+    let (_, logs) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org_a}/audit-logs?limit=200"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    let logs = logs["data"].as_array().unwrap().clone();
+    let erase = logs
+        .iter()
+        .find(|e| e["action"] == "member.erase")
+        .expect("member.erase recorded");
+    assert_eq!(erase["entity_id"], zelda_id.as_str());
+    assert!(
+        logs.iter()
+            .any(|e| e["entity_id"] == zelda_id.as_str() && e.to_string().contains("[erased]")),
+        "{logs:?}"
+    );
+    let archive = audit_store::verify_archive_dir(&archive_dir, &ctx.state.audit_signer).unwrap();
+    assert!(archive.is_intact(), "{archive:?}");
+}
+
+async fn an_admin_erases_a_member_of_their_org_and_the_account_only_when_nothing_else_holds_it(
+    ctx: TestContext,
+) {
+    let app = ctx.service().await;
+    let (admin_id, admin) = signed_up(&app, "admin@erase-member.test").await;
+    let org = new_org(&app, &admin, "Erase Member PTO").await;
+    let (_, other_admin) = signed_up(&app, "other@erase-member.test").await;
+    let other = new_org(&app, &other_admin, "Other PTO").await;
+    let code = |org: String, token: String| {
+        let app = &app;
+        async move {
+            let (_, o) = send(
+                app,
+                Method::GET,
+                &format!("/api/v2/orgs/{org}"),
+                Some(&token),
+                None,
+            )
+            .await;
+            o["data"]["signup_code"].as_str().unwrap().to_owned()
+        }
+    };
+    let code_a = code(org.clone(), admin.clone()).await;
+    let code_b = code(other.clone(), other_admin.clone()).await;
+    let join = |token: String, code: String| {
+        let app = &app;
+        async move {
+            let (status, body) = send(
+                app,
+                Method::POST,
+                "/api/v2/orgs/join",
+                Some(&token),
+                Some(json!({"signup_code": code})),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    // Only here: the account goes too.
+    let (solo_id, solo) = signed_up(&app, "solo@erase-member.test").await;
+    join(solo.clone(), code_a.clone()).await;
+    // Also a member of another org: the account stays, with that membership.
+    let (both_id, both) = signed_up(&app, "both@erase-member.test").await;
+    join(both.clone(), code_a.clone()).await;
+    join(both.clone(), code_b).await;
+
+    let uri = |user: &str| format!("/api/v2/orgs/{org}/users/{user}/erase");
+    // Not an admin: 403; no reason: 422; yourself: 409; a non-member: 404.
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &uri(&solo_id),
+        Some(&both),
+        Some(json!({"reason": "asked by phone"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &uri(&solo_id),
+        Some(&admin),
+        Some(json!({"reason": " x "})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["details"]["fields"][0]["field"], "reason");
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &uri(&admin_id),
+        Some(&admin),
+        Some(json!({"reason": "asked by phone"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["details"]["reason"], "yourself");
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &uri(&uuid::Uuid::now_v7().to_string()),
+        Some(&admin),
+        Some(json!({"reason": "asked by phone"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let (status, receipt) = send(
+        &app,
+        Method::POST,
+        &uri(&solo_id),
+        Some(&admin),
+        Some(json!({"reason": "asked by e-mail on 2026-12-01"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["data"]["scope"], "org");
+    assert_eq!(receipt["data"]["org_id"], org.as_str());
+    assert_eq!(receipt["data"]["account_erased"], true);
+    assert_eq!(receipt["data"]["removed"]["memberships"], 1);
+    assert_eq!(receipt["data"]["removed"]["accounts"], 1);
+    let (status, _) = send(&app, Method::GET, "/api/v2/me", Some(&solo), None).await;
+    assert_eq!(status, 401, "the erased account's session ends");
+
+    let (status, receipt) = send(
+        &app,
+        Method::POST,
+        &uri(&both_id),
+        Some(&admin),
+        Some(json!({"reason": "asked by e-mail on 2026-12-02"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["data"]["account_erased"], false);
+    assert_eq!(receipt["data"]["removed"]["accounts"], 0);
+    let (status, me) = send(&app, Method::GET, "/api/v2/me", Some(&both), None).await;
+    assert_eq!(status, 200, "{me}");
+    let orgs: Vec<&str> = me["data"]["memberships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["org_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(orgs, vec![other.as_str()], "{me}");
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/users/{both_id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // Twice is 404 (nothing left to erase here).
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &uri(&both_id),
+        Some(&admin),
+        Some(json!({"reason": "asked again"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    // Recorded with its reason, in this org's chain, which still verifies.
+    let (_, logs) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs?limit=200"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let erasures: Vec<&Value> = logs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "member.erase")
+        .collect();
+    assert_eq!(erasures.len(), 2, "{logs}");
+    assert!(
+        logs.to_string().contains("asked by e-mail on 2026-12-02"),
+        "{logs}"
+    );
+    let (_, report) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs/verify"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(report["data"]["intact"], true, "{report}");
+}
