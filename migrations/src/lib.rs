@@ -27,6 +27,7 @@ mod m20261206_000050_account_preferences;
 mod m20261206_000060_grant_windows_and_template_versions;
 mod m20261206_000080_directory_privacy;
 mod m20261206_000090_audit_personal_data;
+mod m20261206_000110_personal_data_exports;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
@@ -34,6 +35,7 @@ pub use m20261206_000011_school_settings_rls::SCHOOL_TABLES;
 pub use m20261206_000020_mail_outbox::MAIL_TABLES;
 pub use m20261206_000080_directory_privacy::PRIVACY_TABLES;
 pub use m20261206_000090_audit_personal_data::AUDIT_KEY_TABLES;
+pub use m20261206_000110_personal_data_exports::PERSONAL_EXPORT_TABLES;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -60,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000060_grant_windows_and_template_versions::Migration),
             Box::new(m20261206_000080_directory_privacy::Migration),
             Box::new(m20261206_000090_audit_personal_data::Migration),
+            Box::new(m20261206_000110_personal_data_exports::Migration),
         ]
     }
 }

@@ -337,6 +337,25 @@ fn spawn_term_ender(state: web::Data<AppState>) {
     });
 }
 
+/// Every minute: runs the personal data exports a crash left queued (an export runs
+/// right after its request otherwise) and removes expired export files.
+fn spawn_personal_exports(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match tenancy_store::personal_data::run_due(&state.db, time::Duration::minutes(1)).await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(ran = n, "personal data exports left queued were run"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "running queued personal data exports failed; retrying next minute")
+                }
+            }
+        }
+    });
+}
+
 /// Starts this instance's job worker: it runs jobs created here at once (woken) and
 /// picks up any runnable job, including ones a crashed instance left, every few seconds.
 fn spawn_job_worker(state: &web::Data<AppState>) {
@@ -460,6 +479,7 @@ impl Application {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         spawn_digest_writer(state.clone(), settings.audit_digest_interval);
         spawn_term_ender(state.clone());
+        spawn_personal_exports(state.clone());
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
         spawn_mail_worker(&state, &settings)?;

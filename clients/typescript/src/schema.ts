@@ -1262,6 +1262,125 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/me/data-export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ask for everything held about you (JSON)
+         * @description Answers 202 with the request; the file is usually ready within seconds (follow `GET /api/v2/me/data-exports/{export_id}` until `status` is `succeeded`, then download it from `…/download`). It holds your account, every membership and profile (children, committee), removed memberships, privacy choices (your consents, with the notice version), invitations to your address, direct grants, district roles, sign-ins and sessions (time, address, browser), who read your record, and every audit and activity event where you are the actor or the subject (opened; a field erased earlier reads `[erased]`). Not your password (a one-way hash). The file is kept 7 days. Recorded as `data.export`.
+         */
+        post: operations["request_my_data_export"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/data-exports/{export_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of your data exports */
+        get: operations["get_my_data_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/data-exports/{export_id}/download": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download your data export (JSON)
+         * @description 404 until the export has `succeeded`, and after it expired.
+         */
+        get: operations["download_my_data_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/users/{user_id}/data-export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Export what the org holds about a member, on their request (admins)
+         * @description For a member's (or former member's) access request: the account as the org sees it, the membership and profile, a removed membership, privacy choices, invitations, direct grants, reads of their record, and the events of this org's audit trail where they are the actor or the subject. 202 with the request; follow and download it under `/api/v2/orgs/{org_id}/data-exports/{export_id}`. Recorded as `data.export` in the org's audit trail.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        post: operations["request_member_data_export"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/data-exports/{export_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A member data export of this org (admins)
+         * @description Requires the `admin` role in the organization.
+         */
+        get: operations["get_member_data_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/data-exports/{export_id}/download": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download a member data export of this org (admins)
+         * @description Requires the `admin` role in the organization.
+         */
+        get: operations["download_member_data_export"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/orgs/{org_id}/roles": {
         parameters: {
             query?: never;
@@ -2869,6 +2988,48 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A data export request. */
+        DataExportView: {
+            /** @description Where to download the file once `status` is `succeeded`. */
+            download: string;
+            /** @description When the file is removed (RFC 3339). */
+            expires_at: string;
+            /** @description When the file was ready (RFC 3339). */
+            finished_at?: string | null;
+            /**
+             * Format: uuid
+             * @description The request's id.
+             */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The org, for an org admin's request.
+             */
+            org_id?: string | null;
+            /** @description When it was asked for (RFC 3339). */
+            requested_at: string;
+            /**
+             * Format: uint64
+             * @description The file's size in bytes, once ready.
+             */
+            size?: number | null;
+            /** @description `queued` (being built) or `succeeded` (ready to download). */
+            status: string;
+            /**
+             * Format: uuid
+             * @description Whose data.
+             */
+            user_id: string;
+        };
+        /** @description A successful response. */
+        DataExportViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["DataExportView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description Events of one UTC day. */
         DayView: {
             /**
@@ -3180,7 +3341,8 @@ export interface components {
             emails: number;
             /**
              * Format: uint64
-             * @description Stored export file parts withdrawn (an export lists many people: withdrawn whole).
+             * @description Stored member-export file parts withdrawn (an export lists many people: withdrawn
+             *     whole) and personal data exports removed.
              */
             export_files: number;
             /**
@@ -3871,6 +4033,19 @@ export interface components {
              */
             user_id: string;
         };
+        /** @description Path of a member. */
+        MemberPath2: {
+            /**
+             * Format: uuid
+             * @description Org id (resolved by the route's guard).
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description The member's user id.
+             */
+            user_id: string;
+        };
         /** @description A member search. */
         MemberSearchQuery: {
             /** @description Only members of this committee (case-insensitive). */
@@ -4046,6 +4221,14 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description Path of one of your exports. */
+        MyExportPath: {
+            /**
+             * Format: uuid
+             * @description The export's id.
+             */
+            export_id: string;
+        };
         /** @description One of the caller's invitations. */
         MyInvitationPath: {
             /**
@@ -4073,6 +4256,19 @@ export interface components {
         };
         /** @description Sort direction. */
         OrderDto: "asc" | "desc";
+        /** @description Path of an org's export. */
+        OrgExportPath: {
+            /**
+             * Format: uuid
+             * @description The export's id.
+             */
+            export_id: string;
+            /**
+             * Format: uuid
+             * @description Org id (resolved by the route's guard).
+             */
+            org_id: string;
+        };
         /** @description The kind of organization. */
         OrgKindDto: "pto" | "pta" | "ptsa" | "other";
         /** @description The `{org_id}` path parameter every org route has. */
@@ -14228,6 +14424,539 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    request_my_data_export: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "download": "string",
+                     *         "expires_at": "2026-09-01T15:30:00Z",
+                     *         "finished_at": "2026-09-01T15:30:00Z",
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "requested_at": "2026-09-01T15:30:00Z",
+                     *         "size": 1,
+                     *         "status": "active",
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["DataExportViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_my_data_export: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The export's id. */
+                export_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "download": "string",
+                     *         "expires_at": "2026-09-01T15:30:00Z",
+                     *         "finished_at": "2026-09-01T15:30:00Z",
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "requested_at": "2026-09-01T15:30:00Z",
+                     *         "size": 1,
+                     *         "status": "active",
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["DataExportViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    download_my_data_export: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The export's id. */
+                export_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The export file (JSON, `format`: `ptoc.personal-data-export/1`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/vnd.ptoc.personal-data-export+json": unknown;
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    request_member_data_export: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description The member's user id. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "download": "string",
+                     *         "expires_at": "2026-09-01T15:30:00Z",
+                     *         "finished_at": "2026-09-01T15:30:00Z",
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "requested_at": "2026-09-01T15:30:00Z",
+                     *         "size": 1,
+                     *         "status": "active",
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["DataExportViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_member_data_export: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description The export's id. */
+                export_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "download": "string",
+                     *         "expires_at": "2026-09-01T15:30:00Z",
+                     *         "finished_at": "2026-09-01T15:30:00Z",
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "requested_at": "2026-09-01T15:30:00Z",
+                     *         "size": 1,
+                     *         "status": "active",
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["DataExportViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    download_member_data_export: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description The export's id. */
+                export_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The export file (JSON, `format`: `ptoc.personal-data-export/1`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/vnd.ptoc.personal-data-export+json": unknown;
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -308,6 +308,12 @@ async fn erase_member_in(
         vec![o.into(), u.into()],
     )
     .await?;
+    counts.export_files += exec(
+        tx,
+        "DELETE FROM personal_data_exports WHERE org_id = ? AND user_id = ?",
+        vec![o.into(), u.into()],
+    )
+    .await?;
     let scope = convert::org_scope(&org_row);
     crate::api_keys::revoke_keys_of_creator(tx, ctx, scope, org, user).await?;
     let chain = AuditScope::Chain(ChainId::Org(o));
@@ -377,6 +383,12 @@ async fn erase_account_in(
     counts.district_roles += exec(
         tx,
         "DELETE FROM district_staff WHERE user_id = ?",
+        vec![u.into()],
+    )
+    .await?;
+    counts.export_files += exec(
+        tx,
+        "DELETE FROM personal_data_exports WHERE user_id = ?",
         vec![u.into()],
     )
     .await?;

@@ -20,6 +20,7 @@ mod invitations;
 mod member_account;
 mod notices;
 mod orgs;
+pub mod personal_data;
 mod privacy;
 mod roles;
 mod sessions;

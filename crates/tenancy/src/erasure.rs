@@ -173,8 +173,8 @@ pub struct ErasedCounts {
     pub emails: u64,
     /// Rows of import and export jobs naming them.
     pub job_records: u64,
-    /// Stored export files that may list them (an export is a copy of many records and
-    /// is withdrawn whole).
+    /// Stored export files that may list them (a member export is a copy of many
+    /// records and is withdrawn whole) and their personal data exports.
     pub export_files: u64,
     /// Per-person keys of the audit trail destroyed (the sealed fields become unreadable).
     pub audit_keys: u64,

@@ -97,7 +97,8 @@ pub struct ErasedCountsView {
     pub emails: u64,
     /// Rows of import and export jobs naming them.
     pub job_records: u64,
-    /// Stored export file parts withdrawn (an export lists many people: withdrawn whole).
+    /// Stored member-export file parts withdrawn (an export lists many people: withdrawn
+    /// whole) and personal data exports removed.
     pub export_files: u64,
     /// Their keys destroyed in the audit trail (one per chain and person or invitation).
     pub audit_keys: u64,

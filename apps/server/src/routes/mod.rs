@@ -14,6 +14,7 @@ mod member_io;
 mod members;
 mod orgs;
 mod permissions;
+mod personal_export;
 mod privacy;
 mod roles;
 mod system;
@@ -42,6 +43,7 @@ pub fn api() -> Api {
     members::register(&mut routes);
     privacy::register(&mut routes);
     erasure::register(&mut routes);
+    personal_export::register(&mut routes);
     roles::register(&mut routes);
     jobs::register(&mut routes);
     api_keys::register(&mut routes);

@@ -322,6 +322,104 @@ async fn erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_t
         "{logs}"
     );
 
+    // Her data export holds every value the scan looks for (the phone as she typed
+    // it; the scan also looks for the digits the search index keeps); the org admin's
+    // export of her holds what org A has, not org B's invitation.
+    let (status, asked) = send(
+        &app,
+        Method::POST,
+        "/api/v2/me/data-export",
+        Some(&zelda),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{asked}");
+    let export_id = asked["data"]["id"].as_str().unwrap().to_owned();
+    tenancy_store::personal_data::run_export(&ctx.state.db, export_id.parse().unwrap())
+        .await
+        .unwrap();
+    let (status, state) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/me/data-exports/{export_id}"),
+        Some(&zelda),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, state["data"]["status"].as_str()),
+        (200, Some("succeeded")),
+        "{state}"
+    );
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/me/data-exports/{export_id}"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "another user's export is not found");
+    let (status, file) = download(&app, &zelda, state["data"]["download"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    let export: Value = serde_json::from_slice(&file).unwrap();
+    assert_eq!(export["format"], "ptoc.personal-data-export/1");
+    let text = String::from_utf8_lossy(&file).to_lowercase();
+    for needle in needles().iter().filter(|n| *n != "5553141592") {
+        assert!(
+            text.contains(needle.as_str()),
+            "{needle} missing from her data export"
+        );
+    }
+    // Live events (those archived above are in the archive files, not in the export).
+    let events = export["data"]["audit_events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["action"] == "member.update"
+            && e.to_string().contains(&format!("{COMMITTEE} II"))),
+        "{export}"
+    );
+    assert!(!export["data"]["sessions"].as_array().unwrap().is_empty());
+    let (status, asked) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org_a}/users/{zelda_id}/data-export"),
+        Some(&admin_a),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{asked}");
+    let org_export = asked["data"]["id"].as_str().unwrap().to_owned();
+    tenancy_store::personal_data::run_export(&ctx.state.db, org_export.parse().unwrap())
+        .await
+        .unwrap();
+    let (status, file) = download(
+        &app,
+        &admin_a,
+        &format!("/api/v2/orgs/{org_a}/data-exports/{org_export}/download"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&file).to_lowercase();
+    for needle in [EMAIL, COMMITTEE, CHILD] {
+        assert!(
+            text.contains(&needle.to_lowercase()),
+            "{needle} missing from the org's export"
+        );
+    }
+    assert!(
+        !text.contains(&INVITED_CHILD.to_lowercase()),
+        "org B's invitation is not org A's to export"
+    );
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org_b}/users/{zelda_id}/data-export"),
+        Some(&admin_b),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "only invited to B: not a member");
+
     // The scan finds her everywhere it should before the erasure (so it can fail).
     let before = traces(&ctx).await;
     let place = |p: &str| before.iter().any(|(_, w)| w.contains(p));
@@ -332,6 +430,7 @@ async fn erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_t
         "mail_outbox",
         "job_files",
         "job_errors",
+        "personal_data_exports",
         ".eml",
     ] {
         assert!(

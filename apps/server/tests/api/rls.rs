@@ -57,6 +57,7 @@ async fn without_a_tenant_every_tenant_table_is_empty() {
         .chain(migration::MAIL_TABLES)
         .chain(migration::AUDIT_KEY_TABLES)
         .chain(migration::PRIVACY_TABLES)
+        .chain(migration::PERSONAL_EXPORT_TABLES)
         .map(|(t, _, _)| *t)
         .chain(migration::SCHOOL_TABLES.iter().copied());
     for table in tables {

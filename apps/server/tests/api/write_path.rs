@@ -431,6 +431,25 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Member(org2_id, uuid(&leaver_id)), Directory],
     )
     .await;
+    // Personal data exports: the person's own, and an org admin's on a member's request.
+    w.write(
+        "POST /api/v2/me/data-export",
+        "/api/v2/me/data-export",
+        Some(&vol),
+        None,
+        &["data.export"],
+        &[],
+    )
+    .await;
+    w.write(
+        "POST /api/v2/orgs/{org_id}/users/{user_id}/data-export",
+        &format!("/api/v2/orgs/{org2}/users/{vol_id}/data-export"),
+        Some(&admin),
+        None,
+        &["data.export"],
+        &[],
+    )
+    .await;
     // Erasure: by an admin (the account goes with it: nothing else holds it), and of
     // one's own account.
     for (email, by_admin) in [("erased@wp.test", true), ("quitter@wp.test", false)] {
