@@ -134,8 +134,10 @@ pub struct Invitation {
     /// Who invited (`None`: the system, an API key, or invitations moved from before).
     pub invited_by: Option<UserId>,
     /// When it was made.
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When it expires if still pending.
+    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     /// Optimistic-concurrency version.
     pub version: i64,

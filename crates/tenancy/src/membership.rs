@@ -125,12 +125,15 @@ pub struct Membership {
     /// Children (profile data).
     pub children: Vec<Child>,
     /// End of the current officer term: after it the member falls back to volunteer.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub role_ends_at: Option<OffsetDateTime>,
     /// Optimistic-concurrency version.
     pub version: i64,
     /// When they joined.
+    #[serde(with = "time::serde::rfc3339")]
     pub joined_at: OffsetDateTime,
     /// When they last signed in (any org), if since joining.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub last_active_at: Option<OffsetDateTime>,
 }
 

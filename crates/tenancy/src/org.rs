@@ -52,5 +52,6 @@ pub struct Organization {
     /// Optimistic-concurrency version, bumped on every update.
     pub version: i64,
     /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

@@ -143,6 +143,7 @@ pub struct DirectoryPolicy {
     /// 0 until the org first sets its policy (the defaults apply), then 1, 2, …
     pub version: i64,
     /// When it was last changed (`None`: never).
+    #[serde(with = "time::serde::rfc3339::option")]
     pub updated_at: Option<OffsetDateTime>,
 }
 
@@ -194,6 +195,7 @@ pub struct PrivacyChoices {
     /// The policy version (privacy notice) the member saw when choosing.
     pub notice_version: Option<i64>,
     /// When the choices were last made (`None`: never).
+    #[serde(with = "time::serde::rfc3339::option")]
     pub chosen_at: Option<OffsetDateTime>,
     /// 0 until the member first chooses, then 1, 2, …
     pub version: i64,

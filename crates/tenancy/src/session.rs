@@ -12,10 +12,13 @@ pub struct Session {
     /// Its user.
     pub user_id: UserId,
     /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When its token expires.
+    #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     /// When it was revoked (sign-out, password change, admin action).
+    #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     /// Client IP at sign-in.
     pub ip: Option<String>,

@@ -27,9 +27,11 @@ pub struct User {
     /// Account status.
     pub status: UserStatus,
     /// When the account was created.
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Phone number, as entered (profile data).
     pub phone: Option<String>,
     /// When they last signed in, if ever.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub last_active_at: Option<OffsetDateTime>,
 }

@@ -9,6 +9,7 @@ use crate::backend_tests;
 use crate::helpers::{BOOTSTRAP_TOKEN, TestContext, send, signed_up};
 
 backend_tests!(
+    timestamps_inside_audit_values_are_rfc3339,
     district_audit_log_is_for_district_staff_only,
     daily_timeline_counts_exactly_per_utc_day_and_category,
     retention_is_readable_and_settable_by_org_admins,
@@ -691,4 +692,76 @@ async fn pages_have_no_gaps_or_duplicates_while_events_are_written(ctx: TestCont
     // Exactly the events that existed at the first fetch, in order, each once; events
     // written later are newer than the cursor and never show up in later pages.
     assert_eq!(seen, before);
+}
+
+/// Every timestamp inside an audit value is an RFC 3339 string (issue #16: they were
+/// arrays such as `[2026,340,0,34,11,19047000,0,0,0]`).
+async fn timestamps_inside_audit_values_are_rfc3339(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "rfc-admin@example.org").await;
+    let org = crate::helpers::new_org(&app, &admin, "RFC PTO").await;
+    let (_, o) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let code = o["data"]["signup_code"].as_str().unwrap().to_owned();
+    let (member_id, member) = signed_up(&app, "rfc-member@example.org").await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&member),
+        Some(serde_json::json!({"signup_code": code})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) = crate::helpers::patch_current(
+        &app,
+        &format!("/api/v2/orgs/{org}/users/{member_id}"),
+        Some(&admin),
+        Some(serde_json::json!({"committee": "Garden", "role_ends_at": "2030-06-30T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, logs) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs?limit=200"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let events = logs["data"].as_array().unwrap();
+    let update = events
+        .iter()
+        .find(|e| e["action"] == "member.update" || e["action"] == "member.role.change")
+        .expect("the member's change is logged");
+    let joined = update["new_value"]["joined_at"]
+        .as_str()
+        .expect("joined_at is a string");
+    OffsetDateTime::parse(joined, &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(update["new_value"]["role_ends_at"], "2030-06-30T00:00:00Z");
+    // No value anywhere holds a timestamp as an array of numbers.
+    fn numeric_arrays(v: &serde_json::Value, found: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Array(a)
+                if a.len() >= 6 && a.iter().all(serde_json::Value::is_number) =>
+            {
+                found.push(v.to_string());
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| numeric_arrays(x, found)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| numeric_arrays(x, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    for e in events {
+        numeric_arrays(&e["old_value"], &mut found);
+        numeric_arrays(&e["new_value"], &mut found);
+    }
+    assert!(found.is_empty(), "timestamps as arrays: {found:?}");
 }
