@@ -28,6 +28,7 @@ mod m20261206_000060_grant_windows_and_template_versions;
 mod m20261206_000080_directory_privacy;
 mod m20261206_000090_audit_personal_data;
 mod m20261206_000110_personal_data_exports;
+mod m20261206_000120_member_retention;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
@@ -36,6 +37,7 @@ pub use m20261206_000020_mail_outbox::MAIL_TABLES;
 pub use m20261206_000080_directory_privacy::PRIVACY_TABLES;
 pub use m20261206_000090_audit_personal_data::AUDIT_KEY_TABLES;
 pub use m20261206_000110_personal_data_exports::PERSONAL_EXPORT_TABLES;
+pub use m20261206_000120_member_retention::MEMBER_RETENTION_TABLES;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -63,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000080_directory_privacy::Migration),
             Box::new(m20261206_000090_audit_personal_data::Migration),
             Box::new(m20261206_000110_personal_data_exports::Migration),
+            Box::new(m20261206_000120_member_retention::Migration),
         ]
     }
 }

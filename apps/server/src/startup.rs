@@ -356,6 +356,36 @@ fn spawn_personal_exports(state: web::Data<AppState>) {
     });
 }
 
+/// Every hour: erases what orgs still hold about members removed longer ago than the
+/// org's retention period (`member.erase` by the system; several instances may run it:
+/// an erasure found done meanwhile is skipped).
+fn spawn_member_retention(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let now = time::OffsetDateTime::now_utc();
+            match tenancy_store::erasure::apply_retention(
+                &state.db,
+                now,
+                &crate::routes::JobsAndMail,
+                500,
+            )
+            .await
+            {
+                Ok(done) if done.is_empty() => {}
+                Ok(done) => tracing::info!(
+                    erased = done.len(),
+                    "retention: removed members' records erased"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention: erasing removed members' records failed; retrying next hour")
+                }
+            }
+        }
+    });
+}
+
 /// Starts this instance's job worker: it runs jobs created here at once (woken) and
 /// picks up any runnable job, including ones a crashed instance left, every few seconds.
 fn spawn_job_worker(state: &web::Data<AppState>) {
@@ -480,6 +510,7 @@ impl Application {
         spawn_digest_writer(state.clone(), settings.audit_digest_interval);
         spawn_term_ender(state.clone());
         spawn_personal_exports(state.clone());
+        spawn_member_retention(state.clone());
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
         spawn_mail_worker(&state, &settings)?;

@@ -1262,6 +1262,34 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/orgs/{org_id}/member-retention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How long the org keeps removed members' records (admins)
+         * @description `removed_member_days` (default 365, one school year; `version` 0 until set): a member who left or was removed can be restored until then; after it, a scheduled job erases what the org still holds about them (`member.erase` by the system, as `POST …/users/{user_id}/erase` would; the account stays).
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        get: operations["get_member_retention"];
+        /**
+         * Set how long the org keeps removed members' records (admins)
+         * @description `removed_member_days` between 30 and 3650. Send the `version` you read (or `If-Match`): 428 without, 412 when stale. Audited as `org.update` on `member_retention`.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        put: operations["put_member_retention"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/me/data-export": {
         parameters: {
             query?: never;
@@ -3399,7 +3427,10 @@ export interface components {
             org_id?: string | null;
             /** @description What was removed. */
             removed: components["schemas"]["ErasedCountsView"];
-            /** @description `account` (everything) or `org` (what one org held). */
+            /**
+             * @description `account` (everything), `org` (what one org held) or `retention` (what an org
+             *     still held about a former member, erased on schedule).
+             */
             scope: string;
             /**
              * Format: uuid
@@ -4046,6 +4077,30 @@ export interface components {
              */
             user_id: string;
         };
+        /** @description An org's retention period for removed members. */
+        MemberRetentionView: {
+            /**
+             * Format: uint16
+             * @description Days a removed member's record is kept (30 to 3650; default 365).
+             */
+            removed_member_days: number;
+            /** @description When it was last set (RFC 3339). */
+            updated_at?: string | null;
+            /**
+             * Format: int64
+             * @description 0 until the org sets it, then 1, 2, …
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        MemberRetentionViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["MemberRetentionView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A member search. */
         MemberSearchQuery: {
             /** @description Only members of this committee (case-insensitive). */
@@ -4564,6 +4619,19 @@ export interface components {
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
             success: boolean;
+        };
+        /** @description A new retention period. */
+        PutMemberRetentionBody: {
+            /**
+             * Format: int64
+             * @description Days to keep a removed member's record (30 to 3650).
+             */
+            removed_member_days: number;
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`).
+             */
+            version?: number | null;
         };
         /** @description A request that was taken (its effect, if any, arrives by e-mail). */
         Queued: {
@@ -14424,6 +14492,258 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_member_retention: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "removed_member_days": 1,
+                     *         "updated_at": "2026-09-01T15:30:00Z",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["MemberRetentionViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_member_retention: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "removed_member_days": 30,
+                 *       "version": 3
+                 *     }
+                 */
+                "application/json": components["schemas"]["PutMemberRetentionBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "removed_member_days": 1,
+                     *         "updated_at": "2026-09-01T15:30:00Z",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["MemberRetentionViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };

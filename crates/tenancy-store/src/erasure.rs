@@ -15,7 +15,8 @@ use audit::{ChainId, ChangeType, DataSubject, ErasureScope as AuditScope, EventT
 use sea_orm::sea_query::ExprTrait;
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Value};
 use tenancy::erasure::{
-    EraseError, ErasedCounts, ErasureFacts, ErasureReason, ErasureReceipt, ErasureScope, decide,
+    EraseError, ErasedCounts, ErasureFacts, ErasureReason, ErasureReceipt, ErasureScope,
+    RetentionDays, decide,
 };
 use tenancy::ports::{AuditContext, StorageFailure};
 use tenancy::{OrgId, UserId, rules};
@@ -36,8 +37,8 @@ pub struct ErasureRequest<'a> {
     pub ctx: &'a AuditContext,
     /// Whose data, how far.
     pub scope: ErasureScope,
-    /// Who asks.
-    pub actor: UserId,
+    /// Who asks (`None`: the system, a scheduled erasure).
+    pub actor: Option<UserId>,
     /// Whose data.
     pub subject: UserId,
     /// Why (an admin's erasure).
@@ -100,7 +101,7 @@ pub async fn erase_person<P: ErasureParticipant>(
         email: on_record.email.clone(),
         orgs: match req.scope {
             ErasureScope::Account => on_record.facts.member_of.clone(),
-            ErasureScope::Org(org) => vec![org],
+            ErasureScope::Org(org) | ErasureScope::Retention(org) => vec![org],
         },
         account,
     };
@@ -211,6 +212,14 @@ async fn person_on_record(tx: &WriteTx, user: UserId) -> Result<PersonOnRecord, 
         .into_iter()
         .map(|m| m.org_id)
         .collect();
+    let removed_from = removed_memberships::Entity::find()
+        .filter(removed_memberships::Column::UserId.eq(user.as_uuid()))
+        .all(tx)
+        .await
+        .map_err(failure)?
+        .into_iter()
+        .map(|m| OrgId::from_uuid(m.org_id))
+        .collect();
     let mut last_admin_of = Vec::new();
     for &org in &orgs {
         let org = OrgId::from_uuid(org);
@@ -246,6 +255,7 @@ async fn person_on_record(tx: &WriteTx, user: UserId) -> Result<PersonOnRecord, 
         facts: ErasureFacts {
             exists: true,
             member_of: orgs.into_iter().map(OrgId::from_uuid).collect(),
+            removed_from,
             last_admin_of,
             district_staff,
             platform_admin: row.is_platform_admin,
@@ -460,4 +470,200 @@ async fn shred(
         counts.audit_chains += keys;
     }
     Ok(())
+}
+
+/// An org's retention period for removed members, with its version (0 and the default
+/// until the org sets one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberRetention {
+    /// The period.
+    pub days: RetentionDays,
+    /// 0 until set, then 1, 2, …
+    pub version: i64,
+    /// When it was last set.
+    pub updated_at: Option<time::OffsetDateTime>,
+}
+
+/// Why a retention period was not set.
+#[derive(Debug, thiserror::Error)]
+pub enum SetRetentionError {
+    /// The org does not exist.
+    #[error("no such organization")]
+    NotFound,
+    /// `version` is not the current one.
+    #[error("the retention period changed meanwhile (now version {current})")]
+    VersionMismatch {
+        /// The current version.
+        current: i64,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageFailure),
+}
+
+async fn load_retention<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+) -> Result<MemberRetention, StorageFailure> {
+    let row = conn
+        .query_one_raw(persistence::statement(
+            conn.get_database_backend(),
+            "SELECT removed_member_days, version, updated_at FROM member_retention WHERE org_id = ?",
+            vec![org.as_uuid().into()],
+        ))
+        .await
+        .map_err(failure)?;
+    let Some(row) = row else {
+        return Ok(MemberRetention {
+            days: RetentionDays::DEFAULT,
+            version: 0,
+            updated_at: None,
+        });
+    };
+    let days: i32 = row.try_get("", "removed_member_days").map_err(failure)?;
+    Ok(MemberRetention {
+        days: RetentionDays::new(i64::from(days)).unwrap_or(RetentionDays::DEFAULT),
+        version: row.try_get("", "version").map_err(failure)?,
+        updated_at: row.try_get("", "updated_at").map_err(failure)?,
+    })
+}
+
+/// The org's retention period for removed members.
+///
+/// # Errors
+/// Storage failures.
+pub async fn member_retention(
+    db: &Database,
+    org: OrgId,
+) -> Result<MemberRetention, StorageFailure> {
+    load_retention(db.primary(), org).await
+}
+
+/// Sets the org's retention period if `version` is the current one; audited as
+/// `org.update` on `member_retention`.
+///
+/// # Errors
+/// [`SetRetentionError`].
+pub async fn set_member_retention(
+    db: &Database,
+    ctx: &AuditContext,
+    org: OrgId,
+    days: RetentionDays,
+    version: i64,
+) -> Result<MemberRetention, SetRetentionError> {
+    let tx = db.begin_for_org(org.as_uuid()).await.map_err(failure)?;
+    let Some(org_row) = lock_org(&tx, org).await? else {
+        return Err(SetRetentionError::NotFound);
+    };
+    let current = load_retention(&tx, org).await?;
+    if current.version != version {
+        return Err(SetRetentionError::VersionMismatch {
+            current: current.version,
+        });
+    }
+    let now = persistence::now_micros();
+    let actor = match ctx.actor {
+        audit::Actor::User(u) => Some(u),
+        audit::Actor::ApiKey(_) | audit::Actor::System => None,
+    };
+    exec(
+        &tx,
+        "DELETE FROM member_retention WHERE org_id = ?",
+        vec![org.as_uuid().into()],
+    )
+    .await?;
+    exec(
+        &tx,
+        "INSERT INTO member_retention (org_id, removed_member_days, version, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)",
+        vec![
+            org.as_uuid().into(),
+            i32::from(days.days()).into(),
+            (version + 1).into(),
+            now.into(),
+            Value::Uuid(actor),
+        ],
+    )
+    .await?;
+    record_all(
+        &tx,
+        vec![ctx.change(
+            convert::org_scope(&org_row),
+            EventType::OrgUpdate,
+            ("member_retention", org.to_string()),
+            ChangeType::Update,
+            (
+                Some(serde_json::json!({"removed_member_days": current.days.days(), "version": current.version})),
+                Some(serde_json::json!({"removed_member_days": days.days(), "version": version + 1})),
+            ),
+        )],
+    )
+    .await?;
+    tx.commit().await.map_err(failure)?;
+    Ok(MemberRetention {
+        days,
+        version: version + 1,
+        updated_at: Some(now),
+    })
+}
+
+/// The scheduled erasure: every former member whose org's retention period has passed
+/// at `now` (at most `limit` per call) loses what the org still held about them
+/// (`member.erase` by the system, with the period as the reason); the receipts.
+///
+/// # Errors
+/// Storage failures (what was erased before stays erased; the next run goes on).
+pub async fn apply_retention<P: ErasureParticipant>(
+    db: &Database,
+    now: time::OffsetDateTime,
+    others: &P,
+    limit: u64,
+) -> Result<Vec<ErasureReceipt>, EraseError> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let oldest_due = now - time::Duration::days(i64::from(RetentionDays::MIN));
+    let candidates = removed_memberships::Entity::find()
+        .filter(removed_memberships::Column::RemovedAt.lte(oldest_due))
+        .order_by_asc(removed_memberships::Column::RemovedAt)
+        .limit(limit)
+        .all(db.primary())
+        .await
+        .map_err(failure)?;
+    let mut periods = std::collections::BTreeMap::new();
+    let ctx = AuditContext {
+        actor: audit::Actor::System,
+        request: audit::RequestMeta::default(),
+    };
+    let mut receipts = Vec::new();
+    for row in candidates {
+        let org = OrgId::from_uuid(row.org_id);
+        let days = match periods.get(&org) {
+            Some(days) => *days,
+            None => {
+                let days = load_retention(db.primary(), org).await?.days;
+                periods.insert(org, days);
+                days
+            }
+        };
+        if !days.is_due(row.removed_at, now) {
+            continue;
+        }
+        let reason = ErasureReason::parse(&format!(
+            "retention: removed more than {} days ago",
+            days.days()
+        ))
+        .map_err(|e| StorageFailure(Box::new(e)))?;
+        let request = ErasureRequest {
+            ctx: &ctx,
+            scope: ErasureScope::Retention(org),
+            actor: None,
+            subject: UserId::from_uuid(row.user_id),
+            reason: Some(&reason),
+        };
+        match erase_person(db, request, others).await {
+            Ok(done) => receipts.push(done.receipt),
+            // Rejoined (or erased) meanwhile: nothing to do.
+            Err(EraseError::Refused(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(receipts)
 }

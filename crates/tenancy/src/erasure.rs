@@ -24,6 +24,51 @@ pub enum ErasureScope {
     Account,
     /// What one org holds (the account too when nothing else holds it).
     Org(OrgId),
+    /// What one org still holds about a former member once its retention period for
+    /// removed members has passed (a scheduled erasure; never the account).
+    Retention(OrgId),
+}
+
+/// How long an org keeps the record of a member who left or was removed, in days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RetentionDays(u16);
+
+/// A retention period out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("keep removed members' records between 30 and 3650 days")]
+pub struct RetentionDaysError;
+
+impl RetentionDays {
+    /// One school year: the default.
+    pub const DEFAULT: Self = Self(365);
+    /// The shortest period (a removal can be undone until then).
+    pub const MIN: u16 = 30;
+    /// The longest period (ten years).
+    pub const MAX: u16 = 3650;
+
+    /// A period of `days`.
+    ///
+    /// # Errors
+    /// [`RetentionDaysError`] outside 30..=3650.
+    pub fn new(days: i64) -> Result<Self, RetentionDaysError> {
+        u16::try_from(days)
+            .ok()
+            .filter(|d| (Self::MIN..=Self::MAX).contains(d))
+            .map(Self)
+            .ok_or(RetentionDaysError)
+    }
+
+    /// The days.
+    #[must_use]
+    pub const fn days(self) -> u16 {
+        self.0
+    }
+
+    /// Whether a record removed at `removed_at` is due for erasure at `now`.
+    #[must_use]
+    pub fn is_due(self, removed_at: OffsetDateTime, now: OffsetDateTime) -> bool {
+        removed_at + time::Duration::days(i64::from(self.0)) <= now
+    }
 }
 
 /// Why an admin erases a member (recorded with the erasure; required, 3 to 500
@@ -70,6 +115,8 @@ pub struct ErasureFacts {
     pub exists: bool,
     /// The orgs where they are a member (any status).
     pub member_of: Vec<OrgId>,
+    /// The orgs that removed them (or they left), keeping the record for a restore.
+    pub removed_from: Vec<OrgId>,
     /// The orgs where they are the last active admin.
     pub last_admin_of: Vec<OrgId>,
     /// They hold a district role.
@@ -113,7 +160,7 @@ pub enum EraseError {
 /// [`ErasureRefused`] naming the rule.
 pub fn decide(
     scope: ErasureScope,
-    actor: UserId,
+    actor: Option<UserId>,
     subject: UserId,
     facts: &ErasureFacts,
 ) -> Result<bool, ErasureRefused> {
@@ -130,11 +177,17 @@ pub fn decide(
             }
             Ok(true)
         }
+        ErasureScope::Retention(org) => {
+            if facts.member_of.contains(&org) || !facts.removed_from.contains(&org) {
+                return Err(ErasureRefused::NotFound);
+            }
+            Ok(false)
+        }
         ErasureScope::Org(org) => {
-            if actor == subject {
+            if actor == Some(subject) {
                 return Err(ErasureRefused::Yourself);
             }
-            if !facts.member_of.contains(&org) {
+            if !facts.member_of.contains(&org) && !facts.removed_from.contains(&org) {
                 return Err(ErasureRefused::NotFound);
             }
             if facts.last_admin_of.contains(&org) {
@@ -211,6 +264,37 @@ mod tests {
     }
 
     #[test]
+    fn retention_erases_only_former_members_after_the_period_and_keeps_the_account() {
+        let former = ErasureFacts {
+            exists: true,
+            removed_from: vec![oid(1)],
+            ..ErasureFacts::default()
+        };
+        let scope = ErasureScope::Retention(oid(1));
+        assert_eq!(decide(scope, None, uid(1), &former), Ok(false));
+        let rejoined = ErasureFacts {
+            member_of: vec![oid(1)],
+            ..former.clone()
+        };
+        assert_eq!(
+            decide(scope, None, uid(1), &rejoined),
+            Err(ErasureRefused::NotFound)
+        );
+        // An admin may erase a former member on request too.
+        assert_eq!(
+            decide(ErasureScope::Org(oid(1)), Some(uid(9)), uid(1), &former),
+            Ok(true)
+        );
+        let days = RetentionDays::new(30).expect("in range");
+        let removed = time::macros::datetime!(2026-01-01 0:00 UTC);
+        assert!(!days.is_due(removed, removed + time::Duration::days(29)));
+        assert!(days.is_due(removed, removed + time::Duration::days(30)));
+        assert_eq!(RetentionDays::new(29), Err(RetentionDaysError));
+        assert_eq!(RetentionDays::new(3651), Err(RetentionDaysError));
+        assert_eq!(RetentionDays::DEFAULT.days(), 365);
+    }
+
+    #[test]
     fn reasons_are_trimmed_and_bounded() {
         assert_eq!(
             ErasureReason::parse("  asked by phone  ").map(|r| r.as_str().to_owned()),
@@ -235,7 +319,7 @@ mod tests {
             ..ErasureFacts::default()
         };
         assert_eq!(
-            decide(ErasureScope::Account, uid(1), uid(1), &facts),
+            decide(ErasureScope::Account, Some(uid(1)), uid(1), &facts),
             Ok(true)
         );
         let last = ErasureFacts {
@@ -243,7 +327,7 @@ mod tests {
             ..facts.clone()
         };
         assert_eq!(
-            decide(ErasureScope::Account, uid(1), uid(1), &last),
+            decide(ErasureScope::Account, Some(uid(1)), uid(1), &last),
             Err(ErasureRefused::LastAdmin(vec![oid(2)]))
         );
         let platform = ErasureFacts {
@@ -251,13 +335,13 @@ mod tests {
             ..facts.clone()
         };
         assert_eq!(
-            decide(ErasureScope::Account, uid(1), uid(1), &platform),
+            decide(ErasureScope::Account, Some(uid(1)), uid(1), &platform),
             Err(ErasureRefused::PlatformAdmin)
         );
         assert_eq!(
             decide(
                 ErasureScope::Account,
-                uid(1),
+                Some(uid(1)),
                 uid(1),
                 &ErasureFacts::default()
             ),
@@ -273,23 +357,23 @@ mod tests {
             ..ErasureFacts::default()
         };
         let org = ErasureScope::Org(oid(1));
-        assert_eq!(decide(org, uid(9), uid(1), &only_here), Ok(true));
+        assert_eq!(decide(org, Some(uid(9)), uid(1), &only_here), Ok(true));
         let elsewhere = ErasureFacts {
             member_of: vec![oid(1), oid(2)],
             ..only_here.clone()
         };
-        assert_eq!(decide(org, uid(9), uid(1), &elsewhere), Ok(false));
+        assert_eq!(decide(org, Some(uid(9)), uid(1), &elsewhere), Ok(false));
         let staff = ErasureFacts {
             district_staff: true,
             ..only_here.clone()
         };
-        assert_eq!(decide(org, uid(9), uid(1), &staff), Ok(false));
+        assert_eq!(decide(org, Some(uid(9)), uid(1), &staff), Ok(false));
         assert_eq!(
-            decide(org, uid(1), uid(1), &only_here),
+            decide(org, Some(uid(1)), uid(1), &only_here),
             Err(ErasureRefused::Yourself)
         );
         assert_eq!(
-            decide(ErasureScope::Org(oid(3)), uid(9), uid(1), &only_here),
+            decide(ErasureScope::Org(oid(3)), Some(uid(9)), uid(1), &only_here),
             Err(ErasureRefused::NotFound)
         );
         let last = ErasureFacts {
@@ -297,7 +381,7 @@ mod tests {
             ..only_here
         };
         assert_eq!(
-            decide(org, uid(9), uid(1), &last),
+            decide(org, Some(uid(9)), uid(1), &last),
             Err(ErasureRefused::LastAdmin(vec![oid(1)]))
         );
     }

@@ -269,6 +269,17 @@ impl From<tenancy::erasure::EraseError> for ApiError {
     }
 }
 
+impl From<tenancy_store::erasure::SetRetentionError> for ApiError {
+    fn from(e: tenancy_store::erasure::SetRetentionError) -> Self {
+        use tenancy_store::erasure::SetRetentionError;
+        match e {
+            SetRetentionError::NotFound => Self::not_found("no such organization"),
+            SetRetentionError::VersionMismatch { current } => stale("retention period", current),
+            SetRetentionError::Storage(e) => e.into(),
+        }
+    }
+}
+
 impl From<DeleteOrgError> for ApiError {
     fn from(e: DeleteOrgError) -> Self {
         match e {

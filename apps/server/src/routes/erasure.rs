@@ -20,7 +20,9 @@ use tenancy::ports::{AuditContext, StorageFailure};
 use uuid::Uuid;
 
 use crate::auth::{Caller, OrgMember};
-use crate::http::{ApiError, ApiRoutes, ErrorCode, FieldError, Json, Path, Reply, RouteDoc};
+use crate::http::{
+    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, Path, Reply, RouteDoc,
+};
 use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
@@ -42,6 +44,96 @@ pub(super) fn register(r: &mut ApiRoutes) {
             .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict, ErrorCode::ValidationFailed]),
     );
+    r.get(
+        "/api/v2/orgs/{org_id}/member-retention",
+        get_member_retention,
+        RouteDoc::new("get_member_retention", "How long the org keeps removed members' records (admins)", "privacy")
+            .description("`removed_member_days` (default 365, one school year; `version` 0 until set): a member who left or was removed can be restored until then; after it, a scheduled job erases what the org still holds about them (`member.erase` by the system, as `POST …/users/{user_id}/erase` would; the account stays).")
+            .org_admin(),
+    );
+    r.route(
+        Method::PUT,
+        "/api/v2/orgs/{org_id}/member-retention",
+        put_member_retention,
+        RouteDoc::new("put_member_retention", "Set how long the org keeps removed members' records (admins)", "privacy")
+            .description("`removed_member_days` between 30 and 3650. Send the `version` you read (or `If-Match`): 428 without, 412 when stale. Audited as `org.update` on `member_retention`.")
+            .org_admin()
+            .rate_class(RateClass::Update)
+            .errors(&[ErrorCode::VersionMismatch, ErrorCode::PreconditionRequired, ErrorCode::ValidationFailed]),
+    );
+}
+
+/// An org's retention period for removed members.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MemberRetentionView {
+    /// Days a removed member's record is kept (30 to 3650; default 365).
+    pub removed_member_days: u16,
+    /// 0 until the org sets it, then 1, 2, …
+    pub version: i64,
+    /// When it was last set (RFC 3339).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub updated_at: Option<time::OffsetDateTime>,
+}
+
+impl From<tenancy_store::erasure::MemberRetention> for MemberRetentionView {
+    fn from(r: tenancy_store::erasure::MemberRetention) -> Self {
+        Self {
+            removed_member_days: r.days.days(),
+            version: r.version,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A new retention period.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct PutMemberRetentionBody {
+    /// Days to keep a removed member's record (30 to 3650).
+    #[garde(range(min = 30, max = 3650))]
+    pub removed_member_days: i64,
+    /// The version you read (or send `If-Match`).
+    #[garde(range(min = 0))]
+    pub version: Option<i64>,
+}
+
+async fn get_member_retention(
+    state: State,
+    member: OrgMember,
+) -> Result<Reply<MemberRetentionView>, ApiError> {
+    let current = tenancy_store::erasure::member_retention(&state.db, member.org_id()).await?;
+    Ok(Reply(current.into()))
+}
+
+async fn put_member_retention(
+    state: State,
+    member: OrgMember,
+    if_match: IfMatch,
+    Json(body): Json<PutMemberRetentionBody>,
+) -> Result<Reply<MemberRetentionView>, ApiError> {
+    let version = body.version.or(if_match.0).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::PreconditionRequired,
+            "send the version you read, as `version` or in an `If-Match` header",
+        )
+    })?;
+    let days = tenancy::erasure::RetentionDays::new(body.removed_member_days).map_err(|e| {
+        ApiError::validation(vec![FieldError {
+            field: "removed_member_days".into(),
+            code: "invalid_value".into(),
+            message: e.to_string(),
+        }])
+    })?;
+    let set = tenancy_store::erasure::set_member_retention(
+        &state.db,
+        &member.audit_context(),
+        member.org_id(),
+        days,
+        version,
+    )
+    .await?;
+    Ok(Reply(set.into()))
 }
 
 /// Confirms the deletion of the caller's account.
@@ -135,7 +227,8 @@ impl From<ErasedCounts> for ErasedCountsView {
 pub struct ErasureReceiptView {
     /// The erased person.
     pub user_id: Uuid,
-    /// `account` (everything) or `org` (what one org held).
+    /// `account` (everything), `org` (what one org held) or `retention` (what an org
+    /// still held about a former member, erased on schedule).
     pub scope: String,
     /// The org, for `org`.
     pub org_id: Option<Uuid>,
@@ -154,6 +247,7 @@ impl From<ErasureReceipt> for ErasureReceiptView {
         let (scope, org_id) = match r.scope {
             ErasureScope::Account => ("account", None),
             ErasureScope::Org(org) => ("org", Some(org.as_uuid())),
+            ErasureScope::Retention(org) => ("retention", Some(org.as_uuid())),
         };
         Self {
             user_id: r.user_id.as_uuid(),
@@ -210,8 +304,9 @@ async fn erase_member(
     Ok(Reply(receipt.into()))
 }
 
-/// The jobs' and the outbox's part of an erasure (in its transaction).
-struct JobsAndMail;
+/// The jobs' and the outbox's part of an erasure (in its transaction); also used by
+/// the scheduled retention erasure (`startup`).
+pub struct JobsAndMail;
 
 impl tenancy_store::erasure::ErasureParticipant for JobsAndMail {
     async fn erase_in(
@@ -267,7 +362,7 @@ async fn erase_person(
     let request = tenancy_store::erasure::ErasureRequest {
         ctx,
         scope,
-        actor,
+        actor: Some(actor),
         subject,
         reason,
     };

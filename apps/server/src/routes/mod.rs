@@ -22,6 +22,7 @@ mod system;
 pub use account::RESET_ANSWER_AFTER;
 pub use audit_logs::csv_stream;
 pub use districts::district_authority;
+pub use erasure::JobsAndMail;
 
 use crate::http::{Api, ApiRoutes};
 

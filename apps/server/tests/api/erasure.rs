@@ -16,6 +16,7 @@ use test_support::scan::{self, contains};
 use crate::helpers::{TestContext, login, new_org, send, signed_up};
 
 backend_tests!(
+    removed_members_records_are_erased_once_the_orgs_retention_period_has_passed,
     erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_trail_verifies,
     an_admin_erases_a_member_of_their_org_and_the_account_only_when_nothing_else_holds_it,
 );
@@ -748,4 +749,186 @@ async fn an_admin_erases_a_member_of_their_org_and_the_account_only_when_nothing
     )
     .await;
     assert_eq!(report["data"]["intact"], true, "{report}");
+}
+
+async fn removed_members_records_are_erased_once_the_orgs_retention_period_has_passed(
+    ctx: TestContext,
+) {
+    use sea_orm::ConnectionTrait;
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "admin@retention.test").await;
+    let org = new_org(&app, &admin, "Retention PTO").await;
+    let (_, o) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let code = o["data"]["signup_code"].as_str().unwrap().to_owned();
+    let mut members = Vec::new();
+    for email in [
+        "old@retention.test",
+        "recent@retention.test",
+        "current@retention.test",
+    ] {
+        let (id, token) = signed_up(&app, email).await;
+        let (status, _) = send(
+            &app,
+            Method::POST,
+            "/api/v2/orgs/join",
+            Some(&token),
+            Some(json!({"signup_code": code})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        members.push((id, token));
+    }
+    let retention = format!("/api/v2/orgs/{org}/member-retention");
+    let (status, body) = send(&app, Method::GET, &retention, Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["data"]["removed_member_days"].as_u64(),
+            body["data"]["version"].as_i64()
+        ),
+        (Some(365), Some(0))
+    );
+    let (status, _) = send(&app, Method::GET, &retention, Some(&members[2].1), None).await;
+    assert_eq!(status, 403, "admins only");
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &retention,
+        Some(&admin),
+        Some(json!({"removed_member_days": 30})),
+    )
+    .await;
+    assert_eq!(status, 428);
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &retention,
+        Some(&admin),
+        Some(json!({"removed_member_days": 10, "version": 0})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &retention,
+        Some(&admin),
+        Some(json!({"removed_member_days": 30, "version": 0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["version"], 1);
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &retention,
+        Some(&admin),
+        Some(json!({"removed_member_days": 60, "version": 0})),
+    )
+    .await;
+    assert_eq!(status, 412);
+
+    // Two members are removed: one 31 days ago (past the org's 30 days), one just now.
+    for (id, _) in &members[..2] {
+        let (status, body) = send(
+            &app,
+            Method::DELETE,
+            &format!("/api/v2/orgs/{org}/users/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+        assert!(status < 300, "{status} {body}");
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let db = ctx.state.db.primary();
+    db.execute_raw(persistence::statement(
+        db.get_database_backend(),
+        "UPDATE removed_memberships SET removed_at = ? WHERE user_id = ?",
+        vec![
+            (now - time::Duration::days(31)).into(),
+            members[0].0.parse::<uuid::Uuid>().unwrap().into(),
+        ],
+    ))
+    .await
+    .unwrap();
+
+    let receipts = tenancy_store::erasure::apply_retention(
+        &ctx.state.db,
+        now,
+        &pto_server::routes::JobsAndMail,
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    let r = &receipts[0];
+    assert_eq!(r.user_id.to_string(), members[0].0);
+    assert!(!r.account_erased, "retention never takes the account");
+    assert_eq!(r.removed.removed_memberships, 1);
+    // Run again: nothing left to do.
+    assert!(
+        tenancy_store::erasure::apply_retention(
+            &ctx.state.db,
+            now,
+            &pto_server::routes::JobsAndMail,
+            100
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+
+    // The old record cannot be restored any more; the recent one can; the accounts stay.
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org}/users/{}/restore", members[0].0),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org}/users/{}/restore", members[1].0),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = send(&app, Method::GET, "/api/v2/me", Some(&members[0].1), None).await;
+    assert_eq!(status, 200);
+    // Recorded by the system, with the period as its reason.
+    let (_, logs) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs?limit=200"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let erase = logs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "member.erase")
+        .expect("member.erase");
+    assert_eq!(erase["actor"], "system", "{erase}");
+    assert_eq!(erase["entity_id"], members[0].0.as_str());
+    assert!(
+        erase["new_value"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("30 days"),
+        "{erase}"
+    );
 }

@@ -58,6 +58,7 @@ async fn without_a_tenant_every_tenant_table_is_empty() {
         .chain(migration::AUDIT_KEY_TABLES)
         .chain(migration::PRIVACY_TABLES)
         .chain(migration::PERSONAL_EXPORT_TABLES)
+        .chain(migration::MEMBER_RETENTION_TABLES)
         .map(|(t, _, _)| *t)
         .chain(migration::SCHOOL_TABLES.iter().copied());
     for table in tables {

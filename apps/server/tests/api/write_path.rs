@@ -431,6 +431,15 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Member(org2_id, uuid(&leaver_id)), Directory],
     )
     .await;
+    w.write(
+        "PUT /api/v2/orgs/{org_id}/member-retention",
+        &format!("/api/v2/orgs/{org2}/member-retention"),
+        Some(&admin),
+        Some(json!({"removed_member_days": 200, "version": 0})),
+        &["org.update"],
+        &[Directory],
+    )
+    .await;
     // Personal data exports: the person's own, and an org admin's on a member's request.
     w.write(
         "POST /api/v2/me/data-export",
