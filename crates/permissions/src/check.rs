@@ -91,12 +91,13 @@ pub fn check(
     let active = (member.status == MemberStatus::Active) & member.user_active;
     // Exceptions (extra keys, permanent grants) count only for open keys: enabled and not
     // locked above the org. `reached_by` holds enabled keys only.
-    let exceptions = member.role.extra_keys.union(grants.permanent());
+    let (permanent, timed) = grants.key_sets();
+    let exceptions = member.role.extra_keys.union(permanent);
     let allowed = sets
         .reached_by(member.role.counts_as)
         .union(sets.open.intersection(exceptions))
         .contains(key);
-    if !allowed && sets.open.intersection(grants.timed()).contains(key) {
+    if !allowed && sets.open.intersection(timed).contains(key) {
         // Rare: the answer depends on a timed grant's window.
         return active && grants.holds_timed(key, now);
     }

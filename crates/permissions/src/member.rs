@@ -113,25 +113,26 @@ impl Grant {
 /// A member's direct grants, with the sets the check's fast path reads: the keys held by a
 /// permanent grant (no start, no expiry), and the keys that have at least one timed grant.
 ///
-/// 16 bytes inline (`repr(C)`: the two key sets, then the list): a member without grants
-/// (the common case) allocates nothing, and the check follows the pointer only to scan the
+/// One pointer inline, null without grants: most members have none, so their
+/// [`MemberContext`] stays one cache line and the check reads nothing else; for a member
+/// with grants the check reads the two key sets behind the pointer, and scans only the
 /// timed grants of a key that has some. Timed grants keep their window as instants in
 /// nanoseconds since the epoch, so the scan compares integers.
 ///
 /// Serialized as the plain list of grants.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(from = "Vec<Grant>", into = "Vec<Grant>")]
-#[repr(C)]
 pub struct Grants {
-    permanent: KeySet,
-    timed: KeySet,
     /// `None` when there is no grant.
     list: Option<Box<GrantList>>,
 }
 
-/// The grants behind [`Grants`], in the order given, and the windows of the timed ones.
+/// The grants behind [`Grants`]: the check's two key sets first, then the grants in the
+/// order given and the windows of the timed ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct GrantList {
+    permanent: KeySet,
+    timed: KeySet,
     all: Vec<Grant>,
     windows: Box<[Window]>,
 }
@@ -180,15 +181,13 @@ impl Grants {
                 .map(Window::of)
                 .collect();
             Box::new(GrantList {
+                permanent,
+                timed,
                 all: grants,
                 windows,
             })
         });
-        Self {
-            permanent,
-            timed,
-            list,
-        }
+        Self { list }
     }
 
     /// The grants, in the order given.
@@ -199,14 +198,28 @@ impl Grants {
 
     /// The keys held by a grant without start or expiry.
     #[must_use]
-    pub const fn permanent(&self) -> KeySet {
-        self.permanent
+    pub fn permanent(&self) -> KeySet {
+        self.list
+            .as_deref()
+            .map_or(KeySet::new(), |list| list.permanent)
     }
 
     /// The keys with at least one timed grant (a start or an expiry).
     #[must_use]
-    pub const fn timed(&self) -> KeySet {
-        self.timed
+    pub fn timed(&self) -> KeySet {
+        self.list
+            .as_deref()
+            .map_or(KeySet::new(), |list| list.timed)
+    }
+
+    /// `(permanent(), timed())`, reading the list once.
+    #[inline]
+    pub(crate) fn key_sets(&self) -> (KeySet, KeySet) {
+        self.list
+            .as_deref()
+            .map_or((KeySet::new(), KeySet::new()), |list| {
+                (list.permanent, list.timed)
+            })
     }
 
     /// Whether an active grant of `key` exists at `now` (`starts_at <= now < expires_at`).
@@ -215,7 +228,8 @@ impl Grants {
     #[must_use]
     #[inline]
     pub fn holds(&self, key: PermissionKey, now: OffsetDateTime) -> bool {
-        self.permanent.contains(key) || (self.timed.contains(key) && self.holds_timed(key, now))
+        let (permanent, timed) = self.key_sets();
+        permanent.contains(key) || (timed.contains(key) && self.holds_timed(key, now))
     }
 
     /// Whether a timed grant of `key` is active at `now`: the scan behind [`Grants::holds`].
@@ -269,10 +283,10 @@ impl FromIterator<Grant> for Grants {
 /// One user as a member of one org: everything [`check`](crate::check()) reads besides the
 /// org's table.
 ///
-/// `repr(C)`, laid out for the check: what it reads (status, user active, the grants' two
-/// key sets, the role's rank and extra keys) sits in the first 32 of its 72 bytes, so a
-/// check usually reads one cache line of the member; the role's name, the grant list and
-/// the user id follow. See `docs/decisions.md`.
+/// `repr(C)`, 64 bytes, laid out for the check: what it reads (status, user active, the
+/// grants pointer, the role's rank and extra keys) sits in the first 24 bytes, so a check
+/// reads one cache line of the member (plus the grants' key sets, for the few members with
+/// grants); the role's name and the user id follow. See `docs/decisions.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[repr(C)]
@@ -421,17 +435,16 @@ mod tests {
     #[test]
     fn what_the_check_reads_comes_first() {
         use std::mem::{offset_of, size_of};
-        assert_eq!(size_of::<MemberContext>(), 72);
-        assert_eq!(size_of::<Grants>(), 16);
+        assert_eq!(size_of::<MemberContext>(), 64);
+        assert_eq!(size_of::<Grants>(), 8);
         for offset in [
             offset_of!(MemberContext, status),
             offset_of!(MemberContext, user_active),
-            offset_of!(MemberContext, grants.permanent),
-            offset_of!(MemberContext, grants.timed),
+            offset_of!(MemberContext, grants.list),
             offset_of!(MemberContext, role.counts_as),
             offset_of!(MemberContext, role.extra_keys),
         ] {
-            assert!(offset < 32, "a field the check reads at offset {offset}");
+            assert!(offset < 24, "a field the check reads at offset {offset}");
         }
         assert!(Grants::default().is_empty());
         assert_eq!(Grants::new(Vec::new()), Grants::default());
