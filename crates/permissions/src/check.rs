@@ -57,9 +57,11 @@ impl DecisionReason {
 ///
 /// A grant is active when `starts_at <= now < expires_at`.
 ///
-/// Allocation-free: a table lookup, a few comparisons and bit tests (a grant scan only when
-/// the member has a timed grant of this key). `member` must be a member of `org`;
-/// a caller without a membership is denied before this is called.
+/// Allocation-free and, short of a timed grant, branch-free: the org's key sets (one cache
+/// line of [`CompiledOrg`]) and the member's (one cache line of [`MemberContext`]) are
+/// combined with a few bit operations; only a member holding a timed grant of an open key
+/// scans their timed grants. `member` must be a member of `org`; a caller without a
+/// membership is denied before this is called.
 ///
 /// ```
 /// use permissions::{check, BuiltinRole, CompiledOrg, MemberContext, MemberStatus, OrgChain, PermissionKey, RoleRef};
@@ -76,13 +78,30 @@ impl DecisionReason {
 /// assert!(!check(&org, &suspended, PermissionKey::EventsCreate, now));
 /// ```
 #[must_use]
+#[inline]
 pub fn check(
     org: &CompiledOrg,
     member: &MemberContext,
     key: PermissionKey,
     now: OffsetDateTime,
 ) -> bool {
-    decide(org, member, key, now).is_allowed()
+    let sets = org.sets();
+    let grants = &member.grants;
+    // `&` rather than `&&`: both sides are plain loads, no branch needed.
+    let active = (member.status == MemberStatus::Active) & member.user_active;
+    // Exceptions (extra keys, permanent grants) count only for open keys: enabled and not
+    // locked above the org. `reached_by` holds enabled keys only.
+    let (permanent, timed) = grants.key_sets();
+    let exceptions = member.role.extra_keys.union(permanent);
+    let allowed = sets
+        .reached_by(member.role.counts_as)
+        .union(sets.open.intersection(exceptions))
+        .contains(key);
+    if !allowed && sets.open.intersection(timed).contains(key) {
+        // Rare: the answer depends on a timed grant's window.
+        return active && grants.holds_timed(key, now);
+    }
+    active & allowed
 }
 
 /// The check's answer together with its short reason. `decide(..).is_allowed()` is
@@ -94,26 +113,55 @@ pub fn decide(
     key: PermissionKey,
     now: OffsetDateTime,
 ) -> DecisionReason {
-    decide_with(org.effective(key), member, key, now)
+    let sets = org.sets();
+    reason(
+        member,
+        key,
+        now,
+        sets.enabled.contains(key),
+        sets.reached_by(member.role.counts_as).contains(key),
+        sets.open.contains(key),
+    )
 }
 
-/// The check formula against one effective setting. Shared by [`check`] and
-/// [`explain`](crate::explain()).
+/// The check formula against one effective setting, for [`explain`](crate::explain()),
+/// which resolves the key itself: the same reasons as [`decide`] on the compiled table.
 pub(crate) fn decide_with(
     effective: &Effective,
     member: &MemberContext,
     key: PermissionKey,
     now: OffsetDateTime,
 ) -> DecisionReason {
+    reason(
+        member,
+        key,
+        now,
+        effective.enabled,
+        member.role.counts_as >= effective.min_role,
+        effective.locked_above().is_none(),
+    )
+}
+
+/// The formula, in the order of its reasons, given what the org says about the key:
+/// `enabled`, whether the member's rank `reaches` the minimum role, and whether the key is
+/// `open` (not locked above the org, so exceptions count).
+fn reason(
+    member: &MemberContext,
+    key: PermissionKey,
+    now: OffsetDateTime,
+    enabled: bool,
+    reaches: bool,
+    open: bool,
+) -> DecisionReason {
     if member.status != MemberStatus::Active {
         DecisionReason::MembershipInactive
     } else if !member.user_active {
         DecisionReason::UserInactive
-    } else if !effective.enabled {
+    } else if !enabled {
         DecisionReason::KeyDisabled
-    } else if member.role.counts_as >= effective.min_role {
+    } else if reaches {
         DecisionReason::RoleRank
-    } else if effective.locked_above().is_some() {
+    } else if !open {
         // Locks bind exceptions too: extra keys and grants do not count.
         DecisionReason::InsufficientRole
     } else if member.role.extra_keys.contains(key) {

@@ -14,8 +14,8 @@
 //! key locked above is refused with [`UpdateSettingsError::Locked`]
 //! (see [`apply_org_changes`]).
 //!
-//! [`CompiledOrg`] resolves all 28 keys once into an immutable table, so [`check`] is a table
-//! lookup plus a few comparisons and bit tests, without allocation:
+//! [`CompiledOrg`] resolves all 28 keys once into an immutable table, folded into a few key
+//! sets (one cache line), so [`check`] is a handful of bit operations, without allocation:
 //!
 //! ```text
 //! check = membership active and user active

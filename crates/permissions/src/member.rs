@@ -23,16 +23,19 @@ pub enum MemberStatus {
 
 /// The role a member holds in an org: a built-in role, or a custom role that counts as one
 /// and may carry extra keys.
+///
+/// `repr(C)`, the fields the check reads first (see [`MemberContext`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[repr(C)]
 pub struct RoleRef {
-    /// The role's name (`"board_member"`, or a custom name such as `"Treasurer"`).
-    pub name: String,
     /// The built-in role whose rank this role has.
     pub counts_as: BuiltinRole,
     /// Keys the role always holds, whatever their minimum role (never when disabled).
     #[serde(default)]
     pub extra_keys: KeySet,
+    /// The role's name (`"board_member"`, or a custom name such as `"Treasurer"`).
+    pub name: String,
 }
 
 impl RoleRef {
@@ -110,13 +113,52 @@ impl Grant {
 /// A member's direct grants, with the sets the check's fast path reads: the keys held by a
 /// permanent grant (no start, no expiry), and the keys that have at least one timed grant.
 ///
+/// One pointer inline, null without grants: most members have none, so their
+/// [`MemberContext`] stays one cache line and the check reads nothing else; for a member
+/// with grants the check reads the two key sets behind the pointer, and scans only the
+/// timed grants of a key that has some. Timed grants keep their window as instants in
+/// nanoseconds since the epoch, so the scan compares integers.
+///
 /// Serialized as the plain list of grants.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(from = "Vec<Grant>", into = "Vec<Grant>")]
 pub struct Grants {
-    all: Vec<Grant>,
+    /// `None` when there is no grant.
+    list: Option<Box<GrantList>>,
+}
+
+/// The grants behind [`Grants`]: the check's two key sets first, then the grants in the
+/// order given and the windows of the timed ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GrantList {
     permanent: KeySet,
-    expiring: KeySet,
+    timed: KeySet,
+    all: Vec<Grant>,
+    windows: Box<[Window]>,
+}
+
+/// A timed grant's window `[start, end)` in nanoseconds since the Unix epoch (a missing
+/// bound is `i128::MIN` or `i128::MAX`): active when `start <= now < end`, the same instants
+/// as comparing the `OffsetDateTime`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    key: PermissionKey,
+    start: i128,
+    end: i128,
+}
+
+impl Window {
+    fn of(grant: &Grant) -> Self {
+        Self {
+            key: grant.key,
+            start: grant
+                .starts_at
+                .map_or(i128::MIN, OffsetDateTime::unix_timestamp_nanos),
+            end: grant
+                .expires_at
+                .map_or(i128::MAX, OffsetDateTime::unix_timestamp_nanos),
+        }
+    }
 }
 
 impl Grants {
@@ -124,61 +166,99 @@ impl Grants {
     #[must_use]
     pub fn new(grants: Vec<Grant>) -> Self {
         let mut permanent = KeySet::new();
-        let mut expiring = KeySet::new();
+        let mut timed = KeySet::new();
         for grant in &grants {
             if grant.is_timed() {
-                expiring.insert(grant.key);
+                timed.insert(grant.key);
             } else {
                 permanent.insert(grant.key);
             }
         }
-        Self {
-            all: grants,
-            permanent,
-            expiring,
-        }
+        let list = (!grants.is_empty()).then(|| {
+            let windows = grants
+                .iter()
+                .filter(|grant| grant.is_timed())
+                .map(Window::of)
+                .collect();
+            Box::new(GrantList {
+                permanent,
+                timed,
+                all: grants,
+                windows,
+            })
+        });
+        Self { list }
     }
 
     /// The grants, in the order given.
     #[must_use]
     pub fn as_slice(&self) -> &[Grant] {
-        &self.all
+        self.list.as_deref().map_or(&[], |list| list.all.as_slice())
     }
 
     /// The keys held by a grant without start or expiry.
     #[must_use]
-    pub const fn permanent(&self) -> KeySet {
-        self.permanent
+    pub fn permanent(&self) -> KeySet {
+        self.list
+            .as_deref()
+            .map_or(KeySet::new(), |list| list.permanent)
+    }
+
+    /// The keys with at least one timed grant (a start or an expiry).
+    #[must_use]
+    pub fn timed(&self) -> KeySet {
+        self.list
+            .as_deref()
+            .map_or(KeySet::new(), |list| list.timed)
+    }
+
+    /// `(permanent(), timed())`, reading the list once.
+    #[inline]
+    pub(crate) fn key_sets(&self) -> (KeySet, KeySet) {
+        self.list
+            .as_deref()
+            .map_or((KeySet::new(), KeySet::new()), |list| {
+                (list.permanent, list.timed)
+            })
     }
 
     /// Whether an active grant of `key` exists at `now` (`starts_at <= now < expires_at`).
     /// Without a timed grant for the key this is one bit test; otherwise it scans the
-    /// member's grants.
+    /// member's timed grants.
     #[must_use]
+    #[inline]
     pub fn holds(&self, key: PermissionKey, now: OffsetDateTime) -> bool {
-        self.permanent.contains(key)
-            || (self.expiring.contains(key)
-                && self
-                    .all
-                    .iter()
-                    .any(|grant| grant.key == key && grant.is_active_at(now)))
+        let (permanent, timed) = self.key_sets();
+        permanent.contains(key) || (timed.contains(key) && self.holds_timed(key, now))
+    }
+
+    /// Whether a timed grant of `key` is active at `now`: the scan behind [`Grants::holds`].
+    #[inline(never)]
+    pub(crate) fn holds_timed(&self, key: PermissionKey, now: OffsetDateTime) -> bool {
+        let Some(list) = self.list.as_deref() else {
+            return false;
+        };
+        let now = now.unix_timestamp_nanos();
+        list.windows
+            .iter()
+            .any(|window| window.key == key && window.start <= now && now < window.end)
     }
 
     /// The grants of `key`, in the order given.
     pub fn of_key(&self, key: PermissionKey) -> impl Iterator<Item = &Grant> + '_ {
-        self.all.iter().filter(move |grant| grant.key == key)
+        self.as_slice().iter().filter(move |grant| grant.key == key)
     }
 
     /// The number of grants.
     #[must_use]
-    pub const fn len(&self) -> usize {
-        self.all.len()
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
     }
 
     /// Whether there is no grant.
     #[must_use]
     pub const fn is_empty(&self) -> bool {
-        self.all.is_empty()
+        self.list.is_none()
     }
 }
 
@@ -190,7 +270,7 @@ impl From<Vec<Grant>> for Grants {
 
 impl From<Grants> for Vec<Grant> {
     fn from(grants: Grants) -> Self {
-        grants.all
+        grants.list.map_or_else(Self::new, |list| list.all)
     }
 }
 
@@ -202,20 +282,26 @@ impl FromIterator<Grant> for Grants {
 
 /// One user as a member of one org: everything [`check`](crate::check()) reads besides the
 /// org's table.
+///
+/// `repr(C)`, 64 bytes, laid out for the check: what it reads (status, user active, the
+/// grants pointer, the role's rank and extra keys) sits in the first 24 bytes, so a check
+/// reads one cache line of the member (plus the grants' key sets, for the few members with
+/// grants); the role's name and the user id follow. See `docs/decisions.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[repr(C)]
 pub struct MemberContext {
-    /// The user.
-    pub user_id: Uuid,
     /// The membership's status in this org.
     pub status: MemberStatus,
     /// Whether the user account is usable (false when disabled or soft-deleted).
     pub user_active: bool,
-    /// The member's one role in this org.
-    pub role: RoleRef,
     /// Direct grants to this member in this org.
     #[serde(default)]
     pub grants: Grants,
+    /// The member's one role in this org.
+    pub role: RoleRef,
+    /// The user.
+    pub user_id: Uuid,
 }
 
 impl MemberContext {
@@ -311,6 +397,57 @@ mod tests {
         assert!(!grants.holds(PermissionKey::CommunicationsSend, now));
         assert_eq!(grants.of_key(PermissionKey::EventsDelete).count(), 1);
         assert_eq!(grants.len(), 5);
+    }
+
+    #[test]
+    fn timed_windows_compare_instants_like_the_grant() {
+        use time::{Duration, UtcOffset};
+        let now = datetime!(2025-01-01 12:00 UTC);
+        let plus_two = UtcOffset::from_hms(2, 0, 0).expect("offset");
+        let nanosecond = Duration::nanoseconds(1);
+        let instants = [
+            now - nanosecond,
+            now,
+            now + nanosecond,
+            now.to_offset(plus_two),
+            (now + nanosecond).to_offset(plus_two),
+            (now - Duration::hours(2)).to_offset(plus_two),
+        ];
+        for starts_at in instants.iter().copied().map(Some).chain([None]) {
+            for expires_at in instants.iter().copied().map(Some).chain([None]) {
+                let grant = Grant {
+                    starts_at,
+                    expires_at,
+                    ..Grant::permanent(PermissionKey::EventsEdit)
+                };
+                for at in instants {
+                    let grants = Grants::new(vec![grant.clone()]);
+                    assert_eq!(
+                        grants.holds(PermissionKey::EventsEdit, at),
+                        grant.is_active_at(at),
+                        "{grant:?} at {at}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_check_reads_comes_first() {
+        use std::mem::{offset_of, size_of};
+        assert_eq!(size_of::<MemberContext>(), 64);
+        assert_eq!(size_of::<Grants>(), 8);
+        for offset in [
+            offset_of!(MemberContext, status),
+            offset_of!(MemberContext, user_active),
+            offset_of!(MemberContext, grants.list),
+            offset_of!(MemberContext, role.counts_as),
+            offset_of!(MemberContext, role.extra_keys),
+        ] {
+            assert!(offset < 24, "a field the check reads at offset {offset}");
+        }
+        assert!(Grants::default().is_empty());
+        assert_eq!(Grants::new(Vec::new()), Grants::default());
     }
 
     #[test]

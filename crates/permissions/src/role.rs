@@ -43,6 +43,11 @@ impl BuiltinRole {
         Self::Admin,
     ];
 
+    /// The position in [`BuiltinRole::ALL`] (`rank() - 1`), for per-role tables.
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The rank: 1 for volunteer up to 4 for admin.
     #[must_use]
     pub const fn rank(self) -> u8 {

@@ -7,15 +7,15 @@
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use permissions::{
-    BuiltinRole, CompiledOrg, Grant, Grants, KeySet, MemberContext, MemberStatus, Module, OrgChain,
-    PermissionKey, RoleRef, ScopeRef, ScopeSettings, ScopedSetting, SettingChange,
-    UpdateSettingsError, apply_org_changes, catalog, check, explain, member_matrix,
-    members_holding, preview, refuse_locked_exceptions, reset_org, resolve,
+    BuiltinRole, CompiledOrg, ExplainStep, Grant, Grants, KeySet, MemberContext, MemberStatus,
+    Module, OrgChain, PermissionKey, RoleRef, ScopeRef, ScopeSettings, ScopedSetting,
+    SettingChange, UpdateSettingsError, apply_org_changes, catalog, check, decide, explain,
+    member_matrix, members_holding, preview, refuse_locked_exceptions, reset_org, resolve,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
 use time::macros::datetime;
-use time::{Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 const NOW: OffsetDateTime = datetime!(2025-03-01 9:00 UTC);
@@ -174,17 +174,30 @@ fn chain() -> impl Strategy<Value = OrgChain> {
         })
 }
 
+/// An instant within a few seconds of NOW, including exactly NOW and a nanosecond either
+/// side, written in some UTC offset (the same instant compares equal whatever the offset).
+fn instant() -> impl Strategy<Value = OffsetDateTime> {
+    (
+        -3_i64..=3,
+        prop_oneof![3 => Just(0_i64), 1 => -1_i64..=1],
+        -12_i8..=12,
+    )
+        .prop_map(|(seconds, nanoseconds, offset_hours)| {
+            (NOW + Duration::seconds(seconds) + Duration::nanoseconds(nanoseconds))
+                .to_offset(UtcOffset::from_hms(offset_hours, 0, 0).unwrap())
+        })
+}
+
 fn grant() -> impl Strategy<Value = Grant> {
-    // Starts and expiries within a few seconds of NOW, including exactly NOW.
     (
         key(),
-        prop::option::of(-3_i64..=3),
-        prop::option::of(-3_i64..=3),
+        prop::option::of(instant()),
+        prop::option::of(instant()),
     )
-        .prop_map(|(key, start, expiry)| Grant {
+        .prop_map(|(key, starts_at, expires_at)| Grant {
             key,
-            starts_at: start.map(|seconds| NOW + Duration::seconds(seconds)),
-            expires_at: expiry.map(|seconds| NOW + Duration::seconds(seconds)),
+            starts_at,
+            expires_at,
             reason: None,
         })
 }
@@ -262,10 +275,24 @@ proptest! {
         }
         for member in &members {
             for key in PermissionKey::ALL {
+                let reason = decide(&compiled, member, key, NOW);
                 prop_assert_eq!(
                     check(&compiled, member, key, NOW),
                     reference_check(&chain, member, key, NOW),
                     "check of {} for {:?}", key, member
+                );
+                prop_assert_eq!(
+                    reason.is_allowed(),
+                    check(&compiled, member, key, NOW),
+                    "decide ({:?}) and check of {} for {:?}", reason, key, member
+                );
+                // The compiled key sets give the same reason as the formula on the
+                // resolved setting (what explain reports).
+                let explained = explain(&chain, member, key, NOW);
+                prop_assert_eq!(
+                    explained.steps.last(),
+                    Some(&ExplainStep::Decision { allowed: reason.is_allowed(), reason }),
+                    "reason for {} for {:?}", key, member
                 );
             }
             let explanation = explain(&chain, member, explained_key, NOW);
