@@ -31,8 +31,15 @@ pub struct CustomRole {
 }
 
 /// The one role a member has in an org.
+///
+/// Serialised in the API's one role shape (`shared/spec/api.md`, "One shape for
+/// everything"), also inside audit values: `{"kind": "builtin", "name": "volunteer",
+/// "rank": "volunteer"}` or `{"kind": "custom", "name": "Treasurer", "rank":
+/// "board_member", "custom_role_id": "…", "extra_keys": […]}`. The earlier shape
+/// (`{"kind": "builtin", "role": …}`, `{"kind": "custom", "id": …, "counts_as": …}`) is
+/// still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(into = "RoleShape", try_from = "RoleShape")]
 pub enum RoleAssignment {
     /// A built-in role.
     Builtin {
@@ -50,6 +57,89 @@ pub enum RoleAssignment {
         /// Keys it always holds.
         extra_keys: KeySet,
     },
+}
+
+/// [`RoleAssignment`] as written (both shapes read; the one shape written).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RoleShape {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rank: Option<BuiltinRole>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    custom_role_id: Option<RoleId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    extra_keys: Option<KeySet>,
+    // The earlier shape.
+    #[serde(default, skip_serializing)]
+    role: Option<BuiltinRole>,
+    #[serde(default, skip_serializing)]
+    id: Option<RoleId>,
+    #[serde(default, skip_serializing)]
+    counts_as: Option<BuiltinRole>,
+}
+
+impl From<RoleAssignment> for RoleShape {
+    fn from(r: RoleAssignment) -> Self {
+        let blank = Self {
+            kind: String::new(),
+            name: None,
+            rank: None,
+            custom_role_id: None,
+            extra_keys: None,
+            role: None,
+            id: None,
+            counts_as: None,
+        };
+        match r {
+            RoleAssignment::Builtin { role } => Self {
+                kind: "builtin".into(),
+                name: Some(role.as_str().to_owned()),
+                rank: Some(role),
+                ..blank
+            },
+            RoleAssignment::Custom {
+                id,
+                name,
+                counts_as,
+                extra_keys,
+            } => Self {
+                kind: "custom".into(),
+                name: Some(name),
+                rank: Some(counts_as),
+                custom_role_id: Some(id),
+                extra_keys: Some(extra_keys),
+                ..blank
+            },
+        }
+    }
+}
+
+impl TryFrom<RoleShape> for RoleAssignment {
+    type Error = String;
+    fn try_from(s: RoleShape) -> Result<Self, String> {
+        match s.kind.as_str() {
+            "builtin" => s
+                .rank
+                .or(s.role)
+                .map(|role| Self::Builtin { role })
+                .ok_or_else(|| "a built-in role needs its rank".to_owned()),
+            "custom" => Ok(Self::Custom {
+                id: s
+                    .custom_role_id
+                    .or(s.id)
+                    .ok_or_else(|| "a custom role needs its custom_role_id".to_owned())?,
+                name: s.name.unwrap_or_default(),
+                counts_as: s
+                    .rank
+                    .or(s.counts_as)
+                    .ok_or_else(|| "a custom role needs its rank".to_owned())?,
+                extra_keys: s.extra_keys.unwrap_or_default(),
+            }),
+            other => Err(format!("unknown role kind `{other}`")),
+        }
+    }
 }
 
 impl RoleAssignment {
@@ -149,5 +239,47 @@ impl Membership {
     pub fn term_ended(&self, now: OffsetDateTime) -> bool {
         self.role_ends_at.is_some_and(|end| end <= now)
             && self.role != RoleAssignment::builtin(BuiltinRole::Volunteer)
+    }
+}
+
+#[cfg(test)]
+mod role_shape_tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_written_in_the_one_shape_and_both_shapes_are_read() {
+        let builtin = RoleAssignment::builtin(BuiltinRole::Volunteer);
+        assert_eq!(
+            serde_json::to_value(&builtin).unwrap(),
+            serde_json::json!({"kind": "builtin", "name": "volunteer", "rank": "volunteer"})
+        );
+        let id = RoleId(Uuid::from_u128(7));
+        let custom = RoleAssignment::Custom {
+            id,
+            name: "Treasurer".into(),
+            counts_as: BuiltinRole::BoardMember,
+            extra_keys: KeySet::default(),
+        };
+        let written = serde_json::to_value(&custom).unwrap();
+        assert_eq!(written["kind"], "custom");
+        assert_eq!(written["name"], "Treasurer");
+        assert_eq!(written["rank"], "board_member");
+        assert_eq!(written["custom_role_id"], id.0.to_string());
+        for value in [written, serde_json::to_value(&builtin).unwrap()] {
+            let back: RoleAssignment = serde_json::from_value(value.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&back).unwrap(), value);
+        }
+        let old: RoleAssignment =
+            serde_json::from_value(serde_json::json!({"kind": "builtin", "role": "admin"}))
+                .unwrap();
+        assert_eq!(old, RoleAssignment::builtin(BuiltinRole::Admin));
+        let old: RoleAssignment = serde_json::from_value(serde_json::json!({
+            "kind": "custom", "id": id.0, "name": "Treasurer", "counts_as": "board_member", "extra_keys": []
+        }))
+        .unwrap();
+        assert_eq!(old, custom);
+        assert!(
+            serde_json::from_value::<RoleAssignment>(serde_json::json!({"kind": "boss"})).is_err()
+        );
     }
 }

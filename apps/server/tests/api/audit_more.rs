@@ -745,6 +745,11 @@ async fn timestamps_inside_audit_values_are_rfc3339(ctx: TestContext) {
         .expect("joined_at is a string");
     OffsetDateTime::parse(joined, &time::format_description::well_known::Rfc3339).unwrap();
     assert_eq!(update["new_value"]["role_ends_at"], "2030-06-30T00:00:00Z");
+    // The one role shape, in audit values as everywhere.
+    assert_eq!(
+        update["new_value"]["role"],
+        serde_json::json!({"kind": "builtin", "name": "volunteer", "rank": "volunteer"})
+    );
     // No value anywhere holds a timestamp as an array of numbers.
     fn numeric_arrays(v: &serde_json::Value, found: &mut Vec<String>) {
         match v {
