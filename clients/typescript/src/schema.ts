@@ -196,7 +196,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's sessions, newest first */
+        /**
+         * The caller's sessions, newest first
+         * @description Paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
         get: operations["list_sessions"];
         put?: never;
         post?: never;
@@ -216,7 +219,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke one of the caller's sessions */
+        /**
+         * Revoke one of the caller's sessions
+         * @description Answers 204 (also for a session that had ended already).
+         */
         delete: operations["revoke_session"];
         options?: never;
         head?: never;
@@ -267,7 +273,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The pending invitations to the caller's verified address */
+        /**
+         * The pending invitations to the caller's verified address
+         * @description In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
         get: operations["list_my_invitations"];
         put?: never;
         post?: never;
@@ -514,7 +523,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The organizations the caller belongs to */
+        /**
+         * The organizations the caller belongs to
+         * @description In id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
         get: operations["list_orgs"];
         put?: never;
         /** Create a standalone organization; the caller becomes its first admin */
@@ -646,7 +658,7 @@ export interface paths {
         get?: never;
         /**
          * Change settings in bulk: all or nothing
-         * @description Send the matrix `version` you read: a stale one answers 412. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.
+         * @description Send the matrix `version` you read (in the body or as `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -771,7 +783,9 @@ export interface paths {
         };
         /**
          * Direct grants of the org
-         * @description Requires the `admin` role in the organization.
+         * @description By member, then key; paginated (`limit`, `cursor`: the `next_cursor` of the previous page); `meta.pagination.total` counts them all.
+         *
+         *     Requires the `admin` role in the organization.
          */
         get: operations["list_permission_grants"];
         put?: never;
@@ -800,7 +814,9 @@ export interface paths {
         post?: never;
         /**
          * Revoke a direct grant
-         * @description Requires the `admin` role in the organization.
+         * @description Answers 204; 404 when the member has no grant of the key.
+         *
+         *     Requires the `admin` role in the organization.
          */
         delete: operations["revoke_permission_grant"];
         options?: never;
@@ -870,7 +886,7 @@ export interface paths {
         post?: never;
         /**
          * Revoke a pending invitation
-         * @description The invitation stays listed as `revoked` (audited `invitation.revoke`). 409 if it is no longer pending (accepted, declined, expired or revoked already).
+         * @description Answers 204; the invitation stays listed as `revoked` (audited `invitation.revoke`). 409 if it is no longer pending (accepted, declined, expired or revoked already).
          *
          *     Requires permission `users.invite` in the organization.
          */
@@ -1072,7 +1088,7 @@ export interface paths {
         post?: never;
         /**
          * Remove a member from the org (restorable)
-         * @description Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. Only members ranking below you (admins: any member; anyone may leave). The last active admin cannot be removed (409). API keys the member created are revoked.
+         * @description Answers 204. Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. Only members ranking below you (admins: any member; anyone may leave). The last active admin cannot be removed (409). API keys the member created are revoked.
          *
          *     Requires permission `users.remove` in the organization.
          */
@@ -1100,7 +1116,7 @@ export interface paths {
         post?: never;
         /**
          * Leave this org
-         * @description Any member may leave (`member.leave`): the membership is removed softly, as by `DELETE …/users/{user_id}`, and an admin can restore it. The org's last active admin cannot leave: 409 with `details.reason = last_admin` (make someone else admin first). API keys you created in the org are revoked.
+         * @description Answers 204. Any member may leave (`member.leave`): the membership is removed softly, as by `DELETE …/users/{user_id}`, and an admin can restore it. The org's last active admin cannot leave: 409 with `details.reason = last_admin` (make someone else admin first). API keys you created in the org are revoked.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -1109,7 +1125,7 @@ export interface paths {
         head?: never;
         /**
          * Edit your own profile in this org
-         * @description Any member may change their own committee and children here, and their account's names and phone (in every org they belong to; audited `user.profile_update`); role and status are not editable by oneself, the e-mail address changes with `POST /api/v2/me/email`. Send `version` or `If-Match`.
+         * @description Any member may change their own committee and children here, and their account's names and phone (in every org they belong to; audited `user.profile_update`); role and status are not editable by oneself, the e-mail address changes with `POST /api/v2/me/email`. Send the `version` of your membership you read (`GET …/users/{your id}`), or `If-Match` with its `ETag`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -1132,7 +1148,7 @@ export interface paths {
         get: operations["get_my_privacy"];
         /**
          * Set your directory privacy choices in this org
-         * @description Replaces your choices (a field left out or `null`: no choice, the org's listing mode decides). Recorded with the time and the policy version (`notice_version`, default: the current one) you chose under, and audited. No admin setting overrides a field you hide. `version` (or `If-Match`) is optional; a stale one answers 412.
+         * @description Replaces your choices (a field left out or `null`: no choice, the org's listing mode decides). Recorded with the time and the policy version (`notice_version`, default: the current one) you chose under, and audited. No admin setting overrides a field you hide. Send the `version` you read (or `If-Match`; 0 before your first choice): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -1415,7 +1431,9 @@ export interface paths {
         };
         /**
          * The org's API keys (never their tokens)
-         * @description Requires the `admin` role in the organization.
+         * @description In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         *
+         *     Requires the `admin` role in the organization.
          */
         get: operations["list_api_keys"];
         put?: never;
@@ -1439,12 +1457,20 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * One API key (never its token)
+         * @description Revoked keys stay readable, with `revoked: true`.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        get: operations["get_api_key"];
         put?: never;
         post?: never;
         /**
          * Revoke an API key, effective at once everywhere
-         * @description Requires the `admin` role in the organization.
+         * @description Answers 204; 404 for an unknown or already revoked key.
+         *
+         *     Requires the `admin` role in the organization.
          */
         delete: operations["revoke_api_key"];
         options?: never;
@@ -1479,7 +1505,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Districts the caller may see */
+        /**
+         * Districts the caller may see
+         * @description In id order, paginated (`limit`, `cursor`); `meta.pagination.total` for district staff (platform admins page through every district without it).
+         */
         get: operations["list_districts"];
         put?: never;
         /** Create a district (platform admins) */
@@ -1503,7 +1532,7 @@ export interface paths {
         post?: never;
         /**
          * Delete a district (platform admins)
-         * @description Its schools and orgs are detached (they carry on standalone, their permissions re-resolved at once); its staff and templates are removed.
+         * @description Its schools and orgs are detached (they carry on standalone, their permissions re-resolved at once); its staff and templates are removed. Answers 200 with what was detached (`detached_schools`, `detached_orgs`), not 204: those schools and orgs now need a new place.
          */
         delete: operations["delete_district"];
         options?: never;
@@ -1522,7 +1551,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The district's schools */
+        /**
+         * The district's schools
+         * @description In id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
         get: operations["list_schools"];
         put?: never;
         /** Add a school to the district (district admins) */
@@ -1717,7 +1749,10 @@ export interface paths {
          */
         put: operations["set_permission_template"];
         post?: never;
-        /** Remove the district's setting (and lock) of a key */
+        /**
+         * Remove the district's setting (and lock) of a key
+         * @description Answers 204; every org below re-resolves the key at once (read the templates again for their new `version`).
+         */
         delete: operations["clear_permission_template"];
         options?: never;
         head?: never;
@@ -1759,7 +1794,10 @@ export interface paths {
          */
         put: operations["set_school_permission_template"];
         post?: never;
-        /** Remove the school's setting of a key */
+        /**
+         * Remove the school's setting of a key
+         * @description Answers 204; every org of the school re-resolves the key at once (read the templates again for their new `version`).
+         */
         delete: operations["clear_school_permission_template"];
         options?: never;
         head?: never;
@@ -2133,6 +2171,15 @@ export interface components {
             /** @description What was read (`member.record`). */
             what: string;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        AccessViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["AccessView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description The activity feed's query. */
         ActivityQuery: {
             /** @description The `next_cursor` of the previous page. */
@@ -2205,29 +2252,20 @@ export interface components {
             revoked: boolean;
         };
         /** @description A successful response. */
-        Array_of_AccessViewEnvelope: {
+        ApiKeyViewEnvelope: {
             /** @description The payload. */
-            data: components["schemas"]["AccessView"][];
+            data: components["schemas"]["ApiKeyView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
             success: boolean;
         };
-        /** @description A successful response. */
-        Array_of_ApiKeyViewEnvelope: {
-            /** @description The payload. */
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        ApiKeyViewPage: {
+            /** @description The items of this page. */
             data: components["schemas"]["ApiKeyView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_AuditEventViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["AuditEventView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -2241,144 +2279,9 @@ export interface components {
             success: boolean;
         };
         /** @description A successful response. */
-        Array_of_CustomRoleViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["CustomRoleView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_DistrictViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["DistrictView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_GrantDtoEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["GrantDto"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_InvitationViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["InvitationView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_JobViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["JobView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_MemberViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["MemberView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_MyInvitationViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["MyInvitationView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_OrgWithMembershipEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["OrgWithMembership"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_PlacedOrgViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["PlacedOrgView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
         Array_of_PreviewChangeDtoEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["PreviewChangeDto"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_RemovedMemberViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["RemovedMemberView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_SchoolViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["SchoolView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_SessionViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["SessionView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_SignInViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["SignInView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_StaffViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["StaffView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_UuidEnvelope: {
-            /** @description The payload. */
-            data: string[];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -2431,6 +2334,15 @@ export interface components {
             data: components["schemas"]["AuditEventView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        AuditEventViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["AuditEventView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -2808,6 +2720,15 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        CustomRoleViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["CustomRoleView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description The timeline's query. */
         DailyQuery: {
             /** @description First day (UTC date `YYYY-MM-DD`, inclusive); default 29 days before `to`. */
@@ -3016,6 +2937,15 @@ export interface components {
             data: components["schemas"]["DistrictView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        DistrictViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["DistrictView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -3256,6 +3186,15 @@ export interface components {
              */
             user_id: string;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        GrantDtoPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["GrantDto"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description Path of one grant. */
         GrantPath: {
             /** @description The key. */
@@ -3270,20 +3209,6 @@ export interface components {
              * @description The member.
              */
             user_id: string;
-        };
-        /** @description The outcome of a revocation. */
-        GrantRevoked: {
-            /** @description Whether a grant existed. */
-            revoked: boolean;
-        };
-        /** @description A successful response. */
-        GrantRevokedEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["GrantRevoked"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
         };
         /** @description Liveness answer. */
         Health: {
@@ -3383,6 +3308,15 @@ export interface components {
             data: components["schemas"]["InvitationView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        InvitationViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["InvitationView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -3497,6 +3431,15 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        JobViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["JobView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A signup code. */
         JoinBody: {
             /** @description The organization's signup code (case and separators do not matter). */
@@ -3514,34 +3457,6 @@ export interface components {
              * @description Org id.
              */
             org_id: string;
-        };
-        /** @description The outcome of a revocation. */
-        KeyRevoked: {
-            /** @description Always `true`. */
-            revoked: boolean;
-        };
-        /** @description A successful response. */
-        KeyRevokedEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["KeyRevoked"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description The outcome of leaving an org. */
-        Left: {
-            /** @description Always `true`. */
-            left: boolean;
-        };
-        /** @description A successful response. */
-        LeftEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["Left"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
         };
         /** @description Opt-out or opt-in listing. */
         ListingDto: "opt_out" | "opt_in";
@@ -3796,6 +3711,15 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        MemberViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["MemberView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A membership as its member sees it. */
         MembershipView: {
             /**
@@ -3914,6 +3838,15 @@ export interface components {
             /** @description The role offered (`volunteer`, … or a custom role's name). */
             role: string;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        MyInvitationViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["MyInvitationView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description Sort direction. */
         OrderDto: "asc" | "desc";
         /** @description The kind of organization. */
@@ -4015,12 +3948,42 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
-        /** @description A page of a list keyed by id (staff by user id, placed orgs by org id). */
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        OrgWithMembershipPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["OrgWithMembership"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description Response metadata of a list: as [`Meta`], with `pagination` always present. */
+        PageMeta: {
+            /** @description Paging: the page size, the next page's cursor, the total where cheap. */
+            pagination: components["schemas"]["Pagination"];
+            /** @description The request id (also in the `X-Request-Id` header). */
+            request_id: string;
+            /** @description When the response was produced (RFC 3339, UTC). */
+            timestamp: string;
+            /** @description API version, `v2`. */
+            version: string;
+        };
+        /** @description A page of a list keyed by id (or by another cursor `C`). */
         PageQuery: {
             /**
              * Format: uuid
              * @description The `next_cursor` of the previous page.
              */
+            cursor?: string | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+        };
+        /** @description A page of a list keyed by id (or by another cursor `C`). */
+        PageQuery2: {
+            /** @description The `next_cursor` of the previous page. */
             cursor?: string | null;
             /**
              * Format: uint32
@@ -4086,6 +4049,15 @@ export interface components {
              * @description The org's version.
              */
             version: number;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        PlacedOrgViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["PlacedOrgView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description A directory policy. */
         PolicyBody: {
@@ -4170,7 +4142,7 @@ export interface components {
             phone?: components["schemas"]["ChoiceDto"] | null;
             /**
              * Format: int64
-             * @description The version you read (optional; a stale one answers 412).
+             * @description The version you read (or `If-Match`; 0 before your first choice); required.
              */
             version?: number | null;
         };
@@ -4309,20 +4281,6 @@ export interface components {
             /** @description 12 to 128 characters. */
             password: string;
         };
-        /** @description The outcome of a removal. */
-        Removed: {
-            /** @description Always `true`. */
-            removed: boolean;
-        };
-        /** @description A successful response. */
-        RemovedEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["Removed"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
         /** @description A removed member. */
         RemovedMemberView: {
             /** @description Children and their grades (`null` when hidden from you). */
@@ -4371,18 +4329,14 @@ export interface components {
              */
             view: string;
         };
-        /** @description Paging of the removed members. */
-        RemovedPageQuery: {
-            /**
-             * Format: uuid
-             * @description The `next_cursor` of the previous page.
-             */
-            cursor?: string | null;
-            /**
-             * Format: uint32
-             * @description Page size, 1–200 (default 50).
-             */
-            limit?: number | null;
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        RemovedMemberViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["RemovedMemberView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         ResetBody: {
             /** @description Only this module (e.g. `budget`); all modules when absent. */
@@ -4460,19 +4414,6 @@ export interface components {
         };
         /** @description A built-in role. */
         RoleDto: "volunteer" | "committee_lead" | "board_member" | "admin";
-        /** @description A page of roles. */
-        RolePageQuery: {
-            /**
-             * Format: uuid
-             * @description The `next_cursor` of the previous page.
-             */
-            cursor?: string | null;
-            /**
-             * Format: uint32
-             * @description Page size, 1–200 (default 50).
-             */
-            limit?: number | null;
-        };
         /** @description Path of one custom role. */
         RolePath: {
             /**
@@ -4568,6 +4509,15 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        SchoolViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["SchoolView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A scope of the hierarchy. */
         ScopeDto: {
             /**
@@ -4627,6 +4577,15 @@ export interface components {
             /** @description Client user agent at sign-in. */
             user_agent?: string | null;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        SessionViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["SessionView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description The outcome of a settings write. */
         SettingsWritten: {
             /**
@@ -4658,6 +4617,15 @@ export interface components {
             outcome: string;
             /** @description The client's user agent. */
             user_agent?: string | null;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        SignInViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["SignInView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description The sign-in list's query. */
         SignInsQuery: {
@@ -4709,6 +4677,15 @@ export interface components {
             data: components["schemas"]["StaffView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        StaffViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["StaffView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -5091,7 +5068,7 @@ export interface components {
             phone?: string | null;
             /**
              * Format: int64
-             * @description The version you read.
+             * @description The version of your membership you read (or `If-Match`); required.
              */
             version?: number | null;
         };
@@ -5150,9 +5127,9 @@ export interface components {
             changes: components["schemas"]["ChangeDto"][];
             /**
              * Format: uint64
-             * @description The matrix version you read.
+             * @description The matrix version you read (or send `If-Match`); required.
              */
-            version: number;
+            version?: number | null;
         };
         /** @description A user as the API shows it. */
         UserView: {
@@ -5178,6 +5155,15 @@ export interface components {
             data: components["schemas"]["UserView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        UuidPage: {
+            /** @description The items of this page. */
+            data: string[];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -5536,6 +5522,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6069,14 +6057,19 @@ export interface operations {
     };
     list_sessions: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -6108,11 +6101,20 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_SessionViewEnvelope"];
+                    "application/json": components["schemas"]["SessionViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6161,32 +6163,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "revoked": true
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["RevokedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -6511,14 +6493,19 @@ export interface operations {
     };
     list_my_invitations: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -6547,7 +6534,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_MyInvitationViewEnvelope"];
+                    "application/json": components["schemas"]["MyInvitationViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -6561,6 +6548,15 @@ export interface operations {
             };
             /** @description Error: EMAIL_NOT_VERIFIED */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8009,7 +8005,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_SignInViewEnvelope"];
+                    "application/json": components["schemas"]["SignInViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -8061,14 +8057,19 @@ export interface operations {
     };
     list_orgs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -8111,11 +8112,20 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_OrgWithMembershipEnvelope"];
+                    "application/json": components["schemas"]["OrgWithMembershipPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8175,6 +8185,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8311,6 +8323,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9145,7 +9159,10 @@ export interface operations {
     update_permission_settings: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -9265,6 +9282,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10021,7 +10047,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_UuidEnvelope"];
+                    "application/json": components["schemas"]["UuidPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -10091,7 +10117,12 @@ export interface operations {
     };
     list_permission_grants: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path: {
                 /** @description Organization id (UUID). */
@@ -10101,7 +10132,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -10132,7 +10163,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_GrantDtoEnvelope"];
+                    "application/json": components["schemas"]["GrantDtoPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -10155,6 +10186,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10351,32 +10391,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "revoked": true
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["GrantRevokedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -10515,7 +10535,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_MemberViewEnvelope"];
+                    "application/json": components["schemas"]["MemberViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -10618,6 +10638,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -10823,7 +10845,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_InvitationViewEnvelope"];
+                    "application/json": components["schemas"]["InvitationViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -10905,54 +10927,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "children": [
-                     *           {
-                     *             "grade": "3",
-                     *             "name": "Sunset Elementary PTO"
-                     *           }
-                     *         ],
-                     *         "committee": "Book Fair",
-                     *         "created_at": "2026-09-01T15:30:00Z",
-                     *         "email": "ana.garcia@example.org",
-                     *         "expires_at": "2026-09-01T15:30:00Z",
-                     *         "first_name": "Ana",
-                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "invited_by": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "last_name": "García",
-                     *         "phone": "+1 555 010 2030",
-                     *         "role": {
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "kind": "string",
-                     *           "name": "Sunset Elementary PTO",
-                     *           "rank": "volunteer"
-                     *         },
-                     *         "status": "pending",
-                     *         "version": 3
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["InvitationViewEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -11568,7 +11548,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_MemberViewEnvelope"];
+                    "application/json": components["schemas"]["MemberViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -12002,7 +11982,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_RemovedMemberViewEnvelope"];
+                    "application/json": components["schemas"]["RemovedMemberViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -12344,32 +12324,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "removed": true
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["RemovedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -12658,32 +12618,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "left": true
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["LeftEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -12891,6 +12831,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13185,6 +13134,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13639,7 +13597,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AccessViewEnvelope"];
+                    "application/json": components["schemas"]["AccessViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -13754,7 +13712,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AccessViewEnvelope"];
+                    "application/json": components["schemas"]["AccessViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -13854,7 +13812,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_CustomRoleViewEnvelope"];
+                    "application/json": components["schemas"]["CustomRoleViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -13949,6 +13907,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -14549,7 +14509,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_JobViewEnvelope"];
+                    "application/json": components["schemas"]["JobViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -15008,7 +14968,12 @@ export interface operations {
     };
     list_api_keys: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path: {
                 /** @description Organization id (UUID). */
@@ -15018,7 +14983,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -15052,7 +15017,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_ApiKeyViewEnvelope"];
+                    "application/json": components["schemas"]["ApiKeyViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -15075,6 +15040,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15139,6 +15113,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -15257,7 +15233,7 @@ export interface operations {
             };
         };
     };
-    revoke_api_key: {
+    get_api_key: {
         parameters: {
             query?: never;
             header?: never;
@@ -15280,6 +15256,14 @@ export interface operations {
                     /**
                      * @example {
                      *       "data": {
+                     *         "created_at": "2026-09-01T15:30:00Z",
+                     *         "expires_at": "2026-09-01T15:30:00Z",
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "last_used_at": "2026-09-01T15:30:00Z",
+                     *         "name": "Sunset Elementary PTO",
+                     *         "permissions": [
+                     *           "events.create"
+                     *         ],
                      *         "revoked": true
                      *       },
                      *       "meta": {
@@ -15295,8 +15279,85 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["KeyRevokedEnvelope"];
+                    "application/json": components["schemas"]["ApiKeyViewEnvelope"];
                 };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    revoke_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Key id. */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (no body) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -15493,14 +15554,19 @@ export interface operations {
     };
     list_districts: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -15531,11 +15597,20 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_DistrictViewEnvelope"];
+                    "application/json": components["schemas"]["DistrictViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15595,6 +15670,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -16109,7 +16186,12 @@ export interface operations {
     };
     list_schools: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path: {
                 /** @description District id. */
@@ -16119,7 +16201,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -16152,7 +16234,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_SchoolViewEnvelope"];
+                    "application/json": components["schemas"]["SchoolViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -16166,6 +16248,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16228,6 +16319,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -16912,7 +17005,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_StaffViewEnvelope"];
+                    "application/json": components["schemas"]["StaffViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -17019,7 +17112,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_PlacedOrgViewEnvelope"];
+                    "application/json": components["schemas"]["PlacedOrgViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -17104,6 +17197,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -17661,7 +17756,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_PlacedOrgViewEnvelope"];
+                    "application/json": components["schemas"]["PlacedOrgViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -18144,38 +18239,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "affected_orgs": [
-                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
-                     *         ],
-                     *         "scope": {
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "kind": "string"
-                     *         }
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["TemplateChangedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -18684,38 +18753,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "affected_orgs": [
-                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
-                     *         ],
-                     *         "scope": {
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "kind": "string"
-                     *         }
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["TemplateChangedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -19397,7 +19440,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AuditEventViewEnvelope"];
+                    "application/json": components["schemas"]["AuditEventViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -19758,7 +19801,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AuditEventViewEnvelope"];
+                    "application/json": components["schemas"]["AuditEventViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -20195,7 +20238,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AuditEventViewEnvelope"];
+                    "application/json": components["schemas"]["AuditEventViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */

@@ -18,7 +18,8 @@ use super::auth::UserView;
 use super::common::domain_rule;
 use crate::auth::{Caller, ClientMeta, MaybeCaller};
 use crate::http::{
-    Accepted, ApiError, ApiRoutes, ErrorCode, FieldError, Json, Path, Reply, RouteDoc,
+    Accepted, ApiError, ApiRoutes, ErrorCode, FieldError, Json, Order, PageQuery, Paged, Path,
+    Query, Reply, RouteDoc,
 };
 use crate::state::State;
 
@@ -57,7 +58,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "The pending invitations to the caller's verified address",
             "account",
         )
-        .errors(&[ErrorCode::EmailNotVerified]),
+        .description("In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+        .errors(&[ErrorCode::EmailNotVerified, ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/me/invitations/{invitation_id}/accept",
@@ -411,24 +413,29 @@ async fn verified_email(state: &State, caller: &Caller) -> Result<Email, ApiErro
 async fn my_invitations(
     state: State,
     caller: Caller,
-) -> Result<Reply<Vec<MyInvitationView>>, ApiError> {
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<MyInvitationView>, ApiError> {
     let email = verified_email(&state, &caller).await?;
     let now = time::OffsetDateTime::now_utc();
+    // One address's pending invitations are few: read whole, paged here in id order.
     let list = state
         .orgs
         .invitations_to(&email, now)
         .await
         .map_err(|e| ApiError::internal(e.0))?;
-    Ok(Reply(
-        list.into_iter()
-            .map(|i| MyInvitationView {
-                id: i.id.as_uuid(),
-                org_id: i.org_id.as_uuid(),
-                role: i.role.name().to_owned(),
-                expires_at: i.expires_at,
-            })
-            .collect(),
-    ))
+    Ok(Paged::from_all(
+        list,
+        |i| i.id.as_uuid(),
+        Order::Ascending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(|i| MyInvitationView {
+        id: i.id.as_uuid(),
+        org_id: i.org_id.as_uuid(),
+        role: i.role.name().to_owned(),
+        expires_at: i.expires_at,
+    }))
 }
 
 /// One of the caller's invitations.

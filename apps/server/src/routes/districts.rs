@@ -32,8 +32,8 @@ use super::permissions::{RoleDto, ScopeDto};
 use crate::auth::Caller;
 use crate::http::guard::GuardOutcome;
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, FieldError, IfMatch, Json, NoContent, Paged,
-    Pagination, Path, Query, Reply, RouteDoc, Tagged,
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, IfMatch, Json, NoContent, Order,
+    PageQuery, Paged, Pagination, Path, Query, Reply, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -49,7 +49,9 @@ pub(super) fn register(r: &mut ApiRoutes) {
     r.get(
         "/api/v2/districts",
         list_districts,
-        RouteDoc::new("list_districts", "Districts the caller may see", TAG),
+        RouteDoc::new("list_districts", "Districts the caller may see", TAG)
+            .description("In id order, paginated (`limit`, `cursor`); `meta.pagination.total` for district staff (platform admins page through every district without it).")
+            .errors(&[ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/districts",
@@ -99,13 +101,15 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/districts/{district_id}",
         delete_district,
         RouteDoc::new("delete_district", "Delete a district (platform admins)", TAG)
-            .description("Its schools and orgs are detached (they carry on standalone, their permissions re-resolved at once); its staff and templates are removed.")
+            .description("Its schools and orgs are detached (they carry on standalone, their permissions re-resolved at once); its staff and templates are removed. Answers 200 with what was detached (`detached_schools`, `detached_orgs`), not 204: those schools and orgs now need a new place.")
             .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied, ErrorCode::VersionMismatch]),
     );
     r.get(
         "/api/v2/districts/{district_id}/schools",
         list_schools,
-        RouteDoc::new("list_schools", "The district's schools", TAG).errors(&[ErrorCode::NotFound]),
+        RouteDoc::new("list_schools", "The district's schools", TAG)
+            .description("In id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+            .errors(&[ErrorCode::NotFound, ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/districts/{district_id}/schools",
@@ -297,6 +301,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Remove the district's setting (and lock) of a key",
             TAG,
         )
+        .description("Answers 204; every org below re-resolves the key at once (read the templates again for their new `version`).")
         .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
     );
     r.get(
@@ -353,6 +358,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Remove the school's setting of a key",
             TAG,
         )
+        .description("Answers 204; every org of the school re-resolves the key at once (read the templates again for their new `version`).")
         .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
     );
     r.post(
@@ -520,24 +526,44 @@ fn district_view(d: District) -> DistrictView {
 async fn list_districts(
     state: State,
     caller: Caller,
-) -> Result<Reply<Vec<DistrictView>>, ApiError> {
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<DistrictView>, ApiError> {
     let who = district_caller(&state, &caller).await?;
     let repo = &state.districts;
-    let list = if who.platform_admin {
-        repo.list_districts(DistrictPageRequest::new(None, 200))
+    let limit = q.limit();
+    if who.platform_admin {
+        // Every district: paged by the store, in id order (no total: not cheap).
+        let page = repo
+            .list_districts(DistrictPageRequest::new(
+                q.cursor.map(DistrictId::from_uuid),
+                limit,
+            ))
             .await
-            .map_err(read_error)?
-            .items
-    } else {
-        let mut out = Vec::new();
-        for (id, _) in repo.districts_of(who.user).await.map_err(read_error)? {
-            if let Some(d) = repo.get_district(id).await.map_err(read_error)? {
-                out.push(d);
-            }
+            .map_err(read_error)?;
+        return Ok(Paged {
+            items: page.items.into_iter().map(district_view).collect(),
+            pagination: Pagination {
+                limit,
+                next_cursor: page.next_after.map(|d| d.to_string()),
+                total: None,
+            },
+        });
+    }
+    // A staff member's few districts: read whole, paged here in id order.
+    let mut mine = Vec::new();
+    for (id, _) in repo.districts_of(who.user).await.map_err(read_error)? {
+        if let Some(d) = repo.get_district(id).await.map_err(read_error)? {
+            mine.push(d);
         }
-        out
-    };
-    Ok(Reply(list.into_iter().map(district_view).collect()))
+    }
+    Ok(Paged::from_all(
+        mine,
+        |d: &District| d.id.as_uuid(),
+        Order::Ascending,
+        q.cursor.as_ref(),
+        limit,
+    )
+    .map(district_view))
 }
 
 /// A new district.
@@ -591,7 +617,10 @@ async fn create_district(
                 other => ApiError::internal(Box::new(other)),
             })
         })?;
-    Ok(Created(district_view(d)))
+    Ok(Created::at(
+        format!("/api/v2/districts/{}", d.id),
+        district_view(d),
+    ))
 }
 
 /// Path of a district.
@@ -809,14 +838,23 @@ async fn list_schools(
     state: State,
     caller: Caller,
     Path(p): Path<DistrictPath>,
-) -> Result<Reply<Vec<SchoolView>>, ApiError> {
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<SchoolView>, ApiError> {
     let (_, d) = visible_district(&state, &caller, p.district_id).await?;
+    // A district's schools are read whole and paged here, in id order.
     let schools = state
         .districts
         .list_schools(d.id)
         .await
         .map_err(read_error)?;
-    Ok(Reply(schools.into_iter().map(school_view).collect()))
+    Ok(Paged::from_all(
+        schools,
+        |s: &School| s.id.as_uuid(),
+        Order::Ascending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(school_view))
 }
 
 /// A new school.
@@ -862,7 +900,10 @@ async fn create_school(
                 other => ApiError::internal(Box::new(other)),
             })
         })?;
-    Ok(Created(school_view(s)))
+    Ok(Created::at(
+        format!("/api/v2/schools/{}", s.id),
+        school_view(s),
+    ))
 }
 
 /// Path of a school.
@@ -1260,10 +1301,11 @@ async fn clear_template(
     state: State,
     caller: Caller,
     Path(p): Path<TemplatePath>,
-) -> Result<Reply<TemplateChanged>, ApiError> {
+) -> Result<NoContent, ApiError> {
     let d = template_admin(&state, &caller, p.district_id).await?;
     let scope = TemplateScope::District(d.id.as_uuid());
-    write_template(&state, &caller, scope, &p.key, None).await
+    write_template(&state, &caller, scope, &p.key, None).await?;
+    Ok(NoContent)
 }
 
 impl From<TemplateBody> for ScopedSetting {
@@ -1533,10 +1575,11 @@ async fn clear_school_template(
     state: State,
     caller: Caller,
     Path(p): Path<SchoolTemplatePath>,
-) -> Result<Reply<TemplateChanged>, ApiError> {
+) -> Result<NoContent, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
     let scope = TemplateScope::School(s.id.as_uuid());
-    write_template(&state, &caller, scope, &p.key, None).await
+    write_template(&state, &caller, scope, &p.key, None).await?;
+    Ok(NoContent)
 }
 
 /// A new org under a school of the district.
@@ -1595,10 +1638,13 @@ async fn create_district_org(
             },
         )
         .await?;
-    Ok(Created(DistrictOrgCreated {
-        id: org.id.as_uuid(),
-        signup_code: org.signup_code.to_string(),
-    }))
+    Ok(Created::at(
+        format!("/api/v2/orgs/{}", org.id),
+        DistrictOrgCreated {
+            id: org.id.as_uuid(),
+            signup_code: org.signup_code.to_string(),
+        },
+    ))
 }
 
 /// 412 with the current version.
@@ -1629,38 +1675,22 @@ async fn list_staff(
     Query(q): Query<PageQuery>,
 ) -> Result<Paged<StaffView>, ApiError> {
     let (who, d) = visible_district(&state, &caller, p.district_id).await?;
-    let mut staff = service(&state)
+    let staff = service(&state)
         .list_staff(&who, d.id)
         .await
         .map_err(|e| hidden(e, "no such district"))?;
     // A district's staff are a handful of rows: paged here, in user id order.
-    let total = staff.len() as u64;
-    staff.sort_by_key(|s| s.user_id.as_uuid());
-    let limit = q.limit.unwrap_or(50);
-    let mut page: Vec<_> = staff
-        .into_iter()
-        .filter(|s| q.cursor.is_none_or(|after| s.user_id.as_uuid() > after))
-        .take(limit as usize + 1)
-        .collect();
-    let more = page.len() > limit as usize;
-    page.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| page.last().map(|s| s.user_id.to_string()))
-        .flatten();
-    Ok(Paged {
-        items: page
-            .into_iter()
-            .map(|s| StaffView {
-                user_id: s.user_id.as_uuid(),
-                role: s.role.as_str(),
-            })
-            .collect(),
-        pagination: Pagination {
-            limit,
-            next_cursor,
-            total: Some(total),
-        },
-    })
+    Ok(Paged::from_all(
+        staff,
+        |s| s.user_id.as_uuid(),
+        Order::Ascending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(|s| StaffView {
+        user_id: s.user_id.as_uuid(),
+        role: s.role.as_str(),
+    }))
 }
 
 async fn remove_staff(
@@ -1686,18 +1716,6 @@ async fn remove_staff(
             })
         })?;
     Ok(NoContent)
-}
-
-/// A page of a list keyed by id (staff by user id, placed orgs by org id).
-#[derive(Debug, Deserialize, JsonSchema, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// The `next_cursor` of the previous page.
-    #[garde(skip)]
-    pub cursor: Option<Uuid>,
-    /// Page size, 1–200 (default 50).
-    #[garde(inner(range(min = 1, max = 200)))]
-    pub limit: Option<u32>,
 }
 
 /// An organization placed in a district or school.
@@ -1728,8 +1746,8 @@ async fn placed_orgs(
         OrgScope::District(_) => "no such district",
         OrgScope::School(_) => "no such school",
     };
-    let limit = q.limit.unwrap_or(50);
-    let (mut rows, total) = service(state)
+    let limit = q.limit();
+    let (rows, total) = service(state)
         .list_orgs(
             &who,
             scope,
@@ -1739,29 +1757,18 @@ async fn placed_orgs(
         .await
         .map_err(|e| hidden(e, not_found))?
         .ok_or_else(|| ApiError::not_found(not_found))?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|o| o.placement.org_id.to_string()))
-        .flatten();
-    Ok(Paged {
-        items: rows
-            .into_iter()
-            .map(|o: PlacedOrg| PlacedOrgView {
+    Ok(
+        Paged::from_overfetch(rows, limit, |o| o.placement.org_id, Some(total)).map(
+            |o: PlacedOrg| PlacedOrgView {
                 id: o.placement.org_id.as_uuid(),
                 name: o.name,
                 status: o.status,
                 school_id: o.placement.school_id.map(|s| s.as_uuid()),
                 district_id: o.placement.district_id.map(|d| d.as_uuid()),
                 version: o.placement.version,
-            })
-            .collect(),
-        pagination: Pagination {
-            limit,
-            next_cursor,
-            total: Some(total),
-        },
-    })
+            },
+        ),
+    )
 }
 
 async fn list_district_orgs(

@@ -1,9 +1,12 @@
 use actix_web::http::Method;
 
 use crate::backend_tests;
-use crate::helpers::{BOOTSTRAP_TOKEN, TestContext, send, signed_up};
+use crate::helpers::{
+    BOOTSTRAP_TOKEN, TestContext, all_pages, create, platform_admin, send, signed_up,
+};
 
 backend_tests!(
+    district_creates_answer_where_and_lists_page,
     bootstrap_is_one_time_and_guarded,
     district_templates_locks_schools_and_moves,
     orgs_move_with_authority_over_both_ends,
@@ -1383,4 +1386,152 @@ async fn many_key_templates_are_versioned_and_locks_bind_exceptions(ctx: TestCon
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(allowed("budget.approve").await, "the grant counts again");
+}
+
+/// Creates answer 201 with a `Location` that reads the created resource; the
+/// district lists page like every list; clearing a template key is 204; deleting a
+/// district is 200 with what it detached.
+async fn district_creates_answer_where_and_lists_page(ctx: TestContext) {
+    use serde_json::json;
+    let app = ctx.service().await;
+    let root = platform_admin(&app, "root-shape@example.org").await;
+    let mut districts = Vec::new();
+    for code in ["SHAPE-A", "SHAPE-B"] {
+        let (at, body) = create(
+            &app,
+            "/api/v2/districts",
+            Some(&root),
+            json!({"name": format!("District {code}"), "code": code}),
+        )
+        .await;
+        let id = body["data"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(at, format!("/api/v2/districts/{id}"));
+        let (status, read) = send(&app, Method::GET, &at, Some(&root), None).await;
+        assert_eq!(
+            (status, read["data"]["id"].as_str()),
+            (200, Some(id.as_str()))
+        );
+        districts.push(id);
+    }
+    let district = &districts[0];
+    let mut schools = Vec::new();
+    for code in ["NORTH", "SOUTH"] {
+        let (at, body) = create(
+            &app,
+            &format!("/api/v2/districts/{district}/schools"),
+            Some(&root),
+            json!({"name": format!("{code} Elementary"), "code": code, "grade_levels": ["K"]}),
+        )
+        .await;
+        let id = body["data"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(at, format!("/api/v2/schools/{id}"));
+        let (status, _) = send(&app, Method::GET, &at, Some(&root), None).await;
+        assert_eq!(status, 200);
+        schools.push(id);
+    }
+    let (at, body) = create(
+        &app,
+        &format!("/api/v2/districts/{district}/orgs"),
+        Some(&root),
+        json!({"name": "North PTO", "school_id": schools[0]}),
+    )
+    .await;
+    let org = body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(at, format!("/api/v2/orgs/{org}"));
+    let (status, read) = send(&app, Method::GET, &at, Some(&root), None).await;
+    assert_eq!(
+        (status, read["data"]["id"].as_str()),
+        (200, Some(org.as_str()))
+    );
+
+    // Lists: a platform admin pages through every district (no total), staff through
+    // theirs (with it); schools with their total.
+    let all = all_pages(&app, "/api/v2/districts", Some(&root), None).await;
+    let ids: Vec<&str> = all.iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        districts.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let (staff_id, staff) = signed_up(&app, "staff-shape@example.org").await;
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{district}/staff/{staff_id}"),
+        Some(&root),
+        Some(json!({"role": "district_admin"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mine = all_pages(&app, "/api/v2/districts", Some(&staff), Some(1)).await;
+    assert_eq!(mine[0]["id"], district.as_str());
+    let listed = all_pages(
+        &app,
+        &format!("/api/v2/districts/{district}/schools"),
+        Some(&staff),
+        Some(2),
+    )
+    .await;
+    let mut expected = schools.clone();
+    expected.sort();
+    assert_eq!(
+        listed
+            .iter()
+            .filter_map(|s| s["id"].as_str())
+            .collect::<Vec<_>>(),
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    // Clearing a template key: 204, no body (district and school).
+    let key_uri = format!("/api/v2/districts/{district}/permission-templates/events.create");
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &key_uri,
+        Some(&staff),
+        Some(json!({"min_role": "board_member", "enabled": true, "locked": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = send(&app, Method::DELETE, &key_uri, Some(&staff), None).await;
+    assert_eq!((status, body), (204, serde_json::Value::Null));
+    let school_key = format!(
+        "/api/v2/schools/{}/permission-templates/budget.view",
+        schools[0]
+    );
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &school_key,
+        Some(&staff),
+        Some(json!({"min_role": "committee_lead", "enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = send(&app, Method::DELETE, &school_key, Some(&staff), None).await;
+    assert_eq!((status, body), (204, serde_json::Value::Null));
+    let (_, templates) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/districts/{district}/permission-templates"),
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(templates["data"]["templates"], json!([]), "{templates}");
+
+    // Deleting a district tells what it detached (200, not 204).
+    let (status, deleted) = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v2/districts/{district}"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(
+        deleted["data"]["detached_schools"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(deleted["data"]["detached_orgs"], json!([org]));
 }

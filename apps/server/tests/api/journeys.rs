@@ -445,6 +445,10 @@ async fn addresses_are_proven_before_invitations_are_answered(ctx: TestContext, 
     .await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    // Paged like every list.
+    let paged =
+        crate::helpers::all_pages(&app, "/api/v2/me/invitations", Some(&lee), Some(1)).await;
+    assert_eq!(paged, *list["data"].as_array().unwrap());
     let id = list["data"][0]["id"].as_str().unwrap().to_owned();
     let (status, body) = send(
         &app,
@@ -556,7 +560,7 @@ async fn expired_and_revoked_links_are_refused_clearly(ctx: TestContext, sink: S
         None,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 204);
     let accept = |token: &str| json!({"token": token, "first_name": "A", "last_name": "B", "password": "long enough password"});
     let (status, body) = send(
         &app,

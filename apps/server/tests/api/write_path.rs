@@ -578,11 +578,12 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Member(org2_id, vol_uuid), Directory],
     )
     .await;
+    let current = get(&w.a, &vol, &format!("/api/v2/orgs/{org2}/users/{vol_id}")).await;
     w.write(
         "PATCH /api/v2/orgs/{org_id}/me",
         &format!("/api/v2/orgs/{org2}/me"),
         Some(&vol),
-        Some(json!({"committee": "Book fair"})),
+        Some(json!({"committee": "Book fair", "version": current["data"]["version"]})),
         &["member.update"],
         &[Member(org2_id, vol_uuid), Directory],
     )
@@ -594,7 +595,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         "PUT /api/v2/orgs/{org_id}/me/privacy",
         &format!("/api/v2/orgs/{org2}/me/privacy"),
         Some(&vol),
-        Some(json!({"email": "hidden"})),
+        Some(json!({"email": "hidden", "version": 0})),
         &["member.update"],
         &[Member(org2_id, vol_uuid), Directory],
     )
