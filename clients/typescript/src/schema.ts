@@ -1745,7 +1745,7 @@ export interface paths {
         get?: never;
         /**
          * Set (and optionally lock) a key for every org of the district
-         * @description Applies to every org below the district at once; a locked key cannot be overridden by schools or orgs.
+         * @description Applies to every org below the district at once; a locked key cannot be overridden by schools or orgs. Send the templates' `version` you read (`GET …/permission-templates`, or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`; the answer carries the new `version`.
          */
         put: operations["set_permission_template"];
         post?: never;
@@ -1790,7 +1790,7 @@ export interface paths {
         get?: never;
         /**
          * Set (and optionally lock) a key for every org of the school
-         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Unconditional (no version); the many-key `PUT …/permission-templates` is versioned.
+         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Send the templates' `version` you read (`GET …/permission-templates`, or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`; the answer carries the new `version`.
          */
         put: operations["set_school_permission_template"];
         post?: never;
@@ -1820,7 +1820,7 @@ export interface paths {
         get: operations["get_audit_retention"];
         /**
          * Change the org's audit retention period
-         * @description 1–36,500 days; audited (`audit.retention_update`). Takes effect at the next archive run.
+         * @description 1–36,500 days; audited (`audit.retention_update`). Takes effect at the next archive run. Send the `version` you read (or `If-Match`; 0 while never set): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -4366,6 +4366,11 @@ export interface components {
              * @description Days, 1–36,500.
              */
             days: number;
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`); required.
+             */
+            version?: number | null;
         };
         /** @description The org's retention period. */
         RetentionView: {
@@ -4380,6 +4385,11 @@ export interface components {
              * @description The default (400).
              */
             default_days: number;
+            /**
+             * Format: int64
+             * @description Version of the setting (0: never set, the default applies), for `PUT`.
+             */
+            version: number;
         };
         /** @description A successful response. */
         RetentionViewEnvelope: {
@@ -4725,6 +4735,12 @@ export interface components {
             locked?: boolean;
             /** @description Minimum role. */
             min_role: components["schemas"]["RoleDto"];
+            /**
+             * Format: int64
+             * @description The template version you read (`GET …/permission-templates`), or send it as
+             *     `If-Match`; required.
+             */
+            version?: number | null;
         };
         /** @description The outcome of a template change. */
         TemplateChanged: {
@@ -4732,6 +4748,11 @@ export interface components {
             affected_orgs: string[];
             /** @description The scope written. */
             scope: components["schemas"]["ScopeDto"];
+            /**
+             * Format: uint64
+             * @description The templates' version after the change.
+             */
+            version: number;
         };
         /** @description A successful response. */
         TemplateChangedEnvelope: {
@@ -18087,7 +18108,10 @@ export interface operations {
     set_permission_template: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -18102,7 +18126,8 @@ export interface operations {
                  * @example {
                  *       "enabled": true,
                  *       "locked": false,
-                 *       "min_role": "volunteer"
+                 *       "min_role": "volunteer",
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["TemplateBody"];
@@ -18124,7 +18149,8 @@ export interface operations {
                      *         "scope": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string"
-                     *         }
+                     *         },
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -18169,6 +18195,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -18189,6 +18224,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18592,7 +18636,10 @@ export interface operations {
     set_school_permission_template: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Permission key. */
                 key: string;
@@ -18607,7 +18654,8 @@ export interface operations {
                  * @example {
                  *       "enabled": true,
                  *       "locked": false,
-                 *       "min_role": "volunteer"
+                 *       "min_role": "volunteer",
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["TemplateBody"];
@@ -18629,7 +18677,8 @@ export interface operations {
                      *         "scope": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string"
-                     *         }
+                     *         },
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -18683,6 +18732,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -18703,6 +18761,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18838,7 +18905,8 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "days": 400,
-                     *         "default_days": 1
+                     *         "default_days": 1,
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -18915,7 +18983,10 @@ export interface operations {
     set_audit_retention: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -18926,7 +18997,8 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "days": 400
+                 *       "days": 400,
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["RetentionBody"];
@@ -18943,7 +19015,8 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "days": 400,
-                     *         "default_days": 1
+                     *         "default_days": 1,
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -18988,6 +19061,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -19008,6 +19090,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };

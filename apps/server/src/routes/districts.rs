@@ -289,8 +289,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/districts/{district_id}/permission-templates/{key}",
         set_template,
         RouteDoc::new("set_permission_template", "Set (and optionally lock) a key for every org of the district", TAG)
-            .description("Applies to every org below the district at once; a locked key cannot be overridden by schools or orgs.")
-            .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied, ErrorCode::ValidationFailed]),
+            .description("Applies to every org below the district at once; a locked key cannot be overridden by schools or orgs. Send the templates' `version` you read (`GET …/permission-templates`, or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`; the answer carries the new `version`.")
+            .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied, ErrorCode::ValidationFailed, ErrorCode::PreconditionRequired, ErrorCode::VersionMismatch]),
     );
     r.route(
         Method::DELETE,
@@ -342,11 +342,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Set (and optionally lock) a key for every org of the school",
             TAG,
         )
-        .description("Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Unconditional (no version); the many-key `PUT …/permission-templates` is versioned.")
+        .description("Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Send the templates' `version` you read (`GET …/permission-templates`, or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`; the answer carries the new `version`.")
         .errors(&[
             ErrorCode::NotFound,
             ErrorCode::PermissionDenied,
             ErrorCode::PermissionLocked,
+            ErrorCode::ValidationFailed,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::VersionMismatch,
         ]),
     );
     r.route(
@@ -1247,6 +1250,10 @@ pub struct TemplatePath {
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateBody {
+    /// The template version you read (`GET …/permission-templates`), or send it as
+    /// `If-Match`; required.
+    #[garde(skip)]
+    pub version: Option<i64>,
     /// Minimum role.
     #[garde(skip)]
     pub min_role: RoleDto,
@@ -1262,6 +1269,8 @@ pub struct TemplateBody {
 /// The outcome of a template change.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct TemplateChanged {
+    /// The templates' version after the change.
+    pub version: u64,
     /// The orgs whose effective settings changed version (re-resolved at once).
     pub affected_orgs: Vec<Uuid>,
     /// The scope written.
@@ -1290,11 +1299,13 @@ async fn set_template(
     state: State,
     caller: Caller,
     Path(p): Path<TemplatePath>,
+    if_match: IfMatch,
     Json(body): Json<TemplateBody>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let d = template_admin(&state, &caller, p.district_id).await?;
+    let version = required_version(body.version, if_match)?;
     let scope = TemplateScope::District(d.id.as_uuid());
-    write_template(&state, &caller, scope, &p.key, Some(body.into())).await
+    write_template(&state, &caller, scope, &p.key, Some((version, body.into()))).await
 }
 
 async fn clear_template(
@@ -1331,21 +1342,28 @@ fn template_rows(settings: &permissions::ScopeSettings) -> Vec<TemplateRow> {
         .collect()
 }
 
-/// Sets (`Some`) or clears (`None`) a district's or school's setting of `raw_key`
-/// (unconditionally), then has every org below re-resolve it on every instance.
+/// Sets (`Some`, if the templates are still at the version read) or clears (`None`,
+/// unconditionally) a district's or school's setting of `raw_key`, then has every org
+/// below re-resolve it on every instance.
 async fn write_template(
     state: &State,
     caller: &Caller,
     scope: TemplateScope,
     raw_key: &str,
-    setting: Option<ScopedSetting>,
+    setting: Option<(i64, ScopedSetting)>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let key =
         PermissionKey::parse(raw_key).map_err(|_| ApiError::not_found("no such permission key"))?;
+    let update = TemplateUpdate {
+        // A negative version matches nothing: refused as stale by the store.
+        expected_version: setting.map(|(v, _)| u64::try_from(v).unwrap_or(u64::MAX)),
+        ..TemplateUpdate::one(key, setting.map(|(_, s)| s))
+    };
     let saved = super::permissions::service_as(state, caller.audit_context())
-        .change_template(scope, &TemplateUpdate::one(key, setting))
+        .change_template(scope, &update)
         .await?;
     Ok(Reply(TemplateChanged {
+        version: saved.version,
         affected_orgs: saved.affected_orgs,
         scope: ScopeDto::from(scope.scope()),
     }))
@@ -1564,11 +1582,13 @@ async fn set_school_template(
     state: State,
     caller: Caller,
     Path(p): Path<SchoolTemplatePath>,
+    if_match: IfMatch,
     Json(body): Json<TemplateBody>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
+    let version = required_version(body.version, if_match)?;
     let scope = TemplateScope::School(s.id.as_uuid());
-    write_template(&state, &caller, scope, &p.key, Some(body.into())).await
+    write_template(&state, &caller, scope, &p.key, Some((version, body.into()))).await
 }
 
 async fn clear_school_template(

@@ -29,18 +29,6 @@ const CREATE_EXCEPTIONS: &[(&str, &str)] = &[
 const VERSION_EXCEPTIONS: &[(&str, &str)] = &[
     ("update_me", "the account has no version yet"),
     ("set_district_staff", "a staff role has no version yet"),
-    (
-        "set_audit_retention",
-        "the retention setting has no version yet",
-    ),
-    (
-        "set_permission_template",
-        "one key of the versioned templates",
-    ),
-    (
-        "set_school_permission_template",
-        "one key of the versioned templates",
-    ),
 ];
 
 fn document() -> Value {

@@ -184,7 +184,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
         true
     );
     // …then the district locks it at board_member: the lock beats the org override.
-    let (status, t) = send(
+    let (status, t) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/districts/{district}/permission-templates/events.create"),
@@ -214,7 +214,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
     );
     assert_eq!(body["error"]["details"]["locked_by"]["kind"], "district");
     // A school setting applies between district and org.
-    let (status, t) = send(
+    let (status, t) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/schools/{school}/permission-templates/budget.view"),
@@ -225,7 +225,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["data"]["scope"]["kind"], "school");
     // The school cannot override what the district locked.
-    let (status, _) = send(
+    let (status, _) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/schools/{school}/permission-templates/events.create"),
@@ -315,7 +315,7 @@ async fn orgs_move_with_authority_over_both_ends(ctx: TestContext) {
     }
     let [(north, north_school), (south, south_school)] = [schools[0].clone(), schools[1].clone()];
     // North locks events.create at board_member; South leaves it alone.
-    let (status, _) = send(
+    let (status, _) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/districts/{north}/permission-templates/events.create"),
@@ -1483,7 +1483,18 @@ async fn district_creates_answer_where_and_lists_page(ctx: TestContext) {
 
     // Clearing a template key: 204, no body (district and school).
     let key_uri = format!("/api/v2/districts/{district}/permission-templates/events.create");
-    let (status, _) = send(
+    // One key's write is versioned like the many-key one: 428 without, 412 stale.
+    let setting = json!({"min_role": "board_member", "enabled": true});
+    let (status, body) = send(&app, Method::PUT, &key_uri, Some(&staff), Some(setting)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (428, Some("PRECONDITION_REQUIRED")),
+        "{body}"
+    );
+    let stale = json!({"min_role": "board_member", "enabled": true, "version": 99});
+    let (status, body) = send(&app, Method::PUT, &key_uri, Some(&staff), Some(stale)).await;
+    assert_eq!(status, 412, "{body}");
+    let (status, _) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &key_uri,
@@ -1498,7 +1509,7 @@ async fn district_creates_answer_where_and_lists_page(ctx: TestContext) {
         "/api/v2/schools/{}/permission-templates/budget.view",
         schools[0]
     );
-    let (status, _) = send(
+    let (status, _) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &school_key,

@@ -750,7 +750,7 @@ async fn district_settings_bind_what_may_be_handed_out(ctx: TestContext) {
     assert_eq!(status, 201, "{body}");
     let approver = body["data"]["id"].as_str().unwrap().to_owned();
 
-    let (status, t) = send(
+    let (status, t) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/districts/{district}/permission-templates/budget.approve"),

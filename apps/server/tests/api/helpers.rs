@@ -402,11 +402,9 @@ impl Rng {
     }
 }
 
-/// A `PATCH` of an org, a member or a district sending the version the resource has
-/// now — read with a `GET` of the same URI by the same caller (for one's own profile,
-/// `…/orgs/{org_id}/me`, of one's membership `…/users/{my id}`) — unless the body names
-/// one (or the caller cannot read it: then the body goes as it is). For tests about
-/// something other than concurrency; the version is required (428 without it).
+/// A `PATCH` of an org, a member, a district or a school sending the version the
+/// resource has now (see [`write_current`]). For tests about something other than
+/// concurrency; the version is required (428 without it).
 pub async fn patch_current<S, B>(
     app: &S,
     uri: &str,
@@ -417,23 +415,47 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
+    write_current(app, actix_web::http::Method::PATCH, uri, token, body).await
+}
+
+/// A write sending the version the resource has now — read with a `GET` by the same
+/// caller of the same URI, or for one's own profile (`…/orgs/{org_id}/me`) of one's
+/// membership `…/users/{my id}`, for one template key (`…/permission-templates/{key}`)
+/// of the templates — unless the body names one (or the caller cannot read it: then
+/// the body goes as it is).
+pub async fn write_current<S, B>(
+    app: &S,
+    method: actix_web::http::Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
     use actix_web::http::Method;
     let mut body = body;
-    let versioned = uri.starts_with("/api/v2/orgs/") || uri.starts_with("/api/v2/districts/");
+    let versioned = ["/api/v2/orgs/", "/api/v2/districts/", "/api/v2/schools/"]
+        .iter()
+        .any(|p| uri.starts_with(p));
     if let Some(serde_json::Value::Object(fields)) = body.as_mut()
         && versioned
         && !fields.contains_key("version")
     {
-        let read = match uri.strip_suffix("/me") {
-            Some(org) if org.starts_with("/api/v2/orgs/") => {
-                let (_, me) = send(app, Method::GET, "/api/v2/me", token, None).await;
-                let id = me["data"]["user"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                format!("{org}/users/{id}")
-            }
-            _ => uri.to_owned(),
+        let read = if let Some(org) = uri.strip_suffix("/me") {
+            let (_, me) = send(app, Method::GET, "/api/v2/me", token, None).await;
+            let id = me["data"]["user"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            format!("{org}/users/{id}")
+        } else if let Some((templates, _key)) = uri.rsplit_once('/')
+            && templates.ends_with("/permission-templates")
+        {
+            templates.to_owned()
+        } else {
+            uri.to_owned()
         };
         let (status, current) = send(app, Method::GET, &read, token, None).await;
         if status == 200
@@ -442,7 +464,7 @@ where
             fields.insert("version".to_owned(), v.into());
         }
     }
-    send(app, Method::PATCH, uri, token, body).await
+    send(app, method, uri, token, body).await
 }
 
 /// Walks a list one item a page (`limit=1`, following `meta.pagination.next_cursor`)

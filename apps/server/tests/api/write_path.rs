@@ -706,7 +706,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         "PUT /api/v2/orgs/{org_id}/audit-logs/retention",
         &format!("/api/v2/orgs/{org2}/audit-logs/retention"),
         Some(&admin),
-        Some(json!({"days": 400})),
+        Some(json!({"days": 400, "version": 0})),
         &["audit.retention_update"],
         &[],
     )
@@ -737,11 +737,18 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
 
     // Templates above the org reach it through its own event.
     let _ = get(&b, &staff, &format!("/api/v2/orgs/{org}/users")).await;
+    let version = get(
+        &b,
+        &staff,
+        &format!("/api/v2/districts/{district}/permission-templates"),
+    )
+    .await["data"]["version"]
+        .clone();
     w.write(
         "PUT /api/v2/districts/{district_id}/permission-templates/{key}",
         &format!("/api/v2/districts/{district}/permission-templates/events.create"),
         Some(&staff),
-        Some(json!({"min_role": "board_member", "enabled": true, "locked": true})),
+        Some(json!({"min_role": "board_member", "enabled": true, "locked": true, "version": version})),
         &["permission.update", "permission.inherited_update"],
         &[Org(org_id)],
     )
@@ -755,11 +762,18 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Org(org_id)],
     )
     .await;
+    let version = get(
+        &b,
+        &staff,
+        &format!("/api/v2/schools/{school}/permission-templates"),
+    )
+    .await["data"]["version"]
+        .clone();
     w.write(
         "PUT /api/v2/schools/{school_id}/permission-templates/{key}",
         &format!("/api/v2/schools/{school}/permission-templates/budget.view"),
         Some(&staff),
-        Some(json!({"min_role": "committee_lead", "enabled": true})),
+        Some(json!({"min_role": "committee_lead", "enabled": true, "version": version})),
         &["permission.update", "permission.inherited_update"],
         &[Org(org_id)],
     )
