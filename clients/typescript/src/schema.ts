@@ -371,7 +371,10 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Change the caller's account preferences (the language of their e-mail) */
+        /**
+         * Change the caller's account preferences (the language of their e-mail)
+         * @description Send the account's `version` (`GET /api/v2/me`) or `If-Match`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH` (other account changes, such as a new password or name, move the version on too).
+         */
         patch: operations["update_me"];
         trace?: never;
     };
@@ -3556,6 +3559,11 @@ export interface components {
         MePreferences: {
             /** @description The language of the account's e-mail (`null`: English). */
             locale?: string | null;
+            /**
+             * Format: int64
+             * @description The account's version after the change.
+             */
+            version: number;
         };
         /** @description A successful response. */
         MePreferencesEnvelope: {
@@ -3576,6 +3584,11 @@ export interface components {
             memberships: components["schemas"]["MembershipView"][];
             /** @description The user. */
             user: components["schemas"]["UserView"];
+            /**
+             * Format: int64
+             * @description The account's version, for `PATCH /me`.
+             */
+            version: number;
         };
         /** @description A successful response. */
         MeViewEnvelope: {
@@ -5014,6 +5027,12 @@ export interface components {
              * @default null
              */
             locale?: string | null;
+            /**
+             * Format: int64
+             * @description The account's `version` you read (`GET /api/v2/me`), or send it as `If-Match`;
+             *     required.
+             */
+            version?: number | null;
         };
         /** @description Changes to a member. */
         UpdateMemberBody: {
@@ -7117,7 +7136,8 @@ export interface operations {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "last_name": "García",
                      *           "status": "active"
-                     *         }
+                     *         },
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -7176,7 +7196,10 @@ export interface operations {
     update_me: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -7184,7 +7207,8 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "locale": "string"
+                 *       "locale": "string",
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["UpdateMeBody"];
@@ -7200,7 +7224,8 @@ export interface operations {
                     /**
                      * @example {
                      *       "data": {
-                     *         "locale": "string"
+                     *         "locale": "string",
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -7220,6 +7245,15 @@ export interface operations {
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7247,6 +7281,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };

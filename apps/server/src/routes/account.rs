@@ -138,7 +138,12 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Change the caller's account preferences (the language of their e-mail)",
             "me",
         )
-        .errors(&[ErrorCode::ValidationFailed]),
+        .description("Send the account's `version` (`GET /api/v2/me`) or `If-Match`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH` (other account changes, such as a new password or name, move the version on too).")
+        .errors(&[
+            ErrorCode::ValidationFailed,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::VersionMismatch,
+        ]),
     );
     r.post(
         "/api/v2/auth/verify-email/resend",
@@ -635,6 +640,10 @@ async fn change_email(
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeBody {
+    /// The account's `version` you read (`GET /api/v2/me`), or send it as `If-Match`;
+    /// required.
+    #[garde(skip)]
+    pub version: Option<i64>,
     /// The language of the account's e-mail (`en`, `es-MX`); `null` for the default
     /// (English).
     #[serde(default, deserialize_with = "present")]
@@ -653,14 +662,18 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 pub struct MePreferences {
     /// The language of the account's e-mail (`null`: English).
     pub locale: Option<String>,
+    /// The account's version after the change.
+    pub version: i64,
 }
 
 async fn update_me(
     state: State,
     caller: Caller,
+    if_match: crate::http::IfMatch,
     Json(body): Json<UpdateMeBody>,
 ) -> Result<Reply<MePreferences>, ApiError> {
-    use tenancy::ports::UserRepository;
+    use tenancy::ports::{AccountWrite, UserRepository};
+    let expected = super::common::required_version(body.version, if_match)?;
     let Some(locale) = body.locale else {
         let creds = state
             .auth
@@ -668,28 +681,48 @@ async fn update_me(
             .credentials_by_id(caller.user_id())
             .await?
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
+        if creds.version != expected {
+            return Err(account_changed(creds.version));
+        }
         return Ok(Reply(MePreferences {
             locale: creds.locale.map(String::from),
+            version: creds.version,
         }));
     };
     let locale = locale
         .map(|tag| Language::parse(&tag))
         .transpose()
         .map_err(|e| ApiError::validation(vec![field("locale", &e)]))?;
-    let found = state
+    let written = state
         .accounts
         .users()
-        .set_locale(&caller.audit_context(), caller.user_id(), locale.clone())
+        .set_locale(
+            &caller.audit_context(),
+            caller.user_id(),
+            expected,
+            locale.clone(),
+        )
         .await
         .map_err(|e| match e {
             tenancy::ports::FindUserError::Unexpected(e) => ApiError::internal(e),
         })?;
-    if !found {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "unknown user"));
+    match written {
+        AccountWrite::Written { version } => Ok(Reply(MePreferences {
+            locale: locale.map(String::from),
+            version,
+        })),
+        AccountWrite::Stale { current } => Err(account_changed(current)),
+        AccountWrite::NotFound => Err(ApiError::new(ErrorCode::Unauthenticated, "unknown user")),
     }
-    Ok(Reply(MePreferences {
-        locale: locale.map(String::from),
-    }))
+}
+
+/// 412: the account changed since the caller read it.
+fn account_changed(current: i64) -> ApiError {
+    ApiError::new(
+        ErrorCode::VersionMismatch,
+        "your account changed since you read it",
+    )
+    .with_details(serde_json::json!({ "current_version": current }))
 }
 
 /// Asking for a password-reset link.

@@ -218,6 +218,8 @@ pub struct MeView {
     pub email_verified: bool,
     /// The language of the account's e-mail (`null`: English); `PATCH /me` changes it.
     pub locale: Option<String>,
+    /// The account's version, for `PATCH /me`.
+    pub version: i64,
     /// Their memberships.
     pub memberships: Vec<MembershipView>,
 }
@@ -234,6 +236,7 @@ async fn me(state: State, caller: Caller) -> Result<Reply<MeView>, ApiError> {
     Ok(Reply(MeView {
         email_verified: creds.email_verified,
         locale: creds.locale.map(String::from),
+        version: creds.version,
         user: creds.user.into(),
         memberships: memberships
             .iter()

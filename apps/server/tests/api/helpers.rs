@@ -419,7 +419,7 @@ where
 }
 
 /// A write sending the version the resource has now — read with a `GET` by the same
-/// caller of the same URI, or for one's own profile (`…/orgs/{org_id}/me`) of one's
+/// caller of the same URI (the account: `/api/v2/me`), or for one's own profile (`…/orgs/{org_id}/me`) of one's
 /// membership `…/users/{my id}`, for one template key (`…/permission-templates/{key}`)
 /// of the templates — unless the body names one (or the caller cannot read it: then
 /// the body goes as it is).
@@ -436,14 +436,18 @@ where
 {
     use actix_web::http::Method;
     let mut body = body;
-    let versioned = ["/api/v2/orgs/", "/api/v2/districts/", "/api/v2/schools/"]
-        .iter()
-        .any(|p| uri.starts_with(p));
+    let versioned = uri == "/api/v2/me"
+        || ["/api/v2/orgs/", "/api/v2/districts/", "/api/v2/schools/"]
+            .iter()
+            .any(|p| uri.starts_with(p));
     if let Some(serde_json::Value::Object(fields)) = body.as_mut()
         && versioned
         && !fields.contains_key("version")
     {
-        let read = if let Some(org) = uri.strip_suffix("/me") {
+        let read = if let Some(org) = uri
+            .strip_suffix("/me")
+            .filter(|org| org.starts_with("/api/v2/orgs/"))
+        {
             let (_, me) = send(app, Method::GET, "/api/v2/me", token, None).await;
             let id = me["data"]["user"]["id"]
                 .as_str()

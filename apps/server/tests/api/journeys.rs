@@ -686,6 +686,26 @@ async fn messages_are_written_in_the_recipients_language(ctx: TestContext, sink:
     let ann = login(&app, "ann@home.test", password).await;
     let (status, me) = send(&app, Method::GET, "/api/v2/me", Some(&ann), None).await;
     assert_eq!((status, &me["data"]["locale"]), (200, &json!(null)), "{me}");
+    // The account's version is required (428), a stale one refused (412).
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        "/api/v2/me",
+        Some(&ann),
+        Some(json!({"locale": "es"})),
+    )
+    .await;
+    assert_eq!(status, 428, "{body}");
+    let stale = me["data"]["version"].as_i64().unwrap() - 1;
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        "/api/v2/me",
+        Some(&ann),
+        Some(json!({"locale": "es", "version": stale})),
+    )
+    .await;
+    assert_eq!(status, 412, "{body}");
     let (status, body) = crate::helpers::patch_current(
         &app,
         "/api/v2/me",

@@ -1133,11 +1133,12 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
     .await;
 
     // Preferences and a new address (proven by the link sent to it).
+    let account = get(&w.a, &sec, "/api/v2/me").await;
     w.write(
         "PATCH /api/v2/me",
         "/api/v2/me",
         Some(&sec),
-        Some(json!({"locale": "es-MX"})),
+        Some(json!({"locale": "es-MX", "version": account["data"]["version"]})),
         &["user.profile_update"],
         &[],
     )
