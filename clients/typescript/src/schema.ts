@@ -1618,7 +1618,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** Make a user district admin or viewer (district admins) */
+        /**
+         * Make a user district admin or viewer (district admins)
+         * @description Send the `version` of their staff role you read (`GET …/staff`; 0 for someone who is not staff yet), or `If-Match`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH` (`details.current_version`).
+         */
         put: operations["set_district_staff"];
         post?: never;
         /**
@@ -4665,6 +4668,12 @@ export interface components {
         StaffBody: {
             /** @description `district_admin` or `district_viewer`. */
             role: components["schemas"]["StaffRoleName"];
+            /**
+             * Format: int64
+             * @description The version of their staff role you read (0: not staff yet), or send it as
+             *     `If-Match`; required.
+             */
+            version?: number | null;
         };
         /** @description Path of a staff member. */
         StaffPath: {
@@ -4693,6 +4702,11 @@ export interface components {
              * @description User id.
              */
             user_id: string;
+            /**
+             * Format: int64
+             * @description Version of their role, for `PUT`.
+             */
+            version: number;
         };
         /** @description A successful response. */
         StaffViewEnvelope: {
@@ -16817,7 +16831,10 @@ export interface operations {
     set_district_staff: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -16830,7 +16847,8 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "role": "district_admin"
+                 *       "role": "district_admin",
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["StaffBody"];
@@ -16847,7 +16865,8 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "role": "board_member",
-                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -16892,6 +16911,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -16912,6 +16940,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17053,7 +17090,8 @@ export interface operations {
                      *       "data": [
                      *         {
                      *           "role": "board_member",
-                     *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "version": 3
                      *         }
                      *       ],
                      *       "meta": {

@@ -162,7 +162,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Make a user district admin or viewer (district admins)",
             TAG,
         )
-        .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
+        .description("Send the `version` of their staff role you read (`GET …/staff`; 0 for someone who is not staff yet), or `If-Match`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH` (`details.current_version`).")
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::ValidationFailed,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::VersionMismatch,
+        ]),
     );
     r.get(
         "/api/v2/districts/{district_id}/staff",
@@ -1148,6 +1155,10 @@ pub struct StaffBody {
     #[garde(custom(domain_rule(DistrictStaffRole::parse)))]
     #[schemars(with = "StaffRoleName")]
     pub role: String,
+    /// The version of their staff role you read (0: not staff yet), or send it as
+    /// `If-Match`; required.
+    #[garde(skip)]
+    pub version: Option<i64>,
 }
 
 /// A staff member.
@@ -1157,16 +1168,20 @@ pub struct StaffView {
     pub user_id: Uuid,
     /// Role.
     pub role: &'static str,
+    /// Version of their role, for `PUT`.
+    pub version: i64,
 }
 
 async fn set_staff(
     state: State,
     caller: Caller,
     Path(p): Path<StaffPath>,
+    if_match: IfMatch,
     Json(body): Json<StaffBody>,
 ) -> Result<Reply<StaffView>, ApiError> {
     let (who, d) = visible_district(&state, &caller, p.district_id).await?;
     let role = DistrictStaffRole::parse(&body.role).map_err(|e| invalid("role", e))?;
+    let version = required_version(body.version, if_match)?;
     let staff = service(&state)
         .set_staff(
             &who,
@@ -1174,18 +1189,21 @@ async fn set_staff(
             d.id,
             UserId::from_uuid(p.user_id),
             role,
+            Some(version),
         )
         .await
         .map_err(|e| {
             service_error(e, |e| match e {
                 SetStaffError::UserNotFound => ApiError::not_found("no such user"),
                 SetStaffError::DistrictNotFound => ApiError::not_found("no such district"),
+                SetStaffError::VersionMismatch { current } => stale("staff role", current),
                 other => ApiError::internal(Box::new(other)),
             })
         })?;
     Ok(Reply(StaffView {
         user_id: staff.user_id.as_uuid(),
         role: staff.role.as_str(),
+        version: staff.version,
     }))
 }
 
@@ -1710,6 +1728,7 @@ async fn list_staff(
     .map(|s| StaffView {
         user_id: s.user_id.as_uuid(),
         role: s.role.as_str(),
+        version: s.version,
     }))
 }
 

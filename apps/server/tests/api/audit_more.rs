@@ -54,7 +54,7 @@ async fn district_audit_log_is_for_district_staff_only(ctx: TestContext) {
             Method::PUT,
             &staff(d, user),
             Some(&root),
-            Some(serde_json::json!({"role": role})),
+            Some(serde_json::json!({"role": role, "version": 0})),
         )
         .await;
         assert!(status < 300, "{body}");

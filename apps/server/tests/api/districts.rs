@@ -143,7 +143,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
         Method::PUT,
         &format!("/api/v2/districts/{district}/staff/{staff_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_admin"})),
+        Some(serde_json::json!({"role": "district_admin", "version": 0})),
     )
     .await;
     assert_eq!(status, 200);
@@ -249,7 +249,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
         Method::PUT,
         &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_viewer"})),
+        Some(serde_json::json!({"role": "district_viewer", "version": 0})),
     )
     .await;
     let (status, _) = send(
@@ -330,7 +330,7 @@ async fn orgs_move_with_authority_over_both_ends(ctx: TestContext) {
         Method::PUT,
         &format!("/api/v2/districts/{north}/staff/{staff_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_admin"})),
+        Some(serde_json::json!({"role": "district_admin", "version": 0})),
     )
     .await;
 
@@ -400,7 +400,7 @@ async fn orgs_move_with_authority_over_both_ends(ctx: TestContext) {
         Method::PUT,
         &format!("/api/v2/districts/{south}/staff/{staff_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_admin"})),
+        Some(serde_json::json!({"role": "district_admin", "version": 0})),
     )
     .await;
     let (status, body) = send(
@@ -527,7 +527,7 @@ async fn districts_and_the_platform_can_require_a_second_factor(ctx: TestContext
         Method::PUT,
         &format!("/api/v2/districts/{district}/staff/{staff_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_admin"})),
+        Some(serde_json::json!({"role": "district_admin", "version": 0})),
     )
     .await;
     assert_eq!(status, 200);
@@ -704,7 +704,7 @@ async fn district_staff_are_listed_and_removed(ctx: TestContext) {
             Method::PUT,
             &staff_uri(id),
             Some(&root),
-            Some(serde_json::json!({"role": role})),
+            Some(serde_json::json!({"role": role, "version": 0})),
         )
         .await;
         assert_eq!(status, 200, "{body}");
@@ -824,7 +824,7 @@ async fn placed_orgs_are_listed_and_schools_read_edited_and_deleted(ctx: TestCon
         Method::PUT,
         &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_viewer"})),
+        Some(serde_json::json!({"role": "district_viewer", "version": 0})),
     )
     .await;
     assert_eq!(status, 200);
@@ -1458,10 +1458,42 @@ async fn district_creates_answer_where_and_lists_page(ctx: TestContext) {
         Method::PUT,
         &format!("/api/v2/districts/{district}/staff/{staff_id}"),
         Some(&root),
-        Some(json!({"role": "district_admin"})),
+        Some(json!({"role": "district_admin", "version": 0})),
     )
     .await;
     assert_eq!(status, 200);
+    // A staff role is versioned: listed with its version; 428 without one, 412 stale.
+    let staff_uri = format!("/api/v2/districts/{district}/staff/{staff_id}");
+    let listed = all_pages(
+        &app,
+        &format!("/api/v2/districts/{district}/staff"),
+        Some(&root),
+        Some(1),
+    )
+    .await;
+    assert_eq!(listed[0]["version"], 1, "{listed:?}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &staff_uri,
+        Some(&root),
+        Some(json!({"role": "district_viewer"})),
+    )
+    .await;
+    assert_eq!(status, 428, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &staff_uri,
+        Some(&root),
+        Some(json!({"role": "district_viewer", "version": 0})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["details"]["current_version"]),
+        (412, &json!(1)),
+        "{body}"
+    );
     let mine = all_pages(&app, "/api/v2/districts", Some(&staff), Some(1)).await;
     assert_eq!(mine[0]["id"], district.as_str());
     let listed = all_pages(

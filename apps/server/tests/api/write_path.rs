@@ -316,7 +316,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         "PUT /api/v2/districts/{district_id}/staff/{user_id}",
         &format!("/api/v2/districts/{district}/staff/{staff_id}"),
         Some(&root),
-        Some(json!({"role": "district_admin"})),
+        Some(json!({"role": "district_admin", "version": 0})),
         &["district_staff.add"],
         &[],
     )
@@ -357,7 +357,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         "PUT /api/v2/districts/{district_id}/staff/{user_id}",
         &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
         Some(&root),
-        Some(json!({"role": "district_viewer"})),
+        Some(json!({"role": "district_viewer", "version": 0})),
         &["district_staff.add"],
         &[],
     )
