@@ -27,8 +27,7 @@ mod m20261206_000050_account_preferences;
 mod m20261206_000060_grant_windows_and_template_versions;
 mod m20261206_000080_directory_privacy;
 mod m20261206_000090_audit_personal_data;
-mod m20261206_000095_audit_retention_version;
-mod m20261206_000096_district_staff_version;
+mod m20261206_000095_resource_versions;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
@@ -62,8 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000060_grant_windows_and_template_versions::Migration),
             Box::new(m20261206_000080_directory_privacy::Migration),
             Box::new(m20261206_000090_audit_personal_data::Migration),
-            Box::new(m20261206_000095_audit_retention_version::Migration),
-            Box::new(m20261206_000096_district_staff_version::Migration),
+            Box::new(m20261206_000095_resource_versions::Migration),
         ]
     }
 }
