@@ -27,6 +27,7 @@ mod m20261206_000050_account_preferences;
 mod m20261206_000060_grant_windows_and_template_versions;
 mod m20261206_000080_directory_privacy;
 mod m20261206_000090_audit_personal_data;
+mod m20261206_000095_resource_versions;
 mod m20261206_000110_personal_data_exports;
 mod m20261206_000120_member_retention;
 
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000060_grant_windows_and_template_versions::Migration),
             Box::new(m20261206_000080_directory_privacy::Migration),
             Box::new(m20261206_000090_audit_personal_data::Migration),
+            Box::new(m20261206_000095_resource_versions::Migration),
             Box::new(m20261206_000110_personal_data_exports::Migration),
             Box::new(m20261206_000120_member_retention::Migration),
         ]

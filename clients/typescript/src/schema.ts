@@ -196,7 +196,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's sessions, newest first */
+        /**
+         * The caller's sessions, newest first
+         * @description Paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
         get: operations["list_sessions"];
         put?: never;
         post?: never;
@@ -216,7 +219,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke one of the caller's sessions */
+        /**
+         * Revoke one of the caller's sessions
+         * @description Answers 204 (also for a session that had ended already).
+         */
         delete: operations["revoke_session"];
         options?: never;
         head?: never;
@@ -267,7 +273,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The pending invitations to the caller's verified address */
+        /**
+         * The pending invitations to the caller's verified address
+         * @description In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
         get: operations["list_my_invitations"];
         put?: never;
         post?: never;
@@ -366,7 +375,10 @@ export interface paths {
         delete: operations["erase_me"];
         options?: never;
         head?: never;
-        /** Change the caller's account preferences (the language of their e-mail) */
+        /**
+         * Change the caller's account preferences (the language of their e-mail)
+         * @description Send the account's `version` (`GET /api/v2/me`) or `If-Match`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH` (other account changes, such as a new password or name, move the version on too).
+         */
         patch: operations["update_me"];
         trace?: never;
     };
@@ -518,7 +530,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The organizations the caller belongs to */
+        /**
+         * The organizations the caller belongs to
+         * @description In id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
         get: operations["list_orgs"];
         put?: never;
         /** Create a standalone organization; the caller becomes its first admin */
@@ -650,7 +665,7 @@ export interface paths {
         get?: never;
         /**
          * Change settings in bulk: all or nothing
-         * @description Send the matrix `version` you read: a stale one answers 412. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.
+         * @description Send the matrix `version` you read (in the body or as `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -775,7 +790,9 @@ export interface paths {
         };
         /**
          * Direct grants of the org
-         * @description Requires the `admin` role in the organization.
+         * @description By member, then key; paginated (`limit`, `cursor`: the `next_cursor` of the previous page); `meta.pagination.total` counts them all.
+         *
+         *     Requires the `admin` role in the organization.
          */
         get: operations["list_permission_grants"];
         put?: never;
@@ -804,7 +821,9 @@ export interface paths {
         post?: never;
         /**
          * Revoke a direct grant
-         * @description Requires the `admin` role in the organization.
+         * @description Answers 204; 404 when the member has no grant of the key.
+         *
+         *     Requires the `admin` role in the organization.
          */
         delete: operations["revoke_permission_grant"];
         options?: never;
@@ -874,7 +893,7 @@ export interface paths {
         post?: never;
         /**
          * Revoke a pending invitation
-         * @description The invitation stays listed as `revoked` (audited `invitation.revoke`). 409 if it is no longer pending (accepted, declined, expired or revoked already).
+         * @description Answers 204; the invitation stays listed as `revoked` (audited `invitation.revoke`). 409 if it is no longer pending (accepted, declined, expired or revoked already).
          *
          *     Requires permission `users.invite` in the organization.
          */
@@ -1076,7 +1095,7 @@ export interface paths {
         post?: never;
         /**
          * Remove a member from the org (restorable)
-         * @description Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. Only members ranking below you (admins: any member; anyone may leave). The last active admin cannot be removed (409). API keys the member created are revoked.
+         * @description Answers 204. Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. Only members ranking below you (admins: any member; anyone may leave). The last active admin cannot be removed (409). API keys the member created are revoked.
          *
          *     Requires permission `users.remove` in the organization.
          */
@@ -1104,7 +1123,7 @@ export interface paths {
         post?: never;
         /**
          * Leave this org
-         * @description Any member may leave (`member.leave`): the membership is removed softly, as by `DELETE …/users/{user_id}`, and an admin can restore it. The org's last active admin cannot leave: 409 with `details.reason = last_admin` (make someone else admin first). API keys you created in the org are revoked.
+         * @description Answers 204. Any member may leave (`member.leave`): the membership is removed softly, as by `DELETE …/users/{user_id}`, and an admin can restore it. The org's last active admin cannot leave: 409 with `details.reason = last_admin` (make someone else admin first). API keys you created in the org are revoked.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -1113,7 +1132,7 @@ export interface paths {
         head?: never;
         /**
          * Edit your own profile in this org
-         * @description Any member may change their own committee and children here, and their account's names and phone (in every org they belong to; audited `user.profile_update`); role and status are not editable by oneself, the e-mail address changes with `POST /api/v2/me/email`. Send `version` or `If-Match`.
+         * @description Any member may change their own committee and children here, and their account's names and phone (in every org they belong to; audited `user.profile_update`); role and status are not editable by oneself, the e-mail address changes with `POST /api/v2/me/email`. Send the `version` of your membership you read (`GET …/users/{your id}`), or `If-Match` with its `ETag`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -1136,7 +1155,7 @@ export interface paths {
         get: operations["get_my_privacy"];
         /**
          * Set your directory privacy choices in this org
-         * @description Replaces your choices (a field left out or `null`: no choice, the org's listing mode decides). Recorded with the time and the policy version (`notice_version`, default: the current one) you chose under, and audited. No admin setting overrides a field you hide. `version` (or `If-Match`) is optional; a stale one answers 412.
+         * @description Replaces your choices (a field left out or `null`: no choice, the org's listing mode decides). Recorded with the time and the policy version (`notice_version`, default: the current one) you chose under, and audited. No admin setting overrides a field you hide. Send the `version` you read (or `If-Match`; 0 before your first choice): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -1588,7 +1607,9 @@ export interface paths {
         };
         /**
          * The org's API keys (never their tokens)
-         * @description Requires the `admin` role in the organization.
+         * @description In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         *
+         *     Requires the `admin` role in the organization.
          */
         get: operations["list_api_keys"];
         put?: never;
@@ -1612,12 +1633,20 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * One API key (never its token)
+         * @description Revoked keys stay readable, with `revoked: true`.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        get: operations["get_api_key"];
         put?: never;
         post?: never;
         /**
          * Revoke an API key, effective at once everywhere
-         * @description Requires the `admin` role in the organization.
+         * @description Answers 204; 404 for an unknown or already revoked key.
+         *
+         *     Requires the `admin` role in the organization.
          */
         delete: operations["revoke_api_key"];
         options?: never;
@@ -1652,7 +1681,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Districts the caller may see */
+        /**
+         * Districts the caller may see
+         * @description In id order, paginated (`limit`, `cursor`); `meta.pagination.total` for district staff (platform admins page through every district without it).
+         */
         get: operations["list_districts"];
         put?: never;
         /** Create a district (platform admins) */
@@ -1676,7 +1708,7 @@ export interface paths {
         post?: never;
         /**
          * Delete a district (platform admins)
-         * @description Its schools and orgs are detached (they carry on standalone, their permissions re-resolved at once); its staff and templates are removed.
+         * @description Its schools and orgs are detached (they carry on standalone, their permissions re-resolved at once); its staff and templates are removed. Answers 200 with what was detached (`detached_schools`, `detached_orgs`), not 204: those schools and orgs now need a new place.
          */
         delete: operations["delete_district"];
         options?: never;
@@ -1695,7 +1727,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The district's schools */
+        /**
+         * The district's schools
+         * @description In id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         */
         get: operations["list_schools"];
         put?: never;
         /** Add a school to the district (district admins) */
@@ -1756,7 +1791,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** Make a user district admin or viewer (district admins) */
+        /**
+         * Make a user district admin or viewer (district admins)
+         * @description Send the `version` of their staff role you read (`GET …/staff`; 0 for someone who is not staff yet), or `If-Match`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH` (`details.current_version`).
+         */
         put: operations["set_district_staff"];
         post?: never;
         /**
@@ -1886,11 +1924,14 @@ export interface paths {
         get?: never;
         /**
          * Set (and optionally lock) a key for every org of the district
-         * @description Applies to every org below the district at once; a locked key cannot be overridden by schools or orgs.
+         * @description Applies to every org below the district at once; a locked key cannot be overridden by schools or orgs. Send the templates' `version` you read (`GET …/permission-templates`, or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`; the answer carries the new `version`.
          */
         put: operations["set_permission_template"];
         post?: never;
-        /** Remove the district's setting (and lock) of a key */
+        /**
+         * Remove the district's setting (and lock) of a key
+         * @description Answers 204; every org below re-resolves the key at once (read the templates again for their new `version`).
+         */
         delete: operations["clear_permission_template"];
         options?: never;
         head?: never;
@@ -1928,11 +1969,14 @@ export interface paths {
         get?: never;
         /**
          * Set (and optionally lock) a key for every org of the school
-         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Unconditional (no version); the many-key `PUT …/permission-templates` is versioned.
+         * @description Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Send the templates' `version` you read (`GET …/permission-templates`, or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`; the answer carries the new `version`.
          */
         put: operations["set_school_permission_template"];
         post?: never;
-        /** Remove the school's setting of a key */
+        /**
+         * Remove the school's setting of a key
+         * @description Answers 204; every org of the school re-resolves the key at once (read the templates again for their new `version`).
+         */
         delete: operations["clear_school_permission_template"];
         options?: never;
         head?: never;
@@ -1955,7 +1999,7 @@ export interface paths {
         get: operations["get_audit_retention"];
         /**
          * Change the org's audit retention period
-         * @description 1–36,500 days; audited (`audit.retention_update`). Takes effect at the next archive run.
+         * @description 1–36,500 days; audited (`audit.retention_update`). Takes effect at the next archive run. Send the `version` you read (or `If-Match`; 0 while never set): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
          *
          *     Requires the `admin` role in the organization.
          */
@@ -2306,6 +2350,15 @@ export interface components {
             /** @description What was read (`member.record`). */
             what: string;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        AccessViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["AccessView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description The activity feed's query. */
         ActivityQuery: {
             /** @description The `next_cursor` of the previous page. */
@@ -2378,29 +2431,20 @@ export interface components {
             revoked: boolean;
         };
         /** @description A successful response. */
-        Array_of_AccessViewEnvelope: {
+        ApiKeyViewEnvelope: {
             /** @description The payload. */
-            data: components["schemas"]["AccessView"][];
+            data: components["schemas"]["ApiKeyView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
             success: boolean;
         };
-        /** @description A successful response. */
-        Array_of_ApiKeyViewEnvelope: {
-            /** @description The payload. */
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        ApiKeyViewPage: {
+            /** @description The items of this page. */
             data: components["schemas"]["ApiKeyView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_AuditEventViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["AuditEventView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -2414,144 +2458,9 @@ export interface components {
             success: boolean;
         };
         /** @description A successful response. */
-        Array_of_CustomRoleViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["CustomRoleView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_DistrictViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["DistrictView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_GrantDtoEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["GrantDto"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_InvitationViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["InvitationView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_JobViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["JobView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_MemberViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["MemberView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_MyInvitationViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["MyInvitationView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_OrgWithMembershipEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["OrgWithMembership"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_PlacedOrgViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["PlacedOrgView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
         Array_of_PreviewChangeDtoEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["PreviewChangeDto"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_RemovedMemberViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["RemovedMemberView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_SchoolViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["SchoolView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_SessionViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["SessionView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_SignInViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["SignInView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_StaffViewEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["StaffView"][];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description A successful response. */
-        Array_of_UuidEnvelope: {
-            /** @description The payload. */
-            data: string[];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -2604,6 +2513,15 @@ export interface components {
             data: components["schemas"]["AuditEventView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        AuditEventViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["AuditEventView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -2981,6 +2899,15 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        CustomRoleViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["CustomRoleView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description The timeline's query. */
         DailyQuery: {
             /** @description First day (UTC date `YYYY-MM-DD`, inclusive); default 29 days before `to`. */
@@ -3231,6 +3158,15 @@ export interface components {
             data: components["schemas"]["DistrictView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        DistrictViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["DistrictView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -3606,6 +3542,15 @@ export interface components {
              */
             user_id: string;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        GrantDtoPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["GrantDto"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description Path of one grant. */
         GrantPath: {
             /** @description The key. */
@@ -3620,20 +3565,6 @@ export interface components {
              * @description The member.
              */
             user_id: string;
-        };
-        /** @description The outcome of a revocation. */
-        GrantRevoked: {
-            /** @description Whether a grant existed. */
-            revoked: boolean;
-        };
-        /** @description A successful response. */
-        GrantRevokedEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["GrantRevoked"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
         };
         /** @description Liveness answer. */
         Health: {
@@ -3733,6 +3664,15 @@ export interface components {
             data: components["schemas"]["InvitationView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        InvitationViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["InvitationView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -3847,6 +3787,15 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        JobViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["JobView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A signup code. */
         JoinBody: {
             /** @description The organization's signup code (case and separators do not matter). */
@@ -3864,34 +3813,6 @@ export interface components {
              * @description Org id.
              */
             org_id: string;
-        };
-        /** @description The outcome of a revocation. */
-        KeyRevoked: {
-            /** @description Always `true`. */
-            revoked: boolean;
-        };
-        /** @description A successful response. */
-        KeyRevokedEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["KeyRevoked"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
-        /** @description The outcome of leaving an org. */
-        Left: {
-            /** @description Always `true`. */
-            left: boolean;
-        };
-        /** @description A successful response. */
-        LeftEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["Left"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
         };
         /** @description Opt-out or opt-in listing. */
         ListingDto: "opt_out" | "opt_in";
@@ -3991,6 +3912,11 @@ export interface components {
         MePreferences: {
             /** @description The language of the account's e-mail (`null`: English). */
             locale?: string | null;
+            /**
+             * Format: int64
+             * @description The account's version after the change.
+             */
+            version: number;
         };
         /** @description A successful response. */
         MePreferencesEnvelope: {
@@ -4011,6 +3937,11 @@ export interface components {
             memberships: components["schemas"]["MembershipView"][];
             /** @description The user. */
             user: components["schemas"]["UserView"];
+            /**
+             * Format: int64
+             * @description The account's version, for `PATCH /me`.
+             */
+            version: number;
         };
         /** @description A successful response. */
         MeViewEnvelope: {
@@ -4183,6 +4114,15 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        MemberViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["MemberView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A membership as its member sees it. */
         MembershipView: {
             /**
@@ -4309,6 +4249,15 @@ export interface components {
             /** @description The role offered (`volunteer`, … or a custom role's name). */
             role: string;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        MyInvitationViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["MyInvitationView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description Sort direction. */
         OrderDto: "asc" | "desc";
         /** @description Path of an org's export. */
@@ -4423,12 +4372,42 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
-        /** @description A page of a list keyed by id (staff by user id, placed orgs by org id). */
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        OrgWithMembershipPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["OrgWithMembership"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description Response metadata of a list: as [`Meta`], with `pagination` always present. */
+        PageMeta: {
+            /** @description Paging: the page size, the next page's cursor, the total where cheap. */
+            pagination: components["schemas"]["Pagination"];
+            /** @description The request id (also in the `X-Request-Id` header). */
+            request_id: string;
+            /** @description When the response was produced (RFC 3339, UTC). */
+            timestamp: string;
+            /** @description API version, `v2`. */
+            version: string;
+        };
+        /** @description A page of a list keyed by id (or by another cursor `C`). */
         PageQuery: {
             /**
              * Format: uuid
              * @description The `next_cursor` of the previous page.
              */
+            cursor?: string | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+        };
+        /** @description A page of a list keyed by id (or by another cursor `C`). */
+        PageQuery2: {
+            /** @description The `next_cursor` of the previous page. */
             cursor?: string | null;
             /**
              * Format: uint32
@@ -4494,6 +4473,15 @@ export interface components {
              * @description The org's version.
              */
             version: number;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        PlacedOrgViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["PlacedOrgView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description A directory policy. */
         PolicyBody: {
@@ -4578,7 +4566,7 @@ export interface components {
             phone?: components["schemas"]["ChoiceDto"] | null;
             /**
              * Format: int64
-             * @description The version you read (optional; a stale one answers 412).
+             * @description The version you read (or `If-Match`; 0 before your first choice); required.
              */
             version?: number | null;
         };
@@ -4730,20 +4718,6 @@ export interface components {
             /** @description 12 to 128 characters. */
             password: string;
         };
-        /** @description The outcome of a removal. */
-        Removed: {
-            /** @description Always `true`. */
-            removed: boolean;
-        };
-        /** @description A successful response. */
-        RemovedEnvelope: {
-            /** @description The payload. */
-            data: components["schemas"]["Removed"];
-            /** @description Metadata. */
-            meta: components["schemas"]["Meta"];
-            /** @description Always `true`. */
-            success: boolean;
-        };
         /** @description A removed member. */
         RemovedMemberView: {
             /** @description Children and their grades (`null` when hidden from you). */
@@ -4792,18 +4766,14 @@ export interface components {
              */
             view: string;
         };
-        /** @description Paging of the removed members. */
-        RemovedPageQuery: {
-            /**
-             * Format: uuid
-             * @description The `next_cursor` of the previous page.
-             */
-            cursor?: string | null;
-            /**
-             * Format: uint32
-             * @description Page size, 1–200 (default 50).
-             */
-            limit?: number | null;
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        RemovedMemberViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["RemovedMemberView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         ResetBody: {
             /** @description Only this module (e.g. `budget`); all modules when absent. */
@@ -4833,6 +4803,11 @@ export interface components {
              * @description Days, 1–36,500.
              */
             days: number;
+            /**
+             * Format: int64
+             * @description The version you read (or send `If-Match`); required.
+             */
+            version?: number | null;
         };
         /** @description The org's retention period. */
         RetentionView: {
@@ -4847,6 +4822,11 @@ export interface components {
              * @description The default (400).
              */
             default_days: number;
+            /**
+             * Format: int64
+             * @description Version of the setting (0: never set, the default applies), for `PUT`.
+             */
+            version: number;
         };
         /** @description A successful response. */
         RetentionViewEnvelope: {
@@ -4881,19 +4861,6 @@ export interface components {
         };
         /** @description A built-in role. */
         RoleDto: "volunteer" | "committee_lead" | "board_member" | "admin";
-        /** @description A page of roles. */
-        RolePageQuery: {
-            /**
-             * Format: uuid
-             * @description The `next_cursor` of the previous page.
-             */
-            cursor?: string | null;
-            /**
-             * Format: uint32
-             * @description Page size, 1–200 (default 50).
-             */
-            limit?: number | null;
-        };
         /** @description Path of one custom role. */
         RolePath: {
             /**
@@ -4989,6 +4956,15 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        SchoolViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["SchoolView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A scope of the hierarchy. */
         ScopeDto: {
             /**
@@ -5048,6 +5024,15 @@ export interface components {
             /** @description Client user agent at sign-in. */
             user_agent?: string | null;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        SessionViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["SessionView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description The outcome of a settings write. */
         SettingsWritten: {
             /**
@@ -5080,6 +5065,15 @@ export interface components {
             /** @description The client's user agent. */
             user_agent?: string | null;
         };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        SignInViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["SignInView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description The sign-in list's query. */
         SignInsQuery: {
             /** @description The `next_cursor` of the previous page. */
@@ -5095,6 +5089,12 @@ export interface components {
         StaffBody: {
             /** @description `district_admin` or `district_viewer`. */
             role: components["schemas"]["StaffRoleName"];
+            /**
+             * Format: int64
+             * @description The version of their staff role you read (0: not staff yet), or send it as
+             *     `If-Match`; required.
+             */
+            version?: number | null;
         };
         /** @description Path of a staff member. */
         StaffPath: {
@@ -5123,6 +5123,11 @@ export interface components {
              * @description User id.
              */
             user_id: string;
+            /**
+             * Format: int64
+             * @description Version of their role, for `PUT`.
+             */
+            version: number;
         };
         /** @description A successful response. */
         StaffViewEnvelope: {
@@ -5130,6 +5135,15 @@ export interface components {
             data: components["schemas"]["StaffView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        StaffViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["StaffView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -5169,6 +5183,12 @@ export interface components {
             locked?: boolean;
             /** @description Minimum role. */
             min_role: components["schemas"]["RoleDto"];
+            /**
+             * Format: int64
+             * @description The template version you read (`GET …/permission-templates`), or send it as
+             *     `If-Match`; required.
+             */
+            version?: number | null;
         };
         /** @description The outcome of a template change. */
         TemplateChanged: {
@@ -5176,6 +5196,11 @@ export interface components {
             affected_orgs: string[];
             /** @description The scope written. */
             scope: components["schemas"]["ScopeDto"];
+            /**
+             * Format: uint64
+             * @description The templates' version after the change.
+             */
+            version: number;
         };
         /** @description A successful response. */
         TemplateChangedEnvelope: {
@@ -5437,6 +5462,12 @@ export interface components {
              * @default null
              */
             locale?: string | null;
+            /**
+             * Format: int64
+             * @description The account's `version` you read (`GET /api/v2/me`), or send it as `If-Match`;
+             *     required.
+             */
+            version?: number | null;
         };
         /** @description Changes to a member. */
         UpdateMemberBody: {
@@ -5512,7 +5543,7 @@ export interface components {
             phone?: string | null;
             /**
              * Format: int64
-             * @description The version you read.
+             * @description The version of your membership you read (or `If-Match`); required.
              */
             version?: number | null;
         };
@@ -5571,9 +5602,9 @@ export interface components {
             changes: components["schemas"]["ChangeDto"][];
             /**
              * Format: uint64
-             * @description The matrix version you read.
+             * @description The matrix version you read (or send `If-Match`); required.
              */
-            version: number;
+            version?: number | null;
         };
         /** @description A user as the API shows it. */
         UserView: {
@@ -5599,6 +5630,15 @@ export interface components {
             data: components["schemas"]["UserView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        UuidPage: {
+            /** @description The items of this page. */
+            data: string[];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
         };
@@ -5957,6 +5997,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -6490,14 +6532,19 @@ export interface operations {
     };
     list_sessions: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -6529,11 +6576,20 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_SessionViewEnvelope"];
+                    "application/json": components["schemas"]["SessionViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6582,32 +6638,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "revoked": true
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["RevokedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -6932,14 +6968,19 @@ export interface operations {
     };
     list_my_invitations: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -6968,7 +7009,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_MyInvitationViewEnvelope"];
+                    "application/json": components["schemas"]["MyInvitationViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -6982,6 +7023,15 @@ export interface operations {
             };
             /** @description Error: EMAIL_NOT_VERIFIED */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7521,7 +7571,8 @@ export interface operations {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "last_name": "García",
                      *           "status": "active"
-                     *         }
+                     *         },
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -7720,7 +7771,10 @@ export interface operations {
     update_me: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -7728,7 +7782,8 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "locale": "string"
+                 *       "locale": "string",
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["UpdateMeBody"];
@@ -7744,7 +7799,8 @@ export interface operations {
                     /**
                      * @example {
                      *       "data": {
-                     *         "locale": "string"
+                     *         "locale": "string",
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -7764,6 +7820,15 @@ export interface operations {
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7791,6 +7856,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8570,7 +8644,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_SignInViewEnvelope"];
+                    "application/json": components["schemas"]["SignInViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -8622,14 +8696,19 @@ export interface operations {
     };
     list_orgs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -8672,11 +8751,20 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_OrgWithMembershipEnvelope"];
+                    "application/json": components["schemas"]["OrgWithMembershipPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8736,6 +8824,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -8872,6 +8962,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9706,7 +9798,10 @@ export interface operations {
     update_permission_settings: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -9826,6 +9921,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10582,7 +10686,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_UuidEnvelope"];
+                    "application/json": components["schemas"]["UuidPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -10652,7 +10756,12 @@ export interface operations {
     };
     list_permission_grants: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path: {
                 /** @description Organization id (UUID). */
@@ -10662,7 +10771,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -10693,7 +10802,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_GrantDtoEnvelope"];
+                    "application/json": components["schemas"]["GrantDtoPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -10716,6 +10825,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10912,32 +11030,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "revoked": true
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["GrantRevokedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -11076,7 +11174,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_MemberViewEnvelope"];
+                    "application/json": components["schemas"]["MemberViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -11179,6 +11277,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -11384,7 +11484,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_InvitationViewEnvelope"];
+                    "application/json": components["schemas"]["InvitationViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -11466,54 +11566,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "children": [
-                     *           {
-                     *             "grade": "3",
-                     *             "name": "Sunset Elementary PTO"
-                     *           }
-                     *         ],
-                     *         "committee": "Book Fair",
-                     *         "created_at": "2026-09-01T15:30:00Z",
-                     *         "email": "ana.garcia@example.org",
-                     *         "expires_at": "2026-09-01T15:30:00Z",
-                     *         "first_name": "Ana",
-                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "invited_by": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *         "last_name": "García",
-                     *         "phone": "+1 555 010 2030",
-                     *         "role": {
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "kind": "string",
-                     *           "name": "Sunset Elementary PTO",
-                     *           "rank": "volunteer"
-                     *         },
-                     *         "status": "pending",
-                     *         "version": 3
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["InvitationViewEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -12129,7 +12187,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_MemberViewEnvelope"];
+                    "application/json": components["schemas"]["MemberViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -12563,7 +12621,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_RemovedMemberViewEnvelope"];
+                    "application/json": components["schemas"]["RemovedMemberViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -12905,32 +12963,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "removed": true
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["RemovedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -13219,32 +13257,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "left": true
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["LeftEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -13452,6 +13470,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13746,6 +13773,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14200,7 +14236,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AccessViewEnvelope"];
+                    "application/json": components["schemas"]["AccessViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -14315,7 +14351,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AccessViewEnvelope"];
+                    "application/json": components["schemas"]["AccessViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -15363,7 +15399,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_CustomRoleViewEnvelope"];
+                    "application/json": components["schemas"]["CustomRoleViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -15458,6 +15494,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -16058,7 +16096,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_JobViewEnvelope"];
+                    "application/json": components["schemas"]["JobViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -16517,7 +16555,12 @@ export interface operations {
     };
     list_api_keys: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path: {
                 /** @description Organization id (UUID). */
@@ -16527,7 +16570,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -16561,7 +16604,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_ApiKeyViewEnvelope"];
+                    "application/json": components["schemas"]["ApiKeyViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -16584,6 +16627,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16648,6 +16700,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -16766,7 +16820,7 @@ export interface operations {
             };
         };
     };
-    revoke_api_key: {
+    get_api_key: {
         parameters: {
             query?: never;
             header?: never;
@@ -16789,6 +16843,14 @@ export interface operations {
                     /**
                      * @example {
                      *       "data": {
+                     *         "created_at": "2026-09-01T15:30:00Z",
+                     *         "expires_at": "2026-09-01T15:30:00Z",
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "last_used_at": "2026-09-01T15:30:00Z",
+                     *         "name": "Sunset Elementary PTO",
+                     *         "permissions": [
+                     *           "events.create"
+                     *         ],
                      *         "revoked": true
                      *       },
                      *       "meta": {
@@ -16804,8 +16866,85 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["KeyRevokedEnvelope"];
+                    "application/json": components["schemas"]["ApiKeyViewEnvelope"];
                 };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    revoke_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Key id. */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (no body) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -17002,14 +17141,19 @@ export interface operations {
     };
     list_districts: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -17040,11 +17184,20 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_DistrictViewEnvelope"];
+                    "application/json": components["schemas"]["DistrictViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17104,6 +17257,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -17618,7 +17773,12 @@ export interface operations {
     };
     list_schools: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
             header?: never;
             path: {
                 /** @description District id. */
@@ -17628,7 +17788,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
+            /** @description A page of results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -17661,7 +17821,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_SchoolViewEnvelope"];
+                    "application/json": components["schemas"]["SchoolViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -17675,6 +17835,15 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -17737,6 +17906,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -18169,7 +18340,10 @@ export interface operations {
     set_district_staff: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -18182,7 +18356,8 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "role": "district_admin"
+                 *       "role": "district_admin",
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["StaffBody"];
@@ -18199,7 +18374,8 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "role": "board_member",
-                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -18244,6 +18420,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -18264,6 +18449,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18405,7 +18599,8 @@ export interface operations {
                      *       "data": [
                      *         {
                      *           "role": "board_member",
-                     *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *           "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "version": 3
                      *         }
                      *       ],
                      *       "meta": {
@@ -18421,7 +18616,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_StaffViewEnvelope"];
+                    "application/json": components["schemas"]["StaffViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -18528,7 +18723,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_PlacedOrgViewEnvelope"];
+                    "application/json": components["schemas"]["PlacedOrgViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -18613,6 +18808,8 @@ export interface operations {
             /** @description Created */
             201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -19170,7 +19367,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_PlacedOrgViewEnvelope"];
+                    "application/json": components["schemas"]["PlacedOrgViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -19501,7 +19698,10 @@ export interface operations {
     set_permission_template: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -19516,7 +19716,8 @@ export interface operations {
                  * @example {
                  *       "enabled": true,
                  *       "locked": false,
-                 *       "min_role": "volunteer"
+                 *       "min_role": "volunteer",
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["TemplateBody"];
@@ -19538,7 +19739,8 @@ export interface operations {
                      *         "scope": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string"
-                     *         }
+                     *         },
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -19583,6 +19785,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -19603,6 +19814,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19653,38 +19873,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "affected_orgs": [
-                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
-                     *         ],
-                     *         "scope": {
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "kind": "string"
-                     *         }
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["TemplateChangedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -20032,7 +20226,10 @@ export interface operations {
     set_school_permission_template: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Permission key. */
                 key: string;
@@ -20047,7 +20244,8 @@ export interface operations {
                  * @example {
                  *       "enabled": true,
                  *       "locked": false,
-                 *       "min_role": "volunteer"
+                 *       "min_role": "volunteer",
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["TemplateBody"];
@@ -20069,7 +20267,8 @@ export interface operations {
                      *         "scope": {
                      *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *           "kind": "string"
-                     *         }
+                     *         },
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -20123,6 +20322,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -20143,6 +20351,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20193,38 +20410,12 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Done (no body) */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    /**
-                     * @example {
-                     *       "data": {
-                     *         "affected_orgs": [
-                     *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
-                     *         ],
-                     *         "scope": {
-                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
-                     *           "kind": "string"
-                     *         }
-                     *       },
-                     *       "meta": {
-                     *         "pagination": {
-                     *           "limit": 50,
-                     *           "next_cursor": "6a6f696e65647c617c30",
-                     *           "total": 1
-                     *         },
-                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
-                     *         "timestamp": "2026-09-01T15:30:00Z",
-                     *         "version": "v2"
-                     *       },
-                     *       "success": true
-                     *     }
-                     */
-                    "application/json": components["schemas"]["TemplateChangedEnvelope"];
-                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -20304,7 +20495,8 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "days": 400,
-                     *         "default_days": 1
+                     *         "default_days": 1,
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -20381,7 +20573,10 @@ export interface operations {
     set_audit_retention: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -20392,7 +20587,8 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "days": 400
+                 *       "days": 400,
+                 *       "version": 3
                  *     }
                  */
                 "application/json": components["schemas"]["RetentionBody"];
@@ -20409,7 +20605,8 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "days": 400,
-                     *         "default_days": 1
+                     *         "default_days": 1,
+                     *         "version": 3
                      *       },
                      *       "meta": {
                      *         "pagination": {
@@ -20454,6 +20651,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -20474,6 +20680,15 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -20906,7 +21121,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AuditEventViewEnvelope"];
+                    "application/json": components["schemas"]["AuditEventViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -21267,7 +21482,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AuditEventViewEnvelope"];
+                    "application/json": components["schemas"]["AuditEventViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -21704,7 +21919,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["Array_of_AuditEventViewEnvelope"];
+                    "application/json": components["schemas"]["AuditEventViewPage"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */

@@ -93,7 +93,7 @@ pub use personal::{
 };
 pub use retention::{
     RETENTION_UPDATE, SetRetentionError, archive_record_count, archived_segments, retention_of,
-    retention_policies, set_retention,
+    retention_policies, set_retention, versioned_retention_of,
 };
 pub use schema::{CorruptRow, RowLocation};
 pub use tx::{AuditedTx, BeginError, CommitError, RecordAloneError, SeaOrmAuditSink, TxAuditSink};

@@ -24,6 +24,7 @@ enum AuditRetention {
     OrgId,
     Days,
     UpdatedAt,
+    Version,
 }
 
 /// `audit_archives`.
@@ -64,6 +65,29 @@ pub async fn retention_of<C: ConnectionTrait>(
     }
 }
 
+/// The retention period of `org` with its version: 0 while never set (the default
+/// applies), then one more with every change.
+///
+/// # Errors
+/// If the database fails or the stored value is out of range.
+pub async fn versioned_retention_of<C: ConnectionTrait>(
+    conn: &C,
+    org: Uuid,
+) -> Result<(RetentionPolicy, i64), BoxError> {
+    let query = Query::select()
+        .columns([AuditRetention::Days, AuditRetention::Version])
+        .from(AuditRetention::Table)
+        .and_where(Expr::col(AuditRetention::OrgId).eq(Value::Uuid(Some(org))))
+        .to_owned();
+    match conn.query_one(&query).await.map_err(db_err)? {
+        None => Ok((RetentionPolicy::default(), 0)),
+        Some(row) => Ok((
+            policy_from(row.try_get("", "days").map_err(db_err)?)?,
+            row.try_get("", "version").map_err(db_err)?,
+        )),
+    }
+}
+
 fn policy_from(days: i32) -> Result<RetentionPolicy, BoxError> {
     let days = u32::try_from(days).map_err(|_| format!("negative retention {days}"))?;
     Ok(RetentionPolicy::new(days)?)
@@ -97,50 +121,86 @@ pub enum SetRetentionError {
     /// The unit of work could not commit.
     #[error(transparent)]
     Commit(#[from] CommitError),
+    /// The setting is no longer at the version the caller read.
+    #[error("the retention period changed since it was read (now version {current})")]
+    VersionMismatch {
+        /// Its version now.
+        current: i64,
+    },
 }
 
-/// Sets `org`'s retention period, audited (`audit.retention_update`, old and new days)
-/// in the same transaction. Returns the previous policy.
+/// Sets `org`'s retention period if it is still at `expected_version` (0: never set),
+/// audited (`audit.retention_update`, old and new days) in the same transaction.
+/// Returns the previous policy and the new version.
 ///
 /// # Errors
-/// [`SetRetentionError`]; then nothing changed.
+/// [`SetRetentionError`] (`VersionMismatch` when another change came first); then
+/// nothing changed.
 pub async fn set_retention(
     db: &Database,
     org: Uuid,
     policy: RetentionPolicy,
+    expected_version: i64,
     actor: Actor,
     request: &RequestMeta,
-) -> Result<RetentionPolicy, SetRetentionError> {
+) -> Result<(RetentionPolicy, i64), SetRetentionError> {
     let storage = |e: BoxError| SetRetentionError::Storage(e);
     let tx = AuditedTx::begin(db)
         .await
         .map_err(|e| storage(Box::new(e)))?;
     let conn = tx.conn();
-    // The previous value, for the event (concurrent changes are last-writer-wins).
-    let old = retention_of(conn, org).await.map_err(storage)?;
+    // The previous value, for the event.
+    let (old, current) = versioned_retention_of(conn, org).await.map_err(storage)?;
+    if current != expected_version {
+        return Err(SetRetentionError::VersionMismatch { current });
+    }
     let now = audit::truncate_to_micros(OffsetDateTime::now_utc());
-    let upsert = Query::insert()
-        .into_table(AuditRetention::Table)
-        .columns([
-            AuditRetention::OrgId,
-            AuditRetention::Days,
-            AuditRetention::UpdatedAt,
-        ])
-        .values([
-            Expr::val(Value::Uuid(Some(org))),
-            Expr::val(i64::from(policy.days())),
-            time_expr(conn.get_database_backend(), now),
-        ])
-        .map_err(|e| storage(db_err(DbErr::Custom(e.to_string()))))?
-        .on_conflict(
-            OnConflict::column(AuditRetention::OrgId)
-                .update_columns([AuditRetention::Days, AuditRetention::UpdatedAt])
-                .to_owned(),
-        )
-        .to_owned();
-    conn.execute(&upsert)
-        .await
-        .map_err(|e| storage(db_err(e)))?;
+    let backend = conn.get_database_backend();
+    // Conditional on the version read, so of two concurrent changes one is refused:
+    // the first setting inserts the row (a concurrent insert conflicts), later ones
+    // update it where it still has that version.
+    let written = if current == 0 {
+        let insert = Query::insert()
+            .into_table(AuditRetention::Table)
+            .columns([
+                AuditRetention::OrgId,
+                AuditRetention::Days,
+                AuditRetention::UpdatedAt,
+                AuditRetention::Version,
+            ])
+            .values([
+                Expr::val(Value::Uuid(Some(org))),
+                Expr::val(i64::from(policy.days())),
+                time_expr(backend, now),
+                Expr::val(1_i64),
+            ])
+            .map_err(|e| storage(db_err(DbErr::Custom(e.to_string()))))?
+            .on_conflict(
+                OnConflict::column(AuditRetention::OrgId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .to_owned();
+        conn.execute(&insert).await
+    } else {
+        let update = Query::update()
+            .table(AuditRetention::Table)
+            .value(AuditRetention::Days, i64::from(policy.days()))
+            .value(AuditRetention::UpdatedAt, time_expr(backend, now))
+            .value(
+                AuditRetention::Version,
+                Expr::col(AuditRetention::Version).add(1),
+            )
+            .and_where(Expr::col(AuditRetention::OrgId).eq(Value::Uuid(Some(org))))
+            .and_where(Expr::col(AuditRetention::Version).eq(current))
+            .to_owned();
+        conn.execute(&update).await
+    }
+    .map_err(|e| storage(db_err(e)))?;
+    if written.rows_affected() != 1 {
+        let (_, now_at) = versioned_retention_of(conn, org).await.map_err(storage)?;
+        return Err(SetRetentionError::VersionMismatch { current: now_at });
+    }
     tx.record(
         NewAuditEvent::audit(
             TenantScope::org(org),
@@ -157,7 +217,7 @@ pub async fn set_retention(
     .await
     .map_err(|e| storage(Box::new(e)))?;
     tx.commit().await?;
-    Ok(old)
+    Ok((old, current + 1))
 }
 
 /// The latest archive cut of a chain as stored: its `last_seq`, and the signed manifest

@@ -150,6 +150,7 @@ pub(crate) fn staff(m: district_staff::Model) -> Result<DistrictStaff, Failure> 
             ))
         })?,
         created_at: m.created_at,
+        version: m.version,
     })
 }
 

@@ -806,6 +806,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
         district: DistrictId,
         user: UserId,
         role: DistrictStaffRole,
+        expected_version: Option<i64>,
     ) -> Result<DistrictStaff, SetStaffError> {
         let txn = begin(&self.db).await?;
         if district_rows::Entity::find_by_id(district.as_uuid())
@@ -829,6 +830,11 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             .one(&txn)
             .await
             .map_err(failure)?;
+        let current = existing.as_ref().map_or(0, |row| row.version);
+        if expected_version.is_some_and(|v| v != current) {
+            txn.rollback().await.map_err(failure)?;
+            return Err(SetStaffError::VersionMismatch { current });
+        }
         let scope = TenantScope::district(district.as_uuid());
         let entity = ("district_staff", user.to_string());
         let staff = match existing {
@@ -838,8 +844,10 @@ impl DistrictRepository for SeaOrmDistrictRepository {
             }
             Some(row) => {
                 let before = convert::staff(row.clone())?;
+                let version = row.version + 1;
                 let mut active: district_staff::ActiveModel = row.into();
                 active.role = Set(role.as_str().to_owned());
+                active.version = Set(version);
                 let after = convert::staff(active.update(&txn).await.map_err(failure)?)?;
                 record(
                     &txn,
@@ -859,6 +867,7 @@ impl DistrictRepository for SeaOrmDistrictRepository {
                     user_id: Set(user.as_uuid()),
                     role: Set(role.as_str().to_owned()),
                     created_at: Set(now_micros()),
+                    version: Set(1),
                 }
                 .insert(&txn)
                 .await

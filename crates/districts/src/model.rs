@@ -153,6 +153,8 @@ pub struct DistrictStaff {
     /// When they were added.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Version of their role (1 when added, one more with every change).
+    pub version: i64,
 }
 
 #[cfg(test)]

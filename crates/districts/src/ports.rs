@@ -328,6 +328,12 @@ pub enum SetStaffError {
     /// No such user.
     #[error("no such user")]
     UserNotFound,
+    /// Their staff role is no longer at the version the caller read.
+    #[error("the staff role changed (now version {current})")]
+    VersionMismatch {
+        /// Its version now (0: not staff).
+        current: i64,
+    },
     /// Storage failed.
     #[error("storage failure")]
     Unexpected(#[source] BoxError),
@@ -612,13 +618,15 @@ pub trait DistrictRepository: Send + Sync + 'static {
 
     /// Adds a user to a district's staff, or changes their role
     /// (`district_staff.add` / `district_staff.change`; nothing is written if the role
-    /// is unchanged).
+    /// is unchanged). With `expected_version`, only if their staff role is still at
+    /// that version (0: not staff yet).
     fn set_staff(
         &self,
         ctx: &AuditContext,
         district: DistrictId,
         user: UserId,
         role: DistrictStaffRole,
+        expected_version: Option<i64>,
     ) -> impl Future<Output = Result<DistrictStaff, SetStaffError>> + Send;
 
     /// Removes a user from a district's staff (`district_staff.remove`).

@@ -498,11 +498,12 @@ impl<R: DistrictRepository> DistrictService<R> {
         district: DistrictId,
         user: UserId,
         role: DistrictStaffRole,
+        expected_version: Option<i64>,
     ) -> Result<DistrictStaff, ServiceError<SetStaffError>> {
         self.check(caller, district, DistrictAction::ManageStaff)
             .await?;
         self.repo
-            .set_staff(ctx, district, user, role)
+            .set_staff(ctx, district, user, role, expected_version)
             .await
             .map_err(ServiceError::Store)
     }
@@ -956,6 +957,7 @@ mod tests {
                 d,
                 UserId::new(),
                 DistrictStaffRole::DistrictAdmin,
+                None,
             )
             .await
             .expect_err("viewer");

@@ -58,7 +58,9 @@ fn credentials(m: users::Model) -> Result<StoredCredentials, StorageFailure> {
         .locale
         .as_deref()
         .and_then(|l| tenancy::Language::parse(l).ok());
+    let version = m.version;
     Ok(StoredCredentials {
+        version,
         user: convert::user(m)?,
         password_hash,
         is_platform_admin,

@@ -1,6 +1,6 @@
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
 use tenancy::ports::{
-    AuditContext, CreateUserError, CreateUserRequest, FindUserError, UserRepository,
+    AccountWrite, AuditContext, CreateUserError, CreateUserRequest, FindUserError, UserRepository,
 };
 use tenancy::{Email, User, UserId};
 
@@ -134,8 +134,9 @@ impl UserRepository for SeaOrmUserRepository {
         &self,
         ctx: &AuditContext,
         user: UserId,
+        expected_version: i64,
         locale: Option<tenancy::Language>,
-    ) -> Result<bool, FindUserError> {
+    ) -> Result<AccountWrite, FindUserError> {
         use sea_orm::sea_query::Expr;
         let unexpected = |e| FindUserError::Unexpected(persistence::boxed(e));
         let txn = self.db.begin_write().await.map_err(unexpected)?;
@@ -145,18 +146,32 @@ impl UserRepository for SeaOrmUserRepository {
             .await
             .map_err(unexpected)?
         else {
-            return Ok(false);
+            return Ok(AccountWrite::NotFound);
         };
+        if row.version != expected_version {
+            return Ok(AccountWrite::Stale {
+                current: row.version,
+            });
+        }
         let after = locale.map(String::from);
+        let mut version = row.version;
         if row.locale != after {
-            users::Entity::update_many()
+            // Conditional on the version read: of two concurrent changes one is stale.
+            let written = users::Entity::update_many()
                 .col_expr(users::Column::Locale, Expr::value(after.clone()))
                 .col_expr(users::Column::Version, Expr::value(row.version + 1))
                 .col_expr(users::Column::UpdatedAt, Expr::value(now_micros()))
                 .filter(users::Column::Id.eq(user.as_uuid()))
+                .filter(users::Column::Version.eq(row.version))
                 .exec(&txn)
                 .await
                 .map_err(unexpected)?;
+            if written.rows_affected != 1 {
+                return Ok(AccountWrite::Stale {
+                    current: row.version + 1,
+                });
+            }
+            version = row.version + 1;
             convert::record_all(
                 &txn,
                 vec![ctx.change(
@@ -174,6 +189,6 @@ impl UserRepository for SeaOrmUserRepository {
             .map_err(|e| FindUserError::Unexpected(e.0))?;
         }
         txn.commit().await.map_err(unexpected)?;
-        Ok(true)
+        Ok(AccountWrite::Written { version })
     }
 }

@@ -70,14 +70,32 @@ pub trait UserRepository: Send + Sync + 'static {
         email: &Email,
     ) -> impl Future<Output = Result<Option<User>, FindUserError>> + Send;
 
-    /// Sets the language `user`'s messages are written in (`None`: English), audited
-    /// `user.profile_update`; `false` when there is no such active user.
+    /// Sets the language `user`'s messages are written in (`None`: English) if the
+    /// account is still at `expected_version`, audited `user.profile_update`.
     fn set_locale(
         &self,
         ctx: &AuditContext,
         user: crate::UserId,
+        expected_version: i64,
         locale: Option<crate::Language>,
-    ) -> impl Future<Output = Result<bool, FindUserError>> + Send;
+    ) -> impl Future<Output = Result<AccountWrite, FindUserError>> + Send;
+}
+
+/// What a conditional write of an account found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountWrite {
+    /// Written (or already so): the account is at `version` now.
+    Written {
+        /// The account's version after the write.
+        version: i64,
+    },
+    /// The account is no longer at the version read: nothing written.
+    Stale {
+        /// Its version now.
+        current: i64,
+    },
+    /// No such active user.
+    NotFound,
 }
 
 /// One-way password hashing (argon2id in the adapter). Async because a good hash is
@@ -941,6 +959,8 @@ pub struct StoredCredentials {
     pub email_verified: bool,
     /// The language messages to them are written in (`None`: English).
     pub locale: Option<crate::Language>,
+    /// The account's version (every change of the account row bumps it).
+    pub version: i64,
 }
 
 /// Storage of sessions and credentials. Writes are audited as activity events.

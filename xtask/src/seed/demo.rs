@@ -279,7 +279,13 @@ pub async fn run(db: &Database, hasher: &credentials::Argon2Hasher) -> anyhow::R
     for (id, _, _, role, _) in &people {
         if *role == DemoRole::DistrictAdmin {
             districts
-                .set_staff(&ctx, district.id, *id, DistrictStaffRole::DistrictAdmin)
+                .set_staff(
+                    &ctx,
+                    district.id,
+                    *id,
+                    DistrictStaffRole::DistrictAdmin,
+                    None,
+                )
                 .await?;
         }
     }

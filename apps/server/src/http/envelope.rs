@@ -68,6 +68,33 @@ pub struct SuccessEnvelope<T> {
     pub meta: Meta,
 }
 
+/// Response metadata of a list: as [`Meta`], with `pagination` always present.
+#[derive(Debug, JsonSchema)]
+#[allow(dead_code, reason = "documents the shape `Paged` serializes")]
+pub struct PageMeta {
+    /// The request id (also in the `X-Request-Id` header).
+    request_id: String,
+    /// When the response was produced (RFC 3339, UTC).
+    timestamp: String,
+    /// API version, `v2`.
+    version: String,
+    /// Paging: the page size, the next page's cursor, the total where cheap.
+    pagination: Pagination,
+}
+
+/// A page of a list, as documented: `data` an array, `meta.pagination` required.
+#[derive(Debug, JsonSchema)]
+#[schemars(rename = "{T}Page")]
+#[allow(dead_code, reason = "documents the shape `Paged` serializes")]
+pub struct PageEnvelope<T> {
+    /// Always `true`.
+    success: bool,
+    /// The items of this page.
+    data: Vec<T>,
+    /// Metadata, with paging.
+    meta: PageMeta,
+}
+
 fn envelope_response<T: Serialize>(
     status: StatusCode,
     data: T,
@@ -136,10 +163,80 @@ responder!(
     /// 200 with `data` in the envelope.
     Reply, StatusCode::OK, "Success"
 );
-responder!(
-    /// 201 with the created resource in the envelope.
-    Created, StatusCode::CREATED, "Created"
-);
+
+/// 201 with the created resource in the envelope and its address in `Location`.
+#[derive(Debug)]
+pub struct Created<T> {
+    /// Path of the created resource (e.g. `/api/v2/orgs/{id}`), sent as `Location`.
+    pub location: String,
+    /// The created resource.
+    pub data: T,
+}
+
+impl<T> Created<T> {
+    /// The resource `data`, now found at `location`.
+    pub fn at(location: impl Into<String>, data: T) -> Self {
+        Self {
+            location: location.into(),
+            data,
+        }
+    }
+}
+
+impl<T: Serialize> Responder for Created<T> {
+    type Body = BoxBody;
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        let mut res = envelope_response(StatusCode::CREATED, self.data, None);
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&self.location) {
+            res.headers_mut()
+                .insert(actix_web::http::header::LOCATION, v);
+        }
+        res
+    }
+}
+
+impl<T: JsonSchema> aide::OperationOutput for Created<T> {
+    type Inner = T;
+    fn operation_response(ctx: &mut GenContext, _op: &mut Operation) -> Option<Response> {
+        let mut res = json_response::<SuccessEnvelope<T>>(ctx, "Created");
+        res.headers.insert(
+            "Location".to_owned(),
+            header_doc(ctx, "Path of the created resource."),
+        );
+        Some(res)
+    }
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, Response)> {
+        Self::operation_response(ctx, op)
+            .map(|r| (Some(aide::openapi::StatusCode::Code(201)), r))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Documents a required response header holding a string.
+fn header_doc(
+    ctx: &mut GenContext,
+    description: &str,
+) -> aide::openapi::ReferenceOr<aide::openapi::Header> {
+    let schema = ctx.schema.subschema_for::<String>();
+    aide::openapi::ReferenceOr::Item(aide::openapi::Header {
+        description: Some(description.to_owned()),
+        style: aide::openapi::HeaderStyle::Simple,
+        required: true,
+        deprecated: None,
+        format: aide::openapi::ParameterSchemaOrContent::Schema(SchemaObject {
+            json_schema: schema,
+            example: None,
+            external_docs: None,
+        }),
+        example: None,
+        examples: IndexMap::default(),
+        extensions: IndexMap::default(),
+    })
+}
 responder!(
     /// 202: accepted for background processing (`data` says where to follow it).
     Accepted, StatusCode::ACCEPTED, "Accepted"
@@ -194,10 +291,7 @@ impl<T: Serialize> Responder for Paged<T> {
 impl<T: JsonSchema> aide::OperationOutput for Paged<T> {
     type Inner = Vec<T>;
     fn operation_response(ctx: &mut GenContext, _op: &mut Operation) -> Option<Response> {
-        Some(json_response::<SuccessEnvelope<Vec<T>>>(
-            ctx,
-            "A page of results",
-        ))
+        Some(json_response::<PageEnvelope<T>>(ctx, "A page of results"))
     }
     fn inferred_responses(
         ctx: &mut GenContext,
@@ -272,25 +366,12 @@ impl<T: JsonSchema> aide::OperationOutput for Tagged<T> {
     type Inner = T;
     fn operation_response(ctx: &mut GenContext, _op: &mut Operation) -> Option<Response> {
         let mut res = json_response::<SuccessEnvelope<T>>(ctx, "Success");
-        let schema = ctx.schema.subschema_for::<String>();
         res.headers.insert(
             "ETag".to_owned(),
-            aide::openapi::ReferenceOr::Item(aide::openapi::Header {
-                description: Some(
-                    "The representation's tag, `\"<version>-<digest>\"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes).".to_owned(),
-                ),
-                style: aide::openapi::HeaderStyle::Simple,
-                required: true,
-                deprecated: None,
-                format: aide::openapi::ParameterSchemaOrContent::Schema(SchemaObject {
-                    json_schema: schema,
-                    example: None,
-                    external_docs: None,
-                }),
-                example: None,
-                examples: IndexMap::default(),
-                extensions: IndexMap::default(),
-            }),
+            header_doc(
+                ctx,
+                "The representation's tag, `\"<version>-<digest>\"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes).",
+            ),
         );
         Some(res)
     }

@@ -13,6 +13,7 @@ pub mod json_limits;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
+pub mod paging;
 #[cfg(test)]
 mod parser_props;
 pub mod query_names;
@@ -26,3 +27,4 @@ pub use error::{ApiError, ErrorCode, FieldError};
 pub use extract::{IfMatch, Json, Path, Query};
 pub use guard::Requirement;
 pub use openapi::{Api, ApiRoutes, RouteDoc};
+pub use paging::{Order, PageQuery};

@@ -18,7 +18,8 @@ use super::auth::UserView;
 use super::common::domain_rule;
 use crate::auth::{Caller, ClientMeta, MaybeCaller};
 use crate::http::{
-    Accepted, ApiError, ApiRoutes, ErrorCode, FieldError, Json, Path, Reply, RouteDoc,
+    Accepted, ApiError, ApiRoutes, ErrorCode, FieldError, Json, Order, PageQuery, Paged, Path,
+    Query, Reply, RouteDoc,
 };
 use crate::state::State;
 
@@ -57,7 +58,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "The pending invitations to the caller's verified address",
             "account",
         )
-        .errors(&[ErrorCode::EmailNotVerified]),
+        .description("In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+        .errors(&[ErrorCode::EmailNotVerified, ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/me/invitations/{invitation_id}/accept",
@@ -136,7 +138,12 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Change the caller's account preferences (the language of their e-mail)",
             "me",
         )
-        .errors(&[ErrorCode::ValidationFailed]),
+        .description("Send the account's `version` (`GET /api/v2/me`) or `If-Match`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH` (other account changes, such as a new password or name, move the version on too).")
+        .errors(&[
+            ErrorCode::ValidationFailed,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::VersionMismatch,
+        ]),
     );
     r.post(
         "/api/v2/auth/verify-email/resend",
@@ -411,24 +418,29 @@ async fn verified_email(state: &State, caller: &Caller) -> Result<Email, ApiErro
 async fn my_invitations(
     state: State,
     caller: Caller,
-) -> Result<Reply<Vec<MyInvitationView>>, ApiError> {
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<MyInvitationView>, ApiError> {
     let email = verified_email(&state, &caller).await?;
     let now = time::OffsetDateTime::now_utc();
+    // One address's pending invitations are few: read whole, paged here in id order.
     let list = state
         .orgs
         .invitations_to(&email, now)
         .await
         .map_err(|e| ApiError::internal(e.0))?;
-    Ok(Reply(
-        list.into_iter()
-            .map(|i| MyInvitationView {
-                id: i.id.as_uuid(),
-                org_id: i.org_id.as_uuid(),
-                role: i.role.name().to_owned(),
-                expires_at: i.expires_at,
-            })
-            .collect(),
-    ))
+    Ok(Paged::from_all(
+        list,
+        |i| i.id.as_uuid(),
+        Order::Ascending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(|i| MyInvitationView {
+        id: i.id.as_uuid(),
+        org_id: i.org_id.as_uuid(),
+        role: i.role.name().to_owned(),
+        expires_at: i.expires_at,
+    }))
 }
 
 /// One of the caller's invitations.
@@ -628,6 +640,10 @@ async fn change_email(
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeBody {
+    /// The account's `version` you read (`GET /api/v2/me`), or send it as `If-Match`;
+    /// required.
+    #[garde(skip)]
+    pub version: Option<i64>,
     /// The language of the account's e-mail (`en`, `es-MX`); `null` for the default
     /// (English).
     #[serde(default, deserialize_with = "present")]
@@ -646,14 +662,18 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 pub struct MePreferences {
     /// The language of the account's e-mail (`null`: English).
     pub locale: Option<String>,
+    /// The account's version after the change.
+    pub version: i64,
 }
 
 async fn update_me(
     state: State,
     caller: Caller,
+    if_match: crate::http::IfMatch,
     Json(body): Json<UpdateMeBody>,
 ) -> Result<Reply<MePreferences>, ApiError> {
-    use tenancy::ports::UserRepository;
+    use tenancy::ports::{AccountWrite, UserRepository};
+    let expected = super::common::required_version(body.version, if_match)?;
     let Some(locale) = body.locale else {
         let creds = state
             .auth
@@ -661,28 +681,48 @@ async fn update_me(
             .credentials_by_id(caller.user_id())
             .await?
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
+        if creds.version != expected {
+            return Err(account_changed(creds.version));
+        }
         return Ok(Reply(MePreferences {
             locale: creds.locale.map(String::from),
+            version: creds.version,
         }));
     };
     let locale = locale
         .map(|tag| Language::parse(&tag))
         .transpose()
         .map_err(|e| ApiError::validation(vec![field("locale", &e)]))?;
-    let found = state
+    let written = state
         .accounts
         .users()
-        .set_locale(&caller.audit_context(), caller.user_id(), locale.clone())
+        .set_locale(
+            &caller.audit_context(),
+            caller.user_id(),
+            expected,
+            locale.clone(),
+        )
         .await
         .map_err(|e| match e {
             tenancy::ports::FindUserError::Unexpected(e) => ApiError::internal(e),
         })?;
-    if !found {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "unknown user"));
+    match written {
+        AccountWrite::Written { version } => Ok(Reply(MePreferences {
+            locale: locale.map(String::from),
+            version,
+        })),
+        AccountWrite::Stale { current } => Err(account_changed(current)),
+        AccountWrite::NotFound => Err(ApiError::new(ErrorCode::Unauthenticated, "unknown user")),
     }
-    Ok(Reply(MePreferences {
-        locale: locale.map(String::from),
-    }))
+}
+
+/// 412: the account changed since the caller read it.
+fn account_changed(current: i64) -> ApiError {
+    ApiError::new(
+        ErrorCode::VersionMismatch,
+        "your account changed since you read it",
+    )
+    .with_details(serde_json::json!({ "current_version": current }))
 }
 
 /// Asking for a password-reset link.

@@ -12,7 +12,10 @@ use uuid::Uuid;
 
 use super::common::domain_rule;
 use crate::auth::OrgMember;
-use crate::http::{ApiError, ApiRoutes, Created, ErrorCode, Json, Path, Reply, RouteDoc};
+use crate::http::{
+    ApiError, ApiRoutes, Created, ErrorCode, Json, NoContent, Order, PageQuery, Paged, Path, Query,
+    Reply, RouteDoc,
+};
 use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
@@ -39,7 +42,17 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "The org's API keys (never their tokens)",
             TAG,
         )
-        .org_admin(),
+        .description("In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+        .org_admin()
+        .errors(&[ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/api-keys/{key_id}",
+        get_key,
+        RouteDoc::new("get_api_key", "One API key (never its token)", TAG)
+            .description("Revoked keys stay readable, with `revoked: true`.")
+            .org_admin()
+            .errors(&[ErrorCode::NotFound]),
     );
     r.route(
         Method::DELETE,
@@ -50,7 +63,9 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Revoke an API key, effective at once everywhere",
             TAG,
         )
-        .org_admin(),
+        .description("Answers 204; 404 for an unknown or already revoked key.")
+        .org_admin()
+        .errors(&[ErrorCode::NotFound]),
     );
 }
 
@@ -165,15 +180,44 @@ async fn create_key(
             },
         )
         .await?;
-    Ok(Created(CreatedKey {
-        key: view(key),
-        token: issued.token,
-    }))
+    let location = format!("/api/v2/orgs/{}/api-keys/{}", member.org_id(), key.id);
+    Ok(Created::at(
+        location,
+        CreatedKey {
+            key: view(key),
+            token: issued.token,
+        },
+    ))
 }
 
-async fn list_keys(state: State, member: OrgMember) -> Result<Reply<Vec<ApiKeyView>>, ApiError> {
+async fn list_keys(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<ApiKeyView>, ApiError> {
+    // An org's keys are few: read whole, paged here in id (creation) order.
     let keys = state.auth.api_keys().list_api_keys(member.org_id()).await?;
-    Ok(Reply(keys.into_iter().map(view).collect()))
+    Ok(Paged::from_all(
+        keys,
+        |k| k.id,
+        Order::Ascending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(view))
+}
+
+async fn get_key(
+    state: State,
+    member: OrgMember,
+    Path(p): Path<KeyPath>,
+) -> Result<Reply<ApiKeyView>, ApiError> {
+    // An org's keys are few: read whole, found here.
+    let keys = state.auth.api_keys().list_api_keys(member.org_id()).await?;
+    keys.into_iter()
+        .find(|k| k.id == p.key_id)
+        .map(|k| Reply(view(k)))
+        .ok_or_else(|| ApiError::not_found("no such API key"))
 }
 
 /// Path of one key.
@@ -186,18 +230,11 @@ pub struct KeyPath {
     pub key_id: Uuid,
 }
 
-/// The outcome of a revocation.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct KeyRevoked {
-    /// Always `true`.
-    pub revoked: bool,
-}
-
 async fn revoke_key(
     state: State,
     member: OrgMember,
     Path(p): Path<KeyPath>,
-) -> Result<Reply<KeyRevoked>, ApiError> {
+) -> Result<NoContent, ApiError> {
     let revoked = state
         .auth
         .api_keys()
@@ -206,5 +243,5 @@ async fn revoke_key(
     if !revoked {
         return Err(ApiError::not_found("no such live API key"));
     }
-    Ok(Reply(KeyRevoked { revoked }))
+    Ok(NoContent)
 }

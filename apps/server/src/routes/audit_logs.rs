@@ -29,8 +29,8 @@ use tenancy::ports::AuditContext;
 
 use crate::auth::{Caller, OrgMember};
 use crate::http::{
-    ApiError, ApiRoutes, ErrorCode, FieldError, Json, Paged, Pagination, Path, Query, Reply,
-    RouteDoc,
+    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, Paged, Pagination, Path, Query,
+    Reply, RouteDoc,
 };
 use crate::state::State;
 
@@ -49,8 +49,13 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/audit-logs/retention",
         set_retention,
         RouteDoc::new("set_audit_retention", "Change the org's audit retention period", TAG)
-            .description("1–36,500 days; audited (`audit.retention_update`). Takes effect at the next archive run.")
-            .org_admin(),
+            .description("1–36,500 days; audited (`audit.retention_update`). Takes effect at the next archive run. Send the `version` you read (or `If-Match`; 0 while never set): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.")
+            .org_admin()
+            .errors(&[
+                ErrorCode::ValidationFailed,
+                ErrorCode::PreconditionRequired,
+                ErrorCode::VersionMismatch,
+            ]),
     );
     r.get(
         "/api/v2/orgs/{org_id}/audit-logs/verify",
@@ -846,6 +851,8 @@ pub struct RetentionView {
     pub days: u32,
     /// The default (400).
     pub default_days: u32,
+    /// Version of the setting (0: never set, the default applies), for `PUT`.
+    pub version: i64,
 }
 
 /// A new retention period.
@@ -855,39 +862,54 @@ pub struct RetentionBody {
     /// Days, 1–36,500.
     #[garde(range(min = 1, max = 36_500))]
     pub days: u32,
+    /// The version you read (or send `If-Match`); required.
+    #[garde(skip)]
+    pub version: Option<i64>,
 }
 
-fn retention_view(policy: RetentionPolicy) -> RetentionView {
+fn retention_view(policy: RetentionPolicy, version: i64) -> RetentionView {
     RetentionView {
         days: policy.days(),
         default_days: RetentionPolicy::DEFAULT_DAYS,
+        version,
     }
 }
 
 async fn get_retention(state: State, member: OrgMember) -> Result<Reply<RetentionView>, ApiError> {
-    let policy = audit_store::retention_of(state.db.primary(), member.org_id().as_uuid())
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Reply(retention_view(policy)))
+    let (policy, version) =
+        audit_store::versioned_retention_of(state.db.primary(), member.org_id().as_uuid())
+            .await
+            .map_err(ApiError::internal)?;
+    Ok(Reply(retention_view(policy, version)))
 }
 
 async fn set_retention(
     state: State,
     member: OrgMember,
+    if_match: IfMatch,
     Json(body): Json<RetentionBody>,
 ) -> Result<Reply<RetentionView>, ApiError> {
+    let expected = super::common::required_version(body.version, if_match)?;
     let policy = RetentionPolicy::new(body.days).map_err(|e| bad("days", e))?;
     let ctx = member.audit_context();
-    audit_store::set_retention(
+    let (_, version) = audit_store::set_retention(
         &state.db,
         member.org_id().as_uuid(),
         policy,
+        expected,
         ctx.actor,
         &ctx.request,
     )
     .await
-    .map_err(|e| ApiError::internal(Box::new(e)))?;
-    Ok(Reply(retention_view(policy)))
+    .map_err(|e| match e {
+        audit_store::SetRetentionError::VersionMismatch { current } => ApiError::new(
+            ErrorCode::VersionMismatch,
+            "the retention period changed since you read it",
+        )
+        .with_details(serde_json::json!({ "current_version": current })),
+        other => ApiError::internal(Box::new(other)),
+    })?;
+    Ok(Reply(retention_view(policy, version)))
 }
 
 // ---------------------------------------------------------------------------------------

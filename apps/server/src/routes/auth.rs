@@ -11,7 +11,8 @@ use super::common::domain_rule;
 use crate::auth::{Caller, ClientMeta, Factor, Principal, SessionTokens, SignedIn};
 use crate::http::rate_limit::{ClientIp, rate_limited};
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Path, Reply, RouteDoc,
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, NoContent, Order, PageQuery, Paged,
+    Path, Query, Reply, RouteDoc,
 };
 use crate::state::State;
 use rate_limit::RateClass;
@@ -103,7 +104,9 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "list_sessions",
             "The caller's sessions, newest first",
             "auth",
-        ),
+        )
+        .description("Paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+        .errors(&[ErrorCode::ValidationFailed]),
     );
     r.route(
         actix_web::http::Method::DELETE,
@@ -114,6 +117,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Revoke one of the caller's sessions",
             "auth",
         )
+        .description("Answers 204 (also for a session that had ended already).")
         .errors(&[ErrorCode::NotFound]),
     );
     r.post(
@@ -277,7 +281,7 @@ async fn register_account(
         )
         .await
         .map_err(|e| ApiError::internal(e.0))?;
-    Ok(Created(user.into()))
+    Ok(Created::at("/api/v2/me", user.into()))
 }
 
 /// Credentials.
@@ -654,7 +658,11 @@ pub struct SessionView {
     pub user_agent: Option<String>,
 }
 
-async fn list_sessions(state: State, caller: Caller) -> Result<Reply<Vec<SessionView>>, ApiError> {
+async fn list_sessions(
+    state: State,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<SessionView>, ApiError> {
     use tenancy::ports::SessionRepository;
     let Principal::User {
         user_id,
@@ -662,21 +670,24 @@ async fn list_sessions(state: State, caller: Caller) -> Result<Reply<Vec<Session
         ..
     } = caller.principal;
     let now = time::OffsetDateTime::now_utc();
+    // A user's sessions are read whole and paged here, newest (largest v7 id) first.
     let sessions = state.auth.sessions().list_sessions(user_id).await?;
-    Ok(Reply(
-        sessions
-            .into_iter()
-            .map(|s| SessionView {
-                active: s.is_live(now),
-                current: s.id == session_id,
-                id: s.id,
-                created_at: s.created_at,
-                expires_at: s.expires_at,
-                ip: s.ip,
-                user_agent: s.user_agent,
-            })
-            .collect(),
-    ))
+    Ok(Paged::from_all(
+        sessions,
+        |s| s.id,
+        Order::Descending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(|s| SessionView {
+        active: s.is_live(now),
+        current: s.id == session_id,
+        id: s.id,
+        created_at: s.created_at,
+        expires_at: s.expires_at,
+        ip: s.ip,
+        user_agent: s.user_agent,
+    }))
 }
 
 /// Path of one session.
@@ -690,7 +701,7 @@ async fn revoke_session(
     state: State,
     caller: Caller,
     Path(p): Path<SessionPath>,
-) -> Result<Reply<Revoked>, ApiError> {
+) -> Result<NoContent, ApiError> {
     use tenancy::ports::SessionRepository;
     let user = caller.user_id();
     if state
@@ -702,11 +713,11 @@ async fn revoke_session(
     {
         return Err(ApiError::not_found("no such session"));
     }
-    let revoked = state
+    state
         .auth
         .revoke(&caller.audit_context(), user, p.session_id)
         .await?;
-    Ok(Reply(Revoked { revoked }))
+    Ok(NoContent)
 }
 
 /// A password change.

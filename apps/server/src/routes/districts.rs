@@ -32,8 +32,8 @@ use super::permissions::{RoleDto, ScopeDto};
 use crate::auth::Caller;
 use crate::http::guard::GuardOutcome;
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, FieldError, IfMatch, Json, NoContent, Paged,
-    Pagination, Path, Query, Reply, RouteDoc, Tagged,
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, IfMatch, Json, NoContent, Order,
+    PageQuery, Paged, Pagination, Path, Query, Reply, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -49,7 +49,9 @@ pub(super) fn register(r: &mut ApiRoutes) {
     r.get(
         "/api/v2/districts",
         list_districts,
-        RouteDoc::new("list_districts", "Districts the caller may see", TAG),
+        RouteDoc::new("list_districts", "Districts the caller may see", TAG)
+            .description("In id order, paginated (`limit`, `cursor`); `meta.pagination.total` for district staff (platform admins page through every district without it).")
+            .errors(&[ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/districts",
@@ -99,13 +101,15 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/districts/{district_id}",
         delete_district,
         RouteDoc::new("delete_district", "Delete a district (platform admins)", TAG)
-            .description("Its schools and orgs are detached (they carry on standalone, their permissions re-resolved at once); its staff and templates are removed.")
+            .description("Its schools and orgs are detached (they carry on standalone, their permissions re-resolved at once); its staff and templates are removed. Answers 200 with what was detached (`detached_schools`, `detached_orgs`), not 204: those schools and orgs now need a new place.")
             .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied, ErrorCode::VersionMismatch]),
     );
     r.get(
         "/api/v2/districts/{district_id}/schools",
         list_schools,
-        RouteDoc::new("list_schools", "The district's schools", TAG).errors(&[ErrorCode::NotFound]),
+        RouteDoc::new("list_schools", "The district's schools", TAG)
+            .description("In id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.")
+            .errors(&[ErrorCode::NotFound, ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/districts/{district_id}/schools",
@@ -158,7 +162,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Make a user district admin or viewer (district admins)",
             TAG,
         )
-        .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
+        .description("Send the `version` of their staff role you read (`GET …/staff`; 0 for someone who is not staff yet), or `If-Match`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH` (`details.current_version`).")
+        .errors(&[
+            ErrorCode::NotFound,
+            ErrorCode::PermissionDenied,
+            ErrorCode::ValidationFailed,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::VersionMismatch,
+        ]),
     );
     r.get(
         "/api/v2/districts/{district_id}/staff",
@@ -285,8 +296,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/districts/{district_id}/permission-templates/{key}",
         set_template,
         RouteDoc::new("set_permission_template", "Set (and optionally lock) a key for every org of the district", TAG)
-            .description("Applies to every org below the district at once; a locked key cannot be overridden by schools or orgs.")
-            .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied, ErrorCode::ValidationFailed]),
+            .description("Applies to every org below the district at once; a locked key cannot be overridden by schools or orgs. Send the templates' `version` you read (`GET …/permission-templates`, or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`; the answer carries the new `version`.")
+            .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied, ErrorCode::ValidationFailed, ErrorCode::PreconditionRequired, ErrorCode::VersionMismatch]),
     );
     r.route(
         Method::DELETE,
@@ -297,6 +308,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Remove the district's setting (and lock) of a key",
             TAG,
         )
+        .description("Answers 204; every org below re-resolves the key at once (read the templates again for their new `version`).")
         .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
     );
     r.get(
@@ -337,11 +349,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Set (and optionally lock) a key for every org of the school",
             TAG,
         )
-        .description("Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Unconditional (no version); the many-key `PUT …/permission-templates` is versioned.")
+        .description("Refused with 409 `PERMISSION_LOCKED` when the district locked the key. Send the templates' `version` you read (`GET …/permission-templates`, or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`; the answer carries the new `version`.")
         .errors(&[
             ErrorCode::NotFound,
             ErrorCode::PermissionDenied,
             ErrorCode::PermissionLocked,
+            ErrorCode::ValidationFailed,
+            ErrorCode::PreconditionRequired,
+            ErrorCode::VersionMismatch,
         ]),
     );
     r.route(
@@ -353,6 +368,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Remove the school's setting of a key",
             TAG,
         )
+        .description("Answers 204; every org of the school re-resolves the key at once (read the templates again for their new `version`).")
         .errors(&[ErrorCode::NotFound, ErrorCode::PermissionDenied]),
     );
     r.post(
@@ -520,24 +536,44 @@ fn district_view(d: District) -> DistrictView {
 async fn list_districts(
     state: State,
     caller: Caller,
-) -> Result<Reply<Vec<DistrictView>>, ApiError> {
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<DistrictView>, ApiError> {
     let who = district_caller(&state, &caller).await?;
     let repo = &state.districts;
-    let list = if who.platform_admin {
-        repo.list_districts(DistrictPageRequest::new(None, 200))
+    let limit = q.limit();
+    if who.platform_admin {
+        // Every district: paged by the store, in id order (no total: not cheap).
+        let page = repo
+            .list_districts(DistrictPageRequest::new(
+                q.cursor.map(DistrictId::from_uuid),
+                limit,
+            ))
             .await
-            .map_err(read_error)?
-            .items
-    } else {
-        let mut out = Vec::new();
-        for (id, _) in repo.districts_of(who.user).await.map_err(read_error)? {
-            if let Some(d) = repo.get_district(id).await.map_err(read_error)? {
-                out.push(d);
-            }
+            .map_err(read_error)?;
+        return Ok(Paged {
+            items: page.items.into_iter().map(district_view).collect(),
+            pagination: Pagination {
+                limit,
+                next_cursor: page.next_after.map(|d| d.to_string()),
+                total: None,
+            },
+        });
+    }
+    // A staff member's few districts: read whole, paged here in id order.
+    let mut mine = Vec::new();
+    for (id, _) in repo.districts_of(who.user).await.map_err(read_error)? {
+        if let Some(d) = repo.get_district(id).await.map_err(read_error)? {
+            mine.push(d);
         }
-        out
-    };
-    Ok(Reply(list.into_iter().map(district_view).collect()))
+    }
+    Ok(Paged::from_all(
+        mine,
+        |d: &District| d.id.as_uuid(),
+        Order::Ascending,
+        q.cursor.as_ref(),
+        limit,
+    )
+    .map(district_view))
 }
 
 /// A new district.
@@ -591,7 +627,10 @@ async fn create_district(
                 other => ApiError::internal(Box::new(other)),
             })
         })?;
-    Ok(Created(district_view(d)))
+    Ok(Created::at(
+        format!("/api/v2/districts/{}", d.id),
+        district_view(d),
+    ))
 }
 
 /// Path of a district.
@@ -809,14 +848,23 @@ async fn list_schools(
     state: State,
     caller: Caller,
     Path(p): Path<DistrictPath>,
-) -> Result<Reply<Vec<SchoolView>>, ApiError> {
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<SchoolView>, ApiError> {
     let (_, d) = visible_district(&state, &caller, p.district_id).await?;
+    // A district's schools are read whole and paged here, in id order.
     let schools = state
         .districts
         .list_schools(d.id)
         .await
         .map_err(read_error)?;
-    Ok(Reply(schools.into_iter().map(school_view).collect()))
+    Ok(Paged::from_all(
+        schools,
+        |s: &School| s.id.as_uuid(),
+        Order::Ascending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(school_view))
 }
 
 /// A new school.
@@ -862,7 +910,10 @@ async fn create_school(
                 other => ApiError::internal(Box::new(other)),
             })
         })?;
-    Ok(Created(school_view(s)))
+    Ok(Created::at(
+        format!("/api/v2/schools/{}", s.id),
+        school_view(s),
+    ))
 }
 
 /// Path of a school.
@@ -1104,6 +1155,10 @@ pub struct StaffBody {
     #[garde(custom(domain_rule(DistrictStaffRole::parse)))]
     #[schemars(with = "StaffRoleName")]
     pub role: String,
+    /// The version of their staff role you read (0: not staff yet), or send it as
+    /// `If-Match`; required.
+    #[garde(skip)]
+    pub version: Option<i64>,
 }
 
 /// A staff member.
@@ -1113,16 +1168,20 @@ pub struct StaffView {
     pub user_id: Uuid,
     /// Role.
     pub role: &'static str,
+    /// Version of their role, for `PUT`.
+    pub version: i64,
 }
 
 async fn set_staff(
     state: State,
     caller: Caller,
     Path(p): Path<StaffPath>,
+    if_match: IfMatch,
     Json(body): Json<StaffBody>,
 ) -> Result<Reply<StaffView>, ApiError> {
     let (who, d) = visible_district(&state, &caller, p.district_id).await?;
     let role = DistrictStaffRole::parse(&body.role).map_err(|e| invalid("role", e))?;
+    let version = required_version(body.version, if_match)?;
     let staff = service(&state)
         .set_staff(
             &who,
@@ -1130,18 +1189,21 @@ async fn set_staff(
             d.id,
             UserId::from_uuid(p.user_id),
             role,
+            Some(version),
         )
         .await
         .map_err(|e| {
             service_error(e, |e| match e {
                 SetStaffError::UserNotFound => ApiError::not_found("no such user"),
                 SetStaffError::DistrictNotFound => ApiError::not_found("no such district"),
+                SetStaffError::VersionMismatch { current } => stale("staff role", current),
                 other => ApiError::internal(Box::new(other)),
             })
         })?;
     Ok(Reply(StaffView {
         user_id: staff.user_id.as_uuid(),
         role: staff.role.as_str(),
+        version: staff.version,
     }))
 }
 
@@ -1206,6 +1268,10 @@ pub struct TemplatePath {
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateBody {
+    /// The template version you read (`GET …/permission-templates`), or send it as
+    /// `If-Match`; required.
+    #[garde(skip)]
+    pub version: Option<i64>,
     /// Minimum role.
     #[garde(skip)]
     pub min_role: RoleDto,
@@ -1221,6 +1287,8 @@ pub struct TemplateBody {
 /// The outcome of a template change.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct TemplateChanged {
+    /// The templates' version after the change.
+    pub version: u64,
     /// The orgs whose effective settings changed version (re-resolved at once).
     pub affected_orgs: Vec<Uuid>,
     /// The scope written.
@@ -1249,21 +1317,24 @@ async fn set_template(
     state: State,
     caller: Caller,
     Path(p): Path<TemplatePath>,
+    if_match: IfMatch,
     Json(body): Json<TemplateBody>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let d = template_admin(&state, &caller, p.district_id).await?;
+    let version = required_version(body.version, if_match)?;
     let scope = TemplateScope::District(d.id.as_uuid());
-    write_template(&state, &caller, scope, &p.key, Some(body.into())).await
+    write_template(&state, &caller, scope, &p.key, Some((version, body.into()))).await
 }
 
 async fn clear_template(
     state: State,
     caller: Caller,
     Path(p): Path<TemplatePath>,
-) -> Result<Reply<TemplateChanged>, ApiError> {
+) -> Result<NoContent, ApiError> {
     let d = template_admin(&state, &caller, p.district_id).await?;
     let scope = TemplateScope::District(d.id.as_uuid());
-    write_template(&state, &caller, scope, &p.key, None).await
+    write_template(&state, &caller, scope, &p.key, None).await?;
+    Ok(NoContent)
 }
 
 impl From<TemplateBody> for ScopedSetting {
@@ -1289,21 +1360,28 @@ fn template_rows(settings: &permissions::ScopeSettings) -> Vec<TemplateRow> {
         .collect()
 }
 
-/// Sets (`Some`) or clears (`None`) a district's or school's setting of `raw_key`
-/// (unconditionally), then has every org below re-resolve it on every instance.
+/// Sets (`Some`, if the templates are still at the version read) or clears (`None`,
+/// unconditionally) a district's or school's setting of `raw_key`, then has every org
+/// below re-resolve it on every instance.
 async fn write_template(
     state: &State,
     caller: &Caller,
     scope: TemplateScope,
     raw_key: &str,
-    setting: Option<ScopedSetting>,
+    setting: Option<(i64, ScopedSetting)>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let key =
         PermissionKey::parse(raw_key).map_err(|_| ApiError::not_found("no such permission key"))?;
+    let update = TemplateUpdate {
+        // A negative version matches nothing: refused as stale by the store.
+        expected_version: setting.map(|(v, _)| u64::try_from(v).unwrap_or(u64::MAX)),
+        ..TemplateUpdate::one(key, setting.map(|(_, s)| s))
+    };
     let saved = super::permissions::service_as(state, caller.audit_context())
-        .change_template(scope, &TemplateUpdate::one(key, setting))
+        .change_template(scope, &update)
         .await?;
     Ok(Reply(TemplateChanged {
+        version: saved.version,
         affected_orgs: saved.affected_orgs,
         scope: ScopeDto::from(scope.scope()),
     }))
@@ -1522,21 +1600,24 @@ async fn set_school_template(
     state: State,
     caller: Caller,
     Path(p): Path<SchoolTemplatePath>,
+    if_match: IfMatch,
     Json(body): Json<TemplateBody>,
 ) -> Result<Reply<TemplateChanged>, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
+    let version = required_version(body.version, if_match)?;
     let scope = TemplateScope::School(s.id.as_uuid());
-    write_template(&state, &caller, scope, &p.key, Some(body.into())).await
+    write_template(&state, &caller, scope, &p.key, Some((version, body.into()))).await
 }
 
 async fn clear_school_template(
     state: State,
     caller: Caller,
     Path(p): Path<SchoolTemplatePath>,
-) -> Result<Reply<TemplateChanged>, ApiError> {
+) -> Result<NoContent, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
     let scope = TemplateScope::School(s.id.as_uuid());
-    write_template(&state, &caller, scope, &p.key, None).await
+    write_template(&state, &caller, scope, &p.key, None).await?;
+    Ok(NoContent)
 }
 
 /// A new org under a school of the district.
@@ -1595,10 +1676,13 @@ async fn create_district_org(
             },
         )
         .await?;
-    Ok(Created(DistrictOrgCreated {
-        id: org.id.as_uuid(),
-        signup_code: org.signup_code.to_string(),
-    }))
+    Ok(Created::at(
+        format!("/api/v2/orgs/{}", org.id),
+        DistrictOrgCreated {
+            id: org.id.as_uuid(),
+            signup_code: org.signup_code.to_string(),
+        },
+    ))
 }
 
 /// 412 with the current version.
@@ -1629,38 +1713,23 @@ async fn list_staff(
     Query(q): Query<PageQuery>,
 ) -> Result<Paged<StaffView>, ApiError> {
     let (who, d) = visible_district(&state, &caller, p.district_id).await?;
-    let mut staff = service(&state)
+    let staff = service(&state)
         .list_staff(&who, d.id)
         .await
         .map_err(|e| hidden(e, "no such district"))?;
     // A district's staff are a handful of rows: paged here, in user id order.
-    let total = staff.len() as u64;
-    staff.sort_by_key(|s| s.user_id.as_uuid());
-    let limit = q.limit.unwrap_or(50);
-    let mut page: Vec<_> = staff
-        .into_iter()
-        .filter(|s| q.cursor.is_none_or(|after| s.user_id.as_uuid() > after))
-        .take(limit as usize + 1)
-        .collect();
-    let more = page.len() > limit as usize;
-    page.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| page.last().map(|s| s.user_id.to_string()))
-        .flatten();
-    Ok(Paged {
-        items: page
-            .into_iter()
-            .map(|s| StaffView {
-                user_id: s.user_id.as_uuid(),
-                role: s.role.as_str(),
-            })
-            .collect(),
-        pagination: Pagination {
-            limit,
-            next_cursor,
-            total: Some(total),
-        },
-    })
+    Ok(Paged::from_all(
+        staff,
+        |s| s.user_id.as_uuid(),
+        Order::Ascending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(|s| StaffView {
+        user_id: s.user_id.as_uuid(),
+        role: s.role.as_str(),
+        version: s.version,
+    }))
 }
 
 async fn remove_staff(
@@ -1686,18 +1755,6 @@ async fn remove_staff(
             })
         })?;
     Ok(NoContent)
-}
-
-/// A page of a list keyed by id (staff by user id, placed orgs by org id).
-#[derive(Debug, Deserialize, JsonSchema, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// The `next_cursor` of the previous page.
-    #[garde(skip)]
-    pub cursor: Option<Uuid>,
-    /// Page size, 1–200 (default 50).
-    #[garde(inner(range(min = 1, max = 200)))]
-    pub limit: Option<u32>,
 }
 
 /// An organization placed in a district or school.
@@ -1728,8 +1785,8 @@ async fn placed_orgs(
         OrgScope::District(_) => "no such district",
         OrgScope::School(_) => "no such school",
     };
-    let limit = q.limit.unwrap_or(50);
-    let (mut rows, total) = service(state)
+    let limit = q.limit();
+    let (rows, total) = service(state)
         .list_orgs(
             &who,
             scope,
@@ -1739,29 +1796,18 @@ async fn placed_orgs(
         .await
         .map_err(|e| hidden(e, not_found))?
         .ok_or_else(|| ApiError::not_found(not_found))?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|o| o.placement.org_id.to_string()))
-        .flatten();
-    Ok(Paged {
-        items: rows
-            .into_iter()
-            .map(|o: PlacedOrg| PlacedOrgView {
+    Ok(
+        Paged::from_overfetch(rows, limit, |o| o.placement.org_id, Some(total)).map(
+            |o: PlacedOrg| PlacedOrgView {
                 id: o.placement.org_id.as_uuid(),
                 name: o.name,
                 status: o.status,
                 school_id: o.placement.school_id.map(|s| s.as_uuid()),
                 district_id: o.placement.district_id.map(|d| d.as_uuid()),
                 version: o.placement.version,
-            })
-            .collect(),
-        pagination: Pagination {
-            limit,
-            next_cursor,
-            total: Some(total),
-        },
-    })
+            },
+        ),
+    )
 }
 
 async fn list_district_orgs(

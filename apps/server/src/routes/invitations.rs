@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::members::{ChildDto, RoleChoiceDto, RoleView, children, role_view};
 use crate::auth::OrgMember;
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, Paged, Pagination, Path, Query,
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, NoContent, Paged, Path, Query,
     Reply, RouteDoc,
 };
 use crate::state::State;
@@ -53,7 +53,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/invitations/{invitation_id}",
         revoke_invitation,
         RouteDoc::new("revoke_invitation", "Revoke a pending invitation", TAG)
-            .description("The invitation stays listed as `revoked` (audited `invitation.revoke`). 409 if it is no longer pending (accepted, declined, expired or revoked already).")
+            .description("Answers 204; the invitation stays listed as `revoked` (audited `invitation.revoke`). 409 if it is no longer pending (accepted, declined, expired or revoked already).")
             .permission(PermissionKey::UsersInvite)
             .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict]),
@@ -237,10 +237,15 @@ async fn add_member(
             },
         )
         .await?;
-    Ok(Created(invitation_view(
-        invitation,
-        time::OffsetDateTime::now_utc(),
-    )))
+    let location = format!(
+        "/api/v2/orgs/{}/invitations/{}",
+        member.org_id(),
+        invitation.id
+    );
+    Ok(Created::at(
+        location,
+        invitation_view(invitation, time::OffsetDateTime::now_utc()),
+    ))
 }
 
 /// Which invitations, and a page of them.
@@ -263,9 +268,9 @@ async fn list_invitations(
     member: OrgMember,
     Query(q): Query<InvitationsQuery>,
 ) -> Result<Paged<InvitationView>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
+    let limit = crate::http::paging::page_limit(q.limit);
     let now = time::OffsetDateTime::now_utc();
-    let mut rows = state
+    let rows = state
         .orgs
         .list_invitations(
             member.org_id(),
@@ -275,19 +280,7 @@ async fn list_invitations(
             now,
         )
         .await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|i| i.id.to_string()))
-        .flatten();
-    Ok(Paged {
-        items: rows.into_iter().map(|i| invitation_view(i, now)).collect(),
-        pagination: Pagination {
-            limit,
-            next_cursor,
-            total: None,
-        },
-    })
+    Ok(Paged::from_overfetch(rows, limit, |i| i.id, None).map(|i| invitation_view(i, now)))
 }
 
 /// Path of one invitation.
@@ -314,9 +307,9 @@ async fn revoke_invitation(
     state: State,
     member: OrgMember,
     Path(p): Path<InvitationPath>,
-) -> Result<Reply<InvitationView>, ApiError> {
+) -> Result<NoContent, ApiError> {
     let now = time::OffsetDateTime::now_utc();
-    let revoked = state
+    state
         .orgs
         .revoke_invitation(
             &member.audit_context(),
@@ -326,7 +319,7 @@ async fn revoke_invitation(
         )
         .await
         .map_err(pending_only)?;
-    Ok(Reply(invitation_view(revoked, now)))
+    Ok(NoContent)
 }
 
 async fn resend_invitation(

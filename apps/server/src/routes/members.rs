@@ -20,8 +20,8 @@ use uuid::Uuid;
 use super::permissions::RoleDto;
 use crate::auth::OrgMember;
 use crate::http::{
-    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, Paged, Pagination, Path, Query,
-    Reply, RouteDoc, Tagged,
+    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, NoContent, PageQuery, Paged,
+    Pagination, Path, Query, Reply, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -114,7 +114,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/{user_id}",
         remove_member,
                 RouteDoc::new("remove_member", "Remove a member from the org (restorable)", TAG)
-            .description("Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. Only members ranking below you (admins: any member; anyone may leave). The last active admin cannot be removed (409). API keys the member created are revoked.")
+            .description("Answers 204. Removal is soft: the member loses every permission at once, and `POST …/restore` brings them back as they were. Only members ranking below you (admins: any member; anyone may leave). The last active admin cannot be removed (409). API keys the member created are revoked.")
             .permission(PermissionKey::UsersRemove)
             .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict]),
@@ -124,7 +124,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/me",
         leave_org,
         RouteDoc::new("leave_org", "Leave this org", TAG)
-            .description("Any member may leave (`member.leave`): the membership is removed softly, as by `DELETE …/users/{user_id}`, and an admin can restore it. The org's last active admin cannot leave: 409 with `details.reason = last_admin` (make someone else admin first). API keys you created in the org are revoked.")
+            .description("Answers 204. Any member may leave (`member.leave`): the membership is removed softly, as by `DELETE …/users/{user_id}`, and an admin can restore it. The org's last active admin cannot leave: 409 with `details.reason = last_admin` (make someone else admin first). API keys you created in the org are revoked.")
             .rate_class(RateClass::Delete)
             .errors(&[ErrorCode::Conflict]),
     );
@@ -133,8 +133,8 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/me",
         update_own_profile,
         RouteDoc::new("update_own_profile", "Edit your own profile in this org", TAG)
-            .description("Any member may change their own committee and children here, and their account's names and phone (in every org they belong to; audited `user.profile_update`); role and status are not editable by oneself, the e-mail address changes with `POST /api/v2/me/email`. Send `version` or `If-Match`.")
-            .errors(&[ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
+            .description("Any member may change their own committee and children here, and their account's names and phone (in every org they belong to; audited `user.profile_update`); role and status are not editable by oneself, the e-mail address changes with `POST /api/v2/me/email`. Send the `version` of your membership you read (`GET …/users/{your id}`), or `If-Match` with its `ETag`: without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.")
+            .errors(&[ErrorCode::VersionMismatch, ErrorCode::PreconditionRequired, ErrorCode::ValidationFailed]),
     );
 }
 
@@ -674,7 +674,7 @@ pub struct UpdateMemberBody {
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOwnProfileBody {
-    /// The version you read.
+    /// The version of your membership you read (or `If-Match`); required.
     #[garde(skip)]
     pub version: Option<i64>,
     /// Committee or department (up to 100 characters); `null` clears it.
@@ -798,6 +798,7 @@ async fn update_own_profile(
     Json(body): Json<UpdateOwnProfileBody>,
 ) -> Result<Reply<MemberView>, ApiError> {
     let me = member.user_id()?;
+    let version = super::common::required_version(body.version, if_match)?;
     let account = account_changes(
         body.first_name.as_ref(),
         body.last_name.as_ref(),
@@ -812,7 +813,7 @@ async fn update_own_profile(
                 org_id: member.org_id(),
                 actor: me,
                 target: me,
-                expected_version: body.version.or(if_match.0),
+                expected_version: Some(version),
                 role: None,
                 status: None,
                 role_ends_at: None,
@@ -1106,18 +1107,6 @@ async fn bulk_remove(
     Ok(Reply(BulkOutcome::done(results)))
 }
 
-/// Paging of the removed members.
-#[derive(Debug, Deserialize, JsonSchema, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct RemovedPageQuery {
-    /// The `next_cursor` of the previous page.
-    #[garde(skip)]
-    pub cursor: Option<Uuid>,
-    /// Page size, 1–200 (default 50).
-    #[garde(inner(range(min = 1, max = 200)))]
-    pub limit: Option<u32>,
-}
-
 /// A removed member.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct RemovedMemberView {
@@ -1133,10 +1122,10 @@ pub struct RemovedMemberView {
 async fn list_removed(
     state: State,
     member: OrgMember,
-    Query(q): Query<RemovedPageQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Paged<RemovedMemberView>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    let mut rows = state
+    let limit = q.limit();
+    let rows = state
         .orgs
         .list_removed(
             member.org_id(),
@@ -1144,29 +1133,16 @@ async fn list_removed(
             u64::from(limit) + 1,
         )
         .await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|(u, _)| u.id.to_string()))
-        .flatten();
-    Ok(Paged {
-        items: rows
-            .into_iter()
-            .map(|(u, r)| RemovedMemberView {
-                member: member_view(u, r.membership),
-                removed_at: r
-                    .removed_at
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-                removed_by: r.removed_by.map(|u| u.as_uuid()),
-            })
-            .collect(),
-        pagination: Pagination {
-            limit,
-            next_cursor,
-            total: None,
-        },
-    })
+    Ok(
+        Paged::from_overfetch(rows, limit, |(u, _)| u.id, None).map(|(u, r)| RemovedMemberView {
+            member: member_view(u, r.membership),
+            removed_at: r
+                .removed_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            removed_by: r.removed_by.map(|u| u.as_uuid()),
+        }),
+    )
 }
 
 async fn restore_member(
@@ -1187,18 +1163,11 @@ async fn restore_member(
     read_member(&state, &member, target, false).await
 }
 
-/// The outcome of a removal.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Removed {
-    /// Always `true`.
-    pub removed: bool,
-}
-
 async fn remove_member(
     state: State,
     member: OrgMember,
     Path(p): Path<MemberPath>,
-) -> Result<Reply<Removed>, ApiError> {
+) -> Result<NoContent, ApiError> {
     state
         .orgs
         .remove_member(
@@ -1208,23 +1177,16 @@ async fn remove_member(
             UserId::from_uuid(p.user_id),
         )
         .await?;
-    Ok(Reply(Removed { removed: true }))
+    Ok(NoContent)
 }
 
-/// The outcome of leaving an org.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Left {
-    /// Always `true`.
-    pub left: bool,
-}
-
-async fn leave_org(state: State, member: OrgMember) -> Result<Reply<Left>, ApiError> {
+async fn leave_org(state: State, member: OrgMember) -> Result<NoContent, ApiError> {
     let me = member.user_id()?;
     state
         .orgs
         .remove_member(&member.audit_context(), member.org_id(), me, me)
         .await?;
-    Ok(Reply(Left { left: true }))
+    Ok(NoContent)
 }
 
 /// 422: ordering the directory by e-mail would reveal hidden addresses.

@@ -9,7 +9,8 @@ use tenancy::{Membership, MembershipStatus, OrgKind, Organization, SignupCode};
 use super::common::{domain_rule, generate_code};
 use crate::auth::{Caller, OrgMember};
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, Json, NoContent, Reply, RouteDoc, Tagged,
+    ApiError, ApiRoutes, Created, ErrorCode, Json, NoContent, Order, PageQuery, Paged, Query,
+    Reply, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -36,7 +37,11 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "list_orgs",
             "The organizations the caller belongs to",
             "orgs",
-        ),
+        )
+        .description(
+            "In id order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.",
+        )
+        .errors(&[ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/orgs/join",
@@ -213,6 +218,8 @@ pub struct MeView {
     pub email_verified: bool,
     /// The language of the account's e-mail (`null`: English); `PATCH /me` changes it.
     pub locale: Option<String>,
+    /// The account's version, for `PATCH /me`.
+    pub version: i64,
     /// Their memberships.
     pub memberships: Vec<MembershipView>,
 }
@@ -229,6 +236,7 @@ async fn me(state: State, caller: Caller) -> Result<Reply<MeView>, ApiError> {
     Ok(Reply(MeView {
         email_verified: creds.email_verified,
         locale: creds.locale.map(String::from),
+        version: creds.version,
         user: creds.user.into(),
         memberships: memberships
             .iter()
@@ -290,30 +298,38 @@ async fn create_org(
         )
         .await?;
     let membership = membership_view(&org, &membership);
-    Ok(Created(OrgWithMembership {
-        org: org_view(org, true),
-        membership,
-    }))
+    Ok(Created::at(
+        format!("/api/v2/orgs/{}", org.id),
+        OrgWithMembership {
+            org: org_view(org, true),
+            membership,
+        },
+    ))
 }
 
 async fn list_my_orgs(
     state: State,
     caller: Caller,
-) -> Result<Reply<Vec<OrgWithMembership>>, ApiError> {
-    let list = state.orgs.memberships_of(caller.user_id()).await?;
-    Ok(Reply(
-        list.into_iter()
-            .filter(|(_, m)| m.status == MembershipStatus::Active)
-            .map(|(o, m)| {
-                let membership = membership_view(&o, &m);
-                let admin = m.is_active_admin();
-                OrgWithMembership {
-                    org: org_view(o, admin),
-                    membership,
-                }
-            })
-            .collect(),
-    ))
+    Query(q): Query<PageQuery>,
+) -> Result<Paged<OrgWithMembership>, ApiError> {
+    // A user's memberships are few: read whole, paged here in org id order.
+    let mut list = state.orgs.memberships_of(caller.user_id()).await?;
+    list.retain(|(_, m)| m.status == MembershipStatus::Active);
+    Ok(Paged::from_all(
+        list,
+        |(o, _)| o.id.as_uuid(),
+        Order::Ascending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(|(o, m)| {
+        let membership = membership_view(&o, &m);
+        let admin = m.is_active_admin();
+        OrgWithMembership {
+            org: org_view(o, admin),
+            membership,
+        }
+    }))
 }
 
 /// A signup code.
@@ -338,10 +354,13 @@ async fn join_org(
         .join_by_code(&caller.audit_context(), &code, caller.user_id())
         .await?;
     let membership = membership_view(&org, &m);
-    Ok(Created(OrgWithMembership {
-        org: org_view(org, false),
-        membership,
-    }))
+    Ok(Created::at(
+        format!("/api/v2/orgs/{}/users/{}", org.id, caller.user_id()),
+        OrgWithMembership {
+            org: org_view(org, false),
+            membership,
+        },
+    ))
 }
 
 async fn get_org(state: State, member: OrgMember) -> Result<Tagged<OrgView>, ApiError> {

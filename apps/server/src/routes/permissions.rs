@@ -13,9 +13,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::common::domain_rule;
+use super::common::{domain_rule, required_version};
 use crate::auth::OrgMember;
-use crate::http::{ApiError, ApiRoutes, ErrorCode, FieldError, Json, Path, Query, Reply, RouteDoc};
+use crate::http::{
+    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, NoContent, Order, PageQuery, Paged,
+    Path, Query, Reply, RouteDoc,
+};
 use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
@@ -45,9 +48,9 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/permissions/settings",
         update_settings,
         RouteDoc::new("update_permission_settings", "Change settings in bulk: all or nothing", TAG)
-            .description("Send the matrix `version` you read: a stale one answers 412. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.")
+            .description("Send the matrix `version` you read (in the body or as `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Keys locked by the district or school answer 409 `PERMISSION_LOCKED` naming every locked key of the batch and who locked it (`details.locked_keys`). The response's `version` is also a consistency token.")
             .org_admin()
-            .errors(&[ErrorCode::VersionMismatch, ErrorCode::PermissionLocked, ErrorCode::ValidationFailed]),
+            .errors(&[ErrorCode::VersionMismatch, ErrorCode::PreconditionRequired, ErrorCode::PermissionLocked, ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/orgs/{org_id}/permissions/reset",
@@ -106,7 +109,10 @@ pub(super) fn register(r: &mut ApiRoutes) {
     r.get(
         "/api/v2/orgs/{org_id}/permissions/grants",
         list_grants,
-        RouteDoc::new("list_permission_grants", "Direct grants of the org", TAG).org_admin(),
+        RouteDoc::new("list_permission_grants", "Direct grants of the org", TAG)
+            .description("By member, then key; paginated (`limit`, `cursor`: the `next_cursor` of the previous page); `meta.pagination.total` counts them all.")
+            .org_admin()
+            .errors(&[ErrorCode::ValidationFailed]),
     );
     r.post(
         "/api/v2/orgs/{org_id}/permissions/grants",
@@ -129,7 +135,10 @@ pub(super) fn register(r: &mut ApiRoutes) {
         Method::DELETE,
         "/api/v2/orgs/{org_id}/permissions/grants/{user_id}/{key}",
         revoke_grant,
-        RouteDoc::new("revoke_permission_grant", "Revoke a direct grant", TAG).org_admin(),
+        RouteDoc::new("revoke_permission_grant", "Revoke a direct grant", TAG)
+            .description("Answers 204; 404 when the member has no grant of the key.")
+            .org_admin()
+            .errors(&[ErrorCode::NotFound]),
     );
 }
 
@@ -317,9 +326,9 @@ pub struct ChangeDto {
 #[serde(deny_unknown_fields)]
 #[schemars(example = update_example())]
 pub struct UpdateSettingsBody {
-    /// The matrix version you read.
+    /// The matrix version you read (or send `If-Match`); required.
     #[garde(skip)]
-    pub version: u64,
+    pub version: Option<u64>,
     /// The changes, applied all or nothing.
     #[garde(length(min = 1, max = 28), dive)]
     pub changes: Vec<ChangeDto>,
@@ -397,11 +406,15 @@ fn service(state: &State, member: &OrgMember) -> Service {
 async fn update_settings(
     state: State,
     member: OrgMember,
+    if_match: IfMatch,
     Json(body): Json<UpdateSettingsBody>,
 ) -> Result<Reply<SettingsWritten>, ApiError> {
+    let sent = body.version.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    // A negative `If-Match` names no version there ever was: stale.
+    let expected = u64::try_from(required_version(sent, if_match)?).unwrap_or(u64::MAX);
     let changes = to_changes(&body.changes)?;
     let version = service(&state, &member)
-        .update_settings(member.org_id().as_uuid(), body.version, &changes)
+        .update_settings(member.org_id().as_uuid(), expected, &changes)
         .await
         .map_err(settings_error)?;
     Ok(Reply(SettingsWritten { version }))
@@ -774,26 +787,65 @@ fn rfc3339(t: OffsetDateTime) -> Option<String> {
         .ok()
 }
 
-async fn list_grants(state: State, member: OrgMember) -> Result<Reply<Vec<GrantDto>>, ApiError> {
+/// Where a page of grants starts: after the grant of `key` to the member, in member
+/// then key order. Written `<user_id>:<key>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct GrantCursor(Uuid, &'static str);
+
+impl std::fmt::Display for GrantCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
+}
+
+impl GrantCursor {
+    /// A cursor as written by [`Display`](std::fmt::Display); 422 on `cursor` otherwise.
+    fn parse(text: &str) -> Result<Self, ApiError> {
+        text.split_once(':')
+            .and_then(|(user, key)| {
+                Some(Self(
+                    Uuid::parse_str(user).ok()?,
+                    PermissionKey::parse(key).ok()?.as_str(),
+                ))
+            })
+            .ok_or_else(|| {
+                ApiError::validation(vec![FieldError {
+                    field: "cursor".to_owned(),
+                    code: "invalid_value".to_owned(),
+                    message: "must be the `next_cursor` of a previous page".to_owned(),
+                }])
+            })
+    }
+}
+
+async fn list_grants(
+    state: State,
+    member: OrgMember,
+    Query(q): Query<PageQuery<String>>,
+) -> Result<Paged<GrantDto>, ApiError> {
+    let after = q.cursor.as_deref().map(GrantCursor::parse).transpose()?;
+    // An org's direct grants are few: read whole, paged here by member, then key.
     let grants = state
         .authz
         .store()
         .list_grants(member.org_id().as_uuid(), None)
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?;
-    Ok(Reply(
-        grants
-            .into_iter()
-            .map(|g| GrantDto {
-                user_id: g.user_id,
-                key: g.grant.key.as_str(),
-                starts_at: g.grant.starts_at.and_then(rfc3339),
-                expires_at: g.grant.expires_at.and_then(rfc3339),
-                reason: g.grant.reason,
-                granted_by: g.granted_by,
-            })
-            .collect(),
-    ))
+    Ok(Paged::from_all(
+        grants,
+        |g| GrantCursor(g.user_id, g.grant.key.as_str()),
+        Order::Ascending,
+        after.as_ref(),
+        q.limit(),
+    )
+    .map(|g| GrantDto {
+        user_id: g.user_id,
+        key: g.grant.key.as_str(),
+        starts_at: g.grant.starts_at.and_then(rfc3339),
+        expires_at: g.grant.expires_at.and_then(rfc3339),
+        reason: g.grant.reason,
+        granted_by: g.granted_by,
+    }))
 }
 
 /// A new grant.
@@ -860,18 +912,11 @@ pub struct GrantPath {
     pub key: String,
 }
 
-/// The outcome of a revocation.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct GrantRevoked {
-    /// Whether a grant existed.
-    pub revoked: bool,
-}
-
 async fn revoke_grant(
     state: State,
     member: OrgMember,
     Path(p): Path<GrantPath>,
-) -> Result<Reply<GrantRevoked>, ApiError> {
+) -> Result<NoContent, ApiError> {
     let key = PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such grant"))?;
     let revoked = service(&state, &member)
         .revoke_grant(p.org_id, p.user_id, key)
@@ -879,7 +924,7 @@ async fn revoke_grant(
     if !revoked {
         return Err(ApiError::not_found("no such grant"));
     }
-    Ok(Reply(GrantRevoked { revoked }))
+    Ok(NoContent)
 }
 
 #[cfg(test)]

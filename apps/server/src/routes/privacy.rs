@@ -47,9 +47,9 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/me/privacy",
         put_my_privacy,
         RouteDoc::new("put_my_privacy", "Set your directory privacy choices in this org", TAG)
-            .description("Replaces your choices (a field left out or `null`: no choice, the org's listing mode decides). Recorded with the time and the policy version (`notice_version`, default: the current one) you chose under, and audited. No admin setting overrides a field you hide. `version` (or `If-Match`) is optional; a stale one answers 412.")
+            .description("Replaces your choices (a field left out or `null`: no choice, the org's listing mode decides). Recorded with the time and the policy version (`notice_version`, default: the current one) you chose under, and audited. No admin setting overrides a field you hide. Send the `version` you read (or `If-Match`; 0 before your first choice): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.")
             .rate_class(RateClass::Update)
-            .errors(&[ErrorCode::VersionMismatch, ErrorCode::ValidationFailed]),
+            .errors(&[ErrorCode::VersionMismatch, ErrorCode::PreconditionRequired, ErrorCode::ValidationFailed]),
     );
     r.get(
         "/api/v2/orgs/{org_id}/directory-policy",
@@ -264,7 +264,7 @@ async fn get_my_privacy(state: State, member: OrgMember) -> Result<Reply<Privacy
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacyBody {
-    /// The version you read (optional; a stale one answers 412).
+    /// The version you read (or `If-Match`; 0 before your first choice); required.
     #[garde(skip)]
     pub version: Option<i64>,
     /// The directory policy version (privacy notice) you saw; default: the current one.
@@ -327,13 +327,14 @@ async fn put_my_privacy(
     Json(body): Json<PrivacyBody>,
 ) -> Result<Reply<PrivacyView>, ApiError> {
     let me = member.user_id()?;
+    let version = super::common::required_version(body.version, if_match)?;
     let (policy, choices) = state
         .privacy
         .set_choices(
             &member.audit_context(),
             member.org_id(),
             me,
-            body.version.or(if_match.0),
+            Some(version),
             NewChoices {
                 listing: body.listing.map(Into::into),
                 phone: body.phone.map(Into::into),

@@ -18,8 +18,8 @@ use super::common::{domain_rule, required_version};
 use super::permissions::RoleDto;
 use crate::auth::OrgMember;
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, IfMatch, Json, NoContent, Paged, Pagination, Path,
-    Query, RouteDoc, Tagged,
+    ApiError, ApiRoutes, Created, ErrorCode, IfMatch, Json, NoContent, Order, PageQuery, Paged,
+    Path, Query, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -110,46 +110,21 @@ fn custom_role_view(r: CustomRole) -> CustomRoleView {
     }
 }
 
-/// A page of roles.
-#[derive(Debug, Deserialize, JsonSchema, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct RolePageQuery {
-    /// The `next_cursor` of the previous page.
-    #[garde(skip)]
-    pub cursor: Option<Uuid>,
-    /// Page size, 1–200 (default 50).
-    #[garde(inner(range(min = 1, max = 200)))]
-    pub limit: Option<u32>,
-}
-
 async fn list_roles(
     state: State,
     member: OrgMember,
-    Query(q): Query<RolePageQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Paged<CustomRoleView>, ApiError> {
     // An org has a handful of roles: read whole, paged here in id order.
-    let mut roles = state.orgs.list_roles(member.org_id()).await?;
-    let total = roles.len() as u64;
-    roles.sort_by_key(|r| r.id.0);
-    let limit = q.limit.unwrap_or(50);
-    let mut page: Vec<CustomRole> = roles
-        .into_iter()
-        .filter(|r| q.cursor.is_none_or(|after| r.id.0 > after))
-        .take(limit as usize + 1)
-        .collect();
-    let more = page.len() > limit as usize;
-    page.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| page.last().map(|r| r.id.0.to_string()))
-        .flatten();
-    Ok(Paged {
-        items: page.into_iter().map(custom_role_view).collect(),
-        pagination: Pagination {
-            limit,
-            next_cursor,
-            total: Some(total),
-        },
-    })
+    let roles = state.orgs.list_roles(member.org_id()).await?;
+    Ok(Paged::from_all(
+        roles,
+        |r: &CustomRole| r.id.0,
+        Order::Ascending,
+        q.cursor.as_ref(),
+        q.limit(),
+    )
+    .map(custom_role_view))
 }
 
 /// A new custom role.
@@ -207,7 +182,8 @@ async fn create_role(
             },
         )
         .await?;
-    Ok(Created(custom_role_view(role)))
+    let location = format!("/api/v2/orgs/{}/roles/{}", member.org_id(), role.id.0);
+    Ok(Created::at(location, custom_role_view(role)))
 }
 
 /// Path of one custom role.

@@ -1,7 +1,7 @@
 use actix_web::http::Method;
 
 use crate::backend_tests;
-use crate::helpers::{TestContext, send, signed_up};
+use crate::helpers::{TestContext, all_pages, create, send, signed_up};
 
 backend_tests!(api_keys_are_scoped_shown_once_and_revocable);
 
@@ -28,10 +28,15 @@ async fn api_keys_are_scoped_shown_once_and_revocable(ctx: TestContext) {
     let other = body["data"]["org"]["id"].as_str().unwrap().to_owned();
     let keys = format!("/api/v2/orgs/{org}/api-keys");
 
-    let (status, viewer) = send(&app, Method::POST, &keys, Some(&admin), Some(serde_json::json!({"name": "directory", "permissions": ["users.view"], "expires_in_days": 30}))).await;
-    assert_eq!(status, 201, "{viewer}");
+    // 201 with the key's address in `Location`; it reads the key, never its token.
+    let (at, viewer) = create(&app, &keys, Some(&admin), serde_json::json!({"name": "directory", "permissions": ["users.view"], "expires_in_days": 30})).await;
     let viewer_token = viewer["data"]["token"].as_str().unwrap().to_owned();
     let viewer_id = viewer["data"]["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(at, format!("{keys}/{viewer_id}"));
+    let (status, read) = send(&app, Method::GET, &at, Some(&admin), None).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["data"]["name"], "directory");
+    assert!(read["data"].get("token").is_none());
     let (status, events) = send(&app, Method::POST, &keys, Some(&admin), Some(serde_json::json!({"name": "events", "permissions": ["events.view"], "expires_in_days": 30}))).await;
     assert_eq!(status, 201);
     let events_token = events["data"]["token"].as_str().unwrap().to_owned();
@@ -75,6 +80,8 @@ async fn api_keys_are_scoped_shown_once_and_revocable(ctx: TestContext) {
     let (_, list) = send(&app, Method::GET, &keys, Some(&admin), None).await;
     let listed = list["data"].as_array().unwrap();
     assert_eq!(listed.len(), 2);
+    let paged = all_pages(&app, &keys, Some(&admin), Some(2)).await;
+    assert_eq!(paged[0]["id"], viewer_id.as_str(), "creation order");
     assert!(listed.iter().all(|k| k.get("token").is_none()));
     assert!(
         listed
@@ -83,7 +90,7 @@ async fn api_keys_are_scoped_shown_once_and_revocable(ctx: TestContext) {
     );
 
     // Revoked: 401 at once.
-    let (status, _) = send(
+    let (status, body) = send(
         &app,
         Method::DELETE,
         &format!("{keys}/{viewer_id}"),
@@ -91,7 +98,12 @@ async fn api_keys_are_scoped_shown_once_and_revocable(ctx: TestContext) {
         None,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!((status, body), (204, serde_json::Value::Null));
+    let (status, read) = send(&app, Method::GET, &at, Some(&admin), None).await;
+    assert_eq!(
+        (status, &read["data"]["revoked"]),
+        (200, &serde_json::json!(true))
+    );
     assert_eq!(
         send(&app, Method::GET, &users, Some(&viewer_token), None)
             .await

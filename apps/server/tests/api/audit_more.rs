@@ -55,7 +55,7 @@ async fn district_audit_log_is_for_district_staff_only(ctx: TestContext) {
             Method::PUT,
             &staff(d, user),
             Some(&root),
-            Some(serde_json::json!({"role": role})),
+            Some(serde_json::json!({"role": role, "version": 0})),
         )
         .await;
         assert!(status < 300, "{body}");
@@ -457,7 +457,9 @@ async fn retention_is_readable_and_settable_by_org_admins(ctx: TestContext) {
         ),
         (Some(400), Some(400))
     );
-    let (status, r) = send(
+    assert_eq!(r["data"]["version"], 0, "never set: {r}");
+    // Versioned: 428 without a version, 412 with a stale one; nothing stored.
+    let (status, body) = send(
         &app,
         Method::PUT,
         &uri,
@@ -465,8 +467,44 @@ async fn retention_is_readable_and_settable_by_org_admins(ctx: TestContext) {
         Some(serde_json::json!({"days": 90})),
     )
     .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (428, Some("PRECONDITION_REQUIRED")),
+        "{body}"
+    );
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &uri,
+        Some(&admin),
+        Some(serde_json::json!({"days": 90, "version": 3})),
+    )
+    .await;
+    assert_eq!(status, 412, "{body}");
+    assert_eq!(body["error"]["details"]["current_version"], 0, "{body}");
+    let (status, r) = send(
+        &app,
+        Method::PUT,
+        &uri,
+        Some(&admin),
+        Some(serde_json::json!({"days": 90, "version": 0})),
+    )
+    .await;
     assert_eq!(status, 200, "{r}");
-    assert_eq!(r["data"]["days"], 90);
+    assert_eq!(
+        (&r["data"]["days"], &r["data"]["version"]),
+        (&serde_json::json!(90), &serde_json::json!(1))
+    );
+    // The next change names version 1; 0 is stale now.
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &uri,
+        Some(&admin),
+        Some(serde_json::json!({"days": 90, "version": 0})),
+    )
+    .await;
+    assert_eq!(status, 412);
     assert_eq!(
         send(&app, Method::GET, &uri, Some(&admin), None).await.1["data"]["days"],
         90
@@ -502,6 +540,14 @@ async fn retention_is_readable_and_settable_by_org_admins(ctx: TestContext) {
         let (status, body) = send(&app, Method::PUT, &uri, Some(&admin), Some(bad)).await;
         assert_eq!(status, 422, "{body}");
     }
+    // The version may come as `If-Match`.
+    let req = actix_web::test::TestRequest::put()
+        .uri(&uri)
+        .insert_header(("authorization", format!("Bearer {admin}")))
+        .insert_header(("if-match", "\"1\""))
+        .set_json(serde_json::json!({"days": 90}));
+    let res = actix_web::test::call_service(&app, req.to_request()).await;
+    assert_eq!(res.status().as_u16(), 200);
     // Members may not read or change it; strangers do not see the org.
     let (_, vol) = signed_up(&app, "ret-vol@example.org").await;
     send(

@@ -1,7 +1,7 @@
 use actix_web::http::Method;
 
 use crate::backend_tests;
-use crate::helpers::{TestContext, login, send, signed_up};
+use crate::helpers::{TestContext, all_pages, login, send, signed_up};
 
 backend_tests!(
     sign_up_sign_in_me_sign_out,
@@ -105,11 +105,18 @@ async fn revoked_session_is_401_immediately(ctx: TestContext) {
     .await;
     let list = sessions["data"].as_array().unwrap();
     assert_eq!(list.len(), 2);
+    // Paged like every list, newest (largest v7 id) first.
+    let paged = all_pages(&app, "/api/v2/auth/sessions", Some(&first), Some(2)).await;
+    assert_eq!(&paged, list);
+    assert!(
+        paged[0]["id"].as_str() > paged[1]["id"].as_str(),
+        "{sessions}"
+    );
     let other = list.iter().find(|s| s["current"] == false).unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, _) = send(
+    let (status, body) = send(
         &app,
         Method::DELETE,
         &format!("/api/v2/auth/sessions/{other}"),
@@ -117,7 +124,7 @@ async fn revoked_session_is_401_immediately(ctx: TestContext) {
         None,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!((status, body), (204, serde_json::Value::Null));
     assert_eq!(
         send(&app, Method::GET, "/api/v2/me", Some(&second), None)
             .await

@@ -199,7 +199,7 @@ async fn lists_sort_filter_and_page_without_gaps_or_duplicates(ctx: TestContext)
         None,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 204);
     let cursor = first["meta"]["pagination"]["next_cursor"].as_str().unwrap();
     seen.extend(ids(&pages_from(
         &app,

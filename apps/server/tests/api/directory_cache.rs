@@ -153,7 +153,7 @@ async fn reads_are_cached_and_every_write_that_shows_retires_them(ctx: TestConte
 
     // Removal: gone from the list, the search and the profile; restore brings it back.
     let (status, body) = send(&app, Method::DELETE, &profile, Some(&admin), None).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 204, "{body}");
     assert!(!ids(&get(&app, &admin, &list).await).contains(&vol_id));
     assert!(ids(&get(&app, &admin, &search).await).is_empty());
     let (status, _) = send(&app, Method::GET, &profile, Some(&admin), None).await;

@@ -1,9 +1,12 @@
 use actix_web::http::Method;
 
 use crate::backend_tests;
-use crate::helpers::{BOOTSTRAP_TOKEN, TestContext, send, signed_up};
+use crate::helpers::{
+    BOOTSTRAP_TOKEN, TestContext, all_pages, create, platform_admin, send, signed_up,
+};
 
 backend_tests!(
+    district_creates_answer_where_and_lists_page,
     bootstrap_is_one_time_and_guarded,
     district_templates_locks_schools_and_moves,
     orgs_move_with_authority_over_both_ends,
@@ -140,7 +143,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
         Method::PUT,
         &format!("/api/v2/districts/{district}/staff/{staff_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_admin"})),
+        Some(serde_json::json!({"role": "district_admin", "version": 0})),
     )
     .await;
     assert_eq!(status, 200);
@@ -181,7 +184,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
         true
     );
     // …then the district locks it at board_member: the lock beats the org override.
-    let (status, t) = send(
+    let (status, t) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/districts/{district}/permission-templates/events.create"),
@@ -211,7 +214,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
     );
     assert_eq!(body["error"]["details"]["locked_by"]["kind"], "district");
     // A school setting applies between district and org.
-    let (status, t) = send(
+    let (status, t) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/schools/{school}/permission-templates/budget.view"),
@@ -222,7 +225,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["data"]["scope"]["kind"], "school");
     // The school cannot override what the district locked.
-    let (status, _) = send(
+    let (status, _) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/schools/{school}/permission-templates/events.create"),
@@ -246,7 +249,7 @@ async fn district_templates_locks_schools_and_moves(ctx: TestContext) {
         Method::PUT,
         &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_viewer"})),
+        Some(serde_json::json!({"role": "district_viewer", "version": 0})),
     )
     .await;
     let (status, _) = send(
@@ -312,7 +315,7 @@ async fn orgs_move_with_authority_over_both_ends(ctx: TestContext) {
     }
     let [(north, north_school), (south, south_school)] = [schools[0].clone(), schools[1].clone()];
     // North locks events.create at board_member; South leaves it alone.
-    let (status, _) = send(
+    let (status, _) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/districts/{north}/permission-templates/events.create"),
@@ -327,7 +330,7 @@ async fn orgs_move_with_authority_over_both_ends(ctx: TestContext) {
         Method::PUT,
         &format!("/api/v2/districts/{north}/staff/{staff_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_admin"})),
+        Some(serde_json::json!({"role": "district_admin", "version": 0})),
     )
     .await;
 
@@ -397,7 +400,7 @@ async fn orgs_move_with_authority_over_both_ends(ctx: TestContext) {
         Method::PUT,
         &format!("/api/v2/districts/{south}/staff/{staff_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_admin"})),
+        Some(serde_json::json!({"role": "district_admin", "version": 0})),
     )
     .await;
     let (status, body) = send(
@@ -524,7 +527,7 @@ async fn districts_and_the_platform_can_require_a_second_factor(ctx: TestContext
         Method::PUT,
         &format!("/api/v2/districts/{district}/staff/{staff_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_admin"})),
+        Some(serde_json::json!({"role": "district_admin", "version": 0})),
     )
     .await;
     assert_eq!(status, 200);
@@ -701,7 +704,7 @@ async fn district_staff_are_listed_and_removed(ctx: TestContext) {
             Method::PUT,
             &staff_uri(id),
             Some(&root),
-            Some(serde_json::json!({"role": role})),
+            Some(serde_json::json!({"role": role, "version": 0})),
         )
         .await;
         assert_eq!(status, 200, "{body}");
@@ -821,7 +824,7 @@ async fn placed_orgs_are_listed_and_schools_read_edited_and_deleted(ctx: TestCon
         Method::PUT,
         &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
         Some(&root),
-        Some(serde_json::json!({"role": "district_viewer"})),
+        Some(serde_json::json!({"role": "district_viewer", "version": 0})),
     )
     .await;
     assert_eq!(status, 200);
@@ -1383,4 +1386,195 @@ async fn many_key_templates_are_versioned_and_locks_bind_exceptions(ctx: TestCon
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(allowed("budget.approve").await, "the grant counts again");
+}
+
+/// Creates answer 201 with a `Location` that reads the created resource; the
+/// district lists page like every list; clearing a template key is 204; deleting a
+/// district is 200 with what it detached.
+async fn district_creates_answer_where_and_lists_page(ctx: TestContext) {
+    use serde_json::json;
+    let app = ctx.service().await;
+    let root = platform_admin(&app, "root-shape@example.org").await;
+    let mut districts = Vec::new();
+    for code in ["SHAPE-A", "SHAPE-B"] {
+        let (at, body) = create(
+            &app,
+            "/api/v2/districts",
+            Some(&root),
+            json!({"name": format!("District {code}"), "code": code}),
+        )
+        .await;
+        let id = body["data"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(at, format!("/api/v2/districts/{id}"));
+        let (status, read) = send(&app, Method::GET, &at, Some(&root), None).await;
+        assert_eq!(
+            (status, read["data"]["id"].as_str()),
+            (200, Some(id.as_str()))
+        );
+        districts.push(id);
+    }
+    let district = &districts[0];
+    let mut schools = Vec::new();
+    for code in ["NORTH", "SOUTH"] {
+        let (at, body) = create(
+            &app,
+            &format!("/api/v2/districts/{district}/schools"),
+            Some(&root),
+            json!({"name": format!("{code} Elementary"), "code": code, "grade_levels": ["K"]}),
+        )
+        .await;
+        let id = body["data"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(at, format!("/api/v2/schools/{id}"));
+        let (status, _) = send(&app, Method::GET, &at, Some(&root), None).await;
+        assert_eq!(status, 200);
+        schools.push(id);
+    }
+    let (at, body) = create(
+        &app,
+        &format!("/api/v2/districts/{district}/orgs"),
+        Some(&root),
+        json!({"name": "North PTO", "school_id": schools[0]}),
+    )
+    .await;
+    let org = body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(at, format!("/api/v2/orgs/{org}"));
+    let (status, read) = send(&app, Method::GET, &at, Some(&root), None).await;
+    assert_eq!(
+        (status, read["data"]["id"].as_str()),
+        (200, Some(org.as_str()))
+    );
+
+    // Lists: a platform admin pages through every district (no total), staff through
+    // theirs (with it); schools with their total.
+    let all = all_pages(&app, "/api/v2/districts", Some(&root), None).await;
+    let ids: Vec<&str> = all.iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        districts.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let (staff_id, staff) = signed_up(&app, "staff-shape@example.org").await;
+    let (status, _) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/districts/{district}/staff/{staff_id}"),
+        Some(&root),
+        Some(json!({"role": "district_admin", "version": 0})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A staff role is versioned: listed with its version; 428 without one, 412 stale.
+    let staff_uri = format!("/api/v2/districts/{district}/staff/{staff_id}");
+    let listed = all_pages(
+        &app,
+        &format!("/api/v2/districts/{district}/staff"),
+        Some(&root),
+        Some(1),
+    )
+    .await;
+    assert_eq!(listed[0]["version"], 1, "{listed:?}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &staff_uri,
+        Some(&root),
+        Some(json!({"role": "district_viewer"})),
+    )
+    .await;
+    assert_eq!(status, 428, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &staff_uri,
+        Some(&root),
+        Some(json!({"role": "district_viewer", "version": 0})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["details"]["current_version"]),
+        (412, &json!(1)),
+        "{body}"
+    );
+    let mine = all_pages(&app, "/api/v2/districts", Some(&staff), Some(1)).await;
+    assert_eq!(mine[0]["id"], district.as_str());
+    let listed = all_pages(
+        &app,
+        &format!("/api/v2/districts/{district}/schools"),
+        Some(&staff),
+        Some(2),
+    )
+    .await;
+    let mut expected = schools.clone();
+    expected.sort();
+    assert_eq!(
+        listed
+            .iter()
+            .filter_map(|s| s["id"].as_str())
+            .collect::<Vec<_>>(),
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    // Clearing a template key: 204, no body (district and school).
+    let key_uri = format!("/api/v2/districts/{district}/permission-templates/events.create");
+    // One key's write is versioned like the many-key one: 428 without, 412 stale.
+    let setting = json!({"min_role": "board_member", "enabled": true});
+    let (status, body) = send(&app, Method::PUT, &key_uri, Some(&staff), Some(setting)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (428, Some("PRECONDITION_REQUIRED")),
+        "{body}"
+    );
+    let stale = json!({"min_role": "board_member", "enabled": true, "version": 99});
+    let (status, body) = send(&app, Method::PUT, &key_uri, Some(&staff), Some(stale)).await;
+    assert_eq!(status, 412, "{body}");
+    let (status, _) = crate::helpers::write_current(
+        &app,
+        Method::PUT,
+        &key_uri,
+        Some(&staff),
+        Some(json!({"min_role": "board_member", "enabled": true, "locked": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = send(&app, Method::DELETE, &key_uri, Some(&staff), None).await;
+    assert_eq!((status, body), (204, serde_json::Value::Null));
+    let school_key = format!(
+        "/api/v2/schools/{}/permission-templates/budget.view",
+        schools[0]
+    );
+    let (status, _) = crate::helpers::write_current(
+        &app,
+        Method::PUT,
+        &school_key,
+        Some(&staff),
+        Some(json!({"min_role": "committee_lead", "enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = send(&app, Method::DELETE, &school_key, Some(&staff), None).await;
+    assert_eq!((status, body), (204, serde_json::Value::Null));
+    let (_, templates) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/districts/{district}/permission-templates"),
+        Some(&staff),
+        None,
+    )
+    .await;
+    assert_eq!(templates["data"]["templates"], json!([]), "{templates}");
+
+    // Deleting a district tells what it detached (200, not 204).
+    let (status, deleted) = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v2/districts/{district}"),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(
+        deleted["data"]["detached_schools"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(deleted["data"]["detached_orgs"], json!([org]));
 }

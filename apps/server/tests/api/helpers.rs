@@ -264,6 +264,47 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
+    let (status, _, json) = send_with_headers(app, method, uri, token, body).await;
+    (status, json)
+}
+
+/// A create (`POST`) that must answer 201 with a `Location` header: returns the
+/// `Location` and the body.
+pub async fn create<S, B>(
+    app: &S,
+    uri: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (String, serde_json::Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (status, headers, json) =
+        send_with_headers(app, actix_web::http::Method::POST, uri, token, Some(body)).await;
+    assert_eq!(status, 201, "POST {uri}: {json}");
+    let location = headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("POST {uri} answered without a Location"))
+        .to_owned();
+    assert!(location.starts_with("/api/v2/"), "{location}");
+    (location, json)
+}
+
+/// Sends a JSON request (with an optional bearer token) and returns status, response
+/// headers and body.
+pub async fn send_with_headers<S, B>(
+    app: &S,
+    method: actix_web::http::Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, actix_web::http::header::HeaderMap, serde_json::Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
     let mut req = test::TestRequest::default().method(method).uri(uri);
     if let Some(t) = token {
         req = req.insert_header(("authorization", format!("Bearer {t}")));
@@ -273,6 +314,7 @@ where
     }
     let res = test::call_service(app, req.to_request()).await;
     let status = res.status().as_u16();
+    let headers = res.headers().clone();
     let bytes = test::read_body(res).await;
     let json = if bytes.is_empty() {
         serde_json::Value::Null
@@ -281,25 +323,23 @@ where
             serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
         })
     };
-    (status, json)
+    (status, headers, json)
 }
 
-/// Registers a user and signs in; returns (user id, token).
+/// Registers a user (201, `Location: /api/v2/me`) and signs in; returns (user id, token).
 pub async fn signed_up<S, B>(app: &S, email: &str) -> (String, String)
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    use actix_web::http::Method;
-    let (status, body) = send(
+    let (location, body) = create(
         app,
-        Method::POST,
         "/api/v2/auth/register",
         None,
-        Some(serde_json::json!({"email": email, "password": "correct horse battery", "first_name": "Test", "last_name": "User"})),
+        serde_json::json!({"email": email, "password": "correct horse battery", "first_name": "Test", "last_name": "User"}),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
+    assert_eq!(location, "/api/v2/me");
     let id = body["data"]["id"].as_str().unwrap().to_owned();
     (id, login(app, email, "correct horse battery").await)
 }
@@ -362,10 +402,9 @@ impl Rng {
     }
 }
 
-/// A `PATCH` of an org, a member or a district sending the version the resource has
-/// now — read with a `GET` of the same URI by the same caller — unless the body names
-/// one (or the caller cannot read it: then the body goes as it is). For tests about
-/// something other than concurrency; the version is required (428 without it).
+/// A `PATCH` of an org, a member, a district or a school sending the version the
+/// resource has now (see [`write_current`]). For tests about something other than
+/// concurrency; the version is required (428 without it).
 pub async fn patch_current<S, B>(
     app: &S,
     uri: &str,
@@ -376,19 +415,139 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
+    write_current(app, actix_web::http::Method::PATCH, uri, token, body).await
+}
+
+/// A write sending the version the resource has now — read with a `GET` by the same
+/// caller of the same URI (the account: `/api/v2/me`), or for one's own profile (`…/orgs/{org_id}/me`) of one's
+/// membership `…/users/{my id}`, for one template key (`…/permission-templates/{key}`)
+/// of the templates — unless the body names one (or the caller cannot read it: then
+/// the body goes as it is).
+pub async fn write_current<S, B>(
+    app: &S,
+    method: actix_web::http::Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
     use actix_web::http::Method;
     let mut body = body;
-    let versioned = uri.starts_with("/api/v2/orgs/") || uri.starts_with("/api/v2/districts/");
+    let versioned = uri == "/api/v2/me"
+        || ["/api/v2/orgs/", "/api/v2/districts/", "/api/v2/schools/"]
+            .iter()
+            .any(|p| uri.starts_with(p));
     if let Some(serde_json::Value::Object(fields)) = body.as_mut()
         && versioned
         && !fields.contains_key("version")
     {
-        let (status, current) = send(app, Method::GET, uri, token, None).await;
+        let read = if let Some(org) = uri
+            .strip_suffix("/me")
+            .filter(|org| org.starts_with("/api/v2/orgs/"))
+        {
+            let (_, me) = send(app, Method::GET, "/api/v2/me", token, None).await;
+            let id = me["data"]["user"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            format!("{org}/users/{id}")
+        } else if let Some((templates, _key)) = uri.rsplit_once('/')
+            && templates.ends_with("/permission-templates")
+        {
+            templates.to_owned()
+        } else {
+            uri.to_owned()
+        };
+        let (status, current) = send(app, Method::GET, &read, token, None).await;
         if status == 200
             && let Some(v) = current["data"]["version"].as_i64()
         {
             fields.insert("version".to_owned(), v.into());
         }
     }
-    send(app, Method::PATCH, uri, token, body).await
+    send(app, method, uri, token, body).await
+}
+
+/// Walks a list one item a page (`limit=1`, following `meta.pagination.next_cursor`)
+/// and returns every item. Asserts on the way what every list answers: `data` an
+/// array, `meta.pagination.limit`, `total` when `total` is given (else absent), the
+/// default limit of 50, and `422` naming `limit` (0, 201) or `cursor` (not one).
+pub async fn all_pages<S, B>(
+    app: &S,
+    uri: &str,
+    token: Option<&str>,
+    total: Option<u64>,
+) -> Vec<serde_json::Value>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    use actix_web::http::Method;
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    let (status, first) = send(app, Method::GET, uri, token, None).await;
+    assert_eq!(status, 200, "GET {uri}: {first}");
+    assert_eq!(
+        first["meta"]["pagination"]["limit"], 50,
+        "GET {uri}: {first}"
+    );
+    for bad in ["limit=0", "limit=201", "cursor=not-a-cursor"] {
+        let (status, body) = send(app, Method::GET, &format!("{uri}{sep}{bad}"), token, None).await;
+        assert_eq!(status, 422, "GET {uri}{sep}{bad}: {body}");
+        let field = bad.split('=').next().unwrap_or_default();
+        assert_eq!(
+            body["error"]["details"]["fields"][0]["field"], field,
+            "{body}"
+        );
+    }
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page_uri = match &cursor {
+            None => format!("{uri}{sep}limit=1"),
+            Some(c) => format!("{uri}{sep}limit=1&cursor={c}"),
+        };
+        let (status, page) = send(app, Method::GET, &page_uri, token, None).await;
+        assert_eq!(status, 200, "GET {page_uri}: {page}");
+        let data = page["data"].as_array().expect("data is an array");
+        assert!(data.len() <= 1, "GET {page_uri}: {page}");
+        let pagination = &page["meta"]["pagination"];
+        assert_eq!(pagination["limit"], 1, "{page}");
+        match total {
+            Some(n) => assert_eq!(pagination["total"], n, "{page}"),
+            None => assert!(pagination.get("total").is_none(), "{page}"),
+        }
+        items.extend(data.iter().cloned());
+        match pagination["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(items.len() < 1000, "GET {uri}: no end of pages");
+    }
+    if let Some(n) = total {
+        assert_eq!(items.len() as u64, n, "GET {uri}: items over all pages");
+    }
+    items
+}
+
+/// Registers a user and makes them the platform admin (the one-time bootstrap);
+/// returns their token.
+pub async fn platform_admin<S, B>(app: &S, email: &str) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (_, token) = signed_up(app, email).await;
+    let (status, body) = send(
+        app,
+        actix_web::http::Method::POST,
+        "/api/v2/platform/bootstrap",
+        Some(&token),
+        Some(serde_json::json!({"token": BOOTSTRAP_TOKEN})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    token
 }

@@ -445,6 +445,10 @@ async fn addresses_are_proven_before_invitations_are_answered(ctx: TestContext, 
     .await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    // Paged like every list.
+    let paged =
+        crate::helpers::all_pages(&app, "/api/v2/me/invitations", Some(&lee), Some(1)).await;
+    assert_eq!(paged, *list["data"].as_array().unwrap());
     let id = list["data"][0]["id"].as_str().unwrap().to_owned();
     let (status, body) = send(
         &app,
@@ -556,7 +560,7 @@ async fn expired_and_revoked_links_are_refused_clearly(ctx: TestContext, sink: S
         None,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 204);
     let accept = |token: &str| json!({"token": token, "first_name": "A", "last_name": "B", "password": "long enough password"});
     let (status, body) = send(
         &app,
@@ -682,6 +686,26 @@ async fn messages_are_written_in_the_recipients_language(ctx: TestContext, sink:
     let ann = login(&app, "ann@home.test", password).await;
     let (status, me) = send(&app, Method::GET, "/api/v2/me", Some(&ann), None).await;
     assert_eq!((status, &me["data"]["locale"]), (200, &json!(null)), "{me}");
+    // The account's version is required (428), a stale one refused (412).
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        "/api/v2/me",
+        Some(&ann),
+        Some(json!({"locale": "es"})),
+    )
+    .await;
+    assert_eq!(status, 428, "{body}");
+    let stale = me["data"]["version"].as_i64().unwrap() - 1;
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        "/api/v2/me",
+        Some(&ann),
+        Some(json!({"locale": "es", "version": stale})),
+    )
+    .await;
+    assert_eq!(status, 412, "{body}");
     let (status, body) = crate::helpers::patch_current(
         &app,
         "/api/v2/me",

@@ -17,6 +17,25 @@ async fn members_edit_their_own_profile(ctx: TestContext) {
     let app = ctx.service().await;
     let (org, admin, vol_id, vol) = org_with_volunteer(&app, "p1").await;
     let me = format!("/api/v2/orgs/{org}/me");
+    // The version of one's membership is required (428), a stale one refused (412).
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &me,
+        Some(&vol),
+        Some(serde_json::json!({"committee": "Garden"})),
+    )
+    .await;
+    assert_eq!(status, 428, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        &me,
+        Some(&vol),
+        Some(serde_json::json!({"committee": "Garden", "version": 99})),
+    )
+    .await;
+    assert_eq!(status, 412, "{body}");
     let (status, body) = crate::helpers::patch_current(
         &app,
         &me,
@@ -200,7 +219,7 @@ async fn removal_is_soft_and_restorable(ctx: TestContext) {
         None,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 204);
     // Removed: no access at all, not in the directory.
     let (status, _) = send(&app, Method::GET, &check, Some(&vol), None).await;
     assert_eq!(status, 404);
@@ -318,7 +337,7 @@ async fn removal_is_soft_and_restorable(ctx: TestContext) {
         None,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 204);
     let (_, matrix) = send(
         &app,
         Method::GET,

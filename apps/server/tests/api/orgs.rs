@@ -1,9 +1,10 @@
 use actix_web::http::Method;
 
 use crate::backend_tests;
-use crate::helpers::{TestContext, send, signed_up};
+use crate::helpers::{TestContext, all_pages, create, send, signed_up};
 
 backend_tests!(
+    orgs_are_created_joined_and_listed_in_one_shape,
     create_join_and_see_orgs,
     join_errors_are_clear,
     org_settings_need_admin_and_version
@@ -208,4 +209,57 @@ async fn org_settings_need_admin_and_version(ctx: TestContext) {
     )
     .await;
     assert_eq!(status, 404, "the old code stops working");
+}
+
+/// Creating and joining an org answer 201 with a `Location` that reads what was
+/// made (the org; the membership); the caller's orgs page like every list.
+async fn orgs_are_created_joined_and_listed_in_one_shape(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "shape-admin@example.org").await;
+    let mut orgs = Vec::new();
+    for (name, code) in [("Shape One PTO", "SHAPE001"), ("Shape Two PTO", "SHAPE002")] {
+        let (at, body) = create(
+            &app,
+            "/api/v2/orgs",
+            Some(&admin),
+            serde_json::json!({"name": name, "signup_code": code}),
+        )
+        .await;
+        let id = body["data"]["org"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(at, format!("/api/v2/orgs/{id}"));
+        let (status, read) = send(&app, Method::GET, &at, Some(&admin), None).await;
+        assert_eq!((status, read["data"]["name"].as_str()), (200, Some(name)));
+        orgs.push(id);
+    }
+    let (parent_id, parent) = signed_up(&app, "shape-parent@example.org").await;
+    let (at, body) = create(
+        &app,
+        "/api/v2/orgs/join",
+        Some(&parent),
+        serde_json::json!({"signup_code": "SHAPE001"}),
+    )
+    .await;
+    assert_eq!(at, format!("/api/v2/orgs/{}/users/{parent_id}", orgs[0]));
+    assert_eq!(body["data"]["org"]["id"], orgs[0].as_str());
+    let (status, me) = send(&app, Method::GET, &at, Some(&parent), None).await;
+    assert_eq!(
+        (status, me["data"]["user_id"].as_str()),
+        (200, Some(parent_id.as_str()))
+    );
+
+    let listed = all_pages(&app, "/api/v2/orgs", Some(&admin), Some(2)).await;
+    orgs.sort();
+    assert_eq!(
+        listed
+            .iter()
+            .filter_map(|o| o["org"]["id"].as_str())
+            .collect::<Vec<_>>(),
+        orgs.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        all_pages(&app, "/api/v2/orgs", Some(&parent), Some(1))
+            .await
+            .len(),
+        1
+    );
 }

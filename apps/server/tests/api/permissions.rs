@@ -1,7 +1,7 @@
 use actix_web::http::Method;
 
 use crate::backend_tests;
-use crate::helpers::{TestContext, send, signed_up};
+use crate::helpers::{TestContext, all_pages, send, signed_up};
 
 backend_tests!(
     settings_update_is_atomic_versioned_and_effective,
@@ -239,6 +239,21 @@ async fn settings_update_is_atomic_versioned_and_effective(ctx: TestContext) {
     assert_eq!(matrix["data"]["permissions"].as_array().unwrap().len(), 28);
     let version = matrix["data"]["version"].as_u64().unwrap();
     let uri = format!("/api/v2/orgs/{org}/permissions/settings");
+    // Without a version (body or If-Match): 428, nothing applied.
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &uri,
+        Some(&admin),
+        Some(serde_json::json!({"changes": [
+        {"key": "events.create", "min_role": "volunteer"}]})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (428, Some("PRECONDITION_REQUIRED")),
+        "{body}"
+    );
     // One bad key refuses the whole batch.
     let (status, _) = send(&app, Method::PUT, &uri, Some(&admin), Some(serde_json::json!({"version": version, "changes": [
         {"key": "events.create", "min_role": "volunteer"}, {"key": "events.nope", "enabled": false}]}))).await;
@@ -330,6 +345,19 @@ async fn grants_and_disabled_keys(ctx: TestContext) {
         allowed(&app, &org, &vol, "budget.approve").await,
         "a grant allows"
     );
+    // Grants page like every list (by member, then key), with their total.
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        &grants,
+        Some(&admin),
+        Some(serde_json::json!({"user_id": vol_id, "key": "budget.view"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = all_pages(&app, &grants, Some(&admin), Some(2)).await;
+    let keys: Vec<&str> = listed.iter().filter_map(|g| g["key"].as_str()).collect();
+    assert_eq!(keys, ["budget.approve", "budget.view"]);
     // Preview: disabling the key would take it away.
     let (status, preview) = send(
         &app,
@@ -404,7 +432,7 @@ async fn grants_and_disabled_keys(ctx: TestContext) {
         holders["meta"]["pagination"]["next_cursor"].is_string(),
         "two members hold users.view"
     );
-    let (status, _) = send(
+    let (status, body) = send(
         &app,
         Method::DELETE,
         &format!("{grants}/{vol_id}/budget.approve"),
@@ -412,7 +440,7 @@ async fn grants_and_disabled_keys(ctx: TestContext) {
         None,
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!((status, body), (204, serde_json::Value::Null));
     let (status, _) = send(
         &app,
         Method::DELETE,

@@ -206,6 +206,15 @@ async fn an_opt_out_hides_a_field_from_list_search_profile_and_directory_export_
         Some(json!({"phone": "hidden", "email": "hidden"})),
     )
     .await;
+    assert_eq!(status, 428, "the version is required: {mine}");
+    let (status, mine) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/orgs/{org}/me/privacy"),
+        Some(&jane),
+        Some(json!({"phone": "hidden", "email": "hidden", "version": 0})),
+    )
+    .await;
     assert_eq!(status, 200, "{mine}");
     assert_eq!(mine["data"]["phone"], "hidden");
     assert_eq!(mine["data"]["committee"], Value::Null);
@@ -320,7 +329,7 @@ async fn an_opt_out_hides_a_field_from_list_search_profile_and_directory_export_
         Method::PUT,
         &format!("/api/v2/orgs/{org}/me/privacy"),
         Some(&jane),
-        Some(json!({"notice_version": 9})),
+        Some(json!({"notice_version": 9, "version": 2})),
     )
     .await;
     assert_eq!(status, 422, "{body}");
@@ -353,7 +362,7 @@ async fn an_unlisted_member_is_not_in_the_directory_and_opt_in_lists_nobody_by_d
         Method::PUT,
         &format!("/api/v2/orgs/{org}/me/privacy"),
         Some(&jane),
-        Some(json!({"listing": "hidden"})),
+        Some(json!({"listing": "hidden", "version": 0})),
     )
     .await;
     assert_eq!(status, 200);
@@ -379,7 +388,7 @@ async fn an_unlisted_member_is_not_in_the_directory_and_opt_in_lists_nobody_by_d
         Method::PUT,
         &format!("/api/v2/orgs/{org}/me/privacy"),
         Some(&jane),
-        Some(json!({"listing": "members"})),
+        Some(json!({"listing": "members", "version": 1})),
     )
     .await;
     assert_eq!(status, 200);

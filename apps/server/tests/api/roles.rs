@@ -110,16 +110,14 @@ async fn holds(app: &impl App, org: &str, admin: &str, user: &str, key: &str) ->
     body["data"]["allowed"].as_bool().unwrap()
 }
 
+/// Creates a role: 201 with its address in `Location`, which reads it.
 async fn create(app: &impl App, org: &str, token: &str, body: Value) -> Value {
-    let (status, role) = send(
-        app,
-        Method::POST,
-        &format!("/api/v2/orgs/{org}/roles"),
-        Some(token),
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 201, "{role}");
+    let roles = format!("/api/v2/orgs/{org}/roles");
+    let (at, role) = crate::helpers::create(app, &roles, Some(token), body).await;
+    let id = role["data"]["id"].as_str().unwrap();
+    assert_eq!(at, format!("{roles}/{id}"));
+    let (status, read) = send(app, Method::GET, &at, Some(token), None).await;
+    assert_eq!((status, &read["data"]), (200, &role["data"]));
     role["data"].clone()
 }
 

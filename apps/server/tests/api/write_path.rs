@@ -316,7 +316,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         "PUT /api/v2/districts/{district_id}/staff/{user_id}",
         &format!("/api/v2/districts/{district}/staff/{staff_id}"),
         Some(&root),
-        Some(json!({"role": "district_admin"})),
+        Some(json!({"role": "district_admin", "version": 0})),
         &["district_staff.add"],
         &[],
     )
@@ -357,7 +357,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         "PUT /api/v2/districts/{district_id}/staff/{user_id}",
         &format!("/api/v2/districts/{district}/staff/{viewer_id}"),
         Some(&root),
-        Some(json!({"role": "district_viewer"})),
+        Some(json!({"role": "district_viewer", "version": 0})),
         &["district_staff.add"],
         &[],
     )
@@ -642,11 +642,12 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Member(org2_id, vol_uuid), Directory],
     )
     .await;
+    let current = get(&w.a, &vol, &format!("/api/v2/orgs/{org2}/users/{vol_id}")).await;
     w.write(
         "PATCH /api/v2/orgs/{org_id}/me",
         &format!("/api/v2/orgs/{org2}/me"),
         Some(&vol),
-        Some(json!({"committee": "Book fair"})),
+        Some(json!({"committee": "Book fair", "version": current["data"]["version"]})),
         &["member.update"],
         &[Member(org2_id, vol_uuid), Directory],
     )
@@ -658,7 +659,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         "PUT /api/v2/orgs/{org_id}/me/privacy",
         &format!("/api/v2/orgs/{org2}/me/privacy"),
         Some(&vol),
-        Some(json!({"email": "hidden"})),
+        Some(json!({"email": "hidden", "version": 0})),
         &["member.update"],
         &[Member(org2_id, vol_uuid), Directory],
     )
@@ -769,7 +770,7 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         "PUT /api/v2/orgs/{org_id}/audit-logs/retention",
         &format!("/api/v2/orgs/{org2}/audit-logs/retention"),
         Some(&admin),
-        Some(json!({"days": 400})),
+        Some(json!({"days": 400, "version": 0})),
         &["audit.retention_update"],
         &[],
     )
@@ -800,11 +801,18 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
 
     // Templates above the org reach it through its own event.
     let _ = get(&b, &staff, &format!("/api/v2/orgs/{org}/users")).await;
+    let version = get(
+        &b,
+        &staff,
+        &format!("/api/v2/districts/{district}/permission-templates"),
+    )
+    .await["data"]["version"]
+        .clone();
     w.write(
         "PUT /api/v2/districts/{district_id}/permission-templates/{key}",
         &format!("/api/v2/districts/{district}/permission-templates/events.create"),
         Some(&staff),
-        Some(json!({"min_role": "board_member", "enabled": true, "locked": true})),
+        Some(json!({"min_role": "board_member", "enabled": true, "locked": true, "version": version})),
         &["permission.update", "permission.inherited_update"],
         &[Org(org_id)],
     )
@@ -818,11 +826,18 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Org(org_id)],
     )
     .await;
+    let version = get(
+        &b,
+        &staff,
+        &format!("/api/v2/schools/{school}/permission-templates"),
+    )
+    .await["data"]["version"]
+        .clone();
     w.write(
         "PUT /api/v2/schools/{school_id}/permission-templates/{key}",
         &format!("/api/v2/schools/{school}/permission-templates/budget.view"),
         Some(&staff),
-        Some(json!({"min_role": "committee_lead", "enabled": true})),
+        Some(json!({"min_role": "committee_lead", "enabled": true, "version": version})),
         &["permission.update", "permission.inherited_update"],
         &[Org(org_id)],
     )
@@ -1182,11 +1197,12 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
     .await;
 
     // Preferences and a new address (proven by the link sent to it).
+    let account = get(&w.a, &sec, "/api/v2/me").await;
     w.write(
         "PATCH /api/v2/me",
         "/api/v2/me",
         Some(&sec),
-        Some(json!({"locale": "es-MX"})),
+        Some(json!({"locale": "es-MX", "version": account["data"]["version"]})),
         &["user.profile_update"],
         &[],
     )

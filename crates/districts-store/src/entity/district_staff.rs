@@ -9,6 +9,7 @@ pub struct Model {
     pub user_id: Uuid,
     pub role: String,
     pub created_at: TimeDateTimeWithTimeZone,
+    pub version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -33,15 +33,27 @@ async fn deleting_a_district_detaches_and_cascades(t: &TestDb) {
     let kept_org = t.insert_org(Some(kept_school.id), Some(keep.id)).await;
     let admin = t.insert_user().await;
     let viewer = t.insert_user().await;
-    repo.set_staff(&ctx(), a.id, admin, DistrictStaffRole::DistrictAdmin)
+    repo.set_staff(&ctx(), a.id, admin, DistrictStaffRole::DistrictAdmin, None)
         .await
         .unwrap();
-    repo.set_staff(&ctx(), a.id, viewer, DistrictStaffRole::DistrictViewer)
-        .await
-        .unwrap();
-    repo.set_staff(&ctx(), keep.id, admin, DistrictStaffRole::DistrictViewer)
-        .await
-        .unwrap();
+    repo.set_staff(
+        &ctx(),
+        a.id,
+        viewer,
+        DistrictStaffRole::DistrictViewer,
+        None,
+    )
+    .await
+    .unwrap();
+    repo.set_staff(
+        &ctx(),
+        keep.id,
+        admin,
+        DistrictStaffRole::DistrictViewer,
+        None,
+    )
+    .await
+    .unwrap();
     t.insert_template(a.id, "budget.approve").await;
     t.insert_template(keep.id, "budget.approve").await;
 

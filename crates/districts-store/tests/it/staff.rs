@@ -19,23 +19,23 @@ async fn staff_add_change_remove(t: &TestDb) {
     let bob = t.insert_user().await;
 
     let added = repo
-        .set_staff(&ctx(), a.id, ann, DistrictStaffRole::DistrictAdmin)
+        .set_staff(&ctx(), a.id, ann, DistrictStaffRole::DistrictAdmin, None)
         .await
         .unwrap();
     assert_eq!(
         (added.district_id, added.user_id, added.role),
         (a.id, ann, DistrictStaffRole::DistrictAdmin)
     );
-    repo.set_staff(&ctx(), a.id, bob, DistrictStaffRole::DistrictViewer)
+    repo.set_staff(&ctx(), a.id, bob, DistrictStaffRole::DistrictViewer, None)
         .await
         .unwrap();
-    repo.set_staff(&ctx(), b.id, ann, DistrictStaffRole::DistrictViewer)
+    repo.set_staff(&ctx(), b.id, ann, DistrictStaffRole::DistrictViewer, None)
         .await
         .unwrap();
 
     // Same role again: nothing written.
     let same = repo
-        .set_staff(&ctx(), a.id, ann, DistrictStaffRole::DistrictAdmin)
+        .set_staff(&ctx(), a.id, ann, DistrictStaffRole::DistrictAdmin, None)
         .await
         .unwrap();
     assert_eq!(same, added);
@@ -72,10 +72,28 @@ async fn staff_add_change_remove(t: &TestDb) {
 
     // Change a role.
     let changed = repo
-        .set_staff(&ctx(), a.id, bob, DistrictStaffRole::DistrictAdmin)
+        .set_staff(&ctx(), a.id, bob, DistrictStaffRole::DistrictAdmin, None)
         .await
         .unwrap();
     assert_eq!(changed.role, DistrictStaffRole::DistrictAdmin);
+    assert_eq!(changed.version, 2, "added at 1, changed once");
+    // Conditional: a stale version (or 0 for someone who is staff) is refused.
+    for stale in [1, 0] {
+        let err = repo
+            .set_staff(
+                &ctx(),
+                a.id,
+                bob,
+                DistrictStaffRole::DistrictViewer,
+                Some(stale),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SetStaffError::VersionMismatch { current: 2 }),
+            "{err:?}"
+        );
+    }
     assert_eq!(
         changed.created_at,
         repo.list_staff(a.id)
@@ -114,6 +132,7 @@ async fn staff_add_change_remove(t: &TestDb) {
             a.id,
             UserId::new(),
             DistrictStaffRole::DistrictViewer,
+            None,
         )
         .await
         .unwrap_err();
@@ -124,6 +143,7 @@ async fn staff_add_change_remove(t: &TestDb) {
             DistrictId::new(),
             ann,
             DistrictStaffRole::DistrictViewer,
+            None,
         )
         .await
         .unwrap_err();
