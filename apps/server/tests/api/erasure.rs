@@ -216,7 +216,7 @@ async fn erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_t
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = send(
+    let (status, body) = crate::helpers::write_current(
         &app,
         Method::PUT,
         &format!("/api/v2/orgs/{org_a}/me/privacy"),
