@@ -250,7 +250,7 @@ mod role_shape_tests {
     fn roles_are_written_in_the_one_shape_and_both_shapes_are_read() {
         let builtin = RoleAssignment::builtin(BuiltinRole::Volunteer);
         assert_eq!(
-            serde_json::to_value(&builtin).unwrap(),
+            serde_json::to_value(&builtin).expect("role json"),
             serde_json::json!({"kind": "builtin", "name": "volunteer", "rank": "volunteer"})
         );
         let id = RoleId(Uuid::from_u128(7));
@@ -260,23 +260,23 @@ mod role_shape_tests {
             counts_as: BuiltinRole::BoardMember,
             extra_keys: KeySet::default(),
         };
-        let written = serde_json::to_value(&custom).unwrap();
+        let written = serde_json::to_value(&custom).expect("role json");
         assert_eq!(written["kind"], "custom");
         assert_eq!(written["name"], "Treasurer");
         assert_eq!(written["rank"], "board_member");
         assert_eq!(written["custom_role_id"], id.0.to_string());
-        for value in [written, serde_json::to_value(&builtin).unwrap()] {
-            let back: RoleAssignment = serde_json::from_value(value.clone()).unwrap();
-            assert_eq!(serde_json::to_value(&back).unwrap(), value);
+        for value in [written, serde_json::to_value(&builtin).expect("role json")] {
+            let back: RoleAssignment = serde_json::from_value(value.clone()).expect("role json");
+            assert_eq!(serde_json::to_value(&back).expect("role json"), value);
         }
         let old: RoleAssignment =
             serde_json::from_value(serde_json::json!({"kind": "builtin", "role": "admin"}))
-                .unwrap();
+                .expect("role json");
         assert_eq!(old, RoleAssignment::builtin(BuiltinRole::Admin));
         let old: RoleAssignment = serde_json::from_value(serde_json::json!({
             "kind": "custom", "id": id.0, "name": "Treasurer", "counts_as": "board_member", "extra_keys": []
         }))
-        .unwrap();
+        .expect("role json");
         assert_eq!(old, custom);
         assert!(
             serde_json::from_value::<RoleAssignment>(serde_json::json!({"kind": "boss"})).is_err()
