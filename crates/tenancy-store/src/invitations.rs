@@ -203,6 +203,28 @@ impl InvitationRepository for SeaOrmOrgRepository {
         rows.into_iter().map(|r| invitation(r, &roles)).collect()
     }
 
+    async fn get_invitation(
+        &self,
+        org: OrgId,
+        id: InvitationId,
+    ) -> Result<Option<Invitation>, StorageFailure> {
+        let txn = self.db.read_for_org(org.as_uuid()).await.map_err(failure)?;
+        let Some(row) = invitations::Entity::find_by_id((org.as_uuid(), id.as_uuid()))
+            .one(&txn)
+            .await
+            .map_err(failure)?
+        else {
+            return Ok(None);
+        };
+        let roles = if row.custom_role_id.is_some() {
+            roles_of(&txn, org).await?
+        } else {
+            HashMap::new()
+        };
+        txn.commit().await.map_err(failure)?;
+        invitation(row, &roles).map(Some)
+    }
+
     async fn revoke_invitation(
         &self,
         ctx: &AuditContext,

@@ -627,6 +627,13 @@ pub trait InvitationRepository: Send + Sync + 'static {
         now: time::OffsetDateTime,
     ) -> impl Future<Output = Result<Vec<crate::Invitation>, StorageFailure>> + Send;
 
+    /// One invitation of the org, if it exists.
+    fn get_invitation(
+        &self,
+        org: crate::OrgId,
+        id: crate::InvitationId,
+    ) -> impl Future<Output = Result<Option<crate::Invitation>, StorageFailure>> + Send;
+
     /// Revokes a pending invitation of the org (audited `invitation.revoke`).
     fn revoke_invitation(
         &self,

@@ -18,7 +18,7 @@ use super::members::{ChildDto, RoleChoiceDto, RoleView, children, role_view};
 use crate::auth::OrgMember;
 use crate::http::{
     ApiError, ApiRoutes, Created, ErrorCode, FieldError, Json, NoContent, Paged, Path, Query,
-    Reply, RouteDoc,
+    Reply, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -47,6 +47,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
         .permission(PermissionKey::UsersInvite)
         .rate_class(RateClass::List)
         .errors(&[ErrorCode::ValidationFailed]),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/invitations/{invitation_id}",
+        get_invitation,
+        RouteDoc::new("get_invitation", "One invitation of the org", TAG)
+            .description("What `POST …/users` created (its `Location`): status (a pending invitation past its expiry reads `expired`), role and profile as sent. Carries an `ETag`; `If-None-Match` with it answers 304 while the invitation is unchanged.")
+            .permission(PermissionKey::UsersInvite)
+            .errors(&[ErrorCode::NotFound]),
     );
     r.route(
         Method::DELETE,
@@ -291,6 +299,24 @@ pub struct InvitationPath {
     pub org_id: Uuid,
     /// Invitation id.
     pub invitation_id: Uuid,
+}
+
+async fn get_invitation(
+    state: State,
+    member: OrgMember,
+    Path(p): Path<InvitationPath>,
+) -> Result<Tagged<InvitationView>, ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let inv = state
+        .orgs
+        .get_invitation(member.org_id(), InvitationId::from_uuid(p.invitation_id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such invitation"))?;
+    let version = inv.version;
+    Ok(Tagged {
+        data: invitation_view(inv, now),
+        version,
+    })
 }
 
 fn pending_only(e: RevokeInvitationError) -> ApiError {

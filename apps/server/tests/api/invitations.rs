@@ -13,6 +13,7 @@ use crate::backend_tests;
 use crate::helpers::{TestContext, login, send, signed_up};
 
 backend_tests!(
+    an_invitation_is_read_at_its_location_with_an_etag,
     adding_an_address_answers_the_same_whether_or_not_it_has_an_account,
     the_owner_of_an_invited_address_can_register,
     invitations_are_listed_and_revoked_by_admins,
@@ -528,4 +529,87 @@ async fn an_import_creates_one_invitation_per_new_address_and_a_dry_run_none(ctx
     .unwrap();
     assert!(report.contains("pending invitation"), "{report}");
     assert!(report.contains("already a member"), "{report}");
+}
+
+/// `POST …/users` answers the invitation's `Location`; a `GET` there reads it with an
+/// `ETag` (304 on `If-None-Match`), for those who may invite; a change is a new tag.
+async fn an_invitation_is_read_at_its_location_with_an_etag(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "admin@inv-get.test").await;
+    let org = crate::helpers::new_org(&app, &admin, "Invitation PTO").await;
+    let (location, created) = crate::helpers::create(
+        &app,
+        &format!("/api/v2/orgs/{org}/users"),
+        Some(&admin),
+        serde_json::json!({"email": "guest@inv-get.test", "first_name": "Gwen", "last_name": "Guest"}),
+    )
+    .await;
+    let get = |uri: String, token: String, etag: Option<String>| {
+        let app = &app;
+        async move {
+            let mut req = test::TestRequest::get()
+                .uri(&uri)
+                .insert_header(("authorization", format!("Bearer {token}")));
+            if let Some(tag) = etag {
+                req = req.insert_header(("if-none-match", tag));
+            }
+            let res = test::call_service(app, req.to_request()).await;
+            let status = res.status().as_u16();
+            let tag = res
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = test::read_body(res).await;
+            (
+                status,
+                tag,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            )
+        }
+    };
+    let (status, etag, body) = get(location.clone(), admin.clone(), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["id"], created["data"]["id"]);
+    assert_eq!(body["data"]["status"], "pending");
+    assert_eq!(body["data"]["first_name"], "Gwen");
+    let etag = etag.expect("an ETag");
+    let (status, _, _) = get(location.clone(), admin.clone(), Some(etag.clone())).await;
+    assert_eq!(status, 304);
+    // Revoked: a new state, a new tag.
+    let (status, _) = send(&app, Method::DELETE, &location, Some(&admin), None).await;
+    assert_eq!(status, 204);
+    let (status, changed, body) = get(location.clone(), admin.clone(), Some(etag.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "revoked");
+    assert_ne!(changed.as_deref(), Some(etag.as_str()));
+    // Not for members who may not invite; another id is 404.
+    let (_, o) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let code = o["data"]["signup_code"].as_str().unwrap().to_owned();
+    let (_, vol) = signed_up(&app, "vol@inv-get.test").await;
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&vol),
+        Some(serde_json::json!({"signup_code": code})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _, _) = get(location.clone(), vol, None).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = get(
+        format!("/api/v2/orgs/{org}/invitations/{}", uuid::Uuid::now_v7()),
+        admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
 }
