@@ -746,25 +746,8 @@ async fn timestamps_inside_audit_values_are_rfc3339(ctx: TestContext) {
     let app = ctx.service().await;
     let (_, admin) = signed_up(&app, "rfc-admin@example.org").await;
     let org = crate::helpers::new_org(&app, &admin, "RFC PTO").await;
-    let (_, o) = send(
-        &app,
-        Method::GET,
-        &format!("/api/v2/orgs/{org}"),
-        Some(&admin),
-        None,
-    )
-    .await;
-    let code = o["data"]["signup_code"].as_str().unwrap().to_owned();
-    let (member_id, member) = signed_up(&app, "rfc-member@example.org").await;
-    let (status, _) = send(
-        &app,
-        Method::POST,
-        "/api/v2/orgs/join",
-        Some(&member),
-        Some(serde_json::json!({"signup_code": code})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let (member_id, _) =
+        crate::helpers::member_of(&app, &admin, &org, "rfc-member@example.org").await;
     let (status, body) = crate::helpers::patch_current(
         &app,
         &format!("/api/v2/orgs/{org}/users/{member_id}"),

@@ -758,32 +758,13 @@ async fn removed_members_records_are_erased_once_the_orgs_retention_period_has_p
     let app = ctx.service().await;
     let (_, admin) = signed_up(&app, "admin@retention.test").await;
     let org = new_org(&app, &admin, "Retention PTO").await;
-    let (_, o) = send(
-        &app,
-        Method::GET,
-        &format!("/api/v2/orgs/{org}"),
-        Some(&admin),
-        None,
-    )
-    .await;
-    let code = o["data"]["signup_code"].as_str().unwrap().to_owned();
     let mut members = Vec::new();
     for email in [
         "old@retention.test",
         "recent@retention.test",
         "current@retention.test",
     ] {
-        let (id, token) = signed_up(&app, email).await;
-        let (status, _) = send(
-            &app,
-            Method::POST,
-            "/api/v2/orgs/join",
-            Some(&token),
-            Some(json!({"signup_code": code})),
-        )
-        .await;
-        assert_eq!(status, 201);
-        members.push((id, token));
+        members.push(crate::helpers::member_of(&app, &admin, &org, email).await);
     }
     let retention = format!("/api/v2/orgs/{org}/member-retention");
     let (status, body) = send(&app, Method::GET, &retention, Some(&admin), None).await;

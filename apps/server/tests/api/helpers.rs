@@ -551,3 +551,36 @@ where
     assert_eq!(status, 200, "{body}");
     token
 }
+
+/// Signs up `email` and joins `org` (read by its admin `admin` for the signup code);
+/// returns (user id, token).
+pub async fn member_of<S, B>(app: &S, admin: &str, org: &str, email: &str) -> (String, String)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    use actix_web::http::Method;
+    let (_, o) = send(
+        app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}"),
+        Some(admin),
+        None,
+    )
+    .await;
+    let code = o["data"]["signup_code"]
+        .as_str()
+        .expect("the org's signup code")
+        .to_owned();
+    let (id, token) = signed_up(app, email).await;
+    let (status, body) = send(
+        app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&token),
+        Some(serde_json::json!({"signup_code": code})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (id, token)
+}

@@ -584,25 +584,7 @@ async fn an_invitation_is_read_at_its_location_with_an_etag(ctx: TestContext) {
     assert_eq!(body["data"]["status"], "revoked");
     assert_ne!(changed.as_deref(), Some(etag.as_str()));
     // Not for members who may not invite; another id is 404.
-    let (_, o) = send(
-        &app,
-        Method::GET,
-        &format!("/api/v2/orgs/{org}"),
-        Some(&admin),
-        None,
-    )
-    .await;
-    let code = o["data"]["signup_code"].as_str().unwrap().to_owned();
-    let (_, vol) = signed_up(&app, "vol@inv-get.test").await;
-    let (status, _) = send(
-        &app,
-        Method::POST,
-        "/api/v2/orgs/join",
-        Some(&vol),
-        Some(serde_json::json!({"signup_code": code})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let (_, vol) = crate::helpers::member_of(&app, &admin, &org, "vol@inv-get.test").await;
     let (status, _, _) = get(location.clone(), vol, None).await;
     assert_eq!(status, 403);
     let (status, _, _) = get(
