@@ -291,15 +291,11 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
         return Ok(json!({ "account": null }));
     };
     let only_org = org.map(|o| o.as_uuid());
-    let org_names: std::collections::BTreeMap<Uuid, String> = organizations::Entity::find()
-        .all(conn)
-        .await
-        .map_err(failure)?
-        .into_iter()
-        .map(|o| (o.id, o.name))
-        .collect();
-    let org_json = |id: Uuid| json!({"id": id, "name": org_names.get(&id)});
     let mut orgs_seen = std::collections::BTreeSet::new();
+    let mut seen = |id: Uuid| -> Json {
+        orgs_seen.insert(id);
+        json!(id)
+    };
 
     let memberships: Vec<Json> = memberships::Entity::find()
         .filter(memberships::Column::UserId.eq(u))
@@ -309,9 +305,8 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
         .map_err(failure)?
         .into_iter()
         .map(|m| {
-            orgs_seen.insert(m.org_id);
             json!({
-                "org": org_json(m.org_id), "role": m.builtin_role, "custom_role_id": m.custom_role_id,
+                "org": seen(m.org_id), "role": m.builtin_role, "custom_role_id": m.custom_role_id,
                 "status": m.status, "committee": m.committee, "profile": m.profile,
                 "role_ends_at": opt_rfc3339(m.role_ends_at), "joined_at": rfc3339(m.joined_at),
                 "last_active_at": opt_rfc3339(m.active_at), "email_in_directory": m.email,
@@ -320,15 +315,16 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
         .collect();
     let removed: Vec<Json> = removed_memberships::Entity::find()
         .filter(removed_memberships::Column::UserId.eq(u))
-        .apply_if(only_org, |q, o| q.filter(removed_memberships::Column::OrgId.eq(o)))
+        .apply_if(only_org, |q, o| {
+            q.filter(removed_memberships::Column::OrgId.eq(o))
+        })
         .all(conn)
         .await
         .map_err(failure)?
         .into_iter()
         .map(|m| {
-            orgs_seen.insert(m.org_id);
             json!({
-                "org": org_json(m.org_id), "role": m.builtin_role, "custom_role_id": m.custom_role_id,
+                "org": seen(m.org_id), "role": m.builtin_role, "custom_role_id": m.custom_role_id,
                 "status": m.status, "committee": m.committee, "profile": m.profile,
                 "joined_at": rfc3339(m.joined_at), "removed_at": rfc3339(m.removed_at),
             })
@@ -345,7 +341,7 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
         .into_iter()
         .map(|p| {
             json!({
-                "org": org_json(p.org_id), "listing": p.listing, "phone": p.phone, "email": p.email,
+                "org": seen(p.org_id), "listing": p.listing, "phone": p.phone, "email": p.email,
                 "committee": p.committee, "children_and_grades": p.children_and_grades,
                 "notice_version": p.notice_version, "chosen_at": rfc3339(p.chosen_at),
             })
@@ -359,9 +355,8 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
         .map_err(failure)?
         .into_iter()
         .map(|i| {
-            orgs_seen.insert(i.org_id);
             json!({
-                "org": org_json(i.org_id), "id": i.id, "email": i.email, "first_name": i.first_name,
+                "org": seen(i.org_id), "id": i.id, "email": i.email, "first_name": i.first_name,
                 "last_name": i.last_name, "phone": i.phone, "committee": i.committee,
                 "profile": i.profile, "role": i.builtin_role, "status": i.status,
                 "invited_by": i.invited_by, "created_at": rfc3339(i.created_at),
@@ -377,7 +372,7 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
         .await
         .map_err(failure)?
         .into_iter()
-        .map(|r| json!({"org": org_json(r.org_id), "read_by": r.accessor_id, "what": r.what, "at": rfc3339(r.at)}))
+        .map(|r| json!({"org": seen(r.org_id), "read_by": r.accessor_id, "what": r.what, "at": rfc3339(r.at)}))
         .collect();
     let grants: Vec<Json> = conn
         .query_all_raw(statement(
@@ -394,7 +389,7 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
                 return None;
             }
             Some(json!({
-                "org": org_json(org_id),
+                "org": seen(org_id),
                 "key": r.try_get::<String>("", "key").ok(),
                 "reason": r.try_get::<Option<String>>("", "reason").ok().flatten(),
                 "expires_at": opt_rfc3339(r.try_get::<Option<OffsetDateTime>>("", "expires_at").ok().flatten()),
@@ -403,7 +398,16 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
         })
         .collect();
 
+    let names: Vec<Json> = organizations::Entity::find()
+        .filter(organizations::Column::Id.is_in(orgs_seen.iter().copied()))
+        .all(conn)
+        .await
+        .map_err(failure)?
+        .into_iter()
+        .map(|o| json!({"id": o.id, "name": o.name}))
+        .collect();
     let mut data = json!({
+        "orgs": names,
         "account": {
             "id": account.id, "email": account.email, "first_name": account.first_name,
             "last_name": account.last_name, "phone": account.phone, "locale": account.locale,
