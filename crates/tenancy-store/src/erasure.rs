@@ -100,7 +100,18 @@ pub async fn erase_person<P: ErasureParticipant>(
         user: req.subject,
         email: on_record.email.clone(),
         orgs: match req.scope {
-            ErasureScope::Account => on_record.facts.member_of.clone(),
+            // Every org holding a record of them, current or kept for a restore.
+            ErasureScope::Account => {
+                let mut orgs = on_record.facts.member_of.clone();
+                orgs.extend(
+                    on_record
+                        .facts
+                        .removed_from
+                        .iter()
+                        .filter(|o| !on_record.facts.member_of.contains(o)),
+                );
+                orgs
+            }
             ErasureScope::Org(org) | ErasureScope::Retention(org) => vec![org],
         },
         account,

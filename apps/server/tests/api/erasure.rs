@@ -905,6 +905,35 @@ async fn removed_members_records_are_erased_once_the_orgs_retention_period_has_p
         .expect("member.erase");
     assert_eq!(erase["actor"], "system", "{erase}");
     assert_eq!(erase["entity_id"], members[0].0.as_str());
+    // An account erased while removed from an org takes the org's kept record too.
+    let (status, body) = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v2/orgs/{org}/users/{}", members[2].0),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(status < 300, "{status} {body}");
+    let (status, receipt) = send(
+        &app,
+        Method::DELETE,
+        "/api/v2/me",
+        Some(&members[2].1),
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["data"]["removed"]["removed_memberships"], 1, "{receipt}");
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org}/users/{}/restore", members[2].0),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
     assert!(
         erase["new_value"]["reason"]
             .as_str()
