@@ -924,7 +924,10 @@ async fn removed_members_records_are_erased_once_the_orgs_retention_period_has_p
     )
     .await;
     assert_eq!(status, 200, "{receipt}");
-    assert_eq!(receipt["data"]["removed"]["removed_memberships"], 1, "{receipt}");
+    assert_eq!(
+        receipt["data"]["removed"]["removed_memberships"], 1,
+        "{receipt}"
+    );
     let (status, _) = send(
         &app,
         Method::POST,
