@@ -798,7 +798,7 @@ export interface paths {
         put?: never;
         /**
          * Grant one key to one member (optionally from and until a time)
-         * @description A grant counts while `starts_at <= now < expires_at`. Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything. A key locked by the district or school is refused with 409 `PERMISSION_LOCKED` (a grant of it would not count).
+         * @description Answers 201 with the grant (and the org's new settings `version`, a consistency token) and its `Location`; granting a key the member already holds by grant replaces that grant. A grant counts while `starts_at <= now < expires_at`. Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything. A key locked by the district or school is refused with 409 `PERMISSION_LOCKED` (a grant of it would not count).
          *
          *     Requires the `admin` role in the organization.
          */
@@ -816,7 +816,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * One direct grant
+         * @description 404 when the member has no grant of the key. A grant whose window has not started or has passed is still shown (see `starts_at`, `expires_at`).
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        get: operations["get_permission_grant"];
         put?: never;
         post?: never;
         /**
@@ -3527,6 +3533,41 @@ export interface components {
              */
             user_id: string;
         };
+        /** @description A grant as created: the grant and the org's settings version after the write. */
+        GrantCreated: {
+            /** @description Until when (RFC 3339), if limited. */
+            expires_at?: string | null;
+            /**
+             * Format: uuid
+             * @description Who granted it.
+             */
+            granted_by?: string | null;
+            /** @description The key. */
+            key: string;
+            /** @description Why. */
+            reason?: string | null;
+            /** @description From when (RFC 3339), if it starts later than its creation. */
+            starts_at?: string | null;
+            /**
+             * Format: uuid
+             * @description The member.
+             */
+            user_id: string;
+            /**
+             * Format: uint64
+             * @description The org's new settings version; also a consistency token.
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        GrantCreatedEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["GrantCreated"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A direct grant. */
         GrantDto: {
             /** @description Until when (RFC 3339), if limited. */
@@ -3547,6 +3588,15 @@ export interface components {
              * @description The member.
              */
             user_id: string;
+        };
+        /** @description A successful response. */
+        GrantDtoEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["GrantDto"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
         GrantDtoPage: {
@@ -7553,6 +7603,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7595,6 +7647,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["MeViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -10901,15 +10960,23 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Success */
-            200: {
+            /** @description Created */
+            201: {
                 headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
                     [name: string]: unknown;
                 };
                 content: {
                     /**
                      * @example {
                      *       "data": {
+                     *         "expires_at": "2026-09-01T15:30:00Z",
+                     *         "granted_by": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "key": "events.create",
+                     *         "reason": "string",
+                     *         "starts_at": "2026-09-01T15:30:00Z",
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
                      *         "version": 3
                      *       },
                      *       "meta": {
@@ -10925,7 +10992,7 @@ export interface operations {
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["SettingsWrittenEnvelope"];
+                    "application/json": components["schemas"]["GrantCreatedEnvelope"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */
@@ -10984,6 +11051,119 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_permission_grant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description The key. */
+                key: string;
+                /** @description The member. */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The representation's weak tag, `W/"<digest>"`: send it back in `If-None-Match` (304 when unchanged). */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "expires_at": "2026-09-01T15:30:00Z",
+                     *         "granted_by": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "key": "events.create",
+                     *         "reason": "string",
+                     *         "starts_at": "2026-09-01T15:30:00Z",
+                     *         "user_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["GrantDtoEnvelope"];
+                };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13664,6 +13844,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -13712,6 +13894,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["PrivacyViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -13967,6 +14156,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -13996,6 +14187,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["PolicyViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -14713,6 +14911,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -14738,6 +14938,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["MemberRetentionViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -15047,6 +15254,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's weak tag, `W/"<digest>"`: send it back in `If-None-Match` (304 when unchanged). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -15078,6 +15287,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["DataExportViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -15316,6 +15532,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's weak tag, `W/"<digest>"`: send it back in `If-None-Match` (304 when unchanged). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -15347,6 +15565,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["DataExportViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -16315,6 +16540,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's weak tag, `W/"<digest>"`: send it back in `If-None-Match` (304 when unchanged). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -16351,6 +16578,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["JobViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -16971,6 +17205,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's weak tag, `W/"<digest>"`: send it back in `If-None-Match` (304 when unchanged). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -17002,6 +17238,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["ApiKeyViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -19575,6 +19818,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -19606,6 +19851,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["TemplatesViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -20085,6 +20337,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -20116,6 +20370,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["TemplatesViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -20622,6 +20883,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -20647,6 +20910,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["RetentionViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -21340,6 +21610,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's weak tag, `W/"<digest>"`: send it back in `If-None-Match` (304 when unchanged). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -21378,6 +21650,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["AuditEventViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {
@@ -22129,6 +22408,8 @@ export interface operations {
             /** @description Success */
             200: {
                 headers: {
+                    /** @description The representation's weak tag, `W/"<digest>"`: send it back in `If-None-Match` (304 when unchanged). */
+                    ETag: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -22167,6 +22448,13 @@ export interface operations {
                      */
                     "application/json": components["schemas"]["AuditEventViewEnvelope"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Error: UNAUTHENTICATED */
             401: {

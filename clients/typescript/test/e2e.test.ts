@@ -410,7 +410,7 @@ async function journey(s: Server): Promise<void> {
       params: { path: orgPath },
       body: { user_id: parent.user.id, key: "budget.approve", reason: "Treasurer on leave" },
     }),
-    200,
+    201,
     "grant budget.approve",
   );
   const budgetAfter = expectOk(await check("budget.approve"), 200, "check budget.approve after");

@@ -341,57 +341,112 @@ impl<T: Serialize> Responder for Tagged<T> {
     type Body = BoxBody;
     fn respond_to(self, req: &HttpRequest) -> HttpResponse {
         let etag = self.etag();
-        let fresh = matches!(
-            *req.method(),
-            actix_web::http::Method::GET | actix_web::http::Method::HEAD
-        ) && req
-            .headers()
-            .get(actix_web::http::header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| none_match(v, &etag));
-        if fresh {
-            return HttpResponse::build(StatusCode::NOT_MODIFIED)
-                .insert_header((actix_web::http::header::ETAG, etag))
-                .finish();
-        }
-        let mut res = envelope_response(StatusCode::OK, self.data, None);
-        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&etag) {
-            res.headers_mut().insert(actix_web::http::header::ETAG, v);
-        }
-        res
+        tagged_response(req, etag, self.data)
     }
 }
 
-impl<T: JsonSchema> aide::OperationOutput for Tagged<T> {
-    type Inner = T;
-    fn operation_response(ctx: &mut GenContext, _op: &mut Operation) -> Option<Response> {
-        let mut res = json_response::<SuccessEnvelope<T>>(ctx, "Success");
-        res.headers.insert(
-            "ETag".to_owned(),
-            header_doc(
-                ctx,
-                "The representation's tag, `\"<version>-<digest>\"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes).",
-            ),
-        );
-        Some(res)
+/// 200 with `data` and its `ETag`, or 304 when a `GET`'s `If-None-Match` names it.
+fn tagged_response<T: Serialize>(req: &HttpRequest, etag: String, data: T) -> HttpResponse {
+    let fresh = matches!(
+        *req.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    ) && req
+        .headers()
+        .get(actix_web::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| none_match(v, &etag));
+    if fresh {
+        return HttpResponse::build(StatusCode::NOT_MODIFIED)
+            .insert_header((actix_web::http::header::ETAG, etag))
+            .finish();
     }
-    fn inferred_responses(
-        ctx: &mut GenContext,
-        op: &mut Operation,
-    ) -> Vec<(Option<aide::openapi::StatusCode>, Response)> {
-        let mut out: Vec<_> = Self::operation_response(ctx, op)
-            .map(|r| (Some(aide::openapi::StatusCode::Code(200)), r))
-            .into_iter()
-            .collect();
-        out.push((
+    let mut res = envelope_response(StatusCode::OK, data, None);
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&etag) {
+        res.headers_mut().insert(actix_web::http::header::ETAG, v);
+    }
+    res
+}
+
+/// The documented responses of a tagged `GET`: 200 with an `ETag` described by
+/// `etag_doc`, and 304.
+fn tagged_responses<T: JsonSchema>(
+    ctx: &mut GenContext,
+    etag_doc: &str,
+) -> Vec<(Option<aide::openapi::StatusCode>, Response)> {
+    let mut res = json_response::<SuccessEnvelope<T>>(ctx, "Success");
+    res.headers
+        .insert("ETag".to_owned(), header_doc(ctx, etag_doc));
+    vec![
+        (Some(aide::openapi::StatusCode::Code(200)), res),
+        (
             Some(aide::openapi::StatusCode::Code(304)),
             Response {
                 description: "Not modified: `If-None-Match` named the current `ETag` (no body)"
                     .to_owned(),
                 ..Default::default()
             },
-        ));
-        out
+        ),
+    ]
+}
+
+const VERSIONED_ETAG: &str = "The representation's tag, `\"<version>-<digest>\"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes).";
+const DIGEST_ETAG: &str = "The representation's weak tag, `W/\"<digest>\"`: send it back in `If-None-Match` (304 when unchanged).";
+
+impl<T: JsonSchema> aide::OperationOutput for Tagged<T> {
+    type Inner = T;
+    fn operation_response(ctx: &mut GenContext, _op: &mut Operation) -> Option<Response> {
+        tagged_responses::<T>(ctx, VERSIONED_ETAG)
+            .into_iter()
+            .next()
+            .map(|(_, r)| r)
+    }
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        _op: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, Response)> {
+        tagged_responses::<T>(ctx, VERSIONED_ETAG)
+    }
+}
+
+/// 200 with one resource that has no version of its own (a job, an API key, an audit
+/// event: they change by themselves or not at all) and a weak `ETag` of its
+/// representation; a `GET` whose `If-None-Match` names it answers `304` with no body, so
+/// a client polling a job pays nothing while it has not moved.
+#[derive(Debug)]
+pub struct Fresh<T>(pub T);
+
+impl<T: Serialize> Fresh<T> {
+    /// The weak entity tag of the representation.
+    fn etag(&self) -> String {
+        use sha2::Digest;
+        let body = serde_json::to_vec(&self.0).unwrap_or_default();
+        let digest = sha2::Sha256::digest(&body);
+        let short: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        format!("W/\"{short}\"")
+    }
+}
+
+impl<T: Serialize> Responder for Fresh<T> {
+    type Body = BoxBody;
+    fn respond_to(self, req: &HttpRequest) -> HttpResponse {
+        let etag = self.etag();
+        tagged_response(req, etag, self.0)
+    }
+}
+
+impl<T: JsonSchema> aide::OperationOutput for Fresh<T> {
+    type Inner = T;
+    fn operation_response(ctx: &mut GenContext, _op: &mut Operation) -> Option<Response> {
+        tagged_responses::<T>(ctx, DIGEST_ETAG)
+            .into_iter()
+            .next()
+            .map(|(_, r)| r)
+    }
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        _op: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, Response)> {
+        tagged_responses::<T>(ctx, DIGEST_ETAG)
     }
 }
 
@@ -415,5 +470,17 @@ mod tests {
         assert!(none_match(&format!("W/{}, \"x\"", a.etag()), &a.etag()));
         assert!(none_match("*", &a.etag()));
         assert!(!none_match(&b.etag(), &a.etag()));
+    }
+
+    #[test]
+    fn an_unversioned_tag_is_weak_and_follows_the_representation() {
+        let running = Fresh(serde_json::json!({"status": "running", "progress": 10}));
+        let same = Fresh(serde_json::json!({"status": "running", "progress": 10}));
+        let moved = Fresh(serde_json::json!({"status": "running", "progress": 11}));
+        assert!(running.etag().starts_with("W/\""));
+        assert_eq!(running.etag(), same.etag());
+        assert_ne!(running.etag(), moved.etag());
+        assert!(none_match(&running.etag(), &same.etag()));
+        assert!(!none_match(&moved.etag(), &running.etag()));
     }
 }

@@ -22,7 +22,7 @@ pub mod raw;
 pub mod request_context;
 pub mod security;
 
-pub use envelope::{Accepted, Created, NoContent, Paged, Pagination, Reply, Tagged};
+pub use envelope::{Accepted, Created, Fresh, NoContent, Paged, Pagination, Reply, Tagged};
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use extract::{IfMatch, Json, Path, Query};
 pub use guard::Requirement;

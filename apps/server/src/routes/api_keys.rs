@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::common::domain_rule;
 use crate::auth::OrgMember;
 use crate::http::{
-    ApiError, ApiRoutes, Created, ErrorCode, Json, NoContent, Order, PageQuery, Paged, Path, Query,
-    Reply, RouteDoc,
+    ApiError, ApiRoutes, Created, ErrorCode, Fresh, Json, NoContent, Order, PageQuery, Paged, Path,
+    Query, RouteDoc,
 };
 use crate::state::State;
 
@@ -211,12 +211,12 @@ async fn get_key(
     state: State,
     member: OrgMember,
     Path(p): Path<KeyPath>,
-) -> Result<Reply<ApiKeyView>, ApiError> {
+) -> Result<Fresh<ApiKeyView>, ApiError> {
     // An org's keys are few: read whole, found here.
     let keys = state.auth.api_keys().list_api_keys(member.org_id()).await?;
     keys.into_iter()
         .find(|k| k.id == p.key_id)
-        .map(|k| Reply(view(k)))
+        .map(|k| Fresh(view(k)))
         .ok_or_else(|| ApiError::not_found("no such API key"))
 }
 

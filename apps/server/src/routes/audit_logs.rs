@@ -29,8 +29,8 @@ use tenancy::ports::AuditContext;
 
 use crate::auth::{Caller, OrgMember};
 use crate::http::{
-    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, Paged, Pagination, Path, Query,
-    Reply, RouteDoc,
+    ApiError, ApiRoutes, ErrorCode, FieldError, Fresh, IfMatch, Json, Paged, Pagination, Path,
+    Query, Reply, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -412,7 +412,7 @@ async fn get_one(
     state: State,
     member: OrgMember,
     Path(p): Path<EventPath>,
-) -> Result<Reply<AuditEventView>, ApiError> {
+) -> Result<Fresh<AuditEventView>, ApiError> {
     get_in(&state, chain(&member), p.event_id).await
 }
 
@@ -420,14 +420,14 @@ async fn get_in(
     state: &State,
     chain: ChainId,
     event_id: Uuid,
-) -> Result<Reply<AuditEventView>, ApiError> {
+) -> Result<Fresh<AuditEventView>, ApiError> {
     let event = state
         .audit_log
         .get(chain, event_id)
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?
         .ok_or_else(|| ApiError::not_found("no such audit event"))?;
-    Ok(Reply(view(event)))
+    Ok(Fresh(view(event)))
 }
 
 /// A time range.
@@ -875,12 +875,15 @@ fn retention_view(policy: RetentionPolicy, version: i64) -> RetentionView {
     }
 }
 
-async fn get_retention(state: State, member: OrgMember) -> Result<Reply<RetentionView>, ApiError> {
+async fn get_retention(state: State, member: OrgMember) -> Result<Tagged<RetentionView>, ApiError> {
     let (policy, version) =
         audit_store::versioned_retention_of(state.db.primary(), member.org_id().as_uuid())
             .await
             .map_err(ApiError::internal)?;
-    Ok(Reply(retention_view(policy, version)))
+    Ok(Tagged {
+        data: retention_view(policy, version),
+        version,
+    })
 }
 
 async fn set_retention(
@@ -951,7 +954,7 @@ async fn district_get_one(
     state: State,
     caller: Caller,
     Path(p): Path<DistrictEventPath>,
-) -> Result<Reply<AuditEventView>, ApiError> {
+) -> Result<Fresh<AuditEventView>, ApiError> {
     let chain = district_chain(&state, &caller, p.district_id).await?;
     get_in(&state, chain, p.event_id).await
 }

@@ -1234,23 +1234,26 @@ async fn read_templates(
     state: &State,
     caller: &Caller,
     scope: TemplateScope,
-) -> Result<Reply<TemplatesView>, ApiError> {
+) -> Result<Tagged<TemplatesView>, ApiError> {
     let template = super::permissions::service_as(state, caller.audit_context())
         .template(scope)
         .await
         .map_err(|e| ApiError::internal(Box::new(e)))?
         .ok_or_else(|| ApiError::not_found("no such district or school"))?;
-    Ok(Reply(TemplatesView {
-        version: template.version,
-        templates: template_rows(&template.settings),
-    }))
+    Ok(Tagged {
+        version: i64::try_from(template.version).unwrap_or(i64::MAX),
+        data: TemplatesView {
+            version: template.version,
+            templates: template_rows(&template.settings),
+        },
+    })
 }
 
 async fn list_templates(
     state: State,
     caller: Caller,
     Path(p): Path<DistrictPath>,
-) -> Result<Reply<TemplatesView>, ApiError> {
+) -> Result<Tagged<TemplatesView>, ApiError> {
     let (_, d) = visible_district(&state, &caller, p.district_id).await?;
     read_templates(&state, &caller, TemplateScope::District(d.id.as_uuid())).await
 }
@@ -1591,7 +1594,7 @@ async fn list_school_templates(
     state: State,
     caller: Caller,
     Path(p): Path<SchoolPath>,
-) -> Result<Reply<TemplatesView>, ApiError> {
+) -> Result<Tagged<TemplatesView>, ApiError> {
     let s = school_admin(&state, &caller, p.school_id).await?;
     read_templates(&state, &caller, TemplateScope::School(s.id.as_uuid())).await
 }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, OrgMember};
 use crate::http::{
-    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, Path, Reply, RouteDoc,
+    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, Path, Reply, RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -101,9 +101,13 @@ pub struct PutMemberRetentionBody {
 async fn get_member_retention(
     state: State,
     member: OrgMember,
-) -> Result<Reply<MemberRetentionView>, ApiError> {
+) -> Result<Tagged<MemberRetentionView>, ApiError> {
     let current = tenancy_store::erasure::member_retention(&state.db, member.org_id()).await?;
-    Ok(Reply(current.into()))
+    let view = MemberRetentionView::from(current);
+    Ok(Tagged {
+        version: view.version,
+        data: view,
+    })
 }
 
 async fn put_member_retention(

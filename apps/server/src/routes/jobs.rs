@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::common::{attachment, file_response};
 use crate::auth::OrgMember;
 use crate::http::{
-    ApiError, ApiRoutes, ErrorCode, Paged, Pagination, Path, Query, Reply, RouteDoc,
+    ApiError, ApiRoutes, ErrorCode, Fresh, Paged, Pagination, Path, Query, Reply, RouteDoc,
 };
 use crate::state::State;
 
@@ -272,8 +272,8 @@ async fn get_job(
     state: State,
     member: OrgMember,
     Path(p): Path<JobPath>,
-) -> Result<Reply<JobView>, ApiError> {
-    Ok(Reply(job_view(
+) -> Result<Fresh<JobView>, ApiError> {
+    Ok(Fresh(job_view(
         &visible_job(&state, &member, p.job_id).await?,
         state.job_retention,
     )))

@@ -224,7 +224,7 @@ pub struct MeView {
     pub memberships: Vec<MembershipView>,
 }
 
-async fn me(state: State, caller: Caller) -> Result<Reply<MeView>, ApiError> {
+async fn me(state: State, caller: Caller) -> Result<Tagged<MeView>, ApiError> {
     use tenancy::ports::SessionRepository;
     let creds = state
         .auth
@@ -233,16 +233,19 @@ async fn me(state: State, caller: Caller) -> Result<Reply<MeView>, ApiError> {
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
     let memberships = state.orgs.memberships_of(caller.user_id()).await?;
-    Ok(Reply(MeView {
-        email_verified: creds.email_verified,
-        locale: creds.locale.map(String::from),
+    Ok(Tagged {
         version: creds.version,
-        user: creds.user.into(),
-        memberships: memberships
-            .iter()
-            .map(|(o, m)| membership_view(o, m))
-            .collect(),
-    }))
+        data: MeView {
+            email_verified: creds.email_verified,
+            locale: creds.locale.map(String::from),
+            version: creds.version,
+            user: creds.user.into(),
+            memberships: memberships
+                .iter()
+                .map(|(o, m)| membership_view(o, m))
+                .collect(),
+        },
+    })
 }
 
 /// A new organization.

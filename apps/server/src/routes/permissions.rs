@@ -7,7 +7,7 @@ use permissions::{
     BuiltinRole, Module, NewGrant, PermissionKey, PermissionService, ScopeRef, SettingChange,
     UpdateSettingsError,
 };
-use permissions_store::SeaOrmPermissionStore;
+use permissions_store::{GrantRecord, SeaOrmPermissionStore};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::common::{domain_rule, required_version};
 use crate::auth::OrgMember;
 use crate::http::{
-    ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, NoContent, Order, PageQuery, Paged,
-    Path, Query, Reply, RouteDoc,
+    ApiError, ApiRoutes, Created, ErrorCode, FieldError, Fresh, IfMatch, Json, NoContent, Order,
+    PageQuery, Paged, Path, Query, Reply, RouteDoc,
 };
 use crate::state::State;
 
@@ -122,7 +122,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Grant one key to one member (optionally from and until a time)",
             TAG,
         )
-        .description("A grant counts while `starts_at <= now < expires_at`. Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything. A key locked by the district or school is refused with 409 `PERMISSION_LOCKED` (a grant of it would not count).")
+        .description("Answers 201 with the grant (and the org's new settings `version`, a consistency token) and its `Location`; granting a key the member already holds by grant replaces that grant. A grant counts while `starts_at <= now < expires_at`. Nobody grants what they don't hold: a key disabled for the org is held by nobody, so granting it is refused (403, `details.keys_not_held`). Nobody grants themselves anything. A key locked by the district or school is refused with 409 `PERMISSION_LOCKED` (a grant of it would not count).")
         .org_admin()
         .errors(&[
             ErrorCode::ValidationFailed,
@@ -130,6 +130,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
             ErrorCode::PermissionLocked,
             ErrorCode::NotFound,
         ]),
+    );
+    r.get(
+        "/api/v2/orgs/{org_id}/permissions/grants/{user_id}/{key}",
+        get_grant,
+        RouteDoc::new("get_permission_grant", "One direct grant", TAG)
+            .description("404 when the member has no grant of the key. A grant whose window has not started or has passed is still shown (see `starts_at`, `expires_at`).")
+            .org_admin()
+            .errors(&[ErrorCode::NotFound]),
     );
     r.route(
         Method::DELETE,
@@ -766,7 +774,7 @@ async fn holders(
 }
 
 /// A direct grant.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct GrantDto {
     /// The member.
     pub user_id: Uuid,
@@ -783,7 +791,8 @@ pub struct GrantDto {
 }
 
 fn rfc3339(t: OffsetDateTime) -> Option<String> {
-    t.format(&time::format_description::well_known::Rfc3339)
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
         .ok()
 }
 
@@ -838,14 +847,56 @@ async fn list_grants(
         after.as_ref(),
         q.limit(),
     )
-    .map(|g| GrantDto {
+    .map(grant_dto))
+}
+
+fn grant_dto(g: GrantRecord) -> GrantDto {
+    GrantDto {
         user_id: g.user_id,
         key: g.grant.key.as_str(),
         starts_at: g.grant.starts_at.and_then(rfc3339),
         expires_at: g.grant.expires_at.and_then(rfc3339),
         reason: g.grant.reason,
         granted_by: g.granted_by,
-    }))
+    }
+}
+
+/// A grant as created: the grant and the org's settings version after the write.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct GrantCreated {
+    /// The grant.
+    #[serde(flatten)]
+    pub grant: GrantDto,
+    /// The org's new settings version; also a consistency token.
+    pub version: u64,
+}
+
+/// The path of one grant, as a `Location`.
+fn grant_location(org_id: Uuid, user_id: Uuid, key: PermissionKey) -> String {
+    format!(
+        "/api/v2/orgs/{org_id}/permissions/grants/{user_id}/{}",
+        key.as_str()
+    )
+}
+
+async fn get_grant(
+    state: State,
+    member: OrgMember,
+    Path(p): Path<GrantPath>,
+) -> Result<Fresh<GrantDto>, ApiError> {
+    let key = PermissionKey::parse(&p.key).map_err(|_| ApiError::not_found("no such grant"))?;
+    // A member's grants are few: read theirs, found here.
+    let grants = state
+        .authz
+        .store()
+        .list_grants(member.org_id().as_uuid(), Some(p.user_id))
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?;
+    grants
+        .into_iter()
+        .find(|g| g.grant.key == key)
+        .map(|g| Fresh(grant_dto(g)))
+        .ok_or_else(|| ApiError::not_found("no such grant"))
 }
 
 /// A new grant.
@@ -879,9 +930,10 @@ async fn create_grant(
     state: State,
     member: OrgMember,
     Json(body): Json<GrantBody>,
-) -> Result<Reply<SettingsWritten>, ApiError> {
+) -> Result<Created<GrantCreated>, ApiError> {
     let key = parse_key(&body.key)?;
     let actor = member.user_id()?.as_uuid();
+    let org_id = member.org_id().as_uuid();
     let grant = NewGrant {
         user_id: body.user_id,
         key,
@@ -891,14 +943,26 @@ async fn create_grant(
         granted_by: None,
     };
     let version = service(&state, &member)
-        .grant(
-            member.org_id().as_uuid(),
-            actor,
-            grant,
-            OffsetDateTime::now_utc(),
-        )
+        .grant(org_id, actor, grant, OffsetDateTime::now_utc())
         .await?;
-    Ok(Reply(SettingsWritten { version }))
+    // Read back as stored, so the answer is what `GET` of its `Location` shows.
+    let shown = state
+        .authz
+        .store()
+        .list_grants(org_id, Some(body.user_id))
+        .await
+        .map_err(|e| ApiError::internal(Box::new(e)))?
+        .into_iter()
+        .find(|g| g.grant.key == key)
+        .map(grant_dto)
+        .ok_or_else(|| ApiError::not_found("the grant was revoked meanwhile"))?;
+    Ok(Created::at(
+        grant_location(org_id, body.user_id, key),
+        GrantCreated {
+            grant: shown,
+            version,
+        },
+    ))
 }
 
 /// Path of one grant.

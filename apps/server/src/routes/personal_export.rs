@@ -16,7 +16,7 @@ use tenancy_store::personal_data::{self, ExportRequest};
 use uuid::Uuid;
 
 use crate::auth::{Caller, OrgMember};
-use crate::http::{Accepted, ApiError, ApiRoutes, ErrorCode, Path, Reply, RouteDoc};
+use crate::http::{Accepted, ApiError, ApiRoutes, ErrorCode, Fresh, Path, RouteDoc};
 use crate::state::State;
 
 pub(super) fn register(r: &mut ApiRoutes) {
@@ -231,10 +231,10 @@ async fn my_export(
     state: State,
     caller: Caller,
     Path(p): Path<MyExportPath>,
-) -> Result<Reply<DataExportView>, ApiError> {
+) -> Result<Fresh<DataExportView>, ApiError> {
     let request = my_request(&state, caller.user_id(), p.export_id).await?;
     let download = format!("/api/v2/me/data-exports/{}/download", request.id);
-    Ok(Reply(view(request, download)))
+    Ok(Fresh(view(request, download)))
 }
 
 async fn download_my_export(
@@ -283,11 +283,11 @@ async fn member_export(
     state: State,
     member: OrgMember,
     Path(p): Path<OrgExportPath>,
-) -> Result<Reply<DataExportView>, ApiError> {
+) -> Result<Fresh<DataExportView>, ApiError> {
     let org = member.org_id();
     let request = org_request(&state, org, p.export_id).await?;
     let download = format!("/api/v2/orgs/{org}/data-exports/{}/download", request.id);
-    Ok(Reply(view(request, download)))
+    Ok(Fresh(view(request, download)))
 }
 
 async fn download_member_export(

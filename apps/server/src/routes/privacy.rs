@@ -30,7 +30,7 @@ use super::members::{MemberFilterQuery, OrderDto, SortDto, StatusFilterDto};
 use crate::auth::{Caller, OrgMember};
 use crate::http::{
     ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, Paged, Pagination, Query, Reply,
-    RouteDoc,
+    RouteDoc, Tagged,
 };
 use crate::state::State;
 
@@ -250,14 +250,18 @@ fn policy_view(p: &DirectoryPolicy) -> PolicyView {
     }
 }
 
-async fn get_my_privacy(state: State, member: OrgMember) -> Result<Reply<PrivacyView>, ApiError> {
+async fn get_my_privacy(state: State, member: OrgMember) -> Result<Tagged<PrivacyView>, ApiError> {
     let me = member.user_id()?;
     let (policy, choices) = state
         .privacy
         .choices(member.org_id(), me)
         .await?
         .ok_or_else(|| ApiError::not_found("no such member"))?;
-    Ok(Reply(privacy_view(&policy, &choices)))
+    let view = privacy_view(&policy, &choices);
+    Ok(Tagged {
+        version: view.version,
+        data: view,
+    })
 }
 
 /// Your choices (each absent or `null`: no choice).
@@ -351,9 +355,12 @@ async fn put_my_privacy(
 async fn get_directory_policy(
     state: State,
     member: OrgMember,
-) -> Result<Reply<PolicyView>, ApiError> {
+) -> Result<Tagged<PolicyView>, ApiError> {
     let policy = state.privacy.policy(member.org_id()).await?;
-    Ok(Reply(policy_view(&policy)))
+    Ok(Tagged {
+        version: policy.version,
+        data: policy_view(&policy),
+    })
 }
 
 /// A directory policy.

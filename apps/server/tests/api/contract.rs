@@ -18,11 +18,8 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 /// Creates that keep another answer: (operation id, why).
-const CREATE_EXCEPTIONS: &[(&str, &str)] = &[
-    // An upsert of (member, key) answering the org's permission version: granting a key
-    // the member holds by grant already replaces the grant (issue #16 leftover).
-    ("grant_permission", "upsert answering the settings version"),
-];
+/// None today: a new one needs a 201 with its resource's `Location` instead.
+const CREATE_EXCEPTIONS: &[(&str, &str)] = &[];
 
 /// Writes without a version: (operation id, why). None today: a new one needs a version
 /// on its resource instead.
@@ -146,6 +143,32 @@ fn every_operation_keeps_one_shape() {
                 if !query.contains(name) {
                     broken.push(format!("{at}: a list without `{name}`"));
                 }
+            }
+        }
+
+        // One resource: its GET carries an ETag and honours If-None-Match (304); so does
+        // the GET of whatever a PUT/PATCH changes.
+        let single_get = method == "GET"
+            && path.ends_with('}')
+            && response_schema(&doc, &op, "200").is_some()
+            && !answers_a_list(&doc, &op);
+        let written_get = (method == "PATCH" || method == "PUT")
+            && doc["paths"][&path]["get"]
+                .as_object()
+                .is_some_and(|get| !answers_a_list(&doc, &Value::Object(get.clone())));
+        for (get_at, get) in [
+            (single_get, op.clone()),
+            (written_get, doc["paths"][&path]["get"].clone()),
+        ]
+        .into_iter()
+        .filter(|(applies, _)| *applies)
+        .map(|(_, get)| (format!("GET {path}"), get))
+        {
+            if get["responses"]["200"]["headers"].get("ETag").is_none() {
+                broken.push(format!("{get_at}: one resource without an ETag"));
+            }
+            if get["responses"].get("304").is_none() {
+                broken.push(format!("{get_at}: one resource without 304"));
             }
         }
 

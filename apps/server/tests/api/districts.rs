@@ -1119,7 +1119,7 @@ async fn many_key_templates_are_versioned_and_locks_bind_exceptions(ctx: TestCon
     };
     let grants = format!("/api/v2/orgs/{org}/permissions/grants");
     let (status, body) = send(&app, Method::POST, &grants, Some(&root), Some(serde_json::json!({"user_id": vol_id, "key": "budget.approve", "reason": "treasurer away"}))).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     assert!(allowed("budget.approve").await, "the grant counts");
 
     // The district's templates carry a version; a write without one is 428.

@@ -220,7 +220,7 @@ async fn committee_lead_cannot_escalate_through_custom_roles(ctx: TestContext) {
     let (lead_id, lead) = member(&app, &org, &admin, "e1", "lead", "committee_lead").await;
     let (vol_id, _) = member(&app, &org, &admin, "e1", "vol", "volunteer").await;
     let (status, body) = grant(&app, &org, &admin, &lead_id, "users.edit_roles").await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
 
     // A role with all 28 keys: refused, naming the keys the lead lacks.
     let (status, body) =
@@ -341,7 +341,7 @@ async fn term_status_and_role_only_below_ones_rank(ctx: TestContext) {
     let (peer_id, _) = member(&app, &org, &admin, "t1", "peer", "board_member").await;
     let (lead_id, _) = member(&app, &org, &admin, "t1", "lead", "committee_lead").await;
     let (status, body) = grant(&app, &org, &admin, &board_id, "users.edit_roles").await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
 
     // The attack: a board member ends the admin's term in the past.
     let past = json!({"role_ends_at": "2020-01-01T00:00:00Z"});
@@ -434,7 +434,7 @@ async fn bulk_changes_obey_the_same_rules(ctx: TestContext) {
     let (peer_id, _) = member(&app, &org, &admin, "b1", "peer", "board_member").await;
     let (vol_id, _) = member(&app, &org, &admin, "b1", "vol", "volunteer").await;
     let (status, body) = grant(&app, &org, &admin, &board_id, "users.edit_roles").await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     let bulk = format!("/api/v2/orgs/{org}/users/bulk-update");
 
     let (status, body) = send(
@@ -508,7 +508,7 @@ async fn nobody_grants_a_key_they_do_not_hold(ctx: TestContext) {
     assert_eq!(grants["data"].as_array().unwrap().len(), 0, "{grants}");
     // A held key is granted as before.
     let (status, body) = grant(&app, &org, &admin, &vol_id, "budget.edit").await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
 }
 
 async fn create_key(app: &impl App, org: &str, token: &str, keys: &[&str]) -> (u16, Value) {
@@ -737,7 +737,7 @@ async fn district_settings_bind_what_may_be_handed_out(ctx: TestContext) {
     let (board_id, board) = member(&app, &org, &admin, "h1", "board", "board_member").await;
     let (vol_id, _) = member(&app, &org, &admin, "h1", "vol", "volunteer").await;
     let (status, body) = grant(&app, &org, &admin, &board_id, "users.edit_roles").await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     let (status, body) = create_role(
         &app,
         &org,

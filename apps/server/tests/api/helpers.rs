@@ -584,3 +584,37 @@ where
     assert_eq!(status, 201, "{body}");
     (id, token)
 }
+
+/// A `GET` (with a bearer token and an optional `If-None-Match`): returns the status,
+/// the `ETag` and the body (`Null` when empty, as on 304).
+pub async fn get_tagged<S, B>(
+    app: &S,
+    uri: &str,
+    token: &str,
+    if_none_match: Option<&str>,
+) -> (u16, Option<String>, serde_json::Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req = test::TestRequest::get()
+        .uri(uri)
+        .insert_header(("authorization", format!("Bearer {token}")));
+    if let Some(tag) = if_none_match {
+        req = req.insert_header(("if-none-match", tag.to_owned()));
+    }
+    let res = test::call_service(app, req.to_request()).await;
+    let status = res.status().as_u16();
+    let tag = res
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = test::read_body(res).await;
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    };
+    (status, tag, body)
+}

@@ -546,27 +546,7 @@ async fn an_invitation_is_read_at_its_location_with_an_etag(ctx: TestContext) {
     .await;
     let get = |uri: String, token: String, etag: Option<String>| {
         let app = &app;
-        async move {
-            let mut req = test::TestRequest::get()
-                .uri(&uri)
-                .insert_header(("authorization", format!("Bearer {token}")));
-            if let Some(tag) = etag {
-                req = req.insert_header(("if-none-match", tag));
-            }
-            let res = test::call_service(app, req.to_request()).await;
-            let status = res.status().as_u16();
-            let tag = res
-                .headers()
-                .get("etag")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let body = test::read_body(res).await;
-            (
-                status,
-                tag,
-                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
-            )
-        }
+        async move { crate::helpers::get_tagged(app, &uri, &token, etag.as_deref()).await }
     };
     let (status, etag, body) = get(location.clone(), admin.clone(), None).await;
     assert_eq!(status, 200, "{body}");

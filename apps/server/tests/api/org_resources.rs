@@ -15,6 +15,7 @@ backend_tests!(
     orgs_members_and_districts_need_the_version_and_carry_an_etag,
     a_members_account_details_change_under_the_rules,
     an_address_change_reaches_the_member_directories,
+    every_single_resource_answers_not_modified,
 );
 
 /// Something that serves requests, as the helpers take it.
@@ -720,4 +721,89 @@ async fn an_address_change_reaches_the_member_directories(ctx: TestContext) {
         sorted["data"][0]["email"], "relocated.vol@orgres.test",
         "{sorted}"
     );
+}
+
+/// Every single resource carries an `ETag` and answers 304 to `If-None-Match` while
+/// unchanged: versioned ones (the account, the directory policy, privacy choices,
+/// retention) and the ones that change by themselves (a job, an API key, an audit
+/// event, a grant). A write moves a versioned resource's tag.
+async fn every_single_resource_answers_not_modified(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, _, admin) = org(&app, "T1").await;
+    let (vol_id, _) = member(&app, &org, &admin, "T1", "vol", "volunteer").await;
+    let job = import(&app, &org, &admin, "tag@orgres.test").await;
+    let (key, _) = crate::helpers::create(
+        &app,
+        &format!("/api/v2/orgs/{org}/api-keys"),
+        Some(&admin),
+        json!({"name": "sync", "permissions": ["users.view"], "expires_in_days": 30}),
+    )
+    .await;
+    let (grant, _) = crate::helpers::create(
+        &app,
+        &format!("/api/v2/orgs/{org}/permissions/grants"),
+        Some(&admin),
+        json!({"user_id": vol_id, "key": "budget.view", "reason": "backup"}),
+    )
+    .await;
+    let (_, events) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/audit-logs?limit=1"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let event = events["data"][0]["id"].as_str().unwrap().to_owned();
+    let resources = [
+        "/api/v2/me".to_owned(),
+        format!("/api/v2/orgs/{org}/me/privacy"),
+        format!("/api/v2/orgs/{org}/directory-policy"),
+        format!("/api/v2/orgs/{org}/member-retention"),
+        format!("/api/v2/orgs/{org}/audit-logs/retention"),
+        format!("/api/v2/orgs/{org}/jobs/{job}"),
+        key,
+        grant,
+        format!("/api/v2/orgs/{org}/audit-logs/{event}"),
+    ];
+    for uri in &resources {
+        let (status, tag, body) = crate::helpers::get_tagged(&app, uri, &admin, None).await;
+        assert_eq!(status, 200, "{uri}: {body}");
+        let tag = tag.unwrap_or_else(|| panic!("{uri}: no ETag"));
+        let (status, again, body) = crate::helpers::get_tagged(&app, uri, &admin, Some(&tag)).await;
+        assert_eq!(status, 304, "{uri}: {body}");
+        assert_eq!(body, Value::Null, "{uri}: a 304 has no body");
+        assert_eq!(again.as_deref(), Some(tag.as_str()), "{uri}");
+    }
+
+    // A job that moves has a new tag.
+    let job_uri = format!("/api/v2/orgs/{org}/jobs/{job}");
+    let (_, queued_tag, _) = crate::helpers::get_tagged(&app, &job_uri, &admin, None).await;
+    let worker = pto_server::startup::job_worker(
+        &ctx.state,
+        jobs::WorkerSettings::new(ctx.state.tmp_dir.clone()),
+    );
+    assert_eq!(worker.run_until_idle().await.unwrap(), 1);
+    let (status, _, done) =
+        crate::helpers::get_tagged(&app, &job_uri, &admin, queued_tag.as_deref()).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["data"]["status"], "succeeded", "{done}");
+
+    // A write moves the tag: the old one reads the new representation.
+    let (_, old_tag, me) = crate::helpers::get_tagged(&app, "/api/v2/me", &admin, None).await;
+    let old_tag = old_tag.unwrap();
+    let (status, body) = send(
+        &app,
+        Method::PATCH,
+        "/api/v2/me",
+        Some(&admin),
+        Some(json!({"version": me["data"]["version"], "locale": "es-MX"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, new_tag, me) =
+        crate::helpers::get_tagged(&app, "/api/v2/me", &admin, Some(&old_tag)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["data"]["locale"], "es-MX");
+    assert_ne!(new_tag.as_deref(), Some(old_tag.as_str()));
 }

@@ -33,7 +33,7 @@ async fn grants_may_start_later(ctx: TestContext) {
         "before_start"
     );
     let (status, body) = send(&app, Method::POST, &grants, Some(&admin), Some(serde_json::json!({"user_id": vol_id, "key": "budget.approve", "starts_at": later, "expires_at": even_later}))).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     assert!(
         !allowed(&app, &org, &vol, "budget.approve").await,
         "a grant counts only from its start"
@@ -73,7 +73,7 @@ async fn grants_may_start_later(ctx: TestContext) {
         Some(serde_json::json!({"user_id": vol_id, "key": "budget.approve", "starts_at": earlier})),
     )
     .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 201);
     assert!(allowed(&app, &org, &vol, "budget.approve").await);
 }
 
@@ -340,7 +340,33 @@ async fn grants_and_disabled_keys(ctx: TestContext) {
     assert!(!allowed(&app, &org, &vol, "budget.approve").await);
     let grants = format!("/api/v2/orgs/{org}/permissions/grants");
     let (status, body) = send(&app, Method::POST, &grants, Some(&admin), Some(serde_json::json!({"user_id": vol_id, "key": "budget.approve", "reason": "treasurer on leave"}))).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
+    // A create: the grant as stored, the settings version, and where it is read.
+    assert_eq!(body["data"]["key"], "budget.approve", "{body}");
+    assert_eq!(body["data"]["user_id"], vol_id.as_str(), "{body}");
+    assert_eq!(body["data"]["reason"], "treasurer on leave", "{body}");
+    assert!(body["data"]["version"].as_u64().is_some(), "{body}");
+    let one = format!("{grants}/{vol_id}/budget.approve");
+    let (status, etag, got) = crate::helpers::get_tagged(&app, &one, &admin, None).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        got["data"]["granted_by"], body["data"]["granted_by"],
+        "{got}"
+    );
+    assert_eq!(got["data"]["reason"], "treasurer on leave", "{got}");
+    // Its ETag answers 304 while the grant is unchanged.
+    let etag = etag.expect("an ETag");
+    let (status, _, _) = crate::helpers::get_tagged(&app, &one, &admin, Some(&etag)).await;
+    assert_eq!(status, 304);
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("{grants}/{vol_id}/budget.view"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "no grant of that key");
     assert!(
         allowed(&app, &org, &vol, "budget.approve").await,
         "a grant allows"
@@ -354,7 +380,7 @@ async fn grants_and_disabled_keys(ctx: TestContext) {
         Some(serde_json::json!({"user_id": vol_id, "key": "budget.view"})),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     let listed = all_pages(&app, &grants, Some(&admin), Some(2)).await;
     let keys: Vec<&str> = listed.iter().filter_map(|g| g["key"].as_str()).collect();
     assert_eq!(keys, ["budget.approve", "budget.view"]);
