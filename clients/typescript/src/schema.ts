@@ -3091,7 +3091,19 @@ export interface components {
              * @default null
              */
             recovery_code?: string | null;
-        };
+        } & ({
+            code: string;
+            password?: null;
+            recovery_code?: null;
+        } | {
+            code?: null;
+            password?: null;
+            recovery_code: string;
+        } | {
+            code?: null;
+            password: string;
+            recovery_code?: null;
+        });
         /** @description Path of a district. */
         DistrictAuditPath: {
             /**
@@ -5031,7 +5043,7 @@ export interface components {
             /** @description `platform`, `district`, `school` or `org`. */
             kind: string;
         };
-        /** @description The second step of a two-factor sign-in. */
+        /** @description The second step of a two-factor sign-in: `code` or `recovery_code`, not both. */
         SecondFactorBody: {
             /** @description The `challenge` from `POST /auth/login`. */
             challenge: string;
@@ -5051,7 +5063,13 @@ export interface components {
              * @default null
              */
             recovery_code?: string | null;
-        };
+        } & ({
+            code: string;
+            recovery_code?: null;
+        } | {
+            code?: null;
+            recovery_code: string;
+        });
         /** @description Path of one session. */
         SessionPath: {
             /**
@@ -6284,10 +6302,8 @@ export interface operations {
             content: {
                 /**
                  * @example {
-                 *       "challenge": "string",
                  *       "code": "SUNSET",
-                 *       "device_token": "string",
-                 *       "recovery_code": "string"
+                 *       "recovery_code": null
                  *     }
                  */
                 "application/json": components["schemas"]["SecondFactorBody"];
@@ -8557,8 +8573,8 @@ export interface operations {
                 /**
                  * @example {
                  *       "code": "SUNSET",
-                 *       "password": "correct horse battery staple",
-                 *       "recovery_code": "string"
+                 *       "password": null,
+                 *       "recovery_code": null
                  *     }
                  */
                 "application/json": components["schemas"]["DisableTotpBody"];

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct Language(String);
 
+/// What [`Language::parse`] accepts, as an ECMA-262 pattern for API schemas (with a
+/// 35-character limit on the whole text, surrounding white space included).
+pub const LANGUAGE_TAG_PATTERN: &str = r"^\s*[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,4}\s*$";
+
 /// Why a text is not a language tag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a language tag (e.g. `en`, `es-MX`)")]
@@ -117,6 +121,7 @@ impl From<Language> for String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
 
@@ -152,6 +157,47 @@ mod tests {
             &"a".repeat(36),
         ] {
             assert!(Language::parse(input).is_err(), "{input:?}");
+        }
+    }
+
+    /// The schema's pattern and the parser agree.
+    #[test]
+    fn the_schema_pattern_accepts_what_parse_accepts() {
+        let pattern = regex::Regex::new(LANGUAGE_TAG_PATTERN).unwrap();
+        let mut texts: Vec<String> = [
+            "en",
+            "es-MX",
+            " pt_br ",
+            "zh-Hant-TW",
+            "es-419",
+            "",
+            "e",
+            "english",
+            "es-",
+            "es--MX",
+            "1s",
+            "es-MX-a-b-c-d",
+            "es MX",
+            "<b>",
+            "abc-12345678-1234",
+            "de-DE-1996",
+            "\ten\n",
+        ]
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
+        // Every short text over a small alphabet, too.
+        let alphabet = ['a', 'B', '1', '-', '_', ' '];
+        let mut layer = vec![String::new()];
+        for _ in 0..5 {
+            layer = layer
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            texts.extend(layer.iter().cloned());
+        }
+        for t in texts.iter().filter(|t| t.chars().count() <= 35) {
+            assert_eq!(pattern.is_match(t), Language::parse(t).is_ok(), "{t:?}");
         }
     }
 

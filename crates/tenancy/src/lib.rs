@@ -31,7 +31,7 @@ pub use ids::{InvitationId, OrgId, UserId};
 pub use invitation::{
     DEFAULT_INVITATION_TTL, Invitation, InvitationEnded, InvitationStatus, InvitedProfile,
 };
-pub use language::{Language, LanguageError};
+pub use language::{LANGUAGE_TAG_PATTERN, Language, LanguageError};
 pub use membership::{Child, CustomRole, Membership, MembershipStatus, RoleAssignment, RoleId};
 pub use names::{NameError, PersonName};
 pub use org::{OrgKind, OrgStatus, Organization};

@@ -389,7 +389,7 @@ mod tests {
     #[derive(Debug, serde::Deserialize, garde::Validate, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
     struct Echo {
-        #[garde(length(max = 100))]
+        #[garde(length(chars, max = 100))]
         text: String,
     }
 

@@ -20,6 +20,7 @@ pub mod query_names;
 pub mod rate_limit;
 pub mod raw;
 pub mod request_context;
+pub mod schema_rules;
 pub mod security;
 
 pub use envelope::{Accepted, Created, Fresh, NoContent, Paged, Pagination, Reply, Tagged};

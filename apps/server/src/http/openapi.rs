@@ -330,6 +330,7 @@ impl ApiRoutes {
         });
         api.components = Some(components);
         super::examples::fill(&mut api);
+        super::schema_rules::apply(&mut api);
         aide::generate::reset_context();
         Api {
             routes: self.routes,

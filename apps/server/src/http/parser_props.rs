@@ -17,7 +17,7 @@ use super::json_limits::{JsonLimits, check};
 #[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "fields exist to be deserialized")]
 struct Body {
-    #[garde(length(min = 1, max = 50))]
+    #[garde(length(chars, min = 1, max = 50))]
     name: String,
     #[garde(range(max = 10))]
     count: Option<u8>,

@@ -253,7 +253,7 @@ fn answer_error(e: AnswerInvitationError) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvitationBody {
     /// The link's `token`.
-    #[garde(length(max = 128))]
+    #[garde(length(chars, max = 128))]
     pub token: String,
     /// For a new account: given name.
     #[garde(inner(
@@ -269,6 +269,7 @@ pub struct AcceptInvitationBody {
     pub last_name: Option<String>,
     /// For a new account: 12 to 128 characters.
     #[garde(inner(length(chars, min = 12, max = 128)))]
+    #[schemars(length(min = 12, max = 128))]
     pub password: Option<String>,
 }
 
@@ -516,7 +517,7 @@ async fn decline_my_invitation(
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     /// The link's `token`.
-    #[garde(length(max = 128))]
+    #[garde(length(chars, max = 128))]
     pub token: String,
 }
 
@@ -588,11 +589,11 @@ async fn resend_verification(state: State, caller: Caller) -> Result<Accepted<Qu
 #[serde(deny_unknown_fields)]
 pub struct ChangeEmailBody {
     /// The new address.
-    #[garde(length(max = 254), custom(domain_rule(Email::parse)))]
+    #[garde(length(chars, max = 254), custom(domain_rule(Email::parse)))]
     #[schemars(email)]
     pub email: String,
     /// The account's password.
-    #[garde(length(min = 1, max = 128))]
+    #[garde(length(chars, min = 1, max = 128))]
     pub password: String,
 }
 
@@ -647,8 +648,8 @@ pub struct UpdateMeBody {
     /// The language of the account's e-mail (`en`, `es-MX`); `null` for the default
     /// (English).
     #[serde(default, deserialize_with = "present")]
-    #[schemars(with = "Option<String>")]
-    #[garde(inner(inner(length(max = 35), custom(domain_rule(Language::parse)))))]
+    #[schemars(with = "Option<String>", length(max = 35), regex(pattern = tenancy::LANGUAGE_TAG_PATTERN))]
+    #[garde(inner(inner(length(chars, max = 35), custom(domain_rule(Language::parse)))))]
     pub locale: Option<Option<String>>,
 }
 
@@ -730,7 +731,7 @@ fn account_changed(current: i64) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct ResetRequestBody {
     /// The account's address.
-    #[garde(length(max = 254))]
+    #[garde(length(chars, max = 254))]
     pub email: String,
 }
 
@@ -772,7 +773,7 @@ pub const RESET_ANSWER_AFTER: std::time::Duration = std::time::Duration::from_mi
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirmBody {
     /// The link's `token`.
-    #[garde(length(max = 128))]
+    #[garde(length(chars, max = 128))]
     pub token: String,
     /// The new password: 12 to 128 characters.
     #[garde(length(chars, min = 12, max = 128), custom(domain_rule(|p: &str| Password::parse(p.to_owned()))))]

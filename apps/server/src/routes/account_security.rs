@@ -219,7 +219,7 @@ async fn enrol_totp(state: State, caller: Caller) -> Result<Reply<TotpEnrolmentV
 #[serde(deny_unknown_fields)]
 pub struct TotpCodeBody {
     /// The authenticator app's current code.
-    #[garde(length(min = 6, max = 10))]
+    #[garde(length(chars, min = 6, max = 10))]
     pub code: String,
 }
 
@@ -259,18 +259,26 @@ async fn confirm_totp(
 /// Proof for turning two-factor sign-in off: exactly one of the fields.
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["code"], "properties": {"code": {"type": "string"}, "recovery_code": {"type": "null"}, "password": {"type": "null"}}},
+    {"required": ["recovery_code"], "properties": {"recovery_code": {"type": "string"}, "code": {"type": "null"}, "password": {"type": "null"}}},
+    {"required": ["password"], "properties": {"password": {"type": "string"}, "code": {"type": "null"}, "recovery_code": {"type": "null"}}}
+]))]
 pub struct DisableTotpBody {
     /// The authenticator app's current code.
     #[serde(default)]
-    #[garde(inner(length(min = 6, max = 10)))]
+    #[garde(inner(length(chars, min = 6, max = 10)))]
+    #[schemars(length(min = 6, max = 10))]
     pub code: Option<String>,
     /// A recovery code.
     #[serde(default)]
-    #[garde(inner(length(min = 1, max = 64)))]
+    #[garde(inner(length(chars, min = 1, max = 64)))]
+    #[schemars(length(min = 1, max = 64))]
     pub recovery_code: Option<String>,
     /// The account's password.
     #[serde(default)]
-    #[garde(inner(length(min = 1, max = 128)))]
+    #[garde(inner(length(chars, min = 1, max = 128)))]
+    #[schemars(length(min = 1, max = 128))]
     pub password: Option<String>,
 }
 

@@ -242,10 +242,12 @@ pub struct AuditQuery {
     #[garde(skip)]
     pub action: Option<String>,
     /// Only this entity type.
-    #[garde(inner(length(max = 64)))]
+    #[garde(inner(length(chars, max = 64)))]
+    #[schemars(length(max = 64))]
     pub entity_type: Option<String>,
     /// Only this entity id.
-    #[garde(inner(length(max = 128)))]
+    #[garde(inner(length(chars, max = 128)))]
+    #[schemars(length(max = 128))]
     pub entity_id: Option<String>,
     /// Only this change type.
     #[garde(skip)]
@@ -295,10 +297,12 @@ pub struct ExportQuery {
     #[garde(skip)]
     pub action: Option<String>,
     /// Only this entity type.
-    #[garde(inner(length(max = 64)))]
+    #[garde(inner(length(chars, max = 64)))]
+    #[schemars(length(max = 64))]
     pub entity_type: Option<String>,
     /// Only this entity id.
-    #[garde(inner(length(max = 128)))]
+    #[garde(inner(length(chars, max = 128)))]
+    #[schemars(length(max = 128))]
     pub entity_id: Option<String>,
     /// Only this change type.
     #[garde(skip)]

@@ -138,7 +138,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
 #[schemars(example = register_example())]
 pub struct RegisterBody {
     /// Sign-in address; unique, case-insensitive (surrounding spaces are trimmed).
-    #[garde(length(max = 254), custom(domain_rule(Email::parse)))]
+    #[garde(length(chars, max = 254), custom(domain_rule(Email::parse)))]
     #[schemars(email)]
     pub email: String,
     /// 12 to 128 characters.
@@ -159,7 +159,8 @@ pub struct RegisterBody {
     /// The language of the account's e-mail (a language tag: `en`, `es-MX`). Without
     /// it, the first language of the request's `Accept-Language`; else English.
     #[serde(default)]
-    #[garde(inner(length(max = 35), custom(domain_rule(Language::parse))))]
+    #[garde(inner(length(chars, max = 35), custom(domain_rule(Language::parse))))]
+    #[schemars(length(max = 35), regex(pattern = tenancy::LANGUAGE_TAG_PATTERN))]
     pub locale: Option<String>,
 }
 
@@ -289,10 +290,10 @@ async fn register_account(
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     /// Sign-in address.
-    #[garde(length(min = 1, max = 254))]
+    #[garde(length(chars, min = 1, max = 254))]
     pub email: String,
     /// Password.
-    #[garde(length(min = 1, max = 128))]
+    #[garde(length(chars, min = 1, max = 128))]
     pub password: String,
     /// The `device_token` of an earlier successful sign-in to this account from this
     /// client, if it kept one: the attempt then counts against that token's own
@@ -300,7 +301,8 @@ pub struct LoginBody {
     /// not lock this client out (the client address's back-off still applies). An
     /// invalid, expired or other account's token is ignored.
     #[serde(default)]
-    #[garde(inner(length(max = 256)))]
+    #[garde(inner(length(chars, max = 256)))]
+    #[schemars(length(max = 256))]
     pub device_token: Option<String>,
 }
 
@@ -476,25 +478,32 @@ fn session_response(tokens: SessionTokens, user: User, device_token: &str) -> Lo
     }
 }
 
-/// The second step of a two-factor sign-in.
+/// The second step of a two-factor sign-in: `code` or `recovery_code`, not both.
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["code"], "properties": {"code": {"type": "string"}, "recovery_code": {"type": "null"}}},
+    {"required": ["recovery_code"], "properties": {"recovery_code": {"type": "string"}, "code": {"type": "null"}}}
+]))]
 pub struct SecondFactorBody {
     /// The `challenge` from `POST /auth/login`.
-    #[garde(length(min = 1, max = 128))]
+    #[garde(length(chars, min = 1, max = 128))]
     pub challenge: String,
     /// The authenticator app's current 6-digit code (or send `recovery_code`).
     #[serde(default)]
-    #[garde(inner(length(min = 6, max = 10)))]
+    #[garde(inner(length(chars, min = 6, max = 10)))]
+    #[schemars(length(min = 6, max = 10))]
     pub code: Option<String>,
     /// One of the recovery codes (dashes and spaces are ignored).
     #[serde(default)]
-    #[garde(inner(length(min = 1, max = 64)))]
+    #[garde(inner(length(chars, min = 1, max = 64)))]
+    #[schemars(length(min = 1, max = 64))]
     pub recovery_code: Option<String>,
     /// The `device_token` of an earlier sign-in from this client, if it kept one
     /// (without it, the account's owner is told of a sign-in from a new device).
     #[serde(default)]
-    #[garde(inner(length(max = 256)))]
+    #[garde(inner(length(chars, max = 256)))]
+    #[schemars(length(max = 256))]
     pub device_token: Option<String>,
 }
 
@@ -571,7 +580,7 @@ async fn login_second_factor(
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     /// The refresh token of the sign-in or of the previous refresh.
-    #[garde(length(min = 1, max = 256))]
+    #[garde(length(chars, min = 1, max = 256))]
     pub refresh_token: String,
 }
 
@@ -725,7 +734,7 @@ async fn revoke_session(
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordBody {
     /// The current password.
-    #[garde(length(min = 1, max = 128))]
+    #[garde(length(chars, min = 1, max = 128))]
     pub current_password: String,
     /// The new password (12 to 128 characters).
     #[garde(length(chars, min = 12, max = 128), custom(domain_rule(|p: &str| Password::parse(p.to_owned()))))]

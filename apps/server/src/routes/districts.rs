@@ -459,7 +459,7 @@ fn read_error(e: ReadError) -> ApiError {
 #[serde(deny_unknown_fields)]
 pub struct BootstrapBody {
     /// The server's `BOOTSTRAP_TOKEN`.
-    #[garde(length(max = 512))]
+    #[garde(length(chars, max = 512))]
     pub token: String,
 }
 

@@ -145,7 +145,7 @@ async fn put_member_retention(
 #[serde(deny_unknown_fields)]
 pub struct EraseMeBody {
     /// The account's password.
-    #[garde(length(min = 1, max = 128))]
+    #[garde(length(chars, min = 1, max = 128))]
     pub password: String,
 }
 
@@ -154,7 +154,7 @@ pub struct EraseMeBody {
 #[serde(deny_unknown_fields)]
 pub struct EraseMemberBody {
     /// The request this fulfils (3 to 500 characters), e.g. "asked by e-mail on 2026-12-01".
-    #[garde(length(min = 3, max = 500))]
+    #[garde(length(chars, min = 3, max = 500))]
     pub reason: String,
 }
 

@@ -82,7 +82,10 @@ pub(super) fn register(r: &mut ApiRoutes) {
 #[serde(deny_unknown_fields)]
 pub struct AddMemberBody {
     /// E-mail address.
-    #[garde(length(max = 254), custom(super::common::domain_rule(Email::parse)))]
+    #[garde(
+        length(chars, max = 254),
+        custom(super::common::domain_rule(Email::parse))
+    )]
     pub email: String,
     /// Given name.
     #[garde(custom(super::common::domain_rule(PersonName::parse)))]
@@ -92,12 +95,14 @@ pub struct AddMemberBody {
     pub last_name: String,
     /// Phone (up to 40 characters).
     #[garde(inner(length(chars, max = 40)))]
+    #[schemars(length(max = 40))]
     pub phone: Option<String>,
     /// Role: a built-in name or `{"custom_role_id": "…"}` (default `volunteer`).
     #[garde(skip)]
     pub role: Option<RoleChoiceDto>,
     /// Committee (up to 100 characters).
     #[garde(inner(length(chars, max = 100)))]
+    #[schemars(length(max = 100))]
     pub committee: Option<String>,
     /// Children (at most 20).
     #[garde(dive, length(max = 20))]

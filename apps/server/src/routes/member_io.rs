@@ -93,6 +93,7 @@ pub struct ExportQuery {
     pub run_async: Option<bool>,
     /// Export the results of this search instead of the list (best match first).
     #[garde(inner(length(chars, min = 1, max = 100)))]
+    #[schemars(length(min = 1, max = 100))]
     pub q: Option<String>,
     /// Sort key of the list (default `name`).
     #[garde(skip)]

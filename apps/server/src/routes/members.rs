@@ -296,6 +296,7 @@ pub struct ChildDto {
     pub name: String,
     /// Grade, e.g. `K` or `3` (up to 20 characters).
     #[garde(inner(length(chars, min = 1, max = 20)))]
+    #[schemars(length(min = 1, max = 20))]
     #[serde(default)]
     pub grade: Option<String>,
 }
@@ -371,7 +372,8 @@ pub enum StatusFilterDto {
 #[serde(deny_unknown_fields)]
 pub struct MemberListQuery {
     /// The `next_cursor` of the previous page (for the same sort and order).
-    #[garde(inner(length(max = 2048)))]
+    #[garde(inner(length(chars, max = 2048)))]
+    #[schemars(length(max = 2048))]
     pub cursor: Option<String>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = 200)))]
@@ -394,13 +396,15 @@ pub struct MemberListQuery {
 #[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
 pub struct MemberFilterQuery {
     /// Only members with this role: a built-in name or a custom role's id.
-    #[garde(inner(length(max = 64)))]
+    #[garde(inner(length(chars, max = 64)))]
+    #[schemars(length(max = 64))]
     pub role: Option<String>,
     /// Only members with this status.
     #[garde(skip)]
     pub status: Option<StatusFilterDto>,
     /// Only members of this committee (case-insensitive).
     #[garde(inner(length(chars, min = 1, max = 100)))]
+    #[schemars(length(min = 1, max = 100))]
     pub committee: Option<String>,
     /// Joined at or after (RFC 3339).
     #[garde(skip)]
@@ -521,7 +525,8 @@ pub struct MemberSearchQuery {
     #[garde(length(chars, min = 1, max = 100))]
     pub q: String,
     /// The `next_cursor` of the previous page.
-    #[garde(inner(length(max = 12)))]
+    #[garde(inner(length(chars, max = 12)))]
+    #[schemars(length(max = 12))]
     pub cursor: Option<String>,
     /// Page size, 1–100 (default 20).
     #[garde(inner(range(min = 1, max = 100)))]
@@ -899,7 +904,8 @@ pub struct BulkRemoveBody {
     #[garde(length(min = 1, max = 500), custom(distinct_ids))]
     pub user_ids: Vec<Uuid>,
     /// The token from the first step, for exactly these ids.
-    #[garde(inner(length(max = 200)))]
+    #[garde(inner(length(chars, max = 200)))]
+    #[schemars(length(max = 200))]
     pub confirmation_token: Option<String>,
 }
 

@@ -340,7 +340,7 @@ async fn list_my_orgs(
 #[serde(deny_unknown_fields)]
 pub struct JoinBody {
     /// The organization's signup code (case and separators do not matter).
-    #[garde(length(max = 64))]
+    #[garde(length(chars, max = 64))]
     pub signup_code: String,
 }
 
@@ -387,6 +387,7 @@ pub struct UpdateOrgBody {
     pub version: Option<i64>,
     /// New name.
     #[garde(inner(length(chars, min = 2, max = 200)))]
+    #[schemars(length(min = 2, max = 200))]
     pub name: Option<String>,
     /// New kind.
     #[garde(skip)]

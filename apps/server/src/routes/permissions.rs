@@ -922,7 +922,8 @@ pub struct GrantBody {
     #[schemars(with = "Option<String>")]
     pub expires_at: Option<OffsetDateTime>,
     /// Why (shown in the audit log).
-    #[garde(inner(length(max = 500)))]
+    #[garde(inner(length(chars, max = 500)))]
+    #[schemars(length(max = 500))]
     pub reason: Option<String>,
 }
 

@@ -426,6 +426,7 @@ async fn put_directory_policy(
 pub struct DirectoryExportQuery {
     /// Only the members this search finds (on shown fields only), best match first.
     #[garde(inner(length(chars, min = 1, max = 100)))]
+    #[schemars(length(min = 1, max = 100))]
     pub q: Option<String>,
     /// Sort key (default `name`; not `email`).
     #[garde(skip)]

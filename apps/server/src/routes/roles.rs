@@ -226,6 +226,7 @@ pub struct UpdateRoleBody {
     pub version: Option<i64>,
     /// New name, unique in the org (case-insensitively); not a built-in role's name.
     #[garde(inner(length(chars, min = 2, max = 60)))]
+    #[schemars(length(min = 2, max = 60))]
     pub name: Option<String>,
     /// New rank it counts as.
     #[garde(skip)]
