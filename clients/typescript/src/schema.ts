@@ -3399,7 +3399,7 @@ export interface components {
             message: string;
         };
         /** @description Every error code the API can answer with. Closed: clients may match on it. */
-        ErrorCode: "BAD_REQUEST" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PERMISSION_LOCKED" | "VERSION_MISMATCH" | "PRECONDITION_REQUIRED" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "HEADERS_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "LINK_INVALID" | "LINK_EXPIRED" | "LINK_USED" | "INVITATION_ENDED" | "EMAIL_NOT_VERIFIED";
+        ErrorCode: "BAD_REQUEST" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PERMISSION_LOCKED" | "VERSION_MISMATCH" | "PRECONDITION_REQUIRED" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "HEADERS_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "LINK_INVALID" | "LINK_EXPIRED" | "LINK_USED" | "INVITATION_ENDED" | "EMAIL_NOT_VERIFIED" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE";
         /** @description A failed response. */
         ErrorEnvelope: {
             /** @description What went wrong. */
@@ -5982,7 +5982,10 @@ export interface operations {
     register: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6034,7 +6037,7 @@ export interface operations {
                     "application/json": components["schemas"]["UserViewEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6061,7 +6064,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8810,7 +8813,10 @@ export interface operations {
     create_org: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -8882,7 +8888,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8909,7 +8915,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8950,7 +8956,10 @@ export interface operations {
     join_org: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -9038,7 +9047,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9065,7 +9074,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -11251,7 +11260,10 @@ export interface operations {
     add_member: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -11358,7 +11370,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11385,7 +11397,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -15604,7 +15616,10 @@ export interface operations {
     create_role: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -15688,7 +15703,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -15715,7 +15730,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -16809,7 +16824,10 @@ export interface operations {
     create_api_key: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The answer holds a secret shown only once, so it is not kept: the same key within 24 hours after a success is 409 `CONFLICT` with the created resource's address in `details.location` (nothing is created again); with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -16898,6 +16916,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: IDEMPOTENCY_KEY_IN_USE, CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -16916,7 +16943,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -17371,7 +17398,10 @@ export interface operations {
     create_district: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -17440,7 +17470,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -17467,7 +17497,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -18017,7 +18047,10 @@ export interface operations {
     create_school: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -18100,7 +18133,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -18127,7 +18160,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -18919,7 +18952,10 @@ export interface operations {
     create_district_org: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -18996,7 +19032,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -19023,7 +19059,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
