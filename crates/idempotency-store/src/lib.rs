@@ -124,6 +124,12 @@ pub trait IdempotencyStore: Send + Sync {
     /// # Errors
     /// Storage failures.
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, IdempotencyError>;
+
+    /// Removes every key of `caller` (an erased account's answers); how many.
+    ///
+    /// # Errors
+    /// Storage failures.
+    async fn forget_caller(&self, caller: &str) -> Result<u64, IdempotencyError>;
 }
 
 /// The SQL adapter (table `idempotency_keys`, PostgreSQL and SQLite).
@@ -328,6 +334,19 @@ impl IdempotencyStore for SqlIdempotencyStore {
                 self.backend(),
                 "DELETE FROM idempotency_keys WHERE created_at < ?",
                 vec![before.into()],
+            ))
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn forget_caller(&self, caller: &str) -> Result<u64, IdempotencyError> {
+        let done = self
+            .db
+            .primary()
+            .execute_raw(statement(
+                self.backend(),
+                "DELETE FROM idempotency_keys WHERE caller = ?",
+                vec![caller.to_owned().into()],
             ))
             .await?;
         Ok(done.rows_affected())

@@ -132,3 +132,43 @@ async fn expired_keys_and_dead_claims_are_taken_over_and_purged() {
     );
     fresh(store.claim(&old, "h1", then).await.unwrap());
 }
+
+#[tokio::test]
+async fn forgetting_a_caller_removes_only_their_keys() {
+    let (store, _dir) = store().await;
+    let now = persistence::now_micros();
+    let mine = fresh(
+        store
+            .claim(&scope("user:a", "k1"), "h1", now)
+            .await
+            .unwrap(),
+    );
+    store.complete(&mine, &answer()).await.unwrap();
+    fresh(
+        store
+            .claim(&scope("user:a", "k2"), "h1", now)
+            .await
+            .unwrap(),
+    );
+    let theirs = fresh(
+        store
+            .claim(&scope("user:b", "k1"), "h1", now)
+            .await
+            .unwrap(),
+    );
+    store.complete(&theirs, &answer()).await.unwrap();
+    assert_eq!(store.forget_caller("user:a").await.unwrap(), 2);
+    fresh(
+        store
+            .claim(&scope("user:a", "k1"), "h1", now)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        store
+            .claim(&scope("user:b", "k1"), "h1", now)
+            .await
+            .unwrap(),
+        Claim::Replay(answer())
+    );
+}

@@ -339,7 +339,57 @@ async fn an_api_key_token_is_never_kept(ctx: TestContext) {
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1);
 }
 
+async fn an_account_erasure_forgets_its_keys(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "idem-admin@example.org").await;
+    let org = new_org(&app, &admin, "Erasure PTO").await;
+    let (_, o) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let code = o["data"]["signup_code"].as_str().unwrap().to_owned();
+    let (user, token) = signed_up(&app, "idem-erased@example.org").await;
+    let (status, _, bytes) = post_keyed(
+        &app,
+        "/api/v2/orgs/join",
+        &token,
+        "key-join",
+        &json!({"signup_code": code}),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
+    let conn = ctx.state.db.primary();
+    let count = || async {
+        let row = conn
+            .query_one_raw(persistence::statement(
+                conn.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM idempotency_keys WHERE caller = ?",
+                vec![user_caller(&user).into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    assert_eq!(count().await, 1);
+    let (status, body) = send(
+        &app,
+        Method::DELETE,
+        "/api/v2/me",
+        Some(&token),
+        Some(json!({"password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(count().await, 0);
+}
+
 crate::backend_tests!(
+    an_account_erasure_forgets_its_keys,
     a_retry_replays_the_first_answer_and_creates_once,
     the_same_key_with_another_body_is_422,
     keys_belong_to_their_caller_and_route,
