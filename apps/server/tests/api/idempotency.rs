@@ -388,7 +388,40 @@ async fn an_account_erasure_forgets_its_keys(ctx: TestContext) {
     assert_eq!(count().await, 0);
 }
 
+async fn an_anonymous_registration_replays_too(ctx: TestContext) {
+    let app = ctx.service().await;
+    let body = json!({
+        "email": "idem-register@example.org",
+        "password": "correct horse battery",
+        "first_name": "Reg",
+        "last_name": "Ister"
+    });
+    let register = |body: Value| {
+        test::TestRequest::post()
+            .uri("/api/v2/auth/register")
+            .insert_header(("idempotency-key", "key-register"))
+            .set_json(body)
+            .to_request()
+    };
+    let first = test::call_service(&app, register(body.clone())).await;
+    assert_eq!(first.status().as_u16(), 201);
+    let first = test::read_body(first).await;
+    let again = test::call_service(&app, register(body.clone())).await;
+    assert_eq!(
+        again.status().as_u16(),
+        201,
+        "replayed, not 409 (address taken)"
+    );
+    assert!(again.headers().contains_key("idempotent-replayed"));
+    assert_eq!(test::read_body(again).await, first);
+    let mut other = body;
+    other["first_name"] = json!("Other");
+    let res = test::call_service(&app, register(other)).await;
+    expect_error(res, 422, "IDEMPOTENCY_KEY_REUSED").await;
+}
+
 crate::backend_tests!(
+    an_anonymous_registration_replays_too,
     an_account_erasure_forgets_its_keys,
     a_retry_replays_the_first_answer_and_creates_once,
     the_same_key_with_another_body_is_422,
