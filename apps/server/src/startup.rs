@@ -243,6 +243,7 @@ pub async fn build_state(
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
         authz,
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),
+        idempotency: Arc::new(idempotency_store::SqlIdempotencyStore::new(db.clone())),
         auth,
         db,
         redis,
@@ -284,6 +285,7 @@ pub fn app(
         .app_data(web::Data::from(state.rate_limits.clone()))
         .app_data(web::Data::from(state.auth.clone()))
         .app_data(web::Data::from(state.authz.clone()))
+        .app_data(web::Data::from(state.idempotency.clone()))
         .app_data(web::Data::new(state.security.clone()))
         .app_data(state)
         .configure(move |cfg| api.configure(cfg))
@@ -380,6 +382,25 @@ fn spawn_member_retention(state: web::Data<AppState>) {
                 ),
                 Err(e) => {
                     tracing::warn!(error = %e, "retention: erasing removed members' records failed; retrying next hour")
+                }
+            }
+        }
+    });
+}
+
+/// Every hour: removes the idempotency keys older than their 24 hours (expired keys
+/// are ignored before that; several instances may run it).
+fn spawn_idempotency_sweeper(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = time::OffsetDateTime::now_utc() - idempotency_store::RETENTION;
+            match state.idempotency.purge(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys = n, "expired idempotency keys removed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "removing expired idempotency keys failed; retrying next hour")
                 }
             }
         }
@@ -511,6 +532,7 @@ impl Application {
         spawn_term_ender(state.clone());
         spawn_personal_exports(state.clone());
         spawn_member_retention(state.clone());
+        spawn_idempotency_sweeper(state.clone());
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
         spawn_mail_worker(&state, &settings)?;

@@ -43,6 +43,9 @@ pub struct AppState {
     pub authz: std::sync::Arc<crate::authz::Authz>,
     /// Districts, schools, district staff.
     pub districts: districts_store::SeaOrmDistrictRepository,
+    /// `Idempotency-Key`s of creates and their first answers (the edge's
+    /// `web::Data<dyn IdempotencyStore>`).
+    pub idempotency: std::sync::Arc<dyn idempotency_store::IdempotencyStore>,
     /// The audit log (queries).
     pub audit_log: audit_store::SeaOrmAuditLog,
     /// Signs (and verifies) the audit digests.

@@ -3417,7 +3417,7 @@ export interface components {
             message: string;
         };
         /** @description Every error code the API can answer with. Closed: clients may match on it. */
-        ErrorCode: "BAD_REQUEST" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PERMISSION_LOCKED" | "VERSION_MISMATCH" | "PRECONDITION_REQUIRED" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "HEADERS_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "LINK_INVALID" | "LINK_EXPIRED" | "LINK_USED" | "INVITATION_ENDED" | "EMAIL_NOT_VERIFIED";
+        ErrorCode: "BAD_REQUEST" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PERMISSION_LOCKED" | "VERSION_MISMATCH" | "PRECONDITION_REQUIRED" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "HEADERS_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "LINK_INVALID" | "LINK_EXPIRED" | "LINK_USED" | "INVITATION_ENDED" | "EMAIL_NOT_VERIFIED" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE";
         /** @description A failed response. */
         ErrorEnvelope: {
             /** @description What went wrong. */
@@ -6050,7 +6050,10 @@ export interface operations {
     register: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -6102,7 +6105,7 @@ export interface operations {
                     "application/json": components["schemas"]["UserViewEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6129,7 +6132,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8885,7 +8888,10 @@ export interface operations {
     create_org: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -8957,7 +8963,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8984,7 +8990,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9025,7 +9031,10 @@ export interface operations {
     join_org: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -9113,7 +9122,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9140,7 +9149,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10954,7 +10963,10 @@ export interface operations {
     grant_permission: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -11038,7 +11050,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: PERMISSION_LOCKED */
+            /** @description Error: PERMISSION_LOCKED, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11065,7 +11077,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -11447,7 +11459,10 @@ export interface operations {
     add_member: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -11554,7 +11569,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11581,7 +11596,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -15845,7 +15860,10 @@ export interface operations {
     create_role: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -15929,7 +15947,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -15956,7 +15974,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -17059,7 +17077,10 @@ export interface operations {
     create_api_key: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The answer holds a secret shown only once, so it is not kept: the same key within 24 hours after a success is 409 `CONFLICT` with the created resource's address in `details.location` (nothing is created again); with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description Organization id (UUID). */
                 org_id: string;
@@ -17148,6 +17169,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description Error: IDEMPOTENCY_KEY_IN_USE, CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description Error: PAYLOAD_TOO_LARGE */
             413: {
                 headers: {
@@ -17166,7 +17196,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -17630,7 +17660,10 @@ export interface operations {
     create_district: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -17699,7 +17732,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -17726,7 +17759,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -18276,7 +18309,10 @@ export interface operations {
     create_school: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -18359,7 +18395,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -18386,7 +18422,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -19178,7 +19214,10 @@ export interface operations {
     create_district_org: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description District id. */
                 district_id: string;
@@ -19255,7 +19294,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: CONFLICT */
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -19282,7 +19321,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description Error: VALIDATION_FAILED */
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -3,6 +3,8 @@
 
 use actix_web::{HttpMessage, HttpRequest};
 
+use super::error::{ApiError, ErrorCode};
+
 /// The default cap on JSON request bodies.
 pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
 
@@ -32,4 +34,25 @@ pub async fn with_body_limit(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     req.extensions_mut().insert(limit);
     next.call(req).await
+}
+
+/// Whether `req` declares (`Content-Length`) a body larger than `limit`: refused before
+/// a byte is read.
+#[must_use]
+pub fn declared_over(req: &HttpRequest, limit: usize) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
+}
+
+/// The 413 answer for a body over `limit`.
+#[must_use]
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the body exceeds {limit} bytes"),
+    )
+    .with_details(serde_json::json!({ "limit_bytes": limit }))
 }

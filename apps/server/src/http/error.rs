@@ -58,11 +58,15 @@ pub enum ErrorCode {
     InvitationEnded,
     /// 403: the account's e-mail address must be verified first.
     EmailNotVerified,
+    /// 422: the `Idempotency-Key` was used with a different request body.
+    IdempotencyKeyReused,
+    /// 409: a request with the same `Idempotency-Key` is still being processed.
+    IdempotencyKeyInUse,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 24] = [
         Self::BadRequest,
         Self::Unauthenticated,
         Self::PermissionDenied,
@@ -85,6 +89,8 @@ impl ErrorCode {
         Self::LinkUsed,
         Self::InvitationEnded,
         Self::EmailNotVerified,
+        Self::IdempotencyKeyReused,
+        Self::IdempotencyKeyInUse,
     ];
 
     /// The HTTP status this code is always answered with.
@@ -110,6 +116,8 @@ impl ErrorCode {
             Self::LinkInvalid => StatusCode::BAD_REQUEST,
             Self::LinkExpired | Self::LinkUsed | Self::InvitationEnded => StatusCode::GONE,
             Self::EmailNotVerified => StatusCode::FORBIDDEN,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
         }
     }
 
@@ -139,6 +147,8 @@ impl ErrorCode {
             Self::LinkUsed => "LINK_USED",
             Self::InvitationEnded => "INVITATION_ENDED",
             Self::EmailNotVerified => "EMAIL_NOT_VERIFIED",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
         }
     }
 }

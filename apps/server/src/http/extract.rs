@@ -17,28 +17,9 @@ use serde::de::DeserializeOwned;
 use super::error::{ApiError, ErrorCode, FieldError};
 use super::openapi::error_responses;
 
-pub use super::body_limit::{BodyLimit, DEFAULT_JSON_LIMIT, UPLOAD_BODY_LIMIT, with_body_limit};
-
-/// Whether `req` declares (`Content-Length`) a body larger than `limit`: refused before
-/// a byte is read.
-#[must_use]
-pub fn declared_over(req: &HttpRequest, limit: usize) -> bool {
-    req.headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64)
-}
-
-/// The 413 answer for a body over `limit`.
-#[must_use]
-pub fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!("the body exceeds {limit} bytes"),
-    )
-    .with_details(serde_json::json!({ "limit_bytes": limit }))
-}
+pub use super::body_limit::{
+    BodyLimit, DEFAULT_JSON_LIMIT, UPLOAD_BODY_LIMIT, declared_over, too_large, with_body_limit,
+};
 
 /// A JSON body: content type checked, size capped, unknown fields rejected (by the
 /// DTO's `deny_unknown_fields`), then validated with garde; every problem is reported

@@ -9,6 +9,7 @@ pub mod error;
 pub mod examples;
 pub mod extract;
 pub mod guard;
+pub mod idempotency;
 pub mod json_limits;
 pub mod messages;
 pub mod metrics;

@@ -46,6 +46,7 @@ pub struct RouteDoc {
     requirement: Option<Requirement>,
     rate: RouteRate,
     body_limit: usize,
+    secret_answer: bool,
     errors: Vec<ErrorCode>,
 }
 
@@ -62,6 +63,7 @@ impl RouteDoc {
             requirement: None,
             rate: RouteRate::Tier,
             body_limit: super::body_limit::DEFAULT_JSON_LIMIT,
+            secret_answer: false,
             errors: Vec::new(),
         }
     }
@@ -137,6 +139,15 @@ impl RouteDoc {
         self.body_limit(super::body_limit::UPLOAD_BODY_LIMIT)
     }
 
+    /// A create whose answer holds a secret shown only once (an API key's token): an
+    /// `Idempotency-Key` retry of it is 409 `CONFLICT` naming the `Location` instead of
+    /// a replay, so the secret is never kept.
+    #[must_use]
+    pub fn secret_answer(mut self) -> Self {
+        self.secret_answer = true;
+        self
+    }
+
     /// Error codes the handler itself may answer with (extractors add their own).
     #[must_use]
     pub fn errors(mut self, codes: &[ErrorCode]) -> Self {
@@ -204,7 +215,12 @@ impl ApiRoutes {
             doc.requirement = Some(Requirement::Member);
         }
         let operation =
-            aide::generate::in_context(|ctx| operation_for::<Args, H::Output>(ctx, &doc));
+            aide::generate::in_context(|ctx| operation_for::<Args, H::Output>(ctx, &method, &doc));
+        // Every create (a `POST` answering 201) takes an `Idempotency-Key`.
+        let idempotent = is_create(&method, &operation).then_some(super::idempotency::Policy {
+            body_limit: doc.body_limit,
+            keep_answer: !doc.secret_answer,
+        });
         let item = self.paths.entry(path.to_owned()).or_default();
         let slot = match method.as_str() {
             "GET" => &mut item.get,
@@ -238,6 +254,15 @@ impl ApiRoutes {
                         let known = known_query.clone();
                         move |r, n| super::query_names::refuse_unknown(known.clone(), r, n)
                     }));
+                // Inside the guard (a refused caller never claims a key), outside the
+                // rest: a replay runs nothing of the route.
+                let route = match idempotent {
+                    Some(policy) => route.wrap(actix_web::middleware::from_fn(move |r, n| {
+                        super::idempotency::middleware(policy, r, n)
+                            .instrument(tracing::debug_span!("idempotency"))
+                    })),
+                    None => route,
+                };
                 let route = match requirement {
                     Some(req) => route.wrap(actix_web::middleware::from_fn(move |r, n| {
                         guard::middleware(req, r, n).instrument(tracing::debug_span!("authz"))
@@ -404,8 +429,18 @@ fn method_not_allowed(allow: String) -> actix_web::HttpResponse {
     res
 }
 
+/// Whether `op` is a create: a `POST` documenting 201.
+fn is_create(method: &Method, op: &Operation) -> bool {
+    *method == Method::POST
+        && op
+            .responses
+            .as_ref()
+            .is_some_and(|r| r.responses.contains_key(&StatusCode::Code(201)))
+}
+
 fn operation_for<Args: OperationInput, Out: OperationOutput>(
     ctx: &mut GenContext,
+    method: &Method,
     doc: &RouteDoc,
 ) -> Operation {
     let mut op = Operation {
@@ -419,6 +454,22 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
     let mut responses: Vec<(Option<StatusCode>, Response)> = Out::inferred_responses(ctx, &mut op);
     responses.extend(Args::inferred_early_responses(ctx, &mut op));
     let mut codes = doc.errors.clone();
+    let creates = *method == Method::POST
+        && responses
+            .iter()
+            .any(|(status, _)| *status == Some(StatusCode::Code(201)));
+    if creates {
+        super::idempotency::document(ctx, &mut op, !doc.secret_answer);
+        codes.extend([
+            ErrorCode::IdempotencyKeyReused,
+            ErrorCode::IdempotencyKeyInUse,
+            ErrorCode::ValidationFailed,
+            ErrorCode::PayloadTooLarge,
+        ]);
+        if doc.secret_answer {
+            codes.push(ErrorCode::Conflict);
+        }
+    }
     if doc.access == Access::Authenticated {
         codes.push(ErrorCode::Unauthenticated);
         op.security = vec![SecurityRequirement::from_iter([(
@@ -493,10 +544,8 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
                     Some(ReferenceOr::Item(existing))
                         if existing.description != response.description =>
                     {
-                        if !existing.description.contains(&response.description) {
-                            existing.description =
-                                format!("{}; {}", existing.description, response.description);
-                        }
+                        existing.description =
+                            merge_descriptions(&existing.description, &response.description);
                     }
                     Some(_) => {}
                     None => {
@@ -509,6 +558,25 @@ fn operation_for<Args: OperationInput, Out: OperationOutput>(
     }
     out.responses.sort_keys();
     op
+}
+
+/// Two descriptions of one status as one: error lists (`Error: A, B`) are united, other
+/// texts joined with `; ` (unless one holds the other).
+fn merge_descriptions(a: &str, b: &str) -> String {
+    if let (Some(left), Some(right)) = (a.strip_prefix("Error: "), b.strip_prefix("Error: ")) {
+        let mut codes: Vec<&str> = left.split(", ").collect();
+        for code in right.split(", ") {
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        return format!("Error: {}", codes.join(", "));
+    }
+    if a.contains(b) {
+        a.to_owned()
+    } else {
+        format!("{a}; {b}")
+    }
 }
 
 /// Documented error responses for the given codes, one per HTTP status, each naming

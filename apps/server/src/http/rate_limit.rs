@@ -61,6 +61,11 @@ impl CallerIdentity {
     ) -> Self {
         Self(Arc::new(identify))
     }
+
+    /// Who `req`'s credentials speak for (`None`: invalid credentials).
+    pub async fn identify(&self, req: HttpRequest) -> Option<(Subject, Tier)> {
+        (self.0)(req).await
+    }
 }
 
 /// The rejection label of an e-mailed link refused for its recipient's sake.

@@ -22,9 +22,9 @@ pub const API_CSP: &str =
 const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
 /// Request headers a cross-origin caller may send.
 const CORS_REQUEST_HEADERS: &str =
-    "authorization, content-type, if-match, x-request-id, x-consistency-token";
+    "authorization, content-type, if-match, idempotency-key, x-request-id, x-consistency-token";
 /// Response headers a cross-origin caller may read.
-const CORS_EXPOSED_HEADERS: &str = "x-request-id, x-response-time, etag, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, ratelimit-policy";
+const CORS_EXPOSED_HEADERS: &str = "x-request-id, x-response-time, etag, location, idempotent-replayed, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, ratelimit-policy";
 /// How long a browser may cache a preflight answer (seconds).
 const CORS_MAX_AGE: &str = "600";
 /// One year, with subdomains (the usual HSTS policy).

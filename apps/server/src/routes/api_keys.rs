@@ -32,6 +32,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "The key is bound to this org and may hold only permission keys its creator holds (403 otherwise, naming them in `details.keys_not_held`). On every request it is checked against the org's current settings and its creator's current rights: a key disabled for the org is disabled for keys too, and a key dies with its creator's membership or admin rights (revoked when the creator is removed or demoted).",
         )
         .org_admin()
+        .secret_answer()
         .errors(&[ErrorCode::ValidationFailed]),
     );
     r.get(

@@ -280,6 +280,12 @@ async fn erase_me(
     ctx.request.ip = None;
     ctx.request.user_agent = None;
     let receipt = erase_person(&state, &ctx, ErasureScope::Account, me, me, None).await?;
+    // The answers kept for the account's `Idempotency-Key`s name what it created; they
+    // would otherwise outlive the erasure by up to a day.
+    let caller = rate_limit::Subject::User(me.as_uuid()).key();
+    if let Err(e) = state.idempotency.forget_caller(&caller).await {
+        tracing::warn!(error = %e, "forgetting an erased account's idempotency keys failed; they expire within a day");
+    }
     Ok(Reply(receipt.into()))
 }
 

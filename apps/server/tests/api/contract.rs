@@ -4,7 +4,9 @@
 //! new route cannot break it:
 //! - a create (a `POST` to a collection that is listed by a `GET` on the same path, or
 //!   named `create_*`/`add_*`/`register`/`join_*`) answers 201, documents a `Location`
-//!   header on it, and no 200; any 201 documents `Location`;
+//!   header on it, and no 200; any 201 documents `Location`, takes an
+//!   `Idempotency-Key` header and documents its 409 (`IDEMPOTENCY_KEY_IN_USE`) and 422
+//!   (`IDEMPOTENCY_KEY_REUSED`);
 //! - a `GET` whose 200 `data` is an array documents `meta.pagination` as required and
 //!   takes `limit` and `cursor`;
 //! - a `PATCH` or `PUT` takes `If-Match` and documents 428 and 412;
@@ -121,6 +123,22 @@ fn every_operation_keeps_one_shape() {
             && op["responses"]["201"]["headers"].get("Location").is_none()
         {
             broken.push(format!("{at}: 201 without a documented Location header"));
+        }
+        if responses.contains_key("201") {
+            if !parameter_names(&op, "header").contains("Idempotency-Key") {
+                broken.push(format!("{at}: a create without the Idempotency-Key header"));
+            }
+            for (status, code) in [
+                ("409", "IDEMPOTENCY_KEY_IN_USE"),
+                ("422", "IDEMPOTENCY_KEY_REUSED"),
+            ] {
+                let documented = op["responses"][status]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(code));
+                if !documented {
+                    broken.push(format!("{at}: a create without {status} {code}"));
+                }
+            }
         }
 
         // Lists: meta.pagination required, limit and cursor taken.

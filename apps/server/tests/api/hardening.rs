@@ -248,6 +248,7 @@ async fn cors_preflight_follows_the_allow_list(ctx: TestContext) {
         .to_str()
         .unwrap();
     assert!(headers.contains("authorization") && headers.contains("content-type"));
+    assert!(headers.contains("idempotency-key"), "{headers}");
     assert!(h.get("access-control-allow-credentials").is_none());
     assert!(h.get("vary").unwrap().to_str().unwrap().contains("Origin"));
 
@@ -268,7 +269,16 @@ async fn cors_preflight_follows_the_allow_list(ctx: TestContext) {
         res.headers().get("access-control-allow-origin").unwrap(),
         "http://localhost:5173"
     );
-    assert!(res.headers().contains_key("access-control-expose-headers"));
+    let exposed = res
+        .headers()
+        .get("access-control-expose-headers")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        exposed.contains("location") && exposed.contains("idempotent-replayed"),
+        "{exposed}"
+    );
     let res = test::call_service(&app, get("https://evil.example.com")).await;
     assert!(res.headers().get("access-control-allow-origin").is_none());
 

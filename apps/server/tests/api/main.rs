@@ -23,6 +23,7 @@ mod errors;
 mod handout;
 mod hardening;
 mod health;
+mod idempotency;
 mod invitations;
 mod isolation;
 mod journeys;
