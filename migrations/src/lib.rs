@@ -30,6 +30,7 @@ mod m20261206_000090_audit_personal_data;
 mod m20261206_000095_resource_versions;
 mod m20261206_000110_personal_data_exports;
 mod m20261206_000120_member_retention;
+mod m20261206_000130_children_data_and_confirmation;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000095_resource_versions::Migration),
             Box::new(m20261206_000110_personal_data_exports::Migration),
             Box::new(m20261206_000120_member_retention::Migration),
+            Box::new(m20261206_000130_children_data_and_confirmation::Migration),
         ]
     }
 }

@@ -1189,12 +1189,34 @@ export interface paths {
         get: operations["get_directory_policy"];
         /**
          * Set the org's directory policy (admins)
-         * @description Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. Audited (`org.update` on `directory_policy`).
+         * @description Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. `children_data` and `confirm_cycle` left out stay as they are. `children_data: false` switches children's data off for the org: from then on a write sending children (a profile edit, an invitation) is refused with 422 (`children`, `not_collected`) and an import row with children fails, nothing shows children, and the children already stored for the org's members, removed members and invitations are deleted in the same transaction (the audit event counts them in `children_erased`, naming none). `confirm_cycle` (`null`: none) sets the yearly "confirm your details" cycle: `starts_on` and `confirm_by` (UTC days, `confirm_by` not before `starts_on`; 422 otherwise). Audited (`org.update` on `directory_policy`).
          *
          *     Requires the `admin` role in the organization.
          */
         put: operations["put_directory_policy"];
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/me/confirm-details": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm your details are current (this year's cycle)
+         * @description Records that you checked your details in this org now (`details_confirmed_at`), for the org's "confirm your details" cycle (`confirm_cycle` of its directory policy): once the cycle's `confirm_by` day has passed, members who have not confirmed (or joined) since its `starts_on` day are left out of the directory — its list, search and printable export — until they confirm; the org's admins still see their records, and you always see your own. Any member may confirm at any time; audited `member.update`. Answers your confirmation state.
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
+         */
+        post: operations["confirm_details"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2756,6 +2778,32 @@ export interface components {
         };
         /** @description A choice: `hidden` or `members`. */
         ChoiceDto: "hidden" | "members";
+        /** @description Your confirmation of your details in an org. */
+        ConfirmationView: {
+            /** @description The org's cycle (`null`: none). */
+            confirm_cycle?: components["schemas"]["CycleView"] | null;
+            /** @description When you last confirmed (RFC 3339); `null`: never. */
+            details_confirmed_at?: string | null;
+            /**
+             * @description `confirmed` (since the cycle started), `due` (not yet; the deadline has not
+             *     passed), `lapsed` (not in the directory until you confirm) or `no_cycle`.
+             */
+            status: string;
+            /**
+             * Format: int64
+             * @description Your membership's version after the confirmation.
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        ConfirmationViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["ConfirmationView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A labelled count. */
         Count: {
             /**
@@ -2913,6 +2961,25 @@ export interface components {
             meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
+        };
+        /** @description A "confirm your details" cycle to set. */
+        CycleBody: {
+            /** @description The last day (UTC) to confirm (`YYYY-MM-DD`), not before `starts_on`. */
+            confirm_by: string;
+            /** @description The first day (UTC) from which confirmations count (`YYYY-MM-DD`). */
+            starts_on: string;
+        };
+        /** @description A "confirm your details" cycle. */
+        CycleView: {
+            /**
+             * @description The last day (UTC) to confirm (`YYYY-MM-DD`); from the day after, members who
+             *     have not confirmed or joined since `starts_on` are not in the directory.
+             */
+            confirm_by: string;
+            /** @description Whether `confirm_by` has passed (today, UTC). */
+            deadline_passed: boolean;
+            /** @description The first day (UTC) from which confirmations count (`YYYY-MM-DD`). */
+            starts_on: string;
         };
         /** @description The timeline's query. */
         DailyQuery: {
@@ -4076,6 +4143,17 @@ export interface components {
             children?: components["schemas"]["ChildDto"][] | null;
             /** @description Committee, if any (`null` also when hidden from you). */
             committee?: string | null;
+            /**
+             * @description The member's standing in the org's "confirm your details" cycle (record only):
+             *     `confirmed`, `due`, `lapsed` (not in the directory until they confirm) or
+             *     `no_cycle`; `null` in the directory.
+             */
+            details_confirmation?: string | null;
+            /**
+             * @description When the member last confirmed their details (RFC 3339; record only: `null` in
+             *     the directory, or never confirmed).
+             */
+            details_confirmed_at?: string | null;
             /** @description E-mail (`null` when hidden from you). */
             email?: string | null;
             /** @description Given name. */
@@ -4493,8 +4571,16 @@ export interface components {
         PolicyBody: {
             /** @description Show children and their grades. */
             children_and_grades: boolean;
+            /**
+             * @description Keep children's names and grades at all (left out: as it is). `false` deletes
+             *     those stored and refuses new ones.
+             * @default null
+             */
+            children_data?: boolean | null;
             /** @description Show committees. */
             committee: boolean;
+            /** @description The "confirm your details" cycle (left out: as it is; `null`: none). */
+            confirm_cycle?: components["schemas"]["CycleBody"] | null;
             /** @description Show e-mail addresses. */
             email: boolean;
             /** @description `opt_out` or `opt_in`. */
@@ -4511,8 +4597,15 @@ export interface components {
         PolicyView: {
             /** @description The directory may show children and their grades. */
             children_and_grades: boolean;
+            /**
+             * @description Whether the org keeps children's names and grades at all (`false`: none is
+             *     stored or shown, whatever `children_and_grades` says).
+             */
+            children_data: boolean;
             /** @description The directory may show committees. */
             committee: boolean;
+            /** @description The yearly "confirm your details" cycle (`null`: none). */
+            confirm_cycle?: components["schemas"]["CycleView"] | null;
             /** @description The directory may show e-mail addresses. */
             email: boolean;
             /** @description `opt_out` (listed unless a member says no) or `opt_in`. */
@@ -4730,6 +4823,17 @@ export interface components {
             children?: components["schemas"]["ChildDto"][] | null;
             /** @description Committee, if any (`null` also when hidden from you). */
             committee?: string | null;
+            /**
+             * @description The member's standing in the org's "confirm your details" cycle (record only):
+             *     `confirmed`, `due`, `lapsed` (not in the directory until they confirm) or
+             *     `no_cycle`; `null` in the directory.
+             */
+            details_confirmation?: string | null;
+            /**
+             * @description When the member last confirmed their details (RFC 3339; record only: `null` in
+             *     the directory, or never confirmed).
+             */
+            details_confirmed_at?: string | null;
             /** @description E-mail (`null` when hidden from you). */
             email?: string | null;
             /** @description Given name. */
@@ -4898,7 +5002,8 @@ export interface components {
         RowIssue: {
             /**
              * @description A stable code: `invalid_email`, `missing`, `invalid_name`, `unknown_role`,
-             *     `role_above_yours`, `too_long`.
+             *     `role_above_yours`, `too_long`, `children_not_collected` (the org keeps no
+             *     children's data).
              */
             code: string;
             /** @description The column. */
@@ -11147,6 +11252,8 @@ export interface operations {
                      *             }
                      *           ],
                      *           "committee": "Book Fair",
+                     *           "details_confirmation": "string",
+                     *           "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
                      *           "hidden_fields": [
@@ -12288,6 +12395,8 @@ export interface operations {
                      *             }
                      *           ],
                      *           "committee": "Book Fair",
+                     *           "details_confirmation": "string",
+                     *           "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
                      *           "hidden_fields": [
@@ -12720,6 +12829,8 @@ export interface operations {
                      *             }
                      *           ],
                      *           "committee": "Book Fair",
+                     *           "details_confirmation": "string",
+                     *           "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
                      *           "hidden_fields": [
@@ -12853,6 +12964,8 @@ export interface operations {
                      *           }
                      *         ],
                      *         "committee": "Book Fair",
+                     *         "details_confirmation": "string",
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
                      *         "hidden_fields": [
@@ -12985,6 +13098,8 @@ export interface operations {
                      *           }
                      *         ],
                      *         "committee": "Book Fair",
+                     *         "details_confirmation": "string",
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
                      *         "hidden_fields": [
@@ -13227,6 +13342,8 @@ export interface operations {
                      *           }
                      *         ],
                      *         "committee": "Book Fair",
+                     *         "details_confirmation": "string",
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
                      *         "hidden_fields": [
@@ -13513,6 +13630,8 @@ export interface operations {
                      *           }
                      *         ],
                      *         "committee": "Book Fair",
+                     *         "details_confirmation": "string",
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
                      *         "hidden_fields": [
@@ -13688,7 +13807,13 @@ export interface operations {
                      *         "phone": "hidden",
                      *         "policy": {
                      *           "children_and_grades": true,
+                     *           "children_data": true,
                      *           "committee": true,
+                     *           "confirm_cycle": {
+                     *             "confirm_by": "string",
+                     *             "deadline_passed": true,
+                     *             "starts_on": "string"
+                     *           },
                      *           "email": true,
                      *           "listing": "opt_out",
                      *           "phone": true,
@@ -13826,7 +13951,13 @@ export interface operations {
                      *         "phone": "hidden",
                      *         "policy": {
                      *           "children_and_grades": true,
+                     *           "children_data": true,
                      *           "committee": true,
+                     *           "confirm_cycle": {
+                     *             "confirm_by": "string",
+                     *             "deadline_passed": true,
+                     *             "starts_on": "string"
+                     *           },
                      *           "email": true,
                      *           "listing": "opt_out",
                      *           "phone": true,
@@ -13974,7 +14105,13 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "children_and_grades": true,
+                     *         "children_data": true,
                      *         "committee": true,
+                     *         "confirm_cycle": {
+                     *           "confirm_by": "string",
+                     *           "deadline_passed": true,
+                     *           "starts_on": "string"
+                     *         },
                      *         "email": true,
                      *         "listing": "opt_out",
                      *         "phone": true,
@@ -14071,7 +14208,12 @@ export interface operations {
                 /**
                  * @example {
                  *       "children_and_grades": true,
+                 *       "children_data": true,
                  *       "committee": true,
+                 *       "confirm_cycle": {
+                 *         "confirm_by": "string",
+                 *         "starts_on": "string"
+                 *       },
                  *       "email": true,
                  *       "listing": "opt_out",
                  *       "phone": true,
@@ -14092,7 +14234,13 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "children_and_grades": true,
+                     *         "children_data": true,
                      *         "committee": true,
+                     *         "confirm_cycle": {
+                     *           "confirm_by": "string",
+                     *           "deadline_passed": true,
+                     *           "starts_on": "string"
+                     *         },
                      *         "email": true,
                      *         "listing": "opt_out",
                      *         "phone": true,
@@ -14180,6 +14328,108 @@ export interface operations {
             };
             /** @description Error: PRECONDITION_REQUIRED */
             428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    confirm_details: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "confirm_cycle": {
+                     *           "confirm_by": "string",
+                     *           "deadline_passed": true,
+                     *           "starts_on": "string"
+                     *         },
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
+                     *         "status": "active",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ConfirmationViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use tenancy::UserId;
 use tenancy::directory::{Audience, MemberPage};
 use tenancy::privacy::{
-    AccessLogQuery, Choice, DirectoryField, DirectoryPolicy, Listing, NewChoices, PolicyChange,
-    PrivacyChoices, PrivacyRepository, RecordAccess, SetChoicesError, SetPolicyError, Viewer,
-    visibility,
+    AccessLogQuery, Choice, ConfirmDetailsError, ConfirmationCycle, DirectoryField,
+    DirectoryPolicy, Listing, NewChoices, PolicyChange, PrivacyChoices, PrivacyRepository,
+    RecordAccess, SetChoicesError, SetPolicyError, Viewer, visibility,
 };
 use uuid::Uuid;
 
@@ -62,7 +62,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/directory-policy",
         put_directory_policy,
         RouteDoc::new("put_directory_policy", "Set the org's directory policy (admins)", TAG)
-            .description("Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. Audited (`org.update` on `directory_policy`).")
+            .description("Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. `children_data` and `confirm_cycle` left out stay as they are. `children_data: false` switches children's data off for the org: from then on a write sending children (a profile edit, an invitation) is refused with 422 (`children`, `not_collected`) and an import row with children fails, nothing shows children, and the children already stored for the org's members, removed members and invitations are deleted in the same transaction (the audit event counts them in `children_erased`, naming none). `confirm_cycle` (`null`: none) sets the yearly \"confirm your details\" cycle: `starts_on` and `confirm_by` (UTC days, `confirm_by` not before `starts_on`; 422 otherwise). Audited (`org.update` on `directory_policy`).")
             .org_admin()
             .rate_class(RateClass::Update)
             .errors(&[
@@ -70,6 +70,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
                 ErrorCode::PreconditionRequired,
                 ErrorCode::ValidationFailed,
             ]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/me/confirm-details",
+        confirm_details,
+        RouteDoc::new("confirm_details", "Confirm your details are current (this year's cycle)", TAG)
+            .description("Records that you checked your details in this org now (`details_confirmed_at`), for the org's \"confirm your details\" cycle (`confirm_cycle` of its directory policy): once the cycle's `confirm_by` day has passed, members who have not confirmed (or joined) since its `starts_on` day are left out of the directory — its list, search and printable export — until they confirm; the org's admins still see their records, and you always see your own. Any member may confirm at any time; audited `member.update`. Answers your confirmation state.")
+            .rate_class(RateClass::Update)
+            .errors(&[ErrorCode::NotFound]),
     );
     r.get(
         "/api/v2/orgs/{org_id}/directory/export",
@@ -229,10 +237,88 @@ pub struct PolicyView {
     pub children_and_grades: bool,
     /// `opt_out` (listed unless a member says no) or `opt_in`.
     pub listing: ListingDto,
+    /// Whether the org keeps children's names and grades at all (`false`: none is
+    /// stored or shown, whatever `children_and_grades` says).
+    pub children_data: bool,
+    /// The yearly "confirm your details" cycle (`null`: none).
+    pub confirm_cycle: Option<CycleView>,
     /// Version (0: never set, the defaults); also the privacy notice's version.
     pub version: i64,
     /// When it last changed (RFC 3339).
     pub updated_at: Option<String>,
+}
+
+/// A "confirm your details" cycle.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CycleView {
+    /// The first day (UTC) from which confirmations count (`YYYY-MM-DD`).
+    pub starts_on: String,
+    /// The last day (UTC) to confirm (`YYYY-MM-DD`); from the day after, members who
+    /// have not confirmed or joined since `starts_on` are not in the directory.
+    pub confirm_by: String,
+    /// Whether `confirm_by` has passed (today, UTC).
+    pub deadline_passed: bool,
+}
+
+/// A "confirm your details" cycle to set.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CycleBody {
+    /// The first day (UTC) from which confirmations count (`YYYY-MM-DD`).
+    #[garde(length(max = 10))]
+    pub starts_on: String,
+    /// The last day (UTC) to confirm (`YYYY-MM-DD`), not before `starts_on`.
+    #[garde(length(max = 10))]
+    pub confirm_by: String,
+}
+
+const DAY: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+fn day_string(d: time::Date) -> String {
+    d.format(DAY).unwrap_or_default()
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+pub(super) fn cycle_view(c: &ConfirmationCycle) -> CycleView {
+    CycleView {
+        starts_on: day_string(c.starts_on),
+        confirm_by: day_string(c.confirm_by),
+        deadline_passed: c.deadline_passed(today()),
+    }
+}
+
+impl CycleBody {
+    fn to_domain(&self) -> Result<ConfirmationCycle, ApiError> {
+        let day = |field: &str, v: &str| {
+            time::Date::parse(v, DAY).map_err(|_| {
+                ApiError::validation(vec![FieldError {
+                    field: format!("confirm_cycle.{field}"),
+                    code: "invalid_value".into(),
+                    message: "a day as YYYY-MM-DD".into(),
+                }])
+            })
+        };
+        let starts_on = day("starts_on", &self.starts_on)?;
+        let confirm_by = day("confirm_by", &self.confirm_by)?;
+        ConfirmationCycle::new(starts_on, confirm_by).map_err(|e| {
+            ApiError::validation(vec![FieldError {
+                field: "confirm_cycle.confirm_by".into(),
+                code: "before_start".into(),
+                message: e.to_string(),
+            }])
+        })
+    }
+}
+
+/// Absent → unchanged; `null` → `Some(None)`; a value → `Some(Some(v))`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn policy_view(p: &DirectoryPolicy) -> PolicyView {
@@ -245,6 +331,8 @@ fn policy_view(p: &DirectoryPolicy) -> PolicyView {
             Listing::OptOut => ListingDto::OptOut,
             Listing::OptIn => ListingDto::OptIn,
         },
+        children_data: p.children_data,
+        confirm_cycle: p.confirm_cycle.as_ref().map(cycle_view),
         version: p.version,
         updated_at: rfc3339(p.updated_at),
     }
@@ -378,6 +466,16 @@ pub struct PolicyBody {
     /// `opt_out` or `opt_in`.
     #[garde(skip)]
     pub listing: ListingDto,
+    /// Keep children's names and grades at all (left out: as it is). `false` deletes
+    /// those stored and refuses new ones.
+    #[garde(skip)]
+    #[serde(default)]
+    pub children_data: Option<bool>,
+    /// The "confirm your details" cycle (left out: as it is; `null`: none).
+    #[garde(skip)]
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<CycleBody>")]
+    pub confirm_cycle: Option<Option<CycleBody>>,
 }
 
 async fn put_directory_policy(
@@ -392,6 +490,11 @@ async fn put_directory_policy(
             "send the version you read, as `version` or in an `If-Match` header",
         )
     })?;
+    let cycle = match &body.confirm_cycle {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(c)) => Some(Some(c.to_domain()?)),
+    };
     let policy = state
         .privacy
         .set_policy(
@@ -407,10 +510,54 @@ async fn put_directory_policy(
                     ListingDto::OptOut => Listing::OptOut,
                     ListingDto::OptIn => Listing::OptIn,
                 },
+                children_data: body.children_data,
+                confirm_cycle: cycle,
             },
         )
         .await?;
     Ok(Reply(policy_view(&policy)))
+}
+
+/// Your confirmation of your details in an org.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConfirmationView {
+    /// When you last confirmed (RFC 3339); `null`: never.
+    pub details_confirmed_at: Option<String>,
+    /// `confirmed` (since the cycle started), `due` (not yet; the deadline has not
+    /// passed), `lapsed` (not in the directory until you confirm) or `no_cycle`.
+    pub status: &'static str,
+    /// The org's cycle (`null`: none).
+    pub confirm_cycle: Option<CycleView>,
+    /// Your membership's version after the confirmation.
+    pub version: i64,
+}
+
+impl From<ConfirmDetailsError> for ApiError {
+    fn from(e: ConfirmDetailsError) -> Self {
+        match e {
+            ConfirmDetailsError::NotFound => Self::not_found("no such member"),
+            ConfirmDetailsError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+async fn confirm_details(
+    state: State,
+    member: OrgMember,
+) -> Result<Reply<ConfirmationView>, ApiError> {
+    let me = member.user_id()?;
+    let (policy, m) = state
+        .privacy
+        .confirm_details(&member.audit_context(), member.org_id(), me)
+        .await?;
+    Ok(Reply(ConfirmationView {
+        details_confirmed_at: rfc3339(m.details_confirmed_at),
+        status: policy
+            .confirmation(m.details_confirmed_at, m.joined_at, today())
+            .as_str(),
+        confirm_cycle: policy.confirm_cycle.as_ref().map(cycle_view),
+        version: m.version,
+    }))
 }
 
 /// What to put in the printable directory.
