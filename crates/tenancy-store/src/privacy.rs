@@ -216,10 +216,13 @@ async fn erase_children<C: ConnectionTrait>(
             continue;
         }
         let profile = without_children(&m.profile);
+        // A changed record: its version moves (ETags, a concurrent edit gets 412).
         let mut active = memberships::ActiveModel {
             org_id: Set(m.org_id),
             user_id: Set(m.user_id),
             profile: Set(profile.clone()),
+            version: Set(m.version + 1),
+            updated_at: Set(now_micros()),
             ..Default::default()
         };
         if let Some(u) = &u {
@@ -246,6 +249,7 @@ async fn erase_children<C: ConnectionTrait>(
             org_id: Set(m.org_id),
             user_id: Set(m.user_id),
             profile: Set(without_children(&m.profile)),
+            version: Set(m.version + 1),
             ..Default::default()
         }
         .update(txn)
@@ -270,6 +274,8 @@ async fn erase_children<C: ConnectionTrait>(
             org_id: Set(i.org_id),
             id: Set(i.id),
             profile: Set(without_children(&i.profile)),
+            version: Set(i.version + 1),
+            updated_at: Set(now_micros()),
             ..Default::default()
         }
         .update(txn)

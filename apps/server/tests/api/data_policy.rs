@@ -175,6 +175,7 @@ async fn children_switched_off_are_refused_on_every_path_erased_and_never_shown(
         "profile, search document, removed, invitation"
     );
 
+    let (_, before) = get(&app, &format!("{users}/{jane_id}"), &jane).await;
     // Switching children's data off deletes them all, in the policy's transaction.
     let (status, policy) = put_policy(&app, &org, &admin, json!({"children_data": false})).await;
     assert_eq!(status, 200, "{policy}");
@@ -207,6 +208,12 @@ async fn children_switched_off_are_refused_on_every_path_erased_and_never_shown(
     // Explicit writes sending children: 422 naming the field; sending none is fine.
     let (_, own) = get(&app, &format!("{users}/{jane_id}"), &jane).await;
     let version = own["data"]["version"].clone();
+    assert_eq!(
+        version.as_i64(),
+        before["data"]["version"].as_i64().map(|v| v + 1),
+        "the changed record's version moved"
+    );
+    assert_eq!(own["data"]["children"], json!([]));
     let (status, body) = send(
         &app,
         Method::PATCH,
@@ -489,6 +496,41 @@ async fn unconfirmed_members_leave_the_directory_after_the_date_until_they_confi
             .iter()
             .any(|e| e["new_value"]["details_confirmed_at"].is_string()),
         "{events}"
+    );
+
+    // Her personal data export holds the confirmation time.
+    let (status, asked) = send(
+        &app,
+        Method::POST,
+        "/api/v2/me/data-export",
+        Some(&jane),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{asked}");
+    let export_id = asked["data"]["id"].as_str().unwrap().to_owned();
+    tenancy_store::personal_data::run_export(&ctx.state.db, export_id.parse().unwrap())
+        .await
+        .unwrap();
+    let (_, state) = get(&app, &format!("/api/v2/me/data-exports/{export_id}"), &jane).await;
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri(state["data"]["download"].as_str().expect("a download link"))
+            .insert_header(("authorization", format!("Bearer {jane}")))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 200);
+    let export: Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    let memberships = export["data"]["memberships"]
+        .as_array()
+        .expect("memberships");
+    assert!(
+        memberships
+            .iter()
+            .any(|m| m["details_confirmed_at"].is_string()),
+        "{export}"
     );
 
     // A confirmation from before the cycle started does not count (a page not read
