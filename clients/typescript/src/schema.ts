@@ -1154,7 +1154,7 @@ export interface paths {
         };
         /**
          * Your directory privacy choices in this org
-         * @description Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now, `policy` what the org's directory shows at most.
+         * @description Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now (including whether you lapsed in the org's "confirm your details" cycle), `policy` what the org's directory shows at most.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -3314,9 +3314,17 @@ export interface components {
         };
         /** @description What other members see of you now. */
         EffectiveDto2: {
+            /**
+             * @description Your standing in that cycle: `confirmed`, `due`, `lapsed` (not in the directory
+             *     until you confirm with `POST …/me/confirm-details`) or `no_cycle`.
+             */
+            details_confirmation: string;
             /** @description Fields hidden from other members. */
             hidden: string[];
-            /** @description Whether you are in the directory. */
+            /**
+             * @description Whether you are in the directory (listed by your choice or the listing mode, and
+             *     not lapsed in the org's "confirm your details" cycle).
+             */
             listed: boolean;
             /** @description Fields shown to other members. */
             shown: string[];
@@ -13793,6 +13801,7 @@ export interface operations {
                      *         "chosen_at": "2026-09-01T15:30:00Z",
                      *         "committee": "hidden",
                      *         "effective": {
+                     *           "details_confirmation": "string",
                      *           "hidden": [
                      *             "string"
                      *           ],
@@ -13937,6 +13946,7 @@ export interface operations {
                      *         "chosen_at": "2026-09-01T15:30:00Z",
                      *         "committee": "hidden",
                      *         "effective": {
+                     *           "details_confirmation": "string",
                      *           "hidden": [
                      *             "string"
                      *           ],

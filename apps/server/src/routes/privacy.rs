@@ -21,7 +21,7 @@ use tenancy::directory::{Audience, MemberPage};
 use tenancy::privacy::{
     AccessLogQuery, Choice, ConfirmDetailsError, ConfirmationCycle, DirectoryField,
     DirectoryPolicy, Listing, NewChoices, PolicyChange, PrivacyChoices, PrivacyRepository,
-    RecordAccess, SetChoicesError, SetPolicyError, Viewer, visibility,
+    RecordAccess, SetChoicesError, SetPolicyError, Viewer, in_directory, visibility,
 };
 use uuid::Uuid;
 
@@ -40,7 +40,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/me/privacy",
         get_my_privacy,
         RouteDoc::new("get_my_privacy", "Your directory privacy choices in this org", TAG)
-            .description("Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now, `policy` what the org's directory shows at most."),
+            .description("Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now (including whether you lapsed in the org's \"confirm your details\" cycle), `policy` what the org's directory shows at most."),
     );
     r.route(
         Method::PUT,
@@ -156,8 +156,12 @@ pub enum ListingDto {
 /// What other members see of you now.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct EffectiveDto {
-    /// Whether you are in the directory.
+    /// Whether you are in the directory (listed by your choice or the listing mode, and
+    /// not lapsed in the org's "confirm your details" cycle).
     pub listed: bool,
+    /// Your standing in that cycle: `confirmed`, `due`, `lapsed` (not in the directory
+    /// until you confirm with `POST …/me/confirm-details`) or `no_cycle`.
+    pub details_confirmation: &'static str,
     /// Fields shown to other members.
     pub shown: Vec<&'static str>,
     /// Fields hidden from other members.
@@ -196,8 +200,13 @@ fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
     })
 }
 
-fn privacy_view(policy: &DirectoryPolicy, c: &PrivacyChoices) -> PrivacyView {
+fn privacy_view(
+    policy: &DirectoryPolicy,
+    c: &PrivacyChoices,
+    member: &tenancy::Membership,
+) -> PrivacyView {
     let shown = visibility(Viewer::Member, policy, c);
+    let (confirmed_at, joined_at) = (member.details_confirmed_at, member.joined_at);
     PrivacyView {
         listing: c.listing.map(Into::into),
         phone: c.phone.map(Into::into),
@@ -208,7 +217,10 @@ fn privacy_view(policy: &DirectoryPolicy, c: &PrivacyChoices) -> PrivacyView {
         chosen_at: rfc3339(c.chosen_at),
         version: c.version,
         effective: EffectiveDto {
-            listed: shown.listed,
+            listed: in_directory(policy, c, confirmed_at, joined_at, today()),
+            details_confirmation: policy
+                .confirmation(confirmed_at, joined_at, today())
+                .as_str(),
             shown: DirectoryField::ALL
                 .into_iter()
                 .filter(|f| shown.shows(*f))
@@ -345,7 +357,21 @@ async fn get_my_privacy(state: State, member: OrgMember) -> Result<Reply<Privacy
         .choices(member.org_id(), me)
         .await?
         .ok_or_else(|| ApiError::not_found("no such member"))?;
-    Ok(Reply(privacy_view(&policy, &choices)))
+    let mine = own_membership(&state, &member).await?;
+    Ok(Reply(privacy_view(&policy, &choices, &mine)))
+}
+
+/// The caller's membership (for their standing in the confirmation cycle).
+async fn own_membership(
+    state: &State,
+    member: &OrgMember,
+) -> Result<tenancy::Membership, ApiError> {
+    use tenancy::ports::OrgRepository;
+    state
+        .orgs
+        .get_membership(member.org_id(), member.user_id()?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such member"))
 }
 
 /// Your choices (each absent or `null`: no choice).
@@ -433,7 +459,8 @@ async fn put_my_privacy(
             },
         )
         .await?;
-    Ok(Reply(privacy_view(&policy, &choices)))
+    let mine = own_membership(&state, &member).await?;
+    Ok(Reply(privacy_view(&policy, &choices, &mine)))
 }
 
 async fn get_directory_policy(

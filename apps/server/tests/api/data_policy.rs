@@ -455,6 +455,10 @@ async fn unconfirmed_members_leave_the_directory_after_the_date_until_they_confi
     assert_eq!(status, 200);
     assert_eq!(own["data"]["details_confirmation"], "lapsed");
 
+    let (_, mine) = get(&app, &format!("/api/v2/orgs/{org}/me/privacy"), &jane).await;
+    assert_eq!(mine["data"]["effective"]["listed"], false, "{mine}");
+    assert_eq!(mine["data"]["effective"]["details_confirmation"], "lapsed");
+
     // She confirms: back in the directory at once.
     let (status, confirmed) = send(
         &app,
@@ -469,6 +473,8 @@ async fn unconfirmed_members_leave_the_directory_after_the_date_until_they_confi
     assert!(confirmed["data"]["details_confirmed_at"].is_string());
     assert_eq!(confirmed["data"]["confirm_cycle"]["confirm_by"], day(-1));
     assert_eq!(in_directory(vol.clone()).await, [true; 4]);
+    let (_, mine) = get(&app, &format!("/api/v2/orgs/{org}/me/privacy"), &jane).await;
+    assert_eq!(mine["data"]["effective"]["listed"], true, "{mine}");
     let (_, list) = get(&app, &users, &admin).await;
     let record = row_of(&list, &jane_id).unwrap();
     assert_eq!(record["details_confirmation"], "confirmed");
