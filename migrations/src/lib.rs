@@ -30,6 +30,7 @@ mod m20261206_000090_audit_personal_data;
 mod m20261206_000095_resource_versions;
 mod m20261206_000110_personal_data_exports;
 mod m20261206_000120_member_retention;
+mod m20261206_000130_children_data_and_confirmation;
 mod m20261206_000140_idempotency_keys;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
@@ -69,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000095_resource_versions::Migration),
             Box::new(m20261206_000110_personal_data_exports::Migration),
             Box::new(m20261206_000120_member_retention::Migration),
+            Box::new(m20261206_000130_children_data_and_confirmation::Migration),
             Box::new(m20261206_000140_idempotency_keys::Migration),
         ]
     }

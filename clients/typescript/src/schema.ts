@@ -1160,7 +1160,7 @@ export interface paths {
         };
         /**
          * Your directory privacy choices in this org
-         * @description Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now, `policy` what the org's directory shows at most.
+         * @description Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now (including whether you lapsed in the org's "confirm your details" cycle), `policy` what the org's directory shows at most.
          *
          *     Requires an active membership of the organization (or an API key bound to it).
          */
@@ -1195,12 +1195,34 @@ export interface paths {
         get: operations["get_directory_policy"];
         /**
          * Set the org's directory policy (admins)
-         * @description Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. Audited (`org.update` on `directory_policy`).
+         * @description Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. `children_data` and `confirm_cycle` left out stay as they are. `children_data: false` switches children's data off for the org: from then on a write sending children (a profile edit, an invitation) is refused with 422 (`children`, `not_collected`) and an import row with children fails, nothing shows children, and the children already stored for the org's members, removed members and invitations are deleted in the same transaction (the audit event counts them in `children_erased`, naming none). `confirm_cycle` (`null`: none) sets the yearly "confirm your details" cycle: `starts_on` and `confirm_by` (UTC days, `confirm_by` not before `starts_on`; 422 otherwise). Audited (`org.update` on `directory_policy`).
          *
          *     Requires the `admin` role in the organization.
          */
         put: operations["put_directory_policy"];
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/me/confirm-details": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm your details are current (this year's cycle)
+         * @description Records that you checked your details in this org now (`details_confirmed_at`), for the org's "confirm your details" cycle (`confirm_cycle` of its directory policy): once the cycle's `confirm_by` day has passed, members who have not confirmed (or joined) since its `starts_on` day are left out of the directory — its list, search and printable export — until they confirm; the org's admins still see their records, and you always see your own. Any member may confirm at any time; audited `member.update`. Answers your confirmation state.
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
+         */
+        post: operations["confirm_details"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2762,6 +2784,32 @@ export interface components {
         };
         /** @description A choice: `hidden` or `members`. */
         ChoiceDto: "hidden" | "members";
+        /** @description Your confirmation of your details in an org. */
+        ConfirmationView: {
+            /** @description The org's cycle (`null`: none). */
+            confirm_cycle?: components["schemas"]["CycleView"] | null;
+            /** @description When you last confirmed (RFC 3339); `null`: never. */
+            details_confirmed_at?: string | null;
+            /**
+             * @description `confirmed` (since the cycle started), `due` (not yet; the deadline has not
+             *     passed), `lapsed` (not in the directory until you confirm) or `no_cycle`.
+             */
+            status: string;
+            /**
+             * Format: int64
+             * @description Your membership's version after the confirmation.
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        ConfirmationViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["ConfirmationView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description A labelled count. */
         Count: {
             /**
@@ -2919,6 +2967,25 @@ export interface components {
             meta: components["schemas"]["PageMeta"];
             /** @description Always `true`. */
             success: boolean;
+        };
+        /** @description A "confirm your details" cycle to set. */
+        CycleBody: {
+            /** @description The last day (UTC) to confirm (`YYYY-MM-DD`), not before `starts_on`. */
+            confirm_by: string;
+            /** @description The first day (UTC) from which confirmations count (`YYYY-MM-DD`). */
+            starts_on: string;
+        };
+        /** @description A "confirm your details" cycle. */
+        CycleView: {
+            /**
+             * @description The last day (UTC) to confirm (`YYYY-MM-DD`); from the day after, members who
+             *     have not confirmed or joined since `starts_on` are not in the directory.
+             */
+            confirm_by: string;
+            /** @description Whether `confirm_by` has passed (today, UTC). */
+            deadline_passed: boolean;
+            /** @description The first day (UTC) from which confirmations count (`YYYY-MM-DD`). */
+            starts_on: string;
         };
         /** @description The timeline's query. */
         DailyQuery: {
@@ -3265,9 +3332,17 @@ export interface components {
         };
         /** @description What other members see of you now. */
         EffectiveDto2: {
+            /**
+             * @description Your standing in that cycle: `confirmed`, `due`, `lapsed` (not in the directory
+             *     until you confirm with `POST …/me/confirm-details`) or `no_cycle`.
+             */
+            details_confirmation: string;
             /** @description Fields hidden from other members. */
             hidden: string[];
-            /** @description Whether you are in the directory. */
+            /**
+             * @description Whether you are in the directory (listed by your choice or the listing mode, and
+             *     not lapsed in the org's "confirm your details" cycle).
+             */
             listed: boolean;
             /** @description Fields shown to other members. */
             shown: string[];
@@ -4138,6 +4213,17 @@ export interface components {
             children?: components["schemas"]["ChildDto"][] | null;
             /** @description Committee, if any (`null` also when hidden from you). */
             committee?: string | null;
+            /**
+             * @description The member's standing in the org's "confirm your details" cycle (record only):
+             *     `confirmed`, `due`, `lapsed` (not in the directory until they confirm) or
+             *     `no_cycle`; `null` in the directory.
+             */
+            details_confirmation?: string | null;
+            /**
+             * @description When the member last confirmed their details (RFC 3339; record only: `null` in
+             *     the directory, or never confirmed).
+             */
+            details_confirmed_at?: string | null;
             /** @description E-mail (`null` when hidden from you). */
             email?: string | null;
             /** @description Given name. */
@@ -4555,8 +4641,16 @@ export interface components {
         PolicyBody: {
             /** @description Show children and their grades. */
             children_and_grades: boolean;
+            /**
+             * @description Keep children's names and grades at all (left out: as it is). `false` deletes
+             *     those stored and refuses new ones.
+             * @default null
+             */
+            children_data?: boolean | null;
             /** @description Show committees. */
             committee: boolean;
+            /** @description The "confirm your details" cycle (left out: as it is; `null`: none). */
+            confirm_cycle?: components["schemas"]["CycleBody"] | null;
             /** @description Show e-mail addresses. */
             email: boolean;
             /** @description `opt_out` or `opt_in`. */
@@ -4573,8 +4667,15 @@ export interface components {
         PolicyView: {
             /** @description The directory may show children and their grades. */
             children_and_grades: boolean;
+            /**
+             * @description Whether the org keeps children's names and grades at all (`false`: none is
+             *     stored or shown, whatever `children_and_grades` says).
+             */
+            children_data: boolean;
             /** @description The directory may show committees. */
             committee: boolean;
+            /** @description The yearly "confirm your details" cycle (`null`: none). */
+            confirm_cycle?: components["schemas"]["CycleView"] | null;
             /** @description The directory may show e-mail addresses. */
             email: boolean;
             /** @description `opt_out` (listed unless a member says no) or `opt_in`. */
@@ -4792,6 +4893,17 @@ export interface components {
             children?: components["schemas"]["ChildDto"][] | null;
             /** @description Committee, if any (`null` also when hidden from you). */
             committee?: string | null;
+            /**
+             * @description The member's standing in the org's "confirm your details" cycle (record only):
+             *     `confirmed`, `due`, `lapsed` (not in the directory until they confirm) or
+             *     `no_cycle`; `null` in the directory.
+             */
+            details_confirmation?: string | null;
+            /**
+             * @description When the member last confirmed their details (RFC 3339; record only: `null` in
+             *     the directory, or never confirmed).
+             */
+            details_confirmed_at?: string | null;
             /** @description E-mail (`null` when hidden from you). */
             email?: string | null;
             /** @description Given name. */
@@ -4960,7 +5072,8 @@ export interface components {
         RowIssue: {
             /**
              * @description A stable code: `invalid_email`, `missing`, `invalid_name`, `unknown_role`,
-             *     `role_above_yours`, `too_long`.
+             *     `role_above_yours`, `too_long`, `children_not_collected` (the org keeps no
+             *     children's data).
              */
             code: string;
             /** @description The column. */
@@ -11355,6 +11468,8 @@ export interface operations {
                      *             }
                      *           ],
                      *           "committee": "Book Fair",
+                     *           "details_confirmation": "string",
+                     *           "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
                      *           "hidden_fields": [
@@ -12499,6 +12614,8 @@ export interface operations {
                      *             }
                      *           ],
                      *           "committee": "Book Fair",
+                     *           "details_confirmation": "string",
+                     *           "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
                      *           "hidden_fields": [
@@ -12931,6 +13048,8 @@ export interface operations {
                      *             }
                      *           ],
                      *           "committee": "Book Fair",
+                     *           "details_confirmation": "string",
+                     *           "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *           "email": "ana.garcia@example.org",
                      *           "first_name": "Ana",
                      *           "hidden_fields": [
@@ -13064,6 +13183,8 @@ export interface operations {
                      *           }
                      *         ],
                      *         "committee": "Book Fair",
+                     *         "details_confirmation": "string",
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
                      *         "hidden_fields": [
@@ -13196,6 +13317,8 @@ export interface operations {
                      *           }
                      *         ],
                      *         "committee": "Book Fair",
+                     *         "details_confirmation": "string",
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
                      *         "hidden_fields": [
@@ -13438,6 +13561,8 @@ export interface operations {
                      *           }
                      *         ],
                      *         "committee": "Book Fair",
+                     *         "details_confirmation": "string",
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
                      *         "hidden_fields": [
@@ -13724,6 +13849,8 @@ export interface operations {
                      *           }
                      *         ],
                      *         "committee": "Book Fair",
+                     *         "details_confirmation": "string",
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
                      *         "email": "ana.garcia@example.org",
                      *         "first_name": "Ana",
                      *         "hidden_fields": [
@@ -13887,6 +14014,7 @@ export interface operations {
                      *         "chosen_at": "2026-09-01T15:30:00Z",
                      *         "committee": "hidden",
                      *         "effective": {
+                     *           "details_confirmation": "string",
                      *           "hidden": [
                      *             "string"
                      *           ],
@@ -13901,7 +14029,13 @@ export interface operations {
                      *         "phone": "hidden",
                      *         "policy": {
                      *           "children_and_grades": true,
+                     *           "children_data": true,
                      *           "committee": true,
+                     *           "confirm_cycle": {
+                     *             "confirm_by": "string",
+                     *             "deadline_passed": true,
+                     *             "starts_on": "string"
+                     *           },
                      *           "email": true,
                      *           "listing": "opt_out",
                      *           "phone": true,
@@ -14032,6 +14166,7 @@ export interface operations {
                      *         "chosen_at": "2026-09-01T15:30:00Z",
                      *         "committee": "hidden",
                      *         "effective": {
+                     *           "details_confirmation": "string",
                      *           "hidden": [
                      *             "string"
                      *           ],
@@ -14046,7 +14181,13 @@ export interface operations {
                      *         "phone": "hidden",
                      *         "policy": {
                      *           "children_and_grades": true,
+                     *           "children_data": true,
                      *           "committee": true,
+                     *           "confirm_cycle": {
+                     *             "confirm_by": "string",
+                     *             "deadline_passed": true,
+                     *             "starts_on": "string"
+                     *           },
                      *           "email": true,
                      *           "listing": "opt_out",
                      *           "phone": true,
@@ -14196,7 +14337,13 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "children_and_grades": true,
+                     *         "children_data": true,
                      *         "committee": true,
+                     *         "confirm_cycle": {
+                     *           "confirm_by": "string",
+                     *           "deadline_passed": true,
+                     *           "starts_on": "string"
+                     *         },
                      *         "email": true,
                      *         "listing": "opt_out",
                      *         "phone": true,
@@ -14300,7 +14447,12 @@ export interface operations {
                 /**
                  * @example {
                  *       "children_and_grades": true,
+                 *       "children_data": true,
                  *       "committee": true,
+                 *       "confirm_cycle": {
+                 *         "confirm_by": "string",
+                 *         "starts_on": "string"
+                 *       },
                  *       "email": true,
                  *       "listing": "opt_out",
                  *       "phone": true,
@@ -14321,7 +14473,13 @@ export interface operations {
                      * @example {
                      *       "data": {
                      *         "children_and_grades": true,
+                     *         "children_data": true,
                      *         "committee": true,
+                     *         "confirm_cycle": {
+                     *           "confirm_by": "string",
+                     *           "deadline_passed": true,
+                     *           "starts_on": "string"
+                     *         },
                      *         "email": true,
                      *         "listing": "opt_out",
                      *         "phone": true,
@@ -14409,6 +14567,108 @@ export interface operations {
             };
             /** @description Error: PRECONDITION_REQUIRED */
             428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    confirm_details: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "confirm_cycle": {
+                     *           "confirm_by": "string",
+                     *           "deadline_passed": true,
+                     *           "starts_on": "string"
+                     *         },
+                     *         "details_confirmed_at": "2026-09-01T15:30:00Z",
+                     *         "status": "active",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ConfirmationViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -38,7 +38,7 @@ use tenancy::{OrgId, UserId};
 use uuid::Uuid;
 
 /// The Redis key prefix (bump the version when the cached format changes).
-pub const KEY_PREFIX: &str = "ptoc:dir:v3:";
+pub const KEY_PREFIX: &str = "ptoc:dir:v4:";
 
 /// How long a profile is kept (per layer).
 pub const PROFILE_TTL: Duration = Duration::from_secs(5 * 60);

@@ -65,6 +65,7 @@ fn row(org: OrgId, first: &str) -> MemberRow {
         version: 3,
         joined_at: now,
         last_active_at: Some(now),
+        details_confirmed_at: None,
     };
     (user, membership)
 }

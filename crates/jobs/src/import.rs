@@ -28,7 +28,8 @@ pub struct RowIssue {
     /// The column.
     pub field: String,
     /// A stable code: `invalid_email`, `missing`, `invalid_name`, `unknown_role`,
-    /// `role_above_yours`, `too_long`.
+    /// `role_above_yours`, `too_long`, `children_not_collected` (the org keeps no
+    /// children's data).
     pub code: String,
     /// For people.
     pub message: String,
@@ -389,6 +390,7 @@ pub struct DryRun {
     in_file: ExistingMembers,
     first_row_of: HashMap<String, i64>,
     report: DryRunReport,
+    policy: tenancy::privacy::DirectoryPolicy,
 }
 
 impl DryRun {
@@ -402,7 +404,16 @@ impl DryRun {
             in_file: ExistingMembers::default(),
             first_row_of: HashMap::new(),
             report: DryRunReport::default(),
+            policy: tenancy::privacy::DirectoryPolicy::default(),
         }
+    }
+
+    /// This dry run under the org's directory policy: rows with children are refused
+    /// while the org keeps no children's data (as the real import refuses them).
+    #[must_use]
+    pub fn under_policy(mut self, policy: tenancy::privacy::DirectoryPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     fn note_dup(&mut self, d: Duplicate) {
@@ -416,7 +427,18 @@ impl DryRun {
     /// Checks one row.
     pub fn check(&mut self, raw: &RawRow) {
         self.report.total_rows += 1;
-        match validate(raw, &self.roles, self.actor_rank) {
+        let checked = validate(raw, &self.roles, self.actor_rank).and_then(|c| {
+            match self.policy.admit_children(&c.children) {
+                Ok(()) => Ok(c),
+                Err(refused) => Err(vec![issue(
+                    c.row,
+                    "children",
+                    "children_not_collected",
+                    refused.to_string(),
+                )]),
+            }
+        });
+        match checked {
             Err(issues) => {
                 self.report.invalid_rows += 1;
                 for i in issues {

@@ -108,6 +108,7 @@ pub async fn add_members_in(
         .collect();
     let members = members_among(txn, org.as_uuid(), &emails).await?;
     let (mut pending, lapsed) = pending_among(txn, org.as_uuid(), &emails, now).await?;
+    let policy = crate::privacy::load_policy(txn, org).await?;
 
     // Decide every request, in order, before writing anything.
     let mut outcomes: Vec<Result<(), AddMemberError>> = Vec::with_capacity(reqs.len());
@@ -138,6 +139,10 @@ pub async fn add_members_in(
                 }
             }
         };
+        if let Err(refused) = policy.admit_children(&req.children) {
+            outcomes.push(Err(refused.into()));
+            continue;
+        }
         if let Err(refused) = tenancy::rules::check_assignable_role(&actor, &role, actor_holds) {
             outcomes.push(Err(refused.into()));
             continue;

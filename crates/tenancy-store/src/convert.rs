@@ -195,6 +195,7 @@ pub(crate) fn membership(
         version: m.version,
         joined_at: m.joined_at,
         last_active_at: m.active_at,
+        details_confirmed_at: m.details_confirmed_at,
     })
 }
 

@@ -111,6 +111,15 @@ fn base(org: OrgId, filter: &MemberFilter, audience: Audience, policy: &Director
     }
     if audience == Audience::Directory {
         q = q.filter(listed(policy));
+        // The confirmation cycle (`tenancy::privacy::in_directory`): once its deadline
+        // has passed, only members who confirmed (or joined) since it started.
+        if let Some(since) = policy.confirmed_since(persistence::now_micros().date()) {
+            q = q.filter(
+                Condition::any()
+                    .add(memberships::Column::JoinedAt.gte(since))
+                    .add(memberships::Column::DetailsConfirmedAt.gte(since)),
+            );
+        }
     }
     if let Some(c) = &filter.committee {
         // A directory audience filters only on committees it is shown.

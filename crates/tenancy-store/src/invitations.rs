@@ -609,10 +609,14 @@ async fn accept_in(
         RoleAssignment::Builtin { role } => (Some(role.as_str().to_owned()), None),
         RoleAssignment::Custom { id, .. } => (None, Some(id.0)),
     };
-    let profile = if current.profile.children.is_empty() {
+    // Children become the member's only while the org keeps children's data.
+    let children = crate::privacy::load_policy(txn, org)
+        .await?
+        .keep_children(current.profile.children.clone());
+    let profile = if children.is_empty() {
         serde_json::json!({})
     } else {
-        serde_json::json!({ "children": current.profile.children })
+        serde_json::json!({ "children": children })
     };
     let committee = current.profile.committee.clone();
     let inserted = memberships::ActiveModel {

@@ -661,6 +661,11 @@ impl OrgRepository for SeaOrmOrgRepository {
             },
             admins,
         )?;
+        if let Some(children) = &req.children {
+            crate::privacy::load_policy(&txn, req.org_id)
+                .await?
+                .admit_children(children)?;
+        }
         let account =
             crate::member_account::apply(&self.db, &txn, req.org_id, &actor, &target, &req.account)
                 .await?;
@@ -913,6 +918,22 @@ impl OrgRepository for SeaOrmOrgRepository {
             (None, None) => (Some(BuiltinRole::Volunteer.as_str().to_owned()), None),
         };
         let now = now_micros();
+        // Children come back only while the org keeps children's data.
+        let mut archived = archived;
+        let children: Vec<tenancy::Child> = archived
+            .profile
+            .get("children")
+            .cloned()
+            .and_then(|c| serde_json::from_value(c).ok())
+            .unwrap_or_default();
+        if crate::privacy::load_policy(&txn, org)
+            .await?
+            .keep_children(children)
+            .is_empty()
+            && let Some(p) = archived.profile.as_object_mut()
+        {
+            p.remove("children");
+        }
         let inserted = memberships::ActiveModel {
             org_id: Set(archived.org_id),
             user_id: Set(archived.user_id),
@@ -1015,6 +1036,7 @@ impl OrgRepository for SeaOrmOrgRepository {
                 sort_name: String::new(),
                 email: String::new(),
                 active_at: None,
+                details_confirmed_at: None,
             };
             out.push((
                 convert::user(u)?,

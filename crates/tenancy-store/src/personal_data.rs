@@ -310,6 +310,7 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
                 "status": m.status, "committee": m.committee, "profile": m.profile,
                 "role_ends_at": opt_rfc3339(m.role_ends_at), "joined_at": rfc3339(m.joined_at),
                 "last_active_at": opt_rfc3339(m.active_at), "email_in_directory": m.email,
+                "details_confirmed_at": opt_rfc3339(m.details_confirmed_at),
             })
         })
         .collect();

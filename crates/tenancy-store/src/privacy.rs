@@ -8,8 +8,9 @@ use sea_orm::{
 };
 use tenancy::ports::{AuditContext, StorageFailure};
 use tenancy::privacy::{
-    AccessLogQuery, Choice, DirectoryPolicy, Listing, NewChoices, PolicyChange, PrivacyChoices,
-    PrivacyRepository, RecordAccess, SetChoicesError, SetPolicyError,
+    AccessLogQuery, ChildrenErased, Choice, ConfirmDetailsError, ConfirmationCycle,
+    DirectoryPolicy, Listing, NewChoices, PolicyChange, PrivacyChoices, PrivacyRepository,
+    RecordAccess, SetChoicesError, SetPolicyError,
 };
 use tenancy::{OrgId, UserId};
 use time::OffsetDateTime;
@@ -17,7 +18,10 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::convert::{self, corrupt, failure, record};
-use crate::entity::{data_access_log, directory_policies, member_privacy, memberships};
+use crate::entity::{
+    data_access_log, directory_policies, invitations, member_privacy, memberships,
+    removed_memberships, users,
+};
 use crate::orgs::lock_org;
 use persistence::{Database, now_micros};
 
@@ -47,6 +51,11 @@ fn policy_json(p: &DirectoryPolicy) -> serde_json::Value {
         "committee": p.committee,
         "children_and_grades": p.children_and_grades,
         "listing": p.listing.as_str(),
+        "children_data": p.children_data,
+        "confirm_cycle": p.confirm_cycle.map(|c| serde_json::json!({
+            "starts_on": c.starts_on.to_string(),
+            "confirm_by": c.confirm_by.to_string(),
+        })),
         "version": p.version,
         "updated_at": rfc3339(p.updated_at),
     })
@@ -67,7 +76,22 @@ fn choices_json(c: &PrivacyChoices) -> serde_json::Value {
 }
 
 fn policy_of(row: directory_policies::Model) -> Result<DirectoryPolicy, StorageFailure> {
+    let confirm_cycle = match (row.confirm_starts_on, row.confirm_by) {
+        (Some(starts_on), Some(confirm_by)) => Some(
+            ConfirmationCycle::new(starts_on, confirm_by)
+                .map_err(|e| corrupt(format!("directory_policies row {}: {e}", row.org_id)))?,
+        ),
+        (None, None) => None,
+        _ => {
+            return Err(corrupt(format!(
+                "directory_policies row {}: half a confirmation cycle",
+                row.org_id
+            )));
+        }
+    };
     Ok(DirectoryPolicy {
+        children_data: row.children_data,
+        confirm_cycle,
         phone: row.phone,
         email: row.email,
         committee: row.committee,
@@ -154,6 +178,117 @@ async fn load_own<C: ConnectionTrait>(
         .map_or_else(|| Ok(PrivacyChoices::default()), choices_of)
 }
 
+/// The number of children in a stored profile (`{"children": [...]}`).
+fn children_in(profile: &serde_json::Value) -> u64 {
+    profile
+        .get("children")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, |c| c.len() as u64)
+}
+
+/// `profile` without its children.
+fn without_children(profile: &serde_json::Value) -> serde_json::Value {
+    let mut p = profile.clone();
+    if let Some(map) = p.as_object_mut() {
+        map.remove("children");
+    }
+    p
+}
+
+/// Deletes the children stored for `org`: its members' (their search documents
+/// recomputed without them), its removed members' and its invitations'. Inside the
+/// caller's transaction (which holds the org's row lock, so no write of the org adds
+/// any meanwhile).
+async fn erase_children<C: ConnectionTrait>(
+    txn: &C,
+    org: OrgId,
+) -> Result<ChildrenErased, StorageFailure> {
+    let mut erased = ChildrenErased::default();
+    let members = memberships::Entity::find()
+        .filter(memberships::Column::OrgId.eq(org.as_uuid()))
+        .find_also_related(users::Entity)
+        .all(txn)
+        .await
+        .map_err(failure)?;
+    for (m, u) in members {
+        let n = children_in(&m.profile);
+        if n == 0 && m.profile.get("children").is_none() {
+            continue;
+        }
+        let profile = without_children(&m.profile);
+        // A changed record: its version moves (ETags, a concurrent edit gets 412).
+        let mut active = memberships::ActiveModel {
+            org_id: Set(m.org_id),
+            user_id: Set(m.user_id),
+            profile: Set(profile.clone()),
+            version: Set(m.version + 1),
+            updated_at: Set(now_micros()),
+            ..Default::default()
+        };
+        if let Some(u) = &u {
+            active.search_doc =
+                crate::orgs::directory_fields(u, m.committee.as_deref(), &profile).search_doc;
+        }
+        active.update(txn).await.map_err(failure)?;
+        if n > 0 {
+            erased.members += 1;
+            erased.children += n;
+        }
+    }
+    let removed = removed_memberships::Entity::find()
+        .filter(removed_memberships::Column::OrgId.eq(org.as_uuid()))
+        .all(txn)
+        .await
+        .map_err(failure)?;
+    for m in removed {
+        let n = children_in(&m.profile);
+        if n == 0 && m.profile.get("children").is_none() {
+            continue;
+        }
+        removed_memberships::ActiveModel {
+            org_id: Set(m.org_id),
+            user_id: Set(m.user_id),
+            profile: Set(without_children(&m.profile)),
+            version: Set(m.version + 1),
+            ..Default::default()
+        }
+        .update(txn)
+        .await
+        .map_err(failure)?;
+        if n > 0 {
+            erased.removed_members += 1;
+            erased.children += n;
+        }
+    }
+    let invited = invitations::Entity::find()
+        .filter(invitations::Column::OrgId.eq(org.as_uuid()))
+        .all(txn)
+        .await
+        .map_err(failure)?;
+    for i in invited {
+        let n = children_in(&i.profile);
+        if n == 0 && i.profile.get("children").is_none() {
+            continue;
+        }
+        invitations::ActiveModel {
+            org_id: Set(i.org_id),
+            id: Set(i.id),
+            profile: Set(without_children(&i.profile)),
+            version: Set(i.version + 1),
+            updated_at: Set(now_micros()),
+            ..Default::default()
+        }
+        .update(txn)
+        .await
+        .map_err(failure)?;
+        if n > 0 {
+            erased.invitations += 1;
+            erased.children += n;
+        }
+    }
+    Ok(erased)
+}
+
 fn access_of(row: data_access_log::Model) -> RecordAccess {
     RecordAccess {
         id: row.id,
@@ -202,6 +337,9 @@ impl PrivacyRepository for SeaOrmPrivacy {
             committee: Set(after.committee),
             children_and_grades: Set(after.children_and_grades),
             listing: Set(after.listing.as_str().to_owned()),
+            children_data: Set(after.children_data),
+            confirm_starts_on: Set(after.confirm_cycle.map(|c| c.starts_on)),
+            confirm_by: Set(after.confirm_cycle.map(|c| c.confirm_by)),
             version: Set(after.version),
             updated_at: Set(after.updated_at.unwrap_or_else(now_micros)),
             updated_by: Set(match ctx.actor {
@@ -214,6 +352,14 @@ impl PrivacyRepository for SeaOrmPrivacy {
         } else {
             row.update(&txn).await.map_err(failure)?;
         }
+        let mut new_value = policy_json(&after);
+        if change.switches_children_off(&before) {
+            // Deleted with the switch, in its transaction; the event counts them and
+            // names no child.
+            let erased = erase_children(&txn, org).await?;
+            new_value["children_erased"] =
+                serde_json::to_value(erased).map_err(|e| StorageFailure(Box::new(e)))?;
+        }
         record(
             &txn,
             ctx,
@@ -221,7 +367,7 @@ impl PrivacyRepository for SeaOrmPrivacy {
             EventType::OrgUpdate,
             ("directory_policy", org.to_string()),
             ChangeType::Update,
-            (Some(policy_json(&before)), Some(policy_json(&after))),
+            (Some(policy_json(&before)), Some(new_value)),
         )
         .await?;
         txn.commit().await.map_err(failure)?;
@@ -318,6 +464,64 @@ impl PrivacyRepository for SeaOrmPrivacy {
         .await?;
         txn.commit().await.map_err(failure)?;
         Ok((policy, after))
+    }
+
+    async fn confirm_details(
+        &self,
+        ctx: &AuditContext,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<(DirectoryPolicy, tenancy::Membership), ConfirmDetailsError> {
+        let txn = self
+            .db
+            .begin_for_org(org.as_uuid())
+            .await
+            .map_err(failure)?;
+        let Some(org_row) = crate::entity::organizations::Entity::find_by_id(org.as_uuid())
+            .one(&txn)
+            .await
+            .map_err(failure)?
+        else {
+            return Err(ConfirmDetailsError::NotFound);
+        };
+        let Some(before) = crate::orgs::load_membership(&txn, org, user).await? else {
+            return Err(ConfirmDetailsError::NotFound);
+        };
+        let now = now_micros();
+        memberships::ActiveModel {
+            org_id: Set(org.as_uuid()),
+            user_id: Set(user.as_uuid()),
+            details_confirmed_at: Set(Some(now)),
+            version: Set(before.version + 1),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await
+        .map_err(failure)?;
+        let policy = load_policy(&txn, org).await?;
+        record(
+            &txn,
+            ctx,
+            convert::org_scope(&org_row),
+            EventType::MemberUpdate,
+            ("member", user.to_string()),
+            ChangeType::Update,
+            (
+                Some(serde_json::json!({ "details_confirmed_at": rfc3339(before.details_confirmed_at) })),
+                Some(serde_json::json!({ "details_confirmed_at": rfc3339(Some(now)) })),
+            ),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok((
+            policy,
+            tenancy::Membership {
+                details_confirmed_at: Some(now),
+                version: before.version + 1,
+                ..before
+            },
+        ))
     }
 
     async fn record_access(

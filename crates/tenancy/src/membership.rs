@@ -225,6 +225,10 @@ pub struct Membership {
     /// When they last signed in (any org), if since joining.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_active_at: Option<OffsetDateTime>,
+    /// When they last confirmed their details (the org's "confirm your details"
+    /// cycle, `crate::privacy::ConfirmationCycle`), if ever.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub details_confirmed_at: Option<OffsetDateTime>,
 }
 
 impl Membership {

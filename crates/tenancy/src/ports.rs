@@ -291,6 +291,9 @@ pub enum ChangeMemberError {
         /// The address.
         email: Email,
     },
+    /// Children were sent while the org keeps no children's data.
+    #[error(transparent)]
+    ChildrenNotCollected(#[from] crate::privacy::ChildrenNotCollected),
     /// Storage failed.
     #[error(transparent)]
     Unexpected(#[from] StorageFailure),
@@ -528,6 +531,9 @@ pub enum AddMemberError {
     /// A rule refused it (a role above the actor's own, a full custom role).
     #[error(transparent)]
     Refused(#[from] crate::rules::RoleChangeRefused),
+    /// Children were sent while the org keeps no children's data.
+    #[error(transparent)]
+    ChildrenNotCollected(#[from] crate::privacy::ChildrenNotCollected),
     /// Storage failed.
     #[error(transparent)]
     Unexpected(#[from] StorageFailure),

@@ -14,9 +14,21 @@
 //! ([`Listing::OptIn`]); each member decides per field. An admin setting can only hide
 //! more: a field a member hid is never shown in the directory, whatever the policy
 //! says ([`visibility`] is the one place this is decided).
+//!
+//! The same policy carries two rules about what the org *holds*, not only shows
+//! (issue #17, "Retention"):
+//! - **children's data** can be switched off for the org entirely
+//!   ([`DirectoryPolicy::children_data`]): no path stores children or grades then
+//!   ([`DirectoryPolicy::admit_children`] refuses a write that sends some,
+//!   [`DirectoryPolicy::keep_children`] drops those a write did not send, e.g. of a
+//!   restored membership), none is shown, and switching it off deletes what was stored;
+//! - the yearly **"confirm your details"** cycle ([`ConfirmationCycle`]): once its
+//!   `confirm_by` date has passed, members who have not confirmed since the cycle
+//!   started drop out of the directory ([`in_directory`]); the org's admins still see
+//!   their records, and every member sees their own.
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use std::future::Future;
 
@@ -140,12 +152,124 @@ pub struct DirectoryPolicy {
     pub children_and_grades: bool,
     /// Opt-out or opt-in listing.
     pub listing: Listing,
+    /// Whether the org keeps children's names and grades at all. Off: no path stores
+    /// them, the directory and records show none, and switching it off deletes those
+    /// stored.
+    #[serde(default = "yes")]
+    pub children_data: bool,
+    /// The yearly "confirm your details" cycle (`None`: the org runs none).
+    #[serde(default)]
+    pub confirm_cycle: Option<ConfirmationCycle>,
     /// 0 until the org first sets its policy (the defaults apply), then 1, 2, …
     pub version: i64,
     /// When it was last changed (`None`: never).
     #[serde(with = "time::serde::rfc3339::option")]
     pub updated_at: Option<OffsetDateTime>,
 }
+
+const fn yes() -> bool {
+    true
+}
+
+/// An org's "confirm your details" cycle: from `starts_on` members confirm that their
+/// details are current; once `confirm_by` has passed, those who have not confirmed (or
+/// joined) since `starts_on` drop out of the directory until they do. Days are UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConfirmationCycle {
+    /// The first day of the cycle: confirmations from this day on count.
+    pub starts_on: Date,
+    /// The last day to confirm: from the day after, unconfirmed members are not listed.
+    pub confirm_by: Date,
+}
+
+/// A cycle whose deadline comes before its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("confirm_by ({confirm_by}) must not be before starts_on ({starts_on})")]
+pub struct BadCycle {
+    /// The start given.
+    pub starts_on: Date,
+    /// The deadline given.
+    pub confirm_by: Date,
+}
+
+impl ConfirmationCycle {
+    /// A cycle from `starts_on` to `confirm_by` (inclusive).
+    ///
+    /// # Errors
+    /// [`BadCycle`] when `confirm_by` is before `starts_on`.
+    pub fn new(starts_on: Date, confirm_by: Date) -> Result<Self, BadCycle> {
+        if confirm_by < starts_on {
+            return Err(BadCycle {
+                starts_on,
+                confirm_by,
+            });
+        }
+        Ok(Self {
+            starts_on,
+            confirm_by,
+        })
+    }
+
+    /// The instant the cycle starts (midnight UTC of `starts_on`): a confirmation (or a
+    /// join) at or after it counts for this cycle.
+    #[must_use]
+    pub fn start(&self) -> OffsetDateTime {
+        self.starts_on.midnight().assume_utc()
+    }
+
+    /// Whether the deadline has passed on `today` (the day after `confirm_by` on).
+    #[must_use]
+    pub fn deadline_passed(&self, today: Date) -> bool {
+        today > self.confirm_by
+    }
+
+    /// Whether a member who last confirmed at `confirmed_at` and joined at `joined_at`
+    /// has confirmed for this cycle (joining counts: the details were just given).
+    #[must_use]
+    pub fn confirmed(
+        &self,
+        confirmed_at: Option<OffsetDateTime>,
+        joined_at: OffsetDateTime,
+    ) -> bool {
+        let start = self.start();
+        joined_at >= start || confirmed_at.is_some_and(|t| t >= start)
+    }
+}
+
+/// Whether a member's details are confirmed for the org's current cycle, as the
+/// member and the org's admins see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmationStatus {
+    /// The org runs no cycle.
+    NoCycle,
+    /// Confirmed (or joined) since the cycle started.
+    Confirmed,
+    /// Not yet, and the deadline has not passed: still listed.
+    Due,
+    /// Not confirmed and the deadline has passed: not in the directory.
+    Lapsed,
+}
+
+impl ConfirmationStatus {
+    /// The API name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NoCycle => "no_cycle",
+            Self::Confirmed => "confirmed",
+            Self::Due => "due",
+            Self::Lapsed => "lapsed",
+        }
+    }
+}
+
+/// Children sent on a write while the org keeps no children's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this organization does not keep children's data (its directory policy has children_data off): send no children"
+)]
+pub struct ChildrenNotCollected;
 
 impl Default for DirectoryPolicy {
     /// What a directory showed before orgs could choose: e-mail, committee and
@@ -158,6 +282,8 @@ impl Default for DirectoryPolicy {
             committee: true,
             children_and_grades: true,
             listing: Listing::OptOut,
+            children_data: true,
+            confirm_cycle: None,
             version: 0,
             updated_at: None,
         }
@@ -165,16 +291,85 @@ impl Default for DirectoryPolicy {
 }
 
 impl DirectoryPolicy {
-    /// Whether the policy lets the directory show `field` at all.
+    /// Whether the policy lets the directory show `field` at all (children and grades
+    /// only while the org keeps children's data).
     #[must_use]
     pub const fn shows(&self, field: DirectoryField) -> bool {
         match field {
             DirectoryField::Phone => self.phone,
             DirectoryField::Email => self.email,
             DirectoryField::Committee => self.committee,
-            DirectoryField::ChildrenAndGrades => self.children_and_grades,
+            DirectoryField::ChildrenAndGrades => self.children_and_grades && self.children_data,
         }
     }
+
+    /// The rule for a write that sends `children` (a profile edit, an invitation, an
+    /// import row): while the org keeps no children's data, any child is refused (an
+    /// empty list, which stores nothing, is fine).
+    ///
+    /// # Errors
+    /// [`ChildrenNotCollected`] when children are sent and the org keeps none.
+    pub fn admit_children(&self, children: &[crate::Child]) -> Result<(), ChildrenNotCollected> {
+        if self.children_data || children.is_empty() {
+            Ok(())
+        } else {
+            Err(ChildrenNotCollected)
+        }
+    }
+
+    /// The children a write stores when it carries children the writer did not send
+    /// (a membership restored, an invitation accepted): all of them, or none while the
+    /// org keeps no children's data.
+    #[must_use]
+    pub fn keep_children(&self, children: Vec<crate::Child>) -> Vec<crate::Child> {
+        if self.children_data {
+            children
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The instant since which members must have confirmed (or joined) to be in the
+    /// directory on `today`: `None` while the org runs no cycle or its deadline has not
+    /// passed (the SQL form of [`in_directory`]'s confirmation part).
+    #[must_use]
+    pub fn confirmed_since(&self, today: Date) -> Option<OffsetDateTime> {
+        self.confirm_cycle
+            .filter(|c| c.deadline_passed(today))
+            .map(|c| c.start())
+    }
+
+    /// A member's confirmation status on `today`.
+    #[must_use]
+    pub fn confirmation(
+        &self,
+        confirmed_at: Option<OffsetDateTime>,
+        joined_at: OffsetDateTime,
+        today: Date,
+    ) -> ConfirmationStatus {
+        match self.confirm_cycle {
+            None => ConfirmationStatus::NoCycle,
+            Some(c) if c.confirmed(confirmed_at, joined_at) => ConfirmationStatus::Confirmed,
+            Some(c) if c.deadline_passed(today) => ConfirmationStatus::Lapsed,
+            Some(_) => ConfirmationStatus::Due,
+        }
+    }
+}
+
+/// Whether a member is in the directory (what other members list, search and export)
+/// on `today`: listed by their choice or the listing mode ([`is_listed`]), and not
+/// lapsed in the org's confirmation cycle. The org's admins and the member themself
+/// see the record whatever this says.
+#[must_use]
+pub fn in_directory(
+    policy: &DirectoryPolicy,
+    choices: &PrivacyChoices,
+    confirmed_at: Option<OffsetDateTime>,
+    joined_at: OffsetDateTime,
+    today: Date,
+) -> bool {
+    is_listed(policy, choices)
+        && policy.confirmation(confirmed_at, joined_at, today) != ConfirmationStatus::Lapsed
 }
 
 /// A member's privacy choices in one org, with when and under which notice (policy
@@ -507,6 +702,17 @@ pub enum SetChoicesError {
     Unexpected(#[from] StorageFailure),
 }
 
+/// Why a confirmation was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfirmDetailsError {
+    /// Not a member of the org.
+    #[error("no such member")]
+    NotFound,
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] StorageFailure),
+}
+
 /// The fields of a directory policy an admin sets (the version and time are the
 /// store's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,6 +727,10 @@ pub struct PolicyChange {
     pub children_and_grades: bool,
     /// Opt-out or opt-in listing.
     pub listing: Listing,
+    /// Keep children's data (`None`: as it is).
+    pub children_data: Option<bool>,
+    /// The confirmation cycle (`None`: as it is; `Some(None)`: no cycle).
+    pub confirm_cycle: Option<Option<ConfirmationCycle>>,
 }
 
 impl PolicyChange {
@@ -533,10 +743,33 @@ impl PolicyChange {
             committee: self.committee,
             children_and_grades: self.children_and_grades,
             listing: self.listing,
+            children_data: self.children_data.unwrap_or(previous.children_data),
+            confirm_cycle: self.confirm_cycle.unwrap_or(previous.confirm_cycle),
             version: previous.version + 1,
             updated_at: Some(now),
         }
     }
+
+    /// Whether this change switches children's data off (the stored children of the
+    /// org's members, removed members and invitations are then deleted with it).
+    #[must_use]
+    pub fn switches_children_off(self, previous: &DirectoryPolicy) -> bool {
+        previous.children_data && self.children_data == Some(false)
+    }
+}
+
+/// What switching children's data off deleted (counts only: the audit event records
+/// these, never a child's name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildrenErased {
+    /// Members whose children were deleted.
+    pub members: u64,
+    /// Removed (restorable) members whose children were deleted.
+    pub removed_members: u64,
+    /// Invitations whose children were deleted.
+    pub invitations: u64,
+    /// Children deleted in all.
+    pub children: u64,
 }
 
 /// Storage of directory policies, members' choices and data-access activity. Writes
@@ -590,6 +823,15 @@ pub trait PrivacyRepository: Send + Sync + 'static {
         org: crate::OrgId,
         query: &AccessLogQuery,
     ) -> impl Future<Output = Result<Vec<RecordAccess>, StorageFailure>> + Send;
+
+    /// Records that `user` confirmed their details in `org` now (audited
+    /// `member.update`); answers the policy and the confirmation time.
+    fn confirm_details(
+        &self,
+        ctx: &AuditContext,
+        org: crate::OrgId,
+        user: UserId,
+    ) -> impl Future<Output = Result<(DirectoryPolicy, crate::Membership), ConfirmDetailsError>> + Send;
 
     /// Reads of `subject`'s records in every org, newest first (`query.subject` is
     /// ignored).
@@ -821,6 +1063,160 @@ mod tests {
                 })
             );
         }
+    }
+
+    fn day(y: i32, m: time::Month, d: u8) -> Date {
+        Date::from_calendar_date(y, m, d).expect("a day")
+    }
+
+    #[test]
+    fn children_switched_off_are_refused_dropped_and_never_shown() {
+        let kids = vec![crate::Child {
+            name: "Ava".into(),
+            grade: Some("3".into()),
+        }];
+        let on = open_policy(Listing::OptOut);
+        assert_eq!(on.admit_children(&kids), Ok(()));
+        assert_eq!(on.keep_children(kids.clone()), kids);
+        let off = DirectoryPolicy {
+            children_data: false,
+            ..on.clone()
+        };
+        assert_eq!(off.admit_children(&kids), Err(ChildrenNotCollected));
+        // Sending none (or clearing the list) stores nothing: fine.
+        assert_eq!(off.admit_children(&[]), Ok(()));
+        assert!(off.keep_children(kids).is_empty());
+        // The directory never shows children then, whatever the field policy says.
+        assert!(!off.shows(DirectoryField::ChildrenAndGrades));
+        let v = visibility(Viewer::Member, &off, &all(Some(Choice::Members)));
+        assert_eq!(v.hidden_fields(), vec![DirectoryField::ChildrenAndGrades]);
+    }
+
+    #[test]
+    fn a_change_leaves_out_fields_as_they_are_and_says_when_children_go() {
+        let cycle = ConfirmationCycle::new(
+            day(2026, time::Month::August, 1),
+            day(2026, time::Month::September, 30),
+        )
+        .expect("cycle");
+        let before = DirectoryPolicy {
+            confirm_cycle: Some(cycle),
+            version: 2,
+            ..DirectoryPolicy::default()
+        };
+        let change = PolicyChange {
+            phone: true,
+            email: true,
+            committee: true,
+            children_and_grades: true,
+            listing: Listing::OptOut,
+            children_data: None,
+            confirm_cycle: None,
+        };
+        let after = change.apply(&before, OffsetDateTime::UNIX_EPOCH);
+        assert!(after.children_data);
+        assert_eq!(after.confirm_cycle, Some(cycle));
+        assert_eq!(after.version, 3);
+        assert!(!change.switches_children_off(&before));
+        let off = PolicyChange {
+            children_data: Some(false),
+            confirm_cycle: Some(None),
+            ..change
+        };
+        assert!(off.switches_children_off(&before));
+        let after = off.apply(&before, OffsetDateTime::UNIX_EPOCH);
+        assert!(!after.children_data && after.confirm_cycle.is_none());
+        // Already off: nothing more to delete.
+        assert!(!off.switches_children_off(&after));
+    }
+
+    #[test]
+    fn a_cycle_ends_no_earlier_than_it_starts() {
+        let (a, b) = (
+            day(2026, time::Month::August, 1),
+            day(2026, time::Month::July, 31),
+        );
+        assert_eq!(
+            ConfirmationCycle::new(a, b),
+            Err(BadCycle {
+                starts_on: a,
+                confirm_by: b
+            })
+        );
+        assert!(ConfirmationCycle::new(a, a).is_ok());
+    }
+
+    #[test]
+    fn unconfirmed_members_drop_out_of_the_directory_after_the_deadline() {
+        use time::Month::{August, July, October, September};
+        let cycle =
+            ConfirmationCycle::new(day(2026, August, 1), day(2026, September, 30)).expect("cycle");
+        let policy = DirectoryPolicy {
+            confirm_cycle: Some(cycle),
+            ..open_policy(Listing::OptOut)
+        };
+        let listed = PrivacyChoices::default();
+        let old_join = day(2025, September, 1).midnight().assume_utc();
+        let last_year = Some(day(2025, September, 2).midnight().assume_utc());
+        let this_year = Some(day(2026, August, 1).midnight().assume_utc());
+        let (before, on_deadline, after) = (
+            day(2026, September, 1),
+            day(2026, September, 30),
+            day(2026, October, 1),
+        );
+        // Not confirmed this cycle: due until the deadline, lapsed after it.
+        for today in [before, on_deadline] {
+            assert_eq!(
+                policy.confirmation(last_year, old_join, today),
+                ConfirmationStatus::Due
+            );
+            assert!(in_directory(&policy, &listed, last_year, old_join, today));
+            assert_eq!(policy.confirmed_since(today), None);
+        }
+        assert_eq!(
+            policy.confirmation(last_year, old_join, after),
+            ConfirmationStatus::Lapsed
+        );
+        assert!(!in_directory(&policy, &listed, last_year, old_join, after));
+        assert!(!in_directory(&policy, &listed, None, old_join, after));
+        assert_eq!(policy.confirmed_since(after), Some(cycle.start()));
+        // Confirmed from the cycle's first instant, or joined since: listed.
+        assert_eq!(
+            policy.confirmation(this_year, old_join, after),
+            ConfirmationStatus::Confirmed
+        );
+        assert!(in_directory(&policy, &listed, this_year, old_join, after));
+        let new_join = day(2026, August, 15).midnight().assume_utc();
+        assert!(in_directory(&policy, &listed, None, new_join, after));
+        let just_before = Some(
+            day(2026, July, 31)
+                .with_hms(23, 59, 59)
+                .expect("t")
+                .assume_utc(),
+        );
+        assert!(!in_directory(
+            &policy,
+            &listed,
+            just_before,
+            old_join,
+            after
+        ));
+        // Confirming does not list a member who opted out.
+        let unlisted = PrivacyChoices {
+            listing: Some(Choice::Hidden),
+            ..PrivacyChoices::default()
+        };
+        assert!(!in_directory(
+            &policy, &unlisted, this_year, old_join, after
+        ));
+        // No cycle: nobody lapses.
+        let none = open_policy(Listing::OptOut);
+        assert_eq!(
+            none.confirmation(None, old_join, after),
+            ConfirmationStatus::NoCycle
+        );
+        assert!(in_directory(&none, &listed, None, old_join, after));
+        assert_eq!(none.confirmed_since(after), None);
     }
 
     #[test]

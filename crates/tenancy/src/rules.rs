@@ -383,6 +383,7 @@ mod tests {
             version: 1,
             joined_at: OffsetDateTime::UNIX_EPOCH,
             last_active_at: None,
+            details_confirmed_at: None,
         }
     }
 

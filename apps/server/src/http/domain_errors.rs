@@ -144,6 +144,7 @@ impl From<ChangeMemberError> for ApiError {
                 "another account has this e-mail address",
             )
             .with_details(serde_json::json!({"field": "email"})),
+            ChangeMemberError::ChildrenNotCollected(e) => children_not_collected(&e),
             ChangeMemberError::Unexpected(e) => e.into(),
         }
     }
@@ -290,6 +291,15 @@ impl From<DeleteOrgError> for ApiError {
     }
 }
 
+/// 422 on `children`: the org keeps no children's data (its directory policy).
+fn children_not_collected(e: &tenancy::privacy::ChildrenNotCollected) -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: "children".into(),
+        code: "not_collected".into(),
+        message: e.to_string(),
+    }])
+}
+
 impl From<AddMemberError> for ApiError {
     fn from(e: AddMemberError) -> Self {
         match e {
@@ -299,6 +309,7 @@ impl From<AddMemberError> for ApiError {
             }
             AddMemberError::UnknownRole => unknown_role(),
             AddMemberError::Refused(r) => r.into(),
+            AddMemberError::ChildrenNotCollected(e) => children_not_collected(&e),
             AddMemberError::Unexpected(e) => e.into(),
         }
     }

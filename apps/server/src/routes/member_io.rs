@@ -503,7 +503,9 @@ async fn import_members(
         let members = ExistingMembers::load(&state.db, org)
             .await
             .map_err(storage)?;
-        let mut dry = DryRun::new(roles, rank, members);
+        let policy =
+            tenancy::privacy::PrivacyRepository::policy(&state.privacy, member.org_id()).await?;
+        let mut dry = DryRun::new(roles, rank, members).under_policy(policy);
         // The read stops at the next row once this future is dropped (the client went
         // away): the guard sets the flag the blocking reader checks per row.
         let cancel = Cancel::default();

@@ -12,7 +12,10 @@ use tenancy::directory::{
     MemberSearchRequest, MemberSort, RoleFilter,
 };
 use tenancy::ports::{ChangeMemberRequest, OrgRepository, RoleChoice};
-use tenancy::privacy::{DirectoryField, PrivacyRepository, View, Viewer, Visibility, visibility};
+use tenancy::privacy::{
+    DirectoryField, DirectoryPolicy, PrivacyRepository, View, Viewer, Visibility, in_directory,
+    visibility,
+};
 use tenancy::search::SearchQuery;
 use tenancy::{Child, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId};
 use uuid::Uuid;
@@ -185,6 +188,13 @@ pub struct MemberView {
     /// The fields hidden from you (`phone`, `email`, `committee`,
     /// `children_and_grades`), by the org's directory policy or the member's choice.
     pub hidden_fields: Vec<&'static str>,
+    /// When the member last confirmed their details (RFC 3339; record only: `null` in
+    /// the directory, or never confirmed).
+    pub details_confirmed_at: Option<String>,
+    /// The member's standing in the org's "confirm your details" cycle (record only):
+    /// `confirmed`, `due`, `lapsed` (not in the directory until they confirm) or
+    /// `no_cycle`; `null` in the directory.
+    pub details_confirmation: Option<&'static str>,
 }
 
 fn status_str(s: MembershipStatus) -> &'static str {
@@ -250,7 +260,36 @@ pub(super) fn shown_view(u: User, m: Membership, shown: &Visibility) -> MemberVi
             .into_iter()
             .map(DirectoryField::as_str)
             .collect(),
+        details_confirmed_at: m
+            .details_confirmed_at
+            .filter(|_| shown.view == View::Record)
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+        details_confirmation: None,
     }
+}
+
+/// The member's record view with their standing in the org's confirmation cycle
+/// (under `policy`, today UTC).
+fn with_confirmation(
+    mut view: MemberView,
+    policy: &DirectoryPolicy,
+    (confirmed_at, joined_at): (Option<time::OffsetDateTime>, time::OffsetDateTime),
+) -> MemberView {
+    if view.view == "record" {
+        view.details_confirmation = Some(
+            policy
+                .confirmation(
+                    confirmed_at,
+                    joined_at,
+                    time::OffsetDateTime::now_utc().date(),
+                )
+                .as_str(),
+        );
+    }
+    view
 }
 
 /// Whom the member directory is read for: the org's admins read the record, everyone
@@ -279,11 +318,15 @@ fn shaped_page(member: &OrgMember, page: MemberPage) -> Vec<MemberView> {
             )
         })
         .collect();
+    let policy = page.policy;
     page.rows
         .into_iter()
         .zip(shown)
         .filter(|(_, shown)| shown.listed)
-        .map(|((u, m), shown)| shown_view(u, m, &shown))
+        .map(|((u, m), shown)| {
+            let dates = (m.details_confirmed_at, m.joined_at);
+            with_confirmation(shown_view(u, m, &shown), &policy, dates)
+        })
         .collect()
 }
 
@@ -851,21 +894,32 @@ async fn read_member(
     };
     let (u, m) = found?.ok_or_else(|| ApiError::not_found("no such member"))?;
     let who = viewer_of(state, viewer, user, read).await?;
-    let shown = match who {
-        Viewer::Themself | Viewer::Admin => Visibility::RECORD,
-        Viewer::Member => {
-            let (policy, choices) = state
-                .privacy
-                .choices(org, user)
-                .await?
-                .ok_or_else(|| ApiError::not_found("no such member"))?;
-            visibility(who, &policy, &choices)
-        }
-    };
-    if read && !shown.listed {
+    let (policy, choices) = state
+        .privacy
+        .choices(org, user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such member"))?;
+    let shown = visibility(who, &policy, &choices);
+    // Another member finds only members in the directory: listed, and not lapsed in
+    // the org's confirmation cycle.
+    if read
+        && who == Viewer::Member
+        && !in_directory(
+            &policy,
+            &choices,
+            m.details_confirmed_at,
+            m.joined_at,
+            time::OffsetDateTime::now_utc().date(),
+        )
+    {
         return Err(ApiError::not_found("no such member"));
     }
-    Ok(Reply(shown_view(u, m, &shown)))
+    let dates = (m.details_confirmed_at, m.joined_at);
+    Ok(Reply(with_confirmation(
+        shown_view(u, m, &shown),
+        &policy,
+        dates,
+    )))
 }
 
 /// How long a bulk-removal confirmation token is valid.

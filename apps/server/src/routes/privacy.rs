@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use tenancy::UserId;
 use tenancy::directory::{Audience, MemberPage};
 use tenancy::privacy::{
-    AccessLogQuery, Choice, DirectoryField, DirectoryPolicy, Listing, NewChoices, PolicyChange,
-    PrivacyChoices, PrivacyRepository, RecordAccess, SetChoicesError, SetPolicyError, Viewer,
-    visibility,
+    AccessLogQuery, Choice, ConfirmDetailsError, ConfirmationCycle, DirectoryField,
+    DirectoryPolicy, Listing, NewChoices, PolicyChange, PrivacyChoices, PrivacyRepository,
+    RecordAccess, SetChoicesError, SetPolicyError, Viewer, in_directory, visibility,
 };
 use uuid::Uuid;
 
@@ -40,7 +40,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/me/privacy",
         get_my_privacy,
         RouteDoc::new("get_my_privacy", "Your directory privacy choices in this org", TAG)
-            .description("Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now, `policy` what the org's directory shows at most."),
+            .description("Each of `listing`, `phone`, `email`, `committee` and `children_and_grades` is `hidden` (other members don't see it; the org's admins still see your record), `members` (shown to the org's members, if the org's directory policy shows the field) or `null` (no choice made: the org's listing mode decides — shown under `opt_out`, hidden under `opt_in`). `effective` says what other members see of you now (including whether you lapsed in the org's \"confirm your details\" cycle), `policy` what the org's directory shows at most."),
     );
     r.route(
         Method::PUT,
@@ -62,7 +62,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/directory-policy",
         put_directory_policy,
         RouteDoc::new("put_directory_policy", "Set the org's directory policy (admins)", TAG)
-            .description("Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. Audited (`org.update` on `directory_policy`).")
+            .description("Replaces the policy. Send the `version` you read (or `If-Match`): 428 without one, 412 when stale. A policy can only hide more than members chose, never show a field a member hid. `children_data` and `confirm_cycle` left out stay as they are. `children_data: false` switches children's data off for the org: from then on a write sending children (a profile edit, an invitation) is refused with 422 (`children`, `not_collected`) and an import row with children fails, nothing shows children, and the children already stored for the org's members, removed members and invitations are deleted in the same transaction (the audit event counts them in `children_erased`, naming none). `confirm_cycle` (`null`: none) sets the yearly \"confirm your details\" cycle: `starts_on` and `confirm_by` (UTC days, `confirm_by` not before `starts_on`; 422 otherwise). Audited (`org.update` on `directory_policy`).")
             .org_admin()
             .rate_class(RateClass::Update)
             .errors(&[
@@ -70,6 +70,14 @@ pub(super) fn register(r: &mut ApiRoutes) {
                 ErrorCode::PreconditionRequired,
                 ErrorCode::ValidationFailed,
             ]),
+    );
+    r.post(
+        "/api/v2/orgs/{org_id}/me/confirm-details",
+        confirm_details,
+        RouteDoc::new("confirm_details", "Confirm your details are current (this year's cycle)", TAG)
+            .description("Records that you checked your details in this org now (`details_confirmed_at`), for the org's \"confirm your details\" cycle (`confirm_cycle` of its directory policy): once the cycle's `confirm_by` day has passed, members who have not confirmed (or joined) since its `starts_on` day are left out of the directory — its list, search and printable export — until they confirm; the org's admins still see their records, and you always see your own. Any member may confirm at any time; audited `member.update`. Answers your confirmation state.")
+            .rate_class(RateClass::Update)
+            .errors(&[ErrorCode::NotFound]),
     );
     r.get(
         "/api/v2/orgs/{org_id}/directory/export",
@@ -148,8 +156,12 @@ pub enum ListingDto {
 /// What other members see of you now.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct EffectiveDto {
-    /// Whether you are in the directory.
+    /// Whether you are in the directory (listed by your choice or the listing mode, and
+    /// not lapsed in the org's "confirm your details" cycle).
     pub listed: bool,
+    /// Your standing in that cycle: `confirmed`, `due`, `lapsed` (not in the directory
+    /// until you confirm with `POST …/me/confirm-details`) or `no_cycle`.
+    pub details_confirmation: &'static str,
     /// Fields shown to other members.
     pub shown: Vec<&'static str>,
     /// Fields hidden from other members.
@@ -188,8 +200,13 @@ fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
     })
 }
 
-fn privacy_view(policy: &DirectoryPolicy, c: &PrivacyChoices) -> PrivacyView {
+fn privacy_view(
+    policy: &DirectoryPolicy,
+    c: &PrivacyChoices,
+    member: &tenancy::Membership,
+) -> PrivacyView {
     let shown = visibility(Viewer::Member, policy, c);
+    let (confirmed_at, joined_at) = (member.details_confirmed_at, member.joined_at);
     PrivacyView {
         listing: c.listing.map(Into::into),
         phone: c.phone.map(Into::into),
@@ -200,7 +217,10 @@ fn privacy_view(policy: &DirectoryPolicy, c: &PrivacyChoices) -> PrivacyView {
         chosen_at: rfc3339(c.chosen_at),
         version: c.version,
         effective: EffectiveDto {
-            listed: shown.listed,
+            listed: in_directory(policy, c, confirmed_at, joined_at, today()),
+            details_confirmation: policy
+                .confirmation(confirmed_at, joined_at, today())
+                .as_str(),
             shown: DirectoryField::ALL
                 .into_iter()
                 .filter(|f| shown.shows(*f))
@@ -229,10 +249,88 @@ pub struct PolicyView {
     pub children_and_grades: bool,
     /// `opt_out` (listed unless a member says no) or `opt_in`.
     pub listing: ListingDto,
+    /// Whether the org keeps children's names and grades at all (`false`: none is
+    /// stored or shown, whatever `children_and_grades` says).
+    pub children_data: bool,
+    /// The yearly "confirm your details" cycle (`null`: none).
+    pub confirm_cycle: Option<CycleView>,
     /// Version (0: never set, the defaults); also the privacy notice's version.
     pub version: i64,
     /// When it last changed (RFC 3339).
     pub updated_at: Option<String>,
+}
+
+/// A "confirm your details" cycle.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CycleView {
+    /// The first day (UTC) from which confirmations count (`YYYY-MM-DD`).
+    pub starts_on: String,
+    /// The last day (UTC) to confirm (`YYYY-MM-DD`); from the day after, members who
+    /// have not confirmed or joined since `starts_on` are not in the directory.
+    pub confirm_by: String,
+    /// Whether `confirm_by` has passed (today, UTC).
+    pub deadline_passed: bool,
+}
+
+/// A "confirm your details" cycle to set.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CycleBody {
+    /// The first day (UTC) from which confirmations count (`YYYY-MM-DD`).
+    #[garde(length(max = 10))]
+    pub starts_on: String,
+    /// The last day (UTC) to confirm (`YYYY-MM-DD`), not before `starts_on`.
+    #[garde(length(max = 10))]
+    pub confirm_by: String,
+}
+
+const DAY: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+fn day_string(d: time::Date) -> String {
+    d.format(DAY).unwrap_or_default()
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+pub(super) fn cycle_view(c: &ConfirmationCycle) -> CycleView {
+    CycleView {
+        starts_on: day_string(c.starts_on),
+        confirm_by: day_string(c.confirm_by),
+        deadline_passed: c.deadline_passed(today()),
+    }
+}
+
+impl CycleBody {
+    fn to_domain(&self) -> Result<ConfirmationCycle, ApiError> {
+        let day = |field: &str, v: &str| {
+            time::Date::parse(v, DAY).map_err(|_| {
+                ApiError::validation(vec![FieldError {
+                    field: format!("confirm_cycle.{field}"),
+                    code: "invalid_value".into(),
+                    message: "a day as YYYY-MM-DD".into(),
+                }])
+            })
+        };
+        let starts_on = day("starts_on", &self.starts_on)?;
+        let confirm_by = day("confirm_by", &self.confirm_by)?;
+        ConfirmationCycle::new(starts_on, confirm_by).map_err(|e| {
+            ApiError::validation(vec![FieldError {
+                field: "confirm_cycle.confirm_by".into(),
+                code: "before_start".into(),
+                message: e.to_string(),
+            }])
+        })
+    }
+}
+
+/// Absent → unchanged; `null` → `Some(None)`; a value → `Some(Some(v))`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn policy_view(p: &DirectoryPolicy) -> PolicyView {
@@ -245,6 +343,8 @@ fn policy_view(p: &DirectoryPolicy) -> PolicyView {
             Listing::OptOut => ListingDto::OptOut,
             Listing::OptIn => ListingDto::OptIn,
         },
+        children_data: p.children_data,
+        confirm_cycle: p.confirm_cycle.as_ref().map(cycle_view),
         version: p.version,
         updated_at: rfc3339(p.updated_at),
     }
@@ -257,11 +357,25 @@ async fn get_my_privacy(state: State, member: OrgMember) -> Result<Tagged<Privac
         .choices(member.org_id(), me)
         .await?
         .ok_or_else(|| ApiError::not_found("no such member"))?;
-    let view = privacy_view(&policy, &choices);
+    let mine = own_membership(&state, &member).await?;
+    let view = privacy_view(&policy, &choices, &mine);
     Ok(Tagged {
         version: view.version,
         data: view,
     })
+}
+
+/// The caller's membership (for their standing in the confirmation cycle).
+async fn own_membership(
+    state: &State,
+    member: &OrgMember,
+) -> Result<tenancy::Membership, ApiError> {
+    use tenancy::ports::OrgRepository;
+    state
+        .orgs
+        .get_membership(member.org_id(), member.user_id()?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such member"))
 }
 
 /// Your choices (each absent or `null`: no choice).
@@ -349,7 +463,8 @@ async fn put_my_privacy(
             },
         )
         .await?;
-    Ok(Reply(privacy_view(&policy, &choices)))
+    let mine = own_membership(&state, &member).await?;
+    Ok(Reply(privacy_view(&policy, &choices, &mine)))
 }
 
 async fn get_directory_policy(
@@ -385,6 +500,16 @@ pub struct PolicyBody {
     /// `opt_out` or `opt_in`.
     #[garde(skip)]
     pub listing: ListingDto,
+    /// Keep children's names and grades at all (left out: as it is). `false` deletes
+    /// those stored and refuses new ones.
+    #[garde(skip)]
+    #[serde(default)]
+    pub children_data: Option<bool>,
+    /// The "confirm your details" cycle (left out: as it is; `null`: none).
+    #[garde(skip)]
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<CycleBody>")]
+    pub confirm_cycle: Option<Option<CycleBody>>,
 }
 
 async fn put_directory_policy(
@@ -399,6 +524,11 @@ async fn put_directory_policy(
             "send the version you read, as `version` or in an `If-Match` header",
         )
     })?;
+    let cycle = match &body.confirm_cycle {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(c)) => Some(Some(c.to_domain()?)),
+    };
     let policy = state
         .privacy
         .set_policy(
@@ -414,10 +544,54 @@ async fn put_directory_policy(
                     ListingDto::OptOut => Listing::OptOut,
                     ListingDto::OptIn => Listing::OptIn,
                 },
+                children_data: body.children_data,
+                confirm_cycle: cycle,
             },
         )
         .await?;
     Ok(Reply(policy_view(&policy)))
+}
+
+/// Your confirmation of your details in an org.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConfirmationView {
+    /// When you last confirmed (RFC 3339); `null`: never.
+    pub details_confirmed_at: Option<String>,
+    /// `confirmed` (since the cycle started), `due` (not yet; the deadline has not
+    /// passed), `lapsed` (not in the directory until you confirm) or `no_cycle`.
+    pub status: &'static str,
+    /// The org's cycle (`null`: none).
+    pub confirm_cycle: Option<CycleView>,
+    /// Your membership's version after the confirmation.
+    pub version: i64,
+}
+
+impl From<ConfirmDetailsError> for ApiError {
+    fn from(e: ConfirmDetailsError) -> Self {
+        match e {
+            ConfirmDetailsError::NotFound => Self::not_found("no such member"),
+            ConfirmDetailsError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+async fn confirm_details(
+    state: State,
+    member: OrgMember,
+) -> Result<Reply<ConfirmationView>, ApiError> {
+    let me = member.user_id()?;
+    let (policy, m) = state
+        .privacy
+        .confirm_details(&member.audit_context(), member.org_id(), me)
+        .await?;
+    Ok(Reply(ConfirmationView {
+        details_confirmed_at: rfc3339(m.details_confirmed_at),
+        status: policy
+            .confirmation(m.details_confirmed_at, m.joined_at, today())
+            .as_str(),
+        confirm_cycle: policy.confirm_cycle.as_ref().map(cycle_view),
+        version: m.version,
+    }))
 }
 
 /// What to put in the printable directory.

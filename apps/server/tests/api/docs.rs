@@ -29,6 +29,8 @@ const MEMBER_LEVEL: &[(&str, &str)] = &[
     // A member's own directory privacy choices (issue #17).
     ("GET", "/api/v2/orgs/{org_id}/me/privacy"),
     ("PUT", "/api/v2/orgs/{org_id}/me/privacy"),
+    // Confirming one's own details for the org's yearly cycle (issue #17).
+    ("POST", "/api/v2/orgs/{org_id}/me/confirm-details"),
     // The org's directory policy: the notice every member's choices refer to.
     ("GET", "/api/v2/orgs/{org_id}/directory-policy"),
 ];

@@ -13,6 +13,7 @@ mod audit_logs;
 mod audit_more;
 mod auth;
 mod contract;
+mod data_policy;
 mod directory;
 mod directory_cache;
 mod districts;

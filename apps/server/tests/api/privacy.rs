@@ -475,7 +475,7 @@ async fn the_policy_is_versioned_admin_only_and_audited(ctx: TestContext) {
     assert_eq!(status, 200);
     assert_eq!(
         policy["data"],
-        json!({"phone": false, "email": true, "committee": true, "children_and_grades": true, "listing": "opt_out", "version": 0, "updated_at": null})
+        json!({"phone": false, "email": true, "committee": true, "children_and_grades": true, "listing": "opt_out", "children_data": true, "confirm_cycle": null, "version": 0, "updated_at": null})
     );
     let body = json!({"phone": true, "email": false, "committee": true, "children_and_grades": false, "listing": "opt_out"});
     let (status, _) = send(&app, Method::PUT, &uri, Some(&vol), Some(body.clone())).await;

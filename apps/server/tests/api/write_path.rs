@@ -664,6 +664,17 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
         &[Member(org2_id, vol_uuid), Directory],
     )
     .await;
+    // Confirming one's details (the yearly cycle) changes the membership.
+    let _ = get(&b, &vol, &format!("/api/v2/orgs/{org2}/users")).await;
+    w.write(
+        "POST /api/v2/orgs/{org_id}/me/confirm-details",
+        &format!("/api/v2/orgs/{org2}/me/confirm-details"),
+        Some(&vol),
+        None,
+        &["member.update"],
+        &[Member(org2_id, vol_uuid), Directory],
+    )
+    .await;
     let _ = get(&b, &vol, &format!("/api/v2/orgs/{org2}/users")).await;
     w.write(
         "PUT /api/v2/orgs/{org_id}/directory-policy",

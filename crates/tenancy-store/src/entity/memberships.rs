@@ -20,6 +20,7 @@ pub struct Model {
     pub sort_name: String,
     pub email: String,
     pub active_at: Option<TimeDateTimeWithTimeZone>,
+    pub details_confirmed_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
