@@ -170,6 +170,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let status = Command::new("schemathesis")
         .current_dir(std::env::temp_dir())
         .args(["--config-file", config])
+        .env(
+            "PTOC_SCHEMATHESIS_HOOKS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis_hooks.py"),
+        )
         .arg("run")
         .arg(format!("http://127.0.0.1:{port}/openapi.json"))
         .args(["--checks", "all"])

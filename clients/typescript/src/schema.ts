@@ -2970,9 +2970,15 @@ export interface components {
         };
         /** @description A "confirm your details" cycle to set. */
         CycleBody: {
-            /** @description The last day (UTC) to confirm (`YYYY-MM-DD`), not before `starts_on`. */
+            /**
+             * Format: date
+             * @description The last day (UTC) to confirm (`YYYY-MM-DD`), not before `starts_on`.
+             */
             confirm_by: string;
-            /** @description The first day (UTC) from which confirmations count (`YYYY-MM-DD`). */
+            /**
+             * Format: date
+             * @description The first day (UTC) from which confirmations count (`YYYY-MM-DD`).
+             */
             starts_on: string;
         };
         /** @description A "confirm your details" cycle. */
@@ -14450,8 +14456,8 @@ export interface operations {
                  *       "children_data": true,
                  *       "committee": true,
                  *       "confirm_cycle": {
-                 *         "confirm_by": "string",
-                 *         "starts_on": "string"
+                 *         "confirm_by": "2026-09-01",
+                 *         "starts_on": "2026-09-01"
                  *       },
                  *       "email": true,
                  *       "listing": "opt_out",

@@ -50,7 +50,14 @@ pub struct Policy {
     pub body_limit: usize,
     /// Whether the answer may be kept (false: it holds a secret shown once).
     pub keep_answer: bool,
+    /// Whether the route needs a signed-in caller: then a request without valid
+    /// credentials goes on to its 401 before its key is judged or claimed.
+    pub authenticated: bool,
 }
+
+/// What a key may be, for the document: printable ASCII, not starting or ending with a
+/// space (HTTP trims those from a header value).
+pub const KEY_PATTERN: &str = r"^[\x21-\x7E]([\x20-\x7E]*[\x21-\x7E])?$";
 
 /// The store as the app registers it (`web::Data<dyn IdempotencyStore>`).
 pub type Store = web::Data<dyn IdempotencyStore>;
@@ -89,9 +96,9 @@ pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-/// Who the key belongs to: the caller's API key or user, else (no or invalid
-/// credentials) the client address, as rate limiting counts them.
-async fn caller_of(req: &ServiceRequest) -> String {
+/// Who the key belongs to: the caller's API key or user (`Ok`), else (no or invalid
+/// credentials) the client address, as rate limiting counts them (`Err`).
+async fn caller_of(req: &ServiceRequest) -> Result<String, String> {
     let http = req.request();
     if http
         .headers()
@@ -99,13 +106,13 @@ async fn caller_of(req: &ServiceRequest) -> String {
         && let Some(identity) = http.app_data::<web::Data<CallerIdentity>>()
         && let Some((subject, _)) = identity.identify(http.clone()).await
     {
-        return subject.key();
+        return Ok(subject.key());
     }
     let ip = http
         .app_data::<web::Data<RateLimits>>()
         .map(|limits| limits.client_ip(http))
         .unwrap_or_else(|| http.peer_addr().map(|a| a.ip()));
-    Subject::ip(ip).key()
+    Err(Subject::ip(ip).key())
 }
 
 /// The body of `req`, read within `limit` (413 beyond), to be put back for the handler.
@@ -174,6 +181,18 @@ pub async fn middleware(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if !req.headers().contains_key(HEADER) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    // Who asks comes first: without valid credentials a signed-in route answers its
+    // 401, whatever the key holds.
+    let caller = match caller_of(&req).await {
+        Ok(caller) => caller,
+        Err(_) if policy.authenticated => {
+            return Ok(next.call(req).await?.map_into_boxed_body());
+        }
+        Err(address) => address,
+    };
     let key = match key_of(req.headers()) {
         Ok(Some(key)) => key,
         Ok(None) => return Ok(next.call(req).await?.map_into_boxed_body()),
@@ -185,7 +204,6 @@ pub async fn middleware(
             ApiError::internal("idempotency key store missing from the app".into()),
         ));
     };
-    let caller = caller_of(&req).await;
     let body = match read_body(&mut req, policy.body_limit).await {
         Ok(body) => body,
         Err(e) => return Ok(refuse(req, e)),
@@ -282,7 +300,12 @@ pub fn document(ctx: &mut GenContext, op: &mut Operation, keep_answer: bool) {
     } else {
         "Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The answer holds a secret shown only once, so it is not kept: the same key within 24 hours after a success is 409 `CONFLICT` with the created resource's address in `details.location` (nothing is created again); with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up."
     };
-    let schema = ctx.schema.subschema_for::<String>();
+    let schema = schemars::json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LEN,
+        "pattern": KEY_PATTERN,
+    });
     aide::operation::add_parameters(
         ctx,
         op,

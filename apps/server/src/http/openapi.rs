@@ -220,6 +220,7 @@ impl ApiRoutes {
         let idempotent = is_create(&method, &operation).then_some(super::idempotency::Policy {
             body_limit: doc.body_limit,
             keep_answer: !doc.secret_answer,
+            authenticated: doc.access == Access::Authenticated,
         });
         let item = self.paths.entry(path.to_owned()).or_default();
         let slot = match method.as_str() {

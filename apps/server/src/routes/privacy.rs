@@ -278,9 +278,11 @@ pub struct CycleView {
 pub struct CycleBody {
     /// The first day (UTC) from which confirmations count (`YYYY-MM-DD`).
     #[garde(length(max = 10))]
+    #[schemars(extend("format" = "date"))]
     pub starts_on: String,
     /// The last day (UTC) to confirm (`YYYY-MM-DD`), not before `starts_on`.
     #[garde(length(max = 10))]
+    #[schemars(extend("format" = "date"))]
     pub confirm_by: String,
 }
 

@@ -300,6 +300,21 @@ async fn a_bad_key_is_422_naming_the_header(ctx: TestContext) {
         );
     }
     assert_eq!(org_count(&app, &token).await, 0);
+    // Who asks is judged first: without credentials a signed-in route is 401, whatever
+    // the key holds (and no key is claimed).
+    for (auth, key) in [(None, long.as_str()), (Some("Bearer nonsense"), "fine-key")] {
+        let mut req = test::TestRequest::post()
+            .uri("/api/v2/orgs")
+            .insert_header(("idempotency-key", key))
+            .set_json(&body);
+        if let Some(a) = auth {
+            req = req.insert_header(("authorization", a));
+        }
+        let res = test::call_service(&app, req.to_request()).await;
+        expect_error(res, 401, "UNAUTHENTICATED").await;
+    }
+    let (status, _, _) = post_keyed(&app, "/api/v2/orgs", &token, "fine-key", &body).await;
+    assert_eq!(status, 201, "the key was not taken by the refused attempt");
 }
 
 async fn an_api_key_token_is_never_kept(ctx: TestContext) {
