@@ -512,17 +512,24 @@ impl FromRequest for Upload {
             .headers()
             .get(actix_web::http::header::CONTENT_TYPE)
             .map(|v| {
-                let media = v
-                    .to_str()
-                    .map_err(|_| MultipartError::BadContentType)
-                    .and_then(ContentType::parse);
-                match media {
-                    Ok(m) if m.essence == "multipart/form-data" => m
-                        .boundary()
-                        .map(|b| Some(UploadBody::Multipart(b.to_owned())))
-                        .map_err(|e| malformed(&e)),
-                    Ok(m) => Ok(sheet_format_of(&m.essence).map(UploadBody::Raw)),
-                    Err(_) => Ok(None),
+                // The raw body's type is read as before (its parameters are ignored); a
+                // form's is parsed strictly for its boundary.
+                let Ok(v) = v.to_str() else {
+                    return Ok(None);
+                };
+                let essence = v
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
+                if essence == "multipart/form-data" {
+                    ContentType::parse(v)
+                        .and_then(|m| m.boundary().map(str::to_owned))
+                        .map(|b| Some(UploadBody::Multipart(b)))
+                        .map_err(|e| malformed(&e))
+                } else {
+                    Ok(sheet_format_of(&essence).map(UploadBody::Raw))
                 }
             })
             .unwrap_or(Ok(None));

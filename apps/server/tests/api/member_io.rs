@@ -1378,6 +1378,14 @@ async fn multipart_uploads_are_refused_clearly_within_the_same_caps(ctx: TestCon
             let (status, body) = post(query, ct.clone(), good.clone()).await;
             refused(status, &body, 422, "invalid_boundary");
         }
+        // A Content-Type whose parameters cannot be read.
+        let (status, body) = post(
+            query,
+            format!("multipart/form-data; boundary={BOUNDARY}; charset"),
+            good.clone(),
+        )
+        .await;
+        refused(status, &body, 422, "invalid_content_type");
         // A boundary that is not the body's: no part found, the end never reached.
         let (status, body) = post(
             query,
