@@ -285,6 +285,9 @@ pub struct MultipartReader {
     delimiter: Vec<u8>,
     buf: BytesMut,
     state: State,
+    /// Where the search for the end of the header block resumes (bytes before it were
+    /// searched already), so a block sent a byte at a time is still read in linear time.
+    header_scan: usize,
 }
 
 impl MultipartReader {
@@ -300,6 +303,7 @@ impl MultipartReader {
             delimiter,
             buf,
             state: State::Preamble,
+            header_scan: 0,
         }
     }
 
@@ -365,17 +369,20 @@ impl MultipartReader {
                     self.state = State::Headers;
                 }
                 State::Headers => {
+                    let from = self.header_scan;
                     let block_end = if self.buf.starts_with(b"\r\n") {
                         Some((0, 2))
                     } else {
-                        find(&self.buf, b"\r\n\r\n").map(|i| (i, i + 4))
+                        find(&self.buf[from..], b"\r\n\r\n").map(|i| (from + i, from + i + 4))
                     };
                     let Some((end, skip)) = block_end else {
                         if self.buf.len() > MAX_PART_HEADER_BYTES + 4 {
                             return Err(MultipartError::HeadersTooLarge);
                         }
+                        self.header_scan = self.buf.len().saturating_sub(3);
                         return Ok(None);
                     };
+                    self.header_scan = 0;
                     if end > MAX_PART_HEADER_BYTES {
                         return Err(MultipartError::HeadersTooLarge);
                     }
