@@ -970,7 +970,7 @@ export interface paths {
         put?: never;
         /**
          * Import members from a CSV or Excel file
-         * @description Send the file as the body (`text/csv` or the .xlsx type), up to 20 MiB, with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). Caps, checked while reading: 50,000 rows after the header, 64 columns, 4 KiB per cell, 64 KiB per row; an .xlsx may unpack to 64 MiB per part (96 MiB in all). A file past a size cap (rows, unpacked bytes) is refused with 413 (`details.cap` names it); a malformed file, a value beyond column 64, a cell or row too long, or a header naming a column twice (`email` and `E-mail`) with 422. `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.
+         * @description Send the file as the body (`text/csv` or the .xlsx type) or as the one part `file` of a `multipart/form-data` body (the part's Content-Type, else its file name's extension `.csv`/`.xlsx`, gives the format; any other part is refused with 422, options such as `dry_run` stay query parameters; a missing or invalid boundary, a missing or second `file` part, or a malformed body is 422 with `details.fields[0].code` naming it), up to 20 MiB in all (413 with `details.cap` `body_bytes`), with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). Caps, checked while reading: 50,000 rows after the header, 64 columns, 4 KiB per cell, 64 KiB per row; an .xlsx may unpack to 64 MiB per part (96 MiB in all). A file past a size cap (rows, unpacked bytes) is refused with 413 (`details.cap` names it); a malformed file, a value beyond column 64, a cell or row too long, or a header naming a column twice (`email` and `E-mail`) with 422. `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.
          *
          *     Requires permission `users.invite` in the organization.
          */
@@ -12396,11 +12396,18 @@ export interface operations {
             };
             cookie?: never;
         };
-        /** @description The file: CSV or XLSX, with a header row */
+        /** @description The file: CSV or XLSX, with a header row; as the body itself, or as the one part `file` of a `multipart/form-data` body (its format from the part's Content-Type, else its file name's extension) */
         requestBody: {
             content: {
                 "text/csv": unknown;
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": unknown;
+                "multipart/form-data": {
+                    /**
+                     * Format: binary
+                     * @description The CSV or XLSX file. Its format is its part's Content-Type (`text/csv` or the .xlsx type), else its file name's extension (`.csv`, `.xlsx`).
+                     */
+                    file: string;
+                };
             };
         };
         responses: {

@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod json_limits;
 pub mod messages;
 pub mod metrics;
+pub mod multipart;
 pub mod openapi;
 pub mod paging;
 #[cfg(test)]

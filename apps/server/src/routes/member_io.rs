@@ -28,6 +28,7 @@ use super::jobs::{JobView, job_view};
 use super::members::{MemberFilterQuery, OrderDto, SortDto, StatusFilterDto};
 use crate::auth::OrgMember;
 use crate::http::extract::{BodyLimit, declared_over, too_large};
+use crate::http::multipart::{ContentType, Event, MultipartError, MultipartReader, PartHeaders};
 use crate::http::{Accepted, ApiError, ApiRoutes, ErrorCode, FieldError, Query, Reply, RouteDoc};
 use crate::state::State;
 
@@ -50,7 +51,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
         "/api/v2/orgs/{org_id}/users/import",
         import_members,
         RouteDoc::new("import_members", "Import members from a CSV or Excel file", TAG)
-            .description("Send the file as the body (`text/csv` or the .xlsx type), up to 20 MiB, with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). Caps, checked while reading: 50,000 rows after the header, 64 columns, 4 KiB per cell, 64 KiB per row; an .xlsx may unpack to 64 MiB per part (96 MiB in all). A file past a size cap (rows, unpacked bytes) is refused with 413 (`details.cap` names it); a malformed file, a value beyond column 64, a cell or row too long, or a header naming a column twice (`email` and `E-mail`) with 422. `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.")
+            .description("Send the file as the body (`text/csv` or the .xlsx type) or as the one part `file` of a `multipart/form-data` body (the part's Content-Type, else its file name's extension `.csv`/`.xlsx`, gives the format; any other part is refused with 422, options such as `dry_run` stay query parameters; a missing or invalid boundary, a missing or second `file` part, or a malformed body is 422 with `details.fields[0].code` naming it), up to 20 MiB in all (413 with `details.cap` `body_bytes`), with a header row naming the columns (`email`, `first_name`, `last_name`, `role`, `phone`, `committee`, `children` as `Ana (3); Ben (K)`; others are ignored, so an export imports back). Caps, checked while reading: 50,000 rows after the header, 64 columns, 4 KiB per cell, 64 KiB per row; an .xlsx may unpack to 64 MiB per part (96 MiB in all). A file past a size cap (rows, unpacked bytes) is refused with 413 (`details.cap` names it); a malformed file, a value beyond column 64, a cell or row too long, or a header naming a column twice (`email` and `E-mail`) with 422. `dry_run=true` validates every row and reports errors and duplicates by row number without writing. Otherwise the rows are added by a background job (202) that survives restarts and adds each row exactly once; failed rows are in its error report.")
             .permission(PermissionKey::UsersInvite)
             .rate_class(RateClass::Create)
             .upload()
@@ -332,59 +333,230 @@ impl std::fmt::Debug for Upload {
     }
 }
 
+/// How the request says the file comes.
+enum UploadBody {
+    /// The raw body is the file.
+    Raw(SheetFormat),
+    /// A `multipart/form-data` body with its (checked) boundary.
+    Multipart(String),
+}
+
+/// The media types the body may be sent as, for the 415 message.
+const UPLOAD_MEDIA_TYPES: &str = "send the file as the body (text/csv or application/vnd.openxmlformats-officedocument.spreadsheetml.sheet) or as the `file` part of a multipart/form-data body";
+
+/// The format named by a media type's essence (`text/csv`, the .xlsx type).
+fn sheet_format_of(essence: &str) -> Option<SheetFormat> {
+    match essence {
+        "text/csv" | "application/csv" => Some(SheetFormat::Csv),
+        t if t == SheetFormat::Xlsx.content_type() => Some(SheetFormat::Xlsx),
+        _ => None,
+    }
+}
+
+/// The format of the `file` part: its own Content-Type when that is a sheet type,
+/// else its file name's extension (`.csv`, `.xlsx`).
+fn part_format(part: &PartHeaders) -> Option<SheetFormat> {
+    part.content_type
+        .as_deref()
+        .and_then(|ct| ContentType::parse(ct).ok())
+        .and_then(|m| sheet_format_of(&m.essence))
+        .or_else(|| {
+            let name = part.filename.as_deref()?.to_ascii_lowercase();
+            let (_, ext) = name.rsplit_once('.')?;
+            match ext {
+                "csv" => Some(SheetFormat::Csv),
+                "xlsx" => Some(SheetFormat::Xlsx),
+                _ => None,
+            }
+        })
+}
+
+/// 422 naming the problem with a multipart body (`details.fields[0]`).
+fn multipart_refused(field: &str, code: &str, message: String) -> ApiError {
+    ApiError::new(ErrorCode::ValidationFailed, message.clone()).with_details(serde_json::json!({
+        "fields": [FieldError { field: field.to_owned(), code: code.to_owned(), message }]
+    }))
+}
+
+fn malformed(e: &MultipartError) -> ApiError {
+    multipart_refused("", e.code(), e.to_string())
+}
+
+/// The 413 answer of an upload over its body cap: `details.cap` is `body_bytes`, like
+/// the caps of the file's content.
+fn upload_too_large(limit: usize) -> ApiError {
+    too_large(limit).with_details(serde_json::json!({
+        "cap": "body_bytes",
+        "limit": limit,
+        "limit_bytes": limit,
+    }))
+}
+
+fn unreadable_body() -> ApiError {
+    ApiError::new(
+        ErrorCode::ValidationFailed,
+        "the request body could not be read",
+    )
+}
+
+fn write_chunk(out: &mut std::fs::File, chunk: &[u8]) -> Result<(), ApiError> {
+    std::io::Write::write_all(out, chunk).map_err(|e| ApiError::internal(Box::new(e)))
+}
+
+/// Streams a raw body (the file itself) to `tmp_dir`, within `limit`.
+async fn read_raw(
+    mut payload: Payload,
+    format: SheetFormat,
+    tmp_dir: &std::path::Path,
+    limit: usize,
+) -> Result<Upload, ApiError> {
+    let file = TempFile::new_in(tmp_dir, format.extension());
+    let mut out =
+        std::fs::File::create(file.path()).map_err(|e| ApiError::internal(Box::new(e)))?;
+    let mut size = 0;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| unreadable_body())?;
+        size += chunk.len();
+        if size > limit {
+            return Err(upload_too_large(limit));
+        }
+        write_chunk(&mut out, &chunk)?;
+    }
+    Ok(Upload { file, format })
+}
+
+/// Streams a `multipart/form-data` body to `tmp_dir`, within `limit` (the whole
+/// body, parts and boundaries included): exactly one part, `file`, whose data is
+/// written as it arrives; any other part is refused as soon as its headers are read.
+async fn read_multipart(
+    mut payload: Payload,
+    boundary: &str,
+    tmp_dir: &std::path::Path,
+    limit: usize,
+) -> Result<Upload, ApiError> {
+    let mut reader = MultipartReader::new(boundary);
+    // The `file` part once it began: the staged file, and whether it is still open.
+    let mut staged: Option<(Upload, std::fs::File)> = None;
+    let mut in_file = false;
+    let mut size = 0;
+    loop {
+        let Some(chunk) = payload.next().await else {
+            break;
+        };
+        let chunk = chunk.map_err(|_| unreadable_body())?;
+        size += chunk.len();
+        if size > limit {
+            return Err(upload_too_large(limit));
+        }
+        reader.push(&chunk);
+        while let Some(event) = reader.next_event().map_err(|e| malformed(&e))? {
+            match event {
+                Event::Part(part) if part.name == "file" => {
+                    if staged.is_some() {
+                        return Err(multipart_refused(
+                            "file",
+                            "duplicate_part",
+                            "the multipart body has more than one `file` part: send one file"
+                                .into(),
+                        ));
+                    }
+                    let Some(format) = part_format(&part) else {
+                        return Err(ApiError::new(
+                            ErrorCode::UnsupportedMediaType,
+                            "the `file` part is neither CSV nor XLSX: give it the Content-Type text/csv or application/vnd.openxmlformats-officedocument.spreadsheetml.sheet, or a file name ending in .csv or .xlsx",
+                        ));
+                    };
+                    let file = TempFile::new_in(tmp_dir, format.extension());
+                    let out = std::fs::File::create(file.path())
+                        .map_err(|e| ApiError::internal(Box::new(e)))?;
+                    staged = Some((Upload { file, format }, out));
+                    in_file = true;
+                }
+                Event::Part(part) => {
+                    let name: String = part.name.chars().take(64).collect();
+                    return Err(multipart_refused(
+                        &name,
+                        "unknown_part",
+                        format!(
+                            "the multipart body has a part `{name}`: only `file` is read (options such as `dry_run` are query parameters)"
+                        ),
+                    ));
+                }
+                Event::Data(data) => {
+                    if let (true, Some((_, out))) = (in_file, staged.as_mut()) {
+                        write_chunk(out, &data)?;
+                    }
+                }
+                Event::PartEnd => in_file = false,
+            }
+        }
+    }
+    reader.finish().map_err(|e| malformed(&e))?;
+    let Some((upload, out)) = staged else {
+        return Err(multipart_refused(
+            "file",
+            "missing_part",
+            "the multipart body has no `file` part: send the CSV or XLSX file in a part named `file`".into(),
+        ));
+    };
+    drop(out);
+    Ok(upload)
+}
+
 impl FromRequest for Upload {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let format = req
+        let body = req
             .headers()
             .get(actix_web::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .and_then(|v| match v.as_str() {
-                "text/csv" | "application/csv" => Some(SheetFormat::Csv),
-                t if t == SheetFormat::Xlsx.content_type() => Some(SheetFormat::Xlsx),
-                _ => None,
-            });
+            .map(|v| {
+                // The raw body's type is read as before (its parameters are ignored); a
+                // form's is parsed strictly for its boundary.
+                let Ok(v) = v.to_str() else {
+                    return Ok(None);
+                };
+                let essence = v
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
+                if essence == "multipart/form-data" {
+                    ContentType::parse(v)
+                        .and_then(|m| m.boundary().map(str::to_owned))
+                        .map(|b| Some(UploadBody::Multipart(b)))
+                        .map_err(|e| malformed(&e))
+                } else {
+                    Ok(sheet_format_of(&essence).map(UploadBody::Raw))
+                }
+            })
+            .unwrap_or(Ok(None));
         let tmp_dir = req
             .app_data::<actix_web::web::Data<crate::state::AppState>>()
             .map(|s| s.tmp_dir.clone());
         let limit = BodyLimit::of(req);
         let declared_too_large = declared_over(req, limit);
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
             if declared_too_large {
-                return Err(too_large(limit));
+                return Err(upload_too_large(limit));
             }
-            let Some(format) = format else {
+            let Some(body) = body? else {
                 return Err(ApiError::new(
                     ErrorCode::UnsupportedMediaType,
-                    "send the file as text/csv or application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    UPLOAD_MEDIA_TYPES,
                 ));
             };
             let tmp_dir =
                 tmp_dir.ok_or_else(|| ApiError::internal("application state missing".into()))?;
-            let file = TempFile::new_in(&tmp_dir, format.extension());
-            let mut out =
-                std::fs::File::create(file.path()).map_err(|e| ApiError::internal(Box::new(e)))?;
-            let mut size = 0;
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| {
-                    ApiError::new(
-                        ErrorCode::ValidationFailed,
-                        "the request body could not be read",
-                    )
-                })?;
-                size += chunk.len();
-                if size > limit {
-                    return Err(too_large(limit));
+            match body {
+                UploadBody::Raw(format) => read_raw(payload, format, &tmp_dir, limit).await,
+                UploadBody::Multipart(boundary) => {
+                    read_multipart(payload, &boundary, &tmp_dir, limit).await
                 }
-                std::io::Write::write_all(&mut out, &chunk)
-                    .map_err(|e| ApiError::internal(Box::new(e)))?;
             }
-            Ok(Upload { file, format })
         })
     }
 }
@@ -395,18 +567,50 @@ impl aide::OperationInput for Upload {
             ctx,
             operation,
             RequestBody {
-                description: Some("The file: CSV or XLSX, with a header row".to_owned()),
+                description: Some("The file: CSV or XLSX, with a header row; as the body itself, or as the one part `file` of a `multipart/form-data` body (its format from the part's Content-Type, else its file name's extension)".to_owned()),
                 content: indexmap::IndexMap::from_iter([
                     ("text/csv".to_owned(), MediaType::default()),
                     (
                         SheetFormat::Xlsx.content_type().to_owned(),
                         MediaType::default(),
                     ),
+                    ("multipart/form-data".to_owned(), multipart_media_type()),
                 ]),
                 required: true,
                 extensions: indexmap::IndexMap::default(),
             },
         );
+    }
+}
+
+/// The `multipart/form-data` form of an upload: one binary part, `file`.
+fn multipart_media_type() -> MediaType {
+    let schema = serde_json::json!({
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "description": "The CSV or XLSX file. Its format is its part's Content-Type (`text/csv` or the .xlsx type), else its file name's extension (`.csv`, `.xlsx`)."
+            }
+        },
+        "additionalProperties": false
+    });
+    MediaType {
+        schema: Some(aide::openapi::SchemaObject {
+            json_schema: schemars::Schema::try_from(schema).unwrap_or_default(),
+            external_docs: None,
+            example: None,
+        }),
+        encoding: indexmap::IndexMap::from_iter([(
+            "file".to_owned(),
+            aide::openapi::Encoding {
+                content_type: Some(format!("text/csv, {}", SheetFormat::Xlsx.content_type())),
+                ..Default::default()
+            },
+        )]),
+        ..Default::default()
     }
 }
 

@@ -21,6 +21,8 @@ backend_tests!(
     hostile_spreadsheets_are_refused_early_and_the_server_keeps_answering,
     hostile_csv_is_refused_at_its_caps_and_duplicate_headers_name_the_column,
     import_rows_are_staged_in_batches_each_committed_alone,
+    multipart_uploads_import_like_the_raw_body,
+    multipart_uploads_are_refused_clearly_within_the_same_caps,
 );
 
 macro_rules! svc_bound {
@@ -1202,4 +1204,304 @@ async fn import_rows_are_staged_in_batches_each_committed_alone(ctx: TestContext
         "the dead draft's rows are swept; the jobs' and the draft in flight's stay"
     );
     assert_eq!(inflight.submit().await.unwrap().total, 500);
+}
+
+const BOUNDARY: &str = "----ptoc-form-7MA4YWxkTrZu0gW";
+
+/// The Content-Type of a form with [`BOUNDARY`].
+fn form_type() -> String {
+    format!("multipart/form-data; boundary={BOUNDARY}")
+}
+
+/// A `multipart/form-data` body of `parts` (header lines, data) with [`BOUNDARY`].
+fn form<H: AsRef<str>, D: AsRef<[u8]>>(parts: &[(H, D)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (headers, data) in parts {
+        let headers = headers.as_ref();
+        out.extend_from_slice(format!("--{BOUNDARY}\r\n{headers}\r\n\r\n").as_bytes());
+        out.extend_from_slice(data.as_ref());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+/// The headers of a `file` part.
+fn file_part(filename: &str, content_type: Option<&str>) -> String {
+    let mut h = format!("Content-Disposition: form-data; name=\"file\"; filename=\"{filename}\"");
+    if let Some(ct) = content_type {
+        h.push_str(&format!("\r\nContent-Type: {ct}"));
+    }
+    h
+}
+
+/// The uploads' staging files left in the instance's temporary folder.
+fn staged_files(ctx: &TestContext) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(&ctx.state.tmp_dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+/// A CSV and an XLSX sent as the `file` part of a form give what the raw body gives:
+/// the same dry-run report, and jobs that invite the same people.
+async fn multipart_uploads_import_like_the_raw_body(ctx: TestContext) {
+    use sheets::testing::{sheet_xml, workbook};
+    let app = ctx.service().await;
+    let (org_a, admin_a) = new_org(&app, "admin.a@io.test", "IOMPA001").await;
+    let (org_b, admin_b) = new_org(&app, "admin.b@io.test", "IOMPB001").await;
+
+    // Dry run, CSV: the part's Content-Type says CSV (with a charset).
+    let (status, raw) = upload(
+        &app,
+        &admin_a,
+        &org_a,
+        "?dry_run=true",
+        "text/csv",
+        BAD_CSV.into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{raw}");
+    let body = form(&[(
+        &file_part("members.csv", Some("text/csv; charset=utf-8")),
+        BAD_CSV.as_bytes(),
+    )]);
+    let (status, multi) = upload(&app, &admin_a, &org_a, "?dry_run=true", &form_type(), body).await;
+    assert_eq!(status, 200, "{multi}");
+    assert_eq!(raw["data"], multi["data"]);
+    assert_eq!(multi["data"]["total_rows"], 7);
+
+    // Dry run, XLSX: no Content-Type of its own (or a generic one), so the file name's
+    // extension says XLSX.
+    let xlsx = workbook(
+        &sheet_xml(&[
+            vec!["email", "first_name", "last_name", "role"],
+            vec!["x1@io.test", "Xena", "One", "volunteer"],
+            vec!["x2@io.test", "Xavier", "Two", "board_member"],
+            vec!["not-an-email", "Bad", "Row", ""],
+        ]),
+        None,
+    );
+    let (status, raw) = upload(&app, &admin_a, &org_a, "?dry_run=true", XLSX, xlsx.clone()).await;
+    assert_eq!(status, 200, "{raw}");
+    assert_eq!(raw["data"]["total_rows"], 3, "{raw}");
+    for ct in [None, Some("application/octet-stream")] {
+        let body = form(&[(&file_part("Members.XLSX", ct), &xlsx)]);
+        let (status, multi) =
+            upload(&app, &admin_a, &org_a, "?dry_run=true", &form_type(), body).await;
+        assert_eq!(status, 200, "{multi}");
+        assert_eq!(raw["data"], multi["data"]);
+    }
+    assert_eq!(count(&ctx, "SELECT count(*) FROM jobs").await, 0);
+
+    // Real runs: the raw files into A, the same files as forms into B (the XLSX part
+    // typed by its Content-Type, its name saying nothing).
+    let csv = b"email,first_name,last_name,role\r\nc1@io.test,Cleo,One,volunteer\r\nc2@io.test,Cy,Two,committee_lead\r\n".to_vec();
+    let (status, a1) = upload(&app, &admin_a, &org_a, "", "text/csv", csv.clone()).await;
+    assert_eq!(status, 202, "{a1}");
+    let (status, a2) = upload(&app, &admin_a, &org_a, "", XLSX, xlsx.clone()).await;
+    assert_eq!(status, 202, "{a2}");
+    let body = form(&[(&file_part("c.csv", Some("text/csv")), &csv)]);
+    let (status, b1) = upload(&app, &admin_b, &org_b, "", &form_type(), body).await;
+    assert_eq!(status, 202, "{b1}");
+    let body = form(&[(&file_part("upload", Some(XLSX)), &xlsx)]);
+    let (status, b2) = upload(&app, &admin_b, &org_b, "", &form_type(), body).await;
+    assert_eq!(status, 202, "{b2}");
+    for (a, b) in [(&a1, &b1), (&a2, &b2)] {
+        assert_eq!(a["data"]["total_rows"], b["data"]["total_rows"]);
+        assert_eq!(b["data"]["status"], "queued");
+    }
+    assert_eq!(b1["data"]["total_rows"], 2);
+    assert_eq!(b2["data"]["total_rows"], 3);
+    worker(&ctx, None, 50).run_until_idle().await.unwrap();
+    let people = |list: Vec<serde_json::Value>| -> BTreeSet<String> {
+        list.iter()
+            .map(|i| {
+                format!(
+                    "{} {} {} {}",
+                    i["email"], i["first_name"], i["last_name"], i["role"]["name"]
+                )
+            })
+            .collect()
+    };
+    let a = people(invitations(&app, &admin_a, &org_a).await);
+    let b = people(invitations(&app, &admin_b, &org_b).await);
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert_eq!(a, b);
+    for uri in [&b1, &b2].map(|j| j["data"]["status_url"].as_str().unwrap().to_owned()) {
+        let (_, job) = send(&app, Method::GET, &uri, Some(&admin_b), None).await;
+        assert_eq!(job["data"]["status"], "succeeded", "{job}");
+    }
+    assert!(staged_files(&ctx).is_empty(), "{:?}", staged_files(&ctx));
+}
+
+/// A CSV of valid rows with wide ignored columns, as close to `bytes` as whole rows
+/// allow; returns it and its row count.
+fn wide_rows(bytes: usize) -> (Vec<u8>, usize) {
+    let mut csv = b"email,first_name,last_name,note1,note2,note3,note4\r\n".to_vec();
+    let note = "n".repeat(4000);
+    let mut rows = 0;
+    loop {
+        let row = format!("w{rows}@io.test,Wide,Row{rows},{note},{note},{note},{note}\r\n");
+        if csv.len() + row.len() > bytes {
+            return (csv, rows);
+        }
+        csv.extend_from_slice(row.as_bytes());
+        rows += 1;
+    }
+}
+
+/// Each way a form can be wrong is refused with a status and a code naming it, within
+/// the raw body's caps (20 MiB in all, counted while reading), leaving no job and no
+/// staged file behind.
+async fn multipart_uploads_are_refused_clearly_within_the_same_caps(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin) = new_org(&app, "admin@io.test", "IOMPR001").await;
+    let csv = b"email,first_name,last_name\r\na@io.test,Ann,Able\r\n".as_slice();
+    let file = file_part("a.csv", Some("text/csv"));
+    let good = form(&[(&file, csv)]);
+    let post = |query: &'static str, ct: String, body: Vec<u8>| {
+        let app = &app;
+        let admin = admin.clone();
+        let org = org.clone();
+        async move { upload(app, &admin, &org, query, &ct, body).await }
+    };
+    for query in ["?dry_run=true", ""] {
+        // No boundary, or one RFC 2046 does not allow.
+        let (status, body) = post(query, "multipart/form-data".into(), good.clone()).await;
+        refused(status, &body, 422, "missing_boundary");
+        let long = "b".repeat(71);
+        for ct in [
+            format!("multipart/form-data; boundary={long}"),
+            "multipart/form-data; boundary=\"\"".into(),
+            "multipart/form-data; boundary=a!b".into(),
+        ] {
+            let (status, body) = post(query, ct.clone(), good.clone()).await;
+            refused(status, &body, 422, "invalid_boundary");
+        }
+        // A Content-Type whose parameters cannot be read.
+        let (status, body) = post(
+            query,
+            format!("multipart/form-data; boundary={BOUNDARY}; charset"),
+            good.clone(),
+        )
+        .await;
+        refused(status, &body, 422, "invalid_content_type");
+        // A boundary that is not the body's: no part found, the end never reached.
+        let (status, body) = post(
+            query,
+            "multipart/form-data; boundary=other".into(),
+            good.clone(),
+        )
+        .await;
+        refused(status, &body, 422, "malformed_multipart");
+        // No `file` part; two of them.
+        let (status, body) = post(query, form_type(), form::<&str, &[u8]>(&[])).await;
+        refused(status, &body, 422, "missing_part");
+        assert_eq!(body["error"]["details"]["fields"][0]["field"], "file");
+        let (status, body) = post(query, form_type(), form(&[(&file, csv), (&file, csv)])).await;
+        refused(status, &body, 422, "duplicate_part");
+        // Any other part, before or after the file, even a known option.
+        for other in ["dry_run", "notes"] {
+            let part = format!("Content-Disposition: form-data; name=\"{other}\"");
+            let t = b"true".as_slice();
+            for parts in [
+                [(part.as_str(), t), (file.as_str(), csv)],
+                [(file.as_str(), csv), (part.as_str(), t)],
+            ] {
+                let (status, body) = post(query, form_type(), form(&parts)).await;
+                refused(status, &body, 422, "unknown_part");
+                assert_eq!(body["error"]["details"]["fields"][0]["field"], other);
+            }
+        }
+        // A part without a name; a body cut before its closing boundary.
+        let (status, body) = post(
+            query,
+            form_type(),
+            form(&[("Content-Disposition: form-data; filename=\"a.csv\"", csv)]),
+        )
+        .await;
+        refused(status, &body, 422, "malformed_multipart");
+        let (status, body) = post(query, form_type(), good[..good.len() - 10].to_vec()).await;
+        refused(status, &body, 422, "malformed_multipart");
+        // A file that says neither CSV nor XLSX: 415, as for the raw body.
+        for (name, ct) in [
+            ("a.txt", Some("text/plain")),
+            ("members", None),
+            ("a.csv.exe", Some("application/octet-stream")),
+        ] {
+            let (status, body) =
+                post(query, form_type(), form(&[(&file_part(name, ct), csv)])).await;
+            assert_eq!(status, 415, "{name}: {body}");
+            assert_eq!(body["error"]["code"], "UNSUPPORTED_MEDIA_TYPE");
+        }
+        let (status, body) = post(query, "multipart/mixed; boundary=b".into(), good.clone()).await;
+        assert_eq!(status, 415, "{body}");
+        // The file's own caps still apply inside a form.
+        let dup = b"email,first_name,last_name,E-mail\r\na@io.test,Ann,Able,b@io.test\r\n";
+        let (status, body) = post(query, form_type(), form(&[(&file, dup)])).await;
+        refused(status, &body, 422, "duplicate_column");
+    }
+
+    // 20 MiB in all, counted while reading: a form whose file fits but whose body does
+    // not (declaring a small length) is cut off at the cap, like a raw body.
+    let cap = 20 * 1024 * 1024;
+    let (big, rows) = wide_rows(cap - 1000);
+    for (ct, body) in [
+        (
+            form_type(),
+            form(&[(&file, {
+                let mut b = big.clone();
+                b.resize(cap, b'\n');
+                b
+            })]),
+        ),
+        ("text/csv".to_owned(), {
+            let mut b = big.clone();
+            b.resize(cap + 1, b'\n');
+            b
+        }),
+    ] {
+        assert!(body.len() > cap);
+        let req = test::TestRequest::post()
+            .uri(&format!("/api/v2/orgs/{org}/users/import?dry_run=true"))
+            .insert_header(("authorization", format!("Bearer {admin}")))
+            .insert_header(("content-type", ct.clone()))
+            .set_payload(body)
+            .insert_header(("content-length", "1000"))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        let status = res.status().as_u16();
+        let body: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        refused(status, &body, 413, "body_bytes");
+        assert_eq!(body["error"]["details"]["limit"], cap, "{ct}");
+        // And the declared length is refused before a byte is read.
+        let req = test::TestRequest::post()
+            .uri(&format!("/api/v2/orgs/{org}/users/import"))
+            .insert_header(("authorization", format!("Bearer {admin}")))
+            .insert_header(("content-type", ct))
+            .set_payload(b"x".to_vec())
+            .insert_header(("content-length", (cap + 1).to_string()))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status().as_u16(), 413);
+    }
+    // Just under the cap (within a row of it), the same file in a form is read whole.
+    let body = form(&[(&file, &big)]);
+    assert!(
+        body.len() <= cap && body.len() > cap - 20_000,
+        "{}",
+        body.len()
+    );
+    let (status, body) = post("?dry_run=true", form_type(), body).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["total_rows"], rows);
+    assert_eq!(body["data"]["valid_rows"], rows);
+
+    // Nothing created, nothing staged, and the good form still works.
+    assert_eq!(count(&ctx, "SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(count(&ctx, "SELECT count(*) FROM job_items").await, 0);
+    assert!(staged_files(&ctx).is_empty(), "{:?}", staged_files(&ctx));
+    let (status, body) = post("?dry_run=true", form_type(), good).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["valid_rows"], 1);
 }
