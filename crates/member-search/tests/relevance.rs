@@ -1193,4 +1193,53 @@ fn search_rate_at_20000_members() {
         index.approx_heap_bytes() / index.len()
     );
     assert!(found > 0);
+    // The memory target for the search structures: ≤ 1 KiB per member.
+    assert!(index.approx_heap_bytes() / index.len() <= 1024);
+}
+
+#[test]
+fn incremental_updates_answer_like_a_fresh_build() {
+    let mut people = directory(2_000, 7);
+    let mut rng = Rng(11);
+    let mut index = MemberIndex::build(people.iter().map(|p| p.member.clone()));
+    let donors = directory(500, 8);
+    let mut removed = std::collections::HashSet::new();
+    for step in 0..1_500 {
+        let i = rng.below(people.len());
+        if step % 3 == 0 {
+            index.remove(people[i].member.id);
+            removed.insert(i);
+        } else {
+            // A rename, a new e-mail, committee or visibility: someone else's details.
+            let d = &donors[rng.below(donors.len())].member;
+            let m = &mut people[i].member;
+            m.first_name.clone_from(&d.first_name);
+            m.last_name.clone_from(&d.last_name);
+            m.email.clone_from(&d.email);
+            m.committee.clone_from(&d.committee);
+            m.hidden = if step % 5 == 0 {
+                member_search::FieldSet::of(&[member_search::Field::Email])
+            } else {
+                member_search::FieldSet::NONE
+            };
+            index.upsert(m.clone());
+            removed.remove(&i);
+        }
+    }
+    let fresh = MemberIndex::build(
+        people
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !removed.contains(i))
+            .map(|(_, p)| p.member.clone()),
+    );
+    assert_eq!(index.len(), fresh.len());
+    for q in queries(&people, 13) {
+        let req = SearchRequest::new(&q.text);
+        let (a, b) = (index.search(&req).unwrap(), fresh.search(&req).unwrap());
+        assert_eq!(a.total, b.total, "{}", q.text);
+        assert_eq!(a.hits, b.hits, "{}", q.text);
+        assert_eq!(a.facets, b.facets, "{}", q.text);
+        assert_eq!(a.did_you_mean, b.did_you_mean, "{}", q.text);
+    }
 }
