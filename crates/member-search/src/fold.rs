@@ -195,6 +195,34 @@ pub fn tokenize(text: &str) -> Vec<Token> {
     tokens
 }
 
+/// The word without the Arabic definite article (`الحسن` → `حسن`) when at least three
+/// letters remain: indexed beside the whole word, so a family name is found with or
+/// without its article.
+///
+/// ```
+/// use member_search::fold::{tokenize, without_article};
+/// let t = &tokenize("الحسن")[0];
+/// assert_eq!(without_article(t).map(|v| v.text), Some("حسن".to_owned()));
+/// assert_eq!(without_article(&tokenize("Alan")[0]), None);
+/// ```
+#[must_use]
+pub fn without_article(token: &Token) -> Option<Token> {
+    let rest = token.text.strip_prefix("\u{627}\u{644}")?;
+    (token.kind == TokenKind::Word && rest.chars().count() >= 3).then(|| Token {
+        text: rest.to_owned(),
+        kind: TokenKind::Word,
+        origin: token.origin.get(2..).unwrap_or_default().to_vec(),
+    })
+}
+
+/// Each token of a text followed by its variant without an article, if any.
+pub(crate) fn index_tokens(text: &str) -> impl Iterator<Item = Token> {
+    tokenize(text).into_iter().flat_map(|t| {
+        let v = without_article(&t);
+        std::iter::once(t).chain(v)
+    })
+}
+
 /// The words of a query: its word tokens, and for a run of ideographs its single
 /// character (one ideograph) or its neighbouring pairs (several).
 #[must_use]

@@ -54,7 +54,7 @@ use std::ops::Bound;
 use uuid::Uuid;
 
 use crate::distance::{allowed_typos, osa_bounded};
-use crate::fold::{Token, TokenKind, query_words, tokenize};
+use crate::fold::{Token, TokenKind, query_words};
 
 /// A searchable field of a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -457,7 +457,7 @@ impl MemberIndex {
         let mut terms: Vec<TermId> = Vec::new();
         let mut seen: HashSet<(TermId, Field)> = HashSet::new();
         for field in Field::ALL {
-            for token in tokenize(member.field(field)) {
+            for token in fold::index_tokens(member.field(field)) {
                 let id = self.term_id(&token);
                 if seen.insert((id, field)) {
                     let term = &mut self.terms[id as usize];
@@ -840,7 +840,7 @@ impl MemberIndex {
                 continue;
             }
             let mut ranges: Vec<(usize, usize)> = Vec::new();
-            for token in tokenize(doc.member.field(field)) {
+            for token in fold::index_tokens(doc.member.field(field)) {
                 let Some(&(quality, len)) = self
                     .dictionary
                     .get(token.text.as_str())

@@ -120,6 +120,10 @@ fn any_script_and_folding() {
     assert_eq!(ids(&index, "иванов"), [10]);
     assert_eq!(ids(&index, "Иваов"), [10], "Cyrillic typo");
     assert_eq!(ids(&index, "الحسن"), [11]);
+    assert_eq!(ids(&index, "حسن"), [11], "without the article");
+    let found = index.search(&SearchRequest::new("حسن")).expect("valid");
+    assert_eq!(found.hits[0].matches[0].field, Field::LastName);
+    assert_eq!(found.hits[0].matches[0].ranges, [(2, 5)]);
     assert_eq!(ids(&index, "jose martinez"), [12]);
     assert_eq!(ids(&index, "ｊｏｓｅ"), [12], "full width");
 }

@@ -1193,6 +1193,27 @@ fn search_rate_at_20000_members() {
         index.approx_heap_bytes() / index.len()
     );
     assert!(found > 0);
+    // The broadest queries: one or two letters match thousands of members.
+    let broad = [
+        "a",
+        "m",
+        "jo",
+        "ma",
+        "н",
+        "ng",
+        "li",
+        "smith",
+        "maria garcia",
+    ];
+    let started = Instant::now();
+    for q in broad {
+        found += index.search(&SearchRequest::new(q)).unwrap().total;
+    }
+    eprintln!(
+        "broad queries ({}): {:.0} queries/s, {found} hits in all",
+        broad.join(", "),
+        broad.len() as f64 / started.elapsed().as_secs_f64()
+    );
     // The memory target for the search structures: ≤ 1 KiB per member.
     assert!(index.approx_heap_bytes() / index.len() <= 1024);
 }
