@@ -716,7 +716,12 @@ impl MemberIndex {
                     let value = (score, term.name_count, id);
                     match best.entry(p.slot) {
                         Entry::Occupied(mut e) => {
-                            if value > *e.get() {
+                            let (s0, c0, t0) = *e.get();
+                            // Ties go to the smaller word, whatever the build order.
+                            let better = (score, term.name_count)
+                                .cmp(&(s0, c0))
+                                .then_with(|| self.terms[t0 as usize].text.cmp(&term.text));
+                            if better.is_gt() {
                                 e.insert(value);
                             }
                         }
