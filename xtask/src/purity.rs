@@ -7,8 +7,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
 
-/// The pure domain crates.
-pub const DOMAIN_CRATES: &[&str] = &["ids", "tenancy", "permissions", "audit", "districts"];
+/// The pure crates: the domain crates, and member search (an in-memory index the
+/// server keeps, no I/O of its own).
+pub const DOMAIN_CRATES: &[&str] = &[
+    "ids",
+    "tenancy",
+    "permissions",
+    "audit",
+    "districts",
+    "member-search",
+];
 
 /// Crates a domain crate may never pull in.
 pub const FORBIDDEN: &[&str] = &[
