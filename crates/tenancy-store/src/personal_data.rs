@@ -311,6 +311,8 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
                 "role_ends_at": opt_rfc3339(m.role_ends_at), "joined_at": rfc3339(m.joined_at),
                 "last_active_at": opt_rfc3339(m.active_at), "email_in_directory": m.email,
                 "details_confirmed_at": opt_rfc3339(m.details_confirmed_at),
+                // What the member search matches on (derived from the fields above).
+                "search_text": m.search_doc,
             })
         })
         .collect();

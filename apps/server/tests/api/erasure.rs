@@ -366,7 +366,7 @@ async fn erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_t
     let export: Value = serde_json::from_slice(&file).unwrap();
     assert_eq!(export["format"], "ptoc.personal-data-export/1");
     let text = String::from_utf8_lossy(&file).to_lowercase();
-    for needle in needles().iter().filter(|n| *n != "5553141592") {
+    for needle in needles() {
         assert!(
             text.contains(needle.as_str()),
             "{needle} missing from her data export"
