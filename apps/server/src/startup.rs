@@ -233,6 +233,7 @@ pub async fn build_state(
         invitation_ttl_days: settings.invitation_ttl_days,
         platform_admin_second_factor: settings.platform_admin_second_factor,
         tmp_dir,
+        audit_archive_dir: settings.data_dir.join("audit-archive"),
         mail_urls: settings.mail.public_urls.clone(),
         mail_wake,
         mail_files: settings
@@ -346,7 +347,12 @@ fn spawn_personal_exports(state: web::Data<AppState>) {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            match tenancy_store::personal_data::run_due(&state.db, time::Duration::minutes(1)).await
+            match tenancy_store::personal_data::run_due(
+                &state.db,
+                &state.audit_archive_dir,
+                time::Duration::minutes(1),
+            )
+            .await
             {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(ran = n, "personal data exports left queued were run"),

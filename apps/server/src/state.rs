@@ -72,6 +72,9 @@ pub struct AppState {
     pub platform_admin_second_factor: bool,
     /// Where uploads and export files are staged (`DATA_DIR/tmp`).
     pub tmp_dir: std::path::PathBuf,
+    /// Where `cargo xtask audit archive` writes archive files by default
+    /// (`DATA_DIR/audit-archive`): personal data exports read archived events there.
+    pub audit_archive_dir: std::path::PathBuf,
     /// Security headers, HSTS and CORS.
     pub security: crate::http::security::SecurityPolicy,
     /// Builds the links of e-mail messages (`PUBLIC_BASE_URL`): pass them to

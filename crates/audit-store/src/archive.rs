@@ -775,6 +775,59 @@ pub fn verify_archive_dir(
     Ok(out)
 }
 
+/// The archived events of `chains` in `dir` that `keep` selects, in chain then
+/// sequence order, still sealed (open them with [`crate::open_events`]). Segments are
+/// found through their manifests; a directory that does not exist holds none.
+///
+/// Reads every segment of those chains in full (decompressing one line at a time): for
+/// exports and audits, not for request paths.
+///
+/// # Errors
+/// A manifest or segment that cannot be read or parsed.
+pub fn read_archived(
+    dir: &Path,
+    chains: &[ChainId],
+    mut keep: impl FnMut(&AuditEvent) -> bool,
+) -> io::Result<Vec<AuditEvent>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut manifests = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".manifest.json") || name.starts_with('.') {
+            continue;
+        }
+        let text = fs::read_to_string(dir.join(&name))?;
+        let signed: SignedManifest = serde_json::from_str(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{name}: {e}")))?;
+        if chains.contains(&signed.manifest.chain) {
+            manifests.push(signed.manifest);
+        }
+    }
+    manifests.sort_by_key(|m| (m.chain, m.first_seq));
+    let mut out = Vec::new();
+    for m in manifests {
+        let file = File::open(dir.join(&m.file_name))?;
+        let lines = BufReader::new(GzDecoder::new(BufReader::new(file)));
+        for line in lines.lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event: AuditEvent = serde_json::from_str(&line).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", m.file_name))
+            })?;
+            if keep(&event) {
+                out.push(event);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Verifies one archive file against its manifest; the first problem, if any.
 fn verify_segment(dir: &Path, m: &ArchiveManifest) -> Option<ArchiveProblem> {
     let file = m.file_name.clone();

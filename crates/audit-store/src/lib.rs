@@ -81,7 +81,8 @@ mod verify;
 pub use append::{ChainStateError, InvalidEvent, append_event, append_events, append_in};
 pub use archive::{
     ARCHIVE_ACTION, ArchiveChainReport, ArchiveError, ArchiveHalt, ArchiveOptions, ArchiveProblem,
-    ArchiveVerification, ChainArchiveOutcome, archive_all, archive_chain, verify_archive_dir,
+    ArchiveVerification, ChainArchiveOutcome, archive_all, archive_chain, read_archived,
+    verify_archive_dir,
 };
 pub use digest::{
     DigestFileError, Ed25519DigestSigner, FileDigestStore, KeySource, SignerKeyError,

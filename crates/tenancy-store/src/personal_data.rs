@@ -10,6 +10,8 @@
 //! (on the member's request) covers the account as that org sees it and what that org
 //! holds.
 
+use std::path::Path;
+
 use audit::{Actor, AuditFilter, AuditLog, ChainId, ChangeType, EventType, PageRequest};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QueryTrait, Value,
@@ -212,14 +214,14 @@ pub async fn export_file(db: &Database, id: Uuid) -> Result<Option<Vec<u8>>, Sto
 ///
 /// # Errors
 /// Storage failures (the request stays queued; [`run_due`] retries it).
-pub async fn run_export(db: &Database, id: Uuid) -> Result<bool, StorageFailure> {
+pub async fn run_export(db: &Database, archive: &Path, id: Uuid) -> Result<bool, StorageFailure> {
     let Some(request) = find_request(db, id).await? else {
         return Ok(false);
     };
     if request.status == "succeeded" {
         return Ok(false);
     }
-    let data = collect(db, request.user_id, request.org_id).await?;
+    let data = collect(db, archive, request.user_id, request.org_id).await?;
     let file = serde_json::to_vec_pretty(&json!({
         "format": FORMAT,
         "request_id": request.id,
@@ -250,7 +252,11 @@ pub async fn run_export(db: &Database, id: Uuid) -> Result<bool, StorageFailure>
 ///
 /// # Errors
 /// Storage failures.
-pub async fn run_due(db: &Database, grace: time::Duration) -> Result<usize, StorageFailure> {
+pub async fn run_due(
+    db: &Database,
+    archive: &Path,
+    grace: time::Duration,
+) -> Result<usize, StorageFailure> {
     let conn = db.primary();
     let backend = conn.get_database_backend();
     let now = now_micros();
@@ -272,7 +278,7 @@ pub async fn run_due(db: &Database, grace: time::Duration) -> Result<usize, Stor
     let mut ran = 0;
     for row in due {
         let id: Uuid = row.try_get("", "id").map_err(failure)?;
-        if run_export(db, id).await? {
+        if run_export(db, archive, id).await? {
             ran += 1;
         }
     }
@@ -280,7 +286,12 @@ pub async fn run_due(db: &Database, grace: time::Duration) -> Result<usize, Stor
 }
 
 /// Everything held about `user` (in `org` only, when given).
-async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json, StorageFailure> {
+async fn collect(
+    db: &Database,
+    archive: &Path,
+    user: UserId,
+    org: Option<OrgId>,
+) -> Result<Json, StorageFailure> {
     let conn = db.primary();
     let u = user.as_uuid();
     let Some(account) = users::Entity::find_by_id(u)
@@ -477,7 +488,7 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
     };
     let log = audit_store::SeaOrmAuditLog::new(db.clone());
     let mut events = Vec::new();
-    for chain in chains {
+    for &chain in &chains {
         for by in [true, false] {
             let mut filter = AuditFilter::new(chain);
             if by {
@@ -514,5 +525,24 @@ async fn collect(db: &Database, user: UserId, org: Option<OrgId>) -> Result<Json
         }
     }
     data["audit_events"] = json!(events);
+    // Events moved to archive files by retention (`cargo xtask audit archive`), read from
+    // the archive directory and opened the same way.
+    let mut archived = audit_store::read_archived(archive, &chains, |event| {
+        matches!(event.body.actor, Actor::User(a) if a == u)
+            || event.body.entity_id == u.to_string()
+    })
+    .map_err(|e| StorageFailure(Box::new(e)))?;
+    audit_store::open_events(db.primary(), &mut archived)
+        .await
+        .map_err(StorageFailure)?;
+    let mut archived_values = Vec::with_capacity(archived.len());
+    for event in archived {
+        let mut value = serde_json::to_value(&event).map_err(|e| StorageFailure(Box::new(e)))?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("sealed");
+        }
+        archived_values.push(value);
+    }
+    data["archived_audit_events"] = json!(archived_values);
     Ok(data)
 }

@@ -199,8 +199,9 @@ fn not_found() -> ApiError {
 /// Builds the file now, off the request (a crash leaves it to the minute-ly sweep).
 fn run_soon(state: &State, id: Uuid) {
     let db = state.db.clone();
+    let archive = state.audit_archive_dir.clone();
     actix_web::rt::spawn(async move {
-        if let Err(e) = personal_data::run_export(&db, id).await {
+        if let Err(e) = personal_data::run_export(&db, &archive, id).await {
             tracing::warn!(error = %e, export_id = %id, "personal data export failed; retried within minutes");
         }
     });

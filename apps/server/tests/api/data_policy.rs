@@ -515,9 +515,13 @@ async fn unconfirmed_members_leave_the_directory_after_the_date_until_they_confi
     .await;
     assert_eq!(status, 202, "{asked}");
     let export_id = asked["data"]["id"].as_str().unwrap().to_owned();
-    tenancy_store::personal_data::run_export(&ctx.state.db, export_id.parse().unwrap())
-        .await
-        .unwrap();
+    tenancy_store::personal_data::run_export(
+        &ctx.state.db,
+        &ctx.state.audit_archive_dir,
+        export_id.parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let (_, state) = get(&app, &format!("/api/v2/me/data-exports/{export_id}"), &jane).await;
     let res = test::call_service(
         &app,

@@ -336,9 +336,13 @@ async fn erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_t
     .await;
     assert_eq!(status, 202, "{asked}");
     let export_id = asked["data"]["id"].as_str().unwrap().to_owned();
-    tenancy_store::personal_data::run_export(&ctx.state.db, export_id.parse().unwrap())
-        .await
-        .unwrap();
+    tenancy_store::personal_data::run_export(
+        &ctx.state.db,
+        &ctx.state.audit_archive_dir,
+        export_id.parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let (status, state) = send(
         &app,
         Method::GET,
@@ -372,7 +376,26 @@ async fn erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_t
             "{needle} missing from her data export"
         );
     }
-    // Live events (those archived above are in the archive files, not in the export).
+    // Archived events about her are in it too, opened (archived above, before the
+    // committee changed to "… II").
+    let archived = export["data"]["archived_audit_events"].as_array().unwrap();
+    assert!(!archived.is_empty(), "{export}");
+    assert!(
+        archived
+            .iter()
+            .all(|e| e.get("sealed").is_none() && e["seq"].as_u64().is_some()),
+        "{archived:?}"
+    );
+    let archived_text = serde_json::to_string(archived).unwrap().to_lowercase();
+    assert!(
+        archived_text.contains(&FIRST.to_lowercase()),
+        "{archived:?}"
+    );
+    assert!(
+        !archived_text.contains(&format!("{COMMITTEE} II").to_lowercase()),
+        "only what was archived: {archived:?}"
+    );
+    // Live events.
     let events = export["data"]["audit_events"].as_array().unwrap();
     assert!(
         events.iter().any(|e| e["action"] == "member.update"
@@ -390,9 +413,13 @@ async fn erasing_an_account_leaves_no_trace_in_any_table_or_file_and_the_audit_t
     .await;
     assert_eq!(status, 202, "{asked}");
     let org_export = asked["data"]["id"].as_str().unwrap().to_owned();
-    tenancy_store::personal_data::run_export(&ctx.state.db, org_export.parse().unwrap())
-        .await
-        .unwrap();
+    tenancy_store::personal_data::run_export(
+        &ctx.state.db,
+        &ctx.state.audit_archive_dir,
+        org_export.parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let (status, file) = download(
         &app,
         &admin_a,
