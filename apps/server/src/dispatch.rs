@@ -198,6 +198,7 @@ pub fn plan(events: &[AuditEvent]) -> BTreeSet<Effect> {
 pub struct Dispatcher {
     authz: Arc<Authz>,
     directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
+    search: crate::search_index::SearchIndexes,
     auth: Arc<AuthService>,
     orgs: tenancy_store::SeaOrmOrgRepository,
     mail_wake: Arc<tokio::sync::Notify>,
@@ -210,6 +211,7 @@ impl Dispatcher {
     pub fn new(
         authz: Arc<Authz>,
         directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
+        search: crate::search_index::SearchIndexes,
         auth: Arc<AuthService>,
         orgs: tenancy_store::SeaOrmOrgRepository,
         mail_wake: Arc<tokio::sync::Notify>,
@@ -217,6 +219,7 @@ impl Dispatcher {
         Self {
             authz,
             directory,
+            search,
             auth,
             orgs,
             mail_wake,
@@ -252,6 +255,8 @@ impl Dispatcher {
         if !directory.is_empty() {
             let orgs: Vec<Uuid> = directory.into_iter().collect();
             self.directory.org_changed(&orgs).await;
+            // The same orgs' search indexes, here and (over the bus) on every instance.
+            self.search.org_changed(&orgs).await;
         }
     }
 
