@@ -16,6 +16,7 @@ backend_tests!(
     search_finds_transposed_typos_and_cjk_names_with_highlights,
     a_member_added_is_found_by_the_next_search,
     a_write_on_one_instance_is_found_on_another_within_a_second,
+    hidden_members_and_fields_neither_match_nor_leak_through_suggestions_or_facets,
 );
 
 fn search(org: &str, q: &str) -> String {
@@ -148,4 +149,101 @@ async fn a_write_on_one_instance_is_found_on_another_within_a_second(ctx: TestCo
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn hidden_members_and_fields_neither_match_nor_leak_through_suggestions_or_facets(
+    ctx: TestContext,
+) {
+    let app = ctx.service().await;
+    let (org, _, admin) = new_org(&app, "ms-priv@example.org", "MSPRIV").await;
+    let (_, vol) = join_as(&app, "MSPRIV", "Vera", "Volunteer", "vera@example.org").await;
+    let (rosa, rosa_token) = join_as(&app, "MSPRIV", "Rosa", "Quintero", "rosa@example.org").await;
+    let (otto, otto_token) =
+        join_as(&app, "MSPRIV", "Otto", "Field", "zebracorn@example.org").await;
+    // Warm the org's index, then Rosa leaves the directory and Otto hides his e-mail.
+    let (_, body) = send(
+        &app,
+        Method::GET,
+        &search(&org, "Quintero"),
+        Some(&vol),
+        None,
+    )
+    .await;
+    assert_eq!(
+        ids(body["data"].as_array().unwrap()),
+        vec![rosa.clone()],
+        "{body}"
+    );
+    let privacy = format!("/api/v2/orgs/{org}/me/privacy");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &privacy,
+        Some(&rosa_token),
+        Some(serde_json::json!({"listing": "hidden", "version": 0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        &app,
+        Method::PUT,
+        &privacy,
+        Some(&otto_token),
+        Some(serde_json::json!({"email": "hidden", "version": 0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    for q in [
+        "Quintero",
+        "Quintrro",
+        "Quin",
+        "Rosa",
+        "zebracorn",
+        "zebracron",
+    ] {
+        let (status, body) = send(&app, Method::GET, &search(&org, q), Some(&vol), None).await;
+        assert_eq!(status, 200, "{q}: {body}");
+        assert_eq!(
+            body["data"].as_array().map(Vec::len),
+            Some(0),
+            "{q}: {body}"
+        );
+        let text = body.to_string().to_lowercase();
+        assert!(
+            !text.contains("quintero") && !text.contains("zebracorn"),
+            "{q} leaks through the answer: {body}"
+        );
+    }
+    // Facets count only whom the volunteer may see.
+    let (_, body) = send(&app, Method::GET, &search(&org, "o"), Some(&vol), None).await;
+    let found = ids(body["data"].as_array().unwrap());
+    assert!(!found.contains(&rosa), "{body}");
+    let counted: u64 = body["meta"]["search"]["facets"]["status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, found.len() as u64, "{body}");
+    // The admins' record: both found, the typo corrected.
+    let (_, body) = send(
+        &app,
+        Method::GET,
+        &search(&org, "Quintrro"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(ids(body["data"].as_array().unwrap()), vec![rosa], "{body}");
+    assert_eq!(body["meta"]["search"]["did_you_mean"], "quintero", "{body}");
+    let (_, body) = send(
+        &app,
+        Method::GET,
+        &search(&org, "zebracorn"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(ids(body["data"].as_array().unwrap()), vec![otto], "{body}");
 }
