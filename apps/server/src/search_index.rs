@@ -61,6 +61,9 @@ struct Inner {
     /// Per org: how many invalidations it has had (a build keeps its index only if none
     /// came while it ran).
     generations: HashMap<Uuid, u64>,
+    /// Per org being built: the lock its concurrent first searches wait on (one build,
+    /// not one per request).
+    building: HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>,
     bytes: usize,
     clock: u64,
 }
@@ -169,6 +172,48 @@ impl SearchIndexes {
     /// # Errors
     /// The database's failure while building.
     pub async fn get(
+        &self,
+        org: OrgId,
+    ) -> Result<Arc<MemberIndex>, tenancy::ports::StorageFailure> {
+        if let Some(index) = self.kept(org.as_uuid()) {
+            return Ok(index);
+        }
+        let build_lock = self
+            .lock()
+            .building
+            .entry(org.as_uuid())
+            .or_default()
+            .clone();
+        let result = {
+            let _one_build = build_lock.lock().await;
+            self.get_or_build(org).await
+        };
+        let mut inner = self.lock();
+        if inner
+            .building
+            .get(&org.as_uuid())
+            .is_some_and(|l| Arc::ptr_eq(l, &build_lock) && Arc::strong_count(l) <= 2)
+        {
+            inner.building.remove(&org.as_uuid());
+        }
+        result
+    }
+
+    /// The kept, fresh index of `org`, marked as used.
+    fn kept(&self, key: Uuid) -> Option<Arc<MemberIndex>> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let now = inner.clock;
+        let e = inner.entries.get_mut(&key)?;
+        if e.built.elapsed() < INDEX_TTL && e.day == persistence::now_micros().date() {
+            e.used = now;
+            Some(e.index.clone())
+        } else {
+            None
+        }
+    }
+
+    async fn get_or_build(
         &self,
         org: OrgId,
     ) -> Result<Arc<MemberIndex>, tenancy::ports::StorageFailure> {
