@@ -39,9 +39,12 @@ pub enum Effect {
     },
     /// The org's directory pages only (pending invitations, "last active").
     Directory(Uuid),
-    /// The directory pages of every org the user belongs to (a sign-in moves "last
-    /// active"; a profile edit changes names).
+    /// The directory pages and search indexes of every org the user belongs to (a
+    /// profile edit changes names, an address change the e-mail).
     UserDirectories(Uuid),
+    /// The directory pages of every org the user belongs to, not their search indexes: a
+    /// sign-in moves "last active" only, which nothing searches.
+    SignIn(Uuid),
     /// A revoked credential (API key), forgotten by every instance's credential cache.
     Credential(Uuid),
     /// The change queued e-mail: wake this instance's mail worker (the others find it
@@ -91,7 +94,7 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         EventType::AuthEmailChange => entity().map(Effect::UserDirectories).into_iter().collect(),
         // A sign-in from a new device queues its notice with it.
         EventType::AuthSignIn => entity()
-            .map(Effect::UserDirectories)
+            .map(Effect::SignIn)
             .into_iter()
             .chain([Effect::Mail])
             .collect(),
@@ -198,6 +201,7 @@ pub fn plan(events: &[AuditEvent]) -> BTreeSet<Effect> {
 pub struct Dispatcher {
     authz: Arc<Authz>,
     directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
+    search: crate::search_index::SearchIndexes,
     auth: Arc<AuthService>,
     orgs: tenancy_store::SeaOrmOrgRepository,
     mail_wake: Arc<tokio::sync::Notify>,
@@ -210,6 +214,7 @@ impl Dispatcher {
     pub fn new(
         authz: Arc<Authz>,
         directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
+        search: crate::search_index::SearchIndexes,
         auth: Arc<AuthService>,
         orgs: tenancy_store::SeaOrmOrgRepository,
         mail_wake: Arc<tokio::sync::Notify>,
@@ -217,6 +222,7 @@ impl Dispatcher {
         Self {
             authz,
             directory,
+            search,
             auth,
             orgs,
             mail_wake,
@@ -225,6 +231,8 @@ impl Dispatcher {
 
     async fn apply(&self, plan: BTreeSet<Effect>) {
         let mut directory = BTreeSet::new();
+        // The orgs whose directory changed only in "last active" (kept search indexes).
+        let mut last_active_only = BTreeSet::new();
         let mut whole = Vec::new();
         for effect in plan {
             match effect {
@@ -242,6 +250,9 @@ impl Dispatcher {
                 Effect::UserDirectories(user) => {
                     directory.extend(self.orgs_of(user).await);
                 }
+                Effect::SignIn(user) => {
+                    last_active_only.extend(self.orgs_of(user).await);
+                }
                 Effect::Credential(key) => self.auth.api_key_revoked(key).await,
                 Effect::Mail => self.mail_wake.notify_one(),
             }
@@ -249,6 +260,12 @@ impl Dispatcher {
         if !whole.is_empty() {
             self.authz.orgs_changed(&whole).await;
         }
+        if !directory.is_empty() {
+            let orgs: Vec<Uuid> = directory.iter().copied().collect();
+            // Their search indexes, here and (over the bus) on every instance.
+            self.search.org_changed(&orgs).await;
+        }
+        directory.extend(last_active_only);
         if !directory.is_empty() {
             let orgs: Vec<Uuid> = directory.into_iter().collect();
             self.directory.org_changed(&orgs).await;
@@ -319,6 +336,23 @@ mod tests {
             .collect();
         let plan = plan(&events);
         assert_eq!(plan, BTreeSet::from([Effect::Org(org)]));
+    }
+
+    #[test]
+    fn a_sign_in_retires_directory_pages_but_a_name_change_also_search_indexes() {
+        let user = Uuid::now_v7();
+        let signed_in = [sealed(TenantScope::PLATFORM, EventType::AuthSignIn, user)];
+        assert!(plan(&signed_in).contains(&Effect::SignIn(user)));
+        assert!(!plan(&signed_in).contains(&Effect::UserDirectories(user)));
+        let renamed = [sealed(
+            TenantScope::PLATFORM,
+            EventType::UserProfileUpdate,
+            user,
+        )];
+        assert_eq!(
+            plan(&renamed),
+            BTreeSet::from([Effect::UserDirectories(user)])
+        );
     }
 
     #[test]

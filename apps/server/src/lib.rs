@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod http;
 pub mod mailer;
 pub mod routes;
+pub mod search_index;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

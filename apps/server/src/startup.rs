@@ -212,9 +212,15 @@ pub async fn build_state(
     // The one place committed changes become invalidations (every store's `WriteTx`
     // hands its events here after commit).
     let mail_wake = Arc::new(tokio::sync::Notify::new());
+    let search_indexes = crate::search_index::SearchIndexes::new(
+        tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
+        bus.clone(),
+        crate::search_index::DEFAULT_BUDGET_BYTES,
+    );
     db.set_after_commit(Arc::new(crate::dispatch::Dispatcher::new(
         authz.clone(),
         directory_cache.clone(),
+        search_indexes.clone(),
         auth.clone(),
         orgs.clone(),
         mail_wake.clone(),
@@ -227,6 +233,7 @@ pub async fn build_state(
         confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
         directory_cache,
+        search_indexes,
         jobs: jobs::JobQueue::new(db.clone()).with_notices(notices.clone()),
         job_wake: Arc::new(tokio::sync::Notify::new()),
         job_retention: settings.job_retention,

@@ -39,6 +39,8 @@ pub struct AppState {
     pub directory: tenancy_store::SeaOrmMemberDirectory,
     /// The member directory behind the two-level cache (profiles, list and search pages).
     pub directory_cache: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
+    /// The member search's per-org in-process indexes.
+    pub search_indexes: crate::search_index::SearchIndexes,
     /// The permission engine.
     pub authz: std::sync::Arc<crate::authz::Authz>,
     /// Districts, schools, district staff.

@@ -990,7 +990,7 @@ export interface paths {
         };
         /**
          * Search the org's members, typo-tolerant, best match first
-         * @description Matches names, e-mail, phone, committee and children's names — for members other than admins, only the fields each member shows them (a hidden e-mail or phone never matches), among listed members. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).
+         * @description Answered from an in-memory index of the org (any script: names in Latin, CJK, Cyrillic, Arabic… letters; diacritics, case and width folded). Every word of `q` must match a word of the member's names, e-mail or committee — for members other than admins, only the fields each member shows them (a hidden e-mail never matches), among members in the directory: exactly, as a prefix (type-ahead) or with a typo (one edit in words of 4–7 letters, two in longer ones; a transposition is one edit). Best match first: exact over prefix over typo, names over committee over e-mail, then the more common name. Each hit has `highlights` (the matched characters of shown fields); `meta.search` has `did_you_mean` and per-word `suggestions` for words without an exact or prefix match, and facet counts (role, status, committee) over all results; `meta.pagination.total` counts all results (the best 5,000 are considered: a broader query should be narrowed). When nothing in those fields matches, phone numbers, children's names and matches inside words are searched (no highlights, no total). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).
          *
          *     Requires permission `users.view` in the organization.
          */
@@ -3600,6 +3600,16 @@ export interface components {
             /** @description To (exclusive, RFC 3339). */
             to?: string | null;
         };
+        /** @description A facet value and how many results have it. */
+        FacetCountDto: {
+            /**
+             * Format: uint64
+             * @description How many results (all pages) have it.
+             */
+            count: number;
+            /** @description The value (a role's name, a status, a committee as written). */
+            value: string;
+        };
         /** @description A file format. */
         FormatDto: "csv" | "xlsx";
         /** @description A new grant. */
@@ -3730,6 +3740,16 @@ export interface components {
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
             success: boolean;
+        };
+        /** @description Where a search hit matched: a field of the member and the matched character ranges. */
+        HighlightDto: {
+            /** @description The field: `first_name`, `last_name`, `email` or `committee`. */
+            field: string;
+            /**
+             * @description Half-open `[start, end)` ranges, in characters (Unicode scalar values) of the
+             *     field's value as shown.
+             */
+            ranges: number[][];
         };
         /** @description A reverse lookup page request. */
         HoldersQuery: {
@@ -4101,6 +4121,63 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A member found by a search, with where they matched. */
+        MemberHitView: {
+            /** @description Children and their grades (`null` when hidden from you). */
+            children?: components["schemas"]["ChildDto"][] | null;
+            /** @description Committee, if any (`null` also when hidden from you). */
+            committee?: string | null;
+            /**
+             * @description The member's standing in the org's "confirm your details" cycle (record only):
+             *     `confirmed`, `due`, `lapsed` (not in the directory until they confirm) or
+             *     `no_cycle`; `null` in the directory.
+             */
+            details_confirmation?: string | null;
+            /**
+             * @description When the member last confirmed their details (RFC 3339; record only: `null` in
+             *     the directory, or never confirmed).
+             */
+            details_confirmed_at?: string | null;
+            /** @description E-mail (`null` when hidden from you). */
+            email?: string | null;
+            /** @description Given name. */
+            first_name: string;
+            /**
+             * @description The fields hidden from you (`phone`, `email`, `committee`,
+             *     `children_and_grades`), by the org's directory policy or the member's choice.
+             */
+            hidden_fields: string[];
+            /**
+             * @description The matched parts of the shown fields (empty when the match was on a field the
+             *     index does not hold: phone, children's names, or inside a word).
+             */
+            highlights: components["schemas"]["HighlightDto"][];
+            /** @description Family name. */
+            last_name: string;
+            /** @description Phone (`null` when none, or hidden from you). */
+            phone?: string | null;
+            /** @description Their role. */
+            role: components["schemas"]["RoleView"];
+            /** @description End of the officer term (RFC 3339), if any. */
+            role_ends_at?: string | null;
+            /** @description `active`, `invited` or `suspended`. */
+            status: string;
+            /**
+             * Format: uuid
+             * @description User id.
+             */
+            user_id: string;
+            /**
+             * Format: int64
+             * @description Version, for updates.
+             */
+            version: number;
+            /**
+             * @description `record` (yourself, or you are an admin of the org) or `directory` (another
+             *     member's directory entry).
+             */
+            view: string;
+        };
         /** @description Filters, sort and paging of the member list. */
         MemberListQuery: {
             /** @description Only members of this committee (case-insensitive). */
@@ -4202,7 +4279,7 @@ export interface components {
              * @description Page size, 1–100 (default 20).
              */
             limit?: number | null;
-            /** @description What to look for (1–100 characters, up to 8 words). */
+            /** @description What to look for (1–100 characters, up to 12 words). */
             q: string;
             /** @description Only members with this role: a built-in name or a custom role's id. */
             role?: string | null;
@@ -5162,6 +5239,49 @@ export interface components {
             /** @description `platform`, `district`, `school` or `org`. */
             kind: string;
         };
+        /** @description Facet counts over every result of the search (all pages), most frequent first. */
+        SearchFacetsDto: {
+            /** @description By committee (only committees shown to you). */
+            committee: components["schemas"]["FacetCountDto"][];
+            /** @description By role (built-in role name or custom role name). */
+            role: components["schemas"]["FacetCountDto"][];
+            /** @description By status. */
+            status: components["schemas"]["FacetCountDto"][];
+        };
+        /** @description About a search's whole result: "did you mean" and facet counts. */
+        SearchMetaDto: {
+            /**
+             * @description The query with every suggestion applied, when a word had no exact or prefix match
+             *     (only words of fields shown to you, of members you can see).
+             */
+            did_you_mean?: string | null;
+            /** @description Counts by role, status and committee. */
+            facets: components["schemas"]["SearchFacetsDto"];
+            /** @description The suggestion per query word. */
+            suggestions: components["schemas"]["SuggestionDto"][];
+        };
+        /** @description A page of search results, as documented. */
+        SearchPageEnvelope: {
+            /** @description The items of this page. */
+            data: components["schemas"]["MemberHitView"][];
+            /** @description Metadata, with paging and the search's suggestions and facets. */
+            meta: components["schemas"]["SearchPageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description Response metadata of a search: as [`PageMeta`], with `search`. */
+        SearchPageMeta: {
+            /** @description Paging: the page size, the next page's cursor, the total where cheap. */
+            pagination: components["schemas"]["Pagination"];
+            /** @description The request id (also in the `X-Request-Id` header). */
+            request_id: string;
+            /** @description About the whole result. */
+            search: components["schemas"]["SearchMetaDto"];
+            /** @description When the response was produced (RFC 3339, UTC). */
+            timestamp: string;
+            /** @description API version, `v2`. */
+            version: string;
+        };
         /** @description The second step of a two-factor sign-in: `code` or `recovery_code`, not both. */
         SecondFactorBody: {
             /** @description The `challenge` from `POST /auth/login`. */
@@ -5365,6 +5485,18 @@ export interface components {
         StatusDto: "active" | "suspended";
         /** @description Member status to filter by. */
         StatusFilterDto: "active" | "invited" | "suspended";
+        /** @description A query word without an exact or prefix match, and the closest word of the directory. */
+        SuggestionDto: {
+            /**
+             * Format: uint32
+             * @description Edits between them.
+             */
+            distance: number;
+            /** @description The suggested word (folded). */
+            suggestion: string;
+            /** @description The query word (folded). */
+            word: string;
+        };
         /** @description A template setting. */
         TemplateBody: {
             /** @description Enabled flag. */
@@ -12594,7 +12726,7 @@ export interface operations {
                 joined_to?: string | null;
                 /** @description Page size, 1–100 (default 20). */
                 limit?: number | null;
-                /** @description What to look for (1–100 characters, up to 8 words). */
+                /** @description What to look for (1–100 characters, up to 12 words). */
                 q: string;
                 /** @description Only members with this role: a built-in name or a custom role's id. */
                 role?: string | null;
@@ -12610,7 +12742,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description A page of results */
+            /** @description A page of search results */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -12634,6 +12766,16 @@ export interface operations {
                      *           "hidden_fields": [
                      *             "string"
                      *           ],
+                     *           "highlights": [
+                     *             {
+                     *               "field": "string",
+                     *               "ranges": [
+                     *                 [
+                     *                   1
+                     *                 ]
+                     *               ]
+                     *             }
+                     *           ],
                      *           "last_name": "García",
                      *           "phone": "+1 555 010 2030",
                      *           "role": {
@@ -12656,13 +12798,43 @@ export interface operations {
                      *           "total": 1
                      *         },
                      *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "search": {
+                     *           "did_you_mean": "string",
+                     *           "facets": {
+                     *             "committee": [
+                     *               {
+                     *                 "count": 1,
+                     *                 "value": "string"
+                     *               }
+                     *             ],
+                     *             "role": [
+                     *               {
+                     *                 "count": 1,
+                     *                 "value": "string"
+                     *               }
+                     *             ],
+                     *             "status": [
+                     *               {
+                     *                 "count": 1,
+                     *                 "value": "string"
+                     *               }
+                     *             ]
+                     *           },
+                     *           "suggestions": [
+                     *             {
+                     *               "distance": 1,
+                     *               "suggestion": "string",
+                     *               "word": "string"
+                     *             }
+                     *           ]
+                     *         },
                      *         "timestamp": "2026-09-01T15:30:00Z",
                      *         "version": "v2"
                      *       },
                      *       "success": true
                      *     }
                      */
-                    "application/json": components["schemas"]["MemberViewPage"];
+                    "application/json": components["schemas"]["SearchPageEnvelope"];
                 };
             };
             /** @description Error: UNAUTHENTICATED */

@@ -58,6 +58,126 @@ impl SeaOrmMemberDirectory {
 
 type Rows = SelectTwo<memberships::Entity, users::Entity>;
 
+/// Every member of an org as the in-process search index needs them: the rows (account
+/// and membership), each member's privacy choices (none made: absent), and the org's
+/// directory policy they were read under.
+#[derive(Debug, Clone)]
+pub struct IndexSource {
+    /// Every member of the org (deleted accounts left out).
+    pub rows: Vec<MemberRow>,
+    /// The choices of the members who made any.
+    pub privacy: Vec<(tenancy::UserId, tenancy::privacy::PrivacyChoices)>,
+    /// The org's directory policy.
+    pub policy: DirectoryPolicy,
+}
+
+/// The most ranked ids [`SeaOrmMemberDirectory::page_of_ranked`] considers (the SQL
+/// search's candidate cap).
+pub const RANKED_CAP: usize = SEARCH_CANDIDATES as usize;
+
+impl SeaOrmMemberDirectory {
+    /// Every member of `org`, read from the primary, for building its search index.
+    ///
+    /// # Errors
+    /// [`StorageFailure`] when the database cannot be read.
+    pub async fn index_source(&self, org: OrgId) -> Result<IndexSource, StorageFailure> {
+        let begin = self.db.read_for_org(org.as_uuid());
+        let txn = persistence::routing::scope(true, begin)
+            .await
+            .map_err(failure)?;
+        let policy = crate::privacy::load_policy(&txn, org).await?;
+        let rows = base(org, &MemberFilter::default(), Audience::Record, &policy)
+            .order_by_asc(memberships::Column::UserId)
+            .all(&txn)
+            .await
+            .map_err(failure)?;
+        let rows = rows_with_roles(&txn, org, rows).await?;
+        let privacy = crate::privacy::load_choices(&txn, org, None).await?;
+        txn.commit().await.map_err(failure)?;
+        Ok(IndexSource {
+            rows,
+            privacy,
+            policy,
+        })
+    }
+
+    /// A page of `ranked` (member ids, best first, as an index ranked them; at most
+    /// [`RANKED_CAP`] are considered): only those the filter and the audience admit —
+    /// the same rules as the list and the SQL search (listed members, the confirmation
+    /// cycle, committee visibility) — in the given order, `offset`/`limit` applied.
+    ///
+    /// Also returns every admitted id in rank order (for totals and facets).
+    ///
+    /// # Errors
+    /// [`StorageFailure`] when the database cannot be read.
+    pub async fn page_of_ranked(
+        &self,
+        org: OrgId,
+        filter: &MemberFilter,
+        audience: Audience,
+        ranked: &[uuid::Uuid],
+        offset: u32,
+        limit: u32,
+    ) -> Result<(MemberPage, Vec<uuid::Uuid>), StorageFailure> {
+        let txn = self.read_txn(org).await?;
+        let policy = crate::privacy::load_policy(&txn, org).await?;
+        let ranked = &ranked[..ranked.len().min(RANKED_CAP)];
+        let mut admitted = std::collections::HashSet::new();
+        for chunk in ranked.chunks(500) {
+            let rows = base(org, filter, audience, &policy)
+                .filter(memberships::Column::UserId.is_in(chunk.iter().copied()))
+                .all(&txn)
+                .await
+                .map_err(failure)?;
+            admitted.extend(rows.into_iter().map(|(m, _)| m.user_id));
+        }
+        let order: Vec<uuid::Uuid> = ranked
+            .iter()
+            .copied()
+            .filter(|id| admitted.contains(id))
+            .collect();
+        let start = (offset as usize).min(order.len());
+        let end = (start + limit as usize).min(order.len());
+        let more = order.len() > end;
+        let page_ids = &order[start..end];
+        if page_ids.is_empty() {
+            txn.commit().await.map_err(failure)?;
+            return Ok((
+                MemberPage {
+                    rows: Vec::new(),
+                    more,
+                    policy,
+                    privacy: Vec::new(),
+                },
+                order,
+            ));
+        }
+        let mut found = base(org, filter, audience, &policy)
+            .filter(memberships::Column::UserId.is_in(page_ids.iter().copied()))
+            .all(&txn)
+            .await
+            .map_err(failure)?;
+        found.sort_by_key(|(m, _)| page_ids.iter().position(|id| *id == m.user_id));
+        let rows = rows_with_roles(&txn, org, found).await?;
+        let privacy = crate::privacy::load_choices(
+            &txn,
+            org,
+            Some(rows.iter().map(|(u, _)| u.id.as_uuid()).collect()),
+        )
+        .await?;
+        txn.commit().await.map_err(failure)?;
+        Ok((
+            MemberPage {
+                rows,
+                more,
+                policy,
+                privacy,
+            },
+            order,
+        ))
+    }
+}
+
 /// `member_privacy` has a row of this membership whose `column` is `value`.
 fn privacy_says(column: member_privacy::Column, value: Choice) -> SimpleExpr {
     let p = Alias::new("p");

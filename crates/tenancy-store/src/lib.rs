@@ -30,7 +30,7 @@ pub use account_security::{Refreshed, SeaOrmAccountSecurity, SecondFactor, TotpE
 pub use account_tokens::SeaOrmAccountTokens;
 pub use add_members::{add_member_in, add_members_in};
 pub use api_keys::SeaOrmApiKeyRepository;
-pub use directory::{SEARCH_CANDIDATES, SeaOrmMemberDirectory};
+pub use directory::{IndexSource, RANKED_CAP, SEARCH_CANDIDATES, SeaOrmMemberDirectory};
 pub use notices::{Notice, Notices, Notifier, Recipient};
 pub use orgs::SeaOrmOrgRepository;
 pub use privacy::SeaOrmPrivacy;

@@ -304,6 +304,95 @@ impl<T: JsonSchema> aide::OperationOutput for Paged<T> {
     }
 }
 
+/// 200 with a list in `data`, paging in `meta.pagination` and more about the list in
+/// `meta.search` (a search's suggestions and facet counts).
+#[derive(Debug)]
+pub struct SearchPaged<T, M> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Paging information.
+    pub pagination: Pagination,
+    /// About the whole result.
+    pub search: M,
+}
+
+#[derive(Serialize)]
+struct SearchMetaOut<M> {
+    #[serde(flatten)]
+    meta: Meta,
+    search: M,
+}
+
+#[derive(Serialize)]
+struct SearchEnvelopeOut<T, M> {
+    success: bool,
+    data: Vec<T>,
+    meta: SearchMetaOut<M>,
+}
+
+impl<T: Serialize, M: Serialize> Responder for SearchPaged<T, M> {
+    type Body = BoxBody;
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        let mut meta = Meta::current();
+        meta.pagination = Some(self.pagination);
+        HttpResponse::Ok().json(SearchEnvelopeOut {
+            success: true,
+            data: self.items,
+            meta: SearchMetaOut {
+                meta,
+                search: self.search,
+            },
+        })
+    }
+}
+
+/// Response metadata of a search: as [`PageMeta`], with `search`.
+#[derive(Debug, JsonSchema)]
+#[allow(dead_code, reason = "documents the shape `SearchPaged` serializes")]
+pub struct SearchPageMeta<M> {
+    /// The request id (also in the `X-Request-Id` header).
+    request_id: String,
+    /// When the response was produced (RFC 3339, UTC).
+    timestamp: String,
+    /// API version, `v2`.
+    version: String,
+    /// Paging: the page size, the next page's cursor, the total where cheap.
+    pagination: Pagination,
+    /// About the whole result.
+    search: M,
+}
+
+/// A page of search results, as documented.
+#[derive(Debug, JsonSchema)]
+#[allow(dead_code, reason = "documents the shape `SearchPaged` serializes")]
+pub struct SearchPageEnvelope<T, M> {
+    /// Always `true`.
+    success: bool,
+    /// The items of this page.
+    data: Vec<T>,
+    /// Metadata, with paging and the search's suggestions and facets.
+    meta: SearchPageMeta<M>,
+}
+
+impl<T: JsonSchema, M: JsonSchema> aide::OperationOutput for SearchPaged<T, M> {
+    type Inner = Vec<T>;
+    fn operation_response(ctx: &mut GenContext, _op: &mut Operation) -> Option<Response> {
+        Some(json_response::<SearchPageEnvelope<T, M>>(
+            ctx,
+            "A page of search results",
+        ))
+    }
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        op: &mut Operation,
+    ) -> Vec<(Option<aide::openapi::StatusCode>, Response)> {
+        Self::operation_response(ctx, op)
+            .map(|r| (Some(aide::openapi::StatusCode::Code(200)), r))
+            .into_iter()
+            .collect()
+    }
+}
+
 /// 200 with one versioned resource in `data` and its `ETag`; a `GET` whose
 /// `If-None-Match` names the current tag answers `304 Not Modified` with no body.
 ///

@@ -25,7 +25,9 @@ pub mod request_context;
 pub mod schema_rules;
 pub mod security;
 
-pub use envelope::{Accepted, Created, Fresh, NoContent, Paged, Pagination, Reply, Tagged};
+pub use envelope::{
+    Accepted, Created, Fresh, NoContent, Paged, Pagination, Reply, SearchPaged, Tagged,
+};
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use extract::{IfMatch, Json, Path, Query};
 pub use guard::Requirement;

@@ -24,7 +24,7 @@ use super::permissions::RoleDto;
 use crate::auth::OrgMember;
 use crate::http::{
     ApiError, ApiRoutes, ErrorCode, FieldError, IfMatch, Json, NoContent, PageQuery, Paged,
-    Pagination, Path, Query, Reply, RouteDoc, Tagged,
+    Pagination, Path, Query, Reply, RouteDoc, SearchPaged, Tagged,
 };
 use crate::state::State;
 
@@ -51,7 +51,7 @@ pub(super) fn register(r: &mut ApiRoutes) {
             "Search the org's members, typo-tolerant, best match first",
             TAG,
         )
-        .description("Matches names, e-mail, phone, committee and children's names — for members other than admins, only the fields each member shows them (a hidden e-mail or phone never matches), among listed members. Every word of `q` must match a word of the member: exactly, as a prefix, inside a word (3+ letters) or with a typo (one edit in words of 4–7 letters, two in longer ones; the typo'd word must share three letters in a row, counting the word start, with the right one). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).")
+        .description("Answered from an in-memory index of the org (any script: names in Latin, CJK, Cyrillic, Arabic… letters; diacritics, case and width folded). Every word of `q` must match a word of the member's names, e-mail or committee — for members other than admins, only the fields each member shows them (a hidden e-mail never matches), among members in the directory: exactly, as a prefix (type-ahead) or with a typo (one edit in words of 4–7 letters, two in longer ones; a transposition is one edit). Best match first: exact over prefix over typo, names over committee over e-mail, then the more common name. Each hit has `highlights` (the matched characters of shown fields); `meta.search` has `did_you_mean` and per-word `suggestions` for words without an exact or prefix match, and facet counts (role, status, committee) over all results; `meta.pagination.total` counts all results (the best 5,000 are considered: a broader query should be narrowed). When nothing in those fields matches, phone numbers, children's names and matches inside words are searched (no highlights, no total). The same filters as the list apply. Pages are positional (`cursor` is the offset of the next page).")
         .permission(PermissionKey::UsersView)
         .rate_class(RateClass::Search)
         .errors(&[ErrorCode::ValidationFailed]),
@@ -564,7 +564,7 @@ async fn list_members(
 #[derive(Debug, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct MemberSearchQuery {
-    /// What to look for (1–100 characters, up to 8 words).
+    /// What to look for (1–100 characters, up to 12 words).
     #[garde(length(chars, min = 1, max = 100))]
     pub q: String,
     /// The `next_cursor` of the previous page.
@@ -580,30 +580,243 @@ pub struct MemberSearchQuery {
     pub filter: MemberFilterQuery,
 }
 
+/// Where a search hit matched: a field of the member and the matched character ranges.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HighlightDto {
+    /// The field: `first_name`, `last_name`, `email` or `committee`.
+    pub field: String,
+    /// Half-open `[start, end)` ranges, in characters (Unicode scalar values) of the
+    /// field's value as shown.
+    pub ranges: Vec<[usize; 2]>,
+}
+
+/// A member found by a search, with where they matched.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MemberHitView {
+    #[serde(flatten)]
+    #[allow(missing_docs, reason = "flattened")]
+    pub member: MemberView,
+    /// The matched parts of the shown fields (empty when the match was on a field the
+    /// index does not hold: phone, children's names, or inside a word).
+    pub highlights: Vec<HighlightDto>,
+}
+
+/// A facet value and how many results have it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FacetCountDto {
+    /// The value (a role's name, a status, a committee as written).
+    pub value: String,
+    /// How many results (all pages) have it.
+    pub count: u64,
+}
+
+/// Facet counts over every result of the search (all pages), most frequent first.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct SearchFacetsDto {
+    /// By role (built-in role name or custom role name).
+    pub role: Vec<FacetCountDto>,
+    /// By status.
+    pub status: Vec<FacetCountDto>,
+    /// By committee (only committees shown to you).
+    pub committee: Vec<FacetCountDto>,
+}
+
+/// A query word without an exact or prefix match, and the closest word of the directory.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SuggestionDto {
+    /// The query word (folded).
+    pub word: String,
+    /// The suggested word (folded).
+    pub suggestion: String,
+    /// Edits between them.
+    pub distance: u32,
+}
+
+/// About a search's whole result: "did you mean" and facet counts.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct SearchMetaDto {
+    /// The query with every suggestion applied, when a word had no exact or prefix match
+    /// (only words of fields shown to you, of members you can see).
+    pub did_you_mean: Option<String>,
+    /// The suggestion per query word.
+    pub suggestions: Vec<SuggestionDto>,
+    /// Counts by role, status and committee.
+    pub facets: SearchFacetsDto,
+}
+
+fn facet_counts(counts: std::collections::HashMap<String, u64>) -> Vec<FacetCountDto> {
+    let mut out: Vec<FacetCountDto> = counts
+        .into_iter()
+        .map(|(value, count)| FacetCountDto { value, count })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    out
+}
+
+/// Facet counts of `ids` (the admitted results) as the index holds them: a committee
+/// counts only where the audience is shown it.
+fn facets_of(
+    index: &member_search::MemberIndex,
+    ids: &[Uuid],
+    audience: Audience,
+) -> SearchFacetsDto {
+    let mut role = std::collections::HashMap::new();
+    let mut status = std::collections::HashMap::new();
+    let mut committee = std::collections::HashMap::new();
+    for id in ids {
+        let Some(m) = index.get(*id) else { continue };
+        *role.entry(m.role.clone()).or_default() += 1;
+        *status.entry(m.status.clone()).or_default() += 1;
+        let shown =
+            audience == Audience::Record || !m.hidden.contains(member_search::Field::Committee);
+        if let (true, Some(c)) = (shown, &m.committee) {
+            *committee.entry(c.clone()).or_default() += 1;
+        }
+    }
+    SearchFacetsDto {
+        role: facet_counts(role),
+        status: facet_counts(status),
+        committee: facet_counts(committee),
+    }
+}
+
+fn field_name(field: member_search::Field) -> &'static str {
+    match field {
+        member_search::Field::FirstName => "first_name",
+        member_search::Field::LastName => "last_name",
+        member_search::Field::Email => "email",
+        member_search::Field::Committee => "committee",
+    }
+}
+
+fn invalid_q(message: String) -> ApiError {
+    ApiError::validation(vec![FieldError {
+        field: "q".into(),
+        code: "invalid_value".into(),
+        message,
+    }])
+}
+
 async fn search_members(
     state: State,
     member: OrgMember,
     Query(q): Query<MemberSearchQuery>,
-) -> Result<Paged<MemberView>, ApiError> {
+) -> Result<SearchPaged<MemberHitView, SearchMetaDto>, ApiError> {
     let limit = q.limit.unwrap_or(20);
-    let query = SearchQuery::parse(&q.q).map_err(|e| {
-        ApiError::validation(vec![FieldError {
-            field: "q".into(),
-            code: "invalid_value".into(),
-            message: e.to_string(),
-        }])
-    })?;
     let offset = match q.cursor.as_deref() {
         None => 0,
         Some(c) => c.parse::<u32>().map_err(|_| bad_cursor())?,
     };
+    let filter = q.filter.to_domain()?;
+    let audience = audience_of(&member);
+    // The in-process index (crate::search_index); a request that must see its own
+    // writes gets one built now from the primary.
+    let index = if wants_own_writes() {
+        state.search_indexes.fresh(member.org_id()).await?
+    } else {
+        state.search_indexes.get(member.org_id()).await?
+    };
+    let request = member_search::SearchRequest {
+        text: &q.q,
+        visible_fields: member_search::FieldSet::ALL,
+        apply_member_choices: audience == Audience::Directory,
+        limit: tenancy_store::RANKED_CAP,
+    };
+    let found = index
+        .search(&request)
+        .map_err(|e| invalid_q(e.to_string()))?;
+    let suggestions: Vec<SuggestionDto> = found
+        .suggestions
+        .iter()
+        .map(|s| SuggestionDto {
+            word: s.word.clone(),
+            suggestion: s.suggestion.clone(),
+            distance: u32::try_from(s.distance).unwrap_or(u32::MAX),
+        })
+        .collect();
+    if found.hits.is_empty() {
+        // Nothing in the fields the index holds: the SQL search also matches phone
+        // numbers, children's names and inside words.
+        let meta = SearchMetaDto {
+            did_you_mean: found.did_you_mean,
+            suggestions,
+            facets: SearchFacetsDto::default(),
+        };
+        return sql_search(&state, &member, &q.q, filter, (offset, limit), meta).await;
+    }
+    let ranked: Vec<Uuid> = found.hits.iter().map(|h| h.id).collect();
+    let (page, admitted) = state
+        .directory
+        .page_of_ranked(member.org_id(), &filter, audience, &ranked, offset, limit)
+        .await?;
+    let next_cursor = page.more.then(|| (offset + limit).to_string());
+    let matches: std::collections::HashMap<Uuid, &Vec<member_search::FieldMatch>> =
+        found.hits.iter().map(|h| (h.id, &h.matches)).collect();
+    let items = shaped_page(&member, page)
+        .into_iter()
+        .map(|view| {
+            let highlights = matches
+                .get(&view.user_id)
+                .map(|ms| {
+                    ms.iter()
+                        .map(|m| HighlightDto {
+                            field: field_name(m.field).to_owned(),
+                            ranges: m.ranges.iter().map(|&(a, b)| [a, b]).collect(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            MemberHitView {
+                member: view,
+                highlights,
+            }
+        })
+        .collect();
+    let search = SearchMetaDto {
+        did_you_mean: found.did_you_mean,
+        suggestions,
+        facets: facets_of(&index, &admitted, audience),
+    };
+    Ok(SearchPaged {
+        items,
+        pagination: Pagination {
+            limit,
+            next_cursor,
+            total: Some(u64::try_from(admitted.len()).unwrap_or(u64::MAX)),
+        },
+        search,
+    })
+}
+
+/// The SQL search (trigram candidates ranked by `tenancy::search`): for what the index
+/// does not hold. `search` (the index's suggestions) goes in `meta.search`.
+async fn sql_search(
+    state: &State,
+    member: &OrgMember,
+    text: &str,
+    filter: MemberFilter,
+    (offset, limit): (u32, u32),
+    search: SearchMetaDto,
+) -> Result<SearchPaged<MemberHitView, SearchMetaDto>, ApiError> {
+    let Ok(query) = SearchQuery::parse(text) else {
+        // The index accepted it (any script), SQL cannot search it: nothing found.
+        return Ok(SearchPaged {
+            items: Vec::new(),
+            pagination: Pagination {
+                limit,
+                next_cursor: None,
+                total: Some(0),
+            },
+            search,
+        });
+    };
     let req = MemberSearchRequest {
         org: member.org_id(),
         query,
-        filter: q.filter.to_domain()?,
+        filter,
         offset,
         limit,
-        audience: audience_of(&member),
+        audience: audience_of(member),
     };
     let page = if wants_own_writes() {
         state.directory_cache.uncached().search(&req).await
@@ -611,13 +824,20 @@ async fn search_members(
         state.directory_cache.search(&req).await
     }?;
     let next_cursor = page.more.then(|| (offset + limit).to_string());
-    Ok(Paged {
-        items: shaped_page(&member, page),
+    Ok(SearchPaged {
+        items: shaped_page(member, page)
+            .into_iter()
+            .map(|member| MemberHitView {
+                member,
+                highlights: Vec::new(),
+            })
+            .collect(),
         pagination: Pagination {
             limit,
             next_cursor,
             total: None,
         },
+        search,
     })
 }
 

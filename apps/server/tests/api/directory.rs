@@ -15,7 +15,7 @@ backend_tests!(
 
 /// Registers `first last <email>`, signs in and joins the org with `code`; returns the
 /// user id and token.
-async fn join_as<S, B>(
+pub(crate) async fn join_as<S, B>(
     app: &S,
     code: &str,
     first: &str,
@@ -53,7 +53,11 @@ where
     (id, token)
 }
 
-async fn new_org<S, B>(app: &S, admin_email: &str, code: &str) -> (String, String, String)
+pub(crate) async fn new_org<S, B>(
+    app: &S,
+    admin_email: &str,
+    code: &str,
+) -> (String, String, String)
 where
     S: actix_web::dev::Service<
             actix_http::Request,
@@ -112,7 +116,7 @@ where
     panic!("more than 100 pages");
 }
 
-fn ids(rows: &[serde_json::Value]) -> Vec<String> {
+pub(crate) fn ids(rows: &[serde_json::Value]) -> Vec<String> {
     rows.iter()
         .map(|r| r["user_id"].as_str().unwrap().to_owned())
         .collect()

@@ -30,6 +30,7 @@ mod isolation;
 mod journeys;
 mod mail;
 mod member_io;
+mod member_search;
 mod members;
 mod observability;
 mod org_resources;
