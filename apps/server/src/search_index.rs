@@ -289,6 +289,12 @@ impl SearchIndexes {
         let inner = self.lock();
         (inner.entries.len(), inner.bytes)
     }
+
+    /// The byte budget the kept indexes share.
+    #[must_use]
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
 }
 
 /// [`build`] on the blocking pool: ~150 ms of CPU for 20,000 members would otherwise

@@ -89,6 +89,23 @@ impl RequestMetrics {
     }
 }
 
+/// Appends the member search indexes' size: how many orgs have one kept, their
+/// estimated bytes and the budget they share.
+pub fn render_search_indexes(out: &mut String, orgs: usize, bytes: usize, budget: usize) {
+    let _ = writeln!(
+        out,
+        "# HELP ptoc_search_indexes Orgs whose member search index is kept on this instance.\n# TYPE ptoc_search_indexes gauge\nptoc_search_indexes {orgs}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ptoc_search_index_bytes Estimated bytes of the kept member search indexes.\n# TYPE ptoc_search_index_bytes gauge\nptoc_search_index_bytes {bytes}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ptoc_search_index_budget_bytes The byte budget the member search indexes share.\n# TYPE ptoc_search_index_budget_bytes gauge\nptoc_search_index_budget_bytes {budget}"
+    );
+}
+
 /// Appends one cache layer's counters.
 pub fn render_cache(out: &mut String, cache: &str, layer: &str, stats: cache::CacheStats) {
     let _ = writeln!(

@@ -247,6 +247,13 @@ async fn metrics(
     crate::http::metrics::render_rate_limits(&mut out, &state.rate_limits);
     crate::http::metrics::render_pools(&mut out, &state.db);
     crate::http::metrics::render_jobs(&mut out);
+    let (orgs, bytes) = state.search_indexes.usage();
+    crate::http::metrics::render_search_indexes(
+        &mut out,
+        orgs,
+        bytes,
+        state.search_indexes.budget(),
+    );
     Ok(crate::http::raw::PlainText(out))
 }
 

@@ -99,8 +99,27 @@ async fn a_member_added_is_found_by_the_next_search(ctx: TestContext) {
     )
     .await;
     assert_eq!(body["data"].as_array().map(Vec::len), Some(0), "{body}");
+    // /metrics shows it kept, with its size.
+    let metrics = crate::observability::scrape(&app).await;
+    let series = |text: &str, name: &str| crate::observability::series(text, name);
+    assert_eq!(
+        series(&metrics, "ptoc_search_indexes"),
+        Some(1.0),
+        "{metrics}"
+    );
+    let bytes = series(&metrics, "ptoc_search_index_bytes").unwrap();
+    assert!(
+        bytes > 0.0 && bytes <= series(&metrics, "ptoc_search_index_budget_bytes").unwrap(),
+        "{metrics}"
+    );
     // … and dropped by the join's commit.
     let (grace, _) = join_as(&app, "MSINVAL", "Grace", "Hopper", "grace@example.org").await;
+    let metrics = crate::observability::scrape(&app).await;
+    assert_eq!(
+        series(&metrics, "ptoc_search_indexes"),
+        Some(0.0),
+        "{metrics}"
+    );
     let (_, body) = send(
         &app,
         Method::GET,
