@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use persistence::{Database, DatabaseSettings};
-use sea_orm::{ConnectionTrait, Statement, Value};
+use sea_orm::{ConnectionTrait, Statement};
 use tenancy::OrgId;
 use tenancy::directory::{
     MemberCursor, MemberDirectory, MemberFilter, MemberListRequest, MemberSearchRequest, MemberSort,
@@ -17,26 +17,12 @@ use tenancy::directory::{
 use tenancy::search::SearchQuery;
 use tenancy_store::SeaOrmMemberDirectory;
 
+use crate::seed::bench_rows::{BenchMember, MEMBERSHIP_COLUMNS, membership_row};
 use crate::seed::bulk::BulkInsert;
 use crate::seed::rng::SplitMix64;
 
 const BIG_ORG_MEMBERS: usize = 10_000;
 const ROUNDS: usize = 200;
-/// The columns of a bulk-inserted membership (with the directory's search and sort
-/// columns).
-pub(crate) const MEMBERSHIP_COLUMNS: [&str; 11] = [
-    "org_id",
-    "user_id",
-    "builtin_role",
-    "status",
-    "profile",
-    "version",
-    "joined_at",
-    "updated_at",
-    "search_doc",
-    "sort_name",
-    "email",
-];
 
 fn p(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -126,22 +112,21 @@ async fn measure(url: &str) -> anyhow::Result<()> {
             let first: String = u.try_get_by_index(1)?;
             let last: String = u.try_get_by_index(2)?;
             let email: String = u.try_get_by_index(3)?;
-            let doc = tenancy::search::document(&first, &last, &email, None, None, &[]);
             let joined = now - time::Duration::minutes(i64::try_from(rng.below(500_000))?);
-            out.push([
-                Value::from(big),
-                Value::from(id),
-                Value::from(if i == 0 { "admin" } else { "volunteer" }),
-                Value::from("active"),
-                Value::from(serde_json::json!({})),
-                Value::from(1i64),
-                Value::from(joined),
-                Value::from(now),
-                Value::from(doc),
-                Value::from(tenancy::search::sort_name(&first, &last)),
-                Value::from(email.clone()),
-            ])
-            .await?;
+            let member = BenchMember {
+                org: big,
+                user: id,
+                role: if i == 0 { "admin" } else { "volunteer" },
+                status: "active",
+                first: &first,
+                last: &last,
+                email: &email,
+                committee: None,
+                children: &[],
+                profile: serde_json::json!({}),
+                joined,
+            };
+            out.push(membership_row(member, now)).await?;
             names.push((first, last));
         }
         out.finish().await?;

@@ -36,7 +36,7 @@ const KEYS: [&str; 6] = [
     "communications.create",
     "users.invite",
 ];
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// What every benchmark request offers, as browsers do: a server that compresses answers
 /// it for real (compressed, chunked bodies — the shape that waited ~40 ms for delayed ACKs
@@ -314,6 +314,19 @@ fn fixture(addr: SocketAddr) -> anyhow::Result<Fixture> {
     Ok(Fixture { orgs, members })
 }
 
+/// The end of every wrk script: non-200 answers counted, and a `JSON {…}` summary line
+/// (what [`wrk`] parses).
+pub(crate) const WRK_REPORT: &str = r#"local errors = 0
+response = function(status, headers, body)
+  if status ~= 200 then errors = errors + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {\"requests\": %d, \"seconds\": %f, \"p50_us\": %d, \"p90_us\": %d, \"p99_us\": %d, \"max_us\": %d, \"non_2xx\": %d, \"socket_errors\": %d}\n",
+    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"#;
+
 /// The wrk script: every request a different (member, key), round-robin.
 fn wrk_script(members: &[(String, String)], dir: &Path) -> anyhow::Result<PathBuf> {
     let mut lua = String::from("local paths = {}\nlocal tokens = {}\n");
@@ -332,27 +345,30 @@ request = function()
   local n = (counter % #paths) + 1
   return wrk.format("GET", paths[n], { ["Authorization"] = tokens[n], ["Accept-Encoding"] = "gzip, br" })
 end
-local errors = 0
-response = function(status, headers, body)
-  if status ~= 200 then errors = errors + 1 end
-end
-done = function(summary, latency, requests)
-  io.write(string.format("JSON {\"requests\": %d, \"seconds\": %f, \"p50_us\": %d, \"p90_us\": %d, \"p99_us\": %d, \"max_us\": %d, \"non_2xx\": %d, \"socket_errors\": %d}\n",
-    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
 "#,
     );
+    lua.push_str(WRK_REPORT);
     let path = dir.join("check.lua");
     std::fs::write(&path, lua)?;
     Ok(path)
 }
 
 fn wrk(addr: SocketAddr, script: &Path, seconds: u32) -> anyhow::Result<serde_json::Value> {
+    wrk_with(addr, script, seconds, 64)
+}
+
+/// Runs `script` (ending with [`WRK_REPORT`]) with `connections` keep-alive connections
+/// for `seconds`; returns its summary.
+pub(crate) fn wrk_with(
+    addr: SocketAddr,
+    script: &Path,
+    seconds: u32,
+    connections: u32,
+) -> anyhow::Result<serde_json::Value> {
     let out = Command::new("wrk") // One load thread: on this 2-core machine a second would take CPU from the server.
         .args([
             "-t1",
-            "-c64",
+            &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--timeout",
             "5s",
@@ -370,7 +386,7 @@ fn wrk(addr: SocketAddr, script: &Path, seconds: u32) -> anyhow::Result<serde_js
     Ok(serde_json::from_str(line)?)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -384,7 +400,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -700,14 +716,29 @@ const EDGE_WARMUP: usize = 50;
 const EDGE_TARGET_MS: f64 = 1.0;
 
 /// One response read off a keep-alive connection.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     /// `Content-Encoding: gzip`.
-    gzip: bool,
+    pub(crate) gzip: bool,
     /// `Transfer-Encoding: chunked`.
     chunked: bool,
     /// The body's size as sent (compressed, without the chunk framing).
     bytes: usize,
+    /// The body as sent (compressed, de-chunked).
+    pub(crate) body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON, decompressed.
+    pub(crate) fn json(&self) -> anyhow::Result<serde_json::Value> {
+        if self.gzip {
+            Ok(serde_json::from_reader(flate2::read::GzDecoder::new(
+                self.body.as_slice(),
+            ))?)
+        } else {
+            Ok(serde_json::from_slice(&self.body)?)
+        }
+    }
 }
 
 fn read_line(r: &mut BufReader<TcpStream>) -> anyhow::Result<String> {
@@ -721,7 +752,7 @@ fn read_line(r: &mut BufReader<TcpStream>) -> anyhow::Result<String> {
 
 /// Reads one whole response (head, then a chunked or a sized body) off a keep-alive
 /// connection.
-fn read_answer(r: &mut BufReader<TcpStream>) -> anyhow::Result<Answer> {
+pub(crate) fn read_answer(r: &mut BufReader<TcpStream>) -> anyhow::Result<Answer> {
     let status_line = read_line(r)?;
     let status = status_line
         .split(' ')
@@ -744,8 +775,7 @@ fn read_answer(r: &mut BufReader<TcpStream>) -> anyhow::Result<Answer> {
             }
         }
     }
-    let mut bytes = 0;
-    let mut sink = vec![0; 64 * 1024];
+    let mut body = Vec::new();
     if chunked {
         loop {
             let size = read_line(r)?;
@@ -755,29 +785,22 @@ fn read_answer(r: &mut BufReader<TcpStream>) -> anyhow::Result<Answer> {
                 read_line(r)?;
                 break;
             }
-            let mut left = size;
-            while left > 0 {
-                let n = left.min(sink.len());
-                r.read_exact(&mut sink[..n])?;
-                left -= n;
-            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            r.read_exact(&mut body[start..])?;
             read_line(r)?;
-            bytes += size;
         }
     } else {
-        let mut left = length;
-        while left > 0 {
-            let n = left.min(sink.len());
-            r.read_exact(&mut sink[..n])?;
-            left -= n;
-        }
-        bytes = length;
+        body.resize(length, 0);
+        r.read_exact(&mut body)?;
     }
+    let bytes = body.len();
     Ok(Answer {
         status,
         gzip,
         chunked,
         bytes,
+        body,
     })
 }
 

@@ -23,15 +23,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use persistence::{Database, DatabaseSettings};
-use sea_orm::{ConnectionTrait, Statement, Value};
+use sea_orm::{ConnectionTrait, Statement};
 use tenancy::Child;
 
 use crate::bench::proc_status_kib;
-use crate::bench_directory::MEMBERSHIP_COLUMNS;
 use crate::bench_http::{
     BenchDatabase, ScratchDir, Server, create_org, expect, http, machine, read_response,
     release_server, request_head, service_urls, sign_up,
 };
+use crate::seed::bench_rows::{BenchMember, MEMBERSHIP_COLUMNS, membership_row, user_row};
 use crate::seed::bulk::{BulkInsert, thousands};
 use crate::seed::rng::SplitMix64;
 use crate::seed::{COMMITTEES, FIRST_NAMES, GRADE_BANDS, LAST_NAMES, USER_COLUMNS};
@@ -162,20 +162,7 @@ async fn seed_members(
     for (i, id) in ids.iter().enumerate() {
         let p = person(set, i);
         users
-            .push([
-                Value::from(*id),
-                Value::from(p.email),
-                Value::from(p.first),
-                Value::from(p.last),
-                // Not a hash of anything: these accounts never sign in.
-                Value::from("$argon2id$v=19$m=19456,t=2,p=1$bench$bench"),
-                Value::from("active"),
-                Value::from(false),
-                Value::from(1_i64),
-                Value::from(now),
-                Value::from(now),
-                Value::from(None::<time::OffsetDateTime>),
-            ])
+            .push(user_row(*id, &p.email, p.first, &p.last, now))
             .await?;
     }
     users.finish().await?;
@@ -189,27 +176,25 @@ async fn seed_members(
     for (i, id) in ids.iter().enumerate() {
         let p = person(set, i);
         let children: Vec<String> = p.children.iter().map(|c| c.name.clone()).collect();
-        let doc = tenancy::search::document(p.first, &p.last, &p.email, None, None, &children);
         let profile = if p.children.is_empty() {
             serde_json::json!({})
         } else {
             serde_json::json!({ "children": p.children })
         };
-        members
-            .push([
-                Value::from(org),
-                Value::from(*id),
-                Value::from(p.role),
-                Value::from("active"),
-                Value::from(profile),
-                Value::from(1_i64),
-                Value::from(now - time::Duration::minutes(i64::try_from(i)?)),
-                Value::from(now),
-                Value::from(doc),
-                Value::from(tenancy::search::sort_name(p.first, &p.last)),
-                Value::from(p.email),
-            ])
-            .await?;
+        let member = BenchMember {
+            org,
+            user: *id,
+            role: p.role,
+            status: "active",
+            first: p.first,
+            last: &p.last,
+            email: &p.email,
+            committee: None,
+            children: &children,
+            profile,
+            joined: now - time::Duration::minutes(i64::try_from(i)?),
+        };
+        members.push(membership_row(member, now)).await?;
     }
     members.finish().await?;
     txn.commit().await?;

@@ -11,6 +11,7 @@ mod bench;
 mod bench_directory;
 mod bench_http;
 mod bench_member_io;
+mod bench_search;
 mod ci;
 mod migrate;
 mod modgraph;
@@ -64,6 +65,10 @@ enum Command {
     /// imports and 10k vs 100k-member CSV exports) against the release server on
     /// PostgreSQL + Redis.
     BenchMemberIo,
+    /// The member search targets (relevance against a brute-force reference, searches/s
+    /// and p99 at 20,000 and 100,000 members, freshness across instances, index memory)
+    /// against the release server on PostgreSQL and SQLite, with Redis.
+    BenchSearch,
     /// The mail delivery target: 10,000 queued messages delivered to a local SMTP server
     /// (aiosmtpd) at ≥ 200 messages/s with flat memory (SQLite; PostgreSQL too with
     /// `TEST_DATABASE_URL`).
@@ -104,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchHttp { edge: true } => bench_http::run_edge(),
         Command::BenchDirectory => bench_directory::run(),
         Command::BenchMemberIo => bench_member_io::run(),
+        Command::BenchSearch => bench_search::run(),
         Command::BenchMail => bench::mail(),
         Command::Seed(args) => seed::run(&args),
         Command::Audit { action } => audit::run(action),

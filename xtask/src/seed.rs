@@ -5,6 +5,7 @@
 //! * [`enterprise`]: the synthetic benchmark dataset, in bulk (see its docs for why it
 //!   writes a single audit event).
 
+pub(crate) mod bench_rows;
 pub(crate) mod bulk;
 mod demo;
 mod enterprise;

@@ -140,42 +140,82 @@ impl SeaOrmMemberDirectory {
         let end = (start + limit as usize).min(order.len());
         let more = order.len() > end;
         let page_ids = &order[start..end];
-        if page_ids.is_empty() {
-            txn.commit().await.map_err(failure)?;
-            return Ok((
-                MemberPage {
-                    rows: Vec::new(),
-                    more,
-                    policy,
-                    privacy: Vec::new(),
-                },
-                order,
-            ));
-        }
-        let mut found = base(org, filter, audience, &policy)
-            .filter(memberships::Column::UserId.is_in(page_ids.iter().copied()))
-            .all(&txn)
-            .await
-            .map_err(failure)?;
-        found.sort_by_key(|(m, _)| page_ids.iter().position(|id| *id == m.user_id));
-        let rows = rows_with_roles(&txn, org, found).await?;
-        let privacy = crate::privacy::load_choices(
+        let page = page_rows(&txn, org, filter, audience, policy, page_ids, more).await?;
+        txn.commit().await.map_err(failure)?;
+        Ok((page, order))
+    }
+
+    /// The page of exactly `ids` (in that order; `more` says whether a next page exists)
+    /// for `audience`, each row admitted again by the directory's rules (a member the
+    /// caller's index still had but who left or became unlisted since is dropped).
+    ///
+    /// The search's path without list filters: the index has already applied the
+    /// audience's rules to the ranking, so only the page is read.
+    ///
+    /// # Errors
+    /// [`StorageFailure`] when the database cannot be read.
+    pub async fn page_of_ids(
+        &self,
+        org: OrgId,
+        audience: Audience,
+        ids: &[uuid::Uuid],
+        more: bool,
+    ) -> Result<MemberPage, StorageFailure> {
+        let txn = self.read_txn(org).await?;
+        let policy = crate::privacy::load_policy(&txn, org).await?;
+        let page = page_rows(
             &txn,
             org,
-            Some(rows.iter().map(|(u, _)| u.id.as_uuid()).collect()),
+            &MemberFilter::default(),
+            audience,
+            policy,
+            ids,
+            more,
         )
         .await?;
         txn.commit().await.map_err(failure)?;
-        Ok((
-            MemberPage {
-                rows,
-                more,
-                policy,
-                privacy,
-            },
-            order,
-        ))
+        Ok(page)
     }
+}
+
+/// The rows of `page_ids` the filter and audience admit, in that order, with roles and
+/// privacy choices.
+async fn page_rows(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    filter: &MemberFilter,
+    audience: Audience,
+    policy: DirectoryPolicy,
+    page_ids: &[uuid::Uuid],
+    more: bool,
+) -> Result<MemberPage, StorageFailure> {
+    if page_ids.is_empty() {
+        return Ok(MemberPage {
+            rows: Vec::new(),
+            more,
+            policy,
+            privacy: Vec::new(),
+        });
+    }
+    let mut found = base(org, filter, audience, &policy)
+        .filter(memberships::Column::UserId.is_in(page_ids.iter().copied()))
+        .all(txn)
+        .await
+        .map_err(failure)?;
+    found.sort_by_key(|(m, _)| page_ids.iter().position(|id| *id == m.user_id));
+    let rows = rows_with_roles(txn, org, found).await?;
+    let privacy = crate::privacy::load_choices(
+        txn,
+        org,
+        Some(rows.iter().map(|(u, _)| u.id.as_uuid()).collect()),
+    )
+    .await?;
+    Ok(MemberPage {
+        rows,
+        more,
+        policy,
+        privacy,
+    })
 }
 
 /// `member_privacy` has a row of this membership whose `column` is `value`.

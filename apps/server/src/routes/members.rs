@@ -653,6 +653,17 @@ fn facet_counts(counts: std::collections::HashMap<String, u64>) -> Vec<FacetCoun
     out
 }
 
+/// Facet counts as the index counted them (already most frequent first).
+fn index_facet_counts(counts: &[(String, usize)]) -> Vec<FacetCountDto> {
+    counts
+        .iter()
+        .map(|(value, n)| FacetCountDto {
+            value: value.clone(),
+            count: u64::try_from(*n).unwrap_or(u64::MAX),
+        })
+        .collect()
+}
+
 /// Facet counts of `ids` (the admitted results) as the index holds them: a committee
 /// counts only where the audience is shown it.
 fn facets_of(
@@ -716,11 +727,20 @@ async fn search_members(
     } else {
         state.search_indexes.get(member.org_id()).await?
     };
+    // Without list filters the index's ranking is already the audience's (it applied
+    // the directory's rules): only the page's hits are needed, and only the page is read
+    // from the database. With filters, every ranked id is checked there.
+    let unfiltered = filter == MemberFilter::default();
+    let page_end = offset.saturating_add(limit) as usize;
     let request = member_search::SearchRequest {
         text: &q.q,
         visible_fields: member_search::FieldSet::ALL,
         apply_member_choices: audience == Audience::Directory,
-        limit: tenancy_store::RANKED_CAP,
+        limit: if unfiltered {
+            page_end
+        } else {
+            tenancy_store::RANKED_CAP
+        },
     };
     let found = index
         .search(&request)
@@ -744,11 +764,30 @@ async fn search_members(
         };
         return sql_search(&state, &member, &q.q, filter, (offset, limit), meta).await;
     }
-    let ranked: Vec<Uuid> = found.hits.iter().map(|h| h.id).collect();
-    let (page, admitted) = state
-        .directory
-        .page_of_ranked(member.org_id(), &filter, audience, &ranked, offset, limit)
-        .await?;
+    let (page, total, facets) = if unfiltered {
+        let start = (offset as usize).min(found.hits.len());
+        let ids: Vec<Uuid> = found.hits[start..].iter().map(|h| h.id).collect();
+        let more = found.total > page_end;
+        let page = state
+            .directory
+            .page_of_ids(member.org_id(), audience, &ids, more)
+            .await?;
+        let f = &found.facets;
+        let facets = SearchFacetsDto {
+            role: index_facet_counts(&f.role),
+            status: index_facet_counts(&f.status),
+            committee: index_facet_counts(&f.committee),
+        };
+        (page, found.total, facets)
+    } else {
+        let ranked: Vec<Uuid> = found.hits.iter().map(|h| h.id).collect();
+        let (page, admitted) = state
+            .directory
+            .page_of_ranked(member.org_id(), &filter, audience, &ranked, offset, limit)
+            .await?;
+        let facets = facets_of(&index, &admitted, audience);
+        (page, admitted.len(), facets)
+    };
     let next_cursor = page.more.then(|| (offset + limit).to_string());
     let matches: std::collections::HashMap<Uuid, &Vec<member_search::FieldMatch>> =
         found.hits.iter().map(|h| (h.id, &h.matches)).collect();
@@ -775,14 +814,14 @@ async fn search_members(
     let search = SearchMetaDto {
         did_you_mean: found.did_you_mean,
         suggestions,
-        facets: facets_of(&index, &admitted, audience),
+        facets,
     };
     Ok(SearchPaged {
         items,
         pagination: Pagination {
             limit,
             next_cursor,
-            total: Some(u64::try_from(admitted.len()).unwrap_or(u64::MAX)),
+            total: Some(u64::try_from(total).unwrap_or(u64::MAX)),
         },
         search,
     })
