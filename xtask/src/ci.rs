@@ -110,5 +110,6 @@ pub fn lint() -> anyhow::Result<()> {
     crate::purity::run()?;
     crate::modgraph::run()?;
     deny()?;
+    crate::monitoring::run()?;
     crate::openapi::run(true)
 }

@@ -15,6 +15,7 @@ mod bench_search;
 mod ci;
 mod migrate;
 mod modgraph;
+mod monitoring;
 mod openapi;
 mod purity;
 mod replica;
@@ -45,7 +46,7 @@ enum Command {
     },
     /// Run the test suite (cargo-nextest when installed, else cargo test).
     Test,
-    /// Static checks: fmt, clippy, domain purity, no import cycle in the app, cargo-deny (when installed), OpenAPI freshness.
+    /// Static checks: fmt, clippy, domain purity, no import cycle in the app, cargo-deny (when installed), OpenAPI freshness, the dashboard's and alert rules' metric names.
     Lint,
     /// Everything CI checks: `lint`, then `test`.
     Ci,

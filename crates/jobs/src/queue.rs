@@ -44,6 +44,9 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Every kind.
+    pub const ALL: [Self; 2] = [Self::MemberImport, Self::MemberExport];
+
     /// The stored name.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -54,9 +57,7 @@ impl JobKind {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::MemberImport, Self::MemberExport]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -10,6 +11,35 @@ use tokio::sync::Notify;
 use crate::export::{ExportParams, run_export};
 use crate::import::{ImportParams, StepOutcome, import_step};
 use crate::queue::{Job, JobKind, JobQueue, JobStoreError, Lease};
+
+/// Job runs of this process that failed, per kind (in [`JobKind::ALL`] order): jobs
+/// that ended `failed`, and steps that met a storage failure (the job was released
+/// for a retry).
+static ENDED_FAILED: [AtomicU64; JobKind::ALL.len()] =
+    [const { AtomicU64::new(0) }; JobKind::ALL.len()];
+static RELEASED_FOR_RETRY: [AtomicU64; JobKind::ALL.len()] =
+    [const { AtomicU64::new(0) }; JobKind::ALL.len()];
+
+fn kind_index(kind: JobKind) -> usize {
+    JobKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+/// Failed job runs of this process so far, per kind and outcome: `failed` (the job
+/// ended failed) or `retried` (a step met a storage failure; the job was released for
+/// another attempt). Every pair is listed, zeros included.
+#[must_use]
+pub fn failure_counts() -> Vec<(JobKind, &'static str, u64)> {
+    let mut out = Vec::with_capacity(JobKind::ALL.len() * 2);
+    for (i, kind) in JobKind::ALL.into_iter().enumerate() {
+        out.push((kind, "failed", ENDED_FAILED[i].load(Ordering::Relaxed)));
+        out.push((
+            kind,
+            "retried",
+            RELEASED_FOR_RETRY[i].load(Ordering::Relaxed),
+        ));
+    }
+    out
+}
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -99,6 +129,7 @@ impl Worker {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(job = %job.id, error = %e, "job step failed; released for a retry");
+                RELEASED_FOR_RETRY[kind_index(job.kind)].fetch_add(1, Ordering::Relaxed);
                 self.queue.release(&lease, &e.to_string()).await?;
                 return Err(e);
             }
@@ -127,12 +158,7 @@ impl Worker {
             JobKind::MemberImport => {
                 let params: ImportParams = match serde_json::from_value(job.params.clone()) {
                     Ok(p) => p,
-                    Err(e) => {
-                        self.queue
-                            .finish(lease, Err(format!("bad parameters: {e}")))
-                            .await?;
-                        return Ok(RunOutcome::Finished);
-                    }
+                    Err(e) => return self.fail(job, lease, format!("bad parameters: {e}")).await,
                 };
                 let mut cursor = job.cursor;
                 loop {
@@ -161,12 +187,7 @@ impl Worker {
             JobKind::MemberExport => {
                 let params: ExportParams = match serde_json::from_value(job.params.clone()) {
                     Ok(p) => p,
-                    Err(e) => {
-                        self.queue
-                            .finish(lease, Err(format!("bad parameters: {e}")))
-                            .await?;
-                        return Ok(RunOutcome::Finished);
-                    }
+                    Err(e) => return self.fail(job, lease, format!("bad parameters: {e}")).await,
                 };
                 match run_export(
                     &self.queue,
@@ -180,12 +201,27 @@ impl Worker {
                 {
                     Ok(_) => {}
                     Err(reason) => {
-                        self.queue.finish(lease, Err(reason)).await?;
+                        self.fail(job, lease, reason).await?;
                     }
                 }
                 Ok(RunOutcome::Finished)
             }
         }
+    }
+
+    /// Ends `job` as failed with `reason` (counted in [`failure_counts`] when this
+    /// worker still held it).
+    async fn fail(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        reason: String,
+    ) -> Result<RunOutcome, JobStoreError> {
+        tracing::warn!(job = %job.id, kind = job.kind.as_str(), reason = %reason, "job failed");
+        if self.queue.finish(lease, Err(reason)).await? {
+            ENDED_FAILED[kind_index(job.kind)].fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(RunOutcome::Finished)
     }
 
     /// Runs forever in the background: whenever `wake` is notified (a job was created

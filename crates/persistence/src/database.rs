@@ -365,6 +365,29 @@ impl Database {
         Ok(())
     }
 
+    /// How far the read replica's replay is behind the primary: `None` without a
+    /// replica. Measured on the replica itself: 0 when it has replayed all the WAL it
+    /// received (an idle primary sends nothing, which is no lag), otherwise the age of
+    /// the last transaction it replayed; 0 for a server that is not in recovery (a
+    /// `DATABASE_READ_URL` naming a primary).
+    pub async fn replica_lag(&self) -> Option<Result<Duration, StorageError>> {
+        let replica = self.replica.as_ref()?;
+        let sql = "SELECT CASE \
+                     WHEN NOT pg_is_in_recovery() THEN 0::float8 \
+                     WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8 \
+                     ELSE COALESCE(EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp())), 0)::float8 \
+                   END AS lag";
+        let measured = async {
+            let row = replica
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound("replica lag".into()))?;
+            let secs: f64 = row.try_get("", "lag")?;
+            Ok::<_, StorageError>(Duration::try_from_secs_f64(secs).unwrap_or_default())
+        };
+        Some(measured.await)
+    }
+
     /// Closes the pools; later queries fail as "unavailable". Used at shutdown (and by
     /// tests to simulate an outage).
     pub async fn close(&self) -> Result<(), StorageError> {

@@ -1,14 +1,22 @@
-//! Per-instance Prometheus metrics: request counts and latency by route template and
-//! status, the caches' hit/miss counters, rate-limit refusals, database pools and
-//! background jobs, served as text at `GET /metrics`.
+//! Per-instance Prometheus metrics: the request histogram by route template, method and
+//! status (OpenTelemetry names), the caches' hit/miss counters, rate-limit refusals and
+//! sign-in lock-outs, database pools and replica lag, background jobs and their
+//! failures, served as text at `GET /metrics`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-/// Latency histogram bucket bounds, in seconds.
-const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+/// Latency histogram bucket bounds, in seconds (up to 10 s: a request that waits out the
+/// pool's acquire timeout still lands in a finite bucket).
+const BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The request histogram's name (OpenTelemetry HTTP semantic conventions, as Prometheus
+/// names them: `http.server.request.duration` in seconds).
+pub const HTTP_DURATION: &str = "http_server_request_duration_seconds";
 
 #[derive(Default)]
 struct RouteStats {
@@ -17,10 +25,29 @@ struct RouteStats {
     buckets: [u64; BUCKETS.len()],
 }
 
-/// The request metrics of this process.
+/// The request methods named in the metrics; any other is `_OTHER`, as the
+/// OpenTelemetry conventions say (a client cannot create series at will).
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+
+/// `method` as a metric label: a known method, or `_OTHER`.
+#[must_use]
+pub fn method_label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("_OTHER")
+}
+
+/// One route's answers: by method label and status code.
+type ByAnswer = BTreeMap<(&'static str, u16), RouteStats>;
+
+/// The request metrics of this process: per route template, then per method and status.
 #[derive(Default)]
 pub struct RequestMetrics {
-    by_route: Mutex<BTreeMap<(String, u16), RouteStats>>,
+    by_route: Mutex<BTreeMap<String, ByAnswer>>,
 }
 
 /// The process-wide request metrics.
@@ -30,13 +57,19 @@ pub fn requests() -> &'static RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// Records one finished request.
-    pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
+    /// Records one finished request (`method` as [`method_label`] names it). The route is
+    /// copied only the first time it is seen.
+    pub fn observe(&self, route: &str, method: &'static str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let Ok(mut map) = self.by_route.lock() else {
             return;
         };
-        let stats = map.entry((route.to_owned(), status)).or_default();
+        let by_answer = if let Some(known) = map.get_mut(route) {
+            known
+        } else {
+            map.entry(route.to_owned()).or_default()
+        };
+        let stats = by_answer.entry((method, status)).or_default();
         stats.count += 1;
         stats.sum += secs;
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -46,45 +79,31 @@ impl RequestMetrics {
         }
     }
 
-    /// Appends the request series in Prometheus text format.
+    /// Appends the request histogram in Prometheus text format. Labels follow the
+    /// OpenTelemetry HTTP conventions: `http_route` (the route template),
+    /// `http_request_method` and `http_response_status_code`; its `_count` is the
+    /// request count.
     pub fn render(&self, out: &mut String) {
         let Ok(map) = self.by_route.lock() else {
             return;
         };
-        out.push_str("# HELP ptoc_http_requests_total Requests by route template and status.\n");
-        out.push_str("# TYPE ptoc_http_requests_total counter\n");
-        for ((route, status), s) in map.iter() {
-            let _ = writeln!(
-                out,
-                "ptoc_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {}",
-                s.count
-            );
-        }
-        out.push_str("# HELP ptoc_http_request_duration_seconds Request latency by route template and status.\n");
-        out.push_str("# TYPE ptoc_http_request_duration_seconds histogram\n");
-        for ((route, status), s) in map.iter() {
-            let labels = format!("route=\"{route}\",status=\"{status}\"");
-            for (bound, n) in BUCKETS.iter().zip(s.buckets) {
-                let _ = writeln!(
-                    out,
-                    "ptoc_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
+        let name = HTTP_DURATION;
+        let _ = writeln!(
+            out,
+            "# HELP {name} Duration of HTTP server requests by route template, method and status.\n# TYPE {name} histogram"
+        );
+        for (route, by_answer) in map.iter() {
+            for ((method, status), s) in by_answer {
+                let labels = format!(
+                    "http_route=\"{route}\",http_request_method=\"{method}\",http_response_status_code=\"{status}\""
                 );
+                for (bound, n) in BUCKETS.iter().zip(s.buckets) {
+                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {n}");
+                }
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
+                let _ = writeln!(out, "{name}_sum{{{labels}}} {}", s.sum);
+                let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.count);
             }
-            let _ = writeln!(
-                out,
-                "ptoc_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "ptoc_http_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum
-            );
-            let _ = writeln!(
-                out,
-                "ptoc_http_request_duration_seconds_count{{{labels}}} {}",
-                s.count
-            );
         }
     }
 }
@@ -143,6 +162,16 @@ pub fn render_rate_limits(out: &mut String, limits: &super::rate_limit::RateLimi
             u8::from(backend == current)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP ptoc_auth_lockouts_total Sign-in attempts refused by the back-off (the account, device token or address used its free attempts).\n# TYPE ptoc_auth_lockouts_total counter\nptoc_auth_lockouts_total {}",
+        limits.lockouts()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ptoc_auth_sign_in_failures_total Wrong passwords or codes (sign-in, second factor, re-authentication).\n# TYPE ptoc_auth_sign_in_failures_total counter\nptoc_auth_sign_in_failures_total {}",
+        limits.sign_in_failures()
+    );
     let stats = limits.stats();
     out.push_str("# HELP ptoc_rate_limit_redis_errors_total Redis failures of the rate limiter (each decided locally instead).\n");
     out.push_str("# TYPE ptoc_rate_limit_redis_errors_total counter\n");
@@ -223,6 +252,37 @@ pub fn jobs_gauge(state: &str, n: u64) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     map.insert(state.to_owned(), n);
+}
+
+/// Appends the failed job runs of this process by kind and outcome (`failed`: the job
+/// ended failed; `retried`: a step met a storage failure and the job was released).
+pub fn render_job_failures(out: &mut String) {
+    let name = "ptoc_job_failures_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Failed job runs of this instance by kind and outcome (failed: ended failed; retried: a step failed and the job was released for a retry).\n# TYPE {name} counter"
+    );
+    for (kind, outcome, n) in jobs::worker::failure_counts() {
+        let _ = writeln!(
+            out,
+            "{name}{{kind=\"{}\",outcome=\"{outcome}\"}} {n}",
+            kind.as_str()
+        );
+    }
+}
+
+/// Appends the replica's replication lag, when a replica is configured and it answered
+/// ([`persistence::Database::replica_lag`]); nothing otherwise.
+pub fn render_replica_lag(out: &mut String, lag: Option<Duration>) {
+    let Some(lag) = lag else {
+        return;
+    };
+    let name = "ptoc_db_replica_lag_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} How far the read replica's replay is behind the primary (0 when it has replayed all it received).\n# TYPE {name} gauge\n{name} {}",
+        lag.as_secs_f64()
+    );
 }
 
 /// Appends the background-job series.

@@ -86,6 +86,7 @@ pub struct RateLimits {
     trusted_proxies: Vec<IpNet>,
     limiter: RateLimiter,
     rejections: Mutex<BTreeMap<&'static str, u64>>,
+    sign_in_failures: std::sync::atomic::AtomicU64,
 }
 
 impl RateLimits {
@@ -121,6 +122,7 @@ impl RateLimits {
             trusted_proxies: settings.trusted_proxies.clone(),
             limiter,
             rejections: Mutex::new(BTreeMap::new()),
+            sign_in_failures: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -157,6 +159,25 @@ impl RateLimits {
             .iter()
             .map(|(k, v)| (*k, *v))
             .collect()
+    }
+
+    /// Sign-in attempts refused by the back-off so far (the account, device token or
+    /// client address had used its free attempts): the lock-outs, a security signal.
+    #[must_use]
+    pub fn lockouts(&self) -> u64 {
+        self.rejections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(SIGN_IN_BACKOFF)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Wrong passwords or codes so far (sign-in, second factor, re-authentication).
+    #[must_use]
+    pub fn sign_in_failures(&self) -> u64 {
+        self.sign_in_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn rejected(&self, label: &'static str) {
@@ -242,6 +263,8 @@ impl RateLimits {
 
     /// The attempt was a wrong password: it stays counted.
     pub fn sign_in_failed(&self, permit: SignInPermit) {
+        self.sign_in_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.limiter.sign_in_failed(permit);
     }
 

@@ -38,6 +38,7 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let start = Instant::now();
+    let method = super::metrics::method_label(req.method().as_str());
     let id = req
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -93,7 +94,7 @@ pub async fn middleware(
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".into());
     span.record("route", route.as_str());
-    super::metrics::requests().observe(&route, status, elapsed);
+    super::metrics::requests().observe(&route, method, status, elapsed);
     span.record("status", status);
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -247,6 +247,8 @@ async fn metrics(
     crate::http::metrics::render_rate_limits(&mut out, &state.rate_limits);
     crate::http::metrics::render_pools(&mut out, &state.db);
     crate::http::metrics::render_jobs(&mut out);
+    crate::http::metrics::render_job_failures(&mut out);
+    crate::http::metrics::render_replica_lag(&mut out, replica_lag(&state.db).await);
     let (orgs, bytes) = state.search_indexes.usage();
     crate::http::metrics::render_search_indexes(
         &mut out,
@@ -255,6 +257,23 @@ async fn metrics(
         state.search_indexes.budget(),
     );
     Ok(crate::http::raw::PlainText(out))
+}
+
+/// The replica's lag for `/metrics`, bounded by [`READY_CHECK_TIMEOUT`]: `None` without
+/// a replica, or when it did not answer (logged; `/ready` reports it unavailable).
+async fn replica_lag(db: &persistence::Database) -> Option<std::time::Duration> {
+    match tokio::time::timeout(READY_CHECK_TIMEOUT, db.replica_lag()).await {
+        Ok(Some(Ok(lag))) => Some(lag),
+        Ok(None) => None,
+        Ok(Some(Err(e))) => {
+            tracing::warn!(error = %e, "metrics: replica lag not measured");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("metrics: the replica did not report its lag in time");
+            None
+        }
+    }
 }
 
 async fn openapi_json(state: State) -> RawJson {

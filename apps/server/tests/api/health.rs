@@ -124,9 +124,18 @@ mod metrics {
                 .starts_with("text/plain")
         );
         let after = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
-        let key = "ptoc_http_requests_total{route=\"/health\",status=\"200\"}";
-        assert!(series(&after, key) >= series(&before, key) + 3, "{after}");
-        assert!(after.contains("ptoc_http_request_duration_seconds_bucket{route=\"/health\",status=\"200\",le=\"+Inf\"}"));
+        let labels =
+            "http_route=\"/health\",http_request_method=\"GET\",http_response_status_code=\"200\"";
+        let key = format!("http_server_request_duration_seconds_count{{{labels}}}");
+        assert!(series(&after, &key) >= series(&before, &key) + 3, "{after}");
+        assert!(after.contains(&format!(
+            "http_server_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}}"
+        )));
+        assert!(after.contains("# TYPE http_server_request_duration_seconds histogram"));
+        assert!(
+            !after.contains("ptoc_http_"),
+            "the old names are gone: {after}"
+        );
         assert!(after.contains("ptoc_cache_hits_total{cache=\"token_verify\",layer=\"l1\"}"));
     }
 }

@@ -22,6 +22,7 @@ backend_tests!(
     request_span_carries_org_and_user_and_slow_requests_name_their_spans,
     passwords_are_never_logged,
     account_tokens_and_codes_are_never_logged,
+    failed_job_runs_are_counted_by_kind,
 );
 
 /// Log output captured in memory.
@@ -172,10 +173,65 @@ async fn metrics_show_pool_and_job_series_moving_after_traffic(ctx: TestContext)
     assert!(series(&after, &format!("ptoc_db_pool_connections{primary}")).unwrap() >= 1.0);
     assert_eq!(series(&after, "ptoc_jobs{state=\"queued\"}"), Some(3.0));
     assert_eq!(series(&after, "ptoc_jobs{state=\"failed\"}"), Some(1.0));
-    let listed = "ptoc_http_requests_total{route=\"/api/v2/orgs/{org_id}/users\",status=\"200\"}";
+    let listed = "http_server_request_duration_seconds_count{http_route=\"/api/v2/orgs/{org_id}/users\",http_request_method=\"GET\",http_response_status_code=\"200\"}";
     assert_eq!(series(&after, listed), Some(3.0), "{after}");
     // No replica configured: no replica series.
     assert!(!after.contains("pool=\"replica\""));
+    assert!(!after.contains("ptoc_db_replica_lag_seconds"), "{after}");
+}
+
+/// A job that ends failed counts once in `ptoc_job_failures_total` under its kind (the
+/// counters are per process: other tests' jobs may move them too, never down).
+async fn failed_job_runs_are_counted_by_kind(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, _, _) = new_org(&app, "failing-job@example.org").await;
+    let failed = "ptoc_job_failures_total{kind=\"member_export\",outcome=\"failed\"}";
+    let before = scrape(&app).await;
+    let at_start = series(&before, failed).expect("listed before any failure");
+    for kind in ["member_import", "member_export"] {
+        for outcome in ["failed", "retried"] {
+            let name = format!("ptoc_job_failures_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}");
+            assert!(
+                series(&before, &name).is_some(),
+                "{name} missing:\n{before}"
+            );
+        }
+    }
+    // An export whose parameters the worker cannot read ends failed.
+    let org_id = uuid::Uuid::parse_str(&org).unwrap();
+    ctx.state
+        .jobs
+        .draft(
+            org_id,
+            jobs::JobKind::MemberExport,
+            None,
+            serde_json::json!({"not": "an export"}),
+        )
+        .await
+        .unwrap()
+        .submit()
+        .await
+        .unwrap();
+    pto_server::startup::job_worker(
+        &ctx.state,
+        jobs::WorkerSettings::new(ctx.state.tmp_dir.clone()),
+    )
+    .run_until_idle()
+    .await
+    .unwrap();
+    // The app's own worker may have taken the job first: wait (bounded) for its count.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let after = scrape(&app).await;
+        if series(&after, failed).unwrap_or(0.0) > at_start {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed job was not counted:\n{after}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn request_span_carries_org_and_user_and_slow_requests_name_their_spans(ctx: TestContext) {
@@ -492,6 +548,12 @@ mod replica {
         );
         assert_eq!(replica_waits.unwrap_or(0.0), 0.0, "{metrics}");
         assert!(series(&metrics, "ptoc_db_pool_max{pool=\"replica\"}").is_some());
+        // Not a standby (a second primary database): no lag.
+        assert_eq!(
+            series(&metrics, "ptoc_db_replica_lag_seconds"),
+            Some(0.0),
+            "{metrics}"
+        );
 
         // A write request reads the primary too (e.g. the org it just created).
         let (status, body) = crate::helpers::send(
@@ -582,6 +644,9 @@ mod replica {
             ),
             Some(1.0)
         );
+        // Caught up (checked above): the lag is measured, and small.
+        let lag = series(&metrics, "ptoc_db_replica_lag_seconds").expect("lag measured");
+        assert!((0.0..60.0).contains(&lag), "{metrics}");
         state.db.close().await.ok();
     }
 }

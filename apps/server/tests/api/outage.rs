@@ -1,7 +1,8 @@
 //! Outages: while the database is unreachable, hung or busy, every write route answers
 //! 503 `SERVICE_UNAVAILABLE` with `Retry-After` in the error envelope (never 500),
 //! `/ready` answers 503 within a second, and every write acknowledged before the outage
-//! is still there once the database is back.
+//! is still there once the database is back. While Redis is hung or unreachable,
+//! `/ready` answers 503 within a second naming Redis (and the database as ok).
 //!
 //! PostgreSQL: the app reaches its database through a TCP proxy in the test, switched to
 //! "stall" (sockets are kept, nothing is forwarded: a hung database) and to "cut" (every
@@ -38,7 +39,7 @@ enum Mode {
     Cut,
 }
 
-/// A TCP proxy between the app and its PostgreSQL server.
+/// A TCP proxy between the app and its PostgreSQL (or Redis) server.
 struct DbProxy {
     port: u16,
     mode: watch::Sender<Mode>,
@@ -595,6 +596,62 @@ where
         body["error"]["details"]["database"], "unavailable",
         "{body}"
     );
+}
+
+/// Redis behind the proxy, on either database: hung (stalled), then unreachable (cut):
+/// `/ready` answers 503 within a second naming each dependency's state; then back.
+async fn redis_outage_makes_ready_503_within_a_second(backend: Backend) {
+    let Ok(redis) = std::env::var("TEST_REDIS_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "TEST_REDIS_URL must be set under CI=true"
+        );
+        eprintln!("redis not configured (TEST_REDIS_URL unset): skipped");
+        return;
+    };
+    let proxy = DbProxy::start().await;
+    let proxied = proxy.route(redis);
+    let Some(ctx) = TestContext::with_env(backend, &[("REDIS_URL", &proxied)]).await else {
+        return;
+    };
+    let app = ctx.service().await;
+    let (status, _, body) = ready(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["redis"], "ok", "{body}");
+
+    for (mode, phase) in [(Mode::Stall, "redis stalled"), (Mode::Cut, "redis cut")] {
+        proxy.set(mode);
+        let (status, took, body) = ready(&app).await;
+        assert_eq!(status, 503, "{phase}: {body}");
+        assert!(
+            took < Duration::from_secs(1),
+            "{phase}: /ready took {took:?}"
+        );
+        let details = &body["error"]["details"];
+        assert_eq!(details["redis"], "unavailable", "{phase}: {body}");
+        assert_eq!(details["database"], "ok", "{phase}: {body}");
+        assert_eq!(
+            details["database_backend"],
+            match backend {
+                Backend::Sqlite => "sqlite",
+                Backend::Postgres => "postgres",
+            },
+            "{phase}: {body}"
+        );
+    }
+
+    proxy.set(Mode::Pass);
+    until_ready(&app).await;
+}
+
+#[actix_web::test]
+async fn sqlite_ready_names_redis_unavailable_within_a_second() {
+    redis_outage_makes_ready_503_within_a_second(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn postgres_ready_names_redis_unavailable_within_a_second() {
+    redis_outage_makes_ready_503_within_a_second(Backend::Postgres).await;
 }
 
 /// PostgreSQL behind a proxy: hung (stalled), then unreachable (cut), then back.

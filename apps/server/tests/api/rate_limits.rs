@@ -520,6 +520,13 @@ async fn sign_in_backs_off_per_account_and_per_address(backend: Backend) {
     let app = ctx.service().await;
     let _ = signed_up(&app, "rl-signin@example.org").await;
     let _ = signed_up(&app, "rl-other@example.org").await;
+    let text = metrics(&app).await;
+    for zero in [
+        "ptoc_auth_lockouts_total 0",
+        "ptoc_auth_sign_in_failures_total 0",
+    ] {
+        assert!(text.contains(zero), "{zero}: {text}");
+    }
     const GOOD: &str = "correct horse battery";
     let attempt = |email, password, peer| login_from(&app, email, password, peer);
     // Two free attempts: a failure, then a success, which clears the account's count
@@ -597,6 +604,13 @@ async fn sign_in_backs_off_per_account_and_per_address(backend: Backend) {
     let text = metrics(&app).await;
     assert!(
         text.contains("ptoc_rate_limit_rejections_total{class=\"sign_in_backoff\"} 4"),
+        "{text}"
+    );
+    // The security series: the four refusals are lock-outs; the seven wrong passwords
+    // (the refused attempts were never checked) are sign-in failures.
+    assert!(text.contains("ptoc_auth_lockouts_total 4"), "{text}");
+    assert!(
+        text.contains("ptoc_auth_sign_in_failures_total 7"),
         "{text}"
     );
 }

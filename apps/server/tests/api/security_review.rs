@@ -346,7 +346,7 @@ async fn metrics_are_off_by_default_and_need_their_token() {
         let body = test::read_body(res).await;
         let text = String::from_utf8_lossy(&body);
         assert_eq!(
-            text.contains("ptoc_http_requests_total") || text.contains("# TYPE"),
+            text.contains("http_server_request_duration_seconds") || text.contains("# TYPE"),
             expected == 200,
             "{text}"
         );
