@@ -101,6 +101,43 @@ pub async fn rate_identity(req: HttpRequest) -> Option<(Subject, Tier)> {
     }
 }
 
+/// `member` as a receiver of the org's change events ([`audit::Receiver`]): the keys
+/// the event catalog's audiences name, checked with the permission engine exactly as the
+/// guard checks a route's key (an API key: its grants bounded by its creator's rights
+/// now), and whether they are an active admin. [`audit::Receiver::may_see`] then decides
+/// each event.
+pub async fn receiver(authz: &Authz, member: &OrgMember) -> Result<audit::Receiver, ApiError> {
+    let org = member.org_id().as_uuid();
+    let mut holds = permissions::KeySet::new();
+    for key in audit::audience_keys().iter() {
+        let allowed = match &member.actor {
+            OrgActor::Member { caller, .. } => {
+                authz.check(org, caller.user_id().as_uuid(), key).await?
+            }
+            OrgActor::ApiKey {
+                permissions,
+                creator,
+                ..
+            } => {
+                authz
+                    .api_key_allows(org, creator.as_uuid(), *permissions, key)
+                    .await?
+            }
+        };
+        if allowed {
+            holds.insert(key);
+        }
+    }
+    Ok(audit::Receiver {
+        user: match &member.actor {
+            OrgActor::Member { caller, .. } => Some(caller.user_id().as_uuid()),
+            OrgActor::ApiKey { .. } => None,
+        },
+        admin: member.is_admin(),
+        holds,
+    })
+}
+
 fn denied(requirement: Requirement) -> ApiError {
     match requirement {
         Requirement::Permission(key) => ApiError::new(

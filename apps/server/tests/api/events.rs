@@ -1,0 +1,416 @@
+//! The change events (issue #19): the events API (`GET /orgs/{org_id}/events`) pages
+//! the org's record without gaps or duplicates, filters by type, tells a caught-up
+//! client so, answers 410 past retention, and shows each caller only what they may see.
+
+use actix_web::http::Method;
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use crate::backend_tests;
+use crate::handout::{App, set_settings};
+use crate::helpers::{TestContext, member_of, new_org, patch_current, send, signed_up};
+
+backend_tests!(
+    events_page_without_gaps_or_duplicates_and_a_caught_up_cursor_stays,
+    events_filter_by_type_and_refuse_unknown_types_and_bad_cursors,
+    a_volunteer_never_sees_admin_only_events_but_sees_allowed_ones,
+    another_orgs_events_are_not_visible,
+    a_cursor_past_retention_answers_410,
+);
+
+/// Every event of `uri` (after `after`) read `limit` at a time; returns the events and
+/// the last `next_cursor` (reached when a page comes back short).
+pub async fn read_all(
+    app: &impl App,
+    uri: &str,
+    token: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> (Vec<Value>, String) {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    let mut events = Vec::new();
+    let mut cursor = after.map(str::to_owned);
+    loop {
+        let page_uri = match &cursor {
+            Some(c) => format!("{uri}{sep}limit={limit}&after={c}"),
+            None => format!("{uri}{sep}limit={limit}"),
+        };
+        let (status, page) = send(app, Method::GET, &page_uri, Some(token), None).await;
+        assert_eq!(status, 200, "GET {page_uri}: {page}");
+        let data = page["data"].as_array().expect("a list").clone();
+        assert!(data.len() <= limit as usize);
+        let next = page["meta"]["pagination"]["next_cursor"]
+            .as_str()
+            .expect("every page carries next_cursor")
+            .to_owned();
+        let short = data.len() < limit as usize;
+        if let Some(last) = data.last()
+            && !short
+        {
+            assert_eq!(
+                last["id"],
+                next.as_str(),
+                "a full page ends at its last event"
+            );
+        }
+        events.extend(data);
+        cursor = Some(next.clone());
+        if short {
+            return (events, next);
+        }
+        assert!(events.len() < 2000, "no end of pages");
+    }
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// One settings change of `org` by its admin.
+async fn settings_change(app: &impl App, org: &str, admin: &str, change: Value) {
+    set_settings(app, org, admin, json!([change])).await;
+}
+
+async fn events_page_without_gaps_or_duplicates_and_a_caught_up_cursor_stays(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "ev-admin@example.org").await;
+    let org = new_org(&app, &admin, "Events PTO").await;
+    let mut members = Vec::new();
+    for i in 0..4 {
+        members.push(
+            member_of(&app, &admin, &org, &format!("ev-m{i}@example.org"))
+                .await
+                .0,
+        );
+    }
+    for (i, key) in ["budget.approve", "events.create", "documents.delete"]
+        .iter()
+        .enumerate()
+    {
+        let role = if i % 2 == 0 { "admin" } else { "board_member" };
+        settings_change(&app, &org, &admin, json!({"key": key, "min_role": role})).await;
+    }
+    let uri = format!("/api/v2/orgs/{org}/events");
+    let (whole, head) = read_all(&app, &uri, &admin, None, 200).await;
+    // org.created, member.added (the creator), 4 joins, 3 settings.
+    assert_eq!(whole.len(), 9, "{whole:#?}");
+    assert_eq!(types(&whole)[..2], ["org.created", "member.added"]);
+    assert_eq!(
+        types(&whole)
+            .iter()
+            .filter(|t| *t == "member.joined")
+            .count(),
+        4
+    );
+    let first = &whole[0];
+    assert_eq!(first["tenant"], json!({"type": "org", "id": org}));
+    assert_eq!(first["actor"]["type"], "user");
+    assert!(
+        first["occurred_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    let setting = whole
+        .iter()
+        .find(|e| e["type"] == "permission.settings_changed")
+        .unwrap();
+    assert_eq!(
+        setting["subject"],
+        json!({"type": "permission_setting", "id": "budget.approve"})
+    );
+    // The org's first setting of the key creates it.
+    assert_eq!(setting["data"]["change"], "create");
+    assert_eq!(setting["data"]["after"]["min_role"], "admin");
+    // Member events show what changed, never the values (names, e-mail addresses).
+    let joined = whole.iter().find(|e| e["type"] == "member.joined").unwrap();
+    assert!(joined["data"].get("after").is_none(), "{joined}");
+    assert!(!whole.iter().any(|e| e.to_string().contains("@example.org")));
+
+    // Paging one or two at a time gives the same events, once each, in order.
+    for limit in [1, 2] {
+        let (paged, end) = read_all(&app, &uri, &admin, None, limit).await;
+        assert_eq!(paged, whole, "limit {limit}");
+        assert_eq!(end, head);
+    }
+    // Caught up: an empty page answers the same cursor.
+    let (status, page) = send(
+        &app,
+        Method::GET,
+        &format!("{uri}?after={head}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["data"], json!([]));
+    assert_eq!(page["meta"]["pagination"]["next_cursor"], head.as_str());
+    assert_eq!(page["meta"]["pagination"]["limit"], 50);
+    // `cursor` is the same parameter as `after`.
+    let (_, same) = send(
+        &app,
+        Method::GET,
+        &format!("{uri}?cursor={head}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(same["meta"]["pagination"]["next_cursor"], head.as_str());
+    // A change after it is the next page, alone; resuming mid-way repeats nothing.
+    let (status, _) = patch_current(
+        &app,
+        &format!("/api/v2/orgs/{org}"),
+        Some(&admin),
+        Some(json!({"name": "Events PTO renamed"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (new, _) = read_all(&app, &uri, &admin, Some(&head), 50).await;
+    assert_eq!(types(&new), ["org.updated"], "{new:#?}");
+    assert!(
+        new[0]["data"]["changed"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("name"))
+    );
+    let middle = whole[4]["id"].as_str().unwrap();
+    let (rest, _) = read_all(&app, &uri, &admin, Some(middle), 3).await;
+    let mut expected = whole[5..].to_vec();
+    expected.extend(new);
+    assert_eq!(rest, expected);
+}
+
+async fn events_filter_by_type_and_refuse_unknown_types_and_bad_cursors(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "evf-admin@example.org").await;
+    let org = new_org(&app, &admin, "Filter PTO").await;
+    member_of(&app, &admin, &org, "evf-1@example.org").await;
+    settings_change(
+        &app,
+        &org,
+        &admin,
+        json!({"key": "budget.approve", "enabled": false}),
+    )
+    .await;
+    member_of(&app, &admin, &org, "evf-2@example.org").await;
+    let uri = format!("/api/v2/orgs/{org}/events");
+    let (joins, _) = read_all(&app, &format!("{uri}?types=member.joined"), &admin, None, 1).await;
+    assert_eq!(types(&joins), ["member.joined", "member.joined"]);
+    let (two, _) = read_all(
+        &app,
+        &format!("{uri}?types=member.joined,permission.settings_changed"),
+        &admin,
+        None,
+        50,
+    )
+    .await;
+    assert_eq!(
+        types(&two),
+        [
+            "member.joined",
+            "permission.settings_changed",
+            "member.joined"
+        ]
+    );
+    for (query, field) in [
+        ("types=member.joined,auth.sign_in", "types"),
+        ("types=nope", "types"),
+        ("after=not-a-cursor", "after"),
+        ("cursor=0102", "cursor"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("since=1", "since"),
+    ] {
+        let (status, body) = send(
+            &app,
+            Method::GET,
+            &format!("{uri}?{query}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+        assert_eq!(status, 422, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "VALIDATION_FAILED");
+        assert_eq!(
+            body["error"]["details"]["fields"][0]["field"], field,
+            "{query}: {body}"
+        );
+    }
+    // Anonymous: 401.
+    let (status, _) = send(&app, Method::GET, &uri, None, None).await;
+    assert_eq!(status, 401);
+}
+
+async fn a_volunteer_never_sees_admin_only_events_but_sees_allowed_ones(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "evv-admin@example.org").await;
+    let org = new_org(&app, &admin, "Volunteer PTO").await;
+    let (vol_id, volunteer) = member_of(&app, &admin, &org, "evv-vol@example.org").await;
+    let (other_id, _) = member_of(&app, &admin, &org, "evv-other@example.org").await;
+    settings_change(
+        &app,
+        &org,
+        &admin,
+        json!({"key": "budget.approve", "min_role": "admin"}),
+    )
+    .await;
+    let (status, _) = patch_current(
+        &app,
+        &format!("/api/v2/orgs/{org}"),
+        Some(&admin),
+        Some(json!({"name": "Volunteer PTO 2"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let uri = format!("/api/v2/orgs/{org}/events");
+    let (admin_sees, _) = read_all(&app, &uri, &admin, None, 50).await;
+    assert!(types(&admin_sees).contains(&"permission.settings_changed".to_owned()));
+    let (seen, _) = read_all(&app, &uri, &volunteer, None, 50).await;
+    let seen_types = types(&seen);
+    assert!(
+        !seen_types.contains(&"permission.settings_changed".to_owned()),
+        "{seen_types:?}"
+    );
+    assert!(
+        seen_types.contains(&"org.updated".to_owned()),
+        "{seen_types:?}"
+    );
+    // Volunteers may read the directory by default: they see others joining.
+    let subjects = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["type"] == "member.joined")
+            .map(|e| e["subject"]["id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(subjects(&seen), [vol_id.clone(), other_id.clone()]);
+    // Asking for admin-only types by name shows nothing either.
+    let (none, _) = read_all(
+        &app,
+        &format!("{uri}?types=permission.settings_changed"),
+        &volunteer,
+        None,
+        50,
+    )
+    .await;
+    assert_eq!(none, Vec::<Value>::new());
+    // Once the directory is kept to the board, the volunteer sees only their own
+    // member events (decided at each request, by the permission engine).
+    settings_change(
+        &app,
+        &org,
+        &admin,
+        json!({"key": "users.view", "min_role": "board_member"}),
+    )
+    .await;
+    let (seen, _) = read_all(&app, &uri, &volunteer, None, 2).await;
+    assert_eq!(subjects(&seen), [vol_id]);
+    assert!(!types(&seen).iter().any(|t| t.starts_with("permission.")));
+    assert!(types(&seen).contains(&"org.updated".to_owned()));
+}
+
+async fn another_orgs_events_are_not_visible(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, a_admin) = signed_up(&app, "eva@example.org").await;
+    let (_, b_admin) = signed_up(&app, "evb@example.org").await;
+    let a = new_org(&app, &a_admin, "A PTO").await;
+    let b = new_org(&app, &b_admin, "B PTO").await;
+    settings_change(
+        &app,
+        &b,
+        &b_admin,
+        json!({"key": "budget.approve", "enabled": false}),
+    )
+    .await;
+    let (a_events, a_cursor) = read_all(
+        &app,
+        &format!("/api/v2/orgs/{a}/events"),
+        &a_admin,
+        None,
+        50,
+    )
+    .await;
+    assert!(a_events.iter().all(|e| e["tenant"]["id"] == a.as_str()));
+    assert!(!types(&a_events).contains(&"permission.settings_changed".to_owned()));
+    let (b_events, _) = read_all(
+        &app,
+        &format!("/api/v2/orgs/{b}/events"),
+        &b_admin,
+        None,
+        50,
+    )
+    .await;
+    assert!(b_events.iter().all(|e| e["tenant"]["id"] == b.as_str()));
+    // Not a member: 404, as for the org itself.
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{b}/events"),
+        Some(&a_admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // A's cursor does not read B's events, even for B's admin.
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{b}/events?after={a_cursor}"),
+        Some(&b_admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["details"]["fields"][0]["field"], "after");
+}
+
+async fn a_cursor_past_retention_answers_410(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "evr@example.org").await;
+    let org = new_org(&app, &admin, "Retention PTO").await;
+    member_of(&app, &admin, &org, "evr-1@example.org").await;
+    let uri = format!("/api/v2/orgs/{org}/events");
+    let (before, _) = read_all(&app, &uri, &admin, None, 50).await;
+    let old = before[0]["id"].as_str().unwrap().to_owned();
+    // Archive everything older than the default retention as of 500 days from now.
+    let dir =
+        std::env::temp_dir().join(format!("ptoc-ev-archive-{}", uuid::Uuid::now_v7().simple()));
+    audit_store::archive_all(
+        &ctx.state.db,
+        &dir,
+        &ctx.state.audit_signer,
+        audit_store::ArchiveOptions::at(OffsetDateTime::now_utc() + Duration::days(500)),
+        None,
+    )
+    .await
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("{uri}?after={old}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["error"]["code"], "CURSOR_EXPIRED");
+    assert!(body["error"]["details"]["resync"].is_string(), "{body}");
+    // Without a cursor, reading starts at the oldest retained event: the archive marker.
+    let (after, head) = read_all(&app, &uri, &admin, None, 50).await;
+    assert_eq!(types(&after), ["audit.archived"]);
+    // The last archived event's cursor is still good (nothing after it was archived).
+    let last_archived = before.last().unwrap()["id"].as_str().unwrap();
+    let (status, page) = send(
+        &app,
+        Method::GET,
+        &format!("{uri}?after={last_archived}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["meta"]["pagination"]["next_cursor"], head.as_str());
+}
