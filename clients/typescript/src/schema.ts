@@ -2315,6 +2315,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/orgs/{org_id}/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The org's change events, live (server-sent events)
+         * @description `text/event-stream`: each event the caller may see (as `GET …/events` shows it) in a `data:` line, its cursor in `id:`. Reconnecting with `Last-Event-ID` (or `?after=`) resumes after that event with no gap and no duplicate, on any instance: the backlog is read from the database after live events are subscribed to, and both are de-duplicated by position. Who sees what is re-evaluated every second with the permission engine. An idle stream sends a comment (`: heartbeat`) at least every 15 s. The stream ends with an `event: end` whose data names the reason (`session_ended` — within a second of the session's revocation or the token's expiry —, `access_ended`, `slow_consumer`: the client read too slowly and fell more than 1,024 events behind; `cursor_expired`): reconnect with the last `id` (after signing in again for `session_ended`). A cursor before the retained events answers 410 `CURSOR_EXPIRED`.
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
+         */
+        get: operations["org_event_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your orgs' change events, live (server-sent events)
+         * @description The events of every org you are an active member of when the stream opens, each as its org's stream shows it; one cursor holds a position per org. Otherwise as `GET /orgs/{org_id}/stream`.
+         */
+        get: operations["my_event_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -5564,6 +5606,16 @@ export interface components {
         StatusDto: "active" | "suspended";
         /** @description Member status to filter by. */
         StatusFilterDto: "active" | "invited" | "suspended";
+        /** @description Where a stream starts and what it shows. */
+        StreamQuery: {
+            /**
+             * @description Resume after this cursor (an event's `id`); the `Last-Event-ID` header wins.
+             *     Absent: from the oldest retained event.
+             */
+            after?: string | null;
+            /** @description Only these types, comma-separated, as for the events API. */
+            types?: string | null;
+        };
         /** @description A query word without an exact or prefix match, and the closest word of the directory. */
         SuggestionDto: {
             /**
@@ -23180,6 +23232,191 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CURSOR_EXPIRED */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    org_event_stream: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Resume after this cursor (an event's `id`); the `Last-Event-ID` header wins.
+                 *     Absent: from the oldest retained event.
+                 */
+                after?: string | null;
+                /** @description Only these types, comma-separated, as for the events API. */
+                types?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, a final `event: end` with `data: {"reason": …}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CURSOR_EXPIRED */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    my_event_stream: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Resume after this cursor (an event's `id`); the `Last-Event-ID` header wins.
+                 *     Absent: from the oldest retained event.
+                 */
+                after?: string | null;
+                /** @description Only these types, comma-separated, as for the events API. */
+                types?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, a final `event: end` with `data: {"reason": …}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

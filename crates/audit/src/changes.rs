@@ -371,6 +371,33 @@ impl EventType {
     }
 }
 
+impl EventType {
+    /// Whether an event of this type may change what someone of the org may see
+    /// (settings, grants, roles, a member's role or membership, API keys): a stream
+    /// decides its receiver again after one.
+    #[must_use]
+    pub const fn changes_rights(self) -> bool {
+        matches!(
+            self,
+            Self::PermissionUpdate
+                | Self::PermissionInheritedUpdate
+                | Self::PermissionGrant
+                | Self::PermissionRevoke
+                | Self::RoleCreate
+                | Self::RoleUpdate
+                | Self::RoleDelete
+                | Self::MemberUpdate
+                | Self::MemberRoleChange
+                | Self::MemberTermEnd
+                | Self::MemberRemove
+                | Self::MemberLeave
+                | Self::MemberErase
+                | Self::OrgDelete
+                | Self::ApiKeyRevoke
+        )
+    }
+}
+
 /// The published types, in catalog order.
 #[must_use]
 pub fn publications() -> Vec<Publication> {
@@ -481,6 +508,19 @@ impl Selection {
                     .own_entity
                     .as_ref()
                     .is_some_and(|me| *me == event.body.entity_id))
+    }
+
+    /// Whether a public event (a live one) is selected: the same rule as
+    /// [`Selection::matches`].
+    #[must_use]
+    pub fn admits(&self, event: &ChangeEvent) -> bool {
+        let action = event.publication.kind.action();
+        self.everyone.contains(&action)
+            || (self.own.contains(&action)
+                && self
+                    .own_entity
+                    .as_ref()
+                    .is_some_and(|me| *me == event.subject_id))
     }
 
     /// Whether nothing can match.
@@ -922,6 +962,10 @@ mod tests {
             let selection = receiver.selection(None);
             for e in &events {
                 let expected = ChangeEvent::of(e).is_some_and(|c| c.visible_to(&receiver));
+                assert_eq!(
+                    ChangeEvent::of(e).is_some_and(|c| selection.admits(&c)),
+                    expected
+                );
                 assert_eq!(
                     selection.matches(e),
                     expected,

@@ -16,6 +16,9 @@ backend_tests!(
     a_volunteer_never_sees_admin_only_events_but_sees_allowed_ones,
     another_orgs_events_are_not_visible,
     a_cursor_past_retention_answers_410,
+    a_stream_resumes_without_gaps_or_repeats_even_on_another_instance,
+    a_volunteers_stream_never_carries_an_admin_only_event,
+    revoking_a_session_ends_its_stream,
 );
 
 /// Every event of `uri` (after `after`) read `limit` at a time; returns the events and
@@ -67,6 +70,26 @@ fn types(events: &[Value]) -> Vec<String> {
         .iter()
         .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// An admin-only change (a permission setting), then one every member may see (the
+/// org's name).
+async fn admin_only_then_allowed(app: &impl App, org: &str, admin: &str, name: &str) {
+    settings_change(
+        app,
+        org,
+        admin,
+        json!({"key": "budget.approve", "min_role": "admin"}),
+    )
+    .await;
+    let (status, _) = patch_current(
+        app,
+        &format!("/api/v2/orgs/{org}"),
+        Some(admin),
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, 200);
 }
 
 /// One settings change of `org` by its admin.
@@ -249,21 +272,7 @@ async fn a_volunteer_never_sees_admin_only_events_but_sees_allowed_ones(ctx: Tes
     let org = new_org(&app, &admin, "Volunteer PTO").await;
     let (vol_id, volunteer) = member_of(&app, &admin, &org, "evv-vol@example.org").await;
     let (other_id, _) = member_of(&app, &admin, &org, "evv-other@example.org").await;
-    settings_change(
-        &app,
-        &org,
-        &admin,
-        json!({"key": "budget.approve", "min_role": "admin"}),
-    )
-    .await;
-    let (status, _) = patch_current(
-        &app,
-        &format!("/api/v2/orgs/{org}"),
-        Some(&admin),
-        Some(json!({"name": "Volunteer PTO 2"})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    admin_only_then_allowed(&app, &org, &admin, "Volunteer PTO 2").await;
     let uri = format!("/api/v2/orgs/{org}/events");
     let (admin_sees, _) = read_all(&app, &uri, &admin, None, 50).await;
     assert!(types(&admin_sees).contains(&"permission.settings_changed".to_owned()));
@@ -398,6 +407,17 @@ async fn a_cursor_past_retention_answers_410(ctx: TestContext) {
     assert_eq!(status, 410, "{body}");
     assert_eq!(body["error"]["code"], "CURSOR_EXPIRED");
     assert!(body["error"]["details"]["resync"].is_string(), "{body}");
+    // The stream answers the same before streaming anything.
+    let (status, body) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{org}/stream?after={old}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["error"]["code"], "CURSOR_EXPIRED");
     // Without a cursor, reading starts at the oldest retained event: the archive marker.
     let (after, head) = read_all(&app, &uri, &admin, None, 50).await;
     assert_eq!(types(&after), ["audit.archived"]);
@@ -413,4 +433,319 @@ async fn a_cursor_past_retention_answers_410(ctx: TestContext) {
     .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["meta"]["pagination"]["next_cursor"], head.as_str());
+}
+
+/// Reads a `text/event-stream` body frame by frame, each read bounded by a deadline.
+pub struct Sse<B: actix_web::body::MessageBody> {
+    body: std::pin::Pin<Box<B>>,
+    buf: String,
+}
+
+/// One frame: its `id`, `event` and `data` lines (comments are skipped, heartbeats
+/// kept as `event = "heartbeat"`).
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: Option<Value>,
+}
+
+impl<B: actix_web::body::MessageBody> Sse<B> {
+    pub fn new(res: actix_web::dev::ServiceResponse<B>) -> Self {
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("text/event-stream")
+        );
+        Self {
+            body: Box::pin(res.into_body()),
+            buf: String::new(),
+        }
+    }
+
+    /// The next frame, `None` when the body ended; panics past `within`.
+    pub async fn next(&mut self, within: std::time::Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let raw: String = self.buf.drain(..end + 2).collect();
+                let mut frame = Frame::default();
+                let mut comment_only = true;
+                for line in raw.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        frame.id = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        frame.event = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        frame.data = Some(serde_json::from_str(v).expect("data is JSON"));
+                    } else if line == ": heartbeat" {
+                        frame.event = Some("heartbeat".into());
+                    } else {
+                        continue;
+                    }
+                    comment_only = false;
+                }
+                if comment_only {
+                    continue;
+                }
+                return Some(frame);
+            }
+            let chunk = tokio::time::timeout_at(
+                deadline,
+                std::future::poll_fn(|cx| self.body.as_mut().poll_next(cx)),
+            )
+            .await
+            .expect("a frame within the deadline");
+            match chunk {
+                None => return None,
+                Some(Ok(bytes)) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                Some(Err(_)) => panic!("the stream failed"),
+            }
+        }
+    }
+
+    /// The next change event (skipping heartbeats); panics on the end or past `within`.
+    pub async fn event(&mut self, within: std::time::Duration) -> Frame {
+        loop {
+            let frame = self.next(within).await.expect("an event, not the end");
+            match frame.event.as_deref() {
+                Some("heartbeat") => continue,
+                Some(other) => panic!("expected an event, got `{other}`: {frame:?}"),
+                None => return frame,
+            }
+        }
+    }
+}
+
+/// Opens a stream at `uri` with an optional `Last-Event-ID`.
+pub async fn open<S, B>(app: &S, uri: &str, token: &str, last: Option<&str>) -> Sse<B>
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let mut req = actix_web::test::TestRequest::get()
+        .uri(uri)
+        .insert_header(("authorization", format!("Bearer {token}")));
+    if let Some(last) = last {
+        req = req.insert_header(("last-event-id", last.to_owned()));
+    }
+    Sse::new(actix_web::test::call_service(app, req.to_request()).await)
+}
+
+fn ty(frame: &Frame) -> String {
+    frame
+        .data
+        .as_ref()
+        .map(|d| d["type"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn a_stream_resumes_without_gaps_or_repeats_even_on_another_instance(ctx: TestContext) {
+    use actix_web::test;
+    use pto_server::startup::app;
+    let shared = ctx.settings.redis_url.is_some();
+    let b_state = ctx.another_instance().await;
+    let a = test::init_service(app(ctx.state.clone(), ctx.api.clone())).await;
+    let b = test::init_service(app(b_state.clone(), ctx.api.clone())).await;
+    let (_, admin) = signed_up(&a, "evs-admin@example.org").await;
+    let org = new_org(&a, &admin, "Stream PTO").await;
+    let uri = format!("/api/v2/orgs/{org}/stream");
+    let mut stream = open(&a, &uri, &admin, None).await;
+    // The backlog, then live events.
+    assert_eq!(ty(&stream.event(WAIT).await), "org.created");
+    assert_eq!(ty(&stream.event(WAIT).await), "member.added");
+    settings_change(
+        &a,
+        &org,
+        &admin,
+        json!({"key": "budget.approve", "enabled": false}),
+    )
+    .await;
+    let first = stream.event(WAIT).await;
+    assert_eq!(ty(&first), "permission.settings_changed");
+    // The connection drops; changes go on meanwhile.
+    drop(stream);
+    settings_change(
+        &a,
+        &org,
+        &admin,
+        json!({"key": "events.create", "enabled": false}),
+    )
+    .await;
+    member_of(&a, &admin, &org, "evs-1@example.org").await;
+    // Resumed on the other instance: exactly what was missed, once, in order.
+    let mut resumed = open(&b, &uri, &admin, first.id.as_deref()).await;
+    let missed = [resumed.event(WAIT).await, resumed.event(WAIT).await];
+    assert_eq!(
+        missed.iter().map(ty).collect::<Vec<_>>(),
+        ["permission.settings_changed", "member.joined"]
+    );
+    assert_eq!(
+        missed[0].data.as_ref().unwrap()["subject"]["id"],
+        "events.create"
+    );
+    // Then live: from the other instance over Redis, else (no Redis: one instance per
+    // database) from B itself.
+    let writer = if shared { &a } else { &b };
+    settings_change(
+        writer,
+        &org,
+        &admin,
+        json!({"key": "documents.delete", "enabled": false}),
+    )
+    .await;
+    let live = resumed.event(WAIT).await;
+    assert_eq!(ty(&live), "permission.settings_changed");
+    assert_eq!(
+        live.data.as_ref().unwrap()["subject"]["id"],
+        "documents.delete"
+    );
+    // The ids are the events API's: reading after the first one gives the same three.
+    let (page, _) = read_all(
+        &a,
+        &format!("/api/v2/orgs/{org}/events"),
+        &admin,
+        first.id.as_deref(),
+        50,
+    )
+    .await;
+    let ids: Vec<Option<String>> = page
+        .iter()
+        .map(|e| e["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        ids,
+        [missed[0].id.clone(), missed[1].id.clone(), live.id.clone()]
+    );
+    // Nothing repeated afterwards: the next thing is a heartbeat or a new event.
+    member_of(writer, &admin, &org, "evs-2@example.org").await;
+    assert_eq!(ty(&resumed.event(WAIT).await), "member.joined");
+    // `?after=` resumes like the header; a cursor of nothing is 422.
+    let mut by_query = open(
+        &a,
+        &format!("{uri}?after={}", live.id.as_deref().unwrap()),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(ty(&by_query.event(WAIT).await), "member.joined");
+    let (status, body) = send(
+        &a,
+        Method::GET,
+        &format!("{uri}?after=zz"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+}
+
+async fn a_volunteers_stream_never_carries_an_admin_only_event(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "evsv-admin@example.org").await;
+    let org = new_org(&app, &admin, "Stream Volunteer PTO").await;
+    let (vol_id, volunteer) = member_of(&app, &admin, &org, "evsv-vol@example.org").await;
+    let mut stream = open(
+        &app,
+        &format!("/api/v2/orgs/{org}/stream"),
+        &volunteer,
+        None,
+    )
+    .await;
+    let mut admin_stream = open(&app, &format!("/api/v2/orgs/{org}/stream"), &admin, None).await;
+    // Backlog: the org, its creator, the volunteer joining.
+    for expected in ["org.created", "member.added", "member.joined"] {
+        assert_eq!(ty(&stream.event(WAIT).await), expected);
+        assert_eq!(ty(&admin_stream.event(WAIT).await), expected);
+    }
+    admin_only_then_allowed(&app, &org, &admin, "Renamed").await;
+    // The admin sees both; the volunteer only the second.
+    assert_eq!(
+        ty(&admin_stream.event(WAIT).await),
+        "permission.settings_changed"
+    );
+    assert_eq!(ty(&admin_stream.event(WAIT).await), "org.updated");
+    assert_eq!(ty(&stream.event(WAIT).await), "org.updated");
+    // Once the directory is kept to the board, the volunteer sees their own member
+    // events only (re-decided while the stream is open): someone joining is not shown,
+    // their own change is the next event.
+    settings_change(
+        &app,
+        &org,
+        &admin,
+        json!({"key": "users.view", "min_role": "board_member"}),
+    )
+    .await;
+    // (The stream decides again at a change of rights, before the next event.)
+    member_of(&app, &admin, &org, "evsv-late@example.org").await;
+    let (status, _) = patch_current(
+        &app,
+        &format!("/api/v2/orgs/{org}/users/{vol_id}"),
+        Some(&admin),
+        Some(json!({"committee": "Garden"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let own = stream.event(WAIT).await;
+    assert_eq!(ty(&own), "member.updated", "{own:?}");
+    assert_eq!(own.data.as_ref().unwrap()["subject"]["id"], vol_id.as_str());
+}
+
+async fn revoking_a_session_ends_its_stream(ctx: TestContext) {
+    let ctx = TestContext::with_env(ctx.backend, &[("STREAM_HEARTBEAT_MS", "100")])
+        .await
+        .unwrap();
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "evsr-admin@example.org").await;
+    let org = new_org(&app, &admin, "Revoke PTO").await;
+    let mut stream = open(&app, &format!("/api/v2/orgs/{org}/stream"), &admin, None).await;
+    assert_eq!(ty(&stream.event(WAIT).await), "org.created");
+    assert_eq!(ty(&stream.event(WAIT).await), "member.added");
+    // Idle: heartbeats.
+    let beat = stream
+        .next(std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(beat.event.as_deref(), Some("heartbeat"));
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        "/api/v2/auth/logout",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(status == 204 || status == 200, "{status}");
+    let revoked = std::time::Instant::now();
+    loop {
+        match stream.next(std::time::Duration::from_secs(2)).await {
+            Some(f) if f.event.as_deref() == Some("heartbeat") => continue,
+            Some(f) => {
+                assert_eq!(f.event.as_deref(), Some("end"), "{f:?}");
+                assert_eq!(f.data.as_ref().unwrap()["reason"], "session_ended");
+                break;
+            }
+            None => panic!("ended without a reason"),
+        }
+    }
+    assert!(
+        revoked.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        revoked.elapsed()
+    );
+    assert!(
+        stream
+            .next(std::time::Duration::from_secs(1))
+            .await
+            .is_none(),
+        "the body ends"
+    );
 }
