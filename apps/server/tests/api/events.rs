@@ -19,6 +19,7 @@ backend_tests!(
     a_stream_resumes_without_gaps_or_repeats_even_on_another_instance,
     a_volunteers_stream_never_carries_an_admin_only_event,
     revoking_a_session_ends_its_stream,
+    my_stream_follows_every_org_of_mine_and_resumes_per_org,
 );
 
 /// Every event of `uri` (after `after`) read `limit` at a time; returns the events and
@@ -748,4 +749,87 @@ async fn revoking_a_session_ends_its_stream(ctx: TestContext) {
             .is_none(),
         "the body ends"
     );
+}
+
+async fn my_stream_follows_every_org_of_mine_and_resumes_per_org(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, a_admin) = signed_up(&app, "evme-a@example.org").await;
+    let (_, b_admin) = signed_up(&app, "evme-b@example.org").await;
+    let a = new_org(&app, &a_admin, "Me A PTO").await;
+    let b = new_org(&app, &b_admin, "Me B PTO").await;
+    let (_, me) = member_of(&app, &a_admin, &a, "evme-me@example.org").await;
+    let (status, o) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{b}"),
+        Some(&b_admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let code = o["data"]["signup_code"].as_str().unwrap().to_owned();
+    let (status, body) = send(
+        &app,
+        Method::POST,
+        "/api/v2/orgs/join",
+        Some(&me),
+        Some(json!({"signup_code": code})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut stream = open(&app, "/api/v2/me/stream", &me, None).await;
+    // Both orgs' backlogs (each in its order).
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let f = stream.event(WAIT).await;
+        let data = f.data.clone().unwrap();
+        seen.push((
+            data["tenant"]["id"].as_str().unwrap().to_owned(),
+            ty(&f),
+            f.id.clone().unwrap(),
+        ));
+    }
+    for org in [&a, &b] {
+        let of: Vec<&str> = seen
+            .iter()
+            .filter(|(t, _, _)| t == org)
+            .map(|(_, ty, _)| ty.as_str())
+            .collect();
+        assert_eq!(
+            of,
+            ["org.created", "member.added", "member.joined"],
+            "{org}"
+        );
+    }
+    let last = seen.last().unwrap().2.clone();
+    drop(stream);
+    // A change in each org while away; the resumed stream has exactly those.
+    admin_only_then_allowed(&app, &a, &a_admin, "Me A renamed").await;
+    admin_only_then_allowed(&app, &b, &b_admin, "Me B renamed").await;
+    let mut resumed = open(&app, "/api/v2/me/stream", &me, Some(&last)).await;
+    let mut tenants = Vec::new();
+    for _ in 0..2 {
+        let f = resumed.event(WAIT).await;
+        assert_eq!(ty(&f), "org.updated", "{f:?}");
+        tenants.push(f.data.unwrap()["tenant"]["id"].as_str().unwrap().to_owned());
+    }
+    tenants.sort();
+    let mut both = vec![a.clone(), b.clone()];
+    both.sort();
+    assert_eq!(tenants, both);
+    // The org's own stream does not take another org's position (422).
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v2/orgs/{a}/stream?after={}", other_orgs_cursor()),
+        Some(&me),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422);
+}
+
+/// A cursor of an org nobody follows.
+fn other_orgs_cursor() -> String {
+    audit::EventCursor::at(audit::ChainId::Org(uuid::Uuid::now_v7()), 1).encode()
 }
