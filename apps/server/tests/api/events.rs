@@ -20,6 +20,7 @@ backend_tests!(
     a_volunteers_stream_never_carries_an_admin_only_event,
     revoking_a_session_ends_its_stream,
     my_stream_follows_every_org_of_mine_and_resumes_per_org,
+    a_slow_client_is_ended_with_a_reason_and_others_go_on,
 );
 
 /// Every event of `uri` (after `after`) read `limit` at a time; returns the events and
@@ -832,4 +833,54 @@ async fn my_stream_follows_every_org_of_mine_and_resumes_per_org(ctx: TestContex
 /// A cursor of an org nobody follows.
 fn other_orgs_cursor() -> String {
     audit::EventCursor::at(audit::ChainId::Org(uuid::Uuid::now_v7()), 1).encode()
+}
+
+async fn a_slow_client_is_ended_with_a_reason_and_others_go_on(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, admin) = signed_up(&app, "evslow@example.org").await;
+    let org = new_org(&app, &admin, "Slow PTO").await;
+    let uri = format!("/api/v2/orgs/{org}/stream");
+    let mut slow = open(&app, &uri, &admin, None).await;
+    let mut fast = open(&app, &uri, &admin, None).await;
+    for s in [&mut slow, &mut fast] {
+        assert_eq!(ty(&s.event(WAIT).await), "org.created");
+        assert_eq!(ty(&s.event(WAIT).await), "member.added");
+    }
+    // More live events than the broadcast keeps, fed the way the dispatcher feeds them
+    // (consecutive positions after the chain's head); `fast` reads as they come, `slow`
+    // does not read at all.
+    let org_id = uuid::Uuid::parse_str(&org).unwrap();
+    let chain = audit::ChainId::Org(org_id);
+    let total = pto_server::event_hub::BUFFER as u64 + 100;
+    let mut seq = 2;
+    while seq < 2 + total {
+        let batch: Vec<audit::AuditEvent> = (0..100)
+            .map(|i| {
+                let new = audit::NewAuditEvent::audit(
+                    audit::TenantScope::org(org_id),
+                    audit::Actor::System,
+                    audit::EventType::OrgUpdate.action(),
+                    "organization",
+                    org.clone(),
+                    audit::ChangeType::Update,
+                );
+                let head = audit::ChainHead {
+                    chain,
+                    seq: seq + i,
+                    hash: audit::Hash32::GENESIS,
+                };
+                audit::seal(new, Some(&head)).unwrap()
+            })
+            .collect();
+        ctx.state.events.committed(&batch).await;
+        for _ in 0..100 {
+            assert_eq!(ty(&fast.event(WAIT).await), "org.updated");
+        }
+        seq += 100;
+    }
+    // The slow one is told why it ends, and ends.
+    let end = slow.next(WAIT).await.expect("a last frame");
+    assert_eq!(end.event.as_deref(), Some("end"), "{end:?}");
+    assert_eq!(end.data.unwrap()["reason"], "slow_consumer");
+    assert!(slow.next(WAIT).await.is_none());
 }
