@@ -261,31 +261,49 @@ struct Relevance {
     latency: Vec<(Kind, Vec<Duration>)>,
 }
 
+/// The relevance queries of one generated org and the reference's answers (computed
+/// once, asked of both backends).
+struct RelevanceSet {
+    people: Vec<Person>,
+    queries: Vec<search_relevance::Query>,
+    reference: Vec<Vec<usize>>,
+}
+
+impl RelevanceSet {
+    fn new(people: Vec<Person>, set: usize, scale: usize) -> Self {
+        let queries = queries_scaled(&people, SEED + 1 + set as u64, scale);
+        let texts: Vec<String> = queries.iter().map(|q| q.text.clone()).collect();
+        let started = Instant::now();
+        let reference = reference_ranks(&people, &texts);
+        println!(
+            "bench-search: reference ranking of {} queries over {} members: {:.1} s",
+            queries.len(),
+            thousands(people.len() as u64),
+            started.elapsed().as_secs_f64()
+        );
+        Self {
+            people,
+            queries,
+            reference,
+        }
+    }
+}
+
 fn relevance(
     addr: SocketAddr,
     token: &str,
     org: &str,
     set: usize,
-    people: &[Person],
-    scale: usize,
+    rs: &RelevanceSet,
 ) -> anyhow::Result<Relevance> {
-    let qs = queries_scaled(people, SEED + 1 + set as u64, scale);
-    let texts: Vec<String> = qs.iter().map(|q| q.text.clone()).collect();
-    let started = Instant::now();
-    let refs = reference_ranks(people, &texts);
-    println!(
-        "bench-search: reference ranking of {} queries over {} members: {:.1} s",
-        qs.len(),
-        thousands(people.len() as u64),
-        started.elapsed().as_secs_f64()
-    );
+    let (people, qs, refs) = (&rs.people, &rs.queries, &rs.reference);
     let index_of: HashMap<uuid::Uuid, usize> =
         (0..people.len()).map(|i| (user_id(set, i), i)).collect();
     let mut client = Client::connect(addr, token)?;
     let mut tallies = Tallies::default();
     let mut latency: Vec<(Kind, Vec<Duration>)> =
         Kind::ALL.iter().map(|k| (*k, Vec::new())).collect();
-    for (q, refd) in qs.iter().zip(&refs) {
+    for (q, refd) in qs.iter().zip(refs) {
         let (body, took) = client.get(&search_path(org, &q.text))?;
         // The admin who created the org is a member too, not one of the generated.
         let found: Vec<usize> = hit_ids(&body)?
@@ -496,7 +514,7 @@ fn run_backend(
     db_url: &str,
     redis_url: &str,
     dir: &Path,
-    sets: &[Vec<Person>],
+    sets: &[RelevanceSet],
     plan: Plan,
 ) -> anyhow::Result<BackendRun> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -524,7 +542,8 @@ fn run_backend(
         acquire_timeout: Duration::from_secs(30),
         busy_timeout: Duration::from_secs(30),
     }))?;
-    for (set, (people, org)) in sets.iter().zip(&orgs).enumerate() {
+    for (set, (rs, org)) in sets.iter().zip(&orgs).enumerate() {
+        let people = &rs.people;
         println!(
             "bench-search ({backend}): seeding {} members",
             thousands(people.len() as u64)
@@ -546,16 +565,17 @@ fn run_backend(
         firsts.push(took);
     }
     let index_bytes = metric(a.addr, "ptoc_search_index_bytes")?;
-    let indexed_members: usize = sets.iter().map(Vec::len).sum();
+    let indexed_members: usize = sets.iter().map(|s| s.people.len()).sum();
     let health_script = load_script(dir, "health", &admin, &["/health".to_owned()])?;
     load(a.addr, &health_script, WARM_UP_SECS)?;
     let health = load(a.addr, &health_script, plan.load_secs)?;
-    for (set, (people, org)) in sets.iter().zip(&orgs).enumerate() {
+    for (set, (rs, org)) in sets.iter().zip(&orgs).enumerate() {
+        let people = &rs.people;
         println!(
             "bench-search ({backend}): relevance at {} members",
             thousands(people.len() as u64)
         );
-        let relevance = relevance(a.addr, &admin, org, set, people, plan.relevance_scale[set])?;
+        let relevance = relevance(a.addr, &admin, org, set, rs)?;
         println!(
             "bench-search ({backend}): load at {} members",
             thousands(people.len() as u64)
@@ -592,13 +612,14 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let bin = release_server()?;
     let machine = machine();
     let mut used = HashSet::new();
-    let sets: Vec<Vec<Person>> = plan
+    let sets: Vec<RelevanceSet> = plan
         .sizes
         .iter()
-        .map(|&n| {
+        .enumerate()
+        .map(|(set, &n)| {
             let mut people = directory(n, SEED + n as u64);
             unique_emails(&mut people, &mut used);
-            people
+            RelevanceSet::new(people, set, plan.relevance_scale[set])
         })
         .collect();
     let mut backends = Vec::new();
