@@ -62,6 +62,9 @@ pub struct Settings {
     /// SQLite: how long a writer waits for the write lock before answering 503
     /// (`DATABASE_BUSY_TIMEOUT_MS`, default 5000).
     pub database_busy_timeout: Duration,
+    /// Replica lag above which lag-tolerant reads go to the primary (back to the replica
+    /// at half of it) (`DATABASE_REPLICA_MAX_LAG_MS`, default 5000).
+    pub database_replica_max_lag: Duration,
     /// Redis URL for the shared cache (`REDIS_URL`); `None` = in-process cache only.
     pub redis_url: Option<Secret>,
     /// Log format (`LOG_FORMAT`: `json` | `pretty`; default pretty on a terminal).
@@ -219,6 +222,7 @@ pub const KEYS: &[&str] = &[
     "DATABASE_MAX_CONNECTIONS",
     "DATABASE_ACQUIRE_TIMEOUT_MS",
     "DATABASE_BUSY_TIMEOUT_MS",
+    "DATABASE_REPLICA_MAX_LAG_MS",
     "REDIS_URL",
     "LOG_FORMAT",
     "LOG_LEVEL",
@@ -349,6 +353,13 @@ impl Settings {
             get("DATABASE_BUSY_TIMEOUT_MS"),
             5000,
             0..=600_000,
+        );
+        let database_replica_max_lag_ms: u64 = parse_num(
+            &mut errors,
+            "DATABASE_REPLICA_MAX_LAG_MS",
+            get("DATABASE_REPLICA_MAX_LAG_MS"),
+            5000,
+            10..=3_600_000,
         );
         let redis_url = get("REDIS_URL").map(Secret::new);
         if let Some(url) = &redis_url
@@ -482,6 +493,7 @@ impl Settings {
             database_max_connections,
             database_acquire_timeout: Duration::from_millis(database_acquire_ms),
             database_busy_timeout: Duration::from_millis(database_busy_ms),
+            database_replica_max_lag: Duration::from_millis(database_replica_max_lag_ms),
             redis_url,
             log_format,
             log_level,
@@ -830,26 +842,34 @@ mod tests {
         let s = Settings::from_sources(&env(&[]), false).expect("defaults are valid");
         assert_eq!(s.database_acquire_timeout, Duration::from_secs(5));
         assert_eq!(s.database_busy_timeout, Duration::from_secs(5));
+        assert_eq!(s.database_replica_max_lag, Duration::from_secs(5));
         let s = Settings::from_sources(
             &env(&[
                 ("DATABASE_ACQUIRE_TIMEOUT_MS", "250"),
                 ("DATABASE_BUSY_TIMEOUT_MS", "0"),
+                ("DATABASE_REPLICA_MAX_LAG_MS", "200"),
             ]),
             false,
         )
         .expect("valid");
         assert_eq!(s.database_acquire_timeout, Duration::from_millis(250));
         assert_eq!(s.database_busy_timeout, Duration::ZERO);
+        assert_eq!(s.database_replica_max_lag, Duration::from_millis(200));
         let err = Settings::from_sources(
             &env(&[
                 ("DATABASE_ACQUIRE_TIMEOUT_MS", "10"),
                 ("DATABASE_BUSY_TIMEOUT_MS", "soon"),
+                ("DATABASE_REPLICA_MAX_LAG_MS", "0"),
             ]),
             false,
         )
         .expect_err("invalid");
-        assert_eq!(err.0.len(), 2, "{err}");
-        for key in ["DATABASE_ACQUIRE_TIMEOUT_MS", "DATABASE_BUSY_TIMEOUT_MS"] {
+        assert_eq!(err.0.len(), 3, "{err}");
+        for key in [
+            "DATABASE_ACQUIRE_TIMEOUT_MS",
+            "DATABASE_BUSY_TIMEOUT_MS",
+            "DATABASE_REPLICA_MAX_LAG_MS",
+        ] {
             assert!(
                 err.0.iter().any(|l| l.starts_with(key)),
                 "no line for {key}: {err}"

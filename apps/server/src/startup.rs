@@ -110,6 +110,16 @@ pub async fn build_state(
     db_settings.busy_timeout = settings.database_busy_timeout;
     let db = Database::connect(&db_settings).await?;
     db.migrate().await?;
+    if db.start_replica_monitor(persistence::ReplicaPolicy {
+        max_lag: settings.database_replica_max_lag,
+        ..persistence::ReplicaPolicy::default()
+    }) {
+        tracing::info!(
+            max_lag_ms =
+                u64::try_from(settings.database_replica_max_lag.as_millis()).unwrap_or(u64::MAX),
+            "replica lag monitored"
+        );
+    }
     tracing::info!(
         backend = db.backend().as_str(),
         "database ready (migrations applied)"

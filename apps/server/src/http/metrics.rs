@@ -273,16 +273,23 @@ pub fn render_job_failures(out: &mut String) {
 
 /// Appends the replica's replication lag, when a replica is configured and it answered
 /// ([`persistence::Database::replica_lag`]); nothing otherwise.
-pub fn render_replica_lag(out: &mut String, lag: Option<Duration>) {
-    let Some(lag) = lag else {
-        return;
-    };
-    let name = "ptoc_db_replica_lag_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} How far the read replica's replay is behind the primary (0 when it has replayed all it received).\n# TYPE {name} gauge\n{name} {}",
-        lag.as_secs_f64()
-    );
+pub fn render_replica_lag(out: &mut String, lag: Option<Duration>, in_use: Option<bool>) {
+    if let Some(lag) = lag {
+        let name = "ptoc_db_replica_lag_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} How far the read replica's replay is behind the primary (0 when it has replayed all the primary wrote).\n# TYPE {name} gauge\n{name} {}",
+            lag.as_secs_f64()
+        );
+    }
+    if let Some(in_use) = in_use {
+        let name = "ptoc_db_replica_in_use";
+        let _ = writeln!(
+            out,
+            "# HELP {name} 1 while lag-tolerant reads use the read replica, 0 while they go to the primary (the replica lags more than DATABASE_REPLICA_MAX_LAG_MS or does not answer).\n# TYPE {name} gauge\n{name} {}",
+            u8::from(in_use)
+        );
+    }
 }
 
 /// Appends the background-job series.

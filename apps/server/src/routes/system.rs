@@ -248,7 +248,11 @@ async fn metrics(
     crate::http::metrics::render_pools(&mut out, &state.db);
     crate::http::metrics::render_jobs(&mut out);
     crate::http::metrics::render_job_failures(&mut out);
-    crate::http::metrics::render_replica_lag(&mut out, replica_lag(&state.db).await);
+    crate::http::metrics::render_replica_lag(
+        &mut out,
+        replica_lag(&state.db).await,
+        state.db.replica_in_use(),
+    );
     let (orgs, bytes) = state.search_indexes.usage();
     crate::http::metrics::render_search_indexes(
         &mut out,
