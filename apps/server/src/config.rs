@@ -65,6 +65,10 @@ pub struct Settings {
     /// Replica lag above which lag-tolerant reads go to the primary (back to the replica
     /// at half of it) (`DATABASE_REPLICA_MAX_LAG_MS`, default 5000).
     pub database_replica_max_lag: Duration,
+    /// At most this many orgs (those whose members signed in during the last day) have
+    /// their permission tables loaded in the background at start (`CACHE_WARM_MAX_ORGS`,
+    /// default 1000; 0 = no warming).
+    pub cache_warm_max_orgs: u32,
     /// Redis URL for the shared cache (`REDIS_URL`); `None` = in-process cache only.
     pub redis_url: Option<Secret>,
     /// Log format (`LOG_FORMAT`: `json` | `pretty`; default pretty on a terminal).
@@ -223,6 +227,7 @@ pub const KEYS: &[&str] = &[
     "DATABASE_ACQUIRE_TIMEOUT_MS",
     "DATABASE_BUSY_TIMEOUT_MS",
     "DATABASE_REPLICA_MAX_LAG_MS",
+    "CACHE_WARM_MAX_ORGS",
     "REDIS_URL",
     "LOG_FORMAT",
     "LOG_LEVEL",
@@ -361,6 +366,13 @@ impl Settings {
             5000,
             10..=3_600_000,
         );
+        let cache_warm_max_orgs: u32 = parse_num(
+            &mut errors,
+            "CACHE_WARM_MAX_ORGS",
+            get("CACHE_WARM_MAX_ORGS"),
+            1000,
+            0..=100_000,
+        );
         let redis_url = get("REDIS_URL").map(Secret::new);
         if let Some(url) = &redis_url
             && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
@@ -494,6 +506,7 @@ impl Settings {
             database_acquire_timeout: Duration::from_millis(database_acquire_ms),
             database_busy_timeout: Duration::from_millis(database_busy_ms),
             database_replica_max_lag: Duration::from_millis(database_replica_max_lag_ms),
+            cache_warm_max_orgs,
             redis_url,
             log_format,
             log_level,

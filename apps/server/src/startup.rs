@@ -246,6 +246,7 @@ pub async fn build_state(
         search_indexes,
         jobs: jobs::JobQueue::new(db.clone()).with_notices(notices.clone()),
         job_wake: Arc::new(tokio::sync::Notify::new()),
+        warming: Arc::default(),
         job_retention: settings.job_retention,
         invitation_ttl_days: settings.invitation_ttl_days,
         platform_admin_second_factor: settings.platform_admin_second_factor,
@@ -559,6 +560,7 @@ impl Application {
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
         spawn_mail_worker(&state, &settings)?;
+        crate::cache_warming::spawn(state.clone(), settings.cache_warm_max_orgs);
         let factory_state = state.clone();
         // TCP_NODELAY on every accepted connection: with Nagle's algorithm on, a response
         // written in several segments (a compressed, chunked body over ~1 KB) waits for the

@@ -306,3 +306,14 @@ pub fn render_jobs(out: &mut String) {
         let _ = writeln!(out, "ptoc_jobs{{state=\"{state}\"}} {n}");
     }
 }
+
+/// Appends how warm the permission cache is (warming at start).
+pub fn render_cache_warming(out: &mut String, warming: &crate::cache_warming::Warming) {
+    let _ = writeln!(
+        out,
+        "# HELP ptoc_cache_warm_orgs Orgs whose permission table was loaded by the warming at start.\n# TYPE ptoc_cache_warm_orgs gauge\nptoc_cache_warm_orgs {}\n# HELP ptoc_cache_warm_members Member contexts loaded by the warming at start.\n# TYPE ptoc_cache_warm_members gauge\nptoc_cache_warm_members {}\n# HELP ptoc_cache_warming_done 1 once the warming at start has finished (or was skipped).\n# TYPE ptoc_cache_warming_done gauge\nptoc_cache_warming_done {}",
+        warming.orgs(),
+        warming.members(),
+        u8::from(warming.done())
+    );
+}

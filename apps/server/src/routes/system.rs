@@ -253,6 +253,7 @@ async fn metrics(
         replica_lag(&state.db).await,
         state.db.replica_in_use(),
     );
+    crate::http::metrics::render_cache_warming(&mut out, &state.warming);
     let (orgs, bytes) = state.search_indexes.usage();
     crate::http::metrics::render_search_indexes(
         &mut out,

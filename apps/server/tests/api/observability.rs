@@ -23,6 +23,7 @@ backend_tests!(
     passwords_are_never_logged,
     account_tokens_and_codes_are_never_logged,
     failed_job_runs_are_counted_by_kind,
+    a_new_instance_warms_the_orgs_active_in_the_last_day_without_delaying_readiness,
 );
 
 /// Log output captured in memory.
@@ -441,6 +442,67 @@ async fn account_tokens_and_codes_are_never_logged(ctx: TestContext) {
             "{s:?} appears in the logs:\n{logs}"
         );
     }
+}
+
+/// A second instance started after sign-ins loads the active orgs' permission tables
+/// (bounded by the configured maximum) in the background; `/ready` does not wait.
+async fn a_new_instance_warms_the_orgs_active_in_the_last_day_without_delaying_readiness(
+    ctx: TestContext,
+) {
+    let first = ctx.service().await;
+    for n in 0..3 {
+        let (_, token) = signed_up(&first, &format!("warm{n}@example.org")).await;
+        let (status, body) = send(
+            &first,
+            Method::POST,
+            "/api/v2/orgs",
+            Some(&token),
+            Some(serde_json::json!({"name": format!("Warm PTO {n}"), "signup_code": format!("WARM{n}X24")})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let state = pto_server::startup::build_state(
+        &ctx.settings,
+        &ctx.api,
+        pto_server::startup::HashingCost::FastForTests,
+    )
+    .await
+    .unwrap();
+    let app = test::init_service(pto_server::startup::app(state.clone(), ctx.api.clone())).await;
+    let cold = scrape(&app).await;
+    assert_eq!(
+        series(&cold, "ptoc_cache_warming_done"),
+        Some(0.0),
+        "{cold}"
+    );
+    assert_eq!(series(&cold, "ptoc_cache_warm_orgs"), Some(0.0), "{cold}");
+    pto_server::cache_warming::spawn(state.clone(), 2);
+    // Readiness never consults the warming.
+    let ready = test::call_service(&app, test::TestRequest::get().uri("/ready").to_request()).await;
+    assert_eq!(ready.status().as_u16(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let warm = loop {
+        let m = scrape(&app).await;
+        if series(&m, "ptoc_cache_warming_done") == Some(1.0) {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warming never finished:\n{m}"
+        );
+        // Polling a condition with a deadline, not timing a behaviour.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // Three active orgs, at most two warmed, with their signed-in admin each.
+    assert_eq!(series(&warm, "ptoc_cache_warm_orgs"), Some(2.0), "{warm}");
+    assert_eq!(
+        series(&warm, "ptoc_cache_warm_members"),
+        Some(2.0),
+        "{warm}"
+    );
+    let loads = series(&warm, "ptoc_permission_db_loads_total").unwrap_or(0.0);
+    assert!(loads >= 2.0, "the warming read the tables: {warm}");
 }
 
 /// Read routing with `DATABASE_READ_URL` (PostgreSQL only).
