@@ -139,6 +139,16 @@ impl<D: MemberDirectory> CachedDirectory<D> {
         self.cache.invalidate(orgs).await;
     }
 
+    /// L1's weight now and its budget, in bytes (cache `directory`).
+    pub async fn l1_bytes(&self) -> cache::CacheBytes {
+        let (bytes, budget) = self.cache.l1_bytes().await;
+        cache::CacheBytes {
+            name: "directory",
+            bytes,
+            budget,
+        }
+    }
+
     /// Counts per layer.
     #[must_use]
     pub fn stats(&self) -> ScopedStats {

@@ -317,3 +317,19 @@ pub fn render_cache_warming(out: &mut String, warming: &crate::cache_warming::Wa
         u8::from(warming.done())
     );
 }
+
+/// Appends each in-process cache's weight and byte budget.
+pub fn render_cache_bytes(out: &mut String, sizes: &[cache::CacheBytes]) {
+    out.push_str("# HELP ptoc_cache_bytes Estimated bytes held by each in-process cache (moka weighers).\n# TYPE ptoc_cache_bytes gauge\n");
+    for s in sizes {
+        let _ = writeln!(out, "ptoc_cache_bytes{{cache=\"{}\"}} {}", s.name, s.bytes);
+    }
+    out.push_str("# HELP ptoc_cache_budget_bytes The byte budget of each in-process cache.\n# TYPE ptoc_cache_budget_bytes gauge\n");
+    for s in sizes {
+        let _ = writeln!(
+            out,
+            "ptoc_cache_budget_bytes{{cache=\"{}\"}} {}",
+            s.name, s.budget
+        );
+    }
+}

@@ -254,6 +254,10 @@ async fn metrics(
         state.db.replica_in_use(),
     );
     crate::http::metrics::render_cache_warming(&mut out, &state.warming);
+    let mut sizes: Vec<cache::CacheBytes> = state.auth.cache_bytes().await.into();
+    sizes.extend(state.authz.cache().l1_bytes().await);
+    sizes.push(state.directory_cache.l1_bytes().await);
+    crate::http::metrics::render_cache_bytes(&mut out, &sizes);
     let (orgs, bytes) = state.search_indexes.usage();
     crate::http::metrics::render_search_indexes(
         &mut out,

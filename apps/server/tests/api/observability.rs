@@ -503,6 +503,28 @@ async fn a_new_instance_warms_the_orgs_active_in_the_last_day_without_delaying_r
     );
     let loads = series(&warm, "ptoc_permission_db_loads_total").unwrap_or(0.0);
     assert!(loads >= 2.0, "the warming read the tables: {warm}");
+    // Every in-process cache reports its size in bytes, within its budget.
+    for cache in [
+        "token_verify",
+        "credential_live",
+        "api_key_live",
+        "session_touched",
+        "permission_orgs",
+        "permission_members",
+        "directory",
+    ] {
+        let label = format!("{{cache=\"{cache}\"}}");
+        let bytes = series(&warm, &format!("ptoc_cache_bytes{label}"));
+        let budget = series(&warm, &format!("ptoc_cache_budget_bytes{label}"));
+        assert!(
+            bytes
+                .zip(budget)
+                .is_some_and(|(b, max)| b <= max && max > 0.0),
+            "{cache}: {warm}"
+        );
+    }
+    let warmed = series(&warm, "ptoc_cache_bytes{cache=\"permission_orgs\"}").unwrap_or(0.0);
+    assert!(warmed > 0.0, "the warmed tables are weighed: {warm}");
 }
 
 /// Read routing with `DATABASE_READ_URL` (PostgreSQL only).
