@@ -69,6 +69,9 @@ pub struct Settings {
     /// their permission tables loaded in the background at start (`CACHE_WARM_MAX_ORGS`,
     /// default 1000; 0 = no warming).
     pub cache_warm_max_orgs: u32,
+    /// Byte budgets of the in-process caches (`CACHE_PERMISSION_ORGS_MB`,
+    /// `CACHE_PERMISSION_MEMBERS_MB`, `CACHE_DIRECTORY_MB`, `CACHE_TOKENS_MB`).
+    pub cache_budgets: CacheBudgets,
     /// Redis URL for the shared cache (`REDIS_URL`); `None` = in-process cache only.
     pub redis_url: Option<Secret>,
     /// Log format (`LOG_FORMAT`: `json` | `pretty`; default pretty on a terminal).
@@ -216,6 +219,20 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Byte budgets of the in-process caches (docs/operations.md, "Memory budget per
+/// instance").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBudgets {
+    /// Compiled permission tables (default 32 MiB).
+    pub permission_orgs: u64,
+    /// Member contexts (default 64 MiB).
+    pub permission_members: u64,
+    /// Directory profiles and pages (default 64 MiB).
+    pub directory: u64,
+    /// Verified access tokens (default 16 MiB).
+    pub tokens: u64,
+}
+
 /// The names of every setting, as environment variables (the TOML file uses the same
 /// names in lower case).
 pub const KEYS: &[&str] = &[
@@ -228,6 +245,10 @@ pub const KEYS: &[&str] = &[
     "DATABASE_BUSY_TIMEOUT_MS",
     "DATABASE_REPLICA_MAX_LAG_MS",
     "CACHE_WARM_MAX_ORGS",
+    "CACHE_PERMISSION_ORGS_MB",
+    "CACHE_PERMISSION_MEMBERS_MB",
+    "CACHE_DIRECTORY_MB",
+    "CACHE_TOKENS_MB",
     "REDIS_URL",
     "LOG_FORMAT",
     "LOG_LEVEL",
@@ -373,6 +394,15 @@ impl Settings {
             1000,
             0..=100_000,
         );
+        let mut mib = |key: &str, default: u64| -> u64 {
+            parse_num(&mut errors, key, get(key), default, 1..=65_536) << 20
+        };
+        let cache_budgets = CacheBudgets {
+            permission_orgs: mib("CACHE_PERMISSION_ORGS_MB", 32),
+            permission_members: mib("CACHE_PERMISSION_MEMBERS_MB", 64),
+            directory: mib("CACHE_DIRECTORY_MB", 64),
+            tokens: mib("CACHE_TOKENS_MB", 16),
+        };
         let redis_url = get("REDIS_URL").map(Secret::new);
         if let Some(url) = &redis_url
             && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
@@ -507,6 +537,7 @@ impl Settings {
             database_busy_timeout: Duration::from_millis(database_busy_ms),
             database_replica_max_lag: Duration::from_millis(database_replica_max_lag_ms),
             cache_warm_max_orgs,
+            cache_budgets,
             redis_url,
             log_format,
             log_level,
@@ -856,6 +887,10 @@ mod tests {
         assert_eq!(s.database_acquire_timeout, Duration::from_secs(5));
         assert_eq!(s.database_busy_timeout, Duration::from_secs(5));
         assert_eq!(s.database_replica_max_lag, Duration::from_secs(5));
+        assert_eq!(s.cache_budgets.permission_members, 64 << 20);
+        let s = Settings::from_sources(&env(&[("CACHE_DIRECTORY_MB", "8")]), false).expect("valid");
+        assert_eq!(s.cache_budgets.directory, 8 << 20);
+        assert!(Settings::from_sources(&env(&[("CACHE_TOKENS_MB", "0")]), false).is_err());
         let s = Settings::from_sources(
             &env(&[
                 ("DATABASE_ACQUIRE_TIMEOUT_MS", "250"),

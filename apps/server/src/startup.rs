@@ -174,16 +174,21 @@ pub async fn build_state(
         permission_store.clone(),
         settings.redis_url.as_ref().map(|u| u.expose()),
         bus.clone(),
-        permissions_cache::CacheSettings::default(),
+        permissions_cache::CacheSettings {
+            l1_org_bytes: settings.cache_budgets.permission_orgs,
+            l1_member_bytes: settings.cache_budgets.permission_members,
+            ..permissions_cache::CacheSettings::default()
+        },
     )
     .await
     .map_err(|e| StartupError::Cache(e.to_string()))?;
     // Cache fills read the primary: a page from a lagging replica would otherwise stay
     // stale for the cache's lifetime instead of the replication lag.
-    let directory_cache = directory_cache::CachedDirectory::new(
+    let directory_cache = directory_cache::CachedDirectory::with_l1_budget(
         tenancy_store::SeaOrmMemberDirectory::new(db.clone()).reading_primary(),
         settings.redis_url.as_ref().map(|u| u.expose()),
         bus.clone(),
+        settings.cache_budgets.directory,
     )
     .await
     .map_err(|e| StartupError::Cache(e.to_string()))?;
@@ -201,7 +206,10 @@ pub async fn build_state(
         tenancy_store::SeaOrmApiKeyRepository::new(db.clone()),
         hasher.clone(),
         bus.clone(),
-        SessionSettings::default(),
+        SessionSettings {
+            verified_cache_bytes: settings.cache_budgets.tokens,
+            ..SessionSettings::default()
+        },
     )
     .await
     .map_err(|e| StartupError::Hasher(e.to_string()))?;

@@ -83,6 +83,21 @@ impl<D: MemberDirectory> CachedDirectory<D> {
         .await
     }
 
+    /// As [`Self::new`] with an L1 of `l1_max_bytes`.
+    ///
+    /// # Errors
+    /// [`RedisError::InvalidUrl`] when `redis_url` is not a Redis URL.
+    pub async fn with_l1_budget(
+        directory: D,
+        redis_url: Option<&str>,
+        bus: InvalidationBus,
+        l1_max_bytes: u64,
+    ) -> Result<Self, RedisError> {
+        let mut settings = ScopedSettings::new("dir", KEY_PREFIX);
+        settings.l1_max_bytes = l1_max_bytes;
+        Self::with_settings(directory, redis_url, bus, settings).await
+    }
+
     /// As [`Self::new`] with explicit settings (tests use their own key prefix).
     ///
     /// # Errors

@@ -32,6 +32,8 @@ pub struct SessionSettings {
     /// Upper bound on how long a verified token or a session's liveness is trusted
     /// from the cache without an invalidation (missed pub/sub messages heal after it).
     pub cache_ttl: Duration,
+    /// Byte budget of the verified-token cache (per instance).
+    pub verified_cache_bytes: u64,
 }
 
 impl Default for SessionSettings {
@@ -41,6 +43,7 @@ impl Default for SessionSettings {
             access_ttl: time::Duration::minutes(15),
             challenge_ttl: time::Duration::minutes(5),
             cache_ttl: Duration::from_secs(30),
+            verified_cache_bytes: VERIFIED_CACHE_BYTES,
         }
     }
 }
@@ -151,7 +154,7 @@ pub struct AuthService {
     settings: SessionSettings,
 }
 
-/// Byte budget of the verified-token cache (per instance).
+/// Default byte budget of the verified-token cache (per instance).
 pub const VERIFIED_CACHE_BYTES: u64 = 16 << 20;
 /// Byte budget of each small session cache (liveness, API-key creators, touched sessions).
 pub const SMALL_CACHE_BYTES: u64 = 4 << 20;
@@ -212,7 +215,7 @@ impl AuthService {
             hasher,
             dummy_hash,
             verified: LocalCache::with_weigher(
-                VERIFIED_CACHE_BYTES,
+                settings.verified_cache_bytes,
                 settings.cache_ttl,
                 verified_weight,
             ),
