@@ -62,6 +62,16 @@ pub struct Settings {
     /// SQLite: how long a writer waits for the write lock before answering 503
     /// (`DATABASE_BUSY_TIMEOUT_MS`, default 5000).
     pub database_busy_timeout: Duration,
+    /// Replica lag above which lag-tolerant reads go to the primary (back to the replica
+    /// at half of it) (`DATABASE_REPLICA_MAX_LAG_MS`, default 5000).
+    pub database_replica_max_lag: Duration,
+    /// At most this many orgs (those whose members signed in during the last day) have
+    /// their permission tables loaded in the background at start (`CACHE_WARM_MAX_ORGS`,
+    /// default 1000; 0 = no warming).
+    pub cache_warm_max_orgs: u32,
+    /// Byte budgets of the in-process caches (`CACHE_PERMISSION_ORGS_MB`,
+    /// `CACHE_PERMISSION_MEMBERS_MB`, `CACHE_DIRECTORY_MB`, `CACHE_TOKENS_MB`).
+    pub cache_budgets: CacheBudgets,
     /// Redis URL for the shared cache (`REDIS_URL`); `None` = in-process cache only.
     pub redis_url: Option<Secret>,
     /// Log format (`LOG_FORMAT`: `json` | `pretty`; default pretty on a terminal).
@@ -212,6 +222,20 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Byte budgets of the in-process caches (docs/operations.md, "Memory budget per
+/// instance").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBudgets {
+    /// Compiled permission tables (default 32 MiB).
+    pub permission_orgs: u64,
+    /// Member contexts (default 64 MiB).
+    pub permission_members: u64,
+    /// Directory profiles and pages (default 64 MiB).
+    pub directory: u64,
+    /// Verified access tokens (default 16 MiB).
+    pub tokens: u64,
+}
+
 /// The names of every setting, as environment variables (the TOML file uses the same
 /// names in lower case).
 pub const KEYS: &[&str] = &[
@@ -222,6 +246,12 @@ pub const KEYS: &[&str] = &[
     "DATABASE_MAX_CONNECTIONS",
     "DATABASE_ACQUIRE_TIMEOUT_MS",
     "DATABASE_BUSY_TIMEOUT_MS",
+    "DATABASE_REPLICA_MAX_LAG_MS",
+    "CACHE_WARM_MAX_ORGS",
+    "CACHE_PERMISSION_ORGS_MB",
+    "CACHE_PERMISSION_MEMBERS_MB",
+    "CACHE_DIRECTORY_MB",
+    "CACHE_TOKENS_MB",
     "REDIS_URL",
     "LOG_FORMAT",
     "LOG_LEVEL",
@@ -354,6 +384,29 @@ impl Settings {
             5000,
             0..=600_000,
         );
+        let database_replica_max_lag_ms: u64 = parse_num(
+            &mut errors,
+            "DATABASE_REPLICA_MAX_LAG_MS",
+            get("DATABASE_REPLICA_MAX_LAG_MS"),
+            5000,
+            10..=3_600_000,
+        );
+        let cache_warm_max_orgs: u32 = parse_num(
+            &mut errors,
+            "CACHE_WARM_MAX_ORGS",
+            get("CACHE_WARM_MAX_ORGS"),
+            1000,
+            0..=100_000,
+        );
+        let mut mib = |key: &str, default: u64| -> u64 {
+            parse_num(&mut errors, key, get(key), default, 1..=65_536) << 20
+        };
+        let cache_budgets = CacheBudgets {
+            permission_orgs: mib("CACHE_PERMISSION_ORGS_MB", 32),
+            permission_members: mib("CACHE_PERMISSION_MEMBERS_MB", 64),
+            directory: mib("CACHE_DIRECTORY_MB", 64),
+            tokens: mib("CACHE_TOKENS_MB", 16),
+        };
         let redis_url = get("REDIS_URL").map(Secret::new);
         if let Some(url) = &redis_url
             && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
@@ -493,6 +546,9 @@ impl Settings {
             database_max_connections,
             database_acquire_timeout: Duration::from_millis(database_acquire_ms),
             database_busy_timeout: Duration::from_millis(database_busy_ms),
+            database_replica_max_lag: Duration::from_millis(database_replica_max_lag_ms),
+            cache_warm_max_orgs,
+            cache_budgets,
             redis_url,
             log_format,
             log_level,
@@ -842,26 +898,38 @@ mod tests {
         let s = Settings::from_sources(&env(&[]), false).expect("defaults are valid");
         assert_eq!(s.database_acquire_timeout, Duration::from_secs(5));
         assert_eq!(s.database_busy_timeout, Duration::from_secs(5));
+        assert_eq!(s.database_replica_max_lag, Duration::from_secs(5));
+        assert_eq!(s.cache_budgets.permission_members, 64 << 20);
+        let s = Settings::from_sources(&env(&[("CACHE_DIRECTORY_MB", "8")]), false).expect("valid");
+        assert_eq!(s.cache_budgets.directory, 8 << 20);
+        assert!(Settings::from_sources(&env(&[("CACHE_TOKENS_MB", "0")]), false).is_err());
         let s = Settings::from_sources(
             &env(&[
                 ("DATABASE_ACQUIRE_TIMEOUT_MS", "250"),
                 ("DATABASE_BUSY_TIMEOUT_MS", "0"),
+                ("DATABASE_REPLICA_MAX_LAG_MS", "200"),
             ]),
             false,
         )
         .expect("valid");
         assert_eq!(s.database_acquire_timeout, Duration::from_millis(250));
         assert_eq!(s.database_busy_timeout, Duration::ZERO);
+        assert_eq!(s.database_replica_max_lag, Duration::from_millis(200));
         let err = Settings::from_sources(
             &env(&[
                 ("DATABASE_ACQUIRE_TIMEOUT_MS", "10"),
                 ("DATABASE_BUSY_TIMEOUT_MS", "soon"),
+                ("DATABASE_REPLICA_MAX_LAG_MS", "0"),
             ]),
             false,
         )
         .expect_err("invalid");
-        assert_eq!(err.0.len(), 2, "{err}");
-        for key in ["DATABASE_ACQUIRE_TIMEOUT_MS", "DATABASE_BUSY_TIMEOUT_MS"] {
+        assert_eq!(err.0.len(), 3, "{err}");
+        for key in [
+            "DATABASE_ACQUIRE_TIMEOUT_MS",
+            "DATABASE_BUSY_TIMEOUT_MS",
+            "DATABASE_REPLICA_MAX_LAG_MS",
+        ] {
             assert!(
                 err.0.iter().any(|l| l.starts_with(key)),
                 "no line for {key}: {err}"

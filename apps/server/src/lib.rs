@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod cache_warming;
 pub mod config;
 pub mod dispatch;
 pub mod event_hub;

@@ -110,6 +110,16 @@ pub async fn build_state(
     db_settings.busy_timeout = settings.database_busy_timeout;
     let db = Database::connect(&db_settings).await?;
     db.migrate().await?;
+    if db.start_replica_monitor(persistence::ReplicaPolicy {
+        max_lag: settings.database_replica_max_lag,
+        ..persistence::ReplicaPolicy::default()
+    }) {
+        tracing::info!(
+            max_lag_ms =
+                u64::try_from(settings.database_replica_max_lag.as_millis()).unwrap_or(u64::MAX),
+            "replica lag monitored"
+        );
+    }
     tracing::info!(
         backend = db.backend().as_str(),
         "database ready (migrations applied)"
@@ -164,16 +174,21 @@ pub async fn build_state(
         permission_store.clone(),
         settings.redis_url.as_ref().map(|u| u.expose()),
         bus.clone(),
-        permissions_cache::CacheSettings::default(),
+        permissions_cache::CacheSettings {
+            l1_org_bytes: settings.cache_budgets.permission_orgs,
+            l1_member_bytes: settings.cache_budgets.permission_members,
+            ..permissions_cache::CacheSettings::default()
+        },
     )
     .await
     .map_err(|e| StartupError::Cache(e.to_string()))?;
     // Cache fills read the primary: a page from a lagging replica would otherwise stay
     // stale for the cache's lifetime instead of the replication lag.
-    let directory_cache = directory_cache::CachedDirectory::new(
+    let directory_cache = directory_cache::CachedDirectory::with_l1_budget(
         tenancy_store::SeaOrmMemberDirectory::new(db.clone()).reading_primary(),
         settings.redis_url.as_ref().map(|u| u.expose()),
         bus.clone(),
+        settings.cache_budgets.directory,
     )
     .await
     .map_err(|e| StartupError::Cache(e.to_string()))?;
@@ -191,7 +206,10 @@ pub async fn build_state(
         tenancy_store::SeaOrmApiKeyRepository::new(db.clone()),
         hasher.clone(),
         bus.clone(),
-        SessionSettings::default(),
+        SessionSettings {
+            verified_cache_bytes: settings.cache_budgets.tokens,
+            ..SessionSettings::default()
+        },
     )
     .await
     .map_err(|e| StartupError::Hasher(e.to_string()))?;
@@ -239,6 +257,7 @@ pub async fn build_state(
         search_indexes,
         jobs: jobs::JobQueue::new(db.clone()).with_notices(notices.clone()),
         job_wake: Arc::new(tokio::sync::Notify::new()),
+        warming: Arc::default(),
         job_retention: settings.job_retention,
         invitation_ttl_days: settings.invitation_ttl_days,
         platform_admin_second_factor: settings.platform_admin_second_factor,
@@ -554,6 +573,7 @@ impl Application {
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
         spawn_mail_worker(&state, &settings)?;
+        crate::cache_warming::spawn(state.clone(), settings.cache_warm_max_orgs);
         let factory_state = state.clone();
         // TCP_NODELAY on every accepted connection: with Nagle's algorithm on, a response
         // written in several segments (a compressed, chunked body over ~1 KB) waits for the

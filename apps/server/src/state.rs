@@ -60,6 +60,8 @@ pub struct AppState {
     pub audit_digests: audit_store::FileDigestStore,
     /// The one-time platform-admin bootstrap token, if configured.
     pub bootstrap_token: Option<crate::config::Secret>,
+    /// How warm the permission cache is (warming at start, [`crate::cache_warming`]).
+    pub warming: std::sync::Arc<crate::cache_warming::Warming>,
     /// The serialized OpenAPI document.
     pub openapi_json: Bytes,
     /// The rendered docs page.

@@ -10,8 +10,10 @@ pub mod generations;
 mod local;
 mod redis;
 pub mod scoped;
+pub mod weight;
 
 pub use bus::{INVALIDATION_CHANNEL, InvalidationBus};
 pub use local::{CacheStats, LocalCache};
 pub use redis::{RedisCache, RedisError};
 pub use scoped::{ScopedCache, ScopedSettings, ScopedStats};
+pub use weight::CacheBytes;

@@ -30,6 +30,7 @@ where
 {
     inner: moka::future::Cache<K, V>,
     counters: Arc<Counters>,
+    budget: u64,
 }
 
 impl<K, V> std::fmt::Debug for LocalCache<K, V>
@@ -50,16 +51,38 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// A cache holding at most `capacity` entries, each for at most `ttl`.
+    /// A cache of entries weighing at most `max_bytes` together, each kept for at most
+    /// `ttl`, for keys and values without heap content: each entry weighs its inline
+    /// size plus moka's bookkeeping ([`crate::weight::entry_bytes`]).
     #[must_use]
-    pub fn new(capacity: u64, ttl: Duration) -> Self {
+    pub fn new(max_bytes: u64, ttl: Duration) -> Self {
+        Self::with_weigher(max_bytes, ttl, |_, _| crate::weight::entry_bytes::<K, V>(0))
+    }
+
+    /// Like [`LocalCache::new`], with a weigher for entries that own heap memory.
+    #[must_use]
+    pub fn with_weigher(max_bytes: u64, ttl: Duration, weigher: fn(&K, &V) -> u32) -> Self {
         Self {
             inner: moka::future::Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(max_bytes)
+                .weigher(weigher)
                 .time_to_live(ttl)
                 .build(),
             counters: Arc::default(),
+            budget: max_bytes,
         }
+    }
+
+    /// The weight of the entries now (pending evictions applied first), in bytes.
+    pub async fn bytes(&self) -> u64 {
+        self.inner.run_pending_tasks().await;
+        self.inner.weighted_size()
+    }
+
+    /// The byte budget.
+    #[must_use]
+    pub fn budget(&self) -> u64 {
+        self.budget
     }
 
     /// The cached value, if present (counts a hit or a miss).
@@ -122,7 +145,7 @@ mod tests {
 
     #[tokio::test]
     async fn counts_hits_and_misses() {
-        let c: LocalCache<u32, u32> = LocalCache::new(10, Duration::from_secs(60));
+        let c: LocalCache<u32, u32> = LocalCache::new(10_000, Duration::from_secs(60));
         assert_eq!(c.get(&1).await, None);
         c.insert(1, 7).await;
         assert_eq!(c.get(&1).await, Some(7));
@@ -131,7 +154,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_load_once() {
-        let c: LocalCache<u32, u32> = LocalCache::new(10, Duration::from_secs(60));
+        let c: LocalCache<u32, u32> = LocalCache::new(10_000, Duration::from_secs(60));
         let loads = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = tokio::sync::watch::channel(false);
         let tasks: Vec<_> = (0..8)
@@ -156,5 +179,20 @@ mod tests {
             assert_eq!(t.await.ok().and_then(Result::ok), Some(42));
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn never_holds_more_bytes_than_its_budget() {
+        let budget = 50 * u64::from(crate::weight::entry_bytes::<u32, String>(100));
+        let c: LocalCache<u32, String> =
+            LocalCache::with_weigher(budget, Duration::from_secs(60), |_, v| {
+                crate::weight::entry_bytes::<u32, String>(v.len())
+            });
+        for i in 0..1000 {
+            c.insert(i, "x".repeat(100)).await;
+            assert!(c.bytes().await <= budget, "over budget after {i} inserts");
+        }
+        assert!(c.bytes().await > budget / 2, "it does fill up");
+        assert_eq!(c.budget(), budget);
     }
 }

@@ -55,8 +55,9 @@ pub struct ScopedSettings {
     pub name: String,
     /// Prefix of every Redis key (bump its version part when the value format changes).
     pub key_prefix: String,
-    /// At most this many values in L1 (per instance).
-    pub l1_capacity: u64,
+    /// L1's byte budget (per instance): entries weigh their key, their value's JSON
+    /// length and moka's bookkeeping ([`crate::weight`]). Default 64 MiB.
+    pub l1_max_bytes: u64,
     /// Time bound of one Redis operation.
     pub redis_timeout: Duration,
     /// While Redis fails, how often the probe retries it.
@@ -67,13 +68,13 @@ pub struct ScopedSettings {
 
 impl ScopedSettings {
     /// Production defaults for a cache called `name` with Redis keys under `key_prefix`:
-    /// 100 000 values in L1, 75 ms per Redis operation, a probe every second.
+    /// 64 MiB of L1, 75 ms per Redis operation, a probe every second.
     #[must_use]
     pub fn new(name: impl Into<String>, key_prefix: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             key_prefix: key_prefix.into(),
-            l1_capacity: 100_000,
+            l1_max_bytes: 64 << 20,
             redis_timeout: Duration::from_millis(75),
             redis_retry_interval: Duration::from_secs(1),
             redis_connect_wait: Duration::from_secs(1),
@@ -122,6 +123,8 @@ struct Slot<V> {
     epoch: u64,
     ttl: Duration,
     value: Arc<V>,
+    /// The value's heap size estimate (its JSON length), for the weigher.
+    heap: usize,
 }
 
 impl<V> Clone for Slot<V> {
@@ -130,6 +133,7 @@ impl<V> Clone for Slot<V> {
             epoch: self.epoch,
             ttl: self.ttl,
             value: self.value.clone(),
+            heap: self.heap,
         }
     }
 }
@@ -241,7 +245,10 @@ where
         let receiver = bus.subscribe();
         let inner = Arc::new(Inner {
             l1: moka::future::Cache::builder()
-                .max_capacity(settings.l1_capacity)
+                .max_capacity(settings.l1_max_bytes)
+                .weigher(|key: &(Uuid, String), slot: &Slot<V>| {
+                    crate::weight::entry_bytes::<(Uuid, String), Slot<V>>(key.1.len() + slot.heap)
+                })
                 .expire_after(PerValueTtl)
                 .build(),
             settings,
@@ -319,6 +326,15 @@ where
         for &scope in scopes {
             inner.bus.publish(&inner.message(scope)).await;
         }
+    }
+
+    /// L1's weight now (pending evictions applied first) and its budget, in bytes.
+    pub async fn l1_bytes(&self) -> (u64, u64) {
+        self.inner.l1.run_pending_tasks().await;
+        (
+            self.inner.l1.weighted_size(),
+            self.inner.settings.l1_max_bytes,
+        )
     }
 
     /// Counts per layer since creation.
@@ -427,18 +443,21 @@ where
                 let base = self.l2_base(scope, key);
                 match l2.lookup(scope, base.clone()).await {
                     Some(Lookup::Found { counter, value }) => {
-                        if let Some(stored) = value
+                        if let Some((stored, heap)) = value
                             .as_deref()
                             .and_then(|bytes| {
-                                serde_json::from_slice::<Stored<String, V>>(bytes).ok()
+                                serde_json::from_slice::<Stored<String, V>>(bytes)
+                                    .ok()
+                                    .map(|stored| (stored, bytes.len()))
                             })
-                            .filter(|stored| stored.k == key)
+                            .filter(|(stored, _)| stored.k == key)
                         {
                             bump(&self.counters.l2_hits);
                             return Ok(Slot {
                                 epoch,
                                 ttl,
                                 value: Arc::new(stored.v),
+                                heap,
                             });
                         }
                         bump(&self.counters.l2_misses);
@@ -461,16 +480,24 @@ where
         }
         bump(&self.counters.loads);
         let value = load.await?;
-        if let (Some((base, counter)), Some(l2)) = (store_under, l2) {
+        let heap = if let (Some((base, counter)), Some(l2)) = (store_under, l2) {
             let stored = Stored { k: key, v: &value };
-            if let Ok(json) = serde_json::to_string(&stored) {
-                l2.store_for(format!("{base}{counter}"), json, ttl).await;
+            match serde_json::to_string(&stored) {
+                Ok(json) => {
+                    let heap = json.len();
+                    l2.store_for(format!("{base}{counter}"), json, ttl).await;
+                    heap
+                }
+                Err(_) => crate::weight::json_len(&value),
             }
-        }
+        } else {
+            crate::weight::json_len(&value)
+        };
         Ok(Slot {
             epoch,
             ttl,
             value: Arc::new(value),
+            heap,
         })
     }
 }
@@ -651,5 +678,31 @@ mod tests {
             .await;
         assert_eq!(failed.err(), Some("down"));
         assert_eq!(read(&cache, scope, "k", 5).await, 5);
+    }
+
+    #[tokio::test]
+    async fn l1_never_holds_more_bytes_than_its_budget() {
+        let mut s = settings();
+        s.l1_max_bytes = 20_000;
+        let cache: ScopedCache<String> = ScopedCache::new(None, InvalidationBus::local_only(), s)
+            .await
+            .expect("no redis url");
+        let scope = Uuid::new_v4();
+        for i in 0..500 {
+            cache
+                .get_or_load::<Infallible, _>(
+                    scope,
+                    format!("page-{i}"),
+                    Duration::from_secs(60),
+                    async { Ok("x".repeat(200)) },
+                )
+                .await
+                .expect("loads");
+            let (bytes, budget) = cache.l1_bytes().await;
+            assert!(bytes <= budget, "{bytes} > {budget} after {i} loads");
+        }
+        let (bytes, _) = cache.l1_bytes().await;
+        // Each entry weighs its key, the value's JSON (202 bytes) and the overhead.
+        assert!(bytes > 10_000, "it does fill up: {bytes}");
     }
 }

@@ -83,6 +83,21 @@ impl<D: MemberDirectory> CachedDirectory<D> {
         .await
     }
 
+    /// As [`Self::new`] with an L1 of `l1_max_bytes`.
+    ///
+    /// # Errors
+    /// [`RedisError::InvalidUrl`] when `redis_url` is not a Redis URL.
+    pub async fn with_l1_budget(
+        directory: D,
+        redis_url: Option<&str>,
+        bus: InvalidationBus,
+        l1_max_bytes: u64,
+    ) -> Result<Self, RedisError> {
+        let mut settings = ScopedSettings::new("dir", KEY_PREFIX);
+        settings.l1_max_bytes = l1_max_bytes;
+        Self::with_settings(directory, redis_url, bus, settings).await
+    }
+
     /// As [`Self::new`] with explicit settings (tests use their own key prefix).
     ///
     /// # Errors
@@ -137,6 +152,16 @@ impl<D: MemberDirectory> CachedDirectory<D> {
     /// (see the [crate documentation](crate)).
     pub async fn org_changed(&self, orgs: &[Uuid]) {
         self.cache.invalidate(orgs).await;
+    }
+
+    /// L1's weight now and its budget, in bytes (cache `directory`).
+    pub async fn l1_bytes(&self) -> cache::CacheBytes {
+        let (bytes, budget) = self.cache.l1_bytes().await;
+        cache::CacheBytes {
+            name: "directory",
+            bytes,
+            budget,
+        }
     }
 
     /// Counts per layer.

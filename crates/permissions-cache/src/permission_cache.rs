@@ -29,6 +29,19 @@ const STRIPES: usize = 1024;
 struct OrgSlot {
     epoch: u64,
     compiled: Arc<CompiledOrg>,
+    /// The table's heap size estimate (its JSON length), for the weigher.
+    heap: usize,
+}
+
+impl OrgSlot {
+    fn new(epoch: u64, compiled: Arc<CompiledOrg>) -> Self {
+        let heap = cache::weight::json_len(&*compiled);
+        Self {
+            epoch,
+            compiled,
+            heap,
+        }
+    }
 }
 
 /// A member context (or "not a member") in L1: the stripe epoch read before it was
@@ -38,6 +51,8 @@ struct MemberSlot {
     epoch: u64,
     org_generation: u64,
     member: Option<Arc<MemberContext>>,
+    /// The context's heap size estimate (its JSON length), for the weigher.
+    heap: usize,
 }
 
 impl MemberSlot {
@@ -66,6 +81,8 @@ struct Inner {
     store: SeaOrmPermissionStore,
     orgs: Cache<Uuid, OrgSlot>,
     members: Cache<(Uuid, Uuid), MemberSlot>,
+    /// The byte budgets of `orgs` and `members`.
+    budgets: (u64, u64),
     l2: Option<L2>,
     bus: InvalidationBus,
     /// Per-stripe invalidation epochs (an org's stripe: low bits of its id). Bumped
@@ -143,13 +160,20 @@ impl PermissionCache {
         let inner = Arc::new(Inner {
             store,
             orgs: Cache::builder()
-                .max_capacity(settings.l1_org_capacity)
+                .max_capacity(settings.l1_org_bytes)
+                .weigher(|_: &Uuid, slot: &OrgSlot| {
+                    cache::weight::entry_bytes::<Uuid, OrgSlot>(slot.heap)
+                })
                 .time_to_live(settings.l1_ttl)
                 .build(),
             members: Cache::builder()
-                .max_capacity(settings.l1_member_capacity)
+                .max_capacity(settings.l1_member_bytes)
+                .weigher(|_: &(Uuid, Uuid), slot: &MemberSlot| {
+                    cache::weight::entry_bytes::<(Uuid, Uuid), MemberSlot>(slot.heap)
+                })
                 .time_to_live(settings.l1_ttl)
                 .build(),
+            budgets: (settings.l1_org_bytes, settings.l1_member_bytes),
             l2,
             bus,
             epochs: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -286,6 +310,26 @@ impl PermissionCache {
         CachedPermissionStore::new(self.clone(), store)
     }
 
+    /// The L1 tables' weights now (pending evictions applied first) and budgets, in
+    /// bytes: `permission_orgs` and `permission_members`.
+    pub async fn l1_bytes(&self) -> [cache::CacheBytes; 2] {
+        let inner = &self.inner;
+        inner.orgs.run_pending_tasks().await;
+        inner.members.run_pending_tasks().await;
+        [
+            cache::CacheBytes {
+                name: "permission_orgs",
+                bytes: inner.orgs.weighted_size(),
+                budget: inner.budgets.0,
+            },
+            cache::CacheBytes {
+                name: "permission_members",
+                bytes: inner.members.weighted_size(),
+                budget: inner.budgets.1,
+            },
+        ]
+    }
+
     /// Hit and miss counts per layer since creation.
     #[must_use]
     pub fn stats(&self) -> CacheLayerStats {
@@ -396,7 +440,7 @@ impl Inner {
                     min_generation.max(current.as_ref().map(|slot| slot.compiled.generation()));
                 let epoch = self.epoch(org).load(Ordering::SeqCst);
                 Ok::<_, LoadError>(match self.fetch_org(org, floor).await? {
-                    Some(compiled) => Op::Put(OrgSlot { epoch, compiled }),
+                    Some(compiled) => Op::Put(OrgSlot::new(epoch, compiled)),
                     None => Op::Remove,
                 })
             })
@@ -490,10 +534,12 @@ impl Inner {
                 let (org_generation, member) = self
                     .fetch_member(org, user, org_slot.compiled.generation())
                     .await?;
+                let heap = member.as_deref().map_or(0, cache::weight::json_len);
                 Ok::<_, LoadError>(Op::Put(MemberSlot {
                     epoch,
                     org_generation,
                     member,
+                    heap,
                 }))
             })
             .await?;

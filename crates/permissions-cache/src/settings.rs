@@ -14,10 +14,12 @@ pub struct CacheSettings {
     /// `{prefix}member:{org}:{user}:g{n}`). Default [`DEFAULT_KEY_PREFIX`]. Bump its
     /// version part when the stored format changes incompatibly.
     pub key_prefix: String,
-    /// At most this many compiled org tables in L1 (per instance). Default 10 000.
-    pub l1_org_capacity: u64,
-    /// At most this many member contexts in L1 (per instance). Default 200 000.
-    pub l1_member_capacity: u64,
+    /// Byte budget of the compiled org tables in L1 (per instance); an entry weighs the
+    /// table's JSON length plus its inline size and moka's bookkeeping. Default 32 MiB.
+    pub l1_org_bytes: u64,
+    /// Byte budget of the member contexts in L1 (per instance), weighed likewise.
+    /// Default 64 MiB.
+    pub l1_member_bytes: u64,
     /// How long an L1 entry lives at most. This bounds staleness when an invalidation
     /// message was missed (Redis pub/sub down or the bus lagging). Default 60 s.
     pub l1_ttl: Duration,
@@ -39,8 +41,8 @@ impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            l1_org_capacity: 10_000,
-            l1_member_capacity: 200_000,
+            l1_org_bytes: 32 << 20,
+            l1_member_bytes: 64 << 20,
             l1_ttl: Duration::from_secs(60),
             l2_ttl: Duration::from_secs(600),
             redis_timeout: Duration::from_millis(75),

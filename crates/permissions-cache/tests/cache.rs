@@ -27,6 +27,7 @@ both_backends!(
     counters_move_per_layer,
     member_contexts_follow_member_and_org_changes,
     service_writes_through_the_port_invalidate,
+    l1_tables_never_hold_more_bytes_than_their_budgets,
 );
 
 /// `budget.approve` needs a board member by default: a committee lead is denied.
@@ -524,4 +525,37 @@ async fn service_writes_through_the_port_invalidate(env: &Env) {
         2,
         "nothing was invalidated"
     );
+}
+
+/// Both L1 tables are bounded by bytes: with small budgets, loading more orgs and members
+/// than fit never takes either over its budget, and both hold something.
+async fn l1_tables_never_hold_more_bytes_than_their_budgets(env: &Env) {
+    let mut settings = env.settings();
+    settings.l1_org_bytes = 8_000;
+    settings.l1_member_bytes = 4_000;
+    let cache = PermissionCache::new(
+        env.store.clone(),
+        None,
+        InvalidationBus::local_only(),
+        settings,
+    )
+    .await
+    .expect("cache");
+    for i in 0..40 {
+        let (org, lead) = org_with_lead(env).await;
+        assert!(check(&cache, org, lead, None).await.is_some(), "a member");
+        for size in cache.l1_bytes().await {
+            assert!(
+                size.bytes <= size.budget,
+                "{} over budget after {i} orgs: {size:?}",
+                size.name
+            );
+        }
+    }
+    let sizes = cache.l1_bytes().await;
+    assert_eq!(
+        sizes.iter().map(|s| s.name).collect::<Vec<_>>(),
+        ["permission_orgs", "permission_members"]
+    );
+    assert!(sizes.iter().all(|s| s.bytes > 0), "{sizes:?}");
 }

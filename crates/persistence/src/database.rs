@@ -12,6 +12,7 @@ use sea_orm::{
 };
 
 use crate::StorageError;
+use crate::replica::{ReplicaHealth, ReplicaPolicy};
 use crate::write_tx::{AfterCommitSlot, WriteTx};
 
 /// Which database engine a connection talks to.
@@ -164,6 +165,7 @@ pub struct Database {
     backend: Backend,
     waits: Arc<[WaitHistogram; 2]>,
     after_commit: AfterCommitSlot,
+    replica_health: Arc<ReplicaHealth>,
 }
 
 impl Database {
@@ -186,7 +188,35 @@ impl Database {
             backend,
             waits: Arc::default(),
             after_commit: AfterCommitSlot::default(),
+            replica_health: Arc::default(),
         })
+    }
+
+    /// Starts measuring the replica's lag continuously (a background task on the current
+    /// tokio runtime, ending with the last clone of this database): above
+    /// `policy.max_lag` lag-tolerant reads go to the primary, and back to the replica
+    /// at half of it, with a log line on each switch. Returns `false` (and does nothing)
+    /// without a replica or when a monitor already runs.
+    pub fn start_replica_monitor(&self, policy: ReplicaPolicy) -> bool {
+        match &self.replica {
+            Some(replica) if !self.replica_health.monitored() => {
+                crate::replica::spawn(
+                    self.primary.clone(),
+                    replica.clone(),
+                    &self.replica_health,
+                    policy,
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether lag-tolerant reads use the replica now: `None` without a replica;
+    /// `Some(false)` while the monitor has taken it out for lagging or not answering.
+    #[must_use]
+    pub fn replica_in_use(&self) -> Option<bool> {
+        self.replica.as_ref().map(|_| self.replica_health.in_use())
     }
 
     /// Whether a read replica is configured.
@@ -256,7 +286,9 @@ impl Database {
 
     fn reader_role(&self) -> (PoolRole, &DatabaseConnection) {
         match &self.replica {
-            Some(replica) if !crate::routing::primary_only() => (PoolRole::Replica, replica),
+            Some(replica) if self.replica_health.in_use() && !crate::routing::primary_only() => {
+                (PoolRole::Replica, replica)
+            }
             _ => (PoolRole::Primary, &self.primary),
         }
     }
@@ -370,8 +402,17 @@ impl Database {
     /// received (an idle primary sends nothing, which is no lag), otherwise the age of
     /// the last transaction it replayed; 0 for a server that is not in recovery (a
     /// `DATABASE_READ_URL` naming a primary).
+    ///
+    /// With a running monitor ([`Database::start_replica_monitor`]) it is the monitor's
+    /// last measurement (positions compared with the primary's), an error when that
+    /// failed.
     pub async fn replica_lag(&self) -> Option<Result<Duration, StorageError>> {
         let replica = self.replica.as_ref()?;
+        if self.replica_health.monitored() {
+            return Some(self.replica_health.lag().ok_or_else(|| {
+                StorageError::Unavailable("the replica's lag could not be measured".into())
+            }));
+        }
         let sql = "SELECT CASE \
                      WHEN NOT pg_is_in_recovery() THEN 0::float8 \
                      WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8 \

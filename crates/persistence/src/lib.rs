@@ -8,6 +8,7 @@
 
 mod database;
 mod error;
+mod replica;
 pub mod routing;
 mod sql;
 mod time_util;
@@ -18,6 +19,7 @@ pub use database::{
     WAIT_BUCKETS,
 };
 pub use error::{StorageError, boxed, is_transient};
+pub use replica::ReplicaPolicy;
 pub use sql::statement;
 pub use time_util::now_micros;
 pub use write_tx::WriteTx;

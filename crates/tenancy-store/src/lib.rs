@@ -34,5 +34,5 @@ pub use directory::{IndexSource, RANKED_CAP, SEARCH_CANDIDATES, SeaOrmMemberDire
 pub use notices::{Notice, Notices, Notifier, Recipient};
 pub use orgs::SeaOrmOrgRepository;
 pub use privacy::SeaOrmPrivacy;
-pub use sessions::SeaOrmSessionRepository;
+pub use sessions::{SeaOrmSessionRepository, recently_active_members};
 pub use users::SeaOrmUserRepository;

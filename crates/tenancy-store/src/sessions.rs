@@ -307,3 +307,41 @@ pub(crate) async fn account_email(
         .ok_or_else(|| convert::corrupt(format!("no users row {user}")))?;
     Email::parse(&row.email).map_err(|_| convert::corrupt(format!("users row {user}: bad email")))
 }
+
+/// The members who signed in since `since` (a session begun or seen since then), as
+/// `(org, user)` pairs of their active memberships, the most recent first; at most
+/// `limit` pairs. The signal for warming the permission cache at start.
+///
+/// # Errors
+/// The database failed.
+pub async fn recently_active_members(
+    db: &Database,
+    since: OffsetDateTime,
+    limit: u64,
+) -> Result<Vec<(uuid::Uuid, uuid::Uuid)>, StorageFailure> {
+    use sea_orm::ConnectionTrait;
+    let conn = db.reader();
+    let rows = conn
+        .query_all_raw(persistence::statement(
+            conn.get_database_backend(),
+            "SELECT m.org_id, m.user_id, MAX(s.created_at) AS seen FROM memberships m \
+             JOIN sessions s ON s.user_id = m.user_id \
+             WHERE m.status = 'active' AND (s.created_at >= ? OR s.last_seen_at >= ?) \
+             GROUP BY m.org_id, m.user_id ORDER BY seen DESC LIMIT ?",
+            vec![
+                since.into(),
+                since.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await
+        .map_err(failure)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<uuid::Uuid>("", "org_id").map_err(failure)?,
+                r.try_get::<uuid::Uuid>("", "user_id").map_err(failure)?,
+            ))
+        })
+        .collect()
+}

@@ -32,6 +32,8 @@ pub struct SessionSettings {
     /// Upper bound on how long a verified token or a session's liveness is trusted
     /// from the cache without an invalidation (missed pub/sub messages heal after it).
     pub cache_ttl: Duration,
+    /// Byte budget of the verified-token cache (per instance).
+    pub verified_cache_bytes: u64,
 }
 
 impl Default for SessionSettings {
@@ -41,6 +43,7 @@ impl Default for SessionSettings {
             access_ttl: time::Duration::minutes(15),
             challenge_ttl: time::Duration::minutes(5),
             cache_ttl: Duration::from_secs(30),
+            verified_cache_bytes: VERIFIED_CACHE_BYTES,
         }
     }
 }
@@ -151,6 +154,22 @@ pub struct AuthService {
     settings: SessionSettings,
 }
 
+/// Default byte budget of the verified-token cache (per instance).
+pub const VERIFIED_CACHE_BYTES: u64 = 16 << 20;
+/// Byte budget of each small session cache (liveness, API-key creators, touched sessions).
+pub const SMALL_CACHE_BYTES: u64 = 4 << 20;
+
+/// A verified token's weight: the key, the token and its revocation ids.
+fn verified_weight(_: &([u8; 32], Option<Uuid>), token: &Arc<VerifiedToken>) -> u32 {
+    let heap = size_of::<VerifiedToken>()
+        + token
+            .revocation_ids
+            .iter()
+            .map(|id| id.len() + size_of::<String>())
+            .sum::<usize>();
+    cache::weight::entry_bytes::<([u8; 32], Option<Uuid>), Arc<VerifiedToken>>(heap)
+}
+
 impl AuthService {
     /// Wires the service and starts listening for session invalidations on `bus`.
     #[allow(clippy::too_many_arguments)]
@@ -170,9 +189,9 @@ impl AuthService {
                     .map_err(|e| e.to_string())?,
             )
             .await?;
-        let live: LocalCache<Uuid, bool> = LocalCache::new(100_000, settings.cache_ttl);
+        let live: LocalCache<Uuid, bool> = LocalCache::new(SMALL_CACHE_BYTES, settings.cache_ttl);
         let key_creators: LocalCache<Uuid, Option<Uuid>> =
-            LocalCache::new(100_000, settings.cache_ttl);
+            LocalCache::new(SMALL_CACHE_BYTES, settings.cache_ttl);
         let mut rx = bus.subscribe();
         let evict = live.clone();
         let evict_keys = key_creators.clone();
@@ -195,10 +214,14 @@ impl AuthService {
             api_keys,
             hasher,
             dummy_hash,
-            verified: LocalCache::new(100_000, settings.cache_ttl),
+            verified: LocalCache::with_weigher(
+                settings.verified_cache_bytes,
+                settings.cache_ttl,
+                verified_weight,
+            ),
             live,
             key_creators,
-            touched: LocalCache::new(100_000, Duration::from_secs(60)),
+            touched: LocalCache::new(SMALL_CACHE_BYTES, Duration::from_secs(60)),
             bus,
             settings,
         })
@@ -210,6 +233,37 @@ impl AuthService {
             ("token_verify", self.verified.stats()),
             ("credential_live", self.live.stats()),
             ("api_key_live", self.key_creators.stats()),
+        ]
+    }
+
+    /// The session caches' weights now and their budgets, in bytes.
+    pub async fn cache_bytes(&self) -> [cache::CacheBytes; 4] {
+        let of = |name, bytes, budget| cache::CacheBytes {
+            name,
+            bytes,
+            budget,
+        };
+        [
+            of(
+                "token_verify",
+                self.verified.bytes().await,
+                self.verified.budget(),
+            ),
+            of(
+                "credential_live",
+                self.live.bytes().await,
+                self.live.budget(),
+            ),
+            of(
+                "api_key_live",
+                self.key_creators.bytes().await,
+                self.key_creators.budget(),
+            ),
+            of(
+                "session_touched",
+                self.touched.bytes().await,
+                self.touched.budget(),
+            ),
         ]
     }
 

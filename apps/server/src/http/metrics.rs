@@ -273,16 +273,23 @@ pub fn render_job_failures(out: &mut String) {
 
 /// Appends the replica's replication lag, when a replica is configured and it answered
 /// ([`persistence::Database::replica_lag`]); nothing otherwise.
-pub fn render_replica_lag(out: &mut String, lag: Option<Duration>) {
-    let Some(lag) = lag else {
-        return;
-    };
-    let name = "ptoc_db_replica_lag_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} How far the read replica's replay is behind the primary (0 when it has replayed all it received).\n# TYPE {name} gauge\n{name} {}",
-        lag.as_secs_f64()
-    );
+pub fn render_replica_lag(out: &mut String, lag: Option<Duration>, in_use: Option<bool>) {
+    if let Some(lag) = lag {
+        let name = "ptoc_db_replica_lag_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} How far the read replica's replay is behind the primary (0 when it has replayed all the primary wrote).\n# TYPE {name} gauge\n{name} {}",
+            lag.as_secs_f64()
+        );
+    }
+    if let Some(in_use) = in_use {
+        let name = "ptoc_db_replica_in_use";
+        let _ = writeln!(
+            out,
+            "# HELP {name} 1 while lag-tolerant reads use the read replica, 0 while they go to the primary (the replica lags more than DATABASE_REPLICA_MAX_LAG_MS or does not answer).\n# TYPE {name} gauge\n{name} {}",
+            u8::from(in_use)
+        );
+    }
 }
 
 /// Appends the background-job series.
@@ -297,5 +304,32 @@ pub fn render_jobs(out: &mut String) {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
         let _ = writeln!(out, "ptoc_jobs{{state=\"{state}\"}} {n}");
+    }
+}
+
+/// Appends how warm the permission cache is (warming at start).
+pub fn render_cache_warming(out: &mut String, warming: &crate::cache_warming::Warming) {
+    let _ = writeln!(
+        out,
+        "# HELP ptoc_cache_warm_orgs Orgs whose permission table was loaded by the warming at start.\n# TYPE ptoc_cache_warm_orgs gauge\nptoc_cache_warm_orgs {}\n# HELP ptoc_cache_warm_members Member contexts loaded by the warming at start.\n# TYPE ptoc_cache_warm_members gauge\nptoc_cache_warm_members {}\n# HELP ptoc_cache_warming_done 1 once the warming at start has finished (or was skipped).\n# TYPE ptoc_cache_warming_done gauge\nptoc_cache_warming_done {}",
+        warming.orgs(),
+        warming.members(),
+        u8::from(warming.done())
+    );
+}
+
+/// Appends each in-process cache's weight and byte budget.
+pub fn render_cache_bytes(out: &mut String, sizes: &[cache::CacheBytes]) {
+    out.push_str("# HELP ptoc_cache_bytes Estimated bytes held by each in-process cache (moka weighers).\n# TYPE ptoc_cache_bytes gauge\n");
+    for s in sizes {
+        let _ = writeln!(out, "ptoc_cache_bytes{{cache=\"{}\"}} {}", s.name, s.bytes);
+    }
+    out.push_str("# HELP ptoc_cache_budget_bytes The byte budget of each in-process cache.\n# TYPE ptoc_cache_budget_bytes gauge\n");
+    for s in sizes {
+        let _ = writeln!(
+            out,
+            "ptoc_cache_budget_bytes{{cache=\"{}\"}} {}",
+            s.name, s.budget
+        );
     }
 }

@@ -248,7 +248,16 @@ async fn metrics(
     crate::http::metrics::render_pools(&mut out, &state.db);
     crate::http::metrics::render_jobs(&mut out);
     crate::http::metrics::render_job_failures(&mut out);
-    crate::http::metrics::render_replica_lag(&mut out, replica_lag(&state.db).await);
+    crate::http::metrics::render_replica_lag(
+        &mut out,
+        replica_lag(&state.db).await,
+        state.db.replica_in_use(),
+    );
+    crate::http::metrics::render_cache_warming(&mut out, &state.warming);
+    let mut sizes: Vec<cache::CacheBytes> = state.auth.cache_bytes().await.into();
+    sizes.extend(state.authz.cache().l1_bytes().await);
+    sizes.push(state.directory_cache.l1_bytes().await);
+    crate::http::metrics::render_cache_bytes(&mut out, &sizes);
     let (orgs, bytes) = state.search_indexes.usage();
     crate::http::metrics::render_search_indexes(
         &mut out,

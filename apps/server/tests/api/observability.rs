@@ -23,6 +23,7 @@ backend_tests!(
     passwords_are_never_logged,
     account_tokens_and_codes_are_never_logged,
     failed_job_runs_are_counted_by_kind,
+    a_new_instance_warms_the_orgs_active_in_the_last_day_without_delaying_readiness,
 );
 
 /// Log output captured in memory.
@@ -443,6 +444,89 @@ async fn account_tokens_and_codes_are_never_logged(ctx: TestContext) {
     }
 }
 
+/// A second instance started after sign-ins loads the active orgs' permission tables
+/// (bounded by the configured maximum) in the background; `/ready` does not wait.
+async fn a_new_instance_warms_the_orgs_active_in_the_last_day_without_delaying_readiness(
+    ctx: TestContext,
+) {
+    let first = ctx.service().await;
+    for n in 0..3 {
+        let (_, token) = signed_up(&first, &format!("warm{n}@example.org")).await;
+        let (status, body) = send(
+            &first,
+            Method::POST,
+            "/api/v2/orgs",
+            Some(&token),
+            Some(serde_json::json!({"name": format!("Warm PTO {n}"), "signup_code": format!("WARM{n}X24")})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let state = pto_server::startup::build_state(
+        &ctx.settings,
+        &ctx.api,
+        pto_server::startup::HashingCost::FastForTests,
+    )
+    .await
+    .unwrap();
+    let app = test::init_service(pto_server::startup::app(state.clone(), ctx.api.clone())).await;
+    let cold = scrape(&app).await;
+    assert_eq!(
+        series(&cold, "ptoc_cache_warming_done"),
+        Some(0.0),
+        "{cold}"
+    );
+    assert_eq!(series(&cold, "ptoc_cache_warm_orgs"), Some(0.0), "{cold}");
+    pto_server::cache_warming::spawn(state.clone(), 2);
+    // Readiness never consults the warming.
+    let ready = test::call_service(&app, test::TestRequest::get().uri("/ready").to_request()).await;
+    assert_eq!(ready.status().as_u16(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let warm = loop {
+        let m = scrape(&app).await;
+        if series(&m, "ptoc_cache_warming_done") == Some(1.0) {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warming never finished:\n{m}"
+        );
+        // Polling a condition with a deadline, not timing a behaviour.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // Three active orgs, at most two warmed, with their signed-in admin each.
+    assert_eq!(series(&warm, "ptoc_cache_warm_orgs"), Some(2.0), "{warm}");
+    assert_eq!(
+        series(&warm, "ptoc_cache_warm_members"),
+        Some(2.0),
+        "{warm}"
+    );
+    let loads = series(&warm, "ptoc_permission_db_loads_total").unwrap_or(0.0);
+    assert!(loads >= 2.0, "the warming read the tables: {warm}");
+    // Every in-process cache reports its size in bytes, within its budget.
+    for cache in [
+        "token_verify",
+        "credential_live",
+        "api_key_live",
+        "session_touched",
+        "permission_orgs",
+        "permission_members",
+        "directory",
+    ] {
+        let label = format!("{{cache=\"{cache}\"}}");
+        let bytes = series(&warm, &format!("ptoc_cache_bytes{label}"));
+        let budget = series(&warm, &format!("ptoc_cache_budget_bytes{label}"));
+        assert!(
+            bytes
+                .zip(budget)
+                .is_some_and(|(b, max)| b <= max && max > 0.0),
+            "{cache}: {warm}"
+        );
+    }
+    let warmed = series(&warm, "ptoc_cache_bytes{cache=\"permission_orgs\"}").unwrap_or(0.0);
+    assert!(warmed > 0.0, "the warmed tables are weighed: {warm}");
+}
+
 /// Read routing with `DATABASE_READ_URL` (PostgreSQL only).
 mod replica {
     use actix_web::http::Method;
@@ -648,6 +732,286 @@ mod replica {
         let lag = series(&metrics, "ptoc_db_replica_lag_seconds").expect("lag measured");
         assert!((0.0..60.0).contains(&lag), "{metrics}");
         state.db.close().await.ok();
+    }
+
+    /// A streaming standby of the local PostgreSQL made for one test: `pg_basebackup -R`
+    /// into a temporary directory, started on a free port (as the `postgres` OS user
+    /// when we are root: PostgreSQL refuses to run as root), stopped and deleted on drop
+    /// — also when the test fails.
+    struct Standby {
+        dir: std::path::PathBuf,
+        bin: std::path::PathBuf,
+        port: u16,
+        started: bool,
+    }
+
+    const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+    fn as_postgres(program: &std::path::Path) -> std::process::Command {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        }
+    }
+
+    fn run(cmd: &mut std::process::Command, what: &str) {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    impl Standby {
+        /// The PostgreSQL binaries with `pg_basebackup`, or `None` (skipped) outside CI.
+        fn binaries() -> Option<std::path::PathBuf> {
+            let bin = std::path::PathBuf::from(PG_BIN);
+            if bin.join("pg_basebackup").exists() && bin.join("pg_ctl").exists() {
+                return Some(bin);
+            }
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "pg_basebackup and pg_ctl are required under CI=true (looked in {PG_BIN})"
+            );
+            eprintln!("pg_basebackup not found in {PG_BIN}: the paused-replica test is skipped");
+            None
+        }
+
+        /// Copies the primary at `primary_port` and starts the copy as a hot standby.
+        fn start(bin: std::path::PathBuf, primary_port: u16) -> Self {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let dir = std::env::temp_dir()
+                .join(format!("ptoc-standby-{}", uuid::Uuid::now_v7().simple()));
+            std::fs::create_dir_all(&dir).expect("standby dir");
+            let mut standby = Self {
+                dir,
+                bin,
+                port,
+                started: false,
+            };
+            let dir = standby.dir.clone();
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .expect("chmod");
+            // Only root can (and must) hand the directory to the postgres user.
+            let _ = std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&dir)
+                .output();
+            run(
+                as_postgres(&standby.bin.join("pg_basebackup"))
+                    .args(["-h", "127.0.0.1", "-p", &primary_port.to_string()])
+                    .args(["-U", "postgres", "-D"])
+                    .arg(&dir)
+                    .args(["-R", "-X", "stream", "-c", "fast"]),
+                "pg_basebackup (the primary must allow replication connections from \
+                 127.0.0.1: `host replication postgres 127.0.0.1/32 trust` in pg_hba.conf, \
+                 which .ci/run and `cargo xtask replica setup --allow-replication` add)",
+            );
+            // Debian keeps the configuration outside the data directory: the copy gets
+            // its own, a hot standby on `port`.
+            let conf = format!(
+                "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nhot_standby = on\n",
+                dir.display()
+            );
+            let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
+            run(
+                as_postgres(std::path::Path::new("sh"))
+                    .arg("-c")
+                    .arg("printf '%s' \"$1\" > \"$3/postgresql.conf\" && printf '%s' \"$2\" > \"$3/pg_hba.conf\"")
+                    .args(["sh", &conf, hba])
+                    .arg(&dir),
+                "writing the standby's configuration",
+            );
+            standby.started = true;
+            let started = as_postgres(&standby.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&dir)
+                .arg("-l")
+                .arg(dir.join("standby.log"))
+                .args(["-w", "-t", "60", "start"])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                started,
+                "the standby did not start; its log:\n{}",
+                std::fs::read_to_string(dir.join("standby.log")).unwrap_or_default()
+            );
+            standby
+        }
+
+        fn url(&self) -> String {
+            format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        }
+    }
+
+    impl Drop for Standby {
+        fn drop(&mut self) {
+            if self.started {
+                let _ = as_postgres(&self.bin.join("pg_ctl"))
+                    .arg("-D")
+                    .arg(&self.dir)
+                    .args(["-m", "immediate", "-w", "stop"])
+                    .output();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Polls `/metrics` until `check` holds for the scrape (deadline 30 s).
+    async fn until_metrics<S, B>(app: &S, what: &str, check: impl Fn(&str) -> bool) -> String
+    where
+        S: actix_web::dev::Service<
+                actix_http::Request,
+                Response = actix_web::dev::ServiceResponse<B>,
+                Error = actix_web::Error,
+            >,
+        B: actix_web::body::MessageBody,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let metrics = scrape(app).await;
+            if check(&metrics) {
+                return metrics;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} did not happen in time:\n{metrics}"
+            );
+            // Polling a condition with a deadline, not timing a behaviour.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A real streaming standby made for the test, paused: the monitor measures the
+    /// lag growing past `DATABASE_REPLICA_MAX_LAG_MS`, lag-tolerant reads switch to the
+    /// primary (a write is visible to them at once) with a log line, and back to the
+    /// replica once replay resumes.
+    #[actix_web::test]
+    async fn reads_leave_a_paused_replica_and_return_when_it_catches_up() {
+        let Some(admin_url) = admin_url() else { return };
+        let Some(bin) = Standby::binaries() else {
+            return;
+        };
+        let ctx = TestContext::new(Backend::Postgres).await.expect("postgres");
+        let (app_url, _) = ctx.postgres_urls().unwrap();
+        let name = app_url.rsplit('/').next().unwrap().to_owned();
+        let primary_port = url_port(&admin_url);
+        let standby = Standby::start(bin, primary_port);
+        let standby_admin = sea_orm::Database::connect(&standby.url()).await.unwrap();
+
+        let (captured, guard) = super::capture_logs();
+        let mut settings = ctx.settings.clone();
+        settings.database_read_url = Some(Secret::new(with_user(
+            &with_database(&standby.url(), &name),
+            APP_ROLE,
+        )));
+        settings.database_replica_max_lag = std::time::Duration::from_millis(300);
+        let state = build_state(&settings, &ctx.api, HashingCost::FastForTests)
+            .await
+            .unwrap();
+        let app = test::init_service(app(state.clone(), ctx.api.clone())).await;
+        let (org, _, token) = new_org(&app, "paused@example.org").await;
+        let in_use = |m: &str| series(m, "ptoc_db_replica_in_use");
+        let lag = |m: &str| series(m, "ptoc_db_replica_lag_seconds");
+        until_metrics(&app, "the replica in use", |m| {
+            in_use(m) == Some(1.0) && lag(m) == Some(0.0)
+        })
+        .await;
+        // Streaming: the org's events reach the replica (a lag-tolerant read).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while audit_events_seen(&app, &org, &token, false).await == 0 {
+            assert!(std::time::Instant::now() < deadline, "never replicated");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        // Pause replay, then write on the primary: a second org with its own events.
+        standby_admin
+            .execute_unprepared("SELECT pg_wal_replay_pause()")
+            .await
+            .unwrap();
+        let (status, body) = crate::helpers::send(
+            &app,
+            Method::POST,
+            "/api/v2/orgs",
+            Some(&token),
+            Some(serde_json::json!({"name": "Paused PTO", "signup_code": "PAUSED24"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let second = body["data"]["org"]["id"].as_str().unwrap().to_owned();
+        let metrics = until_metrics(&app, "the switch to the primary", |m| {
+            in_use(m) == Some(0.0)
+        })
+        .await;
+        assert!(lag(&metrics).is_some_and(|l| l > 0.3), "{metrics}");
+        // Lag-tolerant reads now see the write, which the paused replica has not replayed.
+        assert!(audit_events_seen(&app, &second, &token, false).await > 0);
+        let paused: bool = standby_admin
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_is_wal_replay_paused() AS p",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "p")
+            .unwrap();
+        assert!(paused, "the standby stayed paused throughout");
+
+        standby_admin
+            .execute_unprepared("SELECT pg_wal_replay_resume()")
+            .await
+            .unwrap();
+        until_metrics(&app, "the switch back to the replica", |m| {
+            in_use(m) == Some(1.0) && lag(m) == Some(0.0)
+        })
+        .await;
+        assert!(audit_events_seen(&app, &second, &token, false).await > 0);
+        assert_eq!(state.db.replica_in_use(), Some(true));
+        drop(guard);
+        let messages: Vec<String> = captured
+            .lines()
+            .iter()
+            .filter_map(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .or(l["message"].as_str())
+                    .map(str::to_owned)
+            })
+            .collect();
+        for expected in [
+            "replica lagging or unreachable: lag-tolerant reads go to the primary",
+            "replica caught up: lag-tolerant reads use the replica again",
+        ] {
+            assert!(
+                messages.iter().any(|m| m == expected),
+                "no log line {expected:?} in {messages:?}"
+            );
+        }
+        state.db.close().await.ok();
+        drop(standby_admin);
+        drop(standby);
+    }
+
+    fn url_port(url: &str) -> u16 {
+        let after_at = url.rsplit('@').next().unwrap_or(url);
+        let host_port = after_at.split('/').next().unwrap_or(after_at);
+        host_port
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(5432)
     }
 }
 
