@@ -379,6 +379,18 @@ async fn recipients_are_resolved_by_member_role_and_committee(ctx: TestContext) 
     assert_eq!(inbox(board.clone()).await, ["Board"]);
     assert_eq!(inbox(vol.clone()).await, ["Admins", "Direct", "Funds"]);
     assert_eq!(inbox(admin.clone()).await, ["Admins"]);
+    // Someone outside the org (a member of another org) is never reached from here.
+    let (outsider_id, outsider) = signed_up(&app, "outsider.aud@notify.test").await;
+    new_org(&app, &outsider, "Elsewhere").await;
+    let (_, sent) = create(
+        &app,
+        &uri,
+        Some(&admin),
+        announcement("Outside", json!({"members": [outsider_id]})),
+    )
+    .await;
+    assert_eq!(sent["data"]["recipients"], 0, "{sent}");
+    assert!(inbox(outsider.clone()).await.is_empty());
     assert_eq!(outbox(&ctx, board_email, "notification").await.len(), 1);
     // A board member may send (communications.send is board_member's by default).
     let (_, sent) = create(
