@@ -191,6 +191,8 @@ impl Server {
             .env("LOG_LEVEL", "warn")
             .env("LOG_FORMAT", "json")
             .env("RATE_LIMIT_ENABLED", "false")
+            // Loopback only: the benchmarks read the server's own figures.
+            .env("METRICS_PUBLIC", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -462,7 +464,13 @@ pub(crate) fn service_urls() -> (String, String) {
 
 /// Builds the release server (`cargo build --release -p pto-server`; a no-op when it is
 /// fresh) and returns the binary's path.
+///
+/// `PTOC_BENCH_SERVER_BIN` names another binary to use instead (a smoke run of a
+/// benchmark's own code against a debug build; its figures mean nothing).
 pub(crate) fn release_server() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("PTOC_BENCH_SERVER_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let status = crate::cargo()
         .current_dir(&root)

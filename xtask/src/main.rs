@@ -69,7 +69,12 @@ enum Command {
     /// The member search targets (relevance against a brute-force reference, searches/s
     /// and p99 at 20,000 and 100,000 members, freshness across instances, index memory)
     /// against the release server on PostgreSQL and SQLite, with Redis.
-    BenchSearch,
+    BenchSearch {
+        /// A smoke run on small orgs (2,000 and 5,000 members, short loads) that
+        /// enforces no target.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The mail delivery target: 10,000 queued messages delivered to a local SMTP server
     /// (aiosmtpd) at ≥ 200 messages/s with flat memory (SQLite; PostgreSQL too with
     /// `TEST_DATABASE_URL`).
@@ -110,7 +115,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchHttp { edge: true } => bench_http::run_edge(),
         Command::BenchDirectory => bench_directory::run(),
         Command::BenchMemberIo => bench_member_io::run(),
-        Command::BenchSearch => bench_search::run(),
+        Command::BenchSearch { quick } => bench_search::run(quick),
         Command::BenchMail => bench::mail(),
         Command::Seed(args) => seed::run(&args),
         Command::Audit { action } => audit::run(action),

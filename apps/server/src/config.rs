@@ -81,6 +81,9 @@ pub struct Settings {
     /// How long an ended background job (its error report, its export file) is kept
     /// (`JOB_RETENTION_DAYS`, default 7).
     pub job_retention: Duration,
+    /// How long an idle event stream waits before a heartbeat comment
+    /// (`STREAM_HEARTBEAT_MS`, default 15000).
+    pub stream_heartbeat: Duration,
     /// How many days an invitation (adding someone to an org) stays open
     /// (`INVITATION_TTL_DAYS`, default 14).
     pub invitation_ttl_days: u16,
@@ -227,6 +230,7 @@ pub const KEYS: &[&str] = &[
     "BOOTSTRAP_TOKEN",
     "AUDIT_DIGEST_INTERVAL_SECS",
     "JOB_RETENTION_DAYS",
+    "STREAM_HEARTBEAT_MS",
     "INVITATION_TTL_DAYS",
     "PLATFORM_ADMIN_REQUIRE_2FA",
     "SHUTDOWN_TIMEOUT_SECS",
@@ -409,6 +413,13 @@ impl Settings {
             7,
             1..=3650,
         );
+        let stream_heartbeat_ms: u64 = parse_num(
+            &mut errors,
+            "STREAM_HEARTBEAT_MS",
+            get("STREAM_HEARTBEAT_MS"),
+            15_000,
+            50..=15_000,
+        );
         let invitation_ttl_days: u16 = parse_num(
             &mut errors,
             "INVITATION_TTL_DAYS",
@@ -490,6 +501,7 @@ impl Settings {
             bootstrap_token,
             audit_digest_interval: Duration::from_secs(digest_secs),
             job_retention: Duration::from_secs(job_retention_days * 86_400),
+            stream_heartbeat: Duration::from_millis(stream_heartbeat_ms),
             invitation_ttl_days,
             platform_admin_second_factor,
             shutdown_timeout: Duration::from_secs(shutdown_secs),

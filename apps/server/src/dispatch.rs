@@ -202,6 +202,7 @@ pub fn plan(events: &[AuditEvent]) -> BTreeSet<Effect> {
 /// Applies the plan of every committed transaction to the caches. Installed once on the
 /// database by the composition root.
 pub struct Dispatcher {
+    events: crate::event_hub::EventHub,
     authz: Arc<Authz>,
     directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
     search: crate::search_index::SearchIndexes,
@@ -211,10 +212,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher over the app's caches; `orgs` finds a user's orgs; `mail_wake`
-    /// wakes the mail worker.
+    /// A dispatcher over the app's caches and its live events; `orgs` finds a user's
+    /// orgs; `mail_wake` wakes the mail worker.
     #[must_use]
     pub fn new(
+        events: crate::event_hub::EventHub,
         authz: Arc<Authz>,
         directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
         search: crate::search_index::SearchIndexes,
@@ -223,6 +225,7 @@ impl Dispatcher {
         mail_wake: Arc<tokio::sync::Notify>,
     ) -> Self {
         Self {
+            events,
             authz,
             directory,
             search,
@@ -301,7 +304,11 @@ impl AfterCommit for Dispatcher {
         &'a self,
         events: &'a [AuditEvent],
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(self.apply(plan(events)))
+        Box::pin(async move {
+            // Caches first: a stream's client reacting to an event reads fresh state.
+            self.apply(plan(events)).await;
+            self.events.committed(events).await;
+        })
     }
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod dispatch;
+pub mod event_hub;
 pub mod http;
 pub mod mailer;
 pub mod routes;

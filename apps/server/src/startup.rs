@@ -217,7 +217,10 @@ pub async fn build_state(
         bus.clone(),
         crate::search_index::DEFAULT_BUDGET_BYTES,
     );
+    let events =
+        crate::event_hub::EventHub::new(bus.clone(), audit_store::SeaOrmAuditLog::new(db.clone()));
     db.set_after_commit(Arc::new(crate::dispatch::Dispatcher::new(
+        events.clone(),
         authz.clone(),
         directory_cache.clone(),
         search_indexes.clone(),
@@ -250,6 +253,8 @@ pub async fn build_state(
             .is_none()
             .then(|| settings.data_dir.join("outbox")),
         audit_log: audit_store::SeaOrmAuditLog::new(db.clone()),
+        events,
+        stream_heartbeat: settings.stream_heartbeat,
         authz,
         districts: districts_store::SeaOrmDistrictRepository::new(db.clone()),
         idempotency: Arc::new(idempotency_store::SqlIdempotencyStore::new(db.clone())),

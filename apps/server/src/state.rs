@@ -50,6 +50,10 @@ pub struct AppState {
     /// `Idempotency-Key`s of creates and their first answers (the edge's
     /// `web::Data<dyn IdempotencyStore>`).
     pub idempotency: std::sync::Arc<dyn idempotency_store::IdempotencyStore>,
+    /// Live change events for the streams (fed by the dispatcher and the bus).
+    pub events: crate::event_hub::EventHub,
+    /// How long an idle stream waits before a heartbeat (`STREAM_HEARTBEAT_MS`).
+    pub stream_heartbeat: std::time::Duration,
     /// The audit log (queries).
     pub audit_log: audit_store::SeaOrmAuditLog,
     /// Signs (and verifies) the audit digests.

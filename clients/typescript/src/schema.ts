@@ -2439,6 +2439,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/orgs/{org_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The org's change events you may see, oldest first, after a cursor
+         * @description Every committed change of the org, in the order it was committed, as far as you may see it: each type's audience is what the matching read requires (`type` lists them: admin-only events such as settings, grants and API keys reach admins only; member events reach those who may read the member directory, and the member themself), decided by the permission engine at each request. An event shows ids, the kind of change and the names of the changed fields (`data.changed`); values only for configuration (permission settings, roles, retention), never personal data or secrets. Page with `after` (or `cursor`): an event's `id` or the previous page's `meta.pagination.next_cursor`, which every page carries — a page shorter than `limit` means you are caught up, and an empty page returns the cursor you sent (keep polling with it). Without a cursor, reading starts at the oldest retained event. A cursor before the retained events (archived by the audit retention) answers 410 `CURSOR_EXPIRED`: resynchronise by reading the current state, then read on without a cursor. The same cursor resumes the stream (`GET …/stream`).
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
+         */
+        get: operations["list_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The org's change events, live (server-sent events)
+         * @description `text/event-stream`: each event the caller may see (as `GET …/events` shows it) in a `data:` line, its cursor in `id:`. Reconnecting with `Last-Event-ID` (or `?after=`) resumes after that event with no gap and no duplicate, on any instance: the backlog is read from the database after live events are subscribed to, and both are de-duplicated by position. Who sees what is re-evaluated every second with the permission engine. An idle stream sends a comment (`: heartbeat`) at least every 15 s. The stream ends with an `event: end` whose data names the reason (`session_ended` — within a second of the session's revocation or the token's expiry —, `access_ended`, `slow_consumer`: the client read too slowly and fell more than 1,024 events behind; `cursor_expired`): reconnect with the last `id` (after signing in again for `session_ended`). A cursor before the retained events answers 410 `CURSOR_EXPIRED`.
+         *
+         *     Requires an active membership of the organization (or an API key bound to it).
+         */
+        get: operations["org_event_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your orgs' change events, live (server-sent events)
+         * @description The events of every org you are an active member of when the stream opens, each as its org's stream shows it; one cursor holds a position per org. Otherwise as `GET /orgs/{org_id}/stream`.
+         */
+        get: operations["my_event_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2885,6 +2949,41 @@ export interface components {
             email: string;
             /** @description The account's password. */
             password: string;
+        };
+        /** @description One change event. */
+        ChangeEventView: {
+            /** @description Who did it: `{"type": "user"|"api_key", "id": …}` or `{"type": "system"}`. */
+            actor: components["schemas"]["TypedRef"];
+            /**
+             * @description `change` (`create`, `update`, `delete`, `reset`, `none`), `changed` (the names of
+             *     the fields that changed) and, for configuration only, `before` and `after`.
+             */
+            data: unknown;
+            /**
+             * @description The event's cursor (opaque): send it as `after` (or as the stream's
+             *     `Last-Event-ID`) to read on after it.
+             */
+            id: string;
+            /** @description When it happened (RFC 3339, UTC). */
+            occurred_at: string;
+            /**
+             * @description The entity it happened to: `{"type": "member", "id": <user id>}`,
+             *     `{"type": "permission_setting", "id": "budget.approve"}`, …
+             */
+            subject: components["schemas"]["TypedRef"];
+            /** @description The tenant whose record it is: `{"type": "org", "id": …}`. */
+            tenant: components["schemas"]["TypedRef"];
+            /** @description What happened. */
+            type: components["schemas"]["EventType"];
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        ChangeEventViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["ChangeEventView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description A password change. */
         ChangePasswordBody: {
@@ -3670,7 +3769,7 @@ export interface components {
             message: string;
         };
         /** @description Every error code the API can answer with. Closed: clients may match on it. */
-        ErrorCode: "BAD_REQUEST" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PERMISSION_LOCKED" | "VERSION_MISMATCH" | "PRECONDITION_REQUIRED" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "HEADERS_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "LINK_INVALID" | "LINK_EXPIRED" | "LINK_USED" | "INVITATION_ENDED" | "EMAIL_NOT_VERIFIED" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE";
+        ErrorCode: "BAD_REQUEST" | "UNAUTHENTICATED" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PERMISSION_LOCKED" | "VERSION_MISMATCH" | "PRECONDITION_REQUIRED" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "HEADERS_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "VALIDATION_FAILED" | "RATE_LIMITED" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "LINK_INVALID" | "LINK_EXPIRED" | "LINK_USED" | "INVITATION_ENDED" | "EMAIL_NOT_VERIFIED" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "CURSOR_EXPIRED";
         /** @description A failed response. */
         ErrorEnvelope: {
             /** @description What went wrong. */
@@ -3692,6 +3791,28 @@ export interface components {
              * @description Org id.
              */
             org_id: string;
+        };
+        /** @description The catalog of change-event types (data in code: `audit::changes`). */
+        EventType: string & ("api_key.created" | "api_key.revoked" | "audit.archived" | "audit.retention_changed" | "data.exported" | "invitation.accepted" | "invitation.declined" | "invitation.resent" | "invitation.revoked" | "job.cancelled" | "member.added" | "member.erased" | "invitation.created" | "member.joined" | "member.left" | "member.removed" | "member.restored" | "member.role_changed" | "member.term_ended" | "member.updated" | "notification.sent" | "org.created" | "org.deleted" | "org.district_changed" | "org.moved" | "org.signup_code_rotated" | "org.updated" | "permission.granted" | "permission.inherited_settings_changed" | "permission.revoked" | "permission.settings_changed" | "role.created" | "role.deleted" | "role.updated" | "member.account_updated");
+        /** @description Paging and filtering of the events. */
+        EventsQuery: {
+            /**
+             * @description Read the events after this cursor: an event's `id`, or a page's
+             *     `meta.pagination.next_cursor`. Absent: from the oldest retained event.
+             */
+            after?: string | null;
+            /** @description The same as `after` (the name every list takes); send one of them. */
+            cursor?: string | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+            /**
+             * @description Only these types, comma-separated (e.g. `member.added,member.removed`); the
+             *     values of the events' `type`.
+             */
+            types?: string | null;
         };
         /** @description An explanation. */
         ExplainDto: {
@@ -5845,6 +5966,16 @@ export interface components {
         StatusDto: "active" | "suspended";
         /** @description Member status to filter by. */
         StatusFilterDto: "active" | "invited" | "suspended";
+        /** @description Where a stream starts and what it shows. */
+        StreamQuery: {
+            /**
+             * @description Resume after this cursor (an event's `id`); the `Last-Event-ID` header wins.
+             *     Absent: from the oldest retained event.
+             */
+            after?: string | null;
+            /** @description Only these types, comma-separated, as for the events API. */
+            types?: string | null;
+        };
         /** @description A query word without an exact or prefix match, and the closest word of the directory. */
         SuggestionDto: {
             /**
@@ -6117,6 +6248,13 @@ export interface components {
             methods: string[];
             /** @description Always `true`. */
             two_factor_required: boolean;
+        };
+        /** @description An id with its kind: `{"type": "org", "id": …}`. */
+        TypedRef: {
+            /** @description Its id (absent for `system`). */
+            id?: string | null;
+            /** @description The kind (`org`; `user`, `api_key`, `system`; `member`, `permission_setting`, …). */
+            type: string;
         };
         /** @description Your inbox's counts. */
         UnreadView: {
@@ -24178,6 +24316,336 @@ export interface operations {
             };
             /** @description Error: NOT_FOUND */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_events: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Read the events after this cursor: an event's `id`, or a page's
+                 *     `meta.pagination.next_cursor`. Absent: from the oldest retained event.
+                 */
+                after?: string | null;
+                /** @description The same as `after` (the name every list takes); send one of them. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+                /**
+                 * @description Only these types, comma-separated (e.g. `member.added,member.removed`); the
+                 *     values of the events' `type`.
+                 */
+                types?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "actor": {
+                     *             "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *             "type": "string"
+                     *           },
+                     *           "data": null,
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "occurred_at": "2026-09-01T15:30:00Z",
+                     *           "subject": {
+                     *             "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *             "type": "string"
+                     *           },
+                     *           "tenant": {
+                     *             "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *             "type": "string"
+                     *           },
+                     *           "type": "api_key.created"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ChangeEventViewPage"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CURSOR_EXPIRED */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    org_event_stream: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Resume after this cursor (an event's `id`); the `Last-Event-ID` header wins.
+                 *     Absent: from the oldest retained event.
+                 */
+                after?: string | null;
+                /** @description Only these types, comma-separated, as for the events API. */
+                types?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, a final `event: end` with `data: {"reason": …}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CURSOR_EXPIRED */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    my_event_stream: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Resume after this cursor (an event's `id`); the `Last-Event-ID` header wins.
+                 *     Absent: from the oldest retained event.
+                 */
+                after?: string | null;
+                /** @description Only these types, comma-separated, as for the events API. */
+                types?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, a final `event: end` with `data: {"reason": …}` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CURSOR_EXPIRED */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

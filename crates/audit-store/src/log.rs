@@ -6,7 +6,7 @@ use audit::truncate_to_micros;
 use audit::{
     Action, ActionCount, AuditCursor, AuditEvent, AuditFilter, AuditLog, AuditStats, BoxError,
     CategoryDayCount, ChainHead, ChainId, ChainReadError, DayCount, GetAuditError, Page,
-    PageRequest, QueryAuditError, StatsAuditError, TimeRange,
+    PageRequest, QueryAuditError, Selection, StatsAuditError, TimeRange,
 };
 use persistence::{Database, StorageError};
 use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Order, Query, SelectStatement};
@@ -95,6 +95,25 @@ impl AuditLog for SeaOrmAuditLog {
     ) -> Result<Vec<AuditEvent>, ChainReadError> {
         chain_events(self.db.reader(), chain, from_seq, limit)
             .await
+            .map_err(ChainReadError::Storage)
+    }
+
+    async fn changes(
+        &self,
+        chain: ChainId,
+        seqs: (u64, u64),
+        selection: &Selection,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, ChainReadError> {
+        changes(self.db.reader(), chain, seqs, selection, limit)
+            .await
+            .map_err(ChainReadError::Storage)
+    }
+
+    async fn archived_through(&self, chain: ChainId) -> Result<u64, ChainReadError> {
+        crate::retention::latest_cut(self.db.reader(), chain)
+            .await
+            .map(|cut| cut.map_or(0, |c| c.last_seq))
             .map_err(ChainReadError::Storage)
     }
 }
@@ -455,4 +474,58 @@ pub(crate) async fn chain_events<C: ConnectionTrait>(
         .iter()
         .map(|row| event_from_row(row, backend).map_err(corrupt))
         .collect()
+}
+
+/// The events of `chain` in `(after, upto]` that `selection` selects, ascending, opened.
+pub(crate) async fn changes<C: ConnectionTrait>(
+    conn: &C,
+    chain: ChainId,
+    (after, upto): (u64, u64),
+    selection: &Selection,
+    limit: u32,
+) -> Result<Vec<AuditEvent>, BoxError> {
+    let (Some(after), Some(upto)) = (seq_value(after), seq_value(upto)) else {
+        return Ok(Vec::new());
+    };
+    if limit == 0 || upto <= after || selection.is_empty() {
+        return Ok(Vec::new());
+    }
+    let actions = |list: &[Action]| {
+        list.iter()
+            .map(|a| a.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut any = Cond::any();
+    if !selection.everyone.is_empty() {
+        any = any.add(Expr::col(AuditEvents::Action).is_in(actions(&selection.everyone)));
+    }
+    if let Some(me) = selection.own_entity.as_deref()
+        && !selection.own.is_empty()
+    {
+        any = any.add(
+            Cond::all()
+                .add(Expr::col(AuditEvents::Action).is_in(actions(&selection.own)))
+                .add(Expr::col(AuditEvents::EntityId).eq(me)),
+        );
+    }
+    let backend = conn.get_database_backend();
+    let query = select_events()
+        .cond_where(
+            tenant_cond(chain)
+                .add(Expr::col(AuditEvents::Seq).gt(after))
+                .add(Expr::col(AuditEvents::Seq).lte(upto))
+                .add(any),
+        )
+        .order_by(AuditEvents::Seq, Order::Asc)
+        .limit(u64::from(limit))
+        .to_owned();
+    let mut events = conn
+        .query_all(&query)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|row| event_from_row(row, backend).map_err(corrupt))
+        .collect::<Result<Vec<_>, _>>()?;
+    open_events(conn, &mut events).await?;
+    Ok(events)
 }

@@ -88,6 +88,7 @@ pub mod action;
 pub mod canonical;
 pub mod catalog;
 mod chain;
+pub mod changes;
 mod digest;
 mod event;
 mod hash;
@@ -107,6 +108,10 @@ pub use action::{Action, ActionError};
 pub use canonical::{EVENT_ENCODING_V1, EVENT_ENCODING_V2, canonical_bytes, canonical_json};
 pub use catalog::{AfterCommit, EventType};
 pub use chain::{ChainBuilder, ChainHead, SealError, seal, seal_with_parts};
+pub use changes::{
+    Audience, ChangeEvent, ChangePage, ChangePageError, EventCursor, EventCursorError, Publication,
+    Receiver, Selection, Values, audience_keys, publication_named, publications, read_page,
+};
 pub use digest::{
     Anchor, DIGEST_ENCODING_V1, Digest, DigestError, DigestSigner, SignedDigest, anchors_for,
     verify_against_digests, verify_digest_series,

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::chain::{ChainHead, SealError};
+use crate::changes::Selection;
 use crate::digest::SignedDigest;
 use crate::event::{AuditEvent, NewAuditEvent};
 use crate::personal::{DataSubject, EraseSubjectError, ErasureScope, SubjectErasure};
@@ -179,6 +180,25 @@ pub trait AuditLog: Send + Sync {
         from_seq: u64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<AuditEvent>, ChainReadError>> + Send;
+
+    /// Up to `limit` events of `chain` with `after < seq <= upto` that `selection`
+    /// selects ([`Selection::matches`]), ascending by `seq`, opened (personal fields
+    /// readable): the change events one receiver is shown
+    /// ([`crate::Receiver::selection`]).
+    fn changes(
+        &self,
+        chain: ChainId,
+        seqs: (u64, u64),
+        selection: &Selection,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditEvent>, ChainReadError>> + Send;
+
+    /// The last seq of `chain` moved to archive files (0 while none): the live chain,
+    /// and every cursor still valid, starts after it.
+    fn archived_through(
+        &self,
+        chain: ChainId,
+    ) -> impl Future<Output = Result<u64, ChainReadError>> + Send;
 }
 
 /// Stores signed digests (append-only, linked by `previous_digest_hash`).

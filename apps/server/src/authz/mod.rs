@@ -101,6 +101,75 @@ pub async fn rate_identity(req: HttpRequest) -> Option<(Subject, Tier)> {
     }
 }
 
+/// Who follows an org's change events.
+#[derive(Debug, Clone, Copy)]
+pub enum Follower {
+    /// A signed-in user.
+    User(uuid::Uuid),
+    /// An API key bound to the org: its grants, its creator.
+    ApiKey {
+        /// The keys it grants.
+        permissions: permissions::KeySet,
+        /// The admin who created it.
+        creator: uuid::Uuid,
+    },
+}
+
+impl Follower {
+    /// The caller of an org route.
+    #[must_use]
+    pub fn of(member: &OrgMember) -> Self {
+        match &member.actor {
+            OrgActor::Member { caller, .. } => Self::User(caller.user_id().as_uuid()),
+            OrgActor::ApiKey {
+                permissions,
+                creator,
+                ..
+            } => Self::ApiKey {
+                permissions: *permissions,
+                creator: creator.as_uuid(),
+            },
+        }
+    }
+}
+
+/// `who` as a receiver of `org`'s change events now ([`audit::Receiver`]), `None` when
+/// they are no longer an active member: the keys the event catalog's audiences name,
+/// checked with the permission engine exactly as the guard checks a route's key (an API
+/// key: its grants bounded by its creator's rights now), and whether they are an active
+/// admin. [`audit::Receiver::may_see`] then decides each event. From the engine's cache:
+/// streams call it again every second.
+pub async fn receiver(
+    authz: &Authz,
+    org: uuid::Uuid,
+    who: Follower,
+) -> Result<Option<audit::Receiver>, ApiError> {
+    let (user, admin) = match who {
+        Follower::User(user) => match authz.member(org, user).await? {
+            Some(m) if m.status == MemberStatus::Active => (
+                Some(user),
+                m.role.counts_as == permissions::BuiltinRole::Admin,
+            ),
+            _ => return Ok(None),
+        },
+        Follower::ApiKey { .. } => (None, false),
+    };
+    let mut holds = permissions::KeySet::new();
+    for key in audit::audience_keys().iter() {
+        let allowed = match who {
+            Follower::User(user) => authz.check(org, user, key).await?,
+            Follower::ApiKey {
+                permissions,
+                creator,
+            } => authz.api_key_allows(org, creator, permissions, key).await?,
+        };
+        if allowed {
+            holds.insert(key);
+        }
+    }
+    Ok(Some(audit::Receiver { user, admin, holds }))
+}
+
 fn denied(requirement: Requirement) -> ApiError {
     match requirement {
         Requirement::Permission(key) => ApiError::new(

@@ -62,11 +62,14 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// 409: a request with the same `Idempotency-Key` is still being processed.
     IdempotencyKeyInUse,
+    /// 410: an event cursor points before the retained events (they were archived):
+    /// resynchronise from the current state and read on without a cursor.
+    CursorExpired,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 25] = [
         Self::BadRequest,
         Self::Unauthenticated,
         Self::PermissionDenied,
@@ -91,6 +94,7 @@ impl ErrorCode {
         Self::EmailNotVerified,
         Self::IdempotencyKeyReused,
         Self::IdempotencyKeyInUse,
+        Self::CursorExpired,
     ];
 
     /// The HTTP status this code is always answered with.
@@ -114,7 +118,9 @@ impl ErrorCode {
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::LinkInvalid => StatusCode::BAD_REQUEST,
-            Self::LinkExpired | Self::LinkUsed | Self::InvitationEnded => StatusCode::GONE,
+            Self::LinkExpired | Self::LinkUsed | Self::InvitationEnded | Self::CursorExpired => {
+                StatusCode::GONE
+            }
             Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
@@ -149,6 +155,7 @@ impl ErrorCode {
             Self::EmailNotVerified => "EMAIL_NOT_VERIFIED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
+            Self::CursorExpired => "CURSOR_EXPIRED",
         }
     }
 }

@@ -8,6 +8,7 @@ mod auth;
 mod common;
 pub(crate) mod districts;
 mod erasure;
+mod events;
 mod invitations;
 mod jobs;
 mod member_io;
@@ -52,5 +53,6 @@ pub fn api() -> Api {
     api_keys::register(&mut routes);
     districts::register(&mut routes);
     audit_logs::register(&mut routes);
+    events::register(&mut routes);
     routes.finish()
 }

@@ -33,6 +33,10 @@ const MEMBER_LEVEL: &[(&str, &str)] = &[
     ("POST", "/api/v2/orgs/{org_id}/me/confirm-details"),
     // The org's directory policy: the notice every member's choices refer to.
     ("GET", "/api/v2/orgs/{org_id}/directory-policy"),
+    // The org's change events: each filtered per caller by its type's audience
+    // (`audit::changes`), decided with the permission engine inside (issue #19).
+    ("GET", "/api/v2/orgs/{org_id}/events"),
+    ("GET", "/api/v2/orgs/{org_id}/stream"),
 ];
 
 async fn every_org_route_declares_its_requirement(ctx: TestContext) {

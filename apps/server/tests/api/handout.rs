@@ -18,7 +18,7 @@ backend_tests!(
 );
 
 /// Something that serves requests, as the helpers take it.
-trait App:
+pub(crate) trait App:
     actix_web::dev::Service<
         actix_http::Request,
         Response = actix_web::dev::ServiceResponse<Self::Body>,
@@ -147,7 +147,7 @@ async fn create_role(
 }
 
 /// Sets org settings (`changes` as the settings API takes them).
-async fn set_settings(app: &impl App, org: &str, admin: &str, changes: Value) {
+pub(crate) async fn set_settings(app: &impl App, org: &str, admin: &str, changes: Value) {
     let (_, matrix) = send(
         app,
         Method::GET,

@@ -21,6 +21,7 @@ mod docs;
 mod edge;
 mod erasure;
 mod errors;
+mod events;
 mod handout;
 mod hardening;
 mod health;

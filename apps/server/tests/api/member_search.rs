@@ -17,6 +17,7 @@ backend_tests!(
     a_member_added_is_found_by_the_next_search,
     a_write_on_one_instance_is_found_on_another_within_a_second,
     hidden_members_and_fields_neither_match_nor_leak_through_suggestions_or_facets,
+    every_typo_kind_prefix_order_other_scripts_facets_filters_and_paging,
 );
 
 fn search(org: &str, q: &str) -> String {
@@ -265,4 +266,139 @@ async fn hidden_members_and_fields_neither_match_nor_leak_through_suggestions_or
     )
     .await;
     assert_eq!(ids(body["data"].as_array().unwrap()), vec![otto], "{body}");
+}
+
+/// The hit ids of a search as `token`, and the whole answer.
+async fn hits<S, B>(app: &S, path: &str, token: &str) -> (Vec<String>, serde_json::Value)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let (status, body) = send(app, Method::GET, path, Some(token), None).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    (ids(body["data"].as_array().unwrap()), body)
+}
+
+async fn every_typo_kind_prefix_order_other_scripts_facets_filters_and_paging(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, _, admin) = new_org(&app, "ms-kinds@example.org", "MSKINDS").await;
+    let code = "MSKINDS";
+    let (james, _) = join_as(&app, code, "James", "Jones", "jj@example.org").await;
+    let (smit, _) = join_as(&app, code, "Anna", "Smit", "anna@example.org").await;
+    let mut smiths = Vec::new();
+    let mut smith_tokens = Vec::new();
+    for (first, email) in [
+        ("Carl", "carl@example.org"),
+        ("Dora", "dora@example.org"),
+        ("Ezra", "ezra@example.org"),
+    ] {
+        let (id, token) = join_as(&app, code, first, "Smith", email).await;
+        smiths.push(id);
+        smith_tokens.push(token);
+    }
+    let (smart, _) = join_as(&app, code, "Bea", "Smart", "bea@example.org").await;
+    let (swit, _) = join_as(&app, code, "Emma", "Swit", "emma@example.org").await;
+    let (ivan, _) = join_as(&app, code, "Иван", "Петров", "ivan@example.org").await;
+    let (ali, _) = join_as(&app, code, "محمد", "علي", "ali@example.org").await;
+    // Two of the Smiths are on the book fair committee.
+    for token in &smith_tokens[..2] {
+        let (status, body) = crate::helpers::patch_current(
+            &app,
+            &format!("/api/v2/orgs/{org}/me"),
+            Some(token),
+            Some(serde_json::json!({"committee": "Book Fair"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // One typo per word, of each kind: the right person first.
+    for q in ["Jamez Jomes", "Jmes Jnes", "Jaames Joness", "Jmaes Ojnes"] {
+        let (found, body) = hits(&app, &search(&org, q), &admin).await;
+        assert_eq!(found.first(), Some(&james), "{q}: {body}");
+    }
+    // A whole word before its prefix matches before a fuzzy match (`smit` → Swit, one
+    // substitution); `Smart` is two edits away and not found.
+    let (found, body) = hits(&app, &search(&org, "smit"), &admin).await;
+    assert_eq!(found.first(), Some(&smit), "{body}");
+    let mut middle = found[1..4].to_vec();
+    middle.sort();
+    let mut want = smiths.clone();
+    want.sort();
+    assert_eq!(middle, want, "the three Smiths by prefix next: {body}");
+    assert_eq!(found.get(4), Some(&swit), "the fuzzy match last: {body}");
+    assert!(!found.contains(&smart), "{body}");
+    // Among equal prefix matches the more common name leads (not the alphabetical
+    // first, Smart), and different names then take turns.
+    let (found, body) = hits(&app, &search(&org, "sm"), &admin).await;
+    assert!(smiths.contains(&found[0]), "a Smith first: {body}");
+    assert!(
+        found[1..3].contains(&smart) && found[1..3].contains(&smit),
+        "then the other names, once each: {body}"
+    );
+    // Other scripts: Cyrillic with a transposition, Arabic as written.
+    let (found, body) = hits(&app, &search(&org, "Иван Петрво"), &admin).await;
+    assert_eq!(found.first(), Some(&ivan), "{body}");
+    let (found, body) = hits(&app, &search(&org, "محمد"), &admin).await;
+    assert_eq!(found, vec![ali.clone()], "{body}");
+    // Facets count the whole result by role, status and committee: the three Smiths and,
+    // one deletion away, Anna Smit.
+    let (found, body) = hits(&app, &search(&org, "smith"), &admin).await;
+    assert_eq!(found.len(), 4, "{body}");
+    assert_eq!(found.last(), Some(&smit), "{body}");
+    let facets = &body["meta"]["search"]["facets"];
+    assert_eq!(
+        facets["committee"],
+        serde_json::json!([{"value": "Book Fair", "count": 2}]),
+        "{body}"
+    );
+    assert_eq!(
+        facets["status"],
+        serde_json::json!([{"value": "active", "count": 4}]),
+        "{body}"
+    );
+    assert_eq!(
+        facets["role"],
+        serde_json::json!([{"value": "volunteer", "count": 4}]),
+        "{body}"
+    );
+    // A list filter narrows the ranked result (checked in the database), with its own
+    // total and facets.
+    let (found, body) = hits(
+        &app,
+        &format!("{}&committee=book%20fair", search(&org, "smith")),
+        &admin,
+    )
+    .await;
+    let mut found_sorted = found.clone();
+    found_sorted.sort();
+    let mut two = smiths[..2].to_vec();
+    two.sort();
+    assert_eq!(found_sorted, two, "{body}");
+    assert_eq!(body["meta"]["pagination"]["total"], 2, "{body}");
+    assert_eq!(
+        body["meta"]["search"]["facets"]["committee"],
+        serde_json::json!([{"value": "Book Fair", "count": 2}]),
+        "{body}"
+    );
+    // Pages: the same order, no overlap, `total` on every page.
+    let (all, _) = hits(&app, &search(&org, "sm"), &admin).await;
+    let (first, body) = hits(&app, &format!("{}&limit=2", search(&org, "sm")), &admin).await;
+    assert_eq!(first, all[..2].to_vec(), "{body}");
+    assert_eq!(body["meta"]["pagination"]["total"], all.len(), "{body}");
+    let cursor = body["meta"]["pagination"]["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (second, body) = hits(
+        &app,
+        &format!("{}&limit=2&cursor={cursor}", search(&org, "sm")),
+        &admin,
+    )
+    .await;
+    assert_eq!(second, all[2..4].to_vec(), "{body}");
 }

@@ -1,0 +1,166 @@
+//! Live change events for the streams (issue #19): one per-instance broadcast of every
+//! committed org event, fed by the after-commit dispatcher (events committed here) and
+//! by the invalidation bus (events committed on another instance).
+//!
+//! The dispatcher hands each committed transaction's events to [`EventHub::committed`]:
+//! they are broadcast here at once, in their public form ([`audit::ChangeEvent`]: no
+//! personal values), and announced on the bus as `events:{org}:{first}:{last}:{origin}`.
+//! Other instances read that seq range once from the primary, open it and broadcast it
+//! to their own streams; no event payload crosses Redis. Streams subscribe before they
+//! read their backlog and de-duplicate by seq; a seq that arrives ahead of the next one
+//! expected (transactions dispatched out of order, a message lost) makes the stream read
+//! the missing range from the database, so delivery has no gap either way.
+
+use std::sync::Arc;
+
+use audit::{AuditEvent, AuditLog, ChainId, ChangeEvent};
+use cache::InvalidationBus;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+const PREFIX: &str = "events:";
+
+/// How many live events the broadcast keeps for its slowest stream: a stream that falls
+/// further behind (its client reads too slowly) is ended with a reason.
+pub const BUFFER: usize = 1024;
+
+/// One committed event of an org's chain, as streams receive it.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    /// The chain.
+    pub chain: ChainId,
+    /// Its seq.
+    pub seq: u64,
+    /// Its public form; `None` for a type that is not published.
+    pub event: Option<ChangeEvent>,
+}
+
+/// The per-instance broadcast of committed org events. Cheap to clone.
+#[derive(Clone)]
+pub struct EventHub {
+    tx: broadcast::Sender<Arc<LiveEvent>>,
+    bus: InvalidationBus,
+    origin: Uuid,
+}
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHub")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventHub {
+    /// A hub announcing on `bus`, and listening to it for other instances' events, read
+    /// with `log` (on the primary). Must be called inside a Tokio runtime.
+    #[must_use]
+    pub fn new(bus: InvalidationBus, log: audit_store::SeaOrmAuditLog) -> Self {
+        let (tx, _) = broadcast::channel(BUFFER);
+        let hub = Self {
+            tx,
+            bus,
+            origin: Uuid::new_v4(),
+        };
+        let mut messages = hub.bus.subscribe();
+        let listener = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                match messages.recv().await {
+                    Ok(message) => {
+                        if let Some((chain, first, last)) = listener.parse(&message) {
+                            listener.fetch_and_send(&log, chain, first, last).await;
+                        }
+                    }
+                    // Streams find what they missed by its seq (they read the gap).
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        hub
+    }
+
+    /// A receiver of every org event committed from now on (here or, with Redis, on any
+    /// instance).
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.tx.subscribe()
+    }
+
+    /// Broadcasts a committed transaction's org events here and announces them to the
+    /// other instances.
+    pub async fn committed(&self, events: &[AuditEvent]) {
+        let mut ranges: Vec<(Uuid, u64, u64)> = Vec::new();
+        for e in events {
+            let ChainId::Org(org) = e.chain() else {
+                continue;
+            };
+            self.send(LiveEvent {
+                chain: e.chain(),
+                seq: e.seq,
+                event: ChangeEvent::of(e),
+            });
+            match ranges.iter_mut().find(|(o, _, _)| *o == org) {
+                Some(range) => {
+                    range.1 = range.1.min(e.seq);
+                    range.2 = range.2.max(e.seq);
+                }
+                None => ranges.push((org, e.seq, e.seq)),
+            }
+        }
+        for (org, first, last) in ranges {
+            self.bus
+                .publish(&format!("{PREFIX}{org}:{first}:{last}:{}", self.origin))
+                .await;
+        }
+    }
+
+    fn send(&self, event: LiveEvent) {
+        // No receiver: no stream is open here.
+        let _ = self.tx.send(Arc::new(event));
+    }
+
+    fn parse(&self, message: &str) -> Option<(ChainId, u64, u64)> {
+        let mut parts = message.strip_prefix(PREFIX)?.split(':');
+        let org = Uuid::parse_str(parts.next()?).ok()?;
+        let first: u64 = parts.next()?.parse().ok()?;
+        let last: u64 = parts.next()?.parse().ok()?;
+        let origin = Uuid::parse_str(parts.next()?).ok()?;
+        (origin != self.origin && first <= last).then_some((ChainId::Org(org), first, last))
+    }
+
+    async fn fetch_and_send(
+        &self,
+        log: &audit_store::SeaOrmAuditLog,
+        chain: ChainId,
+        first: u64,
+        last: u64,
+    ) {
+        let count = u32::try_from(last - first + 1).unwrap_or(u32::MAX);
+        let read = persistence::routing::scope(true, async {
+            let mut events = log.chain_events(chain, first, count).await?;
+            audit_store::open_events(log.database().primary(), &mut events)
+                .await
+                .map_err(audit::ChainReadError::Storage)?;
+            Ok::<_, audit::ChainReadError>(events)
+        })
+        .await;
+        match read {
+            Ok(events) => {
+                for e in events.iter().filter(|e| e.seq <= last) {
+                    self.send(LiveEvent {
+                        chain,
+                        seq: e.seq,
+                        event: ChangeEvent::of(e),
+                    });
+                }
+            }
+            // The streams of this instance read the range themselves when the next
+            // event of the org shows the gap.
+            Err(e) => {
+                tracing::warn!(error = %e, %chain, "could not read another instance's events")
+            }
+        }
+    }
+}
