@@ -32,6 +32,7 @@ mod m20261206_000110_personal_data_exports;
 mod m20261206_000120_member_retention;
 mod m20261206_000130_children_data_and_confirmation;
 mod m20261206_000140_idempotency_keys;
+mod m20261206_000170_notifications;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
@@ -41,6 +42,7 @@ pub use m20261206_000080_directory_privacy::PRIVACY_TABLES;
 pub use m20261206_000090_audit_personal_data::AUDIT_KEY_TABLES;
 pub use m20261206_000110_personal_data_exports::PERSONAL_EXPORT_TABLES;
 pub use m20261206_000120_member_retention::MEMBER_RETENTION_TABLES;
+pub use m20261206_000170_notifications::NOTIFICATION_TABLES;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -72,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000120_member_retention::Migration),
             Box::new(m20261206_000130_children_data_and_confirmation::Migration),
             Box::new(m20261206_000140_idempotency_keys::Migration),
+            Box::new(m20261206_000170_notifications::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ pub const DOMAIN_CRATES: &[&str] = &[
     "permissions",
     "audit",
     "districts",
+    "notifications",
     "member-search",
 ];
 

@@ -90,6 +90,9 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::AuthPasswordResetRequest
         | EventType::AuthPasswordReset
         | EventType::AuthTwoFactorDisable => vec![Effect::Mail],
+        // An org's notification queues its instant e-mails with it (the stream's unread
+        // counts will follow from here too).
+        EventType::NotificationSend => vec![Effect::Mail],
         // A changed address shows in every directory the user is in.
         EventType::AuthEmailChange => entity().map(Effect::UserDirectories).into_iter().collect(),
         // A sign-in from a new device queues its notice with it.

@@ -250,6 +250,7 @@ pub async fn build_state(
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs,
         privacy: tenancy_store::SeaOrmPrivacy::new(db.clone()),
+        notifications: notifications_store::SeaOrmNotifications::new(db.clone()),
         account_tokens: tenancy_store::SeaOrmAccountTokens::new(db.clone(), notices.clone()),
         confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
@@ -425,6 +426,34 @@ fn spawn_member_retention(state: web::Data<AppState>) {
     });
 }
 
+/// Every hour (and at start): the daily digest of notifications — one e-mail per user
+/// per UTC day with the items waiting for it (the first run of a day sends them; later
+/// runs that day send nothing more, on any instance: `notification_digests` is keyed
+/// by user and day).
+fn spawn_notification_digest(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let day = notifications_store::utc_day(time::OffsetDateTime::now_utc());
+            match state.notifications.run_daily_digest(day).await {
+                Ok(r) if r.emails == 0 => {}
+                Ok(r) => {
+                    tracing::info!(
+                        emails = r.emails,
+                        items = r.items,
+                        "notification digests queued"
+                    );
+                    state.mail_wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification digest failed; retrying next hour")
+                }
+            }
+        }
+    });
+}
+
 /// Every hour: removes the idempotency keys older than their 24 hours (expired keys
 /// are ignored before that; several instances may run it).
 fn spawn_idempotency_sweeper(state: web::Data<AppState>) {
@@ -569,6 +598,7 @@ impl Application {
         spawn_term_ender(state.clone());
         spawn_personal_exports(state.clone());
         spawn_member_retention(state.clone());
+        spawn_notification_digest(state.clone());
         spawn_idempotency_sweeper(state.clone());
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());

@@ -31,6 +31,8 @@ pub struct AppState {
     pub orgs: SeaOrmOrgRepository,
     /// Directory policies, members' privacy choices, data-access activity.
     pub privacy: tenancy_store::SeaOrmPrivacy,
+    /// Notifications: the inbox, preferences, sending and the daily digest.
+    pub notifications: notifications_store::SeaOrmNotifications,
     /// Address verification and password-reset links.
     pub account_tokens: tenancy_store::SeaOrmAccountTokens,
     /// Signs the confirmation tokens of destructive bulk operations.

@@ -1293,6 +1293,152 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/me/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your notifications, newest first
+         * @description Your in-app inbox across every org (and the platform's own notices), newest first, cursor-paginated, with `total`. `unread=true` lists unread ones only. Kinds: `system`, `security`, `activity`, `announcement`. Only what your `in_app` preference delivers is here (security notices always are). `GET …/notifications/unread-count` answers the unread count alone.
+         */
+        get: operations["list_notifications"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/notifications/unread-count": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How many of your notifications are unread
+         * @description `{unread, total}` of your in-app inbox.
+         */
+        get: operations["unread_notification_count"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/notifications/read-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark all your notifications read
+         * @description Marks every unread item of your inbox read; answers how many were marked (`marked`) and the unread count after (0).
+         */
+        post: operations["mark_all_notifications_read"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/notifications/{notification_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark one of your notifications read
+         * @description Sets `read_at` (unchanged if it was read already) and answers the notification. 404 if it is not in your inbox.
+         */
+        post: operations["mark_notification_read"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/notifications/{notification_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete one of your notifications
+         * @description Removes it from your inbox (and from your next daily digest). 204; 404 if it is not in your inbox.
+         */
+        delete: operations["delete_notification"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/me/notification-preferences": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How you want each kind of notification delivered
+         * @description Per kind (`system`, `security`, `activity`, `announcement`) and channel (`in_app`, `email`): `instant`, `daily_digest` (e-mail: one message a day with the day's items; in the inbox the same as `instant`) or `off`. `version` 0: never set (the defaults: everything `instant`, except activity e-mails in the daily digest). Carries an `ETag`.
+         */
+        get: operations["get_notification_preferences"];
+        /**
+         * Set how you want each kind of notification delivered
+         * @description Replaces your preferences: a kind or channel left out takes its default. Security notices can't be turned off: `off` for `security` on any channel is 422 (`security_notices_required`). Send the `version` you read (or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`.
+         */
+        put: operations["put_notification_preferences"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send an announcement to members of the org
+         * @description Sends `{kind: "announcement", title, body}` to the org's active members named by `to`: `{members: [user ids]}`, `{roles: [built-in names or {custom_role_id}]}` (a built-in name matches members holding that built-in role), `{committees: [names]}` (ignoring case) or `{all: true}`. Recipients are resolved, their preferences applied (an inbox item; an e-mail now; an entry in their daily digest), and the e-mails queued in one transaction; audited `notification.send` with the counts (not the message). Answers the counts; `Location` is the send's audit record. Needs `communications.send` (board members and up by default).
+         *
+         *     Requires permission `communications.send` in the organization.
+         */
+        post: operations["send_notification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/orgs/{org_id}/users/{user_id}/erase": {
         parameters: {
             query?: never;
@@ -2564,6 +2710,16 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description Who gets it: exactly one of `members`, `roles`, `committees`, `all`. */
+        AudienceDto: {
+            members: string[];
+        } | {
+            roles: components["schemas"]["RoleChoiceDto"][];
+        } | {
+            committees: string[];
+        } | {
+            all: boolean;
+        };
         /** @description An audit event as the API shows it. */
         AuditEventView: {
             /** @description What happened, e.g. `permission.update`. */
@@ -2835,6 +2991,20 @@ export interface components {
             current_password: string;
             /** @description The new password (12 to 128 characters). */
             new_password: string;
+        };
+        /** @description One kind's choices (a channel left out: its default). */
+        ChannelsBody: {
+            /** @description By e-mail. */
+            email?: components["schemas"]["DeliveryDto"] | null;
+            /** @description In the inbox. */
+            in_app?: components["schemas"]["DeliveryDto"] | null;
+        };
+        /** @description One kind's delivery on each channel. */
+        ChannelsView: {
+            /** @description By e-mail. */
+            email: components["schemas"]["DeliveryDto"];
+            /** @description In the inbox. */
+            in_app: components["schemas"]["DeliveryDto"];
         };
         /** @description A check's answer. */
         CheckDto: {
@@ -3221,6 +3391,8 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description How a channel delivers a kind. */
+        DeliveryDto: "instant" | "daily_digest" | "off";
         /** @description What to put in the printable directory. */
         DirectoryExportQuery: {
             /** @description Only members of this committee (case-insensitive). */
@@ -3621,7 +3793,7 @@ export interface components {
             org_id: string;
         };
         /** @description The catalog of change-event types (data in code: `audit::changes`). */
-        EventType: string & ("api_key.created" | "api_key.revoked" | "audit.archived" | "audit.retention_changed" | "data.exported" | "invitation.accepted" | "invitation.declined" | "invitation.resent" | "invitation.revoked" | "job.cancelled" | "member.added" | "member.erased" | "invitation.created" | "member.joined" | "member.left" | "member.removed" | "member.restored" | "member.role_changed" | "member.term_ended" | "member.updated" | "org.created" | "org.deleted" | "org.district_changed" | "org.moved" | "org.signup_code_rotated" | "org.updated" | "permission.granted" | "permission.inherited_settings_changed" | "permission.revoked" | "permission.settings_changed" | "role.created" | "role.deleted" | "role.updated" | "member.account_updated");
+        EventType: string & ("api_key.created" | "api_key.revoked" | "audit.archived" | "audit.retention_changed" | "data.exported" | "invitation.accepted" | "invitation.declined" | "invitation.resent" | "invitation.revoked" | "job.cancelled" | "member.added" | "member.erased" | "invitation.created" | "member.joined" | "member.left" | "member.removed" | "member.restored" | "member.role_changed" | "member.term_ended" | "member.updated" | "notification.sent" | "org.created" | "org.deleted" | "org.district_changed" | "org.moved" | "org.signup_code_rotated" | "org.updated" | "permission.granted" | "permission.inherited_settings_changed" | "permission.revoked" | "permission.settings_changed" | "role.created" | "role.deleted" | "role.updated" | "member.account_updated");
         /** @description Paging and filtering of the events. */
         EventsQuery: {
             /**
@@ -3895,6 +4067,21 @@ export interface components {
              */
             dry_run?: boolean;
         };
+        /** @description Which notifications, and a page of them. */
+        InboxQuery: {
+            /**
+             * Format: uuid
+             * @description The `next_cursor` of the previous page.
+             */
+            cursor?: string | null;
+            /**
+             * Format: uint32
+             * @description Page size, 1–200 (default 50).
+             */
+            limit?: number | null;
+            /** @description Only unread ones. */
+            unread?: boolean | null;
+        };
         /** @description Path of one invitation. */
         InvitationPath: {
             /**
@@ -4104,6 +4291,8 @@ export interface components {
              */
             org_id: string;
         };
+        /** @description What a notification is about. */
+        KindDto: "system" | "security" | "activity" | "announcement";
         /** @description Opt-out or opt-in listing. */
         ListingDto: "opt_out" | "opt_in";
         /** @description Credentials. */
@@ -4159,6 +4348,28 @@ export interface components {
         LoginResponseEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["LoginResponse"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description What marking all read did. */
+        MarkedView: {
+            /**
+             * Format: uint64
+             * @description Items marked read now.
+             */
+            marked: number;
+            /**
+             * Format: uint64
+             * @description Unread items left.
+             */
+            unread: number;
+        };
+        /** @description A successful response. */
+        MarkedViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["MarkedView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -4616,6 +4827,62 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description Path of one of your notifications. */
+        NotificationPath: {
+            /**
+             * Format: uuid
+             * @description Notification id.
+             */
+            notification_id: string;
+        };
+        /** @description One notification in your inbox. */
+        NotificationView: {
+            /** @description Its text. */
+            body: string;
+            /** @description When it was sent (RFC 3339). */
+            created_at: string;
+            /**
+             * Format: uuid
+             * @description Its id.
+             */
+            id: string;
+            /** @description What it is about. */
+            kind: components["schemas"]["KindDto"];
+            /**
+             * Format: uuid
+             * @description The org it came from (`null`: the platform).
+             */
+            org_id?: string | null;
+            /** @description Whether you read it. */
+            read: boolean;
+            /** @description When you read it (RFC 3339). */
+            read_at?: string | null;
+            /**
+             * Format: uuid
+             * @description Who sent it (`null`: the system).
+             */
+            sender_id?: string | null;
+            /** @description Its title. */
+            title: string;
+        };
+        /** @description A successful response. */
+        NotificationViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["NotificationView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        NotificationViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["NotificationView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description Sort direction. */
         OrderDto: "asc" | "desc";
         /** @description Path of an org's export. */
@@ -4898,6 +5165,47 @@ export interface components {
         PolicyViewEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["PolicyView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description Your preferences (a kind left out: its defaults). */
+        PreferencesBody: {
+            /** @description Activity. */
+            activity?: components["schemas"]["ChannelsBody"] | null;
+            /** @description Announcements. */
+            announcement?: components["schemas"]["ChannelsBody"] | null;
+            /** @description Security notices (`off` is refused). */
+            security?: components["schemas"]["ChannelsBody"] | null;
+            /** @description Platform notices. */
+            system?: components["schemas"]["ChannelsBody"] | null;
+            /**
+             * Format: int64
+             * @description The version you read (or `If-Match`; 0 before your first change); required.
+             */
+            version?: number | null;
+        };
+        /** @description Your notification preferences. */
+        PreferencesView: {
+            /** @description Activity. */
+            activity: components["schemas"]["ChannelsView"];
+            /** @description Announcements from your orgs. */
+            announcement: components["schemas"]["ChannelsView"];
+            /** @description Security notices (never `off`). */
+            security: components["schemas"]["ChannelsView"];
+            /** @description Platform notices. */
+            system: components["schemas"]["ChannelsView"];
+            /**
+             * Format: int64
+             * @description Version (0: never set).
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        PreferencesViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["PreferencesView"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -5430,6 +5738,58 @@ export interface components {
             code?: null;
             recovery_code: string;
         });
+        /** @description An announcement to send. */
+        SendBody: {
+            /** @description Text, 1–5,000 characters. */
+            body: string;
+            /** @description `announcement` (the default). */
+            kind?: components["schemas"]["SendKindDto"];
+            /** @description Title, 1–200 characters. */
+            title: string;
+            /** @description The recipients. */
+            to: components["schemas"]["AudienceDto"];
+        };
+        /** @description What an org may send (announcements only: the platform sends the other kinds). */
+        SendKindDto: "announcement";
+        /** @description What a send did. */
+        SentView: {
+            /**
+             * Format: uint64
+             * @description Items waiting for their recipient's daily digest.
+             */
+            digest: number;
+            /**
+             * Format: uint64
+             * @description E-mails queued now.
+             */
+            emailed: number;
+            /**
+             * Format: uuid
+             * @description The send's id (its audit record's `entity_id`).
+             */
+            id: string;
+            /**
+             * Format: uint64
+             * @description Inbox items created.
+             */
+            in_app: number;
+            /** @description `announcement`. */
+            kind: components["schemas"]["KindDto"];
+            /**
+             * Format: uint64
+             * @description Active members it went to.
+             */
+            recipients: number;
+        };
+        /** @description A successful response. */
+        SentViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["SentView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description Path of one session. */
         SessionPath: {
             /**
@@ -5895,6 +6255,28 @@ export interface components {
             id?: string | null;
             /** @description The kind (`org`; `user`, `api_key`, `system`; `member`, `permission_setting`, …). */
             type: string;
+        };
+        /** @description Your inbox's counts. */
+        UnreadView: {
+            /**
+             * Format: uint64
+             * @description All items.
+             */
+            total: number;
+            /**
+             * Format: uint64
+             * @description Unread items.
+             */
+            unread: number;
+        };
+        /** @description A successful response. */
+        UnreadViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["UnreadView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description Changes to a district. */
         UpdateDistrictBody: {
@@ -15310,6 +15692,835 @@ export interface operations {
                 };
             };
             /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_notifications: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+                /** @description Only unread ones. */
+                unread?: boolean | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "body": "string",
+                     *           "created_at": "2026-09-01T15:30:00Z",
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "kind": "system",
+                     *           "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "read": true,
+                     *           "read_at": "2026-09-01T15:30:00Z",
+                     *           "sender_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "title": "string"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["NotificationViewPage"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    unread_notification_count: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "total": 1,
+                     *         "unread": 1
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UnreadViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    mark_all_notifications_read: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "marked": 1,
+                     *         "unread": 1
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["MarkedViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    mark_notification_read: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Notification id. */
+                notification_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "body": "string",
+                     *         "created_at": "2026-09-01T15:30:00Z",
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "kind": "system",
+                     *         "org_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "read": true,
+                     *         "read_at": "2026-09-01T15:30:00Z",
+                     *         "sender_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "title": "string"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["NotificationViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_notification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Notification id. */
+                notification_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (no body) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_notification_preferences: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "activity": {
+                     *           "email": "instant",
+                     *           "in_app": "instant"
+                     *         },
+                     *         "announcement": {
+                     *           "email": "instant",
+                     *           "in_app": "instant"
+                     *         },
+                     *         "security": {
+                     *           "email": "instant",
+                     *           "in_app": "instant"
+                     *         },
+                     *         "system": {
+                     *           "email": "instant",
+                     *           "in_app": "instant"
+                     *         },
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PreferencesViewEnvelope"];
+                };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    put_notification_preferences: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "activity": {
+                 *         "email": "instant",
+                 *         "in_app": "instant"
+                 *       },
+                 *       "announcement": {
+                 *         "email": "instant",
+                 *         "in_app": "instant"
+                 *       },
+                 *       "security": {
+                 *         "email": "instant",
+                 *         "in_app": "instant"
+                 *       },
+                 *       "system": {
+                 *         "email": "instant",
+                 *         "in_app": "instant"
+                 *       },
+                 *       "version": 3
+                 *     }
+                 */
+                "application/json": components["schemas"]["PreferencesBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "activity": {
+                     *           "email": "instant",
+                     *           "in_app": "instant"
+                     *         },
+                     *         "announcement": {
+                     *           "email": "instant",
+                     *           "in_app": "instant"
+                     *         },
+                     *         "security": {
+                     *           "email": "instant",
+                     *           "in_app": "instant"
+                     *         },
+                     *         "system": {
+                     *           "email": "instant",
+                     *           "in_app": "instant"
+                     *         },
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PreferencesViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    send_notification: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "body": "string",
+                 *       "kind": "announcement",
+                 *       "title": "string",
+                 *       "to": {
+                 *         "members": [
+                 *           "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                 *         ]
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["SendBody"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "digest": 1,
+                     *         "emailed": 1,
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "in_app": 1,
+                     *         "kind": "system",
+                     *         "recipients": 1
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["SentViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: IDEMPOTENCY_KEY_IN_USE */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
             422: {
                 headers: {
                     [name: string]: unknown;

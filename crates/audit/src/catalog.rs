@@ -131,6 +131,8 @@ catalog! {
     MemberTermEnd = "member.term_end",
     /// A member's status, committee or profile changed.
     MemberUpdate = "member.update",
+    /// An org's officers sent a notification to members (counts only, not the message).
+    NotificationSend = "notification.send",
     /// An organization was created.
     OrgCreate = "org.create",
     /// An organization was deleted (archived: its memberships ended, its invitations

@@ -245,6 +245,13 @@ impl EventType {
                 HoldersAndSubject(UsersView),
                 FieldNames,
             ),
+            Self::NotificationSend => publish(
+                self,
+                "notification.sent",
+                "An announcement was sent to members (its kind, the audience's shape and the counts; never the message or the recipients).",
+                Admins,
+                Full,
+            ),
             Self::OrgCreate => publish(
                 self,
                 "org.created",

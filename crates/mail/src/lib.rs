@@ -56,8 +56,8 @@ mod transport;
 mod worker;
 
 pub use message::{
-    Address, INVITATION_PATH, Link, Locale, MailKind, Message, PASSWORD_RESET_PATH, PublicUrls,
-    VERIFY_EMAIL_PATH,
+    Address, DigestItem, INVITATION_PATH, Link, Locale, MailKind, Message, PASSWORD_RESET_PATH,
+    PublicUrls, VERIFY_EMAIL_PATH,
 };
 pub use outbox::{MessageState, Outbox, Status};
 pub use render::{RenderError, Rendered, Renderer};

@@ -258,6 +258,27 @@ pub enum MailKind {
         /// The new address.
         new_address: String,
     },
+    /// A notification, sent at once (the recipient's `instant` e-mail preference).
+    Notification {
+        /// Its title.
+        title: String,
+        /// Its text.
+        body: String,
+    },
+    /// The day's notifications of a recipient who chose the daily digest.
+    NotificationDigest {
+        /// The notifications, oldest first.
+        items: Vec<DigestItem>,
+    },
+}
+
+/// One notification in a daily digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestItem {
+    /// Its title.
+    pub title: String,
+    /// Its text.
+    pub body: String,
 }
 
 impl MailKind {
@@ -272,6 +293,8 @@ impl MailKind {
             Self::NewSignIn { .. } => "new_sign_in",
             Self::TwoFactorDisabled => "two_factor_disabled",
             Self::EmailChanged { .. } => "email_changed",
+            Self::Notification { .. } => "notification",
+            Self::NotificationDigest { .. } => "notification_digest",
         }
     }
 
@@ -285,7 +308,9 @@ impl MailKind {
             Self::PasswordChanged
             | Self::NewSignIn { .. }
             | Self::TwoFactorDisabled
-            | Self::EmailChanged { .. } => Vec::new(),
+            | Self::EmailChanged { .. }
+            | Self::Notification { .. }
+            | Self::NotificationDigest { .. } => Vec::new(),
         }
     }
 }

@@ -31,6 +31,10 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "en/two_factor_disabled.html",
     "en/email_changed.txt",
     "en/email_changed.html",
+    "en/notification.txt",
+    "en/notification.html",
+    "en/notification_digest.txt",
+    "en/notification_digest.html",
     "es/layout.txt",
     "es/layout.html",
     "es/invitation.txt",
@@ -47,6 +51,10 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "es/two_factor_disabled.html",
     "es/email_changed.txt",
     "es/email_changed.html",
+    "es/notification.txt",
+    "es/notification.html",
+    "es/notification_digest.txt",
+    "es/notification_digest.html",
 ];
 
 /// A rendered message.
@@ -191,6 +199,16 @@ mod tests {
             MailKind::TwoFactorDisabled,
             MailKind::EmailChanged {
                 new_address: "new@example.org".into(),
+            },
+            MailKind::Notification {
+                title: "Bake <sale> & more".into(),
+                body: "Bring cakes.".into(),
+            },
+            MailKind::NotificationDigest {
+                items: vec![crate::message::DigestItem {
+                    title: "Field trip".into(),
+                    body: "Forms due <Friday>.".into(),
+                }],
             },
         ]
     }

@@ -323,6 +323,13 @@ async fn erase_member_in(
             .add(data_access_log::Column::SubjectId.eq(u)),
     )
     .await?;
+    // The org's notifications to them (their inbox items and digest entries).
+    exec(
+        tx,
+        "DELETE FROM notifications WHERE org_id = ? AND user_id = ?",
+        vec![o.into(), u.into()],
+    )
+    .await?;
     counts.permission_grants += exec(
         tx,
         "DELETE FROM permission_grants WHERE org_id = ? AND user_id = ?",
@@ -413,6 +420,14 @@ async fn erase_account_in(
         vec![u.into()],
     )
     .await?;
+    // Their notifications (every org's and the platform's), preferences and digests.
+    for sql in [
+        "DELETE FROM notifications WHERE user_id = ?",
+        "DELETE FROM notification_preferences WHERE user_id = ?",
+        "DELETE FROM notification_digests WHERE user_id = ?",
+    ] {
+        exec(tx, sql, vec![u.into()]).await?;
+    }
     counts.access_log_entries +=
         delete_where::<data_access_log::Entity>(tx, data_access_log::Column::SubjectId.eq(u))
             .await?;

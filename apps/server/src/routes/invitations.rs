@@ -180,7 +180,8 @@ pub struct InvitationView {
     pub version: i64,
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
+/// A timestamp as RFC 3339 (UTC as stored).
+pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }

@@ -13,6 +13,7 @@ mod invitations;
 mod jobs;
 mod member_io;
 mod members;
+mod notifications;
 mod orgs;
 mod permissions;
 mod personal_export;
@@ -44,6 +45,7 @@ pub fn api() -> Api {
     member_io::register(&mut routes);
     members::register(&mut routes);
     privacy::register(&mut routes);
+    notifications::register(&mut routes);
     erasure::register(&mut routes);
     personal_export::register(&mut routes);
     roles::register(&mut routes);

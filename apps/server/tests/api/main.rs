@@ -33,6 +33,7 @@ mod mail;
 mod member_io;
 mod member_search;
 mod members;
+mod notifications;
 mod observability;
 mod org_resources;
 mod orgs;

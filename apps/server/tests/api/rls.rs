@@ -59,6 +59,7 @@ async fn without_a_tenant_every_tenant_table_is_empty() {
         .chain(migration::PRIVACY_TABLES)
         .chain(migration::PERSONAL_EXPORT_TABLES)
         .chain(migration::MEMBER_RETENTION_TABLES)
+        .chain(migration::NOTIFICATION_TABLES)
         .map(|(t, _, _)| *t)
         .chain(migration::SCHOOL_TABLES.iter().copied());
     for table in tables {

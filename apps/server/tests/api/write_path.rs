@@ -1238,6 +1238,47 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
     .await;
     assert_eq!(status, 200, "{body}");
 
+    // Notifications (issue #19): an announcement records `notification.send` (its
+    // e-mails wake the mail worker; no cache holds notifications); the inbox and the
+    // preferences are the caller's own and record nothing.
+    let admin = admin_token_after_password(&w.a).await;
+    w.write(
+        "POST /api/v2/orgs/{org_id}/notifications",
+        &format!("/api/v2/orgs/{org2}/notifications"),
+        Some(&admin),
+        Some(json!({"title": "Hello", "body": "To all.", "to": {"all": true}})),
+        &["notification.send"],
+        &[],
+    )
+    .await;
+    let inbox = get(&w.a, &admin, "/api/v2/me/notifications").await;
+    let item = id(&inbox, "/data/0/id");
+    for (route, uri, method_body) in [
+        (
+            "POST /api/v2/me/notifications/{notification_id}/read",
+            format!("/api/v2/me/notifications/{item}/read"),
+            None,
+        ),
+        (
+            "POST /api/v2/me/notifications/read-all",
+            "/api/v2/me/notifications/read-all".to_owned(),
+            None,
+        ),
+        (
+            "DELETE /api/v2/me/notifications/{notification_id}",
+            format!("/api/v2/me/notifications/{item}"),
+            None,
+        ),
+        (
+            "PUT /api/v2/me/notification-preferences",
+            "/api/v2/me/notification-preferences".to_owned(),
+            Some(json!({"version": 0})),
+        ),
+    ] {
+        w.write(route, &uri, Some(&admin), method_body, &[], &[])
+            .await;
+    }
+
     let missing: Vec<&String> = write_routes.difference(&w.covered).collect();
     assert!(
         missing.is_empty(),
