@@ -4,11 +4,12 @@
 //! deploy or a restart are hits. Bounded by `CACHE_WARM_MAX_ORGS`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use actix_web::web;
+use persistence::Database;
 
-use crate::state::AppState;
+use crate::authz::Authz;
 
 /// How far back activity counts.
 const ACTIVE_WITHIN: time::Duration = time::Duration::days(1);
@@ -45,20 +46,21 @@ impl Warming {
 
 /// Starts warming in the background on the current runtime; `max_orgs == 0` only marks
 /// it done.
-pub fn spawn(state: web::Data<AppState>, max_orgs: u32) {
+/// Progress goes to `warming`.
+pub fn spawn(db: Database, authz: Arc<Authz>, warming: Arc<Warming>, max_orgs: u32) {
     actix_web::rt::spawn(async move {
-        warm(&state, max_orgs).await;
-        state.warming.done.store(true, Ordering::Relaxed);
+        warm(&db, &authz, &warming, max_orgs).await;
+        warming.done.store(true, Ordering::Relaxed);
     });
 }
 
-async fn warm(state: &AppState, max_orgs: u32) {
+async fn warm(db: &Database, authz: &Authz, warming: &Warming, max_orgs: u32) {
     if max_orgs == 0 {
         return;
     }
     let since = persistence::now_micros() - ACTIVE_WITHIN;
     let limit = u64::from(max_orgs).saturating_mul(MEMBERS_PER_ORG);
-    let active = match tenancy_store::recently_active_members(&state.db, since, limit).await {
+    let active = match tenancy_store::recently_active_members(db, since, limit).await {
         Ok(active) => active,
         Err(e) => {
             tracing::warn!(error = %e, "cache warming: active orgs not read; skipped");
@@ -66,7 +68,7 @@ async fn warm(state: &AppState, max_orgs: u32) {
         }
     };
     let started = std::time::Instant::now();
-    let cache = state.authz.cache();
+    let cache = authz.cache();
     let mut orgs: HashSet<uuid::Uuid> = HashSet::new();
     let mut per_org: std::collections::HashMap<uuid::Uuid, u64> = Default::default();
     for (org, user) in active {
@@ -79,7 +81,7 @@ async fn warm(state: &AppState, max_orgs: u32) {
                 break;
             }
             orgs.insert(org);
-            state.warming.orgs.fetch_add(1, Ordering::Relaxed);
+            warming.orgs.fetch_add(1, Ordering::Relaxed);
         }
         let n = per_org.entry(org).or_default();
         if *n >= MEMBERS_PER_ORG {
@@ -87,12 +89,12 @@ async fn warm(state: &AppState, max_orgs: u32) {
         }
         *n += 1;
         if cache.member(org, user, None).await.is_ok() {
-            state.warming.members.fetch_add(1, Ordering::Relaxed);
+            warming.members.fetch_add(1, Ordering::Relaxed);
         }
     }
     tracing::info!(
-        orgs = state.warming.orgs(),
-        members = state.warming.members(),
+        orgs = warming.orgs(),
+        members = warming.members(),
         took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "cache warmed"
     );

@@ -603,7 +603,12 @@ impl Application {
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
         spawn_mail_worker(&state, &settings)?;
-        crate::cache_warming::spawn(state.clone(), settings.cache_warm_max_orgs);
+        crate::cache_warming::spawn(
+            state.db.clone(),
+            state.authz.clone(),
+            state.warming.clone(),
+            settings.cache_warm_max_orgs,
+        );
         let factory_state = state.clone();
         // TCP_NODELAY on every accepted connection: with Nagle's algorithm on, a response
         // written in several segments (a compressed, chunked body over ~1 KB) waits for the

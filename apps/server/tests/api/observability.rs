@@ -477,7 +477,12 @@ async fn a_new_instance_warms_the_orgs_active_in_the_last_day_without_delaying_r
         "{cold}"
     );
     assert_eq!(series(&cold, "ptoc_cache_warm_orgs"), Some(0.0), "{cold}");
-    pto_server::cache_warming::spawn(state.clone(), 2);
+    pto_server::cache_warming::spawn(
+        state.db.clone(),
+        state.authz.clone(),
+        state.warming.clone(),
+        2,
+    );
     // Readiness never consults the warming.
     let ready = test::call_service(&app, test::TestRequest::get().uri("/ready").to_request()).await;
     assert_eq!(ready.status().as_u16(), 200);
