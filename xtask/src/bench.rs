@@ -62,6 +62,10 @@ pub fn run_all() -> anyhow::Result<()> {
         &mut release_xtask(&["bench-member-io"]),
     )?;
     run(
+        "member search: relevance vs brute force, searches/s and p99 at 20k and 100k members, freshness, memory (PostgreSQL and SQLite)",
+        &mut release_xtask(&["bench-search"]),
+    )?;
+    run(
         "mail delivery: 10,000 messages to a local SMTP server (≥ 200 messages/s, flat memory)",
         &mut release_xtask(&["bench-mail"]),
     )?;
