@@ -12,9 +12,16 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct Language(String);
 
-/// What [`Language::parse`] accepts, as an ECMA-262 pattern for API schemas (with a
-/// 35-character limit on the whole text, surrounding white space included).
-pub const LANGUAGE_TAG_PATTERN: &str = r"^\s*[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,4}\s*$";
+/// What [`Language::parse`] accepts without control characters (which every edge
+/// refuses in any text, [`crate::text::is_forbidden`]), as an ECMA-262 pattern for API
+/// schemas (with a 35-character limit on the whole text, surrounding white space
+/// included). The white space around is Rust's `trim` set less the control characters —
+/// not ECMA's `\s`, which also has U+FEFF and the vertical tab.
+pub const LANGUAGE_TAG_PATTERN: &str = concat!(
+    r"^[\t\n\r \u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*",
+    r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,4}",
+    r"[\t\n\r \u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+);
 
 /// Why a text is not a language tag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,6 +189,12 @@ mod tests {
             "abc-12345678-1234",
             "de-DE-1996",
             "\ten\n",
+            "\u{b}en",
+            "en\u{c}",
+            "\u{feff}en",
+            "\u{a0}en\u{3000}",
+            "en\u{85}",
+            "\u{2028}es-MX\u{2029}",
         ]
         .iter()
         .map(|t| (*t).to_owned())
@@ -197,7 +210,9 @@ mod tests {
             texts.extend(layer.iter().cloned());
         }
         for t in texts.iter().filter(|t| t.chars().count() <= 35) {
-            assert_eq!(pattern.is_match(t), Language::parse(t).is_ok(), "{t:?}");
+            let api_accepts =
+                Language::parse(t).is_ok() && crate::text::first_forbidden(t).is_none();
+            assert_eq!(pattern.is_match(t), api_accepts, "{t:?}");
         }
     }
 
