@@ -237,6 +237,10 @@ impl Dispatcher {
 
     async fn apply(&self, plan: BTreeSet<Effect>) {
         let mut directory = BTreeSet::new();
+        // The orgs whose search indexes are rebuilt whole.
+        let mut searched_whole = BTreeSet::new();
+        // The members replaced in place in their org's search index.
+        let mut searched_members = BTreeSet::new();
         // The orgs whose directory changed only in "last active" (kept search indexes).
         let mut last_active_only = BTreeSet::new();
         let mut whole = Vec::new();
@@ -245,16 +249,22 @@ impl Dispatcher {
                 Effect::Org(org) => {
                     whole.push(org);
                     directory.insert(org);
+                    searched_whole.insert(org);
                 }
                 Effect::Member { org, user } => {
                     self.authz.member_changed(org, user).await;
                     directory.insert(org);
+                    searched_members.insert((org, user));
                 }
                 Effect::Directory(org) => {
                     directory.insert(org);
+                    searched_whole.insert(org);
                 }
                 Effect::UserDirectories(user) => {
-                    directory.extend(self.orgs_of(user).await);
+                    for org in self.orgs_of(user).await {
+                        directory.insert(org);
+                        searched_members.insert((org, user));
+                    }
                 }
                 Effect::SignIn(user) => {
                     last_active_only.extend(self.orgs_of(user).await);
@@ -266,10 +276,16 @@ impl Dispatcher {
         if !whole.is_empty() {
             self.authz.orgs_changed(&whole).await;
         }
-        if !directory.is_empty() {
-            let orgs: Vec<Uuid> = directory.iter().copied().collect();
-            // Their search indexes, here and (over the bus) on every instance.
+        // Their search indexes, here and (over the bus) on every instance: rebuilt
+        // whole, or the changed members replaced in place.
+        if !searched_whole.is_empty() {
+            let orgs: Vec<Uuid> = searched_whole.iter().copied().collect();
             self.search.org_changed(&orgs).await;
+        }
+        for (org, user) in searched_members {
+            if !searched_whole.contains(&org) {
+                self.search.member_changed(org, user).await;
+            }
         }
         directory.extend(last_active_only);
         if !directory.is_empty() {

@@ -1,15 +1,26 @@
 //! The member search's in-process indexes (`member-search`), one per org, built lazily
 //! from the primary on the org's first search and kept in a bounded set.
 //!
-//! # Invalidation
-//! The after-commit dispatcher ([`crate::dispatch`]) calls [`SearchIndexes::org_changed`]
-//! for every org whose directory it retires: the org's index is dropped here at once and a
-//! `search:org:{org}:{origin}` message goes out on the [`InvalidationBus`], which every
-//! other instance applies when it arrives (Redis pub/sub, milliseconds). The next search
-//! rebuilds the index from the primary. A build that was under way when its org changed
-//! is not kept (a per-org generation), so a search never answers from an index older than
-//! the last invalidation its instance applied; [`INDEX_TTL`] bounds the staleness if a
-//! message is lost.
+//! Each kept org holds an [`OrgSearch`]: the index and the member rows it was built from
+//! (the documents), so a search without list filters answers its page from memory — no
+//! database round trip — as a dedicated search engine answers from its stored fields.
+//!
+//! # Keeping current
+//! The after-commit dispatcher ([`crate::dispatch`]) calls
+//! - [`SearchIndexes::member_changed`] for a change to one member (joined, left, edited,
+//!   their role, their privacy choices, their profile): the member's row is read again
+//!   from the primary and replaced in the kept index in place (or removed), here at once
+//!   and on every other instance when its `search:member:{org}:{user}:{origin}` message
+//!   arrives on the [`InvalidationBus`] (Redis pub/sub, milliseconds);
+//! - [`SearchIndexes::org_changed`] for a change to the whole org (its directory policy,
+//!   its roles, a bulk change): the org's index is dropped here and, through a
+//!   `search:org:{org}:{origin}` message, everywhere; the next search rebuilds it.
+//!
+//! A build that was under way when its org had either change is not kept (a per-org
+//! generation, bumped before the change is read), so a search never answers from an
+//! index older than the last change its instance applied; member refreshes of one org
+//! are applied one at a time, each reading the primary after the last. [`INDEX_TTL`]
+//! bounds the staleness if a message is lost; a lagging subscriber drops everything.
 //!
 //! # Privacy
 //! The index holds every member of the org with every searchable field; what each member
@@ -18,20 +29,21 @@
 //! [`member_search::Member::hidden`], applied for the directory audience, so a hidden
 //! field neither matches nor shows; a member not in the directory today (unlisted, or
 //! lapsed in the confirmation cycle) hides every field, so nothing of theirs matches or
-//! is suggested ("did you mean") to other members. An index serves only the day it was
-//! built (the cycle's deadline passes at a date). Which members an audience may see at all (listed,
-//! the confirmation cycle) and the list filters are then applied by the database to the
-//! ranked ids ([`tenancy_store::SeaOrmMemberDirectory::page_of_ranked`]), by the same
-//! rules as the list.
+//! is suggested ("did you mean") to other members, and [`OrgSearch::page`] admits them
+//! only to an audience that reads the record. An index serves only the day it was built
+//! (the cycle's deadline passes at a date). The list filters are applied by the database
+//! to the ranked ids ([`tenancy_store::SeaOrmMemberDirectory::page_of_ranked`]), by the
+//! same rules as the list.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use cache::InvalidationBus;
 use member_search::{Field, FieldSet, Member, MemberIndex};
-use tenancy::privacy::{Viewer, in_directory, visibility};
-use tenancy::{OrgId, RoleAssignment};
+use tenancy::directory::{Audience, MemberPage, MemberRow};
+use tenancy::privacy::{DirectoryPolicy, PrivacyChoices, Viewer, in_directory, visibility};
+use tenancy::{OrgId, RoleAssignment, UserId};
 use tenancy_store::{IndexSource, SeaOrmMemberDirectory};
 use uuid::Uuid;
 
@@ -43,32 +55,254 @@ pub const INDEX_TTL: Duration = Duration::from_secs(10 * 60);
 /// recently used are dropped beyond it (an index larger than it is used once, not kept).
 pub const DEFAULT_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 
-const MESSAGE_PREFIX: &str = "search:org:";
+const ORG_PREFIX: &str = "search:org:";
+const MEMBER_PREFIX: &str = "search:member:";
+
+/// One member's stored document: their row and the privacy choices they made (none:
+/// the defaults).
+#[derive(Debug)]
+struct Document {
+    row: MemberRow,
+    choices: Option<Box<PrivacyChoices>>,
+}
+
+/// One org's member search: the index, the rows it pages from and the directory policy
+/// they were read under. See the [module documentation](self).
+#[derive(Debug)]
+pub struct OrgSearch {
+    index: MemberIndex,
+    documents: HashMap<Uuid, Document>,
+    policy: DirectoryPolicy,
+    /// The day it was built: who is in the directory depends on the date (the
+    /// confirmation cycle), so it serves only that day.
+    day: time::Date,
+}
+
+/// A kept org search, shared by the searches reading it and the refreshes changing it.
+pub type SharedSearch = Arc<RwLock<OrgSearch>>;
+
+impl OrgSearch {
+    /// The search of the org's members in `source`, as of today.
+    #[must_use]
+    pub fn build(source: IndexSource) -> Self {
+        let IndexSource {
+            rows,
+            privacy,
+            policy,
+        } = source;
+        let mut choices: HashMap<Uuid, PrivacyChoices> =
+            privacy.into_iter().map(|(u, c)| (u.as_uuid(), c)).collect();
+        let day = persistence::now_micros().date();
+        let mut documents = HashMap::with_capacity(rows.len());
+        let members: Vec<Member> = rows
+            .into_iter()
+            .map(|row| {
+                let id = row.0.id.as_uuid();
+                let chosen = choices.remove(&id);
+                let member = member_of(&row, chosen.as_ref(), &policy, day);
+                documents.insert(
+                    id,
+                    Document {
+                        row,
+                        choices: chosen.map(Box::new),
+                    },
+                );
+                member
+            })
+            .collect();
+        Self {
+            index: MemberIndex::build(members),
+            documents,
+            policy,
+            day,
+        }
+    }
+
+    /// The index.
+    #[must_use]
+    pub const fn index(&self) -> &MemberIndex {
+        &self.index
+    }
+
+    /// Replaces (or adds) one member's row and choices.
+    pub fn upsert(&mut self, row: MemberRow, choices: Option<PrivacyChoices>) {
+        let id = row.0.id.as_uuid();
+        self.index
+            .upsert(member_of(&row, choices.as_ref(), &self.policy, self.day));
+        self.documents.insert(
+            id,
+            Document {
+                row,
+                choices: choices.map(Box::new),
+            },
+        );
+    }
+
+    /// Removes one member (no longer a member of the org).
+    pub fn remove(&mut self, user: Uuid) {
+        self.index.remove(user);
+        self.documents.remove(&user);
+    }
+
+    /// The page of `ids` (in that order; `more` says whether a next page exists) for
+    /// `audience`, from the stored rows: a directory audience gets only members in the
+    /// directory today (the same rule as the list, [`in_directory`]).
+    #[must_use]
+    pub fn page(&self, audience: Audience, ids: &[Uuid], more: bool) -> MemberPage {
+        let none = PrivacyChoices::default();
+        let mut rows = Vec::with_capacity(ids.len());
+        let mut privacy = Vec::new();
+        for id in ids {
+            let Some(doc) = self.documents.get(id) else {
+                continue;
+            };
+            let chosen = doc.choices.as_deref();
+            let membership = &doc.row.1;
+            if audience == Audience::Directory
+                && !in_directory(
+                    &self.policy,
+                    chosen.unwrap_or(&none),
+                    membership.details_confirmed_at,
+                    membership.joined_at,
+                    self.day,
+                )
+            {
+                continue;
+            }
+            if let Some(c) = chosen {
+                privacy.push((UserId::from_uuid(*id), c.clone()));
+            }
+            rows.push(doc.row.clone());
+        }
+        MemberPage {
+            rows,
+            more,
+            policy: self.policy.clone(),
+            privacy,
+        }
+    }
+
+    /// A rough count of the heap bytes of the index (the search structures).
+    #[must_use]
+    pub fn index_bytes(&self) -> usize {
+        self.index.approx_heap_bytes()
+    }
+
+    /// A rough count of the heap bytes of the stored rows (the documents pages are read
+    /// from).
+    #[must_use]
+    pub fn document_bytes(&self) -> usize {
+        self.documents
+            .values()
+            .map(|d| {
+                let (u, m) = &d.row;
+                let role = match &m.role {
+                    RoleAssignment::Builtin { .. } => 0,
+                    RoleAssignment::Custom { name, .. } => name.capacity() + 64,
+                };
+                let children: usize = m
+                    .children
+                    .iter()
+                    .map(|c| {
+                        std::mem::size_of::<tenancy::Child>()
+                            + c.name.capacity()
+                            + c.grade.as_ref().map_or(0, String::capacity)
+                    })
+                    .sum();
+                // The map's slot (key, value, control byte, load factor ~7/8).
+                (std::mem::size_of::<(Uuid, Document)>() + 1) * 8 / 7
+                    + u.email.as_str().len()
+                    + u.first_name.as_str().len()
+                    + u.last_name.as_str().len()
+                    + u.phone.as_ref().map_or(0, String::capacity)
+                    + m.committee.as_ref().map_or(0, String::capacity)
+                    + role
+                    + children
+                    + d.choices
+                        .as_ref()
+                        .map_or(0, |_| std::mem::size_of::<PrivacyChoices>())
+            })
+            .sum()
+    }
+}
+
+/// How `row` is indexed: with what they hide from other members.
+fn member_of(
+    row: &MemberRow,
+    chosen: Option<&PrivacyChoices>,
+    policy: &DirectoryPolicy,
+    today: time::Date,
+) -> Member {
+    let (user, membership) = row;
+    let none = PrivacyChoices::default();
+    let chosen = chosen.unwrap_or(&none);
+    let shown = visibility(Viewer::Member, policy, chosen);
+    let mut hidden = FieldSet::NONE;
+    if !shown.email {
+        hidden = hidden.with(Field::Email);
+    }
+    if !shown.committee {
+        hidden = hidden.with(Field::Committee);
+    }
+    // Not in the directory today (unlisted, or lapsed in the confirmation cycle):
+    // nothing of theirs matches or is suggested to other members.
+    if !in_directory(
+        policy,
+        chosen,
+        membership.details_confirmed_at,
+        membership.joined_at,
+        today,
+    ) {
+        hidden = FieldSet::ALL;
+    }
+    Member {
+        id: user.id.as_uuid(),
+        first_name: user.first_name.as_str().to_owned(),
+        last_name: user.last_name.as_str().to_owned(),
+        email: user.email.as_str().to_owned(),
+        committee: membership.committee.clone(),
+        role: role_name(&membership.role),
+        status: status_name(membership.status).to_owned(),
+        hidden,
+    }
+}
 
 struct Entry {
-    index: Arc<MemberIndex>,
-    bytes: usize,
+    search: SharedSearch,
+    /// The estimated bytes of the index and of its documents, as built.
+    bytes: (usize, usize),
     built: Instant,
-    /// The day it was built: who is in the directory depends on the date (the
-    /// confirmation cycle), so an index serves only the day it was built.
+    /// The day it was built (an index serves only that day).
     day: time::Date,
     used: u64,
+}
+
+impl Entry {
+    fn fresh(&self) -> bool {
+        self.built.elapsed() < INDEX_TTL && self.day == persistence::now_micros().date()
+    }
+
+    fn total(&self) -> usize {
+        self.bytes.0 + self.bytes.1
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     entries: HashMap<Uuid, Entry>,
-    /// Per org: how many invalidations it has had (a build keeps its index only if none
-    /// came while it ran).
+    /// Per org: how many changes it has had (a build keeps its index only if none came
+    /// while it ran).
     generations: HashMap<Uuid, u64>,
     /// Per org being built: the lock its concurrent first searches wait on (one build,
     /// not one per request).
     building: HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>,
+    /// Per org being refreshed: member refreshes of one org apply one at a time.
+    refreshing: HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>,
     bytes: usize,
     clock: u64,
 }
 
-/// The per-org search indexes; see the [module documentation](self). Cheap to clone.
+/// The per-org searches; see the [module documentation](self). Cheap to clone.
 #[derive(Clone)]
 pub struct SearchIndexes {
     directory: SeaOrmMemberDirectory,
@@ -87,8 +321,22 @@ impl std::fmt::Debug for SearchIndexes {
     }
 }
 
+/// A change another instance announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Message {
+    Org(Uuid),
+    Member { org: Uuid, user: Uuid },
+}
+
+/// Which of the per-org lock maps.
+#[derive(Clone, Copy)]
+enum LockKind {
+    Build,
+    Refresh,
+}
+
 impl SearchIndexes {
-    /// Indexes built from `directory` (read from the primary), invalidated through `bus`
+    /// Indexes built from `directory` (read from the primary), kept current through `bus`
     /// (this instance listens to it from now on). Must be called inside a Tokio runtime.
     #[must_use]
     pub fn new(directory: SeaOrmMemberDirectory, bus: InvalidationBus, budget: usize) -> Self {
@@ -104,11 +352,15 @@ impl SearchIndexes {
         tokio::spawn(async move {
             loop {
                 match messages.recv().await {
-                    Ok(message) => {
-                        if let Some(org) = listener.parse(&message) {
-                            listener.drop_local(org);
+                    Ok(message) => match listener.parse(&message) {
+                        Some(Message::Org(org)) => listener.drop_local(org),
+                        Some(Message::Member { org, user }) => {
+                            // Off the listener: a slow read must not hold up the drops.
+                            let refresher = listener.clone();
+                            tokio::spawn(async move { refresher.refresh_local(org, user).await });
                         }
-                    }
+                        None => {}
+                    },
                     // Messages were missed: drop everything (rebuilt on demand).
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         listener.drop_all();
@@ -120,12 +372,24 @@ impl SearchIndexes {
         this
     }
 
-    fn parse(&self, message: &str) -> Option<Uuid> {
-        let (org, origin) = message.strip_prefix(MESSAGE_PREFIX)?.split_once(':')?;
+    fn parse(&self, message: &str) -> Option<Message> {
+        if let Some(rest) = message.strip_prefix(ORG_PREFIX) {
+            let (org, origin) = rest.split_once(':')?;
+            if Uuid::parse_str(origin).ok()? == self.origin {
+                return None;
+            }
+            return Some(Message::Org(Uuid::parse_str(org).ok()?));
+        }
+        let rest = message.strip_prefix(MEMBER_PREFIX)?;
+        let mut parts = rest.splitn(3, ':');
+        let (org, user, origin) = (parts.next()?, parts.next()?, parts.next()?);
         if Uuid::parse_str(origin).ok()? == self.origin {
             return None;
         }
-        Uuid::parse_str(org).ok()
+        Some(Message::Member {
+            org: Uuid::parse_str(org).ok()?,
+            user: Uuid::parse_str(user).ok()?,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -136,11 +400,36 @@ impl SearchIndexes {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The per-org lock of `kind`, created on first use.
+    fn org_lock(&self, kind: LockKind, org: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut inner = self.lock();
+        let map = match kind {
+            LockKind::Build => &mut inner.building,
+            LockKind::Refresh => &mut inner.refreshing,
+        };
+        map.entry(org).or_default().clone()
+    }
+
+    /// Forgets the per-org lock of `kind` once nobody else holds or waits on it.
+    fn release_org_lock(&self, kind: LockKind, org: Uuid, held: &Arc<tokio::sync::Mutex<()>>) {
+        let mut inner = self.lock();
+        let map = match kind {
+            LockKind::Build => &mut inner.building,
+            LockKind::Refresh => &mut inner.refreshing,
+        };
+        if map
+            .get(&org)
+            .is_some_and(|l| Arc::ptr_eq(l, held) && Arc::strong_count(l) <= 2)
+        {
+            map.remove(&org);
+        }
+    }
+
     fn drop_local(&self, org: Uuid) {
         let mut inner = self.lock();
         *inner.generations.entry(org).or_default() += 1;
         if let Some(e) = inner.entries.remove(&org) {
-            inner.bytes -= e.bytes;
+            inner.bytes -= e.total();
         }
     }
 
@@ -154,60 +443,93 @@ impl SearchIndexes {
         inner.bytes = 0;
     }
 
-    /// Call after every committed write that changes what `orgs`' members are found by:
-    /// drops their indexes here and on every other instance.
+    /// Call after every committed write that changes what `orgs` as a whole are
+    /// searched by (their directory policy, their roles, bulk changes): drops their
+    /// indexes here and on every other instance.
     pub async fn org_changed(&self, orgs: &[Uuid]) {
         for &org in orgs {
             self.drop_local(org);
         }
         for &org in orgs {
             self.bus
-                .publish(&format!("{MESSAGE_PREFIX}{org}:{}", self.origin))
+                .publish(&format!("{ORG_PREFIX}{org}:{}", self.origin))
                 .await;
         }
     }
 
-    /// The index of `org`: the kept one, else built from the primary.
+    /// Call after every committed write that changes one member of `org` (their
+    /// membership, profile or privacy choices): their row is read again and replaced in
+    /// the kept index, here and on every other instance.
+    pub async fn member_changed(&self, org: Uuid, user: Uuid) {
+        self.refresh_local(org, user).await;
+        self.bus
+            .publish(&format!("{MEMBER_PREFIX}{org}:{user}:{}", self.origin))
+            .await;
+    }
+
+    /// Re-reads `user`'s row in `org` from the primary into the kept index (if any).
+    async fn refresh_local(&self, org: Uuid, user: Uuid) {
+        let serial = self.org_lock(LockKind::Refresh, org);
+        {
+            let _one_at_a_time = serial.lock().await;
+            // Before the read: a build under way may have read the member as they were.
+            let kept = {
+                let mut inner = self.lock();
+                *inner.generations.entry(org).or_default() += 1;
+                inner.entries.get(&org).map(|e| e.search.clone())
+            };
+            if let Some(search) = kept {
+                match self
+                    .directory
+                    .index_member(OrgId::from_uuid(org), UserId::from_uuid(user))
+                    .await
+                {
+                    Ok(found) => {
+                        let mut search = search
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        match found {
+                            Some((row, choices)) => search.upsert(row, choices),
+                            None => search.remove(user),
+                        }
+                    }
+                    Err(e) => {
+                        // Unknown state: drop the index (the next search rebuilds it).
+                        tracing::warn!(error = %e, %org, %user, "could not re-read a member for the search index; dropping it");
+                        self.drop_local(org);
+                    }
+                }
+            }
+        }
+        self.release_org_lock(LockKind::Refresh, org, &serial);
+    }
+
+    /// The search of `org`: the kept one, else built from the primary.
     ///
     /// # Errors
     /// The database's failure while building.
-    pub async fn get(
-        &self,
-        org: OrgId,
-    ) -> Result<Arc<MemberIndex>, tenancy::ports::StorageFailure> {
-        if let Some(index) = self.kept(org.as_uuid()) {
-            return Ok(index);
+    pub async fn get(&self, org: OrgId) -> Result<SharedSearch, tenancy::ports::StorageFailure> {
+        if let Some(search) = self.kept(org.as_uuid()) {
+            return Ok(search);
         }
-        let build_lock = self
-            .lock()
-            .building
-            .entry(org.as_uuid())
-            .or_default()
-            .clone();
+        let build_lock = self.org_lock(LockKind::Build, org.as_uuid());
         let result = {
             let _one_build = build_lock.lock().await;
             self.get_or_build(org).await
         };
-        let mut inner = self.lock();
-        if inner
-            .building
-            .get(&org.as_uuid())
-            .is_some_and(|l| Arc::ptr_eq(l, &build_lock) && Arc::strong_count(l) <= 2)
-        {
-            inner.building.remove(&org.as_uuid());
-        }
+        self.release_org_lock(LockKind::Build, org.as_uuid(), &build_lock);
         result
     }
 
-    /// The kept, fresh index of `org`, marked as used.
-    fn kept(&self, key: Uuid) -> Option<Arc<MemberIndex>> {
+    /// The kept, fresh search of `org`, marked as used.
+    fn kept(&self, key: Uuid) -> Option<SharedSearch> {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
         let e = inner.entries.get_mut(&key)?;
-        if e.built.elapsed() < INDEX_TTL && e.day == persistence::now_micros().date() {
+        if e.fresh() {
             e.used = now;
-            Some(e.index.clone())
+            Some(e.search.clone())
         } else {
             None
         }
@@ -216,42 +538,38 @@ impl SearchIndexes {
     async fn get_or_build(
         &self,
         org: OrgId,
-    ) -> Result<Arc<MemberIndex>, tenancy::ports::StorageFailure> {
+    ) -> Result<SharedSearch, tenancy::ports::StorageFailure> {
         let key = org.as_uuid();
         let generation = {
-            let mut inner = self.lock();
-            inner.clock += 1;
-            let now = inner.clock;
-            let fresh = inner.entries.get(&key).is_some_and(|e| {
-                e.built.elapsed() < INDEX_TTL && e.day == persistence::now_micros().date()
-            });
-            if fresh && let Some(e) = inner.entries.get_mut(&key) {
-                e.used = now;
-                return Ok(e.index.clone());
+            if let Some(search) = self.kept(key) {
+                return Ok(search);
             }
-            inner.generations.get(&key).copied().unwrap_or_default()
+            self.lock()
+                .generations
+                .get(&key)
+                .copied()
+                .unwrap_or_default()
         };
         let source = self.directory.index_source(org).await?;
-        let index = Arc::new(build_off_the_executor(source).await?);
-        let bytes = index.approx_heap_bytes();
+        let built = build_off_the_executor(source).await?;
+        let bytes = (built.index_bytes(), built.document_bytes());
+        let search = Arc::new(RwLock::new(built));
         let mut inner = self.lock();
         let current = inner.generations.get(&key).copied().unwrap_or_default();
-        if current == generation && bytes <= self.budget {
+        if current == generation && bytes.0 + bytes.1 <= self.budget {
             inner.clock += 1;
             let used = inner.clock;
-            if let Some(old) = inner.entries.insert(
-                key,
-                Entry {
-                    index: index.clone(),
-                    bytes,
-                    built: Instant::now(),
-                    day: persistence::now_micros().date(),
-                    used,
-                },
-            ) {
-                inner.bytes -= old.bytes;
+            let entry = Entry {
+                search: search.clone(),
+                bytes,
+                built: Instant::now(),
+                day: persistence::now_micros().date(),
+                used,
+            };
+            inner.bytes += entry.total();
+            if let Some(old) = inner.entries.insert(key, entry) {
+                inner.bytes -= old.total();
             }
-            inner.bytes += bytes;
             while inner.bytes > self.budget {
                 let Some(oldest) = inner
                     .entries
@@ -263,94 +581,50 @@ impl SearchIndexes {
                     break;
                 };
                 if let Some(e) = inner.entries.remove(&oldest) {
-                    inner.bytes -= e.bytes;
+                    inner.bytes -= e.total();
                 }
             }
         }
-        Ok(index)
+        Ok(search)
     }
 
-    /// A new index of `org` from the primary, not kept (for a request that must see its
+    /// A new search of `org` from the primary, not kept (for a request that must see its
     /// own writes, whichever instance made them).
     ///
     /// # Errors
     /// The database's failure.
-    pub async fn fresh(
-        &self,
-        org: OrgId,
-    ) -> Result<Arc<MemberIndex>, tenancy::ports::StorageFailure> {
+    pub async fn fresh(&self, org: OrgId) -> Result<SharedSearch, tenancy::ports::StorageFailure> {
         let source = self.directory.index_source(org).await?;
-        Ok(Arc::new(build_off_the_executor(source).await?))
+        Ok(Arc::new(RwLock::new(build_off_the_executor(source).await?)))
     }
 
-    /// How many orgs have an index kept, and their estimated bytes.
+    /// How many orgs have a search kept, and the estimated bytes of their indexes and
+    /// of their documents (as built).
     #[must_use]
-    pub fn usage(&self) -> (usize, usize) {
+    pub fn usage(&self) -> (usize, usize, usize) {
         let inner = self.lock();
-        (inner.entries.len(), inner.bytes)
+        let (index, documents) = inner
+            .entries
+            .values()
+            .fold((0, 0), |(i, d), e| (i + e.bytes.0, d + e.bytes.1));
+        (inner.entries.len(), index, documents)
     }
 
-    /// The byte budget the kept indexes share.
+    /// The byte budget the kept searches share.
     #[must_use]
     pub fn budget(&self) -> usize {
         self.budget
     }
 }
 
-/// [`build`] on the blocking pool: ~150 ms of CPU for 20,000 members would otherwise
-/// stall every request of the worker thread.
+/// [`OrgSearch::build`] on the blocking pool: ~150 ms of CPU for 20,000 members would
+/// otherwise stall every request of the worker thread.
 async fn build_off_the_executor(
     source: IndexSource,
-) -> Result<MemberIndex, tenancy::ports::StorageFailure> {
-    tokio::task::spawn_blocking(move || build(source))
+) -> Result<OrgSearch, tenancy::ports::StorageFailure> {
+    tokio::task::spawn_blocking(move || OrgSearch::build(source))
         .await
         .map_err(|e| tenancy::ports::StorageFailure(Box::new(e)))
-}
-
-/// The index of an org's members: each with what they hide from other members.
-#[must_use]
-pub fn build(source: IndexSource) -> MemberIndex {
-    let IndexSource {
-        rows,
-        privacy,
-        policy,
-    } = source;
-    let choices: HashMap<Uuid, tenancy::privacy::PrivacyChoices> =
-        privacy.into_iter().map(|(u, c)| (u.as_uuid(), c)).collect();
-    let none = tenancy::privacy::PrivacyChoices::default();
-    let today = persistence::now_micros().date();
-    MemberIndex::build(rows.into_iter().map(|(user, membership)| {
-        let chosen = choices.get(&user.id.as_uuid()).unwrap_or(&none);
-        let shown = visibility(Viewer::Member, &policy, chosen);
-        let mut hidden = FieldSet::NONE;
-        if !shown.email {
-            hidden = hidden.with(Field::Email);
-        }
-        if !shown.committee {
-            hidden = hidden.with(Field::Committee);
-        }
-        // Not in the directory today (unlisted, or lapsed in the confirmation cycle):
-        // nothing of theirs matches or is suggested to other members.
-        if !in_directory(
-            &policy,
-            chosen,
-            membership.details_confirmed_at,
-            membership.joined_at,
-            today,
-        ) {
-            hidden = FieldSet::ALL;
-        }
-        Member {
-            id: user.id.as_uuid(),
-            first_name: user.first_name.as_str().to_owned(),
-            last_name: user.last_name.as_str().to_owned(),
-            email: user.email.as_str().to_owned(),
-            committee: membership.committee.clone(),
-            role: role_name(&membership.role),
-            status: status_name(membership.status).to_owned(),
-            hidden,
-        }
-    }))
 }
 
 /// A role's facet value: the built-in role's name or the custom role's.

@@ -101,6 +101,45 @@ impl SeaOrmMemberDirectory {
         })
     }
 
+    /// One member of `org`, read from the primary, for replacing them in a search index:
+    /// their row and the privacy choices they made; `None` when they are no longer a
+    /// member (left, removed, erased) or their account is deleted.
+    ///
+    /// # Errors
+    /// [`StorageFailure`] when the database cannot be read.
+    pub async fn index_member(
+        &self,
+        org: OrgId,
+        user: tenancy::UserId,
+    ) -> Result<Option<(MemberRow, Option<tenancy::privacy::PrivacyChoices>)>, StorageFailure> {
+        let begin = self.db.read_for_org(org.as_uuid());
+        let txn = persistence::routing::scope(true, begin)
+            .await
+            .map_err(failure)?;
+        // The record audience without filters consults no policy.
+        let rows = base(
+            org,
+            &MemberFilter::default(),
+            Audience::Record,
+            &DirectoryPolicy::default(),
+        )
+        .filter(memberships::Column::UserId.eq(user.as_uuid()))
+        .all(&txn)
+        .await
+        .map_err(failure)?;
+        let rows = rows_with_roles(&txn, org, rows).await?;
+        let choices = if rows.is_empty() {
+            Vec::new()
+        } else {
+            crate::privacy::load_choices(&txn, org, Some(vec![user.as_uuid()])).await?
+        };
+        txn.commit().await.map_err(failure)?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|row| (row, choices.into_iter().next().map(|(_, c)| c))))
+    }
+
     /// A page of `ranked` (member ids, best first, as an index ranked them; at most
     /// [`RANKED_CAP`] are considered): only those the filter and the audience admit —
     /// the same rules as the list and the SQL search (listed members, the confirmation
@@ -143,38 +182,6 @@ impl SeaOrmMemberDirectory {
         let page = page_rows(&txn, org, filter, audience, policy, page_ids, more).await?;
         txn.commit().await.map_err(failure)?;
         Ok((page, order))
-    }
-
-    /// The page of exactly `ids` (in that order; `more` says whether a next page exists)
-    /// for `audience`, each row admitted again by the directory's rules (a member the
-    /// caller's index still had but who left or became unlisted since is dropped).
-    ///
-    /// The search's path without list filters: the index has already applied the
-    /// audience's rules to the ranking, so only the page is read.
-    ///
-    /// # Errors
-    /// [`StorageFailure`] when the database cannot be read.
-    pub async fn page_of_ids(
-        &self,
-        org: OrgId,
-        audience: Audience,
-        ids: &[uuid::Uuid],
-        more: bool,
-    ) -> Result<MemberPage, StorageFailure> {
-        let txn = self.read_txn(org).await?;
-        let policy = crate::privacy::load_policy(&txn, org).await?;
-        let page = page_rows(
-            &txn,
-            org,
-            &MemberFilter::default(),
-            audience,
-            policy,
-            ids,
-            more,
-        )
-        .await?;
-        txn.commit().await.map_err(failure)?;
-        Ok(page)
     }
 }
 

@@ -110,18 +110,27 @@ impl RequestMetrics {
 
 /// Appends the member search indexes' size: how many orgs have one kept, their
 /// estimated bytes and the budget they share.
-pub fn render_search_indexes(out: &mut String, orgs: usize, bytes: usize, budget: usize) {
+pub fn render_search_indexes(
+    out: &mut String,
+    orgs: usize,
+    (index_bytes, document_bytes): (usize, usize),
+    budget: usize,
+) {
     let _ = writeln!(
         out,
         "# HELP ptoc_search_indexes Orgs whose member search index is kept on this instance.\n# TYPE ptoc_search_indexes gauge\nptoc_search_indexes {orgs}"
     );
     let _ = writeln!(
         out,
-        "# HELP ptoc_search_index_bytes Estimated bytes of the kept member search indexes.\n# TYPE ptoc_search_index_bytes gauge\nptoc_search_index_bytes {bytes}"
+        "# HELP ptoc_search_index_bytes Estimated bytes of the kept member search indexes (the search structures).\n# TYPE ptoc_search_index_bytes gauge\nptoc_search_index_bytes {index_bytes}"
     );
     let _ = writeln!(
         out,
-        "# HELP ptoc_search_index_budget_bytes The byte budget the member search indexes share.\n# TYPE ptoc_search_index_budget_bytes gauge\nptoc_search_index_budget_bytes {budget}"
+        "# HELP ptoc_search_document_bytes Estimated bytes of the member rows the kept searches answer pages from.\n# TYPE ptoc_search_document_bytes gauge\nptoc_search_document_bytes {document_bytes}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ptoc_search_index_budget_bytes The byte budget the member searches (indexes and rows) share.\n# TYPE ptoc_search_index_budget_bytes gauge\nptoc_search_index_budget_bytes {budget}"
     );
 }
 

@@ -720,16 +720,16 @@ async fn search_members(
     };
     let filter = q.filter.to_domain()?;
     let audience = audience_of(&member);
-    // The in-process index (crate::search_index); a request that must see its own
+    // The in-process search (crate::search_index); a request that must see its own
     // writes gets one built now from the primary.
-    let index = if wants_own_writes() {
+    let search = if wants_own_writes() {
         state.search_indexes.fresh(member.org_id()).await?
     } else {
         state.search_indexes.get(member.org_id()).await?
     };
     // Without list filters the index's ranking is already the audience's (it applied
-    // the directory's rules): only the page's hits are needed, and only the page is read
-    // from the database. With filters, every ranked id is checked there.
+    // the directory's rules): the page comes from the search's stored rows, with no
+    // database round trip. With filters, every ranked id is checked by the database.
     let unfiltered = filter == MemberFilter::default();
     let page_end = offset.saturating_add(limit) as usize;
     let request = member_search::SearchRequest {
@@ -742,9 +742,21 @@ async fn search_members(
             tenancy_store::RANKED_CAP
         },
     };
-    let found = index
-        .search(&request)
-        .map_err(|e| invalid_q(e.to_string()))?;
+    let (found, unfiltered_page) = {
+        let search = search
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let found = search
+            .index()
+            .search(&request)
+            .map_err(|e| invalid_q(e.to_string()))?;
+        let page = unfiltered.then(|| {
+            let start = (offset as usize).min(found.hits.len());
+            let ids: Vec<Uuid> = found.hits[start..].iter().map(|h| h.id).collect();
+            search.page(audience, &ids, found.total > page_end)
+        });
+        (found, page)
+    };
     let suggestions: Vec<SuggestionDto> = found
         .suggestions
         .iter()
@@ -764,14 +776,7 @@ async fn search_members(
         };
         return sql_search(&state, &member, &q.q, filter, (offset, limit), meta).await;
     }
-    let (page, total, facets) = if unfiltered {
-        let start = (offset as usize).min(found.hits.len());
-        let ids: Vec<Uuid> = found.hits[start..].iter().map(|h| h.id).collect();
-        let more = found.total > page_end;
-        let page = state
-            .directory
-            .page_of_ids(member.org_id(), audience, &ids, more)
-            .await?;
+    let (page, total, facets) = if let Some(page) = unfiltered_page {
         let f = &found.facets;
         let facets = SearchFacetsDto {
             role: index_facet_counts(&f.role),
@@ -785,7 +790,12 @@ async fn search_members(
             .directory
             .page_of_ranked(member.org_id(), &filter, audience, &ranked, offset, limit)
             .await?;
-        let facets = facets_of(&index, &admitted, audience);
+        let facets = {
+            let search = search
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            facets_of(search.index(), &admitted, audience)
+        };
         (page, admitted.len(), facets)
     };
     let next_cursor = page.more.then(|| (offset + limit).to_string());

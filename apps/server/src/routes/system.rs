@@ -258,11 +258,11 @@ async fn metrics(
     sizes.extend(state.authz.cache().l1_bytes().await);
     sizes.push(state.directory_cache.l1_bytes().await);
     crate::http::metrics::render_cache_bytes(&mut out, &sizes);
-    let (orgs, bytes) = state.search_indexes.usage();
+    let (orgs, index_bytes, document_bytes) = state.search_indexes.usage();
     crate::http::metrics::render_search_indexes(
         &mut out,
         orgs,
-        bytes,
+        (index_bytes, document_bytes),
         state.search_indexes.budget(),
     );
     Ok(crate::http::raw::PlainText(out))

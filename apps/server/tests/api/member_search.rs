@@ -14,7 +14,7 @@ use crate::helpers::{TestContext, send};
 
 backend_tests!(
     search_finds_transposed_typos_and_cjk_names_with_highlights,
-    a_member_added_is_found_by_the_next_search,
+    members_added_renamed_and_removed_are_replaced_in_the_kept_index,
     a_write_on_one_instance_is_found_on_another_within_a_second,
     hidden_members_and_fields_neither_match_nor_leak_through_suggestions_or_facets,
     every_typo_kind_prefix_order_other_scripts_facets_filters_and_paging,
@@ -86,7 +86,7 @@ async fn search_finds_transposed_typos_and_cjk_names_with_highlights(ctx: TestCo
     assert_eq!(body["meta"]["pagination"]["total"], 1, "{body}");
 }
 
-async fn a_member_added_is_found_by_the_next_search(ctx: TestContext) {
+async fn members_added_renamed_and_removed_are_replaced_in_the_kept_index(ctx: TestContext) {
     let app = ctx.service().await;
     let (org, _, admin) = new_org(&app, "ms-inv@example.org", "MSINVAL").await;
     let (_, _) = join_as(&app, "MSINVAL", "Ada", "Lovelace", "ada@example.org").await;
@@ -113,23 +113,50 @@ async fn a_member_added_is_found_by_the_next_search(ctx: TestContext) {
         bytes > 0.0 && bytes <= series(&metrics, "ptoc_search_index_budget_bytes").unwrap(),
         "{metrics}"
     );
-    // … and dropped by the join's commit.
+    // … and kept through the join's commit: the new member is added in place.
     let (grace, _) = join_as(&app, "MSINVAL", "Grace", "Hopper", "grace@example.org").await;
     let metrics = crate::observability::scrape(&app).await;
     assert_eq!(
         series(&metrics, "ptoc_search_indexes"),
-        Some(0.0),
+        Some(1.0),
         "{metrics}"
     );
-    let (_, body) = send(
+    assert!(
+        series(&metrics, "ptoc_search_document_bytes").unwrap() > 0.0,
+        "{metrics}"
+    );
+    let found = |q: &'static str| {
+        let (app, org, admin) = (&app, &org, &admin);
+        async move {
+            let (status, body) = send(app, Method::GET, &search(org, q), Some(admin), None).await;
+            assert_eq!(status, 200, "{q}: {body}");
+            ids(body["data"].as_array().unwrap())
+        }
+    };
+    assert_eq!(found("Hoppr").await, vec![grace.clone()]);
+    // Renamed: found by the new name only (the profile change replaces her in place).
+    let users = format!("/api/v2/orgs/{org}/users/{grace}");
+    let (status, body) = crate::helpers::patch_current(
         &app,
-        Method::GET,
-        &search(&org, "Hoppr"),
+        &users,
         Some(&admin),
-        None,
+        Some(serde_json::json!({"last_name": "Brewster"})),
     )
     .await;
-    assert_eq!(ids(body["data"].as_array().unwrap()), vec![grace], "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(found("Brewstr").await, vec![grace.clone()]);
+    assert!(found("Hopper").await.is_empty());
+    // Removed: found no more; the index was never rebuilt (still one kept).
+    let (status, _) = send(&app, Method::DELETE, &users, Some(&admin), None).await;
+    assert_eq!(status, 204);
+    assert!(found("Brewster").await.is_empty());
+    assert_eq!(found("Lovelace").await.len(), 1);
+    let metrics = crate::observability::scrape(&app).await;
+    assert_eq!(
+        series(&metrics, "ptoc_search_indexes"),
+        Some(1.0),
+        "{metrics}"
+    );
 }
 
 async fn a_write_on_one_instance_is_found_on_another_within_a_second(ctx: TestContext) {
@@ -166,6 +193,37 @@ async fn a_write_on_one_instance_is_found_on_another_within_a_second(ctx: TestCo
         assert!(
             start.elapsed() < Duration::from_secs(1),
             "not found on the other instance within 1 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A rename on A replaces her in B's kept index too.
+    let (status, body) = crate::helpers::patch_current(
+        &a,
+        &format!("/api/v2/orgs/{org}/users/{grace}"),
+        Some(&admin),
+        Some(serde_json::json!({"last_name": "Brewster"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let start = Instant::now();
+    loop {
+        let (_, renamed) = send(
+            &b,
+            Method::GET,
+            &search(&org, "Brewster"),
+            Some(&admin),
+            None,
+        )
+        .await;
+        let (_, old) = send(&b, Method::GET, &search(&org, "Hopper"), Some(&admin), None).await;
+        if ids(renamed["data"].as_array().unwrap()) == vec![grace.clone()]
+            && old["data"].as_array().is_some_and(Vec::is_empty)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the rename did not reach the other instance within 1 s: {renamed} {old}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
