@@ -232,7 +232,7 @@ fn hit_ids(body: &serde_json::Value) -> anyhow::Result<Vec<uuid::Uuid>> {
 }
 
 /// The brute-force ranking of every query (first 20), on two threads.
-fn reference_ranks(people: &[Person], texts: &[String]) -> Vec<Vec<usize>> {
+fn reference_ranks(people: &[Person], texts: &[String]) -> anyhow::Result<Vec<Vec<usize>>> {
     let reference = Reference::new(people);
     let half = texts.len().div_ceil(2);
     std::thread::scope(|s| {
@@ -248,10 +248,15 @@ fn reference_ranks(people: &[Person], texts: &[String]) -> Vec<Vec<usize>> {
                 })
             })
             .collect();
-        parts
-            .into_iter()
-            .flat_map(|p| p.join().unwrap_or_default())
-            .collect()
+        let mut ranks = Vec::with_capacity(texts.len());
+        for part in parts {
+            // A panicked worker would leave its queries unranked: fail, don't under-count.
+            let Ok(part) = part.join() else {
+                bail!("a reference ranking thread panicked");
+            };
+            ranks.extend(part);
+        }
+        Ok(ranks)
     })
 }
 
@@ -270,22 +275,22 @@ struct RelevanceSet {
 }
 
 impl RelevanceSet {
-    fn new(people: Vec<Person>, set: usize, scale: usize) -> Self {
+    fn new(people: Vec<Person>, set: usize, scale: usize) -> anyhow::Result<Self> {
         let queries = queries_scaled(&people, SEED + 1 + set as u64, scale);
         let texts: Vec<String> = queries.iter().map(|q| q.text.clone()).collect();
         let started = Instant::now();
-        let reference = reference_ranks(&people, &texts);
+        let reference = reference_ranks(&people, &texts)?;
         println!(
             "bench-search: reference ranking of {} queries over {} members: {:.1} s",
             queries.len(),
             thousands(people.len() as u64),
             started.elapsed().as_secs_f64()
         );
-        Self {
+        Ok(Self {
             people,
             queries,
             reference,
-        }
+        })
     }
 }
 
@@ -625,7 +630,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             unique_emails(&mut people, &mut used);
             RelevanceSet::new(people, set, plan.relevance_scale[set])
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let mut backends = Vec::new();
     {
         let db = BenchDatabase::create(&admin_url, "ptoc_bench_search")?;

@@ -43,8 +43,12 @@ use cache::InvalidationBus;
 use member_search::{Field, FieldSet, Member, MemberIndex};
 use tenancy::directory::{Audience, MemberPage, MemberRow};
 use tenancy::privacy::{DirectoryPolicy, PrivacyChoices, Viewer, in_directory, visibility};
-use tenancy::{OrgId, RoleAssignment, UserId};
+use tenancy::{
+    Child, Email, Membership, MembershipStatus, OrgId, PersonName, RoleAssignment, User, UserId,
+    UserStatus,
+};
 use tenancy_store::{IndexSource, SeaOrmMemberDirectory};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// How long an index is kept without an invalidation (bounds staleness if a bus message
@@ -58,18 +62,102 @@ pub const DEFAULT_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 const ORG_PREFIX: &str = "search:org:";
 const MEMBER_PREFIX: &str = "search:member:";
 
-/// One member's stored document: their row and the privacy choices they made (none:
-/// the defaults).
+/// One member's stored document: their row without what the index's
+/// [`member_search::Member`] already holds (names, e-mail, committee: kept once), and the
+/// privacy choices they made (none: the defaults).
 #[derive(Debug)]
 struct Document {
-    row: MemberRow,
+    account_status: UserStatus,
+    created_at: OffsetDateTime,
+    phone: Option<Box<str>>,
+    account_active_at: Option<OffsetDateTime>,
+    role: RoleAssignment,
+    status: MembershipStatus,
+    children: Box<[Child]>,
+    role_ends_at: Option<OffsetDateTime>,
+    version: i64,
+    joined_at: OffsetDateTime,
+    active_at: Option<OffsetDateTime>,
+    details_confirmed_at: Option<OffsetDateTime>,
     choices: Option<Box<PrivacyChoices>>,
+}
+
+impl Document {
+    fn of((user, membership): MemberRow, choices: Option<PrivacyChoices>) -> Self {
+        Self {
+            account_status: user.status,
+            created_at: user.created_at,
+            phone: user.phone.map(String::into_boxed_str),
+            account_active_at: user.last_active_at,
+            role: membership.role,
+            status: membership.status,
+            children: membership.children.into_boxed_slice(),
+            role_ends_at: membership.role_ends_at,
+            version: membership.version,
+            joined_at: membership.joined_at,
+            active_at: membership.last_active_at,
+            details_confirmed_at: membership.details_confirmed_at,
+            choices: choices.map(Box::new),
+        }
+    }
+
+    /// The row again, with the names, e-mail and committee of `member`.
+    fn row(&self, org: OrgId, member: &Member) -> Option<MemberRow> {
+        let user = User {
+            id: UserId::from_uuid(member.id),
+            email: Email::parse(&member.email).ok()?,
+            first_name: PersonName::parse(&member.first_name).ok()?,
+            last_name: PersonName::parse(&member.last_name).ok()?,
+            status: self.account_status,
+            created_at: self.created_at,
+            phone: self.phone.as_deref().map(str::to_owned),
+            last_active_at: self.account_active_at,
+        };
+        let membership = Membership {
+            org_id: org,
+            user_id: user.id,
+            role: self.role.clone(),
+            status: self.status,
+            committee: member.committee.clone(),
+            children: self.children.to_vec(),
+            role_ends_at: self.role_ends_at,
+            version: self.version,
+            joined_at: self.joined_at,
+            last_active_at: self.active_at,
+            details_confirmed_at: self.details_confirmed_at,
+        };
+        Some((user, membership))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let role = match &self.role {
+            RoleAssignment::Builtin { .. } => 0,
+            RoleAssignment::Custom { name, .. } => name.capacity(),
+        };
+        let children: usize = self
+            .children
+            .iter()
+            .map(|c| {
+                std::mem::size_of::<Child>()
+                    + c.name.capacity()
+                    + c.grade.as_ref().map_or(0, String::capacity)
+            })
+            .sum();
+        self.phone.as_ref().map_or(0, |p| p.len())
+            + role
+            + children
+            + self
+                .choices
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<PrivacyChoices>())
+    }
 }
 
 /// One org's member search: the index, the rows it pages from and the directory policy
 /// they were read under. See the [module documentation](self).
 #[derive(Debug)]
 pub struct OrgSearch {
+    org: OrgId,
     index: MemberIndex,
     documents: HashMap<Uuid, Document>,
     policy: DirectoryPolicy,
@@ -82,9 +170,9 @@ pub struct OrgSearch {
 pub type SharedSearch = Arc<RwLock<OrgSearch>>;
 
 impl OrgSearch {
-    /// The search of the org's members in `source`, as of today.
+    /// The search of `org`'s members in `source`, as of today.
     #[must_use]
-    pub fn build(source: IndexSource) -> Self {
+    pub fn build(org: OrgId, source: IndexSource) -> Self {
         let IndexSource {
             rows,
             privacy,
@@ -100,17 +188,12 @@ impl OrgSearch {
                 let id = row.0.id.as_uuid();
                 let chosen = choices.remove(&id);
                 let member = member_of(&row, chosen.as_ref(), &policy, day);
-                documents.insert(
-                    id,
-                    Document {
-                        row,
-                        choices: chosen.map(Box::new),
-                    },
-                );
+                documents.insert(id, Document::of(row, chosen));
                 member
             })
             .collect();
         Self {
+            org,
             index: MemberIndex::build(members),
             documents,
             policy,
@@ -129,13 +212,7 @@ impl OrgSearch {
         let id = row.0.id.as_uuid();
         self.index
             .upsert(member_of(&row, choices.as_ref(), &self.policy, self.day));
-        self.documents.insert(
-            id,
-            Document {
-                row,
-                choices: choices.map(Box::new),
-            },
-        );
+        self.documents.insert(id, Document::of(row, choices));
     }
 
     /// Removes one member (no longer a member of the org).
@@ -153,26 +230,29 @@ impl OrgSearch {
         let mut rows = Vec::with_capacity(ids.len());
         let mut privacy = Vec::new();
         for id in ids {
-            let Some(doc) = self.documents.get(id) else {
+            let (Some(doc), Some(member)) = (self.documents.get(id), self.index.get(*id)) else {
                 continue;
             };
             let chosen = doc.choices.as_deref();
-            let membership = &doc.row.1;
             if audience == Audience::Directory
                 && !in_directory(
                     &self.policy,
                     chosen.unwrap_or(&none),
-                    membership.details_confirmed_at,
-                    membership.joined_at,
+                    doc.details_confirmed_at,
+                    doc.joined_at,
                     self.day,
                 )
             {
                 continue;
             }
+            // Names and addresses were parsed when read: this cannot fail.
+            let Some(row) = doc.row(self.org, member) else {
+                continue;
+            };
             if let Some(c) = chosen {
                 privacy.push((UserId::from_uuid(*id), c.clone()));
             }
-            rows.push(doc.row.clone());
+            rows.push(row);
         }
         MemberPage {
             rows,
@@ -189,40 +269,12 @@ impl OrgSearch {
     }
 
     /// A rough count of the heap bytes of the stored rows (the documents pages are read
-    /// from).
+    /// from; what the index holds already is not stored twice).
     #[must_use]
     pub fn document_bytes(&self) -> usize {
-        self.documents
-            .values()
-            .map(|d| {
-                let (u, m) = &d.row;
-                let role = match &m.role {
-                    RoleAssignment::Builtin { .. } => 0,
-                    RoleAssignment::Custom { name, .. } => name.capacity() + 64,
-                };
-                let children: usize = m
-                    .children
-                    .iter()
-                    .map(|c| {
-                        std::mem::size_of::<tenancy::Child>()
-                            + c.name.capacity()
-                            + c.grade.as_ref().map_or(0, String::capacity)
-                    })
-                    .sum();
-                // The map's slot (key, value, control byte, load factor ~7/8).
-                (std::mem::size_of::<(Uuid, Document)>() + 1) * 8 / 7
-                    + u.email.as_str().len()
-                    + u.first_name.as_str().len()
-                    + u.last_name.as_str().len()
-                    + u.phone.as_ref().map_or(0, String::capacity)
-                    + m.committee.as_ref().map_or(0, String::capacity)
-                    + role
-                    + children
-                    + d.choices
-                        .as_ref()
-                        .map_or(0, |_| std::mem::size_of::<PrivacyChoices>())
-            })
-            .sum()
+        // Each map slot: key, value and a control byte, at a load factor of ~7/8.
+        let slot = (std::mem::size_of::<(Uuid, Document)>() + 1) * 8 / 7;
+        self.documents.values().map(|d| slot + d.heap_bytes()).sum()
     }
 }
 
@@ -551,7 +603,7 @@ impl SearchIndexes {
                 .unwrap_or_default()
         };
         let source = self.directory.index_source(org).await?;
-        let built = build_off_the_executor(source).await?;
+        let built = build_off_the_executor(org, source).await?;
         let bytes = (built.index_bytes(), built.document_bytes());
         let search = Arc::new(RwLock::new(built));
         let mut inner = self.lock();
@@ -595,7 +647,9 @@ impl SearchIndexes {
     /// The database's failure.
     pub async fn fresh(&self, org: OrgId) -> Result<SharedSearch, tenancy::ports::StorageFailure> {
         let source = self.directory.index_source(org).await?;
-        Ok(Arc::new(RwLock::new(build_off_the_executor(source).await?)))
+        Ok(Arc::new(RwLock::new(
+            build_off_the_executor(org, source).await?,
+        )))
     }
 
     /// How many orgs have a search kept, and the estimated bytes of their indexes and
@@ -620,9 +674,10 @@ impl SearchIndexes {
 /// [`OrgSearch::build`] on the blocking pool: ~150 ms of CPU for 20,000 members would
 /// otherwise stall every request of the worker thread.
 async fn build_off_the_executor(
+    org: OrgId,
     source: IndexSource,
 ) -> Result<OrgSearch, tenancy::ports::StorageFailure> {
-    tokio::task::spawn_blocking(move || OrgSearch::build(source))
+    tokio::task::spawn_blocking(move || OrgSearch::build(org, source))
         .await
         .map_err(|e| tenancy::ports::StorageFailure(Box::new(e)))
 }
@@ -643,5 +698,113 @@ pub const fn status_name(status: tenancy::MembershipStatus) -> &'static str {
         tenancy::MembershipStatus::Active => "active",
         tenancy::MembershipStatus::Invited => "invited",
         tenancy::MembershipStatus::Suspended => "suspended",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use permissions::BuiltinRole;
+    use tenancy::privacy::Choice;
+
+    fn row(org: OrgId, first: &str, last: &str, email: &str) -> MemberRow {
+        let now = persistence::now_micros();
+        let user = User {
+            id: UserId::new(),
+            email: Email::parse(email).expect("email"),
+            first_name: PersonName::parse(first).expect("name"),
+            last_name: PersonName::parse(last).expect("name"),
+            status: UserStatus::Active,
+            created_at: now,
+            phone: Some("+1 555 0100".to_owned()),
+            last_active_at: Some(now),
+        };
+        let membership = Membership {
+            org_id: org,
+            user_id: user.id,
+            role: RoleAssignment::Builtin {
+                role: BuiltinRole::Volunteer,
+            },
+            status: MembershipStatus::Active,
+            committee: Some("Garden".to_owned()),
+            children: vec![Child {
+                name: "Ivy".to_owned(),
+                grade: Some("2".to_owned()),
+            }],
+            role_ends_at: None,
+            version: 3,
+            joined_at: now,
+            last_active_at: None,
+            details_confirmed_at: Some(now),
+        };
+        (user, membership)
+    }
+
+    fn ids_of(page: &MemberPage) -> Vec<Uuid> {
+        page.rows.iter().map(|(u, _)| u.id.as_uuid()).collect()
+    }
+
+    #[test]
+    fn pages_give_back_the_rows_as_read_and_leave_unlisted_members_to_the_record() {
+        let org = OrgId::new();
+        let ada = row(org, "Ada", "Lovelace", "ada@example.org");
+        let rosa = row(org, "Rosa", "Quintero", "rosa@example.org");
+        let unlisted = PrivacyChoices {
+            listing: Some(Choice::Hidden),
+            ..PrivacyChoices::default()
+        };
+        let search = OrgSearch::build(
+            org,
+            IndexSource {
+                rows: vec![ada.clone(), rosa.clone()],
+                privacy: vec![(rosa.0.id, unlisted.clone())],
+                policy: DirectoryPolicy::default(),
+            },
+        );
+        let both = [ada.0.id.as_uuid(), rosa.0.id.as_uuid()];
+        let record = search.page(Audience::Record, &both, true);
+        assert_eq!(record.rows, vec![ada.clone(), rosa.clone()]);
+        assert!(record.more);
+        assert_eq!(record.privacy, vec![(rosa.0.id, unlisted)]);
+        let directory = search.page(Audience::Directory, &both, false);
+        assert_eq!(ids_of(&directory), vec![ada.0.id.as_uuid()]);
+        assert!(search.document_bytes() > 0 && search.index_bytes() > 0);
+    }
+
+    #[test]
+    fn a_member_is_replaced_and_removed_in_place() {
+        let org = OrgId::new();
+        let ada = row(org, "Ada", "Lovelace", "ada@example.org");
+        let mut search = OrgSearch::build(
+            org,
+            IndexSource {
+                rows: vec![ada.clone()],
+                privacy: Vec::new(),
+                policy: DirectoryPolicy::default(),
+            },
+        );
+        let found = |s: &OrgSearch, q: &str| -> Vec<Uuid> {
+            let hits = s
+                .index()
+                .search(&member_search::SearchRequest::new(q))
+                .expect("search")
+                .hits;
+            hits.iter().map(|h| h.id).collect()
+        };
+        let id = ada.0.id.as_uuid();
+        assert_eq!(found(&search, "Lovelace"), vec![id]);
+        let mut renamed = ada.clone();
+        renamed.0.last_name = PersonName::parse("Byron").expect("name");
+        renamed.1.version = 4;
+        search.upsert(renamed.clone(), None);
+        assert_eq!(found(&search, "Byron"), vec![id]);
+        assert!(found(&search, "Lovelace").is_empty());
+        assert_eq!(
+            search.page(Audience::Record, &[id], false).rows,
+            vec![renamed]
+        );
+        search.remove(id);
+        assert!(found(&search, "Byron").is_empty());
+        assert!(search.page(Audience::Record, &[id], false).rows.is_empty());
     }
 }
