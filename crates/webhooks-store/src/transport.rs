@@ -64,6 +64,7 @@ pub struct HttpTransport {
     timeout: Duration,
     tls: TlsConnector,
     user_agent: String,
+    hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 impl std::fmt::Debug for HttpTransport {
@@ -96,7 +97,17 @@ impl HttpTransport {
             timeout,
             tls: TlsConnector::from(Arc::new(config)),
             user_agent: format!("PTO-Connect-Webhooks/{}", env!("CARGO_PKG_VERSION")),
+            hosts: Vec::new(),
         })
+    }
+
+    /// Fixed host entries consulted before DNS (as `/etc/hosts` would be): what a name
+    /// resolves to at delivery time, for tests of the address check. The addresses are
+    /// checked like any resolved address.
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: Vec<(String, std::net::IpAddr)>) -> Self {
+        self.hosts = hosts;
+        self
     }
 
     /// The addresses `host:port` resolves to, all of them checked; the first to connect to.
@@ -104,10 +115,22 @@ impl HttpTransport {
         let addrs: Vec<SocketAddr> = match host {
             url::Host::Ipv4(ip) => vec![SocketAddr::new((*ip).into(), port)],
             url::Host::Ipv6(ip) => vec![SocketAddr::new((*ip).into(), port)],
-            url::Host::Domain(d) => tokio::net::lookup_host((*d, port))
-                .await
-                .map_err(|e| SendError::Resolve(e.to_string()))?
-                .collect(),
+            url::Host::Domain(d) => {
+                let fixed: Vec<SocketAddr> = self
+                    .hosts
+                    .iter()
+                    .filter(|(name, _)| name.eq_ignore_ascii_case(d))
+                    .map(|(_, ip)| SocketAddr::new(*ip, port))
+                    .collect();
+                if fixed.is_empty() {
+                    tokio::net::lookup_host((*d, port))
+                        .await
+                        .map_err(|e| SendError::Resolve(e.to_string()))?
+                        .collect()
+                } else {
+                    fixed
+                }
+            }
         };
         // One non-public address among them refuses the whole name: a receiver does
         // not need one, an attacker mixing answers does.
@@ -280,6 +303,29 @@ mod tests {
         ] {
             let e = t.send(url, &headers(), Bytes::new()).await.expect_err(url);
             assert!(matches!(e, SendError::Refused(_)), "{url}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_a_private_address_is_refused_at_delivery() {
+        // Registered as a public name; by delivery time it points inside (rebinding).
+        let t = HttpTransport::new(AddressPolicy::default(), Duration::from_secs(5))
+            .expect("client")
+            .with_hosts(vec![
+                ("rebind.example".into(), "10.0.0.7".parse().expect("ip")),
+                ("mixed.example".into(), "93.184.216.34".parse().expect("ip")),
+                (
+                    "mixed.example".into(),
+                    "169.254.169.254".parse().expect("ip"),
+                ),
+            ]);
+        for url in ["https://rebind.example/x", "https://mixed.example/x"] {
+            assert!(webhooks::EndpointUrl::parse(url, AddressPolicy::default()).is_ok());
+            let e = t.send(url, &headers(), Bytes::new()).await.expect_err(url);
+            assert!(
+                matches!(e, SendError::Refused(webhooks::AddressError::NotPublic(_))),
+                "{url}: {e}"
+            );
         }
     }
 

@@ -50,6 +50,7 @@ webhook_tests!(
     a_410_disables_the_endpoint,
     a_receiver_down_then_up_gets_the_event_once,
     ping_and_redelivery_send_the_same_message_again,
+    two_workers_send_each_event_once_and_a_rebound_name_is_refused,
 );
 
 /// The app with loopback receivers allowed (tests only; production refuses them).
@@ -784,4 +785,80 @@ async fn ping_and_redelivery_send_the_same_message_again(ctx: TestContext) {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+async fn two_workers_send_each_event_once_and_a_rebound_name_is_refused(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin) = org(&app, "two").await;
+    let receiver = Receiver::start(200).await;
+    let hooks = format!("/api/v2/orgs/{org}/webhooks");
+    create(
+        &app,
+        &hooks,
+        Some(&admin),
+        json!({"url": receiver.url(), "events": ["member.joined"]}),
+    )
+    .await;
+    // Registered as a public name; at delivery it resolves to a private address.
+    let (rebound, _) = create(
+        &app,
+        &hooks,
+        Some(&admin),
+        json!({"url": "https://rebind.example/hook", "events": ["member.joined"]}),
+    )
+    .await;
+    for n in 0..5 {
+        member_of(&app, &admin, &org, &format!("m{n}.two@hooks.test")).await;
+    }
+    let worker = || {
+        let transport = webhooks_store::transport::HttpTransport::new(
+            ctx.state.webhook_policy,
+            std::time::Duration::from_secs(10),
+        )
+        .expect("client")
+        .with_hosts(vec![(
+            "rebind.example".into(),
+            "10.0.0.7".parse().expect("ip"),
+        )]);
+        webhooks_store::worker::WebhookWorker::new(
+            ctx.state.webhooks.clone(),
+            audit_store::SeaOrmAuditLog::new(ctx.state.db.clone()),
+            Arc::new(transport),
+            webhooks_store::worker::WorkerSettings {
+                batch: 2,
+                ..Default::default()
+            },
+        )
+    };
+    let (a, b) = (worker(), worker());
+    let (pa, pb) = tokio::join!(a.drain(), b.drain());
+    let (pa, pb) = (pa.expect("a drains"), pb.expect("b drains"));
+    assert_eq!(pa.queued + pb.queued, 10, "{pa:?} {pb:?}");
+    assert_eq!(pa.delivered + pb.delivered, 5, "{pa:?} {pb:?}");
+    assert_eq!(pa.retried + pb.retried, 5, "{pa:?} {pb:?}");
+    let got = receiver.received();
+    let ids: std::collections::BTreeSet<&str> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].as_str())
+        .collect();
+    assert_eq!((got.len(), ids.len()), (5, 5), "each event once");
+    let (_, deliveries) = send(
+        &app,
+        Method::GET,
+        &format!("{rebound}/deliveries"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let items = deliveries["data"].as_array().expect("items");
+    assert_eq!(items.len(), 5, "{deliveries}");
+    for d in items {
+        assert_eq!(d["status"], "pending", "{d}");
+        assert!(
+            d["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not a public address")),
+            "{d}"
+        );
+    }
 }
