@@ -109,6 +109,56 @@ fn verify(secret: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> bool
     })
 }
 
+/// Verifies `messages` with the `standardwebhooks` package from PyPI (a second,
+/// independent implementation: `verify_webhooks.py`). Skipped with a note when Python or
+/// the package is missing, except under `CI=true` (`.ci/run` installs it).
+fn standardwebhooks_verifies(messages: Value) {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import standardwebhooks"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            !ci,
+            "the standardwebhooks package must be installed under CI=true"
+        );
+        eprintln!("note: python3 -m pip install standardwebhooks to check the messages with it");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/verify_webhooks.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(json!({ "messages": messages }).to_string().as_bytes())
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("python3 ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("ok "),
+        "standardwebhooks refused: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn case(msg: &Received, secrets: &[&str], not_secrets: &[&str]) -> Value {
+    json!({
+        "headers": msg.headers,
+        "body": String::from_utf8(msg.body.clone()).expect("a UTF-8 body"),
+        "secrets": secrets,
+        "not_secrets": not_secrets,
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // A receiver: a minimal HTTP/1.1 server answering every request with `status`.
 
@@ -545,6 +595,12 @@ async fn a_change_delivers_a_signed_event_verified_independently_also_during_rot
     assert!(verify(&first_secret, &msg.headers, &msg.body));
     assert!(verify(&second_secret, &msg.headers, &msg.body));
     assert_ne!(got[0].headers["webhook-id"], got[1].headers["webhook-id"]);
+    // The same messages through the `standardwebhooks` package: before the rotation
+    // only the first secret verifies; during it, both.
+    standardwebhooks_verifies(json!([
+        case(&got[0], &[&first_secret], &[&second_secret]),
+        case(&got[1], &[&first_secret, &second_secret], &[]),
+    ]));
 }
 
 async fn a_410_disables_the_endpoint(ctx: TestContext) {
