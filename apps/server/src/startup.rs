@@ -519,6 +519,35 @@ pub fn webhook_worker(
     )
 }
 
+/// Starts this instance's webhook worker (several instances share the deliveries) and,
+/// every 10 minutes, the purge of deliveries finished more than [`WEBHOOK_RETENTION`]
+/// ago.
+fn spawn_webhook_worker(state: &web::Data<AppState>) {
+    webhook_worker(state, webhooks_store::worker::WorkerSettings::default())
+        .spawn(state.webhook_wake.clone(), WEBHOOK_POLL);
+    let store = state.webhooks.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let before = time::OffsetDateTime::now_utc() - WEBHOOK_RETENTION;
+            loop {
+                match store.purge_finished(before).await {
+                    Ok(0) => break,
+                    Ok(n) => tracing::info!(purged = n, "webhooks: finished deliveries purged"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhooks: purging finished deliveries failed");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// How long delivered and failed webhook deliveries (and their attempts) are kept.
+const WEBHOOK_RETENTION: time::Duration = time::Duration::days(30);
+
 /// Webhook secrets sealed at rest (XChaCha20-Poly1305 under a key derived from the
 /// signing key for this purpose; the endpoint id as associated data).
 struct WebhookSeal(credentials::TotpKey);
@@ -656,8 +685,7 @@ impl Application {
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
         spawn_mail_worker(&state, &settings)?;
-        webhook_worker(&state, webhooks_store::worker::WorkerSettings::default())
-            .spawn(state.webhook_wake.clone(), WEBHOOK_POLL);
+        spawn_webhook_worker(&state);
         crate::cache_warming::spawn(
             state.db.clone(),
             state.authz.clone(),

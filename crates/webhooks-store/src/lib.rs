@@ -808,6 +808,52 @@ impl SeaOrmWebhooks {
         Ok(())
     }
 
+    /// Deletes delivered and failed deliveries queued before `before`, with their
+    /// attempts (at most 1,000 per call, so no statement runs long); how many.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn purge_finished(&self, before: OffsetDateTime) -> Result<u64, StoreFailure> {
+        let tx = self.db.begin_write().await?;
+        let backend = tx.get_database_backend();
+        let rows = tx
+            .query_all_raw(statement(
+                backend,
+                "SELECT org_id, id FROM webhook_deliveries \
+                 WHERE status IN ('delivered', 'failed') AND created_at < ? LIMIT 1000",
+                vec![before.into()],
+            ))
+            .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let ids = rows
+            .iter()
+            .map(|r| r.try_get::<Uuid>("", "id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let list = vec!["?"; ids.len()].join(", ");
+        let values: Vec<Value> = ids.iter().map(|id| Value::from(*id)).collect();
+        tx.execute_raw(statement(
+            backend,
+            &format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({list})"),
+            values.clone(),
+        ))
+        .await?;
+        let done = tx
+            .execute_raw(statement(
+                backend,
+                &format!(
+                    "DELETE FROM webhook_deliveries WHERE id IN ({list}) \
+                     AND status IN ('delivered', 'failed')"
+                ),
+                values,
+            ))
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
     /// Delivery `id` of endpoint `endpoint` of `org`, with its newest attempts.
     ///
     /// # Errors

@@ -96,6 +96,16 @@ fn claimed(row: &QueryResult) -> Result<Claimed, DbErr> {
     })
 }
 
+/// How an attempt left its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Delivered,
+    Retry,
+    Failed,
+    /// Recorded by no one here: the lease was lost, or the endpoint deleted.
+    LostLease,
+}
+
 struct Outcome {
     status: Option<u16>,
     latency_ms: u32,
@@ -168,9 +178,10 @@ impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
         }
         for done in outcomes {
             match done {
-                Ok(Ok(Verdict::Delivered)) => pass.delivered += 1,
-                Ok(Ok(Verdict::Retry)) => pass.retried += 1,
-                Ok(Ok(Verdict::Gone)) => pass.failed += 1,
+                Ok(Ok(Settled::Delivered)) => pass.delivered += 1,
+                Ok(Ok(Settled::Retry)) => pass.retried += 1,
+                Ok(Ok(Settled::Failed)) => pass.failed += 1,
+                Ok(Ok(Settled::LostLease)) => {}
                 Ok(Err(e)) => return Err(e),
                 Err(e) => return Err(StoreFailure(Box::new(e))),
             }
@@ -256,7 +267,7 @@ struct Shallow {
 }
 
 impl Shallow {
-    async fn deliver(&self, c: Claimed) -> Result<Verdict, StoreFailure> {
+    async fn deliver(&self, c: Claimed) -> Result<Settled, StoreFailure> {
         let conn = self.store.db.primary();
         let row = conn
             .query_one_raw(statement(
@@ -268,7 +279,7 @@ impl Shallow {
             .await?;
         let Some(row) = row else {
             // Deleted meanwhile: its deliveries went with it.
-            return Ok(Verdict::Gone);
+            return Ok(Settled::LostLease);
         };
         let url: String = row.try_get("", "url")?;
         let secret: String = row.try_get("", "secret")?;
@@ -298,12 +309,11 @@ impl Shallow {
             },
         };
         let v = verdict(outcome.status);
-        self.record(&c, v, &outcome).await?;
-        Ok(v)
+        self.record(&c, v, &outcome).await
     }
 
     /// Records an attempt and its consequence, if this worker still holds the lease.
-    async fn record(&self, c: &Claimed, v: Verdict, o: &Outcome) -> Result<(), StoreFailure> {
+    async fn record(&self, c: &Claimed, v: Verdict, o: &Outcome) -> Result<Settled, StoreFailure> {
         let tx = self.store.db.begin_for_org(c.org).await?;
         let backend = tx.get_database_backend();
         let (status, due) = match v {
@@ -345,7 +355,7 @@ impl Shallow {
         if done.rows_affected() == 0 {
             // The lease ran out and another worker took it: its attempt counts.
             tx.rollback().await?;
-            return Ok(());
+            return Ok(Settled::LostLease);
         }
         tx.execute_raw(statement(
             backend,
@@ -380,18 +390,24 @@ impl Shallow {
             self.disable(&tx, c).await?;
         }
         tx.commit().await?;
-        match v {
-            Verdict::Delivered => {
+        Ok(match (v, status) {
+            (Verdict::Delivered, _) => {
                 tracing::debug!(delivery = %c.id, endpoint = %c.endpoint, "webhook delivered");
+                Settled::Delivered
             }
-            Verdict::Gone => {
+            (Verdict::Gone, _) => {
                 tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, "webhook receiver answered 410 Gone: endpoint disabled");
+                Settled::Failed
             }
-            Verdict::Retry => {
-                tracing::info!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, status, error = ?o.error, "webhook attempt failed");
+            (Verdict::Retry, "pending") => {
+                tracing::info!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook attempt failed; will retry");
+                Settled::Retry
             }
-        }
-        Ok(())
+            (Verdict::Retry, _) => {
+                tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook delivery failed: no attempt left");
+                Settled::Failed
+            }
+        })
     }
 
     /// Disables the endpoint (410 Gone), audited as the system's change.

@@ -51,6 +51,7 @@ webhook_tests!(
     a_receiver_down_then_up_gets_the_event_once,
     ping_and_redelivery_send_the_same_message_again,
     two_workers_send_each_event_once_and_a_rebound_name_is_refused,
+    after_the_last_attempt_a_delivery_has_failed_and_is_purged_later,
 );
 
 /// The app with loopback receivers allowed (tests only; production refuses them).
@@ -808,7 +809,7 @@ async fn ping_and_redelivery_send_the_same_message_again(ctx: TestContext) {
     )
     .await;
     let pass = drain(&ctx).await;
-    assert_eq!(pass.claimed, 1, "{pass:?}");
+    assert_eq!((pass.claimed, pass.failed), (1, 1), "{pass:?}");
     let (_, deliveries) = send(
         &app,
         Method::GET,
@@ -917,4 +918,62 @@ async fn two_workers_send_each_event_once_and_a_rebound_name_is_refused(ctx: Tes
             "{d}"
         );
     }
+}
+
+async fn after_the_last_attempt_a_delivery_has_failed_and_is_purged_later(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (org, admin) = org(&app, "last").await;
+    let receiver = Receiver::start(503).await;
+    let (location, _) = create(
+        &app,
+        &format!("/api/v2/orgs/{org}/webhooks"),
+        Some(&admin),
+        json!({"url": receiver.url(), "events": ["member.joined"]}),
+    )
+    .await;
+    create(&app, &format!("{location}/ping"), Some(&admin), json!({})).await;
+    let mut failed = 0;
+    for _ in 0..webhooks::MAX_ATTEMPTS {
+        let pass = drain(&ctx).await;
+        assert_eq!(pass.claimed, 1, "{pass:?}");
+        failed += pass.failed;
+        make_retries_due(&ctx).await;
+    }
+    assert_eq!(failed, 1);
+    assert_eq!(drain(&ctx).await.claimed, 0, "no attempt after the last");
+    assert_eq!(receiver.received().len(), webhooks::MAX_ATTEMPTS as usize);
+    let (_, deliveries) = send(
+        &app,
+        Method::GET,
+        &format!("{location}/deliveries"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let d = &deliveries["data"][0];
+    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(d["attempts"], webhooks::MAX_ATTEMPTS);
+    assert_eq!(d["last_status_code"], 503);
+    assert!(d["next_attempt_at"].is_null());
+    assert_eq!(
+        d["attempt_log"].as_array().map(Vec::len),
+        Some(webhooks::MAX_ATTEMPTS as usize)
+    );
+    // Finished deliveries go after the retention period (here: anything before now).
+    let purged = ctx
+        .state
+        .webhooks
+        .purge_finished(time::OffsetDateTime::now_utc() + time::Duration::seconds(1))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1);
+    let (_, deliveries) = send(
+        &app,
+        Method::GET,
+        &format!("{location}/deliveries"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(deliveries["meta"]["pagination"]["total"], 0, "{deliveries}");
 }
