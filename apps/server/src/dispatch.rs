@@ -360,6 +360,28 @@ mod tests {
     }
 
     #[test]
+    fn org_changes_and_webhook_changes_wake_the_webhook_worker_sign_ins_do_not() {
+        let org = Uuid::now_v7();
+        let user = Uuid::now_v7();
+        assert!(wakes_webhooks(&sealed(
+            TenantScope::org(org),
+            EventType::MemberJoin,
+            user
+        )));
+        // Unpublished, but it queued a message.
+        assert!(wakes_webhooks(&sealed(
+            TenantScope::org(org),
+            EventType::WebhookPing,
+            user
+        )));
+        assert!(!wakes_webhooks(&sealed(
+            TenantScope::PLATFORM,
+            EventType::AuthSignIn,
+            user
+        )));
+    }
+
+    #[test]
     fn a_bulk_change_retires_its_org_once_and_absorbs_members() {
         let org = Uuid::now_v7();
         let events: Vec<AuditEvent> = (0..40)
