@@ -33,6 +33,7 @@ mod m20261206_000120_member_retention;
 mod m20261206_000130_children_data_and_confirmation;
 mod m20261206_000140_idempotency_keys;
 mod m20261206_000170_notifications;
+mod m20261206_000180_webhooks;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
@@ -43,6 +44,7 @@ pub use m20261206_000090_audit_personal_data::AUDIT_KEY_TABLES;
 pub use m20261206_000110_personal_data_exports::PERSONAL_EXPORT_TABLES;
 pub use m20261206_000120_member_retention::MEMBER_RETENTION_TABLES;
 pub use m20261206_000170_notifications::NOTIFICATION_TABLES;
+pub use m20261206_000180_webhooks::WEBHOOK_TABLES;
 
 /// The ordered list of all migrations.
 pub struct Migrator;
@@ -75,6 +77,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000130_children_data_and_confirmation::Migration),
             Box::new(m20261206_000140_idempotency_keys::Migration),
             Box::new(m20261206_000170_notifications::Migration),
+            Box::new(m20261206_000180_webhooks::Migration),
         ]
     }
 }

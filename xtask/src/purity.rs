@@ -16,6 +16,7 @@ pub const DOMAIN_CRATES: &[&str] = &[
     "audit",
     "districts",
     "notifications",
+    "webhooks",
     "member-search",
 ];
 

@@ -97,6 +97,12 @@ pub struct Settings {
     /// How many days an invitation (adding someone to an org) stays open
     /// (`INVITATION_TTL_DAYS`, default 14).
     pub invitation_ttl_days: u16,
+    /// Whether webhook endpoints may be loopback receivers (`127.0.0.0/8`, `::1`,
+    /// `localhost`, also over plain `http`) (`WEBHOOK_ALLOW_LOOPBACK`, default false:
+    /// production refuses every address that is not public). For tests and development.
+    pub webhook_allow_loopback: bool,
+    /// How long one webhook attempt may take (`WEBHOOK_TIMEOUT_MS`, default 10000).
+    pub webhook_timeout: Duration,
     /// Whether platform admins act as such only from sessions opened with a second
     /// factor (`PLATFORM_ADMIN_REQUIRE_2FA`, default false).
     pub platform_admin_second_factor: bool,
@@ -263,6 +269,8 @@ pub const KEYS: &[&str] = &[
     "STREAM_HEARTBEAT_MS",
     "INVITATION_TTL_DAYS",
     "PLATFORM_ADMIN_REQUIRE_2FA",
+    "WEBHOOK_ALLOW_LOOPBACK",
+    "WEBHOOK_TIMEOUT_MS",
     "SHUTDOWN_TIMEOUT_SECS",
     "WORKERS",
     "RATE_LIMIT_ENABLED",
@@ -486,6 +494,19 @@ impl Settings {
             get("PLATFORM_ADMIN_REQUIRE_2FA"),
             false,
         );
+        let webhook_allow_loopback = parse_bool(
+            &mut errors,
+            "WEBHOOK_ALLOW_LOOPBACK",
+            get("WEBHOOK_ALLOW_LOOPBACK"),
+            false,
+        );
+        let webhook_timeout_ms: u64 = parse_num(
+            &mut errors,
+            "WEBHOOK_TIMEOUT_MS",
+            get("WEBHOOK_TIMEOUT_MS"),
+            10_000,
+            100..=60_000,
+        );
         let shutdown_secs: u64 = parse_num(
             &mut errors,
             "SHUTDOWN_TIMEOUT_SECS",
@@ -560,6 +581,8 @@ impl Settings {
             stream_heartbeat: Duration::from_millis(stream_heartbeat_ms),
             invitation_ttl_days,
             platform_admin_second_factor,
+            webhook_allow_loopback,
+            webhook_timeout: Duration::from_millis(webhook_timeout_ms),
             shutdown_timeout: Duration::from_secs(shutdown_secs),
             workers,
             rate_limit,

@@ -155,6 +155,15 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::SchoolDelete
         | EventType::SchoolMove
         | EventType::SchoolUpdate => Vec::new(),
+        // Webhook endpoints are read by the webhook worker from the database (it is
+        // woken for every committed org event, see `Dispatcher::committed`).
+        EventType::WebhookCreate
+        | EventType::WebhookDelete
+        | EventType::WebhookDisable
+        | EventType::WebhookPing
+        | EventType::WebhookRedeliver
+        | EventType::WebhookSecretRotate
+        | EventType::WebhookUpdate => Vec::new(),
     }
 }
 
@@ -209,12 +218,14 @@ pub struct Dispatcher {
     auth: Arc<AuthService>,
     orgs: tenancy_store::SeaOrmOrgRepository,
     mail_wake: Arc<tokio::sync::Notify>,
+    webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Dispatcher {
     /// A dispatcher over the app's caches and its live events; `orgs` finds a user's
-    /// orgs; `mail_wake` wakes the mail worker.
+    /// orgs; `mail_wake` wakes the mail worker, `webhook_wake` the webhook worker.
     #[must_use]
+    #[allow(clippy::too_many_arguments, reason = "the composition root's one call")]
     pub fn new(
         events: crate::event_hub::EventHub,
         authz: Arc<Authz>,
@@ -223,6 +234,7 @@ impl Dispatcher {
         auth: Arc<AuthService>,
         orgs: tenancy_store::SeaOrmOrgRepository,
         mail_wake: Arc<tokio::sync::Notify>,
+        webhook_wake: Arc<tokio::sync::Notify>,
     ) -> Self {
         Self {
             events,
@@ -232,6 +244,7 @@ impl Dispatcher {
             auth,
             orgs,
             mail_wake,
+            webhook_wake,
         }
     }
 
@@ -324,8 +337,22 @@ impl AfterCommit for Dispatcher {
             // Caches first: a stream's client reacting to an event reads fresh state.
             self.apply(plan(events)).await;
             self.events.committed(events).await;
+            // Webhooks read the committed record themselves (at least once even if this
+            // wake is lost): wake this instance's worker for an org's published event
+            // or a webhook change (a ping, a redelivery).
+            if events.iter().any(wakes_webhooks) {
+                self.webhook_wake.notify_one();
+            }
         })
     }
+}
+
+/// Whether a committed event may have queued webhook deliveries: an org's published
+/// change event, or a webhook change (a ping, a redelivery, an endpoint enabled).
+fn wakes_webhooks(event: &AuditEvent) -> bool {
+    event.body.scope.org_id.is_some()
+        && EventType::of(&event.body.action)
+            .is_some_and(|t| t.publication().is_some() || t.as_str().starts_with("webhook."))
 }
 
 #[cfg(test)]
@@ -346,6 +373,28 @@ mod tests {
             (None, None),
         );
         audit::seal(new, None).expect("seal")
+    }
+
+    #[test]
+    fn org_changes_and_webhook_changes_wake_the_webhook_worker_sign_ins_do_not() {
+        let org = Uuid::now_v7();
+        let user = Uuid::now_v7();
+        assert!(wakes_webhooks(&sealed(
+            TenantScope::org(org),
+            EventType::MemberJoin,
+            user
+        )));
+        // Unpublished, but it queued a message.
+        assert!(wakes_webhooks(&sealed(
+            TenantScope::org(org),
+            EventType::WebhookPing,
+            user
+        )));
+        assert!(!wakes_webhooks(&sealed(
+            TenantScope::PLATFORM,
+            EventType::AuthSignIn,
+            user
+        )));
     }
 
     #[test]

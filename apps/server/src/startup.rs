@@ -50,6 +50,9 @@ pub enum StartupError {
     /// The mail transport could not be configured.
     #[error("mail: {0}")]
     Mail(String),
+    /// The webhook client could not be configured.
+    #[error("webhooks: {0}")]
+    Webhooks(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -198,6 +201,10 @@ pub async fn build_state(
     )));
     let confirmations = credentials::ConfirmationKey::derive(&signing_key);
     let totp_key = credentials::TotpKey::derive(&signing_key);
+    let webhook_seal = WebhookSeal(credentials::TotpKey::derive_for(
+        &signing_key,
+        "ptoc webhook secrets v1",
+    ));
     let auth = AuthService::new(
         TokenIssuer::new(Arc::new(signing_key)),
         SeaOrmSessionRepository::new(db.clone()).with_notices(notices.clone()),
@@ -230,6 +237,14 @@ pub async fn build_state(
     // The one place committed changes become invalidations (every store's `WriteTx`
     // hands its events here after commit).
     let mail_wake = Arc::new(tokio::sync::Notify::new());
+    let webhook_wake = Arc::new(tokio::sync::Notify::new());
+    let webhook_policy = webhooks::AddressPolicy {
+        allow_loopback: settings.webhook_allow_loopback,
+    };
+    let webhook_transport: Arc<dyn webhooks_store::transport::Transport> = Arc::new(
+        webhooks_store::transport::HttpTransport::new(webhook_policy, settings.webhook_timeout)
+            .map_err(|e| StartupError::Webhooks(e.to_string()))?,
+    );
     let search_indexes = crate::search_index::SearchIndexes::new(
         tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
         bus.clone(),
@@ -245,6 +260,7 @@ pub async fn build_state(
         auth.clone(),
         orgs.clone(),
         mail_wake.clone(),
+        webhook_wake.clone(),
     )));
     Ok(web::Data::new(AppState {
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
@@ -266,6 +282,10 @@ pub async fn build_state(
         audit_archive_dir: settings.data_dir.join("audit-archive"),
         mail_urls: settings.mail.public_urls.clone(),
         mail_wake,
+        webhooks: webhooks_store::SeaOrmWebhooks::new(db.clone(), Arc::new(webhook_seal)),
+        webhook_policy,
+        webhook_transport,
+        webhook_wake,
         mail_files: settings
             .mail
             .smtp
@@ -480,6 +500,68 @@ fn spawn_job_worker(state: &web::Data<AppState>) {
     worker.spawn(state.job_wake.clone(), Duration::from_secs(5));
 }
 
+/// How often the webhook worker looks for events committed by other instances and for
+/// retries that came due (changes committed here wake it at once via `webhook_wake`).
+const WEBHOOK_POLL: Duration = Duration::from_secs(2);
+
+/// This instance's webhook worker (several instances share the deliveries); tests drive
+/// one with `run_once` / `drain`.
+#[must_use]
+pub fn webhook_worker(
+    state: &web::Data<AppState>,
+    settings: webhooks_store::worker::WorkerSettings,
+) -> webhooks_store::worker::WebhookWorker<audit_store::SeaOrmAuditLog> {
+    webhooks_store::worker::WebhookWorker::new(
+        state.webhooks.clone(),
+        audit_store::SeaOrmAuditLog::new(state.db.clone()),
+        state.webhook_transport.clone(),
+        settings,
+    )
+}
+
+/// Starts this instance's webhook worker (several instances share the deliveries) and,
+/// every 10 minutes, the purge of deliveries finished more than [`WEBHOOK_RETENTION`]
+/// ago.
+fn spawn_webhook_worker(state: &web::Data<AppState>) {
+    webhook_worker(state, webhooks_store::worker::WorkerSettings::default())
+        .spawn(state.webhook_wake.clone(), WEBHOOK_POLL);
+    let store = state.webhooks.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let before = time::OffsetDateTime::now_utc() - WEBHOOK_RETENTION;
+            loop {
+                match store.purge_finished(before).await {
+                    Ok(0) => break,
+                    Ok(n) => tracing::info!(purged = n, "webhooks: finished deliveries purged"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhooks: purging finished deliveries failed");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// How long delivered and failed webhook deliveries (and their attempts) are kept.
+const WEBHOOK_RETENTION: time::Duration = time::Duration::days(30);
+
+/// Webhook secrets sealed at rest (XChaCha20-Poly1305 under a key derived from the
+/// signing key for this purpose; the endpoint id as associated data).
+struct WebhookSeal(credentials::TotpKey);
+
+impl webhooks_store::SecretSeal for WebhookSeal {
+    fn seal(&self, owner: &[u8], secret: &[u8]) -> Result<String, webhooks_store::BoxError> {
+        self.0.seal(owner, secret).map_err(Into::into)
+    }
+
+    fn open(&self, owner: &[u8], sealed: &str) -> Result<Vec<u8>, webhooks_store::BoxError> {
+        self.0.open(owner, sealed).map_err(Into::into)
+    }
+}
+
 /// How often the mail worker looks for messages committed by other instances and for
 /// retries that came due (messages committed here wake it at once via `mail_wake`).
 const MAIL_POLL: Duration = Duration::from_secs(2);
@@ -603,6 +685,7 @@ impl Application {
         spawn_job_worker(&state);
         spawn_job_sweeper(state.clone());
         spawn_mail_worker(&state, &settings)?;
+        spawn_webhook_worker(&state);
         crate::cache_warming::spawn(
             state.db.clone(),
             state.authz.clone(),

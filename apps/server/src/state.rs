@@ -93,6 +93,14 @@ pub struct AppState {
     /// Wakes this instance's mail worker (`notify_one` after committing messages);
     /// without it they go within the worker's poll interval.
     pub mail_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Webhook endpoints, deliveries and attempts.
+    pub webhooks: webhooks_store::SeaOrmWebhooks,
+    /// Which receivers webhook endpoints may have (`WEBHOOK_ALLOW_LOOPBACK`).
+    pub webhook_policy: webhooks::AddressPolicy,
+    /// Sends webhook messages (`WEBHOOK_TIMEOUT_MS`).
+    pub webhook_transport: std::sync::Arc<dyn webhooks_store::transport::Transport>,
+    /// Wakes this instance's webhook worker (the dispatcher, after an org's change).
+    pub webhook_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Where messages are written as `.eml` files when there is no SMTP server (the
     /// embedded default); an erasure removes the person's files there.
     pub mail_files: Option<std::path::PathBuf>,

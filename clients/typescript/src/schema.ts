@@ -2503,6 +2503,156 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/orgs/{org_id}/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The org's webhook endpoints (never their secrets)
+         * @description In id (creation) order, paginated (`limit`, `cursor`); `meta.pagination.total` counts them all.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        get: operations["list_webhooks"];
+        put?: never;
+        /**
+         * Register a webhook endpoint (its secret is shown only in this response)
+         * @description `url` must be `https` and its host a public address (private, loopback, link-local, CGNAT, unique-local and multicast addresses are refused with 422, and checked again on every delivery against what the name resolves to then); `events` names change-event types of the catalog (`GET …/events`; 422 for an unknown one). The endpoint receives the events committed after it was created. Audited `webhook.create`. Messages are `POST`ed as JSON `{type, timestamp, data}` (`data`: the change event as `GET …/events` shows it) with the Standard Webhooks headers `webhook-id` (the same on every attempt of a message: de-duplicate by it), `webhook-timestamp` and `webhook-signature` (`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` under the secret's base64-decoded bytes after `whsec_`; during a rotation two space-separated signatures). A 2xx answer within 10 s delivers it; `410 Gone` disables the endpoint; anything else is retried after 5 s, 5 min, 30 min, 2 h, 5 h and 10 h six times (about 3 days), then the delivery has failed.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/webhooks/{webhook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One webhook endpoint (never its secret)
+         * @description Carries an `ETag` with its version.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        get: operations["get_webhook"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a webhook endpoint and its deliveries
+         * @description Answers 204; 404 for an unknown endpoint. Audited `webhook.delete`.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook endpoint's URL, event types or enabled state
+         * @description Fields left out stay. `enabled: true` re-enables an endpoint (one disabled by a `410 Gone` too): it receives the events committed from then on (redeliver older ones by hand). Send the `version` you read (or `If-Match`): without either 428 `PRECONDITION_REQUIRED`, a stale one 412 `VERSION_MISMATCH`. Audited `webhook.update`.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        patch: operations["update_webhook"];
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/webhooks/{webhook_id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replace a webhook endpoint's secret (the new one is shown only in this response)
+         * @description For 24 hours messages carry two signatures, the new secret's and the previous one's (`previous_secret_expires_at`), so the receiver can switch without losing a message. Audited `webhook.secret_rotate` (never a secret).
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        post: operations["rotate_webhook_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/webhooks/{webhook_id}/ping": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a test message to a webhook endpoint
+         * @description Queues a `webhook.ping` message (`data`: `{org_id, endpoint_id}`), signed and retried like any other, whatever the endpoint's event types; its delivery shows in `…/deliveries`. 409 when the endpoint is disabled. Audited `webhook.ping`.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        post: operations["ping_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/webhooks/{webhook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A webhook endpoint's deliveries, newest first, with their attempts
+         * @description One delivery per message (event) to this endpoint: its `status` (`pending`, `sending`, `delivered`, `failed`), `attempts`, when the next is due, the last answer's status code and latency, the last error, and its newest attempts (up to 20). Cursor-paginated, with `total`.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        get: operations["list_webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a delivery again now
+         * @description The same message (same `webhook-id` and body) is attempted again at once: a delivered or failed one once more, a pending one sooner. 409 when the endpoint is disabled. Audited `webhook.redeliver`. Answers the delivery.
+         *
+         *     Requires the `admin` role in the organization.
+         */
+        post: operations["redeliver_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2709,6 +2859,23 @@ export interface components {
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
             success: boolean;
+        };
+        /** @description One attempt of a delivery. */
+        AttemptView: {
+            /** @description When (RFC 3339). */
+            at: string;
+            /** @description What went wrong. */
+            error?: string | null;
+            /**
+             * Format: uint32
+             * @description How long it took, in milliseconds.
+             */
+            latency_ms: number;
+            /**
+             * Format: uint16
+             * @description The receiver's status code (`null`: no answer).
+             */
+            status_code?: number | null;
         };
         /** @description Who gets it: exactly one of `members`, `roles`, `committees`, `all`. */
         AudienceDto: {
@@ -3176,6 +3343,25 @@ export interface components {
             /** @description Name. */
             name: string;
         };
+        /**
+         * @description A new endpoint.
+         * @example {
+         *       "events": [
+         *         "member.added",
+         *         "member.removed"
+         *       ],
+         *       "url": "https://example.org/hooks/pto"
+         *     }
+         */
+        CreateWebhookBody: {
+            /**
+             * @description The change-event types it receives (1–100 names of the catalog, e.g.
+             *     `member.added`).
+             */
+            events: string[];
+            /** @description Where messages go: `https://…` (at most 2,048 characters). */
+            url: string;
+        };
         /** @description A created key, with its token (shown once). */
         CreatedKey: {
             /** @description The key. */
@@ -3190,6 +3376,25 @@ export interface components {
         CreatedKeyEnvelope: {
             /** @description The payload. */
             data: components["schemas"]["CreatedKey"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A created endpoint with its secret (shown once). */
+        CreatedWebhook: {
+            /**
+             * @description The signing secret, `whsec_<base64>`: verify messages with it. It cannot be
+             *     shown again (rotate it if lost).
+             */
+            secret: string;
+            /** @description The endpoint. */
+            webhook: components["schemas"]["WebhookView"];
+        };
+        /** @description A successful response. */
+        CreatedWebhookEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["CreatedWebhook"];
             /** @description Metadata. */
             meta: components["schemas"]["Meta"];
             /** @description Always `true`. */
@@ -3393,6 +3598,79 @@ export interface components {
         };
         /** @description How a channel delivers a kind. */
         DeliveryDto: "instant" | "daily_digest" | "off";
+        /** @description Path of one delivery. */
+        DeliveryPath: {
+            /**
+             * Format: uuid
+             * @description Delivery id.
+             */
+            delivery_id: string;
+            /**
+             * Format: uuid
+             * @description Org id.
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description Endpoint id.
+             */
+            webhook_id: string;
+        };
+        /** @description One message to the endpoint. */
+        DeliveryView: {
+            /** @description The newest attempts (up to 20), newest first. */
+            attempt_log: components["schemas"]["AttemptView"][];
+            /**
+             * Format: uint32
+             * @description Attempts so far.
+             */
+            attempts: number;
+            /** @description When it was queued (RFC 3339). */
+            created_at: string;
+            /** @description The event type (`webhook.ping` for a test). */
+            event_type: string;
+            /**
+             * Format: uuid
+             * @description Its id.
+             */
+            id: string;
+            /** @description The last error. */
+            last_error?: string | null;
+            /**
+             * Format: uint32
+             * @description The last attempt's latency in milliseconds.
+             */
+            last_latency_ms?: number | null;
+            /**
+             * Format: uint16
+             * @description The last answer's status code.
+             */
+            last_status_code?: number | null;
+            /** @description Its `webhook-id` header (the same on every attempt). */
+            message_id: string;
+            /** @description When the next attempt is due (RFC 3339; pending ones). */
+            next_attempt_at?: string | null;
+            /** @description `pending`, `sending`, `delivered` or `failed`. */
+            status: string;
+        };
+        /** @description A successful response. */
+        DeliveryViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["DeliveryView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        DeliveryViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["DeliveryView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description What to put in the printable directory. */
         DirectoryExportQuery: {
             /** @description Only members of this committee (case-insensitive). */
@@ -3793,7 +4071,7 @@ export interface components {
             org_id: string;
         };
         /** @description The catalog of change-event types (data in code: `audit::changes`). */
-        EventType: string & ("api_key.created" | "api_key.revoked" | "audit.archived" | "audit.retention_changed" | "data.exported" | "invitation.accepted" | "invitation.declined" | "invitation.resent" | "invitation.revoked" | "job.cancelled" | "member.added" | "member.erased" | "invitation.created" | "member.joined" | "member.left" | "member.removed" | "member.restored" | "member.role_changed" | "member.term_ended" | "member.updated" | "notification.sent" | "org.created" | "org.deleted" | "org.district_changed" | "org.moved" | "org.signup_code_rotated" | "org.updated" | "permission.granted" | "permission.inherited_settings_changed" | "permission.revoked" | "permission.settings_changed" | "role.created" | "role.deleted" | "role.updated" | "member.account_updated");
+        EventType: string & ("api_key.created" | "api_key.revoked" | "audit.archived" | "audit.retention_changed" | "data.exported" | "invitation.accepted" | "invitation.declined" | "invitation.resent" | "invitation.revoked" | "job.cancelled" | "member.added" | "member.erased" | "invitation.created" | "member.joined" | "member.left" | "member.removed" | "member.restored" | "member.role_changed" | "member.term_ended" | "member.updated" | "notification.sent" | "org.created" | "org.deleted" | "org.district_changed" | "org.moved" | "org.signup_code_rotated" | "org.updated" | "permission.granted" | "permission.inherited_settings_changed" | "permission.revoked" | "permission.settings_changed" | "role.created" | "role.deleted" | "role.updated" | "member.account_updated" | "webhook.created" | "webhook.deleted" | "webhook.disabled" | "webhook.secret_rotated" | "webhook.updated");
         /** @description Paging and filtering of the events. */
         EventsQuery: {
             /**
@@ -5072,6 +5350,25 @@ export interface components {
             /** @description Always `true`. */
             success: boolean;
         };
+        /** @description A queued test message. */
+        PingView: {
+            /**
+             * Format: uuid
+             * @description The delivery's id (see `…/deliveries`).
+             */
+            delivery_id: string;
+            /** @description Its `webhook-id` header. */
+            message_id: string;
+        };
+        /** @description A successful response. */
+        PingViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["PingView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
         /** @description An organization placed in a district or school. */
         PlacedOrgView: {
             /**
@@ -5579,6 +5876,22 @@ export interface components {
             name: string;
             /** @description The built-in rank it counts as. */
             rank: components["schemas"]["RoleDto"];
+        };
+        /** @description A rotated secret (shown once). */
+        RotatedSecret: {
+            /** @description The new signing secret, `whsec_<base64>` (not shown again). */
+            secret: string;
+            /** @description The endpoint. */
+            webhook: components["schemas"]["WebhookView"];
+        };
+        /** @description A successful response. */
+        RotatedSecretEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["RotatedSecret"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
         /** @description One problem with one field of a row. */
         RowIssue: {
@@ -6451,6 +6764,20 @@ export interface components {
              */
             version?: number | null;
         };
+        /** @description Changes to an endpoint (a field left out stays). */
+        UpdateWebhookBody: {
+            /** @description Enable or disable it. */
+            enabled?: boolean | null;
+            /** @description New event types. */
+            events?: string[] | null;
+            /** @description A new URL. */
+            url?: string | null;
+            /**
+             * Format: int64
+             * @description The version you read (or `If-Match`); required.
+             */
+            version?: number | null;
+        };
         /** @description A user as the API shows it. */
         UserView: {
             /** @description Creation time, RFC 3339. */
@@ -6534,6 +6861,64 @@ export interface components {
              * @description The version you read (or send `If-Match`); required.
              */
             version?: number | null;
+        };
+        /** @description Path of one endpoint. */
+        WebhookPath: {
+            /**
+             * Format: uuid
+             * @description Org id.
+             */
+            org_id: string;
+            /**
+             * Format: uuid
+             * @description Endpoint id.
+             */
+            webhook_id: string;
+        };
+        /** @description A webhook endpoint. */
+        WebhookView: {
+            /** @description Created (RFC 3339). */
+            created_at: string;
+            /** @description Why it is disabled: `gone` (its receiver answered 410) or `manual`. */
+            disabled_reason?: string | null;
+            /** @description Whether messages are sent. */
+            enabled: boolean;
+            /** @description The event types it receives. */
+            events: string[];
+            /**
+             * Format: uuid
+             * @description Its id.
+             */
+            id: string;
+            /** @description Until when the previous secret still signs too (RFC 3339), after a rotation. */
+            previous_secret_expires_at?: string | null;
+            /** @description Last changed (RFC 3339). */
+            updated_at: string;
+            /** @description Where messages go. */
+            url: string;
+            /**
+             * Format: int64
+             * @description Version.
+             */
+            version: number;
+        };
+        /** @description A successful response. */
+        WebhookViewEnvelope: {
+            /** @description The payload. */
+            data: components["schemas"]["WebhookView"];
+            /** @description Metadata. */
+            meta: components["schemas"]["Meta"];
+            /** @description Always `true`. */
+            success: boolean;
+        };
+        /** @description A page of a list, as documented: `data` an array, `meta.pagination` required. */
+        WebhookViewPage: {
+            /** @description The items of this page. */
+            data: components["schemas"]["WebhookView"][];
+            /** @description Metadata, with paging. */
+            meta: components["schemas"]["PageMeta"];
+            /** @description Always `true`. */
+            success: boolean;
         };
     };
     responses: never;
@@ -24646,6 +25031,1155 @@ export interface operations {
             };
             /** @description Error: VALIDATION_FAILED */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "created_at": "2026-09-01T15:30:00Z",
+                     *           "disabled_reason": "string",
+                     *           "enabled": true,
+                     *           "events": [
+                     *             "string"
+                     *           ],
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "previous_secret_expires_at": "2026-09-01T15:30:00Z",
+                     *           "updated_at": "2026-09-01T15:30:00Z",
+                     *           "url": "string",
+                     *           "version": 3
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookViewPage"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The answer holds a secret shown only once, so it is not kept: the same key within 24 hours after a success is 409 `CONFLICT` with the created resource's address in `details.location` (nothing is created again); with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "events": [
+                 *         "member.added",
+                 *         "member.removed"
+                 *       ],
+                 *       "url": "https://example.org/hooks/pto"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateWebhookBody"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "secret": "string",
+                     *         "webhook": {
+                     *           "created_at": "2026-09-01T15:30:00Z",
+                     *           "disabled_reason": "string",
+                     *           "enabled": true,
+                     *           "events": [
+                     *             "string"
+                     *           ],
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "previous_secret_expires_at": "2026-09-01T15:30:00Z",
+                     *           "updated_at": "2026-09-01T15:30:00Z",
+                     *           "url": "string",
+                     *           "version": 3
+                     *         }
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedWebhookEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: IDEMPOTENCY_KEY_IN_USE, CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED, IDEMPOTENCY_KEY_REUSED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Endpoint id. */
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "created_at": "2026-09-01T15:30:00Z",
+                     *         "disabled_reason": "string",
+                     *         "enabled": true,
+                     *         "events": [
+                     *           "string"
+                     *         ],
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "previous_secret_expires_at": "2026-09-01T15:30:00Z",
+                     *         "updated_at": "2026-09-01T15:30:00Z",
+                     *         "url": "string",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookViewEnvelope"];
+                };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Endpoint id. */
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done (no body) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    update_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `ETag` or version you read, e.g. `"3"`; a stale one answers 412. */
+                "If-Match"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Endpoint id. */
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "enabled": true,
+                 *       "events": [
+                 *         "string"
+                 *       ],
+                 *       "url": "string",
+                 *       "version": 3
+                 *     }
+                 */
+                "application/json": components["schemas"]["UpdateWebhookBody"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The representation's tag, `"<version>-<digest>"`: send it back in `If-None-Match` (304 when unchanged) or `If-Match` (writes). */
+                    ETag: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "created_at": "2026-09-01T15:30:00Z",
+                     *         "disabled_reason": "string",
+                     *         "enabled": true,
+                     *         "events": [
+                     *           "string"
+                     *         ],
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "previous_secret_expires_at": "2026-09-01T15:30:00Z",
+                     *         "updated_at": "2026-09-01T15:30:00Z",
+                     *         "url": "string",
+                     *         "version": 3
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookViewEnvelope"];
+                };
+            };
+            /** @description Not modified: `If-None-Match` named the current `ETag` (no body) */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VERSION_MISMATCH */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: UNSUPPORTED_MEDIA_TYPE */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PRECONDITION_REQUIRED */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    rotate_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Endpoint id. */
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "secret": "string",
+                     *         "webhook": {
+                     *           "created_at": "2026-09-01T15:30:00Z",
+                     *           "disabled_reason": "string",
+                     *           "enabled": true,
+                     *           "events": [
+                     *             "string"
+                     *           ],
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "previous_secret_expires_at": "2026-09-01T15:30:00Z",
+                     *           "updated_at": "2026-09-01T15:30:00Z",
+                     *           "url": "string",
+                     *           "version": 3
+                     *         }
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["RotatedSecretEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    ping_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters (a UUID is a good key), scoped to the caller and this route. The same key within 24 hours replays the first successful answer (status, body, `Location`; with `Idempotent-Replayed: true`) without creating again; with a different body it is 422 `IDEMPOTENCY_KEY_REUSED`; while the first request still runs, 409 `IDEMPOTENCY_KEY_IN_USE`. A failed attempt does not use the key up. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Endpoint id. */
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description Path of the created resource. */
+                    Location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "delivery_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "message_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PingViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT, IDEMPOTENCY_KEY_IN_USE */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: IDEMPOTENCY_KEY_REUSED, VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_webhook_deliveries: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                cursor?: string | null;
+                /** @description Page size, 1–200 (default 50). */
+                limit?: number | null;
+            };
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Endpoint id. */
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of results */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "attempt_log": [
+                     *             {
+                     *               "at": "string",
+                     *               "error": "string",
+                     *               "latency_ms": 1,
+                     *               "status_code": 1
+                     *             }
+                     *           ],
+                     *           "attempts": 1,
+                     *           "created_at": "2026-09-01T15:30:00Z",
+                     *           "event_type": "string",
+                     *           "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "last_error": "string",
+                     *           "last_latency_ms": 1,
+                     *           "last_status_code": 1,
+                     *           "message_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *           "next_attempt_at": "2026-09-01T15:30:00Z",
+                     *           "status": "active"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["DeliveryViewPage"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: INTERNAL */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: SERVICE_UNAVAILABLE */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    redeliver_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Organization id (UUID). */
+                org_id: string;
+                /** @description Delivery id. */
+                delivery_id: string;
+                /** @description Endpoint id. */
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "attempt_log": [
+                     *           {
+                     *             "at": "string",
+                     *             "error": "string",
+                     *             "latency_ms": 1,
+                     *             "status_code": 1
+                     *           }
+                     *         ],
+                     *         "attempts": 1,
+                     *         "created_at": "2026-09-01T15:30:00Z",
+                     *         "event_type": "string",
+                     *         "id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "last_error": "string",
+                     *         "last_latency_ms": 1,
+                     *         "last_status_code": 1,
+                     *         "message_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0e",
+                     *         "next_attempt_at": "2026-09-01T15:30:00Z",
+                     *         "status": "active"
+                     *       },
+                     *       "meta": {
+                     *         "pagination": {
+                     *           "limit": 50,
+                     *           "next_cursor": "6a6f696e65647c617c30",
+                     *           "total": 1
+                     *         },
+                     *         "request_id": "01935c7e-8f3a-7b2c-9d4e-5f6a7b8c9d0f",
+                     *         "timestamp": "2026-09-01T15:30:00Z",
+                     *         "version": "v2"
+                     *       },
+                     *       "success": true
+                     *     }
+                     */
+                    "application/json": components["schemas"]["DeliveryViewEnvelope"];
+                };
+            };
+            /** @description Error: UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: PERMISSION_DENIED */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Error: CONFLICT */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

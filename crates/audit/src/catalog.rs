@@ -175,6 +175,20 @@ catalog! {
     UserErase = "user.erase",
     /// A user edited their own profile.
     UserProfileUpdate = "user.profile_update",
+    /// A webhook endpoint was registered (never its secret).
+    WebhookCreate = "webhook.create",
+    /// A webhook endpoint was deleted (its deliveries with it).
+    WebhookDelete = "webhook.delete",
+    /// A webhook endpoint was disabled because its receiver answered `410 Gone`.
+    WebhookDisable = "webhook.disable",
+    /// A test message was queued to a webhook endpoint.
+    WebhookPing = "webhook.ping",
+    /// A webhook delivery was queued again by hand.
+    WebhookRedeliver = "webhook.redeliver",
+    /// A webhook endpoint's signing secret was replaced (never the secret).
+    WebhookSecretRotate = "webhook.secret_rotate",
+    /// A webhook endpoint's URL, event types or enabled state changed.
+    WebhookUpdate = "webhook.update",
 }
 
 impl EventType {

@@ -343,7 +343,46 @@ impl EventType {
                 Holders(UsersView),
                 Full,
             ),
-            Self::AuthEmailChange
+            Self::WebhookCreate => publish(
+                self,
+                "webhook.created",
+                "A webhook endpoint was registered (its URL and event types; never its secret).",
+                Admins,
+                FieldNames,
+            ),
+            Self::WebhookUpdate => publish(
+                self,
+                "webhook.updated",
+                "A webhook endpoint's URL, event types or enabled state changed (`data.changed` names the fields).",
+                Admins,
+                FieldNames,
+            ),
+            Self::WebhookDelete => publish(
+                self,
+                "webhook.deleted",
+                "A webhook endpoint was deleted.",
+                Admins,
+                FieldNames,
+            ),
+            Self::WebhookDisable => publish(
+                self,
+                "webhook.disabled",
+                "A webhook endpoint was disabled because its receiver answered `410 Gone`.",
+                Admins,
+                FieldNames,
+            ),
+            Self::WebhookSecretRotate => publish(
+                self,
+                "webhook.secret_rotated",
+                "A webhook endpoint's signing secret was replaced (the previous one signs too for 24 hours; never a secret).",
+                Admins,
+                FieldNames,
+            ),
+            // Test messages and manual redeliveries change no endpoint: recorded, not
+            // published (a ping must not trigger further webhooks).
+            Self::WebhookPing
+            | Self::WebhookRedeliver
+            | Self::AuthEmailChange
             | Self::AuthEmailChangeRequest
             | Self::AuthEmailVerified
             | Self::AuthEmailVerificationSent

@@ -165,9 +165,18 @@ impl TotpKey {
     /// the private key bytes, as [`crate::ConfirmationKey`] with another label).
     #[must_use]
     pub fn derive(signing: &SigningKey) -> Self {
+        Self::derive_for(signing, "ptoc totp secrets v1")
+    }
+
+    /// A key for another kind of secret sealed at rest (e.g. webhook signing secrets):
+    /// the same construction under another purpose label, so the kinds never open
+    /// each other.
+    #[must_use]
+    pub fn derive_for(signing: &SigningKey, purpose: &str) -> Self {
         let private = signing.key_pair().private().to_bytes();
         let mut h = Sha256::new();
-        h.update(b"ptoc totp secrets v1\0");
+        h.update(purpose.as_bytes());
+        h.update(b"\0");
         h.update(private.as_slice());
         Self {
             key: h.finalize().into(),

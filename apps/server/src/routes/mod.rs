@@ -20,6 +20,7 @@ mod personal_export;
 mod privacy;
 mod roles;
 mod system;
+mod webhooks;
 
 pub use account::RESET_ANSWER_AFTER;
 pub use audit_logs::csv_stream;
@@ -54,5 +55,6 @@ pub fn api() -> Api {
     districts::register(&mut routes);
     audit_logs::register(&mut routes);
     events::register(&mut routes);
+    webhooks::register(&mut routes);
     routes.finish()
 }

@@ -45,4 +45,5 @@ mod register;
 mod rls;
 mod roles;
 mod security_review;
+mod webhooks;
 mod write_path;

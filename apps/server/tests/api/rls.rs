@@ -60,6 +60,7 @@ async fn without_a_tenant_every_tenant_table_is_empty() {
         .chain(migration::PERSONAL_EXPORT_TABLES)
         .chain(migration::MEMBER_RETENTION_TABLES)
         .chain(migration::NOTIFICATION_TABLES)
+        .chain(migration::WEBHOOK_TABLES)
         .map(|(t, _, _)| *t)
         .chain(migration::SCHOOL_TABLES.iter().copied());
     for table in tables {

@@ -1279,6 +1279,68 @@ async fn every_write_route_records_its_events_and_retires_caches_everywhere(ctx:
             .await;
     }
 
+    // Webhooks (issue #19): every endpoint change and every queued message is audited;
+    // no cache holds webhooks (the worker reads the database, woken by the dispatcher).
+    let hooks = format!("/api/v2/orgs/{org2}/webhooks");
+    let created = w
+        .write(
+            "POST /api/v2/orgs/{org_id}/webhooks",
+            &hooks,
+            Some(&admin),
+            Some(json!({"url": "https://example.org/hook", "events": ["member.added"]})),
+            &["webhook.create"],
+            &[],
+        )
+        .await;
+    let hook = id(&created, "/data/webhook/id");
+    w.write(
+        "PATCH /api/v2/orgs/{org_id}/webhooks/{webhook_id}",
+        &format!("{hooks}/{hook}"),
+        Some(&admin),
+        Some(json!({"version": 1, "events": ["member.added", "member.removed"]})),
+        &["webhook.update"],
+        &[],
+    )
+    .await;
+    w.write(
+        "POST /api/v2/orgs/{org_id}/webhooks/{webhook_id}/rotate-secret",
+        &format!("{hooks}/{hook}/rotate-secret"),
+        Some(&admin),
+        None,
+        &["webhook.secret_rotate"],
+        &[],
+    )
+    .await;
+    let ping = w
+        .write(
+            "POST /api/v2/orgs/{org_id}/webhooks/{webhook_id}/ping",
+            &format!("{hooks}/{hook}/ping"),
+            Some(&admin),
+            None,
+            &["webhook.ping"],
+            &[],
+        )
+        .await;
+    let delivery = id(&ping, "/data/delivery_id");
+    w.write(
+        "POST /api/v2/orgs/{org_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+        &format!("{hooks}/{hook}/deliveries/{delivery}/redeliver"),
+        Some(&admin),
+        None,
+        &["webhook.redeliver"],
+        &[],
+    )
+    .await;
+    w.write(
+        "DELETE /api/v2/orgs/{org_id}/webhooks/{webhook_id}",
+        &format!("{hooks}/{hook}"),
+        Some(&admin),
+        None,
+        &["webhook.delete"],
+        &[],
+    )
+    .await;
+
     let missing: Vec<&String> = write_routes.difference(&w.covered).collect();
     assert!(
         missing.is_empty(),

@@ -1,0 +1,452 @@
+//! The webhook worker: queues deliveries from the record ([`crate::fanout`]), claims due
+//! ones, signs and sends them, records each attempt.
+//!
+//! Claiming is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …` (with `FOR
+//! UPDATE SKIP LOCKED` on PostgreSQL, under the single write lock on SQLite): a claimed
+//! delivery is `sending` until its lease runs out; a worker that died holding it leaves
+//! it to be claimed again then (at least once — receivers de-duplicate by
+//! `webhook-id`). An attempt's outcome is recorded only by the worker holding the lease.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit::{Actor, AuditContext, ChangeType, EventType, RequestMeta};
+use bytes::Bytes;
+use persistence::{now_micros, statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+use webhooks::{Verdict, message_id, next_delay, verdict};
+
+use crate::transport::Transport;
+use crate::{SeaOrmWebhooks, StoreFailure, now_ms, scope_of};
+
+/// Attempts kept per delivery (the newest).
+pub const ATTEMPTS_KEPT: i64 = 20;
+
+/// How the worker works.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Deliveries claimed at a time (default 50).
+    pub batch: u32,
+    /// Deliveries sent at once (default 16).
+    pub concurrency: usize,
+    /// How long a claim lasts (default 60 s: longer than an attempt's 10 s timeout).
+    pub lease: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            batch: 50,
+            concurrency: 16,
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Deliveries queued from new events.
+    pub queued: u64,
+    /// Deliveries claimed.
+    pub claimed: usize,
+    /// Delivered (2xx).
+    pub delivered: usize,
+    /// To be tried again.
+    pub retried: usize,
+    /// Given up (last attempt, 410, failed manual redelivery).
+    pub failed: usize,
+}
+
+impl std::ops::AddAssign for Pass {
+    fn add_assign(&mut self, o: Self) {
+        self.queued += o.queued;
+        self.claimed += o.claimed;
+        self.delivered += o.delivered;
+        self.retried += o.retried;
+        self.failed += o.failed;
+    }
+}
+
+struct Claimed {
+    org: Uuid,
+    id: Uuid,
+    endpoint: Uuid,
+    payload: String,
+    attempts: u32,
+    round_start: u32,
+    manual: bool,
+}
+
+fn claimed(row: &QueryResult) -> Result<Claimed, DbErr> {
+    let n = |c: &str| -> Result<u32, DbErr> {
+        Ok(u32::try_from(row.try_get::<i32>("", c)?).unwrap_or_default())
+    };
+    Ok(Claimed {
+        org: row.try_get("", "org_id")?,
+        id: row.try_get("", "id")?,
+        endpoint: row.try_get("", "endpoint_id")?,
+        payload: row.try_get("", "payload")?,
+        attempts: n("attempts")?,
+        round_start: n("round_start")?,
+        manual: row.try_get("", "manual")?,
+    })
+}
+
+/// How an attempt left its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Delivered,
+    Retry,
+    Failed,
+    /// Recorded by no one here: the lease was lost, or the endpoint deleted.
+    LostLease,
+}
+
+struct Outcome {
+    status: Option<u16>,
+    latency_ms: u32,
+    error: Option<String>,
+}
+
+/// Delivers webhooks (one per instance; several instances share the work).
+pub struct WebhookWorker<L> {
+    store: SeaOrmWebhooks,
+    log: L,
+    transport: Arc<dyn Transport>,
+    settings: WorkerSettings,
+    owner: String,
+}
+
+impl<L> std::fmt::Debug for WebhookWorker<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookWorker")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
+    /// A worker over `store`, reading events from `log`, sending through `transport`.
+    #[must_use]
+    pub fn new(
+        store: SeaOrmWebhooks,
+        log: L,
+        transport: Arc<dyn Transport>,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self {
+            store,
+            log,
+            transport,
+            settings,
+            owner: format!("webhooks-{}", Uuid::now_v7().simple()),
+        }
+    }
+
+    /// Queues new events' deliveries, then claims one batch of due deliveries and
+    /// sends it.
+    ///
+    /// # Errors
+    /// Storage failures (claimed deliveries are taken again once their lease ran out).
+    pub async fn run_once(&self) -> Result<Pass, StoreFailure> {
+        let queued = crate::fanout::queue_new_events(&self.store, &self.log).await?;
+        let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
+        let batch = self.claim(now_ms().saturating_add(lease_ms)).await?;
+        let mut pass = Pass {
+            queued,
+            claimed: batch.len(),
+            ..Pass::default()
+        };
+        let mut running = tokio::task::JoinSet::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let worker = Arc::new(self.shallow());
+        for c in batch {
+            if running.len() >= self.settings.concurrency.max(1)
+                && let Some(done) = running.join_next().await
+            {
+                outcomes.push(done);
+            }
+            let w = Arc::clone(&worker);
+            running.spawn(async move { w.deliver(c).await });
+        }
+        while let Some(done) = running.join_next().await {
+            outcomes.push(done);
+        }
+        for done in outcomes {
+            match done {
+                Ok(Ok(Settled::Delivered)) => pass.delivered += 1,
+                Ok(Ok(Settled::Retry)) => pass.retried += 1,
+                Ok(Ok(Settled::Failed)) => pass.failed += 1,
+                Ok(Ok(Settled::LostLease)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(StoreFailure(Box::new(e))),
+            }
+        }
+        Ok(pass)
+    }
+
+    fn shallow(&self) -> Shallow {
+        Shallow {
+            store: self.store.clone(),
+            transport: Arc::clone(&self.transport),
+            owner: self.owner.clone(),
+        }
+    }
+
+    /// Runs passes until one claims nothing.
+    ///
+    /// # Errors
+    /// As [`WebhookWorker::run_once`].
+    pub async fn drain(&self) -> Result<Pass, StoreFailure> {
+        let mut total = Pass::default();
+        loop {
+            let pass = self.run_once().await?;
+            total += pass;
+            if pass.claimed == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs in the background: drains, then waits until `wake` is notified (an org
+    /// event committed on this instance) or `poll` has passed (other instances'
+    /// events, retries coming due).
+    pub fn spawn(self, wake: Arc<Notify>, poll: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = self.drain().await {
+                    tracing::warn!(error = %e, "webhook worker: storage failure; retrying");
+                }
+                let _ = tokio::time::timeout(poll, wake.notified()).await;
+            }
+        })
+    }
+
+    async fn claim(&self, lease_until_ms: i64) -> Result<Vec<Claimed>, StoreFailure> {
+        let conn = self.store.db.primary();
+        let backend = conn.get_database_backend();
+        let lock = if backend == DbBackend::Postgres {
+            " FOR UPDATE OF d SKIP LOCKED"
+        } else {
+            ""
+        };
+        let rows = conn
+            .query_all_raw(statement(
+                backend,
+                &format!(
+                    "UPDATE webhook_deliveries SET status = 'sending', lease_owner = ?, due_ms = ?, \
+                     attempts = attempts + 1 \
+                     WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+                       JOIN webhook_endpoints e ON e.org_id = d.org_id AND e.id = d.endpoint_id \
+                       WHERE d.status IN ('pending', 'sending') AND d.due_ms <= ? AND e.enabled = ? \
+                       ORDER BY d.due_ms LIMIT ?{lock}) \
+                     RETURNING org_id, id, endpoint_id, payload, attempts, round_start, manual"
+                ),
+                vec![
+                    self.owner.as_str().into(),
+                    lease_until_ms.into(),
+                    now_ms().into(),
+                    true.into(),
+                    i64::from(self.settings.batch).into(),
+                ],
+            ))
+            .await?;
+        Ok(rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// What a delivery task needs (the worker without its event log).
+struct Shallow {
+    store: SeaOrmWebhooks,
+    transport: Arc<dyn Transport>,
+    owner: String,
+}
+
+impl Shallow {
+    async fn deliver(&self, c: Claimed) -> Result<Settled, StoreFailure> {
+        let conn = self.store.db.primary();
+        let row = conn
+            .query_one_raw(statement(
+                conn.get_database_backend(),
+                "SELECT url, secret, previous_secret, previous_until FROM webhook_endpoints \
+                 WHERE org_id = ? AND id = ?",
+                vec![c.org.into(), c.endpoint.into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            // Deleted meanwhile: its deliveries went with it.
+            return Ok(Settled::LostLease);
+        };
+        let url: String = row.try_get("", "url")?;
+        let secret: String = row.try_get("", "secret")?;
+        let previous: Option<String> = row.try_get("", "previous_secret")?;
+        let until: Option<OffsetDateTime> = row.try_get("", "previous_until")?;
+        let keys = self
+            .store
+            .signing_keys(c.endpoint, &secret, previous.as_deref().zip(until))?;
+        let now = OffsetDateTime::now_utc();
+        let headers = keys.headers(&message_id(c.id), now, c.payload.as_bytes());
+        let started = Instant::now();
+        let result = self
+            .transport
+            .send(&url, &headers, Bytes::from(c.payload.clone()))
+            .await;
+        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let outcome = match result {
+            Ok(a) => Outcome {
+                status: Some(a.status),
+                latency_ms,
+                error: (!(200..300).contains(&a.status)).then(|| format!("HTTP {}", a.status)),
+            },
+            Err(e) => Outcome {
+                status: None,
+                latency_ms,
+                error: Some(e.to_string()),
+            },
+        };
+        let v = verdict(outcome.status);
+        self.record(&c, v, &outcome).await
+    }
+
+    /// Records an attempt and its consequence, if this worker still holds the lease.
+    async fn record(&self, c: &Claimed, v: Verdict, o: &Outcome) -> Result<Settled, StoreFailure> {
+        let tx = self.store.db.begin_for_org(c.org).await?;
+        let backend = tx.get_database_backend();
+        let (status, due) = match v {
+            Verdict::Delivered => ("delivered", now_ms()),
+            Verdict::Gone => ("failed", now_ms()),
+            Verdict::Retry => {
+                let in_round = c.attempts.saturating_sub(c.round_start);
+                match next_delay(in_round) {
+                    Some(wait) if !c.manual => (
+                        "pending",
+                        now_ms()
+                            .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+                    ),
+                    _ => ("failed", now_ms()),
+                }
+            }
+        };
+        let done = tx
+            .execute_raw(statement(
+                backend,
+                "UPDATE webhook_deliveries SET status = ?, due_ms = ?, lease_owner = NULL, \
+                 manual = ?, last_status_code = ?, last_latency_ms = ?, last_error = ?, \
+                 last_attempt_at = ? \
+                 WHERE org_id = ? AND id = ? AND status = 'sending' AND lease_owner = ?",
+                vec![
+                    status.into(),
+                    due.into(),
+                    false.into(),
+                    o.status.map(i32::from).into(),
+                    i32::try_from(o.latency_ms).unwrap_or(i32::MAX).into(),
+                    o.error.clone().into(),
+                    now_micros().into(),
+                    c.org.into(),
+                    c.id.into(),
+                    self.owner.as_str().into(),
+                ],
+            ))
+            .await?;
+        if done.rows_affected() == 0 {
+            // The lease ran out and another worker took it: its attempt counts.
+            tx.rollback().await?;
+            return Ok(Settled::LostLease);
+        }
+        tx.execute_raw(statement(
+            backend,
+            "INSERT INTO webhook_attempts (org_id, id, delivery_id, attempted_at, status_code, \
+             latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                c.org.into(),
+                Uuid::now_v7().into(),
+                c.id.into(),
+                now_micros().into(),
+                o.status.map(i32::from).into(),
+                i32::try_from(o.latency_ms).unwrap_or(i32::MAX).into(),
+                o.error.clone().into(),
+            ],
+        ))
+        .await?;
+        tx.execute_raw(statement(
+            backend,
+            "DELETE FROM webhook_attempts WHERE org_id = ? AND delivery_id = ? AND id NOT IN \
+             (SELECT id FROM webhook_attempts WHERE org_id = ? AND delivery_id = ? \
+              ORDER BY id DESC LIMIT ?)",
+            vec![
+                c.org.into(),
+                c.id.into(),
+                c.org.into(),
+                c.id.into(),
+                crate::worker::ATTEMPTS_KEPT.into(),
+            ],
+        ))
+        .await?;
+        if v == Verdict::Gone {
+            self.disable(&tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(match (v, status) {
+            (Verdict::Delivered, _) => {
+                tracing::debug!(delivery = %c.id, endpoint = %c.endpoint, "webhook delivered");
+                Settled::Delivered
+            }
+            (Verdict::Gone, _) => {
+                tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, "webhook receiver answered 410 Gone: endpoint disabled");
+                Settled::Failed
+            }
+            (Verdict::Retry, "pending") => {
+                tracing::info!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook attempt failed; will retry");
+                Settled::Retry
+            }
+            (Verdict::Retry, _) => {
+                tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook delivery failed: no attempt left");
+                Settled::Failed
+            }
+        })
+    }
+
+    /// Disables the endpoint (410 Gone), audited as the system's change.
+    async fn disable(&self, tx: &persistence::WriteTx, c: &Claimed) -> Result<(), StoreFailure> {
+        let changed = tx
+            .execute_raw(statement(
+                tx.get_database_backend(),
+                "UPDATE webhook_endpoints SET enabled = ?, disabled_reason = 'gone', \
+                 version = version + 1, updated_at = ? WHERE org_id = ? AND id = ? AND enabled = ?",
+                vec![
+                    false.into(),
+                    now_micros().into(),
+                    c.org.into(),
+                    c.endpoint.into(),
+                    true.into(),
+                ],
+            ))
+            .await?;
+        if changed.rows_affected() == 0 {
+            return Ok(());
+        }
+        let Some(scope) = scope_of(tx, c.org).await? else {
+            return Ok(());
+        };
+        let ctx = AuditContext {
+            actor: Actor::System,
+            request: RequestMeta::default(),
+        };
+        let event = ctx.change(
+            scope,
+            EventType::WebhookDisable,
+            ("webhook", c.endpoint.to_string()),
+            ChangeType::Update,
+            (
+                Some(serde_json::json!({"enabled": true})),
+                Some(serde_json::json!({"enabled": false, "disabled_reason": "gone"})),
+            ),
+        );
+        audit_store::append_in(tx, vec![event]).await?;
+        Ok(())
+    }
+}
