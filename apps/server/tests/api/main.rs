@@ -12,6 +12,7 @@ mod api_keys;
 mod audit_logs;
 mod audit_more;
 mod auth;
+mod backup;
 mod contract;
 mod data_policy;
 mod directory;
