@@ -12,6 +12,7 @@ mod bench_directory;
 mod bench_http;
 mod bench_member_io;
 mod bench_search;
+mod bench_streams;
 mod ci;
 mod migrate;
 mod modgraph;
@@ -75,6 +76,14 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// The stream targets: 10,000 members of one org each holding its event stream, on
+    /// one instance and over two sharing Redis (time to open, server memory, fan-out
+    /// latency of an event to every stream), on the release server with PostgreSQL.
+    BenchStreams {
+        /// A smoke run with 200 streams that enforces no target.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The mail delivery target: 10,000 queued messages delivered to a local SMTP server
     /// (aiosmtpd) at ≥ 200 messages/s with flat memory (SQLite; PostgreSQL too with
     /// `TEST_DATABASE_URL`).
@@ -116,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchDirectory => bench_directory::run(),
         Command::BenchMemberIo => bench_member_io::run(),
         Command::BenchSearch { quick } => bench_search::run(quick),
+        Command::BenchStreams { quick } => bench_streams::run(quick),
         Command::BenchMail => bench::mail(),
         Command::Seed(args) => seed::run(&args),
         Command::Audit { action } => audit::run(action),
