@@ -91,7 +91,7 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::AuthPasswordReset
         | EventType::AuthTwoFactorDisable => vec![Effect::Mail],
         // An org's notification queues its instant e-mails with it (the stream's unread
-        // counts will follow from here too).
+        // counts follow from the store's `InboxObserver`: the event names no recipients).
         EventType::NotificationSend => vec![Effect::Mail],
         // A changed address shows in every directory the user is in.
         EventType::AuthEmailChange => entity().map(Effect::UserDirectories).into_iter().collect(),

@@ -10,6 +10,14 @@
 //! read their backlog and de-duplicate by seq; a seq that arrives ahead of the next one
 //! expected (transactions dispatched out of order, a message lost) makes the stream read
 //! the missing range from the database, so delivery has no gap either way.
+//!
+//! The hub also carries **inbox changes** (whose unread notification count may have
+//! changed: [`notifications::InboxObserver`], told by the notification store after its
+//! commit): a second broadcast of user ids here, and `inbox:{origin}:{id},{id},…` on the
+//! bus (at most [`INBOX_PER_MESSAGE`] ids a message) for the other instances. No count
+//! crosses Redis: each `/me/stream` of a named user reads its count from the primary
+//! when told, so the last signal always shows the latest count whatever the order in
+//! which signals from several instances arrive.
 
 use std::sync::Arc;
 
@@ -19,6 +27,15 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 const PREFIX: &str = "events:";
+const INBOX_PREFIX: &str = "inbox:";
+
+/// Most user ids one bus message of inbox changes carries (a send to 10,000 members is
+/// 20 messages of about 19 KB).
+pub const INBOX_PER_MESSAGE: usize = 500;
+
+/// How many inbox changes the broadcast keeps for its slowest stream: a stream further
+/// behind reads its count again (it cannot know whether it missed its own user).
+const INBOX_BUFFER: usize = 256;
 
 /// How many live events the broadcast keeps for its slowest stream: a stream that falls
 /// further behind (its client reads too slowly) is ended with a reason.
@@ -39,6 +56,7 @@ pub struct LiveEvent {
 #[derive(Clone)]
 pub struct EventHub {
     tx: broadcast::Sender<Arc<LiveEvent>>,
+    inbox: broadcast::Sender<Arc<[Uuid]>>,
     bus: InvalidationBus,
     origin: Uuid,
 }
@@ -57,8 +75,10 @@ impl EventHub {
     #[must_use]
     pub fn new(bus: InvalidationBus, log: audit_store::SeaOrmAuditLog) -> Self {
         let (tx, _) = broadcast::channel(BUFFER);
+        let (inbox, _) = broadcast::channel(INBOX_BUFFER);
         let hub = Self {
             tx,
+            inbox,
             bus,
             origin: Uuid::new_v4(),
         };
@@ -70,6 +90,8 @@ impl EventHub {
                     Ok(message) => {
                         if let Some((chain, first, last)) = listener.parse(&message) {
                             listener.fetch_and_send(&log, chain, first, last).await;
+                        } else if let Some(users) = listener.parse_inbox(&message) {
+                            let _ = listener.inbox.send(users);
                         }
                     }
                     // Streams find what they missed by its seq (they read the gap).
@@ -86,6 +108,40 @@ impl EventHub {
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.tx.subscribe()
+    }
+
+    /// A receiver of the users whose inboxes changed from now on (here or, with Redis,
+    /// on any instance); a lagging receiver should assume its users are among them.
+    #[must_use]
+    pub fn subscribe_inbox(&self) -> broadcast::Receiver<Arc<[Uuid]>> {
+        self.inbox.subscribe()
+    }
+
+    /// Tells this instance's streams and (over the bus) every other instance's that the
+    /// inboxes of `users` changed.
+    pub async fn inbox_changed(&self, users: &[Uuid]) {
+        if users.is_empty() {
+            return;
+        }
+        // No receiver: no stream is open here.
+        let _ = self.inbox.send(users.into());
+        for chunk in users.chunks(INBOX_PER_MESSAGE) {
+            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+            self.bus
+                .publish(&format!("{INBOX_PREFIX}{}:{}", self.origin, ids.join(",")))
+                .await;
+        }
+    }
+
+    fn parse_inbox(&self, message: &str) -> Option<Arc<[Uuid]>> {
+        let (origin, ids) = message.strip_prefix(INBOX_PREFIX)?.split_once(':')?;
+        if Uuid::parse_str(origin).ok()? == self.origin {
+            return None;
+        }
+        ids.split(',')
+            .map(|id| Uuid::parse_str(id).ok())
+            .collect::<Option<Vec<Uuid>>>()
+            .map(Into::into)
     }
 
     /// Broadcasts a committed transaction's org events here and announces them to the
@@ -162,5 +218,14 @@ impl EventHub {
                 tracing::warn!(error = %e, %chain, "could not read another instance's events")
             }
         }
+    }
+}
+
+impl notifications::InboxObserver for EventHub {
+    fn inbox_changed<'a>(
+        &'a self,
+        users: &'a [Uuid],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(EventHub::inbox_changed(self, users))
     }
 }

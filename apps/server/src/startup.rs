@@ -266,7 +266,9 @@ pub async fn build_state(
         accounts: AccountService::new(SeaOrmUserRepository::new(db.clone()), hasher),
         orgs,
         privacy: tenancy_store::SeaOrmPrivacy::new(db.clone()),
-        notifications: notifications_store::SeaOrmNotifications::new(db.clone()),
+        // Inbox changes reach the streams' unread counts through the event hub.
+        notifications: notifications_store::SeaOrmNotifications::new(db.clone())
+            .with_observer(Arc::new(events.clone())),
         account_tokens: tenancy_store::SeaOrmAccountTokens::new(db.clone(), notices.clone()),
         confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),

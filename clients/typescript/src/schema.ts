@@ -2491,8 +2491,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Your orgs' change events, live (server-sent events)
-         * @description The events of every org you are an active member of when the stream opens, each as its org's stream shows it; one cursor holds a position per org. Otherwise as `GET /orgs/{org_id}/stream`.
+         * Your orgs' change events and your unread count, live (server-sent events)
+         * @description The events of every org you are an active member of, each as its org's stream shows it; one cursor holds a position per org. An org you join (or are added to, or restored in) while the stream is open is followed from the event that made you a member on, with no gap; an org you leave (or are removed from) stops at the event that ended your membership. Your unread notification count comes as `event: unread` with `data: {"unread": N}` (no `id:`, so it does not move your position): once when the stream opens, then whenever it changes — a notification delivered to your inbox, one read, all read, one deleted — whichever instance made the change. Otherwise as `GET /orgs/{org_id}/stream`.
          */
         get: operations["my_event_stream"];
         put?: never;
@@ -24902,7 +24902,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, a final `event: end` with `data: {"reason": …}` */
+            /** @description Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, on `/me/stream` `event: unread` with `data: {"unread": N}` (no `id:`), a final `event: end` with `data: {"reason": …}` */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -25002,7 +25002,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, a final `event: end` with `data: {"reason": …}` */
+            /** @description Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, on `/me/stream` `event: unread` with `data: {"unread": N}` (no `id:`), a final `event: end` with `data: {"reason": …}` */
             200: {
                 headers: {
                     [name: string]: unknown;

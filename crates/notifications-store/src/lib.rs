@@ -11,13 +11,16 @@
 //! - [`SeaOrmNotifications::run_daily_digest`]: one e-mail per user per UTC day with the
 //!   items waiting for their digest; the key (`user_id`, `day`) of
 //!   `notification_digests` makes a second run of the same day send nothing more.
+//! - After a commit that changed inboxes (a send with inbox items, an item read, all
+//!   read, an item deleted), the installed [`InboxObserver`] is told whose
+//!   ([`SeaOrmNotifications::with_observer`]): the app pushes their unread counts.
 
 use std::collections::BTreeMap;
 
 use audit::{AuditContext, ChangeType, EventType, TenantScope};
 use notifications::{
-    Audience, Channel, Delivery, Kind, Notification, PreferenceError, Preferences, StorageFailure,
-    UnreadCount,
+    Audience, Channel, Delivery, InboxObserver, Kind, Notification, PreferenceError, Preferences,
+    StorageFailure, UnreadCount,
 };
 use persistence::{Database, now_micros, statement};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Value};
@@ -56,9 +59,19 @@ fn failure<E: Fail>(e: E) -> StorageFailure {
 }
 
 /// The store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SeaOrmNotifications {
     db: Database,
+    observer: Option<std::sync::Arc<dyn InboxObserver>>,
+}
+
+impl std::fmt::Debug for SeaOrmNotifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaOrmNotifications")
+            .field("db", &self.db)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 /// A notification to send.
@@ -198,10 +211,26 @@ fn notification(row: &QueryResult) -> Result<Notification, DbErr> {
 const COLUMNS: &str = "id, org_id, kind, title, body, sender_id, created_at, read_at";
 
 impl SeaOrmNotifications {
-    /// A store on `db`.
+    /// A store on `db` that tells nobody about inbox changes.
     #[must_use]
     pub const fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, observer: None }
+    }
+
+    /// The same store, telling `observer` whose inboxes a committed change touched.
+    #[must_use]
+    pub fn with_observer(mut self, observer: std::sync::Arc<dyn InboxObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Tells the observer (if any) that `users`' inboxes changed; after the commit.
+    async fn changed(&self, users: &[Uuid]) {
+        if let Some(o) = &self.observer
+            && !users.is_empty()
+        {
+            o.inbox_changed(users).await;
+        }
     }
 
     fn backend(&self) -> DbBackend {
@@ -244,8 +273,12 @@ impl SeaOrmNotifications {
         };
         let mut rows: Vec<Vec<Value>> = Vec::new();
         let mut messages = Vec::new();
+        let mut inboxes = Vec::new();
         for r in &recipients {
             let plan = r.prefs.plan(n.kind);
+            if plan.in_app {
+                inboxes.push(r.user);
+            }
             if plan.stored() {
                 let digest = plan.email == Delivery::DailyDigest;
                 outcome.in_app += u64::from(plan.in_app);
@@ -309,6 +342,7 @@ impl SeaOrmNotifications {
             .await
             .map_err(failure)?;
         tx.commit().await.map_err(failure)?;
+        self.changed(&inboxes).await;
         Ok((send_id, outcome))
     }
 
@@ -390,14 +424,16 @@ impl SeaOrmNotifications {
     ) -> Result<Option<Notification>, StorageFailure> {
         let tx = self.db.begin_write().await.map_err(failure)?;
         let backend = tx.get_database_backend();
-        tx.execute_raw(statement(
-            backend,
-            "UPDATE notifications SET read_at = ? \
-             WHERE user_id = ? AND id = ? AND in_app = ? AND read_at IS NULL",
-            vec![now_micros().into(), user.into(), id.into(), true.into()],
-        ))
-        .await
-        .map_err(failure)?;
+        let marked = tx
+            .execute_raw(statement(
+                backend,
+                "UPDATE notifications SET read_at = ? \
+                 WHERE user_id = ? AND id = ? AND in_app = ? AND read_at IS NULL",
+                vec![now_micros().into(), user.into(), id.into(), true.into()],
+            ))
+            .await
+            .map_err(failure)?
+            .rows_affected();
         let row = tx
             .query_one_raw(statement(
                 backend,
@@ -414,6 +450,9 @@ impl SeaOrmNotifications {
             .transpose()
             .map_err(failure)?;
         tx.commit().await.map_err(failure)?;
+        if marked > 0 {
+            self.changed(&[user]).await;
+        }
         Ok(item)
     }
 
@@ -433,6 +472,9 @@ impl SeaOrmNotifications {
             .await
             .map_err(failure)?;
         tx.commit().await.map_err(failure)?;
+        if done.rows_affected() > 0 {
+            self.changed(&[user]).await;
+        }
         Ok(done.rows_affected())
     }
 
@@ -452,6 +494,9 @@ impl SeaOrmNotifications {
             .await
             .map_err(failure)?;
         tx.commit().await.map_err(failure)?;
+        if done.rows_affected() > 0 {
+            self.changed(&[user]).await;
+        }
         Ok(done.rows_affected() > 0)
     }
 

@@ -285,6 +285,17 @@ pub trait UnreadCount: Send + Sync {
     ) -> impl std::future::Future<Output = Result<u64, StorageFailure>> + Send;
 }
 
+/// Told after a committed change of users' inboxes — an item delivered, read, or
+/// deleted — so that their unread counts can be pushed (the stream's `unread` frames).
+/// The store calls it after its transaction committed, never inside it.
+pub trait InboxObserver: Send + Sync {
+    /// The inboxes of `users` changed.
+    fn inbox_changed<'a>(
+        &'a self,
+        users: &'a [uuid::Uuid],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+}
+
 /// Longest title, in characters.
 pub const MAX_TITLE: usize = 200;
 /// Longest body, in characters.

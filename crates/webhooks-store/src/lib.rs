@@ -17,6 +17,7 @@
 //!   server's signing key) and never answered after creation or rotation.
 
 pub mod fanout;
+pub mod metrics;
 pub mod transport;
 pub mod worker;
 
@@ -327,6 +328,17 @@ async fn scope_of(tx: &WriteTx, org: Uuid) -> Result<Option<TenantScope>, DbErr>
 
 fn snapshot(url: &str, events: &[String], enabled: bool) -> serde_json::Value {
     serde_json::json!({"url": url, "events": events, "enabled": enabled})
+}
+
+/// The unfinished deliveries of enabled endpoints ([`SeaOrmWebhooks::backlog`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Waiting to be sent now (due): the worker's queue.
+    pub due: u64,
+    /// Waiting for their next attempt's time (back-off).
+    pub waiting: u64,
+    /// Being sent (claimed by a worker).
+    pub sending: u64,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -806,6 +818,41 @@ impl SeaOrmWebhooks {
         audit_store::append_in(&tx, vec![event]).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The deliveries not finished yet, of enabled endpoints (those of a disabled
+    /// endpoint wait for it to be enabled again and are nobody's work), for
+    /// `/metrics`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn backlog(&self) -> Result<Backlog, StoreFailure> {
+        let conn = self.db.primary();
+        let now = now_ms();
+        let row = conn
+            .query_one_raw(statement(
+                conn.get_database_backend(),
+                "SELECT \
+                   COALESCE(SUM(CASE WHEN d.status = 'pending' AND d.due_ms <= ? THEN 1 ELSE 0 END), 0) AS due, \
+                   COALESCE(SUM(CASE WHEN d.status = 'pending' AND d.due_ms > ? THEN 1 ELSE 0 END), 0) AS waiting, \
+                   COALESCE(SUM(CASE WHEN d.status = 'sending' THEN 1 ELSE 0 END), 0) AS sending \
+                 FROM webhook_deliveries d \
+                 JOIN webhook_endpoints e ON e.org_id = d.org_id AND e.id = d.endpoint_id \
+                 WHERE d.status IN ('pending', 'sending') AND e.enabled = ?",
+                vec![now.into(), now.into(), true.into()],
+            ))
+            .await?;
+        let n = |c: &str| -> Result<u64, StoreFailure> {
+            Ok(match &row {
+                Some(r) => u64::try_from(r.try_get::<i64>("", c)?).unwrap_or_default(),
+                None => 0,
+            })
+        };
+        Ok(Backlog {
+            due: n("due")?,
+            waiting: n("waiting")?,
+            sending: n("sending")?,
+        })
     }
 
     /// Deletes delivered and failed deliveries queued before `before`, with their

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 use webhooks::{Verdict, message_id, next_delay, verdict};
 
+use crate::metrics::Outcome as Counted;
 use crate::transport::Transport;
 use crate::{SeaOrmWebhooks, StoreFailure, now_ms, scope_of};
 
@@ -295,7 +296,9 @@ impl Shallow {
             .transport
             .send(&url, &headers, Bytes::from(c.payload.clone()))
             .await;
-        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let elapsed = started.elapsed();
+        crate::metrics::attempted(elapsed);
+        let latency_ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
         let outcome = match result {
             Ok(a) => Outcome {
                 status: Some(a.status),
@@ -390,24 +393,26 @@ impl Shallow {
             self.disable(&tx, c).await?;
         }
         tx.commit().await?;
-        Ok(match (v, status) {
+        let (settled, outcome) = match (v, status) {
             (Verdict::Delivered, _) => {
                 tracing::debug!(delivery = %c.id, endpoint = %c.endpoint, "webhook delivered");
-                Settled::Delivered
+                (Settled::Delivered, Counted::Delivered)
             }
             (Verdict::Gone, _) => {
                 tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, "webhook receiver answered 410 Gone: endpoint disabled");
-                Settled::Failed
+                (Settled::Failed, Counted::Disabled)
             }
             (Verdict::Retry, "pending") => {
                 tracing::info!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook attempt failed; will retry");
-                Settled::Retry
+                (Settled::Retry, Counted::Retried)
             }
             (Verdict::Retry, _) => {
                 tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook delivery failed: no attempt left");
-                Settled::Failed
+                (Settled::Failed, Counted::Failed)
             }
-        })
+        };
+        crate::metrics::settled(outcome);
+        Ok(settled)
     }
 
     /// Disables the endpoint (410 Gone), audited as the system's change.

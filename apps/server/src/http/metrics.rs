@@ -1,7 +1,7 @@
 //! Per-instance Prometheus metrics: the request histogram by route template, method and
 //! status (OpenTelemetry names), the caches' hit/miss counters, rate-limit refusals and
 //! sign-in lock-outs, database pools and replica lag, background jobs and their
-//! failures, served as text at `GET /metrics`.
+//! failures, webhook deliveries, served as text at `GET /metrics`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -340,5 +340,47 @@ pub fn render_cache_bytes(out: &mut String, sizes: &[cache::CacheBytes]) {
             "ptoc_cache_budget_bytes{{cache=\"{}\"}} {}",
             s.name, s.budget
         );
+    }
+}
+
+/// Appends the webhook deliveries' series: settled attempts by outcome
+/// (`ptoc_webhook_deliveries_total`, this instance's), every attempt's duration
+/// (`ptoc_webhook_delivery_seconds`) and, when it could be read, the unfinished
+/// deliveries of enabled endpoints by state (`ptoc_webhook_deliveries_pending`, the same
+/// database-wide number on every instance).
+pub fn render_webhooks(out: &mut String, backlog: Option<webhooks_store::Backlog>) {
+    let m = webhooks_store::metrics::snapshot();
+    let name = "ptoc_webhook_deliveries_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Webhook delivery attempts of this instance by what they did (delivered: 2xx; retried: failed, tried again later; failed: failed with no attempt left; disabled: 410 Gone, the endpoint was disabled).\n# TYPE {name} counter"
+    );
+    for (outcome, n) in m.outcomes {
+        let _ = writeln!(out, "{name}{{outcome=\"{}\"}} {n}", outcome.as_str());
+    }
+    let name = "ptoc_webhook_delivery_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Duration of webhook delivery attempts of this instance (request sent to answer, or to the error).\n# TYPE {name} histogram"
+    );
+    for (bound, n) in webhooks_store::metrics::BUCKETS.iter().zip(m.buckets) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", m.count);
+    let _ = writeln!(out, "{name}_sum {}", m.sum_secs);
+    let _ = writeln!(out, "{name}_count {}", m.count);
+    if let Some(b) = backlog {
+        let name = "ptoc_webhook_deliveries_pending";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Unfinished webhook deliveries of enabled endpoints by state (due: to be sent now; waiting: for a retry's time; sending: claimed by a worker).\n# TYPE {name} gauge"
+        );
+        for (state, n) in [
+            ("due", b.due),
+            ("waiting", b.waiting),
+            ("sending", b.sending),
+        ] {
+            let _ = writeln!(out, "{name}{{state=\"{state}\"}} {n}");
+        }
     }
 }

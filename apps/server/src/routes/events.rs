@@ -315,8 +315,8 @@ pub(super) fn register_streams(r: &mut ApiRoutes) {
     r.get(
         "/api/v2/me/stream",
         my_stream,
-        RouteDoc::new("my_event_stream", "Your orgs' change events, live (server-sent events)", "events")
-            .description("The events of every org you are an active member of when the stream opens, each as its org's stream shows it; one cursor holds a position per org. Otherwise as `GET /orgs/{org_id}/stream`.")
+        RouteDoc::new("my_event_stream", "Your orgs' change events and your unread count, live (server-sent events)", "events")
+            .description("The events of every org you are an active member of, each as its org's stream shows it; one cursor holds a position per org. An org you join (or are added to, or restored in) while the stream is open is followed from the event that made you a member on, with no gap; an org you leave (or are removed from) stops at the event that ended your membership. Your unread notification count comes as `event: unread` with `data: {\"unread\": N}` (no `id:`, so it does not move your position): once when the stream opens, then whenever it changes — a notification delivered to your inbox, one read, all read, one deleted — whichever instance made the change. Otherwise as `GET /orgs/{org_id}/stream`.")
             .errors(&[ErrorCode::ValidationFailed, ErrorCode::CursorExpired]),
     );
 }
@@ -391,7 +391,7 @@ async fn org_stream(
         vec![(org, after)],
         cursor.map(|(_, c)| c).unwrap_or_default(),
         wanted,
-        true,
+        None,
     )
     .await
 }
@@ -427,7 +427,7 @@ async fn my_stream(
         orgs,
         cursor.map(|(_, c)| c).unwrap_or_default(),
         wanted,
-        false,
+        Some(user.as_uuid()),
     )
     .await
 }
@@ -441,14 +441,26 @@ struct Followed {
     selection: audit::Selection,
 }
 
+/// What `/me/stream` keeps to push its user's unread notification count.
+struct Inbox {
+    user: uuid::Uuid,
+    /// The users whose inboxes changed (the event hub's second broadcast).
+    changes: tokio::sync::broadcast::Receiver<std::sync::Arc<[uuid::Uuid]>>,
+    /// The count last sent.
+    sent: Option<u64>,
+}
+
 /// A stream's state between two frames.
 struct Streaming {
     state: actix_web::web::Data<crate::state::AppState>,
     who: crate::authz::Follower,
     token: String,
     token_org: Option<uuid::Uuid>,
-    /// One stream per org: its end ends the stream (`/me/stream` drops the org).
+    /// One stream per org: its end ends the stream (`/me/stream` drops the org, and
+    /// follows orgs the user joins).
     single: bool,
+    /// `/me/stream`: the user's unread count.
+    inbox: Option<Inbox>,
     wanted: Option<BTreeSet<&'static str>>,
     follows: Vec<Followed>,
     cursor: EventCursor,
@@ -481,11 +493,19 @@ async fn open_stream(
     orgs: Vec<(uuid::Uuid, Option<u64>)>,
     cursor: EventCursor,
     wanted: Option<BTreeSet<&'static str>>,
-    single: bool,
+    inbox_of: Option<uuid::Uuid>,
 ) -> Result<EventStream, ApiError> {
+    // `/me/stream` (the user's own stream, with their inbox) follows orgs as the user
+    // joins and leaves them; an org's stream ends with the membership.
+    let single = inbox_of.is_none();
     // Subscribe before reading anything: what commits from now on is either in the
     // backlog read below or arrives live (or both: de-duplicated by seq).
     let live = state.events.subscribe();
+    let inbox = inbox_of.map(|user| Inbox {
+        user,
+        changes: state.events.subscribe_inbox(),
+        sent: None,
+    });
     let mut follows = Vec::new();
     for (org, after) in orgs {
         let chain = ChainId::Org(org);
@@ -514,12 +534,13 @@ async fn open_stream(
     let mut tick = tokio::time::interval(heartbeat.min(std::time::Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let behind = (0..follows.len()).collect();
-    let streaming = Streaming {
+    let mut streaming = Streaming {
         state: state.0,
         who,
         token: req.token.clone(),
         token_org: req.token_org,
         single,
+        inbox,
         wanted,
         follows,
         cursor,
@@ -533,6 +554,8 @@ async fn open_stream(
         last_frame: tokio::time::Instant::now(),
         done: false,
     };
+    // The unread count once at the start (read after subscribing to its changes).
+    streaming.push_unread().await;
     Ok(EventStream(Box::pin(futures_util::stream::unfold(
         streaming,
         |mut s| async move {
@@ -540,6 +563,27 @@ async fn open_stream(
             Some((Ok::<_, std::convert::Infallible>(frame), s))
         },
     ))))
+}
+
+/// `event: unread` with `data: {"unread": N}`: no `id:`, so the client's position stays.
+fn unread_frame(unread: u64) -> Bytes {
+    Bytes::from(format!(
+        "event: unread\ndata: {}\n\n",
+        serde_json::json!({ "unread": unread })
+    ))
+}
+
+/// Whether the next inbox change concerns the stream's user (a lagging receiver may
+/// have missed it: yes); never ready without an inbox.
+async fn inbox_changed(inbox: &mut Option<Inbox>) -> bool {
+    let Some(inbox) = inbox else {
+        return std::future::pending().await;
+    };
+    match inbox.changes.recv().await {
+        Ok(users) => users.contains(&inbox.user),
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+        Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending().await,
+    }
 }
 
 fn end_frame(reason: &str) -> Bytes {
@@ -579,8 +623,32 @@ impl Streaming {
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => self.end("shutdown"),
                 },
+                mine = inbox_changed(&mut self.inbox) => if mine {
+                    self.push_unread().await;
+                },
                 _ = self.tick.tick() => self.on_tick().await,
             }
+        }
+    }
+
+    /// Reads the user's unread count from the primary and queues an `unread` frame if
+    /// it is not the count last sent (`/me/stream` only). A failed read is logged and
+    /// skipped: the next change reads again.
+    async fn push_unread(&mut self) {
+        use notifications::UnreadCount;
+        let Some(inbox) = &mut self.inbox else {
+            return;
+        };
+        let read =
+            persistence::routing::scope(true, self.state.notifications.unread_count(inbox.user))
+                .await;
+        match read {
+            Ok(unread) if inbox.sent != Some(unread) => {
+                inbox.sent = Some(unread);
+                self.frames.push_back(unread_frame(unread));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "a stream could not read its unread count"),
         }
     }
 
@@ -630,7 +698,11 @@ impl Streaming {
     }
 
     async fn on_live(&mut self, live: &crate::event_hub::LiveEvent) {
-        let Some(i) = self.follows.iter().position(|f| f.chain == live.chain) else {
+        let followed = self.follows.iter().position(|f| f.chain == live.chain);
+        let Some(i) = (match followed {
+            Some(i) => Some(i),
+            None => self.follow_joined(live).await,
+        }) else {
             return;
         };
         let pos = self.follows[i].pos;
@@ -667,6 +739,44 @@ impl Streaming {
         {
             self.decide_again().await;
         }
+    }
+
+    /// `/me/stream`: an event about the user as a member of an org the stream does not
+    /// follow (they joined, were added or restored) makes the stream follow the org if
+    /// they are now an active member, from that event on (it is handled next, like any
+    /// live event). The dispatcher retired the permission caches before it broadcast
+    /// the event, so the membership is seen. Returns the new follow's index.
+    async fn follow_joined(&mut self, live: &crate::event_hub::LiveEvent) -> Option<usize> {
+        let crate::authz::Follower::User(me) = self.who else {
+            return None;
+        };
+        if self.single || self.done {
+            return None;
+        }
+        let ChainId::Org(org) = live.chain else {
+            return None;
+        };
+        let event = live.event.as_ref()?;
+        if event.subject_type != "member" || event.subject_id != me.to_string() {
+            return None;
+        }
+        let receiver = match crate::authz::receiver(&self.state.authz, org, self.who).await {
+            Ok(receiver) => receiver?,
+            Err(e) => {
+                tracing::warn!(error = ?e, %org, "a stream could not decide whether to follow a joined org");
+                return None;
+            }
+        };
+        let pos = live.seq.saturating_sub(1);
+        // The cursor names the org from here: a reconnect resumes it at the join.
+        self.cursor.set(live.chain, pos);
+        self.follows.push(Followed {
+            org,
+            chain: live.chain,
+            pos,
+            selection: receiver.selection(self.wanted.as_ref()),
+        });
+        Some(self.follows.len() - 1)
     }
 
     /// Decides again who sees what in each followed org; ends the stream (or drops the
@@ -751,7 +861,7 @@ impl aide::OperationOutput for EventStream {
         vec![(
             Some(aide::openapi::StatusCode::Code(200)),
             aide::openapi::Response {
-                description: "Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, a final `event: end` with `data: {\"reason\": …}`".to_owned(),
+                description: "Server-sent events: `id: <cursor>` and `data: <ChangeEventView JSON>` per event, `: heartbeat` comments, on `/me/stream` `event: unread` with `data: {\"unread\": N}` (no `id:`), a final `event: end` with `data: {\"reason\": …}`".to_owned(),
                 content: indexmap::IndexMap::from_iter([(
                     "text/event-stream".to_owned(),
                     aide::openapi::MediaType::default(),

@@ -253,6 +253,7 @@ async fn metrics(
         replica_lag(&state.db).await,
         state.db.replica_in_use(),
     );
+    crate::http::metrics::render_webhooks(&mut out, webhook_backlog(&state.webhooks).await);
     crate::http::metrics::render_cache_warming(&mut out, &state.warming);
     let mut sizes: Vec<cache::CacheBytes> = state.auth.cache_bytes().await.into();
     sizes.extend(state.authz.cache().l1_bytes().await);
@@ -266,6 +267,24 @@ async fn metrics(
         state.search_indexes.budget(),
     );
     Ok(crate::http::raw::PlainText(out))
+}
+
+/// The unfinished webhook deliveries for `/metrics`, bounded by [`READY_CHECK_TIMEOUT`]:
+/// `None` when the database did not answer in time (logged).
+async fn webhook_backlog(
+    webhooks: &webhooks_store::SeaOrmWebhooks,
+) -> Option<webhooks_store::Backlog> {
+    match tokio::time::timeout(READY_CHECK_TIMEOUT, webhooks.backlog()).await {
+        Ok(Ok(backlog)) => Some(backlog),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "metrics: could not count the webhook deliveries");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("metrics: counting the webhook deliveries timed out");
+            None
+        }
+    }
 }
 
 /// The replica's lag for `/metrics`, bounded by [`READY_CHECK_TIMEOUT`]: `None` without

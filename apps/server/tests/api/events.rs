@@ -8,7 +8,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::backend_tests;
 use crate::handout::{App, set_settings};
-use crate::helpers::{TestContext, member_of, new_org, patch_current, send, signed_up};
+use crate::helpers::{
+    TestContext, join_with_code, member_of, new_org, patch_current, send, signed_up,
+};
 
 backend_tests!(
     events_page_without_gaps_or_duplicates_and_a_caught_up_cursor_stays,
@@ -21,6 +23,8 @@ backend_tests!(
     revoking_a_session_ends_its_stream,
     my_stream_follows_every_org_of_mine_and_resumes_per_org,
     a_slow_client_is_ended_with_a_reason_and_others_go_on,
+    my_stream_pushes_my_unread_count_from_any_instance,
+    my_stream_follows_an_org_i_join_and_stops_at_one_i_leave,
 );
 
 /// Every event of `uri` (after `after`) read `limit` at a time; returns the events and
@@ -508,14 +512,37 @@ impl<B: actix_web::body::MessageBody> Sse<B> {
         }
     }
 
-    /// The next change event (skipping heartbeats); panics on the end or past `within`.
+    /// The next change event (skipping heartbeats and unread counts); panics on the end
+    /// or past `within`.
     pub async fn event(&mut self, within: std::time::Duration) -> Frame {
         loop {
             let frame = self.next(within).await.expect("an event, not the end");
             match frame.event.as_deref() {
-                Some("heartbeat") => continue,
+                Some("heartbeat" | "unread") => continue,
                 Some(other) => panic!("expected an event, got `{other}`: {frame:?}"),
                 None => return frame,
+            }
+        }
+    }
+}
+
+impl<B: actix_web::body::MessageBody> Sse<B> {
+    /// The next unread count (`event: unread`), skipping change events and heartbeats;
+    /// panics on the end or past `within`.
+    pub async fn unread(&mut self, within: std::time::Duration) -> u64 {
+        loop {
+            let frame = self.next(within).await.expect("a count, not the end");
+            match frame.event.as_deref() {
+                Some("unread") => {
+                    assert!(frame.id.is_none(), "a count does not move the position");
+                    return frame
+                        .data
+                        .as_ref()
+                        .and_then(|d| d["unread"].as_u64())
+                        .expect("a count");
+                }
+                Some("end") => panic!("the stream ended: {frame:?}"),
+                _ => continue,
             }
         }
     }
@@ -759,25 +786,7 @@ async fn my_stream_follows_every_org_of_mine_and_resumes_per_org(ctx: TestContex
     let a = new_org(&app, &a_admin, "Me A PTO").await;
     let b = new_org(&app, &b_admin, "Me B PTO").await;
     let (_, me) = member_of(&app, &a_admin, &a, "evme-me@example.org").await;
-    let (status, o) = send(
-        &app,
-        Method::GET,
-        &format!("/api/v2/orgs/{b}"),
-        Some(&b_admin),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let code = o["data"]["signup_code"].as_str().unwrap().to_owned();
-    let (status, body) = send(
-        &app,
-        Method::POST,
-        "/api/v2/orgs/join",
-        Some(&me),
-        Some(json!({"signup_code": code})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    join_with_code(&app, &b_admin, &b, &me).await;
     let mut stream = open(&app, "/api/v2/me/stream", &me, None).await;
     // Both orgs' backlogs (each in its order).
     let mut seen = Vec::new();
@@ -883,4 +892,213 @@ async fn a_slow_client_is_ended_with_a_reason_and_others_go_on(ctx: TestContext)
     assert_eq!(end.event.as_deref(), Some("end"), "{end:?}");
     assert_eq!(end.data.unwrap()["reason"], "slow_consumer");
     assert!(slow.next(WAIT).await.is_none());
+}
+
+/// Sends an announcement to every member of `org`.
+async fn announce(app: &impl App, org: &str, admin: &str, title: &str) {
+    let (status, body) = send(
+        app,
+        Method::POST,
+        &format!("/api/v2/orgs/{org}/notifications"),
+        Some(admin),
+        Some(json!({"title": title, "body": "Read me.", "to": {"all": true}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn my_stream_pushes_my_unread_count_from_any_instance(ctx: TestContext) {
+    use actix_web::test;
+    use pto_server::startup::app;
+    let shared = ctx.settings.redis_url.is_some();
+    let b_state = ctx.another_instance().await;
+    let a = test::init_service(app(ctx.state.clone(), ctx.api.clone())).await;
+    let b = test::init_service(app(b_state.clone(), ctx.api.clone())).await;
+    let (_, admin) = signed_up(&a, "evun-admin@example.org").await;
+    let org = new_org(&a, &admin, "Unread PTO").await;
+    let (_, me) = member_of(&a, &admin, &org, "evun-me@example.org").await;
+    let mut stream = open(&a, "/api/v2/me/stream", &me, None).await;
+    // The count once at the start.
+    assert_eq!(stream.unread(WAIT).await, 0);
+    // Changes made on the other instance reach this one's stream over Redis (without
+    // Redis, instances share nothing: the changes are made here).
+    let writer = if shared { &b } else { &a };
+    announce(writer, &org, &admin, "First").await;
+    assert_eq!(stream.unread(WAIT).await, 1);
+    announce(writer, &org, &admin, "Second").await;
+    assert_eq!(stream.unread(WAIT).await, 2);
+    let (status, inbox) = send(
+        writer,
+        Method::GET,
+        "/api/v2/me/notifications",
+        Some(&me),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{inbox}");
+    let ids: Vec<String> = inbox["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    // Marked read: one less.
+    let (status, _) = send(
+        writer,
+        Method::POST,
+        &format!("/api/v2/me/notifications/{}/read", ids[0]),
+        Some(&me),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(stream.unread(WAIT).await, 1);
+    // A new one, then an unread one deleted.
+    announce(writer, &org, &admin, "Third").await;
+    assert_eq!(stream.unread(WAIT).await, 2);
+    let (status, _) = send(
+        writer,
+        Method::DELETE,
+        &format!("/api/v2/me/notifications/{}", ids[1]),
+        Some(&me),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(stream.unread(WAIT).await, 1);
+    // All read.
+    let (status, body) = send(
+        writer,
+        Method::POST,
+        "/api/v2/me/notifications/read-all",
+        Some(&me),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stream.unread(WAIT).await, 0);
+    // A reconnect starts with the current count.
+    drop(stream);
+    announce(writer, &org, &admin, "Fourth").await;
+    let mut again = open(&a, "/api/v2/me/stream", &me, None).await;
+    assert_eq!(again.unread(WAIT).await, 1);
+    // An org's own stream carries no counts: its first frame is the org's first event.
+    let mut org_stream = open(&a, &format!("/api/v2/orgs/{org}/stream"), &me, None).await;
+    let first = org_stream.next(WAIT).await.unwrap();
+    assert_eq!(first.event, None, "{first:?}");
+    assert_eq!(ty(&first), "org.created");
+}
+
+async fn my_stream_follows_an_org_i_join_and_stops_at_one_i_leave(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (_, a_admin) = signed_up(&app, "evjoin-a@example.org").await;
+    let (_, b_admin) = signed_up(&app, "evjoin-b@example.org").await;
+    let a = new_org(&app, &a_admin, "Join A PTO").await;
+    let b = new_org(&app, &b_admin, "Join B PTO").await;
+    let (me_id, me) = member_of(&app, &a_admin, &a, "evjoin-me@example.org").await;
+    let mut stream = open(&app, "/api/v2/me/stream", &me, None).await;
+    for expected in ["org.created", "member.added", "member.joined"] {
+        assert_eq!(ty(&stream.event(WAIT).await), expected);
+    }
+    let tenant = |f: &Frame| {
+        f.data.as_ref().unwrap()["tenant"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // B before the join is not followed: its change is not shown.
+    let (status, _) = patch_current(
+        &app,
+        &format!("/api/v2/orgs/{b}"),
+        Some(&b_admin),
+        Some(json!({"name": "Join B before"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Joining B while connected: B's events from the join on, no reconnect.
+    join_with_code(&app, &b_admin, &b, &me).await;
+    let joined = stream.event(WAIT).await;
+    assert_eq!(ty(&joined), "member.joined", "{joined:?}");
+    assert_eq!(tenant(&joined), b);
+    assert_eq!(
+        joined.data.as_ref().unwrap()["subject"]["id"],
+        me_id.as_str()
+    );
+    let (status, _) = patch_current(
+        &app,
+        &format!("/api/v2/orgs/{b}"),
+        Some(&b_admin),
+        Some(json!({"name": "Join B renamed"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let renamed = stream.event(WAIT).await;
+    assert_eq!(ty(&renamed), "org.updated");
+    assert_eq!(tenant(&renamed), b);
+    // Its id holds a position in B: resuming from it reads B (and A) on after it.
+    let (status, _) = patch_current(
+        &app,
+        &format!("/api/v2/orgs/{a}"),
+        Some(&a_admin),
+        Some(json!({"name": "Join A renamed"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let a_renamed = stream.event(WAIT).await;
+    assert_eq!(
+        (ty(&a_renamed), tenant(&a_renamed)),
+        ("org.updated".to_owned(), a.clone())
+    );
+    let mut resumed = open(&app, "/api/v2/me/stream", &me, renamed.id.as_deref()).await;
+    let again = resumed.event(WAIT).await;
+    let (x, y) = (
+        again.data.as_ref().unwrap(),
+        a_renamed.data.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (&x["type"], &x["tenant"], &x["occurred_at"]),
+        (&y["type"], &y["tenant"], &y["occurred_at"]),
+        "{again:?}"
+    );
+    drop(resumed);
+    // Removed from B: B's events stop at the removal (shown to the member it is about,
+    // unless the stream re-decided first), A's go on.
+    let (status, body) = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v2/orgs/{b}/users/{me_id}"),
+        Some(&b_admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = patch_current(
+        &app,
+        &format!("/api/v2/orgs/{b}"),
+        Some(&b_admin),
+        Some(json!({"name": "Join B after"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = patch_current(
+        &app,
+        &format!("/api/v2/orgs/{a}"),
+        Some(&a_admin),
+        Some(json!({"name": "Join A again"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    loop {
+        let f = stream.event(WAIT).await;
+        if tenant(&f) == a {
+            assert_eq!(ty(&f), "org.updated", "{f:?}");
+            break;
+        }
+        assert_eq!(
+            ty(&f),
+            "member.removed",
+            "after the removal, nothing more of B: {f:?}"
+        );
+    }
 }

@@ -559,6 +559,17 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
+    let (id, token) = signed_up(app, email).await;
+    join_with_code(app, admin, org, &token).await;
+    (id, token)
+}
+
+/// The user of `token` joins `org` with its sign-up code (read by its admin).
+pub async fn join_with_code<S, B>(app: &S, admin: &str, org: &str, token: &str)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
     use actix_web::http::Method;
     let (_, o) = send(
         app,
@@ -572,17 +583,15 @@ where
         .as_str()
         .expect("the org's signup code")
         .to_owned();
-    let (id, token) = signed_up(app, email).await;
     let (status, body) = send(
         app,
         Method::POST,
         "/api/v2/orgs/join",
-        Some(&token),
+        Some(token),
         Some(serde_json::json!({"signup_code": code})),
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    (id, token)
 }
 
 /// A `GET` (with a bearer token and an optional `If-None-Match`): returns the status,

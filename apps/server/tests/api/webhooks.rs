@@ -52,6 +52,7 @@ webhook_tests!(
     ping_and_redelivery_send_the_same_message_again,
     two_workers_send_each_event_once_and_a_rebound_name_is_refused,
     after_the_last_attempt_a_delivery_has_failed_and_is_purged_later,
+    delivery_metrics_move_with_attempts,
 );
 
 /// The app with loopback receivers allowed (tests only; production refuses them).
@@ -976,4 +977,78 @@ async fn after_the_last_attempt_a_delivery_has_failed_and_is_purged_later(ctx: T
     )
     .await;
     assert_eq!(deliveries["meta"]["pagination"]["total"], 0, "{deliveries}");
+}
+
+async fn delivery_metrics_move_with_attempts(ctx: TestContext) {
+    use crate::observability::{scrape, series};
+    let app = ctx.service().await;
+    let (org, admin) = org(&app, "metrics").await;
+    let total = |text: &str, outcome: &str| {
+        series(
+            text,
+            &format!("ptoc_webhook_deliveries_total{{outcome=\"{outcome}\"}}"),
+        )
+        .expect("every outcome is listed")
+    };
+    let pending = |text: &str, state: &str| {
+        series(
+            text,
+            &format!("ptoc_webhook_deliveries_pending{{state=\"{state}\"}}"),
+        )
+        .expect("the backlog is listed")
+    };
+    let attempts = |text: &str| series(text, "ptoc_webhook_delivery_seconds_count").expect("count");
+    let before = scrape(&app).await;
+    for state in ["due", "waiting", "sending"] {
+        assert_eq!(pending(&before, state), 0.0, "{state}");
+    }
+    // A receiver that is down: one attempt, to be retried.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let gone = Receiver::start(410).await;
+    create(
+        &app,
+        &format!("/api/v2/orgs/{org}/webhooks"),
+        Some(&admin),
+        json!({"url": format!("http://{addr}/hook"), "events": ["member.joined"]}),
+    )
+    .await;
+    create(
+        &app,
+        &format!("/api/v2/orgs/{org}/webhooks"),
+        Some(&admin),
+        json!({"url": gone.url(), "events": ["member.joined"]}),
+    )
+    .await;
+    member_of(&app, &admin, &org, "one.metrics@hooks.test").await;
+    let pass = drain(&ctx).await;
+    assert_eq!((pass.retried, pass.failed), (1, 1), "{pass:?}");
+    let after_first = scrape(&app).await;
+    assert!(total(&after_first, "retried") >= total(&before, "retried") + 1.0);
+    assert!(total(&after_first, "disabled") >= total(&before, "disabled") + 1.0);
+    assert!(attempts(&after_first) >= attempts(&before) + 2.0);
+    assert!(
+        series(
+            &after_first,
+            "ptoc_webhook_delivery_seconds_bucket{le=\"+Inf\"}"
+        )
+        .is_some_and(|n| n >= attempts(&after_first)),
+        "{after_first}"
+    );
+    // Waiting for its retry; the disabled endpoint's delivery is finished.
+    assert_eq!(pending(&after_first, "waiting"), 1.0);
+    assert_eq!(pending(&after_first, "due"), 0.0);
+    make_retries_due(&ctx).await;
+    assert_eq!(pending(&scrape(&app).await, "due"), 1.0);
+    // The receiver is up: delivered, nothing left.
+    let _receiver = Receiver::on(addr, 200).await;
+    assert_eq!(drain(&ctx).await.delivered, 1);
+    let after = scrape(&app).await;
+    assert!(total(&after, "delivered") >= total(&before, "delivered") + 1.0);
+    assert!(attempts(&after) >= attempts(&before) + 3.0);
+    for state in ["due", "waiting", "sending"] {
+        assert_eq!(pending(&after, state), 0.0, "{state}");
+    }
 }
