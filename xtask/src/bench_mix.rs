@@ -38,7 +38,7 @@ use persistence::{Database, DatabaseSettings};
 
 use crate::bench::proc_status_kib;
 use crate::bench_http::{
-    BenchDatabase, ScratchDir, Server, expect, http, machine, read_response, release_server,
+    BenchDatabase, ScratchDir, Server, expect, http, login, machine, read_response, release_server,
     request_head, service_urls,
 };
 use crate::seed::enterprise::{self, Params, org_id, user_email};
@@ -212,24 +212,6 @@ fn seed(url: &str, plan: &Plan, backend: Backend) -> anyhow::Result<String> {
         db.close().await.ok();
         Ok(report.password)
     })
-}
-
-fn login(addr: SocketAddr, email: &str, password: &str) -> anyhow::Result<String> {
-    let body = expect(
-        "login",
-        200,
-        http(
-            addr,
-            "POST",
-            "/api/v2/auth/login",
-            None,
-            Some(&serde_json::json!({"email": email, "password": password})),
-        ),
-    )?;
-    Ok(body["data"]["token"]
-        .as_str()
-        .context("no token")?
-        .to_owned())
 }
 
 /// Org `o`'s admin and first active volunteer signed in, its members and settings read.

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
+use crate::bench_http::KEYS;
 use crate::seed::rng::SplitMix64;
 
 /// The kind of request, as the report groups them.
@@ -335,15 +336,6 @@ struct Shared {
     window: std::sync::OnceLock<(Instant, Instant)>,
     sample_errors: Mutex<Vec<String>>,
 }
-
-const KEYS: [&str; 6] = [
-    "events.create",
-    "events.view",
-    "users.view",
-    "budget.view",
-    "communications.create",
-    "users.invite",
-];
 
 const COMMITTEES: [&str; 2] = ["Book Fair", "Garden"];
 
