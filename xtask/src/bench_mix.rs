@@ -252,7 +252,7 @@ fn session(addr: SocketAddr, plan: &Plan, password: &str, o: usize) -> anyhow::R
         .as_array()
         .context("no member rows")?
         .iter()
-        .filter(|m| m["email"].as_str() != Some(admin_email.as_str()))
+        .filter(|m| m["email"].as_str() != Some(admin_email.as_str()) && m["status"] == "active")
         .filter_map(|m| Some((m["user_id"].as_str()?.to_owned(), m["version"].as_i64()?)))
         .collect();
     let matrix = expect(
