@@ -495,6 +495,7 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
     let idle_kib = proc_status_kib(&pid, "VmRSS:");
     let started = Instant::now();
     let orgs = sessions(server.addr, &plan, &password)?;
+    let mut steps = vec![("signed in", proc_status_kib(&pid, "VmRSS:"))];
     println!(
         "bench-mix: {} orgs signed in (admin and a volunteer each) in {:.1} s",
         orgs.len(),
@@ -522,6 +523,10 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
         &server,
         &dir.0,
     )?;
+    steps.push((
+        "after /health alone and the check alone",
+        proc_status_kib(&pid, "VmRSS:"),
+    ));
     let mut imports = Vec::new();
     for i in 0..plan.imports {
         let s = &base.orgs[i % base.orgs.len()];
@@ -549,6 +554,7 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
         &dir.0,
     )?;
     let max_kib = rss.max_kib();
+    steps.push(("after the mix", proc_status_kib(&pid, "VmRSS:")));
     let import_states: Vec<String> = imports
         .iter()
         .map(|(s, url)| import_status(server.addr, &s.admin_token, url, Duration::from_secs(60)))
@@ -568,6 +574,7 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
         idle_kib,
         max_kib,
         after_kib,
+        steps,
         imports: import_states,
     })
 }
@@ -582,6 +589,8 @@ struct Report {
     idle_kib: u64,
     max_kib: u64,
     after_kib: u64,
+    /// RSS after each step (KiB).
+    steps: Vec<(&'static str, u64)>,
     imports: Vec<String>,
 }
 
@@ -697,6 +706,14 @@ fn report(r: &Report) -> anyhow::Result<()> {
         mib(r.max_kib),
         mib(r.after_kib),
         plan.settle_secs
+    );
+    println!(
+        "RSS by step: {}.\n",
+        r.steps
+            .iter()
+            .map(|(step, kib)| format!("{step} {:.1} MiB", mib(*kib)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for e in m
         .sample_errors
