@@ -66,6 +66,10 @@ pub fn run_all() -> anyhow::Result<()> {
         &mut release_xtask(&["bench-search"]),
     )?;
     run(
+        "mixed load: 1,000 virtual users, open loop, p99 per route class, server CPU and memory, check vs /health",
+        &mut release_xtask(&["bench-mix"]),
+    )?;
+    run(
         "mail delivery: 10,000 messages to a local SMTP server (≥ 200 messages/s, flat memory)",
         &mut release_xtask(&["bench-mail"]),
     )?;

@@ -159,18 +159,7 @@ async fn seed(db: &Database, org: uuid::Uuid, set: usize, people: &[Person]) -> 
     Ok(())
 }
 
-/// `text` as a URL query value (everything but unreserved ASCII percent-encoded).
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::bench_http::encode_query as encode;
 
 fn search_path(org: &str, q: &str) -> String {
     format!("/api/v2/orgs/{org}/users/search?q={}&limit=20", encode(q))

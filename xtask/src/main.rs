@@ -11,6 +11,7 @@ mod bench;
 mod bench_directory;
 mod bench_http;
 mod bench_member_io;
+mod bench_mix;
 mod bench_search;
 mod bench_streams;
 mod ci;
@@ -84,6 +85,26 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// The mixed load of issue 20: 1,000 virtual users (permission checks, member lists and
+    /// searches, profile and settings reads, audit pages, member and settings writes,
+    /// background imports) from an open-loop generator in its own process, on the
+    /// enterprise seed; throughput, p50/p95/p99 per route class, the server's CPU and
+    /// memory, and the check's throughput against `GET /health`.
+    BenchMix {
+        /// A smoke run on a small seed at a low rate that enforces no target.
+        #[arg(long)]
+        quick: bool,
+        /// The database the server runs on (with Redis either way).
+        #[arg(long, value_enum, default_value = "postgres")]
+        backend: bench_mix::Backend,
+    },
+    /// The load generator of `bench-mix` (run by it, in its own process).
+    #[command(hide = true)]
+    BenchMixLoad {
+        /// The plan (JSON) the benchmark wrote.
+        #[arg(long)]
+        plan: std::path::PathBuf,
+    },
     /// The mail delivery target: 10,000 queued messages delivered to a local SMTP server
     /// (aiosmtpd) at ≥ 200 messages/s with flat memory (SQLite; PostgreSQL too with
     /// `TEST_DATABASE_URL`).
@@ -126,6 +147,8 @@ fn main() -> anyhow::Result<()> {
         Command::BenchMemberIo => bench_member_io::run(),
         Command::BenchSearch { quick } => bench_search::run(quick),
         Command::BenchStreams { quick } => bench_streams::run(quick),
+        Command::BenchMix { quick, backend } => bench_mix::run(quick, backend),
+        Command::BenchMixLoad { plan } => bench_mix::load::run(&plan),
         Command::BenchMail => bench::mail(),
         Command::Seed(args) => seed::run(&args),
         Command::Audit { action } => audit::run(action),

@@ -8,7 +8,7 @@
 pub(crate) mod bench_rows;
 pub(crate) mod bulk;
 mod demo;
-mod enterprise;
+pub(crate) mod enterprise;
 pub(crate) mod rng;
 #[cfg(test)]
 mod tests;

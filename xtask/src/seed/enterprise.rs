@@ -207,6 +207,15 @@ pub fn user_email(u: usize) -> String {
     format!("u{:06}@bench.example.org", u + 1)
 }
 
+/// The id of org `o` (0-based; base orgs first) of the dataset of `seed`.
+pub fn org_id(seed: u64, o: usize) -> Uuid {
+    uuid_v7(
+        BASE_MS,
+        o as u64,
+        &mut SplitMix64::stream(seed, tag::ORG, o as u64),
+    )
+}
+
 /// One district's template: the keys it sets and which of them are locked.
 struct DistrictPlan {
     id: Uuid,
@@ -309,15 +318,7 @@ impl Plan {
                 extra += 1;
             }
         }
-        let orgs = (0..org_keys.len())
-            .map(|o| {
-                uuid_v7(
-                    BASE_MS,
-                    o as u64,
-                    &mut SplitMix64::stream(seed, tag::ORG, o as u64),
-                )
-            })
-            .collect();
+        let orgs = (0..org_keys.len()).map(|o| org_id(seed, o)).collect();
         let users = (0..base_orgs * p.members_per_org)
             .map(|u| {
                 uuid_v7(
