@@ -600,10 +600,9 @@ fn default_limits_are_tight() {
             max_time: DEFAULT_MAX_TIME,
         }
     );
-    assert!(DEFAULT_MAX_TIME <= Duration::from_millis(50));
-    if !cfg!(debug_assertions) {
-        assert_eq!(DEFAULT_MAX_TIME, Duration::from_millis(1));
-    }
+    // A backstop for preempted threads, not the bound on a hostile token's work (the
+    // facts and iterations are: `hostile_rules_hit_the_run_limits`).
+    assert_eq!(DEFAULT_MAX_TIME, Duration::from_millis(50));
 }
 
 #[test]
