@@ -70,6 +70,10 @@ pub fn run_all() -> anyhow::Result<()> {
         &mut release_xtask(&["bench-mix"]),
     )?;
     run(
+        "event streams: 10,000 members connected on one and two instances, open time, memory per stream, fan-out p99",
+        &mut release_xtask(&["bench-streams"]),
+    )?;
+    run(
         "mail delivery: 10,000 messages to a local SMTP server (≥ 200 messages/s, flat memory)",
         &mut release_xtask(&["bench-mail"]),
     )?;
