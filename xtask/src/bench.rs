@@ -70,6 +70,10 @@ pub fn run_all() -> anyhow::Result<()> {
         &mut release_xtask(&["bench-mix"]),
     )?;
     run(
+        "large dataset: 40,000 orgs and 1M members — start, memory, cold and warm checks, lists and searches",
+        &mut release_xtask(&["bench-large"]),
+    )?;
+    run(
         "event streams: 10,000 members connected on one and two instances, open time, memory per stream, fan-out p99",
         &mut release_xtask(&["bench-streams"]),
     )?;

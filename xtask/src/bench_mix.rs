@@ -139,7 +139,7 @@ const FIRST_VOLUNTEER: usize = 10;
 
 /// Distinct search texts from the seed's names: full names, prefixes (type-ahead) and
 /// one-transposition typos, shuffled.
-fn search_texts(seed: u64) -> Vec<String> {
+pub(crate) fn search_texts(seed: u64) -> Vec<String> {
     let mut texts = Vec::new();
     for last in LAST_NAMES {
         for n in 3..last.chars().count() {
@@ -170,8 +170,27 @@ fn search_texts(seed: u64) -> Vec<String> {
     texts
 }
 
-/// Seeds the enterprise dataset on `url` (migrated first); returns the shared password.
-fn seed(url: &str, plan: &Plan, backend: Backend) -> anyhow::Result<String> {
+/// The seed's shape of `plan` (the rest as the enterprise seed's defaults).
+fn params(plan: &Plan) -> Params {
+    let [
+        districts,
+        schools_per_district,
+        orgs_per_school,
+        members_per_org,
+    ] = plan.seed;
+    Params {
+        districts,
+        schools_per_district,
+        orgs_per_school,
+        members_per_org,
+        seed: SEED,
+        ..Params::default()
+    }
+}
+
+/// Seeds the enterprise dataset of `params` on `url` (migrated first); returns the
+/// shared password.
+pub(crate) fn seed(url: &str, params: &Params, backend: Backend) -> anyhow::Result<String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -188,21 +207,7 @@ fn seed(url: &str, plan: &Plan, backend: Backend) -> anyhow::Result<String> {
         db.migrate().await?;
         let hasher = credentials::Argon2Hasher::recommended()
             .map_err(|e| anyhow::anyhow!("password hasher: {e}"))?;
-        let [
-            districts,
-            schools_per_district,
-            orgs_per_school,
-            members_per_org,
-        ] = plan.seed;
-        let params = Params {
-            districts,
-            schools_per_district,
-            orgs_per_school,
-            members_per_org,
-            seed: SEED,
-            ..Params::default()
-        };
-        let outcome = enterprise::run(&db, &params, &hasher).await?;
+        let outcome = enterprise::run(&db, params, &hasher).await?;
         let enterprise::Outcome::Seeded(report) = outcome else {
             bail!("the bench database was seeded already");
         };
@@ -214,9 +219,14 @@ fn seed(url: &str, plan: &Plan, backend: Backend) -> anyhow::Result<String> {
     })
 }
 
-/// Org `o`'s admin and first active volunteer signed in, its members and settings read.
-fn session(addr: SocketAddr, plan: &Plan, password: &str, o: usize) -> anyhow::Result<OrgSession> {
-    let mpo = plan.seed[3];
+/// Org `o`'s admin and first active volunteer signed in (`mpo` members per org in the
+/// seed), its members and settings read.
+pub(crate) fn session(
+    addr: SocketAddr,
+    mpo: usize,
+    password: &str,
+    o: usize,
+) -> anyhow::Result<OrgSession> {
     let org = org_id(SEED, o).to_string();
     let admin_email = user_email(o * mpo);
     let admin_token = login(addr, &admin_email, password)?;
@@ -291,22 +301,27 @@ fn session(addr: SocketAddr, plan: &Plan, password: &str, o: usize) -> anyhow::R
     })
 }
 
-/// Every org's session, four sign-ins at a time.
-fn sessions(addr: SocketAddr, plan: &Plan, password: &str) -> anyhow::Result<Vec<OrgSession>> {
-    let orgs: Vec<usize> = (0..plan.orgs).collect();
+/// The sessions of `orgs` (indices in the seed of `mpo` members per org), four
+/// sign-ins at a time.
+pub(crate) fn sessions(
+    addr: SocketAddr,
+    mpo: usize,
+    orgs: &[usize],
+    password: &str,
+) -> anyhow::Result<Vec<OrgSession>> {
     std::thread::scope(|s| {
         let parts: Vec<_> = orgs
-            .chunks(plan.orgs.div_ceil(4).max(1))
+            .chunks(orgs.len().div_ceil(4).max(1))
             .map(|chunk| {
                 s.spawn(move || {
                     chunk
                         .iter()
-                        .map(|&o| session(addr, plan, password, o))
+                        .map(|&o| session(addr, mpo, password, o))
                         .collect::<anyhow::Result<Vec<_>>>()
                 })
             })
             .collect();
-        let mut all = Vec::with_capacity(plan.orgs);
+        let mut all = Vec::with_capacity(orgs.len());
         for p in parts {
             let Ok(part) = p.join() else {
                 bail!("a sign-in thread panicked");
@@ -483,7 +498,7 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
         ),
     };
     let started = Instant::now();
-    let password = seed(&url, &plan, backend)?;
+    let password = seed(&url, &params(&plan), backend)?;
     println!(
         "bench-mix: seeded in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -494,7 +509,8 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
     let rss = RssSampler::start(server.pid());
     let idle_kib = proc_status_kib(&pid, "VmRSS:");
     let started = Instant::now();
-    let orgs = sessions(server.addr, &plan, &password)?;
+    let indices: Vec<usize> = (0..plan.orgs).collect();
+    let orgs = sessions(server.addr, plan.seed[3], &indices, &password)?;
     let mut steps = vec![("signed in", proc_status_kib(&pid, "VmRSS:"))];
     println!(
         "bench-mix: {} orgs signed in (admin and a volunteer each) in {:.1} s",

@@ -10,6 +10,7 @@ mod audit;
 mod bench;
 mod bench_directory;
 mod bench_http;
+mod bench_large;
 mod bench_member_io;
 mod bench_mix;
 mod bench_search;
@@ -85,6 +86,14 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// The large dataset of issue 20 (`seed --enterprise --large`: 40,000 orgs, 1,000,000
+    /// members, ≥ 1,000,000 settings): server start and memory, cold and warm permission
+    /// checks, member lists and searches, on the release server with PostgreSQL + Redis.
+    BenchLarge {
+        /// A smoke run on a small seed that enforces no target.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The mixed load of issue 20: 1,000 virtual users (permission checks, member lists and
     /// searches, profile and settings reads, audit pages, member and settings writes,
     /// background imports) from an open-loop generator in its own process, on the
@@ -147,6 +156,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchMemberIo => bench_member_io::run(),
         Command::BenchSearch { quick } => bench_search::run(quick),
         Command::BenchStreams { quick } => bench_streams::run(quick),
+        Command::BenchLarge { quick } => bench_large::run(quick),
         Command::BenchMix { quick, backend } => bench_mix::run(quick, backend),
         Command::BenchMixLoad { plan } => bench_mix::load::run(&plan),
         Command::BenchMail => bench::mail(),

@@ -3,8 +3,8 @@
 //! (`deploy/prometheus/alerts.yml`) query is one the server exports, and every alert's
 //! `runbook_url` points at a section of `docs/operations.md`.
 //!
-//! The server's metric names are read from `apps/server/src` (every `ptoc_…` or
-//! `http_server_…` word in it); the queried names are scanned out of the expressions:
+//! The server's metric names are read from `apps/server/src` (every `ptoc_…`,
+//! `http_server_…` or `process_…` word in it); the queried names are scanned out of the expressions:
 //! quoted strings, label matchers `{…}`, ranges `[…]`, the label lists of `by`,
 //! `without`, `on`, `ignoring`, `group_left` and `group_right`, function calls, keywords
 //! and numbers are removed; what is left are metric names. A histogram's `_bucket`,
@@ -146,7 +146,10 @@ fn exported_names(dir: &Path) -> anyhow::Result<BTreeSet<String>> {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path)?;
-                out.extend(words_with_prefix(&text, &["ptoc_", "http_server_"]));
+                out.extend(words_with_prefix(
+                    &text,
+                    &["ptoc_", "http_server_", "process_"],
+                ));
             }
         }
     }

@@ -54,7 +54,9 @@ pub struct Args {
     #[arg(long)]
     enterprise: bool,
 
-    /// Add settings-heavy orgs until the settings tables hold --large-rows rows.
+    /// The large dataset: 400 schools per district and 25 members per org (40,000 orgs,
+    /// 1,000,000 members unless those are given), plus settings-heavy orgs until the
+    /// settings tables hold --large-rows rows.
     #[arg(long, conflicts_with = "demo", help_heading = "Enterprise dataset")]
     large: bool,
 
@@ -76,14 +78,9 @@ pub struct Args {
     )]
     districts: usize,
 
-    /// Schools per district.
-    #[arg(
-        long,
-        default_value_t = 20,
-        value_name = "N",
-        help_heading = "Enterprise dataset"
-    )]
-    schools_per_district: usize,
+    /// Schools per district [default: 20; 400 with --large].
+    #[arg(long, value_name = "N", help_heading = "Enterprise dataset")]
+    schools_per_district: Option<usize>,
 
     /// Organizations per school.
     #[arg(
@@ -94,14 +91,9 @@ pub struct Args {
     )]
     orgs_per_school: usize,
 
-    /// Members per organization (each a generated user).
-    #[arg(
-        long,
-        default_value_t = 50,
-        value_name = "N",
-        help_heading = "Enterprise dataset"
-    )]
-    members_per_org: usize,
+    /// Members per organization (each a generated user) [default: 50; 25 with --large].
+    #[arg(long, value_name = "N", help_heading = "Enterprise dataset")]
+    members_per_org: Option<usize>,
 
     /// Permission keys each district sets.
     #[arg(
@@ -130,14 +122,9 @@ pub struct Args {
     )]
     school_settings_percent: f64,
 
-    /// Percentage of (org, key) pairs with an org setting.
-    #[arg(
-        long,
-        default_value_t = 10.0,
-        value_name = "PCT",
-        help_heading = "Enterprise dataset"
-    )]
-    org_settings_percent: f64,
+    /// Percentage of (org, key) pairs with an org setting [default: 10; 90 with --large].
+    #[arg(long, value_name = "PCT", help_heading = "Enterprise dataset")]
+    org_settings_percent: Option<f64>,
 
     /// Percentage of non-admin members with a direct grant.
     #[arg(
@@ -165,15 +152,24 @@ pub struct Args {
 
 impl Args {
     fn enterprise_params(&self) -> enterprise::Params {
+        let shape = if self.large {
+            enterprise::Params::large()
+        } else {
+            enterprise::Params::default()
+        };
         enterprise::Params {
             districts: self.districts,
-            schools_per_district: self.schools_per_district,
+            schools_per_district: self
+                .schools_per_district
+                .unwrap_or(shape.schools_per_district),
             orgs_per_school: self.orgs_per_school,
-            members_per_org: self.members_per_org,
+            members_per_org: self.members_per_org.unwrap_or(shape.members_per_org),
             district_keys: self.district_keys,
             locked_percent: self.locked_percent,
             school_settings_percent: self.school_settings_percent,
-            org_settings_percent: self.org_settings_percent,
+            org_settings_percent: self
+                .org_settings_percent
+                .unwrap_or(shape.org_settings_percent),
             grant_percent: self.grant_percent,
             large_rows: self.large.then_some(self.large_rows),
             seed: self.seed,

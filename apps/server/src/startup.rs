@@ -277,6 +277,7 @@ pub async fn build_state(
         jobs: jobs::JobQueue::new(db.clone()).with_notices(notices.clone()),
         job_wake: Arc::new(tokio::sync::Notify::new()),
         warming: Arc::default(),
+        open_streams: crate::http::metrics::OpenStreams::default(),
         job_retention: settings.job_retention,
         invitation_ttl_days: settings.invitation_ttl_days,
         platform_admin_second_factor: settings.platform_admin_second_factor,

@@ -64,6 +64,8 @@ pub struct AppState {
     pub bootstrap_token: Option<crate::config::Secret>,
     /// How warm the permission cache is (warming at start, [`crate::cache_warming`]).
     pub warming: std::sync::Arc<crate::cache_warming::Warming>,
+    /// The event streams open on this instance (`ptoc_streams_open`).
+    pub open_streams: crate::http::metrics::OpenStreams,
     /// The serialized OpenAPI document.
     pub openapi_json: Bytes,
     /// The rendered docs page.

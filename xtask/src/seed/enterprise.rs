@@ -122,6 +122,21 @@ impl Default for Params {
 }
 
 impl Params {
+    /// Issue 20's large dataset: 50 districts × 400 schools × 2 orgs (40,000 orgs) × 25
+    /// members (1,000,000). Orgs set 90% of the keys open to them (about 1M setting
+    /// rows); settings-heavy orgs are added if the settings tables hold fewer than
+    /// 1,000,000 rows.
+    #[must_use]
+    pub fn large() -> Self {
+        Self {
+            schools_per_district: 400,
+            members_per_org: 25,
+            org_settings_percent: 90.0,
+            large_rows: Some(1_000_000),
+            ..Self::default()
+        }
+    }
+
     /// Rejects impossible combinations before anything is written.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.districts >= 1, "--districts must be at least 1");
@@ -152,7 +167,8 @@ impl Params {
         self.districts * self.schools_per_district
     }
 
-    fn base_orgs(&self) -> usize {
+    /// Orgs before the settings-heavy ones of `--large`.
+    pub fn base_orgs(&self) -> usize {
         self.schools() * self.orgs_per_school
     }
 }

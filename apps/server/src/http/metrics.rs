@@ -327,6 +327,68 @@ pub fn render_cache_warming(out: &mut String, warming: &crate::cache_warming::Wa
     );
 }
 
+/// The process's resident memory in bytes, from `/proc/self/status` (`None` off Linux).
+#[must_use]
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Streams (`/orgs/{org_id}/stream`, `/me/stream`) open on this instance. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct OpenStreams(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl OpenStreams {
+    /// Counts one more open stream until the returned guard is dropped.
+    #[must_use]
+    pub fn opened(&self) -> StreamGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StreamGuard(self.clone())
+    }
+
+    /// How many are open.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        u64::try_from(self.0.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0)
+    }
+}
+
+/// Held by an open stream ([`OpenStreams::opened`]).
+#[derive(Debug)]
+pub struct StreamGuard(OpenStreams);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        (self.0)
+            .0
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Appends the process's resident memory (`process_resident_memory_bytes`, the name
+/// Prometheus client libraries use) and the open streams.
+pub fn render_process(out: &mut String, streams: &OpenStreams) {
+    if let Some(bytes) = resident_bytes() {
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {bytes}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ptoc_streams_open Event streams open on this instance.\n# TYPE ptoc_streams_open gauge\nptoc_streams_open {}",
+        streams.count()
+    );
+}
+
 /// Appends each in-process cache's weight and byte budget.
 pub fn render_cache_bytes(out: &mut String, sizes: &[cache::CacheBytes]) {
     out.push_str("# HELP ptoc_cache_bytes Estimated bytes held by each in-process cache (moka weighers).\n# TYPE ptoc_cache_bytes gauge\n");

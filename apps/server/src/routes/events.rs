@@ -472,6 +472,8 @@ struct Streaming {
     heartbeat: std::time::Duration,
     last_frame: tokio::time::Instant,
     done: bool,
+    /// Counts the stream in `ptoc_streams_open` while it lives.
+    _open: crate::http::metrics::StreamGuard,
 }
 
 /// How many events a stream reads from the database at a time.
@@ -534,6 +536,7 @@ async fn open_stream(
     let mut tick = tokio::time::interval(heartbeat.min(std::time::Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let behind = (0..follows.len()).collect();
+    let open = state.open_streams.opened();
     let mut streaming = Streaming {
         state: state.0,
         who,
@@ -553,6 +556,7 @@ async fn open_stream(
         heartbeat,
         last_frame: tokio::time::Instant::now(),
         done: false,
+        _open: open,
     };
     // The unread count once at the start (read after subscribing to its changes).
     streaming.push_unread().await;
@@ -606,7 +610,7 @@ impl Streaming {
             }
             if let Some(i) = self.behind.first().copied() {
                 // The backlog, a page at a time (at most one page is held).
-                match self.read_from_db(i, None).await {
+                match Box::pin(self.read_from_db(i, None)).await {
                     Ok(true) => {}
                     Ok(false) => {
                         self.behind.remove(0);
@@ -615,18 +619,20 @@ impl Streaming {
                 }
                 continue;
             }
+            // The work an event or a tick starts is boxed: the future every idle stream
+            // holds stays small (it is as large as the largest state it may reach).
             tokio::select! {
                 received = self.live.recv() => match received {
-                    Ok(live) => self.on_live(&live).await,
+                    Ok(live) => Box::pin(self.on_live(&live)).await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         self.end("slow_consumer");
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => self.end("shutdown"),
                 },
                 mine = inbox_changed(&mut self.inbox) => if mine {
-                    self.push_unread().await;
+                    Box::pin(self.push_unread()).await;
                 },
-                _ = self.tick.tick() => self.on_tick().await,
+                _ = self.tick.tick() => Box::pin(self.on_tick()).await,
             }
         }
     }
@@ -848,6 +854,14 @@ impl actix_web::Responder for EventStream {
             .content_type("text/event-stream")
             .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
             .insert_header(("x-accel-buffering", "no"))
+            // Never compressed, whatever the client accepts: a deflate state per open
+            // stream costs hundreds of KiB (10,000 streams would need gigabytes), every
+            // frame is flushed on its own so little would be saved, and compressing
+            // secret-bearing frames beside others' data is what BREACH exploits.
+            .insert_header((
+                actix_web::http::header::CONTENT_ENCODING,
+                actix_web::http::header::ContentEncoding::Identity,
+            ))
             .streaming(self.0)
     }
 }
@@ -869,5 +883,26 @@ impl aide::OperationOutput for EventStream {
                 ..Default::default()
             },
         )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<F, Fut>(_: F) -> usize
+    where
+        F: FnOnce(&'static mut Streaming) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn an_idle_stream_holds_little() {
+        let next = future_size(Streaming::next_frame);
+        let state = std::mem::size_of::<Streaming>();
+        eprintln!("next_frame future {next} B, Streaming {state} B");
+        assert!(next + state < 1024, "{next} + {state}");
     }
 }

@@ -259,6 +259,7 @@ async fn metrics(
     sizes.extend(state.authz.cache().l1_bytes().await);
     sizes.push(state.directory_cache.l1_bytes().await);
     crate::http::metrics::render_cache_bytes(&mut out, &sizes);
+    crate::http::metrics::render_process(&mut out, &state.open_streams);
     let (orgs, index_bytes, document_bytes) = state.search_indexes.usage();
     crate::http::metrics::render_search_indexes(
         &mut out,

@@ -25,6 +25,7 @@ backend_tests!(
     a_slow_client_is_ended_with_a_reason_and_others_go_on,
     my_stream_pushes_my_unread_count_from_any_instance,
     my_stream_follows_an_org_i_join_and_stops_at_one_i_leave,
+    my_stream_follows_an_org_joined_on_another_instance,
 );
 
 /// Every event of `uri` (after `after`) read `limit` at a time; returns the events and
@@ -465,6 +466,14 @@ impl<B: actix_web::body::MessageBody> Sse<B> {
                 .and_then(|v| v.to_str().ok()),
             Some("text/event-stream")
         );
+        // Streams are never compressed (`open` asks with a browser's Accept-Encoding).
+        assert!(
+            res.headers()
+                .get("content-encoding")
+                .is_none_or(|v| v.as_bytes() == b"identity"),
+            "{:?}",
+            res.headers().get("content-encoding")
+        );
         Self {
             body: Box::pin(res.into_body()),
             buf: String::new(),
@@ -560,7 +569,9 @@ where
 {
     let mut req = actix_web::test::TestRequest::get()
         .uri(uri)
-        .insert_header(("authorization", format!("Bearer {token}")));
+        .insert_header(("authorization", format!("Bearer {token}")))
+        // As browsers' EventSource asks.
+        .insert_header(("accept-encoding", "gzip, deflate, br"));
     if let Some(last) = last {
         req = req.insert_header(("last-event-id", last.to_owned()));
     }
@@ -726,6 +737,20 @@ async fn a_volunteers_stream_never_carries_an_admin_only_event(ctx: TestContext)
     let own = stream.event(WAIT).await;
     assert_eq!(ty(&own), "member.updated", "{own:?}");
     assert_eq!(own.data.as_ref().unwrap()["subject"]["id"], vol_id.as_str());
+
+    // `/metrics` counts the app's open streams and shows the process's memory.
+    let open_streams = |m: &str| crate::observability::series(m, "ptoc_streams_open");
+    let metrics = crate::observability::scrape(&app).await;
+    assert_eq!(open_streams(&metrics), Some(2.0));
+    if cfg!(target_os = "linux") {
+        let rss = crate::observability::series(&metrics, "process_resident_memory_bytes");
+        assert!(rss.is_some_and(|b| b > 1_000_000.0), "{rss:?}");
+    }
+    drop(stream);
+    assert_eq!(
+        open_streams(&crate::observability::scrape(&app).await),
+        Some(1.0)
+    );
 }
 
 async fn revoking_a_session_ends_its_stream(ctx: TestContext) {
@@ -1101,4 +1126,45 @@ async fn my_stream_follows_an_org_i_join_and_stops_at_one_i_leave(ctx: TestConte
             "after the removal, nothing more of B: {f:?}"
         );
     }
+}
+
+async fn my_stream_follows_an_org_joined_on_another_instance(ctx: TestContext) {
+    use actix_web::test;
+    use pto_server::startup::app;
+    let shared = ctx.settings.redis_url.is_some();
+    let b_state = ctx.another_instance().await;
+    let a = test::init_service(app(ctx.state.clone(), ctx.api.clone())).await;
+    let b = test::init_service(app(b_state.clone(), ctx.api.clone())).await;
+    // Without Redis, instances share nothing: everything happens on one.
+    let other = if shared { &b } else { &a };
+    let (_, x_admin) = signed_up(&a, "evjoinx-a@example.org").await;
+    let (_, y_admin) = signed_up(&a, "evjoinx-b@example.org").await;
+    let x = new_org(&a, &x_admin, "Join X PTO").await;
+    let y = new_org(&a, &y_admin, "Join Y PTO").await;
+    let (me_id, me) = member_of(&a, &x_admin, &x, "evjoinx-me@example.org").await;
+    let mut stream = open(&a, "/api/v2/me/stream", &me, None).await;
+    for expected in ["org.created", "member.added", "member.joined"] {
+        assert_eq!(ty(&stream.event(WAIT).await), expected);
+    }
+    // The join is committed on the other instance; this one's stream follows Y from it.
+    join_with_code(other, &y_admin, &y, &me).await;
+    let joined = stream.event(WAIT).await;
+    let data = joined.data.as_ref().expect("data");
+    assert_eq!(ty(&joined), "member.joined", "{joined:?}");
+    assert_eq!(data["tenant"]["id"], y.as_str());
+    assert_eq!(data["subject"]["id"], me_id.as_str());
+    let (status, _) = patch_current(
+        other,
+        &format!("/api/v2/orgs/{y}"),
+        Some(&y_admin),
+        Some(json!({"name": "Join Y renamed"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let renamed = stream.event(WAIT).await;
+    assert_eq!(ty(&renamed), "org.updated", "{renamed:?}");
+    assert_eq!(
+        renamed.data.as_ref().expect("data")["tenant"]["id"],
+        y.as_str()
+    );
 }
