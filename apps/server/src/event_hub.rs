@@ -50,6 +50,20 @@ pub struct LiveEvent {
     pub seq: u64,
     /// Its public form; `None` for a type that is not published.
     pub event: Option<ChangeEvent>,
+    /// Its JSON after the `id` member (`,"type":…}`), rendered once by the first stream
+    /// that sends it and shared by every other (only the cursor differs per stream).
+    pub rendered: std::sync::OnceLock<Arc<str>>,
+}
+
+impl LiveEvent {
+    fn new(chain: ChainId, seq: u64, event: Option<ChangeEvent>) -> Self {
+        Self {
+            chain,
+            seq,
+            event,
+            rendered: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 /// The per-instance broadcast of committed org events. Cheap to clone.
@@ -152,11 +166,7 @@ impl EventHub {
             let ChainId::Org(org) = e.chain() else {
                 continue;
             };
-            self.send(LiveEvent {
-                chain: e.chain(),
-                seq: e.seq,
-                event: ChangeEvent::of(e),
-            });
+            self.send(LiveEvent::new(e.chain(), e.seq, ChangeEvent::of(e)));
             match ranges.iter_mut().find(|(o, _, _)| *o == org) {
                 Some(range) => {
                     range.1 = range.1.min(e.seq);
@@ -205,11 +215,7 @@ impl EventHub {
         match read {
             Ok(events) => {
                 for e in events.iter().filter(|e| e.seq <= last) {
-                    self.send(LiveEvent {
-                        chain,
-                        seq: e.seq,
-                        event: ChangeEvent::of(e),
-                    });
+                    self.send(LiveEvent::new(chain, e.seq, ChangeEvent::of(e)));
                 }
             }
             // The streams of this instance read the range themselves when the next

@@ -590,6 +590,19 @@ async fn inbox_changed(inbox: &mut Option<Inbox>) -> bool {
     }
 }
 
+/// The JSON of `event`'s view after its `id` member (`,"type":…}`): the view is
+/// rendered with an empty id, which is then cut off. The id (a hex cursor) needs no
+/// escaping, so `{"id":"<cursor>"` + the tail is the view's JSON.
+fn render_tail(event: ChangeEvent) -> String {
+    const EMPTY_ID: &str = "{\"id\":\"\"";
+    let mut scratch = EventCursor::default();
+    let mut v = view(event, &mut scratch);
+    v.id = String::new();
+    let json = serde_json::to_string(&v).unwrap_or_default();
+    json.strip_prefix(EMPTY_ID)
+        .map_or(json.clone(), str::to_owned)
+}
+
 fn end_frame(reason: &str) -> Bytes {
     Bytes::from(format!(
         "event: end\ndata: {}\n\n",
@@ -703,6 +716,19 @@ impl Streaming {
             .push_back(Bytes::from(format!("id: {}\ndata: {data}\n\n", view.id)));
     }
 
+    /// Queues a live event: its JSON is rendered once for every stream (the first to send
+    /// it renders it); only the cursor is this stream's.
+    fn push_live(&mut self, live: &crate::event_hub::LiveEvent, event: &ChangeEvent) {
+        let tail = live
+            .rendered
+            .get_or_init(|| render_tail(event.clone()).into());
+        self.cursor.set(live.chain, live.seq);
+        let id = self.cursor.encode();
+        self.frames.push_back(Bytes::from(format!(
+            "id: {id}\ndata: {{\"id\":\"{id}\"{tail}\n\n"
+        )));
+    }
+
     async fn on_live(&mut self, live: &crate::event_hub::LiveEvent) {
         let followed = self.follows.iter().position(|f| f.chain == live.chain);
         let Some(i) = (match followed {
@@ -734,7 +760,7 @@ impl Streaming {
         if let Some(event) = &live.event
             && self.follows[i].selection.admits(event)
         {
-            self.push_event(event.clone());
+            self.push_live(live, event);
         }
         // Rights may have changed with it: decide again before the next event (the
         // dispatcher retired the permission caches before it broadcast the event).
@@ -896,6 +922,29 @@ mod tests {
         F: FnOnce(&'static mut Streaming) -> Fut,
     {
         std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn a_live_frame_is_the_views_json_with_this_streams_cursor() {
+        let org = uuid::Uuid::now_v7();
+        let event = ChangeEvent {
+            chain: ChainId::Org(org),
+            seq: 7,
+            publication: audit::publication_named("org.updated").expect("published"),
+            occurred_at: time::OffsetDateTime::now_utc(),
+            actor: audit::Actor::System,
+            subject_type: "org".into(),
+            subject_id: org.to_string(),
+            data: serde_json::json!({"change": "update", "changed": ["name"], "note": "a \"quoted\" name"}),
+        };
+        let mut cursor = EventCursor::default();
+        let whole = serde_json::to_value(view(event.clone(), &mut cursor)).expect("json");
+        let tail = render_tail(event);
+        let id = cursor.encode();
+        let joined: serde_json::Value =
+            serde_json::from_str(&format!("{{\"id\":\"{id}\"{tail}")).expect("valid JSON");
+        assert_eq!(joined, whole);
+        assert_eq!(joined["id"], id.as_str());
     }
 
     #[test]

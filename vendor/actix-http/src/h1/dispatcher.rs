@@ -756,7 +756,15 @@ where
                                 return Err(DispatchError::Body(err));
                             }
 
-                            Poll::Pending => return Ok(PollResponse::DoNothing),
+                            Poll::Pending => {
+                                // PATCH (pto-connect): a body that waits (an event stream
+                                // between events) holds no write buffer once all it
+                                // wrote was sent; the next chunk reserves one again.
+                                if this.write_buf.is_empty() {
+                                    *this.write_buf = BytesMut::new();
+                                }
+                                return Ok(PollResponse::DoNothing);
+                            }
                         }
                     }
 
@@ -1291,6 +1299,12 @@ where
                 }
 
                 Poll::Pending => {
+                    // PATCH (pto-connect): an idle connection (keep-alive, or a
+                    // long-lived response such as an event stream) holds no read buffer;
+                    // the next read reserves one again.
+                    if this.read_buf.is_empty() {
+                        *this.read_buf = BytesMut::new();
+                    }
                     return Ok(false);
                 }
 
