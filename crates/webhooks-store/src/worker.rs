@@ -6,6 +6,9 @@
 //! delivery is `sending` until its lease runs out; a worker that died holding it leaves
 //! it to be claimed again then (at least once — receivers de-duplicate by
 //! `webhook-id`). An attempt's outcome is recorded only by the worker holding the lease.
+//! A delivered attempt makes the endpoint's retries that wait because the receiver was
+//! unreachable due at once ([`wake_waiting_retries`]): a receiver back up gets its
+//! backlog now, not at each retry's next step.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,6 +263,31 @@ impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
     }
 }
 
+/// After a delivered attempt: the endpoint's deliveries waiting for a retry because the
+/// receiver was unreachable — no answer (refused, reset, timed out) or 502/503/504 —
+/// become due now, so a receiver that is back gets its backlog at once rather than at
+/// each delivery's next step of the schedule (up to 10 h away). A retry after another
+/// answer (a 500 or 4xx to that one message) keeps its schedule: the receiver is up and
+/// refused the message, and waking it at every success would spend its attempts in
+/// seconds. How many were woken.
+///
+/// On the healthy path this is an index range that is empty
+/// (`ix_webhook_deliveries_waiting`: the endpoint's pending deliveries by due time; those
+/// due in the future are exactly the waiting retries).
+async fn wake_waiting_retries(tx: &persistence::WriteTx, c: &Claimed) -> Result<u64, DbErr> {
+    let now = now_ms();
+    let woken = tx
+        .execute_raw(statement(
+            tx.get_database_backend(),
+            "UPDATE webhook_deliveries SET due_ms = ? \
+             WHERE org_id = ? AND endpoint_id = ? AND status = 'pending' AND due_ms > ? \
+             AND (last_status_code IS NULL OR last_status_code IN (502, 503, 504))",
+            vec![now.into(), c.org.into(), c.endpoint.into(), now.into()],
+        ))
+        .await?;
+    Ok(woken.rows_affected())
+}
+
 /// What a delivery task needs (the worker without its event log).
 struct Shallow {
     store: SeaOrmWebhooks,
@@ -392,7 +420,15 @@ impl Shallow {
         if v == Verdict::Gone {
             self.disable(&tx, c).await?;
         }
+        let woken = if v == Verdict::Delivered {
+            wake_waiting_retries(&tx, c).await?
+        } else {
+            0
+        };
         tx.commit().await?;
+        if woken > 0 {
+            tracing::info!(endpoint = %c.endpoint, woken, "webhook receiver answered again: its waiting retries are due now");
+        }
         let (settled, outcome) = match (v, status) {
             (Verdict::Delivered, _) => {
                 tracing::debug!(delivery = %c.id, endpoint = %c.endpoint, "webhook delivered");
