@@ -102,7 +102,11 @@ async fn a_delivered_attempt_makes_the_endpoints_unreachable_retries_due(env: &E
         store.clone(),
         audit_store::SeaOrmAuditLog::new(db.db.clone()),
         transport.clone(),
-        WorkerSettings::default(),
+        // One retry woken per success: the backlog follows in a chain.
+        WorkerSettings {
+            wake: 1,
+            ..WorkerSettings::default()
+        },
     );
     let ctx = AuditContext {
         actor: Actor::System,
@@ -168,7 +172,8 @@ async fn a_delivered_attempt_makes_the_endpoints_unreachable_retries_due(env: &E
     }
 
     // a is back: the next message is delivered, and in the same drain the retries that
-    // waited on a's being unreachable (no answer, 503) follow at once.
+    // waited on a's being unreachable (no answer, 503) follow at once, each delivered
+    // one waking the next.
     transport.set(a_url, Reply::Status(204));
     let fresh = store.ping(&ctx, org, a.id).await.unwrap();
     let pass = worker.drain().await.unwrap();
