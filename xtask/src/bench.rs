@@ -78,6 +78,10 @@ pub fn run_all() -> anyhow::Result<()> {
         &mut release_xtask(&["bench-streams"]),
     )?;
     run(
+        "webhooks: 1,000 events to 10 endpoints verified by a local receiver (p99 ≤ 1 s from commit), a receiver down for a minute gets every event once",
+        &mut release_xtask(&["bench-webhooks"]),
+    )?;
+    run(
         "mail delivery: 10,000 messages to a local SMTP server (≥ 200 messages/s, flat memory)",
         &mut release_xtask(&["bench-mail"]),
     )?;

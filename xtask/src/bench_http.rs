@@ -183,8 +183,20 @@ impl Server {
         redis_url: &str,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::start_with(bin, db_url, redis_url, data_dir, &[])
+    }
+
+    /// [`Server::start`] with further environment variables (`(name, value)`).
+    pub(crate) fn start_with(
+        bin: &Path,
+        db_url: &str,
+        redis_url: &str,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let addr = free_addr()?;
         let child = Command::new(bin)
+            .envs(env.iter().copied())
             .env("BIND_ADDR", addr.to_string())
             .env("DATABASE_URL", db_url)
             .env("REDIS_URL", redis_url)
@@ -545,6 +557,51 @@ impl Drop for BenchDatabase {
             "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
             self.name
         ));
+    }
+}
+
+/// What a benchmark of the server starts from: the services (`TEST_REDIS_URL`), the
+/// server binary ([`release_server`]), the machine line, a fresh database and data
+/// directory, and a run id for unique names.
+pub(crate) struct BenchEnv {
+    pub(crate) redis_url: String,
+    pub(crate) bin: PathBuf,
+    pub(crate) machine: String,
+    pub(crate) db: BenchDatabase,
+    pub(crate) dir: ScratchDir,
+    pub(crate) run: String,
+}
+
+impl BenchEnv {
+    /// For benchmark `name` (database `ptoc_bench_<name>_…`, directory
+    /// `ptoc-bench-<name>-…`).
+    pub(crate) fn prepare(name: &str) -> anyhow::Result<Self> {
+        let (admin_url, redis_url) = service_urls();
+        let bin = release_server()?;
+        let machine = machine();
+        Ok(Self {
+            redis_url,
+            bin,
+            machine,
+            db: BenchDatabase::create(&admin_url, &format!("ptoc_bench_{name}"))?,
+            dir: ScratchDir::create(&format!("ptoc-bench-{name}"))?,
+            run: uuid::Uuid::now_v7().simple().to_string(),
+        })
+    }
+
+    /// Signs up `<tag>-admin-<run>@bench.example` and creates the org `org_name` (signup
+    /// code `<code>` and the run id's end); (admin token, org id).
+    pub(crate) fn admin_and_org(
+        &self,
+        addr: SocketAddr,
+        tag: &str,
+        org_name: &str,
+        code: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let (_, admin) = sign_up(addr, &format!("{tag}-admin-{}@bench.example", self.run))?;
+        let code = format!("{code}{}", &self.run[self.run.len() - 8..]).to_uppercase();
+        let org = create_org(addr, &admin, org_name, &code)?;
+        Ok((admin, org))
     }
 }
 

@@ -15,6 +15,7 @@ mod bench_member_io;
 mod bench_mix;
 mod bench_search;
 mod bench_streams;
+mod bench_webhooks;
 mod ci;
 mod migrate;
 mod modgraph;
@@ -94,6 +95,14 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// The webhook targets: 1,000 events to 10 endpoints delivered and verified by a local
+    /// receiver (p99 from commit ≤ 1 s), and a receiver down for a minute that gets every
+    /// event afterwards, once; on the release server with PostgreSQL and Redis.
+    BenchWebhooks {
+        /// A smoke run (100 events, a 10 s outage) that enforces no target.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The mixed load of issue 20: 1,000 virtual users (permission checks, member lists and
     /// searches, profile and settings reads, audit pages, member and settings writes,
     /// background imports) from an open-loop generator in its own process, on the
@@ -157,6 +166,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchSearch { quick } => bench_search::run(quick),
         Command::BenchStreams { quick } => bench_streams::run(quick),
         Command::BenchLarge { quick } => bench_large::run(quick),
+        Command::BenchWebhooks { quick } => bench_webhooks::run(quick),
         Command::BenchMix { quick, backend } => bench_mix::run(quick, backend),
         Command::BenchMixLoad { plan } => bench_mix::load::run(&plan),
         Command::BenchMail => bench::mail(),

@@ -6,6 +6,9 @@
 //! delivery is `sending` until its lease runs out; a worker that died holding it leaves
 //! it to be claimed again then (at least once — receivers de-duplicate by
 //! `webhook-id`). An attempt's outcome is recorded only by the worker holding the lease.
+//! A delivered attempt makes the endpoint's retries that wait because the receiver was
+//! unreachable due at once (up to [`WorkerSettings::wake`] of them): a receiver back up
+//! gets its backlog now, not at each retry's next step.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +38,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// How long a claim lasts (default 60 s: longer than an attempt's 10 s timeout).
     pub lease: Duration,
+    /// Waiting retries a delivered attempt makes due, at most (default 1,000): a longer
+    /// backlog is woken in steps, each woken delivery's success waking more.
+    pub wake: u32,
 }
 
 impl Default for WorkerSettings {
@@ -43,6 +49,7 @@ impl Default for WorkerSettings {
             batch: 50,
             concurrency: 16,
             lease: Duration::from_secs(60),
+            wake: 1_000,
         }
     }
 }
@@ -195,6 +202,7 @@ impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
             store: self.store.clone(),
             transport: Arc::clone(&self.transport),
             owner: self.owner.clone(),
+            wake: self.settings.wake,
         }
     }
 
@@ -265,6 +273,7 @@ struct Shallow {
     store: SeaOrmWebhooks,
     transport: Arc<dyn Transport>,
     owner: String,
+    wake: u32,
 }
 
 impl Shallow {
@@ -312,7 +321,69 @@ impl Shallow {
             },
         };
         let v = verdict(outcome.status);
-        self.record(&c, v, &outcome).await
+        let settled = self.record(&c, v, &outcome).await?;
+        if settled == Settled::Delivered {
+            self.wake_waiting_retries(&c).await;
+        }
+        Ok(settled)
+    }
+
+    /// After a delivered attempt: up to [`WorkerSettings::wake`] of the endpoint's
+    /// deliveries waiting for a retry because the receiver was unreachable — no answer
+    /// (refused, reset, timed out) or 502/503/504 — become due now, so a receiver that is
+    /// back gets its backlog at once rather than at each delivery's next step of the
+    /// schedule (up to 10 h away). A retry after another answer (a 500 or 4xx to that
+    /// one message) keeps its schedule: the receiver is up and refused the message, and
+    /// waking it at every success would spend its attempts in seconds.
+    ///
+    /// Its own statement after the attempt was recorded: rows another worker is waking
+    /// are skipped (`SKIP LOCKED` on PostgreSQL), so it never waits on nor deadlocks
+    /// with them, and if it fails the retries just keep their schedule (logged). On the
+    /// healthy path it is an empty range of `ix_webhook_deliveries_waiting` (the
+    /// endpoint's pending deliveries by due time: those due later are the waiting
+    /// retries).
+    async fn wake_waiting_retries(&self, c: &Claimed) {
+        let conn = self.store.db.primary();
+        let backend = conn.get_database_backend();
+        let lock = if backend == DbBackend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let waiting = "org_id = ? AND endpoint_id = ? AND status = 'pending' AND due_ms > ? \
+                       AND (last_status_code IS NULL OR last_status_code IN (502, 503, 504))";
+        let now = now_ms();
+        let woken = conn
+            .execute_raw(statement(
+                backend,
+                &format!(
+                    "UPDATE webhook_deliveries SET due_ms = ? WHERE {waiting} AND id IN \
+                     (SELECT id FROM webhook_deliveries WHERE {waiting} \
+                      ORDER BY due_ms LIMIT ?{lock})"
+                ),
+                vec![
+                    now.into(),
+                    c.org.into(),
+                    c.endpoint.into(),
+                    now.into(),
+                    c.org.into(),
+                    c.endpoint.into(),
+                    now.into(),
+                    i64::from(self.wake).into(),
+                ],
+            ))
+            .await;
+        match woken {
+            Ok(done) if done.rows_affected() > 0 => {
+                tracing::info!(endpoint = %c.endpoint, woken = done.rows_affected(),
+                    "webhook receiver answered again: its waiting retries are due now");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(endpoint = %c.endpoint, error = %e,
+                    "webhooks: waking the endpoint's waiting retries failed; they keep their schedule");
+            }
+        }
     }
 
     /// Records an attempt and its consequence, if this worker still holds the lease.
