@@ -1020,6 +1020,59 @@ async fn with_attempts<C: ConnectionTrait>(
     Ok(())
 }
 
+/// One queued delivery: its endpoint, event type and seq, and body.
+pub(crate) struct NewDelivery<'a> {
+    pub(crate) endpoint: Uuid,
+    pub(crate) event_type: &'a str,
+    pub(crate) event_seq: u64,
+    pub(crate) payload: &'a str,
+}
+
+/// Rows per multi-row `INSERT` (9 values each: far under both databases' limits).
+const INSERT_ROWS: usize = 500;
+
+/// Inserts pending deliveries (due now) of `org` in `conn`'s transaction, several rows
+/// per statement; an endpoint's delivery of an event it already has is nothing. How
+/// many were inserted.
+pub(crate) async fn insert_deliveries<C: ConnectionTrait>(
+    conn: &C,
+    org: Uuid,
+    deliveries: &[NewDelivery<'_>],
+) -> Result<u64, DbErr> {
+    let mut inserted = 0;
+    let (due, created) = (now_ms(), now_micros());
+    for chunk in deliveries.chunks(INSERT_ROWS) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?)"; chunk.len()].join(", ");
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 9);
+        for d in chunk {
+            values.extend([
+                org.into(),
+                Uuid::now_v7().into(),
+                d.endpoint.into(),
+                d.event_type.into(),
+                seq_value(d.event_seq).into(),
+                d.payload.into(),
+                false.into(),
+                due.into(),
+                created.into(),
+            ]);
+        }
+        let done = conn
+            .execute_raw(statement(
+                conn.get_database_backend(),
+                &format!(
+                    "INSERT INTO webhook_deliveries (org_id, id, endpoint_id, event_type, event_seq, \
+                     payload, status, attempts, round_start, manual, due_ms, created_at) \
+                     VALUES {rows} ON CONFLICT (org_id, endpoint_id, event_seq) DO NOTHING"
+                ),
+                values,
+            ))
+            .await?;
+        inserted += done.rows_affected();
+    }
+    Ok(inserted)
+}
+
 /// Inserts one pending delivery (due now) in `conn`'s transaction; nothing when the
 /// endpoint already has one for this event.
 pub(crate) async fn insert_delivery<C: ConnectionTrait>(

@@ -6,10 +6,17 @@
 //! delivery is `sending` until its lease runs out; a worker that died holding it leaves
 //! it to be claimed again then (at least once — receivers de-duplicate by
 //! `webhook-id`). An attempt's outcome is recorded only by the worker holding the lease.
+//!
+//! A claimed batch reads each endpoint (its address and keys) once, sends with bounded
+//! concurrency, then records its attempts in **one transaction per org** (each delivery's
+//! update still conditional on the lease, the attempts in one multi-row insert): a
+//! commit per batch, not per delivery, is what lets one worker keep up with hundreds of
+//! deliveries a second.
 //! A delivered attempt makes the endpoint's retries that wait because the receiver was
 //! unreachable due at once (up to [`WorkerSettings::wake`] of them): a receiver back up
 //! gets its backlog now, not at each retry's next step.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -155,8 +162,8 @@ impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
         }
     }
 
-    /// Queues new events' deliveries, then claims one batch of due deliveries and
-    /// sends it.
+    /// Queues new events' deliveries, then claims one batch of due deliveries, sends it
+    /// and records its attempts.
     ///
     /// # Errors
     /// Storage failures (claimed deliveries are taken again once their lease ran out).
@@ -169,41 +176,91 @@ impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
             claimed: batch.len(),
             ..Pass::default()
         };
+        if batch.is_empty() {
+            return Ok(pass);
+        }
+        let targets = self.targets(&batch).await?;
         let mut running = tokio::task::JoinSet::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let worker = Arc::new(self.shallow());
+        let mut sent = Vec::with_capacity(batch.len());
         for c in batch {
+            // An endpoint deleted meanwhile: its deliveries went with it.
+            let Some(target) = targets.get(&(c.org, c.endpoint)).cloned() else {
+                continue;
+            };
             if running.len() >= self.settings.concurrency.max(1)
                 && let Some(done) = running.join_next().await
             {
-                outcomes.push(done);
+                sent.push(done.map_err(|e| StoreFailure(Box::new(e)))?);
             }
-            let w = Arc::clone(&worker);
-            running.spawn(async move { w.deliver(c).await });
+            let transport = Arc::clone(&self.transport);
+            running.spawn(send(transport, target, c));
         }
         while let Some(done) = running.join_next().await {
-            outcomes.push(done);
+            sent.push(done.map_err(|e| StoreFailure(Box::new(e)))?);
         }
-        for done in outcomes {
-            match done {
-                Ok(Ok(Settled::Delivered)) => pass.delivered += 1,
-                Ok(Ok(Settled::Retry)) => pass.retried += 1,
-                Ok(Ok(Settled::Failed)) => pass.failed += 1,
-                Ok(Ok(Settled::LostLease)) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(e) => return Err(StoreFailure(Box::new(e))),
+        let mut by_org: BTreeMap<Uuid, Vec<Sent>> = BTreeMap::new();
+        for s in sent {
+            by_org.entry(s.claimed.org).or_default().push(s);
+        }
+        let mut answered = BTreeSet::new();
+        for (org, sent) in by_org {
+            for (s, settled) in sent.iter().zip(self.record(org, &sent).await?) {
+                match settled {
+                    Settled::Delivered => {
+                        pass.delivered += 1;
+                        answered.insert((org, s.claimed.endpoint));
+                    }
+                    Settled::Retry => pass.retried += 1,
+                    Settled::Failed => pass.failed += 1,
+                    Settled::LostLease => {}
+                }
             }
+        }
+        for (org, endpoint) in answered {
+            self.wake_waiting_retries(org, endpoint).await;
         }
         Ok(pass)
     }
 
-    fn shallow(&self) -> Shallow {
-        Shallow {
-            store: self.store.clone(),
-            transport: Arc::clone(&self.transport),
-            owner: self.owner.clone(),
-            wake: self.settings.wake,
+    /// The address and signing keys of each endpoint in `batch`, read once per batch
+    /// (one statement per org).
+    async fn targets(
+        &self,
+        batch: &[Claimed],
+    ) -> Result<HashMap<(Uuid, Uuid), Arc<Target>>, StoreFailure> {
+        let mut by_org: BTreeMap<Uuid, BTreeSet<Uuid>> = BTreeMap::new();
+        for c in batch {
+            by_org.entry(c.org).or_default().insert(c.endpoint);
         }
+        let conn = self.store.db.primary();
+        let mut targets = HashMap::new();
+        for (org, endpoints) in by_org {
+            let list = vec!["?"; endpoints.len()].join(", ");
+            let mut values: Vec<sea_orm::Value> = vec![org.into()];
+            values.extend(endpoints.iter().map(|&e| e.into()));
+            let rows = conn
+                .query_all_raw(statement(
+                    conn.get_database_backend(),
+                    &format!(
+                        "SELECT id, url, secret, previous_secret, previous_until \
+                         FROM webhook_endpoints WHERE org_id = ? AND id IN ({list})"
+                    ),
+                    values,
+                ))
+                .await?;
+            for row in &rows {
+                let id: Uuid = row.try_get("", "id")?;
+                let secret: String = row.try_get("", "secret")?;
+                let previous: Option<String> = row.try_get("", "previous_secret")?;
+                let until: Option<OffsetDateTime> = row.try_get("", "previous_until")?;
+                let keys = self
+                    .store
+                    .signing_keys(id, &secret, previous.as_deref().zip(until))?;
+                let url = row.try_get("", "url")?;
+                targets.insert((org, id), Arc::new(Target { url, keys }));
+            }
+        }
+        Ok(targets)
     }
 
     /// Runs passes until one claims nothing.
@@ -268,66 +325,51 @@ impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
     }
 }
 
-/// What a delivery task needs (the worker without its event log).
-struct Shallow {
-    store: SeaOrmWebhooks,
-    transport: Arc<dyn Transport>,
-    owner: String,
-    wake: u32,
+/// Where and how an endpoint's deliveries are sent.
+struct Target {
+    url: String,
+    keys: webhooks::SigningKeys,
 }
 
-impl Shallow {
-    async fn deliver(&self, c: Claimed) -> Result<Settled, StoreFailure> {
-        let conn = self.store.db.primary();
-        let row = conn
-            .query_one_raw(statement(
-                conn.get_database_backend(),
-                "SELECT url, secret, previous_secret, previous_until FROM webhook_endpoints \
-                 WHERE org_id = ? AND id = ?",
-                vec![c.org.into(), c.endpoint.into()],
-            ))
-            .await?;
-        let Some(row) = row else {
-            // Deleted meanwhile: its deliveries went with it.
-            return Ok(Settled::LostLease);
-        };
-        let url: String = row.try_get("", "url")?;
-        let secret: String = row.try_get("", "secret")?;
-        let previous: Option<String> = row.try_get("", "previous_secret")?;
-        let until: Option<OffsetDateTime> = row.try_get("", "previous_until")?;
-        let keys = self
-            .store
-            .signing_keys(c.endpoint, &secret, previous.as_deref().zip(until))?;
-        let now = OffsetDateTime::now_utc();
-        let headers = keys.headers(&message_id(c.id), now, c.payload.as_bytes());
-        let started = Instant::now();
-        let result = self
-            .transport
-            .send(&url, &headers, Bytes::from(c.payload.clone()))
-            .await;
-        let elapsed = started.elapsed();
-        crate::metrics::attempted(elapsed);
-        let latency_ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
-        let outcome = match result {
-            Ok(a) => Outcome {
-                status: Some(a.status),
-                latency_ms,
-                error: (!(200..300).contains(&a.status)).then(|| format!("HTTP {}", a.status)),
-            },
-            Err(e) => Outcome {
-                status: None,
-                latency_ms,
-                error: Some(e.to_string()),
-            },
-        };
-        let v = verdict(outcome.status);
-        let settled = self.record(&c, v, &outcome).await?;
-        if settled == Settled::Delivered {
-            self.wake_waiting_retries(&c).await;
-        }
-        Ok(settled)
-    }
+/// A claimed delivery after its attempt.
+struct Sent {
+    claimed: Claimed,
+    verdict: Verdict,
+    outcome: Outcome,
+}
 
+/// Signs and sends one claimed delivery.
+async fn send(transport: Arc<dyn Transport>, target: Arc<Target>, mut c: Claimed) -> Sent {
+    let now = OffsetDateTime::now_utc();
+    let headers = target
+        .keys
+        .headers(&message_id(c.id), now, c.payload.as_bytes());
+    let body = Bytes::from(std::mem::take(&mut c.payload));
+    let started = Instant::now();
+    let result = transport.send(&target.url, &headers, body).await;
+    let elapsed = started.elapsed();
+    crate::metrics::attempted(elapsed);
+    let latency_ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
+    let outcome = match result {
+        Ok(a) => Outcome {
+            status: Some(a.status),
+            latency_ms,
+            error: (!(200..300).contains(&a.status)).then(|| format!("HTTP {}", a.status)),
+        },
+        Err(e) => Outcome {
+            status: None,
+            latency_ms,
+            error: Some(e.to_string()),
+        },
+    };
+    Sent {
+        verdict: verdict(outcome.status),
+        claimed: c,
+        outcome,
+    }
+}
+
+impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
     /// After a delivered attempt: up to [`WorkerSettings::wake`] of the endpoint's
     /// deliveries waiting for a retry because the receiver was unreachable — no answer
     /// (refused, reset, timed out) or 502/503/504 — become due now, so a receiver that is
@@ -336,13 +378,14 @@ impl Shallow {
     /// one message) keeps its schedule: the receiver is up and refused the message, and
     /// waking it at every success would spend its attempts in seconds.
     ///
-    /// Its own statement after the attempt was recorded: rows another worker is waking
+    /// Once per endpoint and batch, in its own statement after the batch's attempts were
+    /// recorded: rows another worker is waking
     /// are skipped (`SKIP LOCKED` on PostgreSQL), so it never waits on nor deadlocks
     /// with them, and if it fails the retries just keep their schedule (logged). On the
     /// healthy path it is an empty range of `ix_webhook_deliveries_waiting` (the
     /// endpoint's pending deliveries by due time: those due later are the waiting
     /// retries).
-    async fn wake_waiting_retries(&self, c: &Claimed) {
+    async fn wake_waiting_retries(&self, org: Uuid, endpoint: Uuid) {
         let conn = self.store.db.primary();
         let backend = conn.get_database_backend();
         let lock = if backend == DbBackend::Postgres {
@@ -363,131 +406,154 @@ impl Shallow {
                 ),
                 vec![
                     now.into(),
-                    c.org.into(),
-                    c.endpoint.into(),
+                    org.into(),
+                    endpoint.into(),
                     now.into(),
-                    c.org.into(),
-                    c.endpoint.into(),
+                    org.into(),
+                    endpoint.into(),
                     now.into(),
-                    i64::from(self.wake).into(),
+                    i64::from(self.settings.wake).into(),
                 ],
             ))
             .await;
         match woken {
             Ok(done) if done.rows_affected() > 0 => {
-                tracing::info!(endpoint = %c.endpoint, woken = done.rows_affected(),
+                tracing::info!(endpoint = %endpoint, woken = done.rows_affected(),
                     "webhook receiver answered again: its waiting retries are due now");
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(endpoint = %c.endpoint, error = %e,
+                tracing::warn!(endpoint = %endpoint, error = %e,
                     "webhooks: waking the endpoint's waiting retries failed; they keep their schedule");
             }
         }
     }
 
-    /// Records an attempt and its consequence, if this worker still holds the lease.
-    async fn record(&self, c: &Claimed, v: Verdict, o: &Outcome) -> Result<Settled, StoreFailure> {
-        let tx = self.store.db.begin_for_org(c.org).await?;
+    /// Records the attempts of `org`'s sent deliveries and their consequences in one
+    /// transaction, each only if this worker still holds its lease; how each settled
+    /// (in `sent`'s order).
+    async fn record(&self, org: Uuid, sent: &[Sent]) -> Result<Vec<Settled>, StoreFailure> {
+        let tx = self.store.db.begin_for_org(org).await?;
         let backend = tx.get_database_backend();
-        let (status, due) = match v {
-            Verdict::Delivered => ("delivered", now_ms()),
-            Verdict::Gone => ("failed", now_ms()),
-            Verdict::Retry => {
-                let in_round = c.attempts.saturating_sub(c.round_start);
-                match next_delay(in_round) {
-                    Some(wait) if !c.manual => (
-                        "pending",
-                        now_ms()
-                            .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
-                    ),
-                    _ => ("failed", now_ms()),
+        let mut states = Vec::with_capacity(sent.len());
+        for s in sent {
+            let (c, o) = (&s.claimed, &s.outcome);
+            let (status, due) = match s.verdict {
+                Verdict::Delivered => ("delivered", now_ms()),
+                Verdict::Gone => ("failed", now_ms()),
+                Verdict::Retry => {
+                    let in_round = c.attempts.saturating_sub(c.round_start);
+                    match next_delay(in_round) {
+                        Some(wait) if !c.manual => (
+                            "pending",
+                            now_ms().saturating_add(
+                                i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
+                            ),
+                        ),
+                        _ => ("failed", now_ms()),
+                    }
                 }
-            }
-        };
-        let done = tx
-            .execute_raw(statement(
+            };
+            let done = tx
+                .execute_raw(statement(
+                    backend,
+                    "UPDATE webhook_deliveries SET status = ?, due_ms = ?, lease_owner = NULL, \
+                     manual = ?, last_status_code = ?, last_latency_ms = ?, last_error = ?, \
+                     last_attempt_at = ? \
+                     WHERE org_id = ? AND id = ? AND status = 'sending' AND lease_owner = ?",
+                    vec![
+                        status.into(),
+                        due.into(),
+                        false.into(),
+                        o.status.map(i32::from).into(),
+                        i32::try_from(o.latency_ms).unwrap_or(i32::MAX).into(),
+                        o.error.clone().into(),
+                        now_micros().into(),
+                        org.into(),
+                        c.id.into(),
+                        self.owner.as_str().into(),
+                    ],
+                ))
+                .await?;
+            // No row: the lease ran out and another worker took it (its attempt counts).
+            states.push((done.rows_affected() > 0).then_some(status));
+        }
+        let held: Vec<&Sent> = sent
+            .iter()
+            .zip(&states)
+            .filter_map(|(s, st)| st.map(|_| s))
+            .collect();
+        if held.is_empty() {
+            tx.rollback().await?;
+            return Ok(vec![Settled::LostLease; sent.len()]);
+        }
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; held.len()].join(", ");
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(held.len() * 7);
+        for s in &held {
+            values.extend([
+                org.into(),
+                Uuid::now_v7().into(),
+                s.claimed.id.into(),
+                now_micros().into(),
+                s.outcome.status.map(i32::from).into(),
+                i32::try_from(s.outcome.latency_ms)
+                    .unwrap_or(i32::MAX)
+                    .into(),
+                s.outcome.error.clone().into(),
+            ]);
+        }
+        tx.execute_raw(statement(
+            backend,
+            &format!(
+                "INSERT INTO webhook_attempts (org_id, id, delivery_id, attempted_at, status_code, \
+                 latency_ms, error) VALUES {rows}"
+            ),
+            values,
+        ))
+        .await?;
+        // A delivery claimed at most ATTEMPTS_KEPT times has at most that many attempts.
+        for s in held
+            .iter()
+            .filter(|s| i64::from(s.claimed.attempts) > ATTEMPTS_KEPT)
+        {
+            tx.execute_raw(statement(
                 backend,
-                "UPDATE webhook_deliveries SET status = ?, due_ms = ?, lease_owner = NULL, \
-                 manual = ?, last_status_code = ?, last_latency_ms = ?, last_error = ?, \
-                 last_attempt_at = ? \
-                 WHERE org_id = ? AND id = ? AND status = 'sending' AND lease_owner = ?",
+                "DELETE FROM webhook_attempts WHERE org_id = ? AND delivery_id = ? AND id NOT IN \
+                 (SELECT id FROM webhook_attempts WHERE org_id = ? AND delivery_id = ? \
+                  ORDER BY id DESC LIMIT ?)",
                 vec![
-                    status.into(),
-                    due.into(),
-                    false.into(),
-                    o.status.map(i32::from).into(),
-                    i32::try_from(o.latency_ms).unwrap_or(i32::MAX).into(),
-                    o.error.clone().into(),
-                    now_micros().into(),
-                    c.org.into(),
-                    c.id.into(),
-                    self.owner.as_str().into(),
+                    org.into(),
+                    s.claimed.id.into(),
+                    org.into(),
+                    s.claimed.id.into(),
+                    ATTEMPTS_KEPT.into(),
                 ],
             ))
             .await?;
-        if done.rows_affected() == 0 {
-            // The lease ran out and another worker took it: its attempt counts.
-            tx.rollback().await?;
-            return Ok(Settled::LostLease);
         }
-        tx.execute_raw(statement(
-            backend,
-            "INSERT INTO webhook_attempts (org_id, id, delivery_id, attempted_at, status_code, \
-             latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            vec![
-                c.org.into(),
-                Uuid::now_v7().into(),
-                c.id.into(),
-                now_micros().into(),
-                o.status.map(i32::from).into(),
-                i32::try_from(o.latency_ms).unwrap_or(i32::MAX).into(),
-                o.error.clone().into(),
-            ],
-        ))
-        .await?;
-        tx.execute_raw(statement(
-            backend,
-            "DELETE FROM webhook_attempts WHERE org_id = ? AND delivery_id = ? AND id NOT IN \
-             (SELECT id FROM webhook_attempts WHERE org_id = ? AND delivery_id = ? \
-              ORDER BY id DESC LIMIT ?)",
-            vec![
-                c.org.into(),
-                c.id.into(),
-                c.org.into(),
-                c.id.into(),
-                crate::worker::ATTEMPTS_KEPT.into(),
-            ],
-        ))
-        .await?;
-        if v == Verdict::Gone {
-            self.disable(&tx, c).await?;
+        let gone: BTreeSet<Uuid> = held
+            .iter()
+            .filter(|s| s.verdict == Verdict::Gone)
+            .map(|s| s.claimed.endpoint)
+            .collect();
+        for endpoint in gone {
+            self.disable(&tx, org, endpoint).await?;
         }
         tx.commit().await?;
-        let (settled, outcome) = match (v, status) {
-            (Verdict::Delivered, _) => {
-                tracing::debug!(delivery = %c.id, endpoint = %c.endpoint, "webhook delivered");
-                (Settled::Delivered, Counted::Delivered)
-            }
-            (Verdict::Gone, _) => {
-                tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, "webhook receiver answered 410 Gone: endpoint disabled");
-                (Settled::Failed, Counted::Disabled)
-            }
-            (Verdict::Retry, "pending") => {
-                tracing::info!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook attempt failed; will retry");
-                (Settled::Retry, Counted::Retried)
-            }
-            (Verdict::Retry, _) => {
-                tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook delivery failed: no attempt left");
-                (Settled::Failed, Counted::Failed)
-            }
-        };
-        crate::metrics::settled(outcome);
-        Ok(settled)
+        Ok(sent
+            .iter()
+            .zip(states)
+            .map(|(s, status)| status.map_or(Settled::LostLease, |status| settled(s, status)))
+            .collect())
     }
 
     /// Disables the endpoint (410 Gone), audited as the system's change.
-    async fn disable(&self, tx: &persistence::WriteTx, c: &Claimed) -> Result<(), StoreFailure> {
+    async fn disable(
+        &self,
+        tx: &persistence::WriteTx,
+        org: Uuid,
+        endpoint: Uuid,
+    ) -> Result<(), StoreFailure> {
         let changed = tx
             .execute_raw(statement(
                 tx.get_database_backend(),
@@ -496,8 +562,8 @@ impl Shallow {
                 vec![
                     false.into(),
                     now_micros().into(),
-                    c.org.into(),
-                    c.endpoint.into(),
+                    org.into(),
+                    endpoint.into(),
                     true.into(),
                 ],
             ))
@@ -505,7 +571,7 @@ impl Shallow {
         if changed.rows_affected() == 0 {
             return Ok(());
         }
-        let Some(scope) = scope_of(tx, c.org).await? else {
+        let Some(scope) = scope_of(tx, org).await? else {
             return Ok(());
         };
         let ctx = AuditContext {
@@ -515,7 +581,7 @@ impl Shallow {
         let event = ctx.change(
             scope,
             EventType::WebhookDisable,
-            ("webhook", c.endpoint.to_string()),
+            ("webhook", endpoint.to_string()),
             ChangeType::Update,
             (
                 Some(serde_json::json!({"enabled": true})),
@@ -525,4 +591,29 @@ impl Shallow {
         audit_store::append_in(tx, vec![event]).await?;
         Ok(())
     }
+}
+
+/// Logs and counts how an attempt whose outcome was recorded (as `status`) settled.
+fn settled(s: &Sent, status: &str) -> Settled {
+    let (c, o) = (&s.claimed, &s.outcome);
+    let (settled, outcome) = match (s.verdict, status) {
+        (Verdict::Delivered, _) => {
+            tracing::debug!(delivery = %c.id, endpoint = %c.endpoint, "webhook delivered");
+            (Settled::Delivered, Counted::Delivered)
+        }
+        (Verdict::Gone, _) => {
+            tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, "webhook receiver answered 410 Gone: endpoint disabled");
+            (Settled::Failed, Counted::Disabled)
+        }
+        (Verdict::Retry, "pending") => {
+            tracing::info!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook attempt failed; will retry");
+            (Settled::Retry, Counted::Retried)
+        }
+        (Verdict::Retry, _) => {
+            tracing::warn!(delivery = %c.id, endpoint = %c.endpoint, attempt = c.attempts, error = ?o.error, "webhook delivery failed: no attempt left");
+            (Settled::Failed, Counted::Failed)
+        }
+    };
+    crate::metrics::settled(outcome);
+    settled
 }

@@ -6,91 +6,17 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use audit::{Actor, AuditContext, RequestMeta};
-use bytes::Bytes;
-use test_support::{Backend, ScratchDb, TestEnv};
 use uuid::Uuid;
-use webhooks::{AddressPolicy, EndpointUrl, EventFilter, SignedHeaders};
-use webhooks_store::transport::{Answer, SendError, SendFuture, Transport};
 use webhooks_store::worker::{WebhookWorker, WorkerSettings};
-use webhooks_store::{BoxError, DeliveryStatus, SeaOrmWebhooks, SecretSeal};
+use webhooks_store::{DeliveryStatus, SeaOrmWebhooks};
 
-struct Env(ScratchDb);
+mod common;
 
-impl TestEnv for Env {
-    async fn open(backend: Backend) -> Option<Self> {
-        Some(Self(ScratchDb::open(backend, "ptoc_whwake", 4).await?))
-    }
-
-    async fn finish(self) {
-        self.0.finish().await;
-    }
-}
+use common::{Env, PlainSeal, Reply, Scripted, endpoint, system};
 
 test_support::both_backends!(crate::Env; a_delivered_attempt_makes_the_endpoints_unreachable_retries_due);
-
-/// Secrets kept as they are (the seal is the app's; not under test here).
-struct PlainSeal;
-
-impl SecretSeal for PlainSeal {
-    fn seal(&self, _owner: &[u8], secret: &[u8]) -> Result<String, BoxError> {
-        Ok(secret.iter().map(|b| format!("{b:02x}")).collect())
-    }
-
-    fn open(&self, _owner: &[u8], sealed: &str) -> Result<Vec<u8>, BoxError> {
-        (0..sealed.len())
-            .step_by(2)
-            .map(|i| Ok(u8::from_str_radix(&sealed[i..i + 2], 16)?))
-            .collect()
-    }
-}
-
-/// How the receiver at a URL answers now.
-#[derive(Debug, Clone, Copy)]
-enum Reply {
-    /// Connection refused.
-    Down,
-    Status(u16),
-}
-
-/// A transport answering per URL as scripted, counting what each message id received.
-#[derive(Default)]
-struct Scripted {
-    replies: Mutex<HashMap<String, Reply>>,
-    sent: Mutex<HashMap<String, usize>>,
-}
-
-impl Scripted {
-    fn set(&self, url: &str, reply: Reply) {
-        self.replies.lock().unwrap().insert(url.to_owned(), reply);
-    }
-
-    fn sent(&self, delivery: Uuid) -> usize {
-        let id = webhooks::message_id(delivery);
-        self.sent.lock().unwrap().get(&id).copied().unwrap_or(0)
-    }
-}
-
-impl Transport for Scripted {
-    fn send<'a>(&'a self, url: &'a str, headers: &'a SignedHeaders, _: Bytes) -> SendFuture<'a> {
-        *self
-            .sent
-            .lock()
-            .unwrap()
-            .entry(headers.id.clone())
-            .or_default() += 1;
-        let reply = self.replies.lock().unwrap().get(url).copied();
-        Box::pin(async move {
-            match reply {
-                Some(Reply::Status(status)) => Ok(Answer { status }),
-                Some(Reply::Down) | None => Err(SendError::Connection("connection refused".into())),
-            }
-        })
-    }
-}
 
 async fn a_delivered_attempt_makes_the_endpoints_unreachable_retries_due(env: &Env) {
     let db = &env.0;
@@ -108,24 +34,12 @@ async fn a_delivered_attempt_makes_the_endpoints_unreachable_retries_due(env: &E
             ..WorkerSettings::default()
         },
     );
-    let ctx = AuditContext {
-        actor: Actor::System,
-        request: RequestMeta::default(),
-    };
+    let ctx = system();
     let (a_url, b_url) = ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b");
-    let mut endpoints = Vec::new();
-    for url in [a_url, b_url] {
-        let url = EndpointUrl::parse(
-            url,
-            AddressPolicy {
-                allow_loopback: true,
-            },
-        )
-        .unwrap();
-        let events = EventFilter::parse(&["role.updated"]).unwrap();
-        let (endpoint, _) = store.create(&ctx, org, None, &url, &events).await.unwrap();
-        endpoints.push(endpoint);
-    }
+    let endpoints = [
+        endpoint(&store, org, a_url).await,
+        endpoint(&store, org, b_url).await,
+    ];
     let (a, b) = (&endpoints[0], &endpoints[1]);
 
     // Endpoint a answers one message 500 (the receiver is up and refused it) …
