@@ -8,7 +8,10 @@
 //! of each event is timed from the moment the edit was sent (so the figure includes the
 //! write itself: an upper bound of "from commit"). Reported: the time to open the
 //! streams, the server's resident memory before and with them (per connection), and the
-//! fan-out latency percentiles. The generator runs in this process on one thread,
+//! fan-out latency percentiles. Then the same streams are opened on a bare Tokio server
+//! (two worker threads, one prepared frame written to every connection per round: the
+//! floor, nothing but sockets and wake-ups) and the server's p99 is reported as a ratio
+//! of the floor's. The generator runs in this process on one thread,
 //! raises its own file-descriptor limit (`prlimit`), talks to loopback only, and every
 //! phase has a deadline.
 
@@ -292,15 +295,34 @@ fn measure(
     org: &str,
     tokens: &[String],
 ) -> anyhow::Result<Layout> {
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let pids: Vec<u32> = servers.iter().map(|s| s.pid()).collect();
+    let first = addrs[0];
+    let (admin, org_id) = (admin.to_owned(), org.to_owned());
+    let send = move |round| edit_org(first, &admin, &org_id, round);
+    fan_out(name, earlier, &addrs, &pids, org, tokens, send)
+}
+
+/// Opens a stream per token (token `i` on `addrs[i % len]`), has `send` make [`ROUNDS`]
+/// events (it answers when each was sent), and times their arrival everywhere; memory is
+/// read from the processes `pids`.
+fn fan_out(
+    name: &'static str,
+    earlier: usize,
+    addrs: &[SocketAddr],
+    pids: &[u32],
+    org: &str,
+    tokens: &[String],
+    send: impl Fn(usize) -> anyhow::Result<Instant> + Send + Sync + 'static,
+) -> anyhow::Result<Layout> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let rss_before: f64 = servers
+    let rss_before: f64 = pids
         .iter()
-        .map(|s| rss_mib(s.pid()))
+        .map(|&p| rss_mib(p))
         .sum::<anyhow::Result<f64>>()?;
-    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    let first = addrs[0];
+    let send = std::sync::Arc::new(send);
     rt.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut connect = Vec::with_capacity(tokens.len());
@@ -327,18 +349,15 @@ fn measure(
             }
         }
         drop(tx);
-        let rss_with: f64 = addrs
+        let rss_with: f64 = pids
             .iter()
-            .zip(servers)
-            .map(|(_, s)| rss_mib(s.pid()))
+            .map(|&p| rss_mib(p))
             .sum::<anyhow::Result<f64>>()?;
         let mut latencies = Vec::with_capacity(tokens.len() * ROUNDS);
         let mut missing = 0;
         for round in 0..ROUNDS {
-            let admin = admin.to_owned();
-            let org = org.to_owned();
-            let sent =
-                tokio::task::spawn_blocking(move || edit_org(first, &admin, &org, round)).await??;
+            let send = std::sync::Arc::clone(&send);
+            let sent = tokio::task::spawn_blocking(move || send(round)).await??;
             let deadline = tokio::time::Instant::now() + ROUND_DEADLINE;
             let mut got = 0;
             while got < tokens.len() {
@@ -364,6 +383,124 @@ fn measure(
             missing,
         })
     })
+}
+
+/// The floor: a plain Tokio server on two worker threads (as many as the real one has)
+/// in this process, answering every request with an event-stream response and writing
+/// one prepared frame (an `org.updated` event's size) to every connection per round.
+/// Measured by the same generator on the same machine, it is what a fan-out costs with
+/// nothing but sockets and task wake-ups: the real server's figure is read against it.
+struct BareServer {
+    addr: SocketAddr,
+    frames: tokio::sync::broadcast::Sender<std::sync::Arc<[u8]>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BareServer {
+    fn start() -> anyhow::Result<Self> {
+        let (frames, _) = tokio::sync::broadcast::channel(16);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, addr) = std::sync::mpsc::channel();
+        let subscribe = frames.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = bound.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = bound.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let _ = bound.send(listener.local_addr().map_err(Into::into));
+                tokio::select! {
+                    () = async {
+                        while let Ok((socket, _)) = listener.accept().await {
+                            tokio::spawn(bare_stream(socket, subscribe.subscribe()));
+                        }
+                    } => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        let addr = addr.recv().context("the bare server's thread")??;
+        Ok(Self {
+            addr,
+            frames,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// What writes the frame to every connection (answering when it was handed over).
+    fn trigger(&self) -> impl Fn(usize) -> anyhow::Result<Instant> + Send + Sync + 'static {
+        let frames = self.frames.clone();
+        move |_| Ok(send_frame(&frames))
+    }
+}
+
+/// Hands a prepared `org.updated`-sized frame to every bare connection; when.
+fn send_frame(frames: &tokio::sync::broadcast::Sender<std::sync::Arc<[u8]>>) -> Instant {
+    let nil = uuid::Uuid::nil();
+    let body = format!(
+        "id: {cursor}\ndata: {{\"id\":\"{cursor}\",\"type\":\"org.updated\",\"org_id\":\"{nil}\",\"subject\":{{\"type\":\"org\",\"id\":\"{nil}\"}},\"occurred_at\":\"2026-12-07T00:00:00.000000Z\",\"changes\":\"{pad}\"}}\n\n",
+        cursor = "0".repeat(24),
+        pad = "x".repeat(120)
+    );
+    let frame: std::sync::Arc<[u8]> = format!("{:x}\r\n{body}\r\n", body.len())
+        .into_bytes()
+        .into();
+    let sent = Instant::now();
+    let _ = frames.send(frame);
+    sent
+}
+
+impl Drop for BareServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One connection of the bare server: the request's headers read, the response's
+/// written, then each broadcast frame written as it comes.
+async fn bare_stream(
+    mut socket: TcpStream,
+    mut frames: tokio::sync::broadcast::Receiver<std::sync::Arc<[u8]>>,
+) {
+    let _ = socket.set_nodelay(true);
+    let mut request = Vec::with_capacity(512);
+    let mut chunk = [0_u8; 512];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let opened = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n13\r\n: bare stream open\n\r\n";
+    if socket.write_all(opened).await.is_err() {
+        return;
+    }
+    while let Ok(frame) = frames.recv().await {
+        if socket.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Runs the benchmark (`quick`: 200 streams, nothing enforced).
@@ -423,6 +560,22 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     )?;
 
     println!(
+        "bench-streams: {} streams on a bare Tokio server (the floor)",
+        thousands(n as u64)
+    );
+    let bare = BareServer::start()?;
+    let floor = fan_out(
+        "bare Tokio sockets (the floor)",
+        0,
+        &[bare.addr],
+        &[],
+        &org,
+        &tokens,
+        bare.trigger(),
+    )?;
+    drop(bare);
+
+    println!(
         "\nRun: `cargo xtask bench-streams{}` (release server, PostgreSQL + Redis; {} members of one org, each signed in and holding `GET /orgs/{{org_id}}/stream`; {ROUNDS} `org.updated` events, timed from the edit's request to each stream's frame). Recorded {}.\n",
         if quick { " --quick" } else { "" },
         thousands(n as u64),
@@ -473,6 +626,31 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
                 l.name
             ));
         }
+    }
+    let mut lat = floor.latencies.clone();
+    lat.sort_unstable();
+    let floor_p99 = ms(percentile(&lat, 0.99));
+    println!(
+        "| {} (same generator; timed from the frame's hand-over, no write before it) | — | — | — | {:.1} ms | **{floor_p99:.1} ms** | {:.1} ms | {} |",
+        floor.name,
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 1.0)),
+        floor.missing
+    );
+    println!();
+    for l in [&one, &two] {
+        let mut own = l.latencies.clone();
+        own.sort_unstable();
+        println!(
+            "- {}: fan-out p99 {:.1}× the floor's",
+            l.name,
+            ms(percentile(&own, 0.99)) / floor_p99.max(1e-9)
+        );
+    }
+    if floor_p99 > P99_TARGET_MS {
+        println!(
+            "- The floor's own p99 ({floor_p99:.1} ms) is over the {P99_TARGET_MS} ms target: on this machine, with the generator on the same cores, no server reaches it."
+        );
     }
     println!();
     for m in &misses {

@@ -137,37 +137,67 @@ impl Follower {
 /// they are no longer an active member: the keys the event catalog's audiences name,
 /// checked with the permission engine exactly as the guard checks a route's key (an API
 /// key: its grants bounded by its creator's rights now), and whether they are an active
-/// admin. [`audit::Receiver::may_see`] then decides each event. From the engine's cache:
-/// streams call it again every second.
+/// admin. [`audit::Receiver::may_see`] then decides each event. From the engine's cache
+/// (the org's table and the member's context looked up once, every key checked
+/// against them): streams call it again every second.
 pub async fn receiver(
     authz: &Authz,
     org: uuid::Uuid,
     who: Follower,
 ) -> Result<Option<audit::Receiver>, ApiError> {
-    let (user, admin) = match who {
-        Follower::User(user) => match authz.member(org, user).await? {
-            Some(m) if m.status == MemberStatus::Active => (
-                Some(user),
-                m.role.counts_as == permissions::BuiltinRole::Admin,
-            ),
-            _ => return Ok(None),
-        },
-        Follower::ApiKey { .. } => (None, false),
-    };
-    let mut holds = permissions::KeySet::new();
-    for key in audit::audience_keys().iter() {
-        let allowed = match who {
-            Follower::User(user) => authz.check(org, user, key).await?,
-            Follower::ApiKey {
-                permissions,
-                creator,
-            } => authz.api_key_allows(org, creator, permissions, key).await?,
-        };
-        if allowed {
-            holds.insert(key);
+    static AUDIENCE: std::sync::LazyLock<permissions::KeySet> =
+        std::sync::LazyLock::new(audit::audience_keys);
+    let now = time::OffsetDateTime::now_utc();
+    match who {
+        Follower::User(user) => {
+            let Some(member) = authz.member(org, user).await? else {
+                return Ok(None);
+            };
+            if member.status != MemberStatus::Active {
+                return Ok(None);
+            }
+            let Some(compiled) = authz.compiled(org).await? else {
+                return Ok(None);
+            };
+            let holds = AUDIENCE
+                .iter()
+                .filter(|&key| permissions::check(&compiled, &member, key, now))
+                .collect();
+            Ok(Some(audit::Receiver {
+                user: Some(user),
+                admin: member.role.counts_as == permissions::BuiltinRole::Admin,
+                holds,
+            }))
+        }
+        Follower::ApiKey {
+            permissions,
+            creator,
+        } => {
+            let holds = match authz.compiled(org).await? {
+                Some(compiled) => {
+                    let creator = authz.member(org, creator).await?;
+                    AUDIENCE
+                        .iter()
+                        .filter(|&key| {
+                            permissions::api_key_allows(
+                                &compiled,
+                                creator.as_deref(),
+                                permissions,
+                                key,
+                                now,
+                            )
+                        })
+                        .collect()
+                }
+                None => permissions::KeySet::new(),
+            };
+            Ok(Some(audit::Receiver {
+                user: None,
+                admin: false,
+                holds,
+            }))
         }
     }
-    Ok(Some(audit::Receiver { user, admin, holds }))
 }
 
 fn denied(requirement: Requirement) -> ApiError {

@@ -23,7 +23,10 @@ use pto_server::startup::{Application, HashingCost};
 
 use crate::helpers::TestContext;
 
-crate::backend_tests!(compressed_chunked_answers_do_not_wait_for_delayed_acks);
+crate::backend_tests!(
+    compressed_chunked_answers_do_not_wait_for_delayed_acks,
+    small_answers_are_not_compressed
+);
 
 /// Requests per route (after one untimed warm-up).
 const ROUNDS: usize = 20;
@@ -136,19 +139,10 @@ fn time_route(port: u16, path: &str) -> Vec<Duration> {
 }
 
 async fn compressed_chunked_answers_do_not_wait_for_delayed_acks(ctx: TestContext) {
-    let app = Application::build(ctx.settings.clone(), HashingCost::FastForTests)
-        .await
-        .unwrap();
-    let port = app.port();
-    let handle = app.handle();
-    let server = actix_web::rt::spawn(app.run_until_stopped());
-    let measured = tokio::task::spawn_blocking(move || {
+    let measured = on_real_socket(&ctx, |port| {
         ["/openapi.json"].map(|path| (path, time_route(port, path)))
     })
     .await;
-    handle.stop(true).await;
-    server.await.unwrap().unwrap();
-    let measured = measured.unwrap();
     let slow: Vec<_> = measured
         .iter()
         .filter(|(_, times)| times[times.len() / 2] >= Duration::from_millis(10))
@@ -158,4 +152,68 @@ async fn compressed_chunked_answers_do_not_wait_for_delayed_acks(ctx: TestContex
         "a median over {ROUNDS} keep-alive requests with Accept-Encoding: gzip of 10 ms or more \
          (each waits ≥ 40 ms for a delayed ACK when Nagle is on): {slow:?}; all: {measured:?}"
     );
+}
+
+/// Asks for `path` on `stream` as a browser does (`Accept-Encoding: gzip, br`).
+fn browser_get(
+    stream: &mut TcpStream,
+    reader: &mut BufReader<TcpStream>,
+    port: u16,
+    path: &str,
+) -> Answer {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\nAccept-Encoding: gzip, br\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    read_answer(reader)
+}
+
+/// A body under 1 KiB is sent as it is (compressing it saves nothing and costs a
+/// compressor per response); a larger one is compressed — on one keep-alive connection,
+/// asked as a browser asks.
+async fn small_answers_are_not_compressed(ctx: TestContext) {
+    let answers = on_real_socket(&ctx, |port| {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        ["/health", "/openapi.json", "/health"]
+            .map(|path| (path, browser_get(&mut stream, &mut reader, port, path)))
+    })
+    .await;
+    for (path, answer) in answers {
+        assert_eq!(answer.status, 200, "{path}");
+        if path == "/health" {
+            assert_eq!(answer.header("content-encoding"), None, "{path}");
+            let len: usize = answer.header("content-length").unwrap().parse().unwrap();
+            assert!(len > 0 && len < 1024, "{path}: {len} bytes");
+            let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+            assert!(body.is_object(), "{path}: {body}");
+        } else {
+            assert_eq!(answer.header("content-encoding"), Some("gzip"), "{path}");
+            assert!(
+                answer.body.len() > 1024,
+                "{path}: a large document, compressed"
+            );
+        }
+    }
+}
+
+/// Runs `work` (on a blocking thread, given the port) against the real server on a real
+/// socket, then stops the server.
+async fn on_real_socket<T: Send + 'static>(
+    ctx: &TestContext,
+    work: impl FnOnce(u16) -> T + Send + 'static,
+) -> T {
+    let app = Application::build(ctx.settings.clone(), HashingCost::FastForTests)
+        .await
+        .unwrap();
+    let port = app.port();
+    let handle = app.handle();
+    let server = actix_web::rt::spawn(app.run_until_stopped());
+    let out = tokio::task::spawn_blocking(move || work(port)).await;
+    handle.stop(true).await;
+    server.await.unwrap().unwrap();
+    out.unwrap()
 }

@@ -28,6 +28,12 @@ use crate::{
 
 const MAX_CHUNK_SIZE_ENCODE_IN_PLACE: usize = 1024;
 
+// PATCH (pto-connect): bodies of a known size under this many bytes are sent as they
+// are. Compressing them saves a few bytes at most (gzip's own framing is 18) and costs a
+// compressor's set-up per response, the largest part of a small answer's CPU time.
+// The threshold of Express's `compression` (1 KiB); Caddy's is 512 B.
+const MIN_SIZE_TO_ENCODE: u64 = 1024;
+
 pin_project! {
     pub struct Encoder<B> {
         #[pin]
@@ -64,13 +70,16 @@ impl<B: MessageBody> Encoder<B> {
 
     pub fn response(encoding: ContentEncoding, head: &mut ResponseHead, body: B) -> Self {
         // no need to compress empty bodies
-        match body.size() {
+        let small = match body.size() {
             BodySize::None => return Self::none(),
             BodySize::Sized(0) => return Self::empty(),
-            _ => {}
-        }
+            // PATCH (pto-connect): small bodies are not compressed (see above).
+            BodySize::Sized(n) => n < MIN_SIZE_TO_ENCODE,
+            BodySize::Stream => false,
+        };
 
-        let should_encode = !(head.headers().contains_key(&CONTENT_ENCODING)
+        let should_encode = !(small
+            || head.headers().contains_key(&CONTENT_ENCODING)
             || head.status == StatusCode::SWITCHING_PROTOCOLS
             || head.status == StatusCode::NO_CONTENT
             || head.status == StatusCode::PARTIAL_CONTENT
