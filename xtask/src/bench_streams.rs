@@ -8,10 +8,10 @@
 //! of each event is timed from the moment the edit was sent (so the figure includes the
 //! write itself: an upper bound of "from commit"). Reported: the time to open the
 //! streams, the server's resident memory before and with them (per connection), and the
-//! fan-out latency percentiles. Then the same streams are opened on a bare Tokio server
-//! (two worker threads, one prepared frame written to every connection per round: the
-//! floor, nothing but sockets and wake-ups) and the server's p99 is reported as a ratio
-//! of the floor's. The generator runs in this process on one thread,
+//! fan-out latency percentiles. The same streams are first opened on a bare Tokio server
+//! (a process of its own on two worker threads, one prepared frame written to every
+//! connection per round: the floor, nothing but sockets and wake-ups) and the server's
+//! p99 is reported as a ratio of the floor's. The generator runs in this process on one thread,
 //! raises its own file-descriptor limit (`prlimit`), talks to loopback only, and every
 //! phase has a deadline.
 
@@ -385,96 +385,110 @@ fn fan_out(
     })
 }
 
-/// The floor: a plain Tokio server on two worker threads (as many as the real one has)
-/// in this process, answering every request with an event-stream response and writing
-/// one prepared frame (an `org.updated` event's size) to every connection per round.
-/// Measured by the same generator on the same machine, it is what a fan-out costs with
-/// nothing but sockets and task wake-ups: the real server's figure is read against it.
+/// The floor: a plain Tokio server on two worker threads (as many as the real one has),
+/// in a process of its own (`xtask bench-streams-bare`), answering every request with an
+/// event-stream response and writing one prepared frame (an `org.updated` event's size)
+/// to every connection per round. Measured by the same generator on the same machine, it
+/// is what a fan-out costs with nothing but sockets and task wake-ups: the real server's
+/// figure is read against it.
 struct BareServer {
     addr: SocketAddr,
-    frames: tokio::sync::broadcast::Sender<std::sync::Arc<[u8]>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    child: std::process::Child,
+    rounds: std::sync::Arc<std::sync::Mutex<std::process::ChildStdin>>,
 }
 
 impl BareServer {
     fn start() -> anyhow::Result<Self> {
-        let (frames, _) = tokio::sync::broadcast::channel(16);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (bound, addr) = std::sync::mpsc::channel();
-        let subscribe = frames.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = bound.send(Err(anyhow::Error::from(e)));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = bound.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let _ = bound.send(listener.local_addr().map_err(Into::into));
-                tokio::select! {
-                    () = async {
-                        while let Ok((socket, _)) = listener.accept().await {
-                            tokio::spawn(bare_stream(socket, subscribe.subscribe()));
-                        }
-                    } => {}
-                    _ = stopped => {}
-                }
-            });
-        });
-        let addr = addr.recv().context("the bare server's thread")??;
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .arg("bench-streams-bare")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the bare server")?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            bail!("the bare server's pipes");
+        };
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .parse()
+            .with_context(|| format!("the bare server's address: {line:?}"))?;
         Ok(Self {
             addr,
-            frames,
-            stop: Some(stop),
-            thread: Some(thread),
+            child,
+            rounds: std::sync::Arc::new(std::sync::Mutex::new(stdin)),
         })
     }
 
-    /// What writes the frame to every connection (answering when it was handed over).
+    /// What has the bare server write the frame to every connection (answering when it
+    /// was asked).
     fn trigger(&self) -> impl Fn(usize) -> anyhow::Result<Instant> + Send + Sync + 'static {
-        let frames = self.frames.clone();
-        move |_| Ok(send_frame(&frames))
+        use std::io::Write as _;
+        let rounds = std::sync::Arc::clone(&self.rounds);
+        move |_| {
+            let mut stdin = rounds
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the bare server's pipe"))?;
+            let sent = Instant::now();
+            stdin.write_all(b"\n")?;
+            stdin.flush()?;
+            Ok(sent)
+        }
     }
 }
 
-/// Hands a prepared `org.updated`-sized frame to every bare connection; when.
-fn send_frame(frames: &tokio::sync::broadcast::Sender<std::sync::Arc<[u8]>>) -> Instant {
+impl Drop for BareServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `xtask bench-streams-bare`: the floor's server (see [`BareServer`]). Prints its
+/// address; each line on stdin writes one frame to every connection; ends at EOF.
+pub fn bare_server() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?);
+        let (frames, _) = tokio::sync::broadcast::channel(16);
+        let subscribe = frames.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(bare_stream(socket, subscribe.subscribe()));
+            }
+        });
+        let frame = bare_frame();
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead as _;
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() {
+                    break;
+                }
+                let _ = frames.send(std::sync::Arc::clone(&frame));
+            }
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+/// A chunk of the size of an `org.updated` event's frame.
+fn bare_frame() -> std::sync::Arc<[u8]> {
     let nil = uuid::Uuid::nil();
     let body = format!(
         "id: {cursor}\ndata: {{\"id\":\"{cursor}\",\"type\":\"org.updated\",\"org_id\":\"{nil}\",\"subject\":{{\"type\":\"org\",\"id\":\"{nil}\"}},\"occurred_at\":\"2026-12-07T00:00:00.000000Z\",\"changes\":\"{pad}\"}}\n\n",
         cursor = "0".repeat(24),
         pad = "x".repeat(120)
     );
-    let frame: std::sync::Arc<[u8]> = format!("{:x}\r\n{body}\r\n", body.len())
+    format!("{:x}\r\n{body}\r\n", body.len())
         .into_bytes()
-        .into();
-    let sent = Instant::now();
-    let _ = frames.send(frame);
-    sent
-}
-
-impl Drop for BareServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+        .into()
 }
 
 /// One connection of the bare server: the request's headers read, the response's
@@ -544,6 +558,21 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         "bench-streams: {} streams on one instance",
         thousands(n as u64)
     );
+    println!(
+        "bench-streams: {} streams on a bare Tokio server (the floor)",
+        thousands(n as u64)
+    );
+    let bare = BareServer::start()?;
+    let floor = fan_out(
+        "bare Tokio sockets (the floor)",
+        0,
+        &[bare.addr],
+        &[bare.child.id()],
+        &org,
+        &tokens,
+        bare.trigger(),
+    )?;
+    drop(bare);
     let one = measure("one instance", 0, &[&a], &admin, &org, &tokens)?;
     let b = Server::start(&bin, &db.url, &redis_url, &dir.0)?;
     println!(
@@ -558,22 +587,6 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         &org,
         &tokens,
     )?;
-
-    println!(
-        "bench-streams: {} streams on a bare Tokio server (the floor)",
-        thousands(n as u64)
-    );
-    let bare = BareServer::start()?;
-    let floor = fan_out(
-        "bare Tokio sockets (the floor)",
-        0,
-        &[bare.addr],
-        &[],
-        &org,
-        &tokens,
-        bare.trigger(),
-    )?;
-    drop(bare);
 
     println!(
         "\nRun: `cargo xtask bench-streams{}` (release server, PostgreSQL + Redis; {} members of one org, each signed in and holding `GET /orgs/{{org_id}}/stream`; {ROUNDS} `org.updated` events, timed from the edit's request to each stream's frame). Recorded {}.\n",
@@ -630,9 +643,16 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let mut lat = floor.latencies.clone();
     lat.sort_unstable();
     let floor_p99 = ms(percentile(&lat, 0.99));
+    let mut connect = floor.connect.clone();
+    connect.sort_unstable();
     println!(
-        "| {} (same generator; timed from the frame's hand-over, no write before it) | — | — | — | {:.1} ms | **{floor_p99:.1} ms** | {:.1} ms | {} |",
+        "| {} (same generator; timed from the server's being asked, no write before it) | {:.1} / {:.1} ms | {:.0} → {:.0} MiB | {:.1} KiB | {:.1} ms | **{floor_p99:.1} ms** | {:.1} ms | {} |",
         floor.name,
+        ms(percentile(&connect, 0.5)),
+        ms(percentile(&connect, 0.99)),
+        floor.rss_before,
+        floor.rss_with,
+        (floor.rss_with - floor.rss_before) * 1024.0 / n as f64,
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 1.0)),
         floor.missing

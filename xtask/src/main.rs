@@ -123,6 +123,11 @@ enum Command {
         #[arg(long)]
         plan: std::path::PathBuf,
     },
+    /// The bare event-stream server of `bench-streams` (the floor; run by it, in its own
+    /// process): prints its address, then writes one frame to every connection per line
+    /// read from stdin.
+    #[command(hide = true)]
+    BenchStreamsBare,
     /// The mail delivery target: 10,000 queued messages delivered to a local SMTP server
     /// (aiosmtpd) at ≥ 200 messages/s with flat memory (SQLite; PostgreSQL too with
     /// `TEST_DATABASE_URL`).
@@ -169,6 +174,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchWebhooks { quick } => bench_webhooks::run(quick),
         Command::BenchMix { quick, backend } => bench_mix::run(quick, backend),
         Command::BenchMixLoad { plan } => bench_mix::load::run(&plan),
+        Command::BenchStreamsBare => bench_streams::bare_server(),
         Command::BenchMail => bench::mail(),
         Command::Seed(args) => seed::run(&args),
         Command::Audit { action } => audit::run(action),
