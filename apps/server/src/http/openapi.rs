@@ -373,6 +373,11 @@ the path's org and by endpoint class (`x-rate-limit-class`): limited responses c
 `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a refusal is 429 `RATE_LIMITED` \
 with `Retry-After`.";
 
+/// The path template of the resource a request was routed to (in the resource's app
+/// data): what metrics and logs name the route by.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
+
 /// The frozen route table and its OpenAPI document.
 #[derive(Clone)]
 pub struct Api {
@@ -389,7 +394,7 @@ impl Api {
             by_path.entry(r.path).or_default().push(r);
         }
         for (path, routes) in by_path {
-            let mut resource = web::resource(path);
+            let mut resource = web::resource(path).app_data(RouteTemplate(path));
             let allow = routes
                 .iter()
                 .map(|r| r.method.as_str())

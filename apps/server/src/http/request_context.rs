@@ -89,12 +89,14 @@ pub async fn middleware(
     let mut res = result?.map_into_boxed_body();
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
+    // The template its resource carries (`Api::configure`): no second walk of the route
+    // table, as `match_pattern()` would do.
     let route = res
         .request()
-        .match_pattern()
-        .unwrap_or_else(|| "<unmatched>".into());
-    span.record("route", route.as_str());
-    super::metrics::requests().observe(&route, method, status, elapsed);
+        .app_data::<super::openapi::RouteTemplate>()
+        .map_or("<unmatched>", |t| t.0);
+    span.record("route", route);
+    super::metrics::requests().observe(route, method, status, elapsed);
     span.record("status", status);
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
