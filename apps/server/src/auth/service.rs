@@ -144,6 +144,10 @@ pub struct AuthService {
     /// which addresses have accounts.
     dummy_hash: String,
     verified: LocalCache<([u8; 32], Option<Uuid>), Arc<VerifiedToken>>,
+    /// Tokens found expired (by their hash): refused again without verifying the
+    /// signature (an expired token stays expired). Nothing else is remembered: other
+    /// refusals may be transient (the verification's time limit).
+    expired: LocalCache<[u8; 32], ()>,
     /// Liveness of sessions by id.
     live: LocalCache<Uuid, bool>,
     /// Live API keys by id, with their creator (`None`: the key is dead).
@@ -219,6 +223,7 @@ impl AuthService {
                 settings.cache_ttl,
                 verified_weight,
             ),
+            expired: LocalCache::new(SMALL_CACHE_BYTES, settings.cache_ttl),
             live,
             key_creators,
             touched: LocalCache::new(SMALL_CACHE_BYTES, Duration::from_secs(60)),
@@ -228,16 +233,17 @@ impl AuthService {
     }
 
     /// Hit/miss counters of the verified-token, session-liveness and API-key caches.
-    pub fn cache_stats(&self) -> [(&'static str, cache::CacheStats); 3] {
+    pub fn cache_stats(&self) -> [(&'static str, cache::CacheStats); 4] {
         [
             ("token_verify", self.verified.stats()),
+            ("token_expired", self.expired.stats()),
             ("credential_live", self.live.stats()),
             ("api_key_live", self.key_creators.stats()),
         ]
     }
 
     /// The session caches' weights now and their budgets, in bytes.
-    pub async fn cache_bytes(&self) -> [cache::CacheBytes; 4] {
+    pub async fn cache_bytes(&self) -> [cache::CacheBytes; 5] {
         let of = |name, bytes, budget| cache::CacheBytes {
             name,
             bytes,
@@ -263,6 +269,11 @@ impl AuthService {
                 "session_touched",
                 self.touched.bytes().await,
                 self.touched.budget(),
+            ),
+            of(
+                "token_expired",
+                self.expired.bytes().await,
+                self.expired.budget(),
             ),
         ]
     }
@@ -655,11 +666,18 @@ impl AuthService {
         let verified = match self.verified.get(&key).await {
             Some(v) => v,
             None => {
-                let v = Arc::new(
-                    self.issuer
-                        .verify_for_org(token, now, org)
-                        .map_err(token_error)?,
-                );
+                if self.expired.get(&key.0).await.is_some() {
+                    return Err(token_error(TokenError::Expired));
+                }
+                let v = match self.issuer.verify_for_org(token, now, org) {
+                    Ok(v) => Arc::new(v),
+                    Err(e) => {
+                        if matches!(e, TokenError::Expired) {
+                            self.expired.insert(key.0, ()).await;
+                        }
+                        return Err(token_error(e));
+                    }
+                };
                 self.verified.insert(key, v.clone()).await;
                 v
             }

@@ -7,6 +7,7 @@ backend_tests!(
     sign_up_sign_in_me_sign_out,
     bad_credentials_are_401_without_telling_which,
     tampered_or_missing_tokens_are_401,
+    an_expired_token_is_refused_and_not_verified_again,
     revoked_session_is_401_immediately,
     password_change_revokes_other_sessions,
 );
@@ -190,4 +191,42 @@ async fn password_change_revokes_other_sessions(ctx: TestContext) {
         200
     );
     login(&app, "eve@example.org", "a brand new passphrase").await;
+}
+
+/// A token signed by us but past its expiry is 401 "expired"; the second time it comes,
+/// the refusal is answered from the expired-token cache, without verifying the signature
+/// again (a client retrying with a stale token would otherwise cost a verification per
+/// request).
+async fn an_expired_token_is_refused_and_not_verified_again(ctx: TestContext) {
+    let app = ctx.service().await;
+    let (id, _) = signed_up(&app, "exp@example.org").await;
+    let user = uuid::Uuid::parse_str(&id).unwrap();
+    let expired = ctx
+        .state
+        .auth
+        .issuer()
+        .issue_session(
+            user,
+            uuid::Uuid::now_v7(),
+            time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
+            false,
+        )
+        .unwrap();
+    let hits = || {
+        ctx.state
+            .auth
+            .cache_stats()
+            .into_iter()
+            .find(|(name, _)| *name == "token_expired")
+            .map(|(_, s)| s.hits)
+            .unwrap()
+    };
+    let before = hits();
+    for round in 0..2 {
+        let (status, body) =
+            send(&app, Method::GET, "/api/v2/me", Some(&expired.token), None).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"]["message"], "the token has expired", "{body}");
+        assert_eq!(hits(), before + round, "round {round}");
+    }
 }

@@ -514,6 +514,7 @@ async fn a_new_instance_warms_the_orgs_active_in_the_last_day_without_delaying_r
     // Every in-process cache reports its size in bytes, within its budget.
     for cache in [
         "token_verify",
+        "token_expired",
         "credential_live",
         "api_key_live",
         "session_touched",
