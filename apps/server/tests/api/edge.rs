@@ -106,20 +106,11 @@ fn read_answer(r: &mut BufReader<TcpStream>) -> Answer {
 /// `ROUNDS` timed requests of `path` on one keep-alive connection, as a browser sends
 /// them; the sorted durations.
 fn time_route(port: u16, path: &str) -> Vec<Duration> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\nAccept-Encoding: gzip, br\r\n\r\n"
-    );
+    let (mut stream, mut reader) = browser_connection(port);
     let mut times = Vec::with_capacity(ROUNDS);
     for round in 0..=ROUNDS {
         let started = Instant::now();
-        writer.write_all(request.as_bytes()).unwrap();
-        let answer = read_answer(&mut reader);
+        let answer = browser_get(&mut stream, &mut reader, port, path);
         let took = started.elapsed();
         assert_eq!(answer.status, 200, "{path}");
         // The shape that waited for the delayed ACK: compressed, streamed in chunks.
@@ -154,6 +145,17 @@ async fn compressed_chunked_answers_do_not_wait_for_delayed_acks(ctx: TestContex
     );
 }
 
+/// A keep-alive connection to the server on `port` (reads time out after 10 s) and its
+/// reader.
+fn browser_connection(port: u16) -> (TcpStream, BufReader<TcpStream>) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let reader = BufReader::new(stream.try_clone().unwrap());
+    (stream, reader)
+}
+
 /// Asks for `path` on `stream` as a browser does (`Accept-Encoding: gzip, br`).
 fn browser_get(
     stream: &mut TcpStream,
@@ -173,11 +175,7 @@ fn browser_get(
 /// asked as a browser asks.
 async fn small_answers_are_not_compressed(ctx: TestContext) {
     let answers = on_real_socket(&ctx, |port| {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let (mut stream, mut reader) = browser_connection(port);
         ["/health", "/openapi.json", "/health"]
             .map(|path| (path, browser_get(&mut stream, &mut reader, port, path)))
     })
