@@ -240,6 +240,8 @@ pub struct CacheBudgets {
     pub directory: u64,
     /// Verified access tokens (default 16 MiB).
     pub tokens: u64,
+    /// Account views, `GET /me` (default 16 MiB).
+    pub accounts: u64,
 }
 
 /// The names of every setting, as environment variables (the TOML file uses the same
@@ -258,6 +260,7 @@ pub const KEYS: &[&str] = &[
     "CACHE_PERMISSION_MEMBERS_MB",
     "CACHE_DIRECTORY_MB",
     "CACHE_TOKENS_MB",
+    "CACHE_ACCOUNTS_MB",
     "REDIS_URL",
     "LOG_FORMAT",
     "LOG_LEVEL",
@@ -414,6 +417,7 @@ impl Settings {
             permission_members: mib("CACHE_PERMISSION_MEMBERS_MB", 64),
             directory: mib("CACHE_DIRECTORY_MB", 64),
             tokens: mib("CACHE_TOKENS_MB", 16),
+            accounts: mib("CACHE_ACCOUNTS_MB", 16),
         };
         let redis_url = get("REDIS_URL").map(Secret::new);
         if let Some(url) = &redis_url
@@ -925,6 +929,7 @@ mod tests {
         assert_eq!(s.cache_budgets.permission_members, 64 << 20);
         let s = Settings::from_sources(&env(&[("CACHE_DIRECTORY_MB", "8")]), false).expect("valid");
         assert_eq!(s.cache_budgets.directory, 8 << 20);
+        assert_eq!(s.cache_budgets.accounts, 16 << 20);
         assert!(Settings::from_sources(&env(&[("CACHE_TOKENS_MB", "0")]), false).is_err());
         let s = Settings::from_sources(
             &env(&[

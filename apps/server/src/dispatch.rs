@@ -45,6 +45,11 @@ pub enum Effect {
     /// The directory pages of every org the user belongs to, not their search indexes: a
     /// sign-in moves "last active" only, which nothing searches.
     SignIn(Uuid),
+    /// The user's account view (`GET /me`): their account or one of their memberships
+    /// changed. Never coalesced into the org (each user is one scope of one call).
+    Account(Uuid),
+    /// What the org's members' account views show of it (its name, status, roles).
+    OrgFacts(Uuid),
     /// A revoked credential (API key), forgotten by every instance's credential cache.
     Credential(Uuid),
     /// The change queued e-mail: wake this instance's mail worker (the others find it
@@ -59,10 +64,11 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
     let org = event.body.scope.org_id;
     let entity = || Uuid::parse_str(&event.body.entity_id).ok();
     let member = || match (org, entity()) {
-        (Some(org), Some(user)) => vec![Effect::Member { org, user }],
+        (Some(org), Some(user)) => vec![Effect::Member { org, user }, Effect::Account(user)],
         (Some(org), None) => vec![Effect::Org(org)],
         _ => Vec::new(),
     };
+    let account = || entity().map(Effect::Account);
     let whole_org = || org.map(Effect::Org).into_iter().collect();
     match kind {
         EventType::MemberCreate
@@ -86,15 +92,26 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         // Links and notices by e-mail.
         EventType::AuthEmailVerificationSent
         | EventType::AuthEmailChangeRequest
-        | EventType::AuthPasswordChange
-        | EventType::AuthPasswordResetRequest
+        | EventType::AuthPasswordResetRequest => vec![Effect::Mail],
+        // The account's version moves on.
+        EventType::AuthPasswordChange
         | EventType::AuthPasswordReset
-        | EventType::AuthTwoFactorDisable => vec![Effect::Mail],
+        | EventType::AuthTwoFactorDisable => account().into_iter().chain([Effect::Mail]).collect(),
         // An org's notification queues its instant e-mails with it (the stream's unread
         // counts follow from the store's `InboxObserver`: the event names no recipients).
         EventType::NotificationSend => vec![Effect::Mail],
         // A changed address shows in every directory the user is in.
-        EventType::AuthEmailChange => entity().map(Effect::UserDirectories).into_iter().collect(),
+        EventType::AuthEmailChange => entity()
+            .map(Effect::UserDirectories)
+            .into_iter()
+            .chain(account())
+            .collect(),
+        // What the caller's own view shows of their account.
+        EventType::AuthEmailVerified
+        | EventType::AuthRegister
+        | EventType::AuthTwoFactorEnable
+        | EventType::PlatformAdminBootstrap
+        | EventType::UserErase => account().into_iter().collect(),
         // A sign-in from a new device queues its notice with it.
         EventType::AuthSignIn => entity()
             .map(Effect::SignIn)
@@ -118,27 +135,29 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         // own `permission.inherited_update` event.
         EventType::PermissionUpdate => whole_org(),
         EventType::ApiKeyRevoke => entity().map(Effect::Credential).into_iter().collect(),
-        EventType::UserProfileUpdate => entity().map(Effect::UserDirectories).into_iter().collect(),
-        // Each membership of an erased account is retired by its own `member.erase`
-        // event (same transaction); its sessions end through `AuthService`.
-        EventType::UserErase => Vec::new(),
+        // A name or the account's language.
+        EventType::UserProfileUpdate => entity()
+            .map(Effect::UserDirectories)
+            .into_iter()
+            .chain(account())
+            .collect(),
         // The org's settings, its directory policy among them: what its directory
-        // pages hold and show.
-        EventType::OrgUpdate => org.map(Effect::Directory).into_iter().collect(),
+        // pages hold and show; its name.
+        EventType::OrgUpdate => org
+            .into_iter()
+            .flat_map(|o| [Effect::Directory(o), Effect::OrgFacts(o)])
+            .collect(),
         // Nothing cached depends on these (sessions are evicted by `AuthService`, which
         // revokes them: the credential cache is keyed by the session it holds).
         EventType::ApiKeyCreate
         | EventType::AuditArchive
         | EventType::AuditRetentionUpdate
-        | EventType::AuthEmailVerified
         | EventType::AuthRecoveryCodeUse
         | EventType::AuthRefreshReuse
-        | EventType::AuthRegister
         | EventType::AuthSignInChallenge
         | EventType::AuthSignInFailed
         | EventType::AuthSignOut
         | EventType::AuthTokenRefresh
-        | EventType::AuthTwoFactorEnable
         | EventType::AuthTwoFactorEnrol
         | EventType::AuthTwoFactorFailed
         | EventType::DataExport
@@ -150,7 +169,6 @@ pub fn effects(kind: EventType, event: &AuditEvent) -> Vec<Effect> {
         | EventType::DistrictStaffRemove
         | EventType::JobCancel
         | EventType::OrgSignupCodeRotate
-        | EventType::PlatformAdminBootstrap
         | EventType::SchoolCreate
         | EventType::SchoolDelete
         | EventType::SchoolMove
@@ -215,6 +233,7 @@ pub struct Dispatcher {
     authz: Arc<Authz>,
     directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
     search: crate::search_index::SearchIndexes,
+    accounts: crate::account_views::AccountViews,
     auth: Arc<AuthService>,
     orgs: tenancy_store::SeaOrmOrgRepository,
     mail_wake: Arc<tokio::sync::Notify>,
@@ -231,6 +250,7 @@ impl Dispatcher {
         authz: Arc<Authz>,
         directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
         search: crate::search_index::SearchIndexes,
+        accounts: crate::account_views::AccountViews,
         auth: Arc<AuthService>,
         orgs: tenancy_store::SeaOrmOrgRepository,
         mail_wake: Arc<tokio::sync::Notify>,
@@ -241,6 +261,7 @@ impl Dispatcher {
             authz,
             directory,
             search,
+            accounts,
             auth,
             orgs,
             mail_wake,
@@ -257,10 +278,13 @@ impl Dispatcher {
         // The orgs whose directory changed only in "last active" (kept search indexes).
         let mut last_active_only = BTreeSet::new();
         let mut whole = Vec::new();
+        // Users and orgs whose account views are retired (one call for all).
+        let mut account_views = BTreeSet::new();
         for effect in plan {
             match effect {
                 Effect::Org(org) => {
                     whole.push(org);
+                    account_views.insert(org);
                     directory.insert(org);
                     searched_whole.insert(org);
                 }
@@ -282,12 +306,19 @@ impl Dispatcher {
                 Effect::SignIn(user) => {
                     last_active_only.extend(self.orgs_of(user).await);
                 }
+                Effect::Account(id) | Effect::OrgFacts(id) => {
+                    account_views.insert(id);
+                }
                 Effect::Credential(key) => self.auth.api_key_revoked(key).await,
                 Effect::Mail => self.mail_wake.notify_one(),
             }
         }
         if !whole.is_empty() {
             self.authz.orgs_changed(&whole).await;
+        }
+        if !account_views.is_empty() {
+            let scopes: Vec<Uuid> = account_views.into_iter().collect();
+            self.accounts.invalidate(&scopes).await;
         }
         // Their search indexes, here and (over the bus) on every instance: rebuilt
         // whole, or the changed members replaced in place.
@@ -410,7 +441,21 @@ mod tests {
             })
             .collect();
         let plan = plan(&events);
-        assert_eq!(plan, BTreeSet::from([Effect::Org(org)]));
+        let orgs_and_members: BTreeSet<Effect> = plan
+            .iter()
+            .filter(|e| !matches!(e, Effect::Account(_)))
+            .copied()
+            .collect();
+        assert_eq!(orgs_and_members, BTreeSet::from([Effect::Org(org)]));
+        // Each member's own view is still retired, one by one.
+        let accounts: BTreeSet<Uuid> = events
+            .iter()
+            .map(|e| Uuid::parse_str(&e.body.entity_id).expect("a user id"))
+            .collect();
+        assert_eq!(plan.len() - 1, accounts.len());
+        for user in accounts {
+            assert!(plan.contains(&Effect::Account(user)), "{user}");
+        }
     }
 
     #[test]
@@ -426,7 +471,7 @@ mod tests {
         )];
         assert_eq!(
             plan(&renamed),
-            BTreeSet::from([Effect::UserDirectories(user)])
+            BTreeSet::from([Effect::UserDirectories(user), Effect::Account(user)])
         );
     }
 
@@ -448,6 +493,8 @@ mod tests {
             BTreeSet::from([
                 Effect::Member { org, user: a },
                 Effect::Member { org, user: b },
+                Effect::Account(a),
+                Effect::Account(b),
                 Effect::Directory(org),
                 Effect::Mail,
             ])

@@ -1,6 +1,7 @@
 //! The PTO Connect API server: wires the domain services and adapters behind
 //! actix-web. `main.rs` is a thin shell around [`startup::Application`].
 
+pub mod account_views;
 pub mod auth;
 pub mod authz;
 pub mod cache_warming;

@@ -195,6 +195,15 @@ pub async fn build_state(
     )
     .await
     .map_err(|e| StartupError::Cache(e.to_string()))?;
+    let account_views = crate::account_views::AccountViews::new(
+        SeaOrmSessionRepository::new(db.clone()),
+        SeaOrmOrgRepository::new(db.clone()),
+        settings.redis_url.as_ref().map(|u| u.expose()),
+        bus.clone(),
+        settings.cache_budgets.accounts,
+    )
+    .await
+    .map_err(|e| StartupError::Cache(e.to_string()))?;
     // What the stores tell people by e-mail, queued with the change that causes it.
     let notices = tenancy_store::Notices::new(Arc::new(crate::mailer::MailNotifier::new(
         settings.mail.public_urls.clone(),
@@ -257,6 +266,7 @@ pub async fn build_state(
         authz.clone(),
         directory_cache.clone(),
         search_indexes.clone(),
+        account_views.clone(),
         auth.clone(),
         orgs.clone(),
         mail_wake.clone(),
@@ -273,6 +283,7 @@ pub async fn build_state(
         confirmations,
         directory: tenancy_store::SeaOrmMemberDirectory::new(db.clone()),
         directory_cache,
+        account_views,
         search_indexes,
         jobs: jobs::JobQueue::new(db.clone()).with_notices(notices.clone()),
         job_wake: Arc::new(tokio::sync::Notify::new()),

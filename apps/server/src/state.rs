@@ -41,6 +41,8 @@ pub struct AppState {
     pub directory: tenancy_store::SeaOrmMemberDirectory,
     /// The member directory behind the two-level cache (profiles, list and search pages).
     pub directory_cache: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
+    /// The caller's own account with their memberships (`GET /me`), cached.
+    pub account_views: crate::account_views::AccountViews,
     /// The member search's per-org in-process indexes.
     pub search_indexes: crate::search_index::SearchIndexes,
     /// The permission engine.

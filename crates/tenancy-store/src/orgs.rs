@@ -22,6 +22,9 @@ use crate::convert::{self, failure, record};
 use crate::entity::{memberships, org_roles, organizations, removed_memberships, schools, users};
 use persistence::{Database, now_micros};
 
+/// Ids per `IN (…)` list (well under SQLite's bound on bound parameters).
+const IN_LIST_CHUNK: usize = 500;
+
 /// [`OrgRepository`] on SeaORM (PostgreSQL or SQLite).
 #[derive(Debug, Clone)]
 pub struct SeaOrmOrgRepository {
@@ -531,26 +534,43 @@ impl OrgRepository for SeaOrmOrgRepository {
             .all(conn)
             .await
             .map_err(failure)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let Some(org_row) = organizations::Entity::find_by_id(row.org_id)
-                .one(conn)
+        // Three round trips whatever the number of memberships: the rows, their orgs,
+        // their custom roles (a role id is unique within its org; matched on both).
+        let mut orgs = std::collections::HashMap::with_capacity(rows.len());
+        let mut roles = std::collections::HashMap::new();
+        for chunk in rows.chunks(IN_LIST_CHUNK) {
+            let ids: Vec<uuid::Uuid> = chunk.iter().map(|r| r.org_id).collect();
+            for org in organizations::Entity::find()
+                .filter(organizations::Column::Id.is_in(ids))
+                .all(conn)
                 .await
                 .map_err(failure)?
-            else {
+            {
+                orgs.insert(org.id, org);
+            }
+            let role_ids: Vec<uuid::Uuid> = chunk.iter().filter_map(|r| r.custom_role_id).collect();
+            if role_ids.is_empty() {
+                continue;
+            }
+            for role in org_roles::Entity::find()
+                .filter(org_roles::Column::Id.is_in(role_ids))
+                .all(conn)
+                .await
+                .map_err(failure)?
+            {
+                roles.insert((role.org_id, role.id), role);
+            }
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(org_row) = orgs.remove(&row.org_id) else {
                 continue;
             };
-            let custom = match row.custom_role_id {
-                Some(id) => org_roles::Entity::find_by_id((row.org_id, id))
-                    .one(conn)
-                    .await
-                    .map_err(failure)?,
-                None => None,
-            };
-            out.push((
-                convert::org(org_row)?,
-                convert::membership(row, custom.as_ref())?,
-            ));
+            let custom = row
+                .custom_role_id
+                .and_then(|id| roles.get(&(row.org_id, id)));
+            let membership = convert::membership(row, custom)?;
+            out.push((convert::org(org_row)?, membership));
         }
         Ok(out)
     }

@@ -225,24 +225,29 @@ pub struct MeView {
 }
 
 async fn me(state: State, caller: Caller) -> Result<Tagged<MeView>, ApiError> {
-    use tenancy::ports::SessionRepository;
-    let creds = state
-        .auth
-        .sessions()
-        .credentials_by_id(caller.user_id())
+    // From the account views' cache (retired by every change it shows).
+    let account = state
+        .account_views
+        .account(caller.user_id())
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown user"))?;
-    let memberships = state.orgs.memberships_of(caller.user_id()).await?;
     Ok(Tagged {
-        version: creds.version,
+        version: account.version,
         data: MeView {
-            email_verified: creds.email_verified,
-            locale: creds.locale.map(String::from),
-            version: creds.version,
-            user: creds.user.into(),
-            memberships: memberships
-                .iter()
-                .map(|(o, m)| membership_view(o, m))
+            email_verified: account.email_verified,
+            locale: account.locale.map(String::from),
+            version: account.version,
+            user: account.user.into(),
+            memberships: account
+                .memberships
+                .into_iter()
+                .map(|m| MembershipView {
+                    org_id: m.org_id.as_uuid(),
+                    org_name: m.org_name,
+                    role: m.role.name().to_owned(),
+                    rank: m.role.rank().as_str().to_owned(),
+                    status: enum_str(&m.status),
+                })
                 .collect(),
         },
     })

@@ -237,6 +237,18 @@ async fn metrics(
             cache::CacheStats { hits, misses },
         );
     }
+    let a = state.account_views.stats();
+    for (layer, hits, misses) in [
+        ("l1", a.l1_hits, a.l1_misses),
+        ("l2", a.l2_hits, a.l2_misses),
+    ] {
+        crate::http::metrics::render_cache(
+            &mut out,
+            "account_views",
+            layer,
+            cache::CacheStats { hits, misses },
+        );
+    }
     let _ = std::fmt::Write::write_fmt(
         &mut out,
         format_args!(
@@ -258,6 +270,7 @@ async fn metrics(
     let mut sizes: Vec<cache::CacheBytes> = state.auth.cache_bytes().await.into();
     sizes.extend(state.authz.cache().l1_bytes().await);
     sizes.push(state.directory_cache.l1_bytes().await);
+    sizes.push(state.account_views.l1_bytes().await);
     crate::http::metrics::render_cache_bytes(&mut out, &sizes);
     crate::http::metrics::render_process(&mut out, &state.open_streams);
     let (orgs, index_bytes, document_bytes) = state.search_indexes.usage();

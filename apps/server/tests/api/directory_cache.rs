@@ -253,13 +253,10 @@ async fn a_write_on_one_instance_is_seen_by_the_others() {
 
     // B applies the invalidation when the message arrives (a bounded wait for that
     // event, not a timing assumption), then reloads.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while b_state.directory_cache.stats().invalidations_applied == applied_before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "B never received the invalidation"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    crate::helpers::await_invalidation(
+        || b_state.directory_cache.stats().invalidations_applied,
+        applied_before,
+    )
+    .await;
     assert_eq!(ids(&get(&b, &admin, &users).await).len(), 2);
 }

@@ -627,3 +627,17 @@ where
     };
     (status, tag, body)
 }
+
+/// Waits (at most 10 s, polling) until `applied()` — an instance's count of applied cache
+/// invalidations — moves past `before`: the bus message of a write made elsewhere has
+/// arrived. A bounded wait for that event, not a timing assumption.
+pub async fn await_invalidation(applied: impl Fn() -> u64, before: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while applied() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instance never received the invalidation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod account_views;
 mod accounts;
 mod api_keys;
 mod audit_logs;

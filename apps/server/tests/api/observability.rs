@@ -521,6 +521,7 @@ async fn a_new_instance_warms_the_orgs_active_in_the_last_day_without_delaying_r
         "permission_orgs",
         "permission_members",
         "directory",
+        "account_views",
     ] {
         let label = format!("{{cache=\"{cache}\"}}");
         let bytes = series(&warm, &format!("ptoc_cache_bytes{label}"));
