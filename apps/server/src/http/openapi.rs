@@ -388,25 +388,35 @@ pub struct Api {
 impl Api {
     /// Registers every route on an actix app (one resource per path, so an unmatched
     /// method on a known path answers 405 in the envelope).
+    ///
+    /// The org's routes (`/api/v2/orgs/{org_id}…`) sit in one scope: its prefix is matched
+    /// once, and the paths inside are then mostly plain text (`/permissions/check`)
+    /// compared without a regex, instead of each of the table's patterns being tried in
+    /// turn. A matched scope does not fall through to later services, so the paths that
+    /// its prefix could also match (`/api/v2/orgs/join`) are registered before it; the
+    /// others cannot match the same requests, and their order among themselves is kept.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         let mut by_path: IndexMap<&'static str, Vec<&RegisteredRoute>> = IndexMap::new();
         for r in &self.routes {
             by_path.entry(r.path).or_default().push(r);
         }
-        for (path, routes) in by_path {
-            let mut resource = web::resource(path).app_data(RouteTemplate(path));
-            let allow = routes
-                .iter()
-                .map(|r| r.method.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            for r in routes {
-                resource = resource.route((r.factory)());
-            }
-            cfg.service(resource.default_service(web::to(move || {
-                let allow = allow.clone();
-                async move { method_not_allowed(allow) }
-            })));
+        let (in_scope, outside): (Vec<_>, Vec<_>) = by_path
+            .into_iter()
+            .partition(|(path, _)| org_relative(path).is_some());
+        let (before, after): (Vec<_>, Vec<_>) = outside
+            .into_iter()
+            .partition(|(path, _)| path.starts_with(ORG_SCOPE_LITERAL));
+        for (path, routes) in before {
+            cfg.service(resource(path, path, &routes));
+        }
+        let mut scope = web::scope(ORG_SCOPE);
+        for (path, routes) in in_scope {
+            let relative = org_relative(path).unwrap_or(path);
+            scope = scope.service(resource(relative, path, &routes));
+        }
+        cfg.service(scope);
+        for (path, routes) in after {
+            cfg.service(resource(path, path, &routes));
         }
     }
 
@@ -421,6 +431,41 @@ impl Api {
     pub fn document(&self) -> &Arc<OpenApi> {
         &self.document
     }
+}
+
+/// The prefix of every org route, registered as one actix scope.
+const ORG_SCOPE: &str = "/api/v2/orgs/{org_id}";
+
+/// The literal start of [`ORG_SCOPE`]: a path outside the scope that starts with it
+/// could be matched by the scope's prefix.
+const ORG_SCOPE_LITERAL: &str = "/api/v2/orgs/";
+
+/// `path` relative to [`ORG_SCOPE`] (`""` for the org itself), if it is an org route.
+fn org_relative(path: &str) -> Option<&str> {
+    path.strip_prefix(ORG_SCOPE)
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// One actix resource at `pattern` for the routes of `template` (the full path, which
+/// metrics and logs name it by), answering 405 for any other method.
+fn resource(
+    pattern: &'static str,
+    template: &'static str,
+    routes: &[&RegisteredRoute],
+) -> actix_web::Resource {
+    let allow = routes
+        .iter()
+        .map(|r| r.method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut resource = web::resource(pattern).app_data(RouteTemplate(template));
+    for r in routes {
+        resource = resource.route((r.factory)());
+    }
+    resource.default_service(web::to(move || {
+        let allow = allow.clone();
+        async move { method_not_allowed(allow) }
+    }))
 }
 
 /// 405 in the envelope, with the `Allow` header RFC 9110 requires.

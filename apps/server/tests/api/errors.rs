@@ -17,22 +17,72 @@ backend_tests!(
 
 async fn unknown_route_is_enveloped_404(ctx: TestContext) {
     let app = ctx.service().await;
-    let res = test::call_service(
+    let (_, token) = signed_up(&app, "routes-404@example.org").await;
+    let org = new_org(&app, &token, "Routes PTO").await;
+    // Outside the org's routes, and inside their scope (its prefix matched, no path
+    // under it): the same envelope.
+    for uri in [
+        "/api/v2/nope".to_owned(),
+        format!("/api/v2/orgs/{org}/nope"),
+        format!("/api/v2/orgs/{org}/"),
+        format!("/api/v2/orgs/{org}/permissions/check/extra"),
+    ] {
+        let res = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri(&uri)
+                .insert_header(("authorization", format!("Bearer {token}")))
+                .to_request(),
+        )
+        .await;
+        expect_error(res, 404, "NOT_FOUND").await;
+    }
+    // The paths the scope's prefix could also match are still routed to their own.
+    let (status, body) = send(
         &app,
-        test::TestRequest::get().uri("/api/v2/nope").to_request(),
+        actix_web::http::Method::POST,
+        "/api/v2/orgs/join",
+        Some(&token),
+        Some(serde_json::json!({"signup_code": "NOSUCHCODE"})),
     )
     .await;
-    expect_error(res, 404, "NOT_FOUND").await;
+    assert_eq!(status, 404, "{body}");
+    assert_ne!(body["error"]["message"], "no such route", "{body}");
 }
 
 async fn wrong_method_is_enveloped_405(ctx: TestContext) {
     let app = ctx.service().await;
-    let res = test::call_service(
-        &app,
-        test::TestRequest::delete().uri("/health").to_request(),
-    )
-    .await;
-    expect_error(res, 405, "METHOD_NOT_ALLOWED").await;
+    let (_, token) = signed_up(&app, "routes-405@example.org").await;
+    let org = new_org(&app, &token, "Methods PTO").await;
+    for (method, uri, allow) in [
+        (actix_web::http::Method::DELETE, "/health".to_owned(), "GET"),
+        (
+            actix_web::http::Method::PUT,
+            format!("/api/v2/orgs/{org}"),
+            "GET, PATCH, DELETE",
+        ),
+        (
+            actix_web::http::Method::DELETE,
+            format!("/api/v2/orgs/{org}/permissions/check"),
+            "GET, POST",
+        ),
+    ] {
+        let res = test::call_service(
+            &app,
+            test::TestRequest::default()
+                .method(method)
+                .uri(&uri)
+                .insert_header(("authorization", format!("Bearer {token}")))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(
+            res.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{uri}"
+        );
+        expect_error(res, 405, "METHOD_NOT_ALLOWED").await;
+    }
 }
 
 fn register(body: &'static str) -> test::TestRequest {
