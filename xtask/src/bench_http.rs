@@ -71,6 +71,13 @@ pub(crate) fn request_head(
 /// A whole response read to its end (`Connection: close`): status and JSON body (`Null`
 /// if the body is not JSON), de-chunked and decompressed as sent.
 pub(crate) fn read_response(stream: &mut TcpStream) -> anyhow::Result<(u16, serde_json::Value)> {
+    let (status, text) = read_response_text(stream)?;
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Ok((status, json))
+}
+
+/// Status and body text (de-chunked, decompressed) of the response on `stream`.
+pub(crate) fn read_response_text(stream: &mut TcpStream) -> anyhow::Result<(u16, String)> {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let end = raw
@@ -103,8 +110,7 @@ pub(crate) fn read_response(stream: &mut TcpStream) -> anyhow::Result<(u16, serd
         }
         Some(other) => bail!("a body in an unexpected content encoding: {other}"),
     };
-    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    Ok((status, json))
+    Ok((status, text))
 }
 
 /// The payload of a whole chunked body.

@@ -571,6 +571,7 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
     )?;
     let max_kib = rss.max_kib();
     steps.push(("after the mix", proc_status_kib(&pid, "VmRSS:")));
+    let held = held_after(server.addr);
     let import_states: Vec<String> = imports
         .iter()
         .map(|(s, url)| import_status(server.addr, &s.admin_token, url, Duration::from_secs(60)))
@@ -591,8 +592,47 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
         max_kib,
         after_kib,
         steps,
+        held,
         imports: import_states,
     })
+}
+
+/// What the server's caches and search indexes hold, from `/metrics`
+/// (`ptoc_cache_bytes{cache=…}`, `ptoc_search_index_bytes`): (name, bytes), largest first.
+/// Empty (with a note on stderr) when `/metrics` does not answer.
+fn held_after(addr: SocketAddr) -> Vec<(String, f64)> {
+    let text = TcpStream::connect(addr)
+        .and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(request_head(addr, "GET", "/metrics", None, None).as_bytes())?;
+            Ok(s)
+        })
+        .map_err(anyhow::Error::from)
+        .and_then(|mut s| crate::bench_http::read_response_text(&mut s));
+    let text = match text {
+        Ok((200, text)) => text,
+        other => {
+            eprintln!("bench-mix: /metrics did not answer: {other:?}");
+            return Vec::new();
+        }
+    };
+    let mut held: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            let value: f64 = value.parse().ok()?;
+            let name = match name {
+                "ptoc_search_index_bytes" => "search indexes".to_owned(),
+                _ => name
+                    .strip_prefix("ptoc_cache_bytes{cache=\"")?
+                    .strip_suffix("\"}")?
+                    .to_owned(),
+            };
+            Some((name, value))
+        })
+        .collect();
+    held.sort_by(|a, b| b.1.total_cmp(&a.1));
+    held
 }
 
 struct Report {
@@ -607,6 +647,8 @@ struct Report {
     after_kib: u64,
     /// RSS after each step (KiB).
     steps: Vec<(&'static str, u64)>,
+    /// What the caches and search indexes held after the mix: (name, bytes).
+    held: Vec<(String, f64)>,
     imports: Vec<String>,
 }
 
@@ -731,6 +773,18 @@ fn report(r: &Report) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if !r.held.is_empty() {
+        let total: f64 = r.held.iter().map(|(_, b)| b).sum();
+        println!(
+            "Held after the mix (`/metrics`: `ptoc_cache_bytes`, `ptoc_search_index_bytes`): {:.1} MiB in all; {}.\n",
+            total / 1_048_576.0,
+            r.held
+                .iter()
+                .map(|(name, b)| format!("{name} {:.2} MiB", b / 1_048_576.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     for e in m
         .sample_errors
         .iter()

@@ -1,5 +1,6 @@
-//! The member directory's two-level cache: member profiles (5 minutes) and directory
-//! pages — lists and searches — (2 minutes), in a [`cache::ScopedCache`] scoped by org.
+//! The member directory's two-level cache: member profiles (5 minutes) and list pages
+//! (2 minutes), in a [`cache::ScopedCache`] scoped by org. Search pages are not kept
+//! (their texts are nearly all different): a search goes to the wrapped directory.
 //!
 //! [`CachedDirectory`] implements the domain's [`MemberDirectory`] port over another
 //! implementation (the database adapter): a page is answered from the per-instance L1,
@@ -9,7 +10,7 @@
 //! # Invalidation
 //! Everything cached for an org is retired at once by
 //! [`CachedDirectory::org_changed`], which callers invoke after **every committed write
-//! that changes what a list, a search or a profile of the org shows**: adding, inviting,
+//! that changes what a list or a profile of the org shows**: adding, inviting,
 //! importing, changing, suspending, removing or restoring a member, a member editing
 //! their profile, officer terms ending, a sign-in (it moves "last active"). One call is
 //! one Redis `INCR` of the org's generation counter plus one bus message, whatever was
@@ -200,13 +201,12 @@ impl<D: MemberDirectory> MemberDirectory for CachedDirectory<D> {
             .await
     }
 
+    /// Not cached: search texts are nearly all different (people type different
+    /// names, and type-ahead sends every prefix once), so a kept page is seldom asked
+    /// again and only costs memory and a Redis write. (The in-process search index
+    /// answers most searches without this; the database search is its fallback.)
     async fn search(&self, req: &MemberSearchRequest) -> Result<MemberPage, StorageFailure> {
-        self.page(
-            req.org,
-            format!("search:{req:?}"),
-            self.directory.search(req),
-        )
-        .await
+        self.directory.search(req).await
     }
 }
 

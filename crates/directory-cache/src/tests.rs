@@ -151,6 +151,27 @@ async fn pages_are_cached_per_request_until_their_org_changes() {
 }
 
 #[tokio::test]
+async fn search_pages_are_not_kept() {
+    let (fake, dir) = cached(None, InvalidationBus::local_only(), settings()).await;
+    let (org, _) = two_orgs();
+    let req = MemberSearchRequest {
+        org,
+        query: tenancy::search::SearchQuery::parse("Smith").expect("a query"),
+        filter: MemberFilter::default(),
+        offset: 0,
+        limit: 20,
+        audience: tenancy::directory::Audience::Record,
+    };
+    assert_eq!(first_name(&dir.search(&req).await.expect("loads")), "Load1");
+    // The same search again reads the directory again; the cache holds nothing.
+    assert_eq!(first_name(&dir.search(&req).await.expect("loads")), "Load2");
+    assert_eq!(fake.loads(), 2);
+    let stats = dir.stats();
+    assert_eq!((stats.l1_hits, stats.l1_misses, stats.loads), (0, 0, 0));
+    assert_eq!(dir.l1_bytes().await.bytes, 0);
+}
+
+#[tokio::test]
 async fn a_directory_page_and_a_record_page_never_share_an_entry() {
     let (fake, dir) = cached(None, InvalidationBus::local_only(), settings()).await;
     let (org, _) = two_orgs();

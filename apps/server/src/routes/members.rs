@@ -867,11 +867,8 @@ async fn sql_search(
         limit,
         audience: audience_of(member),
     };
-    let page = if wants_own_writes() {
-        state.directory_cache.uncached().search(&req).await
-    } else {
-        state.directory_cache.search(&req).await
-    }?;
+    // From the database (search pages are not cached: `directory_cache` says why).
+    let page = state.directory.search(&req).await?;
     let next_cursor = page.more.then(|| (offset + limit).to_string());
     Ok(SearchPaged {
         items: shaped_page(member, page)
