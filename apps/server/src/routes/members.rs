@@ -867,7 +867,8 @@ async fn sql_search(
         limit,
         audience: audience_of(member),
     };
-    // From the database (search pages are not cached: `directory_cache` says why).
+    // From the database, uncached (`directory_cache` says why); like any lag-tolerant
+    // read it may be served by the replica, and a consistency token sends it to the primary.
     let page = state.directory.search(&req).await?;
     let next_cursor = page.more.then(|| (offset + limit).to_string());
     Ok(SearchPaged {
