@@ -150,13 +150,31 @@ impl AccountViews {
     /// # Errors
     /// The stores' failure.
     pub async fn account(&self, user: UserId) -> Result<Option<AccountView>, StorageFailure> {
-        let entry = self.account_part(user).await?;
+        match self.compose(user, false).await? {
+            Some(view) => Ok(view),
+            // A user's part named a custom role its cached org part does not know (the
+            // org's part was loaded before the role was given; both are retired by that
+            // change, and this instance has not applied one yet): both from the stores.
+            None => self.compose(user, true).await?.ok_or_else(|| {
+                StorageFailure("a membership names a role its org does not have".into())
+            }),
+        }
+    }
+
+    /// The view from both parts, cached or (`fresh`) read from the stores; `None` when
+    /// a membership names a custom role the org's part does not know.
+    async fn compose(
+        &self,
+        user: UserId,
+        fresh: bool,
+    ) -> Result<Option<Option<AccountView>>, StorageFailure> {
+        let entry = self.account_part(user, fresh).await?;
         let Entry::Account(Some(account)) = &*entry else {
-            return Ok(None);
+            return Ok(Some(None));
         };
         let mut memberships = Vec::with_capacity(account.memberships.len());
         for m in &account.memberships {
-            let org_entry = self.org_part(m.org_id).await?;
+            let org_entry = self.org_part(m.org_id, fresh).await?;
             let Entry::Org(Some(org)) = &*org_entry else {
                 continue;
             };
@@ -172,9 +190,7 @@ impl AccountViews {
                         counts_as: *rank,
                         extra_keys: permissions::KeySet::default(),
                     },
-                    // The org's part was loaded before the role was given (both are
-                    // retired by that change; this instance has not applied one yet).
-                    None => return self.uncached(user).await,
+                    None => return Ok(None),
                 },
             };
             memberships.push(MembershipShown {
@@ -184,13 +200,13 @@ impl AccountViews {
                 status: m.status,
             });
         }
-        Ok(Some(AccountView {
+        Ok(Some(Some(AccountView {
             user: account.user.clone(),
             email_verified: account.email_verified,
             locale: account.locale.clone(),
             version: account.version,
             memberships,
-        }))
+        })))
     }
 
     /// Call after a committed change of these users' accounts or memberships, or of
@@ -215,7 +231,12 @@ impl AccountViews {
         }
     }
 
-    async fn account_part(&self, user: UserId) -> Result<Arc<Entry>, StorageFailure> {
+    /// A user's part, from the cache or (`fresh`) from the stores.
+    async fn account_part(&self, user: UserId, fresh: bool) -> Result<Arc<Entry>, StorageFailure> {
+        if fresh {
+            let part = self.load_account(user).await?;
+            return Ok(Arc::new(Entry::Account(part.map(Box::new))));
+        }
         self.cache
             .get_or_load(user.as_uuid(), ACCOUNT_KEY.to_owned(), TTL, async {
                 let part = self.load_account(user).await?;
@@ -224,7 +245,12 @@ impl AccountViews {
             .await
     }
 
-    async fn org_part(&self, org: Uuid) -> Result<Arc<Entry>, StorageFailure> {
+    /// An org's part, from the cache or (`fresh`) from the stores.
+    async fn org_part(&self, org: Uuid, fresh: bool) -> Result<Arc<Entry>, StorageFailure> {
+        if fresh {
+            let part = self.load_org(OrgId::from_uuid(org)).await?;
+            return Ok(Arc::new(Entry::Org(part)));
+        }
         self.cache
             .get_or_load(org, ORG_KEY.to_owned(), TTL, async {
                 self.load_org(OrgId::from_uuid(org)).await.map(Entry::Org)
@@ -270,30 +296,6 @@ impl AccountViews {
             roles: roles
                 .into_iter()
                 .map(|r| (r.id.0, (r.name, r.counts_as)))
-                .collect(),
-        }))
-    }
-
-    /// The view read from the stores (a custom role the cached org part does not know).
-    async fn uncached(&self, user: UserId) -> Result<Option<AccountView>, StorageFailure> {
-        let Some(creds) = self.sessions.credentials_by_id(user).await? else {
-            return Ok(None);
-        };
-        let memberships = self.orgs.memberships_of(user).await?;
-        Ok(Some(AccountView {
-            user: creds.user,
-            email_verified: creds.email_verified,
-            locale: creds.locale,
-            version: creds.version,
-            memberships: memberships
-                .into_iter()
-                .filter(|(org, _)| org.status != OrgStatus::Archived)
-                .map(|(org, m)| MembershipShown {
-                    org_id: org.id,
-                    org_name: org.name,
-                    role: m.role,
-                    status: m.status,
-                })
                 .collect(),
         }))
     }
