@@ -141,6 +141,19 @@ pub(crate) fn http(
     token: Option<&str>,
     body: Option<&serde_json::Value>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
+    let (status, text) = http_text(addr, method, path, token, body)?;
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Ok((status, json))
+}
+
+/// As [`http`], with the body as text (e.g. `/metrics`).
+pub(crate) fn http_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let payload = body.map(serde_json::Value::to_string).unwrap_or_default();
@@ -153,7 +166,7 @@ pub(crate) fn http(
     );
     req.push_str(&payload);
     stream.write_all(req.as_bytes())?;
-    read_response(&mut stream)
+    read_response_text(&mut stream)
 }
 
 /// The JSON body of a response with status `want`; an error naming `what` otherwise.

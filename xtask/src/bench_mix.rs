@@ -601,15 +601,7 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
 /// (`ptoc_cache_bytes{cache=…}`, `ptoc_search_index_bytes`): (name, bytes), largest first.
 /// Empty (with a note on stderr) when `/metrics` does not answer.
 fn held_after(addr: SocketAddr) -> Vec<(String, f64)> {
-    let text = TcpStream::connect(addr)
-        .and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            s.write_all(request_head(addr, "GET", "/metrics", None, None).as_bytes())?;
-            Ok(s)
-        })
-        .map_err(anyhow::Error::from)
-        .and_then(|mut s| crate::bench_http::read_response_text(&mut s));
-    let text = match text {
+    let text = match crate::bench_http::http_text(addr, "GET", "/metrics", None, None) {
         Ok((200, text)) => text,
         other => {
             eprintln!("bench-mix: /metrics did not answer: {other:?}");
