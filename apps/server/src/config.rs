@@ -54,7 +54,8 @@ pub struct Settings {
     pub database_url: Option<Secret>,
     /// Read-replica URL (`DATABASE_READ_URL`).
     pub database_read_url: Option<Secret>,
-    /// Pool size per database pool (`DATABASE_MAX_CONNECTIONS`, default 16).
+    /// Pool size per database pool (`DATABASE_MAX_CONNECTIONS`, default 16 on
+    /// PostgreSQL, 6 on SQLite).
     pub database_max_connections: u32,
     /// How long a request waits for a pooled connection before answering 503
     /// (`DATABASE_ACQUIRE_TIMEOUT_MS`, default 5000).
@@ -374,11 +375,20 @@ impl Settings {
                 );
             }
         }
+        // SQLite runs in this process: each pooled connection holds its own page cache,
+        // schema and prepared statements (~5 MiB measured), and it has one writer.
+        let on_postgres = database_url
+            .as_ref()
+            .is_some_and(|u| is_postgres(u.expose()));
         let database_max_connections = parse_num(
             &mut errors,
             "DATABASE_MAX_CONNECTIONS",
             get("DATABASE_MAX_CONNECTIONS"),
-            16,
+            if on_postgres {
+                DEFAULT_POOL_POSTGRES
+            } else {
+                DEFAULT_POOL_SQLITE
+            },
             1..=1000,
         );
         let database_acquire_ms: u64 = parse_num(
@@ -602,6 +612,12 @@ impl Settings {
 }
 
 /// The default sender.
+/// The default pool size on PostgreSQL.
+pub const DEFAULT_POOL_POSTGRES: u32 = 16;
+/// The default pool size on SQLite (docs/decisions.md, "SQLite's memory: a smaller pool
+/// and page cache").
+pub const DEFAULT_POOL_SQLITE: u32 = 6;
+
 const DEFAULT_MAIL_FROM: &str = "PTO Connect <no-reply@localhost>";
 
 /// Parses the e-mail settings (one line per bad value; never the SMTP password).
@@ -864,11 +880,36 @@ mod tests {
     }
 
     #[test]
+    fn the_default_pool_size_follows_the_backend() {
+        let pool = |pairs: &[(&str, &str)]| {
+            Settings::from_sources(&env(pairs), false)
+                .expect("valid")
+                .database_max_connections
+        };
+        assert_eq!(
+            pool(&[("DATABASE_URL", "postgres://db.example/pto")]),
+            DEFAULT_POOL_POSTGRES
+        );
+        assert_eq!(
+            pool(&[("DATABASE_URL", "sqlite:///var/lib/pto/pto.sqlite3")]),
+            DEFAULT_POOL_SQLITE
+        );
+        assert_eq!(
+            pool(&[
+                ("DATABASE_URL", "sqlite:///var/lib/pto/pto.sqlite3"),
+                ("DATABASE_MAX_CONNECTIONS", "12")
+            ]),
+            12
+        );
+    }
+
+    #[test]
     fn defaults_need_no_configuration() {
         let s = Settings::from_sources(&env(&[]), false).expect("defaults are valid");
         assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert!(s.database_url.is_none() && s.redis_url.is_none());
+        assert_eq!(s.database_max_connections, DEFAULT_POOL_SQLITE);
         assert_eq!(s.log_format, LogFormat::Json);
         let on_tty = Settings::from_sources(&env(&[]), true).expect("defaults are valid");
         assert_eq!(on_tty.log_format, LogFormat::Pretty);

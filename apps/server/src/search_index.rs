@@ -43,6 +43,7 @@ use cache::InvalidationBus;
 use member_search::{Field, FieldSet, Member, MemberIndex};
 use tenancy::directory::{Audience, MemberPage, MemberRow};
 use tenancy::privacy::{DirectoryPolicy, PrivacyChoices, Viewer, in_directory, visibility};
+use tenancy::search::SearchQuery;
 use tenancy::{
     Child, Email, Membership, MembershipStatus, OrgId, PersonName, RoleAssignment, User, UserId,
     UserStatus,
@@ -58,6 +59,10 @@ pub const INDEX_TTL: Duration = Duration::from_secs(10 * 60);
 /// The memory the indexes may take together (by `member-search`'s estimate); the least
 /// recently used are dropped beyond it (an index larger than it is used once, not kept).
 pub const DEFAULT_BUDGET_BYTES: usize = 256 * 1024 * 1024;
+
+/// The most members an org may have for [`OrgSearch::database_could_match`] to scan
+/// their documents rather than leave the answer to the database.
+pub const SCAN_LIMIT: usize = 1_000;
 
 const ORG_PREFIX: &str = "search:org:";
 const MEMBER_PREFIX: &str = "search:member:";
@@ -80,11 +85,25 @@ struct Document {
     active_at: Option<OffsetDateTime>,
     details_confirmed_at: Option<OffsetDateTime>,
     choices: Option<Box<PrivacyChoices>>,
+    /// The membership's whole search document ([`tenancy::search::document`], as the
+    /// database stores it): what the SQL search would score.
+    search_doc: Box<str>,
 }
 
 impl Document {
     fn of((user, membership): MemberRow, choices: Option<PrivacyChoices>) -> Self {
+        let children: Vec<String> = membership.children.iter().map(|c| c.name.clone()).collect();
+        let search_doc = tenancy::search::document(
+            user.first_name.as_str(),
+            user.last_name.as_str(),
+            user.email.as_str(),
+            user.phone.as_deref(),
+            membership.committee.as_deref(),
+            &children,
+        )
+        .into_boxed_str();
         Self {
+            search_doc,
             account_status: user.status,
             created_at: user.created_at,
             phone: user.phone.map(String::into_boxed_str),
@@ -144,6 +163,7 @@ impl Document {
             })
             .sum();
         self.phone.as_ref().map_or(0, |p| p.len())
+            + self.search_doc.len()
             + role
             + children
             + self
@@ -260,6 +280,22 @@ impl OrgSearch {
             policy: self.policy.clone(),
             privacy,
         }
+    }
+
+    /// Whether the SQL search could find any member for `query`: `false` when the org
+    /// has at most [`SCAN_LIMIT`] members and none of their whole search documents is
+    /// matched by it ([`SearchQuery::score`]), the test the SQL search applies to its
+    /// candidates. A directory audience is scored on less of each document (what it is
+    /// shown), which matches no more words, and the SQL search reads a subset of the
+    /// members the index holds (every member), so `false` means it would find nothing.
+    /// Larger orgs are not scanned (`true`): their database search is indexed.
+    #[must_use]
+    pub fn database_could_match(&self, query: &SearchQuery) -> bool {
+        self.documents.len() > SCAN_LIMIT
+            || self
+                .documents
+                .values()
+                .any(|d| query.score(&d.search_doc).is_some())
     }
 
     /// A rough count of the heap bytes of the index (the search structures).
@@ -806,5 +842,53 @@ mod tests {
         search.remove(id);
         assert!(found(&search, "Byron").is_empty());
         assert!(search.page(Audience::Record, &[id], false).rows.is_empty());
+    }
+
+    #[test]
+    fn the_database_is_asked_only_when_some_whole_document_could_match() {
+        let org = OrgId::new();
+        let q = |text: &str| SearchQuery::parse(text).expect("query");
+        // Phone "+1 555 0100", committee "Garden", child "Ivy" (see `row`).
+        let search = OrgSearch::build(
+            org,
+            IndexSource {
+                rows: vec![row(org, "Ada", "Lovelace", "ada@example.org")],
+                privacy: Vec::new(),
+                policy: DirectoryPolicy::default(),
+            },
+        );
+        // What only the SQL search matches (phone digits, a child's name, inside a
+        // word, a typo there) is worth asking for; what nothing matches is not.
+        for text in ["15550100", "Ivy", "ovela", "Lovleace", "Ivy Garden"] {
+            assert!(search.database_could_match(&q(text)), "{text}");
+        }
+        for text in ["Zebulon", "Ivy Zebulon", "99999999"] {
+            assert!(!search.database_could_match(&q(text)), "{text}");
+        }
+        // A document the database holds is compared whole, as the database scores it.
+        let doc = tenancy::search::document(
+            "Ada",
+            "Lovelace",
+            "ada@example.org",
+            Some("+1 555 0100"),
+            Some("Garden"),
+            &["Ivy".to_owned()],
+        );
+        let kept = search.documents.values().next().expect("one member");
+        assert_eq!(&*kept.search_doc, doc.as_str());
+
+        // Past the scan's limit the database decides.
+        let rows = (0..=SCAN_LIMIT)
+            .map(|i| row(org, "Ada", "Lovelace", &format!("ada{i}@example.org")))
+            .collect();
+        let large = OrgSearch::build(
+            org,
+            IndexSource {
+                rows,
+                privacy: Vec::new(),
+                policy: DirectoryPolicy::default(),
+            },
+        );
+        assert!(large.database_could_match(&q("Zebulon")));
     }
 }

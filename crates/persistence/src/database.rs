@@ -485,6 +485,10 @@ async fn tenant_txn(
     Ok(txn)
 }
 
+/// SQLite's page cache per connection, as `PRAGMA cache_size` takes it: negative, in KiB
+/// (1 MiB; SQLite's default is 2,000 KiB).
+pub const SQLITE_CACHE_KIB: i32 = -1024;
+
 async fn open(url: &str, settings: &DatabaseSettings) -> Result<DatabaseConnection, ConnectError> {
     let busy_timeout = settings.busy_timeout;
     let mut opts = ConnectOptions::new(url.to_owned());
@@ -502,6 +506,9 @@ async fn open(url: &str, settings: &DatabaseSettings) -> Result<DatabaseConnecti
                 .busy_timeout(busy_timeout)
                 .foreign_keys(true)
                 .pragma("secure_delete", "ON")
+                // The engine runs in this process: each connection's page cache counts
+                // in the server's memory (docs/decisions.md, "SQLite's memory").
+                .pragma("cache_size", SQLITE_CACHE_KIB.to_string())
         })
         // Row-level security (migration 000007): connections start in the system
         // scope; tenant-scoped units of work narrow it (`Database::begin_for_org`).
@@ -514,4 +521,44 @@ async fn open(url: &str, settings: &DatabaseSettings) -> Result<DatabaseConnecti
         DbBackend::Postgres | DbBackend::Sqlite
     ));
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::ConnectionTrait;
+
+    #[tokio::test]
+    async fn every_sqlite_connection_has_the_bounded_page_cache() {
+        let dir = std::env::temp_dir().join(format!("ptoc-pragma-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        let mut settings = DatabaseSettings::sqlite_in(&dir);
+        settings.max_connections = 2;
+        let db = Database::connect(&settings).await.expect("open");
+        // Two connections at once: both were opened with the pragmas.
+        let (a, b) = (db.begin_write().await, db.primary().begin().await);
+        let (a, b) = (a.expect("first"), b.expect("second"));
+        for pragma in ["cache_size", "secure_delete", "foreign_keys"] {
+            for txn in [a.inner(), &b] {
+                let row = txn
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::Sqlite,
+                        format!("PRAGMA {pragma}"),
+                    ))
+                    .await
+                    .expect("pragma")
+                    .expect("a row");
+                let value: i64 = row.try_get_by_index(0).expect("a number");
+                let want = if pragma == "cache_size" {
+                    i64::from(SQLITE_CACHE_KIB)
+                } else {
+                    1
+                };
+                assert_eq!(value, want, "{pragma}");
+            }
+        }
+        drop((a, b));
+        db.primary().clone().close().await.expect("close");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
 }

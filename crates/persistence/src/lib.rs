@@ -16,7 +16,7 @@ mod write_tx;
 
 pub use database::{
     Backend, ConnectError, Database, DatabaseSettings, MigrationStatus, PoolRole, PoolStats,
-    WAIT_BUCKETS,
+    SQLITE_CACHE_KIB, WAIT_BUCKETS,
 };
 pub use error::{StorageError, boxed, is_transient};
 pub use replica::ReplicaPolicy;

@@ -682,6 +682,32 @@ impl AuthService {
                 v
             }
         };
+        let api_key_creator = self.still_live(&verified, now).await?;
+        Ok(Authentication {
+            verified,
+            api_key_creator,
+        })
+    }
+
+    /// Checks again what [`AuthService::authenticate`] checks after the signature: that
+    /// an already verified token has not expired and that its session or API key is
+    /// still live (cached; revocations reach every instance's cache). Open event streams
+    /// call it every second without hashing or verifying their token again.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` when the token expired or its credential was revoked.
+    pub async fn recheck(&self, verified: &VerifiedToken) -> Result<(), ApiError> {
+        self.still_live(verified, OffsetDateTime::now_utc())
+            .await
+            .map(|_| ())
+    }
+
+    /// The expiry and liveness checks of a verified token; for an API key, its creator.
+    async fn still_live(
+        &self,
+        verified: &VerifiedToken,
+        now: OffsetDateTime,
+    ) -> Result<Option<Uuid>, ApiError> {
         if verified.expires_at.is_none_or(|e| e <= now) {
             return Err(ApiError::new(
                 ErrorCode::Unauthenticated,
@@ -715,10 +741,7 @@ impl AuthService {
                 }
             }
         }
-        Ok(Authentication {
-            verified,
-            api_key_creator,
-        })
+        Ok(api_key_creator)
     }
 
     /// The creator of a live API key (`None`: revoked, expired, or its creator's account

@@ -321,8 +321,8 @@ pub(super) fn register_streams(r: &mut ApiRoutes) {
     );
 }
 
-/// What a stream keeps of its request: the `Last-Event-ID` header, the bearer token
-/// (checked again every second) and the path's org.
+/// What a stream keeps of its request: the `Last-Event-ID` header, the bearer token and
+/// the path's org (what the token is verified for).
 #[derive(Debug, Clone)]
 pub struct StreamRequest {
     last_event_id: Result<Option<String>, ()>,
@@ -454,8 +454,10 @@ struct Inbox {
 struct Streaming {
     state: actix_web::web::Data<crate::state::AppState>,
     who: crate::authz::Follower,
-    token: String,
-    token_org: Option<uuid::Uuid>,
+    /// The caller's token as verified when the stream opened: every second its expiry
+    /// and its session's (or API key's) liveness are checked again, without hashing or
+    /// verifying it again.
+    verified: std::sync::Arc<credentials::VerifiedToken>,
     /// One stream per org: its end ends the stream (`/me/stream` drops the org, and
     /// follows orgs the user joins).
     single: bool,
@@ -536,12 +538,17 @@ async fn open_stream(
     let mut tick = tokio::time::interval(heartbeat.min(std::time::Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let behind = (0..follows.len()).collect();
+    // The route's extractor verified the token; this is a cache hit.
+    let verified = state
+        .auth
+        .authenticate(&req.token, req.token_org)
+        .await?
+        .verified;
     let open = state.open_streams.opened();
     let mut streaming = Streaming {
         state: state.0,
         who,
-        token: req.token.clone(),
-        token_org: req.token_org,
+        verified,
         single,
         inbox,
         wanted,
@@ -840,13 +847,7 @@ impl Streaming {
     async fn on_tick(&mut self) {
         // The session (or API key) must still be valid: revocations reach every
         // instance's credential cache.
-        if self
-            .state
-            .auth
-            .authenticate(&self.token, self.token_org)
-            .await
-            .is_err()
-        {
+        if self.state.auth.recheck(&self.verified).await.is_err() {
             return self.end("session_ended");
         }
         // Who sees what, again (from the permission engine's cache).

@@ -768,13 +768,26 @@ async fn search_members(
         .collect();
     if found.hits.is_empty() {
         // Nothing in the fields the index holds: the SQL search also matches phone
-        // numbers, children's names and inside words.
+        // numbers, children's names and inside words — unless the org's documents,
+        // scanned here, show it would find nothing either.
         let meta = SearchMetaDto {
             did_you_mean: found.did_you_mean,
             suggestions,
             facets: SearchFacetsDto::default(),
         };
-        return sql_search(&state, &member, &q.q, filter, (offset, limit), meta).await;
+        let query = SearchQuery::parse(&q.q).ok();
+        let worth_asking = query.as_ref().is_some_and(|query| {
+            search
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .database_could_match(query)
+        });
+        return match query {
+            Some(query) if worth_asking => {
+                sql_search(&state, &member, query, filter, (offset, limit), meta).await
+            }
+            _ => Ok(nothing_found(limit, meta)),
+        };
     }
     let (page, total, facets) = if let Some(page) = unfiltered_page {
         let f = &found.facets;
@@ -837,28 +850,30 @@ async fn search_members(
     })
 }
 
+/// An empty search answer: SQL cannot search the text (the index accepted it, in any
+/// script), or no member's document matches it.
+fn nothing_found(limit: u32, search: SearchMetaDto) -> SearchPaged<MemberHitView, SearchMetaDto> {
+    SearchPaged {
+        items: Vec::new(),
+        pagination: Pagination {
+            limit,
+            next_cursor: None,
+            total: Some(0),
+        },
+        search,
+    }
+}
+
 /// The SQL search (trigram candidates ranked by `tenancy::search`): for what the index
 /// does not hold. `search` (the index's suggestions) goes in `meta.search`.
 async fn sql_search(
     state: &State,
     member: &OrgMember,
-    text: &str,
+    query: SearchQuery,
     filter: MemberFilter,
     (offset, limit): (u32, u32),
     search: SearchMetaDto,
 ) -> Result<SearchPaged<MemberHitView, SearchMetaDto>, ApiError> {
-    let Ok(query) = SearchQuery::parse(text) else {
-        // The index accepted it (any script), SQL cannot search it: nothing found.
-        return Ok(SearchPaged {
-            items: Vec::new(),
-            pagination: Pagination {
-                limit,
-                next_cursor: None,
-                total: Some(0),
-            },
-            search,
-        });
-    };
     let req = MemberSearchRequest {
         org: member.org_id(),
         query,
