@@ -72,12 +72,17 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
     // Per-layer filters: the log lines follow LOG_LEVEL, while the slow-request report
     // also sees the debug-level stage spans (`handler`, `authz`, `db.begin`, …) without
     // them appearing in the logs.
-    let otel_filter =
-        EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Without an exporter there is no OpenTelemetry layer at all: a filtered empty
+    // layer would still evaluate its filter on every span of every request.
+    let otel = otel.map(|layer| {
+        layer.with_filter(
+            EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+    });
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(SlowRequestLayer::new(settings.slow_request).with_filter(LevelFilter::DEBUG))
-        .with(otel.with_filter(otel_filter))
+        .with(otel)
         .try_init()
         .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
     Ok(TelemetryGuard { provider })

@@ -4,6 +4,7 @@
 //! runs. The edge knows no permission engine: the check is injected.
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -69,7 +70,9 @@ pub async fn middleware(
             "route guard missing from the app".into(),
         )));
     };
-    let (req, outcome) = (guard.0)(requirement, req).await;
+    let (req, outcome) = (guard.0)(requirement, req)
+        .instrument(tracing::debug_span!("authz"))
+        .await;
     match outcome {
         Ok(()) => Ok(next.call(req).await?.map_into_boxed_body()),
         Err(e) => Ok(req.error_response(e)),

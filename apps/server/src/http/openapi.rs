@@ -264,16 +264,18 @@ impl ApiRoutes {
                     })),
                     None => route,
                 };
+                // The guard's and the rate limiter's spans (`authz`, `rate_limit`) cover
+                // their own work only, not the route they wrap: nested spans would be
+                // entered and left on every poll of everything inside them.
                 let route = match requirement {
                     Some(req) => route.wrap(actix_web::middleware::from_fn(move |r, n| {
-                        guard::middleware(req, r, n).instrument(tracing::debug_span!("authz"))
+                        guard::middleware(req, r, n)
                     })),
                     None => route,
                 };
                 // Outermost: a refused request costs no membership lookup or body read.
                 route.wrap(actix_web::middleware::from_fn(move |r, n| {
                     super::rate_limit::middleware(rate, r, n)
-                        .instrument(tracing::debug_span!("rate_limit"))
                 }))
             }),
         });

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tracing::Instrument;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -351,17 +352,22 @@ pub async fn middleware(
     if !limits.enabled {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    let (subject, tier) = if class == Some(RateClass::SignIn) {
-        // Sign-in attempts count per address, whoever claims to be calling.
-        (
-            Subject::ip(limits.client_ip(req.request())),
-            Tier::Anonymous,
-        )
-    } else {
-        limits.caller(req.request()).await
-    };
-    let buckets = limits.policy.buckets(tier, class);
-    let decision = limits.limiter.acquire(&subject, &buckets).await;
+    let (subject, buckets, decision) = async {
+        let (subject, tier) = if class == Some(RateClass::SignIn) {
+            // Sign-in attempts count per address, whoever claims to be calling.
+            (
+                Subject::ip(limits.client_ip(req.request())),
+                Tier::Anonymous,
+            )
+        } else {
+            limits.caller(req.request()).await
+        };
+        let buckets = limits.policy.buckets(tier, class);
+        let decision = limits.limiter.acquire(&subject, &buckets).await;
+        (subject, buckets, decision)
+    }
+    .instrument(tracing::debug_span!("rate_limit"))
+    .await;
     let binding = decision
         .status
         .and_then(|s| buckets.get(s.bucket))
