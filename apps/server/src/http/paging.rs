@@ -25,6 +25,7 @@ pub struct PageQuery<C = Uuid> {
     pub cursor: Option<C>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = MAX_LIMIT)))]
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
 }
 

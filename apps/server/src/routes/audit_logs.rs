@@ -266,6 +266,7 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = 200)))]
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
 }
 
@@ -711,6 +712,7 @@ pub struct ActivityQuery {
     pub cursor: Option<String>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = 200)))]
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
 }
 

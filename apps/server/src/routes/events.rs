@@ -51,6 +51,7 @@ pub struct EventsQuery {
     pub cursor: Option<String>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = MAX_LIMIT)))]
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
     /// Only these types, comma-separated (e.g. `member.added,member.removed`); the
     /// values of the events' `type`.

@@ -274,6 +274,7 @@ pub struct InvitationsQuery {
     pub cursor: Option<Uuid>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = 200)))]
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
 }
 

@@ -165,6 +165,7 @@ pub struct JobListQuery {
     pub cursor: Option<Uuid>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = 200)))]
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
     /// Only jobs of this kind.
     #[garde(skip)]

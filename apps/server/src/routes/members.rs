@@ -420,6 +420,7 @@ pub struct MemberListQuery {
     pub cursor: Option<String>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = 200)))]
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
     /// Sort key (default `name`).
     #[garde(skip)]
@@ -573,6 +574,7 @@ pub struct MemberSearchQuery {
     pub cursor: Option<String>,
     /// Page size, 1–100 (default 20).
     #[garde(inner(range(min = 1, max = 100)))]
+    #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
     #[garde(dive)]
     #[serde(flatten)]

@@ -168,6 +168,7 @@ pub struct InboxQuery {
     pub cursor: Option<Uuid>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = 200)))]
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
 }
 

@@ -740,6 +740,7 @@ pub struct HoldersQuery {
     pub cursor: Option<Uuid>,
     /// Page size, 1–500 (default 100).
     #[garde(inner(range(min = 1, max = 500)))]
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<u32>,
 }
 

@@ -784,6 +784,7 @@ pub struct AccessLogPageQuery {
     pub cursor: Option<Uuid>,
     /// Page size, 1–200 (default 50).
     #[garde(inner(range(min = 1, max = 200)))]
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
     /// Only reads of this member's record (org log only).
     #[garde(skip)]

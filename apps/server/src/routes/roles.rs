@@ -143,6 +143,7 @@ pub struct CreateRoleBody {
     pub extra_keys: Vec<String>,
     /// At most this many holders (e.g. 1 for President).
     #[garde(inner(range(min = 1, max = 10000)))]
+    #[schemars(range(min = 1, max = 10000))]
     pub max_holders: Option<u32>,
 }
 

@@ -11,6 +11,7 @@ backend_tests!(
     served_document_matches_committed,
     every_org_route_declares_its_requirement,
     every_operation_has_examples,
+    every_page_size_declares_its_bounds,
 );
 
 /// Org-scoped routes open to every active member (their answers are about the caller).
@@ -243,4 +244,33 @@ async fn every_operation_has_examples(ctx: TestContext) {
         bodies > 20 && responses > 50,
         "{bodies} bodies, {responses} responses"
     );
+}
+
+/// A page size the server refuses beyond its bounds (422) says so in the document: a
+/// client (or a fuzzer) sending a schema-valid `limit` is never refused for it.
+async fn every_page_size_declares_its_bounds(ctx: TestContext) {
+    let app = ctx.service().await;
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/openapi.json").to_request(),
+    )
+    .await;
+    let doc = json_body(res).await;
+    let mut limits = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operations") {
+            let Some(params) = op["parameters"].as_array() else {
+                continue;
+            };
+            for p in params.iter().filter(|p| p["name"] == "limit") {
+                limits += 1;
+                let text = p["schema"].to_string();
+                assert!(
+                    text.contains("\"maximum\"") && text.contains("\"minimum\""),
+                    "{method} {path}: `limit` has no bounds in {text}"
+                );
+            }
+        }
+    }
+    assert!(limits >= 10, "only {limits} `limit` parameters found");
 }
