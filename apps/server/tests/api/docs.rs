@@ -41,13 +41,7 @@ const MEMBER_LEVEL: &[(&str, &str)] = &[
 ];
 
 async fn every_org_route_declares_its_requirement(ctx: TestContext) {
-    let app = ctx.service().await;
-    let res = test::call_service(
-        &app,
-        test::TestRequest::get().uri("/openapi.json").to_request(),
-    )
-    .await;
-    let doc = json_body(res).await;
+    let doc = served_document(&ctx).await;
     let mut org_routes = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         if !path.contains("{org_id}") {
@@ -191,13 +185,7 @@ async fn served_document_matches_committed(ctx: TestContext) {
 }
 
 async fn every_operation_has_examples(ctx: TestContext) {
-    let app = ctx.service().await;
-    let res = test::call_service(
-        &app,
-        test::TestRequest::get().uri("/openapi.json").to_request(),
-    )
-    .await;
-    let doc = json_body(res).await;
+    let doc = served_document(&ctx).await;
     let mut bodies = 0;
     let mut responses = 0;
     // The API (system routes answer raw documents, not the envelope).
@@ -249,13 +237,7 @@ async fn every_operation_has_examples(ctx: TestContext) {
 /// A page size the server refuses beyond its bounds (422) says so in the document: a
 /// client (or a fuzzer) sending a schema-valid `limit` is never refused for it.
 async fn every_page_size_declares_its_bounds(ctx: TestContext) {
-    let app = ctx.service().await;
-    let res = test::call_service(
-        &app,
-        test::TestRequest::get().uri("/openapi.json").to_request(),
-    )
-    .await;
-    let doc = json_body(res).await;
+    let doc = served_document(&ctx).await;
     let mut limits = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operations") {
@@ -273,4 +255,15 @@ async fn every_page_size_declares_its_bounds(ctx: TestContext) {
         }
     }
     assert!(limits >= 10, "only {limits} `limit` parameters found");
+}
+
+/// The OpenAPI document the app serves.
+async fn served_document(ctx: &TestContext) -> serde_json::Value {
+    let app = ctx.service().await;
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/openapi.json").to_request(),
+    )
+    .await;
+    json_body(res).await
 }
