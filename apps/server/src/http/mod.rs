@@ -8,6 +8,8 @@ pub mod envelope;
 pub mod error;
 pub mod examples;
 pub mod extract;
+#[cfg(test)]
+mod garde_bounds;
 pub mod guard;
 pub mod idempotency;
 pub mod json_limits;

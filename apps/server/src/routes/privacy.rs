@@ -389,6 +389,7 @@ pub struct PrivacyBody {
     pub version: Option<i64>,
     /// The directory policy version (privacy notice) you saw; default: the current one.
     #[garde(inner(range(min = 0)))]
+    #[schemars(range(min = 0))]
     pub notice_version: Option<i64>,
     /// Whether to be listed in the directory at all.
     #[garde(skip)]

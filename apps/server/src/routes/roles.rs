@@ -238,7 +238,7 @@ pub struct UpdateRoleBody {
     /// New maximum of holders (1–10000); `null` lifts the limit.
     #[garde(inner(inner(range(min = 1, max = 10000))))]
     #[serde(default, deserialize_with = "max_change")]
-    #[schemars(with = "Option<u32>")]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 10000))]
     pub max_holders: Option<Option<u32>>,
 }
 
