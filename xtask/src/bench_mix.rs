@@ -1,6 +1,6 @@
-//! `cargo xtask bench-mix [--quick] [--backend postgres|sqlite]`: the mixed load of issue
-//! 20 on the release server (PostgreSQL + Redis by default, rate limits off) over the
-//! enterprise seed.
+//! `cargo xtask bench-mix [--quick] [--backend postgres|sqlite] [--per-class]`: the mixed
+//! load of issue 20 on the release server (PostgreSQL + Redis by default, rate limits off)
+//! over the enterprise seed.
 //!
 //! - **Sessions**: the admin and a volunteer of each of [`Plan::orgs`] seeded orgs sign
 //!   in (the seed's shared password); the admin's member list and settings matrix give
@@ -15,6 +15,8 @@
 //!   the version read); CSV imports run in the background meanwhile.
 //! - **Capacity**: `GET /health` alone and the permission check alone, closed loop on
 //!   the same connections, in the same run: the ratio of their throughputs.
+//! - **Per class** (`--per-class`, a diagnostic): each other class alone, closed loop,
+//!   with the server's and the generator's CPU per answer.
 //! - **Server**: its CPU (`/proc/<pid>/stat`) per phase and its resident memory
 //!   (`VmRSS`) sampled through the run, the maximum and after the load.
 //!
@@ -474,8 +476,60 @@ fn phase(name: &str, plan: &LoadPlan, server: &Server, dir: &Path) -> anyhow::Re
     })
 }
 
+/// `--per-class`: each other class of the mix alone, closed loop, after the capacity
+/// phases; prints what one request of each costs the server and the generator in CPU
+/// time (a diagnostic: where the mix's CPU goes; no target).
+fn per_class_costs(
+    base: &LoadPlan,
+    server: &Server,
+    dir: &Path,
+    measured: &[(Class, &Phase)],
+) -> anyhow::Result<()> {
+    let mut rows: Vec<(Class, Phase)> = Vec::new();
+    for (class, _) in MIX
+        .iter()
+        .filter(|(c, _)| !measured.iter().any(|(m, _)| m == c))
+    {
+        let name = format!("alone-{class:?}").to_lowercase();
+        let plan = LoadPlan {
+            mix: vec![(*class, 1)],
+            ..base.clone()
+        };
+        rows.push((*class, phase(&name, &plan, server, dir)?));
+    }
+    println!(
+        "\n| class alone (closed loop, {} connections) | answered per s | server cores | server CPU per answer | generator CPU per answer | non-2xx |",
+        base.connections
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let all = measured
+        .iter()
+        .map(|(c, p)| (*c, *p))
+        .chain(rows.iter().map(|(c, p)| (*c, p)));
+    for (class, p) in all {
+        let per_s = p.outcome.per_s().max(1e-9);
+        let cores = p.server_cpu_secs / p.wall_secs.max(1e-9);
+        let generator = p.outcome.cpu_secs / p.outcome.secs.max(1e-9);
+        let not_ok: u64 = p
+            .outcome
+            .classes
+            .iter()
+            .map(|(_, c)| c.errors + c.conflicts)
+            .sum();
+        println!(
+            "| {} | {:.0} | {cores:.2} | {:.0} µs | {:.0} µs | {not_ok} |",
+            class.label(),
+            per_s,
+            cores / per_s * 1e6,
+            generator / per_s * 1e6,
+        );
+    }
+    Ok(())
+}
+
 /// Runs the benchmark, prints a Markdown report; fails on a missed target unless `quick`.
-pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
+/// `per_class` adds [`per_class_costs`] after the capacity phases.
+pub fn run(quick: bool, backend: Backend, per_class: bool) -> anyhow::Result<()> {
     let plan = if quick { QUICK } else { FULL };
     if cfg!(debug_assertions) {
         println!(
@@ -543,6 +597,14 @@ pub fn run(quick: bool, backend: Backend) -> anyhow::Result<()> {
         "after /health alone and the check alone",
         proc_status_kib(&pid, "VmRSS:"),
     ));
+    if per_class {
+        per_class_costs(
+            &base,
+            &server,
+            &dir.0,
+            &[(Class::Health, &health), (Class::Check, &check)],
+        )?;
+    }
     let mut imports = Vec::new();
     for i in 0..plan.imports {
         let s = &base.orgs[i % base.orgs.len()];

@@ -115,6 +115,10 @@ enum Command {
         /// The database the server runs on (with Redis either way).
         #[arg(long, value_enum, default_value = "postgres")]
         backend: bench_mix::Backend,
+        /// Also run each class of the mix alone and print its CPU cost per request (a
+        /// diagnostic, no target).
+        #[arg(long)]
+        per_class: bool,
     },
     /// The load generator of `bench-mix` (run by it, in its own process).
     #[command(hide = true)]
@@ -172,7 +176,11 @@ fn main() -> anyhow::Result<()> {
         Command::BenchStreams { quick } => bench_streams::run(quick),
         Command::BenchLarge { quick } => bench_large::run(quick),
         Command::BenchWebhooks { quick } => bench_webhooks::run(quick),
-        Command::BenchMix { quick, backend } => bench_mix::run(quick, backend),
+        Command::BenchMix {
+            quick,
+            backend,
+            per_class,
+        } => bench_mix::run(quick, backend, per_class),
         Command::BenchMixLoad { plan } => bench_mix::load::run(&plan),
         Command::BenchStreamsBare => bench_streams::bare_server(),
         Command::BenchMail => bench::mail(),

@@ -25,7 +25,8 @@ use crate::helpers::TestContext;
 
 crate::backend_tests!(
     compressed_chunked_answers_do_not_wait_for_delayed_acks,
-    small_answers_are_not_compressed
+    small_answers_are_not_compressed,
+    compressed_answers_decode_to_the_plain_answer
 );
 
 /// Requests per route (after one untimed warm-up).
@@ -196,6 +197,65 @@ async fn small_answers_are_not_compressed(ctx: TestContext) {
             );
         }
     }
+}
+
+/// The server reuses its gzip compressors from answer to answer (vendor/README.md): every
+/// compressed answer, in any order on one keep-alive connection, decodes (with an
+/// independent decoder) to exactly the answer sent to a client that accepts no encoding
+/// (less its request id and time) — for a mid-size body compressed on the worker (the permission catalog) and a large
+/// one compressed on the blocking pool (`/openapi.json`).
+async fn compressed_answers_decode_to_the_plain_answer(ctx: TestContext) {
+    const PATHS: [&str; 2] = ["/api/v2/permissions/catalog", "/openapi.json"];
+    let (plain, compressed) = on_real_socket(&ctx, |port| {
+        let (mut stream, mut reader) = browser_connection(port);
+        let plain = PATHS.map(|path| {
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).unwrap();
+            read_answer(&mut reader)
+        });
+        let order = [0, 1, 0, 0, 1, 1, 0];
+        let compressed = order.map(|i| (i, browser_get(&mut stream, &mut reader, port, PATHS[i])));
+        (plain, compressed)
+    })
+    .await;
+    for (path, answer) in PATHS.iter().zip(&plain) {
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.header("content-encoding"), None, "{path}");
+        assert!(answer.body.len() > 1024, "{path}: over the 1 KiB threshold");
+    }
+    for (i, answer) in compressed {
+        let path = PATHS[i];
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.header("content-encoding"), Some("gzip"), "{path}");
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(answer.body.as_slice())
+            .read_to_end(&mut decoded)
+            .unwrap_or_else(|e| panic!("{path}: not a valid gzip stream: {e}"));
+        assert_eq!(
+            comparable(&decoded),
+            comparable(&plain[i].body),
+            "{path}: {} bytes decoded, {} sent plain",
+            decoded.len(),
+            plain[i].body.len()
+        );
+        assert!(answer.body.len() < decoded.len(), "{path}: compressed");
+    }
+}
+
+/// A JSON answer without what differs between two requests (the envelope's request id
+/// and time).
+fn comparable(body: &[u8]) -> serde_json::Value {
+    let mut json: serde_json::Value = serde_json::from_slice(body).expect("a JSON answer");
+    if let Some(meta) = json
+        .get_mut("meta")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        meta.remove("request_id");
+        meta.remove("timestamp");
+    }
+    json
 }
 
 /// Runs `work` (on a blocking thread, given the port) against the real server on a real

@@ -6,6 +6,9 @@ use bytes::{Bytes, BytesMut};
 
 mod decoder;
 mod encoder;
+// PATCH (pto-connect): gzip with compressors reused per thread (see the module).
+#[cfg(feature = "compress-gzip")]
+mod pooled_gzip;
 
 pub use self::{decoder::Decoder, encoder::Encoder};
 
