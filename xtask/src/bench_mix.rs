@@ -439,6 +439,28 @@ struct Phase {
     outcome: Outcome,
     wall_secs: f64,
     server_cpu_secs: f64,
+    /// CPU seconds of the local PostgreSQL's processes over the phase (0 on SQLite, whose
+    /// engine runs in the server).
+    database_cpu_secs: f64,
+}
+
+/// CPU seconds used so far by every live process named `postgres` on this machine (the
+/// local server and its backends; a backend that exits takes its time with it, but the
+/// server's pool keeps its connections).
+fn database_cpu_secs() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "postgres")
+        })
+        .map(|pid| cpu_secs(&pid))
+        .sum()
 }
 
 /// Runs `plan` in a separate generator process (this binary, `bench-mix-load`).
@@ -451,6 +473,7 @@ fn phase(name: &str, plan: &LoadPlan, server: &Server, dir: &Path) -> anyhow::Re
     );
     let pid = server.pid().to_string();
     let cpu_before = cpu_secs(&pid);
+    let database_before = database_cpu_secs();
     let started = Instant::now();
     let out = Command::new(std::env::current_exe()?)
         .args(["bench-mix-load", "--plan"])
@@ -460,6 +483,7 @@ fn phase(name: &str, plan: &LoadPlan, server: &Server, dir: &Path) -> anyhow::Re
         .context("run the load generator")?;
     let wall_secs = started.elapsed().as_secs_f64();
     let server_cpu_secs = cpu_secs(&pid) - cpu_before;
+    let database_cpu_secs = (database_cpu_secs() - database_before).max(0.0);
     if !out.status.success() {
         bail!("the load generator failed ({})", out.status);
     }
@@ -473,6 +497,7 @@ fn phase(name: &str, plan: &LoadPlan, server: &Server, dir: &Path) -> anyhow::Re
         outcome: serde_json::from_str(line)?,
         wall_secs,
         server_cpu_secs,
+        database_cpu_secs,
     })
 }
 
@@ -498,10 +523,10 @@ fn per_class_costs(
         rows.push((*class, phase(&name, &plan, server, dir)?));
     }
     println!(
-        "\n| class alone (closed loop, {} connections) | answered per s | server cores | server CPU per answer | generator CPU per answer | non-2xx |",
+        "\n| class alone (closed loop, {} connections) | answered per s | server cores | server CPU per answer | generator CPU per answer | PostgreSQL CPU per answer | non-2xx |",
         base.connections
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let all = measured
         .iter()
         .map(|(c, p)| (*c, *p))
@@ -516,12 +541,14 @@ fn per_class_costs(
             .iter()
             .map(|(_, c)| c.errors + c.conflicts)
             .sum();
+        let database = p.database_cpu_secs / p.wall_secs.max(1e-9);
         println!(
-            "| {} | {:.0} | {cores:.2} | {:.0} µs | {:.0} µs | {not_ok} |",
+            "| {} | {:.0} | {cores:.2} | {:.0} µs | {:.0} µs | {:.0} µs | {not_ok} |",
             class.label(),
             per_s,
             cores / per_s * 1e6,
             generator / per_s * 1e6,
+            database / per_s * 1e6,
         );
     }
     Ok(())
@@ -784,7 +811,7 @@ fn report(r: &Report) -> anyhow::Result<()> {
     }
     let cores = |cpu: f64, secs: f64| cpu / secs.max(1e-9);
     println!(
-        "\nMix: {} requests scheduled, {} answered in the window, **{:.0} req/s**, {} errors ({} never sent); the generator used {:.2} cores, the server {:.2} cores (its CPU over the phase, {:.1} s of wall time). Background imports ({} × {} rows): {}.\n",
+        "\nMix: {} requests scheduled, {} answered in the window, **{:.0} req/s**, {} errors ({} never sent); the generator used {:.2} cores, the server {:.2} cores, PostgreSQL {:.2} cores (CPU over the phase, {:.1} s of wall time). Background imports ({} × {} rows): {}.\n",
         m.scheduled,
         m.answered,
         m.per_s(),
@@ -792,6 +819,7 @@ fn report(r: &Report) -> anyhow::Result<()> {
         m.unsent,
         cores(m.cpu_secs, m.secs),
         cores(r.mix.server_cpu_secs, r.mix.wall_secs),
+        cores(r.mix.database_cpu_secs, r.mix.wall_secs),
         r.mix.wall_secs,
         plan.imports,
         plan.import_rows,
