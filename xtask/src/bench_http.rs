@@ -545,8 +545,13 @@ impl BenchDatabase {
     /// Creates `<prefix>_<uuid>`.
     pub(crate) fn create(admin_url: &str, prefix: &str) -> anyhow::Result<Self> {
         let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
+        // The connection options (`?sslmode=…`) carry over to the new database.
+        let (path, options) = match admin_url.split_once('?') {
+            Some((path, options)) => (path, format!("?{options}")),
+            None => (admin_url, String::new()),
+        };
+        let url = match path.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}{options}"),
             None => bail!("TEST_DATABASE_URL has no database part"),
         };
         let db = Self {

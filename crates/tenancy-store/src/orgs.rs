@@ -87,6 +87,15 @@ pub(crate) async fn load_membership<C: ConnectionTrait>(
     else {
         return Ok(None);
     };
+    membership_of_row(conn, org, row).await.map(Some)
+}
+
+/// The membership of a row already read (its custom role read here).
+async fn membership_of_row<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    row: memberships::Model,
+) -> Result<Membership, StorageFailure> {
     let custom = match row.custom_role_id {
         Some(id) => org_roles::Entity::find_by_id((org.as_uuid(), id))
             .one(conn)
@@ -94,7 +103,7 @@ pub(crate) async fn load_membership<C: ConnectionTrait>(
             .map_err(failure)?,
         None => None,
     };
-    convert::membership(row, custom.as_ref()).map(Some)
+    convert::membership(row, custom.as_ref())
 }
 
 async fn load_user<C: ConnectionTrait>(
@@ -591,9 +600,15 @@ impl OrgRepository for SeaOrmOrgRepository {
         let actor = load_membership(&txn, req.org_id, req.actor)
             .await?
             .ok_or(ChangeMemberError::NotFound)?;
-        let target = load_membership(&txn, req.org_id, req.target)
-            .await?
-            .ok_or(ChangeMemberError::NotFound)?;
+        // The target's row, read once: its membership for the rules, its model for the
+        // update.
+        let target_row =
+            memberships::Entity::find_by_id((req.org_id.as_uuid(), req.target.as_uuid()))
+                .one(&txn)
+                .await
+                .map_err(failure)?
+                .ok_or(ChangeMemberError::NotFound)?;
+        let target = membership_of_row(&txn, req.org_id, target_row.clone()).await?;
         if let Some(v) = req.expected_version
             && v != target.version
         {
@@ -601,14 +616,7 @@ impl OrgRepository for SeaOrmOrgRepository {
                 current: target.version,
             });
         }
-        let admins = count_active_admins(&txn, req.org_id).await?;
-        let mut active: memberships::ActiveModel =
-            memberships::Entity::find_by_id((req.org_id.as_uuid(), req.target.as_uuid()))
-                .one(&txn)
-                .await
-                .map_err(failure)?
-                .ok_or(ChangeMemberError::NotFound)?
-                .into();
+        let mut active: memberships::ActiveModel = target_row.into();
         let mut custom_row = None;
         let mut new_role_checked = None;
         if let Some(choice) = &req.role {
@@ -664,23 +672,25 @@ impl OrgRepository for SeaOrmOrgRepository {
         } else {
             permissions::KeySet::new()
         };
-        rules::check_member_change(
-            &actor,
-            holds,
-            &target,
-            &rules::MemberChange {
-                role: new_role_checked
-                    .as_ref()
-                    .map(|(role, holders)| rules::NewRole {
-                        role,
-                        holders: *holders,
-                    }),
-                status: req.status,
-                role_ends_at: req.role_ends_at,
-                profile: req.committee.is_some() || req.children.is_some(),
-            },
-            admins,
-        )?;
+        let change = rules::MemberChange {
+            role: new_role_checked
+                .as_ref()
+                .map(|(role, holders)| rules::NewRole {
+                    role,
+                    holders: *holders,
+                }),
+            status: req.status,
+            role_ends_at: req.role_ends_at,
+            profile: req.committee.is_some() || req.children.is_some(),
+        };
+        // Counted only when the rules read it (a profile edit, the common change, does
+        // not); under the org's lock either way.
+        let admins = if change.may_end_admin_standing() {
+            count_active_admins(&txn, req.org_id).await?
+        } else {
+            0
+        };
+        rules::check_member_change(&actor, holds, &target, &change, admins)?;
         if let Some(children) = &req.children {
             crate::privacy::load_policy(&txn, req.org_id)
                 .await?

@@ -94,12 +94,25 @@ impl MemberChange<'_> {
     pub const fn touches_standing(&self) -> bool {
         self.role.is_some() || self.status.is_some() || self.role_ends_at.is_some()
     }
+
+    /// Whether the change could leave the target without an admin's standing (a new
+    /// role below admin, or a status other than active): only then does
+    /// [`check_member_change`] read the org's count of active admins.
+    #[must_use]
+    pub fn may_end_admin_standing(&self) -> bool {
+        self.role
+            .is_some_and(|new| new.role.rank() != BuiltinRole::Admin)
+            || self
+                .status
+                .is_some_and(|status| status != MembershipStatus::Active)
+    }
 }
 
 /// Checks that `actor`, holding `actor_holds` now, may make `change` to `target`.
 ///
-/// `active_admins` is the org's current number of active admins. This is the one check
-/// of every membership change: single and bulk updates alike.
+/// `active_admins` is the org's current number of active admins; it is read only when
+/// [`MemberChange::may_end_admin_standing`] (a caller may skip counting otherwise). This
+/// is the one check of every membership change: single and bulk updates alike.
 ///
 /// # Errors
 /// The first rule the change breaks.
@@ -125,13 +138,7 @@ pub fn check_member_change(
     if let Some(new) = change.role {
         check_assignable_role(actor, new.role, actor_holds)?;
     }
-    let stays_admin = change
-        .role
-        .is_none_or(|new| new.role.rank() == BuiltinRole::Admin)
-        && change
-            .status
-            .is_none_or(|status| status == MembershipStatus::Active);
-    if !stays_admin {
+    if change.may_end_admin_standing() {
         check_last_admin(target, active_admins)?;
     }
     if let Some(NewRole {
@@ -456,6 +463,31 @@ mod tests {
         assert_eq!(change(&a, &a, &role(&vol), 2), Ok(()));
         assert_eq!(
             change(&a, &a, &role(&vol), 1),
+            Err(RoleChangeRefused::LastAdmin)
+        );
+    }
+
+    #[test]
+    fn only_a_change_that_may_end_an_admins_standing_needs_the_admin_count() {
+        let admin_role = RoleAssignment::builtin(Admin);
+        let vol = RoleAssignment::builtin(Volunteer);
+        let profile = MemberChange {
+            profile: true,
+            ..MemberChange::default()
+        };
+        assert!(!profile.may_end_admin_standing());
+        assert!(!role(&admin_role).may_end_admin_standing());
+        assert!(!status(MembershipStatus::Active).may_end_admin_standing());
+        assert!(!term(Some(T0)).may_end_admin_standing());
+        assert!(role(&vol).may_end_admin_standing());
+        assert!(status(MembershipStatus::Suspended).may_end_admin_standing());
+        // The sole admin edits their own profile or term: the count (not read) is moot.
+        let a = member(Admin);
+        assert_eq!(change(&a, &a, &profile, 0), Ok(()));
+        assert_eq!(change(&a, &a, &term(Some(T0)), 0), Ok(()));
+        // Suspending the last admin is still refused when it is read.
+        assert_eq!(
+            change(&a, &a, &status(MembershipStatus::Suspended), 1),
             Err(RoleChangeRefused::LastAdmin)
         );
     }
