@@ -103,20 +103,16 @@ impl PooledGzip {
             let produced = (compress.total_out() - out_before) as usize;
             self.out.truncate(start + produced);
             input = &input[consumed..];
-            match status? {
-                Status::StreamEnd => return Ok(()),
-                // Room left over: the compressor took all it could for now.
-                Status::Ok | Status::BufError if produced < room && input.is_empty() => {
-                    if matches!(flush, FlushCompress::Finish) && produced == 0 && consumed == 0
-                    {
-                        // Finish makes progress until StreamEnd; no progress is a bug.
-                        return Err(io::Error::other("deflate made no progress finishing"));
-                    }
-                    if !matches!(flush, FlushCompress::Finish) {
-                        return Ok(());
-                    }
-                }
-                Status::Ok | Status::BufError => {}
+            if status? == Status::StreamEnd {
+                return Ok(());
+            }
+            // Room left over and nothing left to read: all that could be written is
+            // (a finish goes on until the stream's end).
+            if produced < room && input.is_empty() && !matches!(flush, FlushCompress::Finish) {
+                return Ok(());
+            }
+            if consumed == 0 && produced == 0 {
+                return Err(io::Error::other("deflate made no progress"));
             }
         }
     }
