@@ -164,8 +164,19 @@ fn browser_get(
     port: u16,
     path: &str,
 ) -> Answer {
+    get(stream, reader, port, path, "Accept-Encoding: gzip, br\r\n")
+}
+
+/// Asks for `path` on `stream` with the extra header lines `headers` (each ending in CRLF).
+fn get(
+    stream: &mut TcpStream,
+    reader: &mut BufReader<TcpStream>,
+    port: u16,
+    path: &str,
+    headers: &str,
+) -> Answer {
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\nAccept-Encoding: gzip, br\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n{headers}\r\n"
     );
     stream.write_all(request.as_bytes()).unwrap();
     read_answer(reader)
@@ -202,19 +213,13 @@ async fn small_answers_are_not_compressed(ctx: TestContext) {
 /// The server reuses its gzip compressors from answer to answer (vendor/README.md): every
 /// compressed answer, in any order on one keep-alive connection, decodes (with an
 /// independent decoder) to exactly the answer sent to a client that accepts no encoding
-/// (less its request id and time) — for a mid-size body compressed on the worker (the permission catalog) and a large
-/// one compressed on the blocking pool (`/openapi.json`).
+/// (less its request id and time) — for a mid-size body compressed on the worker (the
+/// permission catalog) and a large one compressed on the blocking pool (`/openapi.json`).
 async fn compressed_answers_decode_to_the_plain_answer(ctx: TestContext) {
     const PATHS: [&str; 2] = ["/api/v2/permissions/catalog", "/openapi.json"];
     let (plain, compressed) = on_real_socket(&ctx, |port| {
         let (mut stream, mut reader) = browser_connection(port);
-        let plain = PATHS.map(|path| {
-            let request = format!(
-                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
-            );
-            stream.write_all(request.as_bytes()).unwrap();
-            read_answer(&mut reader)
-        });
+        let plain = PATHS.map(|path| get(&mut stream, &mut reader, port, path, ""));
         let order = [0, 1, 0, 0, 1, 1, 0];
         let compressed = order.map(|i| (i, browser_get(&mut stream, &mut reader, port, PATHS[i])));
         (plain, compressed)
