@@ -22,4 +22,4 @@ pub use error::{StorageError, boxed, is_transient};
 pub use replica::ReplicaPolicy;
 pub use sql::statement;
 pub use time_util::now_micros;
-pub use write_tx::WriteTx;
+pub use write_tx::{ORG_LOCK, WriteTx};

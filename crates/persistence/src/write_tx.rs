@@ -53,6 +53,13 @@ impl std::fmt::Debug for WriteTx {
     }
 }
 
+/// The row lock an org's writers take on PostgreSQL ([`WriteTx::lock_org`]; a store that
+/// reads the org's row with it takes the same lock): the lock an `UPDATE` of the row's
+/// non-key columns would take, so it serialises the org's writers exactly as one, while
+/// inserts of rows referencing the org (which take `FOR KEY SHARE`) still pass — without
+/// writing a new version of the row.
+pub const ORG_LOCK: sea_orm::sea_query::LockType = sea_orm::sea_query::LockType::NoKeyUpdate;
+
 impl WriteTx {
     pub(crate) fn new(tx: DatabaseTransaction, slot: &AfterCommitSlot) -> Self {
         Self {
@@ -66,24 +73,38 @@ impl WriteTx {
         self.events.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes the write lock of org `org`'s row for the rest of the transaction, without
-    /// changing it: a row lock on PostgreSQL (held until commit; a concurrent writer of
-    /// the same org waits), the database write lock on SQLite (taken at `BEGIN
-    /// IMMEDIATE` already). Every unit of work that must serialize with others on one
-    /// org (membership counts, settings versions, moves) takes it here, first.
-    /// `false` when there is no such org.
+    /// Takes the write lock of org `org` for the rest of the transaction, without
+    /// changing the org: on PostgreSQL a row lock ([`ORG_LOCK`], held until commit; a
+    /// concurrent writer of the same org waits), taken without writing the row; on
+    /// SQLite the database's write lock, taken by an update that changes nothing (the
+    /// transaction is deferred: a read first would take a shared lock, and two
+    /// transactions both upgrading from one fail at once with `SQLITE_BUSY` instead of
+    /// waiting). Every unit of work that must serialize with others on one org
+    /// (membership counts, settings versions, moves) takes it here, first. `false` when
+    /// there is no such org.
     ///
     /// # Errors
     /// The database's.
     pub async fn lock_org(&self, org: uuid::Uuid) -> Result<bool, DbErr> {
         let backend = self.tx.get_database_backend();
-        let sql = match backend {
-            DbBackend::Postgres => "UPDATE organizations SET version = version WHERE id = $1",
-            _ => "UPDATE organizations SET version = version WHERE id = ?",
-        };
+        if backend == DbBackend::Postgres {
+            let found = self
+                .tx
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    "SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE",
+                    [org.into()],
+                ))
+                .await?;
+            return Ok(found.is_some());
+        }
         let done = self
             .tx
-            .execute_raw(Statement::from_sql_and_values(backend, sql, [org.into()]))
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                "UPDATE organizations SET version = version WHERE id = ?",
+                [org.into()],
+            ))
             .await?;
         Ok(done.rows_affected() > 0)
     }

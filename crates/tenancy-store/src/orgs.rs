@@ -8,9 +8,9 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, SqlErr,
 };
 use tenancy::ports::{
-    AuditContext, ChangeMemberError, ChangeMemberRequest, CreateOrgError, CreateOrgRequest,
-    CreateRoleError, CreateRoleRequest, JoinOrgError, OrgChanges, OrgRepository, RemovedMember,
-    RestoreMemberError, RoleChoice, StorageFailure, UpdateOrgError,
+    AuditContext, ChangeMemberError, ChangeMemberRequest, ChangedMember, CreateOrgError,
+    CreateOrgRequest, CreateRoleError, CreateRoleRequest, JoinOrgError, OrgChanges, OrgRepository,
+    RemovedMember, RestoreMemberError, RoleChoice, StorageFailure, UpdateOrgError,
 };
 use tenancy::rules::{self, RoleChangeRefused};
 use tenancy::{
@@ -65,13 +65,20 @@ pub(crate) async fn lock_org(
     txn: &WriteTx,
     org: OrgId,
 ) -> Result<Option<organizations::Model>, StorageFailure> {
+    let row = organizations::Entity::find_by_id(org.as_uuid());
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // The lock of `WriteTx::lock_org` and the row, in one statement.
+        return row
+            .lock(persistence::ORG_LOCK)
+            .one(txn)
+            .await
+            .map_err(failure);
+    }
+    // SQLite: the database's write lock first (see `WriteTx::lock_org`), then the row.
     if !txn.lock_org(org.as_uuid()).await.map_err(failure)? {
         return Ok(None);
     }
-    organizations::Entity::find_by_id(org.as_uuid())
-        .one(txn)
-        .await
-        .map_err(failure)
+    row.one(txn).await.map_err(failure)
 }
 
 /// Loads one membership with its custom role.
@@ -161,20 +168,6 @@ fn children_names(profile: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The search document of `user`'s membership with this committee and profile.
-pub(crate) async fn member_search_doc<C: ConnectionTrait>(
-    conn: &C,
-    user: uuid::Uuid,
-    committee: Option<&str>,
-    profile: &serde_json::Value,
-) -> Result<String, StorageFailure> {
-    Ok(search_doc_of(
-        &load_user(conn, user).await?,
-        committee,
-        profile,
-    ))
 }
 
 /// The directory columns of `user`'s membership: the search document, the name and
@@ -589,214 +582,22 @@ impl OrgRepository for SeaOrmOrgRepository {
         ctx: &AuditContext,
         req: ChangeMemberRequest,
     ) -> Result<Membership, ChangeMemberError> {
-        let txn = self
-            .db
-            .begin_for_org(req.org_id.as_uuid())
+        change_member_in(&self.db, ctx, req, false)
             .await
-            .map_err(failure)?;
-        let Some(org_row) = lock_org(&txn, req.org_id).await? else {
-            return Err(ChangeMemberError::NotFound);
-        };
-        let actor = load_membership(&txn, req.org_id, req.actor)
-            .await?
-            .ok_or(ChangeMemberError::NotFound)?;
-        // The target's row, read once: its membership for the rules, its model for the
-        // update.
-        let target_row =
-            memberships::Entity::find_by_id((req.org_id.as_uuid(), req.target.as_uuid()))
-                .one(&txn)
-                .await
-                .map_err(failure)?
-                .ok_or(ChangeMemberError::NotFound)?;
-        let target = membership_of_row(&txn, req.org_id, target_row.clone()).await?;
-        if let Some(v) = req.expected_version
-            && v != target.version
-        {
-            return Err(ChangeMemberError::VersionMismatch {
-                current: target.version,
-            });
-        }
-        let mut active: memberships::ActiveModel = target_row.into();
-        let mut custom_row = None;
-        let mut new_role_checked = None;
-        if let Some(choice) = &req.role {
-            let (new_role, holders) = match choice {
-                RoleChoice::Builtin(r) => (RoleAssignment::builtin(*r), None),
-                RoleChoice::Custom(id) => {
-                    let row = org_roles::Entity::find_by_id((req.org_id.as_uuid(), id.0))
-                        .one(&txn)
-                        .await
-                        .map_err(failure)?
-                        .ok_or(ChangeMemberError::UnknownRole)?;
-                    let role = convert::role(row.clone())?;
-                    let holders = match role.max_holders {
-                        Some(max) => {
-                            let n = memberships::Entity::find()
-                                .filter(memberships::Column::OrgId.eq(req.org_id.as_uuid()))
-                                .filter(memberships::Column::CustomRoleId.eq(id.0))
-                                .count(&txn)
-                                .await
-                                .map_err(failure)?;
-                            Some((n, max))
-                        }
-                        None => None,
-                    };
-                    custom_row = Some(row);
-                    (
-                        RoleAssignment::Custom {
-                            id: role.id,
-                            name: role.name,
-                            counts_as: role.counts_as,
-                            extra_keys: role.extra_keys,
-                        },
-                        holders,
-                    )
-                }
-            };
-            new_role_checked = Some((new_role, holders));
-            match choice {
-                RoleChoice::Builtin(r) => {
-                    active.builtin_role = Set(Some(r.as_str().to_owned()));
-                    active.custom_role_id = Set(None);
-                }
-                RoleChoice::Custom(id) => {
-                    active.builtin_role = Set(None);
-                    active.custom_role_id = Set(Some(id.0));
-                }
-            }
-        }
-        // One check for the whole change (role, status, term, profile), against the
-        // keys the actor holds now.
-        let holds = if new_role_checked.is_some() {
-            held_keys(&txn, req.org_id, req.actor).await?
-        } else {
-            permissions::KeySet::new()
-        };
-        let change = rules::MemberChange {
-            role: new_role_checked
-                .as_ref()
-                .map(|(role, holders)| rules::NewRole {
-                    role,
-                    holders: *holders,
-                }),
-            status: req.status,
-            role_ends_at: req.role_ends_at,
-            profile: req.committee.is_some() || req.children.is_some(),
-        };
-        // Counted only when the rules read it (a profile edit, the common change, does
-        // not); under the org's lock either way.
-        let admins = if change.may_end_admin_standing() {
-            count_active_admins(&txn, req.org_id).await?
-        } else {
-            0
-        };
-        rules::check_member_change(&actor, holds, &target, &change, admins)?;
-        if let Some(children) = &req.children {
-            crate::privacy::load_policy(&txn, req.org_id)
-                .await?
-                .admit_children(children)?;
-        }
-        let account =
-            crate::member_account::apply(&self.db, &txn, req.org_id, &actor, &target, &req.account)
-                .await?;
-        if let Some(status) = req.status {
-            active.status = Set(convert::status_str(status).to_owned());
-        }
-        if let Some(ends) = req.role_ends_at {
-            active.role_ends_at = Set(ends);
-        }
-        if let Some(committee) = &req.committee {
-            active.committee = Set(committee.clone());
-        }
-        if let Some(children) = &req.children {
-            let mut profile = match active.profile.take() {
-                Some(serde_json::Value::Object(map)) => map,
-                _ => serde_json::Map::new(),
-            };
-            profile.insert("children".to_owned(), serde_json::json!(children));
-            active.profile = Set(serde_json::Value::Object(profile));
-        }
-        if req.committee.is_some() || req.children.is_some() || account.is_some() {
-            let committee = match &active.committee {
-                sea_orm::ActiveValue::Set(c) | sea_orm::ActiveValue::Unchanged(c) => c.clone(),
-                sea_orm::ActiveValue::NotSet => None,
-            };
-            let profile = match &active.profile {
-                sea_orm::ActiveValue::Set(p) | sea_orm::ActiveValue::Unchanged(p) => p.clone(),
-                sea_orm::ActiveValue::NotSet => serde_json::json!({}),
-            };
-            if let Some(changed) = &account {
-                // Names and address sort and find the member too.
-                let fresh = directory_fields(&changed.user, committee.as_deref(), &profile);
-                active.search_doc = fresh.search_doc;
-                active.sort_name = fresh.sort_name;
-                active.email = fresh.email;
-            } else {
-                active.search_doc = Set(member_search_doc(
-                    &txn,
-                    req.target.as_uuid(),
-                    committee.as_deref(),
-                    &profile,
-                )
-                .await?);
-            }
-        }
-        active.version = Set(target.version + 1);
-        active.updated_at = Set(now_micros());
-        let updated = active.update(&txn).await.map_err(failure)?;
-        let custom = match (custom_row, updated.custom_role_id) {
-            (Some(row), _) => Some(row),
-            (None, Some(id)) => org_roles::Entity::find_by_id((req.org_id.as_uuid(), id))
-                .one(&txn)
-                .await
-                .map_err(failure)?,
-            (None, None) => None,
-        };
-        let after = convert::membership(updated, custom.as_ref())?;
-        if target.role.rank() == BuiltinRole::Admin && after.role.rank() != BuiltinRole::Admin {
-            // API keys are an admin's: they die with the creator's admin rights.
-            crate::api_keys::revoke_keys_of_creator(
-                &txn,
-                ctx,
-                convert::org_scope(&org_row),
-                req.org_id,
-                req.target,
-            )
-            .await?;
-        }
-        record(
-            &txn,
-            ctx,
-            convert::org_scope(&org_row),
-            EventType::MemberUpdate,
-            ("member", req.target.to_string()),
-            ChangeType::Update,
-            (json(&target), json(&after)),
-        )
-        .await?;
-        if let Some(changed) = &account {
-            record(
-                &txn,
-                ctx,
-                convert::org_scope(&org_row),
-                EventType::UserProfileUpdate,
-                ("user", req.target.to_string()),
-                ChangeType::Update,
-                (Some(changed.before.clone()), Some(changed.after.clone())),
-            )
-            .await?;
-        }
-        txn.commit().await.map_err(failure)?;
-        if let Some(changed) = account
-            && changed.elsewhere
-            && let Err(e) =
-                crate::member_account::refresh_elsewhere(&self.db, &changed.user, req.org_id).await
-        {
-            // The account is right everywhere; only other orgs' sort and search columns
-            // lag until the member's next change there.
-            tracing::warn!(error = %e, user = %req.target, "could not refresh the member's directory columns in their other orgs");
-        }
-        Ok(after)
+            .map(|(after, _)| after)
+    }
+
+    async fn change_member_answered(
+        &self,
+        ctx: &AuditContext,
+        req: ChangeMemberRequest,
+    ) -> Result<ChangedMember, ChangeMemberError> {
+        let (_, answer) = change_member_in(&self.db, ctx, req, true).await?;
+        answer.ok_or_else(|| {
+            ChangeMemberError::Unexpected(convert::corrupt(
+                "a member change asked for its answer came back without it".to_owned(),
+            ))
+        })
     }
 
     async fn remove_member(
@@ -1237,4 +1038,237 @@ impl OrgRepository for SeaOrmOrgRepository {
         }
         Ok(ended)
     }
+}
+
+/// A member change in one transaction (see [`OrgRepository::change_member`]); with
+/// `answer`, the member as it left them is read before the commit.
+async fn change_member_in(
+    db: &Database,
+    ctx: &AuditContext,
+    req: ChangeMemberRequest,
+    answer: bool,
+) -> Result<(Membership, Option<ChangedMember>), ChangeMemberError> {
+    let txn = db
+        .begin_for_org(req.org_id.as_uuid())
+        .await
+        .map_err(failure)?;
+    let Some(org_row) = lock_org(&txn, req.org_id).await? else {
+        return Err(ChangeMemberError::NotFound);
+    };
+    let actor = load_membership(&txn, req.org_id, req.actor)
+        .await?
+        .ok_or(ChangeMemberError::NotFound)?;
+    // The target's row, read once: its membership for the rules, its model for the
+    // update.
+    let target_row = memberships::Entity::find_by_id((req.org_id.as_uuid(), req.target.as_uuid()))
+        .one(&txn)
+        .await
+        .map_err(failure)?
+        .ok_or(ChangeMemberError::NotFound)?;
+    let target = membership_of_row(&txn, req.org_id, target_row.clone()).await?;
+    if let Some(v) = req.expected_version
+        && v != target.version
+    {
+        return Err(ChangeMemberError::VersionMismatch {
+            current: target.version,
+        });
+    }
+    let mut active: memberships::ActiveModel = target_row.into();
+    let mut custom_row = None;
+    let mut new_role_checked = None;
+    if let Some(choice) = &req.role {
+        let (new_role, holders) = match choice {
+            RoleChoice::Builtin(r) => (RoleAssignment::builtin(*r), None),
+            RoleChoice::Custom(id) => {
+                let row = org_roles::Entity::find_by_id((req.org_id.as_uuid(), id.0))
+                    .one(&txn)
+                    .await
+                    .map_err(failure)?
+                    .ok_or(ChangeMemberError::UnknownRole)?;
+                let role = convert::role(row.clone())?;
+                let holders = match role.max_holders {
+                    Some(max) => {
+                        let n = memberships::Entity::find()
+                            .filter(memberships::Column::OrgId.eq(req.org_id.as_uuid()))
+                            .filter(memberships::Column::CustomRoleId.eq(id.0))
+                            .count(&txn)
+                            .await
+                            .map_err(failure)?;
+                        Some((n, max))
+                    }
+                    None => None,
+                };
+                custom_row = Some(row);
+                (
+                    RoleAssignment::Custom {
+                        id: role.id,
+                        name: role.name,
+                        counts_as: role.counts_as,
+                        extra_keys: role.extra_keys,
+                    },
+                    holders,
+                )
+            }
+        };
+        new_role_checked = Some((new_role, holders));
+        match choice {
+            RoleChoice::Builtin(r) => {
+                active.builtin_role = Set(Some(r.as_str().to_owned()));
+                active.custom_role_id = Set(None);
+            }
+            RoleChoice::Custom(id) => {
+                active.builtin_role = Set(None);
+                active.custom_role_id = Set(Some(id.0));
+            }
+        }
+    }
+    // One check for the whole change (role, status, term, profile), against the
+    // keys the actor holds now.
+    let holds = if new_role_checked.is_some() {
+        held_keys(&txn, req.org_id, req.actor).await?
+    } else {
+        permissions::KeySet::new()
+    };
+    let change = rules::MemberChange {
+        role: new_role_checked
+            .as_ref()
+            .map(|(role, holders)| rules::NewRole {
+                role,
+                holders: *holders,
+            }),
+        status: req.status,
+        role_ends_at: req.role_ends_at,
+        profile: req.committee.is_some() || req.children.is_some(),
+    };
+    // Counted only when the rules read it (a profile edit, the common change, does
+    // not); under the org's lock either way.
+    let admins = if change.may_end_admin_standing() {
+        count_active_admins(&txn, req.org_id).await?
+    } else {
+        0
+    };
+    rules::check_member_change(&actor, holds, &target, &change, admins)?;
+    // Read at most once, for the rules or the answer.
+    let mut policy = None;
+    if let Some(children) = &req.children {
+        let loaded = crate::privacy::load_policy(&txn, req.org_id).await?;
+        loaded.admit_children(children)?;
+        policy = Some(loaded);
+    }
+    let account =
+        crate::member_account::apply(db, &txn, req.org_id, &actor, &target, &req.account).await?;
+    if let Some(status) = req.status {
+        active.status = Set(convert::status_str(status).to_owned());
+    }
+    if let Some(ends) = req.role_ends_at {
+        active.role_ends_at = Set(ends);
+    }
+    if let Some(committee) = &req.committee {
+        active.committee = Set(committee.clone());
+    }
+    if let Some(children) = &req.children {
+        let mut profile = match active.profile.take() {
+            Some(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        profile.insert("children".to_owned(), serde_json::json!(children));
+        active.profile = Set(serde_json::Value::Object(profile));
+    }
+    // The account as stored now, when this change read it.
+    let mut user_row = account.as_ref().map(|changed| changed.user.clone());
+    if req.committee.is_some() || req.children.is_some() || account.is_some() {
+        let committee = match &active.committee {
+            sea_orm::ActiveValue::Set(c) | sea_orm::ActiveValue::Unchanged(c) => c.clone(),
+            sea_orm::ActiveValue::NotSet => None,
+        };
+        let profile = match &active.profile {
+            sea_orm::ActiveValue::Set(p) | sea_orm::ActiveValue::Unchanged(p) => p.clone(),
+            sea_orm::ActiveValue::NotSet => serde_json::json!({}),
+        };
+        if let Some(changed) = &account {
+            // Names and address sort and find the member too.
+            let fresh = directory_fields(&changed.user, committee.as_deref(), &profile);
+            active.search_doc = fresh.search_doc;
+            active.sort_name = fresh.sort_name;
+            active.email = fresh.email;
+        } else {
+            let u = load_user(&txn, req.target.as_uuid()).await?;
+            active.search_doc = Set(search_doc_of(&u, committee.as_deref(), &profile));
+            user_row = Some(u);
+        }
+    }
+    active.version = Set(target.version + 1);
+    active.updated_at = Set(now_micros());
+    let updated = active.update(&txn).await.map_err(failure)?;
+    let custom = match (custom_row, updated.custom_role_id) {
+        (Some(row), _) => Some(row),
+        (None, Some(id)) => org_roles::Entity::find_by_id((req.org_id.as_uuid(), id))
+            .one(&txn)
+            .await
+            .map_err(failure)?,
+        (None, None) => None,
+    };
+    let after = convert::membership(updated, custom.as_ref())?;
+    if target.role.rank() == BuiltinRole::Admin && after.role.rank() != BuiltinRole::Admin {
+        // API keys are an admin's: they die with the creator's admin rights.
+        crate::api_keys::revoke_keys_of_creator(
+            &txn,
+            ctx,
+            convert::org_scope(&org_row),
+            req.org_id,
+            req.target,
+        )
+        .await?;
+    }
+    record(
+        &txn,
+        ctx,
+        convert::org_scope(&org_row),
+        EventType::MemberUpdate,
+        ("member", req.target.to_string()),
+        ChangeType::Update,
+        (json(&target), json(&after)),
+    )
+    .await?;
+    if let Some(changed) = &account {
+        record(
+            &txn,
+            ctx,
+            convert::org_scope(&org_row),
+            EventType::UserProfileUpdate,
+            ("user", req.target.to_string()),
+            ChangeType::Update,
+            (Some(changed.before.clone()), Some(changed.after.clone())),
+        )
+        .await?;
+    }
+    let answered = if answer {
+        let user = match user_row {
+            Some(u) => u,
+            None => load_user(&txn, req.target.as_uuid()).await?,
+        };
+        let policy = match policy {
+            Some(p) => p,
+            None => crate::privacy::load_policy(&txn, req.org_id).await?,
+        };
+        Some(ChangedMember {
+            user: convert::user(user)?,
+            membership: after.clone(),
+            policy,
+            choices: crate::privacy::load_own(&txn, req.org_id, req.target).await?,
+        })
+    } else {
+        None
+    };
+    txn.commit().await.map_err(failure)?;
+    if let Some(changed) = account
+        && changed.elsewhere
+        && let Err(e) =
+            crate::member_account::refresh_elsewhere(db, &changed.user, req.org_id).await
+    {
+        // The account is right everywhere; only other orgs' sort and search columns
+        // lag until the member's next change there.
+        tracing::warn!(error = %e, user = %req.target, "could not refresh the member's directory columns in their other orgs");
+    }
+    Ok((after, answered))
 }

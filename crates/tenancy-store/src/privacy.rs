@@ -166,7 +166,8 @@ pub(crate) async fn load_choices<C: ConnectionTrait>(
         .collect()
 }
 
-async fn load_own<C: ConnectionTrait>(
+/// `user`'s choices in `org` (the defaults if they made none).
+pub(crate) async fn load_own<C: ConnectionTrait>(
     conn: &C,
     org: OrgId,
     user: UserId,

@@ -228,6 +228,20 @@ pub struct ChangeMemberRequest {
     pub account: AccountChanges,
 }
 
+/// A member as a change left them, read in the change's own transaction: what the
+/// answer to the change shows, without a second read that could see a later write.
+#[derive(Debug, Clone)]
+pub struct ChangedMember {
+    /// Their account.
+    pub user: User,
+    /// Their membership after the change.
+    pub membership: crate::Membership,
+    /// The org's directory policy.
+    pub policy: crate::privacy::DirectoryPolicy,
+    /// Their privacy choices in the org (the defaults if they made none).
+    pub choices: crate::privacy::PrivacyChoices,
+}
+
 /// Changes to a member's account as the org shows it (absent fields stay as they are).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountChanges {
@@ -849,6 +863,14 @@ pub trait OrgRepository: Send + Sync + 'static {
         ctx: &AuditContext,
         req: ChangeMemberRequest,
     ) -> impl Future<Output = Result<crate::Membership, ChangeMemberError>> + Send;
+
+    /// [`change_member`](Self::change_member), answered with the member as the change
+    /// left them ([`ChangedMember`]), read in the same transaction.
+    fn change_member_answered(
+        &self,
+        ctx: &AuditContext,
+        req: ChangeMemberRequest,
+    ) -> impl Future<Output = Result<ChangedMember, ChangeMemberError>> + Send;
 
     /// Removes a member (never the last active admin), softly: the membership is kept
     /// aside (`member.remove`) and [`restore_member`](Self::restore_member) brings it

@@ -11,7 +11,7 @@ use tenancy::directory::{
     Audience, MemberCursor, MemberDirectory, MemberFilter, MemberListRequest, MemberPage,
     MemberSearchRequest, MemberSort, RoleFilter,
 };
-use tenancy::ports::{ChangeMemberRequest, OrgRepository, RoleChoice};
+use tenancy::ports::{ChangeMemberRequest, ChangedMember, OrgRepository, RoleChoice};
 use tenancy::privacy::{
     DirectoryField, DirectoryPolicy, PrivacyRepository, View, Viewer, Visibility, in_directory,
     visibility,
@@ -1092,9 +1092,9 @@ async fn update_member(
         body.phone.as_ref(),
         body.email.as_ref(),
     )?;
-    state
+    let changed = state
         .orgs
-        .change_member(
+        .change_member_answered(
             &member.audit_context(),
             ChangeMemberRequest {
                 org_id: member.org_id(),
@@ -1118,9 +1118,7 @@ async fn update_member(
             },
         )
         .await?;
-    read_member(&state, &member, target, false)
-        .await
-        .map(tagged)
+    answer_change(&state, &member, changed).await.map(tagged)
 }
 
 async fn update_own_profile(
@@ -1137,9 +1135,9 @@ async fn update_own_profile(
         body.phone.as_ref(),
         None,
     )?;
-    state
+    let changed = state
         .orgs
-        .change_member(
+        .change_member_answered(
             &member.audit_context(),
             ChangeMemberRequest {
                 org_id: member.org_id(),
@@ -1155,7 +1153,25 @@ async fn update_own_profile(
             },
         )
         .await?;
-    read_member(&state, &member, me, false).await
+    answer_change(&state, &member, changed).await
+}
+
+/// The answer to a member change: the member as the change's own transaction left
+/// them, as `viewer` may see them.
+async fn answer_change(
+    state: &State,
+    viewer: &OrgMember,
+    changed: ChangedMember,
+) -> Result<Reply<MemberView>, ApiError> {
+    let who = viewer_of(state, viewer, changed.user.id, false).await?;
+    let shown = visibility(who, &changed.policy, &changed.choices);
+    let m = changed.membership;
+    let dates = (m.details_confirmed_at, m.joined_at);
+    Ok(Reply(with_confirmation(
+        shown_view(changed.user, m, &shown),
+        &changed.policy,
+        dates,
+    )))
 }
 
 /// One member as `viewer` may see them (404 if not a member). A read (`read`: not the
