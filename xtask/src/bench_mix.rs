@@ -213,12 +213,56 @@ pub(crate) fn seed(url: &str, params: &Params, backend: Backend) -> anyhow::Resu
         let enterprise::Outcome::Seeded(report) = outcome else {
             bail!("the bench database was seeded already");
         };
+        subject_keys(&db).await?;
         if backend == Backend::Postgres {
             sea_orm::ConnectionTrait::execute_unprepared(db.primary(), "ANALYZE").await?;
         }
         db.close().await.ok();
         Ok(report.password)
     })
+}
+
+/// The audit trail's keys a deployment of the seed's size holds: one per member in their
+/// org's chain (every member has been spoken of there: their joining, their changes).
+/// The seed writes no per-row events, so without them the key table would start empty
+/// and be analyzed empty, and the mix's first writes would grow it under lookups planned
+/// for an empty table (docs/benchmarks.md, "Sixth runs").
+async fn subject_keys(db: &Database) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let rows = sea_orm::ConnectionTrait::query_all_raw(
+        db.primary(),
+        persistence::statement(
+            sea_orm::ConnectionTrait::get_database_backend(db.primary()),
+            "SELECT org_id, user_id FROM memberships",
+            vec![],
+        ),
+    )
+    .await?;
+    let mut pairs = std::collections::BTreeSet::new();
+    for row in &rows {
+        let org: uuid::Uuid = row.try_get("", "org_id")?;
+        let user: uuid::Uuid = row.try_get("", "user_id")?;
+        pairs.insert((audit::ChainId::Org(org), audit::DataSubject::User(user)));
+    }
+    let count = pairs.len();
+    let mut batch = std::collections::BTreeSet::new();
+    for pair in pairs {
+        batch.insert(pair);
+        if batch.len() == 10_000 {
+            let full = std::mem::take(&mut batch);
+            audit_store::ensure_subject_keys(db.primary(), &full)
+                .await
+                .map_err(|e| anyhow::anyhow!("audit subject keys: {e}"))?;
+        }
+    }
+    audit_store::ensure_subject_keys(db.primary(), &batch)
+        .await
+        .map_err(|e| anyhow::anyhow!("audit subject keys: {e}"))?;
+    println!(
+        "bench-mix: {count} audit subject keys (one per membership) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Org `o`'s admin and first active volunteer signed in (`mpo` members per org in the

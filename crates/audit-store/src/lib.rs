@@ -90,7 +90,8 @@ pub use digest::{
 };
 pub use log::SeaOrmAuditLog;
 pub use personal::{
-    SeaOrmAuditErasure, SealPartError, erase_subject_in, open_events, reclaim_erased_space,
+    SeaOrmAuditErasure, SealPartError, ensure_subject_keys, erase_subject_in, open_events,
+    reclaim_erased_space,
 };
 pub use retention::{
     RETENTION_UPDATE, SetRetentionError, archive_record_count, archived_segments, retention_of,

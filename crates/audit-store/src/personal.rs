@@ -322,6 +322,28 @@ fn pairs_of(events: &[AuditEvent]) -> BTreeSet<(ChainId, DataSubject)> {
         .collect()
 }
 
+/// Creates the keys of those of `pairs` (chain, data subject) that have none yet, in
+/// `conn` (the caller's transaction or a connection). For a bulk load that writes no
+/// events about its subjects — a benchmark's dataset — so that its key table holds what
+/// a deployment of that size would: a key per subject the trail has spoken of. An
+/// append creates the keys it needs by itself; nothing else needs this.
+///
+/// # Errors
+/// The database's, or the system's random source failing.
+pub async fn ensure_subject_keys<C: ConnectionTrait>(
+    conn: &C,
+    pairs: &BTreeSet<(ChainId, DataSubject)>,
+) -> Result<(), audit::BoxError> {
+    let now = audit::truncate_to_micros(OffsetDateTime::now_utc());
+    KeyRing::ensure(conn, pairs, now)
+        .await
+        .map(drop)
+        .map_err(|e| match e {
+            EnsureKeysError::Db(e) => Box::new(StorageError::from(e)) as audit::BoxError,
+            EnsureKeysError::Seal(e) => Box::new(e) as audit::BoxError,
+        })
+}
+
 /// Opens the sealed parts of `events` read through `conn` (from `audit_events`, or
 /// parsed from an archive file): the subject's plaintext goes back into each body, or
 /// [`audit::ERASED`] where the subject's key was erased. The hashes are unchanged.

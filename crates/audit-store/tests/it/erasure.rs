@@ -11,8 +11,8 @@ use audit::{
 };
 use audit_store::{
     ArchiveOptions, AuditedTx, Ed25519DigestSigner, FileDigestStore, SeaOrmAuditErasure,
-    archive_chain, erase_subject_in, open_events, reclaim_erased_space, verify_archive_dir,
-    verify_live_chain, write_digest,
+    archive_chain, ensure_subject_keys, erase_subject_in, open_events, reclaim_erased_space,
+    verify_archive_dir, verify_live_chain, write_digest,
 };
 use persistence::Backend;
 use serde_json::json;
@@ -481,8 +481,48 @@ pub async fn a_tampered_ciphertext_breaks_the_chain(db: &TestDb) {
     );
 }
 
+/// Keys made ahead of any event (`ensure_subject_keys`, for a bulk-loaded dataset) are
+/// made once, and the appends that come later seal under them instead of adding keys.
+pub async fn keys_made_ahead_are_made_once_and_used_by_later_appends(db: &TestDb) {
+    let (org, member, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let pairs: std::collections::BTreeSet<_> = [member, other]
+        .into_iter()
+        .map(|u| (ChainId::Org(org), DataSubject::User(u)))
+        .collect();
+    ensure_subject_keys(db.db.primary(), &pairs).await.unwrap();
+    let first = keys_of(db, DataSubject::User(member)).await;
+    assert_eq!(first.len(), 1, "one key for the member");
+    assert_eq!(keys_of(db, DataSubject::User(other)).await.len(), 1);
+    // Again: nothing new, nothing replaced.
+    ensure_subject_keys(db.db.primary(), &pairs).await.unwrap();
+    assert_eq!(keys_of(db, DataSubject::User(member)).await, first);
+    // An event about the member seals under the key made ahead, and reads back.
+    let now = OffsetDateTime::now_utc();
+    let admin = Actor::User(other);
+    record(
+        db,
+        vec![
+            member_event(org, admin, "member.update", member, ChangeType::Update, now)
+                .with_new_value(json!({"display": OTHER_NAME})),
+        ],
+    )
+    .await;
+    assert_eq!(keys_of(db, DataSubject::User(member)).await, first);
+    let page = db
+        .log()
+        .find(AuditFilter::new(ChainId::Org(org)), PageRequest::first(10))
+        .await
+        .unwrap();
+    let shown = serde_json::to_string(&page.items).unwrap();
+    assert!(
+        shown.contains(OTHER_NAME),
+        "the sealed value reads back: {shown}"
+    );
+}
+
 crate::both_backends!(
     erasure_shreds_live_and_archived_fields_and_everything_still_verifies,
     erasing_in_one_chain_keeps_the_subject_readable_elsewhere,
     a_tampered_ciphertext_breaks_the_chain,
+    keys_made_ahead_are_made_once_and_used_by_later_appends,
 );
