@@ -13,8 +13,8 @@ use tenancy::directory::{
 };
 use tenancy::ports::{ChangeMemberRequest, ChangedMember, OrgRepository, RoleChoice};
 use tenancy::privacy::{
-    DirectoryField, DirectoryPolicy, PrivacyRepository, View, Viewer, Visibility, in_directory,
-    visibility,
+    DirectoryField, DirectoryPolicy, PrivacyChoices, PrivacyRepository, View, Viewer, Visibility,
+    in_directory, visibility,
 };
 use tenancy::search::SearchQuery;
 use tenancy::{Child, Membership, MembershipStatus, RoleAssignment, RoleId, User, UserId};
@@ -1164,14 +1164,27 @@ async fn answer_change(
     changed: ChangedMember,
 ) -> Result<Reply<MemberView>, ApiError> {
     let who = viewer_of(state, viewer, changed.user.id, false).await?;
-    let shown = visibility(who, &changed.policy, &changed.choices);
-    let m = changed.membership;
-    let dates = (m.details_confirmed_at, m.joined_at);
-    Ok(Reply(with_confirmation(
-        shown_view(changed.user, m, &shown),
+    Ok(Reply(member_as_seen(
+        who,
+        changed.user,
+        changed.membership,
         &changed.policy,
-        dates,
+        &changed.choices,
     )))
+}
+
+/// A member's view as `who` may see it under the org's `policy` and the member's
+/// `choices`, with their confirmation state.
+fn member_as_seen(
+    who: Viewer,
+    u: User,
+    m: Membership,
+    policy: &DirectoryPolicy,
+    choices: &PrivacyChoices,
+) -> MemberView {
+    let shown = visibility(who, policy, choices);
+    let dates = (m.details_confirmed_at, m.joined_at);
+    with_confirmation(shown_view(u, m, &shown), policy, dates)
 }
 
 /// One member as `viewer` may see them (404 if not a member). A read (`read`: not the
@@ -1199,7 +1212,6 @@ async fn read_member(
         .choices(org, user)
         .await?
         .ok_or_else(|| ApiError::not_found("no such member"))?;
-    let shown = visibility(who, &policy, &choices);
     // Another member finds only members in the directory: listed, and not lapsed in
     // the org's confirmation cycle.
     if read
@@ -1214,12 +1226,7 @@ async fn read_member(
     {
         return Err(ApiError::not_found("no such member"));
     }
-    let dates = (m.details_confirmed_at, m.joined_at);
-    Ok(Reply(with_confirmation(
-        shown_view(u, m, &shown),
-        &policy,
-        dates,
-    )))
+    Ok(Reply(member_as_seen(who, u, m, &policy, &choices)))
 }
 
 /// How long a bulk-removal confirmation token is valid.
