@@ -229,6 +229,7 @@ pub fn plan(events: &[AuditEvent]) -> BTreeSet<Effect> {
 /// Applies the plan of every committed transaction to the caches. Installed once on the
 /// database by the composition root.
 pub struct Dispatcher {
+    bus: cache::InvalidationBus,
     events: crate::event_hub::EventHub,
     authz: Arc<Authz>,
     directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
@@ -241,11 +242,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher over the app's caches and its live events; `orgs` finds a user's
+    /// A dispatcher over the app's caches and its live events, whose messages to other
+    /// instances go out on `bus` in one message per transaction; `orgs` finds a user's
     /// orgs; `mail_wake` wakes the mail worker, `webhook_wake` the webhook worker.
     #[must_use]
     #[allow(clippy::too_many_arguments, reason = "the composition root's one call")]
     pub fn new(
+        bus: cache::InvalidationBus,
         events: crate::event_hub::EventHub,
         authz: Arc<Authz>,
         directory: directory_cache::CachedDirectory<tenancy_store::SeaOrmMemberDirectory>,
@@ -257,6 +260,7 @@ impl Dispatcher {
         webhook_wake: Arc<tokio::sync::Notify>,
     ) -> Self {
         Self {
+            bus,
             events,
             authz,
             directory,
@@ -365,9 +369,16 @@ impl AfterCommit for Dispatcher {
         events: &'a [AuditEvent],
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            // Caches first: a stream's client reacting to an event reads fresh state.
-            self.apply(plan(events)).await;
-            self.events.committed(events).await;
+            // Every cache's and stream's message to the other instances in one Redis
+            // message (this instance applies each at once).
+            self.bus
+                .batched(Box::pin(async {
+                    // Caches first: a stream's client reacting to an event reads fresh
+                    // state.
+                    self.apply(plan(events)).await;
+                    self.events.committed(events).await;
+                }))
+                .await;
             // Webhooks read the committed record themselves (at least once even if this
             // wake is lost): wake this instance's worker for an org's published event
             // or a webhook change (a ping, a redelivery).

@@ -262,6 +262,7 @@ pub async fn build_state(
     let events =
         crate::event_hub::EventHub::new(bus.clone(), audit_store::SeaOrmAuditLog::new(db.clone()));
     db.set_after_commit(Arc::new(crate::dispatch::Dispatcher::new(
+        bus.clone(),
         events.clone(),
         authz.clone(),
         directory_cache.clone(),

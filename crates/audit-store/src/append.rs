@@ -221,23 +221,47 @@ pub async fn append_events<C: ConnectionTrait>(
         sealed.push((seq, event));
     }
     // 3. Store the events and advance the heads.
+    let map_insert_err = |e: DbErr, first: &AuditEvent| match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(msg)) if is_position_conflict(&msg) => {
+            chain_state(ChainStateError::HeadOutOfSync {
+                chain: first.chain(),
+                seq: first.seq,
+            })
+        }
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            chain_state(ChainStateError::DuplicateId(first.id()))
+        }
+        _ => classify(e, first.chain()),
+    };
+    // The common case on PostgreSQL (one chain, one insert): the insert and the head's
+    // advance in one statement, one round trip fewer per audited write.
+    if backend == DbBackend::Postgres
+        && builders.len() == 1
+        && sealed.len() <= INSERT_CHUNK
+        && let (Some((_, first)), Some((&chain, builder))) =
+            (sealed.first(), builders.iter().next())
+        && let Some(head) = builder.head()
+    {
+        let seq = seq_value(head.seq).ok_or(AppendAuditError::Seal(
+            audit::SealError::SeqExhausted(chain),
+        ))?;
+        let insert = insert_statement(sealed.iter().map(|(seq, e)| (e, *seq)), backend)?;
+        let statement = append_and_advance(&insert, chain, seq, &head.hash.to_hex(), now);
+        let updated = conn
+            .execute_raw(statement)
+            .await
+            .map_err(|e| map_insert_err(e, first))?;
+        head_moved(updated.rows_affected(), chain, head.seq)?;
+        return Ok(sealed.into_iter().map(|(_, e)| e).collect());
+    }
     for chunk in sealed.chunks(INSERT_CHUNK) {
         let Some((_, first)) = chunk.first() else {
             continue;
         };
         let insert = insert_statement(chunk.iter().map(|(seq, e)| (e, *seq)), backend)?;
-        conn.execute(&insert).await.map_err(|e| match e.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(msg)) if is_position_conflict(&msg) => {
-                chain_state(ChainStateError::HeadOutOfSync {
-                    chain: first.chain(),
-                    seq: first.seq,
-                })
-            }
-            Some(SqlErr::UniqueConstraintViolation(_)) => {
-                chain_state(ChainStateError::DuplicateId(first.id()))
-            }
-            _ => classify(e, first.chain()),
-        })?;
+        conn.execute(&insert)
+            .await
+            .map_err(|e| map_insert_err(e, first))?;
     }
     for (chain, builder) in builders {
         let Some(head) = builder.head() else {
@@ -257,15 +281,51 @@ pub async fn append_events<C: ConnectionTrait>(
             .execute(&advance)
             .await
             .map_err(|e| classify(e, chain))?;
-        if updated.rows_affected() != 1 {
-            return Err(chain_state(ChainStateError::CorruptHead {
-                chain,
-                detail: "head row vanished while locked".to_owned(),
-            }));
-        }
-        tracing::trace!(chain = %chain, seq = head.seq, "audit events appended");
+        head_moved(updated.rows_affected(), chain, head.seq)?;
     }
     Ok(sealed.into_iter().map(|(_, e)| e).collect())
+}
+
+/// Checks that the head update of `chain` (to `seq`) found its row.
+fn head_moved(rows: u64, chain: ChainId, seq: u64) -> Result<(), AppendAuditError> {
+    if rows != 1 {
+        return Err(chain_state(ChainStateError::CorruptHead {
+            chain,
+            detail: "head row vanished while locked".to_owned(),
+        }));
+    }
+    tracing::trace!(chain = %chain, seq, "audit events appended");
+    Ok(())
+}
+
+/// PostgreSQL: `insert` (of events of `chain` only) and the advance of `chain`'s head to
+/// `seq` and `hash`, as one statement (a data-modifying `WITH`: both run, or neither).
+/// Its row count is the head update's.
+fn append_and_advance(
+    insert: &sea_orm::sea_query::InsertStatement,
+    chain: ChainId,
+    seq: i64,
+    hash: &str,
+    now: OffsetDateTime,
+) -> sea_orm::Statement {
+    let (insert_sql, values) = insert.build(sea_orm::sea_query::PostgresQueryBuilder);
+    let mut values = values.0;
+    let n = values.len();
+    let sql = format!(
+        "WITH appended AS ({insert_sql}) UPDATE audit_chain_heads SET seq = ${}, hash = ${}, \
+         updated_at = ${} WHERE chain_id = ${}",
+        n + 1,
+        n + 2,
+        n + 3,
+        n + 4
+    );
+    values.extend([
+        Value::BigInt(Some(seq)),
+        Value::String(Some(hash.to_owned())),
+        crate::schema::time_value(DbBackend::Postgres, now),
+        Value::String(Some(chain.to_string())),
+    ]);
+    sea_orm::Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// Takes the chain's write lock (creating its head row if the chain is new) and returns

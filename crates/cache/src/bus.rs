@@ -12,6 +12,11 @@ use crate::{RedisCache, RedisError};
 /// The Redis channel every instance listens on for cache invalidations.
 pub const INVALIDATION_CHANNEL: &str = "ptoc:invalidate";
 
+tokio::task_local! {
+    /// The messages held back for one Redis message by [`InvalidationBus::batched`].
+    static BATCH: std::cell::RefCell<Vec<String>>;
+}
+
 /// Cache invalidations between instances: a message published by any instance reaches
 /// every instance's subscribers (its own included), so each can evict its L1.
 ///
@@ -20,6 +25,10 @@ pub const INVALIDATION_CHANNEL: &str = "ptoc:invalidate";
 /// connection (resubscribing by itself after reconnects) feeds received messages into
 /// the local broadcast. Messages are idempotent eviction orders, so receiving one's own
 /// message twice is harmless.
+///
+/// Publishes made inside [`InvalidationBus::batched`] reach this instance at once and the
+/// others in one Redis message at the end: the messages joined by newlines (a message
+/// holds none), which receivers split again. A batch of one is the message itself.
 #[derive(Clone)]
 pub struct InvalidationBus {
     local: broadcast::Sender<String>,
@@ -78,7 +87,10 @@ impl InvalidationBus {
                 match messages.recv().await {
                     Ok(message) => {
                         if let Some(text) = message.value.as_string() {
-                            let _ = local.send(text);
+                            // One message, or a batch of them (see `batched`).
+                            for line in text.split('\n').filter(|l| !l.is_empty()) {
+                                let _ = local.send(line.to_owned());
+                            }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -128,11 +140,45 @@ impl InvalidationBus {
 
     /// Publishes an invalidation to every instance (this one synchronously). A Redis
     /// failure is logged once per outage and otherwise ignored: peers fall back on their
-    /// L1 TTLs until Redis is back.
+    /// L1 TTLs until Redis is back. Inside [`InvalidationBus::batched`] the Redis side
+    /// waits for the end of the batch.
     pub async fn publish(&self, message: &str) {
         let _ = self.local.send(message.to_owned());
+        if self.publisher.is_none() {
+            return;
+        }
+        // A message with a newline would be split by receivers: it goes out alone (none
+        // of this system's messages holds one).
+        if !message.contains('\n')
+            && BATCH
+                .try_with(|batch| batch.borrow_mut().push(message.to_owned()))
+                .is_ok()
+        {
+            return;
+        }
+        self.send_remote(message).await;
+    }
+
+    /// Runs `work`; the invalidations it publishes (on this task) reach this instance at
+    /// once, as always, and the other instances in one Redis message when it is done:
+    /// one round trip for a committed transaction's effects instead of one per cache.
+    pub async fn batched<F: Future>(&self, work: F) -> F::Output {
+        let (output, held) = BATCH
+            .scope(std::cell::RefCell::new(Vec::new()), async {
+                let output = work.await;
+                (output, BATCH.with(|batch| batch.take()))
+            })
+            .await;
+        if !held.is_empty() {
+            self.send_remote(&held.join("\n")).await;
+        }
+        output
+    }
+
+    async fn send_remote(&self, message: &str) {
         if let Some(redis) = &self.publisher {
-            match redis.publish(INVALIDATION_CHANNEL, message).await {
+            // Boxed: the client's future is large, and every publisher awaits this one.
+            match Box::pin(redis.publish(INVALIDATION_CHANNEL, message)).await {
                 Ok(()) => {
                     if self.warned.swap(false, Ordering::Relaxed) {
                         tracing::info!("redis is reachable again; invalidations are shared");
@@ -145,5 +191,97 @@ impl InvalidationBus {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(rx: &mut broadcast::Receiver<String>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[tokio::test]
+    async fn batched_messages_reach_this_instance_at_once() {
+        let bus = InvalidationBus::local_only();
+        let mut rx = bus.subscribe();
+        let seen = bus
+            .batched(async {
+                bus.publish("a:1").await;
+                bus.publish("b:2").await;
+                drain(&mut rx)
+            })
+            .await;
+        assert_eq!(seen, ["a:1", "b:2"]);
+        assert!(drain(&mut rx).is_empty());
+    }
+
+    /// With Redis: a batch is one message on the channel, and another instance's bus
+    /// hands its parts to its subscribers one by one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_is_one_redis_message_split_by_receivers() {
+        let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "TEST_REDIS_URL must be set under CI=true (Redis tests may not be skipped)"
+            );
+            return;
+        };
+        let wait = Duration::from_secs(2);
+        let connect = || async {
+            let publisher = RedisCache::connect(&url, wait).await.expect("redis url");
+            InvalidationBus::with_redis(&url, publisher, wait)
+                .await
+                .expect("bus")
+        };
+        let (writer, peer) = (connect().await, connect().await);
+        // A raw listener counts what crosses Redis.
+        let raw = Builder::from_config(Config::from_url(&url).expect("url"))
+            .build_subscriber_client()
+            .expect("client");
+        raw.init().await.expect("connect");
+        let mut raw_rx = raw.message_rx();
+        raw.subscribe(INVALIDATION_CHANNEL)
+            .await
+            .expect("subscribe");
+        let mut peer_rx = peer.subscribe();
+        let tag = uuid::Uuid::new_v4();
+        let sent: Vec<String> = (0..3).map(|i| format!("test:{tag}:{i}")).collect();
+        writer
+            .batched(async {
+                for m in &sent {
+                    writer.publish(m).await;
+                }
+            })
+            .await;
+        writer.publish(&format!("test:{tag}:alone")).await;
+        let mut received = Vec::new();
+        while received.len() < 4 {
+            let m = tokio::time::timeout(Duration::from_secs(5), peer_rx.recv())
+                .await
+                .expect("the peer hears the batch")
+                .expect("open");
+            if m.contains(&tag.to_string()) {
+                received.push(m);
+            }
+        }
+        let mut expected = sent.clone();
+        expected.push(format!("test:{tag}:alone"));
+        assert_eq!(received, expected);
+        let mut on_redis = Vec::new();
+        while on_redis.len() < 2 {
+            let m = tokio::time::timeout(Duration::from_secs(5), raw_rx.recv())
+                .await
+                .expect("redis carries the messages")
+                .expect("open");
+            if let Some(text) = m.value.as_string()
+                && text.contains(&tag.to_string())
+            {
+                on_redis.push(text);
+            }
+        }
+        assert_eq!(on_redis, [sent.join("\n"), format!("test:{tag}:alone")]);
+        let _ = raw.quit().await;
     }
 }

@@ -53,8 +53,8 @@ impl std::fmt::Debug for WriteTx {
     }
 }
 
-/// The row lock an org's writers take on PostgreSQL ([`WriteTx::lock_org`]; a store that
-/// reads the org's row with it takes the same lock): the lock an `UPDATE` of the row's
+/// The row lock an org's writers take on PostgreSQL ([`WriteTx::lock_org`], and
+/// [`WriteTx::lock_org_reading`] with the org's row): the lock an `UPDATE` of the row's
 /// non-key columns would take, so it serialises the org's writers exactly as one, while
 /// inserts of rows referencing the org (which take `FOR KEY SHARE`) still pass — without
 /// writing a new version of the row.
@@ -107,6 +107,31 @@ impl WriteTx {
             ))
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// [`WriteTx::lock_org`] and the org's row read by `row` (a select of the org's own
+    /// row by id, of whatever entity the caller maps it to): one statement on
+    /// PostgreSQL (the select taking [`ORG_LOCK`]), the lock's update then the read on
+    /// SQLite. `None` when there is no such org (nothing is locked then).
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn lock_org_reading<E>(
+        &self,
+        org: uuid::Uuid,
+        row: sea_orm::Select<E>,
+    ) -> Result<Option<E::Model>, DbErr>
+    where
+        E: sea_orm::EntityTrait,
+    {
+        use sea_orm::QuerySelect;
+        if self.tx.get_database_backend() == DbBackend::Postgres {
+            return row.lock(ORG_LOCK).one(&self.tx).await;
+        }
+        if !self.lock_org(org).await? {
+            return Ok(None);
+        }
+        row.one(&self.tx).await
     }
 
     /// The underlying transaction.

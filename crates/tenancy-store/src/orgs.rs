@@ -65,20 +65,12 @@ pub(crate) async fn lock_org(
     txn: &WriteTx,
     org: OrgId,
 ) -> Result<Option<organizations::Model>, StorageFailure> {
-    let row = organizations::Entity::find_by_id(org.as_uuid());
-    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        // The lock of `WriteTx::lock_org` and the row, in one statement.
-        return row
-            .lock(persistence::ORG_LOCK)
-            .one(txn)
-            .await
-            .map_err(failure);
-    }
-    // SQLite: the database's write lock first (see `WriteTx::lock_org`), then the row.
-    if !txn.lock_org(org.as_uuid()).await.map_err(failure)? {
-        return Ok(None);
-    }
-    row.one(txn).await.map_err(failure)
+    txn.lock_org_reading(
+        org.as_uuid(),
+        organizations::Entity::find_by_id(org.as_uuid()),
+    )
+    .await
+    .map_err(failure)
 }
 
 /// Loads one membership with its custom role.
