@@ -3,8 +3,8 @@
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, Order, QueryFilter, QueryOrder,
-    QuerySelect, SelectTwo,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, Order, QueryFilter,
+    QueryOrder, QuerySelect, SelectTwo,
 };
 use tenancy::directory::{
     Audience, MemberDirectory, MemberFilter, MemberListRequest, MemberPage, MemberRow,
@@ -112,10 +112,12 @@ impl SeaOrmMemberDirectory {
         org: OrgId,
         user: tenancy::UserId,
     ) -> Result<Option<(MemberRow, Option<tenancy::privacy::PrivacyChoices>)>, StorageFailure> {
-        let begin = self.db.read_for_org(org.as_uuid());
-        let txn = persistence::routing::scope(true, begin)
-            .await
-            .map_err(failure)?;
+        // A read keyed by the org and the member, named by a committed change event and
+        // never by a request, so it runs in the connection's system scope on the primary
+        // (which has the change): two round trips, where a tenant transaction (`BEGIN`,
+        // its scope, `COMMIT`) made five. The two reads may straddle a later change of
+        // the member; that change's own re-read follows and wins.
+        let conn = self.db.primary();
         // The record audience without filters consults no policy.
         let rows = base(
             org,
@@ -124,16 +126,15 @@ impl SeaOrmMemberDirectory {
             &DirectoryPolicy::default(),
         )
         .filter(memberships::Column::UserId.eq(user.as_uuid()))
-        .all(&txn)
+        .all(conn)
         .await
         .map_err(failure)?;
-        let rows = rows_with_roles(&txn, org, rows).await?;
+        let rows = rows_with_roles(conn, org, rows).await?;
         let choices = if rows.is_empty() {
             Vec::new()
         } else {
-            crate::privacy::load_choices(&txn, org, Some(vec![user.as_uuid()])).await?
+            crate::privacy::load_choices(conn, org, Some(vec![user.as_uuid()])).await?
         };
-        txn.commit().await.map_err(failure)?;
         Ok(rows
             .into_iter()
             .next()
@@ -348,8 +349,8 @@ fn key_values(key: &SortKey) -> Vec<SimpleExpr> {
     }
 }
 
-async fn rows_with_roles(
-    txn: &DatabaseTransaction,
+async fn rows_with_roles<C: ConnectionTrait>(
+    txn: &C,
     org: OrgId,
     rows: Vec<(memberships::Model, Option<users::Model>)>,
 ) -> Result<Vec<MemberRow>, StorageFailure> {

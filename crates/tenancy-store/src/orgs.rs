@@ -1047,16 +1047,27 @@ async fn change_member_in(
     let Some(org_row) = lock_org(&txn, req.org_id).await? else {
         return Err(ChangeMemberError::NotFound);
     };
-    let actor = load_membership(&txn, req.org_id, req.actor)
-        .await?
-        .ok_or(ChangeMemberError::NotFound)?;
-    // The target's row, read once: its membership for the rules, its model for the
-    // update.
-    let target_row = memberships::Entity::find_by_id((req.org_id.as_uuid(), req.target.as_uuid()))
-        .one(&txn)
+    // The actor's and the target's rows with their accounts, in one read (one row when
+    // a member changes themselves): the memberships for the rules, the target's model
+    // for the update, its account for the search document and the answer.
+    let mut rows = memberships::Entity::find()
+        .filter(memberships::Column::OrgId.eq(req.org_id.as_uuid()))
+        .filter(memberships::Column::UserId.is_in([req.actor.as_uuid(), req.target.as_uuid()]))
+        .find_also_related(users::Entity)
+        .all(&txn)
         .await
-        .map_err(failure)?
+        .map_err(failure)?;
+    let actor_row = rows
+        .iter()
+        .find(|(m, _)| m.user_id == req.actor.as_uuid())
+        .map(|(m, _)| m.clone())
         .ok_or(ChangeMemberError::NotFound)?;
+    let (target_row, mut target_user) = rows
+        .iter()
+        .position(|(m, _)| m.user_id == req.target.as_uuid())
+        .map(|i| rows.swap_remove(i))
+        .ok_or(ChangeMemberError::NotFound)?;
+    let actor = membership_of_row(&txn, req.org_id, actor_row).await?;
     let target = membership_of_row(&txn, req.org_id, target_row.clone()).await?;
     if let Some(v) = req.expected_version
         && v != target.version
@@ -1184,7 +1195,10 @@ async fn change_member_in(
             active.sort_name = fresh.sort_name;
             active.email = fresh.email;
         } else {
-            let u = load_user(&txn, req.target.as_uuid()).await?;
+            let u = match target_user.take() {
+                Some(u) => u,
+                None => load_user(&txn, req.target.as_uuid()).await?,
+            };
             active.search_doc = Set(search_doc_of(&u, committee.as_deref(), &profile));
             user_row = Some(u);
         }
@@ -1235,7 +1249,7 @@ async fn change_member_in(
         .await?;
     }
     let answered = if answer {
-        let user = match user_row {
+        let user = match user_row.or(target_user) {
             Some(u) => u,
             None => load_user(&txn, req.target.as_uuid()).await?,
         };
