@@ -35,6 +35,7 @@ mod m20261206_000140_idempotency_keys;
 mod m20261206_000170_notifications;
 mod m20261206_000180_webhooks;
 mod m20261206_000190_webhook_retry_wake;
+mod m20261207_000200_audit_chain_time;
 
 pub use m20261122_000007_row_level_security::TENANT_TABLES;
 pub use m20261122_000009_jobs::JOB_TABLES;
@@ -80,6 +81,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000170_notifications::Migration),
             Box::new(m20261206_000180_webhooks::Migration),
             Box::new(m20261206_000190_webhook_retry_wake::Migration),
+            Box::new(m20261207_000200_audit_chain_time::Migration),
         ]
     }
 }

@@ -24,8 +24,9 @@ use crate::schema::{
 /// [`AuditLog`] on SeaORM (PostgreSQL or SQLite). Reads go to [`Database::reader`] (the
 /// replica, if configured), so a listing may lag the primary slightly.
 ///
-/// Every query is confined to one chain (`chain_id = …`) and additionally constrains
-/// `org_id` / `district_id`, so that the planner uses the tenant-leading indexes.
+/// Every query is confined to one chain (`chain_id = …`, which names its tenant's
+/// rows); a filtered page also constrains `org_id` / `district_id`, so that the planner
+/// uses the tenant-leading filter indexes.
 ///
 /// [`AuditLog::find`] and [`AuditLog::get`] return events *opened*: sealed personal
 /// fields decrypted, or [`audit::ERASED`] where the subject was erased.
@@ -126,7 +127,18 @@ fn corrupt(err: CorruptRow) -> BoxError {
     Box::new(err)
 }
 
-/// `chain_id = …` plus the tenant column the indexes lead with.
+/// `chain_id = …` alone: an event's chain is derived from its tenant
+/// (`TenantScope::chain_id`), so it names the tenant's rows, and `ix_audit_chain_time`
+/// serves it in time order. Adding the tenant column, which it implies, misleads
+/// PostgreSQL: it takes the two as independent and, in a prepared statement's generic
+/// plan, sorts every event of the tenant to return one page (docs/decisions.md, "An
+/// audit page reads its page, not its tenant's history").
+fn chain_cond(chain: ChainId) -> Cond {
+    Cond::all().add(Expr::col(AuditEvents::ChainId).eq(chain.to_string()))
+}
+
+/// `chain_id = …` plus the tenant column the filter indexes (`ix_audit_org_actor`, …)
+/// lead with.
 fn tenant_cond(chain: ChainId) -> Cond {
     let cond = Cond::all().add(Expr::col(AuditEvents::ChainId).eq(chain.to_string()));
     match chain {
@@ -146,7 +158,18 @@ fn select_events() -> SelectStatement {
 }
 
 fn filter_cond(filter: &AuditFilter, backend: DbBackend) -> Cond {
-    let mut cond = tenant_cond(filter.tenant);
+    // A filter on a column an org's filter index holds: that index, which leads with
+    // the tenant column; else the chain's time order.
+    let by_filter_index = filter.actor.is_some()
+        || filter.action.is_some()
+        || filter.entity_type.is_some()
+        || filter.entity_id.is_some()
+        || filter.category.is_some();
+    let mut cond = if by_filter_index {
+        tenant_cond(filter.tenant)
+    } else {
+        chain_cond(filter.tenant)
+    };
     if let Some(actor) = filter.actor {
         cond = cond.add(Expr::col(AuditEvents::ActorKind).eq(actor.kind()));
         cond = cond.add(match actor.id() {
@@ -206,6 +229,20 @@ fn cursor_cond(cursor: &AuditCursor, backend: DbBackend) -> Cond {
         )
 }
 
+/// The query of one page of `filter`'s events, newest first.
+fn page_query(filter: &AuditFilter, page: &PageRequest, backend: DbBackend) -> SelectStatement {
+    let mut cond = filter_cond(filter, backend);
+    if let Some(cursor) = page.cursor() {
+        cond = cond.add(cursor_cond(&cursor, backend));
+    }
+    select_events()
+        .cond_where(cond)
+        .order_by(AuditEvents::OccurredAt, Order::Desc)
+        .order_by(AuditEvents::Id, Order::Desc)
+        .limit(u64::from(page.fetch_limit()))
+        .to_owned()
+}
+
 pub(crate) async fn find<C: ConnectionTrait>(
     conn: &C,
     filter: &AuditFilter,
@@ -213,16 +250,7 @@ pub(crate) async fn find<C: ConnectionTrait>(
 ) -> Result<Page<AuditEvent>, QueryAuditError> {
     filter.validate()?;
     let backend = conn.get_database_backend();
-    let mut cond = filter_cond(filter, backend);
-    if let Some(cursor) = page.cursor() {
-        cond = cond.add(cursor_cond(&cursor, backend));
-    }
-    let query = select_events()
-        .cond_where(cond)
-        .order_by(AuditEvents::OccurredAt, Order::Desc)
-        .order_by(AuditEvents::Id, Order::Desc)
-        .limit(u64::from(page.fetch_limit()))
-        .to_owned();
+    let query = page_query(filter, page, backend);
     let rows = conn
         .query_all(&query)
         .await
@@ -265,7 +293,7 @@ pub(crate) async fn stats<C: ConnectionTrait>(
     range: TimeRange,
 ) -> Result<AuditStats, BoxError> {
     let backend = conn.get_database_backend();
-    let in_range = tenant_cond(tenant)
+    let in_range = chain_cond(tenant)
         .add(Expr::col(AuditEvents::OccurredAt).gte(time_expr(backend, range.from())))
         .add(Expr::col(AuditEvents::OccurredAt).lt(time_expr(backend, range.to())));
 
@@ -511,7 +539,7 @@ pub(crate) async fn changes<C: ConnectionTrait>(
     let backend = conn.get_database_backend();
     let query = select_events()
         .cond_where(
-            tenant_cond(chain)
+            chain_cond(chain)
                 .add(Expr::col(AuditEvents::Seq).gt(after))
                 .add(Expr::col(AuditEvents::Seq).lte(upto))
                 .add(any),
@@ -528,4 +556,95 @@ pub(crate) async fn changes<C: ConnectionTrait>(
         .collect::<Result<Vec<_>, _>>()?;
     open_events(conn, &mut events).await?;
     Ok(events)
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use audit::{Action, Actor, ChangeType, NewAuditEvent, TenantScope};
+    use sea_orm::sea_query::PostgresQueryBuilder;
+    use sea_orm::{Statement, TransactionTrait};
+
+    #[test]
+    fn an_unfiltered_page_names_its_chain_only() {
+        let org = Uuid::now_v7();
+        let (sql, _) = page_query(
+            &AuditFilter::new(ChainId::Org(org)),
+            &PageRequest::first(20),
+            DbBackend::Postgres,
+        )
+        .build(PostgresQueryBuilder);
+        assert!(
+            sql.contains(r#"WHERE "chain_id" = $1 ORDER BY "occurred_at" DESC, "id" DESC"#),
+            "{sql}"
+        );
+        assert!(!sql.contains("org_id\" ="), "{sql}");
+        let mut filtered = AuditFilter::new(ChainId::Org(org));
+        filtered.category = Some(audit::Category::Audit);
+        let (sql, _) = page_query(&filtered, &PageRequest::first(20), DbBackend::Postgres)
+            .build(PostgresQueryBuilder);
+        assert!(sql.contains(r#""org_id" = $2"#), "{sql}");
+    }
+
+    /// PostgreSQL switches a prepared statement to its generic plan after a few runs:
+    /// that plan must read the page through `ix_audit_chain_time`, not sort the org's
+    /// whole history.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_generic_plan_of_a_page_reads_the_chain_index_in_order() {
+        let Some(scratch) =
+            test_support::ScratchDb::open(test_support::Backend::Postgres, "ptoc_as_plan", 4).await
+        else {
+            return;
+        };
+        let (busy, quiet) = (Uuid::now_v7(), Uuid::now_v7());
+        for (org, n) in [(busy, 600_usize), (quiet, 30)] {
+            let tx = scratch.db.begin_write().await.expect("begin");
+            let events = (0..n)
+                .map(|i| {
+                    NewAuditEvent::audit(
+                        TenantScope::org(org),
+                        Actor::System,
+                        Action::new("member.update").expect("action"),
+                        "member",
+                        i.to_string(),
+                        ChangeType::Update,
+                    )
+                })
+                .collect();
+            crate::append::append_in(&tx, events).await.expect("append");
+            tx.commit().await.expect("commit");
+        }
+        let conn = scratch.db.primary();
+        conn.execute_unprepared("ANALYZE audit_events")
+            .await
+            .expect("analyze");
+        let (sql, _) = page_query(
+            &AuditFilter::new(ChainId::Org(busy)),
+            &PageRequest::first(20),
+            DbBackend::Postgres,
+        )
+        .build(PostgresQueryBuilder);
+        let tx = conn.begin().await.expect("begin");
+        for statement in [
+            "SET LOCAL plan_cache_mode = force_generic_plan".to_owned(),
+            format!("PREPARE audit_page AS {sql}"),
+        ] {
+            tx.execute_unprepared(&statement).await.expect(&statement);
+        }
+        let plan = tx
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("EXPLAIN (FORMAT JSON) EXECUTE audit_page('org:{busy}', 21)"),
+            ))
+            .await
+            .expect("explain")
+            .expect("a plan");
+        let plan: serde_json::Value = plan.try_get_by_index(0).expect("json plan");
+        let text = plan.to_string();
+        assert!(text.contains("ix_audit_chain_time"), "{text}");
+        assert!(!text.contains("\"Sort\""), "{text}");
+        assert!(!text.contains("Bitmap"), "{text}");
+        drop(tx);
+        scratch.finish().await;
+    }
 }
