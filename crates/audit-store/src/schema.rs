@@ -290,9 +290,10 @@ pub(crate) fn event_from_row(
         .get::<String>("change_type")?
         .parse()
         .map_err(|e| r.corrupt("change_type", e))?;
+    // Read as text (see `log::select_events`) and parsed into the parts directly.
     let sealed: Vec<SealedPart> = r
-        .json("sealed")?
-        .map(|v| serde_json::from_value(v).map_err(|e| r.corrupt("sealed", e)))
+        .get::<Option<String>>("sealed")?
+        .map(|text| serde_json::from_str(&text).map_err(|e| r.corrupt("sealed", e)))
         .transpose()?
         .unwrap_or_default();
     let body = NewAuditEvent {
@@ -318,7 +319,7 @@ pub(crate) fn event_from_row(
         hash: r.hash("hash")?,
         sealed,
     };
-    if event != event.clone().closed() {
+    if event.stores_a_sealed_field() {
         return Err(r.corrupt("sealed", "a sealed field also has a stored value"));
     }
     Ok(event)

@@ -172,6 +172,16 @@ impl PersonalField {
     }
 
     /// Sets the field from its plaintext JSON form (a string for `ip` / `user_agent`).
+    /// Whether the field has a value in `body`.
+    fn is_set(self, body: &NewAuditEvent) -> bool {
+        match self {
+            Self::OldValue => body.old_value.is_some(),
+            Self::NewValue => body.new_value.is_some(),
+            Self::Ip => body.ip.is_some(),
+            Self::UserAgent => body.user_agent.is_some(),
+        }
+    }
+
     fn set(self, body: &mut NewAuditEvent, value: Option<Value>) -> Result<(), OpenPartError> {
         let text = |value: Option<Value>| match value {
             None => Ok(None),
@@ -340,6 +350,16 @@ impl AuditEvent {
         Ok(())
     }
 
+    /// Whether a sealed field also has a value in the body: never so in the form in
+    /// which the event is stored ([`AuditEvent::closed`]), so a stored row that has one was
+    /// edited outside the adapter.
+    #[must_use]
+    pub fn stores_a_sealed_field(&self) -> bool {
+        PersonalField::ALL
+            .into_iter()
+            .any(|field| self.is_sealed(field) && field.is_set(&self.body))
+    }
+
     /// Empties every sealed field of the body: the form in which the event is stored
     /// and archived (its hash is unchanged).
     #[must_use]
@@ -383,15 +403,33 @@ pub enum EraseSubjectError {
 }
 
 mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::Visitor;
+    use serde::{Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(bytes))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        hex::decode(text).map_err(serde::de::Error::custom)
+        d.deserialize_str(HexText)
+    }
+
+    /// Decodes the text where the deserializer holds it (no copy of it first), into a
+    /// buffer of the right size at once (`hex::decode` grows one as it goes).
+    struct HexText;
+
+    impl Visitor<'_> for HexText {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a hex string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
+            let mut bytes = vec![0; text.len() / 2];
+            hex::decode_to_slice(text.as_bytes(), &mut bytes).map_err(E::custom)?;
+            Ok(bytes)
+        }
     }
 }
 
@@ -596,6 +634,56 @@ pub(crate) mod tests {
             event.clone().closed().open_part(3, b"{}"),
             Err(OpenPartError::NoSuchPart(3))
         );
+    }
+
+    #[test]
+    fn only_a_closed_event_stores_no_sealed_field() {
+        let new = member_event(Actor::User(ADMIN), MEMBER);
+        let event = seal_with_parts(new.clone(), fake_seal(&new), None).expect("seal");
+        assert!(event.stores_a_sealed_field());
+        let closed = event.clone().closed();
+        assert!(!closed.stores_a_sealed_field());
+        // A JSON `null` is a stored value (what the closed form holds is no value).
+        let mut edited = closed.clone();
+        edited.body.old_value = Some(Value::Null);
+        assert!(edited.stores_a_sealed_field());
+        // A field no part seals may hold a value.
+        let mut unsealed = closed;
+        unsealed
+            .sealed
+            .retain(|p| !p.fields.contains(&PersonalField::Ip));
+        unsealed.body.ip = Some("192.0.2.1".into());
+        assert!(!unsealed.stores_a_sealed_field());
+    }
+
+    #[test]
+    fn ciphertexts_read_from_text_and_from_json_trees_alike() {
+        let new = member_event(Actor::User(ADMIN), MEMBER);
+        let parts = fake_seal(&new);
+        let text = serde_json::to_string(&parts).expect("json");
+        assert!(text.contains(&hex::encode(&parts[0].ciphertext)));
+        let from_text: Vec<SealedPart> = serde_json::from_str(&text).expect("from text");
+        let tree: Value = serde_json::from_str(&text).expect("tree");
+        let from_tree: Vec<SealedPart> = serde_json::from_value(tree).expect("from tree");
+        assert_eq!(from_text, parts);
+        assert_eq!(from_tree, parts);
+        // Upper case is read as before; odd lengths and non-hex are refused.
+        let upper = text.replace(
+            &hex::encode(&parts[0].ciphertext),
+            &hex::encode_upper(&parts[0].ciphertext),
+        );
+        assert_eq!(
+            serde_json::from_str::<Vec<SealedPart>>(&upper).expect("upper"),
+            parts
+        );
+        let part = |hex: &str| {
+            let mut v = serde_json::to_value(&parts[0]).expect("value");
+            v["ciphertext"] = Value::String(hex.into());
+            serde_json::from_str::<SealedPart>(&v.to_string())
+        };
+        assert_eq!(part("0aff").expect("even").ciphertext, vec![0x0a, 0xff]);
+        assert!(part("0af").is_err());
+        assert!(part("0g").is_err());
     }
 
     #[test]

@@ -214,37 +214,63 @@ fn word_score(q: &str, w: &str) -> f32 {
 }
 
 /// Optimal-string-alignment distance between `a` and `b` (Levenshtein plus swaps of
-/// neighbours), or `None` if it exceeds `max`.
+/// neighbours), or `None` if it exceeds `max`. Allocates nothing for words of up to
+/// [`SHORT_WORD`] characters (a search compares every word of an org's directory).
 #[must_use]
 pub fn edit_distance(a: &str, b: &str, max: usize) -> Option<usize> {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > max {
+    let (len_a, len_b) = (a.chars().count(), b.chars().count());
+    if len_a.abs_diff(len_b) > max {
         return None;
     }
+    if len_a <= SHORT_WORD && len_b <= SHORT_WORD {
+        let (mut chars_a, mut chars_b) = (['\0'; SHORT_WORD], ['\0'; SHORT_WORD]);
+        for (slot, c) in chars_a.iter_mut().zip(a.chars()) {
+            *slot = c;
+        }
+        for (slot, c) in chars_b.iter_mut().zip(b.chars()) {
+            *slot = c;
+        }
+        let mut rows = [0usize; 3 * (SHORT_WORD + 1)];
+        osa(&chars_a[..len_a], &chars_b[..len_b], max, &mut rows)
+    } else {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let mut rows = vec![0usize; 3 * (b.len() + 1)];
+        osa(&a, &b, max, &mut rows)
+    }
+}
+
+/// Words up to this many characters are compared on the stack.
+pub const SHORT_WORD: usize = 32;
+
+/// [`edit_distance`] over characters, with `rows` (at least three rows of `b.len() + 1`)
+/// as the working space: the row before the previous one, the previous one and the
+/// current one, in turn.
+fn osa(a: &[char], b: &[char], max: usize, rows: &mut [usize]) -> Option<usize> {
     let width = b.len() + 1;
-    let mut prev2 = vec![0usize; width];
-    let mut prev: Vec<usize> = (0..width).collect();
-    let mut cur = vec![0usize; width];
+    let row = |i: usize| (i % 3) * width;
+    for (j, cell) in rows[..width].iter_mut().enumerate() {
+        *cell = j;
+    }
     for i in 1..=a.len() {
-        cur[0] = i;
-        let mut row_min = cur[0];
+        let (cur, prev, prev2) = (row(i), row(i - 1), row(i + 1));
+        rows[cur] = i;
+        let mut row_min = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            let mut d = (rows[prev + j] + 1)
+                .min(rows[cur + j - 1] + 1)
+                .min(rows[prev + j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(prev2[j - 2] + 1);
+                d = d.min(rows[prev2 + j - 2] + 1);
             }
-            cur[j] = d;
+            rows[cur + j] = d;
             row_min = row_min.min(d);
         }
         if row_min > max {
             return None;
         }
-        std::mem::swap(&mut prev2, &mut prev);
-        std::mem::swap(&mut prev, &mut cur);
     }
-    let d = prev[b.len()];
+    let d = rows[row(a.len()) + b.len()];
     (d <= max).then_some(d)
 }
 
@@ -330,5 +356,75 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting", 3), Some(3));
         assert_eq!(edit_distance("kitten", "sitting", 2), None);
         assert_eq!(edit_distance("", "abc", 3), Some(3));
+        assert_eq!(edit_distance("abc", "", 3), Some(3));
+        assert_eq!(edit_distance("", "", 0), Some(0));
+        assert_eq!(edit_distance("ab", "ba", 1), Some(1));
+        assert_eq!(edit_distance("abcd", "a", 2), None);
+    }
+
+    /// The stack path and the heap path (words over [`SHORT_WORD`] characters) agree
+    /// with a plain full-matrix implementation, on words of many scripts.
+    #[test]
+    fn edit_distance_agrees_with_the_full_matrix() {
+        fn full(a: &str, b: &str) -> usize {
+            let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+            for (i, row) in d.iter_mut().enumerate() {
+                row[0] = i;
+            }
+            for (j, cell) in d[0].iter_mut().enumerate() {
+                *cell = j;
+            }
+            for i in 1..=a.len() {
+                for j in 1..=b.len() {
+                    let cost = usize::from(a[i - 1] != b[j - 1]);
+                    d[i][j] = (d[i - 1][j] + 1)
+                        .min(d[i][j - 1] + 1)
+                        .min(d[i - 1][j - 1] + cost);
+                    if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                        d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+                    }
+                }
+            }
+            d[a.len()][b.len()]
+        }
+        let long_a = "a".repeat(SHORT_WORD + 3) + "xy";
+        let long_b = "a".repeat(SHORT_WORD + 3) + "yx";
+        let words = [
+            "",
+            "a",
+            "jon",
+            "john",
+            "jonh",
+            "johann",
+            "smith",
+            "smiht",
+            "müller",
+            "mueller",
+            "ngọc",
+            "ngoc",
+            "Алексей",
+            "Алексе",
+            "李小龙",
+            "李龙",
+            "محمد",
+            "محمود",
+            "kitten",
+            "sitting",
+            long_a.as_str(),
+            long_b.as_str(),
+        ];
+        for a in words {
+            for b in words {
+                let d = full(a, b);
+                for max in 0..4 {
+                    assert_eq!(
+                        edit_distance(a, b, max),
+                        (d <= max).then_some(d),
+                        "{a} {b} {max}"
+                    );
+                }
+            }
+        }
     }
 }

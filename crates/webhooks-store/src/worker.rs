@@ -48,6 +48,10 @@ pub struct WorkerSettings {
     /// Waiting retries a delivered attempt makes due, at most (default 1,000): a longer
     /// backlog is woken in steps, each woken delivery's success waking more.
     pub wake: u32,
+    /// Passes start at least this far apart (default 25 ms): the commits that wake the
+    /// worker within it share one pass, so a busy instance reads the endpoints and
+    /// claims a batch tens of times a second, not once per write.
+    pub settle: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -57,6 +61,7 @@ impl Default for WorkerSettings {
             concurrency: 16,
             lease: Duration::from_secs(60),
             wake: 1_000,
+            settle: Duration::from_millis(25),
         }
     }
 }
@@ -280,15 +285,18 @@ impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
 
     /// Runs in the background: drains, then waits until `wake` is notified (an org
     /// event committed on this instance) or `poll` has passed (other instances'
-    /// events, retries coming due).
+    /// events, retries coming due); passes start at least [`WorkerSettings::settle`]
+    /// apart.
     pub fn spawn(self, wake: Arc<Notify>, poll: Duration) -> tokio::task::JoinHandle<()> {
+        let settle = self.settings.settle;
         tokio::spawn(async move {
-            loop {
-                if let Err(e) = self.drain().await {
+            let worker = &self;
+            run_woken(&wake, poll, settle, || async move {
+                if let Err(e) = worker.drain().await {
                     tracing::warn!(error = %e, "webhook worker: storage failure; retrying");
                 }
-                let _ = tokio::time::timeout(poll, wake.notified()).await;
-            }
+            })
+            .await
         })
     }
 
@@ -322,6 +330,23 @@ impl<L: audit::AuditLog + Send + Sync + 'static> WebhookWorker<L> {
             ))
             .await?;
         Ok(rows.iter().map(claimed).collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// Runs `pass`, then again each time `wake` is notified or `poll` has passed, each pass
+/// starting at least `settle` after the previous one began: wakes closer together than
+/// that share the next pass (`Notify` keeps one wake that arrives while a pass runs or
+/// waits, so none is lost).
+async fn run_woken<F, Fut>(wake: &Notify, poll: Duration, settle: Duration, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        let started = tokio::time::Instant::now();
+        pass().await;
+        let _ = tokio::time::timeout(poll, wake.notified()).await;
+        tokio::time::sleep_until(started + settle).await;
     }
 }
 
@@ -616,4 +641,58 @@ fn settled(s: &Sent, status: &str) -> Settled {
     };
     crate::metrics::settled(outcome);
     settled
+}
+
+#[cfg(test)]
+mod woken_tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A wake every millisecond for 100 ms: passes 25 ms apart share them, and the last
+    /// wake still gets its pass.
+    #[tokio::test(start_paused = true)]
+    async fn wakes_closer_than_settle_share_one_pass_and_none_is_lost() {
+        let wake = Arc::new(Notify::new());
+        let passes = Arc::new(AtomicU32::new(0));
+        let (w, p) = (Arc::clone(&wake), Arc::clone(&passes));
+        let running = tokio::spawn(async move {
+            run_woken(
+                &w,
+                Duration::from_secs(3600),
+                Duration::from_millis(25),
+                || {
+                    p.fetch_add(1, Ordering::SeqCst);
+                    std::future::ready(())
+                },
+            )
+            .await;
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(
+            passes.load(Ordering::SeqCst),
+            1,
+            "the first pass runs at once"
+        );
+        for _ in 0..100 {
+            wake.notify_one();
+            tokio::time::advance(Duration::from_millis(1)).await;
+            tokio::task::yield_now().await;
+        }
+        let after_wakes = passes.load(Ordering::SeqCst);
+        assert!(
+            (4..=6).contains(&after_wakes),
+            "100 wakes over 100 ms at most one pass per 25 ms: {after_wakes}"
+        );
+        // The last wake (at 100 ms) is served by a pass within `settle`.
+        tokio::time::advance(Duration::from_millis(30)).await;
+        tokio::task::yield_now().await;
+        assert!(passes.load(Ordering::SeqCst) > after_wakes);
+        // Without wakes, nothing more until the poll.
+        let settled = passes.load(Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(passes.load(Ordering::SeqCst), settled);
+        running.abort();
+    }
 }
