@@ -12,19 +12,26 @@ use crate::{RedisCache, RedisError};
 /// The Redis channel every instance listens on for cache invalidations.
 pub const INVALIDATION_CHANNEL: &str = "ptoc:invalidate";
 
+/// The first line of a Redis message names the bus that sent it (`bus:from:<id>`), so
+/// the sender skips its own message when Redis hands it back: it delivered it here when
+/// it was published. An instance of the release before reads the line as one more
+/// message, which none of its subscribers knows, and ignores it.
+const FROM: &str = "bus:from:";
+
 tokio::task_local! {
     /// The messages held back for one Redis message by [`InvalidationBus::batched`].
     static BATCH: std::cell::RefCell<Vec<String>>;
 }
 
 /// Cache invalidations between instances: a message published by any instance reaches
-/// every instance's subscribers (its own included), so each can evict its L1.
+/// every instance's subscribers (its own included, once), so each can evict its L1.
 ///
 /// Without Redis it is an in-process broadcast (one instance: nothing else to tell).
 /// With Redis, publishing also goes out on [`INVALIDATION_CHANNEL`]; a subscriber
-/// connection (resubscribing by itself after reconnects) feeds received messages into
-/// the local broadcast. Messages are idempotent eviction orders, so receiving one's own
-/// message twice is harmless.
+/// connection (resubscribing by itself after reconnects) feeds the messages of other
+/// instances into the local broadcast. Messages are idempotent eviction orders, so a
+/// message received twice (from an instance of the release before, which does not
+/// name itself) is harmless.
 ///
 /// Publishes made inside [`InvalidationBus::batched`] reach this instance at once and the
 /// others in one Redis message at the end: the messages joined by newlines (a message
@@ -32,6 +39,8 @@ tokio::task_local! {
 #[derive(Clone)]
 pub struct InvalidationBus {
     local: broadcast::Sender<String>,
+    /// This bus's first line on Redis (`bus:from:<id>`); its clones share it.
+    from: Arc<str>,
     publisher: Option<RedisCache>,
     subscriber: Option<fred::clients::SubscriberClient>,
     warned: Arc<AtomicBool>,
@@ -52,6 +61,7 @@ impl InvalidationBus {
         let (local, _) = broadcast::channel(1024);
         Self {
             local,
+            from: format!("{FROM}{}", uuid::Uuid::new_v4()).into(),
             publisher: None,
             subscriber: None,
             warned: Arc::default(),
@@ -81,14 +91,13 @@ impl InvalidationBus {
         // Re-subscribes to the channel after every reconnect.
         let _resubscribe = subscriber.manage_subscriptions();
         let mut messages = subscriber.message_rx();
-        let local = bus.local.clone();
+        let (local, from) = (bus.local.clone(), bus.from.clone());
         tokio::spawn(async move {
             loop {
                 match messages.recv().await {
                     Ok(message) => {
                         if let Some(text) = message.value.as_string() {
-                            // One message, or a batch of them (see `batched`).
-                            for line in text.split('\n').filter(|l| !l.is_empty()) {
+                            for line in received_lines(&text, &from) {
                                 let _ = local.send(line.to_owned());
                             }
                         }
@@ -175,10 +184,13 @@ impl InvalidationBus {
         output
     }
 
+    /// Sends `message` (one, or a batch joined by newlines) to the other instances, after
+    /// the line that names this bus.
     async fn send_remote(&self, message: &str) {
         if let Some(redis) = &self.publisher {
+            let message = format!("{}\n{message}", self.from);
             // Boxed: the client's future is large, and every publisher awaits this one.
-            match Box::pin(redis.publish(INVALIDATION_CHANNEL, message)).await {
+            match Box::pin(redis.publish(INVALIDATION_CHANNEL, &message)).await {
                 Ok(()) => {
                     if self.warned.swap(false, Ordering::Relaxed) {
                         tracing::info!("redis is reachable again; invalidations are shared");
@@ -194,9 +206,35 @@ impl InvalidationBus {
     }
 }
 
+/// The messages of a Redis message for this instance's subscribers: none if `from` (this
+/// bus's line) sent it, else its lines (one message, or a batch: see
+/// [`InvalidationBus::batched`]) after the sender's line, if any.
+fn received_lines<'a>(text: &'a str, from: &str) -> impl Iterator<Item = &'a str> {
+    let mut lines = text.split('\n').filter(|l| !l.is_empty()).peekable();
+    let own = lines.peek() == Some(&from);
+    if lines.peek().is_some_and(|l| l.starts_with(FROM)) {
+        lines.next();
+    }
+    lines.filter(move |_| !own)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_message_is_split_and_its_own_is_skipped() {
+        fn lines<'a>(text: &'a str, own: &str) -> Vec<&'a str> {
+            received_lines(text, own).collect()
+        }
+        let own = "bus:from:a";
+        assert_eq!(lines("bus:from:b\nx:1\ny:2", own), ["x:1", "y:2"]);
+        assert!(lines("bus:from:a\nx:1\ny:2", own).is_empty());
+        // From an instance of the release before: no sender line.
+        assert_eq!(lines("x:1", own), ["x:1"]);
+        assert_eq!(lines("x:1\ny:2\n", own), ["x:1", "y:2"]);
+        assert!(lines("", own).is_empty());
+    }
 
     fn drain(rx: &mut broadcast::Receiver<String>) -> Vec<String> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
@@ -246,6 +284,7 @@ mod tests {
             .await
             .expect("subscribe");
         let mut peer_rx = peer.subscribe();
+        let mut writer_rx = writer.subscribe();
         let tag = uuid::Uuid::new_v4();
         let sent: Vec<String> = (0..3).map(|i| format!("test:{tag}:{i}")).collect();
         writer
@@ -281,7 +320,31 @@ mod tests {
                 on_redis.push(text);
             }
         }
-        assert_eq!(on_redis, [sent.join("\n"), format!("test:{tag}:alone")]);
+        let from = &writer.from;
+        assert_eq!(
+            on_redis,
+            [
+                format!("{from}\n{}", sent.join("\n")),
+                format!("{from}\ntest:{tag}:alone")
+            ]
+        );
+        // The writer's subscribers got each message once, when it was published: not
+        // again when Redis handed them back. The peer's message, sent after, arrives at
+        // the writer after the writer's own (one connection, in order).
+        let sentinel = format!("test:{tag}:from-peer");
+        peer.publish(&sentinel).await;
+        let mut at_writer = Vec::new();
+        while at_writer.last() != Some(&sentinel) {
+            let m = tokio::time::timeout(Duration::from_secs(5), writer_rx.recv())
+                .await
+                .expect("the writer hears the peer")
+                .expect("open");
+            if m.contains(&tag.to_string()) {
+                at_writer.push(m);
+            }
+        }
+        expected.push(sentinel);
+        assert_eq!(at_writer, expected);
         let _ = raw.quit().await;
     }
 }
