@@ -171,7 +171,6 @@ impl PersonalField {
         }
     }
 
-    /// Sets the field from its plaintext JSON form (a string for `ip` / `user_agent`).
     /// Whether the field has a value in `body`.
     fn is_set(self, body: &NewAuditEvent) -> bool {
         match self {
@@ -182,6 +181,7 @@ impl PersonalField {
         }
     }
 
+    /// Sets the field from its plaintext JSON form (a string for `ip` / `user_agent`).
     fn set(self, body: &mut NewAuditEvent, value: Option<Value>) -> Result<(), OpenPartError> {
         let text = |value: Option<Value>| match value {
             None => Ok(None),
