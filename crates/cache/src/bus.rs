@@ -236,6 +236,28 @@ mod tests {
         assert!(lines("", own).is_empty());
     }
 
+    /// Publishes probes on `from` until `to` (another bus's receiver, so only Redis can
+    /// bring them) has one: `to`'s bus is subscribed.
+    async fn heard(from: &InvalidationBus, to: &mut broadcast::Receiver<String>) {
+        let probe = format!("test:{}:probe", uuid::Uuid::new_v4());
+        for _ in 0..100 {
+            from.publish(&probe).await;
+            let got = tokio::time::timeout(Duration::from_millis(200), async {
+                while let Ok(m) = to.recv().await {
+                    if m == probe {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await;
+            if got == Ok(true) {
+                return;
+            }
+        }
+        panic!("the other bus did not subscribe within 20 s");
+    }
+
     fn drain(rx: &mut broadcast::Receiver<String>) -> Vec<String> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
     }
@@ -285,6 +307,10 @@ mod tests {
             .expect("subscribe");
         let mut peer_rx = peer.subscribe();
         let mut writer_rx = writer.subscribe();
+        // Each bus's subscription may complete after `with_redis` returns (on a loaded
+        // machine, after its wait): each hears the other before the test's messages.
+        heard(&writer, &mut peer_rx).await;
+        heard(&peer, &mut writer_rx).await;
         let tag = uuid::Uuid::new_v4();
         let sent: Vec<String> = (0..3).map(|i| format!("test:{tag}:{i}")).collect();
         writer
